@@ -1,0 +1,62 @@
+//! Routing: one exhaustive `match` from operation name to control-plane call.
+
+use crate::wire::{parse, render, unknown_operation};
+use gantry_control::{ControlPlane, Ctx};
+use gantry_core::{EcsError, ErrorKind};
+
+/// Runs one ECS operation and returns the rendered response body.
+pub async fn dispatch(cp: &ControlPlane, ctx: &Ctx, op: &str, body: &[u8]) -> Result<Vec<u8>, EcsError> {
+    macro_rules! call {
+        ($method:ident) => {
+            render(&cp.$method(ctx, parse(op, body)?).await?)
+        };
+        ($method:ident, sync) => {
+            render(&cp.$method(ctx, parse(op, body)?)?)
+        };
+    }
+    match op {
+        // Clusters
+        "CreateCluster" => call!(create_cluster),
+        "DescribeClusters" => call!(describe_clusters, sync),
+        "ListClusters" => call!(list_clusters, sync),
+        "UpdateCluster" => call!(update_cluster),
+        "UpdateClusterSettings" => call!(update_cluster_settings),
+        "PutClusterCapacityProviders" => call!(put_cluster_capacity_providers),
+        "DeleteCluster" => call!(delete_cluster),
+        // Capacity providers
+        "CreateCapacityProvider" => call!(create_capacity_provider),
+        "DescribeCapacityProviders" => call!(describe_capacity_providers, sync),
+        "UpdateCapacityProvider" => call!(update_capacity_provider),
+        "DeleteCapacityProvider" => call!(delete_capacity_provider),
+        // Task definitions
+        "RegisterTaskDefinition" => call!(register_task_definition),
+        "DescribeTaskDefinition" => call!(describe_task_definition, sync),
+        "ListTaskDefinitions" => call!(list_task_definitions, sync),
+        "ListTaskDefinitionFamilies" => call!(list_task_definition_families, sync),
+        "DeregisterTaskDefinition" => call!(deregister_task_definition),
+        "DeleteTaskDefinitions" => call!(delete_task_definitions),
+        // Container instances
+        "RegisterContainerInstance" => call!(register_container_instance),
+        "DescribeContainerInstances" => call!(describe_container_instances, sync),
+        "ListContainerInstances" => call!(list_container_instances, sync),
+        "DeregisterContainerInstance" => call!(deregister_container_instance),
+        // Tags
+        "TagResource" => call!(tag_resource),
+        "UntagResource" => call!(untag_resource),
+        "ListTagsForResource" => call!(list_tags_for_resource, sync),
+        // Attributes
+        "PutAttributes" => call!(put_attributes),
+        "DeleteAttributes" => call!(delete_attributes),
+        "ListAttributes" => call!(list_attributes, sync),
+        // Account settings
+        "PutAccountSetting" => call!(put_account_setting),
+        "PutAccountSettingDefault" => call!(put_account_setting_default),
+        "DeleteAccountSetting" => call!(delete_account_setting),
+        "ListAccountSettings" => call!(list_account_settings, sync),
+        other if gantry_model::OPERATIONS.contains(&other) => Err(EcsError::new(
+            ErrorKind::UnsupportedFeatureException,
+            format!("The {other} operation is not supported by this version of Gantry."),
+        )),
+        other => Err(unknown_operation(&format!("{}{other}", crate::wire::TARGET_PREFIX))),
+    }
+}

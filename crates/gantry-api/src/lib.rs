@@ -1,0 +1,90 @@
+//! Gantry's front door: Amazon ECS's JSON 1.1 protocol over HTTP.
+//!
+//! `POST /` with `X-Amz-Target: AmazonEC2ContainerServiceV20141113.<Operation>` is
+//! authenticated ([`auth`]), its body parsed into the generated request shape ([`wire`]),
+//! dispatched to the control plane by one `match` on the operation name ([`dispatch`]), and the
+//! result rendered as ECS renders it. This is the only crate that knows HTTP; errors become
+//! `{"__type", "message"}` bodies in one function ([`wire::error_response`]).
+
+pub mod auth;
+pub mod dispatch;
+pub mod wire;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use gantry_control::{ControlPlane, Ctx};
+use gantry_core::Scope;
+use std::sync::Arc;
+
+/// What the API needs besides the control plane.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// The account in every ARN.
+    pub account_id: String,
+    /// Whether `POST /_gantry/reset` may wipe all state.
+    pub enable_reset: bool,
+}
+
+struct AppState {
+    control: ControlPlane,
+    config: ApiConfig,
+}
+
+/// The HTTP application: the ECS endpoint plus Gantry's own `/_gantry/*` routes.
+pub fn router(control: ControlPlane, config: ApiConfig) -> Router {
+    let state = Arc::new(AppState { control, config });
+    Router::new()
+        .route("/", post(ecs))
+        .route("/_gantry/health", get(health))
+        .route("/_gantry/reset", post(reset))
+        .with_state(state)
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+async fn reset(State(s): State<Arc<AppState>>) -> Response {
+    if !s.config.enable_reset {
+        return (
+            StatusCode::NOT_FOUND,
+            "the reset endpoint is disabled; start the server with --enable-reset\n",
+        )
+            .into_response();
+    }
+    match s.control.reset().await {
+        Ok(()) => {
+            tracing::info!("state reset");
+            (StatusCode::OK, "reset\n").into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+    }
+}
+
+async fn ecs(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let request_id = s.control.ids().uuid();
+    let caller = match auth::authenticate(&headers) {
+        Ok(c) => c,
+        Err(e) => return wire::error_response(&e, &request_id),
+    };
+    let op = match wire::operation(&headers) {
+        Ok(op) => op,
+        Err(e) => return wire::error_response(&e, &request_id),
+    };
+    let ctx = Ctx::root(Scope::new(s.config.account_id.clone(), caller.region));
+    match dispatch::dispatch(&s.control, &ctx, op, &body).await {
+        Ok(out) => wire::ok_response(out, &request_id),
+        Err(e) => {
+            if e.kind.is_server_fault() {
+                tracing::error!(op, request_id, error = %e, "request failed");
+            } else {
+                tracing::debug!(op, request_id, error = %e, "request rejected");
+            }
+            wire::error_response(&e, &request_id)
+        }
+    }
+}

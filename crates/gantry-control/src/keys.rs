@@ -1,0 +1,73 @@
+//! The layout of Gantry's key space. Every key starts with `/ACCOUNT/REGION/`, so resources are
+//! kept per account and region and one prefix deletion wipes a scope.
+//!
+//! Where a key has a name followed by more components, the separator is `!`, which sorts before
+//! every character a name may contain: key order then equals ECS's listing order (family `a`
+//! before `a-b`, revision 2 before 10 thanks to zero padding).
+
+use gantry_core::Scope;
+
+fn base(s: &Scope) -> String {
+    format!("/{}/{}/", s.account, s.region)
+}
+
+pub fn cluster_prefix(s: &Scope) -> String {
+    format!("{}cluster/", base(s))
+}
+pub fn cluster(s: &Scope, name: &str) -> String {
+    format!("{}{name}", cluster_prefix(s))
+}
+
+pub fn capacity_provider_prefix(s: &Scope) -> String {
+    format!("{}capacity-provider/", base(s))
+}
+pub fn capacity_provider(s: &Scope, name: &str) -> String {
+    format!("{}{name}", capacity_provider_prefix(s))
+}
+
+pub fn family_prefix(s: &Scope) -> String {
+    format!("{}family/", base(s))
+}
+pub fn family(s: &Scope, name: &str) -> String {
+    format!("{}{name}", family_prefix(s))
+}
+
+pub fn task_definition(s: &Scope, family: &str, revision: i32) -> String {
+    format!("{}task-definition/{family}!{revision:010}", base(s))
+}
+
+/// The index of task definitions by status: `.../td-status/STATUS/FAMILY!REVISION`.
+pub fn td_status_prefix(s: &Scope, status: &str) -> String {
+    format!("{}td-status/{status}/", base(s))
+}
+pub fn td_status(s: &Scope, status: &str, family: &str, revision: i32) -> String {
+    format!("{}{family}!{revision:010}", td_status_prefix(s, status))
+}
+/// Splits the tail of a status-index key (`FAMILY!REVISION`).
+pub fn parse_td_tail(tail: &str) -> Option<(&str, i32)> {
+    let (f, r) = tail.split_once('!')?;
+    Some((f, r.parse().ok()?))
+}
+
+pub fn container_instance_prefix(s: &Scope, cluster: &str) -> String {
+    format!("{}container-instance/{cluster}/", base(s))
+}
+pub fn container_instance(s: &Scope, cluster: &str, id: &str) -> String {
+    format!("{}{id}", container_instance_prefix(s, cluster))
+}
+
+pub fn service_prefix(s: &Scope, cluster: &str) -> String {
+    format!("{}service/{cluster}/", base(s))
+}
+
+pub fn task_prefix(s: &Scope, cluster: &str) -> String {
+    format!("{}task/{cluster}/", base(s))
+}
+
+pub fn account_setting_prefix(s: &Scope) -> String {
+    format!("{}account-setting/", base(s))
+}
+/// Settings of one principal: `.../account-setting/PRINCIPAL!NAME`.
+pub fn account_setting(s: &Scope, principal: &str, name: &str) -> String {
+    format!("{}{principal}!{name}", account_setting_prefix(s))
+}

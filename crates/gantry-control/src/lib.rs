@@ -1,0 +1,90 @@
+//! Gantry's control plane: the ECS operations themselves, one module per resource under
+//! [`ops`], over the [`Store`].
+//!
+//! Each operation takes the generated request shape and a [`Ctx`] (who calls, in which account
+//! and region) and returns the generated response shape or an [`EcsError`]. This crate knows
+//! nothing of HTTP, JSON framing, SigV4 or sockets: the API layer parses, calls and renders, and
+//! tests call these methods directly. Writes are read-modify-write transactions guarded by
+//! compare-and-swap on the records they read, retried on conflict, so concurrent calls never
+//! lose an update and no global lock is held. Time and IDs come from the injected [`Clock`] and
+//! [`IdGen`].
+
+pub mod keys;
+pub mod ops;
+mod records;
+
+use gantry_core::{Clock, EcsError, IdGen, Result, Scope};
+use gantry_store::{Store, Txn};
+use std::sync::Arc;
+
+pub use records::Stored;
+
+/// Who is calling, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ctx {
+    pub scope: Scope,
+    /// The caller's IAM principal ARN.
+    pub principal: String,
+}
+
+impl Ctx {
+    /// A caller acting as the account's root user, as every caller does until IAM arrives.
+    pub fn root(scope: Scope) -> Self {
+        let principal = scope.root_principal();
+        Ctx { scope, principal }
+    }
+}
+
+/// The control plane: the store plus the injected clock and ID source.
+#[derive(Clone)]
+pub struct ControlPlane {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) ids: Arc<dyn IdGen>,
+}
+
+/// How many times a compare-and-swap write is retried before the call fails.
+const CAS_RETRIES: usize = 64;
+
+impl ControlPlane {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ids: Arc<dyn IdGen>) -> Self {
+        ControlPlane { store, clock, ids }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub fn ids(&self) -> &Arc<dyn IdGen> {
+        &self.ids
+    }
+
+    /// Wipes every account's and region's state (the opt-in test-isolation endpoint).
+    pub async fn reset(&self) -> Result<()> {
+        self.commit(Txn::new().delete_prefix("")).await.map(|_| ())
+    }
+
+    /// Commits a transaction, returning whether its compares held.
+    pub(crate) async fn commit(&self, txn: Txn) -> Result<bool> {
+        match self.store.txn(txn).await {
+            Ok(r) => Ok(r.succeeded),
+            Err(e) => {
+                tracing::error!(error = %e, "store write failed");
+                Err(EcsError::server(format!("The write could not be stored: {e}")))
+            }
+        }
+    }
+
+    /// Runs `attempt` until its transaction commits, giving up after [`CAS_RETRIES`] conflicts.
+    /// `attempt` reads what it needs, decides, and returns the guarded transaction together with
+    /// the value to return on success.
+    pub(crate) async fn retry<T>(&self, mut attempt: impl FnMut() -> Result<(Txn, T)>) -> Result<T> {
+        for _ in 0..CAS_RETRIES {
+            let (txn, out) = attempt()?;
+            if txn.ops.is_empty() || self.commit(txn).await? {
+                return Ok(out);
+            }
+        }
+        Err(EcsError::client("Too many concurrent attempts to update the resource. Retry the request."))
+    }
+}

@@ -1,0 +1,503 @@
+//! Clusters: CreateCluster, DescribeClusters, ListClusters, UpdateCluster, UpdateClusterSettings,
+//! PutClusterCapacityProviders, DeleteCluster.
+
+use super::{check_batch, check_include, includes};
+use crate::records::{decode, encode, load, load_prefix};
+use crate::{ControlPlane, Ctx, keys};
+use gantry_core::arn::cluster_name;
+use gantry_core::page::{PageRequest, paginate};
+use gantry_core::validate::{is_valid_name, validate_tags};
+use gantry_core::{EcsError, ErrorKind, Result};
+use gantry_model::*;
+use gantry_store::Txn;
+
+const INCLUDE: &[&str] = &["ATTACHMENTS", "CONFIGURATIONS", "SETTINGS", "STATISTICS", "TAGS"];
+
+/// Validates cluster settings: only `containerInsights`, with `enabled`, `disabled` or `enhanced`.
+pub(crate) fn check_settings(settings: &[ClusterSetting]) -> Result<()> {
+    for s in settings {
+        match s.name.as_deref() {
+            Some("containerInsights") => {}
+            other => {
+                return Err(EcsError::invalid(format!(
+                    "Invalid setting 'name': '{}' is not a cluster setting; valid names are [containerInsights].",
+                    other.unwrap_or_default()
+                )));
+            }
+        }
+        match s.value.as_deref() {
+            Some("enabled" | "disabled" | "enhanced") => {}
+            other => {
+                return Err(EcsError::invalid(format!(
+                    "Invalid setting 'value': '{}' is not one of [enabled, disabled, enhanced].",
+                    other.unwrap_or_default()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn merge_settings(current: &mut Vec<ClusterSetting>, new: &[ClusterSetting]) {
+    for s in new {
+        match current.iter_mut().find(|c| c.name == s.name) {
+            Some(c) => c.value = s.value.clone(),
+            None => current.push(s.clone()),
+        }
+    }
+}
+
+impl ControlPlane {
+    /// Loads an ACTIVE cluster by reference, or fails with ClusterNotFoundException.
+    pub(crate) fn active_cluster(
+        &self,
+        ctx: &Ctx,
+        reference: Option<&str>,
+    ) -> Result<crate::Stored<Cluster>> {
+        let name = cluster_name(&ctx.scope, reference)?;
+        match load::<Cluster>(&*self.store, &keys::cluster(&ctx.scope, &name))? {
+            Some(c) if c.value.status.as_deref() == Some("ACTIVE") => Ok(c),
+            _ => Err(EcsError::cluster_not_found()),
+        }
+    }
+
+    /// Checks a capacity provider strategy against the providers a cluster (or request) has.
+    pub(crate) fn check_strategy(
+        &self,
+        strategy: &[CapacityProviderStrategyItem],
+        providers: &[String],
+    ) -> Result<()> {
+        let mut with_base = 0;
+        for item in strategy {
+            if !providers.contains(&item.capacity_provider) {
+                return Err(EcsError::invalid(format!(
+                    "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster. Associate the capacity provider with the cluster or specify a valid capacity provider and try again. ('{}')",
+                    item.capacity_provider
+                )));
+            }
+            if !(0..=1000).contains(&item.weight) {
+                return Err(EcsError::invalid(format!(
+                    "The capacity provider strategy weight for '{}' must be between 0 and 1000, but was {}.",
+                    item.capacity_provider, item.weight
+                )));
+            }
+            if !(0..=100000).contains(&item.base) {
+                return Err(EcsError::invalid(format!(
+                    "The capacity provider strategy base for '{}' must be between 0 and 100000, but was {}.",
+                    item.capacity_provider, item.base
+                )));
+            }
+            if item.base > 0 {
+                with_base += 1;
+            }
+        }
+        if with_base > 1 {
+            return Err(EcsError::invalid(
+                "Only one capacity provider in a capacity provider strategy can have a base defined.",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for item in strategy {
+            if !seen.insert(&item.capacity_provider) {
+                return Err(EcsError::invalid(format!(
+                    "The capacity provider strategy contains '{}' more than once.",
+                    item.capacity_provider
+                )));
+            }
+        }
+        let fargate = strategy.iter().any(|i| i.capacity_provider.starts_with("FARGATE"));
+        let other = strategy.iter().any(|i| !i.capacity_provider.starts_with("FARGATE"));
+        if fargate && other {
+            return Err(EcsError::invalid(
+                "A capacity provider strategy cannot contain both Fargate capacity providers and Auto Scaling group capacity providers.",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Resolves capacity provider references to names, checking each exists and is ACTIVE.
+    pub(crate) fn resolve_providers(&self, ctx: &Ctx, refs: &[String]) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for r in refs {
+            let name = super::capacity_providers::provider_name(&ctx.scope, r);
+            if !self.provider_exists(ctx, &name)? {
+                return Err(EcsError::invalid(format!(
+                    "The specified capacity provider was not found. Specify a valid capacity provider and try again. ('{r}')"
+                )));
+            }
+            if out.contains(&name) {
+                return Err(EcsError::invalid(format!(
+                    "The capacity provider '{name}' is listed more than once."
+                )));
+            }
+            out.push(name);
+        }
+        Ok(out)
+    }
+
+    pub async fn create_cluster(
+        &self,
+        ctx: &Ctx,
+        req: CreateClusterRequest,
+    ) -> Result<CreateClusterResponse> {
+        let name = req.cluster_name.clone().unwrap_or_else(|| "default".to_string());
+        if !is_valid_name(&name) {
+            return Err(EcsError::invalid(format!(
+                "Invalid cluster name '{name}': up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens are allowed."
+            )));
+        }
+        let tags = req.tags.clone().unwrap_or_default();
+        validate_tags(&tags)?;
+        let mut settings = vec![ClusterSetting {
+            name: Some("containerInsights".into()),
+            value: Some(self.effective_setting(ctx, "containerInsights")?),
+        }];
+        if let Some(s) = &req.settings {
+            check_settings(s)?;
+            merge_settings(&mut settings, s);
+        }
+        let providers = self.resolve_providers(ctx, req.capacity_providers.as_deref().unwrap_or_default())?;
+        let strategy = req.default_capacity_provider_strategy.clone().unwrap_or_default();
+        self.check_strategy(&strategy, &providers)?;
+        let key = keys::cluster(&ctx.scope, &name);
+        let cluster = Cluster {
+            cluster_arn: Some(ctx.scope.cluster_arn(&name)),
+            cluster_name: Some(name.clone()),
+            configuration: req.configuration.clone(),
+            status: Some("ACTIVE".into()),
+            statistics: Some(vec![]),
+            tags: Some(tags),
+            settings: Some(settings),
+            capacity_providers: Some(providers),
+            default_capacity_provider_strategy: Some(strategy),
+            service_connect_defaults: req
+                .service_connect_defaults
+                .as_ref()
+                .map(|d| ClusterServiceConnectDefaults { namespace: Some(d.namespace.clone()) }),
+            ..Default::default()
+        };
+        let out = self
+            .retry(|| {
+                let existing = load::<Cluster>(&*self.store, &key)?;
+                match existing {
+                    // CreateCluster is idempotent: an ACTIVE cluster of that name is returned.
+                    Some(c) if c.value.status.as_deref() == Some("ACTIVE") => Ok((Txn::new(), c.value)),
+                    other => {
+                        let rev = other.map_or(0, |c| c.mod_revision);
+                        Ok((Txn::new().when(&key, rev).put(&key, encode(&cluster)), cluster.clone()))
+                    }
+                }
+            })
+            .await?;
+        let include: Vec<String> =
+            ["SETTINGS", "CONFIGURATIONS", "TAGS"].iter().map(|s| s.to_string()).collect();
+        Ok(CreateClusterResponse { cluster: Some(self.render_cluster(ctx, out, Some(&include))?) })
+    }
+
+    /// Fills the counts and trims the optional parts of a cluster for output.
+    fn render_cluster(&self, ctx: &Ctx, mut c: Cluster, include: Option<&Vec<String>>) -> Result<Cluster> {
+        let name = c.cluster_name.clone().unwrap_or_default();
+        let instances: Vec<crate::Stored<ContainerInstance>> =
+            load_prefix(&*self.store, &keys::container_instance_prefix(&ctx.scope, &name))?;
+        c.registered_container_instances_count = instances
+            .iter()
+            .filter(|i| matches!(i.value.status.as_deref(), Some("ACTIVE" | "DRAINING")))
+            .count() as i32;
+        let stats = self.cluster_statistics(ctx, &name)?;
+        let stat = |k: &str| {
+            stats
+                .iter()
+                .find(|s| s.name.as_deref() == Some(k))
+                .and_then(|s| s.value.as_ref())
+                .and_then(|v| v.parse::<i32>().ok())
+                .unwrap_or(0)
+        };
+        c.running_tasks_count = stat("runningEC2TasksCount")
+            + stat("runningFargateTasksCount")
+            + stat("runningExternalTasksCount");
+        c.pending_tasks_count = stat("pendingEC2TasksCount")
+            + stat("pendingFargateTasksCount")
+            + stat("pendingExternalTasksCount");
+        c.active_services_count = stat("activeEC2ServiceCount")
+            + stat("activeFargateServiceCount")
+            + stat("activeExternalServiceCount");
+        c.statistics = Some(if includes(include, "STATISTICS") { stats } else { vec![] });
+        if !includes(include, "TAGS") {
+            c.tags = Some(vec![]);
+        }
+        if !includes(include, "SETTINGS") {
+            c.settings = None;
+        }
+        if !includes(include, "CONFIGURATIONS") {
+            c.configuration = None;
+        }
+        if includes(include, "ATTACHMENTS") {
+            c.attachments = Some(c.attachments.unwrap_or_default());
+        } else {
+            c.attachments = None;
+            c.attachments_status = None;
+        }
+        Ok(c)
+    }
+
+    /// ECS's cluster statistics. Tasks and services are counted by launch type from their
+    /// records; until services and tasks exist the counts are zero.
+    fn cluster_statistics(&self, ctx: &Ctx, cluster: &str) -> Result<Vec<KeyValuePair>> {
+        let mut counts: std::collections::BTreeMap<&str, i32> = [
+            "runningEC2TasksCount",
+            "runningFargateTasksCount",
+            "pendingEC2TasksCount",
+            "pendingFargateTasksCount",
+            "runningExternalTasksCount",
+            "pendingExternalTasksCount",
+            "activeEC2ServiceCount",
+            "activeFargateServiceCount",
+            "drainingEC2ServiceCount",
+            "drainingFargateServiceCount",
+            "activeExternalServiceCount",
+            "drainingExternalServiceCount",
+        ]
+        .into_iter()
+        .map(|k| (k, 0))
+        .collect();
+        let launch = |lt: Option<&str>| match lt {
+            Some("FARGATE") => "Fargate",
+            Some("EXTERNAL") => "External",
+            _ => "EC2",
+        };
+        for t in load_prefix::<Task>(&*self.store, &keys::task_prefix(&ctx.scope, cluster))? {
+            let state = match t.value.last_status.as_deref() {
+                Some("RUNNING") => "running",
+                Some("STOPPED") | Some("DELETED") => continue,
+                _ => "pending",
+            };
+            let k = format!("{state}{}TasksCount", launch(t.value.launch_type.as_deref()));
+            if let Some(v) = counts.iter_mut().find(|(n, _)| **n == k) {
+                *v.1 += 1;
+            }
+        }
+        for s in load_prefix::<Service>(&*self.store, &keys::service_prefix(&ctx.scope, cluster))? {
+            let state = match s.value.status.as_deref() {
+                Some("ACTIVE") => "active",
+                Some("DRAINING") => "draining",
+                _ => continue,
+            };
+            let k = format!("{state}{}ServiceCount", launch(s.value.launch_type.as_deref()));
+            if let Some(v) = counts.iter_mut().find(|(n, _)| **n == k) {
+                *v.1 += 1;
+            }
+        }
+        Ok(counts
+            .into_iter()
+            .map(|(k, v)| KeyValuePair { name: Some(k.to_string()), value: Some(v.to_string()) })
+            .collect())
+    }
+
+    pub fn describe_clusters(
+        &self,
+        ctx: &Ctx,
+        req: DescribeClustersRequest,
+    ) -> Result<DescribeClustersResponse> {
+        check_include("include", req.include.as_ref(), INCLUDE)?;
+        let refs = req.clusters.clone().unwrap_or_else(|| vec!["default".to_string()]);
+        check_batch("clusters", refs.len(), 100)?;
+        let mut clusters = Vec::new();
+        let mut failures = Vec::new();
+        for r in &refs {
+            let found = match cluster_name(&ctx.scope, Some(r)) {
+                Ok(name) => load::<Cluster>(&*self.store, &keys::cluster(&ctx.scope, &name))?,
+                Err(_) => None,
+            };
+            match found {
+                Some(c) => clusters.push(self.render_cluster(ctx, c.value, req.include.as_ref())?),
+                None => failures.push(Failure {
+                    arn: Some(if r.starts_with("arn:") { r.clone() } else { ctx.scope.cluster_arn(r) }),
+                    reason: Some("MISSING".into()),
+                    detail: None,
+                }),
+            }
+        }
+        Ok(DescribeClustersResponse { clusters: Some(clusters), failures: Some(failures) })
+    }
+
+    pub fn list_clusters(&self, ctx: &Ctx, req: ListClustersRequest) -> Result<ListClustersResponse> {
+        let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 100, 100)?;
+        let prefix = keys::cluster_prefix(&ctx.scope);
+        let mut out = Vec::new();
+        let mut after = page.after.clone();
+        // Scan in chunks so INACTIVE clusters do not shorten a page.
+        loop {
+            let chunk = self.store.range(&prefix, after.as_deref(), 256);
+            if chunk.is_empty() {
+                break;
+            }
+            after = chunk.last().map(|kv| kv.key.clone());
+            for kv in &chunk {
+                let c = decode::<Cluster>(kv)?;
+                if c.value.status.as_deref() == Some("ACTIVE") {
+                    out.push(c);
+                }
+            }
+            if out.len() > page.limit {
+                break;
+            }
+        }
+        let (items, next) = paginate(out, page.limit, |c| c.key.clone());
+        Ok(ListClustersResponse {
+            cluster_arns: Some(items.into_iter().filter_map(|c| c.value.cluster_arn).collect()),
+            next_token: next,
+        })
+    }
+
+    async fn modify_cluster(
+        &self,
+        ctx: &Ctx,
+        reference: &str,
+        f: impl Fn(&mut Cluster) -> Result<()>,
+    ) -> Result<Cluster> {
+        self.retry(|| {
+            let mut c = self.active_cluster(ctx, Some(reference))?;
+            f(&mut c.value)?;
+            Ok((Txn::new().when(&c.key, c.mod_revision).put(&c.key, encode(&c.value)), c.value))
+        })
+        .await
+    }
+
+    pub async fn update_cluster(
+        &self,
+        ctx: &Ctx,
+        req: UpdateClusterRequest,
+    ) -> Result<UpdateClusterResponse> {
+        if let Some(s) = &req.settings {
+            check_settings(s)?;
+        }
+        let c = self
+            .modify_cluster(ctx, &req.cluster, |c| {
+                if let Some(s) = &req.settings {
+                    merge_settings(c.settings.get_or_insert_with(Vec::new), s);
+                }
+                if let Some(conf) = &req.configuration {
+                    c.configuration = Some(conf.clone());
+                }
+                if let Some(d) = &req.service_connect_defaults {
+                    c.service_connect_defaults =
+                        Some(ClusterServiceConnectDefaults { namespace: Some(d.namespace.clone()) });
+                }
+                Ok(())
+            })
+            .await?;
+        let include: Vec<String> =
+            ["SETTINGS", "CONFIGURATIONS", "TAGS"].iter().map(|s| s.to_string()).collect();
+        Ok(UpdateClusterResponse { cluster: Some(self.render_cluster(ctx, c, Some(&include))?) })
+    }
+
+    pub async fn update_cluster_settings(
+        &self,
+        ctx: &Ctx,
+        req: UpdateClusterSettingsRequest,
+    ) -> Result<UpdateClusterSettingsResponse> {
+        check_settings(&req.settings)?;
+        let c = self
+            .modify_cluster(ctx, &req.cluster, |c| {
+                merge_settings(c.settings.get_or_insert_with(Vec::new), &req.settings);
+                Ok(())
+            })
+            .await?;
+        let include: Vec<String> = ["SETTINGS", "TAGS"].iter().map(|s| s.to_string()).collect();
+        Ok(UpdateClusterSettingsResponse { cluster: Some(self.render_cluster(ctx, c, Some(&include))?) })
+    }
+
+    pub async fn put_cluster_capacity_providers(
+        &self,
+        ctx: &Ctx,
+        req: PutClusterCapacityProvidersRequest,
+    ) -> Result<PutClusterCapacityProvidersResponse> {
+        let providers = self.resolve_providers(ctx, &req.capacity_providers)?;
+        self.check_strategy(&req.default_capacity_provider_strategy, &providers)?;
+        let c = self
+            .modify_cluster(ctx, &req.cluster, |c| {
+                let name = c.cluster_name.clone().unwrap_or_default();
+                for removed in c.capacity_providers.iter().flatten().filter(|p| !providers.contains(p)) {
+                    if self.provider_in_use(ctx, &name, removed)? {
+                        return Err(EcsError::new(
+                            ErrorKind::ResourceInUseException,
+                            format!("The specified capacity provider is in use and cannot be removed. ('{removed}')"),
+                        ));
+                    }
+                }
+                c.capacity_providers = Some(providers.clone());
+                c.default_capacity_provider_strategy = Some(req.default_capacity_provider_strategy.clone());
+                Ok(())
+            })
+            .await?;
+        let include: Vec<String> =
+            ["SETTINGS", "CONFIGURATIONS", "TAGS"].iter().map(|s| s.to_string()).collect();
+        Ok(PutClusterCapacityProvidersResponse {
+            cluster: Some(self.render_cluster(ctx, c, Some(&include))?),
+        })
+    }
+
+    /// Whether any task or service of the cluster uses the capacity provider.
+    fn provider_in_use(&self, ctx: &Ctx, cluster: &str, provider: &str) -> Result<bool> {
+        let uses = |s: &Option<Vec<CapacityProviderStrategyItem>>| {
+            s.iter().flatten().any(|i| i.capacity_provider == provider)
+        };
+        let tasks = load_prefix::<Task>(&*self.store, &keys::task_prefix(&ctx.scope, cluster))?;
+        if tasks.iter().any(|t| {
+            t.value.capacity_provider_name.as_deref() == Some(provider)
+                && t.value.last_status.as_deref() != Some("STOPPED")
+        }) {
+            return Ok(true);
+        }
+        let services = load_prefix::<Service>(&*self.store, &keys::service_prefix(&ctx.scope, cluster))?;
+        Ok(services.iter().any(|s| {
+            s.value.status.as_deref() != Some("INACTIVE") && uses(&s.value.capacity_provider_strategy)
+        }))
+    }
+
+    pub async fn delete_cluster(
+        &self,
+        ctx: &Ctx,
+        req: DeleteClusterRequest,
+    ) -> Result<DeleteClusterResponse> {
+        let c = self
+            .retry(|| {
+                let mut c = self.active_cluster(ctx, Some(&req.cluster))?;
+                let name = c.value.cluster_name.clone().unwrap_or_default();
+                let services =
+                    load_prefix::<Service>(&*self.store, &keys::service_prefix(&ctx.scope, &name))?;
+                if services.iter().any(|s| matches!(s.value.status.as_deref(), Some("ACTIVE" | "DRAINING"))) {
+                    return Err(EcsError::new(
+                        ErrorKind::ClusterContainsServicesException,
+                        "The Cluster cannot be deleted while Services are active.",
+                    ));
+                }
+                let instances = load_prefix::<ContainerInstance>(
+                    &*self.store,
+                    &keys::container_instance_prefix(&ctx.scope, &name),
+                )?;
+                if instances.iter().any(|i| i.value.status.as_deref() != Some("INACTIVE")) {
+                    return Err(EcsError::new(
+                        ErrorKind::ClusterContainsContainerInstancesException,
+                        "The Cluster cannot be deleted while Container Instances are active.",
+                    ));
+                }
+                let tasks = load_prefix::<Task>(&*self.store, &keys::task_prefix(&ctx.scope, &name))?;
+                if tasks.iter().any(|t| t.value.last_status.as_deref() != Some("STOPPED")) {
+                    return Err(EcsError::new(
+                        ErrorKind::ClusterContainsTasksException,
+                        "The Cluster cannot be deleted while Tasks are active.",
+                    ));
+                }
+                c.value.status = Some("INACTIVE".into());
+                // Registering an instance or creating a service rewrites the cluster record in
+                // its own transaction, so if one lands after the reads above, this compare fails
+                // and the checks run again.
+                Ok((Txn::new().when(&c.key, c.mod_revision).put(&c.key, encode(&c.value)), c.value))
+            })
+            .await?;
+        let include: Vec<String> =
+            ["SETTINGS", "CONFIGURATIONS", "TAGS"].iter().map(|s| s.to_string()).collect();
+        Ok(DeleteClusterResponse { cluster: Some(self.render_cluster(ctx, c, Some(&include))?) })
+    }
+}

@@ -1,0 +1,334 @@
+//! Container instances: RegisterContainerInstance, DescribeContainerInstances,
+//! ListContainerInstances, DeregisterContainerInstance.
+
+use super::{check_batch, check_include, includes};
+use crate::records::{decode, encode, load};
+use crate::{ControlPlane, Ctx, Stored, keys};
+use gantry_core::page::{PageRequest, paginate};
+use gantry_core::validate::validate_tags;
+use gantry_core::{Arn, EcsError, Result};
+use gantry_model::*;
+use gantry_store::Txn;
+
+/// Ports the ECS agent reserves on every instance (SSH, Docker, the agent's introspection API).
+const RESERVED_PORTS: &[&str] = &["22", "2375", "2376", "51678", "51679"];
+
+/// The most custom attributes an instance may carry.
+pub const MAX_CUSTOM_ATTRIBUTES: usize = 10;
+
+/// Whether an attribute is one ECS or its agent defines (these do not count against the limit).
+pub fn is_builtin_attribute(name: &str) -> bool {
+    name.starts_with("ecs.") || name.starts_with("com.amazonaws.ecs.")
+}
+
+/// Validates an attribute's name and value with ECS's character rules.
+pub fn check_attribute(a: &Attribute) -> Result<()> {
+    let name_ok = !a.name.is_empty()
+        && a.name.len() <= 128
+        && a.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_/\\.".contains(c));
+    if !name_ok {
+        return Err(EcsError::invalid(format!(
+            "Invalid attribute name '{}': up to 128 letters, numbers, hyphens, underscores, forward slashes, back slashes, or periods are allowed.",
+            a.name
+        )));
+    }
+    if let Some(v) = &a.value {
+        let ok = !v.is_empty()
+            && v.len() <= 128
+            && !v.starts_with(' ')
+            && !v.ends_with(' ')
+            && v.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@/\\: ".contains(c));
+        if !ok {
+            return Err(EcsError::invalid(format!(
+                "Invalid attribute value '{v}' for '{}': up to 128 letters, numbers, hyphens, underscores, periods, at signs, forward slashes, back slashes, colons, or spaces are allowed, not starting or ending with a space.",
+                a.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn custom_count(attrs: &[Attribute]) -> usize {
+    attrs.iter().filter(|a| !is_builtin_attribute(&a.name)).count()
+}
+
+pub(crate) fn check_custom_limit(attrs: &[Attribute]) -> Result<()> {
+    if custom_count(attrs) > MAX_CUSTOM_ATTRIBUTES {
+        return Err(EcsError::new(
+            gantry_core::ErrorKind::AttributeLimitExceededException,
+            format!(
+                "You can apply up to {MAX_CUSTOM_ATTRIBUTES} custom attributes for each resource. You can view the attributes of a resource with ListAttributes. You can remove existing attributes on a resource with DeleteAttributes."
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Sets (or replaces, by name) attributes on an instance's list.
+pub(crate) fn upsert_attributes(attrs: &mut Vec<Attribute>, new: &[Attribute]) {
+    for a in new {
+        let a =
+            Attribute { name: a.name.clone(), value: a.value.clone(), target_type: None, target_id: None };
+        match attrs.iter_mut().find(|x| x.name == a.name) {
+            Some(x) => *x = a,
+            None => attrs.push(a),
+        }
+    }
+}
+
+/// The ID in a container instance reference (ID or ARN), checked against the cluster.
+pub(crate) fn instance_id(ctx: &Ctx, cluster: &str, reference: &str) -> Option<String> {
+    if reference.starts_with("arn:") {
+        let a = Arn::parse(reference)?;
+        if a.resource_type != "container-instance"
+            || a.region != ctx.scope.region
+            || a.account != ctx.scope.account
+        {
+            return None;
+        }
+        // Long form: CLUSTER/ID; the old short form is just ID.
+        match a.resource.split_once('/') {
+            Some((c, id)) if c == cluster => Some(id.to_string()),
+            Some(_) => None,
+            None => Some(a.resource),
+        }
+    } else {
+        Some(reference.to_string())
+    }
+}
+
+impl ControlPlane {
+    pub(crate) fn load_instance(
+        &self,
+        ctx: &Ctx,
+        cluster: &str,
+        reference: &str,
+    ) -> Result<Option<Stored<ContainerInstance>>> {
+        match instance_id(ctx, cluster, reference) {
+            Some(id) => load(&*self.store, &keys::container_instance(&ctx.scope, cluster, &id)),
+            None => Ok(None),
+        }
+    }
+
+    pub async fn register_container_instance(
+        &self,
+        ctx: &Ctx,
+        req: RegisterContainerInstanceRequest,
+    ) -> Result<RegisterContainerInstanceResponse> {
+        let tags = req.tags.clone().unwrap_or_default();
+        validate_tags(&tags)?;
+        let attrs = req.attributes.clone().unwrap_or_default();
+        for a in &attrs {
+            check_attribute(a)?;
+        }
+        check_custom_limit(&attrs)?;
+        let mut resources = req.total_resources.clone().unwrap_or_default();
+        for r in &resources {
+            if !matches!(r.r#type.as_deref(), Some("INTEGER" | "LONG" | "DOUBLE" | "STRINGSET")) {
+                return Err(EcsError::invalid(format!(
+                    "Invalid resource type '{}' for '{}': should be one of [INTEGER,LONG,DOUBLE,STRINGSET].",
+                    r.r#type.as_deref().unwrap_or_default(),
+                    r.name.as_deref().unwrap_or_default()
+                )));
+            }
+        }
+        for (name, default) in [("PORTS", RESERVED_PORTS), ("PORTS_UDP", &[][..])] {
+            if !resources.iter().any(|r| r.name.as_deref() == Some(name)) {
+                resources.push(Resource {
+                    name: Some(name.into()),
+                    r#type: Some("STRINGSET".into()),
+                    string_set_value: Some(default.iter().map(|s| s.to_string()).collect()),
+                    ..Default::default()
+                });
+            }
+        }
+        let doc: serde_json::Value = req
+            .instance_identity_document
+            .as_deref()
+            .map(|d| {
+                serde_json::from_str(d)
+                    .map_err(|_| EcsError::invalid("instanceIdentityDocument is not a valid JSON document."))
+            })
+            .transpose()?
+            .unwrap_or(serde_json::Value::Null);
+        let ec2_id = doc
+            .get("instanceId")
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("i-{}", &self.ids.hex_id()[..17]));
+        let new_id = self.ids.hex_id();
+        let now = self.clock.now().as_epoch_seconds();
+        let out = self
+            .retry(|| {
+                let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+                let cname = cluster.value.cluster_name.clone().unwrap_or_default();
+                let existing = match &req.container_instance_arn {
+                    Some(r) => Some(self.load_instance(ctx, &cname, r)?.ok_or_else(|| {
+                        EcsError::invalid(format!(
+                            "Container instance '{r}' was not found in cluster '{cname}'."
+                        ))
+                    })?),
+                    None => None,
+                };
+                let (key, guard, inst) = match existing {
+                    Some(mut e) => {
+                        let i = &mut e.value;
+                        i.version += 1;
+                        i.registered_resources = Some(resources.clone());
+                        i.remaining_resources = Some(resources.clone());
+                        i.version_info = req.version_info.clone().or(i.version_info.take());
+                        let mut a = i.attributes.take().unwrap_or_default();
+                        upsert_attributes(&mut a, &attrs);
+                        check_custom_limit(&a)?;
+                        i.attributes = Some(a);
+                        i.status = Some("ACTIVE".into());
+                        (e.key, e.mod_revision, e.value)
+                    }
+                    None => {
+                        let mut a = Vec::new();
+                        upsert_attributes(&mut a, &attrs);
+                        let inst = ContainerInstance {
+                            container_instance_arn: Some(ctx.scope.container_instance_arn(&cname, &new_id)),
+                            ec2_instance_id: Some(ec2_id.clone()),
+                            version: 1,
+                            version_info: req.version_info.clone(),
+                            remaining_resources: Some(resources.clone()),
+                            registered_resources: Some(resources.clone()),
+                            status: Some("ACTIVE".into()),
+                            agent_connected: false,
+                            running_tasks_count: 0,
+                            pending_tasks_count: 0,
+                            attributes: Some(a),
+                            registered_at: Some(now),
+                            attachments: Some(vec![]),
+                            tags: Some(tags.clone()),
+                            ..Default::default()
+                        };
+                        (keys::container_instance(&ctx.scope, &cname, &new_id), 0, inst)
+                    }
+                };
+                let txn = Txn::new()
+                    .when(&cluster.key, cluster.mod_revision)
+                    .when(&key, guard)
+                    // Rewriting the cluster makes a concurrent DeleteCluster re-check.
+                    .put(&cluster.key, encode(&cluster.value))
+                    .put(&key, encode(&inst));
+                Ok((txn, inst))
+            })
+            .await?;
+        Ok(RegisterContainerInstanceResponse { container_instance: Some(out) })
+    }
+
+    pub fn describe_container_instances(
+        &self,
+        ctx: &Ctx,
+        req: DescribeContainerInstancesRequest,
+    ) -> Result<DescribeContainerInstancesResponse> {
+        check_include("include", req.include.as_ref(), &["TAGS", "CONTAINER_INSTANCE_HEALTH"])?;
+        if req.container_instances.is_empty() {
+            return Err(EcsError::invalid("Container Instances cannot be empty."));
+        }
+        check_batch("containerInstances", req.container_instances.len(), 100)?;
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let mut found = Vec::new();
+        let mut failures = Vec::new();
+        for r in &req.container_instances {
+            match self.load_instance(ctx, &cname, r)? {
+                Some(i) => {
+                    let mut i = i.value;
+                    if !includes(req.include.as_ref(), "TAGS") {
+                        i.tags = None;
+                    }
+                    found.push(i);
+                }
+                None => failures.push(Failure {
+                    arn: Some(if r.starts_with("arn:") {
+                        r.clone()
+                    } else {
+                        ctx.scope.container_instance_arn(&cname, r)
+                    }),
+                    reason: Some("MISSING".into()),
+                    detail: None,
+                }),
+            }
+        }
+        Ok(DescribeContainerInstancesResponse { container_instances: Some(found), failures: Some(failures) })
+    }
+
+    pub fn list_container_instances(
+        &self,
+        ctx: &Ctx,
+        req: ListContainerInstancesRequest,
+    ) -> Result<ListContainerInstancesResponse> {
+        let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 100, 100)?;
+        if let Some(s) = &req.status
+            && !["ACTIVE", "DRAINING", "REGISTERING", "DEREGISTERING", "REGISTRATION_FAILED"]
+                .contains(&s.as_str())
+        {
+            return Err(EcsError::invalid(format!(
+                "status should be one of [ACTIVE,DRAINING,REGISTERING,DEREGISTERING,REGISTRATION_FAILED], but was '{s}'."
+            )));
+        }
+        if let Some(f) = req.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+            return Err(EcsError::invalid(format!(
+                "The filter '{f}' cannot be evaluated: the cluster query language is not supported by this Gantry version."
+            )));
+        }
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let prefix = keys::container_instance_prefix(&ctx.scope, &cname);
+        let mut out = Vec::new();
+        for kv in self.store.range(&prefix, page.after.as_deref(), usize::MAX) {
+            let i = decode::<ContainerInstance>(&kv)?;
+            let st = i.value.status.as_deref().unwrap_or_default();
+            let keep = match &req.status {
+                Some(s) => st == s,
+                None => st != "INACTIVE",
+            };
+            if keep {
+                out.push(i);
+                if out.len() > page.limit {
+                    break;
+                }
+            }
+        }
+        let (items, next) = paginate(out, page.limit, |i| i.key.clone());
+        Ok(ListContainerInstancesResponse {
+            container_instance_arns: Some(
+                items.into_iter().filter_map(|i| i.value.container_instance_arn).collect(),
+            ),
+            next_token: next,
+        })
+    }
+
+    pub async fn deregister_container_instance(
+        &self,
+        ctx: &Ctx,
+        req: DeregisterContainerInstanceRequest,
+    ) -> Result<DeregisterContainerInstanceResponse> {
+        let force = req.force.unwrap_or(false);
+        let out = self
+            .retry(|| {
+                let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+                let cname = cluster.value.cluster_name.unwrap_or_default();
+                let mut i = match self.load_instance(ctx, &cname, &req.container_instance)? {
+                    Some(i) if i.value.status.as_deref() != Some("INACTIVE") => i,
+                    _ => {
+                        return Err(EcsError::invalid(format!(
+                            "Container instance '{}' is not registered in cluster '{cname}'.",
+                            req.container_instance
+                        )));
+                    }
+                };
+                if !force && i.value.running_tasks_count + i.value.pending_tasks_count > 0 {
+                    return Err(EcsError::invalid("Found running tasks on the instance."));
+                }
+                i.value.status = Some("INACTIVE".into());
+                i.value.agent_connected = false;
+                Ok((Txn::new().when(&i.key, i.mod_revision).put(&i.key, encode(&i.value)), i.value))
+            })
+            .await?;
+        Ok(DeregisterContainerInstanceResponse { container_instance: Some(out) })
+    }
+}

@@ -1,0 +1,161 @@
+//! Tags: TagResource, UntagResource, ListTagsForResource, on every taggable resource Gantry
+//! stores (clusters, task definitions, capacity providers, container instances).
+
+use crate::records::{encode, load};
+use crate::{ControlPlane, Ctx, keys};
+use gantry_core::validate::{check_tag_count, merge_tags, validate_tags};
+use gantry_core::{Arn, EcsError, ErrorKind, Result};
+use gantry_model::*;
+use gantry_store::Txn;
+
+/// A taggable resource, located by ARN.
+enum Target {
+    Cluster,
+    TaskDefinition,
+    CapacityProvider,
+    ContainerInstance,
+}
+
+fn invalid_arn() -> EcsError {
+    EcsError::invalid("The ARN provided is invalid.")
+}
+
+fn not_found(arn: &str) -> EcsError {
+    EcsError::new(ErrorKind::ResourceNotFoundException, format!("The specified resource wasn't found: {arn}"))
+}
+
+impl ControlPlane {
+    fn target(&self, ctx: &Ctx, arn: &str) -> Result<(Target, String)> {
+        let a = Arn::parse(arn).ok_or_else(invalid_arn)?;
+        if a.region != ctx.scope.region || a.account != ctx.scope.account {
+            return Err(not_found(arn));
+        }
+        Ok(match a.resource_type.as_str() {
+            "cluster" => (Target::Cluster, keys::cluster(&ctx.scope, &a.resource)),
+            "task-definition" => {
+                let rec = self
+                    .task_definition_by_arn(ctx, arn)?
+                    .ok_or_else(|| EcsError::client("Unable to describe task definition."))?;
+                (Target::TaskDefinition, rec.key)
+            }
+            "capacity-provider" => {
+                (Target::CapacityProvider, keys::capacity_provider(&ctx.scope, &a.resource))
+            }
+            "container-instance" => {
+                let (cluster, id) = a.resource.split_once('/').ok_or_else(|| {
+                    EcsError::invalid("Long arn format must be used for tagging operations")
+                })?;
+                (Target::ContainerInstance, keys::container_instance(&ctx.scope, cluster, id))
+            }
+            "service" | "task" | "task-set" => return Err(not_found(arn)),
+            _ => return Err(invalid_arn()),
+        })
+    }
+
+    /// Reads the tags of the resource at `key`, applies `f`, and writes them back.
+    async fn edit_tags(
+        &self,
+        ctx: &Ctx,
+        arn: &str,
+        f: impl Fn(&mut Vec<Tag>) -> Result<()>,
+    ) -> Result<Vec<Tag>> {
+        self.retry(|| {
+            let (target, key) = self.target(ctx, arn)?;
+            macro_rules! edit {
+                ($ty:ty, $live:expr, $missing:expr, $tags:ident) => {{
+                    let mut rec = match load::<$ty>(&*self.store, &key)? {
+                        Some(r) if $live(&r.value) => r,
+                        _ => return Err($missing),
+                    };
+                    let tags = rec.value.$tags.get_or_insert_with(Vec::new);
+                    f(tags)?;
+                    let out = tags.clone();
+                    (Txn::new().when(&key, rec.mod_revision).put(&key, encode(&rec.value)), out)
+                }};
+            }
+            Ok(match target {
+                Target::Cluster => edit!(
+                    Cluster,
+                    |c: &Cluster| c.status.as_deref() == Some("ACTIVE"),
+                    EcsError::cluster_not_found(),
+                    tags
+                ),
+                Target::CapacityProvider => {
+                    edit!(
+                        CapacityProvider,
+                        |p: &CapacityProvider| p.status.as_deref() == Some("ACTIVE"),
+                        not_found(arn),
+                        tags
+                    )
+                }
+                Target::ContainerInstance => {
+                    edit!(
+                        ContainerInstance,
+                        |i: &ContainerInstance| i.status.as_deref() != Some("INACTIVE"),
+                        not_found(arn),
+                        tags
+                    )
+                }
+                Target::TaskDefinition => {
+                    let mut rec = load::<super::task_definitions::TaskDefRecord>(&*self.store, &key)?
+                        .ok_or_else(|| EcsError::client("Unable to describe task definition."))?;
+                    f(&mut rec.value.tags)?;
+                    let out = rec.value.tags.clone();
+                    (Txn::new().when(&key, rec.mod_revision).put(&key, encode(&rec.value)), out)
+                }
+            })
+        })
+        .await
+    }
+
+    pub async fn tag_resource(&self, ctx: &Ctx, req: TagResourceRequest) -> Result<TagResourceResponse> {
+        validate_tags(&req.tags)?;
+        self.edit_tags(ctx, &req.resource_arn, |tags| {
+            merge_tags(tags, &req.tags);
+            check_tag_count(tags.len())
+        })
+        .await?;
+        Ok(TagResourceResponse {})
+    }
+
+    pub async fn untag_resource(
+        &self,
+        ctx: &Ctx,
+        req: UntagResourceRequest,
+    ) -> Result<UntagResourceResponse> {
+        self.edit_tags(ctx, &req.resource_arn, |tags| {
+            tags.retain(|t| !req.tag_keys.iter().any(|k| Some(k) == t.key.as_ref()));
+            Ok(())
+        })
+        .await?;
+        Ok(UntagResourceResponse {})
+    }
+
+    pub fn list_tags_for_resource(
+        &self,
+        ctx: &Ctx,
+        req: ListTagsForResourceRequest,
+    ) -> Result<ListTagsForResourceResponse> {
+        let arn = &req.resource_arn;
+        let (target, key) = self.target(ctx, arn)?;
+        let tags = match target {
+            Target::Cluster => match load::<Cluster>(&*self.store, &key)? {
+                Some(c) if c.value.status.as_deref() == Some("ACTIVE") => c.value.tags,
+                _ => return Err(EcsError::cluster_not_found()),
+            },
+            Target::CapacityProvider => {
+                load::<CapacityProvider>(&*self.store, &key)?.ok_or_else(|| not_found(arn))?.value.tags
+            }
+            Target::ContainerInstance => {
+                load::<ContainerInstance>(&*self.store, &key)?.ok_or_else(|| not_found(arn))?.value.tags
+            }
+            Target::TaskDefinition => Some(
+                load::<super::task_definitions::TaskDefRecord>(&*self.store, &key)?
+                    .ok_or_else(|| EcsError::client("Unable to describe task definition."))?
+                    .value
+                    .tags,
+            ),
+        };
+        Ok(ListTagsForResourceResponse { tags: Some(tags.unwrap_or_default()) })
+    }
+}

@@ -1,0 +1,17 @@
+//! Gantry's domain core: the vocabulary every other crate shares.
+//!
+//! It holds ECS's error kinds, the account/region scope and ARNs, the injected clock and ID
+//! generator, pagination tokens, and the validation rules ECS applies to names, tags, cpu/memory
+//! strings and task definitions. It is pure: no I/O, no async runtime, no HTTP, no store. Time and
+//! randomness come in through [`Clock`] and [`IdGen`], so every decision can be replayed.
+
+pub mod arn;
+pub mod error;
+pub mod page;
+pub mod taskdef;
+pub mod time;
+pub mod validate;
+
+pub use arn::{Arn, Scope};
+pub use error::{EcsError, ErrorKind, Result};
+pub use time::{Clock, FixedClock, IdGen, SeededIds, SystemClock, Timestamp};

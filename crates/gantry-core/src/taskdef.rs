@@ -1,0 +1,591 @@
+//! RegisterTaskDefinition: ECS's validation rules and the fields ECS computes.
+//!
+//! [`build`] turns a request into the task definition ECS would store, or into the error ECS
+//! would give, with ECS's own messages. It is pure: the ARN scope, revision, time and caller come
+//! in as arguments.
+
+use crate::arn::Scope;
+use crate::error::{EcsError, Result};
+use crate::time::Timestamp;
+use crate::validate::{check_fargate_size, is_valid_name, parse_task_cpu, parse_task_memory, validate_tags};
+use gantry_model::{
+    Attribute, ContainerDefinition, PortMapping, RegisterTaskDefinitionRequest, TaskDefinition,
+};
+use std::collections::HashSet;
+
+/// The most containers a task definition may have.
+pub const MAX_CONTAINERS: usize = 10;
+
+const NETWORK_MODES: &[&str] = &["bridge", "host", "awsvpc", "none"];
+const COMPATIBILITIES: &[&str] = &["EC2", "FARGATE", "EXTERNAL", "MANAGED_INSTANCES"];
+const CONDITIONS: &[&str] = &["START", "COMPLETE", "SUCCESS", "HEALTHY"];
+
+fn client(msg: impl Into<String>) -> EcsError {
+    EcsError::client(msg)
+}
+
+fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<()> {
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(EcsError::invalid(format!(
+            "{field} should be one of [{}], but was '{value}'.",
+            allowed.join(",")
+        )))
+    }
+}
+
+/// What the caller supplies besides the request.
+pub struct Registration<'a> {
+    pub scope: &'a Scope,
+    pub revision: i32,
+    pub now: Timestamp,
+    pub registered_by: &'a str,
+}
+
+/// Validates `req` and builds the ACTIVE task definition ECS would store for it.
+pub fn build(req: &RegisterTaskDefinitionRequest, reg: &Registration<'_>) -> Result<TaskDefinition> {
+    let family = req.family.trim();
+    if family.is_empty() {
+        return Err(client("Family can not be blank."));
+    }
+    if !is_valid_name(family) {
+        return Err(client(if family.len() > 255 {
+            "Family name must be 255 characters or less."
+        } else {
+            "Family contains invalid characters."
+        }));
+    }
+    if let Some(tags) = &req.tags {
+        validate_tags(tags)?;
+    }
+
+    let requires: Vec<String> = req.requires_compatibilities.clone().unwrap_or_default();
+    for c in &requires {
+        one_of("requiresCompatibilities", c, COMPATIBILITIES)?;
+    }
+    let fargate = requires.iter().any(|c| c == "FARGATE");
+    if let Some(mode) = &req.network_mode {
+        one_of("networkMode", mode, NETWORK_MODES)?;
+    }
+    let network_mode = req.network_mode.as_deref();
+    if let Some(m) = &req.pid_mode {
+        one_of("pidMode", m, &["host", "task"])?;
+    }
+    if let Some(m) = &req.ipc_mode {
+        one_of("ipcMode", m, &["host", "task", "none"])?;
+    }
+
+    // Task size.
+    let task_cpu = match &req.cpu {
+        None => None,
+        Some(s) => Some(parse_task_cpu(s).ok_or_else(|| client("Invalid 'cpu' setting for task."))?),
+    };
+    let task_memory = match &req.memory {
+        None => None,
+        Some(s) => Some(parse_task_memory(s).ok_or_else(|| client("Invalid 'memory' setting for task."))?),
+    };
+    if fargate {
+        if network_mode != Some("awsvpc") {
+            return Err(client("Fargate only supports network mode \u{2018}awsvpc\u{2019}."));
+        }
+        let cpu =
+            task_cpu.ok_or_else(|| client("Fargate requires that 'cpu' be defined at the task level."))?;
+        let memory = task_memory
+            .ok_or_else(|| client("Fargate requires that 'memory' be defined at the task level."))?;
+        check_fargate_size(cpu, memory).map_err(|_| {
+            client(format!(
+                "No Fargate configuration exists for given values: {} CPU, {} memory. See the Amazon ECS documentation for the valid values.",
+                req.cpu.as_deref().unwrap_or_default(),
+                req.memory.as_deref().unwrap_or_default()
+            ))
+        })?;
+    }
+    if let Some(es) = &req.ephemeral_storage
+        && !(21..=200).contains(&es.size_in_gi_b)
+    {
+        return Err(client(format!(
+            "The ephemeral storage size must be between 21 and 200 GiB, but was {}.",
+            es.size_in_gi_b
+        )));
+    }
+
+    // Volumes.
+    let mut volume_names = HashSet::new();
+    for v in req.volumes.iter().flatten() {
+        let name = v.name.as_deref().unwrap_or("");
+        if name.is_empty() {
+            return Err(client("Volume.name should not be null or empty."));
+        }
+        if !volume_names.insert(name) {
+            return Err(client(format!(
+                "Volume names must be unique within a Task Definition: '{name}' is repeated."
+            )));
+        }
+        if fargate && v.host.as_ref().and_then(|h| h.source_path.as_ref()).is_some() {
+            return Err(client(format!(
+                "Host volume '{name}' with a sourcePath is not supported on Fargate."
+            )));
+        }
+    }
+
+    // Containers.
+    let defs = &req.container_definitions;
+    if defs.is_empty() {
+        return Err(client("Container list cannot be empty."));
+    }
+    if defs.len() > MAX_CONTAINERS {
+        return Err(client("Too many containers."));
+    }
+    let mut names = HashSet::new();
+    for c in defs {
+        let name = c.name.as_deref().unwrap_or("");
+        if name.is_empty() {
+            return Err(client("Container.name should not be null or empty."));
+        }
+        if !is_valid_name(name) {
+            return Err(client("Container.name contains invalid characters."));
+        }
+        if !names.insert(name) {
+            return Err(client("Container names must be unique within a Task Definition."));
+        }
+    }
+    let mut containers = Vec::with_capacity(defs.len());
+    let (mut sum_cpu, mut any_essential) = (0i64, false);
+    for c in defs {
+        containers.push(check_container(c, req, &names, &volume_names, task_memory, fargate)?);
+        sum_cpu += c.cpu.max(0) as i64;
+        any_essential |= c.essential.unwrap_or(true);
+    }
+    if !any_essential {
+        return Err(client("Task definition doesn't have any essential container."));
+    }
+    if let Some(cpu) = task_cpu
+        && sum_cpu > cpu
+    {
+        return Err(client(
+            "The sum of all container 'cpu' values cannot be greater than the value of the task 'cpu'.",
+        ));
+    }
+    let needs_execution_role = containers.iter().any(|c| {
+        c.secrets.as_ref().is_some_and(|s| !s.is_empty())
+            || c.repository_credentials.is_some()
+            || (fargate && c.log_configuration.as_ref().is_some_and(|l| l.log_driver == "awslogs"))
+    });
+    if needs_execution_role && req.execution_role_arn.is_none() {
+        let awslogs = containers
+            .iter()
+            .any(|c| c.log_configuration.as_ref().is_some_and(|l| l.log_driver == "awslogs"));
+        return Err(client(if fargate && awslogs {
+            "Fargate requires task definition to have execution role ARN to support log driver awslogs."
+        } else {
+            "When you are specifying container secrets, you must also specify a value for 'executionRoleArn'."
+        }));
+    }
+
+    let mut td = TaskDefinition {
+        task_definition_arn: Some(reg.scope.task_definition_arn(family, reg.revision)),
+        container_definitions: Some(containers),
+        family: Some(family.to_string()),
+        task_role_arn: req.task_role_arn.clone(),
+        execution_role_arn: req.execution_role_arn.clone(),
+        network_mode: req.network_mode.clone(),
+        revision: reg.revision,
+        volumes: Some(req.volumes.clone().unwrap_or_default()),
+        status: Some("ACTIVE".to_string()),
+        requires_attributes: None,
+        placement_constraints: Some(req.placement_constraints.clone().unwrap_or_default()),
+        compatibilities: None,
+        runtime_platform: req.runtime_platform.clone(),
+        requires_compatibilities: req.requires_compatibilities.clone(),
+        cpu: task_cpu.map(|c| c.to_string()),
+        memory: task_memory.map(|m| m.to_string()),
+        inference_accelerators: req.inference_accelerators.clone(),
+        pid_mode: req.pid_mode.clone(),
+        ipc_mode: req.ipc_mode.clone(),
+        proxy_configuration: req.proxy_configuration.clone(),
+        registered_at: Some(reg.now.as_epoch_seconds()),
+        deregistered_at: None,
+        delete_requested_at: None,
+        registered_by: Some(reg.registered_by.to_string()),
+        ephemeral_storage: req.ephemeral_storage.clone(),
+        enable_fault_injection: req.enable_fault_injection,
+        trusted_execution_configuration: req.trusted_execution_configuration.clone(),
+    };
+    td.compatibilities = Some(compatibilities(&td));
+    td.requires_attributes = Some(requires_attributes(&td));
+    if fargate && !td.compatibilities.iter().flatten().any(|c| c == "FARGATE") {
+        return Err(client(
+            "Task definition is not compatible with FARGATE: it uses a container setting Fargate does not support.",
+        ));
+    }
+    Ok(td)
+}
+
+/// Validates one container and fills the defaults ECS reports.
+fn check_container(
+    c: &ContainerDefinition,
+    req: &RegisterTaskDefinitionRequest,
+    names: &HashSet<&str>,
+    volumes: &HashSet<&str>,
+    task_memory: Option<i64>,
+    fargate: bool,
+) -> Result<ContainerDefinition> {
+    let name = c.name.as_deref().unwrap_or("");
+    let image = c.image.as_deref().unwrap_or("").trim();
+    if image.is_empty() {
+        return Err(client("Container.image should not be null or empty."));
+    }
+    if image.len() > 255 {
+        return Err(client("Container.image should be 255 characters or less"));
+    }
+    let invalid = |setting: &str| client(format!("Invalid '{setting}' setting for container '{name}'."));
+    if c.cpu < 0 {
+        return Err(invalid("cpu"));
+    }
+    if let Some(m) = c.memory
+        && m < 6
+    {
+        return Err(client(format!(
+            "Invalid setting for container '{name}'. The minimum allowed value for 'memory' is 6 MiB."
+        )));
+    }
+    if let Some(r) = c.memory_reservation
+        && r < 6
+    {
+        return Err(client(format!(
+            "Invalid setting for container '{name}'. The minimum allowed value for 'memoryReservation' is 6 MiB."
+        )));
+    }
+    if let (Some(m), Some(r)) = (c.memory, c.memory_reservation)
+        && m < r
+    {
+        return Err(client(format!(
+            "Invalid setting for container '{name}'. 'memory' must be greater than or equal to 'memoryReservation'."
+        )));
+    }
+    if task_memory.is_none() && c.memory.is_none() && c.memory_reservation.is_none() {
+        return Err(client(format!(
+            "Invalid setting for container '{name}'. At least one of 'memory' or 'memoryReservation' must be specified."
+        )));
+    }
+    if let (Some(tm), Some(m)) = (task_memory, c.memory.or(c.memory_reservation))
+        && m as i64 > tm
+    {
+        return Err(client(format!(
+            "The 'memory' setting for container '{name}' is greater than for the task."
+        )));
+    }
+    let awsvpc = req.network_mode.as_deref() == Some("awsvpc");
+    let host = req.network_mode.as_deref() == Some("host");
+    if awsvpc && c.hostname.is_some() {
+        return Err(client("hostname is not supported on container when networkMode=awsvpc."));
+    }
+    if c.links.as_ref().is_some_and(|l| !l.is_empty())
+        && matches!(req.network_mode.as_deref(), Some("awsvpc" | "host" | "none"))
+    {
+        return Err(client(format!(
+            "Links are not supported when networkMode={}.",
+            req.network_mode.as_deref().unwrap_or_default()
+        )));
+    }
+    let mut port_mappings = Vec::new();
+    for pm in c.port_mappings.iter().flatten() {
+        let mut pm: PortMapping = pm.clone();
+        match pm.container_port {
+            Some(p) if (1..=65535).contains(&p) => {}
+            None if pm.container_port_range.is_some() => {}
+            _ => return Err(invalid("containerPort")),
+        }
+        if let Some(hp) = pm.host_port
+            && !(0..=65535).contains(&hp)
+        {
+            return Err(invalid("hostPort"));
+        }
+        if let Some(proto) = &pm.protocol {
+            one_of("protocol", proto, &["tcp", "udp"])?;
+        } else {
+            pm.protocol = Some("tcp".to_string());
+        }
+        if let Some(ap) = &pm.app_protocol {
+            one_of("appProtocol", ap, &["http", "http2", "grpc"])?;
+        }
+        if (awsvpc || host) && pm.container_port.is_some() {
+            match pm.host_port {
+                None | Some(0) => pm.host_port = pm.container_port,
+                Some(hp) if Some(hp) != pm.container_port => {
+                    return Err(client(if awsvpc {
+                        "When networkMode=awsvpc, the host ports and container ports in port mappings must match."
+                    } else {
+                        "When networkMode=host, the host ports and container ports in port mappings must match."
+                    }));
+                }
+                _ => {}
+            }
+        }
+        port_mappings.push(pm);
+    }
+    for mp in c.mount_points.iter().flatten() {
+        let src = mp.source_volume.as_deref().unwrap_or("");
+        if !volumes.contains(src) {
+            return Err(client(format!(
+                "Invalid 'mountPoints' setting for container '{name}': the source volume '{src}' is not declared in the task definition's volumes."
+            )));
+        }
+        if mp.container_path.as_deref().unwrap_or("").is_empty() {
+            return Err(client(format!(
+                "Invalid 'mountPoints' setting for container '{name}': containerPath should not be null or empty."
+            )));
+        }
+    }
+    for vf in c.volumes_from.iter().flatten() {
+        let src = vf.source_container.as_deref().unwrap_or("");
+        if !names.contains(src) || src == name {
+            return Err(client(format!(
+                "Invalid 'volumesFrom' setting for container '{name}': the source container '{src}' is not another container of the task definition."
+            )));
+        }
+    }
+    for d in c.depends_on.iter().flatten() {
+        one_of("condition", &d.condition, CONDITIONS)?;
+        if !names.contains(d.container_name.as_str()) || d.container_name == name {
+            return Err(client(format!(
+                "Invalid 'dependsOn' setting for container '{name}': the container '{}' is not another container of the task definition.",
+                d.container_name
+            )));
+        }
+        if d.condition == "HEALTHY" {
+            let target = req
+                .container_definitions
+                .iter()
+                .find(|o| o.name.as_deref() == Some(d.container_name.as_str()));
+            if target.is_some_and(|t| t.health_check.is_none()) {
+                return Err(client(format!(
+                    "Invalid 'dependsOn' setting for container '{name}': the HEALTHY condition requires container '{}' to have a health check.",
+                    d.container_name
+                )));
+            }
+        }
+    }
+    if let Some(hc) = &c.health_check {
+        let first = hc.command.first().map(String::as_str);
+        if !matches!(first, Some("CMD" | "CMD-SHELL" | "NONE"))
+            || (first != Some("NONE") && hc.command.len() < 2)
+        {
+            return Err(client(format!(
+                "Invalid 'healthCheck' setting for container '{name}': the command must start with CMD or CMD-SHELL and be followed by the command to run."
+            )));
+        }
+        let checks = [
+            ("interval", hc.interval, 5, 300),
+            ("timeout", hc.timeout, 2, 120),
+            ("retries", hc.retries, 1, 10),
+            ("startPeriod", hc.start_period, 0, 300),
+        ];
+        for (field, v, lo, hi) in checks {
+            if let Some(v) = v
+                && !(lo..=hi).contains(&v)
+            {
+                return Err(client(format!(
+                    "Invalid 'healthCheck' setting for container '{name}': {field} must be between {lo} and {hi}, but was {v}."
+                )));
+            }
+        }
+    }
+    if let Some(lc) = &c.log_configuration {
+        one_of(
+            "logDriver",
+            &lc.log_driver,
+            &["json-file", "syslog", "journald", "gelf", "fluentd", "awslogs", "splunk", "awsfirelens"],
+        )?;
+        if fargate && !matches!(lc.log_driver.as_str(), "awslogs" | "splunk" | "awsfirelens") {
+            return Err(client(format!(
+                "Log driver {} is not supported on Fargate: use awslogs, splunk or awsfirelens.",
+                lc.log_driver
+            )));
+        }
+    }
+    for s in c.secrets.iter().flatten() {
+        if s.name.is_empty() || s.value_from.is_empty() {
+            return Err(client(format!(
+                "Invalid 'secrets' setting for container '{name}': name and valueFrom should not be empty."
+            )));
+        }
+    }
+    if let Some(t) = c.stop_timeout
+        && t < 0
+    {
+        return Err(invalid("stopTimeout"));
+    }
+
+    let mut out = c.clone();
+    out.image = Some(image.to_string());
+    out.port_mappings = Some(port_mappings);
+    out.essential = Some(c.essential.unwrap_or(true));
+    out.environment = Some(c.environment.clone().unwrap_or_default());
+    out.mount_points = Some(c.mount_points.clone().unwrap_or_default());
+    out.volumes_from = Some(c.volumes_from.clone().unwrap_or_default());
+    out.system_controls = Some(c.system_controls.clone().unwrap_or_default());
+    Ok(out)
+}
+
+/// The launch types a task definition can run on, as ECS computes `compatibilities`.
+pub fn compatibilities(td: &TaskDefinition) -> Vec<String> {
+    let mut out = vec!["EC2".to_string()];
+    let mode = td.network_mode.as_deref();
+    if mode != Some("awsvpc") {
+        out.insert(0, "EXTERNAL".to_string());
+    }
+    let containers = td.container_definitions.as_deref().unwrap_or_default();
+    let fargate_ok = mode == Some("awsvpc")
+        && td
+            .cpu
+            .as_deref()
+            .and_then(parse_task_cpu)
+            .zip(td.memory.as_deref().and_then(parse_task_memory))
+            .is_some_and(|(c, m)| check_fargate_size(c, m).is_ok())
+        && td.pid_mode.as_deref() != Some("host")
+        && td.ipc_mode.is_none()
+        && td.volumes.iter().flatten().all(|v| {
+            v.host.as_ref().and_then(|h| h.source_path.as_ref()).is_none()
+                && v.docker_volume_configuration.is_none()
+        })
+        && containers.iter().all(|c| {
+            c.privileged != Some(true)
+                && c.links.as_ref().is_none_or(|l| l.is_empty())
+                && c.linux_parameters.as_ref().is_none_or(|lp| {
+                    lp.devices.as_ref().is_none_or(|d| d.is_empty())
+                        && lp.shared_memory_size.is_none()
+                        && lp.tmpfs.as_ref().is_none_or(|t| t.is_empty())
+                })
+                && c.log_configuration
+                    .as_ref()
+                    .is_none_or(|l| matches!(l.log_driver.as_str(), "awslogs" | "splunk" | "awsfirelens"))
+        });
+    if fargate_ok {
+        out.push("FARGATE".to_string());
+    }
+    out
+}
+
+/// The container-agent capabilities a task definition needs, as ECS computes
+/// `requiresAttributes`.
+pub fn requires_attributes(td: &TaskDefinition) -> Vec<Attribute> {
+    let mut names: Vec<&'static str> = Vec::new();
+    let mut add = |n: &'static str| {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    };
+    let containers = td.container_definitions.as_deref().unwrap_or_default();
+    for c in containers {
+        if let Some(lc) = &c.log_configuration {
+            add(match lc.log_driver.as_str() {
+                "awslogs" => "com.amazonaws.ecs.capability.logging-driver.awslogs",
+                "json-file" => "com.amazonaws.ecs.capability.logging-driver.json-file",
+                "syslog" => "com.amazonaws.ecs.capability.logging-driver.syslog",
+                "journald" => "com.amazonaws.ecs.capability.logging-driver.journald",
+                "gelf" => "com.amazonaws.ecs.capability.logging-driver.gelf",
+                "fluentd" => "com.amazonaws.ecs.capability.logging-driver.fluentd",
+                "splunk" => "com.amazonaws.ecs.capability.logging-driver.splunk",
+                _ => "ecs.capability.firelens.fluentbit",
+            });
+            if lc.log_driver == "awslogs" && td.execution_role_arn.is_some() {
+                add("ecs.capability.execution-role-awslogs");
+            }
+            add("com.amazonaws.ecs.capability.docker-remote-api.1.19");
+        }
+        let image = c.image.as_deref().unwrap_or("");
+        if image.contains(".dkr.ecr.") {
+            add("com.amazonaws.ecs.capability.ecr-auth");
+            if td.execution_role_arn.is_some() {
+                add("ecs.capability.execution-role-ecr-pull");
+            }
+        }
+        for s in c.secrets.iter().flatten() {
+            if s.value_from.contains(":secretsmanager:") {
+                add("ecs.capability.secrets.asm.environment-variables");
+            } else {
+                add("ecs.capability.secrets.ssm.environment-variables");
+            }
+        }
+        if c.health_check.is_some() {
+            add("ecs.capability.container-health-check");
+        }
+        if c.depends_on.as_ref().is_some_and(|d| !d.is_empty()) {
+            add("ecs.capability.container-ordering");
+        }
+        if c.memory_reservation.is_some() {
+            add("com.amazonaws.ecs.capability.docker-remote-api.1.21");
+        }
+        if c.stop_timeout.is_some() || c.start_timeout.is_some() {
+            add("ecs.capability.container-ordering");
+        }
+        if c.repository_credentials.is_some() {
+            add("com.amazonaws.ecs.capability.private-registry-authentication.secretsmanager");
+        }
+        if c.environment_files.as_ref().is_some_and(|e| !e.is_empty()) {
+            add("ecs.capability.env-files.s3");
+        }
+        if c.firelens_configuration.is_some() {
+            add("ecs.capability.firelens.fluentbit");
+        }
+        if c.linux_parameters.as_ref().is_some_and(|l| l.init_process_enabled == Some(true)) {
+            add("com.amazonaws.ecs.capability.docker-remote-api.1.25");
+        }
+        if c.resource_requirements.iter().flatten().any(|r| r.r#type == "GPU") {
+            add("ecs.capability.gpu");
+        }
+    }
+    if td.task_role_arn.is_some() {
+        add("com.amazonaws.ecs.capability.task-iam-role");
+    }
+    if td.network_mode.as_deref() == Some("awsvpc") {
+        add("ecs.capability.task-eni");
+        add("com.amazonaws.ecs.capability.docker-remote-api.1.18");
+    }
+    if td.cpu.is_some() || td.memory.is_some() {
+        add("ecs.capability.task-cpu-mem-limit");
+    }
+    if td.pid_mode.is_some() || td.ipc_mode.is_some() {
+        add("ecs.capability.pid-ipc-namespace-sharing");
+    }
+    for v in td.volumes.iter().flatten() {
+        if v.efs_volume_configuration.is_some() {
+            add("ecs.capability.efsAuth");
+        }
+        if v.docker_volume_configuration.is_some() {
+            add("ecs.capability.docker-plugin.local");
+        }
+    }
+    names.into_iter().map(|n| Attribute { name: n.to_string(), ..Default::default() }).collect()
+}
+
+/// A task definition reference: `family`, `family:revision` or a full ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskDefRef {
+    pub family: String,
+    pub revision: Option<i32>,
+}
+
+/// Parses a task definition reference, returning `None` when it is not of a valid form.
+pub fn parse_ref(scope: &Scope, s: &str) -> Option<TaskDefRef> {
+    let s = s.trim();
+    let body = if s.starts_with("arn:") {
+        let a = crate::arn::Arn::parse(s)?;
+        if a.resource_type != "task-definition" || a.region != scope.region || a.account != scope.account {
+            return None;
+        }
+        a.resource
+    } else {
+        s.to_string()
+    };
+    let (family, revision) = match body.split_once(':') {
+        Some((f, r)) => {
+            let r: i32 = r.parse().ok().filter(|r| *r >= 1)?;
+            (f.to_string(), Some(r))
+        }
+        None => (body, None),
+    };
+    is_valid_name(&family).then_some(TaskDefRef { family, revision })
+}

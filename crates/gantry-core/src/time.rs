@@ -1,0 +1,155 @@
+//! Injected time and identifiers. Nothing in Gantry reads the system clock or draws random bits
+//! except through these traits, so tests run on a fixed clock and seeded IDs and replay exactly.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+/// Milliseconds since the Unix epoch. ECS reports timestamps as epoch seconds with a fraction;
+/// [`Timestamp::as_epoch_seconds`] gives that form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    pub fn as_epoch_seconds(self) -> f64 {
+        self.0 as f64 / 1000.0
+    }
+    pub fn from_epoch_seconds(s: f64) -> Self {
+        Timestamp((s * 1000.0).round() as i64)
+    }
+}
+
+/// The source of "now".
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Timestamp;
+}
+
+/// The wall clock.
+#[derive(Debug, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let d = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Timestamp(d.as_millis() as i64)
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug, Default)]
+pub struct FixedClock(AtomicI64);
+
+impl FixedClock {
+    pub fn new(at: Timestamp) -> Self {
+        FixedClock(AtomicI64::new(at.0))
+    }
+    pub fn advance_ms(&self, ms: i64) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> Timestamp {
+        Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+/// The source of identifiers: UUIDs (request IDs, container instance IDs) and the 32-hex-digit
+/// IDs ECS gives tasks.
+pub trait IdGen: Send + Sync {
+    /// 128 fresh bits.
+    fn next_u128(&self) -> u128;
+
+    /// A version-4 UUID in its usual text form.
+    fn uuid(&self) -> String {
+        let mut b = self.next_u128().to_be_bytes();
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        let h = hex(&b);
+        format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    }
+
+    /// 32 lowercase hex digits, as ECS task and container-instance IDs are.
+    fn hex_id(&self) -> String {
+        hex(&self.next_u128().to_be_bytes())
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// A splitmix64 generator: deterministic from its seed. Production seeds it from the OS.
+#[derive(Debug)]
+pub struct SeededIds(Mutex<u64>);
+
+impl SeededIds {
+    pub fn new(seed: u64) -> Self {
+        SeededIds(Mutex::new(seed))
+    }
+
+    /// Seeds from the operating system's entropy (falling back to the time and process ID).
+    pub fn from_entropy() -> Self {
+        let mut seed = [0u8; 8];
+        let ok = std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))
+            .is_ok();
+        let seed = if ok {
+            u64::from_le_bytes(seed)
+        } else {
+            SystemClock.now().0 as u64 ^ ((std::process::id() as u64) << 32)
+        };
+        SeededIds::new(seed)
+    }
+
+    fn next_u64(&self) -> u64 {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *s;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+impl IdGen for SeededIds {
+    fn next_u128(&self) -> u128 {
+        ((self.next_u64() as u128) << 64) | self.next_u64() as u128
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeded_ids_replay() {
+        let (a, b) = (SeededIds::new(7), SeededIds::new(7));
+        assert_eq!(a.uuid(), b.uuid());
+        assert_eq!(a.hex_id(), b.hex_id());
+        assert_ne!(a.hex_id(), a.hex_id());
+    }
+
+    #[test]
+    fn uuid_shape() {
+        let u = SeededIds::new(1).uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"));
+        assert_eq!(SeededIds::new(1).hex_id().len(), 32);
+    }
+
+    #[test]
+    fn timestamps_as_seconds() {
+        assert_eq!(Timestamp(1_700_000_000_123).as_epoch_seconds(), 1_700_000_000.123);
+        assert_eq!(Timestamp::from_epoch_seconds(1.5), Timestamp(1500));
+        let c = FixedClock::new(Timestamp(10));
+        c.advance_ms(5);
+        assert_eq!(c.now(), Timestamp(15));
+    }
+}

@@ -1,0 +1,188 @@
+//! Gantry's state store, shaped like etcd: a flat, ordered key space of byte values, a global
+//! revision that every committed write advances, multi-key transactions guarded by
+//! compare-and-swap on a key's modification revision, and watches that replay from a revision.
+//!
+//! Callers depend on the [`Store`] trait only, so the embedded SQLite backend ([`SqliteStore`])
+//! and a later etcd backend are interchangeable. Reads are served from an in-memory mirror at the
+//! latest committed revision (as an etcd client's informer cache would be); writes go through
+//! [`Store::txn`] and are durable on disk before their future resolves. The store never reads a
+//! clock or makes up an identifier: values are opaque bytes from the caller.
+
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// A stored value. Cheap to clone.
+pub type Value = Arc<[u8]>;
+
+/// A key and its value, with etcd's bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyValue {
+    pub key: String,
+    pub value: Value,
+    /// The revision that created the key (since it last did not exist).
+    pub create_revision: i64,
+    /// The revision of the last write to the key.
+    pub mod_revision: i64,
+    /// How many times the key was written since it was created (1 after creation).
+    pub version: i64,
+}
+
+/// A guard on a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Compare {
+    /// The key's modification revision equals this; 0 means the key must not exist.
+    ModRevision(String, i64),
+}
+
+/// A write in a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Put(String, Vec<u8>),
+    Delete(String),
+    /// Deletes every key that starts with the prefix (the empty prefix deletes everything).
+    DeletePrefix(String),
+}
+
+/// An atomic transaction: if every compare holds, all ops apply at one new revision; otherwise
+/// nothing changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Txn {
+    pub compare: Vec<Compare>,
+    pub ops: Vec<Op>,
+}
+
+impl Txn {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Requires `key` to be at `mod_revision` (0: absent).
+    pub fn when(mut self, key: impl Into<String>, mod_revision: i64) -> Self {
+        self.compare.push(Compare::ModRevision(key.into(), mod_revision));
+        self
+    }
+    pub fn put(mut self, key: impl Into<String>, value: Vec<u8>) -> Self {
+        self.ops.push(Op::Put(key.into(), value));
+        self
+    }
+    pub fn delete(mut self, key: impl Into<String>) -> Self {
+        self.ops.push(Op::Delete(key.into()));
+        self
+    }
+    pub fn delete_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.ops.push(Op::DeletePrefix(prefix.into()));
+        self
+    }
+}
+
+/// The outcome of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxnResult {
+    /// Whether the compares held and the ops were applied.
+    pub succeeded: bool,
+    /// The store's revision after the transaction.
+    pub revision: i64,
+}
+
+/// What happened to a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    Put,
+    Delete,
+}
+
+/// One change, as a watch reports it. For a delete, `kv.value` is empty and `kv.mod_revision` is
+/// the deleting revision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    pub kv: KeyValue,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage error: {0}")]
+    Storage(String),
+    #[error("the store is closed")]
+    Closed,
+    #[error("revision {requested} has been compacted; the oldest available is {oldest}")]
+    Compacted { requested: i64, oldest: i64 },
+    #[error("the watch fell behind by {0} revisions and must be restarted")]
+    Lagged(u64),
+}
+
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// The store contract. Guarantees:
+/// * `txn` is atomic and its result is durable before the future resolves; once it resolves,
+///   `get`/`range` on this store observe it (read-your-writes).
+/// * Revisions strictly increase with every successful transaction that has ops.
+/// * `range` returns keys in byte order.
+/// * A watch delivers every event with revision ≥ `from_revision` for keys under its prefix, in
+///   revision order, with no gaps, or fails with [`StoreError::Compacted`]/[`StoreError::Lagged`].
+pub trait Store: Send + Sync + 'static {
+    fn get(&self, key: &str) -> Option<KeyValue>;
+    /// Up to `limit` keys that start with `prefix` and sort strictly after `after`.
+    fn range(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<KeyValue>;
+    /// Up to `limit` keys that start with `prefix` and sort strictly before `before`, in
+    /// descending order.
+    fn range_rev(&self, prefix: &str, before: Option<&str>, limit: usize) -> Vec<KeyValue>;
+    /// How many keys start with `prefix`.
+    fn count(&self, prefix: &str) -> usize;
+    /// The latest committed revision.
+    fn revision(&self) -> i64;
+    fn txn(&self, txn: Txn) -> BoxFuture<Result<TxnResult, StoreError>>;
+    fn watch(&self, prefix: &str, from_revision: i64) -> Result<Watch, StoreError>;
+}
+
+/// A stream of events under a prefix: first the stored history from the requested revision, then
+/// live events.
+pub struct Watch {
+    prefix: String,
+    backlog: std::collections::VecDeque<Event>,
+    /// Events with a revision below this were already delivered (from the backlog).
+    next_revision: i64,
+    live: tokio::sync::broadcast::Receiver<Arc<Vec<Event>>>,
+    pending: std::collections::VecDeque<Event>,
+}
+
+impl Watch {
+    pub(crate) fn new(
+        prefix: String,
+        backlog: Vec<Event>,
+        next_revision: i64,
+        live: tokio::sync::broadcast::Receiver<Arc<Vec<Event>>>,
+    ) -> Self {
+        Watch { prefix, backlog: backlog.into(), next_revision, live, pending: Default::default() }
+    }
+
+    /// The next event, waiting for one if needed.
+    pub async fn next(&mut self) -> Result<Event, StoreError> {
+        loop {
+            if let Some(e) = self.backlog.pop_front().or_else(|| self.pending.pop_front()) {
+                return Ok(e);
+            }
+            let batch = match self.live.recv().await {
+                Ok(b) => b,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    return Err(StoreError::Lagged(n));
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                    return Err(StoreError::Closed);
+                }
+            };
+            for e in batch.iter() {
+                if e.kv.mod_revision >= self.next_revision && e.kv.key.starts_with(&self.prefix) {
+                    self.pending.push_back(e.clone());
+                }
+            }
+            if let Some(last) = batch.last() {
+                self.next_revision = self.next_revision.max(last.kv.mod_revision + 1);
+            }
+        }
+    }
+}
