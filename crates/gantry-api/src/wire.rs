@@ -130,7 +130,12 @@ mod tests {
     fn errors_name_the_problem() {
         let cases: &[(&str, &[u8], ErrorKind, &str)] = &[
             ("DescribeTaskDefinition", b"{not json", ErrorKind::SerializationException, "not valid JSON"),
-            ("DescribeTaskDefinition", b"{} trailing", ErrorKind::SerializationException, "not valid JSON"),
+            (
+                "DescribeTaskDefinition",
+                br#"{"taskDefinition":"a"} trailing"#,
+                ErrorKind::SerializationException,
+                "not valid JSON",
+            ),
             ("DescribeTaskDefinition", b"[]", ErrorKind::SerializationException, "Unexpected value"),
             (
                 "DescribeTaskDefinition",

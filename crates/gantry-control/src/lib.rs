@@ -15,7 +15,8 @@ mod records;
 
 use gantry_core::{Clock, EcsError, IdGen, Result, Scope};
 use gantry_store::{Store, Txn};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 
 pub use records::Stored;
 
@@ -41,6 +42,26 @@ pub struct ControlPlane {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) ids: Arc<dyn IdGen>,
+    locks: Arc<KeyedLocks>,
+}
+
+/// Per-key async locks that serialize this process's writers of one hot record (a task
+/// definition family), so they queue instead of failing each other's compare-and-swap. They are
+/// an optimization only: correctness, including across servers, comes from the CAS.
+#[derive(Default)]
+struct KeyedLocks(Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>);
+
+impl KeyedLocks {
+    fn get(&self, key: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(l) = map.get(key).and_then(Weak::upgrade) {
+            return l;
+        }
+        map.retain(|_, w| w.strong_count() > 0);
+        let l = Arc::new(tokio::sync::Mutex::new(()));
+        map.insert(key.to_string(), Arc::downgrade(&l));
+        l
+    }
 }
 
 /// How many times a compare-and-swap write is retried before the call fails.
@@ -48,7 +69,7 @@ const CAS_RETRIES: usize = 64;
 
 impl ControlPlane {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ids: Arc<dyn IdGen>) -> Self {
-        ControlPlane { store, clock, ids }
+        ControlPlane { store, clock, ids, locks: Arc::default() }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -73,6 +94,17 @@ impl ControlPlane {
                 Err(EcsError::server(format!("The write could not be stored: {e}")))
             }
         }
+    }
+
+    /// Like [`Self::retry`], with this process's writers of `lock_key` taking turns.
+    pub(crate) async fn retry_locked<T>(
+        &self,
+        lock_key: &str,
+        attempt: impl FnMut() -> Result<(Txn, T)>,
+    ) -> Result<T> {
+        let lock = self.locks.get(lock_key);
+        let _turn = lock.lock().await;
+        self.retry(attempt).await
     }
 
     /// Runs `attempt` until its transaction commits, giving up after [`CAS_RETRIES`] conflicts.

@@ -589,3 +589,295 @@ pub fn parse_ref(scope: &Scope, s: &str) -> Option<TaskDefRef> {
     };
     is_valid_name(&family).then_some(TaskDefRef { family, revision })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn scope() -> Scope {
+        Scope::new("000000000000", "us-east-1")
+    }
+
+    fn build_json(v: serde_json::Value) -> Result<TaskDefinition> {
+        let req: RegisterTaskDefinitionRequest = serde_json::from_value(v).expect("request shape");
+        let s = scope();
+        build(
+            &req,
+            &Registration { scope: &s, revision: 3, now: Timestamp(1_700_000_000_500), registered_by: "me" },
+        )
+    }
+
+    fn fargate(containers: serde_json::Value) -> serde_json::Value {
+        json!({"family": "web", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+               "cpu": "256", "memory": "512", "containerDefinitions": containers})
+    }
+
+    /// One row per rule: the request, and the message ECS answers with (or "" for success).
+    #[test]
+    fn validation_table() {
+        let c = |extra: serde_json::Value| {
+            let mut base = json!({"name": "app", "image": "busybox", "memory": 128});
+            for (k, v) in extra.as_object().unwrap() {
+                base[k] = v.clone();
+            }
+            base
+        };
+        let ec2 =
+            |containers: serde_json::Value| json!({"family": "web", "containerDefinitions": containers});
+        let long = "f".repeat(256);
+        let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+            ("minimal EC2", ec2(json!([c(json!({}))])), ""),
+            (
+                "blank family",
+                json!({"family": " ", "containerDefinitions": [c(json!({}))]}),
+                "Family can not be blank.",
+            ),
+            (
+                "bad family",
+                json!({"family": "a b", "containerDefinitions": [c(json!({}))]}),
+                "Family contains invalid characters.",
+            ),
+            (
+                "long family",
+                json!({"family": long, "containerDefinitions": [c(json!({}))]}),
+                "255 characters or less",
+            ),
+            ("no containers", ec2(json!([])), "Container list cannot be empty."),
+            (
+                "11 containers",
+                ec2(json!((0..11).map(|i| c(json!({"name": format!("c{i}")}))).collect::<Vec<_>>())),
+                "Too many containers.",
+            ),
+            (
+                "no image",
+                ec2(json!([{"name": "a", "memory": 128}])),
+                "Container.image should not be null or empty.",
+            ),
+            (
+                "no name",
+                ec2(json!([{"image": "x", "memory": 128}])),
+                "Container.name should not be null or empty.",
+            ),
+            (
+                "bad name",
+                ec2(json!([c(json!({"name": "a.b"}))])),
+                "Container.name contains invalid characters.",
+            ),
+            (
+                "duplicate names",
+                ec2(json!([c(json!({})), c(json!({}))])),
+                "Container names must be unique within a Task Definition.",
+            ),
+            (
+                "no memory on EC2",
+                ec2(json!([{"name": "a", "image": "x"}])),
+                "At least one of 'memory' or 'memoryReservation' must be specified.",
+            ),
+            (
+                "reservation above memory",
+                ec2(json!([c(json!({"memoryReservation": 256}))])),
+                "'memory' must be greater than or equal to 'memoryReservation'",
+            ),
+            (
+                "tiny memory",
+                ec2(json!([c(json!({"memory": 4}))])),
+                "minimum allowed value for 'memory' is 6 MiB",
+            ),
+            (
+                "no essential",
+                ec2(json!([c(json!({"essential": false}))])),
+                "doesn't have any essential container",
+            ),
+            (
+                "bad task cpu",
+                json!({"family": "w", "cpu": "lots", "containerDefinitions": [c(json!({}))]}),
+                "Invalid 'cpu' setting for task.",
+            ),
+            (
+                "bad task memory",
+                json!({"family": "w", "memory": "1 TB", "containerDefinitions": [c(json!({}))]}),
+                "Invalid 'memory' setting for task.",
+            ),
+            (
+                "container over task memory",
+                json!({"family": "w", "memory": "64", "containerDefinitions": [c(json!({}))]}),
+                "The 'memory' setting for container 'app' is greater than for the task.",
+            ),
+            (
+                "cpu sum over task",
+                json!({"family": "w", "cpu": "256", "containerDefinitions": [c(json!({"cpu": 512}))]}),
+                "sum of all container 'cpu' values",
+            ),
+            ("fargate ok", fargate(json!([{"name": "a", "image": "x"}])), ""),
+            (
+                "fargate vCPU strings",
+                json!({"family": "w", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "cpu": "1 vCPU", "memory": "2 GB", "containerDefinitions": [{"name": "a", "image": "x"}]}),
+                "",
+            ),
+            (
+                "fargate bridge",
+                json!({"family": "w", "networkMode": "bridge", "requiresCompatibilities": ["FARGATE"], "cpu": "256", "memory": "512", "containerDefinitions": [{"name": "a", "image": "x"}]}),
+                "Fargate only supports network mode \u{2018}awsvpc\u{2019}.",
+            ),
+            (
+                "fargate no cpu",
+                json!({"family": "w", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "memory": "512", "containerDefinitions": [{"name": "a", "image": "x"}]}),
+                "Fargate requires that 'cpu' be defined at the task level.",
+            ),
+            (
+                "fargate no memory",
+                json!({"family": "w", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "cpu": "256", "containerDefinitions": [{"name": "a", "image": "x"}]}),
+                "Fargate requires that 'memory' be defined at the task level.",
+            ),
+            (
+                "fargate bad size",
+                json!({"family": "w", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"], "cpu": "512", "memory": "512", "containerDefinitions": [{"name": "a", "image": "x"}]}),
+                "No Fargate configuration exists for given values: 512 CPU, 512 memory.",
+            ),
+            (
+                "fargate awslogs without role",
+                fargate(json!([{"name": "a", "image": "x", "logConfiguration": {"logDriver": "awslogs"}}])),
+                "execution role ARN to support log driver awslogs",
+            ),
+            (
+                "secrets without role",
+                ec2(json!([c(
+                    json!({"secrets": [{"name": "S", "valueFrom": "arn:aws:ssm:us-east-1:1:parameter/x"}]})
+                )])),
+                "'executionRoleArn'",
+            ),
+            (
+                "awsvpc port mismatch",
+                json!({"family": "w", "networkMode": "awsvpc", "containerDefinitions": [c(json!({"portMappings": [{"containerPort": 80, "hostPort": 81}]}))]}),
+                "host ports and container ports in port mappings must match",
+            ),
+            (
+                "bad container port",
+                ec2(json!([c(json!({"portMappings": [{"containerPort": 70000}]}))])),
+                "Invalid 'containerPort' setting for container 'app'.",
+            ),
+            (
+                "bad protocol",
+                ec2(json!([c(json!({"portMappings": [{"containerPort": 80, "protocol": "sctp"}]}))])),
+                "protocol should be one of [tcp,udp]",
+            ),
+            (
+                "bad network mode",
+                json!({"family": "w", "networkMode": "nat", "containerDefinitions": [c(json!({}))]}),
+                "networkMode should be one of",
+            ),
+            (
+                "unknown mount volume",
+                ec2(json!([c(json!({"mountPoints": [{"sourceVolume": "data", "containerPath": "/d"}]}))])),
+                "source volume 'data'",
+            ),
+            (
+                "depends on unknown",
+                ec2(json!([c(json!({"dependsOn": [{"containerName": "db", "condition": "START"}]}))])),
+                "the container 'db'",
+            ),
+            (
+                "healthy needs health check",
+                ec2(json!([
+                    c(json!({"dependsOn": [{"containerName": "db", "condition": "HEALTHY"}]})),
+                    c(json!({"name": "db"}))
+                ])),
+                "requires container 'db' to have a health check",
+            ),
+            (
+                "bad health check",
+                ec2(json!([c(json!({"healthCheck": {"command": ["curl", "x"]}}))])),
+                "must start with CMD or CMD-SHELL",
+            ),
+            (
+                "health check interval",
+                ec2(json!([c(json!({"healthCheck": {"command": ["CMD", "true"], "interval": 1}}))])),
+                "interval must be between 5 and 300",
+            ),
+            (
+                "hostname on awsvpc",
+                json!({"family": "w", "networkMode": "awsvpc", "containerDefinitions": [c(json!({"hostname": "h"}))]}),
+                "hostname is not supported on container when networkMode=awsvpc.",
+            ),
+            (
+                "aws: tag",
+                json!({"family": "w", "containerDefinitions": [c(json!({}))], "tags": [{"key": "aws:x", "value": "1"}]}),
+                "reserved prefix",
+            ),
+        ];
+        for (what, req, want) in cases {
+            match (build_json(req), want) {
+                (Ok(_), "") => {}
+                (Ok(_), want) => panic!("{what}: accepted, wanted error containing {want:?}"),
+                (Err(e), "") => panic!("{what}: rejected with {e}"),
+                (Err(e), want) => assert!(e.message.contains(want), "{what}: got {e}, wanted {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn computed_fields_and_defaults() {
+        let td = build_json(json!({
+            "family": "web", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+            "cpu": "0.5 vCPU", "memory": "1GB", "executionRoleArn": "arn:aws:iam::1:role/exec",
+            "taskRoleArn": "arn:aws:iam::1:role/task",
+            "containerDefinitions": [{"name": "api", "image": " img ", "portMappings": [{"containerPort": 8080}],
+                "secrets": [{"name": "A", "valueFrom": "arn:aws:secretsmanager:us-east-1:1:secret:a"}],
+                "healthCheck": {"command": ["CMD-SHELL", "true"]},
+                "logConfiguration": {"logDriver": "awslogs", "options": {"awslogs-group": "g"}}}]
+        }))
+        .unwrap();
+        assert_eq!(
+            td.task_definition_arn.as_deref(),
+            Some("arn:aws:ecs:us-east-1:000000000000:task-definition/web:3")
+        );
+        assert_eq!((td.cpu.as_deref(), td.memory.as_deref()), (Some("512"), Some("1024")));
+        assert_eq!(td.compatibilities, Some(vec!["EC2".to_string(), "FARGATE".to_string()]));
+        assert_eq!(td.registered_at, Some(1_700_000_000.5));
+        assert_eq!(td.registered_by.as_deref(), Some("me"));
+        assert_eq!(td.status.as_deref(), Some("ACTIVE"));
+        let names: Vec<String> = td.requires_attributes.unwrap().into_iter().map(|a| a.name).collect();
+        for want in [
+            "ecs.capability.task-eni",
+            "com.amazonaws.ecs.capability.task-iam-role",
+            "ecs.capability.secrets.asm.environment-variables",
+            "ecs.capability.container-health-check",
+            "com.amazonaws.ecs.capability.logging-driver.awslogs",
+            "ecs.capability.execution-role-awslogs",
+        ] {
+            assert!(names.iter().any(|n| n == want), "missing {want} in {names:?}");
+        }
+        let c = &td.container_definitions.unwrap()[0];
+        assert_eq!(c.image.as_deref(), Some("img"));
+        assert_eq!(c.essential, Some(true));
+        let pm = &c.port_mappings.as_ref().unwrap()[0];
+        assert_eq!((pm.host_port, pm.protocol.as_deref()), (Some(8080), Some("tcp")));
+        assert_eq!(c.environment, Some(vec![]));
+        assert_eq!(td.volumes, Some(vec![]));
+    }
+
+    #[test]
+    fn bridge_definitions_are_external_and_ec2_but_not_fargate() {
+        let td = build_json(
+            json!({"family": "w", "containerDefinitions": [{"name": "a", "image": "x", "memory": 64}]}),
+        )
+        .unwrap();
+        assert_eq!(td.compatibilities, Some(vec!["EXTERNAL".to_string(), "EC2".to_string()]));
+    }
+
+    #[test]
+    fn references() {
+        let s = scope();
+        assert_eq!(parse_ref(&s, "web"), Some(TaskDefRef { family: "web".into(), revision: None }));
+        assert_eq!(parse_ref(&s, "web:4"), Some(TaskDefRef { family: "web".into(), revision: Some(4) }));
+        assert_eq!(
+            parse_ref(&s, &s.task_definition_arn("web", 2)),
+            Some(TaskDefRef { family: "web".into(), revision: Some(2) })
+        );
+        for bad in ["", "web:0", "web:x", "we b", "arn:aws:ecs:eu-west-1:000000000000:task-definition/web:1"]
+        {
+            assert_eq!(parse_ref(&s, bad), None, "{bad}");
+        }
+    }
+}

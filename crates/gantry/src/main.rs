@@ -79,8 +79,8 @@ fn main() -> anyhow::Result<()> {
     if common.account_id.len() != 12 || !common.account_id.bytes().all(|b| b.is_ascii_digit()) {
         anyhow::bail!("--account-id must be 12 digits, got '{}'", common.account_id);
     }
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).min(4);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?;
+    // One worker thread per core; TOKIO_WORKER_THREADS overrides.
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(serve(common, enable_reset, mode))
 }
 

@@ -76,7 +76,7 @@ impl ControlPlane {
         let family_key = keys::family(&ctx.scope, &family);
         let tags = req.tags.clone().unwrap_or_default();
         let record = self
-            .retry(|| {
+            .retry_locked(&family_key, || {
                 let fam = load::<FamilyRecord>(&*self.store, &family_key)?;
                 let (rev, guard) = match &fam {
                     Some(f) => (f.value.last_revision + 1, f.mod_revision),
@@ -97,7 +97,16 @@ impl ControlPlane {
                     .put(keys::td_status(&ctx.scope, "ACTIVE", &family, rev), Vec::new());
                 Ok((txn, record))
             })
-            .await?;
+            .await
+            .map_err(|e| {
+                if e.message.starts_with("Too many concurrent") {
+                    EcsError::client(
+                        "Too many concurrent attempts to create a new revision of the specified family.",
+                    )
+                } else {
+                    e
+                }
+            })?;
         Ok(RegisterTaskDefinitionResponse {
             task_definition: Some(record.definition),
             tags: Some(record.tags),
