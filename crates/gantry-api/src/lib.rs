@@ -17,8 +17,29 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use gantry_control::{ControlPlane, Ctx};
-use gantry_core::Scope;
+use gantry_core::{EcsError, Scope};
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// Turns a panic while serving one request into a ServerException for that request (the panic
+/// itself is logged by the panic hook), instead of a dropped connection.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
+}
 
 /// What the API needs besides the control plane.
 #[derive(Debug, Clone)]
@@ -76,7 +97,11 @@ async fn ecs(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) ->
         Err(e) => return wire::error_response(&e, &request_id),
     };
     let ctx = Ctx::root(Scope::new(s.config.account_id.clone(), caller.region));
-    match dispatch::dispatch(&s.control, &ctx, op, &body).await {
+    let result = match CatchUnwind(Box::pin(dispatch::dispatch(&s.control, &ctx, op, &body))).await {
+        Ok(r) => r,
+        Err(_) => Err(EcsError::server(format!("An internal error occurred while processing {op}."))),
+    };
+    match result {
         Ok(out) => wire::ok_response(out, &request_id),
         Err(e) => {
             if e.kind.is_server_fault() {

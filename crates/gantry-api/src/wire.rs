@@ -27,6 +27,13 @@ pub fn unknown_operation(target: &str) -> EcsError {
 /// is an InvalidParameterException naming it (ECS's own wording for the few it words itself).
 pub fn parse<T: DeserializeOwned>(op: &str, body: &[u8]) -> Result<T, EcsError> {
     let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    // Input shapes are JSON objects; serde would otherwise read an array positionally.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(EcsError::new(
+            ErrorKind::SerializationException,
+            "Start of list found where not expected: the request body must be a JSON object.",
+        ));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -136,7 +143,14 @@ mod tests {
                 ErrorKind::SerializationException,
                 "not valid JSON",
             ),
-            ("DescribeTaskDefinition", b"[]", ErrorKind::SerializationException, "Unexpected value"),
+            ("DescribeTaskDefinition", b"[]", ErrorKind::SerializationException, "must be a JSON object"),
+            (
+                "DescribeTaskDefinition",
+                br#"["web:1"]"#,
+                ErrorKind::SerializationException,
+                "must be a JSON object",
+            ),
+            ("DescribeTaskDefinition", b"42", ErrorKind::SerializationException, "must be a JSON object"),
             (
                 "DescribeTaskDefinition",
                 br#"{"taskDefinition": 5}"#,

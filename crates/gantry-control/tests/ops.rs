@@ -322,10 +322,12 @@ async fn task_definition_families() {
     cp.deregister_task_definition(&ctx, req(json!({"taskDefinition": "web:1"}))).await.unwrap();
     let fams =
         |v: serde_json::Value| cp.list_task_definition_families(&ctx, req(v)).unwrap().families.unwrap();
-    assert_eq!(fams(json!({})), ["api", "api-worker"]);
+    assert_eq!(fams(json!({})), ["api", "api-worker", "web"]);
+    assert_eq!(fams(json!({"status": "ACTIVE"})), ["api", "api-worker"]);
     assert_eq!(fams(json!({"status": "INACTIVE"})), ["web"]);
     assert_eq!(fams(json!({"status": "ALL"})), ["api", "api-worker", "web"]);
     assert_eq!(fams(json!({"familyPrefix": "api-"})), ["api-worker"]);
+    assert_eq!(fams(json!({"familyPrefix": "w", "status": "ACTIVE"})), Vec::<String>::new());
     let page =
         cp.list_task_definition_families(&ctx, req(json!({"status": "ALL", "maxResults": 2}))).unwrap();
     assert_eq!(page.families.unwrap(), ["api", "api-worker"]);
@@ -484,7 +486,7 @@ async fn account_settings_resolve_principal_then_default_then_aws() {
         .put_account_setting(&ctx, req(json!({"name": "containerInsights", "value": "ENABLED"})))
         .await
         .unwrap_err();
-    assert!(e.message.starts_with("Invalid setting 'value'"));
+    assert_eq!(e.message, "Invalid setting 'value'");
     let e = cp.put_account_setting(&ctx, req(json!({"name": "nope", "value": "enabled"}))).await.unwrap_err();
     assert!(e.message.starts_with("Invalid setting 'name'"));
     // All settings, effective, paginated by ten.

@@ -33,7 +33,7 @@ pub fn validate_tags(tags: &[Tag]) -> Result<()> {
                 "Invalid tag value '{value}' for key '{key}': tag values must be 0-256 characters from letters, numbers, spaces and + - = . _ : / @."
             )));
         }
-        if key.len() >= 4 && key[..4].eq_ignore_ascii_case("aws:") {
+        if key.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("aws:")) {
             return Err(EcsError::invalid(format!("Tag key '{key}' uses the reserved prefix 'aws:'.")));
         }
     }
@@ -204,6 +204,8 @@ mod tests {
         assert!(validate_tags(&[tag("k", &"v".repeat(257))]).is_err());
         assert!(validate_tags(&[tag(&"k".repeat(129), "v")]).is_err());
         assert!(validate_tags(&[tag("k#", "v")]).is_err());
+        // Multi-byte characters are letters like any other, never a slicing hazard.
+        assert!(validate_tags(&[tag("ünï", "v"), tag("aw\u{fc}:x", "ü")]).is_ok());
         let many: Vec<Tag> = (0..51).map(|i| tag(&format!("k{i}"), "v")).collect();
         assert!(validate_tags(&many).is_err());
         let mut existing = vec![tag("a", "1"), tag("b", "2")];

@@ -38,10 +38,8 @@ fn spec(name: &str) -> Result<&'static (&'static str, &'static [&'static str], &
 fn check_value(name: &str, value: &str) -> Result<()> {
     let (_, allowed, _) = spec(name)?;
     if !allowed.contains(&value) {
-        return Err(EcsError::invalid(format!(
-            "Invalid setting 'value': '{value}' is not valid for {name}; use one of [{}].",
-            allowed.join(",")
-        )));
+        // ECS's exact wording; the allowed values are in the API reference.
+        return Err(EcsError::invalid("Invalid setting 'value'"));
     }
     Ok(())
 }

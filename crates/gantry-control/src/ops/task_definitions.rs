@@ -174,7 +174,8 @@ impl ControlPlane {
         ctx: &Ctx,
         req: ListTaskDefinitionFamiliesRequest,
     ) -> Result<ListTaskDefinitionFamiliesResponse> {
-        let status = req.status.as_deref().unwrap_or("ACTIVE");
+        // ECS lists ACTIVE and INACTIVE families unless asked for one status.
+        let status = req.status.as_deref().unwrap_or("ALL");
         if !["ACTIVE", "INACTIVE", "ALL"].contains(&status) {
             return Err(EcsError::invalid(format!(
                 "status should be one of [ACTIVE,INACTIVE,ALL], but was '{status}'."

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian machine with Rust:
+#   Rust unit/integration tests, then the black-box suite (real binary + AWS CLI v1 + boto3).
+# Quiet on success; on failure the failing step's output is shown.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+venv="$root/.venv"
+requirements="$root/tests/blackbox/requirements.txt"
+log="$(mktemp -d)"
+trap 'rm -rf "$log"' EXIT
+
+# Run a step quietly; print its output only if it fails.
+quiet() {
+    local name="$1"; shift
+    if ! "$@" >"$log/$name.out" 2>&1; then
+        echo "scripts/test.sh: '$*' failed:" >&2
+        cat "$log/$name.out" >&2
+        exit 1
+    fi
+}
+
+# 1. Python venv with the AWS CLI v1, boto3 and pytest (re-installed when requirements change).
+if [[ ! -x "$venv/bin/python" ]]; then
+    quiet venv python3 -m venv "$venv"
+fi
+stamp="$venv/.requirements.sha256"
+want="$(sha256sum "$requirements" | cut -d' ' -f1)"
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
+    quiet pip "$venv/bin/python" -m pip install --disable-pip-version-check -q -r "$requirements"
+    echo "$want" >"$stamp"
+fi
+
+# 2. Build the binary the black-box tests start.
+quiet build cargo build -q -p gantry
+
+# 3. Rust tests. A failure here is reported, and the black-box suite still runs.
+status=0
+if cargo nextest --version >/dev/null 2>&1; then
+    rust=(cargo nextest run --workspace --no-fail-fast --status-level fail
+          --final-status-level fail --hide-progress-bar)
+else
+    rust=(cargo test -q --workspace --no-fail-fast)
+fi
+if "${rust[@]}" >"$log/rust-tests.out" 2>&1; then
+    # One closing line: nextest's summary, or cargo test's totals.
+    if [[ "${rust[1]}" == nextest ]]; then
+        tail -n 1 "$log/rust-tests.out"
+    else
+        awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' \
+            "$log/rust-tests.out"
+    fi
+else
+    echo "scripts/test.sh: '${rust[*]}' failed:" >&2
+    cat "$log/rust-tests.out" >&2
+    status=1
+fi
+
+# 4. Black-box tests against target/debug/gantry, with the venv's `aws` first on PATH.
+export PATH="$venv/bin:$PATH"
+export GANTRY_BIN="${GANTRY_BIN:-$root/target/debug/gantry}"
+"$venv/bin/pytest" -q -p no:cacheprovider tests/blackbox "$@" || status=$?
+exit "$status"
