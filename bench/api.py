@@ -91,6 +91,8 @@ def main():
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="server worker threads (TOKIO_WORKER_THREADS); default: one per core")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
@@ -101,7 +103,8 @@ def main():
     port = free_port()
     server = subprocess.Popen([binary, "server", "--listen", f"127.0.0.1:{port}", "--data-dir", tmp],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "GANTRY_LOG": "warn"})
+                              env={**os.environ, "GANTRY_LOG": "warn",
+                                   **({"TOKIO_WORKER_THREADS": str(args.workers)} if args.workers else {})})
     try:
         for _ in range(200):
             try:
@@ -130,7 +133,8 @@ def main():
         cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
                              capture_output=True, text=True).stdout.strip()
         print(f"# gantry API benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores ({cpu}), "
-              f"wrk -t1 -c{args.connections} -d{args.duration}s, 1,000 task definitions stored "
+              f"server workers {args.workers or os.cpu_count()}, wrk -t1 -c{args.connections} -d{args.duration}s, "
+              f"1,000 task definitions stored "
               f"(seeded in {seed:.1f}s)")
         print(f"{'operation':<48} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
         for op, body in cases:

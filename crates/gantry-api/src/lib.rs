@@ -97,7 +97,9 @@ async fn ecs(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) ->
         Err(e) => return wire::error_response(&e, &request_id),
     };
     let ctx = Ctx::root(Scope::new(s.config.account_id.clone(), caller.region));
-    let result = match CatchUnwind(Box::pin(dispatch::dispatch(&s.control, &ctx, op, &body))).await {
+    let span = tracing::debug_span!("ecs", op, request_id = %request_id, region = %ctx.scope.region);
+    let call = tracing::Instrument::instrument(dispatch::dispatch(&s.control, &ctx, op, &body), span);
+    let result = match CatchUnwind(Box::pin(call)).await {
         Ok(r) => r,
         Err(_) => Err(EcsError::server(format!("An internal error occurred while processing {op}."))),
     };

@@ -56,6 +56,14 @@ pub fn container_instance(s: &Scope, cluster: &str, id: &str) -> String {
     format!("{}{id}", container_instance_prefix(s, cluster))
 }
 
+/// The index of container instances by status: `.../ci-status/CLUSTER/STATUS/ID`.
+pub fn ci_status_prefix(s: &Scope, cluster: &str, status: &str) -> String {
+    format!("{}ci-status/{cluster}/{status}/", base(s))
+}
+pub fn ci_status(s: &Scope, cluster: &str, status: &str, id: &str) -> String {
+    format!("{}{id}", ci_status_prefix(s, cluster, status))
+}
+
 pub fn service_prefix(s: &Scope, cluster: &str) -> String {
     format!("{}service/{cluster}/", base(s))
 }

@@ -197,12 +197,7 @@ impl ControlPlane {
     /// Fills the counts and trims the optional parts of a cluster for output.
     fn render_cluster(&self, ctx: &Ctx, mut c: Cluster, include: Option<&Vec<String>>) -> Result<Cluster> {
         let name = c.cluster_name.clone().unwrap_or_default();
-        let instances: Vec<crate::Stored<ContainerInstance>> =
-            load_prefix(&*self.store, &keys::container_instance_prefix(&ctx.scope, &name))?;
-        c.registered_container_instances_count = instances
-            .iter()
-            .filter(|i| matches!(i.value.status.as_deref(), Some("ACTIVE" | "DRAINING")))
-            .count() as i32;
+        c.registered_container_instances_count = self.registered_instances(ctx, &name) as i32;
         let stats = self.cluster_statistics(ctx, &name)?;
         let stat = |k: &str| {
             stats
@@ -472,11 +467,7 @@ impl ControlPlane {
                         "The Cluster cannot be deleted while Services are active.",
                     ));
                 }
-                let instances = load_prefix::<ContainerInstance>(
-                    &*self.store,
-                    &keys::container_instance_prefix(&ctx.scope, &name),
-                )?;
-                if instances.iter().any(|i| i.value.status.as_deref() != Some("INACTIVE")) {
+                if self.registered_instances(ctx, &name) > 0 {
                     return Err(EcsError::new(
                         ErrorKind::ClusterContainsContainerInstancesException,
                         "The Cluster cannot be deleted while Container Instances are active.",

@@ -97,7 +97,31 @@ pub(crate) fn instance_id(ctx: &Ctx, cluster: &str, reference: &str) -> Option<S
     }
 }
 
+/// Moves an instance between status index entries within `txn`.
+pub(crate) fn index_status(
+    txn: Txn,
+    ctx: &Ctx,
+    cluster: &str,
+    id: &str,
+    old: Option<&str>,
+    new: &str,
+) -> Txn {
+    let txn = match old {
+        Some(o) if o != new => txn.delete(keys::ci_status(&ctx.scope, cluster, o, id)),
+        _ => txn,
+    };
+    txn.put(keys::ci_status(&ctx.scope, cluster, new, id), Vec::new())
+}
+
 impl ControlPlane {
+    /// How many instances of a cluster are registered (ACTIVE or DRAINING).
+    pub(crate) fn registered_instances(&self, ctx: &Ctx, cluster: &str) -> usize {
+        ["ACTIVE", "DRAINING"]
+            .iter()
+            .map(|st| self.store.count(&keys::ci_status_prefix(&ctx.scope, cluster, st)))
+            .sum()
+    }
+
     pub(crate) fn load_instance(
         &self,
         ctx: &Ctx,
@@ -170,8 +194,9 @@ impl ControlPlane {
                     })?),
                     None => None,
                 };
-                let (key, guard, inst) = match existing {
+                let (key, guard, old_status, inst) = match existing {
                     Some(mut e) => {
+                        let old_status = e.value.status.clone();
                         let i = &mut e.value;
                         i.version += 1;
                         i.registered_resources = Some(resources.clone());
@@ -182,7 +207,7 @@ impl ControlPlane {
                         check_custom_limit(&a)?;
                         i.attributes = Some(a);
                         i.status = Some("ACTIVE".into());
-                        (e.key, e.mod_revision, e.value)
+                        (e.key, e.mod_revision, old_status, e.value)
                     }
                     None => {
                         let mut a = Vec::new();
@@ -204,15 +229,17 @@ impl ControlPlane {
                             tags: Some(tags.clone()),
                             ..Default::default()
                         };
-                        (keys::container_instance(&ctx.scope, &cname, &new_id), 0, inst)
+                        (keys::container_instance(&ctx.scope, &cname, &new_id), 0, None, inst)
                     }
                 };
+                let id = key.rsplit('/').next().unwrap_or_default().to_string();
                 let txn = Txn::new()
                     .when(&cluster.key, cluster.mod_revision)
                     .when(&key, guard)
                     // Rewriting the cluster makes a concurrent DeleteCluster re-check.
                     .put(&cluster.key, encode(&cluster.value))
                     .put(&key, encode(&inst));
+                let txn = index_status(txn, ctx, &cname, &id, old_status.as_deref(), "ACTIVE");
                 Ok((txn, inst))
             })
             .await?;
@@ -324,9 +351,12 @@ impl ControlPlane {
                 if !force && i.value.running_tasks_count + i.value.pending_tasks_count > 0 {
                     return Err(EcsError::invalid("Found running tasks on the instance."));
                 }
-                i.value.status = Some("INACTIVE".into());
+                let old = i.value.status.replace("INACTIVE".into());
                 i.value.agent_connected = false;
-                Ok((Txn::new().when(&i.key, i.mod_revision).put(&i.key, encode(&i.value)), i.value))
+                let id = i.key.rsplit('/').next().unwrap_or_default().to_string();
+                let txn = Txn::new().when(&i.key, i.mod_revision).put(&i.key, encode(&i.value));
+                let txn = index_status(txn, ctx, &cname, &id, old.as_deref(), "INACTIVE");
+                Ok((txn, i.value))
             })
             .await?;
         Ok(DeregisterContainerInstanceResponse { container_instance: Some(out) })
