@@ -1,0 +1,1 @@
+//! The Docker Engine runtime (to be written).

@@ -1,0 +1,10 @@
+//! Gantry's container agent: the capacity layer.
+//!
+//! An agent runs on each node (a container instance, or a Fargate node that `gantry up`
+//! provides). It receives the tasks assigned to its node from the control plane, runs them
+//! through a [`runtime::Runtime`], and reports their state back with the agent-facing ECS
+//! operations. Its loop is a reconciler: the tasks it should run, against the containers it finds
+//! by label, so that after a restart it adopts what is still running instead of starting it again.
+
+pub mod docker;
+pub mod runtime;
