@@ -5,7 +5,14 @@ use gantry_control::{ControlPlane, Ctx};
 use gantry_core::{EcsError, ErrorKind};
 
 /// Runs one ECS operation and returns the rendered response body.
-pub async fn dispatch(cp: &ControlPlane, ctx: &Ctx, op: &str, body: &[u8]) -> Result<Vec<u8>, EcsError> {
+/// `base_url` is how the caller reached this server (for DiscoverPollEndpoint).
+pub async fn dispatch(
+    cp: &ControlPlane,
+    ctx: &Ctx,
+    op: &str,
+    body: &[u8],
+    base_url: &str,
+) -> Result<Vec<u8>, EcsError> {
     macro_rules! call {
         ($method:ident) => {
             render(&cp.$method(ctx, parse(op, body)?).await?)
@@ -40,6 +47,18 @@ pub async fn dispatch(cp: &ControlPlane, ctx: &Ctx, op: &str, body: &[u8]) -> Re
         "DescribeContainerInstances" => call!(describe_container_instances, sync),
         "ListContainerInstances" => call!(list_container_instances, sync),
         "DeregisterContainerInstance" => call!(deregister_container_instance),
+        "UpdateContainerInstancesState" => call!(update_container_instances_state),
+        // Tasks
+        "RunTask" => call!(run_task),
+        "StartTask" => call!(start_task),
+        "StopTask" => call!(stop_task),
+        "DescribeTasks" => call!(describe_tasks, sync),
+        "ListTasks" => call!(list_tasks, sync),
+        // Agent-facing
+        "DiscoverPollEndpoint" => render(&cp.discover_poll_endpoint(ctx, parse(op, body)?, base_url)?),
+        "SubmitTaskStateChange" => call!(submit_task_state_change),
+        "SubmitContainerStateChange" => call!(submit_container_state_change),
+        "SubmitAttachmentStateChanges" => call!(submit_attachment_state_changes),
         // Tags
         "TagResource" => call!(tag_resource),
         "UntagResource" => call!(untag_resource),

@@ -6,6 +6,7 @@
 //! result rendered as ECS renders it. This is the only crate that knows HTTP; errors become
 //! `{"__type", "message"}` bodies in one function ([`wire::error_response`]).
 
+pub mod agent;
 pub mod auth;
 pub mod dispatch;
 pub mod wire;
@@ -48,11 +49,13 @@ pub struct ApiConfig {
     pub account_id: String,
     /// Whether `POST /_gantry/reset` may wipe all state.
     pub enable_reset: bool,
+    /// How long an agent's poll waits for a change before answering anyway.
+    pub poll_timeout: std::time::Duration,
 }
 
-struct AppState {
-    control: ControlPlane,
-    config: ApiConfig,
+pub(crate) struct AppState {
+    pub(crate) control: ControlPlane,
+    pub(crate) config: ApiConfig,
 }
 
 /// The HTTP application: the ECS endpoint plus Gantry's own `/_gantry/*` routes.
@@ -62,6 +65,9 @@ pub fn router(control: ControlPlane, config: ApiConfig) -> Router {
         .route("/", post(ecs))
         .route("/_gantry/health", get(health))
         .route("/_gantry/reset", post(reset))
+        .route("/_gantry/agent/v1/poll", post(agent::poll))
+        .route("/_gantry/agent/v1/fargate", post(agent::register_fargate))
+        .route("/_gantry/agent/v1/health", post(agent::health))
         .with_state(state)
 }
 
@@ -98,7 +104,10 @@ async fn ecs(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) ->
     };
     let ctx = Ctx::root(Scope::new(s.config.account_id.clone(), caller.region));
     let span = tracing::debug_span!("ecs", op, request_id = %request_id, region = %ctx.scope.region);
-    let call = tracing::Instrument::instrument(dispatch::dispatch(&s.control, &ctx, op, &body), span);
+    let base_url =
+        format!("http://{}", headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1"));
+    let call =
+        tracing::Instrument::instrument(dispatch::dispatch(&s.control, &ctx, op, &body, &base_url), span);
     let result = match CatchUnwind(Box::pin(call)).await {
         Ok(r) => r,
         Err(_) => Err(EcsError::server(format!("An internal error occurred while processing {op}."))),

@@ -71,6 +71,31 @@ pub fn service_prefix(s: &Scope, cluster: &str) -> String {
 pub fn task_prefix(s: &Scope, cluster: &str) -> String {
     format!("{}task/{cluster}/", base(s))
 }
+pub fn task(s: &Scope, cluster: &str, id: &str) -> String {
+    format!("{}{id}", task_prefix(s, cluster))
+}
+
+/// RunTask idempotency: `.../client-token/CLUSTER/TOKEN`.
+pub fn client_token(s: &Scope, cluster: &str, token: &str) -> String {
+    format!("{}client-token/{cluster}/{token}", base(s))
+}
+
+/// The tasks assigned to a node, across accounts and regions: `/_node/NODE/TASK-ID`, whose value
+/// is the task's key.
+pub fn node_tasks_prefix(node: &str) -> String {
+    format!("/_node/{node}/")
+}
+pub fn node_task(node: &str, task_id: &str) -> String {
+    format!("{}{task_id}", node_tasks_prefix(node))
+}
+
+/// Fargate nodes (capacity `gantry up` provides for every account and region).
+pub fn fargate_node_prefix() -> String {
+    "/_fargate-node/".to_string()
+}
+pub fn fargate_node(id: &str) -> String {
+    format!("{}{id}", fargate_node_prefix())
+}
 
 pub fn account_setting_prefix(s: &Scope) -> String {
     format!("{}account-setting/", base(s))

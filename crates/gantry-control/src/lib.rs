@@ -9,6 +9,7 @@
 //! lose an update and no global lock is held. Time and IDs come from the injected [`Clock`] and
 //! [`IdGen`].
 
+pub mod agents;
 pub mod keys;
 pub mod ops;
 mod records;
@@ -43,6 +44,7 @@ pub struct ControlPlane {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) ids: Arc<dyn IdGen>,
     locks: Arc<KeyedLocks>,
+    pub(crate) agents: Arc<agents::Agents>,
 }
 
 /// Per-key async locks that serialize this process's writers of one hot record (a task
@@ -69,11 +71,26 @@ const CAS_RETRIES: usize = 64;
 
 impl ControlPlane {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ids: Arc<dyn IdGen>) -> Self {
-        ControlPlane { store, clock, ids, locks: Arc::default() }
+        let epoch = clock.now().0 as u64;
+        ControlPlane {
+            store,
+            clock,
+            ids,
+            locks: Arc::default(),
+            agents: Arc::new(agents::Agents::new(epoch)),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn agents(&self) -> &Arc<agents::Agents> {
+        &self.agents
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
     }
 
     pub fn ids(&self) -> &Arc<dyn IdGen> {

@@ -93,7 +93,14 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         SqliteStore::open(&db).with_context(|| format!("cannot open the store at {}", db.display()))?;
     let control =
         ControlPlane::new(Arc::new(store), Arc::new(SystemClock), Arc::new(SeededIds::from_entropy()));
-    let app = router(control, ApiConfig { account_id: common.account_id.clone(), enable_reset });
+    let app = router(
+        control,
+        ApiConfig {
+            account_id: common.account_id.clone(),
+            enable_reset,
+            poll_timeout: std::time::Duration::from_secs(5),
+        },
+    );
     let listener = tokio::net::TcpListener::bind(common.listen)
         .await
         .with_context(|| format!("cannot listen on {}", common.listen))?;

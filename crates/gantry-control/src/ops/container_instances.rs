@@ -263,7 +263,7 @@ impl ControlPlane {
         for r in &req.container_instances {
             match self.load_instance(ctx, &cname, r)? {
                 Some(i) => {
-                    let mut i = i.value;
+                    let mut i = self.render_instance(i.value);
                     if !includes(req.include.as_ref(), "TAGS") {
                         i.tags = None;
                     }

@@ -1,12 +1,14 @@
 //! One module per ECS resource, each adding its operations to [`crate::ControlPlane`].
 
 pub mod account_settings;
+pub mod agent_channel;
 pub mod attributes;
 pub mod capacity_providers;
 pub mod clusters;
 pub mod container_instances;
 pub mod tags;
 pub mod task_definitions;
+pub mod tasks;
 
 use gantry_core::{EcsError, Result};
 

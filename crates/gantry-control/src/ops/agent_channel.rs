@@ -1,0 +1,291 @@
+//! The agent side of the control plane: DiscoverPollEndpoint, UpdateContainerInstancesState,
+//! Fargate node registration, assignments for a node's long poll, and health reports.
+
+use super::tasks::{Assignment, FargateNode, TaskRecord, fargate_node_name};
+use crate::records::{decode, encode, load};
+use crate::{ControlPlane, Ctx, keys};
+use gantry_core::arn::cluster_name;
+use gantry_core::{Arn, EcsError, Result, Scope};
+use gantry_model::*;
+use gantry_store::Txn;
+use serde::{Deserialize, Serialize};
+
+/// A Fargate node announcing itself and its capacity.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FargateRegistration {
+    pub node_id: String,
+    pub cpu: i64,
+    pub memory: i64,
+    #[serde(default)]
+    pub availability_zone: Option<String>,
+}
+
+/// Health and addressing an agent observed for a task (Gantry's counterpart of the ECS agent's
+/// telemetry channel; ECS's state-change operations have no field for them).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskHealthReport {
+    pub task_arn: String,
+    /// Container name → HEALTHY, UNHEALTHY or UNKNOWN.
+    #[serde(default)]
+    pub containers: Vec<(String, String)>,
+    /// The task's IP on its own network (awsvpc).
+    #[serde(default)]
+    pub private_ipv4_address: Option<String>,
+}
+
+/// What a node's poll returns.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Assignments {
+    pub version: u64,
+    pub tasks: Vec<Assignment>,
+}
+
+fn ctx_from_task_arn(arn: &str) -> Result<(Ctx, String, String)> {
+    let a = Arn::parse(arn)
+        .filter(|a| a.resource_type == "task")
+        .ok_or_else(|| EcsError::invalid(format!("Invalid task ARN: {arn}")))?;
+    let (cluster, id) =
+        a.resource.split_once('/').ok_or_else(|| EcsError::invalid(format!("Invalid task ARN: {arn}")))?;
+    Ok((Ctx::root(Scope::new(a.account.clone(), a.region.clone())), cluster.to_string(), id.to_string()))
+}
+
+impl ControlPlane {
+    pub fn discover_poll_endpoint(
+        &self,
+        ctx: &Ctx,
+        req: DiscoverPollEndpointRequest,
+        base_url: &str,
+    ) -> Result<DiscoverPollEndpointResponse> {
+        if req.cluster.is_some() {
+            self.active_cluster(ctx, req.cluster.as_deref())?;
+        }
+        let endpoint = format!("{}/_gantry/agent/v1/", base_url.trim_end_matches('/'));
+        Ok(DiscoverPollEndpointResponse {
+            endpoint: Some(endpoint.clone()),
+            telemetry_endpoint: Some(endpoint.clone()),
+            service_connect_endpoint: Some(endpoint),
+        })
+    }
+
+    pub async fn update_container_instances_state(
+        &self,
+        ctx: &Ctx,
+        req: UpdateContainerInstancesStateRequest,
+    ) -> Result<UpdateContainerInstancesStateResponse> {
+        if !["ACTIVE", "DRAINING"].contains(&req.status.as_str()) {
+            return Err(EcsError::invalid(format!(
+                "Container instances status can only be ACTIVE or DRAINING, but was '{}'.",
+                req.status
+            )));
+        }
+        super::check_batch("containerInstances", req.container_instances.len(), 10)?;
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let mut out = Vec::new();
+        let mut failures = Vec::new();
+        for r in &req.container_instances {
+            let status = req.status.clone();
+            let updated = self
+                .retry(|| {
+                    let Some(mut i) = self.load_instance(ctx, &cname, r)? else {
+                        return Ok((Txn::new(), None));
+                    };
+                    if i.value.status.as_deref() == Some("INACTIVE") {
+                        return Ok((Txn::new(), None));
+                    }
+                    let old = i.value.status.replace(status.clone());
+                    i.value.version += 1;
+                    let id = i.key.rsplit('/').next().unwrap_or_default().to_string();
+                    let txn = Txn::new().when(&i.key, i.mod_revision).put(&i.key, encode(&i.value));
+                    let txn = super::container_instances::index_status(
+                        txn,
+                        ctx,
+                        &cname,
+                        &id,
+                        old.as_deref(),
+                        &status,
+                    );
+                    Ok((txn, Some(i.value)))
+                })
+                .await?;
+            match updated {
+                Some(i) => out.push(self.render_instance(i)),
+                None => failures.push(Failure {
+                    arn: Some(if r.starts_with("arn:") {
+                        r.clone()
+                    } else {
+                        ctx.scope.container_instance_arn(&cname, r)
+                    }),
+                    reason: Some("MISSING".into()),
+                    detail: None,
+                }),
+            }
+        }
+        Ok(UpdateContainerInstancesStateResponse { container_instances: Some(out), failures: Some(failures) })
+    }
+
+    /// Fills what a container instance record does not store: whether its agent is connected
+    /// and its task counts.
+    pub(crate) fn render_instance(&self, mut i: ContainerInstance) -> ContainerInstance {
+        let arn = i.container_instance_arn.clone().unwrap_or_default();
+        i.agent_connected =
+            i.status.as_deref() != Some("INACTIVE") && self.agents.connected(&arn, self.clock.now());
+        let (mut running, mut pending) = (0, 0);
+        for kv in self.store.range(&keys::node_tasks_prefix(&arn), None, usize::MAX) {
+            let key = String::from_utf8_lossy(&kv.value).to_string();
+            if let Ok(Some(t)) = load::<TaskRecord>(&*self.store, &key) {
+                match t.value.task.last_status.as_deref() {
+                    Some("RUNNING") => running += 1,
+                    Some("STOPPED") => {}
+                    _ => pending += 1,
+                }
+            }
+        }
+        i.running_tasks_count = running;
+        i.pending_tasks_count = pending;
+        i
+    }
+
+    /// Registers (or re-registers) a Fargate node. Its remaining capacity is recomputed from the
+    /// tasks it holds, so a restart never leaks or double-counts capacity.
+    pub async fn register_fargate_node(&self, reg: FargateRegistration) -> Result<FargateNode> {
+        if reg.node_id.is_empty() || !reg.node_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(EcsError::invalid(format!("Invalid Fargate node id '{}'.", reg.node_id)));
+        }
+        let key = keys::fargate_node(&reg.node_id);
+        let node = fargate_node_name(&reg.node_id);
+        self.retry(|| {
+            let existing = load::<FargateNode>(&*self.store, &key)?;
+            let (mut cpu, mut memory) = (reg.cpu, reg.memory);
+            for kv in self.store.range(&keys::node_tasks_prefix(&node), None, usize::MAX) {
+                let tkey = String::from_utf8_lossy(&kv.value).to_string();
+                if let Some(t) = load::<TaskRecord>(&*self.store, &tkey)? {
+                    cpu -= t.value.reserved.cpu;
+                    memory -= t.value.reserved.memory;
+                }
+            }
+            let n = FargateNode {
+                id: reg.node_id.clone(),
+                cpu: reg.cpu,
+                memory: reg.memory,
+                remaining_cpu: cpu,
+                remaining_memory: memory,
+                availability_zone: reg.availability_zone.clone().unwrap_or_else(|| "local-1a".into()),
+            };
+            let rev = existing.map_or(0, |e| e.mod_revision);
+            Ok((Txn::new().when(&key, rev).put(&key, encode(&n)), n))
+        })
+        .await
+    }
+
+    /// Everything assigned to a node that is not STOPPED yet, with the task definitions.
+    pub fn assignments(&self, node: &str) -> Result<Vec<Assignment>> {
+        let mut out = Vec::new();
+        for kv in self.store.range(&keys::node_tasks_prefix(node), None, usize::MAX) {
+            let key = String::from_utf8_lossy(&kv.value).to_string();
+            let Some(rec) = load::<TaskRecord>(&*self.store, &key)? else { continue };
+            let t = rec.value.task;
+            if t.last_status.as_deref() == Some("STOPPED") {
+                continue;
+            }
+            let arn = t.task_arn.clone().unwrap_or_default();
+            let (ctx, _, _) = ctx_from_task_arn(&arn)?;
+            let td_arn = t.task_definition_arn.clone().unwrap_or_default();
+            let Some(td) = self.find_task_definition(&ctx, &td_arn)? else { continue };
+            out.push(Assignment {
+                task: t,
+                task_definition: td.value.definition,
+                network_configuration: rec.value.network_configuration,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Applies a health report: container health, the task's health (UNHEALTHY if an essential
+    /// container is, HEALTHY when every essential container with a check is), and the task IP.
+    pub async fn report_task_health(&self, report: TaskHealthReport) -> Result<()> {
+        let (ctx, cluster, id) = ctx_from_task_arn(&report.task_arn)?;
+        let key = keys::task(&ctx.scope, &cluster, &id);
+        self.retry(|| {
+            let Some(mut rec) = load::<TaskRecord>(&*self.store, &key)? else {
+                return Ok((Txn::new(), ()));
+            };
+            let td = self
+                .find_task_definition(
+                    &ctx,
+                    rec.value.task.task_definition_arn.as_deref().unwrap_or_default(),
+                )?
+                .map(|t| t.value.definition);
+            let t = &mut rec.value.task;
+            let before = serde_json::to_vec(t).unwrap_or_default();
+            for (name, status) in &report.containers {
+                if let Some(c) =
+                    t.containers.iter_mut().flatten().find(|c| c.name.as_deref() == Some(name.as_str()))
+                {
+                    c.health_status = Some(status.clone());
+                }
+            }
+            let essential_checked: Vec<&Container> = t
+                .containers
+                .iter()
+                .flatten()
+                .filter(|c| {
+                    td.as_ref()
+                        .and_then(|d| d.container_definitions.as_ref())
+                        .and_then(|defs| defs.iter().find(|d| d.name == c.name))
+                        .is_some_and(|d| d.essential.unwrap_or(true) && d.health_check.is_some())
+                })
+                .collect();
+            let health = if essential_checked.iter().any(|c| c.health_status.as_deref() == Some("UNHEALTHY"))
+            {
+                "UNHEALTHY"
+            } else if !essential_checked.is_empty()
+                && essential_checked.iter().all(|c| c.health_status.as_deref() == Some("HEALTHY"))
+            {
+                "HEALTHY"
+            } else {
+                "UNKNOWN"
+            };
+            t.health_status = Some(health.into());
+            if let Some(ip) = &report.private_ipv4_address {
+                for c in t.containers.iter_mut().flatten() {
+                    c.network_interfaces = Some(vec![NetworkInterface {
+                        attachment_id: t.attachments.iter().flatten().next().and_then(|a| a.id.clone()),
+                        private_ipv4_address: Some(ip.clone()),
+                        ipv6_address: None,
+                    }]);
+                }
+                for a in t.attachments.iter_mut().flatten() {
+                    for d in a.details.iter_mut().flatten() {
+                        if d.name.as_deref() == Some("privateIPv4Address") {
+                            d.value = Some(ip.clone());
+                        }
+                    }
+                }
+            }
+            if serde_json::to_vec(t).unwrap_or_default() == before {
+                return Ok((Txn::new(), ()));
+            }
+            t.version += 1;
+            Ok((Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), ()))
+        })
+        .await
+    }
+
+    /// The cluster name of a reference, for agent calls that name a cluster.
+    pub fn cluster_name_of(&self, ctx: &Ctx, reference: Option<&str>) -> Result<String> {
+        cluster_name(&ctx.scope, reference)
+    }
+
+    #[doc(hidden)]
+    pub fn fargate_nodes(&self) -> Result<Vec<FargateNode>> {
+        self.store
+            .range(&keys::fargate_node_prefix(), None, usize::MAX)
+            .iter()
+            .map(|kv| decode(kv).map(|s| s.value))
+            .collect()
+    }
+}

@@ -1,0 +1,1083 @@
+//! Tasks: RunTask, StartTask, StopTask, DescribeTasks, ListTasks, and the agent-facing state
+//! changes (SubmitTaskStateChange, SubmitContainerStateChange, SubmitAttachmentStateChanges).
+//!
+//! A task record holds ECS's `Task` shape plus the node it was assigned to and the resources it
+//! reserved there. Placement is first-fit over the cluster's container instances (or over the
+//! Fargate nodes for FARGATE), and commits with a compare-and-swap on the chosen node's record,
+//! so concurrent RunTask calls never overcommit a node; a conflict re-reads and tries again.
+
+use super::check_batch;
+use crate::records::{decode, encode, load};
+use crate::{ControlPlane, Ctx, Stored, keys};
+use gantry_core::arn::cluster_name;
+use gantry_core::page::{PageRequest, paginate};
+use gantry_core::validate::{parse_task_cpu, parse_task_memory, validate_tags};
+use gantry_core::{Arn, EcsError, ErrorKind, Result};
+use gantry_model::*;
+use gantry_store::Txn;
+use serde::{Deserialize, Serialize};
+
+/// What a task holds on its node while it is not STOPPED.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    pub cpu: i64,
+    pub memory: i64,
+    #[serde(default)]
+    pub ports_tcp: Vec<u16>,
+    #[serde(default)]
+    pub ports_udp: Vec<u16>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TaskRecord {
+    pub task: Task,
+    /// The node (agent) the task is assigned to: a container instance ARN or `fargate:ID`.
+    pub node: String,
+    pub reserved: Reservation,
+    #[serde(default)]
+    pub network_configuration: Option<NetworkConfiguration>,
+}
+
+/// A Fargate node: capacity that `gantry up` provides to every account and region.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FargateNode {
+    pub id: String,
+    pub cpu: i64,
+    pub memory: i64,
+    pub remaining_cpu: i64,
+    pub remaining_memory: i64,
+    pub availability_zone: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TokenRecord {
+    request: String,
+    task_arns: Vec<String>,
+}
+
+/// What a node receives for each task assigned to it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Assignment {
+    pub task: Task,
+    pub task_definition: TaskDefinition,
+    #[serde(default)]
+    pub network_configuration: Option<NetworkConfiguration>,
+}
+
+/// The order of lastStatus values; a task only moves forward.
+const LIFECYCLE: &[&str] = &[
+    "PROVISIONING",
+    "PENDING",
+    "ACTIVATING",
+    "RUNNING",
+    "DEACTIVATING",
+    "STOPPING",
+    "DEPROVISIONING",
+    "STOPPED",
+];
+
+fn stage(status: &str) -> Option<usize> {
+    LIFECYCLE.iter().position(|s| *s == status)
+}
+
+pub fn fargate_node_name(id: &str) -> String {
+    format!("fargate:{id}")
+}
+
+fn resource_int(resources: &[Resource], name: &str) -> i64 {
+    resources
+        .iter()
+        .find(|r| r.name.as_deref() == Some(name))
+        .map(|r| r.integer_value as i64 + r.long_value)
+        .unwrap_or(0)
+}
+
+fn resource_set<'a>(resources: &'a [Resource], name: &str) -> Vec<&'a String> {
+    resources
+        .iter()
+        .find(|r| r.name.as_deref() == Some(name))
+        .and_then(|r| r.string_set_value.as_ref())
+        .map(|v| v.iter().collect())
+        .unwrap_or_default()
+}
+
+/// Adds (`sign` 1) or subtracts (`sign` -1) a reservation from an instance's remaining resources.
+fn apply(resources: &mut Vec<Resource>, r: &Reservation, sign: i64) {
+    for res in resources.iter_mut() {
+        match res.name.as_deref() {
+            Some("CPU") => res.integer_value += (sign * r.cpu) as i32,
+            Some("MEMORY") => res.integer_value += (sign * r.memory) as i32,
+            Some(n @ ("PORTS" | "PORTS_UDP")) => {
+                let ports = if n == "PORTS" { &r.ports_tcp } else { &r.ports_udp };
+                let set = res.string_set_value.get_or_insert_with(Vec::new);
+                for p in ports {
+                    let p = p.to_string();
+                    if sign < 0 {
+                        if !set.contains(&p) {
+                            set.push(p);
+                        }
+                    } else {
+                        set.retain(|x| *x != p);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Why an instance cannot take a reservation, as ECS words it in `failures[].reason`.
+fn misfit(ci: &ContainerInstance, need: &Reservation) -> Option<&'static str> {
+    let remaining = ci.remaining_resources.as_deref().unwrap_or_default();
+    if resource_int(remaining, "CPU") < need.cpu {
+        return Some("RESOURCE:CPU");
+    }
+    if resource_int(remaining, "MEMORY") < need.memory {
+        return Some("RESOURCE:MEMORY");
+    }
+    let used = resource_set(remaining, "PORTS");
+    if need.ports_tcp.iter().any(|p| used.iter().any(|u| **u == p.to_string())) {
+        return Some("RESOURCE:PORTS");
+    }
+    let used = resource_set(remaining, "PORTS_UDP");
+    if need.ports_udp.iter().any(|p| used.iter().any(|u| **u == p.to_string())) {
+        return Some("RESOURCE:PORTS_UDP");
+    }
+    None
+}
+
+/// The effective container definitions and task size after overrides.
+struct Plan {
+    def: TaskDefinition,
+    overrides: TaskOverride,
+    need: Reservation,
+    cpu: String,
+    memory: String,
+}
+
+fn plan(def: &TaskDefinition, overrides: Option<&TaskOverride>, fargate: bool) -> Result<Plan> {
+    let mut def = def.clone();
+    let mut ov = overrides.cloned().unwrap_or_default();
+    let containers = def.container_definitions.get_or_insert_with(Vec::new);
+    for co in ov.container_overrides.iter().flatten() {
+        let name = co.name.as_deref().unwrap_or_default();
+        let Some(c) = containers.iter_mut().find(|c| c.name.as_deref() == Some(name)) else {
+            return Err(EcsError::invalid(format!(
+                "Override for container named {name} is not a container in the TaskDefinition."
+            )));
+        };
+        if let Some(cmd) = &co.command {
+            c.command = Some(cmd.clone());
+        }
+        if let Some(env) = &co.environment {
+            let e = c.environment.get_or_insert_with(Vec::new);
+            for kv in env {
+                e.retain(|x| x.name != kv.name);
+                e.push(kv.clone());
+            }
+        }
+        if let Some(cpu) = co.cpu {
+            c.cpu = cpu;
+        }
+        if co.memory.is_some() {
+            c.memory = co.memory;
+        }
+        if co.memory_reservation.is_some() {
+            c.memory_reservation = co.memory_reservation;
+        }
+    }
+    if let Some(cpu) = &ov.cpu {
+        def.cpu = Some(
+            parse_task_cpu(cpu)
+                .ok_or_else(|| EcsError::invalid(format!("Invalid 'cpu' override: {cpu}")))?
+                .to_string(),
+        );
+    }
+    if let Some(m) = &ov.memory {
+        def.memory = Some(
+            parse_task_memory(m)
+                .ok_or_else(|| EcsError::invalid(format!("Invalid 'memory' override: {m}")))?
+                .to_string(),
+        );
+    }
+    if ov.task_role_arn.is_some() {
+        def.task_role_arn = ov.task_role_arn.clone();
+    }
+    let containers = def.container_definitions.as_deref().unwrap_or_default();
+    let cpu = def
+        .cpu
+        .as_deref()
+        .and_then(parse_task_cpu)
+        .unwrap_or_else(|| containers.iter().map(|c| c.cpu.max(0) as i64).sum());
+    let memory = def.memory.as_deref().and_then(parse_task_memory).unwrap_or_else(|| {
+        containers.iter().map(|c| c.memory.or(c.memory_reservation).unwrap_or(0) as i64).sum()
+    });
+    let mut need = Reservation { cpu, memory, ..Default::default() };
+    let mode = def.network_mode.as_deref().unwrap_or("bridge");
+    if !fargate && mode != "awsvpc" && mode != "none" {
+        for pm in containers.iter().flat_map(|c| c.port_mappings.iter().flatten()) {
+            let host = if mode == "host" { pm.container_port } else { pm.host_port.filter(|p| *p > 0) };
+            if let Some(p) = host {
+                let list = if pm.protocol.as_deref() == Some("udp") {
+                    &mut need.ports_udp
+                } else {
+                    &mut need.ports_tcp
+                };
+                list.push(p as u16);
+            }
+        }
+    }
+    // ECS lists every container in the overrides it reports.
+    let names: Vec<String> = containers.iter().filter_map(|c| c.name.clone()).collect();
+    let list = ov.container_overrides.get_or_insert_with(Vec::new);
+    for n in names {
+        if !list.iter().any(|o| o.name.as_deref() == Some(n.as_str())) {
+            list.push(ContainerOverride { name: Some(n), ..Default::default() });
+        }
+    }
+    ov.inference_accelerator_overrides.get_or_insert_with(Vec::new);
+    Ok(Plan { def, overrides: ov, need, cpu: cpu.to_string(), memory: memory.to_string() })
+}
+
+/// The launch type a request resolves to, and the capacity provider that chose it.
+fn launch(
+    cluster: &Cluster,
+    launch_type: Option<&str>,
+    strategy: Option<&Vec<CapacityProviderStrategyItem>>,
+) -> Result<(String, Option<String>)> {
+    if launch_type.is_some() && strategy.is_some_and(|s| !s.is_empty()) {
+        return Err(EcsError::invalid(
+            "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
+        ));
+    }
+    if let Some(lt) = launch_type {
+        if !["EC2", "FARGATE", "EXTERNAL"].contains(&lt) {
+            return Err(EcsError::invalid(format!(
+                "launchType should be one of [EC2,FARGATE,EXTERNAL], but was '{lt}'."
+            )));
+        }
+        return Ok((lt.to_string(), None));
+    }
+    let strategy = match strategy.filter(|s| !s.is_empty()) {
+        Some(s) => {
+            for item in s {
+                if !cluster.capacity_providers.iter().flatten().any(|p| *p == item.capacity_provider) {
+                    return Err(EcsError::invalid(
+                        "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster. Associate the capacity provider with the cluster or specify a valid capacity provider and try again.",
+                    ));
+                }
+            }
+            s.clone()
+        }
+        None => cluster.default_capacity_provider_strategy.clone().unwrap_or_default(),
+    };
+    // The provider with a base, else the heaviest weight, decides (placement generalizes this).
+    let chosen = strategy.iter().find(|i| i.base > 0).or_else(|| strategy.iter().max_by_key(|i| i.weight));
+    Ok(match chosen {
+        Some(i) if i.capacity_provider.starts_with("FARGATE") => {
+            ("FARGATE".into(), Some(i.capacity_provider.clone()))
+        }
+        Some(i) => ("EC2".into(), Some(i.capacity_provider.clone())),
+        None => ("EC2".into(), None),
+    })
+}
+
+fn task_id_of(reference: &str) -> &str {
+    reference.rsplit('/').next().unwrap_or(reference)
+}
+
+impl ControlPlane {
+    fn load_task(&self, ctx: &Ctx, cluster: &str, reference: &str) -> Result<Option<Stored<TaskRecord>>> {
+        if reference.starts_with("arn:") {
+            match Arn::parse(reference) {
+                Some(a)
+                    if a.resource_type == "task"
+                        && a.region == ctx.scope.region
+                        && a.account == ctx.scope.account =>
+                {
+                    // Long form is task/CLUSTER/ID.
+                    if let Some((c, _)) = a.resource.split_once('/')
+                        && c != cluster
+                    {
+                        return Ok(None);
+                    }
+                }
+                _ => return Ok(None),
+            }
+        }
+        load(&*self.store, &keys::task(&ctx.scope, cluster, task_id_of(reference)))
+    }
+
+    fn now_s(&self) -> f64 {
+        self.clock.now().as_epoch_seconds()
+    }
+
+    fn new_task(
+        &self,
+        ctx: &Ctx,
+        cluster: &Cluster,
+        p: &Plan,
+        launch_type: &str,
+        cp: Option<&String>,
+        req: &RunLike<'_>,
+    ) -> Task {
+        let cname = cluster.cluster_name.clone().unwrap_or_default();
+        let id = self.ids.hex_id();
+        let task_arn = ctx.scope.arn(&format!("task/{cname}/{id}"));
+        let family = p.def.family.clone().unwrap_or_default();
+        let containers = p
+            .def
+            .container_definitions
+            .iter()
+            .flatten()
+            .map(|c| Container {
+                container_arn: Some(ctx.scope.arn(&format!("container/{cname}/{id}/{}", self.ids.uuid()))),
+                task_arn: Some(task_arn.clone()),
+                name: c.name.clone(),
+                image: c.image.clone(),
+                last_status: Some("PENDING".into()),
+                network_interfaces: Some(vec![]),
+                health_status: c.health_check.as_ref().map(|_| "UNKNOWN".into()),
+                cpu: Some(c.cpu.to_string()),
+                memory: c.memory.map(|m| m.to_string()),
+                memory_reservation: c.memory_reservation.map(|m| m.to_string()),
+                ..Default::default()
+            })
+            .collect();
+        let fargate = launch_type == "FARGATE";
+        let mut attachments = Vec::new();
+        if p.def.network_mode.as_deref() == Some("awsvpc") {
+            let subnet = req
+                .network
+                .as_ref()
+                .and_then(|n| n.awsvpc_configuration.as_ref())
+                .and_then(|a| a.subnets.first().cloned())
+                .unwrap_or_default();
+            let hex = self.ids.hex_id();
+            let mac = (0..6).map(|i| hex[i * 2..i * 2 + 2].to_string()).collect::<Vec<_>>().join(":");
+            let detail = |k: &str, v: String| KeyValuePair { name: Some(k.into()), value: Some(v) };
+            attachments.push(Attachment {
+                id: Some(self.ids.uuid()),
+                r#type: Some("ElasticNetworkInterface".into()),
+                status: Some("PRECREATED".into()),
+                details: Some(vec![
+                    detail("subnetId", subnet),
+                    detail("networkInterfaceId", format!("eni-{}", &hex[12..29])),
+                    detail("macAddress", mac),
+                    detail("privateDnsName", String::new()),
+                    detail("privateIPv4Address", String::new()),
+                ]),
+            });
+        }
+        Task {
+            attachments: Some(attachments),
+            attributes: Some(vec![Attribute {
+                name: "ecs.cpu-architecture".into(),
+                value: Some("x86_64".into()),
+                ..Default::default()
+            }]),
+            availability_zone: None,
+            capacity_provider_name: cp.cloned(),
+            cluster_arn: cluster.cluster_arn.clone(),
+            containers: Some(containers),
+            cpu: Some(p.cpu.clone()),
+            created_at: Some(self.now_s()),
+            desired_status: Some("RUNNING".into()),
+            enable_execute_command: false,
+            group: Some(req.group.clone().unwrap_or_else(|| format!("family:{family}"))),
+            health_status: Some("UNKNOWN".into()),
+            last_status: Some("PROVISIONING".into()),
+            launch_type: Some(launch_type.to_string()),
+            memory: Some(p.memory.clone()),
+            overrides: Some(p.overrides.clone()),
+            platform_version: fargate.then(|| "1.4.0".into()),
+            platform_family: fargate.then(|| "Linux".into()),
+            started_by: req.started_by.clone(),
+            tags: Some(req.tags.clone()),
+            task_arn: Some(task_arn),
+            task_definition_arn: p.def.task_definition_arn.clone(),
+            version: 1,
+            ephemeral_storage: fargate.then(|| EphemeralStorage { size_in_gi_b: 20 }),
+            fargate_ephemeral_storage: fargate
+                .then(|| TaskEphemeralStorage { size_in_gi_b: 20, ..Default::default() }),
+            ..Default::default()
+        }
+    }
+
+    /// Places and stores one task; `None` with the reasons when nothing fits.
+    async fn place_one(
+        &self,
+        ctx: &Ctx,
+        cluster: &Cluster,
+        p: &Plan,
+        launch_type: &str,
+        cp: Option<&String>,
+        req: &RunLike<'_>,
+        only: Option<&[String]>,
+    ) -> Result<std::result::Result<TaskRecord, Vec<Failure>>> {
+        let cname = cluster.cluster_name.clone().unwrap_or_default();
+        let attempt = || -> Result<(Txn, std::result::Result<TaskRecord, Vec<Failure>>)> {
+            let now = self.clock.now();
+            let mut task = self.new_task(ctx, cluster, p, launch_type, cp, req);
+            let mut failures = Vec::new();
+            if launch_type == "FARGATE" {
+                for kv in self.store.range(&keys::fargate_node_prefix(), None, usize::MAX) {
+                    let mut n = decode::<FargateNode>(&kv)?;
+                    let node = fargate_node_name(&n.value.id);
+                    if !self.agents.connected(&node, now) {
+                        continue;
+                    }
+                    if n.value.remaining_cpu < p.need.cpu || n.value.remaining_memory < p.need.memory {
+                        continue;
+                    }
+                    n.value.remaining_cpu -= p.need.cpu;
+                    n.value.remaining_memory -= p.need.memory;
+                    task.availability_zone = Some(n.value.availability_zone.clone());
+                    return Ok(self.assign(
+                        ctx,
+                        &cname,
+                        task,
+                        node,
+                        p.need.clone(),
+                        req,
+                        Txn::new().when(&n.key, n.mod_revision).put(&n.key, encode(&n.value)),
+                    ));
+                }
+                failures.push(Failure {
+                    arn: None,
+                    reason: Some("Capacity is unavailable at this time. Please try again later or in a different availability zone".into()),
+                    detail: Some("No Fargate node of this Gantry installation is connected with room for the task.".into()),
+                });
+                return Ok((Txn::new(), Err(failures)));
+            }
+            let prefix = keys::container_instance_prefix(&ctx.scope, &cname);
+            let mut any = false;
+            for kv in self.store.range(&prefix, None, usize::MAX) {
+                let mut ci = decode::<ContainerInstance>(&kv)?;
+                let arn = ci.value.container_instance_arn.clone().unwrap_or_default();
+                if let Some(only) = only
+                    && !only.contains(&arn)
+                {
+                    continue;
+                }
+                if ci.value.status.as_deref() == Some("INACTIVE") {
+                    continue;
+                }
+                any = true;
+                let fail = |reason: &str| Failure {
+                    arn: Some(arn.clone()),
+                    reason: Some(reason.into()),
+                    detail: None,
+                };
+                if ci.value.status.as_deref() != Some("ACTIVE") {
+                    failures.push(fail("DRAINING"));
+                    continue;
+                }
+                if !self.agents.connected(&arn, now) {
+                    failures.push(fail("AGENT"));
+                    continue;
+                }
+                if let Some(reason) = misfit(&ci.value, &p.need) {
+                    failures.push(fail(reason));
+                    continue;
+                }
+                apply(ci.value.remaining_resources.get_or_insert_with(Vec::new), &p.need, -1);
+                task.container_instance_arn = Some(arn.clone());
+                task.availability_zone = ci
+                    .value
+                    .attributes
+                    .iter()
+                    .flatten()
+                    .find(|a| a.name == "ecs.availability-zone")
+                    .and_then(|a| a.value.clone());
+                let guard = Txn::new().when(&ci.key, ci.mod_revision).put(&ci.key, encode(&ci.value));
+                return Ok(self.assign(ctx, &cname, task, arn, p.need.clone(), req, guard));
+            }
+            if !any && only.is_none() {
+                return Err(EcsError::invalid("No Container Instances were found in your cluster."));
+            }
+            Ok((Txn::new(), Err(failures)))
+        };
+        self.retry(attempt).await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assign(
+        &self,
+        ctx: &Ctx,
+        cluster: &str,
+        task: Task,
+        node: String,
+        reserved: Reservation,
+        req: &RunLike<'_>,
+        txn: Txn,
+    ) -> (Txn, std::result::Result<TaskRecord, Vec<Failure>>) {
+        let arn = task.task_arn.clone().unwrap_or_default();
+        let id = task_id_of(&arn).to_string();
+        let key = keys::task(&ctx.scope, cluster, &id);
+        let rec =
+            TaskRecord { task, node: node.clone(), reserved, network_configuration: req.network.clone() };
+        let txn =
+            txn.when(&key, 0).put(&key, encode(&rec)).put(keys::node_task(&node, &id), key.into_bytes());
+        (txn, Ok(rec))
+    }
+
+    async fn run_like(&self, ctx: &Ctx, req: RunLike<'_>) -> Result<(Vec<Task>, Vec<Failure>)> {
+        let cluster = self.active_cluster(ctx, req.cluster)?;
+        validate_tags(&req.tags)?;
+        if let Some(s) = &req.started_by
+            && s.len() > 36
+        {
+            return Err(EcsError::invalid("startedBy longer than 36."));
+        }
+        let td = self
+            .find_task_definition(ctx, req.task_definition)?
+            .ok_or_else(|| EcsError::client("TaskDefinition not found."))?
+            .value
+            .definition;
+        if td.status.as_deref() != Some("ACTIVE") {
+            return Err(EcsError::client(format!(
+                "TaskDefinition is inactive: {}",
+                td.task_definition_arn.as_deref().unwrap_or_default()
+            )));
+        }
+        let (launch_type, cp) = match req.only {
+            Some(_) => ("EC2".to_string(), None),
+            None => launch(&cluster.value, req.launch_type, req.strategy)?,
+        };
+        let compat = if launch_type == "EXTERNAL" { "EXTERNAL" } else { launch_type.as_str() };
+        if !td.compatibilities.iter().flatten().any(|c| c == compat) {
+            return Err(EcsError::client(format!(
+                "Task definition does not support launch_type {launch_type}."
+            )));
+        }
+        let awsvpc = td.network_mode.as_deref() == Some("awsvpc");
+        match (&req.network, awsvpc) {
+            (None, true) => {
+                return Err(EcsError::invalid(
+                    "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
+                ));
+            }
+            (Some(n), true) => {
+                let subnets = n.awsvpc_configuration.as_ref().map(|a| a.subnets.len()).unwrap_or(0);
+                if subnets == 0 {
+                    return Err(EcsError::invalid("subnets can not be empty."));
+                }
+            }
+            (Some(_), false) => {
+                return Err(EcsError::invalid(
+                    "Network Configuration is not valid for the given networkMode of this task definition.",
+                ));
+            }
+            (None, false) => {}
+        }
+        let p = plan(&td, req.overrides, launch_type == "FARGATE")?;
+        let mut tasks = Vec::new();
+        let mut failures: Vec<Failure> = Vec::new();
+        let targets: Vec<Option<Vec<String>>> = match req.only {
+            Some(list) => list.iter().map(|a| Some(vec![a.clone()])).collect(),
+            None => (0..req.count).map(|_| None).collect(),
+        };
+        for only in targets {
+            match self
+                .place_one(ctx, &cluster.value, &p, &launch_type, cp.as_ref(), &req, only.as_deref())
+                .await?
+            {
+                Ok(rec) => {
+                    self.agents.bump(&rec.node);
+                    tasks.push(rec.task);
+                }
+                Err(f) => {
+                    for x in f {
+                        if !failures.contains(&x) {
+                            failures.push(x);
+                        }
+                    }
+                    if req.only.is_none() {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok((tasks, failures))
+    }
+
+    pub async fn run_task(&self, ctx: &Ctx, req: RunTaskRequest) -> Result<RunTaskResponse> {
+        let count = req.count.unwrap_or(1);
+        if !(1..=10).contains(&count) {
+            return Err(EcsError::invalid(format!("count must be between 1 and 10, but was {count}.")));
+        }
+        let cname = cluster_name(&ctx.scope, req.cluster.as_deref())?;
+        // clientToken idempotency: the same token and request return the same tasks.
+        let token = req.client_token.clone().filter(|t| !t.is_empty());
+        let fingerprint = {
+            let mut r = req.clone();
+            r.client_token = None;
+            serde_json::to_string(&r).unwrap_or_default()
+        };
+        if let Some(t) = &token {
+            if t.len() > 64 {
+                return Err(EcsError::invalid("clientToken can have at most 64 characters."));
+            }
+            if let Some(prev) = load::<TokenRecord>(&*self.store, &keys::client_token(&ctx.scope, &cname, t))?
+            {
+                if prev.value.request != fingerprint {
+                    return Err(EcsError::new(
+                        ErrorKind::ConflictException,
+                        format!(
+                            "The clientToken {t} was already used with different parameters for tasks {}.",
+                            prev.value.task_arns.join(", ")
+                        ),
+                    ));
+                }
+                let mut tasks = Vec::new();
+                for arn in &prev.value.task_arns {
+                    if let Some(rec) = self.load_task(ctx, &cname, arn)? {
+                        tasks.push(rec.value.task);
+                    }
+                }
+                return Ok(RunTaskResponse { tasks: Some(tasks), failures: Some(vec![]) });
+            }
+        }
+        let (tasks, failures) = self
+            .run_like(
+                ctx,
+                RunLike {
+                    cluster: req.cluster.as_deref(),
+                    task_definition: &req.task_definition,
+                    count: count as usize,
+                    launch_type: req.launch_type.as_deref(),
+                    strategy: req.capacity_provider_strategy.as_ref(),
+                    overrides: req.overrides.as_ref(),
+                    group: req.group.clone(),
+                    started_by: req.started_by.clone(),
+                    tags: req.tags.clone().unwrap_or_default(),
+                    network: req.network_configuration.clone(),
+                    only: None,
+                },
+            )
+            .await?;
+        if let Some(t) = &token {
+            let rec = TokenRecord {
+                request: fingerprint,
+                task_arns: tasks.iter().filter_map(|t| t.task_arn.clone()).collect(),
+            };
+            self.commit(Txn::new().put(keys::client_token(&ctx.scope, &cname, t), encode(&rec))).await?;
+        }
+        Ok(RunTaskResponse { tasks: Some(tasks), failures: Some(failures) })
+    }
+
+    pub async fn start_task(&self, ctx: &Ctx, req: StartTaskRequest) -> Result<StartTaskResponse> {
+        if req.container_instances.is_empty() {
+            return Err(EcsError::invalid("containerInstances can not be empty."));
+        }
+        check_batch("containerInstances", req.container_instances.len(), 10)?;
+        let cname = cluster_name(&ctx.scope, req.cluster.as_deref())?;
+        let arns: Vec<String> =
+            req.container_instances
+                .iter()
+                .map(|r| {
+                    if r.starts_with("arn:") {
+                        r.clone()
+                    } else {
+                        ctx.scope.container_instance_arn(&cname, r)
+                    }
+                })
+                .collect();
+        let (tasks, mut failures) = self
+            .run_like(
+                ctx,
+                RunLike {
+                    cluster: req.cluster.as_deref(),
+                    task_definition: &req.task_definition,
+                    count: arns.len(),
+                    launch_type: None,
+                    strategy: None,
+                    overrides: req.overrides.as_ref(),
+                    group: req.group.clone(),
+                    started_by: req.started_by.clone(),
+                    tags: req.tags.clone().unwrap_or_default(),
+                    network: req.network_configuration.clone(),
+                    only: Some(&arns),
+                },
+            )
+            .await?;
+        for a in &arns {
+            let placed = tasks.iter().any(|t| t.container_instance_arn.as_ref() == Some(a));
+            if !placed && !failures.iter().any(|f| f.arn.as_ref() == Some(a)) {
+                failures.push(Failure { arn: Some(a.clone()), reason: Some("MISSING".into()), detail: None });
+            }
+        }
+        Ok(StartTaskResponse { tasks: Some(tasks), failures: Some(failures) })
+    }
+
+    pub async fn stop_task(&self, ctx: &Ctx, req: StopTaskRequest) -> Result<StopTaskResponse> {
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+        let cname = cluster.value.cluster_name.unwrap_or_default();
+        if req.reason.as_ref().is_some_and(|r| r.len() > 255) {
+            return Err(EcsError::invalid("reason can have at most 255 characters."));
+        }
+        let now = self.now_s();
+        let rec = self
+            .retry(|| {
+                let mut rec = self
+                    .load_task(ctx, &cname, &req.task)?
+                    .ok_or_else(|| EcsError::invalid("The referenced task was not found."))?;
+                let t = &mut rec.value.task;
+                if t.desired_status.as_deref() == Some("STOPPED") {
+                    return Ok((Txn::new(), rec.value));
+                }
+                t.desired_status = Some("STOPPED".into());
+                t.stopping_at = Some(now);
+                t.stop_code = Some("UserInitiated".into());
+                t.stopped_reason = Some(req.reason.clone().unwrap_or_else(|| "Task stopped by user".into()));
+                if t.last_status.as_deref() == Some("RUNNING") {
+                    t.last_status = Some("STOPPING".into());
+                }
+                t.version += 1;
+                Ok((Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), rec.value))
+            })
+            .await?;
+        self.agents.bump(&rec.node);
+        Ok(StopTaskResponse { task: Some(rec.task) })
+    }
+
+    pub fn describe_tasks(&self, ctx: &Ctx, req: DescribeTasksRequest) -> Result<DescribeTasksResponse> {
+        super::check_include("include", req.include.as_ref(), &["TAGS"])?;
+        if req.tasks.is_empty() {
+            return Err(EcsError::invalid("Tasks cannot be empty."));
+        }
+        check_batch("taskIds", req.tasks.len(), 100)?;
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let mut tasks = Vec::new();
+        let mut failures = Vec::new();
+        for r in &req.tasks {
+            match self.load_task(ctx, &cname, r)? {
+                Some(rec) => {
+                    let mut t = rec.value.task;
+                    if !super::includes(req.include.as_ref(), "TAGS") {
+                        t.tags = None;
+                    }
+                    tasks.push(t);
+                }
+                None => failures.push(Failure {
+                    arn: Some(if r.starts_with("arn:") {
+                        r.clone()
+                    } else {
+                        ctx.scope.arn(&format!("task/{cname}/{r}"))
+                    }),
+                    reason: Some("MISSING".into()),
+                    detail: None,
+                }),
+            }
+        }
+        Ok(DescribeTasksResponse { tasks: Some(tasks), failures: Some(failures) })
+    }
+
+    pub fn list_tasks(&self, ctx: &Ctx, req: ListTasksRequest) -> Result<ListTasksResponse> {
+        let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 100, 100)?;
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+        let cname = cluster.value.cluster_name.unwrap_or_default();
+        if let Some(f) = &req.family
+            && !gantry_core::validate::is_valid_name(f)
+        {
+            return Err(EcsError::invalid("family must match ^[a-zA-Z0-9\\-_]+$"));
+        }
+        if req.started_by.as_ref().is_some_and(|s| s.len() > 36) {
+            return Err(EcsError::invalid("startedBy longer than 36."));
+        }
+        let desired = req.desired_status.as_deref().unwrap_or("RUNNING");
+        if !["RUNNING", "PENDING", "STOPPED"].contains(&desired) {
+            return Err(EcsError::invalid(format!(
+                "desiredStatus should be one of [RUNNING,PENDING,STOPPED], but was '{desired}'."
+            )));
+        }
+        let instance = req.container_instance.as_ref().map(|r| {
+            if r.starts_with("arn:") { r.clone() } else { ctx.scope.container_instance_arn(&cname, r) }
+        });
+        let group =
+            req.service_name.as_ref().map(|s| format!("service:{}", s.rsplit('/').next().unwrap_or(s)));
+        let mut out = Vec::new();
+        for kv in self.store.range(&keys::task_prefix(&ctx.scope, &cname), page.after.as_deref(), usize::MAX)
+        {
+            let rec = decode::<TaskRecord>(&kv)?;
+            let t = &rec.value.task;
+            let d = t.desired_status.as_deref().unwrap_or_default();
+            // PENDING lists tasks whose desired status is RUNNING that are not running yet.
+            let status_ok = match desired {
+                "PENDING" => d == "RUNNING" && t.last_status.as_deref() != Some("RUNNING"),
+                other => d == other,
+            };
+            let family_ok = req.family.as_ref().is_none_or(|f| {
+                t.task_definition_arn
+                    .as_deref()
+                    .and_then(|a| a.rsplit('/').next())
+                    .and_then(|x| x.split(':').next())
+                    == Some(f.as_str())
+            });
+            if status_ok
+                && family_ok
+                && req.started_by.as_ref().is_none_or(|s| t.started_by.as_ref() == Some(s))
+                && req.launch_type.as_ref().is_none_or(|l| t.launch_type.as_ref() == Some(l))
+                && instance.as_ref().is_none_or(|i| t.container_instance_arn.as_ref() == Some(i))
+                && group.as_ref().is_none_or(|g| t.group.as_ref() == Some(g))
+            {
+                out.push(rec);
+                if out.len() > page.limit {
+                    break;
+                }
+            }
+        }
+        let (items, next) = paginate(out, page.limit, |r| r.key.clone());
+        Ok(ListTasksResponse {
+            task_arns: Some(items.into_iter().filter_map(|r| r.value.task.task_arn).collect()),
+            next_token: next,
+        })
+    }
+
+    /// Applies an agent's report of a task's (and its containers') state.
+    pub async fn submit_task_state_change(
+        &self,
+        ctx: &Ctx,
+        req: SubmitTaskStateChangeRequest,
+    ) -> Result<SubmitTaskStateChangeResponse> {
+        let cname = cluster_name(&ctx.scope, req.cluster.as_deref())?;
+        let task_ref = req.task.clone().ok_or_else(|| EcsError::invalid("task can not be blank."))?;
+        let status = req.status.clone();
+        if let Some(s) = &status
+            && stage(s).is_none()
+        {
+            return Err(EcsError::invalid(format!("Invalid task status '{s}'.")));
+        }
+        let now = self.now_s();
+        let node = self
+            .retry(|| {
+                let mut rec = self.load_task(ctx, &cname, &task_ref)?.ok_or_else(|| {
+                    EcsError::invalid(format!("The referenced task was not found: {task_ref}"))
+                })?;
+                if rec.value.task.last_status.as_deref() == Some("STOPPED") {
+                    return Ok((Txn::new(), rec.value.node));
+                }
+                let t = &mut rec.value.task;
+                for c in req.containers.iter().flatten() {
+                    update_container(
+                        t,
+                        c.container_name.as_deref(),
+                        c.runtime_id.as_ref(),
+                        c.status.as_ref(),
+                        c.exit_code,
+                        c.reason.as_ref(),
+                        c.network_bindings.as_ref(),
+                    );
+                }
+                if req.pull_started_at.is_some() {
+                    t.pull_started_at = req.pull_started_at;
+                }
+                if req.pull_stopped_at.is_some() {
+                    t.pull_stopped_at = req.pull_stopped_at;
+                }
+                let mut txn = Txn::new();
+                let current = stage(t.last_status.as_deref().unwrap_or("PROVISIONING")).unwrap_or(0);
+                if let Some(s) = &status
+                    && stage(s).unwrap_or(0) > current
+                {
+                    t.last_status = Some(s.clone());
+                    match s.as_str() {
+                        "RUNNING" => {
+                            t.started_at = Some(now);
+                            t.connectivity = Some("CONNECTED".into());
+                            t.connectivity_at = Some(now);
+                        }
+                        "STOPPED" => {
+                            let was_running = t.started_at.is_some();
+                            t.execution_stopped_at = req.execution_stopped_at.or(Some(now));
+                            t.stopped_at = Some(now);
+                            t.stopping_at.get_or_insert(now);
+                            t.desired_status = Some("STOPPED".into());
+                            t.connectivity = Some("DISCONNECTED".into());
+                            if t.stop_code.is_none() {
+                                t.stop_code = Some(
+                                    if was_running {
+                                        "EssentialContainerExited"
+                                    } else {
+                                        "TaskFailedToStart"
+                                    }
+                                    .into(),
+                                );
+                            }
+                            if t.stopped_reason.is_none() {
+                                t.stopped_reason = Some(
+                                    req.reason
+                                        .clone()
+                                        .unwrap_or_else(|| "Essential container in task exited".into()),
+                                );
+                            }
+                            for a in t.attachments.iter_mut().flatten() {
+                                a.status = Some("DELETED".into());
+                            }
+                            txn = self.release(txn, &rec.value.node, &rec.value.reserved, ctx, &cname)?;
+                            txn = txn.delete(keys::node_task(&rec.value.node, task_id_of(&task_ref)));
+                        }
+                        _ => {}
+                    }
+                }
+                rec.value.task.version += 1;
+                let txn = txn.when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value));
+                Ok((txn, rec.value.node))
+            })
+            .await?;
+        self.agents.bump(&node);
+        Ok(SubmitTaskStateChangeResponse { acknowledgment: Some("ACK".into()) })
+    }
+
+    /// Returns a stopped task's reservation to its node, within `txn`.
+    fn release(&self, txn: Txn, node: &str, r: &Reservation, ctx: &Ctx, cluster: &str) -> Result<Txn> {
+        if let Some(id) = node.strip_prefix("fargate:") {
+            let key = keys::fargate_node(id);
+            return Ok(match load::<FargateNode>(&*self.store, &key)? {
+                Some(mut n) => {
+                    n.value.remaining_cpu = (n.value.remaining_cpu + r.cpu).min(n.value.cpu);
+                    n.value.remaining_memory = (n.value.remaining_memory + r.memory).min(n.value.memory);
+                    txn.when(&key, n.mod_revision).put(&key, encode(&n.value))
+                }
+                None => txn,
+            });
+        }
+        let id = node.rsplit('/').next().unwrap_or_default();
+        let key = keys::container_instance(&ctx.scope, cluster, id);
+        Ok(match load::<ContainerInstance>(&*self.store, &key)? {
+            Some(mut ci) => {
+                apply(ci.value.remaining_resources.get_or_insert_with(Vec::new), r, 1);
+                txn.when(&key, ci.mod_revision).put(&key, encode(&ci.value))
+            }
+            None => txn,
+        })
+    }
+
+    pub async fn submit_container_state_change(
+        &self,
+        ctx: &Ctx,
+        req: SubmitContainerStateChangeRequest,
+    ) -> Result<SubmitContainerStateChangeResponse> {
+        let cname = cluster_name(&ctx.scope, req.cluster.as_deref())?;
+        let task_ref = req.task.clone().ok_or_else(|| EcsError::invalid("task can not be blank."))?;
+        let node = self
+            .retry(|| {
+                let mut rec = self.load_task(ctx, &cname, &task_ref)?.ok_or_else(|| {
+                    EcsError::invalid(format!("The referenced task was not found: {task_ref}"))
+                })?;
+                let t = &mut rec.value.task;
+                update_container(
+                    t,
+                    req.container_name.as_deref(),
+                    req.runtime_id.as_ref(),
+                    req.status.as_ref(),
+                    req.exit_code,
+                    req.reason.as_ref(),
+                    req.network_bindings.as_ref(),
+                );
+                t.version += 1;
+                Ok((
+                    Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)),
+                    rec.value.node,
+                ))
+            })
+            .await?;
+        self.agents.bump(&node);
+        Ok(SubmitContainerStateChangeResponse { acknowledgment: Some("ACK".into()) })
+    }
+
+    pub async fn submit_attachment_state_changes(
+        &self,
+        ctx: &Ctx,
+        req: SubmitAttachmentStateChangesRequest,
+    ) -> Result<SubmitAttachmentStateChangesResponse> {
+        let cname = cluster_name(&ctx.scope, req.cluster.as_deref())?;
+        for change in &req.attachments {
+            // Attachment ARNs are arn:...:attachment/CLUSTER/TASK-ID/ATTACHMENT-ID.
+            let parts: Vec<&str> = change.attachment_arn.rsplit('/').collect();
+            let (Some(att_id), Some(task_id)) = (parts.first(), parts.get(1)) else {
+                return Err(EcsError::invalid(format!("Invalid attachment ARN: {}", change.attachment_arn)));
+            };
+            self.retry(|| {
+                let mut rec = self.load_task(ctx, &cname, task_id)?.ok_or_else(|| {
+                    EcsError::invalid(format!("Attachment not found: {}", change.attachment_arn))
+                })?;
+                let mut found = false;
+                for a in rec.value.task.attachments.iter_mut().flatten() {
+                    if a.id.as_deref() == Some(*att_id) {
+                        a.status = Some(change.status.clone());
+                        found = true;
+                    }
+                }
+                if !found {
+                    return Err(EcsError::invalid(format!(
+                        "Attachment not found: {}",
+                        change.attachment_arn
+                    )));
+                }
+                Ok((Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), ()))
+            })
+            .await?;
+        }
+        Ok(SubmitAttachmentStateChangesResponse { acknowledgment: Some("ACK".into()) })
+    }
+}
+
+fn update_container(
+    t: &mut Task,
+    name: Option<&str>,
+    runtime_id: Option<&String>,
+    status: Option<&String>,
+    exit_code: Option<i32>,
+    reason: Option<&String>,
+    bindings: Option<&Vec<NetworkBinding>>,
+) {
+    let Some(c) = t.containers.iter_mut().flatten().find(|c| c.name.as_deref() == name) else {
+        return;
+    };
+    if runtime_id.is_some() {
+        c.runtime_id = runtime_id.cloned();
+    }
+    if let Some(s) = status {
+        let cur = match c.last_status.as_deref() {
+            Some("RUNNING") => 1,
+            Some("STOPPED") => 2,
+            _ => 0,
+        };
+        let new = match s.as_str() {
+            "RUNNING" => 1,
+            "STOPPED" => 2,
+            _ => 0,
+        };
+        if new >= cur {
+            c.last_status = Some(s.clone());
+        }
+    }
+    if exit_code.is_some() {
+        c.exit_code = exit_code;
+    }
+    if reason.is_some() {
+        c.reason = reason.cloned();
+    }
+    if let Some(b) = bindings {
+        c.network_bindings = Some(b.clone());
+    }
+}
+
+/// What RunTask and StartTask have in common.
+struct RunLike<'a> {
+    cluster: Option<&'a str>,
+    task_definition: &'a str,
+    count: usize,
+    launch_type: Option<&'a str>,
+    strategy: Option<&'a Vec<CapacityProviderStrategyItem>>,
+    overrides: Option<&'a TaskOverride>,
+    group: Option<String>,
+    started_by: Option<String>,
+    tags: Vec<Tag>,
+    network: Option<NetworkConfiguration>,
+    only: Option<&'a [String]>,
+}
