@@ -33,8 +33,9 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     echo "$want" >"$stamp"
 fi
 
-# 2. Build the binary the black-box tests start.
+# 2. Build the binary the black-box tests start, and the local image the real-Docker tests run.
 quiet build cargo build -q -p gantry
+quiet images "$root/tests/images/build.sh"
 
 # 3. Rust tests. A failure here is reported, and the black-box suite still runs.
 status=0

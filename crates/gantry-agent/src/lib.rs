@@ -6,5 +6,11 @@
 //! operations. Its loop is a reconciler: the tasks it should run, against the containers it finds
 //! by label, so that after a restart it adopts what is still running instead of starting it again.
 
+pub mod agent;
+pub mod client;
 pub mod docker;
+pub mod fake;
+pub mod node;
+pub mod pause;
 pub mod runtime;
+pub mod spec;

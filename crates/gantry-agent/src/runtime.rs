@@ -205,6 +205,8 @@ pub trait Runtime: Send + Sync + 'static {
     /// Pulls the image; fails with [`RuntimeError::Pull`] (quickly, not after minutes of retries)
     /// when it does not exist or the registry is unreachable.
     fn pull<'a>(&'a self, image: &'a str) -> BoxFuture<'a, RuntimeResult<()>>;
+    /// Imports a root filesystem (a tar archive) as the image `reference` (`repo:tag`).
+    fn import_image<'a>(&'a self, reference: &'a str, rootfs: Vec<u8>) -> BoxFuture<'a, RuntimeResult<()>>;
     /// Creates a named network if it does not exist (for awsvpc task networks).
     fn ensure_network<'a>(&'a self, name: &'a str) -> BoxFuture<'a, RuntimeResult<()>>;
     /// Creates a container and returns its engine ID. Nothing is left behind on failure.
@@ -219,7 +221,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// Waits until the container is not running and returns its exit code.
     fn wait<'a>(&'a self, id: &'a str) -> BoxFuture<'a, RuntimeResult<i64>>;
     /// Every container (running or not) that carries `label=value`.
-    fn list<'a>(&'a self, label: &'a str, value: &'a str) -> BoxFuture<'a, RuntimeResult<Vec<ContainerState>>>;
+    fn list<'a>(
+        &'a self,
+        label: &'a str,
+        value: &'a str,
+    ) -> BoxFuture<'a, RuntimeResult<Vec<ContainerState>>>;
     /// The container's stdout and stderr so far, interleaved as the engine stored them.
     fn logs<'a>(&'a self, id: &'a str) -> BoxFuture<'a, RuntimeResult<Vec<u8>>>;
 }

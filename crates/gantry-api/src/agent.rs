@@ -7,19 +7,9 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
-use gantry_control::ops::agent_channel::{Assignments, FargateRegistration, TaskHealthReport};
 use gantry_core::EcsError;
-use serde::{Deserialize, Serialize};
+use gantry_core::protocol::{Assignments, FargateRegistration, PollRequest, TaskHealthReport};
 use std::sync::Arc;
-
-/// A node's poll: who it is and the assignment version it already has.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct PollRequest {
-    pub node: String,
-    #[serde(default)]
-    pub version: u64,
-}
 
 fn respond(s: &AppState, r: Result<Vec<u8>, EcsError>) -> Response {
     let id = s.control.ids().uuid();

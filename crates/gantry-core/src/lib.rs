@@ -8,6 +8,7 @@
 pub mod arn;
 pub mod error;
 pub mod page;
+pub mod protocol;
 pub mod taskdef;
 pub mod time;
 pub mod validate;

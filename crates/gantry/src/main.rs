@@ -32,12 +32,46 @@ enum Command {
         #[arg(long)]
         enable_reset: bool,
     },
-    /// Run an all-in-one node: the control plane plus an in-process agent. The reset endpoint is
-    /// enabled.
+    /// Run an all-in-one node: the control plane plus an in-process agent that provides Fargate
+    /// capacity on this host. The reset endpoint is enabled.
     Up {
         #[command(flatten)]
         common: Common,
     },
+    /// Register this host into a cluster as a container instance and run its tasks in Docker.
+    Agent {
+        /// The Gantry server, e.g. http://127.0.0.1:7360.
+        #[arg(long, env = "GANTRY_SERVER")]
+        server: String,
+        /// The cluster to join.
+        #[arg(long, default_value = "default")]
+        cluster: String,
+        /// A custom attribute, NAME=VALUE (repeatable).
+        #[arg(long = "attribute", value_parser = parse_attribute)]
+        attributes: Vec<(String, String)>,
+        /// The ecs.availability-zone attribute.
+        #[arg(long, default_value = "local-1a")]
+        availability_zone: String,
+        /// The ecs.instance-type attribute.
+        #[arg(long, default_value = "gantry.host")]
+        instance_type: String,
+        /// The region of the cluster.
+        #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+        region: String,
+        /// Directory for the agent's identity and task logs (default: <data dir>/agent-CLUSTER).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Pull images even when present locally (ECS_IMAGE_PULL_BEHAVIOR=always).
+        #[arg(long)]
+        pull_always: bool,
+    },
+}
+
+fn parse_attribute(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("'{s}' is not NAME=VALUE")),
+    }
 }
 
 #[derive(Args)]
@@ -75,6 +109,28 @@ fn main() -> anyhow::Result<()> {
     let (common, enable_reset, mode) = match cli.command {
         Command::Server { common, enable_reset } => (common, enable_reset, "server"),
         Command::Up { common } => (common, true, "up"),
+        Command::Agent {
+            server,
+            cluster,
+            attributes,
+            availability_zone,
+            instance_type,
+            region,
+            data_dir,
+            pull_always,
+        } => {
+            let data_dir = data_dir.unwrap_or_else(|| default_data_dir().join(format!("agent-{cluster}")));
+            let opts = gantry_agent::node::InstanceOptions {
+                cluster,
+                availability_zone,
+                instance_type,
+                attributes,
+                data_dir,
+                pull_always,
+            };
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            return rt.block_on(run_agent(server, region, opts));
+        }
     };
     if common.account_id.len() != 12 || !common.account_id.bytes().all(|b| b.is_ascii_digit()) {
         anyhow::bail!("--account-id must be 12 digits, got '{}'", common.account_id);
@@ -82,6 +138,72 @@ fn main() -> anyhow::Result<()> {
     // One worker thread per core; TOKIO_WORKER_THREADS overrides.
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(serve(common, enable_reset, mode))
+}
+
+/// Connects to Docker and runs this host's agent as a container instance of a cluster.
+async fn run_agent(
+    server: String,
+    region: String,
+    opts: gantry_agent::node::InstanceOptions,
+) -> anyhow::Result<()> {
+    let runtime = Arc::new(
+        gantry_agent::docker::DockerRuntime::connect()
+            .await
+            .context("the agent runs tasks in Docker, which is unavailable")?,
+    );
+    let client = Arc::new(gantry_agent::client::HttpClient::new(&server, &region));
+    let ids = SeededIds::from_entropy();
+    let agent = loop {
+        match gantry_agent::node::register_instance(
+            runtime.clone(),
+            client.clone(),
+            Arc::new(SystemClock),
+            &ids,
+            &opts,
+        )
+        .await
+        {
+            Ok(a) => break a,
+            Err(e) => {
+                tracing::warn!("registration failed, retrying: {e}");
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            }
+        }
+    };
+    println!("Gantry agent: cluster {} on {server}", opts.cluster);
+    tokio::select! {
+        _ = agent.run() => Ok(()),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
+/// The in-process agent of `gantry up`: Fargate capacity on this host.
+async fn start_fargate(base: &str, dir: &std::path::Path, ids: &SeededIds) -> anyhow::Result<()> {
+    let runtime = Arc::new(gantry_agent::docker::DockerRuntime::connect().await?);
+    let client = Arc::new(gantry_agent::client::HttpClient::new(base, "us-east-1"));
+    let mut tries = 0;
+    let agent = loop {
+        match gantry_agent::node::register_fargate(
+            runtime.clone(),
+            client.clone(),
+            Arc::new(SystemClock),
+            ids,
+            dir,
+        )
+        .await
+        {
+            Ok(a) => break a,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                tracing::debug!("Fargate node registration: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    tracing::info!("Fargate capacity on this host is ready");
+    agent.run().await;
+    Ok(())
 }
 
 async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result<()> {
@@ -109,7 +231,16 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     println!("Gantry {} ({mode}): the ECS API is at {endpoint}", env!("CARGO_PKG_VERSION"));
     println!("  account {}, state in {}", common.account_id, data_dir.display());
     if mode == "up" {
-        println!("  the agent arrives in a later version: this node serves the API only");
+        let base = endpoint.clone();
+        let dir = data_dir.join("fargate");
+        let ids = SeededIds::from_entropy();
+        // The node comes up once the API below is serving.
+        tokio::spawn(async move {
+            match start_fargate(&base, &dir, &ids).await {
+                Ok(()) => {}
+                Err(e) => tracing::warn!("no Fargate capacity on this host: {e:#}"),
+            }
+        });
     }
     println!("Try it:");
     println!(

@@ -1,47 +1,14 @@
 //! The agent side of the control plane: DiscoverPollEndpoint, UpdateContainerInstancesState,
 //! Fargate node registration, assignments for a node's long poll, and health reports.
 
-use super::tasks::{Assignment, FargateNode, TaskRecord, fargate_node_name};
+use super::tasks::{FargateNode, TaskRecord};
 use crate::records::{decode, encode, load};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::arn::cluster_name;
+use gantry_core::protocol::{Assignment, FargateRegistration, TaskHealthReport, fargate_node_name};
 use gantry_core::{Arn, EcsError, Result, Scope};
 use gantry_model::*;
 use gantry_store::Txn;
-use serde::{Deserialize, Serialize};
-
-/// A Fargate node announcing itself and its capacity.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FargateRegistration {
-    pub node_id: String,
-    pub cpu: i64,
-    pub memory: i64,
-    #[serde(default)]
-    pub availability_zone: Option<String>,
-}
-
-/// Health and addressing an agent observed for a task (Gantry's counterpart of the ECS agent's
-/// telemetry channel; ECS's state-change operations have no field for them).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct TaskHealthReport {
-    pub task_arn: String,
-    /// Container name → HEALTHY, UNHEALTHY or UNKNOWN.
-    #[serde(default)]
-    pub containers: Vec<(String, String)>,
-    /// The task's IP on its own network (awsvpc).
-    #[serde(default)]
-    pub private_ipv4_address: Option<String>,
-}
-
-/// What a node's poll returns.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Assignments {
-    pub version: u64,
-    pub tasks: Vec<Assignment>,
-}
 
 fn ctx_from_task_arn(arn: &str) -> Result<(Ctx, String, String)> {
     let a = Arn::parse(arn)

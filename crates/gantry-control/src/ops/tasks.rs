@@ -11,6 +11,7 @@ use crate::records::{decode, encode, load};
 use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::arn::cluster_name;
 use gantry_core::page::{PageRequest, paginate};
+use gantry_core::protocol::fargate_node_name;
 use gantry_core::validate::{parse_task_cpu, parse_task_memory, validate_tags};
 use gantry_core::{Arn, EcsError, ErrorKind, Result};
 use gantry_model::*;
@@ -55,16 +56,6 @@ struct TokenRecord {
     task_arns: Vec<String>,
 }
 
-/// What a node receives for each task assigned to it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Assignment {
-    pub task: Task,
-    pub task_definition: TaskDefinition,
-    #[serde(default)]
-    pub network_configuration: Option<NetworkConfiguration>,
-}
-
 /// The order of lastStatus values; a task only moves forward.
 const LIFECYCLE: &[&str] = &[
     "PROVISIONING",
@@ -79,10 +70,6 @@ const LIFECYCLE: &[&str] = &[
 
 fn stage(status: &str) -> Option<usize> {
     LIFECYCLE.iter().position(|s| *s == status)
-}
-
-pub fn fargate_node_name(id: &str) -> String {
-    format!("fargate:{id}")
 }
 
 fn resource_int(resources: &[Resource], name: &str) -> i64 {
@@ -103,7 +90,7 @@ fn resource_set<'a>(resources: &'a [Resource], name: &str) -> Vec<&'a String> {
 }
 
 /// Adds (`sign` 1) or subtracts (`sign` -1) a reservation from an instance's remaining resources.
-fn apply(resources: &mut Vec<Resource>, r: &Reservation, sign: i64) {
+fn apply(resources: &mut [Resource], r: &Reservation, sign: i64) {
     for res in resources.iter_mut() {
         match res.name.as_deref() {
             Some("CPU") => res.integer_value += (sign * r.cpu) as i32,
@@ -398,7 +385,7 @@ impl ControlPlane {
             task_arn: Some(task_arn),
             task_definition_arn: p.def.task_definition_arn.clone(),
             version: 1,
-            ephemeral_storage: fargate.then(|| EphemeralStorage { size_in_gi_b: 20 }),
+            ephemeral_storage: fargate.then_some(EphemeralStorage { size_in_gi_b: 20 }),
             fargate_ephemeral_storage: fargate
                 .then(|| TaskEphemeralStorage { size_in_gi_b: 20, ..Default::default() }),
             ..Default::default()
@@ -406,6 +393,7 @@ impl ControlPlane {
     }
 
     /// Places and stores one task; `None` with the reasons when nothing fits.
+    #[allow(clippy::too_many_arguments)]
     async fn place_one(
         &self,
         ctx: &Ctx,

@@ -1,0 +1,832 @@
+//! The agent's loop: poll for assignments, reconcile them against the containers found by label,
+//! and run each task through its lifecycle.
+//!
+//! [`decide`] is the pure part: given what the server wants, which tasks have a runner here, and
+//! which containers carry this node's label, it says what to do. [`Agent`] carries it out: a
+//! runner per task (pull, create, start in `dependsOn` order, report RUNNING, watch for exits and
+//! health, stop, report STOPPED, keep the logs, remove the containers), and removal of containers
+//! the server no longer wants.
+
+use crate::client::ControlClient;
+use crate::pause::{PAUSE_IMAGE, PAUSE_NAME, pause_rootfs};
+use crate::runtime::{ContainerState, ContainerStatus, Health, Network, Runtime, RuntimeError, labels};
+use crate::spec::{TaskNetwork, container_spec};
+
+/// The engine network awsvpc tasks get their addresses on.
+pub const AWSVPC_NETWORK: &str = "gantry-tasks";
+use gantry_core::Clock;
+use gantry_core::protocol::{Assignment, PollRequest, TaskHealthReport};
+use gantry_model::*;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// What to do about one task or stray container set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Start a runner for the task; `adopt` lists the engine IDs of containers already there.
+    Run { task_arn: String, adopt: Vec<String> },
+    /// Tell the task's runner to stop it.
+    Stop { task_arn: String },
+    /// Re-send the final report of a task this agent already stopped.
+    Resend { task_arn: String },
+    /// Stop and remove containers of a task the server no longer assigns here.
+    RemoveStray { task_arn: String, containers: Vec<String> },
+}
+
+/// The pure reconcile step.
+pub fn decide(
+    desired: &[(String, bool)],
+    running: &HashSet<String>,
+    finished: &HashSet<String>,
+    found: &BTreeMap<String, Vec<String>>,
+) -> Vec<Decision> {
+    let mut out = Vec::new();
+    for (arn, want_running) in desired {
+        if finished.contains(arn) {
+            out.push(Decision::Resend { task_arn: arn.clone() });
+        } else if running.contains(arn) {
+            if !want_running {
+                out.push(Decision::Stop { task_arn: arn.clone() });
+            }
+        } else {
+            // A task to start, to adopt, or (desired STOPPED) to wind down and report.
+            out.push(Decision::Run {
+                task_arn: arn.clone(),
+                adopt: found.get(arn).cloned().unwrap_or_default(),
+            });
+        }
+    }
+    for (arn, ids) in found {
+        if !desired.iter().any(|(a, _)| a == arn) && !running.contains(arn) {
+            out.push(Decision::RemoveStray { task_arn: arn.clone(), containers: ids.clone() });
+        }
+    }
+    out
+}
+
+/// Settings of an agent.
+#[derive(Clone)]
+pub struct AgentConfig {
+    /// The node name: the container instance ARN, or `fargate:ID`.
+    pub node: String,
+    /// Pull an image only when it is missing (`prefer-cached`), or always.
+    pub pull_always: bool,
+    /// Where task logs are kept after their containers are removed.
+    pub logs_dir: Option<PathBuf>,
+    /// How often health is sampled.
+    pub health_interval: Duration,
+    /// The base of the task metadata endpoint, if the agent serves one.
+    pub metadata_base: Option<String>,
+}
+
+/// ECS's ephemeral range for dynamic host ports in bridge mode.
+pub const EPHEMERAL_PORTS: std::ops::RangeInclusive<u16> = 49153..=65535;
+
+/// Hands out dynamic host ports from [`EPHEMERAL_PORTS`]: a port is free when this agent has
+/// not handed it out and nothing on the host is bound to it. Ports go back when their task ends.
+#[derive(Default)]
+pub struct PortAllocator {
+    used: Mutex<HashSet<(u16, bool)>>,
+    next: Mutex<u16>,
+}
+
+impl PortAllocator {
+    /// A free port for the protocol (`udp`: true).
+    pub fn take(&self, udp: bool) -> Option<u16> {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+        let span = (EPHEMERAL_PORTS.end() - EPHEMERAL_PORTS.start()) as u32 + 1;
+        for _ in 0..span {
+            if *next < *EPHEMERAL_PORTS.start() {
+                *next = *EPHEMERAL_PORTS.start();
+            }
+            let p = *next;
+            *next = if p == *EPHEMERAL_PORTS.end() { *EPHEMERAL_PORTS.start() } else { p + 1 };
+            if used.contains(&(p, udp)) {
+                continue;
+            }
+            let free = if udp {
+                std::net::UdpSocket::bind(("0.0.0.0", p)).is_ok()
+            } else {
+                std::net::TcpListener::bind(("0.0.0.0", p)).is_ok()
+            };
+            if free {
+                used.insert((p, udp));
+                return Some(p);
+            }
+        }
+        None
+    }
+
+    pub fn give_back(&self, port: u16, udp: bool) {
+        self.used.lock().unwrap_or_else(|e| e.into_inner()).remove(&(port, udp));
+    }
+}
+
+struct RunnerHandle {
+    stop: watch::Sender<bool>,
+    task: Option<tokio::task::AbortHandle>,
+}
+
+/// The agent.
+pub struct Agent<R: Runtime, C: ControlClient> {
+    runtime: Arc<R>,
+    client: Arc<C>,
+    clock: Arc<dyn Clock>,
+    config: AgentConfig,
+    runners: Mutex<HashMap<String, RunnerHandle>>,
+    ports: PortAllocator,
+    /// Final reports of tasks this agent stopped, until the server stops assigning them.
+    finished: Mutex<HashMap<String, SubmitTaskStateChangeRequest>>,
+}
+
+fn now_s(clock: &dyn Clock) -> f64 {
+    clock.now().as_epoch_seconds()
+}
+
+impl<R: Runtime, C: ControlClient> Agent<R, C> {
+    pub fn new(runtime: Arc<R>, client: Arc<C>, clock: Arc<dyn Clock>, config: AgentConfig) -> Arc<Self> {
+        Arc::new(Agent {
+            runtime,
+            client,
+            clock,
+            config,
+            runners: Mutex::default(),
+            ports: PortAllocator::default(),
+            finished: Mutex::default(),
+        })
+    }
+
+    /// Polls and reconciles until the process ends. Transport errors back off and retry.
+    pub async fn run(self: Arc<Self>) {
+        let mut version = 0;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let req = PollRequest { node: self.config.node.clone(), version };
+            match self.client.poll(&req).await {
+                Ok(a) => {
+                    backoff = Duration::from_millis(200);
+                    version = a.version;
+                    if let Err(e) = self.reconcile(a.tasks).await {
+                        tracing::warn!(error = %e, "reconcile failed; retrying on the next poll");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "poll failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Ends every runner without touching the containers, as the agent process dying would.
+    pub fn abandon(&self) {
+        for (_, h) in self.runners.lock().unwrap_or_else(|e| e.into_inner()).drain() {
+            if let Some(t) = h.task {
+                t.abort();
+            }
+        }
+    }
+
+    /// Tasks with a live runner.
+    pub fn running(&self) -> HashSet<String> {
+        self.runners.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
+    }
+
+    /// One reconcile pass over the node's assignments.
+    pub async fn reconcile(self: &Arc<Self>, assignments: Vec<Assignment>) -> Result<(), RuntimeError> {
+        let containers = self.runtime.list(labels::NODE, &self.config.node).await?;
+        let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for c in &containers {
+            if let Some(arn) = c.labels.get(labels::TASK_ARN) {
+                found.entry(arn.clone()).or_default().push(c.id.clone());
+            }
+        }
+        let desired: Vec<(String, bool)> = assignments
+            .iter()
+            .map(|a| {
+                (
+                    a.task.task_arn.clone().unwrap_or_default(),
+                    a.task.desired_status.as_deref() != Some("STOPPED"),
+                )
+            })
+            .collect();
+        let finished: HashSet<String> = {
+            let mut f = self.finished.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget final reports the server has taken (the task is no longer assigned).
+            f.retain(|arn, _| desired.iter().any(|(a, _)| a == arn));
+            f.keys().cloned().collect()
+        };
+        let running = self.running();
+        for d in decide(&desired, &running, &finished, &found) {
+            match d {
+                Decision::Run { task_arn, adopt } => {
+                    let Some(a) =
+                        assignments.iter().find(|a| a.task.task_arn.as_deref() == Some(task_arn.as_str()))
+                    else {
+                        continue;
+                    };
+                    let adopted: Vec<ContainerState> =
+                        containers.iter().filter(|c| adopt.contains(&c.id)).cloned().collect();
+                    let (tx, rx) = watch::channel(a.task.desired_status.as_deref() == Some("STOPPED"));
+                    let mut runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
+                    let me = self.clone();
+                    let a = a.clone();
+                    let arn = task_arn.clone();
+                    let handle = tokio::spawn(async move {
+                        let report = Runner { agent: &me, a: &a, stop: rx, dynamic: Vec::new(), pause: None }
+                            .run(adopted)
+                            .await;
+                        me.finish(&arn, report).await;
+                    });
+                    runners.insert(task_arn, RunnerHandle { stop: tx, task: Some(handle.abort_handle()) });
+                }
+                Decision::Stop { task_arn } => {
+                    if let Some(h) = self.runners.lock().unwrap_or_else(|e| e.into_inner()).get(&task_arn) {
+                        let _ = h.stop.send(true);
+                    }
+                }
+                Decision::Resend { task_arn } => {
+                    let report =
+                        self.finished.lock().unwrap_or_else(|e| e.into_inner()).get(&task_arn).cloned();
+                    if let Some(r) = report
+                        && let Err(e) = self.client.submit_task(&r).await
+                    {
+                        tracing::warn!(task = %task_arn, error = %e, "could not report the stopped task");
+                    }
+                }
+                Decision::RemoveStray { task_arn, containers: ids } => {
+                    tracing::info!(task = %task_arn, "removing containers of a task no longer assigned here");
+                    for id in ids {
+                        let _ = self.runtime.stop(&id, Duration::from_secs(10)).await;
+                        self.keep_logs(&task_arn, &id).await;
+                        let _ = self.runtime.remove(&id).await;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn finish(&self, task_arn: &str, report: SubmitTaskStateChangeRequest) {
+        self.finished.lock().unwrap_or_else(|e| e.into_inner()).insert(task_arn.to_string(), report.clone());
+        self.runners.lock().unwrap_or_else(|e| e.into_inner()).remove(task_arn);
+        if let Err(e) = self.client.submit_task(&report).await {
+            tracing::warn!(task = %task_arn, error = %e, "could not report the stopped task; will resend");
+        }
+    }
+
+    async fn keep_logs(&self, task_arn: &str, container_id: &str) {
+        let Some(dir) = &self.config.logs_dir else { return };
+        let Ok(Some(state)) = self.runtime.inspect(container_id).await else { return };
+        let name = state.labels.get(labels::CONTAINER_NAME).cloned().unwrap_or(state.name.clone());
+        let task_id = task_arn.rsplit('/').next().unwrap_or_default();
+        if let Ok(bytes) = self.runtime.logs(container_id).await {
+            let d = dir.join(task_id);
+            if std::fs::create_dir_all(&d).is_ok() {
+                let _ = std::fs::write(d.join(format!("{name}.log")), bytes);
+            }
+        }
+    }
+}
+
+/// One task's lifecycle on this node.
+struct Runner<'a, R: Runtime, C: ControlClient> {
+    agent: &'a Agent<R, C>,
+    a: &'a Assignment,
+    stop: watch::Receiver<bool>,
+    /// Dynamic host ports this task holds.
+    dynamic: Vec<(u16, bool)>,
+    /// The awsvpc namespace holder, if the task has one.
+    pause: Option<String>,
+}
+
+/// A container of the task as the runner tracks it.
+#[derive(Debug, Clone, Default)]
+struct Tracked {
+    id: Option<String>,
+    started: bool,
+    exit_code: Option<i64>,
+    reason: Option<String>,
+    health: Option<String>,
+    bindings: Vec<NetworkBinding>,
+}
+
+impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
+    fn task_arn(&self) -> String {
+        self.a.task.task_arn.clone().unwrap_or_default()
+    }
+
+    fn defs(&self) -> &[ContainerDefinition] {
+        self.a.task_definition.container_definitions.as_deref().unwrap_or_default()
+    }
+
+    fn essential(&self, name: &str) -> bool {
+        self.defs()
+            .iter()
+            .find(|d| d.name.as_deref() == Some(name))
+            .is_some_and(|d| d.essential.unwrap_or(true))
+    }
+
+    fn base_report(&self, status: &str) -> SubmitTaskStateChangeRequest {
+        SubmitTaskStateChangeRequest {
+            cluster: self.a.task.cluster_arn.clone(),
+            task: self.a.task.task_arn.clone(),
+            status: Some(status.to_string()),
+            ..Default::default()
+        }
+    }
+
+    fn container_changes(
+        &self,
+        tracked: &BTreeMap<String, Tracked>,
+        status: &str,
+    ) -> Vec<ContainerStateChange> {
+        tracked
+            .iter()
+            .map(|(name, t)| ContainerStateChange {
+                container_name: Some(name.clone()),
+                runtime_id: t.id.clone(),
+                status: Some(
+                    if status == "STOPPED" || t.exit_code.is_some() { "STOPPED" } else { status }.to_string(),
+                ),
+                exit_code: t.exit_code.map(|c| c as i32),
+                reason: t.reason.clone(),
+                network_bindings: Some(t.bindings.clone()),
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    async fn send(&self, r: &SubmitTaskStateChangeRequest) {
+        if let Err(e) = self.agent.client.submit_task(r).await {
+            tracing::warn!(task = %self.task_arn(), error = %e, "state report failed");
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    /// Runs the task to its end and returns the final (STOPPED) report.
+    async fn run(mut self, adopted: Vec<ContainerState>) -> SubmitTaskStateChangeRequest {
+        let mut tracked: BTreeMap<String, Tracked> =
+            self.defs().iter().filter_map(|d| d.name.clone()).map(|n| (n, Tracked::default())).collect();
+        let reason = if adopted.is_empty() {
+            self.start(&mut tracked).await
+        } else {
+            self.adopt(&mut tracked, adopted).await
+        };
+        let reason = match reason {
+            Some(r) => r,
+            None => self.watch(&mut tracked).await,
+        };
+        self.wind_down(&mut tracked).await;
+        let mut report = self.base_report("STOPPED");
+        report.reason = Some(reason);
+        report.containers = Some(self.container_changes(&tracked, "STOPPED"));
+        report.execution_stopped_at = Some(now_s(&*self.agent.clock));
+        for t in tracked.values() {
+            if let Some(id) = &t.id {
+                self.agent.keep_logs(&self.task_arn(), id).await;
+                let _ = self.agent.runtime.remove(id).await;
+            }
+            // Adopted tasks hold the ports they were bound to.
+            for b in &t.bindings {
+                if let Some(p) = b.host_port.and_then(|p| u16::try_from(p).ok()) {
+                    self.dynamic.push((p, b.protocol.as_deref() == Some("udp")));
+                }
+            }
+        }
+        for (p, udp) in self.dynamic.drain(..) {
+            self.agent.ports.give_back(p, udp);
+        }
+        if let Some(id) = self.pause.take() {
+            let _ = self.agent.runtime.remove(&id).await;
+        }
+        report
+    }
+
+    /// Pulls, creates and starts the containers. Returns why the task ended early, if it did.
+    async fn start(&mut self, tracked: &mut BTreeMap<String, Tracked>) -> Option<String> {
+        if self.stopped() {
+            return Some("Task stopped before it started".into());
+        }
+        let mut pending = self.base_report("PENDING");
+        pending.pull_started_at = Some(now_s(&*self.agent.clock));
+        self.send(&pending).await;
+        let rt = self.agent.runtime.clone();
+        let mut images: Vec<String> = self.defs().iter().filter_map(|d| d.image.clone()).collect();
+        images.dedup();
+        for image in &images {
+            let present = rt.image_present(image).await.unwrap_or(false);
+            if (!present || self.agent.config.pull_always)
+                && let Err(e) = rt.pull(image).await
+            {
+                let msg = format!("CannotPullContainerError: {e}");
+                for (name, t) in tracked.iter_mut() {
+                    if self
+                        .defs()
+                        .iter()
+                        .any(|d| d.name.as_deref() == Some(name) && d.image.as_deref() == Some(image))
+                    {
+                        t.reason = Some(msg.clone());
+                    }
+                }
+                return Some(msg);
+            }
+            if self.stopped() {
+                return Some("Task stopped before it started".into());
+            }
+        }
+        let mut pulled = self.base_report("PENDING");
+        pulled.pull_stopped_at = Some(now_s(&*self.agent.clock));
+        self.send(&pulled).await;
+
+        let network = match self.a.task_definition.network_mode.as_deref() {
+            Some("host") => TaskNetwork::Mode(Network::Host),
+            Some("none") => TaskNetwork::Mode(Network::None),
+            Some("awsvpc") => match self.start_pause().await {
+                Ok(id) => TaskNetwork::Shared(id),
+                Err(msg) => return Some(msg),
+            },
+            _ => TaskNetwork::Mode(Network::Bridge),
+        };
+        let metadata = self
+            .agent
+            .config
+            .metadata_base
+            .as_ref()
+            .map(|b| format!("{b}/{}", self.task_arn().rsplit('/').next().unwrap_or_default()));
+        for def in self.defs().to_vec() {
+            let name = def.name.clone().unwrap_or_default();
+            let mut spec = container_spec(
+                &self.agent.config.node,
+                &self.a.task,
+                &self.a.task_definition,
+                &def,
+                &network,
+                metadata.as_deref(),
+            );
+            for p in spec.ports.iter_mut().filter(|p| p.host_port.is_none()) {
+                let udp = p.protocol == crate::runtime::Protocol::Udp;
+                match self.agent.ports.take(udp) {
+                    Some(port) => {
+                        p.host_port = Some(port);
+                        self.dynamic.push((port, udp));
+                    }
+                    None => {
+                        return Some(
+                            "CannotCreateContainerError: no free host port in the ephemeral range".into(),
+                        );
+                    }
+                }
+            }
+            match rt.create(&spec).await {
+                Ok(id) => tracked.entry(name).or_default().id = Some(id),
+                Err(e) => {
+                    let msg = format!("CannotCreateContainerError: {e}");
+                    tracked.entry(name).or_default().reason = Some(msg.clone());
+                    return Some(msg);
+                }
+            }
+        }
+        // Start in dependsOn order: each container waits for its dependencies' conditions.
+        let mut remaining: Vec<ContainerDefinition> = self.defs().to_vec();
+        while !remaining.is_empty() {
+            if self.stopped() {
+                return Some(
+                    self.a.task.stopped_reason.clone().unwrap_or_else(|| "Task stopped by user".into()),
+                );
+            }
+            let mut progressed = false;
+            let mut still = Vec::new();
+            for def in remaining {
+                let name = def.name.clone().unwrap_or_default();
+                match self.dependencies_met(&def, tracked).await {
+                    Ok(true) => {
+                        let id = tracked[&name].id.clone().unwrap_or_default();
+                        if let Err(e) = rt.start(&id).await {
+                            let msg = format!("CannotStartContainerError: {e}");
+                            tracked.entry(name).or_default().reason = Some(msg.clone());
+                            return Some(msg);
+                        }
+                        let t = tracked.entry(name).or_default();
+                        t.started = true;
+                        if let Ok(Some(st)) = rt.inspect(&id).await {
+                            t.bindings = bindings(&st);
+                            if st.status == ContainerStatus::Exited {
+                                t.exit_code = st.exit_code;
+                            }
+                        }
+                        progressed = true;
+                    }
+                    Ok(false) => still.push(def),
+                    Err(msg) => return Some(msg),
+                }
+            }
+            remaining = still;
+            if !progressed && !remaining.is_empty() {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    _ = self.stop.changed() => {}
+                }
+            }
+        }
+        let mut running = self.base_report("RUNNING");
+        running.containers = Some(self.container_changes(tracked, "RUNNING"));
+        self.send(&running).await;
+        None
+    }
+
+    /// Starts the task's network namespace holder on the node's task network and reports the
+    /// task's address. Returns the holder's engine ID.
+    async fn start_pause(&mut self) -> Result<String, String> {
+        let rt = self.agent.runtime.clone();
+        let fail = |e: RuntimeError| format!("CannotCreateContainerError: task network: {e}");
+        rt.ensure_network(AWSVPC_NETWORK).await.map_err(fail)?;
+        if !rt.image_present(PAUSE_IMAGE).await.unwrap_or(false) {
+            let rootfs = pause_rootfs().ok_or_else(|| {
+                format!("CannotCreateContainerError: awsvpc is not supported on {}", std::env::consts::ARCH)
+            })?;
+            rt.import_image(PAUSE_IMAGE, rootfs).await.map_err(fail)?;
+        }
+        let task_arn = self.task_arn();
+        let mut l: BTreeMap<String, String> = BTreeMap::new();
+        for d in self.defs() {
+            l.extend(d.docker_labels.clone().unwrap_or_default());
+        }
+        l.insert(labels::NODE.into(), self.agent.config.node.clone());
+        l.insert(labels::CLUSTER.into(), self.a.task.cluster_arn.clone().unwrap_or_default());
+        l.insert(labels::TASK_ARN.into(), task_arn.clone());
+        l.insert(labels::CONTAINER_NAME.into(), PAUSE_NAME.into());
+        let spec = crate::runtime::ContainerSpec {
+            name: crate::spec::engine_name(&task_arn, "internalecspause"),
+            image: PAUSE_IMAGE.into(),
+            labels: l,
+            entrypoint: Some(vec!["/pause".into()]),
+            network: Network::Named(AWSVPC_NETWORK.into()),
+            stop_timeout: Some(Duration::ZERO),
+            ..Default::default()
+        };
+        let id = rt.create(&spec).await.map_err(fail)?;
+        self.pause = Some(id.clone());
+        rt.start(&id).await.map_err(fail)?;
+        let ip = rt.inspect(&id).await.ok().flatten().and_then(|s| s.ip_address);
+        self.report_address(ip).await;
+        Ok(id)
+    }
+
+    /// Tells the server the task's address and that its network interface is attached.
+    async fn report_address(&self, ip: Option<String>) {
+        let task_arn = self.task_arn();
+        if let Some(ip) = ip {
+            let report = TaskHealthReport {
+                task_arn: task_arn.clone(),
+                private_ipv4_address: Some(ip),
+                ..Default::default()
+            };
+            if let Err(e) = self.agent.client.report_health(&report).await {
+                tracing::warn!(error = %e, "address report failed");
+            }
+        }
+        let changes: Vec<AttachmentStateChange> = self
+            .a
+            .task
+            .attachments
+            .iter()
+            .flatten()
+            .filter_map(|a| a.id.as_ref())
+            .map(|id| AttachmentStateChange {
+                attachment_arn: format!("{}/{id}", task_arn.replacen(":task/", ":attachment/", 1)),
+                status: "ATTACHED".into(),
+            })
+            .collect();
+        if !changes.is_empty() {
+            let req = SubmitAttachmentStateChangesRequest {
+                cluster: self.a.task.cluster_arn.clone(),
+                attachments: changes,
+            };
+            if let Err(e) = self.agent.client.submit_attachments(&req).await {
+                tracing::warn!(error = %e, "attachment report failed");
+            }
+        }
+    }
+
+    /// Whether `def`'s dependencies allow it to start; an error when one never will.
+    async fn dependencies_met(
+        &self,
+        def: &ContainerDefinition,
+        tracked: &mut BTreeMap<String, Tracked>,
+    ) -> Result<bool, String> {
+        for dep in def.depends_on.iter().flatten() {
+            let Some(t) = tracked.get(&dep.container_name) else { continue };
+            if !t.started {
+                return Ok(false);
+            }
+            let id = t.id.clone().unwrap_or_default();
+            let st = self.agent.runtime.inspect(&id).await.ok().flatten();
+            let exited = st.as_ref().map(|s| s.status == ContainerStatus::Exited).unwrap_or(true);
+            let code = st.as_ref().and_then(|s| s.exit_code);
+            match dep.condition.as_str() {
+                "START" => {}
+                "COMPLETE" if !exited => return Ok(false),
+                "SUCCESS" if !exited => return Ok(false),
+                "SUCCESS" if code != Some(0) => {
+                    return Err(format!(
+                        "dependency {} of container {} exited with {}, not 0",
+                        dep.container_name,
+                        def.name.as_deref().unwrap_or_default(),
+                        code.unwrap_or(-1)
+                    ));
+                }
+                "HEALTHY" => match st.and_then(|s| s.health) {
+                    Some(Health::Healthy) => {}
+                    Some(Health::Unhealthy) => {
+                        return Err(format!(
+                            "dependency {} of container {} is unhealthy",
+                            dep.container_name,
+                            def.name.as_deref().unwrap_or_default()
+                        ));
+                    }
+                    _ if exited => {
+                        return Err(format!(
+                            "dependency {} exited before it was healthy",
+                            dep.container_name
+                        ));
+                    }
+                    _ => return Ok(false),
+                },
+                _ => {}
+            }
+            if exited && let Some(t) = tracked.get_mut(&dep.container_name) {
+                t.exit_code = code;
+            }
+        }
+        Ok(true)
+    }
+
+    /// Takes over containers found after a restart. Returns why the task ended, if it already has.
+    async fn adopt(
+        &mut self,
+        tracked: &mut BTreeMap<String, Tracked>,
+        adopted: Vec<ContainerState>,
+    ) -> Option<String> {
+        for c in adopted {
+            let Some(name) = c.labels.get(labels::CONTAINER_NAME).cloned() else { continue };
+            if name == PAUSE_NAME {
+                self.pause = Some(c.id.clone());
+                continue;
+            }
+            let t = tracked.entry(name).or_default();
+            t.id = Some(c.id.clone());
+            t.started = c.started_at_ms.is_some() || c.status != ContainerStatus::Created;
+            t.bindings = bindings(&c);
+            if c.status == ContainerStatus::Exited {
+                t.exit_code = c.exit_code;
+            }
+        }
+        if self.stopped() {
+            return Some(self.a.task.stopped_reason.clone().unwrap_or_else(|| "Task stopped by user".into()));
+        }
+        let names: Vec<String> = tracked.keys().cloned().collect();
+        for name in names {
+            let t = &tracked[&name];
+            if self.essential(&name) && (t.id.is_none() || t.exit_code.is_some()) {
+                let why = if t.id.is_none() {
+                    format!("Essential container {name} was lost while the agent was away")
+                } else {
+                    "Essential container in task exited".to_string()
+                };
+                return Some(why);
+            }
+        }
+        let mut running = self.base_report("RUNNING");
+        running.containers = Some(self.container_changes(tracked, "RUNNING"));
+        self.send(&running).await;
+        None
+    }
+
+    /// Watches the running task until an essential container exits or a stop is asked.
+    async fn watch(&mut self, tracked: &mut BTreeMap<String, Tracked>) -> String {
+        let (tx, mut exits) = mpsc::unbounded_channel::<(String, Result<i64, RuntimeError>)>();
+        for (name, t) in tracked.iter() {
+            if let (Some(id), None) = (&t.id, t.exit_code) {
+                let (rt, id, name, tx) = (self.agent.runtime.clone(), id.clone(), name.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let r = rt.wait(&id).await;
+                    let _ = tx.send((name, r));
+                });
+            }
+        }
+        drop(tx);
+        let has_health = self.defs().iter().any(|d| d.health_check.is_some());
+        let mut tick = tokio::time::interval(self.agent.config.health_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            if self.stopped() {
+                return self.a.task.stopped_reason.clone().unwrap_or_else(|| "Task stopped by user".into());
+            }
+            tokio::select! {
+                _ = self.stop.changed() => {}
+                Some((name, r)) = exits.recv() => {
+                    let t = tracked.entry(name.clone()).or_default();
+                    match r {
+                        Ok(code) => t.exit_code = Some(code),
+                        Err(e) => {
+                            t.exit_code = None;
+                            t.reason = Some(format!("container lost: {e}"));
+                        }
+                    }
+                    if self.essential(&name) {
+                        return "Essential container in task exited".into();
+                    }
+                    let change = SubmitContainerStateChangeRequest {
+                        cluster: self.a.task.cluster_arn.clone(),
+                        task: self.a.task.task_arn.clone(),
+                        container_name: Some(name.clone()),
+                        runtime_id: t.id.clone(),
+                        status: Some("STOPPED".into()),
+                        exit_code: t.exit_code.map(|c| c as i32),
+                        reason: t.reason.clone(),
+                        network_bindings: None,
+                    };
+                    if let Err(e) = self.agent.client.submit_container(&change).await {
+                        tracing::warn!(error = %e, "container state report failed");
+                    }
+                }
+                _ = tick.tick(), if has_health => {
+                    self.sample_health(tracked).await;
+                }
+            }
+        }
+    }
+
+    async fn sample_health(&self, tracked: &mut BTreeMap<String, Tracked>) {
+        let mut changed = false;
+        let mut report = TaskHealthReport { task_arn: self.task_arn(), ..Default::default() };
+        for (name, t) in tracked.iter_mut() {
+            let Some(id) = &t.id else { continue };
+            let Ok(Some(st)) = self.agent.runtime.inspect(id).await else { continue };
+            let h = match st.health {
+                None => continue,
+                Some(Health::Healthy) => "HEALTHY",
+                Some(Health::Unhealthy) => "UNHEALTHY",
+                Some(Health::Starting) => "UNKNOWN",
+            };
+            if t.health.as_deref() != Some(h) {
+                t.health = Some(h.to_string());
+                changed = true;
+            }
+            report.containers.push((name.clone(), h.to_string()));
+        }
+        if changed && let Err(e) = self.agent.client.report_health(&report).await {
+            tracing::warn!(error = %e, "health report failed");
+        }
+    }
+
+    /// Stops every container that still runs, each with its stopTimeout.
+    async fn wind_down(&self, tracked: &mut BTreeMap<String, Tracked>) {
+        let rt = &self.agent.runtime;
+        for (name, t) in tracked.iter_mut() {
+            let Some(id) = t.id.clone() else { continue };
+            let timeout = self
+                .defs()
+                .iter()
+                .find(|d| d.name.as_deref() == Some(name))
+                .and_then(|d| d.stop_timeout)
+                .unwrap_or(30)
+                .max(0) as u64;
+            if let Ok(Some(st)) = rt.inspect(&id).await {
+                if st.status == ContainerStatus::Running {
+                    let _ = rt.stop(&id, Duration::from_secs(timeout)).await;
+                    if let Ok(Some(after)) = rt.inspect(&id).await {
+                        t.exit_code = after.exit_code.or(t.exit_code);
+                    }
+                } else if t.exit_code.is_none() {
+                    t.exit_code = st.exit_code.filter(|_| st.status == ContainerStatus::Exited);
+                }
+            }
+        }
+    }
+}
+
+fn bindings(st: &ContainerState) -> Vec<NetworkBinding> {
+    st.ports
+        .iter()
+        .map(|p| NetworkBinding {
+            bind_ip: Some(p.host_ip.clone()),
+            container_port: Some(p.container_port as i32),
+            host_port: Some(p.host_port as i32),
+            protocol: Some(match p.protocol {
+                crate::runtime::Protocol::Tcp => "tcp".into(),
+                crate::runtime::Protocol::Udp => "udp".into(),
+            }),
+            ..Default::default()
+        })
+        .collect()
+}

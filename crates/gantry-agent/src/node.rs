@@ -1,0 +1,211 @@
+//! Bringing a node up: measuring the host, registering it (as a container instance of a
+//! cluster, or as a Fargate node), remembering its identity across restarts, and starting the
+//! agent loop.
+
+use crate::agent::{Agent, AgentConfig};
+use crate::client::{ClientError, HttpClient};
+use crate::runtime::Runtime;
+use gantry_core::protocol::{FargateRegistration, fargate_node_name};
+use gantry_core::{Clock, IdGen};
+use gantry_model::*;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// CPU units (1024 per core) and memory (MiB) of this host.
+pub fn host_resources() -> (i64, i64) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+    let mem_kib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<i64>().ok())
+        })
+        .unwrap_or(1024 * 1024);
+    (cores * 1024, mem_kib / 1024)
+}
+
+/// ECS's name for this machine's CPU architecture.
+pub fn cpu_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "x86_64",
+    }
+}
+
+/// The capabilities every Gantry agent has, advertised as ECS agent attributes so that task
+/// definitions' `requiresAttributes` can be met.
+pub const CAPABILITIES: &[&str] = &[
+    "com.amazonaws.ecs.capability.docker-remote-api.1.17",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.18",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.19",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.21",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.22",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.23",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.24",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.25",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.29",
+    "com.amazonaws.ecs.capability.docker-remote-api.1.32",
+    "com.amazonaws.ecs.capability.logging-driver.json-file",
+    "com.amazonaws.ecs.capability.logging-driver.awslogs",
+    "com.amazonaws.ecs.capability.logging-driver.none",
+    "com.amazonaws.ecs.capability.task-iam-role",
+    "ecs.capability.container-health-check",
+    "ecs.capability.container-ordering",
+    "ecs.capability.execution-role-awslogs",
+    "ecs.capability.secrets.asm.environment-variables",
+    "ecs.capability.secrets.ssm.environment-variables",
+    "ecs.capability.task-cpu-mem-limit",
+    "ecs.capability.task-eni",
+    "ecs.capability.pid-ipc-namespace-sharing",
+];
+
+/// How an instance registers.
+#[derive(Debug, Clone)]
+pub struct InstanceOptions {
+    pub cluster: String,
+    pub availability_zone: String,
+    pub instance_type: String,
+    /// Custom attributes, `name=value`.
+    pub attributes: Vec<(String, String)>,
+    /// Where the agent keeps its identity and the logs of finished tasks.
+    pub data_dir: PathBuf,
+    pub pull_always: bool,
+}
+
+fn read_trimmed(p: &Path) -> Option<String> {
+    std::fs::read_to_string(p).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+}
+
+/// Registers this host as a container instance (again, under the same ARN, after a restart) and
+/// returns the agent to run.
+pub async fn register_instance<R: Runtime>(
+    runtime: Arc<R>,
+    client: Arc<HttpClient>,
+    clock: Arc<dyn Clock>,
+    ids: &dyn IdGen,
+    opts: &InstanceOptions,
+) -> Result<Arc<Agent<R, HttpClient>>, ClientError> {
+    std::fs::create_dir_all(&opts.data_dir).map_err(|e| ClientError::Transport(e.to_string()))?;
+    let arn_file = opts.data_dir.join("container-instance-arn");
+    let id_file = opts.data_dir.join("ec2-instance-id");
+    let ec2_id = read_trimmed(&id_file).unwrap_or_else(|| {
+        let id = format!("i-{}", &ids.hex_id()[..17]);
+        let _ = std::fs::write(&id_file, &id);
+        id
+    });
+    let (cpu, memory) = host_resources();
+    let resource = |name: &str, v: i64| Resource {
+        name: Some(name.into()),
+        r#type: Some("INTEGER".into()),
+        integer_value: v as i32,
+        ..Default::default()
+    };
+    let ports = |name: &str, v: &[&str]| Resource {
+        name: Some(name.into()),
+        r#type: Some("STRINGSET".into()),
+        string_set_value: Some(v.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    };
+    let mut attributes: Vec<Attribute> = vec![
+        ("ecs.os-type", "linux"),
+        ("ecs.os-family", "LINUX"),
+        ("ecs.cpu-architecture", cpu_architecture()),
+        ("ecs.availability-zone", opts.availability_zone.as_str()),
+        ("ecs.instance-type", opts.instance_type.as_str()),
+    ]
+    .into_iter()
+    .map(|(n, v)| Attribute { name: n.into(), value: Some(v.into()), ..Default::default() })
+    .collect();
+    attributes.extend(CAPABILITIES.iter().map(|c| Attribute { name: c.to_string(), ..Default::default() }));
+    attributes.extend(opts.attributes.iter().map(|(n, v)| Attribute {
+        name: n.clone(),
+        value: Some(v.clone()),
+        ..Default::default()
+    }));
+    let doc = serde_json::json!({
+        "instanceId": ec2_id,
+        "availabilityZone": opts.availability_zone,
+        "instanceType": opts.instance_type,
+        "architecture": cpu_architecture(),
+    });
+    let req = RegisterContainerInstanceRequest {
+        cluster: Some(opts.cluster.clone()),
+        instance_identity_document: Some(doc.to_string()),
+        total_resources: Some(vec![
+            resource("CPU", cpu),
+            resource("MEMORY", memory),
+            ports("PORTS", &["22", "2375", "2376", "51678", "51679"]),
+            ports("PORTS_UDP", &[]),
+        ]),
+        version_info: Some(VersionInfo {
+            agent_version: Some(env!("CARGO_PKG_VERSION").into()),
+            agent_hash: Some("gantry".into()),
+            docker_version: Some("DockerVersion: unknown".into()),
+        }),
+        container_instance_arn: read_trimmed(&arn_file),
+        attributes: Some(attributes),
+        ..Default::default()
+    };
+    let resp: RegisterContainerInstanceResponse = match client.ecs("RegisterContainerInstance", &req).await {
+        Ok(r) => r,
+        // A remembered instance the server no longer knows: register afresh.
+        Err(ClientError::Api { .. }) if req.container_instance_arn.is_some() => {
+            let mut fresh = req.clone();
+            fresh.container_instance_arn = None;
+            client.ecs("RegisterContainerInstance", &fresh).await?
+        }
+        Err(e) => return Err(e),
+    };
+    let arn = resp.container_instance.and_then(|c| c.container_instance_arn).unwrap_or_default();
+    let _ = std::fs::write(&arn_file, &arn);
+    tracing::info!(container_instance = %arn, cluster = %opts.cluster, "registered");
+    Ok(Agent::new(
+        runtime,
+        client,
+        clock,
+        AgentConfig {
+            node: arn,
+            pull_always: opts.pull_always,
+            logs_dir: Some(opts.data_dir.join("logs")),
+            health_interval: Duration::from_secs(1),
+            metadata_base: None,
+        },
+    ))
+}
+
+/// Registers this host as a Fargate node (with an identity kept in `data_dir`) and returns the
+/// agent to run.
+pub async fn register_fargate<R: Runtime>(
+    runtime: Arc<R>,
+    client: Arc<HttpClient>,
+    clock: Arc<dyn Clock>,
+    ids: &dyn IdGen,
+    data_dir: &Path,
+) -> Result<Arc<Agent<R, HttpClient>>, ClientError> {
+    std::fs::create_dir_all(data_dir).map_err(|e| ClientError::Transport(e.to_string()))?;
+    let id_file = data_dir.join("fargate-node-id");
+    let id = read_trimmed(&id_file).unwrap_or_else(|| {
+        let id = ids.hex_id()[..16].to_string();
+        let _ = std::fs::write(&id_file, &id);
+        id
+    });
+    let (cpu, memory) = host_resources();
+    client
+        .register_fargate(&FargateRegistration { node_id: id.clone(), cpu, memory, availability_zone: None })
+        .await?;
+    Ok(Agent::new(
+        runtime,
+        client,
+        clock,
+        AgentConfig {
+            node: fargate_node_name(&id),
+            pull_always: false,
+            logs_dir: Some(data_dir.join("logs")),
+            health_interval: Duration::from_secs(1),
+            metadata_base: None,
+        },
+    ))
+}

@@ -1,0 +1,357 @@
+//! The agent's reconcile loop against the fake runtime and a recording control plane, on tokio's
+//! paused clock: adoption after a restart, containers that die or vanish, a stop during start.
+
+use gantry_agent::agent::{Agent, AgentConfig, Decision, decide};
+use gantry_agent::client::{ClientResult, ControlClient};
+use gantry_agent::fake::FakeRuntime;
+use gantry_agent::runtime::{BoxFuture, ContainerStatus, Health};
+use gantry_core::protocol::{Assignment, Assignments, PollRequest, TaskHealthReport};
+use gantry_core::{FixedClock, Timestamp};
+use gantry_model::*;
+use serde_json::json;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Default)]
+struct Recorder {
+    tasks: Mutex<Vec<SubmitTaskStateChangeRequest>>,
+    containers: Mutex<Vec<SubmitContainerStateChangeRequest>>,
+    health: Mutex<Vec<TaskHealthReport>>,
+    attachments: Mutex<Vec<SubmitAttachmentStateChangesRequest>>,
+}
+
+impl Recorder {
+    fn statuses(&self, arn: &str) -> Vec<String> {
+        self.tasks
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.task.as_deref() == Some(arn))
+            .filter_map(|r| r.status.clone())
+            .collect()
+    }
+    fn last(&self, arn: &str, status: &str) -> Option<SubmitTaskStateChangeRequest> {
+        self.tasks
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|r| r.task.as_deref() == Some(arn) && r.status.as_deref() == Some(status))
+            .cloned()
+    }
+}
+
+impl ControlClient for Recorder {
+    fn poll<'a>(&'a self, _req: &'a PollRequest) -> BoxFuture<'a, ClientResult<Assignments>> {
+        Box::pin(std::future::pending())
+    }
+    fn submit_task<'a>(&'a self, req: &'a SubmitTaskStateChangeRequest) -> BoxFuture<'a, ClientResult<()>> {
+        self.tasks.lock().unwrap().push(req.clone());
+        Box::pin(async { Ok(()) })
+    }
+    fn submit_container<'a>(
+        &'a self,
+        req: &'a SubmitContainerStateChangeRequest,
+    ) -> BoxFuture<'a, ClientResult<()>> {
+        self.containers.lock().unwrap().push(req.clone());
+        Box::pin(async { Ok(()) })
+    }
+    fn report_health<'a>(&'a self, req: &'a TaskHealthReport) -> BoxFuture<'a, ClientResult<()>> {
+        self.health.lock().unwrap().push(req.clone());
+        Box::pin(async { Ok(()) })
+    }
+    fn submit_attachments<'a>(
+        &'a self,
+        req: &'a SubmitAttachmentStateChangesRequest,
+    ) -> BoxFuture<'a, ClientResult<()>> {
+        self.attachments.lock().unwrap().push(req.clone());
+        Box::pin(async { Ok(()) })
+    }
+}
+
+const NODE: &str = "arn:aws:ecs:us-east-1:000000000000:container-instance/c/node1";
+
+fn assignment(id: &str, desired: &str, containers: serde_json::Value) -> Assignment {
+    let arn = format!("arn:aws:ecs:us-east-1:000000000000:task/c/{id}");
+    Assignment {
+        task: serde_json::from_value(
+            json!({"taskArn": arn, "clusterArn": "arn:aws:ecs:us-east-1:000000000000:cluster/c",
+            "desiredStatus": desired, "lastStatus": "PROVISIONING"}),
+        )
+        .unwrap(),
+        task_definition: serde_json::from_value(
+            json!({"family": "f", "revision": 1, "containerDefinitions": containers}),
+        )
+        .unwrap(),
+        network_configuration: None,
+    }
+}
+
+fn agent(rt: &Arc<FakeRuntime>, rec: &Arc<Recorder>) -> Arc<Agent<FakeRuntime, Recorder>> {
+    Agent::new(
+        rt.clone(),
+        rec.clone(),
+        Arc::new(FixedClock::new(Timestamp(1_700_000_000_000))),
+        AgentConfig {
+            node: NODE.into(),
+            pull_always: false,
+            logs_dir: None,
+            health_interval: Duration::from_millis(500),
+            metadata_base: None,
+        },
+    )
+}
+
+/// Waits (on the paused clock) until `cond` holds.
+async fn until(what: &str, cond: impl Fn() -> bool) {
+    for _ in 0..2_000 {
+        if cond() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+fn web() -> serde_json::Value {
+    json!([{"name": "web", "image": "img", "memory": 64}])
+}
+
+fn arn(id: &str) -> String {
+    format!("arn:aws:ecs:us-east-1:000000000000:task/c/{id}")
+}
+
+#[test]
+fn decide_table() {
+    let running: HashSet<String> = ["r".to_string()].into();
+    let finished: HashSet<String> = ["f".to_string()].into();
+    let found: BTreeMap<String, Vec<String>> =
+        [("a".to_string(), vec!["c1".to_string()]), ("stray".to_string(), vec!["c9".to_string()])].into();
+    let desired = vec![
+        ("a".to_string(), true),
+        ("r".to_string(), false),
+        ("f".to_string(), false),
+        ("new".to_string(), true),
+    ];
+    let d = decide(&desired, &running, &finished, &found);
+    assert_eq!(
+        d,
+        vec![
+            Decision::Run { task_arn: "a".into(), adopt: vec!["c1".into()] },
+            Decision::Stop { task_arn: "r".into() },
+            Decision::Resend { task_arn: "f".into() },
+            Decision::Run { task_arn: "new".into(), adopt: vec![] },
+            Decision::RemoveStray { task_arn: "stray".into(), containers: vec!["c9".into()] },
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn runs_a_task_and_reports_an_essential_exit() {
+    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Recorder::default()));
+    rt.add_image("img");
+    let a = agent(&rt, &rec);
+    a.reconcile(vec![assignment("t1", "RUNNING", web())]).await.unwrap();
+    until("RUNNING reported", || rec.statuses(&arn("t1")).contains(&"RUNNING".to_string())).await;
+    let running = rec.last(&arn("t1"), "RUNNING").unwrap();
+    let c = &running.containers.unwrap()[0];
+    assert!(c.runtime_id.is_some());
+    assert_eq!(rec.statuses(&arn("t1")), ["PENDING", "PENDING", "RUNNING"]);
+
+    rt.exit("ecs-web-t1", 3);
+    until("STOPPED reported", || rec.last(&arn("t1"), "STOPPED").is_some()).await;
+    let stopped = rec.last(&arn("t1"), "STOPPED").unwrap();
+    assert_eq!(stopped.reason.as_deref(), Some("Essential container in task exited"));
+    assert_eq!(stopped.containers.unwrap()[0].exit_code, Some(3));
+    until("containers removed", || rt.containers().is_empty()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn adopts_running_containers_after_a_restart() {
+    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Recorder::default()));
+    rt.add_image("img");
+    let first = agent(&rt, &rec);
+    first.reconcile(vec![assignment("t1", "RUNNING", web())]).await.unwrap();
+    until("RUNNING", || rec.statuses(&arn("t1")).contains(&"RUNNING".to_string())).await;
+    let id = rt.containers()[0].id.clone();
+    first.abandon();
+
+    let second = agent(&rt, &rec);
+    second.reconcile(vec![assignment("t1", "RUNNING", web())]).await.unwrap();
+    until("re-reported RUNNING", || rec.statuses(&arn("t1")).iter().filter(|s| *s == "RUNNING").count() == 2)
+        .await;
+    // Same container, no second create.
+    assert_eq!(rt.containers().len(), 1);
+    assert_eq!(rt.containers()[0].id, id);
+    assert_eq!(rt.calls().iter().filter(|c| c.starts_with("create")).count(), 1);
+    let again = rec.last(&arn("t1"), "RUNNING").unwrap();
+    assert_eq!(again.containers.unwrap()[0].runtime_id.as_deref(), Some(id.as_str()));
+    // And it still watches it.
+    rt.exit(&id, 0);
+    until("STOPPED", || rec.last(&arn("t1"), "STOPPED").is_some()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn reports_tasks_whose_containers_died_while_it_was_down() {
+    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Recorder::default()));
+    rt.add_image("img");
+    let first = agent(&rt, &rec);
+    first.reconcile(vec![assignment("t1", "RUNNING", web())]).await.unwrap();
+    until("RUNNING", || rec.statuses(&arn("t1")).contains(&"RUNNING".to_string())).await;
+    first.abandon();
+    rt.exit("ecs-web-t1", 2);
+
+    let second = agent(&rt, &rec);
+    second.reconcile(vec![assignment("t1", "RUNNING", web())]).await.unwrap();
+    until("STOPPED", || rec.last(&arn("t1"), "STOPPED").is_some()).await;
+    let s = rec.last(&arn("t1"), "STOPPED").unwrap();
+    assert_eq!(s.containers.unwrap()[0].exit_code, Some(2));
+    assert_eq!(rt.calls().iter().filter(|c| c.starts_with("create")).count(), 1, "nothing restarted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_container_stops_the_task() {
+    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Recorder::default()));
+    rt.add_image("img");
+    let a = agent(&rt, &rec);
+    a.reconcile(vec![assignment("t1", "RUNNING", web())]).await.unwrap();
+    until("RUNNING", || rec.statuses(&arn("t1")).contains(&"RUNNING".to_string())).await;
+    rt.vanish("ecs-web-t1");
+    until("STOPPED", || rec.last(&arn("t1"), "STOPPED").is_some()).await;
+    assert!(a.running().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_during_start_never_reports_running_and_leaves_nothing() {
+    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Recorder::default()));
+    rt.add_image("img");
+    // "app" waits for "db" to be HEALTHY, which it never becomes.
+    let containers = json!([
+        {"name": "db", "image": "img", "memory": 64, "healthCheck": {"command": ["CMD", "true"]}},
+        {"name": "app", "image": "img", "memory": 64, "dependsOn": [{"containerName": "db", "condition": "HEALTHY"}]}
+    ]);
+    let a = agent(&rt, &rec);
+    a.reconcile(vec![assignment("t1", "RUNNING", containers.clone())]).await.unwrap();
+    until("db started", || {
+        rt.containers().iter().any(|c| c.name == "ecs-db-t1" && c.status == ContainerStatus::Running)
+    })
+    .await;
+    let app = rt.containers().into_iter().find(|c| c.name == "ecs-app-t1").unwrap();
+    assert_eq!(app.status, ContainerStatus::Created, "app must wait for db to be healthy");
+
+    a.reconcile(vec![assignment("t1", "STOPPED", containers)]).await.unwrap();
+    until("STOPPED", || rec.last(&arn("t1"), "STOPPED").is_some()).await;
+    assert!(!rec.statuses(&arn("t1")).contains(&"RUNNING".to_string()));
+    until("removed", || rt.containers().is_empty()).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn depends_on_healthy_waits_for_health() {
+    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Recorder::default()));
+    rt.add_image("img");
+    let containers = json!([
+        {"name": "db", "image": "img", "memory": 64, "healthCheck": {"command": ["CMD", "true"]}},
+        {"name": "app", "image": "img", "memory": 64, "dependsOn": [{"containerName": "db", "condition": "HEALTHY"}]}
+    ]);
+    let a = agent(&rt, &rec);
+    a.reconcile(vec![assignment("t1", "RUNNING", containers)]).await.unwrap();
+    until("db started", || {
+        rt.containers().iter().any(|c| c.name == "ecs-db-t1" && c.status == ContainerStatus::Running)
+    })
+    .await;
+    rt.set_health("ecs-db-t1", Health::Healthy);
+    until("RUNNING", || rec.statuses(&arn("t1")).contains(&"RUNNING".to_string())).await;
+    let starts: Vec<_> = rt.calls().into_iter().filter(|c| c.starts_with("start")).collect();
+    assert_eq!(starts.len(), 2);
+    until("health reported", || {
+        rec.health
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|h| h.containers.contains(&("db".to_string(), "HEALTHY".to_string())))
+    })
+    .await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_missing_image_fails_the_task_with_cannot_pull() {
+    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Recorder::default()));
+    let a = agent(&rt, &rec);
+    a.reconcile(vec![assignment("t1", "RUNNING", json!([{"name": "web", "image": "nope:1", "memory": 64}]))])
+        .await
+        .unwrap();
+    until("STOPPED", || rec.last(&arn("t1"), "STOPPED").is_some()).await;
+    let s = rec.last(&arn("t1"), "STOPPED").unwrap();
+    assert!(s.reason.as_deref().unwrap().starts_with("CannotPullContainerError:"), "{:?}", s.reason);
+    assert!(s.containers.unwrap()[0].reason.as_deref().unwrap().starts_with("CannotPullContainerError:"));
+    assert!(rt.containers().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_non_essential_exit_keeps_the_task_running() {
+    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Recorder::default()));
+    rt.add_image("img");
+    let containers = json!([
+        {"name": "web", "image": "img", "memory": 64},
+        {"name": "init", "image": "img", "memory": 64, "essential": false}
+    ]);
+    let a = agent(&rt, &rec);
+    a.reconcile(vec![assignment("t1", "RUNNING", containers)]).await.unwrap();
+    until("RUNNING", || rec.statuses(&arn("t1")).contains(&"RUNNING".to_string())).await;
+    rt.exit("ecs-init-t1", 0);
+    until("container STOPPED", || !rec.containers.lock().unwrap().is_empty()).await;
+    assert_eq!(rec.containers.lock().unwrap()[0].exit_code, Some(0));
+    assert!(rec.last(&arn("t1"), "STOPPED").is_none());
+    assert_eq!(a.running().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn containers_of_unassigned_tasks_are_removed() {
+    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Recorder::default()));
+    rt.add_image("img");
+    let first = agent(&rt, &rec);
+    first.reconcile(vec![assignment("gone", "RUNNING", web())]).await.unwrap();
+    until("RUNNING", || rec.statuses(&arn("gone")).contains(&"RUNNING".to_string())).await;
+    first.abandon();
+    // The server stopped the task while the agent was away and no longer assigns it.
+    let second = agent(&rt, &rec);
+    second.reconcile(vec![]).await.unwrap();
+    assert!(rt.containers().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn awsvpc_tasks_share_a_namespace_holder_and_report_their_address() {
+    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Recorder::default()));
+    rt.add_image("img");
+    let mut a = assignment(
+        "t1",
+        "RUNNING",
+        json!([{"name": "web", "image": "img"}, {"name": "side", "image": "img"}]),
+    );
+    a.task_definition.network_mode = Some("awsvpc".into());
+    a.task.attachments = Some(vec![Attachment {
+        id: Some("att1".into()),
+        r#type: Some("ElasticNetworkInterface".into()),
+        ..Default::default()
+    }]);
+    let ag = agent(&rt, &rec);
+    ag.reconcile(vec![a.clone()]).await.unwrap();
+    until("RUNNING", || rec.statuses(&arn("t1")).contains(&"RUNNING".to_string())).await;
+    assert!(rt.calls().contains(&"import gantry/pause:1".to_string()));
+    let pause = rt.containers().into_iter().find(|c| c.labels["gantry.container-name"] == "~pause").unwrap();
+    for name in ["ecs-web-t1", "ecs-side-t1"] {
+        let spec = rt.spec(name).unwrap();
+        assert_eq!(spec.network, gantry_agent::runtime::Network::Container(pause.id.clone()), "{name}");
+    }
+    let ip = rec.health.lock().unwrap().iter().find_map(|h| h.private_ipv4_address.clone());
+    assert_eq!(ip, pause.ip_address);
+    let att = rec.attachments.lock().unwrap()[0].attachments[0].clone();
+    assert_eq!(att.attachment_arn, "arn:aws:ecs:us-east-1:000000000000:attachment/c/t1/att1");
+    assert_eq!(att.status, "ATTACHED");
+
+    a.task.desired_status = Some("STOPPED".into());
+    ag.reconcile(vec![a]).await.unwrap();
+    until("STOPPED", || rec.last(&arn("t1"), "STOPPED").is_some()).await;
+    until("all removed, the holder too", || rt.containers().is_empty()).await;
+}
