@@ -162,9 +162,12 @@ impl ControlPlane {
             let (ctx, _, _) = ctx_from_task_arn(&arn)?;
             let td_arn = t.task_definition_arn.clone().unwrap_or_default();
             let Some(td) = self.find_task_definition(&ctx, &td_arn)? else { continue };
+            // The agent runs the definition as the task's overrides changed it.
+            let fargate = t.launch_type.as_deref() == Some("FARGATE");
+            let definition = super::tasks::plan(&td.value.definition, t.overrides.as_ref(), fargate)?.def;
             out.push(Assignment {
                 task: t,
-                task_definition: td.value.definition,
+                task_definition: definition,
                 network_configuration: rec.value.network_configuration,
             });
         }

@@ -135,15 +135,15 @@ fn misfit(ci: &ContainerInstance, need: &Reservation) -> Option<&'static str> {
 }
 
 /// The effective container definitions and task size after overrides.
-struct Plan {
-    def: TaskDefinition,
+pub(crate) struct Plan {
+    pub(crate) def: TaskDefinition,
     overrides: TaskOverride,
     need: Reservation,
     cpu: String,
     memory: String,
 }
 
-fn plan(def: &TaskDefinition, overrides: Option<&TaskOverride>, fargate: bool) -> Result<Plan> {
+pub(crate) fn plan(def: &TaskDefinition, overrides: Option<&TaskOverride>, fargate: bool) -> Result<Plan> {
     let mut def = def.clone();
     let mut ov = overrides.cloned().unwrap_or_default();
     let containers = def.container_definitions.get_or_insert_with(Vec::new);

@@ -1,0 +1,373 @@
+//! Tasks through the control plane directly: placement, failures, idempotency, the lifecycle
+//! that agents report, and concurrent RunTask calls that must never overcommit an instance.
+
+use gantry_control::{ControlPlane, Ctx};
+use gantry_core::protocol::FargateRegistration;
+use gantry_core::{ErrorKind, FixedClock, Scope, SeededIds, Timestamp};
+use gantry_model::*;
+use gantry_store::SqliteStore;
+use serde_json::json;
+use std::sync::Arc;
+
+fn setup() -> (ControlPlane, Ctx, Arc<FixedClock>) {
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let clock = Arc::new(FixedClock::new(Timestamp(1_700_000_000_000)));
+    let cp = ControlPlane::new(store, clock.clone(), Arc::new(SeededIds::new(9)));
+    (cp, Ctx::root(Scope::new("000000000000", "us-east-1")), clock)
+}
+
+fn req<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+    serde_json::from_value(v).unwrap()
+}
+
+/// A cluster with one instance of `memory` MiB whose agent is connected (the guard keeps it so).
+async fn cluster_with_instance(
+    cp: &ControlPlane,
+    ctx: &Ctx,
+    clock: &Arc<FixedClock>,
+    memory: i32,
+) -> (String, gantry_control::agents::PollGuard) {
+    cp.create_cluster(ctx, req(json!({"clusterName": "c"}))).await.unwrap();
+    let ci = cp
+        .register_container_instance(
+            ctx,
+            req(json!({"cluster": "c", "totalResources": [
+                {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": memory}]})),
+        )
+        .await
+        .unwrap()
+        .container_instance
+        .unwrap()
+        .container_instance_arn
+        .unwrap();
+    let (guard, _) = cp.agents().begin_poll(&ci, clock.clone());
+    (ci, guard)
+}
+
+async fn taskdef(cp: &ControlPlane, ctx: &Ctx, memory: i32, host_port: Option<i32>) {
+    let mut pm = json!({"containerPort": 80});
+    if let Some(p) = host_port {
+        pm["hostPort"] = json!(p);
+    }
+    cp.register_task_definition(
+        ctx,
+        req(json!({"family": "web", "containerDefinitions": [
+            {"name": "web", "image": "img", "memory": memory, "cpu": 128, "portMappings": [pm]}]})),
+    )
+    .await
+    .unwrap();
+}
+
+fn remaining(ci: &ContainerInstance, name: &str) -> i32 {
+    ci.remaining_resources
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|r| r.name.as_deref() == Some(name))
+        .unwrap()
+        .integer_value
+}
+
+#[tokio::test]
+async fn run_task_places_reserves_and_releases() {
+    let (cp, ctx, clock) = setup();
+    let (ci, _guard) = cluster_with_instance(&cp, &ctx, &clock, 1024).await;
+    taskdef(&cp, &ctx, 256, Some(8080)).await;
+    let r = cp
+        .run_task(&ctx, req(json!({"cluster": "c", "taskDefinition": "web", "count": 3, "startedBy": "me"})))
+        .await
+        .unwrap();
+    let tasks = r.tasks.unwrap();
+    assert_eq!(tasks.len(), 1, "the static host port fits once");
+    assert_eq!(r.failures.unwrap()[0].reason.as_deref(), Some("RESOURCE:PORTS"));
+    let t = &tasks[0];
+    assert_eq!(t.container_instance_arn.as_deref(), Some(ci.as_str()));
+    assert_eq!(
+        (t.last_status.as_deref(), t.desired_status.as_deref()),
+        (Some("PROVISIONING"), Some("RUNNING"))
+    );
+    assert_eq!(t.group.as_deref(), Some("family:web"));
+    assert_eq!(t.launch_type.as_deref(), Some("EC2"));
+    assert!(t.task_arn.as_deref().unwrap().starts_with("arn:aws:ecs:us-east-1:000000000000:task/c/"));
+    let inst = cp
+        .describe_container_instances(&ctx, req(json!({"cluster": "c", "containerInstances": [ci]})))
+        .unwrap();
+    let inst = &inst.container_instances.unwrap()[0];
+    assert_eq!(remaining(inst, "MEMORY"), 1024 - 256);
+    assert_eq!(remaining(inst, "CPU"), 2048 - 128);
+    assert!(inst.agent_connected);
+    assert_eq!(inst.pending_tasks_count, 1);
+
+    // The agent reports it running, then stopped; the reservation comes back.
+    let arn = t.task_arn.clone().unwrap();
+    cp.submit_task_state_change(&ctx, req(json!({"cluster": "c", "task": arn, "status": "RUNNING",
+        "containers": [{"containerName": "web", "runtimeId": "abc", "status": "RUNNING",
+            "networkBindings": [{"bindIP": "0.0.0.0", "containerPort": 80, "hostPort": 8080, "protocol": "tcp"}]}]})))
+        .await
+        .unwrap();
+    let d = cp
+        .describe_tasks(&ctx, req(json!({"cluster": "c", "tasks": [arn]})))
+        .unwrap()
+        .tasks
+        .unwrap()
+        .remove(0);
+    assert_eq!(d.last_status.as_deref(), Some("RUNNING"));
+    assert_eq!(d.connectivity.as_deref(), Some("CONNECTED"));
+    assert!(d.started_at.is_some());
+    assert_eq!(d.containers.as_ref().unwrap()[0].runtime_id.as_deref(), Some("abc"));
+    cp.submit_task_state_change(
+        &ctx,
+        req(json!({"cluster": "c", "task": arn, "status": "STOPPED",
+        "reason": "Essential container in task exited",
+        "containers": [{"containerName": "web", "status": "STOPPED", "exitCode": 3}]})),
+    )
+    .await
+    .unwrap();
+    let d = cp
+        .describe_tasks(&ctx, req(json!({"cluster": "c", "tasks": [arn]})))
+        .unwrap()
+        .tasks
+        .unwrap()
+        .remove(0);
+    assert_eq!(d.last_status.as_deref(), Some("STOPPED"));
+    assert_eq!(d.stop_code.as_deref(), Some("EssentialContainerExited"));
+    assert_eq!(d.containers.unwrap()[0].exit_code, Some(3));
+    let inst = cp
+        .describe_container_instances(&ctx, req(json!({"cluster": "c", "containerInstances": [ci]})))
+        .unwrap();
+    assert_eq!(remaining(&inst.container_instances.unwrap()[0], "MEMORY"), 1024);
+    // STOPPED is final: a late RUNNING report changes nothing.
+    cp.submit_task_state_change(&ctx, req(json!({"cluster": "c", "task": arn, "status": "RUNNING"})))
+        .await
+        .unwrap();
+    let d = cp
+        .describe_tasks(&ctx, req(json!({"cluster": "c", "tasks": [arn]})))
+        .unwrap()
+        .tasks
+        .unwrap()
+        .remove(0);
+    assert_eq!(d.last_status.as_deref(), Some("STOPPED"));
+    // Listing follows desired status.
+    let stopped = cp
+        .list_tasks(&ctx, req(json!({"cluster": "c", "desiredStatus": "STOPPED", "startedBy": "me"})))
+        .unwrap();
+    assert_eq!(stopped.task_arns.unwrap(), vec![arn.clone()]);
+    assert!(cp.list_tasks(&ctx, req(json!({"cluster": "c"}))).unwrap().task_arns.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn failures_name_the_resource_and_disconnected_agents() {
+    let (cp, ctx, clock) = setup();
+    let (ci, guard) = cluster_with_instance(&cp, &ctx, &clock, 512).await;
+    taskdef(&cp, &ctx, 1024, None).await;
+    let r = cp.run_task(&ctx, req(json!({"cluster": "c", "taskDefinition": "web"}))).await.unwrap();
+    assert!(r.tasks.unwrap().is_empty());
+    let f = &r.failures.unwrap()[0];
+    assert_eq!((f.arn.as_deref(), f.reason.as_deref()), (Some(ci.as_str()), Some("RESOURCE:MEMORY")));
+    drop(guard);
+    clock.advance_ms(gantry_control::agents::GRACE_MS + 1);
+    let r = cp.run_task(&ctx, req(json!({"cluster": "c", "taskDefinition": "web"}))).await.unwrap();
+    assert_eq!(r.failures.unwrap()[0].reason.as_deref(), Some("AGENT"));
+    let inst = cp
+        .describe_container_instances(&ctx, req(json!({"cluster": "c", "containerInstances": [ci]})))
+        .unwrap();
+    assert!(!inst.container_instances.unwrap()[0].agent_connected);
+}
+
+#[tokio::test]
+async fn run_task_validation() {
+    let (cp, ctx, clock) = setup();
+    let (_ci, _g) = cluster_with_instance(&cp, &ctx, &clock, 4096).await;
+    taskdef(&cp, &ctx, 64, None).await;
+    let bad = |v: serde_json::Value| async { cp.run_task(&ctx, req(v)).await.unwrap_err() };
+    let e = bad(json!({"cluster": "nope", "taskDefinition": "web"})).await;
+    assert_eq!(e.kind, ErrorKind::ClusterNotFoundException);
+    let e = bad(json!({"cluster": "c", "taskDefinition": "ghost"})).await;
+    assert_eq!(e.message, "TaskDefinition not found.");
+    let e = bad(json!({"cluster": "c", "taskDefinition": "web", "count": 11})).await;
+    assert_eq!(e.kind, ErrorKind::InvalidParameterException);
+    let e = bad(json!({"cluster": "c", "taskDefinition": "web", "launchType": "FARGATE"})).await;
+    assert_eq!(e.message, "Task definition does not support launch_type FARGATE.");
+    let e = bad(json!({"cluster": "c", "taskDefinition": "web", "launchType": "EC2",
+        "capacityProviderStrategy": [{"capacityProvider": "FARGATE"}]}))
+    .await;
+    assert!(e.message.starts_with("Specifying both a launch type and capacity provider strategy"));
+    let e = bad(json!({"cluster": "c", "taskDefinition": "web", "overrides": {"containerOverrides": [{"name": "nope"}]}})).await;
+    assert!(e.message.contains("nope"));
+    let e = bad(json!({"cluster": "c", "taskDefinition": "web",
+        "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["s"]}}}))
+    .await;
+    assert_eq!(e.kind, ErrorKind::InvalidParameterException);
+    cp.create_cluster(&ctx, req(json!({"clusterName": "empty"}))).await.unwrap();
+    let e = bad(json!({"cluster": "empty", "taskDefinition": "web"})).await;
+    assert_eq!(e.message, "No Container Instances were found in your cluster.");
+}
+
+#[tokio::test]
+async fn overrides_change_what_is_reserved_and_reported() {
+    let (cp, ctx, clock) = setup();
+    let (_ci, _g) = cluster_with_instance(&cp, &ctx, &clock, 4096).await;
+    taskdef(&cp, &ctx, 64, None).await;
+    let r = cp
+        .run_task(&ctx, req(json!({"cluster": "c", "taskDefinition": "web", "overrides": {"containerOverrides": [
+            {"name": "web", "command": ["echo", "hi"], "memory": 300, "environment": [{"name": "A", "value": "1"}]}]}})))
+        .await
+        .unwrap();
+    let t = &r.tasks.unwrap()[0];
+    assert_eq!(t.memory.as_deref(), Some("300"));
+    let o = &t.overrides.as_ref().unwrap().container_overrides.as_ref().unwrap()[0];
+    assert_eq!(o.command, Some(vec!["echo".to_string(), "hi".to_string()]));
+    let a = cp.assignments(t.container_instance_arn.as_ref().unwrap()).unwrap();
+    let def = &a[0].task_definition.container_definitions.as_ref().unwrap()[0];
+    assert_eq!(
+        def.command,
+        Some(vec!["echo".to_string(), "hi".to_string()]),
+        "the agent gets the overridden definition"
+    );
+    assert_eq!(def.memory, Some(300));
+}
+
+#[tokio::test]
+async fn client_token_makes_run_task_idempotent() {
+    let (cp, ctx, clock) = setup();
+    let (_ci, _g) = cluster_with_instance(&cp, &ctx, &clock, 4096).await;
+    taskdef(&cp, &ctx, 64, None).await;
+    let run = |count: i32| {
+        cp.run_task(
+            &ctx,
+            req(json!({"cluster": "c", "taskDefinition": "web", "count": count, "clientToken": "tok-1"})),
+        )
+    };
+    let a = run(2).await.unwrap().tasks.unwrap();
+    let b = run(2).await.unwrap().tasks.unwrap();
+    assert_eq!(
+        a.iter().map(|t| t.task_arn.clone()).collect::<Vec<_>>(),
+        b.iter().map(|t| t.task_arn.clone()).collect::<Vec<_>>()
+    );
+    assert_eq!(cp.list_tasks(&ctx, req(json!({"cluster": "c"}))).unwrap().task_arns.unwrap().len(), 2);
+    let e = run(3).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ConflictException);
+}
+
+#[tokio::test]
+async fn stop_task_is_user_initiated_and_reaches_the_agent() {
+    let (cp, ctx, clock) = setup();
+    let (ci, _g) = cluster_with_instance(&cp, &ctx, &clock, 4096).await;
+    taskdef(&cp, &ctx, 64, None).await;
+    let t = cp
+        .run_task(&ctx, req(json!({"cluster": "c", "taskDefinition": "web"})))
+        .await
+        .unwrap()
+        .tasks
+        .unwrap()
+        .remove(0);
+    let arn = t.task_arn.unwrap();
+    let s = cp.stop_task(&ctx, req(json!({"cluster": "c", "task": arn}))).await.unwrap().task.unwrap();
+    assert_eq!(
+        (s.desired_status.as_deref(), s.stop_code.as_deref()),
+        (Some("STOPPED"), Some("UserInitiated"))
+    );
+    assert_eq!(s.stopped_reason.as_deref(), Some("Task stopped by user"));
+    let a = cp.assignments(&ci).unwrap();
+    assert_eq!(a[0].task.desired_status.as_deref(), Some("STOPPED"));
+    cp.submit_task_state_change(&ctx, req(json!({"cluster": "c", "task": arn, "status": "STOPPED"})))
+        .await
+        .unwrap();
+    assert!(cp.assignments(&ci).unwrap().is_empty(), "a stopped task is no longer assigned");
+    let d = cp.describe_tasks(&ctx, req(json!({"cluster": "c", "tasks": [arn, "missing"]}))).unwrap();
+    assert_eq!(d.tasks.unwrap()[0].stop_code.as_deref(), Some("UserInitiated"));
+    assert_eq!(d.failures.unwrap()[0].reason.as_deref(), Some("MISSING"));
+}
+
+#[tokio::test]
+async fn concurrent_run_tasks_never_overcommit() {
+    let (cp, ctx, clock) = setup();
+    let (ci, _g) = cluster_with_instance(&cp, &ctx, &clock, 1000).await;
+    taskdef(&cp, &ctx, 100, None).await;
+    let mut handles = Vec::new();
+    for _ in 0..30 {
+        let (cp, ctx) = (cp.clone(), ctx.clone());
+        handles.push(tokio::spawn(async move {
+            cp.run_task(&ctx, req(json!({"cluster": "c", "taskDefinition": "web"})))
+                .await
+                .unwrap()
+                .tasks
+                .unwrap()
+                .len()
+        }));
+    }
+    let mut placed = 0;
+    for h in handles {
+        placed += h.await.unwrap();
+    }
+    assert_eq!(placed, 10, "exactly as many as fit");
+    let inst = cp
+        .describe_container_instances(&ctx, req(json!({"cluster": "c", "containerInstances": [ci]})))
+        .unwrap();
+    assert_eq!(remaining(&inst.container_instances.unwrap()[0], "MEMORY"), 0);
+}
+
+#[tokio::test]
+async fn fargate_tasks_go_to_fargate_nodes_with_an_eni() {
+    let (cp, ctx, clock) = setup();
+    cp.create_cluster(&ctx, req(json!({"clusterName": "f"}))).await.unwrap();
+    cp.register_task_definition(
+        &ctx,
+        req(json!({"family": "fw", "networkMode": "awsvpc", "requiresCompatibilities": ["FARGATE"],
+        "cpu": "256", "memory": "512", "containerDefinitions": [{"name": "web", "image": "img"}]})),
+    )
+    .await
+    .unwrap();
+    let run = json!({"cluster": "f", "taskDefinition": "fw", "launchType": "FARGATE",
+        "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-1"]}}});
+    let r = cp.run_task(&ctx, req(run.clone())).await.unwrap();
+    assert!(r.failures.unwrap()[0].reason.as_deref().unwrap().starts_with("Capacity is unavailable"));
+    cp.register_fargate_node(FargateRegistration {
+        node_id: "n1".into(),
+        cpu: 1024,
+        memory: 1024,
+        availability_zone: None,
+    })
+    .await
+    .unwrap();
+    let (_g, _) = cp.agents().begin_poll("fargate:n1", clock.clone());
+    let e = cp
+        .run_task(&ctx, req(json!({"cluster": "f", "taskDefinition": "fw", "launchType": "FARGATE"})))
+        .await
+        .unwrap_err();
+    assert!(e.message.starts_with("Network Configuration must be provided"));
+    let t = cp.run_task(&ctx, req(run.clone())).await.unwrap().tasks.unwrap().remove(0);
+    assert_eq!(t.container_instance_arn, None);
+    assert_eq!(t.platform_version.as_deref(), Some("1.4.0"));
+    let att = &t.attachments.as_ref().unwrap()[0];
+    assert_eq!(att.r#type.as_deref(), Some("ElasticNetworkInterface"));
+    assert_eq!(cp.assignments("fargate:n1").unwrap().len(), 1);
+    // Two fit in 512 MiB x 2; the third does not.
+    cp.run_task(&ctx, req(run.clone())).await.unwrap().tasks.unwrap().remove(0);
+    assert!(cp.run_task(&ctx, req(run)).await.unwrap().tasks.unwrap().is_empty());
+    // Health and address reports land on the task.
+    cp.report_task_health(gantry_core::protocol::TaskHealthReport {
+        task_arn: t.task_arn.clone().unwrap(),
+        containers: vec![],
+        private_ipv4_address: Some("172.29.0.9".into()),
+    })
+    .await
+    .unwrap();
+    let d = cp
+        .describe_tasks(&ctx, req(json!({"cluster": "f", "tasks": [t.task_arn]})))
+        .unwrap()
+        .tasks
+        .unwrap()
+        .remove(0);
+    let ip = d.attachments.unwrap()[0]
+        .details
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|d| d.name.as_deref() == Some("privateIPv4Address"))
+        .unwrap()
+        .value
+        .clone();
+    assert_eq!(ip.as_deref(), Some("172.29.0.9"));
+}
