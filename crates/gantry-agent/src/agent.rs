@@ -141,7 +141,15 @@ pub struct Agent<R: Runtime, C: ControlClient> {
     ports: PortAllocator,
     /// Final reports of tasks this agent stopped, until the server stops assigning them.
     finished: Mutex<HashMap<String, SubmitTaskStateChangeRequest>>,
+    /// When the engine was last asked for this node's containers. Listing is needed to adopt
+    /// containers after a restart and to find strays; it is done on the first pass and then
+    /// at most every [`LIST_INTERVAL`], not on every assignment change (it costs an inspect per
+    /// container).
+    last_list: Mutex<Option<tokio::time::Instant>>,
 }
+
+/// How often a reconcile pass re-lists the node's containers to find strays.
+pub const LIST_INTERVAL: Duration = Duration::from_secs(30);
 
 fn now_s(clock: &dyn Clock) -> f64 {
     clock.now().as_epoch_seconds()
@@ -157,6 +165,7 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
             runners: Mutex::default(),
             ports: PortAllocator::default(),
             finished: Mutex::default(),
+            last_list: Mutex::default(),
         })
     }
 
@@ -199,7 +208,17 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
 
     /// One reconcile pass over the node's assignments.
     pub async fn reconcile(self: &Arc<Self>, assignments: Vec<Assignment>) -> Result<(), RuntimeError> {
-        let containers = self.runtime.list(labels::NODE, &self.config.node).await?;
+        let due = {
+            let mut last = self.last_list.lock().unwrap_or_else(|e| e.into_inner());
+            let now = tokio::time::Instant::now();
+            let due = last.is_none_or(|t| now.duration_since(t) >= LIST_INTERVAL);
+            if due {
+                *last = Some(now);
+            }
+            due
+        };
+        let containers =
+            if due { self.runtime.list(labels::NODE, &self.config.node).await? } else { Vec::new() };
         let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for c in &containers {
             if let Some(arn) = c.labels.get(labels::TASK_ARN) {
@@ -368,6 +387,17 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
         }
     }
 
+    /// Sends a report without waiting for it: the server orders a task's states itself (it never
+    /// moves a task backwards), so a PENDING that lands after RUNNING changes only timestamps.
+    fn send_later(&self, r: SubmitTaskStateChangeRequest) {
+        let client = self.agent.client.clone();
+        tokio::spawn(async move {
+            if let Err(e) = client.submit_task(&r).await {
+                tracing::warn!(error = %e, "state report failed");
+            }
+        });
+    }
+
     fn stopped(&self) -> bool {
         *self.stop.borrow()
     }
@@ -418,7 +448,7 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
         }
         let mut pending = self.base_report("PENDING");
         pending.pull_started_at = Some(now_s(&*self.agent.clock));
-        self.send(&pending).await;
+        self.send_later(pending);
         let rt = self.agent.runtime.clone();
         let mut images: Vec<String> = self.defs().iter().filter_map(|d| d.image.clone()).collect();
         images.dedup();
@@ -445,7 +475,7 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
         }
         let mut pulled = self.base_report("PENDING");
         pulled.pull_stopped_at = Some(now_s(&*self.agent.clock));
-        self.send(&pulled).await;
+        self.send_later(pulled);
 
         let network = match self.a.task_definition.network_mode.as_deref() {
             Some("host") => TaskNetwork::Mode(Network::Host),

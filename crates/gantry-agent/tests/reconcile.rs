@@ -157,7 +157,19 @@ async fn runs_a_task_and_reports_an_essential_exit() {
     let running = rec.last(&arn("t1"), "RUNNING").unwrap();
     let c = &running.containers.unwrap()[0];
     assert!(c.runtime_id.is_some());
-    assert_eq!(rec.statuses(&arn("t1")), ["PENDING", "PENDING", "RUNNING"]);
+    // PENDING reports are sent without waiting (the server orders states), so only the set counts.
+    until("both PENDING reports", || {
+        rec.statuses(&arn("t1")).iter().filter(|s| *s == "PENDING").count() == 2
+    })
+    .await;
+    let pulls = rec
+        .tasks
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|r| r.pull_started_at.is_some() || r.pull_stopped_at.is_some())
+        .count();
+    assert_eq!(pulls, 2, "pullStartedAt and pullStoppedAt are reported");
 
     rt.exit("ecs-web-t1", 3);
     until("STOPPED reported", || rec.last(&arn("t1"), "STOPPED").is_some()).await;
