@@ -8,6 +8,7 @@
 //! the server no longer wants.
 
 use crate::client::ControlClient;
+use crate::metadata::{ContainerMeta, TaskMeta, rfc3339};
 use crate::pause::{PAUSE_IMAGE, PAUSE_NAME, pause_rootfs};
 use crate::runtime::{ContainerState, ContainerStatus, Health, Network, Runtime, RuntimeError, labels};
 use crate::spec::{TaskNetwork, container_spec};
@@ -146,6 +147,8 @@ pub struct Agent<R: Runtime, C: ControlClient> {
     /// at most every [`LIST_INTERVAL`], not on every assignment change (it costs an inspect per
     /// container).
     last_list: Mutex<Option<tokio::time::Instant>>,
+    /// What the metadata endpoint serves, per task ID.
+    meta: Mutex<HashMap<String, TaskMeta>>,
 }
 
 /// How often a reconcile pass re-lists the node's containers to find strays.
@@ -166,6 +169,7 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
             ports: PortAllocator::default(),
             finished: Mutex::default(),
             last_list: Mutex::default(),
+            meta: Mutex::default(),
         })
     }
 
@@ -190,6 +194,15 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
                 }
             }
         }
+    }
+
+    pub fn runtime(&self) -> &Arc<R> {
+        &self.runtime
+    }
+
+    /// The metadata of a task this agent runs, by task ID.
+    pub fn task_meta(&self, task_id: &str) -> Option<TaskMeta> {
+        self.meta.lock().unwrap_or_else(|e| e.into_inner()).get(task_id).cloned()
     }
 
     /// Ends every runner without touching the containers, as the agent process dying would.
@@ -387,6 +400,56 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
         }
     }
 
+    fn task_id(&self) -> String {
+        self.task_arn().rsplit('/').next().unwrap_or_default().to_string()
+    }
+
+    /// Publishes the task's current state to the metadata endpoint (or withdraws it).
+    async fn sync_meta(&self, tracked: &BTreeMap<String, Tracked>, known: Option<&str>) {
+        let id = self.task_id();
+        let Some(known) = known else {
+            self.agent.meta.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+            return;
+        };
+        let mut containers = BTreeMap::new();
+        for (name, t) in tracked {
+            let mut c = ContainerMeta {
+                known_status: if t.exit_code.is_some() {
+                    "STOPPED".into()
+                } else if t.started {
+                    "RUNNING".into()
+                } else {
+                    "PENDING".into()
+                },
+                exit_code: t.exit_code,
+                health: t.health.clone(),
+                ..Default::default()
+            };
+            if let Some(docker_id) = &t.id {
+                c.docker_id = docker_id.clone();
+                if let Ok(Some(st)) = self.agent.runtime.inspect(docker_id).await {
+                    c.docker_name = st.name.trim_start_matches('/').to_string();
+                    c.started_at = st.started_at_ms.map(|ms| rfc3339(ms as f64 / 1000.0));
+                    c.finished_at = st.finished_at_ms.map(|ms| rfc3339(ms as f64 / 1000.0));
+                }
+            }
+            containers.insert(name.clone(), c);
+        }
+        let ipv4 = match &self.pause {
+            Some(p) => self.agent.runtime.inspect(p).await.ok().flatten().and_then(|s| s.ip_address),
+            None => None,
+        };
+        let meta = TaskMeta {
+            assignment: self.a.clone(),
+            known_status: known.to_string(),
+            containers,
+            pull_started_at: None,
+            pull_stopped_at: None,
+            ipv4,
+        };
+        self.agent.meta.lock().unwrap_or_else(|e| e.into_inner()).insert(id, meta);
+    }
+
     /// Sends a report without waiting for it: the server orders a task's states itself (it never
     /// moves a task backwards), so a PENDING that lands after RUNNING changes only timestamps.
     fn send_later(&self, r: SubmitTaskStateChangeRequest) {
@@ -416,6 +479,7 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
             None => self.watch(&mut tracked).await,
         };
         self.wind_down(&mut tracked).await;
+        self.sync_meta(&tracked, None).await;
         let mut report = self.base_report("STOPPED");
         report.reason = Some(reason);
         report.containers = Some(self.container_changes(&tracked, "STOPPED"));
@@ -569,6 +633,7 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
         }
         let mut running = self.base_report("RUNNING");
         running.containers = Some(self.container_changes(tracked, "RUNNING"));
+        self.sync_meta(tracked, Some("RUNNING")).await;
         self.send(&running).await;
         None
     }
@@ -600,6 +665,11 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
             labels: l,
             entrypoint: Some(vec!["/pause".into()]),
             network: Network::Named(AWSVPC_NETWORK.into()),
+            extra_hosts: if self.agent.config.metadata_base.is_some() {
+                vec![format!("{}:host-gateway", crate::spec::METADATA_HOST)]
+            } else {
+                vec![]
+            },
             stop_timeout: Some(Duration::ZERO),
             ..Default::default()
         };
@@ -737,6 +807,7 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
         }
         let mut running = self.base_report("RUNNING");
         running.containers = Some(self.container_changes(tracked, "RUNNING"));
+        self.sync_meta(tracked, Some("RUNNING")).await;
         self.send(&running).await;
         None
     }

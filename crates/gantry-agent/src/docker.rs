@@ -278,6 +278,18 @@ impl DockerRuntime {
         Ok(())
     }
 
+    async fn stats(&self, id: &str) -> RuntimeResult<serde_json::Value> {
+        let options = bollard::query_parameters::StatsOptions { stream: false, one_shot: false };
+        let mut samples = self.docker.stats(id, Some(options));
+        match samples.next().await {
+            Some(Ok(sample)) => {
+                serde_json::to_value(sample).map_err(|e| RuntimeError::Unavailable(e.to_string()))
+            }
+            Some(Err(e)) => Err(not_found_or_unavailable(e, id)),
+            None => Err(RuntimeError::NotFound(id.to_string())),
+        }
+    }
+
     async fn logs(&self, id: &str) -> RuntimeResult<Vec<u8>> {
         let options = LogsOptions { stdout: true, stderr: true, ..Default::default() };
         let mut chunks = self.docker.logs(id, Some(options));
@@ -330,6 +342,9 @@ impl Runtime for DockerRuntime {
     }
     fn logs<'a>(&'a self, id: &'a str) -> BoxFuture<'a, RuntimeResult<Vec<u8>>> {
         Box::pin(self.logs(id))
+    }
+    fn stats<'a>(&'a self, id: &'a str) -> BoxFuture<'a, RuntimeResult<serde_json::Value>> {
+        Box::pin(self.stats(id))
     }
 }
 

@@ -269,6 +269,15 @@ impl Runtime for FakeRuntime {
             .collect()))
     }
 
+    fn stats<'a>(&'a self, id: &'a str) -> BoxFuture<'a, RuntimeResult<serde_json::Value>> {
+        let known = self.lock().containers.contains_key(id);
+        ready(if known {
+            Ok(serde_json::json!({"id": id, "memory_stats": {"usage": 1048576}, "cpu_stats": {}}))
+        } else {
+            Err(RuntimeError::NotFound(id.to_string()))
+        })
+    }
+
     fn logs<'a>(&'a self, id: &'a str) -> BoxFuture<'a, RuntimeResult<Vec<u8>>> {
         ready(Ok(format!("logs of {id}\n").into_bytes()))
     }

@@ -10,6 +10,7 @@ pub mod agent;
 pub mod client;
 pub mod docker;
 pub mod fake;
+pub mod metadata;
 pub mod node;
 pub mod pause;
 pub mod runtime;

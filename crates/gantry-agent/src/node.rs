@@ -12,6 +12,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Opens the task metadata endpoint on an ephemeral port of every interface (containers reach
+/// it through the engine's host gateway) and returns its base URL as containers see it.
+async fn metadata_listener() -> Result<(tokio::net::TcpListener, String), ClientError> {
+    let l = tokio::net::TcpListener::bind(("0.0.0.0", 0))
+        .await
+        .map_err(|e| ClientError::Transport(e.to_string()))?;
+    let port = l.local_addr().map_err(|e| ClientError::Transport(e.to_string()))?.port();
+    Ok((l, format!("http://{}:{port}/v4", crate::spec::METADATA_HOST)))
+}
+
+fn serve_metadata<R: Runtime>(agent: &Arc<Agent<R, HttpClient>>, listener: tokio::net::TcpListener) {
+    tokio::spawn(crate::metadata::serve(agent.clone(), listener));
+}
+
 /// CPU units (1024 per core) and memory (MiB) of this host.
 pub fn host_resources() -> (i64, i64) {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
@@ -162,7 +176,8 @@ pub async fn register_instance<R: Runtime>(
     let arn = resp.container_instance.and_then(|c| c.container_instance_arn).unwrap_or_default();
     let _ = std::fs::write(&arn_file, &arn);
     tracing::info!(container_instance = %arn, cluster = %opts.cluster, "registered");
-    Ok(Agent::new(
+    let (listener, base) = metadata_listener().await?;
+    let agent = Agent::new(
         runtime,
         client,
         clock,
@@ -171,9 +186,11 @@ pub async fn register_instance<R: Runtime>(
             pull_always: opts.pull_always,
             logs_dir: Some(opts.data_dir.join("logs")),
             health_interval: Duration::from_secs(1),
-            metadata_base: None,
+            metadata_base: Some(base),
         },
-    ))
+    );
+    serve_metadata(&agent, listener);
+    Ok(agent)
 }
 
 /// Registers this host as a Fargate node (with an identity kept in `data_dir`) and returns the
@@ -196,7 +213,8 @@ pub async fn register_fargate<R: Runtime>(
     client
         .register_fargate(&FargateRegistration { node_id: id.clone(), cpu, memory, availability_zone: None })
         .await?;
-    Ok(Agent::new(
+    let (listener, base) = metadata_listener().await?;
+    let agent = Agent::new(
         runtime,
         client,
         clock,
@@ -205,7 +223,9 @@ pub async fn register_fargate<R: Runtime>(
             pull_always: false,
             logs_dir: Some(data_dir.join("logs")),
             health_interval: Duration::from_secs(1),
-            metadata_base: None,
+            metadata_base: Some(base),
         },
-    ))
+    );
+    serve_metadata(&agent, listener);
+    Ok(agent)
 }

@@ -226,6 +226,9 @@ pub trait Runtime: Send + Sync + 'static {
         label: &'a str,
         value: &'a str,
     ) -> BoxFuture<'a, RuntimeResult<Vec<ContainerState>>>;
+    /// One sample of the container's resource usage, in the Docker stats JSON shape (which the
+    /// ECS task metadata endpoint serves as it is).
+    fn stats<'a>(&'a self, id: &'a str) -> BoxFuture<'a, RuntimeResult<serde_json::Value>>;
     /// The container's stdout and stderr so far, interleaved as the engine stored them.
     fn logs<'a>(&'a self, id: &'a str) -> BoxFuture<'a, RuntimeResult<Vec<u8>>>;
 }

@@ -9,6 +9,10 @@ use gantry_model::{ContainerDefinition, Task, TaskDefinition};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// The host name under which containers reach the agent's task metadata endpoint (mapped to
+/// the engine's host gateway).
+pub const METADATA_HOST: &str = "gantry-metadata";
+
 /// Where a task's containers are networked, decided per task.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TaskNetwork {
@@ -27,9 +31,10 @@ pub fn engine_name(task_arn: &str, container: &str) -> String {
 /// The environment variables ECS injects, then the definition's own.
 fn environment(task: &Task, def: &ContainerDefinition, metadata_uri: Option<&str>) -> Vec<(String, String)> {
     let mut env = Vec::new();
-    if let Some(uri) = metadata_uri {
-        env.push(("ECS_CONTAINER_METADATA_URI_V4".to_string(), uri.to_string()));
-        env.push(("ECS_CONTAINER_METADATA_URI".to_string(), uri.to_string()));
+    if let Some(base) = metadata_uri {
+        let uri = format!("{base}/{}", def.name.as_deref().unwrap_or_default());
+        env.push(("ECS_CONTAINER_METADATA_URI_V4".to_string(), uri.clone()));
+        env.push(("ECS_CONTAINER_METADATA_URI".to_string(), uri));
     }
     if let Some(region) = task.task_arn.as_deref().and_then(|a| a.split(':').nth(3)) {
         env.push(("AWS_REGION".to_string(), region.to_string()));
@@ -178,12 +183,19 @@ pub fn container_spec(
         cap_drop: lp.and_then(|l| l.capabilities.as_ref()).and_then(|c| c.drop.clone()).unwrap_or_default(),
         read_only_rootfs: def.readonly_root_filesystem.unwrap_or(false),
         privileged: def.privileged.unwrap_or(false),
-        extra_hosts: def
-            .extra_hosts
-            .iter()
-            .flatten()
-            .map(|h| format!("{}:{}", h.hostname, h.ip_address))
-            .collect(),
+        extra_hosts: {
+            let mut hosts: Vec<String> = def
+                .extra_hosts
+                .iter()
+                .flatten()
+                .map(|h| format!("{}:{}", h.hostname, h.ip_address))
+                .collect();
+            // The metadata endpoint's name; containers in another's namespace share its hosts file.
+            if metadata_uri.is_some() && !matches!(network, TaskNetwork::Shared(_)) {
+                hosts.push(format!("{METADATA_HOST}:host-gateway"));
+            }
+            hosts
+        },
         dns_servers: def.dns_servers.clone().unwrap_or_default(),
         dns_search: def.dns_search_domains.clone().unwrap_or_default(),
         mounts,
@@ -241,7 +253,8 @@ mod tests {
             PortBinding { container_port: 53, host_port: Some(5353), protocol: Protocol::Udp }
         );
         assert!(s.env.contains(&("AWS_REGION".into(), "mine".into())));
-        assert!(s.env.contains(&("ECS_CONTAINER_METADATA_URI_V4".into(), "http://md/v4/x".into())));
+        assert!(s.env.contains(&("ECS_CONTAINER_METADATA_URI_V4".into(), "http://md/v4/x/a".into())));
+        assert!(s.extra_hosts.contains(&"gantry-metadata:host-gateway".to_string()));
         assert_eq!(s.health_check.as_ref().unwrap().interval_s, 5);
         assert_eq!(s.stop_timeout, Some(Duration::from_secs(2)));
         assert_eq!(
@@ -252,7 +265,10 @@ mod tests {
         assert_eq!(s.volumes_from, vec![("ecs-b-abc".to_string(), false)]);
         assert!(s.init);
         assert_eq!(s.cap_add, vec!["NET_ADMIN".to_string()]);
-        assert_eq!(s.extra_hosts, vec!["db:10.0.0.1".to_string()]);
+        assert_eq!(
+            s.extra_hosts,
+            vec!["db:10.0.0.1".to_string(), "gantry-metadata:host-gateway".to_string()]
+        );
         // awsvpc containers share a namespace and publish nothing.
         let shared = container_spec("n", &task, &td, &def, &TaskNetwork::Shared("pause".into()), None);
         assert_eq!((shared.network, shared.ports.len()), (Network::Container("pause".into()), 0));
