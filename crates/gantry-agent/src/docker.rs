@@ -255,6 +255,43 @@ impl DockerRuntime {
         Ok(states)
     }
 
+    /// The containers of a task (by the task-ARN label's suffix: the task ID), for `gantry logs`.
+    pub async fn task_containers(&self, task_id: &str) -> RuntimeResult<Vec<ContainerState>> {
+        let filters =
+            HashMap::from([("label".to_owned(), vec![crate::runtime::labels::TASK_ARN.to_owned()])]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let summaries = self.docker.list_containers(Some(options)).await.map_err(unavailable)?;
+        let mut states = Vec::new();
+        for s in summaries {
+            let arn = s
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(crate::runtime::labels::TASK_ARN))
+                .cloned()
+                .unwrap_or_default();
+            if arn.rsplit('/').next() == Some(task_id)
+                && let Some(id) = s.id
+                && let Some(state) = self.inspect(&id).await?
+            {
+                states.push(state);
+            }
+        }
+        states.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(states)
+    }
+
+    /// Streams a container's output (stdout and stderr) to `out` until the container stops.
+    pub async fn follow_logs(&self, id: &str, out: &mut (dyn std::io::Write + Send)) -> RuntimeResult<()> {
+        let options = LogsOptions { stdout: true, stderr: true, follow: true, ..Default::default() };
+        let mut chunks = self.docker.logs(id, Some(options));
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| not_found_or_unavailable(e, id))?;
+            let _ = out.write_all(chunk.as_ref());
+            let _ = out.flush();
+        }
+        Ok(())
+    }
+
     async fn import_image(&self, reference: &str, rootfs: Vec<u8>) -> RuntimeResult<()> {
         let (repo, tag) = split_reference(reference);
         let options = CreateImageOptions {

@@ -38,6 +38,18 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Show a task's container output: kept logs of a stopped task, or the live output of a
+    /// running one (with --follow, until it stops).
+    Logs {
+        /// The task ARN or ID.
+        task: String,
+        /// Keep printing new output until the task's containers stop.
+        #[arg(long, short)]
+        follow: bool,
+        /// Gantry's data directory on this host (where agents keep task logs).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Register this host into a cluster as a container instance and run its tasks in Docker.
     Agent {
         /// The Gantry server, e.g. http://127.0.0.1:7360.
@@ -109,6 +121,10 @@ fn main() -> anyhow::Result<()> {
     let (common, enable_reset, mode) = match cli.command {
         Command::Server { common, enable_reset } => (common, enable_reset, "server"),
         Command::Up { common } => (common, true, "up"),
+        Command::Logs { task, follow, data_dir } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            return rt.block_on(logs(task, follow, data_dir.unwrap_or_else(default_data_dir)));
+        }
         Command::Agent {
             server,
             cluster,
@@ -138,6 +154,59 @@ fn main() -> anyhow::Result<()> {
     // One worker thread per core; TOKIO_WORKER_THREADS overrides.
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(serve(common, enable_reset, mode))
+}
+
+/// `gantry logs`: live output from Docker while the task's containers exist, else the logs the
+/// agent kept when it removed them.
+async fn logs(task: String, follow: bool, data_dir: PathBuf) -> anyhow::Result<()> {
+    use gantry_agent::runtime::{Runtime, labels};
+    let id = task.rsplit('/').next().unwrap_or(&task).to_string();
+    if let Ok(docker) = gantry_agent::docker::DockerRuntime::connect().await {
+        let containers: Vec<_> = docker
+            .task_containers(&id)
+            .await?
+            .into_iter()
+            .filter(|c| c.labels.get(labels::CONTAINER_NAME).is_some_and(|n| !n.starts_with('~')))
+            .collect();
+        if !containers.is_empty() {
+            let many = containers.len() > 1;
+            for c in &containers {
+                let name = c.labels.get(labels::CONTAINER_NAME).cloned().unwrap_or_default();
+                if many {
+                    println!("==> {name} <==");
+                }
+                if follow && !many {
+                    docker.follow_logs(&c.id, &mut std::io::stdout()).await?;
+                } else {
+                    use std::io::Write;
+                    std::io::stdout().write_all(&docker.logs(&c.id).await?)?;
+                }
+            }
+            return Ok(());
+        }
+    }
+    // Kept logs: <data dir>/<agent dir>/logs/<task id>/<container>.log
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(&data_dir).into_iter().flatten().flatten() {
+        let dir = entry.path().join("logs").join(&id);
+        for f in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            found.push(f.path());
+        }
+    }
+    found.sort();
+    if found.is_empty() {
+        anyhow::bail!(
+            "no containers or kept logs of task {id} on this host (data dir {})",
+            data_dir.display()
+        );
+    }
+    for path in &found {
+        if found.len() > 1 {
+            println!("==> {} <==", path.file_stem().unwrap_or_default().to_string_lossy());
+        }
+        print!("{}", String::from_utf8_lossy(&std::fs::read(path)?));
+    }
+    Ok(())
 }
 
 /// Connects to Docker and runs this host's agent as a container instance of a cluster.
