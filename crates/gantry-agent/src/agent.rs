@@ -814,6 +814,10 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
 
     /// Watches the running task until an essential container exits or a stop is asked.
     async fn watch(&mut self, tracked: &mut BTreeMap<String, Tracked>) -> String {
+        // An essential container may already have exited while the others were starting.
+        if tracked.iter().any(|(name, t)| t.exit_code.is_some() && self.essential(name)) {
+            return "Essential container in task exited".into();
+        }
         let (tx, mut exits) = mpsc::unbounded_channel::<(String, Result<i64, RuntimeError>)>();
         for (name, t) in tracked.iter() {
             if let (Some(id), None) = (&t.id, t.exit_code) {

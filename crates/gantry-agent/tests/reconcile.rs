@@ -367,3 +367,16 @@ async fn awsvpc_tasks_share_a_namespace_holder_and_report_their_address() {
     until("STOPPED", || rec.last(&arn("t1"), "STOPPED").is_some()).await;
     until("all removed, the holder too", || rt.containers().is_empty()).await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_essential_container_that_exits_at_once_stops_the_task() {
+    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Recorder::default()));
+    rt.add_image("img");
+    rt.exit_on_start("ecs-web-t1", 3);
+    let a = agent(&rt, &rec);
+    a.reconcile(vec![assignment("t1", "RUNNING", web())]).await.unwrap();
+    until("STOPPED", || rec.last(&arn("t1"), "STOPPED").is_some()).await;
+    let s = rec.last(&arn("t1"), "STOPPED").unwrap();
+    assert_eq!(s.reason.as_deref(), Some("Essential container in task exited"));
+    assert_eq!(s.containers.unwrap()[0].exit_code, Some(3));
+}
