@@ -511,3 +511,47 @@ async fn scopes_are_isolated() {
     cp.reset().await.unwrap();
     assert!(cp.list_clusters(&ctx, req(json!({}))).unwrap().cluster_arns.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn list_container_instances_filter_and_status() {
+    let (cp, ctx) = setup();
+    cluster(&cp, &ctx, "c").await;
+    let mut arns = Vec::new();
+    for zone in ["zone-a", "zone-b"] {
+        let r = cp
+            .register_container_instance(
+                &ctx,
+                req(
+                    json!({"cluster": "c", "attributes": [{"name": "ecs.availability-zone", "value": zone}]}),
+                ),
+            )
+            .await
+            .unwrap();
+        arns.push(r.container_instance.unwrap().container_instance_arn.unwrap());
+    }
+    let list = |v: serde_json::Value| {
+        cp.list_container_instances(&ctx, req(v)).unwrap().container_instance_arns.unwrap()
+    };
+    assert_eq!(
+        list(json!({"cluster": "c", "filter": "attribute:ecs.availability-zone == zone-b"})),
+        vec![arns[1].clone()]
+    );
+    assert_eq!(list(json!({"cluster": "c", "filter": "attribute:ecs.availability-zone exists"})).len(), 2);
+    let e =
+        cp.list_container_instances(&ctx, req(json!({"cluster": "c", "filter": "zone == b"}))).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidParameterException);
+    cp.update_container_instances_state(
+        &ctx,
+        req(json!({"cluster": "c", "containerInstances": [arns[0]], "status": "DRAINING"})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(list(json!({"cluster": "c", "status": "DRAINING"})), vec![arns[0].clone()]);
+    assert_eq!(list(json!({"cluster": "c", "status": "ACTIVE"})), vec![arns[1].clone()]);
+    let d = cp.describe_clusters(&ctx, req(json!({"clusters": ["c"]}))).unwrap();
+    assert_eq!(
+        d.clusters.unwrap()[0].registered_container_instances_count,
+        2,
+        "DRAINING instances are still registered"
+    );
+}

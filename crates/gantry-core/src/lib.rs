@@ -9,6 +9,7 @@ pub mod arn;
 pub mod error;
 pub mod page;
 pub mod protocol;
+pub mod query;
 pub mod taskdef;
 pub mod time;
 pub mod validate;

@@ -297,11 +297,10 @@ impl ControlPlane {
                 "status should be one of [ACTIVE,DRAINING,REGISTERING,DEREGISTERING,REGISTRATION_FAILED], but was '{s}'."
             )));
         }
-        if let Some(f) = req.filter.as_deref().filter(|f| !f.trim().is_empty()) {
-            return Err(EcsError::invalid(format!(
-                "The filter '{f}' cannot be evaluated: the cluster query language is not supported by this Gantry version."
-            )));
-        }
+        let filter = match req.filter.as_deref().filter(|f| !f.trim().is_empty()) {
+            Some(f) => Some(gantry_core::query::Filter::parse(f)?),
+            None => None,
+        };
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
         let cname = cluster.value.cluster_name.unwrap_or_default();
         let prefix = keys::container_instance_prefix(&ctx.scope, &cname);
@@ -313,6 +312,11 @@ impl ControlPlane {
                 Some(s) => st == s,
                 None => st != "INACTIVE",
             };
+            let keep = keep
+                && filter.as_ref().is_none_or(|f| {
+                    let attrs = i.value.attributes.as_deref().unwrap_or_default();
+                    f.matches(|n| attrs.iter().find(|a| a.name == n).map(|a| a.value.as_deref()))
+                });
             if keep {
                 out.push(i);
                 if out.len() > page.limit {
