@@ -62,5 +62,6 @@ fi
 # 4. Black-box tests against target/debug/gantry, with the venv's `aws` first on PATH.
 export PATH="$venv/bin:$PATH"
 export GANTRY_BIN="${GANTRY_BIN:-$root/target/debug/gantry}"
+export GANTRY_REQUIRE_DOCKER=1
 "$venv/bin/pytest" -q -p no:cacheprovider tests/blackbox "$@" || status=$?
 exit "$status"

@@ -7,12 +7,14 @@ per test so that a failed reset cannot make tests depend on each other.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 
 import pytest
 
-from harness import GantryServer, aws_cli
+from harness import (IMAGE_BUILD_SCRIPT, DockerCluster, GantryAgent, GantryServer, aws_cli,
+                     docker_unavailable, remove_labelled_containers)
 
 
 @pytest.fixture(scope="session")
@@ -75,9 +77,102 @@ def spawn_server(tmp_path):
         s.kill()
 
 
+# ---- real Docker ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def docker_run_id(tmp_path_factory):
+    """A label value unique to this session: every test task definition puts it on its
+    containers as `gantry.test-run`, and all containers carrying it are removed at the end.
+    Skips when there is no Docker daemon; builds the local test image (no registry needed)."""
+    why = docker_unavailable()
+    if why:
+        # The README's test command (scripts/test.sh) requires Docker: there a missing daemon
+        # fails the run instead of quietly skipping what it cannot test.
+        if os.environ.get("GANTRY_REQUIRE_DOCKER") == "1":
+            pytest.fail(f"real-Docker tests need Docker: {why}", pytrace=False)
+        pytest.skip(f"real-Docker tests need Docker: {why}")
+    build = subprocess.run([str(IMAGE_BUILD_SCRIPT)], capture_output=True, text=True,
+                           timeout=600)
+    if build.returncode != 0:
+        pytest.fail(f"{IMAGE_BUILD_SCRIPT} failed: {build.stderr}", pytrace=False)
+    run_id = f"bb-{uuid.uuid4().hex[:12]}"
+    yield run_id
+    remove_labelled_containers(run_id)
+
+
+@pytest.fixture(scope="session")
+def docker_server(tmp_path_factory, docker_run_id):
+    """A `gantry server` of its own for the real-Docker tests, never reset (agents' container
+    instances must outlive every test)."""
+    base = tmp_path_factory.mktemp("gantry-docker")
+    server = GantryServer(base / "data", base / "server.log", enable_reset=False)
+    try:
+        server.start()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def docker_cluster(docker_server, docker_run_id, tmp_path_factory):
+    """A cluster with one `gantry agent` (this host as an EC2 container instance)."""
+    base = tmp_path_factory.mktemp("agent")
+    cluster = DockerCluster(docker_server, f"docker-{docker_run_id}", docker_run_id)
+    docker_server.ecs.create_cluster(clusterName=cluster.cluster)
+    agent = GantryAgent(docker_server, cluster.cluster, base / "data", base / "agent.log")
+    cluster.agents.append(agent)
+    try:
+        agent.start()
+    except RuntimeError as e:
+        agent.kill()
+        pytest.fail(str(e), pytrace=False)
+    yield cluster
+    agent.kill()
+
+
+@pytest.fixture
+def node(docker_cluster):
+    """The session's Docker cluster and agent; tasks the test started through it are stopped
+    afterwards."""
+    for agent in docker_cluster.agents:
+        assert agent.alive, f"the session's agent died earlier\n{agent.log_tail()}"
+    docker_cluster.server.mark_log()
+    yield docker_cluster
+    docker_cluster.forget_tasks()
+
+
+@pytest.fixture
+def spawn_agent(docker_server, docker_run_id, tmp_path):
+    """spawn_agent() -> a DockerCluster with a new cluster and its own running agent, for tests
+    that kill or restart agents. Its agents are killed after the test (their containers go at
+    the end of the session)."""
+    clusters: list[DockerCluster] = []
+
+    def start(name: str = "own", **agent_kw) -> DockerCluster:
+        n = len(clusters)
+        cluster = DockerCluster(docker_server, f"{name}-{n}-{uuid.uuid4().hex[:8]}",
+                                docker_run_id)
+        docker_server.ecs.create_cluster(clusterName=cluster.cluster)
+        agent = GantryAgent(docker_server, cluster.cluster, tmp_path / f"agent-{n}",
+                            tmp_path / f"agent-{n}.log", **agent_kw)
+        cluster.agents.append(agent)
+        clusters.append(cluster)
+        agent.start()
+        return cluster
+
+    start.clusters = clusters
+    yield start
+    for cluster in clusters:
+        cluster.forget_tasks()
+        for agent in cluster.agents:
+            agent.kill()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """On a failure, show any Rust panic the session server logged during the test."""
+    """On a failure, show any Rust panic the session server logged during the test, and for
+    real-Docker tests the server's and agents' log tails."""
     outcome = yield
     report = outcome.get_result()
     if report.when == "call" and report.failed:
@@ -86,3 +181,13 @@ def pytest_runtest_makereport(item, call):
             panics = server.panics()
             if panics:
                 report.sections.append(("gantry panics", "\n".join(panics)))
+        clusters = []
+        for value in item.funcargs.values():
+            if isinstance(value, DockerCluster):
+                clusters.append(value)
+            clusters += getattr(value, "clusters", None) or []
+        seen = set()
+        for cluster in clusters:
+            if id(cluster) not in seen and isinstance(cluster, DockerCluster):
+                seen.add(id(cluster))
+                report.sections.extend(cluster.failure_sections())

@@ -354,3 +354,305 @@ def simple_container(name: str = "app", **kw) -> dict:
     c = {"name": name, "image": "public.ecr.aws/docker/library/busybox:1.36", "memory": 128}
     c.update(kw)
     return c
+
+
+# ---- real Docker: agents, container instances and tasks ----------------------------------------
+#
+# Tests that run tasks in Docker start their own `gantry server` (no resets: an agent's container
+# instance must outlive every test) and `gantry agent` processes. Every task definition they
+# register labels its containers `gantry.test-run=<run id>`, so that the session removes exactly
+# the containers it created, even on a Docker daemon shared with other test runs.
+
+TEST_IMAGE = "gantry-test/busybox:latest"
+RUN_LABEL = "gantry.test-run"
+EPHEMERAL_PORTS = range(49153, 65536)   # ECS's dynamic host port range
+IMAGE_BUILD_SCRIPT = REPO / "tests" / "images" / "build.sh"
+
+
+def docker(*args: str, check: bool = True, timeout: float = 60) -> str:
+    """Run the docker CLI; its stdout."""
+    p = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise RuntimeError(f"docker {' '.join(args)} failed ({p.returncode}): {p.stderr.strip()}")
+    return p.stdout
+
+
+def docker_unavailable() -> str | None:
+    """Why Docker cannot be used here, or None when it can."""
+    if not shutil.which("docker"):
+        return "the docker CLI is not installed"
+    try:
+        p = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"],
+                           capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return "the Docker daemon does not answer"
+    if p.returncode != 0:
+        return f"cannot reach the Docker daemon: {p.stderr.strip()}"
+    return None
+
+
+def docker_ids(labels: dict[str, str], stopped: bool = True) -> list[str]:
+    """IDs of the containers carrying all these labels (with stopped=False, running ones only)."""
+    args = ["ps", "-q", "--no-trunc"] + (["-a"] if stopped else [])
+    for k, v in labels.items():
+        args += ["--filter", f"label={k}={v}"]
+    return docker(*args).split()
+
+
+def docker_inspect(ids: list[str]) -> list[dict]:
+    """`docker inspect` of these containers ([] for none; a container removed meanwhile is
+    left out)."""
+    if not ids:
+        return []
+    p = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, timeout=60)
+    out = p.stdout.strip()
+    return json.loads(out) if out else []
+
+
+def task_containers(task_arn: str, stopped: bool = True) -> dict[str, dict]:
+    """The Docker containers of one task, by `gantry.container-name`, as `docker inspect` shows
+    them. Fails if two containers claim the same name (a duplicate)."""
+    found: dict[str, dict] = {}
+    for c in docker_inspect(docker_ids({"gantry.task-arn": task_arn}, stopped=stopped)):
+        name = c["Config"]["Labels"].get("gantry.container-name")
+        assert name not in found, \
+            f"two Docker containers for {name!r} of {task_arn}: {found[name]['Id']} and {c['Id']}"
+        found[name] = c
+    return found
+
+
+def remove_labelled_containers(run_id: str):
+    ids = docker_ids({RUN_LABEL: run_id})
+    if ids:
+        docker("rm", "-f", *ids, check=False, timeout=120)
+
+
+def busybox_container(name: str, run_id: str, **kw) -> dict:
+    """A container definition on the local test image: small, quick to stop (busybox as PID 1
+    ignores SIGTERM, hence stopTimeout 2), labelled for this test run's cleanup."""
+    c = {"name": name, "image": TEST_IMAGE, "memory": 32, "stopTimeout": 2,
+         "command": ["sleep", "600"]}
+    c.update(kw)
+    c = {k: v for k, v in c.items() if v is not None}   # memory=None: no hard limit
+    labels = dict(c.get("dockerLabels") or {})
+    labels[RUN_LABEL] = run_id
+    c["dockerLabels"] = labels
+    return c
+
+
+def resource_value(resources: list[dict], name: str):
+    for r in resources:
+        if r["name"] == name:
+            return r.get("integerValue") if r["type"] == "INTEGER" else r
+    raise KeyError(f"no {name} in {resources}")
+
+
+class GantryAgent:
+    """One `gantry agent` process joined to a cluster of a GantryServer, with its own data dir.
+
+    It is found among the cluster's container instances by a custom attribute
+    (`gantry.test-agent=<tag>`) unique to it, so nothing depends on how it stores its identity.
+    """
+
+    log_text = GantryServer.log_text
+    log_tail = GantryServer.log_tail
+    mark_log = GantryServer.mark_log
+    panics = GantryServer.panics
+    _close_log = GantryServer._close_log
+
+    def __init__(self, server: GantryServer, cluster: str, data_dir: Path, log_path: Path, *,
+                 extra_args: tuple[str, ...] = ()):
+        self.server = server
+        self.cluster = cluster
+        self.data_dir = Path(data_dir)
+        self.log_path = Path(log_path)
+        self.extra_args = tuple(extra_args)
+        self.tag = os.urandom(6).hex()
+        self.proc: subprocess.Popen | None = None
+        self._log = None
+        self.log_mark = 0
+        self.instance_arn: str | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = 30.0, wait_connected: bool = True) -> "GantryAgent":
+        """Start the agent; with wait_connected, until its container instance is ACTIVE with
+        agentConnected true (sets instance_arn)."""
+        binary = gantry_bin()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [str(binary), "agent", "--server", self.server.endpoint,
+                "--cluster", self.cluster, "--data-dir", str(self.data_dir),
+                "--attribute", f"gantry.test-agent={self.tag}", *self.extra_args]
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("GANTRY_") and not k.startswith("AWS_")}
+        env.setdefault("RUST_BACKTRACE", "1")
+        env["NO_COLOR"] = "1"
+        self._log = open(self.log_path, "ab")
+        self._log.write(f"\n===== {' '.join(args)}\n".encode())
+        self._log.flush()
+        self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, env=env)
+        if wait_connected:
+            def connected():
+                if not self.alive:
+                    raise RuntimeError(f"gantry agent exited with {self.proc.returncode}\n"
+                                       f"{self.log_tail()}")
+                return [ci for ci in self.instances() if ci.get("agentConnected")]
+            try:
+                found = wait_for(connected, timeout, interval=0.1,
+                                 what=f"the agent's container instance in {self.cluster}")
+            except TimeoutError as e:
+                raise RuntimeError(f"{e}\n{self.log_tail()}\n{self.server.log_tail()}")
+            assert len(found) == 1, f"several instances for one agent: {found}"
+            self.instance_arn = found[0]["containerInstanceArn"]
+        return self
+
+    def instances(self) -> list[dict]:
+        """The cluster's ACTIVE/DRAINING container instances that this agent registered."""
+        ecs = self.server.ecs
+        arns = []
+        for page in ecs.get_paginator("list_container_instances").paginate(cluster=self.cluster):
+            arns += page["containerInstanceArns"]
+        found = []
+        for i in range(0, len(arns), 100):
+            out = ecs.describe_container_instances(cluster=self.cluster,
+                                                   containerInstances=arns[i:i + 100])
+            for ci in out["containerInstances"]:
+                attrs = {a["name"]: a.get("value") for a in ci.get("attributes", [])}
+                if attrs.get("gantry.test-agent") == self.tag:
+                    found.append(ci)
+        return found
+
+    def describe(self) -> dict:
+        [ci] = self.server.ecs.describe_container_instances(
+            cluster=self.cluster, containerInstances=[self.instance_arn])["containerInstances"]
+        return ci
+
+    def kill(self):
+        if self.alive:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=30)
+        self._close_log()
+
+    def stop(self, timeout: float = 15.0):
+        """SIGTERM, then SIGKILL if it does not exit in time."""
+        if self.alive:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        self._close_log()
+
+
+class DockerCluster:
+    """A cluster on a Gantry server, the agents joined to it, and task helpers that remember
+    the tasks they started (forget_tasks() stops those still wanted)."""
+
+    def __init__(self, server: GantryServer, cluster: str, run_id: str):
+        self.server = server
+        self.cluster = cluster
+        self.run_id = run_id
+        self.agents: list[GantryAgent] = []
+        self.started: list[str] = []
+
+    @property
+    def ecs(self):
+        return self.server.ecs
+
+    @property
+    def agent(self) -> GantryAgent:
+        return self.agents[0]
+
+    def aws(self, *args, **kw):
+        return self.server.aws(*args, **kw)
+
+    def aws_ok(self, *args, **kw):
+        return self.server.aws_ok(*args, **kw)
+
+    def aws_wait(self, waiter: str, task_arn: str, timeout: float = 45):
+        """`aws ecs wait WAITER` (tasks-running, tasks-stopped) on one task, bounded in time
+        (the CLI's own bound is 10 minutes): (exit code, stderr). A timeout fails the test
+        with the task's last state."""
+        try:
+            return self.aws("ecs", "wait", waiter, "--cluster", self.cluster,
+                            "--tasks", task_arn, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"aws ecs wait {waiter} still waiting after {timeout}s; "
+                                 f"the task: {self.summary(self.describe(task_arn))}") from None
+
+    def container(self, name: str, **kw) -> dict:
+        return busybox_container(name, self.run_id, **kw)
+
+    def register(self, family: str, containers: list[dict], **kw) -> str:
+        """Register a task definition; its ARN."""
+        td = self.ecs.register_task_definition(family=family, containerDefinitions=containers,
+                                               **kw)["taskDefinition"]
+        return td["taskDefinitionArn"]
+
+    def run(self, task_definition: str, **kw) -> dict:
+        """RunTask (EC2) that must place its task: the task as RunTask returned it."""
+        out = self.ecs.run_task(cluster=self.cluster, taskDefinition=task_definition, **kw)
+        assert out["failures"] == [] and len(out["tasks"]) >= 1, f"run-task: {out}"
+        self.started += [t["taskArn"] for t in out["tasks"]]
+        return out["tasks"][0]
+
+    def describe(self, task_arn: str) -> dict:
+        out = self.ecs.describe_tasks(cluster=self.cluster, tasks=[task_arn])
+        assert out["failures"] == [] and len(out["tasks"]) == 1, f"describe-tasks: {out}"
+        return out["tasks"][0]
+
+    def wait_task(self, task_arn: str, predicate, timeout: float = 30, what: str = "") -> dict:
+        """Poll DescribeTasks until predicate(task) holds; the task. Gives up at once when the
+        task is STOPPED without the predicate holding; failures show the task's last state."""
+        last = {}
+
+        def check():
+            t = last["task"] = self.describe(task_arn)
+            if predicate(t):
+                return t
+            if t["lastStatus"] == "STOPPED":
+                raise AssertionError(f"the task STOPPED while waiting for {what or 'it'}: "
+                                     f"{self.summary(t)}")
+            return None
+        try:
+            return wait_for(check, timeout, interval=0.2, what=what or "the task")
+        except TimeoutError as e:
+            raise AssertionError(f"{e}; last seen: {self.summary(last.get('task', {}))}") \
+                from None
+
+    @staticmethod
+    def summary(t: dict) -> str:
+        s = {k: t.get(k) for k in ("lastStatus", "desiredStatus", "healthStatus", "stopCode",
+                                   "stoppedReason")}
+        s["containers"] = [{k: c.get(k) for k in ("name", "lastStatus", "exitCode", "reason",
+                                                   "healthStatus", "runtimeId")}
+                           for c in t.get("containers", [])]
+        return json.dumps(s)
+
+    def wait_status(self, task_arn: str, status: str, timeout: float = 30) -> dict:
+        return self.wait_task(task_arn, lambda t: t["lastStatus"] == status, timeout,
+                              what=f"lastStatus {status}")
+
+    def forget_tasks(self):
+        """Stop the tasks this helper started that are still wanted (no waiting)."""
+        for task_arn in self.started:
+            try:
+                self.ecs.stop_task(cluster=self.cluster, task=task_arn, reason="test cleanup")
+            except Exception:
+                pass
+        self.started = []
+
+    def failure_sections(self) -> list[tuple[str, str]]:
+        """Log tails and panics of the server and agents, for a failed test's report."""
+        sections = []
+        for name, proc in [("server", self.server)] + [
+                (f"agent {i} ({a.cluster})", a) for i, a in enumerate(self.agents)]:
+            panics = proc.panics()
+            if panics:
+                sections.append((f"gantry {name} panics", "\n".join(panics)))
+            sections.append((f"gantry {name} log", proc.log_tail(30)))
+        return sections

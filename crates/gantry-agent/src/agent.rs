@@ -467,6 +467,7 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
 
     /// Runs the task to its end and returns the final (STOPPED) report.
     async fn run(mut self, adopted: Vec<ContainerState>) -> SubmitTaskStateChangeRequest {
+        tracing::info!(task = %self.task_arn(), adopt = !adopted.is_empty(), "task assigned");
         let mut tracked: BTreeMap<String, Tracked> =
             self.defs().iter().filter_map(|d| d.name.clone()).map(|n| (n, Tracked::default())).collect();
         let reason = if adopted.is_empty() {
@@ -476,8 +477,12 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
         };
         let reason = match reason {
             Some(r) => r,
-            None => self.watch(&mut tracked).await,
+            None => {
+                tracing::info!(task = %self.task_arn(), "task running");
+                self.watch(&mut tracked).await
+            }
         };
+        tracing::info!(task = %self.task_arn(), %reason, "stopping task");
         self.wind_down(&mut tracked).await;
         self.sync_meta(&tracked, None).await;
         let mut report = self.base_report("STOPPED");
