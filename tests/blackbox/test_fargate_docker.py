@@ -1,0 +1,89 @@
+"""FARGATE tasks on `gantry up`: its in-process agent is the Fargate capacity of the host. Tasks
+use awsvpc: each gets its own IP on a Gantry network (reported in the ENI attachment), and its
+containers share one network namespace, reaching each other on localhost. No container instance
+is involved, as in ECS.
+
+Needs Docker (see conftest.py's docker_run_id) and the local test image.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+
+from harness import busybox_container, docker_ids, wait_for
+
+HTTPD = ["httpd", "-f", "-p", "8080", "-h", "/www"]
+# Exits 0 once it has fetched the main container's page over localhost, 1 if it never could.
+SIDECAR = ["sh", "-c", "for i in $(seq 1 40); do wget -q -O /dev/null http://localhost:8080/ && exit 0; "
+           "sleep 0.25; done; exit 1"]
+
+
+def test_fargate_awsvpc_task_gets_its_own_ip_and_a_shared_localhost(spawn_server, docker_run_id, unique):
+    up = spawn_server("up", command="up")
+    cluster = unique("fargate")
+    up.aws_ok("ecs", "create-cluster", "--cluster-name", cluster)
+    family = unique("web")
+    up.aws_ok("ecs", "register-task-definition", "--family", family, "--network-mode", "awsvpc",
+              "--requires-compatibilities", "FARGATE", "--cpu", "256", "--memory", "512",
+              "--container-definitions", json.dumps([
+                  busybox_container("web", docker_run_id, memory=None, command=HTTPD,
+                                    portMappings=[{"containerPort": 8080}]),
+                  busybox_container("side", docker_run_id, memory=None, command=SIDECAR, essential=False),
+              ]))
+    # The Fargate node registers itself shortly after the API is up.
+    def run():
+        out = up.aws_ok("ecs", "run-task", "--cluster", cluster, "--launch-type", "FARGATE",
+                        "--task-definition", family, "--network-configuration",
+                        "awsvpcConfiguration={subnets=[subnet-local],assignPublicIp=DISABLED}")
+        return out["tasks"][0] if out["tasks"] else None
+
+    task = wait_for(run, 20, interval=0.2, what="Fargate capacity")
+    arn = task["taskArn"]
+    assert task["launchType"] == "FARGATE"
+    assert "containerInstanceArn" not in task
+    assert task["attachments"][0]["type"] == "ElasticNetworkInterface"
+    rc, err = up.aws("ecs", "wait", "tasks-running", "--cluster", cluster, "--tasks", arn)
+    assert rc == 0, err
+
+    # The sidecar reached the main container on localhost and exited 0 (it is not essential).
+    def side_done():
+        t = up.ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
+        side = next(c for c in t["containers"] if c["name"] == "side")
+        return t if side.get("exitCode") is not None else None
+
+    t = wait_for(side_done, 30, interval=0.2, what="the sidecar to finish")
+    side = next(c for c in t["containers"] if c["name"] == "side")
+    assert side["exitCode"] == 0, t
+    assert t["lastStatus"] == "RUNNING"
+
+    # The task's own IP, in the attachment and on the containers, answers from the host.
+    att = t["attachments"][0]
+    details = {d["name"]: d["value"] for d in att["details"]}
+    ip = details["privateIPv4Address"]
+    assert ip and att["status"] == "ATTACHED", att
+    web = next(c for c in t["containers"] if c["name"] == "web")
+    assert web["networkInterfaces"][0]["privateIpv4Address"] == ip
+    conn = http.client.HTTPConnection(ip, 8080, timeout=5)
+    conn.request("GET", "/")
+    assert conn.getresponse().status == 200
+
+    # Stopping removes every container of the task, the namespace holder included.
+    up.aws_ok("ecs", "stop-task", "--cluster", cluster, "--task", arn)
+    rc, err = up.aws("ecs", "wait", "tasks-stopped", "--cluster", cluster, "--tasks", arn)
+    assert rc == 0, err
+    stopped = up.ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
+    assert stopped["stopCode"] == "UserInitiated"
+    wait_for(lambda: not docker_ids({"gantry.task-arn": arn}), 15, what="the task's containers to go")
+
+
+def test_fargate_task_without_network_configuration_is_rejected(spawn_server, unique):
+    up = spawn_server("up2", command="up")
+    cluster = unique("fargate")
+    up.ecs.create_cluster(clusterName=cluster)
+    family = unique("web")
+    up.ecs.register_task_definition(family=family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
+                                    cpu="256", memory="512",
+                                    containerDefinitions=[{"name": "web", "image": "gantry-test/busybox:latest"}])
+    rc, err = up.aws("ecs", "run-task", "--cluster", cluster, "--launch-type", "FARGATE", "--task-definition", family)
+    assert rc != 0 and "InvalidParameterException" in err and "Network Configuration must be provided" in err, err
