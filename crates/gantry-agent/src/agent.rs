@@ -546,14 +546,14 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
         pulled.pull_stopped_at = Some(now_s(&*self.agent.clock));
         self.send_later(pulled);
 
-        let network = match self.a.task_definition.network_mode.as_deref() {
-            Some("host") => TaskNetwork::Mode(Network::Host),
-            Some("none") => TaskNetwork::Mode(Network::None),
-            Some("awsvpc") => match self.start_pause().await {
-                Ok(id) => TaskNetwork::Shared(id),
+        let (network, holder) = match self.a.task_definition.network_mode.as_deref() {
+            Some("host") => (TaskNetwork::Mode(Network::Host), None),
+            Some("none") => (TaskNetwork::Mode(Network::None), None),
+            Some("awsvpc") => match self.create_pause().await {
+                Ok(id) => (TaskNetwork::Shared(id.clone()), Some(id)),
                 Err(msg) => return Some(msg),
             },
-            _ => TaskNetwork::Mode(Network::Bridge),
+            _ => (TaskNetwork::Mode(Network::Bridge), None),
         };
         let metadata = self
             .agent
@@ -561,38 +561,24 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
             .metadata_base
             .as_ref()
             .map(|b| format!("{b}/{}", self.task_arn().rsplit('/').next().unwrap_or_default()));
-        for def in self.defs().to_vec() {
-            let name = def.name.clone().unwrap_or_default();
-            let mut spec = container_spec(
-                &self.agent.config.node,
-                &self.a.task,
-                &self.a.task_definition,
-                &def,
-                &network,
-                metadata.as_deref(),
-            );
-            for p in spec.ports.iter_mut().filter(|p| p.host_port.is_none()) {
-                let udp = p.protocol == crate::runtime::Protocol::Udp;
-                match self.agent.ports.take(udp) {
-                    Some(port) => {
-                        p.host_port = Some(port);
-                        self.dynamic.push((port, udp));
-                    }
-                    None => {
-                        return Some(
-                            "CannotCreateContainerError: no free host port in the ephemeral range".into(),
-                        );
-                    }
-                }
-            }
-            match rt.create(&spec).await {
-                Ok(id) => tracked.entry(name).or_default().id = Some(id),
-                Err(e) => {
-                    let msg = format!("CannotCreateContainerError: {e}");
-                    tracked.entry(name).or_default().reason = Some(msg.clone());
+        // The namespace holder starts while the task's containers are created: they only need it
+        // running when they start.
+        let created = match holder {
+            Some(id) => {
+                let (agent, a) = (self.agent, self.a);
+                let (started, created) = tokio::join!(
+                    start_holder(agent, a, &id),
+                    self.create_containers(tracked, &network, metadata.as_deref())
+                );
+                if let Err(msg) = started {
                     return Some(msg);
                 }
+                created
             }
+            None => self.create_containers(tracked, &network, metadata.as_deref()).await,
+        };
+        if created.is_some() {
+            return created;
         }
         // Start in dependsOn order: each container waits for its dependencies' conditions.
         let mut remaining: Vec<ContainerDefinition> = self.defs().to_vec();
@@ -643,9 +629,53 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
         None
     }
 
-    /// Starts the task's network namespace holder on the node's task network and reports the
-    /// task's address. Returns the holder's engine ID.
-    async fn start_pause(&mut self) -> Result<String, String> {
+    /// Creates every container of the task (not started). Returns why it failed, if it did.
+    async fn create_containers(
+        &mut self,
+        tracked: &mut BTreeMap<String, Tracked>,
+        network: &TaskNetwork,
+        metadata: Option<&str>,
+    ) -> Option<String> {
+        let rt = self.agent.runtime.clone();
+        for def in self.defs().to_vec() {
+            let name = def.name.clone().unwrap_or_default();
+            let mut spec = container_spec(
+                &self.agent.config.node,
+                &self.a.task,
+                &self.a.task_definition,
+                &def,
+                network,
+                metadata,
+            );
+            for p in spec.ports.iter_mut().filter(|p| p.host_port.is_none()) {
+                let udp = p.protocol == crate::runtime::Protocol::Udp;
+                match self.agent.ports.take(udp) {
+                    Some(port) => {
+                        p.host_port = Some(port);
+                        self.dynamic.push((port, udp));
+                    }
+                    None => {
+                        return Some(
+                            "CannotCreateContainerError: no free host port in the ephemeral range".into(),
+                        );
+                    }
+                }
+            }
+            match rt.create(&spec).await {
+                Ok(id) => tracked.entry(name).or_default().id = Some(id),
+                Err(e) => {
+                    let msg = format!("CannotCreateContainerError: {e}");
+                    tracked.entry(name).or_default().reason = Some(msg.clone());
+                    return Some(msg);
+                }
+            }
+        }
+        None
+    }
+
+    /// Creates the task's network namespace holder on the node's task network. Returns its
+    /// engine ID.
+    async fn create_pause(&mut self) -> Result<String, String> {
         let rt = self.agent.runtime.clone();
         let fail = |e: RuntimeError| format!("CannotCreateContainerError: task network: {e}");
         rt.ensure_network(AWSVPC_NETWORK).await.map_err(fail)?;
@@ -680,46 +710,7 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
         };
         let id = rt.create(&spec).await.map_err(fail)?;
         self.pause = Some(id.clone());
-        rt.start(&id).await.map_err(fail)?;
-        let ip = rt.inspect(&id).await.ok().flatten().and_then(|s| s.ip_address);
-        self.report_address(ip).await;
         Ok(id)
-    }
-
-    /// Tells the server the task's address and that its network interface is attached.
-    async fn report_address(&self, ip: Option<String>) {
-        let task_arn = self.task_arn();
-        if let Some(ip) = ip {
-            let report = TaskHealthReport {
-                task_arn: task_arn.clone(),
-                private_ipv4_address: Some(ip),
-                ..Default::default()
-            };
-            if let Err(e) = self.agent.client.report_health(&report).await {
-                tracing::warn!(error = %e, "address report failed");
-            }
-        }
-        let changes: Vec<AttachmentStateChange> = self
-            .a
-            .task
-            .attachments
-            .iter()
-            .flatten()
-            .filter_map(|a| a.id.as_ref())
-            .map(|id| AttachmentStateChange {
-                attachment_arn: format!("{}/{id}", task_arn.replacen(":task/", ":attachment/", 1)),
-                status: "ATTACHED".into(),
-            })
-            .collect();
-        if !changes.is_empty() {
-            let req = SubmitAttachmentStateChangesRequest {
-                cluster: self.a.task.cluster_arn.clone(),
-                attachments: changes,
-            };
-            if let Err(e) = self.agent.client.submit_attachments(&req).await {
-                tracing::warn!(error = %e, "attachment report failed");
-            }
-        }
     }
 
     /// Whether `def`'s dependencies allow it to start; an error when one never will.
@@ -923,6 +914,48 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
             }
         }
     }
+}
+
+/// Starts an awsvpc task's namespace holder, then tells the server the task's address and that
+/// its network interface is attached.
+async fn start_holder<R: Runtime, C: ControlClient>(
+    agent: &Agent<R, C>,
+    a: &Assignment,
+    id: &str,
+) -> Result<(), String> {
+    let rt = &agent.runtime;
+    rt.start(id).await.map_err(|e| format!("CannotStartContainerError: task network: {e}"))?;
+    let ip = rt.inspect(id).await.ok().flatten().and_then(|s| s.ip_address);
+    let task_arn = a.task.task_arn.clone().unwrap_or_default();
+    if let Some(ip) = ip {
+        let report = TaskHealthReport {
+            task_arn: task_arn.clone(),
+            private_ipv4_address: Some(ip),
+            ..Default::default()
+        };
+        if let Err(e) = agent.client.report_health(&report).await {
+            tracing::warn!(error = %e, "address report failed");
+        }
+    }
+    let changes: Vec<AttachmentStateChange> = a
+        .task
+        .attachments
+        .iter()
+        .flatten()
+        .filter_map(|a| a.id.as_ref())
+        .map(|id| AttachmentStateChange {
+            attachment_arn: format!("{}/{id}", task_arn.replacen(":task/", ":attachment/", 1)),
+            status: "ATTACHED".into(),
+        })
+        .collect();
+    if !changes.is_empty() {
+        let req =
+            SubmitAttachmentStateChangesRequest { cluster: a.task.cluster_arn.clone(), attachments: changes };
+        if let Err(e) = agent.client.submit_attachments(&req).await {
+            tracing::warn!(error = %e, "attachment report failed");
+        }
+    }
+    Ok(())
 }
 
 fn bindings(st: &ContainerState) -> Vec<NetworkBinding> {
