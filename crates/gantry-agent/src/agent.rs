@@ -483,6 +483,9 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
             }
         };
         tracing::info!(task = %self.task_arn(), %reason, "stopping task");
+        if tracked.values().any(|t| t.started) {
+            self.send_later(self.base_report("STOPPING"));
+        }
         self.wind_down(&mut tracked).await;
         self.sync_meta(&tracked, None).await;
         let mut report = self.base_report("STOPPED");
@@ -504,8 +507,37 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
         for (p, udp) in self.dynamic.drain(..) {
             self.agent.ports.give_back(p, udp);
         }
+        // awsvpc: the task's network goes last, as ECS deprovisions the ENI after the containers.
         if let Some(id) = self.pause.take() {
+            let mut deprovisioning = self.base_report("DEPROVISIONING");
+            deprovisioning.containers = report.containers.clone();
+            deprovisioning.execution_stopped_at = report.execution_stopped_at;
+            self.send(&deprovisioning).await;
             let _ = self.agent.runtime.remove(&id).await;
+            let changes: Vec<AttachmentStateChange> = self
+                .a
+                .task
+                .attachments
+                .iter()
+                .flatten()
+                .filter_map(|a| a.id.as_ref())
+                .map(|att| AttachmentStateChange {
+                    attachment_arn: format!(
+                        "{}/{att}",
+                        self.task_arn().replacen(":task/", ":attachment/", 1)
+                    ),
+                    status: "DELETED".into(),
+                })
+                .collect();
+            if !changes.is_empty() {
+                let req = SubmitAttachmentStateChangesRequest {
+                    cluster: self.a.task.cluster_arn.clone(),
+                    attachments: changes,
+                };
+                if let Err(e) = self.agent.client.submit_attachments(&req).await {
+                    tracing::warn!(error = %e, "attachment report failed");
+                }
+            }
         }
         report
     }

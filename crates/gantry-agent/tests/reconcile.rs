@@ -366,6 +366,13 @@ async fn awsvpc_tasks_share_a_namespace_holder_and_report_their_address() {
     ag.reconcile(vec![a]).await.unwrap();
     until("STOPPED", || rec.last(&arn("t1"), "STOPPED").is_some()).await;
     until("all removed, the holder too", || rt.containers().is_empty()).await;
+    // ECS's order on the way down: STOPPING, DEPROVISIONING (the network), STOPPED.
+    let statuses = rec.statuses(&arn("t1"));
+    let pos =
+        |s: &str| statuses.iter().position(|x| x == s).unwrap_or_else(|| panic!("no {s} in {statuses:?}"));
+    assert!(pos("DEPROVISIONING") < pos("STOPPED"));
+    assert!(statuses.contains(&"STOPPING".to_string()));
+    assert!(rec.attachments.lock().unwrap().iter().any(|r| r.attachments[0].status == "DELETED"));
 }
 
 #[tokio::test(start_paused = true)]

@@ -878,6 +878,9 @@ impl ControlPlane {
                             t.connectivity = Some("CONNECTED".into());
                             t.connectivity_at = Some(now);
                         }
+                        "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => {
+                            t.stopping_at.get_or_insert(now);
+                        }
                         "STOPPED" => {
                             let was_running = t.started_at.is_some();
                             t.execution_stopped_at = req.execution_stopped_at.or(Some(now));
