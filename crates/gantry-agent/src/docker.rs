@@ -95,7 +95,14 @@ impl DockerRuntime {
             })?;
             match item {
                 None => return Ok(()),
-                Some(Ok(_)) => {}
+                // Progress, as `docker pull` shows it, once per layer state change.
+                Some(Ok(info)) => {
+                    let layer = info.id.unwrap_or_default();
+                    let status = info.status.unwrap_or_default();
+                    if !status.is_empty() && status != "Downloading" && status != "Extracting" {
+                        tracing::info!(image, layer = %layer, "{status}");
+                    }
+                }
                 Some(Err(DockerError::DockerStreamError { error })) => {
                     return Err(RuntimeError::Pull(error));
                 }
