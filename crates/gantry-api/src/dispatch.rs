@@ -59,6 +59,8 @@ pub async fn dispatch(
         "SubmitTaskStateChange" => call!(submit_task_state_change),
         "SubmitContainerStateChange" => call!(submit_container_state_change),
         "SubmitAttachmentStateChanges" => call!(submit_attachment_state_changes),
+        // Gantry's extension: why a task can or cannot be placed.
+        "GantryExplainPlacement" => call!(explain_placement, sync),
         // Tags
         "TagResource" => call!(tag_resource),
         "UntagResource" => call!(untag_resource),

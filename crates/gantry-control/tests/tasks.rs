@@ -371,3 +371,131 @@ async fn fargate_tasks_go_to_fargate_nodes_with_an_eni() {
         .clone();
     assert_eq!(ip.as_deref(), Some("172.29.0.9"));
 }
+
+/// Three zones with two instances each, all connected; the guards keep them so.
+async fn zoned_fleet(
+    cp: &ControlPlane,
+    ctx: &Ctx,
+    clock: &Arc<FixedClock>,
+) -> (Vec<String>, Vec<gantry_control::agents::PollGuard>) {
+    cp.create_cluster(ctx, req(json!({"clusterName": "z"}))).await.unwrap();
+    let mut arns = Vec::new();
+    let mut guards = Vec::new();
+    for i in 0..6 {
+        let zone = ["zone-a", "zone-b", "zone-c"][i % 3];
+        let arn = cp
+            .register_container_instance(
+                ctx,
+                req(json!({"cluster": "z", "totalResources": [
+                    {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
+                    {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}],
+                    "attributes": [{"name": "ecs.availability-zone", "value": zone}]})),
+            )
+            .await
+            .unwrap()
+            .container_instance
+            .unwrap()
+            .container_instance_arn
+            .unwrap();
+        guards.push(cp.agents().begin_poll(&arn, clock.clone()).0);
+        arns.push(arn);
+    }
+    (arns, guards)
+}
+
+#[tokio::test]
+async fn member_of_puts_every_task_in_the_zone_and_an_impossible_one_fails() {
+    let (cp, ctx, clock) = setup();
+    let (_arns, _g) = zoned_fleet(&cp, &ctx, &clock).await;
+    taskdef(&cp, &ctx, 64, None).await;
+    let r = cp
+        .run_task(&ctx, req(json!({"cluster": "z", "taskDefinition": "web", "count": 10,
+            "placementConstraints": [{"type": "memberOf", "expression": "attribute:ecs.availability-zone == zone-b"}]})))
+        .await
+        .unwrap();
+    let tasks = r.tasks.unwrap();
+    assert_eq!(tasks.len(), 10);
+    assert!(tasks.iter().all(|t| t.availability_zone.as_deref() == Some("zone-b")));
+    let r = cp
+        .run_task(&ctx, req(json!({"cluster": "z", "taskDefinition": "web",
+            "placementConstraints": [{"type": "memberOf", "expression": "attribute:ecs.availability-zone == zone-x"}]})))
+        .await
+        .unwrap();
+    assert!(r.tasks.unwrap().is_empty());
+    let f = r.failures.unwrap();
+    assert_eq!(f.len(), 6);
+    assert!(f.iter().all(|f| f.reason.as_deref() == Some("MemberOf")));
+    let e = cp
+        .run_task(&ctx, req(json!({"cluster": "z", "taskDefinition": "web",
+            "placementConstraints": [{"type": "memberOf", "expression": "attribute:ecs.availability-zone =="}]})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidParameterException);
+}
+
+#[tokio::test]
+async fn spread_over_zones_and_distinct_instance() {
+    let (cp, ctx, clock) = setup();
+    let (_arns, _g) = zoned_fleet(&cp, &ctx, &clock).await;
+    taskdef(&cp, &ctx, 64, None).await;
+    let r = cp
+        .run_task(&ctx, req(json!({"cluster": "z", "taskDefinition": "web", "count": 6,
+            "placementStrategy": [{"type": "spread", "field": "attribute:ecs.availability-zone"}, {"type": "binpack", "field": "memory"}]})))
+        .await
+        .unwrap();
+    let mut per_zone = std::collections::HashMap::new();
+    for t in r.tasks.unwrap() {
+        *per_zone.entry(t.availability_zone.unwrap()).or_insert(0) += 1;
+    }
+    assert!(per_zone.len() == 3 && per_zone.values().all(|n| *n == 2), "{per_zone:?}");
+    let r = cp
+        .run_task(
+            &ctx,
+            req(json!({"cluster": "z", "taskDefinition": "web", "count": 8, "group": "one-each",
+            "placementConstraints": [{"type": "distinctInstance"}]})),
+        )
+        .await
+        .unwrap();
+    let tasks = r.tasks.unwrap();
+    assert_eq!(tasks.len(), 6, "one per instance");
+    let mut hosts: Vec<_> = tasks.iter().map(|t| t.container_instance_arn.clone()).collect();
+    hosts.sort();
+    hosts.dedup();
+    assert_eq!(hosts.len(), 6);
+    assert!(r.failures.unwrap().iter().all(|f| f.reason.as_deref() == Some("DistinctInstance")));
+    for bad in [
+        json!({"placementStrategy": [{"type": "binpack", "field": "disk"}]}),
+        json!({"placementStrategy": [{"type": "spread", "field": "nowhere"}]}),
+        json!({"placementStrategy": [{"type": "wild"}]}),
+        json!({"placementConstraints": [{"type": "memberOf"}]}),
+        json!({"placementConstraints": [{"type": "distinctInstance", "expression": "x"}]}),
+    ] {
+        let mut body = json!({"cluster": "z", "taskDefinition": "web"});
+        for (k, v) in bad.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        let e = cp.run_task(&ctx, req(body.clone())).await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidParameterException, "{body}");
+    }
+}
+
+#[tokio::test]
+async fn explain_says_why_each_instance_rejects() {
+    let (cp, ctx, clock) = setup();
+    let (arns, _g) = zoned_fleet(&cp, &ctx, &clock).await;
+    taskdef(&cp, &ctx, 5000, None).await;
+    let x = cp.explain_placement(&ctx, req(json!({"cluster": "z", "taskDefinition": "web"}))).unwrap();
+    assert_eq!(x.instances.len(), 6);
+    assert!(x.instances.iter().all(|v| !v.fits && v.reason.as_deref() == Some("RESOURCE:MEMORY")));
+    taskdef(&cp, &ctx, 64, None).await;
+    let x = cp
+        .explain_placement(&ctx, req(json!({"cluster": "z", "taskDefinition": "web",
+            "placementConstraints": [{"type": "memberOf", "expression": "attribute:ecs.availability-zone == zone-a"}]})))
+        .unwrap();
+    let mut fits: Vec<_> =
+        x.instances.iter().filter(|v| v.fits).map(|v| v.container_instance_arn.clone()).collect();
+    fits.sort();
+    let mut want = vec![arns[0].clone(), arns[3].clone()];
+    want.sort();
+    assert_eq!(fits, want);
+}

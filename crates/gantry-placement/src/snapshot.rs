@@ -14,6 +14,8 @@ pub struct Instance {
     pub status: String,
     pub agent_connected: bool,
     pub ec2_instance_id: String,
+    /// The agent's version (`versionInfo.agentVersion`), for `agentVersion` in queries.
+    pub agent_version: Option<String>,
     /// Epoch milliseconds.
     pub registered_at_ms: i64,
     /// Attributes by name; `None` for an attribute without a value. Built-in ones included:

@@ -50,6 +50,23 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Explain placement: for each container instance of a cluster, whether a task of the task
+    /// definition would fit now, and if not, which check rejects it.
+    Explain {
+        /// The Gantry server, e.g. http://127.0.0.1:7360.
+        #[arg(long, env = "GANTRY_SERVER", default_value = "http://127.0.0.1:7360")]
+        server: String,
+        #[arg(long, default_value = "default")]
+        cluster: String,
+        /// family, family:revision or ARN.
+        #[arg(long)]
+        task_definition: String,
+        /// Extra placement constraints, as RunTask's JSON (e.g. '[{"type":"memberOf","expression":"..."}]').
+        #[arg(long)]
+        placement_constraints: Option<String>,
+        #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+        region: String,
+    },
     /// Register this host into a cluster as a container instance and run its tasks in Docker.
     Agent {
         /// The Gantry server, e.g. http://127.0.0.1:7360.
@@ -125,6 +142,10 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             return rt.block_on(logs(task, follow, data_dir.unwrap_or_else(default_data_dir)));
         }
+        Command::Explain { server, cluster, task_definition, placement_constraints, region } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            return rt.block_on(explain(server, region, cluster, task_definition, placement_constraints));
+        }
         Command::Agent {
             server,
             cluster,
@@ -154,6 +175,43 @@ fn main() -> anyhow::Result<()> {
     // One worker thread per core; TOKIO_WORKER_THREADS overrides.
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(serve(common, enable_reset, mode))
+}
+
+/// `gantry explain`: the GantryExplainPlacement call, printed as a table.
+async fn explain(
+    server: String,
+    region: String,
+    cluster: String,
+    task_definition: String,
+    constraints: Option<String>,
+) -> anyhow::Result<()> {
+    let mut body = serde_json::json!({"cluster": cluster, "taskDefinition": task_definition});
+    if let Some(c) = constraints {
+        body["placementConstraints"] =
+            serde_json::from_str(&c).context("--placement-constraints must be a JSON list")?;
+    }
+    let client = gantry_agent::client::HttpClient::new(&server, &region);
+    let out: serde_json::Value =
+        client.ecs("GantryExplainPlacement", &body).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!("{}", out["taskDefinitionArn"].as_str().unwrap_or_default());
+    let list = out["instances"].as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("  no container instances in {}", out["clusterArn"].as_str().unwrap_or_default());
+    }
+    for v in list {
+        let arn = v["containerInstanceArn"].as_str().unwrap_or_default();
+        let id = arn.rsplit('/').next().unwrap_or(arn);
+        if v["fits"].as_bool().unwrap_or(false) {
+            println!("  {id}  fits");
+        } else {
+            println!(
+                "  {id}  {}: {}",
+                v["reason"].as_str().unwrap_or_default(),
+                v["explanation"].as_str().unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `gantry logs`: live output from Docker while the task's containers exist, else the logs the

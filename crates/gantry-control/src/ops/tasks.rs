@@ -72,23 +72,6 @@ fn stage(status: &str) -> Option<usize> {
     LIFECYCLE.iter().position(|s| *s == status)
 }
 
-fn resource_int(resources: &[Resource], name: &str) -> i64 {
-    resources
-        .iter()
-        .find(|r| r.name.as_deref() == Some(name))
-        .map(|r| r.integer_value as i64 + r.long_value)
-        .unwrap_or(0)
-}
-
-fn resource_set<'a>(resources: &'a [Resource], name: &str) -> Vec<&'a String> {
-    resources
-        .iter()
-        .find(|r| r.name.as_deref() == Some(name))
-        .and_then(|r| r.string_set_value.as_ref())
-        .map(|v| v.iter().collect())
-        .unwrap_or_default()
-}
-
 /// Adds (`sign` 1) or subtracts (`sign` -1) a reservation from an instance's remaining resources.
 fn apply(resources: &mut [Resource], r: &Reservation, sign: i64) {
     for res in resources.iter_mut() {
@@ -114,31 +97,11 @@ fn apply(resources: &mut [Resource], r: &Reservation, sign: i64) {
     }
 }
 
-/// Why an instance cannot take a reservation, as ECS words it in `failures[].reason`.
-fn misfit(ci: &ContainerInstance, need: &Reservation) -> Option<&'static str> {
-    let remaining = ci.remaining_resources.as_deref().unwrap_or_default();
-    if resource_int(remaining, "CPU") < need.cpu {
-        return Some("RESOURCE:CPU");
-    }
-    if resource_int(remaining, "MEMORY") < need.memory {
-        return Some("RESOURCE:MEMORY");
-    }
-    let used = resource_set(remaining, "PORTS");
-    if need.ports_tcp.iter().any(|p| used.iter().any(|u| **u == p.to_string())) {
-        return Some("RESOURCE:PORTS");
-    }
-    let used = resource_set(remaining, "PORTS_UDP");
-    if need.ports_udp.iter().any(|p| used.iter().any(|u| **u == p.to_string())) {
-        return Some("RESOURCE:PORTS_UDP");
-    }
-    None
-}
-
 /// The effective container definitions and task size after overrides.
 pub(crate) struct Plan {
     pub(crate) def: TaskDefinition,
     overrides: TaskOverride,
-    need: Reservation,
+    pub(crate) need: Reservation,
     cpu: String,
     memory: String,
 }
@@ -392,9 +355,51 @@ impl ControlPlane {
         }
     }
 
-    /// Places and stores one task; `None` with the reasons when nothing fits.
+    /// Places and stores one FARGATE task on a Fargate node; the failures when none has room.
+    async fn place_fargate(
+        &self,
+        ctx: &Ctx,
+        cluster: &Cluster,
+        p: &Plan,
+        cp: Option<&String>,
+        req: &RunLike<'_>,
+    ) -> Result<std::result::Result<TaskRecord, Vec<Failure>>> {
+        let cname = cluster.cluster_name.clone().unwrap_or_default();
+        self.retry(|| {
+            let now = self.clock.now();
+            let mut task = self.new_task(ctx, cluster, p, "FARGATE", cp, req);
+            for kv in self.store.range(&keys::fargate_node_prefix(), None, usize::MAX) {
+                let mut n = decode::<FargateNode>(&kv)?;
+                let node = fargate_node_name(&n.value.id);
+                if !self.agents.connected(&node, now)
+                    || n.value.remaining_cpu < p.need.cpu
+                    || n.value.remaining_memory < p.need.memory
+                {
+                    continue;
+                }
+                n.value.remaining_cpu -= p.need.cpu;
+                n.value.remaining_memory -= p.need.memory;
+                task.availability_zone = Some(n.value.availability_zone.clone());
+                let guard = Txn::new().when(&n.key, n.mod_revision).put(&n.key, encode(&n.value));
+                return Ok(self.assign(ctx, &cname, task, node, p.need.clone(), req, guard));
+            }
+            let failure = Failure {
+                arn: None,
+                reason: Some(
+                    "Capacity is unavailable at this time. Please try again later or in a different availability zone"
+                        .into(),
+                ),
+                detail: Some("No Fargate node of this Gantry installation is connected with room for the task.".into()),
+            };
+            Ok((Txn::new(), Err(vec![failure])))
+        })
+        .await
+    }
+
+    /// Places the request's tasks on the cluster's container instances with the placement
+    /// engine, and stores them and the instances' reduced resources in one transaction.
     #[allow(clippy::too_many_arguments)]
-    async fn place_one(
+    async fn place_ec2(
         &self,
         ctx: &Ctx,
         cluster: &Cluster,
@@ -403,91 +408,82 @@ impl ControlPlane {
         cp: Option<&String>,
         req: &RunLike<'_>,
         only: Option<&[String]>,
-    ) -> Result<std::result::Result<TaskRecord, Vec<Failure>>> {
+        count: usize,
+    ) -> Result<(Vec<TaskRecord>, Vec<Failure>)> {
+        use super::placement;
+        use gantry_placement::engine;
         let cname = cluster.cluster_name.clone().unwrap_or_default();
-        let attempt = || -> Result<(Txn, std::result::Result<TaskRecord, Vec<Failure>>)> {
-            let now = self.clock.now();
-            let mut task = self.new_task(ctx, cluster, p, launch_type, cp, req);
-            let mut failures = Vec::new();
-            if launch_type == "FARGATE" {
-                for kv in self.store.range(&keys::fargate_node_prefix(), None, usize::MAX) {
-                    let mut n = decode::<FargateNode>(&kv)?;
-                    let node = fargate_node_name(&n.value.id);
-                    if !self.agents.connected(&node, now) {
-                        continue;
-                    }
-                    if n.value.remaining_cpu < p.need.cpu || n.value.remaining_memory < p.need.memory {
-                        continue;
-                    }
-                    n.value.remaining_cpu -= p.need.cpu;
-                    n.value.remaining_memory -= p.need.memory;
-                    task.availability_zone = Some(n.value.availability_zone.clone());
-                    return Ok(self.assign(
-                        ctx,
-                        &cname,
-                        task,
-                        node,
-                        p.need.clone(),
-                        req,
-                        Txn::new().when(&n.key, n.mod_revision).put(&n.key, encode(&n.value)),
-                    ));
-                }
-                failures.push(Failure {
-                    arn: None,
-                    reason: Some("Capacity is unavailable at this time. Please try again later or in a different availability zone".into()),
-                    detail: Some("No Fargate node of this Gantry installation is connected with room for the task.".into()),
-                });
-                return Ok((Txn::new(), Err(failures)));
-            }
-            let prefix = keys::container_instance_prefix(&ctx.scope, &cname);
-            let mut any = false;
-            for kv in self.store.range(&prefix, None, usize::MAX) {
-                let mut ci = decode::<ContainerInstance>(&kv)?;
-                let arn = ci.value.container_instance_arn.clone().unwrap_or_default();
-                if let Some(only) = only
-                    && !only.contains(&arn)
-                {
-                    continue;
-                }
-                if ci.value.status.as_deref() == Some("INACTIVE") {
-                    continue;
-                }
-                any = true;
-                let fail = |reason: &str| Failure {
-                    arn: Some(arn.clone()),
-                    reason: Some(reason.into()),
-                    detail: None,
-                };
-                if ci.value.status.as_deref() != Some("ACTIVE") {
-                    failures.push(fail("DRAINING"));
-                    continue;
-                }
-                if !self.agents.connected(&arn, now) {
-                    failures.push(fail("AGENT"));
-                    continue;
-                }
-                if let Some(reason) = misfit(&ci.value, &p.need) {
-                    failures.push(fail(reason));
-                    continue;
-                }
-                apply(ci.value.remaining_resources.get_or_insert_with(Vec::new), &p.need, -1);
-                task.container_instance_arn = Some(arn.clone());
-                task.availability_zone = ci
-                    .value
-                    .attributes
-                    .iter()
-                    .flatten()
-                    .find(|a| a.name == "ecs.availability-zone")
-                    .and_then(|a| a.value.clone());
-                let guard = Txn::new().when(&ci.key, ci.mod_revision).put(&ci.key, encode(&ci.value));
-                return Ok(self.assign(ctx, &cname, task, arn, p.need.clone(), req, guard));
-            }
-            if !any && only.is_none() {
+        let family = p.def.family.clone().unwrap_or_default();
+        let group = req.group.clone().unwrap_or_else(|| format!("family:{family}"));
+        let strategies = match (only, req.strategies) {
+            // StartTask names its instances: there is nothing to rank.
+            (Some(_), _) => vec![],
+            (None, Some(s)) if !s.is_empty() => placement::strategies(s)?,
+            // RunTask's default is random.
+            (None, _) => vec![engine::Strategy::Random],
+        };
+        let constraints = placement::constraints(
+            req.constraints.map(Vec::as_slice).unwrap_or_default(),
+            p.def.placement_constraints.as_deref().unwrap_or_default(),
+        )?;
+        let mut request = engine::Request {
+            need: placement::need(&p.need, &p.def),
+            count,
+            group: group.clone(),
+            constraints,
+            strategies,
+            seed: 0,
+        };
+        let groups = placement::needs_groups(&request);
+        let td_arn = p.def.task_definition_arn.clone().unwrap_or_default();
+        self.retry(|| {
+            let (view, records) = self.snapshot(ctx, &cname, only, groups)?;
+            if view.is_empty() && only.is_none() {
                 return Err(EcsError::invalid("No Container Instances were found in your cluster."));
             }
-            Ok((Txn::new(), Err(failures)))
-        };
-        self.retry(attempt).await
+            request.seed = placement::seed(&[&cname, &td_arn, &group], self.store.revision());
+            let plan = engine::place(&view, &request);
+            let mut txn = Txn::new();
+            let mut touched: std::collections::BTreeMap<usize, ContainerInstance> = Default::default();
+            let mut placed = Vec::with_capacity(plan.chosen.len());
+            for idx in &plan.chosen {
+                let ci = touched.entry(*idx).or_insert_with(|| records[*idx].value.clone());
+                apply(ci.remaining_resources.get_or_insert_with(Vec::new), &p.need, -1);
+                let mut task = self.new_task(ctx, cluster, p, launch_type, cp, req);
+                task.group = Some(group.clone());
+                task.container_instance_arn = Some(view[*idx].arn.clone());
+                task.availability_zone =
+                    view[*idx].attributes.get("ecs.availability-zone").cloned().flatten();
+                let (t, rec) =
+                    self.assign(ctx, &cname, task, view[*idx].arn.clone(), p.need.clone(), req, txn);
+                txn = t;
+                if let Ok(rec) = rec {
+                    placed.push(rec);
+                }
+            }
+            for (idx, ci) in touched {
+                let r = &records[idx];
+                txn = txn.when(&r.key, r.mod_revision).put(&r.key, encode(&ci));
+            }
+            let failures = placement::failures(&view, &plan.rejections);
+            if !failures.is_empty() {
+                let why: Vec<String> = plan
+                    .rejections
+                    .iter()
+                    .map(|(i, r)| format!("{}: {}", view[*i].id, r.explain()))
+                    .collect();
+                tracing::info!(
+                    cluster = %cname,
+                    task_definition = %td_arn,
+                    placed = plan.chosen.len(),
+                    wanted = count,
+                    "a task could not be placed: {}",
+                    why.join("; ")
+                );
+            }
+            Ok((txn, (placed, failures)))
+        })
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -563,27 +559,47 @@ impl ControlPlane {
         let p = plan(&td, req.overrides, launch_type == "FARGATE")?;
         let mut tasks = Vec::new();
         let mut failures: Vec<Failure> = Vec::new();
-        let targets: Vec<Option<Vec<String>>> = match req.only {
-            Some(list) => list.iter().map(|a| Some(vec![a.clone()])).collect(),
-            None => (0..req.count).map(|_| None).collect(),
-        };
-        for only in targets {
-            match self
-                .place_one(ctx, &cluster.value, &p, &launch_type, cp.as_ref(), &req, only.as_deref())
-                .await?
-            {
-                Ok(rec) => {
-                    self.agents.bump(&rec.node);
-                    tasks.push(rec.task);
-                }
-                Err(f) => {
-                    for x in f {
-                        if !failures.contains(&x) {
-                            failures.push(x);
-                        }
+        if launch_type == "FARGATE" {
+            for _ in 0..req.count {
+                match self.place_fargate(ctx, &cluster.value, &p, cp.as_ref(), &req).await? {
+                    Ok(rec) => {
+                        self.agents.bump(&rec.node);
+                        tasks.push(rec.task);
                     }
-                    if req.only.is_none() {
+                    Err(f) => {
+                        failures.extend(f);
                         break;
+                    }
+                }
+            }
+        } else {
+            // StartTask: one task on each named instance; RunTask: `count` wherever they fit.
+            let rounds: Vec<(Option<Vec<String>>, usize)> = match req.only {
+                Some(list) => list.iter().map(|a| (Some(vec![a.clone()]), 1)).collect(),
+                None => vec![(None, req.count)],
+            };
+            for (only, count) in rounds {
+                let (placed, f) = self
+                    .place_ec2(
+                        ctx,
+                        &cluster.value,
+                        &p,
+                        &launch_type,
+                        cp.as_ref(),
+                        &req,
+                        only.as_deref(),
+                        count,
+                    )
+                    .await?;
+                let mut nodes: Vec<&String> = placed.iter().map(|r| &r.node).collect();
+                nodes.dedup();
+                for n in nodes {
+                    self.agents.bump(n);
+                }
+                tasks.extend(placed.into_iter().map(|r| r.task));
+                for x in f {
+                    if !failures.contains(&x) {
+                        failures.push(x);
                     }
                 }
             }
@@ -643,6 +659,8 @@ impl ControlPlane {
                     tags: req.tags.clone().unwrap_or_default(),
                     network: req.network_configuration.clone(),
                     only: None,
+                    constraints: req.placement_constraints.as_ref(),
+                    strategies: req.placement_strategy.as_ref(),
                 },
             )
             .await?;
@@ -688,6 +706,8 @@ impl ControlPlane {
                     tags: req.tags.clone().unwrap_or_default(),
                     network: req.network_configuration.clone(),
                     only: Some(&arns),
+                    constraints: None,
+                    strategies: None,
                 },
             )
             .await?;
@@ -1071,4 +1091,6 @@ struct RunLike<'a> {
     tags: Vec<Tag>,
     network: Option<NetworkConfiguration>,
     only: Option<&'a [String]>,
+    constraints: Option<&'a Vec<PlacementConstraint>>,
+    strategies: Option<&'a Vec<PlacementStrategy>>,
 }
