@@ -215,18 +215,18 @@ fn spread_value<'a>(inst: &'a Instance, field: &SpreadField) -> Option<&'a str> 
 /// Places the request's tasks on `instances`.
 pub fn place(instances: &[Instance], req: &Request) -> Placement {
     let mut deltas: HashMap<usize, Delta> = HashMap::new();
-    // Tasks of the group per spread value, for every spread strategy (index-aligned).
-    let mut spread_counts: Vec<HashMap<String, i64>> = req
+    // Tasks of the group per spread value, for every spread strategy (index-aligned); the values
+    // are borrowed from the snapshot, so nothing is allocated per instance.
+    let mut spread_counts: Vec<HashMap<&str, i64>> = req
         .strategies
         .iter()
         .map(|s| match s {
             Strategy::Spread(f @ SpreadField::Attribute(_)) => {
-                let mut m: HashMap<String, i64> = HashMap::new();
+                let mut m: HashMap<&str, i64> = HashMap::new();
                 for i in instances {
                     // Every value an eligible instance has counts, even at zero tasks.
                     if let Some(v) = spread_value(i, f) {
-                        *m.entry(v.to_string()).or_default() +=
-                            i.task_groups.get(&req.group).copied().unwrap_or(0);
+                        *m.entry(v).or_default() += i.task_groups.get(&req.group).copied().unwrap_or(0);
                     }
                 }
                 m
@@ -269,7 +269,7 @@ pub fn place(instances: &[Instance], req: &Request) -> Placement {
             if let Strategy::Spread(f @ SpreadField::Attribute(_)) = s
                 && let Some(v) = spread_value(inst, f)
             {
-                *counts.entry(v.to_string()).or_default() += 1;
+                *counts.entry(v).or_default() += 1;
             }
         }
         out.chosen.push(idx);
@@ -283,12 +283,7 @@ pub const MAX_STRATEGIES: usize = 5;
 /// A candidate's rank: lower is better, strategy by strategy.
 type Key = [i64; MAX_STRATEGIES];
 
-fn rank_key(
-    inst: &Instance,
-    d: Option<&Delta>,
-    req: &Request,
-    spread_counts: &[HashMap<String, i64>],
-) -> Key {
+fn rank_key(inst: &Instance, d: Option<&Delta>, req: &Request, spread_counts: &[HashMap<&str, i64>]) -> Key {
     let mut key = [0; MAX_STRATEGIES];
     for ((s, counts), slot) in req.strategies.iter().zip(spread_counts).zip(key.iter_mut()) {
         *slot = match s {
