@@ -12,41 +12,12 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET = "AmazonEC2ContainerServiceV20141113."
-AUTH = ("AWS4-HMAC-SHA256 Credential=AKIDBENCH/20260101/us-east-1/ecs/aws4_request, "
-        "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def call(conn, op, body):
-    conn.request("POST", "/", json.dumps(body), {
-        "X-Amz-Target": TARGET + op, "Content-Type": "application/x-amz-json-1.1",
-        "Authorization": AUTH, "X-Amz-Date": "20260101T000000Z"})
-    r = conn.getresponse()
-    data = r.read()
-    if r.status != 200:
-        raise SystemExit(f"{op} failed: {r.status} {data!r}")
-    return json.loads(data)
+from common import AUTH, ROOT, TARGET, call, free_port, rss_kib
 
 
 def taskdef(family, i):

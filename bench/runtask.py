@@ -12,36 +12,18 @@ agent's resident memory while idle. Containers are labelled and removed.
 """
 import argparse
 import http.client
-import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET = "AmazonEC2ContainerServiceV20141113."
-AUTH = ("AWS4-HMAC-SHA256 Credential=AKIDBENCH/20260101/us-east-1/ecs/aws4_request, "
-        "SignedHeaders=host;x-amz-date, Signature=0")
+from common import ROOT, call, free_port, rss_kib
+
 IMAGE = "gantry-test/busybox:latest"
 LABEL = "gantry.test-run=bench-runtask"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class Api:
@@ -49,14 +31,7 @@ class Api:
         self.conn = http.client.HTTPConnection("127.0.0.1", port)
 
     def __call__(self, op, body):
-        self.conn.request("POST", "/", json.dumps(body), {
-            "X-Amz-Target": TARGET + op, "Content-Type": "application/x-amz-json-1.1",
-            "Authorization": AUTH, "X-Amz-Date": "20260101T000000Z"})
-        r = self.conn.getresponse()
-        data = json.loads(r.read())
-        if r.status != 200:
-            raise SystemExit(f"{op}: {r.status} {data}")
-        return data
+        return call(self.conn, op, body)
 
 
 def pct(xs, p):

@@ -514,21 +514,7 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
             deprovisioning.execution_stopped_at = report.execution_stopped_at;
             self.send(&deprovisioning).await;
             let _ = self.agent.runtime.remove(&id).await;
-            let changes: Vec<AttachmentStateChange> = self
-                .a
-                .task
-                .attachments
-                .iter()
-                .flatten()
-                .filter_map(|a| a.id.as_ref())
-                .map(|att| AttachmentStateChange {
-                    attachment_arn: format!(
-                        "{}/{att}",
-                        self.task_arn().replacen(":task/", ":attachment/", 1)
-                    ),
-                    status: "DELETED".into(),
-                })
-                .collect();
+            let changes = attachment_changes(self.a, "DELETED");
             if !changes.is_empty() {
                 let req = SubmitAttachmentStateChangesRequest {
                     cluster: self.a.task.cluster_arn.clone(),
@@ -969,17 +955,7 @@ async fn start_holder<R: Runtime, C: ControlClient>(
             tracing::warn!(error = %e, "address report failed");
         }
     }
-    let changes: Vec<AttachmentStateChange> = a
-        .task
-        .attachments
-        .iter()
-        .flatten()
-        .filter_map(|a| a.id.as_ref())
-        .map(|id| AttachmentStateChange {
-            attachment_arn: format!("{}/{id}", task_arn.replacen(":task/", ":attachment/", 1)),
-            status: "ATTACHED".into(),
-        })
-        .collect();
+    let changes = attachment_changes(a, "ATTACHED");
     if !changes.is_empty() {
         let req =
             SubmitAttachmentStateChangesRequest { cluster: a.task.cluster_arn.clone(), attachments: changes };
@@ -988,6 +964,21 @@ async fn start_holder<R: Runtime, C: ControlClient>(
         }
     }
     Ok(())
+}
+
+/// The state change of every attachment of the task (its awsvpc ENI) to `status`.
+fn attachment_changes(a: &Assignment, status: &str) -> Vec<AttachmentStateChange> {
+    let task_arn = a.task.task_arn.clone().unwrap_or_default();
+    a.task
+        .attachments
+        .iter()
+        .flatten()
+        .filter_map(|att| att.id.as_ref())
+        .map(|id| AttachmentStateChange {
+            attachment_arn: format!("{}/{id}", task_arn.replacen(":task/", ":attachment/", 1)),
+            status: status.into(),
+        })
+        .collect()
 }
 
 fn bindings(st: &ContainerState) -> Vec<NetworkBinding> {

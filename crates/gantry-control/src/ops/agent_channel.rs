@@ -80,15 +80,7 @@ impl ControlPlane {
                 .await?;
             match updated {
                 Some(i) => out.push(self.render_instance(i)),
-                None => failures.push(Failure {
-                    arn: Some(if r.starts_with("arn:") {
-                        r.clone()
-                    } else {
-                        ctx.scope.container_instance_arn(&cname, r)
-                    }),
-                    reason: Some("MISSING".into()),
-                    detail: None,
-                }),
+                None => failures.push(super::missing(r, |r| ctx.scope.container_instance_arn(&cname, r))),
             }
         }
         Ok(UpdateContainerInstancesStateResponse { container_instances: Some(out), failures: Some(failures) })

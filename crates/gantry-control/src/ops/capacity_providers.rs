@@ -215,15 +215,7 @@ impl ControlPlane {
                     match load::<CapacityProvider>(&*self.store, &keys::capacity_provider(&ctx.scope, &name))?
                     {
                         Some(p) => out.push(render(p.value)),
-                        None => failures.push(Failure {
-                            arn: Some(if r.starts_with("arn:") {
-                                r.clone()
-                            } else {
-                                ctx.scope.capacity_provider_arn(r)
-                            }),
-                            reason: Some("MISSING".into()),
-                            detail: None,
-                        }),
+                        None => failures.push(super::missing(r, |r| ctx.scope.capacity_provider_arn(r))),
                     }
                 }
                 Ok(DescribeCapacityProvidersResponse {

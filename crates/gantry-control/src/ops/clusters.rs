@@ -305,11 +305,7 @@ impl ControlPlane {
             };
             match found {
                 Some(c) => clusters.push(self.render_cluster(ctx, c.value, req.include.as_ref())?),
-                None => failures.push(Failure {
-                    arn: Some(if r.starts_with("arn:") { r.clone() } else { ctx.scope.cluster_arn(r) }),
-                    reason: Some("MISSING".into()),
-                    detail: None,
-                }),
+                None => failures.push(super::missing(r, |r| ctx.scope.cluster_arn(r))),
             }
         }
         Ok(DescribeClustersResponse { clusters: Some(clusters), failures: Some(failures) })

@@ -269,15 +269,7 @@ impl ControlPlane {
                     }
                     found.push(i);
                 }
-                None => failures.push(Failure {
-                    arn: Some(if r.starts_with("arn:") {
-                        r.clone()
-                    } else {
-                        ctx.scope.container_instance_arn(&cname, r)
-                    }),
-                    reason: Some("MISSING".into()),
-                    detail: None,
-                }),
+                None => failures.push(super::missing(r, |r| ctx.scope.container_instance_arn(&cname, r))),
             }
         }
         Ok(DescribeContainerInstancesResponse { container_instances: Some(found), failures: Some(failures) })

@@ -12,6 +12,14 @@ pub mod task_definitions;
 pub mod tasks;
 
 use gantry_core::{EcsError, Result};
+use gantry_model::Failure;
+
+/// The Describe-call failure for a reference that names nothing: its ARN (as given, or built from
+/// the short name) with reason MISSING, which the AWS CLI waiters look for.
+pub(crate) fn missing(reference: &str, arn_of: impl FnOnce(&str) -> String) -> Failure {
+    let arn = if reference.starts_with("arn:") { reference.to_string() } else { arn_of(reference) };
+    Failure { arn: Some(arn), reason: Some("MISSING".into()), detail: None }
+}
 
 /// Checks an `include`-style list against its allowed values, ECS's way.
 pub(crate) fn check_include(field: &str, values: Option<&Vec<String>>, allowed: &[&str]) -> Result<()> {

@@ -770,15 +770,7 @@ impl ControlPlane {
                     }
                     tasks.push(t);
                 }
-                None => failures.push(Failure {
-                    arn: Some(if r.starts_with("arn:") {
-                        r.clone()
-                    } else {
-                        ctx.scope.arn(&format!("task/{cname}/{r}"))
-                    }),
-                    reason: Some("MISSING".into()),
-                    detail: None,
-                }),
+                None => failures.push(super::missing(r, |r| ctx.scope.arn(&format!("task/{cname}/{r}")))),
             }
         }
         Ok(DescribeTasksResponse { tasks: Some(tasks), failures: Some(failures) })
@@ -870,15 +862,7 @@ impl ControlPlane {
                 }
                 let t = &mut rec.value.task;
                 for c in req.containers.iter().flatten() {
-                    update_container(
-                        t,
-                        c.container_name.as_deref(),
-                        c.runtime_id.as_ref(),
-                        c.status.as_ref(),
-                        c.exit_code,
-                        c.reason.as_ref(),
-                        c.network_bindings.as_ref(),
-                    );
+                    update_container(t, c);
                 }
                 if req.pull_started_at.is_some() {
                     t.pull_started_at = req.pull_started_at;
@@ -982,12 +966,15 @@ impl ControlPlane {
                 let t = &mut rec.value.task;
                 update_container(
                     t,
-                    req.container_name.as_deref(),
-                    req.runtime_id.as_ref(),
-                    req.status.as_ref(),
-                    req.exit_code,
-                    req.reason.as_ref(),
-                    req.network_bindings.as_ref(),
+                    &ContainerStateChange {
+                        container_name: req.container_name.clone(),
+                        runtime_id: req.runtime_id.clone(),
+                        status: req.status.clone(),
+                        exit_code: req.exit_code,
+                        reason: req.reason.clone(),
+                        network_bindings: req.network_bindings.clone(),
+                        ..Default::default()
+                    },
                 );
                 t.version += 1;
                 Ok((
@@ -1037,15 +1024,20 @@ impl ControlPlane {
     }
 }
 
-fn update_container(
-    t: &mut Task,
-    name: Option<&str>,
-    runtime_id: Option<&String>,
-    status: Option<&String>,
-    exit_code: Option<i32>,
-    reason: Option<&String>,
-    bindings: Option<&Vec<NetworkBinding>>,
-) {
+/// Applies one container's reported state to the task.
+fn update_container(t: &mut Task, change: &ContainerStateChange) {
+    let ContainerStateChange {
+        container_name,
+        runtime_id,
+        status,
+        exit_code,
+        reason,
+        network_bindings: bindings,
+        ..
+    } = change;
+    let (name, runtime_id, status, reason, bindings) =
+        (container_name.as_deref(), runtime_id.as_ref(), status.as_ref(), reason.as_ref(), bindings.as_ref());
+    let exit_code = *exit_code;
     let Some(c) = t.containers.iter_mut().flatten().find(|c| c.name.as_deref() == name) else {
         return;
     };
