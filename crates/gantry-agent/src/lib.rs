@@ -14,4 +14,5 @@ pub mod metadata;
 pub mod node;
 pub mod pause;
 pub mod runtime;
+pub mod sim;
 pub mod spec;

@@ -67,6 +67,24 @@ enum Command {
         #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
         region: String,
     },
+    /// Run a simulated fleet: N container instances in this process, each a real agent over
+    /// HTTP whose tasks "run" at once without Docker (for load tests and capacity planning).
+    Sim {
+        #[arg(long, env = "GANTRY_SERVER", default_value = "http://127.0.0.1:7360")]
+        server: String,
+        #[arg(long, default_value = "sim")]
+        cluster: String,
+        #[arg(long, default_value_t = 100)]
+        instances: usize,
+        /// Availability zones (zone-a, zone-b, ...).
+        #[arg(long, default_value_t = 3)]
+        zones: usize,
+        /// Seeds the fleet's instance types and attributes.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+        region: String,
+    },
     /// Register this host into a cluster as a container instance and run its tasks in Docker.
     Agent {
         /// The Gantry server, e.g. http://127.0.0.1:7360.
@@ -142,6 +160,10 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             return rt.block_on(logs(task, follow, data_dir.unwrap_or_else(default_data_dir)));
         }
+        Command::Sim { server, cluster, instances, zones, seed, region } => {
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            return rt.block_on(sim(server, region, cluster, instances, zones, seed));
+        }
         Command::Explain { server, cluster, task_definition, placement_constraints, region } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             return rt.block_on(explain(server, region, cluster, task_definition, placement_constraints));
@@ -177,6 +199,55 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(serve(common, enable_reset, mode))
 }
 
+/// Writes a line to stdout; a closed pipe (`gantry explain | head`) ends the program quietly.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        if writeln!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
+/// Like [`say!`] without the newline.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        if write!(std::io::stdout(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+
+/// `gantry sim`: creates the cluster if needed and runs the simulated fleet until interrupted.
+async fn sim(
+    server: String,
+    region: String,
+    cluster: String,
+    instances: usize,
+    zones: usize,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let client = gantry_agent::client::HttpClient::new(&server, &region);
+    let _: serde_json::Value = client
+        .ecs("CreateCluster", &serde_json::json!({"clusterName": cluster}))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach {server}: {e}"))?;
+    let opts =
+        gantry_agent::sim::FleetOptions { cluster: cluster.clone(), instances, zones, seed, concurrency: 64 };
+    let started = std::time::Instant::now();
+    let fleet = gantry_agent::sim::run(client, Arc::new(SystemClock), opts, |n| {
+        println!(
+            "Gantry sim: {n} simulated container instances in cluster {cluster} on {server}, registered in {:.1}s",
+            started.elapsed().as_secs_f64()
+        );
+    });
+    tokio::select! {
+        r = fleet => r.map_err(|e| anyhow::anyhow!("{e}")),
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    }
+}
+
 /// `gantry explain`: the GantryExplainPlacement call, printed as a table.
 async fn explain(
     server: String,
@@ -193,18 +264,18 @@ async fn explain(
     let client = gantry_agent::client::HttpClient::new(&server, &region);
     let out: serde_json::Value =
         client.ecs("GantryExplainPlacement", &body).await.map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("{}", out["taskDefinitionArn"].as_str().unwrap_or_default());
+    say!("{}", out["taskDefinitionArn"].as_str().unwrap_or_default());
     let list = out["instances"].as_array().cloned().unwrap_or_default();
     if list.is_empty() {
-        println!("  no container instances in {}", out["clusterArn"].as_str().unwrap_or_default());
+        say!("  no container instances in {}", out["clusterArn"].as_str().unwrap_or_default());
     }
     for v in list {
         let arn = v["containerInstanceArn"].as_str().unwrap_or_default();
         let id = arn.rsplit('/').next().unwrap_or(arn);
         if v["fits"].as_bool().unwrap_or(false) {
-            println!("  {id}  fits");
+            say!("  {id}  fits");
         } else {
-            println!(
+            say!(
                 "  {id}  {}: {}",
                 v["reason"].as_str().unwrap_or_default(),
                 v["explanation"].as_str().unwrap_or_default()
@@ -231,7 +302,7 @@ async fn logs(task: String, follow: bool, data_dir: PathBuf) -> anyhow::Result<(
             for c in &containers {
                 let name = c.labels.get(labels::CONTAINER_NAME).cloned().unwrap_or_default();
                 if many {
-                    println!("==> {name} <==");
+                    say!("==> {name} <==");
                 }
                 if follow && !many {
                     docker.follow_logs(&c.id, &mut std::io::stdout()).await?;
@@ -260,9 +331,9 @@ async fn logs(task: String, follow: bool, data_dir: PathBuf) -> anyhow::Result<(
     }
     for path in &found {
         if found.len() > 1 {
-            println!("==> {} <==", path.file_stem().unwrap_or_default().to_string_lossy());
+            say!("==> {} <==", path.file_stem().unwrap_or_default().to_string_lossy());
         }
-        print!("{}", String::from_utf8_lossy(&std::fs::read(path)?));
+        say_raw!("{}", String::from_utf8_lossy(&std::fs::read(path)?));
     }
     Ok(())
 }

@@ -1,0 +1,178 @@
+//! A simulated fleet (like Kubernetes' kubemark hollow nodes): N container instances in one
+//! process, each a real [`Agent`] over HTTP with a simulated runtime, so the server sees exactly
+//! the registration, long polls and state reports of real agents, while tasks "run" at once and
+//! cost nothing. For load tests, benchmarks and capacity planning (`gantry sim`).
+
+use crate::agent::{Agent, AgentConfig};
+use crate::client::{ClientError, HttpClient};
+use crate::fake::FakeRuntime;
+use gantry_core::Clock;
+use gantry_model::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Instance types the fleet draws from: name, vCPUs, memory (GiB).
+pub const INSTANCE_TYPES: &[(&str, i64, i64)] = &[
+    ("m5.large", 2, 8),
+    ("m5.xlarge", 4, 16),
+    ("m5.2xlarge", 8, 32),
+    ("c5.xlarge", 4, 8),
+    ("c5.2xlarge", 8, 16),
+    ("r5.large", 2, 16),
+    ("r5.xlarge", 4, 32),
+];
+
+/// What a simulated fleet looks like.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    pub cluster: String,
+    pub instances: usize,
+    pub zones: usize,
+    pub seed: u64,
+    /// Registrations in flight at once.
+    pub concurrency: usize,
+}
+
+/// One simulated instance, derived from the seed and its index: zone, type and attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimInstance {
+    pub zone: String,
+    pub instance_type: &'static str,
+    pub cpu: i64,
+    pub memory_mib: i64,
+    pub attributes: Vec<(String, String)>,
+}
+
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// The `i`-th instance of a fleet: the same seed always gives the same fleet.
+pub fn instance(opts: &FleetOptions, i: usize) -> SimInstance {
+    let r = mix(opts.seed ^ (i as u64).wrapping_mul(0x2545_f491_4f6c_dd1d));
+    let zone = format!("zone-{}", (b'a' + (i % opts.zones.max(1)) as u8) as char);
+    let (ty, vcpu, gib) = INSTANCE_TYPES[(r % INSTANCE_TYPES.len() as u64) as usize];
+    let stack = ["prod", "staging", "dev"][((r >> 8) % 3) as usize];
+    let team = ["payments", "search", "web", "data"][((r >> 16) % 4) as usize];
+    SimInstance {
+        zone,
+        instance_type: ty,
+        cpu: vcpu * 1024,
+        // What the ECS agent reports: the machine's memory less what the OS keeps.
+        memory_mib: gib * 1024 - 256,
+        attributes: vec![("stack".into(), stack.into()), ("team".into(), team.into())],
+    }
+}
+
+async fn register(client: &HttpClient, opts: &FleetOptions, i: usize) -> Result<String, ClientError> {
+    let s = instance(opts, i);
+    let int = |name: &str, v: i64| Resource {
+        name: Some(name.into()),
+        r#type: Some("INTEGER".into()),
+        integer_value: v as i32,
+        ..Default::default()
+    };
+    let mut attributes: Vec<Attribute> = [
+        ("ecs.os-type", "linux"),
+        ("ecs.cpu-architecture", "x86_64"),
+        ("ecs.availability-zone", s.zone.as_str()),
+        ("ecs.instance-type", s.instance_type),
+        ("ecs.ami-id", "ami-gantrysim"),
+    ]
+    .iter()
+    .map(|(n, v)| Attribute { name: n.to_string(), value: Some(v.to_string()), ..Default::default() })
+    .collect();
+    attributes.extend(
+        crate::node::CAPABILITIES.iter().map(|c| Attribute { name: c.to_string(), ..Default::default() }),
+    );
+    attributes.extend(s.attributes.iter().map(|(n, v)| Attribute {
+        name: n.clone(),
+        value: Some(v.clone()),
+        ..Default::default()
+    }));
+    let req = RegisterContainerInstanceRequest {
+        cluster: Some(opts.cluster.clone()),
+        instance_identity_document: Some(
+            serde_json::json!({"instanceId": format!("i-sim{:013x}", mix(opts.seed ^ i as u64) >> 12), "instanceType": s.instance_type, "availabilityZone": s.zone}).to_string(),
+        ),
+        total_resources: Some(vec![int("CPU", s.cpu), int("MEMORY", s.memory_mib)]),
+        version_info: Some(VersionInfo {
+            agent_version: Some(env!("CARGO_PKG_VERSION").into()),
+            agent_hash: Some("gantry-sim".into()),
+            docker_version: Some("DockerVersion: simulated".into()),
+        }),
+        attributes: Some(attributes),
+        ..Default::default()
+    };
+    let resp: RegisterContainerInstanceResponse = client.ecs("RegisterContainerInstance", &req).await?;
+    Ok(resp.container_instance.and_then(|c| c.container_instance_arn).unwrap_or_default())
+}
+
+/// Registers the fleet and runs every instance's agent until the process ends. `on_ready` is
+/// called once every instance is registered and polling.
+pub async fn run(
+    client: HttpClient,
+    clock: Arc<dyn Clock>,
+    opts: FleetOptions,
+    on_ready: impl FnOnce(usize),
+) -> Result<(), ClientError> {
+    let client = Arc::new(client);
+    let mut arns = Vec::with_capacity(opts.instances);
+    let mut next = 0;
+    while next < opts.instances {
+        let end = (next + opts.concurrency.max(1)).min(opts.instances);
+        let batch: Vec<_> = (next..end)
+            .map(|i| {
+                let (client, opts) = (client.clone(), opts.clone());
+                tokio::spawn(async move { register(&client, &opts, i).await })
+            })
+            .collect();
+        for b in batch {
+            arns.push(b.await.map_err(|e| ClientError::Transport(e.to_string()))??);
+        }
+        next = end;
+    }
+    let mut agents = Vec::with_capacity(arns.len());
+    for arn in arns {
+        let agent = Agent::new(
+            Arc::new(FakeRuntime::simulated()),
+            client.clone(),
+            clock.clone(),
+            AgentConfig {
+                node: arn,
+                pull_always: false,
+                logs_dir: None,
+                health_interval: Duration::from_secs(30),
+                metadata_base: None,
+            },
+        );
+        agents.push(tokio::spawn(agent.run()));
+    }
+    on_ready(agents.len());
+    for a in agents {
+        let _ = a.await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fleets_are_varied_and_replayable() {
+        let opts = FleetOptions { cluster: "c".into(), instances: 300, zones: 3, seed: 7, concurrency: 8 };
+        let fleet: Vec<_> = (0..300).map(|i| instance(&opts, i)).collect();
+        assert_eq!(fleet, (0..300).map(|i| instance(&opts, i)).collect::<Vec<_>>());
+        for z in ["zone-a", "zone-b", "zone-c"] {
+            assert_eq!(fleet.iter().filter(|s| s.zone == z).count(), 100);
+        }
+        let types: std::collections::HashSet<_> = fleet.iter().map(|s| s.instance_type).collect();
+        assert!(types.len() >= 5, "{types:?}");
+        let other = FleetOptions { seed: 8, ..opts.clone() };
+        assert_ne!(fleet, (0..300).map(|i| instance(&other, i)).collect::<Vec<_>>());
+    }
+}
