@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""End-to-end placement throughput: RunTask (count 10) over HTTP against a simulated fleet.
+
+`python3 bench/placement.py [--instances 1000] [--seed-tasks 10000] [--seconds 10] [--clients 4]`
+
+Builds the release binary, starts `gantry server` and `gantry sim --instances N`, places
+`--seed-tasks` tasks first (binpack, so the fleet is partly used), then for each case runs
+RunTask with count 10 from several client threads for the given time and prints tasks placed
+per second, and the server's resident memory with the fleet and its tasks loaded.
+"""
+import argparse
+import http.client
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+from common import ROOT, call, free_port, rss_kib
+
+CASES = [
+    ("binpack(memory)", {"placementStrategy": [{"type": "binpack", "field": "memory"}]}),
+    ("spread(attribute:ecs.availability-zone), binpack(memory)",
+     {"placementStrategy": [{"type": "spread", "field": "attribute:ecs.availability-zone"},
+                            {"type": "binpack", "field": "memory"}]}),
+    ("memberOf(attribute:ecs.availability-zone == zone-b)",
+     {"placementConstraints": [{"type": "memberOf", "expression": "attribute:ecs.availability-zone == zone-b"}]}),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--instances", type=int, default=1000)
+    ap.add_argument("--seed-tasks", type=int, default=10000)
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--clients", type=int, default=4)
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+    if not args.no_build:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "gantry"], cwd=ROOT, check=True)
+    binary = os.path.join(ROOT, "target/release/gantry")
+    tmp = tempfile.mkdtemp(prefix="gantry-bench-")
+    port = free_port()
+    env = {**os.environ, "GANTRY_LOG": "warn"}
+    procs = []
+    try:
+        server = subprocess.Popen([binary, "server", "--listen", f"127.0.0.1:{port}", "--data-dir", tmp],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        procs.append(server)
+        time.sleep(0.5)
+        sim = subprocess.Popen([binary, "sim", "--server", f"http://127.0.0.1:{port}", "--cluster", "bench",
+                                "--instances", str(args.instances)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               env=env, text=True)
+        procs.append(sim)
+        print(sim.stdout.readline().strip())
+        conn = http.client.HTTPConnection("127.0.0.1", port)
+        call(conn, "RegisterTaskDefinition", {"family": "bench", "containerDefinitions": [
+            {"name": "app", "image": "example/app:1", "memory": 128, "cpu": 64}]})
+        t0 = time.time()
+        seeded = 0
+        while seeded < args.seed_tasks:
+            out = call(conn, "RunTask", {"cluster": "bench", "taskDefinition": "bench", "count": 10,
+                                         "placementStrategy": [{"type": "binpack", "field": "memory"}]})
+            if not out["tasks"]:
+                break
+            seeded += len(out["tasks"])
+        print(f"# {args.instances} simulated instances, {seeded} tasks placed first in {time.time() - t0:.1f}s; "
+              f"RunTask count 10 from {args.clients} clients for {args.seconds:.0f}s per case")
+        for name, extra in CASES:
+            placed = [0] * args.clients
+            stop = time.time() + args.seconds
+
+            def client(n):
+                c = http.client.HTTPConnection("127.0.0.1", port)
+                while time.time() < stop:
+                    out = call(c, "RunTask", {"cluster": "bench", "taskDefinition": "bench", "count": 10, **extra})
+                    placed[n] += len(out["tasks"])
+
+            threads = [threading.Thread(target=client, args=(n,)) for n in range(args.clients)]
+            start = time.time()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            print(f"{name:<58} {sum(placed) / (time.time() - start):>10.0f} tasks/s")
+        print(f"server resident memory with the fleet and its tasks: {rss_kib(server.pid) / 1024:.1f} MiB")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
