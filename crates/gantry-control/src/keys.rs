@@ -81,7 +81,8 @@ pub fn client_token(s: &Scope, cluster: &str, token: &str) -> String {
 }
 
 /// The tasks assigned to a node, across accounts and regions: `/_node/NODE/TASK-ID`, whose value
-/// is the task's key.
+/// is the task's key and its group (see [`node_task_value`]), so placement can count groups
+/// without reading the tasks.
 pub fn node_tasks_prefix(node: &str) -> String {
     format!("/_node/{node}/")
 }
@@ -103,4 +104,18 @@ pub fn account_setting_prefix(s: &Scope) -> String {
 /// Settings of one principal: `.../account-setting/PRINCIPAL!NAME`.
 pub fn account_setting(s: &Scope, principal: &str, name: &str) -> String {
     format!("{}{principal}!{name}", account_setting_prefix(s))
+}
+
+/// The value of a node-task index entry: `TASK-KEY<TAB>GROUP`.
+pub fn node_task_value(task_key: &str, group: &str) -> Vec<u8> {
+    format!("{task_key}\t{group}").into_bytes()
+}
+
+/// The task key and group of a node-task index entry.
+pub fn parse_node_task_value(v: &[u8]) -> (String, String) {
+    let s = String::from_utf8_lossy(v);
+    match s.split_once('\t') {
+        Some((k, g)) => (k.to_string(), g.to_string()),
+        None => (s.to_string(), String::new()),
+    }
 }

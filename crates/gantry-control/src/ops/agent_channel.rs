@@ -94,7 +94,7 @@ impl ControlPlane {
             i.status.as_deref() != Some("INACTIVE") && self.agents.connected(&arn, self.clock.now());
         let (mut running, mut pending) = (0, 0);
         for kv in self.store.range(&keys::node_tasks_prefix(&arn), None, usize::MAX) {
-            let key = String::from_utf8_lossy(&kv.value).to_string();
+            let (key, _) = keys::parse_node_task_value(&kv.value);
             if let Ok(Some(t)) = load::<TaskRecord>(&*self.store, &key) {
                 match t.value.task.last_status.as_deref() {
                     Some("RUNNING") => running += 1,
@@ -120,7 +120,7 @@ impl ControlPlane {
             let existing = load::<FargateNode>(&*self.store, &key)?;
             let (mut cpu, mut memory) = (reg.cpu, reg.memory);
             for kv in self.store.range(&keys::node_tasks_prefix(&node), None, usize::MAX) {
-                let tkey = String::from_utf8_lossy(&kv.value).to_string();
+                let (tkey, _) = keys::parse_node_task_value(&kv.value);
                 if let Some(t) = load::<TaskRecord>(&*self.store, &tkey)? {
                     cpu -= t.value.reserved.cpu;
                     memory -= t.value.reserved.memory;
@@ -144,7 +144,7 @@ impl ControlPlane {
     pub fn assignments(&self, node: &str) -> Result<Vec<Assignment>> {
         let mut out = Vec::new();
         for kv in self.store.range(&keys::node_tasks_prefix(node), None, usize::MAX) {
-            let key = String::from_utf8_lossy(&kv.value).to_string();
+            let (key, _) = keys::parse_node_task_value(&kv.value);
             let Some(rec) = load::<TaskRecord>(&*self.store, &key)? else { continue };
             let t = rec.value.task;
             if t.last_status.as_deref() == Some("STOPPED") {

@@ -4,8 +4,8 @@
 //! that compare-and-swaps every instance it touches: if another placement got there first, the
 //! whole plan is recomputed from a fresh snapshot (Nomad's optimistic plan apply).
 
-use super::tasks::{Reservation, TaskRecord};
-use crate::records::{decode, load};
+use super::tasks::Reservation;
+use crate::records::decode;
 use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::{EcsError, Result};
 use gantry_model::*;
@@ -14,6 +14,10 @@ use gantry_placement::engine::{
 };
 use gantry_placement::snapshot::Instance;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A container instance record decoded once, with the engine's view of it.
+pub(crate) type CachedInstance = Arc<(Stored<ContainerInstance>, Instance)>;
 
 /// ECS's limits on a request's placement settings.
 const MAX_CONSTRAINTS: usize = 10;
@@ -137,66 +141,85 @@ fn resource_gpus(resources: &[Resource]) -> i64 {
 
 impl ControlPlane {
     /// The engine's view of a cluster's instances (all but INACTIVE ones, or only those named),
-    /// and the records they came from, index-aligned. Task groups are read only when `groups`.
+    /// and the (cached) records they came from, index-aligned. Task groups are read only when `groups`.
     pub(crate) fn snapshot(
         &self,
         ctx: &Ctx,
         cluster: &str,
         only: Option<&[String]>,
         groups: bool,
-    ) -> Result<(Vec<Instance>, Vec<Stored<ContainerInstance>>)> {
+    ) -> Result<(Vec<Instance>, Vec<CachedInstance>)> {
         let now = self.clock.now();
         let mut view = Vec::new();
         let mut records = Vec::new();
         for kv in self.store.range(&keys::container_instance_prefix(&ctx.scope, cluster), None, usize::MAX) {
-            let ci = decode::<ContainerInstance>(&kv)?;
-            let c = &ci.value;
-            let arn = c.container_instance_arn.clone().unwrap_or_default();
-            if c.status.as_deref() == Some("INACTIVE") || only.is_some_and(|o| !o.contains(&arn)) {
+            let cached = self.decoded_instance(&kv)?;
+            let (ci, base) = (&cached.0, &cached.1);
+            if ci.value.status.as_deref() == Some("INACTIVE") || only.is_some_and(|o| !o.contains(&base.arn))
+            {
                 continue;
             }
-            let remaining = c.remaining_resources.as_deref().unwrap_or_default();
-            let registered = c.registered_resources.as_deref().unwrap_or_default();
-            let mut task_groups = BTreeMap::new();
-            let mut running_tasks = 0;
+            let mut inst = base.clone();
+            inst.agent_connected = self.agents.connected(&inst.arn, now);
             if groups {
-                for kv in self.store.range(&keys::node_tasks_prefix(&arn), None, usize::MAX) {
-                    let key = String::from_utf8_lossy(&kv.value).to_string();
-                    if let Some(t) = load::<TaskRecord>(&*self.store, &key)? {
-                        running_tasks += 1;
-                        if let Some(g) = t.value.task.group {
-                            *task_groups.entry(g).or_insert(0) += 1;
-                        }
+                // The node index carries each task's group: no task record is read.
+                for kv in self.store.range(&keys::node_tasks_prefix(&inst.arn), None, usize::MAX) {
+                    let (_, group) = keys::parse_node_task_value(&kv.value);
+                    inst.running_tasks += 1;
+                    if !group.is_empty() {
+                        *inst.task_groups.entry(group).or_insert(0) += 1;
                     }
                 }
             }
-            view.push(Instance {
-                id: arn.rsplit('/').next().unwrap_or_default().to_string(),
-                status: c.status.clone().unwrap_or_default(),
-                agent_connected: self.agents.connected(&arn, now),
-                ec2_instance_id: c.ec2_instance_id.clone().unwrap_or_default(),
-                agent_version: c.version_info.as_ref().and_then(|v| v.agent_version.clone()),
-                registered_at_ms: c.registered_at.map(|s| (s * 1000.0) as i64).unwrap_or(0),
-                attributes: c
-                    .attributes
-                    .iter()
-                    .flatten()
-                    .map(|a| (a.name.clone(), a.value.clone()))
-                    .collect(),
-                cpu: resource_int(remaining, "CPU"),
-                memory: resource_int(remaining, "MEMORY"),
-                gpus: resource_gpus(remaining),
-                ports_tcp: resource_ports(remaining, "PORTS"),
-                ports_udp: resource_ports(remaining, "PORTS_UDP"),
-                total_cpu: resource_int(registered, "CPU"),
-                total_memory: resource_int(registered, "MEMORY"),
-                running_tasks,
-                task_groups,
-                arn,
-            });
-            records.push(ci);
+            view.push(inst);
+            records.push(cached.clone());
         }
         Ok((view, records))
+    }
+
+    /// An instance record decoded and converted to the engine's view, reused while the record's
+    /// revision stays the same (decoding is most of a snapshot's cost).
+    fn decoded_instance(
+        &self,
+        kv: &gantry_store::KeyValue,
+    ) -> Result<Arc<(Stored<ContainerInstance>, Instance)>> {
+        if let Some((rev, hit)) = self.instance_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&kv.key)
+            && *rev == kv.mod_revision
+        {
+            return Ok(hit.clone());
+        }
+        let ci = decode::<ContainerInstance>(kv)?;
+        let c = &ci.value;
+        let arn = c.container_instance_arn.clone().unwrap_or_default();
+        let remaining = c.remaining_resources.as_deref().unwrap_or_default();
+        let registered = c.registered_resources.as_deref().unwrap_or_default();
+        let base = Instance {
+            id: arn.rsplit('/').next().unwrap_or_default().to_string(),
+            status: c.status.clone().unwrap_or_default(),
+            agent_connected: false,
+            ec2_instance_id: c.ec2_instance_id.clone().unwrap_or_default(),
+            agent_version: c.version_info.as_ref().and_then(|v| v.agent_version.clone()),
+            registered_at_ms: c.registered_at.map(|s| (s * 1000.0) as i64).unwrap_or(0),
+            attributes: c.attributes.iter().flatten().map(|a| (a.name.clone(), a.value.clone())).collect(),
+            cpu: resource_int(remaining, "CPU"),
+            memory: resource_int(remaining, "MEMORY"),
+            gpus: resource_gpus(remaining),
+            ports_tcp: resource_ports(remaining, "PORTS"),
+            ports_udp: resource_ports(remaining, "PORTS_UDP"),
+            total_cpu: resource_int(registered, "CPU"),
+            total_memory: resource_int(registered, "MEMORY"),
+            running_tasks: 0,
+            task_groups: BTreeMap::new(),
+            arn,
+        };
+        let entry = Arc::new((ci, base));
+        let mut cache = self.instance_cache.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: a full cache is dropped rather than tracked entry by entry.
+        if cache.len() > 200_000 {
+            cache.clear();
+        }
+        cache.insert(kv.key.clone(), (kv.mod_revision, entry.clone()));
+        Ok(entry)
     }
 }
 

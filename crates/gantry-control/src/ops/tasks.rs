@@ -447,7 +447,7 @@ impl ControlPlane {
             let mut touched: std::collections::BTreeMap<usize, ContainerInstance> = Default::default();
             let mut placed = Vec::with_capacity(plan.chosen.len());
             for idx in &plan.chosen {
-                let ci = touched.entry(*idx).or_insert_with(|| records[*idx].value.clone());
+                let ci = touched.entry(*idx).or_insert_with(|| records[*idx].0.value.clone());
                 apply(ci.remaining_resources.get_or_insert_with(Vec::new), &p.need, -1);
                 let mut task = self.new_task(ctx, cluster, p, launch_type, cp, req);
                 task.group = Some(group.clone());
@@ -462,7 +462,7 @@ impl ControlPlane {
                 }
             }
             for (idx, ci) in touched {
-                let r = &records[idx];
+                let r = &records[idx].0;
                 txn = txn.when(&r.key, r.mod_revision).put(&r.key, encode(&ci));
             }
             let failures = placement::failures(&view, &plan.rejections);
@@ -500,10 +500,13 @@ impl ControlPlane {
         let arn = task.task_arn.clone().unwrap_or_default();
         let id = task_id_of(&arn).to_string();
         let key = keys::task(&ctx.scope, cluster, &id);
+        let group = task.group.clone().unwrap_or_default();
         let rec =
             TaskRecord { task, node: node.clone(), reserved, network_configuration: req.network.clone() };
-        let txn =
-            txn.when(&key, 0).put(&key, encode(&rec)).put(keys::node_task(&node, &id), key.into_bytes());
+        let txn = txn
+            .when(&key, 0)
+            .put(&key, encode(&rec))
+            .put(keys::node_task(&node, &id), keys::node_task_value(&key, &group));
         (txn, Ok(rec))
     }
 
