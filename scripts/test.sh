@@ -22,6 +22,9 @@ quiet() {
     fi
 }
 
+# 0. System prerequisites (Python venv, Docker running, a static busybox), installed if missing.
+quiet prereqs "$root/scripts/prereqs.sh"
+
 # 1. Python venv with the AWS CLI v1, boto3 and pytest (re-installed when requirements change).
 if [[ ! -x "$venv/bin/python" ]]; then
     quiet venv python3 -m venv "$venv"

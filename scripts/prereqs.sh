@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a Debian machine, when it is missing (as root): Python's
+# venv module, a C compiler, Docker (started if it is not running), and a static busybox for the
+# locally built test image. Quick and silent when everything is there.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+need=()
+python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv python3-pip)
+command -v gcc >/dev/null 2>&1 || need+=(build-essential)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v docker >/dev/null 2>&1 || need+=(docker.io)
+{ [[ -x /bin/busybox ]] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked'; } || need+=(busybox-static file)
+if ((${#need[@]})); then
+    if [[ $EUID -ne 0 ]]; then
+        echo "scripts/prereqs.sh: missing packages (${need[*]}); run as root or: sudo apt-get install -y ${need[*]}" >&2
+        exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >/dev/null
+    apt-get install -y -q "${need[@]}" >/dev/null
+fi
+"$root/scripts/docker-up.sh"
