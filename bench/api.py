@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from common import AUTH, ROOT, TARGET, call, free_port, rss_kib
+from common import release_binary, wait_healthy, AUTH, ROOT, TARGET, call, free_port, rss_kib
 
 
 def taskdef(family, i):
@@ -67,9 +67,7 @@ def main():
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
-    if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "gantry"], cwd=ROOT, check=True)
-    binary = os.path.join(ROOT, "target/release/gantry")
+    binary = release_binary(not args.no_build)
     tmp = tempfile.mkdtemp(prefix="gantry-bench-")
     port = free_port()
     server = subprocess.Popen([binary, "server", "--listen", f"127.0.0.1:{port}", "--data-dir", tmp],
@@ -77,14 +75,7 @@ def main():
                               env={**os.environ, "GANTRY_LOG": "warn",
                                    **({"TOKIO_WORKER_THREADS": str(args.workers)} if args.workers else {})})
     try:
-        for _ in range(200):
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                c.request("GET", "/_gantry/health")
-                if c.getresponse().status == 200:
-                    break
-            except OSError:
-                time.sleep(0.05)
+        wait_healthy(port)
         idle = rss_kib(server.pid)
         conn = http.client.HTTPConnection("127.0.0.1", port)
         call(conn, "CreateCluster", {"clusterName": "bench"})

@@ -35,3 +35,27 @@ def call(conn: http.client.HTTPConnection, op, body):
     if r.status != 200:
         raise SystemExit(f"{op} failed: {r.status} {data!r}")
     return json.loads(data)
+
+
+def release_binary(build: bool) -> str:
+    """The release `gantry` binary, built first unless told not to."""
+    import subprocess
+    if build:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "gantry"], cwd=ROOT, check=True)
+    return os.path.join(ROOT, "target/release/gantry")
+
+
+def wait_healthy(port: int, timeout: float = 10):
+    """Waits until the server on `port` answers its health check."""
+    import time
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/_gantry/health")
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise SystemExit(f"the server on port {port} did not come up")

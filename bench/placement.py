@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 
-from common import ROOT, call, free_port, rss_kib
+from common import release_binary, wait_healthy, ROOT, call, free_port, rss_kib
 
 CASES = [
     ("binpack(memory)", {"placementStrategy": [{"type": "binpack", "field": "memory"}]}),
@@ -38,9 +38,7 @@ def main():
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
-    if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "gantry"], cwd=ROOT, check=True)
-    binary = os.path.join(ROOT, "target/release/gantry")
+    binary = release_binary(not args.no_build)
     tmp = tempfile.mkdtemp(prefix="gantry-bench-")
     port = free_port()
     env = {**os.environ, "GANTRY_LOG": "warn"}
@@ -49,7 +47,7 @@ def main():
         server = subprocess.Popen([binary, "server", "--listen", f"127.0.0.1:{port}", "--data-dir", tmp],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         procs.append(server)
-        time.sleep(0.5)
+        wait_healthy(port)
         sim = subprocess.Popen([binary, "sim", "--server", f"http://127.0.0.1:{port}", "--cluster", "bench",
                                 "--instances", str(args.instances)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                env=env, text=True)

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 
-from common import ROOT, call, free_port, rss_kib
+from common import release_binary, wait_healthy, ROOT, call, free_port, rss_kib
 
 IMAGE = "gantry-test/busybox:latest"
 LABEL = "gantry.test-run=bench-runtask"
@@ -56,9 +56,7 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
     subprocess.run([os.path.join(ROOT, "tests/images/build.sh")], check=True, stdout=subprocess.DEVNULL)
-    if not args.no_build:
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "gantry"], cwd=ROOT, check=True)
-    binary = os.path.join(ROOT, "target/release/gantry")
+    binary = release_binary(not args.no_build)
     tmp = tempfile.mkdtemp(prefix="gantry-bench-")
     port = free_port()
     env = {**os.environ, "GANTRY_LOG": "warn"}
@@ -67,14 +65,8 @@ def main():
         cmd = "up" if args.mode == "fargate" else "server"
         procs.append(subprocess.Popen([binary, cmd, "--listen", f"127.0.0.1:{port}", "--data-dir", tmp],
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
-        api = None
-        for _ in range(200):
-            try:
-                api = Api(port)
-                api("ListClusters", {})
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_healthy(port)
+        api = Api(port)
         api("CreateCluster", {"clusterName": "bench"})
         container = {"name": "app", "image": IMAGE, "command": ["sleep", "3600"], "stopTimeout": 1,
                      "dockerLabels": {"gantry.test-run": "bench-runtask"}}

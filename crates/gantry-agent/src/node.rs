@@ -89,6 +89,41 @@ pub struct InstanceOptions {
     pub pull_always: bool,
 }
 
+/// An identity kept in a file: the stored one, or `make()`'s, stored for next time.
+fn remembered(path: &Path, make: impl FnOnce() -> String) -> String {
+    read_trimmed(path).unwrap_or_else(|| {
+        let v = make();
+        let _ = std::fs::write(path, &v);
+        v
+    })
+}
+
+/// Starts a node's agent with its task metadata endpoint, logs kept in `data_dir/logs`.
+async fn start_agent<R: Runtime>(
+    runtime: Arc<R>,
+    client: Arc<HttpClient>,
+    clock: Arc<dyn Clock>,
+    node: String,
+    pull_always: bool,
+    data_dir: &Path,
+) -> Result<Arc<Agent<R, HttpClient>>, ClientError> {
+    let (listener, base) = metadata_listener().await?;
+    let agent = Agent::new(
+        runtime,
+        client,
+        clock,
+        AgentConfig {
+            node,
+            pull_always,
+            logs_dir: Some(data_dir.join("logs")),
+            health_interval: Duration::from_secs(1),
+            metadata_base: Some(base),
+        },
+    );
+    serve_metadata(&agent, listener);
+    Ok(agent)
+}
+
 fn read_trimmed(p: &Path) -> Option<String> {
     std::fs::read_to_string(p).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
 }
@@ -105,11 +140,7 @@ pub async fn register_instance<R: Runtime>(
     std::fs::create_dir_all(&opts.data_dir).map_err(|e| ClientError::Transport(e.to_string()))?;
     let arn_file = opts.data_dir.join("container-instance-arn");
     let id_file = opts.data_dir.join("ec2-instance-id");
-    let ec2_id = read_trimmed(&id_file).unwrap_or_else(|| {
-        let id = format!("i-{}", &ids.hex_id()[..17]);
-        let _ = std::fs::write(&id_file, &id);
-        id
-    });
+    let ec2_id = remembered(&id_file, || format!("i-{}", &ids.hex_id()[..17]));
     let (cpu, memory) = host_resources();
     let resource = |name: &str, v: i64| Resource {
         name: Some(name.into()),
@@ -176,21 +207,7 @@ pub async fn register_instance<R: Runtime>(
     let arn = resp.container_instance.and_then(|c| c.container_instance_arn).unwrap_or_default();
     let _ = std::fs::write(&arn_file, &arn);
     tracing::info!(container_instance = %arn, cluster = %opts.cluster, "registered");
-    let (listener, base) = metadata_listener().await?;
-    let agent = Agent::new(
-        runtime,
-        client,
-        clock,
-        AgentConfig {
-            node: arn,
-            pull_always: opts.pull_always,
-            logs_dir: Some(opts.data_dir.join("logs")),
-            health_interval: Duration::from_secs(1),
-            metadata_base: Some(base),
-        },
-    );
-    serve_metadata(&agent, listener);
-    Ok(agent)
+    start_agent(runtime, client, clock, arn, opts.pull_always, &opts.data_dir).await
 }
 
 /// Registers this host as a Fargate node (with an identity kept in `data_dir`) and returns the
@@ -204,28 +221,10 @@ pub async fn register_fargate<R: Runtime>(
 ) -> Result<Arc<Agent<R, HttpClient>>, ClientError> {
     std::fs::create_dir_all(data_dir).map_err(|e| ClientError::Transport(e.to_string()))?;
     let id_file = data_dir.join("fargate-node-id");
-    let id = read_trimmed(&id_file).unwrap_or_else(|| {
-        let id = ids.hex_id()[..16].to_string();
-        let _ = std::fs::write(&id_file, &id);
-        id
-    });
+    let id = remembered(&id_file, || ids.hex_id()[..16].to_string());
     let (cpu, memory) = host_resources();
     client
         .register_fargate(&FargateRegistration { node_id: id.clone(), cpu, memory, availability_zone: None })
         .await?;
-    let (listener, base) = metadata_listener().await?;
-    let agent = Agent::new(
-        runtime,
-        client,
-        clock,
-        AgentConfig {
-            node: fargate_node_name(&id),
-            pull_always: false,
-            logs_dir: Some(data_dir.join("logs")),
-            health_interval: Duration::from_secs(1),
-            metadata_base: Some(base),
-        },
-    );
-    serve_metadata(&agent, listener);
-    Ok(agent)
+    start_agent(runtime, client, clock, fargate_node_name(&id), false, data_dir).await
 }

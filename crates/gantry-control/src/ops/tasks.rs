@@ -263,15 +263,8 @@ impl ControlPlane {
         self.clock.now().as_epoch_seconds()
     }
 
-    fn new_task(
-        &self,
-        ctx: &Ctx,
-        cluster: &Cluster,
-        p: &Plan,
-        launch_type: &str,
-        cp: Option<&String>,
-        req: &RunLike<'_>,
-    ) -> Task {
+    fn new_task(&self, l: &Launch<'_>) -> Task {
+        let Launch { ctx, cluster, plan: p, launch_type, cp, req } = *l;
         let cname = cluster.cluster_name.clone().unwrap_or_default();
         let id = self.ids.hex_id();
         let task_arn = ctx.scope.arn(&format!("task/{cname}/{id}"));
@@ -356,18 +349,11 @@ impl ControlPlane {
     }
 
     /// Places and stores one FARGATE task on a Fargate node; the failures when none has room.
-    async fn place_fargate(
-        &self,
-        ctx: &Ctx,
-        cluster: &Cluster,
-        p: &Plan,
-        cp: Option<&String>,
-        req: &RunLike<'_>,
-    ) -> Result<std::result::Result<TaskRecord, Vec<Failure>>> {
-        let cname = cluster.cluster_name.clone().unwrap_or_default();
+    async fn place_fargate(&self, l: &Launch<'_>) -> Result<std::result::Result<TaskRecord, Vec<Failure>>> {
+        let p = l.plan;
         self.retry(|| {
             let now = self.clock.now();
-            let mut task = self.new_task(ctx, cluster, p, "FARGATE", cp, req);
+            let mut task = self.new_task(l);
             for kv in self.store.range(&keys::fargate_node_prefix(), None, usize::MAX) {
                 let mut n = decode::<FargateNode>(&kv)?;
                 let node = fargate_node_name(&n.value.id);
@@ -381,7 +367,7 @@ impl ControlPlane {
                 n.value.remaining_memory -= p.need.memory;
                 task.availability_zone = Some(n.value.availability_zone.clone());
                 let guard = Txn::new().when(&n.key, n.mod_revision).put(&n.key, encode(&n.value));
-                return Ok(self.assign(ctx, &cname, task, node, p.need.clone(), req, guard));
+                return Ok(self.assign(l, task, node, guard));
             }
             let failure = Failure {
                 arn: None,
@@ -398,18 +384,13 @@ impl ControlPlane {
 
     /// Places the request's tasks on the cluster's container instances with the placement
     /// engine, and stores them and the instances' reduced resources in one transaction.
-    #[allow(clippy::too_many_arguments)]
     async fn place_ec2(
         &self,
-        ctx: &Ctx,
-        cluster: &Cluster,
-        p: &Plan,
-        launch_type: &str,
-        cp: Option<&String>,
-        req: &RunLike<'_>,
+        l: &Launch<'_>,
         only: Option<&[String]>,
         count: usize,
     ) -> Result<(Vec<TaskRecord>, Vec<Failure>)> {
+        let Launch { ctx, cluster, plan: p, req, .. } = *l;
         use super::placement;
         use gantry_placement::engine;
         let cname = cluster.cluster_name.clone().unwrap_or_default();
@@ -449,13 +430,12 @@ impl ControlPlane {
             for idx in &plan.chosen {
                 let ci = touched.entry(*idx).or_insert_with(|| records[*idx].0.value.clone());
                 apply(ci.remaining_resources.get_or_insert_with(Vec::new), &p.need, -1);
-                let mut task = self.new_task(ctx, cluster, p, launch_type, cp, req);
+                let mut task = self.new_task(l);
                 task.group = Some(group.clone());
                 task.container_instance_arn = Some(view[*idx].arn.clone());
                 task.availability_zone =
                     view[*idx].attributes.get("ecs.availability-zone").cloned().flatten();
-                let (t, rec) =
-                    self.assign(ctx, &cname, task, view[*idx].arn.clone(), p.need.clone(), req, txn);
+                let (t, rec) = self.assign(l, task, view[*idx].arn.clone(), txn);
                 txn = t;
                 if let Ok(rec) = rec {
                     placed.push(rec);
@@ -486,17 +466,16 @@ impl ControlPlane {
         .await
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Adds a placed task, its reservation and its node index entry to `txn`.
     fn assign(
         &self,
-        ctx: &Ctx,
-        cluster: &str,
+        l: &Launch<'_>,
         task: Task,
         node: String,
-        reserved: Reservation,
-        req: &RunLike<'_>,
         txn: Txn,
     ) -> (Txn, std::result::Result<TaskRecord, Vec<Failure>>) {
+        let (ctx, req, reserved) = (l.ctx, l.req, l.plan.need.clone());
+        let cluster = l.cluster.cluster_name.as_deref().unwrap_or_default();
         let arn = task.task_arn.clone().unwrap_or_default();
         let id = task_id_of(&arn).to_string();
         let key = keys::task(&ctx.scope, cluster, &id);
@@ -560,11 +539,19 @@ impl ControlPlane {
             (None, false) => {}
         }
         let p = plan(&td, req.overrides, launch_type == "FARGATE")?;
+        let launch = Launch {
+            ctx,
+            cluster: &cluster.value,
+            plan: &p,
+            launch_type: &launch_type,
+            cp: cp.as_ref(),
+            req: &req,
+        };
         let mut tasks = Vec::new();
         let mut failures: Vec<Failure> = Vec::new();
         if launch_type == "FARGATE" {
             for _ in 0..req.count {
-                match self.place_fargate(ctx, &cluster.value, &p, cp.as_ref(), &req).await? {
+                match self.place_fargate(&launch).await? {
                     Ok(rec) => {
                         self.agents.bump(&rec.node);
                         tasks.push(rec.task);
@@ -582,18 +569,7 @@ impl ControlPlane {
                 None => vec![(None, req.count)],
             };
             for (only, count) in rounds {
-                let (placed, f) = self
-                    .place_ec2(
-                        ctx,
-                        &cluster.value,
-                        &p,
-                        &launch_type,
-                        cp.as_ref(),
-                        &req,
-                        only.as_deref(),
-                        count,
-                    )
-                    .await?;
+                let (placed, f) = self.place_ec2(&launch, only.as_deref(), count).await?;
                 let mut nodes: Vec<&String> = placed.iter().map(|r| &r.node).collect();
                 nodes.dedup();
                 for n in nodes {
@@ -1071,6 +1047,17 @@ fn update_container(t: &mut Task, change: &ContainerStateChange) {
     if let Some(b) = bindings {
         c.network_bindings = Some(b.clone());
     }
+}
+
+/// One placement's context: who asks, where, what runs, on which launch type.
+#[derive(Clone, Copy)]
+struct Launch<'a> {
+    ctx: &'a Ctx,
+    cluster: &'a Cluster,
+    plan: &'a Plan,
+    launch_type: &'a str,
+    cp: Option<&'a String>,
+    req: &'a RunLike<'a>,
 }
 
 /// What RunTask and StartTask have in common.
