@@ -10,6 +10,7 @@
 //! [`IdGen`].
 
 pub mod agents;
+mod fleets;
 pub mod keys;
 pub mod ops;
 mod records;
@@ -45,11 +46,9 @@ pub struct ControlPlane {
     pub(crate) ids: Arc<dyn IdGen>,
     locks: Arc<KeyedLocks>,
     pub(crate) agents: Arc<agents::Agents>,
-    /// Decoded container instances by key, with the revision they were decoded at (placement).
-    pub(crate) instance_cache: Arc<Mutex<InstanceCache>>,
+    /// Every cluster's placement view, kept current from the store's watch.
+    pub(crate) fleets: Arc<fleets::Fleets>,
 }
-
-type InstanceCache = HashMap<String, (i64, ops::placement::CachedInstance)>;
 
 /// Per-key async locks that serialize this process's writers of one hot record (a task
 /// definition family), so they queue instead of failing each other's compare-and-swap. They are
@@ -82,7 +81,7 @@ impl ControlPlane {
             ids,
             locks: Arc::default(),
             agents: Arc::new(agents::Agents::new(epoch)),
-            instance_cache: Arc::default(),
+            fleets: Arc::default(),
         }
     }
 

@@ -499,3 +499,69 @@ async fn explain_says_why_each_instance_rejects() {
     want.sort();
     assert_eq!(fits, want);
 }
+
+/// Placement keeps each cluster's fleet between calls: attribute changes, deregistration and
+/// stopped tasks done through other operations must all be seen by the next placement.
+#[tokio::test]
+async fn placement_sees_changes_made_between_placements() {
+    let (cp, ctx, clock) = setup();
+    let (arns, _g) = zoned_fleet(&cp, &ctx, &clock).await;
+    taskdef(&cp, &ctx, 64, None).await;
+    let blue = json!({"cluster": "z", "taskDefinition": "web",
+        "placementConstraints": [{"type": "memberOf", "expression": "attribute:color == blue"}]});
+    let r = cp.run_task(&ctx, req(blue.clone())).await.unwrap();
+    assert_eq!(r.failures.unwrap().len(), 6, "no instance is blue yet");
+    cp.put_attributes(
+        &ctx,
+        req(json!({"cluster": "z", "attributes": [{"name": "color", "value": "blue", "targetId": arns[4]}]})),
+    )
+    .await
+    .unwrap();
+    let r = cp.run_task(&ctx, req(blue.clone())).await.unwrap();
+    let tasks = r.tasks.unwrap();
+    assert_eq!(tasks[0].container_instance_arn.as_deref(), Some(arns[4].as_str()));
+
+    // distinctInstance counts the task just placed, then forgets it once it stops.
+    let distinct = json!({"cluster": "z", "taskDefinition": "web", "group": "g", "count": 6,
+        "placementConstraints": [{"type": "distinctInstance"}]});
+    let r = cp.run_task(&ctx, req(distinct.clone())).await.unwrap();
+    let placed = r.tasks.unwrap();
+    assert_eq!(placed.len(), 6);
+    let r = cp
+        .run_task(
+            &ctx,
+            req(json!({"cluster": "z", "taskDefinition": "web", "group": "g",
+        "placementConstraints": [{"type": "distinctInstance"}]})),
+        )
+        .await
+        .unwrap();
+    assert!(r.tasks.unwrap().is_empty());
+    let stopped = &placed[0];
+    cp.submit_task_state_change(
+        &ctx,
+        req(json!({"cluster": "z", "task": stopped.task_arn, "status": "STOPPED", "reason": "done"})),
+    )
+    .await
+    .unwrap();
+    let r = cp
+        .run_task(
+            &ctx,
+            req(json!({"cluster": "z", "taskDefinition": "web", "group": "g",
+        "placementConstraints": [{"type": "distinctInstance"}]})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.tasks.unwrap()[0].container_instance_arn, stopped.container_instance_arn);
+
+    // A deregistered instance is gone from the fleet.
+    cp.deregister_container_instance(
+        &ctx,
+        req(json!({"cluster": "z", "containerInstance": arns[4], "force": true})),
+    )
+    .await
+    .unwrap();
+    let r = cp.run_task(&ctx, req(blue)).await.unwrap();
+    let f = r.failures.unwrap();
+    assert_eq!(f.len(), 5);
+    assert!(f.iter().all(|f| f.arn.as_deref() != Some(arns[4].as_str())));
+}

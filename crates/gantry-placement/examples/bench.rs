@@ -6,8 +6,7 @@
 //! then times single-task placements for binpack(memory); spread(attribute:ecs.availability-zone)
 //! then binpack(memory); and memberOf(attribute:ecs.availability-zone == zone-b) with binpack.
 
-use gantry_placement::engine::{Constraint, Need, Request, Resource, SpreadField, Strategy, place};
-use gantry_placement::query;
+use gantry_placement::engine::{Constraint, Fleet, Need, Request, Resource, SpreadField, Strategy};
 use gantry_placement::snapshot::Instance;
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -59,12 +58,24 @@ fn fleet(n: usize, tasks: usize) -> Vec<Instance> {
     out
 }
 
-fn run(name: &str, instances: &[Instance], make: impl Fn(u64) -> Request) {
-    let rounds = 2_000;
+/// Places `rounds` single tasks, applying each to the fleet (as the control plane does when the
+/// placement commits) so that every placement sees the ones before it.
+fn run(name: &str, fleet: &mut Fleet, make: impl Fn(u64) -> Request) {
+    let rounds = 20_000;
     let start = Instant::now();
     let mut placed = 0;
     for r in 0..rounds {
-        placed += place(instances, &make(r as u64)).chosen.len();
+        let req = make(r as u64);
+        let p = fleet.place(&req, &|_| true);
+        for idx in &p.chosen {
+            let mut i = fleet.instances()[*idx].clone();
+            i.cpu -= req.need.cpu;
+            i.memory -= req.need.memory;
+            i.running_tasks += 1;
+            *i.task_groups.entry(req.group.clone()).or_insert(0) += 1;
+            fleet.upsert(i);
+        }
+        placed += p.chosen.len();
     }
     let secs = start.elapsed().as_secs_f64();
     println!("{name:<58} {:>10.0} placements/s ({placed}/{rounds} placed)", rounds as f64 / secs);
@@ -74,7 +85,10 @@ fn main() {
     let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
     let n = args.first().copied().unwrap_or(10_000);
     let tasks = args.get(1).copied().unwrap_or(100_000);
-    let instances = fleet(n, tasks);
+    let base = fleet(n, tasks);
+    let built = Instant::now();
+    let instances = Fleet::new(base.clone());
+    println!("# fleet built in {:.1} ms", built.elapsed().as_secs_f64() * 1000.0);
     println!("# placement engine, {n} instances, {tasks} tasks placed, single-task placements");
     let need = || Need { cpu: 256, memory: 512, ..Default::default() };
     let req = |strategies: Vec<Strategy>, constraints: Vec<Constraint>, seed: u64| Request {
@@ -85,8 +99,10 @@ fn main() {
         strategies,
         seed,
     };
-    run("binpack(memory)", &instances, |s| req(vec![Strategy::Binpack(Resource::Memory)], vec![], s));
-    run("spread(attribute:ecs.availability-zone), binpack(memory)", &instances, |s| {
+    let mut instances = instances;
+    run("binpack(memory)", &mut instances, |s| req(vec![Strategy::Binpack(Resource::Memory)], vec![], s));
+    let mut instances = Fleet::new(base.clone());
+    run("spread(attribute:ecs.availability-zone), binpack(memory)", &mut instances, |s| {
         req(
             vec![
                 Strategy::Spread(SpreadField::Attribute("ecs.availability-zone".into())),
@@ -96,14 +112,9 @@ fn main() {
             s,
         )
     });
-    let expr = query::parse("attribute:ecs.availability-zone == zone-b").expect("valid");
-    let expr = std::sync::Arc::new(expr);
-    run("memberOf(attribute:ecs.availability-zone == zone-b), binpack", &instances, |s| {
-        let e = expr.clone();
-        req(
-            vec![Strategy::Binpack(Resource::Memory)],
-            vec![Constraint::MemberOf { expression: "zone-b".into(), test: Box::new(move |i| e.eval(i)) }],
-            s,
-        )
+    let mut instances = Fleet::new(base);
+    run("memberOf(attribute:ecs.availability-zone == zone-b), binpack", &mut instances, |s| {
+        let c = Constraint::member_of("attribute:ecs.availability-zone == zone-b").expect("valid");
+        req(vec![Strategy::Binpack(Resource::Memory)], vec![c], s)
     });
 }

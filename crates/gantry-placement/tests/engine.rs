@@ -2,7 +2,7 @@
 //! fleets and requests.
 
 use gantry_placement::engine::{
-    Constraint, Need, Reject, Request, Resource, SpreadField, Strategy as S, explain, place,
+    Constraint, Fleet, Need, Reject, Request, Resource, SpreadField, Strategy as S, explain, place,
 };
 use gantry_placement::snapshot::Instance;
 use proptest::prelude::*;
@@ -38,6 +38,7 @@ fn request(count: usize, memory: i64, strategies: Vec<S>, constraints: Vec<Const
 fn member_of_zone(zone: &'static str) -> Constraint {
     Constraint::MemberOf {
         expression: format!("attribute:ecs.availability-zone == {zone}"),
+        cacheable: true,
         test: Box::new(move |i: &Instance| {
             i.attributes.get("ecs.availability-zone") == Some(&Some(zone.to_string()))
         }),
@@ -266,4 +267,100 @@ proptest! {
         let (lo, hi) = (per.values().min().unwrap(), per.values().max().unwrap());
         prop_assert!(hi - lo <= 1, "{per:?}");
     }
+}
+
+fn arns(fleet: &Fleet, p: &gantry_placement::engine::Placement) -> Vec<String> {
+    p.chosen.iter().map(|i| fleet.instances()[*i].arn.clone()).collect()
+}
+
+proptest! {
+    /// The indexed paths (binpack's sorted index, spread's value levels) choose exactly what
+    /// looking at every instance chooses; random probing chooses a feasible instance.
+    #[test]
+    fn indexed_paths_match_the_exhaustive_scan(
+        fleet in fleet_strategy(),
+        strategies in strategies_strategy(),
+        count in 1usize..12,
+        cpu in 0i64..600,
+        memory in 1i64..900,
+        zone_b in any::<bool>(),
+        distinct in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let mut constraints = vec![];
+        if zone_b { constraints.push(member_of_zone("b")); }
+        if distinct { constraints.push(Constraint::DistinctInstance); }
+        let mut r = request(count, memory, strategies, constraints);
+        r.need.cpu = cpu;
+        r.seed = seed;
+        let f = Fleet::new(fleet.clone());
+        let live = |i: usize| f.instances()[i].agent_connected;
+        let fast = f.place(&r, &live);
+        let slow = f.place_exhaustively(&r, &live);
+        let random = r.strategies.len() <= 1 && matches!(r.strategies.first(), None | Some(S::Random));
+        if random {
+            prop_assert_eq!(fast.chosen.len(), slow.chosen.len());
+        } else {
+            prop_assert_eq!(&fast, &slow);
+        }
+    }
+
+    /// A fleet kept current with upserts and removes places exactly like one built afresh from
+    /// the same instances in another order.
+    #[test]
+    fn an_updated_fleet_places_like_a_fresh_one(
+        fleet in fleet_strategy(),
+        changes in prop::collection::vec((0usize..40, 0i64..4096, 0usize..3, any::<bool>(), 0i64..3), 0..30),
+        strategies in strategies_strategy(),
+        count in 1usize..8,
+        seed in any::<u64>(),
+    ) {
+        let mut f = Fleet::new(fleet.clone());
+        let mut current: BTreeMap<String, Instance> = fleet.iter().map(|i| (i.arn.clone(), i.clone())).collect();
+        for (i, mem, zone, remove, group_tasks) in changes {
+            let arn = format!("arn:aws:ecs:us-east-1:0:container-instance/c/i{i}");
+            if remove {
+                f.remove(&arn);
+                current.remove(&arn);
+            } else {
+                let mut x = inst(i, ["a", "b", "c"][zone], 1024, mem);
+                if group_tasks > 0 { x.task_groups.insert("family:web".into(), group_tasks); }
+                f.upsert(x.clone());
+                current.insert(arn, x);
+            }
+        }
+        let fresh = Fleet::new(current.into_values().rev().collect());
+        let mut r = request(count, 100, strategies, vec![member_of_zone("b")]);
+        r.seed = seed;
+        let live = |_: usize| true;
+        // Spread and memberOf read the caches built before the changes: exercise them too.
+        let a = f.place(&r, &live);
+        let b = fresh.place(&r, &live);
+        prop_assert_eq!(arns(&f, &a), arns(&fresh, &b));
+        prop_assert_eq!(a.rejections.len(), b.rejections.len());
+    }
+}
+
+#[test]
+fn caches_follow_updates() {
+    let mut f = Fleet::new(vec![inst(0, "a", 1024, 1000), inst(1, "b", 1024, 1000)]);
+    let spread =
+        request(1, 10, vec![S::Spread(SpreadField::Attribute("ecs.availability-zone".into()))], vec![]);
+    let zone_b = request(1, 10, vec![], vec![member_of_zone("b")]);
+    let live = |_: usize| true;
+    // Fill the caches, then move instance 1 to zone a: memberOf(zone b) now fits nowhere.
+    assert_eq!(arns(&f, &f.place(&zone_b, &live)), vec![inst(1, "b", 0, 0).arn]);
+    f.place(&spread, &live);
+    f.upsert(inst(1, "a", 1024, 1000));
+    assert!(f.place(&zone_b, &live).chosen.is_empty());
+    // Two tasks of the group in zone a (on instance 0) and a new instance in zone c: spread
+    // goes to zone c.
+    let mut busy = inst(0, "a", 1024, 1000);
+    busy.task_groups.insert("family:web".into(), 2);
+    f.upsert(busy);
+    f.upsert(inst(2, "c", 1024, 1000));
+    assert_eq!(arns(&f, &f.place(&spread, &live)), vec![inst(2, "c", 0, 0).arn]);
+    // Removing an instance renumbers the last one; placement still names the right ARN.
+    f.remove(&inst(1, "a", 0, 0).arn);
+    assert_eq!(arns(&f, &f.place(&spread, &live)), vec![inst(2, "c", 0, 0).arn]);
 }

@@ -160,6 +160,34 @@ impl Watch {
         Watch { prefix, backlog: backlog.into(), next_revision, live, pending: Default::default() }
     }
 
+    /// The next event if one is ready, without waiting: `None` when there is none yet.
+    pub fn try_next(&mut self) -> Option<Result<Event, StoreError>> {
+        use tokio::sync::broadcast::error::TryRecvError;
+        loop {
+            if let Some(e) = self.backlog.pop_front().or_else(|| self.pending.pop_front()) {
+                return Some(Ok(e));
+            }
+            let batch = match self.live.try_recv() {
+                Ok(b) => b,
+                Err(TryRecvError::Empty) => return None,
+                Err(TryRecvError::Lagged(n)) => return Some(Err(StoreError::Lagged(n))),
+                Err(TryRecvError::Closed) => return Some(Err(StoreError::Closed)),
+            };
+            self.accept(&batch);
+        }
+    }
+
+    fn accept(&mut self, batch: &[Event]) {
+        for e in batch {
+            if e.kv.mod_revision >= self.next_revision && e.kv.key.starts_with(&self.prefix) {
+                self.pending.push_back(e.clone());
+            }
+        }
+        if let Some(last) = batch.last() {
+            self.next_revision = self.next_revision.max(last.kv.mod_revision + 1);
+        }
+    }
+
     /// The next event, waiting for one if needed.
     pub async fn next(&mut self) -> Result<Event, StoreError> {
         loop {
@@ -175,14 +203,7 @@ impl Watch {
                     return Err(StoreError::Closed);
                 }
             };
-            for e in batch.iter() {
-                if e.kv.mod_revision >= self.next_revision && e.kv.key.starts_with(&self.prefix) {
-                    self.pending.push_back(e.clone());
-                }
-            }
-            if let Some(last) = batch.last() {
-                self.next_revision = self.next_revision.max(last.kv.mod_revision + 1);
-            }
+            self.accept(&batch);
         }
     }
 }

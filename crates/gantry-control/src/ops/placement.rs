@@ -1,8 +1,8 @@
-//! Placement of EC2 and EXTERNAL tasks: builds the engine's snapshot of the cluster from the
-//! store, turns the request's (and the task definition's) constraints and strategies into the
-//! engine's, runs [`gantry_placement::engine::place`], and commits the result in one transaction
-//! that compare-and-swaps every instance it touches: if another placement got there first, the
-//! whole plan is recomputed from a fresh snapshot (Nomad's optimistic plan apply).
+//! Placement of EC2 and EXTERNAL tasks: turns the request's (and the task definition's)
+//! constraints and strategies into the engine's, runs [`gantry_placement::engine::Fleet::place`]
+//! on the cluster's fleet (kept current by [`crate::fleets`]), and commits the result in one
+//! transaction that compare-and-swaps every instance it touches: if another placement got there
+//! first, the whole plan is recomputed on the updated fleet (Nomad's optimistic plan apply).
 
 use super::tasks::Reservation;
 use crate::records::decode;
@@ -14,10 +14,6 @@ use gantry_placement::engine::{
 };
 use gantry_placement::snapshot::Instance;
 use std::collections::BTreeMap;
-use std::sync::Arc;
-
-/// A container instance record decoded once, with the engine's view of it.
-pub(crate) type CachedInstance = Arc<(Stored<ContainerInstance>, Instance)>;
 
 /// ECS's limits on a request's placement settings.
 const MAX_CONSTRAINTS: usize = 10;
@@ -45,12 +41,7 @@ pub(crate) fn constraints(
                 return Err(EcsError::invalid("distinctInstance does not take an expression."));
             }
             (Some("memberOf"), Some(e)) if !e.trim().is_empty() => {
-                let expr =
-                    gantry_placement::query::parse(e).map_err(|err| EcsError::invalid(err.to_string()))?;
-                out.push(Constraint::MemberOf {
-                    expression: e.to_string(),
-                    test: Box::new(move |i| expr.eval(i)),
-                });
+                out.push(Constraint::member_of(e).map_err(|err| EcsError::invalid(err.to_string()))?);
             }
             (Some("memberOf"), _) => {
                 return Err(EcsError::invalid("memberOf requires an expression."));
@@ -139,88 +130,45 @@ fn resource_gpus(resources: &[Resource]) -> i64 {
         .unwrap_or(0)
 }
 
-impl ControlPlane {
-    /// The engine's view of a cluster's instances (all but INACTIVE ones, or only those named),
-    /// and the (cached) records they came from, index-aligned. Task groups are read only when `groups`.
-    pub(crate) fn snapshot(
-        &self,
-        ctx: &Ctx,
-        cluster: &str,
-        only: Option<&[String]>,
-        groups: bool,
-    ) -> Result<(Vec<Instance>, Vec<CachedInstance>)> {
-        let now = self.clock.now();
-        let mut view = Vec::new();
-        let mut records = Vec::new();
-        for kv in self.store.range(&keys::container_instance_prefix(&ctx.scope, cluster), None, usize::MAX) {
-            let cached = self.decoded_instance(&kv)?;
-            let (ci, base) = (&cached.0, &cached.1);
-            if ci.value.status.as_deref() == Some("INACTIVE") || only.is_some_and(|o| !o.contains(&base.arn))
-            {
-                continue;
-            }
-            let mut inst = base.clone();
-            inst.agent_connected = self.agents.connected(&inst.arn, now);
-            if groups {
-                // The node index carries each task's group: no task record is read.
-                for kv in self.store.range(&keys::node_tasks_prefix(&inst.arn), None, usize::MAX) {
-                    let (_, group) = keys::parse_node_task_value(&kv.value);
-                    inst.running_tasks += 1;
-                    if !group.is_empty() {
-                        *inst.task_groups.entry(group).or_insert(0) += 1;
-                    }
-                }
-            }
-            view.push(inst);
-            records.push(cached.clone());
+/// A container instance record and the engine's view of it (its tasks' groups counted from the
+/// node index, so no task record is read). `agent_connected` is left false: placement asks the
+/// agent registry when it matters.
+pub(crate) fn engine_instance(
+    store: &dyn gantry_store::Store,
+    kv: &gantry_store::KeyValue,
+) -> Result<(Stored<ContainerInstance>, Instance)> {
+    let ci = decode::<ContainerInstance>(kv)?;
+    let c = &ci.value;
+    let arn = c.container_instance_arn.clone().unwrap_or_default();
+    let remaining = c.remaining_resources.as_deref().unwrap_or_default();
+    let registered = c.registered_resources.as_deref().unwrap_or_default();
+    let mut inst = Instance {
+        id: arn.rsplit('/').next().unwrap_or_default().to_string(),
+        status: c.status.clone().unwrap_or_default(),
+        agent_connected: false,
+        ec2_instance_id: c.ec2_instance_id.clone().unwrap_or_default(),
+        agent_version: c.version_info.as_ref().and_then(|v| v.agent_version.clone()),
+        registered_at_ms: c.registered_at.map(|s| (s * 1000.0) as i64).unwrap_or(0),
+        attributes: c.attributes.iter().flatten().map(|a| (a.name.clone(), a.value.clone())).collect(),
+        cpu: resource_int(remaining, "CPU"),
+        memory: resource_int(remaining, "MEMORY"),
+        gpus: resource_gpus(remaining),
+        ports_tcp: resource_ports(remaining, "PORTS"),
+        ports_udp: resource_ports(remaining, "PORTS_UDP"),
+        total_cpu: resource_int(registered, "CPU"),
+        total_memory: resource_int(registered, "MEMORY"),
+        running_tasks: 0,
+        task_groups: BTreeMap::new(),
+        arn,
+    };
+    for kv in store.range(&keys::node_tasks_prefix(&inst.arn), None, usize::MAX) {
+        let (_, group) = keys::parse_node_task_value(&kv.value);
+        inst.running_tasks += 1;
+        if !group.is_empty() {
+            *inst.task_groups.entry(group).or_insert(0) += 1;
         }
-        Ok((view, records))
     }
-
-    /// An instance record decoded and converted to the engine's view, reused while the record's
-    /// revision stays the same (decoding is most of a snapshot's cost).
-    fn decoded_instance(
-        &self,
-        kv: &gantry_store::KeyValue,
-    ) -> Result<Arc<(Stored<ContainerInstance>, Instance)>> {
-        if let Some((rev, hit)) = self.instance_cache.lock().unwrap_or_else(|e| e.into_inner()).get(&kv.key)
-            && *rev == kv.mod_revision
-        {
-            return Ok(hit.clone());
-        }
-        let ci = decode::<ContainerInstance>(kv)?;
-        let c = &ci.value;
-        let arn = c.container_instance_arn.clone().unwrap_or_default();
-        let remaining = c.remaining_resources.as_deref().unwrap_or_default();
-        let registered = c.registered_resources.as_deref().unwrap_or_default();
-        let base = Instance {
-            id: arn.rsplit('/').next().unwrap_or_default().to_string(),
-            status: c.status.clone().unwrap_or_default(),
-            agent_connected: false,
-            ec2_instance_id: c.ec2_instance_id.clone().unwrap_or_default(),
-            agent_version: c.version_info.as_ref().and_then(|v| v.agent_version.clone()),
-            registered_at_ms: c.registered_at.map(|s| (s * 1000.0) as i64).unwrap_or(0),
-            attributes: c.attributes.iter().flatten().map(|a| (a.name.clone(), a.value.clone())).collect(),
-            cpu: resource_int(remaining, "CPU"),
-            memory: resource_int(remaining, "MEMORY"),
-            gpus: resource_gpus(remaining),
-            ports_tcp: resource_ports(remaining, "PORTS"),
-            ports_udp: resource_ports(remaining, "PORTS_UDP"),
-            total_cpu: resource_int(registered, "CPU"),
-            total_memory: resource_int(registered, "MEMORY"),
-            running_tasks: 0,
-            task_groups: BTreeMap::new(),
-            arn,
-        };
-        let entry = Arc::new((ci, base));
-        let mut cache = self.instance_cache.lock().unwrap_or_else(|e| e.into_inner());
-        // Bounded: a full cache is dropped rather than tracked entry by entry.
-        if cache.len() > 200_000 {
-            cache.clear();
-        }
-        cache.insert(kv.key.clone(), (kv.mod_revision, entry.clone()));
-        Ok(entry)
-    }
+    Ok((ci, inst))
 }
 
 /// What a request needs from one instance.
@@ -246,17 +194,6 @@ pub(crate) fn need(r: &Reservation, td: &TaskDefinition) -> Need {
             .map(|a| (a.name.clone(), a.value.clone()))
             .collect(),
     }
-}
-
-/// Whether any strategy or constraint reads the tasks on the instances.
-pub(crate) fn needs_groups(req: &Request) -> bool {
-    req.strategies.iter().any(|s| matches!(s, Strategy::Spread(_)))
-        || req.constraints.iter().any(|c| match c {
-            Constraint::DistinctInstance => true,
-            Constraint::MemberOf { expression, .. } => {
-                expression.contains("task:group") || expression.contains("runningTasksCount")
-            }
-        })
 }
 
 /// ECS's `failures[]` for what the engine rejected, one per instance.
@@ -333,8 +270,13 @@ impl ControlPlane {
             strategies: vec![],
             seed: 0,
         };
-        let (view, _) = self.snapshot(ctx, &cname, None, needs_groups(&request))?;
-        let instances = engine::explain(&view, &request)
+        let cf = self.cluster_fleet(ctx, &cname)?;
+        let cf = cf.read().unwrap_or_else(|e| e.into_inner());
+        let view = cf.fleet.instances();
+        let now = self.clock.now();
+        let instances = cf
+            .fleet
+            .explain(&request, &|i| self.agents.connected(&view[i].arn, now))
             .into_iter()
             .map(|(i, r)| Verdict {
                 container_instance_arn: view[i].arn.clone(),

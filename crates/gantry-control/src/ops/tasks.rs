@@ -415,22 +415,36 @@ impl ControlPlane {
             strategies,
             seed: 0,
         };
-        let groups = placement::needs_groups(&request);
         let td_arn = p.def.task_definition_arn.clone().unwrap_or_default();
         self.retry(|| {
-            let (view, records) = self.snapshot(ctx, &cname, only, groups)?;
-            if view.is_empty() && only.is_none() {
+            let cf = self.cluster_fleet(ctx, &cname)?;
+            let cf = cf.read().unwrap_or_else(|e| e.into_inner());
+            // StartTask's named instances form a fleet of their own.
+            let named = only.map(|o| {
+                engine::Fleet::new(
+                    o.iter()
+                        .filter_map(|arn| cf.fleet.position(arn).map(|i| cf.fleet.instances()[i].clone()))
+                        .collect(),
+                )
+            });
+            let fleet = named.as_ref().unwrap_or(&cf.fleet);
+            if fleet.is_empty() && only.is_none() {
                 return Err(EcsError::invalid("No Container Instances were found in your cluster."));
             }
-            request.seed = placement::seed(&[&cname, &td_arn, &group], self.store.revision());
-            let plan = engine::place(&view, &request);
+            let view = fleet.instances();
+            // The tasks exist before they are placed: the seed comes from the first one.
+            let mut tasks: Vec<Task> = (0..count).map(|_| self.new_task(l)).collect();
+            let first = tasks.first().and_then(|t| t.task_arn.clone()).unwrap_or_default();
+            request.seed = placement::seed(&[&cname, &td_arn, &group, &first], cf.revision);
+            let now = self.clock.now();
+            let plan = fleet.place(&request, &|i| self.agents.connected(&view[i].arn, now));
             let mut txn = Txn::new();
             let mut touched: std::collections::BTreeMap<usize, ContainerInstance> = Default::default();
             let mut placed = Vec::with_capacity(plan.chosen.len());
             for idx in &plan.chosen {
-                let ci = touched.entry(*idx).or_insert_with(|| records[*idx].0.value.clone());
+                let ci = touched.entry(*idx).or_insert_with(|| cf.records[&view[*idx].arn].value.clone());
                 apply(ci.remaining_resources.get_or_insert_with(Vec::new), &p.need, -1);
-                let mut task = self.new_task(l);
+                let mut task = tasks.remove(0);
                 task.group = Some(group.clone());
                 task.container_instance_arn = Some(view[*idx].arn.clone());
                 task.availability_zone =
@@ -442,10 +456,10 @@ impl ControlPlane {
                 }
             }
             for (idx, ci) in touched {
-                let r = &records[idx].0;
+                let r = &cf.records[&view[idx].arn];
                 txn = txn.when(&r.key, r.mod_revision).put(&r.key, encode(&ci));
             }
-            let failures = placement::failures(&view, &plan.rejections);
+            let failures = placement::failures(view, &plan.rejections);
             if !failures.is_empty() {
                 let why: Vec<String> = plan
                     .rejections
