@@ -219,6 +219,30 @@ async fn each_container_gets_its_share_in_definition_order() {
     assert_eq!(gpu_ids(&t), vec![vec![IDS[2].to_string()], vec![], vec![]]);
 }
 
+#[tokio::test]
+async fn registering_again_keeps_what_running_tasks_hold() {
+    let (cp, ctx, clock) = setup();
+    let (ci, _guard) = gpu_instance(&cp, &ctx, &clock).await;
+    gpu_taskdef(&cp, &ctx, "train", two_gpus()).await;
+    let t = run(&cp, &ctx, "train").await.tasks.unwrap().remove(0);
+    let held: BTreeSet<String> = gpu_ids(&t).remove(0).into_iter().collect();
+    // The agent restarts and registers under the same ARN.
+    cp.register_container_instance(&ctx, registration(Some(&ci))).await.unwrap();
+    assert_eq!(free_gpus(&cp, &ctx, &ci), &all() - &held);
+    let d = cp
+        .describe_container_instances(&ctx, req(json!({"cluster": "c", "containerInstances": [ci]})))
+        .unwrap()
+        .container_instances
+        .unwrap()
+        .remove(0);
+    let mem =
+        d.remaining_resources.unwrap().into_iter().find(|r| r.name.as_deref() == Some("MEMORY")).unwrap();
+    assert_eq!(mem.integer_value, 16384 - 256);
+    let other: BTreeSet<String> =
+        gpu_ids(&run(&cp, &ctx, "train").await.tasks.unwrap().remove(0)).remove(0).into_iter().collect();
+    assert!(other.is_disjoint(&held));
+}
+
 #[test]
 fn reservations_stored_before_gpus_still_decode() {
     let old: Reservation = serde_json::from_str(r#"{"cpu":128,"memory":256,"ports_tcp":[8080]}"#).unwrap();
