@@ -12,9 +12,9 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, EndpointSettings, HealthConfig,
-    HealthStatusEnum, HostConfig, Mount as DockerMount, MountType, NetworkCreateRequest, NetworkingConfig,
-    PortBinding as DockerPortBinding, PortMap, ResourcesUlimits,
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum, DeviceRequest, EndpointSettings,
+    HealthConfig, HealthStatusEnum, HostConfig, Mount as DockerMount, MountType, NetworkCreateRequest,
+    NetworkingConfig, PortBinding as DockerPortBinding, PortMap, ResourcesUlimits,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListNetworksOptions, LogsOptions,
@@ -452,6 +452,16 @@ fn seconds_as_ns(s: u32) -> i64 {
     i64::from(s) * 1_000_000_000
 }
 
+/// Exactly these NVIDIA GPUs (`docker run --gpus '"device=ID,ID"'`).
+fn gpu_request(ids: &[String]) -> DeviceRequest {
+    DeviceRequest {
+        driver: Some("nvidia".into()),
+        device_ids: Some(ids.to_vec()),
+        capabilities: Some(vec![vec!["gpu".into()]]),
+        ..Default::default()
+    }
+}
+
 /// The create request for a spec. Fails only for specs Docker could not express.
 fn container_body(spec: &ContainerSpec) -> RuntimeResult<ContainerCreateBody> {
     let (network_mode, endpoints) = match &spec.network {
@@ -554,6 +564,7 @@ fn container_body(spec: &ContainerSpec) -> RuntimeResult<ContainerCreateBody> {
                 .map(|(name, ro)| if *ro { format!("{name}:ro") } else { name.clone() })
                 .collect()
         }),
+        device_requests: (!spec.gpus.is_empty()).then(|| vec![gpu_request(&spec.gpus)]),
         ..Default::default()
     };
 
@@ -810,6 +821,7 @@ mod tests {
         assert_eq!(host.port_bindings, None);
         assert_eq!(host.binds, None);
         assert_eq!(host.mounts, None);
+        assert_eq!(host.device_requests, None);
     }
 
     #[test]
@@ -867,6 +879,7 @@ mod tests {
             ],
             volumes_from: vec![("a".into(), false), ("b".into(), true)],
             stop_timeout: Some(Duration::from_secs(45)),
+            gpus: vec!["GPU-1".into(), "GPU-2".into()],
         };
         let body = container_body(&spec).unwrap();
         assert_eq!(body.labels, Some(HashMap::from([("k".into(), "v".into())])));
@@ -916,6 +929,12 @@ mod tests {
             (Some(MountType::VOLUME), Some("cache"), Some("/cache"), Some(false))
         );
         assert_eq!(host.volumes_from, Some(vec!["a".into(), "b:ro".into()]));
+        let gpus = host.device_requests.unwrap();
+        assert_eq!(gpus.len(), 1);
+        assert_eq!(gpus[0].driver.as_deref(), Some("nvidia"));
+        assert_eq!(gpus[0].device_ids, Some(vec!["GPU-1".into(), "GPU-2".into()]));
+        assert_eq!(gpus[0].capabilities, Some(vec![vec!["gpu".into()]]));
+        assert_eq!(gpus[0].count, None, "exactly the named devices, not a count");
     }
 
     #[test]

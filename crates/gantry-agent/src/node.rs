@@ -41,6 +41,40 @@ pub fn host_resources() -> (i64, i64) {
     (cores * 1024, mem_kib / 1024)
 }
 
+/// The NVIDIA GPUs of a host whose filesystem is at `root` (`/` for this one): the `GPU UUID`
+/// in each `proc/driver/nvidia/gpus/*/information`, sorted. None without the NVIDIA driver.
+pub fn detect_gpus(root: &Path) -> Vec<String> {
+    let Ok(dirs) = std::fs::read_dir(root.join("proc/driver/nvidia/gpus")) else {
+        return Vec::new();
+    };
+    let mut ids: Vec<String> = dirs
+        .flatten()
+        .filter_map(|d| std::fs::read_to_string(d.path().join("information")).ok())
+        .filter_map(|info| {
+            info.lines().find_map(|l| {
+                let (key, value) = l.split_once(':')?;
+                (key.trim() == "GPU UUID").then(|| value.trim().to_string()).filter(|v| !v.is_empty())
+            })
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// The attribute that task definitions asking for GPUs require (`ecs.capability.gpu`).
+pub const GPU_CAPABILITY: &str = "ecs.capability.gpu";
+
+/// ECS's `GPU` resource: the instance's GPU device IDs, as a string set.
+pub fn gpu_resource(ids: &[String]) -> Resource {
+    Resource {
+        name: Some("GPU".into()),
+        r#type: Some("STRINGSET".into()),
+        string_set_value: Some(ids.to_vec()),
+        ..Default::default()
+    }
+}
+
 /// ECS's name for this machine's CPU architecture.
 pub fn cpu_architecture() -> &'static str {
     match std::env::consts::ARCH {
@@ -87,6 +121,8 @@ pub struct InstanceOptions {
     /// Where the agent keeps its identity and the logs of finished tasks.
     pub data_dir: PathBuf,
     pub pull_always: bool,
+    /// The GPU device IDs to offer; `None` offers the ones [`detect_gpus`] finds.
+    pub gpus: Option<Vec<String>>,
 }
 
 /// An identity kept in a file: the stored one, or `make()`'s, stored for next time.
@@ -170,6 +206,17 @@ pub async fn register_instance<R: Runtime>(
         value: Some(v.clone()),
         ..Default::default()
     }));
+    let gpus = opts.gpus.clone().unwrap_or_else(|| detect_gpus(Path::new("/")));
+    let mut total_resources = vec![
+        resource("CPU", cpu),
+        resource("MEMORY", memory),
+        ports("PORTS", &["22", "2375", "2376", "51678", "51679"]),
+        ports("PORTS_UDP", &[]),
+    ];
+    if !gpus.is_empty() {
+        total_resources.push(gpu_resource(&gpus));
+        attributes.push(Attribute { name: GPU_CAPABILITY.into(), ..Default::default() });
+    }
     let doc = serde_json::json!({
         "instanceId": ec2_id,
         "availabilityZone": opts.availability_zone,
@@ -179,12 +226,7 @@ pub async fn register_instance<R: Runtime>(
     let req = RegisterContainerInstanceRequest {
         cluster: Some(opts.cluster.clone()),
         instance_identity_document: Some(doc.to_string()),
-        total_resources: Some(vec![
-            resource("CPU", cpu),
-            resource("MEMORY", memory),
-            ports("PORTS", &["22", "2375", "2376", "51678", "51679"]),
-            ports("PORTS_UDP", &[]),
-        ]),
+        total_resources: Some(total_resources),
         version_info: Some(VersionInfo {
             agent_version: Some(env!("CARGO_PKG_VERSION").into()),
             agent_hash: Some("gantry".into()),
@@ -206,7 +248,7 @@ pub async fn register_instance<R: Runtime>(
     };
     let arn = resp.container_instance.and_then(|c| c.container_instance_arn).unwrap_or_default();
     let _ = std::fs::write(&arn_file, &arn);
-    tracing::info!(container_instance = %arn, cluster = %opts.cluster, "registered");
+    tracing::info!(container_instance = %arn, cluster = %opts.cluster, gpus = gpus.len(), "registered");
     start_agent(runtime, client, clock, arn, opts.pull_always, &opts.data_dir).await
 }
 
@@ -227,4 +269,43 @@ pub async fn register_fargate<R: Runtime>(
         .register_fargate(&FargateRegistration { node_id: id.clone(), cpu, memory, availability_zone: None })
         .await?;
     start_agent(runtime, client, clock, fargate_node_name(&id), false, data_dir).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gpus_come_from_the_nvidia_driver_or_nowhere() {
+        let root = std::env::temp_dir().join(format!("gantry-gpu-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        assert!(detect_gpus(&root).is_empty(), "no driver, no GPUs");
+        let gpus = root.join("proc/driver/nvidia/gpus");
+        for (bus, uuid) in [
+            ("0000:00:1e.0", "GPU-b2c3d4e5-0000-1111-2222-333344445555"),
+            ("0000:00:1d.0", "GPU-a1b2c3d4-0000-1111-2222-333344445555"),
+        ] {
+            std::fs::create_dir_all(gpus.join(bus)).unwrap();
+            std::fs::write(
+                gpus.join(bus).join("information"),
+                format!(
+                    "Model: \t\t Tesla T4\nIRQ:   \t\t 37\nGPU UUID: \t {uuid}\nVideo BIOS: \t 90.04.38.00.03\nBus Type: \t PCIe\n"
+                ),
+            )
+            .unwrap();
+        }
+        // A directory without the information file is not a GPU.
+        std::fs::create_dir_all(gpus.join("0000:00:1f.0")).unwrap();
+        assert_eq!(
+            detect_gpus(&root),
+            vec![
+                "GPU-a1b2c3d4-0000-1111-2222-333344445555".to_string(),
+                "GPU-b2c3d4e5-0000-1111-2222-333344445555".to_string()
+            ]
+        );
+        let r = gpu_resource(&detect_gpus(&root));
+        assert_eq!((r.name.as_deref(), r.r#type.as_deref()), (Some("GPU"), Some("STRINGSET")));
+        assert_eq!(r.string_set_value.unwrap().len(), 2);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

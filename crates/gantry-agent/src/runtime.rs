@@ -150,6 +150,8 @@ pub struct ContainerSpec {
     /// Engine container names or IDs whose volumes to mount (`volumesFrom`), with read-only flag.
     pub volumes_from: Vec<(String, bool)>,
     pub stop_timeout: Option<Duration>,
+    /// GPU device IDs (NVIDIA UUIDs) the container gets, and no others.
+    pub gpus: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -31,6 +31,8 @@ pub struct FleetOptions {
     pub seed: u64,
     /// Registrations in flight at once.
     pub concurrency: usize,
+    /// GPUs on every instance (simulated device IDs).
+    pub gpus: usize,
 }
 
 /// One simulated instance, derived from the seed and its index: zone, type and attributes.
@@ -41,6 +43,8 @@ pub struct SimInstance {
     pub cpu: i64,
     pub memory_mib: i64,
     pub attributes: Vec<(String, String)>,
+    /// Its GPU device IDs.
+    pub gpus: Vec<String>,
 }
 
 fn mix(mut z: u64) -> u64 {
@@ -64,6 +68,7 @@ pub fn instance(opts: &FleetOptions, i: usize) -> SimInstance {
         // What the ECS agent reports: the machine's memory less what the OS keeps.
         memory_mib: gib * 1024 - 256,
         attributes: vec![("stack".into(), stack.into()), ("team".into(), team.into())],
+        gpus: (0..opts.gpus).map(|g| format!("GPU-sim-{i:06}-{g:03}")).collect(),
     }
 }
 
@@ -93,12 +98,17 @@ async fn register(client: &HttpClient, opts: &FleetOptions, i: usize) -> Result<
         value: Some(v.clone()),
         ..Default::default()
     }));
+    let mut resources = vec![int("CPU", s.cpu), int("MEMORY", s.memory_mib)];
+    if !s.gpus.is_empty() {
+        resources.push(crate::node::gpu_resource(&s.gpus));
+        attributes.push(Attribute { name: crate::node::GPU_CAPABILITY.into(), ..Default::default() });
+    }
     let req = RegisterContainerInstanceRequest {
         cluster: Some(opts.cluster.clone()),
         instance_identity_document: Some(
             serde_json::json!({"instanceId": format!("i-sim{:013x}", mix(opts.seed ^ i as u64) >> 12), "instanceType": s.instance_type, "availabilityZone": s.zone}).to_string(),
         ),
-        total_resources: Some(vec![int("CPU", s.cpu), int("MEMORY", s.memory_mib)]),
+        total_resources: Some(resources),
         version_info: Some(VersionInfo {
             agent_version: Some(env!("CARGO_PKG_VERSION").into()),
             agent_hash: Some("gantry-sim".into()),
@@ -164,7 +174,8 @@ mod tests {
 
     #[test]
     fn fleets_are_varied_and_replayable() {
-        let opts = FleetOptions { cluster: "c".into(), instances: 300, zones: 3, seed: 7, concurrency: 8 };
+        let opts =
+            FleetOptions { cluster: "c".into(), instances: 300, zones: 3, seed: 7, concurrency: 8, gpus: 0 };
         let fleet: Vec<_> = (0..300).map(|i| instance(&opts, i)).collect();
         assert_eq!(fleet, (0..300).map(|i| instance(&opts, i)).collect::<Vec<_>>());
         for z in ["zone-a", "zone-b", "zone-c"] {
@@ -174,5 +185,13 @@ mod tests {
         assert!(types.len() >= 5, "{types:?}");
         let other = FleetOptions { seed: 8, ..opts.clone() };
         assert_ne!(fleet, (0..300).map(|i| instance(&other, i)).collect::<Vec<_>>());
+        assert!(fleet.iter().all(|s| s.gpus.is_empty()));
+        let gpus = FleetOptions { gpus: 4, ..opts.clone() };
+        let (a, b) = (instance(&gpus, 0).gpus, instance(&gpus, 1).gpus);
+        assert_eq!(
+            a,
+            vec!["GPU-sim-000000-000", "GPU-sim-000000-001", "GPU-sim-000000-002", "GPU-sim-000000-003"]
+        );
+        assert!(a.iter().all(|g| !b.contains(g)), "IDs are unique in the fleet");
     }
 }

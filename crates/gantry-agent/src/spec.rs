@@ -28,7 +28,18 @@ pub fn engine_name(task_arn: &str, container: &str) -> String {
     format!("ecs-{container}-{id}")
 }
 
-/// The environment variables ECS injects, then the definition's own.
+/// The GPU device IDs the control plane reserved for this container of the task (its `gpuIds`).
+fn gpu_ids(task: &Task, def: &ContainerDefinition) -> Vec<String> {
+    task.containers
+        .iter()
+        .flatten()
+        .find(|c| c.name == def.name)
+        .and_then(|c| c.gpu_ids.clone())
+        .unwrap_or_default()
+}
+
+/// The environment variables ECS injects, then the definition's own, then the GPUs' (which the
+/// definition cannot change: they must match the devices the container gets).
 fn environment(task: &Task, def: &ContainerDefinition, metadata_uri: Option<&str>) -> Vec<(String, String)> {
     let mut env = Vec::new();
     if let Some(base) = metadata_uri {
@@ -46,8 +57,17 @@ fn environment(task: &Task, def: &ContainerDefinition, metadata_uri: Option<&str
             env.push((n.clone(), v.clone()));
         }
     }
+    let gpus = gpu_ids(task, def);
+    if !gpus.is_empty() {
+        env.retain(|(k, _)| k != NVIDIA_VISIBLE_DEVICES);
+        env.push((NVIDIA_VISIBLE_DEVICES.to_string(), gpus.join(",")));
+    }
     env
 }
+
+/// What the NVIDIA container runtime reads to expose GPUs; the ECS agent sets it to the
+/// container's GPU IDs.
+pub const NVIDIA_VISIBLE_DEVICES: &str = "NVIDIA_VISIBLE_DEVICES";
 
 /// Builds the spec of one container of a task.
 pub fn container_spec(
@@ -201,12 +221,14 @@ pub fn container_spec(
         mounts,
         volumes_from,
         stop_timeout: Some(Duration::from_secs(def.stop_timeout.unwrap_or(30).max(0) as u64)),
+        gpus: gpu_ids(task, def),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gantry_model::KeyValuePair;
     use serde_json::json;
 
     fn parse<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
@@ -272,5 +294,30 @@ mod tests {
         // awsvpc containers share a namespace and publish nothing.
         let shared = container_spec("n", &task, &td, &def, &TaskNetwork::Shared("pause".into()), None);
         assert_eq!((shared.network, shared.ports.len()), (Network::Container("pause".into()), 0));
+        // No GPUs were reserved for it: none asked of the engine.
+        assert!(s.gpus.is_empty());
+        assert!(!s.env.iter().any(|(k, _)| k == NVIDIA_VISIBLE_DEVICES));
+    }
+
+    #[test]
+    fn reserved_gpus_become_the_containers_devices() {
+        let task: Task = parse(json!({"taskArn": "arn:aws:ecs:eu-west-1:1:task/c/abc", "containers": [
+            {"name": "train", "gpuIds": ["GPU-aaaa", "GPU-bbbb"]}, {"name": "log"}]}));
+        let td: TaskDefinition = parse(json!({"family": "ml", "containerDefinitions": [
+            {"name": "train", "resourceRequirements": [{"type": "GPU", "value": "2"}]}, {"name": "log"}]}));
+        let defs = td.container_definitions.clone().unwrap();
+        let mut train = defs[0].clone();
+        // The definition cannot point the container at other devices.
+        train.environment =
+            Some(vec![KeyValuePair { name: Some(NVIDIA_VISIBLE_DEVICES.into()), value: Some("all".into()) }]);
+        let net = TaskNetwork::Mode(Network::Bridge);
+        let s = container_spec("n", &task, &td, &train, &net, None);
+        assert_eq!(s.gpus, vec!["GPU-aaaa".to_string(), "GPU-bbbb".to_string()]);
+        let visible: Vec<&String> =
+            s.env.iter().filter(|(k, _)| k == NVIDIA_VISIBLE_DEVICES).map(|(_, v)| v).collect();
+        assert_eq!(visible, vec!["GPU-aaaa,GPU-bbbb"]);
+        let log = container_spec("n", &task, &td, &defs[1], &net, None);
+        assert!(log.gpus.is_empty());
+        assert!(!log.env.iter().any(|(k, _)| k == NVIDIA_VISIBLE_DEVICES));
     }
 }

@@ -387,3 +387,34 @@ async fn an_essential_container_that_exits_at_once_stops_the_task() {
     assert_eq!(s.reason.as_deref(), Some("Essential container in task exited"));
     assert_eq!(s.containers.unwrap()[0].exit_code, Some(3));
 }
+
+#[tokio::test(start_paused = true)]
+async fn reserved_gpus_reach_the_engine() {
+    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Recorder::default()));
+    rt.add_image("img");
+    let a = agent(&rt, &rec);
+    let mut asg = assignment(
+        "g1",
+        "RUNNING",
+        json!([{"name": "train", "image": "img", "memory": 64,
+                "resourceRequirements": [{"type": "GPU", "value": "2"}]},
+               {"name": "log", "image": "img", "memory": 64}]),
+    );
+    // The control plane's reservation, as the task's containers carry it.
+    asg.task.containers = Some(vec![
+        Container {
+            name: Some("train".into()),
+            gpu_ids: Some(vec!["GPU-a".into(), "GPU-b".into()]),
+            ..Default::default()
+        },
+        Container { name: Some("log".into()), ..Default::default() },
+    ]);
+    a.reconcile(vec![asg]).await.unwrap();
+    until("RUNNING reported", || rec.statuses(&arn("g1")).contains(&"RUNNING".to_string())).await;
+    let train = rt.spec("ecs-train-g1").unwrap();
+    assert_eq!(train.gpus, vec!["GPU-a".to_string(), "GPU-b".to_string()]);
+    assert!(train.env.contains(&("NVIDIA_VISIBLE_DEVICES".into(), "GPU-a,GPU-b".into())));
+    let log = rt.spec("ecs-log-g1").unwrap();
+    assert!(log.gpus.is_empty());
+    assert!(!log.env.iter().any(|(k, _)| k == "NVIDIA_VISIBLE_DEVICES"));
+}

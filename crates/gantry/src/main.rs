@@ -82,6 +82,9 @@ enum Command {
         /// Seeds the fleet's instance types and attributes.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// GPUs on every simulated instance (the GPU resource, with simulated device IDs).
+        #[arg(long, default_value_t = 0)]
+        gpus: usize,
         #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
         region: String,
     },
@@ -111,6 +114,12 @@ enum Command {
         /// Pull images even when present locally (ECS_IMAGE_PULL_BEHAVIOR=always).
         #[arg(long)]
         pull_always: bool,
+        /// A GPU device ID to offer (repeatable; default: the NVIDIA GPUs the driver lists).
+        #[arg(long = "gpu", value_name = "ID", conflicts_with = "no_gpus")]
+        gpus: Vec<String>,
+        /// Offer no GPUs, even if the host has some.
+        #[arg(long)]
+        no_gpus: bool,
     },
 }
 
@@ -160,9 +169,11 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             return rt.block_on(logs(task, follow, data_dir.unwrap_or_else(default_data_dir)));
         }
-        Command::Sim { server, cluster, instances, zones, seed, region } => {
+        Command::Sim { server, cluster, instances, zones, seed, gpus, region } => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            return rt.block_on(sim(server, region, cluster, instances, zones, seed));
+            let opts =
+                gantry_agent::sim::FleetOptions { cluster, instances, zones, seed, concurrency: 64, gpus };
+            return rt.block_on(sim(server, region, opts));
         }
         Command::Explain { server, cluster, task_definition, placement_constraints, region } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -177,6 +188,8 @@ fn main() -> anyhow::Result<()> {
             region,
             data_dir,
             pull_always,
+            gpus,
+            no_gpus,
         } => {
             let data_dir = data_dir.unwrap_or_else(|| default_data_dir().join(format!("agent-{cluster}")));
             let opts = gantry_agent::node::InstanceOptions {
@@ -186,6 +199,11 @@ fn main() -> anyhow::Result<()> {
                 attributes,
                 data_dir,
                 pull_always,
+                gpus: match (no_gpus, gpus.is_empty()) {
+                    (true, _) => Some(vec![]),
+                    (false, true) => None,
+                    (false, false) => Some(gpus),
+                },
             };
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             return rt.block_on(run_agent(server, region, opts));
@@ -220,21 +238,13 @@ macro_rules! say_raw {
 }
 
 /// `gantry sim`: creates the cluster if needed and runs the simulated fleet until interrupted.
-async fn sim(
-    server: String,
-    region: String,
-    cluster: String,
-    instances: usize,
-    zones: usize,
-    seed: u64,
-) -> anyhow::Result<()> {
+async fn sim(server: String, region: String, opts: gantry_agent::sim::FleetOptions) -> anyhow::Result<()> {
     let client = gantry_agent::client::HttpClient::new(&server, &region);
+    let cluster = opts.cluster.clone();
     let _: serde_json::Value = client
         .ecs("CreateCluster", &serde_json::json!({"clusterName": cluster}))
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach {server}: {e}"))?;
-    let opts =
-        gantry_agent::sim::FleetOptions { cluster: cluster.clone(), instances, zones, seed, concurrency: 64 };
     let started = std::time::Instant::now();
     let fleet = gantry_agent::sim::run(client, Arc::new(SystemClock), opts, |n| {
         println!(

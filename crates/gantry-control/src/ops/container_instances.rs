@@ -114,6 +114,21 @@ pub(crate) fn index_status(
 }
 
 impl ControlPlane {
+    /// What an instance registering `registered` has left, given the tasks it still holds: an
+    /// agent that restarts and registers again must not free what they use (GPU IDs above all).
+    fn remaining_after_tasks(&self, arn: &str, registered: &[Resource]) -> Result<Vec<Resource>> {
+        let mut remaining = registered.to_vec();
+        for kv in self.store.range(&keys::node_tasks_prefix(arn), None, usize::MAX) {
+            let (key, _) = keys::parse_node_task_value(&kv.value);
+            if let Some(t) = load::<super::tasks::TaskRecord>(&*self.store, &key)?
+                && t.value.task.last_status.as_deref() != Some("STOPPED")
+            {
+                super::tasks::apply(&mut remaining, &t.value.reserved, -1);
+            }
+        }
+        Ok(remaining)
+    }
+
     /// How many instances of a cluster are registered (ACTIVE or DRAINING).
     pub(crate) fn registered_instances(&self, ctx: &Ctx, cluster: &str) -> usize {
         ["ACTIVE", "DRAINING"]
@@ -200,7 +215,8 @@ impl ControlPlane {
                         let i = &mut e.value;
                         i.version += 1;
                         i.registered_resources = Some(resources.clone());
-                        i.remaining_resources = Some(resources.clone());
+                        let arn = i.container_instance_arn.clone().unwrap_or_default();
+                        i.remaining_resources = Some(self.remaining_after_tasks(&arn, &resources)?);
                         i.version_info = req.version_info.clone().or(i.version_info.take());
                         let mut a = i.attributes.take().unwrap_or_default();
                         upsert_attributes(&mut a, &attrs);

@@ -6,6 +6,7 @@ pub mod attributes;
 pub mod capacity_providers;
 pub mod clusters;
 pub mod container_instances;
+pub(crate) mod gpus;
 pub mod placement;
 pub mod tags;
 pub mod task_definitions;

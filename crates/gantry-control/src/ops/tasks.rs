@@ -27,6 +27,9 @@ pub struct Reservation {
     pub ports_tcp: Vec<u16>,
     #[serde(default)]
     pub ports_udp: Vec<u16>,
+    /// The GPU device IDs reserved on the node (from its `GPU` string set).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub gpus: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -73,7 +76,7 @@ fn stage(status: &str) -> Option<usize> {
 }
 
 /// Adds (`sign` 1) or subtracts (`sign` -1) a reservation from an instance's remaining resources.
-fn apply(resources: &mut [Resource], r: &Reservation, sign: i64) {
+pub(crate) fn apply(resources: &mut [Resource], r: &Reservation, sign: i64) {
     for res in resources.iter_mut() {
         match res.name.as_deref() {
             Some("CPU") => res.integer_value += (sign * r.cpu) as i32,
@@ -90,6 +93,11 @@ fn apply(resources: &mut [Resource], r: &Reservation, sign: i64) {
                     } else {
                         set.retain(|x| *x != p);
                     }
+                }
+            }
+            Some(super::gpus::GPU) => {
+                if let Some(free) = res.string_set_value.as_mut() {
+                    super::gpus::apply(free, &r.gpus, sign);
                 }
             }
             _ => {}
@@ -135,6 +143,12 @@ pub(crate) fn plan(def: &TaskDefinition, overrides: Option<&TaskOverride>, farga
         }
         if co.memory_reservation.is_some() {
             c.memory_reservation = co.memory_reservation;
+        }
+        // Replaces the definition's requirement of the same type (GPU).
+        for rr in co.resource_requirements.iter().flatten() {
+            let list = c.resource_requirements.get_or_insert_with(Vec::new);
+            list.retain(|x| x.r#type != rr.r#type);
+            list.push(rr.clone());
         }
     }
     if let Some(cpu) = &ov.cpu {
@@ -367,7 +381,7 @@ impl ControlPlane {
                 n.value.remaining_memory -= p.need.memory;
                 task.availability_zone = Some(n.value.availability_zone.clone());
                 let guard = Txn::new().when(&n.key, n.mod_revision).put(&n.key, encode(&n.value));
-                return Ok(self.assign(l, task, node, guard));
+                return Ok(self.assign(l, task, node, p.need.clone(), guard));
             }
             let failure = Failure {
                 arn: None,
@@ -443,13 +457,20 @@ impl ControlPlane {
             let mut placed = Vec::with_capacity(plan.chosen.len());
             for idx in &plan.chosen {
                 let ci = touched.entry(*idx).or_insert_with(|| cf.records[&view[*idx].arn].value.clone());
-                apply(ci.remaining_resources.get_or_insert_with(Vec::new), &p.need, -1);
+                // GPU: this task's own device IDs, from what the instance has left (ops/gpus.rs).
+                let need = super::gpus::reserve(
+                    ci.remaining_resources.as_deref().unwrap_or_default(),
+                    &p.need,
+                    &p.def,
+                );
+                apply(ci.remaining_resources.get_or_insert_with(Vec::new), &need, -1);
                 let mut task = tasks.remove(0);
+                super::gpus::hand_out(&mut task, &need.gpus, &p.def);
                 task.group = Some(group.clone());
                 task.container_instance_arn = Some(view[*idx].arn.clone());
                 task.availability_zone =
                     view[*idx].attributes.get("ecs.availability-zone").cloned().flatten();
-                let (t, rec) = self.assign(l, task, view[*idx].arn.clone(), txn);
+                let (t, rec) = self.assign(l, task, view[*idx].arn.clone(), need, txn);
                 txn = t;
                 if let Ok(rec) = rec {
                     placed.push(rec);
@@ -486,9 +507,10 @@ impl ControlPlane {
         l: &Launch<'_>,
         task: Task,
         node: String,
+        reserved: Reservation,
         txn: Txn,
     ) -> (Txn, std::result::Result<TaskRecord, Vec<Failure>>) {
-        let (ctx, req, reserved) = (l.ctx, l.req, l.plan.need.clone());
+        let (ctx, req) = (l.ctx, l.req);
         let cluster = l.cluster.cluster_name.as_deref().unwrap_or_default();
         let arn = task.task_arn.clone().unwrap_or_default();
         let id = task_id_of(&arn).to_string();
@@ -937,6 +959,10 @@ impl ControlPlane {
         let key = keys::container_instance(&ctx.scope, cluster, id);
         Ok(match load::<ContainerInstance>(&*self.store, &key)? {
             Some(mut ci) => {
+                let r = &super::gpus::registered_only(
+                    r,
+                    ci.value.registered_resources.as_deref().unwrap_or_default(),
+                );
                 apply(ci.value.remaining_resources.get_or_insert_with(Vec::new), r, 1);
                 txn.when(&key, ci.mod_revision).put(&key, encode(&ci.value))
             }
