@@ -48,7 +48,11 @@ pub struct ControlPlane {
     pub(crate) agents: Arc<agents::Agents>,
     /// Every cluster's placement view, kept current from the store's watch.
     pub(crate) fleets: Arc<fleets::Fleets>,
+    /// Task definitions as agents run them (no overrides), by ARN and whether FARGATE.
+    pub(crate) planned: Arc<Mutex<PlannedDefinitions>>,
 }
+
+type PlannedDefinitions = HashMap<(String, bool), Arc<gantry_model::TaskDefinition>>;
 
 /// Per-key async locks that serialize this process's writers of one hot record (a task
 /// definition family), so they queue instead of failing each other's compare-and-swap. They are
@@ -82,6 +86,7 @@ impl ControlPlane {
             locks: Arc::default(),
             agents: Arc::new(agents::Agents::new(epoch)),
             fleets: Arc::default(),
+            planned: Arc::default(),
         }
     }
 

@@ -153,10 +153,23 @@ impl ControlPlane {
             let arn = t.task_arn.clone().unwrap_or_default();
             let (ctx, _, _) = ctx_from_task_arn(&arn)?;
             let td_arn = t.task_definition_arn.clone().unwrap_or_default();
-            let Some(td) = self.find_task_definition(&ctx, &td_arn)? else { continue };
-            // The agent runs the definition as the task's overrides changed it.
+            // The agent runs the definition as the task's overrides changed it. A revision never
+            // changes, so without overrides the result is the same for every task of it: it is
+            // worked out once (polls repeat it for every task on the node).
             let fargate = t.launch_type.as_deref() == Some("FARGATE");
-            let definition = super::tasks::plan(&td.value.definition, t.overrides.as_ref(), fargate)?.def;
+            let plain = t.overrides.as_ref().is_none_or(|o| *o == TaskOverride::default());
+            let cached = if plain { self.planned_definition(&td_arn, fargate) } else { None };
+            let definition = match cached {
+                Some(d) => d,
+                None => {
+                    let Some(td) = self.find_task_definition(&ctx, &td_arn)? else { continue };
+                    let def = super::tasks::plan(&td.value.definition, t.overrides.as_ref(), fargate)?.def;
+                    if plain {
+                        self.remember_planned_definition(&td_arn, fargate, &def);
+                    }
+                    def
+                }
+            };
             out.push(Assignment {
                 task: t,
                 task_definition: definition,
@@ -164,6 +177,20 @@ impl ControlPlane {
             });
         }
         Ok(out)
+    }
+
+    fn planned_definition(&self, td_arn: &str, fargate: bool) -> Option<TaskDefinition> {
+        let cache = self.planned.lock().unwrap_or_else(|e| e.into_inner());
+        cache.get(&(td_arn.to_string(), fargate)).map(|d| TaskDefinition::clone(d))
+    }
+
+    fn remember_planned_definition(&self, td_arn: &str, fargate: bool, def: &TaskDefinition) {
+        let mut cache = self.planned.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: a full cache starts over.
+        if cache.len() >= 4096 {
+            cache.clear();
+        }
+        cache.insert((td_arn.to_string(), fargate), std::sync::Arc::new(def.clone()));
     }
 
     /// Applies a health report: container health, the task's health (UNHEALTHY if an essential
