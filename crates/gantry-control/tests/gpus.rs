@@ -2,9 +2,11 @@
 //! for a number of GPUs per container, and placement reserves concrete IDs (a container's
 //! `gpuIds`) from the instance's remaining set and gives them back when the task stops.
 
+mod common;
+use common::{req, setup};
 use gantry_control::ops::tasks::Reservation;
 use gantry_control::{ControlPlane, Ctx};
-use gantry_core::{FixedClock, Scope, SeededIds, Timestamp};
+use gantry_core::FixedClock;
 use gantry_model::*;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -16,17 +18,6 @@ const IDS: [&str; 4] = [
     "GPU-4a77e0c1-0000-0000-0000-000000000004",
     "GPU-2c5d9b0e-0000-0000-0000-000000000002",
 ];
-
-fn setup() -> (ControlPlane, Ctx, Arc<FixedClock>) {
-    let store = Arc::new(gantry_store::SqliteStore::in_memory().unwrap());
-    let clock = Arc::new(FixedClock::new(Timestamp(1_700_000_000_000)));
-    let cp = ControlPlane::new(store, clock.clone(), Arc::new(SeededIds::new(9)));
-    (cp, Ctx::root(Scope::new("000000000000", "us-east-1")), clock)
-}
-
-fn req<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
-    serde_json::from_value(v).unwrap()
-}
 
 fn registration(arn: Option<&str>) -> RegisterContainerInstanceRequest {
     let mut r = json!({"cluster": "c",

@@ -1,24 +1,14 @@
 //! Tasks through the control plane directly: placement, failures, idempotency, the lifecycle
 //! that agents report, and concurrent RunTask calls that must never overcommit an instance.
 
+mod common;
+use common::{req, setup};
 use gantry_control::{ControlPlane, Ctx};
 use gantry_core::protocol::FargateRegistration;
-use gantry_core::{ErrorKind, FixedClock, Scope, SeededIds, Timestamp};
+use gantry_core::{ErrorKind, FixedClock};
 use gantry_model::*;
-use gantry_store::SqliteStore;
 use serde_json::json;
 use std::sync::Arc;
-
-fn setup() -> (ControlPlane, Ctx, Arc<FixedClock>) {
-    let store = Arc::new(SqliteStore::in_memory().unwrap());
-    let clock = Arc::new(FixedClock::new(Timestamp(1_700_000_000_000)));
-    let cp = ControlPlane::new(store, clock.clone(), Arc::new(SeededIds::new(9)));
-    (cp, Ctx::root(Scope::new("000000000000", "us-east-1")), clock)
-}
-
-fn req<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
-    serde_json::from_value(v).unwrap()
-}
 
 /// A cluster with one instance of `memory` MiB whose agent is connected (the guard keeps it so).
 async fn cluster_with_instance(

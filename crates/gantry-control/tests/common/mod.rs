@@ -1,0 +1,18 @@
+//! Helpers shared by the control-plane test files.
+
+use gantry_control::{ControlPlane, Ctx};
+use gantry_core::{FixedClock, Scope, SeededIds, Timestamp};
+use std::sync::Arc;
+
+/// A control plane on an in-memory store, a fixed clock and seeded IDs, and a root context.
+pub fn setup() -> (ControlPlane, Ctx, Arc<FixedClock>) {
+    let store = Arc::new(gantry_store::SqliteStore::in_memory().unwrap());
+    let clock = Arc::new(FixedClock::new(Timestamp(1_700_000_000_000)));
+    let cp = ControlPlane::new(store, clock.clone(), Arc::new(SeededIds::new(9)));
+    (cp, Ctx::root(Scope::new("000000000000", "us-east-1")), clock)
+}
+
+/// A request shape from JSON.
+pub fn req<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+    serde_json::from_value(v).unwrap()
+}
