@@ -3,7 +3,7 @@
 //! `gpuIds`) from the instance's remaining set and gives them back when the task stops.
 
 mod common;
-use common::{req, setup};
+use common::{connected_instance, req, setup};
 use gantry_control::ops::tasks::Reservation;
 use gantry_control::{ControlPlane, Ctx};
 use gantry_core::FixedClock;
@@ -39,16 +39,7 @@ async fn gpu_instance(
     clock: &Arc<FixedClock>,
 ) -> (String, gantry_control::agents::PollGuard) {
     cp.create_cluster(ctx, req(json!({"clusterName": "c"}))).await.unwrap();
-    let ci = cp
-        .register_container_instance(ctx, registration(None))
-        .await
-        .unwrap()
-        .container_instance
-        .unwrap()
-        .container_instance_arn
-        .unwrap();
-    let (guard, _) = cp.agents().begin_poll(&ci, clock.clone());
-    (ci, guard)
+    connected_instance(cp, ctx, clock, registration(None)).await
 }
 
 async fn gpu_taskdef(cp: &ControlPlane, ctx: &Ctx, family: &str, containers: serde_json::Value) {

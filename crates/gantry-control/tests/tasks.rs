@@ -2,7 +2,7 @@
 //! that agents report, and concurrent RunTask calls that must never overcommit an instance.
 
 mod common;
-use common::{req, setup};
+use common::{connected_instance, req, setup};
 use gantry_control::{ControlPlane, Ctx};
 use gantry_core::protocol::FargateRegistration;
 use gantry_core::{ErrorKind, FixedClock};
@@ -18,21 +18,10 @@ async fn cluster_with_instance(
     memory: i32,
 ) -> (String, gantry_control::agents::PollGuard) {
     cp.create_cluster(ctx, req(json!({"clusterName": "c"}))).await.unwrap();
-    let ci = cp
-        .register_container_instance(
-            ctx,
-            req(json!({"cluster": "c", "totalResources": [
-                {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
-                {"name": "MEMORY", "type": "INTEGER", "integerValue": memory}]})),
-        )
-        .await
-        .unwrap()
-        .container_instance
-        .unwrap()
-        .container_instance_arn
-        .unwrap();
-    let (guard, _) = cp.agents().begin_poll(&ci, clock.clone());
-    (ci, guard)
+    let registration = req(json!({"cluster": "c", "totalResources": [
+        {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+        {"name": "MEMORY", "type": "INTEGER", "integerValue": memory}]}));
+    connected_instance(cp, ctx, clock, registration).await
 }
 
 async fn taskdef(cp: &ControlPlane, ctx: &Ctx, memory: i32, host_port: Option<i32>) {
@@ -373,21 +362,12 @@ async fn zoned_fleet(
     let mut guards = Vec::new();
     for i in 0..6 {
         let zone = ["zone-a", "zone-b", "zone-c"][i % 3];
-        let arn = cp
-            .register_container_instance(
-                ctx,
-                req(json!({"cluster": "z", "totalResources": [
-                    {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
-                    {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}],
-                    "attributes": [{"name": "ecs.availability-zone", "value": zone}]})),
-            )
-            .await
-            .unwrap()
-            .container_instance
-            .unwrap()
-            .container_instance_arn
-            .unwrap();
-        guards.push(cp.agents().begin_poll(&arn, clock.clone()).0);
+        let registration = req(json!({"cluster": "z", "totalResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}],
+            "attributes": [{"name": "ecs.availability-zone", "value": zone}]}));
+        let (arn, guard) = connected_instance(cp, ctx, clock, registration).await;
+        guards.push(guard);
         arns.push(arn);
     }
     (arns, guards)

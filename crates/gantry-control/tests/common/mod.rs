@@ -16,3 +16,22 @@ pub fn setup() -> (ControlPlane, Ctx, Arc<FixedClock>) {
 pub fn req<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
     serde_json::from_value(v).unwrap()
 }
+
+/// Registers a container instance and keeps its agent connected while the guard lives.
+pub async fn connected_instance(
+    cp: &ControlPlane,
+    ctx: &Ctx,
+    clock: &Arc<FixedClock>,
+    registration: gantry_model::RegisterContainerInstanceRequest,
+) -> (String, gantry_control::agents::PollGuard) {
+    let arn = cp
+        .register_container_instance(ctx, registration)
+        .await
+        .unwrap()
+        .container_instance
+        .unwrap()
+        .container_instance_arn
+        .unwrap();
+    let (guard, _) = cp.agents().begin_poll(&arn, clock.clone());
+    (arn, guard)
+}
