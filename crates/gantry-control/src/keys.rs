@@ -67,6 +67,28 @@ pub fn ci_status(s: &Scope, cluster: &str, status: &str, id: &str) -> String {
 pub fn service_prefix(s: &Scope, cluster: &str) -> String {
     format!("{}service/{cluster}/", base(s))
 }
+pub fn service(s: &Scope, cluster: &str, name: &str) -> String {
+    format!("{}{name}", service_prefix(s, cluster))
+}
+
+/// The tasks the scheduler started for a service, until it has accounted for them STOPPED:
+/// `.../service-task/CLUSTER/SERVICE/TASK-ID` (empty values).
+pub fn service_tasks_prefix(s: &Scope, cluster: &str, service: &str) -> String {
+    format!("{}service-task/{cluster}/{service}/", base(s))
+}
+pub fn service_task(s: &Scope, cluster: &str, service: &str, task_id: &str) -> String {
+    format!("{}{task_id}", service_tasks_prefix(s, cluster, service))
+}
+
+/// Every service the scheduler looks after, across accounts and regions:
+/// `/_service/ACCOUNT/REGION/CLUSTER/NAME`, whose value is the service's key. Written when the
+/// service is created, deleted when it becomes INACTIVE.
+pub fn scheduled_services_prefix() -> String {
+    "/_service/".to_string()
+}
+pub fn scheduled_service(s: &Scope, cluster: &str, name: &str) -> String {
+    format!("{}{}/{}/{cluster}/{name}", scheduled_services_prefix(), s.account, s.region)
+}
 
 pub fn task_prefix(s: &Scope, cluster: &str) -> String {
     format!("{}task/{cluster}/", base(s))

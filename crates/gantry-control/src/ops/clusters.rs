@@ -1,6 +1,7 @@
 //! Clusters: CreateCluster, DescribeClusters, ListClusters, UpdateCluster, UpdateClusterSettings,
 //! PutClusterCapacityProviders, DeleteCluster.
 
+use super::services::ServiceRecord;
 use super::{check_batch, check_include, includes};
 use crate::records::{decode, encode, load, load_prefix};
 use crate::{ControlPlane, Ctx, keys};
@@ -271,13 +272,14 @@ impl ControlPlane {
                 *v.1 += 1;
             }
         }
-        for s in load_prefix::<Service>(&*self.store, &keys::service_prefix(&ctx.scope, cluster))? {
-            let state = match s.value.status.as_deref() {
+        for s in load_prefix::<ServiceRecord>(&*self.store, &keys::service_prefix(&ctx.scope, cluster))? {
+            let s = &s.value.service;
+            let state = match s.status.as_deref() {
                 Some("ACTIVE") => "active",
                 Some("DRAINING") => "draining",
                 _ => continue,
             };
-            let k = format!("{state}{}ServiceCount", launch(s.value.launch_type.as_deref()));
+            let k = format!("{state}{}ServiceCount", launch(s.launch_type.as_deref()));
             if let Some(v) = counts.iter_mut().find(|(n, _)| **n == k) {
                 *v.1 += 1;
             }
@@ -440,10 +442,12 @@ impl ControlPlane {
         }) {
             return Ok(true);
         }
-        let services = load_prefix::<Service>(&*self.store, &keys::service_prefix(&ctx.scope, cluster))?;
-        Ok(services.iter().any(|s| {
-            s.value.status.as_deref() != Some("INACTIVE") && uses(&s.value.capacity_provider_strategy)
-        }))
+        let services =
+            load_prefix::<ServiceRecord>(&*self.store, &keys::service_prefix(&ctx.scope, cluster))?;
+        Ok(services
+            .iter()
+            .map(|s| &s.value.service)
+            .any(|s| s.status.as_deref() != Some("INACTIVE") && uses(&s.capacity_provider_strategy)))
     }
 
     pub async fn delete_cluster(
@@ -456,8 +460,11 @@ impl ControlPlane {
                 let mut c = self.active_cluster(ctx, Some(&req.cluster))?;
                 let name = c.value.cluster_name.clone().unwrap_or_default();
                 let services =
-                    load_prefix::<Service>(&*self.store, &keys::service_prefix(&ctx.scope, &name))?;
-                if services.iter().any(|s| matches!(s.value.status.as_deref(), Some("ACTIVE" | "DRAINING"))) {
+                    load_prefix::<ServiceRecord>(&*self.store, &keys::service_prefix(&ctx.scope, &name))?;
+                if services
+                    .iter()
+                    .any(|s| matches!(s.value.service.status.as_deref(), Some("ACTIVE" | "DRAINING")))
+                {
                     return Err(EcsError::new(
                         ErrorKind::ClusterContainsServicesException,
                         "The Cluster cannot be deleted while Services are active.",
