@@ -1,0 +1,588 @@
+//! The service scheduler's rules, as ECS applies them, with no I/O: [`reconcile`] takes what a
+//! service wants ([`Service`]), what is observed ([`TaskView`]s, [`InstanceView`]s), the
+//! scheduler's [`Notes`] from its last pass and the time, and returns a [`Plan`]: the tasks to
+//! launch and to stop, the deployments' new states and counts, the service events to record, and
+//! when to look again.
+//!
+//! The caller (the control plane's scheduler loop) reads the store, calls [`reconcile`], carries
+//! the plan out through placement and StopTask's path, and writes the outcome back with
+//! compare-and-swap. Because a plan depends only on its inputs, every decision can be replayed,
+//! and tests drive the rules with a fake clock and no containers.
+//!
+//! The rules:
+//! - **REPLICA** keeps `desiredCount` tasks of the PRIMARY deployment. During a deployment (and
+//!   while replacing tasks on DRAINING instances) tasks that are not STOPPED never exceed
+//!   `maximumPercent` of the desired count, and tasks are only stopped while the healthy ones
+//!   stay at or above `minimumHealthyPercent`.
+//! - **DAEMON** keeps exactly one task of the PRIMARY deployment on every eligible instance.
+//! - Tasks that are RUNNING but UNHEALTHY after the grace period are stopped and replaced.
+//! - Tasks that stop without reaching RUNNING throttle further launches (ECS's service throttle
+//!   logic: increasing delays up to 27 minutes; a new deployment resets it).
+//! - The deployment circuit breaker fails a deployment once its failed tasks reach the
+//!   threshold, and may roll back to the last COMPLETED deployment.
+//! - Scale-in and deployments stop tasks in ECS's order: not yet RUNNING first, then unhealthy,
+//!   then from the Availability Zone, and within it the instance, with the most tasks of the
+//!   service. Tasks with scale-in protection are left alone until it expires.
+
+mod order;
+
+pub use order::scale_in_order;
+
+/// Epoch milliseconds.
+pub type Millis = i64;
+
+/// How far a task got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// PROVISIONING, PENDING or ACTIVATING.
+    Pending,
+    Running,
+    /// DEACTIVATING, STOPPING or DEPROVISIONING: on its way out.
+    Stopping,
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    Unknown,
+    Healthy,
+    Unhealthy,
+}
+
+/// Why a task stopped (or is stopping), as far as the scheduler cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    /// The scheduler asked (scale-in, deployment, health, service deletion).
+    Scheduler,
+    /// Someone called StopTask: replaced, not held against the deployment.
+    User,
+    /// It failed: an essential container exited, or it never started.
+    Failed,
+}
+
+/// A task of the service, as observed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskView {
+    /// The task ID (the last part of its ARN).
+    pub id: String,
+    /// The deployment that started it (the task's `startedBy`).
+    pub deployment: String,
+    pub phase: Phase,
+    /// desiredStatus is STOPPED.
+    pub stop_requested: bool,
+    /// Why it stopped or was asked to; meaningful once `stop_requested` or STOPPED.
+    pub cause: StopCause,
+    /// Whether it ever reached RUNNING.
+    pub reached_running: bool,
+    pub health: Health,
+    /// Whether any of its containers has a health check (then only HEALTHY counts as healthy).
+    pub health_checked: bool,
+    pub started_at: Option<Millis>,
+    pub instance: Option<String>,
+    pub zone: Option<String>,
+    /// Its container instance is DRAINING (or gone).
+    pub instance_draining: bool,
+    /// Scale-in protection, until then.
+    pub protected_until: Option<Millis>,
+}
+
+impl TaskView {
+    fn live(&self) -> bool {
+        self.phase != Phase::Stopped
+    }
+    /// Still wanted: alive and not asked to stop.
+    fn active(&self) -> bool {
+        self.live() && !self.stop_requested
+    }
+    pub fn healthy(&self) -> bool {
+        self.phase == Phase::Running
+            && match self.health {
+                Health::Healthy => true,
+                Health::Unknown => !self.health_checked,
+                Health::Unhealthy => false,
+            }
+    }
+    fn protected(&self, now: Millis) -> bool {
+        self.protected_until.is_some_and(|t| t > now)
+    }
+}
+
+/// A container instance, for DAEMON services.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstanceView {
+    pub arn: String,
+    pub zone: Option<String>,
+    /// ACTIVE and satisfying the service's placement constraints.
+    pub eligible: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollout {
+    InProgress,
+    Completed,
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Primary,
+    Active,
+}
+
+/// A deployment as the scheduler tracks it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentState {
+    pub id: String,
+    pub status: Status,
+    pub rollout: Rollout,
+    pub rollout_reason: String,
+    pub failed_tasks: u32,
+    pub created_at: Millis,
+    pub desired: u32,
+    pub running: u32,
+    pub pending: u32,
+}
+
+impl DeploymentState {
+    /// A new PRIMARY deployment, IN_PROGRESS.
+    pub fn new(id: &str, created_at: Millis) -> Self {
+        DeploymentState {
+            id: id.to_string(),
+            status: Status::Primary,
+            rollout: Rollout::InProgress,
+            rollout_reason: format!("ECS deployment {id} in progress."),
+            failed_tasks: 0,
+            created_at,
+            desired: 0,
+            running: 0,
+            pending: 0,
+        }
+    }
+}
+
+/// The deployment circuit breaker, when enabled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Breaker {
+    pub rollback: bool,
+    /// Failed tasks that fail the deployment (see [`breaker_threshold`]).
+    pub threshold: u32,
+}
+
+/// ECS's circuit-breaker threshold: `BOUNDED_PERCENT` (the default, 50) is that percent of the
+/// desired count, rounded up, kept within 3..=200; `UNBOUNDED_PERCENT` is not bounded (but at
+/// least 1); `COUNT` is the value itself.
+pub fn breaker_threshold(kind: &str, value: u32, desired: u32) -> u32 {
+    let pct = (u64::from(value) * u64::from(desired)).div_ceil(100) as u32;
+    match kind {
+        "COUNT" => value.max(1),
+        "UNBOUNDED_PERCENT" => pct.max(1),
+        _ => pct.clamp(3, 200),
+    }
+}
+
+/// What the service wants.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    pub name: String,
+    pub desired: u32,
+    pub daemon: bool,
+    pub min_healthy_percent: u32,
+    pub max_percent: u32,
+    pub breaker: Option<Breaker>,
+    /// healthCheckGracePeriodSeconds, in milliseconds.
+    pub grace_ms: Millis,
+    /// The service was deleted: every task goes, then it is INACTIVE.
+    pub draining: bool,
+    /// PRIMARY first.
+    pub deployments: Vec<DeploymentState>,
+}
+
+/// What the scheduler remembers between passes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Notes {
+    /// Tasks in a row that stopped without reaching RUNNING.
+    pub start_failures: u32,
+    /// When the last of those was seen.
+    pub last_start_failure: Millis,
+    /// No launch before this (throttled).
+    pub launch_not_before: Millis,
+    /// Whether the steady-state event was recorded for the current state.
+    pub steady: bool,
+    /// The last deployment that COMPLETED, for rollbacks.
+    pub last_completed: Option<String>,
+    /// Deployments whose tasks now count as another's (after a rollback adopted them).
+    pub aliases: Vec<(String, String)>,
+}
+
+/// Launch `count` tasks of the PRIMARY deployment, on `instance` if given (DAEMON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    pub count: u32,
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stop {
+    pub task: String,
+    pub reason: String,
+}
+
+/// A circuit-breaker rollback: a new PRIMARY deployment `id` runs what deployment `to` ran.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollback {
+    pub id: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    pub launch: Vec<Launch>,
+    pub stop: Vec<Stop>,
+    /// STOPPED tasks now accounted for: the caller drops them from the service's index.
+    pub forget: Vec<String>,
+    /// The deployments after this pass, PRIMARY first; finished ones are gone.
+    pub deployments: Vec<DeploymentState>,
+    pub running: u32,
+    pub pending: u32,
+    /// The desired count the service reports (DAEMON: the eligible instances).
+    pub desired: u32,
+    pub notes: Notes,
+    /// Service events, oldest first.
+    pub events: Vec<String>,
+    /// Look again at this time even if nothing changes.
+    pub wake_at: Option<Millis>,
+    pub rollback: Option<Rollback>,
+    /// The deployment that just reached COMPLETED.
+    pub completed: Option<String>,
+    /// A deleted service whose tasks are all gone: it becomes INACTIVE.
+    pub inactive: bool,
+}
+
+/// The longest throttle delay (ECS: 27 minutes).
+pub const MAX_THROTTLE_MS: Millis = 27 * 60 * 1000;
+
+/// The delay before the next launch after `failures` tasks in a row failed to start: none for
+/// the first two, then 5 s doubling up to [`MAX_THROTTLE_MS`].
+pub fn throttle_delay(failures: u32) -> Millis {
+    if failures < 3 {
+        return 0;
+    }
+    let shift = (failures - 3).min(20);
+    (5_000i64 << shift).min(MAX_THROTTLE_MS)
+}
+
+fn earliest(a: Option<Millis>, b: Millis) -> Option<Millis> {
+    Some(a.map_or(b, |a| a.min(b)))
+}
+
+fn task_list(ids: &[&TaskView]) -> String {
+    ids.iter().map(|t| format!("(task {})", t.id)).collect::<Vec<_>>().join(" ")
+}
+
+/// One pass of the scheduler over one service.
+///
+/// `fresh_id` is a new deployment ID, used only if the circuit breaker rolls back.
+pub fn reconcile(
+    svc: &Service,
+    tasks: &[TaskView],
+    instances: &[InstanceView],
+    notes: &Notes,
+    now: Millis,
+    fresh_id: &str,
+) -> Plan {
+    let name = &svc.name;
+    let mut notes = notes.clone();
+    let mut events = Vec::new();
+    let mut deps = svc.deployments.clone();
+    let mut wake_at: Option<Millis> = None;
+    let mut forget = Vec::new();
+    let mut rollback = None;
+
+    // Tasks count for the deployment that adopted theirs.
+    let alias = |d: &str, notes: &Notes| -> String {
+        notes.aliases.iter().find(|(from, _)| from == d).map_or_else(|| d.to_string(), |(_, to)| to.clone())
+    };
+    let own_deployments: Vec<String> =
+        tasks.iter().filter(|t| t.live()).map(|t| t.deployment.clone()).collect();
+    let mut tasks: Vec<TaskView> = tasks.to_vec();
+    for t in &mut tasks {
+        t.deployment = alias(&t.deployment, &notes);
+    }
+
+    // 0. Account for the tasks that stopped since the last pass.
+    for t in tasks.iter().filter(|t| t.phase == Phase::Stopped) {
+        forget.push(t.id.clone());
+        if t.cause != StopCause::Failed {
+            continue;
+        }
+        if let Some(d) = deps.iter_mut().find(|d| d.id == t.deployment)
+            && d.rollout == Rollout::InProgress
+        {
+            d.failed_tasks += 1;
+        }
+        if !t.reached_running {
+            notes.start_failures += 1;
+            notes.last_start_failure = now;
+            let delay = throttle_delay(notes.start_failures);
+            notes.launch_not_before = now + delay;
+            if notes.start_failures == 3 {
+                events.push(format!("(service {name}) is unable to consistently start tasks successfully."));
+            }
+        }
+    }
+    // A task that reached RUNNING since, or a new deployment, ends the throttle.
+    let primary_created = deps.first().map(|d| d.created_at).unwrap_or(0);
+    let ran_since = tasks.iter().any(|t| {
+        t.live() && t.phase == Phase::Running && t.started_at.is_some_and(|s| s >= notes.last_start_failure)
+    });
+    if notes.start_failures > 0 && (ran_since || primary_created > notes.last_start_failure) {
+        notes.start_failures = 0;
+        notes.launch_not_before = 0;
+    }
+
+    // 1. The circuit breaker.
+    if let (Some(b), Some(p)) = (svc.breaker, deps.first_mut())
+        && p.rollout == Rollout::InProgress
+        && p.failed_tasks >= b.threshold
+    {
+        p.rollout = Rollout::Failed;
+        p.rollout_reason = "ECS deployment circuit breaker: tasks failed to start.".into();
+        let failed = p.id.clone();
+        events.push(format!(
+            "(service {name}) (deployment {failed}) deployment failed: tasks failed to start."
+        ));
+        if let Some(to) = notes.last_completed.clone().filter(|to| b.rollback && *to != failed) {
+            let mut d = DeploymentState::new(fresh_id, now);
+            d.rollout_reason = format!("ECS deployment circuit breaker: rolling back to deploymentId {to}.");
+            for x in deps.iter_mut() {
+                x.status = Status::Active;
+            }
+            // The tasks the target deployment still runs are the rollback's own.
+            deps.retain(|x| x.id != to);
+            notes.aliases.retain(|(_, t)| *t != to);
+            for (_, t) in notes.aliases.iter_mut() {
+                if *t == to {
+                    *t = fresh_id.to_string();
+                }
+            }
+            notes.aliases.push((to.clone(), fresh_id.to_string()));
+            for t in &mut tasks {
+                if t.deployment == to {
+                    t.deployment = fresh_id.to_string();
+                }
+            }
+            deps.insert(0, d);
+            events.push(format!(
+                "(service {name}) (deployment {fresh_id}) deployment started: rolling back to deployment {to}."
+            ));
+            notes.start_failures = 0;
+            notes.launch_not_before = 0;
+            rollback = Some(Rollback { id: fresh_id.to_string(), to });
+        }
+    }
+
+    let primary = deps.first().map(|d| (d.id.clone(), d.rollout));
+    let desired = if svc.draining {
+        0
+    } else if svc.daemon {
+        instances.iter().filter(|i| i.eligible).count() as u32
+    } else {
+        svc.desired
+    };
+    let by_scheduler = primary.as_ref().map_or_else(
+        || "Scaling activity initiated by (service)".to_string(),
+        |(id, _)| format!("Scaling activity initiated by (deployment {id})"),
+    );
+    let mut stops: Vec<Stop> = Vec::new();
+    let mut stopped: Vec<String> = Vec::new();
+    let stop = |t: &TaskView, reason: &str, stops: &mut Vec<Stop>, stopped: &mut Vec<String>| {
+        stops.push(Stop { task: t.id.clone(), reason: reason.to_string() });
+        stopped.push(t.id.clone());
+    };
+
+    // 2. Unhealthy tasks past the grace period are replaced.
+    for t in tasks.iter().filter(|t| t.active() && t.phase == Phase::Running && t.health == Health::Unhealthy)
+    {
+        let since = t.started_at.unwrap_or(now);
+        if now < since + svc.grace_ms {
+            wake_at = earliest(wake_at, since + svc.grace_ms);
+            continue;
+        }
+        stop(t, "Task failed container health checks", &mut stops, &mut stopped);
+        events.push(format!("(service {name}) (task {}) failed container health checks.", t.id));
+        if let Some(d) = deps.iter_mut().find(|d| d.id == t.deployment)
+            && d.rollout == Rollout::InProgress
+        {
+            d.failed_tasks += 1;
+        }
+    }
+
+    let is_primary = |t: &TaskView| primary.as_ref().is_some_and(|(id, _)| *id == t.deployment);
+    let can_launch = primary.as_ref().is_some_and(|(_, r)| *r != Rollout::Failed) && !svc.draining;
+    let throttled = now < notes.launch_not_before;
+    if throttled {
+        wake_at = earliest(wake_at, notes.launch_not_before);
+    }
+    let mut launch = Vec::new();
+    let mut scheduled_stops: Vec<&TaskView> = Vec::new();
+    let live_count = tasks.iter().filter(|t| t.live()).count() as u32;
+    let active: Vec<&TaskView> = tasks.iter().filter(|t| t.active() && !stopped.contains(&t.id)).collect();
+    let min_healthy = (u64::from(desired) * u64::from(svc.min_healthy_percent)).div_ceil(100) as u32;
+    let healthy_now = active.iter().filter(|t| t.healthy()).count() as u32;
+    let mut budget = healthy_now.saturating_sub(min_healthy);
+
+    if svc.daemon {
+        // 3d. One task per eligible instance.
+        let eligible: Vec<&InstanceView> = instances.iter().filter(|i| i.eligible).collect();
+        let mut leaving: Vec<&TaskView> = Vec::new();
+        for t in &active {
+            let on_eligible = t.instance.as_ref().is_some_and(|a| eligible.iter().any(|i| i.arn == *a))
+                && !t.instance_draining;
+            if !on_eligible || svc.draining {
+                leaving.push(t);
+            }
+        }
+        for i in &eligible {
+            if svc.draining {
+                break;
+            }
+            let here: Vec<&TaskView> =
+                active.iter().copied().filter(|t| t.instance.as_deref() == Some(&i.arn)).collect();
+            let mine: Vec<&TaskView> = here.iter().copied().filter(|t| is_primary(t)).collect();
+            let old: Vec<&TaskView> = here.iter().copied().filter(|t| !is_primary(t)).collect();
+            // Extra copies of the primary's task go first.
+            for t in scale_in_order(&mine, &active).into_iter().skip(1) {
+                scheduled_stops.push(t);
+            }
+            leaving.extend(old.iter().copied());
+            let any_live_here = tasks.iter().any(|t| {
+                t.live() && t.instance.as_deref() == Some(&i.arn) && !mine.iter().any(|m| m.id == t.id)
+            });
+            if mine.is_empty() && !any_live_here && can_launch && !throttled {
+                launch.push(Launch { count: 1, instance: Some(i.arn.clone()) });
+            }
+        }
+        for t in scale_in_order(&leaving, &active) {
+            if t.protected(now) && !svc.draining {
+                wake_at = earliest(wake_at, t.protected_until.unwrap_or(now));
+                continue;
+            }
+            if t.healthy() && !svc.draining {
+                if budget == 0 {
+                    continue;
+                }
+                budget -= 1;
+            }
+            scheduled_stops.push(t);
+        }
+    } else {
+        // 3r. REPLICA: launch within maximumPercent, stop within minimumHealthyPercent.
+        let keep: Vec<&TaskView> =
+            active.iter().copied().filter(|t| is_primary(t) && !t.instance_draining).collect();
+        let leaving: Vec<&TaskView> =
+            active.iter().copied().filter(|t| !is_primary(t) || t.instance_draining).collect();
+        let max_total = (u64::from(desired) * u64::from(svc.max_percent) / 100) as u32;
+        let want = desired.saturating_sub(keep.len() as u32);
+        let room = max_total.saturating_sub(live_count);
+        let n = want.min(room);
+        if n > 0 && can_launch && !throttled {
+            launch.push(Launch { count: n, instance: None });
+        }
+        let budget_all = svc.draining;
+        for t in scale_in_order(&leaving, &active) {
+            if t.protected(now) && !budget_all {
+                wake_at = earliest(wake_at, t.protected_until.unwrap_or(now));
+                continue;
+            }
+            if t.healthy() && !budget_all {
+                if budget == 0 {
+                    continue;
+                }
+                budget -= 1;
+            }
+            scheduled_stops.push(t);
+        }
+        // Scale-in: more primary tasks than desired.
+        let excess = (keep.len() as u32).saturating_sub(desired);
+        let mut taken = 0;
+        for t in scale_in_order(&keep, &active) {
+            if taken == excess {
+                break;
+            }
+            if t.protected(now) && !svc.draining {
+                wake_at = earliest(wake_at, t.protected_until.unwrap_or(now));
+                continue;
+            }
+            scheduled_stops.push(t);
+            taken += 1;
+        }
+    }
+    if !scheduled_stops.is_empty() {
+        let reason = if svc.draining { "Service was deleted".to_string() } else { by_scheduler.clone() };
+        for t in &scheduled_stops {
+            stop(t, &reason, &mut stops, &mut stopped);
+        }
+        events.push(format!(
+            "(service {name}) has stopped {} running tasks: {}.",
+            scheduled_stops.len(),
+            task_list(&scheduled_stops)
+        ));
+    }
+
+    // 4. Counts, finished deployments, completion and steady state.
+    let remaining = |t: &&&TaskView| t.active() && !stopped.contains(&t.id);
+    let live: Vec<&TaskView> = tasks.iter().filter(|t| t.live()).collect();
+    for d in deps.iter_mut() {
+        let mine = |t: &&&TaskView| t.deployment == d.id;
+        d.running = live.iter().filter(mine).filter(|t| t.phase == Phase::Running).count() as u32;
+        d.pending = live.iter().filter(mine).filter(|t| t.phase == Phase::Pending).count() as u32;
+        d.desired = if d.status == Status::Primary {
+            desired
+        } else {
+            live.iter().filter(mine).filter(remaining).count() as u32
+        };
+    }
+    let first = deps.first().map(|d| d.id.clone());
+    deps.retain(|d| Some(&d.id) == first.as_ref() || live.iter().any(|t| t.deployment == d.id));
+    let running = live.iter().filter(|t| t.phase == Phase::Running).count() as u32;
+    let pending = live.iter().filter(|t| t.phase == Phase::Pending).count() as u32;
+    let settled = stops.is_empty()
+        && launch.is_empty()
+        && deps.len() == 1
+        && live.len() as u32 == desired
+        && live.iter().all(|t| t.active() && is_primary(t) && t.healthy() && !t.instance_draining);
+    let mut completed = None;
+    if let Some(p) = deps.first_mut()
+        && settled
+        && p.rollout == Rollout::InProgress
+        && !svc.draining
+    {
+        p.rollout = Rollout::Completed;
+        p.rollout_reason = format!("ECS deployment {} completed.", p.id);
+        events.push(format!("(service {name}) (deployment {}) deployment completed.", p.id));
+        notes.last_completed = Some(p.id.clone());
+        completed = Some(p.id.clone());
+    }
+    // Aliases only matter while tasks of the old deployment live.
+    notes.aliases.retain(|(from, _)| own_deployments.contains(from));
+    if settled && !svc.draining && !notes.steady {
+        events.push(format!("(service {name}) has reached a steady state."));
+    }
+    notes.steady = settled && !svc.draining;
+    let inactive = svc.draining && live.is_empty();
+    Plan {
+        launch,
+        stop: stops,
+        forget,
+        deployments: deps,
+        running,
+        pending,
+        desired,
+        notes,
+        events,
+        wake_at,
+        rollback,
+        completed,
+        inactive,
+    }
+}
