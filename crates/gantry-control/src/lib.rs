@@ -14,6 +14,7 @@ mod fleets;
 pub mod keys;
 pub mod ops;
 mod records;
+mod scheduler;
 
 use gantry_core::{Clock, EcsError, IdGen, Result, Scope};
 use gantry_store::{Store, Txn};

@@ -423,6 +423,9 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         SqliteStore::open(&db).with_context(|| format!("cannot open the store at {}", db.display()))?;
     let control =
         ControlPlane::new(Arc::new(store), Arc::new(SystemClock), Arc::new(SeededIds::from_entropy()));
+    // The service scheduler runs in every server (one server per store for now; several
+    // servers sharing etcd will elect one).
+    control.start_scheduler();
     let app = router(
         control,
         ApiConfig {

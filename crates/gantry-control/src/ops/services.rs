@@ -18,24 +18,27 @@ pub struct ServiceRecord {
     pub sched: SchedNotes,
 }
 
-/// The scheduler's memory of a service, beyond what ECS's shape shows.
+/// The scheduler's memory of a service, beyond what ECS's shape shows (`gantry_sched::Notes`,
+/// with the last completed deployment kept whole for rollbacks).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SchedNotes {
     /// Tasks in a row that stopped without reaching RUNNING (ECS's service throttle logic).
     #[serde(default)]
     pub start_failures: u32,
+    #[serde(default)]
+    pub last_start_failure_ms: i64,
     /// While throttled, no task is launched before this (epoch milliseconds).
     #[serde(default)]
     pub launch_not_before_ms: i64,
-    /// After a placement failure, the next placement attempt is not before this.
-    #[serde(default)]
-    pub placement_retry_at_ms: i64,
     /// The last deployment that reached COMPLETED: what a circuit-breaker rollback returns to.
     #[serde(default)]
     pub last_completed: Option<Deployment>,
-    /// Whether the "has reached a steady state" event was emitted for the current state.
+    /// Whether the "has reached a steady state" event was recorded for the current state.
     #[serde(default)]
     pub steady: bool,
+    /// Deployments whose tasks count as another's (a rollback adopts its target's tasks).
+    #[serde(default)]
+    pub aliases: Vec<(String, String)>,
 }
 
 /// A new deployment ID as ECS forms them: `ecs-svc/` and 19 digits.

@@ -518,10 +518,13 @@ impl ControlPlane {
         let group = task.group.clone().unwrap_or_default();
         let rec =
             TaskRecord { task, node: node.clone(), reserved, network_configuration: req.network.clone() };
-        let txn = txn
+        let mut txn = txn
             .when(&key, 0)
             .put(&key, encode(&rec))
             .put(keys::node_task(&node, &id), keys::node_task_value(&key, &group));
+        if let Some(service) = req.service {
+            txn = txn.put(keys::service_task(&ctx.scope, cluster, service, &id), vec![]);
+        }
         (txn, Ok(rec))
     }
 
@@ -676,6 +679,7 @@ impl ControlPlane {
                     only: None,
                     constraints: req.placement_constraints.as_ref(),
                     strategies: req.placement_strategy.as_ref(),
+                    service: None,
                 },
             )
             .await?;
@@ -723,6 +727,7 @@ impl ControlPlane {
                     only: Some(&arns),
                     constraints: None,
                     strategies: None,
+                    service: None,
                 },
             )
             .await?;
@@ -741,29 +746,134 @@ impl ControlPlane {
         if req.reason.as_ref().is_some_and(|r| r.len() > 255) {
             return Err(EcsError::invalid("reason can have at most 255 characters."));
         }
+        let reason = req.reason.clone().unwrap_or_else(|| "Task stopped by user".into());
+        let rec = self
+            .request_stop(ctx, &cname, &req.task, "UserInitiated", &reason)
+            .await?
+            .ok_or_else(|| EcsError::invalid("The referenced task was not found."))?;
+        Ok(StopTaskResponse { task: Some(rec.task) })
+    }
+
+    /// Sets a task's desired status to STOPPED (its agent stops it), with ECS's stop code and
+    /// reason; `None` if there is no such task.
+    pub(crate) async fn request_stop(
+        &self,
+        ctx: &Ctx,
+        cluster: &str,
+        task: &str,
+        code: &str,
+        reason: &str,
+    ) -> Result<Option<TaskRecord>> {
         let now = self.now_s();
         let rec = self
             .retry(|| {
-                let mut rec = self
-                    .load_task(ctx, &cname, &req.task)?
-                    .ok_or_else(|| EcsError::invalid("The referenced task was not found."))?;
+                let Some(mut rec) = self.load_task(ctx, cluster, task)? else {
+                    return Ok((Txn::new(), None));
+                };
                 let t = &mut rec.value.task;
                 if t.desired_status.as_deref() == Some("STOPPED") {
-                    return Ok((Txn::new(), rec.value));
+                    return Ok((Txn::new(), Some(rec.value)));
                 }
                 t.desired_status = Some("STOPPED".into());
                 t.stopping_at = Some(now);
-                t.stop_code = Some("UserInitiated".into());
-                t.stopped_reason = Some(req.reason.clone().unwrap_or_else(|| "Task stopped by user".into()));
+                t.stop_code = Some(code.into());
+                t.stopped_reason = Some(reason.into());
                 if t.last_status.as_deref() == Some("RUNNING") {
                     t.last_status = Some("STOPPING".into());
                 }
                 t.version += 1;
-                Ok((Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), rec.value))
+                Ok((
+                    Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)),
+                    Some(rec.value),
+                ))
             })
             .await?;
-        self.agents.bump(&rec.node);
-        Ok(StopTaskResponse { task: Some(rec.task) })
+        if let Some(r) = &rec {
+            self.agents.bump(&r.node);
+        }
+        Ok(rec)
+    }
+
+    /// Marks a task STOPPED at once, for a task whose node is gone (its container instance was
+    /// deregistered): no agent will report it.
+    pub(crate) async fn mark_lost(&self, ctx: &Ctx, cluster: &str, task: &str, reason: &str) -> Result<()> {
+        let now = self.now_s();
+        self.retry(|| {
+            let Some(mut rec) = self.load_task(ctx, cluster, task)? else {
+                return Ok((Txn::new(), ()));
+            };
+            let t = &mut rec.value.task;
+            if t.last_status.as_deref() == Some("STOPPED") {
+                return Ok((Txn::new(), ()));
+            }
+            t.last_status = Some("STOPPED".into());
+            t.desired_status = Some("STOPPED".into());
+            t.stop_code = Some("TerminationNotice".into());
+            t.stopped_reason = Some(reason.into());
+            t.stopping_at.get_or_insert(now);
+            t.stopped_at = Some(now);
+            t.connectivity = Some("DISCONNECTED".into());
+            for c in t.containers.iter_mut().flatten() {
+                c.last_status = Some("STOPPED".into());
+            }
+            t.version += 1;
+            let id = task_id_of(task).to_string();
+            let txn = Txn::new()
+                .when(&rec.key, rec.mod_revision)
+                .put(&rec.key, encode(&rec.value))
+                .delete(keys::node_task(&rec.value.node, &id));
+            Ok((txn, ()))
+        })
+        .await
+    }
+
+    /// Launches `count` tasks for a service's deployment: `group` `service:NAME`, `startedBy`
+    /// the deployment ID, the service's placement (its strategy, else ECS's service default:
+    /// spread over Availability Zones, then binpack on memory), on `instance` if given (DAEMON).
+    pub(crate) async fn launch_service_tasks(
+        &self,
+        ctx: &Ctx,
+        service: &Service,
+        deployment: &Deployment,
+        count: usize,
+        instance: Option<&str>,
+        tags: Vec<Tag>,
+    ) -> Result<(Vec<Task>, Vec<Failure>)> {
+        let name = service.service_name.clone().unwrap_or_default();
+        let default_strategy = vec![
+            PlacementStrategy {
+                r#type: Some("spread".into()),
+                field: Some("attribute:ecs.availability-zone".into()),
+            },
+            PlacementStrategy { r#type: Some("binpack".into()), field: Some("memory".into()) },
+        ];
+        let strategies = match &service.placement_strategy {
+            Some(s) if !s.is_empty() => s.clone(),
+            _ if service.scheduling_strategy.as_deref() == Some("DAEMON") => vec![],
+            _ => default_strategy,
+        };
+        let only = instance.map(|i| vec![i.to_string()]);
+        let cluster = service.cluster_arn.as_deref().map(|a| a.rsplit('/').next().unwrap_or(a));
+        self.run_like(
+            ctx,
+            RunLike {
+                cluster,
+                task_definition: deployment.task_definition.as_deref().unwrap_or_default(),
+                count,
+                launch_type: deployment.launch_type.as_deref(),
+                strategy: deployment.capacity_provider_strategy.as_ref().filter(|s| !s.is_empty()),
+                overrides: None,
+                group: Some(format!("service:{name}")),
+                started_by: deployment.id.clone(),
+                tags,
+                network: deployment.network_configuration.clone(),
+                only: only.as_deref(),
+                constraints: service.placement_constraints.as_ref(),
+                strategies: Some(&strategies),
+                service: Some(&name),
+            },
+        )
+        .await
     }
 
     pub fn describe_tasks(&self, ctx: &Ctx, req: DescribeTasksRequest) -> Result<DescribeTasksResponse> {
@@ -1115,4 +1225,6 @@ struct RunLike<'a> {
     only: Option<&'a [String]>,
     constraints: Option<&'a Vec<PlacementConstraint>>,
     strategies: Option<&'a Vec<PlacementStrategy>>,
+    /// The service whose scheduler launches these tasks (they join its task index).
+    service: Option<&'a str>,
 }

@@ -1,0 +1,635 @@
+//! The service scheduler: the loop that carries out `gantry_sched`'s plans.
+//!
+//! [`ControlPlane::reconcile_service`] is one pass over one service: read the service, its tasks
+//! (the `service-task/` index) and the cluster's instances, ask [`gantry_sched::reconcile`] for a
+//! plan, stop and launch tasks through the same paths as StopTask and RunTask, and write the
+//! service back (counts, deployments, events) with compare-and-swap. A pass that changes nothing
+//! writes nothing, so a pass triggered by its own write ends there.
+//!
+//! [`ControlPlane::start_scheduler`] runs passes from a keyed work queue: level-triggered (a key
+//! is queued, not an event; a service is never reconciled twice at once, and a change during a
+//! pass queues it again), fed by the store's watch (the service, its tasks, its cluster's
+//! instances), by the time a plan asks to be woken, and by a periodic resync of every service as
+//! a safety net.
+
+use crate::ops::services::{SchedNotes, ServiceRecord};
+use crate::ops::tasks::TaskRecord;
+use crate::records::{encode, load};
+use crate::{ControlPlane, Ctx, keys};
+use gantry_core::{Result, Scope};
+use gantry_model::{Deployment, Service, ServiceEvent, Tag};
+use gantry_placement::engine::Constraint;
+use gantry_sched as sched;
+use gantry_store::Txn;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// ECS keeps the latest 100 events of a service.
+const MAX_EVENTS: usize = 100;
+/// How often every service is looked at even without a change.
+const RESYNC: Duration = Duration::from_secs(10);
+/// After a placement failure, the next attempt (unless something changes first).
+const PLACEMENT_RETRY_MS: i64 = 5_000;
+/// Passes run at once (over different services).
+const WORKERS: usize = 4;
+
+/// `/ACCOUNT/REGION/service/CLUSTER/NAME` → its parts.
+fn parse_service_key(key: &str) -> Option<(Scope, String, String)> {
+    let mut it = key.strip_prefix('/')?.splitn(5, '/');
+    let (account, region, kind, cluster, name) = (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
+    (kind == "service").then(|| {
+        (Scope { account: account.into(), region: region.into() }, cluster.to_string(), name.to_string())
+    })
+}
+
+fn phase(status: Option<&str>) -> sched::Phase {
+    match status.unwrap_or("PROVISIONING") {
+        "RUNNING" => sched::Phase::Running,
+        "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => sched::Phase::Stopping,
+        "STOPPED" => sched::Phase::Stopped,
+        _ => sched::Phase::Pending,
+    }
+}
+
+fn ms(seconds: Option<f64>) -> Option<i64> {
+    seconds.map(|s| (s * 1000.0).round() as i64)
+}
+
+fn to_sched_deployment(d: &Deployment) -> sched::DeploymentState {
+    sched::DeploymentState {
+        id: d.id.clone().unwrap_or_default(),
+        status: if d.status.as_deref() == Some("PRIMARY") {
+            sched::Status::Primary
+        } else {
+            sched::Status::Active
+        },
+        rollout: match d.rollout_state.as_deref() {
+            Some("COMPLETED") => sched::Rollout::Completed,
+            Some("FAILED") => sched::Rollout::Failed,
+            _ => sched::Rollout::InProgress,
+        },
+        rollout_reason: d.rollout_state_reason.clone().unwrap_or_default(),
+        failed_tasks: d.failed_tasks.max(0) as u32,
+        created_at: ms(d.created_at).unwrap_or(0),
+        desired: d.desired_count.max(0) as u32,
+        running: d.running_count.max(0) as u32,
+        pending: d.pending_count.max(0) as u32,
+    }
+}
+
+fn to_notes(n: &SchedNotes) -> sched::Notes {
+    sched::Notes {
+        start_failures: n.start_failures,
+        last_start_failure: n.last_start_failure_ms,
+        launch_not_before: n.launch_not_before_ms,
+        steady: n.steady,
+        last_completed: n.last_completed.as_ref().and_then(|d| d.id.clone()),
+        aliases: n.aliases.clone(),
+    }
+}
+
+/// The service as the rules see it.
+fn to_sched_service(s: &Service) -> sched::Service {
+    let daemon = s.scheduling_strategy.as_deref() == Some("DAEMON");
+    let dc = s.deployment_configuration.clone().unwrap_or_default();
+    let desired = s.desired_count.max(0) as u32;
+    let breaker = dc.deployment_circuit_breaker.as_ref().filter(|b| b.enable).map(|b| {
+        let (kind, value) = b
+            .threshold_configuration
+            .as_ref()
+            .map(|t| (t.r#type.clone(), t.value.max(0) as u32))
+            .unwrap_or_else(|| ("BOUNDED_PERCENT".to_string(), 50));
+        sched::Breaker { rollback: b.rollback, threshold: sched::breaker_threshold(&kind, value, desired) }
+    });
+    sched::Service {
+        name: s.service_name.clone().unwrap_or_default(),
+        desired,
+        daemon,
+        min_healthy_percent: dc.minimum_healthy_percent.unwrap_or(if daemon { 0 } else { 100 }).max(0) as u32,
+        max_percent: dc.maximum_percent.unwrap_or(if daemon { 100 } else { 200 }).max(0) as u32,
+        breaker,
+        grace_ms: i64::from(s.health_check_grace_period_seconds.unwrap_or(0).max(0)) * 1000,
+        draining: s.status.as_deref() == Some("DRAINING"),
+        deployments: s.deployments.iter().flatten().map(to_sched_deployment).collect(),
+    }
+}
+
+/// ECS's wording for why the closest instance could not take a task.
+fn closest_reason(reason: &str) -> &'static str {
+    match reason {
+        "RESOURCE:MEMORY" => "has insufficient memory available",
+        "RESOURCE:CPU" => "has insufficient CPU units available",
+        "RESOURCE:PORTS" | "RESOURCE:PORTS_UDP" => "is already using a port required by your task",
+        "RESOURCE:GPU" => "has insufficient GPU units available",
+        "AGENT" => "is missing an attribute required by your task",
+        _ => "encountered error \"MemberOf placement constraint unsatisfied.\"",
+    }
+}
+
+/// Scale-in protection (UpdateTaskProtection), until when.
+fn protected_until(_r: &TaskRecord) -> Option<i64> {
+    None
+}
+
+impl ControlPlane {
+    /// One scheduler pass over the service stored at `key`. Returns when to look again even if
+    /// nothing changes (epoch milliseconds), if the plan asks.
+    pub async fn reconcile_service(&self, key: &str) -> Result<Option<i64>> {
+        let Some((scope, cluster, name)) = parse_service_key(key) else { return Ok(None) };
+        let Some(rec) = load::<ServiceRecord>(&*self.store, key)? else { return Ok(None) };
+        let ctx = Ctx::root(scope.clone());
+        let svc = &rec.value.service;
+        if svc.status.as_deref() == Some("INACTIVE") {
+            let txn = Txn::new().delete(keys::scheduled_service(&scope, &cluster, &name));
+            self.commit(txn).await?;
+            return Ok(None);
+        }
+        let now = self.clock.now().0;
+
+        // What runs: the service's task index, and the cluster's instances.
+        let mut records: Vec<(String, Option<TaskRecord>)> = Vec::new();
+        for kv in self.store.range(&keys::service_tasks_prefix(&scope, &cluster, &name), None, usize::MAX) {
+            let id = kv.key.rsplit('/').next().unwrap_or_default().to_string();
+            let task = load::<TaskRecord>(&*self.store, &keys::task(&scope, &cluster, &id))?.map(|r| r.value);
+            records.push((id, task));
+        }
+        let fleet = self.cluster_fleet(&ctx, &cluster)?;
+        let (instances, status_of) = {
+            let cf = fleet.read().unwrap_or_else(|e| e.into_inner());
+            let constraints = crate::ops::placement::constraints(
+                svc.placement_constraints.as_deref().unwrap_or_default(),
+                &[],
+            )
+            .unwrap_or_default();
+            let instances: Vec<sched::InstanceView> = cf
+                .fleet
+                .instances()
+                .iter()
+                .map(|i| sched::InstanceView {
+                    arn: i.arn.clone(),
+                    zone: i.attributes.get("ecs.availability-zone").cloned().flatten(),
+                    eligible: i.status == "ACTIVE"
+                        && constraints.iter().all(|c| match c {
+                            Constraint::MemberOf { test, .. } => test(i),
+                            Constraint::DistinctInstance => true,
+                        }),
+                })
+                .collect();
+            let status_of: BTreeMap<String, String> =
+                cf.fleet.instances().iter().map(|i| (i.arn.clone(), i.status.clone())).collect();
+            (instances, status_of)
+        };
+
+        // Tasks whose instance is gone will never be reported again: they are lost.
+        let mut lost = Vec::new();
+        let mut views = Vec::new();
+        let mut missing = Vec::new();
+        for (id, rec) in &records {
+            let Some(r) = rec else {
+                missing.push(id.clone());
+                continue;
+            };
+            let t = &r.task;
+            let mut p = phase(t.last_status.as_deref());
+            let instance = t.container_instance_arn.clone();
+            let gone = instance.as_ref().is_some_and(|a| !status_of.contains_key(a));
+            if gone && p != sched::Phase::Stopped {
+                lost.push(id.clone());
+                p = sched::Phase::Stopped;
+            }
+            let cause = match t.stop_code.as_deref() {
+                _ if gone => sched::StopCause::User,
+                Some("ServiceSchedulerInitiated") => sched::StopCause::Scheduler,
+                Some("UserInitiated") | Some("TerminationNotice") | Some("SpotInterruption") => {
+                    sched::StopCause::User
+                }
+                _ => sched::StopCause::Failed,
+            };
+            views.push(sched::TaskView {
+                id: id.clone(),
+                deployment: t.started_by.clone().unwrap_or_default(),
+                phase: p,
+                stop_requested: t.desired_status.as_deref() == Some("STOPPED"),
+                cause,
+                reached_running: t.started_at.is_some(),
+                health: match t.health_status.as_deref() {
+                    Some("HEALTHY") => sched::Health::Healthy,
+                    Some("UNHEALTHY") => sched::Health::Unhealthy,
+                    _ => sched::Health::Unknown,
+                },
+                health_checked: t.containers.iter().flatten().any(|c| c.health_status.is_some()),
+                started_at: ms(t.started_at),
+                instance_draining: instance
+                    .as_ref()
+                    .is_some_and(|a| status_of.get(a).is_none_or(|s| s != "ACTIVE")),
+                instance,
+                zone: t.availability_zone.clone(),
+                protected_until: protected_until(r),
+            });
+        }
+        for id in &lost {
+            let reason = "Task stopped because its container instance was deregistered.";
+            self.mark_lost(&ctx, &cluster, id, reason).await?;
+        }
+
+        let notes = &rec.value.sched;
+        let fresh = crate::ops::services::new_deployment_id(&*self.ids);
+        let plan =
+            sched::reconcile(&to_sched_service(svc), &views, &instances, &to_notes(notes), now, &fresh);
+
+        let mut events: Vec<String> = plan.events.clone();
+        let mut wake_at = plan.wake_at;
+        // Stops first: they make room.
+        for s in &plan.stop {
+            self.request_stop(&ctx, &cluster, &s.task, "ServiceSchedulerInitiated", &s.reason).await?;
+        }
+
+        // The new record, before launches (a rollback changes what they launch).
+        let mut next = rec.value.clone();
+        let s = &mut next.service;
+        let old_deployments: Vec<Deployment> = s.deployments.clone().unwrap_or_default();
+        let mut deployments = Vec::new();
+        for d in &plan.deployments {
+            let mut out = match old_deployments.iter().find(|o| o.id.as_deref() == Some(&d.id)) {
+                Some(o) => o.clone(),
+                None => {
+                    // A rollback: what the last completed deployment ran, under a new ID.
+                    let mut base = notes.last_completed.clone().unwrap_or_default();
+                    base.id = Some(d.id.clone());
+                    base.created_at = Some(now as f64 / 1000.0);
+                    base.updated_at = base.created_at;
+                    base.failed_tasks = 0;
+                    s.task_definition = base.task_definition.clone();
+                    s.network_configuration = base.network_configuration.clone();
+                    s.launch_type = base.launch_type.clone();
+                    s.capacity_provider_strategy = base.capacity_provider_strategy.clone();
+                    s.platform_version = base.platform_version.clone();
+                    base
+                }
+            };
+            let before = out.clone();
+            out.status = Some(if d.status == sched::Status::Primary { "PRIMARY" } else { "ACTIVE" }.into());
+            out.rollout_state = Some(
+                match d.rollout {
+                    sched::Rollout::InProgress => "IN_PROGRESS",
+                    sched::Rollout::Completed => "COMPLETED",
+                    sched::Rollout::Failed => "FAILED",
+                }
+                .into(),
+            );
+            out.rollout_state_reason = Some(d.rollout_reason.clone());
+            out.failed_tasks = d.failed_tasks as i32;
+            out.desired_count = d.desired as i32;
+            out.running_count = d.running as i32;
+            out.pending_count = d.pending as i32;
+            if out != before {
+                out.updated_at = Some(now as f64 / 1000.0);
+            }
+            deployments.push(out);
+        }
+        s.deployments = Some(deployments);
+        s.running_count = plan.running as i32;
+        s.pending_count = plan.pending as i32;
+        if s.scheduling_strategy.as_deref() == Some("DAEMON") && s.status.as_deref() == Some("ACTIVE") {
+            s.desired_count = plan.desired as i32;
+        }
+        if plan.inactive {
+            s.status = Some("INACTIVE".into());
+        }
+        let mut sn = SchedNotes {
+            start_failures: plan.notes.start_failures,
+            last_start_failure_ms: plan.notes.last_start_failure,
+            launch_not_before_ms: plan.notes.launch_not_before,
+            last_completed: notes.last_completed.clone(),
+            steady: plan.notes.steady,
+            aliases: plan.notes.aliases.clone(),
+        };
+        if let Some(done) = &plan.completed {
+            sn.last_completed =
+                s.deployments.iter().flatten().find(|d| d.id.as_deref() == Some(done)).cloned();
+        }
+        next.sched = sn;
+
+        // Launches, for the PRIMARY deployment.
+        let primary = next.service.deployments.iter().flatten().next().cloned();
+        if let Some(primary) = primary {
+            let tags = self.service_task_tags(&ctx, &next.service);
+            for l in &plan.launch {
+                let launched = self
+                    .launch_service_tasks(
+                        &ctx,
+                        &next.service,
+                        &primary,
+                        l.count as usize,
+                        l.instance.as_deref(),
+                        tags.clone(),
+                    )
+                    .await;
+                match launched {
+                    Ok((tasks, failures)) => {
+                        if !tasks.is_empty() {
+                            let ids: Vec<String> = tasks
+                                .iter()
+                                .filter_map(|t| t.task_arn.as_deref())
+                                .map(|a| format!("(task {})", a.rsplit('/').next().unwrap_or(a)))
+                                .collect();
+                            events.push(format!(
+                                "(service {name}) has started {} tasks: {}.",
+                                ids.len(),
+                                ids.join(" ")
+                            ));
+                        }
+                        if let Some(f) = failures.first() {
+                            let closest = f.arn.as_deref().map(|a| a.rsplit('/').next().unwrap_or(a));
+                            events.push(match closest {
+                                Some(id) => format!(
+                                    "(service {name}) was unable to place a task because no container instance met all of its requirements. The closest matching (container-instance {id}) {}. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
+                                    closest_reason(f.reason.as_deref().unwrap_or_default())
+                                ),
+                                None => format!(
+                                    "(service {name}) was unable to place a task. Reason: {}. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
+                                    f.reason.as_deref().unwrap_or("Capacity is unavailable at this time")
+                                ),
+                            });
+                            wake_at = Some(
+                                wake_at.map_or(now + PLACEMENT_RETRY_MS, |w| w.min(now + PLACEMENT_RETRY_MS)),
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        events.push(format!(
+                            "(service {name}) was unable to place a task because no container instance met all of its requirements. Reason: {} For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
+                            e.message
+                        ));
+                        wake_at = Some(
+                            wake_at.map_or(now + PLACEMENT_RETRY_MS, |w| w.min(now + PLACEMENT_RETRY_MS)),
+                        );
+                    }
+                }
+            }
+        }
+
+        // Events, newest first; a repeat of the newest is not recorded again.
+        let list = next.service.events.get_or_insert_with(Vec::new);
+        for message in events {
+            if list.first().and_then(|e| e.message.as_deref()) == Some(message.as_str()) {
+                continue;
+            }
+            list.insert(
+                0,
+                ServiceEvent {
+                    id: Some(self.ids.uuid()),
+                    created_at: Some(now as f64 / 1000.0),
+                    message: Some(message),
+                },
+            );
+        }
+        list.truncate(MAX_EVENTS);
+
+        let mut txn = Txn::new();
+        for id in plan.forget.iter().chain(&missing) {
+            txn = txn.delete(keys::service_task(&scope, &cluster, &name, id));
+        }
+        if plan.inactive {
+            txn = txn.delete(keys::scheduled_service(&scope, &cluster, &name));
+        }
+        let bytes = encode(&next);
+        if bytes != encode(&rec.value) {
+            txn = txn.when(key, rec.mod_revision).put(key, bytes);
+        }
+        if !txn.ops.is_empty() && !self.commit(txn).await? {
+            // The service changed during the pass: look again at once.
+            return Ok(Some(now));
+        }
+        Ok(wake_at)
+    }
+
+    /// The tags a service's tasks get: the service's or the task definition's (propagateTags).
+    fn service_task_tags(&self, ctx: &Ctx, s: &Service) -> Vec<Tag> {
+        match s.propagate_tags.as_deref() {
+            Some("SERVICE") => s.tags.clone().unwrap_or_default(),
+            Some("TASK_DEFINITION") => s
+                .task_definition
+                .as_deref()
+                .and_then(|td| self.find_task_definition(ctx, td).ok().flatten())
+                .map(|r| r.value.tags.clone())
+                .unwrap_or_default(),
+            _ => vec![],
+        }
+    }
+
+    /// Every service the scheduler looks after.
+    fn scheduled_services(&self) -> Vec<String> {
+        self.store
+            .range(&keys::scheduled_services_prefix(), None, usize::MAX)
+            .into_iter()
+            .map(|kv| String::from_utf8_lossy(&kv.value).into_owned())
+            .collect()
+    }
+
+    /// The services a store change concerns.
+    fn services_touched(&self, key: &str, value: &[u8]) -> Vec<String> {
+        let Some(rest) = key.strip_prefix('/') else { return vec![] };
+        let mut it = rest.splitn(4, '/');
+        let (Some(account), Some(region), Some(kind), Some(tail)) =
+            (it.next(), it.next(), it.next(), it.next())
+        else {
+            return vec![];
+        };
+        let scope = Scope { account: account.into(), region: region.into() };
+        let cluster = tail.split('/').next().unwrap_or_default();
+        match kind {
+            "service" => vec![key.to_string()],
+            "service-task" => {
+                let mut p = tail.splitn(3, '/');
+                match (p.next(), p.next()) {
+                    (Some(c), Some(s)) => vec![keys::service(&scope, c, s)],
+                    _ => vec![],
+                }
+            }
+            "task" => {
+                if value.is_empty() || self.store.count(&keys::service_prefix(&scope, cluster)) == 0 {
+                    return vec![];
+                }
+                #[derive(serde::Deserialize)]
+                struct Group {
+                    task: Inner,
+                }
+                #[derive(serde::Deserialize)]
+                struct Inner {
+                    group: Option<String>,
+                }
+                match serde_json::from_slice::<Group>(value) {
+                    Ok(Group { task: Inner { group: Some(g) } }) => match g.strip_prefix("service:") {
+                        Some(s) => vec![keys::service(&scope, cluster, s)],
+                        None => vec![],
+                    },
+                    _ => vec![],
+                }
+            }
+            "container-instance" => self
+                .store
+                .range(&keys::service_prefix(&scope, cluster), None, usize::MAX)
+                .into_iter()
+                .map(|kv| kv.key)
+                .collect(),
+            _ => vec![],
+        }
+    }
+
+    /// Starts the scheduler: workers over a keyed queue fed by the store's watch, wake-ups and
+    /// a periodic resync. It runs until the runtime stops.
+    pub fn start_scheduler(&self) {
+        let queue = Arc::new(Queue::default());
+        for key in self.scheduled_services() {
+            queue.add(key);
+        }
+        // The watch.
+        let (cp, q) = (self.clone(), queue.clone());
+        tokio::spawn(async move {
+            loop {
+                let mut watch = match cp.store.watch("/", cp.store.revision() + 1) {
+                    Ok(w) => w,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the scheduler cannot watch the store");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                loop {
+                    match watch.next().await {
+                        Ok(ev) => {
+                            for key in cp.services_touched(&ev.kv.key, &ev.kv.value) {
+                                q.add(key);
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the scheduler's watch restarts; every service is looked at");
+                            for key in cp.scheduled_services() {
+                                q.add(key);
+                            }
+                            break;
+                        }
+                    }
+                }
+            }
+        });
+        // The resync.
+        let (cp, q) = (self.clone(), queue.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RESYNC).await;
+                for key in cp.scheduled_services() {
+                    q.add(key);
+                }
+            }
+        });
+        for _ in 0..WORKERS {
+            let (cp, q) = (self.clone(), queue.clone());
+            tokio::spawn(async move {
+                loop {
+                    let key = q.next().await;
+                    let wake = match cp.reconcile_service(&key).await {
+                        Ok(w) => w,
+                        Err(e) => {
+                            tracing::warn!(service = %key, error = %e.message, "scheduler pass failed; retrying");
+                            Some(cp.clock.now().0 + 1_000)
+                        }
+                    };
+                    q.done(&key);
+                    if let Some(at) = wake {
+                        let delay = (at - cp.clock.now().0).max(0) as u64;
+                        let q = q.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(Duration::from_millis(delay)).await;
+                            q.add(key);
+                        });
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// A keyed work queue: a key waits at most once, and is never handed out twice at once (one
+/// added while it runs is handed out again when it is done).
+#[derive(Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    notify: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct QueueState {
+    ready: VecDeque<String>,
+    queued: HashSet<String>,
+    running: HashSet<String>,
+    again: HashSet<String>,
+}
+
+impl Queue {
+    fn add(&self, key: String) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.running.contains(&key) {
+            st.again.insert(key);
+            return;
+        }
+        if st.queued.insert(key.clone()) {
+            st.ready.push_back(key);
+            drop(st);
+            self.notify.notify_one();
+        }
+    }
+
+    async fn next(&self) -> String {
+        loop {
+            {
+                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+                if let Some(key) = st.ready.pop_front() {
+                    st.queued.remove(&key);
+                    st.running.insert(key.clone());
+                    return key;
+                }
+            }
+            self.notify.notified().await;
+        }
+    }
+
+    fn done(&self, key: &str) {
+        let again = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.running.remove(key);
+            st.again.remove(key)
+        };
+        if again {
+            self.add(key.to_string());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_key_is_never_handed_out_twice_at_once() {
+        let q = Queue::default();
+        q.add("a".into());
+        q.add("a".into());
+        q.add("b".into());
+        assert_eq!(q.next().await, "a");
+        q.add("a".into()); // changed while running
+        assert_eq!(q.next().await, "b");
+        assert!(q.state.lock().unwrap().ready.is_empty(), "a waits until its pass is done");
+        q.done("a");
+        assert_eq!(q.next().await, "a");
+    }
+
+    #[test]
+    fn service_keys_parse() {
+        let (scope, c, n) = parse_service_key("/000000000000/us-east-1/service/default/web").unwrap();
+        assert_eq!((scope.account.as_str(), c.as_str(), n.as_str()), ("000000000000", "default", "web"));
+        assert!(parse_service_key("/000000000000/us-east-1/task/default/abc").is_none());
+    }
+}
