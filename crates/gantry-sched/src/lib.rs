@@ -25,8 +25,10 @@
 //!   service. Tasks with scale-in protection are left alone until it expires.
 
 mod order;
+mod task_sets;
 
 pub use order::scale_in_order;
+pub use task_sets::{SetStatus, TaskSetPlan, TaskSetState, computed_desired, reconcile_task_sets};
 
 /// Epoch milliseconds.
 pub type Millis = i64;
@@ -271,7 +273,7 @@ pub fn throttle_delay(failures: u32) -> Millis {
     (5_000i64 << shift).min(MAX_THROTTLE_MS)
 }
 
-fn earliest(a: Option<Millis>, b: Millis) -> Option<Millis> {
+pub(crate) fn earliest(a: Option<Millis>, b: Millis) -> Option<Millis> {
     Some(a.map_or(b, |a| a.min(b)))
 }
 

@@ -494,3 +494,71 @@ proptest! {
         prop_assert_eq!(a, b);
     }
 }
+
+fn set(id: &str, status: SetStatus, desired: u32) -> TaskSetState {
+    TaskSetState { id: id.into(), status, desired, running: 0, pending: 0, steady: false }
+}
+
+/// Applies a task-set plan the way the control plane and agents would.
+fn apply_sets(tasks: &mut Vec<TaskView>, plan: &TaskSetPlan, next: &mut u32) {
+    tasks.retain(|t| !plan.forget.contains(&t.id));
+    for s in &plan.stop {
+        let t = tasks.iter_mut().find(|t| t.id == s.task).unwrap();
+        t.stop_requested = true;
+        t.cause = StopCause::Scheduler;
+    }
+    for (set, n) in &plan.launch {
+        for _ in 0..*n {
+            *next += 1;
+            tasks.push(task(&format!("t{next:03}"), set, Phase::Pending));
+        }
+    }
+    for t in tasks.iter_mut() {
+        if t.stop_requested {
+            t.phase = Phase::Stopped;
+        } else if t.phase == Phase::Pending {
+            t.phase = Phase::Running;
+            t.reached_running = true;
+            t.started_at = Some(0);
+        }
+    }
+}
+
+#[test]
+fn computed_desired_count_rounds_up() {
+    for (desired, scale, want) in [(4, 50.0, 2), (3, 50.0, 2), (10, 100.0, 10), (10, 0.0, 0), (1, 0.1, 1)] {
+        assert_eq!(computed_desired(desired, scale), want, "{desired} x {scale}%");
+    }
+}
+
+#[test]
+fn blue_green_switch_with_task_sets() {
+    let (mut tasks, mut next) = (Vec::new(), 0);
+    // Blue at 100 %.
+    let mut sets = vec![set("blue", SetStatus::Primary, 4)];
+    for _ in 0..2 {
+        let p = reconcile_task_sets("web", &sets, &tasks, &Notes::default(), 0, false);
+        apply_sets(&mut tasks, &p, &mut next);
+        sets = p.sets;
+    }
+    assert!(sets[0].steady && sets[0].running == 4);
+    // Green comes up beside it at 100 %, becomes primary, blue is deleted (DRAINING).
+    sets.push(set("green", SetStatus::Active, 4));
+    let p = reconcile_task_sets("web", &sets, &tasks, &Notes::default(), 0, false);
+    assert_eq!(p.launch, vec![("green".to_string(), 4)]);
+    assert!(p.stop.is_empty(), "blue keeps running while green starts");
+    apply_sets(&mut tasks, &p, &mut next);
+    sets = p.sets;
+    sets[0].status = SetStatus::Draining;
+    sets[1].status = SetStatus::Primary;
+    for _ in 0..3 {
+        let p = reconcile_task_sets("web", &sets, &tasks, &Notes::default(), 0, false);
+        apply_sets(&mut tasks, &p, &mut next);
+        sets = p.sets;
+    }
+    assert_eq!(sets.len(), 1, "the drained set is gone: {sets:?}");
+    assert_eq!(sets[0].id, "green");
+    let live: Vec<_> = tasks.iter().filter(|t| t.phase != Phase::Stopped).collect();
+    assert_eq!(live.len(), 4);
+    assert!(live.iter().all(|t| t.deployment == "green"));
+}
