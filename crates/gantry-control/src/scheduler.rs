@@ -127,6 +127,196 @@ fn closest_reason(reason: &str) -> &'static str {
     }
 }
 
+/// What one pass decided, in the control plane's terms.
+struct Outcome {
+    next: ServiceRecord,
+    stops: Vec<sched::Stop>,
+    /// What to launch (a deployment, or a task set as one), how many, where, and the task set
+    /// it is for (events name it).
+    launches: Vec<(Deployment, u32, Option<String>, Option<String>)>,
+    forget: Vec<String>,
+    inactive: bool,
+    events: Vec<String>,
+    wake_at: Option<i64>,
+}
+
+/// The ECS deployment controller (rolling updates; REPLICA or DAEMON).
+fn plan_ecs(
+    rec: &ServiceRecord,
+    views: &[sched::TaskView],
+    instances: &[sched::InstanceView],
+    now: i64,
+    fresh: &str,
+) -> Outcome {
+    let notes = &rec.sched;
+    let plan =
+        sched::reconcile(&to_sched_service(&rec.service), views, instances, &to_notes(notes), now, fresh);
+
+    // The new record, before launches (a rollback changes what they launch).
+    let mut next = rec.clone();
+    let s = &mut next.service;
+    let old_deployments: Vec<Deployment> = s.deployments.clone().unwrap_or_default();
+    let mut deployments = Vec::new();
+    for d in &plan.deployments {
+        let mut out = match old_deployments.iter().find(|o| o.id.as_deref() == Some(&d.id)) {
+            Some(o) => o.clone(),
+            None => {
+                // A rollback: what the last completed deployment ran, under a new ID.
+                let mut base = notes.last_completed.clone().unwrap_or_default();
+                base.id = Some(d.id.clone());
+                base.created_at = Some(now as f64 / 1000.0);
+                base.updated_at = base.created_at;
+                base.failed_tasks = 0;
+                s.task_definition = base.task_definition.clone();
+                s.network_configuration = base.network_configuration.clone();
+                s.launch_type = base.launch_type.clone();
+                s.capacity_provider_strategy = base.capacity_provider_strategy.clone();
+                s.platform_version = base.platform_version.clone();
+                base
+            }
+        };
+        let before = out.clone();
+        out.status = Some(if d.status == sched::Status::Primary { "PRIMARY" } else { "ACTIVE" }.into());
+        out.rollout_state = Some(
+            match d.rollout {
+                sched::Rollout::InProgress => "IN_PROGRESS",
+                sched::Rollout::Completed => "COMPLETED",
+                sched::Rollout::Failed => "FAILED",
+            }
+            .into(),
+        );
+        out.rollout_state_reason = Some(d.rollout_reason.clone());
+        out.failed_tasks = d.failed_tasks as i32;
+        out.desired_count = d.desired as i32;
+        out.running_count = d.running as i32;
+        out.pending_count = d.pending as i32;
+        if out != before {
+            out.updated_at = Some(now as f64 / 1000.0);
+        }
+        deployments.push(out);
+    }
+    s.deployments = Some(deployments);
+    s.running_count = plan.running as i32;
+    s.pending_count = plan.pending as i32;
+    if s.scheduling_strategy.as_deref() == Some("DAEMON") && s.status.as_deref() == Some("ACTIVE") {
+        s.desired_count = plan.desired as i32;
+    }
+    if plan.inactive {
+        s.status = Some("INACTIVE".into());
+    }
+    let mut sn = SchedNotes {
+        start_failures: plan.notes.start_failures,
+        last_start_failure_ms: plan.notes.last_start_failure,
+        launch_not_before_ms: plan.notes.launch_not_before,
+        last_completed: notes.last_completed.clone(),
+        steady: plan.notes.steady,
+        aliases: plan.notes.aliases.clone(),
+    };
+    if let Some(done) = &plan.completed {
+        sn.last_completed = s.deployments.iter().flatten().find(|d| d.id.as_deref() == Some(done)).cloned();
+    }
+    next.sched = sn;
+
+    let primary = next.service.deployments.iter().flatten().next().cloned();
+    let launches = match primary {
+        Some(p) => plan.launch.iter().map(|l| (p.clone(), l.count, l.instance.clone(), None)).collect(),
+        None => vec![],
+    };
+    Outcome {
+        next,
+        stops: plan.stop,
+        launches,
+        forget: plan.forget,
+        inactive: plan.inactive,
+        events: plan.events,
+        wake_at: plan.wake_at,
+    }
+}
+
+/// The EXTERNAL deployment controller: task sets.
+fn plan_external(rec: &ServiceRecord, views: &[sched::TaskView], now: i64) -> Outcome {
+    let s = &rec.service;
+    let desired = s.desired_count.max(0) as u32;
+    let sets: Vec<sched::TaskSetState> = s
+        .task_sets
+        .iter()
+        .flatten()
+        .map(|t| sched::TaskSetState {
+            id: t.id.clone().unwrap_or_default(),
+            status: match t.status.as_deref() {
+                Some("PRIMARY") => sched::SetStatus::Primary,
+                Some("DRAINING") => sched::SetStatus::Draining,
+                _ => sched::SetStatus::Active,
+            },
+            desired: sched::computed_desired(desired, t.scale.as_ref().map_or(100.0, |x| x.value)),
+            running: t.running_count.max(0) as u32,
+            pending: t.pending_count.max(0) as u32,
+            steady: t.stability_status.as_deref() == Some("STEADY_STATE"),
+        })
+        .collect();
+    let draining = s.status.as_deref() == Some("DRAINING");
+    let name = s.service_name.clone().unwrap_or_default();
+    let plan = sched::reconcile_task_sets(&name, &sets, views, &to_notes(&rec.sched), now, draining);
+    let mut next = rec.clone();
+    let at = now as f64 / 1000.0;
+    let old = s.task_sets.clone().unwrap_or_default();
+    let mut out_sets = Vec::new();
+    for st in &plan.sets {
+        let Some(mut t) = old.iter().find(|o| o.id.as_deref() == Some(&st.id)).cloned() else { continue };
+        let before = t.clone();
+        t.computed_desired_count = st.desired as i32;
+        t.running_count = st.running as i32;
+        t.pending_count = st.pending as i32;
+        let stability = if st.steady { "STEADY_STATE" } else { "STABILIZING" };
+        if t.stability_status.as_deref() != Some(stability) {
+            t.stability_status = Some(stability.into());
+            t.stability_status_at = Some(at);
+        }
+        if t != before {
+            t.updated_at = Some(at);
+        }
+        out_sets.push(t);
+    }
+    next.service.task_sets = Some(out_sets);
+    next.service.running_count = plan.running as i32;
+    next.service.pending_count = plan.pending as i32;
+    let inactive = draining
+        && plan.running + plan.pending == 0
+        && views.iter().all(|v| v.phase == sched::Phase::Stopped);
+    if inactive {
+        next.service.status = Some("INACTIVE".into());
+    }
+    next.sched.start_failures = plan.notes.start_failures;
+    next.sched.last_start_failure_ms = plan.notes.last_start_failure;
+    next.sched.launch_not_before_ms = plan.notes.launch_not_before;
+    let launches = plan
+        .launch
+        .iter()
+        .filter_map(|(id, n)| {
+            let t = old.iter().find(|o| o.id.as_deref() == Some(id.as_str()))?;
+            let spec = Deployment {
+                id: t.id.clone(),
+                task_definition: t.task_definition.clone(),
+                launch_type: t.launch_type.clone(),
+                capacity_provider_strategy: t.capacity_provider_strategy.clone(),
+                network_configuration: t.network_configuration.clone(),
+                platform_version: t.platform_version.clone(),
+                ..Default::default()
+            };
+            Some((spec, *n, None, Some(id.clone())))
+        })
+        .collect();
+    Outcome {
+        next,
+        stops: plan.stop,
+        launches,
+        forget: plan.forget,
+        inactive,
+        events: plan.events,
+        wake_at: plan.wake_at,
+    }
+}
+
 /// Scale-in protection (UpdateTaskProtection), until when.
 fn protected_until(_r: &TaskRecord) -> Option<i64> {
     None
@@ -233,139 +423,68 @@ impl ControlPlane {
             self.mark_lost(&ctx, &cluster, id, reason).await?;
         }
 
-        let notes = &rec.value.sched;
-        let fresh = crate::ops::services::new_deployment_id(&*self.ids);
-        let plan =
-            sched::reconcile(&to_sched_service(svc), &views, &instances, &to_notes(notes), now, &fresh);
-
-        let mut events: Vec<String> = plan.events.clone();
-        let mut wake_at = plan.wake_at;
+        let external = svc.deployment_controller.as_ref().is_some_and(|d| d.r#type == "EXTERNAL");
+        let outcome = if external {
+            plan_external(&rec.value, &views, now)
+        } else {
+            let fresh = crate::ops::services::new_deployment_id(&*self.ids);
+            plan_ecs(&rec.value, &views, &instances, now, &fresh)
+        };
+        let Outcome { mut next, stops, launches, forget, inactive, mut events, mut wake_at } = outcome;
         // Stops first: they make room.
-        for s in &plan.stop {
+        for s in &stops {
             self.request_stop(&ctx, &cluster, &s.task, "ServiceSchedulerInitiated", &s.reason).await?;
         }
-
-        // The new record, before launches (a rollback changes what they launch).
-        let mut next = rec.value.clone();
-        let s = &mut next.service;
-        let old_deployments: Vec<Deployment> = s.deployments.clone().unwrap_or_default();
-        let mut deployments = Vec::new();
-        for d in &plan.deployments {
-            let mut out = match old_deployments.iter().find(|o| o.id.as_deref() == Some(&d.id)) {
-                Some(o) => o.clone(),
-                None => {
-                    // A rollback: what the last completed deployment ran, under a new ID.
-                    let mut base = notes.last_completed.clone().unwrap_or_default();
-                    base.id = Some(d.id.clone());
-                    base.created_at = Some(now as f64 / 1000.0);
-                    base.updated_at = base.created_at;
-                    base.failed_tasks = 0;
-                    s.task_definition = base.task_definition.clone();
-                    s.network_configuration = base.network_configuration.clone();
-                    s.launch_type = base.launch_type.clone();
-                    s.capacity_provider_strategy = base.capacity_provider_strategy.clone();
-                    s.platform_version = base.platform_version.clone();
-                    base
-                }
+        let tags = self.service_task_tags(&ctx, &next.service);
+        for (spec, count, instance, task_set) in &launches {
+            let who = match task_set {
+                Some(id) => format!("(service {name}, taskSet {id})"),
+                None => format!("(service {name})"),
             };
-            let before = out.clone();
-            out.status = Some(if d.status == sched::Status::Primary { "PRIMARY" } else { "ACTIVE" }.into());
-            out.rollout_state = Some(
-                match d.rollout {
-                    sched::Rollout::InProgress => "IN_PROGRESS",
-                    sched::Rollout::Completed => "COMPLETED",
-                    sched::Rollout::Failed => "FAILED",
-                }
-                .into(),
-            );
-            out.rollout_state_reason = Some(d.rollout_reason.clone());
-            out.failed_tasks = d.failed_tasks as i32;
-            out.desired_count = d.desired as i32;
-            out.running_count = d.running as i32;
-            out.pending_count = d.pending as i32;
-            if out != before {
-                out.updated_at = Some(now as f64 / 1000.0);
-            }
-            deployments.push(out);
-        }
-        s.deployments = Some(deployments);
-        s.running_count = plan.running as i32;
-        s.pending_count = plan.pending as i32;
-        if s.scheduling_strategy.as_deref() == Some("DAEMON") && s.status.as_deref() == Some("ACTIVE") {
-            s.desired_count = plan.desired as i32;
-        }
-        if plan.inactive {
-            s.status = Some("INACTIVE".into());
-        }
-        let mut sn = SchedNotes {
-            start_failures: plan.notes.start_failures,
-            last_start_failure_ms: plan.notes.last_start_failure,
-            launch_not_before_ms: plan.notes.launch_not_before,
-            last_completed: notes.last_completed.clone(),
-            steady: plan.notes.steady,
-            aliases: plan.notes.aliases.clone(),
-        };
-        if let Some(done) = &plan.completed {
-            sn.last_completed =
-                s.deployments.iter().flatten().find(|d| d.id.as_deref() == Some(done)).cloned();
-        }
-        next.sched = sn;
-
-        // Launches, for the PRIMARY deployment.
-        let primary = next.service.deployments.iter().flatten().next().cloned();
-        if let Some(primary) = primary {
-            let tags = self.service_task_tags(&ctx, &next.service);
-            for l in &plan.launch {
-                let launched = self
-                    .launch_service_tasks(
-                        &ctx,
-                        &next.service,
-                        &primary,
-                        l.count as usize,
-                        l.instance.as_deref(),
-                        tags.clone(),
-                    )
-                    .await;
-                match launched {
-                    Ok((tasks, failures)) => {
-                        if !tasks.is_empty() {
-                            let ids: Vec<String> = tasks
-                                .iter()
-                                .filter_map(|t| t.task_arn.as_deref())
-                                .map(|a| format!("(task {})", a.rsplit('/').next().unwrap_or(a)))
-                                .collect();
-                            events.push(format!(
-                                "(service {name}) has started {} tasks: {}.",
-                                ids.len(),
-                                ids.join(" ")
-                            ));
-                        }
-                        if let Some(f) = failures.first() {
-                            let closest = f.arn.as_deref().map(|a| a.rsplit('/').next().unwrap_or(a));
-                            events.push(match closest {
-                                Some(id) => format!(
-                                    "(service {name}) was unable to place a task because no container instance met all of its requirements. The closest matching (container-instance {id}) {}. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
-                                    closest_reason(f.reason.as_deref().unwrap_or_default())
-                                ),
-                                None => format!(
-                                    "(service {name}) was unable to place a task. Reason: {}. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
-                                    f.reason.as_deref().unwrap_or("Capacity is unavailable at this time")
-                                ),
-                            });
-                            wake_at = Some(
-                                wake_at.map_or(now + PLACEMENT_RETRY_MS, |w| w.min(now + PLACEMENT_RETRY_MS)),
-                            );
-                        }
+            let launched = self
+                .launch_service_tasks(
+                    &ctx,
+                    &next.service,
+                    spec,
+                    *count as usize,
+                    instance.as_deref(),
+                    tags.clone(),
+                )
+                .await;
+            match launched {
+                Ok((tasks, failures)) => {
+                    if !tasks.is_empty() {
+                        let ids: Vec<String> = tasks
+                            .iter()
+                            .filter_map(|t| t.task_arn.as_deref())
+                            .map(|a| format!("(task {})", a.rsplit('/').next().unwrap_or(a)))
+                            .collect();
+                        events.push(format!("{who} has started {} tasks: {}.", ids.len(), ids.join(" ")));
                     }
-                    Err(e) => {
-                        events.push(format!(
-                            "(service {name}) was unable to place a task because no container instance met all of its requirements. Reason: {} For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
-                            e.message
-                        ));
+                    if let Some(f) = failures.first() {
+                        let closest = f.arn.as_deref().map(|a| a.rsplit('/').next().unwrap_or(a));
+                        events.push(match closest {
+                            Some(id) => format!(
+                                "(service {name}) was unable to place a task because no container instance met all of its requirements. The closest matching (container-instance {id}) {}. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
+                                closest_reason(f.reason.as_deref().unwrap_or_default())
+                            ),
+                            None => format!(
+                                "(service {name}) was unable to place a task. Reason: {}. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
+                                f.reason.as_deref().unwrap_or("Capacity is unavailable at this time")
+                            ),
+                        });
                         wake_at = Some(
                             wake_at.map_or(now + PLACEMENT_RETRY_MS, |w| w.min(now + PLACEMENT_RETRY_MS)),
                         );
                     }
+                }
+                Err(e) => {
+                    events.push(format!(
+                        "(service {name}) was unable to place a task because no container instance met all of its requirements. Reason: {} For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
+                        e.message
+                    ));
+                    wake_at =
+                        Some(wake_at.map_or(now + PLACEMENT_RETRY_MS, |w| w.min(now + PLACEMENT_RETRY_MS)));
                 }
             }
         }
@@ -388,10 +507,10 @@ impl ControlPlane {
         list.truncate(MAX_EVENTS);
 
         let mut txn = Txn::new();
-        for id in plan.forget.iter().chain(&missing) {
+        for id in forget.iter().chain(&missing) {
             txn = txn.delete(keys::service_task(&scope, &cluster, &name, id));
         }
-        if plan.inactive {
+        if inactive {
             txn = txn.delete(keys::scheduled_service(&scope, &cluster, &name));
         }
         let bytes = encode(&next);

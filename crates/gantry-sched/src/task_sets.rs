@@ -72,9 +72,9 @@ pub fn reconcile_task_sets(
         }
     }
     if notes.start_failures > 0
-        && tasks.iter().any(|t| {
-            t.phase == Phase::Running && t.started_at.is_some_and(|s| s >= notes.last_start_failure)
-        })
+        && tasks
+            .iter()
+            .any(|t| t.phase == Phase::Running && t.started_at.is_some_and(|s| s >= notes.last_start_failure))
     {
         notes.start_failures = 0;
         notes.launch_not_before = 0;
@@ -83,7 +83,8 @@ pub fn reconcile_task_sets(
     if throttled {
         wake_at = earliest(wake_at, notes.launch_not_before);
     }
-    let active: Vec<&TaskView> = tasks.iter().filter(|t| t.phase != Phase::Stopped && !t.stop_requested).collect();
+    let active: Vec<&TaskView> =
+        tasks.iter().filter(|t| t.phase != Phase::Stopped && !t.stop_requested).collect();
     let mut launch = Vec::new();
     let mut stopping: Vec<&TaskView> = Vec::new();
     // Tasks of no set (a set deleted outright) go.
@@ -130,7 +131,8 @@ pub fn reconcile_task_sets(
         if (draining || s.status == SetStatus::Draining) && !any_live {
             continue;
         }
-        let steady = running == desired && pending == 0 && want == 0 && excess == 0 && mine.len() == keep.len();
+        let steady =
+            running == desired && pending == 0 && want == 0 && excess == 0 && mine.len() == keep.len();
         if steady && !s.steady && desired > 0 {
             events.push(format!("(service {name}, taskSet {}) has reached a steady state.", s.id));
         }
