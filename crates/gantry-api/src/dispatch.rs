@@ -54,6 +54,15 @@ pub async fn dispatch(
         "StopTask" => call!(stop_task),
         "DescribeTasks" => call!(describe_tasks, sync),
         "ListTasks" => call!(list_tasks, sync),
+        "UpdateTaskProtection" => call!(update_task_protection),
+        "GetTaskProtection" => call!(get_task_protection, sync),
+        // Services
+        "CreateService" => call!(create_service),
+        "UpdateService" => call!(update_service),
+        "DeleteService" => call!(delete_service),
+        "DescribeServices" => call!(describe_services, sync),
+        "ListServices" => call!(list_services, sync),
+        "ListServicesByNamespace" => call!(list_services_by_namespace, sync),
         // Agent-facing
         "DiscoverPollEndpoint" => render(&cp.discover_poll_endpoint(ctx, parse(op, body)?, base_url)?),
         "SubmitTaskStateChange" => call!(submit_task_state_change),

@@ -64,11 +64,22 @@ pub fn ci_status(s: &Scope, cluster: &str, status: &str, id: &str) -> String {
     format!("{}{id}", ci_status_prefix(s, cluster, status))
 }
 
+/// Every cluster's services: `.../service/` (ListServicesByNamespace reads across clusters).
+pub fn services_prefix(s: &Scope) -> String {
+    format!("{}service/", base(s))
+}
 pub fn service_prefix(s: &Scope, cluster: &str) -> String {
     format!("{}service/{cluster}/", base(s))
 }
 pub fn service(s: &Scope, cluster: &str, name: &str) -> String {
     format!("{}{name}", service_prefix(s, cluster))
+}
+
+/// The CreateService request a service was made from (its canonical JSON), so a repeated
+/// identical request returns the service and a different one is "not idempotent":
+/// `.../service-request/CLUSTER/NAME`.
+pub fn service_request(s: &Scope, cluster: &str, name: &str) -> String {
+    format!("{}service-request/{cluster}/{name}", base(s))
 }
 
 /// The tasks the scheduler started for a service, until it has accounted for them STOPPED:

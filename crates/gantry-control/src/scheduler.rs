@@ -127,6 +127,20 @@ fn closest_reason(reason: &str) -> &'static str {
     }
 }
 
+/// Adjusts the running and pending counts of the service and of the deployment or task set `id`.
+fn count_change(s: &mut Service, id: &str, running: i32, pending: i32) {
+    s.running_count = (s.running_count + running).max(0);
+    s.pending_count = (s.pending_count + pending).max(0);
+    for d in s.deployments.iter_mut().flatten().filter(|d| d.id.as_deref() == Some(id)) {
+        d.running_count = (d.running_count + running).max(0);
+        d.pending_count = (d.pending_count + pending).max(0);
+    }
+    for t in s.task_sets.iter_mut().flatten().filter(|t| t.id.as_deref() == Some(id)) {
+        t.running_count = (t.running_count + running).max(0);
+        t.pending_count = (t.pending_count + pending).max(0);
+    }
+}
+
 /// What one pass decided, in the control plane's terms.
 struct Outcome {
     next: ServiceRecord,
@@ -317,11 +331,6 @@ fn plan_external(rec: &ServiceRecord, views: &[sched::TaskView], now: i64) -> Ou
     }
 }
 
-/// Scale-in protection (UpdateTaskProtection), until when.
-fn protected_until(_r: &TaskRecord) -> Option<i64> {
-    None
-}
-
 impl ControlPlane {
     /// One scheduler pass over the service stored at `key`. Returns when to look again even if
     /// nothing changes (epoch milliseconds), if the plan asks.
@@ -415,7 +424,7 @@ impl ControlPlane {
                     .is_some_and(|a| status_of.get(a).is_none_or(|s| s != "ACTIVE")),
                 instance,
                 zone: t.availability_zone.clone(),
-                protected_until: protected_until(r),
+                protected_until: crate::ops::tasks::protected_until_ms(r),
             });
         }
         for id in &lost {
@@ -431,9 +440,13 @@ impl ControlPlane {
             plan_ecs(&rec.value, &views, &instances, now, &fresh)
         };
         let Outcome { mut next, stops, launches, forget, inactive, mut events, mut wake_at } = outcome;
-        // Stops first: they make room.
+        // Stops first: they make room. The counts written follow what this pass did: a RUNNING
+        // task asked to stop is STOPPING, a launched one is PENDING.
         for s in &stops {
             self.request_stop(&ctx, &cluster, &s.task, "ServiceSchedulerInitiated", &s.reason).await?;
+            if let Some(v) = views.iter().find(|v| v.id == s.task && v.phase == sched::Phase::Running) {
+                count_change(&mut next.service, &v.deployment, -1, 0);
+            }
         }
         let tags = self.service_task_tags(&ctx, &next.service);
         for (spec, count, instance, task_set) in &launches {
@@ -460,6 +473,8 @@ impl ControlPlane {
                             .map(|a| format!("(task {})", a.rsplit('/').next().unwrap_or(a)))
                             .collect();
                         events.push(format!("{who} has started {} tasks: {}.", ids.len(), ids.join(" ")));
+                        let id = spec.id.clone().unwrap_or_default();
+                        count_change(&mut next.service, &id, 0, tasks.len() as i32);
                     }
                     if let Some(f) = failures.first() {
                         let closest = f.arn.as_deref().map(|a| a.rsplit('/').next().unwrap_or(a));

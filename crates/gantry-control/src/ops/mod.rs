@@ -11,6 +11,7 @@ pub mod placement;
 pub mod services;
 pub mod tags;
 pub mod task_definitions;
+pub mod task_protection;
 pub mod tasks;
 
 use gantry_core::{EcsError, Result};

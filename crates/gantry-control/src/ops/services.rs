@@ -1,4 +1,6 @@
-//! Services: the stored record shared by the service API and the scheduler.
+//! Services: the stored record shared by the service API and the scheduler, and the service
+//! API (CreateService, UpdateService, DeleteService, DescribeServices, ListServices,
+//! ListServicesByNamespace).
 //!
 //! A service record is ECS's `Service` shape exactly as DescribeServices returns it (its
 //! `deployments`, newest PRIMARY first, and its `events`, newest first, at most 100) plus what
@@ -7,8 +9,16 @@
 //! what runs); the scheduler (`crate::scheduler`) owns their progress: counts, rollout state,
 //! events, and the tasks themselves.
 
+use super::tasks::{check_compatible, check_network, launch};
+use super::{check_batch, check_include, includes};
+use crate::records::{decode, encode, load};
+use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::IdGen;
-use gantry_model::{Deployment, Service};
+use gantry_core::page::{PageRequest, paginate};
+use gantry_core::validate::{is_valid_name, validate_tags};
+use gantry_core::{Arn, EcsError, ErrorKind, Result, Scope};
+use gantry_model::*;
+use gantry_store::Txn;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -45,4 +55,855 @@ pub struct SchedNotes {
 pub fn new_deployment_id(ids: &dyn IdGen) -> String {
     let n = (ids.next_u128() as u64) % 10_000_000_000_000_000_000;
     format!("ecs-svc/{n:019}")
+}
+
+// ---- the service API: CreateService, UpdateService, DeleteService, DescribeServices,
+// ListServices, ListServicesByNamespace -------------------------------------------------------
+
+fn service_not_found() -> EcsError {
+    EcsError::new(ErrorKind::ServiceNotFoundException, "Service not found.")
+}
+
+fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<()> {
+    if allowed.contains(&value) {
+        return Ok(());
+    }
+    Err(EcsError::invalid(format!("{field} should be one of [{}], but was '{value}'.", allowed.join(","))))
+}
+
+/// A service's ARN: `arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/NAME`.
+pub fn service_arn(scope: &Scope, cluster: &str, name: &str) -> String {
+    scope.arn(&format!("service/{cluster}/{name}"))
+}
+
+/// The service name a reference (a name, or a long or short service ARN) names in `cluster`;
+/// `None` when it names a service elsewhere.
+fn service_name_in(scope: &Scope, cluster: &str, reference: &str) -> Option<String> {
+    if !reference.starts_with("arn:") {
+        return Some(reference.to_string());
+    }
+    let a = Arn::parse(reference)?;
+    if a.resource_type != "service" || a.region != scope.region || a.account != scope.account {
+        return None;
+    }
+    match a.resource.split_once('/') {
+        Some((c, n)) if c == cluster && !n.contains('/') => Some(n.to_string()),
+        Some(_) => None,
+        None => Some(a.resource),
+    }
+}
+
+/// Is this the REPLICA (or unset) scheduling strategy?
+fn is_daemon(s: &Service) -> bool {
+    s.scheduling_strategy.as_deref() == Some("DAEMON")
+}
+
+/// Validates a deployment configuration and fills ECS's defaults for the scheduling strategy.
+fn deployment_configuration(
+    given: Option<&DeploymentConfiguration>,
+    current: Option<&DeploymentConfiguration>,
+    daemon: bool,
+) -> Result<DeploymentConfiguration> {
+    let mut dc = current.cloned().unwrap_or_default();
+    if let Some(g) = given {
+        if g.maximum_percent.is_some() {
+            dc.maximum_percent = g.maximum_percent;
+        }
+        if g.minimum_healthy_percent.is_some() {
+            dc.minimum_healthy_percent = g.minimum_healthy_percent;
+        }
+        if g.deployment_circuit_breaker.is_some() {
+            dc.deployment_circuit_breaker = g.deployment_circuit_breaker.clone();
+        }
+        if g.alarms.is_some() {
+            dc.alarms = g.alarms.clone();
+        }
+        if g.strategy.is_some() {
+            dc.strategy = g.strategy.clone();
+        }
+        if g.bake_time_in_minutes.is_some() {
+            dc.bake_time_in_minutes = g.bake_time_in_minutes;
+        }
+    }
+    let (min_default, max_default) = if daemon { (0, 100) } else { (100, 200) };
+    let min = *dc.minimum_healthy_percent.get_or_insert(min_default);
+    let max = *dc.maximum_percent.get_or_insert(max_default);
+    if !(0..=100).contains(&min) {
+        return Err(EcsError::invalid(format!(
+            "deploymentConfiguration.minimumHealthyPercent must be between 0 and 100, but was {min}."
+        )));
+    }
+    if daemon && max != 100 {
+        return Err(EcsError::invalid(
+            "The daemon scheduling strategy does not support a maximumPercent other than 100.",
+        ));
+    }
+    if !(100..=2000).contains(&max) && !daemon {
+        return Err(EcsError::invalid(format!(
+            "deploymentConfiguration.maximumPercent must be between 100 and 2000, but was {max}."
+        )));
+    }
+    if let Some(s) = &dc.strategy {
+        one_of("deploymentConfiguration.strategy", s, &["ROLLING"]).map_err(|_| {
+            EcsError::new(
+                ErrorKind::UnsupportedFeatureException,
+                format!("The {s} deployment strategy is not supported by this version of Gantry."),
+            )
+        })?;
+    }
+    let cb = dc.deployment_circuit_breaker.get_or_insert_with(DeploymentCircuitBreaker::default);
+    if let Some(t) = &cb.threshold_configuration {
+        one_of("deploymentCircuitBreaker.thresholdConfiguration.type", &t.r#type, &["COUNT", "PERCENTAGE"])?;
+        let ok = match t.r#type.as_str() {
+            "PERCENTAGE" => (1..=100).contains(&t.value),
+            _ => t.value >= 1,
+        };
+        if !ok {
+            return Err(EcsError::invalid(format!(
+                "deploymentCircuitBreaker.thresholdConfiguration.value {} is out of range for type {}.",
+                t.value, t.r#type
+            )));
+        }
+    }
+    if let Some(a) = &dc.alarms
+        && a.enable
+        && a.alarm_names.is_empty()
+    {
+        return Err(EcsError::invalid("deploymentConfiguration.alarms.alarmNames can not be empty."));
+    }
+    Ok(dc)
+}
+
+/// Checks load balancers against the task definition: each names a target group or a classic
+/// load balancer, and a container and port the task definition has.
+fn check_load_balancers(lbs: &[LoadBalancer], td: Option<&TaskDefinition>) -> Result<()> {
+    if lbs.len() > 5 {
+        return Err(EcsError::invalid("loadBalancers can have at most 5 items."));
+    }
+    for lb in lbs {
+        if lb.target_group_arn.is_none() && lb.load_balancer_name.is_none() {
+            return Err(EcsError::invalid(
+                "Either a targetGroupArn or a loadBalancerName must be specified for a load balancer.",
+            ));
+        }
+        if lb.target_group_arn.is_some() && lb.load_balancer_name.is_some() {
+            return Err(EcsError::invalid(
+                "targetGroupArn and loadBalancerName can not both be specified for a load balancer.",
+            ));
+        }
+        let name = lb
+            .container_name
+            .as_deref()
+            .ok_or_else(|| EcsError::invalid("containerName can not be blank for a load balancer."))?;
+        let port = lb
+            .container_port
+            .ok_or_else(|| EcsError::invalid("containerPort can not be blank for a load balancer."))?;
+        let Some(td) = td else { continue };
+        let Some(c) = td.container_definitions.iter().flatten().find(|c| c.name.as_deref() == Some(name))
+        else {
+            return Err(EcsError::invalid(format!(
+                "The container {name} does not exist in the task definition."
+            )));
+        };
+        if !c.port_mappings.iter().flatten().any(|pm| pm.container_port == Some(port)) {
+            return Err(EcsError::invalid(format!(
+                "The container {name} did not have a container port {port} defined."
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_registries(regs: &[ServiceRegistry]) -> Result<()> {
+    if regs.len() > 1 {
+        return Err(EcsError::invalid("serviceRegistries can have at most 1 item."));
+    }
+    for r in regs {
+        if r.registry_arn.as_deref().is_none_or(str::is_empty) {
+            return Err(EcsError::invalid("registryArn can not be blank for a service registry."));
+        }
+    }
+    Ok(())
+}
+
+fn check_controller(c: Option<&DeploymentController>) -> Result<String> {
+    let t = c.map(|c| c.r#type.clone()).unwrap_or_else(|| "ECS".into());
+    one_of("deploymentController.type", &t, &["ECS", "CODE_DEPLOY", "EXTERNAL"])?;
+    if t == "CODE_DEPLOY" {
+        return Err(EcsError::new(
+            ErrorKind::UnsupportedFeatureException,
+            "The CODE_DEPLOY deployment controller is not supported by this version of Gantry.",
+        ));
+    }
+    Ok(t)
+}
+
+fn check_placement(
+    constraints: Option<&Vec<PlacementConstraint>>,
+    strategies: Option<&Vec<PlacementStrategy>>,
+    td: Option<&TaskDefinition>,
+) -> Result<()> {
+    let td_constraints = td.and_then(|t| t.placement_constraints.as_deref()).unwrap_or_default();
+    super::placement::constraints(constraints.map(Vec::as_slice).unwrap_or_default(), td_constraints)?;
+    super::placement::strategies(strategies.map(Vec::as_slice).unwrap_or_default())?;
+    Ok(())
+}
+
+/// What a deployment runs: the settings that, when they change, make a new deployment.
+struct Launchable<'a> {
+    task_definition: Option<&'a str>,
+    desired_count: i32,
+    launch_type: Option<&'a str>,
+    strategy: Option<&'a Vec<CapacityProviderStrategyItem>>,
+    platform_version: Option<&'a str>,
+    network: Option<&'a NetworkConfiguration>,
+    service_connect: Option<&'a ServiceConnectConfiguration>,
+    volumes: Option<&'a Vec<ServiceVolumeConfiguration>>,
+}
+
+impl ControlPlane {
+    fn new_deployment(&self, l: &Launchable<'_>) -> Deployment {
+        let id = new_deployment_id(&*self.ids);
+        let now = self.now_s();
+        let fargate = l.launch_type == Some("FARGATE")
+            || l.strategy.is_some_and(|s| s.iter().any(|i| i.capacity_provider.starts_with("FARGATE")));
+        Deployment {
+            rollout_state_reason: Some(format!("ECS deployment {id} in progress.")),
+            id: Some(id),
+            status: Some("PRIMARY".into()),
+            task_definition: l.task_definition.map(str::to_string),
+            desired_count: l.desired_count,
+            pending_count: 0,
+            running_count: 0,
+            failed_tasks: 0,
+            created_at: Some(now),
+            updated_at: Some(now),
+            capacity_provider_strategy: l.strategy.cloned(),
+            launch_type: l.launch_type.map(str::to_string),
+            platform_version: if fargate { l.platform_version.map(str::to_string) } else { None },
+            platform_family: fargate.then(|| "Linux".into()),
+            network_configuration: l.network.cloned(),
+            rollout_state: Some("IN_PROGRESS".into()),
+            service_connect_configuration: l.service_connect.cloned(),
+            volume_configurations: l.volumes.cloned(),
+            ..Default::default()
+        }
+    }
+
+    /// Loads a service of a cluster by name or ARN.
+    pub(crate) fn load_service(
+        &self,
+        ctx: &Ctx,
+        cluster: &str,
+        reference: &str,
+    ) -> Result<Option<Stored<ServiceRecord>>> {
+        match service_name_in(&ctx.scope, cluster, reference) {
+            Some(name) if is_valid_name(&name) => {
+                load(&*self.store, &keys::service(&ctx.scope, cluster, &name))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    pub async fn create_service(
+        &self,
+        ctx: &Ctx,
+        req: CreateServiceRequest,
+    ) -> Result<CreateServiceResponse> {
+        let name = req.service_name.clone();
+        if !is_valid_name(&name) {
+            return Err(EcsError::invalid(
+                "Invalid service name: up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens are allowed.",
+            ));
+        }
+        if req.client_token.as_ref().is_some_and(|t| t.len() > 36) {
+            return Err(EcsError::invalid("clientToken can have at most 36 characters."));
+        }
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+        let cname = cluster.value.cluster_name.clone().unwrap_or_default();
+        let tags = req.tags.clone().unwrap_or_default();
+        validate_tags(&tags)?;
+        let strategy_name = req.scheduling_strategy.clone().unwrap_or_else(|| "REPLICA".into());
+        one_of("schedulingStrategy", &strategy_name, &["REPLICA", "DAEMON"])?;
+        let daemon = strategy_name == "DAEMON";
+        let controller = check_controller(req.deployment_controller.as_ref())?;
+        let external = controller == "EXTERNAL";
+        // The task definition (optional only for the EXTERNAL controller).
+        let td = match (&req.task_definition, external) {
+            (Some(r), _) => Some(self.active_task_definition(ctx, r)?),
+            (None, true) => None,
+            (None, false) => {
+                return Err(EcsError::invalid("A task definition must be specified to create a service."));
+            }
+        };
+        // desiredCount: required for REPLICA, refused for DAEMON.
+        let desired = match (req.desired_count, daemon) {
+            (Some(_), true) => {
+                return Err(EcsError::invalid(
+                    "The daemon scheduling strategy does not support a desired count for services. Remove the desired count value and try again",
+                ));
+            }
+            (None, true) => 0,
+            (Some(n), false) if n < 0 => {
+                return Err(EcsError::invalid(format!("desiredCount must be at least 0, but was {n}.")));
+            }
+            (Some(n), false) => n,
+            (None, false) => {
+                return Err(EcsError::invalid(
+                    "desiredCount is required for services using the REPLICA scheduling strategy.",
+                ));
+            }
+        };
+        // Launch type or capacity provider strategy, as RunTask resolves them.
+        let (resolved, _) =
+            launch(&cluster.value, req.launch_type.as_deref(), req.capacity_provider_strategy.as_ref())?;
+        let (launch_type, strategy) = match (&req.launch_type, &req.capacity_provider_strategy) {
+            (Some(lt), _) => (Some(lt.clone()), None),
+            (None, Some(s)) if !s.is_empty() => (None, Some(s.clone())),
+            (None, _) => {
+                match cluster.value.default_capacity_provider_strategy.clone().filter(|s| !s.is_empty()) {
+                    Some(s) => (None, Some(s)),
+                    None => (Some("EC2".to_string()), None),
+                }
+            }
+        };
+        let fargate = resolved == "FARGATE";
+        if let Some(td) = &td {
+            check_compatible(td, &resolved)?;
+            check_network(td, req.network_configuration.as_ref())?;
+        } else if req.network_configuration.is_some() {
+            check_network(
+                &TaskDefinition { network_mode: Some("awsvpc".into()), ..Default::default() },
+                req.network_configuration.as_ref(),
+            )?;
+        }
+        if daemon {
+            if fargate {
+                return Err(EcsError::invalid(
+                    "The daemon scheduling strategy is not supported with the FARGATE launch type.",
+                ));
+            }
+            if req.placement_strategy.as_ref().is_some_and(|s| !s.is_empty()) {
+                return Err(EcsError::invalid(
+                    "The daemon scheduling strategy does not support placement strategies.",
+                ));
+            }
+        }
+        let platform_version = match (&req.platform_version, fargate) {
+            (Some(_), false) => {
+                return Err(EcsError::invalid(
+                    "The platform version must be null when specifying an EC2 launch type.",
+                ));
+            }
+            (Some(v), true) => Some(v.clone()),
+            (None, true) => Some("LATEST".to_string()),
+            (None, false) => None,
+        };
+        check_placement(req.placement_constraints.as_ref(), req.placement_strategy.as_ref(), td.as_ref())?;
+        let lbs = req.load_balancers.clone().unwrap_or_default();
+        check_load_balancers(&lbs, td.as_ref())?;
+        if req.role.is_some() && lbs.is_empty() {
+            return Err(EcsError::invalid(
+                "You cannot specify an IAM role for services that do not use a load balancer.",
+            ));
+        }
+        let registries = req.service_registries.clone().unwrap_or_default();
+        check_registries(&registries)?;
+        if let Some(g) = req.health_check_grace_period_seconds
+            && g < 0
+        {
+            return Err(EcsError::invalid(format!(
+                "healthCheckGracePeriodSeconds must be between 0 and 2147483647, but was {g}."
+            )));
+        }
+        if let Some(p) = &req.propagate_tags {
+            one_of("propagateTags", p, &["TASK_DEFINITION", "SERVICE", "NONE"])?;
+        }
+        if let Some(z) = &req.availability_zone_rebalancing {
+            one_of("availabilityZoneRebalancing", z, &["ENABLED", "DISABLED"])?;
+        }
+        let dc = deployment_configuration(req.deployment_configuration.as_ref(), None, daemon)?;
+        let td_arn = td.as_ref().and_then(|t| t.task_definition_arn.clone());
+        let role_arn = req.role.as_ref().map(|r| {
+            if r.starts_with("arn:") {
+                r.clone()
+            } else {
+                format!("arn:aws:iam::{}:role/{r}", ctx.scope.account)
+            }
+        });
+        let now = self.now_s();
+        let deployments = if external {
+            vec![]
+        } else {
+            vec![self.new_deployment(&Launchable {
+                task_definition: td_arn.as_deref(),
+                desired_count: desired,
+                launch_type: launch_type.as_deref(),
+                strategy: strategy.as_ref(),
+                platform_version: platform_version.as_deref(),
+                network: req.network_configuration.as_ref(),
+                service_connect: req.service_connect_configuration.as_ref(),
+                volumes: req.volume_configurations.as_ref(),
+            })]
+        };
+        let service = Service {
+            service_arn: Some(service_arn(&ctx.scope, &cname, &name)),
+            service_name: Some(name.clone()),
+            cluster_arn: cluster.value.cluster_arn.clone(),
+            load_balancers: Some(lbs),
+            service_registries: Some(registries),
+            status: Some("ACTIVE".into()),
+            desired_count: desired,
+            running_count: 0,
+            pending_count: 0,
+            launch_type,
+            capacity_provider_strategy: strategy,
+            platform_version,
+            platform_family: fargate.then(|| "Linux".into()),
+            task_definition: td_arn,
+            deployment_configuration: Some(dc),
+            deployments: Some(deployments),
+            role_arn,
+            events: Some(vec![]),
+            created_at: Some(now),
+            placement_constraints: Some(req.placement_constraints.clone().unwrap_or_default()),
+            placement_strategy: Some(req.placement_strategy.clone().unwrap_or_default()),
+            network_configuration: req.network_configuration.clone(),
+            health_check_grace_period_seconds: req.health_check_grace_period_seconds.or(Some(0)),
+            scheduling_strategy: Some(strategy_name),
+            deployment_controller: Some(DeploymentController { r#type: controller }),
+            tags: Some(tags),
+            created_by: Some(ctx.principal.clone()),
+            enable_ecs_managed_tags: req.enable_ecs_managed_tags,
+            propagate_tags: Some(req.propagate_tags.clone().unwrap_or_else(|| "NONE".into())),
+            enable_execute_command: req.enable_execute_command,
+            availability_zone_rebalancing: Some(
+                req.availability_zone_rebalancing
+                    .clone()
+                    .unwrap_or_else(|| if daemon { "DISABLED" } else { "ENABLED" }.into()),
+            ),
+            ..Default::default()
+        };
+        let fingerprint = serde_json::to_string(&req).unwrap_or_default();
+        let key = keys::service(&ctx.scope, &cname, &name);
+        let request_key = keys::service_request(&ctx.scope, &cname, &name);
+        let out = self
+            .retry(|| {
+                // The cluster must still be ACTIVE when the service lands.
+                let cluster = self.active_cluster(ctx, Some(&cname))?;
+                let existing = load::<ServiceRecord>(&*self.store, &key)?;
+                let rev = match &existing {
+                    Some(s) => match s.value.service.status.as_deref() {
+                        Some("ACTIVE") => {
+                            let same = load::<String>(&*self.store, &request_key)?
+                                .is_some_and(|r| r.value == fingerprint);
+                            if same {
+                                return Ok((Txn::new(), s.value.service.clone()));
+                            }
+                            return Err(EcsError::invalid("Creation of service was not idempotent."));
+                        }
+                        Some("DRAINING") => {
+                            return Err(EcsError::invalid(
+                                "Unable to Start a service that is still Draining.",
+                            ));
+                        }
+                        _ => s.mod_revision,
+                    },
+                    None => 0,
+                };
+                let rec = ServiceRecord { service: service.clone(), sched: SchedNotes::default() };
+                let txn = Txn::new()
+                    .when(&cluster.key, cluster.mod_revision)
+                    .when(&key, rev)
+                    .put(&key, encode(&rec))
+                    .put(&request_key, encode(&fingerprint))
+                    .put(keys::scheduled_service(&ctx.scope, &cname, &name), key.clone().into_bytes());
+                Ok((txn, service.clone()))
+            })
+            .await?;
+        Ok(CreateServiceResponse { service: Some(out) })
+    }
+
+    pub async fn update_service(
+        &self,
+        ctx: &Ctx,
+        req: UpdateServiceRequest,
+    ) -> Result<UpdateServiceResponse> {
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+        let cname = cluster.value.cluster_name.clone().unwrap_or_default();
+        let td = match &req.task_definition {
+            Some(r) => Some(self.active_task_definition(ctx, r)?),
+            None => None,
+        };
+        if let Some(p) = &req.propagate_tags {
+            one_of("propagateTags", p, &["TASK_DEFINITION", "SERVICE", "NONE"])?;
+        }
+        if let Some(z) = &req.availability_zone_rebalancing {
+            one_of("availabilityZoneRebalancing", z, &["ENABLED", "DISABLED"])?;
+        }
+        if let Some(g) = req.health_check_grace_period_seconds
+            && g < 0
+        {
+            return Err(EcsError::invalid(format!(
+                "healthCheckGracePeriodSeconds must be between 0 and 2147483647, but was {g}."
+            )));
+        }
+        if let Some(r) = &req.service_registries {
+            check_registries(r)?;
+        }
+        let controller = match &req.deployment_controller {
+            Some(c) => Some(check_controller(Some(c))?),
+            None => None,
+        };
+        let out = self
+            .retry(|| {
+                let mut rec = self.load_service(ctx, &cname, &req.service)?.ok_or_else(service_not_found)?;
+                let s = &mut rec.value.service;
+                if s.status.as_deref() != Some("ACTIVE") {
+                    return Err(EcsError::new(ErrorKind::ServiceNotActiveException, "Service was not ACTIVE."));
+                }
+                let daemon = is_daemon(s);
+                let mut redeploy = req.force_new_deployment;
+                // What the tasks run and where.
+                let current_td = match (&td, &s.task_definition) {
+                    (Some(t), _) => Some(t.clone()),
+                    (None, Some(arn)) => self.find_task_definition(ctx, arn)?.map(|r| r.value.definition),
+                    (None, None) => None,
+                };
+                if let Some(t) = &td
+                    && t.task_definition_arn != s.task_definition
+                {
+                    s.task_definition = t.task_definition_arn.clone();
+                    redeploy = true;
+                }
+                if let Some(strategy) = &req.capacity_provider_strategy {
+                    let (launch_type, strategy) = if strategy.is_empty() {
+                        match cluster.value.default_capacity_provider_strategy.clone().filter(|s| !s.is_empty()) {
+                            Some(d) => (None, Some(d)),
+                            None => (Some("EC2".to_string()), None),
+                        }
+                    } else {
+                        launch(&cluster.value, None, Some(strategy))?;
+                        (None, Some(strategy.clone()))
+                    };
+                    if launch_type != s.launch_type || strategy != s.capacity_provider_strategy {
+                        s.launch_type = launch_type;
+                        s.capacity_provider_strategy = strategy;
+                        redeploy = true;
+                    }
+                }
+                let (resolved, _) =
+                    launch(&cluster.value, s.launch_type.as_deref(), s.capacity_provider_strategy.as_ref())?;
+                let fargate = resolved == "FARGATE";
+                if daemon && fargate {
+                    return Err(EcsError::invalid(
+                        "The daemon scheduling strategy is not supported with the FARGATE launch type.",
+                    ));
+                }
+                if let Some(t) = &td {
+                    check_compatible(t, &resolved)?;
+                }
+                if let Some(n) = &req.network_configuration
+                    && s.network_configuration.as_ref() != Some(n)
+                {
+                    s.network_configuration = Some(n.clone());
+                    redeploy = true;
+                }
+                if let Some(t) = &current_td
+                    && (td.is_some() || req.network_configuration.is_some())
+                {
+                    check_network(t, s.network_configuration.as_ref())?;
+                }
+                if let Some(v) = &req.platform_version {
+                    if !fargate {
+                        return Err(EcsError::invalid(
+                            "The platform version must be null when specifying an EC2 launch type.",
+                        ));
+                    }
+                    if s.platform_version.as_ref() != Some(v) {
+                        s.platform_version = Some(v.clone());
+                        redeploy = true;
+                    }
+                }
+                if fargate {
+                    s.platform_version.get_or_insert_with(|| "LATEST".into());
+                    s.platform_family = Some("Linux".into());
+                } else {
+                    s.platform_version = None;
+                    s.platform_family = None;
+                }
+                if daemon && req.placement_strategy.as_ref().is_some_and(|p| !p.is_empty()) {
+                    return Err(EcsError::invalid(
+                        "The daemon scheduling strategy does not support placement strategies.",
+                    ));
+                }
+                if let Some(c) = &req.placement_constraints
+                    && s.placement_constraints.as_ref() != Some(c)
+                {
+                    s.placement_constraints = Some(c.clone());
+                    redeploy = true;
+                }
+                if let Some(p) = &req.placement_strategy
+                    && s.placement_strategy.as_ref() != Some(p)
+                {
+                    s.placement_strategy = Some(p.clone());
+                    redeploy = true;
+                }
+                check_placement(s.placement_constraints.as_ref(), s.placement_strategy.as_ref(), current_td.as_ref())?;
+                if let Some(lbs) = &req.load_balancers {
+                    check_load_balancers(lbs, current_td.as_ref())?;
+                    if s.load_balancers.as_ref() != Some(lbs) {
+                        s.load_balancers = Some(lbs.clone());
+                        redeploy = true;
+                    }
+                } else if td.is_some() {
+                    check_load_balancers(s.load_balancers.as_deref().unwrap_or_default(), current_td.as_ref())?;
+                }
+                if let Some(r) = &req.service_registries
+                    && s.service_registries.as_ref() != Some(r)
+                {
+                    s.service_registries = Some(r.clone());
+                    redeploy = true;
+                }
+                let mut service_connect = s.deployments.iter().flatten().next().and_then(|d| d.service_connect_configuration.clone());
+                if let Some(sc) = &req.service_connect_configuration
+                    && service_connect.as_ref() != Some(sc)
+                {
+                    service_connect = Some(sc.clone());
+                    redeploy = true;
+                }
+                let mut volumes = s.deployments.iter().flatten().next().and_then(|d| d.volume_configurations.clone());
+                if let Some(v) = &req.volume_configurations
+                    && volumes.as_ref() != Some(v)
+                {
+                    volumes = Some(v.clone());
+                    redeploy = true;
+                }
+                // Settings that do not change what runs.
+                if let Some(n) = req.desired_count {
+                    if daemon {
+                        return Err(EcsError::invalid(
+                            "The daemon scheduling strategy does not support a desired count for services. Remove the desired count value and try again",
+                        ));
+                    }
+                    if n < 0 {
+                        return Err(EcsError::invalid(format!("desiredCount must be at least 0, but was {n}.")));
+                    }
+                    s.desired_count = n;
+                }
+                s.deployment_configuration = Some(deployment_configuration(
+                    req.deployment_configuration.as_ref(),
+                    s.deployment_configuration.as_ref(),
+                    daemon,
+                )?);
+                if let Some(g) = req.health_check_grace_period_seconds {
+                    s.health_check_grace_period_seconds = Some(g);
+                }
+                if let Some(e) = req.enable_execute_command {
+                    s.enable_execute_command = e;
+                }
+                if let Some(e) = req.enable_ecs_managed_tags {
+                    s.enable_ecs_managed_tags = e;
+                }
+                if let Some(p) = &req.propagate_tags {
+                    s.propagate_tags = Some(p.clone());
+                }
+                if let Some(z) = &req.availability_zone_rebalancing {
+                    s.availability_zone_rebalancing = Some(z.clone());
+                }
+                if let Some(c) = &controller {
+                    s.deployment_controller = Some(DeploymentController { r#type: c.clone() });
+                }
+                let external = s.deployment_controller.as_ref().is_some_and(|c| c.r#type == "EXTERNAL");
+                let now = self.now_s();
+                let deployments = s.deployments.get_or_insert_with(Vec::new);
+                if redeploy && !external {
+                    for d in deployments.iter_mut() {
+                        d.status = Some("ACTIVE".into());
+                        d.updated_at = Some(now);
+                    }
+                    let d = self.new_deployment(&Launchable {
+                        task_definition: s.task_definition.as_deref(),
+                        desired_count: s.desired_count,
+                        launch_type: s.launch_type.as_deref(),
+                        strategy: s.capacity_provider_strategy.as_ref(),
+                        platform_version: s.platform_version.as_deref(),
+                        network: s.network_configuration.as_ref(),
+                        service_connect: service_connect.as_ref(),
+                        volumes: volumes.as_ref(),
+                    });
+                    deployments.insert(0, d);
+                } else if let Some(primary) =
+                    deployments.iter_mut().find(|d| d.status.as_deref() == Some("PRIMARY"))
+                    && primary.desired_count != s.desired_count
+                {
+                    primary.desired_count = s.desired_count;
+                    primary.updated_at = Some(now);
+                }
+                let mut shown = rec.value.service.clone();
+                shown.tags = None;
+                Ok((Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), shown))
+            })
+            .await?;
+        Ok(UpdateServiceResponse { service: Some(out) })
+    }
+
+    pub async fn delete_service(
+        &self,
+        ctx: &Ctx,
+        req: DeleteServiceRequest,
+    ) -> Result<DeleteServiceResponse> {
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+        let cname = cluster.value.cluster_name.clone().unwrap_or_default();
+        let force = req.force.unwrap_or(false);
+        let out = self
+            .retry(|| {
+                let mut rec = match self.load_service(ctx, &cname, &req.service)? {
+                    Some(r) if r.value.service.status.as_deref() != Some("INACTIVE") => r,
+                    _ => return Err(service_not_found()),
+                };
+                let s = &mut rec.value.service;
+                if s.status.as_deref() == Some("DRAINING") {
+                    let mut shown = s.clone();
+                    shown.tags = None;
+                    return Ok((Txn::new(), shown));
+                }
+                if !force && !is_daemon(s) && s.desired_count > 0 {
+                    return Err(EcsError::invalid(
+                        "The service cannot be stopped while it is scaled above 0.",
+                    ));
+                }
+                let now = self.now_s();
+                s.status = Some("DRAINING".into());
+                s.desired_count = 0;
+                if let Some(primary) =
+                    s.deployments.iter_mut().flatten().find(|d| d.status.as_deref() == Some("PRIMARY"))
+                {
+                    primary.desired_count = 0;
+                    primary.updated_at = Some(now);
+                }
+                let mut shown = s.clone();
+                shown.tags = None;
+                Ok((Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), shown))
+            })
+            .await?;
+        Ok(DeleteServiceResponse { service: Some(out) })
+    }
+
+    pub fn describe_services(
+        &self,
+        ctx: &Ctx,
+        req: DescribeServicesRequest,
+    ) -> Result<DescribeServicesResponse> {
+        check_include("include", req.include.as_ref(), &["TAGS"])?;
+        if req.services.is_empty() {
+            return Err(EcsError::invalid("Services cannot be empty."));
+        }
+        check_batch("services", req.services.len(), 10)?;
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let mut services = Vec::new();
+        let mut failures = Vec::new();
+        for r in &req.services {
+            match self.load_service(ctx, &cname, r)? {
+                Some(rec) => {
+                    let mut s = rec.value.service;
+                    if !includes(req.include.as_ref(), "TAGS") {
+                        s.tags = None;
+                    }
+                    services.push(s);
+                }
+                None => failures.push(super::missing(r, |r| service_arn(&ctx.scope, &cname, r))),
+            }
+        }
+        Ok(DescribeServicesResponse { services: Some(services), failures: Some(failures) })
+    }
+
+    pub fn list_services(&self, ctx: &Ctx, req: ListServicesRequest) -> Result<ListServicesResponse> {
+        let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 10, 100)?;
+        if let Some(l) = &req.launch_type {
+            one_of("launchType", l, &["EC2", "FARGATE", "EXTERNAL"])?;
+        }
+        if let Some(s) = &req.scheduling_strategy {
+            one_of("schedulingStrategy", s, &["REPLICA", "DAEMON"])?;
+        }
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let prefix = keys::service_prefix(&ctx.scope, &cname);
+        let mut out = Vec::new();
+        for kv in self.store.range(&prefix, page.after.as_deref(), usize::MAX) {
+            let rec = decode::<ServiceRecord>(&kv)?;
+            let s = &rec.value.service;
+            let listed = matches!(s.status.as_deref(), Some("ACTIVE" | "DRAINING"))
+                && req.launch_type.as_ref().is_none_or(|l| s.launch_type.as_ref() == Some(l))
+                && req.scheduling_strategy.as_ref().is_none_or(|x| s.scheduling_strategy.as_ref() == Some(x));
+            if listed {
+                out.push(rec);
+                if out.len() > page.limit {
+                    break;
+                }
+            }
+        }
+        let (items, next) = paginate(out, page.limit, |r| r.key.clone());
+        Ok(ListServicesResponse {
+            service_arns: Some(items.into_iter().filter_map(|r| r.value.service.service_arn).collect()),
+            next_token: next,
+        })
+    }
+
+    pub fn list_services_by_namespace(
+        &self,
+        ctx: &Ctx,
+        req: ListServicesByNamespaceRequest,
+    ) -> Result<ListServicesByNamespaceResponse> {
+        let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 10, 100)?;
+        let ns = req.namespace.trim();
+        if ns.is_empty() {
+            return Err(EcsError::invalid("namespace can not be blank."));
+        }
+        // A namespace is named by its name or its Cloud Map ARN; either form matches either.
+        let short = |x: &str| x.rsplit('/').next().unwrap_or(x).to_string();
+        let matches = |x: Option<&str>| x.is_some_and(|x| x == ns || short(x) == short(ns));
+        let mut known = false;
+        for c in crate::records::load_prefix::<Cluster>(&*self.store, &keys::cluster_prefix(&ctx.scope))? {
+            if c.value.status.as_deref() == Some("ACTIVE")
+                && matches(c.value.service_connect_defaults.as_ref().and_then(|d| d.namespace.as_deref()))
+            {
+                known = true;
+            }
+        }
+        let mut out = Vec::new();
+        for kv in self.store.range(&keys::services_prefix(&ctx.scope), None, usize::MAX) {
+            let rec = decode::<ServiceRecord>(&kv)?;
+            let s = &rec.value.service;
+            let ns_of = s
+                .deployments
+                .iter()
+                .flatten()
+                .find(|d| d.status.as_deref() == Some("PRIMARY"))
+                .and_then(|d| d.service_connect_configuration.as_ref())
+                .filter(|sc| sc.enabled)
+                .and_then(|sc| sc.namespace.as_deref());
+            if !matches(ns_of) {
+                continue;
+            }
+            known = true;
+            let after = page.after.as_deref().is_none_or(|a| rec.key.as_str() > a);
+            if after && matches!(s.status.as_deref(), Some("ACTIVE" | "DRAINING")) && out.len() <= page.limit
+            {
+                out.push(rec);
+            }
+        }
+        if !known {
+            return Err(EcsError::new(
+                ErrorKind::NamespaceNotFoundException,
+                "The specified namespace wasn't found.",
+            ));
+        }
+        let (items, next) = paginate(out, page.limit, |r| r.key.clone());
+        Ok(ListServicesByNamespaceResponse {
+            service_arns: Some(items.into_iter().filter_map(|r| r.value.service.service_arn).collect()),
+            next_token: next,
+        })
+    }
 }

@@ -1,6 +1,7 @@
 //! Tags: TagResource, UntagResource, ListTagsForResource, on every taggable resource Gantry
-//! stores (clusters, task definitions, capacity providers, container instances).
+//! stores (clusters, task definitions, capacity providers, container instances, services).
 
+use super::services::ServiceRecord;
 use crate::records::{encode, load};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::validate::{check_tag_count, merge_tags, validate_tags};
@@ -14,6 +15,7 @@ enum Target {
     TaskDefinition,
     CapacityProvider,
     ContainerInstance,
+    Service,
 }
 
 fn invalid_arn() -> EcsError {
@@ -47,7 +49,13 @@ impl ControlPlane {
                 })?;
                 (Target::ContainerInstance, keys::container_instance(&ctx.scope, cluster, id))
             }
-            "service" | "task" | "task-set" => return Err(not_found(arn)),
+            "service" => {
+                let (cluster, name) = a.resource.split_once('/').ok_or_else(|| {
+                    EcsError::invalid("Long arn format must be used for tagging operations")
+                })?;
+                (Target::Service, keys::service(&ctx.scope, cluster, name))
+            }
+            "task" | "task-set" => return Err(not_found(arn)),
             _ => return Err(invalid_arn()),
         })
     }
@@ -95,6 +103,16 @@ impl ControlPlane {
                         not_found(arn),
                         tags
                     )
+                }
+                Target::Service => {
+                    let mut rec = match load::<ServiceRecord>(&*self.store, &key)? {
+                        Some(r) if r.value.service.status.as_deref() != Some("INACTIVE") => r,
+                        _ => return Err(not_found(arn)),
+                    };
+                    let tags = rec.value.service.tags.get_or_insert_with(Vec::new);
+                    f(tags)?;
+                    let out = tags.clone();
+                    (Txn::new().when(&key, rec.mod_revision).put(&key, encode(&rec.value)), out)
                 }
                 Target::TaskDefinition => {
                     let mut rec = load::<super::task_definitions::TaskDefRecord>(&*self.store, &key)?
@@ -149,6 +167,10 @@ impl ControlPlane {
             Target::ContainerInstance => {
                 load::<ContainerInstance>(&*self.store, &key)?.ok_or_else(|| not_found(arn))?.value.tags
             }
+            Target::Service => match load::<ServiceRecord>(&*self.store, &key)? {
+                Some(r) if r.value.service.status.as_deref() != Some("INACTIVE") => r.value.service.tags,
+                _ => return Err(not_found(arn)),
+            },
             Target::TaskDefinition => Some(
                 load::<super::task_definitions::TaskDefRecord>(&*self.store, &key)?
                     .ok_or_else(|| EcsError::client("Unable to describe task definition."))?

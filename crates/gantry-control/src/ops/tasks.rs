@@ -40,6 +40,22 @@ pub struct TaskRecord {
     pub reserved: Reservation,
     #[serde(default)]
     pub network_configuration: Option<NetworkConfiguration>,
+    /// Scale-in protection (UpdateTaskProtection): the scheduler does not stop a protected task
+    /// to scale in or to finish a deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protection: Option<Protection>,
+}
+
+/// A task's scale-in protection: until when (epoch milliseconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Protection {
+    pub expires_at_ms: i64,
+}
+
+/// Until when (epoch milliseconds) a task is protected from scale-in, if it ever was; the
+/// caller compares with its clock (protection lapses by itself).
+pub(crate) fn protected_until_ms(rec: &TaskRecord) -> Option<i64> {
+    rec.protection.map(|p| p.expires_at_ms)
 }
 
 /// A Fargate node: capacity that `gantry up` provides to every account and region.
@@ -204,8 +220,38 @@ pub(crate) fn plan(def: &TaskDefinition, overrides: Option<&TaskOverride>, farga
     Ok(Plan { def, overrides: ov, need, cpu: cpu.to_string(), memory: memory.to_string() })
 }
 
+/// Checks that a task definition can run on a launch type.
+pub(crate) fn check_compatible(td: &TaskDefinition, launch_type: &str) -> Result<()> {
+    if !td.compatibilities.iter().flatten().any(|c| c == launch_type) {
+        return Err(EcsError::client(format!("Task definition does not support launch_type {launch_type}.")));
+    }
+    Ok(())
+}
+
+/// Checks a network configuration against the task definition's network mode, ECS's way:
+/// awsvpc needs one with subnets, every other mode takes none.
+pub(crate) fn check_network(td: &TaskDefinition, network: Option<&NetworkConfiguration>) -> Result<()> {
+    let awsvpc = td.network_mode.as_deref() == Some("awsvpc");
+    match (network, awsvpc) {
+        (None, true) => Err(EcsError::invalid(
+            "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
+        )),
+        (Some(n), true) => {
+            let subnets = n.awsvpc_configuration.as_ref().map(|a| a.subnets.len()).unwrap_or(0);
+            if subnets == 0 {
+                return Err(EcsError::invalid("subnets can not be empty."));
+            }
+            Ok(())
+        }
+        (Some(_), false) => Err(EcsError::invalid(
+            "Network Configuration is not valid for the given networkMode of this task definition.",
+        )),
+        (None, false) => Ok(()),
+    }
+}
+
 /// The launch type a request resolves to, and the capacity provider that chose it.
-fn launch(
+pub(crate) fn launch(
     cluster: &Cluster,
     launch_type: Option<&str>,
     strategy: Option<&Vec<CapacityProviderStrategyItem>>,
@@ -252,7 +298,12 @@ fn task_id_of(reference: &str) -> &str {
 }
 
 impl ControlPlane {
-    fn load_task(&self, ctx: &Ctx, cluster: &str, reference: &str) -> Result<Option<Stored<TaskRecord>>> {
+    pub(crate) fn load_task(
+        &self,
+        ctx: &Ctx,
+        cluster: &str,
+        reference: &str,
+    ) -> Result<Option<Stored<TaskRecord>>> {
         if reference.starts_with("arn:") {
             match Arn::parse(reference) {
                 Some(a)
@@ -273,7 +324,23 @@ impl ControlPlane {
         load(&*self.store, &keys::task(&ctx.scope, cluster, task_id_of(reference)))
     }
 
-    fn now_s(&self) -> f64 {
+    /// The ACTIVE task definition a reference names, or ECS's ClientException.
+    pub(crate) fn active_task_definition(&self, ctx: &Ctx, reference: &str) -> Result<TaskDefinition> {
+        let td = self
+            .find_task_definition(ctx, reference)?
+            .ok_or_else(|| EcsError::client("TaskDefinition not found."))?
+            .value
+            .definition;
+        if td.status.as_deref() != Some("ACTIVE") {
+            return Err(EcsError::client(format!(
+                "TaskDefinition is inactive: {}",
+                td.task_definition_arn.as_deref().unwrap_or_default()
+            )));
+        }
+        Ok(td)
+    }
+
+    pub(crate) fn now_s(&self) -> f64 {
         self.clock.now().as_epoch_seconds()
     }
 
@@ -516,8 +583,13 @@ impl ControlPlane {
         let id = task_id_of(&arn).to_string();
         let key = keys::task(&ctx.scope, cluster, &id);
         let group = task.group.clone().unwrap_or_default();
-        let rec =
-            TaskRecord { task, node: node.clone(), reserved, network_configuration: req.network.clone() };
+        let rec = TaskRecord {
+            task,
+            node: node.clone(),
+            reserved,
+            network_configuration: req.network.clone(),
+            protection: None,
+        };
         let mut txn = txn
             .when(&key, 0)
             .put(&key, encode(&rec))
@@ -536,47 +608,13 @@ impl ControlPlane {
         {
             return Err(EcsError::invalid("startedBy longer than 36."));
         }
-        let td = self
-            .find_task_definition(ctx, req.task_definition)?
-            .ok_or_else(|| EcsError::client("TaskDefinition not found."))?
-            .value
-            .definition;
-        if td.status.as_deref() != Some("ACTIVE") {
-            return Err(EcsError::client(format!(
-                "TaskDefinition is inactive: {}",
-                td.task_definition_arn.as_deref().unwrap_or_default()
-            )));
-        }
+        let td = self.active_task_definition(ctx, req.task_definition)?;
         let (launch_type, cp) = match req.only {
             Some(_) => ("EC2".to_string(), None),
             None => launch(&cluster.value, req.launch_type, req.strategy)?,
         };
-        let compat = if launch_type == "EXTERNAL" { "EXTERNAL" } else { launch_type.as_str() };
-        if !td.compatibilities.iter().flatten().any(|c| c == compat) {
-            return Err(EcsError::client(format!(
-                "Task definition does not support launch_type {launch_type}."
-            )));
-        }
-        let awsvpc = td.network_mode.as_deref() == Some("awsvpc");
-        match (&req.network, awsvpc) {
-            (None, true) => {
-                return Err(EcsError::invalid(
-                    "Network Configuration must be provided when networkMode 'awsvpc' is specified.",
-                ));
-            }
-            (Some(n), true) => {
-                let subnets = n.awsvpc_configuration.as_ref().map(|a| a.subnets.len()).unwrap_or(0);
-                if subnets == 0 {
-                    return Err(EcsError::invalid("subnets can not be empty."));
-                }
-            }
-            (Some(_), false) => {
-                return Err(EcsError::invalid(
-                    "Network Configuration is not valid for the given networkMode of this task definition.",
-                ));
-            }
-            (None, false) => {}
-        }
+        check_compatible(&td, &launch_type)?;
+        check_network(&td, req.network.as_ref())?;
         let p = plan(&td, req.overrides, launch_type == "FARGATE")?;
         let launch = Launch {
             ctx,

@@ -1,0 +1,286 @@
+//! A deterministic simulation of the service scheduler: the real control plane on an in-memory
+//! store, a fake clock, seeded IDs, and simulated agents that report what real ones would (a
+//! task starts on the next step, or fails if its image is `crash`; a stop request is carried out
+//! on the next step). One run goes through every scenario in turn and checks ECS's bounds on
+//! every step: scale-out and scale-in, instance loss, instance drain, a rolling deployment, and a
+//! failing deployment that trips the circuit breaker and rolls back.
+
+mod common;
+use common::{connected_instance, req, setup};
+use gantry_control::{ControlPlane, Ctx, keys};
+use gantry_core::FixedClock;
+use gantry_model::*;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+const CLUSTER: &str = "sim";
+
+struct Sim {
+    cp: ControlPlane,
+    ctx: Ctx,
+    clock: Arc<FixedClock>,
+    instances: Vec<String>,
+    guards: Vec<gantry_control::agents::PollGuard>,
+}
+
+impl Sim {
+    fn service_key(&self) -> String {
+        keys::service(&self.ctx.scope, CLUSTER, "web")
+    }
+
+    fn service(&self) -> Service {
+        let out = self
+            .cp
+            .describe_services(&self.ctx, req(json!({"cluster": CLUSTER, "services": ["web"]})))
+            .unwrap();
+        out.services.unwrap().remove(0)
+    }
+
+    fn tasks(&self) -> Vec<Task> {
+        let mut all = Vec::new();
+        for status in ["RUNNING", "STOPPED"] {
+            let arns = self
+                .cp
+                .list_tasks(
+                    &self.ctx,
+                    req(json!({"cluster": CLUSTER, "desiredStatus": status, "maxResults": 100})),
+                )
+                .unwrap()
+                .task_arns
+                .unwrap();
+            for chunk in arns.chunks(100) {
+                let d = self
+                    .cp
+                    .describe_tasks(&self.ctx, req(json!({"cluster": CLUSTER, "tasks": chunk})))
+                    .unwrap();
+                all.extend(d.tasks.unwrap());
+            }
+        }
+        all
+    }
+
+    /// Tasks not STOPPED.
+    fn live(&self) -> Vec<Task> {
+        self.tasks().into_iter().filter(|t| t.last_status.as_deref() != Some("STOPPED")).collect()
+    }
+
+    fn healthy(&self) -> usize {
+        self.live()
+            .iter()
+            .filter(|t| {
+                t.last_status.as_deref() == Some("RUNNING") && t.desired_status.as_deref() == Some("RUNNING")
+            })
+            .count()
+    }
+
+    /// The simulated agents: carry out stop requests, start (or crash) what is pending.
+    async fn agents(&self) {
+        for t in self.live() {
+            let arn = t.task_arn.clone().unwrap();
+            let crash = t.containers.iter().flatten().any(|c| c.image.as_deref() == Some("crash"));
+            let status = if t.desired_status.as_deref() == Some("STOPPED") || crash {
+                "STOPPED"
+            } else if t.last_status.as_deref() != Some("RUNNING") {
+                "RUNNING"
+            } else {
+                continue;
+            };
+            self.cp
+                .submit_task_state_change(
+                    &self.ctx,
+                    req(json!({"cluster": CLUSTER, "task": arn, "status": status})),
+                )
+                .await
+                .unwrap();
+        }
+    }
+
+    /// One step: a scheduler pass, then the agents, then a second of fake time. Checks that a
+    /// pass never takes the service past maximumPercent nor below minimumHealthyPercent.
+    async fn step(&self, max_total: usize, min_healthy: usize) {
+        let healthy_before = self.healthy();
+        self.cp.reconcile_service(&self.service_key()).await.unwrap();
+        let live = self.live().len();
+        assert!(live <= max_total, "{live} tasks live, at most {max_total}");
+        assert!(
+            self.healthy() >= min_healthy.min(healthy_before),
+            "healthy fell to {} (minimum {min_healthy}, was {healthy_before})",
+            self.healthy()
+        );
+        self.agents().await;
+        self.clock.advance_ms(1_000);
+    }
+
+    /// Steps until the service is stable the way `aws ecs wait services-stable` sees it.
+    async fn settle(&self, max_total: usize, min_healthy: usize) -> usize {
+        for n in 0..60 {
+            let s = self.service();
+            let deployments = s.deployments.as_ref().map_or(0, |d| d.len());
+            if n > 0 && deployments == 1 && s.running_count == s.desired_count && s.pending_count == 0 {
+                // Nothing left to do: a pass changes nothing.
+                return n;
+            }
+            self.step(max_total, min_healthy).await;
+        }
+        panic!("the service did not settle: {:?}", self.service());
+    }
+
+    fn zones(&self) -> BTreeMap<String, usize> {
+        let mut z = BTreeMap::new();
+        for t in self.live() {
+            *z.entry(t.availability_zone.unwrap_or_default()).or_default() += 1;
+        }
+        z
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.service().events.unwrap_or_default().into_iter().filter_map(|e| e.message).collect()
+    }
+}
+
+async fn sim() -> Sim {
+    let (cp, ctx, clock) = setup();
+    cp.create_cluster(&ctx, req(json!({"clusterName": CLUSTER}))).await.unwrap();
+    let mut instances = Vec::new();
+    let mut guards = Vec::new();
+    for i in 0..6 {
+        let zone = ["zone-a", "zone-b", "zone-c"][i % 3];
+        let registration = req(json!({"cluster": CLUSTER, "totalResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}],
+            "attributes": [{"name": "ecs.availability-zone", "value": zone}]}));
+        let (arn, guard) = connected_instance(&cp, &ctx, &clock, registration).await;
+        instances.push(arn);
+        guards.push(guard);
+    }
+    for (family, image) in [("web", "good"), ("web", "good-v2"), ("web", "crash")] {
+        cp.register_task_definition(
+            &ctx,
+            req(json!({"family": family, "containerDefinitions": [
+                {"name": "app", "image": image, "memory": 256, "cpu": 128}]})),
+        )
+        .await
+        .unwrap();
+    }
+    Sim { cp, ctx, clock, instances, guards }
+}
+
+#[tokio::test]
+async fn the_scheduler_through_every_scenario() {
+    let s = sim().await;
+    let _ = &s.guards;
+    let web = |rev: u32| format!("web:{rev}");
+    s.cp.create_service(
+        &s.ctx,
+        req(json!({"cluster": CLUSTER, "serviceName": "web", "taskDefinition": web(1), "desiredCount": 3,
+            "deploymentConfiguration": {"minimumHealthyPercent": 100, "maximumPercent": 200,
+                "deploymentCircuitBreaker": {"enable": true, "rollback": true}}})),
+    )
+    .await
+    .unwrap();
+
+    // Creation: three tasks, one per zone (the default spreads over zones), then steady.
+    s.settle(6, 3).await;
+    let svc = s.service();
+    assert_eq!((svc.running_count, svc.desired_count), (3, 3));
+    assert_eq!(svc.deployments.as_ref().unwrap()[0].rollout_state.as_deref(), Some("COMPLETED"));
+    assert_eq!(s.zones().values().copied().collect::<Vec<_>>(), vec![1, 1, 1]);
+    let events = s.events();
+    assert_eq!(events[0], "(service web) has reached a steady state.");
+    assert!(events.iter().any(|e| e.starts_with("(service web) has started 3 tasks: (task ")));
+    for t in s.live() {
+        assert_eq!(t.group.as_deref(), Some("service:web"));
+        assert_eq!(t.started_by, svc.deployments.as_ref().unwrap()[0].id);
+    }
+
+    // Scale-out to 6, then scale-in to 4: the zones stay balanced.
+    s.cp.update_service(&s.ctx, req(json!({"cluster": CLUSTER, "service": "web", "desiredCount": 6})))
+        .await
+        .unwrap();
+    s.settle(12, 3).await;
+    assert_eq!(s.live().len(), 6);
+    assert_eq!(s.zones().values().copied().collect::<Vec<_>>(), vec![2, 2, 2]);
+    s.cp.update_service(&s.ctx, req(json!({"cluster": CLUSTER, "service": "web", "desiredCount": 4})))
+        .await
+        .unwrap();
+    s.settle(8, 0).await;
+    assert_eq!(s.live().len(), 4);
+    let spread: Vec<usize> = s.zones().values().copied().collect();
+    assert!(spread.iter().max().unwrap() - spread.iter().min().unwrap() <= 1, "{spread:?}");
+    assert!(s.events().iter().any(|e| e.starts_with("(service web) has stopped 2 running tasks: (task ")));
+
+    // Instance loss: an instance holding a task is deregistered; its task is replaced.
+    let victim = s.live()[0].clone();
+    let host = victim.container_instance_arn.clone().unwrap();
+    s.cp.deregister_container_instance(
+        &s.ctx,
+        req(json!({"cluster": CLUSTER, "containerInstance": host, "force": true})),
+    )
+    .await
+    .unwrap();
+    s.settle(8, 0).await;
+    let lost = s.tasks().into_iter().find(|t| t.task_arn == victim.task_arn).unwrap();
+    assert_eq!(lost.last_status.as_deref(), Some("STOPPED"));
+    assert_eq!(s.live().len(), 4);
+    assert!(s.live().iter().all(|t| t.container_instance_arn.as_deref() != Some(host.as_str())));
+
+    // Instance drain: replacements start elsewhere first (minimumHealthyPercent 100).
+    let drained = s.live()[0].container_instance_arn.clone().unwrap();
+    s.cp.update_container_instances_state(
+        &s.ctx,
+        req(json!({"cluster": CLUSTER, "containerInstances": [drained], "status": "DRAINING"})),
+    )
+    .await
+    .unwrap();
+    s.settle(8, 4).await;
+    assert_eq!(s.live().len(), 4);
+    assert!(s.live().iter().all(|t| t.container_instance_arn.as_deref() != Some(drained.as_str())));
+
+    // A rolling deployment to revision 2.
+    s.cp.update_service(&s.ctx, req(json!({"cluster": CLUSTER, "service": "web", "taskDefinition": web(2)})))
+        .await
+        .unwrap();
+    s.settle(8, 4).await;
+    let svc = s.service();
+    let d = &svc.deployments.as_ref().unwrap()[0];
+    assert_eq!(d.task_definition.as_deref().map(|a| a.ends_with("web:2")), Some(true));
+    assert_eq!(d.rollout_state.as_deref(), Some("COMPLETED"));
+    assert!(s.live().iter().all(|t| t.task_definition_arn.as_deref().is_some_and(|a| a.ends_with("web:2"))));
+    let completed = d.id.clone().unwrap();
+
+    // A failing deployment: every task of revision 3 crashes. The circuit breaker (threshold 3
+    // at desired 4) fails it and rolls back to revision 2.
+    s.cp.update_service(&s.ctx, req(json!({"cluster": CLUSTER, "service": "web", "taskDefinition": web(3)})))
+        .await
+        .unwrap();
+    s.settle(8, 4).await;
+    let svc = s.service();
+    assert!(
+        svc.task_definition.as_deref().is_some_and(|a| a.ends_with("web:2")),
+        "{:?}",
+        svc.task_definition
+    );
+    let d = &svc.deployments.as_ref().unwrap()[0];
+    assert_eq!(d.rollout_state.as_deref(), Some("COMPLETED"));
+    assert_eq!(
+        d.rollout_state_reason.as_deref(),
+        Some(format!("ECS deployment {} completed.", d.id.as_deref().unwrap()).as_str())
+    );
+    let events = s.events();
+    assert!(events.iter().any(|e| e.contains("deployment failed: tasks failed to start.")), "{events:#?}");
+    assert!(events.iter().any(|e| e.contains(&format!("rolling back to deployment {completed}"))));
+    assert_eq!(s.live().len(), 4);
+    assert!(s.live().iter().all(|t| t.task_definition_arn.as_deref().is_some_and(|a| a.ends_with("web:2"))));
+
+    // Deleting the service (force) stops everything, then it is INACTIVE.
+    s.cp.delete_service(&s.ctx, req(json!({"cluster": CLUSTER, "service": "web", "force": true})))
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        s.step(8, 0).await;
+    }
+    assert!(s.live().is_empty());
+    assert_eq!(s.service().status.as_deref(), Some("INACTIVE"));
+    let _ = &s.instances;
+}
