@@ -63,6 +63,12 @@ pub async fn dispatch(
         "DescribeServices" => call!(describe_services, sync),
         "ListServices" => call!(list_services, sync),
         "ListServicesByNamespace" => call!(list_services_by_namespace, sync),
+        // Task sets (the EXTERNAL deployment controller)
+        "CreateTaskSet" => call!(create_task_set),
+        "UpdateTaskSet" => call!(update_task_set),
+        "DeleteTaskSet" => call!(delete_task_set),
+        "DescribeTaskSets" => call!(describe_task_sets, sync),
+        "UpdateServicePrimaryTaskSet" => call!(update_service_primary_task_set),
         // Agent-facing
         "DiscoverPollEndpoint" => render(&cp.discover_poll_endpoint(ctx, parse(op, body)?, base_url)?),
         "SubmitTaskStateChange" => call!(submit_task_state_change),

@@ -635,3 +635,89 @@ async fn task_protection_for_service_tasks_only() {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::ClusterNotFoundException);
 }
+
+#[tokio::test]
+async fn task_sets_belong_to_external_services_and_are_validated() {
+    let (cp, ctx, _) = setup();
+    fixture(&cp, &ctx).await;
+    create(&cp, &ctx, web("rolling", 1)).await.unwrap();
+    create(
+        &cp,
+        &ctx,
+        json!({"cluster": "c", "serviceName": "ext", "desiredCount": 3, "deploymentController": {"type": "EXTERNAL"}}),
+    )
+    .await
+    .unwrap();
+    let set = |service: &str, scale: Value| {
+        req::<CreateTaskSetRequest>(
+            json!({"cluster": "c", "service": service, "taskDefinition": "web", "scale": scale}),
+        )
+    };
+    let pct = |v: f64| json!({"value": v, "unit": "PERCENT"});
+    let err = cp.create_task_set(&ctx, set("rolling", pct(100.0))).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidParameterException);
+    assert!(err.message.contains("external deployment controllers"), "{}", err.message);
+    let err = cp.create_task_set(&ctx, set("nope", pct(100.0))).await.unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ServiceNotFoundException);
+    let err = cp.create_task_set(&ctx, set("ext", pct(150.0))).await.unwrap_err();
+    assert_eq!(
+        (err.kind, err.message.as_str()),
+        (ErrorKind::InvalidParameterException, "scale.value must be between 0 and 100, but was 150.")
+    );
+
+    // computedDesiredCount rounds up: 3 x 50 % = 2.
+    let t = cp.create_task_set(&ctx, set("ext", pct(50.0))).await.unwrap().task_set.unwrap();
+    assert_eq!(t.computed_desired_count, 2);
+    assert_eq!(t.status.as_deref(), Some("ACTIVE"));
+    assert_eq!(t.stability_status.as_deref(), Some("STABILIZING"));
+    let id = t.id.clone().unwrap();
+    assert!(id.starts_with("ecs-svc/") && id.len() == 27, "{id}");
+    assert_eq!(t.task_set_arn.as_deref(), Some(format!("{ARN}:task-set/c/ext/{id}").as_str()));
+    let t = cp
+        .update_task_set(
+            &ctx,
+            req(json!({"cluster": "c", "service": "ext", "taskSet": id, "scale": pct(100.0)})),
+        )
+        .await
+        .unwrap()
+        .task_set
+        .unwrap();
+    assert_eq!(t.computed_desired_count, 3);
+
+    let d = cp
+        .describe_task_sets(
+            &ctx,
+            req(json!({"cluster": "c", "service": "ext", "taskSets": [id, "ecs-svc/0"]})),
+        )
+        .unwrap();
+    assert_eq!(d.task_sets.unwrap().len(), 1);
+    assert_eq!(d.failures.unwrap()[0].reason.as_deref(), Some("MISSING"));
+    let err = cp
+        .update_service_primary_task_set(
+            &ctx,
+            req(json!({"cluster": "c", "service": "ext", "primaryTaskSet": "ecs-svc/0"})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::TaskSetNotFoundException);
+    let p = cp
+        .update_service_primary_task_set(
+            &ctx,
+            req(json!({"cluster": "c", "service": "ext", "primaryTaskSet": id})),
+        )
+        .await
+        .unwrap()
+        .task_set
+        .unwrap();
+    assert_eq!(p.status.as_deref(), Some("PRIMARY"));
+    // A scaled set is deleted only with force; then it is DRAINING.
+    let del = |force: bool| {
+        req::<DeleteTaskSetRequest>(json!({"cluster": "c", "service": "ext", "taskSet": id, "force": force}))
+    };
+    assert_eq!(
+        cp.delete_task_set(&ctx, del(false)).await.unwrap_err().kind,
+        ErrorKind::InvalidParameterException
+    );
+    let t = cp.delete_task_set(&ctx, del(true)).await.unwrap().task_set.unwrap();
+    assert_eq!(t.status.as_deref(), Some("DRAINING"));
+}

@@ -3,7 +3,8 @@
 //! task starts on the next step, or fails if its image is `crash`; a stop request is carried out
 //! on the next step). One run goes through every scenario in turn and checks ECS's bounds on
 //! every step: scale-out and scale-in, instance loss, instance drain, a rolling deployment, and a
-//! failing deployment that trips the circuit breaker and rolls back.
+//! failing deployment that trips the circuit breaker and rolls back, deletion, and a blue/green
+//! switch with task sets.
 
 mod common;
 use common::{connected_instance, req, setup};
@@ -30,9 +31,13 @@ impl Sim {
     }
 
     fn service(&self) -> Service {
+        self.service_named("web")
+    }
+
+    fn service_named(&self, name: &str) -> Service {
         let out = self
             .cp
-            .describe_services(&self.ctx, req(json!({"cluster": CLUSTER, "services": ["web"]})))
+            .describe_services(&self.ctx, req(json!({"cluster": CLUSTER, "services": [name]})))
             .unwrap();
         out.services.unwrap().remove(0)
     }
@@ -110,6 +115,15 @@ impl Sim {
         );
         self.agents().await;
         self.clock.advance_ms(1_000);
+    }
+
+    /// `n` scheduler passes over the service at `key`, each followed by the agents.
+    async fn passes(&self, key: &str, n: usize) {
+        for _ in 0..n {
+            self.cp.reconcile_service(key).await.unwrap();
+            self.agents().await;
+            self.clock.advance_ms(1_000);
+        }
     }
 
     /// Steps until the service is stable the way `aws ecs wait services-stable` sees it.
@@ -282,5 +296,55 @@ async fn the_scheduler_through_every_scenario() {
     }
     assert!(s.live().is_empty());
     assert_eq!(s.service().status.as_deref(), Some("INACTIVE"));
+
+    // Blue/green with task sets (the EXTERNAL deployment controller).
+    s.cp.create_service(
+        &s.ctx,
+        req(json!({"cluster": CLUSTER, "serviceName": "bg", "desiredCount": 4,
+            "deploymentController": {"type": "EXTERNAL"}})),
+    )
+    .await
+    .unwrap();
+    let set = |td: String| {
+        req::<CreateTaskSetRequest>(json!({"cluster": CLUSTER, "service": "bg", "taskDefinition": td,
+            "scale": {"value": 100, "unit": "PERCENT"}}))
+    };
+    let blue = s.cp.create_task_set(&s.ctx, set(web(1))).await.unwrap().task_set.unwrap();
+    let bg = keys::service(&s.ctx.scope, CLUSTER, "bg");
+    let sets = |s: &Sim| {
+        s.cp.describe_task_sets(&s.ctx, req(json!({"cluster": CLUSTER, "service": "bg"})))
+            .unwrap()
+            .task_sets
+            .unwrap()
+    };
+    s.passes(&bg, 6).await;
+    let now = sets(&s);
+    assert_eq!((now[0].running_count, now[0].computed_desired_count), (4, 4));
+    assert_eq!(now[0].stability_status.as_deref(), Some("STEADY_STATE"));
+    // Green beside blue, then the switch: green becomes primary and blue is deleted.
+    let green = s.cp.create_task_set(&s.ctx, set(web(2))).await.unwrap().task_set.unwrap();
+    s.passes(&bg, 6).await;
+    assert_eq!(s.live().len(), 8, "both colours run at full scale");
+    s.cp.update_service_primary_task_set(
+        &s.ctx,
+        req(json!({"cluster": CLUSTER, "service": "bg", "primaryTaskSet": green.task_set_arn})),
+    )
+    .await
+    .unwrap();
+    s.cp.delete_task_set(
+        &s.ctx,
+        req(json!({"cluster": CLUSTER, "service": "bg", "taskSet": blue.id, "force": true})),
+    )
+    .await
+    .unwrap();
+    s.passes(&bg, 6).await;
+    let now = sets(&s);
+    assert_eq!(now.len(), 1, "the drained set is gone");
+    assert_eq!(now[0].status.as_deref(), Some("PRIMARY"));
+    assert_eq!(now[0].id, green.id);
+    let live = s.live();
+    assert_eq!(live.len(), 4);
+    assert!(live.iter().all(|t| t.started_by == green.id && t.group.as_deref() == Some("service:bg")));
+    assert!(s.service_named("bg").task_definition.as_deref().is_some_and(|a| a.ends_with("web:2")));
     let _ = &s.instances;
 }
