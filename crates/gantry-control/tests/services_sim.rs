@@ -188,6 +188,7 @@ async fn the_scheduler_through_every_scenario() {
     s.cp.create_service(
         &s.ctx,
         req(json!({"cluster": CLUSTER, "serviceName": "web", "taskDefinition": web(1), "desiredCount": 3,
+            "enableECSManagedTags": true, "propagateTags": "SERVICE", "tags": [{"key": "team", "value": "a"}],
             "deploymentConfiguration": {"minimumHealthyPercent": 100, "maximumPercent": 200,
                 "deploymentCircuitBreaker": {"enable": true, "rollback": true}}})),
     )
@@ -203,6 +204,20 @@ async fn the_scheduler_through_every_scenario() {
     let events = s.events();
     assert_eq!(events[0], "(service web) has reached a steady state.");
     assert!(events.iter().any(|e| e.starts_with("(service web) has started 3 tasks: (task ")));
+    let arn = s.live()[0].task_arn.clone().unwrap();
+    let tagged =
+        s.cp.describe_tasks(&s.ctx, req(json!({"cluster": CLUSTER, "tasks": [arn], "include": ["TAGS"]})))
+            .unwrap()
+            .tasks
+            .unwrap();
+    let mut tags: Vec<(String, String)> =
+        tagged[0].tags.iter().flatten().map(|t| (t.key.clone().unwrap(), t.value.clone().unwrap())).collect();
+    tags.sort();
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    assert_eq!(
+        tags,
+        vec![pair("aws:ecs:clusterName", CLUSTER), pair("aws:ecs:serviceName", "web"), pair("team", "a")]
+    );
     for t in s.live() {
         assert_eq!(t.group.as_deref(), Some("service:web"));
         assert_eq!(t.started_by, svc.deployments.as_ref().unwrap()[0].id);

@@ -418,7 +418,7 @@ impl ControlPlane {
             platform_version: fargate.then(|| "1.4.0".into()),
             platform_family: fargate.then(|| "Linux".into()),
             started_by: req.started_by.clone(),
-            tags: Some(req.tags.clone()),
+            tags: Some(req.tags.iter().chain(&req.managed_tags).cloned().collect()),
             task_arn: Some(task_arn),
             task_definition_arn: p.def.task_definition_arn.clone(),
             version: 1,
@@ -718,6 +718,7 @@ impl ControlPlane {
                     constraints: req.placement_constraints.as_ref(),
                     strategies: req.placement_strategy.as_ref(),
                     service: None,
+                    managed_tags: vec![],
                 },
             )
             .await?;
@@ -766,6 +767,7 @@ impl ControlPlane {
                     constraints: None,
                     strategies: None,
                     service: None,
+                    managed_tags: vec![],
                 },
             )
             .await?;
@@ -892,6 +894,12 @@ impl ControlPlane {
         };
         let only = instance.map(|i| vec![i.to_string()]);
         let cluster = service.cluster_arn.as_deref().map(|a| a.rsplit('/').next().unwrap_or(a));
+        let tag = |k: &str, v: &str| Tag { key: Some(k.into()), value: Some(v.into()) };
+        let managed_tags = if service.enable_ecs_managed_tags {
+            vec![tag("aws:ecs:clusterName", cluster.unwrap_or_default()), tag("aws:ecs:serviceName", &name)]
+        } else {
+            vec![]
+        };
         self.run_like(
             ctx,
             RunLike {
@@ -909,6 +917,7 @@ impl ControlPlane {
                 constraints: service.placement_constraints.as_ref(),
                 strategies: Some(&strategies),
                 service: Some(&name),
+                managed_tags,
             },
         )
         .await
@@ -1265,4 +1274,6 @@ struct RunLike<'a> {
     strategies: Option<&'a Vec<PlacementStrategy>>,
     /// The service whose scheduler launches these tasks (they join its task index).
     service: Option<&'a str>,
+    /// ECS's own `aws:ecs:*` tags (enableECSManagedTags), added after the user's are validated.
+    managed_tags: Vec<Tag>,
 }
