@@ -363,3 +363,67 @@ async fn the_scheduler_through_every_scenario() {
     assert!(s.service_named("bg").task_definition.as_deref().is_some_and(|a| a.ends_with("web:2")));
     let _ = &s.instances;
 }
+
+/// DAEMON: one task on every ACTIVE instance that satisfies the constraints, following
+/// instances as they join, drain and leave.
+#[tokio::test]
+async fn daemon_services_follow_instances() {
+    let s = sim().await;
+    s.cp.create_service(
+        &s.ctx,
+        req(json!({"cluster": CLUSTER, "serviceName": "agent", "taskDefinition": "web:1",
+            "schedulingStrategy": "DAEMON",
+            "placementConstraints": [{"type": "memberOf", "expression": "attribute:ecs.availability-zone != zone-c"}]})),
+    )
+    .await
+    .unwrap();
+    let key = keys::service(&s.ctx.scope, CLUSTER, "agent");
+    let hosts = |s: &Sim| {
+        let mut h: Vec<String> = s.live().into_iter().filter_map(|t| t.container_instance_arn).collect();
+        h.sort();
+        h
+    };
+    let eligible = |arns: &[String]| {
+        let mut e: Vec<String> =
+            arns.iter().enumerate().filter(|(i, _)| i % 3 != 2).map(|(_, a)| a.clone()).collect();
+        e.sort();
+        e
+    };
+    s.passes(&key, 3).await;
+    // Six instances, two in zone-c: four tasks, one on each of the others.
+    assert_eq!(hosts(&s), eligible(&s.instances));
+    let svc = s.service_named("agent");
+    assert_eq!((svc.desired_count, svc.running_count), (4, 4));
+    assert_eq!(svc.deployments.as_ref().unwrap()[0].rollout_state.as_deref(), Some("COMPLETED"));
+
+    // A new instance in zone-a joins: it gets one.
+    let registration = req(json!({"cluster": CLUSTER, "totalResources": [
+        {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
+        {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}],
+        "attributes": [{"name": "ecs.availability-zone", "value": "zone-a"}]}));
+    let (joined, _guard) = connected_instance(&s.cp, &s.ctx, &s.clock, registration).await;
+    s.passes(&key, 3).await;
+    assert!(hosts(&s).contains(&joined));
+    assert_eq!(s.service_named("agent").desired_count, 5);
+
+    // One drains and one leaves: their tasks go, nothing replaces them elsewhere.
+    let drained = s.instances[0].clone();
+    s.cp.update_container_instances_state(
+        &s.ctx,
+        req(json!({"cluster": CLUSTER, "containerInstances": [drained], "status": "DRAINING"})),
+    )
+    .await
+    .unwrap();
+    s.cp.deregister_container_instance(
+        &s.ctx,
+        req(json!({"cluster": CLUSTER, "containerInstance": s.instances[1], "force": true})),
+    )
+    .await
+    .unwrap();
+    s.passes(&key, 3).await;
+    let mut want = vec![s.instances[3].clone(), s.instances[4].clone(), joined.clone()];
+    want.sort();
+    assert_eq!(hosts(&s), want);
+    let svc = s.service_named("agent");
+    assert_eq!((svc.desired_count, svc.running_count), (3, 3));
+}
