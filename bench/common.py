@@ -61,3 +61,19 @@ def wait_healthy(port: int, timeout: float = 10):
             pass
         time.sleep(0.05)
     raise SystemExit(f"the server on port {port} did not come up")
+
+
+class Api:
+    """ECS operations over one kept-alive connection: api("RunTask", {...})."""
+
+    def __init__(self, port):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port)
+
+    def __call__(self, op, body):
+        return call(self.conn, op, body)
+
+
+def pct(xs, p):
+    """The p-th percentile of xs (nearest rank)."""
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]

@@ -11,7 +11,6 @@ every 2 ms over a kept-alive connection). Prints p50/p90 of both and the differe
 agent's resident memory while idle. Containers are labelled and removed.
 """
 import argparse
-import http.client
 import os
 import shutil
 import statistics
@@ -20,23 +19,10 @@ import sys
 import tempfile
 import time
 
-from common import release_binary, wait_healthy, ROOT, call, free_port, rss_kib
+from common import Api, pct, release_binary, wait_healthy, ROOT, free_port, rss_kib
 
 IMAGE = "gantry-test/busybox:latest"
 LABEL = "gantry.test-run=bench-runtask"
-
-
-class Api:
-    def __init__(self, port):
-        self.conn = http.client.HTTPConnection("127.0.0.1", port)
-
-    def __call__(self, op, body):
-        return call(self.conn, op, body)
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 def wait_for(pred, timeout=60):

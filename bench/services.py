@@ -21,24 +21,10 @@ import sys
 import tempfile
 import time
 
-from common import release_binary, wait_healthy, ROOT, call, free_port
-import http.client
+from common import Api, pct, release_binary, wait_healthy, ROOT, free_port
 
 IMAGE = "gantry-test/busybox:latest"
 LABEL = "gantry.test-run=bench-services"
-
-
-class Api:
-    def __init__(self, port):
-        self.conn = http.client.HTTPConnection("127.0.0.1", port)
-
-    def __call__(self, op, body):
-        return call(self.conn, op, body)
-
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
 def poll(pred, timeout=120, interval=0.005):
