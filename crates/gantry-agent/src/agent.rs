@@ -178,7 +178,7 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
         let mut version = 0;
         let mut backoff = Duration::from_millis(200);
         loop {
-            let req = PollRequest { node: self.config.node.clone(), version };
+            let req = PollRequest { node: self.config.node.clone(), version, known: None };
             match self.client.poll(&req).await {
                 Ok(a) => {
                     backoff = Duration::from_millis(200);

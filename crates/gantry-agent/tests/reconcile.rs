@@ -85,6 +85,7 @@ fn assignment(id: &str, desired: &str, containers: serde_json::Value) -> Assignm
         )
         .unwrap(),
         network_configuration: None,
+        revision: 0,
     }
 }
 
