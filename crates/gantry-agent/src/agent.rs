@@ -16,7 +16,7 @@ use crate::spec::{TaskNetwork, container_spec};
 /// The engine network awsvpc tasks get their addresses on.
 pub const AWSVPC_NETWORK: &str = "gantry-tasks";
 use gantry_core::Clock;
-use gantry_core::protocol::{Assignment, PollRequest, TaskHealthReport};
+use gantry_core::protocol::{Assignment, Assignments, PollRequest, TaskHealthReport};
 use gantry_model::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -140,8 +140,11 @@ pub struct Agent<R: Runtime, C: ControlClient> {
     config: AgentConfig,
     runners: Mutex<HashMap<String, RunnerHandle>>,
     ports: PortAllocator,
+    /// The node's assignments as the polls handed them out, by task ID: each poll's delta is
+    /// merged in, and the revisions held go back in the next poll.
+    assigned: Mutex<BTreeMap<String, Arc<Assignment>>>,
     /// Final reports of tasks this agent stopped, until the server stops assigning them.
-    finished: Mutex<HashMap<String, SubmitTaskStateChangeRequest>>,
+    finished: Mutex<HashMap<String, Finished>>,
     /// When the engine was last asked for this node's containers. Listing is needed to adopt
     /// containers after a restart and to find strays; it is done on the first pass and then
     /// at most every [`LIST_INTERVAL`], not on every assignment change (it costs an inspect per
@@ -149,6 +152,18 @@ pub struct Agent<R: Runtime, C: ControlClient> {
     last_list: Mutex<Option<tokio::time::Instant>>,
     /// What the metadata endpoint serves, per task ID.
     meta: Mutex<HashMap<String, TaskMeta>>,
+}
+
+/// A task's final report, and whether the server acknowledged it (if not, every reconcile pass
+/// sends it again).
+struct Finished {
+    report: SubmitTaskStateChangeRequest,
+    acked: bool,
+}
+
+/// The ID (last part of the ARN) of an assignment's task.
+fn task_id(a: &Assignment) -> String {
+    a.task.task_arn.as_deref().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string()
 }
 
 /// How often a reconcile pass re-lists the node's containers to find strays.
@@ -167,6 +182,7 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
             config,
             runners: Mutex::default(),
             ports: PortAllocator::default(),
+            assigned: Mutex::default(),
             finished: Mutex::default(),
             last_list: Mutex::default(),
             meta: Mutex::default(),
@@ -178,12 +194,12 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
         let mut version = 0;
         let mut backoff = Duration::from_millis(200);
         loop {
-            let req = PollRequest { node: self.config.node.clone(), version };
+            let req = PollRequest { node: self.config.node.clone(), version, known: Some(self.known()) };
             match self.client.poll(&req).await {
                 Ok(a) => {
                     backoff = Duration::from_millis(200);
                     version = a.version;
-                    if let Err(e) = self.reconcile(a.tasks).await {
+                    if let Err(e) = self.apply(a).await {
                         tracing::warn!(error = %e, "reconcile failed; retrying on the next poll");
                     }
                 }
@@ -219,8 +235,46 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
         self.runners.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect()
     }
 
-    /// One reconcile pass over the node's assignments.
+    /// The assignments this agent holds: task ID → revision (what its next poll says it has).
+    pub fn known(&self) -> BTreeMap<String, i64> {
+        let held = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
+        held.iter().map(|(id, a)| (id.clone(), a.revision)).collect()
+    }
+
+    /// One reconcile pass over the node's whole assignment set, which replaces what the agent
+    /// holds.
     pub async fn reconcile(self: &Arc<Self>, assignments: Vec<Assignment>) -> Result<(), RuntimeError> {
+        self.apply(Assignments { tasks: assignments, ..Default::default() }).await
+    }
+
+    /// Merges a poll's answer into the assignments the agent holds, then reconciles. A whole set
+    /// replaces them and every task is looked at; a delta adds or replaces the tasks it carries
+    /// and drops the removed ones, and only the tasks it carries are looked at (with every task
+    /// on the passes that list the node's containers, at most every [`LIST_INTERVAL`]).
+    pub async fn apply(self: &Arc<Self>, answer: Assignments) -> Result<(), RuntimeError> {
+        let changed: Vec<String> = {
+            let mut held = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
+            if !answer.delta {
+                held.clear();
+            }
+            for id in &answer.removed {
+                held.remove(id);
+            }
+            answer
+                .tasks
+                .into_iter()
+                .map(|a| {
+                    let id = task_id(&a);
+                    held.insert(id.clone(), Arc::new(a));
+                    id
+                })
+                .collect()
+        };
+        self.pass(&changed, !answer.delta).await
+    }
+
+    /// One reconcile pass over the tasks in `changed` (task IDs), or over every assigned task.
+    async fn pass(self: &Arc<Self>, changed: &[String], all: bool) -> Result<(), RuntimeError> {
         let due = {
             let mut last = self.last_list.lock().unwrap_or_else(|e| e.into_inner());
             let now = tokio::time::Instant::now();
@@ -238,28 +292,34 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
                 found.entry(arn.clone()).or_default().push(c.id.clone());
             }
         }
-        let desired: Vec<(String, bool)> = assignments
-            .iter()
-            .map(|a| {
-                (
-                    a.task.task_arn.clone().unwrap_or_default(),
-                    a.task.desired_status.as_deref() != Some("STOPPED"),
-                )
-            })
-            .collect();
-        let finished: HashSet<String> = {
+        // The tasks to look at, by ARN. Strays are containers of tasks not among them, so a
+        // pass that found containers looks at every task.
+        let (look, finished) = {
+            let held = self.assigned.lock().unwrap_or_else(|e| e.into_inner());
             let mut f = self.finished.lock().unwrap_or_else(|e| e.into_inner());
             // Forget final reports the server has taken (the task is no longer assigned).
-            f.retain(|arn, _| desired.iter().any(|(a, _)| a == arn));
-            f.keys().cloned().collect()
+            f.retain(|arn, _| held.contains_key(arn.rsplit('/').next().unwrap_or_default()));
+            let mut look: BTreeMap<String, Arc<Assignment>> = BTreeMap::new();
+            let ids: Box<dyn Iterator<Item = &String>> =
+                if all || due { Box::new(held.keys()) } else { Box::new(changed.iter()) };
+            // Final reports the server did not acknowledge go again.
+            let unacked = f.iter().filter(|(_, x)| !x.acked).filter_map(|(arn, _)| arn.rsplit('/').next());
+            for id in ids.map(String::as_str).chain(unacked) {
+                if let Some(a) = held.get(id) {
+                    look.insert(a.task.task_arn.clone().unwrap_or_default(), a.clone());
+                }
+            }
+            (look, f.keys().cloned().collect::<HashSet<String>>())
         };
+        let desired: Vec<(String, bool)> = look
+            .iter()
+            .map(|(arn, a)| (arn.clone(), a.task.desired_status.as_deref() != Some("STOPPED")))
+            .collect();
         let running = self.running();
         for d in decide(&desired, &running, &finished, &found) {
             match d {
                 Decision::Run { task_arn, adopt } => {
-                    let Some(a) =
-                        assignments.iter().find(|a| a.task.task_arn.as_deref() == Some(task_arn.as_str()))
-                    else {
+                    let Some(a) = look.get(&task_arn).cloned() else {
                         continue;
                     };
                     let adopted: Vec<ContainerState> =
@@ -267,12 +327,9 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
                     let (tx, rx) = watch::channel(a.task.desired_status.as_deref() == Some("STOPPED"));
                     let mut runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
                     let me = self.clone();
-                    let a = a.clone();
                     let arn = task_arn.clone();
                     let handle = tokio::spawn(async move {
-                        let report = Runner { agent: &me, a: &a, stop: rx, dynamic: Vec::new(), pause: None }
-                            .run(adopted)
-                            .await;
+                        let report = Runner::new(&me, &a, rx).run(adopted).await;
                         me.finish(&arn, report).await;
                     });
                     runners.insert(task_arn, RunnerHandle { stop: tx, task: Some(handle.abort_handle()) });
@@ -283,12 +340,14 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
                     }
                 }
                 Decision::Resend { task_arn } => {
-                    let report =
-                        self.finished.lock().unwrap_or_else(|e| e.into_inner()).get(&task_arn).cloned();
-                    if let Some(r) = report
-                        && let Err(e) = self.client.submit_task(&r).await
-                    {
-                        tracing::warn!(task = %task_arn, error = %e, "could not report the stopped task");
+                    let report = self
+                        .finished
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&task_arn)
+                        .map(|f| f.report.clone());
+                    if let Some(r) = report {
+                        self.send_final(&task_arn, &r).await;
                     }
                 }
                 Decision::RemoveStray { task_arn, containers: ids } => {
@@ -304,12 +363,25 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
         Ok(())
     }
 
-    async fn finish(&self, task_arn: &str, report: SubmitTaskStateChangeRequest) {
-        self.finished.lock().unwrap_or_else(|e| e.into_inner()).insert(task_arn.to_string(), report.clone());
-        self.runners.lock().unwrap_or_else(|e| e.into_inner()).remove(task_arn);
-        if let Err(e) = self.client.submit_task(&report).await {
-            tracing::warn!(task = %task_arn, error = %e, "could not report the stopped task; will resend");
+    /// Sends a task's final report, and notes whether the server took it.
+    async fn send_final(&self, task_arn: &str, report: &SubmitTaskStateChangeRequest) {
+        match self.client.submit_task(report).await {
+            Ok(()) => {
+                if let Some(f) = self.finished.lock().unwrap_or_else(|e| e.into_inner()).get_mut(task_arn) {
+                    f.acked = true;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(task = %task_arn, error = %e, "could not report the stopped task; will resend")
+            }
         }
+    }
+
+    async fn finish(&self, task_arn: &str, report: SubmitTaskStateChangeRequest) {
+        let f = Finished { report: report.clone(), acked: false };
+        self.finished.lock().unwrap_or_else(|e| e.into_inner()).insert(task_arn.to_string(), f);
+        self.runners.lock().unwrap_or_else(|e| e.into_inner()).remove(task_arn);
+        self.send_final(task_arn, &report).await;
     }
 
     async fn keep_logs(&self, task_arn: &str, container_id: &str) {
@@ -329,12 +401,17 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
 /// One task's lifecycle on this node.
 struct Runner<'a, R: Runtime, C: ControlClient> {
     agent: &'a Agent<R, C>,
-    a: &'a Assignment,
+    a: &'a Arc<Assignment>,
     stop: watch::Receiver<bool>,
     /// Dynamic host ports this task holds.
     dynamic: Vec<(u16, bool)>,
     /// The awsvpc namespace holder, if the task has one.
     pause: Option<String>,
+    /// The PENDING report, until a task (spawned) picks it up to send it.
+    pending: Option<Arc<Mutex<Option<SubmitTaskStateChangeRequest>>>>,
+    /// When the image step began and ended; every later report carries them.
+    pull_started_at: Option<f64>,
+    pull_stopped_at: Option<f64>,
 }
 
 /// A container of the task as the runner tracks it.
@@ -348,7 +425,20 @@ struct Tracked {
     bindings: Vec<NetworkBinding>,
 }
 
-impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
+impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
+    fn new(agent: &'a Agent<R, C>, a: &'a Arc<Assignment>, stop: watch::Receiver<bool>) -> Self {
+        Runner {
+            agent,
+            a,
+            stop,
+            dynamic: Vec::new(),
+            pause: None,
+            pending: None,
+            pull_started_at: None,
+            pull_stopped_at: None,
+        }
+    }
+
     fn task_arn(&self) -> String {
         self.a.task.task_arn.clone().unwrap_or_default()
     }
@@ -369,6 +459,8 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
             cluster: self.a.task.cluster_arn.clone(),
             task: self.a.task.task_arn.clone(),
             status: Some(status.to_string()),
+            pull_started_at: self.pull_started_at,
+            pull_stopped_at: self.pull_stopped_at,
             ..Default::default()
         }
     }
@@ -394,7 +486,8 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
             .collect()
     }
 
-    async fn send(&self, r: &SubmitTaskStateChangeRequest) {
+    async fn send(&mut self, r: &SubmitTaskStateChangeRequest) {
+        self.withdraw_pending();
         if let Err(e) = self.agent.client.submit_task(r).await {
             tracing::warn!(task = %self.task_arn(), error = %e, "state report failed");
         }
@@ -443,16 +536,42 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
             assignment: self.a.clone(),
             known_status: known.to_string(),
             containers,
-            pull_started_at: None,
-            pull_stopped_at: None,
+            pull_started_at: self.pull_started_at.map(rfc3339),
+            pull_stopped_at: self.pull_stopped_at.map(rfc3339),
             ipv4,
         };
         self.agent.meta.lock().unwrap_or_else(|e| e.into_inner()).insert(id, meta);
     }
 
+    /// Sends the PENDING report without waiting for it, from a task of its own. Until that task
+    /// picks it up, a later report withdraws it ([`Self::withdraw_pending`]): every later report
+    /// carries what PENDING says (the pull timestamps), so a task that gets going before its
+    /// PENDING report leaves (on a simulated node, always) costs the server one report less.
+    fn post_pending(&mut self, r: SubmitTaskStateChangeRequest) {
+        let slot = Arc::new(Mutex::new(Some(r)));
+        self.pending = Some(slot.clone());
+        let client = self.agent.client.clone();
+        tokio::spawn(async move {
+            let r = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(r) = r
+                && let Err(e) = client.submit_task(&r).await
+            {
+                tracing::warn!(error = %e, "state report failed");
+            }
+        });
+    }
+
+    /// Drops the PENDING report if it has not left yet.
+    fn withdraw_pending(&mut self) {
+        if let Some(slot) = self.pending.take() {
+            slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        }
+    }
+
     /// Sends a report without waiting for it: the server orders a task's states itself (it never
-    /// moves a task backwards), so a PENDING that lands after RUNNING changes only timestamps.
-    fn send_later(&self, r: SubmitTaskStateChangeRequest) {
+    /// moves a task backwards), so a report that lands after a later one changes nothing.
+    fn send_later(&mut self, r: SubmitTaskStateChangeRequest) {
+        self.withdraw_pending();
         let client = self.agent.client.clone();
         tokio::spawn(async move {
             if let Err(e) = client.submit_task(&r).await {
@@ -488,6 +607,7 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
         }
         self.wind_down(&mut tracked).await;
         self.sync_meta(&tracked, None).await;
+        self.withdraw_pending();
         let mut report = self.base_report("STOPPED");
         report.reason = Some(reason);
         report.containers = Some(self.container_changes(&tracked, "STOPPED"));
@@ -533,9 +653,8 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
         if self.stopped() {
             return Some("Task stopped before it started".into());
         }
-        let mut pending = self.base_report("PENDING");
-        pending.pull_started_at = Some(now_s(&*self.agent.clock));
-        self.send_later(pending);
+        self.pull_started_at = Some(now_s(&*self.agent.clock));
+        self.post_pending(self.base_report("PENDING"));
         let rt = self.agent.runtime.clone();
         let mut images: Vec<String> = self.defs().iter().filter_map(|d| d.image.clone()).collect();
         images.dedup();
@@ -560,9 +679,8 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
                 return Some("Task stopped before it started".into());
             }
         }
-        let mut pulled = self.base_report("PENDING");
-        pulled.pull_stopped_at = Some(now_s(&*self.agent.clock));
-        self.send_later(pulled);
+        // Reported with RUNNING (or STOPPED), as the ECS agent does.
+        self.pull_stopped_at = Some(now_s(&*self.agent.clock));
 
         let (network, holder) = match self.a.task_definition.network_mode.as_deref() {
             Some("host") => (TaskNetwork::Mode(Network::Host), None),
@@ -864,17 +982,21 @@ impl<R: Runtime, C: ControlClient> Runner<'_, R, C> {
                     if self.essential(&name) {
                         return "Essential container in task exited".into();
                     }
-                    let change = SubmitContainerStateChangeRequest {
+                    // A container's change goes in a task state change, as the ECS agent sends it.
+                    let change = SubmitTaskStateChangeRequest {
                         cluster: self.a.task.cluster_arn.clone(),
                         task: self.a.task.task_arn.clone(),
-                        container_name: Some(name.clone()),
-                        runtime_id: t.id.clone(),
-                        status: Some("STOPPED".into()),
-                        exit_code: t.exit_code.map(|c| c as i32),
-                        reason: t.reason.clone(),
-                        network_bindings: None,
+                        containers: Some(vec![ContainerStateChange {
+                            container_name: Some(name.clone()),
+                            runtime_id: t.id.clone(),
+                            status: Some("STOPPED".into()),
+                            exit_code: t.exit_code.map(|c| c as i32),
+                            reason: t.reason.clone(),
+                            ..Default::default()
+                        }]),
+                        ..Default::default()
                     };
-                    if let Err(e) = self.agent.client.submit_container(&change).await {
+                    if let Err(e) = self.agent.client.submit_task(&change).await {
                         tracing::warn!(error = %e, "container state report failed");
                     }
                 }

@@ -24,11 +24,8 @@ pub type ClientResult<T> = Result<T, ClientError>;
 pub trait ControlClient: Send + Sync + 'static {
     /// Long-polls for the node's assignments.
     fn poll<'a>(&'a self, req: &'a PollRequest) -> BoxFuture<'a, ClientResult<Assignments>>;
+    /// Reports a task's state, its containers' states, or both.
     fn submit_task<'a>(&'a self, req: &'a SubmitTaskStateChangeRequest) -> BoxFuture<'a, ClientResult<()>>;
-    fn submit_container<'a>(
-        &'a self,
-        req: &'a SubmitContainerStateChangeRequest,
-    ) -> BoxFuture<'a, ClientResult<()>>;
     fn report_health<'a>(&'a self, req: &'a TaskHealthReport) -> BoxFuture<'a, ClientResult<()>>;
     fn submit_attachments<'a>(
         &'a self,
@@ -122,15 +119,6 @@ impl ControlClient for HttpClient {
         Box::pin(
             async move { self.ecs::<_, serde_json::Value>("SubmitTaskStateChange", req).await.map(|_| ()) },
         )
-    }
-
-    fn submit_container<'a>(
-        &'a self,
-        req: &'a SubmitContainerStateChangeRequest,
-    ) -> BoxFuture<'a, ClientResult<()>> {
-        Box::pin(async move {
-            self.ecs::<_, serde_json::Value>("SubmitContainerStateChange", req).await.map(|_| ())
-        })
     }
 
     fn report_health<'a>(&'a self, req: &'a TaskHealthReport) -> BoxFuture<'a, ClientResult<()>> {

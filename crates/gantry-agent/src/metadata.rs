@@ -30,7 +30,7 @@ pub struct ContainerMeta {
 /// A task as the metadata endpoint reports it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskMeta {
-    pub assignment: Assignment,
+    pub assignment: std::sync::Arc<Assignment>,
     pub known_status: String,
     pub containers: BTreeMap<String, ContainerMeta>,
     pub pull_started_at: Option<String>,
@@ -253,7 +253,7 @@ mod tests {
             },
         );
         let meta = TaskMeta {
-            assignment,
+            assignment: assignment.into(),
             known_status: "RUNNING".into(),
             containers,
             pull_started_at: None,

@@ -16,7 +16,9 @@ use std::time::Duration;
 #[derive(Default)]
 struct Recorder {
     tasks: Mutex<Vec<SubmitTaskStateChangeRequest>>,
-    containers: Mutex<Vec<SubmitContainerStateChangeRequest>>,
+    /// What polls answer, in turn (then they wait forever), and the requests they got.
+    answers: Mutex<std::collections::VecDeque<Assignments>>,
+    polls: Mutex<Vec<PollRequest>>,
     health: Mutex<Vec<TaskHealthReport>>,
     attachments: Mutex<Vec<SubmitAttachmentStateChangesRequest>>,
 }
@@ -43,18 +45,15 @@ impl Recorder {
 }
 
 impl ControlClient for Recorder {
-    fn poll<'a>(&'a self, _req: &'a PollRequest) -> BoxFuture<'a, ClientResult<Assignments>> {
-        Box::pin(std::future::pending())
+    fn poll<'a>(&'a self, req: &'a PollRequest) -> BoxFuture<'a, ClientResult<Assignments>> {
+        self.polls.lock().unwrap().push(req.clone());
+        match self.answers.lock().unwrap().pop_front() {
+            Some(a) => Box::pin(async move { Ok(a) }),
+            None => Box::pin(std::future::pending()),
+        }
     }
     fn submit_task<'a>(&'a self, req: &'a SubmitTaskStateChangeRequest) -> BoxFuture<'a, ClientResult<()>> {
         self.tasks.lock().unwrap().push(req.clone());
-        Box::pin(async { Ok(()) })
-    }
-    fn submit_container<'a>(
-        &'a self,
-        req: &'a SubmitContainerStateChangeRequest,
-    ) -> BoxFuture<'a, ClientResult<()>> {
-        self.containers.lock().unwrap().push(req.clone());
         Box::pin(async { Ok(()) })
     }
     fn report_health<'a>(&'a self, req: &'a TaskHealthReport) -> BoxFuture<'a, ClientResult<()>> {
@@ -85,6 +84,7 @@ fn assignment(id: &str, desired: &str, containers: serde_json::Value) -> Assignm
         )
         .unwrap(),
         network_configuration: None,
+        revision: 1,
     }
 }
 
@@ -157,19 +157,9 @@ async fn runs_a_task_and_reports_an_essential_exit() {
     let running = rec.last(&arn("t1"), "RUNNING").unwrap();
     let c = &running.containers.unwrap()[0];
     assert!(c.runtime_id.is_some());
-    // PENDING reports are sent without waiting (the server orders states), so only the set counts.
-    until("both PENDING reports", || {
-        rec.statuses(&arn("t1")).iter().filter(|s| *s == "PENDING").count() == 2
-    })
-    .await;
-    let pulls = rec
-        .tasks
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|r| r.pull_started_at.is_some() || r.pull_stopped_at.is_some())
-        .count();
-    assert_eq!(pulls, 2, "pullStartedAt and pullStoppedAt are reported");
+    // The task got going before its PENDING report left, so RUNNING alone says it all.
+    assert!(running.pull_started_at.is_some() && running.pull_stopped_at.is_some());
+    assert_eq!(rec.statuses(&arn("t1")), vec!["RUNNING"]);
 
     rt.exit("ecs-web-t1", 3);
     until("STOPPED reported", || rec.last(&arn("t1"), "STOPPED").is_some()).await;
@@ -272,8 +262,11 @@ async fn depends_on_healthy_waits_for_health() {
         rt.containers().iter().any(|c| c.name == "ecs-db-t1" && c.status == ContainerStatus::Running)
     })
     .await;
+    // While it waits, its PENDING report has gone out.
+    until("PENDING", || rec.statuses(&arn("t1")) == vec!["PENDING"]).await;
     rt.set_health("ecs-db-t1", Health::Healthy);
     until("RUNNING", || rec.statuses(&arn("t1")).contains(&"RUNNING".to_string())).await;
+    assert_eq!(rec.statuses(&arn("t1")), vec!["PENDING", "RUNNING"]);
     let starts: Vec<_> = rt.calls().into_iter().filter(|c| c.starts_with("start")).collect();
     assert_eq!(starts.len(), 2);
     until("health reported", || {
@@ -312,8 +305,17 @@ async fn a_non_essential_exit_keeps_the_task_running() {
     a.reconcile(vec![assignment("t1", "RUNNING", containers)]).await.unwrap();
     until("RUNNING", || rec.statuses(&arn("t1")).contains(&"RUNNING".to_string())).await;
     rt.exit("ecs-init-t1", 0);
-    until("container STOPPED", || !rec.containers.lock().unwrap().is_empty()).await;
-    assert_eq!(rec.containers.lock().unwrap()[0].exit_code, Some(0));
+    // The container's change travels in a task state change without a task status.
+    let change = || {
+        let tasks = rec.tasks.lock().unwrap();
+        tasks.iter().find(|r| r.status.is_none()).and_then(|r| r.containers.clone())
+    };
+    until("container STOPPED", || change().is_some()).await;
+    let c = &change().unwrap()[0];
+    assert_eq!(
+        (c.container_name.as_deref(), c.status.as_deref(), c.exit_code),
+        (Some("init"), Some("STOPPED"), Some(0))
+    );
     assert!(rec.last(&arn("t1"), "STOPPED").is_none());
     assert_eq!(a.running().len(), 1);
 }
@@ -417,4 +419,128 @@ async fn reserved_gpus_reach_the_engine() {
     let log = rt.spec("ecs-log-g1").unwrap();
     assert!(log.gpus.is_empty());
     assert!(!log.env.iter().any(|(k, _)| k == "NVIDIA_VISIBLE_DEVICES"));
+}
+
+fn delta(tasks: Vec<Assignment>, removed: &[&str]) -> Assignments {
+    Assignments { version: 0, tasks, delta: true, removed: removed.iter().map(|s| s.to_string()).collect() }
+}
+
+#[tokio::test(start_paused = true)]
+async fn deltas_merge_into_what_the_agent_holds() {
+    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Recorder::default()));
+    rt.add_image("img");
+    let a = agent(&rt, &rec);
+    a.apply(delta(vec![assignment("t1", "RUNNING", web()), assignment("t2", "RUNNING", web())], &[]))
+        .await
+        .unwrap();
+    until("both RUNNING", || a.running().len() == 2 && rec.statuses(&arn("t2")).contains(&"RUNNING".into()))
+        .await;
+    assert_eq!(a.known(), BTreeMap::from([("t1".to_string(), 1), ("t2".to_string(), 1)]));
+
+    // A delta that names only t2 (its desired status changed) leaves t1 alone.
+    let mut stop = assignment("t2", "STOPPED", web());
+    stop.revision = 7;
+    a.apply(delta(vec![stop], &[])).await.unwrap();
+    until("t2 STOPPED", || rec.last(&arn("t2"), "STOPPED").is_some()).await;
+    assert_eq!(a.running(), HashSet::from([arn("t1")]));
+    assert_eq!(a.known(), BTreeMap::from([("t1".to_string(), 1), ("t2".to_string(), 7)]));
+    assert_eq!(rt.calls().iter().filter(|c| c.starts_with("create")).count(), 2, "t1 was not started again");
+
+    // The server took the final report: t2 is removed; an empty delta changes nothing.
+    a.apply(delta(vec![], &["t2"])).await.unwrap();
+    a.apply(delta(vec![], &[])).await.unwrap();
+    assert_eq!(a.known(), BTreeMap::from([("t1".to_string(), 1)]));
+    assert_eq!(a.running(), HashSet::from([arn("t1")]));
+    assert_eq!(rec.statuses(&arn("t2")).iter().filter(|s| *s == "STOPPED").count(), 1, "sent once");
+
+    // A whole set (an older server, or no `known`) replaces what the agent holds.
+    a.reconcile(vec![assignment("t1", "RUNNING", web()), assignment("t3", "RUNNING", web())]).await.unwrap();
+    assert_eq!(a.known().keys().cloned().collect::<Vec<_>>(), vec!["t1", "t3"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn polls_say_what_the_agent_holds() {
+    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Recorder::default()));
+    rt.add_image("img");
+    let mut first = assignment("t1", "RUNNING", web());
+    first.revision = 5;
+    rec.answers.lock().unwrap().extend([
+        Assignments { version: 3, ..delta(vec![first], &[]) },
+        Assignments { version: 4, ..delta(vec![assignment("t2", "RUNNING", web())], &["t1"]) },
+    ]);
+    let a = agent(&rt, &rec);
+    let loop_ = tokio::spawn(a.clone().run());
+    until("three polls", || rec.polls.lock().unwrap().len() == 3).await;
+    let polls = rec.polls.lock().unwrap().clone();
+    loop_.abort();
+    let held: Vec<_> = polls.iter().map(|p| (p.version, p.known.clone().unwrap())).collect();
+    assert_eq!(
+        held,
+        vec![
+            (0, BTreeMap::new()),
+            (3, BTreeMap::from([("t1".to_string(), 5)])),
+            (4, BTreeMap::from([("t2".to_string(), 1)])),
+        ],
+        "a restarted agent knows nothing and gets everything; then each poll sends what it holds"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unacknowledged_final_report_is_sent_again() {
+    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Flaky::default()));
+    rt.add_image("img");
+    let a = Agent::new(
+        rt.clone(),
+        rec.clone(),
+        Arc::new(FixedClock::new(Timestamp(1_700_000_000_000))),
+        AgentConfig {
+            node: NODE.into(),
+            pull_always: false,
+            logs_dir: None,
+            health_interval: Duration::from_millis(500),
+            metadata_base: None,
+        },
+    );
+    a.apply(delta(vec![assignment("t1", "RUNNING", web())], &[])).await.unwrap();
+    until("started", || rt.containers().iter().any(|c| c.status == ContainerStatus::Running)).await;
+    *rec.fail_stopped.lock().unwrap() = true;
+    rt.exit("ecs-web-t1", 1);
+    until("the STOPPED report failed", || *rec.stopped_attempts.lock().unwrap() == 1).await;
+    *rec.fail_stopped.lock().unwrap() = false;
+    // The next poll answers nothing new about t1, yet the report goes again, once.
+    a.apply(delta(vec![], &[])).await.unwrap();
+    a.apply(delta(vec![], &[])).await.unwrap();
+    assert_eq!(*rec.stopped_attempts.lock().unwrap(), 2);
+}
+
+/// A control plane that refuses STOPPED reports while told to.
+#[derive(Default)]
+struct Flaky {
+    fail_stopped: Mutex<bool>,
+    stopped_attempts: Mutex<usize>,
+}
+
+impl ControlClient for Flaky {
+    fn poll<'a>(&'a self, _req: &'a PollRequest) -> BoxFuture<'a, ClientResult<Assignments>> {
+        Box::pin(std::future::pending())
+    }
+    fn submit_task<'a>(&'a self, req: &'a SubmitTaskStateChangeRequest) -> BoxFuture<'a, ClientResult<()>> {
+        let mut r = Ok(());
+        if req.status.as_deref() == Some("STOPPED") {
+            *self.stopped_attempts.lock().unwrap() += 1;
+            if *self.fail_stopped.lock().unwrap() {
+                r = Err(gantry_agent::client::ClientError::Transport("down".into()));
+            }
+        }
+        Box::pin(async move { r })
+    }
+    fn report_health<'a>(&'a self, _req: &'a TaskHealthReport) -> BoxFuture<'a, ClientResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn submit_attachments<'a>(
+        &'a self,
+        _req: &'a SubmitAttachmentStateChangesRequest,
+    ) -> BoxFuture<'a, ClientResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
 }

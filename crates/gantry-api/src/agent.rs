@@ -19,8 +19,9 @@ fn respond(s: &AppState, r: Result<Vec<u8>, EcsError>) -> Response {
     }
 }
 
-/// Answers with the node's assignments once they differ from the version the agent has, or when
-/// the poll timeout passes. While the poll is open the node counts as connected.
+/// Answers once the node's version differs from the one the agent has, or when the poll timeout
+/// passes: with the whole assignment set, or (when the agent says what it holds) only what
+/// changed. While the poll is open the node counts as connected.
 pub(crate) async fn poll(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
     let r = async {
         auth::authenticate(&headers)?;
@@ -31,9 +32,9 @@ pub(crate) async fn poll(State(s): State<Arc<AppState>>, headers: HeaderMap, bod
             let _ = tokio::time::timeout(s.config.poll_timeout, rx.changed()).await;
         }
         let version = *rx.borrow_and_update();
-        let tasks = s.control.assignments(&req.node)?;
+        let (tasks, removed) = s.control.assignment_delta(&req.node, req.known.as_ref())?;
         drop(guard);
-        wire::render(&Assignments { version, tasks })
+        wire::render(&Assignments { version, tasks, delta: req.known.is_some(), removed })
     }
     .await;
     respond(&s, r)

@@ -260,6 +260,80 @@ async fn stop_task_is_user_initiated_and_reaches_the_agent() {
 }
 
 #[tokio::test]
+async fn a_poll_that_says_what_it_holds_gets_only_changes_and_removals() {
+    let (cp, ctx, clock) = setup();
+    let (ci, _g) = cluster_with_instance(&cp, &ctx, &clock, 4096).await;
+    taskdef(&cp, &ctx, 64, None).await;
+    let run = || async {
+        let r = cp.run_task(&ctx, req(json!({"cluster": "c", "taskDefinition": "web", "count": 3}))).await;
+        r.unwrap().tasks.unwrap().into_iter().map(|t| t.task_arn.unwrap()).collect::<Vec<_>>()
+    };
+    let id = |arn: &str| arn.rsplit('/').next().unwrap().to_string();
+    let arns = run().await;
+    let (all, removed) = cp.assignment_delta(&ci, Some(&Default::default())).unwrap();
+    assert_eq!((all.len(), removed.len()), (3, 0), "nothing known: everything");
+    let known: std::collections::BTreeMap<String, i64> =
+        all.iter().map(|a| (id(a.task.task_arn.as_deref().unwrap()), a.revision)).collect();
+    assert!(all.iter().all(|a| a.revision > 0));
+    assert_eq!(cp.assignment_delta(&ci, Some(&known)).unwrap(), (vec![], vec![]), "nothing changed");
+
+    // The agent's own reports change the tasks but not what it must do: still nothing.
+    for arn in &arns {
+        cp.submit_task_state_change(&ctx, req(json!({"cluster": "c", "task": arn, "status": "RUNNING"})))
+            .await
+            .unwrap();
+    }
+    assert_eq!(cp.assignment_delta(&ci, Some(&known)).unwrap(), (vec![], vec![]));
+
+    // A new task, a stop asked for, and a task the agent stopped.
+    let new = run().await;
+    cp.stop_task(&ctx, req(json!({"cluster": "c", "task": arns[0]}))).await.unwrap();
+    cp.submit_task_state_change(&ctx, req(json!({"cluster": "c", "task": arns[1], "status": "STOPPED"})))
+        .await
+        .unwrap();
+    let (changed, removed) = cp.assignment_delta(&ci, Some(&known)).unwrap();
+    let mut got: Vec<String> = changed.iter().map(|a| a.task.task_arn.clone().unwrap()).collect();
+    got.sort();
+    let mut want = vec![arns[0].clone()];
+    want.extend(new.iter().cloned());
+    want.sort();
+    assert_eq!(got, want, "the new tasks and the one to stop");
+    let stop = changed.iter().find(|a| a.task.task_arn.as_ref() == Some(&arns[0])).unwrap();
+    assert_eq!(stop.task.desired_status.as_deref(), Some("STOPPED"));
+    assert!(stop.revision > known[&id(&arns[0])]);
+    assert_eq!(removed, vec![id(&arns[1])]);
+    // Without `known`, the whole set, as before.
+    assert_eq!(cp.assignments(&ci).unwrap().len(), 5);
+}
+
+#[tokio::test]
+async fn only_changes_the_agent_must_act_on_wake_its_poll() {
+    let (cp, ctx, clock) = setup();
+    let (ci, _g) = cluster_with_instance(&cp, &ctx, &clock, 4096).await;
+    taskdef(&cp, &ctx, 64, None).await;
+    let (_poll, mut rx) = cp.agents().begin_poll(&ci, clock.clone());
+    rx.borrow_and_update();
+    let r = cp.run_task(&ctx, req(json!({"cluster": "c", "taskDefinition": "web"}))).await.unwrap();
+    let arn = r.tasks.unwrap().remove(0).task_arn.unwrap();
+    assert!(rx.has_changed().unwrap(), "a new assignment wakes the poll");
+    rx.borrow_and_update();
+    for status in ["PENDING", "RUNNING"] {
+        cp.submit_task_state_change(&ctx, req(json!({"cluster": "c", "task": arn, "status": status})))
+            .await
+            .unwrap();
+    }
+    cp.submit_container_state_change(
+        &ctx,
+        req(json!({"cluster": "c", "task": arn, "containerName": "web", "status": "RUNNING"})),
+    )
+    .await
+    .unwrap();
+    assert!(!rx.has_changed().unwrap(), "the agent's own reports do not");
+    cp.stop_task(&ctx, req(json!({"cluster": "c", "task": arn}))).await.unwrap();
+    assert!(rx.has_changed().unwrap(), "a stop does");
+}
+
+#[tokio::test]
 async fn concurrent_run_tasks_never_overcommit() {
     let (cp, ctx, clock) = setup();
     let (ci, _g) = cluster_with_instance(&cp, &ctx, &clock, 1000).await;

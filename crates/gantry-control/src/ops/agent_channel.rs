@@ -9,6 +9,7 @@ use gantry_core::protocol::{Assignment, FargateRegistration, TaskHealthReport, f
 use gantry_core::{Arn, EcsError, Result, Scope};
 use gantry_model::*;
 use gantry_store::Txn;
+use std::collections::{BTreeMap, HashSet};
 
 fn ctx_from_task_arn(arn: &str) -> Result<(Ctx, String, String)> {
     let a = Arn::parse(arn)
@@ -142,14 +143,37 @@ impl ControlPlane {
 
     /// Everything assigned to a node that is not STOPPED yet, with the task definitions.
     pub fn assignments(&self, node: &str) -> Result<Vec<Assignment>> {
+        Ok(self.assignment_delta(node, None)?.0)
+    }
+
+    /// What a node's poll answers: the tasks assigned to it that the agent does not hold at their
+    /// current revision (all of them when `known` is `None`), and the IDs of known tasks that
+    /// are no longer assigned.
+    ///
+    /// A task's revision is the modification revision of its `/_node/NODE/TASK` index entry,
+    /// which placement creates and [`Self::reassign`] rewrites for every change the agent must
+    /// act on; the agent's own state reports leave it alone. A poll therefore reads only index
+    /// entries (from the mirror) plus the tasks that changed, not every task on the node.
+    pub fn assignment_delta(
+        &self,
+        node: &str,
+        known: Option<&BTreeMap<String, i64>>,
+    ) -> Result<(Vec<Assignment>, Vec<String>)> {
         let mut out = Vec::new();
+        let mut current = HashSet::new();
         for kv in self.store.range(&keys::node_tasks_prefix(node), None, usize::MAX) {
+            let id = kv.key.rsplit('/').next().unwrap_or_default();
+            if known.and_then(|k| k.get(id)) == Some(&kv.mod_revision) {
+                current.insert(id.to_string());
+                continue;
+            }
             let (key, _) = keys::parse_node_task_value(&kv.value);
             let Some(rec) = load::<TaskRecord>(&*self.store, &key)? else { continue };
             let t = rec.value.task;
             if t.last_status.as_deref() == Some("STOPPED") {
                 continue;
             }
+            current.insert(id.to_string());
             let arn = t.task_arn.clone().unwrap_or_default();
             let (ctx, _, _) = ctx_from_task_arn(&arn)?;
             let td_arn = t.task_definition_arn.clone().unwrap_or_default();
@@ -174,9 +198,24 @@ impl ControlPlane {
                 task: t,
                 task_definition: definition,
                 network_configuration: rec.value.network_configuration,
+                revision: kv.mod_revision,
             });
         }
-        Ok(out)
+        let removed = known
+            .map(|k| k.keys().filter(|id| !current.contains(id.as_str())).cloned().collect())
+            .unwrap_or_default();
+        Ok((out, removed))
+    }
+
+    /// Adds to `txn` a rewrite of the task's node index entry (guarded by its revision), so the
+    /// node's agent is handed the task again at its next poll. Every change an agent must act on
+    /// (today: the desired status) goes with one; bump the node after the commit to wake it.
+    pub(crate) fn reassign(&self, txn: Txn, node: &str, task_key: &str) -> Txn {
+        let index = keys::node_task(node, task_key.rsplit('/').next().unwrap_or_default());
+        match self.store.get(&index) {
+            Some(kv) => txn.when(&index, kv.mod_revision).put(&index, kv.value.to_vec()),
+            None => txn,
+        }
     }
 
     fn planned_definition(&self, td_arn: &str, fargate: bool) -> Option<TaskDefinition> {

@@ -822,10 +822,8 @@ impl ControlPlane {
                     t.last_status = Some("STOPPING".into());
                 }
                 t.version += 1;
-                Ok((
-                    Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)),
-                    Some(rec.value),
-                ))
+                let txn = Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value));
+                Ok((self.reassign(txn, &rec.value.node, &rec.key), Some(rec.value)))
             })
             .await?;
         if let Some(r) = &rec {
@@ -1024,78 +1022,73 @@ impl ControlPlane {
             return Err(EcsError::invalid(format!("Invalid task status '{s}'.")));
         }
         let now = self.now_s();
-        let node = self
-            .retry(|| {
-                let mut rec = self.load_task(ctx, &cname, &task_ref)?.ok_or_else(|| {
-                    EcsError::invalid(format!("The referenced task was not found: {task_ref}"))
-                })?;
-                if rec.value.task.last_status.as_deref() == Some("STOPPED") {
-                    return Ok((Txn::new(), rec.value.node));
-                }
-                let t = &mut rec.value.task;
-                for c in req.containers.iter().flatten() {
-                    update_container(t, c);
-                }
-                if req.pull_started_at.is_some() {
-                    t.pull_started_at = req.pull_started_at;
-                }
-                if req.pull_stopped_at.is_some() {
-                    t.pull_stopped_at = req.pull_stopped_at;
-                }
-                let mut txn = Txn::new();
-                let current = stage(t.last_status.as_deref().unwrap_or("PROVISIONING")).unwrap_or(0);
-                if let Some(s) = &status
-                    && stage(s).unwrap_or(0) > current
-                {
-                    t.last_status = Some(s.clone());
-                    match s.as_str() {
-                        "RUNNING" => {
-                            t.started_at = Some(now);
-                            t.connectivity = Some("CONNECTED".into());
-                            t.connectivity_at = Some(now);
-                        }
-                        "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => {
-                            t.stopping_at.get_or_insert(now);
-                        }
-                        "STOPPED" => {
-                            let was_running = t.started_at.is_some();
-                            t.execution_stopped_at = req.execution_stopped_at.or(Some(now));
-                            t.stopped_at = Some(now);
-                            t.stopping_at.get_or_insert(now);
-                            t.desired_status = Some("STOPPED".into());
-                            t.connectivity = Some("DISCONNECTED".into());
-                            if t.stop_code.is_none() {
-                                t.stop_code = Some(
-                                    if was_running {
-                                        "EssentialContainerExited"
-                                    } else {
-                                        "TaskFailedToStart"
-                                    }
-                                    .into(),
-                                );
-                            }
-                            if t.stopped_reason.is_none() {
-                                t.stopped_reason = Some(
-                                    req.reason
-                                        .clone()
-                                        .unwrap_or_else(|| "Essential container in task exited".into()),
-                                );
-                            }
-                            for a in t.attachments.iter_mut().flatten() {
-                                a.status = Some("DELETED".into());
-                            }
-                            txn = self.release(txn, &rec.value.node, &rec.value.reserved, ctx, &cname)?;
-                            txn = txn.delete(keys::node_task(&rec.value.node, task_id_of(&task_ref)));
-                        }
-                        _ => {}
+        self.retry(|| {
+            let mut rec = self
+                .load_task(ctx, &cname, &task_ref)?
+                .ok_or_else(|| EcsError::invalid(format!("The referenced task was not found: {task_ref}")))?;
+            if rec.value.task.last_status.as_deref() == Some("STOPPED") {
+                return Ok((Txn::new(), ()));
+            }
+            let t = &mut rec.value.task;
+            for c in req.containers.iter().flatten() {
+                update_container(t, c);
+            }
+            if req.pull_started_at.is_some() {
+                t.pull_started_at = req.pull_started_at;
+            }
+            if req.pull_stopped_at.is_some() {
+                t.pull_stopped_at = req.pull_stopped_at;
+            }
+            let mut txn = Txn::new();
+            let current = stage(t.last_status.as_deref().unwrap_or("PROVISIONING")).unwrap_or(0);
+            if let Some(s) = &status
+                && stage(s).unwrap_or(0) > current
+            {
+                t.last_status = Some(s.clone());
+                match s.as_str() {
+                    "RUNNING" => {
+                        t.started_at = Some(now);
+                        t.connectivity = Some("CONNECTED".into());
+                        t.connectivity_at = Some(now);
                     }
+                    "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => {
+                        t.stopping_at.get_or_insert(now);
+                    }
+                    "STOPPED" => {
+                        let was_running = t.started_at.is_some();
+                        t.execution_stopped_at = req.execution_stopped_at.or(Some(now));
+                        t.stopped_at = Some(now);
+                        t.stopping_at.get_or_insert(now);
+                        t.desired_status = Some("STOPPED".into());
+                        t.connectivity = Some("DISCONNECTED".into());
+                        if t.stop_code.is_none() {
+                            t.stop_code = Some(
+                                if was_running { "EssentialContainerExited" } else { "TaskFailedToStart" }
+                                    .into(),
+                            );
+                        }
+                        if t.stopped_reason.is_none() {
+                            t.stopped_reason = Some(
+                                req.reason
+                                    .clone()
+                                    .unwrap_or_else(|| "Essential container in task exited".into()),
+                            );
+                        }
+                        for a in t.attachments.iter_mut().flatten() {
+                            a.status = Some("DELETED".into());
+                        }
+                        txn = self.release(txn, &rec.value.node, &rec.value.reserved, ctx, &cname)?;
+                        txn = txn.delete(keys::node_task(&rec.value.node, task_id_of(&task_ref)));
+                    }
+                    _ => {}
                 }
-                rec.value.task.version += 1;
-                let txn = txn.when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value));
-                Ok((txn, rec.value.node))
-            })
-            .await?;
-        self.agents.bump(&node);
+            }
+            rec.value.task.version += 1;
+            Ok((txn.when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), ()))
+        })
+        .await?;
+        // No wake-up for the node: its agent sent this report and knows the state. (STOPPED
+        // drops the task from the node's index; the agent's next poll lists it as removed.)
         Ok(SubmitTaskStateChangeResponse { acknowledgment: Some("ACK".into()) })
     }
 
@@ -1134,32 +1127,27 @@ impl ControlPlane {
     ) -> Result<SubmitContainerStateChangeResponse> {
         let cname = cluster_name(&ctx.scope, req.cluster.as_deref())?;
         let task_ref = req.task.clone().ok_or_else(|| EcsError::invalid("task can not be blank."))?;
-        let node = self
-            .retry(|| {
-                let mut rec = self.load_task(ctx, &cname, &task_ref)?.ok_or_else(|| {
-                    EcsError::invalid(format!("The referenced task was not found: {task_ref}"))
-                })?;
-                let t = &mut rec.value.task;
-                update_container(
-                    t,
-                    &ContainerStateChange {
-                        container_name: req.container_name.clone(),
-                        runtime_id: req.runtime_id.clone(),
-                        status: req.status.clone(),
-                        exit_code: req.exit_code,
-                        reason: req.reason.clone(),
-                        network_bindings: req.network_bindings.clone(),
-                        ..Default::default()
-                    },
-                );
-                t.version += 1;
-                Ok((
-                    Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)),
-                    rec.value.node,
-                ))
-            })
-            .await?;
-        self.agents.bump(&node);
+        self.retry(|| {
+            let mut rec = self
+                .load_task(ctx, &cname, &task_ref)?
+                .ok_or_else(|| EcsError::invalid(format!("The referenced task was not found: {task_ref}")))?;
+            let t = &mut rec.value.task;
+            update_container(
+                t,
+                &ContainerStateChange {
+                    container_name: req.container_name.clone(),
+                    runtime_id: req.runtime_id.clone(),
+                    status: req.status.clone(),
+                    exit_code: req.exit_code,
+                    reason: req.reason.clone(),
+                    network_bindings: req.network_bindings.clone(),
+                    ..Default::default()
+                },
+            );
+            t.version += 1;
+            Ok((Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), ()))
+        })
+        .await?;
         Ok(SubmitContainerStateChangeResponse { acknowledgment: Some("ACK".into()) })
     }
 
