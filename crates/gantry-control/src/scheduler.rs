@@ -111,6 +111,7 @@ fn to_sched_service(s: &Service) -> sched::Service {
         breaker,
         grace_ms: i64::from(s.health_check_grace_period_seconds.unwrap_or(0).max(0)) * 1000,
         draining: s.status.as_deref() == Some("DRAINING"),
+        rollback_requested: false,
         deployments: s.deployments.iter().flatten().map(to_sched_deployment).collect(),
     }
 }
