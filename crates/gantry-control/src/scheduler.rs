@@ -164,8 +164,11 @@ fn plan_ecs(
     fresh: &str,
 ) -> Outcome {
     let notes = &rec.sched;
-    let plan =
-        sched::reconcile(&to_sched_service(&rec.service), views, instances, &to_notes(notes), now, fresh);
+    let mut svc = to_sched_service(&rec.service);
+    let primary_id = rec.service.deployments.iter().flatten().next().and_then(|d| d.id.as_deref());
+    svc.rollback_requested =
+        notes.rollback_requested.is_some() && notes.rollback_requested.as_deref() == primary_id;
+    let plan = sched::reconcile(&svc, views, instances, &to_notes(notes), now, fresh);
 
     // The new record, before launches (a rollback changes what they launch).
     let mut next = rec.clone();
@@ -226,6 +229,8 @@ fn plan_ecs(
         last_completed: notes.last_completed.clone(),
         steady: plan.notes.steady,
         aliases: plan.notes.aliases.clone(),
+        // A requested rollback is carried out by this pass (or no longer applies).
+        rollback_requested: None,
     };
     if let Some(done) = &plan.completed {
         sn.last_completed = s.deployments.iter().flatten().find(|d| d.id.as_deref() == Some(done)).cloned();
@@ -522,7 +527,9 @@ impl ControlPlane {
         }
         list.truncate(MAX_EVENTS);
 
-        let mut txn = Txn::new();
+        // The history moves with the record, in the same transaction.
+        let mut txn = self.sync_history(&scope, &cluster, &mut next, Txn::new())?;
+        let history = !txn.ops.is_empty();
         for id in forget.iter().chain(&missing) {
             txn = txn.delete(keys::service_task(&scope, &cluster, &name, id));
         }
@@ -530,7 +537,7 @@ impl ControlPlane {
             txn = txn.delete(keys::scheduled_service(&scope, &cluster, &name));
         }
         let bytes = encode(&next);
-        if bytes != encode(&rec.value) {
+        if history || bytes != encode(&rec.value) {
             txn = txn.when(key, rec.mod_revision).put(key, bytes);
         }
         if !txn.ops.is_empty() && !self.commit(txn).await? {
