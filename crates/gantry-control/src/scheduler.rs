@@ -153,6 +153,8 @@ struct Outcome {
     inactive: bool,
     events: Vec<String>,
     wake_at: Option<i64>,
+    /// A rollback this pass started (the history records it with the deployment it rolls back).
+    rollback: Option<sched::Rollback>,
 }
 
 /// The ECS deployment controller (rolling updates; REPLICA or DAEMON).
@@ -250,6 +252,7 @@ fn plan_ecs(
         inactive: plan.inactive,
         events: plan.events,
         wake_at: plan.wake_at,
+        rollback: plan.rollback,
     }
 }
 
@@ -334,6 +337,7 @@ fn plan_external(rec: &ServiceRecord, views: &[sched::TaskView], now: i64) -> Ou
         inactive,
         events: plan.events,
         wake_at: plan.wake_at,
+        rollback: None,
     }
 }
 
@@ -445,7 +449,8 @@ impl ControlPlane {
             let fresh = crate::ops::services::new_deployment_id(&*self.ids);
             plan_ecs(&rec.value, &views, &instances, now, &fresh)
         };
-        let Outcome { mut next, stops, launches, forget, inactive, mut events, mut wake_at } = outcome;
+        let Outcome { mut next, stops, launches, forget, inactive, mut events, mut wake_at, rollback } =
+            outcome;
         // Stops first: they make room. The counts written follow what this pass did: a RUNNING
         // task asked to stop is STOPPING, a launched one is PENDING.
         for s in &stops {
@@ -528,7 +533,7 @@ impl ControlPlane {
         list.truncate(MAX_EVENTS);
 
         // The history moves with the record, in the same transaction.
-        let mut txn = self.sync_history(&scope, &cluster, &mut next, Txn::new())?;
+        let mut txn = self.sync_history(&scope, &cluster, &mut next, rollback.as_ref(), Txn::new())?;
         let history = !txn.ops.is_empty();
         for id in forget.iter().chain(&missing) {
             txn = txn.delete(keys::service_task(&scope, &cluster, &name, id));

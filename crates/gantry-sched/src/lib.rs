@@ -238,6 +238,11 @@ pub struct Stop {
 pub struct Rollback {
     pub id: String,
     pub to: String,
+    /// Why, as the rollback deployment's first rolloutStateReason says (it may complete, and
+    /// change its reason, in the same pass).
+    pub reason: String,
+    /// The rolled-back deployment's failed tasks at that point.
+    pub failed_tasks: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -373,10 +378,12 @@ pub fn reconcile(
         p.rollout = Rollout::Failed;
         p.rollout_reason = reason.into();
         let failed = p.id.clone();
+        let failed_tasks = p.failed_tasks;
         events.push(format!("(service {name}) (deployment {failed}) {event}"));
         if let Some(to) = notes.last_completed.clone().filter(|to| may_roll_back && *to != failed) {
             let mut d = DeploymentState::new(fresh_id, now);
             d.rollout_reason = format!("{rollback_reason} {to}.");
+            let d_reason = d.rollout_reason.clone();
             for x in deps.iter_mut() {
                 x.status = Status::Active;
             }
@@ -400,7 +407,7 @@ pub fn reconcile(
             ));
             notes.start_failures = 0;
             notes.launch_not_before = 0;
-            rollback = Some(Rollback { id: fresh_id.to_string(), to });
+            rollback = Some(Rollback { id: fresh_id.to_string(), reason: d_reason, to, failed_tasks });
         }
     }
 

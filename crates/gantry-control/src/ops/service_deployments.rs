@@ -41,9 +41,6 @@ const STATUSES: &[&str] = &[
     "ROLLBACK_FAILED",
 ];
 
-/// The text a rollback deployment's rolloutStateReason carries before the target's ID.
-const ROLLING_BACK_TO: &str = "rolling back to deploymentId ";
-
 fn finished(status: Option<&str>) -> bool {
     matches!(status, Some("SUCCESSFUL" | "STOPPED" | "ROLLBACK_SUCCESSFUL" | "ROLLBACK_FAILED"))
 }
@@ -55,12 +52,6 @@ fn rolling_back(status: Option<&str>) -> bool {
 /// The history ID of a deployment: the digits of `ecs-svc/NNNN…`.
 fn history_id(deployment: &str) -> String {
     deployment.strip_prefix("ecs-svc/").unwrap_or(deployment).replace('/', "-")
-}
-
-/// The deployment a rollback deployment returns to, from its rolloutStateReason.
-fn rollback_target(reason: &str) -> Option<&str> {
-    let (_, rest) = reason.split_once(ROLLING_BACK_TO)?;
-    Some(rest.trim_end_matches('.'))
 }
 
 /// `arn:aws:ecs:REGION:ACCOUNT:service-deployment/CLUSTER/SERVICE/ID`.
@@ -139,6 +130,7 @@ impl ControlPlane {
         scope: &Scope,
         cluster: &str,
         rec: &mut ServiceRecord,
+        rollback: Option<&gantry_sched::Rollback>,
         mut txn: Txn,
     ) -> Result<Txn> {
         let name = rec.service.service_name.clone().unwrap_or_default();
@@ -157,15 +149,16 @@ impl ControlPlane {
                 continue;
             }
             let digits = history_id(&did);
-            let reason = d.rollout_state_reason.clone().unwrap_or_default();
+            let started = rollback.filter(|r| r.id == did);
             let current =
                 rec.service.current_service_deployment.as_deref().and_then(|a| a.rsplit('/').next());
             let current = current.map(str::to_string);
-            if let (Some(to), Some(cur)) = (rollback_target(&reason), current.clone())
+            if let (Some(r), Some(cur)) = (started, current.clone())
                 && let Some(sd) = loaded.get(self, &sd_key(&cur))?
             {
+                let (to, reason) = (&r.to, r.reason.clone());
                 // A rollback: part of the service deployment it rolls back.
-                let revision = match rec.history.iter().find(|l| l.deployment == to) {
+                let revision = match rec.history.iter().find(|l| l.deployment == *to) {
                     Some(l) => l.revision.clone(),
                     None => {
                         revisions.push((
@@ -185,10 +178,11 @@ impl ControlPlane {
                             service_revision_arn: Some(rev_arn(&revision)),
                         });
                     }
-                    if reason.starts_with("ECS deployment circuit breaker")
-                        && let Some(cb) = sd.deployment_circuit_breaker.as_mut()
-                    {
-                        cb.status = Some("TRIGGERED".into());
+                    if let Some(cb) = sd.deployment_circuit_breaker.as_mut() {
+                        cb.failure_count = r.failed_tasks as i32;
+                        if reason.starts_with("ECS deployment circuit breaker") {
+                            cb.status = Some("TRIGGERED".into());
+                        }
                     }
                 }
                 rec.history.push(HistoryLink {
@@ -658,11 +652,6 @@ mod tests {
             let e = parse_history_arn(bad, "service-deployment").unwrap_err();
             assert_eq!(e.kind, ErrorKind::InvalidParameterException, "{bad}");
         }
-        assert_eq!(
-            rollback_target("ECS deployment circuit breaker: rolling back to deploymentId ecs-svc/1."),
-            Some("ecs-svc/1")
-        );
-        assert_eq!(rollback_target("ECS deployment ecs-svc/2 in progress."), None);
         assert_eq!(history_id("ecs-svc/0123"), "0123");
     }
 }

@@ -532,7 +532,7 @@ impl ControlPlane {
                     None => 0,
                 };
                 let mut rec = ServiceRecord { service: service.clone(), ..Default::default() };
-                let txn = self.sync_history(&ctx.scope, &cname, &mut rec, Txn::new())?;
+                let txn = self.sync_history(&ctx.scope, &cname, &mut rec, None, Txn::new())?;
                 let txn = txn
                     .when(&cluster.key, cluster.mod_revision)
                     .when(&key, rev)
@@ -763,7 +763,7 @@ impl ControlPlane {
                     primary.desired_count = s.desired_count;
                     primary.updated_at = Some(now);
                 }
-                let txn = self.sync_history(&ctx.scope, &cname, &mut rec.value, Txn::new())?;
+                let txn = self.sync_history(&ctx.scope, &cname, &mut rec.value, None, Txn::new())?;
                 let mut shown = rec.value.service.clone();
                 shown.tags = None;
                 Ok((txn.when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), shown))
@@ -806,7 +806,7 @@ impl ControlPlane {
                     primary.desired_count = 0;
                     primary.updated_at = Some(now);
                 }
-                let txn = self.sync_history(&ctx.scope, &cname, &mut rec.value, Txn::new())?;
+                let txn = self.sync_history(&ctx.scope, &cname, &mut rec.value, None, Txn::new())?;
                 let mut shown = rec.value.service.clone();
                 shown.tags = None;
                 Ok((txn.when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), shown))
