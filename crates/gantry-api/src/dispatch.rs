@@ -63,6 +63,11 @@ pub async fn dispatch(
         "DescribeServices" => call!(describe_services, sync),
         "ListServices" => call!(list_services, sync),
         "ListServicesByNamespace" => call!(list_services_by_namespace, sync),
+        // Service deployment history
+        "ListServiceDeployments" => call!(list_service_deployments, sync),
+        "DescribeServiceDeployments" => call!(describe_service_deployments, sync),
+        "DescribeServiceRevisions" => call!(describe_service_revisions, sync),
+        "StopServiceDeployment" => call!(stop_service_deployment),
         // Task sets (the EXTERNAL deployment controller)
         "CreateTaskSet" => call!(create_task_set),
         "UpdateTaskSet" => call!(update_task_set),

@@ -91,6 +91,21 @@ pub fn service_task(s: &Scope, cluster: &str, service: &str, task_id: &str) -> S
     format!("{}{task_id}", service_tasks_prefix(s, cluster, service))
 }
 
+/// A service's deployment history (ECS's `ServiceDeployment`, one per deployment that was not a
+/// rollback): `.../service-deployment/CLUSTER/SERVICE/ID`, ID being the 19 digits of the
+/// deployment's `ecs-svc/` ID.
+pub fn service_deployments_prefix(s: &Scope, cluster: &str, service: &str) -> String {
+    format!("{}service-deployment/{cluster}/{service}/", base(s))
+}
+pub fn service_deployment(s: &Scope, cluster: &str, service: &str, id: &str) -> String {
+    format!("{}{id}", service_deployments_prefix(s, cluster, service))
+}
+
+/// What a deployment ran (ECS's `ServiceRevision`): `.../service-revision/CLUSTER/SERVICE/ID`.
+pub fn service_revision(s: &Scope, cluster: &str, service: &str, id: &str) -> String {
+    format!("{}service-revision/{cluster}/{service}/{id}", base(s))
+}
+
 /// Every service the scheduler looks after, across accounts and regions:
 /// `/_service/ACCOUNT/REGION/CLUSTER/NAME`, whose value is the service's key. Written when the
 /// service is created, deleted when it becomes INACTIVE.

@@ -111,6 +111,7 @@ fn to_sched_service(s: &Service) -> sched::Service {
         breaker,
         grace_ms: i64::from(s.health_check_grace_period_seconds.unwrap_or(0).max(0)) * 1000,
         draining: s.status.as_deref() == Some("DRAINING"),
+        rollback_requested: false,
         deployments: s.deployments.iter().flatten().map(to_sched_deployment).collect(),
     }
 }
@@ -152,6 +153,8 @@ struct Outcome {
     inactive: bool,
     events: Vec<String>,
     wake_at: Option<i64>,
+    /// A rollback this pass started (the history records it with the deployment it rolls back).
+    rollback: Option<sched::Rollback>,
 }
 
 /// The ECS deployment controller (rolling updates; REPLICA or DAEMON).
@@ -163,8 +166,11 @@ fn plan_ecs(
     fresh: &str,
 ) -> Outcome {
     let notes = &rec.sched;
-    let plan =
-        sched::reconcile(&to_sched_service(&rec.service), views, instances, &to_notes(notes), now, fresh);
+    let mut svc = to_sched_service(&rec.service);
+    let primary_id = rec.service.deployments.iter().flatten().next().and_then(|d| d.id.as_deref());
+    svc.rollback_requested =
+        notes.rollback_requested.is_some() && notes.rollback_requested.as_deref() == primary_id;
+    let plan = sched::reconcile(&svc, views, instances, &to_notes(notes), now, fresh);
 
     // The new record, before launches (a rollback changes what they launch).
     let mut next = rec.clone();
@@ -225,6 +231,8 @@ fn plan_ecs(
         last_completed: notes.last_completed.clone(),
         steady: plan.notes.steady,
         aliases: plan.notes.aliases.clone(),
+        // A requested rollback is carried out by this pass (or no longer applies).
+        rollback_requested: None,
     };
     if let Some(done) = &plan.completed {
         sn.last_completed = s.deployments.iter().flatten().find(|d| d.id.as_deref() == Some(done)).cloned();
@@ -244,6 +252,7 @@ fn plan_ecs(
         inactive: plan.inactive,
         events: plan.events,
         wake_at: plan.wake_at,
+        rollback: plan.rollback,
     }
 }
 
@@ -328,6 +337,7 @@ fn plan_external(rec: &ServiceRecord, views: &[sched::TaskView], now: i64) -> Ou
         inactive,
         events: plan.events,
         wake_at: plan.wake_at,
+        rollback: None,
     }
 }
 
@@ -439,7 +449,8 @@ impl ControlPlane {
             let fresh = crate::ops::services::new_deployment_id(&*self.ids);
             plan_ecs(&rec.value, &views, &instances, now, &fresh)
         };
-        let Outcome { mut next, stops, launches, forget, inactive, mut events, mut wake_at } = outcome;
+        let Outcome { mut next, stops, launches, forget, inactive, mut events, mut wake_at, rollback } =
+            outcome;
         // Stops first: they make room. The counts written follow what this pass did: a RUNNING
         // task asked to stop is STOPPING, a launched one is PENDING.
         for s in &stops {
@@ -521,7 +532,9 @@ impl ControlPlane {
         }
         list.truncate(MAX_EVENTS);
 
-        let mut txn = Txn::new();
+        // The history moves with the record, in the same transaction.
+        let mut txn = self.sync_history(&scope, &cluster, &mut next, rollback.as_ref(), Txn::new())?;
+        let history = !txn.ops.is_empty();
         for id in forget.iter().chain(&missing) {
             txn = txn.delete(keys::service_task(&scope, &cluster, &name, id));
         }
@@ -529,7 +542,7 @@ impl ControlPlane {
             txn = txn.delete(keys::scheduled_service(&scope, &cluster, &name));
         }
         let bytes = encode(&next);
-        if bytes != encode(&rec.value) {
+        if history || bytes != encode(&rec.value) {
             txn = txn.when(key, rec.mod_revision).put(key, bytes);
         }
         if !txn.ops.is_empty() && !self.commit(txn).await? {

@@ -197,6 +197,10 @@ pub struct Service {
     pub draining: bool,
     /// PRIMARY first.
     pub deployments: Vec<DeploymentState>,
+    /// StopServiceDeployment asked to roll the PRIMARY deployment back (while IN_PROGRESS): it
+    /// fails and rolls back to the last COMPLETED deployment exactly as a circuit-breaker trip
+    /// with rollback does, whether or not the breaker is enabled.
+    pub rollback_requested: bool,
 }
 
 /// What the scheduler remembers between passes.
@@ -234,6 +238,11 @@ pub struct Stop {
 pub struct Rollback {
     pub id: String,
     pub to: String,
+    /// Why, as the rollback deployment's first rolloutStateReason says (it may complete, and
+    /// change its reason, in the same pass).
+    pub reason: String,
+    /// The rolled-back deployment's failed tasks at that point.
+    pub failed_tasks: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -342,20 +351,39 @@ pub fn reconcile(
         notes.launch_not_before = 0;
     }
 
-    // 1. The circuit breaker.
-    if let (Some(b), Some(p)) = (svc.breaker, deps.first_mut())
-        && p.rollout == Rollout::InProgress
-        && p.failed_tasks >= b.threshold
-    {
+    // 1. The circuit breaker, or a rollback the user asked for (StopServiceDeployment).
+    let tripped = svc
+        .breaker
+        .zip(deps.first())
+        .filter(|(b, p)| p.rollout == Rollout::InProgress && p.failed_tasks >= b.threshold);
+    let requested = svc.rollback_requested && deps.first().is_some_and(|p| p.rollout == Rollout::InProgress);
+    let failure = if requested {
+        Some((
+            "ECS deployment stopped: rollback requested.",
+            "deployment stopped: rollback requested.",
+            "ECS deployment rollback requested: rolling back to deploymentId",
+            true,
+        ))
+    } else {
+        tripped.map(|(b, _)| {
+            (
+                "ECS deployment circuit breaker: tasks failed to start.",
+                "deployment failed: tasks failed to start.",
+                "ECS deployment circuit breaker: rolling back to deploymentId",
+                b.rollback,
+            )
+        })
+    };
+    if let (Some((reason, event, rollback_reason, may_roll_back)), Some(p)) = (failure, deps.first_mut()) {
         p.rollout = Rollout::Failed;
-        p.rollout_reason = "ECS deployment circuit breaker: tasks failed to start.".into();
+        p.rollout_reason = reason.into();
         let failed = p.id.clone();
-        events.push(format!(
-            "(service {name}) (deployment {failed}) deployment failed: tasks failed to start."
-        ));
-        if let Some(to) = notes.last_completed.clone().filter(|to| b.rollback && *to != failed) {
+        let failed_tasks = p.failed_tasks;
+        events.push(format!("(service {name}) (deployment {failed}) {event}"));
+        if let Some(to) = notes.last_completed.clone().filter(|to| may_roll_back && *to != failed) {
             let mut d = DeploymentState::new(fresh_id, now);
-            d.rollout_reason = format!("ECS deployment circuit breaker: rolling back to deploymentId {to}.");
+            d.rollout_reason = format!("{rollback_reason} {to}.");
+            let d_reason = d.rollout_reason.clone();
             for x in deps.iter_mut() {
                 x.status = Status::Active;
             }
@@ -379,7 +407,7 @@ pub fn reconcile(
             ));
             notes.start_failures = 0;
             notes.launch_not_before = 0;
-            rollback = Some(Rollback { id: fresh_id.to_string(), to });
+            rollback = Some(Rollback { id: fresh_id.to_string(), reason: d_reason, to, failed_tasks });
         }
     }
 

@@ -33,6 +33,7 @@ fn service(desired: u32, deployments: &[&str]) -> Service {
         breaker: None,
         grace_ms: 0,
         draining: false,
+        rollback_requested: false,
         deployments: deployments
             .iter()
             .enumerate()
@@ -276,6 +277,53 @@ fn circuit_breaker_fails_and_rolls_back_to_the_last_completed_deployment() {
     assert_eq!(w.svc.deployments[0].id, r.id);
     assert_eq!(w.svc.deployments[0].rollout, Rollout::Completed);
     assert_eq!(w.live(), 2);
+}
+
+#[test]
+fn a_requested_rollback_returns_to_the_last_completed_deployment_without_a_breaker() {
+    let mut w = World::new(service(2, &["ecs-svc/1"]));
+    w.pass();
+    w.agents(|_| false);
+    w.pass();
+    assert_eq!(w.notes.last_completed.as_deref(), Some("ecs-svc/1"));
+    // A new deployment whose tasks never start (no breaker configured).
+    w.svc.deployments[0].status = Status::Active;
+    w.svc.deployments.insert(0, DeploymentState::new("ecs-svc/2", 5_000));
+    w.pass();
+    w.agents_starting(|_| false, false);
+    assert_eq!(w.svc.deployments[0].rollout, Rollout::InProgress);
+    // StopServiceDeployment: the control plane passes the request for one pass.
+    w.svc.rollback_requested = true;
+    let p = w.pass();
+    w.svc.rollback_requested = false;
+    let r = p.rollback.clone().expect("rolled back");
+    assert_eq!(r.to, "ecs-svc/1");
+    assert_eq!(p.deployments[0].id, r.id);
+    assert_eq!(
+        p.deployments[0].rollout_reason,
+        format!("ECS deployment rollback requested: rolling back to deploymentId ecs-svc/1.")
+    );
+    let failed =
+        p.deployments.iter().find(|d| d.id == "ecs-svc/2").expect("failed one kept while its tasks live");
+    assert_eq!((failed.rollout, failed.status), (Rollout::Failed, Status::Active));
+    assert_eq!(failed.rollout_reason, "ECS deployment stopped: rollback requested.");
+    assert!(w.events.contains(
+        &"(service web) (deployment ecs-svc/2) deployment stopped: rollback requested.".to_string()
+    ));
+    for _ in 0..10 {
+        w.agents(|_| false);
+        w.pass();
+    }
+    assert_eq!(w.svc.deployments.len(), 1, "{:?}", w.svc.deployments);
+    assert_eq!(
+        (w.svc.deployments[0].id.as_str(), w.svc.deployments[0].rollout),
+        (r.id.as_str(), Rollout::Completed)
+    );
+    assert_eq!(w.live(), 2);
+    // A request for a deployment that is not IN_PROGRESS changes nothing.
+    w.svc.rollback_requested = true;
+    let p = w.pass();
+    assert!(p.rollback.is_none() && p.deployments[0].rollout == Rollout::Completed);
 }
 
 #[test]

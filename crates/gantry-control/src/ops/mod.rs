@@ -8,6 +8,7 @@ pub mod clusters;
 pub mod container_instances;
 pub(crate) mod gpus;
 pub mod placement;
+pub mod service_deployments;
 pub mod services;
 pub mod tags;
 pub mod task_definitions;

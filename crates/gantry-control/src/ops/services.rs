@@ -26,6 +26,22 @@ pub struct ServiceRecord {
     pub service: Service,
     #[serde(default)]
     pub sched: SchedNotes,
+    /// Which service deployment and service revision each deployment belongs to
+    /// (`crate::ops::service_deployments`).
+    #[serde(default)]
+    pub history: Vec<HistoryLink>,
+}
+
+/// A deployment's place in the service's history: its service deployment's and its service
+/// revision's IDs. A rollback deployment has no service deployment of its own: it belongs to the
+/// one it rolls back, and runs the revision it returns to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HistoryLink {
+    pub deployment: String,
+    pub service_deployment: String,
+    pub revision: String,
+    #[serde(default)]
+    pub rollback: bool,
 }
 
 /// The scheduler's memory of a service, beyond what ECS's shape shows (`gantry_sched::Notes`,
@@ -49,6 +65,10 @@ pub struct SchedNotes {
     /// Deployments whose tasks count as another's (a rollback adopts its target's tasks).
     #[serde(default)]
     pub aliases: Vec<(String, String)>,
+    /// StopServiceDeployment (ROLLBACK) asked to roll this deployment back; the next pass does it
+    /// (if it is still the PRIMARY and IN_PROGRESS) and clears the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_requested: Option<String>,
 }
 
 /// A new deployment ID as ECS forms them: `ecs-svc/` and 19 digits.
@@ -60,11 +80,11 @@ pub fn new_deployment_id(ids: &dyn IdGen) -> String {
 // ---- the service API: CreateService, UpdateService, DeleteService, DescribeServices,
 // ListServices, ListServicesByNamespace -------------------------------------------------------
 
-fn service_not_found() -> EcsError {
+pub(crate) fn service_not_found() -> EcsError {
     EcsError::new(ErrorKind::ServiceNotFoundException, "Service not found.")
 }
 
-fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<()> {
+pub(crate) fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<()> {
     if allowed.contains(&value) {
         return Ok(());
     }
@@ -511,14 +531,17 @@ impl ControlPlane {
                     },
                     None => 0,
                 };
-                let rec = ServiceRecord { service: service.clone(), sched: SchedNotes::default() };
-                let txn = Txn::new()
+                let mut rec = ServiceRecord { service: service.clone(), ..Default::default() };
+                let txn = self.sync_history(&ctx.scope, &cname, &mut rec, None, Txn::new())?;
+                let txn = txn
                     .when(&cluster.key, cluster.mod_revision)
                     .when(&key, rev)
                     .put(&key, encode(&rec))
                     .put(&request_key, encode(&fingerprint))
                     .put(keys::scheduled_service(&ctx.scope, &cname, &name), key.clone().into_bytes());
-                Ok((txn, service.clone()))
+                let mut shown = rec.service;
+                shown.tags = service.tags.clone();
+                Ok((txn, shown))
             })
             .await?;
         Ok(CreateServiceResponse { service: Some(out) })
@@ -740,9 +763,10 @@ impl ControlPlane {
                     primary.desired_count = s.desired_count;
                     primary.updated_at = Some(now);
                 }
+                let txn = self.sync_history(&ctx.scope, &cname, &mut rec.value, None, Txn::new())?;
                 let mut shown = rec.value.service.clone();
                 shown.tags = None;
-                Ok((Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), shown))
+                Ok((txn.when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), shown))
             })
             .await?;
         Ok(UpdateServiceResponse { service: Some(out) })
@@ -782,9 +806,10 @@ impl ControlPlane {
                     primary.desired_count = 0;
                     primary.updated_at = Some(now);
                 }
-                let mut shown = s.clone();
+                let txn = self.sync_history(&ctx.scope, &cname, &mut rec.value, None, Txn::new())?;
+                let mut shown = rec.value.service.clone();
                 shown.tags = None;
-                Ok((Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), shown))
+                Ok((txn.when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), shown))
             })
             .await?;
         Ok(DeleteServiceResponse { service: Some(out) })

@@ -1,0 +1,657 @@
+//! Service deployment history: ECS's `ServiceDeployment` and `ServiceRevision` records, and the
+//! API over them (ListServiceDeployments, DescribeServiceDeployments, DescribeServiceRevisions,
+//! StopServiceDeployment).
+//!
+//! The history is derived from the service record and written only with it: every write of a
+//! service record (CreateService, UpdateService, DeleteService, the scheduler's pass,
+//! StopServiceDeployment) calls [`ControlPlane::sync_history`] and puts what it returns into the
+//! same transaction, guarded by the compare-and-swap on the service record. So the history never
+//! runs ahead of or behind the service.
+//!
+//! How deployments map to history:
+//! - Each deployment that the API creates gets a service revision (a snapshot of what it runs)
+//!   and a service deployment (from the other deployments' revisions to its own), both with the
+//!   19 digits of the deployment's ID as their ID.
+//! - A rollback deployment (circuit breaker, or StopServiceDeployment) gets neither, as in ECS:
+//!   the service deployment it rolls back becomes ROLLBACK_IN_PROGRESS, with `rollback` naming
+//!   the revision it returns to, then ROLLBACK_SUCCESSFUL when the rollback deployment completes
+//!   (ROLLBACK_FAILED if it fails with nothing further to roll back to).
+//! - COMPLETED → SUCCESSFUL; a deployment replaced while unfinished → STOPPED; FAILED without a
+//!   rollback → STOPPED (ECS: a deployment "stops" when the failure detection has no rollback
+//!   option); a deleted service's unfinished deployment → STOPPED.
+
+use super::services::{HistoryLink, ServiceRecord, service_not_found};
+use crate::records::{decode, encode, load};
+use crate::{ControlPlane, Ctx, keys};
+use gantry_core::page::{PageRequest, encode_token};
+use gantry_core::{Arn, EcsError, ErrorKind, Result, Scope};
+use gantry_model::*;
+use gantry_store::Txn;
+use std::collections::BTreeMap;
+
+const STATUSES: &[&str] = &[
+    "PENDING",
+    "SUCCESSFUL",
+    "STOPPED",
+    "STOP_REQUESTED",
+    "IN_PROGRESS",
+    "ROLLBACK_REQUESTED",
+    "ROLLBACK_IN_PROGRESS",
+    "ROLLBACK_SUCCESSFUL",
+    "ROLLBACK_FAILED",
+];
+
+fn finished(status: Option<&str>) -> bool {
+    matches!(status, Some("SUCCESSFUL" | "STOPPED" | "ROLLBACK_SUCCESSFUL" | "ROLLBACK_FAILED"))
+}
+
+fn rolling_back(status: Option<&str>) -> bool {
+    matches!(status, Some("ROLLBACK_REQUESTED" | "ROLLBACK_IN_PROGRESS"))
+}
+
+/// The history ID of a deployment: the digits of `ecs-svc/NNNN…`.
+fn history_id(deployment: &str) -> String {
+    deployment.strip_prefix("ecs-svc/").unwrap_or(deployment).replace('/', "-")
+}
+
+/// `arn:aws:ecs:REGION:ACCOUNT:service-deployment/CLUSTER/SERVICE/ID`.
+pub fn service_deployment_arn(scope: &Scope, cluster: &str, service: &str, id: &str) -> String {
+    scope.arn(&format!("service-deployment/{cluster}/{service}/{id}"))
+}
+
+/// `arn:aws:ecs:REGION:ACCOUNT:service-revision/CLUSTER/SERVICE/ID`.
+pub fn service_revision_arn(scope: &Scope, cluster: &str, service: &str, id: &str) -> String {
+    scope.arn(&format!("service-revision/{cluster}/{service}/{id}"))
+}
+
+/// A history ARN's parts, if it is well formed and of `kind`: its scope, cluster, service and ID.
+fn parse_history_arn(arn: &str, kind: &str) -> Result<(Scope, String, String, String)> {
+    let invalid = || EcsError::invalid(format!("Invalid identifier: {arn}"));
+    let a = Arn::parse(arn).filter(|a| a.resource_type == kind).ok_or_else(invalid)?;
+    let mut parts = a.resource.split('/');
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(c), Some(s), Some(id), None) if !c.is_empty() && !s.is_empty() && !id.is_empty() => {
+            Ok((Scope { account: a.account, region: a.region }, c.into(), s.into(), id.into()))
+        }
+        _ => Err(invalid()),
+    }
+}
+
+/// The counts of the deployments that run `revision`.
+fn revision_counts(deployments: &[Deployment], links: &[HistoryLink], revision: &str) -> (i32, i32, i32) {
+    let mut out = (0, 0, 0);
+    for d in deployments {
+        let runs =
+            links.iter().any(|l| Some(l.deployment.as_str()) == d.id.as_deref() && l.revision == revision);
+        if runs {
+            out.0 += d.desired_count;
+            out.1 += d.running_count;
+            out.2 += d.pending_count;
+        }
+    }
+    out
+}
+
+/// Puts the counts of the deployments running a summary's revision into it.
+fn refresh(summary: &mut ServiceRevisionSummary, deployments: &[Deployment], links: &[HistoryLink]) {
+    let id = summary.arn.as_deref().and_then(|a| a.rsplit('/').next()).unwrap_or_default().to_string();
+    let (requested, running, pending) = revision_counts(deployments, links, &id);
+    summary.requested_task_count = requested;
+    summary.running_task_count = running;
+    summary.pending_task_count = pending;
+}
+
+/// The history records read (and perhaps changed) by one sync, by key.
+struct Loaded {
+    records: BTreeMap<String, (Option<ServiceDeployment>, ServiceDeployment)>,
+}
+
+impl Loaded {
+    fn get(&mut self, cp: &ControlPlane, key: &str) -> Result<Option<&mut ServiceDeployment>> {
+        if !self.records.contains_key(key) {
+            match load::<ServiceDeployment>(&*cp.store, key)? {
+                Some(r) => {
+                    self.records.insert(key.to_string(), (Some(r.value.clone()), r.value));
+                }
+                None => return Ok(None),
+            }
+        }
+        Ok(self.records.get_mut(key).map(|(_, v)| v))
+    }
+}
+
+impl ControlPlane {
+    /// Brings the history of the service in `rec` in step with it, and fills the service's
+    /// `currentServiceDeployment` and `currentServiceRevisions`. Returns `txn` with the history
+    /// records that changed; the caller commits it with the service record. Calling it again on
+    /// its own result changes nothing.
+    pub(crate) fn sync_history(
+        &self,
+        scope: &Scope,
+        cluster: &str,
+        rec: &mut ServiceRecord,
+        rollback: Option<&gantry_sched::Rollback>,
+        mut txn: Txn,
+    ) -> Result<Txn> {
+        let name = rec.service.service_name.clone().unwrap_or_default();
+        let now = self.now_s();
+        let ctx = Ctx::root(scope.clone());
+        let deployments = rec.service.deployments.clone().unwrap_or_default();
+        let sd_key = |id: &str| keys::service_deployment(scope, cluster, &name, id);
+        let rev_arn = |id: &str| service_revision_arn(scope, cluster, &name, id);
+        let mut loaded = Loaded { records: BTreeMap::new() };
+        let mut revisions: Vec<(String, ServiceRevision)> = Vec::new();
+
+        // 1. Deployments without a place in the history yet, oldest first.
+        for d in deployments.iter().rev() {
+            let Some(did) = d.id.clone() else { continue };
+            if rec.history.iter().any(|l| l.deployment == did) {
+                continue;
+            }
+            let digits = history_id(&did);
+            let started = rollback.filter(|r| r.id == did);
+            let current =
+                rec.service.current_service_deployment.as_deref().and_then(|a| a.rsplit('/').next());
+            let current = current.map(str::to_string);
+            if let (Some(r), Some(cur)) = (started, current.clone())
+                && let Some(sd) = loaded.get(self, &sd_key(&cur))?
+            {
+                let (to, reason) = (&r.to, r.reason.clone());
+                // A rollback: part of the service deployment it rolls back.
+                let revision = match rec.history.iter().find(|l| l.deployment == *to) {
+                    Some(l) => l.revision.clone(),
+                    None => {
+                        revisions.push((
+                            digits.clone(),
+                            self.revision_of(&ctx, &rec.service, d, &rev_arn(&digits)),
+                        ));
+                        digits.clone()
+                    }
+                };
+                if !finished(sd.status.as_deref()) {
+                    sd.status = Some("ROLLBACK_IN_PROGRESS".into());
+                    sd.status_reason = Some(reason.clone());
+                    if sd.rollback.is_none() {
+                        sd.rollback = Some(Rollback {
+                            reason: Some(reason.clone()),
+                            started_at: Some(now),
+                            service_revision_arn: Some(rev_arn(&revision)),
+                        });
+                    }
+                    if let Some(cb) = sd.deployment_circuit_breaker.as_mut() {
+                        cb.failure_count = r.failed_tasks as i32;
+                        if reason.starts_with("ECS deployment circuit breaker") {
+                            cb.status = Some("TRIGGERED".into());
+                        }
+                    }
+                }
+                rec.history.push(HistoryLink {
+                    deployment: did,
+                    service_deployment: cur,
+                    revision,
+                    rollback: true,
+                });
+                continue;
+            }
+            // A new service deployment; the one it replaces stops if unfinished.
+            let arn = service_deployment_arn(scope, cluster, &name, &digits);
+            if let Some(cur) = &current
+                && let Some(sd) = loaded.get(self, &sd_key(cur))?
+                && !finished(sd.status.as_deref())
+            {
+                sd.status = Some("STOPPED".into());
+                sd.status_reason =
+                    Some(format!("Service deployment stopped: service deployment {arn} started."));
+                sd.stopped_at = Some(now);
+            }
+            revisions.push((digits.clone(), self.revision_of(&ctx, &rec.service, d, &rev_arn(&digits))));
+            rec.history.push(HistoryLink {
+                deployment: did.clone(),
+                service_deployment: digits.clone(),
+                revision: digits.clone(),
+                rollback: false,
+            });
+            let mut sources: Vec<ServiceRevisionSummary> = Vec::new();
+            for o in deployments.iter().filter(|o| o.id.as_deref() != Some(did.as_str())) {
+                let Some(l) = rec.history.iter().find(|l| Some(l.deployment.as_str()) == o.id.as_deref())
+                else {
+                    continue;
+                };
+                let arn = rev_arn(&l.revision);
+                if !sources.iter().any(|s| s.arn.as_deref() == Some(arn.as_str())) {
+                    sources.push(ServiceRevisionSummary { arn: Some(arn), ..Default::default() });
+                }
+            }
+            let dc = rec.service.deployment_configuration.clone().unwrap_or_default();
+            let cb = dc.deployment_circuit_breaker.clone().unwrap_or_default();
+            let (kind, value) = cb
+                .threshold_configuration
+                .as_ref()
+                .map(|t| (t.r#type.clone(), t.value.max(0) as u32))
+                .unwrap_or_else(|| ("BOUNDED_PERCENT".to_string(), 50));
+            let threshold = gantry_sched::breaker_threshold(&kind, value, d.desired_count.max(0) as u32);
+            let alarms = dc.alarms.as_ref().map(|a| ServiceDeploymentAlarms {
+                status: Some(if a.enable { "MONITORING" } else { "DISABLED" }.into()),
+                alarm_names: Some(a.alarm_names.clone()),
+                triggered_alarm_names: Some(vec![]),
+            });
+            let sd = ServiceDeployment {
+                service_deployment_arn: Some(arn.clone()),
+                service_arn: rec.service.service_arn.clone(),
+                cluster_arn: rec.service.cluster_arn.clone(),
+                created_at: d.created_at,
+                started_at: d.created_at,
+                updated_at: Some(now),
+                source_service_revisions: Some(sources),
+                target_service_revision: Some(ServiceRevisionSummary {
+                    arn: Some(rev_arn(&digits)),
+                    ..Default::default()
+                }),
+                status: Some("IN_PROGRESS".into()),
+                deployment_configuration: Some(dc.clone()),
+                deployment_circuit_breaker: Some(ServiceDeploymentCircuitBreaker {
+                    status: Some(if cb.enable { "MONITORING" } else { "DISABLED" }.into()),
+                    failure_count: 0,
+                    threshold: threshold as i32,
+                }),
+                alarms,
+                ..Default::default()
+            };
+            loaded.records.insert(sd_key(&digits), (None, sd));
+            rec.service.current_service_deployment = Some(arn);
+        }
+
+        // 2. Progress of the deployments the record still holds.
+        let deleted = matches!(rec.service.status.as_deref(), Some("DRAINING" | "INACTIVE"));
+        for (i, d) in deployments.iter().enumerate() {
+            let Some(l) =
+                rec.history.iter().find(|l| Some(l.deployment.as_str()) == d.id.as_deref()).cloned()
+            else {
+                continue;
+            };
+            let links = rec.history.clone();
+            let Some(sd) = loaded.get(self, &sd_key(&l.service_deployment))? else { continue };
+            let status = sd.status.clone();
+            if finished(status.as_deref()) {
+                continue;
+            }
+            if let Some(t) = sd.target_service_revision.as_mut() {
+                refresh(t, &deployments, &links);
+            }
+            for s in sd.source_service_revisions.iter_mut().flatten() {
+                refresh(s, &deployments, &links);
+            }
+            let rollout = d.rollout_state.as_deref();
+            if l.rollback {
+                if rollout == Some("COMPLETED") {
+                    sd.status = Some("ROLLBACK_SUCCESSFUL".into());
+                    sd.finished_at = Some(now);
+                } else if rollout == Some("FAILED") && i == 0 {
+                    sd.status = Some("ROLLBACK_FAILED".into());
+                    sd.status_reason = d.rollout_state_reason.clone();
+                    sd.finished_at = Some(now);
+                }
+                continue;
+            }
+            if let Some(cb) = sd.deployment_circuit_breaker.as_mut() {
+                cb.failure_count = d.failed_tasks;
+            }
+            if rolling_back(status.as_deref()) {
+                continue;
+            }
+            match rollout {
+                Some("COMPLETED") => {
+                    sd.status = Some("SUCCESSFUL".into());
+                    sd.finished_at = Some(now);
+                    if let Some(cb) = sd.deployment_circuit_breaker.as_mut()
+                        && cb.status.as_deref() == Some("MONITORING")
+                    {
+                        cb.status = Some("MONITORING_COMPLETE".into());
+                    }
+                }
+                Some("FAILED") => {
+                    sd.status = Some("STOPPED".into());
+                    sd.status_reason = d.rollout_state_reason.clone();
+                    sd.stopped_at = Some(now);
+                    if let Some(cb) = sd.deployment_circuit_breaker.as_mut()
+                        && cb.status.as_deref() == Some("MONITORING")
+                    {
+                        cb.status = Some("TRIGGERED".into());
+                    }
+                }
+                _ if deleted => {
+                    sd.status = Some("STOPPED".into());
+                    sd.status_reason = Some("Service deployment stopped: the service was deleted.".into());
+                    sd.stopped_at = Some(now);
+                }
+                _ => {}
+            }
+        }
+
+        // 3. The service's view of its history.
+        let mut current: Vec<ServiceCurrentRevisionSummary> = Vec::new();
+        for d in &deployments {
+            let Some(l) = rec.history.iter().find(|l| Some(l.deployment.as_str()) == d.id.as_deref()) else {
+                continue;
+            };
+            let arn = rev_arn(&l.revision);
+            if current.iter().any(|c| c.arn.as_deref() == Some(arn.as_str())) {
+                continue;
+            }
+            let (requested, running, pending) = revision_counts(&deployments, &rec.history, &l.revision);
+            current.push(ServiceCurrentRevisionSummary {
+                arn: Some(arn),
+                requested_task_count: requested,
+                running_task_count: running,
+                pending_task_count: pending,
+            });
+        }
+        if !deployments.is_empty() || rec.service.current_service_revisions.is_some() {
+            rec.service.current_service_revisions = Some(current);
+        }
+        // Links matter while their deployment is in the record, or may be rolled back to.
+        let keep: Vec<String> = deployments
+            .iter()
+            .filter_map(|d| d.id.clone())
+            .chain(rec.sched.last_completed.as_ref().and_then(|d| d.id.clone()))
+            .collect();
+        rec.history.retain(|l| keep.contains(&l.deployment));
+
+        // 4. What changed.
+        for (id, r) in revisions {
+            txn = txn.put(keys::service_revision(scope, cluster, &name, &id), encode(&r));
+        }
+        for (key, (before, mut after)) in loaded.records {
+            if before.as_ref() == Some(&after) {
+                continue;
+            }
+            if before.is_some() {
+                after.updated_at = Some(now);
+            }
+            txn = txn.put(key, encode(&after));
+        }
+        Ok(txn)
+    }
+
+    /// The service revision a new deployment `d` of service `s` runs.
+    fn revision_of(&self, ctx: &Ctx, s: &Service, d: &Deployment, arn: &str) -> ServiceRevision {
+        let images = d
+            .task_definition
+            .as_deref()
+            .and_then(|td| self.find_task_definition(ctx, td).ok().flatten())
+            .map(|r| {
+                r.value
+                    .definition
+                    .container_definitions
+                    .iter()
+                    .flatten()
+                    .map(|c| ContainerImage {
+                        container_name: c.name.clone(),
+                        image: c.image.clone(),
+                        image_digest: None,
+                    })
+                    .collect()
+            });
+        ServiceRevision {
+            service_revision_arn: Some(arn.to_string()),
+            service_arn: s.service_arn.clone(),
+            cluster_arn: s.cluster_arn.clone(),
+            task_definition: d.task_definition.clone(),
+            capacity_provider_strategy: d.capacity_provider_strategy.clone(),
+            launch_type: d.launch_type.clone(),
+            platform_version: d.platform_version.clone(),
+            platform_family: d.platform_family.clone(),
+            load_balancers: s.load_balancers.clone(),
+            service_registries: s.service_registries.clone(),
+            network_configuration: d.network_configuration.clone(),
+            container_images: images,
+            service_connect_configuration: d.service_connect_configuration.clone(),
+            volume_configurations: d.volume_configurations.clone(),
+            created_at: d.created_at,
+            ..Default::default()
+        }
+    }
+
+    pub fn list_service_deployments(
+        &self,
+        ctx: &Ctx,
+        req: ListServiceDeploymentsRequest,
+    ) -> Result<ListServiceDeploymentsResponse> {
+        let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 20, 100)?;
+        for s in req.status.iter().flatten() {
+            super::services::one_of("status", s, STATUSES)?;
+        }
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let rec = self.load_service(ctx, &cname, &req.service)?.ok_or_else(service_not_found)?;
+        let name = rec.value.service.service_name.clone().unwrap_or_default();
+        let prefix = keys::service_deployments_prefix(&ctx.scope, &cname, &name);
+        let mut all = Vec::new();
+        for kv in self.store.range(&prefix, None, usize::MAX) {
+            let r = decode::<ServiceDeployment>(&kv)?;
+            let sd = &r.value;
+            let created = sd.created_at.unwrap_or(0.0);
+            let wanted = req
+                .status
+                .as_ref()
+                .is_none_or(|l| l.is_empty() || l.iter().any(|s| sd.status.as_ref() == Some(s)))
+                && req.created_at.as_ref().is_none_or(|c| {
+                    c.before.is_none_or(|b| created < b) && c.after.is_none_or(|a| created > a)
+                });
+            if wanted {
+                all.push(r);
+            }
+        }
+        // Newest first.
+        all.sort_by(|a, b| {
+            let (x, y) = (a.value.created_at.unwrap_or(0.0), b.value.created_at.unwrap_or(0.0));
+            y.total_cmp(&x).then_with(|| b.key.cmp(&a.key))
+        });
+        let start = match &page.after {
+            None => 0,
+            Some(after) => match all.iter().position(|r| &r.key == after) {
+                Some(i) => i + 1,
+                None => return Err(EcsError::invalid("Invalid nextToken.")),
+            },
+        };
+        let rest = &all[start.min(all.len())..];
+        let items: Vec<_> = rest.iter().take(page.limit).collect();
+        let next = (rest.len() > page.limit).then(|| items.last().map(|r| encode_token(&r.key))).flatten();
+        Ok(ListServiceDeploymentsResponse {
+            service_deployments: Some(
+                items
+                    .into_iter()
+                    .map(|r| {
+                        let sd = &r.value;
+                        ServiceDeploymentBrief {
+                            service_deployment_arn: sd.service_deployment_arn.clone(),
+                            service_arn: sd.service_arn.clone(),
+                            cluster_arn: sd.cluster_arn.clone(),
+                            started_at: sd.started_at,
+                            created_at: sd.created_at,
+                            finished_at: sd.finished_at,
+                            target_service_revision_arn: sd
+                                .target_service_revision
+                                .as_ref()
+                                .and_then(|t| t.arn.clone()),
+                            status: sd.status.clone(),
+                            status_reason: sd.status_reason.clone(),
+                        }
+                    })
+                    .collect(),
+            ),
+            next_token: next,
+        })
+    }
+
+    pub fn describe_service_deployments(
+        &self,
+        ctx: &Ctx,
+        req: DescribeServiceDeploymentsRequest,
+    ) -> Result<DescribeServiceDeploymentsResponse> {
+        if req.service_deployment_arns.is_empty() {
+            return Err(EcsError::invalid("serviceDeploymentArns cannot be empty."));
+        }
+        super::check_batch("serviceDeploymentArns", req.service_deployment_arns.len(), 20)?;
+        let mut found = Vec::new();
+        let mut failures = Vec::new();
+        for arn in &req.service_deployment_arns {
+            let (scope, cluster, service, id) = parse_history_arn(arn, "service-deployment")?;
+            let rec = (scope == ctx.scope)
+                .then(|| {
+                    load::<ServiceDeployment>(
+                        &*self.store,
+                        &keys::service_deployment(&scope, &cluster, &service, &id),
+                    )
+                })
+                .transpose()?
+                .flatten();
+            match rec {
+                Some(r) => found.push(r.value),
+                None => failures.push(super::missing(arn, str::to_string)),
+            }
+        }
+        Ok(DescribeServiceDeploymentsResponse { service_deployments: Some(found), failures: Some(failures) })
+    }
+
+    pub fn describe_service_revisions(
+        &self,
+        ctx: &Ctx,
+        req: DescribeServiceRevisionsRequest,
+    ) -> Result<DescribeServiceRevisionsResponse> {
+        if req.service_revision_arns.is_empty() {
+            return Err(EcsError::invalid("serviceRevisionArns cannot be empty."));
+        }
+        super::check_batch("serviceRevisionArns", req.service_revision_arns.len(), 20)?;
+        let mut found = Vec::new();
+        let mut failures = Vec::new();
+        for arn in &req.service_revision_arns {
+            let (scope, cluster, service, id) = parse_history_arn(arn, "service-revision")?;
+            let rec = (scope == ctx.scope)
+                .then(|| {
+                    load::<ServiceRevision>(
+                        &*self.store,
+                        &keys::service_revision(&scope, &cluster, &service, &id),
+                    )
+                })
+                .transpose()?
+                .flatten();
+            match rec {
+                Some(r) => found.push(r.value),
+                None => failures.push(super::missing(arn, str::to_string)),
+            }
+        }
+        Ok(DescribeServiceRevisionsResponse { service_revisions: Some(found), failures: Some(failures) })
+    }
+
+    /// StopServiceDeployment: ROLLBACK asks the scheduler to roll the deployment back to the last
+    /// completed one (recorded at once as ROLLBACK_REQUESTED). ABORT only applies to ECS's
+    /// blue/green deployments, which Gantry does not run.
+    pub async fn stop_service_deployment(
+        &self,
+        ctx: &Ctx,
+        req: StopServiceDeploymentRequest,
+    ) -> Result<StopServiceDeploymentResponse> {
+        let arn = req.service_deployment_arn.clone();
+        let (scope, cluster, service, id) = parse_history_arn(&arn, "service-deployment")?;
+        let stop_type = req.stop_type.clone().unwrap_or_else(|| "ROLLBACK".into());
+        super::services::one_of("stopType", &stop_type, &["ABORT", "ROLLBACK"])?;
+        if stop_type == "ABORT" {
+            return Err(EcsError::new(
+                ErrorKind::UnsupportedFeatureException,
+                "The ABORT stop type is only supported for blue/green deployments.",
+            ));
+        }
+        let not_found = || {
+            EcsError::new(
+                ErrorKind::ServiceDeploymentNotFoundException,
+                "The service deployment was not found.",
+            )
+        };
+        if scope != ctx.scope {
+            return Err(not_found());
+        }
+        let sd_key = keys::service_deployment(&scope, &cluster, &service, &id);
+        let svc_key = keys::service(&scope, &cluster, &service);
+        self.retry(|| {
+            let mut sd = load::<ServiceDeployment>(&*self.store, &sd_key)?.ok_or_else(not_found)?;
+            let mut rec = load::<ServiceRecord>(&*self.store, &svc_key)?.ok_or_else(not_found)?;
+            let status = sd.value.status.clone().unwrap_or_default();
+            match status.as_str() {
+                "STOP_REQUESTED" | "ROLLBACK_REQUESTED" | "ROLLBACK_IN_PROGRESS" => {
+                    return Ok((Txn::new(), ()));
+                }
+                "PENDING" | "IN_PROGRESS" => {}
+                other => {
+                    return Err(EcsError::new(
+                        ErrorKind::ConflictException,
+                        format!("The service deployment {arn} is {other} and can not be stopped."),
+                    ));
+                }
+            }
+            let primary = rec.value.service.deployments.iter().flatten().next().and_then(|d| d.id.clone());
+            let mine = rec
+                .value
+                .history
+                .iter()
+                .find(|l| {
+                    !l.rollback && l.service_deployment == id && Some(&l.deployment) == primary.as_ref()
+                })
+                .map(|l| l.deployment.clone());
+            let Some(deployment) = mine else {
+                return Err(EcsError::new(
+                    ErrorKind::ConflictException,
+                    format!("The service deployment {arn} is not the service's current deployment."),
+                ));
+            };
+            let target = rec.value.sched.last_completed.as_ref().and_then(|d| d.id.clone());
+            if target.is_none_or(|t| t == deployment) {
+                return Err(EcsError::new(
+                    ErrorKind::ConflictException,
+                    "The service has no previous successful service revision to roll back to.",
+                ));
+            }
+            rec.value.sched.rollback_requested = Some(deployment);
+            sd.value.status = Some("ROLLBACK_REQUESTED".into());
+            sd.value.status_reason =
+                Some("Service deployment rollback requested by StopServiceDeployment.".into());
+            sd.value.updated_at = Some(self.now_s());
+            let txn = Txn::new()
+                .when(&rec.key, rec.mod_revision)
+                .put(&rec.key, encode(&rec.value))
+                .put(&sd_key, encode(&sd.value));
+            Ok((txn, ()))
+        })
+        .await?;
+        Ok(StopServiceDeploymentResponse { service_deployment_arn: Some(arn) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_arns_parse_and_bad_ones_are_invalid() {
+        let (scope, c, s, id) = parse_history_arn(
+            "arn:aws:ecs:us-east-1:000000000000:service-deployment/c/web/123",
+            "service-deployment",
+        )
+        .unwrap();
+        assert_eq!(
+            (scope.region.as_str(), c.as_str(), s.as_str(), id.as_str()),
+            ("us-east-1", "c", "web", "123")
+        );
+        for bad in [
+            "nope",
+            "arn:aws:ecs:us-east-1:000000000000:service-revision/c/web/123",
+            "arn:aws:ecs:us-east-1:000000000000:service-deployment/c/web",
+            "arn:aws:ecs:us-east-1:000000000000:service-deployment/c/web/1/2",
+            "arn:aws:ecs:us-east-1:000000000000:service-deployment//web/1",
+        ] {
+            let e = parse_history_arn(bad, "service-deployment").unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidParameterException, "{bad}");
+        }
+        assert_eq!(history_id("ecs-svc/0123"), "0123");
+    }
+}
