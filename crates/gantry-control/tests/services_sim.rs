@@ -230,14 +230,27 @@ async fn the_scheduler_through_every_scenario() {
     s.settle(12, 3).await;
     assert_eq!(s.live().len(), 6);
     assert_eq!(s.zones().values().copied().collect::<Vec<_>>(), vec![2, 2, 2]);
+    // Five of the six are protected from scale-in: only the sixth goes until protection ends.
+    let six: Vec<String> = s.live().into_iter().filter_map(|t| t.task_arn).collect();
+    let protect = |tasks: &[String], on: bool| {
+        req::<UpdateTaskProtectionRequest>(json!({"cluster": CLUSTER, "tasks": tasks,
+            "protectionEnabled": on, "expiresInMinutes": 60}))
+    };
+    s.cp.update_task_protection(&s.ctx, protect(&six[..5], true)).await.unwrap();
     s.cp.update_service(&s.ctx, req(json!({"cluster": CLUSTER, "service": "web", "desiredCount": 4})))
         .await
         .unwrap();
+    for _ in 0..3 {
+        s.step(8, 0).await;
+    }
+    let left: Vec<String> = s.live().into_iter().filter_map(|t| t.task_arn).collect();
+    assert_eq!(left, six[..5].to_vec(), "protected tasks are kept");
+    s.cp.update_task_protection(&s.ctx, protect(&six[..5], false)).await.unwrap();
     s.settle(8, 0).await;
     assert_eq!(s.live().len(), 4);
     let spread: Vec<usize> = s.zones().values().copied().collect();
     assert!(spread.iter().max().unwrap() - spread.iter().min().unwrap() <= 1, "{spread:?}");
-    assert!(s.events().iter().any(|e| e.starts_with("(service web) has stopped 2 running tasks: (task ")));
+    assert!(s.events().iter().any(|e| e.starts_with("(service web) has stopped 1 running tasks: (task ")));
 
     // Instance loss: an instance holding a task is deregistered; its task is replaced.
     let victim = s.live()[0].clone();
