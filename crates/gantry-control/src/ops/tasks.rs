@@ -645,6 +645,7 @@ impl ControlPlane {
                 Some(list) => list.iter().map(|a| (Some(vec![a.clone()]), 1)).collect(),
                 None => vec![(None, req.count)],
             };
+            let mut seen = std::collections::HashSet::new();
             for (only, count) in rounds {
                 let (placed, f) = self.place_ec2(&launch, only.as_deref(), count).await?;
                 let mut nodes: Vec<&String> = placed.iter().map(|r| &r.node).collect();
@@ -653,8 +654,11 @@ impl ControlPlane {
                     self.agents.bump(n);
                 }
                 tasks.extend(placed.into_iter().map(|r| r.task));
+                // StartTask's rounds may name the same instance's failure twice; a full cluster
+                // fails on every instance, so this stays linear.
                 for x in f {
-                    if !failures.contains(&x) {
+                    let id = (x.arn.clone(), x.reason.clone());
+                    if seen.insert(id) {
                         failures.push(x);
                     }
                 }
