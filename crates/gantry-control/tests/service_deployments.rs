@@ -5,6 +5,7 @@
 //! breaker rolls back → a deployment replaced while in progress → StopServiceDeployment, and
 //! checks statuses, ARNs, counts, MISSING failures and errors on the way.
 
+mod agents_sim;
 mod common;
 use common::{connected_instance, req, setup};
 use gantry_control::{ControlPlane, Ctx, keys};
@@ -25,56 +26,16 @@ struct Sim {
 
 impl Sim {
     fn service(&self) -> Service {
-        let out = self
-            .cp
-            .describe_services(&self.ctx, req(json!({"cluster": CLUSTER, "services": ["web"]})))
-            .unwrap();
-        out.services.unwrap().remove(0)
+        agents_sim::service(&self.cp, &self.ctx, CLUSTER, "web")
     }
 
     /// Tasks not STOPPED (whatever their desired status).
     fn live(&self) -> Vec<Task> {
-        let mut all = Vec::new();
-        for status in ["RUNNING", "STOPPED"] {
-            let arns = self
-                .cp
-                .list_tasks(
-                    &self.ctx,
-                    req(json!({"cluster": CLUSTER, "desiredStatus": status, "maxResults": 100})),
-                )
-                .unwrap()
-                .task_arns
-                .unwrap();
-            if !arns.is_empty() {
-                let d = self
-                    .cp
-                    .describe_tasks(&self.ctx, req(json!({"cluster": CLUSTER, "tasks": arns})))
-                    .unwrap();
-                all.extend(d.tasks.unwrap());
-            }
-        }
-        all.retain(|t| t.last_status.as_deref() != Some("STOPPED"));
-        all
+        agents_sim::live(&self.cp, &self.ctx, CLUSTER)
     }
 
     async fn agents(&self) {
-        for t in self.live() {
-            let image = t.containers.iter().flatten().find_map(|c| c.image.clone()).unwrap_or_default();
-            let status = if t.desired_status.as_deref() == Some("STOPPED") || image == "crash" {
-                "STOPPED"
-            } else if t.last_status.as_deref() != Some("RUNNING") && image != "stuck" {
-                "RUNNING"
-            } else {
-                continue;
-            };
-            self.cp
-                .submit_task_state_change(
-                    &self.ctx,
-                    req(json!({"cluster": CLUSTER, "task": t.task_arn, "status": status})),
-                )
-                .await
-                .unwrap();
-        }
+        agents_sim::agents(&self.cp, &self.ctx, CLUSTER).await
     }
 
     async fn steps(&self, n: usize) {

@@ -6,6 +6,7 @@
 //! failing deployment that trips the circuit breaker and rolls back, deletion, and a blue/green
 //! switch with task sets.
 
+mod agents_sim;
 mod common;
 use common::{connected_instance, req, setup};
 use gantry_control::{ControlPlane, Ctx, keys};
@@ -35,39 +36,16 @@ impl Sim {
     }
 
     fn service_named(&self, name: &str) -> Service {
-        let out = self
-            .cp
-            .describe_services(&self.ctx, req(json!({"cluster": CLUSTER, "services": [name]})))
-            .unwrap();
-        out.services.unwrap().remove(0)
+        agents_sim::service(&self.cp, &self.ctx, CLUSTER, name)
     }
 
     fn tasks(&self) -> Vec<Task> {
-        let mut all = Vec::new();
-        for status in ["RUNNING", "STOPPED"] {
-            let arns = self
-                .cp
-                .list_tasks(
-                    &self.ctx,
-                    req(json!({"cluster": CLUSTER, "desiredStatus": status, "maxResults": 100})),
-                )
-                .unwrap()
-                .task_arns
-                .unwrap();
-            for chunk in arns.chunks(100) {
-                let d = self
-                    .cp
-                    .describe_tasks(&self.ctx, req(json!({"cluster": CLUSTER, "tasks": chunk})))
-                    .unwrap();
-                all.extend(d.tasks.unwrap());
-            }
-        }
-        all
+        agents_sim::tasks(&self.cp, &self.ctx, CLUSTER)
     }
 
     /// Tasks not STOPPED.
     fn live(&self) -> Vec<Task> {
-        self.tasks().into_iter().filter(|t| t.last_status.as_deref() != Some("STOPPED")).collect()
+        agents_sim::live(&self.cp, &self.ctx, CLUSTER)
     }
 
     fn healthy(&self) -> usize {
@@ -81,24 +59,7 @@ impl Sim {
 
     /// The simulated agents: carry out stop requests, start (or crash) what is pending.
     async fn agents(&self) {
-        for t in self.live() {
-            let arn = t.task_arn.clone().unwrap();
-            let crash = t.containers.iter().flatten().any(|c| c.image.as_deref() == Some("crash"));
-            let status = if t.desired_status.as_deref() == Some("STOPPED") || crash {
-                "STOPPED"
-            } else if t.last_status.as_deref() != Some("RUNNING") {
-                "RUNNING"
-            } else {
-                continue;
-            };
-            self.cp
-                .submit_task_state_change(
-                    &self.ctx,
-                    req(json!({"cluster": CLUSTER, "task": arn, "status": status})),
-                )
-                .await
-                .unwrap();
-        }
+        agents_sim::agents(&self.cp, &self.ctx, CLUSTER).await
     }
 
     /// One step: a scheduler pass, then the agents, then a second of fake time. Checks that a
