@@ -675,10 +675,14 @@ impl ControlPlane {
         let cname = cluster_name(&ctx.scope, req.cluster.as_deref())?;
         // clientToken idempotency: the same token and request return the same tasks.
         let token = req.client_token.clone().filter(|t| !t.is_empty());
-        let fingerprint = {
-            let mut r = req.clone();
-            r.client_token = None;
-            serde_json::to_string(&r).unwrap_or_default()
+        // Only a request with a token is remembered, so only then is it fingerprinted.
+        let fingerprint = match &token {
+            Some(_) => {
+                let mut r = req.clone();
+                r.client_token = None;
+                serde_json::to_string(&r).unwrap_or_default()
+            }
+            None => String::new(),
         };
         if let Some(t) = &token {
             if t.len() > 64 {
