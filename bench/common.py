@@ -77,3 +77,17 @@ def pct(xs, p):
     """The p-th percentile of xs (nearest rank)."""
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def teardown(procs, tmp, label):
+    """Kills the benchmark's processes, removes the containers carrying `label` and its data."""
+    import shutil
+    import subprocess
+    for p in procs:
+        p.kill()
+        p.wait()
+    ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={label}"], capture_output=True,
+                         text=True).stdout.split()
+    if ids:
+        subprocess.run(["docker", "rm", "-f", *ids], stdout=subprocess.DEVNULL)
+    shutil.rmtree(tmp, ignore_errors=True)

@@ -12,14 +12,13 @@ agent's resident memory while idle. Containers are labelled and removed.
 """
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from common import Api, pct, release_binary, wait_healthy, ROOT, free_port, rss_kib
+from common import Api, pct, teardown, release_binary, wait_healthy, ROOT, free_port, rss_kib
 
 IMAGE = "gantry-test/busybox:latest"
 LABEL = "gantry.test-run=bench-runtask"
@@ -113,14 +112,7 @@ def main():
               f"agent resident memory when idle: {idle_rss / 1024:.1f} MiB"
               + (" (the whole gantry up process)" if args.mode == "fargate" else ""))
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-        ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={LABEL}"], capture_output=True,
-                             text=True).stdout.split()
-        if ids:
-            subprocess.run(["docker", "rm", "-f", *ids], stdout=subprocess.DEVNULL)
-        shutil.rmtree(tmp, ignore_errors=True)
+        teardown(procs, tmp, LABEL)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,13 @@ Containers are labelled and removed afterwards.
 """
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from common import Api, pct, release_binary, wait_healthy, ROOT, free_port
+from common import Api, pct, teardown, release_binary, wait_healthy, ROOT, free_port
 
 IMAGE = "gantry-test/busybox:latest"
 LABEL = "gantry.test-run=bench-services"
@@ -128,14 +127,7 @@ def main():
         print(f"rolling deployment of 10 tasks (100/200) to COMPLETED: "
               + ", ".join(f"{s:.2f} s" for s in deploy_s) + f" (mean {statistics.mean(deploy_s):.2f} s)")
     finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-        ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={LABEL}"], capture_output=True,
-                             text=True).stdout.split()
-        if ids:
-            subprocess.run(["docker", "rm", "-f", *ids], stdout=subprocess.DEVNULL)
-        shutil.rmtree(tmp, ignore_errors=True)
+        teardown(procs, tmp, LABEL)
 
 
 if __name__ == "__main__":

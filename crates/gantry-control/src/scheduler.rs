@@ -364,29 +364,41 @@ impl ControlPlane {
             records.push((id, task));
         }
         let fleet = self.cluster_fleet(&ctx, &cluster)?;
+        // DAEMON services place by instance; every service needs the status of its tasks'
+        // instances only (not a copy of the whole fleet on every pass).
+        let daemon = svc.scheduling_strategy.as_deref() == Some("DAEMON");
         let (instances, status_of) = {
             let cf = fleet.read().unwrap_or_else(|e| e.into_inner());
-            let constraints = crate::ops::placement::constraints(
-                svc.placement_constraints.as_deref().unwrap_or_default(),
-                &[],
-            )
-            .unwrap_or_default();
-            let instances: Vec<sched::InstanceView> = cf
-                .fleet
-                .instances()
+            let instances: Vec<sched::InstanceView> = if daemon {
+                let constraints = crate::ops::placement::constraints(
+                    svc.placement_constraints.as_deref().unwrap_or_default(),
+                    &[],
+                )
+                .unwrap_or_default();
+                cf.fleet
+                    .instances()
+                    .iter()
+                    .map(|i| sched::InstanceView {
+                        arn: i.arn.clone(),
+                        zone: i.attributes.get("ecs.availability-zone").cloned().flatten(),
+                        eligible: i.status == "ACTIVE"
+                            && constraints.iter().all(|c| match c {
+                                Constraint::MemberOf { test, .. } => test(i),
+                                Constraint::DistinctInstance => true,
+                            }),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let status_of: BTreeMap<String, String> = records
                 .iter()
-                .map(|i| sched::InstanceView {
-                    arn: i.arn.clone(),
-                    zone: i.attributes.get("ecs.availability-zone").cloned().flatten(),
-                    eligible: i.status == "ACTIVE"
-                        && constraints.iter().all(|c| match c {
-                            Constraint::MemberOf { test, .. } => test(i),
-                            Constraint::DistinctInstance => true,
-                        }),
+                .filter_map(|(_, r)| r.as_ref()?.task.container_instance_arn.clone())
+                .filter_map(|a| {
+                    let i = cf.fleet.position(&a)?;
+                    Some((a, cf.fleet.instances()[i].status.clone()))
                 })
                 .collect();
-            let status_of: BTreeMap<String, String> =
-                cf.fleet.instances().iter().map(|i| (i.arn.clone(), i.status.clone())).collect();
             (instances, status_of)
         };
 
@@ -459,7 +471,7 @@ impl ControlPlane {
                 count_change(&mut next.service, &v.deployment, -1, 0);
             }
         }
-        let tags = self.service_task_tags(&ctx, &next.service);
+        let tags = if launches.is_empty() { Vec::new() } else { self.service_task_tags(&ctx, &next.service) };
         for (spec, count, instance, task_set) in &launches {
             let who = match task_set {
                 Some(id) => format!("(service {name}, taskSet {id})"),
