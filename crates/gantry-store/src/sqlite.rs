@@ -1,23 +1,32 @@
 //! The embedded backend: one SQLite database in WAL mode with `synchronous=FULL`, written by a
 //! single writer thread that commits transactions in groups (one fsync for every transaction
 //! waiting at that moment) and answers each caller only after its group is on disk.
+//!
+//! SQLite holds the key space only. The history that watches replay is kept in memory: the last
+//! [`HISTORY_REVISIONS`] revisions, and no more than [`HISTORY_BYTES`] of values. A watch from an
+//! older revision, or from one before the process started, gets [`StoreError::Compacted`], as an
+//! etcd watch does after a compaction. (Writing every value a second time into an on-disk log
+//! cost the writer about as much as the key space itself, for a history only a watch that fell
+//! behind ever reads.)
 
 use crate::{
     BoxFuture, Compare, Event, EventKind, KeyValue, Op, Store, StoreError, Txn, TxnResult, Value, Watch,
 };
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{broadcast, oneshot};
 
 /// How many transactions one group commit takes at most.
 const MAX_GROUP: usize = 512;
-/// How many revisions of history the change log keeps for watches.
-const LOG_RETAIN: i64 = 50_000;
+/// How many revisions of history watches can replay, at most.
+const HISTORY_REVISIONS: usize = 50_000;
+/// How many bytes of values that history holds, at most.
+const HISTORY_BYTES: usize = 32 << 20;
 
 struct Request {
     txn: Txn,
@@ -27,10 +36,63 @@ struct Request {
 struct Shared {
     mirror: RwLock<BTreeMap<String, KeyValue>>,
     revision: AtomicI64,
-    /// The oldest revision the change log still holds.
-    compacted: AtomicI64,
+    history: Mutex<History>,
     events: broadcast::Sender<Arc<Vec<Event>>>,
-    path: Option<std::path::PathBuf>,
+}
+
+/// The recent revisions' events, oldest first, one entry per revision.
+struct History {
+    revisions: VecDeque<Arc<Vec<Event>>>,
+    /// The bytes of values `revisions` holds.
+    bytes: usize,
+    /// The oldest revision a watch can start from.
+    oldest: i64,
+    /// The newest revision recorded (events of later revisions have not been broadcast yet).
+    newest: i64,
+    max_revisions: usize,
+    max_bytes: usize,
+}
+
+impl History {
+    /// An empty history after `revision`.
+    fn after(revision: i64, max_revisions: usize, max_bytes: usize) -> Self {
+        History {
+            revisions: VecDeque::new(),
+            bytes: 0,
+            oldest: revision + 1,
+            newest: revision,
+            max_revisions,
+            max_bytes,
+        }
+    }
+
+    fn push(&mut self, batch: Arc<Vec<Event>>) {
+        self.bytes += batch.iter().map(|e| e.kv.value.len()).sum::<usize>();
+        if let Some(e) = batch.first() {
+            self.newest = e.kv.mod_revision;
+        }
+        self.revisions.push_back(batch);
+        while self.revisions.len() > self.max_revisions
+            || (self.bytes > self.max_bytes && self.revisions.len() > 1)
+        {
+            let Some(old) = self.revisions.pop_front() else { break };
+            self.bytes -= old.iter().map(|e| e.kv.value.len()).sum::<usize>();
+            if let Some(e) = old.first() {
+                self.oldest = e.kv.mod_revision + 1;
+            }
+        }
+    }
+
+    /// The events under `prefix` from revision `from` on.
+    fn since(&self, from: i64, prefix: &str) -> Vec<Event> {
+        let start = self.revisions.partition_point(|b| b.first().is_some_and(|e| e.kv.mod_revision < from));
+        self.revisions
+            .range(start..)
+            .flat_map(|b| b.iter())
+            .filter(|e| e.kv.key.starts_with(prefix))
+            .cloned()
+            .collect()
+    }
 }
 
 /// The SQLite-backed [`Store`].
@@ -47,16 +109,16 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(storage)?;
-        Self::start(conn, Some(path.to_path_buf()))
+        Self::start(conn)
     }
 
     /// A store that lives in memory only (for tests and simulations).
     pub fn in_memory() -> Result<Self, StoreError> {
         let conn = Connection::open_in_memory().map_err(storage)?;
-        Self::start(conn, None)
+        Self::start(conn)
     }
 
-    fn start(conn: Connection, path: Option<std::path::PathBuf>) -> Result<Self, StoreError> {
+    fn start(conn: Connection) -> Result<Self, StoreError> {
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
@@ -65,11 +127,7 @@ impl SqliteStore {
                  key TEXT PRIMARY KEY, value BLOB NOT NULL,
                  create_rev INTEGER NOT NULL, mod_rev INTEGER NOT NULL, version INTEGER NOT NULL
              ) WITHOUT ROWID;
-             CREATE TABLE IF NOT EXISTS log (
-                 rev INTEGER NOT NULL, seq INTEGER NOT NULL, key TEXT NOT NULL, value BLOB,
-                 create_rev INTEGER NOT NULL, version INTEGER NOT NULL,
-                 PRIMARY KEY (rev, seq)
-             ) WITHOUT ROWID;
+             DROP TABLE IF EXISTS log;
              CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
         )
         .map_err(storage)?;
@@ -81,7 +139,6 @@ impl SqliteStore {
                 .unwrap_or(0))
         };
         let revision = meta("revision")?;
-        let compacted = meta("compacted")?.max(1);
         let mut mirror = BTreeMap::new();
         {
             let mut stmt =
@@ -107,9 +164,8 @@ impl SqliteStore {
         let shared = Arc::new(Shared {
             mirror: RwLock::new(mirror),
             revision: AtomicI64::new(revision),
-            compacted: AtomicI64::new(compacted),
+            history: Mutex::new(History::after(revision, HISTORY_REVISIONS, HISTORY_BYTES)),
             events,
-            path,
         });
         let (tx, rx) = mpsc::channel();
         let s = shared.clone();
@@ -118,47 +174,6 @@ impl SqliteStore {
             .spawn(move || Writer { conn, shared: s }.run(rx))
             .map_err(|e| StoreError::Storage(e.to_string()))?;
         Ok(SqliteStore { shared, writer: tx })
-    }
-
-    fn read_log(&self, from: i64, prefix: &str) -> Result<Vec<Event>, StoreError> {
-        // The log is read through a second connection so the writer is never blocked by it.
-        let Some(path) = &self.shared.path else {
-            return Err(StoreError::Compacted {
-                requested: from,
-                oldest: self.shared.revision.load(Ordering::SeqCst) + 1,
-            });
-        };
-        let conn = Connection::open(path).map_err(storage)?;
-        let mut stmt = conn
-            .prepare(
-                "SELECT rev, key, value, create_rev, version FROM log
-                 WHERE rev >= ?1 AND key >= ?2 ORDER BY rev, seq",
-            )
-            .map_err(storage)?;
-        let rows = stmt
-            .query_map(params![from, prefix], |r| {
-                let value: Option<Vec<u8>> = r.get(2)?;
-                let kind = if value.is_some() { EventKind::Put } else { EventKind::Delete };
-                Ok(Event {
-                    kind,
-                    kv: KeyValue {
-                        key: r.get(1)?,
-                        value: value.unwrap_or_default().into(),
-                        create_revision: r.get(3)?,
-                        mod_revision: r.get(0)?,
-                        version: r.get(4)?,
-                    },
-                })
-            })
-            .map_err(storage)?;
-        let mut out = Vec::new();
-        for e in rows {
-            let e = e.map_err(storage)?;
-            if e.kv.key.starts_with(prefix) {
-                out.push(e);
-            }
-        }
-        Ok(out)
     }
 }
 
@@ -214,21 +229,21 @@ impl Store for SqliteStore {
     }
 
     fn watch(&self, prefix: &str, from_revision: i64) -> Result<Watch, StoreError> {
-        // Subscribe first, then read the history: an event committed in between shows up in
-        // both, and the watch drops the duplicate by revision.
+        // Subscribe first, then read the history: the writer records a revision before it
+        // broadcasts it, under the history's lock, so a revision is either in the backlog (and
+        // perhaps also live, where the watch drops it by revision) or still to come live.
         let live = self.shared.events.subscribe();
-        let current = self.revision();
         let from = from_revision.max(1);
-        let backlog = if from > current {
+        let history = self.shared.history.lock().unwrap_or_else(|e| e.into_inner());
+        let backlog = if from > history.newest {
             Vec::new()
+        } else if from < history.oldest {
+            return Err(StoreError::Compacted { requested: from, oldest: history.oldest });
         } else {
-            let oldest = self.shared.compacted.load(Ordering::SeqCst);
-            if from < oldest {
-                return Err(StoreError::Compacted { requested: from, oldest });
-            }
-            self.read_log(from, prefix)?
+            history.since(from, prefix)
         };
-        let next = backlog.last().map_or(from.max(current + 1), |e| e.kv.mod_revision + 1).max(current + 1);
+        let next = from.max(history.newest + 1);
+        drop(history);
         Ok(Watch::new(prefix.to_string(), backlog, next, live))
     }
 }
@@ -340,7 +355,7 @@ impl Writer {
         drop(mirror);
 
         if rev != start_rev
-            && let Err(e) = self.persist(&changes, &events, rev)
+            && let Err(e) = self.persist(&changes, rev)
         {
             for req in batch {
                 let _ = req.reply.send(Err(e.clone()));
@@ -357,25 +372,24 @@ impl Writer {
             }
             self.shared.revision.store(rev, Ordering::SeqCst);
         }
-        // Broadcast one message per revision so a watch sees whole transactions.
+        // Record and broadcast one message per revision so a watch sees whole transactions.
+        let mut history = self.shared.history.lock().unwrap_or_else(|e| e.into_inner());
         let mut i = 0;
         while i < events.len() {
             let r = events[i].kv.mod_revision;
             let j = events[i..].iter().position(|e| e.kv.mod_revision != r).map_or(events.len(), |p| i + p);
-            let _ = self.shared.events.send(Arc::new(events[i..j].to_vec()));
+            let batch = Arc::new(events[i..j].to_vec());
+            history.push(batch.clone());
+            let _ = self.shared.events.send(batch);
             i = j;
         }
+        drop(history);
         for (req, res) in batch.into_iter().zip(results) {
             let _ = req.reply.send(Ok(res));
         }
     }
 
-    fn persist(
-        &mut self,
-        changes: &HashMap<String, Option<KeyValue>>,
-        events: &[Event],
-        rev: i64,
-    ) -> Result<(), StoreError> {
+    fn persist(&mut self, changes: &HashMap<String, Option<KeyValue>>, rev: i64) -> Result<(), StoreError> {
         let tx = self.conn.transaction().map_err(storage)?;
         {
             let mut put = tx
@@ -393,37 +407,8 @@ impl Writer {
                     None => del.execute([k]).map_err(storage)?,
                 };
             }
-            let mut log = tx
-                .prepare_cached(
-                    "INSERT INTO log (rev, seq, key, value, create_rev, version)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )
-                .map_err(storage)?;
-            for (seq, e) in events.iter().enumerate() {
-                let value: Option<&[u8]> = match e.kind {
-                    EventKind::Put => Some(&e.kv.value[..]),
-                    EventKind::Delete => None,
-                };
-                log.execute(params![
-                    e.kv.mod_revision,
-                    seq as i64,
-                    e.kv.key,
-                    value,
-                    e.kv.create_revision,
-                    e.kv.version
-                ])
-                .map_err(storage)?;
-            }
             tx.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('revision', ?1)", [rev])
                 .map_err(storage)?;
-            let oldest = self.shared.compacted.load(Ordering::SeqCst);
-            if rev - oldest > LOG_RETAIN + LOG_RETAIN / 10 {
-                let keep_from = rev - LOG_RETAIN;
-                tx.execute("DELETE FROM log WHERE rev < ?1", [keep_from]).map_err(storage)?;
-                tx.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('compacted', ?1)", [keep_from])
-                    .map_err(storage)?;
-                self.shared.compacted.store(keep_from, Ordering::SeqCst);
-            }
         }
         tx.commit().map_err(storage)
     }
@@ -539,6 +524,56 @@ mod tests {
             let s = SqliteStore::open(&dir.join("db")).unwrap();
             assert_eq!(s.revision(), 4);
             assert_eq!(s.count(""), 1);
+            let _ = std::fs::remove_dir_all(&dir);
+        });
+    }
+
+    #[test]
+    fn history_keeps_the_last_revisions_within_its_byte_budget() {
+        let batch = |rev: i64, key: &str, len: usize| {
+            Arc::new(vec![Event {
+                kind: EventKind::Put,
+                kv: KeyValue {
+                    key: key.into(),
+                    value: vec![0u8; len].into(),
+                    create_revision: rev,
+                    mod_revision: rev,
+                    version: 1,
+                },
+            }])
+        };
+        let mut h = History::after(10, 3, 100);
+        for (rev, key) in [(11, "a/1"), (12, "b/1"), (13, "a/2")] {
+            h.push(batch(rev, key, 10));
+        }
+        assert_eq!((h.oldest, h.newest), (11, 13));
+        let keys: Vec<_> = h.since(12, "a/").into_iter().map(|e| e.kv.key).collect();
+        assert_eq!(keys, ["a/2"]);
+        // A fourth revision pushes out the first.
+        h.push(batch(14, "a/3", 10));
+        assert_eq!((h.oldest, h.newest, h.revisions.len()), (12, 14, 3));
+        // A large value pushes out everything older than itself, but never itself.
+        h.push(batch(15, "a/4", 500));
+        assert_eq!((h.oldest, h.newest, h.revisions.len(), h.bytes), (15, 15, 1, 500));
+        assert_eq!(h.since(15, "").len(), 1);
+    }
+
+    #[test]
+    fn watches_after_a_restart_start_from_the_restart() {
+        rt().block_on(async {
+            let dir = std::env::temp_dir().join(format!("gantry-store-restart-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            let s = SqliteStore::open(&dir.join("db")).unwrap();
+            s.txn(Txn::new().put("k", b"1".to_vec())).await.unwrap();
+            s.txn(Txn::new().put("k", b"2".to_vec())).await.unwrap();
+            drop(s);
+            let s = SqliteStore::open(&dir.join("db")).unwrap();
+            assert!(matches!(s.watch("", 1), Err(StoreError::Compacted { requested: 1, oldest: 3 })));
+            let mut w = s.watch("", 3).unwrap();
+            s.txn(Txn::new().put("k", b"3".to_vec())).await.unwrap();
+            let e = w.next().await.unwrap();
+            assert_eq!((e.kv.mod_revision, e.kv.version, &e.kv.value[..]), (3, 3, &b"3"[..]));
             let _ = std::fs::remove_dir_all(&dir);
         });
     }
