@@ -21,7 +21,7 @@ use gantry_store::{Store, Txn};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
-pub use records::Stored;
+pub use records::{Stored, pack, unpack};
 
 /// Who is calling, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]

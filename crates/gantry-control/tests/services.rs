@@ -287,9 +287,13 @@ async fn create_is_idempotent_only_for_the_same_request_and_refuses_draining() {
     // Once the scheduler has made it INACTIVE, the name can be used again.
     let key = "/000000000000/us-east-1/service/c/svc";
     let kv = cp.store().get(key).unwrap();
-    let mut rec: serde_json::Value = serde_json::from_slice(&kv.value).unwrap();
+    let mut rec: serde_json::Value =
+        serde_json::from_slice(&gantry_control::unpack(&kv.value).unwrap()).unwrap();
     rec["service"]["status"] = json!("INACTIVE");
-    cp.store().txn(gantry_store::Txn::new().put(key, serde_json::to_vec(&rec).unwrap())).await.unwrap();
+    cp.store()
+        .txn(gantry_store::Txn::new().put(key, gantry_control::pack(serde_json::to_vec(&rec).unwrap())))
+        .await
+        .unwrap();
     let c = create(&cp, &ctx, web("svc", 1)).await.unwrap();
     assert_eq!(c.status.as_deref(), Some("ACTIVE"));
     assert_ne!(c.deployments.unwrap()[0].id, a.deployments.unwrap()[0].id);

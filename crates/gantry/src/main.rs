@@ -12,6 +12,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The port Gantry listens on by default: clear of the usual web, database and emulator ports.
 const DEFAULT_PORT: u16 = 7360;
 
