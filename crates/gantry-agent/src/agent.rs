@@ -499,6 +499,10 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
 
     /// Publishes the task's current state to the metadata endpoint (or withdraws it).
     async fn sync_meta(&self, tracked: &BTreeMap<String, Tracked>, known: Option<&str>) {
+        // Without a metadata endpoint (a simulated fleet) there is no one to publish to.
+        if self.agent.config.metadata_base.is_none() {
+            return;
+        }
         let id = self.task_id();
         let Some(known) = known else {
             self.agent.meta.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
@@ -590,21 +594,30 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
         let mut tracked: BTreeMap<String, Tracked> =
             self.defs().iter().filter_map(|d| d.name.clone()).map(|n| (n, Tracked::default())).collect();
         let reason = if adopted.is_empty() {
-            self.start(&mut tracked).await
+            Box::pin(self.start(&mut tracked)).await
         } else {
-            self.adopt(&mut tracked, adopted).await
+            Box::pin(self.adopt(&mut tracked, adopted)).await
         };
         let reason = match reason {
             Some(r) => r,
             None => {
                 tracing::info!(task = %self.task_arn(), "task running");
-                self.watch(&mut tracked).await
+                Box::pin(self.watch(&mut tracked)).await
             }
         };
         tracing::info!(task = %self.task_arn(), %reason, "stopping task");
         if tracked.values().any(|t| t.started) {
             self.send_later(self.base_report("STOPPING"));
         }
+        Box::pin(self.end(tracked, reason)).await
+    }
+
+    /// Stops and removes the containers (and the task's network) and returns the final report.
+    async fn end(
+        mut self,
+        mut tracked: BTreeMap<String, Tracked>,
+        reason: String,
+    ) -> SubmitTaskStateChangeRequest {
         self.wind_down(&mut tracked).await;
         self.sync_meta(&tracked, None).await;
         self.withdraw_pending();
@@ -1001,7 +1014,7 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
                     }
                 }
                 _ = tick.tick(), if has_health => {
-                    self.sample_health(tracked).await;
+                    Box::pin(self.sample_health(tracked)).await;
                 }
             }
         }
