@@ -72,6 +72,16 @@ pub trait IdGen: Send + Sync {
     fn hex_id(&self) -> String {
         hex(&self.next_u128().to_be_bytes())
     }
+
+    /// A [`hex_id`](Self::hex_id) whose first 12 digits are `now` in milliseconds (the other 20
+    /// are fresh bits): IDs made one after the other sort, and so are stored, next to each
+    /// other. Tasks get these: the store then appends new task records instead of writing all
+    /// over its file.
+    fn ordered_hex_id(&self, now: Timestamp) -> String {
+        let fresh = self.next_u128() & ((1u128 << 80) - 1);
+        let time = (now.0.max(0) as u128) & 0xffff_ffff_ffff;
+        hex(&((time << 80) | fresh).to_be_bytes())
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -142,6 +152,20 @@ mod tests {
         assert_eq!(&u[14..15], "4");
         assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"));
         assert_eq!(SeededIds::new(1).hex_id().len(), 32);
+    }
+
+    #[test]
+    fn ordered_ids_sort_by_time_and_stay_unique() {
+        let ids = SeededIds::new(3);
+        let t = Timestamp(1_795_389_246_330);
+        let (a, b) = (ids.ordered_hex_id(t), ids.ordered_hex_id(t));
+        assert_eq!((a.len(), &a[..12]), (32, "01a20589cb7a"));
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b, "the same millisecond still gives fresh IDs");
+        assert_eq!(&a[..12], &b[..12]);
+        let later = ids.ordered_hex_id(Timestamp(t.0 + 1));
+        assert!(later > a && later > b, "{later} sorts after {a} and {b}");
+        assert_eq!(SeededIds::new(3).ordered_hex_id(t), a, "replays");
     }
 
     #[test]

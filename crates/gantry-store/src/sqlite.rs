@@ -24,9 +24,9 @@ use tokio::sync::{broadcast, oneshot};
 /// How many transactions one group commit takes at most.
 const MAX_GROUP: usize = 512;
 /// How many revisions of history watches can replay, at most.
-const HISTORY_REVISIONS: usize = 50_000;
+const HISTORY_REVISIONS: usize = 10_000;
 /// How many bytes of values that history holds, at most.
-const HISTORY_BYTES: usize = 32 << 20;
+const HISTORY_BYTES: usize = 16 << 20;
 
 struct Request {
     txn: Txn,
@@ -122,7 +122,7 @@ impl SqliteStore {
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
-             PRAGMA cache_size=-2000;
+             PRAGMA cache_size=-32768;
              CREATE TABLE IF NOT EXISTS kv (
                  key TEXT PRIMARY KEY, value BLOB NOT NULL,
                  create_rev INTEGER NOT NULL, mod_rev INTEGER NOT NULL, version INTEGER NOT NULL

@@ -347,7 +347,7 @@ impl ControlPlane {
     fn new_task(&self, l: &Launch<'_>) -> Task {
         let Launch { ctx, cluster, plan: p, launch_type, cp, req } = *l;
         let cname = cluster.cluster_name.clone().unwrap_or_default();
-        let id = self.ids.hex_id();
+        let id = self.ids.ordered_hex_id(self.clock.now());
         let task_arn = ctx.scope.arn(&format!("task/{cname}/{id}"));
         let family = p.def.family.clone().unwrap_or_default();
         let containers = p
