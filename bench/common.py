@@ -25,6 +25,13 @@ def rss_kib(pid):
     return 0
 
 
+def cpu_seconds(pid):
+    """User plus system CPU time the process has used so far (all its threads)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def call(conn: http.client.HTTPConnection, op, body):
     """One ECS operation; exits the benchmark on an error answer."""
     conn.request("POST", "/", json.dumps(body), {

@@ -6,7 +6,9 @@
 Builds the release binary, starts `gantry server` and `gantry sim --instances N`, places
 `--seed-tasks` tasks first (binpack, so the fleet is partly used), then for each case runs
 RunTask with count 10 from several client threads for the given time and prints tasks placed
-per second, and the server's resident memory with the fleet and its tasks loaded.
+per second, the CPU time each process spent per task placed (less noisy than the rate on a shared
+2-core machine: the server, the simulated fleet and the clients all compete for it), and the
+server's resident memory with the fleet and its tasks loaded.
 """
 import argparse
 import http.client
@@ -18,7 +20,7 @@ import tempfile
 import threading
 import time
 
-from common import release_binary, wait_healthy, ROOT, call, free_port, rss_kib
+from common import release_binary, wait_healthy, ROOT, call, free_port, rss_kib, cpu_seconds
 
 CASES = [
     ("binpack(memory)", {"placementStrategy": [{"type": "binpack", "field": "memory"}]}),
@@ -77,12 +79,18 @@ def main():
                     placed[n] += len(out["tasks"])
 
             threads = [threading.Thread(target=client, args=(n,)) for n in range(args.clients)]
+            cpu0 = (cpu_seconds(server.pid), cpu_seconds(sim.pid), time.process_time())
             start = time.time()
             for t in threads:
                 t.start()
             for t in threads:
                 t.join()
-            print(f"{name:<58} {sum(placed) / (time.time() - start):>10.0f} tasks/s")
+            elapsed = time.time() - start
+            cpu1 = (cpu_seconds(server.pid), cpu_seconds(sim.pid), time.process_time())
+            n = max(sum(placed), 1)
+            per_task = [(b - a) * 1e6 / n for a, b in zip(cpu0, cpu1)]
+            print(f"{name:<58} {sum(placed) / elapsed:>7.0f} tasks/s   CPU per task: server {per_task[0]:.0f} us, "
+                  f"simulated fleet {per_task[1]:.0f} us, clients {per_task[2]:.0f} us")
         print(f"server resident memory with the fleet and its tasks: {rss_kib(server.pid) / 1024:.1f} MiB")
     finally:
         for p in procs:
