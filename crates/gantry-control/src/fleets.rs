@@ -18,7 +18,7 @@ use gantry_core::{EcsError, Result};
 use gantry_model::ContainerInstance;
 use gantry_placement::engine::Fleet;
 use gantry_store::{StoreError, Watch};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// One cluster's placement view.
@@ -79,8 +79,9 @@ impl ControlPlane {
             st.clusters.clear();
             st.nodes.clear();
         }
-        // Instance keys to derive again, by cluster prefix.
-        let mut dirty: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        // Instance keys to derive again, by cluster prefix: each once, however many of its events
+        // came in (a RunTask of 10 on one instance writes its record and 10 index entries).
+        let mut dirty: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         while let Some(watch) = st.watch.as_mut() {
             match watch.try_next() {
                 None => break,
@@ -96,7 +97,7 @@ impl ControlPlane {
                         && let Some((p, _)) = k.rsplit_once('/')
                         && st.clusters.contains_key(&format!("{p}/"))
                     {
-                        dirty.entry(format!("{p}/")).or_default().push(k);
+                        dirty.entry(format!("{p}/")).or_default().insert(k);
                     }
                 }
                 Some(Err(StoreError::Lagged(_))) => match self.watch_from(st.seen + 1) {
