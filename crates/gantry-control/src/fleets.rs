@@ -12,7 +12,7 @@
 //! The fleet is only a starting point: the commit compare-and-swaps every instance record it
 //! read, so a placement on a stale fleet fails its commit and is planned again on a fresh one.
 
-use crate::ops::placement::engine_instance;
+use crate::ops::placement::{engine_instance, engine_instance_of};
 use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::{EcsError, Result};
 use gantry_model::ContainerInstance;
@@ -48,7 +48,13 @@ struct State {
     clusters: HashMap<String, Arc<RwLock<ClusterFleet>>>,
     /// Node (container instance ARN) → its record's key, for the `/_node/` index.
     nodes: HashMap<String, String>,
+    /// Instance records this process just committed, by key, with their revision: deriving
+    /// the instance again from one of them needs no decoding.
+    primed: HashMap<String, (i64, ContainerInstance)>,
 }
+
+/// How many primed records are kept at most (a drain takes them; this bounds the rest).
+const PRIMED_MAX: usize = 4096;
 
 impl ControlPlane {
     /// The cluster's fleet, brought up to date with everything committed so far.
@@ -63,8 +69,9 @@ impl ControlPlane {
             return Ok(f);
         }
         let mut cf = ClusterFleet { revision, ..Default::default() };
+        let st = &mut *st;
         for kv in self.store.range(&prefix, None, usize::MAX) {
-            self.refresh(&mut st.nodes, &mut cf, &kv.key)?;
+            self.refresh(&mut st.nodes, &mut st.primed, &mut cf, &kv.key)?;
         }
         let cf = Arc::new(RwLock::new(cf));
         st.clusters.insert(prefix, cf.clone());
@@ -115,7 +122,7 @@ impl ControlPlane {
             let Some(cf) = st.clusters.get(&prefix).cloned() else { continue };
             let mut cf = cf.write().unwrap_or_else(|e| e.into_inner());
             for key in keys {
-                self.refresh(&mut st.nodes, &mut cf, &key)?;
+                self.refresh(&mut st.nodes, &mut st.primed, &mut cf, &key)?;
             }
         }
         Ok(())
@@ -125,11 +132,37 @@ impl ControlPlane {
         self.store.watch("/", revision).map_err(|e| EcsError::server(e.to_string()))
     }
 
+    /// Hands the fleets the instance records a commit at `revision` wrote, so that deriving
+    /// those instances again when the commit's events are drained needs no decoding.
+    pub(crate) fn prime_instances(&self, revision: i64, records: Vec<(String, ContainerInstance)>) {
+        let mut st = self.fleets.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.primed.len() + records.len() > PRIMED_MAX {
+            st.primed.clear();
+        }
+        for (key, record) in records {
+            st.primed.insert(key, (revision, record));
+        }
+    }
+
     /// Derives one instance again from the store: its record and its tasks.
-    fn refresh(&self, nodes: &mut HashMap<String, String>, cf: &mut ClusterFleet, key: &str) -> Result<()> {
+    fn refresh(
+        &self,
+        nodes: &mut HashMap<String, String>,
+        primed: &mut HashMap<String, (i64, ContainerInstance)>,
+        cf: &mut ClusterFleet,
+        key: &str,
+    ) -> Result<()> {
         let kv = self.store.get(key);
+        let primed = primed.remove(key);
         let derived = match &kv {
-            Some(kv) => Some(engine_instance(self.store.as_ref(), kv)?),
+            // The record as this process wrote it, if that is still the record.
+            Some(kv) => match primed {
+                Some((revision, value)) if revision == kv.mod_revision => Some(engine_instance_of(
+                    self.store.as_ref(),
+                    Stored { key: kv.key.clone(), value, mod_revision: kv.mod_revision },
+                )),
+                _ => Some(engine_instance(self.store.as_ref(), kv)?),
+            },
             None => None,
         };
         match derived {
@@ -148,5 +181,84 @@ impl ControlPlane {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gantry_core::{FixedClock, Scope, SeededIds, Timestamp};
+
+    fn req<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+
+    /// The fleet a server keeps current (from its own commits' primed records and the watch)
+    /// is the fleet a fresh server builds from the store.
+    #[tokio::test]
+    async fn a_fleet_kept_current_equals_one_rebuilt_from_the_store() {
+        let store: Arc<dyn gantry_store::Store> = Arc::new(gantry_store::SqliteStore::in_memory().unwrap());
+        let clock = Arc::new(FixedClock::new(Timestamp(1_700_000_000_000)));
+        let cp = ControlPlane::new(store.clone(), clock.clone(), Arc::new(SeededIds::new(4)));
+        let ctx = Ctx::root(Scope::new("000000000000", "us-east-1"));
+        cp.create_cluster(&ctx, req(serde_json::json!({"clusterName": "c"}))).await.unwrap();
+        let mut guards = Vec::new();
+        for zone in ["zone-a", "zone-b", "zone-a"] {
+            let arn = cp
+                .register_container_instance(
+                    &ctx,
+                    req(serde_json::json!({"cluster": "c", "totalResources": [
+                        {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
+                        {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}],
+                        "attributes": [{"name": "ecs.availability-zone", "value": zone}]})),
+                )
+                .await
+                .unwrap()
+                .container_instance
+                .unwrap()
+                .container_instance_arn
+                .unwrap();
+            guards.push(cp.agents().begin_poll(&arn, clock.clone()).0);
+        }
+        cp.register_task_definition(
+            &ctx,
+            req(serde_json::json!({"family": "web", "containerDefinitions": [
+                {"name": "web", "image": "img", "memory": 128, "cpu": 64}]})),
+        )
+        .await
+        .unwrap();
+        let fleet = |cp: &ControlPlane| {
+            let cf = cp.cluster_fleet(&ctx, "c").unwrap();
+            let cf = cf.read().unwrap();
+            (
+                cf.fleet.instances().to_vec(),
+                cf.records.values().map(|r| r.mod_revision).collect::<BTreeSet<_>>(),
+            )
+        };
+        // Build the fleet first, so that the placements below keep it current.
+        let before = fleet(&cp);
+        for run in [
+            serde_json::json!({"cluster": "c", "taskDefinition": "web", "count": 7}),
+            serde_json::json!({"cluster": "c", "taskDefinition": "web", "count": 5,
+                "placementStrategy": [{"type": "binpack", "field": "memory"}]}),
+            serde_json::json!({"cluster": "c", "taskDefinition": "web", "count": 4,
+                "placementStrategy": [{"type": "spread", "field": "attribute:ecs.availability-zone"}]}),
+        ] {
+            let placed = cp.run_task(&ctx, req(run)).await.unwrap().tasks.unwrap();
+            assert!(!placed.is_empty());
+        }
+        let kept = fleet(&cp);
+        assert_ne!(kept, before, "the placements changed the fleet");
+        let fresh = ControlPlane::new(store, clock.clone(), Arc::new(SeededIds::new(5)));
+        let rebuilt = fleet(&fresh);
+        assert_eq!(kept.1, rebuilt.1, "the same record revisions");
+        let strip = |mut v: Vec<gantry_placement::snapshot::Instance>| {
+            // Whether an agent is connected is each process's own knowledge, not the store's.
+            v.iter_mut().for_each(|i| i.agent_connected = false);
+            v.sort_by(|a, b| a.arn.cmp(&b.arn));
+            v
+        };
+        assert_eq!(strip(kept.0), strip(rebuilt.0));
+        assert!(cp.fleets.state.lock().unwrap().primed.is_empty(), "every primed record was taken");
     }
 }

@@ -114,8 +114,13 @@ impl ControlPlane {
 
     /// Commits a transaction, returning whether its compares held.
     pub(crate) async fn commit(&self, txn: Txn) -> Result<bool> {
+        Ok(self.commit_at(txn).await?.is_some())
+    }
+
+    /// Commits `txn`: the revision it committed at, or `None` if a compare failed.
+    pub(crate) async fn commit_at(&self, txn: Txn) -> Result<Option<i64>> {
         match self.store.txn(txn).await {
-            Ok(r) => Ok(r.succeeded),
+            Ok(r) => Ok(r.succeeded.then_some(r.revision)),
             Err(e) => {
                 tracing::error!(error = %e, "store write failed");
                 Err(EcsError::server(format!("The write could not be stored: {e}")))
@@ -137,11 +142,23 @@ impl ControlPlane {
     /// Runs `attempt` until its transaction commits, giving up after [`CAS_RETRIES`] conflicts.
     /// `attempt` reads what it needs, decides, and returns the guarded transaction together with
     /// the value to return on success.
-    pub(crate) async fn retry<T>(&self, mut attempt: impl FnMut() -> Result<(Txn, T)>) -> Result<T> {
+    pub(crate) async fn retry<T>(&self, attempt: impl FnMut() -> Result<(Txn, T)>) -> Result<T> {
+        Ok(self.retry_at(attempt).await?.0)
+    }
+
+    /// Like [`Self::retry`], also giving the revision the transaction committed at (0 if it
+    /// had nothing to write).
+    pub(crate) async fn retry_at<T>(
+        &self,
+        mut attempt: impl FnMut() -> Result<(Txn, T)>,
+    ) -> Result<(T, i64)> {
         for _ in 0..CAS_RETRIES {
             let (txn, out) = attempt()?;
-            if txn.ops.is_empty() || self.commit(txn).await? {
-                return Ok(out);
+            if txn.ops.is_empty() {
+                return Ok((out, 0));
+            }
+            if let Some(revision) = self.commit_at(txn).await? {
+                return Ok((out, revision));
             }
         }
         Err(EcsError::client("Too many concurrent attempts to update the resource. Retry the request."))

@@ -137,7 +137,14 @@ pub(crate) fn engine_instance(
     store: &dyn gantry_store::Store,
     kv: &gantry_store::KeyValue,
 ) -> Result<(Stored<ContainerInstance>, Instance)> {
-    let ci = decode::<ContainerInstance>(kv)?;
+    Ok(engine_instance_of(store, decode::<ContainerInstance>(kv)?))
+}
+
+/// [`engine_instance`] of a record already decoded.
+pub(crate) fn engine_instance_of(
+    store: &dyn gantry_store::Store,
+    ci: Stored<ContainerInstance>,
+) -> (Stored<ContainerInstance>, Instance) {
     let c = &ci.value;
     let arn = c.container_instance_arn.clone().unwrap_or_default();
     let remaining = c.remaining_resources.as_deref().unwrap_or_default();
@@ -168,7 +175,7 @@ pub(crate) fn engine_instance(
             *inst.task_groups.entry(group).or_insert(0) += 1;
         }
     }
-    Ok((ci, inst))
+    (ci, inst)
 }
 
 /// What a request needs from one instance.

@@ -497,75 +497,82 @@ impl ControlPlane {
             seed: 0,
         };
         let td_arn = p.def.task_definition_arn.clone().unwrap_or_default();
-        self.retry(|| {
-            let cf = self.cluster_fleet(ctx, &cname)?;
-            let cf = cf.read().unwrap_or_else(|e| e.into_inner());
-            // StartTask's named instances form a fleet of their own.
-            let named = only.map(|o| {
-                engine::Fleet::new(
-                    o.iter()
-                        .filter_map(|arn| cf.fleet.position(arn).map(|i| cf.fleet.instances()[i].clone()))
-                        .collect(),
-                )
-            });
-            let fleet = named.as_ref().unwrap_or(&cf.fleet);
-            if fleet.is_empty() && only.is_none() {
-                return Err(EcsError::invalid("No Container Instances were found in your cluster."));
-            }
-            let view = fleet.instances();
-            // The tasks exist before they are placed: the seed comes from the first one.
-            let mut tasks: Vec<Task> = (0..count).map(|_| self.new_task(l)).collect();
-            let first = tasks.first().and_then(|t| t.task_arn.clone()).unwrap_or_default();
-            request.seed = placement::seed(&[&cname, &td_arn, &group, &first], cf.revision);
-            let now = self.clock.now();
-            let plan = fleet.place(&request, &|i| self.agents.connected(&view[i].arn, now));
-            let mut txn = Txn::new();
-            let mut touched: std::collections::BTreeMap<usize, ContainerInstance> = Default::default();
-            let mut placed = Vec::with_capacity(plan.chosen.len());
-            for idx in &plan.chosen {
-                let ci = touched.entry(*idx).or_insert_with(|| cf.records[&view[*idx].arn].value.clone());
-                // GPU: this task's own device IDs, from what the instance has left (ops/gpus.rs).
-                let need = super::gpus::reserve(
-                    ci.remaining_resources.as_deref().unwrap_or_default(),
-                    &p.need,
-                    &p.def,
-                );
-                apply(ci.remaining_resources.get_or_insert_with(Vec::new), &need, -1);
-                let mut task = tasks.remove(0);
-                super::gpus::hand_out(&mut task, &need.gpus, &p.def);
-                task.group = Some(group.clone());
-                task.container_instance_arn = Some(view[*idx].arn.clone());
-                task.availability_zone =
-                    view[*idx].attributes.get("ecs.availability-zone").cloned().flatten();
-                let (t, rec) = self.assign(l, task, view[*idx].arn.clone(), need, txn);
-                txn = t;
-                if let Ok(rec) = rec {
-                    placed.push(rec);
+        let ((placed, failures, written), revision) = self
+            .retry_at(|| {
+                let cf = self.cluster_fleet(ctx, &cname)?;
+                let cf = cf.read().unwrap_or_else(|e| e.into_inner());
+                // StartTask's named instances form a fleet of their own.
+                let named = only.map(|o| {
+                    engine::Fleet::new(
+                        o.iter()
+                            .filter_map(|arn| cf.fleet.position(arn).map(|i| cf.fleet.instances()[i].clone()))
+                            .collect(),
+                    )
+                });
+                let fleet = named.as_ref().unwrap_or(&cf.fleet);
+                if fleet.is_empty() && only.is_none() {
+                    return Err(EcsError::invalid("No Container Instances were found in your cluster."));
                 }
-            }
-            for (idx, ci) in touched {
-                let r = &cf.records[&view[idx].arn];
-                txn = txn.when(&r.key, r.mod_revision).put(&r.key, encode(&ci));
-            }
-            let failures = placement::failures(view, &plan.rejections);
-            if !failures.is_empty() {
-                let why: Vec<String> = plan
-                    .rejections
-                    .iter()
-                    .map(|(i, r)| format!("{}: {}", view[*i].id, r.explain()))
-                    .collect();
-                tracing::info!(
-                    cluster = %cname,
-                    task_definition = %td_arn,
-                    placed = plan.chosen.len(),
-                    wanted = count,
-                    "a task could not be placed: {}",
-                    why.join("; ")
-                );
-            }
-            Ok((txn, (placed, failures)))
-        })
-        .await
+                let view = fleet.instances();
+                // The tasks exist before they are placed: the seed comes from the first one.
+                let mut tasks: Vec<Task> = (0..count).map(|_| self.new_task(l)).collect();
+                let first = tasks.first().and_then(|t| t.task_arn.clone()).unwrap_or_default();
+                request.seed = placement::seed(&[&cname, &td_arn, &group, &first], cf.revision);
+                let now = self.clock.now();
+                let plan = fleet.place(&request, &|i| self.agents.connected(&view[i].arn, now));
+                let mut txn = Txn::new();
+                let mut touched: std::collections::BTreeMap<usize, ContainerInstance> = Default::default();
+                let mut placed = Vec::with_capacity(plan.chosen.len());
+                for idx in &plan.chosen {
+                    let ci = touched.entry(*idx).or_insert_with(|| cf.records[&view[*idx].arn].value.clone());
+                    // GPU: this task's own device IDs, from what the instance has left (ops/gpus.rs).
+                    let need = super::gpus::reserve(
+                        ci.remaining_resources.as_deref().unwrap_or_default(),
+                        &p.need,
+                        &p.def,
+                    );
+                    apply(ci.remaining_resources.get_or_insert_with(Vec::new), &need, -1);
+                    let mut task = tasks.remove(0);
+                    super::gpus::hand_out(&mut task, &need.gpus, &p.def);
+                    task.group = Some(group.clone());
+                    task.container_instance_arn = Some(view[*idx].arn.clone());
+                    task.availability_zone =
+                        view[*idx].attributes.get("ecs.availability-zone").cloned().flatten();
+                    let (t, rec) = self.assign(l, task, view[*idx].arn.clone(), need, txn);
+                    txn = t;
+                    if let Ok(rec) = rec {
+                        placed.push(rec);
+                    }
+                }
+                let mut written = Vec::with_capacity(touched.len());
+                for (idx, ci) in touched {
+                    let r = &cf.records[&view[idx].arn];
+                    txn = txn.when(&r.key, r.mod_revision).put(&r.key, encode(&ci));
+                    written.push((r.key.clone(), ci));
+                }
+                let failures = placement::failures(view, &plan.rejections);
+                if !failures.is_empty() {
+                    let why: Vec<String> = plan
+                        .rejections
+                        .iter()
+                        .map(|(i, r)| format!("{}: {}", view[*i].id, r.explain()))
+                        .collect();
+                    tracing::info!(
+                        cluster = %cname,
+                        task_definition = %td_arn,
+                        placed = plan.chosen.len(),
+                        wanted = count,
+                        "a task could not be placed: {}",
+                        why.join("; ")
+                    );
+                }
+                Ok((txn, (placed, failures, written)))
+            })
+            .await?;
+        if revision > 0 {
+            self.prime_instances(revision, written);
+        }
+        Ok((placed, failures))
     }
 
     /// Adds a placed task, its reservation and its node index entry to `txn`.
