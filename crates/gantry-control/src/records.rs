@@ -28,12 +28,17 @@ const LZ4: u8 = 1;
 const COMPRESS_OVER: usize = 256;
 
 pub(crate) fn decode<T: DeserializeOwned>(kv: &KeyValue) -> Result<Stored<T>> {
-    let unreadable = |e: &dyn std::fmt::Display| {
-        EcsError::server(format!("The stored record {} could not be read: {e}", kv.key))
-    };
-    let json = json_of(&kv.value).map_err(|e| unreadable(&e))?;
-    let value = serde_json::from_slice(&json).map_err(|e| unreadable(&e))?;
+    let value = parse(&kv.value)
+        .map_err(|e| EcsError::server(format!("The stored record {} could not be read: {e}", kv.key)))?;
     Ok(Stored { key: kv.key.clone(), value, mod_revision: kv.mod_revision })
+}
+
+/// A stored value as `T`, which may be any shape that reads part of the record. Everything that
+/// reads stored records goes through here (or [`decode`]), never through `serde_json` directly:
+/// the bytes may be compressed.
+pub(crate) fn parse<T: DeserializeOwned>(stored: &[u8]) -> std::result::Result<T, String> {
+    let json = json_of(stored).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&json).map_err(|e| e.to_string())
 }
 
 fn json_of(stored: &[u8]) -> std::result::Result<Cow<'_, [u8]>, lz4_flex::block::DecompressError> {

@@ -619,7 +619,7 @@ impl ControlPlane {
                 struct Inner {
                     group: Option<String>,
                 }
-                match serde_json::from_slice::<Group>(value) {
+                match crate::records::parse::<Group>(value) {
                     Ok(Group { task: Inner { group: Some(g) } }) => match g.strip_prefix("service:") {
                         Some(s) => vec![keys::service(&scope, cluster, s)],
                         None => vec![],
@@ -790,5 +790,30 @@ mod tests {
         let (scope, c, n) = parse_service_key("/000000000000/us-east-1/service/default/web").unwrap();
         assert_eq!((scope.account.as_str(), c.as_str(), n.as_str()), ("000000000000", "default", "web"));
         assert!(parse_service_key("/000000000000/us-east-1/task/default/abc").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_change_to_a_service_task_wakes_that_service() {
+        use gantry_core::{FixedClock, SeededIds, Timestamp};
+        let store = Arc::new(gantry_store::SqliteStore::in_memory().unwrap());
+        let scope = Scope { account: "000000000000".into(), region: "us-east-1".into() };
+        let service = keys::service(&scope, "default", "web");
+        gantry_store::Store::txn(&*store, gantry_store::Txn::new().put(&service, b"{}".to_vec()))
+            .await
+            .unwrap();
+        let cp = ControlPlane::new(
+            store,
+            Arc::new(FixedClock::new(Timestamp(1_700_000_000_000))),
+            Arc::new(SeededIds::new(1)),
+        );
+        // As stored: a task record is long enough to be compressed.
+        let record = crate::records::encode(&serde_json::json!({
+            "task": {"group": "service:web", "taskArn": "x".repeat(300)}}));
+        assert_ne!(record.first(), Some(&b'{'), "the record is stored compressed");
+        let task = keys::task(&scope, "default", "0123");
+        assert_eq!(cp.services_touched(&task, &record), vec![service]);
+        let other = crate::records::encode(&serde_json::json!({
+            "task": {"group": "family:web", "taskArn": "x".repeat(300)}}));
+        assert!(cp.services_touched(&task, &other).is_empty());
     }
 }
