@@ -14,10 +14,9 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
-from common import release_binary, wait_healthy, AUTH, ROOT, TARGET, call, free_port, rss_kib
+from common import release_binary, start_server, AUTH, TARGET, call, rss_kib
 
 
 def taskdef(family, i):
@@ -68,14 +67,9 @@ def main():
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
     binary = release_binary(not args.no_build)
-    tmp = tempfile.mkdtemp(prefix="gantry-bench-")
-    port = free_port()
-    server = subprocess.Popen([binary, "server", "--listen", f"127.0.0.1:{port}", "--data-dir", tmp],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env={**os.environ, "GANTRY_LOG": "warn",
-                                   **({"TOKIO_WORKER_THREADS": str(args.workers)} if args.workers else {})})
+    server, port, tmp = start_server(
+        binary, extra_env={"TOKIO_WORKER_THREADS": str(args.workers)} if args.workers else None)
     try:
-        wait_healthy(port)
         idle = rss_kib(server.pid)
         conn = http.client.HTTPConnection("127.0.0.1", port)
         call(conn, "CreateCluster", {"clusterName": "bench"})

@@ -1,10 +1,12 @@
 """What the benchmark commands share: the repository root, a signed-looking request header, free
-ports, resident memory, and an ECS JSON 1.1 call over a kept-alive connection."""
+ports, a server started on one, resident memory and CPU time, and an ECS JSON 1.1 call over a
+kept-alive connection."""
 import http.client
 import json
 import os
 import socket
 
+ENV = {**os.environ, "GANTRY_LOG": "warn"}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = "AmazonEC2ContainerServiceV20141113."
 AUTH = ("AWS4-HMAC-SHA256 Credential=AKIDBENCH/20260101/us-east-1/ecs/aws4_request, "
@@ -68,6 +70,26 @@ def wait_healthy(port: int, timeout: float = 10):
             pass
         time.sleep(0.05)
     raise SystemExit(f"the server on port {port} did not come up")
+
+
+def start_server(binary: str, command: str = "server", extra_env=None):
+    """Starts `gantry server` (or `up`) on a free port with a fresh data directory and waits
+    until it answers: (process, port, data directory)."""
+    import shutil
+    import subprocess
+    import tempfile
+    tmp = tempfile.mkdtemp(prefix="gantry-bench-")
+    port = free_port()
+    proc = subprocess.Popen([binary, command, "--listen", f"127.0.0.1:{port}", "--data-dir", tmp],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**ENV, **(extra_env or {})})
+    try:
+        wait_healthy(port)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return proc, port, tmp
 
 
 class Api:

@@ -12,15 +12,13 @@ server's resident memory with the fleet and its tasks loaded.
 """
 import argparse
 import http.client
-import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-from common import release_binary, wait_healthy, ROOT, call, free_port, rss_kib, cpu_seconds
+from common import ENV, release_binary, start_server, call, rss_kib, cpu_seconds
 
 CASES = [
     ("binpack(memory)", {"placementStrategy": [{"type": "binpack", "field": "memory"}]}),
@@ -41,18 +39,12 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     args = ap.parse_args()
     binary = release_binary(not args.no_build)
-    tmp = tempfile.mkdtemp(prefix="gantry-bench-")
-    port = free_port()
-    env = {**os.environ, "GANTRY_LOG": "warn"}
-    procs = []
+    server, port, tmp = start_server(binary)
+    procs = [server]
     try:
-        server = subprocess.Popen([binary, "server", "--listen", f"127.0.0.1:{port}", "--data-dir", tmp],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        procs.append(server)
-        wait_healthy(port)
         sim = subprocess.Popen([binary, "sim", "--server", f"http://127.0.0.1:{port}", "--cluster", "bench",
                                 "--instances", str(args.instances)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               env=env, text=True)
+                               env=ENV, text=True)
         procs.append(sim)
         print(sim.stdout.readline().strip())
         conn = http.client.HTTPConnection("127.0.0.1", port)

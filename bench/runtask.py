@@ -15,10 +15,9 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-from common import Api, pct, teardown, release_binary, wait_healthy, ROOT, free_port, rss_kib
+from common import ENV, Api, pct, teardown, release_binary, start_server, ROOT, rss_kib
 
 IMAGE = "gantry-test/busybox:latest"
 LABEL = "gantry.test-run=bench-runtask"
@@ -42,15 +41,9 @@ def main():
     args = ap.parse_args()
     subprocess.run([os.path.join(ROOT, "tests/images/build.sh")], check=True, stdout=subprocess.DEVNULL)
     binary = release_binary(not args.no_build)
-    tmp = tempfile.mkdtemp(prefix="gantry-bench-")
-    port = free_port()
-    env = {**os.environ, "GANTRY_LOG": "warn"}
-    procs = []
+    server, port, tmp = start_server(binary, "up" if args.mode == "fargate" else "server")
+    procs = [server]
     try:
-        cmd = "up" if args.mode == "fargate" else "server"
-        procs.append(subprocess.Popen([binary, cmd, "--listen", f"127.0.0.1:{port}", "--data-dir", tmp],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
-        wait_healthy(port)
         api = Api(port)
         api("CreateCluster", {"clusterName": "bench"})
         container = {"name": "app", "image": IMAGE, "command": ["sleep", "3600"], "stopTimeout": 1,
@@ -58,7 +51,7 @@ def main():
         if args.mode == "ec2":
             agent = subprocess.Popen([binary, "agent", "--server", f"http://127.0.0.1:{port}", "--cluster", "bench",
                                       "--data-dir", os.path.join(tmp, "agent")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
             procs.append(agent)
             wait_for(lambda: api("ListContainerInstances", {"cluster": "bench"})["containerInstanceArns"])
             api("RegisterTaskDefinition", {"family": "bench", "containerDefinitions": [{**container, "memory": 32}]})

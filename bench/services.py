@@ -17,10 +17,9 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
-from common import Api, pct, teardown, release_binary, wait_healthy, ROOT, free_port
+from common import ENV, Api, pct, teardown, release_binary, start_server, ROOT
 
 IMAGE = "gantry-test/busybox:latest"
 LABEL = "gantry.test-run=bench-services"
@@ -44,19 +43,14 @@ def main():
     args = ap.parse_args()
     subprocess.run([os.path.join(ROOT, "tests/images/build.sh")], check=True, stdout=subprocess.DEVNULL)
     binary = release_binary(not args.no_build)
-    tmp = tempfile.mkdtemp(prefix="gantry-bench-")
-    port = free_port()
-    env = {**os.environ, "GANTRY_LOG": "warn"}
-    procs = []
+    server, port, tmp = start_server(binary)
+    procs = [server]
     try:
-        procs.append(subprocess.Popen([binary, "server", "--listen", f"127.0.0.1:{port}", "--data-dir", tmp],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
-        wait_healthy(port)
         api = Api(port)
         api("CreateCluster", {"clusterName": "bench"})
         procs.append(subprocess.Popen([binary, "agent", "--server", f"http://127.0.0.1:{port}", "--cluster", "bench",
                                        "--data-dir", os.path.join(tmp, "agent")],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env))
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV))
         poll(lambda: api("ListContainerInstances", {"cluster": "bench"})["containerInstanceArns"], 30, 0.05)
 
         def revision(n):
