@@ -131,6 +131,14 @@ pub trait Store: Send + Sync + 'static {
     /// Up to `limit` keys that start with `prefix` and sort strictly before `before`, in
     /// descending order.
     fn range_rev(&self, prefix: &str, before: Option<&str>, limit: usize) -> Vec<KeyValue>;
+    /// Calls `f` on every key that starts with `prefix`, in byte order, without copying them
+    /// out: for the hot paths that only look at a few fields of many small entries. `f` runs
+    /// under the store's read lock, so it must not call the store.
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&KeyValue)) {
+        for kv in self.range(prefix, None, usize::MAX) {
+            f(&kv);
+        }
+    }
     /// How many keys start with `prefix`.
     fn count(&self, prefix: &str) -> usize;
     /// The latest committed revision.

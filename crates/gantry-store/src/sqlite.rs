@@ -208,6 +208,16 @@ impl Store for SqliteStore {
         iter.take_while(|(k, _)| k.starts_with(prefix)).take(limit).map(|(_, v)| v.clone()).collect()
     }
 
+    fn visit(&self, prefix: &str, f: &mut dyn FnMut(&KeyValue)) {
+        let m = self.shared.mirror.read().unwrap_or_else(|e| e.into_inner());
+        for (_, kv) in m.range::<str, _>((Bound::Included(prefix), Bound::Unbounded)) {
+            if !kv.key.starts_with(prefix) {
+                break;
+            }
+            f(kv);
+        }
+    }
+
     fn count(&self, prefix: &str) -> usize {
         let m = self.shared.mirror.read().unwrap_or_else(|e| e.into_inner());
         m.range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
@@ -399,7 +409,10 @@ impl Writer {
                 )
                 .map_err(storage)?;
             let mut del = tx.prepare_cached("DELETE FROM kv WHERE key = ?1").map_err(storage)?;
-            for (k, v) in changes {
+            // In key order: neighbouring keys share B-tree pages, so each page is found once.
+            let mut sorted: Vec<(&String, &Option<KeyValue>)> = changes.iter().collect();
+            sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            for (k, v) in sorted {
                 match v {
                     Some(kv) => put
                         .execute(params![k, &kv.value[..], kv.create_revision, kv.mod_revision, kv.version])
@@ -455,6 +468,13 @@ mod tests {
             let keys: Vec<_> = s.range("a/", Some("a/1"), 10).into_iter().map(|k| k.key).collect();
             assert_eq!(keys, ["a/2"]);
             assert_eq!(s.count(""), 3);
+            let mut visited = Vec::new();
+            s.visit("a/", &mut |kv| visited.push((kv.key.clone(), kv.mod_revision)));
+            assert_eq!(
+                visited,
+                [("a/1".to_string(), 1), ("a/2".to_string(), 1)],
+                "visit sees what range does"
+            );
             let keys: Vec<_> = s.range_rev("a/", None, 10).into_iter().map(|k| k.key).collect();
             assert_eq!(keys, ["a/2", "a/1"]);
             let keys: Vec<_> = s.range_rev("a/", Some("a/2"), 10).into_iter().map(|k| k.key).collect();
