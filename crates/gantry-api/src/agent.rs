@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use gantry_core::EcsError;
-use gantry_core::protocol::{Assignments, FargateRegistration, PollRequest, TaskHealthReport};
+use gantry_core::protocol::{FargateRegistration, PollRequest, RawAssignments, TaskHealthReport};
 use std::sync::Arc;
 
 fn respond(s: &AppState, r: Result<Vec<u8>, EcsError>) -> Response {
@@ -32,9 +32,9 @@ pub(crate) async fn poll(State(s): State<Arc<AppState>>, headers: HeaderMap, bod
             let _ = tokio::time::timeout(s.config.poll_timeout, rx.changed()).await;
         }
         let version = *rx.borrow_and_update();
-        let (tasks, removed) = s.control.assignment_delta(&req.node, req.known.as_ref())?;
+        let (tasks, removed) = s.control.assignment_delta_json(&req.node, req.known.as_ref())?;
         drop(guard);
-        wire::render(&Assignments { version, tasks, delta: req.known.is_some(), removed })
+        wire::render(&RawAssignments { version, tasks, delta: req.known.is_some(), removed })
     }
     .await;
     respond(&s, r)

@@ -53,7 +53,7 @@ pub struct ControlPlane {
     pub(crate) planned: Arc<Mutex<PlannedDefinitions>>,
 }
 
-type PlannedDefinitions = HashMap<(String, bool), Arc<gantry_model::TaskDefinition>>;
+type PlannedDefinitions = HashMap<(String, bool), gantry_core::protocol::SharedJson>;
 
 /// Per-key async locks that serialize this process's writers of one hot record (a task
 /// definition family), so they queue instead of failing each other's compare-and-swap. They are

@@ -4,7 +4,9 @@
 
 use gantry_model::{NetworkConfiguration, Task, TaskDefinition};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A node's poll: who it is, the node version it already has, and the assignments it holds.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -31,6 +33,55 @@ pub struct Assignment {
     /// its desired status changes), and not when the agent's own reports change the task.
     #[serde(default)]
     pub revision: i64,
+}
+
+/// An [`Assignment`] as the server renders it: the task, the definition and the network
+/// configuration are JSON already (the task as stored, the definition from a cache shared by
+/// every task of it), so a poll neither parses nor re-renders them. Same JSON as [`Assignment`].
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawAssignment {
+    pub task: Box<RawValue>,
+    pub task_definition: SharedJson,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<Box<RawValue>>,
+    pub revision: i64,
+}
+
+impl RawAssignment {
+    /// The typed assignment (for tests and tools; the agent reads the same JSON).
+    pub fn parse(&self) -> serde_json::Result<Assignment> {
+        Ok(Assignment {
+            task: serde_json::from_str(self.task.get())?,
+            task_definition: serde_json::from_str(self.task_definition.0.get())?,
+            network_configuration: match &self.network_configuration {
+                Some(n) => serde_json::from_str(n.get())?,
+                None => None,
+            },
+            revision: self.revision,
+        })
+    }
+}
+
+/// A JSON value rendered once and shared.
+#[derive(Debug, Clone)]
+pub struct SharedJson(pub Arc<RawValue>);
+
+impl Serialize for SharedJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+/// [`Assignments`] as the server renders it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RawAssignments {
+    pub version: u64,
+    pub tasks: Vec<RawAssignment>,
+    pub delta: bool,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
 /// What a node's poll returns. Without `delta`: every task assigned to the node that is not
@@ -76,4 +127,62 @@ pub struct TaskHealthReport {
 /// The node name of a Fargate node.
 pub fn fargate_node_name(id: &str) -> String {
     format!("fargate:{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the server renders from stored JSON is what the agent reads as [`Assignments`].
+    #[test]
+    fn raw_assignments_read_as_assignments() {
+        let task = Task {
+            task_arn: Some("arn:aws:ecs:us-east-1:000000000000:task/c/abc".into()),
+            last_status: Some("PENDING".into()),
+            ..Default::default()
+        };
+        let def = TaskDefinition { family: Some("web".into()), revision: 3, ..Default::default() };
+        let net: NetworkConfiguration =
+            serde_json::from_value(serde_json::json!({"awsvpcConfiguration": {"subnets": ["subnet-1"]}}))
+                .unwrap();
+        fn raw<T: Serialize>(v: &T) -> Box<RawValue> {
+            serde_json::value::to_raw_value(v).unwrap()
+        }
+        let rendered = RawAssignments {
+            version: 7,
+            tasks: vec![
+                RawAssignment {
+                    task: raw(&task),
+                    task_definition: SharedJson(Arc::from(raw(&def))),
+                    network_configuration: Some(raw(&net)),
+                    revision: 11,
+                },
+                RawAssignment {
+                    task: raw(&task),
+                    task_definition: SharedJson(Arc::from(raw(&def))),
+                    network_configuration: None,
+                    revision: 12,
+                },
+            ],
+            delta: true,
+            removed: vec!["gone".into()],
+        };
+        let read: Assignments = serde_json::from_slice(&serde_json::to_vec(&rendered).unwrap()).unwrap();
+        let want = |revision, network_configuration| Assignment {
+            task: task.clone(),
+            task_definition: def.clone(),
+            network_configuration,
+            revision,
+        };
+        assert_eq!(
+            read,
+            Assignments {
+                version: 7,
+                tasks: vec![want(11, Some(net.clone())), want(12, None)],
+                delta: true,
+                removed: vec!["gone".into()],
+            }
+        );
+        assert_eq!(rendered.tasks[0].parse().unwrap(), want(11, Some(net)));
+    }
 }

@@ -2,14 +2,37 @@
 //! Fargate node registration, assignments for a node's long poll, and health reports.
 
 use super::tasks::{FargateNode, TaskRecord};
-use crate::records::{decode, encode, load};
+use crate::records::{decode, encode, load, parse};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::arn::cluster_name;
-use gantry_core::protocol::{Assignment, FargateRegistration, TaskHealthReport, fargate_node_name};
+use gantry_core::protocol::{
+    Assignment, FargateRegistration, RawAssignment, SharedJson, TaskHealthReport, fargate_node_name,
+};
 use gantry_core::{Arn, EcsError, Result, Scope};
 use gantry_model::*;
 use gantry_store::Txn;
+use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+/// What a poll reads of a task record: the task as JSON, and its network configuration.
+#[derive(serde::Deserialize)]
+struct RawTaskRecord {
+    task: Box<RawValue>,
+    #[serde(default)]
+    network_configuration: Option<Box<RawValue>>,
+}
+
+/// What a poll reads of the task itself.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TaskHead {
+    task_arn: Option<String>,
+    task_definition_arn: Option<String>,
+    last_status: Option<String>,
+    launch_type: Option<String>,
+    overrides: Option<TaskOverride>,
+}
 
 fn ctx_from_task_arn(arn: &str) -> Result<(Ctx, String, String)> {
     let a = Arn::parse(arn)
@@ -146,6 +169,20 @@ impl ControlPlane {
         Ok(self.assignment_delta(node, None)?.0)
     }
 
+    /// [`Self::assignment_delta_json`], typed.
+    pub fn assignment_delta(
+        &self,
+        node: &str,
+        known: Option<&BTreeMap<String, i64>>,
+    ) -> Result<(Vec<Assignment>, Vec<String>)> {
+        let (raw, removed) = self.assignment_delta_json(node, known)?;
+        let typed = raw
+            .iter()
+            .map(|a| a.parse().map_err(|e| EcsError::server(format!("An assignment could not be read: {e}"))))
+            .collect::<Result<_>>()?;
+        Ok((typed, removed))
+    }
+
     /// What a node's poll answers: the tasks assigned to it that the agent does not hold at their
     /// current revision (all of them when `known` is `None`), and the IDs of known tasks that
     /// are no longer assigned.
@@ -154,32 +191,48 @@ impl ControlPlane {
     /// which placement creates and [`Self::reassign`] rewrites for every change the agent must
     /// act on; the agent's own state reports leave it alone. A poll therefore reads only index
     /// entries (from the mirror) plus the tasks that changed, not every task on the node.
-    pub fn assignment_delta(
+    ///
+    /// The answer is JSON already: each task as its record stores it, and its definition as the
+    /// agent runs it, rendered once per revision and shared.
+    pub fn assignment_delta_json(
         &self,
         node: &str,
         known: Option<&BTreeMap<String, i64>>,
-    ) -> Result<(Vec<Assignment>, Vec<String>)> {
+    ) -> Result<(Vec<RawAssignment>, Vec<String>)> {
         let mut out = Vec::new();
-        let mut current = HashSet::new();
-        for kv in self.store.range(&keys::node_tasks_prefix(node), None, usize::MAX) {
+        // Known tasks still assigned at the revision the agent has (borrowed from `known`), and
+        // the index entries to read: (task ID, task key, revision).
+        let mut current: HashSet<&str> = HashSet::new();
+        let mut changed: Vec<(String, String, i64)> = Vec::new();
+        self.store.visit(&keys::node_tasks_prefix(node), &mut |kv| {
             let id = kv.key.rsplit('/').next().unwrap_or_default();
-            if known.and_then(|k| k.get(id)) == Some(&kv.mod_revision) {
-                current.insert(id.to_string());
-                continue;
+            match known.and_then(|k| k.get_key_value(id)) {
+                Some((id, rev)) if *rev == kv.mod_revision => {
+                    current.insert(id.as_str());
+                }
+                _ => {
+                    let (key, _) = keys::node_task_value_parts(&kv.value);
+                    changed.push((id.to_string(), key.to_string(), kv.mod_revision));
+                }
             }
-            let (key, _) = keys::parse_node_task_value(&kv.value);
-            let Some(rec) = load::<TaskRecord>(&*self.store, &key)? else { continue };
-            let t = rec.value.task;
+        });
+        let mut still: HashSet<String> = HashSet::new();
+        for (id, key, revision) in changed {
+            let Some(kv) = self.store.get(&key) else { continue };
+            let rec: RawTaskRecord = parse(&kv.value)
+                .map_err(|e| EcsError::server(format!("The stored record {key} could not be read: {e}")))?;
+            let t: TaskHead = serde_json::from_str(rec.task.get())
+                .map_err(|e| EcsError::server(format!("The stored record {key} could not be read: {e}")))?;
             if t.last_status.as_deref() == Some("STOPPED") {
                 continue;
             }
-            current.insert(id.to_string());
+            still.insert(id);
             let arn = t.task_arn.clone().unwrap_or_default();
             let (ctx, _, _) = ctx_from_task_arn(&arn)?;
             let td_arn = t.task_definition_arn.clone().unwrap_or_default();
             // The agent runs the definition as the task's overrides changed it. A revision never
             // changes, so without overrides the result is the same for every task of it: it is
-            // worked out once (polls repeat it for every task on the node).
+            // worked out and rendered once (polls repeat it for every task on the node).
             let fargate = t.launch_type.as_deref() == Some("FARGATE");
             let plain = t.overrides.as_ref().is_none_or(|o| *o == TaskOverride::default());
             let cached = if plain { self.planned_definition(&td_arn, fargate) } else { None };
@@ -188,21 +241,30 @@ impl ControlPlane {
                 None => {
                     let Some(td) = self.find_task_definition(&ctx, &td_arn)? else { continue };
                     let def = super::tasks::plan(&td.value.definition, t.overrides.as_ref(), fargate)?.def;
+                    let json = serde_json::value::to_raw_value(&def).map_err(|e| {
+                        EcsError::server(format!("The task definition could not be rendered: {e}"))
+                    })?;
+                    let json = SharedJson(Arc::from(json));
                     if plain {
-                        self.remember_planned_definition(&td_arn, fargate, &def);
+                        self.remember_planned_definition(&td_arn, fargate, &json);
                     }
-                    def
+                    json
                 }
             };
-            out.push(Assignment {
-                task: t,
+            out.push(RawAssignment {
+                task: rec.task,
                 task_definition: definition,
-                network_configuration: rec.value.network_configuration,
-                revision: kv.mod_revision,
+                network_configuration: rec.network_configuration,
+                revision,
             });
         }
         let removed = known
-            .map(|k| k.keys().filter(|id| !current.contains(id.as_str())).cloned().collect())
+            .map(|k| {
+                k.keys()
+                    .filter(|id| !current.contains(id.as_str()) && !still.contains(id.as_str()))
+                    .cloned()
+                    .collect()
+            })
             .unwrap_or_default();
         Ok((out, removed))
     }
@@ -218,18 +280,18 @@ impl ControlPlane {
         }
     }
 
-    fn planned_definition(&self, td_arn: &str, fargate: bool) -> Option<TaskDefinition> {
+    fn planned_definition(&self, td_arn: &str, fargate: bool) -> Option<SharedJson> {
         let cache = self.planned.lock().unwrap_or_else(|e| e.into_inner());
-        cache.get(&(td_arn.to_string(), fargate)).map(|d| TaskDefinition::clone(d))
+        cache.get(&(td_arn.to_string(), fargate)).cloned()
     }
 
-    fn remember_planned_definition(&self, td_arn: &str, fargate: bool, def: &TaskDefinition) {
+    fn remember_planned_definition(&self, td_arn: &str, fargate: bool, def: &SharedJson) {
         let mut cache = self.planned.lock().unwrap_or_else(|e| e.into_inner());
         // Bounded: a full cache starts over.
         if cache.len() >= 4096 {
             cache.clear();
         }
-        cache.insert((td_arn.to_string(), fargate), std::sync::Arc::new(def.clone()));
+        cache.insert((td_arn.to_string(), fargate), def.clone());
     }
 
     /// Applies a health report: container health, the task's health (UNHEALTHY if an essential

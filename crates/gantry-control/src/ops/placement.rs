@@ -168,13 +168,19 @@ pub(crate) fn engine_instance_of(
         task_groups: BTreeMap::new(),
         arn,
     };
-    for kv in store.range(&keys::node_tasks_prefix(&inst.arn), None, usize::MAX) {
-        let (_, group) = keys::parse_node_task_value(&kv.value);
-        inst.running_tasks += 1;
+    let (running, groups) = (&mut inst.running_tasks, &mut inst.task_groups);
+    store.visit(&keys::node_tasks_prefix(&inst.arn), &mut |kv| {
+        let (_, group) = keys::node_task_value_parts(&kv.value);
+        *running += 1;
         if !group.is_empty() {
-            *inst.task_groups.entry(group).or_insert(0) += 1;
+            match groups.get_mut(group) {
+                Some(n) => *n += 1,
+                None => {
+                    groups.insert(group.to_string(), 1);
+                }
+            }
         }
-    }
+    });
     (ci, inst)
 }
 
