@@ -315,7 +315,11 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
             .iter()
             .map(|(arn, a)| (arn.clone(), a.task.desired_status.as_deref() != Some("STOPPED")))
             .collect();
-        let running = self.running();
+        // What `decide` asks about: the tasks looked at and those with containers found.
+        let running: HashSet<String> = {
+            let runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
+            look.keys().chain(found.keys()).filter(|arn| runners.contains_key(*arn)).cloned().collect()
+        };
         for d in decide(&desired, &running, &finished, &found) {
             match d {
                 Decision::Run { task_arn, adopt } => {
