@@ -8,7 +8,8 @@ Builds the release binary, starts `gantry server` and `gantry sim --instances N`
 RunTask with count 10 from several client threads for the given time and prints tasks placed
 per second, the CPU time each process spent per task placed (less noisy than the rate on a shared
 2-core machine: the server, the simulated fleet and the clients all compete for it), and the
-server's resident memory with the fleet and its tasks loaded.
+server's resident memory with the fleet and the first tasks loaded, and again at the end (every
+case adds the tasks it placed).
 """
 import argparse
 import http.client
@@ -37,6 +38,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--only", default="", help="run only the cases whose name contains this text")
     args = ap.parse_args()
     binary = release_binary(not args.no_build)
     server, port, tmp = start_server(binary)
@@ -60,7 +62,9 @@ def main():
             seeded += len(out["tasks"])
         print(f"# {args.instances} simulated instances, {seeded} tasks placed first in {time.time() - t0:.1f}s; "
               f"RunTask count 10 from {args.clients} clients for {args.seconds:.0f}s per case")
-        for name, extra in CASES:
+        print(f"server resident memory with the fleet and those {seeded} tasks: {rss_kib(server.pid) / 1024:.1f} MiB")
+        total = seeded
+        for name, extra in [c for c in CASES if args.only in c[0]]:
             placed = [0] * args.clients
             stop = time.time() + args.seconds
 
@@ -79,11 +83,12 @@ def main():
                 t.join()
             elapsed = time.time() - start
             cpu1 = (cpu_seconds(server.pid), cpu_seconds(sim.pid), time.process_time())
+            total += sum(placed)
             n = max(sum(placed), 1)
             per_task = [(b - a) * 1e6 / n for a, b in zip(cpu0, cpu1)]
             print(f"{name:<58} {sum(placed) / elapsed:>7.0f} tasks/s   CPU per task: server {per_task[0]:.0f} us, "
                   f"simulated fleet {per_task[1]:.0f} us, clients {per_task[2]:.0f} us")
-        print(f"server resident memory with the fleet and its tasks: {rss_kib(server.pid) / 1024:.1f} MiB")
+        print(f"server resident memory at the end, with {total} tasks: {rss_kib(server.pid) / 1024:.1f} MiB")
     finally:
         for p in procs:
             p.kill()
