@@ -159,17 +159,8 @@ pub fn node_task_value(task_key: &str, group: &str) -> Vec<u8> {
     format!("{task_key}\t{group}").into_bytes()
 }
 
-/// The task key and group of a node-task index entry, borrowed.
+/// The task key and group of a node-task index entry.
 pub fn node_task_value_parts(v: &[u8]) -> (&str, &str) {
     let s = std::str::from_utf8(v).unwrap_or_default();
     s.split_once('\t').unwrap_or((s, ""))
-}
-
-/// The task key and group of a node-task index entry.
-pub fn parse_node_task_value(v: &[u8]) -> (String, String) {
-    let s = String::from_utf8_lossy(v);
-    match s.split_once('\t') {
-        Some((k, g)) => (k.to_string(), g.to_string()),
-        None => (s.to_string(), String::new()),
-    }
 }

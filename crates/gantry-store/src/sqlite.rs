@@ -445,6 +445,14 @@ fn delete(overlay: &mut Overlay<'_>, events: &mut Vec<Event>, key: &str, rev: i6
 mod tests {
     use super::*;
 
+    /// An empty directory of this test process's own.
+    fn fresh_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("gantry-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     fn rt() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_current_thread().build().unwrap()
     }
@@ -521,9 +529,7 @@ mod tests {
     #[test]
     fn delete_prefix_and_watch_from_revision() {
         rt().block_on(async {
-            let dir = std::env::temp_dir().join(format!("gantry-store-test-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
+            let dir = fresh_dir("test");
             let s = SqliteStore::open(&dir.join("db")).unwrap();
             s.txn(Txn::new().put("w/a", b"1".to_vec())).await.unwrap();
             s.txn(Txn::new().put("other", b"1".to_vec())).await.unwrap();
@@ -581,9 +587,7 @@ mod tests {
     #[test]
     fn watches_after_a_restart_start_from_the_restart() {
         rt().block_on(async {
-            let dir = std::env::temp_dir().join(format!("gantry-store-restart-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).unwrap();
+            let dir = fresh_dir("restart");
             let s = SqliteStore::open(&dir.join("db")).unwrap();
             s.txn(Txn::new().put("k", b"1".to_vec())).await.unwrap();
             s.txn(Txn::new().put("k", b"2".to_vec())).await.unwrap();

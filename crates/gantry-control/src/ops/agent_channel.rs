@@ -2,7 +2,7 @@
 //! Fargate node registration, assignments for a node's long poll, and health reports.
 
 use super::tasks::{FargateNode, TaskRecord};
-use crate::records::{decode, encode, load, parse};
+use crate::records::{decode, encode, load};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::arn::cluster_name;
 use gantry_core::protocol::{
@@ -19,7 +19,6 @@ use std::sync::Arc;
 #[derive(serde::Deserialize)]
 struct RawTaskRecord {
     task: Box<RawValue>,
-    #[serde(default)]
     network_configuration: Option<Box<RawValue>>,
 }
 
@@ -118,8 +117,8 @@ impl ControlPlane {
             i.status.as_deref() != Some("INACTIVE") && self.agents.connected(&arn, self.clock.now());
         let (mut running, mut pending) = (0, 0);
         for kv in self.store.range(&keys::node_tasks_prefix(&arn), None, usize::MAX) {
-            let (key, _) = keys::parse_node_task_value(&kv.value);
-            if let Ok(Some(t)) = load::<TaskRecord>(&*self.store, &key) {
+            let (key, _) = keys::node_task_value_parts(&kv.value);
+            if let Ok(Some(t)) = load::<TaskRecord>(&*self.store, key) {
                 match t.value.task.last_status.as_deref() {
                     Some("RUNNING") => running += 1,
                     Some("STOPPED") => {}
@@ -144,8 +143,8 @@ impl ControlPlane {
             let existing = load::<FargateNode>(&*self.store, &key)?;
             let (mut cpu, mut memory) = (reg.cpu, reg.memory);
             for kv in self.store.range(&keys::node_tasks_prefix(&node), None, usize::MAX) {
-                let (tkey, _) = keys::parse_node_task_value(&kv.value);
-                if let Some(t) = load::<TaskRecord>(&*self.store, &tkey)? {
+                let (tkey, _) = keys::node_task_value_parts(&kv.value);
+                if let Some(t) = load::<TaskRecord>(&*self.store, tkey)? {
                     cpu -= t.value.reserved.cpu;
                     memory -= t.value.reserved.memory;
                 }
@@ -218,9 +217,8 @@ impl ControlPlane {
         });
         let mut still: HashSet<String> = HashSet::new();
         for (id, key, revision) in changed {
-            let Some(kv) = self.store.get(&key) else { continue };
-            let rec: RawTaskRecord = parse(&kv.value)
-                .map_err(|e| EcsError::server(format!("The stored record {key} could not be read: {e}")))?;
+            let Some(rec) = load::<RawTaskRecord>(&*self.store, &key)? else { continue };
+            let rec = rec.value;
             let t: TaskHead = serde_json::from_str(rec.task.get())
                 .map_err(|e| EcsError::server(format!("The stored record {key} could not be read: {e}")))?;
             if t.last_status.as_deref() == Some("STOPPED") {

@@ -119,8 +119,8 @@ impl ControlPlane {
     fn remaining_after_tasks(&self, arn: &str, registered: &[Resource]) -> Result<Vec<Resource>> {
         let mut remaining = registered.to_vec();
         for kv in self.store.range(&keys::node_tasks_prefix(arn), None, usize::MAX) {
-            let (key, _) = keys::parse_node_task_value(&kv.value);
-            if let Some(t) = load::<super::tasks::TaskRecord>(&*self.store, &key)?
+            let (key, _) = keys::node_task_value_parts(&kv.value);
+            if let Some(t) = load::<super::tasks::TaskRecord>(&*self.store, key)?
                 && t.value.task.last_status.as_deref() != Some("STOPPED")
             {
                 super::tasks::apply(&mut remaining, &t.value.reserved, -1);
