@@ -12,10 +12,10 @@
 //! The fleet is only a starting point: the commit compare-and-swaps every instance record it
 //! read, so a placement on a stale fleet fails its commit and is planned again on a fresh one.
 
-use crate::ops::placement::{engine_instance, engine_instance_of};
+use crate::ops::placement::{engine_instance, usage_of};
 use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::{EcsError, Result};
-use gantry_model::ContainerInstance;
+use gantry_model::{ContainerInstance, Resource};
 use gantry_placement::engine::Fleet;
 use gantry_store::{StoreError, Watch};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -48,9 +48,19 @@ struct State {
     clusters: HashMap<String, Arc<RwLock<ClusterFleet>>>,
     /// Node (container instance ARN) → its record's key, for the `/_node/` index.
     nodes: HashMap<String, String>,
-    /// Instance records this process just committed, by key, with their revision: deriving
-    /// the instance again from one of them needs no decoding.
-    primed: HashMap<String, (i64, ContainerInstance)>,
+    /// Instance records this process's placements just committed, by key: deriving such an
+    /// instance again needs neither decoding its record nor indexing its attributes again.
+    primed: HashMap<String, Primed>,
+}
+
+/// A placement's commit of an instance record: the record it read, with only its
+/// `remainingResources` changed.
+struct Primed {
+    /// The revision of the commit.
+    revision: i64,
+    /// The revision of the record the placement read.
+    base: i64,
+    remaining: Vec<Resource>,
 }
 
 /// How many primed records are kept at most (a drain takes them; this bounds the rest).
@@ -132,15 +142,17 @@ impl ControlPlane {
         self.store.watch("/", revision).map_err(|e| EcsError::server(e.to_string()))
     }
 
-    /// Hands the fleets the instance records a commit at `revision` wrote, so that deriving
-    /// those instances again when the commit's events are drained needs no decoding.
-    pub(crate) fn prime_instances(&self, revision: i64, records: Vec<(String, ContainerInstance)>) {
+    /// Hands the fleets what a placement's commit at `revision` wrote: for each instance record
+    /// (by key), the revision it read and its new `remainingResources`, the only field a
+    /// placement changes. Deriving those instances again when the commit's events are drained
+    /// then only updates what they have left and run.
+    pub(crate) fn prime_instances(&self, revision: i64, records: Vec<(String, i64, Vec<Resource>)>) {
         let mut st = self.fleets.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.primed.len() + records.len() > PRIMED_MAX {
             st.primed.clear();
         }
-        for (key, record) in records {
-            st.primed.insert(key, (revision, record));
+        for (key, base, remaining) in records {
+            st.primed.insert(key, Primed { revision, base, remaining });
         }
     }
 
@@ -148,21 +160,28 @@ impl ControlPlane {
     fn refresh(
         &self,
         nodes: &mut HashMap<String, String>,
-        primed: &mut HashMap<String, (i64, ContainerInstance)>,
+        primed: &mut HashMap<String, Primed>,
         cf: &mut ClusterFleet,
         key: &str,
     ) -> Result<()> {
         let kv = self.store.get(key);
-        let primed = primed.remove(key);
+        // The record as this process's placement wrote it, if that is still the record and the
+        // fleet holds the one the placement read: only its usage changed.
+        if let (Some(kv), Some(p)) = (&kv, primed.remove(key))
+            && p.revision == kv.mod_revision
+            && let Some(arn) = cf.keys.get(key)
+            && let Some(record) = cf.records.get_mut(arn)
+            && record.mod_revision == p.base
+        {
+            let usage = usage_of(self.store.as_ref(), arn, &p.remaining);
+            let record = Arc::make_mut(record);
+            record.value.remaining_resources = Some(p.remaining);
+            record.mod_revision = kv.mod_revision;
+            cf.fleet.update_usage(arn, usage);
+            return Ok(());
+        }
         let derived = match &kv {
-            // The record as this process wrote it, if that is still the record.
-            Some(kv) => match primed {
-                Some((revision, value)) if revision == kv.mod_revision => Some(engine_instance_of(
-                    self.store.as_ref(),
-                    Stored { key: kv.key.clone(), value, mod_revision: kv.mod_revision },
-                )),
-                _ => Some(engine_instance(self.store.as_ref(), kv)?),
-            },
+            Some(kv) => Some(engine_instance(self.store.as_ref(), kv)?),
             None => None,
         };
         match derived {
@@ -233,6 +252,10 @@ mod tests {
             (
                 cf.fleet.instances().to_vec(),
                 cf.records.values().map(|r| r.mod_revision).collect::<BTreeSet<_>>(),
+                cf.records
+                    .iter()
+                    .map(|(arn, r)| (arn.clone(), r.value.remaining_resources.clone()))
+                    .collect::<BTreeMap<_, _>>(),
             )
         };
         // Build the fleet first, so that the placements below keep it current.
@@ -252,6 +275,7 @@ mod tests {
         let fresh = ControlPlane::new(store, clock.clone(), Arc::new(SeededIds::new(5)));
         let rebuilt = fleet(&fresh);
         assert_eq!(kept.1, rebuilt.1, "the same record revisions");
+        assert_eq!(kept.2, rebuilt.2, "the same resources left in the records");
         let strip = |mut v: Vec<gantry_placement::snapshot::Instance>| {
             // Whether an agent is connected is each process's own knowledge, not the store's.
             v.iter_mut().for_each(|i| i.agent_connected = false);

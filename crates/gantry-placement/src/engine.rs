@@ -19,7 +19,7 @@
 //!   tasks are placed.
 
 use crate::query::{Expr, QueryError};
-use crate::snapshot::Instance;
+use crate::snapshot::{Instance, Usage};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
@@ -307,7 +307,10 @@ impl Fleet {
 
     fn index_groups(&mut self, idx: usize, sign: i64) {
         for (g, n) in &self.instances[idx].task_groups {
-            let m = self.groups.entry(g.clone()).or_default();
+            if !self.groups.contains_key(g) {
+                self.groups.insert(g.clone(), HashMap::new());
+            }
+            let Some(m) = self.groups.get_mut(g) else { continue };
             let c = m.entry(idx as u32).or_default();
             *c += sign * n;
             if *c == 0 {
@@ -384,6 +387,24 @@ impl Fleet {
             col.set(idx, id);
         }
         idx
+    }
+
+    /// Replaces only the usage of the instance with this ARN (what it has left, its tasks),
+    /// which is all a placement or a stopped task changes: no attribute is compared or
+    /// indexed again. Returns its index, or `None` if the fleet has no such instance.
+    pub fn update_usage(&mut self, arn: &str, usage: Usage) -> Option<usize> {
+        let idx = *self.by_arn.get(arn)?;
+        self.index_groups(idx, -1);
+        self.unindex_columns(idx);
+        self.instances[idx].set_usage(usage);
+        let (i, salt) = (&self.instances[idx], self.salt[idx]);
+        self.by_cpu.insert((i.cpu, salt, idx as u32));
+        self.by_memory.insert((i.memory, salt, idx as u32));
+        self.cpu[idx] = i.cpu;
+        self.memory[idx] = i.memory;
+        self.gpus[idx] = i.gpus;
+        self.index_groups(idx, 1);
+        Some(idx)
     }
 
     /// Removes the instance with this ARN. The last instance takes its index.

@@ -36,3 +36,29 @@ pub struct Instance {
     /// Group name → how many of its tasks run here (`task:group` in the query language).
     pub task_groups: BTreeMap<String, i64>,
 }
+
+/// The part of an [`Instance`] that placing and stopping tasks changes: what it has left and
+/// the tasks it runs. Everything else (status, attributes, identity) stays.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    pub cpu: i64,
+    pub memory: i64,
+    pub gpus: i64,
+    pub ports_tcp: Vec<u16>,
+    pub ports_udp: Vec<u16>,
+    pub running_tasks: i64,
+    pub task_groups: BTreeMap<String, i64>,
+}
+
+impl Instance {
+    /// Takes `u` as what the instance has left and runs.
+    pub fn set_usage(&mut self, u: Usage) {
+        self.cpu = u.cpu;
+        self.memory = u.memory;
+        self.gpus = u.gpus;
+        self.ports_tcp = u.ports_tcp;
+        self.ports_udp = u.ports_udp;
+        self.running_tasks = u.running_tasks;
+        self.task_groups = u.task_groups;
+    }
+}

@@ -4,7 +4,7 @@
 use gantry_placement::engine::{
     Constraint, Fleet, Need, Reject, Request, Resource, SpreadField, Strategy as S, explain, place,
 };
-use gantry_placement::snapshot::Instance;
+use gantry_placement::snapshot::{Instance, Usage};
 use proptest::prelude::*;
 use proptest::strategy::Strategy as Gen;
 use std::collections::{BTreeMap, HashMap};
@@ -305,23 +305,30 @@ proptest! {
         }
     }
 
-    /// A fleet kept current with upserts and removes places exactly like one built afresh from
-    /// the same instances in another order.
+    /// A fleet kept current with upserts, usage updates and removes places exactly like one
+    /// built afresh from the same instances in another order.
     #[test]
     fn an_updated_fleet_places_like_a_fresh_one(
         fleet in fleet_strategy(),
-        changes in prop::collection::vec((0usize..40, 0i64..4096, 0usize..3, any::<bool>(), 0i64..3), 0..30),
+        changes in prop::collection::vec((0usize..40, 0i64..4096, 0usize..3, 0u8..3, 0i64..3), 0..30),
         strategies in strategies_strategy(),
         count in 1usize..8,
         seed in any::<u64>(),
     ) {
         let mut f = Fleet::new(fleet.clone());
         let mut current: BTreeMap<String, Instance> = fleet.iter().map(|i| (i.arn.clone(), i.clone())).collect();
-        for (i, mem, zone, remove, group_tasks) in changes {
+        for (i, mem, zone, kind, group_tasks) in changes {
             let arn = format!("arn:aws:ecs:us-east-1:0:container-instance/c/i{i}");
-            if remove {
+            if kind == 0 {
                 f.remove(&arn);
                 current.remove(&arn);
+            } else if kind == 1 {
+                // Only what a placement changes: memory left and the group's tasks.
+                let mut usage = Usage { memory: mem, cpu: 1024, ..Default::default() };
+                if group_tasks > 0 { usage.task_groups.insert("family:web".into(), group_tasks); }
+                let known = current.get_mut(&arn);
+                prop_assert_eq!(f.update_usage(&arn, usage.clone()).is_some(), known.is_some());
+                if let Some(x) = known { x.set_usage(usage); }
             } else {
                 let mut x = inst(i, ["a", "b", "c"][zone], 1024, mem);
                 if group_tasks > 0 { x.task_groups.insert("family:web".into(), group_tasks); }
@@ -363,4 +370,39 @@ fn caches_follow_updates() {
     // Removing an instance renumbers the last one; placement still names the right ARN.
     f.remove(&inst(1, "a", 0, 0).arn);
     assert_eq!(arns(&f, &f.place(&spread, &live)), vec![inst(2, "c", 0, 0).arn]);
+}
+
+/// A usage update moves the instance in binpack's order and in the group counts spread reads,
+/// as an upsert of the whole instance would.
+#[test]
+fn usage_updates_reorder_binpack_and_spread() {
+    let mut f = Fleet::new(vec![inst(0, "a", 1024, 1000), inst(1, "b", 1024, 300), inst(2, "c", 1024, 600)]);
+    let live = |_: usize| true;
+    let binpack = request(1, 100, vec![S::Binpack(Resource::Memory)], vec![]);
+    assert_eq!(arns(&f, &f.place(&binpack, &live)), vec![inst(1, "b", 0, 0).arn]);
+    // Instance 1 fills up (90 MiB left): binpack moves to instance 2.
+    assert!(
+        f.update_usage(&inst(1, "b", 0, 0).arn, Usage { cpu: 1024, memory: 90, ..Default::default() })
+            .is_some()
+    );
+    assert_eq!(arns(&f, &f.place(&binpack, &live)), vec![inst(2, "c", 0, 0).arn]);
+    // Instance 0 goes down to 150 MiB left: now the fullest that fits.
+    f.update_usage(&inst(0, "a", 0, 0).arn, Usage { cpu: 1024, memory: 150, ..Default::default() });
+    assert_eq!(arns(&f, &f.place(&binpack, &live)), vec![inst(0, "a", 0, 0).arn]);
+    // Spread over instances counts the group's tasks a usage update reports.
+    let spread = request(1, 10, vec![S::Spread(SpreadField::Instance)], vec![]);
+    let groups = |n| Usage {
+        cpu: 1024,
+        memory: 1000,
+        running_tasks: n,
+        task_groups: BTreeMap::from([("family:web".to_string(), n)]),
+        ..Default::default()
+    };
+    f.update_usage(&inst(0, "a", 0, 0).arn, groups(0));
+    f.update_usage(&inst(1, "b", 0, 0).arn, groups(2));
+    f.update_usage(&inst(2, "c", 0, 0).arn, groups(1));
+    assert_eq!(arns(&f, &f.place(&spread, &live)), vec![inst(0, "a", 0, 0).arn]);
+    f.update_usage(&inst(0, "a", 0, 0).arn, groups(3));
+    assert_eq!(arns(&f, &f.place(&spread, &live)), vec![inst(2, "c", 0, 0).arn]);
+    assert!(f.update_usage("arn:unknown", groups(0)).is_none());
 }

@@ -123,6 +123,7 @@ impl SqliteStore {
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
              PRAGMA cache_size=-32768;
+             PRAGMA wal_autocheckpoint=8192;
              CREATE TABLE IF NOT EXISTS kv (
                  key TEXT PRIMARY KEY, value BLOB NOT NULL,
                  create_rev INTEGER NOT NULL, mod_rev INTEGER NOT NULL, version INTEGER NOT NULL

@@ -12,7 +12,7 @@ use gantry_model::*;
 use gantry_placement::engine::{
     self, Constraint, Need, Reject, Request, Resource as Res, SpreadField, Strategy,
 };
-use gantry_placement::snapshot::Instance;
+use gantry_placement::snapshot::{Instance, Usage};
 use std::collections::BTreeMap;
 
 /// ECS's limits on a request's placement settings.
@@ -147,7 +147,6 @@ pub(crate) fn engine_instance_of(
 ) -> (Stored<ContainerInstance>, Instance) {
     let c = &ci.value;
     let arn = c.container_instance_arn.clone().unwrap_or_default();
-    let remaining = c.remaining_resources.as_deref().unwrap_or_default();
     let registered = c.registered_resources.as_deref().unwrap_or_default();
     let mut inst = Instance {
         id: arn.rsplit('/').next().unwrap_or_default().to_string(),
@@ -157,19 +156,34 @@ pub(crate) fn engine_instance_of(
         agent_version: c.version_info.as_ref().and_then(|v| v.agent_version.clone()),
         registered_at_ms: c.registered_at.map(|s| (s * 1000.0) as i64).unwrap_or(0),
         attributes: c.attributes.iter().flatten().map(|a| (a.name.clone(), a.value.clone())).collect(),
-        cpu: resource_int(remaining, "CPU"),
-        memory: resource_int(remaining, "MEMORY"),
-        gpus: resource_gpus(remaining),
-        ports_tcp: resource_ports(remaining, "PORTS"),
-        ports_udp: resource_ports(remaining, "PORTS_UDP"),
+        cpu: 0,
+        memory: 0,
+        gpus: 0,
+        ports_tcp: Vec::new(),
+        ports_udp: Vec::new(),
         total_cpu: resource_int(registered, "CPU"),
         total_memory: resource_int(registered, "MEMORY"),
         running_tasks: 0,
         task_groups: BTreeMap::new(),
         arn,
     };
-    let (running, groups) = (&mut inst.running_tasks, &mut inst.task_groups);
-    store.visit(&keys::node_tasks_prefix(&inst.arn), &mut |kv| {
+    inst.set_usage(usage_of(store, &inst.arn, c.remaining_resources.as_deref().unwrap_or_default()));
+    (ci, inst)
+}
+
+/// What the instance `arn` has left (its record's `remaining`) and the tasks it runs (counted,
+/// with their groups, from the node index).
+pub(crate) fn usage_of(store: &dyn gantry_store::Store, arn: &str, remaining: &[Resource]) -> Usage {
+    let mut u = Usage {
+        cpu: resource_int(remaining, "CPU"),
+        memory: resource_int(remaining, "MEMORY"),
+        gpus: resource_gpus(remaining),
+        ports_tcp: resource_ports(remaining, "PORTS"),
+        ports_udp: resource_ports(remaining, "PORTS_UDP"),
+        ..Usage::default()
+    };
+    let (running, groups) = (&mut u.running_tasks, &mut u.task_groups);
+    store.visit(&keys::node_tasks_prefix(arn), &mut |kv| {
         let (_, group) = keys::node_task_value_parts(&kv.value);
         *running += 1;
         if !group.is_empty() {
@@ -181,7 +195,7 @@ pub(crate) fn engine_instance_of(
             }
         }
     });
-    (ci, inst)
+    u
 }
 
 /// What a request needs from one instance.

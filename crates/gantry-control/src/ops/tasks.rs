@@ -548,7 +548,7 @@ impl ControlPlane {
                 for (idx, ci) in touched {
                     let r = &cf.records[&view[idx].arn];
                     txn = txn.when(&r.key, r.mod_revision).put(&r.key, encode(&ci));
-                    written.push((r.key.clone(), ci));
+                    written.push((r.key.clone(), r.mod_revision, ci.remaining_resources.unwrap_or_default()));
                 }
                 let failures = placement::failures(view, &plan.rejections);
                 if !failures.is_empty() {
