@@ -95,6 +95,38 @@ impl History {
     }
 }
 
+/// The key space's table. Rows live in a rowid table and the keys in an index of their own:
+/// rows are ~1 KiB, a quarter of a page, and in a table keyed by the key itself (`WITHOUT
+/// ROWID`) such rows spill to overflow pages, which every update rewrites (and every search
+/// past them reads), and every insert between full pages rebalances them. Here a new row is
+/// appended, an update rewrites one page in place, and the index holds only short keys.
+const KV_COLUMNS: &str = "(
+    id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, value BLOB NOT NULL,
+    create_rev INTEGER NOT NULL, mod_rev INTEGER NOT NULL, version INTEGER NOT NULL
+)";
+
+/// Moves a key space kept by an earlier version (a `WITHOUT ROWID` table keyed by the key) into
+/// [`KV_COLUMNS`]' table, in one transaction.
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let sql: Option<String> = conn
+        .query_row("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'kv'", [], |r| r.get(0))
+        .optional()
+        .map_err(storage)?;
+    if sql.is_some_and(|s| s.contains("WITHOUT ROWID")) {
+        conn.execute_batch(&format!(
+            "BEGIN;
+             ALTER TABLE kv RENAME TO kv_old;
+             CREATE TABLE kv {KV_COLUMNS};
+             INSERT INTO kv (key, value, create_rev, mod_rev, version)
+                 SELECT key, value, create_rev, mod_rev, version FROM kv_old ORDER BY key;
+             DROP TABLE kv_old;
+             COMMIT;"
+        ))
+        .map_err(storage)?;
+    }
+    Ok(())
+}
+
 /// The SQLite-backed [`Store`].
 pub struct SqliteStore {
     shared: Arc<Shared>,
@@ -123,14 +155,15 @@ impl SqliteStore {
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
              PRAGMA cache_size=-32768;
-             PRAGMA wal_autocheckpoint=8192;
-             CREATE TABLE IF NOT EXISTS kv (
-                 key TEXT PRIMARY KEY, value BLOB NOT NULL,
-                 create_rev INTEGER NOT NULL, mod_rev INTEGER NOT NULL, version INTEGER NOT NULL
-             ) WITHOUT ROWID;
-             DROP TABLE IF EXISTS log;
-             CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);",
+             PRAGMA wal_autocheckpoint=8192;",
         )
+        .map_err(storage)?;
+        migrate(&conn)?;
+        conn.execute_batch(&format!(
+            "CREATE TABLE IF NOT EXISTS kv {KV_COLUMNS};
+             DROP TABLE IF EXISTS log;
+             CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+        ))
         .map_err(storage)?;
         let meta = |name: &str| -> Result<i64, StoreError> {
             Ok(conn
@@ -405,8 +438,9 @@ impl Writer {
         {
             let mut put = tx
                 .prepare_cached(
-                    "INSERT OR REPLACE INTO kv (key, value, create_rev, mod_rev, version)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO kv (key, value, create_rev, mod_rev, version) VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (key) DO UPDATE SET
+                         value = excluded.value, mod_rev = excluded.mod_rev, version = excluded.version",
                 )
                 .map_err(storage)?;
             let mut del = tx.prepare_cached("DELETE FROM kv WHERE key = ?1").map_err(storage)?;
@@ -421,8 +455,12 @@ impl Writer {
                     None => del.execute([k]).map_err(storage)?,
                 };
             }
-            tx.execute("INSERT OR REPLACE INTO meta (name, value) VALUES ('revision', ?1)", [rev])
-                .map_err(storage)?;
+            tx.execute(
+                "INSERT INTO meta (name, value) VALUES ('revision', ?1)
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [rev],
+            )
+            .map_err(storage)?;
         }
         tx.commit().map_err(storage)
     }
@@ -601,6 +639,46 @@ mod tests {
             assert_eq!((e.kv.mod_revision, e.kv.version, &e.kv.value[..]), (3, 3, &b"3"[..]));
             let _ = std::fs::remove_dir_all(&dir);
         });
+    }
+
+    #[test]
+    fn a_key_space_of_the_earlier_layout_is_moved_over() {
+        let dir = fresh_dir("migrate");
+        let path = dir.join("db");
+        {
+            let conn = Connection::open(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE kv (
+                     key TEXT PRIMARY KEY, value BLOB NOT NULL,
+                     create_rev INTEGER NOT NULL, mod_rev INTEGER NOT NULL, version INTEGER NOT NULL
+                 ) WITHOUT ROWID;
+                 CREATE TABLE meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+                 INSERT INTO kv VALUES ('a/1', x'31', 1, 3, 2), ('a/2', x'32', 2, 2, 1);
+                 INSERT INTO meta VALUES ('revision', 3);",
+            )
+            .unwrap();
+        }
+        rt().block_on(async {
+            let s = SqliteStore::open(&path).unwrap();
+            assert_eq!(s.revision(), 3);
+            let kv = s.get("a/1").unwrap();
+            assert_eq!(
+                (&kv.value[..], kv.create_revision, kv.mod_revision, kv.version),
+                (&b"1"[..], 1, 3, 2)
+            );
+            s.txn(Txn::new().when("a/2", 2).put("a/2", b"22".to_vec())).await.unwrap();
+            drop(s);
+            let s = SqliteStore::open(&path).unwrap();
+            assert_eq!(s.revision(), 4);
+            let kv = s.get("a/2").unwrap();
+            assert_eq!((&kv.value[..], kv.create_revision, kv.version), (&b"22"[..], 2, 2));
+            assert_eq!(s.count("a/"), 2);
+        });
+        let conn = Connection::open(&path).unwrap();
+        let sql: String =
+            conn.query_row("SELECT sql FROM sqlite_master WHERE name = 'kv'", [], |r| r.get(0)).unwrap();
+        assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
