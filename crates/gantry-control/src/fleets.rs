@@ -48,19 +48,20 @@ struct State {
     clusters: HashMap<String, Arc<RwLock<ClusterFleet>>>,
     /// Node (container instance ARN) → its record's key, for the `/_node/` index.
     nodes: HashMap<String, String>,
-    /// Instance records this process's placements just committed, by key: deriving such an
+    /// Instance records this process's placements are committing, by key: deriving such an
     /// instance again needs neither decoding its record nor indexing its attributes again.
     primed: HashMap<String, Primed>,
 }
 
-/// A placement's commit of an instance record: the record it read, with only its
+/// An instance record a placement writes: the record it read, with only its
 /// `remainingResources` changed.
-struct Primed {
-    /// The revision of the commit.
-    revision: i64,
+pub(crate) struct Primed {
+    pub(crate) key: String,
     /// The revision of the record the placement read.
-    base: i64,
-    remaining: Vec<Resource>,
+    pub(crate) base: i64,
+    /// The record as written.
+    pub(crate) value: Vec<u8>,
+    pub(crate) remaining: Vec<Resource>,
 }
 
 /// How many primed records are kept at most (a drain takes them; this bounds the rest).
@@ -142,17 +143,17 @@ impl ControlPlane {
         self.store.watch("/", revision).map_err(|e| EcsError::server(e.to_string()))
     }
 
-    /// Hands the fleets what a placement's commit at `revision` wrote: for each instance record
-    /// (by key), the revision it read and its new `remainingResources`, the only field a
-    /// placement changes. Deriving those instances again when the commit's events are drained
-    /// then only updates what they have left and run.
-    pub(crate) fn prime_instances(&self, revision: i64, records: Vec<(String, i64, Vec<Resource>)>) {
+    /// Hands the fleets the instance records a placement is about to commit. When the commit's
+    /// events are drained and a record is still as written, over the record the fleet holds,
+    /// deriving the instance again only updates what it has left and runs. (A commit that fails
+    /// leaves entries that match no record; they are replaced or cleared later.)
+    pub(crate) fn prime_instances(&self, records: Vec<Primed>) {
         let mut st = self.fleets.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.primed.len() + records.len() > PRIMED_MAX {
             st.primed.clear();
         }
-        for (key, base, remaining) in records {
-            st.primed.insert(key, Primed { revision, base, remaining });
+        for p in records {
+            st.primed.insert(p.key.clone(), p);
         }
     }
 
@@ -167,11 +168,11 @@ impl ControlPlane {
         let kv = self.store.get(key);
         // The record as this process's placement wrote it, if that is still the record and the
         // fleet holds the one the placement read: only its usage changed.
-        if let (Some(kv), Some(p)) = (&kv, primed.remove(key))
-            && p.revision == kv.mod_revision
+        if let Some(kv) = &kv
             && let Some(arn) = cf.keys.get(key)
             && let Some(record) = cf.records.get_mut(arn)
-            && record.mod_revision == p.base
+            && primed.get(key).is_some_and(|p| record.mod_revision == p.base && kv.value[..] == p.value[..])
+            && let Some(p) = primed.remove(key)
         {
             let usage = usage_of(self.store.as_ref(), arn, &p.remaining);
             let record = Arc::make_mut(record);

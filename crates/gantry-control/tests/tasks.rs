@@ -333,7 +333,8 @@ async fn only_changes_the_agent_must_act_on_wake_its_poll() {
     assert!(rx.has_changed().unwrap(), "a stop does");
 }
 
-#[tokio::test]
+/// On several threads, so placements also contend for the fleet's locks for real.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_run_tasks_never_overcommit() {
     let (cp, ctx, clock) = setup();
     let (ci, _g) = cluster_with_instance(&cp, &ctx, &clock, 1000).await;

@@ -7,6 +7,7 @@
 //! so concurrent RunTask calls never overcommit a node; a conflict re-reads and tries again.
 
 use super::check_batch;
+use crate::fleets::Primed;
 use crate::records::{decode, encode, load};
 use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::arn::cluster_name;
@@ -497,8 +498,8 @@ impl ControlPlane {
             seed: 0,
         };
         let td_arn = p.def.task_definition_arn.clone().unwrap_or_default();
-        let ((placed, failures, written), revision) = self
-            .retry_at(|| {
+        let (placed, failures) = self
+            .retry(|| {
                 let cf = self.cluster_fleet(ctx, &cname)?;
                 let cf = cf.read().unwrap_or_else(|e| e.into_inner());
                 // StartTask's named instances form a fleet of their own.
@@ -547,8 +548,14 @@ impl ControlPlane {
                 let mut written = Vec::with_capacity(touched.len());
                 for (idx, ci) in touched {
                     let r = &cf.records[&view[idx].arn];
-                    txn = txn.when(&r.key, r.mod_revision).put(&r.key, encode(&ci));
-                    written.push((r.key.clone(), r.mod_revision, ci.remaining_resources.unwrap_or_default()));
+                    let value = encode(&ci);
+                    txn = txn.when(&r.key, r.mod_revision).put(&r.key, value.clone());
+                    written.push(Primed {
+                        key: r.key.clone(),
+                        base: r.mod_revision,
+                        value,
+                        remaining: ci.remaining_resources.unwrap_or_default(),
+                    });
                 }
                 let failures = placement::failures(view, &plan.rejections);
                 if !failures.is_empty() {
@@ -566,12 +573,13 @@ impl ControlPlane {
                         why.join("; ")
                     );
                 }
-                Ok((txn, (placed, failures, written)))
+                // Before the commit, whose events may be drained before this task runs again;
+                // and with the fleet released (draining takes the fleets' lock, then a fleet's).
+                drop(cf);
+                self.prime_instances(written);
+                Ok((txn, (placed, failures)))
             })
             .await?;
-        if revision > 0 {
-            self.prime_instances(revision, written);
-        }
         Ok((placed, failures))
     }
 
