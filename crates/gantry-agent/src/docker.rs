@@ -7,6 +7,7 @@
 //! 1.41 (Docker 20.10) and newer, negotiating the version when it connects.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bollard::Docker;
@@ -630,7 +631,7 @@ fn container_state(doc: ContainerInspectResponse) -> ContainerState {
         name: doc.name.unwrap_or_default().trim_start_matches('/').to_owned(),
         // The reference as created, not the image ID that the top-level `Image` holds.
         image: config.image.or(doc.image).unwrap_or_default(),
-        labels: config.labels.unwrap_or_default().into_iter().collect(),
+        labels: Arc::new(config.labels.unwrap_or_default().into_iter().collect()),
         status,
         exit_code: (status == ContainerStatus::Exited).then_some(state.exit_code).flatten(),
         error,
@@ -987,7 +988,7 @@ mod tests {
         assert_eq!(state.id, "abc123");
         assert_eq!(state.name, "web");
         assert_eq!(state.image, "gantry-test/busybox:latest");
-        assert_eq!(state.labels, BTreeMap::from([("gantry.node".into(), "n1".into())]));
+        assert_eq!(*state.labels, BTreeMap::from([("gantry.node".into(), "n1".into())]));
         assert_eq!(state.status, ContainerStatus::Running);
         assert_eq!(state.exit_code, None);
         assert_eq!((state.error, state.oom_killed), (None, false));

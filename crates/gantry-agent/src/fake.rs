@@ -3,7 +3,7 @@
 
 use crate::runtime::*;
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
 
@@ -22,6 +22,8 @@ pub struct FakeRuntime {
 #[derive(Default)]
 struct Inner {
     containers: BTreeMap<String, FakeContainer>,
+    /// The containers' names (an engine's names are unique).
+    names: HashSet<String>,
     images: HashSet<String>,
     /// Images that any pull finds (others fail like a missing repository).
     pullable: HashSet<String>,
@@ -82,6 +84,7 @@ impl FakeRuntime {
         if let Some(id) = id
             && let Some(c) = g.containers.remove(&id)
         {
+            g.names.remove(&c.state.name);
             let _ = c.exited.send(Some(137));
         }
     }
@@ -162,7 +165,7 @@ impl Runtime for FakeRuntime {
         if !g.simulated && !g.images.contains(&spec.image) {
             return ready(Err(RuntimeError::Create(format!("No such image: {}", spec.image))));
         }
-        if g.containers.values().any(|c| c.state.name == spec.name) {
+        if g.names.contains(&spec.name) {
             return ready(Err(RuntimeError::Create(format!(
                 "Conflict. The container name \"/{}\" is already in use",
                 spec.name
@@ -174,7 +177,7 @@ impl Runtime for FakeRuntime {
             id: id.clone(),
             name: spec.name.clone(),
             image: spec.image.clone(),
-            labels: spec.labels.clone(),
+            labels: Arc::new(spec.labels.clone()),
             status: ContainerStatus::Created,
             exit_code: None,
             error: None,
@@ -186,6 +189,7 @@ impl Runtime for FakeRuntime {
             ip_address: None,
         };
         let (tx, _) = watch::channel(None);
+        g.names.insert(spec.name.clone());
         g.containers.insert(id.clone(), FakeContainer { state, spec: spec.clone(), exited: tx });
         ready(Ok(id))
     }
@@ -248,6 +252,7 @@ impl Runtime for FakeRuntime {
             g.calls.push(format!("remove {id}"));
         }
         if let Some(c) = g.containers.remove(id) {
+            g.names.remove(&c.state.name);
             let _ = c.exited.send(Some(c.state.exit_code.unwrap_or(137)));
         }
         ready(Ok(()))
@@ -299,5 +304,27 @@ impl Runtime for FakeRuntime {
 
     fn logs<'a>(&'a self, id: &'a str) -> BoxFuture<'a, RuntimeResult<Vec<u8>>> {
         ready(Ok(format!("logs of {id}\n").into_bytes()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn names_are_unique_until_the_container_is_removed() {
+        let rt = FakeRuntime::simulated();
+        let spec = ContainerSpec { name: "web".into(), image: "img".into(), ..Default::default() };
+        let id = rt.create(&spec).await.unwrap();
+        let again = rt.create(&spec).await;
+        assert!(
+            matches!(&again, Err(RuntimeError::Create(m)) if m.contains("\"/web\" is already in use")),
+            "{again:?}"
+        );
+        rt.create(&ContainerSpec { name: "api".into(), ..spec.clone() }).await.unwrap();
+        rt.remove(&id).await.unwrap();
+        let id = rt.create(&spec).await.unwrap();
+        rt.vanish(&id);
+        rt.create(&spec).await.unwrap();
     }
 }

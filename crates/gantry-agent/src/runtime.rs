@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -184,7 +185,8 @@ pub struct ContainerState {
     pub id: String,
     pub name: String,
     pub image: String,
-    pub labels: BTreeMap<String, String>,
+    /// Shared: listing a node's containers copies every state.
+    pub labels: Arc<BTreeMap<String, String>>,
     pub status: ContainerStatus,
     pub exit_code: Option<i64>,
     /// Why the engine stopped it, when it says (e.g. "OOMKilled").
