@@ -49,8 +49,29 @@ const TARGET: &str = "AmazonEC2ContainerServiceV20141113.";
 impl HttpClient {
     /// `base` is the server's URL (`http://host:port`); `region` goes into the credential scope.
     pub fn new(base: &str, region: &str) -> Self {
+        Self::build(base, region, None)
+    }
+
+    /// The same server, over connections of its own made from the local address `local`.
+    pub fn bound_to(&self, local: std::net::IpAddr) -> Self {
+        Self::build(&self.base, &self.region, Some(local))
+    }
+
+    /// The server's address, when the URL names an IP address rather than a host name.
+    pub fn server_ip(&self) -> Option<std::net::IpAddr> {
+        let host = self.base.split_once("://").map_or(self.base.as_str(), |(_, rest)| rest);
+        let host = host.split('/').next().unwrap_or_default();
+        let host = match host.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        host.parse().ok()
+    }
+
+    fn build(base: &str, region: &str, local: Option<std::net::IpAddr>) -> Self {
         let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
         connector.set_nodelay(true);
+        connector.set_local_address(local);
         // Idle connections are closed after 30 s. The pool only looks for them when it has a
         // timer: without one, the connections a burst opened (a simulated fleet registering
         // 10,000 instances) stay open for good, on both sides.
