@@ -137,14 +137,7 @@ pub(crate) fn engine_instance(
     store: &dyn gantry_store::Store,
     kv: &gantry_store::KeyValue,
 ) -> Result<(Stored<ContainerInstance>, Instance)> {
-    Ok(engine_instance_of(store, decode::<ContainerInstance>(kv)?))
-}
-
-/// [`engine_instance`] of a record already decoded.
-pub(crate) fn engine_instance_of(
-    store: &dyn gantry_store::Store,
-    ci: Stored<ContainerInstance>,
-) -> (Stored<ContainerInstance>, Instance) {
+    let ci = decode::<ContainerInstance>(kv)?;
     let c = &ci.value;
     let arn = c.container_instance_arn.clone().unwrap_or_default();
     let registered = c.registered_resources.as_deref().unwrap_or_default();
@@ -168,7 +161,7 @@ pub(crate) fn engine_instance_of(
         arn,
     };
     inst.set_usage(usage_of(store, &inst.arn, c.remaining_resources.as_deref().unwrap_or_default()));
-    (ci, inst)
+    Ok((ci, inst))
 }
 
 /// What the instance `arn` has left (its record's `remaining`) and the tasks it runs (counted,
