@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Makes sure a Docker engine is installed and running on this (Debian) machine: installs
-# docker.io if the docker CLI is missing, and starts dockerd in the background (there may be no
+# docker.io if the engine (dockerd) is missing, and starts dockerd in the background (there may be no
 # systemd) if the daemon does not answer. Needs root for either step; does nothing when Docker
-# already works.
+# already works. (A docker CLI alone is not an engine: dockerd is what must be there.)
 set -euo pipefail
 
-if ! command -v docker >/dev/null 2>&1; then
+if ! command -v dockerd >/dev/null 2>&1; then
     if [[ $EUID -ne 0 ]]; then
         echo "docker-up: Docker is not installed; run as root, or: sudo apt-get install -y docker.io" >&2
         exit 1

@@ -9,7 +9,7 @@ need=()
 python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv python3-pip)
 command -v gcc >/dev/null 2>&1 || need+=(build-essential)
 command -v curl >/dev/null 2>&1 || need+=(curl)
-command -v docker >/dev/null 2>&1 || need+=(docker.io)
+command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 { [[ -x /bin/busybox ]] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked'; } || need+=(busybox-static file)
 if ((${#need[@]})); then
     if [[ $EUID -ne 0 ]]; then
@@ -21,3 +21,7 @@ if ((${#need[@]})); then
     apt-get install -y -q "${need[@]}" >/dev/null
 fi
 "$root/scripts/docker-up.sh"
+# rustfmt and clippy: the suite checks formatting and lints (a minimal rustup profile lacks them).
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+    rustup component add rustfmt clippy >/dev/null
+fi

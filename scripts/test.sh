@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh Debian machine with Rust:
-#   Rust unit/integration tests, then the black-box suite (real binary + AWS CLI v1 + boto3).
+#   formatting and clippy, Rust unit/integration tests, then the black-box suite (real binary + AWS CLI v1 + boto3).
 # Quiet on success; on failure the failing step's output is shown.
 set -euo pipefail
 
@@ -36,11 +36,15 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     echo "$want" >"$stamp"
 fi
 
-# 2. Build the binary the black-box tests start, and the local image the real-Docker tests run.
+# 2. Code hygiene: unformatted code or a clippy warning fails the suite.
+quiet fmt cargo fmt --all --check
+quiet clippy cargo clippy -q --workspace --all-targets -- -D warnings
+
+# 3. Build the binary the black-box tests start, and the local image the real-Docker tests run.
 quiet build cargo build -q -p gantry
 quiet images "$root/tests/images/build.sh"
 
-# 3. Rust tests. A failure here is reported, and the black-box suite still runs.
+# 4. Rust tests. A failure here is reported, and the black-box suite still runs.
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
     rust=(cargo nextest run --workspace --no-fail-fast --status-level fail
@@ -62,7 +66,7 @@ else
     status=1
 fi
 
-# 4. Black-box tests against target/debug/gantry, with the venv's `aws` first on PATH.
+# 5. Black-box tests against target/debug/gantry, with the venv's `aws` first on PATH.
 export PATH="$venv/bin:$PATH"
 export GANTRY_BIN="${GANTRY_BIN:-$root/target/debug/gantry}"
 export GANTRY_REQUIRE_DOCKER=1

@@ -1,8 +1,8 @@
 //! Routing: one exhaustive `match` from operation name to control-plane call.
 
 use crate::wire::{parse, render, unknown_operation};
-use gantry_control::{ControlPlane, Ctx};
 use gantry_core::{EcsError, ErrorKind};
+use gantry_ecs::{ControlPlane, Ctx};
 
 /// Runs one ECS operation and returns the rendered response body.
 /// `base_url` is how the caller reached this server (for DiscoverPollEndpoint).

@@ -1789,6 +1789,7 @@ mod tests {
     }
 
     /// Counts the current thread's allocations, to hold `eval` to its promise.
+    #[allow(unsafe_code)]
     mod counting {
         use std::alloc::{GlobalAlloc, Layout, System};
         use std::cell::Cell;

@@ -5,8 +5,8 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use gantry_api::{ApiConfig, router};
-use gantry_control::ControlPlane;
 use gantry_core::{SeededIds, SystemClock};
+use gantry_ecs::ControlPlane;
 use gantry_store::SqliteStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! Helpers shared by the control-plane test files.
 
-use gantry_control::{ControlPlane, Ctx};
 use gantry_core::{FixedClock, Scope, SeededIds, Timestamp};
+use gantry_ecs::{ControlPlane, Ctx};
 use std::sync::Arc;
 
 /// A control plane on an in-memory store, a fixed clock and seeded IDs, and a root context.
@@ -23,7 +23,7 @@ pub async fn connected_instance(
     ctx: &Ctx,
     clock: &Arc<FixedClock>,
     registration: gantry_model::RegisterContainerInstanceRequest,
-) -> (String, gantry_control::agents::PollGuard) {
+) -> (String, gantry_ecs::agents::PollGuard) {
     let arn = cp
         .register_container_instance(ctx, registration)
         .await

@@ -2,11 +2,10 @@
 //! for a number of GPUs per container, and placement reserves concrete IDs (a container's
 //! `gpuIds`) from the instance's remaining set and gives them back when the task stops.
 
-mod common;
-use common::{connected_instance, req, setup};
-use gantry_control::ops::tasks::Reservation;
-use gantry_control::{ControlPlane, Ctx};
+use crate::common::{connected_instance, req, setup};
 use gantry_core::FixedClock;
+use gantry_ecs::ops::tasks::Reservation;
+use gantry_ecs::{ControlPlane, Ctx};
 use gantry_model::*;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -37,7 +36,7 @@ async fn gpu_instance(
     cp: &ControlPlane,
     ctx: &Ctx,
     clock: &Arc<FixedClock>,
-) -> (String, gantry_control::agents::PollGuard) {
+) -> (String, gantry_ecs::agents::PollGuard) {
     cp.create_cluster(ctx, req(json!({"clusterName": "c"}))).await.unwrap();
     connected_instance(cp, ctx, clock, registration(None)).await
 }

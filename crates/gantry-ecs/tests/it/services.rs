@@ -3,10 +3,9 @@
 //! DRAINING, listings, Describe's MISSING failures, tags, and task scale-in protection. Nothing
 //! here needs the scheduler: it asserts on what the API stores and returns.
 
-mod common;
-use common::{connected_instance, req, setup};
-use gantry_control::{ControlPlane, Ctx};
+use crate::common::{connected_instance, req, setup};
 use gantry_core::ErrorKind;
+use gantry_ecs::{ControlPlane, Ctx};
 use gantry_model::*;
 use serde_json::{Value, json};
 
@@ -287,11 +286,10 @@ async fn create_is_idempotent_only_for_the_same_request_and_refuses_draining() {
     // Once the scheduler has made it INACTIVE, the name can be used again.
     let key = "/000000000000/us-east-1/service/c/svc";
     let kv = cp.store().get(key).unwrap();
-    let mut rec: serde_json::Value =
-        serde_json::from_slice(&gantry_control::unpack(&kv.value).unwrap()).unwrap();
+    let mut rec: serde_json::Value = serde_json::from_slice(&gantry_ecs::unpack(&kv.value).unwrap()).unwrap();
     rec["service"]["status"] = json!("INACTIVE");
     cp.store()
-        .txn(gantry_store::Txn::new().put(key, gantry_control::pack(serde_json::to_vec(&rec).unwrap())))
+        .txn(gantry_store::Txn::new().put(key, gantry_ecs::pack(serde_json::to_vec(&rec).unwrap())))
         .await
         .unwrap();
     let c = create(&cp, &ctx, web("svc", 1)).await.unwrap();

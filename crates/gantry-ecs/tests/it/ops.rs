@@ -1,7 +1,7 @@
 //! The control plane called directly, over an in-memory store, a fixed clock and seeded IDs.
 
-use gantry_control::{ControlPlane, Ctx};
 use gantry_core::{ErrorKind, FixedClock, Scope, SeededIds, Timestamp};
+use gantry_ecs::{ControlPlane, Ctx};
 use gantry_model::*;
 use gantry_store::SqliteStore;
 use serde_json::json;

@@ -1,11 +1,10 @@
 //! Tasks through the control plane directly: placement, failures, idempotency, the lifecycle
 //! that agents report, and concurrent RunTask calls that must never overcommit an instance.
 
-mod common;
-use common::{connected_instance, req, setup};
-use gantry_control::{ControlPlane, Ctx};
+use crate::common::{connected_instance, req, setup};
 use gantry_core::protocol::FargateRegistration;
 use gantry_core::{ErrorKind, FixedClock};
+use gantry_ecs::{ControlPlane, Ctx};
 use gantry_model::*;
 use serde_json::json;
 use std::sync::Arc;
@@ -16,7 +15,7 @@ async fn cluster_with_instance(
     ctx: &Ctx,
     clock: &Arc<FixedClock>,
     memory: i32,
-) -> (String, gantry_control::agents::PollGuard) {
+) -> (String, gantry_ecs::agents::PollGuard) {
     cp.create_cluster(ctx, req(json!({"clusterName": "c"}))).await.unwrap();
     let registration = req(json!({"cluster": "c", "totalResources": [
         {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
@@ -145,7 +144,7 @@ async fn failures_name_the_resource_and_disconnected_agents() {
     let f = &r.failures.unwrap()[0];
     assert_eq!((f.arn.as_deref(), f.reason.as_deref()), (Some(ci.as_str()), Some("RESOURCE:MEMORY")));
     drop(guard);
-    clock.advance_ms(gantry_control::agents::GRACE_MS + 1);
+    clock.advance_ms(gantry_ecs::agents::GRACE_MS + 1);
     let r = cp.run_task(&ctx, req(json!({"cluster": "c", "taskDefinition": "web"}))).await.unwrap();
     assert_eq!(r.failures.unwrap()[0].reason.as_deref(), Some("AGENT"));
     let inst = cp
@@ -431,7 +430,7 @@ async fn zoned_fleet(
     cp: &ControlPlane,
     ctx: &Ctx,
     clock: &Arc<FixedClock>,
-) -> (Vec<String>, Vec<gantry_control::agents::PollGuard>) {
+) -> (Vec<String>, Vec<gantry_ecs::agents::PollGuard>) {
     cp.create_cluster(ctx, req(json!({"clusterName": "z"}))).await.unwrap();
     let mut arns = Vec::new();
     let mut guards = Vec::new();

@@ -2,8 +2,8 @@
 //! agent would report for each task, decided by its image (`crash` stops at once, `stuck` never
 //! starts, anything else starts on the next step), and reads of a service and its tasks.
 
-use super::common::req;
-use gantry_control::{ControlPlane, Ctx};
+use crate::common::req;
+use gantry_ecs::{ControlPlane, Ctx};
 use gantry_model::*;
 use serde_json::json;
 

@@ -6,11 +6,10 @@
 //! failing deployment that trips the circuit breaker and rolls back, deletion, and a blue/green
 //! switch with task sets.
 
-mod agents_sim;
-mod common;
-use common::{connected_instance, req, setup};
-use gantry_control::{ControlPlane, Ctx, keys};
+use crate::agents_sim;
+use crate::common::{connected_instance, req, setup};
 use gantry_core::FixedClock;
+use gantry_ecs::{ControlPlane, Ctx, keys};
 use gantry_model::*;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -23,7 +22,7 @@ struct Sim {
     ctx: Ctx,
     clock: Arc<FixedClock>,
     instances: Vec<String>,
-    guards: Vec<gantry_control::agents::PollGuard>,
+    guards: Vec<gantry_ecs::agents::PollGuard>,
 }
 
 impl Sim {

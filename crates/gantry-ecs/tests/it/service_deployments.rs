@@ -5,11 +5,10 @@
 //! breaker rolls back → a deployment replaced while in progress → StopServiceDeployment, and
 //! checks statuses, ARNs, counts, MISSING failures and errors on the way.
 
-mod agents_sim;
-mod common;
-use common::{connected_instance, req, setup};
-use gantry_control::{ControlPlane, Ctx, keys};
+use crate::agents_sim;
+use crate::common::{connected_instance, req, setup};
 use gantry_core::{ErrorKind, FixedClock};
+use gantry_ecs::{ControlPlane, Ctx, keys};
 use gantry_model::*;
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -21,7 +20,7 @@ struct Sim {
     cp: ControlPlane,
     ctx: Ctx,
     clock: Arc<FixedClock>,
-    _guards: Vec<gantry_control::agents::PollGuard>,
+    _guards: Vec<gantry_ecs::agents::PollGuard>,
 }
 
 impl Sim {

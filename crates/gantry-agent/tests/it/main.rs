@@ -1,0 +1,4 @@
+//! gantry-agent's integration tests, in one binary.
+
+mod docker;
+mod reconcile;

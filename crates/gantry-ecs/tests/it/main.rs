@@ -1,0 +1,10 @@
+//! gantry-ecs's integration tests, in one binary (one link instead of one per file).
+
+mod agents_sim;
+mod common;
+mod gpus;
+mod ops;
+mod service_deployments;
+mod services;
+mod services_sim;
+mod tasks;
