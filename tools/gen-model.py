@@ -1,30 +1,44 @@
 #!/usr/bin/env python3
-"""Generate crates/gantry-model/src/generated.rs from botocore's ECS model.
+"""Generate gantry-model's wire shapes, one module per AWS service Gantry serves, from botocore.
 
-The ECS wire contract is AWS's, so Gantry does not hand-write its shapes: this script turns every
-structure reachable from the operations Gantry speaks into a serde struct. Rules:
+The wire contract is AWS's, so Gantry does not hand-write its shapes. SERVICES below is the one
+list of services: for each, this script writes
+
+* `crates/gantry-model/src/<module>.rs`: every structure reachable from the operations Gantry
+  speaks, as a serde struct;
+* `crates/gantry-model/models/<module>.json`: the trimmed botocore model (metadata, those
+  operations, their shapes, errors included) that gantry-protocol reads to speak the service's
+  non-JSON protocols (awsQuery, rpcv2Cbor) and to know its operations.
+
+Rules for the structs:
 
 * member names keep the model's spelling (`#[serde(rename = "...")]`), fields are snake_case;
 * members listed in a structure's `required` are plain fields, so serde rejects a request without
   them; every other member is an `Option`, except unboxed primitives (the model's `Integer`,
   `Boolean`, ...), which AWS always returns and which default to zero/false;
-* enums stay `String`s: ECS validates enum values itself, with its own messages, so the domain
-  does it (and an unknown future value does not break deserialization of stored records);
-* timestamps are `f64` epoch seconds, the json protocol's default;
-* exceptions are not generated (see gantry-core's error enum).
+* enums stay `String`s: services validate enum values themselves, with their own messages, so the
+  domain does it (and an unknown future value does not break deserialization of stored records);
+* timestamps are `f64` epoch seconds and blobs base64 strings, the JSON protocols' forms (the
+  protocol crate turns other protocols' forms into these);
+* exceptions get no struct (see each service's error enum).
 
-Usage: pip download botocore==1.44.5 --no-deps; unzip it; then
-    python3 tools/gen-model.py path/to/service-2.json.gz > crates/gantry-model/src/generated.rs
+Usage (botocore pinned to BOTOCORE below):
+    python3 -m venv /tmp/bc && /tmp/bc/bin/pip install botocore==1.44.5
+    /tmp/bc/bin/python tools/gen-model.py
 """
 import gzip
 import json
+import os
 import re
 import sys
 
-# Operations Gantry implements or will; the newest Daemon/Gateway/Express families are left out
-# until an issue asks for them (they cost compile time and no CLI v1 user can call them).
-SKIP_PREFIXES = ("Daemon", "Gateway", "ExpressGateway")
-SKIP_OPS = {
+BOTOCORE = "1.44.5"
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# ECS operations left out until an issue asks for them (the newest Daemon/Gateway/Express
+# families: they cost compile time and no CLI v1 user can call them).
+ECS_SKIP_OPS = {
     "CreateDaemon", "DeleteDaemon", "DescribeDaemon", "UpdateDaemon", "ListDaemons",
     "DescribeDaemonDeployments", "ListDaemonDeployments", "DescribeDaemonRevisions",
     "RegisterDaemonTaskDefinition", "DescribeDaemonTaskDefinition", "DeleteDaemonTaskDefinition",
@@ -35,6 +49,13 @@ SKIP_OPS = {
     "ListGatewayClusterAssociations", "DescribeGatewayResources", "DescribeGatewayRoute",
     "ListGatewayRoutes",
 }
+
+# The one list of services Gantry serves: (module, botocore directory, API version, operations
+# left out).
+SERVICES = [
+    ("ecs", "ecs", "2014-11-13", ECS_SKIP_OPS),
+    ("sts", "sts", "2011-06-15", set()),
+]
 
 KEYWORDS = {"type", "override", "match", "ref", "mod", "use", "async", "await", "fn", "impl",
             "in", "loop", "move", "self", "static", "struct", "trait", "where", "yield", "box",
@@ -51,26 +72,36 @@ def snake(name):
     return "r#" + s if s in KEYWORDS else s
 
 
-def main():
-    model = json.load(gzip.open(sys.argv[1]))
+
+def botocore_data():
+    import botocore
+    return os.path.join(os.path.dirname(botocore.__file__), "data")
+
+
+def generate(module, directory, version, skip):
+    path = os.path.join(botocore_data(), directory, version, "service-2.json.gz")
+    model = json.load(gzip.open(path))
     shapes = model["shapes"]
-    ops = {n: o for n, o in model["operations"].items() if n not in SKIP_OPS}
+    ops = {n: o for n, o in model["operations"].items() if n not in skip}
 
     reachable = []
     seen = set()
+    model_shapes = {}
 
     def visit(name):
         if name in seen:
             return
         seen.add(name)
         s = shapes[name]
+        model_shapes[name] = {k: v for k, v in s.items() if k != "documentation"}
+        for m in model_shapes[name].get("members", {}).values():
+            m.pop("documentation", None)
         t = s["type"]
         if t == "structure":
-            if s.get("exception"):
-                return
             for m in s["members"].values():
                 visit(m["shape"])
-            reachable.append(name)
+            if not s.get("exception"):
+                reachable.append(name)
         elif t == "list":
             visit(s["member"]["shape"])
         elif t == "map":
@@ -81,6 +112,8 @@ def main():
         for k in ("input", "output"):
             if k in ops[op]:
                 visit(ops[op][k]["shape"])
+        for e in ops[op].get("errors", []):
+            visit(e["shape"])
 
     def rust_type(name):
         s = shapes[name]
@@ -112,15 +145,18 @@ def main():
         s = shapes[name]
         return s["type"] in ("integer", "long", "double", "boolean") and not s.get("box")
 
+    sid = model["metadata"].get("serviceId", module)
     out = []
-    out.append("// @generated by tools/gen-model.py from botocore 1.44.5's ECS model. Do not edit.\n")
-    out.append("#![allow(clippy::all)]\n")
+    out.append(f"// @generated by tools/gen-model.py from botocore {BOTOCORE}'s {sid} model. Do not edit.\n")
+    out.append("#![allow(clippy::all, unused_imports)]\n")
     out.append("use serde::{Deserialize, Serialize};\nuse std::collections::BTreeMap;\n")
-    out.append("\n/// Every operation of the ECS JSON API that this model covers.\n")
+    out.append(f"\n/// Every operation of the {sid} API that this model covers.\n")
     out.append("pub const OPERATIONS: &[&str] = &[\n")
     for op in sorted(ops):
         out.append(f'    "{op}",\n')
     out.append("];\n")
+    out.append(f"\n/// The trimmed botocore model of these operations (`models/{module}.json`).\n")
+    out.append(f'pub const MODEL: &str = include_str!("../models/{module}.json");\n')
 
     for name in sorted(reachable):
         s = shapes[name]
@@ -141,7 +177,29 @@ def main():
             out.append(f"    #[serde({', '.join(attrs)})]\n")
             out.append(f"    pub {fname}: {ty},\n")
         out.append("}\n")
-    sys.stdout.write("".join(out))
+    crate = os.path.join(ROOT, "crates", "gantry-model")
+    with open(os.path.join(crate, "src", f"{module}.rs"), "w") as f:
+        f.write("".join(out))
+    trimmed = {
+        "version": model.get("version", "2.0"),
+        "metadata": model["metadata"],
+        "operations": {
+            n: {k: v for k, v in o.items() if k != "documentation"} for n, o in sorted(ops.items())
+        },
+        "shapes": dict(sorted(model_shapes.items())),
+    }
+    os.makedirs(os.path.join(crate, "models"), exist_ok=True)
+    with open(os.path.join(crate, "models", f"{module}.json"), "w") as f:
+        json.dump(trimmed, f, separators=(",", ":"), sort_keys=True)
+        f.write("\n")
+
+
+def main():
+    import botocore
+    if botocore.__version__ != BOTOCORE:
+        sys.exit(f"gen-model: botocore {BOTOCORE} is pinned, this is {botocore.__version__}")
+    for module, directory, version, skip in SERVICES:
+        generate(module, directory, version, skip)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,14 @@ pub mod error;
 pub mod page;
 pub mod protocol;
 pub mod query;
+pub mod secret;
+pub mod service_error;
 pub mod taskdef;
 pub mod time;
 pub mod validate;
 
 pub use arn::{Arn, Scope};
 pub use error::{EcsError, ErrorKind, Result};
+pub use secret::{OsSecrets, Secret, SecretGen};
+pub use service_error::{Fault, ServiceError};
 pub use time::{Clock, FixedClock, IdGen, SeededIds, SystemClock, Timestamp};

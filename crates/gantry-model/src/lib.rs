@@ -1,12 +1,18 @@
-//! The shapes of Amazon ECS's JSON API, generated from botocore's service model by
-//! `tools/gen-model.py` and never edited by hand.
+//! The wire shapes of the AWS APIs Gantry serves, one module per service, generated from
+//! botocore's service models by `tools/gen-model.py` (driven by its one list of services) and
+//! never edited by hand.
 //!
-//! Every request, response and resource structure that the ECS API defines is here, spelled as AWS
-//! spells it on the wire. This crate knows nothing of HTTP, storage or validation: required
-//! members are plain fields so that deserialization rejects a request without them, enum-typed
-//! members are strings that the domain validates with ECS's own messages.
+//! Every request, response and resource structure of the operations Gantry speaks is here,
+//! spelled as AWS spells it on the wire, in the JSON protocols' forms (timestamps as epoch
+//! seconds, blobs as base64). Each module also carries its trimmed botocore model (`MODEL`), which
+//! gantry-protocol reads to speak the service's other protocols. This crate knows nothing of
+//! HTTP, storage or validation: required members are plain fields so that deserialization rejects
+//! a request without them, enum-typed members are strings that each service validates with its
+//! own messages. ECS's shapes are also at the crate root, where its code has always found them.
 
 #[rustfmt::skip]
-mod generated;
+pub mod ecs;
+#[rustfmt::skip]
+pub mod sts;
 
-pub use generated::*;
+pub use ecs::*;

@@ -1,0 +1,53 @@
+//! Ports: the narrow traits through which Gantry's AWS services reach each other, and the small
+//! types that cross them.
+//!
+//! Service crates (`gantry-ecs`, `gantry-sts`, ...) never depend on each other. When one needs
+//! another's behaviour (the front door needs the keys STS and IAM issue; later ECS registers
+//! targets with ELBv2, the agent resolves secrets), it asks for a trait defined here, and the
+//! binary wires the implementation in. This crate holds no logic and no I/O.
+
+use gantry_core::Secret;
+use std::sync::Arc;
+
+/// Who signed a request: what STS's GetCallerIdentity answers, and what IAM will authorize.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The 12-digit account.
+    pub account: String,
+    /// `arn:aws:iam::ACCOUNT:root`, `arn:aws:iam::ACCOUNT:user/NAME`, an assumed role's
+    /// `arn:aws:sts::ACCOUNT:assumed-role/ROLE/SESSION`, ...
+    pub arn: String,
+    /// IAM's unique ID (`aws:userid`): the account ID for the root user, `AIDA...` for a user,
+    /// `AROA...:SESSION` for an assumed role.
+    pub user_id: String,
+}
+
+impl Principal {
+    /// The account's root user.
+    pub fn root(account: &str) -> Self {
+        Principal {
+            account: account.to_string(),
+            arn: format!("arn:aws:iam::{account}:root"),
+            user_id: account.to_string(),
+        }
+    }
+}
+
+/// A key the front door accepts signatures from.
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub access_key_id: String,
+    pub secret: Secret,
+    /// Temporary credentials carry a session token, which a request must present
+    /// (`x-amz-security-token`) and which must match.
+    pub session_token: Option<Secret>,
+    /// When temporary credentials expire (epoch seconds).
+    pub expires_at: Option<i64>,
+    pub principal: Principal,
+}
+
+/// The store of keys (this issue: the bootstrap root key; IAM adds users' keys, STS sessions).
+pub trait KeyStore: Send + Sync {
+    /// The credential of an access key ID, if it is known and active.
+    fn lookup(&self, access_key_id: &str) -> Option<Arc<Credential>>;
+}
