@@ -110,9 +110,10 @@ impl fmt::Display for SigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SigError::Missing => f.write_str("Missing Authentication Token"),
-            SigError::Incomplete(m) | SigError::Invalid(m) | SigError::Expired(m) | SigError::NotYetCurrent(m) => {
-                f.write_str(m)
-            }
+            SigError::Incomplete(m)
+            | SigError::Invalid(m)
+            | SigError::Expired(m)
+            | SigError::NotYetCurrent(m) => f.write_str(m),
             SigError::SignatureDoesNotMatch(_) => f.write_str(SIGNATURE_DOES_NOT_MATCH),
             SigError::UnknownAccessKey => f.write_str(INVALID_TOKEN),
         }

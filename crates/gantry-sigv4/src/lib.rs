@@ -111,7 +111,10 @@ impl Auth {
         if valid(&self.region) {
             return Ok(());
         }
-        Err(SigError::Invalid(format!("Credential should be scoped to a valid region, not '{}'. ", self.region)))
+        Err(SigError::Invalid(format!(
+            "Credential should be scoped to a valid region, not '{}'. ",
+            self.region
+        )))
     }
 }
 
@@ -181,8 +184,8 @@ fn require_host(signed_headers: &str) -> Result<(), SigError> {
 }
 
 fn parse_header(req: &Request<'_>, raw: &[u8]) -> Result<Auth, SigError> {
-    let header =
-        std::str::from_utf8(raw).map_err(|_| incomplete("The Authorization header is not valid text.".into()))?;
+    let header = std::str::from_utf8(raw)
+        .map_err(|_| incomplete("The Authorization header is not valid text.".into()))?;
     let header = header.trim();
     let (algorithm, rest) = header.split_once(' ').unwrap_or((header, ""));
     if !algorithm.starts_with("AWS4-") {
@@ -219,7 +222,9 @@ fn parse_header(req: &Request<'_>, raw: &[u8]) -> Result<Auth, SigError> {
         problems.push_str("Authorization header requires 'SignedHeaders' parameter. ");
     }
     if date_header.is_none() {
-        problems.push_str("Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ");
+        problems.push_str(
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ",
+        );
     }
     let (Some(credential), Some(signed_headers), Some(signature), Some((date_raw, amz))) =
         (credential, signed_headers, signature, date_header)
@@ -323,9 +328,10 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 }
 
 /// The key derived from a secret for one date, region and service. Cache it per
-/// (access key, date, region, service): it is valid for that whole day and scope.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SigningKey([u8; 32]);
+/// (access key, date, region, service): it is valid for that whole day and scope. It keeps the
+/// HMAC state already keyed, so a signature costs the hashing of the string to sign alone.
+#[derive(Clone)]
+pub struct SigningKey(HmacSha256);
 
 impl SigningKey {
     /// `HMAC(HMAC(HMAC(HMAC("AWS4" + secret, date), region), service), "aws4_request")`.
@@ -336,12 +342,15 @@ impl SigningKey {
         let k = hmac(&k, date.as_bytes());
         let k = hmac(&k, region.as_bytes());
         let k = hmac(&k, service.as_bytes());
-        SigningKey(hmac(&k, b"aws4_request"))
+        let key = hmac(&k, b"aws4_request");
+        SigningKey(<HmacSha256 as KeyInit>::new_from_slice(&key).expect("HMAC takes keys of any length"))
     }
 
     /// The hex signature of a string to sign.
     pub fn sign(&self, string_to_sign: &str) -> String {
-        canonical::hex(&hmac(&self.0, string_to_sign.as_bytes()))
+        let mut mac = self.0.clone();
+        mac.update(string_to_sign.as_bytes());
+        canonical::hex(&mac.finalize().into_bytes())
     }
 }
 

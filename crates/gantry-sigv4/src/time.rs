@@ -55,7 +55,8 @@ pub fn parse_http_date(s: &str) -> Option<i64> {
     let rest = s.trim().split_once(", ").map_or(s.trim(), |(_, r)| r);
     let mut it = rest.split(' ');
     let d = digits(it.next()?.as_bytes())?;
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let mon = it.next()?;
     let mo = MONTHS.iter().position(|m| *m == mon)? as i64 + 1;
     let y = digits(it.next()?.as_bytes())?;

@@ -53,7 +53,13 @@ fn with<T>(raw: &Raw, skip: &[&str], f: impl FnOnce(&Request<'_>) -> T) -> T {
         .filter(|(n, _)| !skip.iter().any(|s| n.eq_ignore_ascii_case(s)))
         .map(|(n, v)| (n.as_str(), v.as_slice()))
         .collect();
-    let req = Request { method: &raw.method, path: &raw.path, query: &raw.query, headers: &headers, body: &raw.body };
+    let req = Request {
+        method: &raw.method,
+        path: &raw.path,
+        query: &raw.query,
+        headers: &headers,
+        body: &raw.body,
+    };
     f(&req)
 }
 
@@ -67,7 +73,10 @@ fn every_case_verifies() {
             assert_eq!(auth.access_key, "AKIDEXAMPLE");
             assert_eq!((auth.region.as_str(), auth.service.as_str()), ("us-east-1", "service"));
             verify(&auth, req, SECRET, NOW).unwrap_or_else(|e| panic!("{name} {form:?}: {e:?}"));
-            assert!(matches!(verify(&auth, req, "not the secret", NOW), Err(SigError::SignatureDoesNotMatch(_))));
+            assert!(matches!(
+                verify(&auth, req, "not the secret", NOW),
+                Err(SigError::SignatureDoesNotMatch(_))
+            ));
         });
     }
 }
@@ -83,7 +92,8 @@ fn our_signer_gives_the_published_signatures() {
         let expected = raw.headers.iter().find(|(n, _)| n == "Authorization").unwrap().1.clone();
         let token = raw.headers.iter().find(|(n, _)| n == "X-Amz-Security-Token").map(|(_, v)| v.clone());
         let token = token.map(|t| String::from_utf8(t).unwrap());
-        let creds = Credentials { access_key: "AKIDEXAMPLE", secret: SECRET, session_token: token.as_deref() };
+        let creds =
+            Credentials { access_key: "AKIDEXAMPLE", secret: SECRET, session_token: token.as_deref() };
         let added = with(&raw, &["authorization", "x-amz-date", "x-amz-security-token"], |req| {
             sign(req, &creds, "us-east-1", "service", NOW)
         });

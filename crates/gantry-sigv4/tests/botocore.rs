@@ -131,7 +131,8 @@ fn every_vector_verifies_with_botocores_canonical_request() {
 #[test]
 fn our_signer_gives_botocores_signatures() {
     for v in vectors() {
-        let creds = Credentials { access_key: "AKIDEXAMPLE", secret: SECRET, session_token: v.token.as_deref() };
+        let creds =
+            Credentials { access_key: "AKIDEXAMPLE", secret: SECRET, session_token: v.token.as_deref() };
         match v.form {
             Form::Header => {
                 let added = v.with(
@@ -150,7 +151,16 @@ fn our_signer_gives_botocores_signatures() {
             Form::Presigned => {
                 let own: Vec<&str> = v.query.split('&').filter(|p| !p.starts_with("X-Amz-")).collect();
                 let own = own.join("&");
-                let expires: u32 = v.query.split("X-Amz-Expires=").nth(1).unwrap().split('&').next().unwrap().parse().unwrap();
+                let expires: u32 = v
+                    .query
+                    .split("X-Amz-Expires=")
+                    .nth(1)
+                    .unwrap()
+                    .split('&')
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
                 let query = v.with(
                     |w| w.query = own.clone(),
                     |req| presign(req, &creds, &v.region, &v.service, v.now, expires),
@@ -223,8 +233,15 @@ fn tampering_and_wrong_keys_do_not_match() {
     assert!(matches!(e, SigError::SignatureDoesNotMatch(_)), "{e:?}");
     assert_eq!(e.code(Family::Json), "InvalidSignatureException");
     assert_eq!(e.code(Family::Query), "SignatureDoesNotMatch");
-    assert!(e.to_string().starts_with("The request signature we calculated does not match"));
-    assert!(e.message_with_details(Family::Json).contains("The Canonical String for this request should have been"));
+    assert_eq!(
+        e.to_string(),
+        "The request signature we calculated does not match the signature you provided. Check your AWS Secret \
+         Access Key and signing method. Consult the service documentation for details."
+    );
+    assert!(
+        e.message_with_details(Family::Json)
+            .contains("The Canonical String for this request should have been")
+    );
     // An unsigned header may change freely.
     v.check(|w| w.set_header("user-agent", "other"), SECRET, v.now).unwrap();
 }
@@ -282,7 +299,12 @@ fn presigned_urls_expire() {
     let e = err(&v, |w| w.query = w.query.replace("session", "sessiom"), SECRET, v.now);
     assert!(matches!(e, SigError::SignatureDoesNotMatch(_)));
     // Both mechanisms at once.
-    let e = err(&v, |w| w.headers.push(("Authorization".into(), b"AWS4-HMAC-SHA256 x=y".to_vec())), SECRET, v.now);
+    let e = err(
+        &v,
+        |w| w.headers.push(("Authorization".into(), b"AWS4-HMAC-SHA256 x=y".to_vec())),
+        SECRET,
+        v.now,
+    );
     assert!(matches!(e, SigError::Incomplete(ref m) if m.starts_with("Only one auth mechanism allowed")));
     // A required parameter missing.
     let e = err(&v, |w| w.query = w.query.replace("X-Amz-Credential", "X-Amz-Credentia"), SECRET, v.now);
@@ -303,22 +325,28 @@ fn host_must_be_signed() {
     );
     assert_eq!(
         e,
-        SigError::Incomplete("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into())
+        SigError::Incomplete(
+            "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into()
+        )
     );
     assert_eq!(e.code(Family::Json), "IncompleteSignatureException");
     assert_eq!(e.code(Family::Query), "IncompleteSignature");
     let v = by_name("sts-presigned-get-caller-identity");
-    let e = err(&v, |w| w.query = w.query.replace("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=x"), SECRET, v.now);
+    let e = err(
+        &v,
+        |w| w.query = w.query.replace("X-Amz-SignedHeaders=host", "X-Amz-SignedHeaders=x"),
+        SECRET,
+        v.now,
+    );
     assert!(matches!(e, SigError::Incomplete(ref m) if m.starts_with("'Host' or ':authority'")));
 }
 
 #[test]
 fn no_signature_at_all_is_missing() {
     let v = by_name("ecs-json-1.1");
-    for edit in [
-        (|w: &mut Vector| w.headers.retain(|(n, _)| n != "Authorization")) as fn(&mut Vector),
-        |w| w.set_header("authorization", "Basic dXNlcjpwYXNz"),
-    ] {
+    for edit in [(|w: &mut Vector| w.headers.retain(|(n, _)| n != "Authorization")) as fn(&mut Vector), |w| {
+        w.set_header("authorization", "Basic dXNlcjpwYXNz")
+    }] {
         let e = err(&v, edit, SECRET, v.now);
         assert_eq!(e, SigError::Missing);
         assert_eq!(e.code(Family::Json), "MissingAuthenticationTokenException");
@@ -334,13 +362,21 @@ fn malformed_authorization_headers() {
                         SignedHeaders=host;x-amz-date, Signature=abc123";
     let cases: &[(&str, bool, &str)] = &[
         ("AWS4-HMAC-SHA1 Credential=a/b/c/d/e", true, "Unsupported AWS 'algorithm': 'AWS4-HMAC-SHA1'"),
-        ("AWS4-HMAC-SHA256 SignedHeaders=host, Signature=x", true, "Authorization header requires 'Credential' parameter. "),
+        (
+            "AWS4-HMAC-SHA256 SignedHeaders=host, Signature=x",
+            true,
+            "Authorization header requires 'Credential' parameter. ",
+        ),
         (
             "AWS4-HMAC-SHA256 Credential=AK/20240101/us-east-1/ecs/aws4_request, SignedHeaders=host",
             true,
             "Authorization header requires 'Signature' parameter. Authorization=AWS4-HMAC-SHA256",
         ),
-        (GOOD, false, "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. "),
+        (
+            GOOD,
+            false,
+            "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ",
+        ),
         (
             "AWS4-HMAC-SHA256 Credential=AK/us-east-1/ecs/aws4_request, SignedHeaders=host, Signature=x",
             true,
@@ -378,7 +414,10 @@ fn malformed_authorization_headers() {
     );
     assert_eq!(
         e,
-        SigError::Invalid("Credential should be scoped with a valid terminator: 'aws4_request', not 'aws5_request'. ".into())
+        SigError::Invalid(
+            "Credential should be scoped with a valid terminator: 'aws4_request', not 'aws5_request'. "
+                .into()
+        )
     );
 }
 
@@ -394,7 +433,10 @@ fn scope_helpers_give_aws_messages() {
     let e = auth.check_region(|r| r == "us-east-1").unwrap_err();
     assert_eq!(e.to_string(), "Credential should be scoped to a valid region, not 'eu-west-1'. ");
     let e = SigError::UnknownAccessKey;
-    assert_eq!((e.code(Family::Json), e.code(Family::Query)), ("UnrecognizedClientException", "InvalidClientTokenId"));
+    assert_eq!(
+        (e.code(Family::Json), e.code(Family::Query)),
+        ("UnrecognizedClientException", "InvalidClientTokenId")
+    );
     assert_eq!(e.to_string(), "The security token included in the request is invalid.");
 }
 
