@@ -293,24 +293,21 @@ pub fn serialize_error(protocol: Protocol, model: &Model, err: &ServiceError, re
         Some(s) if s.member("Message").is_some() => "Message",
         _ => "message",
     };
-    let fields = |wire: &dyn Fn(&Map<String, Value>) -> Map<String, Value>| {
-        let mut object = Map::new();
-        object.insert("__type".to_string(), Value::String(type_name.to_string()));
-        if !err.message.is_empty() {
-            object.insert(message_key.to_string(), Value::String(err.message.clone()));
-        }
-        for (k, v) in wire(&err.fields) {
-            object.entry(k).or_insert(v);
-        }
-        object
-    };
+    // `__type` and the message first, then the error shape's other members.
+    let mut head = vec![("__type".to_string(), Value::String(type_name.to_string()))];
+    if !err.message.is_empty() {
+        head.push((message_key.to_string(), Value::String(err.message.clone())));
+    }
+    let is_head = |k: &str| k == "__type" || k == message_key;
     let body = match protocol {
         Protocol::AwsJson1_0 | Protocol::AwsJson1_1 => {
             headers.push(("x-amzn-ErrorType".to_string(), type_name.to_string()));
-            let object = fields(&|f| match structure {
-                Some(s) => json::write_structure(model, s, f),
-                None => f.clone(),
-            });
+            let rest = match structure {
+                Some(s) => json::write_structure(model, s, &err.fields),
+                None => err.fields.clone(),
+            };
+            let mut object: Map<String, Value> = head.into_iter().collect();
+            object.extend(rest.into_iter().filter(|(k, _)| !is_head(k)));
             serde_json::to_vec(&object).expect("a JSON map always serializes")
         }
         Protocol::AwsQuery => {
@@ -330,27 +327,16 @@ pub fn serialize_error(protocol: Protocol, model: &Model, err: &ServiceError, re
         }
         Protocol::RpcV2Cbor => {
             headers.push(("smithy-protocol".to_string(), "rpc-v2-cbor".to_string()));
-            let object = fields(&|f| f.clone());
-            let cbor = match structure {
-                Some(s) => {
-                    let mut map = match cbor::structure(model, s, &err.fields) {
-                        ciborium::Value::Map(m) => m,
-                        _ => Vec::new(),
-                    };
-                    map.retain(
-                        |(k, _)| !matches!(k, ciborium::Value::Text(t) if t == "__type" || t == message_key),
-                    );
-                    let mut head: Vec<_> = object
-                        .iter()
-                        .filter(|(k, _)| *k == "__type" || *k == message_key)
-                        .map(|(k, v)| (ciborium::Value::Text(k.clone()), cbor::generic(v)))
-                        .collect();
-                    head.extend(map);
-                    ciborium::Value::Map(head)
-                }
-                None => cbor::generic(&Value::Object(object)),
+            let rest = match structure {
+                Some(s) => cbor::structure(model, s, &err.fields),
+                None => cbor::generic(&Value::Object(err.fields.clone())),
             };
-            cbor::encode(&cbor)
+            let mut map: Vec<_> =
+                head.iter().map(|(k, v)| (ciborium::Value::Text(k.clone()), cbor::generic(v))).collect();
+            if let ciborium::Value::Map(rest) = rest {
+                map.extend(rest.into_iter().filter(|(k, _)| !k.as_text().is_some_and(is_head)));
+            }
+            cbor::encode(&ciborium::Value::Map(map))
         }
     };
     Encoded { status: err.status, content_type: protocol.content_type(), headers, body }

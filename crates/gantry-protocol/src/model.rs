@@ -58,12 +58,33 @@ pub enum TimestampFormat {
     Rfc822,
 }
 
-/// An `xmlNamespace` trait: `xmlns` (or `xmlns:prefix`) on the element.
+/// An `xmlNamespace` trait: `xmlns` (or `xmlns:prefix`) on the element. Models write it as
+/// `{"uri": ..., "prefix": ...}` or as the bare URI.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(from = "RawXmlNamespace")]
 pub struct XmlNamespace {
     pub uri: String,
-    #[serde(default)]
     pub prefix: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawXmlNamespace {
+    Uri(String),
+    Full {
+        uri: String,
+        #[serde(default)]
+        prefix: Option<String>,
+    },
+}
+
+impl From<RawXmlNamespace> for XmlNamespace {
+    fn from(raw: RawXmlNamespace) -> XmlNamespace {
+        match raw {
+            RawXmlNamespace::Uri(uri) => XmlNamespace { uri, prefix: None },
+            RawXmlNamespace::Full { uri, prefix } => XmlNamespace { uri, prefix },
+        }
+    }
 }
 
 /// A reference to a shape from a structure member, a list member or a map key/value, with the
