@@ -14,7 +14,10 @@ if [[ ! -f "$dir/protocol-tests-ignore-list.json" ]]; then
     mkdir -p "$cache"
     sdist="$cache/botocore-$version.tar.gz"
     if [[ ! -f "$sdist" ]]; then
-        python3 -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+        # The project's venv (scripts/test.sh makes it) has pip even where the system Python does not.
+        python=python3
+        [[ -x "$root/.venv/bin/python" ]] && python="$root/.venv/bin/python"
+        "$python" -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
             --dest "$cache" "botocore==$version" >&2
     fi
     tar -xzf "$sdist" -C "$cache" "botocore-$version/tests/unit/protocols"

@@ -40,6 +40,9 @@ fi
 quiet build cargo build -q -p gantry
 quiet images "$root/tests/images/build.sh"
 
+# The AWS protocol test cases gantry-protocol's conformance test runs (fetched, not committed).
+quiet protocol-tests "$root/scripts/protocol-tests.sh"
+
 # 3. Rust tests. A failure here is reported, and the black-box suite still runs.
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
