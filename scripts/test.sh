@@ -44,6 +44,9 @@ quiet clippy cargo clippy -q --workspace --all-targets -- -D warnings
 quiet build cargo build -q -p gantry
 quiet images "$root/tests/images/build.sh"
 
+# The AWS protocol test cases gantry-protocol's conformance test runs (fetched, not committed).
+quiet protocol-tests "$root/scripts/protocol-tests.sh"
+
 # 4. Rust tests. A failure here is reported, and the black-box suite still runs.
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
