@@ -19,5 +19,5 @@ pub mod validate;
 pub use arn::{Arn, Scope};
 pub use error::{EcsError, ErrorKind, Result};
 pub use secret::{OsSecrets, Secret, SecretGen};
-pub use service_error::{Fault, ServiceError};
+pub use service_error::ServiceError;
 pub use time::{Clock, FixedClock, IdGen, SeededIds, SystemClock, Timestamp};

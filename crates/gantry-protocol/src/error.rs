@@ -2,7 +2,7 @@
 //! a service answers with ([`ServiceError`]).
 
 use crate::Protocol;
-use serde_json::{Map, Value};
+use serde_json::Map;
 
 /// A request body, header or operation name that the protocol cannot read. Every message names
 /// the member (as a path like `Tags.member.2.Key` or `tags[1].key`) and the value at fault.
@@ -74,45 +74,8 @@ impl ProtocolError {
     }
 }
 
-/// An error a service answers with.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServiceError {
-    /// The error's shape name (`ResourceNotFoundException`), which JSON and CBOR carry in
-    /// `__type`. When the model gives that shape an awsQuery code (`error.code`), awsQuery
-    /// responses and the `x-amzn-query-error` header of query-compatible services carry that
-    /// code instead. A code the model does not define is written as it is.
-    pub code: String,
-    /// `Sender` (the caller's fault) or `Receiver` (the service's).
-    pub sender_fault: bool,
-    pub message: String,
-    pub status: u16,
-    /// Further members of the error shape (in the in-memory form), written beside the message.
-    pub fields: Map<String, Value>,
-}
-
-impl ServiceError {
-    /// A caller's error with status 400.
-    pub fn sender(code: impl Into<String>, message: impl Into<String>) -> ServiceError {
-        ServiceError {
-            code: code.into(),
-            sender_fault: true,
-            message: message.into(),
-            status: 400,
-            fields: Map::new(),
-        }
-    }
-
-    /// A service's own failure with status 500.
-    pub fn receiver(code: impl Into<String>, message: impl Into<String>) -> ServiceError {
-        ServiceError {
-            code: code.into(),
-            sender_fault: false,
-            message: message.into(),
-            status: 500,
-            fields: Map::new(),
-        }
-    }
-}
+/// The error a service answers with: gantry-core's, shared by every service crate.
+pub use gantry_core::ServiceError;
 
 #[cfg(test)]
 mod tests {
