@@ -89,8 +89,12 @@ class GantryServer:
 
     def __init__(self, data_dir: Path, log_path: Path, *, command: str = "server",
                  enable_reset: bool = True, extra_args: tuple[str, ...] = (),
-                 env: dict[str, str] | None = None, cli_home: Path | None = None):
+                 env: dict[str, str] | None = None, cli_home: Path | None = None,
+                 auth: str | None = "open"):
         self.data_dir = Path(data_dir)
+        # `gantry server` checks signatures against known keys by default; the suite's servers
+        # accept any (`--auth open`) unless a test asks for the default (auth=None).
+        self.auth = auth
         self.log_path = Path(log_path)
         self.command = command
         self.enable_reset = enable_reset
@@ -123,6 +127,8 @@ class GantryServer:
                     "--data-dir", str(self.data_dir), *self.extra_args]
             if self.enable_reset and self.command == "server":
                 args.append("--enable-reset")
+            if self.auth and self.command == "server":
+                args += ["--auth", self.auth]
             env = {k: v for k, v in os.environ.items() if not k.startswith("GANTRY_")}
             env.setdefault("RUST_BACKTRACE", "1")
             env.update(self.extra_env)

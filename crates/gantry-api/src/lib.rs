@@ -1,20 +1,27 @@
-//! Gantry's front door: Amazon ECS's JSON 1.1 protocol over HTTP.
+//! Gantry's front door: every AWS API it serves, over HTTP on one listener.
 //!
-//! `POST /` with `X-Amz-Target: AmazonEC2ContainerServiceV20141113.<Operation>` is
-//! authenticated ([`auth`]), its body parsed into the generated request shape ([`wire`]),
-//! dispatched to the control plane by one `match` on the operation name ([`dispatch`]), and the
-//! result rendered as ECS renders it. This is the only crate that knows HTTP; errors become
-//! `{"__type", "message"}` bodies in one function ([`wire::error_response`]).
+//! [`server`] accepts connections within [`Limits`]; [`front`] routes each request to its
+//! service (by SigV4 scope, `X-Amz-Target`, CBOR path or query `Action`), reads its body within
+//! the protocol's limit, has [`auth`] check its signature, and runs the operation: ECS's through
+//! the one `match` in [`dispatch`] with its JSON 1.1 bodies read straight into the generated
+//! shapes ([`wire`]), every other service's through gantry-protocol's model-driven codecs.
+//! Errors are rendered by gantry-protocol in the request's protocol. This is the only crate that
+//! knows HTTP.
 
 pub mod agent;
 pub mod auth;
 pub mod dispatch;
+pub mod front;
+pub mod server;
 pub mod wire;
 
+pub use auth::{AuthMode, Authenticator};
+pub use server::{Limits, serve};
+
+use auth::Caller;
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use gantry_core::{EcsError, Scope};
@@ -42,7 +49,7 @@ impl<F: Future> Future for CatchUnwind<F> {
     }
 }
 
-/// What the API needs besides the control plane.
+/// What the API needs besides the services.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// The account in every ARN.
@@ -51,23 +58,35 @@ pub struct ApiConfig {
     pub enable_reset: bool,
     /// How long an agent's poll waits for a change before answering anyway.
     pub poll_timeout: std::time::Duration,
+    /// Connection, header and body limits.
+    pub limits: Limits,
 }
 
 pub(crate) struct AppState {
     pub(crate) control: ControlPlane,
+    pub(crate) sts: gantry_sts::Sts,
+    pub(crate) auth: Authenticator,
+    pub(crate) models: front::Models,
     pub(crate) config: ApiConfig,
 }
 
-/// The HTTP application: the ECS endpoint plus Gantry's own `/_gantry/*` routes.
-pub fn router(control: ControlPlane, config: ApiConfig) -> Router {
-    let state = Arc::new(AppState { control, config });
+/// The HTTP application: every AWS API at `/` (the front door) plus Gantry's own `/_gantry/*`
+/// routes.
+pub fn router(control: ControlPlane, auth: Authenticator, config: ApiConfig) -> Router {
+    let state = Arc::new(AppState {
+        control,
+        sts: gantry_sts::Sts::new(),
+        auth,
+        models: front::Models::load(),
+        config,
+    });
     Router::new()
-        .route("/", post(ecs))
         .route("/_gantry/health", get(health))
         .route("/_gantry/reset", post(reset))
         .route("/_gantry/agent/v1/poll", post(agent::poll))
         .route("/_gantry/agent/v1/fargate", post(agent::register_fargate))
         .route("/_gantry/agent/v1/health", post(agent::health))
+        .fallback(front::handle)
         .with_state(state)
 }
 
@@ -92,35 +111,39 @@ async fn reset(State(s): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn ecs(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let request_id = s.control.ids().uuid();
-    let caller = match auth::authenticate(&headers) {
-        Ok(c) => c,
-        Err(e) => return wire::error_response(&e, &request_id),
-    };
-    let op = match wire::operation(&headers) {
+/// One ECS operation, signed by `caller`: the JSON 1.1 body straight into the generated shape,
+/// the answer straight out of it (no intermediate form on ECS's hot path).
+pub(crate) async fn ecs(
+    s: &AppState,
+    head: &front::EcsHead<'_>,
+    caller: &Caller,
+    body: &[u8],
+    request_id: &str,
+    model: &gantry_protocol::Model,
+) -> Response {
+    let protocol = gantry_protocol::Protocol::AwsJson1_1;
+    let op = match wire::operation(head.target) {
         Ok(op) => op,
-        Err(e) => return wire::error_response(&e, &request_id),
+        Err(e) => return front::error(protocol, model, &e.into(), request_id),
     };
-    let ctx = Ctx::root(Scope::new(s.config.account_id.clone(), caller.region));
+    let ctx = Ctx::root(Scope::new(s.config.account_id.clone(), front::ecs_region(caller).to_string()));
     let span = tracing::debug_span!("ecs", op, request_id = %request_id, region = %ctx.scope.region);
-    let base_url =
-        format!("http://{}", headers.get("host").and_then(|h| h.to_str().ok()).unwrap_or("127.0.0.1"));
+    let base_url = format!("http://{}", head.host.unwrap_or("127.0.0.1"));
     let call =
-        tracing::Instrument::instrument(dispatch::dispatch(&s.control, &ctx, op, &body, &base_url), span);
+        tracing::Instrument::instrument(dispatch::dispatch(&s.control, &ctx, op, body, &base_url), span);
     let result = match CatchUnwind(Box::pin(call)).await {
         Ok(r) => r,
         Err(_) => Err(EcsError::server(format!("An internal error occurred while processing {op}."))),
     };
     match result {
-        Ok(out) => wire::ok_response(out, &request_id),
+        Ok(out) => wire::ok_response(out, request_id),
         Err(e) => {
             if e.kind.is_server_fault() {
                 tracing::error!(op, request_id, error = %e, "request failed");
             } else {
                 tracing::debug!(op, request_id, error = %e, "request rejected");
             }
-            wire::error_response(&e, &request_id)
+            front::error(protocol, model, &e.into(), request_id)
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The JSON 1.1 wire: the target header, request bodies into generated shapes, and responses.
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gantry_core::{EcsError, ErrorKind};
 use serde::Serialize;
@@ -10,8 +10,8 @@ pub const TARGET_PREFIX: &str = "AmazonEC2ContainerServiceV20141113.";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// The operation named by `X-Amz-Target`.
-pub fn operation(headers: &HeaderMap) -> Result<&str, EcsError> {
-    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+pub fn operation(target: Option<&str>) -> Result<&str, EcsError> {
+    let target = target.unwrap_or("");
     match target.strip_prefix(TARGET_PREFIX) {
         Some(op) if !op.is_empty() => Ok(op),
         _ => Err(unknown_operation(target)),
@@ -98,20 +98,6 @@ fn base(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response {
 
 pub fn ok_response(body: Vec<u8>, request_id: &str) -> Response {
     base(StatusCode::OK, body, request_id)
-}
-
-/// Renders an error as ECS does: HTTP 400 (500 for server faults) with `__type` and `message`.
-pub fn error_response(e: &EcsError, request_id: &str) -> Response {
-    #[derive(Serialize)]
-    struct Body<'a> {
-        #[serde(rename = "__type")]
-        kind: &'a str,
-        message: &'a str,
-    }
-    let status =
-        if e.kind.is_server_fault() { StatusCode::INTERNAL_SERVER_ERROR } else { StatusCode::BAD_REQUEST };
-    let body = serde_json::to_vec(&Body { kind: e.kind.name(), message: &e.message }).unwrap_or_default();
-    base(status, body, request_id)
 }
 
 /// Serializes a response shape.

@@ -565,3 +565,8 @@ pub fn presign(
     query.push_str(&signature);
     query
 }
+
+/// Compares two secrets (signatures, session tokens) in time independent of where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}

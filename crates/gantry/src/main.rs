@@ -4,8 +4,9 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use gantry_api::{ApiConfig, router};
-use gantry_core::{SeededIds, SystemClock};
+use gantry_agent::client::{ClientCredentials, HttpClient};
+use gantry_api::{ApiConfig, AuthMode, Authenticator, Limits, router};
+use gantry_core::{OsSecrets, SeededIds, SystemClock};
 use gantry_ecs::ControlPlane;
 use gantry_store::SqliteStore;
 use std::net::SocketAddr;
@@ -144,6 +145,21 @@ struct Common {
     /// The AWS account ID in every ARN.
     #[arg(long, env = "GANTRY_ACCOUNT_ID", default_value = "000000000000")]
     account_id: String,
+    /// How signatures are checked: `sigv4` accepts only known keys (the root key is written to
+    /// DATA_DIR/root-credentials at first start), `open` any well-formed signature. Default:
+    /// sigv4 for `gantry server`, open for `gantry up`.
+    #[arg(long, env = "GANTRY_AUTH")]
+    auth: Option<AuthMode>,
+    /// Open connections at once; more are answered 503 and closed.
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    max_connections: usize,
+    /// Seconds a client has to send a request's headers (and that a kept-alive connection may
+    /// stay silent) before the connection is closed.
+    #[arg(long, default_value_t = Limits::default().header_read_timeout.as_secs())]
+    header_timeout: u64,
+    /// Seconds a client has to send a request's body once its headers are in.
+    #[arg(long, default_value_t = Limits::default().body_read_timeout.as_secs())]
+    body_timeout: u64,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -242,7 +258,7 @@ macro_rules! say_raw {
 
 /// `gantry sim`: creates the cluster if needed and runs the simulated fleet until interrupted.
 async fn sim(server: String, region: String, opts: gantry_agent::sim::FleetOptions) -> anyhow::Result<()> {
-    let client = gantry_agent::client::HttpClient::new(&server, &region);
+    let client = client_for(&server, &region);
     let cluster = opts.cluster.clone();
     let _: serde_json::Value = client
         .ecs("CreateCluster", &serde_json::json!({"clusterName": cluster}))
@@ -274,7 +290,7 @@ async fn explain(
         body["placementConstraints"] =
             serde_json::from_str(&c).context("--placement-constraints must be a JSON list")?;
     }
-    let client = gantry_agent::client::HttpClient::new(&server, &region);
+    let client = client_for(&server, &region);
     let out: serde_json::Value =
         client.ecs("GantryExplainPlacement", &body).await.map_err(|e| anyhow::anyhow!("{e}"))?;
     say!("{}", out["taskDefinitionArn"].as_str().unwrap_or_default());
@@ -362,7 +378,7 @@ async fn run_agent(
             .await
             .context("the agent runs tasks in Docker, which is unavailable")?,
     );
-    let client = Arc::new(gantry_agent::client::HttpClient::new(&server, &region));
+    let client = Arc::new(client_for(&server, &region));
     let ids = SeededIds::from_entropy();
     let agent = loop {
         match gantry_agent::node::register_instance(
@@ -388,10 +404,22 @@ async fn run_agent(
     }
 }
 
+/// A client of a Gantry server, signing with the key the AWS SDKs would find (environment,
+/// then credentials file), or an anonymous one (enough for a server whose auth is open).
+fn client_for(server: &str, region: &str) -> HttpClient {
+    HttpClient::new(server, region)
+        .with_credentials(ClientCredentials::from_environment().unwrap_or_else(ClientCredentials::anonymous))
+}
+
 /// The in-process agent of `gantry up`: Fargate capacity on this host.
-async fn start_fargate(base: &str, dir: &std::path::Path, ids: &SeededIds) -> anyhow::Result<()> {
+async fn start_fargate(
+    base: &str,
+    dir: &std::path::Path,
+    ids: &SeededIds,
+    credentials: ClientCredentials,
+) -> anyhow::Result<()> {
     let runtime = Arc::new(gantry_agent::docker::DockerRuntime::connect().await?);
-    let client = Arc::new(gantry_agent::client::HttpClient::new(base, "us-east-1"));
+    let client = Arc::new(HttpClient::new(base, "us-east-1").with_credentials(credentials));
     let mut tries = 0;
     let agent = loop {
         match gantry_agent::node::register_fargate(
@@ -421,6 +449,19 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     let data_dir = common.data_dir.unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let auth = common.auth.unwrap_or(if mode == "up" { AuthMode::Open } else { AuthMode::SigV4 });
+    let keys = Arc::new(gantry_sts::keys::KeyRing::new());
+    let mut root = None;
+    if auth == AuthMode::SigV4 {
+        let (credential, path, created) =
+            gantry_sts::keys::load_or_create_root(&data_dir, &common.account_id, &OsSecrets)
+                .context("cannot set up the root access key")?;
+        if created {
+            tracing::info!(path = %path.display(), "created the root access key");
+        }
+        root = Some((credential.clone(), path));
+        keys.insert(credential);
+    }
     let db = data_dir.join("gantry.db");
     let store =
         SqliteStore::open(&db).with_context(|| format!("cannot open the store at {}", db.display()))?;
@@ -429,12 +470,19 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     // The service scheduler runs in every server (one server per store for now; several
     // servers sharing etcd will elect one).
     control.start_scheduler();
+    let limits = Limits {
+        max_connections: common.max_connections,
+        header_read_timeout: std::time::Duration::from_secs(common.header_timeout.max(1)),
+        body_read_timeout: std::time::Duration::from_secs(common.body_timeout.max(1)),
+    };
     let app = router(
         control,
+        Authenticator::new(auth, keys, &common.account_id),
         ApiConfig {
             account_id: common.account_id.clone(),
             enable_reset,
             poll_timeout: std::time::Duration::from_secs(5),
+            limits,
         },
     );
     let listener = tokio::net::TcpListener::bind(common.listen)
@@ -442,34 +490,50 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         .with_context(|| format!("cannot listen on {}", common.listen))?;
     let addr = listener.local_addr()?;
     let endpoint = format!("http://{addr}");
-    println!("Gantry {} ({mode}): the ECS API is at {endpoint}", env!("CARGO_PKG_VERSION"));
-    println!("  account {}, state in {}", common.account_id, data_dir.display());
+    println!("Gantry {} ({mode}): the AWS APIs are at {endpoint}", env!("CARGO_PKG_VERSION"));
+    println!("  account {}, state in {}, auth {}", common.account_id, data_dir.display(), auth.name());
+    let agent_credentials = match &root {
+        Some((c, _)) => ClientCredentials {
+            access_key_id: c.access_key_id.clone(),
+            secret: c.secret.clone(),
+            session_token: None,
+        },
+        None => ClientCredentials::anonymous(),
+    };
     if mode == "up" {
         let base = endpoint.clone();
         let dir = data_dir.join("fargate");
         let ids = SeededIds::from_entropy();
         // The node comes up once the API below is serving.
         tokio::spawn(async move {
-            match start_fargate(&base, &dir, &ids).await {
+            match start_fargate(&base, &dir, &ids, agent_credentials).await {
                 Ok(()) => {}
                 Err(e) => tracing::warn!("no Fargate capacity on this host: {e:#}"),
             }
         });
     }
     println!("Try it:");
-    println!(
-        "  AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 aws ecs create-cluster --cluster-name demo"
-    );
+    match &root {
+        Some((_, path)) => {
+            println!("  the root access key is in {}", path.display());
+            println!(
+                "  AWS_ENDPOINT_URL={endpoint} AWS_SHARED_CREDENTIALS_FILE={} AWS_DEFAULT_REGION=us-east-1 aws sts get-caller-identity",
+                path.display()
+            );
+        }
+        None => println!(
+            "  AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 aws ecs create-cluster --cluster-name demo"
+        ),
+    }
     tracing::info!(%addr, data_dir = %data_dir.display(), "listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-            }
-            tracing::info!("shutting down");
-        })
-        .await?;
+    gantry_api::serve(listener, app, limits, async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        tracing::info!("shutting down");
+    })
+    .await?;
     Ok(())
 }

@@ -1,0 +1,416 @@
+//! The front door: every AWS API Gantry serves, on one listener.
+//!
+//! A request is routed to its service by the SigV4 credential scope's service name (the
+//! `Authorization` header's, or a presigned query string's), else by its `X-Amz-Target` prefix,
+//! its CBOR path (`/service/NAME/operation/OP`) or its query `Action`. The service's model says
+//! which protocols it speaks; the request's headers say which one this is. The body is read
+//! within that protocol's size limit and the body timeout, the signature is checked
+//! ([`crate::auth`]), and the operation runs. Every failure is answered in the request's
+//! protocol, with the code that service's SDK expects.
+
+use crate::AppState;
+use crate::auth::{AuthError, AuthMode, Caller};
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use gantry_core::ServiceError;
+use gantry_protocol::{Encoded, Model, Protocol, ProtocolError};
+use gantry_sigv4::{Family, SigError};
+use http_body_util::BodyExt;
+use std::sync::Arc;
+
+/// The services behind the front door. Routing is one `match` on this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Ecs,
+    Sts,
+}
+
+impl Service {
+    pub const ALL: [Service; 2] = [Service::Ecs, Service::Sts];
+
+    /// The SigV4 signing name.
+    pub fn signing_name(self) -> &'static str {
+        match self {
+            Service::Ecs => "ecs",
+            Service::Sts => "sts",
+        }
+    }
+
+    fn model_json(self) -> &'static str {
+        match self {
+            Service::Ecs => gantry_model::ecs::MODEL,
+            Service::Sts => gantry_model::sts::MODEL,
+        }
+    }
+}
+
+/// Each service's model, loaded once, and stand-ins for answering requests to services Gantry
+/// does not serve in the protocol they were sent in.
+pub struct Models {
+    models: Vec<(Service, Model)>,
+    unknown_json: Model,
+    unknown_query: Model,
+    unknown_cbor: Model,
+}
+
+impl std::fmt::Debug for Models {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Models").finish_non_exhaustive()
+    }
+}
+
+fn stand_in(protocol: &str, extra: &str) -> Model {
+    let json = format!(
+        r#"{{"metadata":{{"protocol":"{protocol}","protocols":["{protocol}"],"apiVersion":"2011-06-15"{extra}}},"operations":{{}},"shapes":{{}}}}"#
+    );
+    Model::from_json(json.as_bytes()).unwrap_or_else(|e| panic!("the stand-in model does not load: {e}"))
+}
+
+impl Models {
+    /// Loads the generated models. They are part of the binary, so a failure is a build defect.
+    pub fn load() -> Models {
+        let models = Service::ALL
+            .iter()
+            .map(|&s| {
+                let m = Model::from_json(s.model_json().as_bytes())
+                    .unwrap_or_else(|e| panic!("the {} model does not load: {e}", s.signing_name()));
+                (s, m)
+            })
+            .collect();
+        Models {
+            models,
+            unknown_json: stand_in("json", r#","jsonVersion":"1.1""#),
+            unknown_query: stand_in("query", ""),
+            unknown_cbor: stand_in("smithy-rpc-v2-cbor", ""),
+        }
+    }
+
+    pub fn model(&self, s: Service) -> &Model {
+        match self.models.iter().find(|(x, _)| *x == s) {
+            Some((_, m)) => m,
+            None => &self.unknown_json,
+        }
+    }
+
+    fn by_signing_name(&self, name: &str) -> Option<Service> {
+        Service::ALL.into_iter().find(|s| s.signing_name() == name)
+    }
+
+    /// The service an `X-Amz-Target` prefix or a CBOR path names.
+    fn by_target(&self, target: Option<&str>, path: &str) -> Option<Service> {
+        let prefix = match target {
+            Some(t) => t.rsplit_once('.').map(|(p, _)| p)?,
+            None => path.split("/service/").nth(1)?.split('/').next()?,
+        };
+        self.models.iter().find(|(_, m)| m.metadata.target_prefix.as_deref() == Some(prefix)).map(|(s, _)| *s)
+    }
+
+    /// The query service that has `action` (the first in [`Service::ALL`]'s order).
+    fn by_action(&self, action: &str) -> Option<Service> {
+        self.models
+            .iter()
+            .find(|(_, m)| m.metadata.protocols.iter().any(|p| p == "query") && m.operation(action).is_some())
+            .map(|(s, _)| *s)
+    }
+}
+
+/// What is known of a request before its body is read.
+struct Head<'a> {
+    headers: &'a HeaderMap,
+    method: &'a str,
+    path: &'a str,
+    query: &'a str,
+    target: Option<&'a str>,
+    content_type: Option<&'a str>,
+    smithy: Option<&'a str>,
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The protocol a request was most likely sent in, for answering one whose service is unknown.
+fn guess_protocol(head: &Head<'_>) -> Protocol {
+    Protocol::detect(head.content_type, head.target, head.smithy, head.path)
+        .unwrap_or(if head.target.is_some() { Protocol::AwsJson1_1 } else { Protocol::AwsQuery })
+}
+
+/// Where the router sends a request.
+enum Route {
+    /// A service, and whether the credential scope named a different one (the signature is then
+    /// refused as scoped to the wrong service).
+    To(Service),
+    Unknown(String),
+}
+
+fn route(models: &Models, head: &Head<'_>, guessed: Protocol, body: &[u8]) -> Route {
+    let authorization = header(head.headers, "authorization");
+    let by_scope = crate::auth::scope_service(authorization, head.query);
+    if let Some(s) = models.by_target(head.target, head.path) {
+        // The target names the endpoint's service; a scope for another is refused by auth.
+        return Route::To(s);
+    }
+    // A query request names its action in the form (or, presigned, in the query string).
+    let action = || {
+        if guessed != Protocol::AwsQuery {
+            return None;
+        }
+        let form = if body.is_empty() { head.query.as_bytes() } else { body };
+        gantry_protocol::query_action(form).0.filter(|a| !a.is_empty())
+    };
+    match by_scope {
+        Some(name) => match models.by_signing_name(name) {
+            // A query action sent with a scope for a service that does not speak the query
+            // protocol was meant for the service that has the action (auth refuses the scope).
+            Some(s) if guessed == Protocol::AwsQuery && !speaks(models.model(s), guessed) => {
+                Route::To(action().and_then(|a| models.by_action(&a)).unwrap_or(s))
+            }
+            Some(s) => Route::To(s),
+            None => Route::Unknown(name.to_string()),
+        },
+        // Unsigned (auth will refuse it): find the service by its action, or answer as ECS.
+        None => match action().and_then(|a| models.by_action(&a)) {
+            Some(s) => Route::To(s),
+            None if head.target.is_some() => Route::Unknown(head.target.unwrap_or_default().to_string()),
+            None => Route::To(Service::Ecs),
+        },
+    }
+}
+
+fn speaks(model: &Model, p: Protocol) -> bool {
+    model.metadata.protocols.iter().any(|m| m == p.model_name())
+}
+
+/// Renders an encoded protocol response.
+fn encoded(e: Encoded, request_id: &str) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = (status, e.body).into_response();
+    let h = r.headers_mut();
+    h.insert(axum::http::header::CONTENT_TYPE, HeaderValue::from_static(e.content_type));
+    for (k, v) in e.headers {
+        if let (Ok(k), Ok(v)) = (axum::http::HeaderName::try_from(k), HeaderValue::try_from(v)) {
+            h.insert(k, v);
+        }
+    }
+    if !h.contains_key("x-amzn-requestid")
+        && let Ok(v) = HeaderValue::from_str(request_id)
+    {
+        h.insert("x-amzn-requestid", v);
+    }
+    r
+}
+
+pub(crate) fn error(protocol: Protocol, model: &Model, err: &ServiceError, request_id: &str) -> Response {
+    encoded(gantry_protocol::serialize_error(protocol, model, err, request_id), request_id)
+}
+
+fn family(p: Protocol) -> Family {
+    match p {
+        Protocol::AwsQuery => Family::Query,
+        _ => Family::Json,
+    }
+}
+
+/// A refused signature as the service answers it: HTTP 400 for JSON services (as ECS and
+/// DynamoDB answer), 403 for query services, except the query protocol's IncompleteSignature.
+pub(crate) fn auth_error(e: &AuthError, p: Protocol) -> ServiceError {
+    let f = family(p);
+    match e {
+        AuthError::Signature(sig) => {
+            let status = match (f, sig) {
+                (Family::Json, _) | (_, SigError::Incomplete(_)) => 400,
+                _ => 403,
+            };
+            ServiceError::sender(sig.code(f), sig.message(f)).with_status(status)
+        }
+        AuthError::ExpiredToken => {
+            let code = if f == Family::Json { "ExpiredTokenException" } else { "ExpiredToken" };
+            ServiceError::sender(code, "The security token included in the request is expired")
+                .with_status(if f == Family::Json { 400 } else { 403 })
+        }
+    }
+}
+
+/// Every request that is not one of Gantry's own (`/_gantry/...`, `/metrics`).
+pub(crate) async fn handle(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let request_id = s.control.ids().uuid();
+    let (parts, body) = req.into_parts();
+    let head = Head {
+        headers: &parts.headers,
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        target: header(&parts.headers, "x-amz-target"),
+        content_type: header(&parts.headers, "content-type"),
+        smithy: header(&parts.headers, "smithy-protocol"),
+    };
+    // The body, within the limit of the protocol the headers say, and the body timeout.
+    let guessed = guess_protocol(&head);
+    let limit = guessed.max_body();
+    let declared = header(head.headers, "content-length").and_then(|v| v.parse::<u64>().ok());
+    let early_error = |e: ServiceError| {
+        let model = match guessed {
+            Protocol::AwsQuery => &s.models.unknown_query,
+            Protocol::RpcV2Cbor => &s.models.unknown_cbor,
+            _ => &s.models.unknown_json,
+        };
+        error(guessed, model, &e, &request_id)
+    };
+    if let Some(len) = declared.filter(|&len| len > limit as u64) {
+        return early_error(
+            ProtocolError::BodyTooLarge { size: len as usize, limit }.to_service_error(guessed),
+        );
+    }
+    let body = match read_body(body, limit, s.config.limits.body_read_timeout).await {
+        Ok(b) => b,
+        Err(e) => return early_error(e),
+    };
+
+    let service = match route(&s.models, &head, guessed, &body) {
+        Route::To(svc) => svc,
+        Route::Unknown(name) => {
+            let code =
+                if guessed == Protocol::AwsQuery { "InvalidAction" } else { "UnknownOperationException" };
+            let served: Vec<&str> = Service::ALL.iter().map(|s| s.signing_name()).collect();
+            return early_error(ServiceError::sender(
+                code,
+                format!("Gantry does not serve '{name}'; it serves {}.", served.join(", ")),
+            ));
+        }
+    };
+    let model = s.models.model(service);
+    let protocol = match Protocol::accept(model, head.content_type, head.target, head.smithy, head.path) {
+        Ok(p) => p,
+        Err(e) => {
+            let p = Protocol::pick(model).unwrap_or(Protocol::AwsJson1_1);
+            return error(p, model, &e.to_service_error(p), &request_id);
+        }
+    };
+    if body.len() > protocol.max_body() {
+        let e = ProtocolError::BodyTooLarge { size: body.len(), limit: protocol.max_body() };
+        return error(protocol, model, &e.to_service_error(protocol), &request_id);
+    }
+    // A presigned query request carries its parameters in the query string.
+    let form: &[u8] =
+        if protocol == Protocol::AwsQuery && body.is_empty() { head.query.as_bytes() } else { &body };
+
+    // Who signed it.
+    let header_list: Vec<(&str, &[u8])> =
+        head.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+    let signed = gantry_sigv4::Request {
+        method: head.method,
+        path: head.path,
+        query: head.query,
+        headers: &header_list,
+        body: &body,
+    };
+    let now = s.control.clock().now().0.div_euclid(1000);
+    let caller = match s.auth.authenticate(&signed, service.signing_name(), now) {
+        Ok(c) => c,
+        Err(e) => {
+            if let AuthError::Signature(SigError::SignatureDoesNotMatch(m)) = &e {
+                tracing::debug!(request_id, canonical_request = %m.canonical_request, "signature mismatch");
+            }
+            return error(protocol, model, &auth_error(&e, protocol), &request_id);
+        }
+    };
+
+    match service {
+        Service::Ecs => crate::ecs(&s, &head_parts(&head), &caller, &body, &request_id, model).await,
+        Service::Sts => {
+            let sts = &s.sts;
+            call_generic(protocol, model, &head, form, &request_id, |op, input| {
+                sts.call(&caller.principal, op, input)
+            })
+        }
+    }
+}
+
+/// What the ECS handler needs of the request head.
+pub(crate) struct EcsHead<'a> {
+    pub target: Option<&'a str>,
+    pub host: Option<&'a str>,
+}
+
+fn head_parts<'a>(head: &Head<'a>) -> EcsHead<'a> {
+    EcsHead { target: head.target, host: header(head.headers, "host") }
+}
+
+/// A service whose operations take and return the JSON form: the protocol crate turns the
+/// request into it and the answer out of it.
+fn call_generic(
+    protocol: Protocol,
+    model: &Model,
+    head: &Head<'_>,
+    body: &[u8],
+    request_id: &str,
+    run: impl FnOnce(&str, &[u8]) -> Result<Vec<u8>, ServiceError>,
+) -> Response {
+    let op = match gantry_protocol::operation_name(protocol, model, head.target, head.path, body) {
+        Ok(op) => op,
+        Err(e) => return error(protocol, model, &e.to_service_error(protocol), request_id),
+    };
+    let span = tracing::debug_span!("request", op = %op, request_id);
+    let _enter = span.enter();
+    let input = match gantry_protocol::parse_request(protocol, model, &op, body) {
+        Ok(v) => serde_json::to_vec(&v).unwrap_or_default(),
+        Err(e) => return error(protocol, model, &e.to_service_error(protocol), request_id),
+    };
+    let out = run(&op, &input).and_then(|out| {
+        serde_json::from_slice::<serde_json::Value>(&out)
+            .map_err(|e| ServiceError::receiver("InternalFailure", format!("unreadable output: {e}")))
+    });
+    match out {
+        Ok(v) => {
+            encoded(gantry_protocol::serialize_response(protocol, model, &op, &v, request_id), request_id)
+        }
+        Err(e) => {
+            if !e.sender_fault {
+                tracing::error!(op = %op, request_id, error = %e, "request failed");
+            }
+            error(protocol, model, &e, request_id)
+        }
+    }
+}
+
+async fn read_body(
+    body: Body,
+    limit: usize,
+    timeout: std::time::Duration,
+) -> Result<bytes::Bytes, ServiceError> {
+    let limited = http_body_util::Limited::new(body, limit);
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+            Err(ServiceError::sender(
+                "RequestEntityTooLarge",
+                format!("The request body is larger than the limit of {limit} bytes."),
+            )
+            .with_status(413))
+        }
+        Ok(Err(e)) => {
+            Err(ServiceError::sender("IncompleteBody", format!("The request body could not be read: {e}")))
+        }
+        Err(_) => Err(ServiceError::sender(
+            "RequestTimeout",
+            format!("The request body did not arrive within {} seconds.", timeout.as_secs()),
+        )
+        .with_status(408)),
+    }
+}
+
+impl AuthMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            AuthMode::Open => "open",
+            AuthMode::SigV4 => "sigv4",
+        }
+    }
+}
+
+/// The caller of an ECS request, in ECS's terms.
+pub(crate) fn ecs_region(caller: &Caller) -> &str {
+    &caller.region
+}

@@ -1,0 +1,109 @@
+//! The listener: HTTP/1.1 connections served with limits, so that no client can hold the
+//! server's resources forever.
+//!
+//! - **Connections** are capped ([`Limits::max_connections`]): a connection beyond the cap is
+//!   answered `503 Service Unavailable` (which AWS SDKs retry with backoff) and closed at once.
+//! - **Headers** must arrive within [`Limits::header_read_timeout`], or the connection is closed;
+//!   the same timeout closes a kept-alive connection that sends nothing more.
+//! - **Bodies** are read by the front door with a size limit per protocol and
+//!   [`Limits::body_read_timeout`] (see `front.rs`).
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+/// How much of the server one client may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open connections at once. The default leaves room for a 10,000-instance fleet, each agent
+    /// holding one long poll.
+    pub max_connections: usize,
+    /// From the first byte of a request (or the end of the last one) to the end of its headers.
+    pub header_read_timeout: Duration,
+    /// From the end of the headers to the end of the body.
+    pub body_read_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 16_384,
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
+retry-after: 1\r\nconnection: close\r\ncontent-length: 40\r\n\r\nToo many open connections; retry later.\n";
+
+/// Serves `app` on `listener` until `shutdown` completes, then waits for the requests in flight.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (mut stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = limits.max_connections, "connection refused: too many open connections");
+            tokio::spawn(async move {
+                let _ = stream.write_all(OVERLOADED).await;
+                let _ = stream.shutdown().await;
+            });
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(app.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let mut conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_read_timeout)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service);
+            let mut conn = std::pin::Pin::new(&mut conn);
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended");
+                    }
+                }
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(permit);
+        });
+    }
+    // Stop taking requests; let the ones in flight finish (long polls end within their timeout).
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        let _ = permits.acquire_many(limits.max_connections as u32).await;
+    })
+    .await;
+    Ok(())
+}
