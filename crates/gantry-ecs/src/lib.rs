@@ -15,6 +15,7 @@ pub mod keys;
 pub mod ops;
 mod records;
 mod scheduler;
+mod table;
 
 use gantry_core::{Clock, EcsError, IdGen, Result, Scope};
 use gantry_store::{Store, Txn};
