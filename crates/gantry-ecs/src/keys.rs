@@ -22,7 +22,14 @@ fn base(s: &Scope) -> String {
 
 /// Whether `key` is one of ECS's: `/_ecs/...` or `/ACCOUNT/REGION/ecs/...`.
 pub fn owns(key: &str) -> bool {
-    key.starts_with(UNSCOPED) || parse_scoped(key).is_some()
+    if key.starts_with(UNSCOPED) {
+        return true;
+    }
+    let mut it = key.strip_prefix('/').unwrap_or_default().splitn(4, '/');
+    matches!(
+        (it.next(), it.next(), it.next(), it.next()),
+        (Some(account), Some(_), Some(SERVICE), Some(_)) if !account.is_empty() && !account.starts_with('_')
+    )
 }
 
 /// A scoped key's parts: its scope, its kind (`service`, `task`, ...) and the rest after the
