@@ -100,13 +100,14 @@ impl ControlPlane {
         // Instance keys to derive again, by cluster prefix: each once, however many of its events
         // came in (a RunTask of 10 on one instance writes its record and 10 index entries).
         let mut dirty: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let node_root = keys::node_tasks_root();
         while let Some(watch) = st.watch.as_mut() {
             match watch.try_next() {
                 None => break,
                 Some(Ok(e)) => {
                     st.seen = st.seen.max(e.kv.mod_revision);
                     let key = &e.kv.key;
-                    let instance_key = match key.strip_prefix("/_node/") {
+                    let instance_key = match key.strip_prefix(node_root.as_str()) {
                         Some(rest) => rest.rsplit_once('/').and_then(|(node, _)| st.nodes.get(node)).cloned(),
                         None if key.contains("/container-instance/") => Some(key.clone()),
                         None => None,

@@ -1,5 +1,8 @@
-//! The layout of Gantry's key space. Every key starts with `/ACCOUNT/REGION/`, so resources are
-//! kept per account and region and one prefix deletion wipes a scope.
+//! The layout of ECS's part of Gantry's key space. Every key names its service: a scoped key
+//! starts with `/ACCOUNT/REGION/ecs/` (so resources are kept per account and region, and one
+//! prefix deletion wipes ECS's state of a scope), an unscoped one with `/_ecs/`. Other services
+//! sharing the store take their own name in the same places (`/ACCOUNT/REGION/elb/...`,
+//! `/_elb/...`); ECS writes only under [`owns`]'s prefixes.
 //!
 //! Where a key has a name followed by more components, the separator is `!`, which sorts before
 //! every character a name may contain: key order then equals ECS's listing order (family `a`
@@ -7,8 +10,37 @@
 
 use gantry_core::Scope;
 
+/// The service's name, as it appears in every key.
+pub const SERVICE: &str = "ecs";
+
+/// The root of ECS's keys outside any scope.
+const UNSCOPED: &str = "/_ecs/";
+
 fn base(s: &Scope) -> String {
-    format!("/{}/{}/", s.account, s.region)
+    format!("/{}/{}/{SERVICE}/", s.account, s.region)
+}
+
+/// Whether `key` is one of ECS's: `/_ecs/...` or `/ACCOUNT/REGION/ecs/...`.
+pub fn owns(key: &str) -> bool {
+    if key.starts_with(UNSCOPED) {
+        return true;
+    }
+    let mut it = key.strip_prefix('/').unwrap_or_default().splitn(4, '/');
+    matches!(
+        (it.next(), it.next(), it.next(), it.next()),
+        (Some(account), Some(_), Some(SERVICE), Some(_)) if !account.is_empty() && !account.starts_with('_')
+    )
+}
+
+/// A scoped key's parts: its scope, its kind (`service`, `task`, ...) and the rest after the
+/// kind's `/`. `None` for a key that is not ECS's or not scoped.
+pub fn parse_scoped(key: &str) -> Option<(Scope, &str, &str)> {
+    let mut it = key.strip_prefix('/')?.splitn(5, '/');
+    let (account, region, service, kind, tail) = (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
+    if service != SERVICE || account.starts_with('_') {
+        return None;
+    }
+    Some((Scope { account: account.into(), region: region.into() }, kind, tail))
 }
 
 pub fn cluster_prefix(s: &Scope) -> String {
@@ -107,10 +139,10 @@ pub fn service_revision(s: &Scope, cluster: &str, service: &str, id: &str) -> St
 }
 
 /// Every service the scheduler looks after, across accounts and regions:
-/// `/_service/ACCOUNT/REGION/CLUSTER/NAME`, whose value is the service's key. Written when the
+/// `/_ecs/service/ACCOUNT/REGION/CLUSTER/NAME`, whose value is the service's key. Written when the
 /// service is created, deleted when it becomes INACTIVE.
 pub fn scheduled_services_prefix() -> String {
-    "/_service/".to_string()
+    format!("{UNSCOPED}service/")
 }
 pub fn scheduled_service(s: &Scope, cluster: &str, name: &str) -> String {
     format!("{}{}/{}/{cluster}/{name}", scheduled_services_prefix(), s.account, s.region)
@@ -128,11 +160,15 @@ pub fn client_token(s: &Scope, cluster: &str, token: &str) -> String {
     format!("{}client-token/{cluster}/{token}", base(s))
 }
 
-/// The tasks assigned to a node, across accounts and regions: `/_node/NODE/TASK-ID`, whose value
+/// The tasks assigned to a node, across accounts and regions: `/_ecs/node/NODE/TASK-ID`, whose value
 /// is the task's key and its group (see [`node_task_value`]), so placement can count groups
 /// without reading the tasks.
 pub fn node_tasks_prefix(node: &str) -> String {
-    format!("/_node/{node}/")
+    format!("{}{node}/", node_tasks_root())
+}
+/// Every node's tasks: `/_ecs/node/`.
+pub fn node_tasks_root() -> String {
+    format!("{UNSCOPED}node/")
 }
 pub fn node_task(node: &str, task_id: &str) -> String {
     format!("{}{task_id}", node_tasks_prefix(node))
@@ -140,7 +176,7 @@ pub fn node_task(node: &str, task_id: &str) -> String {
 
 /// Fargate nodes (capacity `gantry up` provides for every account and region).
 pub fn fargate_node_prefix() -> String {
-    "/_fargate-node/".to_string()
+    format!("{UNSCOPED}fargate-node/")
 }
 pub fn fargate_node(id: &str) -> String {
     format!("{}{id}", fargate_node_prefix())

@@ -12,15 +12,18 @@
 pub mod agents;
 mod fleets;
 pub mod keys;
+pub mod migrate;
 pub mod ops;
 mod records;
 mod scheduler;
+mod table;
 
 use gantry_core::{Clock, EcsError, IdGen, Result, Scope};
 use gantry_store::{Store, Txn};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
+pub use migrate::{Migration, migrate};
 pub use records::{Stored, pack, unpack};
 
 /// Who is calling, and where.
@@ -109,7 +112,7 @@ impl ControlPlane {
 
     /// Wipes every account's and region's state (the opt-in test-isolation endpoint).
     pub async fn reset(&self) -> Result<()> {
-        self.commit(Txn::new().delete_prefix("")).await.map(|_| ())
+        self.commit_at(Txn::new().delete_prefix("")).await.map(|_| ())
     }
 
     /// Commits a transaction, returning whether its compares held.
@@ -117,8 +120,29 @@ impl ControlPlane {
         Ok(self.commit_at(txn).await?.is_some())
     }
 
+    /// Refuses a write outside ECS's prefixes ([`keys::owns`]): other services share the store.
+    /// (The test-isolation reset, which wipes the whole store, is the one exception.)
+    fn check_owned(txn: &Txn) -> Result<()> {
+        for op in &txn.ops {
+            let key = match op {
+                gantry_store::Op::Put(k, _)
+                | gantry_store::Op::Delete(k)
+                | gantry_store::Op::DeletePrefix(k) => k,
+            };
+            if !keys::owns(key) {
+                return Err(EcsError::server(format!(
+                    "ECS may not write {key}: it is not under ECS's prefixes."
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Commits `txn`: the revision it committed at, or `None` if a compare failed.
     pub(crate) async fn commit_at(&self, txn: Txn) -> Result<Option<i64>> {
+        if txn.ops != [gantry_store::Op::DeletePrefix(String::new())] {
+            Self::check_owned(&txn)?;
+        }
         match self.store.txn(txn).await {
             Ok(r) => Ok(r.succeeded.then_some(r.revision)),
             Err(e) => {

@@ -34,13 +34,11 @@ const PLACEMENT_RETRY_MS: i64 = 5_000;
 /// Passes run at once (over different services).
 const WORKERS: usize = 4;
 
-/// `/ACCOUNT/REGION/service/CLUSTER/NAME` → its parts.
+/// `/ACCOUNT/REGION/ecs/service/CLUSTER/NAME` → its parts.
 fn parse_service_key(key: &str) -> Option<(Scope, String, String)> {
-    let mut it = key.strip_prefix('/')?.splitn(5, '/');
-    let (account, region, kind, cluster, name) = (it.next()?, it.next()?, it.next()?, it.next()?, it.next()?);
-    (kind == "service").then(|| {
-        (Scope { account: account.into(), region: region.into() }, cluster.to_string(), name.to_string())
-    })
+    let (scope, kind, tail) = keys::parse_scoped(key)?;
+    let (cluster, name) = tail.split_once('/')?;
+    (kind == "service").then(|| (scope, cluster.to_string(), name.to_string()))
 }
 
 fn phase(status: Option<&str>) -> sched::Phase {
@@ -589,14 +587,7 @@ impl ControlPlane {
 
     /// The services a store change concerns.
     fn services_touched(&self, key: &str, value: &[u8]) -> Vec<String> {
-        let Some(rest) = key.strip_prefix('/') else { return vec![] };
-        let mut it = rest.splitn(4, '/');
-        let (Some(account), Some(region), Some(kind), Some(tail)) =
-            (it.next(), it.next(), it.next(), it.next())
-        else {
-            return vec![];
-        };
-        let scope = Scope { account: account.into(), region: region.into() };
+        let Some((scope, kind, tail)) = keys::parse_scoped(key) else { return vec![] };
         let cluster = tail.split('/').next().unwrap_or_default();
         match kind {
             "service" => vec![key.to_string()],
@@ -787,9 +778,9 @@ mod tests {
 
     #[test]
     fn service_keys_parse() {
-        let (scope, c, n) = parse_service_key("/000000000000/us-east-1/service/default/web").unwrap();
+        let (scope, c, n) = parse_service_key("/000000000000/us-east-1/ecs/service/default/web").unwrap();
         assert_eq!((scope.account.as_str(), c.as_str(), n.as_str()), ("000000000000", "default", "web"));
-        assert!(parse_service_key("/000000000000/us-east-1/task/default/abc").is_none());
+        assert!(parse_service_key("/000000000000/us-east-1/ecs/task/default/abc").is_none());
     }
 
     #[tokio::test]

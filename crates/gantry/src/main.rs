@@ -465,6 +465,10 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     let db = data_dir.join("gantry.db");
     let store =
         SqliteStore::open(&db).with_context(|| format!("cannot open the store at {}", db.display()))?;
+    // A data directory of an earlier release is moved to the current key layout before serving.
+    gantry_ecs::migrate(&store)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot migrate the store at {}: {}", db.display(), e.message))?;
     let control =
         ControlPlane::new(Arc::new(store), Arc::new(SystemClock), Arc::new(SeededIds::from_entropy()));
     // The service scheduler runs in every server (one server per store for now; several

@@ -3,6 +3,7 @@
 
 use super::tasks::{FargateNode, TaskRecord};
 use crate::records::{decode, encode, load};
+use crate::table::{Before, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::arn::cluster_name;
 use gantry_core::protocol::{
@@ -86,18 +87,10 @@ impl ControlPlane {
                     if i.value.status.as_deref() == Some("INACTIVE") {
                         return Ok((Txn::new(), None));
                     }
-                    let old = i.value.status.replace(status.clone());
+                    let before = Before::of(&ctx.scope, &i);
+                    i.value.status = Some(status.clone());
                     i.value.version += 1;
-                    let id = i.key.rsplit('/').next().unwrap_or_default().to_string();
-                    let txn = Txn::new().when(&i.key, i.mod_revision).put(&i.key, encode(&i.value));
-                    let txn = super::container_instances::index_status(
-                        txn,
-                        ctx,
-                        &cname,
-                        &id,
-                        old.as_deref(),
-                        &status,
-                    );
+                    let txn = Txn::new().put_record(&ctx.scope, &before, &i.value);
                     Ok((txn, Some(i.value)))
                 })
                 .await?;

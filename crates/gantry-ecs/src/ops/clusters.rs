@@ -2,6 +2,7 @@
 //! PutClusterCapacityProviders, DeleteCluster.
 
 use super::services::ServiceRecord;
+use super::tasks::TaskRecord;
 use super::{check_batch, check_include, includes};
 use crate::records::{decode, encode, load, load_prefix};
 use crate::{ControlPlane, Ctx, keys};
@@ -261,13 +262,16 @@ impl ControlPlane {
             Some("EXTERNAL") => "External",
             _ => "EC2",
         };
-        for t in load_prefix::<Task>(&*self.store, &keys::task_prefix(&ctx.scope, cluster))? {
-            let state = match t.value.last_status.as_deref() {
+        // Task records hold the ECS `Task` under `task` (read as a `Task`, every field was None
+        // and every task counted as pending).
+        for t in load_prefix::<TaskRecord>(&*self.store, &keys::task_prefix(&ctx.scope, cluster))? {
+            let t = t.value.task;
+            let state = match t.last_status.as_deref() {
                 Some("RUNNING") => "running",
                 Some("STOPPED") | Some("DELETED") => continue,
                 _ => "pending",
             };
-            let k = format!("{state}{}TasksCount", launch(t.value.launch_type.as_deref()));
+            let k = format!("{state}{}TasksCount", launch(t.launch_type.as_deref()));
             if let Some(v) = counts.iter_mut().find(|(n, _)| **n == k) {
                 *v.1 += 1;
             }

@@ -3,10 +3,11 @@
 
 use super::{check_batch, check_include, includes};
 use crate::records::{decode, encode, load};
+use crate::table::{Before, Record, Row, TxnExt};
 use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::page::{PageRequest, paginate};
 use gantry_core::validate::validate_tags;
-use gantry_core::{Arn, EcsError, Result};
+use gantry_core::{Arn, EcsError, Result, Scope};
 use gantry_model::*;
 use gantry_store::Txn;
 
@@ -97,20 +98,25 @@ pub(crate) fn instance_id(ctx: &Ctx, cluster: &str, reference: &str) -> Option<S
     }
 }
 
-/// Moves an instance between status index entries within `txn`.
-pub(crate) fn index_status(
-    txn: Txn,
-    ctx: &Ctx,
-    cluster: &str,
-    id: &str,
-    old: Option<&str>,
-    new: &str,
-) -> Txn {
-    let txn = match old {
-        Some(o) if o != new => txn.delete(keys::ci_status(&ctx.scope, cluster, o, id)),
-        _ => txn,
-    };
-    txn.put(keys::ci_status(&ctx.scope, cluster, new, id), Vec::new())
+/// An instance's cluster and ID, from its ARN (`...:container-instance/CLUSTER/ID`).
+fn cluster_and_id(i: &ContainerInstance) -> (&str, &str) {
+    let arn = i.container_instance_arn.as_deref().unwrap_or_default();
+    let resource = arn.split_once(":container-instance/").map(|(_, r)| r).unwrap_or_default();
+    resource.split_once('/').unwrap_or(("", resource))
+}
+
+/// An instance's key, and its row in the status index (`ci-status/CLUSTER/STATUS/ID`, empty),
+/// which the registered-instance counts read.
+impl Record for ContainerInstance {
+    fn key(&self, scope: &Scope) -> String {
+        let (cluster, id) = cluster_and_id(self);
+        keys::container_instance(scope, cluster, id)
+    }
+    fn index_keys(&self, scope: &Scope) -> Vec<Row> {
+        let (cluster, id) = cluster_and_id(self);
+        let status = self.status.as_deref().unwrap_or("ACTIVE");
+        vec![(keys::ci_status(scope, cluster, status, id), Vec::new())]
+    }
 }
 
 impl ControlPlane {
@@ -209,9 +215,9 @@ impl ControlPlane {
                     })?),
                     None => None,
                 };
-                let (key, guard, old_status, inst) = match existing {
+                let (before, inst) = match existing {
                     Some(mut e) => {
-                        let old_status = e.value.status.clone();
+                        let before = Before::of(&ctx.scope, &e);
                         let i = &mut e.value;
                         i.version += 1;
                         i.registered_resources = Some(resources.clone());
@@ -223,7 +229,7 @@ impl ControlPlane {
                         check_custom_limit(&a)?;
                         i.attributes = Some(a);
                         i.status = Some("ACTIVE".into());
-                        (e.key, e.mod_revision, old_status, e.value)
+                        (before, e.value)
                     }
                     None => {
                         let mut a = Vec::new();
@@ -245,17 +251,14 @@ impl ControlPlane {
                             tags: Some(tags.clone()),
                             ..Default::default()
                         };
-                        (keys::container_instance(&ctx.scope, &cname, &new_id), 0, None, inst)
+                        (Before::absent(), inst)
                     }
                 };
-                let id = key.rsplit('/').next().unwrap_or_default().to_string();
                 let txn = Txn::new()
                     .when(&cluster.key, cluster.mod_revision)
-                    .when(&key, guard)
                     // Rewriting the cluster makes a concurrent DeleteCluster re-check.
                     .put(&cluster.key, encode(&cluster.value))
-                    .put(&key, encode(&inst));
-                let txn = index_status(txn, ctx, &cname, &id, old_status.as_deref(), "ACTIVE");
+                    .put_record(&ctx.scope, &before, &inst);
                 Ok((txn, inst))
             })
             .await?;
@@ -363,11 +366,10 @@ impl ControlPlane {
                 if !force && i.value.running_tasks_count + i.value.pending_tasks_count > 0 {
                     return Err(EcsError::invalid("Found running tasks on the instance."));
                 }
-                let old = i.value.status.replace("INACTIVE".into());
+                let before = Before::of(&ctx.scope, &i);
+                i.value.status = Some("INACTIVE".into());
                 i.value.agent_connected = false;
-                let id = i.key.rsplit('/').next().unwrap_or_default().to_string();
-                let txn = Txn::new().when(&i.key, i.mod_revision).put(&i.key, encode(&i.value));
-                let txn = index_status(txn, ctx, &cname, &id, old.as_deref(), "INACTIVE");
+                let txn = Txn::new().put_record(&ctx.scope, &before, &i.value);
                 Ok((txn, i.value))
             })
             .await?;

@@ -7,10 +7,11 @@
 
 use super::{check_batch, check_include, includes};
 use crate::records::{encode, load};
+use crate::table::{Before, Record, Row, TxnExt};
 use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::page::{PageRequest, encode_token};
 use gantry_core::taskdef::{self, Registration, TaskDefRef};
-use gantry_core::{EcsError, Result};
+use gantry_core::{EcsError, Result, Scope};
 use gantry_model::*;
 use gantry_store::Txn;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,26 @@ pub struct TaskDefRecord {
     pub definition: TaskDefinition,
     #[serde(default)]
     pub tags: Vec<Tag>,
+}
+
+/// A revision's key, and its row in the status index (`td-status/STATUS/FAMILY!REVISION`, empty)
+/// that the listings read.
+impl Record for TaskDefRecord {
+    fn key(&self, scope: &Scope) -> String {
+        keys::task_definition(
+            scope,
+            self.definition.family.as_deref().unwrap_or_default(),
+            self.definition.revision,
+        )
+    }
+    fn index_keys(&self, scope: &Scope) -> Vec<Row> {
+        let d = &self.definition;
+        let status = d.status.as_deref().unwrap_or("ACTIVE");
+        vec![(
+            keys::td_status(scope, status, d.family.as_deref().unwrap_or_default(), d.revision),
+            Vec::new(),
+        )]
+    }
 }
 
 fn unable_to_describe() -> EcsError {
@@ -93,8 +114,7 @@ impl ControlPlane {
                 let txn = Txn::new()
                     .when(&family_key, guard)
                     .put(&family_key, encode(&FamilyRecord { last_revision: rev }))
-                    .put(keys::task_definition(&ctx.scope, &family, rev), encode(&record))
-                    .put(keys::td_status(&ctx.scope, "ACTIVE", &family, rev), Vec::new());
+                    .put_record(&ctx.scope, &Before::absent(), &record);
                 Ok((txn, record))
             })
             .await
@@ -232,19 +252,15 @@ impl ControlPlane {
         let def = self
             .retry(|| {
                 let mut rec = self.load_task_definition(ctx, &r)?.ok_or_else(unable_to_describe)?;
+                let before = Before::of(&ctx.scope, &rec);
                 let d = &mut rec.value.definition;
                 if d.status.as_deref() != Some("ACTIVE") {
                     // Deregistering again changes nothing.
                     return Ok((Txn::new(), rec.value.definition));
                 }
-                let rev = d.revision;
                 d.status = Some("INACTIVE".into());
                 d.deregistered_at = Some(self.clock.now().as_epoch_seconds());
-                let txn = Txn::new()
-                    .when(&rec.key, rec.mod_revision)
-                    .put(&rec.key, encode(&rec.value))
-                    .delete(keys::td_status(&ctx.scope, "ACTIVE", &r.family, rev))
-                    .put(keys::td_status(&ctx.scope, "INACTIVE", &r.family, rev), Vec::new());
+                let txn = Txn::new().put_record(&ctx.scope, &before, &rec.value);
                 Ok((txn, rec.value.definition))
             })
             .await?;
@@ -284,6 +300,7 @@ impl ControlPlane {
                             "The specified task definition does not exist. Specify a valid account, family, revision and try again.",
                         )));
                     };
+                    let before = Before::of(&ctx.scope, &rec);
                     let d = &mut rec.value.definition;
                     match d.status.as_deref() {
                         Some("ACTIVE") => {
@@ -294,14 +311,9 @@ impl ControlPlane {
                         Some("DELETE_IN_PROGRESS") => return Ok((Txn::new(), Ok(rec.value.definition))),
                         _ => {}
                     }
-                    let rev = d.revision;
                     d.status = Some("DELETE_IN_PROGRESS".into());
                     d.delete_requested_at = Some(self.clock.now().as_epoch_seconds());
-                    let txn = Txn::new()
-                        .when(&rec.key, rec.mod_revision)
-                        .put(&rec.key, encode(&rec.value))
-                        .delete(keys::td_status(&ctx.scope, "INACTIVE", &r.family, rev))
-                        .put(keys::td_status(&ctx.scope, "DELETE_IN_PROGRESS", &r.family, rev), Vec::new());
+                    let txn = Txn::new().put_record(&ctx.scope, &before, &rec.value);
                     Ok((txn, Ok(rec.value.definition)))
                 })
                 .await?;

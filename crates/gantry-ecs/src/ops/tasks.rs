@@ -9,12 +9,13 @@
 use super::check_batch;
 use crate::fleets::Primed;
 use crate::records::{decode, encode, load};
+use crate::table::{Before, Record, Row, TxnExt};
 use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::arn::cluster_name;
 use gantry_core::page::{PageRequest, paginate};
 use gantry_core::protocol::fargate_node_name;
 use gantry_core::validate::{parse_task_cpu, parse_task_memory, validate_tags};
-use gantry_core::{Arn, EcsError, ErrorKind, Result};
+use gantry_core::{Arn, EcsError, ErrorKind, Result, Scope};
 use gantry_model::*;
 use gantry_store::Txn;
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,24 @@ pub struct TaskRecord {
     /// to scale in or to finish a deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protection: Option<Protection>,
+}
+
+/// A task's key, and, until it is STOPPED, its row in its node's index
+/// (`/_ecs/node/NODE/TASK-ID`, valued with the task's key and group): what the node's agent polls.
+impl Record for TaskRecord {
+    fn key(&self, scope: &Scope) -> String {
+        let cluster = self.task.cluster_arn.as_deref().map(|a| a.rsplit('/').next().unwrap_or(a));
+        let id = task_id_of(self.task.task_arn.as_deref().unwrap_or_default());
+        keys::task(scope, cluster.unwrap_or_default(), id)
+    }
+    fn index_keys(&self, scope: &Scope) -> Vec<Row> {
+        if self.task.last_status.as_deref() == Some("STOPPED") {
+            return Vec::new();
+        }
+        let id = task_id_of(self.task.task_arn.as_deref().unwrap_or_default());
+        let group = self.task.group.as_deref().unwrap_or_default();
+        vec![(keys::node_task(&self.node, id), keys::node_task_value(&self.key(scope), group))]
+    }
 }
 
 /// A task's scale-in protection: until when (epoch milliseconds).
@@ -596,8 +615,6 @@ impl ControlPlane {
         let cluster = l.cluster.cluster_name.as_deref().unwrap_or_default();
         let arn = task.task_arn.clone().unwrap_or_default();
         let id = task_id_of(&arn).to_string();
-        let key = keys::task(&ctx.scope, cluster, &id);
-        let group = task.group.clone().unwrap_or_default();
         let rec = TaskRecord {
             task,
             node: node.clone(),
@@ -605,10 +622,7 @@ impl ControlPlane {
             network_configuration: req.network.clone(),
             protection: None,
         };
-        let mut txn = txn
-            .when(&key, 0)
-            .put(&key, encode(&rec))
-            .put(keys::node_task(&node, &id), keys::node_task_value(&key, &group));
+        let mut txn = txn.put_record(&ctx.scope, &Before::absent(), &rec);
         if let Some(service) = req.service {
             txn = txn.put(keys::service_task(&ctx.scope, cluster, service, &id), vec![]);
         }
@@ -863,6 +877,7 @@ impl ControlPlane {
             let Some(mut rec) = self.load_task(ctx, cluster, task)? else {
                 return Ok((Txn::new(), ()));
             };
+            let before = Before::of(&ctx.scope, &rec);
             let t = &mut rec.value.task;
             if t.last_status.as_deref() == Some("STOPPED") {
                 return Ok((Txn::new(), ()));
@@ -878,12 +893,7 @@ impl ControlPlane {
                 c.last_status = Some("STOPPED".into());
             }
             t.version += 1;
-            let id = task_id_of(task).to_string();
-            let txn = Txn::new()
-                .when(&rec.key, rec.mod_revision)
-                .put(&rec.key, encode(&rec.value))
-                .delete(keys::node_task(&rec.value.node, &id));
-            Ok((txn, ()))
+            Ok((Txn::new().put_record(&ctx.scope, &before, &rec.value), ()))
         })
         .await
     }
@@ -1052,6 +1062,7 @@ impl ControlPlane {
             if rec.value.task.last_status.as_deref() == Some("STOPPED") {
                 return Ok((Txn::new(), ()));
             }
+            let before = Before::of(&ctx.scope, &rec);
             let t = &mut rec.value.task;
             for c in req.containers.iter().flatten() {
                 update_container(t, c);
@@ -1101,13 +1112,13 @@ impl ControlPlane {
                             a.status = Some("DELETED".into());
                         }
                         txn = self.release(txn, &rec.value.node, &rec.value.reserved, ctx, &cname)?;
-                        txn = txn.delete(keys::node_task(&rec.value.node, task_id_of(&task_ref)));
                     }
                     _ => {}
                 }
             }
             rec.value.task.version += 1;
-            Ok((txn.when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), ()))
+            // STOPPED drops the task's node index row.
+            Ok((txn.put_record(&ctx.scope, &before, &rec.value), ()))
         })
         .await?;
         // No wake-up for the node: its agent sent this report and knows the state. (STOPPED

@@ -72,8 +72,8 @@ async fn create_service_writes_one_primary_deployment_and_ecs_defaults() {
     assert_eq!(d.task_definition, s.task_definition);
     assert_eq!(d.created_at, s.created_at);
     // The scheduler's index names the service's key.
-    let idx = cp.store().get("/_service/000000000000/us-east-1/c/svc").unwrap();
-    assert_eq!(&idx.value[..], b"/000000000000/us-east-1/service/c/svc");
+    let idx = cp.store().get("/_ecs/service/000000000000/us-east-1/c/svc").unwrap();
+    assert_eq!(&idx.value[..], b"/000000000000/us-east-1/ecs/service/c/svc");
 }
 
 #[tokio::test]
@@ -284,7 +284,7 @@ async fn create_is_idempotent_only_for_the_same_request_and_refuses_draining() {
         (ErrorKind::InvalidParameterException, "Unable to Start a service that is still Draining.")
     );
     // Once the scheduler has made it INACTIVE, the name can be used again.
-    let key = "/000000000000/us-east-1/service/c/svc";
+    let key = "/000000000000/us-east-1/ecs/service/c/svc";
     let kv = cp.store().get(key).unwrap();
     let mut rec: serde_json::Value = serde_json::from_slice(&gantry_ecs::unpack(&kv.value).unwrap()).unwrap();
     rec["service"]["status"] = json!("INACTIVE");

@@ -1,0 +1,225 @@
+//! Moves a store written by Gantry 0.1.0 (keys without their service: `/ACCOUNT/REGION/KIND/...`,
+//! `/_service/...`, `/_node/...`, `/_fargate-node/...`) to the current layout ([`crate::keys`]).
+//!
+//! The whole move is one transaction, guarded by the revision of every old key it reads and the
+//! absence of every new key it writes: it applies entirely or not at all (a crash or a failed
+//! write leaves the old layout as it was), and running it again finds nothing to move.
+//!
+//! Records are moved byte for byte (compressed or not). The index rows the record layer derives
+//! (`td-status/`, `ci-status/`, `/_ecs/node/`) are not moved but derived again from the moved
+//! records through [`Record::index_keys`], and compared with the old rows, moved; a difference is
+//! logged (the derived rows win). The rows still kept by hand are moved, with the keys their
+//! values hold (`/_service/`'s value is the service's key) rewritten.
+
+use crate::keys;
+use crate::ops::tasks::TaskRecord;
+use crate::records::parse;
+use crate::table::{Record, Row};
+use gantry_core::{EcsError, Result, Scope};
+use gantry_model::ContainerInstance;
+use gantry_store::{KeyValue, Store, Txn};
+use std::collections::BTreeMap;
+
+/// The kinds of scoped keys Gantry 0.1.0 wrote (`/ACCOUNT/REGION/KIND/...`).
+const OLD_KINDS: &[&str] = &[
+    "account-setting",
+    "capacity-provider",
+    "ci-status",
+    "client-token",
+    "cluster",
+    "container-instance",
+    "family",
+    "service",
+    "service-deployment",
+    "service-request",
+    "service-revision",
+    "service-task",
+    "task",
+    "task-definition",
+    "td-status",
+];
+
+/// The old unscoped roots, and where they go.
+fn unscoped(key: &str) -> Option<(&'static str, &str)> {
+    [("/_service/", "service"), ("/_node/", "node"), ("/_fargate-node/", "fargate-node")]
+        .into_iter()
+        .find_map(|(old, new)| key.strip_prefix(old).map(|rest| (new, rest)))
+}
+
+/// An old scoped key's scope, kind and the rest.
+fn old_scoped(key: &str) -> Option<(Scope, &str, &str)> {
+    let mut it = key.strip_prefix('/')?.splitn(4, '/');
+    let (account, region, kind, tail) = (it.next()?, it.next()?, it.next()?, it.next()?);
+    if account.starts_with('_') || !OLD_KINDS.contains(&kind) {
+        return None;
+    }
+    Some((Scope { account: account.into(), region: region.into() }, kind, tail))
+}
+
+/// The current key of a key of the old layout, or `None` if it is not one.
+pub fn new_key(old: &str) -> Option<String> {
+    if let Some((kind, rest)) = unscoped(old) {
+        return Some(format!("/_{}/{kind}/{rest}", keys::SERVICE));
+    }
+    let (scope, kind, tail) = old_scoped(old)?;
+    Some(format!("/{}/{}/{}/{kind}/{tail}", scope.account, scope.region, keys::SERVICE))
+}
+
+/// What a migration did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Migration {
+    /// Records and hand-kept index rows moved to their new key.
+    pub moved: usize,
+    /// Index rows derived again by the record layer.
+    pub reindexed: usize,
+    /// Old index rows dropped (their derived counterparts were written instead).
+    pub dropped: usize,
+    /// Derived index rows that differ from the old rows, moved (missing, extra or valued
+    /// otherwise); 0 for a consistent store.
+    pub index_mismatches: usize,
+    /// The store's revision after the move (0 if there was nothing to move).
+    pub revision: i64,
+}
+
+/// A move in preparation.
+#[derive(Default)]
+struct Plan {
+    txn: Txn,
+    out: Migration,
+    /// The derived index rows, and the old ones at their new keys (for the comparison).
+    derived: BTreeMap<String, Vec<u8>>,
+    old_rows: BTreeMap<String, Vec<u8>>,
+}
+
+impl Plan {
+    fn take(&mut self, old: &KeyValue) {
+        self.txn = std::mem::take(&mut self.txn).when(&old.key, old.mod_revision).delete(&old.key);
+    }
+
+    fn put(&mut self, key: String, value: Vec<u8>) {
+        self.txn = std::mem::take(&mut self.txn).when(&key, 0).put(key, value);
+    }
+
+    fn derive<R: Record>(&mut self, scope: &Scope, kv: &KeyValue) -> Result<()> {
+        let record: R = parse(&kv.value)
+            .map_err(|e| EcsError::server(format!("The stored record {} could not be read: {e}", kv.key)))?;
+        let rows: Vec<Row> = record.index_keys(scope);
+        self.derived.extend(rows);
+        Ok(())
+    }
+
+    fn add(&mut self, kv: &KeyValue) -> Result<bool> {
+        let Some(new) = new_key(&kv.key) else { return Ok(false) };
+        self.take(kv);
+        if let Some((kind, _)) = unscoped(&kv.key) {
+            match kind {
+                "node" => {
+                    let (task_key, group) = keys::node_task_value_parts(&kv.value);
+                    let task_key = new_key(task_key).unwrap_or_else(|| task_key.to_string());
+                    self.old_rows.insert(new, keys::node_task_value(&task_key, group));
+                }
+                "service" => {
+                    let service_key = String::from_utf8_lossy(&kv.value);
+                    let service_key = new_key(&service_key).unwrap_or_else(|| service_key.into_owned());
+                    self.put(new, service_key.into_bytes());
+                    self.out.moved += 1;
+                }
+                _ => {
+                    self.put(new, kv.value.to_vec());
+                    self.out.moved += 1;
+                }
+            }
+            return Ok(true);
+        }
+        let Some((scope, kind, _)) = old_scoped(&kv.key) else { return Ok(true) };
+        match kind {
+            "td-status" | "ci-status" => {
+                self.old_rows.insert(new, kv.value.to_vec());
+                return Ok(true);
+            }
+            "task-definition" => self.derive::<crate::ops::task_definitions::TaskDefRecord>(&scope, kv)?,
+            "container-instance" => self.derive::<ContainerInstance>(&scope, kv)?,
+            "task" => self.derive::<TaskRecord>(&scope, kv)?,
+            _ => {}
+        }
+        self.put(new, kv.value.to_vec());
+        self.out.moved += 1;
+        Ok(true)
+    }
+}
+
+/// Moves every key of the old layout to the current one, in one transaction; a no-op when there
+/// is none. Call it after opening the store and before serving.
+pub async fn migrate(store: &dyn Store) -> Result<Migration> {
+    let mut plan = Plan::default();
+    let mut old = 0;
+    for kv in store.range("/", None, usize::MAX) {
+        old += plan.add(&kv)? as usize;
+    }
+    if old == 0 {
+        return Ok(Migration::default());
+    }
+    plan.out.dropped = plan.old_rows.len();
+    plan.out.reindexed = plan.derived.len();
+    plan.out.index_mismatches =
+        plan.derived.iter().filter(|(k, v)| plan.old_rows.get(*k) != Some(*v)).count()
+            + plan.old_rows.keys().filter(|k| !plan.derived.contains_key(*k)).count();
+    if plan.out.index_mismatches > 0 {
+        tracing::warn!(
+            mismatches = plan.out.index_mismatches,
+            "the old layout's index rows differ from those its records imply; the records' are written"
+        );
+    }
+    let derived = std::mem::take(&mut plan.derived);
+    for (k, v) in derived {
+        plan.put(k, v);
+    }
+    let result = store
+        .txn(plan.txn)
+        .await
+        .map_err(|e| EcsError::server(format!("The store could not be migrated: {e}")))?;
+    if !result.succeeded {
+        return Err(EcsError::server("The store changed while it was being migrated; nothing was moved."));
+    }
+    plan.out.revision = result.revision;
+    let m = &plan.out;
+    tracing::info!(
+        moved = m.moved,
+        reindexed = m.reindexed,
+        dropped = m.dropped,
+        revision = m.revision,
+        "moved the store to the layout where every key names its service"
+    );
+    Ok(plan.out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_keys_map_to_their_service_and_new_ones_are_left_alone() {
+        let cases = [
+            ("/000000000000/us-east-1/cluster/prod", Some("/000000000000/us-east-1/ecs/cluster/prod")),
+            (
+                "/000000000000/us-east-1/td-status/ACTIVE/web!0000000002",
+                Some("/000000000000/us-east-1/ecs/td-status/ACTIVE/web!0000000002"),
+            ),
+            (
+                "/_service/000000000000/us-east-1/prod/web",
+                Some("/_ecs/service/000000000000/us-east-1/prod/web"),
+            ),
+            ("/_node/fargate:n/01ab", Some("/_ecs/node/fargate:n/01ab")),
+            ("/_fargate-node/n", Some("/_ecs/fargate-node/n")),
+            ("/000000000000/us-east-1/ecs/cluster/prod", None),
+            ("/_ecs/node/fargate:n/01ab", None),
+            ("/000000000000/us-east-1/elb/load-balancer/x", None),
+        ];
+        for (old, new) in cases {
+            assert_eq!(new_key(old).as_deref(), new, "{old}");
+            if let Some(n) = new {
+                assert!(keys::owns(n), "{n}");
+            }
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! A data directory written by Gantry 0.1.0 (`tests/fixtures/release-0.1.0/gantry.db`, made by
+//! `tools/make-release-fixture.py`) opens with the current layout: everything the release
+//! created reads back through the operations, no key of the old layout remains, and opening
+//! again changes nothing.
+
+use crate::common::req;
+use gantry_core::{FixedClock, Scope, SeededIds, Timestamp};
+use gantry_ecs::{ControlPlane, Ctx, keys, migrate};
+use gantry_store::{BoxFuture, KeyValue, SqliteStore, Store, StoreError, Txn, TxnResult, Watch};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/release-0.1.0/gantry.db");
+const ACCOUNT: &str = "000000000000";
+
+/// A copy of the fixture in a directory of its own.
+fn fixture_copy(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "gantry-migration-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("gantry.db");
+    std::fs::copy(FIXTURE, &db).unwrap();
+    db
+}
+
+fn all_keys(store: &dyn Store) -> Vec<String> {
+    store.range("", None, usize::MAX).into_iter().map(|kv| kv.key).collect()
+}
+
+fn control(store: Arc<SqliteStore>) -> ControlPlane {
+    let clock = Arc::new(FixedClock::new(Timestamp(1_800_000_000_000)));
+    ControlPlane::new(store, clock, Arc::new(SeededIds::new(3)))
+}
+
+fn ctx(region: &str) -> Ctx {
+    Ctx::root(Scope::new(ACCOUNT, region))
+}
+
+fn arn(region: &str, resource: &str) -> String {
+    format!("arn:aws:ecs:{region}:{ACCOUNT}:{resource}")
+}
+
+#[tokio::test]
+async fn a_release_0_1_0_data_directory_migrates_and_reads_back() {
+    let db = fixture_copy("reads-back");
+    let store = SqliteStore::open(&db).unwrap();
+    let before = all_keys(&store);
+    assert!(before.iter().any(|k| k.starts_with("/_node/")), "the fixture is of the old layout");
+    assert!(before.iter().all(|k| !keys::owns(k)), "no key of the fixture names its service");
+
+    let m = migrate(&store).await.unwrap();
+    // 3 task definitions, 3 instances (td-status, ci-status) and 4 unstopped tasks (node index).
+    assert_eq!((m.reindexed, m.dropped, m.index_mismatches), (10, 10, 0), "{m:?}");
+    assert_eq!(m.moved + m.dropped, before.len(), "{m:?}");
+    let after = all_keys(&store);
+    assert_eq!(after.len(), before.len());
+    for k in &after {
+        assert!(keys::owns(k), "{k} is not under ECS's prefixes");
+        assert!(migrate::new_key(k).is_none(), "{k} is of the old layout");
+    }
+    drop(store);
+
+    // Reopened from disk, as the binary would.
+    let store = Arc::new(SqliteStore::open(&db).unwrap());
+    let revision = store.revision();
+    assert_eq!(migrate(&*store).await.unwrap(), gantry_ecs::Migration::default(), "a second open is a no-op");
+    assert_eq!(store.revision(), revision);
+    let cp = control(store.clone());
+    let (us, eu) = (ctx("us-east-1"), ctx("eu-west-1"));
+
+    // Clusters and their counts.
+    let clusters = cp.list_clusters(&us, req(json!({}))).unwrap().cluster_arns.unwrap();
+    assert_eq!(clusters, [arn("us-east-1", "cluster/dev"), arn("us-east-1", "cluster/prod")]);
+    let edge = cp.list_clusters(&eu, req(json!({}))).unwrap().cluster_arns.unwrap();
+    assert_eq!(edge, [arn("eu-west-1", "cluster/edge")]);
+    let described = cp.describe_clusters(&us, req(json!({"clusters": ["prod", "dev"]}))).unwrap();
+    let c = described.clusters.unwrap();
+    let counts: Vec<_> = c
+        .iter()
+        .map(|c| {
+            (
+                c.cluster_name.clone().unwrap(),
+                c.registered_container_instances_count,
+                c.active_services_count,
+                c.running_tasks_count,
+                c.pending_tasks_count,
+            )
+        })
+        .collect();
+    // prod: 2 instances, service `web`, one task RUNNING, the service's two and the Fargate one
+    // provisioning; dev: its DRAINING instance still counts as registered.
+    assert_eq!(counts, [("prod".into(), 2, 1, 1, 3), ("dev".into(), 1, 0, 0, 0)]);
+
+    // Task definitions, through the status index the migration derived again.
+    let list = |status: &str, prefix: Option<&str>| {
+        cp.list_task_definitions(&us, req(json!({"status": status, "familyPrefix": prefix})))
+            .unwrap()
+            .task_definition_arns
+            .unwrap()
+    };
+    let td = |r: &str| arn("us-east-1", &format!("task-definition/{r}"));
+    assert_eq!(list("ACTIVE", None), [td("fg:1"), td("web:2")]);
+    assert_eq!(list("INACTIVE", None), [td("web:1")]);
+    assert_eq!(list("ACTIVE", Some("web")), [td("web:2")]);
+    assert!(list("DELETE_IN_PROGRESS", None).is_empty());
+    let latest =
+        cp.describe_task_definition(&us, req(json!({"taskDefinition": "web", "include": ["TAGS"]}))).unwrap();
+    assert_eq!(latest.task_definition.unwrap().revision, 2);
+    assert_eq!(latest.tags.unwrap()[0].key.as_deref(), Some("tier"));
+
+    // Container instances, through the status index.
+    let instances = |cluster: &str, status: Option<&str>| {
+        cp.list_container_instances(&us, req(json!({"cluster": cluster, "status": status})))
+            .unwrap()
+            .container_instance_arns
+            .unwrap()
+    };
+    assert_eq!(instances("prod", None).len(), 2);
+    assert_eq!(instances("dev", Some("DRAINING")).len(), 1);
+    assert!(instances("dev", Some("ACTIVE")).is_empty());
+
+    // The service, and the scheduler's index of it, whose value is the service's new key.
+    let svc = cp.describe_services(&us, req(json!({"cluster": "prod", "services": ["web"]}))).unwrap();
+    let s = &svc.services.unwrap()[0];
+    assert_eq!(s.status.as_deref(), Some("ACTIVE"));
+    assert_eq!(s.desired_count, 2);
+    assert_eq!(s.task_definition.as_deref(), Some(td("web:2").as_str()));
+    assert_eq!(s.running_count + s.pending_count, 2);
+    let scheduled = store.range(&keys::scheduled_services_prefix(), None, 10);
+    assert_eq!(scheduled.len(), 1);
+    assert_eq!(&scheduled[0].value[..], keys::service(&us.scope, "prod", "web").as_bytes());
+
+    // Tasks: the service's two, the RUNNING one and the Fargate one; the STOPPED one.
+    let tasks = |extra: serde_json::Value| {
+        let mut r = json!({"cluster": "prod"});
+        r.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        cp.list_tasks(&us, req(r)).unwrap().task_arns.unwrap()
+    };
+    let unstopped = tasks(json!({}));
+    assert_eq!(unstopped.len(), 4);
+    assert_eq!(tasks(json!({"serviceName": "web"})).len(), 2);
+    assert_eq!(tasks(json!({"launchType": "FARGATE"})).len(), 1);
+    let stopped = tasks(json!({"desiredStatus": "STOPPED"}));
+    assert_eq!(stopped.len(), 1);
+    let mut all = unstopped.clone();
+    all.extend(stopped.clone());
+    let described = cp.describe_tasks(&us, req(json!({"cluster": "prod", "tasks": all}))).unwrap();
+    let mut statuses: Vec<_> = described
+        .tasks
+        .unwrap()
+        .iter()
+        .map(|t| (t.last_status.clone().unwrap(), t.started_by.clone().unwrap_or_default()))
+        .collect();
+    statuses.sort();
+    assert_eq!(statuses.len(), 5);
+    assert_eq!(statuses.iter().filter(|(s, _)| s == "RUNNING").count(), 1);
+    assert_eq!(statuses.iter().filter(|(s, b)| s == "STOPPED" && b == "fixture").count(), 1);
+    assert_eq!(statuses.iter().filter(|(s, _)| s == "PROVISIONING").count(), 3);
+
+    // Nodes: the Fargate node, and the node index (what agents poll) for the four tasks.
+    assert_eq!(cp.fargate_nodes().unwrap().len(), 1);
+    assert_eq!(store.count(&keys::node_tasks_root()), 4);
+
+    // Writes after the move keep the derived indexes: web:2 deregistered moves its status row.
+    cp.deregister_task_definition(&us, req(json!({"taskDefinition": "web:2"}))).await.unwrap();
+    assert_eq!(list("INACTIVE", None), [td("web:1"), td("web:2")]);
+    assert_eq!(list("ACTIVE", None), [td("fg:1")]);
+    let _ = std::fs::remove_dir_all(db.parent().unwrap());
+}
+
+/// A store whose writes fail, to show the migration's all-or-nothing: it writes in one
+/// transaction, and when that fails nothing has moved.
+struct FailingWrites {
+    inner: SqliteStore,
+    txns: AtomicUsize,
+}
+
+impl Store for FailingWrites {
+    fn get(&self, key: &str) -> Option<KeyValue> {
+        self.inner.get(key)
+    }
+    fn range(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<KeyValue> {
+        self.inner.range(prefix, after, limit)
+    }
+    fn range_rev(&self, prefix: &str, before: Option<&str>, limit: usize) -> Vec<KeyValue> {
+        self.inner.range_rev(prefix, before, limit)
+    }
+    fn count(&self, prefix: &str) -> usize {
+        self.inner.count(prefix)
+    }
+    fn revision(&self) -> i64 {
+        self.inner.revision()
+    }
+    fn txn(&self, _txn: Txn) -> BoxFuture<Result<TxnResult, StoreError>> {
+        self.txns.fetch_add(1, Ordering::Relaxed);
+        Box::pin(async { Err(StoreError::Storage("injected: the disk is full".into())) })
+    }
+    fn watch(&self, prefix: &str, from_revision: i64) -> Result<Watch, StoreError> {
+        self.inner.watch(prefix, from_revision)
+    }
+}
+
+fn snapshot(db: &Path) -> Vec<(String, Vec<u8>, i64)> {
+    let store = SqliteStore::open(db).unwrap();
+    store
+        .range("", None, usize::MAX)
+        .into_iter()
+        .map(|kv| (kv.key, kv.value.to_vec(), kv.mod_revision))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_failed_migration_leaves_the_old_layout_intact_and_a_retry_completes_it() {
+    let db = fixture_copy("atomic");
+    let original = snapshot(&db);
+    let failing = FailingWrites { inner: SqliteStore::open(&db).unwrap(), txns: AtomicUsize::new(0) };
+    let err = migrate(&failing).await.unwrap_err();
+    assert!(err.message.contains("injected"), "{}", err.message);
+    assert_eq!(failing.txns.load(Ordering::Relaxed), 1, "the whole move is one transaction");
+    drop(failing);
+    assert_eq!(snapshot(&db), original, "nothing moved");
+
+    // The next open migrates.
+    let store = SqliteStore::open(&db).unwrap();
+    let m = migrate(&store).await.unwrap();
+    assert_eq!(m.moved + m.dropped, original.len());
+    assert!(all_keys(&store).iter().all(|k| keys::owns(k)));
+    let _ = std::fs::remove_dir_all(db.parent().unwrap());
+}
+
+/// A write that CreateCluster makes after the migration lands under ECS's prefix, and ECS
+/// refuses to write outside it.
+#[tokio::test]
+async fn new_writes_go_under_the_service_prefix() {
+    let (cp, ctx, _) = crate::common::setup();
+    cp.create_cluster(&ctx, req(json!({"clusterName": "c"}))).await.unwrap();
+    let keys_now = all_keys(&**cp.store());
+    assert_eq!(keys_now, ["/000000000000/us-east-1/ecs/cluster/c"]);
+}
