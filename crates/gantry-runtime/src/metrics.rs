@@ -13,10 +13,10 @@
 
 use gantry_store::StoreMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::histogram::exponential_buckets;
+/// The handle types, for crates that hold one without depending on prometheus-client.
+pub use prometheus_client::metrics::{counter::Counter, gauge::Gauge, histogram::Histogram};
 use prometheus_client::registry::{Registry, Unit};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};

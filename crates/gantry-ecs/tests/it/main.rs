@@ -3,6 +3,7 @@
 mod agents_sim;
 mod common;
 mod gpus;
+mod metrics;
 mod ops;
 mod service_deployments;
 mod services;
