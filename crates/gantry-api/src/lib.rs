@@ -64,6 +64,7 @@ pub fn router(control: ControlPlane, config: ApiConfig) -> Router {
     Router::new()
         .route("/", post(ecs))
         .route("/_gantry/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/_gantry/reset", post(reset))
         .route("/_gantry/agent/v1/poll", post(agent::poll))
         .route("/_gantry/agent/v1/fargate", post(agent::register_fargate))
@@ -73,6 +74,12 @@ pub fn router(control: ControlPlane, config: ApiConfig) -> Router {
 
 async fn health() -> &'static str {
     "ok\n"
+}
+
+/// Gantry's own metrics, in the OpenMetrics text format Prometheus scrapes.
+async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    let text = s.control.metrics().render();
+    ([(axum::http::header::CONTENT_TYPE, gantry_runtime::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 async fn reset(State(s): State<Arc<AppState>>) -> Response {
@@ -93,12 +100,24 @@ async fn reset(State(s): State<Arc<AppState>>) -> Response {
 }
 
 async fn ecs(State(s): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = std::time::Instant::now();
+    let response = answer(&s, &headers, body).await;
+    // The operation as a metric label only if it is one (a made-up name is "unknown").
+    let op = match wire::operation(&headers) {
+        Ok(op) if op == "GantryExplainPlacement" || gantry_model::OPERATIONS.contains(&op) => op,
+        _ => "unknown",
+    };
+    s.control.metrics().api.observe("ecs", op, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn answer(s: &AppState, headers: &HeaderMap, body: Bytes) -> Response {
     let request_id = s.control.ids().uuid();
-    let caller = match auth::authenticate(&headers) {
+    let caller = match auth::authenticate(headers) {
         Ok(c) => c,
         Err(e) => return wire::error_response(&e, &request_id),
     };
-    let op = match wire::operation(&headers) {
+    let op = match wire::operation(headers) {
         Ok(op) => op,
         Err(e) => return wire::error_response(&e, &request_id),
     };

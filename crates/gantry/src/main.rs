@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use gantry_api::{ApiConfig, router};
 use gantry_core::{SeededIds, SystemClock};
 use gantry_ecs::ControlPlane;
+use gantry_runtime::{AlwaysLeader, Metrics};
 use gantry_store::SqliteStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -422,13 +423,23 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
     let db = data_dir.join("gantry.db");
-    let store =
-        SqliteStore::open(&db).with_context(|| format!("cannot open the store at {}", db.display()))?;
-    let control =
-        ControlPlane::new(Arc::new(store), Arc::new(SystemClock), Arc::new(SeededIds::from_entropy()));
-    // The service scheduler runs in every server (one server per store for now; several
-    // servers sharing etcd will elect one).
-    control.start_scheduler();
+    // The one registry: every part records into it, `GET /metrics` renders it.
+    let metrics = Arc::new(Metrics::new());
+    let store = SqliteStore::open_with_metrics(&db, metrics.store.clone())
+        .with_context(|| format!("cannot open the store at {}", db.display()))?;
+    let control = ControlPlane::with_metrics(
+        Arc::new(store),
+        Arc::new(SystemClock),
+        Arc::new(SeededIds::from_entropy()),
+        metrics,
+    );
+    // The service scheduler runs behind the leadership gate: one server per store leads alone
+    // for now (several servers sharing etcd will elect one).
+    let (stop_controllers, controllers_stop) = gantry_runtime::shutdown();
+    let scheduler = tokio::spawn({
+        let control = control.clone();
+        async move { control.run_scheduler(Arc::new(AlwaysLeader::default()), controllers_stop).await }
+    });
     let app = router(
         control,
         ApiConfig {
@@ -471,5 +482,8 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
             tracing::info!("shutting down");
         })
         .await?;
+    // No new scheduler pass starts; the passes in flight finish.
+    stop_controllers.trigger();
+    let _ = scheduler.await;
     Ok(())
 }
