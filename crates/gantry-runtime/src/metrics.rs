@@ -8,8 +8,10 @@
 //!
 //! Cost on the request path ([`ApiMetrics::observe`]): the label-set handles of an operation are
 //! created once and cached, so an observation is a read-locked lookup of the operation's name,
-//! one atomic add and one histogram observation (a short uncontended mutex). See
-//! `examples/observe_cost.rs` for a measurement.
+//! one atomic add and one histogram observation (a short mutex). `examples/observe_cost.rs`
+//! measures it: on the 2-core development machine, release build, 80 ns per call on one thread
+//! and 166 ns with both cores observing the same four operations at once, against tens of
+//! microseconds of CPU for the cheapest request (DescribeClusters), i.e. well under 1 %.
 
 use gantry_store::StoreMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
