@@ -233,8 +233,31 @@ pub(crate) fn auth_error(e: &AuthError, p: Protocol) -> ServiceError {
     }
 }
 
-/// Every request that is not one of Gantry's own (`/_gantry/...`, `/metrics`).
+/// Every request that is not one of Gantry's own (`/_gantry/...`, `/metrics`), counted and
+/// timed per service and operation (an operation the service does not have counts as
+/// `unknown`, so made-up names cannot grow the metrics).
 pub(crate) async fn handle(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    let started = std::time::Instant::now();
+    let target = header(req.headers(), "x-amz-target").map(str::to_string);
+    let (response, service, op) = answer(&s, req).await;
+    let op = match (service, op) {
+        (Some(svc), Some(op)) if s.models.model(svc).operation(&op).is_some() => op,
+        (Some(Service::Ecs), None) => match target.as_deref().and_then(|t| t.rsplit_once('.')) {
+            Some((_, op))
+                if op == "GantryExplainPlacement" || gantry_model::ecs::OPERATIONS.contains(&op) =>
+            {
+                op.to_string()
+            }
+            _ => "unknown".to_string(),
+        },
+        _ => "unknown".to_string(),
+    };
+    let service = service.map_or("unknown", Service::signing_name);
+    s.control.metrics().api.observe(service, &op, response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Option<String>) {
     let request_id = s.control.ids().uuid();
     let (parts, body) = req.into_parts();
     let head = Head {
@@ -259,13 +282,15 @@ pub(crate) async fn handle(State(s): State<Arc<AppState>>, req: Request) -> Resp
         error(guessed, model, &e, &request_id)
     };
     if let Some(len) = declared.filter(|&len| len > limit as u64) {
-        return early_error(
-            ProtocolError::BodyTooLarge { size: len as usize, limit }.to_service_error(guessed),
+        return (
+            early_error(ProtocolError::BodyTooLarge { size: len as usize, limit }.to_service_error(guessed)),
+            None,
+            None,
         );
     }
     let body = match read_body(body, limit, s.config.limits.body_read_timeout).await {
         Ok(b) => b,
-        Err(e) => return early_error(e),
+        Err(e) => return (early_error(e), None, None),
     };
 
     let service = match route(&s.models, &head, guessed, &body) {
@@ -274,10 +299,11 @@ pub(crate) async fn handle(State(s): State<Arc<AppState>>, req: Request) -> Resp
             let code =
                 if guessed == Protocol::AwsQuery { "InvalidAction" } else { "UnknownOperationException" };
             let served: Vec<&str> = Service::ALL.iter().map(|s| s.signing_name()).collect();
-            return early_error(ServiceError::sender(
+            let err = ServiceError::sender(
                 code,
                 format!("Gantry does not serve '{name}'; it serves {}.", served.join(", ")),
-            ));
+            );
+            return (early_error(err), None, None);
         }
     };
     let model = s.models.model(service);
@@ -285,12 +311,12 @@ pub(crate) async fn handle(State(s): State<Arc<AppState>>, req: Request) -> Resp
         Ok(p) => p,
         Err(e) => {
             let p = Protocol::pick(model).unwrap_or(Protocol::AwsJson1_1);
-            return error(p, model, &e.to_service_error(p), &request_id);
+            return (error(p, model, &e.to_service_error(p), &request_id), Some(service), None);
         }
     };
     if body.len() > protocol.max_body() {
         let e = ProtocolError::BodyTooLarge { size: body.len(), limit: protocol.max_body() };
-        return error(protocol, model, &e.to_service_error(protocol), &request_id);
+        return (error(protocol, model, &e.to_service_error(protocol), &request_id), Some(service), None);
     }
     // A presigned query request carries its parameters in the query string.
     let form: &[u8] =
@@ -313,17 +339,20 @@ pub(crate) async fn handle(State(s): State<Arc<AppState>>, req: Request) -> Resp
             if let AuthError::Signature(SigError::SignatureDoesNotMatch(m)) = &e {
                 tracing::debug!(request_id, canonical_request = %m.canonical_request, "signature mismatch");
             }
-            return error(protocol, model, &auth_error(&e, protocol), &request_id);
+            return (error(protocol, model, &auth_error(&e, protocol), &request_id), Some(service), None);
         }
     };
 
     match service {
-        Service::Ecs => crate::ecs(&s, &head_parts(&head), &caller, &body, &request_id, model).await,
+        Service::Ecs => {
+            (crate::ecs(s, &head_parts(&head), &caller, &body, &request_id, model).await, Some(service), None)
+        }
         Service::Sts => {
             let sts = &s.sts;
-            call_generic(protocol, model, &head, form, &request_id, |op, input| {
+            let (r, op) = call_generic(protocol, model, &head, form, &request_id, |op, input| {
                 sts.call(&caller.principal, op, input)
-            })
+            });
+            (r, Some(service), op)
         }
     }
 }
@@ -347,24 +376,36 @@ fn call_generic(
     body: &[u8],
     request_id: &str,
     run: impl FnOnce(&str, &[u8]) -> Result<Vec<u8>, ServiceError>,
-) -> Response {
+) -> (Response, Option<String>) {
     let op = match gantry_protocol::operation_name(protocol, model, head.target, head.path, body) {
         Ok(op) => op,
-        Err(e) => return error(protocol, model, &e.to_service_error(protocol), request_id),
+        Err(e) => return (error(protocol, model, &e.to_service_error(protocol), request_id), None),
     };
+    let r = run_operation(protocol, model, &op, body, request_id, run);
+    (r, Some(op))
+}
+
+fn run_operation(
+    protocol: Protocol,
+    model: &Model,
+    op: &str,
+    body: &[u8],
+    request_id: &str,
+    run: impl FnOnce(&str, &[u8]) -> Result<Vec<u8>, ServiceError>,
+) -> Response {
     let span = tracing::debug_span!("request", op = %op, request_id);
     let _enter = span.enter();
-    let input = match gantry_protocol::parse_request(protocol, model, &op, body) {
+    let input = match gantry_protocol::parse_request(protocol, model, op, body) {
         Ok(v) => serde_json::to_vec(&v).unwrap_or_default(),
         Err(e) => return error(protocol, model, &e.to_service_error(protocol), request_id),
     };
-    let out = run(&op, &input).and_then(|out| {
+    let out = run(op, &input).and_then(|out| {
         serde_json::from_slice::<serde_json::Value>(&out)
             .map_err(|e| ServiceError::receiver("InternalFailure", format!("unreadable output: {e}")))
     });
     match out {
         Ok(v) => {
-            encoded(gantry_protocol::serialize_response(protocol, model, &op, &v, request_id), request_id)
+            encoded(gantry_protocol::serialize_response(protocol, model, op, &v, request_id), request_id)
         }
         Err(e) => {
             if !e.sender_fault {

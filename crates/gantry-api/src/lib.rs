@@ -82,6 +82,7 @@ pub fn router(control: ControlPlane, auth: Authenticator, config: ApiConfig) -> 
     });
     Router::new()
         .route("/_gantry/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/_gantry/reset", post(reset))
         .route("/_gantry/agent/v1/poll", post(agent::poll))
         .route("/_gantry/agent/v1/fargate", post(agent::register_fargate))
@@ -92,6 +93,12 @@ pub fn router(control: ControlPlane, auth: Authenticator, config: ApiConfig) -> 
 
 async fn health() -> &'static str {
     "ok\n"
+}
+
+/// Gantry's own metrics, in the OpenMetrics text format Prometheus scrapes.
+async fn metrics(State(s): State<Arc<AppState>>) -> Response {
+    let text = s.control.metrics().render();
+    ([(axum::http::header::CONTENT_TYPE, gantry_runtime::metrics::CONTENT_TYPE)], text).into_response()
 }
 
 async fn reset(State(s): State<Arc<AppState>>) -> Response {

@@ -7,6 +7,7 @@
 //! This state is per server process and is rebuilt by the agents' next polls after a restart.
 
 use gantry_core::{Clock, Timestamp};
+use gantry_runtime::metrics::Gauge;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -28,6 +29,8 @@ pub struct Agents {
     /// Versions start from this epoch so that an agent's version from before a server restart
     /// never matches.
     epoch: u64,
+    /// Nodes with a poll in flight (`gantry_agents_connected`).
+    connected: Gauge,
 }
 
 /// Held by a poll in flight; dropping it (the poll ends or its connection drops) records the time.
@@ -42,6 +45,9 @@ impl Drop for PollGuard {
         let now = self.clock.now();
         let mut nodes = self.agents.nodes.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = nodes.get_mut(&self.node) {
+            if n.polls == 1 {
+                self.agents.connected.dec();
+            }
             n.polls = n.polls.saturating_sub(1);
             n.last_seen = n.last_seen.max(now);
         }
@@ -50,7 +56,12 @@ impl Drop for PollGuard {
 
 impl Agents {
     pub fn new(epoch: u64) -> Self {
-        Agents { nodes: Mutex::default(), epoch }
+        Self::with_gauge(epoch, Gauge::default())
+    }
+
+    /// A registry that keeps `connected` at the number of nodes with a poll in flight.
+    pub fn with_gauge(epoch: u64, connected: Gauge) -> Self {
+        Agents { nodes: Mutex::default(), epoch, connected }
     }
 
     fn with<T>(&self, node: &str, f: impl FnOnce(&mut Node) -> T) -> T {
@@ -66,6 +77,9 @@ impl Agents {
     ) -> (PollGuard, watch::Receiver<u64>) {
         let epoch = self.epoch;
         let rx = self.with(node, |n| {
+            if n.polls == 0 {
+                self.connected.inc();
+            }
             n.polls += 1;
             n.version.get_or_insert_with(|| watch::channel(epoch).0).subscribe()
         });
@@ -99,9 +113,13 @@ mod tests {
         let a = Arc::new(Agents::new(100));
         assert!(!a.connected("n", Timestamp(0)));
         let (guard, rx) = a.begin_poll("n", clock.clone());
+        let (second, _) = a.begin_poll("n", clock.clone());
+        assert_eq!(a.connected.get(), 1, "one node, however many polls");
         assert_eq!(*rx.borrow(), 100);
         assert!(a.connected("n", Timestamp(50_000)));
+        drop(second);
         drop(guard);
+        assert_eq!(a.connected.get(), 0);
         assert!(a.connected("n", Timestamp(1_000 + GRACE_MS)));
         assert!(!a.connected("n", Timestamp(1_001 + GRACE_MS)));
     }

@@ -7,7 +7,13 @@
 //! change to its record, or to its `/_node/...` task index entries. Deriving from the current
 //! store rather than from the event makes replays harmless, so a watch that fell behind simply
 //! starts again from the last revision seen (or, if the store no longer has it, every fleet is
-//! rebuilt).
+//! rebuilt): the runtime's [`WatchCursor`] does both.
+//!
+//! The fleets are not a controller and have no task of their own: a placement drains the events
+//! inline, under the fleets' lock, because it must plan on a fleet that includes every commit it
+//! could have read (its own included). A background drainer would race with that and could only
+//! add a second path to the same state. So there is nothing to stop on shutdown: the fleets stop
+//! with the last request that uses them.
 //!
 //! The fleet is only a starting point: the commit compare-and-swaps every instance record it
 //! read, so a placement on a stale fleet fails its commit and is planned again on a fresh one.
@@ -17,7 +23,7 @@ use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::{EcsError, Result};
 use gantry_model::{ContainerInstance, Resource};
 use gantry_placement::engine::Fleet;
-use gantry_store::{StoreError, Watch};
+use gantry_runtime::{Change, WatchCursor};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -41,9 +47,8 @@ pub(crate) struct Fleets {
 
 #[derive(Default)]
 struct State {
-    watch: Option<Watch>,
-    /// The last revision whose events were applied.
-    seen: i64,
+    /// The store's changes since the last drain (created by the first drain).
+    cursor: Option<WatchCursor>,
     /// By container instance key prefix (`.../container-instance/CLUSTER/`).
     clusters: HashMap<String, Arc<RwLock<ClusterFleet>>>,
     /// Node (container instance ARN) → its record's key, for the `/_node/` index.
@@ -91,57 +96,48 @@ impl ControlPlane {
 
     /// Applies every event committed since the last drain.
     fn drain(&self, st: &mut State) -> Result<()> {
-        if st.watch.is_none() {
-            st.seen = self.store.revision();
-            st.watch = Some(self.watch_from(st.seen + 1)?);
-            st.clusters.clear();
-            st.nodes.clear();
-        }
+        let State { cursor, clusters, nodes, primed } = st;
+        let cursor = cursor.get_or_insert_with(|| {
+            WatchCursor::new(self.store.clone(), "/", Some(self.metrics.watch.lag("fleets")))
+        });
         // Instance keys to derive again, by cluster prefix: each once, however many of its events
         // came in (a RunTask of 10 on one instance writes its record and 10 index entries).
         let mut dirty: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         let node_root = keys::node_tasks_root();
-        while let Some(watch) = st.watch.as_mut() {
-            match watch.try_next() {
-                None => break,
-                Some(Ok(e)) => {
-                    st.seen = st.seen.max(e.kv.mod_revision);
+        while let Some(change) = cursor.try_next() {
+            match change {
+                // The first drain, or the watch fell out of the store's history: every fleet is
+                // built again from the store when next asked for.
+                Ok(Change::Relist) => {
+                    clusters.clear();
+                    nodes.clear();
+                    dirty.clear();
+                }
+                Ok(Change::Event(e)) => {
                     let key = &e.kv.key;
                     let instance_key = match key.strip_prefix(node_root.as_str()) {
-                        Some(rest) => rest.rsplit_once('/').and_then(|(node, _)| st.nodes.get(node)).cloned(),
+                        Some(rest) => rest.rsplit_once('/').and_then(|(node, _)| nodes.get(node)).cloned(),
                         None if key.contains("/container-instance/") => Some(key.clone()),
                         None => None,
                     };
                     if let Some(k) = instance_key
                         && let Some((p, _)) = k.rsplit_once('/')
-                        && st.clusters.contains_key(&format!("{p}/"))
+                        && clusters.contains_key(&format!("{p}/"))
                     {
                         dirty.entry(format!("{p}/")).or_default().insert(k);
                     }
                 }
-                Some(Err(StoreError::Lagged(_))) => match self.watch_from(st.seen + 1) {
-                    Ok(w) => st.watch = Some(w),
-                    Err(_) => {
-                        // Too far behind for the store's history: start over.
-                        st.watch = None;
-                        return self.drain(st);
-                    }
-                },
-                Some(Err(e)) => return Err(EcsError::server(e.to_string())),
+                Err(e) => return Err(EcsError::server(e.to_string())),
             }
         }
         for (prefix, keys) in dirty {
-            let Some(cf) = st.clusters.get(&prefix).cloned() else { continue };
+            let Some(cf) = clusters.get(&prefix).cloned() else { continue };
             let mut cf = cf.write().unwrap_or_else(|e| e.into_inner());
             for key in keys {
-                self.refresh(&mut st.nodes, &mut st.primed, &mut cf, &key)?;
+                self.refresh(nodes, primed, &mut cf, &key)?;
             }
         }
         Ok(())
-    }
-
-    fn watch_from(&self, revision: i64) -> Result<Watch> {
-        self.store.watch("/", revision).map_err(|e| EcsError::server(e.to_string()))
     }
 
     /// Hands the fleets the instance records a placement is about to commit. When the commit's

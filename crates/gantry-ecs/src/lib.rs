@@ -19,6 +19,7 @@ mod scheduler;
 mod table;
 
 use gantry_core::{Clock, EcsError, IdGen, Result, Scope};
+use gantry_runtime::Metrics;
 use gantry_store::{Store, Txn};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
@@ -54,6 +55,8 @@ pub struct ControlPlane {
     pub(crate) fleets: Arc<fleets::Fleets>,
     /// Task definitions as agents run them (no overrides), by ARN and whether FARGATE.
     pub(crate) planned: Arc<Mutex<PlannedDefinitions>>,
+    /// Where placements, agent connections and the scheduler's passes are counted.
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 type PlannedDefinitions = HashMap<(String, bool), gantry_core::protocol::SharedJson>;
@@ -81,17 +84,33 @@ impl KeyedLocks {
 const CAS_RETRIES: usize = 64;
 
 impl ControlPlane {
+    /// A control plane with a registry of its own (for tests and tools: nothing renders it).
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ids: Arc<dyn IdGen>) -> Self {
+        Self::with_metrics(store, clock, ids, Arc::new(Metrics::new()))
+    }
+
+    /// A control plane that records into `metrics` (the binary's one registry).
+    pub fn with_metrics(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGen>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let epoch = clock.now().0 as u64;
         ControlPlane {
             store,
             clock,
             ids,
             locks: Arc::default(),
-            agents: Arc::new(agents::Agents::new(epoch)),
+            agents: Arc::new(agents::Agents::with_gauge(epoch, metrics.agents.connected.clone())),
             fleets: Arc::default(),
             planned: Arc::default(),
+            metrics,
         }
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -6,11 +6,11 @@
 //! service back (counts, deployments, events) with compare-and-swap. A pass that changes nothing
 //! writes nothing, so a pass triggered by its own write ends there.
 //!
-//! [`ControlPlane::start_scheduler`] runs passes from a keyed work queue: level-triggered (a key
-//! is queued, not an event; a service is never reconciled twice at once, and a change during a
-//! pass queues it again), fed by the store's watch (the service, its tasks, its cluster's
-//! instances), by the time a plan asks to be woken, and by a periodic resync of every service as
-//! a safety net.
+//! [`ControlPlane::run_scheduler`] runs passes as a `gantry_runtime` controller: level-triggered
+//! (a key is queued, not an event; a service is never reconciled twice at once, and a change
+//! during a pass queues it again), fed by the store's watch (the service, its tasks, its
+//! cluster's instances), by the time a plan asks to be woken, and by a periodic resync of every
+//! service as a safety net; only while this process leads, until shutdown.
 
 use crate::ops::services::{SchedNotes, ServiceRecord};
 use crate::ops::tasks::TaskRecord;
@@ -19,10 +19,11 @@ use crate::{ControlPlane, Ctx, keys};
 use gantry_core::{Result, Scope};
 use gantry_model::{Deployment, Service, ServiceEvent, Tag};
 use gantry_placement::engine::Constraint;
+use gantry_runtime::{Action, Backoff, Controller, Leadership, Reconciler, Shutdown};
 use gantry_sched as sched;
 use gantry_store::Txn;
-use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// ECS keeps the latest 100 events of a service.
@@ -628,153 +629,46 @@ impl ControlPlane {
         }
     }
 
-    /// Starts the scheduler: workers over a keyed queue fed by the store's watch, wake-ups and
-    /// a periodic resync. It runs until the runtime stops.
-    pub fn start_scheduler(&self) {
-        let queue = Arc::new(Queue::default());
-        for key in self.scheduled_services() {
-            queue.add(key);
-        }
-        // The watch.
-        let (cp, q) = (self.clone(), queue.clone());
-        tokio::spawn(async move {
-            loop {
-                let mut watch = match cp.store.watch("/", cp.store.revision() + 1) {
-                    Ok(w) => w,
-                    Err(e) => {
-                        tracing::error!(error = %e, "the scheduler cannot watch the store");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                };
-                loop {
-                    match watch.next().await {
-                        Ok(ev) => {
-                            for key in cp.services_touched(&ev.kv.key, &ev.kv.value) {
-                                q.add(key);
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "the scheduler's watch restarts; every service is looked at");
-                            for key in cp.scheduled_services() {
-                                q.add(key);
-                            }
-                            break;
-                        }
-                    }
-                }
-            }
-        });
-        // The resync.
-        let (cp, q) = (self.clone(), queue.clone());
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(RESYNC).await;
-                for key in cp.scheduled_services() {
-                    q.add(key);
-                }
-            }
-        });
-        for _ in 0..WORKERS {
-            let (cp, q) = (self.clone(), queue.clone());
-            tokio::spawn(async move {
-                loop {
-                    let key = q.next().await;
-                    let wake = match cp.reconcile_service(&key).await {
-                        Ok(w) => w,
-                        Err(e) => {
-                            tracing::warn!(service = %key, error = %e.message, "scheduler pass failed; retrying");
-                            Some(cp.clock.now().0 + 1_000)
-                        }
-                    };
-                    q.done(&key);
-                    if let Some(at) = wake {
-                        let delay = (at - cp.clock.now().0).max(0) as u64;
-                        let q = q.clone();
-                        tokio::spawn(async move {
-                            tokio::time::sleep(Duration::from_millis(delay)).await;
-                            q.add(key);
-                        });
-                    }
-                }
-            });
-        }
+    /// Runs the service scheduler until `shutdown`, while `leader` says this process leads:
+    /// passes over a keyed work queue (the runtime's [`Controller`]) fed by the store's watch,
+    /// by the times plans ask to be woken, and by a periodic resync. Returns once the passes in
+    /// flight at shutdown have finished.
+    pub async fn run_scheduler(&self, leader: Arc<dyn Leadership>, shutdown: Shutdown) {
+        let cp = self.clone();
+        Controller::new("scheduler", self.metrics.clone())
+            .workers(WORKERS)
+            .resync(RESYNC)
+            .backoff(Backoff { base: Duration::from_secs(1), max: Duration::from_secs(30) })
+            .watches(self.store.clone(), "/", move |e| cp.services_touched(&e.kv.key, &e.kv.value))
+            .run(ServiceScheduler(self.clone()), leader, shutdown)
+            .await
     }
 }
 
-/// A keyed work queue: a key waits at most once, and is never handed out twice at once (one
-/// added while it runs is handed out again when it is done).
-#[derive(Default)]
-struct Queue {
-    state: Mutex<QueueState>,
-    notify: tokio::sync::Notify,
-}
+/// The service scheduler as the runtime sees it: one pass is [`ControlPlane::reconcile_service`].
+struct ServiceScheduler(ControlPlane);
 
-#[derive(Default)]
-struct QueueState {
-    ready: VecDeque<String>,
-    queued: HashSet<String>,
-    running: HashSet<String>,
-    again: HashSet<String>,
-}
+impl Reconciler<String> for ServiceScheduler {
+    type Error = String;
 
-impl Queue {
-    fn add(&self, key: String) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if st.running.contains(&key) {
-            st.again.insert(key);
-            return;
-        }
-        if st.queued.insert(key.clone()) {
-            st.ready.push_back(key);
-            drop(st);
-            self.notify.notify_one();
+    async fn reconcile(&self, key: &String) -> std::result::Result<Action, String> {
+        let cp = &self.0;
+        match cp.reconcile_service(key).await {
+            // The plan's wake-up is in the control plane's clock; the queue waits on tokio's.
+            Ok(Some(at)) => Ok(Action::Requeue(Duration::from_millis((at - cp.clock.now().0).max(0) as u64))),
+            Ok(None) => Ok(Action::AwaitChange),
+            Err(e) => Err(e.message),
         }
     }
 
-    async fn next(&self) -> String {
-        loop {
-            {
-                let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-                if let Some(key) = st.ready.pop_front() {
-                    st.queued.remove(&key);
-                    st.running.insert(key.clone());
-                    return key;
-                }
-            }
-            self.notify.notified().await;
-        }
-    }
-
-    fn done(&self, key: &str) {
-        let again = {
-            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            st.running.remove(key);
-            st.again.remove(key)
-        };
-        if again {
-            self.add(key.to_string());
-        }
+    fn list(&self) -> Vec<String> {
+        self.0.scheduled_services()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[tokio::test]
-    async fn a_key_is_never_handed_out_twice_at_once() {
-        let q = Queue::default();
-        q.add("a".into());
-        q.add("a".into());
-        q.add("b".into());
-        assert_eq!(q.next().await, "a");
-        q.add("a".into()); // changed while running
-        assert_eq!(q.next().await, "b");
-        assert!(q.state.lock().unwrap().ready.is_empty(), "a waits until its pass is done");
-        q.done("a");
-        assert_eq!(q.next().await, "a");
-    }
 
     #[test]
     fn service_keys_parse() {

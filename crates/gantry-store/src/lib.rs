@@ -8,8 +8,10 @@
 //! [`Store::txn`] and are durable on disk before their future resolves. The store never reads a
 //! clock or makes up an identifier: values are opaque bytes from the caller.
 
+mod metrics;
 mod sqlite;
 
+pub use metrics::StoreMetrics;
 pub use sqlite::SqliteStore;
 
 use std::future::Future;

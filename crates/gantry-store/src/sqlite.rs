@@ -10,7 +10,8 @@
 //! behind ever reads.)
 
 use crate::{
-    BoxFuture, Compare, Event, EventKind, KeyValue, Op, Store, StoreError, Txn, TxnResult, Value, Watch,
+    BoxFuture, Compare, Event, EventKind, KeyValue, Op, Store, StoreError, StoreMetrics, Txn, TxnResult,
+    Value, Watch,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -138,19 +139,29 @@ fn storage(e: rusqlite::Error) -> StoreError {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path`, its metrics recorded nowhere.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_metrics(path, StoreMetrics::default())
+    }
+
+    /// Opens (creating if needed) the database at `path`, recording into `metrics`.
+    pub fn open_with_metrics(path: &Path, metrics: StoreMetrics) -> Result<Self, StoreError> {
         let conn = Connection::open(path).map_err(storage)?;
-        Self::start(conn)
+        Self::start(conn, metrics)
     }
 
     /// A store that lives in memory only (for tests and simulations).
     pub fn in_memory() -> Result<Self, StoreError> {
-        let conn = Connection::open_in_memory().map_err(storage)?;
-        Self::start(conn)
+        Self::in_memory_with_metrics(StoreMetrics::default())
     }
 
-    fn start(conn: Connection) -> Result<Self, StoreError> {
+    /// Like [`Self::in_memory`], recording into `metrics`.
+    pub fn in_memory_with_metrics(metrics: StoreMetrics) -> Result<Self, StoreError> {
+        let conn = Connection::open_in_memory().map_err(storage)?;
+        Self::start(conn, metrics)
+    }
+
+    fn start(conn: Connection, metrics: StoreMetrics) -> Result<Self, StoreError> {
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
@@ -205,7 +216,7 @@ impl SqliteStore {
         let s = shared.clone();
         std::thread::Builder::new()
             .name("gantry-store-writer".into())
-            .spawn(move || Writer { conn, shared: s }.run(rx))
+            .spawn(move || Writer { conn, shared: s, metrics }.run(rx))
             .map_err(|e| StoreError::Storage(e.to_string()))?;
         Ok(SqliteStore { shared, writer: tx })
     }
@@ -307,6 +318,7 @@ fn prefix_end(prefix: &str) -> Option<String> {
 struct Writer {
     conn: Connection,
     shared: Arc<Shared>,
+    metrics: StoreMetrics,
 }
 
 /// A batch's view of the key space: pending changes over the committed mirror.
@@ -351,11 +363,17 @@ impl Writer {
                     Err(_) => break,
                 }
             }
-            self.commit_group(batch);
+            let started = std::time::Instant::now();
+            let txns = batch.len();
+            let keys = self.commit_group(batch);
+            self.metrics.commit_duration.observe(started.elapsed().as_secs_f64());
+            self.metrics.txns_per_commit.observe(txns as f64);
+            self.metrics.keys_per_commit.observe(keys as f64);
         }
     }
 
-    fn commit_group(&mut self, batch: Vec<Request>) {
+    /// Commits a group; how many keys it wrote or deleted.
+    fn commit_group(&mut self, batch: Vec<Request>) -> usize {
         let start_rev = self.shared.revision.load(Ordering::SeqCst);
         let mirror = self.shared.mirror.read().unwrap_or_else(|e| e.into_inner());
         let mut overlay = Overlay { base: &mirror, changes: HashMap::new() };
@@ -396,6 +414,7 @@ impl Writer {
             results.push(TxnResult { succeeded: true, revision: rev });
         }
         let changes = overlay.changes;
+        let written = changes.len();
         drop(mirror);
 
         if rev != start_rev
@@ -404,7 +423,7 @@ impl Writer {
             for req in batch {
                 let _ = req.reply.send(Err(e.clone()));
             }
-            return;
+            return 0;
         }
         if rev != start_rev {
             let mut m = self.shared.mirror.write().unwrap_or_else(|e| e.into_inner());
@@ -431,6 +450,7 @@ impl Writer {
         for (req, res) in batch.into_iter().zip(results) {
             let _ = req.reply.send(Ok(res));
         }
+        written
     }
 
     fn persist(&mut self, changes: &HashMap<String, Option<KeyValue>>, rev: i64) -> Result<(), StoreError> {

@@ -8,6 +8,7 @@ use gantry_agent::client::{ClientCredentials, HttpClient};
 use gantry_api::{ApiConfig, AuthMode, Authenticator, Limits, router};
 use gantry_core::{OsSecrets, SeededIds, SystemClock};
 use gantry_ecs::ControlPlane;
+use gantry_runtime::{AlwaysLeader, Metrics};
 use gantry_store::SqliteStore;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -463,17 +464,27 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         keys.insert(credential);
     }
     let db = data_dir.join("gantry.db");
-    let store =
-        SqliteStore::open(&db).with_context(|| format!("cannot open the store at {}", db.display()))?;
+    // The one registry: every part records into it, `GET /metrics` renders it.
+    let metrics = Arc::new(Metrics::new());
+    let store = SqliteStore::open_with_metrics(&db, metrics.store.clone())
+        .with_context(|| format!("cannot open the store at {}", db.display()))?;
     // A data directory of an earlier release is moved to the current key layout before serving.
     gantry_ecs::migrate(&store)
         .await
         .map_err(|e| anyhow::anyhow!("cannot migrate the store at {}: {}", db.display(), e.message))?;
-    let control =
-        ControlPlane::new(Arc::new(store), Arc::new(SystemClock), Arc::new(SeededIds::from_entropy()));
-    // The service scheduler runs in every server (one server per store for now; several
-    // servers sharing etcd will elect one).
-    control.start_scheduler();
+    let control = ControlPlane::with_metrics(
+        Arc::new(store),
+        Arc::new(SystemClock),
+        Arc::new(SeededIds::from_entropy()),
+        metrics,
+    );
+    // The service scheduler runs behind the leadership gate: one server per store leads alone
+    // for now (several servers sharing etcd will elect one).
+    let (stop_controllers, controllers_stop) = gantry_runtime::shutdown();
+    let scheduler = tokio::spawn({
+        let control = control.clone();
+        async move { control.run_scheduler(Arc::new(AlwaysLeader::default()), controllers_stop).await }
+    });
     let limits = Limits {
         max_connections: common.max_connections,
         header_read_timeout: std::time::Duration::from_secs(common.header_timeout.max(1)),
@@ -539,5 +550,8 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         tracing::info!("shutting down");
     })
     .await?;
+    // No new scheduler pass starts; the passes in flight finish.
+    stop_controllers.trigger();
+    let _ = scheduler.await;
     Ok(())
 }

@@ -693,6 +693,7 @@ impl ControlPlane {
                 }
             }
         }
+        self.metrics.placement.record(tasks.len(), failures.iter().filter_map(|f| f.reason.as_deref()));
         Ok((tasks, failures))
     }
 

@@ -3,6 +3,7 @@
 mod agents_sim;
 mod common;
 mod gpus;
+mod metrics;
 mod migration;
 mod ops;
 mod service_deployments;
