@@ -36,8 +36,10 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
     echo "$want" >"$stamp"
 fi
 
-# 2. Code hygiene: unformatted code or a clippy warning fails the suite.
+# 2. Code hygiene: unformatted code, a broken architectural invariant (the tidy test, which builds
+# in seconds) or a clippy warning fails the suite.
 quiet fmt cargo fmt --all --check
+quiet tidy cargo test -q -p gantry-tidy
 quiet clippy cargo clippy -q --workspace --all-targets -- -D warnings
 
 # 3. Build the binary the black-box tests start, and the local image the real-Docker tests run.

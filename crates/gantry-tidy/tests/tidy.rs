@@ -1,0 +1,883 @@
+//! The tidy test: ARCHITECTURE.md's invariants that the compiler does not check, checked on the
+//! sources. Every rule is a row of a table below; an exception is a row of its rule's allowlist
+//! with the reason for it. A failure names the file, the line and the rule.
+//!
+//! Adding a crate means adding it to `CRATES` (a new AWS service's crate is one line there).
+//! An allowlist entry that no longer matches anything fails too, so the lists do not rot.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+// ---------------------------------------------------------------------------------------------
+// The crates
+// ---------------------------------------------------------------------------------------------
+
+/// Where a crate sits.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Layer {
+    /// Below the services: shared by all of them, knows none of them.
+    Shared,
+    /// Part of one AWS service (its name); never depends on another service's crates.
+    Service(&'static str),
+    /// Wires several services together: the front door and the binary.
+    Front,
+}
+
+struct Crate {
+    name: &'static str,
+    layer: Layer,
+    /// Pure: no I/O, no runtime (no tokio and friends among its dependencies).
+    pure: bool,
+}
+
+const fn krate(name: &'static str, layer: Layer, pure: bool) -> Crate {
+    Crate { name, layer, pure }
+}
+
+/// Every crate under `crates/`. A crate missing here fails the test.
+const CRATES: &[Crate] = &[
+    krate("gantry-model", Layer::Shared, true),
+    krate("gantry-core", Layer::Shared, true),
+    krate("gantry-sigv4", Layer::Shared, true),
+    krate("gantry-protocol", Layer::Shared, true),
+    krate("gantry-ports", Layer::Shared, true),
+    krate("gantry-store", Layer::Shared, false),
+    krate("gantry-runtime", Layer::Shared, false),
+    krate("gantry-agent", Layer::Shared, false),
+    krate("gantry-tidy", Layer::Shared, true),
+    // ECS, and the pure parts it is made of.
+    krate("gantry-ecs", Layer::Service("ecs"), false),
+    krate("gantry-placement", Layer::Service("ecs"), true),
+    krate("gantry-sched", Layer::Service("ecs"), true),
+    // STS.
+    krate("gantry-sts", Layer::Service("sts"), false),
+    // Only these may depend on several services.
+    krate("gantry-api", Layer::Front, false),
+    krate("gantry", Layer::Front, false),
+];
+
+/// What a pure crate must not depend on (in `[dependencies]`; its tests may).
+const IMPURE_DEPS: &[&str] = &["tokio", "tokio-util", "futures", "futures-util", "mio", "async-trait"];
+
+// ---------------------------------------------------------------------------------------------
+// Dependency rules: which crates may depend on which libraries
+// ---------------------------------------------------------------------------------------------
+
+struct DepRule {
+    rule: &'static str,
+    /// Library names as `Cargo.toml` spells them.
+    deps: &'static [&'static str],
+    /// The crates that may depend on them, each with why.
+    allowed: &'static [(&'static str, &'static str)],
+}
+
+const DEP_RULES: &[DepRule] = &[
+    DepRule {
+        rule: "wire formats live in the protocol layer",
+        deps: &[
+            "ciborium",
+            "quick-xml",
+            "quick_xml",
+            "form_urlencoded",
+            "serde_cbor",
+            "serde-xml-rs",
+            "xml-rs",
+        ],
+        allowed: &[("gantry-protocol", "AWS's wire protocols: CBOR, awsQuery forms, XML")],
+    },
+    DepRule {
+        rule: "only the front door, the agent and the binary know HTTP",
+        deps: &[
+            "axum",
+            "hyper",
+            "hyper-util",
+            "http",
+            "http-body",
+            "http-body-util",
+            "tower",
+            "tower-http",
+            "reqwest",
+        ],
+        allowed: &[
+            ("gantry-api", "the front door: the axum router and the listener"),
+            ("gantry-agent", "its control-plane client (client.rs) and task metadata endpoint (metadata.rs)"),
+            ("gantry", "the binary: wiring the listener"),
+        ],
+    },
+    DepRule {
+        rule: "only the store knows SQLite",
+        deps: &["rusqlite", "libsqlite3-sys", "sqlx"],
+        allowed: &[("gantry-store", "SqliteStore")],
+    },
+    DepRule {
+        rule: "only the agent talks to Docker",
+        deps: &["bollard"],
+        allowed: &[("gantry-agent", "docker.rs, the Docker runtime")],
+    },
+];
+
+// ---------------------------------------------------------------------------------------------
+// Source rules: patterns that may appear only in listed places
+// ---------------------------------------------------------------------------------------------
+
+/// Which code of the files in scope a rule reads.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Code {
+    /// Everything but tests, benches and examples (`tests/`, `benches/`, `examples/` directories
+    /// and `#[cfg(test)]` items).
+    Production,
+    /// Only tests: `tests/` directories and `#[cfg(test)]` items.
+    Tests,
+    /// Everything.
+    All,
+}
+
+/// An exception: a file (or a directory, ending in `/`) where the rule's patterns may appear, at
+/// most `limit` times in all.
+struct Allow {
+    path: &'static str,
+    limit: usize,
+    why: &'static str,
+}
+
+const ANY: usize = usize::MAX;
+
+const fn allow(path: &'static str, limit: usize, why: &'static str) -> Allow {
+    Allow { path, limit, why }
+}
+
+struct SourceRule {
+    rule: &'static str,
+    /// What to do instead.
+    help: &'static str,
+    /// Files or directories (ending in `/`), relative to the workspace root.
+    scope: &'static [&'static str],
+    /// `rs` or `py`.
+    ext: &'static str,
+    code: Code,
+    /// Substrings of a line, comments excluded (string literals included).
+    patterns: &'static [&'static str],
+    allow: &'static [Allow],
+}
+
+const SOURCE_RULES: &[SourceRule] = &[
+    SourceRule {
+        rule: "no clock or randomness outside their modules",
+        help: "take the time from `Clock` and IDs or secrets from `IdGen`/`gantry_core::secret`, \
+               injected; durations for metrics and tokio-clock delays are listed exceptions",
+        scope: &["crates/"],
+        ext: "rs",
+        code: Code::Production,
+        patterns: &[
+            "SystemTime::now",
+            "Instant::now",
+            "Utc::now",
+            "Local::now",
+            "rand::",
+            "getrandom",
+            "/dev/urandom",
+            "/dev/random",
+        ],
+        allow: &[
+            allow(
+                "crates/gantry-core/src/time.rs",
+                ANY,
+                "SystemClock and SeededIds::from_entropy: the one clock and the IDs' seed",
+            ),
+            allow(
+                "crates/gantry-core/src/secret.rs",
+                ANY,
+                "the OS CSPRNG for access keys, secret keys and session tokens",
+            ),
+            allow(
+                "crates/gantry/src/main.rs",
+                1,
+                "the binary: `gantry sim` prints how long registration took",
+            ),
+            allow("crates/gantry-api/src/front.rs", 1, "metrics: gantry_api_request_duration_seconds"),
+            allow("crates/gantry-store/src/sqlite.rs", 1, "metrics: gantry_store_commit_duration_seconds"),
+            allow(
+                "crates/gantry-runtime/src/controller.rs",
+                1,
+                "metrics: gantry_controller_reconcile_duration_seconds",
+            ),
+            allow(
+                "crates/gantry-runtime/src/queue.rs",
+                3,
+                "WorkQueue's delays: tokio's clock, paused in tests",
+            ),
+            allow(
+                "crates/gantry-agent/src/agent.rs",
+                1,
+                "the agent's full container list every LIST_INTERVAL: tokio's clock, paused in tests",
+            ),
+        ],
+    },
+    SourceRule {
+        rule: "stored records are decoded only by the record layer",
+        help: "read records with `records::load`/`load_prefix`/`decode`/`parse` (records may be \
+               LZ4-compressed), never with serde_json directly",
+        scope: &["crates/gantry-ecs/src/"],
+        ext: "rs",
+        code: Code::Production,
+        patterns: &[
+            "serde_json::from_slice",
+            "serde_json::from_str",
+            "serde_json::from_reader",
+            "serde_json::Deserializer",
+            "lz4_flex",
+            "unpack(",
+        ],
+        allow: &[
+            allow("crates/gantry-ecs/src/records.rs", ANY, "the record layer: compression and decoding"),
+            allow(
+                "crates/gantry-ecs/src/ops/agent_channel.rs",
+                1,
+                "reads the head of a task kept as a RawValue in a record `records::load` already decoded",
+            ),
+            allow(
+                "crates/gantry-ecs/src/ops/container_instances.rs",
+                1,
+                "parses the request's instanceIdentityDocument, not a stored value",
+            ),
+        ],
+    },
+    SourceRule {
+        rule: "the agent's HTTP stays in its client and metadata endpoint",
+        help: "talk to the control plane through client.rs",
+        scope: &["crates/gantry-agent/src/"],
+        ext: "rs",
+        code: Code::Production,
+        patterns: &["hyper::", "hyper_util::", "http_body_util::", "http::"],
+        allow: &[
+            allow("crates/gantry-agent/src/client.rs", ANY, "the control-plane client"),
+            allow("crates/gantry-agent/src/metadata.rs", ANY, "the task metadata endpoint v4"),
+        ],
+    },
+    SourceRule {
+        rule: "the agent talks to Docker only in docker.rs",
+        help: "go through the `Runtime` trait",
+        scope: &["crates/gantry-agent/src/"],
+        ext: "rs",
+        code: Code::Production,
+        patterns: &["bollard"],
+        allow: &[allow("crates/gantry-agent/src/docker.rs", ANY, "the Docker runtime")],
+    },
+    SourceRule {
+        rule: "no ignored tests",
+        help: "fix the test or delete it; a test that needs Docker checks for it and returns",
+        scope: &["crates/"],
+        ext: "rs",
+        code: Code::All,
+        patterns: &["#[ignore"],
+        allow: &[],
+    },
+    SourceRule {
+        rule: "no sleeps in tests",
+        help: "wait for the condition (poll with a deadline), or run on tokio's paused clock",
+        scope: &["crates/"],
+        ext: "rs",
+        code: Code::Tests,
+        patterns: &["sleep(", "sleep_until("],
+        allow: &[
+            allow(
+                "crates/gantry-runtime/tests/controller.rs",
+                ANY,
+                "start_paused: the sleeps advance the paused clock",
+            ),
+            allow(
+                "crates/gantry-runtime/src/queue.rs",
+                1,
+                "start_paused: the sleep advances the paused clock",
+            ),
+            allow(
+                "crates/gantry-agent/tests/it/reconcile.rs",
+                1,
+                "start_paused: the `until` helper's poll step",
+            ),
+            allow(
+                "crates/gantry-ecs/tests/it/metrics.rs",
+                1,
+                "start_paused: the sleep lets the scheduler's passes run",
+            ),
+            allow(
+                "crates/gantry-agent/tests/it/docker.rs",
+                1,
+                "`poll_until`'s step against a real Docker daemon, with a deadline",
+            ),
+        ],
+    },
+    SourceRule {
+        rule: "no sleeps in the black-box tests",
+        help: "use harness.wait_for(predicate, timeout)",
+        scope: &["tests/blackbox/"],
+        ext: "py",
+        code: Code::All,
+        patterns: &["sleep("],
+        allow: &[allow("tests/blackbox/harness.py", 1, "wait_for's poll step")],
+    },
+];
+
+/// Not read by the source rules: this crate, whose tables spell out every pattern.
+const SKIP: &[&str] = &["crates/gantry-tidy/"];
+
+/// Files under `crates/gantry-model/src` other than these are generated and say so first.
+const MODEL_HANDWRITTEN: &[&str] = &["crates/gantry-model/src/lib.rs"];
+const MODEL_HEADER: &str = "// @generated by tools/gen-model.py";
+
+// ---------------------------------------------------------------------------------------------
+// The test
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn tidy() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap();
+    let mut out = Report::default();
+    check_crates(&root, &mut out);
+    check_sources(&root, &mut out);
+    check_model(&root, &mut out);
+    if !out.0.is_empty() {
+        let mut msg = format!("tidy: {} violation(s) of ARCHITECTURE.md's invariants\n", out.0.len());
+        for v in &out.0 {
+            let _ = writeln!(msg, "  {v}");
+        }
+        msg.push_str("(rules and allowlists: crates/gantry-tidy/tests/tidy.rs)");
+        panic!("{msg}");
+    }
+}
+
+#[derive(Default)]
+struct Report(Vec<String>);
+
+impl Report {
+    fn at(&mut self, path: &str, line: usize, rule: &str, what: String) {
+        self.0.push(format!("{path}:{line}: [{rule}] {what}"));
+    }
+}
+
+/// The crates' `Cargo.toml`s and entry points: rules 3 (dependencies), 4 and 6.
+fn check_crates(root: &Path, out: &mut Report) {
+    let mut on_disk: Vec<String> = fs::read_dir(root.join("crates"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    on_disk.sort();
+    for name in &on_disk {
+        if !CRATES.iter().any(|c| c.name == name) {
+            out.at(
+                &format!("crates/{name}/Cargo.toml"),
+                1,
+                "every crate is classified",
+                "add the crate to CRATES in crates/gantry-tidy/tests/tidy.rs (shared, a service's, or front)"
+                    .into(),
+            );
+        }
+    }
+    for c in CRATES {
+        if !on_disk.iter().any(|n| n == c.name) {
+            out.at(
+                "crates/gantry-tidy/tests/tidy.rs",
+                1,
+                "every crate is classified",
+                format!("CRATES lists `{}`, which does not exist", c.name),
+            );
+        }
+    }
+
+    for name in &on_disk {
+        let Some(me) = CRATES.iter().find(|c| c.name == name) else { continue };
+        let manifest = format!("crates/{name}/Cargo.toml");
+        let text = fs::read_to_string(root.join(&manifest)).unwrap();
+        let manifest_info = parse_manifest(&text);
+
+        for (dep, line) in &manifest_info.deps {
+            // Service crates never import each other; shared crates import none.
+            if let Some(other) = CRATES.iter().find(|c| c.name == dep)
+                && let Layer::Service(svc) = other.layer
+            {
+                match me.layer {
+                    Layer::Front => {}
+                    Layer::Service(mine) if mine == svc => {}
+                    Layer::Service(mine) => out.at(
+                        &manifest,
+                        *line,
+                        "service crates never import each other",
+                        format!("`{name}` ({mine}) depends on `{dep}` ({svc}); go through gantry-ports"),
+                    ),
+                    Layer::Shared => out.at(
+                        &manifest,
+                        *line,
+                        "shared crates know no service",
+                        format!("`{name}` depends on the {svc} service's `{dep}`"),
+                    ),
+                }
+            }
+            if me.pure && IMPURE_DEPS.contains(&dep.as_str()) {
+                out.at(
+                    &manifest,
+                    *line,
+                    "pure crates use no runtime",
+                    format!("`{name}` is pure and depends on `{dep}`"),
+                );
+            }
+            for r in DEP_RULES {
+                if r.deps.contains(&dep.as_str()) && !r.allowed.iter().any(|(c, _)| c == name) {
+                    let allowed: Vec<&str> = r.allowed.iter().map(|(c, _)| *c).collect();
+                    out.at(
+                        &manifest,
+                        *line,
+                        r.rule,
+                        format!("`{name}` depends on `{dep}` (allowed only in {})", allowed.join(", ")),
+                    );
+                }
+            }
+        }
+
+        if !manifest_info.workspace_lints {
+            out.at(
+                &manifest,
+                1,
+                "every crate inherits the workspace lints",
+                "add `[lints]\\nworkspace = true`".into(),
+            );
+        }
+        let src = ["src/lib.rs", "src/main.rs"]
+            .iter()
+            .map(|f| format!("crates/{name}/{f}"))
+            .find(|f| root.join(f).is_file());
+        match src {
+            None => out.at(
+                &manifest,
+                1,
+                "every crate opens with a `//!` paragraph",
+                "no src/lib.rs or src/main.rs".into(),
+            ),
+            Some(f) => {
+                let text = fs::read_to_string(root.join(&f)).unwrap();
+                let first = text.lines().position(|l| !l.trim().is_empty());
+                let ok = first.is_some_and(|i| text.lines().nth(i).unwrap().trim_start().starts_with("//!"));
+                if !ok {
+                    out.at(
+                        &f,
+                        first.map_or(1, |i| i + 1),
+                        "every crate opens with a `//!` paragraph",
+                        "say what the crate is for".into(),
+                    );
+                }
+            }
+        }
+    }
+}
+
+struct Manifest {
+    /// Normal and build dependencies (tests' dev-dependencies are free), with their line numbers.
+    deps: Vec<(String, usize)>,
+    workspace_lints: bool,
+}
+
+/// Reads what the rules need from a `Cargo.toml`, line by line: the keys of `[dependencies]`,
+/// `[build-dependencies]` and `[target.'…'.dependencies]` (and `[dependencies.NAME]` tables), and
+/// whether `[lints]` says `workspace = true`.
+fn parse_manifest(text: &str) -> Manifest {
+    let mut deps = Vec::new();
+    let mut workspace_lints = false;
+    let mut section = String::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap().trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line.starts_with('[') {
+            section = line.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            // `[dependencies.NAME]`
+            for table in ["dependencies.", "build-dependencies."] {
+                if let Some(name) = section.strip_prefix(table) {
+                    deps.push((name.trim_matches('"').to_string(), i + 1));
+                }
+            }
+            continue;
+        }
+        let is_deps = section == "dependencies"
+            || section == "build-dependencies"
+            || (section.starts_with("target.")
+                && (section.ends_with(".dependencies") || section.ends_with(".build-dependencies")));
+        if is_deps {
+            let key = line.split(['=', '.']).next().unwrap().trim().trim_matches('"');
+            if !key.is_empty() {
+                deps.push((key.to_string(), i + 1));
+            }
+        }
+        if section == "lints" && line.replace(' ', "") == "workspace=true" {
+            workspace_lints = true;
+        }
+    }
+    Manifest { deps, workspace_lints }
+}
+
+/// The pattern rules over the sources: rules 1, 2, 7 and the agent's boundaries.
+fn check_sources(root: &Path, out: &mut Report) {
+    let mut files = Vec::new();
+    walk(root, &root.join("crates"), &mut files);
+    walk(root, &root.join("tests/blackbox"), &mut files);
+    files.sort();
+    let mut cache: BTreeMap<String, Source> = BTreeMap::new();
+
+    for rule in SOURCE_RULES {
+        let mut used = vec![0usize; rule.allow.len()];
+        let mut over: Vec<Vec<(String, usize, &str)>> = vec![Vec::new(); rule.allow.len()];
+        for rel in &files {
+            if !rel.ends_with(&format!(".{}", rule.ext))
+                || !rule.scope.iter().any(|s| within(rel, s))
+                || SKIP.iter().any(|s| within(rel, s))
+            {
+                continue;
+            }
+            let src = cache.entry(rel.clone()).or_insert_with(|| Source::read(&root.join(rel), rule.ext));
+            let test_file = is_test_path(rel);
+            for (n, code) in src.lines.iter().enumerate() {
+                let is_test = test_file || src.test[n];
+                let applies = match rule.code {
+                    Code::Production => !is_test,
+                    Code::Tests => is_test && !is_bench_or_example(rel),
+                    Code::All => true,
+                };
+                if !applies {
+                    continue;
+                }
+                let Some(pattern) = rule.patterns.iter().find(|p| mentions(code, p)) else { continue };
+                match rule.allow.iter().position(|a| within(rel, a.path)) {
+                    Some(k) => {
+                        used[k] += 1;
+                        over[k].push((rel.clone(), n + 1, pattern));
+                    }
+                    None => out.at(rel, n + 1, rule.rule, format!("`{pattern}`: {}", rule.help)),
+                }
+            }
+        }
+        for (k, a) in rule.allow.iter().enumerate() {
+            if used[k] == 0 {
+                out.at(
+                    "crates/gantry-tidy/tests/tidy.rs",
+                    1,
+                    rule.rule,
+                    format!("the allowlist entry `{}` ({}) matches nothing: remove it", a.path, a.why),
+                );
+            } else if used[k] > a.limit {
+                for (rel, line, pattern) in &over[k] {
+                    out.at(
+                        rel,
+                        *line,
+                        rule.rule,
+                        format!(
+                            "`{pattern}`: {} found in this file, the allowlist allows {} ({}); {}",
+                            used[k], a.limit, a.why, rule.help
+                        ),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Rule 5: the model's files are generated.
+fn check_model(root: &Path, out: &mut Report) {
+    let mut files = Vec::new();
+    walk(root, &root.join("crates/gantry-model/src"), &mut files);
+    for rel in files {
+        if MODEL_HANDWRITTEN.contains(&rel.as_str()) {
+            continue;
+        }
+        let text = fs::read_to_string(root.join(&rel)).unwrap_or_default();
+        if !text.starts_with(MODEL_HEADER) {
+            out.at(
+                &rel,
+                1,
+                "only gantry-model defines wire shapes, and it is generated",
+                format!("does not start with `{MODEL_HEADER}`; generate it, do not write it"),
+            );
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+// ---------------------------------------------------------------------------------------------
+
+/// Collects the files under `dir` as paths relative to `root` with `/` separators, skipping
+/// hidden directories, build output and Python caches.
+fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.filter_map(|e| e.ok()) {
+        let path: PathBuf = e.path();
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || name == "target" || name == "__pycache__" {
+            continue;
+        }
+        if path.is_dir() {
+            walk(root, &path, out);
+        } else {
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>();
+            out.push(rel.join("/"));
+        }
+    }
+}
+
+/// `code` holds `pattern` as a whole word at its start: `rand::` is not found in `Operand::`,
+/// nor `sleep(` in `fn no_sleep(`.
+fn mentions(code: &str, pattern: &str) -> bool {
+    let word = pattern.starts_with(|c: char| c.is_alphanumeric() || c == '_');
+    code.match_indices(pattern)
+        .any(|(at, _)| !word || !code[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_'))
+}
+
+/// `path` is `prefix` (a file) or under it (a directory ending in `/`).
+fn within(path: &str, prefix: &str) -> bool {
+    if prefix.ends_with('/') { path.starts_with(prefix) } else { path == prefix }
+}
+
+/// Test, bench and example code by its place: a crate's `tests/`, `benches/` or `examples/`.
+fn is_test_path(rel: &str) -> bool {
+    rel.split('/').any(|c| c == "tests" || c == "benches" || c == "examples")
+}
+
+fn is_bench_or_example(rel: &str) -> bool {
+    rel.split('/').any(|c| c == "benches" || c == "examples")
+}
+
+/// A source file as the rules read it: each line without its comments (string literals kept, so
+/// a path in a string is seen), and which lines belong to `#[cfg(test)]` items.
+struct Source {
+    lines: Vec<String>,
+    test: Vec<bool>,
+}
+
+impl Source {
+    fn read(path: &Path, ext: &str) -> Source {
+        let text = fs::read_to_string(path).unwrap_or_default();
+        if ext == "rs" {
+            return lex_rust(&text);
+        }
+        // Python: comment lines dropped.
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| if l.trim_start().starts_with('#') { String::new() } else { l.to_string() })
+            .collect();
+        let test = vec![false; lines.len()];
+        Source { lines, test }
+    }
+}
+
+/// A small Rust lexer: enough to drop comments, not to count braces inside string and character
+/// literals, and to find where a `#[cfg(test)]` item ends.
+fn lex_rust(text: &str) -> Source {
+    #[derive(PartialEq)]
+    enum St {
+        Code,
+        LineComment,
+        Block(usize),
+        Str,
+        Raw(usize),
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut lines = Vec::new();
+    let mut cur = String::new();
+    let mut st = St::Code;
+    let mut depth = 0usize;
+    // A `#[cfg(test)]` seen at this depth, on this line, whose item has not opened yet; then the
+    // item being skipped.
+    let mut pending: Option<(usize, usize)> = None;
+    let mut open: Option<(usize, usize)> = None;
+    let mut test_ranges: Vec<(usize, usize)> = Vec::new();
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c == '\n' {
+            if st == St::LineComment {
+                st = St::Code;
+            }
+            let line = std::mem::take(&mut cur);
+            if st == St::Code && open.is_none() && pending.is_none() && line.trim() == "#[cfg(test)]" {
+                pending = Some((lines.len(), depth));
+            }
+            lines.push(line);
+            i += 1;
+            continue;
+        }
+        match st {
+            St::LineComment => {}
+            St::Block(n) => {
+                if c == '*' && next == Some('/') {
+                    st = if n == 1 { St::Code } else { St::Block(n - 1) };
+                    i += 1;
+                } else if c == '/' && next == Some('*') {
+                    st = St::Block(n + 1);
+                    i += 1;
+                }
+            }
+            St::Str => {
+                cur.push(c);
+                if c == '\\' {
+                    if let Some(n) = next
+                        && n != '\n'
+                    {
+                        cur.push(n);
+                        i += 1;
+                    }
+                } else if c == '"' {
+                    st = St::Code;
+                }
+            }
+            St::Raw(hashes) => {
+                cur.push(c);
+                if c == '"' && (1..=hashes).all(|k| chars.get(i + k) == Some(&'#')) {
+                    for _ in 0..hashes {
+                        cur.push('#');
+                    }
+                    i += hashes;
+                    st = St::Code;
+                }
+            }
+            St::Code => {
+                if c == '/' && next == Some('/') {
+                    st = St::LineComment;
+                    i += 1;
+                } else if c == '/' && next == Some('*') {
+                    st = St::Block(1);
+                    i += 1;
+                } else if c == '"' {
+                    cur.push(c);
+                    st = St::Str;
+                } else if c == 'r'
+                    && (i == 0
+                        || !ident(chars[i - 1])
+                        || (chars[i - 1] == 'b' && (i < 2 || !ident(chars[i - 2]))))
+                    && {
+                        let mut k = i + 1;
+                        while chars.get(k) == Some(&'#') {
+                            k += 1;
+                        }
+                        chars.get(k) == Some(&'"')
+                    }
+                {
+                    let mut k = i + 1;
+                    while chars.get(k) == Some(&'#') {
+                        k += 1;
+                    }
+                    cur.extend(&chars[i..=k]);
+                    st = St::Raw(k - i - 1);
+                    i = k;
+                } else if c == '\'' {
+                    // A character literal ('x', '\n', '\'', '\u{..}') or a lifetime ('a).
+                    let end = if next == Some('\\') {
+                        (i + 3..chars.len().min(i + 12)).find(|&k| chars[k] == '\'')
+                    } else if chars.get(i + 2) == Some(&'\'') {
+                        Some(i + 2)
+                    } else {
+                        None
+                    };
+                    match end {
+                        Some(e) => {
+                            cur.extend(&chars[i..=e]);
+                            i = e;
+                        }
+                        None => cur.push(c),
+                    }
+                } else {
+                    cur.push(c);
+                    match c {
+                        '{' => {
+                            if let Some((start, d)) = pending
+                                && d == depth
+                            {
+                                open = Some((start, d));
+                                pending = None;
+                            }
+                            depth += 1;
+                        }
+                        '}' => {
+                            depth = depth.saturating_sub(1);
+                            if let Some((start, d)) = open
+                                && d == depth
+                            {
+                                test_ranges.push((start, lines.len()));
+                                open = None;
+                            }
+                        }
+                        ';' => {
+                            if let Some((start, d)) = pending
+                                && d == depth
+                            {
+                                test_ranges.push((start, lines.len()));
+                                pending = None;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    lines.push(cur);
+    if let Some((start, _)) = open {
+        test_ranges.push((start, lines.len() - 1));
+    }
+    let mut test = vec![false; lines.len()];
+    for (a, b) in test_ranges {
+        for t in &mut test[a..=b.min(lines.len() - 1)] {
+            *t = true;
+        }
+    }
+    Source { lines, test }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checker's own tests
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn lexer_drops_comments_and_finds_test_items() {
+    let src = lex_rust(
+        "fn a() { let s = \"// not a comment {\"; } // Instant::now\n\
+         /* SystemTime::now */ fn b() { let c = '{'; let r = r#\"}\"#; }\n\
+         #[cfg(test)]\n\
+         mod tests {\n\
+             fn t<'a>(x: &'a str) { if true { } }\n\
+         }\n\
+         fn c() {}\n",
+    );
+    assert_eq!(src.lines[0], "fn a() { let s = \"// not a comment {\"; } ");
+    assert!(!src.lines[1].contains("SystemTime"));
+    assert_eq!(src.test, vec![false, false, true, true, true, true, false, false]);
+}
+
+#[test]
+fn patterns_are_words() {
+    assert!(mentions("let x = rand::random();", "rand::"));
+    assert!(!mentions("Operand::Lit", "rand::"));
+    assert!(mentions("std::thread::sleep(d)", "sleep("));
+    assert!(!mentions("fn no_sleep(d)", "sleep("));
+    assert!(mentions("#[ignore]", "#[ignore"));
+}
+
+#[test]
+fn manifest_dependencies() {
+    let m = parse_manifest(
+        "[package]\nname = \"x\"\n\n[dependencies]\nserde.workspace = true\ntokio = { workspace = true }\n\
+         # hyper = \"1\"\n\n[dev-dependencies]\naxum = \"1\"\n\n[dependencies.http]\nversion = \"1\"\n\n[lints]\nworkspace = true\n",
+    );
+    let names: Vec<&str> = m.deps.iter().map(|(d, _)| d.as_str()).collect();
+    assert_eq!(names, ["serde", "tokio", "http"]);
+    assert!(m.workspace_lints);
+}
