@@ -65,6 +65,10 @@ if "${rust[@]}" >"$log/rust-tests.out" 2>&1; then
         awk '/^test result:/ { p += $4; f += $6 } END { printf "%d passed, %d failed\n", p, f }' \
             "$log/rust-tests.out"
     fi
+    # The official protocol test cases' count (gantry-protocol's conformance test, run again
+    # alone to show its summary: a tenth of a second).
+    cargo test -q -p gantry-protocol --test conformance -- --nocapture 2>/dev/null \
+        | grep '^protocol conformance:' || true
 else
     echo "scripts/test.sh: '${rust[*]}' failed:" >&2
     cat "$log/rust-tests.out" >&2
