@@ -6,6 +6,7 @@
 //! randomness come in through [`Clock`] and [`IdGen`], so every decision can be replayed.
 
 pub mod arn;
+pub mod civil;
 pub mod error;
 pub mod page;
 pub mod protocol;
