@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Signs a fixed set of requests with botocore's SigV4Auth and SigV4QueryAuth and writes them as
-crates/gantry-sigv4/tests/botocore-vectors.json, the oracle gantry-sigv4's tests verify against.
+crates/gantry-sigv4/tests/it/botocore-vectors.json, the oracle gantry-sigv4's tests verify against.
 
     python3 -m venv /tmp/boto && /tmp/boto/bin/pip install botocore==1.44.8
     /tmp/boto/bin/python tools/sigv4-vectors.py
@@ -93,7 +93,7 @@ VECTORS = [
         b"{}", "ap-southeast-2", "ecs", token=TOKEN),
 ]
 
-out = pathlib.Path(__file__).resolve().parent.parent / "crates/gantry-sigv4/tests/botocore-vectors.json"
+out = pathlib.Path(__file__).resolve().parent.parent / "crates/gantry-sigv4/tests/it/botocore-vectors.json"
 out.write_text(json.dumps({"botocore": botocore.__version__, "access_key": AKID, "secret": SECRET,
                            "vectors": VECTORS}, indent=2, ensure_ascii=False) + "\n")
 print(f"wrote {len(VECTORS)} vectors to {out}")
