@@ -6,7 +6,6 @@ pub mod attributes;
 pub mod capacity_providers;
 pub mod clusters;
 pub mod container_instances;
-pub(crate) mod gpus;
 pub mod placement;
 pub mod service_deployments;
 pub mod services;
