@@ -20,7 +20,7 @@
 //!   rollback → STOPPED (ECS: a deployment "stops" when the failure detection has no rollback
 //!   option); a deleted service's unfinished deployment → STOPPED.
 
-use super::services::{HistoryLink, ServiceRecord, service_not_found};
+use super::service_record::{HistoryLink, ServiceRecord, service_not_found};
 use crate::records::{decode, encode, load};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::page::{PageRequest, encode_token};
@@ -419,7 +419,7 @@ impl ControlPlane {
     ) -> Result<ListServiceDeploymentsResponse> {
         let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 20, 100)?;
         for s in req.status.iter().flatten() {
-            super::services::one_of("status", s, STATUSES)?;
+            super::one_of("status", s, STATUSES)?;
         }
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
         let cname = cluster.value.cluster_name.unwrap_or_default();
@@ -555,7 +555,7 @@ impl ControlPlane {
         let arn = req.service_deployment_arn.clone();
         let (scope, cluster, service, id) = parse_history_arn(&arn, "service-deployment")?;
         let stop_type = req.stop_type.clone().unwrap_or_else(|| "ROLLBACK".into());
-        super::services::one_of("stopType", &stop_type, &["ABORT", "ROLLBACK"])?;
+        super::one_of("stopType", &stop_type, &["ABORT", "ROLLBACK"])?;
         if stop_type == "ABORT" {
             return Err(EcsError::new(
                 ErrorKind::UnsupportedFeatureException,
