@@ -16,7 +16,7 @@ use crate::ops::services::{SchedNotes, ServiceRecord};
 use crate::ops::tasks::TaskRecord;
 use crate::records::{encode, load};
 use crate::{ControlPlane, Ctx, keys};
-use gantry_core::{Result, Scope};
+use gantry_core::{Result, Scope, TaskStatus};
 use gantry_model::{Deployment, Service, ServiceEvent, Tag};
 use gantry_placement::engine::Constraint;
 use gantry_runtime::{Action, Backoff, Controller, Leadership, Reconciler, Shutdown};
@@ -42,11 +42,12 @@ fn parse_service_key(key: &str) -> Option<(Scope, String, String)> {
     (kind == "service").then(|| (scope, cluster.to_string(), name.to_string()))
 }
 
+/// The scheduler's phase of a task's `lastStatus` (unknown or missing: pending).
 fn phase(status: Option<&str>) -> sched::Phase {
-    match status.unwrap_or("PROVISIONING") {
-        "RUNNING" => sched::Phase::Running,
-        "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => sched::Phase::Stopping,
-        "STOPPED" => sched::Phase::Stopped,
+    match status.and_then(TaskStatus::parse) {
+        Some(TaskStatus::Running) => sched::Phase::Running,
+        Some(s) if s.is_stopping() => sched::Phase::Stopping,
+        Some(TaskStatus::Stopped) => sched::Phase::Stopped,
         _ => sched::Phase::Pending,
     }
 }

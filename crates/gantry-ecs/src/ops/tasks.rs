@@ -16,7 +16,7 @@ use gantry_core::arn::cluster_name;
 use gantry_core::page::{PageRequest, paginate};
 use gantry_core::protocol::fargate_node_name;
 use gantry_core::validate::validate_tags;
-use gantry_core::{Arn, EcsError, ErrorKind, Result, Scope};
+use gantry_core::{Arn, EcsError, ErrorKind, Result, Scope, TaskStatus};
 use gantry_model::*;
 use gantry_store::Txn;
 use serde::{Deserialize, Serialize};
@@ -80,22 +80,6 @@ pub struct FargateNode {
 struct TokenRecord {
     request: String,
     task_arns: Vec<String>,
-}
-
-/// The order of lastStatus values; a task only moves forward.
-const LIFECYCLE: &[&str] = &[
-    "PROVISIONING",
-    "PENDING",
-    "ACTIVATING",
-    "RUNNING",
-    "DEACTIVATING",
-    "STOPPING",
-    "DEPROVISIONING",
-    "STOPPED",
-];
-
-fn stage(status: &str) -> Option<usize> {
-    LIFECYCLE.iter().position(|s| *s == status)
 }
 
 /// Checks that a task definition can run on a launch type.
@@ -909,7 +893,7 @@ impl ControlPlane {
         let task_ref = req.task.clone().ok_or_else(|| EcsError::invalid("task can not be blank."))?;
         let status = req.status.clone();
         if let Some(s) = &status
-            && stage(s).is_none()
+            && TaskStatus::parse(s).is_none()
         {
             return Err(EcsError::invalid(format!("Invalid task status '{s}'.")));
         }
@@ -933,21 +917,24 @@ impl ControlPlane {
                 t.pull_stopped_at = req.pull_stopped_at;
             }
             let mut txn = Txn::new();
-            let current = stage(t.last_status.as_deref().unwrap_or("PROVISIONING")).unwrap_or(0);
+            // A task only moves forward (a status stored unknown counts as PROVISIONING).
+            let current =
+                t.last_status.as_deref().and_then(TaskStatus::parse).unwrap_or(TaskStatus::Provisioning);
             if let Some(s) = &status
-                && stage(s).unwrap_or(0) > current
+                && let Some(next) = TaskStatus::parse(s)
+                && next > current
             {
                 t.last_status = Some(s.clone());
-                match s.as_str() {
-                    "RUNNING" => {
+                match next {
+                    TaskStatus::Running => {
                         t.started_at = Some(now);
                         t.connectivity = Some("CONNECTED".into());
                         t.connectivity_at = Some(now);
                     }
-                    "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => {
+                    x if x.is_stopping() => {
                         t.stopping_at.get_or_insert(now);
                     }
-                    "STOPPED" => {
+                    TaskStatus::Stopped => {
                         let was_running = t.started_at.is_some();
                         t.execution_stopped_at = req.execution_stopped_at.or(Some(now));
                         t.stopped_at = Some(now);
