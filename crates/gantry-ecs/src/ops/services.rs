@@ -185,6 +185,131 @@ fn check_placement(
     Ok(())
 }
 
+/// A new service's launch settings: its launch type or capacity provider strategy as given
+/// (or the cluster's default), whether it resolves to FARGATE, and its platform version.
+struct CreateLaunch {
+    launch_type: Option<String>,
+    strategy: Option<Vec<CapacityProviderStrategyItem>>,
+    fargate: bool,
+    platform_version: Option<String>,
+}
+
+/// What CreateService validated and resolved, from which the `Service` is made.
+struct NewService {
+    name: String,
+    desired: i32,
+    launch: CreateLaunch,
+    td_arn: Option<String>,
+    dc: DeploymentConfiguration,
+    load_balancers: Vec<LoadBalancer>,
+    registries: Vec<ServiceRegistry>,
+    strategy_name: String,
+    controller: String,
+    tags: Vec<Tag>,
+    daemon: bool,
+}
+
+/// CreateService's desiredCount: required for REPLICA, refused for DAEMON (which counts 0).
+fn create_desired_count(given: Option<i32>, daemon: bool) -> Result<i32> {
+    match (given, daemon) {
+        (Some(_), true) => Err(EcsError::invalid(
+            "The daemon scheduling strategy does not support a desired count for services. Remove the desired count value and try again",
+        )),
+        (None, true) => Ok(0),
+        (Some(n), false) if n < 0 => {
+            Err(EcsError::invalid(format!("desiredCount must be at least 0, but was {n}.")))
+        }
+        (Some(n), false) => Ok(n),
+        (None, false) => Err(EcsError::invalid(
+            "desiredCount is required for services using the REPLICA scheduling strategy.",
+        )),
+    }
+}
+
+/// CreateService's launch type or capacity provider strategy, as RunTask resolves them, checked
+/// against the task definition, the network configuration and the DAEMON strategy.
+fn create_launch(
+    cluster: &Cluster,
+    req: &CreateServiceRequest,
+    td: Option<&TaskDefinition>,
+    daemon: bool,
+) -> Result<CreateLaunch> {
+    let (resolved, _) = launch(cluster, req.launch_type.as_deref(), req.capacity_provider_strategy.as_ref())?;
+    let (launch_type, strategy) = match (&req.launch_type, &req.capacity_provider_strategy) {
+        (Some(lt), _) => (Some(lt.clone()), None),
+        (None, Some(s)) if !s.is_empty() => (None, Some(s.clone())),
+        (None, _) => match cluster.default_capacity_provider_strategy.clone().filter(|s| !s.is_empty()) {
+            Some(s) => (None, Some(s)),
+            None => (Some("EC2".to_string()), None),
+        },
+    };
+    let fargate = resolved == "FARGATE";
+    if let Some(td) = td {
+        check_compatible(td, &resolved)?;
+        check_network(td, req.network_configuration.as_ref())?;
+    } else if req.network_configuration.is_some() {
+        check_network(
+            &TaskDefinition { network_mode: Some("awsvpc".into()), ..Default::default() },
+            req.network_configuration.as_ref(),
+        )?;
+    }
+    if daemon {
+        if fargate {
+            return Err(EcsError::invalid(
+                "The daemon scheduling strategy is not supported with the FARGATE launch type.",
+            ));
+        }
+        if req.placement_strategy.as_ref().is_some_and(|s| !s.is_empty()) {
+            return Err(EcsError::invalid(
+                "The daemon scheduling strategy does not support placement strategies.",
+            ));
+        }
+    }
+    let platform_version = match (&req.platform_version, fargate) {
+        (Some(_), false) => {
+            return Err(EcsError::invalid(
+                "The platform version must be null when specifying an EC2 launch type.",
+            ));
+        }
+        (Some(v), true) => Some(v.clone()),
+        (None, true) => Some("LATEST".to_string()),
+        (None, false) => None,
+    };
+    Ok(CreateLaunch { launch_type, strategy, fargate, platform_version })
+}
+
+/// CreateService's other settings: placement, load balancers (and the role they need),
+/// service registries, the grace period, propagateTags and availabilityZoneRebalancing.
+fn check_create_extras(
+    req: &CreateServiceRequest,
+    td: Option<&TaskDefinition>,
+) -> Result<(Vec<LoadBalancer>, Vec<ServiceRegistry>)> {
+    check_placement(req.placement_constraints.as_ref(), req.placement_strategy.as_ref(), td)?;
+    let lbs = req.load_balancers.clone().unwrap_or_default();
+    check_load_balancers(&lbs, td)?;
+    if req.role.is_some() && lbs.is_empty() {
+        return Err(EcsError::invalid(
+            "You cannot specify an IAM role for services that do not use a load balancer.",
+        ));
+    }
+    let registries = req.service_registries.clone().unwrap_or_default();
+    check_registries(&registries)?;
+    if let Some(g) = req.health_check_grace_period_seconds
+        && g < 0
+    {
+        return Err(EcsError::invalid(format!(
+            "healthCheckGracePeriodSeconds must be between 0 and 2147483647, but was {g}."
+        )));
+    }
+    if let Some(p) = &req.propagate_tags {
+        one_of("propagateTags", p, &["TASK_DEFINITION", "SERVICE", "NONE"])?;
+    }
+    if let Some(z) = &req.availability_zone_rebalancing {
+        one_of("availabilityZoneRebalancing", z, &["ENABLED", "DISABLED"])?;
+    }
+    Ok((lbs, registries))
+}
+
 /// What a deployment runs: the settings that, when they change, make a new deployment.
 struct Launchable<'a> {
     task_definition: Option<&'a str>,
@@ -257,94 +382,55 @@ impl ControlPlane {
                 return Err(EcsError::invalid("A task definition must be specified to create a service."));
             }
         };
-        // desiredCount: required for REPLICA, refused for DAEMON.
-        let desired = match (req.desired_count, daemon) {
-            (Some(_), true) => {
-                return Err(EcsError::invalid(
-                    "The daemon scheduling strategy does not support a desired count for services. Remove the desired count value and try again",
-                ));
-            }
-            (None, true) => 0,
-            (Some(n), false) if n < 0 => {
-                return Err(EcsError::invalid(format!("desiredCount must be at least 0, but was {n}.")));
-            }
-            (Some(n), false) => n,
-            (None, false) => {
-                return Err(EcsError::invalid(
-                    "desiredCount is required for services using the REPLICA scheduling strategy.",
-                ));
-            }
-        };
-        // Launch type or capacity provider strategy, as RunTask resolves them.
-        let (resolved, _) =
-            launch(&cluster.value, req.launch_type.as_deref(), req.capacity_provider_strategy.as_ref())?;
-        let (launch_type, strategy) = match (&req.launch_type, &req.capacity_provider_strategy) {
-            (Some(lt), _) => (Some(lt.clone()), None),
-            (None, Some(s)) if !s.is_empty() => (None, Some(s.clone())),
-            (None, _) => {
-                match cluster.value.default_capacity_provider_strategy.clone().filter(|s| !s.is_empty()) {
-                    Some(s) => (None, Some(s)),
-                    None => (Some("EC2".to_string()), None),
-                }
-            }
-        };
-        let fargate = resolved == "FARGATE";
-        if let Some(td) = &td {
-            check_compatible(td, &resolved)?;
-            check_network(td, req.network_configuration.as_ref())?;
-        } else if req.network_configuration.is_some() {
-            check_network(
-                &TaskDefinition { network_mode: Some("awsvpc".into()), ..Default::default() },
-                req.network_configuration.as_ref(),
-            )?;
-        }
-        if daemon {
-            if fargate {
-                return Err(EcsError::invalid(
-                    "The daemon scheduling strategy is not supported with the FARGATE launch type.",
-                ));
-            }
-            if req.placement_strategy.as_ref().is_some_and(|s| !s.is_empty()) {
-                return Err(EcsError::invalid(
-                    "The daemon scheduling strategy does not support placement strategies.",
-                ));
-            }
-        }
-        let platform_version = match (&req.platform_version, fargate) {
-            (Some(_), false) => {
-                return Err(EcsError::invalid(
-                    "The platform version must be null when specifying an EC2 launch type.",
-                ));
-            }
-            (Some(v), true) => Some(v.clone()),
-            (None, true) => Some("LATEST".to_string()),
-            (None, false) => None,
-        };
-        check_placement(req.placement_constraints.as_ref(), req.placement_strategy.as_ref(), td.as_ref())?;
-        let lbs = req.load_balancers.clone().unwrap_or_default();
-        check_load_balancers(&lbs, td.as_ref())?;
-        if req.role.is_some() && lbs.is_empty() {
-            return Err(EcsError::invalid(
-                "You cannot specify an IAM role for services that do not use a load balancer.",
-            ));
-        }
-        let registries = req.service_registries.clone().unwrap_or_default();
-        check_registries(&registries)?;
-        if let Some(g) = req.health_check_grace_period_seconds
-            && g < 0
-        {
-            return Err(EcsError::invalid(format!(
-                "healthCheckGracePeriodSeconds must be between 0 and 2147483647, but was {g}."
-            )));
-        }
-        if let Some(p) = &req.propagate_tags {
-            one_of("propagateTags", p, &["TASK_DEFINITION", "SERVICE", "NONE"])?;
-        }
-        if let Some(z) = &req.availability_zone_rebalancing {
-            one_of("availabilityZoneRebalancing", z, &["ENABLED", "DISABLED"])?;
-        }
+        let desired = create_desired_count(req.desired_count, daemon)?;
+        let launch = create_launch(&cluster.value, &req, td.as_ref(), daemon)?;
+        let (load_balancers, registries) = check_create_extras(&req, td.as_ref())?;
         let dc = deployment_configuration(req.deployment_configuration.as_ref(), None, daemon)?;
-        let td_arn = td.as_ref().and_then(|t| t.task_definition_arn.clone());
+        let service = self.new_service(
+            ctx,
+            &req,
+            &cluster.value,
+            NewService {
+                name: name.clone(),
+                desired,
+                launch,
+                td_arn: td.as_ref().and_then(|t| t.task_definition_arn.clone()),
+                dc,
+                load_balancers,
+                registries,
+                strategy_name,
+                controller,
+                tags,
+                daemon,
+            },
+        );
+        let fingerprint = serde_json::to_string(&req).unwrap_or_default();
+        let out = self.store_new_service(ctx, &cname, &name, service, fingerprint).await?;
+        Ok(CreateServiceResponse { service: Some(out) })
+    }
+
+    /// The new service's `Service` shape, with its first deployment (none for EXTERNAL).
+    fn new_service(
+        &self,
+        ctx: &Ctx,
+        req: &CreateServiceRequest,
+        cluster: &Cluster,
+        n: NewService,
+    ) -> Service {
+        let NewService {
+            name,
+            desired,
+            launch: CreateLaunch { launch_type, strategy, fargate, platform_version },
+            td_arn,
+            dc,
+            load_balancers,
+            registries,
+            strategy_name,
+            controller,
+            tags,
+            daemon,
+        } = n;
+        let cname = cluster.cluster_name.clone().unwrap_or_default();
         let role_arn = req.role.as_ref().map(|r| {
             if r.starts_with("arn:") {
                 r.clone()
@@ -353,7 +439,7 @@ impl ControlPlane {
             }
         });
         let now = self.now_s();
-        let deployments = if external {
+        let deployments = if controller == "EXTERNAL" {
             vec![]
         } else {
             vec![self.new_deployment(&Launchable {
@@ -367,11 +453,11 @@ impl ControlPlane {
                 volumes: req.volume_configurations.as_ref(),
             })]
         };
-        let service = Service {
+        Service {
             service_arn: Some(service_arn(&ctx.scope, &cname, &name)),
             service_name: Some(name.clone()),
-            cluster_arn: cluster.value.cluster_arn.clone(),
-            load_balancers: Some(lbs),
+            cluster_arn: cluster.cluster_arn.clone(),
+            load_balancers: Some(load_balancers),
             service_registries: Some(registries),
             status: Some("ACTIVE".into()),
             desired_count: desired,
@@ -404,48 +490,56 @@ impl ControlPlane {
                     .unwrap_or_else(|| if daemon { "DISABLED" } else { "ENABLED" }.into()),
             ),
             ..Default::default()
-        };
-        let fingerprint = serde_json::to_string(&req).unwrap_or_default();
-        let key = keys::service(&ctx.scope, &cname, &name);
-        let request_key = keys::service_request(&ctx.scope, &cname, &name);
-        let out = self
-            .retry(|| {
-                // The cluster must still be ACTIVE when the service lands.
-                let cluster = self.active_cluster(ctx, Some(&cname))?;
-                let existing = load::<ServiceRecord>(&*self.store, &key)?;
-                let rev = match &existing {
-                    Some(s) => match s.value.service.status.as_deref() {
-                        Some("ACTIVE") => {
-                            let same = load::<String>(&*self.store, &request_key)?
-                                .is_some_and(|r| r.value == fingerprint);
-                            if same {
-                                return Ok((Txn::new(), s.value.service.clone()));
-                            }
-                            return Err(EcsError::invalid("Creation of service was not idempotent."));
+        }
+    }
+
+    /// Stores a new service (its record, history, request and scheduler entry) while its
+    /// cluster is ACTIVE; the same request again answers with the service it made, a
+    /// different one for an ACTIVE service is refused.
+    async fn store_new_service(
+        &self,
+        ctx: &Ctx,
+        cname: &str,
+        name: &str,
+        service: Service,
+        fingerprint: String,
+    ) -> Result<Service> {
+        let key = keys::service(&ctx.scope, cname, name);
+        let request_key = keys::service_request(&ctx.scope, cname, name);
+        self.retry(|| {
+            // The cluster must still be ACTIVE when the service lands.
+            let cluster = self.active_cluster(ctx, Some(cname))?;
+            let existing = load::<ServiceRecord>(&*self.store, &key)?;
+            let rev = match &existing {
+                Some(s) => match s.value.service.status.as_deref() {
+                    Some("ACTIVE") => {
+                        let same = load::<String>(&*self.store, &request_key)?
+                            .is_some_and(|r| r.value == fingerprint);
+                        if same {
+                            return Ok((Txn::new(), s.value.service.clone()));
                         }
-                        Some("DRAINING") => {
-                            return Err(EcsError::invalid(
-                                "Unable to Start a service that is still Draining.",
-                            ));
-                        }
-                        _ => s.mod_revision,
-                    },
-                    None => 0,
-                };
-                let mut rec = ServiceRecord { service: service.clone(), ..Default::default() };
-                let txn = self.sync_history(&ctx.scope, &cname, &mut rec, None, Txn::new())?;
-                let txn = txn
-                    .when(&cluster.key, cluster.mod_revision)
-                    .when(&key, rev)
-                    .put(&key, encode(&rec))
-                    .put(&request_key, encode(&fingerprint))
-                    .put(keys::scheduled_service(&ctx.scope, &cname, &name), key.clone().into_bytes());
-                let mut shown = rec.service;
-                shown.tags = service.tags.clone();
-                Ok((txn, shown))
-            })
-            .await?;
-        Ok(CreateServiceResponse { service: Some(out) })
+                        return Err(EcsError::invalid("Creation of service was not idempotent."));
+                    }
+                    Some("DRAINING") => {
+                        return Err(EcsError::invalid("Unable to Start a service that is still Draining."));
+                    }
+                    _ => s.mod_revision,
+                },
+                None => 0,
+            };
+            let mut rec = ServiceRecord { service: service.clone(), ..Default::default() };
+            let txn = self.sync_history(&ctx.scope, cname, &mut rec, None, Txn::new())?;
+            let txn = txn
+                .when(&cluster.key, cluster.mod_revision)
+                .when(&key, rev)
+                .put(&key, encode(&rec))
+                .put(&request_key, encode(&fingerprint))
+                .put(keys::scheduled_service(&ctx.scope, cname, name), key.clone().into_bytes());
+            let mut shown = rec.service;
+            shown.tags = service.tags.clone();
+            Ok((txn, shown))
+        })
+        .await
     }
 
     pub async fn update_service(
