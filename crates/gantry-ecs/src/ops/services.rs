@@ -310,6 +310,219 @@ fn check_create_extras(
     Ok((lbs, registries))
 }
 
+/// UpdateService's checks that need no service: propagateTags, availabilityZoneRebalancing,
+/// the grace period, service registries; and the deployment controller it asks for, if any.
+fn check_update_request(req: &UpdateServiceRequest) -> Result<Option<String>> {
+    if let Some(p) = &req.propagate_tags {
+        one_of("propagateTags", p, &["TASK_DEFINITION", "SERVICE", "NONE"])?;
+    }
+    if let Some(z) = &req.availability_zone_rebalancing {
+        one_of("availabilityZoneRebalancing", z, &["ENABLED", "DISABLED"])?;
+    }
+    if let Some(g) = req.health_check_grace_period_seconds
+        && g < 0
+    {
+        return Err(EcsError::invalid(format!(
+            "healthCheckGracePeriodSeconds must be between 0 and 2147483647, but was {g}."
+        )));
+    }
+    if let Some(r) = &req.service_registries {
+        check_registries(r)?;
+    }
+    match &req.deployment_controller {
+        Some(c) => Ok(Some(check_controller(Some(c))?)),
+        None => Ok(None),
+    }
+}
+
+/// One UpdateService request applied to a service: the request, the task definition it names
+/// (if any), the one the service will run, and whether the service is DAEMON.
+struct Update<'a> {
+    req: &'a UpdateServiceRequest,
+    td: Option<&'a TaskDefinition>,
+    current_td: Option<&'a TaskDefinition>,
+    daemon: bool,
+}
+
+impl Update<'_> {
+    /// The task definition, launch type or capacity provider strategy, network configuration
+    /// and platform version, checked; true if what runs changed.
+    fn apply_launch(&self, s: &mut Service, cluster: &Cluster) -> Result<bool> {
+        let (req, td, daemon) = (self.req, self.td, self.daemon);
+        let mut redeploy = false;
+        if let Some(t) = td
+            && t.task_definition_arn != s.task_definition
+        {
+            s.task_definition = t.task_definition_arn.clone();
+            redeploy = true;
+        }
+        if let Some(strategy) = &req.capacity_provider_strategy {
+            let (launch_type, strategy) = if strategy.is_empty() {
+                match cluster.default_capacity_provider_strategy.clone().filter(|s| !s.is_empty()) {
+                    Some(d) => (None, Some(d)),
+                    None => (Some("EC2".to_string()), None),
+                }
+            } else {
+                launch(cluster, None, Some(strategy))?;
+                (None, Some(strategy.clone()))
+            };
+            if launch_type != s.launch_type || strategy != s.capacity_provider_strategy {
+                s.launch_type = launch_type;
+                s.capacity_provider_strategy = strategy;
+                redeploy = true;
+            }
+        }
+        let (resolved, _) = launch(cluster, s.launch_type.as_deref(), s.capacity_provider_strategy.as_ref())?;
+        let fargate = resolved == "FARGATE";
+        if daemon && fargate {
+            return Err(EcsError::invalid(
+                "The daemon scheduling strategy is not supported with the FARGATE launch type.",
+            ));
+        }
+        if let Some(t) = td {
+            check_compatible(t, &resolved)?;
+        }
+        if let Some(n) = &req.network_configuration
+            && s.network_configuration.as_ref() != Some(n)
+        {
+            s.network_configuration = Some(n.clone());
+            redeploy = true;
+        }
+        if let Some(t) = self.current_td
+            && (td.is_some() || req.network_configuration.is_some())
+        {
+            check_network(t, s.network_configuration.as_ref())?;
+        }
+        if let Some(v) = &req.platform_version {
+            if !fargate {
+                return Err(EcsError::invalid(
+                    "The platform version must be null when specifying an EC2 launch type.",
+                ));
+            }
+            if s.platform_version.as_ref() != Some(v) {
+                s.platform_version = Some(v.clone());
+                redeploy = true;
+            }
+        }
+        if fargate {
+            s.platform_version.get_or_insert_with(|| "LATEST".into());
+            s.platform_family = Some("Linux".into());
+        } else {
+            s.platform_version = None;
+            s.platform_family = None;
+        }
+        Ok(redeploy)
+    }
+
+    /// Placement constraints and strategy, load balancers and service registries, checked;
+    /// true if what runs changed.
+    fn apply_placement(&self, s: &mut Service) -> Result<bool> {
+        let (req, current_td) = (self.req, self.current_td);
+        let mut redeploy = false;
+        if self.daemon && req.placement_strategy.as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err(EcsError::invalid(
+                "The daemon scheduling strategy does not support placement strategies.",
+            ));
+        }
+        if let Some(c) = &req.placement_constraints
+            && s.placement_constraints.as_ref() != Some(c)
+        {
+            s.placement_constraints = Some(c.clone());
+            redeploy = true;
+        }
+        if let Some(p) = &req.placement_strategy
+            && s.placement_strategy.as_ref() != Some(p)
+        {
+            s.placement_strategy = Some(p.clone());
+            redeploy = true;
+        }
+        check_placement(s.placement_constraints.as_ref(), s.placement_strategy.as_ref(), current_td)?;
+        if let Some(lbs) = &req.load_balancers {
+            check_load_balancers(lbs, current_td)?;
+            if s.load_balancers.as_ref() != Some(lbs) {
+                s.load_balancers = Some(lbs.clone());
+                redeploy = true;
+            }
+        } else if self.td.is_some() {
+            check_load_balancers(s.load_balancers.as_deref().unwrap_or_default(), current_td)?;
+        }
+        if let Some(r) = &req.service_registries
+            && s.service_registries.as_ref() != Some(r)
+        {
+            s.service_registries = Some(r.clone());
+            redeploy = true;
+        }
+        Ok(redeploy)
+    }
+
+    /// The Service Connect and volume configurations the next deployment runs (the request's,
+    /// else the current deployment's); true if they changed.
+    fn deployment_settings(
+        &self,
+        s: &Service,
+    ) -> (Option<ServiceConnectConfiguration>, Option<Vec<ServiceVolumeConfiguration>>, bool) {
+        let req = self.req;
+        let mut redeploy = false;
+        let mut service_connect =
+            s.deployments.iter().flatten().next().and_then(|d| d.service_connect_configuration.clone());
+        if let Some(sc) = &req.service_connect_configuration
+            && service_connect.as_ref() != Some(sc)
+        {
+            service_connect = Some(sc.clone());
+            redeploy = true;
+        }
+        let mut volumes = s.deployments.iter().flatten().next().and_then(|d| d.volume_configurations.clone());
+        if let Some(v) = &req.volume_configurations
+            && volumes.as_ref() != Some(v)
+        {
+            volumes = Some(v.clone());
+            redeploy = true;
+        }
+        (service_connect, volumes, redeploy)
+    }
+
+    /// The settings that do not change what runs: desired count, deployment configuration,
+    /// grace period, execute command, managed tags, propagateTags, AZ rebalancing, controller.
+    fn apply_settings(&self, s: &mut Service, controller: Option<&str>) -> Result<()> {
+        let req = self.req;
+        if let Some(n) = req.desired_count {
+            if self.daemon {
+                return Err(EcsError::invalid(
+                    "The daemon scheduling strategy does not support a desired count for services. Remove the desired count value and try again",
+                ));
+            }
+            if n < 0 {
+                return Err(EcsError::invalid(format!("desiredCount must be at least 0, but was {n}.")));
+            }
+            s.desired_count = n;
+        }
+        s.deployment_configuration = Some(deployment_configuration(
+            req.deployment_configuration.as_ref(),
+            s.deployment_configuration.as_ref(),
+            self.daemon,
+        )?);
+        if let Some(g) = req.health_check_grace_period_seconds {
+            s.health_check_grace_period_seconds = Some(g);
+        }
+        if let Some(e) = req.enable_execute_command {
+            s.enable_execute_command = e;
+        }
+        if let Some(e) = req.enable_ecs_managed_tags {
+            s.enable_ecs_managed_tags = e;
+        }
+        if let Some(p) = &req.propagate_tags {
+            s.propagate_tags = Some(p.clone());
+        }
+        if let Some(z) = &req.availability_zone_rebalancing {
+            s.availability_zone_rebalancing = Some(z.clone());
+        }
+        if let Some(c) = controller {
+            s.deployment_controller = Some(DeploymentController { r#type: c.to_string() });
+        }
+        Ok(())
+    }
+}
+
 /// What a deployment runs: the settings that, when they change, make a new deployment.
 struct Launchable<'a> {
     task_definition: Option<&'a str>,
@@ -553,32 +766,16 @@ impl ControlPlane {
             Some(r) => Some(self.active_task_definition(ctx, r)?),
             None => None,
         };
-        if let Some(p) = &req.propagate_tags {
-            one_of("propagateTags", p, &["TASK_DEFINITION", "SERVICE", "NONE"])?;
-        }
-        if let Some(z) = &req.availability_zone_rebalancing {
-            one_of("availabilityZoneRebalancing", z, &["ENABLED", "DISABLED"])?;
-        }
-        if let Some(g) = req.health_check_grace_period_seconds
-            && g < 0
-        {
-            return Err(EcsError::invalid(format!(
-                "healthCheckGracePeriodSeconds must be between 0 and 2147483647, but was {g}."
-            )));
-        }
-        if let Some(r) = &req.service_registries {
-            check_registries(r)?;
-        }
-        let controller = match &req.deployment_controller {
-            Some(c) => Some(check_controller(Some(c))?),
-            None => None,
-        };
+        let controller = check_update_request(&req)?;
         let out = self
             .retry(|| {
                 let mut rec = self.load_service(ctx, &cname, &req.service)?.ok_or_else(service_not_found)?;
                 let s = &mut rec.value.service;
                 if s.status.as_deref() != Some("ACTIVE") {
-                    return Err(EcsError::new(ErrorKind::ServiceNotActiveException, "Service was not ACTIVE."));
+                    return Err(EcsError::new(
+                        ErrorKind::ServiceNotActiveException,
+                        "Service was not ACTIVE.",
+                    ));
                 }
                 let daemon = is_daemon(s);
                 let mut redeploy = req.force_new_deployment;
@@ -588,176 +785,14 @@ impl ControlPlane {
                     (None, Some(arn)) => self.find_task_definition(ctx, arn)?.map(|r| r.value.definition),
                     (None, None) => None,
                 };
-                if let Some(t) = &td
-                    && t.task_definition_arn != s.task_definition
-                {
-                    s.task_definition = t.task_definition_arn.clone();
-                    redeploy = true;
-                }
-                if let Some(strategy) = &req.capacity_provider_strategy {
-                    let (launch_type, strategy) = if strategy.is_empty() {
-                        match cluster.value.default_capacity_provider_strategy.clone().filter(|s| !s.is_empty()) {
-                            Some(d) => (None, Some(d)),
-                            None => (Some("EC2".to_string()), None),
-                        }
-                    } else {
-                        launch(&cluster.value, None, Some(strategy))?;
-                        (None, Some(strategy.clone()))
-                    };
-                    if launch_type != s.launch_type || strategy != s.capacity_provider_strategy {
-                        s.launch_type = launch_type;
-                        s.capacity_provider_strategy = strategy;
-                        redeploy = true;
-                    }
-                }
-                let (resolved, _) =
-                    launch(&cluster.value, s.launch_type.as_deref(), s.capacity_provider_strategy.as_ref())?;
-                let fargate = resolved == "FARGATE";
-                if daemon && fargate {
-                    return Err(EcsError::invalid(
-                        "The daemon scheduling strategy is not supported with the FARGATE launch type.",
-                    ));
-                }
-                if let Some(t) = &td {
-                    check_compatible(t, &resolved)?;
-                }
-                if let Some(n) = &req.network_configuration
-                    && s.network_configuration.as_ref() != Some(n)
-                {
-                    s.network_configuration = Some(n.clone());
-                    redeploy = true;
-                }
-                if let Some(t) = &current_td
-                    && (td.is_some() || req.network_configuration.is_some())
-                {
-                    check_network(t, s.network_configuration.as_ref())?;
-                }
-                if let Some(v) = &req.platform_version {
-                    if !fargate {
-                        return Err(EcsError::invalid(
-                            "The platform version must be null when specifying an EC2 launch type.",
-                        ));
-                    }
-                    if s.platform_version.as_ref() != Some(v) {
-                        s.platform_version = Some(v.clone());
-                        redeploy = true;
-                    }
-                }
-                if fargate {
-                    s.platform_version.get_or_insert_with(|| "LATEST".into());
-                    s.platform_family = Some("Linux".into());
-                } else {
-                    s.platform_version = None;
-                    s.platform_family = None;
-                }
-                if daemon && req.placement_strategy.as_ref().is_some_and(|p| !p.is_empty()) {
-                    return Err(EcsError::invalid(
-                        "The daemon scheduling strategy does not support placement strategies.",
-                    ));
-                }
-                if let Some(c) = &req.placement_constraints
-                    && s.placement_constraints.as_ref() != Some(c)
-                {
-                    s.placement_constraints = Some(c.clone());
-                    redeploy = true;
-                }
-                if let Some(p) = &req.placement_strategy
-                    && s.placement_strategy.as_ref() != Some(p)
-                {
-                    s.placement_strategy = Some(p.clone());
-                    redeploy = true;
-                }
-                check_placement(s.placement_constraints.as_ref(), s.placement_strategy.as_ref(), current_td.as_ref())?;
-                if let Some(lbs) = &req.load_balancers {
-                    check_load_balancers(lbs, current_td.as_ref())?;
-                    if s.load_balancers.as_ref() != Some(lbs) {
-                        s.load_balancers = Some(lbs.clone());
-                        redeploy = true;
-                    }
-                } else if td.is_some() {
-                    check_load_balancers(s.load_balancers.as_deref().unwrap_or_default(), current_td.as_ref())?;
-                }
-                if let Some(r) = &req.service_registries
-                    && s.service_registries.as_ref() != Some(r)
-                {
-                    s.service_registries = Some(r.clone());
-                    redeploy = true;
-                }
-                let mut service_connect = s.deployments.iter().flatten().next().and_then(|d| d.service_connect_configuration.clone());
-                if let Some(sc) = &req.service_connect_configuration
-                    && service_connect.as_ref() != Some(sc)
-                {
-                    service_connect = Some(sc.clone());
-                    redeploy = true;
-                }
-                let mut volumes = s.deployments.iter().flatten().next().and_then(|d| d.volume_configurations.clone());
-                if let Some(v) = &req.volume_configurations
-                    && volumes.as_ref() != Some(v)
-                {
-                    volumes = Some(v.clone());
-                    redeploy = true;
-                }
+                let u = Update { req: &req, td: td.as_ref(), current_td: current_td.as_ref(), daemon };
+                redeploy |= u.apply_launch(s, &cluster.value)?;
+                redeploy |= u.apply_placement(s)?;
+                let (service_connect, volumes, changed) = u.deployment_settings(s);
+                redeploy |= changed;
                 // Settings that do not change what runs.
-                if let Some(n) = req.desired_count {
-                    if daemon {
-                        return Err(EcsError::invalid(
-                            "The daemon scheduling strategy does not support a desired count for services. Remove the desired count value and try again",
-                        ));
-                    }
-                    if n < 0 {
-                        return Err(EcsError::invalid(format!("desiredCount must be at least 0, but was {n}.")));
-                    }
-                    s.desired_count = n;
-                }
-                s.deployment_configuration = Some(deployment_configuration(
-                    req.deployment_configuration.as_ref(),
-                    s.deployment_configuration.as_ref(),
-                    daemon,
-                )?);
-                if let Some(g) = req.health_check_grace_period_seconds {
-                    s.health_check_grace_period_seconds = Some(g);
-                }
-                if let Some(e) = req.enable_execute_command {
-                    s.enable_execute_command = e;
-                }
-                if let Some(e) = req.enable_ecs_managed_tags {
-                    s.enable_ecs_managed_tags = e;
-                }
-                if let Some(p) = &req.propagate_tags {
-                    s.propagate_tags = Some(p.clone());
-                }
-                if let Some(z) = &req.availability_zone_rebalancing {
-                    s.availability_zone_rebalancing = Some(z.clone());
-                }
-                if let Some(c) = &controller {
-                    s.deployment_controller = Some(DeploymentController { r#type: c.clone() });
-                }
-                let external = s.deployment_controller.as_ref().is_some_and(|c| c.r#type == "EXTERNAL");
-                let now = self.now_s();
-                let deployments = s.deployments.get_or_insert_with(Vec::new);
-                if redeploy && !external {
-                    for d in deployments.iter_mut() {
-                        d.status = Some("ACTIVE".into());
-                        d.updated_at = Some(now);
-                    }
-                    let d = self.new_deployment(&Launchable {
-                        task_definition: s.task_definition.as_deref(),
-                        desired_count: s.desired_count,
-                        launch_type: s.launch_type.as_deref(),
-                        strategy: s.capacity_provider_strategy.as_ref(),
-                        platform_version: s.platform_version.as_deref(),
-                        network: s.network_configuration.as_ref(),
-                        service_connect: service_connect.as_ref(),
-                        volumes: volumes.as_ref(),
-                    });
-                    deployments.insert(0, d);
-                } else if let Some(primary) =
-                    deployments.iter_mut().find(|d| d.status.as_deref() == Some("PRIMARY"))
-                    && primary.desired_count != s.desired_count
-                {
-                    primary.desired_count = s.desired_count;
-                    primary.updated_at = Some(now);
-                }
+                u.apply_settings(s, controller.as_deref())?;
+                self.roll_deployments(s, redeploy, service_connect.as_ref(), volumes.as_ref());
                 let txn = self.sync_history(&ctx.scope, &cname, &mut rec.value, None, Txn::new())?;
                 let mut shown = rec.value.service.clone();
                 shown.tags = None;
@@ -765,6 +800,42 @@ impl ControlPlane {
             })
             .await?;
         Ok(UpdateServiceResponse { service: Some(out) })
+    }
+
+    /// UpdateService's deployments: a new PRIMARY one when what runs changed (not for the
+    /// EXTERNAL controller), else the PRIMARY's desired count brought in line.
+    fn roll_deployments(
+        &self,
+        s: &mut Service,
+        redeploy: bool,
+        service_connect: Option<&ServiceConnectConfiguration>,
+        volumes: Option<&Vec<ServiceVolumeConfiguration>>,
+    ) {
+        let external = s.deployment_controller.as_ref().is_some_and(|c| c.r#type == "EXTERNAL");
+        let now = self.now_s();
+        let deployments = s.deployments.get_or_insert_with(Vec::new);
+        if redeploy && !external {
+            for d in deployments.iter_mut() {
+                d.status = Some("ACTIVE".into());
+                d.updated_at = Some(now);
+            }
+            let d = self.new_deployment(&Launchable {
+                task_definition: s.task_definition.as_deref(),
+                desired_count: s.desired_count,
+                launch_type: s.launch_type.as_deref(),
+                strategy: s.capacity_provider_strategy.as_ref(),
+                platform_version: s.platform_version.as_deref(),
+                network: s.network_configuration.as_ref(),
+                service_connect,
+                volumes,
+            });
+            deployments.insert(0, d);
+        } else if let Some(primary) = deployments.iter_mut().find(|d| d.status.as_deref() == Some("PRIMARY"))
+            && primary.desired_count != s.desired_count
+        {
+            primary.desired_count = s.desired_count;
+            primary.updated_at = Some(now);
+        }
     }
 
     pub async fn delete_service(
