@@ -1,7 +1,7 @@
 //! What a task reserves on its node, and the arithmetic of reserving: the effective definition
-//! and size of a task after its overrides ([`plan`]), the CPU, memory, ports and GPU IDs it holds
+//! and size of a task after its overrides (`plan`), the CPU, memory, ports and GPU IDs it holds
 //! ([`Reservation`]), taking them from and giving them back to an instance's remaining resources
-//! ([`apply`]), and what placement reads of those resources ([`usage`], [`need`]).
+//! (`apply`), and what placement reads of those resources (`usage`, `need`).
 //!
 //! Pure: no store, no async. RunTask (`ops/tasks.rs`), placement (`ops/placement.rs`), the
 //! fleets (`fleets.rs`) and container instances all use it; it uses none of them.
