@@ -8,7 +8,7 @@
 //! the server no longer wants.
 
 use crate::client::ControlClient;
-use crate::metadata::{ContainerMeta, TaskMeta, rfc3339};
+use crate::metadata::{self, ContainerMeta, TaskMeta, rfc3339};
 use crate::pause::{PAUSE_IMAGE, PAUSE_NAME, pause_rootfs};
 use crate::runtime::{ContainerState, ContainerStatus, Health, Network, Runtime, RuntimeError, labels};
 use crate::spec::{TaskNetwork, container_spec};
@@ -171,6 +171,17 @@ pub const LIST_INTERVAL: Duration = Duration::from_secs(30);
 
 fn now_s(clock: &dyn Clock) -> f64 {
     clock.now().as_epoch_seconds()
+}
+
+/// The metadata endpoint reads the agent's record of its tasks.
+impl<R: Runtime, C: ControlClient> metadata::Source for Agent<R, C> {
+    type Runtime = R;
+    fn task_meta(&self, task_id: &str) -> Option<TaskMeta> {
+        Agent::task_meta(self, task_id)
+    }
+    fn runtime(&self) -> &Arc<R> {
+        &self.runtime
+    }
 }
 
 impl<R: Runtime, C: ControlClient> Agent<R, C> {

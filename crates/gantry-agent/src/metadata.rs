@@ -4,10 +4,9 @@
 //! Paths, under `/v4/TASK-ID/CONTAINER-NAME` (the value of the variable):
 //! `` (the container), `/task` (the task and all its containers), `/stats` (the container's
 //! Docker stats) and `/task/stats` (Docker ID → stats for every container of the task).
-//! The agent keeps a [`TaskMeta`] per running task; this module only renders and serves it.
+//! The agent keeps a [`TaskMeta`] per running task; this module only renders and serves it,
+//! reading through [`Source`], which the agent implements (this module does not know it).
 
-use crate::agent::Agent;
-use crate::client::ControlClient;
 use crate::runtime::Runtime;
 use gantry_core::protocol::Assignment;
 use serde_json::{Value, json};
@@ -37,6 +36,16 @@ pub struct TaskMeta {
     pub pull_stopped_at: Option<String>,
     /// The task's own address (awsvpc), or none.
     pub ipv4: Option<String>,
+}
+
+/// What the endpoint serves from: the record of each task the agent runs, and the engine they
+/// run in (for stats). Implemented by `agent::Agent`.
+pub trait Source: Send + Sync + 'static {
+    type Runtime: Runtime;
+    /// The metadata of a task the agent runs, by task ID.
+    fn task_meta(&self, task_id: &str) -> Option<TaskMeta>;
+    /// The engine the tasks' containers run in.
+    fn runtime(&self) -> &Arc<Self::Runtime>;
 }
 
 /// RFC 3339 UTC time for epoch seconds, as the endpoint prints times.
@@ -163,7 +172,7 @@ pub fn task_document(meta: &TaskMeta) -> Value {
 }
 
 /// Serves the endpoint on `listener` until the process ends.
-pub async fn serve<R: Runtime, C: ControlClient>(agent: Arc<Agent<R, C>>, listener: tokio::net::TcpListener) {
+pub async fn serve<S: Source>(agent: Arc<S>, listener: tokio::net::TcpListener) {
     loop {
         let Ok((stream, _)) = listener.accept().await else { continue };
         let agent = agent.clone();
@@ -171,7 +180,7 @@ pub async fn serve<R: Runtime, C: ControlClient>(agent: Arc<Agent<R, C>>, listen
             let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let agent = agent.clone();
                 async move {
-                    let (status, body) = respond(&agent, req.uri().path()).await;
+                    let (status, body) = respond(&*agent, req.uri().path()).await;
                     let resp = hyper::Response::builder()
                         .status(status)
                         .header("content-type", "application/json")
@@ -186,7 +195,7 @@ pub async fn serve<R: Runtime, C: ControlClient>(agent: Arc<Agent<R, C>>, listen
     }
 }
 
-async fn respond<R: Runtime, C: ControlClient>(agent: &Agent<R, C>, path: &str) -> (u16, Vec<u8>) {
+async fn respond<S: Source>(agent: &S, path: &str) -> (u16, Vec<u8>) {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let not_found = (404, br#"{"error":"not found"}"#.to_vec());
     let (task_id, container, rest) = match parts.as_slice() {

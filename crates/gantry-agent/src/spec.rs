@@ -80,91 +80,9 @@ pub fn container_spec(
 ) -> ContainerSpec {
     let task_arn = task.task_arn.clone().unwrap_or_default();
     let name = def.name.clone().unwrap_or_default();
-    let mut l: BTreeMap<String, String> = def.docker_labels.clone().unwrap_or_default();
-    l.insert(labels::NODE.into(), node.into());
-    l.insert(labels::CLUSTER.into(), task.cluster_arn.clone().unwrap_or_default());
-    l.insert(labels::TASK_ARN.into(), task_arn.clone());
-    l.insert(labels::CONTAINER_NAME.into(), name.clone());
-    l.insert("com.amazonaws.ecs.task-arn".into(), task_arn.clone());
-    l.insert("com.amazonaws.ecs.container-name".into(), name.clone());
-    l.insert("com.amazonaws.ecs.cluster".into(), task.cluster_arn.clone().unwrap_or_default());
-    l.insert("com.amazonaws.ecs.task-definition-family".into(), td.family.clone().unwrap_or_default());
-    l.insert("com.amazonaws.ecs.task-definition-version".into(), td.revision.to_string());
-
-    let single = td.container_definitions.as_ref().is_some_and(|c| c.len() == 1);
-    let task_memory = td.memory.as_deref().and_then(parse_task_memory);
-    let task_cpu = td.cpu.as_deref().and_then(parse_task_cpu);
-    // Task-level limits bound every container (and exactly the only one).
-    let memory = match (def.memory, task_memory) {
-        (Some(m), Some(t)) => Some((m as i64).min(t)),
-        (Some(m), None) => Some(m as i64),
-        (None, Some(t)) => Some(t),
-        (None, None) => None,
-    };
-    let nano_cpus = task_cpu.map(|c| c * 1_000_000_000 / 1024);
-    let cpu_shares = if def.cpu > 0 {
-        Some((def.cpu as i64).max(2))
-    } else if single {
-        task_cpu
-    } else {
-        None
-    };
-
-    let (net, ports) = match network {
-        TaskNetwork::Shared(id) => (Network::Container(id.clone()), Vec::new()),
-        TaskNetwork::Mode(mode) => {
-            let ports = if matches!(mode, Network::Bridge) {
-                def.port_mappings
-                    .iter()
-                    .flatten()
-                    .filter_map(|pm| {
-                        Some(PortBinding {
-                            container_port: u16::try_from(pm.container_port?).ok()?,
-                            host_port: pm.host_port.filter(|p| *p > 0).and_then(|p| u16::try_from(p).ok()),
-                            protocol: if pm.protocol.as_deref() == Some("udp") {
-                                Protocol::Udp
-                            } else {
-                                Protocol::Tcp
-                            },
-                        })
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            (mode.clone(), ports)
-        }
-    };
-
-    let health_check = def.health_check.as_ref().map(|h| HealthCheck {
-        test: h.command.clone(),
-        interval_s: h.interval.unwrap_or(30).max(1) as u32,
-        timeout_s: h.timeout.unwrap_or(5).max(1) as u32,
-        retries: h.retries.unwrap_or(3).max(1) as u32,
-        start_period_s: h.start_period.unwrap_or(0).max(0) as u32,
-    });
-
-    let volumes = td.volumes.as_deref().unwrap_or_default();
-    let task_id = task_arn.rsplit('/').next().unwrap_or_default();
-    let mounts = def
-        .mount_points
-        .iter()
-        .flatten()
-        .filter_map(|mp| {
-            let v = volumes.iter().find(|v| v.name == mp.source_volume)?;
-            let target = mp.container_path.clone()?;
-            let read_only = mp.read_only.unwrap_or(false);
-            if let Some(path) = v.host.as_ref().and_then(|h| h.source_path.clone()) {
-                return Some(Mount { kind: MountKind::Bind, source: path, target, read_only });
-            }
-            let name = v.name.clone().unwrap_or_default();
-            // A docker volume with scope "shared" keeps its name; task-scoped ones are per task.
-            let shared =
-                v.docker_volume_configuration.as_ref().is_some_and(|d| d.scope.as_deref() == Some("shared"));
-            let source = if shared { name } else { format!("ecs-{task_id}-{name}") };
-            Some(Mount { kind: MountKind::Volume, source, target, read_only })
-        })
-        .collect();
+    let l = container_labels(node, task, td, def);
+    let Limits { cpu_shares, nano_cpus, memory } = limits(td, def);
+    let (net, ports) = network_and_ports(network, def);
     let volumes_from = def
         .volumes_from
         .iter()
@@ -191,7 +109,7 @@ pub fn container_spec(
         ports,
         network: net,
         network_aliases: vec![],
-        health_check,
+        health_check: health_check(def),
         ulimits: def
             .ulimits
             .iter()
@@ -203,26 +121,142 @@ pub fn container_spec(
         cap_drop: lp.and_then(|l| l.capabilities.as_ref()).and_then(|c| c.drop.clone()).unwrap_or_default(),
         read_only_rootfs: def.readonly_root_filesystem.unwrap_or(false),
         privileged: def.privileged.unwrap_or(false),
-        extra_hosts: {
-            let mut hosts: Vec<String> = def
-                .extra_hosts
-                .iter()
-                .flatten()
-                .map(|h| format!("{}:{}", h.hostname, h.ip_address))
-                .collect();
-            // The metadata endpoint's name; containers in another's namespace share its hosts file.
-            if metadata_uri.is_some() && !matches!(network, TaskNetwork::Shared(_)) {
-                hosts.push(format!("{METADATA_HOST}:host-gateway"));
-            }
-            hosts
-        },
+        extra_hosts: extra_hosts(def, network, metadata_uri),
         dns_servers: def.dns_servers.clone().unwrap_or_default(),
         dns_search: def.dns_search_domains.clone().unwrap_or_default(),
-        mounts,
+        mounts: mounts(&task_arn, td, def),
         volumes_from,
         stop_timeout: Some(Duration::from_secs(def.stop_timeout.unwrap_or(30).max(0) as u64)),
         gpus: gpu_ids(task, def),
     }
+}
+
+/// A container's labels: its definition's, Gantry's (node, cluster, task, name) and ECS's.
+fn container_labels(
+    node: &str,
+    task: &Task,
+    td: &TaskDefinition,
+    def: &ContainerDefinition,
+) -> BTreeMap<String, String> {
+    let task_arn = task.task_arn.clone().unwrap_or_default();
+    let name = def.name.clone().unwrap_or_default();
+    let mut l: BTreeMap<String, String> = def.docker_labels.clone().unwrap_or_default();
+    l.insert(labels::NODE.into(), node.into());
+    l.insert(labels::CLUSTER.into(), task.cluster_arn.clone().unwrap_or_default());
+    l.insert(labels::TASK_ARN.into(), task_arn.clone());
+    l.insert(labels::CONTAINER_NAME.into(), name.clone());
+    l.insert("com.amazonaws.ecs.task-arn".into(), task_arn.clone());
+    l.insert("com.amazonaws.ecs.container-name".into(), name.clone());
+    l.insert("com.amazonaws.ecs.cluster".into(), task.cluster_arn.clone().unwrap_or_default());
+    l.insert("com.amazonaws.ecs.task-definition-family".into(), td.family.clone().unwrap_or_default());
+    l.insert("com.amazonaws.ecs.task-definition-version".into(), td.revision.to_string());
+    l
+}
+
+/// A container's CPU and memory limits for the engine.
+struct Limits {
+    cpu_shares: Option<i64>,
+    nano_cpus: Option<i64>,
+    memory: Option<i64>,
+}
+
+/// A container's limits: its own, bounded by the task's (which the only container gets whole).
+fn limits(td: &TaskDefinition, def: &ContainerDefinition) -> Limits {
+    let single = td.container_definitions.as_ref().is_some_and(|c| c.len() == 1);
+    let task_memory = td.memory.as_deref().and_then(parse_task_memory);
+    let task_cpu = td.cpu.as_deref().and_then(parse_task_cpu);
+    // Task-level limits bound every container (and exactly the only one).
+    let memory = match (def.memory, task_memory) {
+        (Some(m), Some(t)) => Some((m as i64).min(t)),
+        (Some(m), None) => Some(m as i64),
+        (None, Some(t)) => Some(t),
+        (None, None) => None,
+    };
+    let nano_cpus = task_cpu.map(|c| c * 1_000_000_000 / 1024);
+    let cpu_shares = if def.cpu > 0 {
+        Some((def.cpu as i64).max(2))
+    } else if single {
+        task_cpu
+    } else {
+        None
+    };
+    Limits { cpu_shares, nano_cpus, memory }
+}
+
+/// A container's network, and its published ports (bridge mode only).
+fn network_and_ports(network: &TaskNetwork, def: &ContainerDefinition) -> (Network, Vec<PortBinding>) {
+    match network {
+        TaskNetwork::Shared(id) => (Network::Container(id.clone()), Vec::new()),
+        TaskNetwork::Mode(mode) => {
+            let ports = if matches!(mode, Network::Bridge) {
+                def.port_mappings
+                    .iter()
+                    .flatten()
+                    .filter_map(|pm| {
+                        Some(PortBinding {
+                            container_port: u16::try_from(pm.container_port?).ok()?,
+                            host_port: pm.host_port.filter(|p| *p > 0).and_then(|p| u16::try_from(p).ok()),
+                            protocol: if pm.protocol.as_deref() == Some("udp") {
+                                Protocol::Udp
+                            } else {
+                                Protocol::Tcp
+                            },
+                        })
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            (mode.clone(), ports)
+        }
+    }
+}
+
+/// A container's health check, with ECS's defaults.
+fn health_check(def: &ContainerDefinition) -> Option<HealthCheck> {
+    def.health_check.as_ref().map(|h| HealthCheck {
+        test: h.command.clone(),
+        interval_s: h.interval.unwrap_or(30).max(1) as u32,
+        timeout_s: h.timeout.unwrap_or(5).max(1) as u32,
+        retries: h.retries.unwrap_or(3).max(1) as u32,
+        start_period_s: h.start_period.unwrap_or(0).max(0) as u32,
+    })
+}
+
+/// A container's mount points: bind mounts of host paths, else docker volumes (per task
+/// unless shared).
+fn mounts(task_arn: &str, td: &TaskDefinition, def: &ContainerDefinition) -> Vec<Mount> {
+    let volumes = td.volumes.as_deref().unwrap_or_default();
+    let task_id = task_arn.rsplit('/').next().unwrap_or_default();
+    def.mount_points
+        .iter()
+        .flatten()
+        .filter_map(|mp| {
+            let v = volumes.iter().find(|v| v.name == mp.source_volume)?;
+            let target = mp.container_path.clone()?;
+            let read_only = mp.read_only.unwrap_or(false);
+            if let Some(path) = v.host.as_ref().and_then(|h| h.source_path.clone()) {
+                return Some(Mount { kind: MountKind::Bind, source: path, target, read_only });
+            }
+            let name = v.name.clone().unwrap_or_default();
+            // A docker volume with scope "shared" keeps its name; task-scoped ones are per task.
+            let shared =
+                v.docker_volume_configuration.as_ref().is_some_and(|d| d.scope.as_deref() == Some("shared"));
+            let source = if shared { name } else { format!("ecs-{task_id}-{name}") };
+            Some(Mount { kind: MountKind::Volume, source, target, read_only })
+        })
+        .collect()
+}
+
+/// A container's extra hosts entries, and the metadata endpoint's name when it is served.
+fn extra_hosts(def: &ContainerDefinition, network: &TaskNetwork, metadata_uri: Option<&str>) -> Vec<String> {
+    let mut hosts: Vec<String> =
+        def.extra_hosts.iter().flatten().map(|h| format!("{}:{}", h.hostname, h.ip_address)).collect();
+    // The metadata endpoint's name; containers in another's namespace share its hosts file.
+    if metadata_uri.is_some() && !matches!(network, TaskNetwork::Shared(_)) {
+        hosts.push(format!("{METADATA_HOST}:host-gateway"));
+    }
+    hosts
 }
 
 #[cfg(test)]

@@ -18,11 +18,12 @@
 //! The fleet is only a starting point: the commit compare-and-swaps every instance record it
 //! read, so a placement on a stale fleet fails its commit and is planned again on a fresh one.
 
-use crate::ops::placement::{engine_instance, usage_of};
-use crate::{ControlPlane, Ctx, Stored, keys};
+use crate::records::decode;
+use crate::{ControlPlane, Ctx, Stored, keys, reservation};
 use gantry_core::{EcsError, Result};
 use gantry_model::{ContainerInstance, Resource};
 use gantry_placement::engine::Fleet;
+use gantry_placement::snapshot::{Instance, Usage};
 use gantry_runtime::{Change, WatchCursor};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
@@ -199,6 +200,60 @@ impl ControlPlane {
         }
         Ok(())
     }
+}
+
+/// A container instance record and the engine's view of it (its tasks' groups counted from the
+/// node index, so no task record is read). `agent_connected` is left false: placement asks the
+/// agent registry when it matters.
+fn engine_instance(
+    store: &dyn gantry_store::Store,
+    kv: &gantry_store::KeyValue,
+) -> Result<(Stored<ContainerInstance>, Instance)> {
+    let ci = decode::<ContainerInstance>(kv)?;
+    let c = &ci.value;
+    let arn = c.container_instance_arn.clone().unwrap_or_default();
+    let registered = c.registered_resources.as_deref().unwrap_or_default();
+    let mut inst = Instance {
+        id: arn.rsplit('/').next().unwrap_or_default().to_string(),
+        status: c.status.clone().unwrap_or_default(),
+        agent_connected: false,
+        ec2_instance_id: c.ec2_instance_id.clone().unwrap_or_default(),
+        agent_version: c.version_info.as_ref().and_then(|v| v.agent_version.clone()),
+        registered_at_ms: c.registered_at.map(|s| (s * 1000.0) as i64).unwrap_or(0),
+        attributes: c.attributes.iter().flatten().map(|a| (a.name.clone(), a.value.clone())).collect(),
+        cpu: 0,
+        memory: 0,
+        gpus: 0,
+        ports_tcp: Vec::new(),
+        ports_udp: Vec::new(),
+        total_cpu: reservation::resource_int(registered, "CPU"),
+        total_memory: reservation::resource_int(registered, "MEMORY"),
+        running_tasks: 0,
+        task_groups: BTreeMap::new(),
+        arn,
+    };
+    inst.set_usage(usage_of(store, &inst.arn, c.remaining_resources.as_deref().unwrap_or_default()));
+    Ok((ci, inst))
+}
+
+/// What the instance `arn` has left (its record's `remaining`) and the tasks it runs (counted,
+/// with their groups, from the node index).
+fn usage_of(store: &dyn gantry_store::Store, arn: &str, remaining: &[Resource]) -> Usage {
+    let mut u = reservation::usage(remaining);
+    let (running, groups) = (&mut u.running_tasks, &mut u.task_groups);
+    store.visit(&keys::node_tasks_prefix(arn), &mut |kv| {
+        let (_, group) = keys::node_task_value_parts(&kv.value);
+        *running += 1;
+        if !group.is_empty() {
+            match groups.get_mut(group) {
+                Some(n) => *n += 1,
+                None => {
+                    groups.insert(group.to_string(), 1);
+                }
+            }
+        }
+    });
+    u
 }
 
 #[cfg(test)]

@@ -11,10 +11,12 @@
 
 pub mod agents;
 mod fleets;
+mod gpus;
 pub mod keys;
 pub mod migrate;
 pub mod ops;
 mod records;
+pub mod reservation;
 mod scheduler;
 mod table;
 

@@ -16,7 +16,7 @@ use crate::ops::services::{SchedNotes, ServiceRecord};
 use crate::ops::tasks::TaskRecord;
 use crate::records::{encode, load};
 use crate::{ControlPlane, Ctx, keys};
-use gantry_core::{Result, Scope};
+use gantry_core::{Result, Scope, TaskStatus};
 use gantry_model::{Deployment, Service, ServiceEvent, Tag};
 use gantry_placement::engine::Constraint;
 use gantry_runtime::{Action, Backoff, Controller, Leadership, Reconciler, Shutdown};
@@ -42,11 +42,12 @@ fn parse_service_key(key: &str) -> Option<(Scope, String, String)> {
     (kind == "service").then(|| (scope, cluster.to_string(), name.to_string()))
 }
 
+/// The scheduler's phase of a task's `lastStatus` (unknown or missing: pending).
 fn phase(status: Option<&str>) -> sched::Phase {
-    match status.unwrap_or("PROVISIONING") {
-        "RUNNING" => sched::Phase::Running,
-        "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => sched::Phase::Stopping,
-        "STOPPED" => sched::Phase::Stopped,
+    match status.and_then(TaskStatus::parse) {
+        Some(TaskStatus::Running) => sched::Phase::Running,
+        Some(s) if s.is_stopping() => sched::Phase::Stopping,
+        Some(TaskStatus::Stopped) => sched::Phase::Stopped,
         _ => sched::Phase::Pending,
     }
 }
@@ -340,6 +341,67 @@ fn plan_external(rec: &ServiceRecord, views: &[sched::TaskView], now: i64) -> Ou
     }
 }
 
+/// The scheduler's view of a service's tasks.
+struct Seen {
+    views: Vec<sched::TaskView>,
+    /// Tasks whose instance is gone: they will never be reported again.
+    lost: Vec<String>,
+    /// IDs in the service's index without a task record.
+    missing: Vec<String>,
+}
+
+/// The scheduler's view of each task record; a task whose instance is gone counts as STOPPED
+/// (by the user), and is lost.
+fn task_views(records: &[(String, Option<TaskRecord>)], status_of: &BTreeMap<String, String>) -> Seen {
+    let mut lost = Vec::new();
+    let mut views = Vec::new();
+    let mut missing = Vec::new();
+    for (id, rec) in records {
+        let Some(r) = rec else {
+            missing.push(id.clone());
+            continue;
+        };
+        let t = &r.task;
+        let mut p = phase(t.last_status.as_deref());
+        let instance = t.container_instance_arn.clone();
+        let gone = instance.as_ref().is_some_and(|a| !status_of.contains_key(a));
+        if gone && p != sched::Phase::Stopped {
+            lost.push(id.clone());
+            p = sched::Phase::Stopped;
+        }
+        let cause = match t.stop_code.as_deref() {
+            _ if gone => sched::StopCause::User,
+            Some("ServiceSchedulerInitiated") => sched::StopCause::Scheduler,
+            Some("UserInitiated") | Some("TerminationNotice") | Some("SpotInterruption") => {
+                sched::StopCause::User
+            }
+            _ => sched::StopCause::Failed,
+        };
+        views.push(sched::TaskView {
+            id: id.clone(),
+            deployment: t.started_by.clone().unwrap_or_default(),
+            phase: p,
+            stop_requested: t.desired_status.as_deref() == Some("STOPPED"),
+            cause,
+            reached_running: t.started_at.is_some(),
+            health: match t.health_status.as_deref() {
+                Some("HEALTHY") => sched::Health::Healthy,
+                Some("UNHEALTHY") => sched::Health::Unhealthy,
+                _ => sched::Health::Unknown,
+            },
+            health_checked: t.containers.iter().flatten().any(|c| c.health_status.is_some()),
+            started_at: ms(t.started_at),
+            instance_draining: instance
+                .as_ref()
+                .is_some_and(|a| status_of.get(a).is_none_or(|s| s != "ACTIVE")),
+            instance,
+            zone: t.availability_zone.clone(),
+            protected_until: crate::ops::tasks::protected_until_ms(r),
+        });
+    }
+    Seen { views, lost, missing }
+}
+
 impl ControlPlane {
     /// One scheduler pass over the service stored at `key`. Returns when to look again even if
     /// nothing changes (epoch milliseconds), if the plan asks.
@@ -356,98 +418,9 @@ impl ControlPlane {
         let now = self.clock.now().0;
 
         // What runs: the service's task index, and the cluster's instances.
-        let mut records: Vec<(String, Option<TaskRecord>)> = Vec::new();
-        for kv in self.store.range(&keys::service_tasks_prefix(&scope, &cluster, &name), None, usize::MAX) {
-            let id = kv.key.rsplit('/').next().unwrap_or_default().to_string();
-            let task = load::<TaskRecord>(&*self.store, &keys::task(&scope, &cluster, &id))?.map(|r| r.value);
-            records.push((id, task));
-        }
-        let fleet = self.cluster_fleet(&ctx, &cluster)?;
-        // DAEMON services place by instance; every service needs the status of its tasks'
-        // instances only (not a copy of the whole fleet on every pass).
-        let daemon = svc.scheduling_strategy.as_deref() == Some("DAEMON");
-        let (instances, status_of) = {
-            let cf = fleet.read().unwrap_or_else(|e| e.into_inner());
-            let instances: Vec<sched::InstanceView> = if daemon {
-                let constraints = crate::ops::placement::constraints(
-                    svc.placement_constraints.as_deref().unwrap_or_default(),
-                    &[],
-                )
-                .unwrap_or_default();
-                cf.fleet
-                    .instances()
-                    .iter()
-                    .map(|i| sched::InstanceView {
-                        arn: i.arn.clone(),
-                        zone: i.attributes.get("ecs.availability-zone").cloned().flatten(),
-                        eligible: i.status == "ACTIVE"
-                            && constraints.iter().all(|c| match c {
-                                Constraint::MemberOf { test, .. } => test(i),
-                                Constraint::DistinctInstance => true,
-                            }),
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let status_of: BTreeMap<String, String> = records
-                .iter()
-                .filter_map(|(_, r)| r.as_ref()?.task.container_instance_arn.clone())
-                .filter_map(|a| {
-                    let i = cf.fleet.position(&a)?;
-                    Some((a, cf.fleet.instances()[i].status.clone()))
-                })
-                .collect();
-            (instances, status_of)
-        };
-
-        // Tasks whose instance is gone will never be reported again: they are lost.
-        let mut lost = Vec::new();
-        let mut views = Vec::new();
-        let mut missing = Vec::new();
-        for (id, rec) in &records {
-            let Some(r) = rec else {
-                missing.push(id.clone());
-                continue;
-            };
-            let t = &r.task;
-            let mut p = phase(t.last_status.as_deref());
-            let instance = t.container_instance_arn.clone();
-            let gone = instance.as_ref().is_some_and(|a| !status_of.contains_key(a));
-            if gone && p != sched::Phase::Stopped {
-                lost.push(id.clone());
-                p = sched::Phase::Stopped;
-            }
-            let cause = match t.stop_code.as_deref() {
-                _ if gone => sched::StopCause::User,
-                Some("ServiceSchedulerInitiated") => sched::StopCause::Scheduler,
-                Some("UserInitiated") | Some("TerminationNotice") | Some("SpotInterruption") => {
-                    sched::StopCause::User
-                }
-                _ => sched::StopCause::Failed,
-            };
-            views.push(sched::TaskView {
-                id: id.clone(),
-                deployment: t.started_by.clone().unwrap_or_default(),
-                phase: p,
-                stop_requested: t.desired_status.as_deref() == Some("STOPPED"),
-                cause,
-                reached_running: t.started_at.is_some(),
-                health: match t.health_status.as_deref() {
-                    Some("HEALTHY") => sched::Health::Healthy,
-                    Some("UNHEALTHY") => sched::Health::Unhealthy,
-                    _ => sched::Health::Unknown,
-                },
-                health_checked: t.containers.iter().flatten().any(|c| c.health_status.is_some()),
-                started_at: ms(t.started_at),
-                instance_draining: instance
-                    .as_ref()
-                    .is_some_and(|a| status_of.get(a).is_none_or(|s| s != "ACTIVE")),
-                instance,
-                zone: t.availability_zone.clone(),
-                protected_until: crate::ops::tasks::protected_until_ms(r),
-            });
-        }
+        let records = self.service_task_records(&scope, &cluster, &name)?;
+        let (instances, status_of) = self.instance_views(&ctx, &cluster, svc, &records)?;
+        let Seen { views, lost, missing } = task_views(&records, &status_of);
         for id in &lost {
             let reason = "Task stopped because its container instance was deregistered.";
             self.mark_lost(&ctx, &cluster, id, reason).await?;
@@ -464,84 +437,11 @@ impl ControlPlane {
             outcome;
         // Stops first: they make room. The counts written follow what this pass did: a RUNNING
         // task asked to stop is STOPPING, a launched one is PENDING.
-        for s in &stops {
-            self.request_stop(&ctx, &cluster, &s.task, "ServiceSchedulerInitiated", &s.reason).await?;
-            if let Some(v) = views.iter().find(|v| v.id == s.task && v.phase == sched::Phase::Running) {
-                count_change(&mut next.service, &v.deployment, -1, 0);
-            }
+        self.stop_planned(&ctx, &cluster, &stops, &views, &mut next.service).await?;
+        if self.launch_planned(&ctx, &name, &launches, &mut next.service, &mut events).await {
+            wake_at = Some(wake_at.map_or(now + PLACEMENT_RETRY_MS, |w| w.min(now + PLACEMENT_RETRY_MS)));
         }
-        let tags = if launches.is_empty() { Vec::new() } else { self.service_task_tags(&ctx, &next.service) };
-        for (spec, count, instance, task_set) in &launches {
-            let who = match task_set {
-                Some(id) => format!("(service {name}, taskSet {id})"),
-                None => format!("(service {name})"),
-            };
-            let launched = self
-                .launch_service_tasks(
-                    &ctx,
-                    &next.service,
-                    spec,
-                    *count as usize,
-                    instance.as_deref(),
-                    tags.clone(),
-                )
-                .await;
-            match launched {
-                Ok((tasks, failures)) => {
-                    if !tasks.is_empty() {
-                        let ids: Vec<String> = tasks
-                            .iter()
-                            .filter_map(|t| t.task_arn.as_deref())
-                            .map(|a| format!("(task {})", a.rsplit('/').next().unwrap_or(a)))
-                            .collect();
-                        events.push(format!("{who} has started {} tasks: {}.", ids.len(), ids.join(" ")));
-                        let id = spec.id.clone().unwrap_or_default();
-                        count_change(&mut next.service, &id, 0, tasks.len() as i32);
-                    }
-                    if let Some(f) = failures.first() {
-                        let closest = f.arn.as_deref().map(|a| a.rsplit('/').next().unwrap_or(a));
-                        events.push(match closest {
-                            Some(id) => format!(
-                                "(service {name}) was unable to place a task because no container instance met all of its requirements. The closest matching (container-instance {id}) {}. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
-                                closest_reason(f.reason.as_deref().unwrap_or_default())
-                            ),
-                            None => format!(
-                                "(service {name}) was unable to place a task. Reason: {}. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
-                                f.reason.as_deref().unwrap_or("Capacity is unavailable at this time")
-                            ),
-                        });
-                        wake_at = Some(
-                            wake_at.map_or(now + PLACEMENT_RETRY_MS, |w| w.min(now + PLACEMENT_RETRY_MS)),
-                        );
-                    }
-                }
-                Err(e) => {
-                    events.push(format!(
-                        "(service {name}) was unable to place a task because no container instance met all of its requirements. Reason: {} For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
-                        e.message
-                    ));
-                    wake_at =
-                        Some(wake_at.map_or(now + PLACEMENT_RETRY_MS, |w| w.min(now + PLACEMENT_RETRY_MS)));
-                }
-            }
-        }
-
-        // Events, newest first; a repeat of the newest is not recorded again.
-        let list = next.service.events.get_or_insert_with(Vec::new);
-        for message in events {
-            if list.first().and_then(|e| e.message.as_deref()) == Some(message.as_str()) {
-                continue;
-            }
-            list.insert(
-                0,
-                ServiceEvent {
-                    id: Some(self.ids.uuid()),
-                    created_at: Some(now as f64 / 1000.0),
-                    message: Some(message),
-                },
-            );
-        }
-        list.truncate(MAX_EVENTS);
+        self.record_events(&mut next.service, events, now);
 
         // The history moves with the record, in the same transaction.
         let mut txn = self.sync_history(&scope, &cluster, &mut next, rollback.as_ref(), Txn::new())?;
@@ -561,6 +461,167 @@ impl ControlPlane {
             return Ok(Some(now));
         }
         Ok(wake_at)
+    }
+
+    /// The service's tasks, from its `service-task/` index: each ID with its record, if any.
+    fn service_task_records(
+        &self,
+        scope: &Scope,
+        cluster: &str,
+        name: &str,
+    ) -> Result<Vec<(String, Option<TaskRecord>)>> {
+        let mut records: Vec<(String, Option<TaskRecord>)> = Vec::new();
+        for kv in self.store.range(&keys::service_tasks_prefix(scope, cluster, name), None, usize::MAX) {
+            let id = kv.key.rsplit('/').next().unwrap_or_default().to_string();
+            let task = load::<TaskRecord>(&*self.store, &keys::task(scope, cluster, &id))?.map(|r| r.value);
+            records.push((id, task));
+        }
+        Ok(records)
+    }
+
+    /// The cluster's instances as a DAEMON service sees them (none for REPLICA), and the status
+    /// of the instances the service's tasks run on, by ARN.
+    fn instance_views(
+        &self,
+        ctx: &Ctx,
+        cluster: &str,
+        svc: &Service,
+        records: &[(String, Option<TaskRecord>)],
+    ) -> Result<(Vec<sched::InstanceView>, BTreeMap<String, String>)> {
+        let fleet = self.cluster_fleet(ctx, cluster)?;
+        // DAEMON services place by instance; every service needs the status of its tasks'
+        // instances only (not a copy of the whole fleet on every pass).
+        let daemon = svc.scheduling_strategy.as_deref() == Some("DAEMON");
+        let cf = fleet.read().unwrap_or_else(|e| e.into_inner());
+        let instances: Vec<sched::InstanceView> = if daemon {
+            let constraints = crate::ops::placement::constraints(
+                svc.placement_constraints.as_deref().unwrap_or_default(),
+                &[],
+            )
+            .unwrap_or_default();
+            cf.fleet
+                .instances()
+                .iter()
+                .map(|i| sched::InstanceView {
+                    arn: i.arn.clone(),
+                    zone: i.attributes.get("ecs.availability-zone").cloned().flatten(),
+                    eligible: i.status == "ACTIVE"
+                        && constraints.iter().all(|c| match c {
+                            Constraint::MemberOf { test, .. } => test(i),
+                            Constraint::DistinctInstance => true,
+                        }),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let status_of: BTreeMap<String, String> = records
+            .iter()
+            .filter_map(|(_, r)| r.as_ref()?.task.container_instance_arn.clone())
+            .filter_map(|a| {
+                let i = cf.fleet.position(&a)?;
+                Some((a, cf.fleet.instances()[i].status.clone()))
+            })
+            .collect();
+        Ok((instances, status_of))
+    }
+
+    /// Asks the plan's tasks to stop, counting a RUNNING one as STOPPING.
+    async fn stop_planned(
+        &self,
+        ctx: &Ctx,
+        cluster: &str,
+        stops: &[sched::Stop],
+        views: &[sched::TaskView],
+        service: &mut Service,
+    ) -> Result<()> {
+        for s in stops {
+            self.request_stop(ctx, cluster, &s.task, "ServiceSchedulerInitiated", &s.reason).await?;
+            if let Some(v) = views.iter().find(|v| v.id == s.task && v.phase == sched::Phase::Running) {
+                count_change(service, &v.deployment, -1, 0);
+            }
+        }
+        Ok(())
+    }
+
+    /// Launches the plan's tasks, counting them PENDING and adding ECS's events for what was
+    /// started and what could not be placed. True if something could not be placed (the pass
+    /// should look again after [`PLACEMENT_RETRY_MS`]).
+    async fn launch_planned(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+        launches: &[(Deployment, u32, Option<String>, Option<String>)],
+        service: &mut Service,
+        events: &mut Vec<String>,
+    ) -> bool {
+        let mut retry = false;
+        let tags = if launches.is_empty() { Vec::new() } else { self.service_task_tags(ctx, service) };
+        for (spec, count, instance, task_set) in launches {
+            let who = match task_set {
+                Some(id) => format!("(service {name}, taskSet {id})"),
+                None => format!("(service {name})"),
+            };
+            let launched = self
+                .launch_service_tasks(ctx, service, spec, *count as usize, instance.as_deref(), tags.clone())
+                .await;
+            match launched {
+                Ok((tasks, failures)) => {
+                    if !tasks.is_empty() {
+                        let ids: Vec<String> = tasks
+                            .iter()
+                            .filter_map(|t| t.task_arn.as_deref())
+                            .map(|a| format!("(task {})", a.rsplit('/').next().unwrap_or(a)))
+                            .collect();
+                        events.push(format!("{who} has started {} tasks: {}.", ids.len(), ids.join(" ")));
+                        let id = spec.id.clone().unwrap_or_default();
+                        count_change(service, &id, 0, tasks.len() as i32);
+                    }
+                    if let Some(f) = failures.first() {
+                        let closest = f.arn.as_deref().map(|a| a.rsplit('/').next().unwrap_or(a));
+                        events.push(match closest {
+                            Some(id) => format!(
+                                "(service {name}) was unable to place a task because no container instance met all of its requirements. The closest matching (container-instance {id}) {}. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
+                                closest_reason(f.reason.as_deref().unwrap_or_default())
+                            ),
+                            None => format!(
+                                "(service {name}) was unable to place a task. Reason: {}. For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
+                                f.reason.as_deref().unwrap_or("Capacity is unavailable at this time")
+                            ),
+                        });
+                        retry = true;
+                    }
+                }
+                Err(e) => {
+                    events.push(format!(
+                        "(service {name}) was unable to place a task because no container instance met all of its requirements. Reason: {} For more information, see the Troubleshooting section of the Amazon ECS Developer Guide.",
+                        e.message
+                    ));
+                    retry = true;
+                }
+            }
+        }
+        retry
+    }
+
+    /// Adds the pass's events to the service's, newest first; a repeat of the newest is not
+    /// recorded again.
+    fn record_events(&self, service: &mut Service, events: Vec<String>, now: i64) {
+        let list = service.events.get_or_insert_with(Vec::new);
+        for message in events {
+            if list.first().and_then(|e| e.message.as_deref()) == Some(message.as_str()) {
+                continue;
+            }
+            list.insert(
+                0,
+                ServiceEvent {
+                    id: Some(self.ids.uuid()),
+                    created_at: Some(now as f64 / 1000.0),
+                    message: Some(message),
+                },
+            );
+        }
+        list.truncate(MAX_EVENTS);
     }
 
     /// The tags a service's tasks get: the service's or the task definition's (propagateTags).

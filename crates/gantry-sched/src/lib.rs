@@ -301,117 +301,31 @@ pub fn reconcile(
     now: Millis,
     fresh_id: &str,
 ) -> Plan {
-    let name = &svc.name;
-    let mut notes = notes.clone();
-    let mut events = Vec::new();
-    let mut deps = svc.deployments.clone();
-    let mut wake_at: Option<Millis> = None;
-    let mut forget = Vec::new();
-    let mut rollback = None;
+    let mut p = Pass {
+        svc,
+        now,
+        notes: notes.clone(),
+        events: Vec::new(),
+        deps: svc.deployments.clone(),
+        wake_at: None,
+        forget: Vec::new(),
+        rollback: None,
+        stops: Vec::new(),
+        stopped: Vec::new(),
+    };
 
     // Tasks count for the deployment that adopted theirs.
-    let alias = |d: &str, notes: &Notes| -> String {
-        notes.aliases.iter().find(|(from, _)| from == d).map_or_else(|| d.to_string(), |(_, to)| to.clone())
-    };
     let own_deployments: Vec<String> =
         tasks.iter().filter(|t| t.live()).map(|t| t.deployment.clone()).collect();
     let mut tasks: Vec<TaskView> = tasks.to_vec();
     for t in &mut tasks {
-        t.deployment = alias(&t.deployment, &notes);
+        t.deployment = p.alias(&t.deployment);
     }
 
-    // 0. Account for the tasks that stopped since the last pass.
-    for t in tasks.iter().filter(|t| t.phase == Phase::Stopped) {
-        forget.push(t.id.clone());
-        if t.cause != StopCause::Failed {
-            continue;
-        }
-        if let Some(d) = deps.iter_mut().find(|d| d.id == t.deployment)
-            && d.rollout == Rollout::InProgress
-        {
-            d.failed_tasks += 1;
-        }
-        if !t.reached_running {
-            notes.start_failures += 1;
-            notes.last_start_failure = now;
-            let delay = throttle_delay(notes.start_failures);
-            notes.launch_not_before = now + delay;
-            if notes.start_failures == 3 {
-                events.push(format!("(service {name}) is unable to consistently start tasks successfully."));
-            }
-        }
-    }
-    // A task that reached RUNNING since, or a new deployment, ends the throttle.
-    let primary_created = deps.first().map(|d| d.created_at).unwrap_or(0);
-    let ran_since = tasks.iter().any(|t| {
-        t.live() && t.phase == Phase::Running && t.started_at.is_some_and(|s| s >= notes.last_start_failure)
-    });
-    if notes.start_failures > 0 && (ran_since || primary_created > notes.last_start_failure) {
-        notes.start_failures = 0;
-        notes.launch_not_before = 0;
-    }
+    p.account_stopped(&tasks);
+    p.break_circuit(&mut tasks, fresh_id);
 
-    // 1. The circuit breaker, or a rollback the user asked for (StopServiceDeployment).
-    let tripped = svc
-        .breaker
-        .zip(deps.first())
-        .filter(|(b, p)| p.rollout == Rollout::InProgress && p.failed_tasks >= b.threshold);
-    let requested = svc.rollback_requested && deps.first().is_some_and(|p| p.rollout == Rollout::InProgress);
-    let failure = if requested {
-        Some((
-            "ECS deployment stopped: rollback requested.",
-            "deployment stopped: rollback requested.",
-            "ECS deployment rollback requested: rolling back to deploymentId",
-            true,
-        ))
-    } else {
-        tripped.map(|(b, _)| {
-            (
-                "ECS deployment circuit breaker: tasks failed to start.",
-                "deployment failed: tasks failed to start.",
-                "ECS deployment circuit breaker: rolling back to deploymentId",
-                b.rollback,
-            )
-        })
-    };
-    if let (Some((reason, event, rollback_reason, may_roll_back)), Some(p)) = (failure, deps.first_mut()) {
-        p.rollout = Rollout::Failed;
-        p.rollout_reason = reason.into();
-        let failed = p.id.clone();
-        let failed_tasks = p.failed_tasks;
-        events.push(format!("(service {name}) (deployment {failed}) {event}"));
-        if let Some(to) = notes.last_completed.clone().filter(|to| may_roll_back && *to != failed) {
-            let mut d = DeploymentState::new(fresh_id, now);
-            d.rollout_reason = format!("{rollback_reason} {to}.");
-            let d_reason = d.rollout_reason.clone();
-            for x in deps.iter_mut() {
-                x.status = Status::Active;
-            }
-            // The tasks the target deployment still runs are the rollback's own.
-            deps.retain(|x| x.id != to);
-            notes.aliases.retain(|(_, t)| *t != to);
-            for (_, t) in notes.aliases.iter_mut() {
-                if *t == to {
-                    *t = fresh_id.to_string();
-                }
-            }
-            notes.aliases.push((to.clone(), fresh_id.to_string()));
-            for t in &mut tasks {
-                if t.deployment == to {
-                    t.deployment = fresh_id.to_string();
-                }
-            }
-            deps.insert(0, d);
-            events.push(format!(
-                "(service {name}) (deployment {fresh_id}) deployment started: rolling back to deployment {to}."
-            ));
-            notes.start_failures = 0;
-            notes.launch_not_before = 0;
-            rollback = Some(Rollback { id: fresh_id.to_string(), reason: d_reason, to, failed_tasks });
-        }
-    }
-
-    let primary = deps.first().map(|d| (d.id.clone(), d.rollout));
+    let primary = p.deps.first().map(|d| (d.id.clone(), d.rollout));
     let desired = if svc.draining {
         0
     } else if svc.daemon {
@@ -423,49 +337,219 @@ pub fn reconcile(
         || "Scaling activity initiated by (service)".to_string(),
         |(id, _)| format!("Scaling activity initiated by (deployment {id})"),
     );
-    let mut stops: Vec<Stop> = Vec::new();
-    let mut stopped: Vec<String> = Vec::new();
-    let stop = |t: &TaskView, reason: &str, stops: &mut Vec<Stop>, stopped: &mut Vec<String>| {
-        stops.push(Stop { task: t.id.clone(), reason: reason.to_string() });
-        stopped.push(t.id.clone());
-    };
 
-    // 2. Unhealthy tasks past the grace period are replaced.
-    for t in tasks.iter().filter(|t| t.active() && t.phase == Phase::Running && t.health == Health::Unhealthy)
-    {
-        let since = t.started_at.unwrap_or(now);
-        if now < since + svc.grace_ms {
-            wake_at = earliest(wake_at, since + svc.grace_ms);
-            continue;
-        }
-        stop(t, "Task failed container health checks", &mut stops, &mut stopped);
-        events.push(format!("(service {name}) (task {}) failed container health checks.", t.id));
-        if let Some(d) = deps.iter_mut().find(|d| d.id == t.deployment)
-            && d.rollout == Rollout::InProgress
-        {
-            d.failed_tasks += 1;
-        }
-    }
+    p.replace_unhealthy(&tasks);
 
-    let is_primary = |t: &TaskView| primary.as_ref().is_some_and(|(id, _)| *id == t.deployment);
-    let can_launch = primary.as_ref().is_some_and(|(_, r)| *r != Rollout::Failed) && !svc.draining;
-    let throttled = now < notes.launch_not_before;
+    let throttled = now < p.notes.launch_not_before;
     if throttled {
-        wake_at = earliest(wake_at, notes.launch_not_before);
+        p.wake_at = earliest(p.wake_at, p.notes.launch_not_before);
     }
-    let mut launch = Vec::new();
-    let mut scheduled_stops: Vec<&TaskView> = Vec::new();
-    let live_count = tasks.iter().filter(|t| t.live()).count() as u32;
-    let active: Vec<&TaskView> = tasks.iter().filter(|t| t.active() && !stopped.contains(&t.id)).collect();
+    let b = Bounds {
+        can_launch: primary.as_ref().is_some_and(|(_, r)| *r != Rollout::Failed) && !svc.draining,
+        primary,
+        desired,
+        throttled,
+    };
+    let active: Vec<&TaskView> = tasks.iter().filter(|t| t.active() && !p.stopped.contains(&t.id)).collect();
     let min_healthy = (u64::from(desired) * u64::from(svc.min_healthy_percent)).div_ceil(100) as u32;
     let healthy_now = active.iter().filter(|t| t.healthy()).count() as u32;
     let mut budget = healthy_now.saturating_sub(min_healthy);
 
-    if svc.daemon {
-        // 3d. One task per eligible instance.
+    let (launch, scheduled_stops) = if svc.daemon {
+        p.schedule_daemon(&tasks, &active, instances, &b, &mut budget)
+    } else {
+        p.schedule_replica(&tasks, &active, &b, &mut budget)
+    };
+    p.stop_scheduled(&scheduled_stops, &by_scheduler);
+    p.settle(&tasks, launch, &b, &own_deployments)
+}
+
+/// What one pass carries from step to step.
+struct Pass<'a> {
+    svc: &'a Service,
+    now: Millis,
+    notes: Notes,
+    events: Vec<String>,
+    deps: Vec<DeploymentState>,
+    wake_at: Option<Millis>,
+    forget: Vec<String>,
+    rollback: Option<Rollback>,
+    stops: Vec<Stop>,
+    stopped: Vec<String>,
+}
+
+/// What the launch and stop steps know once the breaker and health checks have run.
+struct Bounds {
+    /// The PRIMARY deployment's ID and rollout state.
+    primary: Option<(String, Rollout)>,
+    desired: u32,
+    can_launch: bool,
+    throttled: bool,
+}
+
+impl Bounds {
+    /// Whether a task belongs to the PRIMARY deployment.
+    fn is_primary(&self, t: &TaskView) -> bool {
+        self.primary.as_ref().is_some_and(|(id, _)| *id == t.deployment)
+    }
+}
+
+impl Pass<'_> {
+    /// The deployment a task counts for: the one that adopted `d`'s tasks, else `d`.
+    fn alias(&self, d: &str) -> String {
+        self.notes
+            .aliases
+            .iter()
+            .find(|(from, _)| from == d)
+            .map_or_else(|| d.to_string(), |(_, to)| to.clone())
+    }
+
+    /// Stops a task with `reason`.
+    fn stop(&mut self, t: &TaskView, reason: &str) {
+        self.stops.push(Stop { task: t.id.clone(), reason: reason.to_string() });
+        self.stopped.push(t.id.clone());
+    }
+
+    /// Step 0: accounts for the tasks that stopped since the last pass (failures, the throttle).
+    fn account_stopped(&mut self, tasks: &[TaskView]) {
+        let (name, now) = (&self.svc.name, self.now);
+        for t in tasks.iter().filter(|t| t.phase == Phase::Stopped) {
+            self.forget.push(t.id.clone());
+            if t.cause != StopCause::Failed {
+                continue;
+            }
+            if let Some(d) = self.deps.iter_mut().find(|d| d.id == t.deployment)
+                && d.rollout == Rollout::InProgress
+            {
+                d.failed_tasks += 1;
+            }
+            if !t.reached_running {
+                self.notes.start_failures += 1;
+                self.notes.last_start_failure = now;
+                let delay = throttle_delay(self.notes.start_failures);
+                self.notes.launch_not_before = now + delay;
+                if self.notes.start_failures == 3 {
+                    self.events.push(format!(
+                        "(service {name}) is unable to consistently start tasks successfully."
+                    ));
+                }
+            }
+        }
+        // A task that reached RUNNING since, or a new deployment, ends the throttle.
+        let primary_created = self.deps.first().map(|d| d.created_at).unwrap_or(0);
+        let ran_since = tasks.iter().any(|t| {
+            t.live()
+                && t.phase == Phase::Running
+                && t.started_at.is_some_and(|s| s >= self.notes.last_start_failure)
+        });
+        if self.notes.start_failures > 0 && (ran_since || primary_created > self.notes.last_start_failure) {
+            self.notes.start_failures = 0;
+            self.notes.launch_not_before = 0;
+        }
+    }
+
+    /// Step 1: the circuit breaker, or a rollback the user asked for (StopServiceDeployment).
+    fn break_circuit(&mut self, tasks: &mut [TaskView], fresh_id: &str) {
+        let (svc, now) = (self.svc, self.now);
+        let name = &svc.name;
+        let tripped = svc
+            .breaker
+            .zip(self.deps.first())
+            .filter(|(b, p)| p.rollout == Rollout::InProgress && p.failed_tasks >= b.threshold);
+        let requested =
+            svc.rollback_requested && self.deps.first().is_some_and(|p| p.rollout == Rollout::InProgress);
+        let failure = if requested {
+            Some((
+                "ECS deployment stopped: rollback requested.",
+                "deployment stopped: rollback requested.",
+                "ECS deployment rollback requested: rolling back to deploymentId",
+                true,
+            ))
+        } else {
+            tripped.map(|(b, _)| {
+                (
+                    "ECS deployment circuit breaker: tasks failed to start.",
+                    "deployment failed: tasks failed to start.",
+                    "ECS deployment circuit breaker: rolling back to deploymentId",
+                    b.rollback,
+                )
+            })
+        };
+        let Some((reason, event, rollback_reason, may_roll_back)) = failure else { return };
+        let Some(p) = self.deps.first_mut() else { return };
+        p.rollout = Rollout::Failed;
+        p.rollout_reason = reason.into();
+        let failed = p.id.clone();
+        let failed_tasks = p.failed_tasks;
+        self.events.push(format!("(service {name}) (deployment {failed}) {event}"));
+        let Some(to) = self.notes.last_completed.clone().filter(|to| may_roll_back && *to != failed) else {
+            return;
+        };
+        let mut d = DeploymentState::new(fresh_id, now);
+        d.rollout_reason = format!("{rollback_reason} {to}.");
+        let d_reason = d.rollout_reason.clone();
+        for x in self.deps.iter_mut() {
+            x.status = Status::Active;
+        }
+        // The tasks the target deployment still runs are the rollback's own.
+        self.deps.retain(|x| x.id != to);
+        self.notes.aliases.retain(|(_, t)| *t != to);
+        for (_, t) in self.notes.aliases.iter_mut() {
+            if *t == to {
+                *t = fresh_id.to_string();
+            }
+        }
+        self.notes.aliases.push((to.clone(), fresh_id.to_string()));
+        for t in tasks.iter_mut() {
+            if t.deployment == to {
+                t.deployment = fresh_id.to_string();
+            }
+        }
+        self.deps.insert(0, d);
+        self.events.push(format!(
+            "(service {name}) (deployment {fresh_id}) deployment started: rolling back to deployment {to}."
+        ));
+        self.notes.start_failures = 0;
+        self.notes.launch_not_before = 0;
+        self.rollback = Some(Rollback { id: fresh_id.to_string(), reason: d_reason, to, failed_tasks });
+    }
+
+    /// Step 2: unhealthy tasks past the grace period are replaced.
+    fn replace_unhealthy(&mut self, tasks: &[TaskView]) {
+        let (name, now, grace_ms) = (&self.svc.name, self.now, self.svc.grace_ms);
+        for t in
+            tasks.iter().filter(|t| t.active() && t.phase == Phase::Running && t.health == Health::Unhealthy)
+        {
+            let since = t.started_at.unwrap_or(now);
+            if now < since + grace_ms {
+                self.wake_at = earliest(self.wake_at, since + grace_ms);
+                continue;
+            }
+            self.stop(t, "Task failed container health checks");
+            self.events.push(format!("(service {name}) (task {}) failed container health checks.", t.id));
+            if let Some(d) = self.deps.iter_mut().find(|d| d.id == t.deployment)
+                && d.rollout == Rollout::InProgress
+            {
+                d.failed_tasks += 1;
+            }
+        }
+    }
+
+    /// Step 3d, DAEMON: one task per eligible instance. Returns the launches and the tasks to stop.
+    fn schedule_daemon<'t>(
+        &mut self,
+        tasks: &'t [TaskView],
+        active: &[&'t TaskView],
+        instances: &[InstanceView],
+        b: &Bounds,
+        budget: &mut u32,
+    ) -> (Vec<Launch>, Vec<&'t TaskView>) {
+        let (svc, now) = (self.svc, self.now);
+        let mut launch = Vec::new();
+        let mut scheduled_stops: Vec<&TaskView> = Vec::new();
         let eligible: Vec<&InstanceView> = instances.iter().filter(|i| i.eligible).collect();
         let mut leaving: Vec<&TaskView> = Vec::new();
-        for t in &active {
+        for t in active {
             let on_eligible = t.instance.as_ref().is_some_and(|a| eligible.iter().any(|i| i.arn == *a))
                 && !t.instance_draining;
             if !on_eligible || svc.draining {
@@ -478,141 +562,174 @@ pub fn reconcile(
             }
             let here: Vec<&TaskView> =
                 active.iter().copied().filter(|t| t.instance.as_deref() == Some(&i.arn)).collect();
-            let mine: Vec<&TaskView> = here.iter().copied().filter(|t| is_primary(t)).collect();
-            let old: Vec<&TaskView> = here.iter().copied().filter(|t| !is_primary(t)).collect();
+            let mine: Vec<&TaskView> = here.iter().copied().filter(|t| b.is_primary(t)).collect();
+            let old: Vec<&TaskView> = here.iter().copied().filter(|t| !b.is_primary(t)).collect();
             // Extra copies of the primary's task go first.
-            for t in scale_in_order(&mine, &active).into_iter().skip(1) {
+            for t in scale_in_order(&mine, active).into_iter().skip(1) {
                 scheduled_stops.push(t);
             }
             leaving.extend(old.iter().copied());
             let any_live_here = tasks.iter().any(|t| {
                 t.live() && t.instance.as_deref() == Some(&i.arn) && !mine.iter().any(|m| m.id == t.id)
             });
-            if mine.is_empty() && !any_live_here && can_launch && !throttled {
+            if mine.is_empty() && !any_live_here && b.can_launch && !b.throttled {
                 launch.push(Launch { count: 1, instance: Some(i.arn.clone()) });
             }
         }
-        for t in scale_in_order(&leaving, &active) {
+        for t in scale_in_order(&leaving, active) {
             if t.protected(now) && !svc.draining {
-                wake_at = earliest(wake_at, t.protected_until.unwrap_or(now));
+                self.wake_at = earliest(self.wake_at, t.protected_until.unwrap_or(now));
                 continue;
             }
             if t.healthy() && !svc.draining {
-                if budget == 0 {
+                if *budget == 0 {
                     continue;
                 }
-                budget -= 1;
+                *budget -= 1;
             }
             scheduled_stops.push(t);
         }
-    } else {
-        // 3r. REPLICA: launch within maximumPercent, stop within minimumHealthyPercent.
+        (launch, scheduled_stops)
+    }
+
+    /// Step 3r, REPLICA: launch within maximumPercent, stop within minimumHealthyPercent.
+    /// Returns the launches and the tasks to stop.
+    fn schedule_replica<'t>(
+        &mut self,
+        tasks: &'t [TaskView],
+        active: &[&'t TaskView],
+        b: &Bounds,
+        budget: &mut u32,
+    ) -> (Vec<Launch>, Vec<&'t TaskView>) {
+        let (svc, now, desired) = (self.svc, self.now, b.desired);
+        let mut launch = Vec::new();
+        let mut scheduled_stops: Vec<&TaskView> = Vec::new();
+        let live_count = tasks.iter().filter(|t| t.live()).count() as u32;
         let keep: Vec<&TaskView> =
-            active.iter().copied().filter(|t| is_primary(t) && !t.instance_draining).collect();
+            active.iter().copied().filter(|t| b.is_primary(t) && !t.instance_draining).collect();
         let leaving: Vec<&TaskView> =
-            active.iter().copied().filter(|t| !is_primary(t) || t.instance_draining).collect();
+            active.iter().copied().filter(|t| !b.is_primary(t) || t.instance_draining).collect();
         let max_total = (u64::from(desired) * u64::from(svc.max_percent) / 100) as u32;
         let want = desired.saturating_sub(keep.len() as u32);
         let room = max_total.saturating_sub(live_count);
         let n = want.min(room);
-        if n > 0 && can_launch && !throttled {
+        if n > 0 && b.can_launch && !b.throttled {
             launch.push(Launch { count: n, instance: None });
         }
         let budget_all = svc.draining;
-        for t in scale_in_order(&leaving, &active) {
+        for t in scale_in_order(&leaving, active) {
             if t.protected(now) && !budget_all {
-                wake_at = earliest(wake_at, t.protected_until.unwrap_or(now));
+                self.wake_at = earliest(self.wake_at, t.protected_until.unwrap_or(now));
                 continue;
             }
             if t.healthy() && !budget_all {
-                if budget == 0 {
+                if *budget == 0 {
                     continue;
                 }
-                budget -= 1;
+                *budget -= 1;
             }
             scheduled_stops.push(t);
         }
         // Scale-in: more primary tasks than desired.
         let excess = (keep.len() as u32).saturating_sub(desired);
         let mut taken = 0;
-        for t in scale_in_order(&keep, &active) {
+        for t in scale_in_order(&keep, active) {
             if taken == excess {
                 break;
             }
             if t.protected(now) && !svc.draining {
-                wake_at = earliest(wake_at, t.protected_until.unwrap_or(now));
+                self.wake_at = earliest(self.wake_at, t.protected_until.unwrap_or(now));
                 continue;
             }
             scheduled_stops.push(t);
             taken += 1;
         }
+        (launch, scheduled_stops)
     }
-    if !scheduled_stops.is_empty() {
-        let reason = if svc.draining { "Service was deleted".to_string() } else { by_scheduler.clone() };
-        for t in &scheduled_stops {
-            stop(t, &reason, &mut stops, &mut stopped);
+
+    /// Stops the tasks steps 3d/3r chose, with one event that lists them.
+    fn stop_scheduled(&mut self, scheduled_stops: &[&TaskView], by_scheduler: &str) {
+        if scheduled_stops.is_empty() {
+            return;
         }
-        events.push(format!(
+        let name = &self.svc.name;
+        let reason =
+            if self.svc.draining { "Service was deleted".to_string() } else { by_scheduler.to_string() };
+        for t in scheduled_stops {
+            self.stop(t, &reason);
+        }
+        self.events.push(format!(
             "(service {name}) has stopped {} running tasks: {}.",
             scheduled_stops.len(),
-            task_list(&scheduled_stops)
+            task_list(scheduled_stops)
         ));
     }
 
-    // 4. Counts, finished deployments, completion and steady state.
-    let remaining = |t: &&&TaskView| t.active() && !stopped.contains(&t.id);
-    let live: Vec<&TaskView> = tasks.iter().filter(|t| t.live()).collect();
-    for d in deps.iter_mut() {
-        let mine = |t: &&&TaskView| t.deployment == d.id;
-        d.running = live.iter().filter(mine).filter(|t| t.phase == Phase::Running).count() as u32;
-        d.pending = live.iter().filter(mine).filter(|t| t.phase == Phase::Pending).count() as u32;
-        d.desired = if d.status == Status::Primary {
-            desired
-        } else {
-            live.iter().filter(mine).filter(remaining).count() as u32
-        };
-    }
-    let first = deps.first().map(|d| d.id.clone());
-    deps.retain(|d| Some(&d.id) == first.as_ref() || live.iter().any(|t| t.deployment == d.id));
-    let running = live.iter().filter(|t| t.phase == Phase::Running).count() as u32;
-    let pending = live.iter().filter(|t| t.phase == Phase::Pending).count() as u32;
-    let settled = stops.is_empty()
-        && launch.is_empty()
-        && deps.len() == 1
-        && live.len() as u32 == desired
-        && live.iter().all(|t| t.active() && is_primary(t) && t.healthy() && !t.instance_draining);
-    let mut completed = None;
-    if let Some(p) = deps.first_mut()
-        && settled
-        && p.rollout == Rollout::InProgress
-        && !svc.draining
-    {
-        p.rollout = Rollout::Completed;
-        p.rollout_reason = format!("ECS deployment {} completed.", p.id);
-        events.push(format!("(service {name}) (deployment {}) deployment completed.", p.id));
-        notes.last_completed = Some(p.id.clone());
-        completed = Some(p.id.clone());
-    }
-    // Aliases only matter while tasks of the old deployment live.
-    notes.aliases.retain(|(from, _)| own_deployments.contains(from));
-    if settled && !svc.draining && !notes.steady {
-        events.push(format!("(service {name}) has reached a steady state."));
-    }
-    notes.steady = settled && !svc.draining;
-    let inactive = svc.draining && live.is_empty();
-    Plan {
-        launch,
-        stop: stops,
-        forget,
-        deployments: deps,
-        running,
-        pending,
-        desired,
-        notes,
-        events,
-        wake_at,
-        rollback,
-        completed,
-        inactive,
+    /// Step 4: counts, finished deployments, completion and steady state; the pass's plan.
+    fn settle(
+        mut self,
+        tasks: &[TaskView],
+        launch: Vec<Launch>,
+        b: &Bounds,
+        own_deployments: &[String],
+    ) -> Plan {
+        let (svc, desired) = (self.svc, b.desired);
+        let name = &svc.name;
+        let stopped = &self.stopped;
+        let remaining = |t: &&&TaskView| t.active() && !stopped.contains(&t.id);
+        let live: Vec<&TaskView> = tasks.iter().filter(|t| t.live()).collect();
+        for d in self.deps.iter_mut() {
+            let mine = |t: &&&TaskView| t.deployment == d.id;
+            d.running = live.iter().filter(mine).filter(|t| t.phase == Phase::Running).count() as u32;
+            d.pending = live.iter().filter(mine).filter(|t| t.phase == Phase::Pending).count() as u32;
+            d.desired = if d.status == Status::Primary {
+                desired
+            } else {
+                live.iter().filter(mine).filter(remaining).count() as u32
+            };
+        }
+        let first = self.deps.first().map(|d| d.id.clone());
+        self.deps.retain(|d| Some(&d.id) == first.as_ref() || live.iter().any(|t| t.deployment == d.id));
+        let running = live.iter().filter(|t| t.phase == Phase::Running).count() as u32;
+        let pending = live.iter().filter(|t| t.phase == Phase::Pending).count() as u32;
+        let settled = self.stops.is_empty()
+            && launch.is_empty()
+            && self.deps.len() == 1
+            && live.len() as u32 == desired
+            && live.iter().all(|t| t.active() && b.is_primary(t) && t.healthy() && !t.instance_draining);
+        let mut completed = None;
+        if let Some(p) = self.deps.first_mut()
+            && settled
+            && p.rollout == Rollout::InProgress
+            && !svc.draining
+        {
+            p.rollout = Rollout::Completed;
+            p.rollout_reason = format!("ECS deployment {} completed.", p.id);
+            self.events.push(format!("(service {name}) (deployment {}) deployment completed.", p.id));
+            self.notes.last_completed = Some(p.id.clone());
+            completed = Some(p.id.clone());
+        }
+        // Aliases only matter while tasks of the old deployment live.
+        self.notes.aliases.retain(|(from, _)| own_deployments.contains(from));
+        if settled && !svc.draining && !self.notes.steady {
+            self.events.push(format!("(service {name}) has reached a steady state."));
+        }
+        self.notes.steady = settled && !svc.draining;
+        let inactive = svc.draining && live.is_empty();
+        Plan {
+            launch,
+            stop: self.stops,
+            forget: self.forget,
+            deployments: self.deps,
+            running,
+            pending,
+            desired,
+            notes: self.notes,
+            events: self.events,
+            wake_at: self.wake_at,
+            rollback: self.rollback,
+            completed,
+            inactive,
+        }
     }
 }

@@ -231,7 +231,8 @@ impl ControlPlane {
                 Some(d) => d,
                 None => {
                     let Some(td) = self.find_task_definition(&ctx, &td_arn)? else { continue };
-                    let def = super::tasks::plan(&td.value.definition, t.overrides.as_ref(), fargate)?.def;
+                    let def =
+                        crate::reservation::plan(&td.value.definition, t.overrides.as_ref(), fargate)?.def;
                     let json = serde_json::value::to_raw_value(&def).map_err(|e| {
                         EcsError::server(format!("The task definition could not be rendered: {e}"))
                     })?;

@@ -129,7 +129,7 @@ impl ControlPlane {
             if let Some(t) = load::<super::tasks::TaskRecord>(&*self.store, key)?
                 && t.value.task.last_status.as_deref() != Some("STOPPED")
             {
-                super::tasks::apply(&mut remaining, &t.value.reserved, -1);
+                crate::reservation::apply(&mut remaining, &t.value.reserved, -1);
             }
         }
         Ok(remaining)

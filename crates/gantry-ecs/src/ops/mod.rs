@@ -6,9 +6,9 @@ pub mod attributes;
 pub mod capacity_providers;
 pub mod clusters;
 pub mod container_instances;
-pub(crate) mod gpus;
 pub mod placement;
 pub mod service_deployments;
+pub mod service_record;
 pub mod services;
 pub mod tags;
 pub mod task_definitions;
@@ -37,6 +37,14 @@ pub(crate) fn check_include(field: &str, values: Option<&Vec<String>>, allowed: 
         }
     }
     Ok(())
+}
+
+/// Checks that a field's value is one of `allowed`, with ECS's message.
+pub(crate) fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<()> {
+    if allowed.contains(&value) {
+        return Ok(());
+    }
+    Err(EcsError::invalid(format!("{field} should be one of [{}], but was '{value}'.", allowed.join(","))))
 }
 
 /// Whether `include` asks for `field`.

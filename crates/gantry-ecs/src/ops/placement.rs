@@ -4,16 +4,12 @@
 //! transaction that compare-and-swaps every instance it touches: if another placement got there
 //! first, the whole plan is recomputed on the updated fleet (Nomad's optimistic plan apply).
 
-use super::tasks::Reservation;
-use crate::records::decode;
-use crate::{ControlPlane, Ctx, Stored, keys};
+use crate::reservation::{need, plan};
+use crate::{ControlPlane, Ctx};
 use gantry_core::{EcsError, Result};
 use gantry_model::*;
-use gantry_placement::engine::{
-    self, Constraint, Need, Reject, Request, Resource as Res, SpreadField, Strategy,
-};
-use gantry_placement::snapshot::{Instance, Usage};
-use std::collections::BTreeMap;
+use gantry_placement::engine::{self, Constraint, Reject, Request, Resource as Res, SpreadField, Strategy};
+use gantry_placement::snapshot::Instance;
 
 /// ECS's limits on a request's placement settings.
 const MAX_CONSTRAINTS: usize = 10;
@@ -101,121 +97,6 @@ pub(crate) fn strategies(list: &[PlacementStrategy]) -> Result<Vec<Strategy>> {
         .collect()
 }
 
-fn resource_int(resources: &[Resource], name: &str) -> i64 {
-    resources
-        .iter()
-        .find(|r| r.name.as_deref() == Some(name))
-        .map(|r| r.integer_value as i64 + r.long_value)
-        .unwrap_or(0)
-}
-
-fn resource_ports(resources: &[Resource], name: &str) -> Vec<u16> {
-    resources
-        .iter()
-        .find(|r| r.name.as_deref() == Some(name))
-        .and_then(|r| r.string_set_value.as_ref())
-        .map(|v| v.iter().filter_map(|p| p.parse().ok()).collect())
-        .unwrap_or_default()
-}
-
-/// GPUs: an integer resource, or a string set of device IDs.
-fn resource_gpus(resources: &[Resource]) -> i64 {
-    resources
-        .iter()
-        .find(|r| r.name.as_deref() == Some("GPU"))
-        .map(|r| match &r.string_set_value {
-            Some(ids) => ids.len() as i64,
-            None => r.integer_value as i64 + r.long_value,
-        })
-        .unwrap_or(0)
-}
-
-/// A container instance record and the engine's view of it (its tasks' groups counted from the
-/// node index, so no task record is read). `agent_connected` is left false: placement asks the
-/// agent registry when it matters.
-pub(crate) fn engine_instance(
-    store: &dyn gantry_store::Store,
-    kv: &gantry_store::KeyValue,
-) -> Result<(Stored<ContainerInstance>, Instance)> {
-    let ci = decode::<ContainerInstance>(kv)?;
-    let c = &ci.value;
-    let arn = c.container_instance_arn.clone().unwrap_or_default();
-    let registered = c.registered_resources.as_deref().unwrap_or_default();
-    let mut inst = Instance {
-        id: arn.rsplit('/').next().unwrap_or_default().to_string(),
-        status: c.status.clone().unwrap_or_default(),
-        agent_connected: false,
-        ec2_instance_id: c.ec2_instance_id.clone().unwrap_or_default(),
-        agent_version: c.version_info.as_ref().and_then(|v| v.agent_version.clone()),
-        registered_at_ms: c.registered_at.map(|s| (s * 1000.0) as i64).unwrap_or(0),
-        attributes: c.attributes.iter().flatten().map(|a| (a.name.clone(), a.value.clone())).collect(),
-        cpu: 0,
-        memory: 0,
-        gpus: 0,
-        ports_tcp: Vec::new(),
-        ports_udp: Vec::new(),
-        total_cpu: resource_int(registered, "CPU"),
-        total_memory: resource_int(registered, "MEMORY"),
-        running_tasks: 0,
-        task_groups: BTreeMap::new(),
-        arn,
-    };
-    inst.set_usage(usage_of(store, &inst.arn, c.remaining_resources.as_deref().unwrap_or_default()));
-    Ok((ci, inst))
-}
-
-/// What the instance `arn` has left (its record's `remaining`) and the tasks it runs (counted,
-/// with their groups, from the node index).
-pub(crate) fn usage_of(store: &dyn gantry_store::Store, arn: &str, remaining: &[Resource]) -> Usage {
-    let mut u = Usage {
-        cpu: resource_int(remaining, "CPU"),
-        memory: resource_int(remaining, "MEMORY"),
-        gpus: resource_gpus(remaining),
-        ports_tcp: resource_ports(remaining, "PORTS"),
-        ports_udp: resource_ports(remaining, "PORTS_UDP"),
-        ..Usage::default()
-    };
-    let (running, groups) = (&mut u.running_tasks, &mut u.task_groups);
-    store.visit(&keys::node_tasks_prefix(arn), &mut |kv| {
-        let (_, group) = keys::node_task_value_parts(&kv.value);
-        *running += 1;
-        if !group.is_empty() {
-            match groups.get_mut(group) {
-                Some(n) => *n += 1,
-                None => {
-                    groups.insert(group.to_string(), 1);
-                }
-            }
-        }
-    });
-    u
-}
-
-/// What a request needs from one instance.
-pub(crate) fn need(r: &Reservation, td: &TaskDefinition) -> Need {
-    let gpus = td
-        .container_definitions
-        .iter()
-        .flatten()
-        .flat_map(|c| c.resource_requirements.iter().flatten())
-        .filter(|r| r.r#type == "GPU")
-        .filter_map(|r| r.value.as_deref().and_then(|v| v.parse::<i64>().ok()))
-        .sum();
-    Need {
-        cpu: r.cpu,
-        memory: r.memory,
-        gpus,
-        ports_tcp: r.ports_tcp.clone(),
-        ports_udp: r.ports_udp.clone(),
-        attributes: td
-            .requires_attributes
-            .iter()
-            .flatten()
-            .map(|a| (a.name.clone(), a.value.clone()))
-            .collect(),
-    }
-}
-
 /// ECS's `failures[]` for what the engine rejected, one per instance.
 pub(crate) fn failures(view: &[Instance], rejections: &[(usize, Reject)]) -> Vec<Failure> {
     rejections
@@ -277,7 +158,7 @@ impl ControlPlane {
             .ok_or_else(|| EcsError::client("TaskDefinition not found."))?
             .value
             .definition;
-        let p = super::tasks::plan(&td, req.overrides.as_ref(), false)?;
+        let p = plan(&td, req.overrides.as_ref(), false)?;
         let family = p.def.family.clone().unwrap_or_default();
         let request = Request {
             need: need(&p.need, &p.def),

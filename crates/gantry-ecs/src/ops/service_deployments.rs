@@ -20,7 +20,7 @@
 //!   rollback → STOPPED (ECS: a deployment "stops" when the failure detection has no rollback
 //!   option); a deleted service's unfinished deployment → STOPPED.
 
-use super::services::{HistoryLink, ServiceRecord, service_not_found};
+use super::service_record::{HistoryLink, ServiceRecord, service_not_found};
 use crate::records::{decode, encode, load};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::page::{PageRequest, encode_token};
@@ -101,6 +101,157 @@ fn refresh(summary: &mut ServiceRevisionSummary, deployments: &[Deployment], lin
     summary.pending_task_count = pending;
 }
 
+/// Where a service's history lives: its scope, cluster and name.
+struct HistoryAt<'a> {
+    scope: &'a Scope,
+    cluster: &'a str,
+    name: String,
+}
+
+impl HistoryAt<'_> {
+    /// The key of one of the service's service deployments.
+    fn sd_key(&self, id: &str) -> String {
+        keys::service_deployment(self.scope, self.cluster, &self.name, id)
+    }
+
+    /// The ARN of one of the service's revisions.
+    fn rev_arn(&self, id: &str) -> String {
+        service_revision_arn(self.scope, self.cluster, &self.name, id)
+    }
+}
+
+/// One sync of a service's history: what it read and what it will write.
+struct Sync<'a> {
+    at: HistoryAt<'a>,
+    now: f64,
+    ctx: Ctx,
+    loaded: Loaded,
+    /// New service revisions, by ID.
+    revisions: Vec<(String, ServiceRevision)>,
+}
+
+impl Sync<'_> {
+    /// Step 4: puts the new revisions and the service deployments that changed into `txn`.
+    fn write(self, mut txn: Txn) -> Txn {
+        let at = &self.at;
+        for (id, r) in self.revisions {
+            txn = txn.put(keys::service_revision(at.scope, at.cluster, &at.name, &id), encode(&r));
+        }
+        for (key, (before, mut after)) in self.loaded.records {
+            if before.as_ref() == Some(&after) {
+                continue;
+            }
+            if before.is_some() {
+                after.updated_at = Some(self.now);
+            }
+            txn = txn.put(key, encode(&after));
+        }
+        txn
+    }
+}
+
+/// The ID of the service's current service deployment (the last part of its ARN), if any.
+fn current_service_deployment(rec: &ServiceRecord) -> Option<String> {
+    rec.service.current_service_deployment.as_deref().and_then(|a| a.rsplit('/').next()).map(str::to_string)
+}
+
+/// The revisions a new service deployment (of deployment `did`) starts from: those the
+/// service's other deployments run, each once.
+fn source_revisions(
+    at: &HistoryAt<'_>,
+    rec: &ServiceRecord,
+    deployments: &[Deployment],
+    did: &str,
+) -> Vec<ServiceRevisionSummary> {
+    let mut sources: Vec<ServiceRevisionSummary> = Vec::new();
+    for o in deployments.iter().filter(|o| o.id.as_deref() != Some(did)) {
+        let Some(l) = rec.history.iter().find(|l| Some(l.deployment.as_str()) == o.id.as_deref()) else {
+            continue;
+        };
+        let arn = at.rev_arn(&l.revision);
+        if !sources.iter().any(|s| s.arn.as_deref() == Some(arn.as_str())) {
+            sources.push(ServiceRevisionSummary { arn: Some(arn), ..Default::default() });
+        }
+    }
+    sources
+}
+
+/// A new IN_PROGRESS service deployment `arn` for deployment `d`, from `sources` to `target`,
+/// with the service's deployment configuration, circuit breaker and alarms.
+fn new_service_deployment(
+    rec: &ServiceRecord,
+    d: &Deployment,
+    arn: &str,
+    sources: Vec<ServiceRevisionSummary>,
+    target: String,
+    now: f64,
+) -> ServiceDeployment {
+    let dc = rec.service.deployment_configuration.clone().unwrap_or_default();
+    let cb = dc.deployment_circuit_breaker.clone().unwrap_or_default();
+    let (kind, value) = cb
+        .threshold_configuration
+        .as_ref()
+        .map(|t| (t.r#type.clone(), t.value.max(0) as u32))
+        .unwrap_or_else(|| ("BOUNDED_PERCENT".to_string(), 50));
+    let threshold = gantry_sched::breaker_threshold(&kind, value, d.desired_count.max(0) as u32);
+    let alarms = dc.alarms.as_ref().map(|a| ServiceDeploymentAlarms {
+        status: Some(if a.enable { "MONITORING" } else { "DISABLED" }.into()),
+        alarm_names: Some(a.alarm_names.clone()),
+        triggered_alarm_names: Some(vec![]),
+    });
+    ServiceDeployment {
+        service_deployment_arn: Some(arn.to_string()),
+        service_arn: rec.service.service_arn.clone(),
+        cluster_arn: rec.service.cluster_arn.clone(),
+        created_at: d.created_at,
+        started_at: d.created_at,
+        updated_at: Some(now),
+        source_service_revisions: Some(sources),
+        target_service_revision: Some(ServiceRevisionSummary { arn: Some(target), ..Default::default() }),
+        status: Some("IN_PROGRESS".into()),
+        deployment_configuration: Some(dc.clone()),
+        deployment_circuit_breaker: Some(ServiceDeploymentCircuitBreaker {
+            status: Some(if cb.enable { "MONITORING" } else { "DISABLED" }.into()),
+            failure_count: 0,
+            threshold: threshold as i32,
+        }),
+        alarms,
+        ..Default::default()
+    }
+}
+
+/// Step 3: the service's view of its history (`currentServiceRevisions`), and the history
+/// links it still needs.
+fn current_revisions(at: &HistoryAt<'_>, rec: &mut ServiceRecord, deployments: &[Deployment]) {
+    let mut current: Vec<ServiceCurrentRevisionSummary> = Vec::new();
+    for d in deployments {
+        let Some(l) = rec.history.iter().find(|l| Some(l.deployment.as_str()) == d.id.as_deref()) else {
+            continue;
+        };
+        let arn = at.rev_arn(&l.revision);
+        if current.iter().any(|c| c.arn.as_deref() == Some(arn.as_str())) {
+            continue;
+        }
+        let (requested, running, pending) = revision_counts(deployments, &rec.history, &l.revision);
+        current.push(ServiceCurrentRevisionSummary {
+            arn: Some(arn),
+            requested_task_count: requested,
+            running_task_count: running,
+            pending_task_count: pending,
+        });
+    }
+    if !deployments.is_empty() || rec.service.current_service_revisions.is_some() {
+        rec.service.current_service_revisions = Some(current);
+    }
+    // Links matter while their deployment is in the record, or may be rolled back to.
+    let keep: Vec<String> = deployments
+        .iter()
+        .filter_map(|d| d.id.clone())
+        .chain(rec.sched.last_completed.as_ref().and_then(|d| d.id.clone()))
+        .collect();
+    rec.history.retain(|l| keep.contains(&l.deployment));
+}
+
 /// The history records read (and perhaps changed) by one sync, by key.
 struct Loaded {
     records: BTreeMap<String, (Option<ServiceDeployment>, ServiceDeployment)>,
@@ -131,16 +282,16 @@ impl ControlPlane {
         cluster: &str,
         rec: &mut ServiceRecord,
         rollback: Option<&gantry_sched::Rollback>,
-        mut txn: Txn,
+        txn: Txn,
     ) -> Result<Txn> {
-        let name = rec.service.service_name.clone().unwrap_or_default();
-        let now = self.now_s();
-        let ctx = Ctx::root(scope.clone());
+        let mut s = Sync {
+            at: HistoryAt { scope, cluster, name: rec.service.service_name.clone().unwrap_or_default() },
+            now: self.now_s(),
+            ctx: Ctx::root(scope.clone()),
+            loaded: Loaded { records: BTreeMap::new() },
+            revisions: Vec::new(),
+        };
         let deployments = rec.service.deployments.clone().unwrap_or_default();
-        let sd_key = |id: &str| keys::service_deployment(scope, cluster, &name, id);
-        let rev_arn = |id: &str| service_revision_arn(scope, cluster, &name, id);
-        let mut loaded = Loaded { records: BTreeMap::new() };
-        let mut revisions: Vec<(String, ServiceRevision)> = Vec::new();
 
         // 1. Deployments without a place in the history yet, oldest first.
         for d in deployments.iter().rev() {
@@ -148,120 +299,116 @@ impl ControlPlane {
             if rec.history.iter().any(|l| l.deployment == did) {
                 continue;
             }
-            let digits = history_id(&did);
-            let started = rollback.filter(|r| r.id == did);
-            let current =
-                rec.service.current_service_deployment.as_deref().and_then(|a| a.rsplit('/').next());
-            let current = current.map(str::to_string);
-            if let (Some(r), Some(cur)) = (started, current.clone())
-                && let Some(sd) = loaded.get(self, &sd_key(&cur))?
+            if let Some(r) = rollback.filter(|r| r.id == did)
+                && self.join_rolled_back(&mut s, rec, d, &did, r)?
             {
-                let (to, reason) = (&r.to, r.reason.clone());
-                // A rollback: part of the service deployment it rolls back.
-                let revision = match rec.history.iter().find(|l| l.deployment == *to) {
-                    Some(l) => l.revision.clone(),
-                    None => {
-                        revisions.push((
-                            digits.clone(),
-                            self.revision_of(&ctx, &rec.service, d, &rev_arn(&digits)),
-                        ));
-                        digits.clone()
-                    }
-                };
-                if !finished(sd.status.as_deref()) {
-                    sd.status = Some("ROLLBACK_IN_PROGRESS".into());
-                    sd.status_reason = Some(reason.clone());
-                    if sd.rollback.is_none() {
-                        sd.rollback = Some(Rollback {
-                            reason: Some(reason.clone()),
-                            started_at: Some(now),
-                            service_revision_arn: Some(rev_arn(&revision)),
-                        });
-                    }
-                    if let Some(cb) = sd.deployment_circuit_breaker.as_mut() {
-                        cb.failure_count = r.failed_tasks as i32;
-                        if reason.starts_with("ECS deployment circuit breaker") {
-                            cb.status = Some("TRIGGERED".into());
-                        }
-                    }
-                }
-                rec.history.push(HistoryLink {
-                    deployment: did,
-                    service_deployment: cur,
-                    revision,
-                    rollback: true,
-                });
                 continue;
             }
-            // A new service deployment; the one it replaces stops if unfinished.
-            let arn = service_deployment_arn(scope, cluster, &name, &digits);
-            if let Some(cur) = &current
-                && let Some(sd) = loaded.get(self, &sd_key(cur))?
-                && !finished(sd.status.as_deref())
-            {
-                sd.status = Some("STOPPED".into());
-                sd.status_reason =
-                    Some(format!("Service deployment stopped: service deployment {arn} started."));
-                sd.stopped_at = Some(now);
+            self.start_service_deployment(&mut s, rec, &deployments, d, did)?;
+        }
+        // 2. Progress of the deployments the record still holds.
+        self.advance_service_deployments(&mut s, rec, &deployments)?;
+        // 3. The service's view of its history.
+        current_revisions(&s.at, rec, &deployments);
+        // 4. What changed.
+        Ok(s.write(txn))
+    }
+
+    /// Step 1, a rollback deployment: it joins the service deployment it rolls back (the
+    /// current one), which becomes ROLLBACK_IN_PROGRESS. False if there is none to join.
+    fn join_rolled_back(
+        &self,
+        s: &mut Sync<'_>,
+        rec: &mut ServiceRecord,
+        d: &Deployment,
+        did: &str,
+        r: &gantry_sched::Rollback,
+    ) -> Result<bool> {
+        let digits = history_id(did);
+        let Some(cur) = current_service_deployment(rec) else { return Ok(false) };
+        let Some(sd) = s.loaded.get(self, &s.at.sd_key(&cur))? else { return Ok(false) };
+        let (to, reason) = (&r.to, r.reason.clone());
+        // A rollback: part of the service deployment it rolls back.
+        let revision = match rec.history.iter().find(|l| l.deployment == *to) {
+            Some(l) => l.revision.clone(),
+            None => {
+                s.revisions.push((
+                    digits.clone(),
+                    self.revision_of(&s.ctx, &rec.service, d, &s.at.rev_arn(&digits)),
+                ));
+                digits.clone()
             }
-            revisions.push((digits.clone(), self.revision_of(&ctx, &rec.service, d, &rev_arn(&digits))));
-            rec.history.push(HistoryLink {
-                deployment: did.clone(),
-                service_deployment: digits.clone(),
-                revision: digits.clone(),
-                rollback: false,
-            });
-            let mut sources: Vec<ServiceRevisionSummary> = Vec::new();
-            for o in deployments.iter().filter(|o| o.id.as_deref() != Some(did.as_str())) {
-                let Some(l) = rec.history.iter().find(|l| Some(l.deployment.as_str()) == o.id.as_deref())
-                else {
-                    continue;
-                };
-                let arn = rev_arn(&l.revision);
-                if !sources.iter().any(|s| s.arn.as_deref() == Some(arn.as_str())) {
-                    sources.push(ServiceRevisionSummary { arn: Some(arn), ..Default::default() });
+        };
+        if !finished(sd.status.as_deref()) {
+            sd.status = Some("ROLLBACK_IN_PROGRESS".into());
+            sd.status_reason = Some(reason.clone());
+            if sd.rollback.is_none() {
+                sd.rollback = Some(Rollback {
+                    reason: Some(reason.clone()),
+                    started_at: Some(s.now),
+                    service_revision_arn: Some(s.at.rev_arn(&revision)),
+                });
+            }
+            if let Some(cb) = sd.deployment_circuit_breaker.as_mut() {
+                cb.failure_count = r.failed_tasks as i32;
+                if reason.starts_with("ECS deployment circuit breaker") {
+                    cb.status = Some("TRIGGERED".into());
                 }
             }
-            let dc = rec.service.deployment_configuration.clone().unwrap_or_default();
-            let cb = dc.deployment_circuit_breaker.clone().unwrap_or_default();
-            let (kind, value) = cb
-                .threshold_configuration
-                .as_ref()
-                .map(|t| (t.r#type.clone(), t.value.max(0) as u32))
-                .unwrap_or_else(|| ("BOUNDED_PERCENT".to_string(), 50));
-            let threshold = gantry_sched::breaker_threshold(&kind, value, d.desired_count.max(0) as u32);
-            let alarms = dc.alarms.as_ref().map(|a| ServiceDeploymentAlarms {
-                status: Some(if a.enable { "MONITORING" } else { "DISABLED" }.into()),
-                alarm_names: Some(a.alarm_names.clone()),
-                triggered_alarm_names: Some(vec![]),
-            });
-            let sd = ServiceDeployment {
-                service_deployment_arn: Some(arn.clone()),
-                service_arn: rec.service.service_arn.clone(),
-                cluster_arn: rec.service.cluster_arn.clone(),
-                created_at: d.created_at,
-                started_at: d.created_at,
-                updated_at: Some(now),
-                source_service_revisions: Some(sources),
-                target_service_revision: Some(ServiceRevisionSummary {
-                    arn: Some(rev_arn(&digits)),
-                    ..Default::default()
-                }),
-                status: Some("IN_PROGRESS".into()),
-                deployment_configuration: Some(dc.clone()),
-                deployment_circuit_breaker: Some(ServiceDeploymentCircuitBreaker {
-                    status: Some(if cb.enable { "MONITORING" } else { "DISABLED" }.into()),
-                    failure_count: 0,
-                    threshold: threshold as i32,
-                }),
-                alarms,
-                ..Default::default()
-            };
-            loaded.records.insert(sd_key(&digits), (None, sd));
-            rec.service.current_service_deployment = Some(arn);
         }
+        rec.history.push(HistoryLink {
+            deployment: did.to_string(),
+            service_deployment: cur,
+            revision,
+            rollback: true,
+        });
+        Ok(true)
+    }
 
-        // 2. Progress of the deployments the record still holds.
+    /// Step 1, any other new deployment: a new service deployment and revision; the service
+    /// deployment it replaces stops if unfinished.
+    fn start_service_deployment(
+        &self,
+        s: &mut Sync<'_>,
+        rec: &mut ServiceRecord,
+        deployments: &[Deployment],
+        d: &Deployment,
+        did: String,
+    ) -> Result<()> {
+        let digits = history_id(&did);
+        let current = current_service_deployment(rec);
+        let arn = service_deployment_arn(s.at.scope, s.at.cluster, &s.at.name, &digits);
+        if let Some(cur) = &current
+            && let Some(sd) = s.loaded.get(self, &s.at.sd_key(cur))?
+            && !finished(sd.status.as_deref())
+        {
+            sd.status = Some("STOPPED".into());
+            sd.status_reason = Some(format!("Service deployment stopped: service deployment {arn} started."));
+            sd.stopped_at = Some(s.now);
+        }
+        s.revisions.push((digits.clone(), self.revision_of(&s.ctx, &rec.service, d, &s.at.rev_arn(&digits))));
+        rec.history.push(HistoryLink {
+            deployment: did.clone(),
+            service_deployment: digits.clone(),
+            revision: digits.clone(),
+            rollback: false,
+        });
+        let sources = source_revisions(&s.at, rec, deployments, &did);
+        let sd = new_service_deployment(rec, d, &arn, sources, s.at.rev_arn(&digits), s.now);
+        s.loaded.records.insert(s.at.sd_key(&digits), (None, sd));
+        rec.service.current_service_deployment = Some(arn);
+        Ok(())
+    }
+
+    /// Step 2: the progress of the deployments the record still holds, into their unfinished
+    /// service deployments (counts, circuit breaker, SUCCESSFUL/STOPPED/ROLLBACK_*).
+    fn advance_service_deployments(
+        &self,
+        s: &mut Sync<'_>,
+        rec: &ServiceRecord,
+        deployments: &[Deployment],
+    ) -> Result<()> {
+        let now = s.now;
         let deleted = matches!(rec.service.status.as_deref(), Some("DRAINING" | "INACTIVE"));
         for (i, d) in deployments.iter().enumerate() {
             let Some(l) =
@@ -270,16 +417,16 @@ impl ControlPlane {
                 continue;
             };
             let links = rec.history.clone();
-            let Some(sd) = loaded.get(self, &sd_key(&l.service_deployment))? else { continue };
+            let Some(sd) = s.loaded.get(self, &s.at.sd_key(&l.service_deployment))? else { continue };
             let status = sd.status.clone();
             if finished(status.as_deref()) {
                 continue;
             }
             if let Some(t) = sd.target_service_revision.as_mut() {
-                refresh(t, &deployments, &links);
+                refresh(t, deployments, &links);
             }
-            for s in sd.source_service_revisions.iter_mut().flatten() {
-                refresh(s, &deployments, &links);
+            for source in sd.source_service_revisions.iter_mut().flatten() {
+                refresh(source, deployments, &links);
             }
             let rollout = d.rollout_state.as_deref();
             if l.rollback {
@@ -327,50 +474,7 @@ impl ControlPlane {
                 _ => {}
             }
         }
-
-        // 3. The service's view of its history.
-        let mut current: Vec<ServiceCurrentRevisionSummary> = Vec::new();
-        for d in &deployments {
-            let Some(l) = rec.history.iter().find(|l| Some(l.deployment.as_str()) == d.id.as_deref()) else {
-                continue;
-            };
-            let arn = rev_arn(&l.revision);
-            if current.iter().any(|c| c.arn.as_deref() == Some(arn.as_str())) {
-                continue;
-            }
-            let (requested, running, pending) = revision_counts(&deployments, &rec.history, &l.revision);
-            current.push(ServiceCurrentRevisionSummary {
-                arn: Some(arn),
-                requested_task_count: requested,
-                running_task_count: running,
-                pending_task_count: pending,
-            });
-        }
-        if !deployments.is_empty() || rec.service.current_service_revisions.is_some() {
-            rec.service.current_service_revisions = Some(current);
-        }
-        // Links matter while their deployment is in the record, or may be rolled back to.
-        let keep: Vec<String> = deployments
-            .iter()
-            .filter_map(|d| d.id.clone())
-            .chain(rec.sched.last_completed.as_ref().and_then(|d| d.id.clone()))
-            .collect();
-        rec.history.retain(|l| keep.contains(&l.deployment));
-
-        // 4. What changed.
-        for (id, r) in revisions {
-            txn = txn.put(keys::service_revision(scope, cluster, &name, &id), encode(&r));
-        }
-        for (key, (before, mut after)) in loaded.records {
-            if before.as_ref() == Some(&after) {
-                continue;
-            }
-            if before.is_some() {
-                after.updated_at = Some(now);
-            }
-            txn = txn.put(key, encode(&after));
-        }
-        Ok(txn)
+        Ok(())
     }
 
     /// The service revision a new deployment `d` of service `s` runs.
@@ -419,7 +523,7 @@ impl ControlPlane {
     ) -> Result<ListServiceDeploymentsResponse> {
         let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 20, 100)?;
         for s in req.status.iter().flatten() {
-            super::services::one_of("status", s, STATUSES)?;
+            super::one_of("status", s, STATUSES)?;
         }
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
         let cname = cluster.value.cluster_name.unwrap_or_default();
@@ -555,7 +659,7 @@ impl ControlPlane {
         let arn = req.service_deployment_arn.clone();
         let (scope, cluster, service, id) = parse_history_arn(&arn, "service-deployment")?;
         let stop_type = req.stop_type.clone().unwrap_or_else(|| "ROLLBACK".into());
-        super::services::one_of("stopType", &stop_type, &["ABORT", "ROLLBACK"])?;
+        super::one_of("stopType", &stop_type, &["ABORT", "ROLLBACK"])?;
         if stop_type == "ABORT" {
             return Err(EcsError::new(
                 ErrorKind::UnsupportedFeatureException,

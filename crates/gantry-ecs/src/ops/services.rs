@@ -1,6 +1,6 @@
-//! Services: the stored record shared by the service API and the scheduler, and the service
-//! API (CreateService, UpdateService, DeleteService, DescribeServices, ListServices,
-//! ListServicesByNamespace).
+//! Services: the service API (CreateService, UpdateService, DeleteService, DescribeServices,
+//! ListServices, ListServicesByNamespace), over the stored record (`service_record.rs`) it
+//! shares with the deployment history and the scheduler.
 //!
 //! A service record is ECS's `Service` shape exactly as DescribeServices returns it (its
 //! `deployments`, newest PRIMARY first, and its `events`, newest first, at most 100) plus what
@@ -9,108 +9,24 @@
 //! what runs); the scheduler (`crate::scheduler`) owns their progress: counts, rollout state,
 //! events, and the tasks themselves.
 
+use super::service_record::service_not_found;
+pub use super::service_record::{HistoryLink, SchedNotes, ServiceRecord, new_deployment_id};
 use super::tasks::{check_compatible, check_network, launch};
-use super::{check_batch, check_include, includes};
+use super::{check_batch, check_include, includes, one_of};
 use crate::records::{decode, encode, load};
-use crate::{ControlPlane, Ctx, Stored, keys};
-use gantry_core::IdGen;
+use crate::{ControlPlane, Ctx, keys};
 use gantry_core::page::{PageRequest, paginate};
 use gantry_core::validate::{is_valid_name, validate_tags};
-use gantry_core::{Arn, EcsError, ErrorKind, Result, Scope};
+use gantry_core::{EcsError, ErrorKind, Result, Scope};
 use gantry_model::*;
 use gantry_store::Txn;
-use serde::{Deserialize, Serialize};
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ServiceRecord {
-    pub service: Service,
-    #[serde(default)]
-    pub sched: SchedNotes,
-    /// Which service deployment and service revision each deployment belongs to
-    /// (`crate::ops::service_deployments`).
-    #[serde(default)]
-    pub history: Vec<HistoryLink>,
-}
-
-/// A deployment's place in the service's history: its service deployment's and its service
-/// revision's IDs. A rollback deployment has no service deployment of its own: it belongs to the
-/// one it rolls back, and runs the revision it returns to.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct HistoryLink {
-    pub deployment: String,
-    pub service_deployment: String,
-    pub revision: String,
-    #[serde(default)]
-    pub rollback: bool,
-}
-
-/// The scheduler's memory of a service, beyond what ECS's shape shows (`gantry_sched::Notes`,
-/// with the last completed deployment kept whole for rollbacks).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct SchedNotes {
-    /// Tasks in a row that stopped without reaching RUNNING (ECS's service throttle logic).
-    #[serde(default)]
-    pub start_failures: u32,
-    #[serde(default)]
-    pub last_start_failure_ms: i64,
-    /// While throttled, no task is launched before this (epoch milliseconds).
-    #[serde(default)]
-    pub launch_not_before_ms: i64,
-    /// The last deployment that reached COMPLETED: what a circuit-breaker rollback returns to.
-    #[serde(default)]
-    pub last_completed: Option<Deployment>,
-    /// Whether the "has reached a steady state" event was recorded for the current state.
-    #[serde(default)]
-    pub steady: bool,
-    /// Deployments whose tasks count as another's (a rollback adopts its target's tasks).
-    #[serde(default)]
-    pub aliases: Vec<(String, String)>,
-    /// StopServiceDeployment (ROLLBACK) asked to roll this deployment back; the next pass does it
-    /// (if it is still the PRIMARY and IN_PROGRESS) and clears the request.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rollback_requested: Option<String>,
-}
-
-/// A new deployment ID as ECS forms them: `ecs-svc/` and 19 digits.
-pub fn new_deployment_id(ids: &dyn IdGen) -> String {
-    let n = (ids.next_u128() as u64) % 10_000_000_000_000_000_000;
-    format!("ecs-svc/{n:019}")
-}
 
 // ---- the service API: CreateService, UpdateService, DeleteService, DescribeServices,
 // ListServices, ListServicesByNamespace -------------------------------------------------------
 
-pub(crate) fn service_not_found() -> EcsError {
-    EcsError::new(ErrorKind::ServiceNotFoundException, "Service not found.")
-}
-
-pub(crate) fn one_of(field: &str, value: &str, allowed: &[&str]) -> Result<()> {
-    if allowed.contains(&value) {
-        return Ok(());
-    }
-    Err(EcsError::invalid(format!("{field} should be one of [{}], but was '{value}'.", allowed.join(","))))
-}
-
 /// A service's ARN: `arn:aws:ecs:REGION:ACCOUNT:service/CLUSTER/NAME`.
 pub fn service_arn(scope: &Scope, cluster: &str, name: &str) -> String {
     scope.arn(&format!("service/{cluster}/{name}"))
-}
-
-/// The service name a reference (a name, or a long or short service ARN) names in `cluster`;
-/// `None` when it names a service elsewhere.
-fn service_name_in(scope: &Scope, cluster: &str, reference: &str) -> Option<String> {
-    if !reference.starts_with("arn:") {
-        return Some(reference.to_string());
-    }
-    let a = Arn::parse(reference)?;
-    if a.resource_type != "service" || a.region != scope.region || a.account != scope.account {
-        return None;
-    }
-    match a.resource.split_once('/') {
-        Some((c, n)) if c == cluster && !n.contains('/') => Some(n.to_string()),
-        Some(_) => None,
-        None => Some(a.resource),
-    }
 }
 
 /// Is this the REPLICA (or unset) scheduling strategy?
@@ -269,6 +185,344 @@ fn check_placement(
     Ok(())
 }
 
+/// A new service's launch settings: its launch type or capacity provider strategy as given
+/// (or the cluster's default), whether it resolves to FARGATE, and its platform version.
+struct CreateLaunch {
+    launch_type: Option<String>,
+    strategy: Option<Vec<CapacityProviderStrategyItem>>,
+    fargate: bool,
+    platform_version: Option<String>,
+}
+
+/// What CreateService validated and resolved, from which the `Service` is made.
+struct NewService {
+    name: String,
+    desired: i32,
+    launch: CreateLaunch,
+    td_arn: Option<String>,
+    dc: DeploymentConfiguration,
+    load_balancers: Vec<LoadBalancer>,
+    registries: Vec<ServiceRegistry>,
+    strategy_name: String,
+    controller: String,
+    tags: Vec<Tag>,
+    daemon: bool,
+}
+
+/// CreateService's desiredCount: required for REPLICA, refused for DAEMON (which counts 0).
+fn create_desired_count(given: Option<i32>, daemon: bool) -> Result<i32> {
+    match (given, daemon) {
+        (Some(_), true) => Err(EcsError::invalid(
+            "The daemon scheduling strategy does not support a desired count for services. Remove the desired count value and try again",
+        )),
+        (None, true) => Ok(0),
+        (Some(n), false) if n < 0 => {
+            Err(EcsError::invalid(format!("desiredCount must be at least 0, but was {n}.")))
+        }
+        (Some(n), false) => Ok(n),
+        (None, false) => Err(EcsError::invalid(
+            "desiredCount is required for services using the REPLICA scheduling strategy.",
+        )),
+    }
+}
+
+/// CreateService's launch type or capacity provider strategy, as RunTask resolves them, checked
+/// against the task definition, the network configuration and the DAEMON strategy.
+fn create_launch(
+    cluster: &Cluster,
+    req: &CreateServiceRequest,
+    td: Option<&TaskDefinition>,
+    daemon: bool,
+) -> Result<CreateLaunch> {
+    let (resolved, _) = launch(cluster, req.launch_type.as_deref(), req.capacity_provider_strategy.as_ref())?;
+    let (launch_type, strategy) = match (&req.launch_type, &req.capacity_provider_strategy) {
+        (Some(lt), _) => (Some(lt.clone()), None),
+        (None, Some(s)) if !s.is_empty() => (None, Some(s.clone())),
+        (None, _) => match cluster.default_capacity_provider_strategy.clone().filter(|s| !s.is_empty()) {
+            Some(s) => (None, Some(s)),
+            None => (Some("EC2".to_string()), None),
+        },
+    };
+    let fargate = resolved == "FARGATE";
+    if let Some(td) = td {
+        check_compatible(td, &resolved)?;
+        check_network(td, req.network_configuration.as_ref())?;
+    } else if req.network_configuration.is_some() {
+        check_network(
+            &TaskDefinition { network_mode: Some("awsvpc".into()), ..Default::default() },
+            req.network_configuration.as_ref(),
+        )?;
+    }
+    if daemon {
+        if fargate {
+            return Err(EcsError::invalid(
+                "The daemon scheduling strategy is not supported with the FARGATE launch type.",
+            ));
+        }
+        if req.placement_strategy.as_ref().is_some_and(|s| !s.is_empty()) {
+            return Err(EcsError::invalid(
+                "The daemon scheduling strategy does not support placement strategies.",
+            ));
+        }
+    }
+    let platform_version = match (&req.platform_version, fargate) {
+        (Some(_), false) => {
+            return Err(EcsError::invalid(
+                "The platform version must be null when specifying an EC2 launch type.",
+            ));
+        }
+        (Some(v), true) => Some(v.clone()),
+        (None, true) => Some("LATEST".to_string()),
+        (None, false) => None,
+    };
+    Ok(CreateLaunch { launch_type, strategy, fargate, platform_version })
+}
+
+/// CreateService's other settings: placement, load balancers (and the role they need),
+/// service registries, the grace period, propagateTags and availabilityZoneRebalancing.
+fn check_create_extras(
+    req: &CreateServiceRequest,
+    td: Option<&TaskDefinition>,
+) -> Result<(Vec<LoadBalancer>, Vec<ServiceRegistry>)> {
+    check_placement(req.placement_constraints.as_ref(), req.placement_strategy.as_ref(), td)?;
+    let lbs = req.load_balancers.clone().unwrap_or_default();
+    check_load_balancers(&lbs, td)?;
+    if req.role.is_some() && lbs.is_empty() {
+        return Err(EcsError::invalid(
+            "You cannot specify an IAM role for services that do not use a load balancer.",
+        ));
+    }
+    let registries = req.service_registries.clone().unwrap_or_default();
+    check_registries(&registries)?;
+    if let Some(g) = req.health_check_grace_period_seconds
+        && g < 0
+    {
+        return Err(EcsError::invalid(format!(
+            "healthCheckGracePeriodSeconds must be between 0 and 2147483647, but was {g}."
+        )));
+    }
+    if let Some(p) = &req.propagate_tags {
+        one_of("propagateTags", p, &["TASK_DEFINITION", "SERVICE", "NONE"])?;
+    }
+    if let Some(z) = &req.availability_zone_rebalancing {
+        one_of("availabilityZoneRebalancing", z, &["ENABLED", "DISABLED"])?;
+    }
+    Ok((lbs, registries))
+}
+
+/// UpdateService's checks that need no service: propagateTags, availabilityZoneRebalancing,
+/// the grace period, service registries; and the deployment controller it asks for, if any.
+fn check_update_request(req: &UpdateServiceRequest) -> Result<Option<String>> {
+    if let Some(p) = &req.propagate_tags {
+        one_of("propagateTags", p, &["TASK_DEFINITION", "SERVICE", "NONE"])?;
+    }
+    if let Some(z) = &req.availability_zone_rebalancing {
+        one_of("availabilityZoneRebalancing", z, &["ENABLED", "DISABLED"])?;
+    }
+    if let Some(g) = req.health_check_grace_period_seconds
+        && g < 0
+    {
+        return Err(EcsError::invalid(format!(
+            "healthCheckGracePeriodSeconds must be between 0 and 2147483647, but was {g}."
+        )));
+    }
+    if let Some(r) = &req.service_registries {
+        check_registries(r)?;
+    }
+    match &req.deployment_controller {
+        Some(c) => Ok(Some(check_controller(Some(c))?)),
+        None => Ok(None),
+    }
+}
+
+/// One UpdateService request applied to a service: the request, the task definition it names
+/// (if any), the one the service will run, and whether the service is DAEMON.
+struct Update<'a> {
+    req: &'a UpdateServiceRequest,
+    td: Option<&'a TaskDefinition>,
+    current_td: Option<&'a TaskDefinition>,
+    daemon: bool,
+}
+
+impl Update<'_> {
+    /// The task definition, launch type or capacity provider strategy, network configuration
+    /// and platform version, checked; true if what runs changed.
+    fn apply_launch(&self, s: &mut Service, cluster: &Cluster) -> Result<bool> {
+        let (req, td, daemon) = (self.req, self.td, self.daemon);
+        let mut redeploy = false;
+        if let Some(t) = td
+            && t.task_definition_arn != s.task_definition
+        {
+            s.task_definition = t.task_definition_arn.clone();
+            redeploy = true;
+        }
+        if let Some(strategy) = &req.capacity_provider_strategy {
+            let (launch_type, strategy) = if strategy.is_empty() {
+                match cluster.default_capacity_provider_strategy.clone().filter(|s| !s.is_empty()) {
+                    Some(d) => (None, Some(d)),
+                    None => (Some("EC2".to_string()), None),
+                }
+            } else {
+                launch(cluster, None, Some(strategy))?;
+                (None, Some(strategy.clone()))
+            };
+            if launch_type != s.launch_type || strategy != s.capacity_provider_strategy {
+                s.launch_type = launch_type;
+                s.capacity_provider_strategy = strategy;
+                redeploy = true;
+            }
+        }
+        let (resolved, _) = launch(cluster, s.launch_type.as_deref(), s.capacity_provider_strategy.as_ref())?;
+        let fargate = resolved == "FARGATE";
+        if daemon && fargate {
+            return Err(EcsError::invalid(
+                "The daemon scheduling strategy is not supported with the FARGATE launch type.",
+            ));
+        }
+        if let Some(t) = td {
+            check_compatible(t, &resolved)?;
+        }
+        if let Some(n) = &req.network_configuration
+            && s.network_configuration.as_ref() != Some(n)
+        {
+            s.network_configuration = Some(n.clone());
+            redeploy = true;
+        }
+        if let Some(t) = self.current_td
+            && (td.is_some() || req.network_configuration.is_some())
+        {
+            check_network(t, s.network_configuration.as_ref())?;
+        }
+        if let Some(v) = &req.platform_version {
+            if !fargate {
+                return Err(EcsError::invalid(
+                    "The platform version must be null when specifying an EC2 launch type.",
+                ));
+            }
+            if s.platform_version.as_ref() != Some(v) {
+                s.platform_version = Some(v.clone());
+                redeploy = true;
+            }
+        }
+        if fargate {
+            s.platform_version.get_or_insert_with(|| "LATEST".into());
+            s.platform_family = Some("Linux".into());
+        } else {
+            s.platform_version = None;
+            s.platform_family = None;
+        }
+        Ok(redeploy)
+    }
+
+    /// Placement constraints and strategy, load balancers and service registries, checked;
+    /// true if what runs changed.
+    fn apply_placement(&self, s: &mut Service) -> Result<bool> {
+        let (req, current_td) = (self.req, self.current_td);
+        let mut redeploy = false;
+        if self.daemon && req.placement_strategy.as_ref().is_some_and(|p| !p.is_empty()) {
+            return Err(EcsError::invalid(
+                "The daemon scheduling strategy does not support placement strategies.",
+            ));
+        }
+        if let Some(c) = &req.placement_constraints
+            && s.placement_constraints.as_ref() != Some(c)
+        {
+            s.placement_constraints = Some(c.clone());
+            redeploy = true;
+        }
+        if let Some(p) = &req.placement_strategy
+            && s.placement_strategy.as_ref() != Some(p)
+        {
+            s.placement_strategy = Some(p.clone());
+            redeploy = true;
+        }
+        check_placement(s.placement_constraints.as_ref(), s.placement_strategy.as_ref(), current_td)?;
+        if let Some(lbs) = &req.load_balancers {
+            check_load_balancers(lbs, current_td)?;
+            if s.load_balancers.as_ref() != Some(lbs) {
+                s.load_balancers = Some(lbs.clone());
+                redeploy = true;
+            }
+        } else if self.td.is_some() {
+            check_load_balancers(s.load_balancers.as_deref().unwrap_or_default(), current_td)?;
+        }
+        if let Some(r) = &req.service_registries
+            && s.service_registries.as_ref() != Some(r)
+        {
+            s.service_registries = Some(r.clone());
+            redeploy = true;
+        }
+        Ok(redeploy)
+    }
+
+    /// The Service Connect and volume configurations the next deployment runs (the request's,
+    /// else the current deployment's); true if they changed.
+    fn deployment_settings(
+        &self,
+        s: &Service,
+    ) -> (Option<ServiceConnectConfiguration>, Option<Vec<ServiceVolumeConfiguration>>, bool) {
+        let req = self.req;
+        let mut redeploy = false;
+        let mut service_connect =
+            s.deployments.iter().flatten().next().and_then(|d| d.service_connect_configuration.clone());
+        if let Some(sc) = &req.service_connect_configuration
+            && service_connect.as_ref() != Some(sc)
+        {
+            service_connect = Some(sc.clone());
+            redeploy = true;
+        }
+        let mut volumes = s.deployments.iter().flatten().next().and_then(|d| d.volume_configurations.clone());
+        if let Some(v) = &req.volume_configurations
+            && volumes.as_ref() != Some(v)
+        {
+            volumes = Some(v.clone());
+            redeploy = true;
+        }
+        (service_connect, volumes, redeploy)
+    }
+
+    /// The settings that do not change what runs: desired count, deployment configuration,
+    /// grace period, execute command, managed tags, propagateTags, AZ rebalancing, controller.
+    fn apply_settings(&self, s: &mut Service, controller: Option<&str>) -> Result<()> {
+        let req = self.req;
+        if let Some(n) = req.desired_count {
+            if self.daemon {
+                return Err(EcsError::invalid(
+                    "The daemon scheduling strategy does not support a desired count for services. Remove the desired count value and try again",
+                ));
+            }
+            if n < 0 {
+                return Err(EcsError::invalid(format!("desiredCount must be at least 0, but was {n}.")));
+            }
+            s.desired_count = n;
+        }
+        s.deployment_configuration = Some(deployment_configuration(
+            req.deployment_configuration.as_ref(),
+            s.deployment_configuration.as_ref(),
+            self.daemon,
+        )?);
+        if let Some(g) = req.health_check_grace_period_seconds {
+            s.health_check_grace_period_seconds = Some(g);
+        }
+        if let Some(e) = req.enable_execute_command {
+            s.enable_execute_command = e;
+        }
+        if let Some(e) = req.enable_ecs_managed_tags {
+            s.enable_ecs_managed_tags = e;
+        }
+        if let Some(p) = &req.propagate_tags {
+            s.propagate_tags = Some(p.clone());
+        }
+        if let Some(z) = &req.availability_zone_rebalancing {
+            s.availability_zone_rebalancing = Some(z.clone());
+        }
+        if let Some(c) = controller {
+            s.deployment_controller = Some(DeploymentController { r#type: c.to_string() });
+        }
+        Ok(())
+    }
+}
+
 /// What a deployment runs: the settings that, when they change, make a new deployment.
 struct Launchable<'a> {
     task_definition: Option<&'a str>,
@@ -310,21 +564,6 @@ impl ControlPlane {
         }
     }
 
-    /// Loads a service of a cluster by name or ARN.
-    pub(crate) fn load_service(
-        &self,
-        ctx: &Ctx,
-        cluster: &str,
-        reference: &str,
-    ) -> Result<Option<Stored<ServiceRecord>>> {
-        match service_name_in(&ctx.scope, cluster, reference) {
-            Some(name) if is_valid_name(&name) => {
-                load(&*self.store, &keys::service(&ctx.scope, cluster, &name))
-            }
-            _ => Ok(None),
-        }
-    }
-
     pub async fn create_service(
         &self,
         ctx: &Ctx,
@@ -356,94 +595,55 @@ impl ControlPlane {
                 return Err(EcsError::invalid("A task definition must be specified to create a service."));
             }
         };
-        // desiredCount: required for REPLICA, refused for DAEMON.
-        let desired = match (req.desired_count, daemon) {
-            (Some(_), true) => {
-                return Err(EcsError::invalid(
-                    "The daemon scheduling strategy does not support a desired count for services. Remove the desired count value and try again",
-                ));
-            }
-            (None, true) => 0,
-            (Some(n), false) if n < 0 => {
-                return Err(EcsError::invalid(format!("desiredCount must be at least 0, but was {n}.")));
-            }
-            (Some(n), false) => n,
-            (None, false) => {
-                return Err(EcsError::invalid(
-                    "desiredCount is required for services using the REPLICA scheduling strategy.",
-                ));
-            }
-        };
-        // Launch type or capacity provider strategy, as RunTask resolves them.
-        let (resolved, _) =
-            launch(&cluster.value, req.launch_type.as_deref(), req.capacity_provider_strategy.as_ref())?;
-        let (launch_type, strategy) = match (&req.launch_type, &req.capacity_provider_strategy) {
-            (Some(lt), _) => (Some(lt.clone()), None),
-            (None, Some(s)) if !s.is_empty() => (None, Some(s.clone())),
-            (None, _) => {
-                match cluster.value.default_capacity_provider_strategy.clone().filter(|s| !s.is_empty()) {
-                    Some(s) => (None, Some(s)),
-                    None => (Some("EC2".to_string()), None),
-                }
-            }
-        };
-        let fargate = resolved == "FARGATE";
-        if let Some(td) = &td {
-            check_compatible(td, &resolved)?;
-            check_network(td, req.network_configuration.as_ref())?;
-        } else if req.network_configuration.is_some() {
-            check_network(
-                &TaskDefinition { network_mode: Some("awsvpc".into()), ..Default::default() },
-                req.network_configuration.as_ref(),
-            )?;
-        }
-        if daemon {
-            if fargate {
-                return Err(EcsError::invalid(
-                    "The daemon scheduling strategy is not supported with the FARGATE launch type.",
-                ));
-            }
-            if req.placement_strategy.as_ref().is_some_and(|s| !s.is_empty()) {
-                return Err(EcsError::invalid(
-                    "The daemon scheduling strategy does not support placement strategies.",
-                ));
-            }
-        }
-        let platform_version = match (&req.platform_version, fargate) {
-            (Some(_), false) => {
-                return Err(EcsError::invalid(
-                    "The platform version must be null when specifying an EC2 launch type.",
-                ));
-            }
-            (Some(v), true) => Some(v.clone()),
-            (None, true) => Some("LATEST".to_string()),
-            (None, false) => None,
-        };
-        check_placement(req.placement_constraints.as_ref(), req.placement_strategy.as_ref(), td.as_ref())?;
-        let lbs = req.load_balancers.clone().unwrap_or_default();
-        check_load_balancers(&lbs, td.as_ref())?;
-        if req.role.is_some() && lbs.is_empty() {
-            return Err(EcsError::invalid(
-                "You cannot specify an IAM role for services that do not use a load balancer.",
-            ));
-        }
-        let registries = req.service_registries.clone().unwrap_or_default();
-        check_registries(&registries)?;
-        if let Some(g) = req.health_check_grace_period_seconds
-            && g < 0
-        {
-            return Err(EcsError::invalid(format!(
-                "healthCheckGracePeriodSeconds must be between 0 and 2147483647, but was {g}."
-            )));
-        }
-        if let Some(p) = &req.propagate_tags {
-            one_of("propagateTags", p, &["TASK_DEFINITION", "SERVICE", "NONE"])?;
-        }
-        if let Some(z) = &req.availability_zone_rebalancing {
-            one_of("availabilityZoneRebalancing", z, &["ENABLED", "DISABLED"])?;
-        }
+        let desired = create_desired_count(req.desired_count, daemon)?;
+        let launch = create_launch(&cluster.value, &req, td.as_ref(), daemon)?;
+        let (load_balancers, registries) = check_create_extras(&req, td.as_ref())?;
         let dc = deployment_configuration(req.deployment_configuration.as_ref(), None, daemon)?;
-        let td_arn = td.as_ref().and_then(|t| t.task_definition_arn.clone());
+        let service = self.new_service(
+            ctx,
+            &req,
+            &cluster.value,
+            NewService {
+                name: name.clone(),
+                desired,
+                launch,
+                td_arn: td.as_ref().and_then(|t| t.task_definition_arn.clone()),
+                dc,
+                load_balancers,
+                registries,
+                strategy_name,
+                controller,
+                tags,
+                daemon,
+            },
+        );
+        let fingerprint = serde_json::to_string(&req).unwrap_or_default();
+        let out = self.store_new_service(ctx, &cname, &name, service, fingerprint).await?;
+        Ok(CreateServiceResponse { service: Some(out) })
+    }
+
+    /// The new service's `Service` shape, with its first deployment (none for EXTERNAL).
+    fn new_service(
+        &self,
+        ctx: &Ctx,
+        req: &CreateServiceRequest,
+        cluster: &Cluster,
+        n: NewService,
+    ) -> Service {
+        let NewService {
+            name,
+            desired,
+            launch: CreateLaunch { launch_type, strategy, fargate, platform_version },
+            td_arn,
+            dc,
+            load_balancers,
+            registries,
+            strategy_name,
+            controller,
+            tags,
+            daemon,
+        } = n;
+        let cname = cluster.cluster_name.clone().unwrap_or_default();
         let role_arn = req.role.as_ref().map(|r| {
             if r.starts_with("arn:") {
                 r.clone()
@@ -452,7 +652,7 @@ impl ControlPlane {
             }
         });
         let now = self.now_s();
-        let deployments = if external {
+        let deployments = if controller == "EXTERNAL" {
             vec![]
         } else {
             vec![self.new_deployment(&Launchable {
@@ -466,11 +666,11 @@ impl ControlPlane {
                 volumes: req.volume_configurations.as_ref(),
             })]
         };
-        let service = Service {
+        Service {
             service_arn: Some(service_arn(&ctx.scope, &cname, &name)),
             service_name: Some(name.clone()),
-            cluster_arn: cluster.value.cluster_arn.clone(),
-            load_balancers: Some(lbs),
+            cluster_arn: cluster.cluster_arn.clone(),
+            load_balancers: Some(load_balancers),
             service_registries: Some(registries),
             status: Some("ACTIVE".into()),
             desired_count: desired,
@@ -503,48 +703,56 @@ impl ControlPlane {
                     .unwrap_or_else(|| if daemon { "DISABLED" } else { "ENABLED" }.into()),
             ),
             ..Default::default()
-        };
-        let fingerprint = serde_json::to_string(&req).unwrap_or_default();
-        let key = keys::service(&ctx.scope, &cname, &name);
-        let request_key = keys::service_request(&ctx.scope, &cname, &name);
-        let out = self
-            .retry(|| {
-                // The cluster must still be ACTIVE when the service lands.
-                let cluster = self.active_cluster(ctx, Some(&cname))?;
-                let existing = load::<ServiceRecord>(&*self.store, &key)?;
-                let rev = match &existing {
-                    Some(s) => match s.value.service.status.as_deref() {
-                        Some("ACTIVE") => {
-                            let same = load::<String>(&*self.store, &request_key)?
-                                .is_some_and(|r| r.value == fingerprint);
-                            if same {
-                                return Ok((Txn::new(), s.value.service.clone()));
-                            }
-                            return Err(EcsError::invalid("Creation of service was not idempotent."));
+        }
+    }
+
+    /// Stores a new service (its record, history, request and scheduler entry) while its
+    /// cluster is ACTIVE; the same request again answers with the service it made, a
+    /// different one for an ACTIVE service is refused.
+    async fn store_new_service(
+        &self,
+        ctx: &Ctx,
+        cname: &str,
+        name: &str,
+        service: Service,
+        fingerprint: String,
+    ) -> Result<Service> {
+        let key = keys::service(&ctx.scope, cname, name);
+        let request_key = keys::service_request(&ctx.scope, cname, name);
+        self.retry(|| {
+            // The cluster must still be ACTIVE when the service lands.
+            let cluster = self.active_cluster(ctx, Some(cname))?;
+            let existing = load::<ServiceRecord>(&*self.store, &key)?;
+            let rev = match &existing {
+                Some(s) => match s.value.service.status.as_deref() {
+                    Some("ACTIVE") => {
+                        let same = load::<String>(&*self.store, &request_key)?
+                            .is_some_and(|r| r.value == fingerprint);
+                        if same {
+                            return Ok((Txn::new(), s.value.service.clone()));
                         }
-                        Some("DRAINING") => {
-                            return Err(EcsError::invalid(
-                                "Unable to Start a service that is still Draining.",
-                            ));
-                        }
-                        _ => s.mod_revision,
-                    },
-                    None => 0,
-                };
-                let mut rec = ServiceRecord { service: service.clone(), ..Default::default() };
-                let txn = self.sync_history(&ctx.scope, &cname, &mut rec, None, Txn::new())?;
-                let txn = txn
-                    .when(&cluster.key, cluster.mod_revision)
-                    .when(&key, rev)
-                    .put(&key, encode(&rec))
-                    .put(&request_key, encode(&fingerprint))
-                    .put(keys::scheduled_service(&ctx.scope, &cname, &name), key.clone().into_bytes());
-                let mut shown = rec.service;
-                shown.tags = service.tags.clone();
-                Ok((txn, shown))
-            })
-            .await?;
-        Ok(CreateServiceResponse { service: Some(out) })
+                        return Err(EcsError::invalid("Creation of service was not idempotent."));
+                    }
+                    Some("DRAINING") => {
+                        return Err(EcsError::invalid("Unable to Start a service that is still Draining."));
+                    }
+                    _ => s.mod_revision,
+                },
+                None => 0,
+            };
+            let mut rec = ServiceRecord { service: service.clone(), ..Default::default() };
+            let txn = self.sync_history(&ctx.scope, cname, &mut rec, None, Txn::new())?;
+            let txn = txn
+                .when(&cluster.key, cluster.mod_revision)
+                .when(&key, rev)
+                .put(&key, encode(&rec))
+                .put(&request_key, encode(&fingerprint))
+                .put(keys::scheduled_service(&ctx.scope, cname, name), key.clone().into_bytes());
+            let mut shown = rec.service;
+            shown.tags = service.tags.clone();
+            Ok((txn, shown))
+        })
+        .await
     }
 
     pub async fn update_service(
@@ -558,32 +766,16 @@ impl ControlPlane {
             Some(r) => Some(self.active_task_definition(ctx, r)?),
             None => None,
         };
-        if let Some(p) = &req.propagate_tags {
-            one_of("propagateTags", p, &["TASK_DEFINITION", "SERVICE", "NONE"])?;
-        }
-        if let Some(z) = &req.availability_zone_rebalancing {
-            one_of("availabilityZoneRebalancing", z, &["ENABLED", "DISABLED"])?;
-        }
-        if let Some(g) = req.health_check_grace_period_seconds
-            && g < 0
-        {
-            return Err(EcsError::invalid(format!(
-                "healthCheckGracePeriodSeconds must be between 0 and 2147483647, but was {g}."
-            )));
-        }
-        if let Some(r) = &req.service_registries {
-            check_registries(r)?;
-        }
-        let controller = match &req.deployment_controller {
-            Some(c) => Some(check_controller(Some(c))?),
-            None => None,
-        };
+        let controller = check_update_request(&req)?;
         let out = self
             .retry(|| {
                 let mut rec = self.load_service(ctx, &cname, &req.service)?.ok_or_else(service_not_found)?;
                 let s = &mut rec.value.service;
                 if s.status.as_deref() != Some("ACTIVE") {
-                    return Err(EcsError::new(ErrorKind::ServiceNotActiveException, "Service was not ACTIVE."));
+                    return Err(EcsError::new(
+                        ErrorKind::ServiceNotActiveException,
+                        "Service was not ACTIVE.",
+                    ));
                 }
                 let daemon = is_daemon(s);
                 let mut redeploy = req.force_new_deployment;
@@ -593,176 +785,14 @@ impl ControlPlane {
                     (None, Some(arn)) => self.find_task_definition(ctx, arn)?.map(|r| r.value.definition),
                     (None, None) => None,
                 };
-                if let Some(t) = &td
-                    && t.task_definition_arn != s.task_definition
-                {
-                    s.task_definition = t.task_definition_arn.clone();
-                    redeploy = true;
-                }
-                if let Some(strategy) = &req.capacity_provider_strategy {
-                    let (launch_type, strategy) = if strategy.is_empty() {
-                        match cluster.value.default_capacity_provider_strategy.clone().filter(|s| !s.is_empty()) {
-                            Some(d) => (None, Some(d)),
-                            None => (Some("EC2".to_string()), None),
-                        }
-                    } else {
-                        launch(&cluster.value, None, Some(strategy))?;
-                        (None, Some(strategy.clone()))
-                    };
-                    if launch_type != s.launch_type || strategy != s.capacity_provider_strategy {
-                        s.launch_type = launch_type;
-                        s.capacity_provider_strategy = strategy;
-                        redeploy = true;
-                    }
-                }
-                let (resolved, _) =
-                    launch(&cluster.value, s.launch_type.as_deref(), s.capacity_provider_strategy.as_ref())?;
-                let fargate = resolved == "FARGATE";
-                if daemon && fargate {
-                    return Err(EcsError::invalid(
-                        "The daemon scheduling strategy is not supported with the FARGATE launch type.",
-                    ));
-                }
-                if let Some(t) = &td {
-                    check_compatible(t, &resolved)?;
-                }
-                if let Some(n) = &req.network_configuration
-                    && s.network_configuration.as_ref() != Some(n)
-                {
-                    s.network_configuration = Some(n.clone());
-                    redeploy = true;
-                }
-                if let Some(t) = &current_td
-                    && (td.is_some() || req.network_configuration.is_some())
-                {
-                    check_network(t, s.network_configuration.as_ref())?;
-                }
-                if let Some(v) = &req.platform_version {
-                    if !fargate {
-                        return Err(EcsError::invalid(
-                            "The platform version must be null when specifying an EC2 launch type.",
-                        ));
-                    }
-                    if s.platform_version.as_ref() != Some(v) {
-                        s.platform_version = Some(v.clone());
-                        redeploy = true;
-                    }
-                }
-                if fargate {
-                    s.platform_version.get_or_insert_with(|| "LATEST".into());
-                    s.platform_family = Some("Linux".into());
-                } else {
-                    s.platform_version = None;
-                    s.platform_family = None;
-                }
-                if daemon && req.placement_strategy.as_ref().is_some_and(|p| !p.is_empty()) {
-                    return Err(EcsError::invalid(
-                        "The daemon scheduling strategy does not support placement strategies.",
-                    ));
-                }
-                if let Some(c) = &req.placement_constraints
-                    && s.placement_constraints.as_ref() != Some(c)
-                {
-                    s.placement_constraints = Some(c.clone());
-                    redeploy = true;
-                }
-                if let Some(p) = &req.placement_strategy
-                    && s.placement_strategy.as_ref() != Some(p)
-                {
-                    s.placement_strategy = Some(p.clone());
-                    redeploy = true;
-                }
-                check_placement(s.placement_constraints.as_ref(), s.placement_strategy.as_ref(), current_td.as_ref())?;
-                if let Some(lbs) = &req.load_balancers {
-                    check_load_balancers(lbs, current_td.as_ref())?;
-                    if s.load_balancers.as_ref() != Some(lbs) {
-                        s.load_balancers = Some(lbs.clone());
-                        redeploy = true;
-                    }
-                } else if td.is_some() {
-                    check_load_balancers(s.load_balancers.as_deref().unwrap_or_default(), current_td.as_ref())?;
-                }
-                if let Some(r) = &req.service_registries
-                    && s.service_registries.as_ref() != Some(r)
-                {
-                    s.service_registries = Some(r.clone());
-                    redeploy = true;
-                }
-                let mut service_connect = s.deployments.iter().flatten().next().and_then(|d| d.service_connect_configuration.clone());
-                if let Some(sc) = &req.service_connect_configuration
-                    && service_connect.as_ref() != Some(sc)
-                {
-                    service_connect = Some(sc.clone());
-                    redeploy = true;
-                }
-                let mut volumes = s.deployments.iter().flatten().next().and_then(|d| d.volume_configurations.clone());
-                if let Some(v) = &req.volume_configurations
-                    && volumes.as_ref() != Some(v)
-                {
-                    volumes = Some(v.clone());
-                    redeploy = true;
-                }
+                let u = Update { req: &req, td: td.as_ref(), current_td: current_td.as_ref(), daemon };
+                redeploy |= u.apply_launch(s, &cluster.value)?;
+                redeploy |= u.apply_placement(s)?;
+                let (service_connect, volumes, changed) = u.deployment_settings(s);
+                redeploy |= changed;
                 // Settings that do not change what runs.
-                if let Some(n) = req.desired_count {
-                    if daemon {
-                        return Err(EcsError::invalid(
-                            "The daemon scheduling strategy does not support a desired count for services. Remove the desired count value and try again",
-                        ));
-                    }
-                    if n < 0 {
-                        return Err(EcsError::invalid(format!("desiredCount must be at least 0, but was {n}.")));
-                    }
-                    s.desired_count = n;
-                }
-                s.deployment_configuration = Some(deployment_configuration(
-                    req.deployment_configuration.as_ref(),
-                    s.deployment_configuration.as_ref(),
-                    daemon,
-                )?);
-                if let Some(g) = req.health_check_grace_period_seconds {
-                    s.health_check_grace_period_seconds = Some(g);
-                }
-                if let Some(e) = req.enable_execute_command {
-                    s.enable_execute_command = e;
-                }
-                if let Some(e) = req.enable_ecs_managed_tags {
-                    s.enable_ecs_managed_tags = e;
-                }
-                if let Some(p) = &req.propagate_tags {
-                    s.propagate_tags = Some(p.clone());
-                }
-                if let Some(z) = &req.availability_zone_rebalancing {
-                    s.availability_zone_rebalancing = Some(z.clone());
-                }
-                if let Some(c) = &controller {
-                    s.deployment_controller = Some(DeploymentController { r#type: c.clone() });
-                }
-                let external = s.deployment_controller.as_ref().is_some_and(|c| c.r#type == "EXTERNAL");
-                let now = self.now_s();
-                let deployments = s.deployments.get_or_insert_with(Vec::new);
-                if redeploy && !external {
-                    for d in deployments.iter_mut() {
-                        d.status = Some("ACTIVE".into());
-                        d.updated_at = Some(now);
-                    }
-                    let d = self.new_deployment(&Launchable {
-                        task_definition: s.task_definition.as_deref(),
-                        desired_count: s.desired_count,
-                        launch_type: s.launch_type.as_deref(),
-                        strategy: s.capacity_provider_strategy.as_ref(),
-                        platform_version: s.platform_version.as_deref(),
-                        network: s.network_configuration.as_ref(),
-                        service_connect: service_connect.as_ref(),
-                        volumes: volumes.as_ref(),
-                    });
-                    deployments.insert(0, d);
-                } else if let Some(primary) =
-                    deployments.iter_mut().find(|d| d.status.as_deref() == Some("PRIMARY"))
-                    && primary.desired_count != s.desired_count
-                {
-                    primary.desired_count = s.desired_count;
-                    primary.updated_at = Some(now);
-                }
+                u.apply_settings(s, controller.as_deref())?;
+                self.roll_deployments(s, redeploy, service_connect.as_ref(), volumes.as_ref());
                 let txn = self.sync_history(&ctx.scope, &cname, &mut rec.value, None, Txn::new())?;
                 let mut shown = rec.value.service.clone();
                 shown.tags = None;
@@ -770,6 +800,42 @@ impl ControlPlane {
             })
             .await?;
         Ok(UpdateServiceResponse { service: Some(out) })
+    }
+
+    /// UpdateService's deployments: a new PRIMARY one when what runs changed (not for the
+    /// EXTERNAL controller), else the PRIMARY's desired count brought in line.
+    fn roll_deployments(
+        &self,
+        s: &mut Service,
+        redeploy: bool,
+        service_connect: Option<&ServiceConnectConfiguration>,
+        volumes: Option<&Vec<ServiceVolumeConfiguration>>,
+    ) {
+        let external = s.deployment_controller.as_ref().is_some_and(|c| c.r#type == "EXTERNAL");
+        let now = self.now_s();
+        let deployments = s.deployments.get_or_insert_with(Vec::new);
+        if redeploy && !external {
+            for d in deployments.iter_mut() {
+                d.status = Some("ACTIVE".into());
+                d.updated_at = Some(now);
+            }
+            let d = self.new_deployment(&Launchable {
+                task_definition: s.task_definition.as_deref(),
+                desired_count: s.desired_count,
+                launch_type: s.launch_type.as_deref(),
+                strategy: s.capacity_provider_strategy.as_ref(),
+                platform_version: s.platform_version.as_deref(),
+                network: s.network_configuration.as_ref(),
+                service_connect,
+                volumes,
+            });
+            deployments.insert(0, d);
+        } else if let Some(primary) = deployments.iter_mut().find(|d| d.status.as_deref() == Some("PRIMARY"))
+            && primary.desired_count != s.desired_count
+        {
+            primary.desired_count = s.desired_count;
+            primary.updated_at = Some(now);
+        }
     }
 
     pub async fn delete_service(

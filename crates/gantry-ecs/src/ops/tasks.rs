@@ -9,30 +9,17 @@
 use super::check_batch;
 use crate::fleets::Primed;
 use crate::records::{decode, encode, load};
+use crate::reservation::{Plan, Reservation, apply, plan};
 use crate::table::{Before, Record, Row, TxnExt};
 use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::arn::cluster_name;
 use gantry_core::page::{PageRequest, paginate};
 use gantry_core::protocol::fargate_node_name;
-use gantry_core::validate::{parse_task_cpu, parse_task_memory, validate_tags};
-use gantry_core::{Arn, EcsError, ErrorKind, Result, Scope};
+use gantry_core::validate::validate_tags;
+use gantry_core::{Arn, EcsError, ErrorKind, Result, Scope, TaskStatus};
 use gantry_model::*;
 use gantry_store::Txn;
 use serde::{Deserialize, Serialize};
-
-/// What a task holds on its node while it is not STOPPED.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Reservation {
-    pub cpu: i64,
-    pub memory: i64,
-    #[serde(default)]
-    pub ports_tcp: Vec<u16>,
-    #[serde(default)]
-    pub ports_udp: Vec<u16>,
-    /// The GPU device IDs reserved on the node (from its `GPU` string set).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub gpus: Vec<String>,
-}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TaskRecord {
@@ -93,151 +80,6 @@ pub struct FargateNode {
 struct TokenRecord {
     request: String,
     task_arns: Vec<String>,
-}
-
-/// The order of lastStatus values; a task only moves forward.
-const LIFECYCLE: &[&str] = &[
-    "PROVISIONING",
-    "PENDING",
-    "ACTIVATING",
-    "RUNNING",
-    "DEACTIVATING",
-    "STOPPING",
-    "DEPROVISIONING",
-    "STOPPED",
-];
-
-fn stage(status: &str) -> Option<usize> {
-    LIFECYCLE.iter().position(|s| *s == status)
-}
-
-/// Adds (`sign` 1) or subtracts (`sign` -1) a reservation from an instance's remaining resources.
-pub(crate) fn apply(resources: &mut [Resource], r: &Reservation, sign: i64) {
-    for res in resources.iter_mut() {
-        match res.name.as_deref() {
-            Some("CPU") => res.integer_value += (sign * r.cpu) as i32,
-            Some("MEMORY") => res.integer_value += (sign * r.memory) as i32,
-            Some(n @ ("PORTS" | "PORTS_UDP")) => {
-                let ports = if n == "PORTS" { &r.ports_tcp } else { &r.ports_udp };
-                let set = res.string_set_value.get_or_insert_with(Vec::new);
-                for p in ports {
-                    let p = p.to_string();
-                    if sign < 0 {
-                        if !set.contains(&p) {
-                            set.push(p);
-                        }
-                    } else {
-                        set.retain(|x| *x != p);
-                    }
-                }
-            }
-            Some(super::gpus::GPU) => {
-                if let Some(free) = res.string_set_value.as_mut() {
-                    super::gpus::apply(free, &r.gpus, sign);
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
-/// The effective container definitions and task size after overrides.
-pub(crate) struct Plan {
-    pub(crate) def: TaskDefinition,
-    overrides: TaskOverride,
-    pub(crate) need: Reservation,
-    cpu: String,
-    memory: String,
-}
-
-pub(crate) fn plan(def: &TaskDefinition, overrides: Option<&TaskOverride>, fargate: bool) -> Result<Plan> {
-    let mut def = def.clone();
-    let mut ov = overrides.cloned().unwrap_or_default();
-    let containers = def.container_definitions.get_or_insert_with(Vec::new);
-    for co in ov.container_overrides.iter().flatten() {
-        let name = co.name.as_deref().unwrap_or_default();
-        let Some(c) = containers.iter_mut().find(|c| c.name.as_deref() == Some(name)) else {
-            return Err(EcsError::invalid(format!(
-                "Override for container named {name} is not a container in the TaskDefinition."
-            )));
-        };
-        if let Some(cmd) = &co.command {
-            c.command = Some(cmd.clone());
-        }
-        if let Some(env) = &co.environment {
-            let e = c.environment.get_or_insert_with(Vec::new);
-            for kv in env {
-                e.retain(|x| x.name != kv.name);
-                e.push(kv.clone());
-            }
-        }
-        if let Some(cpu) = co.cpu {
-            c.cpu = cpu;
-        }
-        if co.memory.is_some() {
-            c.memory = co.memory;
-        }
-        if co.memory_reservation.is_some() {
-            c.memory_reservation = co.memory_reservation;
-        }
-        // Replaces the definition's requirement of the same type (GPU).
-        for rr in co.resource_requirements.iter().flatten() {
-            let list = c.resource_requirements.get_or_insert_with(Vec::new);
-            list.retain(|x| x.r#type != rr.r#type);
-            list.push(rr.clone());
-        }
-    }
-    if let Some(cpu) = &ov.cpu {
-        def.cpu = Some(
-            parse_task_cpu(cpu)
-                .ok_or_else(|| EcsError::invalid(format!("Invalid 'cpu' override: {cpu}")))?
-                .to_string(),
-        );
-    }
-    if let Some(m) = &ov.memory {
-        def.memory = Some(
-            parse_task_memory(m)
-                .ok_or_else(|| EcsError::invalid(format!("Invalid 'memory' override: {m}")))?
-                .to_string(),
-        );
-    }
-    if ov.task_role_arn.is_some() {
-        def.task_role_arn = ov.task_role_arn.clone();
-    }
-    let containers = def.container_definitions.as_deref().unwrap_or_default();
-    let cpu = def
-        .cpu
-        .as_deref()
-        .and_then(parse_task_cpu)
-        .unwrap_or_else(|| containers.iter().map(|c| c.cpu.max(0) as i64).sum());
-    let memory = def.memory.as_deref().and_then(parse_task_memory).unwrap_or_else(|| {
-        containers.iter().map(|c| c.memory.or(c.memory_reservation).unwrap_or(0) as i64).sum()
-    });
-    let mut need = Reservation { cpu, memory, ..Default::default() };
-    let mode = def.network_mode.as_deref().unwrap_or("bridge");
-    if !fargate && mode != "awsvpc" && mode != "none" {
-        for pm in containers.iter().flat_map(|c| c.port_mappings.iter().flatten()) {
-            let host = if mode == "host" { pm.container_port } else { pm.host_port.filter(|p| *p > 0) };
-            if let Some(p) = host {
-                let list = if pm.protocol.as_deref() == Some("udp") {
-                    &mut need.ports_udp
-                } else {
-                    &mut need.ports_tcp
-                };
-                list.push(p as u16);
-            }
-        }
-    }
-    // ECS lists every container in the overrides it reports.
-    let names: Vec<String> = containers.iter().filter_map(|c| c.name.clone()).collect();
-    let list = ov.container_overrides.get_or_insert_with(Vec::new);
-    for n in names {
-        if !list.iter().any(|o| o.name.as_deref() == Some(n.as_str())) {
-            list.push(ContainerOverride { name: Some(n), ..Default::default() });
-        }
-    }
-    ov.inference_accelerator_overrides.get_or_insert_with(Vec::new);
-    Ok(Plan { def, overrides: ov, need, cpu: cpu.to_string(), memory: memory.to_string() })
 }
 
 /// Checks that a task definition can run on a launch type.
@@ -509,7 +351,7 @@ impl ControlPlane {
             p.def.placement_constraints.as_deref().unwrap_or_default(),
         )?;
         let mut request = engine::Request {
-            need: placement::need(&p.need, &p.def),
+            need: crate::reservation::need(&p.need, &p.def),
             count,
             group: group.clone(),
             constraints,
@@ -545,15 +387,15 @@ impl ControlPlane {
                 let mut placed = Vec::with_capacity(plan.chosen.len());
                 for idx in &plan.chosen {
                     let ci = touched.entry(*idx).or_insert_with(|| cf.records[&view[*idx].arn].value.clone());
-                    // GPU: this task's own device IDs, from what the instance has left (ops/gpus.rs).
-                    let need = super::gpus::reserve(
+                    // GPU: this task's own device IDs, from what the instance has left (gpus.rs).
+                    let need = crate::reservation::reserve_gpus(
                         ci.remaining_resources.as_deref().unwrap_or_default(),
                         &p.need,
                         &p.def,
                     );
                     apply(ci.remaining_resources.get_or_insert_with(Vec::new), &need, -1);
                     let mut task = tasks.remove(0);
-                    super::gpus::hand_out(&mut task, &need.gpus, &p.def);
+                    crate::gpus::hand_out(&mut task, &need.gpus, &p.def);
                     task.group = Some(group.clone());
                     task.container_instance_arn = Some(view[*idx].arn.clone());
                     task.availability_zone =
@@ -1051,7 +893,7 @@ impl ControlPlane {
         let task_ref = req.task.clone().ok_or_else(|| EcsError::invalid("task can not be blank."))?;
         let status = req.status.clone();
         if let Some(s) = &status
-            && stage(s).is_none()
+            && TaskStatus::parse(s).is_none()
         {
             return Err(EcsError::invalid(format!("Invalid task status '{s}'.")));
         }
@@ -1075,21 +917,24 @@ impl ControlPlane {
                 t.pull_stopped_at = req.pull_stopped_at;
             }
             let mut txn = Txn::new();
-            let current = stage(t.last_status.as_deref().unwrap_or("PROVISIONING")).unwrap_or(0);
+            // A task only moves forward (a status stored unknown counts as PROVISIONING).
+            let current =
+                t.last_status.as_deref().and_then(TaskStatus::parse).unwrap_or(TaskStatus::Provisioning);
             if let Some(s) = &status
-                && stage(s).unwrap_or(0) > current
+                && let Some(next) = TaskStatus::parse(s)
+                && next > current
             {
                 t.last_status = Some(s.clone());
-                match s.as_str() {
-                    "RUNNING" => {
+                match next {
+                    TaskStatus::Running => {
                         t.started_at = Some(now);
                         t.connectivity = Some("CONNECTED".into());
                         t.connectivity_at = Some(now);
                     }
-                    "DEACTIVATING" | "STOPPING" | "DEPROVISIONING" => {
+                    x if x.is_stopping() => {
                         t.stopping_at.get_or_insert(now);
                     }
-                    "STOPPED" => {
+                    TaskStatus::Stopped => {
                         let was_running = t.started_at.is_some();
                         t.execution_stopped_at = req.execution_stopped_at.or(Some(now));
                         t.stopped_at = Some(now);
@@ -1144,7 +989,7 @@ impl ControlPlane {
         let key = keys::container_instance(&ctx.scope, cluster, id);
         Ok(match load::<ContainerInstance>(&*self.store, &key)? {
             Some(mut ci) => {
-                let r = &super::gpus::registered_only(
+                let r = &crate::reservation::registered_only(
                     r,
                     ci.value.registered_resources.as_deref().unwrap_or_default(),
                 );

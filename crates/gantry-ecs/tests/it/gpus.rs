@@ -4,7 +4,7 @@
 
 use crate::common::{connected_instance, req, setup};
 use gantry_core::FixedClock;
-use gantry_ecs::ops::tasks::Reservation;
+use gantry_ecs::reservation::Reservation;
 use gantry_ecs::{ControlPlane, Ctx};
 use gantry_model::*;
 use serde_json::json;

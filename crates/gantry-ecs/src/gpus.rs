@@ -1,14 +1,13 @@
 //! GPUs, as ECS has them. A container instance registers a `GPU` resource of type STRINGSET
 //! that lists its device IDs; a container definition asks for a number of them
 //! (`resourceRequirements: [{"type": "GPU", "value": "2"}]`); placement counts them
-//! (`placement::resource_gpus`). When a task is placed, it reserves concrete IDs from what its
+//! (`reservation::resource_gpus`). When a task is placed, it reserves concrete IDs from what its
 //! instance has left, and each of its containers gets its share (the `gpuIds` of ECS's
 //! `Container`), which the agent hands to the engine. The IDs go back when the task stops.
 //!
 //! Unlike `PORTS` (which lists the ports taken), the `GPU` set of the remaining resources lists
 //! the IDs still free.
 
-use super::tasks::Reservation;
 use gantry_model::{Resource, Task, TaskDefinition};
 
 /// The resource name, and the `resourceRequirements` type.
@@ -45,16 +44,6 @@ pub(crate) fn free(remaining: &[Resource]) -> Vec<String> {
     ids
 }
 
-/// `need` with concrete GPU IDs for one task: the lowest-sorted IDs still free on the instance
-/// (`remaining` is its remaining resources), as many as the task's containers ask for together.
-/// Placement has checked that there are enough; if there are not, the task gets what is left.
-pub(crate) fn reserve(remaining: &[Resource], need: &Reservation, def: &TaskDefinition) -> Reservation {
-    let wanted: usize = per_container(def).iter().map(|(_, n)| n).sum();
-    let mut r = need.clone();
-    r.gpus = free(remaining).into_iter().take(wanted).collect();
-    r
-}
-
 /// Gives each container of `task` its share of the task's GPU IDs (`gpuIds`), in the order of
 /// the container definitions.
 pub(crate) fn hand_out(task: &mut Task, ids: &[String], def: &TaskDefinition) {
@@ -85,18 +74,10 @@ pub(crate) fn apply(free: &mut Vec<String>, ids: &[String], sign: i64) {
     }
 }
 
-/// `r` without the GPU IDs that the instance no longer registers (it may have re-registered
-/// with fewer devices while the task ran): those must not come back as free.
-pub(crate) fn registered_only(r: &Reservation, registered: &[Resource]) -> Reservation {
-    let known = free(registered);
-    let mut r = r.clone();
-    r.gpus.retain(|id| known.contains(id));
-    r
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reservation::{Reservation, registered_only, reserve_gpus as reserve};
     use serde_json::json;
 
     fn gpus(ids: &[&str]) -> Vec<Resource> {

@@ -1,0 +1,110 @@
+//! The stored service record, shared by the service API (`services.rs`), its deployment
+//! history (`service_deployments.rs`) and the scheduler: ECS's `Service` shape exactly as
+//! DescribeServices returns it (its `deployments`, newest PRIMARY first, and its `events`, newest
+//! first, at most 100), plus what the scheduler keeps between passes ([`SchedNotes`]) and each
+//! deployment's place in the history ([`HistoryLink`]); and how a service is looked up.
+//!
+//! It uses neither of the modules that share it, so the service API can write the history
+//! (`ControlPlane::sync_history`) while the history reads the record.
+
+use crate::records::load;
+use crate::{ControlPlane, Ctx, Stored, keys};
+use gantry_core::IdGen;
+use gantry_core::validate::is_valid_name;
+use gantry_core::{Arn, EcsError, ErrorKind, Result, Scope};
+use gantry_model::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    pub service: Service,
+    #[serde(default)]
+    pub sched: SchedNotes,
+    /// Which service deployment and service revision each deployment belongs to
+    /// (`crate::ops::service_deployments`).
+    #[serde(default)]
+    pub history: Vec<HistoryLink>,
+}
+
+/// A deployment's place in the service's history: its service deployment's and its service
+/// revision's IDs. A rollback deployment has no service deployment of its own: it belongs to the
+/// one it rolls back, and runs the revision it returns to.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HistoryLink {
+    pub deployment: String,
+    pub service_deployment: String,
+    pub revision: String,
+    #[serde(default)]
+    pub rollback: bool,
+}
+
+/// The scheduler's memory of a service, beyond what ECS's shape shows (`gantry_sched::Notes`,
+/// with the last completed deployment kept whole for rollbacks).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SchedNotes {
+    /// Tasks in a row that stopped without reaching RUNNING (ECS's service throttle logic).
+    #[serde(default)]
+    pub start_failures: u32,
+    #[serde(default)]
+    pub last_start_failure_ms: i64,
+    /// While throttled, no task is launched before this (epoch milliseconds).
+    #[serde(default)]
+    pub launch_not_before_ms: i64,
+    /// The last deployment that reached COMPLETED: what a circuit-breaker rollback returns to.
+    #[serde(default)]
+    pub last_completed: Option<Deployment>,
+    /// Whether the "has reached a steady state" event was recorded for the current state.
+    #[serde(default)]
+    pub steady: bool,
+    /// Deployments whose tasks count as another's (a rollback adopts its target's tasks).
+    #[serde(default)]
+    pub aliases: Vec<(String, String)>,
+    /// StopServiceDeployment (ROLLBACK) asked to roll this deployment back; the next pass does it
+    /// (if it is still the PRIMARY and IN_PROGRESS) and clears the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_requested: Option<String>,
+}
+
+/// A new deployment ID as ECS forms them: `ecs-svc/` and 19 digits.
+pub fn new_deployment_id(ids: &dyn IdGen) -> String {
+    let n = (ids.next_u128() as u64) % 10_000_000_000_000_000_000;
+    format!("ecs-svc/{n:019}")
+}
+
+pub(crate) fn service_not_found() -> EcsError {
+    EcsError::new(ErrorKind::ServiceNotFoundException, "Service not found.")
+}
+
+/// The service name a reference (a name, or a long or short service ARN) names in `cluster`;
+/// `None` when it names a service elsewhere.
+fn service_name_in(scope: &Scope, cluster: &str, reference: &str) -> Option<String> {
+    if !reference.starts_with("arn:") {
+        return Some(reference.to_string());
+    }
+    let a = Arn::parse(reference)?;
+    if a.resource_type != "service" || a.region != scope.region || a.account != scope.account {
+        return None;
+    }
+    match a.resource.split_once('/') {
+        Some((c, n)) if c == cluster && !n.contains('/') => Some(n.to_string()),
+        Some(_) => None,
+        None => Some(a.resource),
+    }
+}
+
+impl ControlPlane {
+    /// Loads a service of a cluster by name or ARN.
+    pub(crate) fn load_service(
+        &self,
+        ctx: &Ctx,
+        cluster: &str,
+        reference: &str,
+    ) -> Result<Option<Stored<ServiceRecord>>> {
+        match service_name_in(&ctx.scope, cluster, reference) {
+            Some(name) if is_valid_name(&name) => {
+                load(&*self.store, &keys::service(&ctx.scope, cluster, &name))
+            }
+            _ => Ok(None),
+        }
+    }
+}
