@@ -40,6 +40,7 @@ fi
 # in seconds) or a clippy warning fails the suite.
 quiet fmt cargo fmt --all --check
 quiet tidy cargo test -q -p gantry-tidy
+quiet module-cycles python3 "$root/tools/module-cycles.py"
 quiet clippy cargo clippy -q --workspace --all-targets -- -D warnings
 
 # 3. Build the binary the black-box tests start, and the local image the real-Docker tests run.

@@ -756,13 +756,7 @@ fn parse_rfc3339_ms(s: &str) -> Option<i64> {
             sign * (digits(&rest[1..3])? * 3600 + digits(&rest[4..6])? * 60)
         }
     };
-    // Days from the civil date (Howard Hinnant's algorithm), with March as the first month.
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = gantry_core::civil::days_from_civil(year, month as u32, day as u32);
     let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_s;
     Some(secs * 1000 + millis)
 }
