@@ -5,6 +5,15 @@ Builds the release binary, starts `gantry server` on a fresh data directory, sto
 definitions (100 families x 10 revisions) and a cluster, then drives each operation with wrk
 (one client thread, so the load generator leaves the server most of the machine) and prints
 req/s, p50 and p99 per operation, plus the server's resident memory when idle and after the run.
+
+`--versus-nginx` instead compares DescribeClusters, in interleaved rounds of the same run, with
+nginx (one worker, `return 200` of the same response bytes with the same content type and a
+request-ID header) and any number of gantry binaries: `--gantry LABEL=PATH:MODE`, MODE being
+`open` (`--auth open`, the signed-looking header), `sigv4` (`--auth sigv4`, requests signed for
+real with the root key by botocore, signed again before every round so that the fixed
+X-Amz-Date stays within AWS's 15 minutes) or `legacy` (a binary from before `--auth`). Each
+gantry runs with one worker thread. Per round it prints req/s, p50, p99, the ratio to nginx's
+req/s and the server's CPU time per request; then the median over rounds.
 """
 import argparse
 import http.client
@@ -12,11 +21,14 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
-from common import release_binary, start_server, AUTH, TARGET, call, rss_kib
+from common import (release_binary, start_server, AUTH, TARGET, call, rss_kib, cpu_seconds,
+                    free_port, root_credentials, signed_headers)
 
 
 def taskdef(family, i):
@@ -30,10 +42,7 @@ def taskdef(family, i):
 LUA = """
 wrk.method = "POST"
 wrk.body = {body}
-wrk.headers["Content-Type"] = "application/x-amz-json-1.1"
-wrk.headers["X-Amz-Target"] = "{target}"
-wrk.headers["X-Amz-Date"] = "20260101T000000Z"
-wrk.headers["Authorization"] = "{auth}"
+{headers}
 done = function(summary, latency, requests)
   io.write(string.format("RESULT %d %d %d %d %d\\n", summary.requests, summary.duration,
     latency:percentile(50), latency:percentile(99), summary.errors.status))
@@ -45,15 +54,152 @@ def lua_str(s):
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def run_wrk(port, op, body, duration, connections, tmp):
+def open_headers(op):
+    """The signed-looking headers an open server accepts."""
+    return {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": TARGET + op,
+            "X-Amz-Date": "20260101T000000Z", "Authorization": AUTH}
+
+
+def run_wrk(port, op, body, duration, connections, tmp, headers=None):
+    """wrk against `port`: (req/s, p50 ms, p99 ms, non-2xx answers). `body` is sent as
+    json.dumps gives it (the bytes a signature in `headers` covers)."""
     script = os.path.join(tmp, op + ".lua")
+    lines = "\n".join(f"wrk.headers[{lua_str(k)}] = {lua_str(v)}"
+                       for k, v in (headers or open_headers(op)).items() if k.lower() != "host")
     with open(script, "w") as f:
-        f.write(LUA.format(body=lua_str(json.dumps(body)), target=TARGET + op, auth=AUTH))
+        f.write(LUA.format(body=lua_str(json.dumps(body)), headers=lines))
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", script,
                           f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout
     m = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+)", out)
     reqs, dur_us, p50, p99, bad = map(int, m.groups())
     return reqs / (dur_us / 1e6), p50 / 1000.0, p99 / 1000.0, bad
+
+
+NGINX_CONF = """
+worker_processes 1;
+master_process off;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    server_tokens off;
+    keepalive_requests 1000000000;
+    keepalive_timeout 300s;
+    client_body_temp_path {tmp}/body;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            default_type application/x-amz-json-1.1;
+            add_header x-amzn-RequestId {request_id};
+            return 200 '{body}';
+        }}
+    }}
+}}
+"""
+
+
+def start_nginx(body: bytes, request_id: str, tmp):
+    """nginx-light, one process serving (master_process off), answering every request with
+    `body`: (process, port)."""
+    port = free_port()
+    text = body.decode()
+    if "$" in text:
+        raise SystemExit("the response holds '$', which nginx's return would read as a variable")
+    conf = os.path.join(tmp, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(NGINX_CONF.format(tmp=tmp, port=port, request_id=request_id,
+                                  body=text.replace("\\", "\\\\").replace("'", "\\'")))
+    proc = subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    end = time.time() + 10
+    while time.time() < end:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("POST", "/", "{}")
+            r = c.getresponse()
+            got = r.read()
+            if got != body:
+                proc.kill()
+                raise SystemExit(f"nginx answers {got!r}, not the gantry response")
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("nginx did not come up")
+
+
+def versus_nginx(args):
+    op, body = "DescribeClusters", {"clusters": ["bench"]}
+    if not args.gantry:
+        binary = release_binary(not args.no_build)
+        args.gantry = [f"open={binary}:open", f"sigv4={binary}:sigv4"]
+    tmp = tempfile.mkdtemp(prefix="gantry-bench-nginx-")
+    procs, targets = [], []  # targets: (label, process, port, headers() or None, data dir)
+    try:
+        env = {"TOKIO_WORKER_THREADS": str(args.workers or 1)}
+        response = None
+        for spec in args.gantry:
+            label, rest = spec.split("=", 1)
+            path, mode = rest.rsplit(":", 1)
+            if mode not in ("open", "sigv4", "legacy"):
+                raise SystemExit(f"--gantry {spec}: the mode is open, sigv4 or legacy")
+            server, port, data = start_server(path, extra_env=env, auth=None if mode == "legacy" else mode)
+            procs.append((server, data))
+            creds = root_credentials(data) if mode == "sigv4" else None
+            conn = http.client.HTTPConnection("127.0.0.1", port)
+            call(conn, "CreateCluster", {"clusterName": "bench"}, creds)
+            conn.request("POST", "/", json.dumps(body), signed_headers(creds, f"127.0.0.1:{port}", op, json.dumps(body))
+                         if creds else open_headers(op))
+            r = conn.getresponse()
+            got = r.read()
+            if r.status != 200:
+                raise SystemExit(f"{label}: {op} answered {r.status} {got!r}")
+            if response is None:
+                response, request_id = got, r.getheader("x-amzn-requestid")
+            elif got != response:
+                print(f"# note: {label} answers other bytes than the first gantry: {got!r}")
+            headers = (lambda creds=creds, port=port: signed_headers(
+                creds, f"127.0.0.1:{port}", op, json.dumps(body))) if creds else (lambda: open_headers(op))
+            targets.append((label, server, port, headers))
+        ngx, ngx_port = start_nginx(response, request_id, tmp)
+        procs.append((ngx, None))
+        targets.insert(0, ("nginx", ngx, ngx_port, lambda: open_headers(op)))
+        cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
+                             capture_output=True, text=True).stdout.strip()
+        print(f"# DescribeClusters versus nginx, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores "
+              f"({cpu}), one server thread each, wrk -t1 -c{args.connections} -d{args.duration}s, "
+              f"{args.rounds} interleaved rounds, response {len(response)} bytes")
+        print(f"{'round':>5} {'server':<16} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'x nginx':>8} "
+              f"{'cpu us/req':>10} {'non-2xx':>7}")
+        results = {t[0]: [] for t in targets}
+        for rnd in range(args.rounds):
+            # Each round starts one further along, so no server always follows the same one.
+            order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
+            row = {}
+            for label, proc, port, headers in order:
+                before = cpu_seconds(proc.pid)
+                rps, p50, p99, bad = run_wrk(port, op, body, args.duration, args.connections, tmp, headers())
+                used = cpu_seconds(proc.pid) - before
+                row[label] = (rps, p50, p99, used / (rps * args.duration) * 1e6, bad)
+            for label, *_ in targets:
+                rps, p50, p99, us, bad = row[label]
+                ratio = rps / row["nginx"][0]
+                results[label].append((rps, p50, p99, ratio, us))
+                print(f"{rnd + 1:>5} {label:<16} {rps:>9.0f} {p50:>7.2f} {p99:>7.2f} {ratio:>8.2f} {us:>10.1f} {bad:>7}")
+        print("median over rounds:")
+        for label, *_ in targets:
+            cols = list(zip(*results[label]))
+            rps, p50, p99, ratio, us = (statistics.median(c) for c in cols)
+            print(f"{'':>5} {label:<16} {rps:>9.0f} {p50:>7.2f} {p99:>7.2f} {ratio:>8.2f} {us:>10.1f}")
+    finally:
+        for p, data in procs:
+            p.kill()
+            p.wait()
+            if data:
+                shutil.rmtree(data, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main():
@@ -63,20 +209,33 @@ def main():
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--workers", type=int, default=0,
                     help="server worker threads (TOKIO_WORKER_THREADS); default: one per core")
+    ap.add_argument("--versus-nginx", action="store_true",
+                    help="DescribeClusters against nginx and the --gantry binaries, in interleaved rounds")
+    ap.add_argument("--gantry", action="append", default=[], metavar="LABEL=PATH:MODE",
+                    help="with --versus-nginx: a server to compare (MODE: open, sigv4 or legacy); "
+                         "default: this tree's release build, open and sigv4")
+    ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
+    if args.versus_nginx:
+        if shutil.which("nginx") is None:
+            raise SystemExit("nginx is needed: apt-get install -y nginx-light")
+        return versus_nginx(args)
     binary = release_binary(not args.no_build)
+    # The server's default auth (sigv4), requests signed for real with its root key.
     server, port, tmp = start_server(
-        binary, extra_env={"TOKIO_WORKER_THREADS": str(args.workers)} if args.workers else None)
+        binary, extra_env={"TOKIO_WORKER_THREADS": str(args.workers)} if args.workers else None,
+        auth="sigv4")
+    creds = root_credentials(tmp)
     try:
         idle = rss_kib(server.pid)
         conn = http.client.HTTPConnection("127.0.0.1", port)
-        call(conn, "CreateCluster", {"clusterName": "bench"})
+        call(conn, "CreateCluster", {"clusterName": "bench"}, creds)
         t0 = time.time()
         for f in range(100):
             for i in range(10):
-                call(conn, "RegisterTaskDefinition", taskdef(f"family-{f:03d}", i))
+                call(conn, "RegisterTaskDefinition", taskdef(f"family-{f:03d}", i), creds)
         seed = time.time() - t0
         loaded = rss_kib(server.pid)
         cases = [
@@ -94,7 +253,8 @@ def main():
               f"(seeded in {seed:.1f}s)")
         print(f"{'operation':<48} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8}")
         for op, body in cases:
-            rps, p50, p99, bad = run_wrk(port, op, body, args.duration, args.connections, tmp)
+            headers = signed_headers(creds, f"127.0.0.1:{port}", op, json.dumps(body))
+            rps, p50, p99, bad = run_wrk(port, op, body, args.duration, args.connections, tmp, headers)
             label = op + ("" if op != "ListTaskDefinitions" else
                           (" (one family)" if "familyPrefix" in body else " (100 per page)"))
             print(f"{label:<48} {rps:>10.0f} {p50:>8.2f} {p99:>8.2f} {bad:>8}")

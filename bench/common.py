@@ -1,5 +1,6 @@
-"""What the benchmark commands share: the repository root, a signed-looking request header, free
-ports, a server started on one, resident memory and CPU time, and an ECS JSON 1.1 call over a
+"""What the benchmark commands share: the repository root, a signed-looking request header (enough
+for a server whose auth is open), real SigV4 signatures (botocore) for one whose auth is sigv4,
+free ports, a server started on one, resident memory and CPU time, and an ECS JSON 1.1 call over a
 kept-alive connection."""
 import http.client
 import json
@@ -34,11 +35,37 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def call(conn: http.client.HTTPConnection, op, body):
-    """One ECS operation; exits the benchmark on an error answer."""
-    conn.request("POST", "/", json.dumps(body), {
-        "X-Amz-Target": TARGET + op, "Content-Type": "application/x-amz-json-1.1",
-        "Authorization": AUTH, "X-Amz-Date": "20260101T000000Z"})
+def signed_headers(credentials, host, op, body: str, region="us-east-1"):
+    """The headers of an ECS JSON 1.1 request to `host` signed with `credentials` (a pair of
+    access key and secret) by botocore, as the AWS SDKs sign it, dated now: the server accepts
+    the same bytes for 15 minutes."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    req = AWSRequest(method="POST", url=f"http://{host}/", data=body.encode(), headers={
+        "Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": TARGET + op, "Host": host})
+    SigV4Auth(Credentials(*credentials), "ecs", region).add_auth(req)
+    return {k: v for k, v in req.headers.items()}
+
+
+def root_credentials(data_dir):
+    """The root access key `gantry server` (auth sigv4) wrote to DATA_DIR/root-credentials."""
+    import configparser
+    c = configparser.ConfigParser()
+    c.read(os.path.join(data_dir, "root-credentials"))
+    return c["default"]["aws_access_key_id"], c["default"]["aws_secret_access_key"]
+
+
+def call(conn: http.client.HTTPConnection, op, body, credentials=None):
+    """One ECS operation, signed for real when `credentials` are given (else with the fake
+    header an open server accepts); exits the benchmark on an error answer."""
+    data = json.dumps(body)
+    if credentials:
+        headers = signed_headers(credentials, f"{conn.host}:{conn.port}", op, data)
+    else:
+        headers = {"X-Amz-Target": TARGET + op, "Content-Type": "application/x-amz-json-1.1",
+                   "Authorization": AUTH, "X-Amz-Date": "20260101T000000Z"}
+    conn.request("POST", "/", data, headers)
     r = conn.getresponse()
     data = r.read()
     if r.status != 200:
@@ -72,15 +99,18 @@ def wait_healthy(port: int, timeout: float = 10):
     raise SystemExit(f"the server on port {port} did not come up")
 
 
-def start_server(binary: str, command: str = "server", extra_env=None):
+def start_server(binary: str, command: str = "server", extra_env=None, auth="open"):
     """Starts `gantry server` (or `up`) on a free port with a fresh data directory and waits
-    until it answers: (process, port, data directory)."""
+    until it answers: (process, port, data directory). `auth` is the server's `--auth` mode
+    (`open` unless told: the benchmarks send a signed-looking header; `sigv4` for real
+    signatures, see `root_credentials`), or None for a binary from before the flag."""
     import shutil
     import subprocess
     import tempfile
     tmp = tempfile.mkdtemp(prefix="gantry-bench-")
     port = free_port()
-    proc = subprocess.Popen([binary, command, "--listen", f"127.0.0.1:{port}", "--data-dir", tmp],
+    flags = ["--auth", auth] if auth else []
+    proc = subprocess.Popen([binary, command, "--listen", f"127.0.0.1:{port}", "--data-dir", tmp, *flags],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**ENV, **(extra_env or {})})
     try:
         wait_healthy(port)
@@ -95,11 +125,12 @@ def start_server(binary: str, command: str = "server", extra_env=None):
 class Api:
     """ECS operations over one kept-alive connection: api("RunTask", {...})."""
 
-    def __init__(self, port):
+    def __init__(self, port, credentials=None):
         self.conn = http.client.HTTPConnection("127.0.0.1", port)
+        self.credentials = credentials
 
     def __call__(self, op, body):
-        return call(self.conn, op, body)
+        return call(self.conn, op, body, self.credentials)
 
 
 def pct(xs, p):

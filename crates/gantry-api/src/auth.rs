@@ -140,12 +140,17 @@ pub fn scope_service<'a>(authorization: Option<&'a str>, query: &'a str) -> Opti
         Some(h) => h.split("Credential=").nth(1)?.split([',', ' ']).next()?,
         None => query.split('&').find_map(|p| p.strip_prefix("X-Amz-Credential="))?,
     };
-    // AKID/DATE/REGION/SERVICE/aws4_request, '/' possibly percent-encoded in a query string.
-    let mut parts: Vec<&str> = credential.split('/').collect();
-    if parts.len() < 5 {
-        parts = credential.split("%2F").collect();
+    // AKID/DATE/REGION/SERVICE/aws4_request, '/' possibly percent-encoded in a query string:
+    // the first six parts, so as to tell five from more without collecting them.
+    let parts = |sep: &str| -> [Option<&'a str>; 6] {
+        let mut it = credential.split(sep);
+        std::array::from_fn(|_| it.next())
+    };
+    let mut p = parts("/");
+    if p[4].is_none() {
+        p = parts("%2F");
     }
-    if parts.len() == 5 { Some(parts[3]) } else { None }
+    if p[4].is_some() && p[5].is_none() { p[3] } else { None }
 }
 
 #[cfg(test)]

@@ -5,13 +5,13 @@ use gantry_core::{EcsError, ErrorKind};
 use gantry_ecs::{ControlPlane, Ctx};
 
 /// Runs one ECS operation and returns the rendered response body.
-/// `base_url` is how the caller reached this server (for DiscoverPollEndpoint).
+/// `host` is the `Host` the caller reached this server at (for DiscoverPollEndpoint).
 pub async fn dispatch(
     cp: &ControlPlane,
     ctx: &Ctx,
     op: &str,
     body: &[u8],
-    base_url: &str,
+    host: Option<&str>,
 ) -> Result<Vec<u8>, EcsError> {
     macro_rules! call {
         ($method:ident) => {
@@ -75,7 +75,10 @@ pub async fn dispatch(
         "DescribeTaskSets" => call!(describe_task_sets, sync),
         "UpdateServicePrimaryTaskSet" => call!(update_service_primary_task_set),
         // Agent-facing
-        "DiscoverPollEndpoint" => render(&cp.discover_poll_endpoint(ctx, parse(op, body)?, base_url)?),
+        "DiscoverPollEndpoint" => {
+            let base_url = format!("http://{}", host.unwrap_or("127.0.0.1"));
+            render(&cp.discover_poll_endpoint(ctx, parse(op, body)?, &base_url)?)
+        }
         "SubmitTaskStateChange" => call!(submit_task_state_change),
         "SubmitContainerStateChange" => call!(submit_container_state_change),
         "SubmitAttachmentStateChanges" => call!(submit_attachment_state_changes),

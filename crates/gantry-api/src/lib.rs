@@ -135,9 +135,8 @@ pub(crate) async fn ecs(
     };
     let ctx = Ctx::root(Scope::new(s.config.account_id.clone(), front::ecs_region(caller).to_string()));
     let span = tracing::debug_span!("ecs", op, request_id = %request_id, region = %ctx.scope.region);
-    let base_url = format!("http://{}", head.host.unwrap_or("127.0.0.1"));
     let call =
-        tracing::Instrument::instrument(dispatch::dispatch(&s.control, &ctx, op, body, &base_url), span);
+        tracing::Instrument::instrument(dispatch::dispatch(&s.control, &ctx, op, body, head.host), span);
     let result = match CatchUnwind(Box::pin(call)).await {
         Ok(r) => r,
         Err(_) => Err(EcsError::server(format!("An internal error occurred while processing {op}."))),

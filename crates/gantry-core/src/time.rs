@@ -64,8 +64,16 @@ pub trait IdGen: Send + Sync {
         let mut b = self.next_u128().to_be_bytes();
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
-        let h = hex(&b);
-        format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut s = String::with_capacity(36);
+        for (i, x) in b.iter().enumerate() {
+            if matches!(i, 4 | 6 | 8 | 10) {
+                s.push('-');
+            }
+            s.push(DIGITS[(x >> 4) as usize] as char);
+            s.push(DIGITS[(x & 15) as usize] as char);
+        }
+        s
     }
 
     /// 32 lowercase hex digits, as ECS task and container-instance IDs are.
@@ -150,6 +158,7 @@ mod tests {
         let u = SeededIds::new(1).uuid();
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4");
+        assert!(u.char_indices().all(|(i, c)| (c == '-') == matches!(i, 8 | 13 | 18 | 23)), "{u}");
         assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"));
         assert_eq!(SeededIds::new(1).hex_id().len(), 32);
     }

@@ -17,7 +17,22 @@ pub const SERVICE: &str = "ecs";
 const UNSCOPED: &str = "/_ecs/";
 
 fn base(s: &Scope) -> String {
-    format!("/{}/{}/{SERVICE}/", s.account, s.region)
+    scoped(s, &[])
+}
+
+/// `/ACCOUNT/REGION/ecs/` followed by `parts`, in one allocation of the right size (keys are
+/// built on every read; `format!` cost a Describe call more than looking the key up).
+fn scoped(s: &Scope, parts: &[&str]) -> String {
+    let len =
+        s.account.len() + s.region.len() + SERVICE.len() + 4 + parts.iter().map(|p| p.len()).sum::<usize>();
+    let mut k = String::with_capacity(len);
+    for p in ["/", &s.account, "/", &s.region, "/", SERVICE, "/"] {
+        k.push_str(p);
+    }
+    for p in parts {
+        k.push_str(p);
+    }
+    k
 }
 
 /// Whether `key` is one of ECS's: `/_ecs/...` or `/ACCOUNT/REGION/ecs/...`.
@@ -44,10 +59,10 @@ pub fn parse_scoped(key: &str) -> Option<(Scope, &str, &str)> {
 }
 
 pub fn cluster_prefix(s: &Scope) -> String {
-    format!("{}cluster/", base(s))
+    scoped(s, &["cluster/"])
 }
 pub fn cluster(s: &Scope, name: &str) -> String {
-    format!("{}{name}", cluster_prefix(s))
+    scoped(s, &["cluster/", name])
 }
 
 pub fn capacity_provider_prefix(s: &Scope) -> String {
@@ -90,7 +105,7 @@ pub fn container_instance(s: &Scope, cluster: &str, id: &str) -> String {
 
 /// The index of container instances by status: `.../ci-status/CLUSTER/STATUS/ID`.
 pub fn ci_status_prefix(s: &Scope, cluster: &str, status: &str) -> String {
-    format!("{}ci-status/{cluster}/{status}/", base(s))
+    scoped(s, &["ci-status/", cluster, "/", status, "/"])
 }
 pub fn ci_status(s: &Scope, cluster: &str, status: &str, id: &str) -> String {
     format!("{}{id}", ci_status_prefix(s, cluster, status))
@@ -101,7 +116,7 @@ pub fn services_prefix(s: &Scope) -> String {
     format!("{}service/", base(s))
 }
 pub fn service_prefix(s: &Scope, cluster: &str) -> String {
-    format!("{}service/{cluster}/", base(s))
+    scoped(s, &["service/", cluster, "/"])
 }
 pub fn service(s: &Scope, cluster: &str, name: &str) -> String {
     format!("{}{name}", service_prefix(s, cluster))
@@ -149,7 +164,7 @@ pub fn scheduled_service(s: &Scope, cluster: &str, name: &str) -> String {
 }
 
 pub fn task_prefix(s: &Scope, cluster: &str) -> String {
-    format!("{}task/{cluster}/", base(s))
+    scoped(s, &["task/", cluster, "/"])
 }
 pub fn task(s: &Scope, cluster: &str, id: &str) -> String {
     format!("{}{id}", task_prefix(s, cluster))

@@ -234,19 +234,22 @@ fn parse_header(req: &Request<'_>, raw: &[u8]) -> Result<Auth, SigError> {
     let cred = parse_credential(credential)?;
     let date_text = String::from_utf8_lossy(date_raw);
     let date_text = date_text.trim();
-    let timestamp = if amz {
-        time::parse_amz_date(date_text)
-    } else {
-        time::parse_amz_date(date_text).or_else(|| time::parse_http_date(date_text))
-    }
-    .ok_or_else(|| bad_date(date_text))?;
+    // An ISO-8601 basic date is kept as sent (it is what was signed; parsing checked its form).
+    let (timestamp, amz_date) = match time::parse_amz_date(date_text) {
+        Some(t) => (t, date_text.to_string()),
+        None if !amz => {
+            let t = time::parse_http_date(date_text).ok_or_else(|| bad_date(date_text))?;
+            (t, time::format_amz_date(t))
+        }
+        None => return Err(bad_date(date_text)),
+    };
     require_host(signed_headers)?;
     let security_token = req.header("x-amz-security-token").map(|v| String::from_utf8_lossy(v).into_owned());
     Ok(Auth {
         form: Form::Header,
         access_key: cred.access_key.to_string(),
         date: cred.date.to_string(),
-        amz_date: time::format_amz_date(timestamp),
+        amz_date,
         timestamp,
         region: cred.region.to_string(),
         service: cred.service.to_string(),

@@ -49,6 +49,22 @@ fn merge_settings(current: &mut Vec<ClusterSetting>, new: &[ClusterSetting]) {
     }
 }
 
+/// ECS's cluster statistics, in the (alphabetical) order DescribeClusters lists them.
+const STATISTICS: [&str; 12] = [
+    "activeEC2ServiceCount",
+    "activeExternalServiceCount",
+    "activeFargateServiceCount",
+    "drainingEC2ServiceCount",
+    "drainingExternalServiceCount",
+    "drainingFargateServiceCount",
+    "pendingEC2TasksCount",
+    "pendingExternalTasksCount",
+    "pendingFargateTasksCount",
+    "runningEC2TasksCount",
+    "runningExternalTasksCount",
+    "runningFargateTasksCount",
+];
+
 impl ControlPlane {
     /// Loads an ACTIVE cluster by reference, or fails with ClusterNotFoundException.
     pub(crate) fn active_cluster(
@@ -198,27 +214,25 @@ impl ControlPlane {
 
     /// Fills the counts and trims the optional parts of a cluster for output.
     fn render_cluster(&self, ctx: &Ctx, mut c: Cluster, include: Option<&Vec<String>>) -> Result<Cluster> {
-        let name = c.cluster_name.clone().unwrap_or_default();
-        c.registered_container_instances_count = self.registered_instances(ctx, &name) as i32;
-        let stats = self.cluster_statistics(ctx, &name)?;
-        let stat = |k: &str| {
-            stats
-                .iter()
-                .find(|s| s.name.as_deref() == Some(k))
-                .and_then(|s| s.value.as_ref())
-                .and_then(|v| v.parse::<i32>().ok())
-                .unwrap_or(0)
+        let name = c.cluster_name.as_deref().unwrap_or_default();
+        c.registered_container_instances_count = self.registered_instances(ctx, name) as i32;
+        let counts = self.cluster_statistics(ctx, name)?;
+        let sum = |state: &str| -> i32 {
+            STATISTICS.iter().zip(counts).filter(|(n, _)| n.starts_with(state)).map(|(_, v)| v).sum()
         };
-        c.running_tasks_count = stat("runningEC2TasksCount")
-            + stat("runningFargateTasksCount")
-            + stat("runningExternalTasksCount");
-        c.pending_tasks_count = stat("pendingEC2TasksCount")
-            + stat("pendingFargateTasksCount")
-            + stat("pendingExternalTasksCount");
-        c.active_services_count = stat("activeEC2ServiceCount")
-            + stat("activeFargateServiceCount")
-            + stat("activeExternalServiceCount");
-        c.statistics = Some(if includes(include, "STATISTICS") { stats } else { vec![] });
+        // ECS counts neither DRAINING services nor any task that is not pending or running.
+        c.running_tasks_count = sum("running");
+        c.pending_tasks_count = sum("pending");
+        c.active_services_count = sum("active");
+        c.statistics = Some(if includes(include, "STATISTICS") {
+            STATISTICS
+                .iter()
+                .zip(counts)
+                .map(|(k, v)| KeyValuePair { name: Some(k.to_string()), value: Some(v.to_string()) })
+                .collect()
+        } else {
+            vec![]
+        });
         if !includes(include, "TAGS") {
             c.tags = Some(vec![]);
         }
@@ -237,61 +251,38 @@ impl ControlPlane {
         Ok(c)
     }
 
-    /// ECS's cluster statistics. Tasks and services are counted by launch type from their
-    /// records; until services and tasks exist the counts are zero.
-    fn cluster_statistics(&self, ctx: &Ctx, cluster: &str) -> Result<Vec<KeyValuePair>> {
-        let mut counts: std::collections::BTreeMap<&str, i32> = [
-            "runningEC2TasksCount",
-            "runningFargateTasksCount",
-            "pendingEC2TasksCount",
-            "pendingFargateTasksCount",
-            "runningExternalTasksCount",
-            "pendingExternalTasksCount",
-            "activeEC2ServiceCount",
-            "activeFargateServiceCount",
-            "drainingEC2ServiceCount",
-            "drainingFargateServiceCount",
-            "activeExternalServiceCount",
-            "drainingExternalServiceCount",
-        ]
-        .into_iter()
-        .map(|k| (k, 0))
-        .collect();
+    /// ECS's cluster statistics, counted in [`STATISTICS`]' order. Tasks and services are
+    /// counted by launch type from their records; until services and tasks exist the counts are
+    /// zero.
+    fn cluster_statistics(&self, ctx: &Ctx, cluster: &str) -> Result<[i32; STATISTICS.len()]> {
+        let mut counts = [0; STATISTICS.len()];
+        // The index in STATISTICS of "{state}{launch}...": launch types sort EC2, External, Fargate.
         let launch = |lt: Option<&str>| match lt {
-            Some("FARGATE") => "Fargate",
-            Some("EXTERNAL") => "External",
-            _ => "EC2",
+            Some("FARGATE") => 2,
+            Some("EXTERNAL") => 1,
+            _ => 0,
         };
         // Task records hold the ECS `Task` under `task` (read as a `Task`, every field was None
         // and every task counted as pending).
         for t in load_prefix::<TaskRecord>(&*self.store, &keys::task_prefix(&ctx.scope, cluster))? {
             let t = t.value.task;
             let state = match t.last_status.as_deref() {
-                Some("RUNNING") => "running",
+                Some("RUNNING") => 9,
                 Some("STOPPED") | Some("DELETED") => continue,
-                _ => "pending",
+                _ => 6,
             };
-            let k = format!("{state}{}TasksCount", launch(t.launch_type.as_deref()));
-            if let Some(v) = counts.iter_mut().find(|(n, _)| **n == k) {
-                *v.1 += 1;
-            }
+            counts[state + launch(t.launch_type.as_deref())] += 1;
         }
         for s in load_prefix::<ServiceRecord>(&*self.store, &keys::service_prefix(&ctx.scope, cluster))? {
             let s = &s.value.service;
             let state = match s.status.as_deref() {
-                Some("ACTIVE") => "active",
-                Some("DRAINING") => "draining",
+                Some("ACTIVE") => 0,
+                Some("DRAINING") => 3,
                 _ => continue,
             };
-            let k = format!("{state}{}ServiceCount", launch(s.launch_type.as_deref()));
-            if let Some(v) = counts.iter_mut().find(|(n, _)| **n == k) {
-                *v.1 += 1;
-            }
+            counts[state + launch(s.launch_type.as_deref())] += 1;
         }
-        Ok(counts
-            .into_iter()
-            .map(|(k, v)| KeyValuePair { name: Some(k.to_string()), value: Some(v.to_string()) })
-            .collect())
+        Ok(counts)
     }
 
     pub fn describe_clusters(
@@ -300,7 +291,7 @@ impl ControlPlane {
         req: DescribeClustersRequest,
     ) -> Result<DescribeClustersResponse> {
         check_include("include", req.include.as_ref(), INCLUDE)?;
-        let refs = req.clusters.clone().unwrap_or_else(|| vec!["default".to_string()]);
+        let refs = req.clusters.unwrap_or_else(|| vec!["default".to_string()]);
         check_batch("clusters", refs.len(), 100)?;
         let mut clusters = Vec::new();
         let mut failures = Vec::new();
@@ -497,5 +488,20 @@ impl ControlPlane {
         let include: Vec<String> =
             ["SETTINGS", "CONFIGURATIONS", "TAGS"].iter().map(|s| s.to_string()).collect();
         Ok(DeleteClusterResponse { cluster: Some(self.render_cluster(ctx, c, Some(&include))?) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::STATISTICS;
+
+    #[test]
+    fn statistics_are_listed_in_order_and_indexed_by_state_and_launch_type() {
+        assert!(STATISTICS.windows(2).all(|w| w[0] < w[1]));
+        for (state, at) in [("active", 0), ("draining", 3), ("pending", 6), ("running", 9)] {
+            for (launch, off) in [("EC2", 0), ("External", 1), ("Fargate", 2)] {
+                assert!(STATISTICS[at + off].starts_with(&format!("{state}{launch}")));
+            }
+        }
     }
 }
