@@ -154,8 +154,8 @@ pub fn service_revision(s: &Scope, cluster: &str, service: &str, id: &str) -> St
 }
 
 /// Every service the scheduler looks after, across accounts and regions:
-/// `/_ecs/service/ACCOUNT/REGION/CLUSTER/NAME`, whose value is the service's key. Written when the
-/// service is created, deleted when it becomes INACTIVE.
+/// `/_ecs/service/ACCOUNT/REGION/CLUSTER/NAME`, whose value is the service's key: the service
+/// record's index row (`table::Record`), present while the service is not INACTIVE.
 pub fn scheduled_services_prefix() -> String {
     format!("{UNSCOPED}service/")
 }

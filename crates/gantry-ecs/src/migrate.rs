@@ -6,12 +6,14 @@
 //! write leaves the old layout as it was), and running it again finds nothing to move.
 //!
 //! Records are moved byte for byte (compressed or not). The index rows the record layer derives
-//! (`td-status/`, `ci-status/`, `/_ecs/node/`) are not moved but derived again from the moved
-//! records through [`Record::index_keys`], and compared with the old rows, moved; a difference is
-//! logged (the derived rows win). The rows still kept by hand are moved, with the keys their
-//! values hold (`/_service/`'s value is the service's key) rewritten.
+//! (`td-status/`, `ci-status/`, `/_ecs/node/`, `/_ecs/service/`) are not moved but derived again
+//! from the moved records through [`Record::index_keys`], and compared with the old rows, moved
+//! (the keys their values hold rewritten: `/_node/`'s value holds the task's key, `/_service/`'s
+//! is the service's); a difference is logged (the derived rows win). The rows still kept by hand
+//! (`service-task/`, empty) are moved.
 
 use crate::keys;
+use crate::ops::service_record::ServiceRecord;
 use crate::ops::tasks::TaskRecord;
 use crate::records::parse;
 use crate::table::{Record, Row};
@@ -121,8 +123,7 @@ impl Plan {
                 "service" => {
                     let service_key = String::from_utf8_lossy(&kv.value);
                     let service_key = new_key(&service_key).unwrap_or_else(|| service_key.into_owned());
-                    self.put(new, service_key.into_bytes());
-                    self.out.moved += 1;
+                    self.old_rows.insert(new, service_key.into_bytes());
                 }
                 _ => {
                     self.put(new, kv.value.to_vec());
@@ -140,6 +141,7 @@ impl Plan {
             "task-definition" => self.derive::<crate::ops::task_definitions::TaskDefRecord>(&scope, kv)?,
             "container-instance" => self.derive::<ContainerInstance>(&scope, kv)?,
             "task" => self.derive::<TaskRecord>(&scope, kv)?,
+            "service" => self.derive::<ServiceRecord>(&scope, kv)?,
             _ => {}
         }
         self.put(new, kv.value.to_vec());

@@ -15,6 +15,7 @@
 use crate::ops::services::{SchedNotes, ServiceRecord};
 use crate::ops::tasks::TaskRecord;
 use crate::records::{encode, load};
+use crate::table::{Before, Record, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::{Result, Scope, TaskStatus};
 use gantry_model::{Deployment, Service, ServiceEvent, Tag};
@@ -150,7 +151,6 @@ struct Outcome {
     /// it is for (events name it).
     launches: Vec<(Deployment, u32, Option<String>, Option<String>)>,
     forget: Vec<String>,
-    inactive: bool,
     events: Vec<String>,
     wake_at: Option<i64>,
     /// A rollback this pass started (the history records it with the deployment it rolls back).
@@ -249,7 +249,6 @@ fn plan_ecs(
         stops: plan.stop,
         launches,
         forget: plan.forget,
-        inactive: plan.inactive,
         events: plan.events,
         wake_at: plan.wake_at,
         rollback: plan.rollback,
@@ -334,7 +333,6 @@ fn plan_external(rec: &ServiceRecord, views: &[sched::TaskView], now: i64) -> Ou
         stops: plan.stop,
         launches,
         forget: plan.forget,
-        inactive,
         events: plan.events,
         wake_at: plan.wake_at,
         rollback: None,
@@ -411,8 +409,7 @@ impl ControlPlane {
         let ctx = Ctx::root(scope.clone());
         let svc = &rec.value.service;
         if svc.status.as_deref() == Some("INACTIVE") {
-            let txn = Txn::new().delete(keys::scheduled_service(&scope, &cluster, &name));
-            self.commit(txn).await?;
+            // Its scheduler entry went with the write that made it INACTIVE.
             return Ok(None);
         }
         let now = self.clock.now().0;
@@ -433,8 +430,7 @@ impl ControlPlane {
             let fresh = crate::ops::services::new_deployment_id(&*self.ids);
             plan_ecs(&rec.value, &views, &instances, now, &fresh)
         };
-        let Outcome { mut next, stops, launches, forget, inactive, mut events, mut wake_at, rollback } =
-            outcome;
+        let Outcome { mut next, stops, launches, forget, mut events, mut wake_at, rollback } = outcome;
         // Stops first: they make room. The counts written follow what this pass did: a RUNNING
         // task asked to stop is STOPPING, a launched one is PENDING.
         self.stop_planned(&ctx, &cluster, &stops, &views, &mut next.service).await?;
@@ -449,12 +445,11 @@ impl ControlPlane {
         for id in forget.iter().chain(&missing) {
             txn = txn.delete(keys::service_task(&scope, &cluster, &name, id));
         }
-        if inactive {
-            txn = txn.delete(keys::scheduled_service(&scope, &cluster, &name));
-        }
-        let bytes = encode(&next);
-        if history || bytes != encode(&rec.value) {
-            txn = txn.when(key, rec.mod_revision).put(key, bytes);
+        // The record layer keeps its scheduler entry (`/_ecs/service/`): a service made INACTIVE
+        // here leaves it in this transaction.
+        if history || encode(&next) != encode(&rec.value) {
+            debug_assert_eq!(next.key(&scope), key);
+            txn = txn.put_record(&scope, &Before::of(&scope, &rec), &next);
         }
         if !txn.ops.is_empty() && !self.commit(txn).await? {
             // The service changed during the pass: look again at once.

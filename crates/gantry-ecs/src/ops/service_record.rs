@@ -8,6 +8,7 @@
 //! (`ControlPlane::sync_history`) while the history reads the record.
 
 use crate::records::load;
+use crate::table::{Record, Row};
 use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::IdGen;
 use gantry_core::validate::is_valid_name;
@@ -24,6 +25,34 @@ pub struct ServiceRecord {
     /// (`crate::ops::service_deployments`).
     #[serde(default)]
     pub history: Vec<HistoryLink>,
+}
+
+impl ServiceRecord {
+    /// The name of the service's cluster (the last part of its `clusterArn`).
+    pub fn cluster_name(&self) -> &str {
+        let arn = self.service.cluster_arn.as_deref().unwrap_or_default();
+        arn.rsplit_once("cluster/").map_or(arn, |(_, name)| name)
+    }
+}
+
+/// A service's key is its cluster's and its name; while it is not INACTIVE, the scheduler looks
+/// after it: `/_ecs/service/ACCOUNT/REGION/CLUSTER/NAME`, whose value is the service's key.
+impl Record for ServiceRecord {
+    fn key(&self, scope: &Scope) -> String {
+        keys::service(scope, self.cluster_name(), self.service.service_name.as_deref().unwrap_or_default())
+    }
+
+    fn index_keys(&self, scope: &Scope) -> Vec<Row> {
+        if self.service.status.as_deref() == Some("INACTIVE") {
+            return Vec::new();
+        }
+        let name = self.service.service_name.as_deref().unwrap_or_default();
+        let cluster = self.cluster_name();
+        vec![(
+            keys::scheduled_service(scope, cluster, name),
+            keys::service(scope, cluster, name).into_bytes(),
+        )]
+    }
 }
 
 /// A deployment's place in the service's history: its service deployment's and its service

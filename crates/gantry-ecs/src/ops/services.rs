@@ -14,6 +14,7 @@ pub use super::service_record::{HistoryLink, SchedNotes, ServiceRecord, new_depl
 use super::tasks::{check_compatible, check_network, launch};
 use super::{check_batch, check_include, includes, one_of};
 use crate::records::{decode, encode, load};
+use crate::table::{Before, Record, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::page::{PageRequest, paginate};
 use gantry_core::validate::{is_valid_name, validate_tags};
@@ -723,7 +724,7 @@ impl ControlPlane {
             // The cluster must still be ACTIVE when the service lands.
             let cluster = self.active_cluster(ctx, Some(cname))?;
             let existing = load::<ServiceRecord>(&*self.store, &key)?;
-            let rev = match &existing {
+            let before = match &existing {
                 Some(s) => match s.value.service.status.as_deref() {
                     Some("ACTIVE") => {
                         let same = load::<String>(&*self.store, &request_key)?
@@ -736,18 +737,17 @@ impl ControlPlane {
                     Some("DRAINING") => {
                         return Err(EcsError::invalid("Unable to Start a service that is still Draining."));
                     }
-                    _ => s.mod_revision,
+                    _ => Before::of(&ctx.scope, s),
                 },
-                None => 0,
+                None => Before::absent(),
             };
             let mut rec = ServiceRecord { service: service.clone(), ..Default::default() };
+            debug_assert_eq!(rec.key(&ctx.scope), key);
             let txn = self.sync_history(&ctx.scope, cname, &mut rec, None, Txn::new())?;
             let txn = txn
                 .when(&cluster.key, cluster.mod_revision)
-                .when(&key, rev)
-                .put(&key, encode(&rec))
-                .put(&request_key, encode(&fingerprint))
-                .put(keys::scheduled_service(&ctx.scope, cname, name), key.clone().into_bytes());
+                .put_record(&ctx.scope, &before, &rec)
+                .put(&request_key, encode(&fingerprint));
             let mut shown = rec.service;
             shown.tags = service.tags.clone();
             Ok((txn, shown))
@@ -770,6 +770,7 @@ impl ControlPlane {
         let out = self
             .retry(|| {
                 let mut rec = self.load_service(ctx, &cname, &req.service)?.ok_or_else(service_not_found)?;
+                let before = Before::of(&ctx.scope, &rec);
                 let s = &mut rec.value.service;
                 if s.status.as_deref() != Some("ACTIVE") {
                     return Err(EcsError::new(
@@ -796,7 +797,7 @@ impl ControlPlane {
                 let txn = self.sync_history(&ctx.scope, &cname, &mut rec.value, None, Txn::new())?;
                 let mut shown = rec.value.service.clone();
                 shown.tags = None;
-                Ok((txn.when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), shown))
+                Ok((txn.put_record(&ctx.scope, &before, &rec.value), shown))
             })
             .await?;
         Ok(UpdateServiceResponse { service: Some(out) })
@@ -852,6 +853,7 @@ impl ControlPlane {
                     Some(r) if r.value.service.status.as_deref() != Some("INACTIVE") => r,
                     _ => return Err(service_not_found()),
                 };
+                let before = Before::of(&ctx.scope, &rec);
                 let s = &mut rec.value.service;
                 if s.status.as_deref() == Some("DRAINING") {
                     let mut shown = s.clone();
@@ -875,7 +877,7 @@ impl ControlPlane {
                 let txn = self.sync_history(&ctx.scope, &cname, &mut rec.value, None, Txn::new())?;
                 let mut shown = rec.value.service.clone();
                 shown.tags = None;
-                Ok((txn.when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), shown))
+                Ok((txn.put_record(&ctx.scope, &before, &rec.value), shown))
             })
             .await?;
         Ok(DeleteServiceResponse { service: Some(out) })

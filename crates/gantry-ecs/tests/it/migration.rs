@@ -56,8 +56,9 @@ async fn a_release_0_1_0_data_directory_migrates_and_reads_back() {
     assert!(before.iter().all(|k| !keys::owns(k)), "no key of the fixture names its service");
 
     let m = migrate(&store).await.unwrap();
-    // 3 task definitions, 3 instances (td-status, ci-status) and 4 unstopped tasks (node index).
-    assert_eq!((m.reindexed, m.dropped, m.index_mismatches), (10, 10, 0), "{m:?}");
+    // 3 task definitions, 3 instances (td-status, ci-status), 4 unstopped tasks (node index) and
+    // the ACTIVE service `web` (the scheduler's index).
+    assert_eq!((m.reindexed, m.dropped, m.index_mismatches), (11, 11, 0), "{m:?}");
     assert_eq!(m.moved + m.dropped, before.len(), "{m:?}");
     let after = all_keys(&store);
     assert_eq!(after.len(), before.len());

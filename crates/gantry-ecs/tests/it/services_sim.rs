@@ -275,15 +275,20 @@ async fn the_scheduler_through_every_scenario() {
     assert_eq!(s.live().len(), 4);
     assert!(s.live().iter().all(|t| t.task_definition_arn.as_deref().is_some_and(|a| a.ends_with("web:2"))));
 
-    // Deleting the service (force) stops everything, then it is INACTIVE.
+    // Deleting the service (force) stops everything, then it is INACTIVE; the scheduler's entry
+    // for it (the service record's index row) stays until then, and goes with that write.
+    let entry = keys::scheduled_service(&s.ctx.scope, CLUSTER, "web");
+    let service_key = keys::service(&s.ctx.scope, CLUSTER, "web");
     s.cp.delete_service(&s.ctx, req(json!({"cluster": CLUSTER, "service": "web", "force": true})))
         .await
         .unwrap();
+    assert_eq!(s.cp.store().get(&entry).map(|kv| kv.value.to_vec()), Some(service_key.into_bytes()));
     for _ in 0..5 {
         s.step(8, 0).await;
     }
     assert!(s.live().is_empty());
     assert_eq!(s.service().status.as_deref(), Some("INACTIVE"));
+    assert!(s.cp.store().get(&entry).is_none());
 
     // Blue/green with task sets (the EXTERNAL deployment controller).
     s.cp.create_service(
