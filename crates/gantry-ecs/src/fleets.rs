@@ -19,8 +19,9 @@
 //! read, so a placement on a stale fleet fails its commit and is planned again on a fresh one.
 
 use crate::records::decode;
+use crate::status::instance_status;
 use crate::{ControlPlane, Ctx, Stored, keys, reservation};
-use gantry_core::{EcsError, Result};
+use gantry_core::{EcsError, InstanceStatus, Result};
 use gantry_model::{ContainerInstance, Resource};
 use gantry_placement::engine::Fleet;
 use gantry_placement::snapshot::{Instance, Usage};
@@ -184,7 +185,7 @@ impl ControlPlane {
             None => None,
         };
         match derived {
-            Some((record, inst)) if record.value.status.as_deref() != Some("INACTIVE") => {
+            Some((record, inst)) if instance_status(&record.value) != Some(InstanceStatus::Inactive) => {
                 nodes.insert(inst.arn.clone(), key.to_string());
                 cf.keys.insert(key.to_string(), inst.arn.clone());
                 cf.records.insert(inst.arn.clone(), Arc::new(record));

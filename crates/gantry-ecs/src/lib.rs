@@ -18,6 +18,7 @@ pub mod ops;
 mod records;
 pub mod reservation;
 mod scheduler;
+mod status;
 mod table;
 
 use gantry_core::{Clock, EcsError, IdGen, Result, Scope};

@@ -15,9 +15,10 @@
 use crate::ops::services::{SchedNotes, ServiceRecord};
 use crate::ops::tasks::TaskRecord;
 use crate::records::{encode, load};
+use crate::status::{service_status, set_service_status};
 use crate::table::{Before, Record, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
-use gantry_core::{Result, Scope, TaskStatus};
+use gantry_core::{InstanceStatus, Result, Scope, ServiceStatus, TaskStatus};
 use gantry_model::{Deployment, Service, ServiceEvent, Tag};
 use gantry_placement::engine::Constraint;
 use gantry_runtime::{Action, Backoff, Controller, Leadership, Reconciler, Shutdown};
@@ -111,7 +112,7 @@ fn to_sched_service(s: &Service) -> sched::Service {
         max_percent: dc.maximum_percent.unwrap_or(if daemon { 100 } else { 200 }).max(0) as u32,
         breaker,
         grace_ms: i64::from(s.health_check_grace_period_seconds.unwrap_or(0).max(0)) * 1000,
-        draining: s.status.as_deref() == Some("DRAINING"),
+        draining: service_status(s) == Some(ServiceStatus::Draining),
         rollback_requested: false,
         deployments: s.deployments.iter().flatten().map(to_sched_deployment).collect(),
     }
@@ -142,6 +143,10 @@ fn count_change(s: &mut Service, id: &str, running: i32, pending: i32) {
         t.pending_count = (t.pending_count + pending).max(0);
     }
 }
+
+/// The status of each instance the service's tasks are on, by ARN (`None`: one Gantry does not
+/// know).
+type StatusOf = BTreeMap<String, Option<InstanceStatus>>;
 
 /// What one pass decided, in the control plane's terms.
 struct Outcome {
@@ -218,11 +223,12 @@ fn plan_ecs(
     s.deployments = Some(deployments);
     s.running_count = plan.running as i32;
     s.pending_count = plan.pending as i32;
-    if s.scheduling_strategy.as_deref() == Some("DAEMON") && s.status.as_deref() == Some("ACTIVE") {
+    if s.scheduling_strategy.as_deref() == Some("DAEMON") && service_status(s) == Some(ServiceStatus::Active)
+    {
         s.desired_count = plan.desired as i32;
     }
     if plan.inactive {
-        s.status = Some("INACTIVE".into());
+        set_service_status(s, ServiceStatus::Inactive);
     }
     let mut sn = SchedNotes {
         start_failures: plan.notes.start_failures,
@@ -276,7 +282,7 @@ fn plan_external(rec: &ServiceRecord, views: &[sched::TaskView], now: i64) -> Ou
             steady: t.stability_status.as_deref() == Some("STEADY_STATE"),
         })
         .collect();
-    let draining = s.status.as_deref() == Some("DRAINING");
+    let draining = service_status(s) == Some(ServiceStatus::Draining);
     let name = s.service_name.clone().unwrap_or_default();
     let plan = sched::reconcile_task_sets(&name, &sets, views, &to_notes(&rec.sched), now, draining);
     let mut next = rec.clone();
@@ -306,7 +312,7 @@ fn plan_external(rec: &ServiceRecord, views: &[sched::TaskView], now: i64) -> Ou
         && plan.running + plan.pending == 0
         && views.iter().all(|v| v.phase == sched::Phase::Stopped);
     if inactive {
-        next.service.status = Some("INACTIVE".into());
+        set_service_status(&mut next.service, ServiceStatus::Inactive);
     }
     next.sched.start_failures = plan.notes.start_failures;
     next.sched.last_start_failure_ms = plan.notes.last_start_failure;
@@ -350,7 +356,7 @@ struct Seen {
 
 /// The scheduler's view of each task record; a task whose instance is gone counts as STOPPED
 /// (by the user), and is lost.
-fn task_views(records: &[(String, Option<TaskRecord>)], status_of: &BTreeMap<String, String>) -> Seen {
+fn task_views(records: &[(String, Option<TaskRecord>)], status_of: &StatusOf) -> Seen {
     let mut lost = Vec::new();
     let mut views = Vec::new();
     let mut missing = Vec::new();
@@ -391,7 +397,7 @@ fn task_views(records: &[(String, Option<TaskRecord>)], status_of: &BTreeMap<Str
             started_at: ms(t.started_at),
             instance_draining: instance
                 .as_ref()
-                .is_some_and(|a| status_of.get(a).is_none_or(|s| s != "ACTIVE")),
+                .is_some_and(|a| status_of.get(a).is_none_or(|s| *s != Some(InstanceStatus::Active))),
             instance,
             zone: t.availability_zone.clone(),
             protected_until: crate::ops::tasks::protected_until_ms(r),
@@ -408,7 +414,7 @@ impl ControlPlane {
         let Some(rec) = load::<ServiceRecord>(&*self.store, key)? else { return Ok(None) };
         let ctx = Ctx::root(scope.clone());
         let svc = &rec.value.service;
-        if svc.status.as_deref() == Some("INACTIVE") {
+        if service_status(svc) == Some(ServiceStatus::Inactive) {
             // Its scheduler entry went with the write that made it INACTIVE.
             return Ok(None);
         }
@@ -482,7 +488,7 @@ impl ControlPlane {
         cluster: &str,
         svc: &Service,
         records: &[(String, Option<TaskRecord>)],
-    ) -> Result<(Vec<sched::InstanceView>, BTreeMap<String, String>)> {
+    ) -> Result<(Vec<sched::InstanceView>, StatusOf)> {
         let fleet = self.cluster_fleet(ctx, cluster)?;
         // DAEMON services place by instance; every service needs the status of its tasks'
         // instances only (not a copy of the whole fleet on every pass).
@@ -500,7 +506,7 @@ impl ControlPlane {
                 .map(|i| sched::InstanceView {
                     arn: i.arn.clone(),
                     zone: i.attributes.get("ecs.availability-zone").cloned().flatten(),
-                    eligible: i.status == "ACTIVE"
+                    eligible: i.status == InstanceStatus::Active.as_str()
                         && constraints.iter().all(|c| match c {
                             Constraint::MemberOf { test, .. } => test(i),
                             Constraint::DistinctInstance => true,
@@ -510,12 +516,12 @@ impl ControlPlane {
         } else {
             Vec::new()
         };
-        let status_of: BTreeMap<String, String> = records
+        let status_of: StatusOf = records
             .iter()
             .filter_map(|(_, r)| r.as_ref()?.task.container_instance_arn.clone())
             .filter_map(|a| {
                 let i = cf.fleet.position(&a)?;
-                Some((a, cf.fleet.instances()[i].status.clone()))
+                Some((a, InstanceStatus::parse(&cf.fleet.instances()[i].status)))
             })
             .collect();
         Ok((instances, status_of))

@@ -3,13 +3,14 @@
 
 use super::tasks::{FargateNode, TaskRecord};
 use crate::records::{decode, encode, load};
+use crate::status::{instance_status, set_instance_status};
 use crate::table::{Before, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::arn::cluster_name;
 use gantry_core::protocol::{
     Assignment, FargateRegistration, RawAssignment, SharedJson, TaskHealthReport, fargate_node_name,
 };
-use gantry_core::{Arn, EcsError, Result, Scope};
+use gantry_core::{Arn, EcsError, InstanceStatus, Result, Scope};
 use gantry_model::*;
 use gantry_store::Txn;
 use serde_json::value::RawValue;
@@ -66,29 +67,31 @@ impl ControlPlane {
         ctx: &Ctx,
         req: UpdateContainerInstancesStateRequest,
     ) -> Result<UpdateContainerInstancesStateResponse> {
-        if !["ACTIVE", "DRAINING"].contains(&req.status.as_str()) {
-            return Err(EcsError::invalid(format!(
-                "Container instances status can only be ACTIVE or DRAINING, but was '{}'.",
-                req.status
-            )));
-        }
+        let status = match InstanceStatus::parse(&req.status) {
+            Some(s) if InstanceStatus::REGISTERED.contains(&s) => s,
+            _ => {
+                return Err(EcsError::invalid(format!(
+                    "Container instances status can only be ACTIVE or DRAINING, but was '{}'.",
+                    req.status
+                )));
+            }
+        };
         super::check_batch("containerInstances", req.container_instances.len(), 10)?;
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
         let cname = cluster.value.cluster_name.unwrap_or_default();
         let mut out = Vec::new();
         let mut failures = Vec::new();
         for r in &req.container_instances {
-            let status = req.status.clone();
             let updated = self
                 .retry(|| {
                     let Some(mut i) = self.load_instance(ctx, &cname, r)? else {
                         return Ok((Txn::new(), None));
                     };
-                    if i.value.status.as_deref() == Some("INACTIVE") {
+                    if instance_status(&i.value) == Some(InstanceStatus::Inactive) {
                         return Ok((Txn::new(), None));
                     }
                     let before = Before::of(&ctx.scope, &i);
-                    i.value.status = Some(status.clone());
+                    set_instance_status(&mut i.value, status);
                     i.value.version += 1;
                     let txn = Txn::new().put_record(&ctx.scope, &before, &i.value);
                     Ok((txn, Some(i.value)))
@@ -106,8 +109,8 @@ impl ControlPlane {
     /// and its task counts.
     pub(crate) fn render_instance(&self, mut i: ContainerInstance) -> ContainerInstance {
         let arn = i.container_instance_arn.clone().unwrap_or_default();
-        i.agent_connected =
-            i.status.as_deref() != Some("INACTIVE") && self.agents.connected(&arn, self.clock.now());
+        i.agent_connected = instance_status(&i) != Some(InstanceStatus::Inactive)
+            && self.agents.connected(&arn, self.clock.now());
         let (mut running, mut pending) = (0, 0);
         for kv in self.store.range(&keys::node_tasks_prefix(&arn), None, usize::MAX) {
             let (key, _) = keys::node_task_value_parts(&kv.value);

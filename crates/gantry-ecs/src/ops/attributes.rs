@@ -3,9 +3,10 @@
 
 use super::container_instances::{check_attribute, check_custom_limit, instance_id, upsert_attributes};
 use crate::records::{decode, encode};
+use crate::status::instance_status;
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::page::{PageRequest, encode_token};
-use gantry_core::{EcsError, ErrorKind, Result};
+use gantry_core::{EcsError, ErrorKind, InstanceStatus, Result};
 use gantry_model::*;
 use gantry_store::Txn;
 use std::collections::BTreeMap;
@@ -56,7 +57,7 @@ impl ControlPlane {
             for (id, list) in &by_target {
                 let key = keys::container_instance(&ctx.scope, &cname, id);
                 let mut inst = match crate::records::load::<ContainerInstance>(&*self.store, &key)? {
-                    Some(i) if i.value.status.as_deref() != Some("INACTIVE") => i,
+                    Some(i) if instance_status(&i.value) != Some(InstanceStatus::Inactive) => i,
                     _ => {
                         let shown = list[0].target_id.clone().unwrap_or_default();
                         return Err(EcsError::new(
@@ -133,7 +134,7 @@ impl ControlPlane {
         let mut rows: Vec<(String, Attribute)> = Vec::new();
         for kv in self.store.range(&keys::container_instance_prefix(&ctx.scope, &cname), None, usize::MAX) {
             let inst = decode::<ContainerInstance>(&kv)?;
-            if inst.value.status.as_deref() == Some("INACTIVE") {
+            if instance_status(&inst.value) == Some(InstanceStatus::Inactive) {
                 continue;
             }
             let arn = inst.value.container_instance_arn.clone().unwrap_or_default();

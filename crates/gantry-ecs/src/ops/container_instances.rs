@@ -3,11 +3,12 @@
 
 use super::{check_batch, check_include, includes};
 use crate::records::{decode, encode, load};
+use crate::status::{instance_status, set_instance_status};
 use crate::table::{Before, Record, Row, TxnExt};
 use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::page::{PageRequest, paginate};
 use gantry_core::validate::validate_tags;
-use gantry_core::{Arn, EcsError, Result, Scope};
+use gantry_core::{Arn, EcsError, InstanceStatus, Result, Scope};
 use gantry_model::*;
 use gantry_store::Txn;
 
@@ -114,8 +115,11 @@ impl Record for ContainerInstance {
     }
     fn index_keys(&self, scope: &Scope) -> Vec<Row> {
         let (cluster, id) = cluster_and_id(self);
-        let status = self.status.as_deref().unwrap_or("ACTIVE");
-        vec![(keys::ci_status(scope, cluster, status, id), Vec::new())]
+        // A status Gantry did not write has no row (no count or listing by status shows it).
+        instance_status(self)
+            .map(|status| (keys::ci_status(scope, cluster, status.as_str(), id), Vec::new()))
+            .into_iter()
+            .collect()
     }
 }
 
@@ -137,9 +141,9 @@ impl ControlPlane {
 
     /// How many instances of a cluster are registered (ACTIVE or DRAINING).
     pub(crate) fn registered_instances(&self, ctx: &Ctx, cluster: &str) -> usize {
-        ["ACTIVE", "DRAINING"]
+        InstanceStatus::REGISTERED
             .iter()
-            .map(|st| self.store.count(&keys::ci_status_prefix(&ctx.scope, cluster, st)))
+            .map(|st| self.store.count(&keys::ci_status_prefix(&ctx.scope, cluster, st.as_str())))
             .sum()
     }
 
@@ -228,7 +232,7 @@ impl ControlPlane {
                         upsert_attributes(&mut a, &attrs);
                         check_custom_limit(&a)?;
                         i.attributes = Some(a);
-                        i.status = Some("ACTIVE".into());
+                        set_instance_status(i, InstanceStatus::Active);
                         (before, e.value)
                     }
                     None => {
@@ -241,7 +245,7 @@ impl ControlPlane {
                             version_info: req.version_info.clone(),
                             remaining_resources: Some(resources.clone()),
                             registered_resources: Some(resources.clone()),
-                            status: Some("ACTIVE".into()),
+                            status: Some(InstanceStatus::Active.as_str().into()),
                             agent_connected: false,
                             running_tasks_count: 0,
                             pending_tasks_count: 0,
@@ -300,14 +304,17 @@ impl ControlPlane {
         req: ListContainerInstancesRequest,
     ) -> Result<ListContainerInstancesResponse> {
         let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 100, 100)?;
-        if let Some(s) = &req.status
-            && !["ACTIVE", "DRAINING", "REGISTERING", "DEREGISTERING", "REGISTRATION_FAILED"]
-                .contains(&s.as_str())
-        {
-            return Err(EcsError::invalid(format!(
-                "status should be one of [ACTIVE,DRAINING,REGISTERING,DEREGISTERING,REGISTRATION_FAILED], but was '{s}'."
-            )));
-        }
+        let wanted = match req.status.as_deref() {
+            None => None,
+            Some(s) => match InstanceStatus::parse(s) {
+                Some(st) if st != InstanceStatus::Inactive => Some(st),
+                _ => {
+                    return Err(EcsError::invalid(format!(
+                        "status should be one of [ACTIVE,DRAINING,REGISTERING,DEREGISTERING,REGISTRATION_FAILED], but was '{s}'."
+                    )));
+                }
+            },
+        };
         let filter = match req.filter.as_deref().filter(|f| !f.trim().is_empty()) {
             Some(f) => Some(gantry_core::query::Filter::parse(f)?),
             None => None,
@@ -318,10 +325,10 @@ impl ControlPlane {
         let mut out = Vec::new();
         for kv in self.store.range(&prefix, page.after.as_deref(), usize::MAX) {
             let i = decode::<ContainerInstance>(&kv)?;
-            let st = i.value.status.as_deref().unwrap_or_default();
-            let keep = match &req.status {
-                Some(s) => st == s,
-                None => st != "INACTIVE",
+            let st = instance_status(&i.value);
+            let keep = match wanted {
+                Some(s) => st == Some(s),
+                None => st != Some(InstanceStatus::Inactive),
             };
             let keep = keep
                 && filter.as_ref().is_none_or(|f| {
@@ -355,7 +362,7 @@ impl ControlPlane {
                 let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
                 let cname = cluster.value.cluster_name.unwrap_or_default();
                 let mut i = match self.load_instance(ctx, &cname, &req.container_instance)? {
-                    Some(i) if i.value.status.as_deref() != Some("INACTIVE") => i,
+                    Some(i) if instance_status(&i.value) != Some(InstanceStatus::Inactive) => i,
                     _ => {
                         return Err(EcsError::invalid(format!(
                             "Container instance '{}' is not registered in cluster '{cname}'.",
@@ -367,7 +374,7 @@ impl ControlPlane {
                     return Err(EcsError::invalid("Found running tasks on the instance."));
                 }
                 let before = Before::of(&ctx.scope, &i);
-                i.value.status = Some("INACTIVE".into());
+                set_instance_status(&mut i.value, InstanceStatus::Inactive);
                 i.value.agent_connected = false;
                 let txn = Txn::new().put_record(&ctx.scope, &before, &i.value);
                 Ok((txn, i.value))

@@ -409,7 +409,10 @@ impl ControlPlane {
         deployments: &[Deployment],
     ) -> Result<()> {
         let now = s.now;
-        let deleted = matches!(rec.service.status.as_deref(), Some("DRAINING" | "INACTIVE"));
+        let deleted = matches!(
+            crate::status::service_status(&rec.service),
+            Some(gantry_core::ServiceStatus::Draining | gantry_core::ServiceStatus::Inactive)
+        );
         for (i, d) in deployments.iter().enumerate() {
             let Some(l) =
                 rec.history.iter().find(|l| Some(l.deployment.as_str()) == d.id.as_deref()).cloned()

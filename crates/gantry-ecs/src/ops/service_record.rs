@@ -8,11 +8,12 @@
 //! (`ControlPlane::sync_history`) while the history reads the record.
 
 use crate::records::load;
+use crate::status::service_status;
 use crate::table::{Record, Row};
 use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::IdGen;
 use gantry_core::validate::is_valid_name;
-use gantry_core::{Arn, EcsError, ErrorKind, Result, Scope};
+use gantry_core::{Arn, EcsError, ErrorKind, Result, Scope, ServiceStatus};
 use gantry_model::*;
 use serde::{Deserialize, Serialize};
 
@@ -43,7 +44,7 @@ impl Record for ServiceRecord {
     }
 
     fn index_keys(&self, scope: &Scope) -> Vec<Row> {
-        if self.service.status.as_deref() == Some("INACTIVE") {
+        if service_status(&self.service) == Some(ServiceStatus::Inactive) {
             return Vec::new();
         }
         let name = self.service.service_name.as_deref().unwrap_or_default();

@@ -14,11 +14,12 @@ pub use super::service_record::{HistoryLink, SchedNotes, ServiceRecord, new_depl
 use super::tasks::{check_compatible, check_network, launch};
 use super::{check_batch, check_include, includes, one_of};
 use crate::records::{decode, encode, load};
+use crate::status::{service_status, set_service_status};
 use crate::table::{Before, Record, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::page::{PageRequest, paginate};
 use gantry_core::validate::{is_valid_name, validate_tags};
-use gantry_core::{EcsError, ErrorKind, Result, Scope};
+use gantry_core::{EcsError, ErrorKind, Result, Scope, ServiceStatus};
 use gantry_model::*;
 use gantry_store::Txn;
 
@@ -673,7 +674,7 @@ impl ControlPlane {
             cluster_arn: cluster.cluster_arn.clone(),
             load_balancers: Some(load_balancers),
             service_registries: Some(registries),
-            status: Some("ACTIVE".into()),
+            status: Some(ServiceStatus::Active.as_str().into()),
             desired_count: desired,
             running_count: 0,
             pending_count: 0,
@@ -725,8 +726,8 @@ impl ControlPlane {
             let cluster = self.active_cluster(ctx, Some(cname))?;
             let existing = load::<ServiceRecord>(&*self.store, &key)?;
             let before = match &existing {
-                Some(s) => match s.value.service.status.as_deref() {
-                    Some("ACTIVE") => {
+                Some(s) => match service_status(&s.value.service) {
+                    Some(ServiceStatus::Active) => {
                         let same = load::<String>(&*self.store, &request_key)?
                             .is_some_and(|r| r.value == fingerprint);
                         if same {
@@ -734,7 +735,7 @@ impl ControlPlane {
                         }
                         return Err(EcsError::invalid("Creation of service was not idempotent."));
                     }
-                    Some("DRAINING") => {
+                    Some(ServiceStatus::Draining) => {
                         return Err(EcsError::invalid("Unable to Start a service that is still Draining."));
                     }
                     _ => Before::of(&ctx.scope, s),
@@ -772,7 +773,7 @@ impl ControlPlane {
                 let mut rec = self.load_service(ctx, &cname, &req.service)?.ok_or_else(service_not_found)?;
                 let before = Before::of(&ctx.scope, &rec);
                 let s = &mut rec.value.service;
-                if s.status.as_deref() != Some("ACTIVE") {
+                if service_status(s) != Some(ServiceStatus::Active) {
                     return Err(EcsError::new(
                         ErrorKind::ServiceNotActiveException,
                         "Service was not ACTIVE.",
@@ -850,12 +851,12 @@ impl ControlPlane {
         let out = self
             .retry(|| {
                 let mut rec = match self.load_service(ctx, &cname, &req.service)? {
-                    Some(r) if r.value.service.status.as_deref() != Some("INACTIVE") => r,
+                    Some(r) if service_status(&r.value.service) != Some(ServiceStatus::Inactive) => r,
                     _ => return Err(service_not_found()),
                 };
                 let before = Before::of(&ctx.scope, &rec);
                 let s = &mut rec.value.service;
-                if s.status.as_deref() == Some("DRAINING") {
+                if service_status(s) == Some(ServiceStatus::Draining) {
                     let mut shown = s.clone();
                     shown.tags = None;
                     return Ok((Txn::new(), shown));
@@ -866,7 +867,7 @@ impl ControlPlane {
                     ));
                 }
                 let now = self.now_s();
-                s.status = Some("DRAINING".into());
+                set_service_status(s, ServiceStatus::Draining);
                 s.desired_count = 0;
                 if let Some(primary) =
                     s.deployments.iter_mut().flatten().find(|d| d.status.as_deref() == Some("PRIMARY"))
@@ -927,7 +928,7 @@ impl ControlPlane {
         for kv in self.store.range(&prefix, page.after.as_deref(), usize::MAX) {
             let rec = decode::<ServiceRecord>(&kv)?;
             let s = &rec.value.service;
-            let listed = matches!(s.status.as_deref(), Some("ACTIVE" | "DRAINING"))
+            let listed = matches!(service_status(s), Some(ServiceStatus::Active | ServiceStatus::Draining))
                 && req.launch_type.as_ref().is_none_or(|l| s.launch_type.as_ref() == Some(l))
                 && req.scheduling_strategy.as_ref().is_none_or(|x| s.scheduling_strategy.as_ref() == Some(x));
             if listed {
@@ -982,7 +983,9 @@ impl ControlPlane {
             }
             known = true;
             let after = page.after.as_deref().is_none_or(|a| rec.key.as_str() > a);
-            if after && matches!(s.status.as_deref(), Some("ACTIVE" | "DRAINING")) && out.len() <= page.limit
+            if after
+                && matches!(service_status(s), Some(ServiceStatus::Active | ServiceStatus::Draining))
+                && out.len() <= page.limit
             {
                 out.push(rec);
             }

@@ -3,9 +3,10 @@
 
 use super::services::ServiceRecord;
 use crate::records::{encode, load};
+use crate::status::{instance_status, service_status};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::validate::{check_tag_count, merge_tags, validate_tags};
-use gantry_core::{Arn, EcsError, ErrorKind, Result};
+use gantry_core::{Arn, EcsError, ErrorKind, InstanceStatus, Result, ServiceStatus};
 use gantry_model::*;
 use gantry_store::Txn;
 
@@ -99,14 +100,14 @@ impl ControlPlane {
                 Target::ContainerInstance => {
                     edit!(
                         ContainerInstance,
-                        |i: &ContainerInstance| i.status.as_deref() != Some("INACTIVE"),
+                        |i: &ContainerInstance| instance_status(i) != Some(InstanceStatus::Inactive),
                         not_found(arn),
                         tags
                     )
                 }
                 Target::Service => {
                     let mut rec = match load::<ServiceRecord>(&*self.store, &key)? {
-                        Some(r) if r.value.service.status.as_deref() != Some("INACTIVE") => r,
+                        Some(r) if service_status(&r.value.service) != Some(ServiceStatus::Inactive) => r,
                         _ => return Err(not_found(arn)),
                     };
                     let tags = rec.value.service.tags.get_or_insert_with(Vec::new);
@@ -168,7 +169,9 @@ impl ControlPlane {
                 load::<ContainerInstance>(&*self.store, &key)?.ok_or_else(|| not_found(arn))?.value.tags
             }
             Target::Service => match load::<ServiceRecord>(&*self.store, &key)? {
-                Some(r) if r.value.service.status.as_deref() != Some("INACTIVE") => r.value.service.tags,
+                Some(r) if service_status(&r.value.service) != Some(ServiceStatus::Inactive) => {
+                    r.value.service.tags
+                }
                 _ => return Err(not_found(arn)),
             },
             Target::TaskDefinition => Some(

@@ -55,7 +55,7 @@ impl ControlPlane {
         let rec = self
             .load_service(ctx, &cname, service)?
             .ok_or_else(|| EcsError::new(ErrorKind::ServiceNotFoundException, "Service not found."))?;
-        if rec.value.service.status.as_deref() != Some("ACTIVE") {
+        if crate::status::service_status(&rec.value.service) != Some(gantry_core::ServiceStatus::Active) {
             return Err(EcsError::new(ErrorKind::ServiceNotActiveException, "Service was not ACTIVE."));
         }
         let external =

@@ -1,0 +1,90 @@
+//! The statuses of ECS resources Gantry decides on, as enums: compare and index through them,
+//! never through string literals. The wire shapes (`gantry-model`) and the stored records, which
+//! are those shapes, keep ECS's strings; `gantry-ecs` converts at one place (its `status.rs`).
+//!
+//! Gantry writes only these values (a status is set from an enum, and a status given in a request
+//! is parsed before it is used), so every stored status parses. [`parse`](ServiceStatus::parse)
+//! is fallible all the same: a value Gantry did not write reads as no known status (`None`),
+//! which is no ACTIVE, DRAINING or INACTIVE, and never a panic or a failed read.
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! status_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every status, in ECS's documented order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// ECS's name of the status.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+
+            /// The status ECS names `s` (exactly, upper case), if any.
+            pub fn parse(s: &str) -> Option<$name> {
+                Self::ALL.iter().copied().find(|t| t.as_str() == s)
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+status_enum! {
+    /// A container instance's `status`.
+    InstanceStatus {
+        Active => "ACTIVE",
+        Draining => "DRAINING",
+        Registering => "REGISTERING",
+        Deregistering => "DEREGISTERING",
+        RegistrationFailed => "REGISTRATION_FAILED",
+        Inactive => "INACTIVE",
+    }
+}
+
+status_enum! {
+    /// A service's `status`.
+    ServiceStatus {
+        Active => "ACTIVE",
+        Draining => "DRAINING",
+        Inactive => "INACTIVE",
+    }
+}
+
+impl InstanceStatus {
+    /// ACTIVE or DRAINING: what ECS counts as registered.
+    pub const REGISTERED: [InstanceStatus; 2] = [InstanceStatus::Active, InstanceStatus::Draining];
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_and_serde_agree() {
+        for s in InstanceStatus::ALL {
+            assert_eq!(InstanceStatus::parse(s.as_str()), Some(*s));
+            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{s}\""));
+        }
+        for s in ServiceStatus::ALL {
+            assert_eq!(ServiceStatus::parse(s.as_str()), Some(*s));
+            let back: ServiceStatus = serde_json::from_str(&format!("\"{s}\"")).unwrap();
+            assert_eq!(back, *s);
+        }
+        assert_eq!(InstanceStatus::RegistrationFailed.as_str(), "REGISTRATION_FAILED");
+        assert_eq!(InstanceStatus::parse("active"), None);
+        assert_eq!(ServiceStatus::parse("PRIMARY"), None);
+    }
+}
