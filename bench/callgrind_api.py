@@ -85,8 +85,7 @@ def main():
     finally:
         proc.terminate()
         proc.wait()
-        if not args.out:
-            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
