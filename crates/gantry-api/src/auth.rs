@@ -137,20 +137,22 @@ fn caller(auth: Auth, principal: Principal) -> Caller {
 /// checking anything else: the front door routes on it before reading the body.
 pub fn scope_service<'a>(authorization: Option<&'a str>, query: &'a str) -> Option<&'a str> {
     let credential = match authorization {
+        // Where every SDK puts it: right after the algorithm.
+        Some(h) if h.starts_with("AWS4-HMAC-SHA256 Credential=") => {
+            let rest = &h["AWS4-HMAC-SHA256 Credential=".len()..];
+            &rest[..rest.find([',', ' ']).unwrap_or(rest.len())]
+        }
         Some(h) => h.split("Credential=").nth(1)?.split([',', ' ']).next()?,
         None => query.split('&').find_map(|p| p.strip_prefix("X-Amz-Credential="))?,
     };
     // AKID/DATE/REGION/SERVICE/aws4_request, '/' possibly percent-encoded in a query string:
     // the first six parts, so as to tell five from more without collecting them.
-    let parts = |sep: &str| -> [Option<&'a str>; 6] {
+    let service = |sep: &str| -> Option<&'a str> {
         let mut it = credential.split(sep);
-        std::array::from_fn(|_| it.next())
+        let service = it.nth(3)?;
+        (it.next().is_some() && it.next().is_none()).then_some(service)
     };
-    let mut p = parts("/");
-    if p[4].is_none() {
-        p = parts("%2F");
-    }
-    if p[4].is_some() && p[5].is_none() { p[3] } else { None }
+    if credential.split('/').nth(4).is_some() { service("/") } else { service("%2F") }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::AppState;
 use crate::auth::{AuthError, AuthMode, Caller};
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gantry_core::ServiceError;
 use gantry_protocol::{Encoded, Model, Protocol, ProtocolError};
@@ -127,9 +127,17 @@ struct Head<'a> {
     smithy: Option<&'a str>,
 }
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+fn header<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
+
+// The headers the front door reads, as names (a `&str` name is parsed on every lookup).
+const AUTHORIZATION: HeaderName = HeaderName::from_static("authorization");
+const X_AMZ_TARGET: HeaderName = HeaderName::from_static("x-amz-target");
+const CONTENT_TYPE: HeaderName = HeaderName::from_static("content-type");
+const SMITHY_PROTOCOL: HeaderName = HeaderName::from_static("smithy-protocol");
+const CONTENT_LENGTH: HeaderName = HeaderName::from_static("content-length");
+const HOST: HeaderName = HeaderName::from_static("host");
 
 /// The protocol a request was most likely sent in, for answering one whose service is unknown.
 fn guess_protocol(head: &Head<'_>) -> Protocol {
@@ -146,7 +154,7 @@ enum Route {
 }
 
 fn route(models: &Models, head: &Head<'_>, guessed: Protocol, body: &[u8]) -> Route {
-    let authorization = header(head.headers, "authorization");
+    let authorization = header(head.headers, &AUTHORIZATION);
     let by_scope = crate::auth::scope_service(authorization, head.query);
     if let Some(s) = models.by_target(head.target, head.path) {
         // The target names the endpoint's service; a scope for another is refused by auth.
@@ -238,22 +246,25 @@ pub(crate) fn auth_error(e: &AuthError, p: Protocol) -> ServiceError {
 /// `unknown`, so made-up names cannot grow the metrics).
 pub(crate) async fn handle(State(s): State<Arc<AppState>>, req: Request) -> Response {
     let started = std::time::Instant::now();
-    let target = header(req.headers(), "x-amz-target").map(str::to_string);
+    // A clone of the header's value shares the request's bytes.
+    let target = req.headers().get(&X_AMZ_TARGET).cloned();
     let (response, service, op) = answer(&s, req).await;
-    let op = match (service, op) {
-        (Some(svc), Some(op)) if s.models.model(svc).operation(&op).is_some() => op,
-        (Some(Service::Ecs), None) => match target.as_deref().and_then(|t| t.rsplit_once('.')) {
-            Some((_, op))
-                if op == "GantryExplainPlacement" || gantry_model::ecs::OPERATIONS.contains(&op) =>
-            {
-                op.to_string()
+    let op = match (service, op.as_deref()) {
+        (Some(svc), Some(op)) if s.models.model(svc).operation(op).is_some() => op,
+        (Some(Service::Ecs), None) => {
+            match target.as_ref().and_then(|t| t.to_str().ok()).and_then(|t| t.rsplit_once('.')) {
+                Some((_, op))
+                    if op == "GantryExplainPlacement" || gantry_model::ecs::OPERATIONS.contains(&op) =>
+                {
+                    op
+                }
+                _ => "unknown",
             }
-            _ => "unknown".to_string(),
-        },
-        _ => "unknown".to_string(),
+        }
+        _ => "unknown",
     };
     let service = service.map_or("unknown", Service::signing_name);
-    s.control.metrics().api.observe(service, &op, response.status().as_u16(), started.elapsed());
+    s.control.metrics().api.observe(service, op, response.status().as_u16(), started.elapsed());
     response
 }
 
@@ -265,14 +276,14 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
         method: parts.method.as_str(),
         path: parts.uri.path(),
         query: parts.uri.query().unwrap_or(""),
-        target: header(&parts.headers, "x-amz-target"),
-        content_type: header(&parts.headers, "content-type"),
-        smithy: header(&parts.headers, "smithy-protocol"),
+        target: header(&parts.headers, &X_AMZ_TARGET),
+        content_type: header(&parts.headers, &CONTENT_TYPE),
+        smithy: header(&parts.headers, &SMITHY_PROTOCOL),
     };
     // The body, within the limit of the protocol the headers say, and the body timeout.
     let guessed = guess_protocol(&head);
     let limit = guessed.max_body();
-    let declared = header(head.headers, "content-length").and_then(|v| v.parse::<u64>().ok());
+    let declared = header(head.headers, &CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
     let early_error = |e: ServiceError| {
         let model = match guessed {
             Protocol::AwsQuery => &s.models.unknown_query,
@@ -364,7 +375,7 @@ pub(crate) struct EcsHead<'a> {
 }
 
 fn head_parts<'a>(head: &Head<'a>) -> EcsHead<'a> {
-    EcsHead { target: head.target, host: header(head.headers, "host") }
+    EcsHead { target: head.target, host: header(head.headers, &HOST) }
 }
 
 /// A service whose operations take and return the JSON form: the protocol crate turns the

@@ -34,6 +34,9 @@ use std::task::{Context, Poll};
 
 /// Turns a panic while serving one request into a ServerException for that request (the panic
 /// itself is logged by the panic hook), instead of a dropped connection.
+/// The operation's future is boxed: it holds the state of the largest ECS operation, and the
+/// futures around it are moved (hyper moves the request's future into its connection) by their
+/// size, so unboxed it would cost a copy of kilobytes on every request.
 struct CatchUnwind<F>(Pin<Box<F>>);
 
 impl<F: Future> Future for CatchUnwind<F> {
@@ -71,8 +74,36 @@ pub(crate) struct AppState {
 }
 
 /// The HTTP application: every AWS API at `/` (the front door) plus Gantry's own `/_gantry/*`
-/// routes.
-pub fn router(control: ControlPlane, auth: Authenticator, config: ApiConfig) -> Router {
+/// routes and `/metrics`. [`serve`] answers the front door's requests without going through
+/// the router (one less layer on the hot path); [`App::router`] is the whole application as
+/// one axum `Router`.
+#[derive(Clone)]
+pub struct App {
+    router: Router,
+    state: Arc<AppState>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// The whole application as one router (the front door as its fallback).
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+
+    /// Whether the router has a route for `path`: Gantry's own routes; everything else is the
+    /// front door's.
+    pub(crate) fn routed(path: &str) -> bool {
+        path.starts_with("/_gantry/") || path == "/metrics"
+    }
+}
+
+/// The HTTP application: see [`App`].
+pub fn app(control: ControlPlane, auth: Authenticator, config: ApiConfig) -> App {
     let state = Arc::new(AppState {
         control,
         sts: gantry_sts::Sts::new(),
@@ -80,7 +111,7 @@ pub fn router(control: ControlPlane, auth: Authenticator, config: ApiConfig) -> 
         models: front::Models::load(),
         config,
     });
-    Router::new()
+    let router = Router::new()
         .route("/_gantry/health", get(health))
         .route("/metrics", get(metrics))
         .route("/_gantry/reset", post(reset))
@@ -88,7 +119,8 @@ pub fn router(control: ControlPlane, auth: Authenticator, config: ApiConfig) -> 
         .route("/_gantry/agent/v1/fargate", post(agent::register_fargate))
         .route("/_gantry/agent/v1/health", post(agent::health))
         .fallback(front::handle)
-        .with_state(state)
+        .with_state(state.clone());
+    App { router, state }
 }
 
 async fn health() -> &'static str {
@@ -134,10 +166,16 @@ pub(crate) async fn ecs(
         Err(e) => return front::error(protocol, model, &e.into(), request_id),
     };
     let ctx = Ctx::root(Scope::new(s.config.account_id.clone(), front::ecs_region(caller).to_string()));
+    let call = dispatch::dispatch(&s.control, &ctx, op, body, head.host);
+    // The span only when something listens for it (instrumenting costs even when it is off).
     let span = tracing::debug_span!("ecs", op, request_id = %request_id, region = %ctx.scope.region);
-    let call =
-        tracing::Instrument::instrument(dispatch::dispatch(&s.control, &ctx, op, body, head.host), span);
-    let result = match CatchUnwind(Box::pin(call)).await {
+    let call = if span.is_disabled() {
+        futures_util::future::Either::Left(call)
+    } else {
+        futures_util::future::Either::Right(tracing::Instrument::instrument(call, span))
+    };
+    let caught = CatchUnwind(Box::pin(call)).await;
+    let result = match caught {
         Ok(r) => r,
         Err(_) => Err(EcsError::server(format!("An internal error occurred while processing {op}."))),
     };

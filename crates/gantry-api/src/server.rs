@@ -8,8 +8,12 @@
 //! - **Bodies** are read by the front door with a size limit per protocol and
 //!   [`Limits::body_read_timeout`] (see `front.rs`).
 
-use axum::Router;
+use crate::App;
+use axum::body::Body;
+use axum::extract::State;
+use futures_util::future::Either;
 use hyper::server::conn::http1;
+use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::future::Future;
@@ -45,9 +49,11 @@ const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: te
 retry-after: 1\r\nconnection: close\r\ncontent-length: 40\r\n\r\nToo many open connections; retry later.\n";
 
 /// Serves `app` on `listener` until `shutdown` completes, then waits for the requests in flight.
+/// Gantry's own routes go through the app's router; every other request (the front door's)
+/// goes straight to the front door, as the router's fallback would send it.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: App,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
@@ -76,7 +82,20 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let router = TowerToHyperService::new(app.router());
+        let state = app.state.clone();
+        let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            if App::routed(req.uri().path()) {
+                Either::Left(router.call(req))
+            } else {
+                let state = state.clone();
+                Either::Right(async move {
+                    Ok::<_, std::convert::Infallible>(
+                        crate::front::handle(State(state), req.map(Body::new)).await,
+                    )
+                })
+            }
+        });
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let mut conn = http1::Builder::new()

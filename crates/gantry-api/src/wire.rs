@@ -102,8 +102,11 @@ pub fn ok_response(body: Vec<u8>, request_id: &str) -> Response {
 
 /// Serializes a response shape.
 pub fn render<T: Serialize>(value: &T) -> Result<Vec<u8>, EcsError> {
-    serde_json::to_vec(value)
-        .map_err(|e| EcsError::server(format!("The response could not be rendered: {e}")))
+    // Most answers are a few hundred bytes: one allocation instead of growing from nothing.
+    let mut out = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut out, value)
+        .map_err(|e| EcsError::server(format!("The response could not be rendered: {e}")))?;
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -60,6 +60,8 @@ pub struct ControlPlane {
     pub(crate) planned: Arc<Mutex<PlannedDefinitions>>,
     /// Where placements, agent connections and the scheduler's passes are counted.
     pub(crate) metrics: Arc<Metrics>,
+    /// Cluster records decoded once per revision, for DescribeClusters.
+    pub(crate) clusters: Arc<records::DecodedCache<gantry_model::Cluster>>,
 }
 
 type PlannedDefinitions = HashMap<(String, bool), gantry_core::protocol::SharedJson>;
@@ -109,6 +111,7 @@ impl ControlPlane {
             fleets: Arc::default(),
             planned: Arc::default(),
             metrics,
+            clusters: Arc::default(),
         }
     }
 

@@ -78,12 +78,73 @@ pub(crate) fn load_prefix<T: DeserializeOwned>(store: &dyn Store, prefix: &str) 
     store.range(prefix, None, usize::MAX).iter().map(decode).collect()
 }
 
+/// Records decoded lately, by key and the revision they were decoded at, for hot reads that
+/// would otherwise decompress and parse the same record on every request (DescribeClusters).
+/// An entry is used only when the store's current revision of its key is the one it was
+/// decoded at (every write gives a key a new mod revision, a deleted and re-created key
+/// included), so it never serves stale data. Bounded: full, it starts over.
+pub(crate) struct DecodedCache<T> {
+    entries: std::sync::Mutex<std::collections::HashMap<String, (i64, std::sync::Arc<T>)>>,
+}
+
+impl<T> Default for DecodedCache<T> {
+    fn default() -> Self {
+        DecodedCache { entries: std::sync::Mutex::default() }
+    }
+}
+
+impl<T> std::fmt::Debug for DecodedCache<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodedCache").finish_non_exhaustive()
+    }
+}
+
+/// Entries a [`DecodedCache`] holds before it starts over.
+const DECODED_CACHE_ENTRIES: usize = 1024;
+
+impl<T: DeserializeOwned> DecodedCache<T> {
+    /// The record at `key` as the store holds it now, decoded once per revision.
+    pub(crate) fn load(&self, store: &dyn Store, key: &str) -> Result<Option<std::sync::Arc<T>>> {
+        let Some(kv) = store.get(key) else {
+            return Ok(None);
+        };
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((rev, value)) = entries.get(key)
+            && *rev == kv.mod_revision
+        {
+            return Ok(Some(value.clone()));
+        }
+        drop(entries);
+        let value = std::sync::Arc::new(decode::<T>(&kv)?.value);
+        entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= DECODED_CACHE_ENTRIES && !entries.contains_key(key) {
+            entries.clear();
+        }
+        entries.insert(kv.key, (kv.mod_revision, value.clone()));
+        Ok(Some(value))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn kv(value: Vec<u8>) -> KeyValue {
         KeyValue { key: "k".into(), value: value.into(), create_revision: 1, mod_revision: 1, version: 1 }
+    }
+
+    #[tokio::test]
+    async fn the_decoded_cache_follows_the_revision() {
+        let store = gantry_store::SqliteStore::in_memory().unwrap();
+        let cache = DecodedCache::<serde_json::Value>::default();
+        assert!(cache.load(&store, "k").unwrap().is_none());
+        let put = |v: serde_json::Value| store.txn(gantry_store::Txn::new().put("k", encode(&v)));
+        put(serde_json::json!({"a": 1})).await.unwrap();
+        let first = cache.load(&store, "k").unwrap().unwrap();
+        assert_eq!(*first, serde_json::json!({"a": 1}));
+        assert!(std::sync::Arc::ptr_eq(&first, &cache.load(&store, "k").unwrap().unwrap()));
+        put(serde_json::json!({"a": 2})).await.unwrap();
+        assert_eq!(*cache.load(&store, "k").unwrap().unwrap(), serde_json::json!({"a": 2}));
     }
 
     #[test]

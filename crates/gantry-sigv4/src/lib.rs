@@ -148,8 +148,11 @@ struct Credential<'c> {
 }
 
 fn parse_credential(credential: &str) -> Result<Credential<'_>, SigError> {
-    let parts: Vec<&str> = credential.split('/').collect();
-    if parts.len() != 5 || parts.iter().any(|p| p.is_empty()) {
+    // The first six parts, so as to tell five from more without collecting them.
+    let mut it = credential.split('/');
+    let six: [Option<&str>; 6] = std::array::from_fn(|_| it.next());
+    let parts: [&str; 5] = std::array::from_fn(|i| six[i].unwrap_or_default());
+    if six[4].is_none() || six[5].is_some() || parts.iter().any(|p| p.is_empty()) {
         return Err(incomplete(format!(
             "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got \
              '{credential}'"

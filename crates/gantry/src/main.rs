@@ -5,7 +5,7 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use gantry_agent::client::{ClientCredentials, HttpClient};
-use gantry_api::{ApiConfig, AuthMode, Authenticator, Limits, router};
+use gantry_api::{ApiConfig, AuthMode, Authenticator, Limits, app};
 use gantry_core::{OsSecrets, SeededIds, SystemClock};
 use gantry_ecs::ControlPlane;
 use gantry_runtime::{AlwaysLeader, Metrics};
@@ -490,7 +490,7 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         header_read_timeout: std::time::Duration::from_secs(common.header_timeout.max(1)),
         body_read_timeout: std::time::Duration::from_secs(common.body_timeout.max(1)),
     };
-    let app = router(
+    let app = app(
         control,
         Authenticator::new(auth, keys, &common.account_id),
         ApiConfig {

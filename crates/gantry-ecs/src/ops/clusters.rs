@@ -297,11 +297,11 @@ impl ControlPlane {
         let mut failures = Vec::new();
         for r in &refs {
             let found = match cluster_name(&ctx.scope, Some(r)) {
-                Ok(name) => load::<Cluster>(&*self.store, &keys::cluster(&ctx.scope, &name))?,
+                Ok(name) => self.clusters.load(&*self.store, &keys::cluster(&ctx.scope, &name))?,
                 Err(_) => None,
             };
             match found {
-                Some(c) => clusters.push(self.render_cluster(ctx, c.value, req.include.as_ref())?),
+                Some(c) => clusters.push(self.render_cluster(ctx, (*c).clone(), req.include.as_ref())?),
                 None => failures.push(super::missing(r, |r| ctx.scope.cluster_arn(r))),
             }
         }
