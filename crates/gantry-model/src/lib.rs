@@ -14,5 +14,9 @@
 pub mod ecs;
 #[rustfmt::skip]
 pub mod sts;
+#[rustfmt::skip]
+pub mod elbv2;
+#[rustfmt::skip]
+pub mod acm;
 
 pub use ecs::*;

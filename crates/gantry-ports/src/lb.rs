@@ -458,3 +458,33 @@ impl TargetHealthSource for NoHealthChecks {
         None
     }
 }
+
+/// ACM's side of a listener's certificates: ELBv2 checks a listener's certificate ARNs and
+/// hands their PEM to the data plane through this. Implemented by `gantry-acm`.
+pub trait CertificateSource: Send + Sync {
+    /// The certificate with this ARN, if ACM has it (in any state a listener may use).
+    fn certificate(&self, arn: &str) -> Option<Certificate>;
+}
+
+/// ELBv2's side of ACM's `InUseBy`: which resources use a certificate. ACM refuses to delete a
+/// certificate in use. Implemented by `gantry-elbv2`.
+pub trait CertificateUse: Send + Sync {
+    /// The ARNs of the load balancers whose listeners use the certificate.
+    fn users(&self, certificate_arn: &str) -> Vec<String>;
+}
+
+/// Before ACM is wired: no certificates.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCertificates;
+
+impl CertificateSource for NoCertificates {
+    fn certificate(&self, _: &str) -> Option<Certificate> {
+        None
+    }
+}
+
+impl CertificateUse for NoCertificates {
+    fn users(&self, _: &str) -> Vec<String> {
+        Vec::new()
+    }
+}
