@@ -25,16 +25,20 @@ use std::sync::Arc;
 pub enum Service {
     Ecs,
     Sts,
+    Elbv2,
+    Acm,
 }
 
 impl Service {
-    pub const ALL: [Service; 2] = [Service::Ecs, Service::Sts];
+    pub const ALL: [Service; 4] = [Service::Ecs, Service::Sts, Service::Elbv2, Service::Acm];
 
     /// The SigV4 signing name.
     pub fn signing_name(self) -> &'static str {
         match self {
             Service::Ecs => "ecs",
             Service::Sts => "sts",
+            Service::Elbv2 => "elasticloadbalancing",
+            Service::Acm => "acm",
         }
     }
 
@@ -42,6 +46,8 @@ impl Service {
         match self {
             Service::Ecs => gantry_model::ecs::MODEL,
             Service::Sts => gantry_model::sts::MODEL,
+            Service::Elbv2 => gantry_model::elbv2::MODEL,
+            Service::Acm => gantry_model::acm::MODEL,
         }
     }
 }
@@ -365,7 +371,45 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
             });
             (r, Some(service), op)
         }
+        Service::Elbv2 | Service::Acm => {
+            let scope = gantry_core::Scope::new(s.config.account_id.clone(), caller.region.clone());
+            let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
+                match service {
+                    Service::Elbv2 => s.elbv2.call(&scope, &op, &input).await,
+                    _ => s.acm.call(&scope, &op, &input).await,
+                }
+            })
+            .await;
+            (r, Some(service), op)
+        }
     }
+}
+
+/// [`call_generic`] for a service whose operations are asynchronous (they read and write the
+/// store).
+async fn call_async<F, Fut>(
+    protocol: Protocol,
+    model: &Model,
+    head: &Head<'_>,
+    body: &[u8],
+    request_id: &str,
+    run: F,
+) -> (Response, Option<String>)
+where
+    F: FnOnce(String, Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<u8>, ServiceError>>,
+{
+    let op = match gantry_protocol::operation_name(protocol, model, head.target, head.path, body) {
+        Ok(op) => op,
+        Err(e) => return (error(protocol, model, &e.to_service_error(protocol), request_id), None),
+    };
+    let input = match gantry_protocol::parse_request(protocol, model, &op, body) {
+        Ok(v) => serde_json::to_vec(&v).unwrap_or_default(),
+        Err(e) => return (error(protocol, model, &e.to_service_error(protocol), request_id), Some(op)),
+    };
+    let span = tracing::debug_span!("request", op = %op, request_id);
+    let out = tracing::Instrument::instrument(run(op.clone(), input), span).await;
+    (finish(protocol, model, &op, out, request_id), Some(op))
 }
 
 /// What the ECS handler needs of the request head.
@@ -410,7 +454,18 @@ fn run_operation(
         Ok(v) => serde_json::to_vec(&v).unwrap_or_default(),
         Err(e) => return error(protocol, model, &e.to_service_error(protocol), request_id),
     };
-    let out = run(op, &input).and_then(|out| {
+    finish(protocol, model, op, run(op, &input), request_id)
+}
+
+/// An operation's JSON output (or error) in the request's protocol.
+fn finish(
+    protocol: Protocol,
+    model: &Model,
+    op: &str,
+    out: Result<Vec<u8>, ServiceError>,
+    request_id: &str,
+) -> Response {
+    let out = out.and_then(|out| {
         serde_json::from_slice::<serde_json::Value>(&out)
             .map_err(|e| ServiceError::receiver("InternalFailure", format!("unreadable output: {e}")))
     });

@@ -65,9 +65,40 @@ pub struct ApiConfig {
     pub limits: Limits,
 }
 
+/// The services besides ECS (which is the control plane itself), wired to their ports.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub elbv2: Arc<gantry_elbv2::Elbv2>,
+    pub acm: Arc<gantry_acm::Acm>,
+}
+
+impl Services {
+    /// ELBv2 and ACM on the control plane's store, clock and IDs, wired to each other, with
+    /// `health` as what the data plane's health checks found.
+    pub fn new(control: &ControlPlane, health: Arc<dyn gantry_ports::lb::TargetHealthSource>) -> Self {
+        let store = control.store().clone();
+        let elbv2 = gantry_elbv2::Elbv2::new(
+            store.clone(),
+            control.clock().clone(),
+            control.ids().clone(),
+            health,
+            Arc::new(gantry_acm::AcmCertificates::new(store.clone())),
+        );
+        let acm = gantry_acm::Acm::new(
+            store.clone(),
+            control.clock().clone(),
+            control.ids().clone(),
+            Arc::new(gantry_elbv2::CertificateUsers::new(store)),
+        );
+        Services { elbv2: Arc::new(elbv2), acm: Arc::new(acm) }
+    }
+}
+
 pub(crate) struct AppState {
     pub(crate) control: ControlPlane,
     pub(crate) sts: gantry_sts::Sts,
+    pub(crate) elbv2: Arc<gantry_elbv2::Elbv2>,
+    pub(crate) acm: Arc<gantry_acm::Acm>,
     pub(crate) auth: Authenticator,
     pub(crate) models: front::Models,
     pub(crate) config: ApiConfig,
@@ -102,11 +133,19 @@ impl App {
     }
 }
 
-/// The HTTP application: see [`App`].
+/// The HTTP application: see [`App`]. ELBv2 reports targets as nobody has checked them yet.
 pub fn app(control: ControlPlane, auth: Authenticator, config: ApiConfig) -> App {
+    let services = Services::new(&control, Arc::new(gantry_ports::lb::NoHealthChecks));
+    app_with(control, services, auth, config)
+}
+
+/// The HTTP application with the services the binary wired.
+pub fn app_with(control: ControlPlane, services: Services, auth: Authenticator, config: ApiConfig) -> App {
     let state = Arc::new(AppState {
         control,
         sts: gantry_sts::Sts::new(),
+        elbv2: services.elbv2,
+        acm: services.acm,
         auth,
         models: front::Models::load(),
         config,

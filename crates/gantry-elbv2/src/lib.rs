@@ -240,7 +240,7 @@ fn conflict() -> ServiceError {
 }
 
 pub(crate) fn lb_not_found(refs: &[String]) -> ServiceError {
-    ServiceError::sender("LoadBalancerNotFound", format!("Load balancers '{}' not found", list(refs)))
+    ServiceError::sender("LoadBalancerNotFound", format!("Load balancers '[{}]' not found", refs.join(", ")))
 }
 pub(crate) fn tg_not_found(refs: &[String]) -> ServiceError {
     ServiceError::sender("TargetGroupNotFound", format!("Target groups '{}' not found", list(refs)))
