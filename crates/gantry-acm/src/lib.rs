@@ -84,7 +84,8 @@ fn not_found(arn: &str) -> ServiceError {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(input: &[u8]) -> Result<T, ServiceError> {
-    serde_json::from_slice(input).map_err(|e| err("ValidationException", format!("The request is not valid: {e}")))
+    serde_json::from_slice(input)
+        .map_err(|e| err("ValidationException", format!("The request is not valid: {e}")))
 }
 
 fn render<T: Serialize>(v: T) -> Result<Vec<u8>, ServiceError> {
@@ -102,20 +103,34 @@ fn blob(field: &str, b64: &str) -> Result<String, ServiceError> {
 fn check_tags(tags: &[Tag]) -> Result<(), ServiceError> {
     for t in tags {
         if t.key.is_empty() || t.key.chars().count() > 128 {
-            return Err(err("InvalidParameterException", format!("Tag key '{}' must be 1 to 128 characters", t.key)));
+            return Err(err(
+                "InvalidParameterException",
+                format!("Tag key '{}' must be 1 to 128 characters", t.key),
+            ));
         }
         if t.key.to_ascii_lowercase().starts_with("aws:") {
-            return Err(err("InvalidTagException", format!("Tag key '{}' uses the reserved prefix 'aws:'", t.key)));
+            return Err(err(
+                "InvalidTagException",
+                format!("Tag key '{}' uses the reserved prefix 'aws:'", t.key),
+            ));
         }
         if t.value.as_deref().unwrap_or_default().chars().count() > 256 {
-            return Err(err("InvalidParameterException", format!("The value of tag '{}' is longer than 256 characters", t.key)));
+            return Err(err(
+                "InvalidParameterException",
+                format!("The value of tag '{}' is longer than 256 characters", t.key),
+            ));
         }
     }
     Ok(())
 }
 
 impl Acm {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, ids: Arc<dyn IdGen>, users: Arc<dyn CertificateUse>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        ids: Arc<dyn IdGen>,
+        users: Arc<dyn CertificateUse>,
+    ) -> Self {
         Acm { store, clock, ids, users }
     }
 
@@ -131,7 +146,10 @@ impl Acm {
             "GetCertificate" => {
                 let r: GetCertificateRequest = parse(input)?;
                 let c = self.by_arn(scope, &r.certificate_arn)?;
-                render(GetCertificateResponse { certificate: Some(c.value.certificate_pem), certificate_chain: c.value.chain_pem })
+                render(GetCertificateResponse {
+                    certificate: Some(c.value.certificate_pem),
+                    certificate_chain: c.value.chain_pem,
+                })
             }
             "ListCertificates" => render(self.list(scope, parse(input)?)?),
             "DeleteCertificate" => render(self.delete(scope, parse(input)?).await?),
@@ -169,7 +187,10 @@ impl Acm {
                 let c = self.by_arn(scope, &r.certificate_arn)?;
                 render(ListTagsForCertificateResponse { tags: Some(c.value.tags) })
             }
-            _ => Err(err("UnknownOperationException", format!("Operation {op} is not supported by Gantry's ACM"))),
+            _ => Err(err(
+                "UnknownOperationException",
+                format!("Operation {op} is not supported by Gantry's ACM"),
+            )),
         }
     }
 
@@ -211,7 +232,11 @@ impl Acm {
                 return Err(ServiceError::receiver("InternalFailure", format!("ACM may not write {k}")));
             }
         }
-        let r = self.store.txn(txn).await.map_err(|e| ServiceError::receiver("InternalFailure", e.to_string()))?;
+        let r = self
+            .store
+            .txn(txn)
+            .await
+            .map_err(|e| ServiceError::receiver("InternalFailure", e.to_string()))?;
         Ok(r.succeeded)
     }
 
@@ -232,23 +257,35 @@ impl Acm {
         Err(ServiceError::receiver("InternalFailure", "The request kept conflicting with concurrent changes"))
     }
 
-    async fn import(&self, scope: &Scope, r: ImportCertificateRequest) -> Result<ImportCertificateResponse, ServiceError> {
+    async fn import(
+        &self,
+        scope: &Scope,
+        r: ImportCertificateRequest,
+    ) -> Result<ImportCertificateResponse, ServiceError> {
         let certificate = blob("certificate", &r.certificate)?;
         let key = blob("private key", &r.private_key)?;
         let chain = r.certificate_chain.as_deref().map(|c| blob("certificate chain", c)).transpose()?;
         let tags = r.tags.clone().unwrap_or_default();
         check_tags(&tags)?;
         if r.certificate_arn.is_some() && !tags.is_empty() {
-            return Err(err("InvalidParameterException", "Tags cannot be specified when re-importing a certificate"));
+            return Err(err(
+                "InvalidParameterException",
+                "Tags cannot be specified when re-importing a certificate",
+            ));
         }
         let now = self.clock.now();
-        let parsed =
-            pem::parse(&certificate, &key, chain.as_deref(), now.0.div_euclid(1000)).map_err(|e| err("ValidationException", e.0))?;
+        let parsed = pem::parse(&certificate, &key, chain.as_deref(), now.0.div_euclid(1000))
+            .map_err(|e| err("ValidationException", e.0))?;
         for _ in 0..ATTEMPTS {
             let (before, id, created, old_tags) = match &r.certificate_arn {
                 Some(arn) => {
                     let old = self.by_arn(scope, arn)?;
-                    (Before::of(scope, &old), old.value.id.clone(), old.value.detail.created_at, old.value.tags.clone())
+                    (
+                        Before::of(scope, &old),
+                        old.value.id.clone(),
+                        old.value.detail.created_at,
+                        old.value.tags.clone(),
+                    )
                 }
                 None => (Before::absent(), self.ids.uuid(), None, tags.clone()),
             };
@@ -268,7 +305,9 @@ impl Acm {
                 key_algorithm: Some(parsed.key_algorithm.clone()),
                 signature_algorithm: Some(parsed.signature_algorithm.clone()),
                 r#type: Some("IMPORTED".into()),
-                key_usages: Some(parsed.key_usages.iter().map(|k| KeyUsage { name: Some(k.clone()) }).collect()),
+                key_usages: Some(
+                    parsed.key_usages.iter().map(|k| KeyUsage { name: Some(k.clone()) }).collect(),
+                ),
                 extended_key_usages: Some(
                     parsed
                         .extended_key_usages
@@ -298,14 +337,27 @@ impl Acm {
         Err(ServiceError::receiver("InternalFailure", "The request kept conflicting with concurrent changes"))
     }
 
-    fn list(&self, scope: &Scope, r: ListCertificatesRequest) -> Result<ListCertificatesResponse, ServiceError> {
+    fn list(
+        &self,
+        scope: &Scope,
+        r: ListCertificatesRequest,
+    ) -> Result<ListCertificatesResponse, ServiceError> {
         let max = match r.max_items {
             None => 1000,
             Some(n @ 1..=1000) => n as usize,
-            Some(n) => return Err(err("ValidationException", format!("MaxItems '{n}' must be from 1 to 1000"))),
+            Some(n) => {
+                return Err(err("ValidationException", format!("MaxItems '{n}' must be from 1 to 1000")));
+            }
         };
-        const STATUSES: &[&str] =
-            &["PENDING_VALIDATION", "ISSUED", "INACTIVE", "EXPIRED", "VALIDATION_TIMED_OUT", "REVOKED", "FAILED"];
+        const STATUSES: &[&str] = &[
+            "PENDING_VALIDATION",
+            "ISSUED",
+            "INACTIVE",
+            "EXPIRED",
+            "VALIDATION_TIMED_OUT",
+            "REVOKED",
+            "FAILED",
+        ];
         for s in r.certificate_statuses.iter().flatten() {
             if !STATUSES.contains(&s.as_str()) {
                 return Err(err("ValidationException", format!("Certificate status '{s}' is not valid")));
@@ -322,7 +374,11 @@ impl Acm {
         let mut items: Vec<(String, CertificateSummary)> = records
             .iter()
             .map(|c| self.detail(&c.value))
-            .filter(|d| r.certificate_statuses.as_ref().is_none_or(|s| s.is_empty() || s.iter().any(|x| Some(x) == d.status.as_ref())))
+            .filter(|d| {
+                r.certificate_statuses
+                    .as_ref()
+                    .is_none_or(|s| s.is_empty() || s.iter().any(|x| Some(x) == d.status.as_ref()))
+            })
             .filter(|d| key_types.iter().any(|k| Some(k) == d.key_algorithm.as_ref()))
             .map(|d| {
                 let sans = d.subject_alternative_names.clone().unwrap_or_default();
@@ -336,7 +392,10 @@ impl Acm {
                         status: d.status.clone(),
                         r#type: d.r#type.clone(),
                         key_algorithm: d.key_algorithm.clone(),
-                        key_usages: d.key_usages.as_ref().map(|k| k.iter().filter_map(|k| k.name.clone()).collect()),
+                        key_usages: d
+                            .key_usages
+                            .as_ref()
+                            .map(|k| k.iter().filter_map(|k| k.name.clone()).collect()),
                         extended_key_usages: d
                             .extended_key_usages
                             .as_ref()
@@ -353,16 +412,15 @@ impl Acm {
             })
             .collect();
         items.sort_by(|a, b| a.0.cmp(&b.0));
-        let after = match r.next_token.as_deref() {
-            None | Some("") => None,
-            Some(t) => Some(
-                items
-                    .iter()
-                    .position(|(arn, _)| arn == t)
-                    .ok_or_else(|| err("InvalidArgsException", format!("The next token '{t}' is not valid")))?,
-            ),
-        };
-        let rest: Vec<(String, CertificateSummary)> = items.into_iter().skip(after.map_or(0, |i| i + 1)).collect();
+        let after =
+            match r.next_token.as_deref() {
+                None | Some("") => None,
+                Some(t) => Some(items.iter().position(|(arn, _)| arn == t).ok_or_else(|| {
+                    err("InvalidArgsException", format!("The next token '{t}' is not valid"))
+                })?),
+            };
+        let rest: Vec<(String, CertificateSummary)> =
+            items.into_iter().skip(after.map_or(0, |i| i + 1)).collect();
         let next = (rest.len() > max).then(|| rest[max - 1].0.clone());
         Ok(ListCertificatesResponse {
             next_token: next,
@@ -370,14 +428,23 @@ impl Acm {
         })
     }
 
-    async fn delete(&self, scope: &Scope, r: DeleteCertificateRequest) -> Result<serde_json::Value, ServiceError> {
+    async fn delete(
+        &self,
+        scope: &Scope,
+        r: DeleteCertificateRequest,
+    ) -> Result<serde_json::Value, ServiceError> {
         for _ in 0..ATTEMPTS {
             let c = self.by_arn(scope, &r.certificate_arn)?;
             let users = self.users.users(&r.certificate_arn);
             if !users.is_empty() {
                 return Err(err(
                     "ResourceInUseException",
-                    format!("Certificate {} in account {} is in use by {}", r.certificate_arn, scope.account, users.join(", ")),
+                    format!(
+                        "Certificate {} in account {} is in use by {}",
+                        r.certificate_arn,
+                        scope.account,
+                        users.join(", ")
+                    ),
                 ));
             }
             if self.commit(Txn::new().delete_record(scope, &c)).await? {

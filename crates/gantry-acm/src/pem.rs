@@ -166,15 +166,19 @@ fn ec_private(der: &[u8]) -> Option<KeyPublic<'_>> {
 
 fn private_key(pem: &str) -> Result<(Vec<u8>, &'static str), Invalid> {
     let blocks = pem_blocks(pem);
-    let (label, der) = blocks.into_iter().next().ok_or_else(|| invalid("The private key is not a valid PEM private key"))?;
+    let (label, der) =
+        blocks.into_iter().next().ok_or_else(|| invalid("The private key is not a valid PEM private key"))?;
     match label.as_str() {
         "PRIVATE KEY" => {
-            let e = sequence(&der).ok_or_else(|| invalid("The private key is not a valid PKCS#8 private key"))?;
+            let e =
+                sequence(&der).ok_or_else(|| invalid("The private key is not a valid PKCS#8 private key"))?;
             let alg = e.get(1).and_then(|(_, v)| elements(v)).and_then(|a| a.first().copied());
             let key = e.get(2).filter(|(t, _)| *t == 0x04).map(|(_, v)| v.to_vec());
             match (alg, key) {
                 (Some((0x06, oid)), Some(key)) => {
-                    let oid = der::asn1::ObjectIdentifier::from_bytes(oid).map(|o| o.to_string()).unwrap_or_default();
+                    let oid = der::asn1::ObjectIdentifier::from_bytes(oid)
+                        .map(|o| o.to_string())
+                        .unwrap_or_default();
                     match oid.as_str() {
                         RSA => Ok((key, "rsa")),
                         EC => Ok((key, "ec")),
@@ -193,7 +197,12 @@ fn private_key(pem: &str) -> Result<(Vec<u8>, &'static str), Invalid> {
 
 /// Parses an import: the certificate (one PEM certificate), its private key (PEM, unencrypted,
 /// RSA or EC) and its chain (zero or more PEM certificates), at `now` (epoch seconds).
-pub fn parse(certificate: &str, private_key_pem: &str, chain: Option<&str>, now: i64) -> Result<Parsed, Invalid> {
+pub fn parse(
+    certificate: &str,
+    private_key_pem: &str,
+    chain: Option<&str>,
+    now: i64,
+) -> Result<Parsed, Invalid> {
     let certs = Certificate::load_pem_chain(certificate.as_bytes())
         .map_err(|e| invalid(format!("The certificate is not a valid PEM certificate: {e}")))?;
     let cert = match certs.as_slice() {
@@ -283,7 +292,11 @@ pub fn parse(certificate: &str, private_key_pem: &str, chain: Option<&str>, now:
     if sans.is_empty() {
         sans.push(domain_name.clone());
     }
-    let issuer = attrs(&tbs.issuer, "O").into_iter().next().or_else(|| attrs(&tbs.issuer, "CN").into_iter().next()).unwrap_or_default();
+    let issuer = attrs(&tbs.issuer, "O")
+        .into_iter()
+        .next()
+        .or_else(|| attrs(&tbs.issuer, "CN").into_iter().next())
+        .unwrap_or_default();
     // The key.
     let spki = &tbs.subject_public_key_info;
     let key_oid = spki.algorithm.oid.to_string();
@@ -301,17 +314,23 @@ pub fn parse(certificate: &str, private_key_pem: &str, chain: Option<&str>, now:
                 .and_then(|p| p.decode_as::<der::asn1::ObjectIdentifier>().ok())
                 .map(|o| o.to_string())
                 .unwrap_or_default();
-            curve_name(&curve).ok_or_else(|| invalid(format!("The certificate's elliptic curve {curve} is not supported")))?.to_string()
+            curve_name(&curve)
+                .ok_or_else(|| invalid(format!("The certificate's elliptic curve {curve} is not supported")))?
+                .to_string()
         }
         other => return Err(invalid(format!("The certificate's key algorithm {other} is not supported"))),
     };
-    if !matches!(key_algorithm.as_str(), "RSA_1024" | "RSA_2048" | "RSA_3072" | "RSA_4096" | "EC_prime256v1" | "EC_secp384r1" | "EC_secp521r1") {
+    if !matches!(
+        key_algorithm.as_str(),
+        "RSA_1024" | "RSA_2048" | "RSA_3072" | "RSA_4096" | "EC_prime256v1" | "EC_secp384r1" | "EC_secp521r1"
+    ) {
         return Err(invalid(format!("The certificate's key algorithm {key_algorithm} is not supported")));
     }
     let (key_der, kind) = private_key(private_key_pem)?;
     let matches = match (kind, if kind == "rsa" { rsa_private(&key_der) } else { ec_private(&key_der) }) {
         ("rsa", Some(KeyPublic::Rsa(n))) => {
-            key_oid == RSA && sequence(public).and_then(|e| e.first().map(|(_, v)| unsigned(v) == n)).unwrap_or(false)
+            key_oid == RSA
+                && sequence(public).and_then(|e| e.first().map(|(_, v)| unsigned(v) == n)).unwrap_or(false)
         }
         ("ec", Some(KeyPublic::Ec(point))) => key_oid == EC && point.is_none_or(|p| p == public),
         _ => return Err(invalid("The private key could not be read")),
@@ -320,7 +339,8 @@ pub fn parse(certificate: &str, private_key_pem: &str, chain: Option<&str>, now:
         return Err(invalid("The private key does not match the public key in the certificate"));
     }
     let sig_oid = cert.signature_algorithm.oid.to_string();
-    let serial = tbs.serial_number.as_bytes().iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    let serial =
+        tbs.serial_number.as_bytes().iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
     let der = cert.to_der().map_err(|e| invalid(format!("The certificate could not be encoded: {e}")))?;
     Ok(Parsed {
         domain_name,
@@ -361,7 +381,10 @@ mod tests {
         assert_eq!(p.key_algorithm, "RSA_2048");
         assert_eq!(p.signature_algorithm, "SHA256WITHRSA");
         assert_eq!(p.key_usages, ["DIGITAL_SIGNATURE", "KEY_ENCIPHERMENT"]);
-        assert_eq!(p.extended_key_usages, [("TLS_WEB_SERVER_AUTHENTICATION".to_string(), "1.3.6.1.5.5.7.3.1".to_string())]);
+        assert_eq!(
+            p.extended_key_usages,
+            [("TLS_WEB_SERVER_AUTHENTICATION".to_string(), "1.3.6.1.5.5.7.3.1".to_string())]
+        );
         assert!(p.not_before < NOW && p.not_after > NOW + 3_000_000_000, "{} {}", p.not_before, p.not_after);
         assert!(p.serial.contains(':'));
         assert!(p.certificate_pem.starts_with("-----BEGIN CERTIFICATE-----\n"));
@@ -389,10 +412,23 @@ mod tests {
         assert!(parse(&two, RSA_KEY, None, NOW).unwrap_err().0.contains("more than one"));
         let e = parse(RSA_PEM, RSA_KEY, None, 0).unwrap_err();
         assert!(e.0.contains("not valid at this time"), "{}", e.0);
-        let e = parse(RSA_PEM, "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n", None, NOW)
-            .unwrap_err();
+        let e = parse(
+            RSA_PEM,
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n",
+            None,
+            NOW,
+        )
+        .unwrap_err();
         assert!(e.0.contains("encrypted"), "{}", e.0);
-        assert!(parse(RSA_PEM, RSA_KEY, Some("garbage-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----"), NOW).is_err());
+        assert!(
+            parse(
+                RSA_PEM,
+                RSA_KEY,
+                Some("garbage-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----"),
+                NOW
+            )
+            .is_err()
+        );
         assert!(parse(RSA_PEM, RSA_KEY, Some(EC_PEM), NOW).is_ok());
     }
 }

@@ -62,7 +62,8 @@ async fn an_imported_certificate_is_described_listed_served_and_deleted() {
         .unwrap();
     let arn = out["CertificateArn"].as_str().unwrap().to_string();
     assert!(arn.starts_with("arn:aws:acm:us-west-2:123456789012:certificate/"), "{arn}");
-    let d = f.call("DescribeCertificate", json!({"CertificateArn": arn})).await.unwrap()["Certificate"].clone();
+    let d =
+        f.call("DescribeCertificate", json!({"CertificateArn": arn})).await.unwrap()["Certificate"].clone();
     assert_eq!(d["DomainName"], "www.example.com");
     assert_eq!(d["Status"], "ISSUED");
     assert_eq!(d["Type"], "IMPORTED");
@@ -76,25 +77,40 @@ async fn an_imported_certificate_is_described_listed_served_and_deleted() {
     assert!(AcmCertificates::new(f.store.clone()).certificate(&format!("{arn}0")).is_none());
     // Re-imported under the same ARN: the new certificate, the old tags.
     let again = f
-        .call("ImportCertificate", json!({"CertificateArn": arn, "Certificate": b64(EC_PEM), "PrivateKey": b64(EC_KEY)}))
+        .call(
+            "ImportCertificate",
+            json!({"CertificateArn": arn, "Certificate": b64(EC_PEM), "PrivateKey": b64(EC_KEY)}),
+        )
         .await
         .unwrap();
     assert_eq!(again["CertificateArn"], json!(arn));
-    let d = f.call("DescribeCertificate", json!({"CertificateArn": arn})).await.unwrap()["Certificate"].clone();
-    assert_eq!((d["DomainName"].as_str(), d["KeyAlgorithm"].as_str()), (Some("api.example.com"), Some("EC_prime256v1")));
+    let d =
+        f.call("DescribeCertificate", json!({"CertificateArn": arn})).await.unwrap()["Certificate"].clone();
+    assert_eq!(
+        (d["DomainName"].as_str(), d["KeyAlgorithm"].as_str()),
+        (Some("api.example.com"), Some("EC_prime256v1"))
+    );
     let tags = f.call("ListTagsForCertificate", json!({"CertificateArn": arn})).await.unwrap();
     assert_eq!(tags["Tags"], json!([{"Key": "a", "Value": "1"}]));
     // Past its end it is EXPIRED.
     f.clock.advance_ms(200 * 365 * 86_400_000);
-    let d = f.call("DescribeCertificate", json!({"CertificateArn": arn})).await.unwrap()["Certificate"].clone();
+    let d =
+        f.call("DescribeCertificate", json!({"CertificateArn": arn})).await.unwrap()["Certificate"].clone();
     assert_eq!(d["Status"], "EXPIRED");
     let listed = f
-        .call("ListCertificates", json!({"CertificateStatuses": ["EXPIRED"], "Includes": {"keyTypes": ["EC_prime256v1"]}}))
+        .call(
+            "ListCertificates",
+            json!({"CertificateStatuses": ["EXPIRED"], "Includes": {"keyTypes": ["EC_prime256v1"]}}),
+        )
         .await
         .unwrap();
     assert_eq!(listed["CertificateSummaryList"].as_array().unwrap().len(), 1);
     // In use: not deleted.
-    f.users.0.lock().unwrap().push("arn:aws:elasticloadbalancing:us-west-2:123456789012:loadbalancer/app/w/1".into());
+    f.users
+        .0
+        .lock()
+        .unwrap()
+        .push("arn:aws:elasticloadbalancing:us-west-2:123456789012:loadbalancer/app/w/1".into());
     let e = f.call("DeleteCertificate", json!({"CertificateArn": arn})).await.unwrap_err();
     assert_eq!(e.code, "ResourceInUseException");
     f.users.0.lock().unwrap().clear();
@@ -110,10 +126,16 @@ async fn an_imported_certificate_is_described_listed_served_and_deleted() {
 #[tokio::test]
 async fn a_bad_import_is_a_validation_error_that_says_why() {
     let f = fixture();
-    let e = f.call("ImportCertificate", json!({"Certificate": b64(RSA_PEM), "PrivateKey": b64(EC_KEY)})).await.unwrap_err();
+    let e = f
+        .call("ImportCertificate", json!({"Certificate": b64(RSA_PEM), "PrivateKey": b64(EC_KEY)}))
+        .await
+        .unwrap_err();
     assert_eq!(e.code, "ValidationException");
     assert!(e.message.contains("does not match"), "{}", e.message);
-    let e = f.call("ImportCertificate", json!({"Certificate": "%%%", "PrivateKey": b64(RSA_KEY)})).await.unwrap_err();
+    let e = f
+        .call("ImportCertificate", json!({"Certificate": "%%%", "PrivateKey": b64(RSA_KEY)}))
+        .await
+        .unwrap_err();
     assert!(e.message.contains("base64"), "{}", e.message);
     let e = f.call("ListCertificates", json!({"MaxItems": 0})).await.unwrap_err();
     assert!(e.message.contains("'0'"), "{}", e.message);

@@ -45,7 +45,10 @@ impl Activator {
             let Some(mut lb) = load::<LbRecord>(self.store.as_ref(), &lb_key).map_err(unreadable)? else {
                 // The row outlived its record (it never should): drop it.
                 let txn = Txn::new().when(row, kv.mod_revision).delete(row);
-                self.store.txn(txn).await.map_err(|e| ServiceError::receiver("InternalFailure", e.to_string()))?;
+                self.store
+                    .txn(txn)
+                    .await
+                    .map_err(|e| ServiceError::receiver("InternalFailure", e.to_string()))?;
                 return Ok(false);
             };
             if lb.value.state() != "provisioning" {
@@ -54,7 +57,11 @@ impl Activator {
             let before = Before::of(&scope, &lb);
             lb.value.lb.state = Some(LoadBalancerState { code: Some("active".into()), reason: None });
             let txn = Txn::new().put_record(&scope, &before, &lb.value);
-            let r = self.store.txn(txn).await.map_err(|e| ServiceError::receiver("InternalFailure", e.to_string()))?;
+            let r = self
+                .store
+                .txn(txn)
+                .await
+                .map_err(|e| ServiceError::receiver("InternalFailure", e.to_string()))?;
             if r.succeeded {
                 tracing::debug!(load_balancer = lb.value.arn(), "load balancer active");
                 return Ok(true);
@@ -72,6 +79,10 @@ impl Reconciler<String> for Activator {
     }
 
     fn list(&self) -> Vec<String> {
-        self.store.range(&keys::provisioning_prefix(), None, usize::MAX).into_iter().map(|kv| kv.key).collect()
+        self.store
+            .range(&keys::provisioning_prefix(), None, usize::MAX)
+            .into_iter()
+            .map(|kv| kv.key)
+            .collect()
     }
 }

@@ -39,8 +39,10 @@ pub fn build(store: &dyn Store, certificates: &dyn CertificateSource) -> Result<
     let revision = store.revision();
     let mut config = LbConfig { revision, ..Default::default() };
     for scope in scopes(store) {
-        let lbs: Vec<LbRecord> = load_prefix(store, &keys::lb_prefix(&scope))?.into_iter().map(|s| s.value).collect();
-        let tgs: Vec<TgRecord> = load_prefix(store, &keys::tg_prefix(&scope))?.into_iter().map(|s| s.value).collect();
+        let lbs: Vec<LbRecord> =
+            load_prefix(store, &keys::lb_prefix(&scope))?.into_iter().map(|s| s.value).collect();
+        let tgs: Vec<TgRecord> =
+            load_prefix(store, &keys::tg_prefix(&scope))?.into_iter().map(|s| s.value).collect();
         let mut usage: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for lb in &lbs {
             for tg in forwarded_by(lb) {
@@ -91,14 +93,18 @@ fn load_balancer(lb: &LbRecord, certificates: &dyn CertificateSource) -> LoadBal
             client_keep_alive_seconds: number(a, "client_keep_alive.seconds", 3600),
             http2_enabled: a.get("routing.http2.enabled").map(String::as_str) != Some("false"),
             drop_invalid_header_fields: flag(a, "routing.http.drop_invalid_header_fields.enabled"),
-            xff_header_processing: match a.get("routing.http.xff_header_processing.mode").map(String::as_str) {
+            xff_header_processing: match a.get("routing.http.xff_header_processing.mode").map(String::as_str)
+            {
                 Some("preserve") => XffMode::Preserve,
                 Some("remove") => XffMode::Remove,
                 _ => XffMode::Append,
             },
             xff_client_port: flag(a, "routing.http.xff_client_port.enabled"),
             preserve_host_header: flag(a, "routing.http.preserve_host_header.enabled"),
-            tls_version_and_cipher_headers: flag(a, "routing.http.x_amzn_tls_version_and_cipher_suite.enabled"),
+            tls_version_and_cipher_headers: flag(
+                a,
+                "routing.http.x_amzn_tls_version_and_cipher_suite.enabled",
+            ),
             cross_zone: !lb.is_network() || flag(a, "load_balancing.cross_zone.enabled"),
             deletion_protection: flag(a, "deletion_protection.enabled"),
         },
@@ -113,7 +119,13 @@ fn listener(l: &ListenerRecord, certificates: &dyn CertificateSource) -> Listene
         Some("TLS") => ListenerProtocol::Tls,
         _ => ListenerProtocol::Http,
     };
-    let arns = l.listener.certificates.iter().flatten().filter_map(|c| c.certificate_arn.clone()).chain(l.extra_certificates.iter().cloned());
+    let arns = l
+        .listener
+        .certificates
+        .iter()
+        .flatten()
+        .filter_map(|c| c.certificate_arn.clone())
+        .chain(l.extra_certificates.iter().cloned());
     Listener {
         arn: l.arn().to_string(),
         port: l.listener.port.unwrap_or_default() as u16,
@@ -131,7 +143,9 @@ fn listener(l: &ListenerRecord, certificates: &dyn CertificateSource) -> Listene
                 action: action(r.actions.as_deref().unwrap_or_default()),
             })
             .collect(),
-        attributes: ListenerAttributes { tcp_idle_timeout_seconds: number(&l.attributes, "tcp.idle_timeout.seconds", 350) },
+        attributes: ListenerAttributes {
+            tcp_idle_timeout_seconds: number(&l.attributes, "tcp.idle_timeout.seconds", 350),
+        },
     }
 }
 
@@ -176,7 +190,11 @@ fn condition(c: &RuleCondition) -> Option<Condition> {
 
 fn action(actions: &[WireAction]) -> Action {
     let Some(a) = actions.first() else {
-        return Action::FixedResponse(FixedResponse { status_code: 503, content_type: None, message_body: None });
+        return Action::FixedResponse(FixedResponse {
+            status_code: 503,
+            content_type: None,
+            message_body: None,
+        });
     };
     if let Some(r) = &a.redirect_config {
         return Action::Redirect(Redirect {
@@ -229,14 +247,17 @@ fn target_group(tg: &TgRecord, load_balancer_arns: Vec<String>, targets: &[Targe
     let t = &tg.tg;
     let a = &tg.attributes;
     let ip = t.target_type.as_deref() == Some("ip");
-    let stickiness = flag(a, "stickiness.enabled").then(|| match a.get("stickiness.type").map(String::as_str) {
-        Some("app_cookie") => Stickiness::AppCookie {
-            cookie_name: a.get("stickiness.app_cookie.cookie_name").cloned().unwrap_or_default(),
-            duration_seconds: number(a, "stickiness.app_cookie.duration_seconds", 86400),
-        },
-        Some("source_ip") => Stickiness::SourceIp,
-        _ => Stickiness::LbCookie { duration_seconds: number(a, "stickiness.lb_cookie.duration_seconds", 86400) },
-    });
+    let stickiness =
+        flag(a, "stickiness.enabled").then(|| match a.get("stickiness.type").map(String::as_str) {
+            Some("app_cookie") => Stickiness::AppCookie {
+                cookie_name: a.get("stickiness.app_cookie.cookie_name").cloned().unwrap_or_default(),
+                duration_seconds: number(a, "stickiness.app_cookie.duration_seconds", 86400),
+            },
+            Some("source_ip") => Stickiness::SourceIp,
+            _ => Stickiness::LbCookie {
+                duration_seconds: number(a, "stickiness.lb_cookie.duration_seconds", 86400),
+            },
+        });
     TargetGroup {
         arn: tg.arn().to_string(),
         name: tg.name().to_string(),
@@ -290,7 +311,10 @@ pub struct ConfigFeed {
 impl ConfigFeed {
     /// A feed and the receiver the data plane reads (it holds the empty configuration until
     /// [`ConfigFeed::run`] has built the first).
-    pub fn new(store: Arc<dyn Store>, certificates: Arc<dyn CertificateSource>) -> (Self, watch::Receiver<Arc<LbConfig>>) {
+    pub fn new(
+        store: Arc<dyn Store>,
+        certificates: Arc<dyn CertificateSource>,
+    ) -> (Self, watch::Receiver<Arc<LbConfig>>) {
         let (tx, rx) = watch::channel(Arc::new(LbConfig::default()));
         (ConfigFeed { store, certificates, tx }, rx)
     }
@@ -300,7 +324,8 @@ impl ConfigFeed {
         match build(self.store.as_ref(), self.certificates.as_ref()) {
             Ok(c) => {
                 self.tx.send_if_modified(|cur| {
-                    let changed = cur.load_balancers != c.load_balancers || cur.target_groups != c.target_groups;
+                    let changed =
+                        cur.load_balancers != c.load_balancers || cur.target_groups != c.target_groups;
                     if changed || cur.revision == 0 {
                         *cur = Arc::new(c);
                     }

@@ -129,7 +129,10 @@ mod tests {
     fn arns_round_trip_and_keys_name_the_service() {
         let s = Scope::new("123456789012", "us-east-1");
         let lb = lb_arn(&s, "application", "web", "50dc6c495c0c9188");
-        assert_eq!(lb, "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web/50dc6c495c0c9188");
+        assert_eq!(
+            lb,
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/web/50dc6c495c0c9188"
+        );
         let l = listener_arn(&lb, "f2f7dc8efc522ab2");
         assert_eq!(
             l,

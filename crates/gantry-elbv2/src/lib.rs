@@ -67,20 +67,32 @@ impl Elbv2 {
             "CreateLoadBalancer" => render(self.create_load_balancer(scope, parse(input)?).await?),
             "DescribeLoadBalancers" => render(self.describe_load_balancers(scope, parse(input)?)?),
             "DeleteLoadBalancer" => render(self.delete_load_balancer(scope, parse(input)?).await?),
-            "DescribeLoadBalancerAttributes" => render(self.describe_load_balancer_attributes(scope, parse(input)?)?),
-            "ModifyLoadBalancerAttributes" => render(self.modify_load_balancer_attributes(scope, parse(input)?).await?),
+            "DescribeLoadBalancerAttributes" => {
+                render(self.describe_load_balancer_attributes(scope, parse(input)?)?)
+            }
+            "ModifyLoadBalancerAttributes" => {
+                render(self.modify_load_balancer_attributes(scope, parse(input)?).await?)
+            }
             "SetSecurityGroups" => render(self.set_security_groups(scope, parse(input)?).await?),
             "SetSubnets" => render(self.set_subnets(scope, parse(input)?).await?),
-            "DescribeCapacityReservation" => render(self.describe_capacity_reservation(scope, parse(input)?)?),
+            "DescribeCapacityReservation" => {
+                render(self.describe_capacity_reservation(scope, parse(input)?)?)
+            }
             "CreateListener" => render(self.create_listener(scope, parse(input)?).await?),
             "DescribeListeners" => render(self.describe_listeners(scope, parse(input)?)?),
             "ModifyListener" => render(self.modify_listener(scope, parse(input)?).await?),
             "DeleteListener" => render(self.delete_listener(scope, parse(input)?).await?),
             "DescribeListenerAttributes" => render(self.describe_listener_attributes(scope, parse(input)?)?),
-            "ModifyListenerAttributes" => render(self.modify_listener_attributes(scope, parse(input)?).await?),
-            "DescribeListenerCertificates" => render(self.describe_listener_certificates(scope, parse(input)?)?),
+            "ModifyListenerAttributes" => {
+                render(self.modify_listener_attributes(scope, parse(input)?).await?)
+            }
+            "DescribeListenerCertificates" => {
+                render(self.describe_listener_certificates(scope, parse(input)?)?)
+            }
             "AddListenerCertificates" => render(self.add_listener_certificates(scope, parse(input)?).await?),
-            "RemoveListenerCertificates" => render(self.remove_listener_certificates(scope, parse(input)?).await?),
+            "RemoveListenerCertificates" => {
+                render(self.remove_listener_certificates(scope, parse(input)?).await?)
+            }
             "CreateRule" => render(self.create_rule(scope, parse(input)?).await?),
             "DescribeRules" => render(self.describe_rules(scope, parse(input)?)?),
             "ModifyRule" => render(self.modify_rule(scope, parse(input)?).await?),
@@ -90,8 +102,12 @@ impl Elbv2 {
             "DescribeTargetGroups" => render(self.describe_target_groups(scope, parse(input)?)?),
             "ModifyTargetGroup" => render(self.modify_target_group(scope, parse(input)?).await?),
             "DeleteTargetGroup" => render(self.delete_target_group(scope, parse(input)?).await?),
-            "DescribeTargetGroupAttributes" => render(self.describe_target_group_attributes(scope, parse(input)?)?),
-            "ModifyTargetGroupAttributes" => render(self.modify_target_group_attributes(scope, parse(input)?).await?),
+            "DescribeTargetGroupAttributes" => {
+                render(self.describe_target_group_attributes(scope, parse(input)?)?)
+            }
+            "ModifyTargetGroupAttributes" => {
+                render(self.modify_target_group_attributes(scope, parse(input)?).await?)
+            }
             "RegisterTargets" => render(self.register_targets(scope, parse(input)?).await?),
             "DeregisterTargets" => render(self.deregister_targets(scope, parse(input)?).await?),
             "DescribeTargetHealth" => render(self.describe_target_health(scope, parse(input)?)?),
@@ -123,7 +139,11 @@ impl Elbv2 {
                 ));
             }
         }
-        let r = self.store.txn(txn).await.map_err(|e| ServiceError::receiver("InternalFailure", e.to_string()))?;
+        let r = self
+            .store
+            .txn(txn)
+            .await
+            .map_err(|e| ServiceError::receiver("InternalFailure", e.to_string()))?;
         Ok(r.succeeded)
     }
 
@@ -150,7 +170,9 @@ impl Elbv2 {
     /// The load balancer an ARN names, or `LoadBalancerNotFound`.
     fn lb_by_arn(&self, scope: &Scope, arn: &str) -> Result<Stored<LbRecord>, ServiceError> {
         let found = match keys::parse_arn(scope, arn) {
-            Some(keys::ArnRef::LoadBalancer { name }) => self.load_lb(scope, &name)?.filter(|r| r.value.arn() == arn),
+            Some(keys::ArnRef::LoadBalancer { name }) => {
+                self.load_lb(scope, &name)?.filter(|r| r.value.arn() == arn)
+            }
             _ => None,
         };
         found.ok_or_else(|| lb_not_found(&[arn.to_string()]))
@@ -159,7 +181,9 @@ impl Elbv2 {
     /// The target group an ARN names, or `TargetGroupNotFound`.
     fn tg_by_arn(&self, scope: &Scope, arn: &str) -> Result<Stored<TgRecord>, ServiceError> {
         let found = match keys::parse_arn(scope, arn) {
-            Some(keys::ArnRef::TargetGroup { name }) => self.load_tg(scope, &name)?.filter(|r| r.value.arn() == arn),
+            Some(keys::ArnRef::TargetGroup { name }) => {
+                self.load_tg(scope, &name)?.filter(|r| r.value.arn() == arn)
+            }
             _ => None,
         };
         found.ok_or_else(|| tg_not_found(&[arn.to_string()]))
@@ -190,12 +214,17 @@ impl CertificateUse for CertificateUsers {
         let mut it = certificate_arn.split(':');
         let (Some(region), Some(account)) = (it.nth(3), it.next()) else { return Vec::new() };
         let lbs: Vec<Stored<LbRecord>> =
-            load_prefix(self.store.as_ref(), &keys::lb_prefix(&Scope::new(account, region))).unwrap_or_default();
+            load_prefix(self.store.as_ref(), &keys::lb_prefix(&Scope::new(account, region)))
+                .unwrap_or_default();
         lbs.into_iter()
             .filter(|lb| {
                 lb.value.listeners.iter().any(|l| {
                     l.extra_certificates.iter().any(|c| c == certificate_arn)
-                        || l.listener.certificates.iter().flatten().any(|c| c.certificate_arn.as_deref() == Some(certificate_arn))
+                        || l.listener
+                            .certificates
+                            .iter()
+                            .flatten()
+                            .any(|c| c.certificate_arn.as_deref() == Some(certificate_arn))
                 })
             })
             .map(|lb| lb.value.arn().to_string())
@@ -235,8 +264,11 @@ pub fn invalid_action(op: &str) -> ServiceError {
 }
 
 fn conflict() -> ServiceError {
-    ServiceError::receiver("InternalFailure", "The request kept conflicting with concurrent changes; try again")
-        .with_status(503)
+    ServiceError::receiver(
+        "InternalFailure",
+        "The request kept conflicting with concurrent changes; try again",
+    )
+    .with_status(503)
 }
 
 pub(crate) fn lb_not_found(refs: &[String]) -> ServiceError {
@@ -270,9 +302,12 @@ fn page<T>(
     };
     let after = match marker {
         None | Some("") => None,
-        Some(m) => Some(decode_marker(m).ok_or_else(|| validation(format!("The marker '{m}' is not valid")))?),
+        Some(m) => {
+            Some(decode_marker(m).ok_or_else(|| validation(format!("The marker '{m}' is not valid")))?)
+        }
     };
-    let rest: Vec<T> = items.into_iter().filter(|i| after.as_deref().is_none_or(|a| key(i).as_str() > a)).collect();
+    let rest: Vec<T> =
+        items.into_iter().filter(|i| after.as_deref().is_none_or(|a| key(i).as_str() > a)).collect();
     Ok(gantry_core::page::paginate(rest, size, key))
 }
 
@@ -281,7 +316,10 @@ fn decode_marker(m: &str) -> Option<String> {
     if hex.len() % 2 != 0 {
         return None;
     }
-    let bytes = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect::<Option<Vec<u8>>>()?;
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
     String::from_utf8(bytes).ok()
 }
 

@@ -121,12 +121,17 @@ impl Elbv2 {
 
     fn certificate_list(&self, certs: &[Certificate]) -> Result<Option<Vec<Certificate>>, ServiceError> {
         if certs.len() > 1 {
-            return Err(validation("Only one certificate, the default one, can be specified for a listener; add others with AddListenerCertificates"));
+            return Err(validation(
+                "Only one certificate, the default one, can be specified for a listener; add others with AddListenerCertificates",
+            ));
         }
         let Some(c) = certs.first() else { return Ok(None) };
         let arn = c.certificate_arn.clone().unwrap_or_default();
         if self.certificates.certificate(&arn).is_none() {
-            return Err(ServiceError::sender("CertificateNotFound", format!("Certificate '{arn}' not found")));
+            return Err(ServiceError::sender(
+                "CertificateNotFound",
+                format!("Certificate '{arn}' not found"),
+            ));
         }
         Ok(Some(vec![Certificate { certificate_arn: Some(arn), is_default: None }]))
     }
@@ -172,7 +177,8 @@ impl Elbv2 {
         let protocol = protocol
             .or_else(|| current.and_then(|c| c.protocol.clone()))
             .ok_or_else(|| validation("A listener protocol must be specified"))?;
-        let allowed: &[&str] = if lb.is_network() { &["TCP", "TLS", "UDP", "TCP_UDP"] } else { &["HTTP", "HTTPS"] };
+        let allowed: &[&str] =
+            if lb.is_network() { &["TCP", "TLS", "UDP", "TCP_UDP"] } else { &["HTTP", "HTTPS"] };
         if !allowed.contains(&protocol.as_str()) {
             return Err(ServiceError::sender(
                 "UnsupportedProtocol",
@@ -182,7 +188,9 @@ impl Elbv2 {
         if matches!(protocol.as_str(), "UDP" | "TCP_UDP") {
             return Err(ServiceError::sender(
                 "UnsupportedProtocol",
-                format!("Listener protocol '{protocol}' is not supported by Gantry: its load balancers carry TCP and TLS"),
+                format!(
+                    "Listener protocol '{protocol}' is not supported by Gantry: its load balancers carry TCP and TLS"
+                ),
             ));
         }
         let port = port
@@ -215,7 +223,10 @@ impl Elbv2 {
                 .or_else(|| current.and_then(|c| c.ssl_policy.clone()))
                 .unwrap_or_else(|| DEFAULT_SSL_POLICY.to_string());
             if !SSL_POLICIES.contains(&policy.as_str()) {
-                return Err(ServiceError::sender("SSLPolicyNotFound", format!("SSL policy '{policy}' not found")));
+                return Err(ServiceError::sender(
+                    "SSLPolicyNotFound",
+                    format!("SSL policy '{policy}' not found"),
+                ));
             }
             (certs, Some(policy))
         } else {
@@ -223,7 +234,9 @@ impl Elbv2 {
                 return Err(validation(format!("Certificates cannot be specified for {protocol} listeners")));
             }
             if ssl_policy.is_some() {
-                return Err(validation(format!("An SSL policy cannot be specified for {protocol} listeners")));
+                return Err(validation(format!(
+                    "An SSL policy cannot be specified for {protocol} listeners"
+                )));
             }
             (None, None)
         };
@@ -272,7 +285,10 @@ impl Elbv2 {
             if lb.value.listeners.len() >= 50 {
                 return Err(ServiceError::sender(
                     "TooManyListeners",
-                    format!("The load balancer '{}' cannot have more than 50 listeners", req.load_balancer_arn),
+                    format!(
+                        "The load balancer '{}' cannot have more than 50 listeners",
+                        req.load_balancer_arn
+                    ),
                 ));
             }
             let mut listener = self.listener_settings(
@@ -314,9 +330,13 @@ impl Elbv2 {
         let arns = req.listener_arns.clone().unwrap_or_default();
         let listeners: Vec<Listener> = match (&req.load_balancer_arn, arns.is_empty()) {
             (Some(_), false) => {
-                return Err(validation("Listener ARNs and a load balancer ARN cannot be specified at the same time"));
+                return Err(validation(
+                    "Listener ARNs and a load balancer ARN cannot be specified at the same time",
+                ));
             }
-            (None, true) => return Err(validation("You must specify either listener ARNs or a load balancer ARN")),
+            (None, true) => {
+                return Err(validation("You must specify either listener ARNs or a load balancer ARN"));
+            }
             (Some(lb_arn), true) => {
                 let lb = self.lb_by_arn(scope, lb_arn)?;
                 let mut ls: Vec<Listener> = lb.value.listeners.iter().map(|l| l.listener.clone()).collect();
@@ -338,7 +358,9 @@ impl Elbv2 {
                 out
             }
         };
-        let key = |l: &Listener| format!("{:05}!{}", l.port.unwrap_or_default(), l.listener_arn.as_deref().unwrap_or_default());
+        let key = |l: &Listener| {
+            format!("{:05}!{}", l.port.unwrap_or_default(), l.listener_arn.as_deref().unwrap_or_default())
+        };
         let mut listeners = listeners;
         listeners.sort_by_key(key);
         let (items, next) = page(listeners, req.marker.as_deref(), req.page_size, key)?;
@@ -368,7 +390,11 @@ impl Elbv2 {
             )?;
             let protocol = listener.protocol.clone().unwrap_or_default();
             let mut guards = Guards::default();
-            let acts = req.default_actions.clone().filter(|a| !a.is_empty()).or_else(|| current.default_actions.clone());
+            let acts = req
+                .default_actions
+                .clone()
+                .filter(|a| !a.is_empty())
+                .or_else(|| current.default_actions.clone());
             if let Some(acts) = acts {
                 let (actions, g) = self.check_actions(scope, &lb.value, &protocol, &acts)?;
                 listener.default_actions = Some(actions);
@@ -450,10 +476,16 @@ impl Elbv2 {
             .map(|c| Certificate { certificate_arn: c.certificate_arn.clone(), is_default: Some(true) })
             .collect();
         certs.extend(
-            l.extra_certificates.iter().map(|a| Certificate { certificate_arn: Some(a.clone()), is_default: Some(false) }),
+            l.extra_certificates
+                .iter()
+                .map(|a| Certificate { certificate_arn: Some(a.clone()), is_default: Some(false) }),
         );
         let (items, next) = page(certs, req.marker.as_deref(), req.page_size, |c| {
-            format!("{}{}", u8::from(c.is_default != Some(true)), c.certificate_arn.as_deref().unwrap_or_default())
+            format!(
+                "{}{}",
+                u8::from(c.is_default != Some(true)),
+                c.certificate_arn.as_deref().unwrap_or_default()
+            )
         })?;
         Ok(DescribeListenerCertificatesOutput { certificates: Some(items), next_marker: next })
     }
@@ -467,7 +499,10 @@ impl Elbv2 {
         for c in &req.certificates {
             let arn = c.certificate_arn.clone().unwrap_or_default();
             if self.certificates.certificate(&arn).is_none() {
-                return Err(ServiceError::sender("CertificateNotFound", format!("Certificate '{arn}' not found")));
+                return Err(ServiceError::sender(
+                    "CertificateNotFound",
+                    format!("Certificate '{arn}' not found"),
+                ));
             }
             arns.push(arn);
         }
@@ -484,13 +519,19 @@ impl Elbv2 {
                 }
             }
             if entry.extra_certificates.len() > 25 {
-                return Err(ServiceError::sender("TooManyCertificates", "A listener can have at most 25 certificates"));
+                return Err(ServiceError::sender(
+                    "TooManyCertificates",
+                    "A listener can have at most 25 certificates",
+                ));
             }
             if self.commit(Txn::new().put_record(scope, &before, &lb.value)).await? {
                 return Ok(AddListenerCertificatesOutput {
                     certificates: Some(
                         arns.iter()
-                            .map(|a| Certificate { certificate_arn: Some(a.clone()), is_default: Some(false) })
+                            .map(|a| Certificate {
+                                certificate_arn: Some(a.clone()),
+                                is_default: Some(false),
+                            })
                             .collect(),
                     ),
                 });
@@ -510,10 +551,18 @@ impl Elbv2 {
             let entry = &mut lb.value.listeners[i];
             for c in &req.certificates {
                 let arn = c.certificate_arn.clone().unwrap_or_default();
-                if entry.listener.certificates.iter().flatten().any(|d| d.certificate_arn.as_deref() == Some(&arn)) {
+                if entry
+                    .listener
+                    .certificates
+                    .iter()
+                    .flatten()
+                    .any(|d| d.certificate_arn.as_deref() == Some(&arn))
+                {
                     return Err(ServiceError::sender(
                         "OperationNotPermitted",
-                        format!("The default certificate '{arn}' cannot be removed; modify the listener instead"),
+                        format!(
+                            "The default certificate '{arn}' cannot be removed; modify the listener instead"
+                        ),
                     ));
                 }
                 entry.extra_certificates.retain(|a| *a != arn);
@@ -525,9 +574,16 @@ impl Elbv2 {
         Err(conflict())
     }
 
-    pub(crate) async fn create_rule(&self, scope: &Scope, req: CreateRuleInput) -> Result<CreateRuleOutput, ServiceError> {
+    pub(crate) async fn create_rule(
+        &self,
+        scope: &Scope,
+        req: CreateRuleInput,
+    ) -> Result<CreateRuleOutput, ServiceError> {
         if !(1..=50000).contains(&req.priority) {
-            return Err(validation(format!("Priority '{}' must be an integer from 1 to 50000", req.priority)));
+            return Err(validation(format!(
+                "Priority '{}' must be an integer from 1 to 50000",
+                req.priority
+            )));
         }
         let tags = req.tags.clone().unwrap_or_default();
         validate::tags(&tags)?;
@@ -543,7 +599,10 @@ impl Elbv2 {
             }
             let entry = &lb.value.listeners[i];
             if entry.rules.iter().any(|r| r.priority() == req.priority as u32) {
-                return Err(ServiceError::sender("PriorityInUse", format!("Priority '{}' is currently in use", req.priority)));
+                return Err(ServiceError::sender(
+                    "PriorityInUse",
+                    format!("Priority '{}' is currently in use", req.priority),
+                ));
             }
             if entry.rules.len() >= 100 {
                 return Err(ServiceError::sender(
@@ -571,10 +630,16 @@ impl Elbv2 {
         Err(conflict())
     }
 
-    pub(crate) fn describe_rules(&self, scope: &Scope, req: DescribeRulesInput) -> Result<DescribeRulesOutput, ServiceError> {
+    pub(crate) fn describe_rules(
+        &self,
+        scope: &Scope,
+        req: DescribeRulesInput,
+    ) -> Result<DescribeRulesOutput, ServiceError> {
         let arns = req.rule_arns.clone().unwrap_or_default();
         let mut rules = match (&req.listener_arn, arns.is_empty()) {
-            (Some(_), false) => return Err(validation("Rule ARNs and a listener ARN cannot be specified at the same time")),
+            (Some(_), false) => {
+                return Err(validation("Rule ARNs and a listener ARN cannot be specified at the same time"));
+            }
             (None, true) => return Err(validation("You must specify either listener ARNs or rule ARNs")),
             (Some(l), true) => {
                 let (lb, i) = self.listener_by_arn(scope, l)?;
@@ -586,7 +651,9 @@ impl Elbv2 {
                 for arn in &arns {
                     match self.rule_by_arn(scope, arn) {
                         Ok((lb, RuleAt::Default(li))) => out.push(default_rule(&lb.value.listeners[li])),
-                        Ok((lb, RuleAt::Rule(li, ri))) => out.push(lb.value.listeners[li].rules[ri].rule.clone()),
+                        Ok((lb, RuleAt::Rule(li, ri))) => {
+                            out.push(lb.value.listeners[li].rules[ri].rule.clone())
+                        }
                         Err(_) => missing.push(arn.clone()),
                     }
                 }
@@ -602,7 +669,11 @@ impl Elbv2 {
         Ok(DescribeRulesOutput { rules: Some(items), next_marker: next })
     }
 
-    pub(crate) async fn modify_rule(&self, scope: &Scope, req: ModifyRuleInput) -> Result<ModifyRuleOutput, ServiceError> {
+    pub(crate) async fn modify_rule(
+        &self,
+        scope: &Scope,
+        req: ModifyRuleInput,
+    ) -> Result<ModifyRuleOutput, ServiceError> {
         if req.transforms.as_ref().is_some_and(|t| !t.is_empty()) {
             return Err(validation("Rule transforms are not supported by Gantry"));
         }
@@ -631,7 +702,10 @@ impl Elbv2 {
                     if conditions.is_some() {
                         return Err(ServiceError::sender(
                             "OperationNotPermitted",
-                            format!("The conditions of the default rule '{}' cannot be modified", req.rule_arn),
+                            format!(
+                                "The conditions of the default rule '{}' cannot be modified",
+                                req.rule_arn
+                            ),
                         ));
                     }
                     let l = &mut lb.value.listeners[li];
@@ -659,7 +733,11 @@ impl Elbv2 {
         Err(conflict())
     }
 
-    pub(crate) async fn delete_rule(&self, scope: &Scope, req: DeleteRuleInput) -> Result<DeleteRuleOutput, ServiceError> {
+    pub(crate) async fn delete_rule(
+        &self,
+        scope: &Scope,
+        req: DeleteRuleInput,
+    ) -> Result<DeleteRuleOutput, ServiceError> {
         for _ in 0..ATTEMPTS {
             let (mut lb, at) = self.rule_by_arn(scope, &req.rule_arn)?;
             let before = Before::of(scope, &lb);
@@ -688,8 +766,11 @@ impl Elbv2 {
     ) -> Result<SetRulePrioritiesOutput, ServiceError> {
         let mut wanted = Vec::new();
         for p in &req.rule_priorities {
-            let arn = p.rule_arn.clone().ok_or_else(|| validation("Each rule priority pair needs a rule ARN"))?;
-            let prio = p.priority.ok_or_else(|| validation(format!("A priority must be specified for rule '{arn}'")))?;
+            let arn =
+                p.rule_arn.clone().ok_or_else(|| validation("Each rule priority pair needs a rule ARN"))?;
+            let prio = p
+                .priority
+                .ok_or_else(|| validation(format!("A priority must be specified for rule '{arn}'")))?;
             if !(1..=50000).contains(&prio) {
                 return Err(validation(format!("Priority '{prio}' must be an integer from 1 to 50000")));
             }
@@ -792,5 +873,8 @@ pub(crate) fn rules_of(l: &ListenerRecord) -> Vec<Rule> {
 }
 
 fn listener_attributes(l: &ListenerRecord) -> Vec<ListenerAttribute> {
-    l.attributes.iter().map(|(k, v)| ListenerAttribute { key: Some(k.clone()), value: Some(v.clone()) }).collect()
+    l.attributes
+        .iter()
+        .map(|(k, v)| ListenerAttribute { key: Some(k.clone()), value: Some(v.clone()) })
+        .collect()
 }

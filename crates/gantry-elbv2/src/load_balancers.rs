@@ -30,7 +30,10 @@ fn zones(scope: &Scope, subnets: &[String]) -> Vec<AvailabilityZone> {
         .collect()
 }
 
-fn subnets_of(subnets: &Option<Vec<String>>, mappings: &Option<Vec<SubnetMapping>>) -> Result<Vec<String>, ServiceError> {
+fn subnets_of(
+    subnets: &Option<Vec<String>>,
+    mappings: &Option<Vec<SubnetMapping>>,
+) -> Result<Vec<String>, ServiceError> {
     match (subnets, mappings) {
         (Some(s), Some(m)) if !s.is_empty() && !m.is_empty() => {
             Err(validation("You can specify subnets or subnet mappings, not both"))
@@ -64,7 +67,9 @@ impl Elbv2 {
         }
         let scheme = req.scheme.clone().unwrap_or_else(|| "internet-facing".into());
         if !matches!(scheme.as_str(), "internet-facing" | "internal") {
-            return Err(validation(format!("Scheme '{scheme}' is not valid: it must be 'internet-facing' or 'internal'")));
+            return Err(validation(format!(
+                "Scheme '{scheme}' is not valid: it must be 'internet-facing' or 'internal'"
+            )));
         }
         let ip_type = req.ip_address_type.clone().unwrap_or_else(|| "ipv4".into());
         if !matches!(ip_type.as_str(), "ipv4" | "dualstack" | "dualstack-without-public-ipv4") {
@@ -86,14 +91,22 @@ impl Elbv2 {
                     && lb.scheme.as_deref() == Some(&scheme)
                     && lb.ip_address_type.as_deref() == Some(&ip_type)
                     && lb.security_groups == security_groups
-                    && lb.availability_zones.as_ref().map(|z| z.iter().filter_map(|z| z.subnet_id.clone()).collect::<Vec<_>>())
+                    && lb
+                        .availability_zones
+                        .as_ref()
+                        .map(|z| z.iter().filter_map(|z| z.subnet_id.clone()).collect::<Vec<_>>())
                         == Some(subnets.clone());
                 if same {
-                    return Ok(CreateLoadBalancerOutput { load_balancers: Some(vec![existing.value.lb.clone()]) });
+                    return Ok(CreateLoadBalancerOutput {
+                        load_balancers: Some(vec![existing.value.lb.clone()]),
+                    });
                 }
                 return Err(ServiceError::sender(
                     "DuplicateLoadBalancerName",
-                    format!("A load balancer with the same name '{}' exists, but with different settings", req.name),
+                    format!(
+                        "A load balancer with the same name '{}' exists, but with different settings",
+                        req.name
+                    ),
                 ));
             }
             let id = self.new_id();
@@ -135,20 +148,24 @@ impl Elbv2 {
         let arns = req.load_balancer_arns.clone().unwrap_or_default();
         let names = req.names.clone().unwrap_or_default();
         if !arns.is_empty() && !names.is_empty() {
-            return Err(validation("Load balancer names and load balancer ARNs cannot be specified at the same time"));
+            return Err(validation(
+                "Load balancer names and load balancer ARNs cannot be specified at the same time",
+            ));
         }
         if arns.len() > 20 || names.len() > 20 {
             return Err(validation("You can specify at most 20 load balancers"));
         }
         let all = self.load_lbs(scope)?;
         let chosen: Vec<&Stored<LbRecord>> = if !names.is_empty() {
-            let missing: Vec<String> = names.iter().filter(|n| !all.iter().any(|r| r.value.name() == *n)).cloned().collect();
+            let missing: Vec<String> =
+                names.iter().filter(|n| !all.iter().any(|r| r.value.name() == *n)).cloned().collect();
             if !missing.is_empty() {
                 return Err(lb_not_found(&missing));
             }
             all.iter().filter(|r| names.iter().any(|n| n == r.value.name())).collect()
         } else if !arns.is_empty() {
-            let missing: Vec<String> = arns.iter().filter(|a| !all.iter().any(|r| r.value.arn() == *a)).cloned().collect();
+            let missing: Vec<String> =
+                arns.iter().filter(|a| !all.iter().any(|r| r.value.arn() == *a)).cloned().collect();
             if !missing.is_empty() {
                 return Err(lb_not_found(&missing));
             }
@@ -156,7 +173,8 @@ impl Elbv2 {
         } else {
             all.iter().collect()
         };
-        let (items, next) = page(chosen, req.marker.as_deref(), req.page_size, |r| r.value.name().to_string())?;
+        let (items, next) =
+            page(chosen, req.marker.as_deref(), req.page_size, |r| r.value.name().to_string())?;
         Ok(DescribeLoadBalancersOutput {
             load_balancers: Some(items.into_iter().map(|r| r.value.lb.clone()).collect()),
             next_marker: next,
@@ -226,7 +244,10 @@ impl Elbv2 {
     ) -> Result<SetSecurityGroupsOutput, ServiceError> {
         for g in &req.security_groups {
             if !g.starts_with("sg-") {
-                return Err(ServiceError::sender("InvalidSecurityGroup", format!("Security group '{g}' is not valid")));
+                return Err(ServiceError::sender(
+                    "InvalidSecurityGroup",
+                    format!("Security group '{g}' is not valid"),
+                ));
             }
         }
         for _ in 0..ATTEMPTS {
@@ -248,7 +269,11 @@ impl Elbv2 {
         Err(conflict())
     }
 
-    pub(crate) async fn set_subnets(&self, scope: &Scope, req: SetSubnetsInput) -> Result<SetSubnetsOutput, ServiceError> {
+    pub(crate) async fn set_subnets(
+        &self,
+        scope: &Scope,
+        req: SetSubnetsInput,
+    ) -> Result<SetSubnetsOutput, ServiceError> {
         let subnets = subnets_of(&req.subnets, &req.subnet_mappings)?;
         for _ in 0..ATTEMPTS {
             let mut lb = self.lb_by_arn(scope, &req.load_balancer_arn)?;
@@ -292,7 +317,8 @@ impl Elbv2 {
         &self,
         scope: &Scope,
     ) -> Result<std::collections::BTreeMap<String, std::collections::BTreeSet<String>>, ServiceError> {
-        let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> = Default::default();
+        let mut out: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+            Default::default();
         for lb in self.load_lbs(scope)? {
             for tg in forwarded_by(&lb.value) {
                 out.entry(tg).or_default().insert(lb.value.arn().to_string());

@@ -3,7 +3,9 @@
 
 use crate::records::{LbRecord, TgRecord};
 use crate::validate::{self, validation};
-use crate::{ATTEMPTS, Elbv2, conflict, keys, lb_not_found, listener_not_found, rule_not_found, tg_not_found};
+use crate::{
+    ATTEMPTS, Elbv2, conflict, keys, lb_not_found, listener_not_found, rule_not_found, tg_not_found,
+};
 use gantry_core::{Scope, ServiceError};
 use gantry_model::elbv2::*;
 use gantry_runtime::records::{Before, Stored, TxnExt};
@@ -32,7 +34,12 @@ impl Touched {
 impl Elbv2 {
     /// The tags of the resource an ARN names, for reading or changing, from `touched` (reading
     /// its record into it first).
-    fn tags_of<'a>(&self, scope: &Scope, touched: &'a mut Touched, arn: &str) -> Result<&'a mut Vec<Tag>, ServiceError> {
+    fn tags_of<'a>(
+        &self,
+        scope: &Scope,
+        touched: &'a mut Touched,
+        arn: &str,
+    ) -> Result<&'a mut Vec<Tag>, ServiceError> {
         let not_found = || match keys::parse_arn(scope, arn) {
             Some(keys::ArnRef::TargetGroup { .. }) => tg_not_found(&[arn.to_string()]),
             Some(keys::ArnRef::Listener { .. }) => listener_not_found(&[arn.to_string()]),
@@ -86,7 +93,11 @@ impl Elbv2 {
         Err(not_found())
     }
 
-    pub(crate) async fn add_tags(&self, scope: &Scope, req: AddTagsInput) -> Result<AddTagsOutput, ServiceError> {
+    pub(crate) async fn add_tags(
+        &self,
+        scope: &Scope,
+        req: AddTagsInput,
+    ) -> Result<AddTagsOutput, ServiceError> {
         validate::tags(&req.tags)?;
         if req.resource_arns.len() > 20 {
             return Err(validation("You can specify at most 20 resources"));
@@ -104,7 +115,11 @@ impl Elbv2 {
         Err(conflict())
     }
 
-    pub(crate) async fn remove_tags(&self, scope: &Scope, req: RemoveTagsInput) -> Result<RemoveTagsOutput, ServiceError> {
+    pub(crate) async fn remove_tags(
+        &self,
+        scope: &Scope,
+        req: RemoveTagsInput,
+    ) -> Result<RemoveTagsOutput, ServiceError> {
         if req.resource_arns.len() > 20 {
             return Err(validation("You can specify at most 20 resources"));
         }
@@ -121,7 +136,11 @@ impl Elbv2 {
         Err(conflict())
     }
 
-    pub(crate) fn describe_tags(&self, scope: &Scope, req: DescribeTagsInput) -> Result<DescribeTagsOutput, ServiceError> {
+    pub(crate) fn describe_tags(
+        &self,
+        scope: &Scope,
+        req: DescribeTagsInput,
+    ) -> Result<DescribeTagsOutput, ServiceError> {
         if req.resource_arns.len() > 20 {
             return Err(validation("You can specify at most 20 resources"));
         }

@@ -44,7 +44,12 @@ fn apply_settings(tg: &mut TargetGroup, hc: HealthCheckSettings) {
 }
 
 /// Whether a draining target is done draining at `now`.
-pub(crate) fn drained(health: &dyn gantry_ports::lb::TargetHealthSource, tg_arn: &str, t: &TargetRecord, now: i64) -> bool {
+pub(crate) fn drained(
+    health: &dyn gantry_ports::lb::TargetHealthSource,
+    tg_arn: &str,
+    t: &TargetRecord,
+    now: i64,
+) -> bool {
     match t.draining {
         Some(d) => now >= d.deadline_ms || health.drained(tg_arn, &t.id, t.port as u16),
         None => false,
@@ -53,7 +58,9 @@ pub(crate) fn drained(health: &dyn gantry_ports::lb::TargetHealthSource, tg_arn:
 
 fn matcher_code(m: &Option<Matcher>) -> Result<Option<String>, ServiceError> {
     match m {
-        Some(Matcher { grpc_code: Some(_), .. }) => Err(validation("gRPC matchers are not supported by Gantry")),
+        Some(Matcher { grpc_code: Some(_), .. }) => {
+            Err(validation("gRPC matchers are not supported by Gantry"))
+        }
         Some(Matcher { http_code, .. }) => Ok(http_code.clone()),
         None => Ok(None),
     }
@@ -81,14 +88,18 @@ impl Elbv2 {
             }
         }
         let protocol = req.protocol.clone().ok_or_else(|| {
-            validation(format!("A protocol must be specified for target groups with the target type '{target_type}'"))
+            validation(format!(
+                "A protocol must be specified for target groups with the target type '{target_type}'"
+            ))
         })?;
         match protocol.as_str() {
             "HTTP" | "HTTPS" | "TCP" | "TLS" => {}
             "UDP" | "TCP_UDP" | "GENEVE" => {
                 return Err(ServiceError::sender(
                     "UnsupportedProtocol",
-                    format!("Target group protocol '{protocol}' is not supported by Gantry: it carries HTTP, HTTPS, TCP and TLS"),
+                    format!(
+                        "Target group protocol '{protocol}' is not supported by Gantry: it carries HTTP, HTTPS, TCP and TLS"
+                    ),
                 ));
             }
             other => {
@@ -97,16 +108,20 @@ impl Elbv2 {
                 )));
             }
         }
-        let port = req
-            .port
-            .ok_or_else(|| validation(format!("A port must be specified for target groups with the target type '{target_type}'")))?;
+        let port = req.port.ok_or_else(|| {
+            validation(format!(
+                "A port must be specified for target groups with the target type '{target_type}'"
+            ))
+        })?;
         if !(1..=65535).contains(&port) {
             return Err(validation(format!("Port '{port}' must be an integer from 1 to 65535")));
         }
         let protocol_version = if validate::http_family(&protocol) {
             let v = req.protocol_version.clone().unwrap_or_else(|| "HTTP1".into());
             if !matches!(v.as_str(), "HTTP1" | "HTTP2" | "GRPC") {
-                return Err(validation(format!("Protocol version '{v}' is not valid: it must be 'HTTP1', 'HTTP2' or 'GRPC'")));
+                return Err(validation(format!(
+                    "Protocol version '{v}' is not valid: it must be 'HTTP1', 'HTTP2' or 'GRPC'"
+                )));
             }
             if v == "GRPC" {
                 return Err(validation("Protocol version 'GRPC' is not supported by Gantry"));
@@ -114,13 +129,17 @@ impl Elbv2 {
             Some(v)
         } else {
             if req.protocol_version.is_some() {
-                return Err(validation(format!("A protocol version cannot be specified for {protocol} target groups")));
+                return Err(validation(format!(
+                    "A protocol version cannot be specified for {protocol} target groups"
+                )));
             }
             None
         };
         let ip_type = req.ip_address_type.clone().unwrap_or_else(|| "ipv4".into());
         if !matches!(ip_type.as_str(), "ipv4" | "ipv6") {
-            return Err(validation(format!("IP address type '{ip_type}' is not valid: it must be 'ipv4' or 'ipv6'")));
+            return Err(validation(format!(
+                "IP address type '{ip_type}' is not valid: it must be 'ipv4' or 'ipv6'"
+            )));
         }
         let hc = validate::health_check(
             &protocol,
@@ -156,11 +175,16 @@ impl Elbv2 {
                 let mut same = existing.value.tg.clone();
                 same.target_group_arn = None;
                 if same == shape {
-                    return Ok(CreateTargetGroupOutput { target_groups: Some(vec![self.describe_tg(scope, &existing.value)?]) });
+                    return Ok(CreateTargetGroupOutput {
+                        target_groups: Some(vec![self.describe_tg(scope, &existing.value)?]),
+                    });
                 }
                 return Err(ServiceError::sender(
                     "DuplicateTargetGroupName",
-                    format!("A target group with the same name '{}' exists, but with different settings", req.name),
+                    format!(
+                        "A target group with the same name '{}' exists, but with different settings",
+                        req.name
+                    ),
                 ));
             }
             let mut tg = shape.clone();
@@ -183,7 +207,8 @@ impl Elbv2 {
     fn describe_tg(&self, scope: &Scope, tg: &TgRecord) -> Result<TargetGroup, ServiceError> {
         let usage = self.usage(scope)?;
         let mut out = tg.tg.clone();
-        out.load_balancer_arns = Some(usage.get(tg.arn()).map(|s| s.iter().cloned().collect()).unwrap_or_default());
+        out.load_balancer_arns =
+            Some(usage.get(tg.arn()).map(|s| s.iter().cloned().collect()).unwrap_or_default());
         Ok(out)
     }
 
@@ -206,13 +231,15 @@ impl Elbv2 {
             self.lb_by_arn(scope, lb_arn)?;
             all.iter().filter(|t| usage.get(t.value.arn()).is_some_and(|s| s.contains(lb_arn))).collect()
         } else if !arns.is_empty() {
-            let missing: Vec<String> = arns.iter().filter(|a| !all.iter().any(|t| t.value.arn() == *a)).cloned().collect();
+            let missing: Vec<String> =
+                arns.iter().filter(|a| !all.iter().any(|t| t.value.arn() == *a)).cloned().collect();
             if !missing.is_empty() {
                 return Err(tg_not_found(&missing));
             }
             all.iter().filter(|t| arns.iter().any(|a| a == t.value.arn())).collect()
         } else if !names.is_empty() {
-            let missing: Vec<String> = names.iter().filter(|n| !all.iter().any(|t| t.value.name() == *n)).cloned().collect();
+            let missing: Vec<String> =
+                names.iter().filter(|n| !all.iter().any(|t| t.value.name() == *n)).cloned().collect();
             if !missing.is_empty() {
                 return Err(tg_not_found(&missing));
             }
@@ -220,12 +247,14 @@ impl Elbv2 {
         } else {
             all.iter().collect()
         };
-        let (items, next) = page(chosen, req.marker.as_deref(), req.page_size, |t| t.value.name().to_string())?;
+        let (items, next) =
+            page(chosen, req.marker.as_deref(), req.page_size, |t| t.value.name().to_string())?;
         let groups = items
             .into_iter()
             .map(|t| {
                 let mut g = t.value.tg.clone();
-                g.load_balancer_arns = Some(usage.get(t.value.arn()).map(|s| s.iter().cloned().collect()).unwrap_or_default());
+                g.load_balancer_arns =
+                    Some(usage.get(t.value.arn()).map(|s| s.iter().cloned().collect()).unwrap_or_default());
                 g
             })
             .collect();
@@ -253,10 +282,17 @@ impl Elbv2 {
             let before = Before::of(scope, &tg);
             let protocol = tg.value.tg.protocol.clone().unwrap_or_default();
             let current = settings_of(&tg.value.tg);
-            let hc = validate::health_check(&protocol, tg.value.tg.protocol_version.as_deref(), Some(&current), &hc_req)?;
+            let hc = validate::health_check(
+                &protocol,
+                tg.value.tg.protocol_version.as_deref(),
+                Some(&current),
+                &hc_req,
+            )?;
             apply_settings(&mut tg.value.tg, hc);
             if self.commit(Txn::new().put_record(scope, &before, &tg.value)).await? {
-                return Ok(ModifyTargetGroupOutput { target_groups: Some(vec![self.describe_tg(scope, &tg.value)?]) });
+                return Ok(ModifyTargetGroupOutput {
+                    target_groups: Some(vec![self.describe_tg(scope, &tg.value)?]),
+                });
             }
         }
         Err(conflict())
@@ -276,10 +312,16 @@ impl Elbv2 {
                 return Ok(DeleteTargetGroupOutput {});
             };
             let lbs = self.load_lbs(scope)?;
-            if lbs.iter().any(|lb| crate::load_balancers::forwarded_by(&lb.value).contains(&req.target_group_arn)) {
+            if lbs
+                .iter()
+                .any(|lb| crate::load_balancers::forwarded_by(&lb.value).contains(&req.target_group_arn))
+            {
                 return Err(ServiceError::sender(
                     "ResourceInUse",
-                    format!("Target group '{}' is currently in use by a listener or a rule", req.target_group_arn),
+                    format!(
+                        "Target group '{}' is currently in use by a listener or a rule",
+                        req.target_group_arn
+                    ),
                 ));
             }
             let mut txn = Txn::new();
@@ -322,12 +364,18 @@ impl Elbv2 {
     }
 
     /// The targets of a request, with the group's port for those without one.
-    fn requested_targets(tg: &TgRecord, targets: &[TargetDescription]) -> Result<Vec<(String, i32, Option<String>)>, ServiceError> {
+    fn requested_targets(
+        tg: &TgRecord,
+        targets: &[TargetDescription],
+    ) -> Result<Vec<(String, i32, Option<String>)>, ServiceError> {
         let mut out = Vec::new();
         for t in targets {
             let port = t.port.or(tg.tg.port).unwrap_or_default();
             if !(1..=65535).contains(&port) {
-                return Err(validation(format!("Port '{port}' of target '{}' must be an integer from 1 to 65535", t.id)));
+                return Err(validation(format!(
+                    "Port '{port}' of target '{}' must be an integer from 1 to 65535",
+                    t.id
+                )));
             }
             if t.id.is_empty() {
                 return Err(validation("A target ID must be specified"));
@@ -356,14 +404,23 @@ impl Elbv2 {
             let wanted = Self::requested_targets(&tg.value, &req.targets)?;
             let existing = self.load_targets(scope, tg.value.name())?;
             let now = self.now_ms();
-            let live = existing.iter().filter(|t| !drained(self.health.as_ref(), tg.value.arn(), &t.value, now)).count();
+            let live = existing
+                .iter()
+                .filter(|t| !drained(self.health.as_ref(), tg.value.arn(), &t.value, now))
+                .count();
             if live + wanted.len() > 1000 {
                 return Err(ServiceError::sender(
                     "TooManyTargets",
                     format!("The target group '{}' cannot have more than 1000 targets", req.target_group_arn),
                 ));
             }
-            let mut txn = self.sweep(Txn::new().when(tg.key.clone(), tg.mod_revision), scope, &tg.value, &existing, now);
+            let mut txn = self.sweep(
+                Txn::new().when(tg.key.clone(), tg.mod_revision),
+                scope,
+                &tg.value,
+                &existing,
+                now,
+            );
             for (id, port, az) in &wanted {
                 let key = keys::target(scope, tg.value.name(), id, *port);
                 let old = existing.iter().find(|e| e.key == key);
@@ -398,7 +455,14 @@ impl Elbv2 {
     }
 
     /// Removes targets whose draining has ended.
-    fn sweep(&self, mut txn: Txn, _scope: &Scope, tg: &TgRecord, existing: &[Stored<TargetRecord>], now: i64) -> Txn {
+    fn sweep(
+        &self,
+        mut txn: Txn,
+        _scope: &Scope,
+        tg: &TgRecord,
+        existing: &[Stored<TargetRecord>],
+        now: i64,
+    ) -> Txn {
         for t in existing {
             if drained(self.health.as_ref(), tg.arn(), &t.value, now) {
                 txn = txn.when(t.key.clone(), t.mod_revision).delete(t.key.clone());
@@ -421,8 +485,12 @@ impl Elbv2 {
             let existing = self.load_targets(scope, tg.value.name())?;
             let now = self.now_ms();
             let in_use = self.usage(scope)?.contains_key(tg.value.arn());
-            let delay_s: i64 =
-                tg.value.attributes.get("deregistration_delay.timeout_seconds").and_then(|v| v.parse().ok()).unwrap_or(300);
+            let delay_s: i64 = tg
+                .value
+                .attributes
+                .get("deregistration_delay.timeout_seconds")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(300);
             let mut txn = Txn::new().when(tg.key.clone(), tg.mod_revision);
             for t in &existing {
                 let asked = wanted.iter().any(|(id, port, _)| *id == t.value.id && *port == t.value.port);
@@ -450,7 +518,9 @@ impl Elbv2 {
         let tg = self.tg_by_arn(scope, &req.target_group_arn)?;
         for i in req.include.iter().flatten() {
             if !matches!(i.as_str(), "AnomalyDetection" | "All") {
-                return Err(validation(format!("Include '{i}' is not valid: it must be 'AnomalyDetection' or 'All'")));
+                return Err(validation(format!(
+                    "Include '{i}' is not valid: it must be 'AnomalyDetection' or 'All'"
+                )));
             }
         }
         let anomaly = req.include.iter().flatten().next().is_some()
@@ -464,21 +534,34 @@ impl Elbv2 {
             .filter(|t| !drained(self.health.as_ref(), tg.value.arn(), t, now))
             .collect();
         let hc_port = tg.value.tg.health_check_port.clone().unwrap_or_else(|| "traffic-port".into());
-        let describe = |id: &str, port: i32, az: Option<String>, health: ObservedHealth| TargetHealthDescription {
-            target: Some(TargetDescription { id: id.to_string(), port: Some(port), availability_zone: az, quic_server_id: None }),
-            health_check_port: Some(if hc_port == "traffic-port" { port.to_string() } else { hc_port.clone() }),
-            target_health: Some(TargetHealth {
-                state: Some(health.state.as_str().to_string()),
-                reason: health.reason.map(|r| r.as_str().to_string()),
-                description: health.description,
-            }),
-            anomaly_detection: anomaly.then(|| AnomalyDetection { result: Some("normal".into()), mitigation_in_effect: Some("no".into()) }),
-            administrative_override: Some(AdministrativeOverride {
-                state: Some("no_override".into()),
-                reason: Some("AdministrativeOverride.NoOverride".into()),
-                description: Some("No override is currently active on target".into()),
-            }),
-        };
+        let describe =
+            |id: &str, port: i32, az: Option<String>, health: ObservedHealth| TargetHealthDescription {
+                target: Some(TargetDescription {
+                    id: id.to_string(),
+                    port: Some(port),
+                    availability_zone: az,
+                    quic_server_id: None,
+                }),
+                health_check_port: Some(if hc_port == "traffic-port" {
+                    port.to_string()
+                } else {
+                    hc_port.clone()
+                }),
+                target_health: Some(TargetHealth {
+                    state: Some(health.state.as_str().to_string()),
+                    reason: health.reason.map(|r| r.as_str().to_string()),
+                    description: health.description,
+                }),
+                anomaly_detection: anomaly.then(|| AnomalyDetection {
+                    result: Some("normal".into()),
+                    mitigation_in_effect: Some("no".into()),
+                }),
+                administrative_override: Some(AdministrativeOverride {
+                    state: Some("no_override".into()),
+                    reason: Some("AdministrativeOverride.NoOverride".into()),
+                    description: Some("No override is currently active on target".into()),
+                }),
+            };
         let health_of = |t: &TargetRecord| -> ObservedHealth {
             if t.draining.is_some() {
                 return ObservedHealth {
@@ -491,7 +574,9 @@ impl Elbv2 {
                 return ObservedHealth {
                     state: TargetState::Unused,
                     reason: Some(TargetReason::TargetNotInUse),
-                    description: Some("Target group is not configured to receive traffic from the load balancer".into()),
+                    description: Some(
+                        "Target group is not configured to receive traffic from the load balancer".into(),
+                    ),
                 };
             }
             if tg.value.tg.health_check_enabled == Some(false) {
@@ -508,7 +593,10 @@ impl Elbv2 {
             })
         };
         let out = match req.targets.as_ref().filter(|t| !t.is_empty()) {
-            None => records.iter().map(|t| describe(&t.id, t.port, t.availability_zone.clone(), health_of(t))).collect(),
+            None => records
+                .iter()
+                .map(|t| describe(&t.id, t.port, t.availability_zone.clone(), health_of(t)))
+                .collect(),
             Some(asked) => {
                 let wanted = Self::requested_targets(&tg.value, asked)?;
                 wanted
@@ -534,5 +622,8 @@ impl Elbv2 {
 }
 
 fn tg_attributes(tg: &TgRecord) -> Vec<TargetGroupAttribute> {
-    tg.attributes.iter().map(|(k, v)| TargetGroupAttribute { key: Some(k.clone()), value: Some(v.clone()) }).collect()
+    tg.attributes
+        .iter()
+        .map(|(k, v)| TargetGroupAttribute { key: Some(k.clone()), value: Some(v.clone()) })
+        .collect()
 }

@@ -18,7 +18,13 @@ struct Fixture {
 fn fixture_with(health: Arc<dyn TargetHealthSource>) -> Fixture {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     let clock = Arc::new(FixedClock::new(Timestamp(1_800_000_000_000)));
-    let elb = Elbv2::new(store.clone(), clock.clone(), Arc::new(SeededIds::new(7)), health, Arc::new(NoCertificates));
+    let elb = Elbv2::new(
+        store.clone(),
+        clock.clone(),
+        Arc::new(SeededIds::new(7)),
+        health,
+        Arc::new(NoCertificates),
+    );
     Fixture { elb: Arc::new(elb), store, clock, scope: Scope::new("123456789012", "eu-west-1") }
 }
 
@@ -42,8 +48,12 @@ impl Fixture {
     }
 
     async fn tg(&self, name: &str) -> String {
-        let out =
-            self.ok("CreateTargetGroup", json!({"Name": name, "Protocol": "HTTP", "Port": 80, "TargetType": "ip"})).await;
+        let out = self
+            .ok(
+                "CreateTargetGroup",
+                json!({"Name": name, "Protocol": "HTTP", "Port": 80, "TargetType": "ip"}),
+            )
+            .await;
         out["TargetGroups"][0]["TargetGroupArn"].as_str().unwrap().to_string()
     }
 
@@ -132,7 +142,9 @@ async fn concurrent_writers_never_share_a_port_or_a_priority() {
     assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| e.code == "PriorityInUse"));
 }
 
-async fn futures_join<T: Send + 'static>(handles: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+async fn futures_join<T: Send + 'static>(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+) -> Vec<T> {
     let mut out = Vec::new();
     for h in handles.collect::<Vec<_>>() {
         out.push(h.await.unwrap());
@@ -151,12 +163,24 @@ async fn a_deregistered_target_drains_until_the_delay_has_passed_on_the_clock() 
         json!({"TargetGroupArn": tg, "Attributes": [{"Key": "deregistration_delay.timeout_seconds", "Value": "30"}]}),
     )
     .await;
-    f.ok("RegisterTargets", json!({"TargetGroupArn": tg, "Targets": [{"Id": "10.0.0.1"}, {"Id": "10.0.0.2"}]})).await;
+    f.ok(
+        "RegisterTargets",
+        json!({"TargetGroupArn": tg, "Targets": [{"Id": "10.0.0.1"}, {"Id": "10.0.0.2"}]}),
+    )
+    .await;
     f.ok("DeregisterTargets", json!({"TargetGroupArn": tg, "Targets": [{"Id": "10.0.0.1"}]})).await;
     let state = |out: &Value, id: &str| -> (String, String) {
-        let d = out["TargetHealthDescriptions"].as_array().unwrap().iter().find(|d| d["Target"]["Id"] == id).cloned();
+        let d = out["TargetHealthDescriptions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["Target"]["Id"] == id)
+            .cloned();
         d.map(|d| {
-            (d["TargetHealth"]["State"].as_str().unwrap().to_string(), d["TargetHealth"]["Reason"].as_str().unwrap().to_string())
+            (
+                d["TargetHealth"]["State"].as_str().unwrap().to_string(),
+                d["TargetHealth"]["Reason"].as_str().unwrap().to_string(),
+            )
         })
         .unwrap_or_default()
     };
@@ -166,12 +190,16 @@ async fn a_deregistered_target_drains_until_the_delay_has_passed_on_the_clock() 
     // The data plane's configuration carries the deadline.
     let config = config::build(f.store.as_ref(), &NoCertificates).unwrap();
     let t = &config.target_groups[0].targets[0];
-    assert_eq!(t.draining, Some(lb::Draining { since_ms: 1_800_000_000_000, deadline_ms: 1_800_000_030_000 }));
+    assert_eq!(
+        t.draining,
+        Some(lb::Draining { since_ms: 1_800_000_000_000, deadline_ms: 1_800_000_030_000 })
+    );
     f.clock.advance_ms(29_999);
     let out = f.ok("DescribeTargetHealth", json!({"TargetGroupArn": tg})).await;
     assert_eq!(state(&out, "10.0.0.1").0, "draining");
     f.clock.advance_ms(1);
-    let out = f.ok("DescribeTargetHealth", json!({"TargetGroupArn": tg, "Targets": [{"Id": "10.0.0.1"}]})).await;
+    let out =
+        f.ok("DescribeTargetHealth", json!({"TargetGroupArn": tg, "Targets": [{"Id": "10.0.0.1"}]})).await;
     assert_eq!(state(&out, "10.0.0.1"), ("unused".into(), "Target.NotRegistered".into()));
     // The next write to the group's targets removes the record.
     assert_eq!(f.keys().iter().filter(|k| k.contains("/target/")).count(), 2);
@@ -182,7 +210,8 @@ async fn a_deregistered_target_drains_until_the_delay_has_passed_on_the_clock() 
     // Registering a draining target again makes it a new registration.
     f.ok("DeregisterTargets", json!({"TargetGroupArn": tg, "Targets": [{"Id": "10.0.0.2"}]})).await;
     f.ok("RegisterTargets", json!({"TargetGroupArn": tg, "Targets": [{"Id": "10.0.0.2"}]})).await;
-    let out = f.ok("DescribeTargetHealth", json!({"TargetGroupArn": tg, "Targets": [{"Id": "10.0.0.2"}]})).await;
+    let out =
+        f.ok("DescribeTargetHealth", json!({"TargetGroupArn": tg, "Targets": [{"Id": "10.0.0.2"}]})).await;
     assert_eq!(state(&out, "10.0.0.2").0, "initial");
 }
 
@@ -242,7 +271,8 @@ async fn the_configuration_is_what_the_records_say_and_the_feed_follows_them() {
                "Actions": [{"Type": "redirect", "RedirectConfig": {"Path": "/new/#{path}", "StatusCode": "HTTP_302"}}]}),
     )
     .await;
-    f.ok("RegisterTargets", json!({"TargetGroupArn": green, "Targets": [{"Id": "10.1.2.3", "Port": 9000}]})).await;
+    f.ok("RegisterTargets", json!({"TargetGroupArn": green, "Targets": [{"Id": "10.1.2.3", "Port": 9000}]}))
+        .await;
     let revision = f.store.revision();
     let config = rx.wait_for(|c| c.revision >= revision).await.unwrap().clone();
     assert_eq!(config.load_balancers.len(), 1);
@@ -279,14 +309,17 @@ async fn the_configuration_is_what_the_records_say_and_the_feed_follows_them() {
         })
     );
     let g = config.target_groups.iter().find(|t| t.arn == green).unwrap();
-    assert_eq!(g.load_balancer_arns, [lb.clone()]);
+    assert_eq!(g.load_balancer_arns, std::slice::from_ref(&lb));
     assert_eq!(g.targets[0].address, Some("10.1.2.3".parse().unwrap()));
     assert_eq!(g.targets[0].port, 9000);
     assert_eq!(g.health_check.path.as_deref(), Some("/"));
     assert_eq!(g.attributes.deregistration_delay_seconds, 300);
     assert_eq!(config.load_balancers[0].attributes.idle_timeout_seconds, 60);
     // A change to something else in the store does not publish a new configuration.
-    f.store.txn(gantry_store::Txn::new().put("/123456789012/eu-west-1/ecs/cluster/x", b"{}".to_vec())).await.unwrap();
+    f.store
+        .txn(gantry_store::Txn::new().put("/123456789012/eu-west-1/ecs/cluster/x", b"{}".to_vec()))
+        .await
+        .unwrap();
     f.ok("DeleteLoadBalancer", json!({"LoadBalancerArn": lb})).await;
     let revision = f.store.revision();
     let config = rx.wait_for(|c| c.revision >= revision).await.unwrap().clone();

@@ -4,9 +4,10 @@
 
 use gantry_core::ServiceError;
 use gantry_model::elbv2::{
-    Action, FixedResponseActionConfig, ForwardActionConfig, HostHeaderConditionConfig, HttpHeaderConditionConfig,
-    HttpRequestMethodConditionConfig, PathPatternConditionConfig, QueryStringConditionConfig, RedirectActionConfig,
-    RuleCondition, SourceIpConditionConfig, Tag, TargetGroupStickinessConfig, TargetGroupTuple,
+    Action, FixedResponseActionConfig, ForwardActionConfig, HostHeaderConditionConfig,
+    HttpHeaderConditionConfig, HttpRequestMethodConditionConfig, PathPatternConditionConfig,
+    QueryStringConditionConfig, RedirectActionConfig, RuleCondition, SourceIpConditionConfig, Tag,
+    TargetGroupStickinessConfig, TargetGroupTuple,
 };
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -46,13 +47,22 @@ pub fn tags(tags: &[Tag]) -> Result<(), ServiceError> {
             return Err(validation(format!("Tag key '{}' must be between 1 and 128 characters long", t.key)));
         }
         if t.key.to_ascii_lowercase().starts_with("aws:") {
-            return Err(validation(format!("Tag key '{}' cannot start with the reserved prefix 'aws:'", t.key)));
+            return Err(validation(format!(
+                "Tag key '{}' cannot start with the reserved prefix 'aws:'",
+                t.key
+            )));
         }
         if t.value.as_deref().unwrap_or_default().chars().count() > 256 {
-            return Err(validation(format!("The value of tag '{}' cannot be longer than 256 characters", t.key)));
+            return Err(validation(format!(
+                "The value of tag '{}' cannot be longer than 256 characters",
+                t.key
+            )));
         }
         if !seen.insert(t.key.as_str()) {
-            return Err(ServiceError::sender("DuplicateTagKeys", format!("Tag key '{}' is duplicated", t.key)));
+            return Err(ServiceError::sender(
+                "DuplicateTagKeys",
+                format!("Tag key '{}' is duplicated", t.key),
+            ));
         }
     }
     Ok(())
@@ -86,7 +96,9 @@ fn parse_bool(key: &str, v: &str) -> Result<bool, ServiceError> {
 fn parse_range(key: &str, v: &str, lo: i64, hi: i64) -> Result<i64, ServiceError> {
     match v.parse::<i64>() {
         Ok(n) if (lo..=hi).contains(&n) => Ok(n),
-        _ => Err(validation(format!("'{v}' is not a valid value for '{key}': it must be an integer from {lo} to {hi}"))),
+        _ => Err(validation(format!(
+            "'{v}' is not a valid value for '{key}': it must be an integer from {lo} to {hi}"
+        ))),
     }
 }
 
@@ -142,7 +154,9 @@ fn lb_attribute_table(lb_type: &str) -> &'static [(&'static str, &'static str, C
         ("routing.http.preserve_host_header.enabled", "false", check_bool),
         ("routing.http.x_amzn_tls_version_and_cipher_suite.enabled", "false", check_bool),
         ("routing.http.xff_client_port.enabled", "false", check_bool),
-        ("routing.http.xff_header_processing.mode", "append", |k, v| one_of(k, v, &["append", "preserve", "remove"])),
+        ("routing.http.xff_header_processing.mode", "append", |k, v| {
+            one_of(k, v, &["append", "preserve", "remove"])
+        }),
         ("routing.http2.enabled", "true", check_bool),
         ("waf.fail_open.enabled", "false", check_bool),
         ("zonal_shift.config.enabled", "false", check_bool),
@@ -153,7 +167,15 @@ fn lb_attribute_table(lb_type: &str) -> &'static [(&'static str, &'static str, C
         ("access_logs.s3.prefix", "", free_text),
         ("deletion_protection.enabled", "false", check_bool),
         ("dns_record.client_routing_policy", "any_availability_zone", |k, v| {
-            one_of(k, v, &["availability_zone_affinity", "partial_availability_zone_affinity", "any_availability_zone"])
+            one_of(
+                k,
+                v,
+                &[
+                    "availability_zone_affinity",
+                    "partial_availability_zone_affinity",
+                    "any_availability_zone",
+                ],
+            )
         }),
         ("load_balancing.cross_zone.enabled", "false", check_bool),
         ("zonal_shift.config.enabled", "false", check_bool),
@@ -209,11 +231,31 @@ fn listener_attribute_table(protocol: &str) -> &'static [(&'static str, &'static
         ("routing.http.response.x_frame_options.header_value", "", free_text),
     ];
     const HTTPS: &[(&str, &str, Check)] = &[
-        ("routing.http.request.x_amzn_mtls_clientcert_serial_number.header_name", "X-Amzn-Mtls-Clientcert-Serial-Number", free_text),
-        ("routing.http.request.x_amzn_mtls_clientcert_issuer.header_name", "X-Amzn-Mtls-Clientcert-Issuer", free_text),
-        ("routing.http.request.x_amzn_mtls_clientcert_subject.header_name", "X-Amzn-Mtls-Clientcert-Subject", free_text),
-        ("routing.http.request.x_amzn_mtls_clientcert_validity.header_name", "X-Amzn-Mtls-Clientcert-Validity", free_text),
-        ("routing.http.request.x_amzn_mtls_clientcert_leaf.header_name", "X-Amzn-Mtls-Clientcert-Leaf", free_text),
+        (
+            "routing.http.request.x_amzn_mtls_clientcert_serial_number.header_name",
+            "X-Amzn-Mtls-Clientcert-Serial-Number",
+            free_text,
+        ),
+        (
+            "routing.http.request.x_amzn_mtls_clientcert_issuer.header_name",
+            "X-Amzn-Mtls-Clientcert-Issuer",
+            free_text,
+        ),
+        (
+            "routing.http.request.x_amzn_mtls_clientcert_subject.header_name",
+            "X-Amzn-Mtls-Clientcert-Subject",
+            free_text,
+        ),
+        (
+            "routing.http.request.x_amzn_mtls_clientcert_validity.header_name",
+            "X-Amzn-Mtls-Clientcert-Validity",
+            free_text,
+        ),
+        (
+            "routing.http.request.x_amzn_mtls_clientcert_leaf.header_name",
+            "X-Amzn-Mtls-Clientcert-Leaf",
+            free_text,
+        ),
         ("routing.http.request.x_amzn_mtls_clientcert.header_name", "X-Amzn-Mtls-Clientcert", free_text),
         ("routing.http.request.x_amzn_tls_version.header_name", "X-Amzn-Tls-Version", free_text),
         ("routing.http.request.x_amzn_tls_cipher_suite.header_name", "X-Amzn-Tls-Cipher-Suite", free_text),
@@ -279,7 +321,9 @@ fn tg_attribute_table(protocol: &str) -> &'static [(&'static str, &'static str, 
         }),
         ("stickiness.app_cookie.cookie_name", "", |k, v| {
             if ["AWSALB", "AWSALBAPP", "AWSALBTG"].iter().any(|p| v.starts_with(p)) {
-                return Err(validation(format!("'{v}' is not a valid value for '{k}': the prefixes AWSALB, AWSALBAPP and AWSALBTG are reserved")));
+                return Err(validation(format!(
+                    "'{v}' is not a valid value for '{k}': the prefixes AWSALB, AWSALBAPP and AWSALBTG are reserved"
+                )));
             }
             Ok(())
         }),
@@ -321,7 +365,8 @@ pub fn modify_tg_attributes(
 ) -> Result<(), ServiceError> {
     modify_attributes("Target group", tg_attribute_table(protocol), current, changes)?;
     let get = |k: &str| current.get(k).map(String::as_str).unwrap_or_default();
-    if get("slow_start.duration_seconds") != "0" && get("load_balancing.algorithm.type") == "least_outstanding_requests"
+    if get("slow_start.duration_seconds") != "0"
+        && get("load_balancing.algorithm.type") == "least_outstanding_requests"
     {
         return Err(validation(
             "Slow start mode cannot be enabled together with the least outstanding requests algorithm",
@@ -392,25 +437,33 @@ pub fn health_check(
     }
     let http_check = http_family(&hc_protocol);
     let grpc = protocol_version == Some("GRPC");
-    let port = req.port.clone().or_else(|| current.map(|c| c.port.clone())).unwrap_or_else(|| "traffic-port".into());
+    let port =
+        req.port.clone().or_else(|| current.map(|c| c.port.clone())).unwrap_or_else(|| "traffic-port".into());
     if port != "traffic-port" && !matches!(port.parse::<u32>(), Ok(1..=65535)) {
         return Err(validation(format!(
             "Health check port '{port}' must be 'traffic-port' or an integer from 1 to 65535"
         )));
     }
     let protocol_changed = current.is_some_and(|c| http_family(&c.protocol) != http_check);
-    let keep = |f: fn(&HealthCheckSettings) -> Option<String>| current.filter(|_| !protocol_changed).and_then(f);
+    let keep =
+        |f: fn(&HealthCheckSettings) -> Option<String>| current.filter(|_| !protocol_changed).and_then(f);
     let path = if http_check {
-        let p = req.path.clone().or_else(|| keep(|c| c.path.clone())).unwrap_or_else(|| {
-            if grpc { "/AWS.ALB/healthcheck".into() } else { "/".into() }
-        });
+        let p = req
+            .path
+            .clone()
+            .or_else(|| keep(|c| c.path.clone()))
+            .unwrap_or_else(|| if grpc { "/AWS.ALB/healthcheck".into() } else { "/".into() });
         if p.is_empty() || p.len() > 1024 || !p.starts_with('/') {
-            return Err(validation(format!("Health check path '{p}' must start with '/' and be at most 1024 characters")));
+            return Err(validation(format!(
+                "Health check path '{p}' must start with '/' and be at most 1024 characters"
+            )));
         }
         Some(p)
     } else {
         if req.path.is_some() {
-            return Err(validation("Health check path can only be specified for HTTP and HTTPS health checks"));
+            return Err(validation(
+                "Health check path can only be specified for HTTP and HTTPS health checks",
+            ));
         }
         None
     };
@@ -454,13 +507,27 @@ pub fn health_check(
         )));
     }
     let enabled = req.enabled.or(current.map(|c| c.enabled)).unwrap_or(true);
-    Ok(HealthCheckSettings { enabled, protocol: hc_protocol, port, path, interval, timeout, healthy, unhealthy, matcher })
+    Ok(HealthCheckSettings {
+        enabled,
+        protocol: hc_protocol,
+        port,
+        path,
+        interval,
+        timeout,
+        healthy,
+        unhealthy,
+        matcher,
+    })
 }
 
 /// A matcher's HTTP codes: `200`, `200,202`, `200-299` (200-499; gRPC: 0-99).
 pub fn http_codes(m: &str, grpc: bool) -> Result<Vec<(u16, u16)>, ServiceError> {
     let (lo, hi) = if grpc { (0, 99) } else { (200, 499) };
-    let bad = || validation(format!("The matcher '{m}' is not valid: use codes from {lo} to {hi}, as '200', '200,202' or '200-299'"));
+    let bad = || {
+        validation(format!(
+            "The matcher '{m}' is not valid: use codes from {lo} to {hi}, as '200', '200,202' or '200-299'"
+        ))
+    };
     let mut out = Vec::new();
     for part in m.split(',') {
         let (a, b) = match part.split_once('-') {
@@ -490,23 +557,32 @@ pub fn condition(c: &RuleCondition) -> Result<(RuleCondition, usize), ServiceErr
             _ => Err(validation(format!("A condition of the field '{field}' must have at least one value"))),
         }
     };
-    let check_chars = |v: &str, max: usize, ok: &dyn Fn(char) -> bool, what: &str| -> Result<(), ServiceError> {
-        if v.is_empty() || v.chars().count() > max || !v.chars().all(ok) {
-            return Err(validation(format!("The {what} '{v}' is not valid: it must be 1 to {max} allowed characters")));
-        }
-        Ok(())
-    };
+    let check_chars =
+        |v: &str, max: usize, ok: &dyn Fn(char) -> bool, what: &str| -> Result<(), ServiceError> {
+            if v.is_empty() || v.chars().count() > max || !v.chars().all(ok) {
+                return Err(validation(format!(
+                    "The {what} '{v}' is not valid: it must be 1 to {max} allowed characters"
+                )));
+            }
+            Ok(())
+        };
     let mut out = RuleCondition { field: Some(field.to_string()), ..Default::default() };
     let count;
     match field {
         "path-pattern" => {
             let v = pick(c.path_pattern_config.as_ref().and_then(|p| p.values.clone()))?;
             for p in &v {
-                check_chars(p, 128, &|ch| ch.is_ascii_alphanumeric() || "_-.$/~\"'@:+&*?=%;,!()[]{}|".contains(ch), "path pattern")?;
+                check_chars(
+                    p,
+                    128,
+                    &|ch| ch.is_ascii_alphanumeric() || "_-.$/~\"'@:+&*?=%;,!()[]{}|".contains(ch),
+                    "path pattern",
+                )?;
             }
             count = v.len();
             out.values = Some(v.clone());
-            out.path_pattern_config = Some(PathPatternConditionConfig { values: Some(v), regex_values: None });
+            out.path_pattern_config =
+                Some(PathPatternConditionConfig { values: Some(v), regex_values: None });
         }
         "host-header" => {
             let v = pick(c.host_header_config.as_ref().and_then(|p| p.values.clone()))?;
@@ -521,30 +597,50 @@ pub fn condition(c: &RuleCondition) -> Result<(RuleCondition, usize), ServiceErr
             if legacy.is_some() {
                 return Err(validation("The field 'http-header' needs an HttpHeaderConfig, not 'Values'"));
             }
-            let cfg = c.http_header_config.as_ref().ok_or_else(|| validation("The field 'http-header' needs an HttpHeaderConfig"))?;
+            let cfg = c
+                .http_header_config
+                .as_ref()
+                .ok_or_else(|| validation("The field 'http-header' needs an HttpHeaderConfig"))?;
             let name = cfg.http_header_name.clone().unwrap_or_default();
-            check_chars(&name, 40, &|ch| ch.is_ascii_alphanumeric() || "-_".contains(ch), "HTTP header name")?;
+            check_chars(
+                &name,
+                40,
+                &|ch| ch.is_ascii_alphanumeric() || "-_".contains(ch),
+                "HTTP header name",
+            )?;
             let v = cfg.values.clone().unwrap_or_default();
             if v.is_empty() {
-                return Err(validation(format!("The HTTP header condition on '{name}' must have at least one value")));
+                return Err(validation(format!(
+                    "The HTTP header condition on '{name}' must have at least one value"
+                )));
             }
             for h in &v {
                 check_chars(h, 128, &|ch| !ch.is_control(), "HTTP header value")?;
             }
             count = v.len();
-            out.http_header_config =
-                Some(HttpHeaderConditionConfig { http_header_name: Some(name), values: Some(v), regex_values: None });
+            out.http_header_config = Some(HttpHeaderConditionConfig {
+                http_header_name: Some(name),
+                values: Some(v),
+                regex_values: None,
+            });
         }
         "http-request-method" => {
             if legacy.is_some() {
-                return Err(validation("The field 'http-request-method' needs an HttpRequestMethodConfig, not 'Values'"));
+                return Err(validation(
+                    "The field 'http-request-method' needs an HttpRequestMethodConfig, not 'Values'",
+                ));
             }
             let v = c.http_request_method_config.as_ref().and_then(|m| m.values.clone()).unwrap_or_default();
             if v.is_empty() {
                 return Err(validation("The HTTP request method condition must have at least one value"));
             }
             for m in &v {
-                check_chars(m, 40, &|ch| ch.is_ascii_uppercase() || "_-".contains(ch), "HTTP request method")?;
+                check_chars(
+                    m,
+                    40,
+                    &|ch| ch.is_ascii_uppercase() || "_-".contains(ch),
+                    "HTTP request method",
+                )?;
             }
             count = v.len();
             out.http_request_method_config = Some(HttpRequestMethodConditionConfig { values: Some(v) });
@@ -561,7 +657,12 @@ pub fn condition(c: &RuleCondition) -> Result<(RuleCondition, usize), ServiceErr
                 if let Some(k) = &p.key {
                     check_chars(k, 128, &|ch| !ch.is_control(), "query string key")?;
                 }
-                check_chars(p.value.as_deref().unwrap_or_default(), 128, &|ch| !ch.is_control(), "query string value")?;
+                check_chars(
+                    p.value.as_deref().unwrap_or_default(),
+                    128,
+                    &|ch| !ch.is_control(),
+                    "query string value",
+                )?;
             }
             count = v.len();
             out.query_string_config = Some(QueryStringConditionConfig { values: Some(v) });
@@ -575,7 +676,8 @@ pub fn condition(c: &RuleCondition) -> Result<(RuleCondition, usize), ServiceErr
                 return Err(validation("The source IP condition must have at least one CIDR block"));
             }
             for cidr in &v {
-                parse_cidr(cidr).ok_or_else(|| validation(format!("The source IP '{cidr}' is not a valid CIDR block")))?;
+                parse_cidr(cidr)
+                    .ok_or_else(|| validation(format!("The source IP '{cidr}' is not a valid CIDR block")))?;
             }
             count = v.len();
             out.source_ip_config = Some(SourceIpConditionConfig { values: Some(v), ip_address_type: None });
@@ -667,7 +769,9 @@ pub fn actions(
         "forward" => {
             let (tuples, stickiness) = forward_targets(a)?;
             if network && tuples.len() > 1 {
-                return Err(validation("A network load balancer listener can forward to only one target group"));
+                return Err(validation(
+                    "A network load balancer listener can forward to only one target group",
+                ));
             }
             for t in &tuples {
                 let arn = t.target_group_arn.as_deref().unwrap_or_default();
@@ -675,24 +779,30 @@ pub fn actions(
                 compatible(network, listener_protocol, &info)?;
             }
             if network && stickiness.as_ref().is_some_and(|s| s.enabled == Some(true)) {
-                return Err(validation("Target group stickiness is not supported on network load balancer listeners"));
+                return Err(validation(
+                    "Target group stickiness is not supported on network load balancer listeners",
+                ));
             }
             if tuples.len() == 1 {
                 out.target_group_arn = tuples[0].target_group_arn.clone();
             }
-            out.forward_config = Some(ForwardActionConfig {
-                target_groups: Some(tuples),
-                target_group_stickiness_config: Some(stickiness.unwrap_or(TargetGroupStickinessConfig {
-                    enabled: Some(false),
-                    duration_seconds: None,
-                })),
-            });
+            out.forward_config =
+                Some(ForwardActionConfig {
+                    target_groups: Some(tuples),
+                    target_group_stickiness_config: Some(stickiness.unwrap_or(TargetGroupStickinessConfig {
+                        enabled: Some(false),
+                        duration_seconds: None,
+                    })),
+                });
         }
         "redirect" => {
             if network {
                 return Err(validation("Network load balancer listeners only support 'forward' actions"));
             }
-            let r = a.redirect_config.as_ref().ok_or_else(|| validation("A redirect action needs a RedirectConfig"))?;
+            let r = a
+                .redirect_config
+                .as_ref()
+                .ok_or_else(|| validation("A redirect action needs a RedirectConfig"))?;
             out.redirect_config = Some(redirect(r)?);
         }
         "fixed-response" => {
@@ -720,12 +830,17 @@ pub fn actions(
 fn unsupported_action(t: &str) -> ServiceError {
     ServiceError::sender(
         "UnsupportedProtocol",
-        format!("Action type '{t}' is not supported by Gantry: it has no identity provider to authenticate against"),
+        format!(
+            "Action type '{t}' is not supported by Gantry: it has no identity provider to authenticate against"
+        ),
     )
 }
 
-fn forward_targets(a: &Action) -> Result<(Vec<TargetGroupTuple>, Option<TargetGroupStickinessConfig>), ServiceError> {
-    let cfg_groups = a.forward_config.as_ref().and_then(|f| f.target_groups.clone()).filter(|g| !g.is_empty());
+fn forward_targets(
+    a: &Action,
+) -> Result<(Vec<TargetGroupTuple>, Option<TargetGroupStickinessConfig>), ServiceError> {
+    let cfg_groups =
+        a.forward_config.as_ref().and_then(|f| f.target_groups.clone()).filter(|g| !g.is_empty());
     let stickiness = a.forward_config.as_ref().and_then(|f| f.target_group_stickiness_config.clone());
     let tuples = match (&a.target_group_arn, cfg_groups) {
         (Some(arn), None) => vec![TargetGroupTuple { target_group_arn: Some(arn.clone()), weight: Some(1) }],
@@ -735,13 +850,17 @@ fn forward_targets(a: &Action) -> Result<(Vec<TargetGroupTuple>, Option<TargetGr
                     "You cannot specify both a target group ARN and a forward config with other target groups",
                 ));
             }
-            vec![TargetGroupTuple { target_group_arn: Some(arn.clone()), weight: Some(g[0].weight.unwrap_or(1)) }]
+            vec![TargetGroupTuple {
+                target_group_arn: Some(arn.clone()),
+                weight: Some(g[0].weight.unwrap_or(1)),
+            }]
         }
-        (None, Some(g)) => g
-            .into_iter()
-            .map(|t| TargetGroupTuple { weight: Some(t.weight.unwrap_or(1)), ..t })
-            .collect(),
-        (None, None) => return Err(validation("A forward action needs a target group ARN or a forward config")),
+        (None, Some(g)) => {
+            g.into_iter().map(|t| TargetGroupTuple { weight: Some(t.weight.unwrap_or(1)), ..t }).collect()
+        }
+        (None, None) => {
+            return Err(validation("A forward action needs a target group ARN or a forward config"));
+        }
     };
     if tuples.len() > 5 {
         return Err(ServiceError::sender(
@@ -756,7 +875,9 @@ fn forward_targets(a: &Action) -> Result<(Vec<TargetGroupTuple>, Option<TargetGr
             return Err(validation("Each target group of a forward config needs a target group ARN"));
         }
         if !seen.insert(arn.clone()) {
-            return Err(validation(format!("Target group '{arn}' is listed more than once in the forward config")));
+            return Err(validation(format!(
+                "Target group '{arn}' is listed more than once in the forward config"
+            )));
         }
         let w = t.weight.unwrap_or(1);
         if !(0..=999).contains(&w) {
@@ -773,7 +894,11 @@ fn forward_targets(a: &Action) -> Result<(Vec<TargetGroupTuple>, Option<TargetGr
                     "Target group stickiness duration '{d}' must be an integer from 1 to 604800"
                 )));
             }
-            None => return Err(validation("A duration must be specified when target group stickiness is enabled")),
+            None => {
+                return Err(validation(
+                    "A duration must be specified when target group stickiness is enabled",
+                ));
+            }
         }
     }
     Ok((tuples, stickiness))
@@ -809,7 +934,9 @@ fn redirect(r: &RedirectActionConfig) -> Result<RedirectActionConfig, ServiceErr
     one_of("Protocol", &protocol, &["HTTP", "HTTPS", "#{protocol}"])?;
     let port = r.port.clone().unwrap_or_else(|| "#{port}".into());
     if port != "#{port}" && !matches!(port.parse::<u32>(), Ok(1..=65535)) {
-        return Err(validation(format!("Redirect port '{port}' must be '#{{port}}' or an integer from 1 to 65535")));
+        return Err(validation(format!(
+            "Redirect port '{port}' must be '#{{port}}' or an integer from 1 to 65535"
+        )));
     }
     let host = r.host.clone().unwrap_or_else(|| "#{host}".into());
     if host.is_empty() || host.len() > 128 {
@@ -817,14 +944,25 @@ fn redirect(r: &RedirectActionConfig) -> Result<RedirectActionConfig, ServiceErr
     }
     let path = r.path.clone().unwrap_or_else(|| "/#{path}".into());
     if !path.starts_with('/') || path.len() > 128 {
-        return Err(validation(format!("Redirect path '{path}' must start with '/' and be at most 128 characters")));
+        return Err(validation(format!(
+            "Redirect path '{path}' must start with '/' and be at most 128 characters"
+        )));
     }
     let query = r.query.clone().unwrap_or_else(|| "#{query}".into());
     if query.starts_with('?') || query.len() > 128 {
-        return Err(validation(format!("Redirect query '{query}' must not start with '?' and be at most 128 characters")));
+        return Err(validation(format!(
+            "Redirect query '{query}' must not start with '?' and be at most 128 characters"
+        )));
     }
-    if protocol == "#{protocol}" && port == "#{port}" && host == "#{host}" && path == "/#{path}" && query == "#{query}" {
-        return Err(validation("The redirect configuration is not valid: it would redirect to the same location (a loop)"));
+    if protocol == "#{protocol}"
+        && port == "#{port}"
+        && host == "#{host}"
+        && path == "/#{path}"
+        && query == "#{query}"
+    {
+        return Err(validation(
+            "The redirect configuration is not valid: it would redirect to the same location (a loop)",
+        ));
     }
     Ok(RedirectActionConfig {
         protocol: Some(protocol),
@@ -842,7 +980,9 @@ fn fixed_response(f: &FixedResponseActionConfig) -> Result<FixedResponseActionCo
         && code.chars().all(|c| c.is_ascii_digit())
         && matches!(code.as_bytes()[0], b'2' | b'4' | b'5');
     if !valid {
-        return Err(validation(format!("Fixed response status code '{code}' must be a 2XX, 4XX or 5XX code")));
+        return Err(validation(format!(
+            "Fixed response status code '{code}' must be a 2XX, 4XX or 5XX code"
+        )));
     }
     if let Some(ct) = &f.content_type {
         one_of(
@@ -922,26 +1062,54 @@ mod tests {
         );
         let tcp = health_check("TCP", None, None, &HealthCheckRequest::default()).unwrap();
         assert_eq!((tcp.protocol.as_str(), tcp.timeout, tcp.path, tcp.matcher), ("TCP", 10, None, None));
-        let tcp_http =
-            health_check("TCP", None, None, &HealthCheckRequest { protocol: Some("HTTP".into()), ..Default::default() })
-                .unwrap();
+        let tcp_http = health_check(
+            "TCP",
+            None,
+            None,
+            &HealthCheckRequest { protocol: Some("HTTP".into()), ..Default::default() },
+        )
+        .unwrap();
         assert_eq!(tcp_http.matcher.as_deref(), Some("200-399"));
         let grpc = health_check("HTTP", Some("GRPC"), None, &HealthCheckRequest::default()).unwrap();
-        assert_eq!((grpc.path.as_deref(), grpc.matcher.as_deref()), (Some("/AWS.ALB/healthcheck"), Some("12")));
+        assert_eq!(
+            (grpc.path.as_deref(), grpc.matcher.as_deref()),
+            (Some("/AWS.ALB/healthcheck"), Some("12"))
+        );
         // Modify keeps what the request leaves out.
-        let m = health_check("HTTP", None, Some(&http), &HealthCheckRequest { interval: Some(10), ..Default::default() })
-            .unwrap();
+        let m = health_check(
+            "HTTP",
+            None,
+            Some(&http),
+            &HealthCheckRequest { interval: Some(10), ..Default::default() },
+        )
+        .unwrap();
         assert_eq!((m.interval, m.timeout, m.path.as_deref()), (10, 5, Some("/")));
-        let e = health_check("HTTP", None, None, &HealthCheckRequest { timeout: Some(30), ..Default::default() })
-            .unwrap_err();
+        let e =
+            health_check("HTTP", None, None, &HealthCheckRequest { timeout: Some(30), ..Default::default() })
+                .unwrap_err();
         assert!(e.message.contains("'30'") && e.message.contains("interval"), "{}", e.message);
-        let e = health_check("HTTP", None, None, &HealthCheckRequest { interval: Some(301), ..Default::default() })
-            .unwrap_err();
+        let e = health_check(
+            "HTTP",
+            None,
+            None,
+            &HealthCheckRequest { interval: Some(301), ..Default::default() },
+        )
+        .unwrap_err();
         assert!(e.message.contains("301"), "{}", e.message);
-        let e = health_check("TCP", None, None, &HealthCheckRequest { path: Some("/x".into()), ..Default::default() });
+        let e = health_check(
+            "TCP",
+            None,
+            None,
+            &HealthCheckRequest { path: Some("/x".into()), ..Default::default() },
+        );
         assert_eq!(code(e), "ValidationError");
-        let e = health_check("HTTP", None, None, &HealthCheckRequest { matcher: Some("600".into()), ..Default::default() })
-            .unwrap_err();
+        let e = health_check(
+            "HTTP",
+            None,
+            None,
+            &HealthCheckRequest { matcher: Some("600".into()), ..Default::default() },
+        )
+        .unwrap_err();
         assert!(e.message.contains("600"), "{}", e.message);
         assert_eq!(http_codes("200,202-204", false).unwrap(), [(200, 200), (202, 204)]);
     }
@@ -955,21 +1123,31 @@ mod tests {
         let set = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
         modify_tg_attributes("HTTP", &mut a, &set("deregistration_delay.timeout_seconds", "5")).unwrap();
         assert_eq!(a["deregistration_delay.timeout_seconds"], "5");
-        let e = modify_tg_attributes("HTTP", &mut a, &set("deregistration_delay.timeout_seconds", "3601")).unwrap_err();
+        let e = modify_tg_attributes("HTTP", &mut a, &set("deregistration_delay.timeout_seconds", "3601"))
+            .unwrap_err();
         assert!(e.message.contains("3601"), "{}", e.message);
         let e = modify_tg_attributes("HTTP", &mut a, &set("frobnicate", "1")).unwrap_err();
         assert!(e.message.contains("'frobnicate' is not recognized"), "{}", e.message);
         assert!(modify_tg_attributes("HTTP", &mut a, &set("slow_start.duration_seconds", "10")).is_err());
         modify_tg_attributes("HTTP", &mut a, &set("slow_start.duration_seconds", "30")).unwrap();
-        let e = modify_tg_attributes("HTTP", &mut a, &set("load_balancing.algorithm.type", "least_outstanding_requests"))
-            .unwrap_err();
+        let e = modify_tg_attributes(
+            "HTTP",
+            &mut a,
+            &set("load_balancing.algorithm.type", "least_outstanding_requests"),
+        )
+        .unwrap_err();
         assert!(e.message.contains("least outstanding"), "{}", e.message);
         let tcp = tg_attribute_defaults("TCP", "ip");
-        assert_eq!((tcp["stickiness.type"].as_str(), tcp["preserve_client_ip.enabled"].as_str()), ("source_ip", "false"));
+        assert_eq!(
+            (tcp["stickiness.type"].as_str(), tcp["preserve_client_ip.enabled"].as_str()),
+            ("source_ip", "false")
+        );
         assert_eq!(tg_attribute_defaults("TCP", "instance")["preserve_client_ip.enabled"], "true");
         let mut lb = lb_attribute_defaults("application");
         assert_eq!(lb["idle_timeout.timeout_seconds"], "60");
-        assert!(modify_lb_attributes("application", &mut lb, &set("idle_timeout.timeout_seconds", "0")).is_err());
+        assert!(
+            modify_lb_attributes("application", &mut lb, &set("idle_timeout.timeout_seconds", "0")).is_err()
+        );
         assert!(modify_lb_attributes("network", &mut lb, &set("idle_timeout.timeout_seconds", "5")).is_err());
         assert_eq!(listener_attribute_defaults("TCP")["tcp.idle_timeout.seconds"], "350");
     }
@@ -993,20 +1171,30 @@ mod tests {
         let q = RuleCondition {
             field: Some("query-string".into()),
             query_string_config: Some(QueryStringConditionConfig {
-                values: Some(vec![QueryStringKeyValuePair { key: Some("v".into()), value: Some("2".into()) }]),
+                values: Some(vec![QueryStringKeyValuePair {
+                    key: Some("v".into()),
+                    value: Some("2".into()),
+                }]),
             }),
             ..Default::default()
         };
         assert!(conditions(&[q]).is_ok());
-        let e = conditions(&[cond("path-pattern", &["/a", "/b", "/c"]), cond("host-header", &["a", "b", "c"])]);
+        let e =
+            conditions(&[cond("path-pattern", &["/a", "/b", "/c"]), cond("host-header", &["a", "b", "c"])]);
         assert_eq!(code(e), "TooManyConditionValues");
-        assert_eq!(code(conditions(&[cond("path-pattern", &["/a"]), cond("path-pattern", &["/b"])])), "ValidationError");
+        assert_eq!(
+            code(conditions(&[cond("path-pattern", &["/a"]), cond("path-pattern", &["/b"])])),
+            "ValidationError"
+        );
         let e = conditions(&[cond("cookie", &["x"])]).unwrap_err();
         assert!(e.message.contains("'cookie'"), "{}", e.message);
         assert_eq!(code(conditions(&[cond("host-header", &["bad host"])])), "ValidationError");
         let ip = RuleCondition {
             field: Some("source-ip".into()),
-            source_ip_config: Some(SourceIpConditionConfig { values: Some(vec!["10.0.0.0/33".into()]), ip_address_type: None }),
+            source_ip_config: Some(SourceIpConditionConfig {
+                values: Some(vec!["10.0.0.0/33".into()]),
+                ip_address_type: None,
+            }),
             ..Default::default()
         };
         assert!(conditions(&[ip]).unwrap_err().message.contains("10.0.0.0/33"));
@@ -1040,8 +1228,16 @@ mod tests {
         };
         let out = actions(std::slice::from_ref(&weighted), false, "HTTP", &tg).unwrap();
         assert_eq!(out[0].target_group_arn, None);
-        let weights: Vec<_> =
-            out[0].forward_config.as_ref().unwrap().target_groups.as_ref().unwrap().iter().map(|t| t.weight).collect();
+        let weights: Vec<_> = out[0]
+            .forward_config
+            .as_ref()
+            .unwrap()
+            .target_groups
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|t| t.weight)
+            .collect();
         assert_eq!(weights, [Some(0), Some(100)]);
         assert_eq!(code(actions(&[weighted], true, "TCP", &tg)), "ValidationError");
         assert_eq!(code(actions(&[forward("tcp")], false, "HTTP", &tg)), "IncompatibleProtocols");
@@ -1059,10 +1255,16 @@ mod tests {
         };
         let out = actions(&[redirect], false, "HTTP", &tg).unwrap();
         let r = out[0].redirect_config.clone().unwrap();
-        assert_eq!((r.host.as_deref(), r.path.as_deref(), r.query.as_deref()), (Some("#{host}"), Some("/#{path}"), Some("#{query}")));
+        assert_eq!(
+            (r.host.as_deref(), r.path.as_deref(), r.query.as_deref()),
+            (Some("#{host}"), Some("/#{path}"), Some("#{query}"))
+        );
         let looping = Action {
             r#type: "redirect".into(),
-            redirect_config: Some(RedirectActionConfig { status_code: "HTTP_302".into(), ..Default::default() }),
+            redirect_config: Some(RedirectActionConfig {
+                status_code: "HTTP_302".into(),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         assert!(actions(&[looping], false, "HTTP", &tg).unwrap_err().message.contains("loop"));

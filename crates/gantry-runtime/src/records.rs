@@ -82,7 +82,10 @@ pub fn load<T: DeserializeOwned>(store: &dyn Store, key: &str) -> Result<Option<
 }
 
 /// Every record whose key starts with `prefix`, in key order.
-pub fn load_prefix<T: DeserializeOwned>(store: &dyn Store, prefix: &str) -> Result<Vec<Stored<T>>, RecordError> {
+pub fn load_prefix<T: DeserializeOwned>(
+    store: &dyn Store,
+    prefix: &str,
+) -> Result<Vec<Stored<T>>, RecordError> {
     store.range(prefix, None, usize::MAX).iter().map(decode).collect()
 }
 
@@ -180,7 +183,10 @@ mod tests {
             format!("/{}/{}/x/thing/{}", s.account, s.region, self.name)
         }
         fn index_keys(&self, s: &Scope) -> Vec<Row> {
-            vec![(format!("/{}/{}/x/thing-status/{}/{}", s.account, s.region, self.status, self.name), vec![])]
+            vec![(
+                format!("/{}/{}/x/thing-status/{}/{}", s.account, s.region, self.status, self.name),
+                vec![],
+            )]
         }
     }
 
@@ -224,7 +230,10 @@ mod tests {
         let deleted = Txn::new().delete_record(&s, &old);
         assert_eq!(
             ops(&deleted),
-            ["delete /000000000000/us-east-1/x/thing/a", "delete /000000000000/us-east-1/x/thing-status/ACTIVE/a"]
+            [
+                "delete /000000000000/us-east-1/x/thing/a",
+                "delete /000000000000/us-east-1/x/thing-status/ACTIVE/a"
+            ]
         );
     }
 

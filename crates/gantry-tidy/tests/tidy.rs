@@ -53,6 +53,9 @@ const CRATES: &[Crate] = &[
     krate("gantry-sched", Layer::Service("ecs"), true),
     // STS.
     krate("gantry-sts", Layer::Service("sts"), false),
+    // ELBv2 and ACM.
+    krate("gantry-elbv2", Layer::Service("elasticloadbalancing"), false),
+    krate("gantry-acm", Layer::Service("acm"), false),
     // Only these may depend on several services.
     krate("gantry-api", Layer::Front, false),
     krate("gantry", Layer::Front, false),
@@ -242,6 +245,27 @@ const SOURCE_RULES: &[SourceRule] = &[
                 1,
                 "parses the request's instanceIdentityDocument, not a stored value",
             ),
+        ],
+    },
+    SourceRule {
+        rule: "ELBv2's and ACM's stored records are decoded only by the shared record layer",
+        help: "read records with `gantry_runtime::records::load`/`load_prefix`/`decode` (records may \
+               be LZ4-compressed), never with serde_json directly",
+        scope: &["crates/gantry-elbv2/src/", "crates/gantry-acm/src/"],
+        ext: "rs",
+        code: Code::Production,
+        patterns: &[
+            "serde_json::from_slice",
+            "serde_json::from_str",
+            "serde_json::from_reader",
+            "serde_json::Deserializer",
+            "lz4_flex",
+        ],
+        allow: &[
+            allow("crates/gantry-elbv2/src/lib.rs", 1, "parses the request's JSON form, not a stored value"),
+            allow("crates/gantry-acm/src/lib.rs", 1, "parses the request's JSON form, not a stored value"),
+            allow("crates/gantry-elbv2/src/tests.rs", 1, "the tests read the operations' JSON output"),
+            allow("crates/gantry-acm/src/tests.rs", 1, "the tests read the operations' JSON output"),
         ],
     },
     SourceRule {

@@ -493,7 +493,9 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         let (store, metrics) = (control.store().clone(), control.metrics().clone());
         let stop = controllers_stop.clone();
         async move {
-            gantry_elbv2::activator::Activator::new(store).run(metrics, Arc::new(AlwaysLeader::default()), stop).await
+            gantry_elbv2::activator::Activator::new(store)
+                .run(metrics, Arc::new(AlwaysLeader::default()), stop)
+                .await
         }
     });
     let limits = Limits {
