@@ -6,6 +6,7 @@ traffic is not part of this: targets are reported as nobody has probed them yet.
 from __future__ import annotations
 
 import json
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from harness import REPO, expect_error, wait_for
+from harness import REPO, aws_cli, expect_error, wait_for
 
 FIXTURES = REPO / "crates" / "gantry-acm" / "tests" / "fixtures"
 
@@ -527,3 +528,25 @@ def test_certificates_imported_into_acm_serve_https_listeners(gantry, elb, acm, 
     acm.delete_certificate(CertificateArn=cert_arn)
     expect_error(lambda: acm.describe_certificate(CertificateArn=cert_arn),
                  "ResourceNotFoundException", contains=cert_arn)
+
+
+def test_elbv2_and_acm_check_signatures_in_their_own_protocols(spawn_server):
+    secure = spawn_server("secure", auth=None)
+    env = secure.cli_env()
+    del env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"]
+    env["AWS_SHARED_CREDENTIALS_FILE"] = str(secure.data_dir / "root-credentials")
+
+    def cli(*args):
+        p = subprocess.run([aws_cli(), *args, "--output", "json"], env=env, capture_output=True,
+                           text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+        return json.loads(p.stdout)
+
+    lb = cli("elbv2", "create-load-balancer", "--name", "signed")["LoadBalancers"][0]
+    assert lb["LoadBalancerName"] == "signed"
+    assert cli("acm", "list-certificates")["CertificateSummaryList"] == []
+    # A key nobody issued (cli_env signs with test/test): each service's own refusal.
+    for args, code in ((("elbv2", "describe-load-balancers"), "InvalidClientTokenId"),
+                       (("acm", "list-certificates"), "UnrecognizedClientException")):
+        rc, err = secure.aws(*args)
+        assert rc != 0 and f"({code})" in err, err
