@@ -7,7 +7,8 @@
 //! `/_elasticloadbalancing/`: `resource/ACCOUNT/REGION/lb/NAME` and `.../tg/NAME` (index rows:
 //! where the data plane's configuration finds every scope that has anything) and
 //! `provisioning/ACCOUNT/REGION/NAME` (index row: a load balancer still provisioning, for the
-//! activator). Names are unique per account and region, so they key the records; an ARN names
+//! activator) and `draining/ACCOUNT/REGION/TG-NAME/ID!PORT` (index row: a draining target, for
+//! the drainer). Names are unique per account and region, so they key the records; an ARN names
 //! its record by its name, and its ID must match the record's.
 
 use gantry_core::Scope;
@@ -41,6 +42,15 @@ pub fn target(s: &Scope, tg_name: &str, id: &str, port: i32) -> String {
 }
 pub fn resource_index(s: &Scope, kind: &str, name: &str) -> String {
     format!("{UNSCOPED}resource/{}/{}/{kind}/{name}", s.account, s.region)
+}
+pub fn draining_prefix() -> String {
+    format!("{UNSCOPED}draining/")
+}
+pub fn draining_of(s: &Scope, tg_name: &str) -> String {
+    format!("{}{}/{}/{tg_name}/", draining_prefix(), s.account, s.region)
+}
+pub fn draining(s: &Scope, tg_name: &str, id: &str, port: i32) -> String {
+    format!("{}{id}!{port:05}", draining_of(s, tg_name))
 }
 pub fn provisioning_prefix() -> String {
     format!("{UNSCOPED}provisioning/")

@@ -8,12 +8,14 @@
 //! ([`config`]) and handed over as `gantry_ports::lb::LbConfig`; the health of targets comes back
 //! through `gantry_ports::lb::TargetHealthSource`; certificates come from ACM through
 //! `gantry_ports::lb::CertificateSource`. A load balancer is created `provisioning` and made
-//! `active` by the [`activator`] controller.
+//! `active` by the [`activator`] controller; a deregistered target's draining is ended by the
+//! [`drainer`] controller.
 //!
 //! This crate knows no HTTP and no wire format, and depends on no other service's crate.
 
 pub mod activator;
 pub mod config;
+pub mod drainer;
 pub mod keys;
 mod listeners;
 mod load_balancers;
@@ -116,6 +118,11 @@ impl Elbv2 {
             "DescribeTags" => render(self.describe_tags(scope, parse(input)?)?),
             _ => Err(invalid_action(op)),
         }
+    }
+
+    /// The controller that ends draining, on this service's store, clock and health source.
+    pub fn drainer(&self) -> drainer::Drainer {
+        drainer::Drainer::new(self.store.clone(), self.clock.clone(), self.health.clone())
     }
 
     fn now_ms(&self) -> i64 {

@@ -150,6 +150,15 @@ impl Record for TargetRecord {
     fn key(&self, scope: &Scope) -> String {
         keys::target(scope, &self.tg_name, &self.id, self.port)
     }
+    fn index_keys(&self, scope: &Scope) -> Vec<Row> {
+        match self.draining {
+            Some(_) => vec![(
+                keys::draining(scope, &self.tg_name, &self.id, self.port),
+                self.key(scope).into_bytes(),
+            )],
+            None => Vec::new(),
+        }
+    }
 }
 
 /// A record that could not be read, as the service's own failure.

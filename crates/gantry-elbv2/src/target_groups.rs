@@ -328,7 +328,10 @@ impl Elbv2 {
             for lb in &lbs {
                 txn = txn.when(lb.key.clone(), lb.mod_revision);
             }
-            let txn = txn.delete_record(scope, &tg).delete_prefix(keys::targets_of(scope, tg.value.name()));
+            let txn = txn
+                .delete_record(scope, &tg)
+                .delete_prefix(keys::targets_of(scope, tg.value.name()))
+                .delete_prefix(keys::draining_of(scope, tg.value.name()));
             if self.commit(txn).await? {
                 return Ok(DeleteTargetGroupOutput {});
             }
@@ -414,20 +417,26 @@ impl Elbv2 {
                     format!("The target group '{}' cannot have more than 1000 targets", req.target_group_arn),
                 ));
             }
-            let mut txn = self.sweep(
-                Txn::new().when(tg.key.clone(), tg.mod_revision),
-                scope,
-                &tg.value,
-                &existing,
-                now,
-            );
-            for (id, port, az) in &wanted {
-                let key = keys::target(scope, tg.value.name(), id, *port);
-                let old = existing.iter().find(|e| e.key == key);
-                match old {
-                    // Registered and not draining: nothing to do.
-                    Some(o) if o.value.draining.is_none() => continue,
-                    _ => {}
+            let keys_wanted: Vec<String> =
+                wanted.iter().map(|(id, port, _)| keys::target(scope, tg.value.name(), id, *port)).collect();
+            // Targets whose draining has ended go, except those registered again here.
+            let ended: Vec<Stored<TargetRecord>> = existing
+                .iter()
+                .filter(|t| !keys_wanted.contains(&t.key))
+                .filter(|t| drained(self.health.as_ref(), tg.value.arn(), &t.value, now))
+                .cloned()
+                .collect();
+            let mut txn = self.sweep(Txn::new().when(tg.key.clone(), tg.mod_revision), scope, &ended);
+            for ((id, port, az), key) in wanted.iter().zip(&keys_wanted) {
+                let old = existing.iter().find(|e| e.key == *key);
+                if txn.compare.iter().any(|gantry_store::Compare::ModRevision(k, _)| k == key) {
+                    // Listed twice in the request.
+                    continue;
+                }
+                // Registered and not draining: nothing to do. A draining target registered
+                // again is registered anew.
+                if old.is_some_and(|o| o.value.draining.is_none()) {
+                    continue;
                 }
                 let record = TargetRecord {
                     tg_name: tg.value.name().to_string(),
@@ -437,10 +446,6 @@ impl Elbv2 {
                     registered_at_ms: now,
                     draining: None,
                 };
-                // A draining target registered again is registered anew (its sweep, if its
-                // draining has ended, is replaced by this put).
-                txn.ops.retain(|op| !matches!(op, gantry_store::Op::Delete(k) if *k == key));
-                txn.compare.retain(|c| !matches!(c, gantry_store::Compare::ModRevision(k, _) if *k == key));
                 let before = match old {
                     Some(o) => Before::of(scope, o),
                     None => Before::absent(),
@@ -454,19 +459,10 @@ impl Elbv2 {
         Err(conflict())
     }
 
-    /// Removes targets whose draining has ended.
-    fn sweep(
-        &self,
-        mut txn: Txn,
-        _scope: &Scope,
-        tg: &TgRecord,
-        existing: &[Stored<TargetRecord>],
-        now: i64,
-    ) -> Txn {
-        for t in existing {
-            if drained(self.health.as_ref(), tg.arn(), &t.value, now) {
-                txn = txn.when(t.key.clone(), t.mod_revision).delete(t.key.clone());
-            }
+    /// Removes targets (and their index rows) whose draining has ended.
+    fn sweep(&self, mut txn: Txn, scope: &Scope, ended: &[Stored<TargetRecord>]) -> Txn {
+        for t in ended {
+            txn = txn.delete_record(scope, t);
         }
         txn
     }
@@ -496,7 +492,7 @@ impl Elbv2 {
                 let asked = wanted.iter().any(|(id, port, _)| *id == t.value.id && *port == t.value.port);
                 let done = drained(self.health.as_ref(), tg.value.arn(), &t.value, now);
                 if done || (asked && (!in_use || delay_s == 0)) {
-                    txn = txn.when(t.key.clone(), t.mod_revision).delete(t.key.clone());
+                    txn = txn.delete_record(scope, t);
                 } else if asked && t.value.draining.is_none() {
                     let mut r = t.value.clone();
                     r.draining = Some(DrainingRecord { since_ms: now, deadline_ms: now + delay_s * 1000 });

@@ -207,6 +207,17 @@ async fn a_deregistered_target_drains_until_the_delay_has_passed_on_the_clock() 
     let targets: Vec<String> = f.keys().into_iter().filter(|k| k.contains("/target/")).collect();
     assert_eq!(targets.len(), 2, "{targets:?}");
     assert!(!targets.iter().any(|k| k.contains("10.0.0.1")));
+    // The drainer ends draining at the deadline: record and index row go together.
+    f.ok("DeregisterTargets", json!({"TargetGroupArn": tg, "Targets": [{"Id": "10.0.0.3"}]})).await;
+    let row = "/_elasticloadbalancing/draining/123456789012/eu-west-1/blue/10.0.0.3!00080";
+    let drainer = f.elb.drainer();
+    assert_eq!(gantry_runtime::Reconciler::list(&drainer), [row.to_string()]);
+    assert_eq!(drainer.drain(row).await.unwrap(), Some(drainer::POLL));
+    f.clock.advance_ms(29_500);
+    assert_eq!(drainer.drain(row).await.unwrap(), Some(std::time::Duration::from_millis(500)));
+    f.clock.advance_ms(500);
+    assert_eq!(drainer.drain(row).await.unwrap(), None);
+    assert!(!f.keys().iter().any(|k| k.contains("10.0.0.3")), "{:?}", f.keys());
     // Registering a draining target again makes it a new registration.
     f.ok("DeregisterTargets", json!({"TargetGroupArn": tg, "Targets": [{"Id": "10.0.0.2"}]})).await;
     f.ok("RegisterTargets", json!({"TargetGroupArn": tg, "Targets": [{"Id": "10.0.0.2"}]})).await;

@@ -498,6 +498,12 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
                 .await
         }
     });
+    // A deregistered target's draining ends through its controller.
+    let drainer = tokio::spawn({
+        let (drainer, metrics) = (services.elbv2.drainer(), control.metrics().clone());
+        let stop = controllers_stop.clone();
+        async move { drainer.run(metrics, Arc::new(AlwaysLeader::default()), stop).await }
+    });
     let limits = Limits {
         max_connections: common.max_connections,
         header_read_timeout: std::time::Duration::from_secs(common.header_timeout.max(1)),
@@ -568,5 +574,6 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     stop_controllers.trigger();
     let _ = scheduler.await;
     let _ = activator.await;
+    let _ = drainer.await;
     Ok(())
 }
