@@ -173,6 +173,52 @@ fn default_data_dir() -> PathBuf {
     }
 }
 
+/// The file in a data directory that the process owning the directory holds locked.
+const LOCK_FILE: &str = "gantry.lock";
+
+/// Takes the data directory for this process: an exclusive advisory lock (`flock`) on
+/// `DIR/gantry.lock`, held as long as the returned file is open, so for the process's life. The
+/// kernel releases it when the process ends, however it ends (`kill -9` included), so a stale
+/// lock never needs cleaning up. A directory another process holds is an error at once, naming
+/// that process as it wrote itself into the file.
+fn lock_data_dir(dir: &std::path::Path, command: &str) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            // Who holds it, for the message a second process prints.
+            file.set_len(0)?;
+            file.seek(std::io::SeekFrom::Start(0))?;
+            writeln!(file, "pid {}: {command}", std::process::id())?;
+            file.flush()?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let holder =
+                if holder.is_empty() { "another gantry process".to_string() } else { holder.to_string() };
+            anyhow::bail!(
+                "the data directory {} is in use by another gantry process ({holder}); stop it, or give this one another --data-dir",
+                dir.display()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())))
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -212,6 +258,8 @@ fn main() -> anyhow::Result<()> {
             no_gpus,
         } => {
             let data_dir = data_dir.unwrap_or_else(|| default_data_dir().join(format!("agent-{cluster}")));
+            // Two agents on one directory would be one container instance run twice.
+            let _lock = lock_data_dir(&data_dir, "gantry agent")?;
             let opts = gantry_agent::node::InstanceOptions {
                 cluster,
                 availability_zone,
@@ -448,8 +496,9 @@ async fn start_fargate(
 
 async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result<()> {
     let data_dir = common.data_dir.unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    // One process per data directory: a second server would write the same store, and a second
+    // `gantry up` would run the same Fargate node twice.
+    let _lock = lock_data_dir(&data_dir, &format!("gantry {mode}"))?;
     let auth = common.auth.unwrap_or(if mode == "up" { AuthMode::Open } else { AuthMode::SigV4 });
     let keys = Arc::new(gantry_sts::keys::KeyRing::new());
     let mut root = None;
