@@ -627,10 +627,7 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     }
     // `gantry up` is for this machine's user: their AWS CLI gets a profile for it.
     let profile = (mode == "up").then(|| {
-        write_aws_profile(
-            &endpoint,
-            root.as_ref().map(|(c, _)| (c.access_key_id.as_str(), &c.secret)),
-        )
+        write_aws_profile(&endpoint, root.as_ref().map(|(c, _)| (c.access_key_id.as_str(), &c.secret)))
     });
     let (aws, aws_found) = aws_command();
     match &profile {
