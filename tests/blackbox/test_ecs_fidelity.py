@@ -313,6 +313,11 @@ BEFORE_CLUSTER = [
     ("list_services", {"launchType": "FOO"}, LAUNCH_TYPE),
     ("create_task_set", {"service": "s", "taskDefinition": "x", "launchType": "FOO"}, LAUNCH_TYPE),
     ("update_task_protection", {"tasks": [], "protectionEnabled": True}, "Tasks cannot be empty."),
+    ("put_attributes", {"attributes": [{"name": "a", "value": "b", "targetType": "FOO",
+                                        "targetId": "i"}]},
+     "targetType should be one of [container-instance], but was 'FOO'."),
+    ("list_attributes", {"targetType": "FOO"},
+     "targetType should be one of [container-instance], but was 'FOO'."),
 ]
 
 
