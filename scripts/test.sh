@@ -76,9 +76,9 @@ else
     status=1
 fi
 
-# 5. Black-box tests against target/debug/gantry, with the venv's `aws` first on PATH.
+# 5. Black-box tests against the debug gantry in CARGO_TARGET_DIR (default target/), with the venv's `aws` first on PATH.
 export PATH="$venv/bin:$PATH"
-export GANTRY_BIN="${GANTRY_BIN:-$root/target/debug/gantry}"
+export GANTRY_BIN="${GANTRY_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/gantry}"
 export GANTRY_REQUIRE_DOCKER=1
 "$venv/bin/pytest" -q -p no:cacheprovider tests/blackbox "$@" || status=$?
 exit "$status"

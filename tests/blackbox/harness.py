@@ -131,6 +131,12 @@ class GantryServer:
                 args += ["--auth", self.auth]
             env = {k: v for k, v in os.environ.items() if not k.startswith("GANTRY_")}
             env.setdefault("RUST_BACKTRACE", "1")
+            if self.command == "up":
+                # `gantry up` writes the AWS CLI profile `gantry`: into this server's CLI home,
+                # never the user's ~/.aws.
+                self.cli_home.mkdir(parents=True, exist_ok=True)
+                env["AWS_CONFIG_FILE"] = str(self.cli_home / "config")
+                env["AWS_SHARED_CREDENTIALS_FILE"] = str(self.cli_home / "credentials")
             env.update(self.extra_env)
             self._log = open(self.log_path, "ab")
             self._log.write(f"\n===== {' '.join(args)}\n".encode())

@@ -7,6 +7,7 @@
 //! by label, so that after a restart it adopts what is still running instead of starting it again.
 
 pub mod agent;
+pub mod aws_profile;
 pub mod client;
 pub mod docker;
 pub mod fake;

@@ -14,8 +14,11 @@ pub async fn dispatch(
     host: Option<&str>,
 ) -> Result<Vec<u8>, EcsError> {
     macro_rules! call {
+        // Each asynchronous operation's future is boxed at its own size, so that this
+        // function's future (moved into hyper's connection on every request) stays small
+        // instead of as large as the largest operation's.
         ($method:ident) => {
-            render(&cp.$method(ctx, parse(op, body)?).await?)
+            render(&Box::pin(cp.$method(ctx, parse(op, body)?)).await?)
         };
         ($method:ident, sync) => {
             render(&cp.$method(ctx, parse(op, body)?)?)

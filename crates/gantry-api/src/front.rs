@@ -487,8 +487,18 @@ async fn read_body(
     limit: usize,
     timeout: std::time::Duration,
 ) -> Result<bytes::Bytes, ServiceError> {
+    use std::future::Future;
+    use std::task::Poll;
     let limited = http_body_util::Limited::new(body, limit);
-    match tokio::time::timeout(timeout, limited.collect()).await {
+    let mut collect = std::pin::pin!(limited.collect());
+    // A small body has usually arrived with the head: then it is collected in one poll, without
+    // arming (and disarming) a timer for it.
+    let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
+    let collected = match first {
+        Poll::Ready(done) => Ok(done),
+        Poll::Pending => tokio::time::timeout(timeout, collect).await,
+    };
+    match collected {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
         Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
             Err(ServiceError::sender(

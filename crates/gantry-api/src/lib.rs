@@ -32,18 +32,23 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// Turns a panic while serving one request into a ServerException for that request (the panic
-/// itself is logged by the panic hook), instead of a dropped connection.
-/// The operation's future is boxed: it holds the state of the largest ECS operation, and the
-/// futures around it are moved (hyper moves the request's future into its connection) by their
-/// size, so unboxed it would cost a copy of kilobytes on every request.
-struct CatchUnwind<F>(Pin<Box<F>>);
+pin_project_lite::pin_project! {
+    /// Turns a panic while serving one request into a ServerException for that request (the
+    /// panic itself is logged by the panic hook), instead of a dropped connection. The
+    /// operation's future is not boxed here: `dispatch` boxes each asynchronous operation's own
+    /// future, so what is moved around (hyper moves the request's future into its connection)
+    /// stays small.
+    struct CatchUnwind<F> {
+        #[pin]
+        inner: F,
+    }
+}
 
 impl<F: Future> Future for CatchUnwind<F> {
     type Output = std::thread::Result<F::Output>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.0.as_mut();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = self.project().inner;
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(Poll::Pending) => Poll::Pending,
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
@@ -213,7 +218,7 @@ pub(crate) async fn ecs(
     } else {
         futures_util::future::Either::Right(tracing::Instrument::instrument(call, span))
     };
-    let caught = CatchUnwind(Box::pin(call)).await;
+    let caught = CatchUnwind { inner: call }.await;
     let result = match caught {
         Ok(r) => r,
         Err(_) => Err(EcsError::server(format!("An internal error occurred while processing {op}."))),

@@ -100,6 +100,14 @@ pub fn build(req: &RegisterTaskDefinitionRequest, reg: &Registration<'_>) -> Res
                 req.memory.as_deref().unwrap_or_default()
             ))
         })?;
+        if let Some(m) = req.pid_mode.as_deref().filter(|m| *m != "task") {
+            return Err(client(format!(
+                "Tasks using the Fargate launch type do not support pidMode '{m}'. The supported value for pidMode is 'task'."
+            )));
+        }
+        if req.ipc_mode.is_some() {
+            return Err(client("Fargate compatible task definitions do not support ipcMode."));
+        }
     }
     if let Some(es) = &req.ephemeral_storage
         && !(21..=200).contains(&es.size_in_gi_b)
@@ -183,6 +191,13 @@ pub fn build(req: &RegisterTaskDefinitionRequest, reg: &Registration<'_>) -> Res
         }));
     }
 
+    // An EFS volume without a root directory mounts the file system's root, and ECS says so.
+    let mut volumes = req.volumes.clone().unwrap_or_default();
+    for v in &mut volumes {
+        if let Some(efs) = &mut v.efs_volume_configuration {
+            efs.root_directory.get_or_insert_with(|| "/".to_string());
+        }
+    }
     let mut td = TaskDefinition {
         task_definition_arn: Some(reg.scope.task_definition_arn(family, reg.revision)),
         container_definitions: Some(containers),
@@ -191,7 +206,7 @@ pub fn build(req: &RegisterTaskDefinitionRequest, reg: &Registration<'_>) -> Res
         execution_role_arn: req.execution_role_arn.clone(),
         network_mode: req.network_mode.clone(),
         revision: reg.revision,
-        volumes: Some(req.volumes.clone().unwrap_or_default()),
+        volumes: Some(volumes),
         status: Some("ACTIVE".to_string()),
         requires_attributes: None,
         placement_constraints: Some(req.placement_constraints.clone().unwrap_or_default()),
@@ -569,6 +584,25 @@ pub struct TaskDefRef {
 }
 
 /// Parses a task definition reference, returning `None` when it is not of a valid form.
+/// The revision a task definition reference (`family:revision`, or an ARN ending so) names, as
+/// written: `None` for a bare family. ECS reads it before anything else, so a revision that is
+/// not a number gets "Invalid revision number. Number: REV" whatever the family.
+pub fn revision_text(s: &str) -> Option<&str> {
+    let s = s.trim();
+    let body = match s.strip_prefix("arn:") {
+        Some(_) => s.rsplit_once('/').map_or(s, |(_, b)| b),
+        None => s,
+    };
+    body.split_once(':').map(|(_, r)| r)
+}
+
+/// ECS's message for a revision that is not a number, if `s` names one.
+pub fn invalid_revision(s: &str) -> Option<String> {
+    revision_text(s)
+        .filter(|r| r.parse::<i32>().is_err())
+        .map(|r| format!("Invalid revision number. Number: {r}"))
+}
+
 pub fn parse_ref(scope: &Scope, s: &str) -> Option<TaskDefRef> {
     let s = s.trim();
     let body = if s.starts_with("arn:") {
@@ -741,6 +775,42 @@ mod tests {
                 "execution role ARN to support log driver awslogs",
             ),
             (
+                "fargate pidMode host",
+                {
+                    let mut r = fargate(json!([{"name": "a", "image": "x"}]));
+                    r["pidMode"] = json!("host");
+                    r
+                },
+                "Tasks using the Fargate launch type do not support pidMode 'host'. The supported value for pidMode is 'task'.",
+            ),
+            (
+                "fargate pidMode task",
+                {
+                    let mut r = fargate(json!([{"name": "a", "image": "x"}]));
+                    r["pidMode"] = json!("task");
+                    r
+                },
+                "",
+            ),
+            (
+                "fargate ipcMode",
+                {
+                    let mut r = fargate(json!([{"name": "a", "image": "x"}]));
+                    r["ipcMode"] = json!("task");
+                    r
+                },
+                "Fargate compatible task definitions do not support ipcMode.",
+            ),
+            (
+                "ec2 pidMode host",
+                {
+                    let mut r = ec2(json!([c(json!({}))]));
+                    r["pidMode"] = json!("host");
+                    r
+                },
+                "",
+            ),
+            (
                 "secrets without role",
                 ec2(json!([c(
                     json!({"secrets": [{"name": "S", "valueFrom": "arn:aws:ssm:us-east-1:1:parameter/x"}]})
@@ -879,5 +949,31 @@ mod tests {
         {
             assert_eq!(parse_ref(&s, bad), None, "{bad}");
         }
+        // The revision as written, which ECS checks first.
+        assert_eq!(revision_text("web"), None);
+        assert_eq!(revision_text("web:foo"), Some("foo"));
+        assert_eq!(revision_text(&s.task_definition_arn("web", 2)), Some("2"));
+        assert_eq!(revision_text("arn:aws:ecs:us-east-1:000000000000:task-definition/web"), None);
+        assert_eq!(invalid_revision("web:foo").as_deref(), Some("Invalid revision number. Number: foo"));
+        assert_eq!(invalid_revision("web:").as_deref(), Some("Invalid revision number. Number: "));
+        assert_eq!(invalid_revision("web:3"), None);
+        assert_eq!(invalid_revision("web"), None);
+    }
+
+    #[test]
+    fn efs_volumes_default_their_root_directory() {
+        let mut req = fargate(json!([{"name": "a", "image": "x"}]));
+        req["volumes"] = json!([
+            {"name": "data", "efsVolumeConfiguration": {"fileSystemId": "fs-1234"}},
+            {"name": "logs", "efsVolumeConfiguration": {"fileSystemId": "fs-1234", "rootDirectory": "/logs"}},
+        ]);
+        let td = build_json(req).expect("valid");
+        let roots: Vec<_> = td
+            .volumes
+            .iter()
+            .flatten()
+            .map(|v| v.efs_volume_configuration.as_ref().and_then(|e| e.root_directory.clone()))
+            .collect();
+        assert_eq!(roots, vec![Some("/".to_string()), Some("/logs".to_string())]);
     }
 }

@@ -45,7 +45,8 @@ pub struct Credential {
     pub session_token: Option<Secret>,
     /// When temporary credentials expire (epoch seconds).
     pub expires_at: Option<i64>,
-    pub principal: Principal,
+    /// Shared: every request signed by the key carries it.
+    pub principal: Arc<Principal>,
 }
 
 /// The store of keys (this issue: the bootstrap root key; IAM adds users' keys, STS sessions).

@@ -148,29 +148,43 @@ struct Credential<'c> {
 }
 
 fn parse_credential(credential: &str) -> Result<Credential<'_>, SigError> {
-    // The first six parts, so as to tell five from more without collecting them.
-    let mut it = credential.split('/');
-    let six: [Option<&str>; 6] = std::array::from_fn(|_| it.next());
-    let parts: [&str; 5] = std::array::from_fn(|i| six[i].unwrap_or_default());
-    if six[4].is_none() || six[5].is_some() || parts.iter().any(|p| p.is_empty()) {
+    // Where the four slashes are, in one pass over the bytes: five non-empty parts, no more.
+    let mut slash = [0usize; 4];
+    let mut found = 0;
+    for (i, b) in credential.bytes().enumerate() {
+        if b == b'/' {
+            if found == 4 {
+                found = 5;
+                break;
+            }
+            slash[found] = i;
+            found += 1;
+        }
+    }
+    let part = |n: usize| -> &str {
+        let start = if n == 0 { 0 } else { slash[n - 1] + 1 };
+        let end = if n == 4 { credential.len() } else { slash[n] };
+        &credential[start..end]
+    };
+    if found != 4 || (0..5).any(|n| part(n).is_empty()) {
         return Err(incomplete(format!(
             "Credential must have exactly 5 slash-delimited elements, e.g. keyid/date/region/service/term, got \
              '{credential}'"
         )));
     }
-    if parts[1].len() != 8 || !parts[1].bytes().all(|b| b.is_ascii_digit()) {
+    let date = part(1);
+    if date.len() != 8 || !date.bytes().all(|b| b.is_ascii_digit()) {
         return Err(incomplete(format!(
-            "Date must be in ISO-8601 'basic format'. Got '{}'. See http://en.wikipedia.org/wiki/ISO_8601",
-            parts[1]
+            "Date must be in ISO-8601 'basic format'. Got '{date}'. See http://en.wikipedia.org/wiki/ISO_8601"
         )));
     }
-    if parts[4] != "aws4_request" {
+    if part(4) != "aws4_request" {
         return Err(SigError::Invalid(format!(
             "Credential should be scoped with a valid terminator: 'aws4_request', not '{}'. ",
-            parts[4]
+            part(4)
         )));
     }
-    Ok(Credential { access_key: parts[0], date: parts[1], region: parts[2], service: parts[3] })
+    Ok(Credential { access_key: part(0), date, region: part(2), service: part(3) })
 }
 
 fn bad_date(value: &str) -> SigError {
@@ -180,17 +194,48 @@ fn bad_date(value: &str) -> SigError {
 }
 
 fn require_host(signed_headers: &str) -> Result<(), SigError> {
-    if signed_headers.split(';').any(|h| h.eq_ignore_ascii_case("host")) {
+    // SDKs list the names in lowercase and sorted, so `host` is usually found as written.
+    let lowercase = signed_headers == "host"
+        || signed_headers.starts_with("host;")
+        || signed_headers.ends_with(";host")
+        || signed_headers.contains(";host;");
+    if lowercase || signed_headers.split(';').any(|h| h.eq_ignore_ascii_case("host")) {
         return Ok(());
     }
     Err(incomplete("'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.".into()))
+}
+
+/// `s` split around the first `byte` (ASCII), by a plain scan: for strings this short, cheaper
+/// than `str::split_once`'s searcher.
+fn split_at_byte(s: &str, byte: u8) -> Option<(&str, &str)> {
+    let at = s.bytes().position(|b| b == byte)?;
+    Some((&s[..at], &s[at + 1..]))
+}
+
+/// The fields of an `Authorization` header written as every SDK writes it,
+/// `Credential=C, SignedHeaders=S, Signature=X`: found without splitting and trimming each part.
+/// Anything else (other order, other spacing, more fields) returns `None` and is parsed the
+/// general way, with the same result.
+fn sdk_layout(rest: &str) -> Option<(&str, &str, &str)> {
+    let rest = rest.strip_prefix("Credential=")?;
+    let (credential, rest) = split_at_byte(rest, b',')?;
+    let rest = rest.strip_prefix(" SignedHeaders=")?;
+    let (signed_headers, rest) = split_at_byte(rest, b',')?;
+    let signature = rest.strip_prefix(" Signature=")?;
+    let clean =
+        |v: &str| !v.is_empty() && !v.bytes().any(|b| b == b',' || b == b'=' || b.is_ascii_whitespace());
+    (clean(credential) && clean(signed_headers) && clean(signature)).then_some((
+        credential,
+        signed_headers,
+        signature,
+    ))
 }
 
 fn parse_header(req: &Request<'_>, raw: &[u8]) -> Result<Auth, SigError> {
     let header = std::str::from_utf8(raw)
         .map_err(|_| incomplete("The Authorization header is not valid text.".into()))?;
     let header = header.trim();
-    let (algorithm, rest) = header.split_once(' ').unwrap_or((header, ""));
+    let (algorithm, rest) = split_at_byte(header, b' ').unwrap_or((header, ""));
     if !algorithm.starts_with("AWS4-") {
         return Err(SigError::Missing);
     }
@@ -200,17 +245,21 @@ fn parse_header(req: &Request<'_>, raw: &[u8]) -> Result<Auth, SigError> {
         )));
     }
     let (mut credential, mut signed_headers, mut signature) = (None, None, None);
-    for part in rest.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let Some((k, v)) = part.split_once('=') else {
-            return Err(incomplete(format!(
-                "'{part}' not a valid key=value pair (missing equal-sign) in Authorization header: '{header}'."
-            )));
-        };
-        match k.trim() {
-            "Credential" => credential = Some(v.trim()),
-            "SignedHeaders" => signed_headers = Some(v.trim()),
-            "Signature" => signature = Some(v.trim()),
-            _ => {}
+    if let Some((c, h, s)) = sdk_layout(rest) {
+        (credential, signed_headers, signature) = (Some(c), Some(h), Some(s));
+    } else {
+        for part in rest.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((k, v)) = part.split_once('=') else {
+                return Err(incomplete(format!(
+                    "'{part}' not a valid key=value pair (missing equal-sign) in Authorization header: '{header}'."
+                )));
+            };
+            match k.trim() {
+                "Credential" => credential = Some(v.trim()),
+                "SignedHeaders" => signed_headers = Some(v.trim()),
+                "Signature" => signature = Some(v.trim()),
+                _ => {}
+            }
         }
     }
     let date_header = req.header("x-amz-date").map(|v| (v, true)).or(req.header("date").map(|v| (v, false)));
@@ -235,7 +284,10 @@ fn parse_header(req: &Request<'_>, raw: &[u8]) -> Result<Auth, SigError> {
         return Err(incomplete(format!("{problems}Authorization={header}")));
     };
     let cred = parse_credential(credential)?;
-    let date_text = String::from_utf8_lossy(date_raw);
+    let date_text = match std::str::from_utf8(date_raw) {
+        Ok(text) => std::borrow::Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(date_raw),
+    };
     let date_text = date_text.trim();
     // An ISO-8601 basic date is kept as sent (it is what was signed; parsing checked its form).
     let (timestamp, amz_date) = match time::parse_amz_date(date_text) {
@@ -575,4 +627,56 @@ pub fn presign(
 /// Compares two secrets (signatures, session tokens) in time independent of where they differ.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(authorization: &str) -> Result<Auth, SigError> {
+        let headers =
+            [("Authorization", authorization.as_bytes()), ("X-Amz-Date", b"20240101T000000Z".as_slice())];
+        parse(&Request { method: "POST", path: "/", query: "", headers: &headers, body: b"" })
+    }
+
+    #[test]
+    fn the_sdk_layout_and_the_general_parse_agree() {
+        let sdk = "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/ecs/aws4_request, \
+                   SignedHeaders=host;x-amz-date, Signature=abcd";
+        let want = parsed(sdk).unwrap();
+        assert_eq!(
+            (want.access_key.as_str(), want.region.as_str(), want.service.as_str()),
+            ("AKID", "us-east-1", "ecs")
+        );
+        assert_eq!((want.signed_headers.as_str(), want.signature.as_str()), ("host;x-amz-date", "abcd"));
+        for variant in [
+            "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/ecs/aws4_request,SignedHeaders=host;x-amz-date,Signature=abcd",
+            "AWS4-HMAC-SHA256 Signature=abcd, Credential=AKID/20240101/us-east-1/ecs/aws4_request, SignedHeaders=host;x-amz-date",
+            "AWS4-HMAC-SHA256 Credential = AKID/20240101/us-east-1/ecs/aws4_request ,  SignedHeaders=host;x-amz-date, Signature=abcd",
+        ] {
+            assert_eq!(parsed(variant).unwrap(), want, "{variant}");
+        }
+        // A layout that looks like the SDK's but is not (a value with a space) is refused as
+        // the general parse refuses it.
+        let err = parsed(
+            "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/ecs/aws4_request, SignedHeaders=x-amz-date, Signature=abcd",
+        );
+        assert!(matches!(err, Err(SigError::Incomplete(m)) if m.contains("'Host'")));
+    }
+
+    #[test]
+    fn credentials_need_exactly_five_parts() {
+        for bad in [
+            "AKID/20240101/us-east-1/ecs",
+            "AKID/20240101/us-east-1/ecs/aws4_request/x",
+            "AKID//us-east-1/ecs/aws4_request",
+        ] {
+            let h = format!("AWS4-HMAC-SHA256 Credential={bad}, SignedHeaders=host, Signature=abcd");
+            assert!(matches!(parsed(&h), Err(SigError::Incomplete(m)) if m.contains("exactly 5")), "{bad}");
+        }
+        let h = "AWS4-HMAC-SHA256 Credential=AKID/2024010/us-east-1/ecs/aws4_request, SignedHeaders=host, Signature=abcd";
+        assert!(matches!(parsed(h), Err(SigError::Incomplete(m)) if m.contains("'2024010'")));
+        let h = "AWS4-HMAC-SHA256 Credential=AKID/20240101/us-east-1/ecs/aws5_request, SignedHeaders=host, Signature=abcd";
+        assert!(matches!(parsed(h), Err(SigError::Invalid(m)) if m.contains("'aws5_request'")));
+    }
 }

@@ -76,7 +76,7 @@ pub fn load_or_create_root(
         secret,
         session_token: None,
         expires_at: None,
-        principal: Principal::root(account),
+        principal: Arc::new(Principal::root(account)),
     };
     Ok((credential, path, created))
 }
@@ -151,7 +151,7 @@ mod tests {
         assert!(created);
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(a.access_key_id.starts_with("AKIA"));
-        assert_eq!(a.principal, Principal::root("123456789012"));
+        assert_eq!(*a.principal, Principal::root("123456789012"));
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(text.contains("[default]"));
         assert!(text.contains(&format!("aws_access_key_id = {}", a.access_key_id)));

@@ -173,6 +173,52 @@ fn default_data_dir() -> PathBuf {
     }
 }
 
+/// The file in a data directory that the process owning the directory holds locked.
+const LOCK_FILE: &str = "gantry.lock";
+
+/// Takes the data directory for this process: an exclusive advisory lock (`flock`) on
+/// `DIR/gantry.lock`, held as long as the returned file is open, so for the process's life. The
+/// kernel releases it when the process ends, however it ends (`kill -9` included), so a stale
+/// lock never needs cleaning up. A directory another process holds is an error at once, naming
+/// that process as it wrote itself into the file.
+fn lock_data_dir(dir: &std::path::Path, command: &str) -> anyhow::Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create the data directory {}", dir.display()))?;
+    let path = dir.join(LOCK_FILE);
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            // Who holds it, for the message a second process prints.
+            file.set_len(0)?;
+            file.seek(std::io::SeekFrom::Start(0))?;
+            writeln!(file, "pid {}: {command}", std::process::id())?;
+            file.flush()?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let holder =
+                if holder.is_empty() { "another gantry process".to_string() } else { holder.to_string() };
+            anyhow::bail!(
+                "the data directory {} is in use by another gantry process ({holder}); stop it, or give this one another --data-dir",
+                dir.display()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())))
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -212,6 +258,8 @@ fn main() -> anyhow::Result<()> {
             no_gpus,
         } => {
             let data_dir = data_dir.unwrap_or_else(|| default_data_dir().join(format!("agent-{cluster}")));
+            // Two agents on one directory would be one container instance run twice.
+            let _lock = lock_data_dir(&data_dir, "gantry agent")?;
             let opts = gantry_agent::node::InstanceOptions {
                 cluster,
                 availability_zone,
@@ -446,10 +494,60 @@ async fn start_fargate(
     Ok(())
 }
 
+/// The AWS CLI profile `gantry up` writes.
+const AWS_PROFILE: &str = "gantry";
+
+/// The URL clients on this host reach a listener at: a wildcard address is reached on loopback.
+fn client_endpoint(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => std::net::Ipv4Addr::LOCALHOST.into(),
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
+}
+
+/// Writes the AWS CLI profile `gantry` for this endpoint: the root key when signatures are
+/// checked, else placeholder keys (any well-formed signature is accepted).
+fn write_aws_profile(
+    endpoint: &str,
+    root: Option<(&str, &gantry_core::Secret)>,
+) -> std::io::Result<gantry_agent::aws_profile::Written> {
+    let placeholder = gantry_core::Secret::new("test");
+    let (access_key_id, secret_access_key) = root.unwrap_or(("test", &placeholder));
+    gantry_agent::aws_profile::write(&gantry_agent::aws_profile::Profile {
+        name: AWS_PROFILE,
+        endpoint_url: endpoint,
+        region: "us-east-1",
+        access_key_id,
+        secret_access_key,
+    })
+}
+
+/// How the printed commands run the AWS CLI, and whether it is there: `aws` when it is on PATH,
+/// else the full path of the one `scripts/up.sh` installed (`GANTRY_AWS_CLI`), so that the
+/// command works exactly as printed.
+fn aws_command() -> (String, bool) {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &std::path::Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join("aws"))));
+    if on_path {
+        return ("aws".to_string(), true);
+    }
+    match std::env::var_os("GANTRY_AWS_CLI").map(PathBuf::from) {
+        Some(p) if executable(&p) => (p.display().to_string(), true),
+        _ => ("aws".to_string(), false),
+    }
+}
+
 async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result<()> {
     let data_dir = common.data_dir.unwrap_or_else(default_data_dir);
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    // One process per data directory: a second server would write the same store, and a second
+    // `gantry up` would run the same Fargate node twice.
+    let _lock = lock_data_dir(&data_dir, &format!("gantry {mode}"))?;
     let auth = common.auth.unwrap_or(if mode == "up" { AuthMode::Open } else { AuthMode::SigV4 });
     let keys = Arc::new(gantry_sts::keys::KeyRing::new());
     let mut root = None;
@@ -524,7 +622,7 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         .await
         .with_context(|| format!("cannot listen on {}", common.listen))?;
     let addr = listener.local_addr()?;
-    let endpoint = format!("http://{addr}");
+    let endpoint = client_endpoint(addr);
     println!("Gantry {} ({mode}): the AWS APIs are at {endpoint}", env!("CARGO_PKG_VERSION"));
     println!("  account {}, state in {}, auth {}", common.account_id, data_dir.display(), auth.name());
     let agent_credentials = match &root {
@@ -547,18 +645,40 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
             }
         });
     }
-    println!("Try it:");
-    match &root {
-        Some((_, path)) => {
-            println!("  the root access key is in {}", path.display());
-            println!(
-                "  AWS_ENDPOINT_URL={endpoint} AWS_SHARED_CREDENTIALS_FILE={} AWS_DEFAULT_REGION=us-east-1 aws sts get-caller-identity",
-                path.display()
-            );
-        }
-        None => println!(
-            "  AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 aws ecs create-cluster --cluster-name demo"
+    // `gantry up` is for this machine's user: their AWS CLI gets a profile for it.
+    let profile = (mode == "up").then(|| {
+        write_aws_profile(&endpoint, root.as_ref().map(|(c, _)| (c.access_key_id.as_str(), &c.secret)))
+    });
+    let (aws, aws_found) = aws_command();
+    match &profile {
+        Some(Ok(w)) => println!(
+            "  AWS CLI profile '{AWS_PROFILE}' written to {} and {}",
+            w.config.display(),
+            w.credentials.display()
         ),
+        Some(Err(e)) => tracing::warn!("cannot write the AWS CLI profile '{AWS_PROFILE}': {e}"),
+        None => {}
+    }
+    if let Some((_, path)) = &root {
+        println!("  the root access key is in {}", path.display());
+    }
+    println!("Try it:");
+    match (&profile, &root) {
+        (Some(Ok(_)), _) => {
+            println!("  {aws} --profile {AWS_PROFILE} ecs create-cluster --cluster-name demo")
+        }
+        (_, Some((_, path))) => println!(
+            "  AWS_ENDPOINT_URL={endpoint} AWS_SHARED_CREDENTIALS_FILE={} AWS_DEFAULT_REGION=us-east-1 {aws} sts get-caller-identity",
+            path.display()
+        ),
+        (_, None) => println!(
+            "  AWS_ENDPOINT_URL={endpoint} AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_DEFAULT_REGION=us-east-1 {aws} ecs create-cluster --cluster-name demo"
+        ),
+    }
+    if !aws_found {
+        println!(
+            "  (the AWS CLI is not installed here: ./scripts/up.sh installs it, or run: pip install awscli)"
+        );
     }
     tracing::info!(%addr, data_dir = %data_dir.display(), "listening");
     gantry_api::serve(listener, app, limits, async {

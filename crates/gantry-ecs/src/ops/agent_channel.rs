@@ -76,6 +76,9 @@ impl ControlPlane {
                 )));
             }
         };
+        if req.container_instances.is_empty() {
+            return Err(EcsError::invalid("Container Instances cannot be empty."));
+        }
         super::check_batch("containerInstances", req.container_instances.len(), 10)?;
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
         let cname = cluster.value.cluster_name.unwrap_or_default();

@@ -49,6 +49,10 @@ impl ControlPlane {
         attrs: &[Attribute],
         put: bool,
     ) -> Result<Vec<Attribute>> {
+        // The attributes' own fields first, then the cluster, as ECS does.
+        for a in attrs {
+            check_target_type(a.target_type.as_deref())?;
+        }
         let cluster = self.active_cluster(ctx, cluster_ref)?;
         let cname = cluster.value.cluster_name.unwrap_or_default();
         let by_target = self.group_by_target(ctx, &cname, attrs)?;

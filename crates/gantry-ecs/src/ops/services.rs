@@ -11,7 +11,7 @@
 
 use super::service_record::service_not_found;
 pub use super::service_record::{HistoryLink, SchedNotes, ServiceRecord, new_deployment_id};
-use super::tasks::{check_compatible, check_network, launch};
+use super::tasks::{check_compatible, check_launch_fields, check_network, check_task_definition_ref, launch};
 use super::{check_batch, check_include, includes, one_of};
 use crate::records::{decode, encode, load};
 use crate::status::{service_status, set_service_status};
@@ -126,7 +126,7 @@ fn check_load_balancers(lbs: &[LoadBalancer], td: Option<&TaskDefinition>) -> Re
         }
         if lb.target_group_arn.is_some() && lb.load_balancer_name.is_some() {
             return Err(EcsError::invalid(
-                "targetGroupArn and loadBalancerName can not both be specified for a load balancer.",
+                "loadBalancerName and targetGroupArn cannot both be specified. You must specify either a loadBalancerName or a targetGroupArn.",
             ));
         }
         let name = lb
@@ -291,7 +291,7 @@ fn check_create_extras(
     check_load_balancers(&lbs, td)?;
     if req.role.is_some() && lbs.is_empty() {
         return Err(EcsError::invalid(
-            "You cannot specify an IAM role for services that do not use a load balancer.",
+            "IAM roles are only valid for services configured to use load balancers.",
         ));
     }
     let registries = req.service_registries.clone().unwrap_or_default();
@@ -330,6 +330,23 @@ fn check_update_request(req: &UpdateServiceRequest) -> Result<Option<String>> {
     }
     if let Some(r) = &req.service_registries {
         check_registries(r)?;
+    }
+    if let Some(n) = req.desired_count
+        && n < 0
+    {
+        return Err(EcsError::invalid(format!("desiredCount must be at least 0, but was {n}.")));
+    }
+    if let Some(r) = &req.task_definition {
+        check_task_definition_ref(r)?;
+    }
+    if let Some(c) = &req.placement_constraints {
+        super::placement::constraints(c, &[])?;
+    }
+    if let Some(p) = &req.placement_strategy {
+        super::placement::strategies(p)?;
+    }
+    if let Some(lbs) = &req.load_balancers {
+        check_load_balancers(lbs, None)?;
     }
     match &req.deployment_controller {
         Some(c) => Ok(Some(check_controller(Some(c))?)),
@@ -580,8 +597,7 @@ impl ControlPlane {
         if req.client_token.as_ref().is_some_and(|t| t.len() > 36) {
             return Err(EcsError::invalid("clientToken can have at most 36 characters."));
         }
-        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.clone().unwrap_or_default();
+        // The request's own fields are checked before the cluster is looked up, as ECS does.
         let tags = req.tags.clone().unwrap_or_default();
         validate_tags(&tags)?;
         let strategy_name = req.scheduling_strategy.clone().unwrap_or_else(|| "REPLICA".into());
@@ -589,15 +605,24 @@ impl ControlPlane {
         let daemon = strategy_name == "DAEMON";
         let controller = check_controller(req.deployment_controller.as_ref())?;
         let external = controller == "EXTERNAL";
-        // The task definition (optional only for the EXTERNAL controller).
-        let td = match (&req.task_definition, external) {
-            (Some(r), _) => Some(self.active_task_definition(ctx, r)?),
-            (None, true) => None,
+        match (&req.task_definition, external) {
+            (Some(r), _) => check_task_definition_ref(r)?,
+            (None, true) => {}
             (None, false) => {
                 return Err(EcsError::invalid("A task definition must be specified to create a service."));
             }
-        };
+        }
+        check_launch_fields(req.launch_type.as_deref(), req.capacity_provider_strategy.as_ref())?;
         let desired = create_desired_count(req.desired_count, daemon)?;
+        check_create_extras(&req, None)?;
+        deployment_configuration(req.deployment_configuration.as_ref(), None, daemon)?;
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+        let cname = cluster.value.cluster_name.clone().unwrap_or_default();
+        // The task definition (optional only for the EXTERNAL controller).
+        let td = match &req.task_definition {
+            Some(r) => Some(self.active_task_definition(ctx, r)?),
+            None => None,
+        };
         let launch = create_launch(&cluster.value, &req, td.as_ref(), daemon)?;
         let (load_balancers, registries) = check_create_extras(&req, td.as_ref())?;
         let dc = deployment_configuration(req.deployment_configuration.as_ref(), None, daemon)?;
@@ -761,13 +786,14 @@ impl ControlPlane {
         ctx: &Ctx,
         req: UpdateServiceRequest,
     ) -> Result<UpdateServiceResponse> {
+        // The request's own fields first, then the cluster, as ECS does.
+        let controller = check_update_request(&req)?;
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
         let cname = cluster.value.cluster_name.clone().unwrap_or_default();
         let td = match &req.task_definition {
             Some(r) => Some(self.active_task_definition(ctx, r)?),
             None => None,
         };
-        let controller = check_update_request(&req)?;
         let out = self
             .retry(|| {
                 let mut rec = self.load_service(ctx, &cname, &req.service)?.ok_or_else(service_not_found)?;

@@ -1,7 +1,12 @@
 //! Tags: TagResource, UntagResource, ListTagsForResource, on every taggable resource Gantry
-//! stores (clusters, task definitions, capacity providers, container instances, services).
+//! stores (clusters, task definitions, capacity providers, container instances, services, task
+//! sets, tasks).
+//!
+//! A task set's tags live on it, in its service's record (`Service.taskSets`), so CreateTaskSet's
+//! `tags`, DescribeTaskSets' `include: [TAGS]` and these operations read and write the same list.
 
 use super::services::ServiceRecord;
+use super::tasks::TaskRecord;
 use crate::records::{encode, load};
 use crate::status::{instance_status, service_status};
 use crate::{ControlPlane, Ctx, keys};
@@ -17,6 +22,16 @@ enum Target {
     CapacityProvider,
     ContainerInstance,
     Service,
+    /// The task set with this ARN, in the service record at the key.
+    TaskSet(String),
+    Task,
+}
+
+/// `CLUSTER/REST` of a long-format ARN's resource, or ECS's refusal of the short format.
+fn long_form(resource: &str) -> Result<(&str, &str)> {
+    resource
+        .split_once('/')
+        .ok_or_else(|| EcsError::invalid("Long arn format must be used for tagging operations"))
 }
 
 fn invalid_arn() -> EcsError {
@@ -45,18 +60,23 @@ impl ControlPlane {
                 (Target::CapacityProvider, keys::capacity_provider(&ctx.scope, &a.resource))
             }
             "container-instance" => {
-                let (cluster, id) = a.resource.split_once('/').ok_or_else(|| {
-                    EcsError::invalid("Long arn format must be used for tagging operations")
-                })?;
+                let (cluster, id) = long_form(&a.resource)?;
                 (Target::ContainerInstance, keys::container_instance(&ctx.scope, cluster, id))
             }
             "service" => {
-                let (cluster, name) = a.resource.split_once('/').ok_or_else(|| {
-                    EcsError::invalid("Long arn format must be used for tagging operations")
-                })?;
+                let (cluster, name) = long_form(&a.resource)?;
                 (Target::Service, keys::service(&ctx.scope, cluster, name))
             }
-            "task" | "task-set" => return Err(not_found(arn)),
+            // task-set/CLUSTER/SERVICE/ID (the ID is `ecs-svc/DIGITS`).
+            "task-set" => {
+                let (cluster, rest) = long_form(&a.resource)?;
+                let (service, _) = rest.split_once('/').ok_or_else(|| not_found(arn))?;
+                (Target::TaskSet(arn.to_string()), keys::service(&ctx.scope, cluster, service))
+            }
+            "task" => {
+                let (cluster, id) = long_form(&a.resource)?;
+                (Target::Task, keys::task(&ctx.scope, cluster, id))
+            }
             _ => return Err(invalid_arn()),
         })
     }
@@ -111,6 +131,32 @@ impl ControlPlane {
                         _ => return Err(not_found(arn)),
                     };
                     let tags = rec.value.service.tags.get_or_insert_with(Vec::new);
+                    f(tags)?;
+                    let out = tags.clone();
+                    (Txn::new().when(&key, rec.mod_revision).put(&key, encode(&rec.value)), out)
+                }
+                Target::TaskSet(set_arn) => {
+                    let mut rec = match load::<ServiceRecord>(&*self.store, &key)? {
+                        Some(r) if service_status(&r.value.service) != Some(ServiceStatus::Inactive) => r,
+                        _ => return Err(not_found(arn)),
+                    };
+                    let set = rec
+                        .value
+                        .service
+                        .task_sets
+                        .iter_mut()
+                        .flatten()
+                        .find(|t| t.task_set_arn.as_deref() == Some(set_arn.as_str()))
+                        .ok_or_else(|| not_found(arn))?;
+                    let tags = set.tags.get_or_insert_with(Vec::new);
+                    f(tags)?;
+                    let out = tags.clone();
+                    (Txn::new().when(&key, rec.mod_revision).put(&key, encode(&rec.value)), out)
+                }
+                Target::Task => {
+                    // Tags change no indexed field, so the record's bytes are put directly.
+                    let mut rec = load::<TaskRecord>(&*self.store, &key)?.ok_or_else(|| not_found(arn))?;
+                    let tags = rec.value.task.tags.get_or_insert_with(Vec::new);
                     f(tags)?;
                     let out = tags.clone();
                     (Txn::new().when(&key, rec.mod_revision).put(&key, encode(&rec.value)), out)
@@ -174,6 +220,22 @@ impl ControlPlane {
                 }
                 _ => return Err(not_found(arn)),
             },
+            Target::TaskSet(set_arn) => match load::<ServiceRecord>(&*self.store, &key)? {
+                Some(r) if service_status(&r.value.service) != Some(ServiceStatus::Inactive) => {
+                    r.value
+                        .service
+                        .task_sets
+                        .unwrap_or_default()
+                        .into_iter()
+                        .find(|t| t.task_set_arn.as_deref() == Some(set_arn.as_str()))
+                        .ok_or_else(|| not_found(arn))?
+                        .tags
+                }
+                _ => return Err(not_found(arn)),
+            },
+            Target::Task => {
+                load::<TaskRecord>(&*self.store, &key)?.ok_or_else(|| not_found(arn))?.value.task.tags
+            }
             Target::TaskDefinition => Some(
                 load::<super::task_definitions::TaskDefRecord>(&*self.store, &key)?
                     .ok_or_else(|| EcsError::client("Unable to describe task definition."))?

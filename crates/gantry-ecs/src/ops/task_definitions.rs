@@ -241,14 +241,26 @@ impl ControlPlane {
         ctx: &Ctx,
         req: DeregisterTaskDefinitionRequest,
     ) -> Result<DeregisterTaskDefinitionResponse> {
-        let r = taskdef::parse_ref(&ctx.scope, &req.task_definition)
-            .ok_or_else(|| EcsError::client("Family contains invalid characters."))?;
-        if r.revision.is_none() {
-            return Err(EcsError::client(format!(
-                "Revision is missing: '{}' must name a revision, as family:revision or a full ARN.",
-                req.task_definition
-            )));
+        // ECS reads the revision first: one must be given, and be a number.
+        if taskdef::revision_text(&req.task_definition).is_none() {
+            return Err(EcsError::client("Revision is missing."));
         }
+        if let Some(message) = taskdef::invalid_revision(&req.task_definition) {
+            return Err(EcsError::client(message));
+        }
+        let r = match taskdef::parse_ref(&ctx.scope, &req.task_definition) {
+            Some(r) => r,
+            // A well-formed reference to no revision there can be (0, another region's ARN).
+            None => {
+                let body = req.task_definition.trim();
+                let family = body.split(':').next().unwrap_or_default();
+                return Err(if body.starts_with("arn:") || gantry_core::validate::is_valid_name(family) {
+                    unable_to_describe()
+                } else {
+                    EcsError::client("Family contains invalid characters.")
+                });
+            }
+        };
         let def = self
             .retry(|| {
                 let mut rec = self.load_task_definition(ctx, &r)?.ok_or_else(unable_to_describe)?;

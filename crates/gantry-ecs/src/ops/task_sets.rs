@@ -8,7 +8,7 @@
 //! tasks are gone, then it disappears.
 
 use super::services::{ServiceRecord, new_deployment_id};
-use super::tasks::{check_compatible, check_network, launch};
+use super::tasks::{check_compatible, check_launch_fields, check_network, check_task_definition_ref, launch};
 use crate::records::encode;
 use crate::{ControlPlane, Ctx, Stored};
 use gantry_core::validate::validate_tags;
@@ -76,6 +76,8 @@ impl ControlPlane {
         let scale = check_scale(req.scale.as_ref())?;
         let tags = req.tags.clone().unwrap_or_default();
         validate_tags(&tags)?;
+        check_launch_fields(req.launch_type.as_deref(), req.capacity_provider_strategy.as_ref())?;
+        check_task_definition_ref(&req.task_definition)?;
         let td = self.active_task_definition(ctx, &req.task_definition)?;
         let c = self.active_cluster(ctx, Some(&req.cluster))?;
         let (launch_type, _) =

@@ -15,6 +15,7 @@ use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::arn::cluster_name;
 use gantry_core::page::{PageRequest, paginate};
 use gantry_core::protocol::fargate_node_name;
+use gantry_core::taskdef;
 use gantry_core::validate::validate_tags;
 use gantry_core::{Arn, EcsError, ErrorKind, Result, Scope, TaskStatus};
 use gantry_model::*;
@@ -112,23 +113,45 @@ pub(crate) fn check_network(td: &TaskDefinition, network: Option<&NetworkConfigu
     }
 }
 
+/// A request's launch type and capacity provider strategy, as far as they can be checked
+/// without the cluster: a known launch type, and not both. ECS checks this before it looks the
+/// cluster up.
+pub(crate) fn check_launch_fields(
+    launch_type: Option<&str>,
+    strategy: Option<&Vec<CapacityProviderStrategyItem>>,
+) -> Result<()> {
+    if let Some(lt) = launch_type
+        && !["EC2", "FARGATE", "EXTERNAL"].contains(&lt)
+    {
+        return Err(EcsError::invalid(format!(
+            "launchType should be one of [EC2,FARGATE,EXTERNAL], but was '{lt}'."
+        )));
+    }
+    if launch_type.is_some() && strategy.is_some_and(|s| !s.is_empty()) {
+        return Err(EcsError::invalid(
+            "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
+        ));
+    }
+    Ok(())
+}
+
+/// ECS's InvalidParameterException for a task definition reference whose revision is not a
+/// number (`family:latest`), which it refuses before looking anything up.
+pub(crate) fn check_task_definition_ref(reference: &str) -> Result<()> {
+    match taskdef::invalid_revision(reference) {
+        Some(message) => Err(EcsError::invalid(message)),
+        None => Ok(()),
+    }
+}
+
 /// The launch type a request resolves to, and the capacity provider that chose it.
 pub(crate) fn launch(
     cluster: &Cluster,
     launch_type: Option<&str>,
     strategy: Option<&Vec<CapacityProviderStrategyItem>>,
 ) -> Result<(String, Option<String>)> {
-    if launch_type.is_some() && strategy.is_some_and(|s| !s.is_empty()) {
-        return Err(EcsError::invalid(
-            "Specifying both a launch type and capacity provider strategy is not supported. Remove one and try again.",
-        ));
-    }
+    check_launch_fields(launch_type, strategy)?;
     if let Some(lt) = launch_type {
-        if !["EC2", "FARGATE", "EXTERNAL"].contains(&lt) {
-            return Err(EcsError::invalid(format!(
-                "launchType should be one of [EC2,FARGATE,EXTERNAL], but was '{lt}'."
-            )));
-        }
         return Ok((lt.to_string(), None));
     }
     let strategy = match strategy.filter(|s| !s.is_empty()) {
@@ -153,6 +176,28 @@ pub(crate) fn launch(
         Some(i) => ("EC2".into(), Some(i.capacity_provider.clone())),
         None => ("EC2".into(), None),
     })
+}
+
+/// What RunTask and StartTask can check of a request before the cluster is looked up (as ECS
+/// does): tags, startedBy, the launch type, the placement constraints' and strategies' own
+/// shape, and the task definition reference's revision.
+fn check_run_fields(req: &RunLike<'_>) -> Result<()> {
+    validate_tags(&req.tags)?;
+    if let Some(s) = &req.started_by
+        && s.len() > 36
+    {
+        return Err(EcsError::invalid("startedBy longer than 36."));
+    }
+    if req.only.is_none() {
+        check_launch_fields(req.launch_type, req.strategy)?;
+    }
+    if let Some(c) = req.constraints {
+        super::placement::constraints(c, &[])?;
+    }
+    if let Some(s) = req.strategies {
+        super::placement::strategies(s)?;
+    }
+    check_task_definition_ref(req.task_definition)
 }
 
 fn task_id_of(reference: &str) -> &str {
@@ -188,6 +233,7 @@ impl ControlPlane {
 
     /// The ACTIVE task definition a reference names, or ECS's ClientException.
     pub(crate) fn active_task_definition(&self, ctx: &Ctx, reference: &str) -> Result<TaskDefinition> {
+        check_task_definition_ref(reference)?;
         let td = self
             .find_task_definition(ctx, reference)?
             .ok_or_else(|| EcsError::client("TaskDefinition not found."))?
@@ -472,13 +518,8 @@ impl ControlPlane {
     }
 
     async fn run_like(&self, ctx: &Ctx, req: RunLike<'_>) -> Result<(Vec<Task>, Vec<Failure>)> {
+        check_run_fields(&req)?;
         let cluster = self.active_cluster(ctx, req.cluster)?;
-        validate_tags(&req.tags)?;
-        if let Some(s) = &req.started_by
-            && s.len() > 36
-        {
-            return Err(EcsError::invalid("startedBy longer than 36."));
-        }
         let td = self.active_task_definition(ctx, req.task_definition)?;
         let (launch_type, cp) = match req.only {
             Some(_) => ("EC2".to_string(), None),
@@ -543,6 +584,9 @@ impl ControlPlane {
         let count = req.count.unwrap_or(1);
         if !(1..=10).contains(&count) {
             return Err(EcsError::invalid(format!("count must be between 1 and 10, but was {count}.")));
+        }
+        if let Some(p) = &req.propagate_tags {
+            super::one_of("propagateTags", p, &["TASK_DEFINITION", "SERVICE", "NONE"])?;
         }
         let cname = cluster_name(&ctx.scope, req.cluster.as_deref())?;
         // clientToken idempotency: the same token and request return the same tasks.
@@ -661,11 +705,11 @@ impl ControlPlane {
     }
 
     pub async fn stop_task(&self, ctx: &Ctx, req: StopTaskRequest) -> Result<StopTaskResponse> {
-        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.unwrap_or_default();
         if req.reason.as_ref().is_some_and(|r| r.len() > 255) {
             return Err(EcsError::invalid("reason can have at most 255 characters."));
         }
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+        let cname = cluster.value.cluster_name.unwrap_or_default();
         let reason = req.reason.clone().unwrap_or_else(|| "Task stopped by user".into());
         let rec = self
             .request_stop(ctx, &cname, &req.task, "UserInitiated", &reason)
@@ -824,8 +868,6 @@ impl ControlPlane {
 
     pub fn list_tasks(&self, ctx: &Ctx, req: ListTasksRequest) -> Result<ListTasksResponse> {
         let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 100, 100)?;
-        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.unwrap_or_default();
         if let Some(f) = &req.family
             && !gantry_core::validate::is_valid_name(f)
         {
@@ -840,6 +882,10 @@ impl ControlPlane {
                 "desiredStatus should be one of [RUNNING,PENDING,STOPPED], but was '{desired}'."
             )));
         }
+        check_launch_fields(req.launch_type.as_deref(), None)?;
+        // The request's own fields first, then the cluster, as ECS does.
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+        let cname = cluster.value.cluster_name.unwrap_or_default();
         let instance = req.container_instance.as_ref().map(|r| {
             if r.starts_with("arn:") { r.clone() } else { ctx.scope.container_instance_arn(&cname, r) }
         });

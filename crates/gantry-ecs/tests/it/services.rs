@@ -222,7 +222,14 @@ async fn create_service_validation() {
         (
             with(json!({"role": "ecsServiceRole"})),
             InvalidParameterException,
-            "You cannot specify an IAM role for services that do not use a load balancer.",
+            "IAM roles are only valid for services configured to use load balancers.",
+        ),
+        (
+            with(json!({"loadBalancers": [{
+                "targetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/web/0123456789abcdef",
+                "loadBalancerName": "web", "containerName": "web", "containerPort": 80}]})),
+            InvalidParameterException,
+            "loadBalancerName and targetGroupArn cannot both be specified. You must specify either a loadBalancerName or a targetGroupArn.",
         ),
         (
             with(json!({"propagateTags": "ALL"})),
