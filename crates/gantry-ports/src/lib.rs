@@ -6,6 +6,8 @@
 //! targets with ELBv2, the agent resolves secrets), it asks for a trait defined here, and the
 //! binary wires the implementation in. This crate holds no logic and no I/O.
 
+pub mod lb;
+
 use gantry_core::Secret;
 use std::sync::Arc;
 
