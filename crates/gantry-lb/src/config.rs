@@ -67,6 +67,29 @@ pub struct Listener {
     pub idle_timeout: Duration,
     /// The load balancer's `routing.http2.enabled` (true by default): whether HTTPS offers `h2`.
     pub http2: bool,
+    /// `routing.http.xff_header_processing.mode`.
+    pub xff: XffMode,
+}
+
+pub use gantry_ports::lb::XffMode;
+
+impl Listener {
+    /// A listener with ALB's defaults and no rules.
+    pub fn new(arn: &str, load_balancer_arn: &str, port: u16, protocol: Protocol) -> Self {
+        Listener {
+            arn: arn.to_string(),
+            load_balancer_arn: load_balancer_arn.to_string(),
+            address: None,
+            port,
+            protocol,
+            certificates: Vec::new(),
+            rules: Vec::new(),
+            default_actions: Vec::new(),
+            idle_timeout: Duration::from_secs(60),
+            http2: true,
+            xff: XffMode::Append,
+        }
+    }
 }
 
 /// A PEM certificate chain and its private key (what ACM's ImportCertificate takes).
@@ -238,12 +261,21 @@ pub struct Target {
     pub id: String,
     pub port: u16,
     pub address: SocketAddr,
+    /// Deregistered by the API, which keeps it listed while it drains: no new requests, and
+    /// it is drained when nothing is in flight or at this time (epoch ms), whichever is first.
+    /// A target simply left out of the configuration drains for the group's delay.
+    pub draining_until_ms: Option<i64>,
 }
 
 impl Target {
     /// An `ip` target: its ID is its address.
     pub fn ip(address: SocketAddr) -> Self {
-        Target { id: address.ip().to_string(), port: address.port(), address }
+        Target { id: address.ip().to_string(), port: address.port(), address, draining_until_ms: None }
+    }
+
+    /// The same target (ID, port, address), whatever its draining.
+    pub fn same(&self, other: &Target) -> bool {
+        self.id == other.id && self.port == other.port && self.address == other.address
     }
 }
 

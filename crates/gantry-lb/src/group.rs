@@ -224,8 +224,10 @@ impl Group {
     }
 
     /// Takes a new configuration of the group: settings, whether a listener uses it, and its
-    /// targets. New targets start initial (or unused); targets no longer listed start draining
-    /// (`drain` is spawned for each), and a draining target listed again is registered anew.
+    /// targets. New targets start initial (or unused). A target listed as draining
+    /// (`draining_until_ms`) drains until then; one no longer listed at all drains for the
+    /// group's deregistration delay, unless it was draining already (then it is forgotten). A
+    /// draining target listed again without draining is registered anew.
     pub(crate) fn reconfigure(self: &Arc<Self>, tg: &TargetGroup, in_use: bool) {
         let settings = Settings::of(tg);
         let was_in_use = self.in_use.swap(in_use, Relaxed);
@@ -240,33 +242,69 @@ impl Group {
                 m.set_health(self.fresh_health(&settings), now);
             }
         }
-        let mut kept: Vec<Arc<Member>> = Vec::with_capacity(tg.targets.len());
+        let mut routable: Vec<Arc<Member>> = Vec::with_capacity(tg.targets.len());
+        let mut listed: Vec<Arc<Member>> = Vec::with_capacity(tg.targets.len());
         for t in &tg.targets {
-            let existing = members.iter().find(|m| !m.draining() && m.target == *t);
+            let existing =
+                members.iter().find(|m| m.target.same(t) && (t.draining_until_ms.is_some() || !m.draining()));
             let m = match existing {
                 Some(m) => m.clone(),
                 None => {
                     let m = Arc::new(Member::new(t.clone(), &self.arn, self.fresh_health(&settings)));
                     // A draining target registered again is a new registration.
-                    members.retain(|d| !(d.draining() && d.target == *t));
+                    members.retain(|d| !d.target.same(t));
                     members.push(m.clone());
                     m
                 }
             };
-            if !kept.iter().any(|k| Arc::ptr_eq(k, &m)) {
-                kept.push(m);
+            match t.draining_until_ms {
+                Some(until) if !m.draining() => {
+                    let delay = Duration::from_millis(until.saturating_sub(now).max(0) as u64);
+                    self.start_draining(&m, delay, now);
+                }
+                Some(_) => {}
+                None if !routable.iter().any(|k| Arc::ptr_eq(k, &m)) => routable.push(m.clone()),
+                None => {}
             }
+            listed.push(m);
         }
+        let mut forgotten = Vec::new();
         for m in members.iter() {
-            if !m.draining() && !kept.iter().any(|k| Arc::ptr_eq(k, m)) {
-                m.set_health(Health::draining(), now);
-                // The delay counts from now, not from when the task first runs.
-                let delay = tokio::time::sleep(settings.deregistration_delay);
-                tokio::spawn(drain(self.clone(), m.clone(), delay));
+            if listed.iter().any(|k| Arc::ptr_eq(k, m)) {
+                continue;
+            }
+            if m.draining() {
+                forgotten.push(m.clone());
+            } else {
+                self.start_draining(m, settings.deregistration_delay, now);
             }
         }
+        members.retain(|m| !forgotten.iter().any(|f| Arc::ptr_eq(f, m)));
         drop(members);
-        self.routable.store(Arc::new(kept));
+        self.routable.store(Arc::new(routable));
+    }
+
+    fn start_draining(self: &Arc<Self>, m: &Arc<Member>, delay: Duration, now: i64) {
+        m.set_health(Health::draining(), now);
+        // The delay counts from now, not from when the task first runs.
+        let delay = tokio::time::sleep(delay);
+        tokio::spawn(drain(self.clone(), m.clone(), delay));
+    }
+
+    /// Whether a draining target has nothing in flight any more (or is not known at all).
+    pub fn drained(&self, id: &str, port: u16) -> bool {
+        let members = self.members();
+        members
+            .iter()
+            .filter(|m| m.target.id == id && m.target.port == port)
+            .all(|m| m.in_flight() == 0 || !m.draining())
+    }
+
+    /// A registered (not draining) target's health.
+    pub fn health_of(&self, id: &str, port: u16) -> Option<Health> {
+        let members = self.members();
+        let m = members.iter().find(|m| m.target.id == id && m.target.port == port && !m.draining())?;
+        Some(m.health().clone())
     }
 
     /// Chooses a target for a request: the sticky one if it can still take traffic, else by the

@@ -4,7 +4,7 @@
 //! headers (`X-Forwarded-*`, `X-Amzn-Trace-Id`), its stickiness cookies and its own error pages.
 
 use crate::body::Body;
-use crate::config::{FixedResponse, Redirect, Stickiness};
+use crate::config::{FixedResponse, Redirect, Stickiness, XffMode};
 use crate::group::{InFlight, Member};
 use crate::rules::{RequestView, matches_all};
 use crate::table::{Act, ForwardPlan, Slot, Table};
@@ -221,7 +221,7 @@ async fn forward(
         parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, v);
     }
-    add_forwarded(&mut parts.headers, conn, table.port, &conn.shared);
+    add_forwarded(&mut parts.headers, conn, table, &conn.shared);
     if parts.version == Version::HTTP_2
         && let Some(h) = host.as_deref().and_then(|h| HeaderValue::from_str(h).ok())
     {
@@ -281,14 +281,23 @@ fn target_uri(member: &Member, pq: Option<&PathAndQuery>) -> Uri {
 }
 
 /// `X-Forwarded-For` (appended), `-Proto`, `-Port` and `X-Amzn-Trace-Id`.
-fn add_forwarded(headers: &mut HeaderMap, conn: &Conn, port: u16, shared: &Shared) {
-    let ip = conn.peer.ip().to_canonical().to_string();
-    let xff = match headers.get(&XFF).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.is_empty() => format!("{prior}, {ip}"),
-        _ => ip,
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert(&XFF, v);
+fn add_forwarded(headers: &mut HeaderMap, conn: &Conn, table: &Table, shared: &Shared) {
+    let port = table.port;
+    match table.xff {
+        XffMode::Append => {
+            let ip = conn.peer.ip().to_canonical().to_string();
+            let xff = match headers.get(&XFF).and_then(|v| v.to_str().ok()) {
+                Some(prior) if !prior.is_empty() => format!("{prior}, {ip}"),
+                _ => ip,
+            };
+            if let Ok(v) = HeaderValue::from_str(&xff) {
+                headers.insert(&XFF, v);
+            }
+        }
+        XffMode::Preserve => {}
+        XffMode::Remove => {
+            headers.remove(&XFF);
+        }
     }
     headers.insert(&XFPROTO, HeaderValue::from_static(if conn.https { "https" } else { "http" }));
     headers.insert(&XFPORT, HeaderValue::from(port));

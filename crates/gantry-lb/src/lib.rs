@@ -19,6 +19,7 @@ mod body;
 mod group;
 mod http;
 mod listener;
+mod ports;
 mod prober;
 mod table;
 mod tcp;
@@ -260,6 +261,11 @@ impl LoadBalancer {
         state.groups.get(target_group_arn).map(|e| e.group.health_report())
     }
 
+    fn group(&self, arn: &str) -> Option<Arc<Group>> {
+        let state = self.inner.state().unwrap_or_else(|e| e.into_inner());
+        state.groups.get(arn).map(|e| e.group.clone())
+    }
+
     /// Where a listener is bound.
     pub fn local_addr(&self, listener_arn: &str) -> Option<SocketAddr> {
         let state = self.inner.state().unwrap_or_else(|e| e.into_inner());
@@ -372,6 +378,7 @@ fn compile(
         rules: compiled,
         tls,
         idle_timeout: l.idle_timeout,
+        xff: l.xff,
         counters,
     })
 }

@@ -19,6 +19,7 @@ pub(crate) struct Table {
     pub rules: Vec<CompiledRule>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub idle_timeout: Duration,
+    pub xff: crate::config::XffMode,
     pub counters: Arc<LbCounters>,
 }
 
