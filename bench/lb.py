@@ -25,7 +25,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from common import free_port, rss_kib  # noqa: E402
+from common import cpu_seconds, free_port, rss_kib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -107,18 +107,20 @@ backend backends
 """
 
 
-def wrk(port, duration, connections, tmp, close=False):
-    """(req/s, p50 ms, p99 ms, non-2xx, socket errors)."""
+def wrk(port, duration, connections, tmp, close=False, pid=None):
+    """(req/s, p50 ms, p99 ms, non-2xx, socket errors, CPU µs per request of `pid`)."""
     script = os.path.join(tmp, "report.lua")
     with open(script, "w") as f:
         f.write(LUA)
     cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "-s", script]
     if close:
         cmd += ["-H", "Connection: close"]
+    cpu = cpu_seconds(pid) if pid else 0.0
     out = subprocess.run(cmd + [f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout
+    cpu = (cpu_seconds(pid) - cpu) if pid else 0.0
     m = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+) (\d+)", out)
     reqs, dur_us, p50, p99, bad, errors = map(int, m.groups())
-    return reqs / (dur_us / 1e6), p50 / 1000.0, p99 / 1000.0, bad, errors
+    return reqs / (dur_us / 1e6), p50 / 1000.0, p99 / 1000.0, bad, errors, cpu * 1e6 / max(reqs, 1)
 
 
 def wait_port(port, timeout=10):
@@ -202,39 +204,40 @@ def main():
         print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {model}, {cpus} CPUs; proxies on CPU 0, "
               f"backends and wrk on CPU 1; wrk -t1 -c{args.connections} -d{args.duration}s; latency at -c1")
         targets = dict(proxies)
-        targets["direct"] = (backend_ports[0], None)
+        targets["direct"] = (backend_ports[0], procs[0])
         rows = {name: [] for name in targets}
         for r in range(args.rounds):
-            for name, (port, _) in targets.items():
-                ka = wrk(port, args.duration, args.connections, tmp)
-                nc = wrk(port, args.duration, args.connections, tmp, close=True)
+            for name, (port, proc) in targets.items():
+                ka = wrk(port, args.duration, args.connections, tmp, pid=proc.pid)
+                nc = wrk(port, args.duration, args.connections, tmp, close=True, pid=proc.pid)
                 lat = wrk(port, max(3, args.duration // 2), 1, tmp)
                 rows[name].append((ka, nc, lat))
                 print(f"round {r + 1} {name:8} keep-alive {ka[0]:9.0f} req/s p50 {ka[1]:.3f} p99 {ka[2]:.3f} ms | "
                       f"new conn {nc[0]:8.0f} req/s p50 {nc[1]:.3f} p99 {nc[2]:.3f} ms | "
-                      f"c1 p50 {lat[1]:.3f} p99 {lat[2]:.3f} ms | errors {ka[3] + ka[4] + nc[3] + nc[4] + lat[3] + lat[4]}",
+                      f"c1 p50 {lat[1]:.3f} p99 {lat[2]:.3f} ms | CPU/req {ka[5]:.1f} / {nc[5]:.1f} µs | errors {ka[3] + ka[4] + nc[3] + nc[4] + lat[3] + lat[4]}",
                       flush=True)
 
         med = {name: {
-            "ka": [statistics.median(x[0][i] for x in rs) for i in range(3)],
-            "nc": [statistics.median(x[1][i] for x in rs) for i in range(3)],
+            "ka": [statistics.median(x[0][i] for x in rs) for i in range(6)],
+            "nc": [statistics.median(x[1][i] for x in rs) for i in range(6)],
             "lat": [statistics.median(x[2][i] for x in rs) for i in range(3)],
             "errors": sum(x[0][3] + x[0][4] + x[1][3] + x[1][4] + x[2][3] + x[2][4] for x in rs),
         } for name, rs in rows.items()}
         print()
         print("| | keep-alive req/s | p50 ms | p99 ms | new conn req/s | p50 ms | p99 ms | c1 p50 ms | c1 p99 ms "
-              "| p99 added (c1) | vs HAProxy keep-alive | vs HAProxy new conn | idle RSS | errors |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-        direct_p99 = med["direct"]["lat"][2]
+              "| p50 / p99 added (c1) | vs HAProxy keep-alive | vs HAProxy new conn | CPU µs/req keep-alive / new conn "
+              "| idle RSS | errors |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        direct_p50, direct_p99 = med["direct"]["lat"][1], med["direct"]["lat"][2]
         for name, m in med.items():
             ka, nc, lat = m["ka"], m["nc"], m["lat"]
             rss = f"{idle[name] / 1024:.1f} MiB" if name in idle else "-"
             ratio_ka = ka[0] / med["haproxy"]["ka"][0]
             ratio_nc = nc[0] / med["haproxy"]["nc"][0]
-            added = lat[2] - direct_p99 if name != "direct" else 0.0
+            added = (f"{lat[1] - direct_p50:+.3f} / {lat[2] - direct_p99:+.3f}" if name != "direct" else "-")
             print(f"| {name} | {ka[0]:.0f} | {ka[1]:.3f} | {ka[2]:.3f} | {nc[0]:.0f} | {nc[1]:.3f} | {nc[2]:.3f} | "
-                  f"{lat[1]:.3f} | {lat[2]:.3f} | {added:+.3f} | {ratio_ka:.2f}x | {ratio_nc:.2f}x | {rss} | "
-                  f"{m['errors']} |")
+                  f"{lat[1]:.3f} | {lat[2]:.3f} | {added} | {ratio_ka:.2f}x | {ratio_nc:.2f}x | "
+                  f"{ka[5]:.1f} / {nc[5]:.1f} | {rss} | {m['errors']} |")
     finally:
         for p in procs:
             p.terminate()

@@ -11,6 +11,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The gantry binary's allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const LB: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/bench/0000000000000001";
 const TG: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/bench/0000000000000001";
 

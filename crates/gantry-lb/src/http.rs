@@ -18,7 +18,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::convert::Infallible;
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -49,15 +48,29 @@ impl Shared {
         Shared { clock, http1, http2, trace_seed, trace_turn: AtomicU64::new(0) }
     }
 
-    /// `Root=1-EPOCHHEX-96BITSHEX`, as ALB generates it.
-    fn trace_root(&self) -> String {
-        let secs = self.clock.now().0 / 1000;
+    /// `Root=1-EPOCHHEX-96BITSHEX`, as ALB generates it (`prefix` is `Root` or `Self`).
+    fn trace_id(&self, prefix: &[u8; 4]) -> [u8; 40] {
+        let secs = (self.clock.now().0 / 1000) as u32;
         let n = self.trace_turn.fetch_add(1, Relaxed);
         let a = splitmix(self.trace_seed ^ n);
         let b = splitmix(a ^ n.rotate_left(32));
-        let mut s = String::with_capacity(40);
-        let _ = write!(s, "Root=1-{:08x}-{:08x}{:016x}", secs as u32, (a >> 32) as u32, b);
-        s
+        let mut out = [0u8; 40];
+        out[..4].copy_from_slice(prefix);
+        out[4..7].copy_from_slice(b"=1-");
+        hex(&mut out[7..15], u64::from(secs));
+        out[15] = b'-';
+        hex(&mut out[16..24], a >> 32);
+        hex(&mut out[24..40], b);
+        out
+    }
+}
+
+/// Writes the low `4 * out.len()` bits of `v` as lowercase hex.
+fn hex(out: &mut [u8], v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let n = out.len();
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = DIGITS[((v >> (4 * (n - 1 - i))) & 0xf) as usize];
     }
 }
 
@@ -73,29 +86,74 @@ struct Conn {
     slot: Arc<Slot>,
     shared: Arc<Shared>,
     peer: SocketAddr,
+    /// The client's address as `X-Forwarded-For` carries it.
+    peer_ip: HeaderValue,
     https: bool,
 }
 
+/// Which HTTP a client connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Http1,
+    Http2,
+    /// Not known yet: the first bytes tell (HTTP/2's preface or not).
+    Detect,
+}
+
+/// HTTP/2's connection preface.
+const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// A plain connection's mode, from the bytes it has sent so far (not consumed): `Detect` while
+/// they are a strict prefix of HTTP/2's preface.
+pub(crate) async fn sniff(stream: &tokio::net::TcpStream) -> Option<Mode> {
+    let mut buf = [0u8; 24];
+    let n = stream.peek(&mut buf).await.ok()?;
+    if n == 0 {
+        return None;
+    }
+    Some(if buf[..n] != PREFACE[..n] {
+        Mode::Http1
+    } else if n == PREFACE.len() {
+        Mode::Http2
+    } else {
+        Mode::Detect
+    })
+}
+
 /// Serves HTTP/1.1 or HTTP/2 on a client connection until it closes.
-pub(crate) async fn serve<IO>(
-    io: IO,
-    peer: SocketAddr,
-    slot: Arc<Slot>,
-    shared: Arc<Shared>,
-    https: bool,
-    idle: Duration,
-) where
+pub(crate) async fn serve<IO>(io: IO, peer: SocketAddr, slot: Arc<Slot>, shared: Arc<Shared>, https: bool, mode: Mode, idle: Duration)
+where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let conn = Arc::new(Conn { slot, shared, peer, https });
+    let peer_ip = HeaderValue::try_from(peer.ip().to_canonical().to_string()).unwrap_or(HeaderValue::from_static("0.0.0.0"));
+    let conn = Arc::new(Conn { slot, shared, peer, peer_ip, https });
     let service = hyper::service::service_fn(move |req| {
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(handle(req, &conn).await) }
     });
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(idle).keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
-    if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(io), service).await {
+    let io = TokioIo::new(io);
+    let result = match mode {
+        Mode::Http1 => hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(idle)
+            .keep_alive(true)
+            .serve_connection(io, service)
+            .with_upgrades()
+            .await
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+        Mode::Http2 => hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .serve_connection(io, service)
+            .await
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+        Mode::Detect => {
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder.http1().timer(TokioTimer::new()).header_read_timeout(idle).keep_alive(true);
+            builder.http2().timer(TokioTimer::new());
+            builder.serve_connection_with_upgrades(io, service).await
+        }
+    };
+    if let Err(e) = result {
         tracing::trace!(error = %e, %peer, "client connection ended");
     }
 }
@@ -284,16 +342,20 @@ fn target_uri(member: &Member, pq: Option<&PathAndQuery>) -> Uri {
 fn add_forwarded(headers: &mut HeaderMap, conn: &Conn, table: &Table, shared: &Shared) {
     let port = table.port;
     match table.xff {
-        XffMode::Append => {
-            let ip = conn.peer.ip().to_canonical().to_string();
-            let xff = match headers.get(&XFF).and_then(|v| v.to_str().ok()) {
-                Some(prior) if !prior.is_empty() => format!("{prior}, {ip}"),
-                _ => ip,
-            };
-            if let Ok(v) = HeaderValue::from_str(&xff) {
-                headers.insert(&XFF, v);
+        XffMode::Append => match headers.get(&XFF).map(HeaderValue::as_bytes) {
+            Some(prior) if !prior.is_empty() => {
+                let mut v = Vec::with_capacity(prior.len() + 2 + conn.peer_ip.len());
+                v.extend_from_slice(prior);
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(conn.peer_ip.as_bytes());
+                if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(v)) {
+                    headers.insert(&XFF, v);
+                }
             }
-        }
+            _ => {
+                headers.insert(&XFF, conn.peer_ip.clone());
+            }
+        },
         XffMode::Preserve => {}
         XffMode::Remove => {
             headers.remove(&XFF);
@@ -302,14 +364,17 @@ fn add_forwarded(headers: &mut HeaderMap, conn: &Conn, table: &Table, shared: &S
     headers.insert(&XFPROTO, HeaderValue::from_static(if conn.https { "https" } else { "http" }));
     headers.insert(&XFPORT, HeaderValue::from(port));
     // An incoming trace ID with a Root keeps it and gains a Self field; else a new Root.
-    let trace = match headers.get(&TRACE).and_then(|v| v.to_str().ok()) {
-        Some(t) if t.contains("Root=") => {
-            let own = shared.trace_root().replacen("Root=", "Self=", 1);
-            format!("{own};{t}")
+    let trace = match headers.get(&TRACE).map(HeaderValue::as_bytes) {
+        Some(t) if t.windows(5).any(|w| w == b"Root=") => {
+            let mut v = Vec::with_capacity(41 + t.len());
+            v.extend_from_slice(&shared.trace_id(b"Self"));
+            v.push(b';');
+            v.extend_from_slice(t);
+            Bytes::from(v)
         }
-        _ => shared.trace_root(),
+        _ => Bytes::copy_from_slice(&shared.trace_id(b"Root")),
     };
-    if let Ok(v) = HeaderValue::from_str(&trace) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(trace) {
         headers.insert(&TRACE, v);
     }
 }

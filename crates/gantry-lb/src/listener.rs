@@ -3,7 +3,7 @@
 //! connection arrives.
 
 use crate::config::Protocol;
-use crate::http::Shared;
+use crate::http::{Mode, Shared};
 use crate::table::Slot;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -45,14 +45,23 @@ async fn connection(stream: TcpStream, peer: SocketAddr, slot: Arc<Slot>, shared
     counters.own.connection_opened();
     let idle = table.idle_timeout;
     match (table.protocol, table.tls.clone()) {
-        (Protocol::Http, _) => crate::http::serve(stream, peer, slot, shared, false, idle).await,
+        (Protocol::Http, _) => {
+            // A client that connects and says nothing is dropped after the idle timeout.
+            if let Ok(Some(mode)) = tokio::time::timeout(idle, crate::http::sniff(&stream)).await {
+                crate::http::serve(stream, peer, slot, shared, false, mode, idle).await;
+            }
+        }
         (Protocol::Tcp, _) => crate::tcp::serve(stream, peer, table).await,
         (Protocol::Https, Some(tls)) => {
             let accepted =
                 tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_rustls::TlsAcceptor::from(tls).accept(stream))
                     .await;
             if let Ok(Ok(stream)) = accepted {
-                crate::http::serve(stream, peer, slot, shared, true, idle).await;
+                let mode = match stream.get_ref().1.alpn_protocol() {
+                    Some(b"h2") => Mode::Http2,
+                    _ => Mode::Http1,
+                };
+                crate::http::serve(stream, peer, slot, shared, true, mode, idle).await;
             }
         }
         (Protocol::Tls, Some(tls)) => {
