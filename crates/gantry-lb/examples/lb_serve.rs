@@ -15,7 +15,8 @@ use std::time::Duration;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const LB: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/bench/0000000000000001";
+const LB: &str =
+    "arn:aws:elasticloadbalancing:us-east-1:123456789012:loadbalancer/app/bench/0000000000000001";
 const TG: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/bench/0000000000000001";
 
 fn main() -> Result<(), String> {

@@ -121,11 +121,19 @@ pub(crate) async fn sniff(stream: &tokio::net::TcpStream) -> Option<Mode> {
 }
 
 /// Serves HTTP/1.1 or HTTP/2 on a client connection until it closes.
-pub(crate) async fn serve<IO>(io: IO, peer: SocketAddr, slot: Arc<Slot>, shared: Arc<Shared>, https: bool, mode: Mode, idle: Duration)
-where
+pub(crate) async fn serve<IO>(
+    io: IO,
+    peer: SocketAddr,
+    slot: Arc<Slot>,
+    shared: Arc<Shared>,
+    https: bool,
+    mode: Mode,
+    idle: Duration,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let peer_ip = HeaderValue::try_from(peer.ip().to_canonical().to_string()).unwrap_or(HeaderValue::from_static("0.0.0.0"));
+    let peer_ip = HeaderValue::try_from(peer.ip().to_canonical().to_string())
+        .unwrap_or(HeaderValue::from_static("0.0.0.0"));
     let conn = Arc::new(Conn { slot, shared, peer, peer_ip, https });
     let service = hyper::service::service_fn(move |req| {
         let conn = conn.clone();
