@@ -29,6 +29,8 @@ pub struct Member {
     /// Smooth weighted round robin's running weight, while a target is in slow start.
     current: AtomicI64,
     idle: Notify,
+    /// Idle HTTP/1 connections to it (`pool.rs`).
+    pub(crate) idle_connections: Mutex<Vec<crate::pool::Sender>>,
 }
 
 fn code(state: State) -> u8 {
@@ -54,6 +56,7 @@ impl Member {
             healthy_since: AtomicI64::new(0),
             current: AtomicI64::new(0),
             idle: Notify::new(),
+            idle_connections: Mutex::new(Vec::new()),
         }
     }
 

@@ -6,6 +6,7 @@
 use crate::body::Body;
 use crate::config::{FixedResponse, Redirect, Stickiness, XffMode};
 use crate::group::{InFlight, Member};
+use crate::pool;
 use crate::rules::{RequestView, matches_all};
 use crate::table::{Act, ForwardPlan, Slot, Table};
 use bytes::Bytes;
@@ -24,10 +25,16 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-/// What every connection of every listener shares: the clients to targets, the clock, trace IDs.
+/// Why a target gave no answer.
+enum SendError {
+    Connect,
+    Other,
+}
+
+/// What every connection of every listener shares: the client to HTTP/2 targets (HTTP/1 ones
+/// have their own connections, `pool.rs`), the clock, trace IDs.
 pub(crate) struct Shared {
     pub clock: Arc<dyn Clock>,
-    http1: Client<HttpConnector, Incoming>,
     http2: Client<HttpConnector, Incoming>,
     trace_seed: u64,
     trace_turn: AtomicU64,
@@ -43,9 +50,8 @@ impl Shared {
         };
         let mut builder = Client::builder(TokioExecutor::new());
         builder.pool_timer(TokioTimer::new()).pool_idle_timeout(Duration::from_secs(60)).set_host(false);
-        let http1 = builder.build(connector());
-        let http2 = builder.clone().http2_only(true).timer(TokioTimer::new()).build(connector());
-        Shared { clock, http1, http2, trace_seed, trace_turn: AtomicU64::new(0) }
+        let http2 = builder.http2_only(true).timer(TokioTimer::new()).build(connector());
+        Shared { clock, http2, trace_seed, trace_turn: AtomicU64::new(0) }
     }
 
     /// `Root=1-EPOCHHEX-96BITSHEX`, as ALB generates it (`prefix` is `Root` or `Self`).
@@ -293,18 +299,43 @@ async fn forward(
     {
         parts.headers.insert(header::HOST, h);
     }
-    parts.uri = target_uri(&member, parts.uri.path_and_query());
-    let client = if settings.http2 { &conn.shared.http2 } else { &conn.shared.http1 };
-    parts.version = if settings.http2 { Version::HTTP_2 } else { Version::HTTP_11 };
-    let request = Request::from_parts(parts, body);
-
     let started = std::time::Instant::now();
-    let answer = tokio::time::timeout(table.idle_timeout, client.request(request)).await;
-    let mut response = match answer {
+    let answer = if settings.http2 {
+        parts.version = Version::HTTP_2;
+        parts.uri = target_uri(&member, parts.uri.path_and_query());
+        let request = Request::from_parts(parts, body);
+        let sent = tokio::time::timeout(table.idle_timeout, conn.shared.http2.request(request)).await;
+        sent.map(|r| {
+            r.map(|r| (r, None))
+                .map_err(|e| if e.is_connect() { SendError::Connect } else { SendError::Other })
+        })
+    } else {
+        // HTTP/1.1 in origin form, on one of the target's own connections.
+        parts.version = Version::HTTP_11;
+        parts.uri =
+            Uri::from(parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/")));
+        if !parts.headers.contains_key(header::HOST)
+            && let Ok(h) = HeaderValue::from_str(member.authority.as_str())
+        {
+            parts.headers.insert(header::HOST, h);
+        }
+        let request = Request::from_parts(parts, body);
+        let sent = tokio::time::timeout(table.idle_timeout, pool::send(&member, request)).await;
+        sent.map(|r| {
+            r.map(|(r, sender)| (r, Some(sender))).map_err(|e| match e {
+                pool::SendError::Connect => SendError::Connect,
+                pool::SendError::Failed(e) => {
+                    tracing::debug!(error = %e, "target failed");
+                    SendError::Other
+                }
+            })
+        })
+    };
+    let (mut response, sender) = match answer {
         Ok(Ok(r)) => r,
         Ok(Err(e)) => {
-            tracing::debug!(error = %e, target = %member.target.address, "target failed");
-            if e.is_connect() {
+            tracing::debug!(target = %member.target.address, "target failed");
+            if matches!(e, SendError::Connect) {
                 weighted.counters.target_connection_errors.fetch_add(1, Relaxed);
                 table.counters.own.target_connection_errors.fetch_add(1, Relaxed);
             }
@@ -335,7 +366,8 @@ async fn forward(
         set_cookie(&mut parts.headers, "AWSALBTG", &v, now, d, false);
         set_cookie(&mut parts.headers, "AWSALBTGCORS", &v, now, d, true);
     }
-    Response::from_parts(parts, Body::Proxied { inner: body, guard: Some(guard) })
+    let connection = sender.map(|s| (s, member.clone()));
+    Response::from_parts(parts, Body::Proxied { inner: body, guard: Some(guard), connection })
 }
 
 fn target_uri(member: &Member, pq: Option<&PathAndQuery>) -> Uri {

@@ -19,6 +19,7 @@ mod body;
 mod group;
 mod http;
 mod listener;
+mod pool;
 mod ports;
 mod prober;
 mod table;

@@ -333,3 +333,17 @@ async fn websocket_upgrade_is_tunnelled() {
     s.read_exact(&mut echoed).await.unwrap();
     assert_eq!(&echoed, b"ping over the tunnel");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn targets_that_close_their_connections_fail_no_request() {
+    let a = closing_backend("a").await;
+    let (lb, _) = load_balancer();
+    let port = free_port();
+    lb.apply(&config(vec![http_listener(1, port, forward("a"))], vec![group("a", &[&a])])).unwrap();
+    all_healthy(&lb, "a").await;
+    let cl = client();
+    for _ in 0..300 {
+        let (status, _, body) = get(&cl, port, "/", &[]).await;
+        assert_eq!((status, body.as_str()), (200, "a"));
+    }
+}

@@ -80,6 +80,15 @@ impl Backend {
 }
 
 pub async fn backend(name: &str) -> Backend {
+    backend_with(name, true).await
+}
+
+/// A backend that closes every connection after one response (HTTP/1.1 without keep-alive).
+pub async fn closing_backend(name: &str) -> Backend {
+    backend_with(name, false).await
+}
+
+async fn backend_with(name: &str, keep_alive: bool) -> Backend {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let health = Arc::new(AtomicU16::new(200));
@@ -92,9 +101,16 @@ pub async fn backend(name: &str) -> Backend {
             let (n, h, c) = (n.clone(), h.clone(), c.clone());
             conns.spawn(async move {
                 let svc = hyper::service::service_fn(move |req| serve(req, n.clone(), h.clone(), c.clone()));
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection_with_upgrades(TokioIo::new(stream), svc)
-                    .await;
+                if keep_alive {
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection_with_upgrades(TokioIo::new(stream), svc)
+                        .await;
+                } else {
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .keep_alive(false)
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                }
             });
         }
     });
