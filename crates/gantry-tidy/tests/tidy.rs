@@ -47,6 +47,8 @@ const CRATES: &[Crate] = &[
     krate("gantry-runtime", Layer::Shared, false),
     krate("gantry-agent", Layer::Shared, false),
     krate("gantry-tidy", Layer::Shared, true),
+    // The load balancer's data plane: capacity, like the agent; ELBv2's API wires it.
+    krate("gantry-lb", Layer::Shared, false),
     // ECS, and the pure parts it is made of.
     krate("gantry-ecs", Layer::Service("ecs"), false),
     krate("gantry-placement", Layer::Service("ecs"), true),
@@ -107,6 +109,7 @@ const DEP_RULES: &[DepRule] = &[
             ("gantry-api", "the front door: the axum router and the listener"),
             ("gantry-agent", "its control-plane client (client.rs) and task metadata endpoint (metadata.rs)"),
             ("gantry", "the binary: wiring the listener"),
+            ("gantry-lb", "the load balancer's data plane: it proxies HTTP"),
         ],
     },
     DepRule {
@@ -216,6 +219,7 @@ const SOURCE_RULES: &[SourceRule] = &[
                 1,
                 "the agent's full container list every LIST_INTERVAL: tokio's clock, paused in tests",
             ),
+            allow("crates/gantry-lb/src/http.rs", 1, "metrics: TargetResponseTime"),
         ],
     },
     SourceRule {
@@ -330,6 +334,11 @@ const SOURCE_RULES: &[SourceRule] = &[
                 "crates/gantry-agent/tests/it/docker.rs",
                 1,
                 "`poll_until`'s step against a real Docker daemon, with a deadline",
+            ),
+            allow(
+                "crates/gantry-lb/tests/it/support.rs",
+                2,
+                "`eventually`'s poll step with a deadline, and the test backend's slow request (the 3 s request draining must let finish)",
             ),
         ],
     },
