@@ -152,7 +152,8 @@ impl ControlPlane {
             let key = match op {
                 gantry_store::Op::Put(k, _)
                 | gantry_store::Op::Delete(k)
-                | gantry_store::Op::DeletePrefix(k) => k,
+                | gantry_store::Op::DeletePrefix(k)
+                | gantry_store::Op::Add(k, _) => k,
             };
             if !keys::owns(key) {
                 return Err(EcsError::server(format!(

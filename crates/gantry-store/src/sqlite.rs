@@ -391,19 +391,18 @@ impl Writer {
             rev += 1;
             for op in &req.txn.ops {
                 match op {
-                    Op::Put(k, v) => {
-                        let prev = overlay.get(k);
-                        let kv = KeyValue {
-                            key: k.clone(),
-                            value: Value::from(v.as_slice()),
-                            create_revision: prev.map_or(rev, |p| p.create_revision),
-                            mod_revision: rev,
-                            version: prev.map_or(1, |p| p.version + 1),
-                        };
-                        events.push(Event { kind: EventKind::Put, kv: kv.clone() });
-                        overlay.changes.insert(k.clone(), Some(kv));
-                    }
+                    Op::Put(k, v) => put(&mut overlay, &mut events, k, Value::from(v.as_slice()), rev),
                     Op::Delete(k) => delete(&mut overlay, &mut events, k, rev),
+                    Op::Add(k, delta) => {
+                        let prev = overlay.get(k);
+                        let sum = prev.map_or(0, |p| crate::counter(&p.value)).saturating_add(*delta);
+                        match sum {
+                            0 => delete(&mut overlay, &mut events, k, rev),
+                            n => {
+                                put(&mut overlay, &mut events, k, Value::from(n.to_string().as_bytes()), rev)
+                            }
+                        }
+                    }
                     Op::DeletePrefix(p) => {
                         for k in overlay.keys_with_prefix(p) {
                             delete(&mut overlay, &mut events, &k, rev);
@@ -484,6 +483,19 @@ impl Writer {
         }
         tx.commit().map_err(storage)
     }
+}
+
+fn put(overlay: &mut Overlay<'_>, events: &mut Vec<Event>, key: &str, value: Value, rev: i64) {
+    let prev = overlay.get(key);
+    let kv = KeyValue {
+        key: key.to_string(),
+        value,
+        create_revision: prev.map_or(rev, |p| p.create_revision),
+        mod_revision: rev,
+        version: prev.map_or(1, |p| p.version + 1),
+    };
+    events.push(Event { kind: EventKind::Put, kv: kv.clone() });
+    overlay.changes.insert(key.to_string(), Some(kv));
 }
 
 fn delete(overlay: &mut Overlay<'_>, events: &mut Vec<Event>, key: &str, rev: i64) {
@@ -699,6 +711,40 @@ mod tests {
             conn.query_row("SELECT sql FROM sqlite_master WHERE name = 'kv'", [], |r| r.get(0)).unwrap();
         assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn adds_commute_across_concurrent_transactions_and_zero_deletes_the_counter() {
+        rt().block_on(async {
+            let s = SqliteStore::in_memory().unwrap();
+            s.txn(Txn::new().put("k", b"v".to_vec())).await.unwrap();
+            // Fifty writers in one group, each guarded on a key of its own, all add to one
+            // counter: none fails, and the counter holds the sum.
+            let futs: Vec<_> = (0..50)
+                .map(|i| {
+                    s.txn(Txn::new().when(format!("own/{i}"), 0).put(format!("own/{i}"), vec![]).add("n", 2))
+                })
+                .collect();
+            for f in futs {
+                assert!(f.await.unwrap().succeeded);
+            }
+            assert_eq!(crate::counter(&s.get("n").unwrap().value), 100);
+            assert_eq!(&s.get("n").unwrap().value[..], b"100");
+            // An add in a transaction whose compare fails does nothing.
+            assert!(!s.txn(Txn::new().when("k", 0).add("n", 5)).await.unwrap().succeeded);
+            assert_eq!(crate::counter(&s.get("n").unwrap().value), 100);
+            // Two adds in one transaction, and a negative one.
+            s.txn(Txn::new().add("n", -30).add("n", -20)).await.unwrap();
+            assert_eq!(crate::counter(&s.get("n").unwrap().value), 50);
+            let mut w = s.watch("n", s.revision() + 1).unwrap();
+            s.txn(Txn::new().add("n", -50)).await.unwrap();
+            assert!(s.get("n").is_none(), "a counter at 0 is deleted");
+            assert_eq!(w.next().await.unwrap().kind, EventKind::Delete);
+            // A delta of 0 is no op at all.
+            assert!(Txn::new().add("n", 0).ops.is_empty());
+            s.txn(Txn::new().add("m", -1)).await.unwrap();
+            assert_eq!(crate::counter(&s.get("m").unwrap().value), -1);
+        });
     }
 
     #[test]
