@@ -10,6 +10,7 @@
 //! [`IdGen`].
 
 pub mod agents;
+pub mod cleanup;
 mod fleets;
 mod gpus;
 pub mod keys;
