@@ -99,12 +99,8 @@ impl ControlPlane {
         let bound = keys::stopped_task_bound(cutoff + 1);
         let mut deleted = 0;
         loop {
-            let rows: Vec<_> = self
-                .store
-                .range(&prefix, None, BATCH)
-                .into_iter()
-                .take_while(|kv| kv.key < bound)
-                .collect();
+            let rows: Vec<_> =
+                self.store.range(&prefix, None, BATCH).into_iter().take_while(|kv| kv.key < bound).collect();
             if rows.is_empty() {
                 break;
             }
