@@ -162,6 +162,13 @@ impl SqliteStore {
     }
 
     fn start(conn: Connection, metrics: StoreMetrics) -> Result<Self, StoreError> {
+        // Pages freed by deletes are given back to the file system by the writer
+        // (`Writer::give_back`); that needs incremental auto-vacuum, which a database made
+        // without it gets by one VACUUM (once, before anything else runs).
+        let auto_vacuum: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).map_err(storage)?;
+        if auto_vacuum != 2 {
+            conn.execute_batch("PRAGMA auto_vacuum=INCREMENTAL; VACUUM;").map_err(storage)?;
+        }
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
@@ -216,7 +223,7 @@ impl SqliteStore {
         let s = shared.clone();
         std::thread::Builder::new()
             .name("gantry-store-writer".into())
-            .spawn(move || Writer { conn, shared: s, metrics }.run(rx))
+            .spawn(move || Writer { conn, shared: s, metrics, deleted: 0 }.run(rx))
             .map_err(|e| StoreError::Storage(e.to_string()))?;
         Ok(SqliteStore { shared, writer: tx })
     }
@@ -319,7 +326,14 @@ struct Writer {
     conn: Connection,
     shared: Arc<Shared>,
     metrics: StoreMetrics,
+    /// Keys deleted since free pages were last looked at.
+    deleted: usize,
 }
+
+/// After this many keys are deleted, the writer looks at the free pages.
+const GIVE_BACK_AFTER: usize = 4096;
+/// Free pages kept for the inserts to come (4 MiB of 4 KiB pages); more are given back.
+const FREE_PAGES_KEPT: i64 = 1024;
 
 /// A batch's view of the key space: pending changes over the committed mirror.
 struct Overlay<'a> {
@@ -366,6 +380,10 @@ impl Writer {
             let started = std::time::Instant::now();
             let txns = batch.len();
             let keys = self.commit_group(batch);
+            if self.deleted >= GIVE_BACK_AFTER {
+                self.deleted = 0;
+                self.give_back();
+            }
             self.metrics.commit_duration.observe(started.elapsed().as_secs_f64());
             self.metrics.txns_per_commit.observe(txns as f64);
             self.metrics.keys_per_commit.observe(keys as f64);
@@ -452,7 +470,26 @@ impl Writer {
         written
     }
 
+    /// Gives the free pages beyond [`FREE_PAGES_KEPT`] back to the file system, so the file
+    /// shrinks after a cleanup removed more than steady churn will fill again. (Under steady
+    /// churn, deletes free about as many pages as inserts take, and nothing is given back.)
+    fn give_back(&mut self) {
+        let free: i64 = self.conn.query_row("PRAGMA freelist_count", [], |r| r.get(0)).unwrap_or(0);
+        if free > 2 * FREE_PAGES_KEPT {
+            // Best effort: pages not given back now are reused by later inserts.
+            let vacuum = |conn: &Connection| -> rusqlite::Result<()> {
+                let mut stmt =
+                    conn.prepare(&format!("PRAGMA incremental_vacuum({})", free - FREE_PAGES_KEPT))?;
+                let mut rows = stmt.query([])?;
+                while rows.next()?.is_some() {}
+                Ok(())
+            };
+            let _ = vacuum(&self.conn);
+        }
+    }
+
     fn persist(&mut self, changes: &HashMap<String, Option<KeyValue>>, rev: i64) -> Result<(), StoreError> {
+        self.deleted += changes.values().filter(|v| v.is_none()).count();
         let tx = self.conn.transaction().map_err(storage)?;
         {
             let mut put = tx
@@ -744,6 +781,39 @@ mod tests {
             assert!(Txn::new().add("n", 0).ops.is_empty());
             s.txn(Txn::new().add("m", -1)).await.unwrap();
             assert_eq!(crate::counter(&s.get("m").unwrap().value), -1);
+        });
+    }
+
+    #[test]
+    fn the_file_shrinks_after_most_of_its_keys_are_deleted() {
+        rt().block_on(async {
+            let dir = fresh_dir("shrink");
+            let path = dir.join("db");
+            let s = SqliteStore::open(&path).unwrap();
+            let value = vec![7u8; 1000];
+            for chunk in 0..20 {
+                let mut txn = Txn::new();
+                for i in 0..1000 {
+                    txn = txn.put(format!("k/{chunk:02}/{i:04}"), value.clone());
+                }
+                s.txn(txn).await.unwrap();
+            }
+            // Read by a connection of its own: it sees what the writer committed.
+            let pages = |_: &SqliteStore| -> i64 {
+                let c = Connection::open(&path).unwrap();
+                c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap()
+            };
+            let full = pages(&s);
+            s.txn(Txn::new().delete_prefix("k/")).await.unwrap();
+            // One more write lets the writer look at the free pages after the big delete.
+            s.txn(Txn::new().put("x", vec![])).await.unwrap();
+            let after = pages(&s);
+            assert!(after < full / 2, "{after} pages after the delete, {full} before");
+            drop(s);
+            let c = Connection::open(&path).unwrap();
+            let av: i64 = c.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
+            assert_eq!(av, 2, "incremental");
+            let _ = std::fs::remove_dir_all(&dir);
         });
     }
 
