@@ -143,7 +143,9 @@ impl ControlPlane {
             let rev = self.store.get(row_key).map_or(0, |kv| kv.mod_revision);
             return Ok(txn.when(row_key, rev).delete(row_key));
         };
-        let mut txn = txn.delete_record(&Before::of(&scope, &rec));
+        // The row is the record's own (`delete_record` takes it), and deleted by name as well, so
+        // a row that does not match its record cannot hold the sweep at one place.
+        let mut txn = txn.delete_record(&Before::of(&scope, &rec)).delete(row_key);
         if let Some(service) = rec.value.task.group.as_deref().and_then(|g| g.strip_prefix("service:")) {
             let row = keys::service_task(&scope, rec.value.cluster(), service, rec.value.id());
             if self.store.get(&row).is_some() {
@@ -172,7 +174,7 @@ impl ControlPlane {
                         return Ok((Txn::new().when(&row.key, row.mod_revision).delete(&row.key), ()));
                     };
                     Ok(match load::<TokenRecord>(&*self.store, &token_key)? {
-                        Some(t) => (Txn::new().delete_record(&Before::of(&scope, &t)), ()),
+                        Some(t) => (Txn::new().delete_record(&Before::of(&scope, &t)).delete(&row.key), ()),
                         None => match self.store.get(&row.key) {
                             Some(kv) => (Txn::new().when(&row.key, kv.mod_revision).delete(&row.key), ()),
                             None => (Txn::new(), ()),
