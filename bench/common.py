@@ -99,18 +99,19 @@ def wait_healthy(port: int, timeout: float = 10):
     raise SystemExit(f"the server on port {port} did not come up")
 
 
-def start_server(binary: str, command: str = "server", extra_env=None, auth="open"):
+def start_server(binary: str, command: str = "server", extra_env=None, auth="open", extra_args=()):
     """Starts `gantry server` (or `up`) on a free port with a fresh data directory and waits
     until it answers: (process, port, data directory). `auth` is the server's `--auth` mode
     (`open` unless told: the benchmarks send a signed-looking header; `sigv4` for real
-    signatures, see `root_credentials`), or None for a binary from before the flag."""
+    signatures, see `root_credentials`), or None for a binary from before the flag; `extra_args`
+    are added to the command line."""
     import shutil
     import subprocess
     import tempfile
     tmp = tempfile.mkdtemp(prefix="gantry-bench-")
     port = free_port()
     flags = ["--auth", auth] if auth else []
-    proc = subprocess.Popen([binary, command, "--listen", f"127.0.0.1:{port}", "--data-dir", tmp, *flags],
+    proc = subprocess.Popen([binary, command, "--listen", f"127.0.0.1:{port}", "--data-dir", tmp, *flags, *extra_args],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**ENV, **(extra_env or {})})
     try:
         wait_healthy(port)

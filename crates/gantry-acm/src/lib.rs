@@ -227,7 +227,7 @@ impl Acm {
 
     async fn commit(&self, txn: Txn) -> Result<bool, ServiceError> {
         for op in &txn.ops {
-            let (Op::Put(k, _) | Op::Delete(k) | Op::DeletePrefix(k)) = op;
+            let (Op::Put(k, _) | Op::Delete(k) | Op::DeletePrefix(k) | Op::Add(k, _)) = op;
             if !owns(k) {
                 return Err(ServiceError::receiver("InternalFailure", format!("ACM may not write {k}")));
             }

@@ -1,7 +1,8 @@
 //! Calendar arithmetic: dates of the proleptic Gregorian calendar to and from days since
 //! 1970-01-01 (Howard Hinnant's algorithms). Pure: nothing here reads a clock. Every crate that
 //! writes or reads a date (SigV4, the wire protocols, the cluster query language, the agent) uses
-//! these, so there is one calendar.
+//! these, so there is one calendar. Also durations as a command line writes them
+//! ([`parse_duration`]).
 
 /// Days since 1970-01-01 of `year-month-day` (`month` 1..=12).
 pub fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
@@ -65,6 +66,63 @@ mod tests {
             let (y, m, d) = civil_from_days(days);
             prop_assert!((1..=12).contains(&m) && d >= 1 && d <= days_in_month(y, m));
             prop_assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+}
+
+/// A duration as people write it on a command line: one or more numbers, each with its unit
+/// (`ms`, `s`, `m`, `h`, `d`): `90s`, `10m`, `1h`, `1h30m`. A bare number is seconds.
+pub fn parse_duration(s: &str) -> std::result::Result<std::time::Duration, String> {
+    let bad = || format!("'{s}' is not a duration: write it like 90s, 10m, 1h or 1h30m");
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(std::time::Duration::from_secs(secs));
+    }
+    let mut total_ms: u64 = 0;
+    let mut rest = t;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        let n: u64 = rest[..digits].parse().map_err(|_| bad())?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let per_ms: u64 = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            "d" => 86_400_000,
+            _ => return Err(bad()),
+        };
+        rest = &rest[unit_len..];
+        total_ms = n.checked_mul(per_ms).and_then(|x| total_ms.checked_add(x)).ok_or_else(bad)?;
+    }
+    Ok(std::time::Duration::from_millis(total_ms))
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse_as_written() {
+        for (s, ms) in [
+            ("90s", 90_000),
+            ("10m", 600_000),
+            ("1h", 3_600_000),
+            ("1h30m", 5_400_000),
+            ("250ms", 250),
+            ("2d", 172_800_000),
+            ("45", 45_000),
+        ] {
+            assert_eq!(parse_duration(s), Ok(Duration::from_millis(ms)), "{s}");
+        }
+        for s in ["", "h", "1x", "1.5h", "-1s", "1h 30m", "99999999999999999999d"] {
+            let e = parse_duration(s).unwrap_err();
+            assert!(e.contains(&format!("'{s}'")), "{e}");
         }
     }
 }

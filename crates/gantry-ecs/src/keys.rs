@@ -215,3 +215,91 @@ pub fn node_task_value_parts(v: &[u8]) -> (&str, &str) {
     let s = std::str::from_utf8(v).unwrap_or_default();
     s.split_once('\t').unwrap_or((s, ""))
 }
+
+/// A cluster's counters (`gantry_store::Op::Add`, kept by the record layer): the tasks by state
+/// and launch type, under ECS's statistic names (`runningEC2TasksCount`, ...), the services by
+/// status and launch type (`activeFargateServiceCount`, ...), and Gantry's own
+/// `stoppingTasksCount` and `provider!NAME` (tasks not STOPPED that a capacity provider
+/// launched): `.../cluster-count/CLUSTER/NAME`.
+pub fn cluster_counts_prefix(s: &Scope, cluster: &str) -> String {
+    scoped(s, &["cluster-count/", cluster, "/"])
+}
+pub fn cluster_count(s: &Scope, cluster: &str, name: &str) -> String {
+    scoped(s, &["cluster-count/", cluster, "/", name])
+}
+
+/// A container instance's task counts: `.../ci-count/CLUSTER/ID!running` and `...!pending`.
+pub fn instance_count(s: &Scope, cluster: &str, id: &str, what: &str) -> String {
+    scoped(s, &["ci-count/", cluster, "/", id, "!", what])
+}
+
+/// ListTasks' indexes (empty values; the task's ID ends the key, so the ARN needs no read):
+/// `.../task-desired/CLUSTER/DESIRED/ID`, and by family, group and container instance ID:
+/// `.../task-family/CLUSTER/FAMILY/DESIRED/ID`, `.../task-group/CLUSTER/GROUP/DESIRED/ID`,
+/// `.../task-instance/CLUSTER/INSTANCE-ID/DESIRED/ID`. A group may hold `/`: a row whose rest
+/// after the prefix is not a bare ID belongs to another group and is skipped.
+pub fn task_index_prefix(s: &Scope, cluster: &str, by: TaskIndex<'_>, desired: &str) -> String {
+    match by {
+        TaskIndex::Desired => scoped(s, &["task-desired/", cluster, "/", desired, "/"]),
+        TaskIndex::Family(f) => scoped(s, &["task-family/", cluster, "/", f, "/", desired, "/"]),
+        TaskIndex::Group(g) => scoped(s, &["task-group/", cluster, "/", g, "/", desired, "/"]),
+        TaskIndex::Instance(i) => scoped(s, &["task-instance/", cluster, "/", i, "/", desired, "/"]),
+    }
+}
+
+/// Which of ListTasks' indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskIndex<'a> {
+    Desired,
+    Family(&'a str),
+    Group(&'a str),
+    Instance(&'a str),
+}
+
+/// STOPPED tasks by the time they stopped, across accounts and regions, for the retention's
+/// cleanup: `/_ecs/stopped-task/MILLIS/ACCOUNT/REGION/CLUSTER/ID` (MILLIS zero-padded to 15
+/// digits, so key order is time order), valued with the task's key.
+pub fn stopped_tasks_prefix() -> String {
+    format!("{UNSCOPED}stopped-task/")
+}
+pub fn stopped_task(s: &Scope, stopped_at_ms: i64, cluster: &str, id: &str) -> String {
+    format!(
+        "{}{:015}/{}/{}/{cluster}/{id}",
+        stopped_tasks_prefix(),
+        stopped_at_ms.max(0),
+        s.account,
+        s.region
+    )
+}
+/// The first key of [`stopped_task`]'s that stopped at or after `ms`.
+pub fn stopped_task_bound(ms: i64) -> String {
+    format!("{}{:015}", stopped_tasks_prefix(), ms.max(0))
+}
+
+/// INACTIVE services, across accounts and regions, whose history the cleanup prunes:
+/// `/_ecs/inactive-service/ACCOUNT/REGION/CLUSTER/NAME`, valued with the service's key.
+pub fn inactive_services_prefix() -> String {
+    format!("{UNSCOPED}inactive-service/")
+}
+pub fn inactive_service(s: &Scope, cluster: &str, name: &str) -> String {
+    format!("{}{}/{}/{cluster}/{name}", inactive_services_prefix(), s.account, s.region)
+}
+
+/// RunTask's client tokens by the time they expire, across accounts and regions:
+/// `/_ecs/client-token-expiry/MILLIS/ACCOUNT/REGION/CLUSTER/TOKEN`, valued with the token's key.
+pub fn token_expiries_prefix() -> String {
+    format!("{UNSCOPED}client-token-expiry/")
+}
+pub fn token_expiry(s: &Scope, expires_ms: i64, cluster: &str, token: &str) -> String {
+    format!(
+        "{}{:015}/{}/{}/{cluster}/{token}",
+        token_expiries_prefix(),
+        expires_ms.max(0),
+        s.account,
+        s.region
+    )
+}
+/// The first key of [`token_expiry`]'s that expire at or after `ms`.
+pub fn token_expiry_bound(ms: i64) -> String {
+    format!("{}{:015}", token_expiries_prefix(), ms.max(0))
+}

@@ -10,6 +10,7 @@
 //! [`IdGen`].
 
 pub mod agents;
+pub mod cleanup;
 mod fleets;
 mod gpus;
 pub mod keys;
@@ -152,7 +153,8 @@ impl ControlPlane {
             let key = match op {
                 gantry_store::Op::Put(k, _)
                 | gantry_store::Op::Delete(k)
-                | gantry_store::Op::DeletePrefix(k) => k,
+                | gantry_store::Op::DeletePrefix(k)
+                | gantry_store::Op::Add(k, _) => k,
             };
             if !keys::owns(key) {
                 return Err(EcsError::server(format!(

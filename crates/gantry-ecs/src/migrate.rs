@@ -14,7 +14,7 @@
 
 use crate::keys;
 use crate::ops::service_record::ServiceRecord;
-use crate::ops::tasks::TaskRecord;
+use crate::ops::tasks::{TaskRecord, TokenRecord};
 use crate::records::parse;
 use crate::table::{Record, Row};
 use gantry_core::{EcsError, Result, Scope};
@@ -79,8 +79,132 @@ pub struct Migration {
     /// Derived index rows that differ from the old rows, moved (missing, extra or valued
     /// otherwise); 0 for a consistent store.
     pub index_mismatches: usize,
+    /// Keys the layout upgrade wrote: index rows and counters a store of an earlier layout did
+    /// not have, and the layout's mark ([`upgrade`]).
+    pub upgraded: usize,
     /// The store's revision after the move (0 if there was nothing to move).
     pub revision: i64,
+}
+
+/// The key that says which layout a store is in ([`LAYOUT`] and earlier; absent: 1).
+pub fn layout_key() -> String {
+    "/_ecs/layout".to_string()
+}
+
+/// The layout this build keeps: 2 added the counters (`cluster-count/`, `ci-count/`), ListTasks'
+/// index rows, the retention's (`/_ecs/stopped-task/`, `/_ecs/client-token-expiry/`,
+/// `/_ecs/inactive-service/`) and client tokens' expiry.
+pub const LAYOUT: i64 = 2;
+
+/// Every record the record layer keeps, read from the store, with what it implies: its index
+/// rows and its counters, counted again from nothing.
+#[derive(Debug, Default)]
+pub struct Derived {
+    pub rows: BTreeMap<String, Vec<u8>>,
+    pub counters: BTreeMap<String, i64>,
+    /// Records of an earlier release that cannot be kept (client tokens without their cluster).
+    pub obsolete: Vec<String>,
+}
+
+fn derive_one<R: Record>(out: &mut Derived, scope: &Scope, kv: &KeyValue) -> Result<()> {
+    let record: R = parse(&kv.value)
+        .map_err(|e| EcsError::server(format!("The stored record {} could not be read: {e}", kv.key)))?;
+    out.rows.extend(record.index_keys(scope));
+    for c in record.counters(scope) {
+        *out.counters.entry(c).or_default() += 1;
+    }
+    Ok(())
+}
+
+/// Reads every record of the store and derives its index rows and counters: what the record
+/// layer would have written had every record been written through it. (The counters the store
+/// holds must equal [`Derived::counters`]; the tests compare them after random histories.)
+pub fn derive(store: &dyn Store) -> Result<Derived> {
+    let mut out = Derived::default();
+    let mut err = None;
+    store.visit("/", &mut |kv| {
+        let Some((scope, kind, _)) = keys::parse_scoped(&kv.key) else { return };
+        let r = match kind {
+            "task" => derive_one::<TaskRecord>(&mut out, &scope, kv),
+            "service" => derive_one::<ServiceRecord>(&mut out, &scope, kv),
+            "container-instance" => derive_one::<ContainerInstance>(&mut out, &scope, kv),
+            "task-definition" => {
+                derive_one::<crate::ops::task_definitions::TaskDefRecord>(&mut out, &scope, kv)
+            }
+            "client-token" => match parse::<TokenRecord>(&kv.value) {
+                Ok(t) if t.expires_ms > 0 => derive_one::<TokenRecord>(&mut out, &scope, kv),
+                _ => {
+                    out.obsolete.push(kv.key.clone());
+                    Ok(())
+                }
+            },
+            _ => Ok(()),
+        };
+        if let Err(e) = r {
+            err.get_or_insert(e);
+        }
+    });
+    match err {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+/// The counters the store holds now.
+pub fn counters(store: &dyn Store) -> BTreeMap<String, i64> {
+    let mut out = BTreeMap::new();
+    store.visit("/", &mut |kv| {
+        if let Some((_, "cluster-count" | "ci-count", _)) = keys::parse_scoped(&kv.key) {
+            out.insert(kv.key.clone(), gantry_store::counter(&kv.value));
+        }
+    });
+    out
+}
+
+/// Derives, once, what a store of an earlier layout lacks ([`LAYOUT`]): every record's index rows
+/// and counters ([`derive`]), written in one transaction guarded by the layout's mark, which it
+/// sets. Client tokens of releases without expiry are dropped (they only make a retried RunTask
+/// return its first answer). It runs before serving, so nothing else writes meanwhile. Returns
+/// how many keys it wrote or deleted, and the revision it committed at.
+pub async fn upgrade(store: &dyn Store) -> Result<(usize, i64)> {
+    let mark = store.get(&layout_key());
+    if mark.as_ref().is_some_and(|kv| gantry_store::counter(&kv.value) >= LAYOUT) {
+        return Ok((0, 0));
+    }
+    let derived = derive(store)?;
+    let mut txn = Txn::new().when(layout_key(), mark.as_ref().map_or(0, |kv| kv.mod_revision));
+    let mut written = 1;
+    for (k, v) in &derived.rows {
+        if store.get(k).is_none_or(|kv| kv.value[..] != v[..]) {
+            txn = txn.put(k.clone(), v.clone());
+            written += 1;
+        }
+    }
+    let held = counters(store);
+    for k in held.keys().filter(|k| !derived.counters.contains_key(*k)) {
+        txn = txn.delete(k.clone());
+        written += 1;
+    }
+    for (k, n) in &derived.counters {
+        if held.get(k) != Some(n) {
+            txn = txn.put(k.clone(), n.to_string().into_bytes());
+            written += 1;
+        }
+    }
+    for k in &derived.obsolete {
+        txn = txn.delete(k.clone());
+        written += 1;
+    }
+    txn = txn.put(layout_key(), LAYOUT.to_string().into_bytes());
+    let result = store
+        .txn(txn)
+        .await
+        .map_err(|e| EcsError::server(format!("The store could not be upgraded: {e}")))?;
+    if !result.succeeded {
+        return Err(EcsError::server("The store changed while it was being upgraded; nothing was written."));
+    }
+    tracing::info!(written, layout = LAYOUT, "derived the counters and index rows of the current layout");
+    Ok((written, result.revision))
 }
 
 /// A move in preparation.
@@ -105,8 +229,10 @@ impl Plan {
     fn derive<R: Record>(&mut self, scope: &Scope, kv: &KeyValue) -> Result<()> {
         let record: R = parse(&kv.value)
             .map_err(|e| EcsError::server(format!("The stored record {} could not be read: {e}", kv.key)))?;
+        // Only the rows of the kinds the old layout had are compared; the later kinds (and the
+        // counters) are the layout upgrade's ([`upgrade`]).
         let rows: Vec<Row> = record.index_keys(scope);
-        self.derived.extend(rows);
+        self.derived.extend(rows.into_iter().filter(|(k, _)| of_release_0_1_0(k)));
         Ok(())
     }
 
@@ -150,9 +276,29 @@ impl Plan {
     }
 }
 
-/// Moves every key of the old layout to the current one, in one transaction; a no-op when there
-/// is none. Call it after opening the store and before serving.
+/// Whether an index row is of a kind release 0.1.0 kept.
+fn of_release_0_1_0(key: &str) -> bool {
+    key.starts_with("/_ecs/node/")
+        || key.starts_with("/_ecs/service/")
+        || keys::parse_scoped(key).is_some_and(|(_, kind, _)| kind == "td-status" || kind == "ci-status")
+}
+
+/// Brings a store to the current layout: moves the keys of release 0.1.0 ([`move_release_0_1_0`])
+/// and then derives what later layouts added ([`upgrade`]). Call it after opening the store and
+/// before serving; a store already current is left alone.
 pub async fn migrate(store: &dyn Store) -> Result<Migration> {
+    let mut m = move_release_0_1_0(store).await?;
+    let (written, revision) = upgrade(store).await?;
+    if written > 0 {
+        m.upgraded = written;
+        m.revision = revision;
+    }
+    Ok(m)
+}
+
+/// Moves every key of the old layout to the current one, in one transaction; a no-op when there
+/// is none.
+async fn move_release_0_1_0(store: &dyn Store) -> Result<Migration> {
     let mut plan = Plan::default();
     let mut old = 0;
     for kv in store.range("/", None, usize::MAX) {

@@ -10,8 +10,16 @@
 //! record had and the new one has not. Rows that stay the same are not rewritten, so a write that
 //! changes nothing indexed leaves the index (and its watchers) alone.
 //!
+//! A record type may also declare counters it contributes 1 to ([`Record::counters`]: how many
+//! tasks of a cluster are RUNNING on EC2, how many a container instance has pending). The layer
+//! adds the difference between the old record's counters and the new one's with the store's
+//! [`Op::Add`](gantry_store::Op::Add), in the same transaction, so counts move with the states
+//! they count and no read ever counts records; and since an add carries no compare, writers of
+//! different records never conflict on a shared counter.
+//!
 //! The old record's rows are captured with [`Before::of`] when the record is read, before the
-//! operation changes it in place; a record being created has [`Before::absent`].
+//! operation changes it in place; a record being created has [`Before::absent`]. A record is
+//! removed with [`TxnExt::delete_record`], which takes its rows and counters with it.
 
 use crate::records::{Stored, encode};
 use gantry_core::Scope;
@@ -30,13 +38,20 @@ pub(crate) trait Record: Serialize + DeserializeOwned {
     fn index_keys(&self, _scope: &Scope) -> Vec<Row> {
         Vec::new()
     }
+    /// The counters the record adds 1 to (a key may be listed twice to add 2). The default: none.
+    fn counters(&self, _scope: &Scope) -> Vec<String> {
+        Vec::new()
+    }
 }
 
-/// A record as it was read: the revision its write is guarded by, and its index rows.
+/// A record as it was read: its key, the revision its write is guarded by, its index rows and
+/// its counters.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Before {
+    key: String,
     mod_revision: i64,
     rows: Vec<Row>,
+    counters: Vec<String>,
 }
 
 impl Before {
@@ -47,7 +62,12 @@ impl Before {
 
     /// A record as read (call it before changing the record).
     pub(crate) fn of<R: Record>(scope: &Scope, stored: &Stored<R>) -> Self {
-        Before { mod_revision: stored.mod_revision, rows: stored.value.index_keys(scope) }
+        Before {
+            key: stored.key.clone(),
+            mod_revision: stored.mod_revision,
+            rows: stored.value.index_keys(scope),
+            counters: stored.value.counters(scope),
+        }
     }
 }
 
@@ -56,14 +76,39 @@ pub(crate) trait TxnExt {
     /// Writes `new` under its key, guarded by the revision `before` was read at (absent: the key
     /// must not exist), and brings its index rows from `before`'s to `new`'s.
     fn put_record<R: Record>(self, scope: &Scope, before: &Before, new: &R) -> Txn;
+    /// Deletes the record `before` was read as, guarded by that revision, with its index rows,
+    /// and takes it out of its counters.
+    fn delete_record(self, before: &Before) -> Txn;
 }
 
 impl TxnExt for Txn {
     fn put_record<R: Record>(self, scope: &Scope, before: &Before, new: &R) -> Txn {
         let key = new.key(scope);
         let txn = self.when(&key, before.mod_revision).put(key, encode(new));
-        reindex(txn, &before.rows, new.index_keys(scope))
+        let txn = reindex(txn, &before.rows, new.index_keys(scope));
+        recount(txn, &before.counters, new.counters(scope))
     }
+
+    fn delete_record(self, before: &Before) -> Txn {
+        let txn = self.when(&before.key, before.mod_revision).delete(&before.key);
+        let txn = reindex(txn, &before.rows, Vec::new());
+        recount(txn, &before.counters, Vec::new())
+    }
+}
+
+/// Adds the difference between the counters `new` and `old` contribute to.
+fn recount(mut txn: Txn, old: &[String], new: Vec<String>) -> Txn {
+    let mut delta: std::collections::BTreeMap<&str, i64> = Default::default();
+    for k in old {
+        *delta.entry(k).or_default() -= 1;
+    }
+    for k in &new {
+        *delta.entry(k).or_default() += 1;
+    }
+    for (k, d) in delta {
+        txn = txn.add(k, d);
+    }
+    txn
 }
 
 /// Deletes the rows of `old` that `new` lacks and puts those of `new` that are new or changed.
@@ -103,6 +148,9 @@ mod tests {
                 vec![],
             )]
         }
+        fn counters(&self, s: &Scope) -> Vec<String> {
+            vec![format!("/{}/{}/ecs/thing-count/{}", s.account, s.region, self.status)]
+        }
     }
 
     fn scope() -> Scope {
@@ -126,6 +174,7 @@ mod tests {
                 Op::Put(k, _) => format!("put {k}"),
                 Op::Delete(k) => format!("delete {k}"),
                 Op::DeletePrefix(k) => format!("delete-prefix {k}"),
+                Op::Add(k, d) => format!("add {d} {k}"),
             })
             .collect();
         assert_eq!(
@@ -134,14 +183,27 @@ mod tests {
                 "put /000000000000/us-east-1/ecs/thing/a",
                 "delete /000000000000/us-east-1/ecs/thing-status/ACTIVE/a",
                 "put /000000000000/us-east-1/ecs/thing-status/INACTIVE/a",
+                "add -1 /000000000000/us-east-1/ecs/thing-count/ACTIVE",
+                "add 1 /000000000000/us-east-1/ecs/thing-count/INACTIVE",
             ]
         );
-        // Nothing indexed changes: only the record is written.
+        // Nothing indexed or counted changes: only the record is written.
         let txn = Txn::new().put_record(&s, &Before::of(&s, &old), &thing("ACTIVE"));
         assert_eq!(txn.ops.len(), 1);
-        // A new record requires its key to be absent and writes its rows.
+        // A new record requires its key to be absent and writes its rows and counts.
         let txn = Txn::new().put_record(&s, &Before::absent(), &thing("ACTIVE"));
         assert_eq!(txn.compare, [gantry_store::Compare::ModRevision(thing("A").key(&s), 0)]);
-        assert_eq!(txn.ops.len(), 2);
+        assert_eq!(txn.ops.len(), 3);
+        // A deleted record takes its rows and its counts with it, guarded by its revision.
+        let txn = Txn::new().delete_record(&Before::of(&s, &old));
+        assert_eq!(txn.compare, [gantry_store::Compare::ModRevision(old.key.clone(), 7)]);
+        assert_eq!(
+            txn.ops,
+            [
+                Op::Delete(old.key.clone()),
+                Op::Delete("/000000000000/us-east-1/ecs/thing-status/ACTIVE/a".into()),
+                Op::Add("/000000000000/us-east-1/ecs/thing-count/ACTIVE".into(), -1),
+            ]
+        );
     }
 }

@@ -138,7 +138,7 @@ impl Elbv2 {
     /// Commits a transaction, refusing keys outside ELBv2's prefixes; whether its compares held.
     async fn commit(&self, txn: Txn) -> Result<bool, ServiceError> {
         for op in &txn.ops {
-            let (Op::Put(k, _) | Op::Delete(k) | Op::DeletePrefix(k)) = op;
+            let (Op::Put(k, _) | Op::Delete(k) | Op::DeletePrefix(k) | Op::Add(k, _)) = op;
             if !keys::owns(k) {
                 return Err(ServiceError::receiver(
                     "InternalFailure",

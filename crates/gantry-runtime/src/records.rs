@@ -205,6 +205,7 @@ mod tests {
                 Op::Put(k, _) => format!("put {k}"),
                 Op::Delete(k) => format!("delete {k}"),
                 Op::DeletePrefix(k) => format!("delete-prefix {k}"),
+                Op::Add(k, d) => format!("add {k} {d}"),
             })
             .collect()
     }

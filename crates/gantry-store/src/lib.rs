@@ -48,6 +48,19 @@ pub enum Op {
     Delete(String),
     /// Deletes every key that starts with the prefix (the empty prefix deletes everything).
     DeletePrefix(String),
+    /// Adds to a counter: the key's value is an integer in decimal ASCII ([`counter`]; absent
+    /// reads as 0), and the sum is written at the transaction's revision, or the key deleted when
+    /// the sum is 0. It carries no compare of its own: adds to one key from concurrent
+    /// transactions commute, so writers that share a counter never fail each other's
+    /// compare-and-swap on it. (A backend without such an operation, etcd, implements it by
+    /// reading the counter, guarding the transaction with the counter's mod revision and
+    /// retrying the whole transaction, inside the backend, when only that guard failed.)
+    Add(String, i64),
+}
+
+/// A counter's value as [`Op::Add`] keeps it (0 for anything that is not a decimal integer).
+pub fn counter(value: &[u8]) -> i64 {
+    std::str::from_utf8(value).ok().and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 /// An atomic transaction: if every compare holds, all ops apply at one new revision; otherwise
@@ -77,6 +90,13 @@ impl Txn {
     }
     pub fn delete_prefix(mut self, prefix: impl Into<String>) -> Self {
         self.ops.push(Op::DeletePrefix(prefix.into()));
+        self
+    }
+    /// Adds `delta` to the counter at `key` ([`Op::Add`]); a delta of 0 adds no op.
+    pub fn add(mut self, key: impl Into<String>, delta: i64) -> Self {
+        if delta != 0 {
+            self.ops.push(Op::Add(key.into(), delta));
+        }
         self
     }
 }

@@ -162,6 +162,13 @@ impl SqliteStore {
     }
 
     fn start(conn: Connection, metrics: StoreMetrics) -> Result<Self, StoreError> {
+        // Pages freed by deletes are given back to the file system by the writer
+        // (`Writer::give_back`); that needs incremental auto-vacuum, which a database made
+        // without it gets by one VACUUM (once, before anything else runs).
+        let auto_vacuum: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).map_err(storage)?;
+        if auto_vacuum != 2 {
+            conn.execute_batch("PRAGMA auto_vacuum=INCREMENTAL; VACUUM;").map_err(storage)?;
+        }
         conn.execute_batch(
             "PRAGMA journal_mode=WAL;
              PRAGMA synchronous=FULL;
@@ -216,7 +223,7 @@ impl SqliteStore {
         let s = shared.clone();
         std::thread::Builder::new()
             .name("gantry-store-writer".into())
-            .spawn(move || Writer { conn, shared: s, metrics }.run(rx))
+            .spawn(move || Writer { conn, shared: s, metrics, deleted: 0 }.run(rx))
             .map_err(|e| StoreError::Storage(e.to_string()))?;
         Ok(SqliteStore { shared, writer: tx })
     }
@@ -319,7 +326,14 @@ struct Writer {
     conn: Connection,
     shared: Arc<Shared>,
     metrics: StoreMetrics,
+    /// Keys deleted since free pages were last looked at.
+    deleted: usize,
 }
+
+/// After this many keys are deleted, the writer looks at the free pages.
+const GIVE_BACK_AFTER: usize = 4096;
+/// Free pages kept for the inserts to come (4 MiB of 4 KiB pages); more are given back.
+const FREE_PAGES_KEPT: i64 = 1024;
 
 /// A batch's view of the key space: pending changes over the committed mirror.
 struct Overlay<'a> {
@@ -366,6 +380,10 @@ impl Writer {
             let started = std::time::Instant::now();
             let txns = batch.len();
             let keys = self.commit_group(batch);
+            if self.deleted >= GIVE_BACK_AFTER {
+                self.deleted = 0;
+                self.give_back();
+            }
             self.metrics.commit_duration.observe(started.elapsed().as_secs_f64());
             self.metrics.txns_per_commit.observe(txns as f64);
             self.metrics.keys_per_commit.observe(keys as f64);
@@ -391,19 +409,18 @@ impl Writer {
             rev += 1;
             for op in &req.txn.ops {
                 match op {
-                    Op::Put(k, v) => {
-                        let prev = overlay.get(k);
-                        let kv = KeyValue {
-                            key: k.clone(),
-                            value: Value::from(v.as_slice()),
-                            create_revision: prev.map_or(rev, |p| p.create_revision),
-                            mod_revision: rev,
-                            version: prev.map_or(1, |p| p.version + 1),
-                        };
-                        events.push(Event { kind: EventKind::Put, kv: kv.clone() });
-                        overlay.changes.insert(k.clone(), Some(kv));
-                    }
+                    Op::Put(k, v) => put(&mut overlay, &mut events, k, Value::from(v.as_slice()), rev),
                     Op::Delete(k) => delete(&mut overlay, &mut events, k, rev),
+                    Op::Add(k, delta) => {
+                        let prev = overlay.get(k);
+                        let sum = prev.map_or(0, |p| crate::counter(&p.value)).saturating_add(*delta);
+                        match sum {
+                            0 => delete(&mut overlay, &mut events, k, rev),
+                            n => {
+                                put(&mut overlay, &mut events, k, Value::from(n.to_string().as_bytes()), rev)
+                            }
+                        }
+                    }
                     Op::DeletePrefix(p) => {
                         for k in overlay.keys_with_prefix(p) {
                             delete(&mut overlay, &mut events, &k, rev);
@@ -453,7 +470,26 @@ impl Writer {
         written
     }
 
+    /// Gives the free pages beyond [`FREE_PAGES_KEPT`] back to the file system, so the file
+    /// shrinks after a cleanup removed more than steady churn will fill again. (Under steady
+    /// churn, deletes free about as many pages as inserts take, and nothing is given back.)
+    fn give_back(&mut self) {
+        let free: i64 = self.conn.query_row("PRAGMA freelist_count", [], |r| r.get(0)).unwrap_or(0);
+        if free > 2 * FREE_PAGES_KEPT {
+            // Best effort: pages not given back now are reused by later inserts.
+            let vacuum = |conn: &Connection| -> rusqlite::Result<()> {
+                let mut stmt =
+                    conn.prepare(&format!("PRAGMA incremental_vacuum({})", free - FREE_PAGES_KEPT))?;
+                let mut rows = stmt.query([])?;
+                while rows.next()?.is_some() {}
+                Ok(())
+            };
+            let _ = vacuum(&self.conn);
+        }
+    }
+
     fn persist(&mut self, changes: &HashMap<String, Option<KeyValue>>, rev: i64) -> Result<(), StoreError> {
+        self.deleted += changes.values().filter(|v| v.is_none()).count();
         let tx = self.conn.transaction().map_err(storage)?;
         {
             let mut put = tx
@@ -484,6 +520,19 @@ impl Writer {
         }
         tx.commit().map_err(storage)
     }
+}
+
+fn put(overlay: &mut Overlay<'_>, events: &mut Vec<Event>, key: &str, value: Value, rev: i64) {
+    let prev = overlay.get(key);
+    let kv = KeyValue {
+        key: key.to_string(),
+        value,
+        create_revision: prev.map_or(rev, |p| p.create_revision),
+        mod_revision: rev,
+        version: prev.map_or(1, |p| p.version + 1),
+    };
+    events.push(Event { kind: EventKind::Put, kv: kv.clone() });
+    overlay.changes.insert(key.to_string(), Some(kv));
 }
 
 fn delete(overlay: &mut Overlay<'_>, events: &mut Vec<Event>, key: &str, rev: i64) {
@@ -699,6 +748,73 @@ mod tests {
             conn.query_row("SELECT sql FROM sqlite_master WHERE name = 'kv'", [], |r| r.get(0)).unwrap();
         assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn adds_commute_across_concurrent_transactions_and_zero_deletes_the_counter() {
+        rt().block_on(async {
+            let s = SqliteStore::in_memory().unwrap();
+            s.txn(Txn::new().put("k", b"v".to_vec())).await.unwrap();
+            // Fifty writers in one group, each guarded on a key of its own, all add to one
+            // counter: none fails, and the counter holds the sum.
+            let futs: Vec<_> = (0..50)
+                .map(|i| {
+                    s.txn(Txn::new().when(format!("own/{i}"), 0).put(format!("own/{i}"), vec![]).add("n", 2))
+                })
+                .collect();
+            for f in futs {
+                assert!(f.await.unwrap().succeeded);
+            }
+            assert_eq!(crate::counter(&s.get("n").unwrap().value), 100);
+            assert_eq!(&s.get("n").unwrap().value[..], b"100");
+            // An add in a transaction whose compare fails does nothing.
+            assert!(!s.txn(Txn::new().when("k", 0).add("n", 5)).await.unwrap().succeeded);
+            assert_eq!(crate::counter(&s.get("n").unwrap().value), 100);
+            // Two adds in one transaction, and a negative one.
+            s.txn(Txn::new().add("n", -30).add("n", -20)).await.unwrap();
+            assert_eq!(crate::counter(&s.get("n").unwrap().value), 50);
+            let mut w = s.watch("n", s.revision() + 1).unwrap();
+            s.txn(Txn::new().add("n", -50)).await.unwrap();
+            assert!(s.get("n").is_none(), "a counter at 0 is deleted");
+            assert_eq!(w.next().await.unwrap().kind, EventKind::Delete);
+            // A delta of 0 is no op at all.
+            assert!(Txn::new().add("n", 0).ops.is_empty());
+            s.txn(Txn::new().add("m", -1)).await.unwrap();
+            assert_eq!(crate::counter(&s.get("m").unwrap().value), -1);
+        });
+    }
+
+    #[test]
+    fn the_file_shrinks_after_most_of_its_keys_are_deleted() {
+        rt().block_on(async {
+            let dir = fresh_dir("shrink");
+            let path = dir.join("db");
+            let s = SqliteStore::open(&path).unwrap();
+            let value = vec![7u8; 1000];
+            for chunk in 0..20 {
+                let mut txn = Txn::new();
+                for i in 0..1000 {
+                    txn = txn.put(format!("k/{chunk:02}/{i:04}"), value.clone());
+                }
+                s.txn(txn).await.unwrap();
+            }
+            // Read by a connection of its own: it sees what the writer committed.
+            let pages = |_: &SqliteStore| -> i64 {
+                let c = Connection::open(&path).unwrap();
+                c.query_row("PRAGMA page_count", [], |r| r.get(0)).unwrap()
+            };
+            let full = pages(&s);
+            s.txn(Txn::new().delete_prefix("k/")).await.unwrap();
+            // One more write lets the writer look at the free pages after the big delete.
+            s.txn(Txn::new().put("x", vec![])).await.unwrap();
+            let after = pages(&s);
+            assert!(after < full / 2, "{after} pages after the delete, {full} before");
+            drop(s);
+            let c = Connection::open(&path).unwrap();
+            let av: i64 = c.query_row("PRAGMA auto_vacuum", [], |r| r.get(0)).unwrap();
+            assert_eq!(av, 2, "incremental");
+            let _ = std::fs::remove_dir_all(&dir);
+        });
     }
 
     #[test]

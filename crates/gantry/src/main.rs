@@ -161,6 +161,10 @@ struct Common {
     /// Seconds a client has to send a request's body once its headers are in.
     #[arg(long, default_value_t = Limits::default().body_read_timeout.as_secs())]
     body_timeout: u64,
+    /// How long a STOPPED task stays visible to DescribeTasks and ListTasks before it is
+    /// removed (ECS keeps it at least an hour): 90s, 10m, 1h, 1h30m.
+    #[arg(long, default_value = "1h", value_parser = gantry_core::civil::parse_duration)]
+    stopped_task_retention: std::time::Duration,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -579,28 +583,30 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     // The service scheduler runs behind the leadership gate: one server per store leads alone
     // for now (several servers sharing etcd will elect one).
     let (stop_controllers, controllers_stop) = gantry_runtime::shutdown();
+    let leader: Arc<dyn gantry_runtime::Leadership> = Arc::new(AlwaysLeader::default());
     let scheduler = tokio::spawn({
-        let control = control.clone();
-        let stop = controllers_stop.clone();
-        async move { control.run_scheduler(Arc::new(AlwaysLeader::default()), stop).await }
+        let (control, leader, stop) = (control.clone(), leader.clone(), controllers_stop.clone());
+        async move { control.run_scheduler(leader, stop).await }
+    });
+    // Stopped tasks, expired client tokens and old history go, behind the same gate.
+    let cleanup = tokio::spawn({
+        let (control, retention) = (control.clone(), common.stopped_task_retention);
+        let (leader, stop) = (leader.clone(), controllers_stop.clone());
+        async move { control.run_cleanup(retention, leader, stop).await }
     });
     // ELBv2 and ACM on the same store. Until the data plane is wired, no target has been checked.
     let services = Services::new(&control, Arc::new(gantry_ports::lb::NoHealthChecks));
     // Load balancers go from provisioning to active through their controller.
     let activator = tokio::spawn({
         let (store, metrics) = (control.store().clone(), control.metrics().clone());
-        let stop = controllers_stop.clone();
-        async move {
-            gantry_elbv2::activator::Activator::new(store)
-                .run(metrics, Arc::new(AlwaysLeader::default()), stop)
-                .await
-        }
+        let (leader, stop) = (leader.clone(), controllers_stop.clone());
+        async move { gantry_elbv2::activator::Activator::new(store).run(metrics, leader, stop).await }
     });
     // A deregistered target's draining ends through its controller.
     let drainer = tokio::spawn({
         let (drainer, metrics) = (services.elbv2.drainer(), control.metrics().clone());
-        let stop = controllers_stop.clone();
-        async move { drainer.run(metrics, Arc::new(AlwaysLeader::default()), stop).await }
+        let (leader, stop) = (leader.clone(), controllers_stop.clone());
+        async move { drainer.run(metrics, leader, stop).await }
     });
     let limits = Limits {
         max_connections: common.max_connections,
@@ -695,5 +701,6 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     let _ = scheduler.await;
     let _ = activator.await;
     let _ = drainer.await;
+    let _ = cleanup.await;
     Ok(())
 }

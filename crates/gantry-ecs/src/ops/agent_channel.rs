@@ -114,19 +114,24 @@ impl ControlPlane {
         let arn = i.container_instance_arn.clone().unwrap_or_default();
         i.agent_connected = instance_status(&i) != Some(InstanceStatus::Inactive)
             && self.agents.connected(&arn, self.clock.now());
-        let (mut running, mut pending) = (0, 0);
-        for kv in self.store.range(&keys::node_tasks_prefix(&arn), None, usize::MAX) {
-            let (key, _) = keys::node_task_value_parts(&kv.value);
-            if let Ok(Some(t)) = load::<TaskRecord>(&*self.store, key) {
-                match t.value.task.last_status.as_deref() {
-                    Some("RUNNING") => running += 1,
-                    Some("STOPPED") => {}
-                    _ => pending += 1,
-                }
+        // The instance's counters, kept with its tasks' states (`TaskRecord::counters`).
+        let (scope, cluster, id) = match Arn::parse(&arn) {
+            Some(a) => {
+                let (c, id) = a.resource.split_once('/').unwrap_or(("", &a.resource));
+                (
+                    Scope { account: a.account.clone(), region: a.region.clone() },
+                    c.to_string(),
+                    id.to_string(),
+                )
             }
-        }
-        i.running_tasks_count = running;
-        i.pending_tasks_count = pending;
+            None => return i,
+        };
+        let count = |what: &str| {
+            let kv = self.store.get(&keys::instance_count(&scope, &cluster, &id, what));
+            kv.map_or(0, |kv| gantry_store::counter(&kv.value).clamp(0, i32::MAX as i64) as i32)
+        };
+        i.running_tasks_count = count("running");
+        i.pending_tasks_count = count("pending");
         i
     }
 

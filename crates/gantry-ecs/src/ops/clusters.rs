@@ -2,7 +2,7 @@
 //! PutClusterCapacityProviders, DeleteCluster.
 
 use super::services::ServiceRecord;
-use super::tasks::TaskRecord;
+use super::tasks::{PROVIDER_TASKS, STOPPING_TASKS};
 use super::{check_batch, check_include, includes};
 use crate::records::{decode, encode, load, load_prefix};
 use crate::{ControlPlane, Ctx, keys};
@@ -251,38 +251,37 @@ impl ControlPlane {
         Ok(c)
     }
 
-    /// ECS's cluster statistics, counted in [`STATISTICS`]' order. Tasks and services are
-    /// counted by launch type from their records; until services and tasks exist the counts are
-    /// zero.
+    /// ECS's cluster statistics, in [`STATISTICS`]' order: read from the cluster's counters,
+    /// which the record layer keeps in the same transactions as the tasks' and services' states
+    /// (`TaskRecord::counters`, `ServiceRecord::counters`), so nothing here reads a task.
     fn cluster_statistics(&self, ctx: &Ctx, cluster: &str) -> Result<[i32; STATISTICS.len()]> {
         let mut counts = [0; STATISTICS.len()];
-        // The index in STATISTICS of "{state}{launch}...": launch types sort EC2, External, Fargate.
-        let launch = |lt: Option<&str>| match lt {
-            Some("FARGATE") => 2,
-            Some("EXTERNAL") => 1,
-            _ => 0,
-        };
-        // Task records hold the ECS `Task` under `task` (read as a `Task`, every field was None
-        // and every task counted as pending).
-        for t in load_prefix::<TaskRecord>(&*self.store, &keys::task_prefix(&ctx.scope, cluster))? {
-            let t = t.value.task;
-            let state = match t.last_status.as_deref() {
-                Some("RUNNING") => 9,
-                Some("STOPPED") | Some("DELETED") => continue,
-                _ => 6,
-            };
-            counts[state + launch(t.launch_type.as_deref())] += 1;
-        }
-        for s in load_prefix::<ServiceRecord>(&*self.store, &keys::service_prefix(&ctx.scope, cluster))? {
-            let s = &s.value.service;
-            let state = match s.status.as_deref() {
-                Some("ACTIVE") => 0,
-                Some("DRAINING") => 3,
-                _ => continue,
-            };
-            counts[state + launch(s.launch_type.as_deref())] += 1;
-        }
+        let prefix = keys::cluster_counts_prefix(&ctx.scope, cluster);
+        self.store.visit(&prefix, &mut |kv| {
+            if let Ok(i) = STATISTICS.binary_search(&&kv.key[prefix.len()..]) {
+                counts[i] = gantry_store::counter(&kv.value).clamp(0, i32::MAX as i64) as i32;
+            }
+        });
         Ok(counts)
+    }
+
+    /// One of the cluster's counters (0 when absent).
+    fn cluster_counter(&self, ctx: &Ctx, cluster: &str, name: &str) -> i64 {
+        self.store
+            .get(&keys::cluster_count(&ctx.scope, cluster, name))
+            .map_or(0, |kv| gantry_store::counter(&kv.value))
+    }
+
+    /// How many of the cluster's tasks are not STOPPED.
+    fn active_tasks(&self, ctx: &Ctx, cluster: &str) -> Result<i64> {
+        let counts = self.cluster_statistics(ctx, cluster)?;
+        let live: i64 = STATISTICS
+            .iter()
+            .zip(counts)
+            .filter(|(n, _)| n.starts_with("pending") || n.starts_with("running"))
+            .map(|(_, v)| i64::from(v))
+            .sum();
+        Ok(live + self.cluster_counter(ctx, cluster, STOPPING_TASKS))
     }
 
     pub fn describe_clusters(
@@ -430,11 +429,7 @@ impl ControlPlane {
         let uses = |s: &Option<Vec<CapacityProviderStrategyItem>>| {
             s.iter().flatten().any(|i| i.capacity_provider == provider)
         };
-        let tasks = load_prefix::<Task>(&*self.store, &keys::task_prefix(&ctx.scope, cluster))?;
-        if tasks.iter().any(|t| {
-            t.value.capacity_provider_name.as_deref() == Some(provider)
-                && t.value.last_status.as_deref() != Some("STOPPED")
-        }) {
+        if self.cluster_counter(ctx, cluster, &format!("{PROVIDER_TASKS}{provider}")) > 0 {
             return Ok(true);
         }
         let services =
@@ -471,8 +466,7 @@ impl ControlPlane {
                         "The Cluster cannot be deleted while Container Instances are active.",
                     ));
                 }
-                let tasks = load_prefix::<Task>(&*self.store, &keys::task_prefix(&ctx.scope, &name))?;
-                if tasks.iter().any(|t| t.value.last_status.as_deref() != Some("STOPPED")) {
+                if self.active_tasks(ctx, &name)? > 0 {
                     return Err(EcsError::new(
                         ErrorKind::ClusterContainsTasksException,
                         "The Cluster cannot be deleted while Tasks are active.",

@@ -2,7 +2,7 @@
 //! ListContainerInstances, DeregisterContainerInstance.
 
 use super::{check_batch, check_include, includes};
-use crate::records::{decode, encode, load};
+use crate::records::{encode, load};
 use crate::status::{instance_status, set_instance_status};
 use crate::table::{Before, Record, Row, TxnExt};
 use crate::{ControlPlane, Ctx, Stored, keys};
@@ -120,6 +120,29 @@ impl Record for ContainerInstance {
             .map(|status| (keys::ci_status(scope, cluster, status.as_str(), id), Vec::new()))
             .into_iter()
             .collect()
+    }
+}
+
+/// One status's rows of the `ci-status/` index, read in chunks, in ID order.
+struct IdCursor {
+    prefix: String,
+    after: Option<String>,
+    buffered: std::collections::VecDeque<String>,
+    done: bool,
+}
+
+impl IdCursor {
+    /// The next ID, reading the next chunk when the last one is used up.
+    fn head(&mut self, store: &dyn gantry_store::Store) -> Option<&String> {
+        if self.buffered.is_empty() && !self.done {
+            let chunk = store.range(&self.prefix, self.after.as_deref(), 128);
+            self.done = chunk.len() < 128;
+            if let Some(last) = chunk.last() {
+                self.after = Some(last.key.clone());
+            }
+            self.buffered.extend(chunk.into_iter().map(|kv| kv.key[self.prefix.len()..].to_string()));
+        }
+        self.buffered.front()
     }
 }
 
@@ -322,24 +345,43 @@ impl ControlPlane {
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
         let cname = cluster.value.cluster_name.unwrap_or_default();
         let prefix = keys::container_instance_prefix(&ctx.scope, &cname);
+        // The status index's rows of the statuses asked for (every one but INACTIVE by default:
+        // deregistered instances are not read), merged in ID order, which is the listing's.
+        let statuses: Vec<InstanceStatus> = match wanted {
+            Some(s) => vec![s],
+            None => InstanceStatus::ALL.iter().copied().filter(|s| *s != InstanceStatus::Inactive).collect(),
+        };
+        let after_id = page.after.as_deref().and_then(|a| a.strip_prefix(&prefix));
+        let mut cursors: Vec<IdCursor> = statuses
+            .iter()
+            .map(|st| {
+                let p = keys::ci_status_prefix(&ctx.scope, &cname, st.as_str());
+                let after = after_id.map(|id| format!("{p}{id}"));
+                IdCursor { prefix: p, after, buffered: Default::default(), done: false }
+            })
+            .collect();
         let mut out = Vec::new();
-        for kv in self.store.range(&prefix, page.after.as_deref(), usize::MAX) {
-            let i = decode::<ContainerInstance>(&kv)?;
-            let st = instance_status(&i.value);
-            let keep = match wanted {
-                Some(s) => st == Some(s),
-                None => st != Some(InstanceStatus::Inactive),
+        while out.len() <= page.limit {
+            // The smallest ID any status has next.
+            let mut next: Option<(usize, String)> = None;
+            for (n, c) in cursors.iter_mut().enumerate() {
+                if let Some(id) = c.head(&*self.store)
+                    && next.as_ref().is_none_or(|(_, best)| id < best)
+                {
+                    next = Some((n, id.clone()));
+                }
+            }
+            let Some((n, id)) = next else { break };
+            cursors[n].buffered.pop_front();
+            let Some(i) = load::<ContainerInstance>(&*self.store, &format!("{prefix}{id}"))? else {
+                continue;
             };
-            let keep = keep
-                && filter.as_ref().is_none_or(|f| {
-                    let attrs = i.value.attributes.as_deref().unwrap_or_default();
-                    f.matches(|n| attrs.iter().find(|a| a.name == n).map(|a| a.value.as_deref()))
-                });
+            let keep = filter.as_ref().is_none_or(|f| {
+                let attrs = i.value.attributes.as_deref().unwrap_or_default();
+                f.matches(|n| attrs.iter().find(|a| a.name == n).map(|a| a.value.as_deref()))
+            });
             if keep {
                 out.push(i);
-                if out.len() > page.limit {
-                    break;
-                }
             }
         }
         let (items, next) = paginate(out, page.limit, |i| i.key.clone());

@@ -37,22 +37,47 @@ impl ServiceRecord {
 }
 
 /// A service's key is its cluster's and its name; while it is not INACTIVE, the scheduler looks
-/// after it: `/_ecs/service/ACCOUNT/REGION/CLUSTER/NAME`, whose value is the service's key.
+/// after it: `/_ecs/service/ACCOUNT/REGION/CLUSTER/NAME`, whose value is the service's key; once
+/// INACTIVE, the cleanup does: `/_ecs/inactive-service/ACCOUNT/REGION/CLUSTER/NAME`.
 impl Record for ServiceRecord {
     fn key(&self, scope: &Scope) -> String {
         keys::service(scope, self.cluster_name(), self.service.service_name.as_deref().unwrap_or_default())
     }
 
     fn index_keys(&self, scope: &Scope) -> Vec<Row> {
-        if service_status(&self.service) == Some(ServiceStatus::Inactive) {
-            return Vec::new();
-        }
         let name = self.service.service_name.as_deref().unwrap_or_default();
         let cluster = self.cluster_name();
+        if service_status(&self.service) == Some(ServiceStatus::Inactive) {
+            // What the cleanup prunes the history of, and in time forgets.
+            return vec![(
+                keys::inactive_service(scope, cluster, name),
+                keys::service(scope, cluster, name).into_bytes(),
+            )];
+        }
         vec![(
             keys::scheduled_service(scope, cluster, name),
             keys::service(scope, cluster, name).into_bytes(),
         )]
+    }
+
+    /// An ACTIVE or DRAINING service counts in its cluster's statistics by launch type
+    /// (`activeEC2ServiceCount`, ...; a capacity provider strategy of Fargate's counts as Fargate).
+    fn counters(&self, scope: &Scope) -> Vec<String> {
+        let state = match service_status(&self.service) {
+            Some(ServiceStatus::Active) => "active",
+            Some(ServiceStatus::Draining) => "draining",
+            _ => return Vec::new(),
+        };
+        let s = &self.service;
+        let fargate_strategy =
+            s.capacity_provider_strategy.iter().flatten().any(|i| i.capacity_provider.starts_with("FARGATE"));
+        let launch = match s.launch_type.as_deref() {
+            Some("FARGATE") => "Fargate",
+            Some("EXTERNAL") => "External",
+            None if fargate_strategy => "Fargate",
+            _ => "EC2",
+        };
+        vec![keys::cluster_count(scope, self.cluster_name(), &format!("{state}{launch}ServiceCount"))]
     }
 }
 

@@ -949,10 +949,17 @@ impl ControlPlane {
         }
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
         let cname = cluster.value.cluster_name.unwrap_or_default();
+        // The scheduler's index holds exactly the services not INACTIVE, in name order: the
+        // INACTIVE ones the cleanup keeps for a while are never read.
         let prefix = keys::service_prefix(&ctx.scope, &cname);
+        let index = keys::scheduled_service(&ctx.scope, &cname, "");
+        let after =
+            page.after.as_deref().and_then(|a| a.strip_prefix(&prefix)).map(|n| format!("{index}{n}"));
         let mut out = Vec::new();
-        for kv in self.store.range(&prefix, page.after.as_deref(), usize::MAX) {
-            let rec = decode::<ServiceRecord>(&kv)?;
+        for row in self.store.range(&index, after.as_deref(), usize::MAX) {
+            let Some(rec) = load::<ServiceRecord>(&*self.store, &String::from_utf8_lossy(&row.value))? else {
+                continue;
+            };
             let s = &rec.value.service;
             let listed = matches!(service_status(s), Some(ServiceStatus::Active | ServiceStatus::Draining))
                 && req.launch_type.as_ref().is_none_or(|l| s.launch_type.as_ref() == Some(l))

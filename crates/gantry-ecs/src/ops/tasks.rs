@@ -36,22 +36,104 @@ pub struct TaskRecord {
     pub protection: Option<Protection>,
 }
 
-/// A task's key, and, until it is STOPPED, its row in its node's index
-/// (`/_ecs/node/NODE/TASK-ID`, valued with the task's key and group): what the node's agent polls.
+/// A task's key; until it is STOPPED, its row in its node's index (`/_ecs/node/NODE/TASK-ID`,
+/// valued with the task's key and group): what the node's agent polls; ListTasks' rows by
+/// desired status, and by family, group and container instance ([`keys::task_index_prefix`]);
+/// once STOPPED, its row in the retention's index of stopped tasks ([`keys::stopped_task`]).
+/// It counts in its cluster's statistics by state and launch type, in its capacity provider's
+/// tasks and in its container instance's running or pending tasks ([`TaskRecord::counters`]).
 impl Record for TaskRecord {
     fn key(&self, scope: &Scope) -> String {
-        let cluster = self.task.cluster_arn.as_deref().map(|a| a.rsplit('/').next().unwrap_or(a));
-        let id = task_id_of(self.task.task_arn.as_deref().unwrap_or_default());
-        keys::task(scope, cluster.unwrap_or_default(), id)
+        keys::task(scope, self.cluster(), self.id())
     }
     fn index_keys(&self, scope: &Scope) -> Vec<Row> {
-        if self.task.last_status.as_deref() == Some("STOPPED") {
+        let (cluster, id) = (self.cluster(), self.id());
+        let t = &self.task;
+        let mut rows = Vec::with_capacity(5);
+        if t.last_status.as_deref() == Some("STOPPED") {
+            let ms = t.stopped_at.map_or(0, |s| (s * 1000.0).round() as i64);
+            rows.push((keys::stopped_task(scope, ms, cluster, id), self.key(scope).into_bytes()));
+        } else {
+            let group = t.group.as_deref().unwrap_or_default();
+            rows.push((keys::node_task(&self.node, id), keys::node_task_value(&self.key(scope), group)));
+        }
+        let desired = t.desired_status.as_deref().unwrap_or("RUNNING");
+        let mut row = |by| {
+            let mut k = keys::task_index_prefix(scope, cluster, by, desired);
+            k.push_str(id);
+            rows.push((k, Vec::new()));
+        };
+        row(keys::TaskIndex::Desired);
+        if let Some(f) = family_of(t) {
+            row(keys::TaskIndex::Family(f));
+        }
+        if let Some(g) = t.group.as_deref().filter(|g| !g.is_empty()) {
+            row(keys::TaskIndex::Group(g));
+        }
+        if let Some(i) = t.container_instance_arn.as_deref() {
+            row(keys::TaskIndex::Instance(task_id_of(i)));
+        }
+        rows
+    }
+    fn counters(&self, scope: &Scope) -> Vec<String> {
+        let t = &self.task;
+        // A status Gantry did not write counts as PROVISIONING, as the agent's reports read it.
+        let status = t.last_status.as_deref().and_then(TaskStatus::parse).unwrap_or(TaskStatus::Provisioning);
+        if status == TaskStatus::Stopped {
             return Vec::new();
         }
-        let id = task_id_of(self.task.task_arn.as_deref().unwrap_or_default());
-        let group = self.task.group.as_deref().unwrap_or_default();
-        vec![(keys::node_task(&self.node, id), keys::node_task_value(&self.key(scope), group))]
+        let cluster = self.cluster();
+        let launch = match t.launch_type.as_deref() {
+            Some("FARGATE") => "Fargate",
+            Some("EXTERNAL") => "External",
+            _ => "EC2",
+        };
+        let state = match status {
+            TaskStatus::Running => "running",
+            s if s.is_stopping() => "stopping",
+            _ => "pending",
+        };
+        let mut out = Vec::with_capacity(4);
+        out.push(keys::cluster_count(
+            scope,
+            cluster,
+            &match state {
+                "stopping" => STOPPING_TASKS.to_string(),
+                _ => format!("{state}{launch}TasksCount"),
+            },
+        ));
+        if let Some(p) = &t.capacity_provider_name {
+            out.push(keys::cluster_count(scope, cluster, &format!("{PROVIDER_TASKS}{p}")));
+        }
+        if let Some(i) = t.container_instance_arn.as_deref()
+            && state != "stopping"
+        {
+            out.push(keys::instance_count(scope, cluster, task_id_of(i), state));
+        }
+        out
     }
+}
+
+/// The cluster counter of its tasks past RUNNING and not yet STOPPED (Gantry's own).
+pub(crate) const STOPPING_TASKS: &str = "stoppingTasksCount";
+/// The cluster counters of tasks not STOPPED by capacity provider: this and the provider's name.
+pub(crate) const PROVIDER_TASKS: &str = "provider!";
+
+impl TaskRecord {
+    /// The name of the task's cluster (the last part of its `clusterArn`).
+    pub(crate) fn cluster(&self) -> &str {
+        let arn = self.task.cluster_arn.as_deref().unwrap_or_default();
+        arn.rsplit('/').next().unwrap_or(arn)
+    }
+    /// The task's ID (the last part of its ARN).
+    pub(crate) fn id(&self) -> &str {
+        task_id_of(self.task.task_arn.as_deref().unwrap_or_default())
+    }
+}
+
+/// The family of a task's definition (`...:task-definition/FAMILY:REVISION`).
+fn family_of(t: &Task) -> Option<&str> {
+    t.task_definition_arn.as_deref().and_then(|a| a.rsplit('/').next()).and_then(|x| x.split(':').next())
 }
 
 /// A task's scale-in protection: until when (epoch milliseconds).
@@ -77,10 +159,33 @@ pub struct FargateNode {
     pub availability_zone: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct TokenRecord {
+/// A RunTask client token: the request it came with and the tasks it started, until it expires
+/// ([`CLIENT_TOKEN_TTL_MS`] after the request, as ECS's).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(crate) struct TokenRecord {
     request: String,
     task_arns: Vec<String>,
+    #[serde(default)]
+    cluster: String,
+    #[serde(default)]
+    token: String,
+    /// When the token expires (epoch milliseconds); 0 in a record of a release without expiry.
+    #[serde(default)]
+    pub(crate) expires_ms: i64,
+}
+
+/// How long a RunTask client token is remembered: ECS's is 24 hours.
+pub(crate) const CLIENT_TOKEN_TTL_MS: i64 = 24 * 3600 * 1000;
+
+/// A token's key, and its row in the expiry index the cleanup reads.
+impl Record for TokenRecord {
+    fn key(&self, scope: &Scope) -> String {
+        keys::client_token(scope, &self.cluster, &self.token)
+    }
+    fn index_keys(&self, scope: &Scope) -> Vec<Row> {
+        let row = keys::token_expiry(scope, self.expires_ms, &self.cluster, &self.token);
+        vec![(row, self.key(scope).into_bytes())]
+    }
 }
 
 /// Checks that a task definition can run on a launch type.
@@ -604,7 +709,9 @@ impl ControlPlane {
             if t.len() > 64 {
                 return Err(EcsError::invalid("clientToken can have at most 64 characters."));
             }
+            let now_ms = self.clock.now().0;
             if let Some(prev) = load::<TokenRecord>(&*self.store, &keys::client_token(&ctx.scope, &cname, t))?
+                && prev.value.expires_ms > now_ms
             {
                 if prev.value.request != fingerprint {
                     return Err(EcsError::new(
@@ -650,8 +757,17 @@ impl ControlPlane {
             let rec = TokenRecord {
                 request: fingerprint,
                 task_arns: tasks.iter().filter_map(|t| t.task_arn.clone()).collect(),
+                cluster: cname.clone(),
+                token: t.clone(),
+                expires_ms: self.clock.now().0 + CLIENT_TOKEN_TTL_MS,
             };
-            self.commit(Txn::new().put(keys::client_token(&ctx.scope, &cname, t), encode(&rec))).await?;
+            let key = keys::client_token(&ctx.scope, &cname, t);
+            // An expired token the cleanup has not removed yet is replaced.
+            let before = match load::<TokenRecord>(&*self.store, &key)? {
+                Some(old) => Before::of(&ctx.scope, &old),
+                None => Before::absent(),
+            };
+            self.commit(Txn::new().put_record(&ctx.scope, &before, &rec)).await?;
         }
         Ok(RunTaskResponse { tasks: Some(tasks), failures: Some(failures) })
     }
@@ -734,6 +850,7 @@ impl ControlPlane {
                 let Some(mut rec) = self.load_task(ctx, cluster, task)? else {
                     return Ok((Txn::new(), None));
                 };
+                let before = Before::of(&ctx.scope, &rec);
                 let t = &mut rec.value.task;
                 if t.desired_status.as_deref() == Some("STOPPED") {
                     return Ok((Txn::new(), Some(rec.value)));
@@ -746,7 +863,8 @@ impl ControlPlane {
                     t.last_status = Some("STOPPING".into());
                 }
                 t.version += 1;
-                let txn = Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value));
+                // The desired status moves the task's ListTasks rows; STOPPING moves its counts.
+                let txn = Txn::new().put_record(&ctx.scope, &before, &rec.value);
                 Ok((self.reassign(txn, &rec.value.node, &rec.key), Some(rec.value)))
             })
             .await?;
@@ -889,44 +1007,73 @@ impl ControlPlane {
         let instance = req.container_instance.as_ref().map(|r| {
             if r.starts_with("arn:") { r.clone() } else { ctx.scope.container_instance_arn(&cname, r) }
         });
-        let group =
-            req.service_name.as_ref().map(|s| format!("service:{}", s.rsplit('/').next().unwrap_or(s)));
-        let mut out = Vec::new();
-        for kv in self.store.range(&keys::task_prefix(&ctx.scope, &cname), page.after.as_deref(), usize::MAX)
+        let service = req.service_name.as_ref().map(|s| s.rsplit('/').next().unwrap_or(s));
+        let group = service.map(|s| format!("service:{s}"));
+        // One index, the narrowest the request names, is read: its rows are the answer's
+        // candidates, never every task stored. PENDING is among the tasks RUNNING is desired of.
+        let by = match (&instance, &group, &req.family) {
+            (Some(i), _, _) => keys::TaskIndex::Instance(task_id_of(i)),
+            (None, Some(g), _) => keys::TaskIndex::Group(g),
+            (None, None, Some(f)) => keys::TaskIndex::Family(f),
+            (None, None, None) => keys::TaskIndex::Desired,
+        };
+        // An instance ARN of another cluster (or account) names no task of this one.
+        if let Some(i) = &instance
+            && *i != ctx.scope.container_instance_arn(&cname, task_id_of(i))
         {
-            let rec = decode::<TaskRecord>(&kv)?;
-            let t = &rec.value.task;
-            let d = t.desired_status.as_deref().unwrap_or_default();
-            // PENDING lists tasks whose desired status is RUNNING that are not running yet.
-            let status_ok = match desired {
-                "PENDING" => d == "RUNNING" && t.last_status.as_deref() != Some("RUNNING"),
-                other => d == other,
-            };
-            let family_ok = req.family.as_ref().is_none_or(|f| {
-                t.task_definition_arn
-                    .as_deref()
-                    .and_then(|a| a.rsplit('/').next())
-                    .and_then(|x| x.split(':').next())
-                    == Some(f.as_str())
-            });
-            if status_ok
-                && family_ok
-                && req.started_by.as_ref().is_none_or(|s| t.started_by.as_ref() == Some(s))
-                && req.launch_type.as_ref().is_none_or(|l| t.launch_type.as_ref() == Some(l))
-                && instance.as_ref().is_none_or(|i| t.container_instance_arn.as_ref() == Some(i))
-                && group.as_ref().is_none_or(|g| t.group.as_ref() == Some(g))
-            {
-                out.push(rec);
+            return Ok(ListTasksResponse { task_arns: Some(vec![]), next_token: None });
+        }
+        let indexed = if desired == "PENDING" { "RUNNING" } else { desired };
+        let prefix = keys::task_index_prefix(&ctx.scope, &cname, by, indexed);
+        // The rest of the request is checked on the task records the index names.
+        let decode_needed = desired == "PENDING"
+            || req.started_by.is_some()
+            || req.launch_type.is_some()
+            || (req.family.is_some() && !matches!(by, keys::TaskIndex::Family(_)))
+            || (group.is_some() && !matches!(by, keys::TaskIndex::Group(_)));
+        let task_prefix = keys::task_prefix(&ctx.scope, &cname);
+        // The token is the last task's key; the index resumes after its ID.
+        let mut after = page
+            .after
+            .as_deref()
+            .and_then(|a| a.strip_prefix(&task_prefix))
+            .map(|id| format!("{prefix}{id}"));
+        let mut out: Vec<String> = Vec::new();
+        'scan: loop {
+            let chunk = self.store.range(&prefix, after.as_deref(), 256);
+            let Some(last) = chunk.last() else { break };
+            after = Some(last.key.clone());
+            for kv in &chunk {
+                let id = &kv.key[prefix.len()..];
+                // A row of a group that holds `/` and only starts like this one.
+                if id.contains('/') {
+                    continue;
+                }
+                let key = keys::task(&ctx.scope, &cname, id);
+                if decode_needed {
+                    let Some(rec) = load::<TaskRecord>(&*self.store, &key)? else { continue };
+                    let t = &rec.value.task;
+                    let keep = (desired != "PENDING" || t.last_status.as_deref() != Some("RUNNING"))
+                        && req.family.as_deref().is_none_or(|f| family_of(t) == Some(f))
+                        && req.started_by.as_ref().is_none_or(|s| t.started_by.as_ref() == Some(s))
+                        && req.launch_type.as_ref().is_none_or(|l| t.launch_type.as_ref() == Some(l))
+                        && group.as_ref().is_none_or(|g| t.group.as_ref() == Some(g));
+                    if !keep {
+                        continue;
+                    }
+                }
+                out.push(key);
                 if out.len() > page.limit {
-                    break;
+                    break 'scan;
                 }
             }
         }
-        let (items, next) = paginate(out, page.limit, |r| r.key.clone());
-        Ok(ListTasksResponse {
-            task_arns: Some(items.into_iter().filter_map(|r| r.value.task.task_arn).collect()),
-            next_token: next,
-        })
+        let (items, next) = paginate(out, page.limit, |k| k.clone());
+        let arns = items
+            .iter()
+            .map(|k| ctx.scope.arn(&format!("task/{cname}/{}", &k[task_prefix.len()..])))
+            .collect();
+        Ok(ListTasksResponse { task_arns: Some(arns), next_token: next })
     }
 
     /// Applies an agent's report of a task's (and its containers') state.

@@ -1,6 +1,7 @@
 //! gantry-ecs's integration tests, in one binary (one link instead of one per file).
 
 mod agents_sim;
+mod churn;
 mod common;
 mod gpus;
 mod metrics;
