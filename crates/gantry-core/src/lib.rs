@@ -23,6 +23,8 @@ pub use arn::{Arn, Scope};
 pub use error::{EcsError, ErrorKind, Result};
 pub use secret::{OsSecrets, Secret, SecretGen};
 pub use service_error::ServiceError;
-pub use status::{InstanceStatus, ServiceStatus};
+pub use status::{
+    CapacityProviderStatus, ClusterStatus, InstanceStatus, ServiceStatus, TaskDefinitionStatus,
+};
 pub use task_status::TaskStatus;
 pub use time::{Clock, FixedClock, IdGen, SeededIds, SystemClock, Timestamp};

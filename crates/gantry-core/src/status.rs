@@ -63,6 +63,34 @@ status_enum! {
     }
 }
 
+status_enum! {
+    /// A cluster's `status`.
+    ClusterStatus {
+        Active => "ACTIVE",
+        Provisioning => "PROVISIONING",
+        Deprovisioning => "DEPROVISIONING",
+        Failed => "FAILED",
+        Inactive => "INACTIVE",
+    }
+}
+
+status_enum! {
+    /// A capacity provider's `status`.
+    CapacityProviderStatus {
+        Active => "ACTIVE",
+        Inactive => "INACTIVE",
+    }
+}
+
+status_enum! {
+    /// A task definition's `status`.
+    TaskDefinitionStatus {
+        Active => "ACTIVE",
+        Inactive => "INACTIVE",
+        DeleteInProgress => "DELETE_IN_PROGRESS",
+    }
+}
+
 impl InstanceStatus {
     /// ACTIVE or DRAINING: what ECS counts as registered.
     pub const REGISTERED: [InstanceStatus; 2] = [InstanceStatus::Active, InstanceStatus::Draining];
@@ -83,6 +111,16 @@ mod tests {
             let back: ServiceStatus = serde_json::from_str(&format!("\"{s}\"")).unwrap();
             assert_eq!(back, *s);
         }
+        for s in ClusterStatus::ALL {
+            assert_eq!(ClusterStatus::parse(s.as_str()), Some(*s));
+        }
+        for s in TaskDefinitionStatus::ALL {
+            assert_eq!(TaskDefinitionStatus::parse(s.as_str()), Some(*s));
+        }
+        for s in CapacityProviderStatus::ALL {
+            assert_eq!(CapacityProviderStatus::parse(s.as_str()), Some(*s));
+        }
+        assert_eq!(TaskDefinitionStatus::DeleteInProgress.as_str(), "DELETE_IN_PROGRESS");
         assert_eq!(InstanceStatus::RegistrationFailed.as_str(), "REGISTRATION_FAILED");
         assert_eq!(InstanceStatus::parse("active"), None);
         assert_eq!(ServiceStatus::parse("PRIMARY"), None);

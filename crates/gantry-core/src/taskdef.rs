@@ -207,7 +207,7 @@ pub fn build(req: &RegisterTaskDefinitionRequest, reg: &Registration<'_>) -> Res
         network_mode: req.network_mode.clone(),
         revision: reg.revision,
         volumes: Some(volumes),
-        status: Some("ACTIVE".to_string()),
+        status: Some(crate::TaskDefinitionStatus::Active.as_str().to_string()),
         requires_attributes: None,
         placement_constraints: Some(req.placement_constraints.clone().unwrap_or_default()),
         compatibilities: None,

@@ -1,10 +1,45 @@
 //! Where the stored records' status strings (ECS's wire shapes keep strings) become
-//! `gantry-core`'s enums and back: the one boundary. Reads go through [`service_status`] and
-//! [`instance_status`], writes through [`set_service_status`] and [`set_instance_status`], so only
-//! the enums' values are ever written. A stored value Gantry did not write reads as `None`.
+//! `gantry-core`'s enums and back: the one boundary. Reads go through the `*_status` functions
+//! (clusters, capacity providers, task definitions, services, container instances), writes
+//! through the `set_*_status` ones, so only the enums' values are ever written. A stored value Gantry did not write reads as `None`.
 
-use gantry_core::{InstanceStatus, ServiceStatus};
-use gantry_model::{ContainerInstance, Service};
+use gantry_core::{
+    CapacityProviderStatus, ClusterStatus, InstanceStatus, ServiceStatus, TaskDefinitionStatus,
+};
+use gantry_model::{CapacityProvider, Cluster, ContainerInstance, Service, TaskDefinition};
+
+/// A cluster's status; `None` if it has none, or one Gantry does not know.
+pub(crate) fn cluster_status(c: &Cluster) -> Option<ClusterStatus> {
+    c.status.as_deref().and_then(ClusterStatus::parse)
+}
+
+/// Whether a cluster is ACTIVE (the only status in which it takes work or tags).
+pub(crate) fn cluster_active(c: &Cluster) -> bool {
+    cluster_status(c) == Some(ClusterStatus::Active)
+}
+
+pub(crate) fn set_cluster_status(c: &mut Cluster, status: ClusterStatus) {
+    c.status = Some(status.as_str().into());
+}
+
+/// A capacity provider's status; `None` if it has none, or one Gantry does not know.
+pub(crate) fn provider_status(p: &CapacityProvider) -> Option<CapacityProviderStatus> {
+    p.status.as_deref().and_then(CapacityProviderStatus::parse)
+}
+
+pub(crate) fn set_provider_status(p: &mut CapacityProvider, status: CapacityProviderStatus) {
+    p.status = Some(status.as_str().into());
+}
+
+/// A task definition's status (one stored without a status is ACTIVE); `None` for a status
+/// Gantry does not know.
+pub(crate) fn taskdef_status(d: &TaskDefinition) -> Option<TaskDefinitionStatus> {
+    d.status.as_deref().map_or(Some(TaskDefinitionStatus::Active), TaskDefinitionStatus::parse)
+}
+
+pub(crate) fn set_taskdef_status(d: &mut TaskDefinition, status: TaskDefinitionStatus) {
+    d.status = Some(status.as_str().into());
+}
 
 /// A service's status; `None` if it has none, or one Gantry does not know.
 pub(crate) fn service_status(s: &Service) -> Option<ServiceStatus> {

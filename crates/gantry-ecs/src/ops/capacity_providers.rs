@@ -4,10 +4,10 @@
 
 use super::check_include;
 use crate::records::{decode, encode, load, load_prefix};
-use crate::{ControlPlane, Ctx, keys};
+use crate::{ControlPlane, Ctx, keys, status};
 use gantry_core::page::{PageRequest, encode_token};
 use gantry_core::validate::{is_valid_name, validate_tags};
-use gantry_core::{Arn, EcsError, Result, Scope};
+use gantry_core::{Arn, CapacityProviderStatus, EcsError, Result, Scope};
 use gantry_model::*;
 use gantry_store::Txn;
 
@@ -32,7 +32,7 @@ fn built_in(scope: &Scope, name: &str) -> CapacityProvider {
     CapacityProvider {
         capacity_provider_arn: Some(scope.capacity_provider_arn(name)),
         name: Some(name.to_string()),
-        status: Some("ACTIVE".into()),
+        status: Some(CapacityProviderStatus::Active.as_str().into()),
         tags: Some(vec![]),
         r#type: Some(name.to_string()),
         ..Default::default()
@@ -113,7 +113,7 @@ impl ControlPlane {
             return Ok(true);
         }
         Ok(load::<CapacityProvider>(&*self.store, &keys::capacity_provider(&ctx.scope, name))?
-            .is_some_and(|p| p.value.status.as_deref() == Some("ACTIVE")))
+            .is_some_and(|p| status::provider_status(&p.value) == Some(CapacityProviderStatus::Active)))
     }
 
     pub async fn create_capacity_provider(
@@ -155,7 +155,7 @@ impl ControlPlane {
         let provider = CapacityProvider {
             capacity_provider_arn: Some(ctx.scope.capacity_provider_arn(&name)),
             name: Some(name.clone()),
-            status: Some("ACTIVE".into()),
+            status: Some(CapacityProviderStatus::Active.as_str().into()),
             auto_scaling_group_provider: Some(asg.clone()),
             update_status: None,
             tags: Some(tags),
@@ -166,14 +166,14 @@ impl ControlPlane {
         let created = self
             .retry(|| {
                 let existing = load::<CapacityProvider>(&*self.store, &key)?;
-                if existing.as_ref().is_some_and(|p| p.value.status.as_deref() != Some("INACTIVE")) {
+                if existing.as_ref().is_some_and(|p| status::provider_status(&p.value) != Some(CapacityProviderStatus::Inactive)) {
                     return Err(EcsError::client(
                         "The specified capacity provider already exists. To change the configuration of an existing capacity provider, update the capacity provider.",
                     ));
                 }
                 let all = load_prefix::<CapacityProvider>(&*self.store, &keys::capacity_provider_prefix(&ctx.scope))?;
                 if all.iter().any(|p| {
-                    p.value.status.as_deref() == Some("ACTIVE")
+                    status::provider_status(&p.value) == Some(CapacityProviderStatus::Active)
                         && p.value.auto_scaling_group_provider.as_ref().map(|a| &a.auto_scaling_group_arn)
                             == Some(&asg.auto_scaling_group_arn)
                 }) {
@@ -268,7 +268,7 @@ impl ControlPlane {
         let updated = self
             .retry(|| {
                 let mut p = match load::<CapacityProvider>(&*self.store, &key)? {
-                    Some(p) if p.value.status.as_deref() == Some("ACTIVE") => p,
+                    Some(p) if status::provider_status(&p.value) == Some(CapacityProviderStatus::Active) => p,
                     _ => return Err(not_found()),
                 };
                 let asg = p.value.auto_scaling_group_provider.get_or_insert_with(Default::default);
@@ -316,12 +316,12 @@ impl ControlPlane {
         let out = self
             .retry(|| {
                 let mut p = match load::<CapacityProvider>(&*self.store, &key)? {
-                    Some(p) if p.value.status.as_deref() == Some("ACTIVE") => p,
+                    Some(p) if status::provider_status(&p.value) == Some(CapacityProviderStatus::Active) => p,
                     _ => return Err(not_found()),
                 };
                 let clusters = load_prefix::<Cluster>(&*self.store, &keys::cluster_prefix(&ctx.scope))?;
                 let user = clusters.iter().find(|c| {
-                    c.value.status.as_deref() == Some("ACTIVE")
+                    status::cluster_active(&c.value)
                         && c.value.capacity_providers.iter().flatten().any(|n| *n == name)
                 });
                 if let Some(c) = user {
@@ -332,7 +332,7 @@ impl ControlPlane {
                         c.value.cluster_name.as_deref().unwrap_or_default()
                     ));
                 } else {
-                    p.value.status = Some("INACTIVE".into());
+                    status::set_provider_status(&mut p.value, CapacityProviderStatus::Inactive);
                     p.value.update_status = Some("DELETE_COMPLETE".into());
                     p.value.update_status_reason = None;
                 }

@@ -5,11 +5,11 @@ use super::services::ServiceRecord;
 use super::tasks::{PROVIDER_TASKS, STOPPING_TASKS};
 use super::{check_batch, check_include, includes};
 use crate::records::{decode, encode, load, load_prefix};
-use crate::{ControlPlane, Ctx, keys};
+use crate::{ControlPlane, Ctx, keys, status};
 use gantry_core::arn::cluster_name;
 use gantry_core::page::{PageRequest, paginate};
 use gantry_core::validate::{is_valid_name, validate_tags};
-use gantry_core::{EcsError, ErrorKind, Result};
+use gantry_core::{ClusterStatus, EcsError, ErrorKind, Result, ServiceStatus};
 use gantry_model::*;
 use gantry_store::Txn;
 
@@ -74,7 +74,7 @@ impl ControlPlane {
     ) -> Result<crate::Stored<Cluster>> {
         let name = cluster_name(&ctx.scope, reference)?;
         match load::<Cluster>(&*self.store, &keys::cluster(&ctx.scope, &name))? {
-            Some(c) if c.value.status.as_deref() == Some("ACTIVE") => Ok(c),
+            Some(c) if status::cluster_active(&c.value) => Ok(c),
             _ => Err(EcsError::cluster_not_found()),
         }
     }
@@ -182,7 +182,7 @@ impl ControlPlane {
             cluster_arn: Some(ctx.scope.cluster_arn(&name)),
             cluster_name: Some(name.clone()),
             configuration: req.configuration.clone(),
-            status: Some("ACTIVE".into()),
+            status: Some(ClusterStatus::Active.as_str().into()),
             statistics: Some(vec![]),
             tags: Some(tags),
             settings: Some(settings),
@@ -199,7 +199,7 @@ impl ControlPlane {
                 let existing = load::<Cluster>(&*self.store, &key)?;
                 match existing {
                     // CreateCluster is idempotent: an ACTIVE cluster of that name is returned.
-                    Some(c) if c.value.status.as_deref() == Some("ACTIVE") => Ok((Txn::new(), c.value)),
+                    Some(c) if status::cluster_active(&c.value) => Ok((Txn::new(), c.value)),
                     other => {
                         let rev = other.map_or(0, |c| c.mod_revision);
                         Ok((Txn::new().when(&key, rev).put(&key, encode(&cluster)), cluster.clone()))
@@ -321,7 +321,7 @@ impl ControlPlane {
             after = chunk.last().map(|kv| kv.key.clone());
             for kv in &chunk {
                 let c = decode::<Cluster>(kv)?;
-                if c.value.status.as_deref() == Some("ACTIVE") {
+                if status::cluster_active(&c.value) {
                     out.push(c);
                 }
             }
@@ -434,10 +434,9 @@ impl ControlPlane {
         }
         let services =
             load_prefix::<ServiceRecord>(&*self.store, &keys::service_prefix(&ctx.scope, cluster))?;
-        Ok(services
-            .iter()
-            .map(|s| &s.value.service)
-            .any(|s| s.status.as_deref() != Some("INACTIVE") && uses(&s.capacity_provider_strategy)))
+        Ok(services.iter().map(|s| &s.value.service).any(|s| {
+            status::service_status(s) != Some(ServiceStatus::Inactive) && uses(&s.capacity_provider_strategy)
+        }))
     }
 
     pub async fn delete_cluster(
@@ -451,10 +450,12 @@ impl ControlPlane {
                 let name = c.value.cluster_name.clone().unwrap_or_default();
                 let services =
                     load_prefix::<ServiceRecord>(&*self.store, &keys::service_prefix(&ctx.scope, &name))?;
-                if services
-                    .iter()
-                    .any(|s| matches!(s.value.service.status.as_deref(), Some("ACTIVE" | "DRAINING")))
-                {
+                if services.iter().any(|s| {
+                    matches!(
+                        status::service_status(&s.value.service),
+                        Some(ServiceStatus::Active | ServiceStatus::Draining)
+                    )
+                }) {
                     return Err(EcsError::new(
                         ErrorKind::ClusterContainsServicesException,
                         "The Cluster cannot be deleted while Services are active.",
@@ -472,7 +473,7 @@ impl ControlPlane {
                         "The Cluster cannot be deleted while Tasks are active.",
                     ));
                 }
-                c.value.status = Some("INACTIVE".into());
+                status::set_cluster_status(&mut c.value, ClusterStatus::Inactive);
                 // Registering an instance or creating a service rewrites the cluster record in
                 // its own transaction, so if one lands after the reads above, this compare fails
                 // and the checks run again.

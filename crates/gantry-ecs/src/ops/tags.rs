@@ -8,10 +8,10 @@
 use super::services::ServiceRecord;
 use super::tasks::TaskRecord;
 use crate::records::{encode, load};
-use crate::status::{instance_status, service_status};
+use crate::status::{cluster_active, instance_status, provider_status, service_status};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::validate::{check_tag_count, merge_tags, validate_tags};
-use gantry_core::{Arn, EcsError, ErrorKind, InstanceStatus, Result, ServiceStatus};
+use gantry_core::{Arn, CapacityProviderStatus, EcsError, ErrorKind, InstanceStatus, Result, ServiceStatus};
 use gantry_model::*;
 use gantry_store::Txn;
 
@@ -103,16 +103,13 @@ impl ControlPlane {
                 }};
             }
             Ok(match target {
-                Target::Cluster => edit!(
-                    Cluster,
-                    |c: &Cluster| c.status.as_deref() == Some("ACTIVE"),
-                    EcsError::cluster_not_found(),
-                    tags
-                ),
+                Target::Cluster => {
+                    edit!(Cluster, |c: &Cluster| cluster_active(c), EcsError::cluster_not_found(), tags)
+                }
                 Target::CapacityProvider => {
                     edit!(
                         CapacityProvider,
-                        |p: &CapacityProvider| p.status.as_deref() == Some("ACTIVE"),
+                        |p: &CapacityProvider| provider_status(p) == Some(CapacityProviderStatus::Active),
                         not_found(arn),
                         tags
                     )
@@ -205,7 +202,7 @@ impl ControlPlane {
         let (target, key) = self.target(ctx, arn)?;
         let tags = match target {
             Target::Cluster => match load::<Cluster>(&*self.store, &key)? {
-                Some(c) if c.value.status.as_deref() == Some("ACTIVE") => c.value.tags,
+                Some(c) if cluster_active(&c.value) => c.value.tags,
                 _ => return Err(EcsError::cluster_not_found()),
             },
             Target::CapacityProvider => {

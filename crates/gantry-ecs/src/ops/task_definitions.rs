@@ -8,10 +8,10 @@
 use super::{check_batch, check_include, includes};
 use crate::records::{encode, load};
 use crate::table::{Before, Record, Row, TxnExt};
-use crate::{ControlPlane, Ctx, Stored, keys};
+use crate::{ControlPlane, Ctx, Stored, keys, status};
 use gantry_core::page::{PageRequest, encode_token};
 use gantry_core::taskdef::{self, Registration, TaskDefRef};
-use gantry_core::{EcsError, Result, Scope};
+use gantry_core::{EcsError, Result, Scope, TaskDefinitionStatus};
 use gantry_model::*;
 use gantry_store::Txn;
 use serde::{Deserialize, Serialize};
@@ -40,9 +40,12 @@ impl Record for TaskDefRecord {
     }
     fn index_keys(&self, scope: &Scope) -> Vec<Row> {
         let d = &self.definition;
-        let status = d.status.as_deref().unwrap_or("ACTIVE");
+        // A status Gantry did not write is not indexed (it lists under no status).
+        let Some(status) = status::taskdef_status(d) else {
+            return Vec::new();
+        };
         vec![(
-            keys::td_status(scope, status, d.family.as_deref().unwrap_or_default(), d.revision),
+            keys::td_status(scope, status.as_str(), d.family.as_deref().unwrap_or_default(), d.revision),
             Vec::new(),
         )]
     }
@@ -51,8 +54,6 @@ impl Record for TaskDefRecord {
 fn unable_to_describe() -> EcsError {
     EcsError::client("Unable to describe task definition.")
 }
-
-const STATUSES: &[&str] = &["ACTIVE", "INACTIVE", "DELETE_IN_PROGRESS"];
 
 impl ControlPlane {
     /// Finds a task definition by reference: `family` means its latest ACTIVE revision.
@@ -67,7 +68,11 @@ impl ControlPlane {
         let revision = match r.revision {
             Some(rev) => rev,
             None => {
-                let prefix = format!("{}{}!", keys::td_status_prefix(&ctx.scope, "ACTIVE"), r.family);
+                let prefix = format!(
+                    "{}{}!",
+                    keys::td_status_prefix(&ctx.scope, TaskDefinitionStatus::Active.as_str()),
+                    r.family
+                );
                 match self.store.range_rev(&prefix, None, 1).first() {
                     Some(kv) => match kv.key.rsplit_once('!').and_then(|(_, n)| n.parse().ok()) {
                         Some(n) => n,
@@ -149,8 +154,8 @@ impl ControlPlane {
         ctx: &Ctx,
         req: ListTaskDefinitionsRequest,
     ) -> Result<ListTaskDefinitionsResponse> {
-        let status = req.status.as_deref().unwrap_or("ACTIVE");
-        if !STATUSES.contains(&status) {
+        let status = req.status.as_deref().unwrap_or(TaskDefinitionStatus::Active.as_str());
+        if TaskDefinitionStatus::parse(status).is_none() {
             return Err(EcsError::invalid(format!(
                 "status should be one of [ACTIVE,INACTIVE,DELETE_IN_PROGRESS], but was '{status}'."
             )));
@@ -205,7 +210,7 @@ impl ControlPlane {
         let base = keys::family_prefix(&ctx.scope);
         let prefix = format!("{base}{}", req.family_prefix.as_deref().unwrap_or(""));
         let after = page.after.as_ref().map(|a| format!("{base}{a}"));
-        let active_prefix = keys::td_status_prefix(&ctx.scope, "ACTIVE");
+        let active_prefix = keys::td_status_prefix(&ctx.scope, TaskDefinitionStatus::Active.as_str());
         let mut families = Vec::new();
         let mut cursor = after;
         let mut more = false;
@@ -266,11 +271,11 @@ impl ControlPlane {
                 let mut rec = self.load_task_definition(ctx, &r)?.ok_or_else(unable_to_describe)?;
                 let before = Before::of(&ctx.scope, &rec);
                 let d = &mut rec.value.definition;
-                if d.status.as_deref() != Some("ACTIVE") {
+                if status::taskdef_status(d) != Some(TaskDefinitionStatus::Active) {
                     // Deregistering again changes nothing.
                     return Ok((Txn::new(), rec.value.definition));
                 }
-                d.status = Some("INACTIVE".into());
+                status::set_taskdef_status(d, TaskDefinitionStatus::Inactive);
                 d.deregistered_at = Some(self.clock.now().as_epoch_seconds());
                 let txn = Txn::new().put_record(&ctx.scope, &before, &rec.value);
                 Ok((txn, rec.value.definition))
@@ -314,16 +319,18 @@ impl ControlPlane {
                     };
                     let before = Before::of(&ctx.scope, &rec);
                     let d = &mut rec.value.definition;
-                    match d.status.as_deref() {
-                        Some("ACTIVE") => {
+                    match status::taskdef_status(d) {
+                        Some(TaskDefinitionStatus::Active) => {
                             return Ok((Txn::new(), Err(
                                 "The specified task definition is still in ACTIVE status. Please deregister the target and try again.",
                             )));
                         }
-                        Some("DELETE_IN_PROGRESS") => return Ok((Txn::new(), Ok(rec.value.definition))),
+                        Some(TaskDefinitionStatus::DeleteInProgress) => {
+                            return Ok((Txn::new(), Ok(rec.value.definition)));
+                        }
                         _ => {}
                     }
-                    d.status = Some("DELETE_IN_PROGRESS".into());
+                    status::set_taskdef_status(d, TaskDefinitionStatus::DeleteInProgress);
                     d.delete_requested_at = Some(self.clock.now().as_epoch_seconds());
                     let txn = Txn::new().put_record(&ctx.scope, &before, &rec.value);
                     Ok((txn, Ok(rec.value.definition)))

@@ -344,7 +344,7 @@ impl ControlPlane {
             .ok_or_else(|| EcsError::client("TaskDefinition not found."))?
             .value
             .definition;
-        if td.status.as_deref() != Some("ACTIVE") {
+        if crate::status::taskdef_status(&td) != Some(gantry_core::TaskDefinitionStatus::Active) {
             return Err(EcsError::client(format!(
                 "TaskDefinition is inactive: {}",
                 td.task_definition_arn.as_deref().unwrap_or_default()
