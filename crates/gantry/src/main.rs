@@ -597,6 +597,8 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         Arc::new(gantry_ports::NoMetrics),
     );
     let services = Services::new(&control, Arc::new(data_plane.clone()));
+    // ECS checks services' target groups against ELBv2 through its port.
+    control.set_target_registry(services.elbv2.clone());
     // ELBv2's records become the data plane's configuration, applied as each one is published.
     let (feed, configs) = gantry_elbv2::config::ConfigFeed::new(
         control.store().clone(),
