@@ -1,7 +1,7 @@
 """ELBv2 and ACM, driven by the AWS CLI v1 and boto3 against the real binary: load balancers,
 listeners, rules, target groups, targets, tags, attributes, pagination, ELB's errors, the CLI's
-waiters, and certificates imported into ACM for HTTPS listeners. (The data plane that carries
-traffic is not part of this: targets are reported as nobody has probed them yet.)"""
+waiters, and certificates imported into ACM for HTTPS listeners. Traffic through the listeners
+is in test_lb_traffic.py."""
 
 from __future__ import annotations
 
@@ -362,9 +362,11 @@ def test_targets_register_drain_and_leave(gantry, elb):
     elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP", Port=80,
                         DefaultActions=forward(tg_arn))
     health = elb.describe_target_health(TargetGroupArn=tg_arn)["TargetHealthDescriptions"]
-    # Registered to a group in use and not checked yet: initial, as ELB reports it.
-    assert {(h["TargetHealth"]["State"], h["TargetHealth"]["Reason"]) for h in health} == \
-        {("initial", "Elb.RegistrationInProgress")}
+    # Registered to a group in use and not through its checks yet (nothing answers at these
+    # addresses): initial, with either of ELB's reasons for it.
+    assert {h["TargetHealth"]["State"] for h in health} == {"initial"}
+    assert {h["TargetHealth"]["Reason"] for h in health} <= \
+        {"Elb.RegistrationInProgress", "Elb.InitialHealthChecking"}
     assert {h["HealthCheckPort"] for h in health} == {"8080", "9000"}
     expect_error(lambda: elb.register_targets(TargetGroupArn=tg_arn, Targets=[{"Id": "i-123"}]),
                  "InvalidTarget", contains="i-123")
@@ -375,7 +377,10 @@ def test_targets_register_drain_and_leave(gantry, elb):
     elb.deregister_targets(TargetGroupArn=tg_arn, Targets=[{"Id": "10.0.0.5"}])
     one = elb.describe_target_health(TargetGroupArn=tg_arn, Targets=[{"Id": "10.0.0.5"}])[
         "TargetHealthDescriptions"][0]["TargetHealth"]
-    assert (one["State"], one["Reason"]) == ("draining", "Target.DeregistrationInProgress")
+    # Nothing is in flight to it, so the data plane may end its draining before the delay
+    # (test_lb_traffic.py holds a request open to see draining last).
+    assert (one["State"], one["Reason"]) in {("draining", "Target.DeregistrationInProgress"),
+                                             ("unused", "Target.NotRegistered")}
 
     def gone():
         h = elb.describe_target_health(TargetGroupArn=tg_arn, Targets=[{"Id": "10.0.0.5"}])[

@@ -3,9 +3,10 @@ UpdateService, DeleteService, ListServicesByNamespace, tags on services, and tas
 errors. These assert on what the API returns, not on the scheduler's progress (which may move
 counts, events and rollout states at any moment), so nothing here waits for tasks."""
 
+import boto3
 import pytest
 
-from harness import arn, expect_error, simple_container, tags_dict
+from harness import arn, expect_error, free_port, simple_container, tags_dict
 
 
 def setup_cluster(ecs, unique, **cluster_kw):
@@ -99,11 +100,10 @@ def test_create_service_shapes(ecs, unique):
     assert d["deploymentConfiguration"]["maximumPercent"] == 100
     assert d["deploymentConfiguration"]["minimumHealthyPercent"] == 0
 
+    tg_arn = alb_target_group(ecs, unique("tg")[-32:], "instance")
     lb = ecs.create_service(
         cluster=cluster, serviceName="lb", taskDefinition=web, desiredCount=0,
-        loadBalancers=[{"targetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:000000000000:"
-                                          "targetgroup/tg/0123456789abcdef",
-                        "containerName": "web", "containerPort": 80}],
+        loadBalancers=[{"targetGroupArn": tg_arn, "containerName": "web", "containerPort": 80}],
         role="ecsServiceRole",
     )["service"]
     assert lb["loadBalancers"][0]["containerPort"] == 80
@@ -116,6 +116,75 @@ def test_create_service_shapes(ecs, unique):
     expect_error(lambda: ecs.create_service(cluster=cluster, serviceName="daemon",
                                             taskDefinition=web, desiredCount=1),
                  "InvalidParameterException", "Creation of service was not idempotent.")
+
+
+def alb_target_group(ecs, name: str, target_type: str, listener: bool = True) -> str:
+    """A target group (of `target_type`) behind an ALB's listener, made through ELBv2."""
+    elb = boto3.session.Session(aws_access_key_id="test", aws_secret_access_key="test",
+                                region_name="us-east-1").client(
+        "elbv2", endpoint_url=ecs.meta.endpoint_url)
+    name = name.strip("-")
+    tg = elb.create_target_group(Name=name, Protocol="HTTP", Port=80, TargetType=target_type,
+                                 VpcId="vpc-1")["TargetGroups"][0]["TargetGroupArn"]
+    if listener:
+        lb = elb.create_load_balancer(Name=name, Subnets=["subnet-1"])["LoadBalancers"][0]
+        elb.create_listener(LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTP",
+                            Port=free_port(),
+                            DefaultActions=[{"Type": "forward", "TargetGroupArn": tg}])
+    return tg
+
+
+def test_a_services_target_groups_are_checked_against_elbv2(ecs, unique):
+    cluster, web, _ = setup_cluster(ecs, unique)
+    vpc = ecs.register_task_definition(
+        family=f"{cluster}-vpcweb", networkMode="awsvpc", requiresCompatibilities=["FARGATE"],
+        cpu="256", memory="512",
+        containerDefinitions=[simple_container("web", portMappings=[{"containerPort": 80}])],
+    )["taskDefinition"]["taskDefinitionArn"]
+    ip = alb_target_group(ecs, unique("ip")[-32:], "ip")
+    instance = alb_target_group(ecs, unique("in")[-32:], "instance")
+    alone = alb_target_group(ecs, unique("al")[-32:], "instance", listener=False)
+    ghost = ip.rsplit("/", 2)[0] + "/ghost/0123456789abcdef"
+    net = {"awsvpcConfiguration": {"subnets": ["subnet-1"]}}
+
+    def lbs(arn):
+        return [{"targetGroupArn": arn, "containerName": "web", "containerPort": 80}]
+    expect_error(lambda: ecs.create_service(cluster=cluster, serviceName="s", desiredCount=0,
+                                            taskDefinition=web,
+                                            loadBalancers=lbs(ghost)),
+                 "InvalidParameterException",
+                 f"The target group with targetGroupArn {ghost} does not exist.")
+    expect_error(lambda: ecs.create_service(cluster=cluster, serviceName="s", desiredCount=0,
+                                            taskDefinition=web,
+                                            loadBalancers=lbs(alone)),
+                 "InvalidParameterException",
+                 f"The target group with targetGroupArn {alone} does not have an associated "
+                 "load balancer.")
+    expect_error(lambda: ecs.create_service(cluster=cluster, serviceName="s", desiredCount=0,
+                                            taskDefinition=web,
+                                            loadBalancers=lbs(ip)),
+                 "InvalidParameterException",
+                 f"The provided target group {ip} has target type ip, which is incompatible "
+                 "with the bridge network mode specified in the task definition.")
+    expect_error(lambda: ecs.create_service(cluster=cluster, serviceName="s", desiredCount=0,
+                                            taskDefinition=vpc,
+                                            launchType="FARGATE", networkConfiguration=net,
+                                            loadBalancers=lbs(instance)),
+                 "InvalidParameterException",
+                 f"The provided target group {instance} has target type instance, which is "
+                 "incompatible with the awsvpc network mode specified in the task definition.")
+    assert ecs.list_services(cluster=cluster)["serviceArns"] == []
+    s = ecs.create_service(cluster=cluster, serviceName="s", desiredCount=0,
+                                            taskDefinition=vpc,
+                           launchType="FARGATE", networkConfiguration=net,
+                           loadBalancers=lbs(ip))["service"]
+    assert s["loadBalancers"] == lbs(ip)
+    # UpdateService checks the new target groups too.
+    expect_error(lambda: ecs.update_service(cluster=cluster, service="s",
+                                            loadBalancers=lbs(instance)),
+                 "InvalidParameterException",
+                 f"The provided target group {instance} has target type instance, which is "
+                 "incompatible with the awsvpc network mode specified in the task definition.")
 
 
 @pytest.mark.parametrize("kw,code,message", [

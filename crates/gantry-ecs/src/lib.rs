@@ -63,6 +63,9 @@ pub struct ControlPlane {
     pub(crate) metrics: Arc<Metrics>,
     /// Cluster records decoded once per revision, for DescribeClusters.
     pub(crate) clusters: Arc<records::DecodedCache<gantry_model::Cluster>>,
+    /// ELBv2's target groups, for services' `loadBalancers` (set once by the binary; unset,
+    /// target groups are not looked up).
+    pub(crate) target_groups: Arc<std::sync::OnceLock<Arc<dyn gantry_ports::lb::TargetRegistry>>>,
 }
 
 type PlannedDefinitions = HashMap<(String, bool), gantry_core::protocol::SharedJson>;
@@ -113,11 +116,17 @@ impl ControlPlane {
             planned: Arc::default(),
             metrics,
             clusters: Arc::default(),
+            target_groups: Arc::default(),
         }
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// Where services' target groups are looked up (ELBv2). Set once; later calls are ignored.
+    pub fn set_target_registry(&self, registry: Arc<dyn gantry_ports::lb::TargetRegistry>) {
+        let _ = self.target_groups.set(registry);
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

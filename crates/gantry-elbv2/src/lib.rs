@@ -25,7 +25,9 @@ mod target_groups;
 pub mod validate;
 
 use gantry_core::{Clock, IdGen, Scope, ServiceError};
-use gantry_ports::lb::{CertificateSource, CertificateUse, TargetHealthSource};
+use gantry_ports::lb::{
+    CertificateSource, CertificateUse, TargetGroupInfo, TargetHealthSource, TargetRegistry, TargetType,
+};
 use gantry_runtime::records::{Stored, load, load_prefix};
 use gantry_store::{Op, Store, Txn};
 use records::{LbRecord, TargetRecord, TgRecord, unreadable};
@@ -194,6 +196,22 @@ impl Elbv2 {
             _ => None,
         };
         found.ok_or_else(|| tg_not_found(&[arn.to_string()]))
+    }
+}
+
+/// ECS's view of target groups (`loadBalancers` of a service).
+impl TargetRegistry for Elbv2 {
+    fn target_group(&self, scope: &Scope, arn: &str) -> Option<TargetGroupInfo> {
+        let tg = self.tg_by_arn(scope, arn).ok()?;
+        let described = self.describe_tg(scope, &tg.value).ok()?;
+        Some(TargetGroupInfo {
+            arn: arn.to_string(),
+            target_type: match described.target_type.as_deref() {
+                Some("ip") => TargetType::Ip,
+                _ => TargetType::Instance,
+            },
+            load_balancer_arns: described.load_balancer_arns.unwrap_or_default(),
+        })
     }
 }
 

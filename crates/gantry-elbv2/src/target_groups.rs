@@ -204,7 +204,7 @@ impl Elbv2 {
     }
 
     /// A target group as described: with the load balancers that forward to it.
-    fn describe_tg(&self, scope: &Scope, tg: &TgRecord) -> Result<TargetGroup, ServiceError> {
+    pub(crate) fn describe_tg(&self, scope: &Scope, tg: &TgRecord) -> Result<TargetGroup, ServiceError> {
         let usage = self.usage(scope)?;
         let mut out = tg.tg.clone();
         out.load_balancer_arns =

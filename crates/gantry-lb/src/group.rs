@@ -294,13 +294,15 @@ impl Group {
         tokio::spawn(drain(self.clone(), m.clone(), delay));
     }
 
-    /// Whether a draining target has nothing in flight any more (or is not known at all).
+    /// Whether a draining target has nothing in flight any more (or is not known at all). A
+    /// target still registered here is not drained: this data plane has not taken it out of
+    /// rotation yet (its deregistration is still on its way), so it may get new requests.
     pub fn drained(&self, id: &str, port: u16) -> bool {
         let members = self.members();
         members
             .iter()
             .filter(|m| m.target.id == id && m.target.port == port)
-            .all(|m| m.in_flight() == 0 || !m.draining())
+            .all(|m| m.draining() && m.in_flight() == 0)
     }
 
     /// A registered (not draining) target's health.
@@ -555,9 +557,13 @@ mod tests {
         tg.deregistration_delay = Duration::from_secs(30);
         g.reconfigure(&tg, true);
         let one = g.members()[0].clone();
+        let (id, port) = (one.target.id.clone(), one.target.port);
+        // Registered here, idle or not: not drained (its deregistration has not arrived).
+        assert!(!g.drained(&id, port));
         let guard = one.start();
         tg.targets.remove(0);
         g.reconfigure(&tg, true);
+        assert!(!g.drained(&id, port), "draining with a request in flight");
         let report = g.health_report();
         assert_eq!(report.len(), 2);
         assert_eq!(report[0].state, State::Draining);
@@ -568,9 +574,11 @@ mod tests {
         tokio::task::yield_now().await;
         assert_eq!(g.health_report().len(), 2);
         drop(guard);
+        assert!(g.drained(&id, port), "draining with nothing in flight");
         tokio::task::yield_now().await;
         tokio::task::yield_now().await;
         assert_eq!(g.health_report().len(), 1, "gone once idle");
+        assert!(g.drained(&id, port), "not known any more");
 
         // Still busy: gone after the delay.
         let two = g.members()[0].clone();

@@ -73,6 +73,19 @@ pub enum ApplyError {
     NotForwarding { listener: String, protocol: &'static str },
 }
 
+impl ApplyError {
+    /// The listener the configuration could not serve (of two on one address, the second).
+    pub fn listener(&self) -> &str {
+        match self {
+            ApplyError::Bind { listener, .. }
+            | ApplyError::UnknownTargetGroup { listener, .. }
+            | ApplyError::Tls { listener, .. }
+            | ApplyError::NotForwarding { listener, .. } => listener,
+            ApplyError::DuplicatePort { second, .. } => second,
+        }
+    }
+}
+
 /// The data plane. Cloning shares it; dropping the last clone stops every listener and prober.
 #[derive(Clone)]
 pub struct LoadBalancer {

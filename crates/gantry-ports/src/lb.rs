@@ -12,7 +12,7 @@
 //! which DescribeTargetHealth reports. Until a data plane is wired, nothing has probed anything,
 //! and the API reports what ELB reports for a target nobody has checked yet.
 
-use gantry_core::Secret;
+use gantry_core::{Scope, Secret};
 use std::net::IpAddr;
 
 /// Everything the data plane should serve, at one store revision.
@@ -487,4 +487,20 @@ impl CertificateUse for NoCertificates {
     fn users(&self, _: &str) -> Vec<String> {
         Vec::new()
     }
+}
+
+/// A target group as ECS sees it when a service names it in `loadBalancers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetGroupInfo {
+    pub arn: String,
+    pub target_type: TargetType,
+    /// The load balancers whose rules forward to it (ECS refuses a group without one).
+    pub load_balancer_arns: Vec<String>,
+}
+
+/// ELBv2's side of ECS's load balancing: what ECS needs to know of target groups. Implemented
+/// by `gantry-elbv2`, wired by the binary (ECS must not depend on ELBv2).
+pub trait TargetRegistry: Send + Sync {
+    /// The target group with this ARN in `scope`, if it exists.
+    fn target_group(&self, scope: &Scope, arn: &str) -> Option<TargetGroupInfo>;
 }

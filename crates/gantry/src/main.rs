@@ -10,7 +10,7 @@ use gantry_core::{OsSecrets, SeededIds, SystemClock};
 use gantry_ecs::ControlPlane;
 use gantry_runtime::{AlwaysLeader, Metrics};
 use gantry_store::SqliteStore;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -165,6 +165,9 @@ struct Common {
     /// removed (ECS keeps it at least an hour): 90s, 10m, 1h, 1h30m.
     #[arg(long, default_value = "1h", value_parser = gantry_core::civil::parse_duration)]
     stopped_task_retention: std::time::Duration,
+    /// The address load balancer listeners bind their ports on (0.0.0.0: every interface).
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    lb_bind_address: IpAddr,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -594,8 +597,25 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         let (leader, stop) = (leader.clone(), controllers_stop.clone());
         async move { control.run_cleanup(retention, leader, stop).await }
     });
-    // ELBv2 and ACM on the same store. Until the data plane is wired, no target has been checked.
-    let services = Services::new(&control, Arc::new(gantry_ports::lb::NoHealthChecks));
+    // The load balancers' data plane: listeners on --lb-bind-address, health checks that
+    // DescribeTargetHealth reports and the drainer consults. Its metrics go nowhere until
+    // CloudWatch exists.
+    let data_plane = gantry_lb::LoadBalancer::new(
+        gantry_lb::Options { bind_address: common.lb_bind_address, ..Default::default() },
+        control.clock().clone(),
+        control.ids().as_ref(),
+        Arc::new(gantry_ports::NoMetrics),
+    );
+    let services = Services::new(&control, Arc::new(data_plane.clone()));
+    // ECS checks services' target groups against ELBv2 through its port.
+    control.set_target_registry(services.elbv2.clone());
+    // ELBv2's records become the data plane's configuration, applied as each one is published.
+    let (feed, configs) = gantry_elbv2::config::ConfigFeed::new(
+        control.store().clone(),
+        Arc::new(gantry_acm::AcmCertificates::new(control.store().clone())),
+    );
+    let feed = tokio::spawn(feed.run(controllers_stop.clone()));
+    let applier = tokio::spawn(apply_configs(data_plane, configs, controllers_stop.clone()));
     // Load balancers go from provisioning to active through their controller.
     let activator = tokio::spawn({
         let (store, metrics) = (control.store().clone(), control.metrics().clone());
@@ -702,5 +722,35 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     let _ = activator.await;
     let _ = drainer.await;
     let _ = cleanup.await;
+    let _ = feed.await;
+    let _ = applier.await;
     Ok(())
+}
+
+/// Applies each configuration the ELBv2 feed publishes to the data plane. A listener whose port
+/// cannot be bound (or that is otherwise unservable) is left out, with an error naming it and
+/// its address, and the rest is served; it is tried again with the next configuration.
+async fn apply_configs(
+    data_plane: gantry_lb::LoadBalancer,
+    mut configs: tokio::sync::watch::Receiver<Arc<gantry_ports::lb::LbConfig>>,
+    mut shutdown: gantry_runtime::Shutdown,
+) {
+    loop {
+        let published = configs.borrow_and_update().clone();
+        let mut config = gantry_lb::Config::from_ports(&published);
+        // Every listener is served but the ones that fail, so one bad port blocks nothing else.
+        while let Err(e) = data_plane.apply(&config) {
+            tracing::error!(error = %e, "a load balancer listener is not served");
+            let (listener, before) = (e.listener().to_string(), config.listeners.len());
+            config.listeners.retain(|l| l.arn != listener);
+            if config.listeners.len() == before {
+                break;
+            }
+        }
+        tracing::debug!(revision = published.revision, "load balancer configuration applied");
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            changed = configs.changed() => if changed.is_err() { return },
+        }
+    }
 }

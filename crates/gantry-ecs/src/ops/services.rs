@@ -152,6 +152,46 @@ fn check_load_balancers(lbs: &[LoadBalancer], td: Option<&TaskDefinition>) -> Re
     Ok(())
 }
 
+/// Checks each target group of `lbs` against ELBv2, as ECS does: it exists, a load balancer
+/// forwards to it, and its target type suits the task definition's network mode (`ip` needs
+/// awsvpc, awsvpc needs `ip`).
+fn check_target_groups(
+    registry: &dyn gantry_ports::lb::TargetRegistry,
+    scope: &gantry_core::Scope,
+    lbs: &[LoadBalancer],
+    td: Option<&TaskDefinition>,
+) -> Result<()> {
+    use gantry_ports::lb::TargetType;
+    for arn in lbs.iter().filter_map(|lb| lb.target_group_arn.as_deref()) {
+        let Some(tg) = registry.target_group(scope, arn) else {
+            return Err(EcsError::invalid(format!(
+                "The target group with targetGroupArn {arn} does not exist."
+            )));
+        };
+        if tg.load_balancer_arns.is_empty() {
+            return Err(EcsError::invalid(format!(
+                "The target group with targetGroupArn {arn} does not have an associated load balancer."
+            )));
+        }
+        let Some(td) = td else { continue };
+        let mode = td.network_mode.as_deref().unwrap_or("bridge");
+        let incompatible = match tg.target_type {
+            TargetType::Ip => mode != "awsvpc",
+            TargetType::Instance => mode == "awsvpc",
+        };
+        if incompatible {
+            let kind = match tg.target_type {
+                TargetType::Ip => "ip",
+                TargetType::Instance => "instance",
+            };
+            return Err(EcsError::invalid(format!(
+                "The provided target group {arn} has target type {kind}, which is incompatible with the {mode} network mode specified in the task definition."
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn check_registries(regs: &[ServiceRegistry]) -> Result<()> {
     if regs.len() > 1 {
         return Err(EcsError::invalid("serviceRegistries can have at most 1 item."));
@@ -625,6 +665,9 @@ impl ControlPlane {
         };
         let launch = create_launch(&cluster.value, &req, td.as_ref(), daemon)?;
         let (load_balancers, registries) = check_create_extras(&req, td.as_ref())?;
+        if let Some(registry) = self.target_groups.get() {
+            check_target_groups(registry.as_ref(), &ctx.scope, &load_balancers, td.as_ref())?;
+        }
         let dc = deployment_configuration(req.deployment_configuration.as_ref(), None, daemon)?;
         let service = self.new_service(
             ctx,
@@ -816,6 +859,12 @@ impl ControlPlane {
                 let u = Update { req: &req, td: td.as_ref(), current_td: current_td.as_ref(), daemon };
                 redeploy |= u.apply_launch(s, &cluster.value)?;
                 redeploy |= u.apply_placement(s)?;
+                if let Some(registry) = self.target_groups.get()
+                    && (req.load_balancers.is_some() || td.is_some())
+                {
+                    let lbs = s.load_balancers.as_deref().unwrap_or_default();
+                    check_target_groups(registry.as_ref(), &ctx.scope, lbs, current_td.as_ref())?;
+                }
                 let (service_connect, volumes, changed) = u.deployment_settings(s);
                 redeploy |= changed;
                 // Settings that do not change what runs.
