@@ -50,11 +50,20 @@ ECS_SKIP_OPS = {
     "ListGatewayRoutes",
 }
 
+# SSM's Parameter Store operations: the rest of SSM (154 operations) is left out of its model.
+SSM_OPS = [
+    "PutParameter", "GetParameter", "GetParameters", "GetParametersByPath", "DescribeParameters",
+    "DeleteParameter", "DeleteParameters", "GetParameterHistory", "LabelParameterVersion",
+    "UnlabelParameterVersion", "AddTagsToResource", "RemoveTagsFromResource", "ListTagsForResource",
+]
+
 # The one list of services Gantry serves: (module, botocore directory, API version, operations
 # left out).
 SERVICES = [
     ("ecs", "ecs", "2014-11-13", ECS_SKIP_OPS),
     ("sts", "sts", "2011-06-15", set()),
+    ("secretsmanager", "secretsmanager", "2017-10-17", set()),
+    ("ssm", "ssm", "2014-11-06", "keep:" + ",".join(SSM_OPS)),
 ]
 
 KEYWORDS = {"type", "override", "match", "ref", "mod", "use", "async", "await", "fn", "impl",
@@ -82,6 +91,9 @@ def generate(module, directory, version, skip):
     path = os.path.join(botocore_data(), directory, version, "service-2.json.gz")
     model = json.load(gzip.open(path))
     shapes = model["shapes"]
+    if isinstance(skip, str) and skip.startswith("keep:"):
+        keep = set(skip[len("keep:"):].split(","))
+        skip = {n for n in model["operations"] if n not in keep}
     ops = {n: o for n, o in model["operations"].items() if n not in skip}
 
     reachable = []

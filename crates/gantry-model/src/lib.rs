@@ -14,5 +14,9 @@
 pub mod ecs;
 #[rustfmt::skip]
 pub mod sts;
+#[rustfmt::skip]
+pub mod secretsmanager;
+#[rustfmt::skip]
+pub mod ssm;
 
 pub use ecs::*;
