@@ -25,16 +25,20 @@ use std::sync::Arc;
 pub enum Service {
     Ecs,
     Sts,
+    SecretsManager,
+    Ssm,
 }
 
 impl Service {
-    pub const ALL: [Service; 2] = [Service::Ecs, Service::Sts];
+    pub const ALL: [Service; 4] = [Service::Ecs, Service::Sts, Service::SecretsManager, Service::Ssm];
 
     /// The SigV4 signing name.
     pub fn signing_name(self) -> &'static str {
         match self {
             Service::Ecs => "ecs",
             Service::Sts => "sts",
+            Service::SecretsManager => "secretsmanager",
+            Service::Ssm => "ssm",
         }
     }
 
@@ -42,6 +46,8 @@ impl Service {
         match self {
             Service::Ecs => gantry_model::ecs::MODEL,
             Service::Sts => gantry_model::sts::MODEL,
+            Service::SecretsManager => gantry_model::secretsmanager::MODEL,
+            Service::Ssm => gantry_model::ssm::MODEL,
         }
     }
 }
@@ -365,6 +371,22 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
             });
             (r, Some(service), op)
         }
+        Service::SecretsManager | Service::Ssm => {
+            let op = match gantry_protocol::operation_name(protocol, model, head.target, head.path, form) {
+                Ok(op) => op,
+                Err(e) => return (error(protocol, model, &e.to_service_error(protocol), &request_id), Some(service), None),
+            };
+            let input = match prepare(protocol, model, &op, form, &request_id) {
+                Ok(input) => input,
+                Err(r) => return (r, Some(service), Some(op)),
+            };
+            let scope = gantry_core::Scope::new(caller.principal.account.clone(), caller.region.clone());
+            let out = match service {
+                Service::SecretsManager => s.secretsmanager.call(&scope, &op, &input).await,
+                _ => s.ssm.call(&scope, &caller.principal.arn, &op, &input).await,
+            };
+            (finish(protocol, model, &op, &request_id, out), Some(service), Some(op))
+        }
     }
 }
 
@@ -404,13 +426,33 @@ fn run_operation(
     request_id: &str,
     run: impl FnOnce(&str, &[u8]) -> Result<Vec<u8>, ServiceError>,
 ) -> Response {
-    let span = tracing::debug_span!("request", op = %op, request_id);
-    let _enter = span.enter();
-    let input = match gantry_protocol::parse_request(protocol, model, op, body) {
-        Ok(v) => serde_json::to_vec(&v).unwrap_or_default(),
-        Err(e) => return error(protocol, model, &e.to_service_error(protocol), request_id),
-    };
-    let out = run(op, &input).and_then(|out| {
+    match prepare(protocol, model, op, body, request_id) {
+        Ok(input) => {
+            let out = run(op, &input);
+            finish(protocol, model, op, request_id, out)
+        }
+        Err(r) => r,
+    }
+}
+
+/// The request in the JSON form of its shapes, or the error answer when it does not parse.
+fn prepare(protocol: Protocol, model: &Model, op: &str, body: &[u8], request_id: &str) -> Result<Vec<u8>, Response> {
+    match gantry_protocol::parse_request(protocol, model, op, body) {
+        Ok(v) => Ok(serde_json::to_vec(&v).unwrap_or_default()),
+        Err(e) => Err(error(protocol, model, &e.to_service_error(protocol), request_id)),
+    }
+}
+
+/// The answer to an operation's output (JSON form) or error, in the request's protocol. Errors
+/// are logged by code and message only: services never put a secret value in a message.
+fn finish(
+    protocol: Protocol,
+    model: &Model,
+    op: &str,
+    request_id: &str,
+    out: Result<Vec<u8>, ServiceError>,
+) -> Response {
+    let out = out.and_then(|out| {
         serde_json::from_slice::<serde_json::Value>(&out)
             .map_err(|e| ServiceError::receiver("InternalFailure", format!("unreadable output: {e}")))
     });

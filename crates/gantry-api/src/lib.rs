@@ -68,11 +68,17 @@ pub struct ApiConfig {
     pub poll_timeout: std::time::Duration,
     /// Connection, header and body limits.
     pub limits: Limits,
+    /// Seals Secrets Manager's and SSM's secret values at rest (the master key).
+    pub sealer: gantry_core::Sealer,
 }
 
 pub(crate) struct AppState {
     pub(crate) control: ControlPlane,
     pub(crate) sts: gantry_sts::Sts,
+    pub(crate) secretsmanager: Arc<gantry_secretsmanager::SecretsManager>,
+    pub(crate) ssm: Arc<gantry_ssm::Ssm>,
+    /// What a task's `secrets` are resolved through (the agent channel's `secrets` route).
+    pub(crate) secrets: agent::Resolvers,
     pub(crate) auth: Authenticator,
     pub(crate) models: front::Models,
     pub(crate) config: ApiConfig,
@@ -109,9 +115,24 @@ impl App {
 
 /// The HTTP application: see [`App`].
 pub fn app(control: ControlPlane, auth: Authenticator, config: ApiConfig) -> App {
+    let secretsmanager = Arc::new(gantry_secretsmanager::SecretsManager::new(
+        control.store().clone(),
+        control.clock().clone(),
+        control.ids().clone(),
+        Arc::new(gantry_core::OsSecrets),
+        config.sealer.clone(),
+    ));
+    let ssm = Arc::new(gantry_ssm::Ssm::new(control.store().clone(), control.clock().clone(), config.sealer.clone()));
+    let secrets = agent::Resolvers {
+        secretsmanager: Arc::new(gantry_secretsmanager::Resolver(secretsmanager.clone())),
+        ssm: Arc::new(gantry_ssm::Resolver(ssm.clone())),
+    };
     let state = Arc::new(AppState {
         control,
         sts: gantry_sts::Sts::new(),
+        secretsmanager,
+        ssm,
+        secrets,
         auth,
         models: front::Models::load(),
         config,
@@ -123,6 +144,7 @@ pub fn app(control: ControlPlane, auth: Authenticator, config: ApiConfig) -> App
         .route("/_gantry/agent/v1/poll", post(agent::poll))
         .route("/_gantry/agent/v1/fargate", post(agent::register_fargate))
         .route("/_gantry/agent/v1/health", post(agent::health))
+        .route("/_gantry/agent/v1/secrets", post(agent::secrets))
         .fallback(front::handle)
         .with_state(state.clone());
     App { router, state }
