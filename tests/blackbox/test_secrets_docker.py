@@ -78,3 +78,39 @@ def test_unresolvable_secret_stops_the_task_before_it_starts(docker_cluster, uni
         "ResourceInitializationError: unable to pull secrets or registry auth: execution resource "
         "retrieval failed: unable to retrieve secrets from ssm"), stopped["stoppedReason"]
     assert stopped["stoppedReason"].endswith(f"invalid parameters: {param}")
+
+
+def test_fargate_task_gets_its_secrets(spawn_server, docker_run_id, unique):
+    from harness import busybox_container, wait_for
+    up = spawn_server("up", command="up")
+    cluster = unique("fargate")
+    up.aws_ok("ecs", "create-cluster", "--cluster-name", cluster)
+    db = up.aws_ok("secretsmanager", "create-secret", "--name", unique("db"),
+                   "--secret-string", json.dumps({"user": "admin", "pass": "fp"}))
+    whole = up.aws_ok("secretsmanager", "create-secret", "--name", unique("whole"),
+                      "--secret-string", '{"user":"admin"}')
+    param = "/" + unique("api") + "/token"
+    up.aws_ok("ssm", "put-parameter", "--name", param, "--value", "tok-from-ssm", "--type", "SecureString")
+    family = unique("fsec")
+    up.aws_ok("ecs", "register-task-definition", "--family", family, "--network-mode", "awsvpc",
+              "--requires-compatibilities", "FARGATE", "--cpu", "256", "--memory", "512",
+              "--execution-role-arn", EXEC_ROLE, "--container-definitions", json.dumps([
+                  busybox_container("main", docker_run_id, memory=None, command=["sh", "-c", CHECK],
+                                    environment=[{"name": "WANT_PASS", "value": "fp"}],
+                                    secrets=[{"name": "DB_USER", "valueFrom": f"{db['ARN']}:user::"},
+                                             {"name": "DB_PASS", "valueFrom": f"{db['ARN']}:pass::"},
+                                             {"name": "WHOLE", "valueFrom": whole["ARN"]},
+                                             {"name": "API_TOKEN", "valueFrom": param}])]))
+
+    def run():
+        out = up.aws_ok("ecs", "run-task", "--cluster", cluster, "--launch-type", "FARGATE",
+                        "--task-definition", family, "--network-configuration",
+                        "awsvpcConfiguration={subnets=[subnet-local],assignPublicIp=DISABLED}")
+        return out["tasks"][0] if out["tasks"] else None
+
+    arn = wait_for(run, 20, interval=0.2, what="Fargate capacity")["taskArn"]
+    rc, err = up.aws("ecs", "wait", "tasks-stopped", "--cluster", cluster, "--tasks", arn)
+    assert rc == 0, err
+    t = up.ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
+    assert t["containers"][0].get("exitCode") == 0, t
+    assert "tok-from-ssm" not in up.log_text()

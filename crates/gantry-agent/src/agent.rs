@@ -464,7 +464,10 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
     async fn fetch_secrets(&mut self) -> Option<String> {
         let wants = self.defs().iter().any(|d| {
             d.secrets.as_ref().is_some_and(|s| !s.is_empty())
-                || d.log_configuration.as_ref().and_then(|l| l.secret_options.as_ref()).is_some_and(|s| !s.is_empty())
+                || d.log_configuration
+                    .as_ref()
+                    .and_then(|l| l.secret_options.as_ref())
+                    .is_some_and(|s| !s.is_empty())
                 || d.repository_credentials.is_some()
         });
         if !wants {

@@ -10,7 +10,8 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use gantry_core::ServiceError;
 use gantry_core::protocol::{
-    FargateRegistration, PollRequest, RawAssignments, ResolvedSecret, SecretsRequest, SecretsResponse, TaskHealthReport,
+    FargateRegistration, PollRequest, RawAssignments, ResolvedSecret, SecretsRequest, SecretsResponse,
+    TaskHealthReport,
 };
 use gantry_ports::SecretResolver;
 use gantry_protocol::Protocol;
@@ -136,14 +137,22 @@ impl Resolvers {
             let name = def.name.clone().unwrap_or_default();
             let groups = [
                 (def.secrets.as_deref().unwrap_or_default(), false),
-                (def.log_configuration.as_ref().and_then(|l| l.secret_options.as_deref()).unwrap_or_default(), true),
+                (
+                    def.log_configuration
+                        .as_ref()
+                        .and_then(|l| l.secret_options.as_deref())
+                        .unwrap_or_default(),
+                    true,
+                ),
             ];
             for (secrets, log) in groups {
                 for sec in secrets {
                     match self.resolve(account, region, &sec.value_from) {
                         Ok(value) => {
                             let map = if log { &mut out.log_options } else { &mut out.environment };
-                            map.entry(name.clone()).or_default().push(ResolvedSecret { name: sec.name.clone(), value });
+                            map.entry(name.clone())
+                                .or_default()
+                                .push(ResolvedSecret { name: sec.name.clone(), value });
                         }
                         Err(why) => {
                             return SecretsResponse { error: Some(why), ..Default::default() };
@@ -174,12 +183,15 @@ pub(crate) async fn secrets(
         authenticate(&s, &method, &uri, &headers, &body)?;
         let req: SecretsRequest = wire::parse("GetTaskSecrets", &body)?;
         let assigned = s.control.assignments(&req.node)?;
-        let a = assigned.iter().find(|a| a.task.task_arn.as_deref() == Some(req.task_arn.as_str())).ok_or_else(|| {
-            ServiceError::sender(
-                "InvalidParameterException",
-                format!("The task {} is not assigned to node {}.", req.task_arn, req.node),
-            )
-        })?;
+        let a = assigned
+            .iter()
+            .find(|a| a.task.task_arn.as_deref() == Some(req.task_arn.as_str()))
+            .ok_or_else(|| {
+                ServiceError::sender(
+                    "InvalidParameterException",
+                    format!("The task {} is not assigned to node {}.", req.task_arn, req.node),
+                )
+            })?;
         let resolved = s.secrets.for_task(a);
         if let Some(why) = &resolved.error {
             tracing::info!(task = %req.task_arn, reason = %why, "a task's secrets cannot be resolved");

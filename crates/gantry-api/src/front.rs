@@ -374,7 +374,13 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
         Service::SecretsManager | Service::Ssm => {
             let op = match gantry_protocol::operation_name(protocol, model, head.target, head.path, form) {
                 Ok(op) => op,
-                Err(e) => return (error(protocol, model, &e.to_service_error(protocol), &request_id), Some(service), None),
+                Err(e) => {
+                    return (
+                        error(protocol, model, &e.to_service_error(protocol), &request_id),
+                        Some(service),
+                        None,
+                    );
+                }
             };
             let input = match prepare(protocol, model, &op, form, &request_id) {
                 Ok(input) => input,
@@ -436,7 +442,13 @@ fn run_operation(
 }
 
 /// The request in the JSON form of its shapes, or the error answer when it does not parse.
-fn prepare(protocol: Protocol, model: &Model, op: &str, body: &[u8], request_id: &str) -> Result<Vec<u8>, Response> {
+fn prepare(
+    protocol: Protocol,
+    model: &Model,
+    op: &str,
+    body: &[u8],
+    request_id: &str,
+) -> Result<Vec<u8>, Response> {
     match gantry_protocol::parse_request(protocol, model, op, body) {
         Ok(v) => Ok(serde_json::to_vec(&v).unwrap_or_default()),
         Err(e) => Err(error(protocol, model, &e.to_service_error(protocol), request_id)),

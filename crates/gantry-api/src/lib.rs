@@ -122,7 +122,11 @@ pub fn app(control: ControlPlane, auth: Authenticator, config: ApiConfig) -> App
         Arc::new(gantry_core::OsSecrets),
         config.sealer.clone(),
     ));
-    let ssm = Arc::new(gantry_ssm::Ssm::new(control.store().clone(), control.clock().clone(), config.sealer.clone()));
+    let ssm = Arc::new(gantry_ssm::Ssm::new(
+        control.store().clone(),
+        control.clock().clone(),
+        config.sealer.clone(),
+    ));
     let secrets = agent::Resolvers {
         secretsmanager: Arc::new(gantry_secretsmanager::Resolver(secretsmanager.clone())),
         ssm: Arc::new(gantry_ssm::Resolver(ssm.clone())),

@@ -168,7 +168,11 @@ impl SecretRecord {
     }
 
     fn versions_to_stages(&self) -> BTreeMap<String, Vec<String>> {
-        self.versions.iter().filter(|(_, v)| !v.stages.is_empty()).map(|(k, v)| (k.clone(), v.stages.clone())).collect()
+        self.versions
+            .iter()
+            .filter(|(_, v)| !v.stages.is_empty())
+            .map(|(k, v)| (k.clone(), v.stages.clone()))
+            .collect()
     }
 
     /// Moves `stage` to `to` (from whichever version holds it). Moving AWSCURRENT labels the
@@ -198,8 +202,12 @@ impl SecretRecord {
 
     /// Drops the oldest versions without a label beyond what AWS keeps.
     fn prune(&mut self) {
-        let mut deprecated: Vec<(f64, String)> =
-            self.versions.iter().filter(|(_, v)| v.stages.is_empty()).map(|(k, v)| (v.created, k.clone())).collect();
+        let mut deprecated: Vec<(f64, String)> = self
+            .versions
+            .iter()
+            .filter(|(_, v)| v.stages.is_empty())
+            .map(|(k, v)| (v.created, k.clone()))
+            .collect();
         if deprecated.len() > MAX_DEPRECATED {
             deprecated.sort_by(|a, b| a.0.total_cmp(&b.0));
             for (_, id) in &deprecated[..deprecated.len() - MAX_DEPRECATED] {
@@ -235,7 +243,9 @@ impl SecretsManager {
             "GetSecretValue" => render(&self.get_secret_value(scope, parse(input)?)?),
             "PutSecretValue" => render(&self.put_secret_value(scope, parse(input)?).await?),
             "BatchGetSecretValue" => render(&self.batch_get_secret_value(scope, parse(input)?)?),
-            "UpdateSecretVersionStage" => render(&self.update_secret_version_stage(scope, parse(input)?).await?),
+            "UpdateSecretVersionStage" => {
+                render(&self.update_secret_version_stage(scope, parse(input)?).await?)
+            }
             "ListSecrets" => render(&self.list_secrets(scope, parse(input)?)?),
             "ListSecretVersionIds" => render(&self.list_secret_version_ids(scope, parse(input)?)?),
             "TagResource" => render(&self.tag_resource(scope, parse(input)?).await?),
@@ -246,16 +256,17 @@ impl SecretsManager {
             "ValidateResourcePolicy" => render(&validate_resource_policy(parse(input)?)),
             "GetRandomPassword" => {
                 let raw: serde_json::Value = parse(input)?;
-                let require_each = raw.get("RequireEachIncludedType").and_then(|v| v.as_bool()).unwrap_or(true);
+                let require_each =
+                    raw.get("RequireEachIncludedType").and_then(|v| v.as_bool()).unwrap_or(true);
                 render(&password::generate(&*self.secrets, parse(input)?, require_each)?)
             }
             "RotateSecret" | "CancelRotateSecret" => Err(invalid_request(format!(
                 "{op} is not supported: rotation runs a Lambda function, and Gantry has no Lambda. \
                  Store a new value with PutSecretValue instead."
             ))),
-            _ if m::OPERATIONS.contains(&op) => {
-                Err(invalid_request(format!("{op} is not supported by Gantry's Secrets Manager (no replication across Regions or accounts).")))
-            }
+            _ if m::OPERATIONS.contains(&op) => Err(invalid_request(format!(
+                "{op} is not supported by Gantry's Secrets Manager (no replication across Regions or accounts)."
+            ))),
             _ => Err(ServiceError::sender("UnknownOperationException", format!("Unknown operation {op}"))),
         }
     }
@@ -273,8 +284,12 @@ impl SecretsManager {
             }
             let key = format!("{}{name}", prefix(scope));
             let Some(kv) = self.store.get(&key) else { return Ok(None) };
-            let rec: SecretRecord = serde_json::from_slice(&kv.value)
-                .map_err(|e| ServiceError::receiver("InternalServiceError", format!("a stored secret could not be read: {e}")))?;
+            let rec: SecretRecord = serde_json::from_slice(&kv.value).map_err(|e| {
+                ServiceError::receiver(
+                    "InternalServiceError",
+                    format!("a stored secret could not be read: {e}"),
+                )
+            })?;
             if rec.deletion_date.is_some_and(|d| d <= self.now()) {
                 return Ok(None);
             }
@@ -300,7 +315,8 @@ impl SecretsManager {
     }
 
     async fn write(&self, key: &str, rev: i64, rec: &SecretRecord) -> Result<bool, ServiceError> {
-        let bytes = serde_json::to_vec(rec).map_err(|e| ServiceError::receiver("InternalServiceError", e.to_string()))?;
+        let bytes = serde_json::to_vec(rec)
+            .map_err(|e| ServiceError::receiver("InternalServiceError", e.to_string()))?;
         let r = self
             .store
             .txn(Txn::new().when(key, rev).put(key, bytes))
@@ -336,25 +352,33 @@ impl SecretsManager {
 
     fn open(&self, key: &str, version: &str, v: &VersionRecord) -> Result<Value, ServiceError> {
         let raw = self.sealer.open(&format!("{key}#{version}"), &v.sealed).map_err(|e| {
-            ServiceError::receiver("InternalServiceError", format!("the value of version {version} cannot be opened: {e}"))
+            ServiceError::receiver(
+                "InternalServiceError",
+                format!("the value of version {version} cannot be opened: {e}"),
+            )
         })?;
         if v.binary {
             Ok(Value::Binary(raw))
         } else {
-            String::from_utf8(raw)
-                .map(Value::String)
-                .map_err(|_| ServiceError::receiver("InternalServiceError", "a stored secret string is not UTF-8"))
+            String::from_utf8(raw).map(Value::String).map_err(|_| {
+                ServiceError::receiver("InternalServiceError", "a stored secret string is not UTF-8")
+            })
         }
     }
 
     fn new_arn(&self, scope: &Scope, name: &str) -> String {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
         let bits = self.ids.next_u128();
-        let suffix: String = (0..6).map(|i| ALPHABET[((bits >> (i * 8)) % ALPHABET.len() as u128) as usize] as char).collect();
+        let suffix: String =
+            (0..6).map(|i| ALPHABET[((bits >> (i * 8)) % ALPHABET.len() as u128) as usize] as char).collect();
         format!("arn:aws:secretsmanager:{}:{}:secret:{name}-{suffix}", scope.region, scope.account)
     }
 
-    pub async fn create_secret(&self, scope: &Scope, req: m::CreateSecretRequest) -> Result<m::CreateSecretResponse, ServiceError> {
+    pub async fn create_secret(
+        &self,
+        scope: &Scope,
+        req: m::CreateSecretRequest,
+    ) -> Result<m::CreateSecretResponse, ServiceError> {
         check_name(&req.name)?;
         if let Some(t) = &req.client_request_token {
             check_token(t)?;
@@ -414,7 +438,11 @@ impl SecretsManager {
         }
     }
 
-    pub fn describe_secret(&self, scope: &Scope, req: m::DescribeSecretRequest) -> Result<m::DescribeSecretResponse, ServiceError> {
+    pub fn describe_secret(
+        &self,
+        scope: &Scope,
+        req: m::DescribeSecretRequest,
+    ) -> Result<m::DescribeSecretResponse, ServiceError> {
         let (_, _, rec) = self.find(scope, &req.secret_id)?;
         Ok(m::DescribeSecretResponse {
             arn: Some(rec.arn.clone()),
@@ -430,7 +458,11 @@ impl SecretsManager {
         })
     }
 
-    pub async fn update_secret(&self, scope: &Scope, req: m::UpdateSecretRequest) -> Result<m::UpdateSecretResponse, ServiceError> {
+    pub async fn update_secret(
+        &self,
+        scope: &Scope,
+        req: m::UpdateSecretRequest,
+    ) -> Result<m::UpdateSecretResponse, ServiceError> {
         if let Some(t) = &req.client_request_token {
             check_token(t)?;
         }
@@ -449,7 +481,9 @@ impl SecretsManager {
                 }
                 rec.last_changed = now;
                 match &value {
-                    Some(v) => self.add_version(scope, rec, req.client_request_token.clone(), v, &[CURRENT.to_string()]).map(Some),
+                    Some(v) => self
+                        .add_version(scope, rec, req.client_request_token.clone(), v, &[CURRENT.to_string()])
+                        .map(Some),
                     None => Ok(None),
                 }
             })
@@ -491,7 +525,11 @@ impl SecretsManager {
         Ok(id)
     }
 
-    pub async fn delete_secret(&self, scope: &Scope, req: m::DeleteSecretRequest) -> Result<m::DeleteSecretResponse, ServiceError> {
+    pub async fn delete_secret(
+        &self,
+        scope: &Scope,
+        req: m::DeleteSecretRequest,
+    ) -> Result<m::DeleteSecretResponse, ServiceError> {
         let window = req.recovery_window_in_days;
         if req.force_delete_without_recovery && window != 0 {
             return Err(invalid_parameter(
@@ -513,7 +551,11 @@ impl SecretsManager {
                     .await
                     .map_err(|e| ServiceError::receiver("InternalServiceError", e.to_string()))?;
                 if r.succeeded {
-                    return Ok(m::DeleteSecretResponse { arn: Some(rec.arn), name: Some(rec.name), deletion_date: Some(now) });
+                    return Ok(m::DeleteSecretResponse {
+                        arn: Some(rec.arn),
+                        name: Some(rec.name),
+                        deletion_date: Some(now),
+                    });
                 }
             }
         }
@@ -528,10 +570,18 @@ impl SecretsManager {
                 Ok(())
             })
             .await?;
-        Ok(m::DeleteSecretResponse { arn: Some(rec.arn), name: Some(rec.name), deletion_date: rec.deletion_date })
+        Ok(m::DeleteSecretResponse {
+            arn: Some(rec.arn),
+            name: Some(rec.name),
+            deletion_date: rec.deletion_date,
+        })
     }
 
-    pub async fn restore_secret(&self, scope: &Scope, req: m::RestoreSecretRequest) -> Result<m::RestoreSecretResponse, ServiceError> {
+    pub async fn restore_secret(
+        &self,
+        scope: &Scope,
+        req: m::RestoreSecretRequest,
+    ) -> Result<m::RestoreSecretResponse, ServiceError> {
         let (rec, _) = self
             .update(scope, &req.secret_id, |rec| {
                 rec.deleted = None;
@@ -555,7 +605,10 @@ impl SecretsManager {
             ),
             (None, s) => ServiceError::sender(
                 "ResourceNotFoundException",
-                format!("Secrets Manager can't find the specified secret value for staging label: {}", s.unwrap_or(CURRENT)),
+                format!(
+                    "Secrets Manager can't find the specified secret value for staging label: {}",
+                    s.unwrap_or(CURRENT)
+                ),
             ),
         };
         let (id, v) = match version_id {
@@ -575,7 +628,13 @@ impl SecretsManager {
         Ok((id.as_str(), v))
     }
 
-    fn value_entry(&self, scope: &Scope, rec: &SecretRecord, version_id: Option<&str>, stage: Option<&str>) -> Result<m::GetSecretValueResponse, ServiceError> {
+    fn value_entry(
+        &self,
+        scope: &Scope,
+        rec: &SecretRecord,
+        version_id: Option<&str>,
+        stage: Option<&str>,
+    ) -> Result<m::GetSecretValueResponse, ServiceError> {
         if rec.deleted() {
             return Err(marked_for_deletion());
         }
@@ -596,17 +655,27 @@ impl SecretsManager {
         })
     }
 
-    pub fn get_secret_value(&self, scope: &Scope, req: m::GetSecretValueRequest) -> Result<m::GetSecretValueResponse, ServiceError> {
+    pub fn get_secret_value(
+        &self,
+        scope: &Scope,
+        req: m::GetSecretValueRequest,
+    ) -> Result<m::GetSecretValueResponse, ServiceError> {
         let (_, _, rec) = self.find(scope, &req.secret_id)?;
         self.value_entry(scope, &rec, req.version_id.as_deref(), req.version_stage.as_deref())
     }
 
-    pub async fn put_secret_value(&self, scope: &Scope, req: m::PutSecretValueRequest) -> Result<m::PutSecretValueResponse, ServiceError> {
+    pub async fn put_secret_value(
+        &self,
+        scope: &Scope,
+        req: m::PutSecretValueRequest,
+    ) -> Result<m::PutSecretValueResponse, ServiceError> {
         if let Some(t) = &req.client_request_token {
             check_token(t)?;
         }
         if req.rotation_token.is_some() {
-            return Err(invalid_request("RotationToken is not supported: Gantry has no Lambda to rotate secrets."));
+            return Err(invalid_request(
+                "RotationToken is not supported: Gantry has no Lambda to rotate secrets.",
+            ));
         }
         let value = value_of(req.secret_string.clone(), req.secret_binary.clone())?
             .ok_or_else(|| invalid_request("You must provide either SecretString or SecretBinary."))?;
@@ -625,7 +694,12 @@ impl SecretsManager {
             })
             .await?;
         let version_stages = rec.versions.get(&id).map(|v| v.stages.clone());
-        Ok(m::PutSecretValueResponse { arn: Some(rec.arn), name: Some(rec.name), version_id: Some(id), version_stages })
+        Ok(m::PutSecretValueResponse {
+            arn: Some(rec.arn),
+            name: Some(rec.name),
+            version_id: Some(id),
+            version_stages,
+        })
     }
 
     pub async fn update_secret_version_stage(
@@ -713,18 +787,26 @@ impl SecretsManager {
         };
         match (&req.secret_id_list, &req.filters) {
             (Some(_), Some(_)) => {
-                return Err(invalid_parameter("Either 'SecretIdList' or 'Filters' must be provided, but not both."));
+                return Err(invalid_parameter(
+                    "Either 'SecretIdList' or 'Filters' must be provided, but not both.",
+                ));
             }
-            (None, None) => return Err(invalid_parameter("Either 'SecretIdList' or 'Filters' must be provided.")),
+            (None, None) => {
+                return Err(invalid_parameter("Either 'SecretIdList' or 'Filters' must be provided."));
+            }
             (Some(ids), None) => {
                 if req.max_results.is_some() {
-                    return Err(invalid_parameter("'Filters' not specified. 'Filters' must also be specified when 'MaxResults' is provided in BatchGetSecretValue."));
+                    return Err(invalid_parameter(
+                        "'Filters' not specified. 'Filters' must also be specified when 'MaxResults' is provided in BatchGetSecretValue.",
+                    ));
                 }
                 if ids.is_empty() || ids.len() > 20 {
                     return Err(invalid_parameter("SecretIdList must list between 1 and 20 secrets."));
                 }
                 for id in ids {
-                    let r = self.find(scope, id).and_then(|(_, _, rec)| self.value_entry(scope, &rec, None, None));
+                    let r = self
+                        .find(scope, id)
+                        .and_then(|(_, _, rec)| self.value_entry(scope, &rec, None, None));
                     match r {
                         Ok(v) => values.push(entry(v)),
                         Err(e) => errors.push(m::APIErrorType {
@@ -734,10 +816,15 @@ impl SecretsManager {
                         }),
                     }
                 }
-                return Ok(m::BatchGetSecretValueResponse { secret_values: Some(values), next_token: None, errors: Some(errors) });
+                return Ok(m::BatchGetSecretValueResponse {
+                    secret_values: Some(values),
+                    next_token: None,
+                    errors: Some(errors),
+                });
             }
             (None, Some(filters)) => {
-                let (page, token) = self.list_page(scope, filters, req.max_results, req.next_token.as_deref(), false)?;
+                let (page, token) =
+                    self.list_page(scope, filters, req.max_results, req.next_token.as_deref(), false)?;
                 for rec in page {
                     match self.value_entry(scope, &rec, None, None) {
                         Ok(v) => values.push(entry(v)),
@@ -748,7 +835,11 @@ impl SecretsManager {
                         }),
                     }
                 }
-                Ok(m::BatchGetSecretValueResponse { secret_values: Some(values), next_token: token, errors: Some(errors) })
+                Ok(m::BatchGetSecretValueResponse {
+                    secret_values: Some(values),
+                    next_token: token,
+                    errors: Some(errors),
+                })
             }
         }
     }
@@ -765,11 +856,15 @@ impl SecretsManager {
         let limit = match max_results {
             None => 100,
             Some(n) if (1..=100).contains(&n) => n as usize,
-            Some(n) => return Err(invalid_parameter(format!("MaxResults must be between 1 and 100, but was {n}."))),
+            Some(n) => {
+                return Err(invalid_parameter(format!("MaxResults must be between 1 and 100, but was {n}.")));
+            }
         };
         for f in filters {
             let k = f.key.as_deref().unwrap_or_default();
-            if !["description", "name", "tag-key", "tag-value", "primary-region", "owning-service", "all"].contains(&k) {
+            if !["description", "name", "tag-key", "tag-value", "primary-region", "owning-service", "all"]
+                .contains(&k)
+            {
                 return Err(invalid_parameter(format!(
                     "Invalid filter key {k:?}: the keys are description, name, tag-key, tag-value, primary-region, owning-service and all."
                 )));
@@ -777,9 +872,12 @@ impl SecretsManager {
         }
         let after = match next_token {
             None | Some("") => None,
-            Some(t) => Some(
-                gantry_core::page::decode(t).ok_or_else(|| ServiceError::sender("InvalidNextTokenException", format!("The NextToken value is invalid: {t}")))?,
-            ),
+            Some(t) => Some(gantry_core::page::decode(t).ok_or_else(|| {
+                ServiceError::sender(
+                    "InvalidNextTokenException",
+                    format!("The NextToken value is invalid: {t}"),
+                )
+            })?),
         };
         let items: Vec<SecretRecord> = self
             .all(scope)
@@ -791,7 +889,11 @@ impl SecretsManager {
         Ok(gantry_core::page::paginate(items, limit, |r| r.name.clone()))
     }
 
-    pub fn list_secrets(&self, scope: &Scope, req: m::ListSecretsRequest) -> Result<m::ListSecretsResponse, ServiceError> {
+    pub fn list_secrets(
+        &self,
+        scope: &Scope,
+        req: m::ListSecretsRequest,
+    ) -> Result<m::ListSecretsResponse, ServiceError> {
         let max = (req.max_results != 0).then_some(req.max_results);
         let filters = req.filters.clone().unwrap_or_default();
         let (mut page, next_token) =
@@ -807,7 +909,9 @@ impl SecretsManager {
         match req.sort_order.as_deref() {
             None | Some("desc") => page.reverse(),
             Some("asc") => {}
-            Some(o) => return Err(invalid_parameter(format!("Invalid SortOrder value {o:?}: must be asc or desc."))),
+            Some(o) => {
+                return Err(invalid_parameter(format!("Invalid SortOrder value {o:?}: must be asc or desc.")));
+            }
         }
         let list = page
             .into_iter()
@@ -836,12 +940,17 @@ impl SecretsManager {
         let limit = match req.max_results {
             0 => 100,
             n if (1..=100).contains(&n) => n as usize,
-            n => return Err(invalid_parameter(format!("MaxResults must be between 1 and 100, but was {n}."))),
+            n => {
+                return Err(invalid_parameter(format!("MaxResults must be between 1 and 100, but was {n}.")));
+            }
         };
         let after = match req.next_token.as_deref() {
             None | Some("") => None,
             Some(t) => Some(gantry_core::page::decode(t).ok_or_else(|| {
-                ServiceError::sender("InvalidNextTokenException", format!("The NextToken value is invalid: {t}"))
+                ServiceError::sender(
+                    "InvalidNextTokenException",
+                    format!("The NextToken value is invalid: {t}"),
+                )
             })?),
         };
         let versions: Vec<m::SecretVersionsListEntry> = rec
@@ -858,7 +967,12 @@ impl SecretsManager {
             .collect();
         let (versions, next_token) =
             gantry_core::page::paginate(versions, limit, |v| v.version_id.clone().unwrap_or_default());
-        Ok(m::ListSecretVersionIdsResponse { versions: Some(versions), next_token, arn: Some(rec.arn), name: Some(rec.name) })
+        Ok(m::ListSecretVersionIdsResponse {
+            versions: Some(versions),
+            next_token,
+            arn: Some(rec.arn),
+            name: Some(rec.name),
+        })
     }
 
     pub async fn tag_resource(&self, scope: &Scope, req: m::TagResourceRequest) -> Result<(), ServiceError> {
@@ -877,7 +991,11 @@ impl SecretsManager {
         Ok(())
     }
 
-    pub async fn untag_resource(&self, scope: &Scope, req: m::UntagResourceRequest) -> Result<(), ServiceError> {
+    pub async fn untag_resource(
+        &self,
+        scope: &Scope,
+        req: m::UntagResourceRequest,
+    ) -> Result<(), ServiceError> {
         self.update(scope, &req.secret_id, |rec| {
             rec.tags.retain(|t| !req.tag_keys.iter().any(|k| Some(k) == t.key.as_ref()));
             Ok(())
@@ -886,12 +1004,25 @@ impl SecretsManager {
         Ok(())
     }
 
-    pub fn get_resource_policy(&self, scope: &Scope, req: m::GetResourcePolicyRequest) -> Result<m::GetResourcePolicyResponse, ServiceError> {
+    pub fn get_resource_policy(
+        &self,
+        scope: &Scope,
+        req: m::GetResourcePolicyRequest,
+    ) -> Result<m::GetResourcePolicyResponse, ServiceError> {
         let (_, _, rec) = self.find(scope, &req.secret_id)?;
-        Ok(m::GetResourcePolicyResponse { arn: Some(rec.arn), name: Some(rec.name), resource_policy: rec.policy, ..Default::default() })
+        Ok(m::GetResourcePolicyResponse {
+            arn: Some(rec.arn),
+            name: Some(rec.name),
+            resource_policy: rec.policy,
+            ..Default::default()
+        })
     }
 
-    pub async fn put_resource_policy(&self, scope: &Scope, req: m::PutResourcePolicyRequest) -> Result<m::PutResourcePolicyResponse, ServiceError> {
+    pub async fn put_resource_policy(
+        &self,
+        scope: &Scope,
+        req: m::PutResourcePolicyRequest,
+    ) -> Result<m::PutResourcePolicyResponse, ServiceError> {
         if let Err(why) = check_policy(&req.resource_policy) {
             return Err(ServiceError::sender("MalformedPolicyDocumentException", why));
         }
@@ -904,7 +1035,11 @@ impl SecretsManager {
         Ok(m::PutResourcePolicyResponse { arn: Some(rec.arn), name: Some(rec.name), ..Default::default() })
     }
 
-    pub async fn delete_resource_policy(&self, scope: &Scope, req: m::DeleteResourcePolicyRequest) -> Result<m::DeleteResourcePolicyResponse, ServiceError> {
+    pub async fn delete_resource_policy(
+        &self,
+        scope: &Scope,
+        req: m::DeleteResourcePolicyRequest,
+    ) -> Result<m::DeleteResourcePolicyResponse, ServiceError> {
         let (rec, _) = self
             .update(scope, &req.secret_id, |rec| {
                 rec.policy = None;
@@ -923,10 +1058,14 @@ fn check_tags(tags: &[m::Tag]) -> Result<(), ServiceError> {
             return Err(invalid_parameter(format!("Invalid tag key {k:?}: a key has 1 to 128 characters.")));
         }
         if k.to_ascii_lowercase().starts_with("aws:") {
-            return Err(invalid_parameter(format!("Invalid tag key {k:?}: the aws: prefix is reserved for AWS use.")));
+            return Err(invalid_parameter(format!(
+                "Invalid tag key {k:?}: the aws: prefix is reserved for AWS use."
+            )));
         }
         if t.value.as_deref().unwrap_or_default().len() > 256 {
-            return Err(invalid_parameter(format!("Invalid value for tag {k:?}: a value has at most 256 characters.")));
+            return Err(invalid_parameter(format!(
+                "Invalid value for tag {k:?}: a value has at most 256 characters."
+            )));
         }
     }
     Ok(())
@@ -981,7 +1120,10 @@ fn check_policy(text: &str) -> Result<(), String> {
 
 fn validate_resource_policy(req: m::ValidateResourcePolicyRequest) -> m::ValidateResourcePolicyResponse {
     match check_policy(&req.resource_policy) {
-        Ok(()) => m::ValidateResourcePolicyResponse { policy_validation_passed: true, validation_errors: Some(vec![]) },
+        Ok(()) => m::ValidateResourcePolicyResponse {
+            policy_validation_passed: true,
+            validation_errors: Some(vec![]),
+        },
         Err(why) => m::ValidateResourcePolicyResponse {
             policy_validation_passed: false,
             validation_errors: Some(vec![m::ValidationErrorsEntry {

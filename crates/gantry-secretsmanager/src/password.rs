@@ -31,7 +31,9 @@ pub fn generate(
 ) -> Result<GetRandomPasswordResponse, ServiceError> {
     let length = if req.password_length == 0 { 32 } else { req.password_length };
     if !(1..=4096).contains(&length) {
-        return Err(invalid_parameter(format!("PasswordLength must be between 1 and 4096, but was {length}.")));
+        return Err(invalid_parameter(format!(
+            "PasswordLength must be between 1 and 4096, but was {length}."
+        )));
     }
     let length = length as usize;
     let exclude = req.exclude_characters.unwrap_or_default();

@@ -59,7 +59,10 @@ impl gantry_ports::SecretResolver for Resolver {
             version_stage: r.version_stage.map(str::to_string),
         };
         let v = self.0.get_secret_value(&scope, req).map_err(|e| {
-            format!("{prefix}: failed to fetch secret {} from secrets manager: {}: {}", r.secret, e.code, e.message)
+            format!(
+                "{prefix}: failed to fetch secret {} from secrets manager: {}: {}",
+                r.secret, e.code, e.message
+            )
         })?;
         let text = match (v.secret_string, v.secret_binary) {
             (Some(s), _) => s,
@@ -69,13 +72,17 @@ impl gantry_ports::SecretResolver for Resolver {
         match r.json_key {
             None => Ok(Secret::new(text)),
             Some(key) => {
-                let doc: serde_json::Value = serde_json::from_str(&text)
-                    .map_err(|_| format!("{prefix}: secret {} is not a JSON object, so key {key} cannot be read from it", r.secret))?;
+                let doc: serde_json::Value = serde_json::from_str(&text).map_err(|_| {
+                    format!(
+                        "{prefix}: secret {} is not a JSON object, so key {key} cannot be read from it",
+                        r.secret
+                    )
+                })?;
                 match doc.get(key) {
                     Some(serde_json::Value::String(s)) => Ok(Secret::new(s.clone())),
-                    Some(serde_json::Value::Null) | None => {
-                        Err(format!("{prefix}: retrieved secret from Secrets Manager did not contain json key {key}"))
-                    }
+                    Some(serde_json::Value::Null) | None => Err(format!(
+                        "{prefix}: retrieved secret from Secrets Manager did not contain json key {key}"
+                    )),
                     Some(other) => Ok(Secret::new(other.to_string())),
                 }
             }

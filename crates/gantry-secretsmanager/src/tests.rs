@@ -15,7 +15,13 @@ fn fixture() -> Fixture {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
     let clock = Arc::new(FixedClock::new(Timestamp(1_700_000_000_000)));
     let sealer = Sealer::new(&[7; 32], Arc::new(OsSecrets));
-    let sm = Arc::new(SecretsManager::new(store.clone(), clock.clone(), Arc::new(SeededIds::new(1)), Arc::new(OsSecrets), sealer));
+    let sm = Arc::new(SecretsManager::new(
+        store.clone(),
+        clock.clone(),
+        Arc::new(SeededIds::new(1)),
+        Arc::new(OsSecrets),
+        sealer,
+    ));
     Fixture { sm, clock, store, scope: Scope::new("123456789012", "us-east-1") }
 }
 
@@ -35,7 +41,12 @@ impl Fixture {
 #[tokio::test]
 async fn create_get_and_the_value_is_sealed_in_the_store() {
     let f = fixture();
-    let c = f.ok("CreateSecret", json!({"Name": "db/pass", "SecretString": "s3cr3t-value-xyz", "KmsKeyId": "alias/mine"})).await;
+    let c = f
+        .ok(
+            "CreateSecret",
+            json!({"Name": "db/pass", "SecretString": "s3cr3t-value-xyz", "KmsKeyId": "alias/mine"}),
+        )
+        .await;
     let arn = c["ARN"].as_str().unwrap();
     assert!(arn.starts_with("arn:aws:secretsmanager:us-east-1:123456789012:secret:db/pass-"), "{arn}");
     assert_eq!(arn.len(), "arn:aws:secretsmanager:us-east-1:123456789012:secret:db/pass-".len() + 6);
@@ -53,7 +64,10 @@ async fn create_get_and_the_value_is_sealed_in_the_store() {
     let e = f.err("CreateSecret", json!({"Name": "db/pass", "SecretString": "x"})).await;
     assert_eq!(e.code, "ResourceExistsException");
     let e = f.err("GetSecretValue", json!({"SecretId": "nope"})).await;
-    assert_eq!((e.code.as_str(), e.message.as_str()), ("ResourceNotFoundException", "Secrets Manager can't find the specified secret."));
+    assert_eq!(
+        (e.code.as_str(), e.message.as_str()),
+        ("ResourceNotFoundException", "Secrets Manager can't find the specified secret.")
+    );
 }
 
 #[tokio::test]
@@ -62,11 +76,15 @@ async fn versions_move_current_to_previous_and_tokens_are_idempotent() {
     let t1 = "11111111-1111-1111-1111-111111111111";
     let t2 = "22222222-2222-2222-2222-222222222222";
     f.ok("CreateSecret", json!({"Name": "s", "SecretString": "one", "ClientRequestToken": t1})).await;
-    let p = f.ok("PutSecretValue", json!({"SecretId": "s", "SecretString": "two", "ClientRequestToken": t2})).await;
+    let p = f
+        .ok("PutSecretValue", json!({"SecretId": "s", "SecretString": "two", "ClientRequestToken": t2}))
+        .await;
     assert_eq!(p["VersionId"], t2);
     // The same token and value again: the same version.
     f.ok("PutSecretValue", json!({"SecretId": "s", "SecretString": "two", "ClientRequestToken": t2})).await;
-    let e = f.err("PutSecretValue", json!({"SecretId": "s", "SecretString": "other", "ClientRequestToken": t2})).await;
+    let e = f
+        .err("PutSecretValue", json!({"SecretId": "s", "SecretString": "other", "ClientRequestToken": t2}))
+        .await;
     assert_eq!(e.code, "ResourceExistsException");
     let prev = f.ok("GetSecretValue", json!({"SecretId": "s", "VersionStage": "AWSPREVIOUS"})).await;
     assert_eq!(prev["SecretString"], "one");
@@ -75,12 +93,20 @@ async fn versions_move_current_to_previous_and_tokens_are_idempotent() {
     let t3 = "33333333-3333-3333-3333-333333333333";
     f.ok("PutSecretValue", json!({"SecretId": "s", "SecretString": "three", "ClientRequestToken": t3, "VersionStages": ["AWSPENDING"]})).await;
     assert_eq!(f.ok("GetSecretValue", json!({"SecretId": "s"})).await["SecretString"], "two");
-    let e = f.err("UpdateSecretVersionStage", json!({"SecretId": "s", "VersionStage": "AWSCURRENT", "MoveToVersionId": t3})).await;
+    let e = f
+        .err(
+            "UpdateSecretVersionStage",
+            json!({"SecretId": "s", "VersionStage": "AWSCURRENT", "MoveToVersionId": t3}),
+        )
+        .await;
     assert_eq!(e.code, "InvalidParameterException");
     assert!(e.message.contains(t2), "{}", e.message);
     f.ok("UpdateSecretVersionStage", json!({"SecretId": "s", "VersionStage": "AWSCURRENT", "MoveToVersionId": t3, "RemoveFromVersionId": t2})).await;
     assert_eq!(f.ok("GetSecretValue", json!({"SecretId": "s"})).await["SecretString"], "three");
-    assert_eq!(f.ok("GetSecretValue", json!({"SecretId": "s", "VersionStage": "AWSPREVIOUS"})).await["SecretString"], "two");
+    assert_eq!(
+        f.ok("GetSecretValue", json!({"SecretId": "s", "VersionStage": "AWSPREVIOUS"})).await["SecretString"],
+        "two"
+    );
     // The first version lost its last label: deprecated, listed only on request.
     let l = f.ok("ListSecretVersionIds", json!({"SecretId": "s"})).await;
     assert_eq!(l["Versions"].as_array().unwrap().len(), 2, "{l}");
@@ -100,7 +126,13 @@ async fn delete_schedules_refuses_values_restores_and_expires() {
     assert_eq!(e.code, "InvalidRequestException");
     assert!(e.message.contains("marked for deletion"));
     assert_eq!(f.ok("ListSecrets", json!({})).await["SecretList"], json!([]));
-    assert_eq!(f.ok("ListSecrets", json!({"IncludePlannedDeletion": true})).await["SecretList"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        f.ok("ListSecrets", json!({"IncludePlannedDeletion": true})).await["SecretList"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     let e = f.err("CreateSecret", json!({"Name": "gone", "SecretString": "x"})).await;
     assert_eq!(e.code, "InvalidRequestException");
     f.ok("RestoreSecret", json!({"SecretId": "gone"})).await;
@@ -117,7 +149,11 @@ async fn delete_schedules_refuses_values_restores_and_expires() {
 async fn list_filters_paginates_and_tags() {
     let f = fixture();
     for (i, n) in ["app/a", "app/b", "other"].iter().enumerate() {
-        f.ok("CreateSecret", json!({"Name": n, "SecretString": "v", "Tags": [{"Key": "team", "Value": format!("t{i}")}]})).await;
+        f.ok(
+            "CreateSecret",
+            json!({"Name": n, "SecretString": "v", "Tags": [{"Key": "team", "Value": format!("t{i}")}]}),
+        )
+        .await;
         f.clock.advance_ms(1000);
     }
     let l = f.ok("ListSecrets", json!({"Filters": [{"Key": "name", "Values": ["app/"]}]})).await;
@@ -160,7 +196,15 @@ async fn policies_passwords_and_rotation() {
     let pw = f.ok("GetRandomPassword", json!({})).await["RandomPassword"].as_str().unwrap().to_string();
     assert_eq!(pw.len(), 32);
     assert!(pw.chars().any(|c| c.is_ascii_digit()) && pw.chars().any(|c| c.is_ascii_uppercase()));
-    let pw = f.ok("GetRandomPassword", json!({"PasswordLength": 50, "ExcludePunctuation": true, "ExcludeCharacters": "abc"})).await["RandomPassword"].as_str().unwrap().to_string();
+    let pw = f
+        .ok(
+            "GetRandomPassword",
+            json!({"PasswordLength": 50, "ExcludePunctuation": true, "ExcludeCharacters": "abc"}),
+        )
+        .await["RandomPassword"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(pw.len(), 50);
     assert!(pw.chars().all(|c| c.is_ascii_alphanumeric() && !"abc".contains(c)), "{pw}");
     let e = f.err("GetRandomPassword", json!({"PasswordLength": 5000})).await;
@@ -172,7 +216,8 @@ async fn policies_passwords_and_rotation() {
 #[tokio::test]
 async fn ecs_references_resolve_with_json_keys_and_stages() {
     let f = fixture();
-    let c = f.ok("CreateSecret", json!({"Name": "db", "SecretString": r#"{"user":"admin","port":5432}"#})).await;
+    let c =
+        f.ok("CreateSecret", json!({"Name": "db", "SecretString": r#"{"user":"admin","port":5432}"#})).await;
     let arn = c["ARN"].as_str().unwrap().to_string();
     let r = Resolver(f.sm.clone());
     let get = |v: &str| r.resolve("123456789012", "us-east-1", v).map(|s| s.expose().to_string());
@@ -187,6 +232,11 @@ async fn ecs_references_resolve_with_json_keys_and_stages() {
     assert!(e.contains("ResourceNotFoundException: Secrets Manager can't find the specified secret."), "{e}");
     assert_eq!(
         resolve::parse_reference("arn:aws:secretsmanager:r:1:secret:n-abcdef:k:S:V"),
-        Some(resolve::Reference { secret: "arn:aws:secretsmanager:r:1:secret:n-abcdef", json_key: Some("k"), version_stage: Some("S"), version_id: Some("V") })
+        Some(resolve::Reference {
+            secret: "arn:aws:secretsmanager:r:1:secret:n-abcdef",
+            json_key: Some("k"),
+            version_stage: Some("S"),
+            version_id: Some("V")
+        })
     );
 }

@@ -19,9 +19,9 @@ pub fn limit(max_results: i32, max: i32) -> Result<usize, ServiceError> {
 pub fn after(token: Option<&str>) -> Result<Option<String>, ServiceError> {
     match token {
         None | Some("") => Ok(None),
-        Some(t) => gantry_core::page::decode(t)
-            .map(Some)
-            .ok_or_else(|| ServiceError::sender("InvalidNextToken", format!("The specified token is not valid: {t}"))),
+        Some(t) => gantry_core::page::decode(t).map(Some).ok_or_else(|| {
+            ServiceError::sender("InvalidNextToken", format!("The specified token is not valid: {t}"))
+        }),
     }
 }
 
@@ -63,13 +63,19 @@ pub fn passes(_scope: &Scope, r: &ParamRecord, f: &m::ParameterStringFilter) -> 
             r.name.starts_with(&base) && (option == "Recursive" || !r.name[base.len()..].contains('/'))
         }),
         k => match k.strip_prefix("tag:") {
-            Some(tag) => r.tags.iter().any(|t| t.key == tag && (values.is_empty() || values.contains(&t.value))),
+            Some(tag) => {
+                r.tags.iter().any(|t| t.key == tag && (values.is_empty() || values.contains(&t.value)))
+            }
             None => false,
         },
     }
 }
 
-pub fn describe(scope: &Scope, all: Vec<ParamRecord>, req: m::DescribeParametersRequest) -> Result<m::DescribeParametersResult, ServiceError> {
+pub fn describe(
+    scope: &Scope,
+    all: Vec<ParamRecord>,
+    req: m::DescribeParametersRequest,
+) -> Result<m::DescribeParametersResult, ServiceError> {
     if req.filters.is_some() && req.parameter_filters.is_some() {
         return Err(validation("You can use either Filters or ParameterFilters in a single request."));
     }
@@ -84,18 +90,28 @@ pub fn describe(scope: &Scope, all: Vec<ParamRecord>, req: m::DescribeParameters
             other => {
                 return Err(ServiceError::sender(
                     "InvalidFilterKey",
-                    format!("The following filter key is not valid: {other}. Valid filter keys include: [Name, Type, KeyId]."),
+                    format!(
+                        "The following filter key is not valid: {other}. Valid filter keys include: [Name, Type, KeyId]."
+                    ),
                 ));
             }
         };
-        filters.push(m::ParameterStringFilter { key: f.key.clone(), option: Some(option.into()), values: Some(f.values.clone()) });
+        filters.push(m::ParameterStringFilter {
+            key: f.key.clone(),
+            option: Some(option.into()),
+            values: Some(f.values.clone()),
+        });
     }
     for f in req.parameter_filters.iter().flatten() {
-        let ok_key = ["Name", "Type", "KeyId", "Path", "Tier", "DataType", "Label"].contains(&f.key.as_str()) || f.key.starts_with("tag:");
+        let ok_key = ["Name", "Type", "KeyId", "Path", "Tier", "DataType", "Label"].contains(&f.key.as_str())
+            || f.key.starts_with("tag:");
         if !ok_key {
             return Err(ServiceError::sender(
                 "InvalidFilterKey",
-                format!("The following filter key is not valid: {}. Valid filter keys include: [Path, Name, Type, KeyId, Tier, DataType, Label, tag:KEY].", f.key),
+                format!(
+                    "The following filter key is not valid: {}. Valid filter keys include: [Path, Name, Type, KeyId, Tier, DataType, Label, tag:KEY].",
+                    f.key
+                ),
             ));
         }
         let option = f.option.as_deref().unwrap_or("Equals");

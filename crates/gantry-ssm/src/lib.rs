@@ -113,14 +113,10 @@ fn check_name(name: &str) -> Result<(), ServiceError> {
     }
     let bare = name.trim_start_matches('/').to_ascii_lowercase();
     if bare.starts_with("aws") || bare.starts_with("ssm") {
-        return Err(validation(format!(
-            "No access to reserved parameter name: {name}."
-        )));
+        return Err(validation(format!("No access to reserved parameter name: {name}.")));
     }
     if name.contains("//") || (name.contains('/') && !name.starts_with('/')) || name.ends_with('/') {
-        return Err(validation(format!(
-            "Parameter name must be a fully qualified name: {name}"
-        )));
+        return Err(validation(format!("Parameter name must be a fully qualified name: {name}")));
     }
     if name.matches('/').count() > 15 {
         return Err(ServiceError::sender(
@@ -169,7 +165,13 @@ impl Ssm {
 
     /// Runs one operation: its input as JSON, its output as JSON. `user` is the caller's ARN
     /// (LastModifiedUser).
-    pub async fn call(&self, scope: &Scope, user: &str, op: &str, input: &[u8]) -> Result<Vec<u8>, ServiceError> {
+    pub async fn call(
+        &self,
+        scope: &Scope,
+        user: &str,
+        op: &str,
+        input: &[u8],
+    ) -> Result<Vec<u8>, ServiceError> {
         match op {
             "PutParameter" => render(&self.put_parameter(scope, user, parse(input)?).await?),
             "GetParameter" => render(&self.get_parameter(scope, parse(input)?)?),
@@ -233,7 +235,12 @@ impl Ssm {
         if v.kind == "SecureString" && !decrypt { Ok(v.value.clone()) } else { self.plain(key, v) }
     }
 
-    pub async fn put_parameter(&self, scope: &Scope, user: &str, req: m::PutParameterRequest) -> Result<m::PutParameterResult, ServiceError> {
+    pub async fn put_parameter(
+        &self,
+        scope: &Scope,
+        user: &str,
+        req: m::PutParameterRequest,
+    ) -> Result<m::PutParameterResult, ServiceError> {
         check_name(&req.name)?;
         if let Some(t) = &req.r#type
             && !["String", "StringList", "SecureString"].contains(&t.as_str())
@@ -248,7 +255,9 @@ impl Ssm {
             ));
         }
         if req.tags.is_some() && req.overwrite {
-            return Err(validation("Invalid request: tags and overwrite can't be used together. To create a parameter with tags, please remove overwrite flag. To update tags for an existing parameter, please use AddTagsToResource or RemoveTagsFromResource."));
+            return Err(validation(
+                "Invalid request: tags and overwrite can't be used together. To create a parameter with tags, please remove overwrite flag. To update tags for an existing parameter, please use AddTagsToResource or RemoveTagsFromResource.",
+            ));
         }
         if let Some(tier) = &req.tier
             && !["Standard", "Advanced", "Intelligent-Tiering"].contains(&tier.as_str())
@@ -264,8 +273,9 @@ impl Ssm {
             )));
         }
         if let Some(p) = &req.allowed_pattern {
-            let re = regex::Regex::new(&format!("^(?:{p})$"))
-                .map_err(|_| validation(format!("Parameter allowedPattern, {p} is not a valid regular expression.")))?;
+            let re = regex::Regex::new(&format!("^(?:{p})$")).map_err(|_| {
+                validation(format!("Parameter allowedPattern, {p} is not a valid regular expression."))
+            })?;
             if !re.is_match(&req.value) {
                 return Err(ServiceError::sender(
                     "ParameterPatternMismatchException",
@@ -290,28 +300,44 @@ impl Ssm {
                         return Err(validation("A parameter type is required when you create a parameter."));
                     }
                     let key = format!("{}{}", prefix(scope), req.name);
-                    (key, 0, ParamRecord { name: req.name.clone(), tags: req.tags.clone().unwrap_or_default(), versions: vec![] })
+                    (
+                        key,
+                        0,
+                        ParamRecord {
+                            name: req.name.clone(),
+                            tags: req.tags.clone().unwrap_or_default(),
+                            versions: vec![],
+                        },
+                    )
                 }
             };
             let last = rec.versions.last().cloned();
-            let kind = req.r#type.clone().or_else(|| last.as_ref().map(|v| v.kind.clone())).unwrap_or_default();
+            let kind =
+                req.r#type.clone().or_else(|| last.as_ref().map(|v| v.kind.clone())).unwrap_or_default();
             if req.key_id.is_some() && kind != "SecureString" {
                 return Err(validation("KeyId is required for SecureString type parameter only."));
             }
             let prior_tier = last.as_ref().map(|v| v.tier.as_str()).unwrap_or("Standard");
             let tier = match req.tier.as_deref() {
                 Some("Intelligent-Tiering") | None => {
-                    if req.value.len() > 4096 || req.policies.is_some() { "Advanced".to_string() } else { prior_tier.to_string() }
+                    if req.value.len() > 4096 || req.policies.is_some() {
+                        "Advanced".to_string()
+                    } else {
+                        prior_tier.to_string()
+                    }
                 }
                 Some(t) => t.to_string(),
             };
             if tier == "Standard" && prior_tier == "Advanced" {
-                return Err(validation("This parameter uses the advanced-parameter tier. You can't downgrade a parameter from the advanced-parameter tier to the standard-parameter tier. If necessary, you can delete the advanced parameter and recreate it as a standard parameter."));
+                return Err(validation(
+                    "This parameter uses the advanced-parameter tier. You can't downgrade a parameter from the advanced-parameter tier to the standard-parameter tier. If necessary, you can delete the advanced parameter and recreate it as a standard parameter.",
+                ));
             }
             let max = if tier == "Advanced" { 8192 } else { 4096 };
             if req.value.len() > max {
                 return Err(validation(if tier == "Advanced" {
-                    "Advanced tier parameters support a maximum parameter value of 8192 characters.".to_string()
+                    "Advanced tier parameters support a maximum parameter value of 8192 characters."
+                        .to_string()
                 } else {
                     "Standard tier parameters support a maximum parameter value of 4096 characters. To create a larger parameter value, upgrade the parameter to use the advanced-parameter tier.".to_string()
                 }));
@@ -322,15 +348,25 @@ impl Ssm {
             } else {
                 req.value.clone()
             };
-            let key_id = (kind == "SecureString")
-                .then(|| req.key_id.clone().or_else(|| last.as_ref().and_then(|v| v.key_id.clone())).unwrap_or_else(|| DEFAULT_KMS_KEY.into()));
+            let key_id = (kind == "SecureString").then(|| {
+                req.key_id
+                    .clone()
+                    .or_else(|| last.as_ref().and_then(|v| v.key_id.clone()))
+                    .unwrap_or_else(|| DEFAULT_KMS_KEY.into())
+            });
             rec.versions.push(Version {
                 version,
                 kind,
                 value,
                 key_id,
-                description: req.description.clone().or_else(|| last.as_ref().and_then(|v| v.description.clone())),
-                allowed_pattern: req.allowed_pattern.clone().or_else(|| last.as_ref().and_then(|v| v.allowed_pattern.clone())),
+                description: req
+                    .description
+                    .clone()
+                    .or_else(|| last.as_ref().and_then(|v| v.description.clone())),
+                allowed_pattern: req
+                    .allowed_pattern
+                    .clone()
+                    .or_else(|| last.as_ref().and_then(|v| v.allowed_pattern.clone())),
                 tier: tier.clone(),
                 data_type: data_type.clone(),
                 modified: self.now(),
@@ -357,14 +393,19 @@ impl Ssm {
     }
 
     /// The version a `name[:selector]` names, with its record's key.
-    fn select(&self, scope: &Scope, id: &str) -> Result<(String, ParamRecord, Version, Option<String>), ServiceError> {
+    fn select(
+        &self,
+        scope: &Scope,
+        id: &str,
+    ) -> Result<(String, ParamRecord, Version, Option<String>), ServiceError> {
         let (name, selector) = split_selector(id);
         let name = name_of(name);
         let (key, _, rec) = self.read(scope, name)?.ok_or_else(|| not_found(id))?;
         let v = match selector {
             None => rec.latest().clone(),
             Some(sel) if sel.bytes().all(|b| b.is_ascii_digit()) && !sel.is_empty() => {
-                let n: i64 = sel.parse().map_err(|_| validation(format!("Invalid version selector {sel}")))?;
+                let n: i64 =
+                    sel.parse().map_err(|_| validation(format!("Invalid version selector {sel}")))?;
                 rec.versions.iter().find(|v| v.version == n).cloned().ok_or_else(|| {
                     ServiceError::sender(
                         "ParameterVersionNotFound",
@@ -372,12 +413,25 @@ impl Ssm {
                     )
                 })?
             }
-            Some(label) => rec.versions.iter().find(|v| v.labels.iter().any(|l| l == label)).cloned().ok_or_else(|| not_found(id))?,
+            Some(label) => rec
+                .versions
+                .iter()
+                .find(|v| v.labels.iter().any(|l| l == label))
+                .cloned()
+                .ok_or_else(|| not_found(id))?,
         };
         Ok((key, rec, v, selector.map(|s| format!(":{s}"))))
     }
 
-    fn parameter(&self, scope: &Scope, key: &str, rec: &ParamRecord, v: &Version, selector: Option<String>, decrypt: bool) -> Result<m::Parameter, ServiceError> {
+    fn parameter(
+        &self,
+        scope: &Scope,
+        key: &str,
+        rec: &ParamRecord,
+        v: &Version,
+        selector: Option<String>,
+        decrypt: bool,
+    ) -> Result<m::Parameter, ServiceError> {
         Ok(m::Parameter {
             name: Some(rec.name.clone()),
             r#type: Some(v.kind.clone()),
@@ -391,12 +445,22 @@ impl Ssm {
         })
     }
 
-    pub fn get_parameter(&self, scope: &Scope, req: m::GetParameterRequest) -> Result<m::GetParameterResult, ServiceError> {
+    pub fn get_parameter(
+        &self,
+        scope: &Scope,
+        req: m::GetParameterRequest,
+    ) -> Result<m::GetParameterResult, ServiceError> {
         let (key, rec, v, sel) = self.select(scope, &req.name)?;
-        Ok(m::GetParameterResult { parameter: Some(self.parameter(scope, &key, &rec, &v, sel, req.with_decryption)?) })
+        Ok(m::GetParameterResult {
+            parameter: Some(self.parameter(scope, &key, &rec, &v, sel, req.with_decryption)?),
+        })
     }
 
-    pub fn get_parameters(&self, scope: &Scope, req: m::GetParametersRequest) -> Result<m::GetParametersResult, ServiceError> {
+    pub fn get_parameters(
+        &self,
+        scope: &Scope,
+        req: m::GetParametersRequest,
+    ) -> Result<m::GetParametersResult, ServiceError> {
         if req.names.is_empty() || req.names.len() > 10 {
             return Err(validation(format!(
                 "1 validation error detected: Value '{:?}' at 'names' failed to satisfy constraint: Member must have length less than or equal to 10",
@@ -407,15 +471,23 @@ impl Ssm {
         let mut invalid = Vec::new();
         for n in &req.names {
             match self.select(scope, n) {
-                Ok((key, rec, v, sel)) => parameters.push(self.parameter(scope, &key, &rec, &v, sel, req.with_decryption)?),
-                Err(e) if e.code == "ParameterNotFound" || e.code == "ParameterVersionNotFound" => invalid.push(n.clone()),
+                Ok((key, rec, v, sel)) => {
+                    parameters.push(self.parameter(scope, &key, &rec, &v, sel, req.with_decryption)?)
+                }
+                Err(e) if e.code == "ParameterNotFound" || e.code == "ParameterVersionNotFound" => {
+                    invalid.push(n.clone())
+                }
                 Err(e) => return Err(e),
             }
         }
         Ok(m::GetParametersResult { parameters: Some(parameters), invalid_parameters: Some(invalid) })
     }
 
-    pub fn get_parameters_by_path(&self, scope: &Scope, req: m::GetParametersByPathRequest) -> Result<m::GetParametersByPathResult, ServiceError> {
+    pub fn get_parameters_by_path(
+        &self,
+        scope: &Scope,
+        req: m::GetParametersByPathRequest,
+    ) -> Result<m::GetParametersByPathResult, ServiceError> {
         if !req.path.starts_with('/') {
             return Err(validation(format!(
                 "The parameter doesn't meet the parameter name requirements. The parameter name must begin with a forward slash \"/\". It can't be prefixed with \"aws\" or \"ssm\" (case-insensitive). It must use only letters, numbers, or the following symbols: . (period), - (hyphen), _ (underscore). Special characters are not allowed. All sub-paths, if specified, must use the forward slash symbol \"/\". Valid example: /get/parameters2-/by1./path0_. (got {})",
@@ -427,10 +499,15 @@ impl Ssm {
         let base = if req.path.ends_with('/') { req.path.clone() } else { format!("{}/", req.path) };
         let filters = req.parameter_filters.clone().unwrap_or_default();
         for f in &filters {
-            if !["Type", "KeyId", "Label", "DataType", "Tier"].contains(&f.key.as_str()) && !f.key.starts_with("tag:") {
+            if !["Type", "KeyId", "Label", "DataType", "Tier"].contains(&f.key.as_str())
+                && !f.key.starts_with("tag:")
+            {
                 return Err(ServiceError::sender(
                     "InvalidFilterKey",
-                    format!("The following filter key is not valid: {}. Valid filter keys include: [Type, KeyId, Label, DataType, Tier].", f.key),
+                    format!(
+                        "The following filter key is not valid: {}. Valid filter keys include: [Type, KeyId, Label, DataType, Tier].",
+                        f.key
+                    ),
                 ));
             }
         }
@@ -450,11 +527,19 @@ impl Ssm {
         Ok(m::GetParametersByPathResult { parameters: Some(parameters), next_token })
     }
 
-    pub fn describe_parameters(&self, scope: &Scope, req: m::DescribeParametersRequest) -> Result<m::DescribeParametersResult, ServiceError> {
+    pub fn describe_parameters(
+        &self,
+        scope: &Scope,
+        req: m::DescribeParametersRequest,
+    ) -> Result<m::DescribeParametersResult, ServiceError> {
         describe::describe(scope, self.all(scope), req)
     }
 
-    pub async fn delete_parameter(&self, scope: &Scope, req: m::DeleteParameterRequest) -> Result<m::DeleteParameterResult, ServiceError> {
+    pub async fn delete_parameter(
+        &self,
+        scope: &Scope,
+        req: m::DeleteParameterRequest,
+    ) -> Result<m::DeleteParameterResult, ServiceError> {
         let name = name_of(&req.name);
         loop {
             let (key, rev, _) = self.read(scope, name)?.ok_or_else(|| not_found(&req.name))?;
@@ -464,7 +549,11 @@ impl Ssm {
         }
     }
 
-    pub async fn delete_parameters(&self, scope: &Scope, req: m::DeleteParametersRequest) -> Result<m::DeleteParametersResult, ServiceError> {
+    pub async fn delete_parameters(
+        &self,
+        scope: &Scope,
+        req: m::DeleteParametersRequest,
+    ) -> Result<m::DeleteParametersResult, ServiceError> {
         if req.names.is_empty() || req.names.len() > 10 {
             return Err(validation(
                 "1 validation error detected: Value at 'names' failed to satisfy constraint: Member must have length between 1 and 10",
@@ -481,12 +570,17 @@ impl Ssm {
         Ok(m::DeleteParametersResult { deleted_parameters: Some(deleted), invalid_parameters: Some(invalid) })
     }
 
-    pub fn get_parameter_history(&self, scope: &Scope, req: m::GetParameterHistoryRequest) -> Result<m::GetParameterHistoryResult, ServiceError> {
+    pub fn get_parameter_history(
+        &self,
+        scope: &Scope,
+        req: m::GetParameterHistoryRequest,
+    ) -> Result<m::GetParameterHistoryResult, ServiceError> {
         let name = name_of(&req.name);
         let (key, _, rec) = self.read(scope, name)?.ok_or_else(|| not_found(&req.name))?;
         let limit = describe::limit(req.max_results, 50)?;
         let after: Option<i64> = describe::after(req.next_token.as_deref())?.and_then(|a| a.parse().ok());
-        let items: Vec<&Version> = rec.versions.iter().filter(|v| after.is_none_or(|a| v.version > a)).collect();
+        let items: Vec<&Version> =
+            rec.versions.iter().filter(|v| after.is_none_or(|a| v.version > a)).collect();
         let (page, next_token) = gantry_core::page::paginate(items, limit, |v| v.version.to_string());
         let parameters = page
             .into_iter()
@@ -512,7 +606,12 @@ impl Ssm {
     }
 
     /// Reads, changes and writes back one parameter under compare-and-swap.
-    async fn update<T>(&self, scope: &Scope, id: &str, mut change: impl FnMut(&mut ParamRecord) -> Result<T, ServiceError>) -> Result<T, ServiceError> {
+    async fn update<T>(
+        &self,
+        scope: &Scope,
+        id: &str,
+        mut change: impl FnMut(&mut ParamRecord) -> Result<T, ServiceError>,
+    ) -> Result<T, ServiceError> {
         let name = name_of(id);
         loop {
             let (key, rev, mut rec) = self.read(scope, name)?.ok_or_else(|| not_found(id))?;
@@ -523,9 +622,15 @@ impl Ssm {
         }
     }
 
-    pub async fn label_parameter_version(&self, scope: &Scope, req: m::LabelParameterVersionRequest) -> Result<m::LabelParameterVersionResult, ServiceError> {
+    pub async fn label_parameter_version(
+        &self,
+        scope: &Scope,
+        req: m::LabelParameterVersionRequest,
+    ) -> Result<m::LabelParameterVersionResult, ServiceError> {
         if req.labels.is_empty() || req.labels.len() > 10 {
-            return Err(validation("1 validation error detected: Value at 'labels' failed to satisfy constraint: Member must have length between 1 and 10"));
+            return Err(validation(
+                "1 validation error detected: Value at 'labels' failed to satisfy constraint: Member must have length between 1 and 10",
+            ));
         }
         self.update(scope, &req.name, |rec| {
             let target = if req.parameter_version == 0 { rec.latest().version } else { req.parameter_version };
@@ -556,7 +661,11 @@ impl Ssm {
         .await
     }
 
-    pub async fn unlabel_parameter_version(&self, scope: &Scope, req: m::UnlabelParameterVersionRequest) -> Result<m::UnlabelParameterVersionResult, ServiceError> {
+    pub async fn unlabel_parameter_version(
+        &self,
+        scope: &Scope,
+        req: m::UnlabelParameterVersionRequest,
+    ) -> Result<m::UnlabelParameterVersionResult, ServiceError> {
         self.update(scope, &req.name, |rec| {
             let name = rec.name.clone();
             let v = rec.versions.iter_mut().find(|v| v.version == req.parameter_version).ok_or_else(|| {
@@ -575,18 +684,34 @@ impl Ssm {
     fn check_resource(resource_type: &str, id: &str) -> Result<(), ServiceError> {
         match resource_type {
             "Parameter" => Ok(()),
-            "Document" | "ManagedInstance" | "MaintenanceWindow" | "PatchBaseline" | "OpsItem" | "OpsMetadata" | "Automation" | "Association" => {
-                Err(ServiceError::sender("InvalidResourceId", format!("Gantry serves Parameter Store only: {resource_type} {id} does not exist.")))
-            }
-            other => Err(ServiceError::sender("InvalidResourceType", format!("The resource type {other} is not valid."))),
+            "Document" | "ManagedInstance" | "MaintenanceWindow" | "PatchBaseline" | "OpsItem"
+            | "OpsMetadata" | "Automation" | "Association" => Err(ServiceError::sender(
+                "InvalidResourceId",
+                format!("Gantry serves Parameter Store only: {resource_type} {id} does not exist."),
+            )),
+            other => Err(ServiceError::sender(
+                "InvalidResourceType",
+                format!("The resource type {other} is not valid."),
+            )),
         }
     }
 
-    pub async fn add_tags(&self, scope: &Scope, req: m::AddTagsToResourceRequest) -> Result<m::AddTagsToResourceResult, ServiceError> {
+    pub async fn add_tags(
+        &self,
+        scope: &Scope,
+        req: m::AddTagsToResourceRequest,
+    ) -> Result<m::AddTagsToResourceResult, ServiceError> {
         Self::check_resource(&req.resource_type, &req.resource_id)?;
         for t in &req.tags {
-            if t.key.is_empty() || t.key.len() > 128 || t.value.len() > 256 || t.key.to_ascii_lowercase().starts_with("aws:") {
-                return Err(validation(format!("Invalid tag: key {:?} (1-128 characters, not aws:), value at most 256 characters.", t.key)));
+            if t.key.is_empty()
+                || t.key.len() > 128
+                || t.value.len() > 256
+                || t.key.to_ascii_lowercase().starts_with("aws:")
+            {
+                return Err(validation(format!(
+                    "Invalid tag: key {:?} (1-128 characters, not aws:), value at most 256 characters.",
+                    t.key
+                )));
             }
         }
         let r = self
@@ -605,7 +730,11 @@ impl Ssm {
         Ok(m::AddTagsToResourceResult {})
     }
 
-    pub async fn remove_tags(&self, scope: &Scope, req: m::RemoveTagsFromResourceRequest) -> Result<m::RemoveTagsFromResourceResult, ServiceError> {
+    pub async fn remove_tags(
+        &self,
+        scope: &Scope,
+        req: m::RemoveTagsFromResourceRequest,
+    ) -> Result<m::RemoveTagsFromResourceResult, ServiceError> {
         Self::check_resource(&req.resource_type, &req.resource_id)?;
         self.update(scope, &req.resource_id, |rec| {
             rec.tags.retain(|t| !req.tag_keys.contains(&t.key));
@@ -616,15 +745,23 @@ impl Ssm {
         Ok(m::RemoveTagsFromResourceResult {})
     }
 
-    pub fn list_tags(&self, scope: &Scope, req: m::ListTagsForResourceRequest) -> Result<m::ListTagsForResourceResult, ServiceError> {
+    pub fn list_tags(
+        &self,
+        scope: &Scope,
+        req: m::ListTagsForResourceRequest,
+    ) -> Result<m::ListTagsForResourceResult, ServiceError> {
         Self::check_resource(&req.resource_type, &req.resource_id)?;
-        let (_, _, rec) = self.read(scope, name_of(&req.resource_id))?.ok_or_else(|| invalid_resource(&req.resource_id))?;
+        let (_, _, rec) =
+            self.read(scope, name_of(&req.resource_id))?.ok_or_else(|| invalid_resource(&req.resource_id))?;
         Ok(m::ListTagsForResourceResult { tag_list: Some(rec.tags) })
     }
 }
 
 fn invalid_resource(id: &str) -> ServiceError {
-    ServiceError::sender("InvalidResourceId", format!("The resource ID \"{id}\" is not valid. Verify the ID and try again."))
+    ServiceError::sender(
+        "InvalidResourceId",
+        format!("The resource ID \"{id}\" is not valid. Verify the ID and try again."),
+    )
 }
 
 /// [`gantry_ports::SecretResolver`] for SSM parameters: a name (in the task's Region) or an ARN.

@@ -19,7 +19,10 @@ fn fixture() -> Fixture {
 
 impl Fixture {
     async fn call(&self, op: &str, input: J) -> Result<J, ServiceError> {
-        let out = self.ssm.call(&self.scope, "arn:aws:iam::123456789012:root", op, &serde_json::to_vec(&input).unwrap()).await?;
+        let out = self
+            .ssm
+            .call(&self.scope, "arn:aws:iam::123456789012:root", op, &serde_json::to_vec(&input).unwrap())
+            .await?;
         Ok(serde_json::from_slice(&out).unwrap())
     }
     async fn ok(&self, op: &str, input: J) -> J {
@@ -45,7 +48,9 @@ async fn secure_strings_are_sealed_and_decrypted_on_request() {
     assert_eq!(g["Parameter"]["ARN"], "arn:aws:ssm:us-east-1:123456789012:parameter/app/db/password");
     let d = f.ok("DescribeParameters", json!({})).await;
     assert_eq!(d["Parameters"][0]["KeyId"], "alias/custom");
-    let e = f.err("PutParameter", json!({"Name": "/app/db/password", "Value": "x", "Type": "SecureString"})).await;
+    let e = f
+        .err("PutParameter", json!({"Name": "/app/db/password", "Value": "x", "Type": "SecureString"}))
+        .await;
     assert_eq!(e.code, "ParameterAlreadyExists");
     let e = f.err("GetParameter", json!({"Name": "/nope"})).await;
     assert_eq!(e.code, "ParameterNotFound");
@@ -61,13 +66,23 @@ async fn versions_selectors_labels_and_history() {
     assert_eq!(f.ok("GetParameter", json!({"Name": "p:1"})).await["Parameter"]["Selector"], ":1");
     let e = f.err("GetParameter", json!({"Name": "p:9"})).await;
     assert_eq!(e.code, "ParameterVersionNotFound");
-    let l = f.ok("LabelParameterVersion", json!({"Name": "p", "ParameterVersion": 1, "Labels": ["stable", "1bad"]})).await;
+    let l = f
+        .ok(
+            "LabelParameterVersion",
+            json!({"Name": "p", "ParameterVersion": 1, "Labels": ["stable", "1bad"]}),
+        )
+        .await;
     assert_eq!(l["InvalidLabels"], json!(["1bad"]));
     assert_eq!(f.ok("GetParameter", json!({"Name": "p:stable"})).await["Parameter"]["Value"], "v1");
     // Labelling another version moves the label.
     f.ok("LabelParameterVersion", json!({"Name": "p", "Labels": ["stable"]})).await;
     assert_eq!(f.ok("GetParameter", json!({"Name": "p:stable"})).await["Parameter"]["Value"], "v2");
-    let u = f.ok("UnlabelParameterVersion", json!({"Name": "p", "ParameterVersion": 2, "Labels": ["stable", "other"]})).await;
+    let u = f
+        .ok(
+            "UnlabelParameterVersion",
+            json!({"Name": "p", "ParameterVersion": 2, "Labels": ["stable", "other"]}),
+        )
+        .await;
     assert_eq!(u, json!({"RemovedLabels": ["stable"], "InvalidLabels": ["other"]}));
     let h = f.ok("GetParameterHistory", json!({"Name": "p", "MaxResults": 1})).await;
     assert_eq!(h["Parameters"][0]["Value"], "v1");
@@ -80,14 +95,32 @@ async fn versions_selectors_labels_and_history() {
 #[tokio::test]
 async fn patterns_tiers_and_validation() {
     let f = fixture();
-    let e = f.err("PutParameter", json!({"Name": "n", "Value": "abc", "Type": "String", "AllowedPattern": "^\\d+$"})).await;
+    let e = f
+        .err(
+            "PutParameter",
+            json!({"Name": "n", "Value": "abc", "Type": "String", "AllowedPattern": "^\\d+$"}),
+        )
+        .await;
     assert_eq!(e.code, "ParameterPatternMismatchException");
-    f.ok("PutParameter", json!({"Name": "n", "Value": "123", "Type": "String", "AllowedPattern": "^\\d+$"})).await;
-    let e = f.err("PutParameter", json!({"Name": "big", "Value": "x".repeat(5000), "Type": "String", "Tier": "Standard"})).await;
+    f.ok("PutParameter", json!({"Name": "n", "Value": "123", "Type": "String", "AllowedPattern": "^\\d+$"}))
+        .await;
+    let e = f
+        .err(
+            "PutParameter",
+            json!({"Name": "big", "Value": "x".repeat(5000), "Type": "String", "Tier": "Standard"}),
+        )
+        .await;
     assert!(e.message.contains("4096"));
-    let r = f.ok("PutParameter", json!({"Name": "big", "Value": "x".repeat(5000), "Type": "String", "Tier": "Advanced"})).await;
+    let r = f
+        .ok(
+            "PutParameter",
+            json!({"Name": "big", "Value": "x".repeat(5000), "Type": "String", "Tier": "Advanced"}),
+        )
+        .await;
     assert_eq!(r["Tier"], "Advanced");
-    let e = f.err("PutParameter", json!({"Name": "big", "Value": "y", "Overwrite": true, "Tier": "Standard"})).await;
+    let e = f
+        .err("PutParameter", json!({"Name": "big", "Value": "y", "Overwrite": true, "Tier": "Standard"}))
+        .await;
     assert!(e.message.contains("downgrade"));
     let e = f.err("PutParameter", json!({"Name": "t", "Value": "y", "Type": "Bogus"})).await;
     assert!(e.message.contains("Bogus"));
@@ -103,23 +136,41 @@ async fn patterns_tiers_and_validation() {
 async fn paths_filters_tags_and_deletes() {
     let f = fixture();
     for n in ["/a/x", "/a/y", "/a/b/z", "/c"] {
-        f.ok("PutParameter", json!({"Name": n, "Value": "v", "Type": "String", "Tags": [{"Key": "k", "Value": n}]})).await;
+        f.ok(
+            "PutParameter",
+            json!({"Name": n, "Value": "v", "Type": "String", "Tags": [{"Key": "k", "Value": n}]}),
+        )
+        .await;
     }
-    let names = |v: &J, k: &str| v[k].as_array().unwrap().iter().map(|p| p["Name"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let names = |v: &J, k: &str| {
+        v[k].as_array().unwrap().iter().map(|p| p["Name"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+    };
     let p = f.ok("GetParametersByPath", json!({"Path": "/a"})).await;
     assert_eq!(names(&p, "Parameters"), ["/a/x", "/a/y"]);
     let p = f.ok("GetParametersByPath", json!({"Path": "/a", "Recursive": true, "MaxResults": 2})).await;
     assert_eq!(names(&p, "Parameters"), ["/a/b/z", "/a/x"]);
-    let p = f.ok("GetParametersByPath", json!({"Path": "/a", "Recursive": true, "NextToken": p["NextToken"]})).await;
+    let p = f
+        .ok("GetParametersByPath", json!({"Path": "/a", "Recursive": true, "NextToken": p["NextToken"]}))
+        .await;
     assert_eq!(names(&p, "Parameters"), ["/a/y"]);
     let d = f.ok("DescribeParameters", json!({"ParameterFilters": [{"Key": "Path", "Option": "Recursive", "Values": ["/a"]}, {"Key": "Name", "Option": "Contains", "Values": ["z"]}]})).await;
     assert_eq!(names(&d, "Parameters"), ["/a/b/z"]);
-    let d = f.ok("DescribeParameters", json!({"ParameterFilters": [{"Key": "tag:k", "Values": ["/c"]}]})).await;
+    let d =
+        f.ok("DescribeParameters", json!({"ParameterFilters": [{"Key": "tag:k", "Values": ["/c"]}]})).await;
     assert_eq!(names(&d, "Parameters"), ["/c"]);
-    let e = f.err("DescribeParameters", json!({"ParameterFilters": [{"Key": "Bogus", "Values": ["x"]}]})).await;
+    let e =
+        f.err("DescribeParameters", json!({"ParameterFilters": [{"Key": "Bogus", "Values": ["x"]}]})).await;
     assert_eq!(e.code, "InvalidFilterKey");
-    f.ok("AddTagsToResource", json!({"ResourceType": "Parameter", "ResourceId": "/c", "Tags": [{"Key": "env", "Value": "prod"}]})).await;
-    f.ok("RemoveTagsFromResource", json!({"ResourceType": "Parameter", "ResourceId": "/c", "TagKeys": ["k"]})).await;
+    f.ok(
+        "AddTagsToResource",
+        json!({"ResourceType": "Parameter", "ResourceId": "/c", "Tags": [{"Key": "env", "Value": "prod"}]}),
+    )
+    .await;
+    f.ok(
+        "RemoveTagsFromResource",
+        json!({"ResourceType": "Parameter", "ResourceId": "/c", "TagKeys": ["k"]}),
+    )
+    .await;
     let t = f.ok("ListTagsForResource", json!({"ResourceType": "Parameter", "ResourceId": "/c"})).await;
     assert_eq!(t["TagList"], json!([{"Key": "env", "Value": "prod"}]));
     let e = f.err("ListTagsForResource", json!({"ResourceType": "Parameter", "ResourceId": "/none"})).await;

@@ -53,6 +53,9 @@ const CRATES: &[Crate] = &[
     krate("gantry-sched", Layer::Service("ecs"), true),
     // STS.
     krate("gantry-sts", Layer::Service("sts"), false),
+    // Secrets Manager and SSM Parameter Store.
+    krate("gantry-secretsmanager", Layer::Service("secretsmanager"), false),
+    krate("gantry-ssm", Layer::Service("ssm"), false),
     // Only these may depend on several services.
     krate("gantry-api", Layer::Front, false),
     krate("gantry", Layer::Front, false),

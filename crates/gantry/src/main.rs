@@ -559,7 +559,8 @@ fn master_key(dir: &std::path::Path) -> anyhow::Result<gantry_core::Sealer> {
         tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the master key file is readable by others; chmod 600 it");
     }
     let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let key = Sealer::parse_key(&text).with_context(|| format!("{} does not hold a master key", path.display()))?;
+    let key =
+        Sealer::parse_key(&text).with_context(|| format!("{} does not hold a master key", path.display()))?;
     Ok(Sealer::new(&key, nonces))
 }
 
