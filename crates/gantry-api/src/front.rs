@@ -382,15 +382,22 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
                     );
                 }
             };
-            let input = match prepare(protocol, model, &op, form, &request_id) {
+            let input = match prepare(protocol, model, &op, form) {
                 Ok(input) => input,
-                Err(r) => return (r, Some(service), Some(op)),
+                Err(e) => return (error(protocol, model, &e, &request_id), Some(service), Some(op)),
             };
             let scope = gantry_core::Scope::new(caller.principal.account.clone(), caller.region.clone());
-            let out = match service {
-                Service::SecretsManager => s.secretsmanager.call(&scope, &op, &input).await,
-                _ => s.ssm.call(&scope, &caller.principal.arn, &op, &input).await,
-            };
+            let span = tracing::debug_span!("request", op = %op, request_id);
+            let out = tracing::Instrument::instrument(
+                async {
+                    match service {
+                        Service::SecretsManager => s.secretsmanager.call(&scope, &op, &input).await,
+                        _ => s.ssm.call(&scope, &caller.principal.arn, &op, &input).await,
+                    }
+                },
+                span,
+            )
+            .await;
             (finish(protocol, model, &op, &request_id, out), Some(service), Some(op))
         }
     }
@@ -432,26 +439,22 @@ fn run_operation(
     request_id: &str,
     run: impl FnOnce(&str, &[u8]) -> Result<Vec<u8>, ServiceError>,
 ) -> Response {
-    match prepare(protocol, model, op, body, request_id) {
+    let span = tracing::debug_span!("request", op = %op, request_id);
+    let _enter = span.enter();
+    match prepare(protocol, model, op, body) {
         Ok(input) => {
             let out = run(op, &input);
             finish(protocol, model, op, request_id, out)
         }
-        Err(r) => r,
+        Err(e) => error(protocol, model, &e, request_id),
     }
 }
 
-/// The request in the JSON form of its shapes, or the error answer when it does not parse.
-fn prepare(
-    protocol: Protocol,
-    model: &Model,
-    op: &str,
-    body: &[u8],
-    request_id: &str,
-) -> Result<Vec<u8>, Response> {
+/// The request in the JSON form of its shapes, or why it does not parse.
+fn prepare(protocol: Protocol, model: &Model, op: &str, body: &[u8]) -> Result<Vec<u8>, ServiceError> {
     match gantry_protocol::parse_request(protocol, model, op, body) {
         Ok(v) => Ok(serde_json::to_vec(&v).unwrap_or_default()),
-        Err(e) => Err(error(protocol, model, &e.to_service_error(protocol), request_id)),
+        Err(e) => Err(e.to_service_error(protocol)),
     }
 }
 

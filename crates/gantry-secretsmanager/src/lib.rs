@@ -787,13 +787,9 @@ impl SecretsManager {
         };
         match (&req.secret_id_list, &req.filters) {
             (Some(_), Some(_)) => {
-                return Err(invalid_parameter(
-                    "Either 'SecretIdList' or 'Filters' must be provided, but not both.",
-                ));
+                Err(invalid_parameter("Either 'SecretIdList' or 'Filters' must be provided, but not both."))
             }
-            (None, None) => {
-                return Err(invalid_parameter("Either 'SecretIdList' or 'Filters' must be provided."));
-            }
+            (None, None) => Err(invalid_parameter("Either 'SecretIdList' or 'Filters' must be provided.")),
             (Some(ids), None) => {
                 if req.max_results.is_some() {
                     return Err(invalid_parameter(
@@ -816,11 +812,11 @@ impl SecretsManager {
                         }),
                     }
                 }
-                return Ok(m::BatchGetSecretValueResponse {
+                Ok(m::BatchGetSecretValueResponse {
                     secret_values: Some(values),
                     next_token: None,
                     errors: Some(errors),
-                });
+                })
             }
             (None, Some(filters)) => {
                 let (page, token) =
@@ -910,7 +906,9 @@ impl SecretsManager {
             None | Some("desc") => page.reverse(),
             Some("asc") => {}
             Some(o) => {
-                return Err(invalid_parameter(format!("Invalid SortOrder value {o:?}: must be asc or desc.")));
+                return Err(invalid_parameter(format!(
+                    "Invalid SortOrder value {o:?}: must be asc or desc."
+                )));
             }
         }
         let list = page

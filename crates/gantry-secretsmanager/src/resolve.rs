@@ -34,7 +34,7 @@ pub fn parse_reference(value_from: &str) -> Option<Reference<'_>> {
     let mut it = rest.split(':');
     let name = it.next().filter(|n| !n.is_empty())?;
     let secret = &value_from[..name_start + name.len()];
-    fn nonempty_of<'a>(s: Option<&'a str>) -> Option<&'a str> {
+    fn nonempty_of(s: Option<&str>) -> Option<&str> {
         s.filter(|s| !s.is_empty())
     }
     Some(Reference {
