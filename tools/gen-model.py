@@ -15,7 +15,8 @@ Rules for the structs:
 * member names keep the model's spelling (`#[serde(rename = "...")]`), fields are snake_case;
 * members listed in a structure's `required` are plain fields, so serde rejects a request without
   them; every other member is an `Option`, except unboxed primitives (the model's `Integer`,
-  `Boolean`, ...), which AWS always returns and which default to zero/false;
+  `Boolean`, ...) of JSON services, which AWS always returns and which default to zero/false
+  (query services' primitives are `Option`s too: their models have no `box`);
 * enums stay `String`s: services validate enum values themselves, with their own messages, so the
   domain does it (and an unknown future value does not break deserialization of stored records);
 * timestamps are `f64` epoch seconds and blobs base64 strings, the JSON protocols' forms (the
@@ -50,20 +51,51 @@ ECS_SKIP_OPS = {
     "ListGatewayRoutes",
 }
 
+
+
+class Only:
+    """The operations a service's model keeps, where that is shorter than those it leaves out."""
+
+    def __init__(self, ops):
+        self.ops = set(ops)
+
+
 # SSM's Parameter Store operations: the rest of SSM (154 operations) is left out of its model.
-SSM_OPS = [
+SSM_OPS = Only({
     "PutParameter", "GetParameter", "GetParameters", "GetParametersByPath", "DescribeParameters",
     "DeleteParameter", "DeleteParameters", "GetParameterHistory", "LabelParameterVersion",
     "UnlabelParameterVersion", "AddTagsToResource", "RemoveTagsFromResource", "ListTagsForResource",
-]
+})
+
+# ELBv2: what ECS workflows (the AWS CLI, Terraform's aws_lb*, CDK's ecs-patterns) call; trust
+# stores (mTLS), IP pools, capacity reservations' changes and resource policies are left out.
+ELBV2_OPS = Only({
+    "AddListenerCertificates", "AddTags", "CreateListener", "CreateLoadBalancer", "CreateRule",
+    "CreateTargetGroup", "DeleteListener", "DeleteLoadBalancer", "DeleteRule", "DeleteTargetGroup",
+    "DeregisterTargets", "DescribeCapacityReservation", "DescribeListenerAttributes",
+    "DescribeListenerCertificates", "DescribeListeners", "DescribeLoadBalancerAttributes",
+    "DescribeLoadBalancers", "DescribeRules", "DescribeTags", "DescribeTargetGroupAttributes",
+    "DescribeTargetGroups", "DescribeTargetHealth", "ModifyListener", "ModifyListenerAttributes",
+    "ModifyLoadBalancerAttributes", "ModifyRule", "ModifyTargetGroup", "ModifyTargetGroupAttributes",
+    "RegisterTargets", "RemoveListenerCertificates", "RemoveTags", "SetRulePriorities",
+    "SetSecurityGroups", "SetSubnets",
+})
+
+# ACM: imported certificates only (for HTTPS and TLS listeners); no issuing, no ACME.
+ACM_OPS = Only({
+    "AddTagsToCertificate", "DeleteCertificate", "DescribeCertificate", "GetCertificate",
+    "ImportCertificate", "ListCertificates", "ListTagsForCertificate", "RemoveTagsFromCertificate",
+})
 
 # The one list of services Gantry serves: (module, botocore directory, API version, operations
-# left out).
+# left out, or `Only` those kept).
 SERVICES = [
     ("ecs", "ecs", "2014-11-13", ECS_SKIP_OPS),
     ("sts", "sts", "2011-06-15", set()),
     ("secretsmanager", "secretsmanager", "2017-10-17", set()),
-    ("ssm", "ssm", "2014-11-06", "keep:" + ",".join(SSM_OPS)),
+    ("ssm", "ssm", "2014-11-06", SSM_OPS),
+    ("elbv2", "elbv2", "2015-12-01", ELBV2_OPS),
+    ("acm", "acm", "2015-12-08", ACM_OPS),
 ]
 
 KEYWORDS = {"type", "override", "match", "ref", "mod", "use", "async", "await", "fn", "impl",
@@ -91,10 +123,16 @@ def generate(module, directory, version, skip):
     path = os.path.join(botocore_data(), directory, version, "service-2.json.gz")
     model = json.load(gzip.open(path))
     shapes = model["shapes"]
-    if isinstance(skip, str) and skip.startswith("keep:"):
-        keep = set(skip[len("keep:"):].split(","))
-        skip = {n for n in model["operations"] if n not in keep}
-    ops = {n: o for n, o in model["operations"].items() if n not in skip}
+    if isinstance(skip, Only):
+        missing = skip.ops - set(model["operations"])
+        assert not missing, f"{module}: no such operations {sorted(missing)}"
+        ops = {n: o for n, o in model["operations"].items() if n in skip.ops}
+    else:
+        ops = {n: o for n, o in model["operations"].items() if n not in skip}
+    # The query protocol has no unboxed members (its models predate `box`): an absent number or
+    # flag is absent, not zero, and a service must tell the two apart (a weight of 0 is not an
+    # unspecified weight).
+    query = model["metadata"].get("protocol") == "query"
 
     reachable = []
     seen = set()
@@ -155,7 +193,7 @@ def generate(module, directory, version, skip):
 
     def unboxed_primitive(name):
         s = shapes[name]
-        return s["type"] in ("integer", "long", "double", "boolean") and not s.get("box")
+        return s["type"] in ("integer", "long", "double", "boolean") and not s.get("box") and not query
 
     sid = model["metadata"].get("serviceId", module)
     out = []

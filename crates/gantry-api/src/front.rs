@@ -25,18 +25,23 @@ use std::sync::Arc;
 pub enum Service {
     Ecs,
     Sts,
+    Elbv2,
+    Acm,
     SecretsManager,
     Ssm,
 }
 
 impl Service {
-    pub const ALL: [Service; 4] = [Service::Ecs, Service::Sts, Service::SecretsManager, Service::Ssm];
+    pub const ALL: [Service; 6] =
+        [Service::Ecs, Service::Sts, Service::Elbv2, Service::Acm, Service::SecretsManager, Service::Ssm];
 
     /// The SigV4 signing name.
     pub fn signing_name(self) -> &'static str {
         match self {
             Service::Ecs => "ecs",
             Service::Sts => "sts",
+            Service::Elbv2 => "elasticloadbalancing",
+            Service::Acm => "acm",
             Service::SecretsManager => "secretsmanager",
             Service::Ssm => "ssm",
         }
@@ -46,6 +51,8 @@ impl Service {
         match self {
             Service::Ecs => gantry_model::ecs::MODEL,
             Service::Sts => gantry_model::sts::MODEL,
+            Service::Elbv2 => gantry_model::elbv2::MODEL,
+            Service::Acm => gantry_model::acm::MODEL,
             Service::SecretsManager => gantry_model::secretsmanager::MODEL,
             Service::Ssm => gantry_model::ssm::MODEL,
         }
@@ -371,36 +378,57 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
             });
             (r, Some(service), op)
         }
-        Service::SecretsManager | Service::Ssm => {
-            let op = match gantry_protocol::operation_name(protocol, model, head.target, head.path, form) {
-                Ok(op) => op,
-                Err(e) => {
-                    return (
-                        error(protocol, model, &e.to_service_error(protocol), &request_id),
-                        Some(service),
-                        None,
-                    );
+        Service::Elbv2 | Service::Acm => {
+            let scope = gantry_core::Scope::new(s.config.account_id.clone(), caller.region.clone());
+            let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
+                match service {
+                    Service::Elbv2 => s.elbv2.call(&scope, &op, &input).await,
+                    _ => s.acm.call(&scope, &op, &input).await,
                 }
-            };
-            let input = match prepare(protocol, model, &op, form) {
-                Ok(input) => input,
-                Err(e) => return (error(protocol, model, &e, &request_id), Some(service), Some(op)),
-            };
-            let scope = gantry_core::Scope::new(caller.principal.account.clone(), caller.region.clone());
-            let span = tracing::debug_span!("request", op = %op, request_id);
-            let out = tracing::Instrument::instrument(
-                async {
-                    match service {
-                        Service::SecretsManager => s.secretsmanager.call(&scope, &op, &input).await,
-                        _ => s.ssm.call(&scope, &caller.principal.arn, &op, &input).await,
-                    }
-                },
-                span,
-            )
+            })
             .await;
-            (finish(protocol, model, &op, &request_id, out), Some(service), Some(op))
+            (r, Some(service), op)
+        }
+        Service::SecretsManager | Service::Ssm => {
+            let scope = gantry_core::Scope::new(caller.principal.account.clone(), caller.region.clone());
+            let user = &caller.principal.arn;
+            let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
+                match service {
+                    Service::SecretsManager => s.secretsmanager.call(&scope, &op, &input).await,
+                    _ => s.ssm.call(&scope, user, &op, &input).await,
+                }
+            })
+            .await;
+            (r, Some(service), op)
         }
     }
+}
+
+/// [`call_generic`] for a service whose operations are asynchronous (they read and write the
+/// store).
+async fn call_async<F, Fut>(
+    protocol: Protocol,
+    model: &Model,
+    head: &Head<'_>,
+    body: &[u8],
+    request_id: &str,
+    run: F,
+) -> (Response, Option<String>)
+where
+    F: FnOnce(String, Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<u8>, ServiceError>>,
+{
+    let op = match gantry_protocol::operation_name(protocol, model, head.target, head.path, body) {
+        Ok(op) => op,
+        Err(e) => return (error(protocol, model, &e.to_service_error(protocol), request_id), None),
+    };
+    let input = match gantry_protocol::parse_request(protocol, model, &op, body) {
+        Ok(v) => serde_json::to_vec(&v).unwrap_or_default(),
+        Err(e) => return (error(protocol, model, &e.to_service_error(protocol), request_id), Some(op)),
+    };
+    let span = tracing::debug_span!("request", op = %op, request_id);
+    let out = tracing::Instrument::instrument(run(op.clone(), input), span).await;
+    (finish(protocol, model, &op, out, request_id), Some(op))
 }
 
 /// What the ECS handler needs of the request head.
@@ -441,31 +469,20 @@ fn run_operation(
 ) -> Response {
     let span = tracing::debug_span!("request", op = %op, request_id);
     let _enter = span.enter();
-    match prepare(protocol, model, op, body) {
-        Ok(input) => {
-            let out = run(op, &input);
-            finish(protocol, model, op, request_id, out)
-        }
-        Err(e) => error(protocol, model, &e, request_id),
-    }
+    let input = match gantry_protocol::parse_request(protocol, model, op, body) {
+        Ok(v) => serde_json::to_vec(&v).unwrap_or_default(),
+        Err(e) => return error(protocol, model, &e.to_service_error(protocol), request_id),
+    };
+    finish(protocol, model, op, run(op, &input), request_id)
 }
 
-/// The request in the JSON form of its shapes, or why it does not parse.
-fn prepare(protocol: Protocol, model: &Model, op: &str, body: &[u8]) -> Result<Vec<u8>, ServiceError> {
-    match gantry_protocol::parse_request(protocol, model, op, body) {
-        Ok(v) => Ok(serde_json::to_vec(&v).unwrap_or_default()),
-        Err(e) => Err(e.to_service_error(protocol)),
-    }
-}
-
-/// The answer to an operation's output (JSON form) or error, in the request's protocol. Errors
-/// are logged by code and message only: services never put a secret value in a message.
+/// An operation's JSON output (or error) in the request's protocol.
 fn finish(
     protocol: Protocol,
     model: &Model,
     op: &str,
-    request_id: &str,
     out: Result<Vec<u8>, ServiceError>,
+    request_id: &str,
 ) -> Response {
     let out = out.and_then(|out| {
         serde_json::from_slice::<serde_json::Value>(&out)

@@ -72,9 +72,40 @@ pub struct ApiConfig {
     pub sealer: gantry_core::Sealer,
 }
 
+/// The services besides ECS (which is the control plane itself), wired to their ports.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub elbv2: Arc<gantry_elbv2::Elbv2>,
+    pub acm: Arc<gantry_acm::Acm>,
+}
+
+impl Services {
+    /// ELBv2 and ACM on the control plane's store, clock and IDs, wired to each other, with
+    /// `health` as what the data plane's health checks found.
+    pub fn new(control: &ControlPlane, health: Arc<dyn gantry_ports::lb::TargetHealthSource>) -> Self {
+        let store = control.store().clone();
+        let elbv2 = gantry_elbv2::Elbv2::new(
+            store.clone(),
+            control.clock().clone(),
+            control.ids().clone(),
+            health,
+            Arc::new(gantry_acm::AcmCertificates::new(store.clone())),
+        );
+        let acm = gantry_acm::Acm::new(
+            store.clone(),
+            control.clock().clone(),
+            control.ids().clone(),
+            Arc::new(gantry_elbv2::CertificateUsers::new(store)),
+        );
+        Services { elbv2: Arc::new(elbv2), acm: Arc::new(acm) }
+    }
+}
+
 pub(crate) struct AppState {
     pub(crate) control: ControlPlane,
     pub(crate) sts: gantry_sts::Sts,
+    pub(crate) elbv2: Arc<gantry_elbv2::Elbv2>,
+    pub(crate) acm: Arc<gantry_acm::Acm>,
     pub(crate) secretsmanager: Arc<gantry_secretsmanager::SecretsManager>,
     pub(crate) ssm: Arc<gantry_ssm::Ssm>,
     /// What a task's `secrets` are resolved through (the agent channel's `secrets` route).
@@ -113,8 +144,14 @@ impl App {
     }
 }
 
-/// The HTTP application: see [`App`].
+/// The HTTP application: see [`App`]. ELBv2 reports targets as nobody has checked them yet.
 pub fn app(control: ControlPlane, auth: Authenticator, config: ApiConfig) -> App {
+    let services = Services::new(&control, Arc::new(gantry_ports::lb::NoHealthChecks));
+    app_with(control, services, auth, config)
+}
+
+/// The HTTP application with the services the binary wired.
+pub fn app_with(control: ControlPlane, services: Services, auth: Authenticator, config: ApiConfig) -> App {
     let secretsmanager = Arc::new(gantry_secretsmanager::SecretsManager::new(
         control.store().clone(),
         control.clock().clone(),
@@ -134,6 +171,8 @@ pub fn app(control: ControlPlane, auth: Authenticator, config: ApiConfig) -> App
     let state = Arc::new(AppState {
         control,
         sts: gantry_sts::Sts::new(),
+        elbv2: services.elbv2,
+        acm: services.acm,
         secretsmanager,
         ssm,
         secrets,

@@ -18,5 +18,8 @@ pub mod sts;
 pub mod secretsmanager;
 #[rustfmt::skip]
 pub mod ssm;
+pub mod elbv2;
+#[rustfmt::skip]
+pub mod acm;
 
 pub use ecs::*;

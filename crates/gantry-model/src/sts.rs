@@ -31,8 +31,8 @@ pub struct AssumeRoleRequest {
     pub policy_arns: Option<Vec<PolicyDescriptorType>>,
     #[serde(rename = "Policy", default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
-    #[serde(rename = "DurationSeconds", default)]
-    pub duration_seconds: i32,
+    #[serde(rename = "DurationSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<i32>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     #[serde(rename = "TransitiveTagKeys", default, skip_serializing_if = "Option::is_none")]
@@ -47,8 +47,8 @@ pub struct AssumeRoleRequest {
     pub source_identity: Option<String>,
     #[serde(rename = "ProvidedContexts", default, skip_serializing_if = "Option::is_none")]
     pub provided_contexts: Option<Vec<ProvidedContext>>,
-    #[serde(rename = "MinimumSessionTokenSize", default)]
-    pub minimum_session_token_size: i32,
+    #[serde(rename = "MinimumSessionTokenSize", default, skip_serializing_if = "Option::is_none")]
+    pub minimum_session_token_size: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -57,14 +57,14 @@ pub struct AssumeRoleResponse {
     pub credentials: Option<Credentials>,
     #[serde(rename = "AssumedRoleUser", default, skip_serializing_if = "Option::is_none")]
     pub assumed_role_user: Option<AssumedRoleUser>,
-    #[serde(rename = "PackedPolicySize", default)]
-    pub packed_policy_size: i32,
+    #[serde(rename = "PackedPolicySize", default, skip_serializing_if = "Option::is_none")]
+    pub packed_policy_size: Option<i32>,
     #[serde(rename = "SourceIdentity", default, skip_serializing_if = "Option::is_none")]
     pub source_identity: Option<String>,
-    #[serde(rename = "SessionTokenUtilization", default)]
-    pub session_token_utilization: i32,
-    #[serde(rename = "SessionTokenSize", default)]
-    pub session_token_size: i32,
+    #[serde(rename = "SessionTokenUtilization", default, skip_serializing_if = "Option::is_none")]
+    pub session_token_utilization: Option<i32>,
+    #[serde(rename = "SessionTokenSize", default, skip_serializing_if = "Option::is_none")]
+    pub session_token_size: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -79,10 +79,10 @@ pub struct AssumeRoleWithSAMLRequest {
     pub policy_arns: Option<Vec<PolicyDescriptorType>>,
     #[serde(rename = "Policy", default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
-    #[serde(rename = "DurationSeconds", default)]
-    pub duration_seconds: i32,
-    #[serde(rename = "MinimumSessionTokenSize", default)]
-    pub minimum_session_token_size: i32,
+    #[serde(rename = "DurationSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<i32>,
+    #[serde(rename = "MinimumSessionTokenSize", default, skip_serializing_if = "Option::is_none")]
+    pub minimum_session_token_size: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -91,8 +91,8 @@ pub struct AssumeRoleWithSAMLResponse {
     pub credentials: Option<Credentials>,
     #[serde(rename = "AssumedRoleUser", default, skip_serializing_if = "Option::is_none")]
     pub assumed_role_user: Option<AssumedRoleUser>,
-    #[serde(rename = "PackedPolicySize", default)]
-    pub packed_policy_size: i32,
+    #[serde(rename = "PackedPolicySize", default, skip_serializing_if = "Option::is_none")]
+    pub packed_policy_size: Option<i32>,
     #[serde(rename = "Subject", default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
     #[serde(rename = "SubjectType", default, skip_serializing_if = "Option::is_none")]
@@ -105,10 +105,10 @@ pub struct AssumeRoleWithSAMLResponse {
     pub name_qualifier: Option<String>,
     #[serde(rename = "SourceIdentity", default, skip_serializing_if = "Option::is_none")]
     pub source_identity: Option<String>,
-    #[serde(rename = "SessionTokenUtilization", default)]
-    pub session_token_utilization: i32,
-    #[serde(rename = "SessionTokenSize", default)]
-    pub session_token_size: i32,
+    #[serde(rename = "SessionTokenUtilization", default, skip_serializing_if = "Option::is_none")]
+    pub session_token_utilization: Option<i32>,
+    #[serde(rename = "SessionTokenSize", default, skip_serializing_if = "Option::is_none")]
+    pub session_token_size: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -125,10 +125,10 @@ pub struct AssumeRoleWithWebIdentityRequest {
     pub policy_arns: Option<Vec<PolicyDescriptorType>>,
     #[serde(rename = "Policy", default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
-    #[serde(rename = "DurationSeconds", default)]
-    pub duration_seconds: i32,
-    #[serde(rename = "MinimumSessionTokenSize", default)]
-    pub minimum_session_token_size: i32,
+    #[serde(rename = "DurationSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<i32>,
+    #[serde(rename = "MinimumSessionTokenSize", default, skip_serializing_if = "Option::is_none")]
+    pub minimum_session_token_size: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -139,18 +139,18 @@ pub struct AssumeRoleWithWebIdentityResponse {
     pub subject_from_web_identity_token: Option<String>,
     #[serde(rename = "AssumedRoleUser", default, skip_serializing_if = "Option::is_none")]
     pub assumed_role_user: Option<AssumedRoleUser>,
-    #[serde(rename = "PackedPolicySize", default)]
-    pub packed_policy_size: i32,
+    #[serde(rename = "PackedPolicySize", default, skip_serializing_if = "Option::is_none")]
+    pub packed_policy_size: Option<i32>,
     #[serde(rename = "Provider", default, skip_serializing_if = "Option::is_none")]
     pub provider: Option<String>,
     #[serde(rename = "Audience", default, skip_serializing_if = "Option::is_none")]
     pub audience: Option<String>,
     #[serde(rename = "SourceIdentity", default, skip_serializing_if = "Option::is_none")]
     pub source_identity: Option<String>,
-    #[serde(rename = "SessionTokenUtilization", default)]
-    pub session_token_utilization: i32,
-    #[serde(rename = "SessionTokenSize", default)]
-    pub session_token_size: i32,
+    #[serde(rename = "SessionTokenUtilization", default, skip_serializing_if = "Option::is_none")]
+    pub session_token_utilization: Option<i32>,
+    #[serde(rename = "SessionTokenSize", default, skip_serializing_if = "Option::is_none")]
+    pub session_token_size: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -159,10 +159,10 @@ pub struct AssumeRootRequest {
     pub target_principal: String,
     #[serde(rename = "TaskPolicyArn")]
     pub task_policy_arn: PolicyDescriptorType,
-    #[serde(rename = "DurationSeconds", default)]
-    pub duration_seconds: i32,
-    #[serde(rename = "MinimumSessionTokenSize", default)]
-    pub minimum_session_token_size: i32,
+    #[serde(rename = "DurationSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<i32>,
+    #[serde(rename = "MinimumSessionTokenSize", default, skip_serializing_if = "Option::is_none")]
+    pub minimum_session_token_size: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -171,10 +171,10 @@ pub struct AssumeRootResponse {
     pub credentials: Option<Credentials>,
     #[serde(rename = "SourceIdentity", default, skip_serializing_if = "Option::is_none")]
     pub source_identity: Option<String>,
-    #[serde(rename = "SessionTokenUtilization", default)]
-    pub session_token_utilization: i32,
-    #[serde(rename = "SessionTokenSize", default)]
-    pub session_token_size: i32,
+    #[serde(rename = "SessionTokenUtilization", default, skip_serializing_if = "Option::is_none")]
+    pub session_token_utilization: Option<i32>,
+    #[serde(rename = "SessionTokenSize", default, skip_serializing_if = "Option::is_none")]
+    pub session_token_size: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -253,8 +253,8 @@ pub struct GetDelegatedAccessTokenRequest {
 pub struct GetDelegatedAccessTokenResponse {
     #[serde(rename = "Credentials", default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<Credentials>,
-    #[serde(rename = "PackedPolicySize", default)]
-    pub packed_policy_size: i32,
+    #[serde(rename = "PackedPolicySize", default, skip_serializing_if = "Option::is_none")]
+    pub packed_policy_size: Option<i32>,
     #[serde(rename = "AssumedPrincipal", default, skip_serializing_if = "Option::is_none")]
     pub assumed_principal: Option<String>,
 }
@@ -267,12 +267,12 @@ pub struct GetFederationTokenRequest {
     pub policy: Option<String>,
     #[serde(rename = "PolicyArns", default, skip_serializing_if = "Option::is_none")]
     pub policy_arns: Option<Vec<PolicyDescriptorType>>,
-    #[serde(rename = "DurationSeconds", default)]
-    pub duration_seconds: i32,
+    #[serde(rename = "DurationSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<i32>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
-    #[serde(rename = "MinimumSessionTokenSize", default)]
-    pub minimum_session_token_size: i32,
+    #[serde(rename = "MinimumSessionTokenSize", default, skip_serializing_if = "Option::is_none")]
+    pub minimum_session_token_size: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -281,42 +281,42 @@ pub struct GetFederationTokenResponse {
     pub credentials: Option<Credentials>,
     #[serde(rename = "FederatedUser", default, skip_serializing_if = "Option::is_none")]
     pub federated_user: Option<FederatedUser>,
-    #[serde(rename = "PackedPolicySize", default)]
-    pub packed_policy_size: i32,
-    #[serde(rename = "SessionTokenUtilization", default)]
-    pub session_token_utilization: i32,
-    #[serde(rename = "SessionTokenSize", default)]
-    pub session_token_size: i32,
+    #[serde(rename = "PackedPolicySize", default, skip_serializing_if = "Option::is_none")]
+    pub packed_policy_size: Option<i32>,
+    #[serde(rename = "SessionTokenUtilization", default, skip_serializing_if = "Option::is_none")]
+    pub session_token_utilization: Option<i32>,
+    #[serde(rename = "SessionTokenSize", default, skip_serializing_if = "Option::is_none")]
+    pub session_token_size: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetSessionTokenRequest {
-    #[serde(rename = "DurationSeconds", default)]
-    pub duration_seconds: i32,
+    #[serde(rename = "DurationSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<i32>,
     #[serde(rename = "SerialNumber", default, skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
     #[serde(rename = "TokenCode", default, skip_serializing_if = "Option::is_none")]
     pub token_code: Option<String>,
-    #[serde(rename = "MinimumSessionTokenSize", default)]
-    pub minimum_session_token_size: i32,
+    #[serde(rename = "MinimumSessionTokenSize", default, skip_serializing_if = "Option::is_none")]
+    pub minimum_session_token_size: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetSessionTokenResponse {
     #[serde(rename = "Credentials", default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<Credentials>,
-    #[serde(rename = "SessionTokenUtilization", default)]
-    pub session_token_utilization: i32,
-    #[serde(rename = "SessionTokenSize", default)]
-    pub session_token_size: i32,
+    #[serde(rename = "SessionTokenUtilization", default, skip_serializing_if = "Option::is_none")]
+    pub session_token_utilization: Option<i32>,
+    #[serde(rename = "SessionTokenSize", default, skip_serializing_if = "Option::is_none")]
+    pub session_token_size: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetWebIdentityTokenRequest {
     #[serde(rename = "Audience")]
     pub audience: Vec<String>,
-    #[serde(rename = "DurationSeconds", default)]
-    pub duration_seconds: i32,
+    #[serde(rename = "DurationSeconds", default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<i32>,
     #[serde(rename = "SigningAlgorithm")]
     pub signing_algorithm: String,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]

@@ -6,6 +6,8 @@
 //! targets with ELBv2, the agent resolves secrets), it asks for a trait defined here, and the
 //! binary wires the implementation in. This crate holds no logic and no I/O.
 
+pub mod lb;
+
 use gantry_core::Secret;
 use std::sync::Arc;
 
@@ -62,4 +64,41 @@ pub trait SecretResolver: Send + Sync {
     /// The value `value_from` names, in the task's account and region; or why it cannot be
     /// had, in the ECS agent's words after "unable to pull secrets or registry auth: ".
     fn resolve(&self, account: &str, region: &str, value_from: &str) -> Result<Secret, String>;
+}
+
+/// One CloudWatch datapoint, as a service publishes it (what `PutMetricData` carries): a metric
+/// of a namespace (`AWS/ApplicationELB`), its dimensions in the order AWS lists them, and either
+/// a single value or the statistics of many samples taken within the period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricDatum {
+    pub namespace: &'static str,
+    pub metric_name: &'static str,
+    /// `(name, value)` pairs, e.g. `("LoadBalancer", "app/web/50dc6c495c0c9188")`.
+    pub dimensions: Vec<(&'static str, String)>,
+    /// When the period the value covers ended.
+    pub timestamp: gantry_core::Timestamp,
+    pub value: MetricValue,
+    /// CloudWatch's unit name: `Count`, `Seconds`, `Bytes`, ...
+    pub unit: &'static str,
+}
+
+/// A datapoint's value: one number, or a statistic set (CloudWatch's `StatisticValues`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum MetricValue {
+    Value(f64),
+    Statistics { sample_count: f64, sum: f64, minimum: f64, maximum: f64 },
+}
+
+/// Where services publish their metrics (CloudWatch's side implements it). Publishers aggregate
+/// before calling: a call carries a period's datapoints, never one per request.
+pub trait MetricSink: Send + Sync {
+    fn put(&self, data: Vec<MetricDatum>);
+}
+
+/// A sink that drops everything, for a publisher nobody reads yet.
+#[derive(Debug, Default)]
+pub struct NoMetrics;
+
+impl MetricSink for NoMetrics {
+    fn put(&self, _data: Vec<MetricDatum>) {}
 }

@@ -7,7 +7,8 @@
 //! [`Action`]; a [`Backoff`] retries its errors. Controllers run only while the process leads
 //! ([`Leadership`]), and stop on [`Shutdown`] once their passes in flight have finished. Time is
 //! tokio's clock, so tests run on a paused clock. [`Metrics`] holds every metric family in one
-//! registry, created once by the binary and passed down.
+//! registry, created once by the binary and passed down. [`records`] is the record layer the
+//! service crates share: records stored with their index rows in one compare-and-swap write.
 //!
 //! This crate must not know any AWS service's records or rules (it sees keys, events and
 //! reconcilers), hold a global registry or global state of any kind, or read the wall clock for
@@ -17,6 +18,7 @@ mod controller;
 mod leader;
 pub mod metrics;
 mod queue;
+pub mod records;
 mod watch;
 
 pub use controller::{Action, Backoff, Controller, Reconciler, Shutdown, ShutdownTrigger, shutdown};

@@ -47,6 +47,8 @@ const CRATES: &[Crate] = &[
     krate("gantry-runtime", Layer::Shared, false),
     krate("gantry-agent", Layer::Shared, false),
     krate("gantry-tidy", Layer::Shared, true),
+    // The load balancer's data plane: capacity, like the agent; ELBv2's API wires it.
+    krate("gantry-lb", Layer::Shared, false),
     // ECS, and the pure parts it is made of.
     krate("gantry-ecs", Layer::Service("ecs"), false),
     krate("gantry-placement", Layer::Service("ecs"), true),
@@ -56,6 +58,9 @@ const CRATES: &[Crate] = &[
     // Secrets Manager and SSM Parameter Store.
     krate("gantry-secretsmanager", Layer::Service("secretsmanager"), false),
     krate("gantry-ssm", Layer::Service("ssm"), false),
+    // ELBv2 and ACM.
+    krate("gantry-elbv2", Layer::Service("elasticloadbalancing"), false),
+    krate("gantry-acm", Layer::Service("acm"), false),
     // Only these may depend on several services.
     krate("gantry-api", Layer::Front, false),
     krate("gantry", Layer::Front, false),
@@ -107,6 +112,7 @@ const DEP_RULES: &[DepRule] = &[
             ("gantry-api", "the front door: the axum router and the listener"),
             ("gantry-agent", "its control-plane client (client.rs) and task metadata endpoint (metadata.rs)"),
             ("gantry", "the binary: wiring the listener"),
+            ("gantry-lb", "the load balancer's data plane: it proxies HTTP"),
         ],
     },
     DepRule {
@@ -216,6 +222,7 @@ const SOURCE_RULES: &[SourceRule] = &[
                 1,
                 "the agent's full container list every LIST_INTERVAL: tokio's clock, paused in tests",
             ),
+            allow("crates/gantry-lb/src/http.rs", 1, "metrics: TargetResponseTime"),
         ],
     },
     SourceRule {
@@ -245,6 +252,27 @@ const SOURCE_RULES: &[SourceRule] = &[
                 1,
                 "parses the request's instanceIdentityDocument, not a stored value",
             ),
+        ],
+    },
+    SourceRule {
+        rule: "ELBv2's and ACM's stored records are decoded only by the shared record layer",
+        help: "read records with `gantry_runtime::records::load`/`load_prefix`/`decode` (records may \
+               be LZ4-compressed), never with serde_json directly",
+        scope: &["crates/gantry-elbv2/src/", "crates/gantry-acm/src/"],
+        ext: "rs",
+        code: Code::Production,
+        patterns: &[
+            "serde_json::from_slice",
+            "serde_json::from_str",
+            "serde_json::from_reader",
+            "serde_json::Deserializer",
+            "lz4_flex",
+        ],
+        allow: &[
+            allow("crates/gantry-elbv2/src/lib.rs", 1, "parses the request's JSON form, not a stored value"),
+            allow("crates/gantry-acm/src/lib.rs", 1, "parses the request's JSON form, not a stored value"),
+            allow("crates/gantry-elbv2/src/tests.rs", 1, "the tests read the operations' JSON output"),
+            allow("crates/gantry-acm/src/tests.rs", 1, "the tests read the operations' JSON output"),
         ],
     },
     SourceRule {
@@ -309,6 +337,11 @@ const SOURCE_RULES: &[SourceRule] = &[
                 "crates/gantry-agent/tests/it/docker.rs",
                 1,
                 "`poll_until`'s step against a real Docker daemon, with a deadline",
+            ),
+            allow(
+                "crates/gantry-lb/tests/it/support.rs",
+                2,
+                "`eventually`'s poll step with a deadline, and the test backend's slow request (the 3 s request draining must let finish)",
             ),
         ],
     },

@@ -5,7 +5,7 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use gantry_agent::client::{ClientCredentials, HttpClient};
-use gantry_api::{ApiConfig, AuthMode, Authenticator, Limits, app};
+use gantry_api::{ApiConfig, AuthMode, Authenticator, Limits, Services, app_with};
 use gantry_core::{OsSecrets, SeededIds, SystemClock};
 use gantry_ecs::ControlPlane;
 use gantry_runtime::{AlwaysLeader, Metrics};
@@ -619,15 +619,35 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     let (stop_controllers, controllers_stop) = gantry_runtime::shutdown();
     let scheduler = tokio::spawn({
         let control = control.clone();
-        async move { control.run_scheduler(Arc::new(AlwaysLeader::default()), controllers_stop).await }
+        let stop = controllers_stop.clone();
+        async move { control.run_scheduler(Arc::new(AlwaysLeader::default()), stop).await }
+    });
+    // ELBv2 and ACM on the same store. Until the data plane is wired, no target has been checked.
+    let services = Services::new(&control, Arc::new(gantry_ports::lb::NoHealthChecks));
+    // Load balancers go from provisioning to active through their controller.
+    let activator = tokio::spawn({
+        let (store, metrics) = (control.store().clone(), control.metrics().clone());
+        let stop = controllers_stop.clone();
+        async move {
+            gantry_elbv2::activator::Activator::new(store)
+                .run(metrics, Arc::new(AlwaysLeader::default()), stop)
+                .await
+        }
+    });
+    // A deregistered target's draining ends through its controller.
+    let drainer = tokio::spawn({
+        let (drainer, metrics) = (services.elbv2.drainer(), control.metrics().clone());
+        let stop = controllers_stop.clone();
+        async move { drainer.run(metrics, Arc::new(AlwaysLeader::default()), stop).await }
     });
     let limits = Limits {
         max_connections: common.max_connections,
         header_read_timeout: std::time::Duration::from_secs(common.header_timeout.max(1)),
         body_read_timeout: std::time::Duration::from_secs(common.body_timeout.max(1)),
     };
-    let app = app(
+    let app = app_with(
         control,
+        services,
         Authenticator::new(auth, keys, &common.account_id),
         ApiConfig {
             account_id: common.account_id.clone(),
@@ -712,5 +732,7 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     // No new scheduler pass starts; the passes in flight finish.
     stop_controllers.trigger();
     let _ = scheduler.await;
+    let _ = activator.await;
+    let _ = drainer.await;
     Ok(())
 }

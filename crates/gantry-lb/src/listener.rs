@@ -1,0 +1,78 @@
+//! A bound port: the accept loop, and each connection handed to the HTTP or TCP side by the
+//! listener's protocol (TLS terminated first for HTTPS and TLS), as the table says when the
+//! connection arrives.
+
+use crate::config::Protocol;
+use crate::http::{Mode, Shared};
+use crate::table::Slot;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+
+/// How long a client has to finish a TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds `addr` (SO_REUSEADDR, a backlog of 1024). Must run within a tokio runtime.
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Accepts connections until the task is aborted.
+pub(crate) async fn accept_loop(listener: TcpListener, slot: Arc<Slot>, shared: Arc<Shared>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(connection(stream, peer, slot.clone(), shared.clone()));
+            }
+            Err(e) => {
+                // Out of descriptors and the like: wait a little rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn connection(stream: TcpStream, peer: SocketAddr, slot: Arc<Slot>, shared: Arc<Shared>) {
+    let table = slot.table.load_full();
+    let counters = table.counters.clone();
+    counters.own.connection_opened();
+    let idle = table.idle_timeout;
+    match (table.protocol, table.tls.clone()) {
+        (Protocol::Http, _) => {
+            // A client that connects and says nothing is dropped after the idle timeout.
+            if let Ok(Some(mode)) = tokio::time::timeout(idle, crate::http::sniff(&stream)).await {
+                crate::http::serve(stream, peer, slot, shared, false, mode, idle).await;
+            }
+        }
+        (Protocol::Tcp, _) => crate::tcp::serve(stream, peer, table).await,
+        (Protocol::Https, Some(tls)) => {
+            let accepted =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_rustls::TlsAcceptor::from(tls).accept(stream))
+                    .await;
+            if let Ok(Ok(stream)) = accepted {
+                let mode = match stream.get_ref().1.alpn_protocol() {
+                    Some(b"h2") => Mode::Http2,
+                    _ => Mode::Http1,
+                };
+                crate::http::serve(stream, peer, slot, shared, true, mode, idle).await;
+            }
+        }
+        (Protocol::Tls, Some(tls)) => {
+            let accepted =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, tokio_rustls::TlsAcceptor::from(tls).accept(stream))
+                    .await;
+            if let Ok(Ok(stream)) = accepted {
+                crate::tcp::serve(stream, peer, table).await;
+            }
+        }
+        (Protocol::Https | Protocol::Tls, None) => {}
+    }
+    counters.own.connection_closed();
+}
