@@ -60,6 +60,13 @@ class Only:
         self.ops = set(ops)
 
 
+# SSM's Parameter Store operations: the rest of SSM (154 operations) is left out of its model.
+SSM_OPS = Only({
+    "PutParameter", "GetParameter", "GetParameters", "GetParametersByPath", "DescribeParameters",
+    "DeleteParameter", "DeleteParameters", "GetParameterHistory", "LabelParameterVersion",
+    "UnlabelParameterVersion", "AddTagsToResource", "RemoveTagsFromResource", "ListTagsForResource",
+})
+
 # ELBv2: what ECS workflows (the AWS CLI, Terraform's aws_lb*, CDK's ecs-patterns) call; trust
 # stores (mTLS), IP pools, capacity reservations' changes and resource policies are left out.
 ELBV2_OPS = Only({
@@ -85,6 +92,8 @@ ACM_OPS = Only({
 SERVICES = [
     ("ecs", "ecs", "2014-11-13", ECS_SKIP_OPS),
     ("sts", "sts", "2011-06-15", set()),
+    ("secretsmanager", "secretsmanager", "2017-10-17", set()),
+    ("ssm", "ssm", "2014-11-06", SSM_OPS),
     ("elbv2", "elbv2", "2015-12-01", ELBV2_OPS),
     ("acm", "acm", "2015-12-08", ACM_OPS),
 ]

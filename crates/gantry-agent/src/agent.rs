@@ -427,6 +427,9 @@ struct Runner<'a, R: Runtime, C: ControlClient> {
     /// When the image step began and ended; every later report carries them.
     pull_started_at: Option<f64>,
     pull_stopped_at: Option<f64>,
+    /// The task's resolved `secrets`, by container: environment variables set at create time,
+    /// held in memory only.
+    secret_env: BTreeMap<String, Vec<(String, gantry_core::Secret)>>,
 }
 
 /// A container of the task as the runner tracks it.
@@ -451,6 +454,43 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
             pending: None,
             pull_started_at: None,
             pull_stopped_at: None,
+            secret_env: BTreeMap::new(),
+        }
+    }
+
+    /// Fetches the task's secrets if its definition has any (`secrets`, a log configuration's
+    /// `secretOptions`, `repositoryCredentials`). Returns ECS's stop reason when they cannot
+    /// be had: the task then never starts.
+    async fn fetch_secrets(&mut self) -> Option<String> {
+        let wants = self.defs().iter().any(|d| {
+            d.secrets.as_ref().is_some_and(|s| !s.is_empty())
+                || d.log_configuration
+                    .as_ref()
+                    .and_then(|l| l.secret_options.as_ref())
+                    .is_some_and(|s| !s.is_empty())
+                || d.repository_credentials.is_some()
+        });
+        if !wants {
+            return None;
+        }
+        const PREFIX: &str = "ResourceInitializationError: unable to pull secrets or registry auth";
+        let req = gantry_core::protocol::SecretsRequest {
+            node: self.agent.config.node.clone(),
+            task_arn: self.task_arn(),
+        };
+        match self.agent.client.task_secrets(&req).await {
+            Ok(r) => match r.error {
+                Some(why) => Some(format!("{PREFIX}: {why}")),
+                None => {
+                    self.secret_env = r
+                        .environment
+                        .into_iter()
+                        .map(|(c, v)| (c, v.into_iter().map(|s| (s.name, s.value)).collect()))
+                        .collect();
+                    None
+                }
+            },
+            Err(e) => Some(format!("{PREFIX}: execution resource retrieval failed: {e}")),
         }
     }
 
@@ -681,6 +721,9 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
         if self.stopped() {
             return Some("Task stopped before it started".into());
         }
+        if let Some(reason) = self.fetch_secrets().await {
+            return Some(reason);
+        }
         self.pull_started_at = Some(now_s(&*self.agent.clock));
         self.post_pending(self.base_report("PENDING"));
         let rt = self.agent.runtime.clone();
@@ -811,6 +854,11 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
                 network,
                 metadata,
             );
+            // Secrets last: a secret's name wins over an environment variable of the same name.
+            for (k, v) in self.secret_env.get(&name).into_iter().flatten() {
+                spec.env.retain(|(n, _)| n != k);
+                spec.env.push((k.clone(), v.expose().to_string()));
+            }
             for p in spec.ports.iter_mut().filter(|p| p.host_port.is_none()) {
                 let udp = p.protocol == crate::runtime::Protocol::Udp;
                 match self.agent.ports.take(udp) {

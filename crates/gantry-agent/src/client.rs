@@ -3,7 +3,9 @@
 //! of `gantry up` uses it too, over loopback).
 
 use crate::runtime::BoxFuture;
-use gantry_core::protocol::{Assignments, FargateRegistration, PollRequest, TaskHealthReport};
+use gantry_core::protocol::{
+    Assignments, FargateRegistration, PollRequest, SecretsRequest, SecretsResponse, TaskHealthReport,
+};
 use gantry_core::{Clock, Secret, SystemClock};
 use gantry_model::*;
 use serde::Serialize;
@@ -33,6 +35,12 @@ pub trait ControlClient: Send + Sync + 'static {
         &'a self,
         req: &'a SubmitAttachmentStateChangesRequest,
     ) -> BoxFuture<'a, ClientResult<()>>;
+    /// The secrets of a task assigned to this node, resolved by the server from the task's
+    /// definition (the ECS agent fetches them with the execution role). A client that has no
+    /// server behind it (a test's) has none to give.
+    fn task_secrets<'a>(&'a self, _req: &'a SecretsRequest) -> BoxFuture<'a, ClientResult<SecretsResponse>> {
+        Box::pin(async { Ok(SecretsResponse::default()) })
+    }
 }
 
 /// The key the client signs its requests with (SigV4, service `ecs`), as any ECS client does.
@@ -236,6 +244,10 @@ impl HttpClient {
 }
 
 impl ControlClient for HttpClient {
+    fn task_secrets<'a>(&'a self, req: &'a SecretsRequest) -> BoxFuture<'a, ClientResult<SecretsResponse>> {
+        Box::pin(self.post("/_gantry/agent/v1/secrets", None, req))
+    }
+
     fn poll<'a>(&'a self, req: &'a PollRequest) -> BoxFuture<'a, ClientResult<Assignments>> {
         Box::pin(self.post("/_gantry/agent/v1/poll", None, req))
     }

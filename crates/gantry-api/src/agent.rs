@@ -9,7 +9,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use gantry_core::ServiceError;
-use gantry_core::protocol::{FargateRegistration, PollRequest, RawAssignments, TaskHealthReport};
+use gantry_core::protocol::{
+    FargateRegistration, PollRequest, RawAssignments, ResolvedSecret, SecretsRequest, SecretsResponse,
+    TaskHealthReport,
+};
+use gantry_ports::SecretResolver;
 use gantry_protocol::Protocol;
 use std::sync::Arc;
 
@@ -100,6 +104,99 @@ pub(crate) async fn health(
         let req: TaskHealthReport = wire::parse("ReportTaskHealth", &body)?;
         s.control.report_task_health(req).await?;
         Ok(b"{}".to_vec())
+    }
+    .await;
+    respond(&s, r)
+}
+
+/// Resolves a task's secret references: Secrets Manager ARNs go to Secrets Manager, anything
+/// else (an SSM parameter's name or ARN) to SSM, as the ECS agent routes them. Wired to the two
+/// services' [`SecretResolver`]s by [`crate::app`].
+#[derive(Clone)]
+pub(crate) struct Resolvers {
+    pub(crate) secretsmanager: Arc<dyn SecretResolver>,
+    pub(crate) ssm: Arc<dyn SecretResolver>,
+}
+
+impl Resolvers {
+    fn resolve(&self, account: &str, region: &str, value_from: &str) -> Result<gantry_core::Secret, String> {
+        let is_asm = value_from.split(':').nth(2) == Some("secretsmanager");
+        let r = if is_asm { &self.secretsmanager } else { &self.ssm };
+        r.resolve(account, region, value_from)
+    }
+
+    /// Every secret of an assignment, or the first that cannot be had. The task's account and
+    /// Region come from its ARN.
+    pub(crate) fn for_task(&self, a: &gantry_core::protocol::Assignment) -> SecretsResponse {
+        let arn = a.task.task_arn.as_deref().unwrap_or_default();
+        let mut parts = arn.split(':');
+        let region = parts.nth(3).unwrap_or_default();
+        let account = parts.next().unwrap_or_default();
+        let mut out = SecretsResponse::default();
+        for def in &a.task_definition.container_definitions.clone().unwrap_or_default() {
+            let name = def.name.clone().unwrap_or_default();
+            let groups = [
+                (def.secrets.as_deref().unwrap_or_default(), false),
+                (
+                    def.log_configuration
+                        .as_ref()
+                        .and_then(|l| l.secret_options.as_deref())
+                        .unwrap_or_default(),
+                    true,
+                ),
+            ];
+            for (secrets, log) in groups {
+                for sec in secrets {
+                    match self.resolve(account, region, &sec.value_from) {
+                        Ok(value) => {
+                            let map = if log { &mut out.log_options } else { &mut out.environment };
+                            map.entry(name.clone())
+                                .or_default()
+                                .push(ResolvedSecret { name: sec.name.clone(), value });
+                        }
+                        Err(why) => {
+                            return SecretsResponse { error: Some(why), ..Default::default() };
+                        }
+                    }
+                }
+            }
+            if let Some(creds) = &def.repository_credentials
+                && let Err(why) = self.resolve(account, region, &creds.credentials_parameter)
+            {
+                return SecretsResponse { error: Some(why), ..Default::default() };
+            }
+        }
+        out
+    }
+}
+
+/// The secrets of a task assigned to the asking node, resolved from its definition's
+/// references. A task not assigned to that node is refused: an agent reads only its own tasks'.
+pub(crate) async fn secrets(
+    State(s): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let r = async {
+        authenticate(&s, &method, &uri, &headers, &body)?;
+        let req: SecretsRequest = wire::parse("GetTaskSecrets", &body)?;
+        let assigned = s.control.assignments(&req.node)?;
+        let a = assigned
+            .iter()
+            .find(|a| a.task.task_arn.as_deref() == Some(req.task_arn.as_str()))
+            .ok_or_else(|| {
+                ServiceError::sender(
+                    "InvalidParameterException",
+                    format!("The task {} is not assigned to node {}.", req.task_arn, req.node),
+                )
+            })?;
+        let resolved = s.secrets.for_task(a);
+        if let Some(why) = &resolved.error {
+            tracing::info!(task = %req.task_arn, reason = %why, "a task's secrets cannot be resolved");
+        }
+        Ok(wire::render(&resolved)?)
     }
     .await;
     respond(&s, r)

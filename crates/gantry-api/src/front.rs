@@ -27,10 +27,13 @@ pub enum Service {
     Sts,
     Elbv2,
     Acm,
+    SecretsManager,
+    Ssm,
 }
 
 impl Service {
-    pub const ALL: [Service; 4] = [Service::Ecs, Service::Sts, Service::Elbv2, Service::Acm];
+    pub const ALL: [Service; 6] =
+        [Service::Ecs, Service::Sts, Service::Elbv2, Service::Acm, Service::SecretsManager, Service::Ssm];
 
     /// The SigV4 signing name.
     pub fn signing_name(self) -> &'static str {
@@ -39,6 +42,8 @@ impl Service {
             Service::Sts => "sts",
             Service::Elbv2 => "elasticloadbalancing",
             Service::Acm => "acm",
+            Service::SecretsManager => "secretsmanager",
+            Service::Ssm => "ssm",
         }
     }
 
@@ -48,6 +53,8 @@ impl Service {
             Service::Sts => gantry_model::sts::MODEL,
             Service::Elbv2 => gantry_model::elbv2::MODEL,
             Service::Acm => gantry_model::acm::MODEL,
+            Service::SecretsManager => gantry_model::secretsmanager::MODEL,
+            Service::Ssm => gantry_model::ssm::MODEL,
         }
     }
 }
@@ -377,6 +384,18 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
                 match service {
                     Service::Elbv2 => s.elbv2.call(&scope, &op, &input).await,
                     _ => s.acm.call(&scope, &op, &input).await,
+                }
+            })
+            .await;
+            (r, Some(service), op)
+        }
+        Service::SecretsManager | Service::Ssm => {
+            let scope = gantry_core::Scope::new(caller.principal.account.clone(), caller.region.clone());
+            let user = &caller.principal.arn;
+            let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
+                match service {
+                    Service::SecretsManager => s.secretsmanager.call(&scope, &op, &input).await,
+                    _ => s.ssm.call(&scope, user, &op, &input).await,
                 }
             })
             .await;

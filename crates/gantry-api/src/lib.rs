@@ -68,6 +68,8 @@ pub struct ApiConfig {
     pub poll_timeout: std::time::Duration,
     /// Connection, header and body limits.
     pub limits: Limits,
+    /// Seals Secrets Manager's and SSM's secret values at rest (the master key).
+    pub sealer: gantry_core::Sealer,
 }
 
 /// The services besides ECS (which is the control plane itself), wired to their ports.
@@ -104,6 +106,10 @@ pub(crate) struct AppState {
     pub(crate) sts: gantry_sts::Sts,
     pub(crate) elbv2: Arc<gantry_elbv2::Elbv2>,
     pub(crate) acm: Arc<gantry_acm::Acm>,
+    pub(crate) secretsmanager: Arc<gantry_secretsmanager::SecretsManager>,
+    pub(crate) ssm: Arc<gantry_ssm::Ssm>,
+    /// What a task's `secrets` are resolved through (the agent channel's `secrets` route).
+    pub(crate) secrets: agent::Resolvers,
     pub(crate) auth: Authenticator,
     pub(crate) models: front::Models,
     pub(crate) config: ApiConfig,
@@ -146,11 +152,30 @@ pub fn app(control: ControlPlane, auth: Authenticator, config: ApiConfig) -> App
 
 /// The HTTP application with the services the binary wired.
 pub fn app_with(control: ControlPlane, services: Services, auth: Authenticator, config: ApiConfig) -> App {
+    let secretsmanager = Arc::new(gantry_secretsmanager::SecretsManager::new(
+        control.store().clone(),
+        control.clock().clone(),
+        control.ids().clone(),
+        Arc::new(gantry_core::OsSecrets),
+        config.sealer.clone(),
+    ));
+    let ssm = Arc::new(gantry_ssm::Ssm::new(
+        control.store().clone(),
+        control.clock().clone(),
+        config.sealer.clone(),
+    ));
+    let secrets = agent::Resolvers {
+        secretsmanager: Arc::new(gantry_secretsmanager::Resolver(secretsmanager.clone())),
+        ssm: Arc::new(gantry_ssm::Resolver(ssm.clone())),
+    };
     let state = Arc::new(AppState {
         control,
         sts: gantry_sts::Sts::new(),
         elbv2: services.elbv2,
         acm: services.acm,
+        secretsmanager,
+        ssm,
+        secrets,
         auth,
         models: front::Models::load(),
         config,
@@ -162,6 +187,7 @@ pub fn app_with(control: ControlPlane, services: Services, auth: Authenticator, 
         .route("/_gantry/agent/v1/poll", post(agent::poll))
         .route("/_gantry/agent/v1/fargate", post(agent::register_fargate))
         .route("/_gantry/agent/v1/health", post(agent::health))
+        .route("/_gantry/agent/v1/secrets", post(agent::secrets))
         .fallback(front::handle)
         .with_state(state.clone());
     App { router, state }

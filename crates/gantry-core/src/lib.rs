@@ -11,6 +11,7 @@ pub mod error;
 pub mod page;
 pub mod protocol;
 pub mod query;
+pub mod seal;
 pub mod secret;
 pub mod service_error;
 pub mod status;
@@ -21,6 +22,7 @@ pub mod validate;
 
 pub use arn::{Arn, Scope};
 pub use error::{EcsError, ErrorKind, Result};
+pub use seal::Sealer;
 pub use secret::{OsSecrets, Secret, SecretGen};
 pub use service_error::ServiceError;
 pub use status::{

@@ -52,6 +52,11 @@ pub fn encode_token(key: &str) -> String {
     s
 }
 
+/// The key a token resumes after, if it is one of [`encode_token`]'s.
+pub fn decode(t: &str) -> Option<String> {
+    decode_token(t)
+}
+
 fn decode_token(t: &str) -> Option<String> {
     let hex = t.strip_prefix("gt")?;
     if hex.len() % 2 != 0 {

@@ -186,3 +186,37 @@ mod tests {
         assert_eq!(rendered.tasks[0].parse().unwrap(), want(11, Some(net)));
     }
 }
+
+/// The agent asks for the secrets of a task assigned to its node right before it starts the
+/// task (`POST /_gantry/agent/v1/secrets`), as the ECS agent fetches them with the execution
+/// role. The server reads the references from the task's definition, never from the request,
+/// and only for a task assigned to that node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretsRequest {
+    pub node: String,
+    pub task_arn: String,
+}
+
+/// One resolved secret: the environment variable (or log option) and its value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedSecret {
+    pub name: String,
+    pub value: crate::Secret,
+}
+
+/// The task's secrets by container name (its `secrets` and its log configuration's
+/// `secretOptions`), or why they cannot be had (ECS's words after "unable to pull secrets or
+/// registry auth: "). Values travel only over the agent's authenticated channel and are kept
+/// nowhere else.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretsResponse {
+    #[serde(default)]
+    pub environment: BTreeMap<String, Vec<ResolvedSecret>>,
+    #[serde(default)]
+    pub log_options: BTreeMap<String, Vec<ResolvedSecret>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -15,6 +15,9 @@ pub mod ecs;
 #[rustfmt::skip]
 pub mod sts;
 #[rustfmt::skip]
+pub mod secretsmanager;
+#[rustfmt::skip]
+pub mod ssm;
 pub mod elbv2;
 #[rustfmt::skip]
 pub mod acm;

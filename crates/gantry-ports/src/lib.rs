@@ -55,6 +55,17 @@ pub trait KeyStore: Send + Sync {
     fn lookup(&self, access_key_id: &str) -> Option<Arc<Credential>>;
 }
 
+/// Resolves the secrets of a task at its start: a container definition's `secrets[].valueFrom`
+/// (a Secrets Manager ARN with ECS's `:json-key:version-stage:version-id` suffixes, or an SSM
+/// parameter's name or ARN), as the ECS agent does with the execution role's credentials.
+/// Implemented by the Secrets Manager and SSM crates, each for its own references; the binary
+/// wires them. The value is read from the store's mirror, so resolving does not wait.
+pub trait SecretResolver: Send + Sync {
+    /// The value `value_from` names, in the task's account and region; or why it cannot be
+    /// had, in the ECS agent's words after "unable to pull secrets or registry auth: ".
+    fn resolve(&self, account: &str, region: &str, value_from: &str) -> Result<Secret, String>;
+}
+
 /// One CloudWatch datapoint, as a service publishes it (what `PutMetricData` carries): a metric
 /// of a namespace (`AWS/ApplicationELB`), its dimensions in the order AWS lists them, and either
 /// a single value or the statistics of many samples taken within the period.

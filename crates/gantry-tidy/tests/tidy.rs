@@ -55,6 +55,9 @@ const CRATES: &[Crate] = &[
     krate("gantry-sched", Layer::Service("ecs"), true),
     // STS.
     krate("gantry-sts", Layer::Service("sts"), false),
+    // Secrets Manager and SSM Parameter Store.
+    krate("gantry-secretsmanager", Layer::Service("secretsmanager"), false),
+    krate("gantry-ssm", Layer::Service("ssm"), false),
     // ELBv2 and ACM.
     krate("gantry-elbv2", Layer::Service("elasticloadbalancing"), false),
     krate("gantry-acm", Layer::Service("acm"), false),

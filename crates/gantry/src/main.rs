@@ -534,6 +534,43 @@ fn write_aws_profile(
 /// How the printed commands run the AWS CLI, and whether it is there: `aws` when it is on PATH,
 /// else the full path of the one `scripts/up.sh` installed (`GANTRY_AWS_CLI`), so that the
 /// command works exactly as printed.
+/// The master key that seals secret values at rest: `GANTRY_MASTER_KEY` (base64 of 32 bytes)
+/// if set, else `DIR/master.key`, created (mode 0600, from the OS CSPRNG) at first start. It is
+/// kept outside the store, so the store's files alone do not reveal a secret.
+fn master_key(dir: &std::path::Path) -> anyhow::Result<gantry_core::Sealer> {
+    use gantry_core::Sealer;
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let nonces: Arc<dyn gantry_core::SecretGen> = Arc::new(OsSecrets);
+    if let Some(text) = std::env::var_os("GANTRY_MASTER_KEY") {
+        let key = Sealer::parse_key(&text.to_string_lossy()).context("GANTRY_MASTER_KEY")?;
+        return Ok(Sealer::new(&key, nonces));
+    }
+    let path = dir.join("master.key");
+    if !path.exists() {
+        let tmp = path.with_extension("tmp");
+        let _ = std::fs::remove_file(&tmp);
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)
+            .with_context(|| format!("cannot create {}", tmp.display()))?;
+        writeln!(f, "{}", Sealer::new_key_text(&OsSecrets))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        tracing::info!(path = %path.display(), "created the master key that seals secrets at rest");
+    }
+    let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(path = %path.display(), mode = format!("{mode:o}"), "the master key file is readable by others; chmod 600 it");
+    }
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let key =
+        Sealer::parse_key(&text).with_context(|| format!("{} does not hold a master key", path.display()))?;
+    Ok(Sealer::new(&key, nonces))
+}
+
 fn aws_command() -> (String, bool) {
     use std::os::unix::fs::PermissionsExt;
     let executable = |p: &std::path::Path| {
@@ -568,6 +605,7 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         root = Some((credential.clone(), path));
         keys.insert(credential);
     }
+    let sealer = master_key(&data_dir)?;
     let db = data_dir.join("gantry.db");
     // The one registry: every part records into it, `GET /metrics` renders it.
     let metrics = Arc::new(Metrics::new());
@@ -642,6 +680,7 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
             enable_reset,
             poll_timeout: std::time::Duration::from_secs(5),
             limits,
+            sealer,
         },
     );
     let listener = tokio::net::TcpListener::bind(common.listen)
