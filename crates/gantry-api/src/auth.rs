@@ -153,34 +153,10 @@ pub fn scope_service<'a>(authorization: Option<&'a str>, query: &'a str) -> Opti
         Some(h) => h.split("Credential=").nth(1)?.split([',', ' ']).next()?,
         None => query.split('&').find_map(|p| p.strip_prefix("X-Amz-Credential="))?,
     };
-    // AKID/DATE/REGION/SERVICE/aws4_request, '/' possibly percent-encoded in a query string:
-    // exactly five parts.
-    if let Some(service) = fourth_of_five(credential, b"/") {
-        return Some(service);
-    }
-    fourth_of_five(credential, b"%2F")
-}
-
-/// The fourth of exactly five `sep`-separated parts, found in one pass over the bytes (cheaper
-/// than `str::split`'s searchers for a string this short).
-fn fourth_of_five<'a>(s: &'a str, sep: &[u8]) -> Option<&'a str> {
-    let bytes = s.as_bytes();
-    let (mut found, mut start, mut end, mut i) = (0, 0, 0, 0);
-    while i + sep.len() <= bytes.len() {
-        if bytes[i] == sep[0] && bytes[i..].starts_with(sep) {
-            found += 1;
-            match found {
-                3 => start = i + sep.len(),
-                4 => end = i,
-                5 => return None,
-                _ => {}
-            }
-            i += sep.len();
-        } else {
-            i += 1;
-        }
-    }
-    (found == 4).then(|| &s[start..end])
+    // AKID/DATE/REGION/SERVICE/aws4_request, '/' possibly percent-encoded in a query string.
+    let parts =
+        gantry_sigv4::five_parts(credential, "/").or_else(|| gantry_sigv4::five_parts(credential, "%2F"))?;
+    Some(parts[3])
 }
 
 #[cfg(test)]
