@@ -11,7 +11,9 @@ nginx (one worker, `return 200` of the same response bytes with the same content
 request-ID header) and any number of gantry binaries: `--gantry LABEL=PATH:MODE`, MODE being
 `open` (`--auth open`, the signed-looking header), `sigv4` (`--auth sigv4`, requests signed for
 real with the root key by botocore, signed again before every round so that the fixed
-X-Amz-Date stays within AWS's 15 minutes) or `legacy` (a binary from before `--auth`). Each
+X-Amz-Date stays within AWS's 15 minutes), `iam` (`--auth sigv4` with enforcement: requests signed
+by an IAM user whose one attached policy allows `ecs:Describe*`, so each is authorized by IAM) or
+`legacy` (a binary from before `--auth`). Each
 gantry runs with one worker thread. Per round it prints req/s, p50, p99, the ratio to nginx's
 req/s and the server's CPU time per request; then the median over rounds.
 """
@@ -130,11 +132,26 @@ def start_nginx(body: bytes, request_id: str, tmp):
     raise SystemExit("nginx did not come up")
 
 
+def iam_user(port, root):
+    """An IAM user with an access key and one attached policy allowing ecs:Describe* and
+    ecs:List*, made with the root key; its key pair."""
+    import boto3
+    iam = boto3.client("iam", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                       aws_access_key_id=root[0], aws_secret_access_key=root[1])
+    iam.create_user(UserName="bench")
+    doc = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["ecs:Describe*", "ecs:List*"], "Resource": "*"}]}
+    arn = iam.create_policy(PolicyName="bench", PolicyDocument=json.dumps(doc))["Policy"]["Arn"]
+    iam.attach_user_policy(UserName="bench", PolicyArn=arn)
+    key = iam.create_access_key(UserName="bench")["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]
+
+
 def versus_nginx(args):
     op, body = "DescribeClusters", {"clusters": ["bench"]}
     if not args.gantry:
         binary = release_binary(not args.no_build)
-        args.gantry = [f"open={binary}:open", f"sigv4={binary}:sigv4"]
+        args.gantry = [f"open={binary}:open", f"sigv4={binary}:sigv4", f"iam={binary}:iam"]
     tmp = tempfile.mkdtemp(prefix="gantry-bench-nginx-")
     procs, targets = [], []  # targets: (label, process, port, headers() or None, data dir)
     try:
@@ -143,13 +160,16 @@ def versus_nginx(args):
         for spec in args.gantry:
             label, rest = spec.split("=", 1)
             path, mode = rest.rsplit(":", 1)
-            if mode not in ("open", "sigv4", "legacy"):
-                raise SystemExit(f"--gantry {spec}: the mode is open, sigv4 or legacy")
-            server, port, data = start_server(path, extra_env=env, auth=None if mode == "legacy" else mode)
+            if mode not in ("open", "sigv4", "iam", "legacy"):
+                raise SystemExit(f"--gantry {spec}: the mode is open, sigv4, iam or legacy")
+            auth = {"legacy": None, "iam": "sigv4"}.get(mode, mode)
+            server, port, data = start_server(path, extra_env=env, auth=auth)
             procs.append((server, data))
-            creds = root_credentials(data) if mode == "sigv4" else None
+            creds = root_credentials(data) if mode in ("sigv4", "iam") else None
             conn = http.client.HTTPConnection("127.0.0.1", port)
             call(conn, "CreateCluster", {"clusterName": "bench"}, creds)
+            if mode == "iam":
+                creds = iam_user(port, creds)
             conn.request("POST", "/", json.dumps(body), signed_headers(creds, f"127.0.0.1:{port}", op, json.dumps(body))
                          if creds else open_headers(op))
             r = conn.getresponse()
@@ -212,8 +232,8 @@ def main():
     ap.add_argument("--versus-nginx", action="store_true",
                     help="DescribeClusters against nginx and the --gantry binaries, in interleaved rounds")
     ap.add_argument("--gantry", action="append", default=[], metavar="LABEL=PATH:MODE",
-                    help="with --versus-nginx: a server to compare (MODE: open, sigv4 or legacy); "
-                         "default: this tree's release build, open and sigv4")
+                    help="with --versus-nginx: a server to compare (MODE: open, sigv4, iam or legacy); "
+                         "default: this tree's release build, open, sigv4 and iam")
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
     if shutil.which("wrk") is None:

@@ -80,7 +80,7 @@ def release_binary(build: bool) -> str:
         return os.environ["GANTRY_BIN"]
     if build:
         subprocess.run(["cargo", "build", "--release", "-q", "-p", "gantry"], cwd=ROOT, check=True)
-    return os.path.join(ROOT, "target/release/gantry")
+    return os.path.join(os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target"), "release/gantry")
 
 
 def wait_healthy(port: int, timeout: float = 10):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a Debian machine, when it is missing (as root): Python's
-# venv module, a C compiler, Docker (started if it is not running), and a static busybox for the
-# locally built test image. Quick and silent when everything is there.
+# venv module, a C compiler, protoc and etcd (the etcd backend), Docker (started if it is not
+# running), and a static busybox for the locally built test image. Quick and silent when everything is there.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -10,6 +10,9 @@ python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv python3-pip)
 command -v gcc >/dev/null 2>&1 || need+=(build-essential)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+# The etcd backend: protoc compiles its gRPC protos at build time; its tests run a real etcd.
+command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
 { [[ -x /bin/busybox ]] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked'; } || need+=(busybox-static file)
 if ((${#need[@]})); then
     if [[ $EUID -ne 0 ]]; then

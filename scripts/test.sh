@@ -80,5 +80,5 @@ fi
 export PATH="$venv/bin:$PATH"
 export GANTRY_BIN="${GANTRY_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/gantry}"
 export GANTRY_REQUIRE_DOCKER=1
-"$venv/bin/pytest" -q -p no:cacheprovider tests/blackbox "$@" || status=$?
+"$venv/bin/pytest" -q -p no:cacheprovider --timeout 900 tests/blackbox "$@" || status=$?
 exit "$status"

@@ -48,6 +48,17 @@ else
         echo "scripts/up.sh: Rust's cargo is needed (https://rustup.rs)" >&2
         exit 1
     fi
+    # The etcd backend's gRPC protos are compiled at build time: that needs protoc.
+    if ! command -v protoc >/dev/null 2>&1; then
+        if [[ $EUID -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+            export DEBIAN_FRONTEND=noninteractive
+            apt-get update -q >/dev/null
+            apt-get install -y -q protobuf-compiler >/dev/null
+        else
+            echo "scripts/up.sh: building Gantry needs protoc; run: sudo apt-get install -y protobuf-compiler" >&2
+            exit 1
+        fi
+    fi
     cargo build --release -q -p gantry
     bin="${CARGO_TARGET_DIR:-$root/target}/release/gantry"
 fi

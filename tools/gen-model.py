@@ -87,15 +87,94 @@ ACM_OPS = Only({
     "ImportCertificate", "ListCertificates", "ListTagsForCertificate", "RemoveTagsFromCertificate",
 })
 
+# CloudWatch Logs: the operations ECS workflows call (issue 16); the other 100-odd come later.
+LOGS_OPS = Only({
+    "CreateLogGroup", "DeleteLogGroup", "DescribeLogGroups", "PutRetentionPolicy",
+    "DeleteRetentionPolicy", "TagResource", "UntagResource", "ListTagsForResource",
+    "TagLogGroup", "UntagLogGroup", "ListTagsLogGroup", "CreateLogStream", "DescribeLogStreams",
+    "DeleteLogStream", "PutLogEvents", "GetLogEvents", "FilterLogEvents", "StartQuery",
+    "GetQueryResults", "StopQuery",
+})
+
+# CloudWatch metrics and alarms (issue 16): metric data, metric alarms, their history and tags;
+# dashboards, anomaly detectors, insight rules, metric streams and composite alarms come later.
+CLOUDWATCH_OPS = Only({
+    "PutMetricData", "GetMetricStatistics", "GetMetricData", "ListMetrics", "PutMetricAlarm",
+    "DescribeAlarms", "DescribeAlarmsForMetric", "DeleteAlarms", "SetAlarmState",
+    "DescribeAlarmHistory", "EnableAlarmActions", "DisableAlarmActions", "TagResource",
+    "UntagResource", "ListTagsForResource",
+})
+
+# IAM: what ECS users touch (issue 14): users, groups, access keys, roles, managed and inline
+# policies, instance profiles, tags and SimulatePrincipalPolicy.
+IAM_OPS = Only({
+    "CreateUser", "GetUser", "ListUsers", "UpdateUser", "DeleteUser",
+    "CreateGroup", "GetGroup", "ListGroups", "DeleteGroup", "AddUserToGroup",
+    "RemoveUserFromGroup", "ListGroupsForUser",
+    "CreateAccessKey", "ListAccessKeys", "UpdateAccessKey", "DeleteAccessKey",
+    "GetAccessKeyLastUsed",
+    "CreateRole", "GetRole", "ListRoles", "UpdateRole", "DeleteRole", "UpdateAssumeRolePolicy",
+    "CreateServiceLinkedRole",
+    "CreatePolicy", "GetPolicy", "ListPolicies", "DeletePolicy", "CreatePolicyVersion",
+    "GetPolicyVersion", "ListPolicyVersions", "DeletePolicyVersion", "SetDefaultPolicyVersion",
+    "AttachUserPolicy", "DetachUserPolicy", "ListAttachedUserPolicies",
+    "AttachGroupPolicy", "DetachGroupPolicy", "ListAttachedGroupPolicies",
+    "AttachRolePolicy", "DetachRolePolicy", "ListAttachedRolePolicies",
+    "PutUserPolicy", "GetUserPolicy", "ListUserPolicies", "DeleteUserPolicy",
+    "PutGroupPolicy", "GetGroupPolicy", "ListGroupPolicies", "DeleteGroupPolicy",
+    "PutRolePolicy", "GetRolePolicy", "ListRolePolicies", "DeleteRolePolicy",
+    "CreateInstanceProfile", "GetInstanceProfile", "ListInstanceProfiles",
+    "DeleteInstanceProfile", "AddRoleToInstanceProfile", "RemoveRoleFromInstanceProfile",
+    "ListInstanceProfilesForRole",
+    "TagUser", "UntagUser", "ListUserTags", "TagRole", "UntagRole", "ListRoleTags",
+    "TagPolicy", "UntagPolicy", "ListPolicyTags",
+    "SimulatePrincipalPolicy",
+})
+
+# Application Auto Scaling: ECS services' desiredCount (issue 17).
+APPSCALING_OPS = Only({
+    "RegisterScalableTarget", "DeregisterScalableTarget", "DescribeScalableTargets",
+    "PutScalingPolicy", "DescribeScalingPolicies", "DeleteScalingPolicy",
+    "PutScheduledAction", "DescribeScheduledActions", "DeleteScheduledAction",
+    "DescribeScalingActivities", "TagResource", "UntagResource", "ListTagsForResource",
+})
+
+# EventBridge (issue 17): scheduled rules with ECS targets on the default event bus; event
+# buses, archives, replays, connections, API destinations and partner sources come later.
+EVENTS_OPS = Only({
+    "PutRule", "DescribeRule", "DeleteRule", "EnableRule", "DisableRule", "ListRules",
+    "PutTargets", "RemoveTargets", "ListTargetsByRule", "ListRuleNamesByTarget",
+    "TagResource", "UntagResource", "ListTagsForResource",
+})
+
+# EC2 Auto Scaling (issue 17): what ECS capacity providers need of it: launch configurations,
+# groups and their instances, scaling activities, lifecycle hooks (managed draining) and tags.
+AUTOSCALING_OPS = Only({
+    "CreateLaunchConfiguration", "DescribeLaunchConfigurations", "DeleteLaunchConfiguration",
+    "CreateAutoScalingGroup", "UpdateAutoScalingGroup", "DescribeAutoScalingGroups",
+    "DeleteAutoScalingGroup", "SetDesiredCapacity", "SetInstanceProtection",
+    "TerminateInstanceInAutoScalingGroup", "DescribeAutoScalingInstances",
+    "DescribeScalingActivities", "PutLifecycleHook", "DescribeLifecycleHooks",
+    "DeleteLifecycleHook", "CompleteLifecycleAction", "RecordLifecycleActionHeartbeat",
+    "CreateOrUpdateTags", "DeleteTags", "DescribeTags",
+})
+
 # The one list of services Gantry serves: (module, botocore directory, API version, operations
 # left out, or `Only` those kept).
 SERVICES = [
     ("ecs", "ecs", "2014-11-13", ECS_SKIP_OPS),
     ("sts", "sts", "2011-06-15", set()),
+    ("iam", "iam", "2010-05-08", IAM_OPS),
     ("secretsmanager", "secretsmanager", "2017-10-17", set()),
     ("ssm", "ssm", "2014-11-06", SSM_OPS),
     ("elbv2", "elbv2", "2015-12-01", ELBV2_OPS),
     ("acm", "acm", "2015-12-08", ACM_OPS),
+    ("logs", "logs", "2014-03-28", LOGS_OPS),
+    ("cloudwatch", "cloudwatch", "2010-08-01", CLOUDWATCH_OPS),
+    ("appautoscaling", "application-autoscaling", "2016-02-06", APPSCALING_OPS),
+    ("events", "events", "2015-10-07", EVENTS_OPS),
+    ("scheduler", "scheduler", "2021-06-30", set()),
+    ("autoscaling", "autoscaling", "2011-01-01", AUTOSCALING_OPS),
 ]
 
 KEYWORDS = {"type", "override", "match", "ref", "mod", "use", "async", "await", "fn", "impl",
@@ -132,7 +211,10 @@ def generate(module, directory, version, skip):
     # The query protocol has no unboxed members (its models predate `box`): an absent number or
     # flag is absent, not zero, and a service must tell the two apart (a weight of 0 is not an
     # unspecified weight).
-    query = model["metadata"].get("protocol") == "query"
+    # A service that also speaks it (CloudWatch) is the same: a query client may leave any
+    # member out, and Value 0 is not an absent Value.
+    metadata = model["metadata"]
+    query = "query" in metadata.get("protocols", [metadata.get("protocol")])
 
     reachable = []
     seen = set()

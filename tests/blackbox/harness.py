@@ -473,8 +473,10 @@ class GantryAgent:
     _close_log = GantryServer._close_log
 
     def __init__(self, server: GantryServer, cluster: str, data_dir: Path, log_path: Path, *,
-                 extra_args: tuple[str, ...] = ()):
+                 extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None):
         self.server = server
+        # Extra environment, e.g. the key it signs with (AWS_ACCESS_KEY_ID, ...) under sigv4.
+        self.extra_env = dict(env or {})
         self.cluster = cluster
         self.data_dir = Path(data_dir)
         self.log_path = Path(log_path)
@@ -501,6 +503,7 @@ class GantryAgent:
                if not k.startswith("GANTRY_") and not k.startswith("AWS_")}
         env.setdefault("RUST_BACKTRACE", "1")
         env["NO_COLOR"] = "1"
+        env.update(self.extra_env)
         self._log = open(self.log_path, "ab")
         self._log.write(f"\n===== {' '.join(args)}\n".encode())
         self._log.flush()

@@ -447,7 +447,7 @@ impl Acm {
                     ),
                 ));
             }
-            if self.commit(Txn::new().delete_record(scope, &c)).await? {
+            if self.commit(Txn::new().delete_record(&Before::of(scope, &c))).await? {
                 return Ok(serde_json::json!({}));
             }
         }

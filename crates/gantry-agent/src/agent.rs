@@ -7,16 +7,22 @@
 //! health, stop, report STOPPED, keep the logs, remove the containers), and removal of containers
 //! the server no longer wants.
 
+use crate::awslogs;
 use crate::client::ControlClient;
 use crate::metadata::{self, ContainerMeta, TaskMeta, rfc3339};
 use crate::pause::{PAUSE_IMAGE, PAUSE_NAME, pause_rootfs};
 use crate::runtime::{ContainerState, ContainerStatus, Health, Network, Runtime, RuntimeError, labels};
 use crate::spec::{TaskNetwork, container_spec};
 
+/// The docker label that keeps `AWS_ENDPOINT_URL` out of a container (value `false`).
+pub const ENDPOINT_URL_LABEL: &str = "gantry.endpoint-url";
+
 /// The engine network awsvpc tasks get their addresses on.
 pub const AWSVPC_NETWORK: &str = "gantry-tasks";
 use gantry_core::Clock;
-use gantry_core::protocol::{Assignment, Assignments, PollRequest, TaskHealthReport};
+use gantry_core::protocol::{
+    Assignment, Assignments, PollRequest, TaskCredentials, TaskCredentialsRequest, TaskHealthReport,
+};
 use gantry_model::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -35,6 +41,12 @@ pub enum Decision {
     Resend { task_arn: String },
     /// Stop and remove containers of a task the server no longer assigns here.
     RemoveStray { task_arn: String, containers: Vec<String> },
+}
+
+/// Whether the server wants a task running: until its desired status is STOPPED, and while it
+/// is DEACTIVATING (its load balancer targets drain; the server makes it STOPPING after).
+pub fn wants_running(task: &gantry_model::Task) -> bool {
+    task.desired_status.as_deref() != Some("STOPPED") || task.last_status.as_deref() == Some("DEACTIVATING")
 }
 
 /// The pure reconcile step.
@@ -81,6 +93,17 @@ pub struct AgentConfig {
     pub health_interval: Duration,
     /// The base of the task metadata endpoint, if the agent serves one.
     pub metadata_base: Option<String>,
+    /// The task credentials endpoint, if the agent serves one (on the metadata endpoint's port).
+    pub credentials: Option<CredentialsConfig>,
+}
+
+/// Where the agent serves task credentials.
+#[derive(Clone)]
+pub struct CredentialsConfig {
+    /// The port of the endpoint's listener (every interface).
+    pub port: u16,
+    /// How 169.254.170.2:80 inside a task reaches that port.
+    pub redirect: Arc<dyn crate::credentials::Redirect>,
 }
 
 /// ECS's ephemeral range for dynamic host ports in bridge mode.
@@ -152,6 +175,8 @@ pub struct Agent<R: Runtime, C: ControlClient> {
     last_list: Mutex<Option<tokio::time::Instant>>,
     /// What the metadata endpoint serves, per task ID.
     meta: Mutex<HashMap<String, TaskMeta>>,
+    /// What the task credentials endpoint serves, per credentials ID.
+    creds: crate::credentials::Store,
 }
 
 /// A task's final report, and whether the server acknowledged it (if not, every reconcile pass
@@ -182,6 +207,16 @@ impl<R: Runtime, C: ControlClient> metadata::Source for Agent<R, C> {
     fn runtime(&self) -> &Arc<R> {
         &self.runtime
     }
+    async fn task_credentials(&self, id: &str, peer: std::net::IpAddr) -> Option<TaskCredentials> {
+        Agent::task_credentials(self, id, peer).await
+    }
+    async fn forward(&self, req: crate::client::Forwarded) -> Option<crate::client::Forwarded> {
+        self.client
+            .forward(req)
+            .await
+            .inspect_err(|e| tracing::warn!(error = %e, "a task's AWS request could not be passed on"))
+            .ok()
+    }
 }
 
 impl<R: Runtime, C: ControlClient> Agent<R, C> {
@@ -197,6 +232,7 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
             finished: Mutex::default(),
             last_list: Mutex::default(),
             meta: Mutex::default(),
+            creds: crate::credentials::Store::default(),
         })
     }
 
@@ -207,9 +243,12 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
         loop {
             let req = PollRequest { node: self.config.node.clone(), version, known: Some(self.known()) };
             match self.client.poll(&req).await {
-                Ok(a) => {
+                Ok(mut a) => {
                     backoff = Duration::from_millis(200);
                     version = a.version;
+                    for req in std::mem::take(&mut a.exec) {
+                        tokio::spawn(self.clone().exec(req));
+                    }
                     if let Err(e) = self.apply(a).await {
                         tracing::warn!(error = %e, "reconcile failed; retrying on the next poll");
                     }
@@ -225,6 +264,77 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
 
     pub fn runtime(&self) -> &Arc<R> {
         &self.runtime
+    }
+
+    /// Joins an exec session the server opened on one of this node's tasks and runs it.
+    pub async fn exec(self: Arc<Self>, req: gantry_core::protocol::ExecRequest) {
+        match self.client.exec_stream(&req.session_id, &self.config.node).await {
+            Ok(io) => crate::exec::serve(&*self.runtime, &req, io).await,
+            Err(e) => tracing::warn!(session = %req.session_id, error = %e, "cannot join an exec session"),
+        }
+    }
+
+    /// The metadata of every task this agent runs (what the stats sampler reads).
+    pub fn tasks_meta(&self) -> Vec<TaskMeta> {
+        self.meta.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    pub fn client(&self) -> &Arc<C> {
+        &self.client
+    }
+
+    pub fn node(&self) -> &str {
+        &self.config.node
+    }
+
+    /// The credentials of `id` for a caller at `peer`: only one of the task's own addresses
+    /// (looked up again when an address is not yet known: a container that asks right after
+    /// it started), or anyone for a host-network task.
+    pub async fn task_credentials(&self, id: &str, peer: std::net::IpAddr) -> Option<TaskCredentials> {
+        let entry = self.creds.get(id)?;
+        if crate::credentials::allowed(&entry, peer).is_none() {
+            let mut found = Vec::new();
+            for engine_id in &entry.engine_ids {
+                if let Ok(Some(st)) = self.runtime.inspect(engine_id).await
+                    && let Some(ip) = st.ip_address.and_then(|ip| ip.parse().ok())
+                {
+                    found.push(ip);
+                }
+            }
+            if !found.contains(&peer) {
+                tracing::info!(task = %entry.task_arn, %peer, "task credentials refused to another address");
+                return None;
+            }
+            self.creds.update(id, |e| e.addresses = found);
+        }
+        entry.credentials
+    }
+
+    /// Renews the task credentials that are due (at half their life), until the process ends.
+    pub async fn renew_credentials(self: Arc<Self>, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            let now = self.clock.now().0.div_euclid(1000);
+            for (id, task_arn) in self.creds.due(now) {
+                self.fetch_credentials(&id, &task_arn).await;
+            }
+        }
+    }
+
+    /// Asks the control plane for a task's role credentials and keeps them under `id`.
+    async fn fetch_credentials(&self, id: &str, task_arn: &str) {
+        let req = TaskCredentialsRequest { node: self.config.node.clone(), task_arn: task_arn.to_string() };
+        match self.client.task_credentials(&req).await {
+            Ok(c) => {
+                let now = self.clock.now().0.div_euclid(1000);
+                let at = crate::credentials::refresh_at(now, c.expiration);
+                self.creds.update(id, |e| {
+                    e.credentials = Some(c);
+                    e.refresh_at = at;
+                });
+            }
+            Err(e) => tracing::warn!(task = %task_arn, error = %e, "task role credentials not available"),
+        }
     }
 
     /// The metadata of a task this agent runs, by task ID.
@@ -286,6 +396,7 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
 
     /// One reconcile pass over the tasks in `changed` (task IDs), or over every assigned task.
     async fn pass(self: &Arc<Self>, changed: &[String], all: bool) -> Result<(), RuntimeError> {
+        self.kill_unassigned().await;
         let due = {
             let mut last = self.last_list.lock().unwrap_or_else(|e| e.into_inner());
             let now = tokio::time::Instant::now();
@@ -322,10 +433,8 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
             }
             (look, f.keys().cloned().collect::<HashSet<String>>())
         };
-        let desired: Vec<(String, bool)> = look
-            .iter()
-            .map(|(arn, a)| (arn.clone(), a.task.desired_status.as_deref() != Some("STOPPED")))
-            .collect();
+        let desired: Vec<(String, bool)> =
+            look.iter().map(|(arn, a)| (arn.clone(), wants_running(&a.task))).collect();
         // What `decide` asks about: the tasks looked at and those with containers found.
         let running: HashSet<String> = {
             let runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
@@ -339,7 +448,7 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
                     };
                     let adopted: Vec<ContainerState> =
                         containers.iter().filter(|c| adopt.contains(&c.id)).cloned().collect();
-                    let (tx, rx) = watch::channel(a.task.desired_status.as_deref() == Some("STOPPED"));
+                    let (tx, rx) = watch::channel(!wants_running(&a.task));
                     let mut runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
                     let me = self.clone();
                     let arn = task_arn.clone();
@@ -376,6 +485,34 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
             }
         }
         Ok(())
+    }
+
+    /// A task whose runner still runs but that the server no longer assigns here (it stopped it
+    /// itself: a Fargate Spot task's capacity reclaimed at the end of its warning, or its node
+    /// lost): its containers are killed now, not after their stopTimeout, and the runner then
+    /// finishes as for any exit (ports given back, containers removed, logs kept).
+    async fn kill_unassigned(&self) {
+        let orphans: Vec<String> = {
+            let held: HashSet<String> =
+                self.assigned.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+            let runners = self.runners.lock().unwrap_or_else(|e| e.into_inner());
+            runners
+                .keys()
+                .filter(|arn| !held.contains(arn.rsplit('/').next().unwrap_or_default()))
+                .cloned()
+                .collect()
+        };
+        for arn in orphans {
+            let Ok(containers) = self.runtime.list(labels::TASK_ARN, &arn).await else { continue };
+            let running: Vec<_> =
+                containers.iter().filter(|c| c.status == ContainerStatus::Running).collect();
+            if !running.is_empty() {
+                tracing::info!(task = %arn, "killing the containers of a task no longer assigned here");
+            }
+            for c in running {
+                let _ = self.runtime.stop(&c.id, Duration::ZERO).await;
+            }
+        }
     }
 
     /// Sends a task's final report, and notes whether the server took it.
@@ -430,6 +567,10 @@ struct Runner<'a, R: Runtime, C: ControlClient> {
     /// The task's resolved `secrets`, by container: environment variables set at create time,
     /// held in memory only.
     secret_env: BTreeMap<String, Vec<(String, gantry_core::Secret)>>,
+    /// The awslogs shippers of the task's containers.
+    shippers: Vec<tokio::task::JoinHandle<()>>,
+    /// The task's credentials ID, if it has a role and the agent serves credentials.
+    creds_id: Option<String>,
 }
 
 /// A container of the task as the runner tracks it.
@@ -455,6 +596,142 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
             pull_started_at: None,
             pull_stopped_at: None,
             secret_env: BTreeMap::new(),
+            shippers: Vec::new(),
+            creds_id: None,
+        }
+    }
+
+    /// The role the task runs as: its override, else its definition's.
+    fn task_role(&self) -> Option<&str> {
+        self.a
+            .task
+            .overrides
+            .as_ref()
+            .and_then(|o| o.task_role_arn.as_deref())
+            .or(self.a.task_definition.task_role_arn.as_deref())
+            .filter(|r| !r.is_empty())
+    }
+
+    /// Gives a task with a role its credentials ID and asks for its credentials. A role that
+    /// cannot be assumed does not stop the task (as in ECS): the endpoint answers that it has no
+    /// credentials, and renewal keeps asking.
+    async fn begin_credentials(&mut self) {
+        if self.agent.config.credentials.is_none() || self.task_role().is_none() {
+            return;
+        }
+        let id = crate::credentials::new_id(&gantry_core::OsSecrets);
+        let host = self.a.task_definition.network_mode.as_deref() == Some("host");
+        self.agent.creds.insert(
+            &id,
+            crate::credentials::Entry {
+                task_arn: self.task_arn(),
+                engine_ids: Vec::new(),
+                addresses: Vec::new(),
+                host_network: host,
+                credentials: None,
+                refresh_at: 0,
+            },
+        );
+        self.agent.fetch_credentials(&id, &self.task_arn()).await;
+        self.creds_id = Some(id);
+    }
+
+    /// After a restart: serves the credentials of an adopted task again, at the path its
+    /// containers were given (their label), to the containers found.
+    async fn resume_credentials(&mut self, adopted: &[ContainerState]) {
+        if self.agent.config.credentials.is_none() || self.task_role().is_none() {
+            return;
+        }
+        let Some(id) =
+            adopted.iter().find_map(|c| c.labels.get(crate::runtime::labels::CREDENTIALS_ID).cloned())
+        else {
+            return;
+        };
+        let host = self.a.task_definition.network_mode.as_deref() == Some("host");
+        self.agent.creds.insert(
+            &id,
+            crate::credentials::Entry {
+                task_arn: self.task_arn(),
+                engine_ids: adopted.iter().map(|c| c.id.clone()).collect(),
+                addresses: Vec::new(),
+                host_network: host,
+                credentials: None,
+                refresh_at: 0,
+            },
+        );
+        self.agent.fetch_credentials(&id, &self.task_arn()).await;
+        self.creds_id = Some(id);
+    }
+
+    /// The environment that points a container's SDKs at the task's credentials.
+    fn credentials_env(&self) -> Option<(String, String)> {
+        let id = self.creds_id.as_ref()?;
+        let port = self.agent.config.credentials.as_ref()?.port;
+        let path = format!("{}{id}", crate::credentials::PATH_PREFIX);
+        Some(if self.a.task_definition.network_mode.as_deref() == Some("host") {
+            // A host-network container cannot have 169.254.170.2 to itself; SDKs accept a full
+            // URI on the loopback address.
+            ("AWS_CONTAINER_CREDENTIALS_FULL_URI".into(), format!("http://127.0.0.1:{port}{path}"))
+        } else {
+            ("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI".into(), path)
+        })
+    }
+
+    /// `AWS_ENDPOINT_URL` for a container (a Gantry extension): the front door as the task
+    /// reaches it, through the agent's endpoint (169.254.170.2, or the loopback port in host
+    /// mode). Not when the definition sets its own, or opts out with the docker label
+    /// `gantry.endpoint-url=false`.
+    fn endpoint_url_env(&self, def: &ContainerDefinition) -> Option<(String, String)> {
+        let port = self.agent.config.credentials.as_ref()?.port;
+        let own = def.environment.iter().flatten().any(|kv| kv.name.as_deref() == Some("AWS_ENDPOINT_URL"));
+        let opted_out = def
+            .docker_labels
+            .as_ref()
+            .and_then(|l| l.get(ENDPOINT_URL_LABEL))
+            .is_some_and(|v| v.eq_ignore_ascii_case("false"));
+        if own || opted_out {
+            return None;
+        }
+        let url = match self.a.task_definition.network_mode.as_deref() {
+            Some("host") => format!("http://127.0.0.1:{port}"),
+            Some("none") => return None,
+            _ => format!("http://{}", crate::credentials::ENDPOINT_IP),
+        };
+        Some(("AWS_ENDPOINT_URL".into(), url))
+    }
+
+    /// The MAC address a container of the task (by name) gets on its bridge, when the agent
+    /// routes 169.254.170.2 for the task (bridge and awsvpc).
+    fn mac_for(&self, name: &str) -> Option<String> {
+        self.agent.config.credentials.as_ref()?;
+        matches!(self.a.task_definition.network_mode.as_deref(), None | Some("bridge" | "awsvpc"))
+            .then(|| crate::credentials::mac_address(&self.task_arn(), name))
+    }
+
+    /// Routes 169.254.170.2:80 from one of the task's containers (created with the MAC address
+    /// `mac`, not started yet) to the agent's endpoint, and lets that container's address read
+    /// the task's credentials, if it has any.
+    async fn route_credentials(&self, engine_id: &str, mac: Option<String>) {
+        let (Some(cfg), Some(mac)) = (&self.agent.config.credentials, mac) else { return };
+        if let Some(id) = &self.creds_id {
+            self.agent.creds.update(id, |e| e.engine_ids.push(engine_id.to_string()));
+        }
+        let (redirect, port, tag) =
+            (cfg.redirect.clone(), cfg.port, crate::credentials::tag(&self.task_arn()));
+        let done = tokio::task::spawn_blocking(move || redirect.add(&mac, port, &tag)).await;
+        if let Ok(Err(e)) = done {
+            tracing::warn!(task = %self.task_arn(), error = %e, "169.254.170.2 cannot be routed to the credentials endpoint");
+        }
+    }
+
+    /// Withdraws the task's credentials and its routes.
+    async fn end_credentials(&mut self) {
+        if let Some(id) = self.creds_id.take() {
+            self.agent.creds.remove(&id);
+        }
+        if let Some(cfg) = &self.agent.config.credentials {
+            let (redirect, tag) = (cfg.redirect.clone(), crate::credentials::tag(&self.task_arn()));
+            let _ = tokio::task::spawn_blocking(move || redirect.remove(&tag)).await;
         }
     }
 
@@ -496,6 +773,61 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
 
     fn task_arn(&self) -> String {
         self.a.task.task_arn.clone().unwrap_or_default()
+    }
+
+    /// The awslogs options of a container, if it logs through awslogs.
+    fn awslogs(&self, name: &str, container_id: &str) -> Option<Result<awslogs::Options, String>> {
+        let def = self.defs().iter().find(|d| d.name.as_deref() == Some(name))?;
+        let lc = def.log_configuration.as_ref().filter(|l| l.log_driver == "awslogs")?;
+        let task_id = self.task_arn().rsplit('/').next().unwrap_or_default().to_string();
+        Some(awslogs::Options::parse(&lc.options.clone().unwrap_or_default(), name, &task_id, container_id))
+    }
+
+    /// The region a container's logs go to: `awslogs-region`, else the task's.
+    fn log_region(&self, o: &awslogs::Options) -> String {
+        o.region.clone().unwrap_or_else(|| self.task_arn().split(':').nth(3).unwrap_or_default().to_string())
+    }
+
+    /// Creates the log groups and streams of the task's awslogs containers (created, not yet
+    /// started). Returns why the task cannot start, if it cannot.
+    async fn prepare_logs(&mut self, tracked: &mut BTreeMap<String, Tracked>) -> Option<String> {
+        let names: Vec<(String, String)> =
+            tracked.iter().filter_map(|(n, t)| Some((n.clone(), t.id.clone()?))).collect();
+        for (name, id) in names {
+            // FireLens and Splunk are not served here: such a container fails to start the way
+            // a Docker host without that logging driver fails it (EC2 instances never get
+            // these tasks: they lack the drivers' capability attributes).
+            let driver = self
+                .defs()
+                .iter()
+                .find(|d| d.name.as_deref() == Some(name.as_str()))
+                .and_then(|d| d.log_configuration.as_ref())
+                .map(|l| l.log_driver.clone());
+            if let Some(d @ ("splunk" | "awsfirelens")) = driver.as_deref() {
+                let msg = awslogs::start_error(&format!("logging driver {d} is not supported by Gantry"));
+                tracked.entry(name).or_default().reason = Some(msg.clone());
+                return Some(msg);
+            }
+            let Some(opts) = self.awslogs(&name, &id) else { continue };
+            let result = match opts {
+                Err(e) => Err(awslogs::start_error(&e)),
+                Ok(o) => awslogs::prepare(&*self.agent.client, &self.log_region(&o), &o).await,
+            };
+            if let Err(msg) = result {
+                tracked.entry(name).or_default().reason = Some(msg.clone());
+                return Some(msg);
+            }
+        }
+        None
+    }
+
+    /// Starts shipping a started container's output, if it logs through awslogs.
+    fn ship_logs(&mut self, name: &str, id: &str) {
+        let Some(Ok(opts)) = self.awslogs(name, id) else { return };
+        let region = self.log_region(&opts);
+        let position = self.agent.config.logs_dir.as_ref().map(|d| awslogs::position_path(d, id));
+        let (rt, client) = (self.agent.runtime.clone(), self.agent.client.clone());
+        self.shippers.push(tokio::spawn(awslogs::ship(rt, client, id.to_string(), region, opts, position)));
     }
 
     fn defs(&self) -> &[ContainerDefinition] {
@@ -674,7 +1006,20 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
         reason: String,
     ) -> SubmitTaskStateChangeRequest {
         self.wind_down(&mut tracked).await;
+        // The shippers end with their containers' output; their last lines go out before the
+        // containers are removed.
+        for h in self.shippers.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+        }
+        if let Some(dir) = &self.agent.config.logs_dir {
+            for t in tracked.values() {
+                if let Some(id) = &t.id {
+                    let _ = std::fs::remove_file(awslogs::position_path(dir, id));
+                }
+            }
+        }
         self.sync_meta(&tracked, None).await;
+        self.end_credentials().await;
         self.withdraw_pending();
         let mut report = self.base_report("STOPPED");
         report.reason = Some(reason);
@@ -724,6 +1069,7 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
         if let Some(reason) = self.fetch_secrets().await {
             return Some(reason);
         }
+        self.begin_credentials().await;
         self.pull_started_at = Some(now_s(&*self.agent.clock));
         self.post_pending(self.base_report("PENDING"));
         let rt = self.agent.runtime.clone();
@@ -787,6 +1133,9 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
         if created.is_some() {
             return created;
         }
+        if let Some(msg) = self.prepare_logs(tracked).await {
+            return Some(msg);
+        }
         // Start in dependsOn order: each container waits for its dependencies' conditions.
         let mut remaining: Vec<ContainerDefinition> = self.defs().to_vec();
         while !remaining.is_empty() {
@@ -807,6 +1156,7 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
                             tracked.entry(name).or_default().reason = Some(msg.clone());
                             return Some(msg);
                         }
+                        self.ship_logs(&name, &id);
                         let t = tracked.entry(name).or_default();
                         t.started = true;
                         if let Ok(Some(st)) = rt.inspect(&id).await {
@@ -854,6 +1204,16 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
                 network,
                 metadata,
             );
+            if let Some((k, v)) = self.credentials_env() {
+                spec.env.retain(|(n, _)| n != &k);
+                spec.env.push((k, v));
+            }
+            if let Some(id) = &self.creds_id {
+                spec.labels.insert(crate::runtime::labels::CREDENTIALS_ID.into(), id.clone());
+            }
+            if let Some(kv) = self.endpoint_url_env(&def) {
+                spec.env.push(kv);
+            }
             // Secrets last: a secret's name wins over an environment variable of the same name.
             for (k, v) in self.secret_env.get(&name).into_iter().flatten() {
                 spec.env.retain(|(n, _)| n != k);
@@ -873,8 +1233,15 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
                     }
                 }
             }
+            // Bridge mode: the container's own interface is routed before it starts.
+            if !matches!(network, TaskNetwork::Shared(_)) {
+                spec.mac_address = self.mac_for(&name);
+            }
             match rt.create(&spec).await {
-                Ok(id) => tracked.entry(name).or_default().id = Some(id),
+                Ok(id) => {
+                    self.route_credentials(&id, spec.mac_address.clone()).await;
+                    tracked.entry(name).or_default().id = Some(id)
+                }
                 Err(e) => {
                     let msg = format!("CannotCreateContainerError: {e}");
                     tracked.entry(name).or_default().reason = Some(msg.clone());
@@ -920,7 +1287,11 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
             stop_timeout: Some(Duration::ZERO),
             ..Default::default()
         };
+        let mut spec = spec;
+        // The task's containers share the holder's namespace, so its interface is theirs.
+        spec.mac_address = self.mac_for(PAUSE_NAME);
         let id = rt.create(&spec).await.map_err(fail)?;
+        self.route_credentials(&id, spec.mac_address.clone()).await;
         self.pause = Some(id.clone());
         Ok(id)
     }
@@ -984,6 +1355,7 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
         tracked: &mut BTreeMap<String, Tracked>,
         adopted: Vec<ContainerState>,
     ) -> Option<String> {
+        self.resume_credentials(&adopted).await;
         for c in adopted {
             let Some(name) = c.labels.get(labels::CONTAINER_NAME).cloned() else { continue };
             if name == PAUSE_NAME {
@@ -997,6 +1369,15 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
             if c.status == ContainerStatus::Exited {
                 t.exit_code = c.exit_code;
             }
+        }
+        // Shipping resumes from each container's saved position.
+        let running: Vec<(String, String)> = tracked
+            .iter()
+            .filter(|(_, t)| t.started)
+            .filter_map(|(n, t)| Some((n.clone(), t.id.clone()?)))
+            .collect();
+        for (name, id) in running {
+            self.ship_logs(&name, &id);
         }
         if self.stopped() {
             return Some(self.a.task.stopped_reason.clone().unwrap_or_else(|| "Task stopped by user".into()));

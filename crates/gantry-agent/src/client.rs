@@ -4,7 +4,8 @@
 
 use crate::runtime::BoxFuture;
 use gantry_core::protocol::{
-    Assignments, FargateRegistration, PollRequest, SecretsRequest, SecretsResponse, TaskHealthReport,
+    Assignments, FargateRegistration, PollRequest, SecretsRequest, SecretsResponse, TaskCredentials,
+    TaskCredentialsRequest, TaskHealthReport, TaskStatsReport,
 };
 use gantry_core::{Clock, Secret, SystemClock};
 use gantry_model::*;
@@ -41,6 +42,76 @@ pub trait ControlClient: Send + Sync + 'static {
     fn task_secrets<'a>(&'a self, _req: &'a SecretsRequest) -> BoxFuture<'a, ClientResult<SecretsResponse>> {
         Box::pin(async { Ok(SecretsResponse::default()) })
     }
+    /// The session credentials of a task's role (the task credentials endpoint serves them).
+    /// Clients without a server behind them (test doubles) have none.
+    fn task_credentials<'a>(
+        &'a self,
+        req: &'a TaskCredentialsRequest,
+    ) -> BoxFuture<'a, ClientResult<TaskCredentials>> {
+        Box::pin(async move {
+            Err(ClientError::Transport(format!("no credentials for {} from this client", req.task_arn)))
+        })
+    }
+    /// Passes an AWS API request from a task on to the server as it is (its signature covers
+    /// its `host` header, which is kept): the front door as tasks reach it through the agent.
+    /// Clients without a server behind them (test doubles) refuse it.
+    fn forward(&self, req: Forwarded) -> BoxFuture<'_, ClientResult<Forwarded>> {
+        let _ = req;
+        Box::pin(async { Err(ClientError::Transport("this control-plane client forwards nothing".into())) })
+    }
+    /// Reports the node's tasks' resource use (AWS/ECS metrics). Clients without a server behind
+    /// them (test doubles) drop it.
+    fn report_stats<'a>(&'a self, _req: &'a TaskStatsReport) -> BoxFuture<'a, ClientResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Connects the agent's end of an exec session (which the server pairs with the caller's).
+    /// Clients without a server behind them (test doubles) have none.
+    fn exec_stream<'a>(
+        &'a self,
+        session_id: &'a str,
+        node: &'a str,
+    ) -> BoxFuture<'a, ClientResult<ExecStream>> {
+        let _ = node;
+        Box::pin(async move {
+            Err(ClientError::Transport(format!(
+                "this control-plane client cannot join exec session {session_id}"
+            )))
+        })
+    }
+    /// Calls a CloudWatch Logs operation (the awslogs driver): JSON in, JSON out. Clients
+    /// without Logs (test doubles) refuse it.
+    fn logs<'a>(
+        &'a self,
+        region: &'a str,
+        op: &'a str,
+        body: serde_json::Value,
+    ) -> BoxFuture<'a, ClientResult<serde_json::Value>> {
+        let _ = (region, body);
+        Box::pin(async move {
+            Err(ClientError::Transport(format!("this control-plane client cannot call Logs {op}")))
+        })
+    }
+}
+
+/// A byte stream both ways: an exec session's upgraded connection.
+pub trait Duplex: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> Duplex for T {}
+
+/// An exec session's stream (see `gantry_core::exec` for what it carries).
+pub type ExecStream = Box<dyn Duplex>;
+
+/// The protocol an exec session's connection upgrades to (HTTP/1.1 `Upgrade`).
+pub const EXEC_UPGRADE: &str = "gantry-exec";
+
+/// An HTTP request or answer passed through the agent: the method (empty for an answer) and
+/// path with query, or the status; headers; body.
+#[derive(Debug, Clone, Default)]
+pub struct Forwarded {
+    pub method: String,
+    pub path_and_query: String,
+    pub status: u16,
+    pub headers: Vec<(String, Vec<u8>)>,
+    pub body: bytes::Bytes,
 }
 
 /// The key the client signs its requests with (SigV4, service `ecs`), as any ECS client does.
@@ -102,12 +173,15 @@ impl ClientCredentials {
     }
 }
 
-/// The HTTP implementation.
+/// The HTTP implementation. It may be given several servers (of one store): it talks to one at a
+/// time and moves to the next when a request cannot reach it (connection refused or dropped, or
+/// no answer within [`REQUEST_TIMEOUT`]), trying each once per request.
 #[derive(Clone)]
 pub struct HttpClient {
-    base: String,
-    /// `host[:port]` of `base`, the signed `host` header.
-    authority: String,
+    endpoints: Arc<[Endpoint]>,
+    /// The index of the endpoint in use, shared by the clones (a simulated fleet's agents move
+    /// together).
+    current: Arc<std::sync::atomic::AtomicUsize>,
     region: String,
     credentials: Arc<ClientCredentials>,
     clock: Arc<dyn Clock>,
@@ -117,11 +191,23 @@ pub struct HttpClient {
     >,
 }
 
+/// One server: its URL and the `host[:port]` signed as the `host` header.
+#[derive(Debug, Clone)]
+struct Endpoint {
+    base: String,
+    authority: String,
+}
+
+/// How long a request may go unanswered before its server counts as unreachable: well above the
+/// poll's 5 s.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 const TARGET: &str = "AmazonEC2ContainerServiceV20141113.";
 
 impl HttpClient {
-    /// `base` is the server's URL (`http://host:port`); `region` goes into the credential scope.
-    /// It signs with [`ClientCredentials::anonymous`] until given a key.
+    /// `base` is the server's URL (`http://host:port`), or several separated by commas (servers
+    /// sharing one store); `region` goes into the credential scope. It signs with
+    /// [`ClientCredentials::anonymous`] until given a key.
     pub fn new(base: &str, region: &str) -> Self {
         Self::build(base, region, None, Arc::new(ClientCredentials::anonymous()), Arc::new(SystemClock))
     }
@@ -138,14 +224,41 @@ impl HttpClient {
         self
     }
 
-    /// The same server, over connections of its own made from the local address `local`.
+    /// The same servers, over connections of its own made from the local address `local`.
     pub fn bound_to(&self, local: std::net::IpAddr) -> Self {
-        Self::build(&self.base, &self.region, Some(local), self.credentials.clone(), self.clock.clone())
+        let bases: Vec<&str> = self.endpoints.iter().map(|e| e.base.as_str()).collect();
+        Self::build(&bases.join(","), &self.region, Some(local), self.credentials.clone(), self.clock.clone())
+    }
+
+    /// The URL of the server in use.
+    pub fn base(&self) -> &str {
+        &self.endpoint().1.base
+    }
+
+    fn endpoint(&self) -> (usize, &Endpoint) {
+        let i = self.current.load(std::sync::atomic::Ordering::Relaxed) % self.endpoints.len();
+        (i, &self.endpoints[i])
+    }
+
+    /// The server at `i` could not be reached: use the next one (unless another request moved
+    /// on already).
+    fn unreachable(&self, i: usize) {
+        let next = (i + 1) % self.endpoints.len();
+        let moved = self.current.compare_exchange(
+            i,
+            next,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if moved.is_ok() && next != i {
+            tracing::warn!(from = %self.endpoints[i].base, to = %self.endpoints[next].base, "server unreachable: moving to the next");
+        }
     }
 
     /// The server's address, when the URL names an IP address rather than a host name.
     pub fn server_ip(&self) -> Option<std::net::IpAddr> {
-        let host = self.base.split_once("://").map_or(self.base.as_str(), |(_, rest)| rest);
+        let base = self.base();
+        let host = base.split_once("://").map_or(base, |(_, rest)| rest);
         let host = host.split('/').next().unwrap_or_default();
         let host = match host.strip_prefix('[') {
             Some(v6) => v6.split(']').next().unwrap_or_default(),
@@ -155,7 +268,7 @@ impl HttpClient {
     }
 
     fn build(
-        base: &str,
+        bases: &str,
         region: &str,
         local: Option<std::net::IpAddr>,
         credentials: Arc<ClientCredentials>,
@@ -171,15 +284,32 @@ impl HttpClient {
             .pool_idle_timeout(std::time::Duration::from_secs(30))
             .pool_timer(hyper_util::rt::TokioTimer::new())
             .build(connector);
-        let base = base.trim_end_matches('/').to_string();
-        let authority = base
-            .split_once("://")
-            .map_or(base.as_str(), |(_, r)| r)
-            .split('/')
-            .next()
-            .unwrap_or("")
-            .to_string();
-        HttpClient { base, authority, region: region.to_string(), credentials, clock, http }
+        let mut endpoints: Vec<Endpoint> = bases
+            .split(',')
+            .map(|b| b.trim().trim_end_matches('/'))
+            .filter(|b| !b.is_empty())
+            .map(|base| {
+                let authority = base
+                    .split_once("://")
+                    .map_or(base, |(_, r)| r)
+                    .split('/')
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                Endpoint { base: base.to_string(), authority }
+            })
+            .collect();
+        if endpoints.is_empty() {
+            endpoints.push(Endpoint { base: String::new(), authority: String::new() });
+        }
+        HttpClient {
+            endpoints: endpoints.into(),
+            current: Arc::default(),
+            region: region.to_string(),
+            credentials,
+            clock,
+            http,
+        }
     }
 
     async fn post<Req: Serialize, Resp: DeserializeOwned>(
@@ -188,12 +318,64 @@ impl HttpClient {
         target: Option<&str>,
         body: &Req,
     ) -> ClientResult<Resp> {
-        use http_body_util::BodyExt;
+        self.post_as(path, target.map(|t| format!("{TARGET}{t}")), "ecs", &self.region, body).await
+    }
+
+    /// Posts a JSON 1.1 request signed for `service` in `region`.
+    async fn post_as<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        path: &str,
+        target: Option<String>,
+        service: &str,
+        region: &str,
+        body: &Req,
+    ) -> ClientResult<Resp> {
         let body = serde_json::to_vec(body).map_err(|e| ClientError::Transport(e.to_string()))?;
-        let target = target.map(|t| format!("{TARGET}{t}"));
+        let mut tries = self.endpoints.len();
+        loop {
+            let (i, endpoint) = self.endpoint();
+            match self.send(endpoint, path, target.as_deref(), service, region, &body).await {
+                Err(ClientError::Transport(e)) if tries > 1 => {
+                    tracing::debug!(server = %endpoint.base, error = %e, "request failed");
+                    self.unreachable(i);
+                    tries -= 1;
+                }
+                Err(ClientError::Transport(e)) => {
+                    if self.endpoints.len() > 1 {
+                        self.unreachable(i);
+                    }
+                    return Err(ClientError::Transport(e));
+                }
+                Err(e) => return Err(e),
+                Ok((status, bytes)) => {
+                    if !status.is_success() {
+                        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                        return Err(ClientError::Api {
+                            kind: v["__type"].as_str().unwrap_or("Unknown").to_string(),
+                            message: v["message"].as_str().unwrap_or_default().to_string(),
+                        });
+                    }
+                    return serde_json::from_slice(&bytes)
+                        .map_err(|e| ClientError::Transport(format!("bad response: {e}")));
+                }
+            }
+        }
+    }
+
+    /// One signed request to one server: its status and body, or a transport error.
+    async fn send(
+        &self,
+        endpoint: &Endpoint,
+        path: &str,
+        target: Option<&str>,
+        service: &str,
+        region: &str,
+        body: &[u8],
+    ) -> ClientResult<(hyper::StatusCode, bytes::Bytes)> {
+        use http_body_util::BodyExt;
         let mut headers: Vec<(&str, &[u8])> =
-            vec![("host", self.authority.as_bytes()), ("content-type", b"application/x-amz-json-1.1")];
-        if let Some(t) = &target {
+            vec![("host", endpoint.authority.as_bytes()), ("content-type", b"application/x-amz-json-1.1")];
+        if let Some(t) = target {
             headers.push(("x-amz-target", t.as_bytes()));
         }
         let creds = gantry_sigv4::Credentials {
@@ -202,10 +384,9 @@ impl HttpClient {
             session_token: self.credentials.session_token.as_ref().map(|t| t.expose()),
         };
         let now = self.clock.now().0.div_euclid(1000);
-        let unsigned =
-            gantry_sigv4::Request { method: "POST", path, query: "", headers: &headers, body: &body };
-        let signature = gantry_sigv4::sign(&unsigned, &creds, &self.region, "ecs", now);
-        let mut req = hyper::Request::post(format!("{}{path}", self.base));
+        let unsigned = gantry_sigv4::Request { method: "POST", path, query: "", headers: &headers, body };
+        let signature = gantry_sigv4::sign(&unsigned, &creds, region, service, now);
+        let mut req = hyper::Request::post(format!("{}{path}", endpoint.base));
         for (name, value) in &headers {
             req = req.header(*name, *value);
         }
@@ -213,20 +394,26 @@ impl HttpClient {
             req = req.header(*name, value.as_str());
         }
         let req = req
-            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .body(http_body_util::Full::new(bytes::Bytes::copy_from_slice(body)))
             .map_err(|e| ClientError::Transport(e.to_string()))?;
-        let resp = self.http.request(req).await.map_err(|e| ClientError::Transport(e.to_string()))?;
-        let status = resp.status();
-        let bytes =
-            resp.into_body().collect().await.map_err(|e| ClientError::Transport(e.to_string()))?.to_bytes();
-        if !status.is_success() {
-            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-            return Err(ClientError::Api {
-                kind: v["__type"].as_str().unwrap_or("Unknown").to_string(),
-                message: v["message"].as_str().unwrap_or_default().to_string(),
-            });
+        let exchange = async {
+            let resp = self.http.request(req).await.map_err(|e| ClientError::Transport(e.to_string()))?;
+            let status = resp.status();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| ClientError::Transport(e.to_string()))?
+                .to_bytes();
+            Ok((status, bytes))
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+            Ok(r) => r,
+            Err(_) => Err(ClientError::Transport(format!(
+                "no answer from {} within {REQUEST_TIMEOUT:?}",
+                endpoint.base
+            ))),
         }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Transport(format!("bad response: {e}")))
     }
 
     /// Calls an ECS operation.
@@ -238,8 +425,58 @@ impl HttpClient {
         self.post("/", Some(op), body).await
     }
 
+    /// What the server knows of its store's servers and agents (`gantry status`).
+    pub async fn status(&self) -> ClientResult<serde_json::Value> {
+        self.post("/_gantry/status", None, &serde_json::json!({})).await
+    }
+
     pub async fn register_fargate(&self, reg: &FargateRegistration) -> ClientResult<serde_json::Value> {
         self.post("/_gantry/agent/v1/fargate", None, reg).await
+    }
+
+    /// Opens `url` (on any server) as an exec session's stream: a `GET` upgraded to
+    /// [`EXEC_UPGRADE`], with `headers` (the session's token, or a signature).
+    pub async fn upgrade(&self, url: &str, headers: &[(&str, String)]) -> ClientResult<ExecStream> {
+        let t = |e: String| ClientError::Transport(e);
+        let mut b = hyper::Request::get(url).header("connection", "upgrade").header("upgrade", EXEC_UPGRADE);
+        for (k, v) in headers {
+            b = b.header(*k, v.as_str());
+        }
+        let req = b.body(http_body_util::Full::new(bytes::Bytes::new())).map_err(|e| t(e.to_string()))?;
+        let resp = self.http.request(req).await.map_err(|e| t(e.to_string()))?;
+        if resp.status() != hyper::StatusCode::SWITCHING_PROTOCOLS {
+            use http_body_util::BodyExt;
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            return Err(match v["__type"].as_str() {
+                Some(kind) => ClientError::Api {
+                    kind: kind.to_string(),
+                    message: v["message"].as_str().unwrap_or_default().to_string(),
+                },
+                None => {
+                    t(format!("the exec session was refused ({status}): {}", String::from_utf8_lossy(&bytes)))
+                }
+            });
+        }
+        let upgraded = hyper::upgrade::on(resp).await.map_err(|e| t(e.to_string()))?;
+        Ok(Box::new(hyper_util::rt::TokioIo::new(upgraded)))
+    }
+
+    /// The headers that sign a body-less `GET path` to the server at `authority` as an ECS
+    /// request.
+    fn signed_get(&self, authority: &str, path: &str, query: &str) -> Vec<(&'static str, String)> {
+        let headers: Vec<(&str, &[u8])> = vec![("host", authority.as_bytes())];
+        let creds = gantry_sigv4::Credentials {
+            access_key: &self.credentials.access_key_id,
+            secret: self.credentials.secret.expose(),
+            session_token: self.credentials.session_token.as_ref().map(|t| t.expose()),
+        };
+        let now = self.clock.now().0.div_euclid(1000);
+        let unsigned = gantry_sigv4::Request { method: "GET", path, query, headers: &headers, body: b"" };
+        let mut signed = gantry_sigv4::sign(&unsigned, &creds, &self.region, "ecs", now);
+        signed.push(("host", authority.to_string()));
+        signed
     }
 }
 
@@ -248,8 +485,61 @@ impl ControlClient for HttpClient {
         Box::pin(self.post("/_gantry/agent/v1/secrets", None, req))
     }
 
+    fn task_credentials<'a>(
+        &'a self,
+        req: &'a TaskCredentialsRequest,
+    ) -> BoxFuture<'a, ClientResult<TaskCredentials>> {
+        Box::pin(self.post("/_gantry/agent/v1/credentials", None, req))
+    }
+
+    fn forward(&self, req: Forwarded) -> BoxFuture<'_, ClientResult<Forwarded>> {
+        Box::pin(async move {
+            use http_body_util::BodyExt;
+            let t = |e: String| ClientError::Transport(e);
+            let mut b = hyper::Request::builder().method(req.method.as_str()).uri(format!(
+                "{}{}",
+                self.base(),
+                req.path_and_query
+            ));
+            for (k, v) in &req.headers {
+                b = b.header(k.as_str(), v.as_slice());
+            }
+            let r = b.body(http_body_util::Full::new(req.body)).map_err(|e| t(e.to_string()))?;
+            let resp = self.http.request(r).await.map_err(|e| t(e.to_string()))?;
+            let status = resp.status().as_u16();
+            let headers =
+                resp.headers().iter().map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec())).collect();
+            let body = resp.into_body().collect().await.map_err(|e| t(e.to_string()))?.to_bytes();
+            Ok(Forwarded { status, headers, body, ..Default::default() })
+        })
+    }
+
     fn poll<'a>(&'a self, req: &'a PollRequest) -> BoxFuture<'a, ClientResult<Assignments>> {
         Box::pin(self.post("/_gantry/agent/v1/poll", None, req))
+    }
+
+    fn exec_stream<'a>(
+        &'a self,
+        session_id: &'a str,
+        node: &'a str,
+    ) -> BoxFuture<'a, ClientResult<ExecStream>> {
+        Box::pin(async move {
+            let path = format!("/_gantry/agent/v1/exec/{session_id}");
+            let node: String = node
+                .bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        (b as char).to_string()
+                    }
+                    b => format!("%{b:02X}"),
+                })
+                .collect();
+            let query = format!("node={node}");
+            // One server for the signature and the connection.
+            let (_, server) = self.endpoint();
+            let headers = self.signed_get(&server.authority, &path, &query);
+            self.upgrade(&format!("{}{path}?{query}", server.base), &headers).await
+        })
     }
 
     fn submit_task<'a>(&'a self, req: &'a SubmitTaskStateChangeRequest) -> BoxFuture<'a, ClientResult<()>> {
@@ -264,12 +554,30 @@ impl ControlClient for HttpClient {
         })
     }
 
+    fn report_stats<'a>(&'a self, req: &'a TaskStatsReport) -> BoxFuture<'a, ClientResult<()>> {
+        Box::pin(async move {
+            self.post::<_, serde_json::Value>("/_gantry/agent/v1/stats", None, req).await.map(|_| ())
+        })
+    }
+
     fn submit_attachments<'a>(
         &'a self,
         req: &'a SubmitAttachmentStateChangesRequest,
     ) -> BoxFuture<'a, ClientResult<()>> {
         Box::pin(async move {
             self.ecs::<_, serde_json::Value>("SubmitAttachmentStateChanges", req).await.map(|_| ())
+        })
+    }
+
+    fn logs<'a>(
+        &'a self,
+        region: &'a str,
+        op: &'a str,
+        body: serde_json::Value,
+    ) -> BoxFuture<'a, ClientResult<serde_json::Value>> {
+        Box::pin(async move {
+            let region = if region.is_empty() { self.region.as_str() } else { region };
+            self.post_as("/", Some(format!("Logs_20140328.{op}")), "logs", region, &body).await
         })
     }
 }

@@ -62,7 +62,8 @@ impl DockerRuntime {
         let docker = docker
             .negotiate_version()
             .await
-            .map_err(|e| RuntimeError::Unavailable(format!("connecting to {host}: {e}")))?;
+            .map_err(|e| RuntimeError::Unavailable(format!("connecting to {host}: {e}")))?
+            .with_request_modifier(container_mac_address);
         Ok(Self::with_client(docker))
     }
 
@@ -388,8 +389,100 @@ impl Runtime for DockerRuntime {
     fn logs<'a>(&'a self, id: &'a str) -> BoxFuture<'a, RuntimeResult<Vec<u8>>> {
         Box::pin(self.logs(id))
     }
+    fn log_lines<'a>(
+        &'a self,
+        id: &'a str,
+        since_s: i64,
+    ) -> futures_util::stream::BoxStream<'a, RuntimeResult<crate::runtime::LogLine>> {
+        let options = LogsOptions {
+            stdout: true,
+            stderr: true,
+            follow: true,
+            timestamps: true,
+            since: since_s.clamp(0, i32::MAX as i64) as i32,
+            ..Default::default()
+        };
+        let chunks = self.docker.logs(id, Some(options));
+        let id = id.to_string();
+        // Each chunk is one line (or a part of a long one) prefixed with its RFC 3339 time.
+        Box::pin(chunks.flat_map(move |chunk| {
+            let lines: Vec<RuntimeResult<crate::runtime::LogLine>> = match chunk {
+                Err(e) => vec![Err(not_found_or_unavailable(e, &id))],
+                Ok(c) => String::from_utf8_lossy(c.as_ref())
+                    .split_terminator('\n')
+                    .filter_map(|l| {
+                        let (ts, text) = l.split_once(' ').unwrap_or((l, ""));
+                        let time_ns = crate::awslogs::parse_engine_time(ts)?;
+                        Some(Ok(crate::runtime::LogLine {
+                            time_ns,
+                            text: text.trim_end_matches('\r').to_string(),
+                        }))
+                    })
+                    .collect(),
+            };
+            futures_util::stream::iter(lines)
+        }))
+    }
     fn stats<'a>(&'a self, id: &'a str) -> BoxFuture<'a, RuntimeResult<serde_json::Value>> {
         Box::pin(self.stats(id))
+    }
+    fn exec_start<'a>(
+        &'a self,
+        id: &'a str,
+        spec: &'a crate::runtime::ExecSpec,
+    ) -> BoxFuture<'a, RuntimeResult<crate::runtime::ExecProcess>> {
+        use crate::runtime::{ExecOutput, ExecProcess};
+        use bollard::exec::{StartExecOptions, StartExecResults};
+        Box::pin(async move {
+            let config = bollard::models::ExecConfig {
+                attach_stdin: Some(true),
+                attach_stdout: Some(true),
+                attach_stderr: Some(true),
+                tty: Some(spec.tty),
+                cmd: Some(spec.command.clone()),
+                ..Default::default()
+            };
+            let created =
+                self.docker.create_exec(id, config).await.map_err(|e| not_found_or_unavailable(e, id))?;
+            let options = StartExecOptions { detach: false, tty: spec.tty, output_capacity: None };
+            match self.docker.start_exec(&created.id, Some(options)).await.map_err(unavailable)? {
+                StartExecResults::Attached { output, input } => {
+                    let output = output
+                        .filter_map(|chunk| async move {
+                            match chunk {
+                                Ok(bollard::container::LogOutput::StdErr { message }) => {
+                                    Some(Ok(ExecOutput::Stderr(message.to_vec())))
+                                }
+                                Ok(
+                                    bollard::container::LogOutput::StdOut { message }
+                                    | bollard::container::LogOutput::Console { message },
+                                ) => Some(Ok(ExecOutput::Stdout(message.to_vec()))),
+                                Ok(bollard::container::LogOutput::StdIn { .. }) => None,
+                                Err(e) => Some(Err(unavailable(e))),
+                            }
+                        })
+                        .boxed();
+                    Ok(ExecProcess { id: created.id, input, output })
+                }
+                StartExecResults::Detached => {
+                    Err(RuntimeError::Unavailable(format!("the exec in {id} started detached")))
+                }
+            }
+        })
+    }
+    fn exec_resize<'a>(&'a self, exec_id: &'a str, cols: u16, rows: u16) -> BoxFuture<'a, RuntimeResult<()>> {
+        Box::pin(async move {
+            let options =
+                bollard::query_parameters::ResizeExecOptions { h: i32::from(rows), w: i32::from(cols) };
+            self.docker.resize_exec(exec_id, options).await.map_err(unavailable)
+        })
+    }
+    fn exec_exit_code<'a>(&'a self, exec_id: &'a str) -> BoxFuture<'a, RuntimeResult<Option<i64>>> {
+        Box::pin(async move {
+            let r =
+                self.docker.inspect_exec(exec_id).await.map_err(|e| not_found_or_unavailable(e, exec_id))?;
+            Ok(if r.running == Some(true) { None } else { r.exit_code })
+        })
     }
 }
 
@@ -463,6 +556,43 @@ fn gpu_request(ids: &[String]) -> DeviceRequest {
     }
 }
 
+/// The label that carries a container's chosen MAC address into its create request (see
+/// [`container_mac_address`]).
+const MAC_LABEL: &str = "gantry.mac-address";
+
+/// Engines before API 1.44 take a container's MAC address only from the create request's
+/// container-level `MacAddress`, which bollard's request shape no longer has: this request
+/// modifier copies the [`MAC_LABEL`] label of a `POST /containers/create` body into it.
+fn container_mac_address(req: bollard::BollardRequest) -> bollard::BollardRequest {
+    use futures_util::FutureExt;
+    use http_body_util::BodyExt;
+    if req.method() != "POST" || !req.uri().path().ends_with("/containers/create") {
+        return req;
+    }
+    let (parts, body) = req.into_parts();
+    let http_body_util::Either::Left(full) = body else {
+        return bollard::BollardRequest::from_parts(parts, body);
+    };
+    // A full body is ready at once.
+    let Some(Ok(bytes)) = full.collect().now_or_never().map(|r| r.map(|c| c.to_bytes())) else {
+        return bollard::BollardRequest::from_parts(parts, bollard::body_full(bytes::Bytes::new()));
+    };
+    let mut doc: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(d) => d,
+        Err(_) => return bollard::BollardRequest::from_parts(parts, bollard::body_full(bytes)),
+    };
+    let mac = doc.pointer(&format!("/Labels/{MAC_LABEL}")).and_then(|v| v.as_str()).map(str::to_string);
+    let Some(mac) = mac else {
+        return bollard::BollardRequest::from_parts(parts, bollard::body_full(bytes));
+    };
+    doc["MacAddress"] = serde_json::Value::String(mac);
+    let mut parts = parts;
+    let body = serde_json::to_vec(&doc).unwrap_or_else(|_| bytes.to_vec());
+    // The length is the new body's (hyper sets it from the body when the header is absent).
+    parts.headers.remove("content-length");
+    bollard::BollardRequest::from_parts(parts, bollard::body_full(bytes::Bytes::from(body)))
+}
+
 /// The create request for a spec. Fails only for specs Docker could not express.
 fn container_body(spec: &ContainerSpec) -> RuntimeResult<ContainerCreateBody> {
     let (network_mode, endpoints) = match &spec.network {
@@ -473,6 +603,8 @@ fn container_body(spec: &ContainerSpec) -> RuntimeResult<ContainerCreateBody> {
         Network::Named(net) => {
             let endpoint = EndpointSettings {
                 aliases: (!spec.network_aliases.is_empty()).then(|| spec.network_aliases.clone()),
+                // Engines of API 1.44 and later take it here.
+                mac_address: spec.mac_address.clone(),
                 ..Default::default()
             };
             (net.clone(), Some(HashMap::from([(net.clone(), endpoint)])))
@@ -571,7 +703,14 @@ fn container_body(spec: &ContainerSpec) -> RuntimeResult<ContainerCreateBody> {
 
     Ok(ContainerCreateBody {
         image: Some(spec.image.clone()),
-        labels: Some(spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+        labels: Some({
+            let mut l: HashMap<String, String> =
+                spec.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            if let Some(mac) = &spec.mac_address {
+                l.insert(MAC_LABEL.to_string(), mac.clone());
+            }
+            l
+        }),
         entrypoint: spec.entrypoint.clone(),
         // None keeps the image's CMD.
         cmd: spec.command.clone(),
@@ -875,9 +1014,27 @@ mod tests {
             volumes_from: vec![("a".into(), false), ("b".into(), true)],
             stop_timeout: Some(Duration::from_secs(45)),
             gpus: vec!["GPU-1".into(), "GPU-2".into()],
+            mac_address: Some("0a:01:02:03:04:05".into()),
         };
         let body = container_body(&spec).unwrap();
-        assert_eq!(body.labels, Some(HashMap::from([("k".into(), "v".into())])));
+        assert_eq!(
+            body.labels,
+            Some(HashMap::from([("k".into(), "v".into()), (MAC_LABEL.into(), "0a:01:02:03:04:05".into())]))
+        );
+        // The engine gets the MAC address as the container's own (engines before API 1.44).
+        let mut req = bollard::BollardRequest::new(bollard::body_full(bytes::Bytes::from(
+            serde_json::to_vec(&body).unwrap(),
+        )));
+        *req.method_mut() = "POST".parse().unwrap();
+        *req.uri_mut() = "/v1.41/containers/create?name=x".parse().unwrap();
+        let sent = container_mac_address(req);
+        let bytes = futures_util::FutureExt::now_or_never(http_body_util::BodyExt::collect(sent.into_body()))
+            .unwrap()
+            .unwrap()
+            .to_bytes();
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(doc["MacAddress"], "0a:01:02:03:04:05");
+        assert_eq!(doc["Image"], body.image.clone().unwrap());
         assert_eq!(body.entrypoint, Some(vec!["/bin/sh".into(), "-c".into()]));
         assert_eq!(body.cmd, Some(vec!["echo hi".into()]));
         assert_eq!(body.env, Some(vec!["A=1".into(), "B=x=y".into()]));

@@ -17,6 +17,9 @@ struct FakeContainer {
 #[derive(Default)]
 pub struct FakeRuntime {
     inner: Mutex<Inner>,
+    /// Exec'd commands' exit codes by exec ID (`None` while running): their output streams
+    /// set them when they end, so they are shared.
+    execs: Arc<Mutex<BTreeMap<String, Option<i64>>>>,
 }
 
 #[derive(Default)]
@@ -35,11 +38,18 @@ struct Inner {
     simulated: bool,
     /// Containers that exit with this code as soon as they start.
     exit_on_start: BTreeMap<String, i64>,
+    /// The load of containers by ECS container name: CPU cores and memory bytes.
+    loads: BTreeMap<String, (f64, u64)>,
+    /// How many times each container's stats were read (its counters advance one second each).
+    stats_reads: BTreeMap<String, u64>,
 }
 
 impl FakeRuntime {
     pub fn new() -> Self {
-        FakeRuntime { inner: Mutex::new(Inner { next_port: 49153, ..Default::default() }) }
+        FakeRuntime {
+            inner: Mutex::new(Inner { next_port: 49153, ..Default::default() }),
+            execs: Arc::default(),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -52,6 +62,11 @@ impl FakeRuntime {
         let f = Self::new();
         f.lock().simulated = true;
         f
+    }
+
+    /// Sets the load that containers named `container_name` (their ECS name) report in stats.
+    pub fn set_load(&self, container_name: &str, cores: f64, memory_bytes: u64) {
+        self.lock().loads.insert(container_name.to_string(), (cores, memory_bytes));
     }
 
     /// Makes an image present locally.
@@ -293,17 +308,108 @@ impl Runtime for FakeRuntime {
             .collect()))
     }
 
+    /// Deterministic stats: each read is one more second of a 2-CPU host, in which the container
+    /// used its load's cores (see [`FakeRuntime::set_load`]; idle and 1 MiB by default).
     fn stats<'a>(&'a self, id: &'a str) -> BoxFuture<'a, RuntimeResult<serde_json::Value>> {
-        let known = self.lock().containers.contains_key(id);
-        ready(if known {
-            Ok(serde_json::json!({"id": id, "memory_stats": {"usage": 1048576}, "cpu_stats": {}}))
-        } else {
-            Err(RuntimeError::NotFound(id.to_string()))
-        })
+        let mut g = self.lock();
+        let Some(name) = g
+            .containers
+            .get(id)
+            .map(|c| c.state.labels.get(labels::CONTAINER_NAME).cloned().unwrap_or_default())
+        else {
+            return ready(Err(RuntimeError::NotFound(id.to_string())));
+        };
+        let (cores, memory) = g.loads.get(&name).copied().unwrap_or((0.0, 1 << 20));
+        let reads = g.stats_reads.entry(id.to_string()).or_insert(0);
+        *reads += 1;
+        let n = *reads as f64;
+        let ns = 1e9;
+        ready(Ok(serde_json::json!({
+            "id": id,
+            "memory_stats": {"usage": memory},
+            "cpu_stats": {"cpu_usage": {"total_usage": n * cores * ns}, "system_cpu_usage": n * 2.0 * ns, "online_cpus": 2},
+            "precpu_stats": {"cpu_usage": {"total_usage": (n - 1.0) * cores * ns}, "system_cpu_usage": (n - 1.0) * 2.0 * ns},
+        })))
     }
 
     fn logs<'a>(&'a self, id: &'a str) -> BoxFuture<'a, RuntimeResult<Vec<u8>>> {
         ready(Ok(format!("logs of {id}\n").into_bytes()))
+    }
+
+    /// A tiny shell of its own: `echo ARGS` prints them, `cat` copies stdin to stdout until it
+    /// closes, `false` exits 1; any other program is not found (exit 127, as in Docker).
+    fn exec_start<'a>(
+        &'a self,
+        id: &'a str,
+        spec: &'a ExecSpec,
+    ) -> BoxFuture<'a, RuntimeResult<ExecProcess>> {
+        use futures_util::StreamExt;
+        let running = {
+            let g = self.lock();
+            g.containers.get(id).map(|c| c.state.status == ContainerStatus::Running)
+        };
+        match running {
+            None => return ready(Err(RuntimeError::NotFound(id.to_string()))),
+            Some(false) => {
+                return ready(Err(RuntimeError::Unavailable(format!("container {id} is not running"))));
+            }
+            Some(true) => {}
+        }
+        let exec_id = {
+            let mut execs = self.execs.lock().unwrap_or_else(|e| e.into_inner());
+            let exec_id = format!("exec-{}", execs.len() + 1);
+            execs.insert(exec_id.clone(), None);
+            exec_id
+        };
+        let (stdin, reader) = tokio::io::duplex(64 * 1024);
+        let program = spec.command.first().cloned().unwrap_or_default();
+        let (fixed, code): (Option<ExecOutput>, i64) = match program.as_str() {
+            "echo" => {
+                (Some(ExecOutput::Stdout(format!("{}\n", spec.command[1..].join(" ")).into_bytes())), 0)
+            }
+            "cat" => (None, 0),
+            "false" => (Some(ExecOutput::Stdout(Vec::new())), 1),
+            other => (
+                Some(ExecOutput::Stderr(
+                    format!("exec: \"{other}\": executable file not found\n").into_bytes(),
+                )),
+                127,
+            ),
+        };
+        let execs = self.execs.clone();
+        let done_id = exec_id.clone();
+        let finish = move || {
+            execs.lock().unwrap_or_else(|e| e.into_inner()).insert(done_id.clone(), Some(code));
+        };
+        let output = match fixed {
+            Some(out) => {
+                finish();
+                futures_util::stream::iter([Ok(out)]).boxed()
+            }
+            None => futures_util::stream::unfold((reader, Some(finish)), |(mut r, mut finish)| async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = vec![0u8; 8192];
+                match r.read(&mut buf).await {
+                    Ok(n) if n > 0 => {
+                        buf.truncate(n);
+                        Some((Ok(ExecOutput::Stdout(buf)), (r, finish)))
+                    }
+                    _ => {
+                        if let Some(f) = finish.take() {
+                            f();
+                        }
+                        None
+                    }
+                }
+            })
+            .boxed(),
+        };
+        ready(Ok(ExecProcess { id: exec_id, input: Box::pin(stdin), output }))
+    }
+
+    fn exec_exit_code<'a>(&'a self, exec_id: &'a str) -> BoxFuture<'a, RuntimeResult<Option<i64>>> {
+        let execs = self.execs.lock().unwrap_or_else(|e| e.into_inner());
+        ready(execs.get(exec_id).copied().ok_or_else(|| RuntimeError::NotFound(exec_id.to_string())))
     }
 }
 

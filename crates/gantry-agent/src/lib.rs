@@ -8,8 +8,11 @@
 
 pub mod agent;
 pub mod aws_profile;
+pub mod awslogs;
 pub mod client;
+pub mod credentials;
 pub mod docker;
+pub mod exec;
 pub mod fake;
 pub mod metadata;
 pub mod node;
@@ -17,3 +20,4 @@ pub mod pause;
 pub mod runtime;
 pub mod sim;
 pub mod spec;
+pub mod stats;

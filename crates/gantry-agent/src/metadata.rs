@@ -46,17 +46,70 @@ pub trait Source: Send + Sync + 'static {
     fn task_meta(&self, task_id: &str) -> Option<TaskMeta>;
     /// The engine the tasks' containers run in.
     fn runtime(&self) -> &Arc<Self::Runtime>;
+    /// The task credentials of a credentials ID, if `peer` may have them (see
+    /// [`crate::credentials`]).
+    fn task_credentials(
+        &self,
+        id: &str,
+        peer: std::net::IpAddr,
+    ) -> impl std::future::Future<Output = Option<gantry_core::protocol::TaskCredentials>> + Send;
+    /// Passes a request for the front door on to the control plane (a task's `AWS_ENDPOINT_URL`).
+    fn forward(
+        &self,
+        req: crate::client::Forwarded,
+    ) -> impl std::future::Future<Output = Option<crate::client::Forwarded>> + Send;
 }
 
-/// RFC 3339 UTC time for epoch seconds, as the endpoint prints times.
-pub fn rfc3339(epoch_s: f64) -> String {
-    let secs = epoch_s.floor() as i64;
-    let nanos = ((epoch_s - secs as f64) * 1e9).round() as i64;
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = gantry_core::civil::civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+/// The largest request body passed on to the front door (its own limits are lower).
+const FORWARD_LIMIT: usize = 32 << 20;
+
+/// Whether a path is the endpoint's own (metadata, credentials) rather than the front door's.
+fn own_path(path: &str) -> bool {
+    path.starts_with("/v4/") || path.starts_with("/v2/credentials")
 }
+
+async fn forward<S: Source>(
+    agent: &S,
+    req: hyper::Request<hyper::body::Incoming>,
+) -> hyper::Response<http_body_util::Full<bytes::Bytes>> {
+    use http_body_util::BodyExt;
+    let (parts, body) = req.into_parts();
+    let body = http_body_util::Limited::new(body, FORWARD_LIMIT).collect().await.map(|b| b.to_bytes());
+    let answer = match body {
+        Ok(body) => {
+            let f = crate::client::Forwarded {
+                method: parts.method.as_str().to_string(),
+                path_and_query: parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
+                status: 0,
+                headers: parts
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str().to_string(), v.as_bytes().to_vec()))
+                    .collect(),
+                body,
+            };
+            agent.forward(f).await
+        }
+        Err(_) => None,
+    };
+    let Some(a) = answer else {
+        return hyper::Response::builder()
+            .status(502)
+            .body(http_body_util::Full::new(bytes::Bytes::from_static(
+                b"the Gantry server cannot be reached\n",
+            )))
+            .unwrap_or_default();
+    };
+    let mut b = hyper::Response::builder().status(a.status);
+    for (k, v) in &a.headers {
+        if !k.eq_ignore_ascii_case("transfer-encoding") && !k.eq_ignore_ascii_case("connection") {
+            b = b.header(k.as_str(), v.as_slice());
+        }
+    }
+    b.body(http_body_util::Full::new(a.body)).unwrap_or_default()
+}
+
+pub use crate::credentials::rfc3339;
 
 fn network_mode(meta: &TaskMeta) -> String {
     meta.assignment.task_definition.network_mode.clone().unwrap_or_else(|| "bridge".into())
@@ -165,13 +218,16 @@ pub fn task_document(meta: &TaskMeta) -> Value {
 /// Serves the endpoint on `listener` until the process ends.
 pub async fn serve<S: Source>(agent: Arc<S>, listener: tokio::net::TcpListener) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, peer)) = listener.accept().await else { continue };
         let agent = agent.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let agent = agent.clone();
                 async move {
-                    let (status, body) = respond(&*agent, req.uri().path()).await;
+                    if !own_path(req.uri().path()) {
+                        return Ok::<_, std::convert::Infallible>(forward(&*agent, req).await);
+                    }
+                    let (status, body) = respond(&*agent, req.uri().path(), peer.ip()).await;
                     let resp = hyper::Response::builder()
                         .status(status)
                         .header("content-type", "application/json")
@@ -186,7 +242,23 @@ pub async fn serve<S: Source>(agent: Arc<S>, listener: tokio::net::TcpListener) 
     }
 }
 
-async fn respond<S: Source>(agent: &S, path: &str) -> (u16, Vec<u8>) {
+async fn respond<S: Source>(agent: &S, path: &str, peer: std::net::IpAddr) -> (u16, Vec<u8>) {
+    if let Some(id) = path.strip_prefix(crate::credentials::PATH_PREFIX).or_else(|| {
+        (path.trim_end_matches('/') == crate::credentials::PATH_PREFIX.trim_end_matches('/')).then_some("")
+    }) {
+        if id.is_empty() {
+            return crate::credentials::no_id();
+        }
+        // An IPv4 peer may arrive as an IPv4-mapped IPv6 address on a dual-stack socket.
+        let peer = match peer {
+            std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(peer, std::net::IpAddr::V4),
+            v4 => v4,
+        };
+        return match agent.task_credentials(id, peer).await {
+            Some(c) => (200, crate::credentials::document(&c)),
+            None => crate::credentials::not_found(),
+        };
+    }
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let not_found = (404, br#"{"error":"not found"}"#.to_vec());
     let (task_id, container, rest) = match parts.as_slice() {

@@ -14,11 +14,31 @@ use std::time::Duration;
 
 /// Opens the task metadata endpoint on an ephemeral port of every interface (containers reach
 /// it through the engine's host gateway) and returns its base URL as containers see it.
-async fn metadata_listener() -> Result<(tokio::net::TcpListener, String), ClientError> {
-    let l = tokio::net::TcpListener::bind(("0.0.0.0", 0))
-        .await
-        .map_err(|e| ClientError::Transport(e.to_string()))?;
+/// The listener of the task metadata and credentials endpoint: on the port this data directory
+/// had before when it is free, so that after a restart the tasks the agent adopts reach it where
+/// their environment and their 169.254.170.2 routes say (the ECS agent's port is fixed, 51679;
+/// several Gantry agents share a host, so each keeps its own).
+async fn metadata_listener(data_dir: &Path) -> Result<(tokio::net::TcpListener, String), ClientError> {
+    let file = data_dir.join("endpoint-port");
+    let before = read_trimmed(&file).and_then(|p| p.parse::<u16>().ok()).filter(|p| *p != 0);
+    let l = match before {
+        Some(p) => match tokio::net::TcpListener::bind(("0.0.0.0", p)).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(port = p, error = %e, "the endpoint's port of the last run is taken: tasks adopted from it lose their metadata and credentials endpoint");
+                tokio::net::TcpListener::bind(("0.0.0.0", 0))
+                    .await
+                    .map_err(|e| ClientError::Transport(e.to_string()))?
+            }
+        },
+        None => tokio::net::TcpListener::bind(("0.0.0.0", 0))
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?,
+    };
     let port = l.local_addr().map_err(|e| ClientError::Transport(e.to_string()))?.port();
+    if before != Some(port) {
+        let _ = std::fs::write(&file, port.to_string());
+    }
     Ok((l, format!("http://{}:{port}/v4", crate::spec::METADATA_HOST)))
 }
 
@@ -123,6 +143,9 @@ pub struct InstanceOptions {
     pub pull_always: bool,
     /// The GPU device IDs to offer; `None` offers the ones [`detect_gpus`] finds.
     pub gpus: Option<Vec<String>>,
+    /// The CPU units and memory (MiB) to declare; `None` declares the host's (an Auto Scaling
+    /// group's `gantry-local` instance declares its InstanceType's).
+    pub resources: Option<(i64, i64)>,
 }
 
 /// An identity kept in a file: the stored one, or `make()`'s, stored for next time.
@@ -143,7 +166,8 @@ async fn start_agent<R: Runtime>(
     pull_always: bool,
     data_dir: &Path,
 ) -> Result<Arc<Agent<R, HttpClient>>, ClientError> {
-    let (listener, base) = metadata_listener().await?;
+    let (listener, base) = metadata_listener(data_dir).await?;
+    let port = listener.local_addr().map_err(|e| ClientError::Transport(e.to_string()))?.port();
     let agent = Agent::new(
         runtime,
         client,
@@ -154,9 +178,17 @@ async fn start_agent<R: Runtime>(
             logs_dir: Some(data_dir.join("logs")),
             health_interval: Duration::from_secs(1),
             metadata_base: Some(base),
+            credentials: Some(crate::agent::CredentialsConfig {
+                port,
+                redirect: Arc::new(crate::credentials::Iptables),
+            }),
         },
     );
     serve_metadata(&agent, listener);
+    // Task role credentials are renewed at half their life.
+    tokio::spawn(agent.clone().renew_credentials(Duration::from_secs(30)));
+    // Container stats for CloudWatch's AWS/ECS metrics.
+    tokio::spawn(crate::stats::run(agent.clone(), crate::stats::INTERVAL));
     Ok(agent)
 }
 
@@ -177,7 +209,7 @@ pub async fn register_instance<R: Runtime>(
     let arn_file = opts.data_dir.join("container-instance-arn");
     let id_file = opts.data_dir.join("ec2-instance-id");
     let ec2_id = remembered(&id_file, || format!("i-{}", &ids.hex_id()[..17]));
-    let (cpu, memory) = host_resources();
+    let (cpu, memory) = opts.resources.unwrap_or_else(host_resources);
     let resource = |name: &str, v: i64| Resource {
         name: Some(name.into()),
         r#type: Some("INTEGER".into()),
@@ -274,6 +306,25 @@ pub async fn register_fargate<R: Runtime>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_endpoint_keeps_its_port_across_restarts_while_it_is_free() {
+        let dir = std::env::temp_dir().join(format!("gantry-endpoint-port-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (first, base) = metadata_listener(&dir).await.unwrap();
+        let port = first.local_addr().unwrap().port();
+        assert!(base.ends_with(&format!(":{port}/v4")), "{base}");
+        drop(first);
+        let (again, _) = metadata_listener(&dir).await.unwrap();
+        assert_eq!(again.local_addr().unwrap().port(), port, "the same port after a restart");
+        // Taken (the old agent still holds it): another port, remembered from now on.
+        let (other, _) = metadata_listener(&dir).await.unwrap();
+        let moved = other.local_addr().unwrap().port();
+        assert_ne!(moved, port);
+        assert_eq!(std::fs::read_to_string(dir.join("endpoint-port")).unwrap(), moved.to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn gpus_come_from_the_nvidia_driver_or_nowhere() {

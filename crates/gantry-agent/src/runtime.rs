@@ -21,6 +21,10 @@ pub mod labels {
     pub const CLUSTER: &str = "gantry.cluster";
     pub const TASK_ARN: &str = "gantry.task-arn";
     pub const CONTAINER_NAME: &str = "gantry.container-name";
+    /// The task's credentials ID (the path its containers' SDKs ask), so that an agent that
+    /// restarts serves the credentials of the tasks it adopts at the same path. The ID is in
+    /// the container's environment as well; neither holds a credential.
+    pub const CREDENTIALS_ID: &str = "gantry.credentials-id";
     /// Set on every container that a test harness starts, so it can clean up by label.
     pub const TEST_RUN: &str = "gantry.test-run";
 }
@@ -153,6 +157,9 @@ pub struct ContainerSpec {
     pub stop_timeout: Option<Duration>,
     /// GPU device IDs (NVIDIA UUIDs) the container gets, and no others.
     pub gpus: Vec<String>,
+    /// The MAC address of its interface on a bridge network, chosen before it starts so the
+    /// host can route its packets (the task credentials endpoint) before it has an address.
+    pub mac_address: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,4 +242,73 @@ pub trait Runtime: Send + Sync + 'static {
     fn stats<'a>(&'a self, id: &'a str) -> BoxFuture<'a, RuntimeResult<serde_json::Value>>;
     /// The container's stdout and stderr so far, interleaved as the engine stored them.
     fn logs<'a>(&'a self, id: &'a str) -> BoxFuture<'a, RuntimeResult<Vec<u8>>>;
+    /// The container's output line by line with the engine's timestamps, from the second
+    /// `since_s` (Unix seconds; the engine's granularity) on, following it until the container
+    /// stops. Runtimes without logs (the fake) end at once.
+    fn log_lines<'a>(
+        &'a self,
+        id: &'a str,
+        since_s: i64,
+    ) -> futures_util::stream::BoxStream<'a, RuntimeResult<LogLine>> {
+        let _ = (id, since_s);
+        Box::pin(futures_util::stream::empty())
+    }
+    /// Starts `spec` in the running container `id`, attached to its stdin and output. Runtimes
+    /// that cannot (none today) say so.
+    fn exec_start<'a>(
+        &'a self,
+        id: &'a str,
+        spec: &'a ExecSpec,
+    ) -> BoxFuture<'a, RuntimeResult<ExecProcess>> {
+        let _ = spec;
+        Box::pin(async move { Err(RuntimeError::Unavailable(format!("this runtime cannot exec in {id}"))) })
+    }
+    /// Sets the terminal size of an exec'd command that has a TTY.
+    fn exec_resize<'a>(&'a self, exec_id: &'a str, cols: u16, rows: u16) -> BoxFuture<'a, RuntimeResult<()>> {
+        let _ = (exec_id, cols, rows);
+        Box::pin(async { Ok(()) })
+    }
+    /// The exit code of an exec'd command, `None` while it still runs.
+    fn exec_exit_code<'a>(&'a self, exec_id: &'a str) -> BoxFuture<'a, RuntimeResult<Option<i64>>> {
+        Box::pin(async move { Err(RuntimeError::NotFound(exec_id.to_string())) })
+    }
+}
+
+/// A command to run in a running container (`docker exec`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecSpec {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// Whether it gets a pseudo-terminal (its stdout and stderr are then one stream).
+    pub tty: bool,
+}
+
+/// What an exec'd command wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecOutput {
+    Stdout(Vec<u8>),
+    Stderr(Vec<u8>),
+}
+
+/// A command started in a container: its stdin (shut down to close it), its output until it
+/// ends, and the engine's ID for it (to resize its terminal and read its exit code).
+pub struct ExecProcess {
+    pub id: String,
+    pub input: Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    pub output: futures_util::stream::BoxStream<'static, RuntimeResult<ExecOutput>>,
+}
+
+impl std::fmt::Debug for ExecProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecProcess").field("id", &self.id).finish_non_exhaustive()
+    }
+}
+
+/// One line of a container's output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// When the engine received it, in Unix nanoseconds.
+    pub time_ns: i128,
+    /// The line without its newline.
+    pub text: String,
 }

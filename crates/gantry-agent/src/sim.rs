@@ -74,6 +74,17 @@ pub fn instance(opts: &FleetOptions, i: usize) -> SimInstance {
 
 async fn register(client: &HttpClient, opts: &FleetOptions, i: usize) -> Result<String, ClientError> {
     let s = instance(opts, i);
+    let id = format!("i-sim{:013x}", mix(opts.seed ^ i as u64) >> 12);
+    register_as(client, &opts.cluster, &id, &s).await
+}
+
+/// Registers one simulated instance with its EC2 instance ID; its container instance's ARN.
+pub async fn register_as(
+    client: &HttpClient,
+    cluster: &str,
+    ec2_instance_id: &str,
+    s: &SimInstance,
+) -> Result<String, ClientError> {
     let int = |name: &str, v: i64| Resource {
         name: Some(name.into()),
         r#type: Some("INTEGER".into()),
@@ -104,9 +115,9 @@ async fn register(client: &HttpClient, opts: &FleetOptions, i: usize) -> Result<
         attributes.push(Attribute { name: crate::node::GPU_CAPABILITY.into(), ..Default::default() });
     }
     let req = RegisterContainerInstanceRequest {
-        cluster: Some(opts.cluster.clone()),
+        cluster: Some(cluster.to_string()),
         instance_identity_document: Some(
-            serde_json::json!({"instanceId": format!("i-sim{:013x}", mix(opts.seed ^ i as u64) >> 12), "instanceType": s.instance_type, "availabilityZone": s.zone}).to_string(),
+            serde_json::json!({"instanceId": ec2_instance_id, "instanceType": s.instance_type, "availabilityZone": s.zone}).to_string(),
         ),
         total_resources: Some(resources),
         version_info: Some(VersionInfo {
@@ -119,6 +130,25 @@ async fn register(client: &HttpClient, opts: &FleetOptions, i: usize) -> Result<
     };
     let resp: RegisterContainerInstanceResponse = client.ecs("RegisterContainerInstance", &req).await?;
     Ok(resp.container_instance.and_then(|c| c.container_instance_arn).unwrap_or_default())
+}
+
+/// Starts one simulated instance's agent (an Auto Scaling group's `gantry-sim` instance), already
+/// registered as `arn`, on `client`; runs until aborted.
+pub fn start(client: Arc<HttpClient>, clock: Arc<dyn Clock>, arn: String) -> tokio::task::JoinHandle<()> {
+    let agent = Agent::new(
+        Arc::new(FakeRuntime::simulated()),
+        client,
+        clock,
+        AgentConfig {
+            node: arn,
+            pull_always: false,
+            logs_dir: None,
+            health_interval: Duration::from_secs(30),
+            metadata_base: None,
+            credentials: None,
+        },
+    );
+    tokio::spawn(agent.run())
 }
 
 /// How many simulated agents share one local address (and one connection pool).
@@ -182,6 +212,7 @@ pub async fn run(
                 logs_dir: None,
                 health_interval: Duration::from_secs(30),
                 metadata_base: None,
+                credentials: None,
             },
         );
         agents.push(tokio::spawn(agent.run()));

@@ -128,6 +128,7 @@ pub fn container_spec(
         volumes_from,
         stop_timeout: Some(Duration::from_secs(def.stop_timeout.unwrap_or(30).max(0) as u64)),
         gpus: gpu_ids(task, def),
+        mac_address: None,
     }
 }
 

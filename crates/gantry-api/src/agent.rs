@@ -10,10 +10,10 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use gantry_core::ServiceError;
 use gantry_core::protocol::{
-    FargateRegistration, PollRequest, RawAssignments, ResolvedSecret, SecretsRequest, SecretsResponse,
-    TaskHealthReport,
+    Assignment, FargateRegistration, PollRequest, RawAssignments, ResolvedSecret, SecretsRequest,
+    SecretsResponse, TaskCredentials, TaskCredentialsRequest, TaskHealthReport, TaskStatsReport,
 };
-use gantry_ports::SecretResolver;
+use gantry_ports::{Authorizer, Principal, SecretResolver};
 use gantry_protocol::Protocol;
 use std::sync::Arc;
 
@@ -27,7 +27,7 @@ fn respond(s: &AppState, r: Result<Vec<u8>, ServiceError>) -> Response {
 
 /// The agent signs its requests as any ECS client does (service `ecs`), and the front door's
 /// authenticator checks them the same way.
-fn authenticate(
+pub(crate) fn authenticate(
     s: &AppState,
     method: &Method,
     uri: &Uri,
@@ -70,7 +70,8 @@ pub(crate) async fn poll(
         let version = *rx.borrow_and_update();
         let (tasks, removed) = s.control.assignment_delta_json(&req.node, req.known.as_ref())?;
         drop(guard);
-        Ok(wire::render(&RawAssignments { version, tasks, delta: req.known.is_some(), removed })?)
+        let exec = s.exec.take_for(&req.node);
+        Ok(wire::render(&RawAssignments { version, tasks, delta: req.known.is_some(), removed, exec })?)
     }
     .await;
     respond(&s, r)
@@ -109,6 +110,39 @@ pub(crate) async fn health(
     respond(&s, r)
 }
 
+/// `gantry status`: the servers sharing the store, the leader and the agents, signed like the
+/// agent's calls.
+pub(crate) async fn status(
+    State(s): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let r = (|| {
+        authenticate(&s, &method, &uri, &headers, &body)?;
+        Ok(wire::render(&s.control.status())?)
+    })();
+    respond(&s, r)
+}
+
+/// An agent's container stats: kept for the AWS/ECS metrics.
+pub(crate) async fn stats(
+    State(s): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let r = (|| {
+        authenticate(&s, &method, &uri, &headers, &body)?;
+        let req: TaskStatsReport = wire::parse("ReportTaskStats", &body)?;
+        s.control.record_task_stats(req);
+        Ok(b"{}".to_vec())
+    })();
+    respond(&s, r)
+}
+
 /// Resolves a task's secret references: Secrets Manager ARNs go to Secrets Manager, anything
 /// else (an SSM parameter's name or ARN) to SSM, as the ECS agent routes them. Wired to the two
 /// services' [`SecretResolver`]s by [`crate::app`].
@@ -125,9 +159,72 @@ impl Resolvers {
         r.resolve(account, region, value_from)
     }
 
+    fn resource_policy(&self, account: &str, region: &str, value_from: &str) -> Option<String> {
+        let is_asm = value_from.split(':').nth(2) == Some("secretsmanager");
+        let r = if is_asm { &self.secretsmanager } else { &self.ssm };
+        r.resource_policy(account, region, value_from)
+    }
+
+    /// Whether the execution role's session `reader` may read `value_from` (Secrets Manager's
+    /// GetSecretValue on the secret, SSM's GetParameters on the parameter): `None` when it may,
+    /// else the ECS agent's words for the AccessDeniedException it would get. IAM weighs the
+    /// role's policies and the secret's resource policy.
+    fn may_read(
+        &self,
+        reader: (&Principal, &dyn Authorizer),
+        account: &str,
+        region: &str,
+        value_from: &str,
+    ) -> Option<String> {
+        let (who, authorizer) = reader;
+        let retried = "execution resource retrieval failed";
+        let (action, resource, how) = if value_from.split(':').nth(2) == Some("secretsmanager") {
+            let arn: String = value_from.split(':').take(7).collect::<Vec<_>>().join(":");
+            let how = format!(
+                "{retried}: unable to retrieve secret from asm: service call has been retried 1 time(s): failed to fetch secret {arn} from secrets manager"
+            );
+            ("secretsmanager:GetSecretValue", arn, how)
+        } else {
+            let arn = if value_from.starts_with("arn:") {
+                value_from.to_string()
+            } else {
+                format!("arn:aws:ssm:{region}:{account}:parameter/{}", value_from.trim_start_matches('/'))
+            };
+            let how = format!(
+                "{retried}: unable to retrieve secrets from ssm: service call has been retried 1 time(s)"
+            );
+            ("ssm:GetParameters", arn, how)
+        };
+        let policy = self.resource_policy(account, region, value_from);
+        let context = gantry_ports::AuthContext::new();
+        let decision = authorizer.authorize(who, action, &resource, &context, policy.as_deref());
+        (decision != gantry_ports::Decision::Allow).then(|| {
+            let denied_by_identity = policy.is_none()
+                || authorizer.authorize(who, action, &resource, &context, None)
+                    == gantry_ports::Decision::ExplicitDeny;
+            let because = match decision {
+                gantry_ports::Decision::ExplicitDeny if denied_by_identity => {
+                    "with an explicit deny in an identity-based policy".to_string()
+                }
+                gantry_ports::Decision::ExplicitDeny => "with an explicit deny in a resource-based policy".to_string(),
+                _ => format!("because no identity-based policy allows the {action} action"),
+            };
+            format!(
+                "{how}: AccessDeniedException: User: {} is not authorized to perform: {action} on resource: {resource} {because}",
+                who.arn
+            )
+        })
+    }
+
     /// Every secret of an assignment, or the first that cannot be had. The task's account and
-    /// Region come from its ARN.
-    pub(crate) fn for_task(&self, a: &gantry_core::protocol::Assignment) -> SecretsResponse {
+    /// Region come from its ARN. With `reader` (under enforcement: the task execution role's
+    /// session and IAM), each read must be allowed to it, as the ECS agent reads them with the
+    /// execution role's credentials.
+    pub(crate) fn for_task(
+        &self,
+        a: &gantry_core::protocol::Assignment,
+        reader: Option<(&Principal, &dyn Authorizer)>,
+    ) -> SecretsResponse {
         let arn = a.task.task_arn.as_deref().unwrap_or_default();
         let mut parts = arn.split(':');
         let region = parts.nth(3).unwrap_or_default();
@@ -147,6 +244,10 @@ impl Resolvers {
             ];
             for (secrets, log) in groups {
                 for sec in secrets {
+                    if let Some(why) = reader.and_then(|r| self.may_read(r, account, region, &sec.value_from))
+                    {
+                        return SecretsResponse { error: Some(why), ..Default::default() };
+                    }
                     match self.resolve(account, region, &sec.value_from) {
                         Ok(value) => {
                             let map = if log { &mut out.log_options } else { &mut out.environment };
@@ -161,13 +262,55 @@ impl Resolvers {
                 }
             }
             if let Some(creds) = &def.repository_credentials
-                && let Err(why) = self.resolve(account, region, &creds.credentials_parameter)
+                && let Err(why) = reader
+                    .and_then(|r| self.may_read(r, account, region, &creds.credentials_parameter))
+                    .map_or_else(
+                        || self.resolve(account, region, &creds.credentials_parameter).map(|_| ()),
+                        Err,
+                    )
             {
                 return SecretsResponse { error: Some(why), ..Default::default() };
             }
         }
         out
     }
+}
+
+/// The task execution role's session for a task (the principal its secrets are read as): the
+/// role must exist and trust `ecs-tasks.amazonaws.com`. Or why there is none, in words that
+/// follow "unable to pull secrets or registry auth: ".
+fn execution_principal(s: &AppState, a: &Assignment) -> Result<Principal, String> {
+    let arn = a.task.task_arn.as_deref().unwrap_or_default();
+    let account = arn.split(':').nth(4).unwrap_or_default();
+    let task_id = arn.rsplit('/').next().unwrap_or_default();
+    let role_arn = a
+        .task
+        .overrides
+        .as_ref()
+        .and_then(|o| o.execution_role_arn.as_deref())
+        .or(a.task_definition.execution_role_arn.as_deref())
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| {
+            "execution resource retrieval failed: the task definition has no executionRoleArn, whose credentials secrets are read with".to_string()
+        })?;
+    let role = s.sts.service_may_assume(account, role_arn, "ecs-tasks.amazonaws.com").map_err(|e| {
+        format!(
+            "execution resource retrieval failed: unable to assume the task execution role: {}",
+            e.message
+        )
+    })?;
+    Ok(Principal {
+        kind: gantry_ports::PrincipalKind::AssumedRole {
+            role_name: role.name.clone(),
+            role_arn: role.arn.clone(),
+            session_name: task_id.to_string(),
+        },
+        session_policies: None,
+        session_tags: Vec::new(),
+        account: account.to_string(),
+        arn: format!("arn:aws:sts::{account}:assumed-role/{}/{task_id}", role.name),
+        user_id: format!("{}:{task_id}", role.role_id),
+    })
 }
 
 /// The secrets of a task assigned to the asking node, resolved from its definition's
@@ -192,11 +335,81 @@ pub(crate) async fn secrets(
                     format!("The task {} is not assigned to node {}.", req.task_arn, req.node),
                 )
             })?;
-        let resolved = s.secrets.for_task(a);
+        // Under enforcement, secrets are read as the task execution role's session.
+        let resolved = if s.auth.mode() == crate::AuthMode::SigV4 {
+            match execution_principal(&s, a) {
+                Ok(p) => s.secrets.for_task(a, Some((&p, &*s.authorizer))),
+                Err(why) => SecretsResponse { error: Some(why), ..Default::default() },
+            }
+        } else {
+            s.secrets.for_task(a, None)
+        };
         if let Some(why) = &resolved.error {
             tracing::info!(task = %req.task_arn, reason = %why, "a task's secrets cannot be resolved");
         }
         Ok(wire::render(&resolved)?)
+    }
+    .await;
+    respond(&s, r)
+}
+
+/// How long a task role's session lasts (at most the role's MaxSessionDuration): ECS's task
+/// credentials last hours and the agent renews them well before they expire.
+const TASK_SESSION_SECONDS: i64 = 6 * 3600;
+
+/// The role a task runs as: its override, else its definition's.
+pub(crate) fn task_role(a: &Assignment) -> Option<&str> {
+    a.task
+        .overrides
+        .as_ref()
+        .and_then(|o| o.task_role_arn.as_deref())
+        .or(a.task_definition.task_role_arn.as_deref())
+        .filter(|r| !r.is_empty())
+}
+
+/// The credentials of a task's role, for a task assigned to the asking node: an STS session of
+/// the role for `ecs-tasks.amazonaws.com` (which the role's trust policy must allow), named
+/// after the task ID, as ECS hands the agent a task's credentials.
+pub(crate) async fn credentials(
+    State(s): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let r = async {
+        authenticate(&s, &method, &uri, &headers, &body)?;
+        let req: TaskCredentialsRequest = wire::parse("GetTaskCredentials", &body)?;
+        let assigned = s.control.assignments(&req.node)?;
+        let a = assigned
+            .iter()
+            .find(|a| a.task.task_arn.as_deref() == Some(req.task_arn.as_str()))
+            .ok_or_else(|| {
+                ServiceError::sender(
+                    "InvalidParameterException",
+                    format!("The task {} is not assigned to node {}.", req.task_arn, req.node),
+                )
+            })?;
+        let role = task_role(a).ok_or_else(|| {
+            ServiceError::sender("InvalidParameterException", format!("The task {} has no task role.", req.task_arn))
+        })?;
+        let arn = req.task_arn.as_str();
+        let account = arn.split(':').nth(4).unwrap_or_default();
+        let task_id = arn.rsplit('/').next().unwrap_or_default();
+        let session = s
+            .sts
+            .assume_role_for_service(account, role, "ecs-tasks.amazonaws.com", task_id, TASK_SESSION_SECONDS)
+            .await
+            .inspect_err(|e| {
+                tracing::warn!(task = %arn, role = %role, reason = %e.message, "a task's role cannot be assumed");
+            })?;
+        Ok(wire::render(&TaskCredentials {
+            role_arn: session.role_arn,
+            access_key_id: session.access_key_id,
+            secret_access_key: session.secret_access_key,
+            session_token: session.session_token,
+            expiration: session.expiration,
+        })?)
     }
     .await;
     respond(&s, r)

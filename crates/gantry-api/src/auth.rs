@@ -87,6 +87,14 @@ impl Authenticator {
         }
     }
 
+    /// The same authenticator, finding keys also in `more` (IAM users' keys, STS sessions).
+    pub fn with_keys(mut self, more: Vec<Arc<dyn KeyStore>>) -> Self {
+        let mut all = vec![self.keys.clone()];
+        all.extend(more);
+        self.keys = Arc::new(gantry_sts::keys::Chain(all));
+        self
+    }
+
     pub fn mode(&self) -> AuthMode {
         self.mode
     }
@@ -162,6 +170,51 @@ pub fn scope_service<'a>(authorization: Option<&'a str>, query: &'a str) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gantry_core::Secret;
+    use gantry_ports::Credential;
+
+    struct OneKey(Arc<Credential>);
+    impl KeyStore for OneKey {
+        fn lookup(&self, id: &str) -> Option<Arc<Credential>> {
+            (id == self.0.access_key_id).then(|| self.0.clone())
+        }
+    }
+
+    /// A session's credentials work until their expiry and not after; another token, or none,
+    /// never works.
+    #[test]
+    fn sessions_expire_and_their_tokens_must_match() {
+        let at = 1_767_225_600;
+        let cred = Credential {
+            access_key_id: "ASIAEXAMPLEEXAMPLE00".into(),
+            secret: Secret::new("s3cr3t"),
+            session_token: Some(Secret::new("token-1")),
+            expires_at: Some(at + 900),
+            principal: Arc::new(Principal::root("123456789012")),
+        };
+        let auth = Authenticator::new(AuthMode::SigV4, Arc::new(OneKey(Arc::new(cred))), "123456789012");
+        let try_at = |now: i64, token: Option<&str>| {
+            let headers: Vec<(&str, &[u8])> = vec![("host", b"localhost")];
+            let req = Request { method: "POST", path: "/", query: "", headers: &headers, body: b"{}" };
+            let creds = gantry_sigv4::Credentials {
+                access_key: "ASIAEXAMPLEEXAMPLE00",
+                secret: "s3cr3t",
+                session_token: token,
+            };
+            let added = gantry_sigv4::sign(&req, &creds, "us-east-1", "ecs", now);
+            let mut all: Vec<(&str, &[u8])> = headers.clone();
+            all.extend(added.iter().map(|(n, v)| (*n, v.as_bytes())));
+            let req = Request { headers: &all, ..req };
+            auth.authenticate(&req, "ecs", now)
+        };
+        assert!(try_at(at + 899, Some("token-1")).is_ok());
+        assert_eq!(try_at(at + 900, Some("token-1")).unwrap_err(), AuthError::ExpiredToken);
+        assert_eq!(
+            try_at(at, Some("token-2")).unwrap_err(),
+            AuthError::Signature(SigError::UnknownAccessKey)
+        );
+        assert_eq!(try_at(at, None).unwrap_err(), AuthError::Signature(SigError::UnknownAccessKey));
+    }
 
     #[test]
     fn the_scope_names_the_service() {

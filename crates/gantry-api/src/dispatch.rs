@@ -51,6 +51,7 @@ pub async fn dispatch(
         "ListContainerInstances" => call!(list_container_instances, sync),
         "DeregisterContainerInstance" => call!(deregister_container_instance),
         "UpdateContainerInstancesState" => call!(update_container_instances_state),
+        "UpdateContainerAgent" => call!(update_container_agent),
         // Tasks
         "RunTask" => call!(run_task),
         "StartTask" => call!(start_task),
@@ -71,6 +72,7 @@ pub async fn dispatch(
         "DescribeServiceDeployments" => call!(describe_service_deployments, sync),
         "DescribeServiceRevisions" => call!(describe_service_revisions, sync),
         "StopServiceDeployment" => call!(stop_service_deployment),
+        "ContinueServiceDeployment" => call!(continue_service_deployment),
         // Task sets (the EXTERNAL deployment controller)
         "CreateTaskSet" => call!(create_task_set),
         "UpdateTaskSet" => call!(update_task_set),
@@ -87,6 +89,8 @@ pub async fn dispatch(
         "SubmitAttachmentStateChanges" => call!(submit_attachment_state_changes),
         // Gantry's extension: why a task can or cannot be placed.
         "GantryExplainPlacement" => call!(explain_placement, sync),
+        // Gantry's extension: reclaim FARGATE_SPOT capacity (`gantry spot interrupt`).
+        "GantryInterruptSpot" => call!(interrupt_spot),
         // Tags
         "TagResource" => call!(tag_resource),
         "UntagResource" => call!(untag_resource),

@@ -29,11 +29,35 @@ pub enum Service {
     Acm,
     SecretsManager,
     Ssm,
+    Logs,
+    CloudWatch,
+    Iam,
+    AppAutoScaling,
+    Events,
+    Scheduler,
+    AutoScaling,
 }
 
+/// The address a request came from (set by the server on each request).
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub std::net::IpAddr);
+
 impl Service {
-    pub const ALL: [Service; 6] =
-        [Service::Ecs, Service::Sts, Service::Elbv2, Service::Acm, Service::SecretsManager, Service::Ssm];
+    pub const ALL: [Service; 13] = [
+        Service::Ecs,
+        Service::Sts,
+        Service::Elbv2,
+        Service::Acm,
+        Service::SecretsManager,
+        Service::Ssm,
+        Service::Logs,
+        Service::CloudWatch,
+        Service::Iam,
+        Service::AppAutoScaling,
+        Service::Events,
+        Service::Scheduler,
+        Service::AutoScaling,
+    ];
 
     /// The SigV4 signing name.
     pub fn signing_name(self) -> &'static str {
@@ -44,6 +68,13 @@ impl Service {
             Service::Acm => "acm",
             Service::SecretsManager => "secretsmanager",
             Service::Ssm => "ssm",
+            Service::Logs => "logs",
+            Service::CloudWatch => "monitoring",
+            Service::Iam => "iam",
+            Service::AppAutoScaling => "application-autoscaling",
+            Service::Events => "events",
+            Service::Scheduler => "scheduler",
+            Service::AutoScaling => "autoscaling",
         }
     }
 
@@ -55,6 +86,13 @@ impl Service {
             Service::Acm => gantry_model::acm::MODEL,
             Service::SecretsManager => gantry_model::secretsmanager::MODEL,
             Service::Ssm => gantry_model::ssm::MODEL,
+            Service::Logs => gantry_model::logs::MODEL,
+            Service::CloudWatch => gantry_model::cloudwatch::MODEL,
+            Service::Iam => gantry_model::iam::MODEL,
+            Service::AppAutoScaling => gantry_model::appautoscaling::MODEL,
+            Service::Events => gantry_model::events::MODEL,
+            Service::Scheduler => gantry_model::scheduler::MODEL,
+            Service::AutoScaling => gantry_model::autoscaling::MODEL,
         }
     }
 }
@@ -267,7 +305,9 @@ pub(crate) async fn handle(State(s): State<Arc<AppState>>, req: Request) -> Resp
         (Some(Service::Ecs), None) => {
             match target.as_ref().and_then(|t| t.to_str().ok()).and_then(|t| t.rsplit_once('.')) {
                 Some((_, op))
-                    if op == "GantryExplainPlacement" || gantry_model::ecs::OPERATIONS.contains(&op) =>
+                    if op == "GantryExplainPlacement"
+                        || op == "GantryInterruptSpot"
+                        || gantry_model::ecs::OPERATIONS.contains(&op) =>
                 {
                     op
                 }
@@ -284,6 +324,7 @@ pub(crate) async fn handle(State(s): State<Arc<AppState>>, req: Request) -> Resp
 async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Option<String>) {
     let request_id = s.control.ids().uuid();
     let (parts, body) = req.into_parts();
+    let source_ip = parts.extensions.get::<PeerAddr>().map(|p| p.0);
     let head = Head {
         headers: &parts.headers,
         method: parts.method.as_str(),
@@ -368,21 +409,32 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
     };
 
     match service {
-        Service::Ecs => {
-            (crate::ecs(s, &head_parts(&head), &caller, &body, &request_id, model).await, Some(service), None)
-        }
-        Service::Sts => {
-            let sts = &s.sts;
-            let (r, op) = call_generic(protocol, model, &head, form, &request_id, |op, input| {
-                sts.call(&caller.principal, op, input)
-            });
+        Service::Ecs => (
+            crate::ecs(s, &head_parts(&head, source_ip), &caller, &body, &request_id, model).await,
+            Some(service),
+            None,
+        ),
+        Service::Sts | Service::Iam => {
+            let caller = &caller;
+            let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
+                authorize(s, caller, service, false, &op, &input, source_ip)?;
+                match service {
+                    Service::Sts => s.sts.call(&caller.principal, &op, &input).await,
+                    _ => s.iam.call(&caller.principal, &op, &input).await,
+                }
+            })
+            .await;
             (r, Some(service), op)
         }
-        Service::Elbv2 | Service::Acm => {
+        Service::Elbv2 | Service::Acm | Service::Events | Service::AutoScaling => {
             let scope = gantry_core::Scope::new(s.config.account_id.clone(), caller.region.clone());
+            let caller = &caller;
             let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
+                authorize(s, caller, service, protocol != Protocol::AwsQuery, &op, &input, source_ip)?;
                 match service {
                     Service::Elbv2 => s.elbv2.call(&scope, &op, &input).await,
+                    Service::Events => s.events.call(&scope, &op, &input).await,
+                    Service::AutoScaling => s.autoscaling.call(&scope, &op, &input).await,
                     _ => s.acm.call(&scope, &op, &input).await,
                 }
             })
@@ -392,7 +444,9 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
         Service::SecretsManager | Service::Ssm => {
             let scope = gantry_core::Scope::new(caller.principal.account.clone(), caller.region.clone());
             let user = &caller.principal.arn;
+            let caller = &caller;
             let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
+                authorize(s, caller, service, true, &op, &input, source_ip)?;
                 match service {
                     Service::SecretsManager => s.secretsmanager.call(&scope, &op, &input).await,
                     _ => s.ssm.call(&scope, user, &op, &input).await,
@@ -401,7 +455,90 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
             .await;
             (r, Some(service), op)
         }
+        Service::AppAutoScaling => {
+            let scope = gantry_core::Scope::new(caller.principal.account.clone(), caller.region.clone());
+            let caller = &caller;
+            let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
+                authorize(s, caller, service, true, &op, &input, source_ip)?;
+                s.appautoscaling.call(&scope, &op, &input).await
+            })
+            .await;
+            (r, Some(service), op)
+        }
+        Service::Scheduler => {
+            let scope = gantry_core::Scope::new(caller.principal.account.clone(), caller.region.clone());
+            let caller = &caller;
+            let (r, op) = call_rest(model, &head, &body, &request_id, |op, input| async move {
+                authorize(s, caller, service, true, &op, &input, source_ip)?;
+                s.scheduler.call(&scope, &op, &input).await
+            })
+            .await;
+            (r, Some(service), op)
+        }
+        Service::CloudWatch => {
+            let cw = s.config.cloudwatch.clone();
+            let scope = (caller.principal.account.as_str(), caller.region.as_str());
+            let (r, op) = call_generic(protocol, model, &head, form, &request_id, |op, input| {
+                // PutMetricData fsyncs its log: off the async workers.
+                let run = || cw.call(scope.0, scope.1, op, input);
+                match tokio::runtime::Handle::current().runtime_flavor() {
+                    tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
+                    _ => run(),
+                }
+            });
+            (r, Some(service), op)
+        }
+        Service::Logs => {
+            let logs = s.config.logs.clone();
+            let (r, op) = call_generic(protocol, model, &head, form, &request_id, |op, input| {
+                authorize(s, &caller, service, true, op, input, source_ip)?;
+                // PutLogEvents fsyncs: off the async workers.
+                let run = || logs.call(&caller.principal, &caller.region, op, input);
+                match tokio::runtime::Handle::current().runtime_flavor() {
+                    tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
+                    _ => run(),
+                }
+            });
+            (r, Some(service), op)
+        }
     }
+}
+
+/// IAM's decision on an operation of a service other than ECS: `service:Operation` on the
+/// resource its input names (IAM's users, roles, groups and policies; a secret, with its
+/// resource policy), `*` for the rest. STS's AssumeRole decides for itself (the role's trust
+/// policy, then the caller's own policies), and GetCallerIdentity and GetSessionToken need no
+/// permission, as in AWS.
+fn authorize(
+    s: &AppState,
+    caller: &Caller,
+    service: Service,
+    json: bool,
+    op: &str,
+    input: &[u8],
+    source_ip: Option<std::net::IpAddr>,
+) -> Result<(), ServiceError> {
+    if !crate::authz::enforced(s, caller)
+        || (service == Service::Sts && matches!(op, "GetCallerIdentity" | "GetSessionToken" | "AssumeRole"))
+    {
+        return Ok(());
+    }
+    let v: serde_json::Value = serde_json::from_slice(input).unwrap_or(serde_json::Value::Null);
+    let scope = || gantry_core::Scope::new(caller.principal.account.clone(), caller.region.clone());
+    let (resource, policy) = match service {
+        Service::Iam => (s.iam.authz_resource(&caller.principal, op, &v), None),
+        Service::SecretsManager => match v.get("SecretId").and_then(|x| x.as_str()) {
+            Some(id) => match s.secretsmanager.authz_target(&scope(), id) {
+                Some((arn, policy)) => (arn, policy),
+                None => ("*".to_string(), None),
+            },
+            None => ("*".to_string(), None),
+        },
+        _ => ("*".to_string(), None),
+    };
+    let ctx = crate::authz::global_context(s, caller, source_ip);
+    let action = format!("{}:{op}", service.signing_name());
+    crate::authz::check(s, caller, json, &action, &[(resource, ctx)], policy.as_deref())
 }
 
 /// [`call_generic`] for a service whose operations are asynchronous (they read and write the
@@ -431,14 +568,50 @@ where
     (finish(protocol, model, &op, out, request_id), Some(op))
 }
 
+/// A restJson1 service: the operation found by the request's method and path, its input read
+/// from the URI, query string, headers and body into the JSON form.
+async fn call_rest<F, Fut>(
+    model: &Model,
+    head: &Head<'_>,
+    body: &[u8],
+    request_id: &str,
+    run: F,
+) -> (Response, Option<String>)
+where
+    F: FnOnce(String, Vec<u8>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<u8>, ServiceError>>,
+{
+    let protocol = Protocol::RestJson1;
+    let (op, labels) = match gantry_protocol::rest::operation(model, head.method, head.path) {
+        Ok(found) => found,
+        Err(e) => return (error(protocol, model, &e.to_service_error(protocol), request_id), None),
+    };
+    let headers: Vec<(&str, &[u8])> = head.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+    let req = gantry_protocol::rest::RestRequest {
+        method: head.method,
+        path: head.path,
+        query: head.query,
+        headers: &headers,
+        body,
+    };
+    let input = match gantry_protocol::rest::parse_request(model, &op, &labels, &req) {
+        Ok(v) => serde_json::to_vec(&v).unwrap_or_default(),
+        Err(e) => return (error(protocol, model, &e.to_service_error(protocol), request_id), Some(op)),
+    };
+    let span = tracing::debug_span!("request", op = %op, request_id);
+    let out = tracing::Instrument::instrument(run(op.clone(), input), span).await;
+    (finish(protocol, model, &op, out, request_id), Some(op))
+}
+
 /// What the ECS handler needs of the request head.
 pub(crate) struct EcsHead<'a> {
     pub target: Option<&'a str>,
     pub host: Option<&'a str>,
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
-fn head_parts<'a>(head: &Head<'a>) -> EcsHead<'a> {
-    EcsHead { target: head.target, host: header(head.headers, &HOST) }
+fn head_parts<'a>(head: &Head<'a>, source_ip: Option<std::net::IpAddr>) -> EcsHead<'a> {
+    EcsHead { target: head.target, host: header(head.headers, &HOST), source_ip }
 }
 
 /// A service whose operations take and return the JSON form: the protocol crate turns the

@@ -10,7 +10,9 @@
 
 pub mod agent;
 pub mod auth;
+pub mod authz;
 pub mod dispatch;
+pub mod exec;
 pub mod front;
 pub mod server;
 pub mod wire;
@@ -70,6 +72,10 @@ pub struct ApiConfig {
     pub limits: Limits,
     /// Seals Secrets Manager's and SSM's secret values at rest (the master key).
     pub sealer: gantry_core::Sealer,
+    /// CloudWatch Logs (its own event store under the data directory).
+    pub logs: Arc<gantry_logs::Logs>,
+    /// CloudWatch metrics and alarms (its own time-series store under the data directory).
+    pub cloudwatch: Arc<gantry_cloudwatch::CloudWatch>,
 }
 
 /// The services besides ECS (which is the control plane itself), wired to their ports.
@@ -77,6 +83,11 @@ pub struct ApiConfig {
 pub struct Services {
     pub elbv2: Arc<gantry_elbv2::Elbv2>,
     pub acm: Arc<gantry_acm::Acm>,
+    /// Application Auto Scaling as the binary wired it (its alarm inbox and controllers); `None`:
+    /// one on the control plane and CloudWatch with AWS's settings, whose alarms invoke nothing.
+    pub appautoscaling: Option<Arc<gantry_appautoscaling::AppAutoScaling>>,
+    /// EC2 Auto Scaling, its instances started by the launchers the binary gives it.
+    pub autoscaling: Arc<gantry_autoscaling::AutoScaling>,
 }
 
 impl Services {
@@ -97,19 +108,58 @@ impl Services {
             control.ids().clone(),
             Arc::new(gantry_elbv2::CertificateUsers::new(store)),
         );
-        Services { elbv2: Arc::new(elbv2), acm: Arc::new(acm) }
+        let autoscaling = gantry_autoscaling::AutoScaling::new(
+            control.store().clone(),
+            control.clock().clone(),
+            control.ids().clone(),
+            Arc::new(gantry_ports::autoscaling::NoLaunchers),
+        );
+        Services {
+            elbv2: Arc::new(elbv2),
+            acm: Arc::new(acm),
+            appautoscaling: None,
+            autoscaling: Arc::new(autoscaling),
+        }
+    }
+
+    /// The same services with Auto Scaling's instances started by `launcher`.
+    pub fn with_launcher(
+        mut self,
+        control: &ControlPlane,
+        launcher: Arc<dyn gantry_ports::autoscaling::Launcher>,
+    ) -> Self {
+        self.autoscaling = Arc::new(gantry_autoscaling::AutoScaling::new(
+            control.store().clone(),
+            control.clock().clone(),
+            control.ids().clone(),
+            launcher,
+        ));
+        self
     }
 }
 
 pub(crate) struct AppState {
     pub(crate) control: ControlPlane,
-    pub(crate) sts: gantry_sts::Sts,
+    pub(crate) sts: Arc<gantry_sts::Sts>,
+    pub(crate) iam: Arc<gantry_iam::Iam>,
+    /// IAM's decisions, asked before every operation under `--auth sigv4`.
+    pub(crate) authorizer: Arc<dyn gantry_ports::Authorizer>,
+    /// IAM's roles (ECS's iam:PassRole checks).
+    pub(crate) roles: Arc<dyn gantry_ports::Roles>,
     pub(crate) elbv2: Arc<gantry_elbv2::Elbv2>,
     pub(crate) acm: Arc<gantry_acm::Acm>,
+    pub(crate) autoscaling: Arc<gantry_autoscaling::AutoScaling>,
     pub(crate) secretsmanager: Arc<gantry_secretsmanager::SecretsManager>,
     pub(crate) ssm: Arc<gantry_ssm::Ssm>,
+    pub(crate) appautoscaling: Arc<gantry_appautoscaling::AppAutoScaling>,
+    /// EventBridge's rules (the firing controller is the binary's to run).
+    pub(crate) events: Arc<gantry_events::Events>,
+    /// EventBridge Scheduler's schedules (its firing controller is the binary's to run).
+    pub(crate) scheduler: Arc<gantry_scheduler::Scheduler>,
     /// What a task's `secrets` are resolved through (the agent channel's `secrets` route).
     pub(crate) secrets: agent::Resolvers,
+    /// ECS Exec's sessions open on this server.
+    pub(crate) exec: exec::Hub,
     pub(crate) auth: Authenticator,
     pub(crate) models: front::Models,
     pub(crate) config: ApiConfig,
@@ -164,18 +214,57 @@ pub fn app_with(control: ControlPlane, services: Services, auth: Authenticator, 
         control.clock().clone(),
         config.sealer.clone(),
     ));
+    let appautoscaling = services.appautoscaling.unwrap_or_else(|| {
+        Arc::new(gantry_appautoscaling::AppAutoScaling::new(
+            control.store().clone(),
+            control.clock().clone(),
+            control.ids().clone(),
+            Arc::new(control.clone()),
+            config.cloudwatch.clone(),
+            gantry_appautoscaling::Settings::default(),
+        ))
+    });
+    let events = Arc::new(gantry_events::Events::new(control.store().clone(), control.clock().clone()));
+    let scheduler =
+        Arc::new(gantry_scheduler::Scheduler::new(control.store().clone(), control.clock().clone()));
+    let iam = Arc::new(gantry_iam::Iam::new(
+        control.store().clone(),
+        control.clock().clone(),
+        control.ids().clone(),
+        Arc::new(gantry_core::OsSecrets),
+        config.sealer.clone(),
+    ));
+    let authorizer: Arc<dyn gantry_ports::Authorizer> = Arc::new(gantry_iam::IamAuthorizer::new(iam.clone()));
+    let sts = Arc::new(gantry_sts::Sts::with(gantry_sts::StsDeps {
+        store: control.store().clone(),
+        clock: control.clock().clone(),
+        secrets: Arc::new(gantry_core::OsSecrets),
+        sealer: config.sealer.clone(),
+        roles: iam.clone(),
+        authorizer: authorizer.clone(),
+    }));
+    // IAM users' keys and STS sessions authenticate beside the root key.
+    let auth = auth.with_keys(vec![iam.clone(), sts.clone()]);
     let secrets = agent::Resolvers {
         secretsmanager: Arc::new(gantry_secretsmanager::Resolver(secretsmanager.clone())),
         ssm: Arc::new(gantry_ssm::Resolver(ssm.clone())),
     };
     let state = Arc::new(AppState {
         control,
-        sts: gantry_sts::Sts::new(),
+        sts,
+        roles: iam.clone(),
+        iam,
+        authorizer,
         elbv2: services.elbv2,
         acm: services.acm,
+        autoscaling: services.autoscaling,
         secretsmanager,
         ssm,
+        appautoscaling,
+        events,
+        scheduler,
         secrets,
+        exec: exec::Hub::default(),
         auth,
         models: front::Models::load(),
         config,
@@ -184,10 +273,15 @@ pub fn app_with(control: ControlPlane, services: Services, auth: Authenticator, 
         .route("/_gantry/health", get(health))
         .route("/metrics", get(metrics))
         .route("/_gantry/reset", post(reset))
+        .route("/_gantry/status", post(agent::status))
         .route("/_gantry/agent/v1/poll", post(agent::poll))
         .route("/_gantry/agent/v1/fargate", post(agent::register_fargate))
         .route("/_gantry/agent/v1/health", post(agent::health))
+        .route("/_gantry/agent/v1/stats", post(agent::stats))
         .route("/_gantry/agent/v1/secrets", post(agent::secrets))
+        .route("/_gantry/agent/v1/credentials", post(agent::credentials))
+        .route("/_gantry/agent/v1/exec/{session}", get(exec::agent_stream))
+        .route("/_gantry/exec/v1/data-channel/{session}", get(exec::caller_stream))
         .fallback(front::handle)
         .with_state(state.clone());
     App { router, state }
@@ -210,6 +304,12 @@ async fn reset(State(s): State<Arc<AppState>>) -> Response {
             "the reset endpoint is disabled; start the server with --enable-reset\n",
         )
             .into_response();
+    }
+    if let Err(e) = s.config.cloudwatch.reset() {
+        return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
+    }
+    if let Err(e) = s.config.logs.reset() {
+        return (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response();
     }
     match s.control.reset().await {
         Ok(()) => {
@@ -236,7 +336,20 @@ pub(crate) async fn ecs(
         Err(e) => return front::error(protocol, model, &e.into(), request_id),
     };
     let ctx = Ctx::root(Scope::new(s.config.account_id.clone(), front::ecs_region(caller).to_string()));
-    let call = dispatch::dispatch(&s.control, &ctx, op, body, head.host);
+    if authz::enforced(s, caller)
+        && let Err(e) = authorize_ecs(s, &ctx, caller, op, body, head.source_ip)
+    {
+        return front::error(protocol, model, &e, request_id);
+    }
+    // ExecuteCommand opens a session of the front door's (exec.rs); every other operation is
+    // the control plane's.
+    let call = async {
+        if op == "ExecuteCommand" {
+            Box::pin(exec::execute_command(s, &ctx, caller, body, head.host)).await
+        } else {
+            dispatch::dispatch(&s.control, &ctx, op, body, head.host).await
+        }
+    };
     // The span only when something listens for it (instrumenting costs even when it is off).
     let span = tracing::debug_span!("ecs", op, request_id = %request_id, region = %ctx.scope.region);
     let call = if span.is_disabled() {
@@ -260,4 +373,52 @@ pub(crate) async fn ecs(
             front::error(protocol, model, &e.into(), request_id)
         }
     }
+}
+
+/// IAM's decision on an ECS operation: `ecs:OP` on the resources it names, then `iam:PassRole`
+/// on each role it hands to ECS (a task definition's task and execution roles, a launch's
+/// overrides), which must exist.
+fn authorize_ecs(
+    s: &AppState,
+    ctx: &Ctx,
+    caller: &Caller,
+    op: &str,
+    body: &[u8],
+    source_ip: Option<std::net::IpAddr>,
+) -> Result<(), gantry_core::ServiceError> {
+    let global = authz::global_context(s, caller, source_ip);
+    let target = gantry_ecs::authz::target(&ctx.scope, op, body);
+    let resources: Vec<(String, gantry_ports::AuthContext)> = target
+        .resources
+        .iter()
+        .map(|(arn, keys)| {
+            let mut c = global.clone();
+            for (k, v) in target.context.iter().chain(keys) {
+                c.set(k, v.clone());
+            }
+            (arn.clone(), c)
+        })
+        .collect();
+    authz::check(s, caller, true, &format!("ecs:{op}"), &resources, None)?;
+    let mut roles = target.passed_roles.clone();
+    if let Some(td) = target.launches.as_deref().filter(|t| !t.is_empty()) {
+        let req =
+            gantry_model::DescribeTaskDefinitionRequest { task_definition: td.to_string(), include: None };
+        if let Ok(found) = s.control.describe_task_definition(ctx, req)
+            && let Some(def) = found.task_definition
+        {
+            roles.extend(def.task_role_arn.into_iter().chain(def.execution_role_arn));
+        }
+    }
+    roles.sort();
+    roles.dedup();
+    for role in roles.iter().filter(|r| !r.is_empty()) {
+        if s.roles.role(&ctx.scope.account, role).is_none() {
+            return Err(EcsError::client("Role is not valid").into());
+        }
+        let mut c = global.clone();
+        c.set1("iam:PassedToService", "ecs-tasks.amazonaws.com");
+        authz::check(s, caller, true, "iam:PassRole", &[(role.clone(), c)], None)?;
+    }
+    Ok(())
 }

@@ -89,10 +89,11 @@ pub async fn serve(
                 Either::Left(router.call(req))
             } else {
                 let state = state.clone();
+                let mut req = req.map(Body::new);
+                // The caller's address: IAM's aws:SourceIp.
+                req.extensions_mut().insert(crate::front::PeerAddr(peer.ip()));
                 Either::Right(async move {
-                    Ok::<_, std::convert::Infallible>(
-                        crate::front::handle(State(state), req.map(Body::new)).await,
-                    )
+                    Ok::<_, std::convert::Infallible>(crate::front::handle(State(state), req).await)
                 })
             }
         });
@@ -102,7 +103,9 @@ pub async fn serve(
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
                 .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(stream), service)
+                // ECS Exec's session streams are upgraded connections (exec.rs).
+                .with_upgrades();
             let mut conn = std::pin::Pin::new(&mut conn);
             tokio::select! {
                 r = conn.as_mut() => {

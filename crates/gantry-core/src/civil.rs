@@ -43,6 +43,29 @@ pub fn days_in_month(year: i64, month: u32) -> u32 {
     }
 }
 
+/// The UTC `(year, month, day, hour, minute, second)` of epoch seconds.
+pub fn datetime(epoch_secs: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let (y, m, d) = civil_from_days(epoch_secs.div_euclid(86_400));
+    let t = epoch_secs.rem_euclid(86_400) as u32;
+    (y, m, d, t / 3600, t / 60 % 60, t % 60)
+}
+
+/// RFC 3339 in UTC, `2026-12-04T14:30:05Z`, with the first `digits` (0..=9) decimal digits of
+/// `nanos` as the fraction: `2026-12-04T14:30:05.123Z` with 3. The one formatter of the
+/// workspace for this form (ISO 8601 as the AWS APIs and the ECS agent print it).
+pub fn rfc3339(epoch_secs: i64, nanos: u32, digits: usize) -> String {
+    let (y, mo, d, h, mi, s) = datetime(epoch_secs);
+    let mut out = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}");
+    let digits = digits.min(9);
+    if digits > 0 {
+        let frac = format!("{:09}", nanos.min(999_999_999));
+        out.push('.');
+        out.push_str(&frac[..digits]);
+    }
+    out.push('Z');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,6 +81,15 @@ mod tests {
         assert_eq!(days_in_month(1900, 2), 28);
         assert_eq!(days_in_month(2000, 2), 29);
         assert_eq!(days_in_month(2023, 13), 0);
+    }
+
+    #[test]
+    fn rfc3339_times() {
+        assert_eq!(rfc3339(1_767_225_600, 0, 0), "2026-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_767_225_600 + 3661, 123_456_789, 3), "2026-01-01T01:01:01.123Z");
+        assert_eq!(rfc3339(1_767_225_600, 5, 9), "2026-01-01T00:00:00.000000005Z");
+        assert_eq!(rfc3339(-1, 0, 0), "1969-12-31T23:59:59Z");
+        assert_eq!(datetime(86_399), (1970, 1, 1, 23, 59, 59));
     }
 
     proptest! {

@@ -7,10 +7,13 @@
 
 pub mod arn;
 pub mod civil;
+pub mod ec2;
 pub mod error;
+pub mod exec;
 pub mod page;
 pub mod protocol;
 pub mod query;
+pub mod schedule;
 pub mod seal;
 pub mod secret;
 pub mod service_error;

@@ -82,6 +82,8 @@ pub struct RawAssignments {
     pub delta: bool,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub removed: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exec: Vec<ExecRequest>,
 }
 
 /// What a node's poll returns. Without `delta`: every task assigned to the node that is not
@@ -97,6 +99,24 @@ pub struct Assignments {
     pub delta: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removed: Vec<String>,
+    /// Exec sessions opened on this node's tasks since the last poll: the agent connects each
+    /// to the server (`/_gantry/agent/v1/exec/SESSION`) and runs its command.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exec: Vec<ExecRequest>,
+}
+
+/// An exec session for an agent to run: ExecuteCommand's command in one container of a task the
+/// node runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecRequest {
+    pub session_id: String,
+    pub task_arn: String,
+    pub container_name: String,
+    /// The program and its arguments (ExecuteCommand's command split into words).
+    pub command: Vec<String>,
+    /// Interactive sessions get a TTY.
+    pub tty: bool,
 }
 
 /// A Fargate node announcing itself and its capacity.
@@ -124,6 +144,58 @@ pub struct TaskHealthReport {
     pub private_ipv4_address: Option<String>,
 }
 
+/// What an agent measured of its running tasks (Gantry's stand-in for the ECS agent's metrics
+/// channel): each task's resource use over the last sampling interval. CloudWatch's AWS/ECS
+/// metrics are computed from these against the tasks' reservations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStatsReport {
+    pub node: String,
+    #[serde(default)]
+    pub tasks: Vec<TaskStats>,
+}
+
+/// One task's resource use, summed over its containers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskStats {
+    pub task_arn: String,
+    /// CPU used, in CPU units (1,024 per core), averaged over the interval.
+    pub cpu_units: f64,
+    /// Memory in use (the engine's usage less the page cache), in bytes.
+    pub memory_bytes: u64,
+    /// Cumulative counters since the containers started.
+    #[serde(default)]
+    pub network_rx_bytes: u64,
+    #[serde(default)]
+    pub network_tx_bytes: u64,
+    #[serde(default)]
+    pub storage_read_bytes: u64,
+    #[serde(default)]
+    pub storage_write_bytes: u64,
+    /// The same, container by container (Container Insights' enhanced observability).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub containers: Vec<ContainerStats>,
+}
+
+/// One container's resource use, as [`TaskStats`] sums it for its task.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerStats {
+    /// The container's name in its task definition.
+    pub name: String,
+    pub cpu_units: f64,
+    pub memory_bytes: u64,
+    #[serde(default)]
+    pub network_rx_bytes: u64,
+    #[serde(default)]
+    pub network_tx_bytes: u64,
+    #[serde(default)]
+    pub storage_read_bytes: u64,
+    #[serde(default)]
+    pub storage_write_bytes: u64,
+}
+
 /// The node name of a Fargate node.
 pub fn fargate_node_name(id: &str) -> String {
     format!("fargate:{id}")
@@ -148,6 +220,13 @@ mod tests {
         fn raw<T: Serialize>(v: &T) -> Box<RawValue> {
             serde_json::value::to_raw_value(v).unwrap()
         }
+        let exec = ExecRequest {
+            session_id: "ecs-execute-command-0123456789abcdef0".into(),
+            task_arn: "arn:aws:ecs:us-east-1:000000000000:task/c/1".into(),
+            container_name: "app".into(),
+            command: vec!["sh".into(), "-c".into(), "echo hi".into()],
+            tty: true,
+        };
         let rendered = RawAssignments {
             version: 7,
             tasks: vec![
@@ -166,6 +245,7 @@ mod tests {
             ],
             delta: true,
             removed: vec!["gone".into()],
+            exec: vec![exec.clone()],
         };
         let read: Assignments = serde_json::from_slice(&serde_json::to_vec(&rendered).unwrap()).unwrap();
         let want = |revision, network_configuration| Assignment {
@@ -181,6 +261,7 @@ mod tests {
                 tasks: vec![want(11, Some(net.clone())), want(12, None)],
                 delta: true,
                 removed: vec!["gone".into()],
+                exec: vec![exec],
             }
         );
         assert_eq!(rendered.tasks[0].parse().unwrap(), want(11, Some(net)));
@@ -219,4 +300,28 @@ pub struct SecretsResponse {
     pub log_options: BTreeMap<String, Vec<ResolvedSecret>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The agent asks for the credentials of a task's role (`POST /_gantry/agent/v1/credentials`)
+/// when the task starts and again before they expire, as the ECS agent receives them from ACS.
+/// The server reads the role from the task (its override, else its definition's
+/// `taskRoleArn`), never from the request, and only for a task assigned to that node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskCredentialsRequest {
+    pub node: String,
+    pub task_arn: String,
+}
+
+/// A task role's session credentials: STS session credentials, named after the task. Travels
+/// only over the agent's authenticated channel; the agent keeps it in memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskCredentials {
+    pub role_arn: String,
+    pub access_key_id: String,
+    pub secret_access_key: crate::Secret,
+    pub session_token: crate::Secret,
+    /// Epoch seconds.
+    pub expiration: i64,
 }

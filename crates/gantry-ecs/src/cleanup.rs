@@ -52,6 +52,8 @@ pub enum Sweep {
     StoppedTasks,
     ClientTokens,
     InactiveServices,
+    /// Interrupted Fargate Spot tasks whose warning is over (`ops::spot`).
+    SpotReclaims,
 }
 
 impl std::fmt::Display for Sweep {
@@ -60,6 +62,7 @@ impl std::fmt::Display for Sweep {
             Sweep::StoppedTasks => "stopped-tasks",
             Sweep::ClientTokens => "client-tokens",
             Sweep::InactiveServices => "inactive-services",
+            Sweep::SpotReclaims => "spot-reclaims",
         })
     }
 }
@@ -237,6 +240,7 @@ impl ControlPlane {
         let stopped = keys::stopped_tasks_prefix();
         let tokens = keys::token_expiries_prefix();
         let inactive = keys::inactive_services_prefix();
+        let spot = keys::spot_reclaims_prefix();
         Controller::new("cleanup", self.metrics.clone())
             .workers(1)
             .resync(MAX_WAIT)
@@ -251,6 +255,8 @@ impl ControlPlane {
                     vec![Sweep::ClientTokens]
                 } else if k.starts_with(&inactive) {
                     vec![Sweep::InactiveServices]
+                } else if k.starts_with(&spot) {
+                    vec![Sweep::SpotReclaims]
                 } else {
                     vec![]
                 }
@@ -275,6 +281,7 @@ impl Reconciler<Sweep> for Cleanup {
             Sweep::StoppedTasks => cp.sweep_stopped_tasks(self.retention).await,
             Sweep::ClientTokens => cp.sweep_client_tokens().await,
             Sweep::InactiveServices => cp.sweep_inactive_services().await,
+            Sweep::SpotReclaims => cp.sweep_spot_reclaims().await,
         }
         .map_err(|e| e.message)?;
         if swept.deleted > 0 {
@@ -291,6 +298,6 @@ impl Reconciler<Sweep> for Cleanup {
     }
 
     fn list(&self) -> Vec<Sweep> {
-        vec![Sweep::StoppedTasks, Sweep::ClientTokens, Sweep::InactiveServices]
+        vec![Sweep::StoppedTasks, Sweep::ClientTokens, Sweep::InactiveServices, Sweep::SpotReclaims]
     }
 }

@@ -189,6 +189,23 @@ pub fn node_task(node: &str, task_id: &str) -> String {
     format!("{}{task_id}", node_tasks_prefix(node))
 }
 
+/// An agent's liveness as the server it polls last recorded it: `/_ecs/heartbeat/NODE` (see
+/// [`crate::agents`]).
+pub fn heartbeat_prefix() -> String {
+    format!("{UNSCOPED}heartbeat/")
+}
+pub fn heartbeat(node: &str) -> String {
+    format!("{}{node}", heartbeat_prefix())
+}
+
+/// The Gantry servers sharing the store, each under its own ID: `/_ecs/server/ID`.
+pub fn server_prefix() -> String {
+    format!("{UNSCOPED}server/")
+}
+pub fn server(id: &str) -> String {
+    format!("{}{id}", server_prefix())
+}
+
 /// Fargate nodes (capacity `gantry up` provides for every account and region).
 pub fn fargate_node_prefix() -> String {
     format!("{UNSCOPED}fargate-node/")
@@ -262,6 +279,19 @@ pub enum TaskIndex<'a> {
 pub fn stopped_tasks_prefix() -> String {
     format!("{UNSCOPED}stopped-task/")
 }
+/// Tasks waiting for capacity (launched through a capacity provider with managed scaling that
+/// had no room): `/_ecs/awaiting-capacity/ACCOUNT/REGION/CLUSTER/TASK-ID`, valued with the
+/// task's key. What cluster auto scaling counts and places once instances register.
+pub fn awaiting_prefix() -> String {
+    "/_ecs/awaiting-capacity/".to_string()
+}
+pub fn awaiting_of(s: &Scope, cluster: &str) -> String {
+    format!("{}{}/{}/{cluster}/", awaiting_prefix(), s.account, s.region)
+}
+pub fn awaiting(s: &Scope, cluster: &str, id: &str) -> String {
+    format!("{}{id}", awaiting_of(s, cluster))
+}
+
 pub fn stopped_task(s: &Scope, stopped_at_ms: i64, cluster: &str, id: &str) -> String {
     format!(
         "{}{:015}/{}/{}/{cluster}/{id}",
@@ -274,6 +304,20 @@ pub fn stopped_task(s: &Scope, stopped_at_ms: i64, cluster: &str, id: &str) -> S
 /// The first key of [`stopped_task`]'s that stopped at or after `ms`.
 pub fn stopped_task_bound(ms: i64) -> String {
     format!("{}{:015}", stopped_tasks_prefix(), ms.max(0))
+}
+
+/// Fargate Spot tasks interrupted and not yet stopped, by when their capacity is reclaimed:
+/// `/_ecs/spot-reclaim/MILLIS/ACCOUNT/REGION/CLUSTER/ID`, valued with the task's key. What the
+/// cleanup stops once the two-minute warning is over.
+pub fn spot_reclaims_prefix() -> String {
+    format!("{UNSCOPED}spot-reclaim/")
+}
+pub fn spot_reclaim(s: &Scope, at_ms: i64, cluster: &str, id: &str) -> String {
+    format!("{}{:015}/{}/{}/{cluster}/{id}", spot_reclaims_prefix(), at_ms.max(0), s.account, s.region)
+}
+/// The first key of [`spot_reclaim`]'s due at or after `ms`.
+pub fn spot_reclaim_bound(ms: i64) -> String {
+    format!("{}{:015}", spot_reclaims_prefix(), ms.max(0))
 }
 
 /// INACTIVE services, across accounts and regions, whose history the cleanup prunes:

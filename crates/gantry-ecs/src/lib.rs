@@ -10,10 +10,15 @@
 //! [`IdGen`].
 
 pub mod agents;
+pub mod authz;
+pub mod capacity;
 pub mod cleanup;
 mod fleets;
 mod gpus;
+pub mod insights;
 pub mod keys;
+mod launcher;
+mod liveness;
 pub mod migrate;
 pub mod ops;
 mod records;
@@ -21,6 +26,9 @@ pub mod reservation;
 mod scheduler;
 mod status;
 mod table;
+mod targets;
+mod traffic;
+pub mod usage;
 
 use gantry_core::{Clock, EcsError, IdGen, Result, Scope};
 use gantry_runtime::Metrics;
@@ -66,6 +74,16 @@ pub struct ControlPlane {
     /// ELBv2's target groups, for services' `loadBalancers` (set once by the binary; unset,
     /// target groups are not looked up).
     pub(crate) target_groups: Arc<std::sync::OnceLock<Arc<dyn gantry_ports::lb::TargetRegistry>>>,
+    /// CloudWatch's alarm states, for deployment alarms (set once by the binary).
+    pub(crate) alarm_states: Arc<std::sync::OnceLock<Arc<dyn gantry_ports::AlarmStates>>>,
+    /// What the agents measured of their tasks (AWS/ECS metrics).
+    pub(crate) usage: Arc<usage::Usage>,
+    /// Cluster auto scaling's ports (set once by the binary; unset, nothing scales).
+    pub(crate) capacity: capacity::CapacitySlot,
+    pub(crate) capacity_state: Arc<capacity::CapacityState>,
+    /// How long a minute of a deployment's bake times and hook timeouts lasts, in milliseconds
+    /// (60,000 as on AWS; `gantry server --deployment-minute` shortens it for local use).
+    pub(crate) deployment_minute_ms: Arc<std::sync::atomic::AtomicI64>,
 }
 
 type PlannedDefinitions = HashMap<(String, bool), gantry_core::protocol::SharedJson>;
@@ -105,18 +123,30 @@ impl ControlPlane {
         ids: Arc<dyn IdGen>,
         metrics: Arc<Metrics>,
     ) -> Self {
-        let epoch = clock.now().0 as u64;
+        // Poll versions of different servers (and of one before and after a restart) differ.
+        let epoch = (clock.now().0.max(0) as u64) << 16;
+        let server = ids.uuid();
         ControlPlane {
-            store,
+            store: store.clone(),
             clock,
             ids,
             locks: Arc::default(),
-            agents: Arc::new(agents::Agents::with_gauge(epoch, metrics.agents.connected.clone())),
+            agents: Arc::new(agents::Agents::shared(
+                epoch,
+                metrics.agents.connected.clone(),
+                server,
+                store.clone(),
+            )),
             fleets: Arc::default(),
             planned: Arc::default(),
             metrics,
             clusters: Arc::default(),
             target_groups: Arc::default(),
+            usage: Arc::default(),
+            capacity: Arc::default(),
+            capacity_state: Arc::default(),
+            deployment_minute_ms: Arc::new(std::sync::atomic::AtomicI64::new(60_000)),
+            alarm_states: Arc::default(),
         }
     }
 
@@ -127,6 +157,18 @@ impl ControlPlane {
     /// Where services' target groups are looked up (ELBv2). Set once; later calls are ignored.
     pub fn set_target_registry(&self, registry: Arc<dyn gantry_ports::lb::TargetRegistry>) {
         let _ = self.target_groups.set(registry);
+    }
+
+    /// How long a minute of deployment bake times and lifecycle hook timeouts lasts (60 s as on
+    /// AWS; shorter for local use and tests).
+    pub fn set_deployment_minute(&self, d: std::time::Duration) {
+        let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1);
+        self.deployment_minute_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Wires CloudWatch's alarm states (deployment alarms).
+    pub fn set_alarm_states(&self, states: Arc<dyn gantry_ports::AlarmStates>) {
+        let _ = self.alarm_states.set(states);
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

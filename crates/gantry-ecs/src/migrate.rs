@@ -13,6 +13,7 @@
 //! (`service-task/`, empty) are moved.
 
 use crate::keys;
+use crate::ops::container_instances::InstanceRecord;
 use crate::ops::service_record::ServiceRecord;
 use crate::ops::tasks::{TaskRecord, TokenRecord};
 use crate::records::parse;
@@ -106,7 +107,11 @@ pub struct Derived {
     pub obsolete: Vec<String>,
 }
 
-fn derive_one<R: Record>(out: &mut Derived, scope: &Scope, kv: &KeyValue) -> Result<()> {
+fn derive_one<R: Record + serde::de::DeserializeOwned>(
+    out: &mut Derived,
+    scope: &Scope,
+    kv: &KeyValue,
+) -> Result<()> {
     let record: R = parse(&kv.value)
         .map_err(|e| EcsError::server(format!("The stored record {} could not be read: {e}", kv.key)))?;
     out.rows.extend(record.index_keys(scope));
@@ -127,7 +132,7 @@ pub fn derive(store: &dyn Store) -> Result<Derived> {
         let r = match kind {
             "task" => derive_one::<TaskRecord>(&mut out, &scope, kv),
             "service" => derive_one::<ServiceRecord>(&mut out, &scope, kv),
-            "container-instance" => derive_one::<ContainerInstance>(&mut out, &scope, kv),
+            "container-instance" => derive_one::<InstanceRecord<ContainerInstance>>(&mut out, &scope, kv),
             "task-definition" => {
                 derive_one::<crate::ops::task_definitions::TaskDefRecord>(&mut out, &scope, kv)
             }
@@ -226,7 +231,11 @@ impl Plan {
         self.txn = std::mem::take(&mut self.txn).when(&key, 0).put(key, value);
     }
 
-    fn derive<R: Record>(&mut self, scope: &Scope, kv: &KeyValue) -> Result<()> {
+    fn derive<R: Record + serde::de::DeserializeOwned>(
+        &mut self,
+        scope: &Scope,
+        kv: &KeyValue,
+    ) -> Result<()> {
         let record: R = parse(&kv.value)
             .map_err(|e| EcsError::server(format!("The stored record {} could not be read: {e}", kv.key)))?;
         // Only the rows of the kinds the old layout had are compared; the later kinds (and the
@@ -265,7 +274,7 @@ impl Plan {
                 return Ok(true);
             }
             "task-definition" => self.derive::<crate::ops::task_definitions::TaskDefRecord>(&scope, kv)?,
-            "container-instance" => self.derive::<ContainerInstance>(&scope, kv)?,
+            "container-instance" => self.derive::<InstanceRecord<ContainerInstance>>(&scope, kv)?,
             "task" => self.derive::<TaskRecord>(&scope, kv)?,
             "service" => self.derive::<ServiceRecord>(&scope, kv)?,
             _ => {}

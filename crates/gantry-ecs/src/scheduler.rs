@@ -114,6 +114,9 @@ fn to_sched_service(s: &Service) -> sched::Service {
         grace_ms: i64::from(s.health_check_grace_period_seconds.unwrap_or(0).max(0)) * 1000,
         draining: service_status(s) == Some(ServiceStatus::Draining),
         rollback_requested: false,
+        alarms: None,
+        keep_old: false,
+        hold: false,
         deployments: s.deployments.iter().flatten().map(to_sched_deployment).collect(),
     }
 }
@@ -169,12 +172,20 @@ fn plan_ecs(
     instances: &[sched::InstanceView],
     now: i64,
     fresh: &str,
+    alarms: Option<sched::AlarmTrip>,
+    traffic: Option<crate::traffic::Step>,
 ) -> Outcome {
     let notes = &rec.sched;
     let mut svc = to_sched_service(&rec.service);
+    svc.alarms = alarms;
     let primary_id = rec.service.deployments.iter().flatten().next().and_then(|d| d.id.as_deref());
     svc.rollback_requested =
         notes.rollback_requested.is_some() && notes.rollback_requested.as_deref() == primary_id;
+    if let Some(t) = &traffic {
+        svc.keep_old = t.keep_old;
+        svc.hold = t.hold;
+        svc.rollback_requested |= t.rollback;
+    }
     let plan = sched::reconcile(&svc, views, instances, &to_notes(notes), now, fresh);
 
     // The new record, before launches (a rollback changes what they launch).
@@ -244,6 +255,15 @@ fn plan_ecs(
         sn.last_completed = s.deployments.iter().flatten().find(|d| d.id.as_deref() == Some(done)).cloned();
     }
     next.sched = sn;
+    let (mut events, mut wake_at) = (plan.events, plan.wake_at);
+    if let Some(t) = traffic {
+        next.traffic = t.notes;
+        events.splice(0..0, t.events);
+        if let Some(w) = t.wake_at {
+            wake_at = Some(wake_at.map_or(w, |x| x.min(w)));
+        }
+    }
+    crate::traffic::after_plan(&mut next, plan.rollback.as_ref(), plan.completed.as_deref(), now);
 
     let primary = next.service.deployments.iter().flatten().next().cloned();
     let launches = match primary {
@@ -255,8 +275,8 @@ fn plan_ecs(
         stops: plan.stop,
         launches,
         forget: plan.forget,
-        events: plan.events,
-        wake_at: plan.wake_at,
+        events,
+        wake_at,
         rollback: plan.rollback,
     }
 }
@@ -356,7 +376,11 @@ struct Seen {
 
 /// The scheduler's view of each task record; a task whose instance is gone counts as STOPPED
 /// (by the user), and is lost.
-fn task_views(records: &[(String, Option<TaskRecord>)], status_of: &StatusOf) -> Seen {
+fn task_views(
+    records: &[(String, Option<TaskRecord>)],
+    status_of: &StatusOf,
+    lb: &BTreeMap<String, sched::LbHealth>,
+) -> Seen {
     let mut lost = Vec::new();
     let mut views = Vec::new();
     let mut missing = Vec::new();
@@ -401,6 +425,7 @@ fn task_views(records: &[(String, Option<TaskRecord>)], status_of: &StatusOf) ->
             instance,
             zone: t.availability_zone.clone(),
             protected_until: crate::ops::tasks::protected_until_ms(r),
+            lb: lb.get(id).cloned().unwrap_or_default(),
         });
     }
     Seen { views, lost, missing }
@@ -422,11 +447,44 @@ impl ControlPlane {
 
         // What runs: the service's task index, and the cluster's instances.
         let records = self.service_task_records(&scope, &cluster, &name)?;
-        let (instances, status_of) = self.instance_views(&ctx, &cluster, svc, &records)?;
-        let Seen { views, lost, missing } = task_views(&records, &status_of);
+        let (instances, mut status_of) = self.instance_views(&ctx, &cluster, svc, &records)?;
+        // An instance whose agent has been gone longer than the lost-instance timeout counts
+        // as gone: its tasks are marked STOPPED and replaced elsewhere (when it comes back, its
+        // agent finds them unassigned and stops them).
+        let lost_agents: Vec<String> =
+            status_of.keys().filter(|a| self.agent_lost(a, gantry_core::Timestamp(now))).cloned().collect();
+        for a in &lost_agents {
+            status_of.remove(a);
+        }
+        // Tasks behind load balancers: one step each through ACTIVATING or DEACTIVATING, and
+        // their targets' health.
+        let moved = self.move_targets(&ctx, &cluster, &name, &records).await?;
+        let lb: BTreeMap<String, sched::LbHealth> = records
+            .iter()
+            .filter_map(|(id, r)| {
+                let r = r.as_ref()?;
+                r.targets.as_ref()?;
+                Some((id.clone(), self.lb_health(&ctx, r)))
+            })
+            .collect();
+        let Seen { views, lost, missing } = task_views(&records, &status_of, &lb);
         for id in &lost {
-            let reason = "Task stopped because its container instance was deregistered.";
-            self.mark_lost(&ctx, &cluster, id, reason).await?;
+            let on_lost_agent = records.iter().any(|(i, r)| {
+                i == id
+                    && r.as_ref()
+                        .and_then(|r| r.task.container_instance_arn.as_ref())
+                        .is_some_and(|a| lost_agents.contains(a))
+            });
+            if on_lost_agent {
+                let reason = format!(
+                    "Task stopped because its container instance's agent has been disconnected for more than {} seconds.",
+                    self.agents.lost_timeout_ms() / 1000
+                );
+                self.mark_lost(&ctx, &cluster, id, "ServiceSchedulerInitiated", &reason).await?;
+            } else {
+                let reason = "Task stopped because its container instance was deregistered.";
+                self.mark_lost(&ctx, &cluster, id, "TerminationNotice", reason).await?;
+            }
         }
 
         let external = svc.deployment_controller.as_ref().is_some_and(|d| d.r#type == "EXTERNAL");
@@ -434,13 +492,29 @@ impl ControlPlane {
             plan_external(&rec.value, &views, now)
         } else {
             let fresh = crate::ops::services::new_deployment_id(&*self.ids);
-            plan_ecs(&rec.value, &views, &instances, now, &fresh)
+            let alarms = self.deployment_alarms(&scope, svc);
+            let traffic = self.traffic_step(&ctx, &rec.value, &views, now).await?;
+            plan_ecs(&rec.value, &views, &instances, now, &fresh, alarms, traffic)
         };
         let Outcome { mut next, stops, launches, forget, mut events, mut wake_at, rollback } = outcome;
+        events.splice(0..0, moved.events);
+        let lb_wake = if moved.changed {
+            Some(0)
+        } else if views.iter().any(|v| v.phase != sched::Phase::Stopped && v.lb == sched::LbHealth::Pending) {
+            Some(crate::targets::LB_POLL_MS)
+        } else if views.iter().any(|v| v.phase != sched::Phase::Stopped && v.lb != sched::LbHealth::None) {
+            Some(crate::targets::LB_WATCH_MS)
+        } else {
+            None
+        };
+        for w in [moved.wake_in, lb_wake].into_iter().flatten() {
+            wake_at = Some(wake_at.map_or(now + w, |x| x.min(now + w)));
+        }
         // Stops first: they make room. The counts written follow what this pass did: a RUNNING
         // task asked to stop is STOPPING, a launched one is PENDING.
         self.stop_planned(&ctx, &cluster, &stops, &views, &mut next.service).await?;
-        if self.launch_planned(&ctx, &name, &launches, &mut next.service, &mut events).await {
+        let sides = next.traffic.clone();
+        if self.launch_planned(&ctx, &name, &launches, &mut next.service, &sides, &mut events).await {
             wake_at = Some(wake_at.map_or(now + PLACEMENT_RETRY_MS, |w| w.min(now + PLACEMENT_RETRY_MS)));
         }
         self.record_events(&mut next.service, events, now);
@@ -554,6 +628,7 @@ impl ControlPlane {
         name: &str,
         launches: &[(Deployment, u32, Option<String>, Option<String>)],
         service: &mut Service,
+        traffic: &crate::ops::service_record::TrafficNotes,
         events: &mut Vec<String>,
     ) -> bool {
         let mut retry = false;
@@ -563,8 +638,29 @@ impl ControlPlane {
                 Some(id) => format!("(service {name}, taskSet {id})"),
                 None => format!("(service {name})"),
             };
+            // The tasks register with the target groups of their task set, else the service's.
+            let lbs = match task_set {
+                Some(id) => service
+                    .task_sets
+                    .iter()
+                    .flatten()
+                    .find(|t| t.id.as_deref() == Some(id.as_str()))
+                    .and_then(|t| t.load_balancers.clone()),
+                // A traffic-shifting deployment's tasks register on its side.
+                None => service.load_balancers.as_deref().map(|lbs| {
+                    crate::traffic::on_side(lbs, traffic.alternate(spec.id.as_deref().unwrap_or_default()))
+                }),
+            }
+            .unwrap_or_default();
             let launched = self
-                .launch_service_tasks(ctx, service, spec, *count as usize, instance.as_deref(), tags.clone())
+                .launch_service_tasks(
+                    ctx,
+                    service,
+                    spec,
+                    (*count as usize, instance.as_deref()),
+                    tags.clone(),
+                    &lbs,
+                )
                 .await;
             match launched {
                 Ok((tasks, failures)) => {
@@ -725,6 +821,28 @@ impl Reconciler<String> for ServiceScheduler {
 
     fn list(&self) -> Vec<String> {
         self.0.scheduled_services()
+    }
+}
+
+impl ControlPlane {
+    /// The service's deployment alarms in ALARM (deploymentConfiguration.alarms, enabled), read
+    /// through CloudWatch's port; `None` when it has none or no CloudWatch is wired.
+    fn deployment_alarms(&self, scope: &Scope, svc: &Service) -> Option<sched::AlarmTrip> {
+        let a = svc
+            .deployment_configuration
+            .as_ref()?
+            .alarms
+            .as_ref()
+            .filter(|a| a.enable && !a.alarm_names.is_empty())?;
+        let states = self.alarm_states.get()?.states(&scope.account, &scope.region, &a.alarm_names);
+        let in_alarm = a
+            .alarm_names
+            .iter()
+            .zip(states)
+            .filter(|(_, s)| s.as_deref() == Some("ALARM"))
+            .map(|(n, _)| n.clone())
+            .collect();
+        Some(sched::AlarmTrip { in_alarm, rollback: a.rollback })
     }
 }
 

@@ -63,6 +63,7 @@ pub(crate) fn set_instance_status(i: &mut ContainerInstance, status: InstanceSta
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::container_instances::InstanceRecord;
     use crate::table::Record;
     use gantry_core::Scope;
 
@@ -74,10 +75,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(instance_status(&i), Some(InstanceStatus::Active), "no status: ACTIVE");
-        assert_eq!(i.index_keys(&scope).len(), 1);
+        assert_eq!(InstanceRecord(&i).index_keys(&scope).len(), 1);
         i.status = Some("BOGUS".into());
         assert_eq!(instance_status(&i), None);
-        assert!(i.index_keys(&scope).is_empty());
+        assert!(InstanceRecord(&i).index_keys(&scope).is_empty());
         set_instance_status(&mut i, InstanceStatus::Draining);
         assert_eq!(i.status.as_deref(), Some("DRAINING"));
 

@@ -319,14 +319,19 @@ impl ConfigFeed {
         (ConfigFeed { store, certificates, tx }, rx)
     }
 
-    /// Builds the configuration now and publishes it if it differs from the last.
+    /// Builds the configuration now and publishes it if it differs from the last or is of a
+    /// later revision. (A configuration is stamped with the revision read before its records,
+    /// so it may already hold later writes; the rebuild those writes trigger then finds the
+    /// same content, and must still publish its revision, or a receiver waiting for that
+    /// revision would wait forever.)
     pub fn refresh(&self) {
         match build(self.store.as_ref(), self.certificates.as_ref()) {
             Ok(c) => {
                 self.tx.send_if_modified(|cur| {
-                    let changed =
-                        cur.load_balancers != c.load_balancers || cur.target_groups != c.target_groups;
-                    if changed || cur.revision == 0 {
+                    let changed = cur.load_balancers != c.load_balancers
+                        || cur.target_groups != c.target_groups
+                        || c.revision > cur.revision;
+                    if changed {
                         *cur = Arc::new(c);
                     }
                     changed

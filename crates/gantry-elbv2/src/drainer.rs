@@ -14,7 +14,7 @@ use crate::records::{TargetRecord, TgRecord, unreadable};
 use crate::target_groups::drained;
 use gantry_core::{Clock, ServiceError};
 use gantry_ports::lb::TargetHealthSource;
-use gantry_runtime::records::{TxnExt, load};
+use gantry_runtime::records::{Before, TxnExt, load};
 use gantry_runtime::{Action, Controller, Leadership, Metrics, Reconciler, Shutdown};
 use gantry_store::{EventKind, Store, Txn};
 use std::sync::Arc;
@@ -67,7 +67,7 @@ impl Drainer {
             }
             let r = self
                 .store
-                .txn(Txn::new().delete_record(&scope, &target))
+                .txn(Txn::new().delete_record(&Before::of(&scope, &target)))
                 .await
                 .map_err(|e| ServiceError::receiver("InternalFailure", e.to_string()))?;
             if r.succeeded {

@@ -26,7 +26,9 @@ pub mod validate;
 
 use gantry_core::{Clock, IdGen, Scope, ServiceError};
 use gantry_ports::lb::{
-    CertificateSource, CertificateUse, TargetGroupInfo, TargetHealthSource, TargetRegistry, TargetType,
+    CertificateSource, CertificateUse, ObservedHealth, PortFuture, RuleInfo, TargetGroupInfo,
+    TargetHealthSource, TargetReason, TargetRef, TargetRegistry, TargetState, TargetType,
+    WeightedTargetGroup,
 };
 use gantry_runtime::records::{Stored, load, load_prefix};
 use gantry_store::{Op, Store, Txn};
@@ -213,6 +215,167 @@ impl TargetRegistry for Elbv2 {
             load_balancer_arns: described.load_balancer_arns.unwrap_or_default(),
         })
     }
+
+    fn register<'a>(
+        &'a self,
+        scope: &'a Scope,
+        target_group_arn: &'a str,
+        targets: &'a [TargetRef],
+    ) -> PortFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let req = gantry_model::elbv2::RegisterTargetsInput {
+                target_group_arn: target_group_arn.to_string(),
+                targets: descriptions(targets),
+            };
+            self.register_targets(scope, req).await.map(|_| ()).map_err(|e| e.message)
+        })
+    }
+
+    fn deregister<'a>(
+        &'a self,
+        scope: &'a Scope,
+        target_group_arn: &'a str,
+        targets: &'a [TargetRef],
+    ) -> PortFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let req = gantry_model::elbv2::DeregisterTargetsInput {
+                target_group_arn: target_group_arn.to_string(),
+                targets: descriptions(targets),
+            };
+            self.deregister_targets(scope, req).await.map(|_| ()).map_err(|e| e.message)
+        })
+    }
+
+    fn health(&self, scope: &Scope, target_group_arn: &str, target: &TargetRef) -> Option<ObservedHealth> {
+        let req = gantry_model::elbv2::DescribeTargetHealthInput {
+            target_group_arn: target_group_arn.to_string(),
+            targets: Some(descriptions(std::slice::from_ref(target))),
+            include: None,
+        };
+        let out = self.describe_target_health(scope, req).ok()?;
+        let h = out.target_health_descriptions?.into_iter().next()?.target_health?;
+        let reason = h.reason.as_deref().and_then(target_reason);
+        if reason == Some(TargetReason::TargetNotRegistered) {
+            return None;
+        }
+        let state = match h.state.as_deref()? {
+            "initial" => TargetState::Initial,
+            "healthy" => TargetState::Healthy,
+            "unhealthy" => TargetState::Unhealthy,
+            "unhealthy.draining" => TargetState::UnhealthyDraining,
+            "unused" => TargetState::Unused,
+            "draining" => TargetState::Draining,
+            _ => TargetState::Unavailable,
+        };
+        Some(ObservedHealth { state, reason, description: h.description })
+    }
+
+    fn rule(&self, scope: &Scope, rule_arn: &str) -> Option<RuleInfo> {
+        let (lb, li, rule) = self.rule_and_listener(scope, rule_arn).ok()?;
+        let forward = rule
+            .actions
+            .iter()
+            .flatten()
+            .find(|a| a.r#type == "forward")
+            .map(|a| match a.forward_config.as_ref().and_then(|f| f.target_groups.clone()) {
+                Some(groups) => groups
+                    .into_iter()
+                    .filter_map(|g| {
+                        Some(WeightedTargetGroup {
+                            arn: g.target_group_arn?,
+                            weight: g.weight.map_or(1, |w| w.max(0) as u32),
+                        })
+                    })
+                    .collect(),
+                None => a
+                    .target_group_arn
+                    .iter()
+                    .map(|arn| WeightedTargetGroup { arn: arn.clone(), weight: 1 })
+                    .collect(),
+            })
+            .unwrap_or_default();
+        Some(RuleInfo {
+            arn: rule_arn.to_string(),
+            listener_arn: lb.value.listeners[li].arn().to_string(),
+            load_balancer_arn: lb.value.arn().to_string(),
+            forward,
+        })
+    }
+
+    fn set_forward<'a>(
+        &'a self,
+        scope: &'a Scope,
+        rule_arn: &'a str,
+        weights: &'a [WeightedTargetGroup],
+    ) -> PortFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let (_, _, rule) = self.rule_and_listener(scope, rule_arn).map_err(|e| e.message)?;
+            // The rule's stickiness stays as it was.
+            let stickiness = rule
+                .actions
+                .iter()
+                .flatten()
+                .find(|a| a.r#type == "forward")
+                .and_then(|a| a.forward_config.as_ref())
+                .and_then(|f| f.target_group_stickiness_config.clone());
+            let action = gantry_model::elbv2::Action {
+                r#type: "forward".into(),
+                forward_config: Some(gantry_model::elbv2::ForwardActionConfig {
+                    target_groups: Some(
+                        weights
+                            .iter()
+                            .map(|w| gantry_model::elbv2::TargetGroupTuple {
+                                target_group_arn: Some(w.arn.clone()),
+                                weight: Some(w.weight as i32),
+                            })
+                            .collect(),
+                    ),
+                    target_group_stickiness_config: stickiness,
+                }),
+                ..Default::default()
+            };
+            let req = gantry_model::elbv2::ModifyRuleInput {
+                rule_arn: rule_arn.to_string(),
+                actions: Some(vec![action]),
+                ..Default::default()
+            };
+            self.modify_rule(scope, req).await.map(|_| ()).map_err(|e| e.message)
+        })
+    }
+}
+
+/// ECS's targets as ELBv2's request shape.
+fn descriptions(targets: &[TargetRef]) -> Vec<gantry_model::elbv2::TargetDescription> {
+    targets
+        .iter()
+        .map(|t| gantry_model::elbv2::TargetDescription {
+            id: t.id.clone(),
+            port: Some(i32::from(t.port)),
+            availability_zone: None,
+            quic_server_id: None,
+        })
+        .collect()
+}
+
+/// A reason code as ELB spells it, back to its enum.
+fn target_reason(code: &str) -> Option<TargetReason> {
+    use TargetReason::*;
+    [
+        ElbRegistrationInProgress,
+        ElbInitialHealthChecking,
+        TargetResponseCodeMismatch,
+        TargetTimeout,
+        TargetFailedHealthChecks,
+        TargetNotRegistered,
+        TargetNotInUse,
+        TargetDeregistrationInProgress,
+        TargetInvalidState,
+        TargetIpUnusable,
+        TargetHealthCheckDisabled,
+        ElbInternalError,
+    ]
+    .into_iter()
+    .find(|r| r.as_str() == code)
 }
 
 /// ELBv2's side of ACM's `InUseBy`: the load balancers whose listeners use a certificate, read

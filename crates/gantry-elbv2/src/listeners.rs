@@ -162,6 +162,26 @@ impl Elbv2 {
         Err(rule_not_found(&[arn.to_string()]))
     }
 
+    /// A rule (a listener's default rule included) as DescribeRules shows it, with its load
+    /// balancer and the index of its listener.
+    pub(crate) fn rule_and_listener(
+        &self,
+        scope: &Scope,
+        arn: &str,
+    ) -> Result<(Stored<LbRecord>, usize, Rule), ServiceError> {
+        let (lb, at) = self.rule_by_arn(scope, arn)?;
+        Ok(match at {
+            RuleAt::Default(li) => {
+                let rule = default_rule(&lb.value.listeners[li]);
+                (lb, li, rule)
+            }
+            RuleAt::Rule(li, ri) => {
+                let rule = lb.value.listeners[li].rules[ri].rule.clone();
+                (lb, li, rule)
+            }
+        })
+    }
+
     /// Protocol, port, certificates, policies of a new or modified listener, checked.
     #[allow(clippy::too_many_arguments)]
     fn listener_settings(

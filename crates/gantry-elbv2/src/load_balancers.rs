@@ -203,7 +203,7 @@ impl Elbv2 {
                     ),
                 ));
             }
-            if self.commit(Txn::new().delete_record(scope, &lb)).await? {
+            if self.commit(Txn::new().delete_record(&Before::of(scope, &lb))).await? {
                 return Ok(DeleteLoadBalancerOutput {});
             }
         }

@@ -329,7 +329,7 @@ impl Elbv2 {
                 txn = txn.when(lb.key.clone(), lb.mod_revision);
             }
             let txn = txn
-                .delete_record(scope, &tg)
+                .delete_record(&Before::of(scope, &tg))
                 .delete_prefix(keys::targets_of(scope, tg.value.name()))
                 .delete_prefix(keys::draining_of(scope, tg.value.name()));
             if self.commit(txn).await? {
@@ -462,7 +462,7 @@ impl Elbv2 {
     /// Removes targets (and their index rows) whose draining has ended.
     fn sweep(&self, mut txn: Txn, scope: &Scope, ended: &[Stored<TargetRecord>]) -> Txn {
         for t in ended {
-            txn = txn.delete_record(scope, t);
+            txn = txn.delete_record(&Before::of(scope, t));
         }
         txn
     }
@@ -492,7 +492,7 @@ impl Elbv2 {
                 let asked = wanted.iter().any(|(id, port, _)| *id == t.value.id && *port == t.value.port);
                 let done = drained(self.health.as_ref(), tg.value.arn(), &t.value, now);
                 if done || (asked && (!in_use || delay_s == 0)) {
-                    txn = txn.delete_record(scope, t);
+                    txn = txn.delete_record(&Before::of(scope, t));
                 } else if asked && t.value.draining.is_none() {
                     let mut r = t.value.clone();
                     r.draining = Some(DrainingRecord { since_ms: now, deadline_ms: now + delay_s * 1000 });

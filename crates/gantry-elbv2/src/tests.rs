@@ -348,3 +348,45 @@ async fn missing_members_and_unknown_actions_are_the_query_protocols_errors() {
     let e = f.call("Frobnicate", json!({})).await.unwrap_err();
     assert_eq!((e.code.as_str(), e.message.contains("Frobnicate")), ("InvalidAction", true));
 }
+
+#[tokio::test]
+async fn ecs_registers_deregisters_and_reads_health_through_the_target_registry() {
+    let f = fixture();
+    let lb = f.lb("web").await;
+    let tg = f.tg("svc").await;
+    f.listener(&lb, 80, &tg).await.unwrap();
+    f.ok(
+        "ModifyTargetGroupAttributes",
+        json!({"TargetGroupArn": tg,
+        "Attributes": [{"Key": "deregistration_delay.timeout_seconds", "Value": "5"}]}),
+    )
+    .await;
+    let reg: &dyn TargetRegistry = f.elb.as_ref();
+    let target = lb::TargetRef { id: "10.0.3.7".into(), port: 8080 };
+    assert_eq!(reg.health(&f.scope, &tg, &target), None, "not registered");
+    reg.register(&f.scope, &tg, std::slice::from_ref(&target)).await.unwrap();
+    // Registering again changes nothing.
+    reg.register(&f.scope, &tg, std::slice::from_ref(&target)).await.unwrap();
+    let h = reg.health(&f.scope, &tg, &target).unwrap();
+    assert_eq!((h.state, h.reason), (TargetState::Initial, Some(TargetReason::ElbRegistrationInProgress)));
+    let out = f.ok("DescribeTargetHealth", json!({"TargetGroupArn": tg})).await;
+    assert_eq!(out["TargetHealthDescriptions"][0]["Target"], json!({"Id": "10.0.3.7", "Port": 8080}));
+    // ELB's own errors come back as its message.
+    let e =
+        reg.register(&f.scope, &tg, &[lb::TargetRef { id: "not-an-ip".into(), port: 80 }]).await.unwrap_err();
+    assert!(e.contains("not-an-ip"), "{e}");
+    reg.deregister(&f.scope, &tg, std::slice::from_ref(&target)).await.unwrap();
+    let h = reg.health(&f.scope, &tg, &target).unwrap();
+    assert_eq!(
+        (h.state, h.reason),
+        (TargetState::Draining, Some(TargetReason::TargetDeregistrationInProgress))
+    );
+    // The deregistration delay passes: gone.
+    f.clock.advance_ms(5_000);
+    assert_eq!(reg.health(&f.scope, &tg, &target), None);
+    // Deregistering what is gone is no error.
+    reg.deregister(&f.scope, &tg, std::slice::from_ref(&target)).await.unwrap();
+    let missing = tg.replace("/svc/", "/nope/");
+    assert!(reg.register(&f.scope, &missing, std::slice::from_ref(&target)).await.is_err());
+    assert_eq!(reg.health(&f.scope, &missing, &target), None);
+}

@@ -89,7 +89,8 @@ pub struct AddTagsInput {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AddTagsOutput {}
+pub struct AddTagsOutput {
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AdministrativeOverride {
@@ -322,7 +323,8 @@ pub struct DeleteListenerInput {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeleteListenerOutput {}
+pub struct DeleteListenerOutput {
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteLoadBalancerInput {
@@ -331,7 +333,8 @@ pub struct DeleteLoadBalancerInput {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeleteLoadBalancerOutput {}
+pub struct DeleteLoadBalancerOutput {
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteRuleInput {
@@ -340,7 +343,8 @@ pub struct DeleteRuleInput {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeleteRuleOutput {}
+pub struct DeleteRuleOutput {
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteTargetGroupInput {
@@ -349,7 +353,8 @@ pub struct DeleteTargetGroupInput {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeleteTargetGroupOutput {}
+pub struct DeleteTargetGroupOutput {
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeregisterTargetsInput {
@@ -360,7 +365,8 @@ pub struct DeregisterTargetsInput {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DeregisterTargetsOutput {}
+pub struct DeregisterTargetsOutput {
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeCapacityReservationInput {
@@ -676,11 +682,7 @@ pub struct LoadBalancer {
     pub ip_address_type: Option<String>,
     #[serde(rename = "CustomerOwnedIpv4Pool", default, skip_serializing_if = "Option::is_none")]
     pub customer_owned_ipv4_pool: Option<String>,
-    #[serde(
-        rename = "EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic", default, skip_serializing_if = "Option::is_none")]
     pub enforce_security_group_inbound_rules_on_private_link_traffic: Option<String>,
     #[serde(rename = "EnablePrefixForIpv6SourceNat", default, skip_serializing_if = "Option::is_none")]
     pub enable_prefix_for_ipv6_source_nat: Option<String>,
@@ -909,7 +911,8 @@ pub struct RegisterTargetsInput {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RegisterTargetsOutput {}
+pub struct RegisterTargetsOutput {
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RemoveListenerCertificatesInput {
@@ -920,7 +923,8 @@ pub struct RemoveListenerCertificatesInput {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RemoveListenerCertificatesOutput {}
+pub struct RemoveListenerCertificatesOutput {
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RemoveTagsInput {
@@ -931,7 +935,8 @@ pub struct RemoveTagsInput {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RemoveTagsOutput {}
+pub struct RemoveTagsOutput {
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RewriteConfig {
@@ -1015,11 +1020,7 @@ pub struct SetSecurityGroupsInput {
     pub load_balancer_arn: String,
     #[serde(rename = "SecurityGroups")]
     pub security_groups: Vec<String>,
-    #[serde(
-        rename = "EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic", default, skip_serializing_if = "Option::is_none")]
     pub enforce_security_group_inbound_rules_on_private_link_traffic: Option<String>,
 }
 
@@ -1027,11 +1028,7 @@ pub struct SetSecurityGroupsInput {
 pub struct SetSecurityGroupsOutput {
     #[serde(rename = "SecurityGroupIds", default, skip_serializing_if = "Option::is_none")]
     pub security_group_ids: Option<Vec<String>>,
-    #[serde(
-        rename = "EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "EnforceSecurityGroupInboundRulesOnPrivateLinkTraffic", default, skip_serializing_if = "Option::is_none")]
     pub enforce_security_group_inbound_rules_on_private_link_traffic: Option<String>,
 }
 

@@ -15,11 +15,26 @@ pub mod ecs;
 #[rustfmt::skip]
 pub mod sts;
 #[rustfmt::skip]
+pub mod iam;
+#[rustfmt::skip]
 pub mod secretsmanager;
 #[rustfmt::skip]
 pub mod ssm;
+#[rustfmt::skip]
 pub mod elbv2;
 #[rustfmt::skip]
 pub mod acm;
+#[rustfmt::skip]
+pub mod logs;
+#[rustfmt::skip]
+pub mod cloudwatch;
+#[rustfmt::skip]
+pub mod appautoscaling;
+#[rustfmt::skip]
+pub mod events;
+#[rustfmt::skip]
+pub mod scheduler;
+#[rustfmt::skip]
+pub mod autoscaling;
 
 pub use ecs::*;

@@ -498,9 +498,76 @@ pub struct TargetGroupInfo {
     pub load_balancer_arns: Vec<String>,
 }
 
-/// ELBv2's side of ECS's load balancing: what ECS needs to know of target groups. Implemented
-/// by `gantry-elbv2`, wired by the binary (ECS must not depend on ELBv2).
+/// A target ECS registers for a task: an IP address (`ip` groups) or a container instance's
+/// EC2 instance ID (`instance` groups), and the port traffic goes to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TargetRef {
+    pub id: String,
+    pub port: u16,
+}
+
+/// The future a port's asynchronous call returns (ports stay object-safe).
+pub type PortFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// ELBv2's side of ECS's load balancing: what ECS needs to know of target groups, and the
+/// calls it makes on them for a service's tasks, with the semantics of ELBv2's RegisterTargets,
+/// DeregisterTargets and DescribeTargetHealth. Implemented by `gantry-elbv2`, wired by the
+/// binary (ECS must not depend on ELBv2).
 pub trait TargetRegistry: Send + Sync {
     /// The target group with this ARN in `scope`, if it exists.
     fn target_group(&self, scope: &Scope, arn: &str) -> Option<TargetGroupInfo>;
+
+    /// Registers targets in a target group (RegisterTargets: registering a target already
+    /// registered changes nothing). The error is ELB's message.
+    fn register<'a>(
+        &'a self,
+        scope: &'a Scope,
+        target_group_arn: &'a str,
+        targets: &'a [TargetRef],
+    ) -> PortFuture<'a, Result<(), String>>;
+
+    /// Deregisters targets (DeregisterTargets: they drain for the group's deregistration delay;
+    /// a target not registered is no error).
+    fn deregister<'a>(
+        &'a self,
+        scope: &'a Scope,
+        target_group_arn: &'a str,
+        targets: &'a [TargetRef],
+    ) -> PortFuture<'a, Result<(), String>>;
+
+    /// A target's health as DescribeTargetHealth reports it; `None` once it is not registered
+    /// (never registered, or its draining has ended), or when the group is gone.
+    fn health(&self, scope: &Scope, target_group_arn: &str, target: &TargetRef) -> Option<ObservedHealth>;
+
+    /// A listener rule (or a listener's default rule) as DescribeRules shows it, for ECS's
+    /// blue/green, linear and canary deployments; `None` when no such rule exists. Default: no
+    /// rules known.
+    fn rule(&self, _scope: &Scope, _rule_arn: &str) -> Option<RuleInfo> {
+        None
+    }
+
+    /// Makes a rule forward to these target groups with these weights (ModifyRule with one
+    /// `forward` action, its stickiness kept; a default rule's through the same call, as ELB
+    /// allows). The error is ELB's message. Default: no rules known.
+    fn set_forward<'a>(
+        &'a self,
+        _scope: &'a Scope,
+        rule_arn: &'a str,
+        _weights: &'a [WeightedTargetGroup],
+    ) -> PortFuture<'a, Result<(), String>> {
+        Box::pin(async move { Err(format!("One or more rules not found: '{rule_arn}'")) })
+    }
+}
+
+/// A listener rule as ECS's traffic shifting sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleInfo {
+    pub arn: String,
+    /// The listener it belongs to.
+    pub listener_arn: String,
+    /// The load balancer of that listener.
+    pub load_balancer_arn: String,
+    /// The target groups its `forward` action sends to, with their weights (empty when its
+    /// action is not a forward).
+    pub forward: Vec<WeightedTargetGroup>,
 }

@@ -1,5 +1,6 @@
-//! AWS's wire protocols, server side: awsJson1_0, awsJson1_1, awsQuery and Smithy RPC v2 CBOR,
-//! driven by botocore's service models.
+//! AWS's wire protocols, server side: awsJson1_0, awsJson1_1, awsQuery, Smithy RPC v2 CBOR and
+//! restJson1 ([`rest`]: operations found by their `http` traits), driven by botocore's service
+//! models.
 //!
 //! The front door hands this crate the pieces of a request (content type, `X-Amz-Target`,
 //! `smithy-protocol` header, path, body bytes); it answers which protocol and operation they are,
@@ -15,6 +16,7 @@ mod error;
 mod json;
 pub mod model;
 mod query;
+pub mod rest;
 pub mod time;
 
 pub use error::{ProtocolError, ServiceError};
@@ -39,6 +41,8 @@ pub enum Protocol {
     AwsJson1_1,
     AwsQuery,
     RpcV2Cbor,
+    /// botocore's `rest-json`: see [`rest`].
+    RestJson1,
 }
 
 /// botocore's order of preference when a model lists several protocols
@@ -61,6 +65,7 @@ impl Protocol {
             "json" => Some(Protocol::AwsJson1_0),
             "query" => Some(Protocol::AwsQuery),
             "smithy-rpc-v2-cbor" => Some(Protocol::RpcV2Cbor),
+            "rest-json" => Some(Protocol::RestJson1),
             _ => None,
         }
     }
@@ -71,6 +76,7 @@ impl Protocol {
             Protocol::AwsJson1_0 | Protocol::AwsJson1_1 => "json",
             Protocol::AwsQuery => "query",
             Protocol::RpcV2Cbor => "smithy-rpc-v2-cbor",
+            Protocol::RestJson1 => "rest-json",
         }
     }
 
@@ -108,6 +114,10 @@ impl Protocol {
         smithy_protocol: Option<&str>,
         path: &str,
     ) -> Result<Protocol, ProtocolError> {
+        // A REST service is told by its paths, not its headers (a GET has no content type).
+        if model.metadata.protocols.iter().all(|p| p == "rest-json") && !model.metadata.protocols.is_empty() {
+            return Ok(Protocol::RestJson1);
+        }
         let detected = Protocol::detect(content_type, target, smithy_protocol, path).or_else(|| {
             if target.is_some() {
                 Protocol::from_model_name(model, "json")
@@ -131,7 +141,7 @@ impl Protocol {
     /// The largest request body the protocol accepts.
     pub fn max_body(self) -> usize {
         match self {
-            Protocol::AwsJson1_0 | Protocol::AwsJson1_1 => MAX_JSON_BODY,
+            Protocol::AwsJson1_0 | Protocol::AwsJson1_1 | Protocol::RestJson1 => MAX_JSON_BODY,
             Protocol::AwsQuery => MAX_QUERY_BODY,
             Protocol::RpcV2Cbor => MAX_CBOR_BODY,
         }
@@ -144,6 +154,7 @@ impl Protocol {
             Protocol::AwsJson1_1 => "application/x-amz-json-1.1",
             Protocol::AwsQuery => "text/xml",
             Protocol::RpcV2Cbor => "application/cbor",
+            Protocol::RestJson1 => "application/json",
         }
     }
 }
@@ -200,6 +211,11 @@ pub fn operation_name(
             }
             op.to_string()
         }
+        Protocol::RestJson1 => {
+            return Err(ProtocolError::MissingOperation(
+                "a restJson1 operation is found by its method and path: see rest::operation".into(),
+            ));
+        }
     };
     if model.operation(&name).is_none() {
         return Err(ProtocolError::UnknownOperation(name));
@@ -236,6 +252,11 @@ pub fn parse_request(
         }
         Protocol::AwsQuery => query::read_request(model, input, body),
         Protocol::RpcV2Cbor => cbor::read_request(model, input, body),
+        // The body alone (no URI, query or headers): rest::parse_request reads the whole request.
+        Protocol::RestJson1 => {
+            let req = rest::RestRequest { method: "", path: "", query: "", headers: &[], body };
+            rest::parse_request(model, op, &[], &req)
+        }
     }
 }
 
@@ -267,6 +288,7 @@ pub fn serialize_response(
             headers.push(("smithy-protocol".to_string(), "rpc-v2-cbor".to_string()));
             cbor::write_structure(model, output, v)
         }
+        Protocol::RestJson1 => return rest::serialize_response(model, op, v, request_id),
     };
     Encoded { status: 200, content_type: protocol.content_type(), headers, body }
 }
@@ -299,7 +321,26 @@ pub fn serialize_error(protocol: Protocol, model: &Model, err: &ServiceError, re
         head.push((message_key.to_string(), Value::String(err.message.clone())));
     }
     let is_head = |k: &str| k == "__type" || k == message_key;
+    let mut status = err.status;
     let body = match protocol {
+        // restJson1: the code in `x-amzn-ErrorType`, the shape's members in the body, the
+        // shape's HTTP status.
+        Protocol::RestJson1 => {
+            headers.push(("x-amzn-ErrorType".to_string(), type_name.to_string()));
+            if let Some(code) = structure.and_then(|s| s.error.as_ref()).and_then(|e| e.http_status_code) {
+                status = code;
+            }
+            let rest = match structure {
+                Some(s) => json::write_structure(model, s, &err.fields),
+                None => err.fields.clone(),
+            };
+            let mut object = Map::new();
+            if !err.message.is_empty() {
+                object.insert(message_key.to_string(), Value::String(err.message.clone()));
+            }
+            object.extend(rest.into_iter().filter(|(k, _)| !is_head(k)));
+            serde_json::to_vec(&object).expect("a JSON map always serializes")
+        }
         Protocol::AwsJson1_0 | Protocol::AwsJson1_1 => {
             headers.push(("x-amzn-ErrorType".to_string(), type_name.to_string()));
             let rest = match structure {
@@ -339,7 +380,7 @@ pub fn serialize_error(protocol: Protocol, model: &Model, err: &ServiceError, re
             cbor::encode(&ciborium::Value::Map(map))
         }
     };
-    Encoded { status: err.status, content_type: protocol.content_type(), headers, body }
+    Encoded { status, content_type: protocol.content_type(), headers, body }
 }
 
 #[cfg(test)]

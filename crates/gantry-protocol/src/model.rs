@@ -45,6 +45,20 @@ pub struct Operation {
     /// The awsQuery `<...Result>` element's name, when it is not `<Op>Result`.
     pub result_wrapper: Option<String>,
     pub errors: Vec<String>,
+    /// The `http` trait of REST protocols: method, URI template and success status.
+    pub http: Option<Http>,
+}
+
+/// An operation's `http` trait (restJson1).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Http {
+    #[serde(default)]
+    pub method: String,
+    /// `/schedules/{Name}`, possibly with a literal query (`/x?list`) and greedy labels (`{Key+}`).
+    #[serde(default)]
+    pub request_uri: String,
+    pub response_code: Option<u16>,
 }
 
 /// How a timestamp is written where the model overrides the protocol's default.
@@ -97,6 +111,9 @@ pub struct Member {
     pub xml_namespace: Option<XmlNamespace>,
     pub xml_attribute: bool,
     pub timestamp_format: Option<TimestampFormat>,
+    /// Where a REST protocol carries the member: `uri`, `querystring`, `header`, `headers`,
+    /// `statusCode`; `None` is the body.
+    pub location: Option<String>,
 }
 
 /// A structure (or union, or error) shape.
@@ -110,6 +127,8 @@ pub struct Structure {
     pub error: Option<ErrorTrait>,
     pub exception: bool,
     pub document: bool,
+    /// REST protocols: the member that is the whole body.
+    pub payload: Option<String>,
 }
 
 impl Structure {
@@ -185,6 +204,7 @@ impl Model {
                 output: op.output.as_ref().map(|r| r.shape.clone()),
                 result_wrapper: op.output.and_then(|r| r.result_wrapper),
                 errors: op.errors.into_iter().map(|r| r.shape).collect(),
+                http: op.http,
             };
             operations.insert(name, operation);
         }
@@ -323,6 +343,7 @@ struct RawOperation {
     output: Option<RawRef>,
     #[serde(default)]
     errors: Vec<RawRef>,
+    http: Option<Http>,
 }
 
 #[derive(Deserialize)]
@@ -344,6 +365,7 @@ struct RawMember {
     #[serde(default)]
     xml_attribute: bool,
     timestamp_format: Option<String>,
+    location: Option<String>,
 }
 
 impl RawMember {
@@ -355,6 +377,7 @@ impl RawMember {
             xml_namespace: self.xml_namespace,
             xml_attribute: self.xml_attribute,
             timestamp_format: self.timestamp_format.as_deref().and_then(timestamp_format),
+            location: self.location,
         }
     }
 }
@@ -390,6 +413,7 @@ struct RawShape {
     document: bool,
     error: Option<RawErrorTrait>,
     timestamp_format: Option<String>,
+    payload: Option<String>,
 }
 
 impl RawShape {
@@ -409,6 +433,7 @@ impl RawShape {
                 }),
                 exception: self.exception,
                 document: false,
+                payload: self.payload,
             }),
             "list" => Shape::List {
                 member: self.member.ok_or_else(|| missing("member"))?.into_member(),

@@ -18,14 +18,7 @@ fn split(epoch: f64) -> (i64, u32) {
 /// `2014-04-29T18:30:38Z`, or `2000-01-02T20:34:56.123Z` with a fraction.
 pub fn format_iso8601(epoch: f64) -> String {
     let (secs, millis) = split(epoch);
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let rem = secs.rem_euclid(86_400);
-    let (h, mi, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    if millis == 0 {
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
-    } else {
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{millis:03}Z")
-    }
+    gantry_core::civil::rfc3339(secs, millis * 1_000_000, if millis == 0 { 0 } else { 3 })
 }
 
 /// `Tue, 29 Apr 2014 18:30:38 GMT` (RFC 7231's IMF-fixdate; a fraction is written as `.123`).

@@ -275,9 +275,17 @@ async fn work<K: QueueKey + Display, R: Reconciler<K>>(
         let span = tracing::info_span!("reconcile", controller = c.name, key = %key);
         let started = std::time::Instant::now();
         // Its own task, so that a panicking pass is an error of that key, not a dead worker.
+        // Inside the term's fence: once another server leads, the pass's writes fail.
+        let fence = gate.leader.fence();
         let pass = tokio::spawn({
             let (r, key) = (r.clone(), key.clone());
-            async move { r.reconcile(&key).await }.instrument(span.clone())
+            async move {
+                match fence {
+                    Some(f) => gantry_store::election::fenced(f, r.reconcile(&key)).await,
+                    None => r.reconcile(&key).await,
+                }
+            }
+            .instrument(span.clone())
         });
         let result = match pass.await {
             Ok(Ok(action)) => Ok(action),

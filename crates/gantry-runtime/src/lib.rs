@@ -22,7 +22,7 @@ pub mod records;
 mod watch;
 
 pub use controller::{Action, Backoff, Controller, Reconciler, Shutdown, ShutdownTrigger, shutdown};
-pub use leader::{AlwaysLeader, Leadership, ManualLeadership};
+pub use leader::{AlwaysLeader, ElectedLeadership, Leadership, ManualLeadership};
 pub use metrics::Metrics;
 pub use queue::{QueueKey, WorkQueue};
 pub use watch::{Change, WatchCursor};

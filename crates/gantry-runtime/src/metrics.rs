@@ -38,6 +38,10 @@ pub struct Metrics {
     pub controllers: ControllerMetrics,
     pub agents: AgentMetrics,
     pub placement: PlacementMetrics,
+    /// `gantry_leader`: 1 while this server runs the controllers (always, on SQLite).
+    pub leader: Gauge,
+    /// `gantry_leader_elections_total`: terms this server has won.
+    pub elections: Counter,
 }
 
 impl Default for Metrics {
@@ -81,6 +85,11 @@ impl Metrics {
             "Nodes with an agent poll in flight on this server",
             agents.connected.clone(),
         );
+        r.register(
+            "gantry_agents_heartbeats_written",
+            "Agent heartbeats this server wrote to the store (one per connected agent per 10 s)",
+            agents.heartbeats.clone(),
+        );
         let placement = PlacementMetrics::default();
         // Every reason's series exists from the start (at 0), so a rate over it is defined.
         for reason in REASONS.iter().chain(&["CAPACITY", "OTHER"]) {
@@ -96,7 +105,14 @@ impl Metrics {
             "Placement failures as RunTask's failures[] report them (one per rejected container instance), by ECS's reason",
             placement.failures.clone(),
         );
-        Metrics { registry: r, api, store, watch, controllers, agents, placement }
+        let (leader, elections) = (Gauge::default(), Counter::default());
+        r.register(
+            "gantry_leader",
+            "1 while this server leads (runs the controllers), else 0",
+            leader.clone(),
+        );
+        r.register("gantry_leader_elections", "Leader elections this server has won", elections.clone());
+        Metrics { registry: r, api, store, watch, controllers, agents, placement, leader, elections }
     }
 
     /// The registry in the OpenMetrics text format (what `GET /metrics` answers).
@@ -319,11 +335,13 @@ impl ControllerMetrics {
 
 // --- agents and placement ----------------------------------------------------------------------
 
-/// `gantry_agents_connected`.
+/// `gantry_agents_connected`, `gantry_agents_heartbeats_written_total`.
 #[derive(Debug, Default)]
 pub struct AgentMetrics {
     /// Nodes with a poll in flight (the 3 s grace after a poll is not counted).
     pub connected: Gauge,
+    /// `gantry_agents_heartbeats_written_total`: heartbeat keys this server wrote.
+    pub heartbeats: Counter,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -413,8 +431,11 @@ mod tests {
             ("gantry_controller_reconcile_duration_seconds", "histogram"),
             ("gantry_controller_reconciles", "counter"),
             ("gantry_agents_connected", "gauge"),
+            ("gantry_agents_heartbeats_written", "counter"),
             ("gantry_placement_tasks_placed", "counter"),
             ("gantry_placement_failures", "counter"),
+            ("gantry_leader", "gauge"),
+            ("gantry_leader_elections", "counter"),
         ] {
             assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name} {kind} in\n{text}");
         }

@@ -18,6 +18,8 @@
 //! - Tasks that are RUNNING but UNHEALTHY after the grace period are stopped and replaced.
 //! - Tasks that stop without reaching RUNNING throttle further launches (ECS's service throttle
 //!   logic: increasing delays up to 27 minutes; a new deployment resets it).
+//! - Deployment alarms (deploymentConfiguration.alarms) in ALARM fail an IN_PROGRESS
+//!   deployment, and roll it back when asked, as the circuit breaker does.
 //! - The deployment circuit breaker fails a deployment once its failed tasks reach the
 //!   threshold, and may roll back to the last COMPLETED deployment.
 //! - Scale-in and deployments stop tasks in ECS's order: not yet RUNNING first, then unhealthy,
@@ -26,6 +28,7 @@
 
 mod order;
 mod task_sets;
+pub mod traffic;
 
 pub use order::scale_in_order;
 pub use task_sets::{SetStatus, TaskSetPlan, TaskSetState, computed_desired, reconcile_task_sets};
@@ -86,6 +89,28 @@ pub struct TaskView {
     pub instance_draining: bool,
     /// Scale-in protection, until then.
     pub protected_until: Option<Millis>,
+    /// How its load balancer targets are doing (a service with `loadBalancers`).
+    pub lb: LbHealth,
+}
+
+/// A task's targets in its service's target groups, as ELB's health checks see them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LbHealth {
+    /// The service has no load balancer: only the task's own health counts.
+    #[default]
+    None,
+    /// Registered, and not yet `healthy` in every target group (`initial`, `unused`, …): the
+    /// task does not count as healthy yet, and is not replaced for it.
+    Pending,
+    /// `healthy` in every target group.
+    Healthy,
+    /// `unhealthy` in a target group: the task is replaced once past the grace period.
+    Unhealthy {
+        target_group: String,
+        port: u16,
+        /// ELB's description of why (`Health checks failed with these codes: [503]`).
+        reason: String,
+    },
 }
 
 impl TaskView {
@@ -96,8 +121,12 @@ impl TaskView {
     fn active(&self) -> bool {
         self.live() && !self.stop_requested
     }
+    /// RUNNING, healthy by its containers' checks (if any) and, behind a load balancer,
+    /// `healthy` in every target group: what counts towards minimumHealthyPercent and a
+    /// deployment's completion.
     pub fn healthy(&self) -> bool {
         self.phase == Phase::Running
+            && matches!(self.lb, LbHealth::None | LbHealth::Healthy)
             && match self.health {
                 Health::Healthy => true,
                 Health::Unknown => !self.health_checked,
@@ -201,6 +230,22 @@ pub struct Service {
     /// fails and rolls back to the last COMPLETED deployment exactly as a circuit-breaker trip
     /// with rollback does, whether or not the breaker is enabled.
     pub rollback_requested: bool,
+    /// deploymentConfiguration.alarms: the alarms in ALARM now (while the PRIMARY deployment is
+    /// IN_PROGRESS, that fails it) and whether it then rolls back.
+    pub alarms: Option<AlarmTrip>,
+    /// A traffic-shifting deployment (BLUE_GREEN, LINEAR, CANARY) before its clean-up: tasks of
+    /// older deployments stay (they serve production), and the new one starts at the full
+    /// desired count beside them whatever maximumPercent says.
+    pub keep_old: bool,
+    /// The PRIMARY deployment may not complete yet (its traffic shift is not done).
+    pub hold: bool,
+}
+
+/// The deployment alarms of a service that are in ALARM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlarmTrip {
+    pub in_alarm: Vec<String>,
+    pub rollback: bool,
 }
 
 /// What the scheduler remembers between passes.
@@ -458,17 +503,27 @@ impl Pass<'_> {
             .filter(|(b, p)| p.rollout == Rollout::InProgress && p.failed_tasks >= b.threshold);
         let requested =
             svc.rollback_requested && self.deps.first().is_some_and(|p| p.rollout == Rollout::InProgress);
+        let alarmed = svc.alarms.as_ref().filter(|a| {
+            !a.in_alarm.is_empty() && self.deps.first().is_some_and(|p| p.rollout == Rollout::InProgress)
+        });
         let failure = if requested {
             Some((
-                "ECS deployment stopped: rollback requested.",
+                "ECS deployment stopped: rollback requested.".to_string(),
                 "deployment stopped: rollback requested.",
                 "ECS deployment rollback requested: rolling back to deploymentId",
                 true,
             ))
+        } else if let Some(a) = alarmed {
+            Some((
+                format!("ECS deployment failed: alarm(s) detected: {}.", a.in_alarm.join(", ")),
+                "deployment failed: alarm detected.",
+                "ECS deployment detected triggered alarms: rolling back to deploymentId",
+                a.rollback,
+            ))
         } else {
             tripped.map(|(b, _)| {
                 (
-                    "ECS deployment circuit breaker: tasks failed to start.",
+                    "ECS deployment circuit breaker: tasks failed to start.".to_string(),
                     "deployment failed: tasks failed to start.",
                     "ECS deployment circuit breaker: rolling back to deploymentId",
                     b.rollback,
@@ -478,7 +533,7 @@ impl Pass<'_> {
         let Some((reason, event, rollback_reason, may_roll_back)) = failure else { return };
         let Some(p) = self.deps.first_mut() else { return };
         p.rollout = Rollout::Failed;
-        p.rollout_reason = reason.into();
+        p.rollout_reason = reason;
         let failed = p.id.clone();
         let failed_tasks = p.failed_tasks;
         self.events.push(format!("(service {name}) (deployment {failed}) {event}"));
@@ -514,12 +569,36 @@ impl Pass<'_> {
         self.rollback = Some(Rollback { id: fresh_id.to_string(), reason: d_reason, to, failed_tasks });
     }
 
-    /// Step 2: unhealthy tasks past the grace period are replaced.
+    /// Step 2: unhealthy tasks past the grace period are replaced: those whose containers
+    /// fail their health checks, and those a target group's health checks find unhealthy (the
+    /// grace period is how long ECS ignores ELB's verdict after the task started).
     fn replace_unhealthy(&mut self, tasks: &[TaskView]) {
         let (name, now, grace_ms) = (&self.svc.name, self.now, self.svc.grace_ms);
-        for t in
-            tasks.iter().filter(|t| t.active() && t.phase == Phase::Running && t.health == Health::Unhealthy)
-        {
+        for t in tasks.iter().filter(|t| t.active() && t.phase == Phase::Running) {
+            let LbHealth::Unhealthy { target_group, port, reason } = &t.lb else { continue };
+            let since = t.started_at.unwrap_or(now);
+            if now < since + grace_ms {
+                self.wake_at = earliest(self.wake_at, since + grace_ms);
+                continue;
+            }
+            self.stop(t, &format!("Task failed ELB health checks in (target-group {target_group})"));
+            self.events.push(format!(
+                "(service {name}) (task {}) (port {port}) is unhealthy in (target-group {target_group}) due to (reason {reason}).",
+                t.id
+            ));
+            if let Some(d) = self.deps.iter_mut().find(|d| d.id == t.deployment)
+                && d.rollout == Rollout::InProgress
+            {
+                d.failed_tasks += 1;
+            }
+        }
+        let stopped_for_lb = self.stopped.clone();
+        for t in tasks.iter().filter(|t| {
+            t.active()
+                && t.phase == Phase::Running
+                && t.health == Health::Unhealthy
+                && !stopped_for_lb.contains(&t.id)
+        }) {
             let since = t.started_at.unwrap_or(now);
             if now < since + grace_ms {
                 self.wake_at = earliest(self.wake_at, since + grace_ms);
@@ -611,13 +690,16 @@ impl Pass<'_> {
             active.iter().copied().filter(|t| !b.is_primary(t) || t.instance_draining).collect();
         let max_total = (u64::from(desired) * u64::from(svc.max_percent) / 100) as u32;
         let want = desired.saturating_sub(keep.len() as u32);
-        let room = max_total.saturating_sub(live_count);
+        let room = if svc.keep_old { want } else { max_total.saturating_sub(live_count) };
         let n = want.min(room);
         if n > 0 && b.can_launch && !b.throttled {
             launch.push(Launch { count: n, instance: None });
         }
         let budget_all = svc.draining;
         for t in scale_in_order(&leaving, active) {
+            if svc.keep_old && !svc.draining {
+                continue;
+            }
             if t.protected(now) && !budget_all {
                 self.wake_at = earliest(self.wake_at, t.protected_until.unwrap_or(now));
                 continue;
@@ -702,6 +784,7 @@ impl Pass<'_> {
             && settled
             && p.rollout == Rollout::InProgress
             && !svc.draining
+            && !svc.hold
         {
             p.rollout = Rollout::Completed;
             p.rollout_reason = format!("ECS deployment {} completed.", p.id);

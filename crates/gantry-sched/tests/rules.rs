@@ -20,6 +20,7 @@ fn task(id: &str, dep: &str, phase: Phase) -> TaskView {
         zone: Some("a".into()),
         instance_draining: false,
         protected_until: None,
+        lb: LbHealth::None,
     }
 }
 
@@ -34,6 +35,9 @@ fn service(desired: u32, deployments: &[&str]) -> Service {
         grace_ms: 0,
         draining: false,
         rollback_requested: false,
+        alarms: None,
+        keep_old: false,
+        hold: false,
         deployments: deployments
             .iter()
             .enumerate()
@@ -280,6 +284,43 @@ fn circuit_breaker_fails_and_rolls_back_to_the_last_completed_deployment() {
 }
 
 #[test]
+fn a_deployment_alarm_in_alarm_fails_the_deployment_and_rolls_back_when_asked() {
+    for rollback in [true, false] {
+        let mut w = World::new(service(2, &["ecs-svc/1"]));
+        w.pass();
+        w.agents(|_| false);
+        w.pass();
+        w.svc.deployments[0].status = Status::Active;
+        w.svc.deployments.insert(0, DeploymentState::new("ecs-svc/2", 5_000));
+        w.pass();
+        w.agents_starting(|_| false, false);
+        // Alarms that are not in ALARM change nothing.
+        w.svc.alarms = Some(AlarmTrip { in_alarm: vec![], rollback });
+        let p = w.pass();
+        assert!(p.rollback.is_none() && p.deployments[0].rollout == Rollout::InProgress);
+        w.svc.alarms = Some(AlarmTrip { in_alarm: vec!["errors".into(), "latency".into()], rollback });
+        let p = w.pass();
+        let failed = p.deployments.iter().find(|d| d.id == "ecs-svc/2").expect("the failed deployment");
+        assert_eq!(failed.rollout, Rollout::Failed);
+        assert_eq!(failed.rollout_reason, "ECS deployment failed: alarm(s) detected: errors, latency.");
+        assert!(w.events.contains(
+            &"(service web) (deployment ecs-svc/2) deployment failed: alarm detected.".to_string()
+        ));
+        match (rollback, p.rollback.clone()) {
+            (true, Some(r)) => {
+                assert_eq!(r.to, "ecs-svc/1");
+                assert_eq!(
+                    p.deployments[0].rollout_reason,
+                    "ECS deployment detected triggered alarms: rolling back to deploymentId ecs-svc/1."
+                );
+            }
+            (false, None) => assert_eq!(p.deployments[0].id, "ecs-svc/2"),
+            other => panic!("rollback {rollback}: {other:?}"),
+        }
+    }
+}
+
+#[test]
 fn a_requested_rollback_returns_to_the_last_completed_deployment_without_a_breaker() {
     let mut w = World::new(service(2, &["ecs-svc/1"]));
     w.pass();
@@ -342,6 +383,84 @@ fn unhealthy_tasks_are_replaced_after_the_grace_period() {
     let p = w.pass();
     assert_eq!(p.stop[0].reason, "Task failed container health checks");
     assert!(p.events.contains(&"(service web) (task t0001) failed container health checks.".to_string()));
+}
+
+const TG: &str = "arn:aws:elasticloadbalancing:us-east-1:000000000000:targetgroup/web/0123456789abcdef";
+
+#[test]
+fn behind_a_load_balancer_a_rolling_update_waits_for_healthy_targets() {
+    // 2 old tasks, healthy in the target group; min 100 %, max 200 %.
+    let mut w = World::new(service(2, &["new", "old"]));
+    w.tasks = (0..2).map(|i| task(&format!("o{i}"), "old", Phase::Running)).collect();
+    for t in &mut w.tasks {
+        t.lb = LbHealth::Healthy;
+    }
+    let p = w.pass();
+    assert_eq!(p.launch, vec![Launch { count: 2, instance: None }]);
+    assert!(p.stop.is_empty());
+    // The new tasks run, but their targets are still `initial`: nothing old stops, nothing
+    // completes, however long it takes.
+    w.agents(|_| false);
+    for t in w.tasks.iter_mut().filter(|t| t.deployment == "new") {
+        t.lb = LbHealth::Pending;
+    }
+    for _ in 0..3 {
+        w.now += 60_000;
+        let p = w.pass();
+        assert!(p.stop.is_empty() && p.launch.is_empty(), "{p:?}");
+        assert_eq!(p.deployments[0].rollout, Rollout::InProgress);
+        assert_eq!(p.deployments.len(), 2);
+    }
+    // One target turns healthy: one old task may go.
+    w.tasks[2].lb = LbHealth::Healthy;
+    let p = w.pass();
+    assert_eq!(p.stop.len(), 1);
+    assert!(p.stop[0].task.starts_with('o'));
+    w.agents(|_| false);
+    w.tasks[3].lb = LbHealth::Healthy;
+    for _ in 0..3 {
+        w.agents(|_| false);
+        w.pass();
+    }
+    assert_eq!(w.svc.deployments.len(), 1);
+    assert_eq!(w.svc.deployments[0].rollout, Rollout::Completed);
+    assert!(w.tasks.iter().all(|t| t.deployment == "new"));
+}
+
+#[test]
+fn a_task_whose_target_turns_unhealthy_is_replaced_after_the_grace_period() {
+    let mut svc = service(1, &["ecs-svc/1"]);
+    svc.grace_ms = 30_000;
+    let mut w = World::new(svc);
+    w.now = 1_000;
+    w.pass();
+    w.agents(|_| false);
+    let unhealthy = LbHealth::Unhealthy {
+        target_group: TG.into(),
+        port: 8080,
+        reason: "Health checks failed with these codes: [503]".into(),
+    };
+    w.tasks[0].lb = unhealthy.clone();
+    w.now = 5_000;
+    let p = w.pass();
+    assert!(p.stop.is_empty(), "ignored within the grace period");
+    assert_eq!(p.wake_at, Some(31_000));
+    // A target still `initial` past the grace period is not replaced for it.
+    w.tasks[0].lb = LbHealth::Pending;
+    w.now = 40_000;
+    assert!(w.pass().stop.is_empty());
+    w.tasks[0].lb = unhealthy;
+    let p = w.pass();
+    assert_eq!(p.stop.len(), 1);
+    assert_eq!(p.stop[0].reason, format!("Task failed ELB health checks in (target-group {TG})"));
+    assert_eq!(
+        p.events,
+        vec![format!(
+            "(service web) (task t0001) (port 8080) is unhealthy in (target-group {TG}) due to (reason Health checks failed with these codes: [503])."
+        )]
+    );
+    // Its replacement starts in the same pass (minimumHealthyPercent has nothing to keep).
+    assert_eq!(p.launch, vec![Launch { count: 1, instance: None }]);
 }
 
 #[test]

@@ -271,6 +271,13 @@ impl SecretsManager {
         }
     }
 
+    /// The ARN and resource policy of the secret `id` names, for IAM's authorization (`None`
+    /// when there is no such secret: the operation then answers with its own error).
+    pub fn authz_target(&self, scope: &Scope, id: &str) -> Option<(String, Option<String>)> {
+        let (_, _, rec) = self.find_any(scope, id).ok()??;
+        Some((rec.arn, rec.policy))
+    }
+
     /// Finds a secret by name, full ARN or partial ARN (without the 6-character suffix).
     /// Secrets past their deletion date are gone.
     fn find(&self, scope: &Scope, id: &str) -> Result<(String, i64, SecretRecord), ServiceError> {

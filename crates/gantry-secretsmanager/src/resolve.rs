@@ -46,6 +46,13 @@ pub fn parse_reference(value_from: &str) -> Option<Reference<'_>> {
 }
 
 impl gantry_ports::SecretResolver for Resolver {
+    fn resource_policy(&self, account: &str, region: &str, value_from: &str) -> Option<String> {
+        let r = parse_reference(value_from)?;
+        let arn_region = r.secret.split(':').nth(3).unwrap_or(region);
+        let arn_account = r.secret.split(':').nth(4).unwrap_or(account);
+        self.0.authz_target(&Scope::new(arn_account, arn_region), r.secret)?.1
+    }
+
     fn resolve(&self, account: &str, region: &str, value_from: &str) -> Result<Secret, String> {
         let prefix = "execution resource retrieval failed: unable to retrieve secret from asm: service call has been retried 1 time(s)";
         let r = parse_reference(value_from)

@@ -8,11 +8,19 @@
 //! [`Store::txn`] and are durable on disk before their future resolves. The store never reads a
 //! clock or makes up an identifier: values are opaque bytes from the caller.
 
+pub mod election;
+mod etcd;
 mod metrics;
+mod mirror;
 mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
+pub use etcd::{EtcdStore, EtcdTarget};
 pub use metrics::StoreMetrics;
 pub use sqlite::SqliteStore;
+
+use mirror::Broadcast;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -30,7 +38,10 @@ pub struct KeyValue {
     pub create_revision: i64,
     /// The revision of the last write to the key.
     pub mod_revision: i64,
-    /// How many times the key was written since it was created (1 after creation).
+    /// How many times the key was written since it was created (1 after creation). A key
+    /// deleted and put again by one transaction (a delete or a deleted prefix, then a put) is
+    /// created again on SQLite, and on etcd (which cannot write one key twice in a transaction)
+    /// keeps its `create_revision` and counts on: compare on `mod_revision`, never on these.
     pub version: i64,
 }
 
@@ -135,6 +146,10 @@ pub enum StoreError {
     Compacted { requested: i64, oldest: i64 },
     #[error("the watch fell behind by {0} revisions and must be restarted")]
     Lagged(u64),
+    /// A transaction sent inside [`election::fenced`] whose term has ended: another server
+    /// leads now, and nothing was written.
+    #[error("this server's term as leader (revision {0}) has ended: the write was refused")]
+    Fenced(i64),
 }
 
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
@@ -167,6 +182,10 @@ pub trait Store: Send + Sync + 'static {
     fn revision(&self) -> i64;
     fn txn(&self, txn: Txn) -> BoxFuture<Result<TxnResult, StoreError>>;
     fn watch(&self, prefix: &str, from_revision: i64) -> Result<Watch, StoreError>;
+    /// Discards the history before `revision`, as etcd's compaction does: a watch from an
+    /// earlier revision fails with [`StoreError::Compacted`]. Compacting at or below an earlier
+    /// compaction does nothing; compacting beyond the current revision is an error.
+    fn compact(&self, revision: i64) -> BoxFuture<Result<(), StoreError>>;
 }
 
 /// A stream of events under a prefix: first the stored history from the requested revision, then
@@ -176,8 +195,10 @@ pub struct Watch {
     backlog: std::collections::VecDeque<Event>,
     /// Events with a revision below this were already delivered (from the backlog).
     next_revision: i64,
-    live: tokio::sync::broadcast::Receiver<Arc<Vec<Event>>>,
+    live: tokio::sync::broadcast::Receiver<Arc<Broadcast>>,
     pending: std::collections::VecDeque<Event>,
+    /// The error to report once `pending` is drained (events were lost after them).
+    failed: Option<StoreError>,
 }
 
 impl Watch {
@@ -185,17 +206,32 @@ impl Watch {
         prefix: String,
         backlog: Vec<Event>,
         next_revision: i64,
-        live: tokio::sync::broadcast::Receiver<Arc<Vec<Event>>>,
+        live: tokio::sync::broadcast::Receiver<Arc<Broadcast>>,
     ) -> Self {
-        Watch { prefix, backlog: backlog.into(), next_revision, live, pending: Default::default() }
+        Watch {
+            prefix,
+            backlog: backlog.into(),
+            next_revision,
+            live,
+            pending: Default::default(),
+            failed: None,
+        }
+    }
+
+    /// A buffered event, or the error that follows the buffered events.
+    fn buffered(&mut self) -> Option<Result<Event, StoreError>> {
+        if let Some(e) = self.backlog.pop_front().or_else(|| self.pending.pop_front()) {
+            return Some(Ok(e));
+        }
+        self.failed.clone().map(Err)
     }
 
     /// The next event if one is ready, without waiting: `None` when there is none yet.
     pub fn try_next(&mut self) -> Option<Result<Event, StoreError>> {
         use tokio::sync::broadcast::error::TryRecvError;
         loop {
-            if let Some(e) = self.backlog.pop_front().or_else(|| self.pending.pop_front()) {
-                return Some(Ok(e));
+            if let Some(r) = self.buffered() {
+                return Some(r);
             }
             let batch = match self.live.try_recv() {
                 Ok(b) => b,
@@ -207,8 +243,21 @@ impl Watch {
         }
     }
 
-    fn accept(&mut self, batch: &[Event]) {
-        for e in batch {
+    fn accept(&mut self, batch: &Broadcast) {
+        let batch = match batch {
+            Broadcast::Events(events) => events,
+            Broadcast::Gap { oldest } => {
+                if self.failed.is_none() {
+                    self.failed =
+                        Some(StoreError::Compacted { requested: self.next_revision, oldest: *oldest });
+                }
+                return;
+            }
+        };
+        if self.failed.is_some() {
+            return;
+        }
+        for e in batch.iter() {
             if e.kv.mod_revision >= self.next_revision && e.kv.key.starts_with(&self.prefix) {
                 self.pending.push_back(e.clone());
             }
@@ -221,8 +270,8 @@ impl Watch {
     /// The next event, waiting for one if needed.
     pub async fn next(&mut self) -> Result<Event, StoreError> {
         loop {
-            if let Some(e) = self.backlog.pop_front().or_else(|| self.pending.pop_front()) {
-                return Ok(e);
+            if let Some(r) = self.buffered() {
+                return r;
             }
             let batch = match self.live.recv().await {
                 Ok(b) => b,

@@ -9,18 +9,18 @@
 //! cost the writer about as much as the key space itself, for a history only a watch that fell
 //! behind ever reads.)
 
+use crate::mirror::{History, Mirror};
 use crate::{
     BoxFuture, Compare, Event, EventKind, KeyValue, Op, Store, StoreError, StoreMetrics, Txn, TxnResult,
     Value, Watch,
 };
 use rusqlite::{Connection, OptionalExtension, params};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 
 /// How many transactions one group commit takes at most.
 const MAX_GROUP: usize = 512;
@@ -32,68 +32,6 @@ const HISTORY_BYTES: usize = 16 << 20;
 struct Request {
     txn: Txn,
     reply: oneshot::Sender<Result<TxnResult, StoreError>>,
-}
-
-struct Shared {
-    mirror: RwLock<BTreeMap<String, KeyValue>>,
-    revision: AtomicI64,
-    history: Mutex<History>,
-    events: broadcast::Sender<Arc<Vec<Event>>>,
-}
-
-/// The recent revisions' events, oldest first, one entry per revision.
-struct History {
-    revisions: VecDeque<Arc<Vec<Event>>>,
-    /// The bytes of values `revisions` holds.
-    bytes: usize,
-    /// The oldest revision a watch can start from.
-    oldest: i64,
-    /// The newest revision recorded (events of later revisions have not been broadcast yet).
-    newest: i64,
-    max_revisions: usize,
-    max_bytes: usize,
-}
-
-impl History {
-    /// An empty history after `revision`.
-    fn after(revision: i64, max_revisions: usize, max_bytes: usize) -> Self {
-        History {
-            revisions: VecDeque::new(),
-            bytes: 0,
-            oldest: revision + 1,
-            newest: revision,
-            max_revisions,
-            max_bytes,
-        }
-    }
-
-    fn push(&mut self, batch: Arc<Vec<Event>>) {
-        self.bytes += batch.iter().map(|e| e.kv.value.len()).sum::<usize>();
-        if let Some(e) = batch.first() {
-            self.newest = e.kv.mod_revision;
-        }
-        self.revisions.push_back(batch);
-        while self.revisions.len() > self.max_revisions
-            || (self.bytes > self.max_bytes && self.revisions.len() > 1)
-        {
-            let Some(old) = self.revisions.pop_front() else { break };
-            self.bytes -= old.iter().map(|e| e.kv.value.len()).sum::<usize>();
-            if let Some(e) = old.first() {
-                self.oldest = e.kv.mod_revision + 1;
-            }
-        }
-    }
-
-    /// The events under `prefix` from revision `from` on.
-    fn since(&self, from: i64, prefix: &str) -> Vec<Event> {
-        let start = self.revisions.partition_point(|b| b.first().is_some_and(|e| e.kv.mod_revision < from));
-        self.revisions
-            .range(start..)
-            .flat_map(|b| b.iter())
-            .filter(|e| e.kv.key.starts_with(prefix))
-            .cloned()
-            .collect()
-    }
 }
 
 /// The key space's table. Rows live in a rowid table and the keys in an index of their own:
@@ -130,7 +68,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 
 /// The SQLite-backed [`Store`].
 pub struct SqliteStore {
-    shared: Arc<Shared>,
+    shared: Arc<Mirror>,
     writer: mpsc::Sender<Request>,
 }
 
@@ -212,13 +150,11 @@ impl SqliteStore {
                 mirror.insert(kv.key.clone(), kv);
             }
         }
-        let (events, _) = broadcast::channel(1024);
-        let shared = Arc::new(Shared {
-            mirror: RwLock::new(mirror),
-            revision: AtomicI64::new(revision),
-            history: Mutex::new(History::after(revision, HISTORY_REVISIONS, HISTORY_BYTES)),
-            events,
-        });
+        let shared = Arc::new(Mirror::new(
+            mirror,
+            revision,
+            History::after(revision, HISTORY_REVISIONS, HISTORY_BYTES),
+        ));
         let (tx, rx) = mpsc::channel();
         let s = shared.clone();
         std::thread::Builder::new()
@@ -231,54 +167,27 @@ impl SqliteStore {
 
 impl Store for SqliteStore {
     fn get(&self, key: &str) -> Option<KeyValue> {
-        self.shared.mirror.read().unwrap_or_else(|e| e.into_inner()).get(key).cloned()
+        self.shared.get(key)
     }
 
     fn range(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<KeyValue> {
-        let m = self.shared.mirror.read().unwrap_or_else(|e| e.into_inner());
-        let start = match after {
-            Some(a) if a >= prefix => Bound::Excluded(a),
-            _ => Bound::Included(prefix),
-        };
-        m.range::<str, _>((start, Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .take(limit)
-            .map(|(_, v)| v.clone())
-            .collect()
+        self.shared.range(prefix, after, limit)
     }
 
     fn range_rev(&self, prefix: &str, before: Option<&str>, limit: usize) -> Vec<KeyValue> {
-        let m = self.shared.mirror.read().unwrap_or_else(|e| e.into_inner());
-        let lower = Bound::Included(prefix);
-        let iter: Box<dyn Iterator<Item = (&String, &KeyValue)>> = match before {
-            Some(b) => Box::new(m.range::<str, _>((lower, Bound::Excluded(b))).rev()),
-            None => match prefix_end(prefix) {
-                Some(end) => Box::new(m.range::<str, _>((lower, Bound::Excluded(end.as_str()))).rev()),
-                None => Box::new(m.range::<str, _>((lower, Bound::Unbounded)).rev()),
-            },
-        };
-        iter.take_while(|(k, _)| k.starts_with(prefix)).take(limit).map(|(_, v)| v.clone()).collect()
+        self.shared.range_rev(prefix, before, limit)
     }
 
     fn visit(&self, prefix: &str, f: &mut dyn FnMut(&KeyValue)) {
-        let m = self.shared.mirror.read().unwrap_or_else(|e| e.into_inner());
-        for (_, kv) in m.range::<str, _>((Bound::Included(prefix), Bound::Unbounded)) {
-            if !kv.key.starts_with(prefix) {
-                break;
-            }
-            f(kv);
-        }
+        self.shared.visit(prefix, f)
     }
 
     fn count(&self, prefix: &str) -> usize {
-        let m = self.shared.mirror.read().unwrap_or_else(|e| e.into_inner());
-        m.range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .count()
+        self.shared.count(prefix)
     }
 
     fn revision(&self) -> i64 {
-        self.shared.revision.load(Ordering::SeqCst)
+        self.shared.revision()
     }
 
     fn txn(&self, txn: Txn) -> BoxFuture<Result<TxnResult, StoreError>> {
@@ -291,40 +200,18 @@ impl Store for SqliteStore {
     }
 
     fn watch(&self, prefix: &str, from_revision: i64) -> Result<Watch, StoreError> {
-        // Subscribe first, then read the history: the writer records a revision before it
-        // broadcasts it, under the history's lock, so a revision is either in the backlog (and
-        // perhaps also live, where the watch drops it by revision) or still to come live.
-        let live = self.shared.events.subscribe();
-        let from = from_revision.max(1);
-        let history = self.shared.history.lock().unwrap_or_else(|e| e.into_inner());
-        let backlog = if from > history.newest {
-            Vec::new()
-        } else if from < history.oldest {
-            return Err(StoreError::Compacted { requested: from, oldest: history.oldest });
-        } else {
-            history.since(from, prefix)
-        };
-        let next = from.max(history.newest + 1);
-        drop(history);
-        Ok(Watch::new(prefix.to_string(), backlog, next, live))
+        self.shared.watch(prefix, from_revision)
     }
-}
 
-/// The smallest string greater than every string starting with `prefix`, if there is one.
-fn prefix_end(prefix: &str) -> Option<String> {
-    let mut chars: Vec<char> = prefix.chars().collect();
-    while let Some(c) = chars.pop() {
-        if let Some(next) = char::from_u32(c as u32 + 1) {
-            chars.push(next);
-            return Some(chars.into_iter().collect());
-        }
+    fn compact(&self, revision: i64) -> BoxFuture<Result<(), StoreError>> {
+        let done = self.shared.compact(revision);
+        Box::pin(async move { done })
     }
-    None
 }
 
 struct Writer {
     conn: Connection,
-    shared: Arc<Shared>,
+    shared: Arc<Mirror>,
     metrics: StoreMetrics,
     /// Keys deleted since free pages were last looked at.
     deleted: usize,
@@ -392,8 +279,8 @@ impl Writer {
 
     /// Commits a group; how many keys it wrote or deleted.
     fn commit_group(&mut self, batch: Vec<Request>) -> usize {
-        let start_rev = self.shared.revision.load(Ordering::SeqCst);
-        let mirror = self.shared.mirror.read().unwrap_or_else(|e| e.into_inner());
+        let start_rev = self.shared.revision();
+        let mirror = self.shared.read();
         let mut overlay = Overlay { base: &mirror, changes: HashMap::new() };
         let mut rev = start_rev;
         let mut results = Vec::with_capacity(batch.len());
@@ -407,6 +294,7 @@ impl Writer {
                 continue;
             }
             rev += 1;
+            let first = events.len();
             for op in &req.txn.ops {
                 match op {
                     Op::Put(k, v) => put(&mut overlay, &mut events, k, Value::from(v.as_slice()), rev),
@@ -428,6 +316,7 @@ impl Writer {
                     }
                 }
             }
+            net(&mut events, first, rev);
             results.push(TxnResult { succeeded: true, revision: rev });
         }
         let changes = overlay.changes;
@@ -443,27 +332,26 @@ impl Writer {
             return 0;
         }
         if rev != start_rev {
-            let mut m = self.shared.mirror.write().unwrap_or_else(|e| e.into_inner());
+            let mut m = self.shared.write();
             for (k, v) in changes {
                 match v {
                     Some(kv) => m.insert(k, kv),
                     None => m.remove(&k),
                 };
             }
-            self.shared.revision.store(rev, Ordering::SeqCst);
+            self.shared.set_revision(rev);
         }
         // Record and broadcast one message per revision so a watch sees whole transactions.
-        let mut history = self.shared.history.lock().unwrap_or_else(|e| e.into_inner());
+        let mut history = self.shared.history();
         let mut i = 0;
         while i < events.len() {
             let r = events[i].kv.mod_revision;
             let j = events[i..].iter().position(|e| e.kv.mod_revision != r).map_or(events.len(), |p| i + p);
-            let batch = Arc::new(events[i..j].to_vec());
-            history.push(batch.clone());
-            let _ = self.shared.events.send(batch);
+            self.shared.publish(&mut history, events[i..j].to_vec());
             i = j;
         }
         drop(history);
+        self.shared.applied(rev);
         for (req, res) in batch.into_iter().zip(results) {
             let _ = req.reply.send(Ok(res));
         }
@@ -520,6 +408,28 @@ impl Writer {
         }
         tx.commit().map_err(storage)
     }
+}
+
+/// Leaves one event per key of a transaction's (from `first` on), as etcd reports it: the key's
+/// last, unless the transaction created the key and deleted it again (then none).
+fn net(events: &mut Vec<Event>, first: usize, rev: i64) {
+    let txn: Vec<Event> = events.drain(first..).collect();
+    let mut last: HashMap<&str, usize> = HashMap::new();
+    let mut created: HashMap<&str, bool> = HashMap::new();
+    for (i, e) in txn.iter().enumerate() {
+        last.insert(&e.kv.key, i);
+        created
+            .entry(&e.kv.key)
+            .or_insert(e.kind == EventKind::Put && e.kv.create_revision == rev && e.kv.version == 1);
+    }
+    let keep: Vec<bool> = txn
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            last[e.kv.key.as_str()] == i && !(e.kind == EventKind::Delete && created[e.kv.key.as_str()])
+        })
+        .collect();
+    events.extend(txn.iter().zip(keep).filter(|(_, k)| *k).map(|(e, _)| e.clone()));
 }
 
 fn put(overlay: &mut Overlay<'_>, events: &mut Vec<Event>, key: &str, value: Value, rev: i64) {
@@ -660,36 +570,6 @@ mod tests {
             assert_eq!(s.count(""), 1);
             let _ = std::fs::remove_dir_all(&dir);
         });
-    }
-
-    #[test]
-    fn history_keeps_the_last_revisions_within_its_byte_budget() {
-        let batch = |rev: i64, key: &str, len: usize| {
-            Arc::new(vec![Event {
-                kind: EventKind::Put,
-                kv: KeyValue {
-                    key: key.into(),
-                    value: vec![0u8; len].into(),
-                    create_revision: rev,
-                    mod_revision: rev,
-                    version: 1,
-                },
-            }])
-        };
-        let mut h = History::after(10, 3, 100);
-        for (rev, key) in [(11, "a/1"), (12, "b/1"), (13, "a/2")] {
-            h.push(batch(rev, key, 10));
-        }
-        assert_eq!((h.oldest, h.newest), (11, 13));
-        let keys: Vec<_> = h.since(12, "a/").into_iter().map(|e| e.kv.key).collect();
-        assert_eq!(keys, ["a/2"]);
-        // A fourth revision pushes out the first.
-        h.push(batch(14, "a/3", 10));
-        assert_eq!((h.oldest, h.newest, h.revisions.len()), (12, 14, 3));
-        // A large value pushes out everything older than itself, but never itself.
-        h.push(batch(15, "a/4", 500));
-        assert_eq!((h.oldest, h.newest, h.revisions.len(), h.bytes), (15, 15, 1, 500));
-        assert_eq!(h.since(15, "").len(), 1);
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! The key ring: every access key the front door accepts signatures from.
 //!
-//! This issue brings one key, the account's root key, created at first start from the OS's
+//! The ring holds the account's root key, created at first start from the OS's
 //! CSPRNG and kept in `DATA_DIR/root-credentials`: an AWS-CLI-style credentials file with a
 //! `[default]` profile, mode 0600, which is both how the operator gets the key and where the
-//! server finds it again. IAM users' keys and STS sessions will join the ring.
+//! server finds it again. IAM users' keys and STS sessions are found through their own stores,
+//! asked in turn with the ring ([`Chain`]).
 
 use gantry_core::{Secret, SecretGen};
 use gantry_ports::{Credential, KeyStore, Principal};
@@ -12,6 +13,21 @@ use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
+
+/// Several key stores asked in turn: the root key, IAM users' keys, STS sessions.
+pub struct Chain(pub Vec<Arc<dyn KeyStore>>);
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain").field("stores", &self.0.len()).finish()
+    }
+}
+
+impl KeyStore for Chain {
+    fn lookup(&self, access_key_id: &str) -> Option<Arc<Credential>> {
+        self.0.iter().find_map(|k| k.lookup(access_key_id))
+    }
+}
 
 /// The name of the root credentials file in the data directory.
 pub const ROOT_CREDENTIALS: &str = "root-credentials";

@@ -43,6 +43,8 @@ const CRATES: &[Crate] = &[
     krate("gantry-sigv4", Layer::Shared, true),
     krate("gantry-protocol", Layer::Shared, true),
     krate("gantry-ports", Layer::Shared, true),
+    // IAM's policy language: parsing and evaluation, shared by IAM, STS and the front door.
+    krate("gantry-policy", Layer::Shared, true),
     krate("gantry-store", Layer::Shared, false),
     krate("gantry-runtime", Layer::Shared, false),
     krate("gantry-agent", Layer::Shared, false),
@@ -55,12 +57,26 @@ const CRATES: &[Crate] = &[
     krate("gantry-sched", Layer::Service("ecs"), true),
     // STS.
     krate("gantry-sts", Layer::Service("sts"), false),
+    // IAM.
+    krate("gantry-iam", Layer::Service("iam"), false),
     // Secrets Manager and SSM Parameter Store.
     krate("gantry-secretsmanager", Layer::Service("secretsmanager"), false),
     krate("gantry-ssm", Layer::Service("ssm"), false),
     // ELBv2 and ACM.
     krate("gantry-elbv2", Layer::Service("elasticloadbalancing"), false),
     krate("gantry-acm", Layer::Service("acm"), false),
+    // CloudWatch Logs.
+    krate("gantry-logs", Layer::Service("logs"), false),
+    // CloudWatch metrics and alarms.
+    krate("gantry-cloudwatch", Layer::Service("monitoring"), false),
+    // Application Auto Scaling.
+    krate("gantry-appautoscaling", Layer::Service("application-autoscaling"), false),
+    // EventBridge.
+    krate("gantry-events", Layer::Service("events"), false),
+    // EventBridge Scheduler.
+    krate("gantry-scheduler", Layer::Service("scheduler"), false),
+    // EC2 Auto Scaling.
+    krate("gantry-autoscaling", Layer::Service("autoscaling"), false),
     // Only these may depend on several services.
     krate("gantry-api", Layer::Front, false),
     krate("gantry", Layer::Front, false),
@@ -207,6 +223,17 @@ const SOURCE_RULES: &[SourceRule] = &[
             ),
             allow("crates/gantry-api/src/front.rs", 1, "metrics: gantry_api_request_duration_seconds"),
             allow("crates/gantry-store/src/sqlite.rs", 1, "metrics: gantry_store_commit_duration_seconds"),
+            allow("crates/gantry-store/src/etcd.rs", 1, "metrics: gantry_store_commit_duration_seconds"),
+            allow(
+                "crates/gantry-store/src/election.rs",
+                3,
+                "the leader's lease deadline (when its last keep-alive was answered): tokio's clock",
+            ),
+            allow(
+                "crates/gantry-store/src/testing.rs",
+                2,
+                "the test etcd's start-up deadline (the `testing` feature, for tests only)",
+            ),
             allow(
                 "crates/gantry-runtime/src/controller.rs",
                 1,
@@ -223,6 +250,11 @@ const SOURCE_RULES: &[SourceRule] = &[
                 "the agent's full container list every LIST_INTERVAL: tokio's clock, paused in tests",
             ),
             allow("crates/gantry-lb/src/http.rs", 1, "metrics: TargetResponseTime"),
+            allow(
+                "crates/gantry-agent/src/awslogs.rs",
+                6,
+                "the awslogs shipper's flush, hold and retry deadlines: tokio's clock, paused in tests",
+            ),
         ],
     },
     SourceRule {
@@ -268,6 +300,7 @@ const SOURCE_RULES: &[SourceRule] = &[
         ],
         allow: &[
             allow("crates/gantry-ecs/src/records.rs", ANY, "the record layer: compression and decoding"),
+            allow("crates/gantry-ecs/src/authz.rs", 1, "a request's body, read for IAM's resources"),
             allow(
                 "crates/gantry-ecs/src/ops/agent_channel.rs",
                 1,
@@ -278,6 +311,7 @@ const SOURCE_RULES: &[SourceRule] = &[
                 1,
                 "parses the request's instanceIdentityDocument, not a stored value",
             ),
+            allow("crates/gantry-ecs/src/launcher.rs", 1, "parses a RunTask request from another service"),
         ],
     },
     SourceRule {
@@ -311,6 +345,11 @@ const SOURCE_RULES: &[SourceRule] = &[
         allow: &[
             allow("crates/gantry-agent/src/client.rs", ANY, "the control-plane client"),
             allow("crates/gantry-agent/src/metadata.rs", ANY, "the task metadata endpoint v4"),
+            allow(
+                "crates/gantry-agent/src/docker.rs",
+                ANY,
+                "a modifier of bollard's requests to Docker (a container's MAC address for engines before API 1.44)",
+            ),
         ],
     },
     SourceRule {

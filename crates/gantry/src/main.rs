@@ -2,14 +2,16 @@
 //! (`gantry up`). It parses the command line, opens the store, wires the control plane to the API
 //! and serves; everything else lives in the library crates.
 
+mod launchers;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use gantry_agent::client::{ClientCredentials, HttpClient};
 use gantry_api::{ApiConfig, AuthMode, Authenticator, Limits, Services, app_with};
 use gantry_core::{OsSecrets, SeededIds, SystemClock};
 use gantry_ecs::ControlPlane;
-use gantry_runtime::{AlwaysLeader, Metrics};
-use gantry_store::SqliteStore;
+use gantry_runtime::{AlwaysLeader, ElectedLeadership, Metrics};
+use gantry_store::{EtcdStore, EtcdTarget, SqliteStore, Store};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +27,28 @@ const DEFAULT_PORT: u16 = 7360;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand)]
+enum SpotAction {
+    /// Interrupt FARGATE_SPOT tasks of a cluster: the named ones, else COUNT of them (the
+    /// oldest first), else all. Prints each interrupted task's ARN.
+    Interrupt {
+        #[arg(long, env = "GANTRY_SERVER", default_value = "http://127.0.0.1:7360")]
+        server: String,
+        #[arg(long, default_value = "default")]
+        cluster: String,
+        /// A task ARN or ID (repeat for several).
+        #[arg(long = "task", conflicts_with = "count")]
+        tasks: Vec<String>,
+        #[arg(long)]
+        count: Option<i64>,
+        /// Seconds between the warning and the capacity going: 1 to 120 (ECS's two minutes).
+        #[arg(long, default_value_t = 120)]
+        warning_seconds: i64,
+        #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+        region: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -55,6 +79,47 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Show the servers sharing this server's store, which one leads, the store and the
+    /// agents: which are connected, and which server they poll.
+    Status {
+        /// A Gantry server (or several, comma-separated: the first that answers).
+        #[arg(long, env = "GANTRY_SERVER", default_value = "http://127.0.0.1:7360")]
+        server: String,
+        #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+        region: String,
+        /// Print the answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command in a container of a running task (ECS Exec), through its agent: opens the
+    /// session with ExecuteCommand (signed with the AWS SDKs' credentials), then streams stdin,
+    /// stdout and stderr; exits with the command's exit code.
+    Exec {
+        /// The Gantry endpoint.
+        #[arg(
+            long = "endpoint-url",
+            alias = "server",
+            env = "AWS_ENDPOINT_URL",
+            default_value = "http://127.0.0.1:7360"
+        )]
+        endpoint_url: String,
+        #[arg(long, default_value = "default")]
+        cluster: String,
+        /// The task ARN or ID.
+        #[arg(long)]
+        task: String,
+        /// The container's name (needed when the task has more than one).
+        #[arg(long)]
+        container: Option<String>,
+        /// A terminal for the command (raw mode on this one when stdin is a terminal).
+        #[arg(long, short)]
+        interactive: bool,
+        #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+        region: String,
+        /// The command and its arguments (after `--`).
+        #[arg(required = true, last = true)]
+        command: Vec<String>,
+    },
     /// Explain placement: for each container instance of a cluster, whether a task of the task
     /// definition would fit now, and if not, which check rejects it.
     Explain {
@@ -71,6 +136,13 @@ enum Command {
         placement_constraints: Option<String>,
         #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
         region: String,
+    },
+    /// Fargate Spot: reclaim FARGATE_SPOT capacity as AWS does. `gantry spot interrupt` gives
+    /// the chosen tasks ECS's two-minute warning (stopCode SpotInterruption, SIGTERM to their
+    /// containers), then stops whatever still runs when the warning is over.
+    Spot {
+        #[command(subcommand)]
+        action: SpotAction,
     },
     /// Run a simulated fleet: N container instances in this process, each a real agent over
     /// HTTP whose tasks "run" at once without Docker (for load tests and capacity planning).
@@ -95,7 +167,8 @@ enum Command {
     },
     /// Register this host into a cluster as a container instance and run its tasks in Docker.
     Agent {
-        /// The Gantry server, e.g. http://127.0.0.1:7360.
+        /// The Gantry server, e.g. http://127.0.0.1:7360, or several of one store separated by
+        /// commas (the agent moves to the next when its server goes away).
         #[arg(long, env = "GANTRY_SERVER")]
         server: String,
         /// The cluster to join.
@@ -125,6 +198,12 @@ enum Command {
         /// Offer no GPUs, even if the host has some.
         #[arg(long)]
         no_gpus: bool,
+        /// The CPU units to declare (default: 1,024 per core of this host).
+        #[arg(long, requires = "memory")]
+        cpu: Option<i64>,
+        /// The memory to declare, in MiB (default: this host's).
+        #[arg(long, requires = "cpu")]
+        memory: Option<i64>,
     },
 }
 
@@ -165,9 +244,66 @@ struct Common {
     /// removed (ECS keeps it at least an hour): 90s, 10m, 1h, 1h30m.
     #[arg(long, default_value = "1h", value_parser = gantry_core::civil::parse_duration)]
     stopped_task_retention: std::time::Duration,
+    /// How long a minute lasts in ECS deployments' bake times (bakeTimeInMinutes, linear and
+    /// canary step bake times) and lifecycle hook timeouts: 60s as on AWS; shorter (1s, 100ms)
+    /// to try blue/green, linear and canary deployments locally without waiting.
+    #[arg(long, default_value = "60s", value_parser = gantry_core::civil::parse_duration)]
+    deployment_minute: std::time::Duration,
     /// The address load balancer listeners bind their ports on (0.0.0.0: every interface).
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     lb_bind_address: IpAddr,
+    /// Seconds between publications of the AWS/ECS metrics (ECS publishes every 60); a period
+    /// under 60 stores them at high resolution (StorageResolution 1).
+    #[arg(long, default_value_t = 60)]
+    ecs_metrics_period: u64,
+    /// Application Auto Scaling's target tracking alarms use 10-second periods instead of AWS's
+    /// 60 (and ECS metrics are published every 10 s at most), so services scale in seconds
+    /// locally. Off by default: target tracking behaves as on AWS.
+    #[arg(long, env = "GANTRY_APPSCALING_HIGH_RESOLUTION")]
+    appscaling_high_resolution: bool,
+    /// Where the state lives: `sqlite` (DATA_DIR/gantry.db) or an etcd cluster,
+    /// `etcd://HOST:PORT[,HOST:PORT...][/ROOT]` (keys under /ROOT/, default /gantry/).
+    #[arg(long, env = "GANTRY_STORE", default_value = "sqlite", value_parser = parse_store)]
+    store: StoreChoice,
+    /// An Auto Scaling launcher, NAME=SCRIPT (repeatable): a launch configuration whose ImageId
+    /// is `command:NAME` has its instances created and destroyed by SCRIPT.
+    #[arg(long = "launcher", value_parser = parse_launcher)]
+    launchers: Vec<(String, PathBuf)>,
+    /// How long a capacity provider's CapacityProviderReservation must stay below its target
+    /// before managed scaling scales its group in (ECS's target tracking alarm: 15 minutes).
+    #[arg(long, default_value = "15m", value_parser = gantry_core::civil::parse_duration)]
+    capacity_scale_in_delay: std::time::Duration,
+    /// How long an instance's agent may go unheard before its service tasks are marked STOPPED
+    /// and replaced elsewhere (its other tasks keep their state; when it comes back it stops the
+    /// replaced ones).
+    #[arg(long, default_value = "5m", value_parser = gantry_core::civil::parse_duration)]
+    lost_instance_timeout: std::time::Duration,
+    /// The URL agents and clients reach this server at, recorded for the other servers of the
+    /// store (DiscoverPollEndpoint, `gantry status`); default: the address it listens on.
+    #[arg(long)]
+    advertise_url: Option<String>,
+}
+
+fn parse_launcher(s: &str) -> Result<(String, PathBuf), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_string(), PathBuf::from(v))),
+        _ => Err(format!("'{s}' is not NAME=SCRIPT")),
+    }
+}
+
+/// The backend `--store` names.
+#[derive(Clone, Debug)]
+enum StoreChoice {
+    Sqlite,
+    Etcd(EtcdTarget),
+}
+
+fn parse_store(s: &str) -> Result<StoreChoice, String> {
+    match s {
+        "sqlite" => Ok(StoreChoice::Sqlite),
+        _ if s.starts_with("etcd://") => EtcdTarget::parse(s).map(StoreChoice::Etcd),
+        _ => Err(format!("'{s}' is neither sqlite nor etcd://HOST:PORT[,HOST:PORT...][/ROOT]")),
+    }
 }
 
 fn default_data_dir() -> PathBuf {
@@ -248,6 +384,30 @@ fn main() -> anyhow::Result<()> {
                 gantry_agent::sim::FleetOptions { cluster, instances, zones, seed, concurrency: 64, gpus };
             return rt.block_on(sim(server, region, opts));
         }
+        Command::Status { server, region, json } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            return rt.block_on(status(server, region, json));
+        }
+        Command::Spot {
+            action: SpotAction::Interrupt { server, cluster, tasks, count, warning_seconds, region },
+        } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let mut body = serde_json::json!({"cluster": cluster, "warningSeconds": warning_seconds});
+            if !tasks.is_empty() {
+                body["tasks"] = serde_json::json!(tasks);
+            }
+            if let Some(n) = count {
+                body["count"] = serde_json::json!(n);
+            }
+            return rt.block_on(spot_interrupt(server, region, body));
+        }
+        Command::Exec { endpoint_url, cluster, task, container, interactive, region, command } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let code =
+                rt.block_on(exec(endpoint_url, region, cluster, task, container, interactive, command))?;
+            // The blocking read of stdin may still be waiting: end the process here.
+            std::process::exit(code);
+        }
         Command::Explain { server, cluster, task_definition, placement_constraints, region } => {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             return rt.block_on(explain(server, region, cluster, task_definition, placement_constraints));
@@ -263,6 +423,8 @@ fn main() -> anyhow::Result<()> {
             pull_always,
             gpus,
             no_gpus,
+            cpu,
+            memory,
         } => {
             let data_dir = data_dir.unwrap_or_else(|| default_data_dir().join(format!("agent-{cluster}")));
             // Two agents on one directory would be one container instance run twice.
@@ -279,6 +441,7 @@ fn main() -> anyhow::Result<()> {
                     (false, true) => None,
                     (false, false) => Some(gpus),
                 },
+                resources: cpu.zip(memory),
             };
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             return rt.block_on(run_agent(server, region, opts));
@@ -333,6 +496,158 @@ async fn sim(server: String, region: String, opts: gantry_agent::sim::FleetOptio
     }
 }
 
+/// `gantry status`: asks a server for what it knows of its store's servers and agents.
+async fn status(server: String, region: String, json: bool) -> anyhow::Result<()> {
+    let client = client_for(&server, &region);
+    let v = client.status().await.map_err(|e| anyhow::anyhow!("cannot reach {server}: {e}"))?;
+    if json {
+        say!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let ago = |at: &serde_json::Value| {
+        let now = gantry_core::Clock::now(&SystemClock).0;
+        format!("{:.1}s ago", (now - at.as_i64().unwrap_or(now)).max(0) as f64 / 1000.0)
+    };
+    say!("store   {}", text(&v["store"]));
+    say!("answered by {} ({})", text(&v["url"]), text(&v["server"]));
+    let servers = v["servers"].as_array().cloned().unwrap_or_default();
+    let leader = servers.iter().find(|s| s["leader"] == true).map(|s| text(&s["url"]));
+    say!("leader  {}", leader.as_deref().unwrap_or("none"));
+    say!("\nSERVERS ({})", servers.len());
+    for s in &servers {
+        say!(
+            "  {:<32} {:<5} {:<7} seen {:<12} {}",
+            text(&s["url"]),
+            if s["up"] == true { "up" } else { "down" },
+            if s["leader"] == true { "leader" } else { "" },
+            ago(&s["lastSeenAt"]),
+            text(&s["id"])
+        );
+    }
+    let agents = v["agents"].as_array().cloned().unwrap_or_default();
+    let connected = agents.iter().filter(|a| a["connected"] == true).count();
+    say!("\nAGENTS ({} connected of {})", connected, agents.len());
+    let url_of =
+        |id: &str| servers.iter().find(|s| s["id"] == id).map_or(id.to_string(), |s| text(&s["url"]));
+    for a in &agents {
+        say!(
+            "  {:<12} heard {:<12} via {:<32} {}",
+            if a["connected"] == true { "connected" } else { "disconnected" },
+            ago(&a["lastHeardAt"]),
+            url_of(a["server"].as_str().unwrap_or_default()),
+            text(&a["node"])
+        );
+    }
+    Ok(())
+}
+
+/// `gantry exec`: ExecuteCommand, then the session's stream between this terminal and the
+/// command. The exit code is the command's (255 for an API error, as the AWS CLI's).
+async fn exec(
+    endpoint: String,
+    region: String,
+    cluster: String,
+    task: String,
+    container: Option<String>,
+    interactive: bool,
+    command: Vec<String>,
+) -> anyhow::Result<i32> {
+    use std::io::IsTerminal;
+    let client = client_for(&endpoint, &region);
+    // ECS's sessions are interactive (the only mode it supports); --interactive asks for a TTY.
+    let req = gantry_model::ExecuteCommandRequest {
+        cluster: Some(cluster),
+        container,
+        command: gantry_core::exec::join_command(&command),
+        interactive: true,
+        task,
+    };
+    let resp: gantry_model::ExecuteCommandResponse = match client.ecs("ExecuteCommand", &req).await {
+        Ok(r) => r,
+        Err(gantry_agent::client::ClientError::Api { kind, message }) => {
+            eprintln!("\nAn error occurred ({kind}) when calling the ExecuteCommand operation: {message}");
+            return Ok(255);
+        }
+        Err(e) => anyhow::bail!("{e}"),
+    };
+    let session = resp.session.unwrap_or_default();
+    let url = session.stream_url.unwrap_or_default();
+    let token = session.token_value.unwrap_or_default();
+    let headers = [
+        ("x-gantry-exec-token", token),
+        ("x-gantry-exec-tty", if interactive { "true" } else { "false" }.to_string()),
+    ];
+    let io = client.upgrade(&url, &headers).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    let raw = (interactive && std::io::stdin().is_terminal()).then(RawMode::enter).flatten();
+    let (resize_tx, resize_rx) = tokio::sync::mpsc::channel(4);
+    if interactive && std::io::stdin().is_terminal() {
+        if let Some(size) = terminal_size() {
+            let _ = resize_tx.try_send(size);
+        }
+        if let Ok(mut winch) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::window_change()) {
+            tokio::spawn(async move {
+                while winch.recv().await.is_some() {
+                    if let Some(size) = terminal_size() {
+                        let _ = resize_tx.send(size).await;
+                    }
+                }
+            });
+        }
+    }
+    let ended = gantry_agent::exec::attach(
+        io,
+        Some(tokio::io::stdin()),
+        &mut tokio::io::stdout(),
+        &mut tokio::io::stderr(),
+        resize_rx,
+    )
+    .await;
+    drop(raw);
+    Ok(match ended {
+        gantry_agent::exec::Ended::Exit(code) => code.clamp(0, 255) as i32,
+        gantry_agent::exec::Ended::Error(why) => {
+            eprintln!("gantry exec: {why}");
+            255
+        }
+    })
+}
+
+/// The local terminal in raw mode (through `stty`, on the terminal that is stdin) until dropped.
+struct RawMode(String);
+
+impl RawMode {
+    fn enter() -> Option<RawMode> {
+        let saved = stty(&["-g"])?;
+        stty(&["raw", "-echo"])?;
+        Some(RawMode(saved.trim().to_string()))
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = stty(&[self.0.as_str()]);
+    }
+}
+
+fn stty(args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new("stty")
+        .args(args)
+        .stdin(std::process::Stdio::inherit())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The local terminal's columns and rows.
+fn terminal_size() -> Option<(u16, u16)> {
+    let out = stty(&["size"])?;
+    let mut it = out.split_whitespace().map(|n| n.parse::<u16>().ok());
+    let (rows, cols) = (it.next()??, it.next()??);
+    Some((cols, rows))
+}
+
 /// `gantry explain`: the GantryExplainPlacement call, printed as a table.
 async fn explain(
     server: String,
@@ -370,11 +685,39 @@ async fn explain(
     Ok(())
 }
 
+/// `gantry spot interrupt`: the GantryInterruptSpot call; the interrupted tasks' ARNs on stdout,
+/// the tasks that could not be interrupted on stderr (and exit 1 if any).
+async fn spot_interrupt(server: String, region: String, body: serde_json::Value) -> anyhow::Result<()> {
+    let client = client_for(&server, &region);
+    let out: serde_json::Value =
+        client.ecs("GantryInterruptSpot", &body).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    for t in out["tasks"].as_array().into_iter().flatten() {
+        say!("{}", t["taskArn"].as_str().unwrap_or_default());
+    }
+    let failures = out["failures"].as_array().cloned().unwrap_or_default();
+    for f in &failures {
+        eprintln!(
+            "{}: {} ({})",
+            f["arn"].as_str().unwrap_or_default(),
+            f["reason"].as_str().unwrap_or_default(),
+            f["detail"].as_str().unwrap_or_default()
+        );
+    }
+    if !failures.is_empty() {
+        anyhow::bail!("{} task(s) not interrupted", failures.len());
+    }
+    Ok(())
+}
+
 /// `gantry logs`: live output from Docker while the task's containers exist, else the logs the
 /// agent kept when it removed them.
 async fn logs(task: String, follow: bool, data_dir: PathBuf) -> anyhow::Result<()> {
     use gantry_agent::runtime::{Runtime, labels};
     let id = task.rsplit('/').next().unwrap_or(&task).to_string();
+    // awslogs containers: what CloudWatch Logs holds, read from the server's own log store.
+    if stored_logs(&id, follow, &data_dir).await? {
+        return Ok(());
+    }
     if let Ok(docker) = gantry_agent::docker::DockerRuntime::connect().await {
         let containers: Vec<_> = docker
             .task_containers(&id)
@@ -421,6 +764,62 @@ async fn logs(task: String, follow: bool, data_dir: PathBuf) -> anyhow::Result<(
         say_raw!("{}", String::from_utf8_lossy(&std::fs::read(path)?));
     }
     Ok(())
+}
+
+/// `gantry logs` for a task whose containers log through awslogs: their streams in the log store
+/// under `DATA_DIR/logs` (the same events `aws logs get-log-events` returns), one `==> STREAM <==`
+/// section each when there are several. With `follow`, new events are printed as they are
+/// stored until the task's containers have stopped. False when the store has no such stream.
+async fn stored_logs(id: &str, follow: bool, data_dir: &std::path::Path) -> anyhow::Result<bool> {
+    use std::io::Write;
+    let root = data_dir.join("logs");
+    let streams = gantry_logs::task_streams(&root, id)?;
+    if streams.is_empty() {
+        return Ok(false);
+    }
+    let many = streams.len() > 1;
+    let mut printed: std::collections::BTreeMap<(String, String), u64> = Default::default();
+    let mut out = std::io::stdout().lock();
+    let mut print = |streams: Vec<gantry_logs::StoredStream>| -> std::io::Result<()> {
+        for s in streams {
+            let seen = printed.entry((s.group.clone(), s.stream.clone())).or_default();
+            let fresh: Vec<_> = s.events.into_iter().filter(|e| e.seq >= *seen).collect();
+            if fresh.is_empty() {
+                continue;
+            }
+            if many {
+                writeln!(out, "==> {} <==", s.stream)?;
+            }
+            for e in &fresh {
+                writeln!(out, "{}", e.message)?;
+            }
+            *seen = fresh.last().map_or(*seen, |e| e.seq + 1);
+        }
+        out.flush()
+    };
+    print(streams)?;
+    if !follow {
+        return Ok(true);
+    }
+    let docker = gantry_agent::docker::DockerRuntime::connect().await.ok();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        let running = match &docker {
+            Some(d) => d
+                .task_containers(id)
+                .await
+                .map(|cs| cs.iter().any(|c| c.status == gantry_agent::runtime::ContainerStatus::Running))
+                .unwrap_or(false),
+            None => false,
+        };
+        print(gantry_logs::task_streams(&root, id)?)?;
+        if !running {
+            // The shippers send a stopped container's last lines within a second.
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            print(gantry_logs::task_streams(&root, id)?)?;
+            return Ok(true);
+        }
+    }
 }
 
 /// Connects to Docker and runs this host's agent as a container instance of a cluster.
@@ -606,25 +1005,53 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         keys.insert(credential);
     }
     let sealer = master_key(&data_dir)?;
-    let db = data_dir.join("gantry.db");
     // The one registry: every part records into it, `GET /metrics` renders it.
     let metrics = Arc::new(Metrics::new());
-    let store = SqliteStore::open_with_metrics(&db, metrics.store.clone())
-        .with_context(|| format!("cannot open the store at {}", db.display()))?;
-    // A data directory of an earlier release is moved to the current key layout before serving.
-    gantry_ecs::migrate(&store)
+    let (store, store_name, etcd): (Arc<dyn Store>, String, Option<Arc<EtcdStore>>) = match &common.store {
+        StoreChoice::Sqlite => {
+            let db = data_dir.join("gantry.db");
+            let store = SqliteStore::open_with_metrics(&db, metrics.store.clone())
+                .with_context(|| format!("cannot open the store at {}", db.display()))?;
+            (Arc::new(store), db.display().to_string(), None)
+        }
+        StoreChoice::Etcd(target) => {
+            let store = Arc::new(
+                EtcdStore::connect(target, metrics.store.clone())
+                    .await
+                    .with_context(|| format!("cannot open the store at {target}"))?,
+            );
+            (store.clone(), target.to_string(), Some(store))
+        }
+    };
+    // A store of an earlier release is moved to the current key layout before serving.
+    gantry_ecs::migrate(store.as_ref())
         .await
-        .map_err(|e| anyhow::anyhow!("cannot migrate the store at {}: {}", db.display(), e.message))?;
+        .map_err(|e| anyhow::anyhow!("cannot migrate the store at {store_name}: {}", e.message))?;
     let control = ControlPlane::with_metrics(
-        Arc::new(store),
+        store,
         Arc::new(SystemClock),
         Arc::new(SeededIds::from_entropy()),
         metrics,
     );
-    // The service scheduler runs behind the leadership gate: one server per store leads alone
-    // for now (several servers sharing etcd will elect one).
+    control.set_lost_instance_timeout(common.lost_instance_timeout);
+    // The controllers run behind the leadership gate: on SQLite this server leads alone; the
+    // servers sharing an etcd root elect one, and fence its writes by its term.
     let (stop_controllers, controllers_stop) = gantry_runtime::shutdown();
-    let leader: Arc<dyn gantry_runtime::Leadership> = Arc::new(AlwaysLeader::default());
+    let (leader, campaign): (Arc<dyn gantry_runtime::Leadership>, _) = match &etcd {
+        Some(etcd) => {
+            let campaign = etcd.campaign(&format!("{} pid {}", common.listen, std::process::id()));
+            let elected = ElectedLeadership::follow(
+                campaign.elected(),
+                control.metrics().leader.clone(),
+                control.metrics().elections.clone(),
+            );
+            (elected, Some(campaign))
+        }
+        None => {
+            control.metrics().leader.set(1);
+            (Arc::new(AlwaysLeader::default()), None)
+        }
+    };
     let scheduler = tokio::spawn({
         let (control, leader, stop) = (control.clone(), leader.clone(), controllers_stop.clone());
         async move { control.run_scheduler(leader, stop).await }
@@ -635,18 +1062,77 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         let (leader, stop) = (leader.clone(), controllers_stop.clone());
         async move { control.run_cleanup(retention, leader, stop).await }
     });
+    // CloudWatch metrics and alarms: a time-series store of its own under DATA_DIR/metrics.
+    // Alarm actions that name scaling policies go to Application Auto Scaling's inbox; others
+    // are recorded.
+    let metrics_dir = data_dir.join("metrics");
+    let (inbox, invocations) = gantry_appautoscaling::AppAutoScaling::inbox(control.store().clone());
+    let cloudwatch = Arc::new(
+        gantry_cloudwatch::CloudWatch::open(
+            metrics_dir.clone(),
+            control.clock().clone(),
+            Arc::new(AlarmRouter { inbox, recorded: gantry_cloudwatch::RecordedActions::default() }),
+            (common.account_id.clone(), DEFAULT_REGION.to_string()),
+        )
+        .with_context(|| format!("cannot open the metric store at {}", metrics_dir.display()))?,
+    );
+    tokio::spawn(run_cloudwatch(cloudwatch.clone()));
+    // ECS deployment alarms read CloudWatch's alarm states.
+    control.set_alarm_states(cloudwatch.clone());
+    // The period of AWS/ECS metrics and Container Insights (10 s at most when target tracking
+    // uses high-resolution alarms).
+    let ecs_metrics_period = if common.appscaling_high_resolution {
+        common.ecs_metrics_period.min(10)
+    } else {
+        common.ecs_metrics_period
+    };
+    // Application Auto Scaling: desired counts through ECS, target tracking alarms in
+    // CloudWatch; alarm invocations carried out as they come, scheduled actions by a controller.
+    let appautoscaling = Arc::new(gantry_appautoscaling::AppAutoScaling::new(
+        control.store().clone(),
+        control.clock().clone(),
+        control.ids().clone(),
+        Arc::new(control.clone()),
+        cloudwatch.clone(),
+        gantry_appautoscaling::Settings { high_resolution: common.appscaling_high_resolution },
+    ));
+    tokio::spawn(appautoscaling.clone().run_invocations(invocations));
+    let scaling_schedule = tokio::spawn({
+        let (aas, metrics) = (appautoscaling.clone(), control.metrics().clone());
+        let (leader, stop) = (leader.clone(), controllers_stop.clone());
+        async move { aas.run_scheduler(metrics, leader, stop).await }
+    });
     // The load balancers' data plane: listeners on --lb-bind-address, health checks that
-    // DescribeTargetHealth reports and the drainer consults. Its metrics go nowhere until
-    // CloudWatch exists.
+    // DescribeTargetHealth reports and the drainer consults; its metrics go to CloudWatch.
     let data_plane = gantry_lb::LoadBalancer::new(
         gantry_lb::Options { bind_address: common.lb_bind_address, ..Default::default() },
         control.clock().clone(),
         control.ids().as_ref(),
-        Arc::new(gantry_ports::NoMetrics),
+        cloudwatch.sink(),
     );
-    let services = Services::new(&control, Arc::new(data_plane.clone()));
+    // EC2 Auto Scaling's instances: agents started by the launchers, by ImageId.
+    let launchers = Arc::new(launchers::Launchers::new(
+        control.clone(),
+        data_dir.clone(),
+        common.launchers.iter().cloned().collect(),
+    ));
+    let mut services =
+        Services::new(&control, Arc::new(data_plane.clone())).with_launcher(&control, launchers.clone());
+    services.appautoscaling = Some(appautoscaling);
+    // Cluster auto scaling: capacity providers scale their groups, the metric goes to CloudWatch.
+    control.set_capacity(services.autoscaling.clone(), cloudwatch.sink(), common.capacity_scale_in_delay);
+    let groups = tokio::spawn({
+        let (controller, metrics) = (services.autoscaling.controller(), control.metrics().clone());
+        let (leader, stop) = (leader.clone(), controllers_stop.clone());
+        async move { controller.run(metrics, leader, stop).await }
+    });
+    let capacity = tokio::spawn({
+        let (control, leader, stop) = (control.clone(), leader.clone(), controllers_stop.clone());
+        async move { control.run_capacity(leader, stop).await }
+    });
     // ECS checks services' target groups against ELBv2 through its port.
     control.set_target_registry(services.elbv2.clone());
+    control.set_deployment_minute(common.deployment_minute);
     // ELBv2's records become the data plane's configuration, applied as each one is published.
     let (feed, configs) = gantry_elbv2::config::ConfigFeed::new(
         control.store().clone(),
@@ -666,11 +1152,57 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         let (leader, stop) = (leader.clone(), controllers_stop.clone());
         async move { drainer.run(metrics, leader, stop).await }
     });
+    // EventBridge rules' schedules fire through their controller: RunTask on ECS, metrics to
+    // CloudWatch.
+    let events_firing = tokio::spawn({
+        let firing = gantry_events::fire::Firing::new(
+            control.store().clone(),
+            control.clock().clone(),
+            Arc::new(control.clone()),
+            cloudwatch.sink(),
+        );
+        let (metrics, leader, stop) = (control.metrics().clone(), leader.clone(), controllers_stop.clone());
+        async move { firing.run(metrics, leader, stop).await }
+    });
+    // EventBridge Scheduler's schedules fire through theirs.
+    let scheduler_firing = tokio::spawn({
+        let firing = gantry_scheduler::fire::Firing::new(
+            control.store().clone(),
+            control.clock().clone(),
+            Arc::new(control.clone()),
+            cloudwatch.sink(),
+        );
+        let (metrics, leader, stop) = (control.metrics().clone(), leader.clone(), controllers_stop.clone());
+        async move { firing.run(metrics, leader, stop).await }
+    });
     let limits = Limits {
         max_connections: common.max_connections,
         header_read_timeout: std::time::Duration::from_secs(common.header_timeout.max(1)),
         body_read_timeout: std::time::Duration::from_secs(common.body_timeout.max(1)),
     };
+    let logs_dir = data_dir.join("logs");
+    let logs = Arc::new(
+        gantry_logs::Logs::open(logs_dir.clone(), Arc::new(SystemClock))
+            .with_context(|| format!("cannot open the log store at {}", logs_dir.display()))?
+            // Events in embedded metric format become CloudWatch metrics.
+            .with_metrics(cloudwatch.sink()),
+    );
+    // AWS/ECS metrics from the agents' container stats, once a period, and Container Insights'
+    // performance events (whose ECS/ContainerInsights metrics CloudWatch Logs extracts).
+    tokio::spawn(publish_ecs_metrics(control.clone(), cloudwatch.sink(), logs.clone(), ecs_metrics_period));
+    // Retention removes whole segments; once a minute is CloudWatch's own granularity and more.
+    tokio::spawn({
+        let logs = logs.clone();
+        async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                let logs = logs.clone();
+                let _ = tokio::task::spawn_blocking(move || logs.enforce_retention()).await;
+            }
+        }
+    });
+    let agent_control = control.clone();
     let app = app_with(
         control,
         services,
@@ -681,6 +1213,8 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
             poll_timeout: std::time::Duration::from_secs(5),
             limits,
             sealer,
+            logs: logs.clone(),
+            cloudwatch,
         },
     );
     let listener = tokio::net::TcpListener::bind(common.listen)
@@ -689,7 +1223,7 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     let addr = listener.local_addr()?;
     let endpoint = client_endpoint(addr);
     println!("Gantry {} ({mode}): the AWS APIs are at {endpoint}", env!("CARGO_PKG_VERSION"));
-    println!("  account {}, state in {}, auth {}", common.account_id, data_dir.display(), auth.name());
+    println!("  account {}, state in {store_name}, auth {}", common.account_id, auth.name());
     let agent_credentials = match &root {
         Some((c, _)) => ClientCredentials {
             access_key_id: c.access_key_id.clone(),
@@ -698,6 +1232,19 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         },
         None => ClientCredentials::anonymous(),
     };
+    launchers
+        .set_target(launchers::Target { endpoint: endpoint.clone(), credentials: agent_credentials.clone() });
+    // Agents' heartbeats in the store, their polls woken by the store's watch, and this
+    // server's record for the others (until the controllers stop, after the API drained).
+    let identity = gantry_ecs::agents::Identity {
+        url: common.advertise_url.clone().unwrap_or_else(|| endpoint.clone()),
+        store: store_name.clone(),
+        started: gantry_core::Clock::now(&SystemClock),
+    };
+    let agent_channel = tokio::spawn({
+        let (control, stop) = (agent_control, controllers_stop.clone());
+        async move { control.run_agent_channel(identity, stop).await }
+    });
     if mode == "up" {
         let base = endpoint.clone();
         let dir = data_dir.join("fargate");
@@ -759,27 +1306,120 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     stop_controllers.trigger();
     let _ = scheduler.await;
     let _ = activator.await;
+    let _ = groups.await;
+    let _ = capacity.await;
+    launchers.shutdown().await;
     let _ = drainer.await;
+    let _ = events_firing.await;
+    let _ = scheduler_firing.await;
     let _ = cleanup.await;
+    let _ = scaling_schedule.await;
     let _ = feed.await;
     let _ = applier.await;
+    let _ = agent_channel.await;
+    // Another server takes over at once, without waiting for the lease to expire.
+    if let Some(campaign) = campaign {
+        campaign.resign().await;
+    }
     Ok(())
+}
+
+/// CloudWatch's alarm actions: scaling policies' to Application Auto Scaling, the rest recorded.
+struct AlarmRouter {
+    inbox: gantry_appautoscaling::Inbox,
+    recorded: gantry_cloudwatch::RecordedActions,
+}
+
+impl gantry_cloudwatch::AlarmActions for AlarmRouter {
+    fn invoke(&self, action: &gantry_cloudwatch::AlarmAction) -> Result<(), String> {
+        if gantry_appautoscaling::Inbox::handles(&action.action) {
+            self.inbox.invoke(gantry_appautoscaling::Invocation {
+                account: action.account.clone(),
+                region: action.region.clone(),
+                alarm_name: action.alarm_name.clone(),
+                policy_arn: action.action.clone(),
+                state: action.state.clone(),
+            })
+        } else {
+            self.recorded.invoke(action)
+        }
+    }
+}
+
+/// The region CloudWatch files datapoints under when a publisher names none (the load
+/// balancer's).
+const DEFAULT_REGION: &str = "us-east-1";
+
+/// CloudWatch's own clockwork: alarms evaluated every 5 seconds (each when its period says),
+/// retention and checkpoints once a minute; the store's work off the async workers.
+async fn run_cloudwatch(cw: Arc<gantry_cloudwatch::CloudWatch>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(5));
+    let mut ticks = 0u64;
+    loop {
+        every.tick().await;
+        ticks += 1;
+        let cw = cw.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            cw.evaluate_alarms();
+            if ticks.is_multiple_of(12)
+                && let Err(e) = cw.maintain()
+            {
+                tracing::error!(error = %e, "metric store maintenance failed");
+            }
+        })
+        .await;
+    }
+}
+
+/// Publishes the AWS/ECS metrics every `period` seconds (60, as ECS does; a shorter period stores
+/// them at high resolution), and delivers Container Insights' performance events to CloudWatch
+/// Logs for the clusters that have it on.
+async fn publish_ecs_metrics(
+    control: ControlPlane,
+    sink: Arc<dyn gantry_ports::MetricSink>,
+    logs: Arc<dyn gantry_ports::LogSink>,
+    period: u64,
+) {
+    let period = period.max(1);
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(period));
+    every.tick().await;
+    loop {
+        every.tick().await;
+        let (control, sink, logs) = (control.clone(), sink.clone(), logs.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            for (scope, data) in control.ecs_metrics(period < 60) {
+                sink.put_in(&scope, data);
+            }
+            for batch in control.container_insights() {
+                if let Err(e) = logs.put_events(&batch.account, &batch.region, &batch.group, &batch.stream, batch.events)
+                {
+                    tracing::warn!(group = %batch.group, error = %e, "cannot deliver Container Insights events");
+                }
+            }
+        })
+        .await;
+    }
 }
 
 /// Applies each configuration the ELBv2 feed publishes to the data plane. A listener whose port
 /// cannot be bound (or that is otherwise unservable) is left out, with an error naming it and
-/// its address, and the rest is served; it is tried again with the next configuration.
+/// its address, and the rest is served; the whole configuration is tried again with the next
+/// one, or after [`LISTENER_RETRY_FIRST`] (doubling up to [`LISTENER_RETRY_MAX`]) if none comes,
+/// so a port that frees up is served without anyone touching ELBv2.
 async fn apply_configs(
     data_plane: gantry_lb::LoadBalancer,
     mut configs: tokio::sync::watch::Receiver<Arc<gantry_ports::lb::LbConfig>>,
     mut shutdown: gantry_runtime::Shutdown,
 ) {
+    let mut retry_in = LISTENER_RETRY_FIRST;
     loop {
         let published = configs.borrow_and_update().clone();
         let mut config = gantry_lb::Config::from_ports(&published);
+        let mut left_out = false;
         // Every listener is served but the ones that fail, so one bad port blocks nothing else.
         while let Err(e) = data_plane.apply(&config) {
             tracing::error!(error = %e, "a load balancer listener is not served");
+            left_out = true;
             let (listener, before) = (e.listener().to_string(), config.listeners.len());
             config.listeners.retain(|l| l.arn != listener);
             if config.listeners.len() == before {
@@ -787,9 +1427,23 @@ async fn apply_configs(
             }
         }
         tracing::debug!(revision = published.revision, "load balancer configuration applied");
+        let retry = async {
+            match left_out {
+                true => tokio::time::sleep(retry_in).await,
+                false => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.wait() => return,
-            changed = configs.changed() => if changed.is_err() { return },
+            changed = configs.changed() => {
+                if changed.is_err() { return }
+                retry_in = LISTENER_RETRY_FIRST;
+            }
+            _ = retry => retry_in = (retry_in * 2).min(LISTENER_RETRY_MAX),
         }
     }
 }
+
+/// How soon a listener that could not be served is tried again, at first and at most.
+const LISTENER_RETRY_FIRST: std::time::Duration = std::time::Duration::from_secs(1);
+const LISTENER_RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);

@@ -5,7 +5,9 @@ use gantry_agent::agent::{Agent, AgentConfig, Decision, decide};
 use gantry_agent::client::{ClientResult, ControlClient};
 use gantry_agent::fake::FakeRuntime;
 use gantry_agent::runtime::{BoxFuture, ContainerStatus, Health};
-use gantry_core::protocol::{Assignment, Assignments, PollRequest, TaskHealthReport};
+use gantry_core::protocol::{
+    Assignment, Assignments, PollRequest, TaskCredentials, TaskCredentialsRequest, TaskHealthReport,
+};
 use gantry_core::{FixedClock, Timestamp};
 use gantry_model::*;
 use serde_json::json;
@@ -21,6 +23,7 @@ struct Recorder {
     polls: Mutex<Vec<PollRequest>>,
     health: Mutex<Vec<TaskHealthReport>>,
     attachments: Mutex<Vec<SubmitAttachmentStateChangesRequest>>,
+    credentials_asked: Mutex<Vec<String>>,
 }
 
 impl Recorder {
@@ -67,6 +70,39 @@ impl ControlClient for Recorder {
         self.attachments.lock().unwrap().push(req.clone());
         Box::pin(async { Ok(()) })
     }
+    fn task_credentials<'a>(
+        &'a self,
+        req: &'a TaskCredentialsRequest,
+    ) -> BoxFuture<'a, ClientResult<TaskCredentials>> {
+        let n = {
+            let mut asked = self.credentials_asked.lock().unwrap();
+            asked.push(req.task_arn.clone());
+            asked.len()
+        };
+        Box::pin(async move {
+            Ok(TaskCredentials {
+                role_arn: "arn:aws:iam::000000000000:role/app".into(),
+                access_key_id: format!("ASIAEXAMPLE{n}"),
+                secret_access_key: gantry_core::Secret::new("s"),
+                session_token: gantry_core::Secret::new("t"),
+                expiration: 1_700_000_000 + 3600,
+            })
+        })
+    }
+}
+
+/// Records the agent's 169.254.170.2 redirects.
+#[derive(Default)]
+struct Redirects(Mutex<Vec<String>>);
+
+impl gantry_agent::credentials::Redirect for Redirects {
+    fn add(&self, mac: &str, port: u16, tag: &str) -> Result<(), String> {
+        self.0.lock().unwrap().push(format!("add {mac} {port} {tag}"));
+        Ok(())
+    }
+    fn remove(&self, tag: &str) {
+        self.0.lock().unwrap().push(format!("remove {tag}"));
+    }
 }
 
 const NODE: &str = "arn:aws:ecs:us-east-1:000000000000:container-instance/c/node1";
@@ -99,6 +135,7 @@ fn agent(rt: &Arc<FakeRuntime>, rec: &Arc<Recorder>) -> Arc<Agent<FakeRuntime, R
             logs_dir: None,
             health_interval: Duration::from_millis(500),
             metadata_base: None,
+            credentials: None,
         },
     )
 }
@@ -422,7 +459,13 @@ async fn reserved_gpus_reach_the_engine() {
 }
 
 fn delta(tasks: Vec<Assignment>, removed: &[&str]) -> Assignments {
-    Assignments { version: 0, tasks, delta: true, removed: removed.iter().map(|s| s.to_string()).collect() }
+    Assignments {
+        version: 0,
+        tasks,
+        delta: true,
+        removed: removed.iter().map(|s| s.to_string()).collect(),
+        exec: vec![],
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -499,6 +542,7 @@ async fn an_unacknowledged_final_report_is_sent_again() {
             logs_dir: None,
             health_interval: Duration::from_millis(500),
             metadata_base: None,
+            credentials: None,
         },
     );
     a.apply(delta(vec![assignment("t1", "RUNNING", web())], &[])).await.unwrap();
@@ -543,4 +587,75 @@ impl ControlClient for Flaky {
     ) -> BoxFuture<'a, ClientResult<()>> {
         Box::pin(async { Ok(()) })
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_role_gets_credentials_served_to_its_own_address_only() {
+    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Recorder::default()));
+    rt.add_image("img");
+    let redirects = Arc::new(Redirects::default());
+    let clock = Arc::new(FixedClock::new(Timestamp(1_700_000_000_000)));
+    let ag = Agent::new(
+        rt.clone(),
+        rec.clone(),
+        clock.clone(),
+        AgentConfig {
+            node: NODE.into(),
+            pull_always: false,
+            logs_dir: None,
+            health_interval: Duration::from_millis(500),
+            metadata_base: None,
+            credentials: Some(gantry_agent::agent::CredentialsConfig {
+                port: 4242,
+                redirect: redirects.clone(),
+            }),
+        },
+    );
+    let mut a = assignment("t1", "RUNNING", json!([{"name": "web", "image": "img"}]));
+    a.task_definition.network_mode = Some("awsvpc".into());
+    a.task_definition.task_role_arn = Some("arn:aws:iam::000000000000:role/app".into());
+    ag.reconcile(vec![a.clone()]).await.unwrap();
+    until("RUNNING", || rec.statuses(&arn("t1")).contains(&"RUNNING".to_string())).await;
+
+    // The container finds the endpoint and the front door through its environment.
+    let env = rt.spec("ecs-web-t1").unwrap().env;
+    let uri = env.iter().find(|(k, _)| k == "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI").unwrap().1.clone();
+    let id = uri.strip_prefix("/v2/credentials/").unwrap().to_string();
+    assert_eq!(id.len(), 36);
+    assert!(env.contains(&("AWS_ENDPOINT_URL".into(), "http://169.254.170.2".into())));
+    // The namespace holder got its MAC address and its route before it started.
+    let pause = rt.containers().into_iter().find(|c| c.labels["gantry.container-name"] == "~pause").unwrap();
+    let mac = rt.spec(&pause.id).unwrap().mac_address.unwrap();
+    assert_eq!(mac, gantry_agent::credentials::mac_address(&arn("t1"), "~pause"));
+    assert_eq!(*redirects.0.lock().unwrap(), [format!("add {mac} 4242 gantry-creds:t1")]);
+
+    // Served to the task's own address, refused to another and for an unknown ID.
+    let own: std::net::IpAddr = pause.ip_address.clone().unwrap().parse().unwrap();
+    let c = ag.task_credentials(&id, own).await.unwrap();
+    assert_eq!(c.access_key_id, "ASIAEXAMPLE1");
+    assert!(ag.task_credentials(&id, "10.9.9.9".parse().unwrap()).await.is_none());
+    assert!(ag.task_credentials("nope", own).await.is_none());
+
+    // Renewed at half their life.
+    clock.advance_ms(1_801_000);
+    let renew = tokio::spawn(ag.clone().renew_credentials(Duration::from_secs(1)));
+    until("renewed", || ag_key(&rec) == 2).await;
+    until("served renewed", || {
+        futures_util::FutureExt::now_or_never(ag.task_credentials(&id, own))
+            .flatten()
+            .is_some_and(|c| c.access_key_id == "ASIAEXAMPLE2")
+    })
+    .await;
+    renew.abort();
+
+    // Stopped: the route and the credentials go.
+    a.task.desired_status = Some("STOPPED".into());
+    ag.reconcile(vec![a]).await.unwrap();
+    until("STOPPED", || rec.last(&arn("t1"), "STOPPED").is_some()).await;
+    assert!(redirects.0.lock().unwrap().contains(&"remove gantry-creds:t1".to_string()));
+    assert!(ag.task_credentials(&id, own).await.is_none());
+}
+
+fn ag_key(rec: &Recorder) -> usize {
+    rec.credentials_asked.lock().unwrap().len()
 }

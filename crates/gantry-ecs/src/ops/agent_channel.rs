@@ -1,10 +1,11 @@
 //! The agent side of the control plane: DiscoverPollEndpoint, UpdateContainerInstancesState,
 //! Fargate node registration, assignments for a node's long poll, and health reports.
 
+use super::container_instances::InstanceRecord;
 use super::tasks::{FargateNode, TaskRecord};
 use crate::records::{decode, encode, load};
 use crate::status::{instance_status, set_instance_status};
-use crate::table::{Before, TxnExt};
+use crate::table::TxnExt;
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::arn::cluster_name;
 use gantry_core::protocol::{
@@ -54,7 +55,9 @@ impl ControlPlane {
         if req.cluster.is_some() {
             self.active_cluster(ctx, req.cluster.as_deref())?;
         }
-        let endpoint = format!("{}/_gantry/agent/v1/", base_url.trim_end_matches('/'));
+        // With several servers on one store, one of those up, the same for one instance.
+        let base = self.poll_server_for(req.container_instance.as_deref(), base_url);
+        let endpoint = format!("{}/_gantry/agent/v1/", base.trim_end_matches('/'));
         Ok(DiscoverPollEndpointResponse {
             endpoint: Some(endpoint.clone()),
             telemetry_endpoint: Some(endpoint.clone()),
@@ -93,10 +96,10 @@ impl ControlPlane {
                     if instance_status(&i.value) == Some(InstanceStatus::Inactive) {
                         return Ok((Txn::new(), None));
                     }
-                    let before = Before::of(&ctx.scope, &i);
+                    let before = InstanceRecord::before(&ctx.scope, &i);
                     set_instance_status(&mut i.value, status);
                     i.value.version += 1;
-                    let txn = Txn::new().put_record(&ctx.scope, &before, &i.value);
+                    let txn = Txn::new().put_record(&ctx.scope, &before, &InstanceRecord(&i.value));
                     Ok((txn, Some(i.value)))
                 })
                 .await?;

@@ -107,6 +107,84 @@ fn with_defaults(mut p: AutoScalingGroupProvider) -> AutoScalingGroupProvider {
     p
 }
 
+/// The tag on an ECS Managed Instances capacity provider that names the launcher its instances
+/// come from (Gantry's convention: the launch template has no image to name it).
+pub const LAUNCHER_TAG: &str = "gantry:launcher";
+/// The launcher of a managed instances provider without [`LAUNCHER_TAG`].
+pub const DEFAULT_LAUNCHER: &str = "gantry-local";
+/// The instance type of a managed instances provider without `instanceRequirements`.
+pub const DEFAULT_INSTANCE_TYPE: &str = "t3.medium";
+
+/// The Auto Scaling group Gantry keeps for an ECS Managed Instances capacity provider.
+pub fn managed_group_name(provider: &str) -> String {
+    format!("ecs-managed-instances-{provider}")
+}
+
+/// The smallest instance type of Gantry's table (fewest vCPUs, then least memory, then name)
+/// within `instanceRequirements`' vCPU and memory ranges, as EC2's attribute-based selection
+/// would offer it; `None` when no type fits.
+pub fn instance_type_for(req: Option<&InstanceRequirementsRequest>) -> Option<&'static str> {
+    let Some(r) = req else { return Some(DEFAULT_INSTANCE_TYPE) };
+    let excluded = r.excluded_instance_types.clone().unwrap_or_default();
+    let mut fits: Vec<(i64, i64, &'static str)> = gantry_core::ec2::TYPES
+        .iter()
+        .filter(|(name, vcpu, gib)| {
+            let mib = if *gib == 0 { 512 } else { gib * 1024 };
+            let cpu_ok = *vcpu >= i64::from(r.v_cpu_count.min)
+                && r.v_cpu_count.max.is_none_or(|m| *vcpu <= i64::from(m));
+            let mem_ok =
+                mib >= i64::from(r.memory_mi_b.min) && r.memory_mi_b.max.is_none_or(|m| mib <= i64::from(m));
+            // Patterns such as "m5.*" or "t3.nano".
+            let allowed = !excluded.iter().any(|x| match x.strip_suffix('*') {
+                Some(prefix) => name.starts_with(prefix),
+                None => x == name,
+            });
+            cpu_ok && mem_ok && allowed
+        })
+        .map(|(name, vcpu, gib)| (*vcpu, *gib, *name))
+        .collect();
+    fits.sort();
+    fits.first().map(|f| f.2)
+}
+
+/// Checks a managed instances provider's configuration as ECS does, and returns it as
+/// DescribeCapacityProviders shows it.
+fn managed_instances(c: &CreateManagedInstancesProviderConfiguration) -> Result<ManagedInstancesProvider> {
+    if c.infrastructure_role_arn.is_empty() {
+        return Err(EcsError::invalid("infrastructureRoleArn should not be null or empty."));
+    }
+    match c.propagate_tags.as_deref() {
+        None | Some("CAPACITY_PROVIDER" | "NONE") => {}
+        Some(other) => {
+            return Err(EcsError::invalid(format!(
+                "propagateTags should be one of [CAPACITY_PROVIDER,NONE], but was '{other}'."
+            )));
+        }
+    }
+    let t = &c.instance_launch_template;
+    if t.ec2_instance_profile_arn.is_empty() {
+        return Err(EcsError::invalid("ec2InstanceProfileArn should not be null or empty."));
+    }
+    if let Some(r) = &t.instance_requirements {
+        if r.v_cpu_count.min < 0 || r.v_cpu_count.max.is_some_and(|m| m < r.v_cpu_count.min) {
+            return Err(EcsError::invalid("instanceRequirements.vCpuCount is not a valid range."));
+        }
+        if r.memory_mi_b.min < 0 || r.memory_mi_b.max.is_some_and(|m| m < r.memory_mi_b.min) {
+            return Err(EcsError::invalid("instanceRequirements.memoryMiB is not a valid range."));
+        }
+        if instance_type_for(Some(r)).is_none() {
+            return Err(EcsError::invalid("No instance type satisfies the specified instanceRequirements."));
+        }
+    }
+    Ok(ManagedInstancesProvider {
+        infrastructure_role_arn: Some(c.infrastructure_role_arn.clone()),
+        instance_launch_template: Some(t.clone()),
+        propagate_tags: Some(c.propagate_tags.clone().unwrap_or_else(|| "NONE".into())),
+        infrastructure_optimization: c.infrastructure_optimization.clone(),
+        auto_repair_configuration: c.auto_repair_configuration.clone(),
+    })
+}
+
 impl ControlPlane {
     pub(crate) fn provider_exists(&self, ctx: &Ctx, name: &str) -> Result<bool> {
         if BUILT_IN.contains(&name) {
@@ -114,6 +192,26 @@ impl ControlPlane {
         }
         Ok(load::<CapacityProvider>(&*self.store, &keys::capacity_provider(&ctx.scope, name))?
             .is_some_and(|p| status::provider_status(&p.value) == Some(CapacityProviderStatus::Active)))
+    }
+
+    /// Whether a provider is an Auto Scaling group provider with managed scaling on: its tasks
+    /// wait for capacity instead of failing.
+    pub(crate) fn provider_scales(&self, ctx: &Ctx, name: &str) -> bool {
+        if BUILT_IN.contains(&name) {
+            return false;
+        }
+        load::<CapacityProvider>(&*self.store, &keys::capacity_provider(&ctx.scope, name))
+            .ok()
+            .flatten()
+            .filter(|p| status::provider_status(&p.value) == Some(CapacityProviderStatus::Active))
+            .is_some_and(|p| {
+                // ECS Managed Instances always scale: Gantry launches their instances.
+                p.value.managed_instances_provider.is_some()
+                    || p.value
+                        .auto_scaling_group_provider
+                        .and_then(|a| a.managed_scaling)
+                        .is_some_and(|m| matches!(m.status.as_deref(), Some("ENABLED")))
+            })
     }
 
     pub async fn create_capacity_provider(
@@ -128,6 +226,11 @@ impl ControlPlane {
         }
         let tags = req.tags.clone().unwrap_or_default();
         validate_tags(&tags)?;
+        if let Some(mi) = &req.managed_instances_provider
+            && req.auto_scaling_group_provider.is_none()
+        {
+            return self.create_managed_instances_provider(ctx, &req, mi, tags).await;
+        }
         let asg = match (&req.auto_scaling_group_provider, &req.managed_instances_provider) {
             (Some(asg), None) => {
                 if asg.auto_scaling_group_arn.is_empty() {
@@ -139,12 +242,6 @@ impl ControlPlane {
                 check_enabled("managedTerminationProtection", asg.managed_termination_protection.as_ref())?;
                 check_enabled("managedDraining", asg.managed_draining.as_ref())?;
                 with_defaults(asg.clone())
-            }
-            (None, Some(_)) => {
-                return Err(EcsError::new(
-                    gantry_core::ErrorKind::UnsupportedFeatureException,
-                    "Managed instances capacity providers are not supported by Gantry; use an Auto Scaling group provider.",
-                ));
             }
             _ => {
                 return Err(EcsError::client(
@@ -186,6 +283,106 @@ impl ControlPlane {
             })
             .await?;
         Ok(CreateCapacityProviderResponse { capacity_provider: Some(created) })
+    }
+
+    /// CreateCapacityProvider with `managedInstancesProvider` (ECS Managed Instances): a provider
+    /// of `cluster`, associated with it at once; Gantry launches and retires its instances
+    /// through an Auto Scaling group of its own (`capacity.rs`).
+    async fn create_managed_instances_provider(
+        &self,
+        ctx: &Ctx,
+        req: &CreateCapacityProviderRequest,
+        mi: &CreateManagedInstancesProviderConfiguration,
+        tags: Vec<Tag>,
+    ) -> Result<CreateCapacityProviderResponse> {
+        let name = req.name.clone();
+        let cluster_ref = req.cluster.as_deref().filter(|c| !c.is_empty()).ok_or_else(|| {
+            EcsError::invalid(
+                "cluster must be specified when creating a capacity provider with managedInstancesProvider.",
+            )
+        })?;
+        let config = managed_instances(mi)?;
+        for t in &tags {
+            if t.key.as_deref() == Some(LAUNCHER_TAG) && t.value.as_deref().is_none_or(str::is_empty) {
+                return Err(EcsError::invalid(format!("The {LAUNCHER_TAG} tag must name a launcher.")));
+            }
+        }
+        let key = keys::capacity_provider(&ctx.scope, &name);
+        let created = self
+            .retry(|| {
+                let cluster = self.active_cluster(ctx, Some(cluster_ref))?;
+                let cname = cluster.value.cluster_name.clone().unwrap_or_default();
+                let existing = load::<CapacityProvider>(&*self.store, &key)?;
+                if existing.as_ref().is_some_and(|p| status::provider_status(&p.value) != Some(CapacityProviderStatus::Inactive)) {
+                    return Err(EcsError::client(
+                        "The specified capacity provider already exists. To change the configuration of an existing capacity provider, update the capacity provider.",
+                    ));
+                }
+                let provider = CapacityProvider {
+                    capacity_provider_arn: Some(ctx.scope.capacity_provider_arn(&name)),
+                    name: Some(name.clone()),
+                    cluster: Some(cname.clone()),
+                    status: Some(CapacityProviderStatus::Active.as_str().into()),
+                    managed_instances_provider: Some(config.clone()),
+                    tags: Some(tags.clone()),
+                    r#type: Some("MANAGED_INSTANCES".into()),
+                    ..Default::default()
+                };
+                // The cluster lists it among its providers, in the same write.
+                let mut c = cluster.value.clone();
+                let list = c.capacity_providers.get_or_insert_with(Vec::new);
+                if !list.contains(&name) {
+                    list.push(name.clone());
+                }
+                let ckey = keys::cluster(&ctx.scope, &cname);
+                let rev = existing.map_or(0, |p| p.mod_revision);
+                Ok((
+                    Txn::new()
+                        .when(&key, rev)
+                        .put(&key, encode(&provider))
+                        .when(&ckey, cluster.mod_revision)
+                        .put(&ckey, encode(&c)),
+                    provider,
+                ))
+            })
+            .await?;
+        Ok(CreateCapacityProviderResponse { capacity_provider: Some(created) })
+    }
+
+    /// DeleteCapacityProvider of a managed instances provider: refused (DELETE_FAILED, as ECS
+    /// answers) while its cluster's tasks or services use it; else INACTIVE and gone from its
+    /// cluster's providers in one write. Its instances are retired by cluster auto scaling.
+    fn delete_managed_instances_provider(
+        &self,
+        ctx: &Ctx,
+        mut p: crate::Stored<CapacityProvider>,
+    ) -> Result<(Txn, CapacityProvider)> {
+        let name = p.value.name.clone().unwrap_or_default();
+        let cname = p.value.cluster.clone().unwrap_or_default();
+        let ckey = keys::cluster(&ctx.scope, &cname);
+        let cluster = load::<Cluster>(&*self.store, &ckey)?.filter(|c| status::cluster_active(&c.value));
+        let mut txn = Txn::new();
+        if let Some(c) = &cluster {
+            if self.provider_in_use(ctx, &cname, &name)? {
+                p.value.update_status = Some("DELETE_FAILED".into());
+                p.value.update_status_reason = Some(format!(
+                    "The capacity provider cannot be deleted because it is in use by tasks or services of cluster: {cname}. Stop them or move them to another capacity provider and try again."
+                ));
+                return Ok((Txn::new().when(&p.key, p.mod_revision).put(&p.key, encode(&p.value)), p.value));
+            }
+            let mut cv = c.value.clone();
+            if let Some(list) = cv.capacity_providers.as_mut() {
+                list.retain(|n| *n != name);
+            }
+            if let Some(strategy) = cv.default_capacity_provider_strategy.as_mut() {
+                strategy.retain(|i| i.capacity_provider != name);
+            }
+            txn = txn.when(&ckey, c.mod_revision).put(&ckey, encode(&cv));
+        }
+        status::set_provider_status(&mut p.value, CapacityProviderStatus::Inactive);
+        p.value.update_status = Some("DELETE_COMPLETE".into());
+        p.value.update_status_reason = None;
+        Ok((txn.when(&p.key, p.mod_revision).put(&p.key, encode(&p.value)), p.value))
     }
 
     pub fn describe_capacity_providers(
@@ -258,6 +455,9 @@ impl ControlPlane {
                 "The capacity provider {name} is managed by AWS and cannot be updated."
             )));
         }
+        if let Some(mi) = &req.managed_instances_provider {
+            return self.update_managed_instances_provider(ctx, &name, mi).await;
+        }
         let update = req.auto_scaling_group_provider.clone().unwrap_or_default();
         if let Some(ms) = &update.managed_scaling {
             check_managed_scaling(ms)?;
@@ -301,6 +501,75 @@ impl ControlPlane {
         Ok(UpdateCapacityProviderResponse { capacity_provider: Some(updated) })
     }
 
+    /// UpdateCapacityProvider with `managedInstancesProvider`: the role, tag propagation and the
+    /// launch template's members given replace the stored ones. New instances follow it (the
+    /// running ones are not replaced).
+    async fn update_managed_instances_provider(
+        &self,
+        ctx: &Ctx,
+        name: &str,
+        u: &UpdateManagedInstancesProviderConfiguration,
+    ) -> Result<UpdateCapacityProviderResponse> {
+        let key = keys::capacity_provider(&ctx.scope, name);
+        let updated = self
+            .retry(|| {
+                let mut p = match load::<CapacityProvider>(&*self.store, &key)? {
+                    Some(p) if status::provider_status(&p.value) == Some(CapacityProviderStatus::Active) => p,
+                    _ => return Err(not_found()),
+                };
+                let Some(cur) = p.value.managed_instances_provider.clone() else {
+                    return Err(EcsError::invalid(format!(
+                        "The capacity provider {name} is not a managed instances capacity provider."
+                    )));
+                };
+                let mut t = cur.instance_launch_template.clone().unwrap_or_default();
+                let l = &u.instance_launch_template;
+                if let Some(v) = &l.ec2_instance_profile_arn {
+                    t.ec2_instance_profile_arn = v.clone();
+                }
+                if let Some(v) = &l.network_configuration {
+                    t.network_configuration = v.clone();
+                }
+                if l.storage_configuration.is_some() {
+                    t.storage_configuration = l.storage_configuration.clone();
+                }
+                if l.instance_metadata_tags_propagation.is_some() {
+                    t.instance_metadata_tags_propagation = l.instance_metadata_tags_propagation;
+                }
+                if l.local_storage_configuration.is_some() {
+                    t.local_storage_configuration = l.local_storage_configuration.clone();
+                }
+                if l.monitoring.is_some() {
+                    t.monitoring = l.monitoring.clone();
+                }
+                if l.instance_requirements.is_some() {
+                    t.instance_requirements = l.instance_requirements.clone();
+                }
+                if l.capacity_reservations.is_some() {
+                    t.capacity_reservations = l.capacity_reservations.clone();
+                }
+                let config = managed_instances(&CreateManagedInstancesProviderConfiguration {
+                    infrastructure_role_arn: u.infrastructure_role_arn.clone(),
+                    instance_launch_template: t,
+                    propagate_tags: u.propagate_tags.clone().or(cur.propagate_tags.clone()),
+                    infrastructure_optimization: u
+                        .infrastructure_optimization
+                        .clone()
+                        .or(cur.infrastructure_optimization.clone()),
+                    auto_repair_configuration: u
+                        .auto_repair_configuration
+                        .clone()
+                        .or(cur.auto_repair_configuration.clone()),
+                })?;
+                p.value.managed_instances_provider = Some(config);
+                p.value.update_status = Some("UPDATE_COMPLETE".into());
+                p.value.update_status_reason = None;
+                Ok((Txn::new().when(&key, p.mod_revision).put(&key, encode(&p.value)), p.value))
+            })
+            .await?;
+        Ok(UpdateCapacityProviderResponse { capacity_provider: Some(updated) })
+    }
+
     pub async fn delete_capacity_provider(
         &self,
         ctx: &Ctx,
@@ -319,6 +588,9 @@ impl ControlPlane {
                     Some(p) if status::provider_status(&p.value) == Some(CapacityProviderStatus::Active) => p,
                     _ => return Err(not_found()),
                 };
+                if p.value.managed_instances_provider.is_some() {
+                    return self.delete_managed_instances_provider(ctx, p);
+                }
                 let clusters = load_prefix::<Cluster>(&*self.store, &keys::cluster_prefix(&ctx.scope))?;
                 let user = clusters.iter().find(|c| {
                     status::cluster_active(&c.value)
@@ -341,4 +613,39 @@ impl ControlPlane {
             .await?;
         Ok(DeleteCapacityProviderResponse { capacity_provider: Some(out) })
     }
+}
+
+/// How a launch of `count` tasks is spread over a capacity provider strategy, as ECS does: each
+/// provider's `base` first (in the strategy's order), then the rest in proportion to the
+/// weights (largest remainders first, ties to the earlier provider); providers with weight 0
+/// get only their base. Providers that get nothing are left out.
+pub fn split(strategy: &[(String, i64, i64)], count: usize) -> Vec<(String, usize)> {
+    let mut out: Vec<(String, usize)> = strategy.iter().map(|(p, _, _)| (p.clone(), 0)).collect();
+    let mut left = count;
+    for (i, (_, base, _)) in strategy.iter().enumerate() {
+        let b = (*base).max(0) as usize;
+        let take = b.min(left);
+        out[i].1 += take;
+        left -= take;
+    }
+    let total: i64 = strategy.iter().map(|(_, _, w)| (*w).max(0)).sum();
+    if left > 0 && total > 0 {
+        let mut given = 0;
+        let mut rems: Vec<(i64, usize)> = Vec::new();
+        for (i, (_, _, w)) in strategy.iter().enumerate() {
+            let share = left as i64 * (*w).max(0);
+            out[i].1 += (share / total) as usize;
+            given += (share / total) as usize;
+            rems.push((share % total, i));
+        }
+        rems.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, i) in rems.into_iter().take(left - given) {
+            out[i].1 += 1;
+        }
+    } else if left > 0
+        && let Some(first) = out.first_mut()
+    {
+        first.1 += left;
+    }
+    out.into_iter().filter(|(_, n)| *n > 0).collect()
 }

@@ -425,7 +425,7 @@ impl ControlPlane {
     }
 
     /// Whether any task or service of the cluster uses the capacity provider.
-    fn provider_in_use(&self, ctx: &Ctx, cluster: &str, provider: &str) -> Result<bool> {
+    pub(crate) fn provider_in_use(&self, ctx: &Ctx, cluster: &str, provider: &str) -> Result<bool> {
         let uses = |s: &Option<Vec<CapacityProviderStrategyItem>>| {
             s.iter().flatten().any(|i| i.capacity_provider == provider)
         };

@@ -106,17 +106,32 @@ fn cluster_and_id(i: &ContainerInstance) -> (&str, &str) {
     resource.split_once('/').unwrap_or(("", resource))
 }
 
+/// A container instance as a record of the layer. Its stored shape is gantry-model's
+/// `ContainerInstance`, so the layer's trait is implemented on this wrapper, which stores exactly
+/// the instance: borrowed (`InstanceRecord(&instance)`) to write one, owned to read one as a
+/// record.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub(crate) struct InstanceRecord<I>(pub(crate) I);
+
+impl<'a> InstanceRecord<&'a ContainerInstance> {
+    /// The instance as read, before an operation changes it.
+    pub(crate) fn before(scope: &Scope, stored: &'a Stored<ContainerInstance>) -> Before {
+        Before::read(scope, &stored.key, stored.mod_revision, &InstanceRecord(&stored.value))
+    }
+}
+
 /// An instance's key, and its row in the status index (`ci-status/CLUSTER/STATUS/ID`, empty),
 /// which the registered-instance counts read.
-impl Record for ContainerInstance {
+impl<I: std::borrow::Borrow<ContainerInstance> + serde::Serialize> Record for InstanceRecord<I> {
     fn key(&self, scope: &Scope) -> String {
-        let (cluster, id) = cluster_and_id(self);
+        let (cluster, id) = cluster_and_id(self.0.borrow());
         keys::container_instance(scope, cluster, id)
     }
     fn index_keys(&self, scope: &Scope) -> Vec<Row> {
-        let (cluster, id) = cluster_and_id(self);
+        let (cluster, id) = cluster_and_id(self.0.borrow());
         // A status Gantry did not write has no row (no count or listing by status shows it).
-        instance_status(self)
+        instance_status(self.0.borrow())
             .map(|status| (keys::ci_status(scope, cluster, status.as_str(), id), Vec::new()))
             .into_iter()
             .collect()
@@ -244,7 +259,7 @@ impl ControlPlane {
                 };
                 let (before, inst) = match existing {
                     Some(mut e) => {
-                        let before = Before::of(&ctx.scope, &e);
+                        let before = InstanceRecord::before(&ctx.scope, &e);
                         let i = &mut e.value;
                         i.version += 1;
                         i.registered_resources = Some(resources.clone());
@@ -285,7 +300,7 @@ impl ControlPlane {
                     .when(&cluster.key, cluster.mod_revision)
                     // Rewriting the cluster makes a concurrent DeleteCluster re-check.
                     .put(&cluster.key, encode(&cluster.value))
-                    .put_record(&ctx.scope, &before, &inst);
+                    .put_record(&ctx.scope, &before, &InstanceRecord(&inst));
                 Ok((txn, inst))
             })
             .await?;
@@ -412,16 +427,82 @@ impl ControlPlane {
                         )));
                     }
                 };
-                if !force && i.value.running_tasks_count + i.value.pending_tasks_count > 0 {
-                    return Err(EcsError::invalid("Found running tasks on the instance."));
+                // The instance's tasks are counted by its counters (the stored record's counts are
+                // not kept); the transaction is guarded by the counters as read, so a task placed
+                // meanwhile makes it read again.
+                let mut txn = Txn::new();
+                if !force {
+                    let (_, id) = cluster_and_id(&i.value);
+                    let mut tasks = 0;
+                    for what in ["running", "pending"] {
+                        let key = keys::instance_count(&ctx.scope, &cname, id, what);
+                        let kv = self.store.get(&key);
+                        tasks += kv.as_ref().map_or(0, |kv| gantry_store::counter(&kv.value));
+                        txn = txn.when(&key, kv.map_or(0, |kv| kv.mod_revision));
+                    }
+                    if tasks > 0 {
+                        return Err(EcsError::invalid("Found running tasks on the instance."));
+                    }
                 }
-                let before = Before::of(&ctx.scope, &i);
+                let before = InstanceRecord::before(&ctx.scope, &i);
                 set_instance_status(&mut i.value, InstanceStatus::Inactive);
                 i.value.agent_connected = false;
-                let txn = Txn::new().put_record(&ctx.scope, &before, &i.value);
+                let txn = txn.put_record(&ctx.scope, &before, &InstanceRecord(&i.value));
                 Ok((txn, i.value))
             })
             .await?;
         Ok(DeregisterContainerInstanceResponse { container_instance: Some(out) })
+    }
+}
+
+/// The agent version this server ships: an agent reporting it is up to date.
+pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+impl ControlPlane {
+    /// UpdateContainerAgent: an agent that runs the server's version has no update
+    /// (NoUpdateAvailableException), one that reports no version cannot be judged
+    /// (MissingVersionException), one already updating is UpdateInProgressException. Updating an
+    /// older agent (fetching the server's binary) is not implemented yet: UnsupportedFeature.
+    pub async fn update_container_agent(
+        &self,
+        ctx: &Ctx,
+        req: UpdateContainerAgentRequest,
+    ) -> Result<UpdateContainerAgentResponse> {
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let i = match self.load_instance(ctx, &cname, &req.container_instance)? {
+            Some(i) if instance_status(&i.value) != Some(InstanceStatus::Inactive) => i.value,
+            _ => {
+                return Err(EcsError::invalid(format!(
+                    "Container instance '{}' is not registered in cluster '{cname}'.",
+                    req.container_instance
+                )));
+            }
+        };
+        if matches!(i.agent_update_status.as_deref(), Some("PENDING" | "STAGING" | "STAGED" | "UPDATING")) {
+            return Err(EcsError::new(
+                gantry_core::ErrorKind::UpdateInProgressException,
+                "There is already a current agent update in progress.",
+            ));
+        }
+        let arn = i.container_instance_arn.clone().unwrap_or_default();
+        match i.version_info.as_ref().and_then(|v| v.agent_version.as_deref()) {
+            None => Err(EcsError::new(
+                gantry_core::ErrorKind::MissingVersionException,
+                format!("The container instance {arn} does not report its agent's version."),
+            )),
+            Some(v) if v == SERVER_VERSION => Err(EcsError::new(
+                gantry_core::ErrorKind::NoUpdateAvailableException,
+                format!(
+                    "There is no update available for the agent of container instance {arn}: it runs {v}, the server's version."
+                ),
+            )),
+            Some(v) => Err(EcsError::new(
+                gantry_core::ErrorKind::UnsupportedFeatureException,
+                format!(
+                    "Updating the agent of container instance {arn} from {v} to {SERVER_VERSION} is not supported by this version of Gantry."
+                ),
+            )),
+        }
     }
 }

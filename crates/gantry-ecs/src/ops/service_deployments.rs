@@ -431,6 +431,12 @@ impl ControlPlane {
             for source in sd.source_service_revisions.iter_mut().flatten() {
                 refresh(source, deployments, &links);
             }
+            if let Some((stage, hooks)) =
+                crate::traffic::lifecycle_of(&rec.traffic, d.id.as_deref().unwrap_or_default())
+            {
+                sd.lifecycle_stage = Some(stage);
+                sd.lifecycle_hook_details = (!hooks.is_empty()).then_some(hooks);
+            }
             let rollout = d.rollout_state.as_deref();
             if l.rollback {
                 if rollout == Some("COMPLETED") {
@@ -652,8 +658,8 @@ impl ControlPlane {
     }
 
     /// StopServiceDeployment: ROLLBACK asks the scheduler to roll the deployment back to the last
-    /// completed one (recorded at once as ROLLBACK_REQUESTED). ABORT only applies to ECS's
-    /// blue/green deployments, which Gantry does not run.
+    /// completed one (recorded at once as ROLLBACK_REQUESTED; a traffic-shifting deployment's
+    /// rules go back to the old revision). ABORT is not supported yet.
     pub async fn stop_service_deployment(
         &self,
         ctx: &Ctx,
@@ -666,7 +672,7 @@ impl ControlPlane {
         if stop_type == "ABORT" {
             return Err(EcsError::new(
                 ErrorKind::UnsupportedFeatureException,
-                "The ABORT stop type is only supported for blue/green deployments.",
+                "The ABORT stop type is not supported by this version of Gantry: use ROLLBACK.",
             ));
         }
         let not_found = || {
@@ -731,6 +737,62 @@ impl ControlPlane {
         })
         .await?;
         Ok(StopServiceDeploymentResponse { service_deployment_arn: Some(arn) })
+    }
+}
+
+impl ControlPlane {
+    /// ContinueServiceDeployment: the answer (CONTINUE, the default, or ROLLBACK) to a PAUSE
+    /// hook awaiting action in a service deployment IN_PROGRESS; the scheduler's next pass acts
+    /// on it.
+    pub async fn continue_service_deployment(
+        &self,
+        ctx: &Ctx,
+        req: ContinueServiceDeploymentRequest,
+    ) -> Result<ContinueServiceDeploymentResponse> {
+        let arn = req.service_deployment_arn.clone();
+        let action = req.action.clone().unwrap_or_else(|| "CONTINUE".into());
+        super::one_of("action", &action, &["ROLLBACK", "CONTINUE"])?;
+        if req.hook_id.is_empty() {
+            return Err(EcsError::invalid("hookId can not be blank."));
+        }
+        let (scope, cluster, service, id) = parse_history_arn(&arn, "service-deployment")?;
+        let not_found = || {
+            EcsError::new(
+                ErrorKind::ServiceDeploymentNotFoundException,
+                "The service deployment was not found.",
+            )
+        };
+        if scope != ctx.scope {
+            return Err(not_found());
+        }
+        let sd_key = keys::service_deployment(&scope, &cluster, &service, &id);
+        let svc_key = keys::service(&scope, &cluster, &service);
+        self.retry(|| {
+            let sd = load::<ServiceDeployment>(&*self.store, &sd_key)?.ok_or_else(not_found)?;
+            let mut rec = load::<ServiceRecord>(&*self.store, &svc_key)?.ok_or_else(not_found)?;
+            let status = sd.value.status.clone().unwrap_or_default();
+            if status != "IN_PROGRESS" {
+                return Err(EcsError::new(
+                    ErrorKind::ConflictException,
+                    format!("The service deployment {arn} is {status} and can not be continued."),
+                ));
+            }
+            let current =
+                rec.value.traffic.progress.as_ref().map(|p| p.deployment.clone()).unwrap_or_default();
+            let mine =
+                rec.value.history.iter().any(|l| l.service_deployment == id && l.deployment == current);
+            if !mine {
+                return Err(EcsError::invalid(format!(
+                    "The lifecycle hook {} was not found in the service deployment.",
+                    req.hook_id
+                )));
+            }
+            crate::traffic::answer_hook(&mut rec.value, &req.hook_id, action == "ROLLBACK")?;
+            let txn = Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value));
+            Ok((txn, ()))
+        })
+        .await?;
+        Ok(ContinueServiceDeploymentResponse { service_deployment_arn: Some(arn) })
     }
 }
 

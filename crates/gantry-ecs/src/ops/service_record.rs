@@ -26,6 +26,68 @@ pub struct ServiceRecord {
     /// (`crate::ops::service_deployments`).
     #[serde(default)]
     pub history: Vec<HistoryLink>,
+    /// Traffic-shifting deployments (BLUE_GREEN, LINEAR, CANARY): which target groups each
+    /// deployment's tasks use and where the PRIMARY one is (`crate::traffic`).
+    #[serde(default, skip_serializing_if = "TrafficNotes::is_empty")]
+    pub traffic: TrafficNotes,
+}
+
+/// What the traffic-shifting deployments keep between passes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TrafficNotes {
+    /// Deployments, and whether their tasks register in the alternate target groups
+    /// (`advancedConfiguration.alternateTargetGroupArn`) rather than the `targetGroupArn`s.
+    #[serde(default)]
+    pub sides: Vec<(String, bool)>,
+    /// Whether production traffic goes to the alternate target groups (the roles of the two
+    /// swap with every completed deployment).
+    #[serde(default)]
+    pub production_alternate: bool,
+    /// The PRIMARY deployment's progress through ECS's lifecycle stages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<StoredProgress>,
+}
+
+impl TrafficNotes {
+    fn is_empty(&self) -> bool {
+        *self == TrafficNotes::default()
+    }
+
+    /// Whether deployment `id`'s tasks use the alternate target groups.
+    pub fn alternate(&self, id: &str) -> bool {
+        self.sides.iter().find(|(d, _)| d == id).is_some_and(|(_, a)| *a)
+    }
+}
+
+/// `gantry_sched::traffic::Progress` as stored, for deployment `deployment`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredProgress {
+    pub deployment: String,
+    pub stage: String,
+    pub since_ms: i64,
+    pub percent: f64,
+    #[serde(default)]
+    pub shifted: bool,
+    #[serde(default)]
+    pub hooks_passed: usize,
+    #[serde(default)]
+    pub hooks: Vec<StoredHook>,
+    #[serde(default)]
+    pub rollback: bool,
+}
+
+/// One run of a PAUSE hook.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredHook {
+    pub id: String,
+    pub hook: usize,
+    pub stage: String,
+    pub status: String,
+    pub expires_at_ms: i64,
+    pub timeout_rollback: bool,
+    /// ContinueServiceDeployment's answer not yet acted on (true: ROLLBACK).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<bool>,
 }
 
 impl ServiceRecord {

@@ -62,6 +62,15 @@ fn deployment_configuration(
         if g.bake_time_in_minutes.is_some() {
             dc.bake_time_in_minutes = g.bake_time_in_minutes;
         }
+        if g.linear_configuration.is_some() {
+            dc.linear_configuration = g.linear_configuration.clone();
+        }
+        if g.canary_configuration.is_some() {
+            dc.canary_configuration = g.canary_configuration.clone();
+        }
+        if g.lifecycle_hooks.is_some() {
+            dc.lifecycle_hooks = g.lifecycle_hooks.clone();
+        }
     }
     let (min_default, max_default) = if daemon { (0, 100) } else { (100, 200) };
     let min = *dc.minimum_healthy_percent.get_or_insert(min_default);
@@ -81,14 +90,7 @@ fn deployment_configuration(
             "deploymentConfiguration.maximumPercent must be between 100 and 2000, but was {max}."
         )));
     }
-    if let Some(s) = &dc.strategy {
-        one_of("deploymentConfiguration.strategy", s, &["ROLLING"]).map_err(|_| {
-            EcsError::new(
-                ErrorKind::UnsupportedFeatureException,
-                format!("The {s} deployment strategy is not supported by this version of Gantry."),
-            )
-        })?;
-    }
+    crate::traffic::check_strategy(&dc, daemon)?;
     let cb = dc.deployment_circuit_breaker.get_or_insert_with(DeploymentCircuitBreaker::default);
     if let Some(t) = &cb.threshold_configuration {
         one_of("deploymentCircuitBreaker.thresholdConfiguration.type", &t.r#type, &["COUNT", "PERCENTAGE"])?;
@@ -582,6 +584,18 @@ impl Update<'_> {
     }
 }
 
+/// Brings the PRIMARY deployment's desired count in line with the service's (a change of
+/// desiredCount alone makes no new deployment).
+pub(crate) fn sync_primary_count(s: &mut Service, now: f64) {
+    let n = s.desired_count;
+    if let Some(primary) = s.deployments.iter_mut().flatten().find(|d| d.status.as_deref() == Some("PRIMARY"))
+        && primary.desired_count != n
+    {
+        primary.desired_count = n;
+        primary.updated_at = Some(now);
+    }
+}
+
 /// What a deployment runs: the settings that, when they change, make a new deployment.
 struct Launchable<'a> {
     task_definition: Option<&'a str>,
@@ -669,6 +683,12 @@ impl ControlPlane {
             check_target_groups(registry.as_ref(), &ctx.scope, &load_balancers, td.as_ref())?;
         }
         let dc = deployment_configuration(req.deployment_configuration.as_ref(), None, daemon)?;
+        crate::traffic::check_load_balancers(
+            self.target_groups.get().map(|r| r.as_ref()),
+            &ctx.scope,
+            crate::traffic::strategy_of(Some(&dc)),
+            &load_balancers,
+        )?;
         let service = self.new_service(
             ctx,
             &req,
@@ -869,6 +889,14 @@ impl ControlPlane {
                 redeploy |= changed;
                 // Settings that do not change what runs.
                 u.apply_settings(s, controller.as_deref())?;
+                if req.load_balancers.is_some() || req.deployment_configuration.is_some() {
+                    crate::traffic::check_load_balancers(
+                        self.target_groups.get().map(|r| r.as_ref()),
+                        &ctx.scope,
+                        crate::traffic::strategy_of(s.deployment_configuration.as_ref()),
+                        s.load_balancers.as_deref().unwrap_or_default(),
+                    )?;
+                }
                 self.roll_deployments(s, redeploy, service_connect.as_ref(), volumes.as_ref());
                 let txn = self.sync_history(&ctx.scope, &cname, &mut rec.value, None, Txn::new())?;
                 let mut shown = rec.value.service.clone();
@@ -907,11 +935,8 @@ impl ControlPlane {
                 volumes,
             });
             deployments.insert(0, d);
-        } else if let Some(primary) = deployments.iter_mut().find(|d| d.status.as_deref() == Some("PRIMARY"))
-            && primary.desired_count != s.desired_count
-        {
-            primary.desired_count = s.desired_count;
-            primary.updated_at = Some(now);
+        } else {
+            sync_primary_count(s, now);
         }
     }
 

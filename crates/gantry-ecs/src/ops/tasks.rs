@@ -34,6 +34,52 @@ pub struct TaskRecord {
     /// to scale in or to finish a deployment.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protection: Option<Protection>,
+    /// A service task behind load balancers: its target groups and its targets in them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub targets: Option<TaskTargets>,
+    /// A Fargate Spot task interrupted (`SpotInterruption`): when its capacity is reclaimed
+    /// (epoch milliseconds), the end of the two-minute warning. If its containers have not
+    /// stopped by then, the cleanup stops the task (and its agent kills what is left).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reclaim_at_ms: Option<i64>,
+}
+
+/// A service task's place in its target groups (the service's, or its task set's,
+/// `loadBalancers` when it was launched: a later UpdateService changes its successors', not
+/// its own). The scheduler moves it through ECS's states: the agent's RUNNING report makes the
+/// task ACTIVATING; the targets are written here, then registered, then the task is RUNNING.
+/// Asked to stop, the task is DEACTIVATING: its targets are deregistered, and once ELB has
+/// forgotten them (draining over) the task is STOPPING and its agent stops it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskTargets {
+    pub bindings: Vec<LoadBalancer>,
+    /// The task's targets, once its address is known: one per binding.
+    #[serde(default)]
+    pub targets: Vec<BoundTarget>,
+    /// Every target was registered (and the task went RUNNING).
+    #[serde(default)]
+    pub registered: bool,
+    /// The targets were deregistered (they drain, then go).
+    #[serde(default)]
+    pub deregistered: bool,
+}
+
+/// One target of a task: the target group, and the ID and port registered there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BoundTarget {
+    pub target_group_arn: String,
+    pub id: String,
+    pub port: u16,
+}
+
+impl TaskTargets {
+    /// Whether the task's stop goes through DEACTIVATING: it has targets that may be
+    /// registered and are not deregistered yet.
+    pub(crate) fn must_deactivate(&self) -> bool {
+        !self.targets.is_empty() && !self.deregistered
+    }
 }
 
 /// A task's key; until it is STOPPED, its row in its node's index (`/_ecs/node/NODE/TASK-ID`,
@@ -53,9 +99,15 @@ impl Record for TaskRecord {
         if t.last_status.as_deref() == Some("STOPPED") {
             let ms = t.stopped_at.map_or(0, |s| (s * 1000.0).round() as i64);
             rows.push((keys::stopped_task(scope, ms, cluster, id), self.key(scope).into_bytes()));
+        } else if self.node.is_empty() {
+            // No node yet: waiting for capacity (cluster auto scaling places it).
+            rows.push((keys::awaiting(scope, cluster, id), self.key(scope).into_bytes()));
         } else {
             let group = t.group.as_deref().unwrap_or_default();
             rows.push((keys::node_task(&self.node, id), keys::node_task_value(&self.key(scope), group)));
+            if let Some(at) = self.reclaim_at_ms {
+                rows.push((keys::spot_reclaim(scope, at, cluster, id), self.key(scope).into_bytes()));
+            }
         }
         let desired = t.desired_status.as_deref().unwrap_or("RUNNING");
         let mut row = |by| {
@@ -172,6 +224,20 @@ pub(crate) struct TokenRecord {
     /// When the token expires (epoch milliseconds); 0 in a record of a release without expiry.
     #[serde(default)]
     pub(crate) expires_ms: i64,
+    /// Claimed by a request whose tasks are being started: the tasks are not recorded yet.
+    #[serde(default)]
+    pending: bool,
+}
+
+/// How long a claimed token waits for its request before another request with the token may
+/// take it over (the claiming server died between the claim and the record of its tasks).
+const CLIENT_TOKEN_CLAIM_MS: i64 = 60_000;
+
+/// What a RunTask with a client token does: start the tasks under the claim it holds (the
+/// claimed record and its revision), or answer with the tasks of the token's earlier request.
+enum TokenClaim {
+    Run(TokenRecord, i64),
+    Replay(RunTaskResponse),
 }
 
 /// How long a RunTask client token is remembered: ECS's is 24 hours.
@@ -358,7 +424,7 @@ impl ControlPlane {
     }
 
     fn new_task(&self, l: &Launch<'_>) -> Task {
-        let Launch { ctx, cluster, plan: p, launch_type, cp, req } = *l;
+        let Launch { ctx, cluster, plan: p, launch_type, cp, req, .. } = *l;
         let cname = cluster.cluster_name.clone().unwrap_or_default();
         let id = self.ids.ordered_hex_id(self.clock.now());
         let task_arn = ctx.scope.arn(&format!("task/{cname}/{id}"));
@@ -379,6 +445,7 @@ impl ControlPlane {
                 cpu: Some(c.cpu.to_string()),
                 memory: c.memory.map(|m| m.to_string()),
                 memory_reservation: c.memory_reservation.map(|m| m.to_string()),
+                managed_agents: super::exec::initial_agents(req.exec),
                 ..Default::default()
             })
             .collect();
@@ -421,7 +488,7 @@ impl ControlPlane {
             cpu: Some(p.cpu.clone()),
             created_at: Some(self.now_s()),
             desired_status: Some("RUNNING".into()),
-            enable_execute_command: false,
+            enable_execute_command: req.exec,
             group: Some(req.group.clone().unwrap_or_else(|| format!("family:{family}"))),
             health_status: Some("UNKNOWN".into()),
             last_status: Some("PROVISIONING".into()),
@@ -528,7 +595,10 @@ impl ControlPlane {
                 }
                 let view = fleet.instances();
                 // The tasks exist before they are placed: the seed comes from the first one.
-                let mut tasks: Vec<Task> = (0..count).map(|_| self.new_task(l)).collect();
+                let mut tasks: Vec<Task> = match l.adopt {
+                    Some(waiting) => waiting.iter().map(|r| r.value.task.clone()).collect(),
+                    None => (0..count).map(|_| self.new_task(l)).collect(),
+                };
                 let first = tasks.first().and_then(|t| t.task_arn.clone()).unwrap_or_default();
                 request.seed = placement::seed(&[&cname, &td_arn, &group, &first], cf.revision);
                 let now = self.clock.now();
@@ -595,6 +665,104 @@ impl ControlPlane {
         Ok((placed, failures))
     }
 
+    /// Places tasks that waited for capacity on what their cluster has now (in batches of one
+    /// definition, overrides and group, binpacked on memory as managed scaling assumes);
+    /// how many were placed. Those that still do not fit keep waiting.
+    pub(crate) async fn place_waiting(
+        &self,
+        ctx: &Ctx,
+        cluster: &str,
+        waiting: Vec<Stored<TaskRecord>>,
+    ) -> Result<usize> {
+        let Ok(c) = self.active_cluster(ctx, Some(cluster)) else { return Ok(0) };
+        let mut batches: std::collections::BTreeMap<(String, String, String), Vec<Stored<TaskRecord>>> =
+            Default::default();
+        for w in waiting {
+            let t = &w.value.task;
+            if t.desired_status.as_deref() == Some("STOPPED") {
+                continue;
+            }
+            let key = (
+                t.task_definition_arn.clone().unwrap_or_default(),
+                serde_json::to_string(&t.overrides).unwrap_or_default(),
+                t.group.clone().unwrap_or_default(),
+            );
+            batches.entry(key).or_default().push(w);
+        }
+        let strategies =
+            vec![PlacementStrategy { r#type: Some("binpack".into()), field: Some("memory".into()) }];
+        let mut placed_total = 0;
+        for ((td_arn, _, group), batch) in batches {
+            let Some(td) = self.find_task_definition(ctx, &td_arn)? else { continue };
+            let overrides = batch[0].value.task.overrides.clone();
+            let p = plan(&td.value.definition, overrides.as_ref(), false)?;
+            for chunk in batch.chunks(500) {
+                let req = RunLike {
+                    cluster: Some(cluster),
+                    task_definition: &td_arn,
+                    count: chunk.len(),
+                    launch_type: Some("EC2"),
+                    strategy: None,
+                    overrides: overrides.as_ref(),
+                    group: Some(group.clone()),
+                    started_by: None,
+                    tags: Vec::new(),
+                    network: chunk[0].value.network_configuration.clone(),
+                    only: None,
+                    constraints: None,
+                    strategies: Some(&strategies),
+                    service: None,
+                    managed_tags: Vec::new(),
+                    load_balancers: None,
+                    exec: chunk[0].value.task.enable_execute_command,
+                };
+                let cp = chunk[0].value.task.capacity_provider_name.clone();
+                let launch = Launch {
+                    ctx,
+                    cluster: &c.value,
+                    plan: &p,
+                    launch_type: "EC2",
+                    cp: cp.as_ref(),
+                    req: &req,
+                    adopt: Some(chunk),
+                };
+                if let Ok((placed, _)) = self.place_ec2(&launch, None, chunk.len()).await {
+                    let mut nodes: Vec<&String> = placed.iter().map(|r| &r.node).collect();
+                    nodes.sort();
+                    nodes.dedup();
+                    for n in nodes {
+                        self.agents.bump(n);
+                    }
+                    placed_total += placed.len();
+                }
+            }
+        }
+        Ok(placed_total)
+    }
+
+    /// Stores `count` tasks that wait for capacity: PROVISIONING, on no node, with the
+    /// reservation they will take (cluster auto scaling places them).
+    async fn park(&self, l: &Launch<'_>, count: usize) -> Result<Vec<TaskRecord>> {
+        self.retry(|| {
+            let mut txn = Txn::new();
+            let mut out = Vec::with_capacity(count);
+            for _ in 0..count {
+                let mut task = self.new_task(l);
+                task.group =
+                    Some(l.req.group.clone().unwrap_or_else(|| {
+                        format!("family:{}", l.plan.def.family.clone().unwrap_or_default())
+                    }));
+                let (t, rec) = self.assign(l, task, String::new(), l.plan.need.clone(), txn);
+                txn = t;
+                if let Ok(rec) = rec {
+                    out.push(rec);
+                }
+            }
+            Ok((txn, out))
+        })
+        .await
+    }
+
     /// Adds a placed task, its reservation and its node index entry to `txn`.
     fn assign(
         &self,
@@ -608,14 +776,32 @@ impl ControlPlane {
         let cluster = l.cluster.cluster_name.as_deref().unwrap_or_default();
         let arn = task.task_arn.clone().unwrap_or_default();
         let id = task_id_of(&arn).to_string();
+        // An adopted task replaces its waiting record, under that record's compare-and-swap.
+        let waiting =
+            l.adopt.into_iter().flatten().find(|r| r.value.task.task_arn.as_deref() == Some(arn.as_str()));
+        let before = waiting.map_or_else(Before::absent, |w| Before::of(&ctx.scope, w));
         let rec = TaskRecord {
             task,
             node: node.clone(),
             reserved,
             network_configuration: req.network.clone(),
             protection: None,
+            targets: req
+                .load_balancers
+                .filter(|l| !l.is_empty())
+                .map(|l| TaskTargets { bindings: l.to_vec(), ..Default::default() }),
+            reclaim_at_ms: None,
         };
-        let mut txn = txn.put_record(&ctx.scope, &Before::absent(), &rec);
+        let rec = match waiting {
+            Some(w) => TaskRecord {
+                network_configuration: w.value.network_configuration.clone(),
+                targets: w.value.targets.clone(),
+                protection: w.value.protection,
+                ..rec
+            },
+            None => rec,
+        };
+        let mut txn = txn.put_record(&ctx.scope, &before, &rec);
         if let Some(service) = req.service {
             txn = txn.put(keys::service_task(&ctx.scope, cluster, service, &id), vec![]);
         }
@@ -625,6 +811,43 @@ impl ControlPlane {
     async fn run_like(&self, ctx: &Ctx, req: RunLike<'_>) -> Result<(Vec<Task>, Vec<Failure>)> {
         check_run_fields(&req)?;
         let cluster = self.active_cluster(ctx, req.cluster)?;
+        // A strategy of several providers: each provider's share, launched through it alone.
+        if req.only.is_none() && req.launch_type.is_none() {
+            let strategy = match req.strategy.filter(|s| !s.is_empty()) {
+                Some(s) => s.clone(),
+                None => cluster.value.default_capacity_provider_strategy.clone().unwrap_or_default(),
+            };
+            if strategy.len() > 1 {
+                // Checked as a whole first (every provider associated with the cluster).
+                launch(&cluster.value, None, Some(&strategy))?;
+                let items: Vec<(String, i64, i64)> = strategy
+                    .iter()
+                    .map(|i| (i.capacity_provider.clone(), i64::from(i.base), i64::from(i.weight)))
+                    .collect();
+                let mut tasks = Vec::new();
+                let mut failures = Vec::new();
+                for (provider, n) in crate::ops::capacity_providers::split(&items, req.count) {
+                    let Some(item) = strategy.iter().find(|i| i.capacity_provider == provider) else {
+                        continue;
+                    };
+                    let one = vec![item.clone()];
+                    let part = RunLike {
+                        strategy: Some(&one),
+                        count: n,
+                        group: req.group.clone(),
+                        started_by: req.started_by.clone(),
+                        tags: req.tags.clone(),
+                        network: req.network.clone(),
+                        managed_tags: req.managed_tags.clone(),
+                        ..req
+                    };
+                    let (t, f) = Box::pin(self.run_like(ctx, part)).await?;
+                    tasks.extend(t);
+                    failures.extend(f);
+                }
+                return Ok((tasks, failures));
+            }
+        }
         let td = self.active_task_definition(ctx, req.task_definition)?;
         let (launch_type, cp) = match req.only {
             Some(_) => ("EC2".to_string(), None),
@@ -640,6 +863,7 @@ impl ControlPlane {
             launch_type: &launch_type,
             cp: cp.as_ref(),
             req: &req,
+            adopt: None,
         };
         let mut tasks = Vec::new();
         let mut failures: Vec<Failure> = Vec::new();
@@ -663,8 +887,25 @@ impl ControlPlane {
                 None => vec![(None, req.count)],
             };
             let mut seen = std::collections::HashSet::new();
+            // Through a capacity provider with managed scaling, what does not fit waits for
+            // capacity in PROVISIONING, as on ECS, instead of failing.
+            let waits = req.only.is_none() && cp.as_ref().is_some_and(|p| self.provider_scales(ctx, p));
             for (only, count) in rounds {
-                let (placed, f) = self.place_ec2(&launch, only.as_deref(), count).await?;
+                let (placed, f) = match self.place_ec2(&launch, only.as_deref(), count).await {
+                    Err(_) if waits => (Vec::new(), Vec::new()),
+                    r => r?,
+                };
+                if waits && placed.len() < count {
+                    let parked = self.park(&launch, count - placed.len()).await?;
+                    tasks.extend(parked.into_iter().map(|r| r.task));
+                    let mut nodes: Vec<&String> = placed.iter().map(|r| &r.node).collect();
+                    nodes.dedup();
+                    for n in nodes {
+                        self.agents.bump(n);
+                    }
+                    tasks.extend(placed.into_iter().map(|r| r.task));
+                    continue;
+                }
                 let mut nodes: Vec<&String> = placed.iter().map(|r| &r.node).collect();
                 nodes.dedup();
                 for n in nodes {
@@ -694,6 +935,14 @@ impl ControlPlane {
             super::one_of("propagateTags", p, &["TASK_DEFINITION", "SERVICE", "NONE"])?;
         }
         let cname = cluster_name(&ctx.scope, req.cluster.as_deref())?;
+        let ecs_tags = self.standalone_task_tags(
+            ctx,
+            &cname,
+            &req.task_definition,
+            req.propagate_tags.as_deref(),
+            req.enable_ecs_managed_tags,
+            req.tags.as_deref().unwrap_or_default(),
+        )?;
         // clientToken idempotency: the same token and request return the same tasks.
         let token = req.client_token.clone().filter(|t| !t.is_empty());
         // Only a request with a token is remembered, so only then is it fingerprinted.
@@ -705,33 +954,14 @@ impl ControlPlane {
             }
             None => String::new(),
         };
-        if let Some(t) = &token {
-            if t.len() > 64 {
-                return Err(EcsError::invalid("clientToken can have at most 64 characters."));
-            }
-            let now_ms = self.clock.now().0;
-            if let Some(prev) = load::<TokenRecord>(&*self.store, &keys::client_token(&ctx.scope, &cname, t))?
-                && prev.value.expires_ms > now_ms
-            {
-                if prev.value.request != fingerprint {
-                    return Err(EcsError::new(
-                        ErrorKind::ConflictException,
-                        format!(
-                            "The clientToken {t} was already used with different parameters for tasks {}.",
-                            prev.value.task_arns.join(", ")
-                        ),
-                    ));
-                }
-                let mut tasks = Vec::new();
-                for arn in &prev.value.task_arns {
-                    if let Some(rec) = self.load_task(ctx, &cname, arn)? {
-                        tasks.push(rec.value.task);
-                    }
-                }
-                return Ok(RunTaskResponse { tasks: Some(tasks), failures: Some(vec![]) });
-            }
-        }
-        let (tasks, failures) = self
+        let claim = match &token {
+            Some(t) => match self.claim_client_token(ctx, &cname, t, &fingerprint).await? {
+                TokenClaim::Replay(response) => return Ok(response),
+                TokenClaim::Run(rec, revision) => Some((rec, revision)),
+            },
+            None => None,
+        };
+        let ran = self
             .run_like(
                 ctx,
                 RunLike {
@@ -749,27 +979,155 @@ impl ControlPlane {
                     constraints: req.placement_constraints.as_ref(),
                     strategies: req.placement_strategy.as_ref(),
                     service: None,
-                    managed_tags: vec![],
+                    managed_tags: ecs_tags,
+                    load_balancers: None,
+                    exec: req.enable_execute_command,
                 },
             )
-            .await?;
-        if let Some(t) = &token {
-            let rec = TokenRecord {
-                request: fingerprint,
-                task_arns: tasks.iter().filter_map(|t| t.task_arn.clone()).collect(),
-                cluster: cname.clone(),
-                token: t.clone(),
-                expires_ms: self.clock.now().0 + CLIENT_TOKEN_TTL_MS,
+            .await;
+        if let Some((claimed, revision)) = claim {
+            let before = Before::read(&ctx.scope, &claimed.key(&ctx.scope), revision, &claimed);
+            let txn = match &ran {
+                // Nothing started: the token is free again, as if the request had not come.
+                Err(_) => Txn::new().delete_record(&before),
+                Ok((tasks, _)) => Txn::new().put_record(
+                    &ctx.scope,
+                    &before,
+                    &TokenRecord {
+                        task_arns: tasks.iter().filter_map(|t| t.task_arn.clone()).collect(),
+                        pending: false,
+                        ..claimed.clone()
+                    },
+                ),
             };
-            let key = keys::client_token(&ctx.scope, &cname, t);
-            // An expired token the cleanup has not removed yet is replaced.
-            let before = match load::<TokenRecord>(&*self.store, &key)? {
-                Some(old) => Before::of(&ctx.scope, &old),
+            // A claim taken over meanwhile (this request outlived CLIENT_TOKEN_CLAIM_MS) is
+            // the other request's now: nothing is written then.
+            self.commit(txn).await?;
+        }
+        let (tasks, failures) = ran?;
+        Ok(RunTaskResponse { tasks: Some(tasks), failures: Some(failures) })
+    }
+
+    /// Claims a RunTask client token for this request, atomically (a compare-and-swap on the
+    /// token's record), before any task is started: of two requests with one token, only one
+    /// starts tasks, even on two servers. The other waits for the claim's outcome and answers
+    /// with the same tasks; a token used with other parameters is a ConflictException.
+    async fn claim_client_token(
+        &self,
+        ctx: &Ctx,
+        cluster: &str,
+        token: &str,
+        fingerprint: &str,
+    ) -> Result<TokenClaim> {
+        if token.len() > 64 {
+            return Err(EcsError::invalid("clientToken can have at most 64 characters."));
+        }
+        let key = keys::client_token(&ctx.scope, cluster, token);
+        loop {
+            let now_ms = self.clock.now().0;
+            let prev = load::<TokenRecord>(&*self.store, &key)?;
+            let live = prev.as_ref().filter(|p| p.value.expires_ms > now_ms);
+            if let Some(prev) = live {
+                if prev.value.request != fingerprint {
+                    let tasks = prev.value.task_arns.join(", ");
+                    return Err(EcsError::new(
+                        ErrorKind::ConflictException,
+                        if tasks.is_empty() {
+                            format!("The clientToken {token} was already used with different parameters.")
+                        } else {
+                            format!(
+                                "The clientToken {token} was already used with different parameters for tasks {tasks}."
+                            )
+                        },
+                    ));
+                }
+                let claimed_ms = prev.value.expires_ms - CLIENT_TOKEN_TTL_MS;
+                if !prev.value.pending {
+                    let mut tasks = Vec::new();
+                    for arn in &prev.value.task_arns {
+                        if let Some(rec) = self.load_task(ctx, cluster, arn)? {
+                            tasks.push(rec.value.task);
+                        }
+                    }
+                    return Ok(TokenClaim::Replay(RunTaskResponse {
+                        tasks: Some(tasks),
+                        failures: Some(vec![]),
+                    }));
+                }
+                if now_ms - claimed_ms < CLIENT_TOKEN_CLAIM_MS {
+                    // The same request is starting its tasks: wait for its record to change.
+                    self.wait_for_change(&key, prev.mod_revision).await;
+                    continue;
+                }
+            }
+            // Free, expired, or claimed by a request that did not finish: claim it.
+            let rec = TokenRecord {
+                request: fingerprint.to_string(),
+                task_arns: Vec::new(),
+                cluster: cluster.to_string(),
+                token: token.to_string(),
+                expires_ms: now_ms + CLIENT_TOKEN_TTL_MS,
+                pending: true,
+            };
+            let before = match &prev {
+                Some(old) => Before::of(&ctx.scope, old),
                 None => Before::absent(),
             };
-            self.commit(Txn::new().put_record(&ctx.scope, &before, &rec)).await?;
+            if let Some(revision) = self.commit_at(Txn::new().put_record(&ctx.scope, &before, &rec)).await? {
+                return Ok(TokenClaim::Run(rec, revision));
+            }
         }
-        Ok(RunTaskResponse { tasks: Some(tasks), failures: Some(failures) })
+    }
+
+    /// Returns once the record at `key` changes after `revision` (or after a bound of a few
+    /// seconds, when the caller looks again).
+    async fn wait_for_change(&self, key: &str, revision: i64) {
+        let Ok(mut watch) = self.store.watch(key, revision + 1) else { return };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            while let Ok(e) = watch.next().await {
+                if e.kv.key == key {
+                    return;
+                }
+            }
+        })
+        .await;
+    }
+
+    /// The tags ECS adds to a task that RunTask or StartTask launches, besides the caller's: the
+    /// task definition's (propagateTags TASK_DEFINITION; a key the caller also gives keeps the
+    /// caller's value), and `aws:ecs:clusterName` (enableECSManagedTags). A standalone task has
+    /// no service to take tags from, so SERVICE is refused.
+    fn standalone_task_tags(
+        &self,
+        ctx: &Ctx,
+        cluster: &str,
+        task_definition: &str,
+        propagate: Option<&str>,
+        managed: bool,
+        given: &[Tag],
+    ) -> Result<Vec<Tag>> {
+        let mut out = Vec::new();
+        match propagate {
+            None | Some("NONE") => {}
+            Some("TASK_DEFINITION") => {
+                if let Some(td) = self.find_task_definition(ctx, task_definition)? {
+                    let given = |k: &str| given.iter().any(|t| t.key.as_deref() == Some(k));
+                    out.extend(
+                        td.value.tags.into_iter().filter(|t| !given(t.key.as_deref().unwrap_or_default())),
+                    );
+                }
+            }
+            Some(_) => {
+                return Err(EcsError::invalid(
+                    "propagateTags SERVICE is only valid for a service's tasks: a task that is not part of \
+                     a service can propagate tags only from its TASK_DEFINITION.",
+                ));
+            }
+        }
+        if managed {
+            out.push(Tag { key: Some("aws:ecs:clusterName".into()), value: Some(cluster.into()) });
+        }
+        Ok(out)
     }
 
     pub async fn start_task(&self, ctx: &Ctx, req: StartTaskRequest) -> Result<StartTaskResponse> {
@@ -777,7 +1135,18 @@ impl ControlPlane {
             return Err(EcsError::invalid("containerInstances can not be empty."));
         }
         check_batch("containerInstances", req.container_instances.len(), 10)?;
+        if let Some(p) = &req.propagate_tags {
+            super::one_of("propagateTags", p, &["TASK_DEFINITION", "SERVICE", "NONE"])?;
+        }
         let cname = cluster_name(&ctx.scope, req.cluster.as_deref())?;
+        let ecs_tags = self.standalone_task_tags(
+            ctx,
+            &cname,
+            &req.task_definition,
+            req.propagate_tags.as_deref(),
+            req.enable_ecs_managed_tags,
+            req.tags.as_deref().unwrap_or_default(),
+        )?;
         let arns: Vec<String> =
             req.container_instances
                 .iter()
@@ -807,7 +1176,9 @@ impl ControlPlane {
                     constraints: None,
                     strategies: None,
                     service: None,
-                    managed_tags: vec![],
+                    managed_tags: ecs_tags,
+                    load_balancers: None,
+                    exec: req.enable_execute_command,
                 },
             )
             .await?;
@@ -844,6 +1215,20 @@ impl ControlPlane {
         code: &str,
         reason: &str,
     ) -> Result<Option<TaskRecord>> {
+        self.request_stop_by(ctx, cluster, task, code, reason, None).await
+    }
+
+    /// [`Self::request_stop`], and for a Fargate Spot interruption, when the task's capacity is
+    /// reclaimed whether or not it has stopped (`reclaim_at_ms`).
+    pub(crate) async fn request_stop_by(
+        &self,
+        ctx: &Ctx,
+        cluster: &str,
+        task: &str,
+        code: &str,
+        reason: &str,
+        reclaim_at_ms: Option<i64>,
+    ) -> Result<Option<TaskRecord>> {
         let now = self.now_s();
         let rec = self
             .retry(|| {
@@ -853,30 +1238,68 @@ impl ControlPlane {
                 let before = Before::of(&ctx.scope, &rec);
                 let t = &mut rec.value.task;
                 if t.desired_status.as_deref() == Some("STOPPED") {
-                    return Ok((Txn::new(), Some(rec.value)));
+                    return Ok((Txn::new(), Some((rec.value, false))));
                 }
                 t.desired_status = Some("STOPPED".into());
                 t.stopping_at = Some(now);
                 t.stop_code = Some(code.into());
                 t.stopped_reason = Some(reason.into());
-                if t.last_status.as_deref() == Some("RUNNING") {
+                rec.value.reclaim_at_ms = reclaim_at_ms;
+                let t = &mut rec.value.task;
+                if rec.value.node.is_empty() {
+                    // Still waiting for capacity: nothing runs, nothing is reserved.
+                    t.last_status = Some("STOPPED".into());
+                    t.stopped_at = Some(now);
+                    for c in t.containers.iter_mut().flatten() {
+                        c.last_status = Some("STOPPED".into());
+                        super::exec::follow_container(&mut c.managed_agents, "STOPPED", now);
+                        super::exec::follow_container(&mut c.managed_agents, "STOPPED", now);
+                    }
+                    t.version += 1;
+                    return Ok((
+                        Txn::new().put_record(&ctx.scope, &before, &rec.value),
+                        Some((rec.value, false)),
+                    ));
+                }
+                let status = t.last_status.as_deref().and_then(TaskStatus::parse);
+                // Behind a load balancer, a task that may be registered is DEACTIVATING: the
+                // scheduler deregisters it and, once it has drained, makes it STOPPING and
+                // tells its agent. Until then the agent is not woken, and keeps it running.
+                let deactivate = rec.value.targets.as_ref().is_some_and(TaskTargets::must_deactivate)
+                    && matches!(status, Some(TaskStatus::Activating | TaskStatus::Running));
+                let t = &mut rec.value.task;
+                if deactivate {
+                    t.last_status = Some(TaskStatus::Deactivating.as_str().into());
+                } else if status == Some(TaskStatus::Running) {
                     t.last_status = Some("STOPPING".into());
                 }
                 t.version += 1;
                 // The desired status moves the task's ListTasks rows; STOPPING moves its counts.
                 let txn = Txn::new().put_record(&ctx.scope, &before, &rec.value);
-                Ok((self.reassign(txn, &rec.value.node, &rec.key), Some(rec.value)))
+                if deactivate {
+                    return Ok((txn, Some((rec.value, false))));
+                }
+                Ok((self.reassign(txn, &rec.value.node, &rec.key), Some((rec.value, true))))
             })
             .await?;
-        if let Some(r) = &rec {
+        if let Some((r, true)) = &rec {
             self.agents.bump(&r.node);
         }
-        Ok(rec)
+        Ok(rec.map(|(r, _)| r))
     }
 
     /// Marks a task STOPPED at once, for a task whose node is gone (its container instance was
-    /// deregistered): no agent will report it.
-    pub(crate) async fn mark_lost(&self, ctx: &Ctx, cluster: &str, task: &str, reason: &str) -> Result<()> {
+    /// deregistered, or its agent lost): no agent will report it. What it reserved goes back to
+    /// its instance, and its node index entry goes, so an agent that comes back is told to stop
+    /// it.
+    pub(crate) async fn mark_lost(
+        &self,
+        ctx: &Ctx,
+        cluster: &str,
+        task: &str,
+        code: &str,
+        reason: &str,
+    ) -> Result<()> {
         let now = self.now_s();
         self.retry(|| {
             let Some(mut rec) = self.load_task(ctx, cluster, task)? else {
@@ -889,31 +1312,34 @@ impl ControlPlane {
             }
             t.last_status = Some("STOPPED".into());
             t.desired_status = Some("STOPPED".into());
-            t.stop_code = Some("TerminationNotice".into());
+            t.stop_code = Some(code.into());
             t.stopped_reason = Some(reason.into());
             t.stopping_at.get_or_insert(now);
             t.stopped_at = Some(now);
             t.connectivity = Some("DISCONNECTED".into());
             for c in t.containers.iter_mut().flatten() {
                 c.last_status = Some("STOPPED".into());
+                super::exec::follow_container(&mut c.managed_agents, "STOPPED", now);
             }
             t.version += 1;
-            Ok((Txn::new().put_record(&ctx.scope, &before, &rec.value), ()))
+            let txn = self.release(Txn::new(), &rec.value.node, &rec.value.reserved, ctx, cluster)?;
+            Ok((txn.put_record(&ctx.scope, &before, &rec.value), ()))
         })
         .await
     }
 
     /// Launches `count` tasks for a service's deployment: `group` `service:NAME`, `startedBy`
     /// the deployment ID, the service's placement (its strategy, else ECS's service default:
-    /// spread over Availability Zones, then binpack on memory), on `instance` if given (DAEMON).
+    /// spread over Availability Zones, then binpack on memory), on `instance` if given (DAEMON),
+    /// registering with `load_balancers` (the service's, or its task set's).
     pub(crate) async fn launch_service_tasks(
         &self,
         ctx: &Ctx,
         service: &Service,
         deployment: &Deployment,
-        count: usize,
-        instance: Option<&str>,
+        (count, instance): (usize, Option<&str>),
         tags: Vec<Tag>,
+        load_balancers: &[LoadBalancer],
     ) -> Result<(Vec<Task>, Vec<Failure>)> {
         let name = service.service_name.clone().unwrap_or_default();
         let default_strategy = vec![
@@ -954,6 +1380,8 @@ impl ControlPlane {
                 strategies: Some(&strategies),
                 service: Some(&name),
                 managed_tags,
+                load_balancers: self.registers_targets().then_some(load_balancers),
+                exec: service.enable_execute_command,
             },
         )
         .await
@@ -1101,7 +1529,7 @@ impl ControlPlane {
             let before = Before::of(&ctx.scope, &rec);
             let t = &mut rec.value.task;
             for c in req.containers.iter().flatten() {
-                update_container(t, c);
+                update_container(t, c, now);
             }
             if req.pull_started_at.is_some() {
                 t.pull_started_at = req.pull_started_at;
@@ -1113,11 +1541,22 @@ impl ControlPlane {
             // A task only moves forward (a status stored unknown counts as PROVISIONING).
             let current =
                 t.last_status.as_deref().and_then(TaskStatus::parse).unwrap_or(TaskStatus::Provisioning);
-            if let Some(s) = &status
-                && let Some(next) = TaskStatus::parse(s)
+            // Behind a load balancer, the containers running make the task ACTIVATING: the
+            // scheduler registers its targets, then makes it RUNNING.
+            let activating = rec.value.targets.as_ref().is_some_and(|x| !x.registered);
+            let next_status = status.as_deref().and_then(TaskStatus::parse).map(|n| match n {
+                TaskStatus::Running if activating => TaskStatus::Activating,
+                n => n,
+            });
+            let t = &mut rec.value.task;
+            if let Some(next) = next_status
                 && next > current
             {
-                t.last_status = Some(s.clone());
+                t.last_status = Some(next.as_str().to_string());
+                if next == TaskStatus::Activating {
+                    t.connectivity = Some("CONNECTED".into());
+                    t.connectivity_at = Some(now);
+                }
                 match next {
                     TaskStatus::Running => {
                         t.started_at = Some(now);
@@ -1147,9 +1586,7 @@ impl ControlPlane {
                                     .unwrap_or_else(|| "Essential container in task exited".into()),
                             );
                         }
-                        for a in t.attachments.iter_mut().flatten() {
-                            a.status = Some("DELETED".into());
-                        }
+                        attachments_deleted(t);
                         txn = self.release(txn, &rec.value.node, &rec.value.reserved, ctx, &cname)?;
                     }
                     _ => {}
@@ -1166,7 +1603,14 @@ impl ControlPlane {
     }
 
     /// Returns a stopped task's reservation to its node, within `txn`.
-    fn release(&self, txn: Txn, node: &str, r: &Reservation, ctx: &Ctx, cluster: &str) -> Result<Txn> {
+    pub(crate) fn release(
+        &self,
+        txn: Txn,
+        node: &str,
+        r: &Reservation,
+        ctx: &Ctx,
+        cluster: &str,
+    ) -> Result<Txn> {
         if let Some(id) = node.strip_prefix("fargate:") {
             let key = keys::fargate_node(id);
             return Ok(match load::<FargateNode>(&*self.store, &key)? {
@@ -1200,6 +1644,7 @@ impl ControlPlane {
     ) -> Result<SubmitContainerStateChangeResponse> {
         let cname = cluster_name(&ctx.scope, req.cluster.as_deref())?;
         let task_ref = req.task.clone().ok_or_else(|| EcsError::invalid("task can not be blank."))?;
+        let now = self.now_s();
         self.retry(|| {
             let mut rec = self
                 .load_task(ctx, &cname, &task_ref)?
@@ -1216,6 +1661,7 @@ impl ControlPlane {
                     network_bindings: req.network_bindings.clone(),
                     ..Default::default()
                 },
+                now,
             );
             t.version += 1;
             Ok((Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), ()))
@@ -1262,7 +1708,7 @@ impl ControlPlane {
 }
 
 /// Applies one container's reported state to the task.
-fn update_container(t: &mut Task, change: &ContainerStateChange) {
+fn update_container(t: &mut Task, change: &ContainerStateChange, now: f64) {
     let ContainerStateChange {
         container_name,
         runtime_id,
@@ -1294,6 +1740,7 @@ fn update_container(t: &mut Task, change: &ContainerStateChange) {
         };
         if new >= cur {
             c.last_status = Some(s.clone());
+            super::exec::follow_container(&mut c.managed_agents, s, now);
         }
     }
     if exit_code.is_some() {
@@ -1316,6 +1763,8 @@ struct Launch<'a> {
     launch_type: &'a str,
     cp: Option<&'a String>,
     req: &'a RunLike<'a>,
+    /// Tasks that waited for capacity, placed now instead of new ones (cluster auto scaling).
+    adopt: Option<&'a [Stored<TaskRecord>]>,
 }
 
 /// What RunTask and StartTask have in common.
@@ -1337,4 +1786,15 @@ struct RunLike<'a> {
     service: Option<&'a str>,
     /// ECS's own `aws:ecs:*` tags (enableECSManagedTags), added after the user's are validated.
     managed_tags: Vec<Tag>,
+    /// A service's (or task set's) `loadBalancers`: the tasks register there.
+    load_balancers: Option<&'a [LoadBalancer]>,
+    /// enableExecuteCommand: the tasks' containers get ECS Exec's managed agent.
+    exec: bool,
+}
+
+/// A stopped task's attachments (its network interface) are deleted.
+pub(crate) fn attachments_deleted(t: &mut Task) {
+    for a in t.attachments.iter_mut().flatten() {
+        a.status = Some("DELETED".into());
+    }
 }

@@ -3,11 +3,16 @@
 mod agents_sim;
 mod churn;
 mod common;
+mod exec;
 mod gpus;
+mod insights;
+mod load_balancers;
+mod lost_instances;
 mod metrics;
 mod migration;
 mod ops;
 mod service_deployments;
 mod services;
 mod services_sim;
+mod spot;
 mod tasks;

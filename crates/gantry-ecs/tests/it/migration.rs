@@ -214,6 +214,9 @@ impl Store for FailingWrites {
     fn watch(&self, prefix: &str, from_revision: i64) -> Result<Watch, StoreError> {
         self.inner.watch(prefix, from_revision)
     }
+    fn compact(&self, revision: i64) -> BoxFuture<Result<(), StoreError>> {
+        self.inner.compact(revision)
+    }
 }
 
 fn snapshot(db: &Path) -> Vec<(String, Vec<u8>, i64)> {

@@ -4,7 +4,7 @@
 use crate::common::{connected_instance, req, setup};
 use gantry_core::protocol::FargateRegistration;
 use gantry_core::{ErrorKind, FixedClock};
-use gantry_ecs::{ControlPlane, Ctx};
+use gantry_ecs::{ControlPlane, Ctx, keys};
 use gantry_model::*;
 use serde_json::json;
 use std::sync::Arc;
@@ -229,6 +229,40 @@ async fn client_token_makes_run_task_idempotent() {
 }
 
 #[tokio::test]
+async fn two_concurrent_run_tasks_with_one_client_token_start_one_set_of_tasks() {
+    let (cp, ctx, clock) = setup();
+    let (_ci, _g) = cluster_with_instance(&cp, &ctx, &clock, 4096).await;
+    taskdef(&cp, &ctx, 64, None).await;
+    let run = || {
+        cp.run_task(
+            &ctx,
+            req(json!({"cluster": "c", "taskDefinition": "web", "count": 2, "clientToken": "tok-2"})),
+        )
+    };
+    let (a, b) = tokio::join!(run(), run());
+    let arns =
+        |r: RunTaskResponse| r.tasks.unwrap().into_iter().map(|t| t.task_arn.unwrap()).collect::<Vec<_>>();
+    let (a, b) = (arns(a.unwrap()), arns(b.unwrap()));
+    assert_eq!(a.len(), 2);
+    assert_eq!(a, b, "the second request answers with the first one's tasks");
+    assert_eq!(cp.list_tasks(&ctx, req(json!({"cluster": "c"}))).unwrap().task_arns.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn a_run_task_that_fails_leaves_its_client_token_free() {
+    let (cp, ctx, clock) = setup();
+    taskdef(&cp, &ctx, 64, None).await;
+    cp.create_cluster(&ctx, req(json!({"clusterName": "c"}))).await.unwrap();
+    let body = json!({"cluster": "c", "taskDefinition": "web", "clientToken": "tok-3"});
+    let e = cp.run_task(&ctx, req(body.clone())).await.unwrap_err();
+    assert!(e.message.contains("No Container Instances"), "{e:?}");
+    assert!(cp.store().get(&keys::client_token(&ctx.scope, "c", "tok-3")).is_none());
+    let (_ci, _g) = cluster_with_instance(&cp, &ctx, &clock, 4096).await;
+    let t = cp.run_task(&ctx, req(body)).await.unwrap().tasks.unwrap();
+    assert_eq!(t.len(), 1, "the retry runs the task");
+}
+
+#[tokio::test]
 async fn stop_task_is_user_initiated_and_reaches_the_agent() {
     let (cp, ctx, clock) = setup();
     let (ci, _g) = cluster_with_instance(&cp, &ctx, &clock, 4096).await;
@@ -256,6 +290,106 @@ async fn stop_task_is_user_initiated_and_reaches_the_agent() {
     let d = cp.describe_tasks(&ctx, req(json!({"cluster": "c", "tasks": [arn, "missing"]}))).unwrap();
     assert_eq!(d.tasks.unwrap()[0].stop_code.as_deref(), Some("UserInitiated"));
     assert_eq!(d.failures.unwrap()[0].reason.as_deref(), Some("MISSING"));
+}
+
+/// RunTask's propagateTags TASK_DEFINITION copies the definition's tags (the caller's value wins
+/// for a key given twice), enableECSManagedTags adds `aws:ecs:clusterName`, SERVICE is refused.
+#[tokio::test]
+async fn run_task_propagates_task_definition_tags_and_adds_managed_ones() {
+    let (cp, ctx, clock) = setup();
+    let (_ci, _g) = cluster_with_instance(&cp, &ctx, &clock, 4096).await;
+    cp.register_task_definition(
+        &ctx,
+        req(json!({"family": "web", "containerDefinitions": [{"name": "web", "image": "img", "memory": 64}],
+            "tags": [{"key": "team", "value": "a"}, {"key": "env", "value": "prod"}]})),
+    )
+    .await
+    .unwrap();
+    let tags_of = |t: &Task| {
+        let mut v: Vec<(String, String)> = t
+            .tags
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+            .collect();
+        v.sort();
+        v
+    };
+    let run = |extra: serde_json::Value| {
+        let mut r = json!({"cluster": "c", "taskDefinition": "web"});
+        r.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        cp.run_task(&ctx, req(r))
+    };
+    let t = run(json!({"propagateTags": "TASK_DEFINITION", "enableECSManagedTags": true,
+        "tags": [{"key": "env", "value": "dev"}]}))
+    .await
+    .unwrap()
+    .tasks
+    .unwrap()
+    .remove(0);
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    assert_eq!(tags_of(&t), [pair("aws:ecs:clusterName", "c"), pair("env", "dev"), pair("team", "a")]);
+    let t = run(json!({"tags": [{"key": "x", "value": "1"}]})).await.unwrap().tasks.unwrap().remove(0);
+    assert_eq!(tags_of(&t), [pair("x", "1")], "without propagateTags only the caller's tags");
+    let d = cp
+        .describe_tasks(&ctx, req(json!({"cluster": "c", "tasks": [t.task_arn], "include": ["TAGS"]})))
+        .unwrap();
+    assert_eq!(tags_of(&d.tasks.unwrap()[0]), [pair("x", "1")]);
+    let e = run(json!({"propagateTags": "SERVICE"})).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidParameterException);
+    assert!(e.message.contains("propagateTags SERVICE"), "{}", e.message);
+}
+
+/// Without `force`, an instance with tasks (pending or running) stays registered; once they have
+/// stopped it deregisters. With `force` it deregisters anyway.
+#[tokio::test]
+async fn deregistering_an_instance_with_tasks_needs_force() {
+    let (cp, ctx, clock) = setup();
+    let (ci, _g) = cluster_with_instance(&cp, &ctx, &clock, 4096).await;
+    taskdef(&cp, &ctx, 64, None).await;
+    let run = || cp.run_task(&ctx, req(json!({"cluster": "c", "taskDefinition": "web"})));
+    let arn = run().await.unwrap().tasks.unwrap().remove(0).task_arn.unwrap();
+    let deregister = |force: bool| {
+        cp.deregister_container_instance(
+            &ctx,
+            req(json!({"cluster": "c", "containerInstance": ci, "force": force})),
+        )
+    };
+    let e = deregister(false).await.unwrap_err();
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (ErrorKind::InvalidParameterException, "Found running tasks on the instance.")
+    );
+    cp.submit_task_state_change(&ctx, req(json!({"cluster": "c", "task": arn, "status": "RUNNING"})))
+        .await
+        .unwrap();
+    assert_eq!(deregister(false).await.unwrap_err().kind, ErrorKind::InvalidParameterException);
+    cp.submit_task_state_change(&ctx, req(json!({"cluster": "c", "task": arn, "status": "STOPPED"})))
+        .await
+        .unwrap();
+    let i = deregister(false).await.unwrap().container_instance.unwrap();
+    assert_eq!(i.status.as_deref(), Some("INACTIVE"));
+
+    // force: deregistered with a task still running on it.
+    let (ci2, _g2) = crate::common::connected_instance(
+        &cp,
+        &ctx,
+        &clock,
+        req(json!({"cluster": "c", "totalResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]})),
+    )
+    .await;
+    run().await.unwrap();
+    let forced = cp
+        .deregister_container_instance(
+            &ctx,
+            req(json!({"cluster": "c", "containerInstance": ci2, "force": true})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(forced.container_instance.unwrap().status.as_deref(), Some("INACTIVE"));
 }
 
 #[tokio::test]

@@ -1,0 +1,517 @@
+use super::*;
+use gantry_core::{FixedClock, Timestamp};
+use serde_json::{Value, json};
+
+const T0: i64 = 1_764_000_000_000; // 2025-11-24T16:00:00Z, a whole hour.
+
+struct Env {
+    cw: CloudWatch,
+    clock: Arc<FixedClock>,
+    actions: Arc<RecordedActions>,
+    dir: PathBuf,
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("gantry-cw-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn env(name: &str) -> Env {
+    let dir = temp_dir(name);
+    let clock = Arc::new(FixedClock::new(Timestamp(T0)));
+    let actions = Arc::new(RecordedActions::default());
+    let cw = CloudWatch::open(
+        dir.clone(),
+        clock.clone(),
+        actions.clone(),
+        ("123456789012".into(), "us-east-1".into()),
+    )
+    .unwrap();
+    Env { cw, clock, actions, dir }
+}
+
+impl Env {
+    fn call(&self, op: &str, input: Value) -> Result<Value, ServiceError> {
+        let out = self.cw.call("123456789012", "us-east-1", op, &serde_json::to_vec(&input).unwrap())?;
+        Ok(serde_json::from_slice(&out).unwrap())
+    }
+    fn ok(&self, op: &str, input: Value) -> Value {
+        self.call(op, input).unwrap_or_else(|e| panic!("{op}: {} {}", e.code, e.message))
+    }
+    fn err(&self, op: &str, input: Value) -> (String, String) {
+        let e = self.call(op, input).unwrap_err();
+        (e.code, e.message)
+    }
+    fn now_s(&self) -> f64 {
+        self.clock.now().0 as f64 / 1000.0
+    }
+    fn reopen(self) -> Env {
+        let Env { cw, clock, actions, dir } = self;
+        drop(cw);
+        let cw = CloudWatch::open(
+            dir.clone(),
+            clock.clone(),
+            actions.clone(),
+            ("123456789012".into(), "us-east-1".into()),
+        )
+        .unwrap();
+        Env { cw, clock, actions, dir }
+    }
+}
+
+fn put(e: &Env, name: &str, ts: f64, value: f64) {
+    e.ok(
+        "PutMetricData",
+        json!({"Namespace": "App", "MetricData": [{"MetricName": name, "Timestamp": ts, "Value": value,
+            "Dimensions": [{"Name": "Service", "Value": "web"}], "Unit": "Percent"}]}),
+    );
+}
+
+fn stats(e: &Env, name: &str, start: f64, end: f64, period: i64, extra: Value) -> Vec<Value> {
+    let mut input = json!({"Namespace": "App", "MetricName": name, "StartTime": start, "EndTime": end, "Period": period,
+        "Dimensions": [{"Name": "Service", "Value": "web"}], "Statistics": ["Average", "Sum", "SampleCount", "Minimum", "Maximum"]});
+    if let (Value::Object(i), Value::Object(x)) = (&mut input, extra) {
+        i.extend(x);
+    }
+    let out = e.ok("GetMetricStatistics", input);
+    out["Datapoints"].as_array().unwrap().clone()
+}
+
+#[test]
+fn put_and_get_statistics_with_values_counts_sets_and_percentiles() {
+    let e = env("stats");
+    let t = e.now_s() - 600.0;
+    e.ok(
+        "PutMetricData",
+        json!({"Namespace": "App", "MetricData": [
+            {"MetricName": "Latency", "Timestamp": t, "Values": [10.0, 20.0, 30.0], "Counts": [1.0, 2.0, 97.0],
+             "Dimensions": [{"Name": "Service", "Value": "web"}], "Unit": "Milliseconds"},
+            {"MetricName": "Latency", "Timestamp": t + 1.0, "StatisticValues": {"SampleCount": 10.0, "Sum": 100.0, "Minimum": 1.0, "Maximum": 40.0},
+             "Dimensions": [{"Name": "Service", "Value": "web"}], "Unit": "Milliseconds"}]}),
+    );
+    let dps = stats(&e, "Latency", t - 60.0, t + 60.0, 60, json!({}));
+    assert_eq!(dps.len(), 1);
+    let d = &dps[0];
+    assert_eq!(d["SampleCount"], json!(110.0));
+    assert_eq!(d["Sum"], json!(10.0 + 40.0 + 2910.0 + 100.0));
+    assert_eq!(d["Minimum"], json!(1.0));
+    assert_eq!(d["Maximum"], json!(40.0));
+    assert_eq!(d["Unit"], json!("Milliseconds"));
+    // The statistic set has no distribution: no percentile for that minute, one for a minute
+    // with only values.
+    let t2 = t + 120.0;
+    for i in 1..=100 {
+        e.ok("PutMetricData", json!({"Namespace": "App", "MetricData": [{"MetricName": "Latency", "Timestamp": t2, "Value": i as f64, "Dimensions": [{"Name": "Service", "Value": "web"}], "Unit": "Milliseconds"}]}));
+    }
+    let out = e.ok(
+        "GetMetricStatistics",
+        json!({"Namespace": "App", "MetricName": "Latency", "StartTime": t - 60.0, "EndTime": t2 + 60.0, "Period": 60,
+               "Dimensions": [{"Name": "Service", "Value": "web"}], "ExtendedStatistics": ["p99", "p50"]}),
+    );
+    let dps = out["Datapoints"].as_array().unwrap();
+    assert_eq!(dps.len(), 2);
+    assert_eq!(dps[0]["ExtendedStatistics"], json!({}));
+    let p99 = dps[1]["ExtendedStatistics"]["p99"].as_f64().unwrap();
+    assert!((p99 - 99.0).abs() <= 99.0 * sketch::ALPHA, "{p99}");
+    // Another dimension set is another metric.
+    let none = e.ok("GetMetricStatistics", json!({"Namespace": "App", "MetricName": "Latency", "StartTime": t - 60.0, "EndTime": t2 + 60.0, "Period": 60, "Statistics": ["Sum"]}));
+    assert_eq!(none["Datapoints"], json!([]));
+}
+
+#[test]
+fn put_metric_data_errors_name_the_bad_value() {
+    let e = env("errors");
+    let m = |d: Value| json!({"Namespace": "App", "MetricData": [d]});
+    let cases = [
+        (
+            json!({"Namespace": "AWS/ECS", "MetricData": [{"MetricName": "x", "Value": 1.0}]}),
+            "InvalidParameterValue",
+            "The value AWS/ for parameter Namespace is invalid.",
+        ),
+        (
+            m(
+                json!({"MetricName": "x", "Value": 1.0, "StatisticValues": {"SampleCount": 1.0, "Sum": 1.0, "Minimum": 1.0, "Maximum": 1.0}}),
+            ),
+            "InvalidParameterCombination",
+            "The parameters MetricData.member.1.Value and MetricData.member.1.StatisticValues are mutually exclusive and you have specified both.",
+        ),
+        (
+            m(json!({"MetricName": "x", "Values": [1.0, 2.0], "Counts": [1.0]})),
+            "InvalidParameterCombination",
+            "The parameters MetricData.member.1.Values and MetricData.member.1.Counts must be of the same size.",
+        ),
+        (
+            m(json!({"MetricName": "x", "Value": 1.0, "StorageResolution": 5})),
+            "InvalidParameterValue",
+            "The value 5 for parameter MetricData.member.1.StorageResolution is invalid.",
+        ),
+        (
+            m(json!({"MetricName": "x", "Value": 1.0, "Unit": "Furlongs"})),
+            "InvalidParameterValue",
+            "The value Furlongs for parameter MetricData.member.1.Unit is invalid.",
+        ),
+        (
+            m(json!({"MetricName": "x", "Value": 1.0, "Timestamp": (T0 / 1000 - 15 * 86400) as f64})),
+            "InvalidParameterValue",
+            "The parameter MetricData.member.1.Timestamp must specify a time no more than two weeks in the past.",
+        ),
+        (
+            m(json!({"MetricName": "x", "Value": 1.0, "Timestamp": (T0 / 1000 + 3 * 3600) as f64})),
+            "InvalidParameterValue",
+            "The parameter MetricData.member.1.Timestamp must specify a time no more than two hours in the future.",
+        ),
+        (
+            m(json!({"MetricName": "x"})),
+            "InvalidParameterCombination",
+            "At least one of the parameters MetricData.member.1.Value, MetricData.member.1.StatisticValues and MetricData.member.1.Values must be specified.",
+        ),
+        (json!({"Namespace": "App"}), "MissingParameter", "The parameter MetricData is required."),
+        (
+            m(
+                json!({"MetricName": "x", "Value": 1.0, "Dimensions": [{"Name": "a", "Value": "1"}, {"Name": "a", "Value": "2"}]}),
+            ),
+            "InvalidParameterValue",
+            "No metric may have duplicate dimension names: a appears twice in MetricData.member.1.Dimensions.",
+        ),
+    ];
+    for (input, code, message) in cases {
+        assert_eq!(e.err("PutMetricData", input.clone()), (code.to_string(), message.to_string()), "{input}");
+    }
+    let too_many: Vec<Value> = (0..1001).map(|_| json!({"MetricName": "x", "Value": 1.0})).collect();
+    assert_eq!(
+        e.err("PutMetricData", json!({"Namespace": "App", "MetricData": too_many})).0,
+        "InvalidParameterValue"
+    );
+    let (code, msg) = e.err("GetMetricStatistics", json!({"Namespace": "App", "MetricName": "x", "StartTime": 0.0, "EndTime": 86400.0 * 2.0, "Period": 60, "Statistics": ["Sum"]}));
+    assert_eq!(code, "InvalidParameterCombination");
+    assert!(msg.starts_with("You have requested up to 2,880 datapoints"), "{msg}");
+    assert_eq!(
+        e.err(
+            "GetMetricStatistics",
+            json!({"Namespace": "App", "MetricName": "x", "StartTime": 0.0, "EndTime": 60.0, "Period": 60})
+        ),
+        (
+            "InvalidParameterCombination".into(),
+            "At least one of the parameters Statistics and ExtendedStatistics must be specified.".into()
+        )
+    );
+}
+
+#[test]
+fn roll_ups_answer_by_age_and_retention_drops_tiers() {
+    let e = env("rollup");
+    let start = e.now_s() - 120.0;
+    // Two minutes of high-resolution data: one datapoint a second, value = second within the minute.
+    for s in 0..120 {
+        e.ok("PutMetricData", json!({"Namespace": "App", "MetricData": [{"MetricName": "Hr", "Timestamp": start + s as f64, "Value": (s % 60) as f64,
+            "StorageResolution": 1, "Dimensions": [{"Name": "Service", "Value": "web"}]}]}));
+    }
+    let one_s = stats(&e, "Hr", start, start + 120.0, 1, json!({}));
+    assert_eq!(one_s.len(), 120);
+    let ten_s = stats(&e, "Hr", start, start + 120.0, 10, json!({}));
+    assert_eq!(ten_s.len(), 12);
+    assert_eq!(ten_s[1]["Sum"], json!((10..20).sum::<i32>() as f64));
+    let minute = stats(&e, "Hr", start, start + 120.0, 60, json!({}));
+    assert_eq!(minute.len(), 2);
+    assert_eq!(minute[0]["Average"], json!(29.5));
+    assert_eq!(minute[0]["SampleCount"], json!(60.0));
+    // After 3 hours the 1-second tier is gone; minutes remain, and so does the 5-minute roll-up.
+    e.clock.advance_ms(4 * 3_600_000);
+    e.cw.maintain().unwrap();
+    let later = stats(&e, "Hr", start, start + 120.0, 1, json!({}));
+    assert_eq!(later.len(), 2, "answered from the 1-minute tier");
+    let five = stats(&e, "Hr", start, start + 300.0, 300, json!({}));
+    assert_eq!(five.len(), 1);
+    assert_eq!(five[0]["SampleCount"], json!(120.0));
+    // After 15 days, only 5-minute buckets; after 63 days, only hours; after 455, nothing.
+    e.clock.advance_ms(15 * 86_400_000);
+    e.cw.maintain().unwrap();
+    let d = stats(&e, "Hr", start, start + 3600.0, 60, json!({}));
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0]["SampleCount"], json!(120.0));
+    e.clock.advance_ms(50 * 86_400_000);
+    e.cw.maintain().unwrap();
+    let h = stats(&e, "Hr", start - 3600.0, start + 3600.0, 3600, json!({}));
+    assert_eq!(h.len(), 1);
+    e.clock.advance_ms(400 * 86_400_000);
+    e.cw.maintain().unwrap();
+    assert_eq!(crate::store::series_count(&e.cw.store().read()), 0);
+}
+
+#[test]
+fn acknowledged_datapoints_survive_a_reopen_and_a_torn_log_tail() {
+    let e = env("durable");
+    let t = e.now_s() - 60.0;
+    put(&e, "Cpu", t, 5.0);
+    put(&e, "Cpu", t, 7.0);
+    let e = e.reopen();
+    assert_eq!(stats(&e, "Cpu", t - 60.0, t + 60.0, 60, json!({}))[0]["Sum"], json!(12.0));
+    // A checkpoint, more data, and half a record at the end of the log (a crash mid-write).
+    e.cw.store().checkpoint().unwrap();
+    put(&e, "Cpu", t, 1.0);
+    let wal = e.dir.join("wal.log");
+    let mut f = std::fs::OpenOptions::new().append(true).open(&wal).unwrap();
+    std::io::Write::write_all(&mut f, &[200, 0, 0, 0, 1, 2, 3]).unwrap();
+    drop(f);
+    let e = e.reopen();
+    let d = stats(&e, "Cpu", t - 60.0, t + 60.0, 60, json!({}));
+    assert_eq!(d[0]["Sum"], json!(13.0));
+    assert_eq!(d[0]["SampleCount"], json!(3.0));
+    put(&e, "Cpu", t, 1.0);
+    let e = e.reopen();
+    assert_eq!(stats(&e, "Cpu", t - 60.0, t + 60.0, 60, json!({}))[0]["Sum"], json!(14.0));
+}
+
+#[test]
+fn get_metric_data_math_scan_by_and_pagination() {
+    let e = env("gmd");
+    let base = e.now_s() - e.now_s() % 60.0 - 600.0;
+    for k in 0..5 {
+        put(&e, "A", base + 60.0 * k as f64, k as f64);
+        if k % 2 == 0 {
+            put(&e, "B", base + 60.0 * k as f64, 10.0);
+        }
+    }
+    let stat = |id: &str, name: &str| json!({"Id": id, "MetricStat": {"Metric": {"Namespace": "App", "MetricName": name, "Dimensions": [{"Name": "Service", "Value": "web"}]}, "Period": 60, "Stat": "Sum"}, "ReturnData": false});
+    let q = json!({"StartTime": base, "EndTime": base + 300.0, "ScanBy": "TimestampAscending", "MetricDataQueries": [
+        stat("a", "A"), stat("b", "B"),
+        {"Id": "total", "Expression": "a + b", "Label": "A plus B"},
+        {"Id": "filled", "Expression": "FILL(b, 0) * 2"},
+        {"Id": "both", "Expression": "SUM(METRICS())"},
+        {"Id": "high", "Expression": "IF(a >= 2, a, 0)"},
+        {"Id": "rate", "Expression": "RATE(a)"},
+    ]});
+    let out = e.ok("GetMetricData", q.clone());
+    let r = out["MetricDataResults"].as_array().unwrap();
+    let by = |id: &str| r.iter().find(|x| x["Id"] == json!(id)).unwrap().clone();
+    assert_eq!(r.len(), 5, "ReturnData false hides a and b");
+    assert_eq!(by("total")["Values"], json!([10.0, 12.0, 14.0]));
+    assert_eq!(by("total")["Label"], json!("A plus B"));
+    assert_eq!(by("filled")["Values"], json!([20.0, 0.0, 20.0, 0.0, 20.0]));
+    assert_eq!(by("both")["Values"], json!([10.0, 1.0, 12.0, 3.0, 14.0]));
+    assert_eq!(by("high")["Values"], json!([0.0, 0.0, 2.0, 3.0, 4.0]));
+    assert_eq!(by("rate")["Values"], json!([1.0 / 60.0, 1.0 / 60.0, 1.0 / 60.0, 1.0 / 60.0]));
+    assert_eq!(by("total")["Timestamps"], json!([base, base + 120.0, base + 240.0]));
+    assert_eq!(by("total")["StatusCode"], json!("Complete"));
+    // Newest first by default; pages of MaxDatapoints with a NextToken.
+    let mut q2 = q.clone();
+    q2.as_object_mut().unwrap().remove("ScanBy");
+    q2["MaxDatapoints"] = json!(4);
+    let p1 = e.ok("GetMetricData", q2.clone());
+    assert_eq!(p1["MetricDataResults"][0]["Values"], json!([14.0, 12.0, 10.0]));
+    assert_eq!(p1["MetricDataResults"][1]["Values"], json!([20.0]));
+    assert_eq!(p1["MetricDataResults"][1]["StatusCode"], json!("PartialData"));
+    let mut all = Vec::new();
+    let mut token = p1["NextToken"].clone();
+    all.extend(p1["MetricDataResults"][1]["Values"].as_array().unwrap().clone());
+    while let Some(t) = token.as_str() {
+        let mut q3 = q2.clone();
+        q3["NextToken"] = json!(t);
+        let p = e.ok("GetMetricData", q3);
+        all.extend(p["MetricDataResults"][1]["Values"].as_array().unwrap().clone());
+        token = p["NextToken"].clone();
+    }
+    assert_eq!(all, vec![json!(20.0), json!(0.0), json!(20.0), json!(0.0), json!(20.0)]);
+    let (code, msg) = e.err("GetMetricData", json!({"StartTime": base, "EndTime": base + 60.0, "MetricDataQueries": [{"Id": "e1", "Expression": "m9 * 2"}]}));
+    assert_eq!(
+        (code.as_str(), msg.as_str()),
+        ("InvalidParameterValue", "Error in expression 'e1': Unrecognized query ID 'm9'")
+    );
+    assert_eq!(e.err("GetMetricData", json!({"StartTime": base, "EndTime": base + 60.0, "MetricDataQueries": [{"Id": "E1", "Expression": "1"}]})).0, "InvalidParameterValue");
+}
+
+#[test]
+fn list_metrics_filters_and_recently_active() {
+    let e = env("list");
+    put(&e, "Old", e.now_s(), 1.0);
+    e.clock.advance_ms(4 * 3_600_000);
+    put(&e, "New", e.now_s(), 1.0);
+    e.ok("PutMetricData", json!({"Namespace": "Other", "MetricData": [{"MetricName": "New", "Value": 1.0}]}));
+    let names = |v: Value| -> Vec<String> {
+        v["Metrics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| format!("{}/{}", m["Namespace"].as_str().unwrap(), m["MetricName"].as_str().unwrap()))
+            .collect()
+    };
+    assert_eq!(names(e.ok("ListMetrics", json!({}))), ["App/New", "App/Old", "Other/New"]);
+    assert_eq!(names(e.ok("ListMetrics", json!({"RecentlyActive": "PT3H"}))), ["App/New", "Other/New"]);
+    assert_eq!(
+        names(e.ok("ListMetrics", json!({"Dimensions": [{"Name": "Service"}]}))),
+        ["App/New", "App/Old"]
+    );
+    assert_eq!(names(e.ok("ListMetrics", json!({"Namespace": "Other"}))), ["Other/New"]);
+    assert_eq!(
+        names(e.ok("ListMetrics", json!({"Dimensions": [{"Name": "Service", "Value": "api"}]}))),
+        Vec::<String>::new()
+    );
+}
+
+fn alarm(e: &Env, extra: Value) {
+    let mut input = json!({"AlarmName": "cpu-high", "Namespace": "App", "MetricName": "Cpu", "Statistic": "Average",
+        "Dimensions": [{"Name": "Service", "Value": "web"}], "Period": 60, "EvaluationPeriods": 3, "DatapointsToAlarm": 2,
+        "Threshold": 150.0, "ComparisonOperator": "GreaterThanThreshold",
+        "AlarmActions": ["arn:aws:autoscaling:us-east-1:123456789012:scalingPolicy:abc:resource/ecs/service/c/web:policyName/up"]});
+    if let (Value::Object(i), Value::Object(x)) = (&mut input, extra) {
+        i.extend(x);
+    }
+    e.ok("PutMetricAlarm", input);
+}
+
+fn describe(e: &Env) -> Value {
+    e.ok("DescribeAlarms", json!({"AlarmNames": ["cpu-high"]}))["MetricAlarms"][0].clone()
+}
+
+#[test]
+fn alarms_evaluate_on_the_clock_with_cloudwatchs_reasons() {
+    let e = env("alarm");
+    alarm(&e, json!({}));
+    let a = describe(&e);
+    assert_eq!(a["StateValue"], json!("INSUFFICIENT_DATA"));
+    assert_eq!(a["StateReason"], json!("Unchecked: Initial alarm creation"));
+    e.cw.evaluate_alarms();
+    let a = describe(&e);
+    assert_eq!(a["StateReason"], json!("Insufficient Data: 3 datapoints were unknown."));
+    // Two of the last three minutes breach: ALARM.
+    let m0 = e.now_s();
+    put(&e, "Cpu", m0, 200.0);
+    put(&e, "Cpu", m0 + 60.0, 100.0);
+    put(&e, "Cpu", m0 + 120.0, 250.0);
+    e.clock.advance_ms(180_000);
+    e.cw.evaluate_alarms();
+    let a = describe(&e);
+    assert_eq!(a["StateValue"], json!("ALARM"), "{a}");
+    assert_eq!(
+        a["StateReason"],
+        json!(
+            "Threshold Crossed: 2 out of the last 3 datapoints [250.0 (24/11/25 16:02:00), 200.0 (24/11/25 16:00:00)] were greater than the threshold (150.0) (minimum 2 datapoints for INSUFFICIENT_DATA -> ALARM transition)."
+        )
+    );
+    let data: Value = serde_json::from_str(a["StateReasonData"].as_str().unwrap()).unwrap();
+    assert_eq!(data["recentDatapoints"], json!([250.0, 100.0, 200.0]));
+    assert_eq!(data["statistic"], json!("Average"));
+    assert_eq!(
+        data["evaluatedDatapoints"][0],
+        json!({"timestamp": "2025-11-24T16:02:00.000+0000", "sampleCount": 1.0, "value": 250.0})
+    );
+    assert_eq!(e.actions.actions.lock().unwrap().len(), 1, "the autoscaling action is recorded");
+    // Not due again before the next minute.
+    e.clock.advance_ms(10_000);
+    e.cw.evaluate_alarms();
+    // Load stops: the next two minutes are calm, so only one of the last three breaches.
+    put(&e, "Cpu", m0 + 180.0, 10.0);
+    put(&e, "Cpu", m0 + 240.0, 20.0);
+    e.clock.advance_ms(120_000);
+    e.cw.evaluate_alarms();
+    let a = describe(&e);
+    assert_eq!(a["StateValue"], json!("OK"), "{a}");
+    assert_eq!(
+        a["StateReason"],
+        json!(
+            "Threshold Crossed: 2 datapoints [20.0 (24/11/25 16:04:00), 10.0 (24/11/25 16:03:00)] were not greater than the threshold (150.0)."
+        )
+    );
+    let hist =
+        e.ok("DescribeAlarmHistory", json!({"AlarmName": "cpu-high", "HistoryItemType": "StateUpdate"}));
+    let summaries: Vec<&str> = hist["AlarmHistoryItems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["HistorySummary"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        summaries,
+        ["Alarm updated from ALARM to OK", "Alarm updated from INSUFFICIENT_DATA to ALARM"]
+    );
+    let actions = e.ok("DescribeAlarmHistory", json!({"AlarmName": "cpu-high", "HistoryItemType": "Action"}));
+    assert!(
+        actions["AlarmHistoryItems"][0]["HistorySummary"]
+            .as_str()
+            .unwrap()
+            .starts_with("Successfully executed action arn:aws:autoscaling:")
+    );
+    // State survives a restart.
+    let e = e.reopen();
+    assert_eq!(describe(&e)["StateValue"], json!("OK"));
+}
+
+#[test]
+fn treat_missing_data_and_datapoints_to_alarm() {
+    let check = |treat: &str, points: &[Option<f64>], current: &str| {
+        let rule = alarms::Rule {
+            evaluation_periods: 3,
+            datapoints_to_alarm: 2,
+            threshold: 1.0,
+            operator: "GreaterThanOrEqualToThreshold",
+            treat_missing: treat,
+            period: 60,
+            statistic: Some("Sum"),
+            current,
+        };
+        let pts: Vec<alarms::PeriodValue> =
+            points.iter().enumerate().map(|(i, v)| (i as i64 * 60, v.map(|v| (v, None)))).collect();
+        alarms::decide(&rule, &pts, 180_000).state
+    };
+    let (x, o, m) = (Some(5.0), Some(0.0), None);
+    assert_eq!(check("missing", &[m, m, m], "OK"), Some("INSUFFICIENT_DATA"));
+    assert_eq!(check("ignore", &[m, m, m], "OK"), None);
+    assert_eq!(check("breaching", &[m, m, m], "OK"), Some("ALARM"));
+    assert_eq!(check("notBreaching", &[m, m, m], "ALARM"), Some("OK"));
+    assert_eq!(check("missing", &[x, m, x], "OK"), Some("ALARM"));
+    assert_eq!(check("missing", &[o, m, x], "ALARM"), Some("OK"));
+    assert_eq!(check("ignore", &[m, m, x], "OK"), None, "one missing could still breach");
+    assert_eq!(check("ignore", &[o, o, x], "ALARM"), Some("OK"));
+    assert_eq!(check("breaching", &[m, o, x], "OK"), Some("ALARM"));
+    assert_eq!(check("notBreaching", &[m, o, x], "ALARM"), Some("OK"));
+}
+
+#[test]
+fn alarm_operations_errors_tags_and_metric_math_alarms() {
+    let e = env("alarmops");
+    assert_eq!(
+        e.err("PutMetricAlarm", json!({"AlarmName": "a", "Namespace": "App", "MetricName": "Cpu", "Statistic": "Avg", "Period": 60, "EvaluationPeriods": 1, "Threshold": 1.0, "ComparisonOperator": "GreaterThanThreshold"})),
+        ("InvalidParameterValue".into(), "The value Avg for parameter Statistic is invalid.".into())
+    );
+    assert_eq!(e.err("PutMetricAlarm", json!({"AlarmName": "a", "Namespace": "App", "MetricName": "Cpu", "Statistic": "Sum", "Period": 45, "EvaluationPeriods": 1, "Threshold": 1.0, "ComparisonOperator": "GreaterThanThreshold"})).0, "InvalidParameterValue");
+    assert_eq!(
+        e.err("SetAlarmState", json!({"AlarmName": "nope", "StateValue": "ALARM", "StateReason": "x"})).0,
+        "ResourceNotFound"
+    );
+    // An alarm on metric math: the sum of two metrics.
+    e.ok("PutMetricAlarm", json!({"AlarmName": "sum", "EvaluationPeriods": 1, "Threshold": 10.0, "ComparisonOperator": "GreaterThanOrEqualToThreshold",
+        "Metrics": [
+            {"Id": "a", "MetricStat": {"Metric": {"Namespace": "App", "MetricName": "A"}, "Period": 60, "Stat": "Sum"}, "ReturnData": false},
+            {"Id": "b", "MetricStat": {"Metric": {"Namespace": "App", "MetricName": "B"}, "Period": 60, "Stat": "Sum"}, "ReturnData": false},
+            {"Id": "e", "Expression": "a + b", "Label": "total"}],
+        "Tags": [{"Key": "team", "Value": "web"}]}));
+    e.ok("PutMetricData", json!({"Namespace": "App", "MetricData": [{"MetricName": "A", "Value": 4.0}, {"MetricName": "B", "Value": 6.0}]}));
+    e.clock.advance_ms(60_000);
+    e.cw.evaluate_alarms();
+    let a = e.ok("DescribeAlarms", json!({"AlarmNamePrefix": "su", "StateValue": "ALARM"}));
+    assert_eq!(a["MetricAlarms"].as_array().unwrap().len(), 1, "{a}");
+    let arn = a["MetricAlarms"][0]["AlarmArn"].as_str().unwrap().to_string();
+    assert_eq!(arn, "arn:aws:cloudwatch:us-east-1:123456789012:alarm:sum");
+    assert_eq!(
+        e.ok("ListTagsForResource", json!({"ResourceARN": arn}))["Tags"],
+        json!([{"Key": "team", "Value": "web"}])
+    );
+    e.ok("UntagResource", json!({"ResourceARN": arn, "TagKeys": ["team"]}));
+    assert_eq!(e.ok("ListTagsForResource", json!({"ResourceARN": arn}))["Tags"], json!([]));
+    // SetAlarmState, with actions disabled: no action runs.
+    e.ok("DisableAlarmActions", json!({"AlarmNames": ["sum"]}));
+    e.ok("SetAlarmState", json!({"AlarmName": "sum", "StateValue": "OK", "StateReason": "testing"}));
+    let a = e.ok("DescribeAlarms", json!({"AlarmNames": ["sum"]}));
+    assert_eq!(a["MetricAlarms"][0]["StateValue"], json!("OK"));
+    assert_eq!(a["MetricAlarms"][0]["ActionsEnabled"], json!(false));
+    assert_eq!(
+        e.cw.alarm_states("123456789012", "us-east-1", &["sum".into(), "none".into()]),
+        vec![Some("OK".into()), None]
+    );
+    alarm(&e, json!({}));
+    let for_metric = e.ok("DescribeAlarmsForMetric", json!({"Namespace": "App", "MetricName": "Cpu"}));
+    assert_eq!(for_metric["MetricAlarms"].as_array().unwrap().len(), 1);
+    e.ok("DeleteAlarms", json!({"AlarmNames": ["sum", "cpu-high", "never-existed"]}));
+    assert_eq!(e.ok("DescribeAlarms", json!({}))["MetricAlarms"], json!([]));
+}

@@ -1,0 +1,117 @@
+//! ExecuteCommand: which container of which running task a command may run in, decided with
+//! ECS's rules and errors. The session itself (its token, the stream between the caller and the
+//! task's agent, its record) is the front door's: this module knows no sockets.
+
+use crate::{ControlPlane, Ctx};
+use gantry_core::{EcsError, ErrorKind, Result, TaskStatus};
+use gantry_model::{ExecuteCommandRequest, ManagedAgent};
+
+/// The name ECS gives the managed agent that runs ECS Exec sessions, in `managedAgents`.
+pub const EXEC_AGENT: &str = "ExecuteCommandAgent";
+
+/// ECS's answer when the task was not run with exec enabled, or its exec agent is not running.
+pub const NOT_ENABLED: &str = "The execute command failed because execute command was not enabled when the task was run or the execute command agent isn’t running. Wait and try again or run a new task with execute command enabled and try again.";
+
+/// Where an ExecuteCommand's session runs: what the response names, and the node whose agent
+/// runs the command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecTarget {
+    pub cluster_arn: String,
+    pub cluster_name: String,
+    pub task_arn: String,
+    pub container_arn: String,
+    pub container_name: String,
+    /// The node (agent) running the task.
+    pub node: String,
+    /// ExecuteCommand's command split into words as the ECS exec agent splits it.
+    pub command: Vec<String>,
+}
+
+/// The `managedAgents` entry of an exec-enabled task's container, following the container:
+/// PENDING until it runs, RUNNING (with when it started) while it does, STOPPED after.
+pub(crate) fn follow_container(agents: &mut Option<Vec<ManagedAgent>>, container_status: &str, now: f64) {
+    for a in agents.iter_mut().flatten().filter(|a| a.name.as_deref() == Some(EXEC_AGENT)) {
+        match container_status {
+            "RUNNING" if a.last_status.as_deref() != Some("RUNNING") => {
+                a.last_status = Some("RUNNING".into());
+                a.last_started_at = Some(now);
+            }
+            "STOPPED" => a.last_status = Some("STOPPED".into()),
+            _ => {}
+        }
+    }
+}
+
+/// The `managedAgents` a container of a task starts with.
+pub(crate) fn initial_agents(enabled: bool) -> Option<Vec<ManagedAgent>> {
+    enabled.then(|| {
+        vec![ManagedAgent {
+            name: Some(EXEC_AGENT.into()),
+            last_status: Some("PENDING".into()),
+            ..Default::default()
+        }]
+    })
+}
+
+impl ControlPlane {
+    /// Checks an ExecuteCommand request as ECS does and names the container and node it runs on.
+    /// The request's own fields are checked before the cluster is looked up.
+    pub fn execute_command(&self, ctx: &Ctx, req: &ExecuteCommandRequest) -> Result<ExecTarget> {
+        if !req.interactive {
+            return Err(EcsError::invalid("Interactive is the only mode supported currently."));
+        }
+        if req.command.trim().is_empty() {
+            return Err(EcsError::invalid("Command cannot be empty."));
+        }
+        if req.task.is_empty() {
+            return Err(EcsError::invalid("Task cannot be empty."));
+        }
+        let command = gantry_core::exec::split_command(&req.command).ok_or_else(|| {
+            EcsError::invalid(format!("The command {} has an unterminated quote.", req.command))
+        })?;
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+        let cname = cluster.value.cluster_name.clone().unwrap_or_default();
+        let rec = self
+            .load_task(ctx, &cname, &req.task)?
+            .ok_or_else(|| EcsError::invalid(format!("The specified task {} was not found.", req.task)))?;
+        let task = &rec.value.task;
+        let containers = task.containers.as_deref().unwrap_or_default();
+        let container = match req.container.as_deref() {
+            Some(name) => containers.iter().find(|c| c.name.as_deref() == Some(name)).ok_or_else(|| {
+                EcsError::invalid(format!("The container {name} does not exist in the task {}.", req.task))
+            })?,
+            None => match containers {
+                [only] => only,
+                _ => {
+                    return Err(EcsError::invalid(
+                        "The task has more than one container. You must specify a container name.",
+                    ));
+                }
+            },
+        };
+        let agent_running =
+            container.managed_agents.iter().flatten().any(|a| {
+                a.name.as_deref() == Some(EXEC_AGENT) && a.last_status.as_deref() == Some("RUNNING")
+            });
+        let running = task.last_status.as_deref().and_then(TaskStatus::parse) == Some(TaskStatus::Running)
+            && task.desired_status.as_deref() == Some("RUNNING");
+        if !task.enable_execute_command || !agent_running || !running {
+            return Err(EcsError::invalid(NOT_ENABLED));
+        }
+        if rec.value.node.is_empty() || !self.agents.connected(&rec.value.node, self.clock.now()) {
+            return Err(EcsError::new(
+                ErrorKind::TargetNotConnectedException,
+                "The execute command failed due to an internal error. Try again later.",
+            ));
+        }
+        Ok(ExecTarget {
+            cluster_arn: cluster.value.cluster_arn.clone().unwrap_or_default(),
+            cluster_name: cname,
+            task_arn: task.task_arn.clone().unwrap_or_default(),
+            container_arn: container.container_arn.clone().unwrap_or_default(),
+            container_name: container.name.clone().unwrap_or_default(),
+            node: rec.value.node.clone(),
+            command,
+        })
+    }
+}

@@ -1,0 +1,268 @@
+//! ECS Exec through the control plane: enableExecuteCommand on tasks and services, the managed
+//! agent it gives their containers, and ExecuteCommand's checks with ECS's errors.
+
+use crate::common::{connected_instance, req, setup};
+use gantry_core::ErrorKind;
+use gantry_ecs::ops::exec::NOT_ENABLED;
+use gantry_ecs::{ControlPlane, Ctx};
+use gantry_model::*;
+use serde_json::json;
+
+async fn cluster(
+    cp: &ControlPlane,
+    ctx: &Ctx,
+    clock: &std::sync::Arc<gantry_core::FixedClock>,
+) -> gantry_ecs::agents::PollGuard {
+    cp.create_cluster(ctx, req(json!({"clusterName": "c"}))).await.unwrap();
+    let registration = req(json!({"cluster": "c", "totalResources": [
+        {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+        {"name": "MEMORY", "type": "INTEGER", "integerValue": 2048}]}));
+    connected_instance(cp, ctx, clock, registration).await.1
+    // The instance's agent stays connected while the guard lives.
+}
+
+async fn run(cp: &ControlPlane, ctx: &Ctx, exec: bool) -> Task {
+    let r = cp
+        .run_task(ctx, req(json!({"cluster": "c", "taskDefinition": "two", "enableExecuteCommand": exec})))
+        .await
+        .unwrap();
+    r.tasks.unwrap().remove(0)
+}
+
+async fn report(cp: &ControlPlane, ctx: &Ctx, arn: &str, status: &str) {
+    cp.submit_task_state_change(
+        ctx,
+        req(json!({"cluster": "c", "task": arn, "status": status, "containers": [
+            {"containerName": "app", "status": status}, {"containerName": "side", "status": status}]})),
+    )
+    .await
+    .unwrap();
+}
+
+fn exec_req(task: &str, container: Option<&str>, interactive: bool) -> ExecuteCommandRequest {
+    ExecuteCommandRequest {
+        cluster: Some("c".into()),
+        container: container.map(Into::into),
+        command: "sh -c 'echo hi'".into(),
+        interactive,
+        task: task.into(),
+    }
+}
+
+fn agents(t: &Task) -> Vec<(Option<String>, Option<String>, bool)> {
+    t.containers
+        .iter()
+        .flatten()
+        .flat_map(|c| c.managed_agents.iter().flatten())
+        .map(|a| (a.name.clone(), a.last_status.clone(), a.last_started_at.is_some()))
+        .collect()
+}
+
+#[tokio::test]
+async fn execute_command_runs_only_where_ecs_would() {
+    let (cp, ctx, clock) = setup();
+    let _guard = cluster(&cp, &ctx, &clock).await;
+    cp.register_task_definition(
+        &ctx,
+        req(json!({"family": "two", "containerDefinitions": [
+            {"name": "app", "image": "img", "memory": 64}, {"name": "side", "image": "img", "memory": 64}]})),
+    )
+    .await
+    .unwrap();
+
+    // A task run with exec enabled says so, and its containers carry ECS's managed agent.
+    let t = run(&cp, &ctx, true).await;
+    assert!(t.enable_execute_command);
+    let pending = (Some("ExecuteCommandAgent".to_string()), Some("PENDING".to_string()), false);
+    assert_eq!(agents(&t), vec![pending.clone(), pending]);
+    let arn = t.task_arn.clone().unwrap();
+
+    // Not yet running: ECS's "not enabled or agent not running".
+    let e = cp.execute_command(&ctx, &exec_req(&arn, Some("app"), true)).unwrap_err();
+    assert_eq!((e.kind, e.message.as_str()), (ErrorKind::InvalidParameterException, NOT_ENABLED));
+
+    report(&cp, &ctx, &arn, "RUNNING").await;
+    let d = cp
+        .describe_tasks(&ctx, req(json!({"cluster": "c", "tasks": [arn]})))
+        .unwrap()
+        .tasks
+        .unwrap()
+        .remove(0);
+    let running = (Some("ExecuteCommandAgent".to_string()), Some("RUNNING".to_string()), true);
+    assert_eq!(agents(&d), vec![running.clone(), running]);
+
+    let target = cp.execute_command(&ctx, &exec_req(&arn, Some("side"), true)).unwrap();
+    assert_eq!(target.container_name, "side");
+    assert_eq!(target.command, vec!["sh", "-c", "echo hi"]);
+    assert_eq!(target.task_arn, arn);
+    assert_eq!(target.cluster_arn, "arn:aws:ecs:us-east-1:000000000000:cluster/c");
+    let side = d.containers.as_ref().unwrap().iter().find(|c| c.name.as_deref() == Some("side")).unwrap();
+    assert_eq!(Some(target.container_arn.as_str()), side.container_arn.as_deref());
+    // By the task's ID too.
+    let id = arn.rsplit('/').next().unwrap();
+    assert_eq!(cp.execute_command(&ctx, &exec_req(id, Some("app"), true)).unwrap().task_arn, arn);
+
+    let check = |r: ExecuteCommandRequest, kind: ErrorKind, msg: &str| {
+        let e = cp.execute_command(&ctx, &r).unwrap_err();
+        assert_eq!((e.kind, e.message.as_str()), (kind, msg), "{r:?}");
+    };
+    check(
+        exec_req(&arn, Some("app"), false),
+        ErrorKind::InvalidParameterException,
+        "Interactive is the only mode supported currently.",
+    );
+    check(
+        exec_req(&arn, None, true),
+        ErrorKind::InvalidParameterException,
+        "The task has more than one container. You must specify a container name.",
+    );
+    check(
+        exec_req(&arn, Some("nope"), true),
+        ErrorKind::InvalidParameterException,
+        &format!("The container nope does not exist in the task {arn}."),
+    );
+    check(
+        ExecuteCommandRequest { cluster: Some("nope".into()), ..exec_req(&arn, Some("app"), true) },
+        ErrorKind::ClusterNotFoundException,
+        "Cluster not found.",
+    );
+    check(
+        exec_req("0123456789abcdef0123456789abcdef", Some("app"), true),
+        ErrorKind::InvalidParameterException,
+        "The specified task 0123456789abcdef0123456789abcdef was not found.",
+    );
+    check(
+        ExecuteCommandRequest { command: "echo 'open".into(), ..exec_req(&arn, Some("app"), true) },
+        ErrorKind::InvalidParameterException,
+        "The command echo 'open has an unterminated quote.",
+    );
+
+    // A task run without exec enabled has no managed agent and cannot be exec'd into.
+    let plain = run(&cp, &ctx, false).await;
+    assert!(!plain.enable_execute_command);
+    assert!(agents(&plain).is_empty());
+    let plain_arn = plain.task_arn.unwrap();
+    report(&cp, &ctx, &plain_arn, "RUNNING").await;
+    check(exec_req(&plain_arn, Some("app"), true), ErrorKind::InvalidParameterException, NOT_ENABLED);
+
+    // Once stopped, the agent is STOPPED and exec is refused.
+    report(&cp, &ctx, &arn, "STOPPED").await;
+    let d = cp
+        .describe_tasks(&ctx, req(json!({"cluster": "c", "tasks": [arn]})))
+        .unwrap()
+        .tasks
+        .unwrap()
+        .remove(0);
+    assert!(agents(&d).iter().all(|a| a.1.as_deref() == Some("STOPPED")));
+    check(exec_req(&arn, Some("app"), true), ErrorKind::InvalidParameterException, NOT_ENABLED);
+}
+
+#[tokio::test]
+async fn a_disconnected_agent_is_target_not_connected() {
+    let (cp, ctx, clock) = setup();
+    let guard = cluster(&cp, &ctx, &clock).await;
+    cp.register_task_definition(
+        &ctx,
+        req(
+            json!({"family": "two", "containerDefinitions": [{"name": "app", "image": "img", "memory": 64}]}),
+        ),
+    )
+    .await
+    .unwrap();
+    let arn = run(&cp, &ctx, true).await.task_arn.unwrap();
+    cp.submit_task_state_change(
+        &ctx,
+        req(json!({"cluster": "c", "task": arn, "status": "RUNNING",
+            "containers": [{"containerName": "app", "status": "RUNNING"}]})),
+    )
+    .await
+    .unwrap();
+    // One container: no name needed.
+    let mut r = exec_req(&arn, None, true);
+    assert_eq!(cp.execute_command(&ctx, &r).unwrap().container_name, "app");
+    drop(guard);
+    clock.advance_ms(60_000);
+    r.container = Some("app".into());
+    let e = cp.execute_command(&ctx, &r).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::TargetNotConnectedException);
+}
+
+#[tokio::test]
+async fn services_launch_tasks_with_exec_as_configured() {
+    let (cp, ctx, clock) = setup();
+    let _guard = cluster(&cp, &ctx, &clock).await;
+    cp.register_task_definition(
+        &ctx,
+        req(
+            json!({"family": "two", "containerDefinitions": [{"name": "app", "image": "img", "memory": 64}]}),
+        ),
+    )
+    .await
+    .unwrap();
+    let s = cp
+        .create_service(
+            &ctx,
+            req(json!({"cluster": "c", "serviceName": "s", "taskDefinition": "two", "desiredCount": 0,
+                "enableExecuteCommand": true})),
+        )
+        .await
+        .unwrap()
+        .service
+        .unwrap();
+    assert!(s.enable_execute_command);
+    let s = cp
+        .update_service(&ctx, req(json!({"cluster": "c", "service": "s", "enableExecuteCommand": false})))
+        .await
+        .unwrap()
+        .service
+        .unwrap();
+    assert!(!s.enable_execute_command);
+    let d = cp.describe_services(&ctx, req(json!({"cluster": "c", "services": ["s"]}))).unwrap();
+    assert!(!d.services.unwrap()[0].enable_execute_command);
+}
+
+#[tokio::test]
+async fn update_container_agent_says_when_there_is_no_update() {
+    let (cp, ctx, clock) = setup();
+    cp.create_cluster(&ctx, req(json!({"clusterName": "c"}))).await.unwrap();
+    let register = |version: Option<&str>| {
+        let mut r = json!({"cluster": "c", "totalResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}]});
+        if let Some(v) = version {
+            r["versionInfo"] = json!({"agentVersion": v});
+        }
+        req::<RegisterContainerInstanceRequest>(r)
+    };
+    let check = |arn: String, kind: ErrorKind, msg: String| {
+        let cp = cp.clone();
+        let ctx = ctx.clone();
+        async move {
+            let e = cp
+                .update_container_agent(&ctx, req(json!({"cluster": "c", "containerInstance": arn})))
+                .await
+                .unwrap_err();
+            assert_eq!((e.kind, e.message), (kind, msg));
+        }
+    };
+    let server = gantry_ecs::ops::container_instances::SERVER_VERSION;
+    let (current, _g1) = connected_instance(&cp, &ctx, &clock, register(Some(server))).await;
+    check(
+        current.clone(),
+        ErrorKind::NoUpdateAvailableException,
+        format!("There is no update available for the agent of container instance {current}: it runs {server}, the server's version."),
+    )
+    .await;
+    let (none, _g2) = connected_instance(&cp, &ctx, &clock, register(None)).await;
+    check(
+        none.clone(),
+        ErrorKind::MissingVersionException,
+        format!("The container instance {none} does not report its agent's version."),
+    )
+    .await;
+    let e = cp
+        .update_container_agent(&ctx, req(json!({"cluster": "nope", "containerInstance": current})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ClusterNotFoundException);
+}
