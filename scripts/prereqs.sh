@@ -10,6 +10,8 @@ python3 -m venv --help >/dev/null 2>&1 || need+=(python3-venv python3-pip)
 command -v gcc >/dev/null 2>&1 || need+=(build-essential)
 command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
+# The agent refreshes the host's neighbor entries of task addresses with `ip` (iproute2).
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # The etcd backend: protoc compiles its gRPC protos at build time; its tests run a real etcd.
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)

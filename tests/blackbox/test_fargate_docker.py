@@ -11,6 +11,8 @@ from __future__ import annotations
 import http.client
 import json
 
+import pytest
+
 from harness import busybox_container, docker_ids, wait_for
 
 HTTPD = ["httpd", "-f", "-p", "8080", "-h", "/www"]
@@ -87,3 +89,49 @@ def test_fargate_task_without_network_configuration_is_rejected(spawn_server, un
                                     containerDefinitions=[{"name": "web", "image": "gantry-test/busybox:latest"}])
     rc, err = up.aws("ecs", "run-task", "--cluster", cluster, "--launch-type", "FARGATE", "--task-definition", family)
     assert rc != 0 and "InvalidParameterException" in err and "Network Configuration must be provided" in err, err
+
+
+def test_a_task_given_an_earlier_tasks_address_answers_at_once(spawn_server, docker_run_id, unique):
+    """Each awsvpc task's interface has a MAC address of its own (the credentials endpoint's
+    route is keyed on it), and the engine hands a freed address to the next task. The host must
+    then reach the new task at once, not send its packets to the departed task's MAC address
+    until its neighbor entry expires (tens of seconds while other tasks keep the bridge up)."""
+    up = spawn_server("up3", command="up")
+    cluster = unique("fargate")
+    up.ecs.create_cluster(clusterName=cluster)
+    family = unique("web")
+    up.ecs.register_task_definition(
+        family=family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+        containerDefinitions=[busybox_container("web", docker_run_id, memory=None, command=HTTPD,
+                                                portMappings=[{"containerPort": 8080}])])
+    net = {"awsvpcConfiguration": {"subnets": ["subnet-local"], "assignPublicIp": "DISABLED"}}
+
+    def run_one() -> tuple[str, str]:
+        def run():
+            out = up.ecs.run_task(cluster=cluster, taskDefinition=family, launchType="FARGATE",
+                                  networkConfiguration=net)
+            return out["tasks"][0]["taskArn"] if out["tasks"] else None
+
+        arn = wait_for(run, 20, interval=0.2, what="Fargate capacity")
+        up.ecs.get_waiter("tasks_running").wait(cluster=cluster, tasks=[arn], WaiterConfig={"Delay": 1})
+        t = up.ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
+        details = {d["name"]: d["value"] for d in t["attachments"][0]["details"]}
+        return arn, details["privateIPv4Address"]
+
+    def get(ip: str) -> int:
+        conn = http.client.HTTPConnection(ip, 8080, timeout=3)
+        conn.request("GET", "/")
+        return conn.getresponse().status
+
+    # One task keeps the bridge up (a bridge without ports forgets every entry).
+    run_one()
+    first, first_ip = run_one()
+    assert get(first_ip) == 200
+    up.ecs.stop_task(cluster=cluster, task=first)
+    up.ecs.get_waiter("tasks_stopped").wait(cluster=cluster, tasks=[first], WaiterConfig={"Delay": 1})
+    wait_for(lambda: not docker_ids({"gantry.task-arn": first}), 15, what="the first task's containers to go")
+
+    second, second_ip = run_one()
+    if second_ip != first_ip:
+        pytest.skip(f"the engine gave the next task a new address ({second_ip}, not {first_ip})")
+    assert get(second_ip) == 200

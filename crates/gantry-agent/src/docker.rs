@@ -200,7 +200,39 @@ impl DockerRuntime {
                 }
             }
             e => unavailable(e),
+        })?;
+        self.forget_stale_neighbor(id).await;
+        Ok(())
+    }
+
+    /// A container whose MAC address Gantry chose (see [`MAC_LABEL`]) may get an address that
+    /// an earlier container had with another MAC address; the host would go on sending that
+    /// address's packets to the old MAC address (silently dropped) until its neighbor entry
+    /// expires, up to a minute, while the bridge has other ports. Docker's own MAC addresses
+    /// follow the IP address, so this never arose before. The host forgets the address's
+    /// entry, and the next packet asks for the new one. Best effort: without root or
+    /// iproute2 the entry expires on its own.
+    async fn forget_stale_neighbor(&self, id: &str) {
+        let Ok(Some(state)) = self.inspect(id).await else { return };
+        let Some(ip) = state.ip_address.filter(|_| state.labels.contains_key(MAC_LABEL)) else { return };
+        let done = tokio::task::spawn_blocking(move || {
+            std::process::Command::new("ip")
+                .args(["neigh", "flush", "to", &ip])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .output()
         })
+        .await;
+        match done {
+            Ok(Ok(out)) if out.status.success() => {}
+            Ok(Ok(out)) => {
+                tracing::debug!(container = id, error = %String::from_utf8_lossy(&out.stderr).trim(),
+                "ip neigh flush failed")
+            }
+            Ok(Err(e)) => tracing::debug!(container = id, error = %e, "ip neigh flush could not run"),
+            Err(_) => {}
+        }
     }
 
     async fn stop(&self, id: &str, timeout: Duration) -> RuntimeResult<()> {
