@@ -52,6 +52,24 @@ pub struct Tzif {
 }
 
 impl Tzif {
+    /// The zone named `name` (an IANA name such as `Europe/Berlin`; `UTC` and `Etc/UTC` need no
+    /// file) from the system's tz database, `/usr/share/zoneinfo`. `None` for a name the
+    /// database does not hold, and for anything but a plain name (never a path out of it).
+    pub fn named(name: &str) -> Option<Tzif> {
+        if name == "UTC" || name == "Etc/UTC" {
+            return Some(Tzif::from_transitions(0, Vec::new()));
+        }
+        if name.is_empty()
+            || name.contains("..")
+            || name.starts_with('/')
+            || !name.chars().all(|c| c.is_ascii_alphanumeric() || "/_-+".contains(c))
+        {
+            return None;
+        }
+        let bytes = std::fs::read(std::path::Path::new("/usr/share/zoneinfo").join(name)).ok()?;
+        Tzif::parse(&bytes)
+    }
+
     /// Parses a TZif file (version 1, or the 64-bit data of versions 2 and later).
     pub fn parse(b: &[u8]) -> Option<Tzif> {
         fn be(b: &[u8], at: usize, n: usize) -> Option<i64> {
@@ -440,6 +458,18 @@ mod tests {
 
     fn next(expr: &str, after: i64) -> Option<i64> {
         Schedule::parse(expr, true).unwrap().next_after(after, after, &Utc)
+    }
+
+    #[test]
+    fn zones_are_read_by_name_from_the_database_and_nowhere_else() {
+        let utc = Tzif::named("UTC").unwrap();
+        assert_eq!(to_utc(at(2024, 7, 1, 12, 0), &utc), at(2024, 7, 1, 12, 0));
+        // Etc/GMT+5 is five hours behind UTC (POSIX's sign).
+        let gmt5 = Tzif::named("Etc/GMT+5").unwrap();
+        assert_eq!(to_utc(at(2024, 7, 1, 12, 0), &gmt5), at(2024, 7, 1, 17, 0));
+        for bad in ["", "Nowhere/City", "../etc/passwd", "/etc/localtime", "Europe/../UTC", "a b"] {
+            assert!(Tzif::named(bad).is_none(), "{bad:?}");
+        }
     }
 
     #[test]
