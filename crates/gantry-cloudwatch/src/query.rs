@@ -527,24 +527,41 @@ const PLAIN_INTEGER_BELOW: f64 = 1e15;
 /// Appends `v` as serde_json writes an `f64`, integral values (timestamps, counts) without its
 /// general float formatting.
 fn push_f64(buf: &mut Vec<u8>, v: f64) {
+    /// "00", "01", ... "99": two digits per division.
+    const PAIRS: [u8; 200] = {
+        let mut t = [0u8; 200];
+        let mut i = 0;
+        while i < 100 {
+            t[2 * i] = b'0' + (i / 10) as u8;
+            t[2 * i + 1] = b'0' + (i % 10) as u8;
+            i += 1;
+        }
+        t
+    };
     if v.fract() == 0.0 && v.abs() < PLAIN_INTEGER_BELOW && !(v == 0.0 && v.is_sign_negative()) {
-        let mut n = v as i64;
-        if n < 0 {
-            buf.push(b'-');
-            n = -n;
+        // Room for a sign, 15 digits and ".0".
+        let mut text = [0u8; 20];
+        let mut at = text.len() - 2;
+        text[at..].copy_from_slice(b".0");
+        let mut n = v.abs() as u64;
+        while n >= 100 {
+            let pair = (n % 100) as usize * 2;
+            n /= 100;
+            at -= 2;
+            text[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
         }
-        let mut digits = [0u8; 20];
-        let mut at = digits.len();
-        loop {
+        if n >= 10 {
+            at -= 2;
+            text[at..at + 2].copy_from_slice(&PAIRS[n as usize * 2..n as usize * 2 + 2]);
+        } else {
             at -= 1;
-            digits[at] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
+            text[at] = b'0' + n as u8;
         }
-        buf.extend_from_slice(&digits[at..]);
-        buf.extend_from_slice(b".0");
+        if v < 0.0 {
+            at -= 1;
+            text[at] = b'-';
+        }
+        buf.extend_from_slice(&text[at..]);
     } else {
         // Writing to a Vec cannot fail.
         let _ = serde_json::to_writer(&mut *buf, &v);

@@ -381,8 +381,19 @@ pub fn period_values(
     let widest = period.max(TIERS[tier].resolution);
     let first = start_s - start_s.rem_euclid(widest);
     let keep_from = start_s - start_s.rem_euclid(period);
+    let buckets = &series.tiers[tier];
+    out.reserve((((end_s - keep_from) / period + 1) as usize).min(buckets.len()));
+    if period == TIERS[tier].resolution {
+        // Each bucket is its own period (bucket starts are multiples of the resolution).
+        for (&t, stats) in buckets.range(first..end_s) {
+            if let Some(v) = stats.stat(stat) {
+                out.push((t, v));
+            }
+        }
+        return;
+    }
     let percentile = matches!(stat, Stat::Percentile(_));
-    let mut run = series.tiers[tier].range(first..end_s).peekable();
+    let mut run = buckets.range(first..end_s).peekable();
     while let Some((&t, stats)) = run.next() {
         let p = t - t.rem_euclid(period);
         let mut merged: Option<Stats> = None;
