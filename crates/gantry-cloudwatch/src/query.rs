@@ -538,12 +538,18 @@ fn push_f64(buf: &mut Vec<u8>, v: f64) {
         }
         t
     };
-    if v.fract() == 0.0 && v.abs() < PLAIN_INTEGER_BELOW && !(v == 0.0 && v.is_sign_negative()) {
+    // Below 1e15 every integer is exact, so the round trip through u64 tells an integral value
+    // (without `fract`, a call into libm here).
+    let magnitude = v.abs();
+    if magnitude < PLAIN_INTEGER_BELOW
+        && (magnitude as u64) as f64 == magnitude
+        && !(v == 0.0 && v.is_sign_negative())
+    {
         // Room for a sign, 15 digits and ".0".
         let mut text = [0u8; 20];
         let mut at = text.len() - 2;
         text[at..].copy_from_slice(b".0");
-        let mut n = v.abs() as u64;
+        let mut n = magnitude as u64;
         while n >= 100 {
             let pair = (n % 100) as usize * 2;
             n /= 100;
