@@ -193,7 +193,9 @@ impl CloudWatch {
                 Ok(b"{}".to_vec())
             }
             "GetMetricStatistics" => render(&query::get_metric_statistics(self, scope, parse(input)?)?),
-            "GetMetricData" => render(&query::get_metric_data(self, scope, parse(input)?)?),
+            "GetMetricData" => {
+                query::encode_metric_data(&query::get_metric_data(self, scope, parse(input)?)?)
+            }
             "ListMetrics" => render(&query::list_metrics(self, scope, parse(input)?)?),
             "PutMetricAlarm" => {
                 alarms::put_metric_alarm(self, scope, parse(input)?)?;

@@ -392,6 +392,83 @@ fn reduce(name: &str, vals: &[f64]) -> Option<f64> {
     })
 }
 
+/// `reduce` of the series' values at each of their timestamps, in time order. Series in time
+/// order (what queries give) are reduced in one pass each over the union of their timestamps,
+/// each timestamp's values taken in array order as `reduce` takes them, so the results are the
+/// same to the bit; anything else goes through a map of timestamps.
+pub fn reduce_across(name: &str, xs: &[(Series, String)]) -> Series {
+    let ordered = |s: &Series| s.windows(2).all(|w| w[0].0 < w[1].0);
+    if !xs.iter().all(|(s, _)| ordered(s)) {
+        let mut at: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+        for (s, _) in xs {
+            for &(t, v) in s {
+                at.entry(t).or_default().push(v);
+            }
+        }
+        return at.into_iter().filter_map(|(t, vs)| reduce(name, &vs).map(|r| (t, r))).collect();
+    }
+    let mut times: Vec<i64> = Vec::new();
+    for (s, _) in xs {
+        if s.len() == times.len() && s.iter().zip(&times).all(|(p, t)| p.0 == *t) {
+            continue;
+        }
+        let mut union = Vec::with_capacity(times.len().max(s.len()));
+        let (mut i, mut j) = (0, 0);
+        while i < times.len() || j < s.len() {
+            let next = match (times.get(i), s.get(j)) {
+                (Some(&a), Some(&(b, _))) if a == b => {
+                    i += 1;
+                    j += 1;
+                    a
+                }
+                (Some(&a), Some(&(b, _))) if a < b => {
+                    i += 1;
+                    a
+                }
+                (Some(&a), None) => {
+                    i += 1;
+                    a
+                }
+                (_, Some(&(b, _))) => {
+                    j += 1;
+                    b
+                }
+                (None, None) => break,
+            };
+            union.push(next);
+        }
+        times = union;
+    }
+    // Each timestamp's running reduction and how many values it took, folded as `reduce` folds.
+    let start = match name {
+        "SUM" | "AVG" => std::iter::empty::<f64>().sum(),
+        "MIN" => f64::INFINITY,
+        _ => f64::NEG_INFINITY,
+    };
+    let mut acc = vec![(start, 0usize); times.len()];
+    for (s, _) in xs {
+        let mut slot = 0;
+        for &(t, v) in s {
+            while times[slot] < t {
+                slot += 1;
+            }
+            let (a, n) = &mut acc[slot];
+            *a = match name {
+                "SUM" | "AVG" => *a + v,
+                "MIN" => a.min(v),
+                _ => a.max(v),
+            };
+            *n += 1;
+        }
+    }
+    times
+        .into_iter()
+        .zip(acc)
+        .filter(|(_, (_, n))| *n > 0)
+        .map(|(t, (a, n))| (t, if name == "AVG" { a / n as f64 } else { a }))
+        .collect()
+}
+
 fn series_of(v: Val, what: &str) -> Result<Vec<(Series, String)>, String> {
     match v {
         Val::Series(s, l) => Ok(vec![(s, l)]),
@@ -464,16 +541,7 @@ fn call(name: &str, args: &[Expr], env: &Env<'_>) -> Result<Val, String> {
                     let vals: Vec<f64> = s.iter().map(|&(_, v)| v).collect();
                     Ok(Val::Scalar(reduce(name, &vals).unwrap_or(f64::NAN)))
                 }
-                Val::Array(xs) => {
-                    let mut at: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
-                    for (s, _) in &xs {
-                        for &(t, v) in s {
-                            at.entry(t).or_default().push(v);
-                        }
-                    }
-                    let s = at.into_iter().filter_map(|(t, vs)| reduce(name, &vs).map(|r| (t, r))).collect();
-                    Ok(Val::Series(s, String::new()))
-                }
+                Val::Array(xs) => Ok(Val::Series(reduce_across(name, &xs), String::new())),
             }
         }
         "FILL" => {
@@ -650,5 +718,67 @@ mod tests {
         assert_eq!(parse("m1 $ 2").unwrap_err(), "Unrecognized character '$' at position 4");
         assert_eq!(parse("FOO(m1)").unwrap_err(), "Unknown function FOO");
         assert!(parse("(m1").is_err());
+    }
+
+    /// The reduction across an array, computed per timestamp from a map (what `SUM(METRICS())`
+    /// did before `reduce_across`).
+    fn reduce_by_map(name: &str, xs: &[(Series, String)]) -> Vec<(i64, u64)> {
+        let mut at: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
+        for (s, _) in xs {
+            for &(t, v) in s {
+                at.entry(t).or_default().push(v);
+            }
+        }
+        at.into_iter().filter_map(|(t, vs)| reduce(name, &vs).map(|r| (t, r.to_bits()))).collect()
+    }
+
+    #[test]
+    fn reductions_across_series_agree_with_reducing_each_timestamp() {
+        let mut seed = 42u64;
+        let mut next = move |n: u64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        let values = [0.0, -0.0, 1.5, -2.0, 1e300, 1e-300, 7.25, f64::INFINITY];
+        // Series sharing one grid, sparse series on their own timestamps, empty ones; and one
+        // out of time order (taken through the map).
+        let mut arrays: Vec<Vec<(Series, String)>> = Vec::new();
+        for case in 0..40 {
+            let mut xs = Vec::new();
+            for k in 0..(1 + next(12)) {
+                let mut s: Series = Vec::new();
+                for t in 0..200i64 {
+                    if case % 4 == 0 || next(3) == 0 {
+                        s.push((
+                            t * 60,
+                            values[next(values.len() as u64) as usize] + next(1000) as f64 / 7.0,
+                        ));
+                    }
+                }
+                if case % 10 == 9 && k == 0 {
+                    s.reverse();
+                }
+                xs.push((s, format!("s{k}")));
+            }
+            arrays.push(xs);
+        }
+        arrays.push(vec![]);
+        arrays.push(vec![(vec![], "e".into()), (vec![(60, -0.0)], "z".into())]);
+        let mut points = 0;
+        for xs in &arrays {
+            for name in ["SUM", "AVG", "MIN", "MAX"] {
+                let want = reduce_by_map(name, xs);
+                let got: Vec<(i64, u64)> =
+                    reduce_across(name, xs).iter().map(|&(t, v)| (t, v.to_bits())).collect();
+                assert_eq!(got, want, "{name} over {} series", xs.len());
+                points += want.len();
+            }
+        }
+        assert!(points > 10_000, "{points}");
+        // A value that exists only in one sparse series still counts, alone, at its timestamp.
+        let sparse =
+            vec![(vec![(0, 1.0), (120, 2.0)], "a".into()), (vec![(60, 5.0), (120, 3.0)], "b".into())];
+        assert_eq!(reduce_across("SUM", &sparse), vec![(0, 1.0), (60, 5.0), (120, 5.0)]);
+        assert_eq!(reduce_across("AVG", &sparse), vec![(0, 1.0), (60, 5.0), (120, 2.5)]);
     }
 }

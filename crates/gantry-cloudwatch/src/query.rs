@@ -53,6 +53,35 @@ pub fn metric_stats(
     (out, unit_seen)
 }
 
+/// One statistic of a metric per period over `[start, end)`, in time order, periods before
+/// `start`'s left out: what GetMetricData's MetricStat answers. A metric with one unit (or the
+/// unit asked for) is read straight from its series ([`store::period_values`]); several units
+/// are merged through [`metric_stats`].
+pub fn metric_values(
+    data: &Data,
+    scope: (&str, &str),
+    metric: (&str, &str),
+    (dims, unit): (&[(String, String)], Option<&str>),
+    (start, end, period): (i64, i64, i64),
+    now_s: i64,
+    stat: &Stat,
+) -> math::Series {
+    let key = (scope.0.to_string(), scope.1.to_string(), metric.0.to_string(), metric.1.to_string());
+    let Some(series) = data.metrics.get(&key) else { return Vec::new() };
+    let found = store::by_dims(series, dims, unit);
+    if let [(_, one)] = found.as_slice() {
+        let mut out = Vec::new();
+        store::period_values(one, (start, end, period), now_s, stat, &mut out);
+        return out;
+    }
+    let (buckets, _) = metric_stats(data, scope, metric, dims, unit, (start, end, period), now_s);
+    buckets
+        .iter()
+        .filter(|(t, _)| **t >= start - start.rem_euclid(period))
+        .filter_map(|(t, b)| b.stat(stat).map(|v| (*t, v)))
+        .collect()
+}
+
 fn secs(t: f64) -> i64 {
     t.floor() as i64
 }
@@ -332,24 +361,22 @@ pub fn evaluate(
             let period = ms.period as i64;
             let dims = dimensions(&ms.metric.dimensions, "").unwrap_or_default();
             let stat = Stat::parse(&ms.stat).unwrap_or(Stat::Average);
-            let (buckets, _) = metric_stats(
+            let series = metric_values(
                 data,
                 scope,
                 (
                     ms.metric.namespace.as_deref().unwrap_or(""),
                     ms.metric.metric_name.as_deref().unwrap_or(""),
                 ),
-                &dims,
-                ms.unit.as_deref(),
+                (&dims, ms.unit.as_deref()),
                 (start, end, period),
                 now_s,
+                &stat,
             );
-            let series: math::Series = buckets
-                .iter()
-                .filter(|(t, _)| **t >= start - start.rem_euclid(period))
-                .filter_map(|(t, b)| b.stat(&stat).map(|v| (*t, v)))
-                .collect();
-            values.insert(q.id.clone(), Val::Series(series.clone(), label.clone()));
+            // Only expressions read the values: without any, the series is not copied.
+            if !plan.exprs.is_empty() {
+                values.insert(q.id.clone(), Val::Series(series.clone(), label.clone()));
+            }
             results.insert(i, Evaluated { id: q.id.clone(), series: vec![(series, label)], error: None });
         } else if let Some(e) = plan.exprs.get(&i) {
             let period = q.period.map(|p| p as i64).unwrap_or(smallest_period);
@@ -491,6 +518,154 @@ pub fn get_metric_data(
         }
     }
     Ok(m::GetMetricDataOutput { metric_data_results: Some(results), next_token, messages: Some(vec![]) })
+}
+
+/// Integral numbers below this magnitude are written as digits and `.0`, which is how
+/// serde_json writes them (a test holds the two to the same bytes); others go through serde_json.
+const PLAIN_INTEGER_BELOW: f64 = 1e15;
+
+/// Appends `v` as serde_json writes an `f64`, integral values (timestamps, counts) without its
+/// general float formatting.
+fn push_f64(buf: &mut Vec<u8>, v: f64) {
+    /// "00", "01", ... "99": two digits per division.
+    const PAIRS: [u8; 200] = {
+        let mut t = [0u8; 200];
+        let mut i = 0;
+        while i < 100 {
+            t[2 * i] = b'0' + (i / 10) as u8;
+            t[2 * i + 1] = b'0' + (i % 10) as u8;
+            i += 1;
+        }
+        t
+    };
+    // Below 1e15 every integer is exact, so the round trip through u64 tells an integral value
+    // (without `fract`, a call into libm here).
+    let magnitude = v.abs();
+    if magnitude < PLAIN_INTEGER_BELOW
+        && (magnitude as u64) as f64 == magnitude
+        && !(v == 0.0 && v.is_sign_negative())
+    {
+        // Room for a sign, 15 digits and ".0".
+        let mut text = [0u8; 20];
+        let mut at = text.len() - 2;
+        text[at..].copy_from_slice(b".0");
+        let mut n = magnitude as u64;
+        while n >= 100 {
+            let pair = (n % 100) as usize * 2;
+            n /= 100;
+            at -= 2;
+            text[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+        }
+        if n >= 10 {
+            at -= 2;
+            text[at..at + 2].copy_from_slice(&PAIRS[n as usize * 2..n as usize * 2 + 2]);
+        } else {
+            at -= 1;
+            text[at] = b'0' + n as u8;
+        }
+        if v < 0.0 {
+            at -= 1;
+            text[at] = b'-';
+        }
+        buf.extend_from_slice(&text[at..]);
+    } else {
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *buf, &v);
+    }
+}
+
+fn push_f64s(buf: &mut Vec<u8>, vs: &[f64]) {
+    buf.push(b'[');
+    for (i, &v) in vs.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        push_f64(buf, v);
+    }
+    buf.push(b']');
+}
+
+fn push_json<T: serde::Serialize + ?Sized>(buf: &mut Vec<u8>, v: &T) -> Result<(), ServiceError> {
+    serde_json::to_writer(&mut *buf, v).map_err(crate::internal)
+}
+
+/// GetMetricData's answer in its JSON form: the bytes `serde_json::to_vec` gives for it, with
+/// the timestamps and values (100,800 of each at most per page) written by [`push_f64`].
+pub fn encode_metric_data(out: &m::GetMetricDataOutput) -> Result<Vec<u8>, ServiceError> {
+    let points: usize = out
+        .metric_data_results
+        .iter()
+        .flatten()
+        .map(|r| r.timestamps.as_ref().map_or(0, Vec::len) + r.values.as_ref().map_or(0, Vec::len))
+        .sum();
+    let mut buf = Vec::with_capacity(256 + points * 14);
+    let mut sep = b'{';
+    let mut field = |buf: &mut Vec<u8>, name: &str| {
+        buf.push(sep);
+        sep = b',';
+        buf.push(b'"');
+        buf.extend_from_slice(name.as_bytes());
+        buf.extend_from_slice(b"\":");
+    };
+    if let Some(results) = &out.metric_data_results {
+        field(&mut buf, "MetricDataResults");
+        buf.push(b'[');
+        for (i, r) in results.iter().enumerate() {
+            if i > 0 {
+                buf.push(b',');
+            }
+            let mut sep = b'{';
+            let mut field = |buf: &mut Vec<u8>, name: &str| {
+                buf.push(sep);
+                sep = b',';
+                buf.push(b'"');
+                buf.extend_from_slice(name.as_bytes());
+                buf.extend_from_slice(b"\":");
+            };
+            if let Some(id) = &r.id {
+                field(&mut buf, "Id");
+                push_json(&mut buf, id)?;
+            }
+            if let Some(label) = &r.label {
+                field(&mut buf, "Label");
+                push_json(&mut buf, label)?;
+            }
+            if let Some(ts) = &r.timestamps {
+                field(&mut buf, "Timestamps");
+                push_f64s(&mut buf, ts);
+            }
+            if let Some(vs) = &r.values {
+                field(&mut buf, "Values");
+                push_f64s(&mut buf, vs);
+            }
+            if let Some(code) = &r.status_code {
+                field(&mut buf, "StatusCode");
+                push_json(&mut buf, code)?;
+            }
+            if let Some(messages) = &r.messages {
+                field(&mut buf, "Messages");
+                push_json(&mut buf, messages)?;
+            }
+            if sep == b'{' {
+                buf.push(b'{');
+            }
+            buf.push(b'}');
+        }
+        buf.push(b']');
+    }
+    if let Some(token) = &out.next_token {
+        field(&mut buf, "NextToken");
+        push_json(&mut buf, token)?;
+    }
+    if let Some(messages) = &out.messages {
+        field(&mut buf, "Messages");
+        push_json(&mut buf, messages)?;
+    }
+    if sep == b'{' {
+        buf.push(b'{');
+    }
+    buf.push(b'}');
+    Ok(buf)
 }
 
 pub fn list_metrics(

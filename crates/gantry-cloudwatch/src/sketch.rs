@@ -159,6 +159,12 @@ impl Stats {
         self.sketch = None;
     }
 
+    /// The count, sum, minimum and maximum without the distribution: what every statistic but
+    /// a percentile reads, copied without allocating.
+    pub fn scalars(&self) -> Stats {
+        Stats { count: self.count, sum: self.sum, min: self.min, max: self.max, sketch: None }
+    }
+
     pub fn merge(&mut self, other: &Stats) {
         self.count += other.count;
         self.sum += other.sum;

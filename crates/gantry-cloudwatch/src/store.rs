@@ -16,7 +16,7 @@
 //! record (a crash mid-write) is cut off. Puts hold the log's lock while they apply, so a
 //! checkpoint, which takes it too, sees every logged datapoint applied.
 
-use crate::sketch::Stats;
+use crate::sketch::{Stat, Stats};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -359,6 +359,58 @@ pub fn aggregate(
             None => {
                 out.insert(p, stats.clone());
             }
+        }
+    }
+}
+
+/// One statistic of the series per period in `[start, end)`, in time order: what [`aggregate`]
+/// and [`Stats::stat`] give, without building a map of merged copies. The tier is read as one
+/// ordered run; a period's buckets are consecutive in it, so a period that holds one bucket (a
+/// period equal to the tier's resolution) is answered from the stored bucket itself, and only a
+/// period of several buckets is merged, in the same order as [`aggregate`] merges them (the
+/// sketch is merged only for a percentile). Periods starting before `start`'s period (coarse
+/// buckets of old data) are left out, as GetMetricData leaves them out.
+pub fn period_values(
+    series: &Series,
+    (start_s, end_s, period): (i64, i64, i64),
+    now_s: i64,
+    stat: &Stat,
+    out: &mut Vec<(i64, f64)>,
+) {
+    let tier = tier_for(series, start_s, period, now_s);
+    let widest = period.max(TIERS[tier].resolution);
+    let first = start_s - start_s.rem_euclid(widest);
+    let keep_from = start_s - start_s.rem_euclid(period);
+    let buckets = &series.tiers[tier];
+    out.reserve((((end_s - keep_from) / period + 1) as usize).min(buckets.len()));
+    if period == TIERS[tier].resolution {
+        // Each bucket is its own period (bucket starts are multiples of the resolution).
+        for (&t, stats) in buckets.range(first..end_s) {
+            if let Some(v) = stats.stat(stat) {
+                out.push((t, v));
+            }
+        }
+        return;
+    }
+    let percentile = matches!(stat, Stat::Percentile(_));
+    let mut run = buckets.range(first..end_s).peekable();
+    while let Some((&t, stats)) = run.next() {
+        let p = t - t.rem_euclid(period);
+        let mut merged: Option<Stats> = None;
+        while let Some(&(&next, more)) = run.peek() {
+            if next - next.rem_euclid(period) != p {
+                break;
+            }
+            merged
+                .get_or_insert_with(|| if percentile { stats.clone() } else { stats.scalars() })
+                .merge(more);
+            run.next();
+        }
+        if p < keep_from {
+            continue;
+        }
+        if let Some(v) = merged.as_ref().unwrap_or(stats).stat(stat) {
+            out.push((p, v));
         }
     }
 }

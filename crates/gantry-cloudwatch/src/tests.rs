@@ -515,3 +515,245 @@ fn alarm_operations_errors_tags_and_metric_math_alarms() {
     e.ok("DeleteAlarms", json!({"AlarmNames": ["sum", "cpu-high", "never-existed"]}));
     assert_eq!(e.ok("DescribeAlarms", json!({}))["MetricAlarms"], json!([]));
 }
+
+/// A deterministic stream of numbers for the tests below (no randomness without a seed).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        self.0 >> 33
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// What GetMetricData read before `store::period_values`: every bucket copied into a map of
+/// periods and merged there, then the statistic, periods before `start`'s left out.
+fn reference_values(
+    series: &[(&str, &store::Series)],
+    (start, end, period): (i64, i64, i64),
+    now_s: i64,
+    stat: &sketch::Stat,
+) -> Vec<(i64, u64)> {
+    let mut out = std::collections::BTreeMap::new();
+    for (_, s) in series {
+        store::aggregate(s, start, end, period, now_s, &mut out);
+    }
+    out.iter()
+        .filter(|(t, _)| **t >= start - start.rem_euclid(period))
+        .filter_map(|(t, b)| b.stat(stat).map(|v| (*t, v.to_bits())))
+        .collect()
+}
+
+#[test]
+fn period_values_agree_with_merged_buckets_for_every_statistic_and_alignment() {
+    let e = env("periods");
+    let now = e.now_s() as i64;
+    let mut rng = Lcg(16);
+    let dims = json!([{"Name": "Service", "Value": "web"}]);
+    // Sparse standard-resolution data over two days (values, value/count arrays, statistic sets,
+    // negative values and zeros; some minutes several times, most minutes empty), a second unit
+    // of the same metric, and an hour of sparse high-resolution data.
+    let mut batch = Vec::new();
+    for _ in 0..1500 {
+        let ts = now - 2 * 86_400 + rng.below(2 * 86_400) as i64;
+        let v = rng.below(2000) as f64 / 8.0 - 50.0;
+        let datum = match rng.below(6) {
+            0 => {
+                json!({"MetricName": "Lo", "Timestamp": ts, "Values": [v, 0.0, v * 3.0], "Counts": [1.0, 2.0, 3.0]})
+            }
+            1 => {
+                json!({"MetricName": "Lo", "Timestamp": ts, "StatisticValues": {"SampleCount": 4.0, "Sum": v * 4.0, "Minimum": v - 1.0, "Maximum": v + 1.0}})
+            }
+            _ => json!({"MetricName": "Lo", "Timestamp": ts, "Value": v}),
+        };
+        batch.push(datum);
+        if rng.below(10) == 0 {
+            batch.push(json!({"MetricName": "Lo", "Timestamp": ts, "Value": v, "Unit": "Count"}));
+        }
+        let hi = now - 3600 + rng.below(3600) as i64;
+        batch.push(json!({"MetricName": "Hi", "Timestamp": hi, "Value": v, "StorageResolution": 1}));
+    }
+    for chunk in batch.chunks(1000) {
+        let chunk: Vec<Value> = chunk
+            .iter()
+            .map(|d| {
+                let mut d = d.clone();
+                d["Dimensions"] = dims.clone();
+                d
+            })
+            .collect();
+        e.ok("PutMetricData", json!({"Namespace": "App", "MetricData": chunk}));
+    }
+    let stats: Vec<sketch::Stat> =
+        ["Sum", "Average", "Minimum", "Maximum", "SampleCount", "p0", "p50", "p99.9", "p100"]
+            .iter()
+            .map(|s| sketch::Stat::parse(s).unwrap())
+            .collect();
+    let key = |name: &str| {
+        ("123456789012".to_string(), "us-east-1".to_string(), "App".to_string(), name.to_string())
+    };
+    let web = vec![("Service".to_string(), "web".to_string())];
+    let mut compared = 0;
+    let mut merged_periods = 0;
+    let mut check = |e: &Env, now_s: i64, windows: &[(&str, Option<&str>, i64, i64, i64)]| {
+        let data = e.cw.store().read();
+        for &(name, unit, start, end, period) in windows {
+            let found = store::by_dims(&data.metrics[&key(name)], &web, unit);
+            for stat in &stats {
+                let want = reference_values(&found, (start, end, period), now_s, stat);
+                let got = query::metric_values(
+                    &data,
+                    ("123456789012", "us-east-1"),
+                    ("App", name),
+                    (&web, unit),
+                    (start, end, period),
+                    now_s,
+                    stat,
+                );
+                let got: Vec<(i64, u64)> = got.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+                assert_eq!(got, want, "{name} {unit:?} {stat:?} [{start}, {end}) / {period}");
+                if found.len() == 1 {
+                    let mut direct = Vec::new();
+                    store::period_values(found[0].1, (start, end, period), now_s, stat, &mut direct);
+                    let direct: Vec<(i64, u64)> = direct.iter().map(|&(t, v)| (t, v.to_bits())).collect();
+                    assert_eq!(direct, want, "{name} {stat:?} [{start}, {end}) / {period}");
+                }
+                compared += want.len();
+                let tier = store::tier_for(found[0].1, start, period, now_s);
+                if period > store::TIERS[tier].resolution {
+                    merged_periods += want.len();
+                }
+            }
+        }
+    };
+    let day = now - 86_400;
+    let aligned = day - day.rem_euclid(3600);
+    check(
+        &e,
+        now,
+        &[
+            // Periods equal to the stored resolution, coarser than it, aligned and not, with
+            // partial periods at both ends; both units, and each alone.
+            ("Lo", None, aligned, aligned + 86_400, 60),
+            ("Lo", Some("None"), aligned + 17, aligned + 86_400 - 23, 60),
+            ("Lo", Some("Count"), aligned, now, 60),
+            ("Lo", Some("None"), aligned + 17, aligned + 40_000 + 31, 120),
+            ("Lo", Some("None"), aligned - 86_400 + 7, now, 300),
+            ("Lo", None, aligned - 86_400 + 7, now, 3600),
+            ("Lo", Some("None"), aligned + 90, aligned + 150, 60),
+            ("Hi", None, now - 3600, now, 1),
+            ("Hi", None, now - 3600 + 3, now - 5, 5),
+            ("Hi", None, now - 3599, now, 10),
+            ("Hi", None, now - 3600 + 11, now, 60),
+            ("Hi", None, now - 3600, now, 30),
+        ],
+    );
+    // Sixteen days on, the data is only in the 5-minute and hour tiers: buckets coarser than a
+    // 60-second period, one starting before the query's start.
+    e.clock.advance_ms(16 * 86_400_000);
+    let later = now + 16 * 86_400;
+    check(
+        &e,
+        later,
+        &[
+            ("Lo", Some("None"), aligned + 17, aligned + 86_400, 60),
+            ("Lo", None, aligned + 150, aligned + 3000, 300),
+            ("Lo", Some("None"), aligned - 86_400, aligned + 86_400, 600),
+        ],
+    );
+    assert!(compared > 20_000, "the windows hold data: {compared} values compared");
+    assert!(merged_periods > 5_000, "periods of several buckets were compared: {merged_periods}");
+}
+
+/// GetMetricData's JSON, written by `query::encode_metric_data`, is byte for byte what
+/// serde_json writes for the same answer.
+#[test]
+fn encoded_metric_data_is_what_serde_json_writes() {
+    let mut rng = Lcg(7);
+    let mut values = vec![
+        0.0,
+        -0.0,
+        1.0,
+        -1.0,
+        0.5,
+        -2.25,
+        1e15 - 1.0,
+        1e15,
+        -1e15 + 1.0,
+        1e16,
+        9_007_199_254_740_992.0,
+        1e300,
+        1e-300,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        1_764_000_000.0,
+        1_764_000_000.5,
+    ];
+    for digits in 1..=17 {
+        let top = 10f64.powi(digits);
+        values.extend([top - 1.0, top, top + 1.0, -(top - 1.0)]);
+    }
+    for _ in 0..20_000 {
+        let v = match rng.below(4) {
+            0 => (rng.next() << 20 | rng.next()) as f64,
+            1 => rng.next() as f64 / 1000.0,
+            2 => -((rng.next() % 1_000_000) as f64),
+            _ => f64::from_bits(rng.next() << 32 | rng.next()),
+        };
+        values.push(v);
+    }
+    let result = |id: &str, vs: &[f64]| m::MetricDataResult {
+        id: Some(id.into()),
+        label: Some("Latency \"p99\"\n\u{1}é".into()),
+        timestamps: Some(vs.iter().enumerate().map(|(i, _)| 1_764_000_000.0 - 60.0 * i as f64).collect()),
+        values: Some(vs.to_vec()),
+        status_code: Some("Complete".into()),
+        messages: Some(vec![]),
+    };
+    let outputs = vec![
+        m::GetMetricDataOutput::default(),
+        m::GetMetricDataOutput {
+            metric_data_results: Some(vec![]),
+            next_token: None,
+            messages: Some(vec![]),
+        },
+        m::GetMetricDataOutput {
+            metric_data_results: Some(vec![
+                result("m1", &values),
+                result("m2", &[]),
+                m::MetricDataResult::default(),
+                m::MetricDataResult {
+                    id: Some("e1".into()),
+                    label: None,
+                    timestamps: None,
+                    values: Some(vec![3.0]),
+                    status_code: Some("InternalError".into()),
+                    messages: Some(vec![m::MessageData {
+                        code: Some("InternalError".into()),
+                        value: Some("Error in expression 'e1': x".into()),
+                    }]),
+                },
+            ]),
+            next_token: Some("gmd-100".into()),
+            messages: Some(vec![m::MessageData { code: None, value: Some("v".into()) }]),
+        },
+    ];
+    for out in &outputs {
+        let fast = query::encode_metric_data(out).unwrap();
+        let want = serde_json::to_vec(out).unwrap();
+        if fast != want {
+            let at = fast.iter().zip(&want).position(|(a, b)| a != b).unwrap_or(fast.len().min(want.len()));
+            panic!(
+                "differs at byte {at}: {:?} vs {:?}",
+                String::from_utf8_lossy(&fast[at.saturating_sub(40)..(at + 40).min(fast.len())]),
+                String::from_utf8_lossy(&want[at.saturating_sub(40)..(at + 40).min(want.len())])
+            );
+        }
+    }
+}
