@@ -15,7 +15,7 @@ Rules for the structs:
 * member names keep the model's spelling (`#[serde(rename = "...")]`), fields are snake_case;
 * members listed in a structure's `required` are plain fields, so serde rejects a request without
   them; every other member is an `Option`, except unboxed primitives (the model's `Integer`,
-  `Boolean`, ...) of JSON services, which AWS always returns and which default to zero/false
+  `Boolean`, ..., neither the shape nor the member marked `box`) of JSON services, which AWS always returns and which default to zero/false
   (query services' primitives are `Option`s too: their models have no `box`);
 * enums stay `String`s: services validate enum values themselves, with their own messages, so the
   domain does it (and an unknown future value does not break deserialization of stored records);
@@ -301,7 +301,9 @@ def generate(module, directory, version, skip):
             attrs = [f'rename = "{mname}"']
             if mname in required:
                 pass
-            elif unboxed_primitive(m["shape"]):
+            elif unboxed_primitive(m["shape"]) and not m.get("box"):
+                # A member marked `box` is optional even over a primitive shape: absent is not
+                # zero (canaryBakeTimeInMinutes defaults to 10).
                 attrs.append("default")
             else:
                 ty = f"Option<{ty}>"

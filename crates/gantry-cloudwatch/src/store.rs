@@ -333,9 +333,11 @@ pub fn tier_for(series: &Series, start_s: i64, period: i64, now_s: i64) -> usize
             return i;
         }
     }
-    // Nothing divides the period (a 90 s period over 20-day-old data): the coarsest tier that
-    // still holds the start, else the coarsest.
-    TIERS.iter().position(|t| start_s >= now_s - t.retention).unwrap_or(TIERS.len() - 1)
+    // Nothing divides the period (a 90 s period over 20-day-old data, or 30 s over a
+    // standard-resolution series): the finest tier the series has that still holds the start,
+    // else the coarsest. Its buckets count in the period they start in.
+    let first = usize::from(!series.high_res);
+    (first..TIERS.len()).find(|&i| start_s >= now_s - TIERS[i].retention).unwrap_or(TIERS.len() - 1)
 }
 
 /// The series' statistics per period in `[start, end)`, periods aligned to multiples of

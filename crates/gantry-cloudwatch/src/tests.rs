@@ -757,3 +757,20 @@ fn encoded_metric_data_is_what_serde_json_writes() {
         }
     }
 }
+
+#[test]
+fn a_sub_minute_period_over_a_standard_resolution_series_reads_its_minutes() {
+    // CloudWatch keeps a standard-resolution metric at one minute: a 30-second period shows
+    // each minute's datapoint at the start of its minute, instead of nothing.
+    let e = env("sub-minute");
+    let base = e.now_s() - e.now_s() % 60.0 - 600.0;
+    for k in 0..4 {
+        put(&e, "A", base + 60.0 * k as f64 + 7.0, 1.0 + k as f64);
+    }
+    let q = json!({"StartTime": base, "EndTime": base + 240.0, "ScanBy": "TimestampAscending", "MetricDataQueries": [
+        {"Id": "a", "MetricStat": {"Metric": {"Namespace": "App", "MetricName": "A", "Dimensions": [{"Name": "Service", "Value": "web"}]}, "Period": 30, "Stat": "Sum"}}]});
+    let out = e.ok("GetMetricData", q);
+    let r = &out["MetricDataResults"][0];
+    assert_eq!(r["Values"], json!([1.0, 2.0, 3.0, 4.0]));
+    assert_eq!(r["Timestamps"], json!([base, base + 60.0, base + 120.0, base + 180.0]));
+}

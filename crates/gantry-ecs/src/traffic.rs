@@ -74,25 +74,26 @@ pub(crate) fn check_strategy(dc: &DeploymentConfiguration, daemon: bool) -> Resu
     if let Some(b) = dc.bake_time_in_minutes {
         check_bake("deploymentConfiguration.bakeTimeInMinutes", b)?;
     }
-    // The generated shapes read an absent stepPercent or canaryPercent as 0 (their members are
-    // boxed in the model, their shapes are not): 0 stands for "not given", ECS's default.
+    // Absent percents and bake times take ECS's defaults (see `strategy`).
     if let Some(l) = &dc.linear_configuration {
-        let p = l.step_percent;
-        if p != 0.0 && !tenth_in(p, 3.0, 100.0) {
+        if let Some(p) = l.step_percent.filter(|&p| !tenth_in(p, 3.0, 100.0)) {
             return Err(invalid(format!(
                 "linearConfiguration.stepPercent must be a multiple of 0.1 between 3.0 and 100.0, but was {p}."
             )));
         }
-        check_bake("linearConfiguration.stepBakeTimeInMinutes", l.step_bake_time_in_minutes)?;
+        if let Some(b) = l.step_bake_time_in_minutes {
+            check_bake("linearConfiguration.stepBakeTimeInMinutes", b)?;
+        }
     }
     if let Some(c) = &dc.canary_configuration {
-        let p = c.canary_percent;
-        if p != 0.0 && !tenth_in(p, 0.1, 100.0) {
+        if let Some(p) = c.canary_percent.filter(|&p| !tenth_in(p, 0.1, 100.0)) {
             return Err(invalid(format!(
                 "canaryConfiguration.canaryPercent must be a multiple of 0.1 between 0.1 and 100.0, but was {p}."
             )));
         }
-        check_bake("canaryConfiguration.canaryBakeTimeInMinutes", c.canary_bake_time_in_minutes)?;
+        if let Some(b) = c.canary_bake_time_in_minutes {
+            check_bake("canaryConfiguration.canaryBakeTimeInMinutes", b)?;
+        }
     }
     // A linear or canary configuration kept from an earlier strategy is unused, not an error.
     let hooks = dc.lifecycle_hooks.as_deref().unwrap_or_default();
@@ -255,22 +256,21 @@ fn strategy(s: &Service, minute_ms: i64) -> tr::Strategy {
     let dc = s.deployment_configuration.clone().unwrap_or_default();
     let min = |m: Option<i32>, default: i32| i64::from(m.unwrap_or(default).max(0)) * minute_ms;
     let shift = match strategy_of(Some(&dc)) {
-        // Bake times: an absent one reads as 0 in the generated shapes (see `check_strategy`), so
-        // ECS's defaults (6 and 10 minutes) apply only without the whole configuration.
-        "LINEAR" => match dc.linear_configuration.clone() {
-            Some(l) => tr::Shift::Linear {
-                step: if l.step_percent == 0.0 { 10.0 } else { l.step_percent },
-                bake_ms: min(Some(l.step_bake_time_in_minutes), 6),
-            },
-            None => tr::Shift::Linear { step: 10.0, bake_ms: min(None, 6) },
-        },
-        "CANARY" => match dc.canary_configuration.clone() {
-            Some(c) => tr::Shift::Canary {
-                percent: if c.canary_percent == 0.0 { 5.0 } else { c.canary_percent },
-                bake_ms: min(Some(c.canary_bake_time_in_minutes), 10),
-            },
-            None => tr::Shift::Canary { percent: 5.0, bake_ms: min(None, 10) },
-        },
+        // ECS's defaults: steps of 10 % baking 6 minutes; a canary of 5 % baking 10.
+        "LINEAR" => {
+            let l = dc.linear_configuration.clone().unwrap_or_default();
+            tr::Shift::Linear {
+                step: l.step_percent.unwrap_or(10.0),
+                bake_ms: min(l.step_bake_time_in_minutes, 6),
+            }
+        }
+        "CANARY" => {
+            let c = dc.canary_configuration.clone().unwrap_or_default();
+            tr::Shift::Canary {
+                percent: c.canary_percent.unwrap_or(5.0),
+                bake_ms: min(c.canary_bake_time_in_minutes, 10),
+            }
+        }
         _ => tr::Shift::AllAtOnce,
     };
     let hooks = dc
@@ -612,6 +612,30 @@ mod tests {
         assert!(id.starts_with("ecs-pause-"));
         assert_eq!(id.len(), "ecs-pause-".len() + 43);
         assert_ne!(id, hook_id(&ids));
+    }
+
+    #[test]
+    fn absent_percents_and_bake_times_take_ecs_defaults() {
+        let service = |dc: serde_json::Value| -> Service {
+            serde_json::from_value(serde_json::json!({"deploymentConfiguration": dc})).unwrap()
+        };
+        // Given without its bake time, as the CLI's shorthand and CloudFormation often send it.
+        let s = service(
+            serde_json::json!({"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 20.0}}),
+        );
+        assert_eq!(strategy(&s, 1000).shift, tr::Shift::Canary { percent: 20.0, bake_ms: 10_000 });
+        let s = service(
+            serde_json::json!({"strategy": "LINEAR", "linearConfiguration": {"stepBakeTimeInMinutes": 0}}),
+        );
+        assert_eq!(strategy(&s, 1000).shift, tr::Shift::Linear { step: 10.0, bake_ms: 0 });
+        let s = service(serde_json::json!({"strategy": "LINEAR", "linearConfiguration": {}}));
+        assert_eq!(strategy(&s, 1000).shift, tr::Shift::Linear { step: 10.0, bake_ms: 6_000 });
+        // An explicit 0 is a value to check, not "absent".
+        let dc: DeploymentConfiguration = serde_json::from_value(
+            serde_json::json!({"strategy": "CANARY", "canaryConfiguration": {"canaryPercent": 0.0}}),
+        )
+        .unwrap();
+        assert!(check_strategy(&dc, false).is_err());
     }
 
     #[test]

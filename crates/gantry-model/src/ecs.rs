@@ -179,10 +179,10 @@ pub struct BaselineEbsBandwidthMbpsRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CanaryConfiguration {
-    #[serde(rename = "canaryPercent", default)]
-    pub canary_percent: f64,
-    #[serde(rename = "canaryBakeTimeInMinutes", default)]
-    pub canary_bake_time_in_minutes: i32,
+    #[serde(rename = "canaryPercent", default, skip_serializing_if = "Option::is_none")]
+    pub canary_percent: Option<f64>,
+    #[serde(rename = "canaryBakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
+    pub canary_bake_time_in_minutes: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1667,10 +1667,10 @@ pub struct KeyValuePair {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LinearConfiguration {
-    #[serde(rename = "stepPercent", default)]
-    pub step_percent: f64,
-    #[serde(rename = "stepBakeTimeInMinutes", default)]
-    pub step_bake_time_in_minutes: i32,
+    #[serde(rename = "stepPercent", default, skip_serializing_if = "Option::is_none")]
+    pub step_percent: Option<f64>,
+    #[serde(rename = "stepBakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
+    pub step_bake_time_in_minutes: Option<i32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -3033,10 +3033,10 @@ pub struct ServiceRevisionSummary {
     pub running_task_count: i32,
     #[serde(rename = "pendingTaskCount", default)]
     pub pending_task_count: i32,
-    #[serde(rename = "requestedTestTrafficWeight", default)]
-    pub requested_test_traffic_weight: f64,
-    #[serde(rename = "requestedProductionTrafficWeight", default)]
-    pub requested_production_traffic_weight: f64,
+    #[serde(rename = "requestedTestTrafficWeight", default, skip_serializing_if = "Option::is_none")]
+    pub requested_test_traffic_weight: Option<f64>,
+    #[serde(rename = "requestedProductionTrafficWeight", default, skip_serializing_if = "Option::is_none")]
+    pub requested_production_traffic_weight: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -188,10 +188,10 @@ pub struct DeleteResourcePolicyResponse {
 pub struct DeleteSecretRequest {
     #[serde(rename = "SecretId")]
     pub secret_id: String,
-    #[serde(rename = "RecoveryWindowInDays", default)]
-    pub recovery_window_in_days: i64,
-    #[serde(rename = "ForceDeleteWithoutRecovery", default)]
-    pub force_delete_without_recovery: bool,
+    #[serde(rename = "RecoveryWindowInDays", default, skip_serializing_if = "Option::is_none")]
+    pub recovery_window_in_days: Option<i64>,
+    #[serde(rename = "ForceDeleteWithoutRecovery", default, skip_serializing_if = "Option::is_none")]
+    pub force_delete_without_recovery: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -222,8 +222,8 @@ pub struct DescribeSecretResponse {
     pub description: Option<String>,
     #[serde(rename = "KmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
-    #[serde(rename = "RotationEnabled", default)]
-    pub rotation_enabled: bool,
+    #[serde(rename = "RotationEnabled", default, skip_serializing_if = "Option::is_none")]
+    pub rotation_enabled: Option<bool>,
     #[serde(rename = "RotationLambdaARN", default, skip_serializing_if = "Option::is_none")]
     pub rotation_lambda_arn: Option<String>,
     #[serde(rename = "RotationRules", default, skip_serializing_if = "Option::is_none")]
@@ -294,22 +294,22 @@ pub struct Filter {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetRandomPasswordRequest {
-    #[serde(rename = "PasswordLength", default)]
-    pub password_length: i64,
+    #[serde(rename = "PasswordLength", default, skip_serializing_if = "Option::is_none")]
+    pub password_length: Option<i64>,
     #[serde(rename = "ExcludeCharacters", default, skip_serializing_if = "Option::is_none")]
     pub exclude_characters: Option<String>,
-    #[serde(rename = "ExcludeNumbers", default)]
-    pub exclude_numbers: bool,
-    #[serde(rename = "ExcludePunctuation", default)]
-    pub exclude_punctuation: bool,
-    #[serde(rename = "ExcludeUppercase", default)]
-    pub exclude_uppercase: bool,
-    #[serde(rename = "ExcludeLowercase", default)]
-    pub exclude_lowercase: bool,
-    #[serde(rename = "IncludeSpace", default)]
-    pub include_space: bool,
-    #[serde(rename = "RequireEachIncludedType", default)]
-    pub require_each_included_type: bool,
+    #[serde(rename = "ExcludeNumbers", default, skip_serializing_if = "Option::is_none")]
+    pub exclude_numbers: Option<bool>,
+    #[serde(rename = "ExcludePunctuation", default, skip_serializing_if = "Option::is_none")]
+    pub exclude_punctuation: Option<bool>,
+    #[serde(rename = "ExcludeUppercase", default, skip_serializing_if = "Option::is_none")]
+    pub exclude_uppercase: Option<bool>,
+    #[serde(rename = "ExcludeLowercase", default, skip_serializing_if = "Option::is_none")]
+    pub exclude_lowercase: Option<bool>,
+    #[serde(rename = "IncludeSpace", default, skip_serializing_if = "Option::is_none")]
+    pub include_space: Option<bool>,
+    #[serde(rename = "RequireEachIncludedType", default, skip_serializing_if = "Option::is_none")]
+    pub require_each_included_type: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -370,8 +370,8 @@ pub struct GetSecretValueResponse {
 pub struct ListResourcePoliciesRequest {
     #[serde(rename = "SecretId")]
     pub secret_id: String,
-    #[serde(rename = "MaxResults", default)]
-    pub max_results: i32,
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
 }
@@ -388,12 +388,12 @@ pub struct ListResourcePoliciesResponse {
 pub struct ListSecretVersionIdsRequest {
     #[serde(rename = "SecretId")]
     pub secret_id: String,
-    #[serde(rename = "MaxResults", default)]
-    pub max_results: i32,
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "IncludeDeprecated", default)]
-    pub include_deprecated: bool,
+    #[serde(rename = "IncludeDeprecated", default, skip_serializing_if = "Option::is_none")]
+    pub include_deprecated: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -410,10 +410,10 @@ pub struct ListSecretVersionIdsResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListSecretsRequest {
-    #[serde(rename = "IncludePlannedDeletion", default)]
-    pub include_planned_deletion: bool,
-    #[serde(rename = "MaxResults", default)]
-    pub max_results: i32,
+    #[serde(rename = "IncludePlannedDeletion", default, skip_serializing_if = "Option::is_none")]
+    pub include_planned_deletion: Option<bool>,
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
     #[serde(rename = "Filters", default, skip_serializing_if = "Option::is_none")]
@@ -440,8 +440,8 @@ pub struct PutResourcePolicyRequest {
     pub resource_policy: String,
     #[serde(rename = "PolicyName", default, skip_serializing_if = "Option::is_none")]
     pub policy_name: Option<String>,
-    #[serde(rename = "BlockPublicPolicy", default)]
-    pub block_public_policy: bool,
+    #[serde(rename = "BlockPublicPolicy", default, skip_serializing_if = "Option::is_none")]
+    pub block_public_policy: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -572,8 +572,8 @@ pub struct RotateSecretRequest {
     pub external_secret_rotation_metadata: Option<Vec<ExternalSecretRotationMetadataItem>>,
     #[serde(rename = "ExternalSecretRotationRoleArn", default, skip_serializing_if = "Option::is_none")]
     pub external_secret_rotation_role_arn: Option<String>,
-    #[serde(rename = "RotateImmediately", default)]
-    pub rotate_immediately: bool,
+    #[serde(rename = "RotateImmediately", default, skip_serializing_if = "Option::is_none")]
+    pub rotate_immediately: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -588,8 +588,8 @@ pub struct RotateSecretResponse {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RotationRulesType {
-    #[serde(rename = "AutomaticallyAfterDays", default)]
-    pub automatically_after_days: i64,
+    #[serde(rename = "AutomaticallyAfterDays", default, skip_serializing_if = "Option::is_none")]
+    pub automatically_after_days: Option<i64>,
     #[serde(rename = "Duration", default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
     #[serde(rename = "ScheduleExpression", default, skip_serializing_if = "Option::is_none")]
@@ -608,8 +608,8 @@ pub struct SecretListEntry {
     pub description: Option<String>,
     #[serde(rename = "KmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
-    #[serde(rename = "RotationEnabled", default)]
-    pub rotation_enabled: bool,
+    #[serde(rename = "RotationEnabled", default, skip_serializing_if = "Option::is_none")]
+    pub rotation_enabled: Option<bool>,
     #[serde(rename = "RotationLambdaARN", default, skip_serializing_if = "Option::is_none")]
     pub rotation_lambda_arn: Option<String>,
     #[serde(rename = "RotationRules", default, skip_serializing_if = "Option::is_none")]

@@ -67,12 +67,12 @@ pub struct DescribeParametersRequest {
     pub filters: Option<Vec<ParametersFilter>>,
     #[serde(rename = "ParameterFilters", default, skip_serializing_if = "Option::is_none")]
     pub parameter_filters: Option<Vec<ParameterStringFilter>>,
-    #[serde(rename = "MaxResults", default)]
-    pub max_results: i32,
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
-    #[serde(rename = "Shared", default)]
-    pub shared: bool,
+    #[serde(rename = "Shared", default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -87,10 +87,10 @@ pub struct DescribeParametersResult {
 pub struct GetParameterHistoryRequest {
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(rename = "WithDecryption", default)]
-    pub with_decryption: bool,
-    #[serde(rename = "MaxResults", default)]
-    pub max_results: i32,
+    #[serde(rename = "WithDecryption", default, skip_serializing_if = "Option::is_none")]
+    pub with_decryption: Option<bool>,
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
 }
@@ -107,8 +107,8 @@ pub struct GetParameterHistoryResult {
 pub struct GetParameterRequest {
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(rename = "WithDecryption", default)]
-    pub with_decryption: bool,
+    #[serde(rename = "WithDecryption", default, skip_serializing_if = "Option::is_none")]
+    pub with_decryption: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -121,14 +121,14 @@ pub struct GetParameterResult {
 pub struct GetParametersByPathRequest {
     #[serde(rename = "Path")]
     pub path: String,
-    #[serde(rename = "Recursive", default)]
-    pub recursive: bool,
+    #[serde(rename = "Recursive", default, skip_serializing_if = "Option::is_none")]
+    pub recursive: Option<bool>,
     #[serde(rename = "ParameterFilters", default, skip_serializing_if = "Option::is_none")]
     pub parameter_filters: Option<Vec<ParameterStringFilter>>,
-    #[serde(rename = "WithDecryption", default)]
-    pub with_decryption: bool,
-    #[serde(rename = "MaxResults", default)]
-    pub max_results: i32,
+    #[serde(rename = "WithDecryption", default, skip_serializing_if = "Option::is_none")]
+    pub with_decryption: Option<bool>,
+    #[serde(rename = "MaxResults", default, skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<i32>,
     #[serde(rename = "NextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
 }
@@ -145,8 +145,8 @@ pub struct GetParametersByPathResult {
 pub struct GetParametersRequest {
     #[serde(rename = "Names")]
     pub names: Vec<String>,
-    #[serde(rename = "WithDecryption", default)]
-    pub with_decryption: bool,
+    #[serde(rename = "WithDecryption", default, skip_serializing_if = "Option::is_none")]
+    pub with_decryption: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -161,8 +161,8 @@ pub struct GetParametersResult {
 pub struct LabelParameterVersionRequest {
     #[serde(rename = "Name")]
     pub name: String,
-    #[serde(rename = "ParameterVersion", default)]
-    pub parameter_version: i64,
+    #[serde(rename = "ParameterVersion", default, skip_serializing_if = "Option::is_none")]
+    pub parameter_version: Option<i64>,
     #[serde(rename = "Labels")]
     pub labels: Vec<String>,
 }
@@ -309,8 +309,8 @@ pub struct PutParameterRequest {
     pub r#type: Option<String>,
     #[serde(rename = "KeyId", default, skip_serializing_if = "Option::is_none")]
     pub key_id: Option<String>,
-    #[serde(rename = "Overwrite", default)]
-    pub overwrite: bool,
+    #[serde(rename = "Overwrite", default, skip_serializing_if = "Option::is_none")]
+    pub overwrite: Option<bool>,
     #[serde(rename = "AllowedPattern", default, skip_serializing_if = "Option::is_none")]
     pub allowed_pattern: Option<String>,
     #[serde(rename = "Tags", default, skip_serializing_if = "Option::is_none")]

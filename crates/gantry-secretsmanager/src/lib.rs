@@ -537,8 +537,9 @@ impl SecretsManager {
         scope: &Scope,
         req: m::DeleteSecretRequest,
     ) -> Result<m::DeleteSecretResponse, ServiceError> {
-        let window = req.recovery_window_in_days;
-        if req.force_delete_without_recovery && window != 0 {
+        let window = req.recovery_window_in_days.unwrap_or(0);
+        let force = req.force_delete_without_recovery.unwrap_or(false);
+        if force && window != 0 {
             return Err(invalid_parameter(
                 "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.",
             ));
@@ -549,7 +550,7 @@ impl SecretsManager {
             )));
         }
         let now = self.now();
-        if req.force_delete_without_recovery {
+        if force {
             loop {
                 let (key, rev, rec) = self.find(scope, &req.secret_id)?;
                 let r = self
@@ -897,10 +898,15 @@ impl SecretsManager {
         scope: &Scope,
         req: m::ListSecretsRequest,
     ) -> Result<m::ListSecretsResponse, ServiceError> {
-        let max = (req.max_results != 0).then_some(req.max_results);
+        let max = req.max_results.filter(|&n| n != 0);
         let filters = req.filters.clone().unwrap_or_default();
-        let (mut page, next_token) =
-            self.list_page(scope, &filters, max, req.next_token.as_deref(), req.include_planned_deletion)?;
+        let (mut page, next_token) = self.list_page(
+            scope,
+            &filters,
+            max,
+            req.next_token.as_deref(),
+            req.include_planned_deletion.unwrap_or(false),
+        )?;
         let by = req.sort_by.as_deref().unwrap_or("created-date");
         match by {
             "name" => page.sort_by(|a, b| a.name.cmp(&b.name)),
@@ -942,7 +948,7 @@ impl SecretsManager {
         req: m::ListSecretVersionIdsRequest,
     ) -> Result<m::ListSecretVersionIdsResponse, ServiceError> {
         let (_, _, rec) = self.find(scope, &req.secret_id)?;
-        let limit = match req.max_results {
+        let limit = match req.max_results.unwrap_or(0) {
             0 => 100,
             n if (1..=100).contains(&n) => n as usize,
             n => {
@@ -961,7 +967,7 @@ impl SecretsManager {
         let versions: Vec<m::SecretVersionsListEntry> = rec
             .versions
             .iter()
-            .filter(|(_, v)| req.include_deprecated || !v.stages.is_empty())
+            .filter(|(_, v)| req.include_deprecated == Some(true) || !v.stages.is_empty())
             .filter(|(id, _)| after.as_deref().is_none_or(|a| id.as_str() > a))
             .map(|(id, v)| m::SecretVersionsListEntry {
                 version_id: Some(id.clone()),

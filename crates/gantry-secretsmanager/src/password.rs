@@ -29,7 +29,7 @@ pub fn generate(
     req: GetRandomPasswordRequest,
     require_each: bool,
 ) -> Result<GetRandomPasswordResponse, ServiceError> {
-    let length = if req.password_length == 0 { 32 } else { req.password_length };
+    let length = req.password_length.unwrap_or(32);
     if !(1..=4096).contains(&length) {
         return Err(invalid_parameter(format!(
             "PasswordLength must be between 1 and 4096, but was {length}."
@@ -39,11 +39,11 @@ pub fn generate(
     let exclude = req.exclude_characters.unwrap_or_default();
     let mut classes: Vec<Vec<char>> = Vec::new();
     for (set, skip) in [
-        (LOWER, req.exclude_lowercase),
-        (UPPER, req.exclude_uppercase),
-        (DIGITS, req.exclude_numbers),
-        (PUNCTUATION, req.exclude_punctuation),
-        (" ", !req.include_space),
+        (LOWER, req.exclude_lowercase == Some(true)),
+        (UPPER, req.exclude_uppercase == Some(true)),
+        (DIGITS, req.exclude_numbers == Some(true)),
+        (PUNCTUATION, req.exclude_punctuation == Some(true)),
+        (" ", req.include_space != Some(true)),
     ] {
         if skip {
             continue;

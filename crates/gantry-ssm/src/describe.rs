@@ -5,11 +5,14 @@ use gantry_core::{Scope, ServiceError};
 use gantry_model::ssm as m;
 
 /// MaxResults: 0 (absent) is the default; otherwise 1..=max.
-pub fn limit(max_results: i32, max: i32) -> Result<usize, ServiceError> {
+pub fn limit(max_results: Option<i32>, max: i32) -> Result<usize, ServiceError> {
     match max_results {
-        0 => Ok(max as usize),
-        n if (1..=max).contains(&n) => Ok(n as usize),
-        n => Err(validation(format!(
+        None => Ok(max as usize),
+        Some(n) if (1..=max).contains(&n) => Ok(n as usize),
+        Some(n) if n < 1 => Err(validation(format!(
+            "1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy constraint: Member must have value greater than or equal to 1"
+        ))),
+        Some(n) => Err(validation(format!(
             "1 validation error detected: Value '{n}' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to {max}"
         ))),
     }

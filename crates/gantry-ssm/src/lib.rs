@@ -254,7 +254,7 @@ impl Ssm {
                 "1 validation error detected: Value '' at 'value' failed to satisfy constraint: Member must have length greater than or equal to 1",
             ));
         }
-        if req.tags.is_some() && req.overwrite {
+        if req.tags.is_some() && req.overwrite == Some(true) {
             return Err(validation(
                 "Invalid request: tags and overwrite can't be used together. To create a parameter with tags, please remove overwrite flag. To update tags for an existing parameter, please use AddTagsToResource or RemoveTagsFromResource.",
             ));
@@ -287,7 +287,7 @@ impl Ssm {
             let existing = self.read(scope, &req.name)?;
             let (key, rev, mut rec) = match existing {
                 Some((key, rev, rec)) => {
-                    if !req.overwrite {
+                    if req.overwrite != Some(true) {
                         return Err(ServiceError::sender(
                             "ParameterAlreadyExists",
                             "The parameter already exists. To overwrite this value, set the overwrite option in the request to true.",
@@ -452,7 +452,7 @@ impl Ssm {
     ) -> Result<m::GetParameterResult, ServiceError> {
         let (key, rec, v, sel) = self.select(scope, &req.name)?;
         Ok(m::GetParameterResult {
-            parameter: Some(self.parameter(scope, &key, &rec, &v, sel, req.with_decryption)?),
+            parameter: Some(self.parameter(scope, &key, &rec, &v, sel, req.with_decryption == Some(true))?),
         })
     }
 
@@ -471,9 +471,14 @@ impl Ssm {
         let mut invalid = Vec::new();
         for n in &req.names {
             match self.select(scope, n) {
-                Ok((key, rec, v, sel)) => {
-                    parameters.push(self.parameter(scope, &key, &rec, &v, sel, req.with_decryption)?)
-                }
+                Ok((key, rec, v, sel)) => parameters.push(self.parameter(
+                    scope,
+                    &key,
+                    &rec,
+                    &v,
+                    sel,
+                    req.with_decryption == Some(true),
+                )?),
                 Err(e) if e.code == "ParameterNotFound" || e.code == "ParameterVersionNotFound" => {
                     invalid.push(n.clone())
                 }
@@ -514,7 +519,10 @@ impl Ssm {
         let items: Vec<ParamRecord> = self
             .all(scope)
             .into_iter()
-            .filter(|r| r.name.starts_with(&base) && (req.recursive || !r.name[base.len()..].contains('/')))
+            .filter(|r| {
+                r.name.starts_with(&base)
+                    && (req.recursive == Some(true) || !r.name[base.len()..].contains('/'))
+            })
             .filter(|r| filters.iter().all(|f| describe::passes(scope, r, f)))
             .filter(|r| after.as_deref().is_none_or(|a| r.name.as_str() > a))
             .collect();
@@ -522,7 +530,9 @@ impl Ssm {
         let key_of = |r: &ParamRecord| format!("{}{}", prefix(scope), r.name);
         let parameters = page
             .iter()
-            .map(|r| self.parameter(scope, &key_of(r), r, r.latest(), None, req.with_decryption))
+            .map(|r| {
+                self.parameter(scope, &key_of(r), r, r.latest(), None, req.with_decryption == Some(true))
+            })
             .collect::<Result<_, _>>()?;
         Ok(m::GetParametersByPathResult { parameters: Some(parameters), next_token })
     }
@@ -592,7 +602,7 @@ impl Ssm {
                     last_modified_date: Some(v.modified),
                     last_modified_user: Some(v.user.clone()),
                     description: v.description.clone(),
-                    value: Some(self.shown(&key, v, req.with_decryption)?),
+                    value: Some(self.shown(&key, v, req.with_decryption == Some(true))?),
                     allowed_pattern: v.allowed_pattern.clone(),
                     version: v.version,
                     labels: Some(v.labels.clone()),
@@ -633,7 +643,7 @@ impl Ssm {
             ));
         }
         self.update(scope, &req.name, |rec| {
-            let target = if req.parameter_version == 0 { rec.latest().version } else { req.parameter_version };
+            let target = req.parameter_version.unwrap_or(rec.latest().version);
             if !rec.versions.iter().any(|v| v.version == target) {
                 return Err(ServiceError::sender(
                     "ParameterVersionNotFound",
