@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+from harness import wait_for
+
 MI_CONFIG = {
     "infrastructureRoleArn": "arn:aws:iam::000000000000:role/ecsInfrastructureRole",
     "instanceLaunchTemplate": {
@@ -144,16 +146,19 @@ def test_daemons_create_update_delete_with_history(gantry, unique):
     deps = gantry.aws_ok("ecs", "describe-daemon-deployments", "--daemon-deployment-arns", first, second,
                          f"{second}-gone")
     by_arn = {x["daemonDeploymentArn"]: x for x in deps["daemonDeployments"]}
-    assert by_arn[first]["status"] == "STOPPED", by_arn[first]
     assert by_arn[second]["deploymentConfiguration"]["drainPercent"] == 25.0
     assert deps["failures"] == [{"arn": f"{second}-gone", "reason": "MISSING"}]
-    rc, err = gantry.aws("ecs", "wait", "daemon-deployment-stopped", "--daemon-deployment-arns", first,
-                         timeout=60)
+    # No instance to wait for: the deployments succeed (a waiter that sees MISSING fails).
+    rc, err = gantry.aws("ecs", "wait", "daemon-deployment-successful", "--daemon-deployment-arns", first,
+                         second, timeout=150)
     assert rc == 0, err
+    rc, err = gantry.aws("ecs", "wait", "daemon-deployment-successful", "--daemon-deployment-arns",
+                         f"{second}-gone", timeout=60)
+    assert rc != 0 and "MISSING" in err, err
     listed = gantry.aws_ok("ecs", "list-daemon-deployments", "--daemon-arn", daemon)["daemonDeployments"]
     assert [x["daemonDeploymentArn"] for x in listed] == [second, first]
     only = gantry.aws_ok("ecs", "list-daemon-deployments", "--daemon-arn", daemon, "--status", "STOPPED")
-    assert [x["daemonDeploymentArn"] for x in only["daemonDeployments"]] == [first]
+    assert only["daemonDeployments"] == []
 
     target = by_arn[second]["targetDaemonRevision"]["arn"]
     revs = gantry.aws_ok("ecs", "describe-daemon-revisions", "--daemon-revision-arns", target)
@@ -168,3 +173,97 @@ def test_daemons_create_update_delete_with_history(gantry, unique):
     assert rc != 0 and "DaemonNotActiveException" in err, err
     rc, err = gantry.aws("ecs", "describe-daemon", "--daemon-arn", daemon.replace("monitor", "nothing"))
     assert rc != 0 and "DaemonNotFoundException" in err, err
+
+
+def daemon_tasks(server, cluster, daemon_name):
+    arns = server.aws_ok("ecs", "list-tasks", "--cluster", cluster)["taskArns"]
+    if not arns:
+        return []
+    tasks = server.aws_ok("ecs", "describe-tasks", "--cluster", cluster, "--tasks", *arns)["tasks"]
+    return [t for t in tasks if t.get("group") == f"daemon:{daemon_name}"]
+
+
+def test_a_daemon_runs_on_every_managed_instance_and_rolls_out_revisions(spawn_server, unique):
+    """Simulated instances (the `gantry-sim` launcher): the daemon's task lands on each instance
+    the provider brings up, a stopped one is replaced, and a new revision rolls out until the
+    DaemonDeploymentSuccessful waiter returns."""
+    server = spawn_server("dmn")
+    cluster = unique("dmn")
+    provider = unique("dmn-cp")
+    server.aws_ok("ecs", "create-cluster", "--cluster-name", cluster)
+    server.aws_ok("ecs", "create-capacity-provider", "--name", provider, "--cluster", cluster,
+                  "--managed-instances-provider", json.dumps(MI_CONFIG),
+                  "--tags", "key=gantry:launcher,value=gantry-sim")
+    family = unique("agent")
+    td1 = register(server, family)
+    td2 = register(server, family, "example/agent:2")
+    out = server.aws_ok("ecs", "create-daemon", "--daemon-name", "monitor", "--cluster-arn", cluster,
+                        "--daemon-task-definition-arn", td1, "--capacity-provider-arns", provider,
+                        "--deployment-configuration", "drainPercent=100")
+    daemon, first = out["daemonArn"], out["deploymentArn"]
+
+    # No instance yet: the first deployment has nothing to wait for.
+    rc, err = server.aws("ecs", "wait", "daemon-deployment-successful", "--daemon-deployment-arns", first,
+                         timeout=150)
+    assert rc == 0, err
+
+    # A task through the provider brings up an instance; the daemon's task lands on it too.
+    server.aws_ok("ecs", "register-task-definition", "--family", "work", "--container-definitions",
+                  json.dumps([{"name": "w", "image": "example/work:1", "cpu": 256, "memory": 512}]))
+    out = server.aws_ok("ecs", "run-task", "--cluster", cluster, "--task-definition", "work",
+                        "--capacity-provider-strategy", f"capacityProvider={provider},weight=1")
+    work = out["tasks"][0]["taskArn"]
+    rc, err = server.aws("ecs", "wait", "tasks-running", "--cluster", cluster, "--tasks", work)
+    assert rc == 0, err
+    instances = server.aws_ok("ecs", "list-container-instances", "--cluster", cluster)["containerInstanceArns"]
+    assert len(instances) == 1
+
+    def one_running():
+        ts = [t for t in daemon_tasks(server, cluster, "monitor") if t["lastStatus"] == "RUNNING"]
+        return ts if len(ts) == 1 and ts[0]["containerInstanceArn"] == instances[0] else None
+
+    running = wait_for(one_running, 60, interval=0.5, what="the daemon's task on the new instance")
+    assert running[0]["taskDefinitionArn"] == td1
+    d = server.aws_ok("ecs", "describe-daemon", "--daemon-arn", daemon)["daemon"]
+    assert d["currentRevisions"][0]["totalRunningCount"] == 1, d
+
+    # A daemon task that stops is replaced.
+    server.aws_ok("ecs", "stop-task", "--cluster", cluster, "--task", running[0]["taskArn"])
+    wait_for(lambda: (r := one_running()) and r[0]["taskArn"] != running[0]["taskArn"], 60, interval=0.5,
+             what="the stopped daemon task to be replaced")
+
+    # A new revision rolls out; the old task goes.
+    out = server.aws_ok("ecs", "update-daemon", "--daemon-arn", daemon, "--daemon-task-definition-arn", td2,
+                        "--capacity-provider-arns", provider)
+    second = out["deploymentArn"]
+    rc, err = server.aws("ecs", "wait", "daemon-deployment-successful", "--daemon-deployment-arns", second,
+                         timeout=150)
+    assert rc == 0, err
+    now = one_running()
+    assert now and now[0]["taskDefinitionArn"] == td2, now
+    dep = server.aws_ok("ecs", "describe-daemon-deployments",
+                        "--daemon-deployment-arns", second)["daemonDeployments"][0]
+    assert dep["targetDaemonRevision"]["totalRunningInstanceCount"] == 1, dep
+    assert dep["finishedAt"] >= dep["createdAt"]
+
+    # A revision that cannot be placed (more memory than the instance has) never finishes; the
+    # next update stops its deployment.
+    big = server.aws_ok("ecs", "register-daemon-task-definition", "--family", family, "--container-definitions",
+                        json.dumps([{"name": "agent", "image": "example/agent:3", "memory": 1048576}]))
+    third = server.aws_ok("ecs", "update-daemon", "--daemon-arn", daemon, "--daemon-task-definition-arn",
+                          big["daemonTaskDefinitionArn"], "--capacity-provider-arns", provider)["deploymentArn"]
+    wait_for(lambda: server.aws_ok("ecs", "describe-daemon-deployments", "--daemon-deployment-arns", third)
+             ["daemonDeployments"][0]["status"] == "IN_PROGRESS", 30, interval=0.5,
+             what="the unplaceable revision's deployment to start")
+    server.aws_ok("ecs", "update-daemon", "--daemon-arn", daemon, "--daemon-task-definition-arn", td2,
+                  "--capacity-provider-arns", provider)
+    rc, err = server.aws("ecs", "wait", "daemon-deployment-stopped", "--daemon-deployment-arns", third,
+                         timeout=150)
+    assert rc == 0, err
+
+    # Deleted: its tasks stop and the daemon goes.
+    server.aws_ok("ecs", "delete-daemon", "--daemon-arn", daemon)
+    wait_for(lambda: not [t for t in daemon_tasks(server, cluster, "monitor") if t["lastStatus"] != "STOPPED"],
+             60, interval=0.5, what="the deleted daemon's tasks to stop")
+    wait_for(lambda: server.aws("ecs", "describe-daemon", "--daemon-arn", daemon)[0] != 0, 30, interval=0.5,
+             what="the deleted daemon to go")

@@ -388,3 +388,12 @@ pub fn daemon_deployment(s: &Scope, cluster: &str, name: &str, id: &str) -> Stri
 pub fn daemon_revision(s: &Scope, cluster: &str, name: &str, id: &str) -> String {
     scoped(s, &["daemon-revision/", cluster, "/", name, "/", id])
 }
+
+/// Every daemon that exists, across scopes: `/_ecs/daemon/ACCOUNT/REGION/CLUSTER/NAME` (empty;
+/// the daemon record's index row: the clusters the daemon scheduler visits).
+pub fn daemons_index_prefix() -> String {
+    format!("{UNSCOPED}daemon/")
+}
+pub fn daemon_index(s: &Scope, cluster: &str, name: &str) -> String {
+    format!("{}{}/{}/{cluster}/{name}", daemons_index_prefix(), s.account, s.region)
+}

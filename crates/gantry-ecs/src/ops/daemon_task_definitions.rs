@@ -8,7 +8,7 @@
 //! once; one an ACTIVE daemon still uses stays DELETE_IN_PROGRESS until the daemon lets it go.
 
 use super::task_definitions::FamilyRecord;
-use crate::records::{encode, load, load_prefix};
+use crate::records::{encode, load};
 use crate::table::{Before, Record, Row, TxnExt};
 use crate::{ControlPlane, Ctx, Stored, keys, status};
 use gantry_core::daemon;
@@ -271,12 +271,5 @@ impl ControlPlane {
             })
             .await?;
         Ok(DeleteDaemonTaskDefinitionResponse { daemon_task_definition_arn: Some(arn) })
-    }
-
-    /// Whether an ACTIVE daemon of the scope runs `arn` (its current revision's definition).
-    pub(crate) fn daemons_using(&self, ctx: &Ctx, arn: &str) -> Result<bool> {
-        let daemons =
-            load_prefix::<super::daemons::DaemonRecord>(&*self.store, &keys::daemons_prefix(&ctx.scope))?;
-        Ok(daemons.iter().any(|d| d.value.is_active() && d.value.task_definition_arn == arn))
     }
 }

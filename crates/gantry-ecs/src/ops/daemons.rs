@@ -11,7 +11,7 @@
 
 use super::daemon_task_definitions::DaemonTaskDefRecord;
 use crate::records::{encode, load, load_prefix};
-use crate::table::{Before, TxnExt};
+use crate::table::{Before, Record, Row, TxnExt};
 use crate::{ControlPlane, Ctx, Stored, keys, status};
 use gantry_core::arn::cluster_name;
 use gantry_core::daemon;
@@ -19,7 +19,7 @@ use gantry_core::page::{PageRequest, paginate};
 use gantry_core::validate::{is_valid_name, validate_tags};
 use gantry_core::{
     CapacityProviderStatus, DaemonDeploymentStatus, DaemonMonitorStatus, DaemonStatus,
-    DaemonTaskDefinitionStatus, EcsError, ErrorKind, Result,
+    DaemonTaskDefinitionStatus, EcsError, ErrorKind, Result, Scope,
 };
 use gantry_model::*;
 use gantry_store::Txn;
@@ -53,10 +53,24 @@ pub struct DaemonRecord {
     pub tags: Vec<Tag>,
     #[serde(default)]
     pub client_token: Option<String>,
+    /// When the daemon scheduler first found every instance running the current revision (the
+    /// bake time counts from there); reset by each deployment.
+    #[serde(default)]
+    pub converged_since_ms: Option<i64>,
 }
 
 fn yes() -> bool {
     true
+}
+
+/// A daemon's key, and its row in `/_ecs/daemon/` (what the daemon scheduler visits).
+impl Record for DaemonRecord {
+    fn key(&self, scope: &Scope) -> String {
+        keys::daemon(scope, &self.cluster, &self.name)
+    }
+    fn index_keys(&self, scope: &Scope) -> Vec<Row> {
+        vec![(keys::daemon_index(scope, &self.cluster, &self.name), Vec::new())]
+    }
 }
 
 impl DaemonRecord {
@@ -138,6 +152,12 @@ impl ControlPlane {
             out.push(name);
         }
         Ok(out)
+    }
+
+    /// Whether an ACTIVE daemon of the scope runs `arn` (its current revision's definition).
+    pub(crate) fn daemons_using(&self, ctx: &Ctx, arn: &str) -> Result<bool> {
+        let daemons = load_prefix::<DaemonRecord>(&*self.store, &keys::daemons_prefix(&ctx.scope))?;
+        Ok(daemons.iter().any(|d| d.value.is_active() && d.value.task_definition_arn == arn))
     }
 
     /// The ACTIVE daemon task definition a daemon is asked to run, with its ARN.
@@ -248,6 +268,7 @@ impl ControlPlane {
         }
         rec.revision_arn = revision_arn;
         rec.deployment_arn = deployment_arn;
+        rec.converged_since_ms = None;
         rec.updated_at = now;
         let revision_key = keys::daemon_revision(scope, &rec.cluster, &rec.name, &rev_id);
         let deployment_key = keys::daemon_deployment(scope, &rec.cluster, &rec.name, &dep_id);
@@ -387,7 +408,7 @@ impl ControlPlane {
                 let txn = self.new_daemon_deployment(ctx, &mut rec, &td.value, None, Txn::new())?;
                 // The definition must still be ACTIVE when the daemon takes it.
                 let txn = txn.when(keys_of(ctx, &td.value), td.mod_revision);
-                Ok((txn.when(&key, 0).put(&key, encode(&rec)), rec))
+                Ok((txn.put_record(&ctx.scope, &Before::absent(), &rec), rec))
             })
             .await?;
         Ok(CreateDaemonResponse {
@@ -406,7 +427,6 @@ impl ControlPlane {
                     return Err(not_active(&cur.value.arn));
                 }
                 self.active_cluster(ctx, Some(&cur.value.cluster))?;
-                let key = keys::daemon(&ctx.scope, &cur.value.cluster, &cur.value.name);
                 let mut rec = cur.value.clone();
                 let td = self.apply_daemon_change(
                     ctx,
@@ -432,7 +452,7 @@ impl ControlPlane {
                         txn,
                     )?;
                 }
-                Ok((txn.when(&key, cur.mod_revision).put(&key, encode(&rec)), rec))
+                Ok((txn.put_record(&ctx.scope, &Before::of(&ctx.scope, &cur), &rec), rec))
             })
             .await?;
         Ok(UpdateDaemonResponse {
@@ -451,7 +471,6 @@ impl ControlPlane {
                 if !cur.value.is_active() {
                     return Err(not_active(&cur.value.arn));
                 }
-                let key = keys::daemon(&ctx.scope, &cur.value.cluster, &cur.value.name);
                 let mut rec = cur.value.clone();
                 rec.status = DaemonStatus::DeleteInProgress.as_str().into();
                 rec.updated_at = self.clock.now().as_epoch_seconds();
@@ -467,7 +486,7 @@ impl ControlPlane {
                     &cur.value,
                     txn,
                 )?;
-                Ok((txn.when(&key, cur.mod_revision).put(&key, encode(&rec)), rec))
+                Ok((txn.put_record(&ctx.scope, &Before::of(&ctx.scope, &cur), &rec), rec))
             })
             .await?;
         Ok(DeleteDaemonResponse {

@@ -1,0 +1,192 @@
+//! ECS Managed Daemons through the control plane: daemon task definitions' revisions, listing
+//! and deletion, daemons with their deployments and revisions, ECS's errors, and the daemon
+//! scheduler's verdict on a deployment with no instance to wait for.
+
+use gantry_core::{ErrorKind, FixedClock, Scope, SeededIds, Timestamp};
+use gantry_ecs::{ControlPlane, Ctx};
+use gantry_model::*;
+use gantry_store::SqliteStore;
+use serde_json::json;
+use std::sync::Arc;
+
+fn setup() -> (ControlPlane, Ctx, Arc<FixedClock>) {
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let clock = Arc::new(FixedClock::new(Timestamp(1_700_000_000_000)));
+    let cp = ControlPlane::new(store, clock.clone(), Arc::new(SeededIds::new(7)));
+    (cp, Ctx::root(Scope::new("000000000000", "us-east-1")), clock)
+}
+
+fn req<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+    serde_json::from_value(v).unwrap()
+}
+
+async fn register(cp: &ControlPlane, ctx: &Ctx, family: &str, image: &str) -> String {
+    cp.register_daemon_task_definition(
+        ctx,
+        req(json!({"family": family, "containerDefinitions": [{"name": "a", "image": image, "memory": 64}]})),
+    )
+    .await
+    .unwrap()
+    .daemon_task_definition_arn
+    .unwrap()
+}
+
+async fn managed_cluster(cp: &ControlPlane, ctx: &Ctx) {
+    cp.create_cluster(ctx, req(json!({"clusterName": "c"}))).await.unwrap();
+    cp.create_capacity_provider(
+        ctx,
+        req(json!({"name": "mi", "cluster": "c", "managedInstancesProvider": {
+            "infrastructureRoleArn": "arn:aws:iam::000000000000:role/infra",
+            "instanceLaunchTemplate": {
+                "ec2InstanceProfileArn": "arn:aws:iam::000000000000:instance-profile/i",
+                "networkConfiguration": {"subnets": ["subnet-a"]}}}})),
+    )
+    .await
+    .unwrap();
+}
+
+fn statuses(cp: &ControlPlane, ctx: &Ctx, status: &str) -> Vec<(String, String)> {
+    cp.list_daemon_task_definitions(ctx, req(json!({"status": status})))
+        .unwrap()
+        .daemon_task_definitions
+        .unwrap()
+        .into_iter()
+        .map(|s| (s.arn.unwrap(), s.status.unwrap()))
+        .collect()
+}
+
+#[tokio::test]
+async fn daemon_task_definition_revisions_listing_and_deletion() {
+    let (cp, ctx, clock) = setup();
+    let a1 = register(&cp, &ctx, "agent", "busybox").await;
+    clock.advance_ms(1_000);
+    let a2 = register(&cp, &ctx, "agent", "busybox:2").await;
+    let b1 = register(&cp, &ctx, "beta", "busybox").await;
+    assert_eq!(a1, "arn:aws:ecs:us-east-1:000000000000:daemon-task-definition/agent:1");
+    assert!(a2.ends_with("agent:2"));
+
+    // A bare family is its latest ACTIVE revision.
+    let d = cp.describe_daemon_task_definition(&ctx, req(json!({"daemonTaskDefinition": "agent"}))).unwrap();
+    let d = d.daemon_task_definition.unwrap();
+    assert_eq!((d.revision, d.registered_at), (2, Some(1_700_000_001.0)));
+
+    let page = cp.list_daemon_task_definitions(&ctx, req(json!({"maxResults": 2}))).unwrap();
+    let first: Vec<String> =
+        page.daemon_task_definitions.unwrap().into_iter().map(|s| s.arn.unwrap()).collect();
+    assert_eq!(first, vec![a1.clone(), a2.clone()]);
+    let rest = cp
+        .list_daemon_task_definitions(
+            &ctx,
+            req(json!({"maxResults": 2, "nextToken": page.next_token.unwrap()})),
+        )
+        .unwrap();
+    assert_eq!(rest.daemon_task_definitions.unwrap()[0].arn.as_deref(), Some(b1.as_str()));
+    assert!(rest.next_token.is_none());
+
+    cp.delete_daemon_task_definition(&ctx, req(json!({"daemonTaskDefinition": "agent:2"}))).await.unwrap();
+    assert_eq!(statuses(&cp, &ctx, "ACTIVE").len(), 2);
+    assert!(statuses(&cp, &ctx, "ALL").contains(&(a2.clone(), "DELETED".into())));
+    // The family's latest ACTIVE revision is 1 again.
+    let d = cp.describe_daemon_task_definition(&ctx, req(json!({"daemonTaskDefinition": "agent"}))).unwrap();
+    assert_eq!(d.daemon_task_definition.unwrap().revision, 1);
+
+    for (reference, kind, words) in [
+        ("agent:2", ErrorKind::ClientException, "not in ACTIVE status"),
+        ("agent", ErrorKind::ClientException, "Revision is missing"),
+        ("agent:9", ErrorKind::ClientException, "Unable to describe"),
+    ] {
+        let e = cp
+            .delete_daemon_task_definition(&ctx, req(json!({"daemonTaskDefinition": reference})))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, kind, "{reference}: {e}");
+        assert!(e.message.contains(words), "{reference}: {e}");
+    }
+    let e = cp.list_daemon_task_definitions(&ctx, req(json!({"sort": "UP"}))).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidParameterException);
+}
+
+#[tokio::test]
+async fn daemons_deployments_and_revisions() {
+    let (cp, ctx, clock) = setup();
+    managed_cluster(&cp, &ctx).await;
+    let td1 = register(&cp, &ctx, "agent", "busybox").await;
+    let td2 = register(&cp, &ctx, "agent", "busybox:2").await;
+    let create = |td: &str| -> CreateDaemonRequest {
+        req(json!({"daemonName": "mon", "clusterArn": "c", "daemonTaskDefinitionArn": td,
+                   "capacityProviderArns": ["mi"], "clientToken": "tok"}))
+    };
+    let c = cp.create_daemon(&ctx, create(&td1)).await.unwrap();
+    let daemon = c.daemon_arn.unwrap();
+    assert_eq!(daemon, "arn:aws:ecs:us-east-1:000000000000:daemon/c/mon");
+    // The same client token: the same daemon; another request for the name: refused.
+    let again = cp.create_daemon(&ctx, create(&td1)).await.unwrap();
+    assert_eq!(again.deployment_arn, c.deployment_arn);
+    let mut other = create(&td1);
+    other.client_token = None;
+    assert_eq!(cp.create_daemon(&ctx, other).await.unwrap_err().kind, ErrorKind::InvalidParameterException);
+
+    let e = cp
+        .create_daemon(
+            &ctx,
+            req(json!({"daemonName": "x", "clusterArn": "c", "daemonTaskDefinitionArn": td1,
+                       "capacityProviderArns": ["mi"], "deploymentConfiguration": {"drainPercent": 101.0}})),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("drainPercent"), "{e}");
+
+    // In use: deleting the definition leaves it DELETE_IN_PROGRESS until the daemon moves on.
+    cp.delete_daemon_task_definition(&ctx, req(json!({"daemonTaskDefinition": td1}))).await.unwrap();
+    assert!(statuses(&cp, &ctx, "DELETE_IN_PROGRESS").contains(&(td1.clone(), "DELETE_IN_PROGRESS".into())));
+    clock.advance_ms(5_000);
+    let u = cp
+        .update_daemon(
+            &ctx,
+            req(json!({"daemonArn": daemon, "daemonTaskDefinitionArn": td2, "capacityProviderArns": ["mi"]})),
+        )
+        .await
+        .unwrap();
+    assert!(statuses(&cp, &ctx, "ALL").contains(&(td1.clone(), "DELETED".into())));
+
+    let first = c.deployment_arn.unwrap();
+    let second = u.deployment_arn.unwrap();
+    let deps = cp
+        .describe_daemon_deployments(&ctx, req(json!({"daemonDeploymentArns": [first, second]})))
+        .unwrap()
+        .daemon_deployments
+        .unwrap();
+    assert_eq!(deps[0].status.as_deref(), Some("STOPPED"), "superseded");
+    assert_eq!(deps[1].status.as_deref(), Some("PENDING"));
+    let listed = cp.list_daemon_deployments(&ctx, req(json!({"daemonArn": daemon}))).unwrap();
+    let order: Vec<String> =
+        listed.daemon_deployments.unwrap().into_iter().map(|d| d.daemon_deployment_arn.unwrap()).collect();
+    assert_eq!(order, vec![second.clone(), first.clone()], "newest first");
+
+    let rev = deps[1].target_daemon_revision.as_ref().unwrap().arn.clone().unwrap();
+    let revs = cp.describe_daemon_revisions(&ctx, req(json!({"daemonRevisionArns": [rev, "arn:aws:ecs:us-east-1:000000000000:daemon-revision/c/mon/nope"]}))).unwrap();
+    assert_eq!(revs.daemon_revisions.unwrap()[0].daemon_task_definition_arn.as_deref(), Some(td2.as_str()));
+    assert_eq!(revs.failures.unwrap()[0].reason.as_deref(), Some("MISSING"));
+
+    // The scheduler's pass: no instance to wait for, so the deployment succeeds.
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    let d = cp.describe_daemon_deployments(&ctx, req(json!({"daemonDeploymentArns": [second]}))).unwrap();
+    let d = &d.daemon_deployments.unwrap()[0];
+    assert_eq!(d.status.as_deref(), Some("SUCCESSFUL"));
+    assert_eq!(d.finished_at, Some(1_700_000_005.0));
+
+    // Deleted: DELETE_IN_PROGRESS, then gone once it has no task.
+    let del = cp.delete_daemon(&ctx, req(json!({"daemonArn": daemon}))).await.unwrap();
+    assert_eq!(del.status.as_deref(), Some("DELETE_IN_PROGRESS"));
+    let e = cp
+        .update_daemon(
+            &ctx,
+            req(json!({"daemonArn": daemon, "daemonTaskDefinitionArn": td2, "capacityProviderArns": ["mi"]})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::DaemonNotActiveException);
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    let e = cp.describe_daemon(&ctx, req(json!({"daemonArn": daemon}))).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::DaemonNotFoundException);
+}
