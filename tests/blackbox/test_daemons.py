@@ -170,7 +170,10 @@ def test_daemons_create_update_delete_with_history(gantry, unique):
     assert out["status"] == "DELETE_IN_PROGRESS"
     rc, err = gantry.aws("ecs", "update-daemon", "--daemon-arn", daemon, "--daemon-task-definition-arn", td2,
                          "--capacity-provider-arns", cp_arn)
-    assert rc != 0 and "DaemonNotActiveException" in err, err
+    # Not ACTIVE while it is being deleted, not found once gone (it has no task to stop here).
+    assert rc != 0 and ("DaemonNotActiveException" in err or "DaemonNotFoundException" in err), err
+    wait_for(lambda: "DaemonNotFoundException" in str(gantry.aws("ecs", "describe-daemon", "--daemon-arn", daemon)[1]),
+             30, interval=0.5, what="the deleted daemon to go")
     rc, err = gantry.aws("ecs", "describe-daemon", "--daemon-arn", daemon.replace("monitor", "nothing"))
     assert rc != 0 and "DaemonNotFoundException" in err, err
 

@@ -19,6 +19,14 @@ use gantry_model::*;
 use gantry_sched::daemon::{self as rules, Outcome, Phase};
 use gantry_store::Txn;
 
+/// What a pass observed besides the plan: the target revision's failed tasks, the revision a
+/// rollback returns to, and the deployment's alarms in ALARM.
+struct Seen<'a> {
+    failures: u32,
+    previous: Option<&'a str>,
+    in_alarm: &'a [String],
+}
+
 /// Stop codes of a task that failed on its own (what the circuit breaker counts).
 const FAILED: &[&str] = &["EssentialContainerExited", "TaskFailedToStart"];
 
@@ -152,6 +160,7 @@ impl ControlPlane {
         let previous_id = previous.as_deref().map(|a| a.rsplit('/').next().unwrap_or_default().to_string());
         let bake_ms = i64::from(rec.deployment_configuration.bake_time_in_minutes.max(0)) * 60_000;
         let target = rec.revision_id().to_string();
+        let in_alarm = self.daemon_alarms_in_alarm(ctx, &rec);
         let input = rules::Daemon {
             target: &target,
             previous: previous_id.as_deref(),
@@ -164,6 +173,7 @@ impl ControlPlane {
             now_ms: self.clock.now().0,
             converged_since_ms: rec.converged_since_ms,
             bake_ms,
+            in_alarm: &in_alarm,
         };
         let plan = rules::plan(&input, &slots);
 
@@ -196,8 +206,19 @@ impl ControlPlane {
                 }
             }
         }
-        self.record_daemon_plan(ctx, &rec, dep.map(|d| (dep_key, d)), &plan, failures, previous.as_deref())
-            .await
+        let seen = Seen { failures, previous: previous.as_deref(), in_alarm: &in_alarm };
+        self.record_daemon_plan(ctx, &rec, dep.map(|d| (dep_key, d)), &plan, &seen).await
+    }
+
+    /// The daemon's deployment alarms (enabled) in ALARM, read through CloudWatch's port.
+    fn daemon_alarms_in_alarm(&self, ctx: &Ctx, rec: &DaemonRecord) -> Vec<String> {
+        let Some(a) = rec.deployment_configuration.alarms.as_ref().filter(|a| a.enable) else {
+            return Vec::new();
+        };
+        let names = a.alarm_names.clone().unwrap_or_default();
+        let Some(port) = self.alarm_states.get() else { return Vec::new() };
+        let states = port.states(&ctx.scope.account, &ctx.scope.region, &names);
+        names.into_iter().zip(states).filter(|(_, s)| s.as_deref() == Some("ALARM")).map(|(n, _)| n).collect()
     }
 
     /// Writes the deployment's new state (and, on a rollback, the daemon's revision) under
@@ -208,9 +229,9 @@ impl ControlPlane {
         rec: &DaemonRecord,
         dep: Option<(String, crate::Stored<DaemonDeployment>)>,
         plan: &rules::Plan,
-        failures: u32,
-        previous: Option<&str>,
+        seen: &Seen<'_>,
     ) -> Result<()> {
+        let (failures, previous, in_alarm) = (seen.failures, seen.previous, seen.in_alarm);
         let key = keys::daemon(&ctx.scope, &rec.cluster, &rec.name);
         let now = self.clock.now().as_epoch_seconds();
         self.retry(|| {
@@ -232,8 +253,14 @@ impl ControlPlane {
                     cb.failure_count = failures as i32;
                     cb.threshold = plan.threshold as i32;
                 }
+                // What tripped: the alarms, or else the circuit breaker.
                 let set_monitors = |d: &mut DaemonDeployment, s: DaemonMonitorStatus| {
-                    if let Some(cb) = d.circuit_breaker.as_mut() {
+                    if s == DaemonMonitorStatus::Triggered && !in_alarm.is_empty() {
+                        if let Some(a) = d.alarms.as_mut() {
+                            a.status = Some(s.as_str().into());
+                            a.triggered_alarm_names = Some(in_alarm.to_vec());
+                        }
+                    } else if let Some(cb) = d.circuit_breaker.as_mut() {
                         cb.status = Some(s.as_str().into());
                     }
                 };

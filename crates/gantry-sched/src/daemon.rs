@@ -12,7 +12,8 @@
 //!   time, counting instances already being replaced or getting their task;
 //! - extra tasks of the daemon on one instance are stopped;
 //! - the circuit breaker trips once the target revision's failed tasks reach its threshold
-//!   (half the instances, between 3 and 200); a deployment that replaced an earlier revision
+//!   (half the instances, between 3 and 200), and so does any of the deployment's alarms in
+//!   ALARM; a deployment that replaced an earlier revision
 //!   then rolls back to it, a first deployment is STOPPED;
 //! - the deployment succeeds (or its rollback does) once every instance runs exactly one
 //!   RUNNING task of the target revision and nothing older, and the bake time has passed since.
@@ -62,6 +63,8 @@ pub struct Daemon<'a> {
     pub now_ms: i64,
     pub converged_since_ms: Option<i64>,
     pub bake_ms: i64,
+    /// The deployment's alarms (deploymentConfiguration.alarms, enabled) now in ALARM.
+    pub in_alarm: &'a [String],
 }
 
 /// What the deployment becomes.
@@ -163,11 +166,15 @@ pub fn plan(d: &Daemon<'_>, slots: &[Slot]) -> Plan {
     let baked = converged_since_ms.is_some_and(|t| d.now_ms - t >= d.bake_ms);
     let outcome = match d.phase {
         Phase::Done => Outcome::Unchanged,
-        Phase::Pending | Phase::InProgress if d.failures >= threshold => {
-            let reason = format!(
-                "The deployment's circuit breaker tripped: {} daemon tasks failed (threshold {threshold}).",
-                d.failures
-            );
+        Phase::Pending | Phase::InProgress if d.failures >= threshold || !d.in_alarm.is_empty() => {
+            let reason = if d.in_alarm.is_empty() {
+                format!(
+                    "The deployment's circuit breaker tripped: {} daemon tasks failed (threshold {threshold}).",
+                    d.failures
+                )
+            } else {
+                format!("The deployment's alarms went into ALARM: {}.", d.in_alarm.join(", "))
+            };
             match d.previous {
                 Some(_) => Outcome::RollBack { reason },
                 None => Outcome::Stopped { reason },
@@ -202,6 +209,7 @@ mod tests {
             now_ms: 1_000,
             converged_since_ms: None,
             bake_ms: 0,
+            in_alarm: &[],
         }
     }
 
@@ -275,6 +283,21 @@ mod tests {
         assert!(matches!(plan(&d, &slots).outcome, Outcome::Stopped { .. }));
         assert_eq!(threshold(100), 50);
         assert_eq!(threshold(1000), 200);
+    }
+
+    #[test]
+    fn an_alarm_in_alarm_fails_the_deployment_like_the_circuit_breaker() {
+        let slots = vec![slot("a", vec![task("t", "r2", true)])];
+        let alarms = vec!["cpu-high".to_string()];
+        let mut d = daemon(Phase::InProgress);
+        d.in_alarm = &alarms;
+        match plan(&d, &slots).outcome {
+            Outcome::RollBack { reason } => assert!(reason.contains("cpu-high"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // A finished deployment is not failed afterwards.
+        d.phase = Phase::Done;
+        assert_eq!(plan(&d, &slots).outcome, Outcome::Unchanged);
     }
 
     #[test]

@@ -405,6 +405,12 @@ impl ControlPlane {
     /// The ACTIVE task definition a reference names, or ECS's ClientException.
     pub(crate) fn active_task_definition(&self, ctx: &Ctx, reference: &str) -> Result<TaskDefinition> {
         check_task_definition_ref(reference)?;
+        // A daemon task definition runs only as its daemon's tasks.
+        if reference.trim().starts_with("arn:")
+            && gantry_core::daemon::parse_ref(&ctx.scope, reference).is_some()
+        {
+            return Err(EcsError::client("TaskDefinition not found."));
+        }
         let td = self
             .find_task_definition(ctx, reference)?
             .ok_or_else(|| EcsError::client("TaskDefinition not found."))?
