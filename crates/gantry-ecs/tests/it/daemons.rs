@@ -190,3 +190,223 @@ async fn daemons_deployments_and_revisions() {
     let e = cp.describe_daemon(&ctx, req(json!({"daemonArn": daemon}))).unwrap_err();
     assert_eq!(e.kind, ErrorKind::DaemonNotFoundException);
 }
+
+/// Auto Scaling as ECS sees it: one group (any name) holding the given instances.
+struct Groups(Vec<String>);
+
+impl gantry_ports::autoscaling::CapacityGroups for Groups {
+    fn scopes(&self) -> Vec<(String, String)> {
+        vec![("000000000000".into(), "us-east-1".into())]
+    }
+    fn group(&self, _: &str, _: &str, name: &str) -> Option<gantry_ports::autoscaling::GroupView> {
+        Some(gantry_ports::autoscaling::GroupView {
+            name: name.to_string(),
+            arn: name.to_string(),
+            min_size: 0,
+            max_size: 10,
+            desired_capacity: self.0.len() as i32,
+            instance_type: "m5.large".into(),
+            termination_hooks: Vec::new(),
+            instances: self
+                .0
+                .iter()
+                .map(|id| gantry_ports::autoscaling::GroupInstance {
+                    instance_id: id.clone(),
+                    lifecycle_state: "InService".into(),
+                    protected_from_scale_in: true,
+                    instance_type: "m5.large".into(),
+                    launched_at_ms: 0,
+                })
+                .collect(),
+        })
+    }
+    fn set_desired<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: &'a str,
+        _: i32,
+        _: &'a str,
+    ) -> gantry_ports::autoscaling::PortFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn protect<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: &'a str,
+        _: &'a [String],
+        _: bool,
+    ) -> gantry_ports::autoscaling::PortFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn put_termination_hook<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: &'a str,
+        _: &'a str,
+    ) -> gantry_ports::autoscaling::PortFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn complete<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        _: &'a str,
+        _: &'a str,
+        _: &'a str,
+    ) -> gantry_ports::autoscaling::PortFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The daemon's tasks: (ARN, instance, task definition, last status, desired status).
+async fn daemon_tasks(cp: &ControlPlane, ctx: &Ctx) -> Vec<(String, String, String, String, String)> {
+    let mut arns = cp.list_tasks(ctx, req(json!({"cluster": "c"}))).unwrap().task_arns.unwrap();
+    arns.extend(
+        cp.list_tasks(ctx, req(json!({"cluster": "c", "desiredStatus": "STOPPED"})))
+            .unwrap()
+            .task_arns
+            .unwrap(),
+    );
+    if arns.is_empty() {
+        return Vec::new();
+    }
+    let mut out: Vec<_> = cp
+        .describe_tasks(ctx, req(json!({"cluster": "c", "tasks": arns})))
+        .unwrap()
+        .tasks
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.group.as_deref() == Some("daemon:mon"))
+        .map(|t| {
+            (
+                t.task_arn.unwrap(),
+                t.container_instance_arn.unwrap(),
+                t.task_definition_arn.unwrap(),
+                t.last_status.unwrap(),
+                t.desired_status.unwrap(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.1.cmp(&b.1));
+    out
+}
+
+async fn report(cp: &ControlPlane, ctx: &Ctx, arn: &str, status: &str) {
+    cp.submit_task_state_change(ctx, req(json!({"cluster": "c", "task": arn, "status": status})))
+        .await
+        .unwrap();
+}
+
+async fn deployment_status(cp: &ControlPlane, ctx: &Ctx, arn: &str) -> String {
+    let d = cp.describe_daemon_deployments(ctx, req(json!({"daemonDeploymentArns": [arn]}))).unwrap();
+    d.daemon_deployments.unwrap()[0].status.clone().unwrap()
+}
+
+#[tokio::test]
+async fn the_scheduler_places_replaces_and_rolls_out_instance_by_instance() {
+    let (cp, ctx, clock) = setup();
+    let ids: Vec<String> = (1..=4).map(|i| format!("i-{i}")).collect();
+    cp.set_capacity(
+        Arc::new(Groups(ids.clone())),
+        Arc::new(gantry_ports::NoMetrics),
+        std::time::Duration::from_secs(600),
+    );
+    managed_cluster(&cp, &ctx).await;
+    let mut guards = Vec::new();
+    for id in &ids {
+        let doc = json!({"instanceId": id, "availabilityZone": "us-east-1a"}).to_string();
+        let (_, g) = crate::common::connected_instance(
+            &cp,
+            &ctx,
+            &clock,
+            req(json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
+                {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]})),
+        )
+        .await;
+        guards.push(g);
+    }
+    let td1 = register(&cp, &ctx, "agent", "busybox").await;
+    let td2 = register(&cp, &ctx, "agent", "busybox:2").await;
+    let c = cp
+        .create_daemon(
+            &ctx,
+            req(json!({"daemonName": "mon", "clusterArn": "c", "daemonTaskDefinitionArn": td1,
+                       "capacityProviderArns": ["mi"], "deploymentConfiguration": {"drainPercent": 50.0}})),
+        )
+        .await
+        .unwrap();
+    let first = c.deployment_arn.unwrap();
+
+    // One task on each of the four instances at once.
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    let tasks = daemon_tasks(&cp, &ctx).await;
+    assert_eq!(tasks.len(), 4);
+    assert!(tasks.iter().all(|t| t.2 == td1), "{tasks:?}");
+    assert_eq!(tasks.iter().map(|t| t.1.clone()).collect::<std::collections::HashSet<_>>().len(), 4);
+    assert_eq!(deployment_status(&cp, &ctx, &first).await, "IN_PROGRESS");
+    for t in &tasks {
+        report(&cp, &ctx, &t.0, "RUNNING").await;
+    }
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    assert_eq!(deployment_status(&cp, &ctx, &first).await, "SUCCESSFUL");
+    let d = cp.describe_daemon(&ctx, req(json!({"daemonArn": c.daemon_arn.clone().unwrap()}))).unwrap();
+    assert_eq!(d.daemon.unwrap().current_revisions.unwrap()[0].total_running_count, 4);
+
+    // A daemon task that stops (its container exited) is replaced on its instance.
+    let (gone, on, ..) = tasks[0].clone();
+    cp.submit_task_state_change(
+        &ctx,
+        req(json!({"cluster": "c", "task": gone, "status": "STOPPED", "reason": "Essential container in task exited"})),
+    )
+    .await
+    .unwrap();
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    let now = daemon_tasks(&cp, &ctx).await;
+    let replaced: Vec<_> = now.iter().filter(|t| t.1 == on && t.3 != "STOPPED").collect();
+    assert_eq!(replaced.len(), 1, "{now:?}");
+    assert_ne!(replaced[0].0, gone);
+    report(&cp, &ctx, &replaced[0].0.clone(), "RUNNING").await;
+
+    // A new revision: half the instances (two) at a time.
+    let u = cp
+        .update_daemon(
+            &ctx,
+            req(json!({"daemonArn": c.daemon_arn.clone().unwrap(), "daemonTaskDefinitionArn": td2,
+                       "capacityProviderArns": ["mi"], "deploymentConfiguration": {"drainPercent": 50.0}})),
+        )
+        .await
+        .unwrap();
+    let second = u.deployment_arn.unwrap();
+    let mut rounds = 0;
+    loop {
+        cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+        let tasks = daemon_tasks(&cp, &ctx).await;
+        // Never more than two instances (50 %) without a serving daemon task.
+        let serving: std::collections::HashSet<&String> =
+            tasks.iter().filter(|t| t.3 == "RUNNING" && t.4 == "RUNNING").map(|t| &t.1).collect();
+        assert!(serving.len() >= 2, "round {rounds}: {tasks:?}");
+        // The agent: old tasks asked to stop stop, new ones run.
+        for t in &tasks {
+            if t.2 == td1 && t.3 != "STOPPED" && t.4 == "STOPPED" {
+                report(&cp, &ctx, &t.0, "STOPPED").await;
+            } else if t.2 == td2 && t.3 != "RUNNING" && t.3 != "STOPPED" {
+                report(&cp, &ctx, &t.0, "RUNNING").await;
+            }
+        }
+        rounds += 1;
+        if deployment_status(&cp, &ctx, &second).await == "SUCCESSFUL" || rounds > 10 {
+            break;
+        }
+    }
+    assert_eq!(deployment_status(&cp, &ctx, &second).await, "SUCCESSFUL");
+    assert!(rounds >= 3, "two instances at a time take several passes, took {rounds}");
+    let tasks = daemon_tasks(&cp, &ctx).await;
+    let live: Vec<_> = tasks.iter().filter(|t| t.3 != "STOPPED").collect();
+    assert_eq!(live.len(), 4);
+    assert!(live.iter().all(|t| t.2 == td2 && t.3 == "RUNNING"), "{live:?}");
+    drop(guards);
+}
