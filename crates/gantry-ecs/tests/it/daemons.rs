@@ -410,3 +410,111 @@ async fn the_scheduler_places_replaces_and_rolls_out_instance_by_instance() {
     assert!(live.iter().all(|t| t.2 == td2 && t.3 == "RUNNING"), "{live:?}");
     drop(guards);
 }
+
+#[tokio::test]
+async fn failing_tasks_trip_the_circuit_breaker_and_roll_back_after_the_bake_time() {
+    let (cp, ctx, clock) = setup();
+    let ids: Vec<String> = (1..=2).map(|i| format!("i-{i}")).collect();
+    cp.set_capacity(
+        Arc::new(Groups(ids.clone())),
+        Arc::new(gantry_ports::NoMetrics),
+        std::time::Duration::from_secs(600),
+    );
+    managed_cluster(&cp, &ctx).await;
+    let mut guards = Vec::new();
+    for id in &ids {
+        let doc = json!({"instanceId": id}).to_string();
+        let (_, g) = crate::common::connected_instance(
+            &cp,
+            &ctx,
+            &clock,
+            req(json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
+                {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]})),
+        )
+        .await;
+        guards.push(g);
+    }
+    let good = register(&cp, &ctx, "agent", "busybox").await;
+    let bad = register(&cp, &ctx, "agent", "busybox:broken").await;
+    let c = cp
+        .create_daemon(
+            &ctx,
+            req(json!({"daemonName": "mon", "clusterArn": "c", "daemonTaskDefinitionArn": good,
+                       "capacityProviderArns": ["mi"], "deploymentConfiguration": {"drainPercent": 100.0, "bakeTimeInMinutes": 1}})),
+        )
+        .await
+        .unwrap();
+    let daemon = c.daemon_arn.unwrap();
+    let first = c.deployment_arn.unwrap();
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    for t in daemon_tasks(&cp, &ctx).await {
+        report(&cp, &ctx, &t.0, "RUNNING").await;
+    }
+    // Converged, but the bake time has not passed.
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    assert_eq!(deployment_status(&cp, &ctx, &first).await, "IN_PROGRESS");
+    clock.advance_ms(60_000);
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    assert_eq!(deployment_status(&cp, &ctx, &first).await, "SUCCESSFUL");
+
+    let u = cp
+        .update_daemon(
+            &ctx,
+            req(json!({"daemonArn": daemon, "daemonTaskDefinitionArn": bad, "capacityProviderArns": ["mi"],
+                       "deploymentConfiguration": {"drainPercent": 100.0}})),
+        )
+        .await
+        .unwrap();
+    let second = u.deployment_arn.unwrap();
+    // The broken revision's tasks exit as soon as they start; the third failure trips it.
+    for _ in 0..6 {
+        cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+        if deployment_status(&cp, &ctx, &second).await != "IN_PROGRESS" {
+            break;
+        }
+        for t in daemon_tasks(&cp, &ctx).await {
+            if t.3 == "STOPPED" {
+                continue;
+            }
+            if t.4 == "STOPPED" {
+                report(&cp, &ctx, &t.0, "STOPPED").await;
+            } else if t.2 == bad {
+                cp.submit_task_state_change(
+                    &ctx,
+                    req(json!({"cluster": "c", "task": t.0, "status": "STOPPED",
+                               "reason": "Essential container in task exited"})),
+                )
+                .await
+                .unwrap();
+            }
+        }
+    }
+    let d = cp.describe_daemon_deployments(&ctx, req(json!({"daemonDeploymentArns": [second]}))).unwrap();
+    let d = d.daemon_deployments.unwrap().remove(0);
+    assert_eq!(d.status.as_deref(), Some("ROLLBACK_IN_PROGRESS"), "{d:?}");
+    let cb = d.circuit_breaker.unwrap();
+    assert_eq!((cb.status.as_deref(), cb.threshold), (Some("TRIGGERED"), 3));
+    assert!(cb.failure_count >= 3);
+    let back_to = d.rollback.unwrap().rollback_target_daemon_revision_arn.unwrap();
+
+    // The earlier revision comes back on every instance, and the rollback succeeds.
+    for _ in 0..6 {
+        cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+        for t in daemon_tasks(&cp, &ctx).await {
+            if t.3 != "STOPPED" && t.4 == "STOPPED" {
+                report(&cp, &ctx, &t.0, "STOPPED").await;
+            } else if t.3 != "STOPPED" && t.3 != "RUNNING" {
+                report(&cp, &ctx, &t.0, "RUNNING").await;
+            }
+        }
+        clock.advance_ms(30_000);
+    }
+    assert_eq!(deployment_status(&cp, &ctx, &second).await, "ROLLBACK_SUCCESSFUL");
+    let live: Vec<_> = daemon_tasks(&cp, &ctx).await.into_iter().filter(|t| t.3 == "RUNNING").collect();
+    assert_eq!(live.len(), 2);
+    assert!(live.iter().all(|t| t.2 == good), "{live:?}");
+    let now = cp.describe_daemon(&ctx, req(json!({"daemonArn": daemon}))).unwrap().daemon.unwrap();
+    assert_eq!(now.current_revisions.unwrap()[0].arn.as_deref(), Some(back_to.as_str()));
+    drop(guards);
+}
