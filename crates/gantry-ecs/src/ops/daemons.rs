@@ -241,7 +241,7 @@ impl ControlPlane {
             circuit_breaker: Some(DaemonCircuitBreaker {
                 failure_count: 0,
                 status: Some(DaemonMonitorStatus::Monitoring.as_str().into()),
-                threshold: circuit_breaker_threshold(0),
+                threshold: gantry_sched::daemon::threshold(0) as i32,
             }),
             alarms: Some(DaemonDeploymentAlarms {
                 status: Some(
@@ -736,10 +736,4 @@ fn keys_of(ctx: &Ctx, td: &DaemonTaskDefRecord) -> String {
 /// The task group of a daemon's tasks.
 pub fn daemon_group(name: &str) -> String {
     format!("daemon:{name}")
-}
-
-/// The circuit breaker's threshold for a deployment over `instances` instances: ECS's service
-/// rule (half the count, between 3 and 200) applied to the daemon's instances.
-pub fn circuit_breaker_threshold(instances: usize) -> i32 {
-    ((instances as f64 * 0.5).ceil() as i32).clamp(3, 200)
 }
