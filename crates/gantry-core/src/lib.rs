@@ -7,6 +7,7 @@
 
 pub mod arn;
 pub mod civil;
+pub mod daemon;
 pub mod ec2;
 pub mod error;
 pub mod exec;
@@ -29,7 +30,8 @@ pub use seal::Sealer;
 pub use secret::{OsSecrets, Secret, SecretGen};
 pub use service_error::ServiceError;
 pub use status::{
-    CapacityProviderStatus, ClusterStatus, InstanceStatus, ServiceStatus, TaskDefinitionStatus,
+    CapacityProviderStatus, ClusterStatus, DaemonDeploymentStatus, DaemonMonitorStatus, DaemonStatus,
+    DaemonTaskDefinitionStatus, InstanceStatus, ServiceStatus, TaskDefinitionStatus,
 };
 pub use task_status::TaskStatus;
 pub use time::{Clock, FixedClock, IdGen, SeededIds, SystemClock, Timestamp};

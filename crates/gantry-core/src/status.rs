@@ -91,6 +91,47 @@ status_enum! {
     }
 }
 
+status_enum! {
+    /// A daemon task definition's `status`.
+    DaemonTaskDefinitionStatus {
+        Active => "ACTIVE",
+        DeleteInProgress => "DELETE_IN_PROGRESS",
+        Deleted => "DELETED",
+    }
+}
+
+status_enum! {
+    /// A daemon's `status`.
+    DaemonStatus {
+        Active => "ACTIVE",
+        DeleteInProgress => "DELETE_IN_PROGRESS",
+    }
+}
+
+status_enum! {
+    /// A daemon deployment's `status`.
+    DaemonDeploymentStatus {
+        Pending => "PENDING",
+        Successful => "SUCCESSFUL",
+        Stopped => "STOPPED",
+        StopRequested => "STOP_REQUESTED",
+        InProgress => "IN_PROGRESS",
+        RollbackInProgress => "ROLLBACK_IN_PROGRESS",
+        RollbackSuccessful => "ROLLBACK_SUCCESSFUL",
+        RollbackFailed => "ROLLBACK_FAILED",
+    }
+}
+
+status_enum! {
+    /// A daemon deployment's circuit breaker's or alarms' `status`.
+    DaemonMonitorStatus {
+        Triggered => "TRIGGERED",
+        Monitoring => "MONITORING",
+        MonitoringComplete => "MONITORING_COMPLETE",
+        Disabled => "DISABLED",
+    }
+}
+
 impl InstanceStatus {
     /// ACTIVE or DRAINING: what ECS counts as registered.
     pub const REGISTERED: [InstanceStatus; 2] = [InstanceStatus::Active, InstanceStatus::Draining];

@@ -604,10 +604,16 @@ pub fn invalid_revision(s: &str) -> Option<String> {
 }
 
 pub fn parse_ref(scope: &Scope, s: &str) -> Option<TaskDefRef> {
+    parse_ref_of(scope, s, "task-definition")
+}
+
+/// [`parse_ref`] for a definition whose ARNs are of `resource_type` (daemon task definitions'
+/// are `daemon-task-definition`).
+pub fn parse_ref_of(scope: &Scope, s: &str, resource_type: &str) -> Option<TaskDefRef> {
     let s = s.trim();
     let body = if s.starts_with("arn:") {
         let a = crate::arn::Arn::parse(s)?;
-        if a.resource_type != "task-definition" || a.region != scope.region || a.account != scope.account {
+        if a.resource_type != resource_type || a.region != scope.region || a.account != scope.account {
             return None;
         }
         a.resource

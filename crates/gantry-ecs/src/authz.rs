@@ -215,6 +215,17 @@ pub fn target(scope: &Scope, op: &str, body: &[u8]) -> Target {
             };
             t.resources.push((a, Vec::new()));
         }
+        // ECS Managed Daemons: the daemon named.
+        "CreateDaemon" => {
+            let cluster = cluster_name(scope, s("clusterArn"));
+            let name = s("daemonName").unwrap_or_default();
+            t.resources.push((arn(scope, &format!("daemon/{cluster}/{name}")), Vec::new()));
+        }
+        "UpdateDaemon" | "DeleteDaemon" | "DescribeDaemon" | "ListDaemonDeployments" => {
+            if let Some(a) = s("daemonArn") {
+                t.resources.push((a.to_string(), Vec::new()));
+            }
+        }
         "TagResource" | "UntagResource" | "ListTagsForResource" => {
             if let Some(a) = s("resourceArn") {
                 t.resources.push((a.to_string(), Vec::new()));

@@ -210,6 +210,8 @@ impl ControlPlane {
         if !status::cluster_active(&c.value) {
             return Ok(Vec::new());
         }
+        // 0. Daemons first: an instance gets its daemon tasks before other tasks.
+        self.daemons_pass(&ctx, cluster).await?;
         // 1. What waits, placed on what there is.
         let waiting = self.waiting(scope, cluster)?;
         if !waiting.is_empty() {
@@ -543,6 +545,13 @@ impl ControlPlane {
         for kv in self.store.range(&keys::awaiting_prefix(), None, usize::MAX) {
             if let Some(k) = cluster_key_of_awaiting(&kv.key) {
                 out.push(k);
+            }
+        }
+        // Clusters with daemons (the daemon scheduler runs in this pass).
+        let daemons = keys::daemons_index_prefix();
+        for kv in self.store.range(&daemons, None, usize::MAX) {
+            if let Some((cluster_key, _)) = kv.key[daemons.len()..].rsplit_once('/') {
+                out.push(cluster_key.to_string());
             }
         }
         if let Some(ports) = self.capacity.get() {

@@ -347,3 +347,53 @@ pub fn token_expiry(s: &Scope, expires_ms: i64, cluster: &str, token: &str) -> S
 pub fn token_expiry_bound(ms: i64) -> String {
     format!("{}{:015}", token_expiries_prefix(), ms.max(0))
 }
+
+/// Daemon task definition families: `.../daemon-family/FAMILY` (the last revision handed out).
+pub fn daemon_family(s: &Scope, name: &str) -> String {
+    scoped(s, &["daemon-family/", name])
+}
+/// Every daemon task definition revision: `.../daemon-task-definition/FAMILY!REVISION`.
+pub fn daemon_task_definitions_prefix(s: &Scope) -> String {
+    scoped(s, &["daemon-task-definition/"])
+}
+pub fn daemon_task_definition(s: &Scope, family: &str, revision: i32) -> String {
+    format!("{}{family}!{revision:010}", daemon_task_definitions_prefix(s))
+}
+/// The index of daemon task definitions by status: `.../dtd-status/STATUS/FAMILY!REVISION`.
+pub fn dtd_status_prefix(s: &Scope, status: &str) -> String {
+    scoped(s, &["dtd-status/", status, "/"])
+}
+pub fn dtd_status(s: &Scope, status: &str, family: &str, revision: i32) -> String {
+    format!("{}{family}!{revision:010}", dtd_status_prefix(s, status))
+}
+
+/// Daemons: `.../daemon/CLUSTER/NAME`.
+pub fn daemons_prefix(s: &Scope) -> String {
+    scoped(s, &["daemon/"])
+}
+pub fn daemon_prefix(s: &Scope, cluster: &str) -> String {
+    scoped(s, &["daemon/", cluster, "/"])
+}
+pub fn daemon(s: &Scope, cluster: &str, name: &str) -> String {
+    scoped(s, &["daemon/", cluster, "/", name])
+}
+/// A daemon's deployments: `.../daemon-deployment/CLUSTER/NAME/ID`.
+pub fn daemon_deployments_prefix(s: &Scope, cluster: &str, name: &str) -> String {
+    scoped(s, &["daemon-deployment/", cluster, "/", name, "/"])
+}
+pub fn daemon_deployment(s: &Scope, cluster: &str, name: &str, id: &str) -> String {
+    format!("{}{id}", daemon_deployments_prefix(s, cluster, name))
+}
+/// A daemon's revisions: `.../daemon-revision/CLUSTER/NAME/ID`.
+pub fn daemon_revision(s: &Scope, cluster: &str, name: &str, id: &str) -> String {
+    scoped(s, &["daemon-revision/", cluster, "/", name, "/", id])
+}
+
+/// Every daemon that exists, across scopes: `/_ecs/daemon/ACCOUNT/REGION/CLUSTER/NAME` (empty;
+/// the daemon record's index row: the clusters the daemon scheduler visits).
+pub fn daemons_index_prefix() -> String {
+    format!("{UNSCOPED}daemon/")
+}
+pub fn daemon_index(s: &Scope, cluster: &str, name: &str) -> String {
+    format!("{}{}/{}/{cluster}/{name}", daemons_index_prefix(), s.account, s.region)
+}

@@ -13,6 +13,7 @@ pub mod agents;
 pub mod authz;
 pub mod capacity;
 pub mod cleanup;
+mod daemon_scheduler;
 mod fleets;
 mod gpus;
 pub mod insights;

@@ -4,9 +4,13 @@
 //! through the `set_*_status` ones, so only the enums' values are ever written. A stored value Gantry did not write reads as `None`.
 
 use gantry_core::{
-    CapacityProviderStatus, ClusterStatus, InstanceStatus, ServiceStatus, TaskDefinitionStatus,
+    CapacityProviderStatus, ClusterStatus, DaemonDeploymentStatus, DaemonStatus, DaemonTaskDefinitionStatus,
+    InstanceStatus, ServiceStatus, TaskDefinitionStatus,
 };
-use gantry_model::{CapacityProvider, Cluster, ContainerInstance, Service, TaskDefinition};
+use gantry_model::{
+    CapacityProvider, Cluster, ContainerInstance, DaemonDeployment, DaemonTaskDefinition, Service,
+    TaskDefinition,
+};
 
 /// A cluster's status; `None` if it has none, or one Gantry does not know.
 pub(crate) fn cluster_status(c: &Cluster) -> Option<ClusterStatus> {
@@ -58,6 +62,29 @@ pub(crate) fn instance_status(i: &ContainerInstance) -> Option<InstanceStatus> {
 
 pub(crate) fn set_instance_status(i: &mut ContainerInstance, status: InstanceStatus) {
     i.status = Some(status.as_str().into());
+}
+
+/// A daemon task definition's status; `None` for one Gantry does not know.
+pub(crate) fn daemon_taskdef_status(d: &DaemonTaskDefinition) -> Option<DaemonTaskDefinitionStatus> {
+    d.status.as_deref().and_then(DaemonTaskDefinitionStatus::parse)
+}
+
+pub(crate) fn set_daemon_taskdef_status(d: &mut DaemonTaskDefinition, status: DaemonTaskDefinitionStatus) {
+    d.status = Some(status.as_str().into());
+}
+
+/// A daemon's status as stored (its record keeps ECS's string).
+pub(crate) fn daemon_status(s: Option<&str>) -> Option<DaemonStatus> {
+    s.and_then(DaemonStatus::parse)
+}
+
+/// A daemon deployment's status; `None` for one Gantry does not know.
+pub(crate) fn daemon_deployment_status(d: &DaemonDeployment) -> Option<DaemonDeploymentStatus> {
+    d.status.as_deref().and_then(DaemonDeploymentStatus::parse)
+}
+
+pub(crate) fn set_daemon_deployment_status(d: &mut DaemonDeployment, status: DaemonDeploymentStatus) {
+    d.status = Some(status.as_str().into());
 }
 
 #[cfg(test)]

@@ -8,12 +8,15 @@ pub const OPERATIONS: &[&str] = &[
     "ContinueServiceDeployment",
     "CreateCapacityProvider",
     "CreateCluster",
+    "CreateDaemon",
     "CreateService",
     "CreateTaskSet",
     "DeleteAccountSetting",
     "DeleteAttributes",
     "DeleteCapacityProvider",
     "DeleteCluster",
+    "DeleteDaemon",
+    "DeleteDaemonTaskDefinition",
     "DeleteService",
     "DeleteTaskDefinitions",
     "DeleteTaskSet",
@@ -22,6 +25,10 @@ pub const OPERATIONS: &[&str] = &[
     "DescribeCapacityProviders",
     "DescribeClusters",
     "DescribeContainerInstances",
+    "DescribeDaemon",
+    "DescribeDaemonDeployments",
+    "DescribeDaemonRevisions",
+    "DescribeDaemonTaskDefinition",
     "DescribeServiceDeployments",
     "DescribeServiceRevisions",
     "DescribeServices",
@@ -35,6 +42,9 @@ pub const OPERATIONS: &[&str] = &[
     "ListAttributes",
     "ListClusters",
     "ListContainerInstances",
+    "ListDaemonDeployments",
+    "ListDaemonTaskDefinitions",
+    "ListDaemons",
     "ListServiceDeployments",
     "ListServices",
     "ListServicesByNamespace",
@@ -47,6 +57,7 @@ pub const OPERATIONS: &[&str] = &[
     "PutAttributes",
     "PutClusterCapacityProviders",
     "RegisterContainerInstance",
+    "RegisterDaemonTaskDefinition",
     "RegisterTaskDefinition",
     "RunTask",
     "StartTask",
@@ -62,6 +73,7 @@ pub const OPERATIONS: &[&str] = &[
     "UpdateClusterSettings",
     "UpdateContainerAgent",
     "UpdateContainerInstancesState",
+    "UpdateDaemon",
     "UpdateService",
     "UpdateServicePrimaryTaskSet",
     "UpdateTaskProtection",
@@ -598,6 +610,44 @@ pub struct CreateClusterResponse {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CreateDaemonRequest {
+    #[serde(rename = "daemonName")]
+    pub daemon_name: String,
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    pub cluster_arn: Option<String>,
+    #[serde(rename = "daemonTaskDefinitionArn")]
+    pub daemon_task_definition_arn: String,
+    #[serde(rename = "capacityProviderArns")]
+    pub capacity_provider_arns: Vec<String>,
+    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    pub deployment_configuration: Option<DaemonDeploymentConfiguration>,
+    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    pub propagate_tags: Option<String>,
+    #[serde(rename = "enableECSManagedTags", default)]
+    pub enable_ecs_managed_tags: bool,
+    #[serde(rename = "enableExecuteCommand", default)]
+    pub enable_execute_command: bool,
+    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
+    #[serde(rename = "critical", default, skip_serializing_if = "Option::is_none")]
+    pub critical: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CreateDaemonResponse {
+    #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_arn: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<f64>,
+    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    pub deployment_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateManagedInstancesProviderConfiguration {
     #[serde(rename = "infrastructureRoleArn")]
     pub infrastructure_role_arn: String,
@@ -722,6 +772,356 @@ pub struct CreatedAt {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonAlarmConfiguration {
+    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
+    pub alarm_names: Option<Vec<String>>,
+    #[serde(rename = "enable", default)]
+    pub enable: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonCapacityProvider {
+    #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(rename = "runningCount", default)]
+    pub running_count: i32,
+    #[serde(rename = "withoutDaemonCount", default)]
+    pub without_daemon_count: i32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonCircuitBreaker {
+    #[serde(rename = "failureCount", default)]
+    pub failure_count: i32,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(rename = "threshold", default)]
+    pub threshold: i32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonContainerDefinition {
+    #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "image")]
+    pub image: String,
+    #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<i32>,
+    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
+    pub memory_reservation: Option<i32>,
+    #[serde(rename = "repositoryCredentials", default, skip_serializing_if = "Option::is_none")]
+    pub repository_credentials: Option<RepositoryCredentials>,
+    #[serde(rename = "healthCheck", default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheck>,
+    #[serde(rename = "cpu", default)]
+    pub cpu: i32,
+    #[serde(rename = "essential", default, skip_serializing_if = "Option::is_none")]
+    pub essential: Option<bool>,
+    #[serde(rename = "entryPoint", default, skip_serializing_if = "Option::is_none")]
+    pub entry_point: Option<Vec<String>>,
+    #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(rename = "workingDirectory", default, skip_serializing_if = "Option::is_none")]
+    pub working_directory: Option<String>,
+    #[serde(rename = "environmentFiles", default, skip_serializing_if = "Option::is_none")]
+    pub environment_files: Option<Vec<EnvironmentFile>>,
+    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Vec<KeyValuePair>>,
+    #[serde(rename = "secrets", default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<Vec<Secret>>,
+    #[serde(rename = "readonlyRootFilesystem", default, skip_serializing_if = "Option::is_none")]
+    pub readonly_root_filesystem: Option<bool>,
+    #[serde(rename = "mountPoints", default, skip_serializing_if = "Option::is_none")]
+    pub mount_points: Option<Vec<MountPoint>>,
+    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
+    pub log_configuration: Option<LogConfiguration>,
+    #[serde(rename = "firelensConfiguration", default, skip_serializing_if = "Option::is_none")]
+    pub firelens_configuration: Option<FirelensConfiguration>,
+    #[serde(rename = "privileged", default, skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<bool>,
+    #[serde(rename = "user", default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(rename = "ulimits", default, skip_serializing_if = "Option::is_none")]
+    pub ulimits: Option<Vec<Ulimit>>,
+    #[serde(rename = "linuxParameters", default, skip_serializing_if = "Option::is_none")]
+    pub linux_parameters: Option<DaemonLinuxParameters>,
+    #[serde(rename = "dependsOn", default, skip_serializing_if = "Option::is_none")]
+    pub depends_on: Option<Vec<ContainerDependency>>,
+    #[serde(rename = "startTimeout", default, skip_serializing_if = "Option::is_none")]
+    pub start_timeout: Option<i32>,
+    #[serde(rename = "stopTimeout", default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<i32>,
+    #[serde(rename = "systemControls", default, skip_serializing_if = "Option::is_none")]
+    pub system_controls: Option<Vec<SystemControl>>,
+    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
+    pub interactive: Option<bool>,
+    #[serde(rename = "pseudoTerminal", default, skip_serializing_if = "Option::is_none")]
+    pub pseudo_terminal: Option<bool>,
+    #[serde(rename = "restartPolicy", default, skip_serializing_if = "Option::is_none")]
+    pub restart_policy: Option<ContainerRestartPolicy>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonContainerImage {
+    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    pub container_name: Option<String>,
+    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
+    pub image_digest: Option<String>,
+    #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonDeployment {
+    #[serde(rename = "daemonDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_deployment_arn: Option<String>,
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    pub cluster_arn: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    #[serde(rename = "targetDaemonRevision", default, skip_serializing_if = "Option::is_none")]
+    pub target_daemon_revision: Option<DaemonDeploymentRevisionDetail>,
+    #[serde(rename = "sourceDaemonRevisions", default, skip_serializing_if = "Option::is_none")]
+    pub source_daemon_revisions: Option<Vec<DaemonDeploymentRevisionDetail>>,
+    #[serde(rename = "circuitBreaker", default, skip_serializing_if = "Option::is_none")]
+    pub circuit_breaker: Option<DaemonCircuitBreaker>,
+    #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
+    pub alarms: Option<DaemonDeploymentAlarms>,
+    #[serde(rename = "rollback", default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<DaemonRollback>,
+    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    pub deployment_configuration: Option<DaemonDeploymentConfiguration>,
+    #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<f64>,
+    #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<f64>,
+    #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<f64>,
+    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonDeploymentAlarms {
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
+    pub alarm_names: Option<Vec<String>>,
+    #[serde(rename = "triggeredAlarmNames", default, skip_serializing_if = "Option::is_none")]
+    pub triggered_alarm_names: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonDeploymentCapacityProvider {
+    #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(rename = "runningInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    pub running_instance_count: Option<i32>,
+    #[serde(rename = "withoutDaemonInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    pub without_daemon_instance_count: Option<i32>,
+    #[serde(rename = "drainingInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    pub draining_instance_count: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonDeploymentConfiguration {
+    #[serde(rename = "drainPercent", default, skip_serializing_if = "Option::is_none")]
+    pub drain_percent: Option<f64>,
+    #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
+    pub alarms: Option<DaemonAlarmConfiguration>,
+    #[serde(rename = "bakeTimeInMinutes", default)]
+    pub bake_time_in_minutes: i32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonDeploymentRevisionDetail {
+    #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    pub capacity_providers: Option<Vec<DaemonDeploymentCapacityProvider>>,
+    #[serde(rename = "totalRunningInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    pub total_running_instance_count: Option<i32>,
+    #[serde(rename = "totalWithoutDaemonInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    pub total_without_daemon_instance_count: Option<i32>,
+    #[serde(rename = "totalDrainingInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    pub total_draining_instance_count: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonDeploymentSummary {
+    #[serde(rename = "daemonDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_deployment_arn: Option<String>,
+    #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_arn: Option<String>,
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    pub cluster_arn: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    #[serde(rename = "targetDaemonRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    pub target_daemon_revision_arn: Option<String>,
+    #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<f64>,
+    #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<f64>,
+    #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<f64>,
+    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonDetail {
+    #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_arn: Option<String>,
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    pub cluster_arn: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(rename = "currentRevisions", default, skip_serializing_if = "Option::is_none")]
+    pub current_revisions: Option<Vec<DaemonRevisionDetail>>,
+    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    pub deployment_arn: Option<String>,
+    #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<f64>,
+    #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonLinuxParameters {
+    #[serde(rename = "capabilities", default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<KernelCapabilities>,
+    #[serde(rename = "devices", default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Vec<Device>>,
+    #[serde(rename = "initProcessEnabled", default, skip_serializing_if = "Option::is_none")]
+    pub init_process_enabled: Option<bool>,
+    #[serde(rename = "tmpfs", default, skip_serializing_if = "Option::is_none")]
+    pub tmpfs: Option<Vec<Tmpfs>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonRevision {
+    #[serde(rename = "daemonRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_revision_arn: Option<String>,
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    pub cluster_arn: Option<String>,
+    #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_arn: Option<String>,
+    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_task_definition_arn: Option<String>,
+    #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<f64>,
+    #[serde(rename = "containerImages", default, skip_serializing_if = "Option::is_none")]
+    pub container_images: Option<Vec<DaemonContainerImage>>,
+    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    pub propagate_tags: Option<String>,
+    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    pub enable_ecs_managed_tags: Option<bool>,
+    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    pub enable_execute_command: Option<bool>,
+    #[serde(rename = "critical", default, skip_serializing_if = "Option::is_none")]
+    pub critical: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonRevisionDetail {
+    #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    pub capacity_providers: Option<Vec<DaemonCapacityProvider>>,
+    #[serde(rename = "totalRunningCount", default)]
+    pub total_running_count: i32,
+    #[serde(rename = "totalWithoutDaemonCount", default)]
+    pub total_without_daemon_count: i32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonRollback {
+    #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<f64>,
+    #[serde(rename = "rollbackTargetDaemonRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    pub rollback_target_daemon_revision_arn: Option<String>,
+    #[serde(rename = "rollbackCapacityProviders", default, skip_serializing_if = "Option::is_none")]
+    pub rollback_capacity_providers: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonSummary {
+    #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_arn: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<f64>,
+    #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonTaskDefinition {
+    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_task_definition_arn: Option<String>,
+    #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    #[serde(rename = "revision", default)]
+    pub revision: i32,
+    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
+    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
+    pub container_definitions: Option<Vec<DaemonContainerDefinition>>,
+    #[serde(rename = "volumes", default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<Vec<DaemonVolume>>,
+    #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<f64>,
+    #[serde(rename = "deleteRequestedAt", default, skip_serializing_if = "Option::is_none")]
+    pub delete_requested_at: Option<f64>,
+    #[serde(rename = "registeredBy", default, skip_serializing_if = "Option::is_none")]
+    pub registered_by: Option<String>,
+    #[serde(rename = "pidMode", default, skip_serializing_if = "Option::is_none")]
+    pub pid_mode: Option<String>,
+    #[serde(rename = "ipcMode", default, skip_serializing_if = "Option::is_none")]
+    pub ipc_mode: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonTaskDefinitionSummary {
+    #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
+    pub registered_at: Option<f64>,
+    #[serde(rename = "registeredBy", default, skip_serializing_if = "Option::is_none")]
+    pub registered_by: Option<String>,
+    #[serde(rename = "deleteRequestedAt", default, skip_serializing_if = "Option::is_none")]
+    pub delete_requested_at: Option<f64>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonVolume {
+    #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "host", default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<HostVolumeProperties>,
+    #[serde(rename = "logDriverVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
+    pub log_driver_volume_configuration: Option<LogDriverVolumeConfiguration>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteAccountSettingRequest {
     #[serde(rename = "name")]
     pub name: String,
@@ -773,6 +1173,38 @@ pub struct DeleteClusterRequest {
 pub struct DeleteClusterResponse {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<Cluster>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeleteDaemonRequest {
+    #[serde(rename = "daemonArn")]
+    pub daemon_arn: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeleteDaemonResponse {
+    #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_arn: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<f64>,
+    #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<f64>,
+    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    pub deployment_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeleteDaemonTaskDefinitionRequest {
+    #[serde(rename = "daemonTaskDefinition")]
+    pub daemon_task_definition: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeleteDaemonTaskDefinitionResponse {
+    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_task_definition_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1061,6 +1493,58 @@ pub struct DescribeContainerInstancesResponse {
     pub container_instances: Option<Vec<ContainerInstance>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescribeDaemonDeploymentsRequest {
+    #[serde(rename = "daemonDeploymentArns")]
+    pub daemon_deployment_arns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescribeDaemonDeploymentsResponse {
+    #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<Vec<Failure>>,
+    #[serde(rename = "daemonDeployments", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_deployments: Option<Vec<DaemonDeployment>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescribeDaemonRequest {
+    #[serde(rename = "daemonArn")]
+    pub daemon_arn: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescribeDaemonResponse {
+    #[serde(rename = "daemon", default, skip_serializing_if = "Option::is_none")]
+    pub daemon: Option<DaemonDetail>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescribeDaemonRevisionsRequest {
+    #[serde(rename = "daemonRevisionArns")]
+    pub daemon_revision_arns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescribeDaemonRevisionsResponse {
+    #[serde(rename = "daemonRevisions", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_revisions: Option<Vec<DaemonRevision>>,
+    #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<Vec<Failure>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescribeDaemonTaskDefinitionRequest {
+    #[serde(rename = "daemonTaskDefinition")]
+    pub daemon_task_definition: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescribeDaemonTaskDefinitionResponse {
+    #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_task_definition: Option<DaemonTaskDefinition>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1778,6 +2262,74 @@ pub struct ListContainerInstancesResponse {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListDaemonDeploymentsRequest {
+    #[serde(rename = "daemonArn")]
+    pub daemon_arn: String,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Vec<String>>,
+    #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<CreatedAt>,
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<i32>,
+    #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListDaemonDeploymentsResponse {
+    #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+    #[serde(rename = "daemonDeployments", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_deployments: Option<Vec<DaemonDeploymentSummary>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListDaemonTaskDefinitionsRequest {
+    #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
+    pub family_prefix: Option<String>,
+    #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
+    pub family: Option<String>,
+    #[serde(rename = "revision", default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(rename = "sort", default, skip_serializing_if = "Option::is_none")]
+    pub sort: Option<String>,
+    #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListDaemonTaskDefinitionsResponse {
+    #[serde(rename = "daemonTaskDefinitions", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_task_definitions: Option<Vec<DaemonTaskDefinitionSummary>>,
+    #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListDaemonsRequest {
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    pub cluster_arn: Option<String>,
+    #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
+    pub capacity_provider_arns: Option<Vec<String>>,
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<i32>,
+    #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListDaemonsResponse {
+    #[serde(rename = "daemonSummariesList", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_summaries_list: Option<Vec<DaemonSummary>>,
+    #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListServiceDeploymentsRequest {
     #[serde(rename = "service")]
     pub service: String,
@@ -1951,6 +2503,12 @@ pub struct LogConfiguration {
     pub options: Option<BTreeMap<String, String>>,
     #[serde(rename = "secretOptions", default, skip_serializing_if = "Option::is_none")]
     pub secret_options: Option<Vec<Secret>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LogDriverVolumeConfiguration {
+    #[serde(rename = "driver")]
+    pub driver: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -2449,6 +3007,36 @@ pub struct RegisterContainerInstanceRequest {
 pub struct RegisterContainerInstanceResponse {
     #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
     pub container_instance: Option<ContainerInstance>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegisterDaemonTaskDefinitionRequest {
+    #[serde(rename = "family")]
+    pub family: String,
+    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
+    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+    #[serde(rename = "containerDefinitions")]
+    pub container_definitions: Vec<DaemonContainerDefinition>,
+    #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    #[serde(rename = "volumes", default, skip_serializing_if = "Option::is_none")]
+    pub volumes: Option<Vec<DaemonVolume>>,
+    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+    #[serde(rename = "pidMode", default, skip_serializing_if = "Option::is_none")]
+    pub pid_mode: Option<String>,
+    #[serde(rename = "ipcMode", default, skip_serializing_if = "Option::is_none")]
+    pub ipc_mode: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RegisterDaemonTaskDefinitionResponse {
+    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_task_definition_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -3669,6 +4257,40 @@ pub struct UpdateContainerInstancesStateResponse {
     pub container_instances: Option<Vec<ContainerInstance>>,
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateDaemonRequest {
+    #[serde(rename = "daemonArn")]
+    pub daemon_arn: String,
+    #[serde(rename = "daemonTaskDefinitionArn")]
+    pub daemon_task_definition_arn: String,
+    #[serde(rename = "capacityProviderArns")]
+    pub capacity_provider_arns: Vec<String>,
+    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    pub deployment_configuration: Option<DaemonDeploymentConfiguration>,
+    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    pub propagate_tags: Option<String>,
+    #[serde(rename = "enableECSManagedTags", default)]
+    pub enable_ecs_managed_tags: bool,
+    #[serde(rename = "enableExecuteCommand", default)]
+    pub enable_execute_command: bool,
+    #[serde(rename = "critical", default, skip_serializing_if = "Option::is_none")]
+    pub critical: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateDaemonResponse {
+    #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
+    pub daemon_arn: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<f64>,
+    #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<f64>,
+    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    pub deployment_arn: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

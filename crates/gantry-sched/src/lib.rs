@@ -26,6 +26,7 @@
 //!   then from the Availability Zone, and within it the instance, with the most tasks of the
 //!   service. Tasks with scale-in protection are left alone until it expires.
 
+pub mod daemon;
 mod order;
 mod task_sets;
 pub mod traffic;

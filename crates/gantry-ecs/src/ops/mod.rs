@@ -6,6 +6,8 @@ pub mod attributes;
 pub mod capacity_providers;
 pub mod clusters;
 pub mod container_instances;
+pub mod daemon_task_definitions;
+pub mod daemons;
 pub mod exec;
 pub mod placement;
 pub mod service_capacity;

@@ -59,6 +59,18 @@ impl ControlPlane {
     /// Finds a task definition by reference: `family` means its latest ACTIVE revision.
     pub fn find_task_definition(&self, ctx: &Ctx, reference: &str) -> Result<Option<Stored<TaskDefRecord>>> {
         let Some(r) = taskdef::parse_ref(&ctx.scope, reference) else {
+            // A daemon's task names its daemon task definition: the task definition it runs.
+            if reference.starts_with("arn:")
+                && let Some(d) = self.find_daemon_task_definition(ctx, reference)?
+            {
+                let definition =
+                    gantry_core::daemon::as_task_definition(&ctx.scope, &d.value.definition, &ctx.principal)?;
+                return Ok(Some(Stored {
+                    key: d.key,
+                    value: TaskDefRecord { definition, tags: Vec::new() },
+                    mod_revision: d.mod_revision,
+                }));
+            }
             return Ok(None);
         };
         self.load_task_definition(ctx, &r)

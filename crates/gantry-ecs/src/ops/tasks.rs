@@ -405,6 +405,12 @@ impl ControlPlane {
     /// The ACTIVE task definition a reference names, or ECS's ClientException.
     pub(crate) fn active_task_definition(&self, ctx: &Ctx, reference: &str) -> Result<TaskDefinition> {
         check_task_definition_ref(reference)?;
+        // A daemon task definition runs only as its daemon's tasks.
+        if reference.trim().starts_with("arn:")
+            && gantry_core::daemon::parse_ref(&ctx.scope, reference).is_some()
+        {
+            return Err(EcsError::client("TaskDefinition not found."));
+        }
         let td = self
             .find_task_definition(ctx, reference)?
             .ok_or_else(|| EcsError::client("TaskDefinition not found."))?
@@ -715,6 +721,7 @@ impl ControlPlane {
                     managed_tags: Vec::new(),
                     load_balancers: None,
                     exec: chunk[0].value.task.enable_execute_command,
+                    definition: None,
                 };
                 let cp = chunk[0].value.task.capacity_provider_name.clone();
                 let launch = Launch {
@@ -839,6 +846,7 @@ impl ControlPlane {
                         tags: req.tags.clone(),
                         network: req.network.clone(),
                         managed_tags: req.managed_tags.clone(),
+                        definition: req.definition.clone(),
                         ..req
                     };
                     let (t, f) = Box::pin(self.run_like(ctx, part)).await?;
@@ -848,7 +856,10 @@ impl ControlPlane {
                 return Ok((tasks, failures));
             }
         }
-        let td = self.active_task_definition(ctx, req.task_definition)?;
+        let td = match &req.definition {
+            Some(d) => d.clone(),
+            None => self.active_task_definition(ctx, req.task_definition)?,
+        };
         let (launch_type, cp) = match req.only {
             Some(_) => ("EC2".to_string(), None),
             None => launch(&cluster.value, req.launch_type, req.strategy)?,
@@ -982,6 +993,7 @@ impl ControlPlane {
                     managed_tags: ecs_tags,
                     load_balancers: None,
                     exec: req.enable_execute_command,
+                    definition: None,
                 },
             )
             .await;
@@ -1130,6 +1142,40 @@ impl ControlPlane {
         Ok(out)
     }
 
+    /// A daemon's task on each of its instances (StartTask's path with the daemon's definition).
+    pub(crate) async fn start_daemon_tasks(
+        &self,
+        ctx: &Ctx,
+        cluster: &str,
+        launch: DaemonLaunch<'_>,
+    ) -> Result<(Vec<Task>, Vec<Failure>)> {
+        let td_arn = launch.definition.task_definition_arn.clone().unwrap_or_default();
+        self.run_like(
+            ctx,
+            RunLike {
+                cluster: Some(cluster),
+                task_definition: &td_arn,
+                count: launch.instances.len(),
+                launch_type: None,
+                strategy: None,
+                overrides: None,
+                group: Some(launch.group),
+                started_by: Some(launch.started_by),
+                tags: Vec::new(),
+                network: None,
+                only: Some(launch.instances),
+                constraints: None,
+                strategies: None,
+                service: None,
+                managed_tags: Vec::new(),
+                load_balancers: None,
+                exec: launch.exec,
+                definition: Some(launch.definition),
+            },
+        )
+        .await
+    }
+
     pub async fn start_task(&self, ctx: &Ctx, req: StartTaskRequest) -> Result<StartTaskResponse> {
         if req.container_instances.is_empty() {
             return Err(EcsError::invalid("containerInstances can not be empty."));
@@ -1179,6 +1225,7 @@ impl ControlPlane {
                     managed_tags: ecs_tags,
                     load_balancers: None,
                     exec: req.enable_execute_command,
+                    definition: None,
                 },
             )
             .await?;
@@ -1382,6 +1429,7 @@ impl ControlPlane {
                 managed_tags,
                 load_balancers: self.registers_targets().then_some(load_balancers),
                 exec: service.enable_execute_command,
+                definition: None,
             },
         )
         .await
@@ -1790,6 +1838,18 @@ struct RunLike<'a> {
     load_balancers: Option<&'a [LoadBalancer]>,
     /// enableExecuteCommand: the tasks' containers get ECS Exec's managed agent.
     exec: bool,
+    /// The definition to run, when it is not a task definition's revision (a daemon's).
+    definition: Option<TaskDefinition>,
+}
+
+/// What a daemon's launch is: its definition, the instances, group `daemon:NAME` and startedBy
+/// the daemon revision's ID.
+pub(crate) struct DaemonLaunch<'a> {
+    pub definition: TaskDefinition,
+    pub instances: &'a [String],
+    pub group: String,
+    pub started_by: String,
+    pub exec: bool,
 }
 
 /// A stopped task's attachments (its network interface) are deleted.

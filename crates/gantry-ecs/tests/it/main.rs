@@ -3,6 +3,7 @@
 mod agents_sim;
 mod churn;
 mod common;
+mod daemons;
 mod exec;
 mod gpus;
 mod insights;

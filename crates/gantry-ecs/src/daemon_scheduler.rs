@@ -1,0 +1,343 @@
+//! The daemon scheduler's store side: one pass over a cluster's daemons carries out
+//! `gantry_sched::daemon::plan` (one task per ACTIVE instance of the daemon's capacity
+//! providers, rolling deployments, the circuit breaker and rollback) and records the
+//! deployment's outcome. It runs inside cluster auto scaling's pass (`capacity.rs`), before the
+//! tasks waiting for capacity are placed, so a new instance gets its daemon tasks before other
+//! tasks.
+//!
+//! A daemon's tasks are in the task group `daemon:NAME`, started by the ID of the daemon revision
+//! they run. A DELETE_IN_PROGRESS daemon's tasks are stopped and, once none is left, the daemon
+//! is removed (its deployments and revisions stay).
+
+use crate::ops::daemons::{DaemonRecord, daemon_group};
+use crate::ops::tasks::{DaemonLaunch, TaskRecord};
+use crate::records::{encode, load, load_prefix};
+use crate::table::{Before, TxnExt};
+use crate::{ControlPlane, Ctx, keys, status};
+use gantry_core::{DaemonDeploymentStatus, DaemonMonitorStatus, InstanceStatus, Result, TaskStatus};
+use gantry_model::*;
+use gantry_sched::daemon::{self as rules, Outcome, Phase};
+use gantry_store::Txn;
+
+/// What a pass observed besides the plan: the target revision's failed tasks, the revision a
+/// rollback returns to, and the deployment's alarms in ALARM.
+struct Seen<'a> {
+    failures: u32,
+    previous: Option<&'a str>,
+    in_alarm: &'a [String],
+}
+
+/// Stop codes of a task that failed on its own (what the circuit breaker counts).
+const FAILED: &[&str] = &["EssentialContainerExited", "TaskFailedToStart"];
+
+impl ControlPlane {
+    /// One pass over `cluster`'s daemons.
+    pub(crate) async fn daemons_pass(&self, ctx: &Ctx, cluster: &str) -> Result<()> {
+        let daemons = load_prefix::<DaemonRecord>(&*self.store, &keys::daemon_prefix(&ctx.scope, cluster))?;
+        for d in daemons {
+            if let Err(e) = self.daemon_pass(ctx, d.value).await {
+                tracing::warn!(cluster, "daemon pass failed: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The daemon's tasks that are not STOPPED, and the target revision's failures.
+    fn daemon_tasks(&self, ctx: &Ctx, rec: &DaemonRecord) -> Result<(Vec<TaskRecord>, u32)> {
+        let group = daemon_group(&rec.name);
+        let mut live = Vec::new();
+        let mut failures = 0;
+        for desired in ["RUNNING", "STOPPED"] {
+            let prefix =
+                keys::task_index_prefix(&ctx.scope, &rec.cluster, keys::TaskIndex::Group(&group), desired);
+            for kv in self.store.range(&prefix, None, usize::MAX) {
+                let id = &kv.key[prefix.len()..];
+                let Some(t) = load::<TaskRecord>(&*self.store, &keys::task(&ctx.scope, &rec.cluster, id))?
+                else {
+                    continue;
+                };
+                let stopped = t.value.task.last_status.as_deref().and_then(TaskStatus::parse)
+                    == Some(TaskStatus::Stopped);
+                if !stopped {
+                    live.push(t.value);
+                } else if t.value.task.started_by.as_deref() == Some(rec.revision_id())
+                    && t.value.task.stop_code.as_deref().is_some_and(|c| FAILED.contains(&c))
+                {
+                    failures += 1;
+                }
+            }
+        }
+        Ok((live, failures))
+    }
+
+    async fn stop_daemon_task(&self, ctx: &Ctx, cluster: &str, arn: &str, reason: &str) {
+        let req = StopTaskRequest {
+            cluster: Some(cluster.to_string()),
+            task: arn.to_string(),
+            reason: Some(reason.into()),
+        };
+        if let Err(e) = self.stop_task(ctx, req).await {
+            tracing::warn!(cluster, task = arn, "cannot stop a daemon task: {e}");
+        }
+    }
+
+    async fn daemon_pass(&self, ctx: &Ctx, rec: DaemonRecord) -> Result<()> {
+        let (live, failures) = self.daemon_tasks(ctx, &rec)?;
+        if !rec.is_active() {
+            // Being deleted: its tasks go, then the daemon.
+            for t in &live {
+                if t.task.desired_status.as_deref().and_then(TaskStatus::parse) != Some(TaskStatus::Stopped) {
+                    let arn = t.task.task_arn.clone().unwrap_or_default();
+                    self.stop_daemon_task(ctx, &rec.cluster, &arn, "The daemon was deleted.").await;
+                }
+            }
+            if live.is_empty() {
+                let key = keys::daemon(&ctx.scope, &rec.cluster, &rec.name);
+                self.retry(|| {
+                    let Some(cur) = load::<DaemonRecord>(&*self.store, &key)? else {
+                        return Ok((Txn::new(), ()));
+                    };
+                    if cur.value.is_active() {
+                        return Ok((Txn::new(), ()));
+                    }
+                    Ok((Txn::new().delete_record(&Before::of(&ctx.scope, &cur)), ()))
+                })
+                .await?;
+            }
+            return Ok(());
+        }
+
+        // The ACTIVE instances of its providers, and its tasks on each.
+        let mut slots = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for p in &rec.capacity_providers {
+            for arn in self.capacity_provider_instances(ctx, &rec.cluster, p)? {
+                if !seen.insert(arn.clone()) {
+                    continue;
+                }
+                let id = arn.rsplit('/').next().unwrap_or_default();
+                let Some(ci) = load::<ContainerInstance>(
+                    &*self.store,
+                    &keys::container_instance(&ctx.scope, &rec.cluster, id),
+                )?
+                else {
+                    continue;
+                };
+                if status::instance_status(&ci.value) != Some(InstanceStatus::Active) {
+                    continue;
+                }
+                let tasks = live
+                    .iter()
+                    .filter(|t| t.task.container_instance_arn.as_deref() == Some(arn.as_str()))
+                    .map(|t| rules::DaemonTask {
+                        arn: t.task.task_arn.clone().unwrap_or_default(),
+                        revision: t.task.started_by.clone().unwrap_or_default(),
+                        running: t.task.last_status.as_deref().and_then(TaskStatus::parse)
+                            == Some(TaskStatus::Running),
+                        stopping: t.task.desired_status.as_deref().and_then(TaskStatus::parse)
+                            == Some(TaskStatus::Stopped),
+                    })
+                    .collect();
+                slots.push(rules::Slot { instance: arn, tasks });
+            }
+        }
+        // Tasks on instances no longer among the providers' ACTIVE ones stay until the
+        // instance drains; they are not the daemon's concern.
+
+        let dep_id = rec.deployment_arn.rsplit('/').next().unwrap_or_default().to_string();
+        let dep_key = keys::daemon_deployment(&ctx.scope, &rec.cluster, &rec.name, &dep_id);
+        let dep = load::<DaemonDeployment>(&*self.store, &dep_key)?;
+        let phase = match dep.as_ref().and_then(|d| status::daemon_deployment_status(&d.value)) {
+            Some(DaemonDeploymentStatus::Pending) => Phase::Pending,
+            Some(DaemonDeploymentStatus::InProgress) => Phase::InProgress,
+            Some(DaemonDeploymentStatus::RollbackInProgress) => Phase::RollingBack,
+            _ => Phase::Done,
+        };
+        let previous = dep
+            .as_ref()
+            .and_then(|d| d.value.source_daemon_revisions.as_ref()?.first()?.arn.clone())
+            .filter(|_| phase != Phase::RollingBack);
+        let previous_id = previous.as_deref().map(|a| a.rsplit('/').next().unwrap_or_default().to_string());
+        let bake_ms = i64::from(rec.deployment_configuration.bake_time_in_minutes.max(0)) * 60_000;
+        let target = rec.revision_id().to_string();
+        let in_alarm = self.daemon_alarms_in_alarm(ctx, &rec);
+        let input = rules::Daemon {
+            target: &target,
+            previous: previous_id.as_deref(),
+            phase,
+            drain_percent: rec
+                .deployment_configuration
+                .drain_percent
+                .unwrap_or(gantry_core::daemon::DEFAULT_DRAIN_PERCENT),
+            failures,
+            now_ms: self.clock.now().0,
+            converged_since_ms: rec.converged_since_ms,
+            bake_ms,
+            in_alarm: &in_alarm,
+        };
+        let plan = rules::plan(&input, &slots);
+
+        for arn in &plan.stop {
+            self.stop_daemon_task(ctx, &rec.cluster, arn, "Replaced by the daemon's deployment.").await;
+        }
+        if !plan.launch.is_empty() {
+            let td = self
+                .find_daemon_task_definition(ctx, &rec.task_definition_arn)?
+                .map(|d| {
+                    gantry_core::daemon::as_task_definition(&ctx.scope, &d.value.definition, &ctx.principal)
+                })
+                .transpose()?;
+            if let Some(td) = td {
+                let (_, failed) = self
+                    .start_daemon_tasks(
+                        ctx,
+                        &rec.cluster,
+                        DaemonLaunch {
+                            definition: td,
+                            instances: &plan.launch,
+                            group: daemon_group(&rec.name),
+                            started_by: target.clone(),
+                            exec: rec.enable_execute_command,
+                        },
+                    )
+                    .await?;
+                for f in failed {
+                    tracing::debug!(cluster = %rec.cluster, daemon = %rec.name, "daemon task not placed: {:?}", f.reason);
+                }
+            }
+        }
+        let seen = Seen { failures, previous: previous.as_deref(), in_alarm: &in_alarm };
+        self.record_daemon_plan(ctx, &rec, dep.map(|d| (dep_key, d)), &plan, &seen).await
+    }
+
+    /// The daemon's deployment alarms (enabled) in ALARM, read through CloudWatch's port.
+    fn daemon_alarms_in_alarm(&self, ctx: &Ctx, rec: &DaemonRecord) -> Vec<String> {
+        let Some(a) = rec.deployment_configuration.alarms.as_ref().filter(|a| a.enable) else {
+            return Vec::new();
+        };
+        let names = a.alarm_names.clone().unwrap_or_default();
+        let Some(port) = self.alarm_states.get() else { return Vec::new() };
+        let states = port.states(&ctx.scope.account, &ctx.scope.region, &names);
+        names.into_iter().zip(states).filter(|(_, s)| s.as_deref() == Some("ALARM")).map(|(n, _)| n).collect()
+    }
+
+    /// Writes the deployment's new state (and, on a rollback, the daemon's revision) under
+    /// compare-and-swap of what the pass read; a lost race is decided again next pass.
+    async fn record_daemon_plan(
+        &self,
+        ctx: &Ctx,
+        rec: &DaemonRecord,
+        dep: Option<(String, crate::Stored<DaemonDeployment>)>,
+        plan: &rules::Plan,
+        seen: &Seen<'_>,
+    ) -> Result<()> {
+        let (failures, previous, in_alarm) = (seen.failures, seen.previous, seen.in_alarm);
+        let key = keys::daemon(&ctx.scope, &rec.cluster, &rec.name);
+        let now = self.clock.now().as_epoch_seconds();
+        self.retry(|| {
+            let Some(cur) = load::<DaemonRecord>(&*self.store, &key)? else { return Ok((Txn::new(), ())) };
+            if cur.value.deployment_arn != rec.deployment_arn || cur.value.revision_arn != rec.revision_arn {
+                return Ok((Txn::new(), ()));
+            }
+            let mut txn = Txn::new();
+            let mut next = cur.value.clone();
+            next.converged_since_ms = plan.converged_since_ms;
+            if let Some((dep_key, d)) = &dep {
+                let mut d2 = d.value.clone();
+                if let Some(t) = d2.target_daemon_revision.as_mut() {
+                    t.total_running_instance_count = Some(plan.running as i32);
+                    t.total_without_daemon_instance_count = Some(plan.without as i32);
+                    t.total_draining_instance_count = Some(plan.draining as i32);
+                }
+                if let Some(cb) = d2.circuit_breaker.as_mut() {
+                    cb.failure_count = failures as i32;
+                    cb.threshold = plan.threshold as i32;
+                }
+                // What tripped: the alarms, or else the circuit breaker.
+                let set_monitors = |d: &mut DaemonDeployment, s: DaemonMonitorStatus| {
+                    if s == DaemonMonitorStatus::Triggered && !in_alarm.is_empty() {
+                        if let Some(a) = d.alarms.as_mut() {
+                            a.status = Some(s.as_str().into());
+                            a.triggered_alarm_names = Some(in_alarm.to_vec());
+                        }
+                    } else if let Some(cb) = d.circuit_breaker.as_mut() {
+                        cb.status = Some(s.as_str().into());
+                    }
+                };
+                match &plan.outcome {
+                    Outcome::Unchanged => {}
+                    Outcome::InProgress => {
+                        if status::daemon_deployment_status(&d2) == Some(DaemonDeploymentStatus::Pending) {
+                            status::set_daemon_deployment_status(&mut d2, DaemonDeploymentStatus::InProgress);
+                            d2.started_at = Some(now);
+                        }
+                    }
+                    Outcome::Successful => {
+                        status::set_daemon_deployment_status(&mut d2, DaemonDeploymentStatus::Successful);
+                        d2.started_at.get_or_insert(now);
+                        d2.finished_at = Some(now);
+                        set_monitors(&mut d2, DaemonMonitorStatus::MonitoringComplete);
+                    }
+                    Outcome::RollbackSuccessful => {
+                        status::set_daemon_deployment_status(
+                            &mut d2,
+                            DaemonDeploymentStatus::RollbackSuccessful,
+                        );
+                        d2.finished_at = Some(now);
+                    }
+                    Outcome::Stopped { reason } => {
+                        status::set_daemon_deployment_status(&mut d2, DaemonDeploymentStatus::Stopped);
+                        d2.status_reason = Some(reason.clone());
+                        d2.stopped_at = Some(now);
+                        set_monitors(&mut d2, DaemonMonitorStatus::Triggered);
+                    }
+                    Outcome::RollBack { reason } => {
+                        let Some(prev_arn) = previous else { return Ok((Txn::new(), ())) };
+                        let Some((c, n, id)) =
+                            gantry_core::daemon::parse_child_arn(&ctx.scope, prev_arn, "daemon-revision")
+                        else {
+                            return Ok((Txn::new(), ()));
+                        };
+                        let Some(prev) = load::<DaemonRevision>(
+                            &*self.store,
+                            &keys::daemon_revision(&ctx.scope, &c, &n, &id),
+                        )?
+                        else {
+                            return Ok((Txn::new(), ()));
+                        };
+                        status::set_daemon_deployment_status(
+                            &mut d2,
+                            DaemonDeploymentStatus::RollbackInProgress,
+                        );
+                        d2.status_reason = Some(reason.clone());
+                        d2.rollback = Some(DaemonRollback {
+                            reason: Some(reason.clone()),
+                            started_at: Some(now),
+                            rollback_target_daemon_revision_arn: Some(prev_arn.to_string()),
+                            rollback_capacity_providers: Some(
+                                rec.capacity_providers
+                                    .iter()
+                                    .map(|p| ctx.scope.capacity_provider_arn(p))
+                                    .collect(),
+                            ),
+                        });
+                        set_monitors(&mut d2, DaemonMonitorStatus::Triggered);
+                        next.revision_arn = prev_arn.to_string();
+                        next.task_definition_arn =
+                            prev.value.daemon_task_definition_arn.clone().unwrap_or_default();
+                        next.converged_since_ms = None;
+                    }
+                }
+                if d2 != d.value {
+                    txn = txn.when(dep_key.clone(), d.mod_revision).put(dep_key.clone(), encode(&d2));
+                }
+            }
+            if next == cur.value {
+                return Ok((txn, ()));
+            }
+            next.updated_at = cur.value.updated_at;
+            Ok((txn.put_record(&ctx.scope, &Before::of(&ctx.scope, &cur), &next), ()))
+        })
+        .await
+    }
+}
