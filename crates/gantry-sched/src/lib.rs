@@ -176,6 +176,11 @@ pub struct DeploymentState {
 }
 
 impl DeploymentState {
+    /// Whether this is a rollback (its rollout reason names the deployment it returns to).
+    pub fn is_rollback(&self) -> bool {
+        self.rollout == Rollout::InProgress && self.rollout_reason.contains(ROLLING_BACK)
+    }
+
     /// A new PRIMARY deployment, IN_PROGRESS.
     pub fn new(id: &str, created_at: Millis) -> Self {
         DeploymentState {
@@ -191,6 +196,9 @@ impl DeploymentState {
         }
     }
 }
+
+/// What the rollout reason of every rollback deployment says (ECS's three reasons end so).
+const ROLLING_BACK: &str = "rolling back to deploymentId";
 
 /// The deployment circuit breaker, when enabled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -504,8 +512,13 @@ impl Pass<'_> {
             .filter(|(b, p)| p.rollout == Rollout::InProgress && p.failed_tasks >= b.threshold);
         let requested =
             svc.rollback_requested && self.deps.first().is_some_and(|p| p.rollout == Rollout::InProgress);
+        // A rollback is not failed by the alarms that caused it (they are still in ALARM), and
+        // a rollback that fails otherwise is not rolled back again.
+        let rolling_back = self.deps.first().is_some_and(DeploymentState::is_rollback);
         let alarmed = svc.alarms.as_ref().filter(|a| {
-            !a.in_alarm.is_empty() && self.deps.first().is_some_and(|p| p.rollout == Rollout::InProgress)
+            !a.in_alarm.is_empty()
+                && !rolling_back
+                && self.deps.first().is_some_and(|p| p.rollout == Rollout::InProgress)
         });
         let failure = if requested {
             Some((
@@ -538,7 +551,9 @@ impl Pass<'_> {
         let failed = p.id.clone();
         let failed_tasks = p.failed_tasks;
         self.events.push(format!("(service {name}) (deployment {failed}) {event}"));
-        let Some(to) = self.notes.last_completed.clone().filter(|to| may_roll_back && *to != failed) else {
+        let Some(to) =
+            self.notes.last_completed.clone().filter(|to| may_roll_back && !rolling_back && *to != failed)
+        else {
             return;
         };
         let mut d = DeploymentState::new(fresh_id, now);

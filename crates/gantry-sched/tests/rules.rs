@@ -317,6 +317,24 @@ fn a_deployment_alarm_in_alarm_fails_the_deployment_and_rolls_back_when_asked() 
             (false, None) => assert_eq!(p.deployments[0].id, "ecs-svc/2"),
             other => panic!("rollback {rollback}: {other:?}"),
         }
+        if !rollback {
+            continue;
+        }
+        // The alarms stay in ALARM: the rollback goes on, and is not failed and rolled back
+        // again on every pass.
+        let rollback_id = p.deployments[0].id.clone();
+        let before = w.events.len();
+        for _ in 0..3 {
+            let p = w.pass();
+            assert!(p.rollback.is_none(), "rolled back again: {:?}", p.rollback);
+            assert_eq!(p.deployments[0].id, rollback_id);
+            assert_eq!(p.deployments[0].rollout, Rollout::InProgress);
+        }
+        assert!(
+            !w.events[before..].iter().any(|e| e.contains("deployment failed")),
+            "{:?}",
+            &w.events[before..]
+        );
     }
 }
 
