@@ -74,6 +74,33 @@ pub fn instances_beyond(needs: &[(i64, i64)], open: Vec<(i64, i64)>, capacity: (
     (bins.len() - already) as u64
 }
 
+/// The instances ECS Managed Instances launches for the waiting `needs` (CPU units, MiB): each
+/// task gets the smallest type within `requirements` that fits it
+/// ([`crate::ops::capacity_providers::instance_type_fitting`]; `fallback` when none does), and
+/// the tasks of each type are binpacked on instances of that type. One type per new instance,
+/// largest first.
+pub fn launches_for(
+    needs: &[(i64, i64)],
+    requirements: Option<&gantry_model::InstanceRequirementsRequest>,
+    fallback: &str,
+) -> Vec<String> {
+    let mut by_type: std::collections::BTreeMap<String, Vec<(i64, i64)>> = Default::default();
+    for need in needs {
+        let t = crate::ops::capacity_providers::instance_type_fitting(requirements, *need)
+            .map_or_else(|| fallback.to_string(), str::to_string);
+        by_type.entry(t).or_default().push(*need);
+    }
+    let mut out: Vec<((i64, i64), String)> = Vec::new();
+    for (t, needs) in by_type {
+        let capacity = gantry_core::ec2::resources(&t).unwrap_or((1024, 1024));
+        for _ in 0..instances_for(&needs, capacity) {
+            out.push((capacity, t.clone()));
+        }
+    }
+    out.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    out.into_iter().map(|(_, t)| t).collect()
+}
+
 /// One of a group's live (not terminating) instances, as the reservation counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Member {
@@ -314,8 +341,24 @@ impl ControlPlane {
                 group = ports.groups.group(&scope.account, &scope.region, &asg);
             }
             let Some(group) = group else { continue };
-            let report =
-                self.scale_group(scope, cluster, name, &group, scaling, &waiting, &by_ec2, ports).await;
+            // ECS Managed Instances choose a type per waiting task.
+            let per_task =
+                p.value.managed_instances_provider.as_ref().map(|mi| {
+                    mi.instance_launch_template.as_ref().and_then(|t| t.instance_requirements.clone())
+                });
+            let report = self
+                .scale_group(
+                    scope,
+                    cluster,
+                    name,
+                    &group,
+                    scaling,
+                    &waiting,
+                    &by_ec2,
+                    ports,
+                    per_task.as_ref(),
+                )
+                .await;
             if protect {
                 self.protect_busy(scope, &group, &by_ec2, ports).await;
             }
@@ -416,6 +459,7 @@ impl ControlPlane {
         waiting: &[crate::Stored<TaskRecord>],
         by_ec2: &HashMap<&str, &ContainerInstance>,
         ports: &CapacityPorts,
+        per_task: Option<&Option<gantry_model::InstanceRequirementsRequest>>,
     ) -> ProviderReport {
         let live: Vec<_> =
             group.instances.iter().filter(|i| !i.lifecycle_state.starts_with("Terminat")).collect();
@@ -442,7 +486,17 @@ impl ControlPlane {
             .map(|w| (w.value.reserved.cpu, w.value.reserved.memory))
             .collect();
         let now = self.clock.now().0;
-        let (m, n, warming) = m_and_n(&members, &needs, capacity, now, scaling.warmup_ms);
+        let (m, n, warming, types) = match per_task {
+            Some(requirements) => {
+                let types = launches_for(&needs, requirements.as_ref(), &group.instance_type);
+                let (m, n, warming) = m_and_n(&members, &[], capacity, now, scaling.warmup_ms);
+                (m + types.len() as u64, n, warming, types)
+            }
+            None => {
+                let (m, n, warming) = m_and_n(&members, &needs, capacity, now, scaling.warmup_ms);
+                (m, n, warming, Vec::new())
+            }
+        };
         let cpr = reservation(m, n);
         let key = format!("{}/{}/{cluster}/{provider}", scope.account, scope.region);
         let below = (cpr < scaling.target_capacity as f64).then(|| {
@@ -473,11 +527,19 @@ impl ControlPlane {
                 "a target tracking policy of ECS capacity provider {provider} on cluster {cluster} (CapacityProviderReservation {cpr:.0}, target {})",
                 scaling.target_capacity
             );
-            match ports
-                .groups
-                .set_desired(&scope.account, &scope.region, &group.name, to as i32, &cause)
-                .await
-            {
+            let set = if per_task.is_some() {
+                ports.groups.set_desired_types(
+                    &scope.account,
+                    &scope.region,
+                    &group.name,
+                    to as i32,
+                    &cause,
+                    &types,
+                )
+            } else {
+                ports.groups.set_desired(&scope.account, &scope.region, &group.name, to as i32, &cause)
+            };
+            match set.await {
                 Ok(()) => tracing::info!(
                     cluster,
                     provider,
@@ -840,5 +902,31 @@ mod tests {
         assert_eq!(desired(3, 1, s, 0, 10, 1, false, true), None, "the next round waits for the warm-up");
         assert_eq!(desired(3, 1, s, 0, 10, 1, false, false), Some(2));
         assert_eq!(desired(0, 4, s, 0, 10, 4, true, true), Some(0), "scale-in is not held");
+    }
+
+    #[test]
+    fn managed_instances_launch_per_task_types() {
+        let r: gantry_model::InstanceRequirementsRequest =
+            serde_json::from_value(serde_json::json!({"vCpuCount": {"min": 2}, "memoryMiB": {"min": 4096}}))
+                .unwrap();
+        let res = |t: &String| gantry_core::ec2::resources(t).unwrap();
+        assert!(launches_for(&[], Some(&r), "t3.medium").is_empty());
+        // Seven small tasks share one small instance; a 6 GiB one gets a larger type of its own.
+        let out = launches_for(&[(256, 512); 7], Some(&r), "t3.medium");
+        assert_eq!(out.iter().map(res).collect::<Vec<_>>(), vec![(2048, 3840)]);
+        let mut needs = vec![(256, 512); 7];
+        needs.push((1024, 6144));
+        let out = launches_for(&needs, Some(&r), "t3.medium");
+        assert_eq!(
+            out.iter().map(res).collect::<Vec<_>>(),
+            vec![(2048, 7936), (2048, 3840)],
+            "largest first"
+        );
+        // A task no allowed type fits: the fallback, so the demand still shows.
+        let capped: gantry_model::InstanceRequirementsRequest = serde_json::from_value(
+            serde_json::json!({"vCpuCount": {"min": 2, "max": 2}, "memoryMiB": {"min": 0}}),
+        )
+        .unwrap();
+        assert_eq!(launches_for(&[(8192, 512)], Some(&capped), "t3.medium"), vec!["t3.medium".to_string()]);
     }
 }
