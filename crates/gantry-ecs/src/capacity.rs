@@ -115,12 +115,13 @@ pub struct Member {
 
 /// `M` and `N` of CapacityProviderReservation, and whether an instance is in its warm-up.
 ///
-/// `N` is the live instances. `M` is the instances running tasks, plus those still in their
-/// warm-up (`instanceWarmupPeriod`: launched less than `warmup_ms` before `now`), which count as
-/// running whether or not they have tasks yet, plus the new instances the waiting `needs` take
-/// once the warming instances have taken what fits them. So the tasks a just-launched instance
-/// will take do not ask for another; with a warm-up of 0 nothing is warming and `M` is the
-/// running instances plus the waiting tasks binpacked on new ones.
+/// `N` is the live instances. `M` is the instances running tasks, plus, while tasks wait, those
+/// still in their warm-up (`instanceWarmupPeriod`: launched less than `warmup_ms` before `now`),
+/// which count as running whether or not they have tasks yet, plus the new instances the waiting
+/// `needs` take once the warming instances have taken what fits them. So the tasks a
+/// just-launched instance will take do not ask for another; with nothing waiting, an idle
+/// instance is idle (its scale-in has its own delay); with a warm-up of 0 nothing is warming and
+/// `M` is the running instances plus the waiting tasks binpacked on new ones.
 pub fn m_and_n(
     members: &[Member],
     needs: &[(i64, i64)],
@@ -129,7 +130,8 @@ pub fn m_and_n(
     warmup_ms: i64,
 ) -> (u64, u64, bool) {
     let warming = |m: &Member| now - m.launched_at_ms < warmup_ms;
-    let counted = members.iter().filter(|m| m.busy || warming(m)).count() as u64;
+    let waiting = !needs.is_empty();
+    let counted = members.iter().filter(|m| m.busy || (waiting && warming(m))).count() as u64;
     let open: Vec<(i64, i64)> = members.iter().filter(|m| warming(m) && !m.busy).map(|m| m.free).collect();
     let any_warming = members.iter().any(warming);
     (counted + instances_beyond(needs, open, capacity), members.len() as u64, any_warming)
@@ -888,9 +890,12 @@ mod tests {
         assert_eq!(m_and_n(&[fresh], &[(256, 512); 7], medium, now, 300_000), (1, 1, true));
         // Eight do not: one more.
         assert_eq!(m_and_n(&[fresh], &[(256, 512); 8], medium, now, 300_000), (2, 1, true));
-        // Idle in warm-up still counts as running; past it, it does not.
-        assert_eq!(m_and_n(&[fresh, busy], &[], medium, now, 300_000), (2, 2, true));
-        assert_eq!(m_and_n(&[old, busy], &[], medium, now, 300_000), (1, 2, false));
+        // Idle in warm-up counts as running while tasks wait (one that fits neither it nor a
+        // busy one needs a new instance); past its warm-up, it does not.
+        assert_eq!(m_and_n(&[fresh, busy], &[(4096, 512)], medium, now, 300_000), (3, 2, true));
+        assert_eq!(m_and_n(&[old, busy], &[(4096, 512)], medium, now, 300_000), (2, 2, false));
+        // With nothing waiting an idle instance is idle, warming or not.
+        assert_eq!(m_and_n(&[fresh, busy], &[], medium, now, 300_000), (1, 2, true));
         // A warm-up of 0: nothing warms, M is the running instances plus new ones for the tasks.
         assert_eq!(m_and_n(&[fresh, busy], &[(256, 512); 7], medium, now, 0), (2, 2, false));
         assert_eq!(m_and_n(&[], &[(256, 512); 8], medium, now, 0), (2, 0, false));
