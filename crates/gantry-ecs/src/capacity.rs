@@ -9,11 +9,13 @@
 //!    `gantry_ports::autoscaling::CapacityGroups` port: `CapacityProviderReservation` as ECS
 //!    documents it ([`reservation`]: M/N×100, where N is the group's instances that are not
 //!    terminating and M the instances needed: those running tasks plus new ones for the tasks
-//!    still waiting, binpacked on the launch configuration's instance type, an instance in its
-//!    `instanceWarmupPeriod` counted as running and taking what fits it: [`m_and_n`]), published to
-//!    CloudWatch (`AWS/ECS/ManagedScaling`, `CapacityProviderName` and `ClusterName`) through
-//!    the `MetricSink` port at most once a minute; the group's desired capacity follows it
-//!    ([`desired`]: scale out at once (but not again while an instance warms up), by at least minimumScalingStepSize and at most
+//!    still waiting, binpacked on the launch configuration's instance type or, for ECS Managed
+//!    Instances, on the type each task gets ([`launches_for`]); while tasks wait, an instance in
+//!    its `instanceWarmupPeriod` counts as running and takes what fits it: [`m_and_n`]),
+//!    published to CloudWatch (`AWS/ECS/ManagedScaling`, `CapacityProviderName` and
+//!    `ClusterName`) through the `MetricSink` port at most once a minute; the group's desired
+//!    capacity follows it ([`desired`]: scale out at once, but not again while an instance of the
+//!    group warms up, by at least minimumScalingStepSize and at most
 //!    maximumScalingStepSize; scale in only after the reservation stayed below the target for
 //!    the scale-in delay, 15 minutes as the target tracking policy's alarm by default);
 //! 3. managedTerminationProtection: instances running tasks are protected from scale-in, the

@@ -187,13 +187,14 @@ impl Delivery {
         time_ms: i64,
     ) -> Result<(), String> {
         if let Some(group) = log_group(scope, &t.arn) {
-            return self.logs.put_events(
-                &scope.account,
-                &scope.region,
-                &group,
-                id,
-                vec![(time_ms, event.to_string())],
-            );
+            // Logs writes (and fsyncs) before it answers: off the async workers.
+            let (logs, scope, id, message) =
+                (self.logs.clone(), scope.clone(), id.to_string(), event.to_string());
+            return tokio::task::spawn_blocking(move || {
+                logs.put_events(&scope.account, &scope.region, &group, &id, vec![(time_ms, message)])
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("the delivery failed: {e}")));
         }
         let Some(mut req) = crate::fire::run_task_request(rule, t, time_ms) else {
             return Err("the target has no EcsParameters".to_string());

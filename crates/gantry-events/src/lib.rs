@@ -1,7 +1,8 @@
 //! Amazon EventBridge, as far as scheduled tasks need it: rules on the `default` event bus with a
 //! `ScheduleExpression` (`rate(...)`, `cron(...)`, UTC) or an `EventPattern` (matched against
-//! the events services put on the default bus through `gantry_ports::EventBus`: [`bus`]), their targets (ECS clusters with `EcsParameters`, whose
-//! RunTask the firing controller calls through `gantry_ports::TaskLauncher`), and tags.
+//! the events services put on the default bus through `gantry_ports::EventBus`: [`bus`]), their
+//! targets (ECS clusters with `EcsParameters`, whose RunTask the firing controller calls through
+//! `gantry_ports::TaskLauncher`; CloudWatch Logs log groups, for event-pattern rules), and tags.
 //!
 //! Operations take and return the JSON form of the generated shapes (`gantry_model::events`,
 //! awsJson1_1); the front door does the wire. A rule is one record,
