@@ -80,3 +80,48 @@ def test_managed_instances_grow_for_tasks_and_retire_when_idle(spawn_server, uni
     wait_for(lambda: not server.aws_ok("autoscaling", "describe-auto-scaling-groups",
                                        "--auto-scaling-group-names", group)["AutoScalingGroups"],
              60, interval=0.5, what="the provider's group to go")
+
+
+def test_managed_instances_launch_a_type_that_fits_each_task(spawn_server, unique):
+    """Each instance is of the smallest type within instanceRequirements that fits the task
+    waiting for it, and its container instance says which (`ecs.instance-type`)."""
+    server = spawn_server("mi-types")
+    cluster = unique("mi")
+    provider = unique("mi-cp")
+    server.aws_ok("ecs", "create-cluster", "--cluster-name", cluster)
+    config = {
+        "infrastructureRoleArn": "arn:aws:iam::000000000000:role/ecsInfrastructureRole",
+        "instanceLaunchTemplate": {
+            "ec2InstanceProfileArn": "arn:aws:iam::000000000000:instance-profile/ecsInstance",
+            "networkConfiguration": {"subnets": ["subnet-a"]},
+            "instanceRequirements": {"vCpuCount": {"min": 2}, "memoryMiB": {"min": 4096}},
+        },
+    }
+    server.aws_ok("ecs", "create-capacity-provider", "--name", provider, "--cluster", cluster,
+                  "--managed-instances-provider", json.dumps(config),
+                  "--tags", "key=gantry:launcher,value=gantry-sim")
+    arns = []
+    for family, memory in (("small", 512), ("large", 6144)):
+        server.aws_ok("ecs", "register-task-definition", "--family", family, "--container-definitions",
+                      json.dumps([{"name": "w", "image": "example/work:1", "cpu": 256, "memory": memory}]))
+        out = server.aws_ok("ecs", "run-task", "--cluster", cluster, "--task-definition", family,
+                            "--capacity-provider-strategy", f"capacityProvider={provider},weight=1")
+        arns += [t["taskArn"] for t in out["tasks"]]
+    assert len(arns) == 2
+    rc, err = server.aws("ecs", "wait", "tasks-running", "--cluster", cluster, "--tasks", *arns)
+    assert rc == 0, err
+
+    instances = server.aws_ok("ecs", "list-container-instances", "--cluster", cluster)["containerInstanceArns"]
+    cis = server.aws_ok("ecs", "describe-container-instances", "--cluster", cluster,
+                        "--container-instances", *instances)["containerInstances"]
+    by_type = {}
+    for ci in cis:
+        [t] = [a["value"] for a in ci["attributes"] if a["name"] == "ecs.instance-type"]
+        memory = next(r["integerValue"] for r in ci["registeredResources"] if r["name"] == "MEMORY")
+        by_type[t] = memory
+    # 4 GiB (3,840 MiB registered) for the small task, 8 GiB for the one of 6 GiB.
+    assert sorted(by_type.values()) == [3840, 7936], by_type
+    # Auto Scaling shows the same types for the group's instances.
+    asg = server.aws_ok("autoscaling", "describe-auto-scaling-instances")["AutoScalingInstances"]
+    assert sorted(i["InstanceType"] for i in asg
+                  if i["AutoScalingGroupName"] == f"ecs-managed-instances-{provider}") == sorted(by_type), asg

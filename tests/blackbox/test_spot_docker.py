@@ -126,3 +126,43 @@ def test_spot_interruption_warns_then_reclaims_and_a_service_replaces_its_task(
     old = describe(up, cluster, first[0])
     assert old["stopCode"] == "SpotInterruption"
     up.aws_ok("ecs", "stop-task", "--cluster", cluster, "--task", on_demand)
+
+
+def test_the_spot_warning_is_an_eventbridge_event_before_the_task_stops(spawn_server, docker_run_id, unique):
+    """ECS's "ECS Task State Change" for the warning reaches a rule with ECS's documented
+    pattern (here delivered to a CloudWatch Logs log group) while the task still runs."""
+    up = spawn_server("up", command="up")
+    cluster = unique("spot-ev")
+    up.aws_ok("ecs", "create-cluster", "--cluster-name", cluster,
+              "--capacity-providers", "FARGATE", "FARGATE_SPOT")
+    stubborn = unique("stubborn")
+    register(up, stubborn, docker_run_id, STUBBORN, 120)
+    group = f"/aws/events/{unique('spot')}"
+    rule = unique("spot-warning")
+    pattern = {"source": ["aws.ecs"], "detail-type": ["ECS Task State Change"],
+               "detail": {"stopCode": ["SpotInterruption"]}}
+    up.aws_ok("events", "put-rule", "--name", rule, "--event-pattern", json.dumps(pattern))
+    out = up.aws_ok("events", "put-targets", "--rule", rule, "--targets",
+                    f"Id=log,Arn=arn:aws:logs:us-east-1:000000000000:log-group:{group}")
+    assert out["FailedEntryCount"] == 0, out
+    arn = run_spot(up, cluster, stubborn)
+
+    def delivered():
+        rc, _ = up.aws("logs", "describe-log-groups", "--log-group-name-prefix", group)
+        out = up.aws_ok("logs", "filter-log-events", "--log-group-name", group) if rc == 0 else {}
+        return [json.loads(e["message"]) for e in out.get("events", [])] if out else []
+
+    assert not up.aws_ok("logs", "describe-log-groups", "--log-group-name-prefix", group)["logGroups"]
+    p = interrupt(up, cluster, "--task", arn, "--warning-seconds", "10")
+    assert p.returncode == 0, p.stderr
+    events = wait_for(delivered, 10, interval=0.2, what="the warning event in the log group")
+    assert describe(up, cluster, arn)["lastStatus"] != "STOPPED", "warned before it stops"
+    assert len(events) == 1, events
+    e = events[0]
+    assert (e["source"], e["detail-type"], e["resources"]) == ("aws.ecs", "ECS Task State Change", [arn]), e
+    d = e["detail"]
+    assert (d["taskArn"], d["desiredStatus"], d["lastStatus"]) == (arn, "STOPPED", "RUNNING"), d
+    assert (d["stopCode"], d["stoppedReason"]) == ("SpotInterruption", "Your Spot Task was interrupted."), d
+    # The warning over, the task stops.
+    rc, err = up.aws("ecs", "wait", "tasks-stopped", "--cluster", cluster, "--tasks", arn)
+    assert rc == 0, err

@@ -33,7 +33,8 @@ impl Launcher for RegisteringLauncher {
                 "totalResources": [
                     {"name": "CPU", "type": "INTEGER", "integerValue": cpu},
                     {"name": "MEMORY", "type": "INTEGER", "integerValue": memory}],
-                "attributes": [{"name": "ecs.availability-zone", "value": spec.availability_zone}],
+                "attributes": [{"name": "ecs.availability-zone", "value": spec.availability_zone},
+                    {"name": "ecs.instance-type", "value": spec.instance_type}],
             }))
             .unwrap();
             let out = self.control.register_container_instance(&ctx, req).await.map_err(|e| e.to_string())?;
@@ -375,4 +376,200 @@ async fn managed_instances_launch_for_waiting_tasks_and_retire_when_idle() {
     )
     .unwrap();
     assert_eq!(lcs["LaunchConfigurations"], json!([]), "and its launch configuration");
+}
+
+/// Managed scaling of a provider with `maximumScalingStepSize` 1 and the given
+/// `instanceWarmupPeriod`, for a burst of 15 tasks (three m5.large's worth): the group's
+/// desired capacity after each evaluation, one every 10 s of the fake clock for 330 s.
+async fn desired_over_a_burst(warmup: i64) -> Vec<i32> {
+    let store: Arc<dyn gantry_store::Store> = Arc::new(gantry_store::SqliteStore::in_memory().unwrap());
+    let clock = Arc::new(FixedClock::new(Timestamp(1_800_000_000_000)));
+    let control = ControlPlane::new(store.clone(), clock.clone(), Arc::new(SeededIds::new(3)));
+    let launcher = Arc::new(RegisteringLauncher {
+        control: control.clone(),
+        clock: clock.clone(),
+        guards: Mutex::default(),
+    });
+    let asg = Arc::new(AutoScaling::new(store, clock.clone(), Arc::new(SeededIds::new(4)), launcher.clone()));
+    control.set_capacity(asg.clone(), Arc::new(Recorded::default()), std::time::Duration::from_secs(900));
+    let scope = Scope::new("123456789012", "us-east-1");
+    let ctx = Ctx::root(scope.clone());
+    let call = |op: &'static str, v: serde_json::Value| {
+        let (asg, scope) = (asg.clone(), scope.clone());
+        async move { asg.call(&scope, op, &serde_json::to_vec(&v).unwrap()).await.unwrap() }
+    };
+    call(
+        "CreateLaunchConfiguration",
+        json!({"LaunchConfigurationName": "lc", "ImageId": "gantry-sim",
+        "InstanceType": "m5.large", "UserData": "RUNTX0NMVVNURVI9c2lt"}),
+    )
+    .await;
+    call(
+        "CreateAutoScalingGroup",
+        json!({"AutoScalingGroupName": "fleet", "LaunchConfigurationName": "lc",
+        "MinSize": 0, "MaxSize": 10, "DesiredCapacity": 0, "AvailabilityZones": ["us-east-1a"]}),
+    )
+    .await;
+    let view = || {
+        gantry_ports::autoscaling::CapacityGroups::group(asg.as_ref(), "123456789012", "us-east-1", "fleet")
+            .unwrap()
+    };
+    let asg_arn = view().arn;
+    control.create_cluster(&ctx, req(json!({"clusterName": "sim"}))).await.unwrap();
+    control
+        .create_capacity_provider(
+            &ctx,
+            req(json!({"name": "cp", "autoScalingGroupProvider": {
+            "autoScalingGroupArn": asg_arn, "managedScaling": {"status": "ENABLED", "targetCapacity": 100,
+                "maximumScalingStepSize": 1, "instanceWarmupPeriod": warmup}}})),
+        )
+        .await
+        .unwrap();
+    control
+        .put_cluster_capacity_providers(
+            &ctx,
+            req(json!({"cluster": "sim", "capacityProviders": ["cp"],
+            "defaultCapacityProviderStrategy": [{"capacityProvider": "cp", "weight": 1}]})),
+        )
+        .await
+        .unwrap();
+    control
+        .register_task_definition(
+            &ctx,
+            req(json!({"family": "work", "containerDefinitions": [
+            {"name": "w", "image": "busybox", "cpu": 256, "memory": 1536}]})),
+        )
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        control
+            .run_task(&ctx, req(json!({"cluster": "sim", "taskDefinition": "work", "count": 5})))
+            .await
+            .unwrap();
+    }
+    let mut out = Vec::new();
+    for _ in 0..34 {
+        control.capacity_pass(&scope, "sim").await.unwrap();
+        asg.controller().pass(&scope, "fleet").await.unwrap();
+        out.push(view().desired_capacity);
+        clock.advance_ms(10_000);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_warmup_holds_the_next_scale_out_until_the_warm_up_ends() {
+    // Warm-up 0: one step per evaluation, as fast as the step size allows.
+    let none = desired_over_a_burst(0).await;
+    assert_eq!(&none[..4], &[1, 2, 3, 3], "{none:?}");
+    // Warm-up 300 s: one scale-out, then nothing until the instance has warmed up (the 31st
+    // evaluation is 300 s after the first launch), then the next step, and the next one after
+    // that instance's warm-up.
+    let warm = desired_over_a_burst(300).await;
+    assert!(warm[..30].iter().all(|d| *d == 1), "{warm:?}");
+    assert_eq!(warm[30], 2, "{warm:?}");
+    assert_eq!(warm[33], 2, "{warm:?}");
+}
+
+/// ECS Managed Instances choose an instance type per waiting task: the smallest within the
+/// provider's `instanceRequirements` that fits it. A small task and one of 6 GiB get two
+/// instances of different types, each container instance reporting its `ecs.instance-type`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn managed_instances_launch_a_type_that_fits_each_waiting_task() {
+    let store: Arc<dyn gantry_store::Store> = Arc::new(gantry_store::SqliteStore::in_memory().unwrap());
+    let clock = Arc::new(FixedClock::new(Timestamp(1_800_000_000_000)));
+    let control = ControlPlane::new(store.clone(), clock.clone(), Arc::new(SeededIds::new(3)));
+    let launcher = Arc::new(RegisteringLauncher {
+        control: control.clone(),
+        clock: clock.clone(),
+        guards: Mutex::default(),
+    });
+    let asg = Arc::new(AutoScaling::new(store, clock.clone(), Arc::new(SeededIds::new(4)), launcher.clone()));
+    control.set_capacity(asg.clone(), Arc::new(Recorded::default()), std::time::Duration::from_secs(900));
+    let scope = Scope::new("123456789012", "us-east-1");
+    let ctx = Ctx::root(scope.clone());
+    control.create_cluster(&ctx, req(json!({"clusterName": "mi"}))).await.unwrap();
+    control
+        .create_capacity_provider(
+            &ctx,
+            req(json!({"name": "mi-cp", "cluster": "mi", "managedInstancesProvider": {
+            "infrastructureRoleArn": "arn:aws:iam::123456789012:role/ecsInfrastructureRole",
+            "instanceLaunchTemplate": {
+                "ec2InstanceProfileArn": "arn:aws:iam::123456789012:instance-profile/ecsInstance",
+                "networkConfiguration": {"subnets": ["subnet-1"]},
+                "instanceRequirements": {"vCpuCount": {"min": 2}, "memoryMiB": {"min": 4096}}}},
+            "tags": [{"key": "gantry:launcher", "value": "gantry-sim"}]})),
+        )
+        .await
+        .unwrap();
+    for (family, memory) in [("small", 512), ("large", 6144)] {
+        control
+            .register_task_definition(
+                &ctx,
+                req(json!({"family": family, "containerDefinitions": [
+                {"name": "w", "image": "busybox", "cpu": 256, "memory": memory}]})),
+            )
+            .await
+            .unwrap();
+        let out = control
+            .run_task(
+                &ctx,
+                req(json!({"cluster": "mi", "taskDefinition": family,
+                    "capacityProviderStrategy": [{"capacityProvider": "mi-cp", "weight": 1}]})),
+            )
+            .await
+            .unwrap();
+        assert_eq!(out.tasks.unwrap().len(), 1, "{:?}", out.failures);
+    }
+    let group_name = "ecs-managed-instances-mi-cp";
+    let group = || {
+        gantry_ports::autoscaling::CapacityGroups::group(
+            asg.as_ref(),
+            "123456789012",
+            "us-east-1",
+            group_name,
+        )
+    };
+    for _ in 0..6 {
+        control.capacity_pass(&scope, "mi").await.unwrap();
+        if group().is_some() {
+            asg.controller().pass(&scope, group_name).await.unwrap();
+        }
+        clock.advance_ms(10_000);
+        if control.store().range(&gantry_ecs::keys::awaiting_prefix(), None, 1).is_empty() {
+            break;
+        }
+    }
+    assert!(control.store().range(&gantry_ecs::keys::awaiting_prefix(), None, 1).is_empty(), "both placed");
+    let view = group().unwrap();
+    let mut launched: Vec<(i64, i64)> =
+        view.instances.iter().map(|i| gantry_core::ec2::resources(&i.instance_type).unwrap()).collect();
+    launched.sort();
+    assert_eq!(launched, vec![(2048, 3840), (2048, 7936)], "{:?}", view.instances);
+    // Each container instance reports the type it was launched as.
+    let arns = control
+        .list_container_instances(&ctx, req(json!({"cluster": "mi"})))
+        .unwrap()
+        .container_instance_arns
+        .unwrap();
+    let described = control
+        .describe_container_instances(&ctx, req(json!({"cluster": "mi", "containerInstances": arns})))
+        .unwrap()
+        .container_instances
+        .unwrap();
+    let mut reported: Vec<String> = described
+        .iter()
+        .map(|ci| {
+            ci.attributes
+                .iter()
+                .flatten()
+                .find(|a| a.name == "ecs.instance-type")
+                .and_then(|a| a.value.clone())
+                .unwrap()
+        })
+        .collect();
+    reported.sort();
+    let mut types: Vec<String> = view.instances.iter().map(|i| i.instance_type.clone()).collect();
+    types.sort();
+    assert_eq!(reported, types);
 }

@@ -77,6 +77,23 @@ impl CapacityGroups for AutoScaling {
         })
     }
 
+    fn set_desired_types<'a>(
+        &'a self,
+        account: &'a str,
+        region: &'a str,
+        group: &'a str,
+        desired: i32,
+        cause: &'a str,
+        types: &'a [String],
+    ) -> PortFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let scope = Scope::new(account, region);
+            self.set_desired_launching(&scope, keys::group_name(group), desired, Some(cause), types)
+                .await
+                .map_err(|e| e.message)
+        })
+    }
+
     fn protect<'a>(
         &'a self,
         account: &'a str,

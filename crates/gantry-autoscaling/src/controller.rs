@@ -226,10 +226,13 @@ impl GroupController {
                 auto_scaling_group_arn: g.group.auto_scaling_group_arn.clone(),
             },
         ));
+        // The type ECS asked for this launch, else the launch configuration's.
+        let instance_type =
+            if g.next_types.is_empty() { lc.lc.instance_type.clone() } else { g.next_types.remove(0) };
         g.instances.push(InstanceRecord {
             instance: Instance {
                 instance_id: id,
-                instance_type: Some(lc.lc.instance_type.clone()),
+                instance_type: Some(instance_type),
                 availability_zone: zone,
                 availability_zone_id: None,
                 lifecycle_state: "Pending".into(),

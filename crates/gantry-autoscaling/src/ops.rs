@@ -407,6 +407,7 @@ impl AutoScaling {
             ),
             version: 0,
             retry_after_ms: 0,
+            next_types: Vec::new(),
             new_activities: Vec::new(),
         };
         rec.sync();
@@ -659,6 +660,20 @@ impl AutoScaling {
         desired: i32,
         cause: Option<&str>,
     ) -> Result<(), ServiceError> {
+        self.set_desired_launching(scope, name, desired, cause, &[]).await
+    }
+
+    /// SetDesiredCapacity, naming the instance types of the instances the raise launches (an
+    /// empty list: the launch configuration's). A desired capacity that launches nothing
+    /// forgets any types still queued.
+    pub(crate) async fn set_desired_launching(
+        &self,
+        scope: &Scope,
+        name: &str,
+        desired: i32,
+        cause: Option<&str>,
+        types: &[String],
+    ) -> Result<(), ServiceError> {
         self.change_group(scope, name, |g, now| {
             if g.deleting() {
                 return Err(ServiceError::sender(
@@ -688,7 +703,9 @@ impl AutoScaling {
                         grp.desired_capacity
                     ),
                 };
+                let raise = desired - grp.desired_capacity;
                 g.group.desired_capacity = desired;
+                g.next_types = types.iter().take(raise.max(0) as usize).cloned().collect();
             }
             Ok(())
         })

@@ -33,6 +33,10 @@ pub struct GroupRecord {
     /// No launch before this time (milliseconds): set by a failed launch.
     #[serde(default)]
     pub retry_after_ms: i64,
+    /// The instance types of the next instances launched, in order (set by ECS for the groups
+    /// of its Managed Instances providers; the launch configuration's type when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub next_types: Vec<String>,
     /// Activities a change started, written with it (never stored in the record).
     #[serde(skip)]
     pub new_activities: Vec<(String, Activity)>,

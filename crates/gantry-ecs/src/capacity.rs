@@ -9,10 +9,13 @@
 //!    `gantry_ports::autoscaling::CapacityGroups` port: `CapacityProviderReservation` as ECS
 //!    documents it ([`reservation`]: M/N×100, where N is the group's instances that are not
 //!    terminating and M the instances needed: those running tasks plus new ones for the tasks
-//!    still waiting, binpacked on the launch configuration's instance type), published to
-//!    CloudWatch (`AWS/ECS/ManagedScaling`, `CapacityProviderName` and `ClusterName`) through
-//!    the `MetricSink` port at most once a minute; the group's desired capacity follows it
-//!    ([`desired`]: scale out at once, by at least minimumScalingStepSize and at most
+//!    still waiting, binpacked on the launch configuration's instance type or, for ECS Managed
+//!    Instances, on the type each task gets ([`launches_for`]); while tasks wait, an instance in
+//!    its `instanceWarmupPeriod` counts as running and takes what fits it: [`m_and_n`]),
+//!    published to CloudWatch (`AWS/ECS/ManagedScaling`, `CapacityProviderName` and
+//!    `ClusterName`) through the `MetricSink` port at most once a minute; the group's desired
+//!    capacity follows it ([`desired`]: scale out at once, but not again while an instance of the
+//!    group warms up, by at least minimumScalingStepSize and at most
 //!    maximumScalingStepSize; scale in only after the reservation stayed below the target for
 //!    the scale-in delay, 15 minutes as the target tracking policy's alarm by default);
 //! 3. managedTerminationProtection: instances running tasks are protected from scale-in, the
@@ -50,9 +53,17 @@ pub fn reservation(m: u64, n: u64) -> f64 {
 /// decreasing memory (what a fleet of that type would be binpacked to). A need larger than an
 /// instance takes one of its own (it will never fit; the count still shows demand).
 pub fn instances_for(needs: &[(i64, i64)], capacity: (i64, i64)) -> u64 {
+    instances_beyond(needs, Vec::new(), capacity)
+}
+
+/// How many new instances of `capacity` the `needs` take once `open` (the free room of
+/// instances already on their way, CPU units and MiB) has taken what fits it, first fit by
+/// decreasing memory.
+pub fn instances_beyond(needs: &[(i64, i64)], open: Vec<(i64, i64)>, capacity: (i64, i64)) -> u64 {
     let mut sorted: Vec<(i64, i64)> = needs.to_vec();
     sorted.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
-    let mut bins: Vec<(i64, i64)> = Vec::new();
+    let already = open.len();
+    let mut bins = open;
     for (cpu, mem) in sorted {
         match bins.iter_mut().find(|b| b.0 >= cpu && b.1 >= mem) {
             Some(b) => {
@@ -62,7 +73,70 @@ pub fn instances_for(needs: &[(i64, i64)], capacity: (i64, i64)) -> u64 {
             None => bins.push(((capacity.0 - cpu).max(0), (capacity.1 - mem).max(0))),
         }
     }
-    bins.len() as u64
+    (bins.len() - already) as u64
+}
+
+/// The instances ECS Managed Instances launches for the waiting `needs` (CPU units, MiB): each
+/// task gets the smallest type within `requirements` that fits it
+/// ([`crate::ops::capacity_providers::instance_type_fitting`]; `fallback` when none does), and
+/// the tasks of each type are binpacked on instances of that type. One type per new instance,
+/// largest first.
+pub fn launches_for(
+    needs: &[(i64, i64)],
+    requirements: Option<&gantry_model::InstanceRequirementsRequest>,
+    fallback: &str,
+) -> Vec<String> {
+    let mut by_type: std::collections::BTreeMap<String, Vec<(i64, i64)>> = Default::default();
+    for need in needs {
+        let t = crate::ops::capacity_providers::instance_type_fitting(requirements, *need)
+            .map_or_else(|| fallback.to_string(), str::to_string);
+        by_type.entry(t).or_default().push(*need);
+    }
+    let mut out: Vec<((i64, i64), String)> = Vec::new();
+    for (t, needs) in by_type {
+        let capacity = gantry_core::ec2::resources(&t).unwrap_or((1024, 1024));
+        for _ in 0..instances_for(&needs, capacity) {
+            out.push((capacity, t.clone()));
+        }
+    }
+    out.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    out.into_iter().map(|(_, t)| t).collect()
+}
+
+/// One of a group's live (not terminating) instances, as the reservation counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    /// Its container instance runs or is about to run tasks.
+    pub busy: bool,
+    /// When the group launched it (milliseconds since the epoch).
+    pub launched_at_ms: i64,
+    /// The room a waiting task could still take on it (CPU units, MiB): its type's resources
+    /// until its container instance registers, then what it has left.
+    pub free: (i64, i64),
+}
+
+/// `M` and `N` of CapacityProviderReservation, and whether an instance is in its warm-up.
+///
+/// `N` is the live instances. `M` is the instances running tasks, plus, while tasks wait, those
+/// still in their warm-up (`instanceWarmupPeriod`: launched less than `warmup_ms` before `now`),
+/// which count as running whether or not they have tasks yet, plus the new instances the waiting
+/// `needs` take once the warming instances have taken what fits them. So the tasks a
+/// just-launched instance will take do not ask for another; with nothing waiting, an idle
+/// instance is idle (its scale-in has its own delay); with a warm-up of 0 nothing is warming and
+/// `M` is the running instances plus the waiting tasks binpacked on new ones.
+pub fn m_and_n(
+    members: &[Member],
+    needs: &[(i64, i64)],
+    capacity: (i64, i64),
+    now: i64,
+    warmup_ms: i64,
+) -> (u64, u64, bool) {
+    let warming = |m: &Member| now - m.launched_at_ms < warmup_ms;
+    let waiting = !needs.is_empty();
+    let counted = members.iter().filter(|m| m.busy || (waiting && warming(m))).count() as u64;
+    let open: Vec<(i64, i64)> = members.iter().filter(|m| warming(m) && !m.busy).map(|m| m.free).collect();
+    let any_warming = members.iter().any(warming);
+    (counted + instances_beyond(needs, open, capacity), members.len() as u64, any_warming)
 }
 
 pub use crate::ops::capacity_providers::split;
@@ -73,11 +147,15 @@ pub struct Scaling {
     pub target_capacity: i64,
     pub min_step: i64,
     pub max_step: i64,
+    /// instanceWarmupPeriod, in milliseconds.
+    pub warmup_ms: i64,
 }
 
 /// The desired capacity managed scaling asks of a group with `n` instances when `m` are
-/// needed: `None` to leave it. Scale-out happens at once; `scale_in` says whether the
-/// reservation has stayed below the target long enough to scale in.
+/// needed: `None` to leave it. Scale-out happens at once, unless `warming` (an instance of the
+/// group is still in its warm-up: ECS's next round of calculation waits for it to end);
+/// `scale_in` says whether the reservation has stayed below the target long enough to scale in.
+#[allow(clippy::too_many_arguments)]
 pub fn desired(
     m: u64,
     n: u64,
@@ -86,11 +164,15 @@ pub fn desired(
     max_size: i64,
     current: i64,
     scale_in: bool,
+    warming: bool,
 ) -> Option<i64> {
     let (m, n) = (m as i64, n as i64);
     // The instances that make the reservation equal the target.
     let want = (m * 100 + s.target_capacity - 1) / s.target_capacity.max(1);
     if want > n {
+        if warming {
+            return None;
+        }
         let step = (want - n).clamp(s.min_step.max(1), s.max_step.max(1));
         let to = (n + step).min(max_size);
         (to > current).then_some(to)
@@ -168,7 +250,8 @@ fn scaling_of(p: &CapacityProvider) -> Option<(String, Scaling, bool, bool)> {
         // ECS Managed Instances: ECS keeps the fleet at what the tasks need (a reservation of
         // 100), never terminates an instance that runs tasks, and drains one before it goes.
         let name = crate::ops::capacity_providers::managed_group_name(p.name.as_deref()?);
-        return Some((name, Scaling { target_capacity: 100, min_step: 1, max_step: 10_000 }, true, true));
+        let scaling = Scaling { target_capacity: 100, min_step: 1, max_step: 10_000, warmup_ms: 0 };
+        return Some((name, scaling, true, true));
     }
     let asg = p.auto_scaling_group_provider.as_ref()?;
     let ms = asg.managed_scaling.as_ref();
@@ -183,6 +266,7 @@ fn scaling_of(p: &CapacityProvider) -> Option<(String, Scaling, bool, bool)> {
             target_capacity: i64::from(ms.target_capacity.unwrap_or(100)),
             min_step: i64::from(ms.minimum_scaling_step_size.unwrap_or(1)),
             max_step: i64::from(ms.maximum_scaling_step_size.unwrap_or(10_000)),
+            warmup_ms: i64::from(ms.instance_warmup_period.unwrap_or(300)) * 1000,
         },
         asg.managed_termination_protection.as_deref() == Some("ENABLED"),
         asg.managed_draining.as_deref() != Some("DISABLED"),
@@ -263,8 +347,24 @@ impl ControlPlane {
                 group = ports.groups.group(&scope.account, &scope.region, &asg);
             }
             let Some(group) = group else { continue };
-            let report =
-                self.scale_group(scope, cluster, name, &group, scaling, &waiting, &by_ec2, ports).await;
+            // ECS Managed Instances choose a type per waiting task.
+            let per_task =
+                p.value.managed_instances_provider.as_ref().map(|mi| {
+                    mi.instance_launch_template.as_ref().and_then(|t| t.instance_requirements.clone())
+                });
+            let report = self
+                .scale_group(
+                    scope,
+                    cluster,
+                    name,
+                    &group,
+                    scaling,
+                    &waiting,
+                    &by_ec2,
+                    ports,
+                    per_task.as_ref(),
+                )
+                .await;
             if protect {
                 self.protect_busy(scope, &group, &by_ec2, ports).await;
             }
@@ -297,7 +397,7 @@ impl ControlPlane {
             let asg = p.value.auto_scaling_group_provider.as_ref()?;
             Some((
                 asg.auto_scaling_group_arn.clone(),
-                Scaling { target_capacity: 100, min_step: 1, max_step: 1 },
+                Scaling { target_capacity: 100, min_step: 1, max_step: 1, warmup_ms: 0 },
                 false,
                 false,
             ))
@@ -365,25 +465,45 @@ impl ControlPlane {
         waiting: &[crate::Stored<TaskRecord>],
         by_ec2: &HashMap<&str, &ContainerInstance>,
         ports: &CapacityPorts,
+        per_task: Option<&Option<gantry_model::InstanceRequirementsRequest>>,
     ) -> ProviderReport {
         let live: Vec<_> =
             group.instances.iter().filter(|i| !i.lifecycle_state.starts_with("Terminat")).collect();
-        let n = live.len() as u64;
-        let busy = live
-            .iter()
-            .filter(|i| by_ec2.get(i.instance_id.as_str()).is_some_and(|ci| has_tasks(ci)))
-            .count() as u64;
         // A new instance's size: the launch configuration's type, else the largest registered.
         let capacity = gantry_core::ec2::resources(&group.instance_type)
             .unwrap_or_else(|| by_ec2.values().map(|ci| registered(ci)).max().unwrap_or((1024, 1024)));
+        let members: Vec<Member> = live
+            .iter()
+            .map(|i| {
+                let ci = by_ec2.get(i.instance_id.as_str());
+                Member {
+                    busy: ci.is_some_and(|ci| has_tasks(ci)),
+                    launched_at_ms: i.launched_at_ms,
+                    free: match ci {
+                        Some(ci) => remaining(ci),
+                        None => gantry_core::ec2::resources(&i.instance_type).unwrap_or(capacity),
+                    },
+                }
+            })
+            .collect();
         let needs: Vec<(i64, i64)> = waiting
             .iter()
             .filter(|w| w.value.task.capacity_provider_name.as_deref() == Some(provider))
             .map(|w| (w.value.reserved.cpu, w.value.reserved.memory))
             .collect();
-        let m = busy + instances_for(&needs, capacity);
-        let cpr = reservation(m, n);
         let now = self.clock.now().0;
+        let (m, n, warming, types) = match per_task {
+            Some(requirements) => {
+                let types = launches_for(&needs, requirements.as_ref(), &group.instance_type);
+                let (m, n, warming) = m_and_n(&members, &[], capacity, now, scaling.warmup_ms);
+                (m + types.len() as u64, n, warming, types)
+            }
+            None => {
+                let (m, n, warming) = m_and_n(&members, &needs, capacity, now, scaling.warmup_ms);
+                (m, n, warming, Vec::new())
+            }
+        };
+        let cpr = reservation(m, n);
         let key = format!("{}/{}/{cluster}/{provider}", scope.account, scope.region);
         let below = (cpr < scaling.target_capacity as f64).then(|| {
             *self
@@ -406,17 +526,26 @@ impl ControlPlane {
             i64::from(group.max_size),
             i64::from(group.desired_capacity),
             scale_in,
+            warming,
         );
         if let Some(to) = to {
             let cause = format!(
                 "a target tracking policy of ECS capacity provider {provider} on cluster {cluster} (CapacityProviderReservation {cpr:.0}, target {})",
                 scaling.target_capacity
             );
-            match ports
-                .groups
-                .set_desired(&scope.account, &scope.region, &group.name, to as i32, &cause)
-                .await
-            {
+            let set = if per_task.is_some() {
+                ports.groups.set_desired_types(
+                    &scope.account,
+                    &scope.region,
+                    &group.name,
+                    to as i32,
+                    &cause,
+                    &types,
+                )
+            } else {
+                ports.groups.set_desired(&scope.account, &scope.region, &group.name, to as i32, &cause)
+            };
+            match set.await {
                 Ok(()) => tracing::info!(
                     cluster,
                     provider,
@@ -626,6 +755,18 @@ fn registered(ci: &ContainerInstance) -> (i64, i64) {
     (get("CPU"), get("MEMORY"))
 }
 
+/// What an instance has left (CPU units, MiB).
+fn remaining(ci: &ContainerInstance) -> (i64, i64) {
+    let get = |n: &str| {
+        ci.remaining_resources
+            .iter()
+            .flatten()
+            .find(|r| r.name.as_deref() == Some(n))
+            .map_or(0, |r| i64::from(r.integer_value))
+    };
+    (get("CPU"), get("MEMORY"))
+}
+
 /// Cluster auto scaling as the runtime sees it: one pass per cluster, again every few seconds.
 struct Capacity {
     cp: ControlPlane,
@@ -730,22 +871,78 @@ mod tests {
 
     #[test]
     fn desired_capacity_follows_the_reservation_within_the_steps() {
-        let s = Scaling { target_capacity: 100, min_step: 1, max_step: 10_000 };
-        assert_eq!(desired(4, 0, s, 0, 10, 0, false), Some(4));
-        assert_eq!(desired(4, 0, s, 0, 3, 0, false), Some(3), "max size bounds");
-        assert_eq!(desired(4, 4, s, 0, 10, 4, false), None, "at target");
-        assert_eq!(desired(0, 4, s, 0, 10, 4, false), None, "below target, not yet");
-        assert_eq!(desired(0, 4, s, 0, 10, 4, true), Some(0));
-        assert_eq!(desired(0, 4, s, 1, 10, 4, true), Some(1), "min size bounds");
-        let stepped = Scaling { target_capacity: 100, min_step: 2, max_step: 3 };
-        assert_eq!(desired(1, 0, stepped, 0, 10, 0, false), Some(2), "at least the minimum step");
-        assert_eq!(desired(9, 0, stepped, 0, 10, 0, false), Some(3), "at most the maximum step");
-        let half = Scaling { target_capacity: 50, min_step: 1, max_step: 100 };
-        assert_eq!(desired(3, 0, half, 0, 10, 0, false), Some(6), "target 50 keeps half free");
+        let s = Scaling { target_capacity: 100, min_step: 1, max_step: 10_000, warmup_ms: 0 };
+        assert_eq!(desired(4, 0, s, 0, 10, 0, false, false), Some(4));
+        assert_eq!(desired(4, 0, s, 0, 3, 0, false, false), Some(3), "max size bounds");
+        assert_eq!(desired(4, 4, s, 0, 10, 4, false, false), None, "at target");
+        assert_eq!(desired(0, 4, s, 0, 10, 4, false, false), None, "below target, not yet");
+        assert_eq!(desired(0, 4, s, 0, 10, 4, true, false), Some(0));
+        assert_eq!(desired(0, 4, s, 1, 10, 4, true, false), Some(1), "min size bounds");
+        let stepped = Scaling { target_capacity: 100, min_step: 2, max_step: 3, warmup_ms: 0 };
+        assert_eq!(desired(1, 0, stepped, 0, 10, 0, false, false), Some(2), "at least the minimum step");
+        assert_eq!(desired(9, 0, stepped, 0, 10, 0, false, false), Some(3), "at most the maximum step");
+        let half = Scaling { target_capacity: 50, min_step: 1, max_step: 100, warmup_ms: 0 };
+        assert_eq!(desired(3, 0, half, 0, 10, 0, false, false), Some(6), "target 50 keeps half free");
         assert_eq!(
-            desired(4, 4, s, 0, 10, 6, false),
+            desired(4, 4, s, 0, 10, 6, false, false),
             None,
             "never lowers a desired capacity while not scaling in"
         );
+    }
+
+    #[test]
+    fn instances_in_warm_up_count_as_running_and_take_the_waiting_tasks() {
+        let medium = (2048, 3840);
+        let now = 1_000_000;
+        let fresh = Member { busy: false, launched_at_ms: now - 10_000, free: medium };
+        let old = Member { busy: false, launched_at_ms: now - 400_000, free: medium };
+        let busy = Member { busy: true, launched_at_ms: now - 400_000, free: (0, 0) };
+        // Seven 512 MiB tasks fit the instance just launched: no new one, and M counts it.
+        assert_eq!(m_and_n(&[fresh], &[(256, 512); 7], medium, now, 300_000), (1, 1, true));
+        // Eight do not: one more.
+        assert_eq!(m_and_n(&[fresh], &[(256, 512); 8], medium, now, 300_000), (2, 1, true));
+        // Idle in warm-up counts as running while tasks wait (one that fits neither it nor a
+        // busy one needs a new instance); past its warm-up, it does not.
+        assert_eq!(m_and_n(&[fresh, busy], &[(4096, 512)], medium, now, 300_000), (3, 2, true));
+        assert_eq!(m_and_n(&[old, busy], &[(4096, 512)], medium, now, 300_000), (2, 2, false));
+        // With nothing waiting an idle instance is idle, warming or not.
+        assert_eq!(m_and_n(&[fresh, busy], &[], medium, now, 300_000), (1, 2, true));
+        // A warm-up of 0: nothing warms, M is the running instances plus new ones for the tasks.
+        assert_eq!(m_and_n(&[fresh, busy], &[(256, 512); 7], medium, now, 0), (2, 2, false));
+        assert_eq!(m_and_n(&[], &[(256, 512); 8], medium, now, 0), (2, 0, false));
+    }
+
+    #[test]
+    fn no_scale_out_while_an_instance_warms_up() {
+        let s = Scaling { target_capacity: 100, min_step: 1, max_step: 1, warmup_ms: 300_000 };
+        assert_eq!(desired(3, 1, s, 0, 10, 1, false, true), None, "the next round waits for the warm-up");
+        assert_eq!(desired(3, 1, s, 0, 10, 1, false, false), Some(2));
+        assert_eq!(desired(0, 4, s, 0, 10, 4, true, true), Some(0), "scale-in is not held");
+    }
+
+    #[test]
+    fn managed_instances_launch_per_task_types() {
+        let r: gantry_model::InstanceRequirementsRequest =
+            serde_json::from_value(serde_json::json!({"vCpuCount": {"min": 2}, "memoryMiB": {"min": 4096}}))
+                .unwrap();
+        let res = |t: &String| gantry_core::ec2::resources(t).unwrap();
+        assert!(launches_for(&[], Some(&r), "t3.medium").is_empty());
+        // Seven small tasks share one small instance; a 6 GiB one gets a larger type of its own.
+        let out = launches_for(&[(256, 512); 7], Some(&r), "t3.medium");
+        assert_eq!(out.iter().map(res).collect::<Vec<_>>(), vec![(2048, 3840)]);
+        let mut needs = vec![(256, 512); 7];
+        needs.push((1024, 6144));
+        let out = launches_for(&needs, Some(&r), "t3.medium");
+        assert_eq!(
+            out.iter().map(res).collect::<Vec<_>>(),
+            vec![(2048, 7936), (2048, 3840)],
+            "largest first"
+        );
+        // A task no allowed type fits: the fallback, so the demand still shows.
+        let capped: gantry_model::InstanceRequirementsRequest = serde_json::from_value(
+            serde_json::json!({"vCpuCount": {"min": 2, "max": 2}, "memoryMiB": {"min": 0}}),
+        )
+        .unwrap();
+        assert_eq!(launches_for(&[(8192, 512)], Some(&capped), "t3.medium"), vec!["t3.medium".to_string()]);
     }
 }

@@ -82,6 +82,8 @@ pub struct ControlPlane {
     /// Cluster auto scaling's ports (set once by the binary; unset, nothing scales).
     pub(crate) capacity: capacity::CapacitySlot,
     pub(crate) capacity_state: Arc<capacity::CapacityState>,
+    /// EventBridge's default bus, for ECS's events (set by the binary).
+    pub(crate) event_bus: Arc<std::sync::OnceLock<Arc<dyn gantry_ports::EventBus>>>,
     /// How long a minute of a deployment's bake times and hook timeouts lasts, in milliseconds
     /// (60,000 as on AWS; `gantry server --deployment-minute` shortens it for local use).
     pub(crate) deployment_minute_ms: Arc<std::sync::atomic::AtomicI64>,
@@ -146,6 +148,7 @@ impl ControlPlane {
             usage: Arc::default(),
             capacity: Arc::default(),
             capacity_state: Arc::default(),
+            event_bus: Arc::default(),
             deployment_minute_ms: Arc::new(std::sync::atomic::AtomicI64::new(60_000)),
             alarm_states: Arc::default(),
         }

@@ -1,7 +1,8 @@
 //! Amazon EventBridge, as far as scheduled tasks need it: rules on the `default` event bus with a
-//! `ScheduleExpression` (`rate(...)`, `cron(...)`, UTC) or an `EventPattern` (validated and
-//! stored; Gantry emits no events yet), their targets (ECS clusters with `EcsParameters`, whose
-//! RunTask the firing controller calls through `gantry_ports::TaskLauncher`), and tags.
+//! `ScheduleExpression` (`rate(...)`, `cron(...)`, UTC) or an `EventPattern` (matched against
+//! the events services put on the default bus through `gantry_ports::EventBus`: [`bus`]), their
+//! targets (ECS clusters with `EcsParameters`, whose RunTask the firing controller calls through
+//! `gantry_ports::TaskLauncher`; CloudWatch Logs log groups, for event-pattern rules), and tags.
 //!
 //! Operations take and return the JSON form of the generated shapes (`gantry_model::events`,
 //! awsJson1_1); the front door does the wire. A rule is one record,
@@ -13,6 +14,7 @@
 //!
 //! This crate knows no HTTP and no wire format, and depends on no other service's crate.
 
+pub mod bus;
 pub mod fire;
 pub mod keys;
 
@@ -556,10 +558,24 @@ fn check_target(scope: &Scope, mut t: Target) -> Result<Target, (String, String,
     if t.arn.is_empty() || t.arn.len() > 1600 {
         return Err(fail("ValidationException", format!("Target {} has no valid Arn", t.id)));
     }
+    if let Some(rest) = t.arn.strip_prefix("arn:aws:logs:") {
+        // A CloudWatch Logs log group: event-pattern rules deliver their events to it.
+        return match bus::log_group(scope, &t.arn) {
+            Some(_) => Ok(t),
+            None if rest.contains(":log-group:") => Err(fail(
+                "ValidationException",
+                format!("The target {} is not in this account and region.", t.arn),
+            )),
+            None => Err(fail("ValidationException", format!("Target {} has no valid Arn", t.id))),
+        };
+    }
     let Some((region, account, _)) = ecs_cluster(&t.arn) else {
         return Err(fail(
             "ValidationException",
-            format!("Gantry invokes ECS cluster targets only; {} is not an ECS cluster ARN.", t.arn),
+            format!(
+                "Gantry invokes ECS cluster and CloudWatch Logs log group targets only; {} is neither.",
+                t.arn
+            ),
         ));
     };
     if region != scope.region || account != scope.account {

@@ -387,3 +387,73 @@ fn started_by_keeps_the_36_characters_ecs_allows() {
     let long = "a-rule-name-that-is-longer-than-ecs-allows";
     assert_eq!(fire::started_by("events-rule/", long), "events-rule/a-rule-name-that-is-long");
 }
+
+/// Records what Logs would get.
+#[derive(Default)]
+struct Logged(Mutex<Vec<(String, String, String)>>);
+
+impl gantry_ports::LogSink for Logged {
+    fn put_events(
+        &self,
+        _account: &str,
+        _region: &str,
+        group: &str,
+        stream: &str,
+        events: Vec<(i64, String)>,
+    ) -> Result<(), String> {
+        let mut l = self.0.lock().unwrap();
+        l.extend(events.into_iter().map(|(_, m)| (group.to_string(), stream.to_string(), m)));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn an_event_matching_a_rule_runs_its_ecs_target_once_per_event() {
+    let f = fixture();
+    let logs = Arc::new(Logged::default());
+    let store = f.events.store.clone();
+    let bus = crate::bus::Delivery::new(
+        store,
+        f.clock.clone(),
+        Arc::new(gantry_core::SeededIds::new(1)),
+        f.ecs.clone(),
+        logs.clone(),
+        f.sink.clone(),
+    );
+    let pattern = json!({"source": ["aws.ecs"], "detail": {"stopCode": ["SpotInterruption"]}});
+    f.call("PutRule", json!({"Name": "on-spot", "EventPattern": pattern.to_string()})).await.unwrap();
+    f.call(
+        "PutTargets",
+        json!({"Rule": "on-spot", "Targets": [{"Id": "t", "Arn": CLUSTER,
+            "EcsParameters": {"TaskDefinitionArn": "cleanup", "LaunchType": "FARGATE"}}]}),
+    )
+    .await
+    .unwrap();
+    let event = |code: &str| gantry_ports::BusEvent {
+        source: "aws.ecs".into(),
+        detail_type: "ECS Task State Change".into(),
+        resources: vec![],
+        detail: json!({"stopCode": code}).to_string(),
+        time_ms: T0,
+    };
+    let out = bus.put(&f.scope, &event("SpotInterruption")).await.unwrap();
+    assert_eq!(out, vec![("on-spot".to_string(), "t".to_string(), Ok(()))]);
+    let reqs = f.ecs.requests.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(
+        (reqs[0]["taskDefinition"].as_str(), reqs[0]["startedBy"].as_str()),
+        (Some("cleanup"), Some("events-rule/on-spot"))
+    );
+    assert!(logs.0.lock().unwrap().is_empty(), "no log group target");
+    assert_eq!(f.sink.sum("MatchedEvents", "on-spot"), 1.0);
+    assert_eq!(f.sink.sum("Invocations", "on-spot"), 1.0);
+    // An event the pattern does not match runs nothing; another matching one runs again (its
+    // own client token).
+    assert!(bus.put(&f.scope, &event("UserInitiated")).await.unwrap().is_empty());
+    bus.put(&f.scope, &event("SpotInterruption")).await.unwrap();
+    assert_eq!(f.ecs.requests.lock().unwrap().len(), 2);
+    // A disabled rule gets nothing.
+    f.call("DisableRule", json!({"Name": "on-spot"})).await.unwrap();
+    assert!(bus.put(&f.scope, &event("SpotInterruption")).await.unwrap().is_empty());
+    assert_eq!(f.ecs.requests.lock().unwrap().len(), 2);
+}

@@ -113,6 +113,21 @@ pub trait CapacityGroups: Send + Sync {
         desired: i32,
         cause: &'a str,
     ) -> PortFuture<'a, Result<(), String>>;
+    /// SetDesiredCapacity for a group ECS owns (ECS Managed Instances), naming the instance
+    /// type of each instance the raise launches, in order (the launch configuration's type for
+    /// any beyond the list). A group that cannot launch other types ignores `types`.
+    fn set_desired_types<'a>(
+        &'a self,
+        account: &'a str,
+        region: &'a str,
+        group: &'a str,
+        desired: i32,
+        cause: &'a str,
+        types: &'a [String],
+    ) -> PortFuture<'a, Result<(), String>> {
+        let _ = types;
+        self.set_desired(account, region, group, desired, cause)
+    }
     /// SetInstanceProtection.
     fn protect<'a>(
         &'a self,

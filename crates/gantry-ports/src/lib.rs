@@ -386,3 +386,32 @@ impl TaskLauncher for NoLaunches {
         })
     }
 }
+
+/// An event a service puts on an account's default EventBridge bus, as AWS's services do
+/// (`aws.ecs`'s "ECS Task State Change", ...): implemented by `gantry-events`, which matches it
+/// against the rules' event patterns and delivers it to their targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusEvent {
+    /// `aws.ecs`, ...
+    pub source: String,
+    /// `ECS Task State Change`, ...
+    pub detail_type: String,
+    /// The ARNs the event is about.
+    pub resources: Vec<String>,
+    /// The event's `detail`, a JSON object.
+    pub detail: String,
+    /// When it happened (milliseconds since the epoch).
+    pub time_ms: i64,
+}
+
+/// EventBridge's default bus, as the services that emit events see it.
+pub trait EventBus: Send + Sync {
+    /// Puts one event on the default bus of `account` and `region`; answers how many target
+    /// deliveries it made.
+    fn put_event<'a>(
+        &'a self,
+        account: &'a str,
+        region: &'a str,
+        event: BusEvent,
+    ) -> lb::PortFuture<'a, Result<usize, String>>;
+}

@@ -1187,6 +1187,15 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
             // Events in embedded metric format become CloudWatch metrics.
             .with_metrics(cloudwatch.sink()),
     );
+    // ECS's events (the Spot warning) go on EventBridge's default bus: its rules' targets run.
+    control.set_event_bus(Arc::new(gantry_events::bus::Delivery::new(
+        control.store().clone(),
+        control.clock().clone(),
+        control.ids().clone(),
+        Arc::new(control.clone()),
+        logs.clone(),
+        cloudwatch.sink(),
+    )));
     // AWS/ECS metrics from the agents' container stats, once a period, and Container Insights'
     // performance events (whose ECS/ContainerInsights metrics CloudWatch Logs extracts).
     tokio::spawn(publish_ecs_metrics(control.clone(), cloudwatch.sink(), logs.clone(), ecs_metrics_period));

@@ -124,7 +124,33 @@ pub fn managed_group_name(provider: &str) -> String {
 /// within `instanceRequirements`' vCPU and memory ranges, as EC2's attribute-based selection
 /// would offer it; `None` when no type fits.
 pub fn instance_type_for(req: Option<&InstanceRequirementsRequest>) -> Option<&'static str> {
-    let Some(r) = req else { return Some(DEFAULT_INSTANCE_TYPE) };
+    instance_type_fitting(req, (0, 0))
+}
+
+/// The smallest instance type of Gantry's table within `instanceRequirements` whose resources
+/// (as its container instance registers them, [`gantry_core::ec2::resources`]) fit a task's
+/// `need` (CPU units, MiB): what ECS Managed Instances launches for that task. Without
+/// requirements, the default type if it fits, else the smallest type of the table that does.
+/// `None` when no type satisfies both.
+pub fn instance_type_fitting(
+    req: Option<&InstanceRequirementsRequest>,
+    need: (i64, i64),
+) -> Option<&'static str> {
+    let fits_need = |name: &str| {
+        gantry_core::ec2::resources(name).is_some_and(|(cpu, mem)| cpu >= need.0 && mem >= need.1)
+    };
+    let Some(r) = req else {
+        if fits_need(DEFAULT_INSTANCE_TYPE) {
+            return Some(DEFAULT_INSTANCE_TYPE);
+        }
+        let mut all: Vec<(i64, i64, &'static str)> = gantry_core::ec2::TYPES
+            .iter()
+            .filter(|(name, _, _)| fits_need(name))
+            .map(|(name, vcpu, gib)| (*vcpu, *gib, *name))
+            .collect();
+        all.sort();
+        return all.first().map(|f| f.2);
+    };
     let excluded = r.excluded_instance_types.clone().unwrap_or_default();
     let mut fits: Vec<(i64, i64, &'static str)> = gantry_core::ec2::TYPES
         .iter()
@@ -139,7 +165,7 @@ pub fn instance_type_for(req: Option<&InstanceRequirementsRequest>) -> Option<&'
                 Some(prefix) => name.starts_with(prefix),
                 None => x == name,
             });
-            cpu_ok && mem_ok && allowed
+            cpu_ok && mem_ok && allowed && fits_need(name)
         })
         .map(|(name, vcpu, gib)| (*vcpu, *gib, *name))
         .collect();
@@ -648,4 +674,39 @@ pub fn split(strategy: &[(String, i64, i64)], count: usize) -> Vec<(String, usiz
         first.1 += left;
     }
     out.into_iter().filter(|(_, n)| *n > 0).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reqs(v: serde_json::Value) -> InstanceRequirementsRequest {
+        serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn the_smallest_type_within_the_requirements_that_fits_the_task() {
+        let r = reqs(serde_json::json!({"vCpuCount": {"min": 2}, "memoryMiB": {"min": 4096}}));
+        // Small tasks: the smallest type the requirements allow.
+        assert_eq!(instance_type_fitting(Some(&r), (256, 512)), instance_type_for(Some(&r)));
+        let res = |t: Option<&str>| gantry_core::ec2::resources(t.unwrap()).unwrap();
+        assert_eq!(res(instance_type_fitting(Some(&r), (256, 512))), (2048, 3840), "2 vCPUs, 4 GiB");
+        // A task of 6 GiB does not fit 4 GiB's 3,840 MiB: the next size up.
+        assert_eq!(res(instance_type_fitting(Some(&r), (1024, 6144))), (2048, 7936), "2 vCPUs, 8 GiB");
+        // Four vCPUs' worth of CPU units.
+        let four = instance_type_fitting(Some(&r), (4096, 1024)).unwrap();
+        assert_eq!(gantry_core::ec2::resources(four).unwrap().0, 4096, "{four}");
+        // Within the maximum, nothing fits a task larger than every allowed type.
+        let capped = reqs(serde_json::json!({"vCpuCount": {"min": 2, "max": 2}, "memoryMiB": {"min": 0}}));
+        assert_eq!(instance_type_fitting(Some(&capped), (4096, 512)), None);
+        // Excluded types are skipped.
+        let no_t3 = reqs(serde_json::json!({"vCpuCount": {"min": 2}, "memoryMiB": {"min": 0},
+            "excludedInstanceTypes": ["t3.*"]}));
+        let t = instance_type_fitting(Some(&no_t3), (256, 512)).unwrap();
+        assert!(!t.starts_with("t3."), "{t}");
+        // No requirements: the default type while the task fits it.
+        assert_eq!(instance_type_fitting(None, (256, 512)), Some(DEFAULT_INSTANCE_TYPE));
+        let big = instance_type_fitting(None, (256, 7000)).unwrap();
+        assert!(gantry_core::ec2::resources(big).unwrap().1 >= 7000, "{big}");
+    }
 }

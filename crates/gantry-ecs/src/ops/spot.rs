@@ -22,6 +22,7 @@ use crate::{ControlPlane, Ctx, keys};
 use gantry_core::{EcsError, Result, TaskStatus};
 use gantry_store::Txn;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The capacity provider whose tasks can be interrupted.
 pub const FARGATE_SPOT: &str = "FARGATE_SPOT";
@@ -65,6 +66,28 @@ fn interruptible(t: &TaskRecord) -> bool {
 }
 
 impl ControlPlane {
+    /// Wires EventBridge's default bus, where ECS puts its events (the Spot warning's "ECS
+    /// Task State Change"). Set once.
+    pub fn set_event_bus(&self, bus: Arc<dyn gantry_ports::EventBus>) {
+        let _ = self.event_bus.set(bus);
+    }
+
+    /// Puts "ECS Task State Change" for `task` on the default bus, if one is wired: its detail
+    /// is the task as DescribeTasks shows it, as ECS sends it.
+    pub(crate) async fn task_state_change_event(&self, ctx: &Ctx, task: &gantry_model::Task) {
+        let Some(bus) = self.event_bus.get() else { return };
+        let event = gantry_ports::BusEvent {
+            source: "aws.ecs".into(),
+            detail_type: "ECS Task State Change".into(),
+            resources: task.task_arn.iter().cloned().collect(),
+            detail: serde_json::to_string(task).unwrap_or_else(|_| "{}".into()),
+            time_ms: self.clock.now().0,
+        };
+        if let Err(e) = bus.put_event(&ctx.scope.account, &ctx.scope.region, event).await {
+            tracing::warn!(task = ?task.task_arn, "cannot put the task state change event: {e}");
+        }
+    }
+
     /// Interrupts FARGATE_SPOT tasks of a cluster (see the module's documentation).
     pub async fn interrupt_spot(
         &self,
@@ -137,10 +160,18 @@ impl ControlPlane {
         let reclaim_at = self.clock.now().0 + warning * 1000;
         let mut tasks = Vec::new();
         for arn in chosen {
+            let was = self.load_task(ctx, &cname, &arn)?.and_then(|t| t.value.task.last_status);
             if let Some(rec) =
                 self.request_stop_by(ctx, &cname, &arn, STOP_CODE, STOPPED_REASON, Some(reclaim_at)).await?
             {
                 tracing::info!(task = %arn, cluster = %cname, warning, "Fargate Spot interruption");
+                // ECS's two-minute warning, as an event while the task still runs: its
+                // lastStatus is what it was when the notice came (RUNNING), as ECS sends it.
+                let mut warned = rec.task.clone();
+                if was.is_some() {
+                    warned.last_status = was;
+                }
+                self.task_state_change_event(ctx, &warned).await;
                 tasks.push(rec.task);
             }
         }
