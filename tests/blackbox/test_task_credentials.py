@@ -319,3 +319,35 @@ def test_a_restarted_agent_serves_the_credentials_of_the_tasks_it_adopts(spawn_s
         assert len(docker_ids({"gantry.task-arn": arn, "gantry.container-name": "main"})) == 1
     finally:
         agent.kill()
+
+
+def test_an_agent_at_start_removes_the_redirects_of_containers_that_are_gone(spawn_server, docker_run_id, unique):
+    """An agent killed while its tasks' containers were removed leaves their 169.254.170.2
+    redirects behind; the next agent to start on the host removes those whose MAC address no
+    container has, and keeps those of containers that still exist (any agent's)."""
+    from harness import docker
+    tag = unique("gantry-creds:sweep")
+    gone_mac, live_mac = "0a:ff:00:5e:e9:01", "0a:ff:00:5e:e9:02"
+
+    def rule(op: str, mac: str) -> list[str]:
+        return ["iptables", "-w", "5", "-t", "nat", op, "PREROUTING", "-d", "169.254.170.2/32", "-p", "tcp",
+                "-m", "mac", "--mac-source", mac, "-m", "tcp", "--dport", "80", "-m", "comment",
+                "--comment", tag, "-j", "REDIRECT", "--to-ports", "9"]
+
+    def rules() -> str:
+        return subprocess.run(["iptables", "-t", "nat", "-S", "PREROUTING"], capture_output=True,
+                              text=True, check=True).stdout.lower()
+
+    # A container that still exists (created, never started) with its chosen MAC address.
+    docker("create", "--label", f"gantry.test-run={docker_run_id}", "--label", f"gantry.mac-address={live_mac}",
+           "gantry-test/busybox:latest", "true")
+    for mac in (gone_mac, live_mac):
+        subprocess.run(rule("-I", mac), check=True)
+    try:
+        assert gone_mac in rules() and live_mac in rules()
+        spawn_server("up-sweep", command="up")
+        wait_for(lambda: gone_mac not in rules(), 30, interval=0.2, what="the stale redirect to go")
+        assert live_mac in rules(), "the live container's redirect was removed"
+    finally:
+        for mac in (gone_mac, live_mac):
+            subprocess.run(rule("-D", mac), capture_output=True)

@@ -165,6 +165,41 @@ pub trait Redirect: Send + Sync + 'static {
     fn add(&self, mac: &str, port: u16, tag: &str) -> Result<(), String>;
     /// Removes every redirect made under `tag`.
     fn remove(&self, tag: &str);
+    /// Every redirect on the host (any agent's), as (MAC address in lower case, its removal).
+    fn all(&self) -> Vec<(String, Removal)> {
+        Vec::new()
+    }
+    /// Removes one redirect that [`Redirect::all`] listed.
+    fn remove_one(&self, _removal: &Removal) {}
+}
+
+/// How to remove one redirect (for iptables, the rule's delete arguments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal(pub Vec<String>);
+
+/// The redirects of interfaces that no longer exist: a redirect whose MAC address no container
+/// has. Read the redirects before the containers: a container is created before its redirect,
+/// so a redirect listed first has its container in the later list unless it is gone.
+pub fn stale(
+    redirects: Vec<(String, Removal)>,
+    live_macs: &std::collections::HashSet<String>,
+) -> Vec<Removal> {
+    redirects.into_iter().filter(|(mac, _)| !live_macs.contains(mac)).map(|(_, r)| r).collect()
+}
+
+/// The redirects of `listing` (`iptables -S PREROUTING`), any agent's, with their MAC addresses.
+pub fn redirects(listing: &str) -> Vec<(String, Removal)> {
+    listing
+        .lines()
+        .filter(|l| l.starts_with("-A PREROUTING ") && l.contains("gantry-creds:"))
+        .filter_map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            let mac = words.iter().position(|w| *w == "--mac-source").and_then(|i| words.get(i + 1))?;
+            let mut args: Vec<String> = words.iter().map(|w| w.trim_matches('"').to_string()).collect();
+            args[0] = "-D".into();
+            Some((mac.to_ascii_lowercase(), Removal(args)))
+        })
+        .collect()
 }
 
 /// The host's netfilter, through `iptables` (nat table, PREROUTING: what a container sends
@@ -244,6 +279,14 @@ impl Redirect for Iptables {
             let _ = iptables(&args);
         }
     }
+
+    fn all(&self) -> Vec<(String, Removal)> {
+        iptables(&["-S".into(), "PREROUTING".into()]).map(|l| redirects(&l)).unwrap_or_default()
+    }
+
+    fn remove_one(&self, removal: &Removal) {
+        let _ = iptables(&removal.0);
+    }
 }
 
 /// The tag of a task's redirects.
@@ -287,6 +330,25 @@ mod tests {
             String::from_utf8(body).unwrap(),
             r#"{"HTTPErrorCode":400,"code":"InvalidIdInRequest","message":"CredentialsV2Request: Credentials not found"}"#
         );
+    }
+
+    #[test]
+    fn redirects_of_containers_that_are_gone_are_stale() {
+        let listing = "-P PREROUTING ACCEPT\n\
+-A PREROUTING -d 169.254.170.2/32 -p tcp -m mac --mac-source 0a:0f:8d:f8:fb:8d -m tcp --dport 80 -m comment --comment \"gantry-creds:01a2\" -j REDIRECT --to-ports 46625\n\
+-A PREROUTING -d 169.254.170.2/32 -p tcp -m mac --mac-source 0A:73:F6:DA:C9:0A -m tcp --dport 80 -m comment --comment \"gantry-creds:01a3\" -j REDIRECT --to-ports 39933\n\
+-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER\n";
+        let all = redirects(listing);
+        assert_eq!(all.len(), 2, "{all:?}");
+        assert_eq!(all[1].0, "0a:73:f6:da:c9:0a");
+        // The delete arguments are the rule's own, unquoted.
+        assert_eq!(all[0].1.0[0], "-D");
+        assert!(all[0].1.0.contains(&"gantry-creds:01a2".to_string()));
+        assert_eq!(all[0].1.0.last().map(String::as_str), Some("46625"));
+        let live: std::collections::HashSet<String> = ["0a:73:f6:da:c9:0a".to_string()].into();
+        let gone = stale(all, &live);
+        assert_eq!(gone.len(), 1);
+        assert!(gone[0].0.contains(&"0a:0f:8d:f8:fb:8d".to_string()));
     }
 
     #[test]

@@ -296,6 +296,18 @@ impl DockerRuntime {
         Ok(states)
     }
 
+    async fn chosen_macs(&self) -> RuntimeResult<Option<std::collections::HashSet<String>>> {
+        let filters = HashMap::from([("label".to_owned(), vec![MAC_LABEL.to_owned()])]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let summaries = self.docker.list_containers(Some(options)).await.map_err(unavailable)?;
+        Ok(Some(
+            summaries
+                .into_iter()
+                .filter_map(|s| s.labels?.get(MAC_LABEL).map(|m| m.to_ascii_lowercase()))
+                .collect(),
+        ))
+    }
+
     /// The containers of a task (by the task-ARN label's suffix: the task ID), for `gantry logs`.
     pub async fn task_containers(&self, task_id: &str) -> RuntimeResult<Vec<ContainerState>> {
         let filters =
@@ -501,6 +513,9 @@ impl Runtime for DockerRuntime {
                 }
             }
         })
+    }
+    fn chosen_macs(&self) -> BoxFuture<'_, RuntimeResult<Option<std::collections::HashSet<String>>>> {
+        Box::pin(self.chosen_macs())
     }
     fn exec_resize<'a>(&'a self, exec_id: &'a str, cols: u16, rows: u16) -> BoxFuture<'a, RuntimeResult<()>> {
         Box::pin(async move {

@@ -168,6 +168,8 @@ async fn start_agent<R: Runtime>(
 ) -> Result<Arc<Agent<R, HttpClient>>, ClientError> {
     let (listener, base) = metadata_listener(data_dir).await?;
     let port = listener.local_addr().map_err(|e| ClientError::Transport(e.to_string()))?.port();
+    let redirect: Arc<dyn crate::credentials::Redirect> = Arc::new(crate::credentials::Iptables);
+    tokio::spawn(sweep_redirects(runtime.clone(), redirect.clone()));
     let agent = Agent::new(
         runtime,
         client,
@@ -178,10 +180,7 @@ async fn start_agent<R: Runtime>(
             logs_dir: Some(data_dir.join("logs")),
             health_interval: Duration::from_secs(1),
             metadata_base: Some(base),
-            credentials: Some(crate::agent::CredentialsConfig {
-                port,
-                redirect: Arc::new(crate::credentials::Iptables),
-            }),
+            credentials: Some(crate::agent::CredentialsConfig { port, redirect }),
         },
     );
     serve_metadata(&agent, listener);
@@ -190,6 +189,29 @@ async fn start_agent<R: Runtime>(
     // Container stats for CloudWatch's AWS/ECS metrics.
     tokio::spawn(crate::stats::run(agent.clone(), crate::stats::INTERVAL));
     Ok(agent)
+}
+
+/// Removes, once at start, the credentials redirects of containers that are gone: those of an
+/// agent killed while its tasks' containers were removed, which nothing else would remove.
+async fn sweep_redirects<R: Runtime>(runtime: Arc<R>, redirect: Arc<dyn crate::credentials::Redirect>) {
+    let r = redirect.clone();
+    let Ok(listed) = tokio::task::spawn_blocking(move || r.all()).await else { return };
+    if listed.is_empty() {
+        return;
+    }
+    // The containers are read after the redirects (see `credentials::stale`).
+    let Ok(Some(live)) = runtime.chosen_macs().await else { return };
+    let stale = crate::credentials::stale(listed, &live);
+    if stale.is_empty() {
+        return;
+    }
+    tracing::info!(count = stale.len(), "removing the credentials redirects of containers that are gone");
+    let _ = tokio::task::spawn_blocking(move || {
+        for r in &stale {
+            redirect.remove_one(r);
+        }
+    })
+    .await;
 }
 
 fn read_trimmed(p: &Path) -> Option<String> {

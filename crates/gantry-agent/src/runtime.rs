@@ -272,6 +272,11 @@ pub trait Runtime: Send + Sync + 'static {
     fn exec_exit_code<'a>(&'a self, exec_id: &'a str) -> BoxFuture<'a, RuntimeResult<Option<i64>>> {
         Box::pin(async move { Err(RuntimeError::NotFound(exec_id.to_string())) })
     }
+    /// The MAC addresses chosen for the engine's containers (any agent's, running or not), in
+    /// lower case; `None` when the engine cannot tell (then nothing is swept on their account).
+    fn chosen_macs(&self) -> BoxFuture<'_, RuntimeResult<Option<std::collections::HashSet<String>>>> {
+        Box::pin(async { Ok(None) })
+    }
 }
 
 /// A command to run in a running container (`docker exec`).
