@@ -26,6 +26,8 @@ def started_by(node, who: str) -> list[dict]:
         out = node.aws_ok("ecs", "list-tasks", "--cluster", node.cluster, "--started-by", who,
                           "--desired-status", status)
         arns += out["taskArns"]
+    # A task that stops between the two calls is listed by both.
+    arns = list(dict.fromkeys(arns))
     if not arns:
         return []
     return node.ecs.describe_tasks(cluster=node.cluster, tasks=arns)["tasks"]
