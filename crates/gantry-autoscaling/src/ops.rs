@@ -1091,13 +1091,7 @@ impl AutoScaling {
         for t in &req.tags {
             check_tag(t)?;
         }
-        let mut by_group: std::collections::BTreeMap<String, Vec<Tag>> = Default::default();
-        for t in req.tags {
-            let Some(g) = t.resource_id.clone() else {
-                return Err(validation("ResourceId is required"));
-            };
-            by_group.entry(g).or_default().push(t);
-        }
+        let by_group = tags_by_group(req.tags)?;
         for (group, tags) in by_group {
             self.change_group(scope, &group, |g, _| {
                 let list = g.group.tags.get_or_insert_with(Vec::new);
@@ -1127,13 +1121,7 @@ impl AutoScaling {
         scope: &Scope,
         req: DeleteTagsType,
     ) -> Result<serde_json::Value, ServiceError> {
-        let mut by_group: std::collections::BTreeMap<String, Vec<Tag>> = Default::default();
-        for t in req.tags {
-            let Some(g) = t.resource_id.clone() else {
-                return Err(validation("ResourceId is required"));
-            };
-            by_group.entry(g).or_default().push(t);
-        }
+        let by_group = tags_by_group(req.tags)?;
         for (group, tags) in by_group {
             self.change_group(scope, &group, |g, _| {
                 let list = g.group.tags.get_or_insert_with(Vec::new);
@@ -1190,4 +1178,16 @@ impl AutoScaling {
         let (items, next) = page.take(items, |(k, _)| k.clone());
         Ok(TagsType { tags: Some(items.into_iter().map(|(_, t)| t).collect()), next_token: next })
     }
+}
+
+/// CreateOrUpdateTags' and DeleteTags' tags, by the group each names (`ResourceId`).
+fn tags_by_group(tags: Vec<Tag>) -> Result<std::collections::BTreeMap<String, Vec<Tag>>, ServiceError> {
+    let mut by_group: std::collections::BTreeMap<String, Vec<Tag>> = Default::default();
+    for t in tags {
+        let Some(g) = t.resource_id.clone() else {
+            return Err(validation("ResourceId is required"));
+        };
+        by_group.entry(g).or_default().push(t);
+    }
+    Ok(by_group)
 }
