@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a Debian machine, when it is missing (as root): Python's
 # venv module, a C compiler, protoc and etcd (the etcd backend), Docker (started if it is not
-# running), and a static busybox for the locally built test image. Quick and silent when everything is there.
+# running), a static busybox for the locally built test image, and a registry with htpasswd
+# (private image pulls). Quick and silent when everything is there.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
@@ -15,6 +16,9 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # The etcd backend: protoc compiles its gRPC protos at build time; its tests run a real etcd.
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+# Private image pulls are tested against a real registry with basic auth.
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry)
+command -v htpasswd >/dev/null 2>&1 || need+=(apache2-utils)
 { [[ -x /bin/busybox ]] && file -L /bin/busybox 2>/dev/null | grep -q 'statically linked'; } || need+=(busybox-static file)
 if ((${#need[@]})); then
     if [[ $EUID -ne 0 ]]; then

@@ -567,6 +567,9 @@ struct Runner<'a, R: Runtime, C: ControlClient> {
     /// The task's resolved `secrets`, by container: environment variables set at create time,
     /// held in memory only.
     secret_env: BTreeMap<String, Vec<(String, gantry_core::Secret)>>,
+    /// The private registry credentials of containers with `repositoryCredentials`, by
+    /// container, held in memory only.
+    registry_auth: BTreeMap<String, gantry_core::protocol::RegistryAuth>,
     /// The awslogs shippers of the task's containers.
     shippers: Vec<tokio::task::JoinHandle<()>>,
     /// The task's credentials ID, if it has a role and the agent serves credentials.
@@ -596,6 +599,7 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
             pull_started_at: None,
             pull_stopped_at: None,
             secret_env: BTreeMap::new(),
+            registry_auth: BTreeMap::new(),
             shippers: Vec::new(),
             creds_id: None,
         }
@@ -759,6 +763,7 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
             Ok(r) => match r.error {
                 Some(why) => Some(format!("{PREFIX}: {why}")),
                 None => {
+                    self.registry_auth = r.registry_auth;
                     self.secret_env = r
                         .environment
                         .into_iter()
@@ -1077,8 +1082,15 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
         images.dedup();
         for image in &images {
             let present = rt.image_present(image).await.unwrap_or(false);
+            // The credentials of a container that runs this image, if one has them.
+            let auth = self
+                .defs()
+                .iter()
+                .filter(|d| d.image.as_deref() == Some(image.as_str()))
+                .find_map(|d| self.registry_auth.get(d.name.as_deref().unwrap_or_default()))
+                .cloned();
             if (!present || self.agent.config.pull_always)
-                && let Err(e) = rt.pull(image).await
+                && let Err(e) = rt.pull(image, auth.as_ref()).await
             {
                 let msg = format!("CannotPullContainerError: {e}");
                 for (name, t) in tracked.iter_mut() {

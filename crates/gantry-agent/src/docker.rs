@@ -80,14 +80,25 @@ impl DockerRuntime {
         }
     }
 
-    async fn pull(&self, image: &str) -> RuntimeResult<()> {
+    async fn pull(
+        &self,
+        image: &str,
+        auth: Option<&gantry_core::protocol::RegistryAuth>,
+    ) -> RuntimeResult<()> {
         let (repo, tag) = split_reference(image);
         let options = CreateImageOptions {
             from_image: Some(repo.to_owned()),
             tag: Some(tag.to_owned()),
             ..Default::default()
         };
-        let mut progress = self.docker.create_image(Some(options), None, None);
+        // The engine signs in to the image's registry with these (its `X-Registry-Auth`).
+        let credentials = auth.map(|a| bollard::auth::DockerCredentials {
+            username: Some(a.username.clone()),
+            password: Some(a.password.expose().to_owned()),
+            serveraddress: Some(registry_of(repo).to_owned()),
+            ..Default::default()
+        });
+        let mut progress = self.docker.create_image(Some(options), None, credentials);
         loop {
             let item = tokio::time::timeout(PULL_STALL_TIMEOUT, progress.next()).await.map_err(|_| {
                 RuntimeError::Pull(format!(
@@ -396,8 +407,12 @@ impl Runtime for DockerRuntime {
     fn image_present<'a>(&'a self, image: &'a str) -> BoxFuture<'a, RuntimeResult<bool>> {
         Box::pin(self.image_present(image))
     }
-    fn pull<'a>(&'a self, image: &'a str) -> BoxFuture<'a, RuntimeResult<()>> {
-        Box::pin(self.pull(image))
+    fn pull<'a>(
+        &'a self,
+        image: &'a str,
+        auth: Option<&'a gantry_core::protocol::RegistryAuth>,
+    ) -> BoxFuture<'a, RuntimeResult<()>> {
+        Box::pin(self.pull(image, auth))
     }
     fn ensure_network<'a>(&'a self, name: &'a str) -> BoxFuture<'a, RuntimeResult<()>> {
         Box::pin(self.ensure_network(name))
@@ -575,6 +590,15 @@ fn split_reference(image: &str) -> (&str, &str) {
     match image[last_slash..].rfind(':') {
         Some(i) => (&image[..last_slash + i], &image[last_slash + i + 1..]),
         None => (image, "latest"),
+    }
+}
+
+/// The registry an image repository lives in, as the engine decides it: the first path
+/// component when it looks like a host (has a `.` or a `:`, or is `localhost`), else Docker Hub.
+fn registry_of(repo: &str) -> &str {
+    match repo.split_once('/') {
+        Some((host, _)) if host.contains(['.', ':']) || host == "localhost" => host,
+        _ => "https://index.docker.io/v1/",
     }
 }
 
@@ -982,6 +1006,20 @@ mod tests {
         check("localhost:5000/app", "localhost:5000/app", "latest");
         check("localhost:5000/team/app:v2", "localhost:5000/team/app", "v2");
         check("app@sha256:abcd", "app", "sha256:abcd");
+    }
+
+    #[test]
+    fn registries() {
+        let hub = "https://index.docker.io/v1/";
+        assert_eq!(registry_of("busybox"), hub);
+        assert_eq!(registry_of("library/busybox"), hub);
+        assert_eq!(registry_of("team/app"), hub);
+        assert_eq!(registry_of("localhost/app"), "localhost");
+        assert_eq!(registry_of("127.0.0.1:5000/team/app"), "127.0.0.1:5000");
+        assert_eq!(
+            registry_of("123456789012.dkr.ecr.us-east-1.amazonaws.com/app"),
+            "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+        );
     }
 
     #[test]

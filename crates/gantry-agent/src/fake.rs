@@ -149,9 +149,16 @@ impl Runtime for FakeRuntime {
         ready(Ok(g.simulated || g.images.contains(image)))
     }
 
-    fn pull<'a>(&'a self, image: &'a str) -> BoxFuture<'a, RuntimeResult<()>> {
+    fn pull<'a>(
+        &'a self,
+        image: &'a str,
+        auth: Option<&'a gantry_core::protocol::RegistryAuth>,
+    ) -> BoxFuture<'a, RuntimeResult<()>> {
         let mut g = self.lock();
-        g.calls.push(format!("pull {image}"));
+        match auth {
+            Some(a) => g.calls.push(format!("pull {image} as {}", a.username)),
+            None => g.calls.push(format!("pull {image}")),
+        }
         let r = if g.pullable.contains(image) {
             g.images.insert(image.to_string());
             Ok(())

@@ -120,6 +120,7 @@ pub const CAPABILITIES: &[&str] = &[
     "com.amazonaws.ecs.capability.logging-driver.awslogs",
     "com.amazonaws.ecs.capability.logging-driver.none",
     "com.amazonaws.ecs.capability.task-iam-role",
+    "com.amazonaws.ecs.capability.private-registry-authentication.secretsmanager",
     "ecs.capability.container-health-check",
     "ecs.capability.container-ordering",
     "ecs.capability.execution-role-awslogs",

@@ -213,9 +213,14 @@ pub struct ContainerState {
 pub trait Runtime: Send + Sync + 'static {
     /// Whether the image is present locally.
     fn image_present<'a>(&'a self, image: &'a str) -> BoxFuture<'a, RuntimeResult<bool>>;
-    /// Pulls the image; fails with [`RuntimeError::Pull`] (quickly, not after minutes of retries)
-    /// when it does not exist or the registry is unreachable.
-    fn pull<'a>(&'a self, image: &'a str) -> BoxFuture<'a, RuntimeResult<()>>;
+    /// Pulls the image, signing in to its registry with `auth` when given (a container's
+    /// `repositoryCredentials`); fails with [`RuntimeError::Pull`] (quickly, not after minutes of
+    /// retries) when it does not exist, the registry refuses the credentials or is unreachable.
+    fn pull<'a>(
+        &'a self,
+        image: &'a str,
+        auth: Option<&'a gantry_core::protocol::RegistryAuth>,
+    ) -> BoxFuture<'a, RuntimeResult<()>>;
     /// Imports a root filesystem (a tar archive) as the image `reference` (`repo:tag`).
     fn import_image<'a>(&'a self, reference: &'a str, rootfs: Vec<u8>) -> BoxFuture<'a, RuntimeResult<()>>;
     /// Creates a named network if it does not exist (for awsvpc task networks).

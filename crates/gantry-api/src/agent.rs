@@ -261,19 +261,56 @@ impl Resolvers {
                     }
                 }
             }
-            if let Some(creds) = &def.repository_credentials
-                && let Err(why) = reader
-                    .and_then(|r| self.may_read(r, account, region, &creds.credentials_parameter))
-                    .map_or_else(
-                        || self.resolve(account, region, &creds.credentials_parameter).map(|_| ()),
-                        Err,
-                    )
-            {
-                return SecretsResponse { error: Some(why), ..Default::default() };
+            if let Some(creds) = &def.repository_credentials {
+                let secret = asm_reference(account, region, &creds.credentials_parameter);
+                let auth = match reader.and_then(|r| self.may_read(r, account, region, &secret)) {
+                    Some(why) => Err(why),
+                    None => self.resolve(account, region, &secret).and_then(|v| registry_auth(&v)),
+                };
+                match auth {
+                    Ok(auth) => {
+                        out.registry_auth.insert(name.clone(), auth);
+                    }
+                    Err(why) => return SecretsResponse { error: Some(why), ..Default::default() },
+                }
             }
         }
         out
     }
+}
+
+/// `repositoryCredentials.credentialsParameter` names a Secrets Manager secret by ARN or, in the
+/// task's own Region and account, by name: the name as the secret's (partial) ARN.
+fn asm_reference(account: &str, region: &str, parameter: &str) -> String {
+    if parameter.starts_with("arn:") {
+        parameter.to_string()
+    } else {
+        format!("arn:aws:secretsmanager:{region}:{account}:secret:{parameter}")
+    }
+}
+
+/// A registry's credentials from a secret's value, checked as the ECS agent checks them (its
+/// words, after "execution resource retrieval failed: ").
+fn registry_auth(value: &gantry_core::Secret) -> Result<gantry_core::protocol::RegistryAuth, String> {
+    #[derive(serde::Deserialize)]
+    struct AuthData {
+        username: Option<String>,
+        password: Option<String>,
+    }
+    let failed = "execution resource retrieval failed";
+    if value.expose().is_empty() {
+        return Err(format!("{failed}: asm fetching authorization data: empty secrets value"));
+    }
+    let data: AuthData = serde_json::from_str(value.expose()).map_err(|_| {
+        format!("{failed}: asm fetching authorization data: unable to unmarshal secret value, invalid schema")
+    })?;
+    let username = data.username.filter(|u| !u.is_empty()).ok_or_else(|| {
+        format!("{failed}: asm fetching username: AuthorizationData is malformed, empty field")
+    })?;
+    let password = data.password.filter(|p| !p.is_empty()).ok_or_else(|| {
+        format!("{failed}: asm fetching password: AuthorizationData is malformed, empty field")
+    })?;
+    Ok(gantry_core::protocol::RegistryAuth { username, password: gantry_core::Secret::new(password) })
 }
 
 /// The task execution role's session for a task (the principal its secrets are read as): the

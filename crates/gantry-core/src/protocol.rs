@@ -287,10 +287,19 @@ pub struct ResolvedSecret {
     pub value: crate::Secret,
 }
 
-/// The task's secrets by container name (its `secrets` and its log configuration's
-/// `secretOptions`), or why they cannot be had (ECS's words after "unable to pull secrets or
-/// registry auth: "). Values travel only over the agent's authenticated channel and are kept
-/// nowhere else.
+/// A private registry's credentials, read from the Secrets Manager secret a container's
+/// `repositoryCredentials` names (a JSON object with `username` and `password`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistryAuth {
+    pub username: String,
+    pub password: crate::Secret,
+}
+
+/// The task's secrets by container name (its `secrets`, its log configuration's
+/// `secretOptions` and its `repositoryCredentials`), or why they cannot be had (ECS's words
+/// after "unable to pull secrets or registry auth: "). Values travel only over the agent's
+/// authenticated channel and are kept nowhere else.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretsResponse {
@@ -298,6 +307,8 @@ pub struct SecretsResponse {
     pub environment: BTreeMap<String, Vec<ResolvedSecret>>,
     #[serde(default)]
     pub log_options: BTreeMap<String, Vec<ResolvedSecret>>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub registry_auth: BTreeMap<String, RegistryAuth>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }

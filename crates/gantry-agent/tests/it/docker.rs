@@ -532,7 +532,7 @@ async fn images_present_and_a_missing_one_fails_to_pull_fast() {
     assert_eq!(h.rt.image_present(missing).await, Ok(false));
 
     let began = Instant::now();
-    let result = within(LONG, h.rt.pull(missing)).await;
+    let result = within(LONG, h.rt.pull(missing, None)).await;
     assert!(matches!(&result, Err(RuntimeError::Pull(m)) if !m.is_empty()), "{result:?}");
     assert!(began.elapsed() < Duration::from_secs(20), "pull failed only after {:?}", began.elapsed());
     assert_eq!(h.rt.image_present(missing).await, Ok(false));
