@@ -10,6 +10,7 @@ Needs Docker (see conftest.py's docker_run_id) and the local test image.
 
 from __future__ import annotations
 
+import datetime
 import json
 import subprocess
 import time
@@ -351,3 +352,71 @@ def test_an_agent_at_start_removes_the_redirects_of_containers_that_are_gone(spa
     finally:
         for mac in (gone_mac, live_mac):
             subprocess.run(rule("-D", mac), capture_output=True)
+
+
+def epoch(stamp: str) -> float:
+    """Seconds since the epoch of an RFC 3339 UTC time (Docker's nanoseconds cut to micro)."""
+    head, _, frac = stamp.rstrip("Z").partition(".")
+    t = datetime.datetime.strptime(head, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    return t.timestamp() + (float("0." + frac) if frac else 0.0)
+
+
+def test_task_credentials_are_renewed_before_they_expire(spawn_server, tmp_path, docker_run_id, unique):
+    """With 20-second task credentials (`--task-credentials-duration 20s`), the container sees
+    new credentials from the same endpoint path before the first expire; the new ones work
+    while the first, once expired, are refused."""
+    server = spawn_server("renew", auth="sigv4", extra_args=("--task-credentials-duration", "20s"))
+    root = root_creds(server)
+    acct = ok(server, root, "sts", "get-caller-identity")["Account"]
+    cluster = unique("renew")
+    ok(server, root, "ecs", "create-cluster", "--cluster-name", cluster)
+    agent = GantryAgent(server, cluster, tmp_path / "agent", tmp_path / "agent.log", env=root)
+    agent.start(wait_connected=False)
+    try:
+        role = unique("renewrole")
+        role_arn = task_role(server, root, acct, role)
+        # Prints the credentials document once a second, one line each.
+        loop = ('while true; do wget -q -O - "169.254.170.2$AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"; '
+                'echo; sleep 1; done')
+        arn = run_bridge(server, root, cluster, unique("renew"),
+                         busybox_container("main", docker_run_id, command=["sh", "-c", loop]),
+                         **{"--task-role-arn": role_arn})
+
+        def documents() -> list[dict]:
+            """The documents the container printed, each with `seen`: when it printed it."""
+            ids = docker_ids({"gantry.task-arn": arn, "gantry.container-name": "main"})
+            out = subprocess.run(["docker", "logs", "-t", ids[0]], capture_output=True,
+                                 text=True).stdout if ids else ""
+            docs = []
+            for line in out.splitlines():
+                stamp, _, text = line.partition(" ")
+                if text.startswith("{"):
+                    doc = json.loads(text)
+                    doc["seen"] = epoch(stamp)
+                    docs.append(doc)
+            return docs
+
+        def two_sessions():
+            docs = documents()
+            keys = list(dict.fromkeys(d["AccessKeyId"] for d in docs))
+            return docs if len(keys) >= 2 else None
+        docs = wait_for(two_sessions, 45, interval=0.5, what="a second session in the task")
+        first = docs[0]
+        second = next(d for d in docs if d["AccessKeyId"] != first["AccessKeyId"])
+        assert first["Expiration"] < second["Expiration"], (first, second)
+        # The container saw the renewed session before the first one expired.
+        assert second["seen"] < epoch(first["Expiration"]), (first, second)
+        task_id = arn.rsplit("/", 1)[1]
+        me = ok(server, session_of(second), "sts", "get-caller-identity")
+        assert me["Arn"] == f"arn:aws:sts::{acct}:assumed-role/{role}/{task_id}", me
+        # Once past its Expiration the first is refused, while the renewed session is served.
+        def first_refused():
+            rc, out = cli(server, session_of(first), "ecs", "list-clusters")
+            return out if rc != 0 else None
+        out = wait_for(first_refused, 30, interval=0.5, what="the first session to expire")
+        assert "ExpiredToken" in out, out
+        latest = documents()[-1]
+        assert latest["AccessKeyId"] != first["AccessKeyId"]
+        ok(server, session_of(latest), "ecs", "list-clusters")
+    finally:
+        agent.kill()

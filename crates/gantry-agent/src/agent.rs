@@ -310,10 +310,21 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
         entry.credentials
     }
 
-    /// Renews the task credentials that are due (at half their life), until the process ends.
+    /// Renews the task credentials that are due (at half their life), until the process ends:
+    /// it wakes when the soonest renewal is due, when credentials are added or renewed, and at
+    /// least every `every` (to retry one that failed, no more often than once a second).
     pub async fn renew_credentials(self: Arc<Self>, every: Duration) {
+        let floor = Duration::from_secs(1).min(every);
         loop {
-            tokio::time::sleep(every).await;
+            let now_ms = self.clock.now().0;
+            let wait = self.creds.next_refresh().map_or(every, |at| {
+                let ms = u64::try_from(at.saturating_mul(1000).saturating_sub(now_ms)).unwrap_or(0);
+                Duration::from_millis(ms).min(every).max(floor)
+            });
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = self.creds.changed() => continue,
+            }
             let now = self.clock.now().0.div_euclid(1000);
             for (id, task_arn) in self.creds.due(now) {
                 self.fetch_credentials(&id, &task_arn).await;
@@ -328,10 +339,7 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
             Ok(c) => {
                 let now = self.clock.now().0.div_euclid(1000);
                 let at = crate::credentials::refresh_at(now, c.expiration);
-                self.creds.update(id, |e| {
-                    e.credentials = Some(c);
-                    e.refresh_at = at;
-                });
+                self.creds.set_credentials(id, c, at);
             }
             Err(e) => tracing::warn!(task = %task_arn, error = %e, "task role credentials not available"),
         }

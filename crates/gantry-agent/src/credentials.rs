@@ -61,11 +61,14 @@ pub fn refresh_at(now: i64, expiration: i64) -> i64 {
 #[derive(Debug, Default)]
 pub struct Store {
     entries: Mutex<HashMap<String, Entry>>,
+    /// Woken when an entry is added or gets new credentials (its renewal time may be sooner).
+    changed: tokio::sync::Notify,
 }
 
 impl Store {
     pub fn insert(&self, id: &str, entry: Entry) {
         self.lock().insert(id.to_string(), entry);
+        self.changed.notify_one();
     }
 
     pub fn remove(&self, id: &str) {
@@ -81,6 +84,25 @@ impl Store {
         if let Some(e) = self.lock().get_mut(id) {
             f(e);
         }
+    }
+
+    /// Keeps new credentials for an entry, renewed at `refresh_at`.
+    pub fn set_credentials(&self, id: &str, credentials: TaskCredentials, refresh_at: i64) {
+        if let Some(e) = self.lock().get_mut(id) {
+            e.credentials = Some(credentials);
+            e.refresh_at = refresh_at;
+        }
+        self.changed.notify_one();
+    }
+
+    /// Returns once an entry was added or got new credentials since the last call returned.
+    pub async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// The soonest renewal time among the entries that have credentials (epoch seconds).
+    pub fn next_refresh(&self) -> Option<i64> {
+        self.lock().values().filter(|e| e.credentials.is_some()).map(|e| e.refresh_at).min()
     }
 
     /// The IDs (and task ARNs) whose credentials are due for renewal at `now`.

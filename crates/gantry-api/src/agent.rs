@@ -390,10 +390,6 @@ pub(crate) async fn secrets(
     respond(&s, r)
 }
 
-/// How long a task role's session lasts (at most the role's MaxSessionDuration): ECS's task
-/// credentials last hours and the agent renews them well before they expire.
-const TASK_SESSION_SECONDS: i64 = 6 * 3600;
-
 /// The role a task runs as: its override, else its definition's.
 pub(crate) fn task_role(a: &Assignment) -> Option<&str> {
     a.task
@@ -433,9 +429,11 @@ pub(crate) async fn credentials(
         let arn = req.task_arn.as_str();
         let account = arn.split(':').nth(4).unwrap_or_default();
         let task_id = arn.rsplit('/').next().unwrap_or_default();
+        // ECS's task credentials last hours and the agent renews them well before they expire.
+        let seconds = i64::try_from(s.config.task_session.as_secs()).unwrap_or(i64::MAX);
         let session = s
             .sts
-            .assume_role_for_service(account, role, "ecs-tasks.amazonaws.com", task_id, TASK_SESSION_SECONDS)
+            .assume_role_for_service(account, role, "ecs-tasks.amazonaws.com", task_id, seconds)
             .await
             .inspect_err(|e| {
                 tracing::warn!(task = %arn, role = %role, reason = %e.message, "a task's role cannot be assumed");

@@ -76,6 +76,9 @@ pub struct ApiConfig {
     pub logs: Arc<gantry_logs::Logs>,
     /// CloudWatch metrics and alarms (its own time-series store under the data directory).
     pub cloudwatch: Arc<gantry_cloudwatch::CloudWatch>,
+    /// How long a task role's session lasts (`--task-credentials-duration`, default 6 hours, at
+    /// most the role's MaxSessionDuration); the agent renews it at half its life.
+    pub task_session: std::time::Duration,
 }
 
 /// The services besides ECS (which is the control plane itself), wired to their ports.

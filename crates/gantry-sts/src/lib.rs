@@ -296,7 +296,9 @@ impl Sts {
     /// A session of `role_arn` for a service principal (`ecs-tasks.amazonaws.com`), as ECS
     /// gets a task's role credentials: the role's trust policy must allow the service
     /// `sts:AssumeRole`; the session is named `session_name` (the task ID) and lasts `duration`
-    /// seconds, at most the role's MaxSessionDuration. The answer is in STS's `Credentials`
+    /// seconds, at most the role's MaxSessionDuration (and no less than the 900 seconds an API
+    /// caller may ask for only if the operator configured a shorter life: the duration is
+    /// Gantry's setting, never a request's). The answer is in STS's `Credentials`
     /// shape (`Expiration` in epoch seconds) beside the role's ARN.
     pub async fn assume_role_for_service(
         &self,
@@ -310,7 +312,7 @@ impl Sts {
             ServiceError::receiver("InternalFailure", "STS has no sessions in this configuration")
         })?;
         let role = self.service_may_assume(account, role_arn, service)?;
-        let duration = duration.clamp(900, role.max_session_duration.max(900));
+        let duration = duration.clamp(1, role.max_session_duration.max(900));
         let arn = format!("arn:aws:sts::{account}:assumed-role/{}/{session_name}", role.name);
         let user_id = format!("{}:{session_name}", role.role_id);
         let rec = |secret: String, token: String, expires: i64| SessionRecord {

@@ -216,6 +216,9 @@ async fn ecs_tasks_get_a_session_named_after_the_task() {
     let long =
         s.assume_role_for_service(ACCOUNT, ROLE, "ecs-tasks.amazonaws.com", "t2", 6 * 3600).await.unwrap();
     assert_eq!(long.expiration, 1_700_000_000 + 7200);
+    // A shorter life configured by the operator (`--task-credentials-duration`) is kept.
+    let short = s.assume_role_for_service(ACCOUNT, ROLE, "ecs-tasks.amazonaws.com", "t3", 30).await.unwrap();
+    assert_eq!(short.expiration, 1_700_000_000 + 30);
 }
 
 #[tokio::test]

@@ -278,10 +278,25 @@ struct Common {
     /// replaced ones).
     #[arg(long, default_value = "5m", value_parser = gantry_core::civil::parse_duration)]
     lost_instance_timeout: std::time::Duration,
+    /// How long the credentials of a task's role last (an STS session of the role, at most its
+    /// MaxSessionDuration); the agent renews them at half their life. Shorter (30s) to watch
+    /// the renewal happen.
+    #[arg(long, default_value = "6h", value_parser = parse_session_duration)]
+    task_credentials_duration: std::time::Duration,
     /// The URL agents and clients reach this server at, recorded for the other servers of the
     /// store (DiscoverPollEndpoint, `gantry status`); default: the address it listens on.
     #[arg(long)]
     advertise_url: Option<String>,
+}
+
+/// A task credentials lifetime: a duration of at least 10 seconds (the agent renews at half
+/// life, and a renewal needs a moment).
+fn parse_session_duration(s: &str) -> Result<std::time::Duration, String> {
+    let d = gantry_core::civil::parse_duration(s)?;
+    if d < std::time::Duration::from_secs(10) {
+        return Err(format!("'{s}' is shorter than 10s"));
+    }
+    Ok(d)
 }
 
 fn parse_launcher(s: &str) -> Result<(String, PathBuf), String> {
@@ -1224,6 +1239,7 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
             sealer,
             logs: logs.clone(),
             cloudwatch,
+            task_session: common.task_credentials_duration,
         },
     );
     let listener = tokio::net::TcpListener::bind(common.listen)
