@@ -242,3 +242,83 @@ def test_blue_green_canary_and_rollback_behind_an_alb_fail_no_request(up, docker
     weights = {g["TargetGroupArn"]: g["Weight"] for g in elb.describe_rules(RuleArns=[prod_rule])["Rules"][0]
                ["Actions"][0]["ForwardConfig"]["TargetGroups"]}
     assert sorted(weights.values()) == [0, 100], weights
+
+
+def test_blue_green_behind_an_nlb_shifts_the_listener_after_ecs_ten_minute_settles(spawn_server, docker_run_id):
+    """A Network Load Balancer's production "rule" is its listener: ECS shifts the listener's
+    default forward action, and holds each traffic shift stage 10 minutes (here a minute is
+    200 ms, so 2 s) while the NLB's data plane follows. The new revision serves through the
+    NLB afterwards, with no failed connection during the switch."""
+    minute = 0.2
+    up = spawn_server("nlb-bg", command="up", extra_args=("--deployment-minute", "200ms"))
+    run_id = docker_run_id
+    ecs = _client(up, "ecs")
+    cluster = f"nlbbg-{uuid.uuid4().hex[:6]}"
+    up.aws_ok("ecs", "create-cluster", "--cluster-name", cluster)
+    lb = up.aws_ok("elbv2", "create-load-balancer", "--name", cluster, "--type", "network",
+                   "--subnets", "subnet-a", "subnet-b")["LoadBalancers"][0]["LoadBalancerArn"]
+    up.aws_ok("elbv2", "wait", "load-balancer-available", "--load-balancer-arns", lb)
+    blue, green = (up.aws_ok(
+        "elbv2", "create-target-group", "--name", f"{cluster}-{color}", "--protocol", "TCP",
+        "--port", "8080", "--target-type", "ip", "--vpc-id", "vpc-1",
+        "--health-check-protocol", "TCP", "--health-check-interval-seconds", "5",
+        "--health-check-timeout-seconds", "2",
+        "--healthy-threshold-count", "2")["TargetGroups"][0]["TargetGroupArn"]
+        for color in ("blue", "green"))
+    for tg in (blue, green):
+        up.aws_ok("elbv2", "modify-target-group-attributes", "--target-group-arn", tg,
+                  "--attributes", "Key=deregistration_delay.timeout_seconds,Value=3")
+    port = free_port()
+    listener = up.aws_ok(
+        "elbv2", "create-listener", "--load-balancer-arn", lb, "--protocol", "TCP", "--port", str(port),
+        "--default-actions",
+        f"Type=forward,ForwardConfig={{TargetGroups=[{{TargetGroupArn={blue},Weight=100}},"
+        f"{{TargetGroupArn={green},Weight=0}}]}}")["Listeners"][0]["ListenerArn"]
+    for version in ("v1", "v2"):
+        up.aws_ok("ecs", "register-task-definition", "--family", cluster, "--network-mode", "awsvpc",
+                  "--requires-compatibilities", "FARGATE", "--cpu", "256", "--memory", "512",
+                  "--container-definitions", json.dumps([
+                      busybox_container("web", run_id, memory=None, command=["sh", "-c", SERVE],
+                                        environment=[{"name": "VERSION", "value": version}],
+                                        portMappings=[{"containerPort": 8080}])]))
+    lbs = json.dumps([{"targetGroupArn": blue, "containerName": "web", "containerPort": 8080,
+                       "advancedConfiguration": {"alternateTargetGroupArn": green,
+                                                 "productionListenerRule": listener, "roleArn": ROLE}}])
+    up.aws_ok("ecs", "create-service", "--cluster", cluster, "--service-name", "web",
+              "--task-definition", f"{cluster}:1", "--desired-count", "2", "--launch-type", "FARGATE",
+              "--network-configuration", "awsvpcConfiguration={subnets=[subnet-local]}",
+              "--deployment-configuration", json.dumps({"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0}),
+              "--load-balancers", lbs)
+
+    def sd() -> dict:
+        arn = ecs.describe_services(cluster=cluster, services=["web"])["services"][0]["currentServiceDeployment"]
+        return ecs.describe_service_deployments(serviceDeploymentArns=[arn])["serviceDeployments"][0]
+
+    def serves(version: str, n: int = 20) -> bool:
+        return all(get(port)[1].strip() == version for _ in range(n))
+
+    wait_for(lambda: sd()["status"] == "SUCCESSFUL", 120, interval=0.5, what="the first deployment")
+    wait_for(lambda: serves("v1"), 30, interval=0.5, what="v1 through the NLB")
+
+    load = Load(port)
+    up.aws_ok("ecs", "update-service", "--cluster", cluster, "--service", "web",
+              "--task-definition", f"{cluster}:2")
+    # Time spent in the two traffic shift stages, as seen by polling.
+    wait_for(lambda: sd().get("lifecycleStage") == "TEST_TRAFFIC_SHIFT", 120, interval=0.05,
+             what="the test traffic shift")
+    shifting = time.monotonic()
+    assert load.snapshot().get("v2", 0) == 0, "production still on the old revision"
+    wait_for(lambda: sd()["status"] == "SUCCESSFUL", 120, interval=0.05, what="the NLB blue/green deployment")
+    held = time.monotonic() - shifting
+    assert held >= 2 * 10 * minute * 0.9, f"the two shift stages lasted {held:.2f}s, not 2 x 10 minutes"
+    load.finish("NLB BLUE_GREEN")
+    assert serves("v2")
+    action = up.aws_ok("elbv2", "describe-listeners", "--listener-arns", listener)["Listeners"][0]["DefaultActions"][0]
+    weights = {g["TargetGroupArn"]: g["Weight"] for g in action["ForwardConfig"]["TargetGroups"]}
+    # The listener forwards everything to the group holding the new revision's tasks (the
+    # sides alternate from one deployment to the next); the other group is empty.
+    registered = {tg: len(up.aws_ok("elbv2", "describe-target-health", "--target-group-arn", tg)
+                          ["TargetHealthDescriptions"]) for tg in (blue, green)}
+    serving = max(registered, key=registered.get)
+    assert registered[serving] == 2 and sum(registered.values()) == 2, registered
+    assert weights[serving] == 100 and sum(weights.values()) == 100, (weights, registered)

@@ -30,6 +30,10 @@ const MAX_HOOK_MINUTES: i32 = 20160;
 /// A hook's timeout when none is given (24 hours), and its action (ROLLBACK).
 const DEFAULT_HOOK_MINUTES: i32 = 1440;
 
+/// The delay ECS adds to the test and production traffic shift stages with a Network Load
+/// Balancer (minutes).
+const NLB_SHIFT_MINUTES: i64 = 10;
+
 /// The strategy of a deployment configuration (ROLLING when unset).
 pub(crate) fn strategy_of(dc: Option<&DeploymentConfiguration>) -> &str {
     dc.and_then(|d| d.strategy.as_deref()).unwrap_or("ROLLING")
@@ -293,7 +297,16 @@ fn strategy(s: &Service, minute_ms: i64) -> tr::Strategy {
             .and_then(|a| a.test_listener_rule.as_deref())
             .is_some_and(|r| !r.is_empty())
     });
-    tr::Strategy { shift, bake_ms: min(dc.bake_time_in_minutes, 0), hooks, test_rule }
+    // A Network Load Balancer's production "rule" is its listener (`listener/net/...`): ECS adds
+    // 10 minutes to each traffic shift stage, as its data plane follows new weights late.
+    let nlb = s.load_balancers.iter().flatten().any(|lb| {
+        lb.advanced_configuration
+            .as_ref()
+            .and_then(|a| a.production_listener_rule.as_deref())
+            .is_some_and(|r| r.contains(":listener/net/"))
+    });
+    let settle_ms = if nlb { NLB_SHIFT_MINUTES * minute_ms } else { 0 };
+    tr::Strategy { shift, bake_ms: min(dc.bake_time_in_minutes, 0), hooks, test_rule, settle_ms }
 }
 
 fn to_progress(p: &StoredProgress) -> tr::Progress {

@@ -162,6 +162,19 @@ impl Elbv2 {
         load(self.store.as_ref(), &keys::lb(scope, name)).map_err(unreadable)
     }
 
+    /// ECS names a Network Load Balancer's production and test "rules" by their listeners' ARNs
+    /// (NLB listeners have no rules but their default one): a listener's ARN as its default
+    /// rule's; any other ARN unchanged.
+    fn default_rule_of(&self, scope: &Scope, arn: &str) -> String {
+        if let Some(keys::ArnRef::Listener { lb_name, .. }) = keys::parse_arn(scope, arn)
+            && let Ok(Some(lb)) = self.load_lb(scope, &lb_name)
+            && let Some(l) = lb.value.listeners.iter().find(|l| l.arn() == arn)
+        {
+            return l.default_rule_arn();
+        }
+        arn.to_string()
+    }
+
     fn load_lbs(&self, scope: &Scope) -> Result<Vec<Stored<LbRecord>>, ServiceError> {
         load_prefix(self.store.as_ref(), &keys::lb_prefix(scope)).map_err(unreadable)
     }
@@ -271,7 +284,7 @@ impl TargetRegistry for Elbv2 {
     }
 
     fn rule(&self, scope: &Scope, rule_arn: &str) -> Option<RuleInfo> {
-        let (lb, li, rule) = self.rule_and_listener(scope, rule_arn).ok()?;
+        let (lb, li, rule) = self.rule_and_listener(scope, &self.default_rule_of(scope, rule_arn)).ok()?;
         let forward = rule
             .actions
             .iter()
@@ -309,6 +322,7 @@ impl TargetRegistry for Elbv2 {
         weights: &'a [WeightedTargetGroup],
     ) -> PortFuture<'a, Result<(), String>> {
         Box::pin(async move {
+            let rule_arn = &self.default_rule_of(scope, rule_arn);
             let (_, _, rule) = self.rule_and_listener(scope, rule_arn).map_err(|e| e.message)?;
             // The rule's stickiness stays as it was.
             let stickiness = rule

@@ -767,12 +767,9 @@ pub fn actions(
     let mut out = Action { r#type: a.r#type.clone(), order: a.order, ..Default::default() };
     match a.r#type.as_str() {
         "forward" => {
+            // Network load balancers forward to several weighted target groups too (since
+            // ELB's weighted target groups for NLB), as ECS's blue/green deployments need.
             let (tuples, stickiness) = forward_targets(a)?;
-            if network && tuples.len() > 1 {
-                return Err(validation(
-                    "A network load balancer listener can forward to only one target group",
-                ));
-            }
             for t in &tuples {
                 let arn = t.target_group_arn.as_deref().unwrap_or_default();
                 let info = tg(arn)?;
@@ -1023,7 +1020,7 @@ mod tests {
     fn tg(arn: &str) -> Result<TgInfo, ServiceError> {
         match arn {
             "http" | "http2" => Ok(TgInfo { arn: arn.into(), protocol: "HTTP".into() }),
-            "tcp" => Ok(TgInfo { arn: arn.into(), protocol: "TCP".into() }),
+            "tcp" | "tcp2" => Ok(TgInfo { arn: arn.into(), protocol: "TCP".into() }),
             _ => Err(ServiceError::sender("TargetGroupNotFound", format!("Target groups '{arn}' not found"))),
         }
     }
@@ -1239,7 +1236,26 @@ mod tests {
             .map(|t| t.weight)
             .collect();
         assert_eq!(weights, [Some(0), Some(100)]);
-        assert_eq!(code(actions(&[weighted], true, "TCP", &tg)), "ValidationError");
+        assert_eq!(code(actions(&[weighted], true, "TCP", &tg)), "IncompatibleProtocols");
+        // A network load balancer's listener forwards to weighted TCP groups too (without
+        // stickiness).
+        let nlb = |stick: bool| Action {
+            r#type: "forward".into(),
+            forward_config: Some(ForwardActionConfig {
+                target_groups: Some(vec![
+                    TargetGroupTuple { target_group_arn: Some("tcp".into()), weight: Some(100) },
+                    TargetGroupTuple { target_group_arn: Some("tcp2".into()), weight: Some(0) },
+                ]),
+                target_group_stickiness_config: Some(TargetGroupStickinessConfig {
+                    enabled: Some(stick),
+                    duration_seconds: None,
+                }),
+            }),
+            ..Default::default()
+        };
+        let out = actions(&[nlb(false)], true, "TCP", &tg).unwrap();
+        assert_eq!(out[0].forward_config.as_ref().unwrap().target_groups.as_ref().unwrap().len(), 2);
+        assert_eq!(code(actions(&[nlb(true)], true, "TCP", &tg)), "ValidationError");
         assert_eq!(code(actions(&[forward("tcp")], false, "HTTP", &tg)), "IncompatibleProtocols");
         assert_eq!(code(actions(&[forward("http")], true, "TCP", &tg)), "IncompatibleProtocols");
         assert_eq!(code(actions(&[forward("nope")], false, "HTTP", &tg)), "TargetGroupNotFound");

@@ -98,6 +98,10 @@ pub struct Strategy {
     pub hooks: Vec<Hook>,
     /// Whether a test listener rule is configured.
     pub test_rule: bool,
+    /// How long a traffic shift (the test shift, and each production step) settles before the
+    /// deployment goes on: ECS adds 10 minutes with a Network Load Balancer, whose data plane
+    /// follows new weights late; 0 with an Application Load Balancer.
+    pub settle_ms: Millis,
 }
 
 /// A hook's state (`DeploymentLifecycleHookStatus`).
@@ -294,6 +298,16 @@ impl Machine<'_> {
         self.wake_at = crate::earliest(self.wake_at, at);
     }
 
+    /// Whether the current shift (made at `since`) has settled; if not, wakes when it will be.
+    fn settled(&mut self) -> bool {
+        let until = self.p.since + self.s.settle_ms;
+        if self.now < until {
+            self.wake(until);
+            return false;
+        }
+        true
+    }
+
     fn run(&mut self, green_ready: bool) {
         // Bounded: every arm either waits (returns) or moves to a later stage or step.
         for _ in 0..64 {
@@ -324,6 +338,9 @@ impl Machine<'_> {
                         }
                         self.p.shifted = true;
                     }
+                    if !self.settled() {
+                        return;
+                    }
                     match self.gate(Stage::TestTrafficShift) {
                         Gate::Open => Stage::PostTestTrafficShift,
                         _ => return,
@@ -346,6 +363,9 @@ impl Machine<'_> {
                         self.p.since = now;
                         self.p.hooks_passed = 0;
                     }
+                    if !self.settled() {
+                        return;
+                    }
                     match self.gate(Stage::ProductionTrafficShift) {
                         Gate::Open => {}
                         _ => return,
@@ -353,7 +373,7 @@ impl Machine<'_> {
                     if self.p.percent >= 100.0 {
                         Stage::PostProductionTrafficShift
                     } else {
-                        let until = self.p.since + step_bake(self.s.shift);
+                        let until = self.p.since + self.s.settle_ms + step_bake(self.s.shift);
                         if now < until {
                             self.wake(until);
                             return;
@@ -458,7 +478,7 @@ mod tests {
     const MIN: Millis = 60_000;
 
     fn strategy(shift: Shift, bake_min: i64, hooks: Vec<Hook>) -> Strategy {
-        Strategy { shift, bake_ms: bake_min * MIN, hooks, test_rule: true }
+        Strategy { shift, bake_ms: bake_min * MIN, hooks, test_rule: true, settle_ms: 0 }
     }
 
     /// Runs the machine from `p` at `now` and returns the plan.
@@ -488,6 +508,30 @@ mod tests {
         let d = step(&s, &c.progress, true, 2_000 + 5 * MIN);
         assert_eq!(d.progress.stage, Stage::CleanUp);
         assert!(!d.keep_old && !d.hold);
+    }
+
+    #[test]
+    fn behind_a_network_load_balancer_each_shift_settles_ten_minutes_first() {
+        let mut s = strategy(Shift::Canary { percent: 10.0, bake_ms: 2 * MIN }, 0, vec![]);
+        s.settle_ms = 10 * MIN;
+        let a = step(&s, &Progress::new(0), true, 0);
+        assert_eq!(
+            (a.progress.stage, a.test_percent, a.production_percent),
+            (Stage::TestTrafficShift, Some(100.0), None)
+        );
+        assert_eq!(a.wake_at, Some(10 * MIN));
+        let b = step(&s, &a.progress, true, 10 * MIN - 1);
+        assert_eq!((b.progress.stage, b.production_percent), (Stage::TestTrafficShift, None));
+        // Settled: production's canary step, which settles too, then bakes its 2 minutes.
+        let c = step(&s, &b.progress, true, 10 * MIN);
+        assert_eq!((c.progress.stage, c.production_percent), (Stage::ProductionTrafficShift, Some(10.0)));
+        assert_eq!(c.wake_at, Some(20 * MIN));
+        let d = step(&s, &c.progress, true, 20 * MIN);
+        assert_eq!((d.production_percent, d.wake_at), (None, Some(22 * MIN)));
+        let e = step(&s, &d.progress, true, 22 * MIN);
+        assert_eq!((e.progress.stage, e.production_percent), (Stage::ProductionTrafficShift, Some(100.0)));
+        let f = step(&s, &e.progress, true, 32 * MIN);
+        assert_eq!(f.progress.stage, Stage::CleanUp);
     }
 
     #[test]
