@@ -20,8 +20,10 @@ from botocore.config import Config
 from harness import GantryServer, busybox_container, free_port, wait_for
 from hosts import Host, Hosts, missing_prerequisites
 
-# Serves $WHO at / on 8080.
-SERVE = 'mkdir -p /tmp/w && echo "$WHO" > /tmp/w/index.html && exec httpd -f -p 8080 -h /tmp/w'
+# Serves $WHO at / and the caller's address at /cgi-bin/ip on 8080.
+SERVE = ("""mkdir -p /tmp/w/cgi-bin && echo "$WHO" > /tmp/w/index.html && """
+         """printf '#!/bin/sh\\necho "Content-Type: text/plain"\\necho\\necho "$REMOTE_ADDR"\\n' """
+         """> /tmp/w/cgi-bin/ip && chmod +x /tmp/w/cgi-bin/ip && exec httpd -f -p 8080 -h /tmp/w""")
 AWSVPC = {"awsvpcConfiguration": {"subnets": ["subnet-local"]}}
 
 
@@ -137,6 +139,15 @@ def test_awsvpc_tasks_reach_each_other_across_hosts_and_an_alb_reaches_both(env,
              interval=0.3, what="the task on A reaching the task on B")
     wait_for(lambda: wget(b, f"http://{ip_a}:8080/", container=web_b).strip() == "on-a", 30,
              interval=0.3, what="the task on B reaching the task on A")
+    # A task sees its peer task's own address (no masquerade between task subnets); a host's
+    # own connection arrives from the host's address.
+    def caller(body: str) -> str:
+        """httpd's REMOTE_ADDR, `[::ffff:10.0.0.1]` for an IPv4 caller on its dual-stack socket."""
+        return body.strip().removeprefix("[::ffff:").removesuffix("]")
+
+    assert caller(wget(a, f"http://{ip_b}:8080/cgi-bin/ip", container=web_a)) == ip_a
+    assert caller(wget(b, f"http://{ip_a}:8080/cgi-bin/ip", container=web_b)) == ip_b
+    assert caller(wget(a, f"http://{ip_b}:8080/cgi-bin/ip")) == a.address
     # Host to the other host's task, and the server's host (root namespace) to both.
     assert wget(a, f"http://{ip_b}:8080/").strip() == "on-b"
     assert wget(b, f"http://{ip_a}:8080/").strip() == "on-a"

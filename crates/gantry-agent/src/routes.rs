@@ -10,11 +10,14 @@
 //!   control plane cannot be reached, so a partition changes no route);
 //! - with a subnet of its own, a chain [`CHAIN`] jumped to from Docker's `DOCKER-USER` that
 //!   accepts into this host's task subnet what comes from a peer's task subnet, a peer's host
-//!   address (Docker masquerades what leaves a task network, so a peer's task arrives from its
-//!   host's address) and the server's address (where its load balancers connect from). Docker's
-//!   own FORWARD rules would otherwise drop every new connection into the task network.
+//!   address (what Docker masquerades, e.g. the host's own connections) and the server's address (where its load balancers connect from). Docker's
+//!   own FORWARD rules would otherwise drop every new connection into the task network;
+//! - with a subnet of its own, a chain [`NAT_CHAIN`] jumped to first from `POSTROUTING` that
+//!   exempts traffic from its tasks to a peer's task subnet from Docker's masquerade, so a task
+//!   sees its peer task's own address (flannel's host-gw does the same).
 //!
-//! The plans are pure functions ([`peers`], [`route_changes`], [`accept_rules`]); [`Keeper`]
+//! The plans are pure functions ([`peers`], [`route_changes`], [`accept_rules`],
+//! [`unmasqueraded`]); [`Keeper`]
 //! runs them through `ip` and `iptables` in the network namespace of the process.
 
 use crate::client::{ClientResult, HttpClient};
@@ -35,6 +38,8 @@ pub const SUBNET_ATTRIBUTE: &str = "gantry.task-subnet";
 pub const HOST_ATTRIBUTE: &str = "gantry.host-address";
 /// The iptables chain (filter table) of the accept rules.
 pub const CHAIN: &str = "GANTRY-PEERS";
+/// The iptables chain (nat table) that keeps task-to-peer-task traffic unmasqueraded.
+pub const NAT_CHAIN: &str = "GANTRY-PEERS-NAT";
 /// How often the routes are brought up to date with the cluster.
 pub const REFRESH: Duration = Duration::from_secs(5);
 
@@ -160,6 +165,18 @@ pub fn accept_rules(own: Subnet, peers: &[Peer], also: &[Ipv4Addr]) -> Vec<Vec<S
         .collect()
 }
 
+/// The rules of [`NAT_CHAIN`]: what this host's tasks send to a peer's task subnet leaves with
+/// the task's own address (`ACCEPT` in the nat table: no masquerade), as in a VPC, where the
+/// receiving task sees its caller's IP.
+pub fn unmasqueraded(own: Subnet, peers: &[Peer]) -> Vec<Vec<String>> {
+    peers
+        .iter()
+        .map(|p| {
+            ["-s", &own.to_string(), "-d", &p.subnet.to_string(), "-j", "ACCEPT"].map(String::from).to_vec()
+        })
+        .collect()
+}
+
 /// Runs one command (`args[0]` is the program) and returns its stdout, or why it failed.
 pub type Run = dyn Fn(&[String]) -> Result<String, String> + Send + Sync;
 
@@ -185,7 +202,8 @@ pub struct Keeper {
     /// Other sources accepted into the task subnet (the server's address).
     pub also_accept: Vec<Ipv4Addr>,
     installed: BTreeMap<Subnet, Ipv4Addr>,
-    rules: Option<Vec<Vec<String>>>,
+    /// The rules last written to each chain (`table/chain`).
+    applied: BTreeMap<String, Vec<Vec<String>>>,
     run: Arc<Run>,
 }
 
@@ -196,7 +214,7 @@ impl Keeper {
         also_accept: Vec<Ipv4Addr>,
         run: Arc<Run>,
     ) -> Self {
-        Self { own, own_host, also_accept, installed: BTreeMap::new(), rules: None, run }
+        Self { own, own_host, also_accept, installed: BTreeMap::new(), applied: BTreeMap::new(), run }
     }
 
     /// The routes installed, subnet → host.
@@ -228,44 +246,75 @@ impl Keeper {
         }
         if let Some(own) = self.own {
             let rules = accept_rules(own, &wanted, &self.also_accept);
-            if let Err(e) = self.firewall(&rules) {
+            let nat = unmasqueraded(own, &wanted);
+            if let Err(e) = self.firewall(&rules, &nat) {
                 errors.push(e);
             }
         }
         errors
     }
 
-    /// Makes [`CHAIN`] hold `rules` and `DOCKER-USER` jump to it (checked each time: a restarted
-    /// engine keeps `DOCKER-USER`'s rules, but an administrator may flush it).
-    fn firewall(&mut self, rules: &[Vec<String>]) -> Result<(), String> {
-        let ipt = |args: &[&str]| -> Vec<String> {
-            std::iter::once("iptables").chain(args.iter().copied()).map(String::from).collect()
-        };
-        if (self.run)(&ipt(&["-S", "DOCKER-USER"])).is_err() {
+    /// Makes [`CHAIN`] hold `rules` with `DOCKER-USER` jumping to it, and [`NAT_CHAIN`] hold
+    /// `nat` with `POSTROUTING` jumping to it first (checked each pass: Docker inserts its
+    /// masquerade rule at the top of `POSTROUTING` when it creates a network, and an
+    /// administrator may flush a chain).
+    fn firewall(&mut self, rules: &[Vec<String>], nat: &[Vec<String>]) -> Result<(), String> {
+        if (self.run)(&ipt("filter", &["-S", "DOCKER-USER"])).is_err() {
             return Err(
                 "no DOCKER-USER chain: is the Docker engine of this host running with iptables?".into()
             );
         }
-        let mut fresh = false;
-        if (self.run)(&ipt(&["-S", CHAIN])).is_err() {
-            (self.run)(&ipt(&["-N", CHAIN]))?;
-            fresh = true;
+        self.chain("filter", "DOCKER-USER", CHAIN, false, rules)?;
+        self.chain("nat", "POSTROUTING", NAT_CHAIN, true, nat)
+    }
+
+    fn chain(
+        &mut self,
+        table: &str,
+        parent: &str,
+        chain: &str,
+        first: bool,
+        rules: &[Vec<String>],
+    ) -> Result<(), String> {
+        let run = self.run.clone();
+        let key = format!("{table}/{chain}");
+        if run(&ipt(table, &["-S", chain])).is_err() {
+            run(&ipt(table, &["-N", chain]))?;
+            self.applied.remove(&key);
         }
-        if (self.run)(&ipt(&["-C", "DOCKER-USER", "-j", CHAIN])).is_err() {
-            (self.run)(&ipt(&["-I", "DOCKER-USER", "-j", CHAIN]))?;
-        }
-        if fresh || self.rules.as_deref() != Some(rules) {
-            self.rules = None;
-            (self.run)(&ipt(&["-F", CHAIN]))?;
-            for r in rules {
-                let mut cmd = ipt(&["-A", CHAIN]);
-                cmd.extend(r.iter().cloned());
-                (self.run)(&cmd)?;
+        let jump = format!("-A {parent} -j {chain}");
+        let in_place = if first {
+            let listing = run(&ipt(table, &["-S", parent]))?;
+            listing.lines().find(|l| l.starts_with("-A ")) == Some(jump.as_str())
+        } else {
+            run(&ipt(table, &["-C", parent, "-j", chain])).is_ok()
+        };
+        if !in_place {
+            // At most a few stale jumps (one per earlier pass that found it out of place).
+            for _ in 0..8 {
+                if run(&ipt(table, &["-D", parent, "-j", chain])).is_err() {
+                    break;
+                }
             }
-            self.rules = Some(rules.to_vec());
+            run(&ipt(table, &["-I", parent, "1", "-j", chain]))?;
+        }
+        if self.applied.get(&key).map(Vec::as_slice) != Some(rules) {
+            self.applied.remove(&key);
+            run(&ipt(table, &["-F", chain]))?;
+            for r in rules {
+                let mut cmd = ipt(table, &["-A", chain]);
+                cmd.extend(r.iter().cloned());
+                run(&cmd)?;
+            }
+            self.applied.insert(key, rules.to_vec());
         }
         Ok(())
     }
+}
+
+/// An `iptables` command on `table`.
+fn ipt(table: &str, args: &[&str]) -> Vec<String> {
+    ["iptables", "-t", table].into_iter().chain(args.iter().copied()).map(String::from).collect()
 }
 
 /// Every container instance of `cluster`.
@@ -428,25 +477,76 @@ mod tests {
         assert!(route_changes(&BTreeMap::new(), &[]).is_empty());
     }
 
-    #[test]
-    fn the_keeper_runs_the_plan_once_and_keeps_the_firewall_in_step() {
-        let ran: Arc<Mutex<Vec<String>>> = Default::default();
-        let log = ran.clone();
-        // The chain and the jump do not exist until created.
-        let (chain, jump) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicBool::new(false)));
-        let run: Arc<Run> = Arc::new(move |args: &[String]| {
-            let line = args.join(" ");
-            log.lock().unwrap().push(line.clone());
-            let missing = Err("No chain/target/match by that name.".to_string());
-            match line.as_str() {
-                l if l == format!("iptables -S {CHAIN}") && !chain.load(SeqCst) => return missing,
-                l if l == format!("iptables -N {CHAIN}") => chain.store(true, SeqCst),
-                l if l.starts_with("iptables -C") && !jump.load(SeqCst) => return missing,
-                l if l.starts_with("iptables -I") => jump.store(true, SeqCst),
+    /// Enough of iptables for the keeper: chains per table holding rule lines, as `-S` shows
+    /// them. `DOCKER-USER` and nat's `POSTROUTING` (with Docker's masquerade) exist.
+    #[derive(Default)]
+    struct Tables {
+        chains: BTreeMap<String, Vec<String>>,
+        log: Vec<String>,
+    }
+
+    impl Tables {
+        fn docker() -> Self {
+            let mut t = Tables::default();
+            t.chains.insert("filter/DOCKER-USER".into(), vec!["-j RETURN".into()]);
+            t.chains
+                .insert("nat/POSTROUTING".into(), vec!["-s 10.232.1.0/27 ! -o br-1 -j MASQUERADE".into()]);
+            t
+        }
+
+        fn run(&mut self, args: &[String]) -> Result<String, String> {
+            self.log.push(args.join(" "));
+            if args[0] == "ip" {
+                return Ok(String::new());
+            }
+            assert_eq!((args[0].as_str(), args[1].as_str()), ("iptables", "-t"));
+            let (table, op, chain) = (&args[2], args[3].as_str(), &args[4]);
+            let key = format!("{table}/{chain}");
+            let missing = || Err("iptables: No chain/target/match by that name.".to_string());
+            let rest = args[5..].join(" ");
+            match op {
+                "-N" => {
+                    self.chains.insert(key, vec![]);
+                    return Ok(String::new());
+                }
+                _ if !self.chains.contains_key(&key) => return missing(),
                 _ => {}
             }
-            Ok(String::new())
-        });
+            let rules = self.chains.get_mut(&key).unwrap();
+            match op {
+                "-S" => Ok(rules.iter().map(|r| format!("-A {chain} {r}\n")).collect()),
+                "-C" if rules.contains(&rest) => Ok(String::new()),
+                "-C" => missing(),
+                "-D" => match rules.iter().position(|r| *r == rest) {
+                    Some(i) => {
+                        rules.remove(i);
+                        Ok(String::new())
+                    }
+                    None => missing(),
+                },
+                "-I" => {
+                    let rule = rest.strip_prefix("1 ").unwrap_or(&rest).to_string();
+                    rules.insert(0, rule);
+                    Ok(String::new())
+                }
+                "-A" => {
+                    rules.push(rest);
+                    Ok(String::new())
+                }
+                "-F" => {
+                    rules.clear();
+                    Ok(String::new())
+                }
+                _ => panic!("unexpected {args:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_keeper_runs_the_plan_once_and_keeps_the_firewall_in_step() {
+        let tables = Arc::new(Mutex::new(Tables::docker()));
+        let t = tables.clone();
+        let run: Arc<Run> = Arc::new(move |args: &[String]| t.lock().unwrap().run(args));
         let mut k = Keeper::new(
             Some(net("10.232.1.0/27")),
             Some("10.231.0.11".parse().unwrap()),
@@ -457,37 +557,56 @@ mod tests {
             instance("arn:me", "ACTIVE", Some("10.232.1.0/27"), Some("10.231.0.11")),
             instance("arn:b", "ACTIVE", Some("10.232.1.32/27"), Some("10.231.0.12")),
         ];
+        let chain = |t: &Tables, key: &str| t.chains.get(key).cloned().unwrap_or_default();
         assert!(k.apply(&instances).is_empty());
-        let first = std::mem::take(&mut *ran.lock().unwrap());
-        assert_eq!(
-            first,
-            vec![
-                "ip -4 route replace 10.232.1.32/27 via 10.231.0.12".to_string(),
-                "iptables -S DOCKER-USER".into(),
-                format!("iptables -S {CHAIN}"),
-                format!("iptables -N {CHAIN}"),
-                format!("iptables -C DOCKER-USER -j {CHAIN}"),
-                format!("iptables -I DOCKER-USER -j {CHAIN}"),
-                format!("iptables -F {CHAIN}"),
-                format!("iptables -A {CHAIN} -s 10.232.1.32/27 -d 10.232.1.0/27 -j ACCEPT"),
-                format!("iptables -A {CHAIN} -s 10.231.0.12/32 -d 10.232.1.0/27 -j ACCEPT"),
-                format!("iptables -A {CHAIN} -s 10.231.0.1/32 -d 10.232.1.0/27 -j ACCEPT"),
-            ]
-        );
+        {
+            let mut t = tables.lock().unwrap();
+            assert!(t.log.contains(&"ip -4 route replace 10.232.1.32/27 via 10.231.0.12".to_string()));
+            assert_eq!(chain(&t, "filter/DOCKER-USER"), vec![format!("-j {CHAIN}"), "-j RETURN".into()]);
+            assert_eq!(
+                chain(&t, &format!("filter/{CHAIN}")),
+                vec![
+                    "-s 10.232.1.32/27 -d 10.232.1.0/27 -j ACCEPT",
+                    "-s 10.231.0.12/32 -d 10.232.1.0/27 -j ACCEPT",
+                    "-s 10.231.0.1/32 -d 10.232.1.0/27 -j ACCEPT",
+                ]
+            );
+            assert_eq!(chain(&t, "nat/POSTROUTING")[0], format!("-j {NAT_CHAIN}"));
+            assert_eq!(
+                chain(&t, &format!("nat/{NAT_CHAIN}")),
+                vec!["-s 10.232.1.0/27 -d 10.232.1.32/27 -j ACCEPT"]
+            );
+            t.log.clear();
+        }
         assert_eq!(k.installed().len(), 1);
-        // Nothing changed: no route command, and the rules are not rewritten.
+        // Nothing changed: no route command, no chain rewritten.
         assert!(k.apply(&instances).is_empty());
-        let second = std::mem::take(&mut *ran.lock().unwrap());
-        assert!(
-            second.iter().all(|c| !c.starts_with("ip ") && !c.contains(" -A ") && !c.contains(" -F ")),
-            "{second:?}"
-        );
+        {
+            let mut t = tables.lock().unwrap();
+            let log = std::mem::take(&mut t.log);
+            assert!(log.iter().all(|c| c.contains(" -S ") || c.contains(" -C ")), "{log:?}");
+            // Docker creates a network: its masquerade rule goes first, ahead of the exemption.
+            t.chains
+                .get_mut("nat/POSTROUTING")
+                .unwrap()
+                .insert(0, "-s 10.232.1.0/27 ! -o br-2 -j MASQUERADE".into());
+        }
+        assert!(k.apply(&instances).is_empty());
+        {
+            let t = tables.lock().unwrap();
+            let post = chain(&t, "nat/POSTROUTING");
+            assert_eq!(post[0], format!("-j {NAT_CHAIN}"), "{post:?}");
+            assert_eq!(post.iter().filter(|r| r.contains(NAT_CHAIN)).count(), 1, "{post:?}");
+        }
         // The peer deregistered: its route and its rules go.
         assert!(k.apply(&instances[..1]).is_empty());
-        let third = std::mem::take(&mut *ran.lock().unwrap());
-        assert!(third.contains(&"ip -4 route del 10.232.1.32/27 via 10.231.0.12".to_string()), "{third:?}");
-        assert!(third.contains(&format!("iptables -F {CHAIN}")));
-        assert_eq!(third.iter().filter(|c| c.contains(" -A ")).count(), 1, "{third:?}");
+        let t = tables.lock().unwrap();
+        assert!(t.log.contains(&"ip -4 route del 10.232.1.32/27 via 10.231.0.12".to_string()), "{:?}", t.log);
+        assert_eq!(
+            chain(&t, &format!("filter/{CHAIN}")),
+            vec!["-s 10.231.0.1/32 -d 10.232.1.0/27 -j ACCEPT"]
+        );
+        assert!(chain(&t, &format!("nat/{NAT_CHAIN}")).is_empty());
         assert!(k.installed().is_empty());
     }
 
