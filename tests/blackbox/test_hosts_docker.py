@@ -10,6 +10,7 @@ from __future__ import annotations
 import http.client
 import ipaddress
 import json
+import subprocess
 import uuid
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from harness import GantryServer, busybox_container, free_port, wait_for
+from harness import GantryServer, busybox_container, free_port, gantry_bin, wait_for
 from hosts import Host, Hosts, missing_prerequisites
 
 # Serves $WHO at / and the caller's address at /cgi-bin/ip on 8080.
@@ -262,3 +263,40 @@ def test_a_partitioned_host_is_disconnected_and_replaced_and_healing_leaves_no_d
              what="the healed host reaching the replacement task")
     ecs.update_service(cluster=env.cluster, service="part", desiredCount=0)
     print(json.dumps({"replaced": new["taskArn"], "on": other.netns}))
+
+
+def test_an_agent_refuses_a_task_network_on_another_subnet(env, docker_run_id):
+    """A host whose engine already has the task network on another subnet: its awsvpc tasks fail
+    with a reason naming both subnets instead of getting addresses no peer routes to."""
+    c = env.hosts.add()
+    c.docker("network", "create", "--subnet", "172.30.0.0/24", "gantry-tasks")
+    c.start_agent(env.server, env.cluster)
+    family = f"other-{env.hosts.tag}"
+    register_web(env, family, docker_run_id)
+    out = env.server.ecs.start_task(cluster=env.cluster, taskDefinition=family,
+                                    containerInstances=[c.agent.instance_arn], networkConfiguration=AWSVPC)
+    arn = out["tasks"][0]["taskArn"]
+    [t] = wait_for(lambda: (lambda ts: ts if ts[0]["lastStatus"] == "STOPPED" else None)(describe(env, [arn])),
+                   60, interval=0.3, what="the task on the mismatched network to stop")
+    reason = t.get("stoppedReason", "")
+    assert "172.30.0.0/24" in reason and c.task_subnet in reason, reason
+    assert not c.docker("ps", "-q", "--filter", f"label=gantry.task-arn={arn}").split()
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--task-subnet", "10.232.1.5/24"), "host bits set"),
+    (("--task-subnet", "10.232.1.0"), "is not an IPv4 network"),
+    (("--host-address", "10.0.0.1"), "--task-subnet"),
+])
+def test_agent_task_subnet_options_are_checked(args, message, tmp_path):
+    p = subprocess.run([str(gantry_bin()), "agent", "--server", "http://127.0.0.1:1", "--data-dir",
+                        str(tmp_path), *args], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and message in p.stderr, (p.returncode, p.stderr)
+
+
+def test_an_agent_with_a_task_subnet_needs_an_address_its_peers_can_reach(tmp_path, docker_run_id):
+    """The server on loopback says nothing of the host's address: --host-address is asked for."""
+    p = subprocess.run([str(gantry_bin()), "agent", "--server", "http://127.0.0.1:1", "--data-dir",
+                        str(tmp_path), "--task-subnet", "10.232.1.0/24"], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode != 0 and "--host-address" in p.stderr, (p.returncode, p.stderr)

@@ -190,7 +190,7 @@ impl DockerRuntime {
         if subnets.iter().any(|s| s == wanted) {
             return Ok(());
         }
-        Err(RuntimeError::Unavailable(format!(
+        Err(RuntimeError::Create(format!(
             "network {name} is on {} rather than the task subnet {wanted}; remove it (docker network rm {name}) once no task uses it",
             if subnets.is_empty() { "no subnet".to_string() } else { subnets.join(", ") }
         )))
