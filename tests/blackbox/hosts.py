@@ -4,6 +4,7 @@
       └─ veth gvNTAG ── namespace gantry-TAG-hN: eth0 10.231.X.(10+N)/24, default via .1,
                                                   its own dockerd, its own `gantry agent`
                                                   with --task-subnet 10.232.X.(32*N)/27
+                                                  (or, Docker-free: `gantry sim`)
 
 TAG (random hex) and X (a /24 pair that no route of this machine uses) keep harnesses that run
 at the same time apart. Each dockerd runs entered into the namespace's network only
@@ -118,6 +119,17 @@ class Host:
                                  prefix=self.enter, env={"DOCKER_HOST": self.docker_host},
                                  extra_args=("--task-subnet", self.task_subnet, *extra))
         return self.agent.start(timeout=60)
+
+    def start_sim(self, server: GantryServer, cluster: str, seed: int) -> subprocess.Popen:
+        """A Docker-free host: `gantry sim` with one simulated instance in this namespace."""
+        log = open(self.hosts.base / f"sim-h{self.n}.log", "ab")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GANTRY_")}
+        p = subprocess.Popen([*self.enter, str(gantry_bin()), "sim", "--server", server.endpoint,
+                              "--cluster", cluster, "--instances", "1", "--zones", "1", "--seed", str(seed)],
+                             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        log.close()
+        self.hosts.processes.append(p)
+        return p
 
     def link(self, up: bool):
         """Takes this host's link down (a partition) or brings it back."""

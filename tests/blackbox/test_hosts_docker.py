@@ -300,3 +300,56 @@ def test_an_agent_with_a_task_subnet_needs_an_address_its_peers_can_reach(tmp_pa
                         str(tmp_path), "--task-subnet", "10.232.1.0/24"], capture_output=True, text=True,
                        timeout=30)
     assert p.returncode != 0 and "--host-address" in p.stderr, (p.returncode, p.stderr)
+
+
+def test_a_partitioned_docker_free_host_is_replaced_and_healing_leaves_no_duplicate(env):
+    """The same partition with Docker-free hosts (`gantry sim` in two more namespaces)."""
+    ecs = env.server.ecs
+    cluster = f"sim-{env.hosts.tag}"
+    ecs.create_cluster(clusterName=cluster)
+
+    def connected() -> dict[str, bool]:
+        arns = ecs.list_container_instances(cluster=cluster)["containerInstanceArns"]
+        found = ecs.describe_container_instances(cluster=cluster, containerInstances=arns) if arns else {}
+        return {i["containerInstanceArn"]: i["agentConnected"] for i in found.get("containerInstances", [])}
+
+    first, second = env.hosts.add(docker=False), env.hosts.add(docker=False)
+    first.start_sim(env.server, cluster, seed=21)
+    [on_first] = wait_for(lambda: [a for a, up in connected().items() if up], 30, interval=0.2,
+                          what="the first simulated instance")
+    second.start_sim(env.server, cluster, seed=22)
+    wait_for(lambda: len(connected()) == 2 and all(connected().values()), 30, interval=0.2,
+             what="both simulated instances")
+    host_of = {on_first: first, next(a for a in connected() if a != on_first): second}
+    ecs.register_task_definition(family=cluster, containerDefinitions=[
+        {"name": "app", "image": "example/app:1", "memory": 16}])
+    ecs.create_service(cluster=cluster, serviceName="svc", taskDefinition=cluster, desiredCount=1,
+                       deploymentConfiguration={"maximumPercent": 100, "minimumHealthyPercent": 0})
+
+    def live() -> list[dict]:
+        arns = ecs.list_tasks(cluster=cluster, desiredStatus="RUNNING")["taskArns"]
+        found = [t for t in (ecs.describe_tasks(cluster=cluster, tasks=arns)["tasks"] if arns else [])
+                 if t["lastStatus"] != "STOPPED"]
+        assert len(found) <= 1, f"above maximumPercent: {found}"
+        return found
+
+    [old] = wait_for(lambda: (lambda t: t if [x["lastStatus"] for x in t] == ["RUNNING"] else None)(live()),
+                     30, interval=0.2, what="the service's task to run")
+    cut = host_of[old["containerInstanceArn"]]
+    stays = next(a for a in host_of if a != old["containerInstanceArn"])
+    cut.link(False)
+    try:
+        wait_for(lambda: connected()[old["containerInstanceArn"]] is False, 45, interval=0.3,
+                 what="the partitioned instance disconnected")
+        [new] = wait_for(lambda: (lambda t: t if len(t) == 1 and t[0]["containerInstanceArn"] == stays
+                                  and t[0]["lastStatus"] == "RUNNING" else None)(live()),
+                         60, interval=0.3, what="the task replaced on the other instance")
+    finally:
+        cut.link(True)
+    wait_for(lambda: connected()[old["containerInstanceArn"]] is True, 45, interval=0.3,
+             what="the partitioned instance connected again")
+    [stopped] = ecs.describe_tasks(cluster=cluster, tasks=[old["taskArn"]])["tasks"]
+    assert stopped["lastStatus"] == "STOPPED" and stopped["stopCode"] == "ServiceSchedulerInitiated"
+    assert [t["taskArn"] for t in live()] == [new["taskArn"]]
+    [svc] = ecs.describe_services(cluster=cluster, services=["svc"])["services"]
+    assert (svc["runningCount"], svc["desiredCount"]) == (1, 1)
