@@ -1,9 +1,10 @@
 """Several hosts (tests/blackbox/hosts.py: network namespaces on a bridge, a dockerd and a
 `gantry agent --task-subnet` in each, the server on the bridge address, `gantry routes` on the
 server's side): awsvpc tasks on two hosts reach each other by their private IPs, an ALB in the
-server reaches tasks on either host, and a partitioned host's instance goes disconnected, its
-service task is replaced on the other host, and after healing its agent stops the replaced task
-(no duplicate). Needs root and Docker; fails, never skips, when either is missing."""
+server reaches tasks on either host, tasks see each other's own addresses, and a partitioned
+host's instance goes disconnected, its service task is replaced on the other host, and after
+healing its agent stops the replaced task (no duplicate), with Docker hosts and with Docker-free
+ones (`gantry sim`). Needs root and Docker; fails, never skips, when either is missing."""
 
 from __future__ import annotations
 
