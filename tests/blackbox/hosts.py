@@ -169,6 +169,10 @@ class Host:
             run("umount", "-l", point, check=False)
         for d in (self.data_root, self.run_dir):
             attempt(f"removing {d}", lambda d=d: shutil.rmtree(d, ignore_errors=True))
+        try:
+            self.data_root.parent.rmdir()   # /var/lib/gantry-hosts, once no harness uses it
+        except OSError:
+            pass
         run("ip", "link", "del", self.veth, check=False)
         if Path(f"/run/netns/{self.netns}").exists():
             attempt("namespace", lambda: run("ip", "netns", "del", self.netns))

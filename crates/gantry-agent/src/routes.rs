@@ -374,6 +374,22 @@ pub async fn run(client: Arc<HttpClient>, cluster: String, keeper: Keeper) {
     }
 }
 
+/// The IPv4 addresses of the servers in an agent's `--server` list (`http://10.0.0.1:7360,...`):
+/// where load balancers' traffic and health checks come from. Names are left out.
+pub fn server_addresses(servers: &str) -> Vec<Ipv4Addr> {
+    let mut out: Vec<Ipv4Addr> = servers
+        .split(',')
+        .filter_map(|url| {
+            let rest = url.trim().split_once("://").map_or(url.trim(), |(_, r)| r);
+            let authority = rest.split('/').next()?;
+            let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
+            host.parse().ok()
+        })
+        .collect();
+    out.dedup();
+    out
+}
+
 /// The local address this host reaches `server` from: its address as its peers see it.
 pub fn local_address_towards(server: Ipv4Addr) -> Option<Ipv4Addr> {
     let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
@@ -450,6 +466,17 @@ mod tests {
         );
         // A host without a subnet of its own (the server's) routes to every one.
         assert_eq!(peers(&instances, None, None).len(), 3);
+    }
+
+    #[test]
+    fn server_addresses_are_the_ip_literals_of_the_server_list() {
+        let got = server_addresses(
+            "http://10.0.0.1:7360, http://gantry.internal:7360,http://10.0.0.3:7360/,http://[fd00::1]:7360,10.0.0.4:7360",
+        );
+        let want: Vec<Ipv4Addr> =
+            ["10.0.0.1", "10.0.0.3", "10.0.0.4"].iter().map(|a| a.parse().unwrap()).collect();
+        assert_eq!(got, want);
+        assert!(server_addresses("http://localhost:7360").is_empty());
     }
 
     #[test]

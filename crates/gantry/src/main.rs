@@ -883,14 +883,11 @@ async fn run_agent(
     let client = Arc::new(client_for(&server, &region));
     // awsvpc across hosts: report the subnet and the address peers route it through, and keep
     // the routes to theirs (see gantry_agent::routes).
-    let server_ip = match client.server_ip() {
-        Some(std::net::IpAddr::V4(a)) => Some(a),
-        _ => None,
-    };
+    let servers = gantry_agent::routes::server_addresses(&server);
     let keeper = match task_subnet {
         Some(subnet) => {
             let host = host_address
-                .or_else(|| server_ip.and_then(gantry_agent::routes::local_address_towards))
+                .or_else(|| servers.first().copied().and_then(gantry_agent::routes::local_address_towards))
                 .context(
                     "--task-subnet needs this host's address as the other hosts reach it: give --host-address \
                      (the server is reached on loopback or by name)",
@@ -902,7 +899,7 @@ async fn run_agent(
             Some(gantry_agent::routes::Keeper::new(
                 Some(subnet),
                 Some(host),
-                server_ip.into_iter().collect(),
+                servers.clone(),
                 Arc::new(gantry_agent::routes::run_command),
             ))
         }
