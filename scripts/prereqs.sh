@@ -13,6 +13,10 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
 # The agent refreshes the host's neighbor entries of task addresses with `ip` (iproute2).
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+# The several-hosts tests (tests/blackbox/hosts.py): network namespaces entered with nsenter,
+# each host's task-subnet routes and firewall rules (iptables).
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
 # The etcd backend: protoc compiles its gRPC protos at build time; its tests run a real etcd.
 command -v protoc >/dev/null 2>&1 || need+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)

@@ -90,8 +90,10 @@ class GantryServer:
     def __init__(self, data_dir: Path, log_path: Path, *, command: str = "server",
                  enable_reset: bool = True, extra_args: tuple[str, ...] = (),
                  env: dict[str, str] | None = None, cli_home: Path | None = None,
-                 auth: str | None = "open"):
+                 auth: str | None = "open", host: str = "127.0.0.1"):
         self.data_dir = Path(data_dir)
+        # The address it listens on (a test network's bridge address for agents in namespaces).
+        self.host = host
         # `gantry server` checks signatures against known keys by default; the suite's servers
         # accept any (`--auth open`) unless a test asks for the default (auth=None).
         self.auth = auth
@@ -111,7 +113,7 @@ class GantryServer:
 
     @property
     def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 30.0, port: int | None = None) -> "GantryServer":
         binary = gantry_bin()
@@ -123,7 +125,7 @@ class GantryServer:
         # A free port can be taken between probing and binding; try a few.
         for _ in range(3):
             self.port = port or free_port()
-            args = [str(binary), self.command, "--listen", f"127.0.0.1:{self.port}",
+            args = [str(binary), self.command, "--listen", f"{self.host}:{self.port}",
                     "--data-dir", str(self.data_dir), *self.extra_args]
             if self.enable_reset and self.command == "server":
                 args.append("--enable-reset")
@@ -274,7 +276,7 @@ class GantryServer:
 
     def http(self, method: str, path: str, body: bytes = b"", headers: dict | None = None,
              timeout: float = 30) -> RawResponse:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
             conn.request(method, path, body=body, headers=headers or {})
             resp = conn.getresponse()
@@ -473,8 +475,11 @@ class GantryAgent:
     _close_log = GantryServer._close_log
 
     def __init__(self, server: GantryServer, cluster: str, data_dir: Path, log_path: Path, *,
-                 extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None):
+                 extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 prefix: tuple[str, ...] = ()):
         self.server = server
+        # A command it runs under, e.g. `nsenter --net=...` to run it on a host of hosts.py.
+        self.prefix = tuple(prefix)
         # Extra environment, e.g. the key it signs with (AWS_ACCESS_KEY_ID, ...) under sigv4.
         self.extra_env = dict(env or {})
         self.cluster = cluster
@@ -496,7 +501,7 @@ class GantryAgent:
         agentConnected true (sets instance_arn)."""
         binary = gantry_bin()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [str(binary), "agent", "--server", self.server.endpoint,
+        args = [*self.prefix, str(binary), "agent", "--server", self.server.endpoint,
                 "--cluster", self.cluster, "--data-dir", str(self.data_dir),
                 "--attribute", f"gantry.test-agent={self.tag}", *self.extra_args]
         env = {k: v for k, v in os.environ.items()

@@ -43,6 +43,8 @@ pub struct DockerRuntime {
     docker: Docker,
     /// Serializes this process's `ensure_network` calls (see there for other processes).
     network_lock: std::sync::Arc<Mutex<()>>,
+    /// The subnet of the networks it creates (`--task-subnet`); none: the engine chooses.
+    task_subnet: Option<String>,
 }
 
 impl DockerRuntime {
@@ -69,7 +71,14 @@ impl DockerRuntime {
 
     /// Wraps an already connected (and version-negotiated) client.
     pub fn with_client(docker: Docker) -> Self {
-        Self { docker, network_lock: Default::default() }
+        Self { docker, network_lock: Default::default(), task_subnet: None }
+    }
+
+    /// Creates its task network on `subnet` (e.g. `10.232.1.0/24`), and refuses one of that name
+    /// that the engine already has on another subnet.
+    pub fn with_task_subnet(mut self, subnet: Option<String>) -> Self {
+        self.task_subnet = subnet;
+        self
     }
 
     async fn image_present(&self, image: &str) -> RuntimeResult<bool> {
@@ -135,12 +144,23 @@ impl DockerRuntime {
     /// that name and removes the others: concurrent creators (other processes) converge on one.
     async fn ensure_network(&self, name: &str) -> RuntimeResult<()> {
         let _guard = self.network_lock.lock().await;
-        if !self.networks_named(name).await?.is_empty() {
-            return Ok(());
+        let existing = self.networks_named(name).await?;
+        if let Some((_, id)) = existing.iter().min() {
+            return match &self.task_subnet {
+                Some(wanted) => self.check_subnet(name, id, wanted).await,
+                None => Ok(()),
+            };
         }
         let request = NetworkCreateRequest {
             name: name.to_owned(),
             driver: Some("bridge".to_owned()),
+            ipam: self.task_subnet.as_ref().map(|subnet| bollard::models::Ipam {
+                config: Some(vec![bollard::models::IpamConfig {
+                    subnet: Some(subnet.clone()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
             ..Default::default()
         };
         match self.docker.create_network(request).await {
@@ -161,6 +181,30 @@ impl DockerRuntime {
             let _ = self.docker.remove_network(id).await;
         }
         Ok(())
+    }
+
+    /// An existing task network must be on the configured subnet: tasks elsewhere would be
+    /// unreachable from the peers, which route only the reported subnet here.
+    async fn check_subnet(&self, name: &str, id: &str, wanted: &str) -> RuntimeResult<()> {
+        let network = self
+            .docker
+            .inspect_network(id, None::<bollard::query_parameters::InspectNetworkOptions>)
+            .await
+            .map_err(unavailable)?;
+        let subnets: Vec<String> = network
+            .ipam
+            .and_then(|i| i.config)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|c| c.subnet)
+            .collect();
+        if subnets.iter().any(|s| s == wanted) {
+            return Ok(());
+        }
+        Err(RuntimeError::Create(format!(
+            "network {name} is on {} rather than the task subnet {wanted}; remove it (docker network rm {name}) once no task uses it",
+            if subnets.is_empty() { "no subnet".to_string() } else { subnets.join(", ") }
+        )))
     }
 
     /// The networks called exactly `name`, as `(created ms, id)`.

@@ -17,6 +17,7 @@ pub mod fake;
 pub mod metadata;
 pub mod node;
 pub mod pause;
+pub mod routes;
 pub mod runtime;
 pub mod sim;
 pub mod spec;

@@ -204,7 +204,31 @@ enum Command {
         /// The memory to declare, in MiB (default: this host's).
         #[arg(long, requires = "cpu")]
         memory: Option<i64>,
+        /// This host's awsvpc task subnet, e.g. 10.232.1.0/24, distinct on every host: reported
+        /// on the container instance, and routed to by the other agents of the cluster through
+        /// this host's address (default: the engine picks a subnet, reachable on this host only).
+        #[arg(long, value_parser = parse_subnet)]
+        task_subnet: Option<gantry_agent::routes::Subnet>,
+        /// The address the other hosts route this host's task subnet through (default: the
+        /// local address this host reaches the server from).
+        #[arg(long, requires = "task_subnet")]
+        host_address: Option<std::net::Ipv4Addr>,
     },
+    /// Keep this host's routes to a cluster's awsvpc task subnets (those its agents reported
+    /// with --task-subnet), without running tasks: for the server's host, whose load balancers
+    /// reach awsvpc tasks, or any host that must reach them.
+    Routes {
+        #[arg(long, env = "GANTRY_SERVER", default_value = "http://127.0.0.1:7360")]
+        server: String,
+        #[arg(long, default_value = "default")]
+        cluster: String,
+        #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+        region: String,
+    },
+}
+
+fn parse_subnet(s: &str) -> Result<gantry_agent::routes::Subnet, String> {
+    s.parse()
 }
 
 fn parse_attribute(s: &str) -> Result<(String, String), String> {
@@ -440,6 +464,8 @@ fn main() -> anyhow::Result<()> {
             no_gpus,
             cpu,
             memory,
+            task_subnet,
+            host_address,
         } => {
             let data_dir = data_dir.unwrap_or_else(|| default_data_dir().join(format!("agent-{cluster}")));
             // Two agents on one directory would be one container instance run twice.
@@ -459,7 +485,25 @@ fn main() -> anyhow::Result<()> {
                 resources: cpu.zip(memory),
             };
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            return rt.block_on(run_agent(server, region, opts));
+            return rt.block_on(run_agent(server, region, opts, task_subnet, host_address));
+        }
+        Command::Routes { server, cluster, region } => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let client = Arc::new(client_for(&server, &region));
+            let keeper = gantry_agent::routes::Keeper::new(
+                None,
+                None,
+                vec![],
+                Arc::new(gantry_agent::routes::run_command),
+            );
+            println!("Gantry routes: cluster {cluster} on {server}");
+            rt.block_on(async {
+                tokio::select! {
+                    _ = gantry_agent::routes::run(client, cluster, keeper) => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            });
+            return Ok(());
         }
     };
     if common.account_id.len() != 12 || !common.account_id.bytes().all(|b| b.is_ascii_digit()) {
@@ -841,14 +885,41 @@ async fn stored_logs(id: &str, follow: bool, data_dir: &std::path::Path) -> anyh
 async fn run_agent(
     server: String,
     region: String,
-    opts: gantry_agent::node::InstanceOptions,
+    mut opts: gantry_agent::node::InstanceOptions,
+    task_subnet: Option<gantry_agent::routes::Subnet>,
+    host_address: Option<std::net::Ipv4Addr>,
 ) -> anyhow::Result<()> {
     let runtime = Arc::new(
         gantry_agent::docker::DockerRuntime::connect()
             .await
-            .context("the agent runs tasks in Docker, which is unavailable")?,
+            .context("the agent runs tasks in Docker, which is unavailable")?
+            .with_task_subnet(task_subnet.map(|s| s.to_string())),
     );
     let client = Arc::new(client_for(&server, &region));
+    // awsvpc across hosts: report the subnet and the address peers route it through, and keep
+    // the routes to theirs (see gantry_agent::routes).
+    let servers = gantry_agent::routes::server_addresses(&server);
+    let keeper = match task_subnet {
+        Some(subnet) => {
+            let host = host_address
+                .or_else(|| servers.first().copied().and_then(gantry_agent::routes::local_address_towards))
+                .context(
+                    "--task-subnet needs this host's address as the other hosts reach it: give --host-address \
+                     (the server is reached on loopback or by name)",
+                )?;
+            use gantry_agent::routes::{HOST_ATTRIBUTE, SUBNET_ATTRIBUTE};
+            opts.attributes.retain(|(n, _)| n != SUBNET_ATTRIBUTE && n != HOST_ATTRIBUTE);
+            opts.attributes.push((SUBNET_ATTRIBUTE.into(), subnet.to_string()));
+            opts.attributes.push((HOST_ATTRIBUTE.into(), host.to_string()));
+            Some(gantry_agent::routes::Keeper::new(
+                Some(subnet),
+                Some(host),
+                servers.clone(),
+                Arc::new(gantry_agent::routes::run_command),
+            ))
+        }
+        None => None,
+    };
     let ids = SeededIds::from_entropy();
     let agent = loop {
         match gantry_agent::node::register_instance(
@@ -868,6 +939,9 @@ async fn run_agent(
         }
     };
     println!("Gantry agent: cluster {} on {server}", opts.cluster);
+    if let Some(keeper) = keeper {
+        tokio::spawn(gantry_agent::routes::run(client.clone(), opts.cluster.clone(), keeper));
+    }
     tokio::select! {
         _ = agent.run() => Ok(()),
         _ = tokio::signal::ctrl_c() => Ok(()),
