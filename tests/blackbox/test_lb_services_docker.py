@@ -344,3 +344,47 @@ def test_a_rolling_deployment_behind_an_alb_fails_no_request(spawn_agent, docker
     assert {t["lastStatus"] for t in stopped} == {"STOPPED"}
     assert {t["stopCode"] for t in stopped} == {"ServiceSchedulerInitiated"}
     assert len(s.health()) == n
+
+
+def test_an_ec2_bridge_service_behind_an_instance_target_group_serves_through_the_alb(spawn_agent, docker_run_id):
+    """ECS's classic EC2 pattern: bridge networking with dynamic host ports, registered in an
+    `instance` target group as (EC2 instance ID, host port). The ALB reaches each task at its
+    container instance's host address (reported by the agent as `gantry.host-address`)."""
+    node = spawn_agent("inst")
+    up = node.server
+    cluster = node.cluster
+    elb = _client(up, "elbv2")
+    lb_arn = up.aws_ok("elbv2", "create-load-balancer", "--name", cluster,
+                       "--subnets", "subnet-a", "subnet-b")["LoadBalancers"][0]["LoadBalancerArn"]
+    up.aws_ok("elbv2", "wait", "load-balancer-available", "--load-balancer-arns", lb_arn)
+    tg = up.aws_ok(
+        "elbv2", "create-target-group", "--name", cluster, "--protocol", "HTTP", "--port", "80",
+        "--target-type", "instance", "--vpc-id", "vpc-1", "--health-check-path", "/health",
+        "--health-check-interval-seconds", "5", "--health-check-timeout-seconds", "2",
+        "--healthy-threshold-count", "2")["TargetGroups"][0]["TargetGroupArn"]
+    port = free_port()
+    up.aws_ok("elbv2", "create-listener", "--load-balancer-arn", lb_arn, "--protocol", "HTTP",
+              "--port", str(port), "--default-actions", f"Type=forward,TargetGroupArn={tg}")
+    up.aws_ok("ecs", "register-task-definition", "--family", cluster, "--network-mode", "bridge",
+              "--container-definitions", json.dumps([busybox_container(
+                  "web", docker_run_id, command=["sh", "-c", SERVE],
+                  portMappings=[{"containerPort": 8080, "hostPort": 0}])]))
+    up.aws_ok("ecs", "create-service", "--cluster", cluster, "--service-name", "web",
+              "--task-definition", cluster, "--desired-count", "2", "--launch-type", "EC2",
+              "--load-balancers", f"targetGroupArn={tg},containerName=web,containerPort=8080")
+
+    instance = up.aws_ok("ecs", "describe-container-instances", "--cluster", cluster, "--container-instances",
+                         up.aws_ok("ecs", "list-container-instances", "--cluster", cluster)
+                         ["containerInstanceArns"][0])["containerInstances"][0]
+    attrs = {a["name"]: a.get("value") for a in instance["attributes"]}
+    assert attrs.get("gantry.host-address") == "127.0.0.1", attrs
+
+    def healthy():
+        h = elb.describe_target_health(TargetGroupArn=tg)["TargetHealthDescriptions"]
+        return h if len(h) == 2 and all(d["TargetHealth"]["State"] == "healthy" for d in h) else None
+    targets = wait_for(healthy, 120, interval=0.5, what="two healthy instance targets")
+    # Both are the instance, each at its task's dynamic host port.
+    assert {d["Target"]["Id"] for d in targets} == {instance["ec2InstanceId"]}, targets
+    assert len({d["Target"]["Port"] for d in targets}) == 2, targets
+    hostnames = {get(port)[1].strip() for _ in range(20)}
+    assert len(hostnames) == 2, f"requests reached {hostnames}, not both tasks"

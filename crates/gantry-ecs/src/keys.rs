@@ -96,6 +96,16 @@ pub fn parse_td_tail(tail: &str) -> Option<(&str, i32)> {
     Some((f, r.parse().ok()?))
 }
 
+/// Every cluster's container instances in a scope.
+pub fn container_instances_of(s: &Scope) -> String {
+    format!("{}container-instance/", base(s))
+}
+
+/// Whether `key` is a container instance's record.
+pub fn is_container_instance(key: &str) -> bool {
+    owns(key) && key.splitn(5, '/').nth(4).is_some_and(|rest| rest.starts_with("container-instance/"))
+}
+
 pub fn container_instance_prefix(s: &Scope, cluster: &str) -> String {
     format!("{}container-instance/{cluster}/", base(s))
 }

@@ -361,3 +361,40 @@ impl ControlPlane {
         if pending { sched::LbHealth::Pending } else { sched::LbHealth::Healthy }
     }
 }
+
+/// The attribute in which an agent reports its host's address (`gantry agent --host-address`, or
+/// the address it reaches its server from).
+pub const HOST_ADDRESS_ATTRIBUTE: &str = "gantry.host-address";
+
+/// ELBv2's `instance` targets are reached at their container instance's host address.
+impl gantry_ports::lb::InstanceAddresses for ControlPlane {
+    fn addresses(&self, scope: &gantry_core::Scope) -> std::collections::HashMap<String, std::net::IpAddr> {
+        let instances = match crate::records::load_prefix::<ContainerInstance>(
+            &*self.store,
+            &keys::container_instances_of(scope),
+        ) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(error = %e.message, "container instances unreadable for instance targets");
+                return Default::default();
+            }
+        };
+        instances
+            .into_iter()
+            .filter_map(|ci| {
+                let ci = ci.value;
+                let address = ci
+                    .attributes
+                    .iter()
+                    .flatten()
+                    .find(|a| a.name == HOST_ADDRESS_ATTRIBUTE)
+                    .and_then(|a| a.value.as_deref()?.parse().ok())?;
+                Some((ci.ec2_instance_id?, address))
+            })
+            .collect()
+    }
+
+    fn affects(&self, key: &str) -> bool {
+        keys::is_container_instance(key)
+    }
+}

@@ -35,7 +35,11 @@ fn scopes(store: &dyn Store) -> Vec<Scope> {
 }
 
 /// The configuration the records say, at the store's current revision.
-pub fn build(store: &dyn Store, certificates: &dyn CertificateSource) -> Result<LbConfig, RecordError> {
+pub fn build(
+    store: &dyn Store,
+    certificates: &dyn CertificateSource,
+    instances: &dyn InstanceAddresses,
+) -> Result<LbConfig, RecordError> {
     let revision = store.revision();
     let mut config = LbConfig { revision, ..Default::default() };
     for scope in scopes(store) {
@@ -50,12 +54,25 @@ pub fn build(store: &dyn Store, certificates: &dyn CertificateSource) -> Result<
             }
             config.load_balancers.push(load_balancer(lb, certificates));
         }
+        // Instance targets connect to their container instance's host address (read once per
+        // scope, and only when a group has instance targets).
+        let mut addresses = None;
         for tg in &tgs {
             let targets: Vec<TargetRecord> = load_prefix(store, &keys::targets_of(&scope, tg.name()))?
                 .into_iter()
                 .map(|s| s.value)
                 .collect();
-            config.target_groups.push(target_group(tg, usage.remove(tg.arn()).unwrap_or_default(), &targets));
+            let ip = tg.tg.target_type.as_deref() == Some("ip");
+            let addresses = match ip || targets.is_empty() {
+                true => None,
+                false => Some(&*addresses.get_or_insert_with(|| instances.addresses(&scope))),
+            };
+            config.target_groups.push(target_group(
+                tg,
+                usage.remove(tg.arn()).unwrap_or_default(),
+                &targets,
+                addresses,
+            ));
         }
     }
     config.load_balancers.sort_by(|a, b| a.arn.cmp(&b.arn));
@@ -243,7 +260,13 @@ fn target_protocol(p: &str) -> TargetProtocol {
     }
 }
 
-fn target_group(tg: &TgRecord, load_balancer_arns: Vec<String>, targets: &[TargetRecord]) -> TargetGroup {
+/// A target group for the data plane; `addresses` (instance groups) by EC2 instance ID.
+fn target_group(
+    tg: &TgRecord,
+    load_balancer_arns: Vec<String>,
+    targets: &[TargetRecord],
+    addresses: Option<&std::collections::HashMap<String, std::net::IpAddr>>,
+) -> TargetGroup {
     let t = &tg.tg;
     let a = &tg.attributes;
     let ip = t.target_type.as_deref() == Some("ip");
@@ -292,7 +315,7 @@ fn target_group(tg: &TgRecord, load_balancer_arns: Vec<String>, targets: &[Targe
             .map(|r| Target {
                 id: r.id.clone(),
                 port: r.port as u16,
-                address: if ip { r.id.parse().ok() } else { None },
+                address: if ip { r.id.parse().ok() } else { addresses.and_then(|a| a.get(&r.id).copied()) },
                 availability_zone: r.availability_zone.clone(),
                 registered_at_ms: r.registered_at_ms,
                 draining: r.draining.map(|d| Draining { since_ms: d.since_ms, deadline_ms: d.deadline_ms }),
@@ -305,6 +328,7 @@ fn target_group(tg: &TgRecord, load_balancer_arns: Vec<String>, targets: &[Targe
 pub struct ConfigFeed {
     store: Arc<dyn Store>,
     certificates: Arc<dyn CertificateSource>,
+    instances: Arc<dyn InstanceAddresses>,
     tx: watch::Sender<Arc<LbConfig>>,
 }
 
@@ -314,9 +338,10 @@ impl ConfigFeed {
     pub fn new(
         store: Arc<dyn Store>,
         certificates: Arc<dyn CertificateSource>,
+        instances: Arc<dyn InstanceAddresses>,
     ) -> (Self, watch::Receiver<Arc<LbConfig>>) {
         let (tx, rx) = watch::channel(Arc::new(LbConfig::default()));
-        (ConfigFeed { store, certificates, tx }, rx)
+        (ConfigFeed { store, certificates, instances, tx }, rx)
     }
 
     /// Builds the configuration now and publishes it if it differs from the last or is of a
@@ -325,7 +350,7 @@ impl ConfigFeed {
     /// same content, and must still publish its revision, or a receiver waiting for that
     /// revision would wait forever.)
     pub fn refresh(&self) {
-        match build(self.store.as_ref(), self.certificates.as_ref()) {
+        match build(self.store.as_ref(), self.certificates.as_ref(), self.instances.as_ref()) {
             Ok(c) => {
                 self.tx.send_if_modified(|cur| {
                     let changed = cur.load_balancers != c.load_balancers
@@ -341,6 +366,12 @@ impl ConfigFeed {
         }
     }
 
+    /// Whether a change to `key` may change the configuration: ELBv2's keys, and the container
+    /// instances that instance targets are reached through.
+    fn concerns(&self, key: &str) -> bool {
+        keys::owns(key) || self.instances.affects(key)
+    }
+
     /// Follows the store until the receivers are gone or `shutdown` fires: after every batch of
     /// changes to ELBv2's keys (and after the watch restarts), the configuration is rebuilt.
     pub async fn run(self, mut shutdown: gantry_runtime::Shutdown) {
@@ -353,7 +384,7 @@ impl ConfigFeed {
             };
             let mut dirty = match change {
                 Ok(Change::Relist) => true,
-                Ok(Change::Event(e)) => keys::owns(&e.kv.key),
+                Ok(Change::Event(e)) => self.concerns(&e.kv.key),
                 Err(e) => {
                     tracing::warn!(error = %e, "the load balancer configuration's watch failed; it restarts");
                     true
@@ -363,7 +394,7 @@ impl ConfigFeed {
             while let Some(c) = cursor.try_next() {
                 dirty |= match c {
                     Ok(Change::Relist) | Err(_) => true,
-                    Ok(Change::Event(e)) => keys::owns(&e.kv.key),
+                    Ok(Change::Event(e)) => self.concerns(&e.kv.key),
                 };
             }
             if dirty {

@@ -188,7 +188,7 @@ async fn a_deregistered_target_drains_until_the_delay_has_passed_on_the_clock() 
     assert_eq!(state(&out, "10.0.0.1"), ("draining".into(), "Target.DeregistrationInProgress".into()));
     assert_eq!(state(&out, "10.0.0.2"), ("initial".into(), "Elb.RegistrationInProgress".into()));
     // The data plane's configuration carries the deadline.
-    let config = config::build(f.store.as_ref(), &NoCertificates).unwrap();
+    let config = config::build(f.store.as_ref(), &NoCertificates, &gantry_ports::lb::NoInstances).unwrap();
     let t = &config.target_groups[0].targets[0];
     assert_eq!(
         t.draining,
@@ -257,7 +257,11 @@ async fn the_data_planes_health_is_what_describe_target_health_reports() {
 #[tokio::test]
 async fn the_configuration_is_what_the_records_say_and_the_feed_follows_them() {
     let f = fixture();
-    let (feed, mut rx) = config::ConfigFeed::new(f.store.clone(), Arc::new(NoCertificates));
+    let (feed, mut rx) = config::ConfigFeed::new(
+        f.store.clone(),
+        Arc::new(NoCertificates),
+        Arc::new(gantry_ports::lb::NoInstances),
+    );
     let (stop, shutdown) = gantry_runtime::shutdown();
     let task = tokio::spawn(feed.run(shutdown));
     let lb = f.lb("web").await;
@@ -389,4 +393,45 @@ async fn ecs_registers_deregisters_and_reads_health_through_the_target_registry(
     let missing = tg.replace("/svc/", "/nope/");
     assert!(reg.register(&f.scope, &missing, std::slice::from_ref(&target)).await.is_err());
     assert_eq!(reg.health(&f.scope, &missing, &target), None);
+}
+
+/// Container instances' host addresses, as ECS would answer.
+struct Hosts(std::collections::HashMap<String, std::net::IpAddr>);
+
+impl gantry_ports::lb::InstanceAddresses for Hosts {
+    fn addresses(&self, _scope: &Scope) -> std::collections::HashMap<String, std::net::IpAddr> {
+        self.0.clone()
+    }
+    fn affects(&self, key: &str) -> bool {
+        key.contains("/container-instance/")
+    }
+}
+
+#[tokio::test]
+async fn instance_targets_are_reached_at_their_instances_host_address() {
+    let f = fixture();
+    let lb = f.lb("web").await;
+    let tg = f
+        .ok(
+            "CreateTargetGroup",
+            json!({"Name": "inst", "Protocol": "HTTP", "Port": 80, "VpcId": "vpc-1", "TargetType": "instance"}),
+        )
+        .await["TargetGroups"][0]["TargetGroupArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    f.listener(&lb, 80, &tg).await.unwrap();
+    f.ok(
+        "RegisterTargets",
+        json!({"TargetGroupArn": tg, "Targets": [{"Id": "i-0a", "Port": 32768}, {"Id": "i-0b", "Port": 32769}]}),
+    )
+    .await;
+    let hosts = Hosts([("i-0a".to_string(), "10.231.0.11".parse().unwrap())].into_iter().collect());
+    let config = config::build(f.store.as_ref(), &NoCertificates, &hosts).unwrap();
+    let g = &config.target_groups[0];
+    let address = |id: &str| g.targets.iter().find(|t| t.id == id).unwrap().address;
+    assert_eq!(address("i-0a"), Some("10.231.0.11".parse().unwrap()));
+    assert_eq!(address("i-0b"), None, "an instance without an address is not reachable yet");
+    let none = config::build(f.store.as_ref(), &NoCertificates, &gantry_ports::lb::NoInstances).unwrap();
+    assert_eq!(none.target_groups[0].targets.iter().filter(|t| t.address.is_some()).count(), 0);
 }

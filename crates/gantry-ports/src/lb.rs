@@ -466,6 +466,30 @@ pub trait CertificateSource: Send + Sync {
     fn certificate(&self, arn: &str) -> Option<Certificate>;
 }
 
+/// ECS's side of `instance` targets: where the data plane reaches a container instance, by the
+/// EC2 instance ID a target names (its host's address, as its agent reports it). Implemented by
+/// `gantry-ecs`, wired by the binary.
+pub trait InstanceAddresses: Send + Sync {
+    /// The addresses of the container instances of `scope` that have one, by EC2 instance ID.
+    fn addresses(&self, scope: &Scope) -> std::collections::HashMap<String, IpAddr>;
+    /// Whether a change to this store key may change [`InstanceAddresses::addresses`] (the
+    /// configuration is then rebuilt).
+    fn affects(&self, key: &str) -> bool;
+}
+
+/// Before ECS is wired: no instance has an address (instance targets are not served).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoInstances;
+
+impl InstanceAddresses for NoInstances {
+    fn addresses(&self, _scope: &Scope) -> std::collections::HashMap<String, IpAddr> {
+        std::collections::HashMap::new()
+    }
+    fn affects(&self, _key: &str) -> bool {
+        false
+    }
+}
+
 /// ELBv2's side of ACM's `InUseBy`: which resources use a certificate. ACM refuses to delete a
 /// certificate in use. Implemented by `gantry-elbv2`.
 pub trait CertificateUse: Send + Sync {

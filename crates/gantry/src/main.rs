@@ -899,18 +899,25 @@ async fn run_agent(
     // awsvpc across hosts: report the subnet and the address peers route it through, and keep
     // the routes to theirs (see gantry_agent::routes).
     let servers = gantry_agent::routes::server_addresses(&server);
+    let routed_host = host_address
+        .or_else(|| servers.first().copied().and_then(gantry_agent::routes::local_address_towards));
+    // Where the host's published ports are reached (ELBv2's instance targets): as peers reach
+    // it, or on loopback beside a server reached there.
+    let reachable_at = routed_host.or_else(|| servers.first().filter(|s| s.is_loopback()).copied());
+    use gantry_agent::routes::HOST_ATTRIBUTE;
+    opts.attributes.retain(|(n, _)| n != HOST_ATTRIBUTE);
+    if let Some(host) = reachable_at {
+        opts.attributes.push((HOST_ATTRIBUTE.into(), host.to_string()));
+    }
     let keeper = match task_subnet {
         Some(subnet) => {
-            let host = host_address
-                .or_else(|| servers.first().copied().and_then(gantry_agent::routes::local_address_towards))
-                .context(
-                    "--task-subnet needs this host's address as the other hosts reach it: give --host-address \
+            let host = routed_host.context(
+                "--task-subnet needs this host's address as the other hosts reach it: give --host-address \
                      (the server is reached on loopback or by name)",
-                )?;
-            use gantry_agent::routes::{HOST_ATTRIBUTE, SUBNET_ATTRIBUTE};
-            opts.attributes.retain(|(n, _)| n != SUBNET_ATTRIBUTE && n != HOST_ATTRIBUTE);
+            )?;
+            use gantry_agent::routes::SUBNET_ATTRIBUTE;
+            opts.attributes.retain(|(n, _)| n != SUBNET_ATTRIBUTE);
             opts.attributes.push((SUBNET_ATTRIBUTE.into(), subnet.to_string()));
-            opts.attributes.push((HOST_ATTRIBUTE.into(), host.to_string()));
             Some(gantry_agent::routes::Keeper::new(
                 Some(subnet),
                 Some(host),
@@ -1226,6 +1233,7 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     let (feed, configs) = gantry_elbv2::config::ConfigFeed::new(
         control.store().clone(),
         Arc::new(gantry_acm::AcmCertificates::new(control.store().clone())),
+        Arc::new(control.clone()),
     );
     let feed = tokio::spawn(feed.run(controllers_stop.clone()));
     let applier = tokio::spawn(apply_configs(data_plane, configs, controllers_stop.clone()));
