@@ -659,7 +659,8 @@ impl ControlPlane {
 
     /// StopServiceDeployment: ROLLBACK asks the scheduler to roll the deployment back to the last
     /// completed one (recorded at once as ROLLBACK_REQUESTED; a traffic-shifting deployment's
-    /// rules go back to the old revision). ABORT is not supported yet.
+    /// rules go back to the old revision). ABORT is in the model's enum but, as ECS documents, ROLLBACK
+    /// is the only valid stop type: ABORT is refused as unsupported.
     pub async fn stop_service_deployment(
         &self,
         ctx: &Ctx,
@@ -672,7 +673,7 @@ impl ControlPlane {
         if stop_type == "ABORT" {
             return Err(EcsError::new(
                 ErrorKind::UnsupportedFeatureException,
-                "The ABORT stop type is not supported by this version of Gantry: use ROLLBACK.",
+                "The stop type ABORT is not supported. The valid values are ROLLBACK.",
             ));
         }
         let not_found = || {
