@@ -17,7 +17,8 @@
 //! * Read-your-writes: every transaction, whichever branch runs, also puts the root's sync key,
 //!   so it has a revision of its own in the watched range; the answer waits until the mirror
 //!   has applied that revision. (A transaction that only compares thus advances the revision,
-//!   which the contract allows.)
+//!   which the contract allows.) Reads of other processes' writes: [`Store::read_index`] reads
+//!   the sync key from etcd's quorum and waits until the mirror reached its `mod_revision`.
 //!
 //! Keys: `ROOT/kv/` + the store's key; `ROOT/sync` (the sync key); other keys under the root
 //! (the leader election's) are not the store's and are never mirrored.
@@ -575,6 +576,25 @@ impl Store for EtcdStore {
             metrics.txns_per_commit.observe(1.0);
             metrics.keys_per_commit.observe(ops as f64);
             result
+        })
+    }
+
+    /// A linearizable (quorum) read of the sync key, which every transaction of every process
+    /// on this root puts: its `mod_revision` is the revision of the last transaction etcd had
+    /// committed under the root, and the answer waits until the mirror has applied it.
+    fn read_index(&self) -> BoxFuture<Result<i64, StoreError>> {
+        let (mirror, mut kv, keys) = (self.mirror.clone(), self.kv.clone(), self.keys.clone());
+        Box::pin(async move {
+            let options = etcd_client::GetOptions::new().with_keys_only();
+            let resp = kv.get(keys.sync.clone(), Some(options)).await.map_err(storage)?;
+            let revision = resp.kvs().first().map_or(0, |kv| kv.mod_revision());
+            if tokio::time::timeout(MIRROR_WAIT, mirror.reached(revision)).await.is_err() {
+                return Err(StoreError::Storage(format!(
+                    "etcd is at revision {revision}, but this server's mirror did not reach it within {}s",
+                    MIRROR_WAIT.as_secs()
+                )));
+            }
+            Ok(revision)
         })
     }
 
