@@ -344,6 +344,19 @@ def run_trials(tmp_path: Path, trials: int, report=print) -> list[Trial]:
     return results
 
 
+def test_the_most_tasks_at_once_are_counted_from_creation_to_stop():
+    from datetime import datetime, timezone
+
+    def task(created, stopped=None):
+        at = lambda s: datetime.fromtimestamp(s, timezone.utc)
+        return {"createdAt": at(created), **({"stoppedAt": at(stopped)} if stopped is not None else {})}
+
+    # Two replaced one after the other never overlap; a third overlapping both makes 2, then 3.
+    assert most_at_once([task(0, 10), task(10, 20)]) == (1, 0.0)
+    assert most_at_once([task(0, 10), task(10, 20), task(5)]) == (2, 5.0)
+    assert most_at_once([task(0, 10), task(10, 20), task(5), task(15)]) == (3, 15.0)
+
+
 def test_failover_under_load_loses_nothing_and_keeps_maximum_percent(tmp_path):
     trials = int(os.environ.get("GANTRY_FAILOVER_TRIALS", "10"))
     results = run_trials(tmp_path, trials)
