@@ -54,10 +54,14 @@ class EtcdCluster:
         self.initial = ",".join(f"m{i}=http://127.0.0.1:{peer}" for i, (_, peer) in enumerate(self.ports))
         self.token = f"gantry-failover-{os.getpid()}-{id(self)}"
         self.procs: list[subprocess.Popen | None] = [None] * members
-        for i in range(members):
-            self.spawn(i)
-        for i in range(members):
-            wait_for(lambda i=i: self.healthy(i), 30, interval=0.05, what=f"etcd member {i}'s /health")
+        try:
+            for i in range(members):
+                self.spawn(i)
+            for i in range(members):
+                wait_for(lambda i=i: self.healthy(i), 30, interval=0.05, what=f"etcd member {i}'s /health")
+        except BaseException:
+            self.close()
+            raise
 
     def spawn(self, i: int):
         client_port, peer_port = self.ports[i]
@@ -173,7 +177,7 @@ class Writer(threading.Thread):
                 self.acked.errors += 1
                 if len(self.acked.messages) < 20:
                     self.acked.messages.append(f"{time.monotonic():.2f} {e}")
-                time.sleep(0.05)
+                self.halt.wait(0.05)  # pace retries against a server that is down
 
 
 def check_acknowledged(ecs, acked: list[Acked]):
@@ -236,9 +240,17 @@ class Fleet:
 
     def __init__(self, tmp_path: Path, root: str = "failover"):
         self.tmp = tmp_path
+        self.sim = None
         self.etcd = EtcdCluster(tmp_path)
         self.servers = [GantryServer(tmp_path / f"s{i}-data", tmp_path / f"s{i}.log", enable_reset=False,
                                      extra_args=("--store", self.etcd.url(root))) for i in range(3)]
+        try:
+            self.setup(tmp_path)
+        except BaseException:
+            self.close()
+            raise
+
+    def setup(self, tmp_path: Path):
         for s in self.servers:
             s.start()
         self.sim_log = open(tmp_path / "sim.log", "wb")
@@ -268,10 +280,11 @@ class Fleet:
                         what="exactly one leader") - 1
 
     def close(self):
-        if self.sim.poll() is None:
+        if self.sim and self.sim.poll() is None:
             self.sim.kill()
             self.sim.wait(timeout=30)
-        self.sim_log.close()
+        if self.sim:
+            self.sim_log.close()
         for s in self.servers:
             s.kill()
         self.etcd.close()
