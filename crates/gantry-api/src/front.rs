@@ -387,6 +387,18 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
     let form: &[u8] =
         if protocol == Protocol::AwsQuery && body.is_empty() { head.query.as_bytes() } else { &body };
 
+    // Linearizable reads (etcd's ReadIndex): with servers sharing an etcd store, this server's
+    // mirror is first brought up to every write any of them had answered when the request came
+    // (a write answered by another server is read here, signing keys included). Nothing to wait
+    // for on SQLite.
+    if let Err(e) = s.control.store().read_index().await {
+        tracing::warn!(error = %e, "read index");
+        let code =
+            if protocol == Protocol::AwsQuery { "ServiceUnavailable" } else { "ServiceUnavailableException" };
+        let e = ServiceError::receiver(code, format!("The store is unavailable: {e}")).with_status(503);
+        return (error(protocol, model, &e, &request_id), Some(service), None);
+    }
+
     // Who signed it.
     let header_list: Vec<(&str, &[u8])> =
         head.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();

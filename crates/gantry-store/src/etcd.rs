@@ -17,7 +17,8 @@
 //! * Read-your-writes: every transaction, whichever branch runs, also puts the root's sync key,
 //!   so it has a revision of its own in the watched range; the answer waits until the mirror
 //!   has applied that revision. (A transaction that only compares thus advances the revision,
-//!   which the contract allows.)
+//!   which the contract allows.) Reads of other processes' writes: [`Store::read_index`] reads
+//!   the sync key from etcd's quorum and waits until the mirror reached its `mod_revision`.
 //!
 //! Keys: `ROOT/kv/` + the store's key; `ROOT/sync` (the sync key); other keys under the root
 //! (the leader election's) are not the store's and are never mirrored.
@@ -143,6 +144,52 @@ fn range_end(prefix: &[u8]) -> Vec<u8> {
 
 fn storage(e: etcd_client::Error) -> StoreError {
     StoreError::Storage(format!("etcd: {e}"))
+}
+
+/// Which failed requests [`retry`] sends again.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Only those that never reached a member (a member down: the client's connection to it
+    /// was refused), so a write is never applied twice.
+    Unsent,
+    /// Also those a member answered as unavailable (no leader, the leader changed): for reads.
+    Unavailable,
+}
+
+/// How many times a request is sent, at most, while members are down (the client spreads its
+/// requests over every member's endpoint, the one down included).
+const ATTEMPTS: u32 = 8;
+
+/// gRPC's `UNAVAILABLE`.
+const GRPC_UNAVAILABLE: i32 = 14;
+
+fn retriable(e: &etcd_client::Error, which: Retry) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(s) if i32::from(s.code()) == GRPC_UNAVAILABLE => {
+            which == Retry::Unavailable || s.message().contains("connect error")
+        }
+        _ => false,
+    }
+}
+
+/// Sends a request until it is answered, or failed in a way `which` does not retry, for at most
+/// [`ATTEMPTS`] attempts.
+async fn retry<T, F, Fut>(which: Retry, mut send: F) -> Result<T, etcd_client::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match send().await {
+            Err(e) if attempt < ATTEMPTS && retriable(&e, which) => {
+                tracing::debug!(error = %e, attempt, "etcd request sent again");
+                tokio::time::sleep(Duration::from_millis(10 * u64::from(attempt))).await;
+                attempt += 1;
+            }
+            r => return r,
+        }
+    }
 }
 
 fn revision_of(header: Option<&etcd_client::ResponseHeader>) -> Result<i64, StoreError> {
@@ -441,7 +488,7 @@ impl Plan {
 impl EtcdStore {
     async fn run(
         mirror: Arc<Mirror>,
-        mut kv: etcd_client::KvClient,
+        kv: etcd_client::KvClient,
         keys: Arc<Keys>,
         txn: Txn,
         fence: Option<crate::election::Fence>,
@@ -486,10 +533,13 @@ impl EtcdStore {
                 read.iter().map(|k| etcd_client::TxnOp::get(keys.data_key(k), None)).collect();
             otherwise.push(etcd_client::TxnOp::get(keys.leader.clone(), None));
             otherwise.push(sync());
-            let resp = kv
-                .txn(etcd_client::Txn::new().when(compares).and_then(then).or_else(otherwise))
-                .await
-                .map_err(storage)?;
+            let etcd_txn = etcd_client::Txn::new().when(compares).and_then(then).or_else(otherwise);
+            let resp = retry(Retry::Unsent, || {
+                let (mut kv, t) = (kv.clone(), etcd_txn.clone());
+                async move { kv.txn(t).await }
+            })
+            .await
+            .map_err(storage)?;
             let revision = revision_of(resp.header())?;
             // The answer waits for the mirror: the caller reads its own write.
             if tokio::time::timeout(MIRROR_WAIT, mirror.reached(revision)).await.is_err() {
@@ -575,6 +625,30 @@ impl Store for EtcdStore {
             metrics.txns_per_commit.observe(1.0);
             metrics.keys_per_commit.observe(ops as f64);
             result
+        })
+    }
+
+    /// A linearizable (quorum) read of the sync key, which every transaction of every process
+    /// on this root puts: its `mod_revision` is the revision of the last transaction etcd had
+    /// committed under the root, and the answer waits until the mirror has applied it.
+    fn read_index(&self) -> BoxFuture<Result<i64, StoreError>> {
+        let (mirror, kv, keys) = (self.mirror.clone(), self.kv.clone(), self.keys.clone());
+        Box::pin(async move {
+            let options = etcd_client::GetOptions::new().with_keys_only();
+            let resp = retry(Retry::Unavailable, || {
+                let (mut kv, key, options) = (kv.clone(), keys.sync.clone(), options.clone());
+                async move { kv.get(key, Some(options)).await }
+            })
+            .await
+            .map_err(storage)?;
+            let revision = resp.kvs().first().map_or(0, |kv| kv.mod_revision());
+            if tokio::time::timeout(MIRROR_WAIT, mirror.reached(revision)).await.is_err() {
+                return Err(StoreError::Storage(format!(
+                    "etcd is at revision {revision}, but this server's mirror did not reach it within {}s",
+                    MIRROR_WAIT.as_secs()
+                )));
+            }
+            Ok(revision)
         })
     }
 

@@ -156,7 +156,8 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// The store contract. Guarantees:
 /// * `txn` is atomic and its result is durable before the future resolves; once it resolves,
-///   `get`/`range` on this store observe it (read-your-writes).
+///   `get`/`range` on this store observe it (read-your-writes). Another process's writes are
+///   observed once [`Store::read_index`] called after they were answered has resolved.
 /// * Revisions strictly increase with every successful transaction that has ops.
 /// * `range` returns keys in byte order.
 /// * A watch delivers every event with revision ≥ `from_revision` for keys under its prefix, in
@@ -181,6 +182,14 @@ pub trait Store: Send + Sync + 'static {
     /// The latest committed revision.
     fn revision(&self) -> i64;
     fn txn(&self, txn: Txn) -> BoxFuture<Result<TxnResult, StoreError>>;
+    /// A read barrier, as etcd's ReadIndex: once the future resolves, reads from this store
+    /// observe every transaction that any process sharing the store had committed when it was
+    /// called (reads after it are linearizable). Answers the revision waited for. A store that
+    /// is the only writer of its data (SQLite) is always there: the default answers at once.
+    fn read_index(&self) -> BoxFuture<Result<i64, StoreError>> {
+        let revision = self.revision();
+        Box::pin(async move { Ok(revision) })
+    }
     fn watch(&self, prefix: &str, from_revision: i64) -> Result<Watch, StoreError>;
     /// Discards the history before `revision`, as etcd's compaction does: a watch from an
     /// earlier revision fails with [`StoreError::Compacted`]. Compacting at or below an earlier
