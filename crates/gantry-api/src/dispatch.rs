@@ -92,6 +92,11 @@ pub async fn dispatch(
         "DeleteTaskSet" => call!(delete_task_set),
         "DescribeTaskSets" => call!(describe_task_sets, sync),
         "UpdateServicePrimaryTaskSet" => call!(update_service_primary_task_set),
+        // ECS Express Mode
+        "CreateExpressGatewayService" => call!(create_express_gateway_service),
+        "DescribeExpressGatewayService" => call!(describe_express_gateway_service, sync),
+        "UpdateExpressGatewayService" => call!(update_express_gateway_service),
+        "DeleteExpressGatewayService" => call!(delete_express_gateway_service),
         // Agent-facing
         "DiscoverPollEndpoint" => {
             let base_url = format!("http://{}", host.unwrap_or("127.0.0.1"));

@@ -226,6 +226,17 @@ pub fn target(scope: &Scope, op: &str, body: &[u8]) -> Target {
                 t.resources.push((a.to_string(), Vec::new()));
             }
         }
+        // ECS Express Mode: the service.
+        "CreateExpressGatewayService" => {
+            let name = cluster_name(scope, s("cluster"));
+            let a = in_cluster(scope, "service", &name, s("serviceName").unwrap_or_default());
+            t.resources.push((a, Vec::new()));
+        }
+        "UpdateExpressGatewayService" | "DeleteExpressGatewayService" | "DescribeExpressGatewayService" => {
+            if let Some(a) = s("serviceArn") {
+                t.resources.push((a.to_string(), Vec::new()));
+            }
+        }
         "TagResource" | "UntagResource" | "ListTagsForResource" => {
             if let Some(a) = s("resourceArn") {
                 t.resources.push((a.to_string(), Vec::new()));

@@ -397,3 +397,8 @@ pub fn daemons_index_prefix() -> String {
 pub fn daemon_index(s: &Scope, cluster: &str, name: &str) -> String {
     format!("{}{}/{}/{cluster}/{name}", daemons_index_prefix(), s.account, s.region)
 }
+
+/// An Express service's managed resources and configurations: `.../express/CLUSTER/NAME`.
+pub fn express(s: &Scope, cluster: &str, name: &str) -> String {
+    scoped(s, &["express/", cluster, "/", name])
+}
