@@ -237,6 +237,23 @@ pub fn target(scope: &Scope, op: &str, body: &[u8]) -> Target {
                 t.resources.push((a.to_string(), Vec::new()));
             }
         }
+        // ECS Gateways: the gateway named.
+        "CreateGateway" => {
+            let name = s("name").unwrap_or_default();
+            t.resources.push((arn(scope, &format!("gateway/{name}")), Vec::new()));
+        }
+        "DescribeGateway"
+        | "UpdateGateway"
+        | "DeleteGateway"
+        | "AssociateGatewayWithCluster"
+        | "DisassociateGatewayFromCluster"
+        | "DescribeGatewayResources" => {
+            if let Some(g) = s("gateway") {
+                let a =
+                    if g.starts_with("arn:") { g.to_string() } else { arn(scope, &format!("gateway/{g}")) };
+                t.resources.push((a, Vec::new()));
+            }
+        }
         "TagResource" | "UntagResource" | "ListTagsForResource" => {
             if let Some(a) = s("resourceArn") {
                 t.resources.push((a.to_string(), Vec::new()));

@@ -402,3 +402,28 @@ pub fn daemon_index(s: &Scope, cluster: &str, name: &str) -> String {
 pub fn express(s: &Scope, cluster: &str, name: &str) -> String {
     scoped(s, &["express/", cluster, "/", name])
 }
+
+/// A gateway: `.../gateway/NAME`.
+pub fn gateway(s: &Scope, name: &str) -> String {
+    scoped(s, &["gateway/", name])
+}
+/// Every gateway: `.../gateway/`.
+pub fn gateways_prefix(s: &Scope) -> String {
+    scoped(s, &["gateway/"])
+}
+/// A gateway's association with a cluster: `.../gateway-assoc/GATEWAY/CLUSTER`.
+pub fn gateway_assoc(s: &Scope, gateway: &str, cluster: &str) -> String {
+    scoped(s, &["gateway-assoc/", gateway, "/", cluster])
+}
+/// Every association: `.../gateway-assoc/`.
+pub fn gateway_assocs_prefix(s: &Scope) -> String {
+    scoped(s, &["gateway-assoc/"])
+}
+/// A gateway route: `.../gateway-route/GATEWAY/ID`.
+pub fn gateway_route(s: &Scope, gateway: &str, id: &str) -> String {
+    scoped(s, &["gateway-route/", gateway, "/", id])
+}
+/// Every gateway route: `.../gateway-route/`.
+pub fn gateway_routes_prefix(s: &Scope) -> String {
+    scoped(s, &["gateway-route/"])
+}

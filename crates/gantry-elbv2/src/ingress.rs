@@ -144,6 +144,25 @@ impl Elbv2 {
             .and_then(|v| v.into_iter().next())
             .and_then(|t| t.target_group_arn)
             .unwrap_or_default();
+        if let Some(delay) = spec.deregistration_delay_seconds {
+            let set = self
+                .modify_target_group_attributes(
+                    scope,
+                    ModifyTargetGroupAttributesInput {
+                        target_group_arn: tg.clone(),
+                        attributes: vec![TargetGroupAttribute {
+                            key: Some("deregistration_delay.timeout_seconds".into()),
+                            value: Some(delay.to_string()),
+                        }],
+                    },
+                )
+                .await;
+            if let Err(e) = set {
+                let _ =
+                    self.delete_target_group(scope, DeleteTargetGroupInput { target_group_arn: tg }).await;
+                return Err(e);
+            }
+        }
         let mut last = None;
         // Another route may take the priority chosen; choose again.
         for _ in 0..8 {

@@ -29,6 +29,23 @@ pub struct RouteSpec {
     pub host: String,
     /// Tags put on the target group and the rule.
     pub tags: Vec<(String, String)>,
+    /// Health check settings beyond the path (ELB's defaults, or Express's, when absent).
+    pub health_check: HealthCheckSpec,
+    /// The target group's `deregistration_delay.timeout_seconds` (ELB's 300 when absent).
+    pub deregistration_delay_seconds: Option<i32>,
+}
+
+/// A target group's health check settings as a gateway connector gives them.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HealthCheckSpec {
+    pub protocol: Option<String>,
+    pub port: Option<i32>,
+    pub interval_seconds: Option<i32>,
+    pub timeout_seconds: Option<i32>,
+    pub healthy_threshold: Option<i32>,
+    pub unhealthy_threshold: Option<i32>,
+    /// ELB's `HttpCode` matcher (`200`, `200-299`, ...).
+    pub http_code: Option<String>,
 }
 
 /// A route as provisioned.

@@ -456,6 +456,7 @@ impl ControlPlane {
                 .unwrap_or_else(|| DEFAULT_HEALTH_CHECK_PATH.into()),
             host: host.clone(),
             tags: vec![("AmazonECSManaged".into(), "true".into()), ("ecs:service".into(), name.clone())],
+            ..Default::default()
         };
         let route = ingress
             .add_route(&ctx.scope, &alb.listener_arn, &spec)

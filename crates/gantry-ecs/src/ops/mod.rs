@@ -10,6 +10,7 @@ pub mod daemon_task_definitions;
 pub mod daemons;
 pub mod exec;
 pub mod express;
+pub mod gateways;
 pub mod placement;
 pub mod service_capacity;
 pub mod service_deployments;

@@ -521,6 +521,11 @@ impl ControlPlane {
             service_connect_configuration: d.service_connect_configuration.clone(),
             volume_configurations: d.volume_configurations.clone(),
             created_at: d.created_at,
+            gateway_connectors: self.service_gateway_connectors(
+                ctx,
+                s.cluster_arn.as_deref().and_then(|a| a.rsplit('/').next()).unwrap_or_default(),
+                s.service_name.as_deref().unwrap_or_default(),
+            ),
             ..Default::default()
         }
     }
