@@ -18,7 +18,7 @@ use crate::records::load;
 use crate::table::{Before, Record, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::arn::{Arn, cluster_name};
-use gantry_core::{EcsError, ErrorKind, Result, Scope};
+use gantry_core::{EcsError, ErrorKind, ExpressServiceStatus, Result, Scope, ServiceStatus};
 use gantry_model::*;
 use gantry_ports::ingress::{Route, RouteSpec, ScalingRefs, TargetTracking};
 use gantry_store::Txn;
@@ -188,6 +188,18 @@ pub fn host(name: &str, id: &str, region: &str) -> String {
 /// `http://HOST` with the port when it is not 80.
 pub fn endpoint(host: &str, port: u16) -> String {
     if port == 80 { format!("http://{host}") } else { format!("http://{host}:{port}") }
+}
+
+/// An Express service's status: its ECS service's, DRAINING once deleted.
+pub fn express_status(service: Option<ServiceStatus>, stored: &str) -> ExpressServiceStatus {
+    match service {
+        Some(ServiceStatus::Inactive) | None => ExpressServiceStatus::Inactive,
+        Some(ServiceStatus::Draining) => ExpressServiceStatus::Draining,
+        _ if ExpressServiceStatus::parse(stored) == Some(ExpressServiceStatus::Draining) => {
+            ExpressServiceStatus::Draining
+        }
+        _ => ExpressServiceStatus::Active,
+    }
 }
 
 fn not_express(arn: &str) -> EcsError {
@@ -430,11 +442,11 @@ impl ControlPlane {
             .await?;
         }
         self.active_cluster(ctx, Some(&cluster))?;
-        if load::<ExpressRecord>(&*self.store, &keys::express(&ctx.scope, &cluster, &name))?
-            .is_some_and(|r| r.value.status != "INACTIVE")
-            || self.load_service(ctx, &cluster, &name)?.is_some_and(|r| {
-                crate::status::service_status(&r.value.service) != Some(gantry_core::ServiceStatus::Inactive)
-            })
+        if load::<ExpressRecord>(&*self.store, &keys::express(&ctx.scope, &cluster, &name))?.is_some_and(
+            |r| ExpressServiceStatus::parse(&r.value.status) != Some(ExpressServiceStatus::Inactive),
+        ) || self
+            .load_service(ctx, &cluster, &name)?
+            .is_some_and(|r| crate::status::service_status(&r.value.service) != Some(ServiceStatus::Inactive))
         {
             return Err(EcsError::invalid(format!(
                 "A service named '{name}' already exists in the cluster '{cluster}'."
@@ -506,7 +518,7 @@ impl ControlPlane {
             infrastructure_role_arn: req.infrastructure_role_arn.clone(),
             created_at: now,
             updated_at: now,
-            status: "ACTIVE".into(),
+            status: ExpressServiceStatus::Active.as_str().into(),
             configurations: vec![config.clone()],
             host,
             endpoint,
@@ -524,15 +536,18 @@ impl ControlPlane {
         Ok(CreateExpressGatewayServiceResponse { service: Some(self.express_view(ctx, &rec, false)) })
     }
 
+    fn express_status_of(&self, ctx: &Ctx, rec: &ExpressRecord) -> ExpressServiceStatus {
+        let svc = self.load_service(ctx, &rec.cluster, &rec.name).ok().flatten();
+        express_status(
+            svc.as_ref().and_then(|r| crate::status::service_status(&r.value.service)),
+            &rec.status,
+        )
+    }
+
     /// DescribeExpressGatewayService's view of a record, its status from the ECS service's.
     fn express_view(&self, ctx: &Ctx, rec: &ExpressRecord, with_tags: bool) -> ECSExpressGatewayService {
         let svc = self.load_service(ctx, &rec.cluster, &rec.name).ok().flatten().map(|r| r.value.service);
-        let status = match svc.as_ref().and_then(|s| s.status.as_deref()) {
-            Some("INACTIVE") | None => "INACTIVE",
-            Some("DRAINING") => "DRAINING",
-            _ if rec.status == "DRAINING" => "DRAINING",
-            _ => "ACTIVE",
-        };
+        let status = express_status(svc.as_ref().and_then(crate::status::service_status), &rec.status);
         let (deployment, _) = self.latest_revision(ctx, &rec.cluster, &rec.name);
         let tags = with_tags.then(|| {
             self.list_tags_for_resource(
@@ -549,11 +564,11 @@ impl ControlPlane {
             service_arn: Some(rec.service_arn.clone()),
             infrastructure_role_arn: Some(rec.infrastructure_role_arn.clone()),
             status: Some(ExpressGatewayServiceStatus {
-                status_code: Some(status.into()),
+                status_code: Some(status.as_str().into()),
                 status_reason: None,
             }),
             current_deployment: deployment,
-            active_configurations: Some(if status == "INACTIVE" {
+            active_configurations: Some(if status == ExpressServiceStatus::Inactive {
                 Vec::new()
             } else {
                 rec.configurations.last().cloned().into_iter().collect()
@@ -593,8 +608,7 @@ impl ControlPlane {
     ) -> Result<UpdateExpressGatewayServiceResponse> {
         let stored = self.load_express(ctx, &req.service_arn)?;
         let mut rec = stored.value.clone();
-        if self.express_view(ctx, &rec, false).status.and_then(|s| s.status_code).as_deref() != Some("ACTIVE")
-        {
+        if self.express_status_of(ctx, &rec) != ExpressServiceStatus::Active {
             return Err(EcsError::new(ErrorKind::ServiceNotActiveException, "Service was not ACTIVE."));
         }
         if req.primary_container.is_some() && req.task_definition_arn.is_some() {
@@ -677,8 +691,7 @@ impl ControlPlane {
     ) -> Result<DeleteExpressGatewayServiceResponse> {
         let stored = self.load_express(ctx, &req.service_arn)?;
         let mut rec = stored.value.clone();
-        if self.express_view(ctx, &rec, false).status.and_then(|s| s.status_code).as_deref() != Some("ACTIVE")
-        {
+        if self.express_status_of(ctx, &rec) != ExpressServiceStatus::Active {
             return Err(EcsError::new(ErrorKind::ServiceNotActiveException, "Service was not ACTIVE."));
         }
         // Scaling first, so that nothing raises the count again while the service drains.
@@ -706,7 +719,7 @@ impl ControlPlane {
             .await
             .map_err(|e| port_error("The load balancer resources could not be removed", e))?;
         let now = self.now_s();
-        rec.status = "DRAINING".into();
+        rec.status = ExpressServiceStatus::Draining.as_str().into();
         rec.updated_at = now;
         rec.resources_at = now;
         let before = Before::of(&ctx.scope, &stored);
@@ -784,6 +797,16 @@ mod tests {
         c.scaling_target.as_mut().unwrap().min_task_count = Some(5);
         c.scaling_target.as_mut().unwrap().max_task_count = Some(2);
         assert!(check(&c).unwrap_err().message.contains("minTaskCount (5)"));
+    }
+
+    #[test]
+    fn the_status_follows_the_service() {
+        use ExpressServiceStatus as E;
+        assert_eq!(express_status(Some(ServiceStatus::Active), "ACTIVE"), E::Active);
+        assert_eq!(express_status(Some(ServiceStatus::Active), "DRAINING"), E::Draining);
+        assert_eq!(express_status(Some(ServiceStatus::Draining), "DRAINING"), E::Draining);
+        assert_eq!(express_status(Some(ServiceStatus::Inactive), "DRAINING"), E::Inactive);
+        assert_eq!(express_status(None, "ACTIVE"), E::Inactive);
     }
 
     #[test]

@@ -15,11 +15,14 @@
 //! the service's `loadBalancers`, so its tasks register there as for any target group.
 
 use crate::records::{load, load_prefix};
+use crate::status::{association_status, set_gateway_status};
 use crate::table::{Before, Record, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::arn::cluster_name;
 use gantry_core::page::{PageRequest, paginate};
-use gantry_core::{EcsError, ErrorKind, Result, Scope};
+use gantry_core::{
+    EcsError, ErrorKind, GatewayAssociationStatus, GatewayRouteStatus, GatewayStatus, Result, Scope,
+};
 use gantry_model::*;
 use gantry_ports::ingress::{HealthCheckSpec, Route, RouteSpec};
 use gantry_store::Txn;
@@ -233,7 +236,7 @@ impl ControlPlane {
             gateway: Gateway {
                 gateway_arn: Some(arn.clone()),
                 name: Some(req.name.clone()),
-                status: Some("ACTIVE".into()),
+                status: Some(GatewayStatus::Active.as_str().into()),
                 infrastructure_role_arn: Some(req.infrastructure_role_arn.clone()),
                 deletion_protection: Some(req.deletion_protection.unwrap_or(true)),
                 configuration: Some(DescribeGatewayConfiguration {
@@ -357,7 +360,7 @@ impl ControlPlane {
                     }
                 }
                 // Applied at once: the update is complete by the time anyone looks.
-                g.status = Some("UPDATE_COMPLETE".into());
+                set_gateway_status(g, GatewayStatus::UpdateComplete);
                 g.updated_at = Some(now);
                 Ok((Txn::new().put_record(&ctx.scope, &Before::of(&ctx.scope, &cur), &rec), rec))
             })
@@ -365,7 +368,7 @@ impl ControlPlane {
         Ok(UpdateGatewayResponse {
             gateway_arn: out.gateway.gateway_arn,
             name: Some(name),
-            status: Some("UPDATE_IN_PROGRESS".into()),
+            status: Some(GatewayStatus::UpdateInProgress.as_str().into()),
         })
     }
 
@@ -383,14 +386,14 @@ impl ControlPlane {
                         "The gateway '{name}' has deletion protection enabled: disable it with UpdateGateway first."
                     )));
                 }
-                if self.associations(ctx)?.iter().any(|a| a.gateway == name && a.status != "INACTIVE") {
+                if self.associations(ctx)?.iter().any(|a| a.gateway == name && association_status(&a.status) != Some(GatewayAssociationStatus::Inactive)) {
                     return Err(EcsError::new(
                         ErrorKind::ClientException,
                         format!("The gateway '{name}' is associated with clusters: disassociate them first."),
                     ));
                 }
                 let mut shown = cur.value.gateway.clone();
-                shown.status = Some("DELETED".into());
+                set_gateway_status(&mut shown, GatewayStatus::Deleted);
                 Ok((Txn::new().delete_record(&Before::of(&ctx.scope, &cur)), shown))
             })
             .await?;
@@ -441,21 +444,21 @@ impl ControlPlane {
             cluster: cluster.clone(),
             gateway_arn: g.gateway.gateway_arn.clone().unwrap_or_default(),
             cluster_arn: ctx.scope.cluster_arn(&cluster),
-            status: "ACTIVE".into(),
+            status: GatewayAssociationStatus::Active.as_str().into(),
         };
         let key = keys::gateway_assoc(&ctx.scope, &gname, &cluster);
         let out = self
             .retry(|| {
                 let cur = load::<AssociationRecord>(&*self.store, &key)?;
                 if let Some(c) = &cur
-                    && c.value.status == "ACTIVE"
+                    && association_status(&c.value.status) == Some(GatewayAssociationStatus::Active)
                 {
                     return Ok((Txn::new(), c.value.clone()));
                 }
                 let others = self
                     .associations(ctx)?
                     .into_iter()
-                    .filter(|a| a.cluster == cluster && a.gateway != gname && a.status != "INACTIVE")
+                    .filter(|a| a.cluster == cluster && a.gateway != gname && association_status(&a.status) != Some(GatewayAssociationStatus::Inactive))
                     .count();
                 if others >= MAX_GATEWAYS_PER_CLUSTER {
                     return Err(EcsError::invalid(format!(
@@ -496,11 +499,11 @@ impl ControlPlane {
                 if routes {
                     // Until the services' routes are removed (by updating the services).
                     let mut rec = cur.value.clone();
-                    rec.status = "DISASSOCIATING".into();
+                    rec.status = GatewayAssociationStatus::Disassociating.as_str().into();
                     Ok((Txn::new().put_record(&ctx.scope, &before, &rec), rec))
                 } else {
                     let mut rec = cur.value.clone();
-                    rec.status = "DISASSOCIATING".into();
+                    rec.status = GatewayAssociationStatus::Disassociating.as_str().into();
                     Ok((Txn::new().delete_record(&before), rec))
                 }
             })
@@ -696,7 +699,10 @@ impl ControlPlane {
         let gateways: Vec<AssociationRecord> = self
             .associations(ctx)?
             .into_iter()
-            .filter(|a| a.cluster == cluster && a.status == "ACTIVE")
+            .filter(|a| {
+                a.cluster == cluster
+                    && association_status(&a.status) == Some(GatewayAssociationStatus::Active)
+            })
             .collect();
         if gateways.is_empty() {
             return Err(EcsError::invalid(format!(
@@ -805,7 +811,7 @@ impl ControlPlane {
                         gateway_route_arn: Some(ctx.scope.arn(&format!("gateway-route/{}/{id}", a.gateway))),
                         service_arn: Some(ctx.scope.arn(&format!("service/{cluster}/{service}"))),
                         service_container_port_name: Some(c.port_name.clone()),
-                        status: Some("ACTIVE".into()),
+                        status: Some(GatewayRouteStatus::Active.as_str().into()),
                         service_url: Some(url),
                         resources: Some(GatewayRouteResources {
                             host_shared_alb: Some(vec![GatewayRouteAlbResources {
@@ -875,7 +881,7 @@ impl ControlPlane {
                     &*self.store,
                     &keys::gateway_assoc(&ctx.scope, &r.value.gateway, cluster),
                 )?
-                && a.value.status == "DISASSOCIATING"
+                && association_status(&a.value.status) == Some(GatewayAssociationStatus::Disassociating)
             {
                 self.commit(Txn::new().delete_record(&Before::of(&ctx.scope, &a))).await?;
             }
