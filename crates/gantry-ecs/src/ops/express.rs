@@ -84,8 +84,10 @@ pub fn resolve(
     scaling.auto_scaling_metric.get_or_insert_with(|| DEFAULT_METRIC.into());
     scaling.auto_scaling_target_value.get_or_insert(DEFAULT_TARGET_VALUE);
     let mut primary = c.primary_container.clone().or_else(|| base.and_then(|b| b.primary_container.clone()));
+    // A new container without a port keeps the port the load balancer already sends to.
+    let base_port = base.and_then(|b| b.primary_container.as_ref()).and_then(|p| p.container_port);
     if let Some(p) = primary.as_mut() {
-        p.container_port.get_or_insert(DEFAULT_CONTAINER_PORT);
+        p.container_port.get_or_insert(base_port.unwrap_or(DEFAULT_CONTAINER_PORT));
     }
     ExpressGatewayServiceConfiguration {
         service_revision_arn: None,
@@ -777,6 +779,15 @@ mod tests {
         assert_eq!(next.memory.as_deref(), Some("2048"));
         assert_eq!(next.health_check_path.as_deref(), Some("/health"));
         assert_eq!(next.primary_container.unwrap().container_port, Some(8080));
+        let image = resolve(
+            Some(&first),
+            &ExpressGatewayServiceConfiguration {
+                primary_container: Some(container("b")),
+                ..Default::default()
+            },
+        );
+        let p = image.primary_container.unwrap();
+        assert_eq!((p.image.as_str(), p.container_port), ("b", Some(8080)));
     }
 
     #[test]
