@@ -135,6 +135,16 @@ def test_one_call_gives_a_web_service_with_a_url_then_update_and_delete(express)
     assert curl.returncode == 0 and curl.stdout.strip() == "hello-express", curl.stderr
     assert get(port, "elsewhere.localhost")[0] == 404
 
+    # The service revision reports what ECS manages for it.
+    managed = up.aws_ok("ecs", "describe-service-revisions", "--service-revision-arns",
+                        config["serviceRevisionArn"])["serviceRevisions"][0]["ecsManagedResources"]
+    path = managed["ingressPaths"][0]
+    assert (path["endpoint"], path["loadBalancer"]["arn"], path["targetGroups"][0]["arn"]) == \
+        (endpoint, lb["LoadBalancerArn"], tg_arn)
+    assert path["listener"]["arn"] == listener["ListenerArn"] and path["loadBalancer"]["status"] == "ACTIVE"
+    assert managed["autoScaling"]["scalableTarget"]["arn"] == targets[0]["ScalableTargetARN"]
+    assert managed["autoScaling"]["applicationAutoScalingPolicies"][0]["arn"] == policies[0]["PolicyARN"]
+
     described = up.aws_ok("ecs", "describe-express-gateway-service", "--service-arn",
                           created["serviceArn"], "--include", "TAGS")["service"]
     assert described["tags"] == [{"key": "team", "value": "web"}]

@@ -546,6 +546,88 @@ impl ControlPlane {
         )
     }
 
+    /// What ECS manages for an Express service, as its service revisions report it
+    /// (`ecsManagedResources`): ACTIVE while the service is, DELETED once it was deleted.
+    pub(crate) fn express_managed_resources(
+        &self,
+        ctx: &Ctx,
+        cluster: &str,
+        name: &str,
+    ) -> Option<ECSManagedResources> {
+        let rec = load::<ExpressRecord>(&*self.store, &keys::express(&ctx.scope, cluster, name)).ok()??.value;
+        let status = if ExpressServiceStatus::parse(&rec.status) == Some(ExpressServiceStatus::Active) {
+            "ACTIVE"
+        } else {
+            "DELETED"
+        };
+        let at = rec.resources_at;
+        let config = rec.configurations.last().cloned().unwrap_or_default();
+        let port = config
+            .primary_container
+            .as_ref()
+            .and_then(|p| p.container_port)
+            .unwrap_or(DEFAULT_CONTAINER_PORT);
+        let scaling = config.scaling_target.clone().unwrap_or_default();
+        Some(ECSManagedResources {
+            ingress_paths: Some(vec![ManagedIngressPath {
+                access_type: "PUBLIC".into(),
+                endpoint: rec.endpoint.clone(),
+                load_balancer: Some(ManagedLoadBalancer {
+                    arn: Some(rec.load_balancer_arn.clone()),
+                    status: status.into(),
+                    updated_at: at,
+                    scheme: "internet-facing".into(),
+                    ..Default::default()
+                }),
+                listener: Some(ManagedListener {
+                    arn: Some(rec.listener_arn.clone()),
+                    status: status.into(),
+                    updated_at: at,
+                    ..Default::default()
+                }),
+                rule: Some(ManagedListenerRule {
+                    arn: Some(rec.rule_arn.clone()),
+                    status: status.into(),
+                    updated_at: at,
+                    ..Default::default()
+                }),
+                target_groups: Some(vec![ManagedTargetGroup {
+                    arn: Some(rec.target_group_arn.clone()),
+                    status: status.into(),
+                    updated_at: at,
+                    health_check_path: config
+                        .health_check_path
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_HEALTH_CHECK_PATH.into()),
+                    health_check_port: port,
+                    port,
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }]),
+            auto_scaling: (!rec.scalable_target_arn.is_empty()).then(|| ManagedAutoScaling {
+                scalable_target: Some(ManagedScalableTarget {
+                    arn: Some(rec.scalable_target_arn.clone()),
+                    status: status.into(),
+                    updated_at: at,
+                    min_capacity: scaling.min_task_count.unwrap_or(DEFAULT_MIN_TASKS),
+                    max_capacity: scaling.max_task_count.unwrap_or(DEFAULT_MAX_TASKS),
+                    ..Default::default()
+                }),
+                application_auto_scaling_policies: Some(vec![ManagedApplicationAutoScalingPolicy {
+                    arn: Some(rec.policy_arn.clone()),
+                    status: status.into(),
+                    updated_at: at,
+                    policy_type: "TargetTrackingScaling".into(),
+                    target_value: scaling.auto_scaling_target_value.unwrap_or(DEFAULT_TARGET_VALUE) as f64,
+                    metric: scaling.auto_scaling_metric.clone().unwrap_or_else(|| DEFAULT_METRIC.into()),
+                    ..Default::default()
+                }]),
+            }),
+            ..Default::default()
+        })
+    }
+
     /// DescribeExpressGatewayService's view of a record, its status from the ECS service's.
     fn express_view(&self, ctx: &Ctx, rec: &ExpressRecord, with_tags: bool) -> ECSExpressGatewayService {
         let svc = self.load_service(ctx, &rec.cluster, &rec.name).ok().flatten().map(|r| r.value.service);

@@ -655,7 +655,14 @@ impl ControlPlane {
                 .transpose()?
                 .flatten();
             match rec {
-                Some(r) => found.push(r.value),
+                Some(mut r) => {
+                    // An Express service's revisions report what ECS manages for it.
+                    if r.value.ecs_managed_resources.is_none() {
+                        r.value.ecs_managed_resources =
+                            self.express_managed_resources(ctx, &cluster, &service);
+                    }
+                    found.push(r.value)
+                }
                 None => failures.push(super::missing(arn, str::to_string)),
             }
         }
