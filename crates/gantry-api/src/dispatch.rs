@@ -92,6 +92,23 @@ pub async fn dispatch(
         "DeleteTaskSet" => call!(delete_task_set),
         "DescribeTaskSets" => call!(describe_task_sets, sync),
         "UpdateServicePrimaryTaskSet" => call!(update_service_primary_task_set),
+        // ECS Express Mode
+        "CreateExpressGatewayService" => call!(create_express_gateway_service),
+        "DescribeExpressGatewayService" => call!(describe_express_gateway_service, sync),
+        "UpdateExpressGatewayService" => call!(update_express_gateway_service),
+        "DeleteExpressGatewayService" => call!(delete_express_gateway_service),
+        // ECS Gateways
+        "CreateGateway" => call!(create_gateway),
+        "DescribeGateway" => call!(describe_gateway, sync),
+        "UpdateGateway" => call!(update_gateway),
+        "DeleteGateway" => call!(delete_gateway),
+        "ListGateways" => call!(list_gateways, sync),
+        "AssociateGatewayWithCluster" => call!(associate_gateway_with_cluster),
+        "DisassociateGatewayFromCluster" => call!(disassociate_gateway_from_cluster),
+        "ListGatewayClusterAssociations" => call!(list_gateway_cluster_associations, sync),
+        "ListGatewayRoutes" => call!(list_gateway_routes, sync),
+        "DescribeGatewayRoute" => call!(describe_gateway_route, sync),
+        "DescribeGatewayResources" => call!(describe_gateway_resources, sync),
         // Agent-facing
         "DiscoverPollEndpoint" => {
             let base_url = format!("http://{}", host.unwrap_or("127.0.0.1"));

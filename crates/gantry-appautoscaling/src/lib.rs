@@ -16,6 +16,7 @@
 //! [`AppAutoScaling::run_invocations`] carries them out. This crate knows no HTTP and no other
 //! service.
 
+mod ingress;
 pub mod policy;
 pub mod schedule;
 pub mod scheduler;

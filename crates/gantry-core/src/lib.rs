@@ -31,7 +31,8 @@ pub use secret::{OsSecrets, Secret, SecretGen};
 pub use service_error::ServiceError;
 pub use status::{
     CapacityProviderStatus, ClusterStatus, DaemonDeploymentStatus, DaemonMonitorStatus, DaemonStatus,
-    DaemonTaskDefinitionStatus, InstanceStatus, ServiceStatus, TaskDefinitionStatus,
+    DaemonTaskDefinitionStatus, ExpressServiceStatus, GatewayAssociationStatus, GatewayRouteStatus,
+    GatewayStatus, InstanceStatus, ServiceStatus, TaskDefinitionStatus,
 };
 pub use task_status::TaskStatus;
 pub use time::{Clock, FixedClock, IdGen, SeededIds, SystemClock, Timestamp};

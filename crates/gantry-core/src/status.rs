@@ -132,6 +132,48 @@ status_enum! {
     }
 }
 
+status_enum! {
+    /// A gateway's `status`.
+    GatewayStatus {
+        Active => "ACTIVE",
+        UpdateInProgress => "UPDATE_IN_PROGRESS",
+        UpdateComplete => "UPDATE_COMPLETE",
+        UpdateFailed => "UPDATE_FAILED",
+        Deleted => "DELETED",
+    }
+}
+
+status_enum! {
+    /// A gateway's association with a cluster: its `status`.
+    GatewayAssociationStatus {
+        Active => "ACTIVE",
+        Disassociating => "DISASSOCIATING",
+        Inactive => "INACTIVE",
+    }
+}
+
+status_enum! {
+    /// A gateway route's `status` (Gantry's routes are made at once: ACTIVE).
+    GatewayRouteStatus {
+        Active => "ACTIVE",
+        CreateInProgress => "CREATE_IN_PROGRESS",
+        CreateFailed => "CREATE_FAILED",
+        UpdateInProgress => "UPDATE_IN_PROGRESS",
+        UpdateFailed => "UPDATE_FAILED",
+        DeleteInProgress => "DELETE_IN_PROGRESS",
+        DeleteFailed => "DELETE_FAILED",
+    }
+}
+
+status_enum! {
+    /// An Express service's `statusCode`.
+    ExpressServiceStatus {
+        Active => "ACTIVE",
+        Draining => "DRAINING",
+        Inactive => "INACTIVE",
+    }
+}
+
 impl InstanceStatus {
     /// ACTIVE or DRAINING: what ECS counts as registered.
     pub const REGISTERED: [InstanceStatus; 2] = [InstanceStatus::Active, InstanceStatus::Draining];

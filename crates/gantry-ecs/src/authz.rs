@@ -226,6 +226,47 @@ pub fn target(scope: &Scope, op: &str, body: &[u8]) -> Target {
                 t.resources.push((a.to_string(), Vec::new()));
             }
         }
+        // ECS Express Mode: the service.
+        "CreateExpressGatewayService" => {
+            let name = cluster_name(scope, s("cluster"));
+            let a = in_cluster(scope, "service", &name, s("serviceName").unwrap_or_default());
+            t.resources.push((a, Vec::new()));
+            t.passed_roles.extend(
+                ["infrastructureRoleArn", "taskRoleArn", "executionRoleArn"]
+                    .iter()
+                    .filter_map(|k| s(k).map(str::to_string)),
+            );
+            t.launches = s("taskDefinitionArn").map(str::to_string);
+        }
+        "UpdateExpressGatewayService" | "DeleteExpressGatewayService" | "DescribeExpressGatewayService" => {
+            if let Some(a) = s("serviceArn") {
+                t.resources.push((a.to_string(), Vec::new()));
+            }
+            t.passed_roles
+                .extend(["taskRoleArn", "executionRoleArn"].iter().filter_map(|k| s(k).map(str::to_string)));
+            t.launches = s("taskDefinitionArn").map(str::to_string);
+        }
+        // ECS Gateways: the gateway named.
+        "CreateGateway" => {
+            let name = s("name").unwrap_or_default();
+            t.resources.push((arn(scope, &format!("gateway/{name}")), Vec::new()));
+            t.passed_roles.extend(s("infrastructureRoleArn").map(str::to_string));
+        }
+        "DescribeGateway"
+        | "UpdateGateway"
+        | "DeleteGateway"
+        | "AssociateGatewayWithCluster"
+        | "DisassociateGatewayFromCluster"
+        | "DescribeGatewayResources" => {
+            if let Some(g) = s("gateway") {
+                let a =
+                    if g.starts_with("arn:") { g.to_string() } else { arn(scope, &format!("gateway/{g}")) };
+                t.resources.push((a, Vec::new()));
+            }
+            if op == "UpdateGateway" {
+                t.passed_roles.extend(s("infrastructureRoleArn").map(str::to_string));
+            }
+        }
         "TagResource" | "UntagResource" | "ListTagsForResource" => {
             if let Some(a) = s("resourceArn") {
                 t.resources.push((a.to_string(), Vec::new()));
@@ -242,6 +283,29 @@ pub fn target(scope: &Scope, op: &str, body: &[u8]) -> Target {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn express_services_and_gateways_name_theirs_and_pass_their_roles() {
+        let scope = Scope::new("123456789012", "us-east-1");
+        let t = target(
+            &scope,
+            "CreateExpressGatewayService",
+            br#"{"serviceName":"web","infrastructureRoleArn":"arn:aws:iam::123456789012:role/infra","executionRoleArn":"arn:aws:iam::123456789012:role/exec"}"#,
+        );
+        assert_eq!(t.resources[0].0, "arn:aws:ecs:us-east-1:123456789012:service/default/web");
+        assert_eq!(
+            t.passed_roles,
+            ["arn:aws:iam::123456789012:role/infra", "arn:aws:iam::123456789012:role/exec"]
+        );
+        let t = target(&scope, "DeleteGateway", br#"{"gateway":"edge"}"#);
+        assert_eq!(t.resources[0].0, "arn:aws:ecs:us-east-1:123456789012:gateway/edge");
+        let t = target(
+            &scope,
+            "CreateGateway",
+            br#"{"name":"edge","infrastructureRoleArn":"arn:aws:iam::123456789012:role/gw"}"#,
+        );
+        assert_eq!(t.passed_roles, ["arn:aws:iam::123456789012:role/gw"]);
+    }
 
     #[test]
     fn operations_name_their_resources_and_keys() {

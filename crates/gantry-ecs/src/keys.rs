@@ -407,3 +407,33 @@ pub fn daemons_index_prefix() -> String {
 pub fn daemon_index(s: &Scope, cluster: &str, name: &str) -> String {
     format!("{}{}/{}/{cluster}/{name}", daemons_index_prefix(), s.account, s.region)
 }
+
+/// An Express service's managed resources and configurations: `.../express/CLUSTER/NAME`.
+pub fn express(s: &Scope, cluster: &str, name: &str) -> String {
+    scoped(s, &["express/", cluster, "/", name])
+}
+
+/// A gateway: `.../gateway/NAME`.
+pub fn gateway(s: &Scope, name: &str) -> String {
+    scoped(s, &["gateway/", name])
+}
+/// Every gateway: `.../gateway/`.
+pub fn gateways_prefix(s: &Scope) -> String {
+    scoped(s, &["gateway/"])
+}
+/// A gateway's association with a cluster: `.../gateway-assoc/GATEWAY/CLUSTER`.
+pub fn gateway_assoc(s: &Scope, gateway: &str, cluster: &str) -> String {
+    scoped(s, &["gateway-assoc/", gateway, "/", cluster])
+}
+/// Every association: `.../gateway-assoc/`.
+pub fn gateway_assocs_prefix(s: &Scope) -> String {
+    scoped(s, &["gateway-assoc/"])
+}
+/// A gateway route: `.../gateway-route/GATEWAY/ID`.
+pub fn gateway_route(s: &Scope, gateway: &str, id: &str) -> String {
+    scoped(s, &["gateway-route/", gateway, "/", id])
+}
+/// Every gateway route: `.../gateway-route/`.
+pub fn gateway_routes_prefix(s: &Scope) -> String {
+    scoped(s, &["gateway-route/"])
+}

@@ -87,6 +87,11 @@ pub struct ControlPlane {
     /// How long a minute of a deployment's bake times and hook timeouts lasts, in milliseconds
     /// (60,000 as on AWS; `gantry server --deployment-minute` shortens it for local use).
     pub(crate) deployment_minute_ms: Arc<std::sync::atomic::AtomicI64>,
+    /// ELBv2's managed ingress for Express services and Gateways, with the port their shared
+    /// load balancers listen on (set once by the binary; unset, Express services are refused).
+    pub(crate) ingress: Arc<std::sync::OnceLock<(Arc<dyn gantry_ports::ingress::Ingress>, u16)>>,
+    /// Application Auto Scaling, for Express services' scaling (set once by the binary).
+    pub(crate) service_scaling: Arc<std::sync::OnceLock<Arc<dyn gantry_ports::ingress::ServiceScaling>>>,
 }
 
 type PlannedDefinitions = HashMap<(String, bool), gantry_core::protocol::SharedJson>;
@@ -151,6 +156,8 @@ impl ControlPlane {
             event_bus: Arc::default(),
             deployment_minute_ms: Arc::new(std::sync::atomic::AtomicI64::new(60_000)),
             alarm_states: Arc::default(),
+            ingress: Arc::default(),
+            service_scaling: Arc::default(),
         }
     }
 
@@ -168,6 +175,17 @@ impl ControlPlane {
     pub fn set_deployment_minute(&self, d: std::time::Duration) {
         let ms = i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1);
         self.deployment_minute_ms.store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Wires ELBv2's managed ingress (Express services, Gateways) and the port the shared load
+    /// balancers' listeners use. Set once; later calls are ignored.
+    pub fn set_ingress(&self, ingress: Arc<dyn gantry_ports::ingress::Ingress>, port: u16) {
+        let _ = self.ingress.set((ingress, port));
+    }
+
+    /// Wires Application Auto Scaling for Express services. Set once; later calls are ignored.
+    pub fn set_service_scaling(&self, scaling: Arc<dyn gantry_ports::ingress::ServiceScaling>) {
+        let _ = self.service_scaling.set(scaling);
     }
 
     /// Wires CloudWatch's alarm states (deployment alarms).

@@ -87,6 +87,15 @@ pub(crate) fn set_daemon_deployment_status(d: &mut DaemonDeployment, status: Dae
     d.status = Some(status.as_str().into());
 }
 
+pub(crate) fn set_gateway_status(g: &mut gantry_model::Gateway, status: gantry_core::GatewayStatus) {
+    g.status = Some(status.as_str().into());
+}
+
+/// A gateway association's status (stored as a plain string).
+pub(crate) fn association_status(s: &str) -> Option<gantry_core::GatewayAssociationStatus> {
+    gantry_core::GatewayAssociationStatus::parse(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@
 pub mod activator;
 pub mod config;
 pub mod drainer;
+mod ingress;
 pub mod keys;
 mod listeners;
 mod load_balancers;
@@ -465,7 +466,7 @@ pub fn invalid_action(op: &str) -> ServiceError {
     ServiceError::sender("InvalidAction", format!("Could not find operation {op} for version 2015-12-01"))
 }
 
-fn conflict() -> ServiceError {
+pub(crate) fn conflict() -> ServiceError {
     ServiceError::receiver(
         "InternalFailure",
         "The request kept conflicting with concurrent changes; try again",

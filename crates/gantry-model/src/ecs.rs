@@ -5,10 +5,13 @@ use std::collections::BTreeMap;
 
 /// Every operation of the ECS API that this model covers.
 pub const OPERATIONS: &[&str] = &[
+    "AssociateGatewayWithCluster",
     "ContinueServiceDeployment",
     "CreateCapacityProvider",
     "CreateCluster",
     "CreateDaemon",
+    "CreateExpressGatewayService",
+    "CreateGateway",
     "CreateService",
     "CreateTaskSet",
     "DeleteAccountSetting",
@@ -17,6 +20,8 @@ pub const OPERATIONS: &[&str] = &[
     "DeleteCluster",
     "DeleteDaemon",
     "DeleteDaemonTaskDefinition",
+    "DeleteExpressGatewayService",
+    "DeleteGateway",
     "DeleteService",
     "DeleteTaskDefinitions",
     "DeleteTaskSet",
@@ -29,12 +34,17 @@ pub const OPERATIONS: &[&str] = &[
     "DescribeDaemonDeployments",
     "DescribeDaemonRevisions",
     "DescribeDaemonTaskDefinition",
+    "DescribeExpressGatewayService",
+    "DescribeGateway",
+    "DescribeGatewayResources",
+    "DescribeGatewayRoute",
     "DescribeServiceDeployments",
     "DescribeServiceRevisions",
     "DescribeServices",
     "DescribeTaskDefinition",
     "DescribeTaskSets",
     "DescribeTasks",
+    "DisassociateGatewayFromCluster",
     "DiscoverPollEndpoint",
     "ExecuteCommand",
     "GetTaskProtection",
@@ -45,6 +55,9 @@ pub const OPERATIONS: &[&str] = &[
     "ListDaemonDeployments",
     "ListDaemonTaskDefinitions",
     "ListDaemons",
+    "ListGatewayClusterAssociations",
+    "ListGatewayRoutes",
+    "ListGateways",
     "ListServiceDeployments",
     "ListServices",
     "ListServicesByNamespace",
@@ -74,6 +87,8 @@ pub const OPERATIONS: &[&str] = &[
     "UpdateContainerAgent",
     "UpdateContainerInstancesState",
     "UpdateDaemon",
+    "UpdateExpressGatewayService",
+    "UpdateGateway",
     "UpdateService",
     "UpdateServicePrimaryTaskSet",
     "UpdateTaskProtection",
@@ -109,6 +124,24 @@ pub struct AdvancedConfiguration {
     pub test_listener_rule: Option<String>,
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AssociateGatewayWithClusterRequest {
+    #[serde(rename = "gateway")]
+    pub gateway: String,
+    #[serde(rename = "cluster")]
+    pub cluster: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AssociateGatewayWithClusterResponse {
+    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_arn: Option<String>,
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    pub cluster_arn: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -645,6 +678,72 @@ pub struct CreateDaemonResponse {
     pub created_at: Option<f64>,
     #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
     pub deployment_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CreateExpressGatewayServiceRequest {
+    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+    #[serde(rename = "infrastructureRoleArn")]
+    pub infrastructure_role_arn: String,
+    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    pub health_check_path: Option<String>,
+    #[serde(rename = "primaryContainer", default, skip_serializing_if = "Option::is_none")]
+    pub primary_container: Option<ExpressGatewayContainer>,
+    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<ExpressGatewayServiceNetworkConfiguration>,
+    #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    #[serde(rename = "cpuArchitecture", default, skip_serializing_if = "Option::is_none")]
+    pub cpu_architecture: Option<String>,
+    #[serde(rename = "scalingTarget", default, skip_serializing_if = "Option::is_none")]
+    pub scaling_target: Option<ExpressGatewayScalingTarget>,
+    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    pub task_definition_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CreateExpressGatewayServiceResponse {
+    #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ECSExpressGatewayService>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CreateGatewayRequest {
+    #[serde(rename = "name")]
+    pub name: String,
+    #[serde(rename = "infrastructureRoleArn")]
+    pub infrastructure_role_arn: String,
+    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    pub client_token: Option<String>,
+    #[serde(rename = "deletionProtection", default, skip_serializing_if = "Option::is_none")]
+    pub deletion_protection: Option<bool>,
+    #[serde(rename = "configuration")]
+    pub configuration: GatewayConfiguration,
+    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    pub propagate_tags: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CreateGatewayResponse {
+    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_arn: Option<String>,
+    #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1208,6 +1307,34 @@ pub struct DeleteDaemonTaskDefinitionResponse {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeleteExpressGatewayServiceRequest {
+    #[serde(rename = "serviceArn")]
+    pub service_arn: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeleteExpressGatewayServiceResponse {
+    #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ECSExpressGatewayService>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeleteGatewayRequest {
+    #[serde(rename = "gateway")]
+    pub gateway: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DeleteGatewayResponse {
+    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_arn: Option<String>,
+    #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteServiceRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
@@ -1548,6 +1675,92 @@ pub struct DescribeDaemonTaskDefinitionResponse {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescribeExpressGatewayServiceRequest {
+    #[serde(rename = "serviceArn")]
+    pub service_arn: String,
+    #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
+    pub include: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescribeExpressGatewayServiceResponse {
+    #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<ECSExpressGatewayService>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescribeGatewayAlbConfiguration {
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<GatewayElbNetworkConfiguration>,
+    #[serde(rename = "scheme", default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    #[serde(rename = "accessLogs", default, skip_serializing_if = "Option::is_none")]
+    pub access_logs: Option<GatewayElbAccessLogConfiguration>,
+    #[serde(rename = "webACLArn", default, skip_serializing_if = "Option::is_none")]
+    pub web_acl_arn: Option<String>,
+    #[serde(rename = "port", default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i32>,
+    #[serde(rename = "protocol", default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(rename = "maxAlbCount", default, skip_serializing_if = "Option::is_none")]
+    pub max_alb_count: Option<i32>,
+    #[serde(rename = "currentAlbCount", default, skip_serializing_if = "Option::is_none")]
+    pub current_alb_count: Option<i32>,
+    #[serde(rename = "httpDesync", default, skip_serializing_if = "Option::is_none")]
+    pub http_desync: Option<String>,
+    #[serde(rename = "testTrafficRules", default, skip_serializing_if = "Option::is_none")]
+    pub test_traffic_rules: Option<GatewayAlbTestTrafficRules>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescribeGatewayConfiguration {
+    #[serde(rename = "hostSharedAlb", default, skip_serializing_if = "Option::is_none")]
+    pub host_shared_alb: Option<DescribeGatewayAlbConfiguration>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescribeGatewayRequest {
+    #[serde(rename = "gateway")]
+    pub gateway: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescribeGatewayResourcesRequest {
+    #[serde(rename = "gateway")]
+    pub gateway: String,
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<i32>,
+    #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescribeGatewayResourcesResponse {
+    #[serde(rename = "gatewayResources", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_resources: Option<GatewayResources>,
+    #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescribeGatewayResponse {
+    #[serde(rename = "gateway", default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<Gateway>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescribeGatewayRouteRequest {
+    #[serde(rename = "gatewayRouteArn")]
+    pub gateway_route_arn: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DescribeGatewayRouteResponse {
+    #[serde(rename = "gatewayRoute", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_route: Option<GatewayRoute>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeServiceDeploymentsRequest {
     #[serde(rename = "serviceDeploymentArns")]
     pub service_deployment_arns: Vec<String>,
@@ -1658,6 +1871,24 @@ pub struct Device {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DisassociateGatewayFromClusterRequest {
+    #[serde(rename = "gateway")]
+    pub gateway: String,
+    #[serde(rename = "cluster")]
+    pub cluster: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DisassociateGatewayFromClusterResponse {
+    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_arn: Option<String>,
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    pub cluster_arn: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DiscoverPollEndpointRequest {
     #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
     pub container_instance: Option<String>,
@@ -1700,6 +1931,30 @@ pub struct EBSTagSpecification {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ECSExpressGatewayService {
+    #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    pub service_arn: Option<String>,
+    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    pub infrastructure_role_arn: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ExpressGatewayServiceStatus>,
+    #[serde(rename = "currentDeployment", default, skip_serializing_if = "Option::is_none")]
+    pub current_deployment: Option<String>,
+    #[serde(rename = "activeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    pub active_configurations: Option<Vec<ExpressGatewayServiceConfiguration>>,
+    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+    #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<f64>,
+    #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ECSManagedResources {
     #[serde(rename = "ingressPaths", default, skip_serializing_if = "Option::is_none")]
     pub ingress_paths: Option<Vec<ManagedIngressPath>>,
@@ -1735,6 +1990,18 @@ pub struct EFSVolumeConfiguration {
     pub transit_encryption_port: Option<i32>,
     #[serde(rename = "authorizationConfig", default, skip_serializing_if = "Option::is_none")]
     pub authorization_config: Option<EFSAuthorizationConfig>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ElbGatewayResources {
+    #[serde(rename = "loadBalancerArn", default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_arn: Option<String>,
+    #[serde(rename = "listenerArn", default, skip_serializing_if = "Option::is_none")]
+    pub listener_arn: Option<String>,
+    #[serde(rename = "securityGroup", default, skip_serializing_if = "Option::is_none")]
+    pub security_group: Option<String>,
+    #[serde(rename = "gatewayRouteArns", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_route_arns: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1806,6 +2073,96 @@ pub struct ExecuteCommandResponse {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExpressGatewayContainer {
+    #[serde(rename = "image")]
+    pub image: String,
+    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    pub container_port: Option<i32>,
+    #[serde(rename = "awsLogsConfiguration", default, skip_serializing_if = "Option::is_none")]
+    pub aws_logs_configuration: Option<ExpressGatewayServiceAwsLogsConfiguration>,
+    #[serde(rename = "repositoryCredentials", default, skip_serializing_if = "Option::is_none")]
+    pub repository_credentials: Option<ExpressGatewayRepositoryCredentials>,
+    #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<Vec<KeyValuePair>>,
+    #[serde(rename = "secrets", default, skip_serializing_if = "Option::is_none")]
+    pub secrets: Option<Vec<Secret>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExpressGatewayRepositoryCredentials {
+    #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
+    pub credentials_parameter: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExpressGatewayScalingTarget {
+    #[serde(rename = "minTaskCount", default, skip_serializing_if = "Option::is_none")]
+    pub min_task_count: Option<i32>,
+    #[serde(rename = "maxTaskCount", default, skip_serializing_if = "Option::is_none")]
+    pub max_task_count: Option<i32>,
+    #[serde(rename = "autoScalingMetric", default, skip_serializing_if = "Option::is_none")]
+    pub auto_scaling_metric: Option<String>,
+    #[serde(rename = "autoScalingTargetValue", default, skip_serializing_if = "Option::is_none")]
+    pub auto_scaling_target_value: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExpressGatewayServiceAwsLogsConfiguration {
+    #[serde(rename = "logGroup")]
+    pub log_group: String,
+    #[serde(rename = "logStreamPrefix")]
+    pub log_stream_prefix: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExpressGatewayServiceConfiguration {
+    #[serde(rename = "serviceRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    pub service_revision_arn: Option<String>,
+    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
+    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    pub task_definition_arn: Option<String>,
+    #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    #[serde(rename = "cpuArchitecture", default, skip_serializing_if = "Option::is_none")]
+    pub cpu_architecture: Option<String>,
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<ExpressGatewayServiceNetworkConfiguration>,
+    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    pub health_check_path: Option<String>,
+    #[serde(rename = "primaryContainer", default, skip_serializing_if = "Option::is_none")]
+    pub primary_container: Option<ExpressGatewayContainer>,
+    #[serde(rename = "scalingTarget", default, skip_serializing_if = "Option::is_none")]
+    pub scaling_target: Option<ExpressGatewayScalingTarget>,
+    #[serde(rename = "ingressPaths", default, skip_serializing_if = "Option::is_none")]
+    pub ingress_paths: Option<Vec<IngressPathSummary>>,
+    #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExpressGatewayServiceNetworkConfiguration {
+    #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
+    pub security_groups: Option<Vec<String>>,
+    #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
+    pub subnets: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ExpressGatewayServiceStatus {
+    #[serde(rename = "statusCode", default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<String>,
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FSxWindowsFileServerAuthorizationConfig {
     #[serde(rename = "credentialsParameter")]
     pub credentials_parameter: String,
@@ -1839,6 +2196,58 @@ pub struct FirelensConfiguration {
     pub r#type: String,
     #[serde(rename = "options", default, skip_serializing_if = "Option::is_none")]
     pub options: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Gateway {
+    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_arn: Option<String>,
+    #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<Vec<GatewayResourceFailure>>,
+    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    pub infrastructure_role_arn: Option<String>,
+    #[serde(rename = "deletionProtection", default, skip_serializing_if = "Option::is_none")]
+    pub deletion_protection: Option<bool>,
+    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<DescribeGatewayConfiguration>,
+    #[serde(rename = "accessType", default, skip_serializing_if = "Option::is_none")]
+    pub access_type: Option<String>,
+    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    pub propagate_tags: Option<String>,
+    #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<Vec<Tag>>,
+    #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<f64>,
+    #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayAlbTestTrafficRules {
+    #[serde(rename = "header", default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<GatewayTestTrafficHeader>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayClusterAssociationSummary {
+    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_arn: Option<String>,
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    pub cluster_arn: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayConfiguration {
+    #[serde(rename = "hostSharedAlb", default, skip_serializing_if = "Option::is_none")]
+    pub host_shared_alb: Option<HostSharedAlbConfiguration>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -1938,6 +2347,152 @@ pub struct GatewayConnectorHealthCheckMatcher {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayElbAccessLogConfiguration {
+    #[serde(rename = "destination", default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<GatewayElbAccessLogDestination>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayElbAccessLogDestination {
+    #[serde(rename = "s3", default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<GatewayElbAccessLogS3Destination>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayElbAccessLogS3Destination {
+    #[serde(rename = "bucket")]
+    pub bucket: String,
+    #[serde(rename = "prefix", default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayElbNetworkConfiguration {
+    #[serde(rename = "inboundSecurityGroup", default, skip_serializing_if = "Option::is_none")]
+    pub inbound_security_group: Option<String>,
+    #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
+    pub subnets: Option<Vec<String>>,
+    #[serde(rename = "ipAddressType", default, skip_serializing_if = "Option::is_none")]
+    pub ip_address_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayInfrastructureResources {
+    #[serde(rename = "hostSharedAlb", default, skip_serializing_if = "Option::is_none")]
+    pub host_shared_alb: Option<Vec<ElbGatewayResources>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayOperationError {
+    #[serde(rename = "operation", default, skip_serializing_if = "Option::is_none")]
+    pub operation: Option<String>,
+    #[serde(rename = "code", default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    #[serde(rename = "message", default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayResourceFailure {
+    #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(rename = "errors", default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<GatewayOperationError>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayResources {
+    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_arn: Option<String>,
+    #[serde(rename = "resources", default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<GatewayInfrastructureResources>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayRoute {
+    #[serde(rename = "gatewayRouteArn", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_route_arn: Option<String>,
+    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    pub service_arn: Option<String>,
+    #[serde(rename = "serviceContainerPortName", default, skip_serializing_if = "Option::is_none")]
+    pub service_container_port_name: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(rename = "serviceUrl", default, skip_serializing_if = "Option::is_none")]
+    pub service_url: Option<String>,
+    #[serde(rename = "resources", default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<GatewayRouteResources>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayRouteAlbResources {
+    #[serde(rename = "acmCertificateArn", default, skip_serializing_if = "Option::is_none")]
+    pub acm_certificate_arn: Option<String>,
+    #[serde(rename = "loadBalancerArn", default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_arn: Option<String>,
+    #[serde(rename = "listenerArn", default, skip_serializing_if = "Option::is_none")]
+    pub listener_arn: Option<String>,
+    #[serde(rename = "listenerRuleArn", default, skip_serializing_if = "Option::is_none")]
+    pub listener_rule_arn: Option<String>,
+    #[serde(rename = "testListenerRuleArns", default, skip_serializing_if = "Option::is_none")]
+    pub test_listener_rule_arns: Option<Vec<String>>,
+    #[serde(rename = "loadBalancerSecurityGroups", default, skip_serializing_if = "Option::is_none")]
+    pub load_balancer_security_groups: Option<Vec<GatewayRouteLoadBalancerSecurityGroup>>,
+    #[serde(rename = "serviceSecurityGroupArn", default, skip_serializing_if = "Option::is_none")]
+    pub service_security_group_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayRouteLoadBalancerSecurityGroup {
+    #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
+    pub arn: Option<String>,
+    #[serde(rename = "ruleArns", default, skip_serializing_if = "Option::is_none")]
+    pub rule_arns: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayRouteResources {
+    #[serde(rename = "hostSharedAlb", default, skip_serializing_if = "Option::is_none")]
+    pub host_shared_alb: Option<Vec<GatewayRouteAlbResources>>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayRouteSummary {
+    #[serde(rename = "gatewayRouteArn", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_route_arn: Option<String>,
+    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_arn: Option<String>,
+    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    pub cluster_arn: Option<String>,
+    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    pub service_arn: Option<String>,
+    #[serde(rename = "serviceContainerPortName", default, skip_serializing_if = "Option::is_none")]
+    pub service_container_port_name: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewaySummary {
+    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_arn: Option<String>,
+    #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<f64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatewayTestTrafficHeader {
+    #[serde(rename = "name")]
+    pub name: String,
+    #[serde(rename = "values")]
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetTaskProtectionRequest {
     #[serde(rename = "cluster")]
     pub cluster: String,
@@ -1994,6 +2549,28 @@ pub struct HostEntry {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostSharedAlbConfiguration {
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<GatewayElbNetworkConfiguration>,
+    #[serde(rename = "scheme", default, skip_serializing_if = "Option::is_none")]
+    pub scheme: Option<String>,
+    #[serde(rename = "webACLArn", default, skip_serializing_if = "Option::is_none")]
+    pub web_acl_arn: Option<String>,
+    #[serde(rename = "accessLogs", default, skip_serializing_if = "Option::is_none")]
+    pub access_logs: Option<GatewayElbAccessLogConfiguration>,
+    #[serde(rename = "port", default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i32>,
+    #[serde(rename = "protocol", default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    #[serde(rename = "maxAlbCount", default, skip_serializing_if = "Option::is_none")]
+    pub max_alb_count: Option<i32>,
+    #[serde(rename = "httpDesync", default, skip_serializing_if = "Option::is_none")]
+    pub http_desync: Option<String>,
+    #[serde(rename = "testTrafficRules", default, skip_serializing_if = "Option::is_none")]
+    pub test_traffic_rules: Option<GatewayAlbTestTrafficRules>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostVolumeProperties {
     #[serde(rename = "sourcePath", default, skip_serializing_if = "Option::is_none")]
     pub source_path: Option<String>,
@@ -2019,6 +2596,14 @@ pub struct InferenceAcceleratorOverride {
 pub struct InfrastructureOptimization {
     #[serde(rename = "scaleInAfter", default, skip_serializing_if = "Option::is_none")]
     pub scale_in_after: Option<i32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IngressPathSummary {
+    #[serde(rename = "accessType")]
+    pub access_type: String,
+    #[serde(rename = "endpoint")]
+    pub endpoint: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -2325,6 +2910,74 @@ pub struct ListDaemonsRequest {
 pub struct ListDaemonsResponse {
     #[serde(rename = "daemonSummariesList", default, skip_serializing_if = "Option::is_none")]
     pub daemon_summaries_list: Option<Vec<DaemonSummary>>,
+    #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListGatewayClusterAssociationsRequest {
+    #[serde(rename = "gateway", default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Vec<String>>,
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<i32>,
+    #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListGatewayClusterAssociationsResponse {
+    #[serde(rename = "gatewayClusterAssociations", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_cluster_associations: Option<Vec<GatewayClusterAssociationSummary>>,
+    #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListGatewayRoutesRequest {
+    #[serde(rename = "gateway", default, skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<String>,
+    #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    #[serde(rename = "serviceContainerPortName", default, skip_serializing_if = "Option::is_none")]
+    pub service_container_port_name: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Vec<String>>,
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<i32>,
+    #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListGatewayRoutesResponse {
+    #[serde(rename = "gatewayRoutes", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_routes: Option<Vec<GatewayRouteSummary>>,
+    #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListGatewaysRequest {
+    #[serde(rename = "names", default, skip_serializing_if = "Option::is_none")]
+    pub names: Option<Vec<String>>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Vec<String>>,
+    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    pub max_results: Option<i32>,
+    #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ListGatewaysResponse {
+    #[serde(rename = "gateways", default, skip_serializing_if = "Option::is_none")]
+    pub gateways: Option<Vec<GatewaySummary>>,
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
 }
@@ -4294,6 +4947,90 @@ pub struct UpdateDaemonResponse {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateExpressGatewayServiceRequest {
+    #[serde(rename = "serviceArn")]
+    pub service_arn: String,
+    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    pub execution_role_arn: Option<String>,
+    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    pub health_check_path: Option<String>,
+    #[serde(rename = "primaryContainer", default, skip_serializing_if = "Option::is_none")]
+    pub primary_container: Option<ExpressGatewayContainer>,
+    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    pub task_role_arn: Option<String>,
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<ExpressGatewayServiceNetworkConfiguration>,
+    #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
+    #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<String>,
+    #[serde(rename = "cpuArchitecture", default, skip_serializing_if = "Option::is_none")]
+    pub cpu_architecture: Option<String>,
+    #[serde(rename = "scalingTarget", default, skip_serializing_if = "Option::is_none")]
+    pub scaling_target: Option<ExpressGatewayScalingTarget>,
+    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    pub task_definition_arn: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateExpressGatewayServiceResponse {
+    #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<UpdatedExpressGatewayService>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateGatewayAlbConfiguration {
+    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<UpdateGatewayNetworkConfiguration>,
+    #[serde(rename = "maxAlbCount", default, skip_serializing_if = "Option::is_none")]
+    pub max_alb_count: Option<i32>,
+    #[serde(rename = "webACLArn", default, skip_serializing_if = "Option::is_none")]
+    pub web_acl_arn: Option<String>,
+    #[serde(rename = "accessLogs", default, skip_serializing_if = "Option::is_none")]
+    pub access_logs: Option<GatewayElbAccessLogConfiguration>,
+    #[serde(rename = "httpDesync", default, skip_serializing_if = "Option::is_none")]
+    pub http_desync: Option<String>,
+    #[serde(rename = "testTrafficRules", default, skip_serializing_if = "Option::is_none")]
+    pub test_traffic_rules: Option<GatewayAlbTestTrafficRules>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateGatewayConfiguration {
+    #[serde(rename = "hostSharedAlb", default, skip_serializing_if = "Option::is_none")]
+    pub host_shared_alb: Option<UpdateGatewayAlbConfiguration>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateGatewayNetworkConfiguration {
+    #[serde(rename = "inboundSecurityGroup", default, skip_serializing_if = "Option::is_none")]
+    pub inbound_security_group: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateGatewayRequest {
+    #[serde(rename = "gateway")]
+    pub gateway: String,
+    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    pub infrastructure_role_arn: Option<String>,
+    #[serde(rename = "deletionProtection", default, skip_serializing_if = "Option::is_none")]
+    pub deletion_protection: Option<bool>,
+    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<UpdateGatewayConfiguration>,
+    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    pub propagate_tags: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdateGatewayResponse {
+    #[serde(rename = "gatewayArn", default, skip_serializing_if = "Option::is_none")]
+    pub gateway_arn: Option<String>,
+    #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateManagedInstancesProviderConfiguration {
     #[serde(rename = "infrastructureRoleArn")]
     pub infrastructure_role_arn: String,
@@ -4417,6 +5154,24 @@ pub struct UpdateTaskSetRequest {
 pub struct UpdateTaskSetResponse {
     #[serde(rename = "taskSet", default, skip_serializing_if = "Option::is_none")]
     pub task_set: Option<TaskSet>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UpdatedExpressGatewayService {
+    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    pub service_arn: Option<String>,
+    #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+    #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ExpressGatewayServiceStatus>,
+    #[serde(rename = "targetConfiguration", default, skip_serializing_if = "Option::is_none")]
+    pub target_configuration: Option<ExpressGatewayServiceConfiguration>,
+    #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<f64>,
+    #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<f64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

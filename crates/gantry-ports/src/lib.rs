@@ -7,6 +7,7 @@
 //! binary wires the implementation in. This crate holds no logic and no I/O.
 
 pub mod autoscaling;
+pub mod ingress;
 pub mod lb;
 
 use gantry_core::Secret;

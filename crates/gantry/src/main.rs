@@ -276,6 +276,10 @@ struct Common {
     /// The address load balancer listeners bind their ports on (0.0.0.0: every interface).
     #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     lb_bind_address: IpAddr,
+    /// The port of the HTTP listener of the load balancer ECS shares between Express services
+    /// (their endpoints are `http://NAME-ID.ecs.REGION.localhost[:PORT]`).
+    #[arg(long, default_value_t = 80)]
+    express_port: u16,
     /// Seconds between publications of the AWS/ECS metrics (ECS publishes every 60); a period
     /// under 60 stores them at high resolution (StorageResolution 1).
     #[arg(long, default_value_t = 60)]
@@ -1214,6 +1218,8 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     ));
     let mut services =
         Services::new(&control, Arc::new(data_plane.clone())).with_launcher(&control, launchers.clone());
+    // Express services' scaling goes through Application Auto Scaling's port.
+    control.set_service_scaling(appautoscaling.clone());
     services.appautoscaling = Some(appautoscaling);
     // Cluster auto scaling: capacity providers scale their groups, the metric goes to CloudWatch.
     control.set_capacity(services.autoscaling.clone(), cloudwatch.sink(), common.capacity_scale_in_delay);
@@ -1228,6 +1234,8 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     });
     // ECS checks services' target groups against ELBv2 through its port.
     control.set_target_registry(services.elbv2.clone());
+    // Express services' (and Gateways') load balancers, listeners, rules and target groups.
+    control.set_ingress(services.elbv2.clone(), common.express_port);
     control.set_deployment_minute(common.deployment_minute);
     // ELBv2's records become the data plane's configuration, applied as each one is published.
     let (feed, configs) = gantry_elbv2::config::ConfigFeed::new(

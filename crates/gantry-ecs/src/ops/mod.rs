@@ -9,6 +9,8 @@ pub mod container_instances;
 pub mod daemon_task_definitions;
 pub mod daemons;
 pub mod exec;
+pub mod express;
+pub mod gateways;
 pub mod placement;
 pub mod service_capacity;
 pub mod service_deployments;

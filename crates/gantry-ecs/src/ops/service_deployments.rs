@@ -521,6 +521,11 @@ impl ControlPlane {
             service_connect_configuration: d.service_connect_configuration.clone(),
             volume_configurations: d.volume_configurations.clone(),
             created_at: d.created_at,
+            gateway_connectors: self.service_gateway_connectors(
+                ctx,
+                s.cluster_arn.as_deref().and_then(|a| a.rsplit('/').next()).unwrap_or_default(),
+                s.service_name.as_deref().unwrap_or_default(),
+            ),
             ..Default::default()
         }
     }
@@ -650,7 +655,14 @@ impl ControlPlane {
                 .transpose()?
                 .flatten();
             match rec {
-                Some(r) => found.push(r.value),
+                Some(mut r) => {
+                    // An Express service's revisions report what ECS manages for it.
+                    if r.value.ecs_managed_resources.is_none() {
+                        r.value.ecs_managed_resources =
+                            self.express_managed_resources(ctx, &cluster, &service);
+                    }
+                    found.push(r.value)
+                }
                 None => failures.push(super::missing(arn, str::to_string)),
             }
         }

@@ -642,6 +642,10 @@ impl ControlPlane {
         ctx: &Ctx,
         req: CreateServiceRequest,
     ) -> Result<CreateServiceResponse> {
+        // Gateway connectors become routes and target groups first (`ops/gateways.rs`).
+        if req.gateway_connectors.as_ref().is_some_and(|c| !c.is_empty()) {
+            return Box::pin(self.create_service_with_gateways(ctx, req)).await;
+        }
         let name = req.service_name.clone();
         if !is_valid_name(&name) {
             return Err(EcsError::invalid(
@@ -849,6 +853,9 @@ impl ControlPlane {
         ctx: &Ctx,
         req: UpdateServiceRequest,
     ) -> Result<UpdateServiceResponse> {
+        if req.gateway_connectors.is_some() {
+            return Box::pin(self.update_service_with_gateways(ctx, req)).await;
+        }
         // The request's own fields first, then the cluster, as ECS does.
         let controller = check_update_request(&req)?;
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
@@ -981,6 +988,9 @@ impl ControlPlane {
                 Ok((txn.put_record(&ctx.scope, &before, &rec.value), shown))
             })
             .await?;
+        // Its gateway routes go with it (`ops/gateways.rs`).
+        let sname = out.service_name.clone().unwrap_or_default();
+        self.disconnect_gateways(ctx, &cname, &sname, &[]).await?;
         Ok(DeleteServiceResponse { service: Some(out) })
     }
 

@@ -5,6 +5,7 @@ mod churn;
 mod common;
 mod daemons;
 mod exec;
+mod gateways;
 mod gpus;
 mod insights;
 mod load_balancers;
