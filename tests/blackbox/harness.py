@@ -90,8 +90,10 @@ class GantryServer:
     def __init__(self, data_dir: Path, log_path: Path, *, command: str = "server",
                  enable_reset: bool = True, extra_args: tuple[str, ...] = (),
                  env: dict[str, str] | None = None, cli_home: Path | None = None,
-                 auth: str | None = "open"):
+                 auth: str | None = "open", binary: Path | None = None):
         self.data_dir = Path(data_dir)
+        # The executable to run (default: gantry_bin()).
+        self.binary = binary
         # `gantry server` checks signatures against known keys by default; the suite's servers
         # accept any (`--auth open`) unless a test asks for the default (auth=None).
         self.auth = auth
@@ -114,7 +116,7 @@ class GantryServer:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 30.0, port: int | None = None) -> "GantryServer":
-        binary = gantry_bin()
+        binary = Path(self.binary or gantry_bin())
         if not binary.exists():
             raise RuntimeError(f"gantry binary not found at {binary}; run `cargo build -p gantry` "
                                "(or set GANTRY_BIN)")
@@ -473,8 +475,11 @@ class GantryAgent:
     _close_log = GantryServer._close_log
 
     def __init__(self, server: GantryServer, cluster: str, data_dir: Path, log_path: Path, *,
-                 extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None):
+                 extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                 binary: Path | None = None):
         self.server = server
+        # The executable to run (default: gantry_bin()).
+        self.binary = binary
         # Extra environment, e.g. the key it signs with (AWS_ACCESS_KEY_ID, ...) under sigv4.
         self.extra_env = dict(env or {})
         self.cluster = cluster
@@ -494,7 +499,7 @@ class GantryAgent:
     def start(self, timeout: float = 30.0, wait_connected: bool = True) -> "GantryAgent":
         """Start the agent; with wait_connected, until its container instance is ACTIVE with
         agentConnected true (sets instance_arn)."""
-        binary = gantry_bin()
+        binary = Path(self.binary or gantry_bin())
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [str(binary), "agent", "--server", self.server.endpoint,
                 "--cluster", self.cluster, "--data-dir", str(self.data_dir),

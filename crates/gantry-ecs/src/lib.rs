@@ -87,6 +87,19 @@ pub struct ControlPlane {
     /// How long a minute of a deployment's bake times and hook timeouts lasts, in milliseconds
     /// (60,000 as on AWS; `gantry server --deployment-minute` shortens it for local use).
     pub(crate) deployment_minute_ms: Arc<std::sync::atomic::AtomicI64>,
+    /// The binary this server runs, which UpdateContainerAgent updates agents to (set once by
+    /// the binary; unset, no agent has an update).
+    pub(crate) agent_binary: Arc<std::sync::OnceLock<AgentBinary>>,
+}
+
+/// The agent binary this server hands out: its own executable, where it was started from, and
+/// that file's SHA-256 when the server started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentBinary {
+    pub path: std::path::PathBuf,
+    /// Hex SHA-256: what an up-to-date agent reports as `versionInfo.agentHash`.
+    pub sha256: String,
+    pub size: u64,
 }
 
 type PlannedDefinitions = HashMap<(String, bool), gantry_core::protocol::SharedJson>;
@@ -151,6 +164,7 @@ impl ControlPlane {
             event_bus: Arc::default(),
             deployment_minute_ms: Arc::new(std::sync::atomic::AtomicI64::new(60_000)),
             alarm_states: Arc::default(),
+            agent_binary: Arc::default(),
         }
     }
 
@@ -173,6 +187,16 @@ impl ControlPlane {
     /// Wires CloudWatch's alarm states (deployment alarms).
     pub fn set_alarm_states(&self, states: Arc<dyn gantry_ports::AlarmStates>) {
         let _ = self.alarm_states.set(states);
+    }
+
+    /// The binary agents update to (UpdateContainerAgent). Set once; later calls are ignored.
+    pub fn set_agent_binary(&self, binary: AgentBinary) {
+        let _ = self.agent_binary.set(binary);
+    }
+
+    /// The binary agents update to, once known.
+    pub fn agent_binary(&self) -> Option<&AgentBinary> {
+        self.agent_binary.get()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
