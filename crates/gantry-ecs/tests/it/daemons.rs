@@ -334,7 +334,7 @@ async fn the_scheduler_places_replaces_and_rolls_out_instance_by_instance() {
     let c = cp
         .create_daemon(
             &ctx,
-            req(json!({"daemonName": "mon", "clusterArn": "c", "daemonTaskDefinitionArn": td1,
+            req(json!({"daemonName": "mon", "clusterArn": "c", "daemonTaskDefinitionArn": td1, "critical": false,
                        "capacityProviderArns": ["mi"], "deploymentConfiguration": {"drainPercent": 50.0}})),
         )
         .await
@@ -356,7 +356,8 @@ async fn the_scheduler_places_replaces_and_rolls_out_instance_by_instance() {
     let d = cp.describe_daemon(&ctx, req(json!({"daemonArn": c.daemon_arn.clone().unwrap()}))).unwrap();
     assert_eq!(d.daemon.unwrap().current_revisions.unwrap()[0].total_running_count, 4);
 
-    // A daemon task that stops (its container exited) is replaced on its instance.
+    // A non-critical daemon's task that stops (its container exited) is replaced on its
+    // instance.
     let (gone, on, ..) = tasks[0].clone();
     cp.submit_task_state_change(
         &ctx,
@@ -516,5 +517,84 @@ async fn failing_tasks_trip_the_circuit_breaker_and_roll_back_after_the_bake_tim
     assert!(live.iter().all(|t| t.2 == good), "{live:?}");
     let now = cp.describe_daemon(&ctx, req(json!({"daemonArn": daemon}))).unwrap().daemon.unwrap();
     assert_eq!(now.current_revisions.unwrap()[0].arn.as_deref(), Some(back_to.as_str()));
+    drop(guards);
+}
+
+#[tokio::test]
+async fn a_critical_daemons_failed_task_drains_its_instance_instead_of_restarting() {
+    let (cp, ctx, clock) = setup();
+    let ids: Vec<String> = (1..=2).map(|i| format!("i-{i}")).collect();
+    cp.set_capacity(
+        Arc::new(Groups(ids.clone())),
+        Arc::new(gantry_ports::NoMetrics),
+        std::time::Duration::from_secs(600),
+    );
+    managed_cluster(&cp, &ctx).await;
+    let mut guards = Vec::new();
+    for id in &ids {
+        let doc = json!({"instanceId": id}).to_string();
+        let (_, g) = crate::common::connected_instance(
+            &cp,
+            &ctx,
+            &clock,
+            req(json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
+                {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]})),
+        )
+        .await;
+        guards.push(g);
+    }
+    let td = register(&cp, &ctx, "agent", "busybox").await;
+    // critical is true unless said otherwise.
+    let c = cp
+        .create_daemon(
+            &ctx,
+            req(json!({"daemonName": "mon", "clusterArn": "c", "daemonTaskDefinitionArn": td,
+                       "capacityProviderArns": ["mi"]})),
+        )
+        .await
+        .unwrap();
+    let first = c.deployment_arn.unwrap();
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    let tasks = daemon_tasks(&cp, &ctx).await;
+    assert_eq!(tasks.len(), 2);
+    for t in &tasks {
+        report(&cp, &ctx, &t.0, "RUNNING").await;
+    }
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    assert_eq!(deployment_status(&cp, &ctx, &first).await, "SUCCESSFUL");
+
+    let instance_status = |arn: &str| {
+        let d = cp
+            .describe_container_instances(&ctx, req(json!({"cluster": "c", "containerInstances": [arn]})))
+            .unwrap();
+        d.container_instances.unwrap().remove(0).status.unwrap()
+    };
+    // A task stopped by its user is restarted: only a failure drains.
+    let (stopped, on_stopped, ..) = tasks[1].clone();
+    cp.stop_task(&ctx, req(json!({"cluster": "c", "task": stopped.clone()}))).await.unwrap();
+    report(&cp, &ctx, &stopped, "STOPPED").await;
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    assert_eq!(instance_status(&on_stopped), "ACTIVE");
+    let again: Vec<_> =
+        daemon_tasks(&cp, &ctx).await.into_iter().filter(|t| t.1 == on_stopped && t.3 != "STOPPED").collect();
+    assert_eq!(again.len(), 1, "restarted: {again:?}");
+
+    let (gone, on, ..) = tasks[0].clone();
+    cp.submit_task_state_change(
+        &ctx,
+        req(json!({"cluster": "c", "task": gone, "status": "STOPPED", "reason": "Essential container in task exited"})),
+    )
+    .await
+    .unwrap();
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    assert_eq!(instance_status(&on), "DRAINING");
+    let now = daemon_tasks(&cp, &ctx).await;
+    assert!(
+        now.iter().filter(|t| t.1 == on).all(|t| t.3 == "STOPPED"),
+        "no daemon task again on the drained instance: {now:?}"
+    );
+    // The other instance keeps its daemon task.
+    assert_eq!(instance_status(&on_stopped), "ACTIVE");
     drop(guards);
 }
