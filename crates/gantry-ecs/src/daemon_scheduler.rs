@@ -245,6 +245,21 @@ impl ControlPlane {
                             group: daemon_group(&rec.name),
                             started_by: target.clone(),
                             exec: rec.enable_execute_command,
+                            tags: if rec.propagate_tags.as_deref() == Some("DAEMON") {
+                                rec.tags.clone()
+                            } else {
+                                Vec::new()
+                            },
+                            managed_tags: if rec.enable_ecs_managed_tags {
+                                let tag =
+                                    |k: &str, v: &str| Tag { key: Some(k.into()), value: Some(v.into()) };
+                                vec![
+                                    tag("aws:ecs:clusterName", &rec.cluster),
+                                    tag("aws:ecs:daemonName", &rec.name),
+                                ]
+                            } else {
+                                Vec::new()
+                            },
                         },
                     )
                     .await?;

@@ -1161,13 +1161,13 @@ impl ControlPlane {
                 overrides: None,
                 group: Some(launch.group),
                 started_by: Some(launch.started_by),
-                tags: Vec::new(),
+                tags: launch.tags,
                 network: None,
                 only: Some(launch.instances),
                 constraints: None,
                 strategies: None,
                 service: None,
-                managed_tags: Vec::new(),
+                managed_tags: launch.managed_tags,
                 load_balancers: None,
                 exec: launch.exec,
                 definition: Some(launch.definition),
@@ -1850,6 +1850,10 @@ pub(crate) struct DaemonLaunch<'a> {
     pub group: String,
     pub started_by: String,
     pub exec: bool,
+    /// The daemon's tags (propagateTags DAEMON), and ECS's managed tags
+    /// (enableECSManagedTags).
+    pub tags: Vec<Tag>,
+    pub managed_tags: Vec<Tag>,
 }
 
 /// A stopped task's attachments (its network interface) are deleted.

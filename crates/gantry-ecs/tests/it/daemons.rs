@@ -598,3 +598,95 @@ async fn a_critical_daemons_failed_task_drains_its_instance_instead_of_restartin
     assert_eq!(instance_status(&on_stopped), "ACTIVE");
     drop(guards);
 }
+
+#[tokio::test]
+async fn daemon_tasks_carry_the_daemons_tags_and_ecs_managed_tags_when_asked() {
+    let (cp, ctx, clock) = setup();
+    let ids = vec!["i-1".to_string()];
+    cp.set_capacity(
+        Arc::new(Groups(ids.clone())),
+        Arc::new(gantry_ports::NoMetrics),
+        std::time::Duration::from_secs(600),
+    );
+    managed_cluster(&cp, &ctx).await;
+    let doc = json!({"instanceId": "i-1"}).to_string();
+    let (_, _guard) = crate::common::connected_instance(
+        &cp,
+        &ctx,
+        &clock,
+        req(json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]})),
+    )
+    .await;
+    let td = register(&cp, &ctx, "agent", "busybox").await;
+    let tags_of = |cp: &ControlPlane| {
+        let arns = cp.list_tasks(&ctx, req(json!({"cluster": "c"}))).unwrap().task_arns.unwrap();
+        let d = cp
+            .describe_tasks(&ctx, req(json!({"cluster": "c", "tasks": arns, "include": ["TAGS"]})))
+            .unwrap();
+        d.tasks
+            .unwrap()
+            .into_iter()
+            .map(|t| {
+                let mut tags: Vec<(String, String)> = t
+                    .tags
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+                    .collect();
+                tags.sort();
+                tags
+            })
+            .collect::<Vec<_>>()
+    };
+    cp.create_daemon(
+        &ctx,
+        req(json!({"daemonName": "mon", "clusterArn": "c", "daemonTaskDefinitionArn": td,
+                   "capacityProviderArns": ["mi"], "tags": [{"key": "team", "value": "ops"}],
+                   "propagateTags": "DAEMON", "enableECSManagedTags": true})),
+    )
+    .await
+    .unwrap();
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    assert_eq!(
+        tags_of(&cp),
+        vec![vec![pair("aws:ecs:clusterName", "c"), pair("aws:ecs:daemonName", "mon"), pair("team", "ops")]]
+    );
+}
+
+#[tokio::test]
+async fn daemon_tasks_carry_no_tags_unless_asked() {
+    let (cp, ctx, clock) = setup();
+    cp.set_capacity(
+        Arc::new(Groups(vec!["i-1".to_string()])),
+        Arc::new(gantry_ports::NoMetrics),
+        std::time::Duration::from_secs(600),
+    );
+    managed_cluster(&cp, &ctx).await;
+    let doc = json!({"instanceId": "i-1"}).to_string();
+    let (_, _guard) = crate::common::connected_instance(
+        &cp,
+        &ctx,
+        &clock,
+        req(json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]})),
+    )
+    .await;
+    let td = register(&cp, &ctx, "agent", "busybox").await;
+    cp.create_daemon(
+        &ctx,
+        req(json!({"daemonName": "mon", "clusterArn": "c", "daemonTaskDefinitionArn": td,
+                   "capacityProviderArns": ["mi"], "tags": [{"key": "team", "value": "ops"}]})),
+    )
+    .await
+    .unwrap();
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    let arns = cp.list_tasks(&ctx, req(json!({"cluster": "c"}))).unwrap().task_arns.unwrap();
+    assert_eq!(arns.len(), 1);
+    let d =
+        cp.describe_tasks(&ctx, req(json!({"cluster": "c", "tasks": arns, "include": ["TAGS"]}))).unwrap();
+    assert_eq!(d.tasks.unwrap()[0].tags.clone().unwrap_or_default(), vec![]);
+}
