@@ -127,6 +127,15 @@ def test_daemons_create_update_delete_with_history(gantry, unique):
     assert d["currentRevisions"][0]["capacityProviders"][0]["arn"] == cp_arn
     listed = gantry.aws_ok("ecs", "list-daemons", "--cluster-arn", cluster)["daemonSummariesList"]
     assert [s["daemonArn"] for s in listed] == [daemon]
+
+    # Daemons are taggable.
+    gantry.aws_ok("ecs", "tag-resource", "--resource-arn", daemon, "--tags", "key=team,value=ops",
+                  "key=tier,value=1")
+    gantry.aws_ok("ecs", "untag-resource", "--resource-arn", daemon, "--tag-keys", "tier")
+    tags = gantry.aws_ok("ecs", "list-tags-for-resource", "--resource-arn", daemon)["tags"]
+    assert tags == [{"key": "team", "value": "ops"}], tags
+    rc, err = gantry.aws("ecs", "list-tags-for-resource", "--resource-arn", daemon.replace("monitor", "nothing"))
+    assert rc != 0 and "ResourceNotFoundException" in err, err
     assert gantry.aws_ok("ecs", "list-daemons", "--cluster-arn", cluster,
                          "--capacity-provider-arns", "other")["daemonSummariesList"] == []
 

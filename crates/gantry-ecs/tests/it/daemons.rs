@@ -690,3 +690,55 @@ async fn daemon_tasks_carry_no_tags_unless_asked() {
         cp.describe_tasks(&ctx, req(json!({"cluster": "c", "tasks": arns, "include": ["TAGS"]}))).unwrap();
     assert_eq!(d.tasks.unwrap()[0].tags.clone().unwrap_or_default(), vec![]);
 }
+
+#[tokio::test]
+async fn daemons_are_tagged_with_tag_resource_and_their_new_tasks_carry_the_tags() {
+    let (cp, ctx, clock) = setup();
+    cp.set_capacity(
+        Arc::new(Groups(vec!["i-1".to_string()])),
+        Arc::new(gantry_ports::NoMetrics),
+        std::time::Duration::from_secs(600),
+    );
+    managed_cluster(&cp, &ctx).await;
+    let td = register(&cp, &ctx, "agent", "busybox").await;
+    let c = cp
+        .create_daemon(
+            &ctx,
+            req(json!({"daemonName": "mon", "clusterArn": "c", "daemonTaskDefinitionArn": td,
+                       "capacityProviderArns": ["mi"], "propagateTags": "DAEMON"})),
+        )
+        .await
+        .unwrap();
+    let daemon = c.daemon_arn.unwrap();
+    cp.tag_resource(&ctx, req(json!({"resourceArn": daemon, "tags": [{"key": "team", "value": "ops"}, {"key": "x", "value": "1"}]})))
+        .await
+        .unwrap();
+    cp.untag_resource(&ctx, req(json!({"resourceArn": daemon, "tagKeys": ["x"]}))).await.unwrap();
+    let tags = cp.list_tags_for_resource(&ctx, req(json!({"resourceArn": daemon}))).unwrap().tags.unwrap();
+    assert_eq!(tags, vec![Tag { key: Some("team".into()), value: Some("ops".into()) }]);
+    let missing = daemon.replace("/mon", "/nothing");
+    let e = cp.list_tags_for_resource(&ctx, req(json!({"resourceArn": missing}))).unwrap_err();
+    assert_eq!(e.kind, gantry_core::ErrorKind::ResourceNotFoundException);
+    let e = cp
+        .tag_resource(&ctx, req(json!({"resourceArn": missing, "tags": [{"key": "a", "value": "b"}]})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, gantry_core::ErrorKind::ResourceNotFoundException);
+
+    // An instance that comes now gets a task with the daemon's tags as they are.
+    let doc = json!({"instanceId": "i-1"}).to_string();
+    let (_, _guard) = crate::common::connected_instance(
+        &cp,
+        &ctx,
+        &clock,
+        req(json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]})),
+    )
+    .await;
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    let arns = cp.list_tasks(&ctx, req(json!({"cluster": "c"}))).unwrap().task_arns.unwrap();
+    let d =
+        cp.describe_tasks(&ctx, req(json!({"cluster": "c", "tasks": arns, "include": ["TAGS"]}))).unwrap();
+    assert_eq!(d.tasks.unwrap()[0].tags.clone().unwrap(), tags);
+}
