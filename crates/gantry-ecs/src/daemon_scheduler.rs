@@ -140,12 +140,14 @@ impl ControlPlane {
 
         // The ACTIVE instances of its providers, and its tasks on each.
         let mut slots = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        // Each instance's provider (the first of the daemon's that lists it).
+        let mut provider_of = std::collections::HashMap::new();
         for p in &rec.capacity_providers {
             for arn in self.capacity_provider_instances(ctx, &rec.cluster, p)? {
-                if !seen.insert(arn.clone()) {
+                if provider_of.contains_key(&arn) {
                     continue;
                 }
+                provider_of.insert(arn.clone(), p.clone());
                 let id = arn.rsplit('/').next().unwrap_or_default();
                 let Some(ci) = load::<ContainerInstance>(
                     &*self.store,
@@ -234,14 +236,22 @@ impl ControlPlane {
                     gantry_core::daemon::as_task_definition(&ctx.scope, &d.value.definition, &ctx.principal)
                 })
                 .transpose()?;
-            if let Some(td) = td {
+            // One launch per provider, so that each task names its instance's.
+            let mut by_provider: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+            for i in &plan.launch {
+                let p = provider_of.get(i).map_or("", String::as_str);
+                by_provider.entry(p).or_default().push(i.clone());
+            }
+            for (provider, instances) in by_provider {
+                let Some(td) = td.clone() else { break };
                 let (_, failed) = self
                     .start_daemon_tasks(
                         ctx,
                         &rec.cluster,
                         DaemonLaunch {
                             definition: td,
-                            instances: &plan.launch,
+                            instances: &instances,
+                            capacity_provider: Some(provider.to_string()).filter(|p| !p.is_empty()),
                             group: daemon_group(&rec.name),
                             started_by: target.clone(),
                             exec: rec.enable_execute_command,

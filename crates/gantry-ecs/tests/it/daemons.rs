@@ -688,7 +688,12 @@ async fn daemon_tasks_carry_no_tags_unless_asked() {
     assert_eq!(arns.len(), 1);
     let d =
         cp.describe_tasks(&ctx, req(json!({"cluster": "c", "tasks": arns, "include": ["TAGS"]}))).unwrap();
-    assert_eq!(d.tasks.unwrap()[0].tags.clone().unwrap_or_default(), vec![]);
+    let t = d.tasks.unwrap().remove(0);
+    assert_eq!(t.tags.clone().unwrap_or_default(), vec![]);
+    // A daemon task reports its instance's Managed Instances provider and ECS's launch type
+    // for it.
+    assert_eq!(t.launch_type.as_deref(), Some("MANAGED_INSTANCES"));
+    assert_eq!(t.capacity_provider_name.as_deref(), Some("mi"));
 }
 
 #[tokio::test]
