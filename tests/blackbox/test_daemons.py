@@ -236,6 +236,7 @@ def test_a_daemon_runs_on_every_managed_instance_and_rolls_out_revisions(spawn_s
 
     running = wait_for(one_running, 60, interval=0.5, what="the daemon's task on the new instance")
     assert running[0]["taskDefinitionArn"] == td1
+    assert (running[0]["launchType"], running[0]["capacityProviderName"]) == ("MANAGED_INSTANCES", provider)
     d = server.aws_ok("ecs", "describe-daemon", "--daemon-arn", daemon)["daemon"]
     assert d["currentRevisions"][0]["totalRunningCount"] == 1, d
 
