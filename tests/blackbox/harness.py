@@ -90,10 +90,12 @@ class GantryServer:
     def __init__(self, data_dir: Path, log_path: Path, *, command: str = "server",
                  enable_reset: bool = True, extra_args: tuple[str, ...] = (),
                  env: dict[str, str] | None = None, cli_home: Path | None = None,
-                 auth: str | None = "open", host: str = "127.0.0.1"):
+                 auth: str | None = "open", host: str = "127.0.0.1", binary: Path | None = None):
         self.data_dir = Path(data_dir)
         # The address it listens on (a test network's bridge address for agents in namespaces).
         self.host = host
+        # The executable to run (default: gantry_bin()).
+        self.binary = binary
         # `gantry server` checks signatures against known keys by default; the suite's servers
         # accept any (`--auth open`) unless a test asks for the default (auth=None).
         self.auth = auth
@@ -116,7 +118,7 @@ class GantryServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self, timeout: float = 30.0, port: int | None = None) -> "GantryServer":
-        binary = gantry_bin()
+        binary = Path(self.binary or gantry_bin())
         if not binary.exists():
             raise RuntimeError(f"gantry binary not found at {binary}; run `cargo build -p gantry` "
                                "(or set GANTRY_BIN)")
@@ -476,10 +478,12 @@ class GantryAgent:
 
     def __init__(self, server: GantryServer, cluster: str, data_dir: Path, log_path: Path, *,
                  extra_args: tuple[str, ...] = (), env: dict[str, str] | None = None,
-                 prefix: tuple[str, ...] = ()):
+                 prefix: tuple[str, ...] = (), binary: Path | None = None):
         self.server = server
         # A command it runs under, e.g. `nsenter --net=...` to run it on a host of hosts.py.
         self.prefix = tuple(prefix)
+        # The executable to run (default: gantry_bin()).
+        self.binary = binary
         # Extra environment, e.g. the key it signs with (AWS_ACCESS_KEY_ID, ...) under sigv4.
         self.extra_env = dict(env or {})
         self.cluster = cluster
@@ -499,7 +503,7 @@ class GantryAgent:
     def start(self, timeout: float = 30.0, wait_connected: bool = True) -> "GantryAgent":
         """Start the agent; with wait_connected, until its container instance is ACTIVE with
         agentConnected true (sets instance_arn)."""
-        binary = gantry_bin()
+        binary = Path(self.binary or gantry_bin())
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [*self.prefix, str(binary), "agent", "--server", self.server.endpoint,
                 "--cluster", self.cluster, "--data-dir", str(self.data_dir),

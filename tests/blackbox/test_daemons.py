@@ -127,6 +127,15 @@ def test_daemons_create_update_delete_with_history(gantry, unique):
     assert d["currentRevisions"][0]["capacityProviders"][0]["arn"] == cp_arn
     listed = gantry.aws_ok("ecs", "list-daemons", "--cluster-arn", cluster)["daemonSummariesList"]
     assert [s["daemonArn"] for s in listed] == [daemon]
+
+    # Daemons are taggable.
+    gantry.aws_ok("ecs", "tag-resource", "--resource-arn", daemon, "--tags", "key=team,value=ops",
+                  "key=tier,value=1")
+    gantry.aws_ok("ecs", "untag-resource", "--resource-arn", daemon, "--tag-keys", "tier")
+    tags = gantry.aws_ok("ecs", "list-tags-for-resource", "--resource-arn", daemon)["tags"]
+    assert tags == [{"key": "team", "value": "ops"}], tags
+    rc, err = gantry.aws("ecs", "list-tags-for-resource", "--resource-arn", daemon.replace("monitor", "nothing"))
+    assert rc != 0 and "ResourceNotFoundException" in err, err
     assert gantry.aws_ok("ecs", "list-daemons", "--cluster-arn", cluster,
                          "--capacity-provider-arns", "other")["daemonSummariesList"] == []
 
@@ -227,6 +236,7 @@ def test_a_daemon_runs_on_every_managed_instance_and_rolls_out_revisions(spawn_s
 
     running = wait_for(one_running, 60, interval=0.5, what="the daemon's task on the new instance")
     assert running[0]["taskDefinitionArn"] == td1
+    assert (running[0]["launchType"], running[0]["capacityProviderName"]) == ("MANAGED_INSTANCES", provider)
     d = server.aws_ok("ecs", "describe-daemon", "--daemon-arn", daemon)["daemon"]
     assert d["currentRevisions"][0]["totalRunningCount"] == 1, d
 

@@ -177,6 +177,11 @@ pub struct Agent<R: Runtime, C: ControlClient> {
     meta: Mutex<HashMap<String, TaskMeta>>,
     /// What the task credentials endpoint serves, per credentials ID.
     creds: crate::credentials::Store,
+    /// How this agent updates itself (a `gantry agent` process); without one, an update
+    /// announced to it FAILS.
+    updater: std::sync::OnceLock<crate::update::Updater>,
+    /// Whether an update is under way (a poll announces it until the agent reported STAGING).
+    updating: std::sync::atomic::AtomicBool,
 }
 
 /// A task's final report, and whether the server acknowledged it (if not, every reconcile pass
@@ -233,7 +238,14 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
             last_list: Mutex::default(),
             meta: Mutex::default(),
             creds: crate::credentials::Store::default(),
+            updater: std::sync::OnceLock::new(),
+            updating: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Lets the agent update itself when UpdateContainerAgent asks. Set once.
+    pub fn set_updater(&self, updater: crate::update::Updater) {
+        let _ = self.updater.set(updater);
     }
 
     /// Polls and reconciles until the process ends. Transport errors back off and retry.
@@ -248,6 +260,11 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
                     version = a.version;
                     for req in std::mem::take(&mut a.exec) {
                         tokio::spawn(self.clone().exec(req));
+                    }
+                    if let Some(u) = a.update.take()
+                        && !self.updating.swap(true, std::sync::atomic::Ordering::SeqCst)
+                    {
+                        tokio::spawn(self.clone().update(u));
                     }
                     if let Err(e) = self.apply(a).await {
                         tracing::warn!(error = %e, "reconcile failed; retrying on the next poll");
@@ -264,6 +281,59 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
 
     pub fn runtime(&self) -> &Arc<R> {
         &self.runtime
+    }
+
+    /// Takes an announced update up: reports STAGING, downloads the server's binary, checks it
+    /// against the announced digest, reports STAGED and UPDATING and re-executes itself. When
+    /// any step fails it reports FAILED (with why) and goes on running as it is.
+    pub async fn update(self: Arc<Self>, update: gantry_core::protocol::AgentUpdate) {
+        if let Err(why) = self.try_update(&update).await {
+            tracing::warn!(reason = %why, "the agent update failed; running on as it is");
+            let _ = self.report_update("FAILED", Some(why)).await;
+        }
+        self.updating.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    async fn report_update(&self, status: &str, reason: Option<String>) -> Result<(), String> {
+        let req = gantry_core::protocol::AgentUpdateReport {
+            node: self.config.node.clone(),
+            status: status.to_string(),
+            reason,
+        };
+        self.client.report_update(&req).await.map_err(|e| format!("cannot report {status}: {e}"))
+    }
+
+    async fn try_update(&self, update: &gantry_core::protocol::AgentUpdate) -> Result<(), String> {
+        let Some(up) = self.updater.get().cloned() else {
+            return Err("this agent cannot update itself (it is not a `gantry agent` process)".into());
+        };
+        self.report_update("STAGING", None).await?;
+        tracing::info!(sha256 = %update.sha256, size = update.size, "downloading the agent update");
+        let partial = up.partial();
+        let sink = crate::update::Sink::create(&partial)
+            .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
+        let got = self.client.download_agent(sink).await.map_err(|e| format!("the download failed: {e}"));
+        let (sha256, size) = got.inspect_err(|_| {
+            let _ = std::fs::remove_file(&partial);
+        })?;
+        if sha256 != update.sha256 {
+            let _ = std::fs::remove_file(&partial);
+            return Err(format!(
+                "the downloaded binary's SHA-256 is {sha256} ({size} bytes), not the announced {} ({} bytes)",
+                update.sha256, update.size
+            ));
+        }
+        let staged = up.staged();
+        crate::update::install(&partial, &staged)
+            .map_err(|e| format!("cannot install {}: {e}", staged.display()))?;
+        self.report_update("STAGED", None).await?;
+        self.report_update("UPDATING", None).await?;
+        tracing::info!(binary = %staged.display(), "re-executing as the updated agent");
+        let reexec = up.reexec.clone();
+        let e = tokio::task::spawn_blocking(move || reexec.reexec(&staged))
+            .await
+            .map_err(|e| format!("cannot execute the updated agent: {e}"))?;
+        Err(format!("cannot execute the updated agent: {e}"))
     }
 
     /// Joins an exec session the server opened on one of this node's tasks and runs it.

@@ -4,8 +4,8 @@
 
 use crate::runtime::BoxFuture;
 use gantry_core::protocol::{
-    Assignments, FargateRegistration, PollRequest, SecretsRequest, SecretsResponse, TaskCredentials,
-    TaskCredentialsRequest, TaskHealthReport, TaskStatsReport,
+    AgentUpdateReport, Assignments, FargateRegistration, PollRequest, SecretsRequest, SecretsResponse,
+    TaskCredentials, TaskCredentialsRequest, TaskHealthReport, TaskStatsReport,
 };
 use gantry_core::{Clock, Secret, SystemClock};
 use gantry_model::*;
@@ -76,6 +76,19 @@ pub trait ControlClient: Send + Sync + 'static {
             Err(ClientError::Transport(format!(
                 "this control-plane client cannot join exec session {session_id}"
             )))
+        })
+    }
+    /// Reports the agent's progress through an update. Clients without a server behind them
+    /// (test doubles) drop it.
+    fn report_update<'a>(&'a self, _req: &'a AgentUpdateReport) -> BoxFuture<'a, ClientResult<()>> {
+        Box::pin(async { Ok(()) })
+    }
+    /// Downloads the server's agent binary into `sink`: its SHA-256 and size as received.
+    /// Clients without a server behind them (test doubles) have none.
+    fn download_agent<'a>(&'a self, sink: crate::update::Sink) -> BoxFuture<'a, ClientResult<(String, u64)>> {
+        let _ = sink;
+        Box::pin(async {
+            Err(ClientError::Transport("this control-plane client has no agent binary".into()))
         })
     }
     /// Calls a CloudWatch Logs operation (the awslogs driver): JSON in, JSON out. Clients
@@ -557,6 +570,60 @@ impl ControlClient for HttpClient {
     fn report_stats<'a>(&'a self, req: &'a TaskStatsReport) -> BoxFuture<'a, ClientResult<()>> {
         Box::pin(async move {
             self.post::<_, serde_json::Value>("/_gantry/agent/v1/stats", None, req).await.map(|_| ())
+        })
+    }
+
+    fn report_update<'a>(&'a self, req: &'a AgentUpdateReport) -> BoxFuture<'a, ClientResult<()>> {
+        Box::pin(async move {
+            self.post::<_, serde_json::Value>("/_gantry/agent/v1/update", None, req).await.map(|_| ())
+        })
+    }
+
+    fn download_agent<'a>(
+        &'a self,
+        mut sink: crate::update::Sink,
+    ) -> BoxFuture<'a, ClientResult<(String, u64)>> {
+        Box::pin(async move {
+            use http_body_util::BodyExt;
+            let t = |e: String| ClientError::Transport(e);
+            let path = "/_gantry/agent/v1/binary";
+            // One server for the signature and the connection.
+            let (_, server) = self.endpoint();
+            let mut b = hyper::Request::get(format!("{}{path}", server.base));
+            for (k, v) in self.signed_get(&server.authority, path, "") {
+                b = b.header(k, v);
+            }
+            let req = b.body(http_body_util::Full::new(bytes::Bytes::new())).map_err(|e| t(e.to_string()))?;
+            let resp = tokio::time::timeout(REQUEST_TIMEOUT, self.http.request(req))
+                .await
+                .map_err(|_| t(format!("no answer from {} within {REQUEST_TIMEOUT:?}", server.base)))?
+                .map_err(|e| t(e.to_string()))?;
+            let status = resp.status();
+            let mut body = resp.into_body();
+            if !status.is_success() {
+                let bytes = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+                return Err(ClientError::Api {
+                    kind: v["__type"].as_str().unwrap_or("Unknown").to_string(),
+                    message: v["message"].as_str().unwrap_or_default().to_string(),
+                });
+            }
+            // Streamed to the file: a stall of REQUEST_TIMEOUT between two chunks gives up.
+            loop {
+                let frame = tokio::time::timeout(REQUEST_TIMEOUT, body.frame())
+                    .await
+                    .map_err(|_| t(format!("the download from {} stalled", server.base)))?;
+                match frame {
+                    None => break,
+                    Some(Err(e)) => return Err(t(e.to_string())),
+                    Some(Ok(f)) => {
+                        if let Ok(data) = f.into_data() {
+                            sink.write(&data).map_err(|e| t(format!("cannot write the download: {e}")))?;
+                        }
+                    }
+                }
+            }
+            sink.finish().map_err(|e| t(format!("cannot write the download: {e}")))
         })
     }
 

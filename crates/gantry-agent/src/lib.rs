@@ -22,3 +22,4 @@ pub mod runtime;
 pub mod sim;
 pub mod spec;
 pub mod stats;
+pub mod update;

@@ -278,13 +278,22 @@ pub async fn register_instance<R: Runtime>(
         "instanceType": opts.instance_type,
         "architecture": cpu_architecture(),
     });
+    // The agent's own binary: what UpdateContainerAgent compares with the server's.
+    let agent_hash = match tokio::task::spawn_blocking(crate::update::own_sha256).await {
+        Ok(Ok((sha256, _))) => Some(sha256),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot read the agent's own binary: its instance reports no agentHash");
+            None
+        }
+        Err(_) => None,
+    };
     let req = RegisterContainerInstanceRequest {
         cluster: Some(opts.cluster.clone()),
         instance_identity_document: Some(doc.to_string()),
         total_resources: Some(total_resources),
         version_info: Some(VersionInfo {
             agent_version: Some(env!("CARGO_PKG_VERSION").into()),
-            agent_hash: Some("gantry".into()),
+            agent_hash,
             docker_version: Some("DockerVersion: unknown".into()),
         }),
         container_instance_arn: read_trimmed(&arn_file),

@@ -10,8 +10,9 @@ use axum::http::{HeaderMap, Method, Uri};
 use axum::response::Response;
 use gantry_core::ServiceError;
 use gantry_core::protocol::{
-    Assignment, FargateRegistration, PollRequest, RawAssignments, ResolvedSecret, SecretsRequest,
-    SecretsResponse, TaskCredentials, TaskCredentialsRequest, TaskHealthReport, TaskStatsReport,
+    AgentUpdateReport, Assignment, FargateRegistration, PollRequest, RawAssignments, ResolvedSecret,
+    SecretsRequest, SecretsResponse, TaskCredentials, TaskCredentialsRequest, TaskHealthReport,
+    TaskStatsReport,
 };
 use gantry_ports::{Authorizer, Principal, SecretResolver};
 use gantry_protocol::Protocol;
@@ -71,7 +72,9 @@ pub(crate) async fn poll(
         let (tasks, removed) = s.control.assignment_delta_json(&req.node, req.known.as_ref())?;
         drop(guard);
         let exec = s.exec.take_for(&req.node);
-        Ok(wire::render(&RawAssignments { version, tasks, delta: req.known.is_some(), removed, exec })?)
+        let update = s.control.agent_update_for(&req.node);
+        let delta = req.known.is_some();
+        Ok(wire::render(&RawAssignments { version, tasks, delta, removed, exec, update })?)
     }
     .await;
     respond(&s, r)
@@ -108,6 +111,74 @@ pub(crate) async fn health(
     }
     .await;
     respond(&s, r)
+}
+
+/// An agent's progress through an update UpdateContainerAgent asked for.
+pub(crate) async fn update_status(
+    State(s): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let r = async {
+        authenticate(&s, &method, &uri, &headers, &body)?;
+        let req: AgentUpdateReport = wire::parse("ReportAgentUpdate", &body)?;
+        s.control.report_agent_update(req).await?;
+        Ok(b"{}".to_vec())
+    }
+    .await;
+    respond(&s, r)
+}
+
+/// The agent binary agents update to (the server's own executable), streamed, with its size
+/// and SHA-256 in `x-gantry-sha256` as the server read them when it started. Signed like the
+/// agent's other calls (a `GET` without a body).
+pub(crate) async fn binary(
+    State(s): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    use axum::response::IntoResponse;
+    let r = async {
+        authenticate(&s, &method, &uri, &headers, b"")?;
+        let b = s.control.agent_binary().cloned().ok_or_else(|| {
+            ServiceError::sender("NoUpdateAvailableException", "This server has no agent binary to offer.")
+        })?;
+        let file = tokio::fs::File::open(&b.path).await.map_err(|e| {
+            ServiceError::receiver(
+                "ServerException",
+                format!("The agent binary {} cannot be read: {e}", b.path.display()),
+            )
+        })?;
+        let len = file.metadata().await.map(|m| m.len()).unwrap_or_default();
+        let chunks = futures_util::stream::unfold(file, |mut f| async move {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 256 * 1024];
+            match f.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok::<_, std::io::Error>(Bytes::from(buf)), f))
+                }
+                Err(e) => Some((Err(e), f)),
+            }
+        });
+        Ok::<_, ServiceError>(
+            (
+                [
+                    (axum::http::header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                    (axum::http::header::CONTENT_LENGTH, len.to_string()),
+                    (axum::http::HeaderName::from_static("x-gantry-sha256"), b.sha256),
+                ],
+                axum::body::Body::from_stream(chunks),
+            )
+                .into_response(),
+        )
+    }
+    .await;
+    r.unwrap_or_else(|e| respond(&s, Err(e)))
 }
 
 /// `gantry status`: the servers sharing the store, the leader and the agents, signed like the

@@ -283,6 +283,8 @@ pub fn app_with(control: ControlPlane, services: Services, auth: Authenticator, 
         .route("/_gantry/agent/v1/stats", post(agent::stats))
         .route("/_gantry/agent/v1/secrets", post(agent::secrets))
         .route("/_gantry/agent/v1/credentials", post(agent::credentials))
+        .route("/_gantry/agent/v1/update", post(agent::update_status))
+        .route("/_gantry/agent/v1/binary", get(agent::binary))
         .route("/_gantry/agent/v1/exec/{session}", get(exec::agent_stream))
         .route("/_gantry/exec/v1/data-channel/{session}", get(exec::caller_stream))
         .fallback(front::handle)

@@ -84,6 +84,8 @@ pub struct RawAssignments {
     pub removed: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exec: Vec<ExecRequest>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update: Option<AgentUpdate>,
 }
 
 /// What a node's poll returns. Without `delta`: every task assigned to the node that is not
@@ -103,6 +105,32 @@ pub struct Assignments {
     /// to the server (`/_gantry/agent/v1/exec/SESSION`) and runs its command.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exec: Vec<ExecRequest>,
+    /// An agent update UpdateContainerAgent asked for (agentUpdateStatus PENDING): the agent
+    /// downloads the server's binary (`GET /_gantry/agent/v1/binary`), checks it against this
+    /// digest and re-executes itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<AgentUpdate>,
+}
+
+/// The agent binary a container instance's agent is to update to: the server's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentUpdate {
+    /// The hex SHA-256 of the binary (what the updated agent reports as `agentHash`).
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// An agent's progress through an update (`POST /_gantry/agent/v1/update`): the
+/// `agentUpdateStatus` it reached (STAGING, STAGED, UPDATING or FAILED) and, on FAILED, why.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentUpdateReport {
+    pub node: String,
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// An exec session for an agent to run: ExecuteCommand's command in one container of a task the
@@ -246,6 +274,7 @@ mod tests {
             delta: true,
             removed: vec!["gone".into()],
             exec: vec![exec.clone()],
+            update: Some(AgentUpdate { sha256: "ab".repeat(32), size: 7 }),
         };
         let read: Assignments = serde_json::from_slice(&serde_json::to_vec(&rendered).unwrap()).unwrap();
         let want = |revision, network_configuration| Assignment {
@@ -262,6 +291,7 @@ mod tests {
                 delta: true,
                 removed: vec!["gone".into()],
                 exec: vec![exec],
+                update: Some(AgentUpdate { sha256: "ab".repeat(32), size: 7 }),
             }
         );
         assert_eq!(rendered.tasks[0].parse().unwrap(), want(11, Some(net)));

@@ -27,6 +27,9 @@ struct Seen<'a> {
     in_alarm: &'a [String],
 }
 
+/// Per instance ARN: when the target revision's last task there stopped, and whether it failed.
+type LastStopped = std::collections::HashMap<String, (f64, bool)>;
+
 /// Stop codes of a task that failed on its own (what the circuit breaker counts).
 const FAILED: &[&str] = &["EssentialContainerExited", "TaskFailedToStart"];
 
@@ -42,11 +45,14 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// The daemon's tasks that are not STOPPED, and the target revision's failures.
-    fn daemon_tasks(&self, ctx: &Ctx, rec: &DaemonRecord) -> Result<(Vec<TaskRecord>, u32)> {
+    /// The daemon's tasks that are not STOPPED, the target revision's failures, and for each
+    /// instance whether the target revision's task that stopped last there failed (stopped on
+    /// its own).
+    fn daemon_tasks(&self, ctx: &Ctx, rec: &DaemonRecord) -> Result<(Vec<TaskRecord>, u32, LastStopped)> {
         let group = daemon_group(&rec.name);
         let mut live = Vec::new();
         let mut failures = 0;
+        let mut last = LastStopped::new();
         for desired in ["RUNNING", "STOPPED"] {
             let prefix =
                 keys::task_index_prefix(&ctx.scope, &rec.cluster, keys::TaskIndex::Group(&group), desired);
@@ -60,14 +66,39 @@ impl ControlPlane {
                     == Some(TaskStatus::Stopped);
                 if !stopped {
                     live.push(t.value);
-                } else if t.value.task.started_by.as_deref() == Some(rec.revision_id())
-                    && t.value.task.stop_code.as_deref().is_some_and(|c| FAILED.contains(&c))
-                {
+                    continue;
+                }
+                if t.value.task.started_by.as_deref() != Some(rec.revision_id()) {
+                    continue;
+                }
+                let failed = t.value.task.stop_code.as_deref().is_some_and(|c| FAILED.contains(&c));
+                if failed {
                     failures += 1;
+                }
+                if let Some(instance) = t.value.task.container_instance_arn.clone() {
+                    let at = t.value.task.stopped_at.unwrap_or_default();
+                    let e = last.entry(instance).or_insert((at, failed));
+                    if at >= e.0 {
+                        *e = (at, failed);
+                    }
                 }
             }
         }
-        Ok((live, failures))
+        Ok((live, failures, last))
+    }
+
+    /// Drains an instance whose critical daemon's task failed: its other tasks are stopped and
+    /// its service tasks replaced elsewhere, as for any DRAINING instance.
+    async fn drain_for_daemon(&self, ctx: &Ctx, rec: &DaemonRecord, instance: &str) {
+        tracing::info!(cluster = %rec.cluster, daemon = %rec.name, instance, "a critical daemon's task failed: draining its instance");
+        let req = UpdateContainerInstancesStateRequest {
+            cluster: Some(rec.cluster.clone()),
+            container_instances: vec![instance.to_string()],
+            status: InstanceStatus::Draining.as_str().into(),
+        };
+        if let Err(e) = self.update_container_instances_state(ctx, req).await {
+            tracing::warn!(cluster = %rec.cluster, instance, "cannot drain an instance: {e}");
+        }
     }
 
     async fn stop_daemon_task(&self, ctx: &Ctx, cluster: &str, arn: &str, reason: &str) {
@@ -82,7 +113,7 @@ impl ControlPlane {
     }
 
     async fn daemon_pass(&self, ctx: &Ctx, rec: DaemonRecord) -> Result<()> {
-        let (live, failures) = self.daemon_tasks(ctx, &rec)?;
+        let (live, failures, last_stopped) = self.daemon_tasks(ctx, &rec)?;
         if !rec.is_active() {
             // Being deleted: its tasks go, then the daemon.
             for t in &live {
@@ -109,12 +140,14 @@ impl ControlPlane {
 
         // The ACTIVE instances of its providers, and its tasks on each.
         let mut slots = Vec::new();
-        let mut seen = std::collections::HashSet::new();
+        // Each instance's provider (the first of the daemon's that lists it).
+        let mut provider_of = std::collections::HashMap::new();
         for p in &rec.capacity_providers {
             for arn in self.capacity_provider_instances(ctx, &rec.cluster, p)? {
-                if !seen.insert(arn.clone()) {
+                if provider_of.contains_key(&arn) {
                     continue;
                 }
+                provider_of.insert(arn.clone(), p.clone());
                 let id = arn.rsplit('/').next().unwrap_or_default();
                 let Some(ci) = load::<ContainerInstance>(
                     &*self.store,
@@ -175,6 +208,22 @@ impl ControlPlane {
             bake_ms,
             in_alarm: &in_alarm,
         };
+        // A critical daemon outside a deployment: an instance whose daemon task failed (and
+        // has no other) is drained instead of getting another task. During a deployment
+        // failures go to the circuit breaker.
+        if rec.critical && phase == Phase::Done {
+            let mut kept = Vec::with_capacity(slots.len());
+            for slot in slots {
+                if slot.tasks.is_empty()
+                    && last_stopped.get(&slot.instance).is_some_and(|(_, failed)| *failed)
+                {
+                    self.drain_for_daemon(ctx, &rec, &slot.instance).await;
+                } else {
+                    kept.push(slot);
+                }
+            }
+            slots = kept;
+        }
         let plan = rules::plan(&input, &slots);
 
         for arn in &plan.stop {
@@ -187,17 +236,40 @@ impl ControlPlane {
                     gantry_core::daemon::as_task_definition(&ctx.scope, &d.value.definition, &ctx.principal)
                 })
                 .transpose()?;
-            if let Some(td) = td {
+            // One launch per provider, so that each task names its instance's.
+            let mut by_provider: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+            for i in &plan.launch {
+                let p = provider_of.get(i).map_or("", String::as_str);
+                by_provider.entry(p).or_default().push(i.clone());
+            }
+            for (provider, instances) in by_provider {
+                let Some(td) = td.clone() else { break };
                 let (_, failed) = self
                     .start_daemon_tasks(
                         ctx,
                         &rec.cluster,
                         DaemonLaunch {
                             definition: td,
-                            instances: &plan.launch,
+                            instances: &instances,
+                            capacity_provider: Some(provider.to_string()).filter(|p| !p.is_empty()),
                             group: daemon_group(&rec.name),
                             started_by: target.clone(),
                             exec: rec.enable_execute_command,
+                            tags: if rec.propagate_tags.as_deref() == Some("DAEMON") {
+                                rec.tags.clone()
+                            } else {
+                                Vec::new()
+                            },
+                            managed_tags: if rec.enable_ecs_managed_tags {
+                                let tag =
+                                    |k: &str, v: &str| Tag { key: Some(k.into()), value: Some(v.into()) };
+                                vec![
+                                    tag("aws:ecs:clusterName", &rec.cluster),
+                                    tag("aws:ecs:daemonName", &rec.name),
+                                ]
+                            } else {
+                                Vec::new()
+                            },
                         },
                     )
                     .await?;

@@ -208,6 +208,14 @@ pub fn heartbeat(node: &str) -> String {
     format!("{}{node}", heartbeat_prefix())
 }
 
+/// An agent update announced to a node (UpdateContainerAgent, agentUpdateStatus PENDING), until
+/// its agent takes it up: `/_ecs/agent-update/NODE`, holding the [`AgentUpdate`] as JSON.
+///
+/// [`AgentUpdate`]: gantry_core::protocol::AgentUpdate
+pub fn agent_update(node: &str) -> String {
+    format!("{UNSCOPED}agent-update/{node}")
+}
+
 /// The Gantry servers sharing the store, each under its own ID: `/_ecs/server/ID`.
 pub fn server_prefix() -> String {
     format!("{UNSCOPED}server/")

@@ -92,6 +92,19 @@ pub struct ControlPlane {
     pub(crate) ingress: Arc<std::sync::OnceLock<(Arc<dyn gantry_ports::ingress::Ingress>, u16)>>,
     /// Application Auto Scaling, for Express services' scaling (set once by the binary).
     pub(crate) service_scaling: Arc<std::sync::OnceLock<Arc<dyn gantry_ports::ingress::ServiceScaling>>>,
+    /// The binary this server runs, which UpdateContainerAgent updates agents to (set once by
+    /// the binary; unset, no agent has an update).
+    pub(crate) agent_binary: Arc<std::sync::OnceLock<AgentBinary>>,
+}
+
+/// The agent binary this server hands out: its own executable, where it was started from, and
+/// that file's SHA-256 when the server started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentBinary {
+    pub path: std::path::PathBuf,
+    /// Hex SHA-256: what an up-to-date agent reports as `versionInfo.agentHash`.
+    pub sha256: String,
+    pub size: u64,
 }
 
 type PlannedDefinitions = HashMap<(String, bool), gantry_core::protocol::SharedJson>;
@@ -158,6 +171,7 @@ impl ControlPlane {
             alarm_states: Arc::default(),
             ingress: Arc::default(),
             service_scaling: Arc::default(),
+            agent_binary: Arc::default(),
         }
     }
 
@@ -191,6 +205,16 @@ impl ControlPlane {
     /// Wires CloudWatch's alarm states (deployment alarms).
     pub fn set_alarm_states(&self, states: Arc<dyn gantry_ports::AlarmStates>) {
         let _ = self.alarm_states.set(states);
+    }
+
+    /// The binary agents update to (UpdateContainerAgent). Set once; later calls are ignored.
+    pub fn set_agent_binary(&self, binary: AgentBinary) {
+        let _ = self.agent_binary.set(binary);
+    }
+
+    /// The binary agents update to, once known.
+    pub fn agent_binary(&self) -> Option<&AgentBinary> {
+        self.agent_binary.get()
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {

@@ -949,6 +949,7 @@ async fn run_agent(
             }
         }
     };
+    agent.set_updater(gantry_agent::update::Updater::process(opts.data_dir.clone()));
     println!("Gantry agent: cluster {} on {server}", opts.cluster);
     if let Some(keeper) = keeper {
         tokio::spawn(gantry_agent::routes::run(client.clone(), opts.cluster.clone(), keeper));
@@ -1134,6 +1135,27 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         metrics,
     );
     control.set_lost_instance_timeout(common.lost_instance_timeout);
+    // The binary agents update to (UpdateContainerAgent): this server's own, as it is now.
+    // Read in the background: a debug build is large, and serving need not wait for it.
+    {
+        let control = control.clone();
+        tokio::task::spawn_blocking(move || {
+            let path = match std::env::current_exe() {
+                Ok(p) => p,
+                Err(e) => {
+                    return tracing::warn!(error = %e, "cannot find this server's binary: agents get no updates");
+                }
+            };
+            match gantry_agent::update::file_sha256(&path) {
+                Ok((sha256, size)) => {
+                    control.set_agent_binary(gantry_ecs::AgentBinary { path, sha256, size })
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read this server's binary: agents get no updates")
+                }
+            }
+        });
+    }
     // The controllers run behind the leadership gate: on SQLite this server leads alone; the
     // servers sharing an etcd root elect one, and fence its writes by its term.
     let (stop_controllers, controllers_stop) = gantry_runtime::shutdown();

@@ -2,3 +2,4 @@
 
 mod docker;
 mod reconcile;
+mod update;

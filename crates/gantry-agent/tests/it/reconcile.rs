@@ -464,7 +464,7 @@ fn delta(tasks: Vec<Assignment>, removed: &[&str]) -> Assignments {
         tasks,
         delta: true,
         removed: removed.iter().map(|s| s.to_string()).collect(),
-        exec: vec![],
+        ..Default::default()
     }
 }
 

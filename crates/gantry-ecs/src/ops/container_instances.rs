@@ -266,6 +266,15 @@ impl ControlPlane {
                         let arn = i.container_instance_arn.clone().unwrap_or_default();
                         i.remaining_resources = Some(self.remaining_after_tasks(&arn, &resources)?);
                         i.version_info = req.version_info.clone().or(i.version_info.take());
+                        // An agent that took an update up registers again once it re-executed:
+                        // running the server's binary it is UPDATED, else the update FAILED.
+                        if matches!(i.agent_update_status.as_deref(), Some("STAGING" | "STAGED" | "UPDATING"))
+                        {
+                            let hash = i.version_info.as_ref().and_then(|v| v.agent_hash.as_deref());
+                            let server = self.agent_binary.get().map(|b| b.sha256.as_str());
+                            let done = hash.is_some() && hash == server;
+                            i.agent_update_status = Some(if done { "UPDATED" } else { "FAILED" }.into());
+                        }
                         let mut a = i.attributes.take().unwrap_or_default();
                         upsert_attributes(&mut a, &attrs);
                         check_custom_limit(&a)?;
@@ -448,6 +457,8 @@ impl ControlPlane {
                 set_instance_status(&mut i.value, InstanceStatus::Inactive);
                 i.value.agent_connected = false;
                 let txn = txn.put_record(&ctx.scope, &before, &InstanceRecord(&i.value));
+                let arn = i.value.container_instance_arn.as_deref().unwrap_or_default();
+                let txn = txn.delete(keys::agent_update(arn));
                 Ok((txn, i.value))
             })
             .await?;
@@ -455,54 +466,132 @@ impl ControlPlane {
     }
 }
 
-/// The agent version this server ships: an agent reporting it is up to date.
+/// The agent version this server ships.
 pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
+/// The `agentUpdateStatus` values of an update under way.
+const UPDATE_IN_PROGRESS: &[&str] = &["PENDING", "STAGING", "STAGED", "UPDATING"];
+
 impl ControlPlane {
-    /// UpdateContainerAgent: an agent that runs the server's version has no update
-    /// (NoUpdateAvailableException), one that reports no version cannot be judged
-    /// (MissingVersionException), one already updating is UpdateInProgressException. Updating an
-    /// older agent (fetching the server's binary) is not implemented yet: UnsupportedFeature.
+    /// UpdateContainerAgent. An agent is up to date when it runs the server's binary: its
+    /// `versionInfo.agentHash` is the SHA-256 of the server's executable
+    /// (NoUpdateAvailableException). One that reports no hash cannot be judged
+    /// (MissingVersionException), one already updating is UpdateInProgressException. Otherwise
+    /// the instance's `agentUpdateStatus` becomes PENDING and the update is announced to its
+    /// agent on its next poll; the agent reports STAGING, STAGED, UPDATING (or FAILED) and, once
+    /// it registers again running the server's binary, the instance reads UPDATED.
     pub async fn update_container_agent(
         &self,
         ctx: &Ctx,
         req: UpdateContainerAgentRequest,
     ) -> Result<UpdateContainerAgentResponse> {
-        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.unwrap_or_default();
-        let i = match self.load_instance(ctx, &cname, &req.container_instance)? {
-            Some(i) if instance_status(&i.value) != Some(InstanceStatus::Inactive) => i.value,
-            _ => {
+        let binary = self.agent_binary.get().cloned();
+        let out = self
+            .retry(|| {
+                let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
+                let cname = cluster.value.cluster_name.unwrap_or_default();
+                let mut i = match self.load_instance(ctx, &cname, &req.container_instance)? {
+                    Some(i) if instance_status(&i.value) != Some(InstanceStatus::Inactive) => i,
+                    _ => {
+                        return Err(EcsError::invalid(format!(
+                            "Container instance '{}' is not registered in cluster '{cname}'.",
+                            req.container_instance
+                        )));
+                    }
+                };
+                if i.value.agent_update_status.as_deref().is_some_and(|s| UPDATE_IN_PROGRESS.contains(&s)) {
+                    return Err(EcsError::new(
+                        gantry_core::ErrorKind::UpdateInProgressException,
+                        "There is already a current agent update in progress.",
+                    ));
+                }
+                let arn = i.value.container_instance_arn.clone().unwrap_or_default();
+                let hash = i
+                    .value
+                    .version_info
+                    .as_ref()
+                    .and_then(|v| v.agent_hash.as_deref())
+                    .filter(|h| !h.is_empty());
+                let Some(hash) = hash else {
+                    return Err(EcsError::new(
+                        gantry_core::ErrorKind::MissingVersionException,
+                        format!("The container instance {arn} does not report its agent's version (versionInfo.agentHash)."),
+                    ));
+                };
+                let Some(binary) = binary.as_ref().filter(|b| b.sha256 != hash) else {
+                    return Err(EcsError::new(
+                        gantry_core::ErrorKind::NoUpdateAvailableException,
+                        format!(
+                            "There is no update available for the agent of container instance {arn}: it runs the server's agent ({hash})."
+                        ),
+                    ));
+                };
+                let before = InstanceRecord::before(&ctx.scope, &i);
+                i.value.agent_update_status = Some("PENDING".into());
+                i.value.version += 1;
+                let update = gantry_core::protocol::AgentUpdate { sha256: binary.sha256.clone(), size: binary.size };
+                let txn = Txn::new()
+                    .put_record(&ctx.scope, &before, &InstanceRecord(&i.value))
+                    .put(keys::agent_update(&arn), encode(&update));
+                Ok((txn, i.value))
+            })
+            .await?;
+        if let Some(arn) = &out.container_instance_arn {
+            self.agents.wake(arn);
+        }
+        Ok(UpdateContainerAgentResponse { container_instance: Some(self.render_instance(out)) })
+    }
+
+    /// The update announced to `node`'s agent and not taken up yet, if any (what its poll
+    /// carries).
+    pub fn agent_update_for(&self, node: &str) -> Option<gantry_core::protocol::AgentUpdate> {
+        load(&*self.store, &keys::agent_update(node)).ok().flatten().map(|u: Stored<_>| u.value)
+    }
+
+    /// An agent's progress through its update: STAGING (it took the update up), STAGED,
+    /// UPDATING (it re-executes itself next) or FAILED. Only an instance with an update under
+    /// way moves; its announcement is withdrawn once the agent has taken it up.
+    pub async fn report_agent_update(&self, report: gantry_core::protocol::AgentUpdateReport) -> Result<()> {
+        let node = report.node.as_str();
+        let bad_node = || EcsError::invalid(format!("Invalid container instance ARN: {node}"));
+        let a = Arn::parse(node).filter(|a| a.resource_type == "container-instance").ok_or_else(bad_node)?;
+        let (cname, id) = a.resource.split_once('/').ok_or_else(bad_node)?;
+        let ctx = Ctx::root(Scope::new(a.account.clone(), a.region.clone()));
+        let status = report.status.as_str();
+        if !matches!(status, "STAGING" | "STAGED" | "UPDATING" | "FAILED") {
+            return Err(EcsError::invalid(format!(
+                "Invalid agentUpdateStatus '{status}': an agent reports STAGING, STAGED, UPDATING or FAILED."
+            )));
+        }
+        self.retry(|| {
+            let mut i = match self.load_instance(&ctx, cname, id)? {
+                Some(i) if instance_status(&i.value) != Some(InstanceStatus::Inactive) => i,
+                _ => {
+                    return Err(EcsError::invalid(format!(
+                        "Container instance '{node}' is not registered in cluster '{cname}'."
+                    )));
+                }
+            };
+            if !i.value.agent_update_status.as_deref().is_some_and(|s| UPDATE_IN_PROGRESS.contains(&s)) {
                 return Err(EcsError::invalid(format!(
-                    "Container instance '{}' is not registered in cluster '{cname}'.",
-                    req.container_instance
+                    "Container instance '{node}' has no agent update in progress."
                 )));
             }
-        };
-        if matches!(i.agent_update_status.as_deref(), Some("PENDING" | "STAGING" | "STAGED" | "UPDATING")) {
-            return Err(EcsError::new(
-                gantry_core::ErrorKind::UpdateInProgressException,
-                "There is already a current agent update in progress.",
-            ));
+            let before = InstanceRecord::before(&ctx.scope, &i);
+            i.value.agent_update_status = Some(status.to_string());
+            i.value.version += 1;
+            let txn = Txn::new()
+                .put_record(&ctx.scope, &before, &InstanceRecord(&i.value))
+                .delete(keys::agent_update(node));
+            Ok((txn, ()))
+        })
+        .await?;
+        match (status, report.reason.as_deref()) {
+            ("FAILED", reason) => {
+                tracing::warn!(instance = %node, reason = reason.unwrap_or("unknown"), "an agent update failed")
+            }
+            _ => tracing::info!(instance = %node, status, "agent update"),
         }
-        let arn = i.container_instance_arn.clone().unwrap_or_default();
-        match i.version_info.as_ref().and_then(|v| v.agent_version.as_deref()) {
-            None => Err(EcsError::new(
-                gantry_core::ErrorKind::MissingVersionException,
-                format!("The container instance {arn} does not report its agent's version."),
-            )),
-            Some(v) if v == SERVER_VERSION => Err(EcsError::new(
-                gantry_core::ErrorKind::NoUpdateAvailableException,
-                format!(
-                    "There is no update available for the agent of container instance {arn}: it runs {v}, the server's version."
-                ),
-            )),
-            Some(v) => Err(EcsError::new(
-                gantry_core::ErrorKind::UnsupportedFeatureException,
-                format!(
-                    "Updating the agent of container instance {arn} from {v} to {SERVER_VERSION} is not supported by this version of Gantry."
-                ),
-            )),
-        }
+        Ok(())
     }
 }

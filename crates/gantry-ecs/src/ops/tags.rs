@@ -1,14 +1,16 @@
 //! Tags: TagResource, UntagResource, ListTagsForResource, on every taggable resource Gantry
 //! stores (clusters, task definitions, capacity providers, container instances, services, task
-//! sets, tasks).
+//! sets, tasks, daemons).
 //!
 //! A task set's tags live on it, in its service's record (`Service.taskSets`), so CreateTaskSet's
 //! `tags`, DescribeTaskSets' `include: [TAGS]` and these operations read and write the same list.
 
+use super::daemons::DaemonRecord;
 use super::services::ServiceRecord;
 use super::tasks::TaskRecord;
 use crate::records::{encode, load};
 use crate::status::{cluster_active, instance_status, provider_status, service_status};
+use crate::table::{Before, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::validate::{check_tag_count, merge_tags, validate_tags};
 use gantry_core::{Arn, CapacityProviderStatus, EcsError, ErrorKind, InstanceStatus, Result, ServiceStatus};
@@ -25,6 +27,8 @@ enum Target {
     /// The task set with this ARN, in the service record at the key.
     TaskSet(String),
     Task,
+    /// A daemon (ECS Managed Daemons): its tags are what `propagateTags DAEMON` gives its tasks.
+    Daemon,
 }
 
 /// `CLUSTER/REST` of a long-format ARN's resource, or ECS's refusal of the short format.
@@ -76,6 +80,10 @@ impl ControlPlane {
             "task" => {
                 let (cluster, id) = long_form(&a.resource)?;
                 (Target::Task, keys::task(&ctx.scope, cluster, id))
+            }
+            "daemon" => {
+                let (cluster, name) = long_form(&a.resource)?;
+                (Target::Daemon, keys::daemon(&ctx.scope, cluster, name))
             }
             _ => return Err(invalid_arn()),
         })
@@ -158,6 +166,16 @@ impl ControlPlane {
                     let out = tags.clone();
                     (Txn::new().when(&key, rec.mod_revision).put(&key, encode(&rec.value)), out)
                 }
+                Target::Daemon => {
+                    let rec = match load::<DaemonRecord>(&*self.store, &key)? {
+                        Some(r) if r.value.is_active() => r,
+                        _ => return Err(not_found(arn)),
+                    };
+                    let mut next = rec.value.clone();
+                    f(&mut next.tags)?;
+                    let out = next.tags.clone();
+                    (Txn::new().put_record(&ctx.scope, &Before::of(&ctx.scope, &rec), &next), out)
+                }
                 Target::TaskDefinition => {
                     let mut rec = load::<super::task_definitions::TaskDefRecord>(&*self.store, &key)?
                         .ok_or_else(|| EcsError::client("Unable to describe task definition."))?;
@@ -233,6 +251,10 @@ impl ControlPlane {
             Target::Task => {
                 load::<TaskRecord>(&*self.store, &key)?.ok_or_else(|| not_found(arn))?.value.task.tags
             }
+            Target::Daemon => match load::<DaemonRecord>(&*self.store, &key)? {
+                Some(r) if r.value.is_active() => Some(r.value.tags),
+                _ => return Err(not_found(arn)),
+            },
             Target::TaskDefinition => Some(
                 load::<super::task_definitions::TaskDefRecord>(&*self.store, &key)?
                     .ok_or_else(|| EcsError::client("Unable to describe task definition."))?

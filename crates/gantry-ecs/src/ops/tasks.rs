@@ -861,10 +861,15 @@ impl ControlPlane {
             None => self.active_task_definition(ctx, req.task_definition)?,
         };
         let (launch_type, cp) = match req.only {
-            Some(_) => ("EC2".to_string(), None),
+            // StartTask: EC2. A daemon's tasks name the Managed Instances provider of their
+            // instances, and report ECS's launch type for it.
+            Some(_) => match req.strategy.and_then(|s| s.first()) {
+                Some(i) => (MANAGED_INSTANCES.to_string(), Some(i.capacity_provider.clone())),
+                None => ("EC2".to_string(), None),
+            },
             None => launch(&cluster.value, req.launch_type, req.strategy)?,
         };
-        check_compatible(&td, &launch_type)?;
+        check_compatible(&td, if launch_type == MANAGED_INSTANCES { "EC2" } else { &launch_type })?;
         check_network(&td, req.network.as_ref())?;
         let p = plan(&td, req.overrides, launch_type == "FARGATE")?;
         let launch = Launch {
@@ -1150,6 +1155,9 @@ impl ControlPlane {
         launch: DaemonLaunch<'_>,
     ) -> Result<(Vec<Task>, Vec<Failure>)> {
         let td_arn = launch.definition.task_definition_arn.clone().unwrap_or_default();
+        let strategy = launch
+            .capacity_provider
+            .map(|p| vec![CapacityProviderStrategyItem { capacity_provider: p, weight: 1, base: 0 }]);
         self.run_like(
             ctx,
             RunLike {
@@ -1157,17 +1165,17 @@ impl ControlPlane {
                 task_definition: &td_arn,
                 count: launch.instances.len(),
                 launch_type: None,
-                strategy: None,
+                strategy: strategy.as_ref(),
                 overrides: None,
                 group: Some(launch.group),
                 started_by: Some(launch.started_by),
-                tags: Vec::new(),
+                tags: launch.tags,
                 network: None,
                 only: Some(launch.instances),
                 constraints: None,
                 strategies: None,
                 service: None,
-                managed_tags: Vec::new(),
+                managed_tags: launch.managed_tags,
                 load_balancers: None,
                 exec: launch.exec,
                 definition: Some(launch.definition),
@@ -1850,7 +1858,16 @@ pub(crate) struct DaemonLaunch<'a> {
     pub group: String,
     pub started_by: String,
     pub exec: bool,
+    /// The daemon's tags (propagateTags DAEMON), and ECS's managed tags
+    /// (enableECSManagedTags).
+    pub tags: Vec<Tag>,
+    pub managed_tags: Vec<Tag>,
+    /// The capacity provider the instances belong to (the tasks' `capacityProviderName`).
+    pub capacity_provider: Option<String>,
 }
+
+/// The launch type ECS reports for tasks on ECS Managed Instances.
+pub(crate) const MANAGED_INSTANCES: &str = "MANAGED_INSTANCES";
 
 /// A stopped task's attachments (its network interface) are deleted.
 pub(crate) fn attachments_deleted(t: &mut Task) {

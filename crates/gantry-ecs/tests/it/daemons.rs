@@ -334,7 +334,7 @@ async fn the_scheduler_places_replaces_and_rolls_out_instance_by_instance() {
     let c = cp
         .create_daemon(
             &ctx,
-            req(json!({"daemonName": "mon", "clusterArn": "c", "daemonTaskDefinitionArn": td1,
+            req(json!({"daemonName": "mon", "clusterArn": "c", "daemonTaskDefinitionArn": td1, "critical": false,
                        "capacityProviderArns": ["mi"], "deploymentConfiguration": {"drainPercent": 50.0}})),
         )
         .await
@@ -356,7 +356,8 @@ async fn the_scheduler_places_replaces_and_rolls_out_instance_by_instance() {
     let d = cp.describe_daemon(&ctx, req(json!({"daemonArn": c.daemon_arn.clone().unwrap()}))).unwrap();
     assert_eq!(d.daemon.unwrap().current_revisions.unwrap()[0].total_running_count, 4);
 
-    // A daemon task that stops (its container exited) is replaced on its instance.
+    // A non-critical daemon's task that stops (its container exited) is replaced on its
+    // instance.
     let (gone, on, ..) = tasks[0].clone();
     cp.submit_task_state_change(
         &ctx,
@@ -517,4 +518,232 @@ async fn failing_tasks_trip_the_circuit_breaker_and_roll_back_after_the_bake_tim
     let now = cp.describe_daemon(&ctx, req(json!({"daemonArn": daemon}))).unwrap().daemon.unwrap();
     assert_eq!(now.current_revisions.unwrap()[0].arn.as_deref(), Some(back_to.as_str()));
     drop(guards);
+}
+
+#[tokio::test]
+async fn a_critical_daemons_failed_task_drains_its_instance_instead_of_restarting() {
+    let (cp, ctx, clock) = setup();
+    let ids: Vec<String> = (1..=2).map(|i| format!("i-{i}")).collect();
+    cp.set_capacity(
+        Arc::new(Groups(ids.clone())),
+        Arc::new(gantry_ports::NoMetrics),
+        std::time::Duration::from_secs(600),
+    );
+    managed_cluster(&cp, &ctx).await;
+    let mut guards = Vec::new();
+    for id in &ids {
+        let doc = json!({"instanceId": id}).to_string();
+        let (_, g) = crate::common::connected_instance(
+            &cp,
+            &ctx,
+            &clock,
+            req(json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
+                {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]})),
+        )
+        .await;
+        guards.push(g);
+    }
+    let td = register(&cp, &ctx, "agent", "busybox").await;
+    // critical is true unless said otherwise.
+    let c = cp
+        .create_daemon(
+            &ctx,
+            req(json!({"daemonName": "mon", "clusterArn": "c", "daemonTaskDefinitionArn": td,
+                       "capacityProviderArns": ["mi"]})),
+        )
+        .await
+        .unwrap();
+    let first = c.deployment_arn.unwrap();
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    let tasks = daemon_tasks(&cp, &ctx).await;
+    assert_eq!(tasks.len(), 2);
+    for t in &tasks {
+        report(&cp, &ctx, &t.0, "RUNNING").await;
+    }
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    assert_eq!(deployment_status(&cp, &ctx, &first).await, "SUCCESSFUL");
+
+    let instance_status = |arn: &str| {
+        let d = cp
+            .describe_container_instances(&ctx, req(json!({"cluster": "c", "containerInstances": [arn]})))
+            .unwrap();
+        d.container_instances.unwrap().remove(0).status.unwrap()
+    };
+    // A task stopped by its user is restarted: only a failure drains.
+    let (stopped, on_stopped, ..) = tasks[1].clone();
+    cp.stop_task(&ctx, req(json!({"cluster": "c", "task": stopped.clone()}))).await.unwrap();
+    report(&cp, &ctx, &stopped, "STOPPED").await;
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    assert_eq!(instance_status(&on_stopped), "ACTIVE");
+    let again: Vec<_> =
+        daemon_tasks(&cp, &ctx).await.into_iter().filter(|t| t.1 == on_stopped && t.3 != "STOPPED").collect();
+    assert_eq!(again.len(), 1, "restarted: {again:?}");
+
+    let (gone, on, ..) = tasks[0].clone();
+    cp.submit_task_state_change(
+        &ctx,
+        req(json!({"cluster": "c", "task": gone, "status": "STOPPED", "reason": "Essential container in task exited"})),
+    )
+    .await
+    .unwrap();
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    assert_eq!(instance_status(&on), "DRAINING");
+    let now = daemon_tasks(&cp, &ctx).await;
+    assert!(
+        now.iter().filter(|t| t.1 == on).all(|t| t.3 == "STOPPED"),
+        "no daemon task again on the drained instance: {now:?}"
+    );
+    // The other instance keeps its daemon task.
+    assert_eq!(instance_status(&on_stopped), "ACTIVE");
+    drop(guards);
+}
+
+#[tokio::test]
+async fn daemon_tasks_carry_the_daemons_tags_and_ecs_managed_tags_when_asked() {
+    let (cp, ctx, clock) = setup();
+    let ids = vec!["i-1".to_string()];
+    cp.set_capacity(
+        Arc::new(Groups(ids.clone())),
+        Arc::new(gantry_ports::NoMetrics),
+        std::time::Duration::from_secs(600),
+    );
+    managed_cluster(&cp, &ctx).await;
+    let doc = json!({"instanceId": "i-1"}).to_string();
+    let (_, _guard) = crate::common::connected_instance(
+        &cp,
+        &ctx,
+        &clock,
+        req(json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]})),
+    )
+    .await;
+    let td = register(&cp, &ctx, "agent", "busybox").await;
+    let tags_of = |cp: &ControlPlane| {
+        let arns = cp.list_tasks(&ctx, req(json!({"cluster": "c"}))).unwrap().task_arns.unwrap();
+        let d = cp
+            .describe_tasks(&ctx, req(json!({"cluster": "c", "tasks": arns, "include": ["TAGS"]})))
+            .unwrap();
+        d.tasks
+            .unwrap()
+            .into_iter()
+            .map(|t| {
+                let mut tags: Vec<(String, String)> = t
+                    .tags
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| (t.key.unwrap_or_default(), t.value.unwrap_or_default()))
+                    .collect();
+                tags.sort();
+                tags
+            })
+            .collect::<Vec<_>>()
+    };
+    cp.create_daemon(
+        &ctx,
+        req(json!({"daemonName": "mon", "clusterArn": "c", "daemonTaskDefinitionArn": td,
+                   "capacityProviderArns": ["mi"], "tags": [{"key": "team", "value": "ops"}],
+                   "propagateTags": "DAEMON", "enableECSManagedTags": true})),
+    )
+    .await
+    .unwrap();
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+    assert_eq!(
+        tags_of(&cp),
+        vec![vec![pair("aws:ecs:clusterName", "c"), pair("aws:ecs:daemonName", "mon"), pair("team", "ops")]]
+    );
+}
+
+#[tokio::test]
+async fn daemon_tasks_carry_no_tags_unless_asked() {
+    let (cp, ctx, clock) = setup();
+    cp.set_capacity(
+        Arc::new(Groups(vec!["i-1".to_string()])),
+        Arc::new(gantry_ports::NoMetrics),
+        std::time::Duration::from_secs(600),
+    );
+    managed_cluster(&cp, &ctx).await;
+    let doc = json!({"instanceId": "i-1"}).to_string();
+    let (_, _guard) = crate::common::connected_instance(
+        &cp,
+        &ctx,
+        &clock,
+        req(json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]})),
+    )
+    .await;
+    let td = register(&cp, &ctx, "agent", "busybox").await;
+    cp.create_daemon(
+        &ctx,
+        req(json!({"daemonName": "mon", "clusterArn": "c", "daemonTaskDefinitionArn": td,
+                   "capacityProviderArns": ["mi"], "tags": [{"key": "team", "value": "ops"}]})),
+    )
+    .await
+    .unwrap();
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    let arns = cp.list_tasks(&ctx, req(json!({"cluster": "c"}))).unwrap().task_arns.unwrap();
+    assert_eq!(arns.len(), 1);
+    let d =
+        cp.describe_tasks(&ctx, req(json!({"cluster": "c", "tasks": arns, "include": ["TAGS"]}))).unwrap();
+    let t = d.tasks.unwrap().remove(0);
+    assert_eq!(t.tags.clone().unwrap_or_default(), vec![]);
+    // A daemon task reports its instance's Managed Instances provider and ECS's launch type
+    // for it.
+    assert_eq!(t.launch_type.as_deref(), Some("MANAGED_INSTANCES"));
+    assert_eq!(t.capacity_provider_name.as_deref(), Some("mi"));
+}
+
+#[tokio::test]
+async fn daemons_are_tagged_with_tag_resource_and_their_new_tasks_carry_the_tags() {
+    let (cp, ctx, clock) = setup();
+    cp.set_capacity(
+        Arc::new(Groups(vec!["i-1".to_string()])),
+        Arc::new(gantry_ports::NoMetrics),
+        std::time::Duration::from_secs(600),
+    );
+    managed_cluster(&cp, &ctx).await;
+    let td = register(&cp, &ctx, "agent", "busybox").await;
+    let c = cp
+        .create_daemon(
+            &ctx,
+            req(json!({"daemonName": "mon", "clusterArn": "c", "daemonTaskDefinitionArn": td,
+                       "capacityProviderArns": ["mi"], "propagateTags": "DAEMON"})),
+        )
+        .await
+        .unwrap();
+    let daemon = c.daemon_arn.unwrap();
+    cp.tag_resource(&ctx, req(json!({"resourceArn": daemon, "tags": [{"key": "team", "value": "ops"}, {"key": "x", "value": "1"}]})))
+        .await
+        .unwrap();
+    cp.untag_resource(&ctx, req(json!({"resourceArn": daemon, "tagKeys": ["x"]}))).await.unwrap();
+    let tags = cp.list_tags_for_resource(&ctx, req(json!({"resourceArn": daemon}))).unwrap().tags.unwrap();
+    assert_eq!(tags, vec![Tag { key: Some("team".into()), value: Some("ops".into()) }]);
+    let missing = daemon.replace("/mon", "/nothing");
+    let e = cp.list_tags_for_resource(&ctx, req(json!({"resourceArn": missing}))).unwrap_err();
+    assert_eq!(e.kind, gantry_core::ErrorKind::ResourceNotFoundException);
+    let e = cp
+        .tag_resource(&ctx, req(json!({"resourceArn": missing, "tags": [{"key": "a", "value": "b"}]})))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, gantry_core::ErrorKind::ResourceNotFoundException);
+
+    // An instance that comes now gets a task with the daemon's tags as they are.
+    let doc = json!({"instanceId": "i-1"}).to_string();
+    let (_, _guard) = crate::common::connected_instance(
+        &cp,
+        &ctx,
+        &clock,
+        req(json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]})),
+    )
+    .await;
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    let arns = cp.list_tasks(&ctx, req(json!({"cluster": "c"}))).unwrap().task_arns.unwrap();
+    let d =
+        cp.describe_tasks(&ctx, req(json!({"cluster": "c", "tasks": arns, "include": ["TAGS"]}))).unwrap();
+    assert_eq!(d.tasks.unwrap()[0].tags.clone().unwrap(), tags);
 }

@@ -221,48 +221,169 @@ async fn services_launch_tasks_with_exec_as_configured() {
     assert!(!d.services.unwrap()[0].enable_execute_command);
 }
 
+const SERVER_HASH: &str = "5e1f0000000000000000000000000000000000000000000000000000000000aa";
+const OLD_HASH: &str = "0d1d0000000000000000000000000000000000000000000000000000000000bb";
+
+fn registration(hash: Option<&str>) -> RegisterContainerInstanceRequest {
+    let mut r = json!({"cluster": "c", "totalResources": [
+        {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
+        {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}]});
+    if let Some(h) = hash {
+        r["versionInfo"] = json!({"agentVersion": "1.0.0", "agentHash": h});
+    }
+    req(r)
+}
+
+fn with_server_binary(cp: &ControlPlane) {
+    cp.set_agent_binary(gantry_ecs::AgentBinary {
+        path: "/usr/local/bin/gantry".into(),
+        sha256: SERVER_HASH.into(),
+        size: 1234,
+    });
+}
+
+async fn update_error(cp: &ControlPlane, ctx: &Ctx, arn: &str) -> (ErrorKind, String) {
+    let e = cp
+        .update_container_agent(ctx, req(json!({"cluster": "c", "containerInstance": arn})))
+        .await
+        .unwrap_err();
+    (e.kind, e.message)
+}
+
+fn update_status(cp: &ControlPlane, ctx: &Ctx, arn: &str) -> Option<String> {
+    let d = cp
+        .describe_container_instances(ctx, req(json!({"cluster": "c", "containerInstances": [arn]})))
+        .unwrap();
+    d.container_instances.unwrap().remove(0).agent_update_status
+}
+
+async fn agent_reports(cp: &ControlPlane, arn: &str, status: &str) -> gantry_core::Result<()> {
+    let report = gantry_core::protocol::AgentUpdateReport {
+        node: arn.to_string(),
+        status: status.to_string(),
+        reason: (status == "FAILED").then(|| "digest mismatch".to_string()),
+    };
+    cp.report_agent_update(report).await
+}
+
 #[tokio::test]
 async fn update_container_agent_says_when_there_is_no_update() {
     let (cp, ctx, clock) = setup();
+    with_server_binary(&cp);
     cp.create_cluster(&ctx, req(json!({"clusterName": "c"}))).await.unwrap();
-    let register = |version: Option<&str>| {
-        let mut r = json!({"cluster": "c", "totalResources": [
-            {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
-            {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}]});
-        if let Some(v) = version {
-            r["versionInfo"] = json!({"agentVersion": v});
-        }
-        req::<RegisterContainerInstanceRequest>(r)
-    };
-    let check = |arn: String, kind: ErrorKind, msg: String| {
-        let cp = cp.clone();
-        let ctx = ctx.clone();
-        async move {
-            let e = cp
-                .update_container_agent(&ctx, req(json!({"cluster": "c", "containerInstance": arn})))
-                .await
-                .unwrap_err();
-            assert_eq!((e.kind, e.message), (kind, msg));
-        }
-    };
-    let server = gantry_ecs::ops::container_instances::SERVER_VERSION;
-    let (current, _g1) = connected_instance(&cp, &ctx, &clock, register(Some(server))).await;
-    check(
-        current.clone(),
-        ErrorKind::NoUpdateAvailableException,
-        format!("There is no update available for the agent of container instance {current}: it runs {server}, the server's version."),
-    )
-    .await;
-    let (none, _g2) = connected_instance(&cp, &ctx, &clock, register(None)).await;
-    check(
-        none.clone(),
-        ErrorKind::MissingVersionException,
-        format!("The container instance {none} does not report its agent's version."),
-    )
-    .await;
+    let (current, _g1) = connected_instance(&cp, &ctx, &clock, registration(Some(SERVER_HASH))).await;
+    assert_eq!(
+        update_error(&cp, &ctx, &current).await,
+        (
+            ErrorKind::NoUpdateAvailableException,
+            format!(
+                "There is no update available for the agent of container instance {current}: it runs the server's agent ({SERVER_HASH})."
+            )
+        )
+    );
+    let (none, _g2) = connected_instance(&cp, &ctx, &clock, registration(None)).await;
+    assert_eq!(
+        update_error(&cp, &ctx, &none).await,
+        (
+            ErrorKind::MissingVersionException,
+            format!(
+                "The container instance {none} does not report its agent's version (versionInfo.agentHash)."
+            )
+        )
+    );
     let e = cp
         .update_container_agent(&ctx, req(json!({"cluster": "nope", "containerInstance": current})))
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::ClusterNotFoundException);
+    assert_eq!(update_error(&cp, &ctx, "0123").await.0, ErrorKind::InvalidParameterException);
+}
+
+#[tokio::test]
+async fn a_server_that_knows_no_binary_of_its_own_has_no_update() {
+    let (cp, ctx, clock) = setup();
+    cp.create_cluster(&ctx, req(json!({"clusterName": "c"}))).await.unwrap();
+    let (old, _g) = connected_instance(&cp, &ctx, &clock, registration(Some(OLD_HASH))).await;
+    assert_eq!(update_error(&cp, &ctx, &old).await.0, ErrorKind::NoUpdateAvailableException);
+    assert_eq!(cp.agent_update_for(&old), None);
+}
+
+#[tokio::test]
+async fn an_older_agent_moves_through_the_update_statuses_to_updated() {
+    let (cp, ctx, clock) = setup();
+    with_server_binary(&cp);
+    cp.create_cluster(&ctx, req(json!({"clusterName": "c"}))).await.unwrap();
+    let (old, _g) = connected_instance(&cp, &ctx, &clock, registration(Some(OLD_HASH))).await;
+    assert_eq!(cp.agent_update_for(&old), None, "nothing announced before UpdateContainerAgent");
+    // A report without an update under way is refused.
+    let e = agent_reports(&cp, &old, "STAGING").await.unwrap_err();
+    assert_eq!(e.message, format!("Container instance '{old}' has no agent update in progress."));
+
+    let r = cp
+        .update_container_agent(&ctx, req(json!({"cluster": "c", "containerInstance": old})))
+        .await
+        .unwrap();
+    let ci = r.container_instance.unwrap();
+    assert_eq!(ci.agent_update_status.as_deref(), Some("PENDING"));
+    assert!(ci.agent_connected);
+    // The agent's poll carries the server's binary until the agent takes it up.
+    let announced = gantry_core::protocol::AgentUpdate { sha256: SERVER_HASH.into(), size: 1234 };
+    assert_eq!(cp.agent_update_for(&old), Some(announced));
+    assert_eq!(
+        update_error(&cp, &ctx, &old).await,
+        (ErrorKind::UpdateInProgressException, "There is already a current agent update in progress.".into())
+    );
+    let e = agent_reports(&cp, &old, "UPDATED").await.unwrap_err();
+    assert_eq!(
+        e.message,
+        "Invalid agentUpdateStatus 'UPDATED': an agent reports STAGING, STAGED, UPDATING or FAILED."
+    );
+    for status in ["STAGING", "STAGED", "UPDATING"] {
+        agent_reports(&cp, &old, status).await.unwrap();
+        assert_eq!(update_status(&cp, &ctx, &old).as_deref(), Some(status));
+        assert_eq!(cp.agent_update_for(&old), None, "taken up at {status}");
+        assert_eq!(update_error(&cp, &ctx, &old).await.0, ErrorKind::UpdateInProgressException);
+    }
+    // The re-executed agent registers again as the same instance, with the server's hash.
+    let mut again = registration(Some(SERVER_HASH));
+    again.container_instance_arn = Some(old.clone());
+    let ci = cp.register_container_instance(&ctx, again).await.unwrap().container_instance.unwrap();
+    assert_eq!(ci.container_instance_arn.as_deref(), Some(old.as_str()));
+    assert_eq!(ci.agent_update_status.as_deref(), Some("UPDATED"));
+    assert_eq!(ci.version_info.unwrap().agent_hash.as_deref(), Some(SERVER_HASH));
+    assert_eq!(update_error(&cp, &ctx, &old).await.0, ErrorKind::NoUpdateAvailableException);
+}
+
+#[tokio::test]
+async fn a_failed_update_leaves_the_agent_as_it_was_and_may_be_asked_again() {
+    let (cp, ctx, clock) = setup();
+    with_server_binary(&cp);
+    cp.create_cluster(&ctx, req(json!({"clusterName": "c"}))).await.unwrap();
+    let (old, _g) = connected_instance(&cp, &ctx, &clock, registration(Some(OLD_HASH))).await;
+    let ask =
+        || cp.update_container_agent(&ctx, req(json!({"cluster": "c", "containerInstance": old.clone()})));
+    ask().await.unwrap();
+    agent_reports(&cp, &old, "STAGING").await.unwrap();
+    agent_reports(&cp, &old, "FAILED").await.unwrap();
+    assert_eq!(update_status(&cp, &ctx, &old).as_deref(), Some("FAILED"));
+    // FAILED ends the update: another may be asked for.
+    let ci = ask().await.unwrap().container_instance.unwrap();
+    assert_eq!(ci.agent_update_status.as_deref(), Some("PENDING"));
+    // An agent that comes back still running its old binary after taking the update up
+    // (it crashed while updating) failed to update.
+    agent_reports(&cp, &old, "UPDATING").await.unwrap();
+    let mut again = registration(Some(OLD_HASH));
+    again.container_instance_arn = Some(old.clone());
+    let ci = cp.register_container_instance(&ctx, again).await.unwrap().container_instance.unwrap();
+    assert_eq!(ci.agent_update_status.as_deref(), Some("FAILED"));
+    // Deregistering withdraws an announcement the agent never took up.
+    ask().await.unwrap();
+    assert!(cp.agent_update_for(&old).is_some());
+    cp.deregister_container_instance(
+        &ctx,
+        req(json!({"cluster": "c", "containerInstance": old, "force": true})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(cp.agent_update_for(&old), None);
 }
