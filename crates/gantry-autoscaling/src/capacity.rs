@@ -8,6 +8,7 @@ use crate::{AutoScaling, keys};
 use gantry_core::Scope;
 use gantry_model::autoscaling::{
     CompleteLifecycleActionType, PutLifecycleHookType, SetInstanceProtectionQuery,
+    TerminateInstanceInAutoScalingGroupType,
 };
 use gantry_ports::autoscaling::{CapacityGroups, GroupInstance, GroupView, OwnedGroup, PortFuture};
 use gantry_runtime::records::{Stored, load};
@@ -164,6 +165,39 @@ impl CapacityGroups for AutoScaling {
             self.complete_lifecycle_action(&scope, req).await.map(|_| ()).map_err(|e| e.message)
         })
     }
+    fn replace_instance<'a>(
+        &'a self,
+        account: &'a str,
+        region: &'a str,
+        group: &'a str,
+        instance_id: &'a str,
+        cause: &'a str,
+    ) -> PortFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let scope = Scope::new(account, region);
+            let in_group = self
+                .load_group(&scope, keys::group_name(group))
+                .map_err(|e| e.message)?
+                .is_some_and(|g| g.value.instances.iter().any(|i| i.instance.instance_id == instance_id));
+            if !in_group {
+                // Gone already (terminated, or its group deleted).
+                return Ok(());
+            }
+            let req = TerminateInstanceInAutoScalingGroupType {
+                instance_id: Some(instance_id.to_string()),
+                auto_scaling_group_name: Some(keys::group_name(group).to_string()),
+                should_decrement_desired_capacity: false,
+                ..Default::default()
+            };
+            match self.terminate_instance(&scope, req, cause).await {
+                Ok(_) => Ok(()),
+                // Already terminating: what was asked is under way.
+                Err(e) if e.code == "ScalingActivityInProgressFault" => Ok(()),
+                Err(e) => Err(e.message),
+            }
+        })
+    }
+
     fn ensure_owned<'a>(
         &'a self,
         account: &'a str,

@@ -74,7 +74,7 @@ impl AutoScaling {
             "SetDesiredCapacity" => render(self.set_desired_capacity(scope, parse(input)?).await?),
             "SetInstanceProtection" => render(self.set_instance_protection(scope, parse(input)?).await?),
             "TerminateInstanceInAutoScalingGroup" => {
-                render(self.terminate_instance(scope, parse(input)?).await?)
+                render(self.terminate_instance(scope, parse(input)?, ops::USER_REQUEST).await?)
             }
             "DescribeAutoScalingInstances" => render(self.describe_instances(scope, parse(input)?)?),
             "DescribeScalingActivities" => render(self.describe_activities(scope, parse(input)?)?),

@@ -736,10 +736,13 @@ impl AutoScaling {
         Ok(serde_json::json!({}))
     }
 
+    /// TerminateInstanceInAutoScalingGroup; `by` names who asked, in the activity's Cause
+    /// ("... in response to BY"): [`USER_REQUEST`] for the API.
     pub(crate) async fn terminate_instance(
         &self,
         scope: &Scope,
         req: TerminateInstanceInAutoScalingGroupType,
+        by: &str,
     ) -> Result<ActivityType, ServiceError> {
         let Some(id) = req.instance_id.clone() else {
             return Err(validation(
@@ -783,12 +786,12 @@ impl AutoScaling {
                 let cause = if decrement {
                     g.group.desired_capacity -= 1;
                     format!(
-                        "At {} instance {id} was taken out of service in response to a user request, shrinking the capacity from {desired} to {}.",
+                        "At {} instance {id} was taken out of service in response to {by}, shrinking the capacity from {desired} to {}.",
                         iso(now),
                         desired - 1
                     )
                 } else {
-                    format!("At {} instance {id} was taken out of service in response to a user request.", iso(now))
+                    format!("At {} instance {id} was taken out of service in response to {by}.", iso(now))
                 };
                 let act = begin_termination(self.ids.as_ref(), scope, g, pos, &hooks, now, &cause);
                 Ok(act)
@@ -797,6 +800,9 @@ impl AutoScaling {
         Ok(ActivityType { activity: Some(activity), activities: None })
     }
 }
+
+/// Who asks for TerminateInstanceInAutoScalingGroup through the API, in the activity's Cause.
+pub(crate) const USER_REQUEST: &str = "a user request";
 
 /// Marks an instance terminating (waiting on the first termination hook, if any) and returns
 /// its activity, which the group's next write stores.

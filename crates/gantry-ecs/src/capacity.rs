@@ -21,7 +21,10 @@
 //! 3. managedTerminationProtection: instances running tasks are protected from scale-in, the
 //!    others not;
 //! 4. managedDraining: the group carries ECS's termination hook; an instance waiting on it is
-//!    set DRAINING (the service scheduler moves its tasks) and let go once nothing runs on it.
+//!    set DRAINING (the service scheduler moves its tasks) and let go once nothing runs on it;
+//! 5. daemon auto repair: an instance drained because a critical daemon's task failed there is
+//!    replaced through its group (`CapacityGroups::replace_instance`) once only daemon tasks run
+//!    on it (`daemon_scheduler.rs`).
 
 use crate::ops::capacity_providers::BUILT_IN;
 use crate::ops::tasks::TaskRecord;
@@ -373,8 +376,22 @@ impl ControlPlane {
             }
             reports.push(report);
         }
+        // 5. Daemon auto repair: instances a critical daemon drained are replaced once empty.
+        self.daemon_repairs_pass(&ctx, cluster).await?;
         self.retire_managed_instances(scope, cluster, ports).await?;
         Ok(reports)
+    }
+
+    /// The Auto Scaling group (ARN or name) of a capacity provider: its own for ECS Managed
+    /// Instances, the one it names otherwise.
+    pub(crate) fn provider_group(&self, ctx: &Ctx, provider: &str) -> Result<Option<String>> {
+        let Some(p) = load::<CapacityProvider>(&*self.store, &keys::capacity_provider(&ctx.scope, provider))?
+        else {
+            return Ok(None);
+        };
+        Ok(scaling_of(&p.value)
+            .map(|(group, ..)| group)
+            .or_else(|| Some(p.value.auto_scaling_group_provider.as_ref()?.auto_scaling_group_arn.clone())))
     }
 
     /// The container instances (ARNs) of a capacity provider's Auto Scaling group (an ECS
@@ -642,8 +659,10 @@ impl ControlPlane {
         }
         for i in group.instances.iter().filter(|i| i.lifecycle_state == "Terminating:Wait") {
             let ci = by_ec2.get(i.instance_id.as_str());
+            // Daemon tasks go with their instance: they do not hold it.
             if let Some(ci) = ci
                 && has_tasks(ci)
+                && self.runs_other_than_daemons(ctx, cluster, ci_id(ci)).unwrap_or(true)
             {
                 {
                     if status::instance_status(ci) == Some(InstanceStatus::Active) {
@@ -736,6 +755,11 @@ pub(crate) fn parse_capacity_key(key: &str) -> Option<(Scope, String)> {
     let mut it = key.splitn(3, '/');
     let (account, region, name) = (it.next()?, it.next()?, it.next()?);
     Some((Scope::new(account, region), name.to_string()))
+}
+
+/// A container instance's ID (the end of its ARN).
+fn ci_id(ci: &ContainerInstance) -> &str {
+    ci.container_instance_arn.as_deref().unwrap_or_default().rsplit('/').next().unwrap_or_default()
 }
 
 /// Whether a container instance runs or is about to run tasks.

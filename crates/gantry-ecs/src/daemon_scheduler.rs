@@ -11,7 +11,7 @@
 
 use crate::ops::daemons::{DaemonRecord, daemon_group};
 use crate::ops::tasks::{DaemonLaunch, TaskRecord};
-use crate::records::{encode, load, load_prefix};
+use crate::records::{decode, encode, load, load_prefix};
 use crate::table::{Before, TxnExt};
 use crate::{ControlPlane, Ctx, keys, status};
 use gantry_core::{DaemonDeploymentStatus, DaemonMonitorStatus, InstanceStatus, Result, TaskStatus};
@@ -33,7 +33,107 @@ type LastStopped = std::collections::HashMap<String, (f64, bool)>;
 /// Stop codes of a task that failed on its own (what the circuit breaker counts).
 const FAILED: &[&str] = &["EssentialContainerExited", "TaskFailedToStart"];
 
+/// Why ECS drained a container instance: a task of critical daemon `daemon` failed there. The
+/// instance, of `capacity_provider`'s group, is replaced once it runs only daemon tasks.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct DaemonRepair {
+    pub daemon: String,
+    pub capacity_provider: String,
+}
+
 impl ControlPlane {
+    /// Daemon auto repair: each container instance drained because a critical daemon's task
+    /// failed there is, once it runs nothing but daemon tasks, terminated by its capacity
+    /// provider's Auto Scaling group, which launches another in its place
+    /// (TerminateInstanceInAutoScalingGroup without decrementing the desired capacity). The new
+    /// instance gets its daemon tasks first, as any new instance. An instance made ACTIVE
+    /// again, or gone, is forgotten.
+    pub(crate) async fn daemon_repairs_pass(&self, ctx: &Ctx, cluster: &str) -> Result<()> {
+        let Some(ports) = self.capacity.get() else { return Ok(()) };
+        let prefix = keys::daemon_repair_prefix(&ctx.scope, cluster);
+        for kv in self.store.range(&prefix, None, usize::MAX) {
+            let id = &kv.key[prefix.len()..];
+            let forget = || async {
+                let txn = Txn::new().when(kv.key.clone(), kv.mod_revision).delete(kv.key.clone());
+                if let Err(e) = self.commit_at(txn).await {
+                    tracing::warn!(cluster, instance = id, "cannot forget a daemon repair: {e}");
+                }
+            };
+            let Ok(repair) = decode::<DaemonRepair>(&kv).map(|r| r.value) else {
+                forget().await;
+                continue;
+            };
+            let ci =
+                load::<ContainerInstance>(&*self.store, &keys::container_instance(&ctx.scope, cluster, id))?;
+            let Some(ci) = ci.map(|c| c.value) else {
+                forget().await;
+                continue;
+            };
+            match status::instance_status(&ci) {
+                Some(InstanceStatus::Draining) => {}
+                // Still ACTIVE (the drain did not go through: the daemon pass drains again) or
+                // made ACTIVE by its user, or deregistered: nothing to replace.
+                _ => {
+                    forget().await;
+                    continue;
+                }
+            }
+            if self.runs_other_than_daemons(ctx, cluster, id)? {
+                continue;
+            }
+            let Some(group) = self.provider_group(ctx, &repair.capacity_provider)? else {
+                forget().await;
+                continue;
+            };
+            let Some(ec2) = ci.ec2_instance_id.as_deref() else {
+                forget().await;
+                continue;
+            };
+            let cause = format!(
+                "ECS daemon auto repair: a task of critical daemon {} on cluster {cluster} failed on container instance {id}",
+                repair.daemon
+            );
+            tracing::info!(cluster, instance = id, ec2, group = %group, "replacing an instance a critical daemon drained");
+            match ports
+                .groups
+                .replace_instance(&ctx.scope.account, &ctx.scope.region, &group, ec2, &cause)
+                .await
+            {
+                Ok(()) => forget().await,
+                Err(e) => tracing::warn!(cluster, instance = id, "cannot replace an instance: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a task that is not a daemon's still runs (or is about to) on the instance.
+    pub(crate) fn runs_other_than_daemons(
+        &self,
+        ctx: &Ctx,
+        cluster: &str,
+        instance_id: &str,
+    ) -> Result<bool> {
+        for desired in ["RUNNING", "STOPPED"] {
+            let prefix =
+                keys::task_index_prefix(&ctx.scope, cluster, keys::TaskIndex::Instance(instance_id), desired);
+            for kv in self.store.range(&prefix, None, usize::MAX) {
+                let task_id = &kv.key[prefix.len()..];
+                let Some(t) = load::<TaskRecord>(&*self.store, &keys::task(&ctx.scope, cluster, task_id))?
+                else {
+                    continue;
+                };
+                let t = t.value.task;
+                if t.last_status.as_deref().and_then(TaskStatus::parse) == Some(TaskStatus::Stopped) {
+                    continue;
+                }
+                if !t.group.as_deref().is_some_and(|g| g.starts_with("daemon:")) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
     /// One pass over `cluster`'s daemons.
     pub(crate) async fn daemons_pass(&self, ctx: &Ctx, cluster: &str) -> Result<()> {
         let daemons = load_prefix::<DaemonRecord>(&*self.store, &keys::daemon_prefix(&ctx.scope, cluster))?;
@@ -88,9 +188,18 @@ impl ControlPlane {
     }
 
     /// Drains an instance whose critical daemon's task failed: its other tasks are stopped and
-    /// its service tasks replaced elsewhere, as for any DRAINING instance.
-    async fn drain_for_daemon(&self, ctx: &Ctx, rec: &DaemonRecord, instance: &str) {
+    /// its service tasks replaced elsewhere, as for any DRAINING instance. The reason is
+    /// recorded first ([`DaemonRepair`]): once only daemon tasks run there, the instance is
+    /// replaced ([`Self::daemon_repairs_pass`]). An instance a user drains is not.
+    async fn drain_for_daemon(&self, ctx: &Ctx, rec: &DaemonRecord, instance: &str, provider: &str) {
         tracing::info!(cluster = %rec.cluster, daemon = %rec.name, instance, "a critical daemon's task failed: draining its instance");
+        let id = instance.rsplit('/').next().unwrap_or_default();
+        let repair = DaemonRepair { daemon: rec.name.clone(), capacity_provider: provider.to_string() };
+        let key = keys::daemon_repair(&ctx.scope, &rec.cluster, id);
+        if let Err(e) = self.commit_at(Txn::new().put(key, encode(&repair))).await {
+            tracing::warn!(cluster = %rec.cluster, instance, "cannot record a daemon repair: {e}");
+            return;
+        }
         let req = UpdateContainerInstancesStateRequest {
             cluster: Some(rec.cluster.clone()),
             container_instances: vec![instance.to_string()],
@@ -217,7 +326,8 @@ impl ControlPlane {
                 if slot.tasks.is_empty()
                     && last_stopped.get(&slot.instance).is_some_and(|(_, failed)| *failed)
                 {
-                    self.drain_for_daemon(ctx, &rec, &slot.instance).await;
+                    let provider = provider_of.get(&slot.instance).cloned().unwrap_or_default();
+                    self.drain_for_daemon(ctx, &rec, &slot.instance, &provider).await;
                 } else {
                     kept.push(slot);
                 }

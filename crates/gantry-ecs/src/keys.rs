@@ -407,6 +407,16 @@ pub fn daemon_revision(s: &Scope, cluster: &str, name: &str, id: &str) -> String
     scoped(s, &["daemon-revision/", cluster, "/", name, "/", id])
 }
 
+/// Container instances a critical daemon's failed task drained, to be replaced once they run
+/// nothing but daemon tasks: `.../daemon-repair/CLUSTER/INSTANCE-ID`, valued with a
+/// `DaemonRepair` (JSON).
+pub fn daemon_repair_prefix(s: &Scope, cluster: &str) -> String {
+    scoped(s, &["daemon-repair/", cluster, "/"])
+}
+pub fn daemon_repair(s: &Scope, cluster: &str, instance_id: &str) -> String {
+    scoped(s, &["daemon-repair/", cluster, "/", instance_id])
+}
+
 /// Every daemon that exists, across scopes: `/_ecs/daemon/ACCOUNT/REGION/CLUSTER/NAME` (empty;
 /// the daemon record's index row: the clusters the daemon scheduler visits).
 pub fn daemons_index_prefix() -> String {

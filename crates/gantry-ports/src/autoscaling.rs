@@ -154,6 +154,21 @@ pub trait CapacityGroups: Send + Sync {
         hook: &'a str,
         instance_id: &'a str,
     ) -> PortFuture<'a, Result<(), String>>;
+    /// TerminateInstanceInAutoScalingGroup with ShouldDecrementDesiredCapacity=false: the
+    /// instance goes (through the group's termination hooks) and the group launches another in
+    /// its place. `cause` ends the scaling activity's Cause ("... in response to CAUSE."). An
+    /// instance already terminating, or no longer in the group, is success.
+    fn replace_instance<'a>(
+        &'a self,
+        account: &'a str,
+        region: &'a str,
+        group: &'a str,
+        instance_id: &'a str,
+        cause: &'a str,
+    ) -> PortFuture<'a, Result<(), String>> {
+        let _ = (account, region, group, instance_id, cause);
+        Box::pin(async { Err("This Auto Scaling cannot replace instances for ECS.".to_string()) })
+    }
     /// Creates the group (and its launch configuration) if it does not exist yet.
     fn ensure_owned<'a>(
         &'a self,

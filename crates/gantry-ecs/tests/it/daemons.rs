@@ -191,8 +191,15 @@ async fn daemons_deployments_and_revisions() {
     assert_eq!(e.kind, ErrorKind::DaemonNotFoundException);
 }
 
-/// Auto Scaling as ECS sees it: one group (any name) holding the given instances.
-struct Groups(Vec<String>);
+/// Auto Scaling as ECS sees it: one group (any name) holding the given instances; the
+/// instances ECS asked it to replace (group, instance ID, cause).
+struct Groups(Vec<String>, std::sync::Mutex<Vec<(String, String, String)>>);
+
+impl Groups {
+    fn of(ids: Vec<String>) -> Groups {
+        Groups(ids, Default::default())
+    }
+}
 
 impl gantry_ports::autoscaling::CapacityGroups for Groups {
     fn scopes(&self) -> Vec<(String, String)> {
@@ -259,6 +266,17 @@ impl gantry_ports::autoscaling::CapacityGroups for Groups {
     ) -> gantry_ports::autoscaling::PortFuture<'a, Result<(), String>> {
         Box::pin(async { Ok(()) })
     }
+    fn replace_instance<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a str,
+        group: &'a str,
+        instance_id: &'a str,
+        cause: &'a str,
+    ) -> gantry_ports::autoscaling::PortFuture<'a, Result<(), String>> {
+        self.1.lock().unwrap().push((group.into(), instance_id.into(), cause.into()));
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// The daemon's tasks: (ARN, instance, task definition, last status, desired status).
@@ -310,7 +328,7 @@ async fn the_scheduler_places_replaces_and_rolls_out_instance_by_instance() {
     let (cp, ctx, clock) = setup();
     let ids: Vec<String> = (1..=4).map(|i| format!("i-{i}")).collect();
     cp.set_capacity(
-        Arc::new(Groups(ids.clone())),
+        Arc::new(Groups::of(ids.clone())),
         Arc::new(gantry_ports::NoMetrics),
         std::time::Duration::from_secs(600),
     );
@@ -417,7 +435,7 @@ async fn failing_tasks_trip_the_circuit_breaker_and_roll_back_after_the_bake_tim
     let (cp, ctx, clock) = setup();
     let ids: Vec<String> = (1..=2).map(|i| format!("i-{i}")).collect();
     cp.set_capacity(
-        Arc::new(Groups(ids.clone())),
+        Arc::new(Groups::of(ids.clone())),
         Arc::new(gantry_ports::NoMetrics),
         std::time::Duration::from_secs(600),
     );
@@ -524,11 +542,8 @@ async fn failing_tasks_trip_the_circuit_breaker_and_roll_back_after_the_bake_tim
 async fn a_critical_daemons_failed_task_drains_its_instance_instead_of_restarting() {
     let (cp, ctx, clock) = setup();
     let ids: Vec<String> = (1..=2).map(|i| format!("i-{i}")).collect();
-    cp.set_capacity(
-        Arc::new(Groups(ids.clone())),
-        Arc::new(gantry_ports::NoMetrics),
-        std::time::Duration::from_secs(600),
-    );
+    let groups = Arc::new(Groups::of(ids.clone()));
+    cp.set_capacity(groups.clone(), Arc::new(gantry_ports::NoMetrics), std::time::Duration::from_secs(600));
     managed_cluster(&cp, &ctx).await;
     let mut guards = Vec::new();
     for id in &ids {
@@ -596,6 +611,36 @@ async fn a_critical_daemons_failed_task_drains_its_instance_instead_of_restartin
     );
     // The other instance keeps its daemon task.
     assert_eq!(instance_status(&on_stopped), "ACTIVE");
+    // Nothing but daemon tasks ran there: its group replaces it, saying why.
+    let ec2_of = |arn: &str| {
+        let d = cp
+            .describe_container_instances(&ctx, req(json!({"cluster": "c", "containerInstances": [arn]})))
+            .unwrap();
+        d.container_instances.unwrap().remove(0).ec2_instance_id.unwrap()
+    };
+    let replaced = groups.1.lock().unwrap().clone();
+    assert_eq!(replaced.len(), 1, "{replaced:?}");
+    let (group, id, cause) = &replaced[0];
+    assert_eq!((group.as_str(), id.clone()), ("ecs-managed-instances-mi", ec2_of(&on)));
+    assert!(
+        cause.contains("critical daemon mon") && cause.contains(on.rsplit('/').next().unwrap()),
+        "{cause}"
+    );
+    // Asked once: the instance is forgotten once its group took it.
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    assert_eq!(groups.1.lock().unwrap().len(), 1);
+
+    // An instance its user drains is not replaced.
+    cp.update_container_instances_state(
+        &ctx,
+        req(json!({"cluster": "c", "containerInstances": [on_stopped.clone()], "status": "DRAINING"})),
+    )
+    .await
+    .unwrap();
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    cp.capacity_pass(&ctx.scope, "c").await.unwrap();
+    assert_eq!(instance_status(&on_stopped), "DRAINING");
+    assert_eq!(groups.1.lock().unwrap().len(), 1, "not replaced");
     drop(guards);
 }
 
@@ -604,7 +649,7 @@ async fn daemon_tasks_carry_the_daemons_tags_and_ecs_managed_tags_when_asked() {
     let (cp, ctx, clock) = setup();
     let ids = vec!["i-1".to_string()];
     cp.set_capacity(
-        Arc::new(Groups(ids.clone())),
+        Arc::new(Groups::of(ids.clone())),
         Arc::new(gantry_ports::NoMetrics),
         std::time::Duration::from_secs(600),
     );
@@ -660,7 +705,7 @@ async fn daemon_tasks_carry_the_daemons_tags_and_ecs_managed_tags_when_asked() {
 async fn daemon_tasks_carry_no_tags_unless_asked() {
     let (cp, ctx, clock) = setup();
     cp.set_capacity(
-        Arc::new(Groups(vec!["i-1".to_string()])),
+        Arc::new(Groups::of(vec!["i-1".to_string()])),
         Arc::new(gantry_ports::NoMetrics),
         std::time::Duration::from_secs(600),
     );
@@ -700,7 +745,7 @@ async fn daemon_tasks_carry_no_tags_unless_asked() {
 async fn daemons_are_tagged_with_tag_resource_and_their_new_tasks_carry_the_tags() {
     let (cp, ctx, clock) = setup();
     cp.set_capacity(
-        Arc::new(Groups(vec!["i-1".to_string()])),
+        Arc::new(Groups::of(vec!["i-1".to_string()])),
         Arc::new(gantry_ports::NoMetrics),
         std::time::Duration::from_secs(600),
     );
