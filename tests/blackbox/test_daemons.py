@@ -280,3 +280,79 @@ def test_a_daemon_runs_on_every_managed_instance_and_rolls_out_revisions(spawn_s
              60, interval=0.5, what="the deleted daemon's tasks to stop")
     wait_for(lambda: server.aws("ecs", "describe-daemon", "--daemon-arn", daemon)[0] != 0, 30, interval=0.5,
              what="the deleted daemon to go")
+
+
+def test_a_critical_daemons_failed_task_drains_and_replaces_its_instance(spawn_server, unique):
+    """Daemon auto repair on simulated instances: a critical daemon's task whose essential
+    container exits (reported as the agent would) drains its instance; the service's task moves,
+    the instance is terminated by the provider's Auto Scaling group (its desired capacity kept,
+    the scaling activity saying why) and a new instance comes up running the daemon's task."""
+    server = spawn_server("dmnrepair")
+    cluster = unique("dmnr")
+    provider = unique("dmnr-cp")
+    group = f"ecs-managed-instances-{provider}"
+    server.aws_ok("ecs", "create-cluster", "--cluster-name", cluster)
+    server.aws_ok("ecs", "create-capacity-provider", "--name", provider, "--cluster", cluster,
+                  "--managed-instances-provider", json.dumps(MI_CONFIG),
+                  "--tags", "key=gantry:launcher,value=gantry-sim")
+    td = register(server, unique("agent"))
+    server.aws_ok("ecs", "create-daemon", "--daemon-name", "guard", "--cluster-arn", cluster,
+                  "--daemon-task-definition-arn", td, "--capacity-provider-arns", provider)
+    server.aws_ok("ecs", "register-task-definition", "--family", "web", "--container-definitions",
+                  json.dumps([{"name": "w", "image": "example/web:1", "cpu": 256, "memory": 512}]))
+    server.aws_ok("ecs", "create-service", "--cluster", cluster, "--service-name", "web",
+                  "--task-definition", "web", "--desired-count", "1",
+                  "--capacity-provider-strategy", f"capacityProvider={provider},weight=1")
+
+    def tasks(group_name):
+        arns = server.aws_ok("ecs", "list-tasks", "--cluster", cluster)["taskArns"]
+        if not arns:
+            return []
+        ts = server.aws_ok("ecs", "describe-tasks", "--cluster", cluster, "--tasks", *arns)["tasks"]
+        return [t for t in ts if t.get("group") == group_name and t["lastStatus"] == "RUNNING"]
+
+    def both_on_one():
+        d, s = tasks("daemon:guard"), tasks("service:web")
+        if len(d) == 1 and len(s) == 1 and d[0]["containerInstanceArn"] == s[0]["containerInstanceArn"]:
+            return d[0], s[0]
+        return None
+
+    daemon_task, web_task = wait_for(both_on_one, 90, interval=0.5, what="the daemon's and the service's task")
+    old = daemon_task["containerInstanceArn"]
+    old_ec2 = server.aws_ok("ecs", "describe-container-instances", "--cluster", cluster,
+                            "--container-instances", old)["containerInstances"][0]["ec2InstanceId"]
+    desired = server.aws_ok("autoscaling", "describe-auto-scaling-groups", "--auto-scaling-group-names",
+                            group)["AutoScalingGroups"][0]["DesiredCapacity"]
+
+    # The daemon's essential container exits.
+    server.aws_ok("ecs", "submit-task-state-change", "--cluster", cluster, "--task", daemon_task["taskArn"],
+                  "--status", "STOPPED", "--reason", "Essential container in task exited")
+
+    def repair_activity():
+        acts = server.aws_ok("autoscaling", "describe-scaling-activities", "--auto-scaling-group-name",
+                             group)["Activities"]
+        return next((a for a in acts if "daemon auto repair" in a.get("Cause", "")), None)
+
+    act = wait_for(repair_activity, 90, interval=0.5, what="the repair's scaling activity")
+    assert f"instance {old_ec2} was taken out of service in response to ECS daemon auto repair" in act["Cause"], act
+    assert "critical daemon guard" in act["Cause"], act
+
+    # A new instance runs the daemon's task and the service's task; the old one is gone.
+    def replaced():
+        d, s = tasks("daemon:guard"), tasks("service:web")
+        if len(s) == 1 and s[0]["containerInstanceArn"] != old and s[0]["taskArn"] != web_task["taskArn"] \
+                and any(t["containerInstanceArn"] == s[0]["containerInstanceArn"] for t in d):
+            return s[0]
+        return None
+
+    wait_for(replaced, 120, interval=0.5, what="the service's task on a new instance beside the daemon's")
+    wait_for(lambda: not [i for i in server.aws_ok("autoscaling", "describe-auto-scaling-groups",
+                                                   "--auto-scaling-group-names", group)
+                          ["AutoScalingGroups"][0]["Instances"] if i["InstanceId"] == old_ec2],
+             90, interval=0.5, what="the drained instance to leave its group")
+    g = server.aws_ok("autoscaling", "describe-auto-scaling-groups",
+                      "--auto-scaling-group-names", group)["AutoScalingGroups"][0]
+    assert g["DesiredCapacity"] >= desired, g
+    active = server.aws_ok("ecs", "list-container-instances", "--cluster", cluster,
+                           "--status", "ACTIVE")["containerInstanceArns"]
+    assert old not in active and active, active
