@@ -415,7 +415,21 @@ async fn a_critical_daemons_failed_task_drains_and_replaces_its_instance() {
         );
     }
     assert!(daemon_last.borrow().is_empty(), "tasks before the daemon's: {:?}", daemon_last.borrow());
+    // An instance left running only the daemon's task is idle: after the scale-in delay the
+    // fleet is back to what the service needs (one 4 GiB task per m5.large).
+    w.clock.advance_ms(3_600_000);
+    let shrunk = w
+        .until(30, |w| {
+            let g = w.group().unwrap();
+            let t = w.tasks();
+            g.desired_capacity == 2
+                && g.instances.len() == 2
+                && t.iter().filter(|t| t.group == "service:web" && t.last == "RUNNING").count() == 2
+        })
+        .await;
+    assert!(shrunk, "group: {:?}", w.group());
     // Nothing else was drained or replaced.
+    let acts = w.activities().await;
     let repairs =
         acts.iter().filter(|a| a["Cause"].as_str().unwrap_or("").contains("daemon auto repair")).count();
     assert_eq!(repairs, 1);

@@ -19,7 +19,8 @@
 //!    maximumScalingStepSize; scale in only after the reservation stayed below the target for
 //!    the scale-in delay, 15 minutes as the target tracking policy's alarm by default);
 //! 3. managedTerminationProtection: instances running tasks are protected from scale-in, the
-//!    others not;
+//!    others not (in a cluster with daemons, an instance that runs only daemon tasks counts as
+//!    idle, here and in the reservation);
 //! 4. managedDraining: the group carries ECS's termination hook; an instance waiting on it is
 //!    set DRAINING (the service scheduler moves its tasks) and let go once nothing runs on it;
 //! 5. daemon auto repair: an instance drained because a critical daemon's task failed there is
@@ -309,6 +310,7 @@ impl ControlPlane {
         let mut instances: Vec<crate::Stored<ContainerInstance>> =
             load_prefix(&*self.store, &keys::container_instance_prefix(scope, cluster))?;
         // Task counts are counters beside the records.
+        let has_daemons = !self.store.range(&keys::daemon_prefix(scope, cluster), None, 1).is_empty();
         for i in &mut instances {
             let id = i
                 .value
@@ -326,6 +328,12 @@ impl ControlPlane {
             };
             i.value.running_tasks_count = count("running");
             i.value.pending_tasks_count = count("pending");
+            // Daemon tasks go with their instance: one that runs nothing else is idle (scaled
+            // in, unprotected, let go by managed draining), as ECS Managed Instances are.
+            if has_daemons && has_tasks(&i.value) && !self.runs_other_than_daemons(&ctx, cluster, &id)? {
+                i.value.running_tasks_count = 0;
+                i.value.pending_tasks_count = 0;
+            }
         }
         let by_ec2: HashMap<&str, &ContainerInstance> =
             instances.iter().filter_map(|i| Some((i.value.ec2_instance_id.as_deref()?, &i.value))).collect();
@@ -659,10 +667,9 @@ impl ControlPlane {
         }
         for i in group.instances.iter().filter(|i| i.lifecycle_state == "Terminating:Wait") {
             let ci = by_ec2.get(i.instance_id.as_str());
-            // Daemon tasks go with their instance: they do not hold it.
+            // (An instance running only daemon tasks counts as idle: see the pass.)
             if let Some(ci) = ci
                 && has_tasks(ci)
-                && self.runs_other_than_daemons(ctx, cluster, ci_id(ci)).unwrap_or(true)
             {
                 {
                     if status::instance_status(ci) == Some(InstanceStatus::Active) {
@@ -755,11 +762,6 @@ pub(crate) fn parse_capacity_key(key: &str) -> Option<(Scope, String)> {
     let mut it = key.splitn(3, '/');
     let (account, region, name) = (it.next()?, it.next()?, it.next()?);
     Some((Scope::new(account, region), name.to_string()))
-}
-
-/// A container instance's ID (the end of its ARN).
-fn ci_id(ci: &ContainerInstance) -> &str {
-    ci.container_instance_arn.as_deref().unwrap_or_default().rsplit('/').next().unwrap_or_default()
 }
 
 /// Whether a container instance runs or is about to run tasks.
