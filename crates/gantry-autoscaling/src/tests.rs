@@ -357,6 +357,71 @@ async fn tags_and_the_capacity_port() {
     );
 }
 
+#[tokio::test]
+async fn the_capacity_port_replaces_an_instance_keeping_the_desired_capacity() {
+    let f = fixture();
+    f.group("web", 0, 5, 2).await;
+    f.pass("web").await;
+    f.asg
+        .put_termination_hook("123456789012", "us-east-1", "web", "ecs-managed-draining-termination-hook")
+        .await
+        .unwrap();
+    let view = f.asg.group("123456789012", "us-east-1", "web").unwrap();
+    let old = view.instances[0].instance_id.clone();
+    let replace = |id: String| {
+        let asg = f.asg.clone();
+        async move {
+            asg.replace_instance("123456789012", "us-east-1", "web", &id, "ECS daemon auto repair").await
+        }
+    };
+    replace(old.clone()).await.unwrap();
+    // Asked again while it terminates, or once it is gone: what was asked is under way.
+    replace(old.clone()).await.unwrap();
+    let g = f.describe("web").await;
+    assert_eq!(g["DesiredCapacity"], 2);
+    let state = |g: &Value, id: &str| {
+        g["Instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["InstanceId"] == id)
+            .map(|i| i["LifecycleState"].clone())
+    };
+    assert_eq!(state(&g, &old), Some(json!("Terminating:Wait")), "it waits on the hook: {g}");
+    let acts = f.ok("DescribeScalingActivities", json!({"AutoScalingGroupName": "web"})).await;
+    let causes: Vec<&str> =
+        acts["Activities"].as_array().unwrap().iter().filter_map(|a| a["Cause"].as_str()).collect();
+    let cause = causes.iter().find(|c| c.contains("daemon auto repair")).copied().unwrap_or_default();
+    assert!(
+        cause.ends_with(&format!(
+            "instance {old} was taken out of service in response to ECS daemon auto repair."
+        )),
+        "{cause}"
+    );
+    // The group launches the replacement at once; the old one goes once the hook completes.
+    f.pass("web").await;
+    let live = |g: &Value| {
+        g["Instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["LifecycleState"] != "Terminating:Wait")
+            .count()
+    };
+    assert_eq!(live(&f.describe("web").await), 2);
+    f.asg
+        .complete("123456789012", "us-east-1", "web", "ecs-managed-draining-termination-hook", &old)
+        .await
+        .unwrap();
+    f.pass("web").await;
+    f.pass("web").await;
+    let g = f.describe("web").await;
+    assert_eq!(state(&g, &old), None, "{g}");
+    assert_eq!((g["DesiredCapacity"].clone(), g["Instances"].as_array().unwrap().len()), (json!(2), 2));
+    replace(old).await.unwrap();
+    assert_eq!(f.describe("web").await["Instances"].as_array().unwrap().len(), 2);
+}
+
 #[test]
 fn the_cluster_comes_from_the_user_data() {
     assert_eq!(controller::cluster_of("").0, "default");
