@@ -64,14 +64,16 @@ pub trait ControlClient: Send + Sync + 'static {
     fn report_stats<'a>(&'a self, _req: &'a TaskStatsReport) -> BoxFuture<'a, ClientResult<()>> {
         Box::pin(async { Ok(()) })
     }
-    /// Connects the agent's end of an exec session (which the server pairs with the caller's).
-    /// Clients without a server behind them (test doubles) have none.
+    /// Connects the agent's end of an exec session (which the server pairs with the caller's)
+    /// at `server` (the server holding the session, `http://host:port`), or, without one, at
+    /// the server in use. Clients without a server behind them (test doubles) have none.
     fn exec_stream<'a>(
         &'a self,
         session_id: &'a str,
         node: &'a str,
+        server: Option<&'a str>,
     ) -> BoxFuture<'a, ClientResult<ExecStream>> {
-        let _ = node;
+        let _ = (node, server);
         Box::pin(async move {
             Err(ClientError::Transport(format!(
                 "this control-plane client cannot join exec session {session_id}"
@@ -211,6 +213,16 @@ struct Endpoint {
     authority: String,
 }
 
+impl Endpoint {
+    /// A server's URL (`http://host:port`, a trailing `/` ignored) and its authority.
+    fn parse(url: &str) -> Self {
+        let base = url.trim().trim_end_matches('/');
+        let authority =
+            base.split_once("://").map_or(base, |(_, r)| r).split('/').next().unwrap_or("").to_string();
+        Endpoint { base: base.to_string(), authority }
+    }
+}
+
 /// How long a request may go unanswered before its server counts as unreachable: well above the
 /// poll's 5 s.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -301,16 +313,7 @@ impl HttpClient {
             .split(',')
             .map(|b| b.trim().trim_end_matches('/'))
             .filter(|b| !b.is_empty())
-            .map(|base| {
-                let authority = base
-                    .split_once("://")
-                    .map_or(base, |(_, r)| r)
-                    .split('/')
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                Endpoint { base: base.to_string(), authority }
-            })
+            .map(Endpoint::parse)
             .collect();
         if endpoints.is_empty() {
             endpoints.push(Endpoint { base: String::new(), authority: String::new() });
@@ -535,6 +538,7 @@ impl ControlClient for HttpClient {
         &'a self,
         session_id: &'a str,
         node: &'a str,
+        server: Option<&'a str>,
     ) -> BoxFuture<'a, ClientResult<ExecStream>> {
         Box::pin(async move {
             let path = format!("/_gantry/agent/v1/exec/{session_id}");
@@ -548,8 +552,11 @@ impl ControlClient for HttpClient {
                 })
                 .collect();
             let query = format!("node={node}");
-            // One server for the signature and the connection.
-            let (_, server) = self.endpoint();
+            // One server for the signature and the connection: the session's, or the one in use.
+            let server = match server {
+                Some(url) => Endpoint::parse(url),
+                None => self.endpoint().1.clone(),
+            };
             let headers = self.signed_get(&server.authority, &path, &query);
             self.upgrade(&format!("{}{path}?{query}", server.base), &headers).await
         })
