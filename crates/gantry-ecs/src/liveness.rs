@@ -419,6 +419,15 @@ mod tests {
         clock.advance_ms(60_000);
         assert!(b.take_execs("node-2").await.is_empty());
         assert!(b.waiting_execs().is_empty());
+        // Many at once (a server died with a crowd waiting): a bounded transaction per sweep.
+        let many = crate::ops::exec::SWEEP_AT_ONCE + 7;
+        for i in 0..many {
+            a.queue_exec(&format!("node-{i}"), exec_request("crowd"), "http://a", 1).await.unwrap();
+        }
+        clock.advance_ms(2);
+        assert_eq!(b.sweep_execs().await.unwrap(), crate::ops::exec::SWEEP_AT_ONCE);
+        assert_eq!(b.sweep_execs().await.unwrap(), 7);
+        assert!(b.waiting_execs().is_empty());
     }
 
     /// A session queued through A wakes the node's poll on B through B's watch.

@@ -133,6 +133,9 @@ struct Waiting {
     expires_at: i64,
 }
 
+/// How many expired sessions one sweep removes at most (two operations each).
+pub const SWEEP_AT_ONCE: usize = 50;
+
 impl ControlPlane {
     /// Records that the session `req` waits for `node`'s agent, which connects to `server_url`
     /// (the server holding the session) whichever server it polls, until `within_ms` from now.
@@ -156,9 +159,10 @@ impl ControlPlane {
     pub async fn take_execs(&self, node: &str) -> Vec<ExecRequest> {
         let now = self.clock.now().0;
         let mut taken = Vec::new();
-        for kv in self.store.range(&keys::exec_prefix(node), None, usize::MAX) {
+        let prefix = keys::exec_prefix(node);
+        for kv in self.store.range(&prefix, None, usize::MAX) {
             // A session's ID holds no `/`: a longer node name sharing this prefix is not ours.
-            if kv.key[keys::exec_prefix(node).len()..].contains('/') {
+            if kv.key.get(prefix.len()..).is_none_or(|session| session.contains('/')) {
                 continue;
             }
             let waiting = crate::records::parse::<Waiting>(&kv.value).ok();
@@ -198,6 +202,10 @@ impl ControlPlane {
             if expired {
                 txn = txn.when(&kv.key, kv.mod_revision).delete(&kv.key);
                 n += 1;
+            }
+            // etcd takes at most 128 operations per transaction: the rest go at the next sweep.
+            if n == SWEEP_AT_ONCE {
+                break;
             }
         }
         if n == 0 {
