@@ -318,6 +318,10 @@ pub(crate) async fn caller_stream(
     let shared = s.control.agents().identity().filter(|i| i.shares_store());
     if let Some(me) = &shared {
         if let Err(e) = s.control.queue_exec(&t.node, exec, &me.url, CLAIM_WITHIN.as_millis() as i64).await {
+            let (s, record, why) = (s.clone(), record.clone(), e.message.clone());
+            tokio::spawn(async move {
+                let _ = write_record(&s, &record, end_event(&record, None, Some(&why))).await;
+            });
             return refuse(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "ServerException",

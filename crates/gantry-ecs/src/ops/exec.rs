@@ -215,7 +215,7 @@ impl ControlPlane {
         Ok(if self.commit(txn).await? { n } else { 0 })
     }
 
-    /// The sessions waiting for nodes' agents in the store (`gantry status`-style views, tests).
+    /// The sessions waiting for nodes' agents in the store, with their nodes.
     pub fn waiting_execs(&self) -> Vec<(String, ExecRequest)> {
         self.store
             .range(&keys::exec_root(), None, usize::MAX)
