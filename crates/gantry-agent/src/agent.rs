@@ -338,7 +338,7 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
 
     /// Joins an exec session the server opened on one of this node's tasks and runs it.
     pub async fn exec(self: Arc<Self>, req: gantry_core::protocol::ExecRequest) {
-        match self.client.exec_stream(&req.session_id, &self.config.node).await {
+        match self.client.exec_stream(&req.session_id, &self.config.node, req.server_url.as_deref()).await {
             Ok(io) => crate::exec::serve(&*self.runtime, &req, io).await,
             Err(e) => tracing::warn!(session = %req.session_id, error = %e, "cannot join an exec session"),
         }

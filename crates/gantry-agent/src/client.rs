@@ -64,14 +64,16 @@ pub trait ControlClient: Send + Sync + 'static {
     fn report_stats<'a>(&'a self, _req: &'a TaskStatsReport) -> BoxFuture<'a, ClientResult<()>> {
         Box::pin(async { Ok(()) })
     }
-    /// Connects the agent's end of an exec session (which the server pairs with the caller's).
-    /// Clients without a server behind them (test doubles) have none.
+    /// Connects the agent's end of an exec session (which the server pairs with the caller's)
+    /// at `server` (the server holding the session, `http://host:port`), or, without one, at
+    /// the server in use. Clients without a server behind them (test doubles) have none.
     fn exec_stream<'a>(
         &'a self,
         session_id: &'a str,
         node: &'a str,
+        server: Option<&'a str>,
     ) -> BoxFuture<'a, ClientResult<ExecStream>> {
-        let _ = node;
+        let _ = (node, server);
         Box::pin(async move {
             Err(ClientError::Transport(format!(
                 "this control-plane client cannot join exec session {session_id}"
@@ -211,6 +213,16 @@ struct Endpoint {
     authority: String,
 }
 
+impl Endpoint {
+    /// A server's URL (`http://host:port`, a trailing `/` ignored) and its authority.
+    fn parse(url: &str) -> Self {
+        let base = url.trim().trim_end_matches('/');
+        let authority =
+            base.split_once("://").map_or(base, |(_, r)| r).split('/').next().unwrap_or("").to_string();
+        Endpoint { base: base.to_string(), authority }
+    }
+}
+
 /// How long a request may go unanswered before its server counts as unreachable: well above the
 /// poll's 5 s.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -301,16 +313,7 @@ impl HttpClient {
             .split(',')
             .map(|b| b.trim().trim_end_matches('/'))
             .filter(|b| !b.is_empty())
-            .map(|base| {
-                let authority = base
-                    .split_once("://")
-                    .map_or(base, |(_, r)| r)
-                    .split('/')
-                    .next()
-                    .unwrap_or("")
-                    .to_string();
-                Endpoint { base: base.to_string(), authority }
-            })
+            .map(Endpoint::parse)
             .collect();
         if endpoints.is_empty() {
             endpoints.push(Endpoint { base: String::new(), authority: String::new() });
@@ -535,6 +538,7 @@ impl ControlClient for HttpClient {
         &'a self,
         session_id: &'a str,
         node: &'a str,
+        server: Option<&'a str>,
     ) -> BoxFuture<'a, ClientResult<ExecStream>> {
         Box::pin(async move {
             let path = format!("/_gantry/agent/v1/exec/{session_id}");
@@ -548,8 +552,11 @@ impl ControlClient for HttpClient {
                 })
                 .collect();
             let query = format!("node={node}");
-            // One server for the signature and the connection.
-            let (_, server) = self.endpoint();
+            // One server for the signature and the connection: the session's, or the one in use.
+            let server = match server {
+                Some(url) => Endpoint::parse(url),
+                None => self.endpoint().1.clone(),
+            };
             let headers = self.signed_get(&server.authority, &path, &query);
             self.upgrade(&format!("{}{path}?{query}", server.base), &headers).await
         })
@@ -646,5 +653,65 @@ impl ControlClient for HttpClient {
             let region = if region.is_empty() { self.region.as_str() } else { region };
             self.post_as("/", Some(format!("Logs_20140328.{op}")), "logs", region, &body).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Accepts one connection on `l`, reads its request head, answers `101` and echoes what
+    /// comes after: the head.
+    async fn upgrade_once(l: tokio::net::TcpListener) -> String {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut byte).await.unwrap(), 1, "the request head ended early");
+            head.push(byte[0]);
+        }
+        s.write_all(
+            b"HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: gantry-exec\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).await.unwrap();
+        s.write_all(&buf).await.unwrap();
+        String::from_utf8(head).unwrap()
+    }
+
+    /// An exec session naming its server is joined there, signed for that server, not at the
+    /// server the agent polls; without one, at the server polled.
+    #[tokio::test]
+    async fn an_exec_stream_goes_to_the_server_holding_the_session() {
+        let polled = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let holder = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (polled_at, holder_at) = (polled.local_addr().unwrap(), holder.local_addr().unwrap());
+        let client = HttpClient::new(&format!("http://{polled_at}"), "us-east-1");
+        let holder_url = format!("http://{holder_at}/");
+        for (listener, server, at) in
+            [(holder, Some(holder_url.as_str()), holder_at), (polled, None, polled_at)]
+        {
+            let serving = tokio::spawn(upgrade_once(listener));
+            // Sent to the other server, the request is never answered: fail instead of hanging.
+            let joined = client.exec_stream("ecs-execute-command-1", "arn:node/c/i 1", server);
+            let mut io = tokio::time::timeout(std::time::Duration::from_secs(10), joined)
+                .await
+                .expect("the stream went to another server")
+                .unwrap();
+            io.write_all(b"hello").await.unwrap();
+            let mut back = [0u8; 5];
+            io.read_exact(&mut back).await.unwrap();
+            assert_eq!(&back, b"hello");
+            let head = serving.await.unwrap().to_ascii_lowercase();
+            assert!(
+                head.starts_with("get /_gantry/agent/v1/exec/ecs-execute-command-1?node=arn%3anode%2fc%2fi%201 http/1.1\r\n"),
+                "{head}"
+            );
+            assert!(head.contains(&format!("\r\nhost: {at}\r\n")), "{head}");
+            assert!(head.contains("\r\nauthorization: aws4-hmac-sha256 "), "{head}");
+        }
     }
 }

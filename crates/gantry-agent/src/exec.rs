@@ -219,6 +219,7 @@ mod tests {
             container_name: container.into(),
             command: command.iter().map(|s| s.to_string()).collect(),
             tty: false,
+            server_url: None,
         };
         let (mut out, mut err) = (Vec::new(), Vec::new());
         let (_tx, rx) = tokio::sync::mpsc::channel(1);

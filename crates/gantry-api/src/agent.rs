@@ -71,7 +71,10 @@ pub(crate) async fn poll(
         let version = *rx.borrow_and_update();
         let (tasks, removed) = s.control.assignment_delta_json(&req.node, req.known.as_ref())?;
         drop(guard);
-        let exec = s.exec.take_for(&req.node);
+        let mut exec = s.exec.take_for(&req.node);
+        if s.control.agents().shares_store() {
+            exec.extend(s.control.take_execs(&req.node).await);
+        }
         let update = s.control.agent_update_for(&req.node);
         let delta = req.known.is_some();
         Ok(wire::render(&RawAssignments { version, tasks, delta, removed, exec, update })?)

@@ -17,7 +17,11 @@
 //!   last one (exit code or error), and records the session's end. Both records go to
 //!   CloudWatch Logs, group `/aws/ecs/exec/CLUSTER`, stream the session ID, as JSON events.
 //!
-//! Sessions live in this server's memory: the caller and the agent must reach the same server.
+//! Sessions live in the memory of the server that answered ExecuteCommand, and the caller's and
+//! the agent's connections both reach it. On SQLite (one server) the request waits here for the
+//! node's poll; with servers sharing a store (etcd) it waits in the store
+//! (`ControlPlane::queue_exec`), naming this server's URL (`--advertise-url`), so that the
+//! agent's poll on any server carries it and the agent connects here.
 
 use crate::AppState;
 use crate::auth::Caller;
@@ -301,23 +305,40 @@ pub(crate) async fn caller_stream(
     // The agent is called once the caller is there, with the terminal the caller asks for.
     let tty = req.headers().get(TTY_HEADER).and_then(|v| v.to_str().ok()) != Some("false");
     let t = &record.target;
-    s.exec.queue(
-        &t.node,
-        ExecRequest {
-            session_id: session_id.clone(),
-            task_arn: t.task_arn.clone(),
-            container_name: t.container_name.clone(),
-            command: t.command.clone(),
-            tty,
-        },
-    );
-    // Not a change in the store (no watch sees it): this server's own poll of the node wakes.
-    s.control.agents().wake(&t.node);
+    let exec = ExecRequest {
+        session_id: session_id.clone(),
+        task_arn: t.task_arn.clone(),
+        container_name: t.container_name.clone(),
+        command: t.command.clone(),
+        tty,
+        server_url: None,
+    };
+    // With other servers on the store, the node's agent may poll any of them: the session waits
+    // in the store, naming this server, and every server's watch wakes the node's poll.
+    let shared = s.control.agents().identity().filter(|i| i.shares_store());
+    if let Some(me) = &shared {
+        if let Err(e) = s.control.queue_exec(&t.node, exec, &me.url, CLAIM_WITHIN.as_millis() as i64).await {
+            let (s, record, why) = (s.clone(), record.clone(), e.message.clone());
+            tokio::spawn(async move {
+                let _ = write_record(&s, &record, end_event(&record, None, Some(&why))).await;
+            });
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "ServerException",
+                format!("The session {session_id} could not be handed to its agent: {}", e.message),
+            );
+        }
+    } else {
+        s.exec.queue(&t.node, exec);
+        // Not a change in the store (no watch sees it): this server's own poll of the node wakes.
+        s.control.agents().wake(&t.node);
+    }
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let caller = match on_upgrade.await {
             Ok(u) => TokioIo::new(u),
             Err(e) => {
+                forget(&s, &record, shared.is_some()).await;
                 let _ = write_record(
                     &s,
                     &record,
@@ -340,12 +361,20 @@ pub(crate) async fn caller_stream(
                 (None, Some(why))
             }
         };
+        forget(&s, &record, shared.is_some()).await;
         if let Err(e) = write_record(&s, &record, end_event(&record, exit, error.as_deref())).await {
             tracing::error!(session = %record.session_id, error = %e, "the end of an exec session could not be recorded");
         }
         tracing::info!(session = %record.session_id, exit_code = ?exit, "exec session ended");
     });
     switching()
+}
+
+/// Once a session is over (or never ran), its request no longer waits in the store.
+async fn forget(s: &AppState, r: &Record, shared: bool) {
+    if shared && let Err(e) = s.control.forget_exec(&r.target.node, &r.session_id).await {
+        tracing::warn!(session = %r.session_id, error = %e.message, "cannot remove a waiting exec session");
+    }
 }
 
 fn end_event(r: &Record, exit: Option<i64>, error: Option<&str>) -> serde_json::Value {

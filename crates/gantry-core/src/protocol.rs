@@ -145,6 +145,11 @@ pub struct ExecRequest {
     pub command: Vec<String>,
     /// Interactive sessions get a TTY.
     pub tty: bool,
+    /// The server that holds the session (the caller's end), where the agent connects its own
+    /// end: set when servers share a store (the agent may poll another); without it, the server
+    /// the agent polls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_url: Option<String>,
 }
 
 /// A Fargate node announcing itself and its capacity.
@@ -254,6 +259,7 @@ mod tests {
             container_name: "app".into(),
             command: vec!["sh".into(), "-c".into(), "echo hi".into()],
             tty: true,
+            server_url: None,
         };
         let rendered = RawAssignments {
             version: 7,

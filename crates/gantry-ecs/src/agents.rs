@@ -165,6 +165,14 @@ pub struct Identity {
     pub started: Timestamp,
 }
 
+impl Identity {
+    /// Whether other servers may share its store (etcd): then an agent may poll another
+    /// server than the one a session of ECS Exec is on, and the session waits in the store.
+    pub fn shares_store(&self) -> bool {
+        self.store.starts_with("etcd://")
+    }
+}
+
 impl Default for Agents {
     fn default() -> Self {
         Agents::new(0)
@@ -368,6 +376,11 @@ impl Agents {
         *self.identity.lock().unwrap_or_else(|e| e.into_inner()) = Some(identity);
     }
 
+    /// Whether this server shares its store with others ([`Identity::shares_store`]).
+    pub fn shares_store(&self) -> bool {
+        self.identity.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_some_and(Identity::shares_store)
+    }
+
     pub fn identity(&self) -> Option<Identity> {
         self.identity.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -381,6 +394,12 @@ impl Agents {
 /// The node whose index entry `key` is (`/_ecs/node/NODE/TASK-ID`; a node's name may hold `/`).
 pub fn node_of_index_key(key: &str) -> Option<&str> {
     let rest = key.strip_prefix(crate::keys::node_tasks_root().as_str())?;
+    rest.rsplit_once('/').map(|(node, _)| node).filter(|n| !n.is_empty())
+}
+
+/// The node an exec session waits for (`/_ecs/exec/NODE/SESSION`).
+pub fn node_of_exec_key(key: &str) -> Option<&str> {
+    let rest = key.strip_prefix(crate::keys::exec_root().as_str())?;
     rest.rsplit_once('/').map(|(node, _)| node).filter(|n| !n.is_empty())
 }
 

@@ -216,6 +216,19 @@ pub fn agent_update(node: &str) -> String {
     format!("{UNSCOPED}agent-update/{node}")
 }
 
+/// ECS Exec sessions waiting for their node's agent, across servers sharing the store:
+/// `/_ecs/exec/NODE/SESSION`, holding the request and when it expires (see
+/// [`crate::ops::exec`]).
+pub fn exec_root() -> String {
+    format!("{UNSCOPED}exec/")
+}
+pub fn exec_prefix(node: &str) -> String {
+    format!("{}{node}/", exec_root())
+}
+pub fn exec_request(node: &str, session: &str) -> String {
+    format!("{}{session}", exec_prefix(node))
+}
+
 /// The Gantry servers sharing the store, each under its own ID: `/_ecs/server/ID`.
 pub fn server_prefix() -> String {
     format!("{UNSCOPED}server/")

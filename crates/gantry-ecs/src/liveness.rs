@@ -178,17 +178,26 @@ impl ControlPlane {
         }
     }
 
-    /// Wakes the polls waiting on this server whenever a node's index changes, whichever
-    /// server wrote it, until `shutdown`. A watch that falls behind or is compacted wakes every
-    /// poll (any node may have changed) and starts again from the current revision.
-    pub async fn wake_polls_from_watch(&self, mut shutdown: Shutdown) {
-        let root = keys::node_tasks_root();
+    /// Wakes the polls waiting on this server whenever a node's index changes, or an exec
+    /// session starts waiting for a node's agent, whichever server wrote it, until `shutdown`.
+    pub async fn wake_polls_from_watch(&self, shutdown: Shutdown) {
+        let (tasks, execs) = (keys::node_tasks_root(), keys::exec_root());
+        tokio::join!(
+            self.wake_polls_on(&tasks, agents::node_of_index_key, shutdown.clone()),
+            self.wake_polls_on(&execs, agents::node_of_exec_key, shutdown),
+        );
+    }
+
+    /// Wakes the poll of the node `node_of` finds in each key put under `root`. A watch that
+    /// falls behind or is compacted wakes every poll (any node may have changed) and starts again
+    /// from the current revision.
+    async fn wake_polls_on(&self, root: &str, node_of: fn(&str) -> Option<&str>, mut shutdown: Shutdown) {
         loop {
             let from = self.store.revision() + 1;
-            let mut watch = match self.store.watch(&root, from) {
+            let mut watch = match self.store.watch(root, from) {
                 Ok(w) => w,
                 Err(e) => {
-                    tracing::warn!(error = %e, "cannot watch the nodes' assignments");
+                    tracing::warn!(error = %e, prefix = root, "cannot watch the nodes' assignments");
                     return;
                 }
             };
@@ -201,14 +210,14 @@ impl ControlPlane {
                 match event {
                     Ok(e) => {
                         if e.kind == EventKind::Put
-                            && let Some(node) = agents::node_of_index_key(&e.kv.key)
+                            && let Some(node) = node_of(&e.kv.key)
                         {
                             self.agents.wake(node);
                         }
                     }
                     Err(gantry_store::StoreError::Closed) => return,
                     Err(e) => {
-                        tracing::debug!(error = %e, "the assignments' watch restarts");
+                        tracing::debug!(error = %e, prefix = root, "the assignments' watch restarts");
                         self.agents.wake_all();
                         break;
                     }
@@ -231,6 +240,11 @@ impl ControlPlane {
                 tick.tick().await;
                 if let Err(e) = self.flush_heartbeats().await {
                     tracing::warn!(error = %e.message, "cannot record the agents' heartbeats");
+                }
+                if identity.shares_store()
+                    && let Err(e) = self.sweep_execs().await
+                {
+                    tracing::warn!(error = %e.message, "cannot remove the expired exec sessions");
                 }
                 let now = self.clock.now().0;
                 let leader = self.metrics.leader.get() == 1;
@@ -338,6 +352,124 @@ mod tests {
         assert!(!b.agent_lost("n", clock.now()));
         clock.advance_ms(1);
         assert!(b.agent_lost("n", clock.now()), "lost 60 s after {left:?}");
+    }
+
+    fn exec_request(session: &str) -> gantry_core::protocol::ExecRequest {
+        gantry_core::protocol::ExecRequest {
+            session_id: session.into(),
+            task_arn: "arn:aws:ecs:us-east-1:000000000000:task/c/t1".into(),
+            container_name: "app".into(),
+            command: vec!["sh".into(), "-c".into(), "echo hi".into()],
+            tty: false,
+            server_url: None,
+        }
+    }
+
+    /// An exec session queued through server A waits in the store for its node only: B's poll
+    /// of that node takes it once, naming A's URL; another node's poll (one whose name only
+    /// starts the same) takes nothing.
+    #[tokio::test]
+    async fn an_exec_session_is_taken_once_by_its_own_node_on_any_server() {
+        let (_d, store) = store();
+        let clock = Arc::new(FixedClock::new(Timestamp(1_000_000)));
+        let (a, b) = (plane(&store, &clock, 1), plane(&store, &clock, 2));
+        let node = "arn:aws:ecs:us-east-1:000000000000:container-instance/c/i1";
+        a.queue_exec(node, exec_request("s1"), "http://10.0.0.1:8080", 60_000).await.unwrap();
+        let waiting = b.waiting_execs();
+        assert_eq!(waiting.len(), 1);
+        assert_eq!(waiting[0].0, node);
+        assert_eq!(waiting[0].1.server_url.as_deref(), Some("http://10.0.0.1:8080"));
+        assert!(b.take_execs("arn:aws:ecs:us-east-1:000000000000:container-instance/c/i2").await.is_empty());
+        assert!(b.take_execs("arn:aws:ecs:us-east-1:000000000000:container-instance/c").await.is_empty());
+        assert_eq!(b.waiting_execs().len(), 1, "another node's poll leaves it");
+        let taken = b.take_execs(node).await;
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].session_id, "s1");
+        assert_eq!(taken[0].server_url.as_deref(), Some("http://10.0.0.1:8080"));
+        assert_eq!(taken[0].command, exec_request("s1").command);
+        assert!(a.take_execs(node).await.is_empty(), "handed out once");
+        assert!(b.waiting_execs().is_empty(), "taken means removed");
+        // The session's end finds nothing left to remove.
+        a.forget_exec(node, "s1").await.unwrap();
+        assert!(a.waiting_execs().is_empty());
+    }
+
+    /// A session nobody took is removed by its server when it ends, or by any server's sweep
+    /// once past its time (its server died); a poll after that time hands it out no more.
+    #[tokio::test]
+    async fn an_untaken_exec_session_is_removed_at_its_end_or_after_its_timeout() {
+        let (_d, store) = store();
+        let clock = Arc::new(FixedClock::new(Timestamp(1_000_000)));
+        let (a, b) = (plane(&store, &clock, 1), plane(&store, &clock, 2));
+        let node = "node-1";
+        // Ended (the caller left, or the agent never joined): its server removes it.
+        a.queue_exec(node, exec_request("ended"), "http://a", 60_000).await.unwrap();
+        a.forget_exec(node, "ended").await.unwrap();
+        assert!(b.waiting_execs().is_empty());
+        // Its server died: the sweep removes it once expired, not before.
+        a.queue_exec(node, exec_request("orphan"), "http://a", 60_000).await.unwrap();
+        a.queue_exec("node-2", exec_request("later"), "http://a", 120_000).await.unwrap();
+        clock.advance_ms(60_000);
+        assert_eq!(b.sweep_execs().await.unwrap(), 0, "not expired at its last millisecond");
+        clock.advance_ms(1);
+        assert_eq!(b.sweep_execs().await.unwrap(), 1);
+        let left: Vec<String> = b.waiting_execs().into_iter().map(|(_, r)| r.session_id).collect();
+        assert_eq!(left, ["later"]);
+        // Expired but not swept yet: the node's poll removes it without handing it out.
+        clock.advance_ms(60_000);
+        assert!(b.take_execs("node-2").await.is_empty());
+        assert!(b.waiting_execs().is_empty());
+        // Many at once (a server died with a crowd waiting): a bounded transaction per sweep.
+        let many = crate::ops::exec::SWEEP_AT_ONCE + 7;
+        for i in 0..many {
+            a.queue_exec(&format!("node-{i}"), exec_request("crowd"), "http://a", 1).await.unwrap();
+        }
+        clock.advance_ms(2);
+        assert_eq!(b.sweep_execs().await.unwrap(), crate::ops::exec::SWEEP_AT_ONCE);
+        assert_eq!(b.sweep_execs().await.unwrap(), 7);
+        assert!(b.waiting_execs().is_empty());
+    }
+
+    /// A session queued through A wakes the node's poll on B through B's watch.
+    #[tokio::test]
+    async fn an_exec_session_queued_on_one_server_wakes_a_poll_on_another() {
+        let (_d, store) = store();
+        let clock = Arc::new(FixedClock::new(Timestamp(1_000)));
+        let (a, b) = (plane(&store, &clock, 1), plane(&store, &clock, 2));
+        let (stop, shutdown) = gantry_runtime::shutdown();
+        let waker = tokio::spawn({
+            let b = b.clone();
+            async move { b.wake_polls_from_watch(shutdown).await }
+        });
+        let node = "arn:x:container-instance/c/i1";
+        let (_poll, mut rx) = b.agents.begin_poll(node, clock.clone());
+        // The watch starts in its own time: queue until a session wakes the poll.
+        let mut n = 0;
+        loop {
+            a.queue_exec(node, exec_request(&format!("s{n}")), "http://a", 60_000).await.unwrap();
+            n += 1;
+            if tokio::time::timeout(Duration::from_millis(200), rx.changed()).await.is_ok() {
+                break;
+            }
+            assert!(n < 50, "the watch never woke the poll");
+        }
+        assert_eq!(b.take_execs(node).await.len(), n);
+        // Now watch-driven: the next session wakes the poll again, and the poll takes it alone.
+        rx.borrow_and_update();
+        a.queue_exec("arn:x:container-instance/c/i2", exec_request("other"), "http://a", 60_000)
+            .await
+            .unwrap();
+        a.queue_exec(node, exec_request("mine"), "http://a", 60_000).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(5), rx.changed()).await.unwrap().unwrap();
+        let taken: Vec<String> = b.take_execs(node).await.into_iter().map(|r| r.session_id).collect();
+        assert_eq!(taken, ["mine"]);
+        assert_eq!(
+            agents::node_of_exec_key(&keys::exec_request("arn:x:container-instance/c/i2", "other")),
+            Some("arn:x:container-instance/c/i2"),
+            "another node's session wakes that node"
+        );
+        stop.trigger();
+        waker.await.unwrap();
     }
 
     #[tokio::test]

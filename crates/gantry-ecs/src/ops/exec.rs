@@ -1,10 +1,17 @@
 //! ExecuteCommand: which container of which running task a command may run in, decided with
 //! ECS's rules and errors. The session itself (its token, the stream between the caller and the
-//! task's agent, its record) is the front door's: this module knows no sockets.
+//! task's agent, its record) is the front door's: this module knows no sockets. With several
+//! servers on one store, the session waits for its node's agent in the store
+//! (`/_ecs/exec/NODE/SESSION`, [`ControlPlane::queue_exec`]): the agent's poll on any server
+//! takes it ([`ControlPlane::take_execs`]) and the agent connects to the server holding the
+//! session; its server removes it when the session ends, any server once it expired.
 
-use crate::{ControlPlane, Ctx};
+use crate::{ControlPlane, Ctx, keys};
+use gantry_core::protocol::ExecRequest;
 use gantry_core::{EcsError, ErrorKind, Result, TaskStatus};
 use gantry_model::{ExecuteCommandRequest, ManagedAgent};
+use gantry_store::Txn;
+use serde::{Deserialize, Serialize};
 
 /// The name ECS gives the managed agent that runs ECS Exec sessions, in `managedAgents`.
 pub const EXEC_AGENT: &str = "ExecuteCommandAgent";
@@ -113,5 +120,110 @@ impl ControlPlane {
             node: rec.value.node.clone(),
             command,
         })
+    }
+}
+
+/// An exec session waiting in the store for its node's agent (servers sharing a store): the
+/// request the agent's poll carries, naming the server that holds the session, and when it
+/// stops waiting (epoch milliseconds, by the control plane's clock).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Waiting {
+    request: ExecRequest,
+    expires_at: i64,
+}
+
+/// How many expired sessions one sweep removes at most (two operations each).
+pub const SWEEP_AT_ONCE: usize = 50;
+
+impl ControlPlane {
+    /// Records that the session `req` waits for `node`'s agent, which connects to `server_url`
+    /// (the server holding the session) whichever server it polls, until `within_ms` from now.
+    /// The node's poll wakes on every server from the store's watch.
+    pub async fn queue_exec(
+        &self,
+        node: &str,
+        mut req: ExecRequest,
+        server_url: &str,
+        within_ms: i64,
+    ) -> Result<()> {
+        req.server_url = Some(server_url.to_string());
+        let key = keys::exec_request(node, &req.session_id);
+        let waiting = Waiting { request: req, expires_at: self.clock.now().0.saturating_add(within_ms) };
+        self.commit(Txn::new().put(key, crate::records::encode(&waiting))).await.map(|_| ())
+    }
+
+    /// The sessions waiting for `node`'s agent, taken out of the store: each is handed to one
+    /// poll only (a compare on its revision), and only to its own node's (the records are
+    /// under the node). Expired ones are removed and not handed out.
+    pub async fn take_execs(&self, node: &str) -> Vec<ExecRequest> {
+        let now = self.clock.now().0;
+        let mut taken = Vec::new();
+        let prefix = keys::exec_prefix(node);
+        for kv in self.store.range(&prefix, None, usize::MAX) {
+            // A session's ID holds no `/`: a longer node name sharing this prefix is not ours.
+            if kv.key.get(prefix.len()..).is_none_or(|session| session.contains('/')) {
+                continue;
+            }
+            let waiting = crate::records::parse::<Waiting>(&kv.value).ok();
+            let txn = Txn::new().when(&kv.key, kv.mod_revision).delete(&kv.key);
+            match self.commit(txn).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(key = %kv.key, error = %e.message, "cannot take an exec session");
+                    continue;
+                }
+            }
+            if let Some(w) = waiting.filter(|w| w.expires_at >= now) {
+                taken.push(w.request);
+            }
+        }
+        taken
+    }
+
+    /// Removes the session's record if no poll took it (the session ended, or timed out).
+    pub async fn forget_exec(&self, node: &str, session: &str) -> Result<()> {
+        let key = keys::exec_request(node, session);
+        if self.store.get(&key).is_none() {
+            return Ok(());
+        }
+        self.commit(Txn::new().delete(key)).await.map(|_| ())
+    }
+
+    /// Removes every waiting session past its time (its server died before removing it):
+    /// how many.
+    pub async fn sweep_execs(&self) -> Result<usize> {
+        let now = self.clock.now().0;
+        let mut txn = Txn::new();
+        let mut n = 0;
+        for kv in self.store.range(&keys::exec_root(), None, usize::MAX) {
+            let expired = crate::records::parse::<Waiting>(&kv.value).map_or(true, |w| w.expires_at < now);
+            if expired {
+                txn = txn.when(&kv.key, kv.mod_revision).delete(&kv.key);
+                n += 1;
+            }
+            // etcd takes at most 128 operations per transaction: the rest go at the next sweep.
+            if n == SWEEP_AT_ONCE {
+                break;
+            }
+        }
+        if n == 0 {
+            return Ok(0);
+        }
+        // A compare that failed (a poll took one meanwhile) is retried at the next sweep.
+        Ok(if self.commit(txn).await? { n } else { 0 })
+    }
+
+    /// The sessions waiting for nodes' agents in the store, with their nodes.
+    pub fn waiting_execs(&self) -> Vec<(String, ExecRequest)> {
+        self.store
+            .range(&keys::exec_root(), None, usize::MAX)
+            .iter()
+            .filter_map(|kv| {
+                let node = kv.key.strip_prefix(&keys::exec_root())?.rsplit_once('/')?.0.to_string();
+                Some((node, crate::records::parse::<Waiting>(&kv.value).ok()?.request))
+            })
+            .collect()
     }
 }
