@@ -327,13 +327,28 @@ pub fn log_group(cluster: &str) -> String {
 
 impl ControlPlane {
     /// The Container Insights performance events of this moment, per cluster and stream, for
-    /// the clusters with Container Insights `enabled` or `enhanced` that reported recently.
+    /// the clusters with Container Insights `enabled` or `enhanced` that have something to
+    /// report: tasks or instances that reported recently, an ACTIVE service, or a container
+    /// instance whose agent was heard (an idle cluster still gets its Service and Cluster
+    /// events, as on AWS, where they come every minute).
     pub fn container_insights(&self) -> Vec<PerformanceEvents> {
         let now = self.clock.now().0;
         let (fresh, nodes) = self.usage.fresh(now);
         // (account, region, cluster) → its fresh task reports.
         let mut clusters: BTreeMap<(String, String, String), Vec<TaskStats>> = BTreeMap::new();
-        for node in &nodes {
+        // Clusters with ACTIVE services: `/_ecs/service/ACCOUNT/REGION/CLUSTER/NAME`.
+        let services = keys::scheduled_services_prefix();
+        self.store.visit(&services, &mut |kv| {
+            let mut it = kv.key[services.len()..].splitn(4, '/');
+            if let (Some(a), Some(r), Some(c), Some(_)) = (it.next(), it.next(), it.next(), it.next()) {
+                clusters.entry((a.to_string(), r.to_string(), c.to_string())).or_default();
+            }
+        });
+        // Clusters with instances whose agents were heard: `/_ecs/heartbeat/NODE`.
+        let heard = keys::heartbeat_prefix();
+        let mut heard_nodes = Vec::new();
+        self.store.visit(&heard, &mut |kv| heard_nodes.push(kv.key[heard.len()..].to_string()));
+        for node in heard_nodes.iter().chain(&nodes) {
             if let Some(a) = Arn::parse(node).filter(|a| a.resource_type == "container-instance")
                 && let Some((cluster, _)) = a.resource.split_once('/')
             {

@@ -249,3 +249,42 @@ async fn performance_events_only_for_clusters_with_insights() {
     );
     assert!(task.get("TaskCpuUtilization").is_none());
 }
+
+#[tokio::test]
+async fn an_idle_cluster_still_gets_its_service_and_cluster_events() {
+    let (cp, ctx, _clock) = setup();
+    // Container Insights on, a service scaled to zero, no instance, no stats ever reported.
+    cp.create_cluster(
+        &ctx,
+        req(json!({"clusterName": "idle", "settings": [{"name": "containerInsights", "value": "enabled"}]})),
+    )
+    .await
+    .unwrap();
+    cp.register_task_definition(
+        &ctx,
+        req(
+            json!({"family": "web", "containerDefinitions": [{"name": "web", "image": "img", "memory": 64}]}),
+        ),
+    )
+    .await
+    .unwrap();
+    cp.create_service(
+        &ctx,
+        req(json!({"cluster": "idle", "serviceName": "api", "taskDefinition": "web", "desiredCount": 0})),
+    )
+    .await
+    .unwrap();
+    let batches = cp.container_insights();
+    let cluster_events = events(&batches, "ClusterTelemetry");
+    let [service] = of_type(cluster_events.clone(), "Service").try_into().unwrap();
+    assert_eq!(
+        (service["ServiceName"].clone(), service["DesiredTaskCount"].clone()),
+        (json!("api"), json!(0))
+    );
+    let [c] = of_type(cluster_events, "Cluster").try_into().unwrap();
+    assert_eq!(
+        (c["ClusterName"].clone(), c["ServiceCount"].clone(), c["TaskCount"].clone()),
+        (json!("idle"), json!(1), json!(0))
+    );
+    assert!(events(&batches, "AgentTelemetry-").is_empty());
+}
