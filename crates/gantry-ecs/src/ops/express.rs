@@ -279,6 +279,26 @@ fn network(c: &ExpressGatewayServiceConfiguration) -> NetworkConfiguration {
     }
 }
 
+/// The configuration a Create or UpdateExpressGatewayService request asks for (the two request
+/// shapes share these members' names and types).
+macro_rules! asked_configuration {
+    ($req:expr) => {
+        ExpressGatewayServiceConfiguration {
+            execution_role_arn: $req.execution_role_arn.clone(),
+            task_role_arn: $req.task_role_arn.clone(),
+            task_definition_arn: $req.task_definition_arn.clone(),
+            cpu: $req.cpu.clone(),
+            memory: $req.memory.clone(),
+            cpu_architecture: $req.cpu_architecture.clone(),
+            network_configuration: $req.network_configuration.clone(),
+            health_check_path: $req.health_check_path.clone(),
+            primary_container: $req.primary_container.clone(),
+            scaling_target: $req.scaling_target.clone(),
+            ..Default::default()
+        }
+    };
+}
+
 impl ControlPlane {
     fn ingress(&self) -> Result<(std::sync::Arc<dyn gantry_ports::ingress::Ingress>, u16)> {
         match self.ingress.get() {
@@ -410,19 +430,7 @@ impl ControlPlane {
             _ => {}
         }
         let (ingress, port) = self.ingress()?;
-        let asked = ExpressGatewayServiceConfiguration {
-            execution_role_arn: req.execution_role_arn.clone(),
-            task_role_arn: req.task_role_arn.clone(),
-            task_definition_arn: req.task_definition_arn.clone(),
-            cpu: req.cpu.clone(),
-            memory: req.memory.clone(),
-            cpu_architecture: req.cpu_architecture.clone(),
-            network_configuration: req.network_configuration.clone(),
-            health_check_path: req.health_check_path.clone(),
-            primary_container: req.primary_container.clone(),
-            scaling_target: req.scaling_target.clone(),
-            ..Default::default()
-        };
+        let asked = asked_configuration!(req);
         let mut config = resolve(None, &asked);
         check(&config)?;
         let id = &self.ids.hex_id()[..8];
@@ -699,19 +707,7 @@ impl ControlPlane {
             return Err(EcsError::invalid("You cannot specify both primaryContainer and taskDefinitionArn."));
         }
         let base = rec.configurations.last().cloned().unwrap_or_default();
-        let asked = ExpressGatewayServiceConfiguration {
-            execution_role_arn: req.execution_role_arn.clone(),
-            task_role_arn: req.task_role_arn.clone(),
-            task_definition_arn: req.task_definition_arn.clone(),
-            cpu: req.cpu.clone(),
-            memory: req.memory.clone(),
-            cpu_architecture: req.cpu_architecture.clone(),
-            network_configuration: req.network_configuration.clone(),
-            health_check_path: req.health_check_path.clone(),
-            primary_container: req.primary_container.clone(),
-            scaling_target: req.scaling_target.clone(),
-            ..Default::default()
-        };
+        let asked = asked_configuration!(req);
         let mut config = resolve(Some(&base), &asked);
         check(&config)?;
         let (td_arn, _) = self.express_task_definition(ctx, &rec.name, &config).await?;
