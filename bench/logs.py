@@ -166,7 +166,7 @@ def bench_ingest_and_filter(binary, total, clients):
         os.sched_setaffinity(0, set(range(os.cpu_count())))
 
 
-PRINTER = ("i=0; while true; do seq $i $((i+99)); i=$((i+100)); usleep 9000; done")
+PRINTER = ("i=0; while true; do seq $i $((i+999)); i=$((i+1000)); usleep 98000; done")
 
 
 def bench_agent(binary, seconds):

@@ -77,8 +77,12 @@ else
 fi
 
 # 5. Black-box tests against the debug gantry in CARGO_TARGET_DIR (default target/), with the venv's `aws` first on PATH.
+# Three pytest-xdist workers, a file per worker at a time (`--dist loadfile`): each worker has
+# its own session server, Docker cluster and label, and most tests wait rather than compute.
+# GANTRY_TEST_WORKERS=0 runs them in this process, one after another.
 export PATH="$venv/bin:$PATH"
 export GANTRY_BIN="${GANTRY_BIN:-${CARGO_TARGET_DIR:-$root/target}/debug/gantry}"
 export GANTRY_REQUIRE_DOCKER=1
-"$venv/bin/pytest" -q -p no:cacheprovider --timeout 900 tests/blackbox "$@" || status=$?
+"$venv/bin/pytest" -q -p no:cacheprovider --timeout 900 -n "${GANTRY_TEST_WORKERS:-3}" \
+    --dist loadfile tests/blackbox "$@" || status=$?
 exit "$status"

@@ -1,4 +1,5 @@
-"""Fixtures for the black-box suite: one real `gantry server --enable-reset` per session.
+"""Fixtures for the black-box suite: one real `gantry server --enable-reset` per session (with
+pytest-xdist, per worker: every session fixture here is a worker's own).
 
 The binary is not built here (scripts/test.sh does that); `GANTRY_BIN` overrides its path.
 State is wiped through `POST /_gantry/reset` before every test, and names are still unique

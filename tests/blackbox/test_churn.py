@@ -27,6 +27,9 @@ def listed(ecs, cluster, status):
 def test_counts_stay_right_and_stopped_tasks_go_after_the_retention(spawn_server, unique, tmp_path):
     server = spawn_server("churn", extra_args=("--stopped-task-retention", f"{RETENTION_S}s"))
     cluster = unique("churn")
+    # Made here, not by the sim: a ListContainerInstances before the sim's first registration
+    # would otherwise find no cluster (seen under load).
+    server.ecs.create_cluster(clusterName=cluster)
     log = open(tmp_path / "sim.log", "wb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("GANTRY_")}
     sim = subprocess.Popen([str(gantry_bin()), "sim", "--server", server.endpoint, "--cluster", cluster,
