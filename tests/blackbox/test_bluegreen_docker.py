@@ -106,6 +106,45 @@ def share(before: dict[str, int], after: dict[str, int], body: str) -> float:
     return n.get(body, 0) / total if total else 0.0
 
 
+def target_group(up, name: str, protocol: str, *health: str) -> str:
+    """A target group for port 8080's tasks, checked every 5 s, deregistering in 3 s."""
+    tg = up.aws_ok("elbv2", "create-target-group", "--name", name, "--protocol", protocol,
+                   "--port", "8080", "--target-type", "ip", "--vpc-id", "vpc-1",
+                   "--health-check-interval-seconds", "5", "--health-check-timeout-seconds", "2",
+                   "--healthy-threshold-count", "2", *health)["TargetGroups"][0]["TargetGroupArn"]
+    up.aws_ok("elbv2", "modify-target-group-attributes", "--target-group-arn", tg,
+              "--attributes", "Key=deregistration_delay.timeout_seconds,Value=3")
+    return tg
+
+
+def weighted(blue: str, green: str) -> str:
+    """The AWS CLI shorthand of a forward action with all weight on `blue`."""
+    return (f"Type=forward,ForwardConfig={{TargetGroups=[{{TargetGroupArn={blue},Weight=100}},"
+            f"{{TargetGroupArn={green},Weight=0}}]}}")
+
+
+def register_versions(up, family: str, run_id: str, versions: tuple[str, ...]):
+    """Revisions 1, 2, ... of a FARGATE task definition serving VERSION on port 8080."""
+    for version in versions:
+        up.aws_ok("ecs", "register-task-definition", "--family", family, "--network-mode", "awsvpc",
+                  "--requires-compatibilities", "FARGATE", "--cpu", "256", "--memory", "512",
+                  "--container-definitions", json.dumps([
+                      busybox_container("web", run_id, memory=None, command=["sh", "-c", SERVE],
+                                        environment=[{"name": "VERSION", "value": version}],
+                                        portMappings=[{"containerPort": 8080}])]))
+
+
+def current_deployment(ecs, cluster: str) -> dict:
+    """Service `web`'s current service deployment."""
+    arn = ecs.describe_services(cluster=cluster, services=["web"])["services"][0]["currentServiceDeployment"]
+    return ecs.describe_service_deployments(serviceDeploymentArns=[arn])["serviceDeployments"][0]
+
+
+def serves(port: int, version: str, n: int = 20) -> bool:
+    """Whether `n` requests in a row to `port` are all answered by `version`."""
+    return all(get(port)[1].strip() == version for _ in range(n))
+
+
 def test_blue_green_canary_and_rollback_behind_an_alb_fail_no_request(up, docker_run_id):
     run_id = docker_run_id
     ecs, elb = _client(up, "ecs"), _client(up, "elbv2")
@@ -114,20 +153,9 @@ def test_blue_green_canary_and_rollback_behind_an_alb_fail_no_request(up, docker
     lb = up.aws_ok("elbv2", "create-load-balancer", "--name", cluster,
                    "--subnets", "subnet-a", "subnet-b")["LoadBalancers"][0]["LoadBalancerArn"]
     up.aws_ok("elbv2", "wait", "load-balancer-available", "--load-balancer-arns", lb)
-    groups = []
-    for color in ("blue", "green"):
-        tg = up.aws_ok(
-            "elbv2", "create-target-group", "--name", f"{cluster}-{color}", "--protocol", "HTTP",
-            "--port", "8080", "--target-type", "ip", "--vpc-id", "vpc-1",
-            "--health-check-path", "/health", "--health-check-interval-seconds", "5",
-            "--health-check-timeout-seconds", "2", "--healthy-threshold-count", "2",
-            "--unhealthy-threshold-count", "2")["TargetGroups"][0]["TargetGroupArn"]
-        up.aws_ok("elbv2", "modify-target-group-attributes", "--target-group-arn", tg,
-                  "--attributes", "Key=deregistration_delay.timeout_seconds,Value=3")
-        groups.append(tg)
-    blue, green = groups
-    forward = (f"Type=forward,ForwardConfig={{TargetGroups=[{{TargetGroupArn={blue},Weight=100}},"
-               f"{{TargetGroupArn={green},Weight=0}}]}}")
+    blue, green = (target_group(up, f"{cluster}-{color}", "HTTP", "--health-check-path", "/health",
+                                "--unhealthy-threshold-count", "2") for color in ("blue", "green"))
+    forward = weighted(blue, green)
     rules = []
     ports = []
     for _ in ("production", "test"):
@@ -142,13 +170,7 @@ def test_blue_green_canary_and_rollback_behind_an_alb_fail_no_request(up, docker
         ports.append(port)
     prod_rule, test_rule = rules
     prod_port, test_port = ports
-    for version in ("v1", "v2", "v3", "v4"):
-        up.aws_ok("ecs", "register-task-definition", "--family", cluster, "--network-mode", "awsvpc",
-                  "--requires-compatibilities", "FARGATE", "--cpu", "256", "--memory", "512",
-                  "--container-definitions", json.dumps([
-                      busybox_container("web", run_id, memory=None, command=["sh", "-c", SERVE],
-                                        environment=[{"name": "VERSION", "value": version}],
-                                        portMappings=[{"containerPort": 8080}])]))
+    register_versions(up, cluster, run_id, ("v1", "v2", "v3", "v4"))
     lbs = json.dumps([{"targetGroupArn": blue, "containerName": "web", "containerPort": 8080,
                        "advancedConfiguration": {"alternateTargetGroupArn": green,
                                                  "productionListenerRule": prod_rule,
@@ -171,17 +193,13 @@ def test_blue_green_canary_and_rollback_behind_an_alb_fail_no_request(up, docker
               "--load-balancers", lbs)
 
     def sd() -> dict:
-        arn = ecs.describe_services(cluster=cluster, services=["web"])["services"][0]["currentServiceDeployment"]
-        return ecs.describe_service_deployments(serviceDeploymentArns=[arn])["serviceDeployments"][0]
+        return current_deployment(ecs, cluster)
 
     def finished(status: str):
         def check():
             d = sd()
             return d if d["status"] == status else None
         return check
-
-    def serves(port: int, version: str, n: int = 20) -> bool:
-        return all(get(port)[1].strip() == version for _ in range(n))
 
     wait_for(finished("SUCCESSFUL"), 120, interval=0.5, what="the first deployment")
     assert serves(prod_port, "v1") and serves(test_port, "v1")
@@ -258,29 +276,13 @@ def test_blue_green_behind_an_nlb_shifts_the_listener_after_ecs_ten_minute_settl
     lb = up.aws_ok("elbv2", "create-load-balancer", "--name", cluster, "--type", "network",
                    "--subnets", "subnet-a", "subnet-b")["LoadBalancers"][0]["LoadBalancerArn"]
     up.aws_ok("elbv2", "wait", "load-balancer-available", "--load-balancer-arns", lb)
-    blue, green = (up.aws_ok(
-        "elbv2", "create-target-group", "--name", f"{cluster}-{color}", "--protocol", "TCP",
-        "--port", "8080", "--target-type", "ip", "--vpc-id", "vpc-1",
-        "--health-check-protocol", "TCP", "--health-check-interval-seconds", "5",
-        "--health-check-timeout-seconds", "2",
-        "--healthy-threshold-count", "2")["TargetGroups"][0]["TargetGroupArn"]
-        for color in ("blue", "green"))
-    for tg in (blue, green):
-        up.aws_ok("elbv2", "modify-target-group-attributes", "--target-group-arn", tg,
-                  "--attributes", "Key=deregistration_delay.timeout_seconds,Value=3")
+    blue, green = (target_group(up, f"{cluster}-{color}", "TCP", "--health-check-protocol", "TCP")
+                   for color in ("blue", "green"))
     port = free_port()
     listener = up.aws_ok(
         "elbv2", "create-listener", "--load-balancer-arn", lb, "--protocol", "TCP", "--port", str(port),
-        "--default-actions",
-        f"Type=forward,ForwardConfig={{TargetGroups=[{{TargetGroupArn={blue},Weight=100}},"
-        f"{{TargetGroupArn={green},Weight=0}}]}}")["Listeners"][0]["ListenerArn"]
-    for version in ("v1", "v2"):
-        up.aws_ok("ecs", "register-task-definition", "--family", cluster, "--network-mode", "awsvpc",
-                  "--requires-compatibilities", "FARGATE", "--cpu", "256", "--memory", "512",
-                  "--container-definitions", json.dumps([
-                      busybox_container("web", run_id, memory=None, command=["sh", "-c", SERVE],
-                                        environment=[{"name": "VERSION", "value": version}],
-                                        portMappings=[{"containerPort": 8080}])]))
+        "--default-actions", weighted(blue, green))["Listeners"][0]["ListenerArn"]
+    register_versions(up, cluster, run_id, ("v1", "v2"))
     lbs = json.dumps([{"targetGroupArn": blue, "containerName": "web", "containerPort": 8080,
                        "advancedConfiguration": {"alternateTargetGroupArn": green,
                                                  "productionListenerRule": listener, "roleArn": ROLE}}])
@@ -291,14 +293,10 @@ def test_blue_green_behind_an_nlb_shifts_the_listener_after_ecs_ten_minute_settl
               "--load-balancers", lbs)
 
     def sd() -> dict:
-        arn = ecs.describe_services(cluster=cluster, services=["web"])["services"][0]["currentServiceDeployment"]
-        return ecs.describe_service_deployments(serviceDeploymentArns=[arn])["serviceDeployments"][0]
-
-    def serves(version: str, n: int = 20) -> bool:
-        return all(get(port)[1].strip() == version for _ in range(n))
+        return current_deployment(ecs, cluster)
 
     wait_for(lambda: sd()["status"] == "SUCCESSFUL", 120, interval=0.5, what="the first deployment")
-    wait_for(lambda: serves("v1"), 30, interval=0.5, what="v1 through the NLB")
+    wait_for(lambda: serves(port, "v1"), 30, interval=0.5, what="v1 through the NLB")
 
     load = Load(port)
     up.aws_ok("ecs", "update-service", "--cluster", cluster, "--service", "web",
@@ -312,7 +310,7 @@ def test_blue_green_behind_an_nlb_shifts_the_listener_after_ecs_ten_minute_settl
     held = time.monotonic() - shifting
     assert held >= 2 * 10 * minute * 0.9, f"the two shift stages lasted {held:.2f}s, not 2 x 10 minutes"
     load.finish("NLB BLUE_GREEN")
-    assert serves("v2")
+    assert serves(port, "v2")
     action = up.aws_ok("elbv2", "describe-listeners", "--listener-arns", listener)["Listeners"][0]["DefaultActions"][0]
     weights = {g["TargetGroupArn"]: g["Weight"] for g in action["ForwardConfig"]["TargetGroups"]}
     # The listener forwards everything to the group holding the new revision's tasks (the
