@@ -6,6 +6,8 @@ Gantry's ALB data plane (`gantry-lb`'s `lb_serve` example: one HTTP listener, ro
 (`taskset -c 0`), in front of the same 4 backends (one nginx worker serving 4 ports with a
 2-byte `return 200`, pinned to CPU 1 with the load generator). Each proxy adds X-Forwarded-For.
 
+`--baseline BINARY` adds another `lb_serve` (an earlier build) as the row `baseline`.
+
 Per proxy and round (rounds interleave the proxies, so a neighbour's compile hits all alike):
 - keep-alive: wrk -t1 -c CONNECTIONS, req/s, p50, p99;
 - new connections: the same with `Connection: close` on every request;
@@ -149,6 +151,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--baseline", metavar="BINARY",
+                    help="another lb_serve binary (an earlier build) run as the row `baseline`, for a same-run before/after")
     args = ap.parse_args()
     for tool in ("wrk", "nginx", "haproxy", "taskset"):
         if shutil.which(tool) is None and not os.path.exists(f"/usr/sbin/{tool}"):
@@ -176,6 +180,13 @@ def main():
                              stderr=subprocess.DEVNULL)
         procs.append(p)
         proxies["gantry"] = (port, p)
+        if args.baseline:
+            port = free_port()
+            p = subprocess.Popen(["taskset", "-c", "0", args.baseline, "--port", str(port), "--threads", "1"]
+                                 + sum((["--target", f"127.0.0.1:{b}"] for b in backend_ports), []),
+                                 stderr=subprocess.DEVNULL)
+            procs.append(p)
+            proxies["baseline"] = (port, p)
         port = free_port()
         with open(f"{tmp}/haproxy.cfg", "w") as f:
             f.write(HAPROXY_CONF.format(port=port, servers="\n".join(

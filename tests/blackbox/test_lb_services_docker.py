@@ -315,6 +315,7 @@ def test_a_rolling_deployment_behind_an_alb_fails_no_request(spawn_agent, docker
     for t in threads:
         t.start()
     try:
+        deployed_at = time.time()
         s.ecs.update_service(cluster=s.cluster, service=s.service, forceNewDeployment=True)
         deployed = time.monotonic()
 
@@ -337,6 +338,7 @@ def test_a_rolling_deployment_behind_an_alb_fails_no_request(spawn_agent, docker
     rate = total / elapsed
     print(f"rolling deployment of {n} tasks: COMPLETED after {completed:.1f} s; {total} requests in {elapsed:.1f} s ({rate:.0f}/s), "
           f"{results['slow_ok']} slow requests, bad {results['bad'][:5]}, errors {results['errors'][:5]}")
+    _print_timeline(s, old, deployed_at)
     assert results["bad"] == [] and results["errors"] == [], results
     assert results["slow_bad"] == [], results["slow_bad"]
     assert rate >= 200, f"the load generator reached only {rate:.0f} requests/s"
@@ -344,6 +346,21 @@ def test_a_rolling_deployment_behind_an_alb_fails_no_request(spawn_agent, docker
     assert {t["lastStatus"] for t in stopped} == {"STOPPED"}
     assert {t["stopCode"] for t in stopped} == {"ServiceSchedulerInitiated"}
     assert len(s.health()) == n
+
+
+def _print_timeline(s: Stack, old: set[str], since: float) -> None:
+    """Where a rolling deployment's time went (for BENCHMARKS.md): the service's events and the
+    tasks' timestamps, in seconds after UpdateService (`pytest -s` shows it)."""
+    lines = [(e["createdAt"].timestamp(), "event: " + e["message"][:110]) for e in s.describe()["events"]]
+    everything = s.tasks() + s.ecs.describe_tasks(cluster=s.cluster, tasks=list(old))["tasks"]
+    for t in everything:
+        who = ("old " if t["taskArn"] in old else "new ") + t["taskArn"][-6:]
+        for field in ("createdAt", "startedAt", "stoppingAt", "executionStoppedAt", "stoppedAt"):
+            if field in t:
+                lines.append((t[field].timestamp(), f"{who} {field}"))
+    for at, what in sorted(lines):
+        if at >= since - 0.5:
+            print(f"  {at - since:7.2f} s  {what}")
 
 
 def test_an_ec2_bridge_service_behind_an_instance_target_group_serves_through_the_alb(spawn_agent, docker_run_id):

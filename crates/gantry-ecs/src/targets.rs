@@ -35,8 +35,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// While a task of the service is activating, deactivating or not yet healthy in its target
-/// groups: how soon to look again (milliseconds).
-pub(crate) const LB_POLL_MS: i64 = 1_000;
+/// groups: how soon to look again (milliseconds). Health and draining live in the data plane,
+/// which wakes nobody: each step of a rolling deployment (healthy, drained) waits for this poll,
+/// so it is short (a pass over one service's records from the mirror is cheap).
+pub(crate) const LB_POLL_MS: i64 = 250;
 /// While a service has tasks behind a load balancer: how soon to look at their health again.
 pub(crate) const LB_WATCH_MS: i64 = 5_000;
 

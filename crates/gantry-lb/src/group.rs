@@ -31,6 +31,8 @@ pub struct Member {
     idle: Notify,
     /// Idle HTTP/1 connections to it (`pool.rs`).
     pub(crate) idle_connections: Mutex<Vec<crate::pool::Sender>>,
+    /// When the prober checks it next (`None`: never checked, so at once).
+    pub(crate) next_check: Mutex<Option<tokio::time::Instant>>,
 }
 
 fn code(state: State) -> u8 {
@@ -57,6 +59,7 @@ impl Member {
             current: AtomicI64::new(0),
             idle: Notify::new(),
             idle_connections: Mutex::new(Vec::new()),
+            next_check: Mutex::new(None),
         }
     }
 
@@ -175,6 +178,8 @@ pub struct Group {
     rr: AtomicUsize,
     weighted: Mutex<()>,
     clock: Arc<dyn Clock>,
+    /// Told when targets are registered, so that the prober checks them at once.
+    pub(crate) registered: Notify,
 }
 
 impl std::fmt::Debug for Group {
@@ -196,6 +201,7 @@ impl Group {
             rr: AtomicUsize::new(0),
             weighted: Mutex::new(()),
             clock,
+            registered: Notify::new(),
         }
     }
 
@@ -247,6 +253,7 @@ impl Group {
         }
         let mut routable: Vec<Arc<Member>> = Vec::with_capacity(tg.targets.len());
         let mut listed: Vec<Arc<Member>> = Vec::with_capacity(tg.targets.len());
+        let mut added = false;
         for t in &tg.targets {
             let existing =
                 members.iter().find(|m| m.target.same(t) && (t.draining_until_ms.is_some() || !m.draining()));
@@ -257,6 +264,7 @@ impl Group {
                     // A draining target registered again is a new registration.
                     members.retain(|d| !d.target.same(t));
                     members.push(m.clone());
+                    added = true;
                     m
                 }
             };
@@ -285,6 +293,9 @@ impl Group {
         members.retain(|m| !forgotten.iter().any(|f| Arc::ptr_eq(f, m)));
         drop(members);
         self.routable.store(Arc::new(routable));
+        if added {
+            self.registered.notify_one();
+        }
     }
 
     fn start_draining(self: &Arc<Self>, m: &Arc<Member>, delay: Duration, now: i64) {

@@ -109,21 +109,97 @@ pub(crate) enum Mode {
 /// HTTP/2's connection preface.
 const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// A plain connection's mode, from the bytes it has sent so far (not consumed): `Detect` while
-/// they are a strict prefix of HTTP/2's preface.
-pub(crate) async fn sniff(stream: &tokio::net::TcpStream) -> Option<Mode> {
-    let mut buf = [0u8; 24];
-    let n = stream.peek(&mut buf).await.ok()?;
+/// How much of a plain connection's first bytes one read takes (a usual request's head fits).
+const FIRST_READ: usize = 4096;
+
+/// A plain connection's mode, from its first bytes: read here (one read, where a peek would
+/// need a second one for hyper) and handed back to be replayed through [`Rewind`]. `Detect`
+/// while they are a strict prefix of HTTP/2's preface. `None` when the client closed first.
+pub(crate) async fn sniff(stream: &mut tokio::net::TcpStream) -> Option<(Mode, Bytes)> {
+    use tokio::io::AsyncReadExt;
+    let mut buf = bytes::BytesMut::with_capacity(FIRST_READ);
+    let n = stream.read_buf(&mut buf).await.ok()?;
     if n == 0 {
         return None;
     }
-    Some(if buf[..n] != PREFACE[..n] {
+    let m = n.min(PREFACE.len());
+    let mode = if buf[..m] != PREFACE[..m] {
         Mode::Http1
-    } else if n == PREFACE.len() {
+    } else if m == PREFACE.len() {
         Mode::Http2
     } else {
         Mode::Detect
-    })
+    };
+    Some((mode, buf.freeze()))
+}
+
+/// A stream whose first bytes were already read: they are read again first.
+pub(crate) struct Rewind<T> {
+    first: Bytes,
+    inner: T,
+}
+
+impl<T> Rewind<T> {
+    pub(crate) fn new(first: Bytes, inner: T) -> Self {
+        Rewind { first, inner }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.first.is_empty() {
+            let n = self.first.len().min(buf.remaining());
+            buf.put_slice(&self.first[..n]);
+            if n == self.first.len() {
+                // Frees the first read's buffer.
+                self.first = Bytes::new();
+            } else {
+                bytes::Buf::advance(&mut self.first, n);
+            }
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Serves HTTP/1.1 or HTTP/2 on a client connection until it closes.
@@ -155,16 +231,19 @@ pub(crate) async fn serve<IO>(
             .with_upgrades()
             .await
             .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
-        Mode::Http2 => hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .serve_connection(io, service)
-            .await
-            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
+        // Boxed: HTTP/1's future, the common one, stays as small as its own state.
+        Mode::Http2 => Box::pin(
+            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                .timer(TokioTimer::new())
+                .serve_connection(io, service),
+        )
+        .await
+        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>),
         Mode::Detect => {
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             builder.http1().timer(TokioTimer::new()).header_read_timeout(idle).keep_alive(true);
             builder.http2().timer(TokioTimer::new());
-            builder.serve_connection_with_upgrades(io, service).await
+            Box::pin(builder.serve_connection_with_upgrades(io, service)).await
         }
     };
     if let Err(e) = result {
@@ -304,7 +383,8 @@ async fn forward(
         parts.version = Version::HTTP_2;
         parts.uri = target_uri(&member, parts.uri.path_and_query());
         let request = Request::from_parts(parts, body);
-        let sent = tokio::time::timeout(table.idle_timeout, conn.shared.http2.request(request)).await;
+        let sent =
+            Box::pin(tokio::time::timeout(table.idle_timeout, conn.shared.http2.request(request))).await;
         sent.map(|r| {
             r.map(|r| (r, None))
                 .map_err(|e| if e.is_connect() { SendError::Connect } else { SendError::Other })
@@ -607,6 +687,24 @@ mod tests {
             ..Redirect::default()
         };
         assert_eq!(location(&odd, "HTTP", 80, "/p?a=1"), "https://example.com:8443/p?a=1&from=lb");
+    }
+
+    #[tokio::test]
+    async fn rewind_replays_the_first_read_then_reads_on() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut client, server) = tokio::io::duplex(64);
+        let mut io = Rewind::new(Bytes::from_static(b"GET / HT"), server);
+        let mut buf = [0u8; 5];
+        io.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"GET /");
+        client.write_all(b"TP/1.1\r\n").await.unwrap();
+        let mut rest = [0u8; 11];
+        io.read_exact(&mut rest).await.unwrap();
+        assert_eq!(&rest, b" HTTP/1.1\r\n");
+        io.write_all(b"ok").await.unwrap();
+        let mut answer = [0u8; 2];
+        client.read_exact(&mut answer).await.unwrap();
+        assert_eq!(&answer, b"ok");
     }
 
     #[test]

@@ -35,7 +35,8 @@ pub(crate) async fn send(
     loop {
         let (mut sender, reused) = match member.take_idle() {
             Some(s) => (s, true),
-            None => (connect(member).await?, false),
+            // Boxed: opening a connection is the rare case, kept out of every request's future.
+            None => (Box::pin(connect(member)).await?, false),
         };
         if !sender.is_ready() && sender.ready().await.is_err() {
             if reused {

@@ -1,6 +1,8 @@
-//! The active health checker: one task per target group in use, checking every registered
-//! target each interval (HTTP, HTTPS or TCP, on the traffic port or the configured one) and
-//! feeding the results to `health::Health::observe`.
+//! The active health checker: one task per target group in use, checking each registered
+//! target every interval (HTTP, HTTPS or TCP, on the traffic port or the configured one) and
+//! feeding the results to `health::Health::observe`. Each target keeps its own schedule: a
+//! newly registered one is checked at once, as ELB starts checking a target on registration,
+//! rather than at the group's next round (up to an interval later).
 
 use crate::config::{HealthCheck, Protocol};
 use crate::group::{Group, Member};
@@ -10,25 +12,47 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 /// Checks the group's targets until aborted.
 pub(crate) async fn run(group: Arc<Group>, tls: Arc<rustls::ClientConfig>) {
     let check = group.settings().health_check.clone();
-    let mut ticks = tokio::time::interval(check.interval.max(std::time::Duration::from_millis(10)));
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let interval = check.interval.max(std::time::Duration::from_millis(10));
+    let mut probes = JoinSet::new();
+    // The targets being checked now (one check at a time per target).
+    let mut checking: Vec<Arc<Member>> = Vec::new();
     loop {
-        ticks.tick().await;
-        let mut probes = JoinSet::new();
+        let now = Instant::now();
+        let mut next = now + interval;
         for m in group.checked_members() {
-            let (check, tls) = (check.clone(), tls.clone());
-            probes.spawn(async move {
-                let result = probe(&m, &check, &tls).await;
-                (m, result)
-            });
+            let mut due = m.next_check.lock().unwrap_or_else(|e| e.into_inner());
+            let at = due.unwrap_or(now);
+            if at <= now && !checking.iter().any(|c| Arc::ptr_eq(c, &m)) {
+                // Every interval from its first check; a late round does not make up for
+                // the missed ones (tokio's `MissedTickBehavior::Delay`).
+                let following = if at + interval > now { at + interval } else { now + interval };
+                *due = Some(following);
+                next = next.min(following);
+                drop(due);
+                checking.push(m.clone());
+                let (check, tls) = (check.clone(), tls.clone());
+                probes.spawn(async move {
+                    let result = probe(&m, &check, &tls).await;
+                    (m, result)
+                });
+            } else if at > now {
+                next = next.min(at);
+            }
+            // (A target due while its last check still runs is looked at again when it ends.)
         }
-        while let Some(done) = probes.join_next().await {
-            let Ok((m, result)) = done else { continue };
-            observe(&group, &m, &result, &check);
+        tokio::select! {
+            Some(done) = probes.join_next(), if !probes.is_empty() => {
+                let Ok((m, result)) = done else { continue };
+                checking.retain(|c| !Arc::ptr_eq(c, &m));
+                observe(&group, &m, &result, &check);
+            }
+            () = tokio::time::sleep_until(next) => {}
+            () = group.registered.notified() => {}
         }
     }
 }

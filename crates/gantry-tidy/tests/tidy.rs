@@ -250,6 +250,7 @@ const SOURCE_RULES: &[SourceRule] = &[
                 "the agent's full container list every LIST_INTERVAL: tokio's clock, paused in tests",
             ),
             allow("crates/gantry-lb/src/http.rs", 1, "metrics: TargetResponseTime"),
+            allow("crates/gantry-lb/src/prober.rs", 1, "each target's next health check: tokio's clock"),
             allow(
                 "crates/gantry-agent/src/awslogs.rs",
                 6,

@@ -305,6 +305,21 @@ async fn http2_cleartext_and_to_http2_targets() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_head_longer_than_the_first_read_is_forwarded_whole() {
+    let a = backend("a").await;
+    let (lb, _) = load_balancer();
+    let port = free_port();
+    lb.apply(&config(vec![http_listener(1, port, forward("a"))], vec![group("a", &[&a])])).unwrap();
+    all_healthy(&lb, "a").await;
+    // 3 headers of 3,000 bytes: the listener's first read (4 KiB) ends inside the head.
+    let big = "x".repeat(3000);
+    let (status, headers, body) =
+        get(&client(), port, "/echo-head", &[("x-a", &big), ("x-b", &big), ("x-c", &big)]).await;
+    assert_eq!((status, body.as_str()), (200, "a"));
+    assert_eq!(headers["x-seen-abc-bytes"], "9000");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_upgrade_is_tunnelled() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let a = backend("a").await;

@@ -72,6 +72,32 @@ async fn health_checks_walk_initial_healthy_unhealthy_and_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newly_registered_target_is_checked_at_once_not_at_the_groups_next_round() {
+    let (a, b) = (backend("a").await, backend("b").await);
+    let (lb, _) = load_balancer();
+    let port = free_port();
+    // A minute between checks: within this test every target gets exactly its first one.
+    let mut g = group("a", &[&a]);
+    g.health_check.interval = Duration::from_secs(60);
+    g.health_check.timeout = Duration::from_secs(5);
+    lb.apply(&config(vec![http_listener(1, port, forward("a"))], vec![g.clone()])).unwrap();
+    eventually(5, "a's first check", async || {
+        state_of(&lb, "a", &a).1 == Some(Reason::InitialHealthChecking)
+    })
+    .await;
+    // b registered later, with the same checks (the prober keeps running): its first check
+    // comes now, not a minute after a's.
+    g.targets.push(b.target());
+    lb.apply(&config(vec![http_listener(1, port, forward("a"))], vec![g])).unwrap();
+    eventually(5, "b's first check", async || {
+        state_of(&lb, "a", &b).1 == Some(Reason::InitialHealthChecking)
+    })
+    .await;
+    // a keeps its own schedule: no second check yet, so it is still initial.
+    assert_eq!(state_of(&lb, "a", &a), (State::Initial, Some(Reason::InitialHealthChecking)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unused_groups_are_not_checked() {
     let a = backend("a").await;
     let (lb, _) = load_balancer();

@@ -165,7 +165,11 @@ async fn serve(
         .header("x-seen-port", header("x-forwarded-port"))
         .header("x-seen-trace", header("x-amzn-trace-id"))
         .header("x-seen-host", header("host"))
-        .header("x-seen-version", format!("{:?}", req.version()));
+        .header("x-seen-version", format!("{:?}", req.version()))
+        .header(
+            "x-seen-abc-bytes",
+            (header("x-a").len() + header("x-b").len() + header("x-c").len()).to_string(),
+        );
     if path == "/cookie" {
         resp = resp.header("set-cookie", "app=1; Path=/");
     }
