@@ -96,6 +96,80 @@ pub(crate) fn association_status(s: &str) -> Option<gantry_core::GatewayAssociat
     gantry_core::GatewayAssociationStatus::parse(s)
 }
 
+/// A deployment's status (PRIMARY, ACTIVE, INACTIVE); `None` for one Gantry does not know.
+pub(crate) fn deployment_status(d: &gantry_model::Deployment) -> Option<gantry_core::DeploymentStatus> {
+    d.status.as_deref().and_then(gantry_core::DeploymentStatus::parse)
+}
+
+/// Whether a deployment is its service's PRIMARY one.
+pub(crate) fn is_primary(d: &gantry_model::Deployment) -> bool {
+    deployment_status(d) == Some(gantry_core::DeploymentStatus::Primary)
+}
+
+pub(crate) fn set_deployment_status(d: &mut gantry_model::Deployment, status: gantry_core::DeploymentStatus) {
+    d.status = Some(status.as_str().into());
+}
+
+/// A deployment's `rolloutState`; `None` if it has none (an EXTERNAL or traffic-shifted one may
+/// not), or one Gantry does not know.
+pub(crate) fn rollout_state(d: &gantry_model::Deployment) -> Option<gantry_core::RolloutState> {
+    d.rollout_state.as_deref().and_then(gantry_core::RolloutState::parse)
+}
+
+pub(crate) fn set_rollout_state(d: &mut gantry_model::Deployment, state: gantry_core::RolloutState) {
+    d.rollout_state = Some(state.as_str().into());
+}
+
+/// A service deployment's (the history's) status; `None` for one Gantry does not know.
+pub(crate) fn service_deployment_status(
+    sd: &gantry_model::ServiceDeployment,
+) -> Option<gantry_core::ServiceDeploymentStatus> {
+    sd.status.as_deref().and_then(gantry_core::ServiceDeploymentStatus::parse)
+}
+
+pub(crate) fn set_service_deployment_status(
+    sd: &mut gantry_model::ServiceDeployment,
+    status: gantry_core::ServiceDeploymentStatus,
+) {
+    sd.status = Some(status.as_str().into());
+}
+
+/// A service deployment's circuit breaker's status.
+pub(crate) fn breaker_status(
+    cb: &gantry_model::ServiceDeploymentCircuitBreaker,
+) -> Option<gantry_core::MonitorStatus> {
+    cb.status.as_deref().and_then(gantry_core::MonitorStatus::parse)
+}
+
+pub(crate) fn set_breaker_status(
+    cb: &mut gantry_model::ServiceDeploymentCircuitBreaker,
+    status: gantry_core::MonitorStatus,
+) {
+    cb.status = Some(status.as_str().into());
+}
+
+/// A task set's status; `None` for one Gantry does not know.
+pub(crate) fn task_set_status(t: &gantry_model::TaskSet) -> Option<gantry_core::TaskSetStatus> {
+    t.status.as_deref().and_then(gantry_core::TaskSetStatus::parse)
+}
+
+pub(crate) fn set_task_set_status(t: &mut gantry_model::TaskSet, status: gantry_core::TaskSetStatus) {
+    t.status = Some(status.as_str().into());
+}
+
+/// A task set's `stabilityStatus`.
+pub(crate) fn stability_status(t: &gantry_model::TaskSet) -> Option<gantry_core::StabilityStatus> {
+    t.stability_status.as_deref().and_then(gantry_core::StabilityStatus::parse)
+}
+
+pub(crate) fn set_stability_status(t: &mut gantry_model::TaskSet, status: gantry_core::StabilityStatus) {
+    t.stability_status = Some(status.as_str().into());
+}
+
+pub(crate) fn set_attachment_status(a: &mut gantry_model::Attachment, status: gantry_core::AttachmentStatus) {
+    a.status = Some(status.as_str().into());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -260,8 +260,7 @@ const SOURCE_RULES: &[SourceRule] = &[
     SourceRule {
         rule: "statuses are set and compared through gantry-core's enums",
         help: "read a stored status with `status::*_status` and write it with `status::set_*_status` \
-               (gantry-ecs/src/status.rs), comparing enums, never string literals; the files \
-               allowed below are the ones not yet moved over, and may only shrink",
+               (gantry-ecs/src/status.rs), comparing enums, never string literals",
         scope: &["crates/gantry-ecs/src/"],
         ext: "rs",
         code: Code::Production,
@@ -271,17 +270,7 @@ const SOURCE_RULES: &[SourceRule] = &[
             "status = Some(\"",
             "status: Some(\"",
         ],
-        allow: &[
-            allow("crates/gantry-ecs/src/ops/services.rs", 6, "deployments' PRIMARY/ACTIVE"),
-            allow(
-                "crates/gantry-ecs/src/ops/service_deployments.rs",
-                14,
-                "service deployments' and circuit breakers' statuses",
-            ),
-            allow("crates/gantry-ecs/src/ops/tasks.rs", 2, "attachments' statuses"),
-            allow("crates/gantry-ecs/src/ops/task_sets.rs", 6, "task sets' statuses"),
-            allow("crates/gantry-ecs/src/scheduler.rs", 1, "deployments' PRIMARY"),
-        ],
+        allow: &[],
     },
     SourceRule {
         rule: "stored records are decoded only by the record layer",

@@ -22,31 +22,30 @@
 
 use super::service_record::{HistoryLink, ServiceRecord, service_not_found};
 use crate::records::{decode, encode, load};
+use crate::status::{
+    breaker_status, rollout_state, service_deployment_status, set_breaker_status,
+    set_service_deployment_status,
+};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::page::{PageRequest, encode_token};
-use gantry_core::{Arn, EcsError, ErrorKind, Result, Scope};
+use gantry_core::{
+    Arn, EcsError, ErrorKind, MonitorStatus, Result, RolloutState, Scope, ServiceDeploymentStatus,
+};
 use gantry_model::*;
 use gantry_store::Txn;
 use std::collections::BTreeMap;
 
-const STATUSES: &[&str] = &[
-    "PENDING",
-    "SUCCESSFUL",
-    "STOPPED",
-    "STOP_REQUESTED",
-    "IN_PROGRESS",
-    "ROLLBACK_REQUESTED",
-    "ROLLBACK_IN_PROGRESS",
-    "ROLLBACK_SUCCESSFUL",
-    "ROLLBACK_FAILED",
-];
-
-fn finished(status: Option<&str>) -> bool {
-    matches!(status, Some("SUCCESSFUL" | "STOPPED" | "ROLLBACK_SUCCESSFUL" | "ROLLBACK_FAILED"))
+/// Whether a service deployment is finished (a status Gantry does not know is not).
+fn finished(status: Option<ServiceDeploymentStatus>) -> bool {
+    status.is_some_and(ServiceDeploymentStatus::is_finished)
 }
 
-fn rolling_back(status: Option<&str>) -> bool {
-    matches!(status, Some("ROLLBACK_REQUESTED" | "ROLLBACK_IN_PROGRESS"))
+fn rolling_back(status: Option<ServiceDeploymentStatus>) -> bool {
+    status.is_some_and(ServiceDeploymentStatus::is_rolling_back)
+}
+
+fn monitor(enabled: bool) -> MonitorStatus {
+    if enabled { MonitorStatus::Monitoring } else { MonitorStatus::Disabled }
 }
 
 /// The history ID of a deployment: the digits of `ecs-svc/NNNN…`.
@@ -195,7 +194,7 @@ fn new_service_deployment(
         .unwrap_or_else(|| ("BOUNDED_PERCENT".to_string(), 50));
     let threshold = gantry_sched::breaker_threshold(&kind, value, d.desired_count.max(0) as u32);
     let alarms = dc.alarms.as_ref().map(|a| ServiceDeploymentAlarms {
-        status: Some(if a.enable { "MONITORING" } else { "DISABLED" }.into()),
+        status: Some(monitor(a.enable).as_str().into()),
         alarm_names: Some(a.alarm_names.clone()),
         triggered_alarm_names: Some(vec![]),
     });
@@ -208,10 +207,10 @@ fn new_service_deployment(
         updated_at: Some(now),
         source_service_revisions: Some(sources),
         target_service_revision: Some(ServiceRevisionSummary { arn: Some(target), ..Default::default() }),
-        status: Some("IN_PROGRESS".into()),
+        status: Some(ServiceDeploymentStatus::InProgress.as_str().into()),
         deployment_configuration: Some(dc.clone()),
         deployment_circuit_breaker: Some(ServiceDeploymentCircuitBreaker {
-            status: Some(if cb.enable { "MONITORING" } else { "DISABLED" }.into()),
+            status: Some(monitor(cb.enable).as_str().into()),
             failure_count: 0,
             threshold: threshold as i32,
         }),
@@ -339,8 +338,8 @@ impl ControlPlane {
                 digits.clone()
             }
         };
-        if !finished(sd.status.as_deref()) {
-            sd.status = Some("ROLLBACK_IN_PROGRESS".into());
+        if !finished(service_deployment_status(sd)) {
+            set_service_deployment_status(sd, ServiceDeploymentStatus::RollbackInProgress);
             sd.status_reason = Some(reason.clone());
             if sd.rollback.is_none() {
                 sd.rollback = Some(Rollback {
@@ -352,7 +351,7 @@ impl ControlPlane {
             if let Some(cb) = sd.deployment_circuit_breaker.as_mut() {
                 cb.failure_count = r.failed_tasks as i32;
                 if reason.starts_with("ECS deployment circuit breaker") {
-                    cb.status = Some("TRIGGERED".into());
+                    set_breaker_status(cb, MonitorStatus::Triggered);
                 }
             }
         }
@@ -380,9 +379,9 @@ impl ControlPlane {
         let arn = service_deployment_arn(s.at.scope, s.at.cluster, &s.at.name, &digits);
         if let Some(cur) = &current
             && let Some(sd) = s.loaded.get(self, &s.at.sd_key(cur))?
-            && !finished(sd.status.as_deref())
+            && !finished(service_deployment_status(sd))
         {
-            sd.status = Some("STOPPED".into());
+            set_service_deployment_status(sd, ServiceDeploymentStatus::Stopped);
             sd.status_reason = Some(format!("Service deployment stopped: service deployment {arn} started."));
             sd.stopped_at = Some(s.now);
         }
@@ -421,8 +420,8 @@ impl ControlPlane {
             };
             let links = rec.history.clone();
             let Some(sd) = s.loaded.get(self, &s.at.sd_key(&l.service_deployment))? else { continue };
-            let status = sd.status.clone();
-            if finished(status.as_deref()) {
+            let status = service_deployment_status(sd);
+            if finished(status) {
                 continue;
             }
             if let Some(t) = sd.target_service_revision.as_mut() {
@@ -437,13 +436,13 @@ impl ControlPlane {
                 sd.lifecycle_stage = Some(stage);
                 sd.lifecycle_hook_details = (!hooks.is_empty()).then_some(hooks);
             }
-            let rollout = d.rollout_state.as_deref();
+            let rollout = rollout_state(d);
             if l.rollback {
-                if rollout == Some("COMPLETED") {
-                    sd.status = Some("ROLLBACK_SUCCESSFUL".into());
+                if rollout == Some(RolloutState::Completed) {
+                    set_service_deployment_status(sd, ServiceDeploymentStatus::RollbackSuccessful);
                     sd.finished_at = Some(now);
-                } else if rollout == Some("FAILED") && i == 0 {
-                    sd.status = Some("ROLLBACK_FAILED".into());
+                } else if rollout == Some(RolloutState::Failed) && i == 0 {
+                    set_service_deployment_status(sd, ServiceDeploymentStatus::RollbackFailed);
                     sd.status_reason = d.rollout_state_reason.clone();
                     sd.finished_at = Some(now);
                 }
@@ -452,31 +451,31 @@ impl ControlPlane {
             if let Some(cb) = sd.deployment_circuit_breaker.as_mut() {
                 cb.failure_count = d.failed_tasks;
             }
-            if rolling_back(status.as_deref()) {
+            if rolling_back(status) {
                 continue;
             }
             match rollout {
-                Some("COMPLETED") => {
-                    sd.status = Some("SUCCESSFUL".into());
+                Some(RolloutState::Completed) => {
+                    set_service_deployment_status(sd, ServiceDeploymentStatus::Successful);
                     sd.finished_at = Some(now);
                     if let Some(cb) = sd.deployment_circuit_breaker.as_mut()
-                        && cb.status.as_deref() == Some("MONITORING")
+                        && breaker_status(cb) == Some(MonitorStatus::Monitoring)
                     {
-                        cb.status = Some("MONITORING_COMPLETE".into());
+                        set_breaker_status(cb, MonitorStatus::MonitoringComplete);
                     }
                 }
-                Some("FAILED") => {
-                    sd.status = Some("STOPPED".into());
+                Some(RolloutState::Failed) => {
+                    set_service_deployment_status(sd, ServiceDeploymentStatus::Stopped);
                     sd.status_reason = d.rollout_state_reason.clone();
                     sd.stopped_at = Some(now);
                     if let Some(cb) = sd.deployment_circuit_breaker.as_mut()
-                        && cb.status.as_deref() == Some("MONITORING")
+                        && breaker_status(cb) == Some(MonitorStatus::Monitoring)
                     {
-                        cb.status = Some("TRIGGERED".into());
+                        set_breaker_status(cb, MonitorStatus::Triggered);
                     }
                 }
                 _ if deleted => {
-                    sd.status = Some("STOPPED".into());
+                    set_service_deployment_status(sd, ServiceDeploymentStatus::Stopped);
                     sd.status_reason = Some("Service deployment stopped: the service was deleted.".into());
                     sd.stopped_at = Some(now);
                 }
@@ -537,7 +536,10 @@ impl ControlPlane {
     ) -> Result<ListServiceDeploymentsResponse> {
         let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 20, 100)?;
         for s in req.status.iter().flatten() {
-            super::one_of("status", s, STATUSES)?;
+            if ServiceDeploymentStatus::parse(s).is_none() {
+                let all: Vec<&str> = ServiceDeploymentStatus::ALL.iter().map(|s| s.as_str()).collect();
+                super::one_of("status", s, &all)?;
+            }
         }
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
         let cname = cluster.value.cluster_name.unwrap_or_default();
@@ -702,13 +704,17 @@ impl ControlPlane {
         self.retry(|| {
             let mut sd = load::<ServiceDeployment>(&*self.store, &sd_key)?.ok_or_else(not_found)?;
             let mut rec = load::<ServiceRecord>(&*self.store, &svc_key)?.ok_or_else(not_found)?;
-            let status = sd.value.status.clone().unwrap_or_default();
-            match status.as_str() {
-                "STOP_REQUESTED" | "ROLLBACK_REQUESTED" | "ROLLBACK_IN_PROGRESS" => {
+            match service_deployment_status(&sd.value) {
+                Some(
+                    ServiceDeploymentStatus::StopRequested
+                    | ServiceDeploymentStatus::RollbackRequested
+                    | ServiceDeploymentStatus::RollbackInProgress,
+                ) => {
                     return Ok((Txn::new(), ()));
                 }
-                "PENDING" | "IN_PROGRESS" => {}
-                other => {
+                Some(ServiceDeploymentStatus::Pending | ServiceDeploymentStatus::InProgress) => {}
+                _ => {
+                    let other = sd.value.status.as_deref().unwrap_or_default();
                     return Err(EcsError::new(
                         ErrorKind::ConflictException,
                         format!("The service deployment {arn} is {other} and can not be stopped."),
@@ -738,7 +744,7 @@ impl ControlPlane {
                 ));
             }
             rec.value.sched.rollback_requested = Some(deployment);
-            sd.value.status = Some("ROLLBACK_REQUESTED".into());
+            set_service_deployment_status(&mut sd.value, ServiceDeploymentStatus::RollbackRequested);
             sd.value.status_reason =
                 Some("Service deployment rollback requested by StopServiceDeployment.".into());
             sd.value.updated_at = Some(self.now_s());
@@ -783,8 +789,8 @@ impl ControlPlane {
         self.retry(|| {
             let sd = load::<ServiceDeployment>(&*self.store, &sd_key)?.ok_or_else(not_found)?;
             let mut rec = load::<ServiceRecord>(&*self.store, &svc_key)?.ok_or_else(not_found)?;
-            let status = sd.value.status.clone().unwrap_or_default();
-            if status != "IN_PROGRESS" {
+            if service_deployment_status(&sd.value) != Some(ServiceDeploymentStatus::InProgress) {
+                let status = sd.value.status.as_deref().unwrap_or_default();
                 return Err(EcsError::new(
                     ErrorKind::ConflictException,
                     format!("The service deployment {arn} is {status} and can not be continued."),

@@ -17,7 +17,7 @@ use gantry_core::page::{PageRequest, paginate};
 use gantry_core::protocol::fargate_node_name;
 use gantry_core::taskdef;
 use gantry_core::validate::validate_tags;
-use gantry_core::{Arn, EcsError, ErrorKind, Result, Scope, TaskStatus};
+use gantry_core::{Arn, AttachmentStatus, EcsError, ErrorKind, Result, Scope, TaskStatus};
 use gantry_model::*;
 use gantry_store::Txn;
 use serde::{Deserialize, Serialize};
@@ -470,7 +470,7 @@ impl ControlPlane {
             attachments.push(Attachment {
                 id: Some(self.ids.uuid()),
                 r#type: Some("ElasticNetworkInterface".into()),
-                status: Some("PRECREATED".into()),
+                status: Some(AttachmentStatus::Precreated.as_str().into()),
                 details: Some(vec![
                     detail("subnetId", subnet),
                     detail("networkInterfaceId", format!("eni-{}", &hex[12..29])),
@@ -1738,6 +1738,14 @@ impl ControlPlane {
             let (Some(att_id), Some(task_id)) = (parts.first(), parts.get(1)) else {
                 return Err(EcsError::invalid(format!("Invalid attachment ARN: {}", change.attachment_arn)));
             };
+            let status = AttachmentStatus::parse(&change.status).ok_or_else(|| {
+                let all: Vec<&str> = AttachmentStatus::ALL.iter().map(|s| s.as_str()).collect();
+                EcsError::invalid(format!(
+                    "status should be one of [{}], but was '{}'.",
+                    all.join(","),
+                    change.status
+                ))
+            })?;
             self.retry(|| {
                 let mut rec = self.load_task(ctx, &cname, task_id)?.ok_or_else(|| {
                     EcsError::invalid(format!("Attachment not found: {}", change.attachment_arn))
@@ -1745,7 +1753,7 @@ impl ControlPlane {
                 let mut found = false;
                 for a in rec.value.task.attachments.iter_mut().flatten() {
                     if a.id.as_deref() == Some(*att_id) {
-                        a.status = Some(change.status.clone());
+                        crate::status::set_attachment_status(a, status);
                         found = true;
                     }
                 }
@@ -1872,6 +1880,6 @@ pub(crate) const MANAGED_INSTANCES: &str = "MANAGED_INSTANCES";
 /// A stopped task's attachments (its network interface) are deleted.
 pub(crate) fn attachments_deleted(t: &mut Task) {
     for a in t.attachments.iter_mut().flatten() {
-        a.status = Some("DELETED".into());
+        crate::status::set_attachment_status(a, AttachmentStatus::Deleted);
     }
 }
