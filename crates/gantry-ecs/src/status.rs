@@ -120,34 +120,6 @@ pub(crate) fn set_rollout_state(d: &mut gantry_model::Deployment, state: gantry_
     d.rollout_state = Some(state.as_str().into());
 }
 
-/// A service deployment's (the history's) status; `None` for one Gantry does not know.
-pub(crate) fn service_deployment_status(
-    sd: &gantry_model::ServiceDeployment,
-) -> Option<gantry_core::ServiceDeploymentStatus> {
-    sd.status.as_deref().and_then(gantry_core::ServiceDeploymentStatus::parse)
-}
-
-pub(crate) fn set_service_deployment_status(
-    sd: &mut gantry_model::ServiceDeployment,
-    status: gantry_core::ServiceDeploymentStatus,
-) {
-    sd.status = Some(status.as_str().into());
-}
-
-/// A service deployment's circuit breaker's status.
-pub(crate) fn breaker_status(
-    cb: &gantry_model::ServiceDeploymentCircuitBreaker,
-) -> Option<gantry_core::MonitorStatus> {
-    cb.status.as_deref().and_then(gantry_core::MonitorStatus::parse)
-}
-
-pub(crate) fn set_breaker_status(
-    cb: &mut gantry_model::ServiceDeploymentCircuitBreaker,
-    status: gantry_core::MonitorStatus,
-) {
-    cb.status = Some(status.as_str().into());
-}
-
 /// A task set's status; `None` for one Gantry does not know.
 pub(crate) fn task_set_status(t: &gantry_model::TaskSet) -> Option<gantry_core::TaskSetStatus> {
     t.status.as_deref().and_then(gantry_core::TaskSetStatus::parse)
