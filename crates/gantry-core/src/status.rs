@@ -248,6 +248,51 @@ status_enum! {
     }
 }
 
+status_enum! {
+    /// A task's or container's `healthStatus`.
+    HealthStatus {
+        Healthy => "HEALTHY",
+        Unhealthy => "UNHEALTHY",
+        Unknown => "UNKNOWN",
+    }
+}
+
+status_enum! {
+    /// A managed agent's (ECS Exec's `ExecuteCommandAgent`) `lastStatus`.
+    ManagedAgentStatus {
+        Pending => "PENDING",
+        Running => "RUNNING",
+        Stopped => "STOPPED",
+    }
+}
+
+status_enum! {
+    /// A capacity provider's `updateStatus`.
+    CapacityProviderUpdateStatus {
+        CreateInProgress => "CREATE_IN_PROGRESS",
+        CreateComplete => "CREATE_COMPLETE",
+        CreateFailed => "CREATE_FAILED",
+        DeleteInProgress => "DELETE_IN_PROGRESS",
+        DeleteComplete => "DELETE_COMPLETE",
+        DeleteFailed => "DELETE_FAILED",
+        UpdateInProgress => "UPDATE_IN_PROGRESS",
+        UpdateComplete => "UPDATE_COMPLETE",
+        UpdateFailed => "UPDATE_FAILED",
+    }
+}
+
+status_enum! {
+    /// A container instance's `agentUpdateStatus`.
+    AgentUpdateStatus {
+        Pending => "PENDING",
+        Staging => "STAGING",
+        Staged => "STAGED",
+        Updating => "UPDATING",
+        Updated => "UPDATED",
+        Failed => "FAILED",
+    }
+}
+
 impl ServiceDeploymentStatus {
     /// SUCCESSFUL, STOPPED, ROLLBACK_SUCCESSFUL or ROLLBACK_FAILED: nothing moves it any more.
     pub const fn is_finished(self) -> bool {
@@ -320,5 +365,14 @@ mod tests {
         assert_eq!(StabilityStatus::SteadyState.as_str(), "STEADY_STATE");
         assert_eq!(RolloutState::parse("IN_PROGRESS"), Some(RolloutState::InProgress));
         assert_eq!(MonitorStatus::MonitoringComplete.as_str(), "MONITORING_COMPLETE");
+        for s in CapacityProviderUpdateStatus::ALL {
+            assert_eq!(CapacityProviderUpdateStatus::parse(s.as_str()), Some(*s));
+        }
+        for s in AgentUpdateStatus::ALL {
+            assert_eq!(AgentUpdateStatus::parse(s.as_str()), Some(*s));
+        }
+        assert_eq!(HealthStatus::parse("UNHEALTHY"), Some(HealthStatus::Unhealthy));
+        assert_eq!(ManagedAgentStatus::parse("RUNNING"), Some(ManagedAgentStatus::Running));
+        assert_eq!(HealthStatus::parse("healthy"), None);
     }
 }

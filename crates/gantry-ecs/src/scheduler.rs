@@ -412,7 +412,7 @@ fn task_views(
             id: id.clone(),
             deployment: t.started_by.clone().unwrap_or_default(),
             phase: p,
-            stop_requested: t.desired_status.as_deref() == Some("STOPPED"),
+            stop_requested: crate::status::stop_wanted(t),
             cause,
             reached_running: t.started_at.is_some(),
             health: match t.health_status.as_deref() {
