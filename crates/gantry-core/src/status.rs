@@ -1,6 +1,8 @@
 //! The statuses of ECS resources Gantry decides on, as enums: compare and index through them,
-//! never through string literals. The wire shapes (`gantry-model`) and the stored records, which
-//! are those shapes, keep ECS's strings; `gantry-ecs` converts at one place (its `status.rs`).
+//! never through string literals. The wire shapes (`gantry-model`), and the stored records that
+//! are still those shapes, keep ECS's strings; `gantry-ecs` converts at one place (its
+//! `status.rs`). A stored record with a type of its own (`ServiceDeploymentRecord`) holds the
+//! enums, serialized as ECS's strings.
 //!
 //! Gantry writes only these values (a status is set from an enum, and a status given in a request
 //! is parsed before it is used), so every stored status parses. [`parse`](ServiceStatus::parse)
@@ -174,6 +176,146 @@ status_enum! {
     }
 }
 
+status_enum! {
+    /// A service deployment's (`Deployment`, in DescribeServices' `deployments`) `status`.
+    DeploymentStatus {
+        Primary => "PRIMARY",
+        Active => "ACTIVE",
+        Inactive => "INACTIVE",
+    }
+}
+
+status_enum! {
+    /// A deployment's `rolloutState`.
+    RolloutState {
+        Completed => "COMPLETED",
+        Failed => "FAILED",
+        InProgress => "IN_PROGRESS",
+    }
+}
+
+status_enum! {
+    /// A service deployment's (ListServiceDeployments, DescribeServiceDeployments) `status`.
+    ServiceDeploymentStatus {
+        Pending => "PENDING",
+        Successful => "SUCCESSFUL",
+        Stopped => "STOPPED",
+        StopRequested => "STOP_REQUESTED",
+        InProgress => "IN_PROGRESS",
+        RollbackRequested => "ROLLBACK_REQUESTED",
+        RollbackInProgress => "ROLLBACK_IN_PROGRESS",
+        RollbackSuccessful => "ROLLBACK_SUCCESSFUL",
+        RollbackFailed => "ROLLBACK_FAILED",
+    }
+}
+
+status_enum! {
+    /// A service deployment's circuit breaker's or alarms' `status`.
+    MonitorStatus {
+        Triggered => "TRIGGERED",
+        Monitoring => "MONITORING",
+        MonitoringComplete => "MONITORING_COMPLETE",
+        Disabled => "DISABLED",
+    }
+}
+
+status_enum! {
+    /// A task set's `status`.
+    TaskSetStatus {
+        Primary => "PRIMARY",
+        Active => "ACTIVE",
+        Draining => "DRAINING",
+    }
+}
+
+status_enum! {
+    /// A task set's `stabilityStatus`.
+    StabilityStatus {
+        SteadyState => "STEADY_STATE",
+        Stabilizing => "STABILIZING",
+    }
+}
+
+status_enum! {
+    /// An attachment's (a task's ENI, a Service Connect proxy, ...) `status`.
+    AttachmentStatus {
+        Precreated => "PRECREATED",
+        Created => "CREATED",
+        Attaching => "ATTACHING",
+        Attached => "ATTACHED",
+        Detaching => "DETACHING",
+        Detached => "DETACHED",
+        Deleted => "DELETED",
+        Failed => "FAILED",
+    }
+}
+
+status_enum! {
+    /// A task's or container's `healthStatus`.
+    HealthStatus {
+        Healthy => "HEALTHY",
+        Unhealthy => "UNHEALTHY",
+        Unknown => "UNKNOWN",
+    }
+}
+
+status_enum! {
+    /// A managed agent's (ECS Exec's `ExecuteCommandAgent`) `lastStatus`.
+    ManagedAgentStatus {
+        Pending => "PENDING",
+        Running => "RUNNING",
+        Stopped => "STOPPED",
+    }
+}
+
+status_enum! {
+    /// A capacity provider's `updateStatus`.
+    CapacityProviderUpdateStatus {
+        CreateInProgress => "CREATE_IN_PROGRESS",
+        CreateComplete => "CREATE_COMPLETE",
+        CreateFailed => "CREATE_FAILED",
+        DeleteInProgress => "DELETE_IN_PROGRESS",
+        DeleteComplete => "DELETE_COMPLETE",
+        DeleteFailed => "DELETE_FAILED",
+        UpdateInProgress => "UPDATE_IN_PROGRESS",
+        UpdateComplete => "UPDATE_COMPLETE",
+        UpdateFailed => "UPDATE_FAILED",
+    }
+}
+
+status_enum! {
+    /// A container instance's `agentUpdateStatus`.
+    AgentUpdateStatus {
+        Pending => "PENDING",
+        Staging => "STAGING",
+        Staged => "STAGED",
+        Updating => "UPDATING",
+        Updated => "UPDATED",
+        Failed => "FAILED",
+    }
+}
+
+impl ServiceDeploymentStatus {
+    /// SUCCESSFUL, STOPPED, ROLLBACK_SUCCESSFUL or ROLLBACK_FAILED: nothing moves it any more.
+    pub const fn is_finished(self) -> bool {
+        matches!(
+            self,
+            ServiceDeploymentStatus::Successful
+                | ServiceDeploymentStatus::Stopped
+                | ServiceDeploymentStatus::RollbackSuccessful
+                | ServiceDeploymentStatus::RollbackFailed
+        )
+    }
+
+    /// ROLLBACK_REQUESTED or ROLLBACK_IN_PROGRESS.
+    pub const fn is_rolling_back(self) -> bool {
+        matches!(
+            self,
+            ServiceDeploymentStatus::RollbackRequested | ServiceDeploymentStatus::RollbackInProgress
+        )
+    }
+}
+
 impl InstanceStatus {
     /// ACTIVE or DRAINING: what ECS counts as registered.
     pub const REGISTERED: [InstanceStatus; 2] = [InstanceStatus::Active, InstanceStatus::Draining];
@@ -207,5 +349,32 @@ mod tests {
         assert_eq!(InstanceStatus::RegistrationFailed.as_str(), "REGISTRATION_FAILED");
         assert_eq!(InstanceStatus::parse("active"), None);
         assert_eq!(ServiceStatus::parse("PRIMARY"), None);
+        for s in DeploymentStatus::ALL {
+            assert_eq!(DeploymentStatus::parse(s.as_str()), Some(*s));
+        }
+        for s in ServiceDeploymentStatus::ALL {
+            assert_eq!(ServiceDeploymentStatus::parse(s.as_str()), Some(*s));
+        }
+        for s in AttachmentStatus::ALL {
+            assert_eq!(AttachmentStatus::parse(s.as_str()), Some(*s));
+        }
+        let finished: Vec<_> = ServiceDeploymentStatus::ALL.iter().filter(|s| s.is_finished()).collect();
+        assert_eq!(finished.len(), 4);
+        assert!(!ServiceDeploymentStatus::StopRequested.is_finished());
+        assert!(ServiceDeploymentStatus::RollbackRequested.is_rolling_back());
+        assert!(!ServiceDeploymentStatus::RollbackFailed.is_rolling_back());
+        assert_eq!(TaskSetStatus::parse("DRAINING"), Some(TaskSetStatus::Draining));
+        assert_eq!(StabilityStatus::SteadyState.as_str(), "STEADY_STATE");
+        assert_eq!(RolloutState::parse("IN_PROGRESS"), Some(RolloutState::InProgress));
+        assert_eq!(MonitorStatus::MonitoringComplete.as_str(), "MONITORING_COMPLETE");
+        for s in CapacityProviderUpdateStatus::ALL {
+            assert_eq!(CapacityProviderUpdateStatus::parse(s.as_str()), Some(*s));
+        }
+        for s in AgentUpdateStatus::ALL {
+            assert_eq!(AgentUpdateStatus::parse(s.as_str()), Some(*s));
+        }
+        assert_eq!(HealthStatus::parse("UNHEALTHY"), Some(HealthStatus::Unhealthy));
+        assert_eq!(ManagedAgentStatus::parse("RUNNING"), Some(ManagedAgentStatus::Running));
+        assert_eq!(HealthStatus::parse("healthy"), None);
     }
 }

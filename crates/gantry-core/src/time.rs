@@ -18,6 +18,39 @@ impl Timestamp {
     }
 }
 
+/// A [`Timestamp`] in a stored record or on the wire: ECS's form, epoch seconds with a fraction
+/// (`#[serde(with = "gantry_core::time::epoch_seconds")]`; `epoch_seconds::option` for an
+/// `Option<Timestamp>`). Seconds written from milliseconds read back as the same milliseconds.
+pub mod epoch_seconds {
+    use super::Timestamp;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Timestamp, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(t.as_epoch_seconds())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Timestamp, D::Error> {
+        f64::deserialize(d).map(Timestamp::from_epoch_seconds)
+    }
+
+    /// The same for an optional timestamp (absent or `null` is `None`).
+    pub mod option {
+        use super::Timestamp;
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(t: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => s.serialize_some(&t.as_epoch_seconds()),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Timestamp>, D::Error> {
+            Option::<f64>::deserialize(d).map(|s| s.map(Timestamp::from_epoch_seconds))
+        }
+    }
+}
+
 /// The source of "now".
 pub trait Clock: Send + Sync {
     fn now(&self) -> Timestamp;
@@ -144,6 +177,26 @@ impl IdGen for SeededIds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct At {
+        #[serde(with = "epoch_seconds")]
+        at: Timestamp,
+        #[serde(default, with = "epoch_seconds::option", skip_serializing_if = "Option::is_none")]
+        maybe: Option<Timestamp>,
+    }
+
+    #[test]
+    fn timestamps_are_stored_as_epoch_seconds_and_read_back_exactly() {
+        let a = At { at: Timestamp(1_796_334_293_524), maybe: Some(Timestamp(1_796_334_293_541)) };
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(json, r#"{"at":1796334293.524,"maybe":1796334293.541}"#);
+        assert_eq!(serde_json::from_str::<At>(&json).unwrap(), a);
+        let none: At = serde_json::from_str(r#"{"at":1.5}"#).unwrap();
+        assert_eq!(none, At { at: Timestamp(1500), maybe: None });
+        assert_eq!(serde_json::to_string(&none).unwrap(), r#"{"at":1.5}"#);
+        assert!(serde_json::from_str::<At>(r#"{"at":"soon"}"#).is_err());
+    }
 
     #[test]
     fn seeded_ids_replay() {

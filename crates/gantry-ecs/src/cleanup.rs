@@ -21,13 +21,13 @@
 //! the controller (`gantry-runtime`, behind `Leadership`) runs a pass when an index row is added
 //! (the store's watch) and when the next expiry is due.
 
+use crate::ops::service_deployments::ServiceDeploymentRecord;
 use crate::ops::service_record::ServiceRecord;
 use crate::ops::tasks::{TaskRecord, TokenRecord};
 use crate::records::{decode, load, parse};
 use crate::table::{Before, TxnExt};
 use crate::{ControlPlane, keys};
 use gantry_core::Result;
-use gantry_model::ServiceDeployment;
 use gantry_runtime::{Action, Backoff, Controller, Leadership, Reconciler, Shutdown};
 use gantry_store::Txn;
 use std::sync::Arc;
@@ -78,12 +78,6 @@ pub struct Swept {
 /// The milliseconds a row of a time-ordered index starts with (after `prefix`).
 fn row_ms(key: &str, prefix: &str) -> i64 {
     key.get(prefix.len()..prefix.len() + 15).and_then(|d| d.parse().ok()).unwrap_or(0)
-}
-
-/// A service deployment's last change (epoch milliseconds).
-fn deployment_changed_ms(d: &ServiceDeployment) -> i64 {
-    let at = [d.updated_at, d.finished_at, d.stopped_at, d.started_at, d.created_at];
-    (at.into_iter().flatten().fold(0.0, f64::max) * 1000.0) as i64
 }
 
 /// An INACTIVE service's last change (epoch milliseconds): its newest event or deployment update.
@@ -209,7 +203,7 @@ impl ControlPlane {
             let mut txn = Txn::new();
             let mut kept = 0;
             for kv in self.store.range(&history, None, usize::MAX) {
-                let changed = parse::<ServiceDeployment>(&kv.value).map_or(0, |d| deployment_changed_ms(&d));
+                let changed = parse::<ServiceDeploymentRecord>(&kv.value).map_or(0, |d| d.changed_at().0);
                 if changed <= cutoff {
                     txn = txn.when(&kv.key, kv.mod_revision).delete(&kv.key);
                     deleted += 1;

@@ -15,10 +15,13 @@
 use crate::ops::services::{SchedNotes, ServiceRecord};
 use crate::ops::tasks::TaskRecord;
 use crate::records::{encode, load};
-use crate::status::{service_status, set_service_status};
+use crate::status::{self, service_status, set_service_status};
 use crate::table::{Before, Record, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
-use gantry_core::{InstanceStatus, Result, Scope, ServiceStatus, TaskStatus};
+use gantry_core::{
+    DeploymentStatus, InstanceStatus, Result, RolloutState, Scope, ServiceStatus, StabilityStatus,
+    TaskSetStatus, TaskStatus,
+};
 use gantry_model::{Deployment, Service, ServiceEvent, Tag};
 use gantry_placement::engine::Constraint;
 use gantry_runtime::{Action, Backoff, Controller, Leadership, Reconciler, Shutdown};
@@ -61,14 +64,10 @@ fn ms(seconds: Option<f64>) -> Option<i64> {
 fn to_sched_deployment(d: &Deployment) -> sched::DeploymentState {
     sched::DeploymentState {
         id: d.id.clone().unwrap_or_default(),
-        status: if d.status.as_deref() == Some("PRIMARY") {
-            sched::Status::Primary
-        } else {
-            sched::Status::Active
-        },
-        rollout: match d.rollout_state.as_deref() {
-            Some("COMPLETED") => sched::Rollout::Completed,
-            Some("FAILED") => sched::Rollout::Failed,
+        status: if status::is_primary(d) { sched::Status::Primary } else { sched::Status::Active },
+        rollout: match status::rollout_state(d) {
+            Some(RolloutState::Completed) => sched::Rollout::Completed,
+            Some(RolloutState::Failed) => sched::Rollout::Failed,
             _ => sched::Rollout::InProgress,
         },
         rollout_reason: d.rollout_state_reason.clone().unwrap_or_default(),
@@ -212,14 +211,18 @@ fn plan_ecs(
             }
         };
         let before = out.clone();
-        out.status = Some(if d.status == sched::Status::Primary { "PRIMARY" } else { "ACTIVE" }.into());
-        out.rollout_state = Some(
+        let primary = d.status == sched::Status::Primary;
+        status::set_deployment_status(
+            &mut out,
+            if primary { DeploymentStatus::Primary } else { DeploymentStatus::Active },
+        );
+        status::set_rollout_state(
+            &mut out,
             match d.rollout {
-                sched::Rollout::InProgress => "IN_PROGRESS",
-                sched::Rollout::Completed => "COMPLETED",
-                sched::Rollout::Failed => "FAILED",
-            }
-            .into(),
+                sched::Rollout::InProgress => RolloutState::InProgress,
+                sched::Rollout::Completed => RolloutState::Completed,
+                sched::Rollout::Failed => RolloutState::Failed,
+            },
         );
         out.rollout_state_reason = Some(d.rollout_reason.clone());
         out.failed_tasks = d.failed_tasks as i32;
@@ -291,15 +294,15 @@ fn plan_external(rec: &ServiceRecord, views: &[sched::TaskView], now: i64) -> Ou
         .flatten()
         .map(|t| sched::TaskSetState {
             id: t.id.clone().unwrap_or_default(),
-            status: match t.status.as_deref() {
-                Some("PRIMARY") => sched::SetStatus::Primary,
-                Some("DRAINING") => sched::SetStatus::Draining,
+            status: match status::task_set_status(t) {
+                Some(TaskSetStatus::Primary) => sched::SetStatus::Primary,
+                Some(TaskSetStatus::Draining) => sched::SetStatus::Draining,
                 _ => sched::SetStatus::Active,
             },
             desired: sched::computed_desired(desired, t.scale.as_ref().map_or(100.0, |x| x.value)),
             running: t.running_count.max(0) as u32,
             pending: t.pending_count.max(0) as u32,
-            steady: t.stability_status.as_deref() == Some("STEADY_STATE"),
+            steady: status::stability_status(t) == Some(StabilityStatus::SteadyState),
         })
         .collect();
     let draining = service_status(s) == Some(ServiceStatus::Draining);
@@ -315,9 +318,9 @@ fn plan_external(rec: &ServiceRecord, views: &[sched::TaskView], now: i64) -> Ou
         t.computed_desired_count = st.desired as i32;
         t.running_count = st.running as i32;
         t.pending_count = st.pending as i32;
-        let stability = if st.steady { "STEADY_STATE" } else { "STABILIZING" };
-        if t.stability_status.as_deref() != Some(stability) {
-            t.stability_status = Some(stability.into());
+        let stability = if st.steady { StabilityStatus::SteadyState } else { StabilityStatus::Stabilizing };
+        if status::stability_status(&t) != Some(stability) {
+            status::set_stability_status(&mut t, stability);
             t.stability_status_at = Some(at);
         }
         if t != before {
@@ -409,7 +412,7 @@ fn task_views(
             id: id.clone(),
             deployment: t.started_by.clone().unwrap_or_default(),
             phase: p,
-            stop_requested: t.desired_status.as_deref() == Some("STOPPED"),
+            stop_requested: crate::status::stop_wanted(t),
             cause,
             reached_running: t.started_at.is_some(),
             health: match t.health_status.as_deref() {

@@ -96,6 +96,99 @@ pub(crate) fn association_status(s: &str) -> Option<gantry_core::GatewayAssociat
     gantry_core::GatewayAssociationStatus::parse(s)
 }
 
+/// A deployment's status (PRIMARY, ACTIVE, INACTIVE); `None` for one Gantry does not know.
+pub(crate) fn deployment_status(d: &gantry_model::Deployment) -> Option<gantry_core::DeploymentStatus> {
+    d.status.as_deref().and_then(gantry_core::DeploymentStatus::parse)
+}
+
+/// Whether a deployment is its service's PRIMARY one.
+pub(crate) fn is_primary(d: &gantry_model::Deployment) -> bool {
+    deployment_status(d) == Some(gantry_core::DeploymentStatus::Primary)
+}
+
+pub(crate) fn set_deployment_status(d: &mut gantry_model::Deployment, status: gantry_core::DeploymentStatus) {
+    d.status = Some(status.as_str().into());
+}
+
+/// A deployment's `rolloutState`; `None` if it has none (an EXTERNAL or traffic-shifted one may
+/// not), or one Gantry does not know.
+pub(crate) fn rollout_state(d: &gantry_model::Deployment) -> Option<gantry_core::RolloutState> {
+    d.rollout_state.as_deref().and_then(gantry_core::RolloutState::parse)
+}
+
+pub(crate) fn set_rollout_state(d: &mut gantry_model::Deployment, state: gantry_core::RolloutState) {
+    d.rollout_state = Some(state.as_str().into());
+}
+
+/// A task set's status; `None` for one Gantry does not know.
+pub(crate) fn task_set_status(t: &gantry_model::TaskSet) -> Option<gantry_core::TaskSetStatus> {
+    t.status.as_deref().and_then(gantry_core::TaskSetStatus::parse)
+}
+
+pub(crate) fn set_task_set_status(t: &mut gantry_model::TaskSet, status: gantry_core::TaskSetStatus) {
+    t.status = Some(status.as_str().into());
+}
+
+/// A task set's `stabilityStatus`.
+pub(crate) fn stability_status(t: &gantry_model::TaskSet) -> Option<gantry_core::StabilityStatus> {
+    t.stability_status.as_deref().and_then(gantry_core::StabilityStatus::parse)
+}
+
+pub(crate) fn set_stability_status(t: &mut gantry_model::TaskSet, status: gantry_core::StabilityStatus) {
+    t.stability_status = Some(status.as_str().into());
+}
+
+pub(crate) fn set_attachment_status(a: &mut gantry_model::Attachment, status: gantry_core::AttachmentStatus) {
+    a.status = Some(status.as_str().into());
+}
+
+/// A task's `lastStatus`; `None` if it has none, or one Gantry does not know.
+pub(crate) fn last_status(t: &gantry_model::Task) -> Option<gantry_core::TaskStatus> {
+    t.last_status.as_deref().and_then(gantry_core::TaskStatus::parse)
+}
+
+/// A task's `desiredStatus`; `None` if it has none, or one Gantry does not know.
+pub(crate) fn desired_status(t: &gantry_model::Task) -> Option<gantry_core::TaskStatus> {
+    t.desired_status.as_deref().and_then(gantry_core::TaskStatus::parse)
+}
+
+/// Whether a task is STOPPED.
+pub(crate) fn is_stopped(t: &gantry_model::Task) -> bool {
+    last_status(t) == Some(gantry_core::TaskStatus::Stopped)
+}
+
+/// Whether a task was asked to stop (its `desiredStatus` is STOPPED).
+pub(crate) fn stop_wanted(t: &gantry_model::Task) -> bool {
+    desired_status(t) == Some(gantry_core::TaskStatus::Stopped)
+}
+
+pub(crate) fn set_last_status(t: &mut gantry_model::Task, status: gantry_core::TaskStatus) {
+    t.last_status = Some(status.as_str().into());
+}
+
+pub(crate) fn set_desired_status(t: &mut gantry_model::Task, status: gantry_core::TaskStatus) {
+    t.desired_status = Some(status.as_str().into());
+}
+
+/// A container's `lastStatus` (a task's lifecycle's names).
+pub(crate) fn set_container_status(c: &mut gantry_model::Container, status: gantry_core::TaskStatus) {
+    c.last_status = Some(status.as_str().into());
+}
+
+/// A container's `healthStatus`.
+pub(crate) fn container_health(c: &gantry_model::Container) -> Option<gantry_core::HealthStatus> {
+    c.health_status.as_deref().and_then(gantry_core::HealthStatus::parse)
+}
+
+/// A managed agent's `lastStatus`.
+pub(crate) fn agent_status(a: &gantry_model::ManagedAgent) -> Option<gantry_core::ManagedAgentStatus> {
+    a.last_status.as_deref().and_then(gantry_core::ManagedAgentStatus::parse)
+}
+
+pub(crate) fn set_agent_status(a: &mut gantry_model::ManagedAgent, status: gantry_core::ManagedAgentStatus) {
+    a.last_status = Some(status.as_str().into());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +210,17 @@ mod tests {
         assert!(InstanceRecord(&i).index_keys(&scope).is_empty());
         set_instance_status(&mut i, InstanceStatus::Draining);
         assert_eq!(i.status.as_deref(), Some("DRAINING"));
+
+        let mut t = gantry_model::Task { last_status: Some("BOGUS".into()), ..Default::default() };
+        assert_eq!((last_status(&t), desired_status(&t)), (None, None));
+        assert!(!is_stopped(&t) && !stop_wanted(&t));
+        set_last_status(&mut t, gantry_core::TaskStatus::Stopped);
+        set_desired_status(&mut t, gantry_core::TaskStatus::Stopped);
+        assert!(is_stopped(&t) && stop_wanted(&t));
+        assert_eq!(
+            (t.last_status.as_deref(), t.desired_status.as_deref()),
+            (Some("STOPPED"), Some("STOPPED"))
+        );
 
         let mut s = Service { status: Some("BOGUS".into()), ..Default::default() };
         assert_eq!(service_status(&s), None);

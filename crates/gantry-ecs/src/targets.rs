@@ -112,7 +112,7 @@ impl ControlPlane {
         for (id, rec) in records {
             let Some(rec) = rec else { continue };
             let Some(tt) = &rec.targets else { continue };
-            let stop_wanted = rec.task.desired_status.as_deref() == Some("STOPPED");
+            let stop_wanted = crate::status::stop_wanted(&rec.task);
             match status_of(rec) {
                 Some(TaskStatus::Activating) if !stop_wanted && !tt.registered => {
                     out.wake(LB_POLL_MS);
@@ -148,7 +148,7 @@ impl ControlPlane {
                             }
                             t.registered = true;
                             if status_of(r) == Some(TaskStatus::Activating)
-                                && r.task.desired_status.as_deref() != Some("STOPPED")
+                                && !crate::status::stop_wanted(&r.task)
                             {
                                 r.task.last_status = Some(TaskStatus::Running.as_str().into());
                                 r.task.started_at = Some(now);

@@ -402,7 +402,7 @@ impl ControlPlane {
         let pid = primary.id.clone().unwrap_or_default();
         let mut notes = rec.traffic.clone();
         let fresh = notes.progress.as_ref().is_none_or(|p| p.deployment != pid);
-        if primary.rollout_state.as_deref() != Some("IN_PROGRESS") {
+        if crate::status::rollout_state(primary) != Some(gantry_core::RolloutState::InProgress) {
             return Ok(None);
         }
         let mut events = Vec::new();

@@ -11,7 +11,7 @@ use gantry_core::arn::cluster_name;
 use gantry_core::protocol::{
     Assignment, FargateRegistration, RawAssignment, SharedJson, TaskHealthReport, fargate_node_name,
 };
-use gantry_core::{Arn, EcsError, InstanceStatus, Result, Scope};
+use gantry_core::{Arn, EcsError, HealthStatus, InstanceStatus, Result, Scope};
 use gantry_model::*;
 use gantry_store::Txn;
 use serde_json::value::RawValue;
@@ -228,7 +228,9 @@ impl ControlPlane {
             let rec = rec.value;
             let t: TaskHead = serde_json::from_str(rec.task.get())
                 .map_err(|e| EcsError::server(format!("The stored record {key} could not be read: {e}")))?;
-            if t.last_status.as_deref() == Some("STOPPED") {
+            if t.last_status.as_deref().and_then(gantry_core::TaskStatus::parse)
+                == Some(gantry_core::TaskStatus::Stopped)
+            {
                 continue;
             }
             still.insert(id);
@@ -335,17 +337,17 @@ impl ControlPlane {
                         .is_some_and(|d| d.essential.unwrap_or(true) && d.health_check.is_some())
                 })
                 .collect();
-            let health = if essential_checked.iter().any(|c| c.health_status.as_deref() == Some("UNHEALTHY"))
-            {
-                "UNHEALTHY"
+            let health = |c: &&Container| crate::status::container_health(c);
+            let health = if essential_checked.iter().any(|c| health(c) == Some(HealthStatus::Unhealthy)) {
+                HealthStatus::Unhealthy
             } else if !essential_checked.is_empty()
-                && essential_checked.iter().all(|c| c.health_status.as_deref() == Some("HEALTHY"))
+                && essential_checked.iter().all(|c| health(c) == Some(HealthStatus::Healthy))
             {
-                "HEALTHY"
+                HealthStatus::Healthy
             } else {
-                "UNKNOWN"
+                HealthStatus::Unknown
             };
-            t.health_status = Some(health.into());
+            t.health_status = Some(health.as_str().into());
             if let Some(ip) = &report.private_ipv4_address {
                 for c in t.containers.iter_mut().flatten() {
                     c.network_interfaces = Some(vec![NetworkInterface {

@@ -7,7 +7,7 @@ use crate::records::{decode, encode, load, load_prefix};
 use crate::{ControlPlane, Ctx, keys, status};
 use gantry_core::page::{PageRequest, encode_token};
 use gantry_core::validate::{is_valid_name, validate_tags};
-use gantry_core::{Arn, CapacityProviderStatus, EcsError, Result, Scope};
+use gantry_core::{Arn, CapacityProviderStatus, CapacityProviderUpdateStatus, EcsError, Result, Scope};
 use gantry_model::*;
 use gantry_store::Txn;
 
@@ -390,7 +390,7 @@ impl ControlPlane {
         let mut txn = Txn::new();
         if let Some(c) = &cluster {
             if self.provider_in_use(ctx, &cname, &name)? {
-                p.value.update_status = Some("DELETE_FAILED".into());
+                p.value.update_status = Some(CapacityProviderUpdateStatus::DeleteFailed.as_str().into());
                 p.value.update_status_reason = Some(format!(
                     "The capacity provider cannot be deleted because it is in use by tasks or services of cluster: {cname}. Stop them or move them to another capacity provider and try again."
                 ));
@@ -406,7 +406,7 @@ impl ControlPlane {
             txn = txn.when(&ckey, c.mod_revision).put(&ckey, encode(&cv));
         }
         status::set_provider_status(&mut p.value, CapacityProviderStatus::Inactive);
-        p.value.update_status = Some("DELETE_COMPLETE".into());
+        p.value.update_status = Some(CapacityProviderUpdateStatus::DeleteComplete.as_str().into());
         p.value.update_status_reason = None;
         Ok((txn.when(&p.key, p.mod_revision).put(&p.key, encode(&p.value)), p.value))
     }
@@ -519,7 +519,7 @@ impl ControlPlane {
                 if update.managed_draining.is_some() {
                     asg.managed_draining = update.managed_draining.clone();
                 }
-                p.value.update_status = Some("UPDATE_COMPLETE".into());
+                p.value.update_status = Some(CapacityProviderUpdateStatus::UpdateComplete.as_str().into());
                 p.value.update_status_reason = None;
                 Ok((Txn::new().when(&key, p.mod_revision).put(&key, encode(&p.value)), p.value))
             })
@@ -588,7 +588,7 @@ impl ControlPlane {
                         .or(cur.auto_repair_configuration.clone()),
                 })?;
                 p.value.managed_instances_provider = Some(config);
-                p.value.update_status = Some("UPDATE_COMPLETE".into());
+                p.value.update_status = Some(CapacityProviderUpdateStatus::UpdateComplete.as_str().into());
                 p.value.update_status_reason = None;
                 Ok((Txn::new().when(&key, p.mod_revision).put(&key, encode(&p.value)), p.value))
             })
@@ -624,14 +624,14 @@ impl ControlPlane {
                 });
                 if let Some(c) = user {
                     // ECS answers this with success and a failed update status, not an error.
-                    p.value.update_status = Some("DELETE_FAILED".into());
+                    p.value.update_status = Some(CapacityProviderUpdateStatus::DeleteFailed.as_str().into());
                     p.value.update_status_reason = Some(format!(
                         "The capacity provider cannot be deleted because it is associated with cluster: {}. Remove the capacity provider from the cluster and try again.",
                         c.value.cluster_name.as_deref().unwrap_or_default()
                     ));
                 } else {
                     status::set_provider_status(&mut p.value, CapacityProviderStatus::Inactive);
-                    p.value.update_status = Some("DELETE_COMPLETE".into());
+                    p.value.update_status = Some(CapacityProviderUpdateStatus::DeleteComplete.as_str().into());
                     p.value.update_status_reason = None;
                 }
                 Ok((Txn::new().when(&key, p.mod_revision).put(&key, encode(&p.value)), p.value))

@@ -8,7 +8,7 @@ use crate::table::{Before, Record, Row, TxnExt};
 use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::page::{PageRequest, paginate};
 use gantry_core::validate::validate_tags;
-use gantry_core::{Arn, EcsError, InstanceStatus, Result, Scope};
+use gantry_core::{AgentUpdateStatus, Arn, EcsError, InstanceStatus, Result, Scope};
 use gantry_model::*;
 use gantry_store::Txn;
 
@@ -169,7 +169,7 @@ impl ControlPlane {
         for kv in self.store.range(&keys::node_tasks_prefix(arn), None, usize::MAX) {
             let (key, _) = keys::node_task_value_parts(&kv.value);
             if let Some(t) = load::<super::tasks::TaskRecord>(&*self.store, key)?
-                && t.value.task.last_status.as_deref() != Some("STOPPED")
+                && !crate::status::is_stopped(&t.value.task)
             {
                 crate::reservation::apply(&mut remaining, &t.value.reserved, -1);
             }
@@ -527,7 +527,7 @@ impl ControlPlane {
                     ));
                 };
                 let before = InstanceRecord::before(&ctx.scope, &i);
-                i.value.agent_update_status = Some("PENDING".into());
+                i.value.agent_update_status = Some(AgentUpdateStatus::Pending.as_str().into());
                 i.value.version += 1;
                 let update = gantry_core::protocol::AgentUpdate { sha256: binary.sha256.clone(), size: binary.size };
                 let txn = Txn::new()

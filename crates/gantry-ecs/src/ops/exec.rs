@@ -6,9 +6,10 @@
 //! takes it ([`ControlPlane::take_execs`]) and the agent connects to the server holding the
 //! session; its server removes it when the session ends, any server once it expired.
 
+use crate::status::{agent_status, set_agent_status};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::protocol::ExecRequest;
-use gantry_core::{EcsError, ErrorKind, Result, TaskStatus};
+use gantry_core::{EcsError, ErrorKind, ManagedAgentStatus, Result, TaskStatus};
 use gantry_model::{ExecuteCommandRequest, ManagedAgent};
 use gantry_store::Txn;
 use serde::{Deserialize, Serialize};
@@ -39,11 +40,11 @@ pub struct ExecTarget {
 pub(crate) fn follow_container(agents: &mut Option<Vec<ManagedAgent>>, container_status: &str, now: f64) {
     for a in agents.iter_mut().flatten().filter(|a| a.name.as_deref() == Some(EXEC_AGENT)) {
         match container_status {
-            "RUNNING" if a.last_status.as_deref() != Some("RUNNING") => {
-                a.last_status = Some("RUNNING".into());
+            "RUNNING" if agent_status(a) != Some(ManagedAgentStatus::Running) => {
+                set_agent_status(a, ManagedAgentStatus::Running);
                 a.last_started_at = Some(now);
             }
-            "STOPPED" => a.last_status = Some("STOPPED".into()),
+            "STOPPED" => set_agent_status(a, ManagedAgentStatus::Stopped),
             _ => {}
         }
     }
@@ -54,7 +55,7 @@ pub(crate) fn initial_agents(enabled: bool) -> Option<Vec<ManagedAgent>> {
     enabled.then(|| {
         vec![ManagedAgent {
             name: Some(EXEC_AGENT.into()),
-            last_status: Some("PENDING".into()),
+            last_status: Some(ManagedAgentStatus::Pending.as_str().into()),
             ..Default::default()
         }]
     })
@@ -96,12 +97,11 @@ impl ControlPlane {
                 }
             },
         };
-        let agent_running =
-            container.managed_agents.iter().flatten().any(|a| {
-                a.name.as_deref() == Some(EXEC_AGENT) && a.last_status.as_deref() == Some("RUNNING")
-            });
+        let agent_running = container.managed_agents.iter().flatten().any(|a| {
+            a.name.as_deref() == Some(EXEC_AGENT) && agent_status(a) == Some(ManagedAgentStatus::Running)
+        });
         let running = task.last_status.as_deref().and_then(TaskStatus::parse) == Some(TaskStatus::Running)
-            && task.desired_status.as_deref() == Some("RUNNING");
+            && crate::status::desired_status(task) == Some(TaskStatus::Running);
         if !task.enable_execute_command || !agent_running || !running {
             return Err(EcsError::invalid(NOT_ENABLED));
         }

@@ -22,31 +22,161 @@
 
 use super::service_record::{HistoryLink, ServiceRecord, service_not_found};
 use crate::records::{decode, encode, load};
+use crate::status::rollout_state;
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::page::{PageRequest, encode_token};
-use gantry_core::{Arn, EcsError, ErrorKind, Result, Scope};
+use gantry_core::time::epoch_seconds;
+use gantry_core::{
+    Arn, EcsError, ErrorKind, MonitorStatus, Result, RolloutState, Scope, ServiceDeploymentStatus, Timestamp,
+};
 use gantry_model::*;
 use gantry_store::Txn;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-const STATUSES: &[&str] = &[
-    "PENDING",
-    "SUCCESSFUL",
-    "STOPPED",
-    "STOP_REQUESTED",
-    "IN_PROGRESS",
-    "ROLLBACK_REQUESTED",
-    "ROLLBACK_IN_PROGRESS",
-    "ROLLBACK_SUCCESSFUL",
-    "ROLLBACK_FAILED",
-];
-
-fn finished(status: Option<&str>) -> bool {
-    matches!(status, Some("SUCCESSFUL" | "STOPPED" | "ROLLBACK_SUCCESSFUL" | "ROLLBACK_FAILED"))
+/// A service deployment as stored (`keys::service_deployment`): what Gantry always knows is
+/// required, statuses are enums and times are [`Timestamp`]s. Its JSON is the JSON of ECS's
+/// `ServiceDeployment` shape that Gantry wrote before it had this type (same names, statuses as
+/// ECS's strings, times as epoch seconds), so records of earlier releases read as they are;
+/// DescribeServiceDeployments and ListServiceDeployments answer through [`Self::to_wire`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceDeploymentRecord {
+    pub service_deployment_arn: String,
+    pub service_arn: String,
+    pub cluster_arn: String,
+    #[serde(with = "epoch_seconds")]
+    pub created_at: Timestamp,
+    #[serde(with = "epoch_seconds")]
+    pub started_at: Timestamp,
+    #[serde(default, with = "epoch_seconds::option", skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Timestamp>,
+    #[serde(default, with = "epoch_seconds::option", skip_serializing_if = "Option::is_none")]
+    pub stopped_at: Option<Timestamp>,
+    #[serde(with = "epoch_seconds")]
+    pub updated_at: Timestamp,
+    /// The revisions it starts from, with the counts of the tasks running them.
+    #[serde(default)]
+    pub source_service_revisions: Vec<ServiceRevisionSummary>,
+    pub target_service_revision: ServiceRevisionSummary,
+    pub status: ServiceDeploymentStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    /// A traffic-shifting deployment's stage (`crate::traffic`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_stage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifecycle_hook_details: Option<Vec<DeploymentLifecycleHookDetail>>,
+    pub deployment_configuration: DeploymentConfiguration,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackNote>,
+    pub deployment_circuit_breaker: BreakerNote,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alarms: Option<AlarmsNote>,
 }
 
-fn rolling_back(status: Option<&str>) -> bool {
-    matches!(status, Some("ROLLBACK_REQUESTED" | "ROLLBACK_IN_PROGRESS"))
+/// A service deployment's rollback: why, since when, and to which revision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackNote {
+    pub reason: String,
+    #[serde(with = "epoch_seconds")]
+    pub started_at: Timestamp,
+    pub service_revision_arn: String,
+}
+
+/// A service deployment's circuit breaker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakerNote {
+    pub status: MonitorStatus,
+    pub failure_count: i32,
+    pub threshold: i32,
+}
+
+/// A service deployment's CloudWatch alarms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AlarmsNote {
+    pub status: MonitorStatus,
+    #[serde(default)]
+    pub alarm_names: Vec<String>,
+    #[serde(default)]
+    pub triggered_alarm_names: Vec<String>,
+}
+
+impl ServiceDeploymentRecord {
+    /// ECS's `ServiceDeployment`, as DescribeServiceDeployments returns it: the one place the
+    /// record becomes the wire shape.
+    pub fn to_wire(&self) -> ServiceDeployment {
+        let s = |t: Timestamp| Some(t.as_epoch_seconds());
+        ServiceDeployment {
+            service_deployment_arn: Some(self.service_deployment_arn.clone()),
+            service_arn: Some(self.service_arn.clone()),
+            cluster_arn: Some(self.cluster_arn.clone()),
+            created_at: s(self.created_at),
+            started_at: s(self.started_at),
+            finished_at: self.finished_at.and_then(s),
+            stopped_at: self.stopped_at.and_then(s),
+            updated_at: s(self.updated_at),
+            source_service_revisions: Some(self.source_service_revisions.clone()),
+            target_service_revision: Some(self.target_service_revision.clone()),
+            status: Some(self.status.as_str().into()),
+            status_reason: self.status_reason.clone(),
+            lifecycle_stage: self.lifecycle_stage.clone(),
+            lifecycle_hook_details: self.lifecycle_hook_details.clone(),
+            deployment_configuration: Some(self.deployment_configuration.clone()),
+            rollback: self.rollback.as_ref().map(|r| Rollback {
+                reason: Some(r.reason.clone()),
+                started_at: s(r.started_at),
+                service_revision_arn: Some(r.service_revision_arn.clone()),
+            }),
+            deployment_circuit_breaker: Some(ServiceDeploymentCircuitBreaker {
+                status: Some(self.deployment_circuit_breaker.status.as_str().into()),
+                failure_count: self.deployment_circuit_breaker.failure_count,
+                threshold: self.deployment_circuit_breaker.threshold,
+            }),
+            alarms: self.alarms.as_ref().map(|a| ServiceDeploymentAlarms {
+                status: Some(a.status.as_str().into()),
+                alarm_names: Some(a.alarm_names.clone()),
+                triggered_alarm_names: Some(a.triggered_alarm_names.clone()),
+            }),
+        }
+    }
+
+    /// ListServiceDeployments' summary of it.
+    pub fn to_brief(&self) -> ServiceDeploymentBrief {
+        ServiceDeploymentBrief {
+            service_deployment_arn: Some(self.service_deployment_arn.clone()),
+            service_arn: Some(self.service_arn.clone()),
+            cluster_arn: Some(self.cluster_arn.clone()),
+            started_at: Some(self.started_at.as_epoch_seconds()),
+            created_at: Some(self.created_at.as_epoch_seconds()),
+            finished_at: self.finished_at.map(Timestamp::as_epoch_seconds),
+            target_service_revision_arn: self.target_service_revision.arn.clone(),
+            status: Some(self.status.as_str().into()),
+            status_reason: self.status_reason.clone(),
+        }
+    }
+
+    /// Its last change.
+    pub fn changed_at(&self) -> Timestamp {
+        [
+            Some(self.updated_at),
+            self.finished_at,
+            self.stopped_at,
+            Some(self.started_at),
+            Some(self.created_at),
+        ]
+        .into_iter()
+        .flatten()
+        .max()
+        .unwrap_or_default()
+    }
+}
+
+fn monitor(enabled: bool) -> MonitorStatus {
+    if enabled { MonitorStatus::Monitoring } else { MonitorStatus::Disabled }
 }
 
 /// The history ID of a deployment: the digits of `ecs-svc/NNNN…`.
@@ -123,7 +253,7 @@ impl HistoryAt<'_> {
 /// One sync of a service's history: what it read and what it will write.
 struct Sync<'a> {
     at: HistoryAt<'a>,
-    now: f64,
+    now: Timestamp,
     ctx: Ctx,
     loaded: Loaded,
     /// New service revisions, by ID.
@@ -142,7 +272,7 @@ impl Sync<'_> {
                 continue;
             }
             if before.is_some() {
-                after.updated_at = Some(self.now);
+                after.updated_at = self.now;
             }
             txn = txn.put(key, encode(&after));
         }
@@ -184,8 +314,8 @@ fn new_service_deployment(
     arn: &str,
     sources: Vec<ServiceRevisionSummary>,
     target: String,
-    now: f64,
-) -> ServiceDeployment {
+    now: Timestamp,
+) -> ServiceDeploymentRecord {
     let dc = rec.service.deployment_configuration.clone().unwrap_or_default();
     let cb = dc.deployment_circuit_breaker.clone().unwrap_or_default();
     let (kind, value) = cb
@@ -194,29 +324,35 @@ fn new_service_deployment(
         .map(|t| (t.r#type.clone(), t.value.max(0) as u32))
         .unwrap_or_else(|| ("BOUNDED_PERCENT".to_string(), 50));
     let threshold = gantry_sched::breaker_threshold(&kind, value, d.desired_count.max(0) as u32);
-    let alarms = dc.alarms.as_ref().map(|a| ServiceDeploymentAlarms {
-        status: Some(if a.enable { "MONITORING" } else { "DISABLED" }.into()),
-        alarm_names: Some(a.alarm_names.clone()),
-        triggered_alarm_names: Some(vec![]),
+    let alarms = dc.alarms.as_ref().map(|a| AlarmsNote {
+        status: monitor(a.enable),
+        alarm_names: a.alarm_names.clone(),
+        triggered_alarm_names: vec![],
     });
-    ServiceDeployment {
-        service_deployment_arn: Some(arn.to_string()),
-        service_arn: rec.service.service_arn.clone(),
-        cluster_arn: rec.service.cluster_arn.clone(),
-        created_at: d.created_at,
-        started_at: d.created_at,
-        updated_at: Some(now),
-        source_service_revisions: Some(sources),
-        target_service_revision: Some(ServiceRevisionSummary { arn: Some(target), ..Default::default() }),
-        status: Some("IN_PROGRESS".into()),
-        deployment_configuration: Some(dc.clone()),
-        deployment_circuit_breaker: Some(ServiceDeploymentCircuitBreaker {
-            status: Some(if cb.enable { "MONITORING" } else { "DISABLED" }.into()),
+    let created = d.created_at.map_or(now, Timestamp::from_epoch_seconds);
+    ServiceDeploymentRecord {
+        service_deployment_arn: arn.to_string(),
+        service_arn: rec.service.service_arn.clone().unwrap_or_default(),
+        cluster_arn: rec.service.cluster_arn.clone().unwrap_or_default(),
+        created_at: created,
+        started_at: created,
+        finished_at: None,
+        stopped_at: None,
+        updated_at: now,
+        source_service_revisions: sources,
+        target_service_revision: ServiceRevisionSummary { arn: Some(target), ..Default::default() },
+        status: ServiceDeploymentStatus::InProgress,
+        status_reason: None,
+        lifecycle_stage: None,
+        lifecycle_hook_details: None,
+        deployment_configuration: dc.clone(),
+        rollback: None,
+        deployment_circuit_breaker: BreakerNote {
+            status: monitor(cb.enable),
             failure_count: 0,
             threshold: threshold as i32,
-        }),
+        },
         alarms,
-        ..Default::default()
     }
 }
 
@@ -254,13 +390,13 @@ fn current_revisions(at: &HistoryAt<'_>, rec: &mut ServiceRecord, deployments: &
 
 /// The history records read (and perhaps changed) by one sync, by key.
 struct Loaded {
-    records: BTreeMap<String, (Option<ServiceDeployment>, ServiceDeployment)>,
+    records: BTreeMap<String, (Option<ServiceDeploymentRecord>, ServiceDeploymentRecord)>,
 }
 
 impl Loaded {
-    fn get(&mut self, cp: &ControlPlane, key: &str) -> Result<Option<&mut ServiceDeployment>> {
+    fn get(&mut self, cp: &ControlPlane, key: &str) -> Result<Option<&mut ServiceDeploymentRecord>> {
         if !self.records.contains_key(key) {
-            match load::<ServiceDeployment>(&*cp.store, key)? {
+            match load::<ServiceDeploymentRecord>(&*cp.store, key)? {
                 Some(r) => {
                     self.records.insert(key.to_string(), (Some(r.value.clone()), r.value));
                 }
@@ -286,7 +422,7 @@ impl ControlPlane {
     ) -> Result<Txn> {
         let mut s = Sync {
             at: HistoryAt { scope, cluster, name: rec.service.service_name.clone().unwrap_or_default() },
-            now: self.now_s(),
+            now: self.clock.now(),
             ctx: Ctx::root(scope.clone()),
             loaded: Loaded { records: BTreeMap::new() },
             revisions: Vec::new(),
@@ -339,21 +475,20 @@ impl ControlPlane {
                 digits.clone()
             }
         };
-        if !finished(sd.status.as_deref()) {
-            sd.status = Some("ROLLBACK_IN_PROGRESS".into());
+        if !sd.status.is_finished() {
+            sd.status = ServiceDeploymentStatus::RollbackInProgress;
             sd.status_reason = Some(reason.clone());
             if sd.rollback.is_none() {
-                sd.rollback = Some(Rollback {
-                    reason: Some(reason.clone()),
-                    started_at: Some(s.now),
-                    service_revision_arn: Some(s.at.rev_arn(&revision)),
+                sd.rollback = Some(RollbackNote {
+                    reason: reason.clone(),
+                    started_at: s.now,
+                    service_revision_arn: s.at.rev_arn(&revision),
                 });
             }
-            if let Some(cb) = sd.deployment_circuit_breaker.as_mut() {
-                cb.failure_count = r.failed_tasks as i32;
-                if reason.starts_with("ECS deployment circuit breaker") {
-                    cb.status = Some("TRIGGERED".into());
-                }
+            let cb = &mut sd.deployment_circuit_breaker;
+            cb.failure_count = r.failed_tasks as i32;
+            if reason.starts_with("ECS deployment circuit breaker") {
+                cb.status = MonitorStatus::Triggered;
             }
         }
         rec.history.push(HistoryLink {
@@ -380,9 +515,9 @@ impl ControlPlane {
         let arn = service_deployment_arn(s.at.scope, s.at.cluster, &s.at.name, &digits);
         if let Some(cur) = &current
             && let Some(sd) = s.loaded.get(self, &s.at.sd_key(cur))?
-            && !finished(sd.status.as_deref())
+            && !sd.status.is_finished()
         {
-            sd.status = Some("STOPPED".into());
+            sd.status = ServiceDeploymentStatus::Stopped;
             sd.status_reason = Some(format!("Service deployment stopped: service deployment {arn} started."));
             sd.stopped_at = Some(s.now);
         }
@@ -421,14 +556,12 @@ impl ControlPlane {
             };
             let links = rec.history.clone();
             let Some(sd) = s.loaded.get(self, &s.at.sd_key(&l.service_deployment))? else { continue };
-            let status = sd.status.clone();
-            if finished(status.as_deref()) {
+            let status = sd.status;
+            if status.is_finished() {
                 continue;
             }
-            if let Some(t) = sd.target_service_revision.as_mut() {
-                refresh(t, deployments, &links);
-            }
-            for source in sd.source_service_revisions.iter_mut().flatten() {
+            refresh(&mut sd.target_service_revision, deployments, &links);
+            for source in sd.source_service_revisions.iter_mut() {
                 refresh(source, deployments, &links);
             }
             if let Some((stage, hooks)) =
@@ -437,46 +570,42 @@ impl ControlPlane {
                 sd.lifecycle_stage = Some(stage);
                 sd.lifecycle_hook_details = (!hooks.is_empty()).then_some(hooks);
             }
-            let rollout = d.rollout_state.as_deref();
+            let rollout = rollout_state(d);
             if l.rollback {
-                if rollout == Some("COMPLETED") {
-                    sd.status = Some("ROLLBACK_SUCCESSFUL".into());
+                if rollout == Some(RolloutState::Completed) {
+                    sd.status = ServiceDeploymentStatus::RollbackSuccessful;
                     sd.finished_at = Some(now);
-                } else if rollout == Some("FAILED") && i == 0 {
-                    sd.status = Some("ROLLBACK_FAILED".into());
+                } else if rollout == Some(RolloutState::Failed) && i == 0 {
+                    sd.status = ServiceDeploymentStatus::RollbackFailed;
                     sd.status_reason = d.rollout_state_reason.clone();
                     sd.finished_at = Some(now);
                 }
                 continue;
             }
-            if let Some(cb) = sd.deployment_circuit_breaker.as_mut() {
-                cb.failure_count = d.failed_tasks;
-            }
-            if rolling_back(status.as_deref()) {
+            sd.deployment_circuit_breaker.failure_count = d.failed_tasks;
+            if status.is_rolling_back() {
                 continue;
             }
             match rollout {
-                Some("COMPLETED") => {
-                    sd.status = Some("SUCCESSFUL".into());
+                Some(RolloutState::Completed) => {
+                    sd.status = ServiceDeploymentStatus::Successful;
                     sd.finished_at = Some(now);
-                    if let Some(cb) = sd.deployment_circuit_breaker.as_mut()
-                        && cb.status.as_deref() == Some("MONITORING")
-                    {
-                        cb.status = Some("MONITORING_COMPLETE".into());
+                    let cb = &mut sd.deployment_circuit_breaker;
+                    if cb.status == MonitorStatus::Monitoring {
+                        cb.status = MonitorStatus::MonitoringComplete;
                     }
                 }
-                Some("FAILED") => {
-                    sd.status = Some("STOPPED".into());
+                Some(RolloutState::Failed) => {
+                    sd.status = ServiceDeploymentStatus::Stopped;
                     sd.status_reason = d.rollout_state_reason.clone();
                     sd.stopped_at = Some(now);
-                    if let Some(cb) = sd.deployment_circuit_breaker.as_mut()
-                        && cb.status.as_deref() == Some("MONITORING")
-                    {
-                        cb.status = Some("TRIGGERED".into());
+                    let cb = &mut sd.deployment_circuit_breaker;
+                    if cb.status == MonitorStatus::Monitoring {
+                        cb.status = MonitorStatus::Triggered;
                     }
                 }
                 _ if deleted => {
-                    sd.status = Some("STOPPED".into());
+                    sd.status = ServiceDeploymentStatus::Stopped;
                     sd.status_reason = Some("Service deployment stopped: the service was deleted.".into());
                     sd.stopped_at = Some(now);
                 }
@@ -537,7 +666,10 @@ impl ControlPlane {
     ) -> Result<ListServiceDeploymentsResponse> {
         let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 20, 100)?;
         for s in req.status.iter().flatten() {
-            super::one_of("status", s, STATUSES)?;
+            if ServiceDeploymentStatus::parse(s).is_none() {
+                let all: Vec<&str> = ServiceDeploymentStatus::ALL.iter().map(|s| s.as_str()).collect();
+                super::one_of("status", s, &all)?;
+            }
         }
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
         let cname = cluster.value.cluster_name.unwrap_or_default();
@@ -546,25 +678,20 @@ impl ControlPlane {
         let prefix = keys::service_deployments_prefix(&ctx.scope, &cname, &name);
         let mut all = Vec::new();
         for kv in self.store.range(&prefix, None, usize::MAX) {
-            let r = decode::<ServiceDeployment>(&kv)?;
+            let r = decode::<ServiceDeploymentRecord>(&kv)?;
             let sd = &r.value;
-            let created = sd.created_at.unwrap_or(0.0);
-            let wanted = req
-                .status
-                .as_ref()
-                .is_none_or(|l| l.is_empty() || l.iter().any(|s| sd.status.as_ref() == Some(s)))
-                && req.created_at.as_ref().is_none_or(|c| {
-                    c.before.is_none_or(|b| created < b) && c.after.is_none_or(|a| created > a)
-                });
+            let created = sd.created_at.as_epoch_seconds();
+            let wanted =
+                req.status.as_ref().is_none_or(|l| l.is_empty() || l.iter().any(|s| sd.status.as_str() == s))
+                    && req.created_at.as_ref().is_none_or(|c| {
+                        c.before.is_none_or(|b| created < b) && c.after.is_none_or(|a| created > a)
+                    });
             if wanted {
                 all.push(r);
             }
         }
         // Newest first.
-        all.sort_by(|a, b| {
-            let (x, y) = (a.value.created_at.unwrap_or(0.0), b.value.created_at.unwrap_or(0.0));
-            y.total_cmp(&x).then_with(|| b.key.cmp(&a.key))
-        });
+        all.sort_by(|a, b| b.value.created_at.cmp(&a.value.created_at).then_with(|| b.key.cmp(&a.key)));
         let start = match &page.after {
             None => 0,
             Some(after) => match all.iter().position(|r| &r.key == after) {
@@ -576,28 +703,7 @@ impl ControlPlane {
         let items: Vec<_> = rest.iter().take(page.limit).collect();
         let next = (rest.len() > page.limit).then(|| items.last().map(|r| encode_token(&r.key))).flatten();
         Ok(ListServiceDeploymentsResponse {
-            service_deployments: Some(
-                items
-                    .into_iter()
-                    .map(|r| {
-                        let sd = &r.value;
-                        ServiceDeploymentBrief {
-                            service_deployment_arn: sd.service_deployment_arn.clone(),
-                            service_arn: sd.service_arn.clone(),
-                            cluster_arn: sd.cluster_arn.clone(),
-                            started_at: sd.started_at,
-                            created_at: sd.created_at,
-                            finished_at: sd.finished_at,
-                            target_service_revision_arn: sd
-                                .target_service_revision
-                                .as_ref()
-                                .and_then(|t| t.arn.clone()),
-                            status: sd.status.clone(),
-                            status_reason: sd.status_reason.clone(),
-                        }
-                    })
-                    .collect(),
-            ),
+            service_deployments: Some(items.into_iter().map(|r| r.value.to_brief()).collect()),
             next_token: next,
         })
     }
@@ -617,7 +723,7 @@ impl ControlPlane {
             let (scope, cluster, service, id) = parse_history_arn(arn, "service-deployment")?;
             let rec = (scope == ctx.scope)
                 .then(|| {
-                    load::<ServiceDeployment>(
+                    load::<ServiceDeploymentRecord>(
                         &*self.store,
                         &keys::service_deployment(&scope, &cluster, &service, &id),
                     )
@@ -625,7 +731,7 @@ impl ControlPlane {
                 .transpose()?
                 .flatten();
             match rec {
-                Some(r) => found.push(r.value),
+                Some(r) => found.push(r.value.to_wire()),
                 None => failures.push(super::missing(arn, str::to_string)),
             }
         }
@@ -700,14 +806,15 @@ impl ControlPlane {
         let sd_key = keys::service_deployment(&scope, &cluster, &service, &id);
         let svc_key = keys::service(&scope, &cluster, &service);
         self.retry(|| {
-            let mut sd = load::<ServiceDeployment>(&*self.store, &sd_key)?.ok_or_else(not_found)?;
+            let mut sd = load::<ServiceDeploymentRecord>(&*self.store, &sd_key)?.ok_or_else(not_found)?;
             let mut rec = load::<ServiceRecord>(&*self.store, &svc_key)?.ok_or_else(not_found)?;
-            let status = sd.value.status.clone().unwrap_or_default();
-            match status.as_str() {
-                "STOP_REQUESTED" | "ROLLBACK_REQUESTED" | "ROLLBACK_IN_PROGRESS" => {
+            match sd.value.status {
+                ServiceDeploymentStatus::StopRequested
+                | ServiceDeploymentStatus::RollbackRequested
+                | ServiceDeploymentStatus::RollbackInProgress => {
                     return Ok((Txn::new(), ()));
                 }
-                "PENDING" | "IN_PROGRESS" => {}
+                ServiceDeploymentStatus::Pending | ServiceDeploymentStatus::InProgress => {}
                 other => {
                     return Err(EcsError::new(
                         ErrorKind::ConflictException,
@@ -738,10 +845,10 @@ impl ControlPlane {
                 ));
             }
             rec.value.sched.rollback_requested = Some(deployment);
-            sd.value.status = Some("ROLLBACK_REQUESTED".into());
+            sd.value.status = ServiceDeploymentStatus::RollbackRequested;
             sd.value.status_reason =
                 Some("Service deployment rollback requested by StopServiceDeployment.".into());
-            sd.value.updated_at = Some(self.now_s());
+            sd.value.updated_at = self.clock.now();
             let txn = Txn::new()
                 .when(&rec.key, rec.mod_revision)
                 .put(&rec.key, encode(&rec.value))
@@ -781,10 +888,10 @@ impl ControlPlane {
         let sd_key = keys::service_deployment(&scope, &cluster, &service, &id);
         let svc_key = keys::service(&scope, &cluster, &service);
         self.retry(|| {
-            let sd = load::<ServiceDeployment>(&*self.store, &sd_key)?.ok_or_else(not_found)?;
+            let sd = load::<ServiceDeploymentRecord>(&*self.store, &sd_key)?.ok_or_else(not_found)?;
             let mut rec = load::<ServiceRecord>(&*self.store, &svc_key)?.ok_or_else(not_found)?;
-            let status = sd.value.status.clone().unwrap_or_default();
-            if status != "IN_PROGRESS" {
+            if sd.value.status != ServiceDeploymentStatus::InProgress {
+                let status = sd.value.status;
                 return Err(EcsError::new(
                     ErrorKind::ConflictException,
                     format!("The service deployment {arn} is {status} and can not be continued."),
@@ -835,5 +942,65 @@ mod tests {
             assert_eq!(e.kind, ErrorKind::InvalidParameterException, "{bad}");
         }
         assert_eq!(history_id("ecs-svc/0123"), "0123");
+    }
+
+    /// The stored JSON is ECS's shape (what Gantry stored before the record had a type of its
+    /// own), whatever the record holds: a record written now reads in an earlier release too.
+    #[test]
+    fn a_record_stores_the_json_of_its_wire_shape() {
+        let revision = |n: i32| ServiceRevisionSummary {
+            arn: Some(format!("arn:aws:ecs:us-east-1:000000000000:service-revision/c/s/{n}")),
+            requested_task_count: n,
+            ..Default::default()
+        };
+        let mut r = ServiceDeploymentRecord {
+            service_deployment_arn: "arn:aws:ecs:us-east-1:000000000000:service-deployment/c/s/2".into(),
+            service_arn: "arn:aws:ecs:us-east-1:000000000000:service/c/s".into(),
+            cluster_arn: "arn:aws:ecs:us-east-1:000000000000:cluster/c".into(),
+            created_at: Timestamp(1_796_334_293_524),
+            started_at: Timestamp(1_796_334_293_524),
+            finished_at: None,
+            stopped_at: Some(Timestamp(1_796_334_299_001)),
+            updated_at: Timestamp(1_796_334_299_001),
+            source_service_revisions: vec![revision(1)],
+            target_service_revision: revision(2),
+            status: ServiceDeploymentStatus::Stopped,
+            status_reason: Some("stopped".into()),
+            lifecycle_stage: None,
+            lifecycle_hook_details: None,
+            deployment_configuration: DeploymentConfiguration::default(),
+            rollback: Some(RollbackNote {
+                reason: "why".into(),
+                started_at: Timestamp(1_796_334_298_000),
+                service_revision_arn: "arn:aws:ecs:us-east-1:000000000000:service-revision/c/s/1".into(),
+            }),
+            deployment_circuit_breaker: BreakerNote {
+                status: MonitorStatus::Triggered,
+                failure_count: 3,
+                threshold: 3,
+            },
+            alarms: Some(AlarmsNote {
+                status: MonitorStatus::Disabled,
+                alarm_names: vec!["a".into()],
+                triggered_alarm_names: vec![],
+            }),
+        };
+        for _ in 0..2 {
+            let stored = serde_json::to_value(&r).unwrap();
+            assert_eq!(stored, serde_json::to_value(r.to_wire()).unwrap());
+            let back: ServiceDeploymentRecord = serde_json::from_value(stored).unwrap();
+            assert_eq!(back, r);
+            let wire: ServiceDeployment = serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
+            assert_eq!(wire, r.to_wire());
+            // Without its optional parts.
+            (r.rollback, r.alarms, r.stopped_at, r.status_reason) = (None, None, None, None);
+        }
+        let brief = serde_json::to_value(r.to_brief()).unwrap();
+        assert_eq!(brief["status"], "STOPPED");
+        assert_eq!(brief["createdAt"], 1_796_334_293.524);
+        // A status Gantry never writes does not read.
+        let mut bad = serde_json::to_value(&r).unwrap();
+        bad["status"] = "BOGUS".into();
+        assert!(serde_json::from_value::<ServiceDeploymentRecord>(bad).is_err());
     }
 }

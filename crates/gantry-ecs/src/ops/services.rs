@@ -14,12 +14,12 @@ pub use super::service_record::{HistoryLink, SchedNotes, ServiceRecord, new_depl
 use super::tasks::{check_compatible, check_launch_fields, check_network, check_task_definition_ref, launch};
 use super::{check_batch, check_include, includes, one_of};
 use crate::records::{decode, encode, load};
-use crate::status::{service_status, set_service_status};
+use crate::status::{is_primary, service_status, set_deployment_status, set_service_status};
 use crate::table::{Before, Record, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::page::{PageRequest, paginate};
 use gantry_core::validate::{is_valid_name, validate_tags};
-use gantry_core::{EcsError, ErrorKind, Result, Scope, ServiceStatus};
+use gantry_core::{DeploymentStatus, EcsError, ErrorKind, Result, RolloutState, Scope, ServiceStatus};
 use gantry_model::*;
 use gantry_store::Txn;
 
@@ -588,7 +588,7 @@ impl Update<'_> {
 /// desiredCount alone makes no new deployment).
 pub(crate) fn sync_primary_count(s: &mut Service, now: f64) {
     let n = s.desired_count;
-    if let Some(primary) = s.deployments.iter_mut().flatten().find(|d| d.status.as_deref() == Some("PRIMARY"))
+    if let Some(primary) = s.deployments.iter_mut().flatten().find(|d| is_primary(d))
         && primary.desired_count != n
     {
         primary.desired_count = n;
@@ -617,7 +617,7 @@ impl ControlPlane {
         Deployment {
             rollout_state_reason: Some(format!("ECS deployment {id} in progress.")),
             id: Some(id),
-            status: Some("PRIMARY".into()),
+            status: Some(DeploymentStatus::Primary.as_str().into()),
             task_definition: l.task_definition.map(str::to_string),
             desired_count: l.desired_count,
             pending_count: 0,
@@ -630,7 +630,7 @@ impl ControlPlane {
             platform_version: if fargate { l.platform_version.map(str::to_string) } else { None },
             platform_family: fargate.then(|| "Linux".into()),
             network_configuration: l.network.cloned(),
-            rollout_state: Some("IN_PROGRESS".into()),
+            rollout_state: Some(RolloutState::InProgress.as_str().into()),
             service_connect_configuration: l.service_connect.cloned(),
             volume_configurations: l.volumes.cloned(),
             ..Default::default()
@@ -928,7 +928,7 @@ impl ControlPlane {
         let deployments = s.deployments.get_or_insert_with(Vec::new);
         if redeploy && !external {
             for d in deployments.iter_mut() {
-                d.status = Some("ACTIVE".into());
+                set_deployment_status(d, DeploymentStatus::Active);
                 d.updated_at = Some(now);
             }
             let d = self.new_deployment(&Launchable {
@@ -976,9 +976,7 @@ impl ControlPlane {
                 let now = self.now_s();
                 set_service_status(s, ServiceStatus::Draining);
                 s.desired_count = 0;
-                if let Some(primary) =
-                    s.deployments.iter_mut().flatten().find(|d| d.status.as_deref() == Some("PRIMARY"))
-                {
+                if let Some(primary) = s.deployments.iter_mut().flatten().find(|d| is_primary(d)) {
                     primary.desired_count = 0;
                     primary.updated_at = Some(now);
                 }
@@ -1077,7 +1075,7 @@ impl ControlPlane {
         let matches = |x: Option<&str>| x.is_some_and(|x| x == ns || short(x) == short(ns));
         let mut known = false;
         for c in crate::records::load_prefix::<Cluster>(&*self.store, &keys::cluster_prefix(&ctx.scope))? {
-            if c.value.status.as_deref() == Some("ACTIVE")
+            if crate::status::cluster_active(&c.value)
                 && matches(c.value.service_connect_defaults.as_ref().and_then(|d| d.namespace.as_deref()))
             {
                 known = true;
@@ -1091,7 +1089,7 @@ impl ControlPlane {
                 .deployments
                 .iter()
                 .flatten()
-                .find(|d| d.status.as_deref() == Some("PRIMARY"))
+                .find(|d| is_primary(d))
                 .and_then(|d| d.service_connect_configuration.as_ref())
                 .filter(|sc| sc.enabled)
                 .and_then(|sc| sc.namespace.as_deref());

@@ -61,7 +61,7 @@ fn is_spot(t: &TaskRecord) -> bool {
 
 fn interruptible(t: &TaskRecord) -> bool {
     is_spot(t)
-        && t.task.desired_status.as_deref() != Some("STOPPED")
+        && !crate::status::stop_wanted(&t.task)
         && t.task.last_status.as_deref().and_then(TaskStatus::parse) != Some(TaskStatus::Stopped)
 }
 
@@ -196,7 +196,7 @@ impl ControlPlane {
                     let Some((scope, _, _)) = keys::parse_scoped(&task_key) else {
                         return Ok((Txn::new(), None));
                     };
-                    if rec.value.task.last_status.as_deref() == Some("STOPPED") {
+                    if crate::status::is_stopped(&rec.value.task) {
                         return Ok((Txn::new(), None));
                     }
                     let ctx = Ctx::root(scope.clone());
@@ -205,8 +205,8 @@ impl ControlPlane {
                     let node = rec.value.node.clone();
                     let secs = now as f64 / 1000.0;
                     let t = &mut rec.value.task;
-                    t.last_status = Some("STOPPED".into());
-                    t.desired_status = Some("STOPPED".into());
+                    crate::status::set_last_status(t, TaskStatus::Stopped);
+                    crate::status::set_desired_status(t, TaskStatus::Stopped);
                     t.stop_code = Some(STOP_CODE.into());
                     t.stopped_reason.get_or_insert_with(|| STOPPED_REASON.into());
                     t.stopping_at.get_or_insert(secs);
@@ -214,7 +214,7 @@ impl ControlPlane {
                     t.stopped_at = Some(secs);
                     t.connectivity = Some("DISCONNECTED".into());
                     for c in t.containers.iter_mut().flatten() {
-                        c.last_status = Some("STOPPED".into());
+                        crate::status::set_container_status(c, TaskStatus::Stopped);
                     }
                     crate::ops::tasks::attachments_deleted(t);
                     t.version += 1;

@@ -118,7 +118,7 @@ impl ControlPlane {
             None => {
                 for kv in self.store.range(&keys::task_prefix(&ctx.scope, &cname), None, usize::MAX) {
                     let rec = decode::<TaskRecord>(&kv)?;
-                    if in_service(&rec.value) && rec.value.task.last_status.as_deref() != Some("STOPPED") {
+                    if in_service(&rec.value) && !crate::status::is_stopped(&rec.value.task) {
                         protected.push(shown(&rec.value, now_ms));
                     }
                 }

@@ -10,9 +10,10 @@
 use super::services::{ServiceRecord, new_deployment_id};
 use super::tasks::{check_compatible, check_launch_fields, check_network, check_task_definition_ref, launch};
 use crate::records::encode;
+use crate::status::{set_task_set_status, task_set_status};
 use crate::{ControlPlane, Ctx, Stored};
 use gantry_core::validate::validate_tags;
-use gantry_core::{EcsError, ErrorKind, Result};
+use gantry_core::{EcsError, ErrorKind, Result, StabilityStatus, TaskSetStatus};
 use gantry_model::*;
 use gantry_store::Txn;
 
@@ -98,7 +99,7 @@ impl ControlPlane {
                     service_arn: rec.value.service.service_arn.clone(),
                     cluster_arn: rec.value.service.cluster_arn.clone(),
                     external_id: req.external_id.clone(),
-                    status: Some("ACTIVE".into()),
+                    status: Some(TaskSetStatus::Active.as_str().into()),
                     task_definition: td.task_definition_arn.clone(),
                     computed_desired_count: gantry_sched::computed_desired(desired, scale.value) as i32,
                     created_at: Some(now),
@@ -112,7 +113,7 @@ impl ControlPlane {
                     load_balancers: req.load_balancers.clone(),
                     service_registries: req.service_registries.clone(),
                     scale: Some(scale.clone()),
-                    stability_status: Some("STABILIZING".into()),
+                    stability_status: Some(StabilityStatus::Stabilizing.as_str().into()),
                     stability_status_at: Some(now),
                     tags: Some(tags.clone()),
                     ..Default::default()
@@ -139,7 +140,7 @@ impl ControlPlane {
                 let sets = rec.value.service.task_sets.get_or_insert_with(Vec::new);
                 let t = sets
                     .iter_mut()
-                    .find(|t| names(t, &req.task_set) && t.status.as_deref() != Some("DRAINING"))
+                    .find(|t| names(t, &req.task_set) && task_set_status(t) != Some(TaskSetStatus::Draining))
                     .ok_or_else(task_set_not_found)?;
                 t.scale = Some(scale.clone());
                 t.computed_desired_count = gantry_sched::computed_desired(desired, scale.value) as i32;
@@ -163,7 +164,7 @@ impl ControlPlane {
                 let (_, mut rec) = self.external_service(ctx, Some(&req.cluster), &req.service)?;
                 let sets = rec.value.service.task_sets.get_or_insert_with(Vec::new);
                 let t = sets.iter_mut().find(|t| names(t, &req.task_set)).ok_or_else(task_set_not_found)?;
-                if t.status.as_deref() == Some("DRAINING") {
+                if task_set_status(t) == Some(TaskSetStatus::Draining) {
                     return Ok((Txn::new(), t.clone()));
                 }
                 let scaled = t.scale.as_ref().is_some_and(|s| s.value > 0.0) || t.running_count + t.pending_count > 0;
@@ -172,7 +173,7 @@ impl ControlPlane {
                         "The task set cannot be deleted while it is scaled above 0. Scale it to 0 first, or set force to delete it.",
                     ));
                 }
-                t.status = Some("DRAINING".into());
+                set_task_set_status(t, TaskSetStatus::Draining);
                 t.computed_desired_count = 0;
                 t.updated_at = Some(now);
                 let out = t.clone();
@@ -228,18 +229,20 @@ impl ControlPlane {
                 let sets = s.task_sets.get_or_insert_with(Vec::new);
                 let i = sets
                     .iter()
-                    .position(|t| names(t, &req.primary_task_set) && t.status.as_deref() != Some("DRAINING"))
+                    .position(|t| {
+                        names(t, &req.primary_task_set) && task_set_status(t) != Some(TaskSetStatus::Draining)
+                    })
                     .ok_or_else(task_set_not_found)?;
                 for (j, t) in sets.iter_mut().enumerate() {
                     let status = if j == i {
-                        "PRIMARY"
-                    } else if t.status.as_deref() == Some("DRAINING") {
-                        "DRAINING"
+                        TaskSetStatus::Primary
+                    } else if task_set_status(t) == Some(TaskSetStatus::Draining) {
+                        TaskSetStatus::Draining
                     } else {
-                        "ACTIVE"
+                        TaskSetStatus::Active
                     };
-                    if t.status.as_deref() != Some(status) {
-                        t.status = Some(status.into());
+                    if task_set_status(t) != Some(status) {
+                        set_task_set_status(t, status);
                         t.updated_at = Some(now);
                     }
                 }

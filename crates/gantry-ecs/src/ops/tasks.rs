@@ -17,7 +17,7 @@ use gantry_core::page::{PageRequest, paginate};
 use gantry_core::protocol::fargate_node_name;
 use gantry_core::taskdef;
 use gantry_core::validate::validate_tags;
-use gantry_core::{Arn, EcsError, ErrorKind, Result, Scope, TaskStatus};
+use gantry_core::{Arn, AttachmentStatus, EcsError, ErrorKind, Result, Scope, TaskStatus};
 use gantry_model::*;
 use gantry_store::Txn;
 use serde::{Deserialize, Serialize};
@@ -96,7 +96,7 @@ impl Record for TaskRecord {
         let (cluster, id) = (self.cluster(), self.id());
         let t = &self.task;
         let mut rows = Vec::with_capacity(5);
-        if t.last_status.as_deref() == Some("STOPPED") {
+        if crate::status::is_stopped(t) {
             let ms = t.stopped_at.map_or(0, |s| (s * 1000.0).round() as i64);
             rows.push((keys::stopped_task(scope, ms, cluster, id), self.key(scope).into_bytes()));
         } else if self.node.is_empty() {
@@ -445,7 +445,7 @@ impl ControlPlane {
                 task_arn: Some(task_arn.clone()),
                 name: c.name.clone(),
                 image: c.image.clone(),
-                last_status: Some("PENDING".into()),
+                last_status: Some(TaskStatus::Pending.as_str().into()),
                 network_interfaces: Some(vec![]),
                 health_status: c.health_check.as_ref().map(|_| "UNKNOWN".into()),
                 cpu: Some(c.cpu.to_string()),
@@ -470,7 +470,7 @@ impl ControlPlane {
             attachments.push(Attachment {
                 id: Some(self.ids.uuid()),
                 r#type: Some("ElasticNetworkInterface".into()),
-                status: Some("PRECREATED".into()),
+                status: Some(AttachmentStatus::Precreated.as_str().into()),
                 details: Some(vec![
                     detail("subnetId", subnet),
                     detail("networkInterfaceId", format!("eni-{}", &hex[12..29])),
@@ -493,11 +493,11 @@ impl ControlPlane {
             containers: Some(containers),
             cpu: Some(p.cpu.clone()),
             created_at: Some(self.now_s()),
-            desired_status: Some("RUNNING".into()),
+            desired_status: Some(TaskStatus::Running.as_str().into()),
             enable_execute_command: req.exec,
             group: Some(req.group.clone().unwrap_or_else(|| format!("family:{family}"))),
-            health_status: Some("UNKNOWN".into()),
-            last_status: Some("PROVISIONING".into()),
+            health_status: Some(gantry_core::HealthStatus::Unknown.as_str().into()),
+            last_status: Some(TaskStatus::Provisioning.as_str().into()),
             launch_type: Some(launch_type.to_string()),
             memory: Some(p.memory.clone()),
             overrides: Some(p.overrides.clone()),
@@ -685,7 +685,7 @@ impl ControlPlane {
             Default::default();
         for w in waiting {
             let t = &w.value.task;
-            if t.desired_status.as_deref() == Some("STOPPED") {
+            if crate::status::stop_wanted(t) {
                 continue;
             }
             let key = (
@@ -1292,10 +1292,10 @@ impl ControlPlane {
                 };
                 let before = Before::of(&ctx.scope, &rec);
                 let t = &mut rec.value.task;
-                if t.desired_status.as_deref() == Some("STOPPED") {
+                if crate::status::stop_wanted(t) {
                     return Ok((Txn::new(), Some((rec.value, false))));
                 }
-                t.desired_status = Some("STOPPED".into());
+                crate::status::set_desired_status(t, TaskStatus::Stopped);
                 t.stopping_at = Some(now);
                 t.stop_code = Some(code.into());
                 t.stopped_reason = Some(reason.into());
@@ -1303,10 +1303,10 @@ impl ControlPlane {
                 let t = &mut rec.value.task;
                 if rec.value.node.is_empty() {
                     // Still waiting for capacity: nothing runs, nothing is reserved.
-                    t.last_status = Some("STOPPED".into());
+                    crate::status::set_last_status(t, TaskStatus::Stopped);
                     t.stopped_at = Some(now);
                     for c in t.containers.iter_mut().flatten() {
-                        c.last_status = Some("STOPPED".into());
+                        crate::status::set_container_status(c, TaskStatus::Stopped);
                         super::exec::follow_container(&mut c.managed_agents, "STOPPED", now);
                         super::exec::follow_container(&mut c.managed_agents, "STOPPED", now);
                     }
@@ -1326,7 +1326,7 @@ impl ControlPlane {
                 if deactivate {
                     t.last_status = Some(TaskStatus::Deactivating.as_str().into());
                 } else if status == Some(TaskStatus::Running) {
-                    t.last_status = Some("STOPPING".into());
+                    crate::status::set_last_status(t, TaskStatus::Stopping);
                 }
                 t.version += 1;
                 // The desired status moves the task's ListTasks rows; STOPPING moves its counts.
@@ -1362,18 +1362,18 @@ impl ControlPlane {
             };
             let before = Before::of(&ctx.scope, &rec);
             let t = &mut rec.value.task;
-            if t.last_status.as_deref() == Some("STOPPED") {
+            if crate::status::is_stopped(t) {
                 return Ok((Txn::new(), ()));
             }
-            t.last_status = Some("STOPPED".into());
-            t.desired_status = Some("STOPPED".into());
+            crate::status::set_last_status(t, TaskStatus::Stopped);
+            crate::status::set_desired_status(t, TaskStatus::Stopped);
             t.stop_code = Some(code.into());
             t.stopped_reason = Some(reason.into());
             t.stopping_at.get_or_insert(now);
             t.stopped_at = Some(now);
             t.connectivity = Some("DISCONNECTED".into());
             for c in t.containers.iter_mut().flatten() {
-                c.last_status = Some("STOPPED".into());
+                crate::status::set_container_status(c, TaskStatus::Stopped);
                 super::exec::follow_container(&mut c.managed_agents, "STOPPED", now);
             }
             t.version += 1;
@@ -1537,7 +1537,8 @@ impl ControlPlane {
                 if decode_needed {
                     let Some(rec) = load::<TaskRecord>(&*self.store, &key)? else { continue };
                     let t = &rec.value.task;
-                    let keep = (desired != "PENDING" || t.last_status.as_deref() != Some("RUNNING"))
+                    let keep = (desired != "PENDING"
+                        || crate::status::last_status(t) != Some(TaskStatus::Running))
                         && req.family.as_deref().is_none_or(|f| family_of(t) == Some(f))
                         && req.started_by.as_ref().is_none_or(|s| t.started_by.as_ref() == Some(s))
                         && req.launch_type.as_ref().is_none_or(|l| t.launch_type.as_ref() == Some(l))
@@ -1579,7 +1580,7 @@ impl ControlPlane {
             let mut rec = self
                 .load_task(ctx, &cname, &task_ref)?
                 .ok_or_else(|| EcsError::invalid(format!("The referenced task was not found: {task_ref}")))?;
-            if rec.value.task.last_status.as_deref() == Some("STOPPED") {
+            if crate::status::is_stopped(&rec.value.task) {
                 return Ok((Txn::new(), ()));
             }
             let before = Before::of(&ctx.scope, &rec);
@@ -1627,7 +1628,7 @@ impl ControlPlane {
                         t.execution_stopped_at = req.execution_stopped_at.or(Some(now));
                         t.stopped_at = Some(now);
                         t.stopping_at.get_or_insert(now);
-                        t.desired_status = Some("STOPPED".into());
+                        crate::status::set_desired_status(t, TaskStatus::Stopped);
                         t.connectivity = Some("DISCONNECTED".into());
                         if t.stop_code.is_none() {
                             t.stop_code = Some(
@@ -1738,6 +1739,14 @@ impl ControlPlane {
             let (Some(att_id), Some(task_id)) = (parts.first(), parts.get(1)) else {
                 return Err(EcsError::invalid(format!("Invalid attachment ARN: {}", change.attachment_arn)));
             };
+            let status = AttachmentStatus::parse(&change.status).ok_or_else(|| {
+                let all: Vec<&str> = AttachmentStatus::ALL.iter().map(|s| s.as_str()).collect();
+                EcsError::invalid(format!(
+                    "status should be one of [{}], but was '{}'.",
+                    all.join(","),
+                    change.status
+                ))
+            })?;
             self.retry(|| {
                 let mut rec = self.load_task(ctx, &cname, task_id)?.ok_or_else(|| {
                     EcsError::invalid(format!("Attachment not found: {}", change.attachment_arn))
@@ -1745,7 +1754,7 @@ impl ControlPlane {
                 let mut found = false;
                 for a in rec.value.task.attachments.iter_mut().flatten() {
                     if a.id.as_deref() == Some(*att_id) {
-                        a.status = Some(change.status.clone());
+                        crate::status::set_attachment_status(a, status);
                         found = true;
                     }
                 }
@@ -1872,6 +1881,6 @@ pub(crate) const MANAGED_INSTANCES: &str = "MANAGED_INSTANCES";
 /// A stopped task's attachments (its network interface) are deleted.
 pub(crate) fn attachments_deleted(t: &mut Task) {
     for a in t.attachments.iter_mut().flatten() {
-        a.status = Some("DELETED".into());
+        crate::status::set_attachment_status(a, AttachmentStatus::Deleted);
     }
 }

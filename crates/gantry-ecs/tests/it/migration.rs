@@ -146,6 +146,25 @@ async fn a_release_0_1_0_data_directory_migrates_and_reads_back() {
     assert_eq!(scheduled.len(), 1);
     assert_eq!(&scheduled[0].value[..], keys::service(&us.scope, "prod", "web").as_bytes());
 
+    // Its service deployment, stored by 0.1.0 as ECS's shape, reads as the domain record does.
+    let history = cp
+        .list_service_deployments(&us, req(json!({"cluster": "prod", "service": "web"})))
+        .unwrap()
+        .service_deployments
+        .unwrap();
+    assert_eq!(history.len(), 1);
+    let sd_arn = arn("us-east-1", "service-deployment/prod/web/5528817163459607562");
+    assert_eq!(history[0].service_deployment_arn.as_deref(), Some(sd_arn.as_str()));
+    assert_eq!(history[0].created_at, Some(1_796_334_293.524));
+    let sd = cp.describe_service_deployments(&us, req(json!({"serviceDeploymentArns": [sd_arn]}))).unwrap();
+    let sd = serde_json::to_value(&sd.service_deployments.unwrap()[0]).unwrap();
+    assert_eq!(sd["status"], "IN_PROGRESS", "{sd}");
+    assert_eq!(sd["updatedAt"], 1_796_334_293.541, "{sd}");
+    assert_eq!(
+        sd["deploymentCircuitBreaker"],
+        json!({"status": "DISABLED", "failureCount": 0, "threshold": 3})
+    );
+
     // Tasks: the service's two, the RUNNING one and the Fargate one; the STOPPED one.
     let tasks = |extra: serde_json::Value| {
         let mut r = json!({"cluster": "prod"});
@@ -182,6 +201,58 @@ async fn a_release_0_1_0_data_directory_migrates_and_reads_back() {
     assert_eq!(list("INACTIVE", None), [td("web:1"), td("web:2")]);
     assert_eq!(list("ACTIVE", None), [td("fg:1")]);
     let _ = std::fs::remove_dir_all(db.parent().unwrap());
+}
+
+/// Records as the current release stores them read back unchanged: a service deployment written
+/// as ECS's `ServiceDeployment` shape (before the history had a record type of its own), with
+/// every part a deployment may have, is answered by DescribeServiceDeployments field for field.
+#[tokio::test]
+async fn service_deployments_stored_by_the_current_release_read_back_unchanged() {
+    let dir = std::env::temp_dir().join(format!("gantry-migration-current-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.join("gantry.db")).unwrap());
+    let us = ctx("us-east-1");
+    let sd_arn = arn("us-east-1", "service-deployment/prod/web/7");
+    let stored = json!({
+        "serviceDeploymentArn": sd_arn,
+        "serviceArn": arn("us-east-1", "service/prod/web"),
+        "clusterArn": arn("us-east-1", "cluster/prod"),
+        "createdAt": 1_796_334_293.524,
+        "startedAt": 1_796_334_293.524,
+        "finishedAt": 1_796_334_400.001,
+        "updatedAt": 1_796_334_400.001,
+        "sourceServiceRevisions": [{"arn": arn("us-east-1", "service-revision/prod/web/6"),
+            "requestedTaskCount": 0, "runningTaskCount": 0, "pendingTaskCount": 0,
+            "requestedTestTrafficWeight": 0.0, "requestedProductionTrafficWeight": 0.0}],
+        "targetServiceRevision": {"arn": arn("us-east-1", "service-revision/prod/web/6"),
+            "requestedTaskCount": 2, "runningTaskCount": 2, "pendingTaskCount": 0,
+            "requestedTestTrafficWeight": 0.0, "requestedProductionTrafficWeight": 0.0},
+        "status": "ROLLBACK_SUCCESSFUL",
+        "statusReason": "ECS deployment circuit breaker: tasks failed to start.",
+        "lifecycleStage": "BAKE_TIME",
+        "deploymentConfiguration": {"deploymentCircuitBreaker": {"enable": true, "rollback": true},
+            "maximumPercent": 200, "minimumHealthyPercent": 100,
+            "alarms": {"alarmNames": ["high-5xx"], "rollback": true, "enable": true}},
+        "rollback": {"reason": "ECS deployment circuit breaker: tasks failed to start.",
+            "startedAt": 1_796_334_350.25,
+            "serviceRevisionArn": arn("us-east-1", "service-revision/prod/web/6")},
+        "deploymentCircuitBreaker": {"status": "TRIGGERED", "failureCount": 4, "threshold": 3},
+        "alarms": {"status": "MONITORING", "alarmNames": ["high-5xx"], "triggeredAlarmNames": []}
+    });
+    let key = keys::service_deployment(&us.scope, "prod", "web", "7");
+    let txn = Txn::new().put(&key, gantry_ecs::pack(serde_json::to_vec(&stored).unwrap()));
+    store.txn(txn).await.unwrap();
+    let m = migrate(&*store).await.unwrap();
+    assert_eq!((m.moved, m.reindexed, m.dropped, m.index_mismatches), (0, 0, 0, 0), "nothing to move: {m:?}");
+    assert_eq!(migrate(&*store).await.unwrap(), gantry_ecs::Migration::default(), "a second open is a no-op");
+
+    let cp = control(store.clone());
+    let out = cp.describe_service_deployments(&us, req(json!({"serviceDeploymentArns": [sd_arn]}))).unwrap();
+    assert_eq!(out.failures.unwrap().len(), 0);
+    let answered = serde_json::to_value(&out.service_deployments.unwrap()[0]).unwrap();
+    assert_eq!(answered, stored);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A store whose writes fail, to show the migration's all-or-nothing: it writes in one
