@@ -159,6 +159,10 @@ enum Command {
         /// Seeds the fleet's instance types and attributes.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// The index of the first instance: one fleet split over several `gantry sim`
+        /// processes (one per host, same seed), each given its own slice.
+        #[arg(long, default_value_t = 0)]
+        first: usize,
         /// GPUs on every simulated instance (the GPU resource, with simulated device IDs).
         #[arg(long, default_value_t = 0)]
         gpus: usize,
@@ -421,10 +425,17 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             return rt.block_on(logs(task, follow, data_dir.unwrap_or_else(default_data_dir)));
         }
-        Command::Sim { server, cluster, instances, zones, seed, gpus, region } => {
+        Command::Sim { server, cluster, instances, zones, seed, first, gpus, region } => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            let opts =
-                gantry_agent::sim::FleetOptions { cluster, instances, zones, seed, concurrency: 64, gpus };
+            let opts = gantry_agent::sim::FleetOptions {
+                cluster,
+                instances,
+                zones,
+                seed,
+                first,
+                concurrency: 64,
+                gpus,
+            };
             return rt.block_on(sim(server, region, opts));
         }
         Command::Status { server, region, json } => {
