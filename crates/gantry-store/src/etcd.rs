@@ -92,6 +92,8 @@ pub struct EtcdStore {
     keys: Arc<Keys>,
     metrics: StoreMetrics,
     follower: tokio::task::AbortHandle,
+    /// Test-only: `read_index` answers at once (see [`EtcdStore::with_stale_reads`]).
+    stale_reads: bool,
 }
 
 impl Drop for EtcdStore {
@@ -215,7 +217,15 @@ impl EtcdStore {
             Arc::new(Mirror::new(map, revision, History::after(revision, HISTORY_REVISIONS, HISTORY_BYTES)));
         let follower =
             tokio::spawn(follow(mirror.clone(), client.clone(), kv.clone(), keys.clone())).abort_handle();
-        Ok(EtcdStore { mirror, client, kv, keys, metrics, follower })
+        Ok(EtcdStore { mirror, client, kv, keys, metrics, follower, stale_reads: false })
+    }
+
+    /// For tests of the linearizability check only: [`Store::read_index`] answers at once, so
+    /// reads come from this process's mirror however far behind the other servers' writes it
+    /// is (what the check must catch). Never for a server that clients use.
+    pub fn with_stale_reads(mut self) -> Self {
+        self.stale_reads = true;
+        self
     }
 
     /// The etcd client this store uses (for the leader election, which shares its connection).
@@ -492,6 +502,7 @@ impl EtcdStore {
         keys: Arc<Keys>,
         txn: Txn,
         fence: Option<crate::election::Fence>,
+        metrics: &StoreMetrics,
     ) -> Result<TxnResult, StoreError> {
         // Counters start from the mirror; after a failed guard, from etcd's answer.
         let mut fresh: HashMap<String, Option<KeyValue>> = HashMap::new();
@@ -549,6 +560,7 @@ impl EtcdStore {
                 )));
             }
             if resp.succeeded() {
+                metrics.etcd_committed.inc();
                 return Ok(TxnResult { succeeded: true, revision });
             }
             let answers = resp.op_responses();
@@ -572,9 +584,25 @@ impl EtcdStore {
             let at = |k: &str| now.get(k).and_then(|v| v.as_ref()).map_or(0, |kv| kv.mod_revision);
             let holds = txn.compare.iter().all(|Compare::ModRevision(k, r)| at(k) == *r);
             if !holds || plan.guards.is_empty() {
+                metrics.etcd_compare_failed.inc();
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    let moved: Vec<&str> = txn
+                        .compare
+                        .iter()
+                        .filter(|Compare::ModRevision(k, r)| at(k) != *r)
+                        .map(|Compare::ModRevision(k, _)| k.as_str())
+                        .collect();
+                    tracing::debug!(?moved, "etcd: a compare failed");
+                }
                 return Ok(TxnResult { succeeded: false, revision });
             }
             // Only a counter moved: add to its new value.
+            metrics.etcd_counter_moved.inc();
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                let moved: Vec<&str> =
+                    plan.guards.iter().filter(|(k, r)| at(k) != *r).map(|(k, _)| k.as_str()).collect();
+                tracing::debug!(?moved, "etcd: a counter moved; sending the transaction again");
+            }
             for (k, _) in &plan.guards {
                 fresh.insert(k.clone(), now.get(k.as_str()).cloned().flatten());
             }
@@ -620,7 +648,7 @@ impl Store for EtcdStore {
             let started = std::time::Instant::now();
             let ops = txn.ops.len();
             let fence = at_call.or_else(crate::election::current);
-            let result = Self::run(mirror, kv, keys, txn, fence).await;
+            let result = Self::run(mirror, kv, keys, txn, fence, &metrics).await;
             metrics.commit_duration.observe(started.elapsed().as_secs_f64());
             metrics.txns_per_commit.observe(1.0);
             metrics.keys_per_commit.observe(ops as f64);
@@ -633,6 +661,9 @@ impl Store for EtcdStore {
     /// committed under the root, and the answer waits until the mirror has applied it.
     fn read_index(&self) -> BoxFuture<Result<i64, StoreError>> {
         let (mirror, kv, keys) = (self.mirror.clone(), self.kv.clone(), self.keys.clone());
+        if self.stale_reads {
+            return Box::pin(std::future::ready(Ok(mirror.revision())));
+        }
         Box::pin(async move {
             let options = etcd_client::GetOptions::new().with_keys_only();
             let resp = retry(Retry::Unavailable, || {

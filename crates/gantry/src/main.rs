@@ -310,6 +310,10 @@ struct Common {
     /// replaced ones).
     #[arg(long, default_value = "5m", value_parser = gantry_core::civil::parse_duration)]
     lost_instance_timeout: std::time::Duration,
+    /// Tests of the linearizability check only (hidden): on etcd, skip the read index, so this
+    /// server reads from its mirror however far behind the other servers' writes it is.
+    #[arg(long, hide = true)]
+    unsafe_stale_reads: bool,
     /// How long the credentials of a task's role last (an STS session of the role, at most its
     /// MaxSessionDuration); the agent renews them at half their life. Shorter (30s) to watch
     /// the renewal happen.
@@ -1127,11 +1131,10 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
             (Arc::new(store), db.display().to_string(), None)
         }
         StoreChoice::Etcd(target) => {
-            let store = Arc::new(
-                EtcdStore::connect(target, metrics.store.clone())
-                    .await
-                    .with_context(|| format!("cannot open the store at {target}"))?,
-            );
+            let store = EtcdStore::connect(target, metrics.store.clone())
+                .await
+                .with_context(|| format!("cannot open the store at {target}"))?;
+            let store = Arc::new(if common.unsafe_stale_reads { store.with_stale_reads() } else { store });
             (store.clone(), target.to_string(), Some(store))
         }
     };
