@@ -11,7 +11,7 @@ the deployment completes, every acknowledged write is in the final state, and th
 had more tasks than maximumPercent allows, reconstructed from every one of its tasks' createdAt
 and stoppedAt (a task counts from its creation until it is STOPPED, as ECS counts PENDING,
 RUNNING and STOPPING tasks). The killed server is started again on its port before the next
-trial. Trials 1 and 6 also cut one agent host's link (down from just after the kill until a new
+trial. Trial 1 also cuts one agent host's link (down from just after the kill until a new
 leader schedules and a task was started on its instance, or refused as its agent is gone): once
 the link is back its agent reconnects, its instance is connected again, a task started on it
 runs, and nothing acknowledged is lost.
@@ -281,12 +281,14 @@ class Fleet:
 
         def registered():
             arns = ecs.list_container_instances(cluster=CLUSTER)["containerInstanceArns"]
-            if len(arns) != 3:
+            if len(arns) < 3:
                 return None
             found = ecs.describe_container_instances(cluster=CLUSTER, containerInstances=arns)
-            return {zone(i): i["containerInstanceArn"] for i in found["containerInstances"]}
+            return [(zone(i), i["containerInstanceArn"], i["ec2InstanceId"]) for i in found["containerInstances"]]
 
-        by_zone = wait_for(registered, 30, interval=0.1, what="3 agent hosts")
+        found = wait_for(registered, 60, interval=0.1, what="3 agent hosts")
+        assert len(found) == 3, f"more instances than hosts: {found}"
+        by_zone = {z: arn for z, arn, _ in found}
         # Host n runs the fleet's instance n-1, in zone-a, zone-b, zone-c.
         self.instances = {h.n: by_zone[f"zone-{'abc'[h.n - 1]}"] for h in self.hosts.hosts}
         ecs.register_task_definition(family="failover-job", containerDefinitions=[
@@ -336,8 +338,9 @@ class Trial:
 
 
 def cuts_a_host(n: int) -> bool:
-    """Trials 1, 6, 11, ... also cut one agent host's link (a network fault on the agent side)."""
-    return n % 5 == 1
+    """Trial 1 also cuts one agent host's link (a network fault on the agent side; one trial,
+    as it adds about 8 s to the suite's run)."""
+    return n == 1
 
 
 def trial(fleet: Fleet, n: int) -> Trial:
