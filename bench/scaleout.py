@@ -12,7 +12,8 @@ N`; then (1) RunTask → RUNNING latency, one task at a time, polling DescribeTa
 (2) RunTask count 10 from C clients for S seconds, then until every task placed is RUNNING:
 tasks/s, and etcd's revisions over that window (every Gantry transaction is one etcd revision)
 per task placed, beside the revisions the idle fleet writes (agent heartbeats, the servers'
-records) over as long a window.
+records) over as long a window, and the server's etcd transactions per task placed by outcome
+(committed, failed on a compare, sent again because only a counter moved).
 """
 import argparse
 import base64
@@ -89,6 +90,9 @@ def run_store(binary, store, etcd, args):
                                stderr=subprocess.DEVNULL, env=ENV, text=True)
         procs.append(sim)
         sim.stdout.readline()
+        # A connection of its own from here: the server may have closed the first one while the
+        # fleet registered (a debug build takes minutes for 1,000 instances).
+        conn = http.client.HTTPConnection("127.0.0.1", port)
         end = time.time() + 120
         while count_instances(conn) < args.instances:
             if time.time() > end:
@@ -124,6 +128,7 @@ def run_store(binary, store, etcd, args):
                 placed[n].extend(t["taskArn"] for t in out["tasks"])
 
         r0 = etcd.revision() if etcd else 0
+        m0 = txn_outcomes(port)
         start = time.time()
         threads = [threading.Thread(target=client, args=(n,)) for n in range(args.clients)]
         for t in threads:
@@ -144,18 +149,33 @@ def run_store(binary, store, etcd, args):
                 time.sleep(0.1)
         window = time.time() - start
         writes = (etcd.revision() - r0) if etcd else None
+        outcomes = {k: v - m0.get(k, 0) for k, v in txn_outcomes(port).items()}
         result = {"store": store, "p50": pct(latency, 50), "p90": pct(latency, 90), "placed": len(arns),
                   "placed_per_s": len(arns) / placing, "running_per_s": len(arns) / window}
         if etcd:
             result["writes_per_task"] = writes / max(len(arns), 1)
             result["idle_per_s"] = idle
             result["net_per_task"] = (writes - idle * window) / max(len(arns), 1)
+            result["outcomes"] = {k: v / max(len(arns), 1) for k, v in outcomes.items()}
         return result
     finally:
         for p in procs:
             p.kill()
             p.wait()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def txn_outcomes(port):
+    """The server's etcd transactions so far by outcome (committed, compare_failed,
+    counter_moved: each one a raft round and a revision), from its /metrics."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", "/metrics")
+    out = {}
+    for line in c.getresponse().read().decode().splitlines():
+        if line.startswith("gantry_store_etcd_txns_"):
+            name, value = line.split()[:2]
+            out[name.removeprefix("gantry_store_etcd_txns_").removesuffix("_total")] = float(value)
+    return out
 
 
 def count_instances(conn):
@@ -198,6 +218,9 @@ def main():
                if "writes_per_task" in r else "-")
         print(f"{r['store']:<16} {r['p50']:>13.1f} / {r['p90']:<11.1f} {r['placed_per_s']:>9.0f} "
               f"{r['running_per_s']:>10.0f}   {per}")
+        if r.get("outcomes"):
+            print(" " * 17 + "etcd transactions per task placed: "
+                  + ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["outcomes"].items())))
 
     if args.trials:
         sys.path.insert(0, os.path.join(ROOT, "tests", "blackbox"))

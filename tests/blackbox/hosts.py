@@ -35,11 +35,11 @@ def run(*args: str, check: bool = True, timeout: float = 60, **kw) -> subprocess
     return p
 
 
-def missing_prerequisites() -> str | None:
-    """Why hosts cannot be made here, or None."""
+def missing_prerequisites(docker: bool = True) -> str | None:
+    """Why hosts cannot be made here (with a Docker engine each, or Docker-free), or None."""
     if os.geteuid() != 0:
         return "network namespaces need root"
-    for tool in ("ip", "iptables", "nsenter", "dockerd", "docker", "curl"):
+    for tool in ("ip", "iptables", "nsenter", *(("dockerd", "docker", "curl") if docker else ())):
         if not shutil.which(tool):
             return f"`{tool}` is not installed (scripts/prereqs.sh installs it)"
     return None
@@ -120,12 +120,18 @@ class Host:
                                  extra_args=("--task-subnet", self.task_subnet, *extra))
         return self.agent.start(timeout=60)
 
-    def start_sim(self, server: GantryServer, cluster: str, seed: int) -> subprocess.Popen:
-        """A Docker-free host: `gantry sim` with one simulated instance in this namespace."""
+    def start_sim(self, servers: GantryServer | list[GantryServer], cluster: str, seed: int,
+                  zones: int = 1, first: int = 0) -> subprocess.Popen:
+        """A Docker-free host: `gantry sim` with one simulated instance in this namespace, the
+        fleet's instance number `first` (of `zones` zones). Given several servers (of one store),
+        its agent polls one and moves to the next when that one goes away."""
+        servers = servers if isinstance(servers, list) else [servers]
         log = open(self.hosts.base / f"sim-h{self.n}.log", "ab")
         env = {k: v for k, v in os.environ.items() if not k.startswith("GANTRY_")}
-        p = subprocess.Popen([*self.enter, str(gantry_bin()), "sim", "--server", server.endpoint,
-                              "--cluster", cluster, "--instances", "1", "--zones", "1", "--seed", str(seed)],
+        p = subprocess.Popen([*self.enter, str(gantry_bin()), "sim",
+                              "--server", ",".join(s.endpoint for s in servers), "--cluster", cluster,
+                              "--instances", "1", "--zones", str(zones), "--first", str(first),
+                              "--seed", str(seed)],
                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         log.close()
         self.hosts.processes.append(p)

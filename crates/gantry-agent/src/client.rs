@@ -227,6 +227,12 @@ impl Endpoint {
 /// poll's 5 s.
 pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long connecting to a server may take before it counts as unreachable: a SYN lost to a
+/// partition is sent again only after 1, 3, 7, 15 s..., so without this an agent cut off while it
+/// connected would wait out [`REQUEST_TIMEOUT`] after the link came back (a loaded server's full
+/// accept queue still gets the 1 s and 3 s retries).
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 const TARGET: &str = "AmazonEC2ContainerServiceV20141113.";
 
 impl HttpClient {
@@ -302,6 +308,7 @@ impl HttpClient {
         let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_local_address(local);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
         // Idle connections are closed after 30 s. The pool only looks for them when it has a
         // timer: without one, the connections a burst opened (a simulated fleet registering
         // 10,000 instances) stay open for good, on both sides.

@@ -29,6 +29,9 @@ pub struct FleetOptions {
     pub instances: usize,
     pub zones: usize,
     pub seed: u64,
+    /// The index of the fleet's first instance: a fleet split over several processes (one
+    /// `gantry sim` per host) gives each its own slice, the instances one process would make.
+    pub first: usize,
     /// Registrations in flight at once.
     pub concurrency: usize,
     /// GPUs on every instance (simulated device IDs).
@@ -180,9 +183,9 @@ pub async fn run(
 ) -> Result<(), ClientError> {
     let client = Arc::new(client);
     let mut arns = Vec::with_capacity(opts.instances);
-    let mut next = 0;
-    while next < opts.instances {
-        let end = (next + opts.concurrency.max(1)).min(opts.instances);
+    let (mut next, last) = (opts.first, opts.first + opts.instances);
+    while next < last {
+        let end = (next + opts.concurrency.max(1)).min(last);
         let batch: Vec<_> = (next..end)
             .map(|i| {
                 let (client, opts) = (client.clone(), opts.clone());
@@ -242,8 +245,15 @@ mod tests {
 
     #[test]
     fn fleets_are_varied_and_replayable() {
-        let opts =
-            FleetOptions { cluster: "c".into(), instances: 300, zones: 3, seed: 7, concurrency: 8, gpus: 0 };
+        let opts = FleetOptions {
+            cluster: "c".into(),
+            instances: 300,
+            zones: 3,
+            seed: 7,
+            first: 0,
+            concurrency: 8,
+            gpus: 0,
+        };
         let fleet: Vec<_> = (0..300).map(|i| instance(&opts, i)).collect();
         assert_eq!(fleet, (0..300).map(|i| instance(&opts, i)).collect::<Vec<_>>());
         for z in ["zone-a", "zone-b", "zone-c"] {

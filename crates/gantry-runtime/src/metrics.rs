@@ -72,6 +72,21 @@ impl Metrics {
             "Keys written or deleted per group commit",
             store.keys_per_commit.clone(),
         );
+        r.register(
+            "gantry_store_etcd_txns_committed",
+            "etcd transactions committed (each a raft round)",
+            store.etcd_committed.clone(),
+        );
+        r.register(
+            "gantry_store_etcd_txns_compare_failed",
+            "etcd transactions that failed on the caller's compare-and-swap (each a raft round)",
+            store.etcd_compare_failed.clone(),
+        );
+        r.register(
+            "gantry_store_etcd_txns_counter_moved",
+            "etcd transactions sent again because only a counter they add to had moved (each a raft round)",
+            store.etcd_counter_moved.clone(),
+        );
         let watch = WatchMetrics::default();
         r.register(
             "gantry_store_watch_lag_revisions",

@@ -9,7 +9,12 @@
 //! * [`Op::Add`] (a counter) is a compare-and-swap loop inside [`EtcdStore::txn`]: the counter is
 //!   read (from the mirror first, then from the failed attempt's answer), the transaction is
 //!   guarded by its `mod_revision` as well and puts the sum; when only such a guard failed it is
-//!   sent again with the counters' new values, so callers see [`Op::Add`]'s contract.
+//!   sent again with the counters' new values, so callers see [`Op::Add`]'s contract. Within
+//!   one process, transactions adding to one counter take turns ([`Counters`]: a lock per
+//!   counter, held from planning until etcd answers, with the value this process last
+//!   committed), so a process's own concurrent writers never fail each other's guard: only
+//!   another process's write can (measured: 36 failed guards per task placed by 4 concurrent
+//!   RunTask clients on one server before, BENCHMARKS.md).
 //! * etcd refuses a transaction that writes one key twice, or puts a key inside a range it
 //!   deletes. The ops are folded first (the last write of a key wins, an add adds to what the
 //!   transaction wrote before it), and a deleted prefix is split around the keys the same
@@ -92,6 +97,33 @@ pub struct EtcdStore {
     keys: Arc<Keys>,
     metrics: StoreMetrics,
     follower: tokio::task::AbortHandle,
+    /// Test-only: `read_index` answers at once (see [`EtcdStore::with_stale_reads`]).
+    stale_reads: bool,
+    counters: Arc<Counters>,
+}
+
+/// The counters this process adds to: one async lock per counter key, taken (in key order, so
+/// never in a cycle) by each transaction adding to it from planning until etcd has answered, and
+/// holding what this process last knew the counter to be at a revision its mirror may not have
+/// reached yet. The next writer adds to that instead of the mirror's older value, so it does
+/// not need to wait for the mirror to hold the lock only one etcd round.
+#[derive(Default)]
+struct Counters {
+    locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Known>>>>>,
+}
+
+/// A counter's value (`None`: absent) as of etcd revision `at`.
+#[derive(Clone)]
+struct Known {
+    kv: Option<KeyValue>,
+    at: i64,
+}
+
+impl Counters {
+    fn lock_of(&self, key: &str) -> Arc<tokio::sync::Mutex<Option<Known>>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(key.to_string()).or_default().clone()
+    }
 }
 
 impl Drop for EtcdStore {
@@ -215,7 +247,24 @@ impl EtcdStore {
             Arc::new(Mirror::new(map, revision, History::after(revision, HISTORY_REVISIONS, HISTORY_BYTES)));
         let follower =
             tokio::spawn(follow(mirror.clone(), client.clone(), kv.clone(), keys.clone())).abort_handle();
-        Ok(EtcdStore { mirror, client, kv, keys, metrics, follower })
+        Ok(EtcdStore {
+            mirror,
+            client,
+            kv,
+            keys,
+            metrics,
+            follower,
+            stale_reads: false,
+            counters: Arc::new(Counters::default()),
+        })
+    }
+
+    /// For tests of the linearizability check only: [`Store::read_index`] answers at once, so
+    /// reads come from this process's mirror however far behind the other servers' writes it
+    /// is (what the check must catch). Never for a server that clients use.
+    pub fn with_stale_reads(mut self) -> Self {
+        self.stale_reads = true;
+        self
     }
 
     /// The etcd client this store uses (for the leader election, which shares its connection).
@@ -485,6 +534,18 @@ impl Plan {
     }
 }
 
+/// The answer to a transaction etcd answered at `revision`, once the mirror has applied it: the
+/// caller reads its own write (or, after a failed compare, the write that beat it).
+async fn answered(mirror: &Mirror, revision: i64, succeeded: bool) -> Result<TxnResult, StoreError> {
+    if tokio::time::timeout(MIRROR_WAIT, mirror.reached(revision)).await.is_err() {
+        return Err(StoreError::Storage(format!(
+            "etcd committed revision {revision}, but this server's mirror did not reach it within {}s",
+            MIRROR_WAIT.as_secs()
+        )));
+    }
+    Ok(TxnResult { succeeded, revision })
+}
+
 impl EtcdStore {
     async fn run(
         mirror: Arc<Mirror>,
@@ -492,13 +553,30 @@ impl EtcdStore {
         keys: Arc<Keys>,
         txn: Txn,
         fence: Option<crate::election::Fence>,
+        metrics: &StoreMetrics,
+        counters: &Counters,
     ) -> Result<TxnResult, StoreError> {
-        // Counters start from the mirror; after a failed guard, from etcd's answer.
+        // This process's turn on each counter the transaction adds to, in key order.
+        let added: std::collections::BTreeSet<&str> = txn
+            .ops
+            .iter()
+            .filter_map(|op| if let Op::Add(k, _) = op { Some(k.as_str()) } else { None })
+            .collect();
+        let mut held = Vec::with_capacity(added.len());
+        for k in added {
+            held.push((k, counters.lock_of(k).lock_owned().await));
+        }
+        // Counters start from what this process last committed, or the mirror if it has caught
+        // up with that; after a failed guard, from etcd's answer.
         let mut fresh: HashMap<String, Option<KeyValue>> = HashMap::new();
         for _ in 0..MAX_COUNTER_RETRIES {
+            let mirrored = mirror.revision();
             let base = |k: &str| match fresh.get(k) {
                 Some(v) => v.clone(),
-                None => mirror.get(k),
+                None => match held.iter().find(|(h, _)| *h == k).and_then(|(_, known)| known.as_ref()) {
+                    Some(known) if known.at > mirrored => known.kv.clone(),
+                    _ => mirror.get(k),
+                },
             };
             let plan = plan(&txn.ops, &base);
             let mut compares: Vec<etcd_client::Compare> = txn
@@ -541,15 +619,20 @@ impl EtcdStore {
             .await
             .map_err(storage)?;
             let revision = revision_of(resp.header())?;
-            // The answer waits for the mirror: the caller reads its own write.
-            if tokio::time::timeout(MIRROR_WAIT, mirror.reached(revision)).await.is_err() {
-                return Err(StoreError::Storage(format!(
-                    "etcd committed revision {revision}, but this server's mirror did not reach it within {}s",
-                    MIRROR_WAIT.as_secs()
-                )));
-            }
             if resp.succeeded() {
-                return Ok(TxnResult { succeeded: true, revision });
+                metrics.etcd_committed.inc();
+                for (k, known) in &mut held {
+                    let kv = plan.writes.get(*k).cloned().flatten().map(|value| KeyValue {
+                        key: k.to_string(),
+                        value: value.into(),
+                        create_revision: revision,
+                        mod_revision: revision,
+                        version: 0,
+                    });
+                    **known = Some(Known { kv, at: revision });
+                }
+                drop(held);
+                return answered(&mirror, revision, true).await;
             }
             let answers = resp.op_responses();
             if let Some(f) = fence {
@@ -560,6 +643,8 @@ impl EtcdStore {
                     _ => 0,
                 };
                 if leader != f.revision {
+                    drop(held);
+                    answered(&mirror, revision, false).await?;
                     return Err(StoreError::Fenced(f.revision));
                 }
             }
@@ -572,11 +657,32 @@ impl EtcdStore {
             let at = |k: &str| now.get(k).and_then(|v| v.as_ref()).map_or(0, |kv| kv.mod_revision);
             let holds = txn.compare.iter().all(|Compare::ModRevision(k, r)| at(k) == *r);
             if !holds || plan.guards.is_empty() {
-                return Ok(TxnResult { succeeded: false, revision });
+                metrics.etcd_compare_failed.inc();
+                if tracing::enabled!(tracing::Level::DEBUG) {
+                    let moved: Vec<&str> = txn
+                        .compare
+                        .iter()
+                        .filter(|Compare::ModRevision(k, r)| at(k) != *r)
+                        .map(|Compare::ModRevision(k, _)| k.as_str())
+                        .collect();
+                    tracing::debug!(?moved, "etcd: a compare failed");
+                }
+                drop(held);
+                return answered(&mirror, revision, false).await;
             }
             // Only a counter moved: add to its new value.
+            metrics.etcd_counter_moved.inc();
+            if tracing::enabled!(tracing::Level::DEBUG) {
+                let moved: Vec<&str> =
+                    plan.guards.iter().filter(|(k, r)| at(k) != *r).map(|(k, _)| k.as_str()).collect();
+                tracing::debug!(?moved, "etcd: a counter moved; sending the transaction again");
+            }
             for (k, _) in &plan.guards {
-                fresh.insert(k.clone(), now.get(k.as_str()).cloned().flatten());
+                let kv = now.get(k.as_str()).cloned().flatten();
+                if let Some((_, known)) = held.iter_mut().find(|(h, _)| *h == k.as_str()) {
+                    **known = Some(Known { kv: kv.clone(), at: revision });
+                }
+                fresh.insert(k.clone(), kv);
             }
         }
         Err(StoreError::Storage(format!(
@@ -611,8 +717,13 @@ impl Store for EtcdStore {
     }
 
     fn txn(&self, txn: Txn) -> BoxFuture<Result<TxnResult, StoreError>> {
-        let (mirror, kv, keys, metrics) =
-            (self.mirror.clone(), self.kv.clone(), self.keys.clone(), self.metrics.clone());
+        let (mirror, kv, keys, metrics, counters) = (
+            self.mirror.clone(),
+            self.kv.clone(),
+            self.keys.clone(),
+            self.metrics.clone(),
+            self.counters.clone(),
+        );
         // Taken now, in the caller's task (the returned future may run anywhere), or else
         // where the future runs (a future made first and run inside `fenced` later).
         let at_call = crate::election::current();
@@ -620,7 +731,7 @@ impl Store for EtcdStore {
             let started = std::time::Instant::now();
             let ops = txn.ops.len();
             let fence = at_call.or_else(crate::election::current);
-            let result = Self::run(mirror, kv, keys, txn, fence).await;
+            let result = Self::run(mirror, kv, keys, txn, fence, &metrics, &counters).await;
             metrics.commit_duration.observe(started.elapsed().as_secs_f64());
             metrics.txns_per_commit.observe(1.0);
             metrics.keys_per_commit.observe(ops as f64);
@@ -633,6 +744,9 @@ impl Store for EtcdStore {
     /// committed under the root, and the answer waits until the mirror has applied it.
     fn read_index(&self) -> BoxFuture<Result<i64, StoreError>> {
         let (mirror, kv, keys) = (self.mirror.clone(), self.kv.clone(), self.keys.clone());
+        if self.stale_reads {
+            return Box::pin(std::future::ready(Ok(mirror.revision())));
+        }
         Box::pin(async move {
             let options = etcd_client::GetOptions::new().with_keys_only();
             let resp = retry(Retry::Unavailable, || {

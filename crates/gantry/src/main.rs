@@ -159,6 +159,10 @@ enum Command {
         /// Seeds the fleet's instance types and attributes.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// The index of the first instance: one fleet split over several `gantry sim`
+        /// processes (one per host, same seed), each given its own slice.
+        #[arg(long, default_value_t = 0)]
+        first: usize,
         /// GPUs on every simulated instance (the GPU resource, with simulated device IDs).
         #[arg(long, default_value_t = 0)]
         gpus: usize,
@@ -306,6 +310,10 @@ struct Common {
     /// replaced ones).
     #[arg(long, default_value = "5m", value_parser = gantry_core::civil::parse_duration)]
     lost_instance_timeout: std::time::Duration,
+    /// Tests of the linearizability check only (hidden): on etcd, skip the read index, so this
+    /// server reads from its mirror however far behind the other servers' writes it is.
+    #[arg(long, hide = true)]
+    unsafe_stale_reads: bool,
     /// How long the credentials of a task's role last (an STS session of the role, at most its
     /// MaxSessionDuration); the agent renews them at half their life. Shorter (30s) to watch
     /// the renewal happen.
@@ -421,10 +429,17 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             return rt.block_on(logs(task, follow, data_dir.unwrap_or_else(default_data_dir)));
         }
-        Command::Sim { server, cluster, instances, zones, seed, gpus, region } => {
+        Command::Sim { server, cluster, instances, zones, seed, first, gpus, region } => {
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            let opts =
-                gantry_agent::sim::FleetOptions { cluster, instances, zones, seed, concurrency: 64, gpus };
+            let opts = gantry_agent::sim::FleetOptions {
+                cluster,
+                instances,
+                zones,
+                seed,
+                first,
+                concurrency: 64,
+                gpus,
+            };
             return rt.block_on(sim(server, region, opts));
         }
         Command::Status { server, region, json } => {
@@ -1116,11 +1131,10 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
             (Arc::new(store), db.display().to_string(), None)
         }
         StoreChoice::Etcd(target) => {
-            let store = Arc::new(
-                EtcdStore::connect(target, metrics.store.clone())
-                    .await
-                    .with_context(|| format!("cannot open the store at {target}"))?,
-            );
+            let store = EtcdStore::connect(target, metrics.store.clone())
+                .await
+                .with_context(|| format!("cannot open the store at {target}"))?;
+            let store = Arc::new(if common.unsafe_stale_reads { store.with_stale_reads() } else { store });
             (store.clone(), target.to_string(), Some(store))
         }
     };

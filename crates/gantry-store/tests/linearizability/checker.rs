@@ -23,12 +23,18 @@ pub enum Input {
         expect: State,
         new: u64,
     },
+    /// Writes `new` whatever the key holds (SSM's PutParameter with Overwrite).
+    Write {
+        new: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Read(State),
     Cas(bool),
+    /// A write acknowledged.
+    Written,
     /// No answer: it may or may not have taken effect.
     Unknown,
 }
@@ -55,6 +61,7 @@ pub fn step(state: State, input: Input, output: Output) -> Option<State> {
         (Input::Cas { expect, new }, Output::Unknown) => {
             Some(if state == expect { Some(new) } else { state })
         }
+        (Input::Write { new }, Output::Written | Output::Unknown) => Some(Some(new)),
         _ => None,
     }
 }
@@ -226,6 +233,29 @@ mod tests {
     }
 
     #[test]
+    fn blind_writes_are_a_register() {
+        let write = |client, new, call, ret| op(client, Input::Write { new }, Output::Written, call, ret);
+        // Two overlapping writes: a read after both sees either, and later reads agree with it.
+        let h = [write(0, 1, 0, 10), write(1, 2, 5, 12), read(2, Some(1), 13, 14), read(3, Some(1), 15, 16)];
+        check(&h).unwrap();
+        let h = [write(0, 1, 0, 10), write(1, 2, 5, 12), read(2, Some(2), 13, 14), read(3, Some(2), 15, 16)];
+        check(&h).unwrap();
+        // Once a read saw 2 (so 2 was written last), a later read of 1 is stale.
+        let h = [write(0, 1, 0, 10), write(1, 2, 5, 12), read(2, Some(2), 13, 14), read(3, Some(1), 15, 16)];
+        assert_eq!(check(&h).unwrap_err().stuck.input, Input::Read);
+        // A write that returned before a read began is seen by it; the absent state before.
+        let h = [read(0, None, 0, 1), write(0, 7, 2, 3), read(1, None, 4, 5)];
+        assert!(check(&h).is_err());
+        // An unanswered write may take effect at any time after its call, or never.
+        let unknown = Operation { ret: None, output: Output::Unknown, ..write(0, 9, 2, 0) };
+        check(&[write(1, 1, 0, 1), unknown.clone(), read(2, Some(1), 3, 4), read(2, Some(9), 5, 6)]).unwrap();
+        check(&[write(1, 1, 0, 1), unknown, read(2, Some(1), 3, 4)]).unwrap();
+        // A write's answer is never a read's or a compare's.
+        assert_eq!(step(None, Input::Write { new: 1 }, Output::Cas(true)), None);
+        assert_eq!(step(None, Input::Read, Output::Written), None);
+    }
+
+    #[test]
     fn a_lost_write_is_rejected() {
         // An acknowledged write that later reads never show, whichever order the writes take.
         let h = [
@@ -342,6 +372,7 @@ mod tests {
                         next_value += 1;
                         ops[i].output = Output::Cas(ok);
                     }
+                    Input::Write { .. } => unreachable!("the generator makes reads and compare-and-swaps"),
                 }
             }
             check(&ops).unwrap_or_else(|v| panic!("round {round}: {v}"));
