@@ -149,6 +149,16 @@ def teardown(procs, tmp, label):
         p.wait()
     ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={label}"], capture_output=True,
                          text=True).stdout.split()
+    # `gantry up`'s awsvpc namespace holders (ready ones, and tasks' taken from them) carry its
+    # Fargate node's label, not the benchmark's.
+    try:
+        with open(os.path.join(tmp, "fargate", "fargate-node-id")) as f:
+            node = f.read().strip()
+    except OSError:
+        node = ""
+    if node:
+        ids += subprocess.run(["docker", "ps", "-aq", "--filter", f"label=gantry.holder-pool=fargate:{node}"],
+                              capture_output=True, text=True).stdout.split()
     if ids:
         subprocess.run(["docker", "rm", "-f", *ids], stdout=subprocess.DEVNULL)
     shutil.rmtree(tmp, ignore_errors=True)

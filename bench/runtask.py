@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """RunTask → RUNNING latency against `docker run -d` of the same image, in one run.
 
-`python3 bench/runtask.py [--tasks 20] [--mode ec2|fargate]`
+`python3 bench/runtask.py [--tasks 20] [--mode ec2|fargate] [--holder-pool N]`
 
 Builds the release binary, starts `gantry server` plus `gantry agent` (ec2: bridge mode on a
 container instance) or `gantry up` (fargate: awsvpc on the built-in Fargate node), then for each
 of N rounds: times `docker run -d` of the test image (until the command returns, i.e. the
 container is started), and times RunTask until DescribeTasks reports lastStatus RUNNING (polling
 every 2 ms over a kept-alive connection). Prints p50/p90 of both and the difference, and the
-agent's resident memory while idle. Containers are labelled and removed.
+agent's resident memory while idle. Containers are labelled and removed. `--holder-pool N`
+(fargate) is `gantry up --fargate-holder-pool N`: 0 makes each task create and start its own
+namespace holder, as before the pool.
 """
 import argparse
 import os
@@ -38,10 +40,12 @@ def main():
     ap.add_argument("--tasks", type=int, default=20)
     ap.add_argument("--mode", choices=["ec2", "fargate"], default="ec2")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--holder-pool", type=int, default=None)
     args = ap.parse_args()
     subprocess.run([os.path.join(ROOT, "tests/images/build.sh")], check=True, stdout=subprocess.DEVNULL)
     binary = release_binary(not args.no_build)
-    server, port, tmp = start_server(binary, "up" if args.mode == "fargate" else "server")
+    extra = ["--fargate-holder-pool", str(args.holder_pool)] if args.holder_pool is not None else []
+    server, port, tmp = start_server(binary, "up" if args.mode == "fargate" else "server", extra_args=extra)
     procs = [server]
     try:
         api = Api(port)
@@ -97,7 +101,8 @@ def main():
         dv = subprocess.run(["docker", "version", "--format", "{{.Server.Version}}"], capture_output=True,
                             text=True).stdout.strip()
         print(f"# RunTask -> RUNNING vs docker run -d, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores ({cpu}), "
-              f"Docker {dv}, mode {args.mode}, {args.tasks} tasks")
+              f"Docker {dv}, mode {args.mode}, {args.tasks} tasks"
+              + (f", holder pool {args.holder_pool}" if args.holder_pool is not None else ""))
         print(f"{'':<28} {'p50 ms':>8} {'p90 ms':>8} {'mean ms':>8}")
         print(f"{'docker run -d':<28} {pct(docker_ms, 50):>8.1f} {pct(docker_ms, 90):>8.1f} {statistics.mean(docker_ms):>8.1f}")
         print(f"{'RunTask -> RUNNING':<28} {pct(gantry_ms, 50):>8.1f} {pct(gantry_ms, 90):>8.1f} {statistics.mean(gantry_ms):>8.1f}")

@@ -175,6 +175,23 @@ class GantryServer:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=30)
         self._close_log()
+        self.remove_ready_holders()
+
+    def remove_ready_holders(self):
+        """`gantry up` keeps awsvpc namespace holders ready (labelled `gantry.holder-pool` with
+        its Fargate node) and removes them when it stops; a killed one leaves them behind."""
+        if self.command != "up" or (self.proc and self.proc.poll() is None):
+            return
+        try:
+            node = (self.data_dir / "fargate" / "fargate-node-id").read_text().strip()
+        except OSError:
+            return
+        if node and not docker_unavailable():
+            ids = docker_ids({"gantry.holder-pool": f"fargate:{node}"})
+            free = [c["Id"] for c in docker_inspect(ids)
+                    if c.get("Name", "").lstrip("/").startswith("ecs-internalecspause-pool-")]
+            if free:
+                docker("rm", "-f", *free, check=False, timeout=120)
 
     def stop(self, timeout: float = 15.0):
         """SIGTERM, then SIGKILL if it does not exit in time."""
@@ -186,6 +203,7 @@ class GantryServer:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
         self._close_log()
+        self.remove_ready_holders()
 
     def _close_log(self):
         if self._log:
@@ -440,7 +458,12 @@ def task_containers(task_arn: str, stopped: bool = True) -> dict[str, dict]:
 def remove_labelled_containers(run_id: str):
     ids = docker_ids({RUN_LABEL: run_id})
     if ids:
-        docker("rm", "-f", *ids, check=False, timeout=120)
+        # An awsvpc task's namespace holder taken from `gantry up`'s ready pool does not carry
+        # the task's labels: it is named after the task.
+        tasks = {c["Config"]["Labels"].get("gantry.task-arn", "").rsplit("/", 1)[-1]
+                 for c in docker_inspect(ids)}
+        holders = [f"ecs-internalecspause-{t}" for t in sorted(tasks) if t]
+        docker("rm", "-f", *ids, *holders, check=False, timeout=120)
 
 
 def busybox_container(name: str, run_id: str, **kw) -> dict:

@@ -13,7 +13,9 @@ import json
 
 import pytest
 
-from harness import busybox_container, docker_ids, wait_for
+import signal
+
+from harness import busybox_container, docker_ids, docker_inspect, wait_for
 
 HTTPD = ["httpd", "-f", "-p", "8080", "-h", "/www"]
 # Exits 0 once it has fetched the main container's page over localhost, 1 if it never could.
@@ -95,8 +97,10 @@ def test_a_task_given_an_earlier_tasks_address_answers_at_once(spawn_server, doc
     """Each awsvpc task's interface has a MAC address of its own (the credentials endpoint's
     route is keyed on it), and the engine hands a freed address to the next task. The host must
     then reach the new task at once, not send its packets to the departed task's MAC address
-    until its neighbor entry expires (tens of seconds while other tasks keep the bridge up)."""
-    up = spawn_server("up3", command="up")
+    until its neighbor entry expires (tens of seconds while other tasks keep the bridge up).
+    No ready namespace holders here: a ready holder has its address before the task comes, so
+    the freed address would go to the next holder made, not to the next task."""
+    up = spawn_server("up3", command="up", extra_args=["--fargate-holder-pool", "0"])
     cluster = unique("fargate")
     up.ecs.create_cluster(clusterName=cluster)
     family = unique("web")
@@ -135,3 +139,42 @@ def test_a_task_given_an_earlier_tasks_address_answers_at_once(spawn_server, doc
     if second_ip != first_ip:
         pytest.skip(f"the engine gave the next task a new address ({second_ip}, not {first_ip})")
     assert get(second_ip) == 200
+
+
+def test_ready_holders_go_to_tasks_and_go_away_with_gantry_up(spawn_server, docker_run_id, unique):
+    """`gantry up` keeps two awsvpc namespace holders ready: a task takes one (renamed after the
+    task, its containers in its namespace), the pool is made full again, and a `gantry up` that
+    stops removes the ready ones, leaving the task's."""
+    up = spawn_server("up4", command="up")
+    node_file = up.data_dir / "fargate" / "fargate-node-id"
+    wait_for(node_file.exists, 20, what="the Fargate node")
+    pool = {"gantry.holder-pool": f"fargate:{node_file.read_text().strip()}"}
+
+    def ready() -> dict[str, str]:
+        return {c["Name"].lstrip("/"): c["Id"] for c in docker_inspect(docker_ids(pool))
+                if c["Name"].lstrip("/").startswith("ecs-internalecspause-pool-")
+                and c["State"]["Running"]}
+
+    before = wait_for(lambda: (r := ready()) and len(r) == 2 and r, 30, what="two ready holders")
+    cluster = unique("pool")
+    up.ecs.create_cluster(clusterName=cluster)
+    family = unique("web")
+    up.ecs.register_task_definition(
+        family=family, networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+        containerDefinitions=[busybox_container("web", docker_run_id, memory=None, command=HTTPD)])
+    arn = up.ecs.run_task(cluster=cluster, taskDefinition=family, launchType="FARGATE", networkConfiguration={
+        "awsvpcConfiguration": {"subnets": ["subnet-local"]}})["tasks"][0]["taskArn"]
+    up.ecs.get_waiter("tasks_running").wait(cluster=cluster, tasks=[arn], WaiterConfig={"Delay": 1})
+    task_id = arn.rsplit("/", 1)[-1]
+    holder = docker_inspect([f"ecs-internalecspause-{task_id}"])
+    assert len(holder) == 1 and holder[0]["Id"] in before.values(), (holder, before)
+    web = docker_inspect(docker_ids({"gantry.task-arn": arn}))
+    assert [c["HostConfig"]["NetworkMode"] for c in web] == [f"container:{holder[0]['Id']}"]
+    refilled = wait_for(lambda: (r := ready()) and len(r) == 2 and r, 30, what="the pool made full again")
+    assert holder[0]["Id"] not in refilled.values()
+
+    # Stopped (SIGTERM, not the harness's clean-up): the ready holders go, the task's stays.
+    up.proc.send_signal(signal.SIGTERM)
+    up.proc.wait(timeout=30)
+    assert ready() == {}
+    assert [c["Id"] for c in docker_inspect([f"ecs-internalecspause-{task_id}"])] == [holder[0]["Id"]]

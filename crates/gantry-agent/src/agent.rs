@@ -182,6 +182,8 @@ pub struct Agent<R: Runtime, C: ControlClient> {
     updater: std::sync::OnceLock<crate::update::Updater>,
     /// Whether an update is under way (a poll announces it until the agent reported STAGING).
     updating: std::sync::atomic::AtomicBool,
+    /// Ready awsvpc namespace holders (none unless [`Agent::set_holder_pool`] asks for some).
+    holders: crate::holders::HolderPool,
 }
 
 /// A task's final report, and whether the server acknowledged it (if not, every reconcile pass
@@ -240,7 +242,109 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
             creds: crate::credentials::Store::default(),
             updater: std::sync::OnceLock::new(),
             updating: std::sync::atomic::AtomicBool::new(false),
+            holders: crate::holders::HolderPool::default(),
         })
+    }
+
+    /// Keeps `n` awsvpc namespace holders ready (made by [`Agent::keep_holders`], which
+    /// [`Agent::run`] runs), so that an awsvpc task need not make its own before it starts.
+    pub fn set_holder_pool(&self, n: usize) {
+        self.holders.set_size(n);
+    }
+
+    /// The engine IDs of the ready holders not given to a task.
+    pub fn free_holders(&self) -> Vec<String> {
+        self.holders.free()
+    }
+
+    /// Removes the ready holders not given to a task, and makes no more (the node goes away:
+    /// `gantry up` shutting down). Tasks keep theirs.
+    pub async fn release_holders(&self) {
+        self.holders.release(&*self.runtime).await;
+    }
+
+    /// Takes back the ready holders an earlier agent on this node left (or removes them), then
+    /// keeps the pool full until the process ends: a refill after each hand-over.
+    pub async fn keep_holders(self: Arc<Self>) {
+        self.restore_holders().await;
+        loop {
+            self.fill_holders().await;
+            self.holders.wanted().await;
+        }
+    }
+
+    /// Takes back (up to the pool's size) or removes the free holders found on the engine;
+    /// holders already given to a task are the reconcile pass's.
+    pub async fn restore_holders(&self) {
+        match self.runtime.list(labels::HOLDER_POOL, &self.config.node).await {
+            Ok(found) => self.holders.adopt(&*self.runtime, found).await,
+            Err(e) => tracing::warn!(error = %e, "cannot list the ready namespace holders"),
+        }
+    }
+
+    /// Makes ready holders until the pool is full.
+    pub async fn fill_holders(&self) {
+        if self.holders.size() == 0 || self.prepare_holders().await.is_err() {
+            return;
+        }
+        let now = self.clock.now().0;
+        let spec = |name: &str| {
+            let mut l = BTreeMap::new();
+            l.insert(labels::HOLDER_POOL.to_string(), self.config.node.clone());
+            // Task credentials are routed by MAC address: unique per holder made, whatever
+            // name it is later given.
+            let mac = self
+                .config
+                .credentials
+                .as_ref()
+                .map(|_| crate::credentials::mac_address(&format!("{}@{now}", self.config.node), name));
+            if let Some(m) = &mac {
+                l.insert(labels::HOLDER_MAC.to_string(), m.clone());
+            }
+            self.holder_spec(name, l, mac)
+        };
+        self.holders.fill(&*self.runtime, spec).await;
+    }
+
+    /// The task network and the holder's image, made when missing.
+    async fn prepare_holders(&self) -> Result<(), String> {
+        let rt = &self.runtime;
+        let fail = |e: RuntimeError| format!("CannotCreateContainerError: task network: {e}");
+        rt.ensure_network(AWSVPC_NETWORK).await.map_err(fail)?;
+        if !rt.image_present(PAUSE_IMAGE).await.unwrap_or(false) {
+            let rootfs = pause_rootfs().ok_or_else(|| {
+                format!("CannotCreateContainerError: awsvpc is not supported on {}", std::env::consts::ARCH)
+            })?;
+            rt.import_image(PAUSE_IMAGE, rootfs).await.map_err(fail)?;
+        }
+        Ok(())
+    }
+
+    /// An awsvpc namespace holder named `name`, with the node's labels besides `l`.
+    fn holder_spec(
+        &self,
+        name: &str,
+        mut l: BTreeMap<String, String>,
+        mac: Option<String>,
+    ) -> crate::runtime::ContainerSpec {
+        l.insert(labels::NODE.into(), self.config.node.clone());
+        l.insert(labels::CONTAINER_NAME.into(), PAUSE_NAME.into());
+        crate::runtime::ContainerSpec {
+            name: name.to_string(),
+            image: PAUSE_IMAGE.into(),
+            labels: l,
+            entrypoint: Some(vec!["/pause".into()]),
+            network: Network::Named(AWSVPC_NETWORK.into()),
+            extra_hosts: if self.config.metadata_base.is_some() {
+                vec![format!("{}:host-gateway", crate::spec::METADATA_HOST)]
+            } else {
+                vec![]
+            },
+            stop_timeout: Some(Duration::ZERO),
+            // The task's containers share the holder's namespace, so its interface is theirs.
+            mac_address: mac,
+            ..Default::default()
+        }
     }
 
     /// Lets the agent update itself when UpdateContainerAgent asks. Set once.
@@ -250,6 +354,7 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
 
     /// Polls and reconciles until the process ends. Transport errors back off and retry.
     pub async fn run(self: Arc<Self>) {
+        tokio::spawn(self.clone().keep_holders());
         let mut version = 0;
         let mut backoff = Duration::from_millis(200);
         loop {
@@ -487,10 +592,36 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
         let containers =
             if due { self.runtime.list(labels::NODE, &self.config.node).await? } else { Vec::new() };
         let mut found: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut stray_holders = Vec::new();
         for c in &containers {
             if let Some(arn) = c.labels.get(labels::TASK_ARN) {
                 found.entry(arn.clone()).or_default().push(c.id.clone());
+            } else if c.labels.contains_key(labels::HOLDER_POOL)
+                && let Some(task_id) = crate::holders::task_of_holder_name(&c.name)
+            {
+                // A ready holder given to a task: the task's, as if labelled so.
+                let arn = self
+                    .assigned
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get(task_id)
+                    .and_then(|a| a.task.task_arn.clone());
+                let runs = self
+                    .runners
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .keys()
+                    .any(|a| a.rsplit('/').next() == Some(task_id));
+                match arn {
+                    Some(arn) => found.entry(arn).or_default().push(c.id.clone()),
+                    None if !runs => stray_holders.push(c.id.clone()),
+                    None => {}
+                }
             }
+        }
+        for id in stray_holders {
+            tracing::info!(holder = %id, "removing the namespace holder of a task no longer assigned here");
+            let _ = self.runtime.remove(&id).await;
         }
         // The tasks to look at, by ARN. Strays are containers of tasks not among them, so a
         // pass that found containers looks at every task.
@@ -1064,7 +1195,13 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
         let mut tracked: BTreeMap<String, Tracked> =
             self.defs().iter().filter_map(|d| d.name.clone()).map(|n| (n, Tracked::default())).collect();
         let reason = if adopted.is_empty() {
-            Box::pin(self.start(&mut tracked)).await
+            let reason = Box::pin(self.start(&mut tracked)).await;
+            // The ready holders are made again once the task started (or failed to), not while
+            // it starts: their engine work would slow its own.
+            if self.a.task_definition.network_mode.as_deref() == Some("awsvpc") {
+                self.agent.holders.refill();
+            }
+            reason
         } else {
             Box::pin(self.adopt(&mut tracked, adopted)).await
         };
@@ -1346,40 +1483,32 @@ impl<'a, R: Runtime, C: ControlClient> Runner<'a, R, C> {
     /// engine ID.
     async fn create_pause(&mut self) -> Result<String, String> {
         let rt = self.agent.runtime.clone();
-        let fail = |e: RuntimeError| format!("CannotCreateContainerError: task network: {e}");
-        rt.ensure_network(AWSVPC_NETWORK).await.map_err(fail)?;
-        if !rt.image_present(PAUSE_IMAGE).await.unwrap_or(false) {
-            let rootfs = pause_rootfs().ok_or_else(|| {
-                format!("CannotCreateContainerError: awsvpc is not supported on {}", std::env::consts::ARCH)
-            })?;
-            rt.import_image(PAUSE_IMAGE, rootfs).await.map_err(fail)?;
-        }
         let task_arn = self.task_arn();
+        let name = crate::spec::engine_name(&task_arn, "internalecspause");
+        // A ready holder, if the pool has one: renaming it to the task's holder name is what
+        // gives it to the task (on the engine, so that a restarted agent knows).
+        while let Some(h) = self.agent.holders.take() {
+            match rt.rename(&h.id, &name).await {
+                Ok(()) => {
+                    self.route_credentials(&h.id, h.mac).await;
+                    self.pause = Some(h.id.clone());
+                    return Ok(h.id);
+                }
+                Err(e) => {
+                    tracing::warn!(holder = %h.name, error = %e, "a ready namespace holder cannot be used");
+                    let _ = rt.remove(&h.id).await;
+                }
+            }
+        }
+        self.agent.prepare_holders().await?;
+        let fail = |e: RuntimeError| format!("CannotCreateContainerError: task network: {e}");
         let mut l: BTreeMap<String, String> = BTreeMap::new();
         for d in self.defs() {
             l.extend(d.docker_labels.clone().unwrap_or_default());
         }
-        l.insert(labels::NODE.into(), self.agent.config.node.clone());
         l.insert(labels::CLUSTER.into(), self.a.task.cluster_arn.clone().unwrap_or_default());
         l.insert(labels::TASK_ARN.into(), task_arn.clone());
-        l.insert(labels::CONTAINER_NAME.into(), PAUSE_NAME.into());
-        let spec = crate::runtime::ContainerSpec {
-            name: crate::spec::engine_name(&task_arn, "internalecspause"),
-            image: PAUSE_IMAGE.into(),
-            labels: l,
-            entrypoint: Some(vec!["/pause".into()]),
-            network: Network::Named(AWSVPC_NETWORK.into()),
-            extra_hosts: if self.agent.config.metadata_base.is_some() {
-                vec![format!("{}:host-gateway", crate::spec::METADATA_HOST)]
-            } else {
-                vec![]
-            },
-            stop_timeout: Some(Duration::ZERO),
-            ..Default::default()
-        };
-        let mut spec = spec;
-        // The task's containers share the holder's namespace, so its interface is theirs.
-        spec.mac_address = self.mac_for(PAUSE_NAME);
+        let spec = self.agent.holder_spec(&name, l, self.mac_for(PAUSE_NAME));
         let id = rt.create(&spec).await.map_err(fail)?;
         self.route_credentials(&id, spec.mac_address.clone()).await;
         self.pause = Some(id.clone());
@@ -1611,8 +1740,13 @@ async fn start_holder<R: Runtime, C: ControlClient>(
     id: &str,
 ) -> Result<(), String> {
     let rt = &agent.runtime;
-    rt.start(id).await.map_err(|e| format!("CannotStartContainerError: task network: {e}"))?;
-    let ip = rt.inspect(id).await.ok().flatten().and_then(|s| s.ip_address);
+    // A ready holder from the pool runs already (started again if it was stopped meanwhile).
+    let mut state = rt.inspect(id).await.ok().flatten();
+    if state.as_ref().is_none_or(|s| s.status != ContainerStatus::Running) {
+        rt.start(id).await.map_err(|e| format!("CannotStartContainerError: task network: {e}"))?;
+        state = rt.inspect(id).await.ok().flatten();
+    }
+    let ip = state.and_then(|s| s.ip_address);
     let task_arn = a.task.task_arn.clone().unwrap_or_default();
     if let Some(ip) = ip {
         let report = TaskHealthReport {

@@ -473,6 +473,16 @@ impl Runtime for DockerRuntime {
     fn stop<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, RuntimeResult<()>> {
         Box::pin(self.stop(id, timeout))
     }
+    fn rename<'a>(&'a self, id: &'a str, name: &'a str) -> BoxFuture<'a, RuntimeResult<()>> {
+        Box::pin(async move {
+            let options = bollard::query_parameters::RenameContainerOptions { name: name.to_owned() };
+            self.docker.rename_container(id, options).await.map_err(|e| match status(&e) {
+                Some(404) => RuntimeError::NotFound(id.to_owned()),
+                Some(409) => RuntimeError::Create(e.to_string()),
+                _ => unavailable(e),
+            })
+        })
+    }
     fn remove<'a>(&'a self, id: &'a str) -> BoxFuture<'a, RuntimeResult<()>> {
         Box::pin(self.remove(id))
     }

@@ -216,6 +216,26 @@ impl Runtime for FakeRuntime {
         ready(Ok(id))
     }
 
+    fn rename<'a>(&'a self, id: &'a str, name: &'a str) -> BoxFuture<'a, RuntimeResult<()>> {
+        let mut g = self.lock();
+        if !g.simulated {
+            g.calls.push(format!("rename {id} {name}"));
+        }
+        if g.names.contains(name) {
+            return ready(Err(RuntimeError::Create(format!(
+                "Conflict. The container name \"/{name}\" is already in use"
+            ))));
+        }
+        let Some(c) = g.containers.get_mut(id) else {
+            return ready(Err(RuntimeError::NotFound(id.to_string())));
+        };
+        let old = std::mem::replace(&mut c.state.name, name.to_string());
+        c.spec.name = name.to_string();
+        g.names.remove(&old);
+        g.names.insert(name.to_string());
+        ready(Ok(()))
+    }
+
     fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, RuntimeResult<()>> {
         let mut g = self.lock();
         if !g.simulated {

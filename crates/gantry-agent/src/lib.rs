@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod docker;
 pub mod exec;
 pub mod fake;
+pub mod holders;
 pub mod metadata;
 pub mod node;
 pub mod pause;

@@ -335,6 +335,10 @@ pub async fn register_fargate<R: Runtime>(
     start_agent(runtime, client, clock, fargate_node_name(&id), false, data_dir).await
 }
 
+/// How many ready awsvpc namespace holders a Fargate node keeps by default (every task of a
+/// Fargate node is awsvpc; see [`crate::holders`] and [`Agent::set_holder_pool`]).
+pub const FARGATE_HOLDER_POOL: usize = 2;
+
 #[cfg(test)]
 mod tests {
     use super::*;

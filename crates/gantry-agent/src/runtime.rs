@@ -25,6 +25,11 @@ pub mod labels {
     /// restarts serves the credentials of the tasks it adopts at the same path. The ID is in
     /// the container's environment as well; neither holds a credential.
     pub const CREDENTIALS_ID: &str = "gantry.credentials-id";
+    /// Marks a ready awsvpc namespace holder of the node's pool (its value is the node); see
+    /// [`crate::holders`]. Such a holder belongs to a task once renamed to the task's holder name.
+    pub const HOLDER_POOL: &str = "gantry.holder-pool";
+    /// The MAC address a pool holder was created with (task credentials are routed by it).
+    pub const HOLDER_MAC: &str = "gantry.holder-mac";
     /// Set on every container that a test harness starts, so it can clean up by label.
     pub const TEST_RUN: &str = "gantry.test-run";
 }
@@ -228,6 +233,11 @@ pub trait Runtime: Send + Sync + 'static {
     /// Creates a container and returns its engine ID. Nothing is left behind on failure.
     fn create<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, RuntimeResult<String>>;
     fn start<'a>(&'a self, id: &'a str) -> BoxFuture<'a, RuntimeResult<()>>;
+    /// Renames a container (running or not). Runtimes that cannot say so.
+    fn rename<'a>(&'a self, id: &'a str, name: &'a str) -> BoxFuture<'a, RuntimeResult<()>> {
+        let _ = name;
+        Box::pin(async move { Err(RuntimeError::Unavailable(format!("this runtime cannot rename {id}"))) })
+    }
     /// Sends SIGTERM, then SIGKILL after `timeout`. Stopping a stopped container is not an error.
     fn stop<'a>(&'a self, id: &'a str, timeout: Duration) -> BoxFuture<'a, RuntimeResult<()>>;
     /// Removes a container (and its anonymous volumes). Removing a missing one is not an error.

@@ -41,6 +41,8 @@ impl Launcher for RegisteringLauncher {
                 "totalResources": [
                     {"name": "CPU", "type": "INTEGER", "integerValue": cpu},
                     {"name": "MEMORY", "type": "INTEGER", "integerValue": memory}],
+                // As an agent with Docker says (container health checks need it).
+                "attributes": [{"name": "ecs.capability.container-health-check"}],
             }))
             .unwrap();
             let out = self.control.register_container_instance(&ctx, req).await.map_err(|e| e.to_string())?;
@@ -73,6 +75,16 @@ fn req<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
     serde_json::from_value(v).unwrap()
 }
 
+/// The daemon's container, with a health check when `checked`.
+fn daemon_container(checked: bool) -> serde_json::Value {
+    let mut c = json!({"name": "a", "image": "busybox", "memory": 64});
+    if checked {
+        c["healthCheck"] =
+            json!({"command": ["CMD-SHELL", "true"], "interval": 10, "timeout": 2, "retries": 1});
+    }
+    c
+}
+
 struct World {
     control: ControlPlane,
     asg: Arc<AutoScaling>,
@@ -96,6 +108,11 @@ impl World {
     /// launcher), a daemon `mon` (critical or not) on it, and a service `web` of two tasks of
     /// 4 GiB (one fits an instance beside the daemon's task).
     async fn new(critical: bool) -> World {
+        World::with(critical, false).await
+    }
+
+    /// As [`World::new`], the daemon's container with a health check when `checked`.
+    async fn with(critical: bool, checked: bool) -> World {
         let store: Arc<dyn gantry_store::Store> = Arc::new(gantry_store::SqliteStore::in_memory().unwrap());
         let clock = Arc::new(FixedClock::new(Timestamp(1_800_000_000_000)));
         let control = ControlPlane::new(store.clone(), clock.clone(), Arc::new(SeededIds::new(3)));
@@ -129,7 +146,7 @@ impl World {
         let td = control
             .register_daemon_task_definition(
                 &ctx,
-                req(json!({"family": "agent", "containerDefinitions": [{"name": "a", "image": "busybox", "memory": 64}]})),
+                req(json!({"family": "agent", "containerDefinitions": [daemon_container(checked)]})),
             )
             .await
             .unwrap()
@@ -285,6 +302,24 @@ impl World {
         let out = self.asg.call(&self.scope, "DescribeScalingActivities", &body).await.unwrap();
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         v["Activities"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Reports what a task's container health check says (as its agent does).
+    async fn health(&self, task: &str, status: &str) {
+        self.control
+            .report_task_health(gantry_core::protocol::TaskHealthReport {
+                task_arn: task.to_string(),
+                containers: vec![("a".to_string(), status.to_string())],
+                private_ipv4_address: None,
+            })
+            .await
+            .unwrap();
+    }
+
+    fn task(&self, arn: &str) -> gantry_model::Task {
+        let d =
+            self.control.describe_tasks(&self.ctx, req(json!({"cluster": CLUSTER, "tasks": [arn]}))).unwrap();
+        d.tasks.unwrap().remove(0)
     }
 
     /// Reports a daemon task's essential container exited.
@@ -485,6 +520,92 @@ async fn a_non_critical_daemons_failure_restarts_its_task_and_a_users_drain_is_n
     let i = g.instances.iter().find(|i| i.instance_id == ec2).expect("still in its group");
     assert_eq!(i.lifecycle_state, "InService");
     assert!(before.instances.iter().all(|b| g.instances.iter().any(|i| i.instance_id == b.instance_id)));
+    assert!(
+        w.activities()
+            .await
+            .iter()
+            .all(|a| !a["Cause"].as_str().unwrap_or("").contains("daemon auto repair"))
+    );
+}
+
+/// ECS: "if the daemon task stops or becomes unhealthy, Amazon ECS considers the instance
+/// impaired and automatically drains and replaces it". A critical daemon's task whose essential
+/// container's health check fails (the task's healthStatus UNHEALTHY) drains its instance while
+/// it still runs, and the instance is replaced as for a task that stopped; a HEALTHY report does
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_daemons_unhealthy_task_drains_and_replaces_its_instance() {
+    let w = World::with(true, true).await;
+    w.settled().await;
+    let before = w.group().unwrap();
+    let tasks = w.tasks();
+    let daemons: Vec<_> = tasks.iter().filter(|t| t.group == "daemon:mon").cloned().collect();
+    let (sick, well) = (&daemons[0], &daemons[1]);
+    let on = sick.instance.clone().unwrap();
+    let ec2 = w.ec2_of(&on);
+
+    w.health(&well.arn, "HEALTHY").await;
+    w.health(&sick.arn, "HEALTHY").await;
+    w.control.capacity_pass(&w.scope, CLUSTER).await.unwrap();
+    assert_eq!(w.instance_status(&on).as_deref(), Some("ACTIVE"), "healthy: nothing to repair");
+
+    w.health(&sick.arn, "UNHEALTHY").await;
+    let t = w.task(&sick.arn);
+    assert_eq!((t.health_status.as_deref(), t.last_status.as_deref()), (Some("UNHEALTHY"), Some("RUNNING")));
+    w.control.capacity_pass(&w.scope, CLUSTER).await.unwrap();
+    assert_eq!(w.instance_status(&on).as_deref(), Some("DRAINING"), "an UNHEALTHY critical daemon drains");
+    assert_eq!(w.instance_status(well.instance.as_deref().unwrap()).as_deref(), Some("ACTIVE"));
+    assert_eq!(w.task(&sick.arn).desired_status.as_deref(), Some("RUNNING"), "kept until its instance goes");
+
+    // Replaced: the group's instances each run the daemon's task, the service's two tasks run.
+    let replaced = w
+        .until(30, |w| {
+            let g = w.group().unwrap();
+            let t = w.tasks();
+            let live: Vec<String> = g
+                .instances
+                .iter()
+                .filter_map(|i| w.control.container_instance_by_ec2_id(&w.ctx, CLUSTER, &i.instance_id))
+                .collect();
+            let daemons_live = t
+                .iter()
+                .filter(|t| t.group == "daemon:mon" && t.last == "RUNNING")
+                .filter(|t| t.instance.as_ref().is_some_and(|i| live.contains(i)))
+                .count();
+            !g.instances.iter().any(|i| i.instance_id == ec2)
+                && daemons_live == g.instances.len()
+                && t.iter().filter(|t| t.group == "service:web" && t.last == "RUNNING").count() == 2
+        })
+        .await;
+    assert!(replaced, "group: {:?}, tasks: {:?}", w.group(), w.tasks());
+    assert_ne!(w.instance_status(&on).as_deref(), Some("ACTIVE"));
+    assert!(w.group().unwrap().desired_capacity >= before.desired_capacity);
+    let acts = w.activities().await;
+    let repairs: Vec<_> = acts
+        .iter()
+        .filter_map(|a| a["Cause"].as_str())
+        .filter(|c| c.contains("daemon auto repair"))
+        .collect();
+    assert_eq!(repairs.len(), 1, "{acts:#?}");
+    assert!(repairs[0].contains(&ec2), "{}", repairs[0]);
+    assert!(
+        repairs[0].contains("critical daemon mon") && repairs[0].contains("became UNHEALTHY"),
+        "{}",
+        repairs[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_critical_daemons_unhealthy_task_leaves_its_instance_active() {
+    let w = World::with(false, true).await;
+    w.settled().await;
+    let daemon = w.tasks().into_iter().find(|t| t.group == "daemon:mon").unwrap();
+    let on = daemon.instance.clone().unwrap();
+    w.health(&daemon.arn, "UNHEALTHY").await;
+    for _ in 0..5 {
+        w.round().await;
+    }
+    assert_eq!(w.instance_status(&on).as_deref(), Some("ACTIVE"));
     assert!(
         w.activities()
             .await

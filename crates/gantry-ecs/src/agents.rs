@@ -18,8 +18,9 @@
 //! server. Which server an agent polls, it is connected according to that server's own count.
 //!
 //! Writes that change what a node must run rewrite the node's `/_ecs/node/` index entries; every
-//! server watches that prefix and wakes the node's poll ([`Agents::wake`]), whichever server
-//! made the write. Without the watch (a control plane in tests), the writer wakes the poll
+//! server watches that prefix (and the exec sessions' `/_ecs/exec/` and the agent updates'
+//! `/_ecs/agent-update/`) and wakes the node's poll ([`Agents::wake`]), whichever server made
+//! the write. Without the watch (a control plane in tests), the writer wakes the poll
 //! itself after its commit ([`Agents::bump`]).
 //!
 //! The same loop keeps a record per server (`/_ecs/server/ID`, [`ServerInfo`]) so that
@@ -401,6 +402,11 @@ pub fn node_of_index_key(key: &str) -> Option<&str> {
 pub fn node_of_exec_key(key: &str) -> Option<&str> {
     let rest = key.strip_prefix(crate::keys::exec_root().as_str())?;
     rest.rsplit_once('/').map(|(node, _)| node).filter(|n| !n.is_empty())
+}
+
+/// The node an agent update is announced to (`/_ecs/agent-update/NODE`).
+pub fn node_of_agent_update_key(key: &str) -> Option<&str> {
+    key.strip_prefix(crate::keys::agent_update_root().as_str()).filter(|n| !n.is_empty())
 }
 
 /// Splits `due` heartbeats into transactions of at most [`HEARTBEATS_PER_TXN`] keys.

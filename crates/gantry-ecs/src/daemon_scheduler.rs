@@ -39,12 +39,36 @@ const FAILED: &[&str] = &["EssentialContainerExited", "TaskFailedToStart"];
 pub(crate) struct DaemonRepair {
     pub daemon: String,
     pub capacity_provider: String,
+    /// Why: the daemon's task failed (stopped on its own), or its health turned UNHEALTHY.
+    #[serde(default)]
+    pub cause: RepairCause,
+}
+
+/// What made a critical daemon drain its instance.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(crate) enum RepairCause {
+    /// The daemon's task stopped on its own (an essential container exited, or it failed to
+    /// start).
+    #[default]
+    Failed,
+    /// The daemon's task is RUNNING but its health is UNHEALTHY (an essential container's
+    /// health check failed).
+    Unhealthy,
+}
+
+impl RepairCause {
+    fn says(self) -> &'static str {
+        match self {
+            RepairCause::Failed => "failed",
+            RepairCause::Unhealthy => "became UNHEALTHY",
+        }
+    }
 }
 
 impl ControlPlane {
     /// Daemon auto repair: each container instance drained because a critical daemon's task
-    /// failed there is, once it runs nothing but daemon tasks, terminated by its capacity
-    /// provider's Auto Scaling group, which launches another in its place
+    /// failed or turned UNHEALTHY there is, once it runs nothing but daemon tasks, terminated by
+    /// its capacity provider's Auto Scaling group, which launches another in its place
     /// (TerminateInstanceInAutoScalingGroup without decrementing the desired capacity). The new
     /// instance gets its daemon tasks first, as any new instance. An instance made ACTIVE
     /// again, or gone, is forgotten.
@@ -90,8 +114,9 @@ impl ControlPlane {
                 continue;
             };
             let cause = format!(
-                "ECS daemon auto repair: a task of critical daemon {} on cluster {cluster} failed on container instance {id}",
-                repair.daemon
+                "ECS daemon auto repair: a task of critical daemon {} on cluster {cluster} {} on container instance {id}",
+                repair.daemon,
+                repair.cause.says()
             );
             tracing::info!(cluster, instance = id, ec2, group = %group, "replacing an instance a critical daemon drained");
             match ports
@@ -187,14 +212,22 @@ impl ControlPlane {
         Ok((live, failures, last))
     }
 
-    /// Drains an instance whose critical daemon's task failed: its other tasks are stopped and
+    /// Drains an instance whose critical daemon's task failed or turned UNHEALTHY: its other tasks are stopped and
     /// its service tasks replaced elsewhere, as for any DRAINING instance. The reason is
     /// recorded first ([`DaemonRepair`]): once only daemon tasks run there, the instance is
     /// replaced ([`Self::daemon_repairs_pass`]). An instance a user drains is not.
-    async fn drain_for_daemon(&self, ctx: &Ctx, rec: &DaemonRecord, instance: &str, provider: &str) {
-        tracing::info!(cluster = %rec.cluster, daemon = %rec.name, instance, "a critical daemon's task failed: draining its instance");
+    async fn drain_for_daemon(
+        &self,
+        ctx: &Ctx,
+        rec: &DaemonRecord,
+        instance: &str,
+        provider: &str,
+        cause: RepairCause,
+    ) {
+        tracing::info!(cluster = %rec.cluster, daemon = %rec.name, instance, cause = cause.says(), "a critical daemon's task is impaired: draining its instance");
         let id = instance.rsplit('/').next().unwrap_or_default();
-        let repair = DaemonRepair { daemon: rec.name.clone(), capacity_provider: provider.to_string() };
+        let repair =
+            DaemonRepair { daemon: rec.name.clone(), capacity_provider: provider.to_string(), cause };
         let key = keys::daemon_repair(&ctx.scope, &rec.cluster, id);
         if let Err(e) = self.commit_at(Txn::new().put(key, encode(&repair))).await {
             tracing::warn!(cluster = %rec.cluster, instance, "cannot record a daemon repair: {e}");
@@ -318,16 +351,29 @@ impl ControlPlane {
             in_alarm: &in_alarm,
         };
         // A critical daemon outside a deployment: an instance whose daemon task failed (and
-        // has no other) is drained instead of getting another task. During a deployment
-        // failures go to the circuit breaker.
+        // has no other), or whose daemon task's health is UNHEALTHY (an essential container's
+        // health check failed), is drained instead of getting another task; the unhealthy task
+        // stays until its instance is replaced. During a deployment failures go to the circuit
+        // breaker.
         if rec.critical && phase == Phase::Done {
+            let unhealthy: std::collections::HashSet<&str> = live
+                .iter()
+                .filter(|t| {
+                    t.task.health_status.as_deref() == Some("UNHEALTHY")
+                        && t.task.desired_status.as_deref().and_then(TaskStatus::parse)
+                            != Some(TaskStatus::Stopped)
+                })
+                .filter_map(|t| t.task.container_instance_arn.as_deref())
+                .collect();
             let mut kept = Vec::with_capacity(slots.len());
             for slot in slots {
-                if slot.tasks.is_empty()
-                    && last_stopped.get(&slot.instance).is_some_and(|(_, failed)| *failed)
-                {
+                let failed = slot.tasks.is_empty()
+                    && last_stopped.get(&slot.instance).is_some_and(|(_, failed)| *failed);
+                let sick = unhealthy.contains(slot.instance.as_str());
+                if failed || sick {
                     let provider = provider_of.get(&slot.instance).cloned().unwrap_or_default();
-                    self.drain_for_daemon(ctx, &rec, &slot.instance, &provider).await;
+                    let why = if sick { RepairCause::Unhealthy } else { RepairCause::Failed };
+                    self.drain_for_daemon(ctx, &rec, &slot.instance, &provider, why).await;
                 } else {
                     kept.push(slot);
                 }

@@ -213,7 +213,11 @@ pub fn heartbeat(node: &str) -> String {
 ///
 /// [`AgentUpdate`]: gantry_core::protocol::AgentUpdate
 pub fn agent_update(node: &str) -> String {
-    format!("{UNSCOPED}agent-update/{node}")
+    format!("{}{node}", agent_update_root())
+}
+/// Every node's announced agent update: `/_ecs/agent-update/`.
+pub fn agent_update_root() -> String {
+    format!("{UNSCOPED}agent-update/")
 }
 
 /// ECS Exec sessions waiting for their node's agent, across servers sharing the store:

@@ -178,13 +178,15 @@ impl ControlPlane {
         }
     }
 
-    /// Wakes the polls waiting on this server whenever a node's index changes, or an exec
-    /// session starts waiting for a node's agent, whichever server wrote it, until `shutdown`.
+    /// Wakes the polls waiting on this server whenever a node's index changes, an exec session
+    /// starts waiting for a node's agent, or an agent update is announced to a node
+    /// (UpdateContainerAgent), whichever server wrote it, until `shutdown`.
     pub async fn wake_polls_from_watch(&self, shutdown: Shutdown) {
-        let (tasks, execs) = (keys::node_tasks_root(), keys::exec_root());
+        let (tasks, execs, updates) = (keys::node_tasks_root(), keys::exec_root(), keys::agent_update_root());
         tokio::join!(
             self.wake_polls_on(&tasks, agents::node_of_index_key, shutdown.clone()),
-            self.wake_polls_on(&execs, agents::node_of_exec_key, shutdown),
+            self.wake_polls_on(&execs, agents::node_of_exec_key, shutdown.clone()),
+            self.wake_polls_on(&updates, agents::node_of_agent_update_key, shutdown),
         );
     }
 

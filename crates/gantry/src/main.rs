@@ -272,6 +272,10 @@ struct Common {
     /// removed (ECS keeps it at least an hour): 90s, 10m, 1h, 1h30m.
     #[arg(long, default_value = "1h", value_parser = gantry_core::civil::parse_duration)]
     stopped_task_retention: std::time::Duration,
+    /// `gantry up`: how many awsvpc namespace holders the Fargate node keeps created and
+    /// started ahead of its tasks (0: each task makes its own before it starts).
+    #[arg(long, default_value_t = gantry_agent::node::FARGATE_HOLDER_POOL)]
+    fargate_holder_pool: usize,
     /// How long a minute lasts in ECS deployments' bake times (bakeTimeInMinutes, linear and
     /// canary step bake times) and lifecycle hook timeouts: 60s as on AWS; shorter (1s, 100ms)
     /// to try blue/green, linear and canary deployments locally without waiting.
@@ -982,12 +986,17 @@ fn client_for(server: &str, region: &str) -> HttpClient {
         .with_credentials(ClientCredentials::from_environment().unwrap_or_else(ClientCredentials::anonymous))
 }
 
+/// The Fargate node's agent of `gantry up`.
+type FargateAgent = Arc<gantry_agent::agent::Agent<gantry_agent::docker::DockerRuntime, HttpClient>>;
+
 /// The in-process agent of `gantry up`: Fargate capacity on this host.
 async fn start_fargate(
     base: &str,
     dir: &std::path::Path,
     ids: &SeededIds,
     credentials: ClientCredentials,
+    holder_pool: usize,
+    node: Arc<std::sync::OnceLock<FargateAgent>>,
 ) -> anyhow::Result<()> {
     let runtime = Arc::new(gantry_agent::docker::DockerRuntime::connect().await?);
     let client = Arc::new(HttpClient::new(base, "us-east-1").with_credentials(credentials));
@@ -1011,6 +1020,8 @@ async fn start_fargate(
             Err(e) => return Err(e.into()),
         }
     };
+    agent.set_holder_pool(holder_pool);
+    let _ = node.set(agent.clone());
     tracing::info!("Fargate capacity on this host is ready");
     agent.run().await;
     Ok(())
@@ -1396,13 +1407,17 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         let (control, stop) = (agent_control, controllers_stop.clone());
         async move { control.run_agent_channel(identity, stop).await }
     });
+    // `gantry up`'s Fargate node, once it runs (its ready holders go when the server stops).
+    let fargate: Arc<std::sync::OnceLock<FargateAgent>> = Arc::default();
     if mode == "up" {
         let base = endpoint.clone();
         let dir = data_dir.join("fargate");
         let ids = SeededIds::from_entropy();
+        let holder_pool = common.fargate_holder_pool;
+        let node = fargate.clone();
         // The node comes up once the API below is serving.
         tokio::spawn(async move {
-            match start_fargate(&base, &dir, &ids, agent_credentials).await {
+            match start_fargate(&base, &dir, &ids, agent_credentials, holder_pool, node).await {
                 Ok(()) => {}
                 Err(e) => tracing::warn!("no Fargate capacity on this host: {e:#}"),
             }
@@ -1468,6 +1483,9 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     let _ = feed.await;
     let _ = applier.await;
     let _ = agent_channel.await;
+    if let Some(agent) = fargate.get() {
+        agent.release_holders().await;
+    }
     // Another server takes over at once, without waiting for the lease to expire.
     if let Some(campaign) = campaign {
         campaign.resign().await;

@@ -784,6 +784,25 @@ async fn an_imported_rootfs_runs() {
     assert!(result.is_err(), "{result:?}");
 }
 
+/// A running container can be renamed (how a ready namespace holder is given to a task); a
+/// name in use, or a missing container, is refused.
+#[tokio::test]
+async fn a_running_container_is_renamed() {
+    let h = Harness::new("rename").await;
+    let id = h.run(&h.spec("before", "exec sleep 1000")).await;
+    let other = h.run(&h.spec("taken", "exec sleep 1000")).await;
+    h.rt.rename(&id, &h.name("after")).await.unwrap();
+    let s = h.state(&id).await;
+    assert_eq!((s.name, s.status), (h.name("after"), ContainerStatus::Running));
+    let taken = h.rt.rename(&id, &h.name("taken")).await;
+    assert!(matches!(taken, Err(RuntimeError::Create(_))), "{taken:?}");
+    assert_eq!(h.state(&id).await.name, h.name("after"));
+    h.rt.remove(&other).await.unwrap();
+    h.rt.remove(&id).await.unwrap();
+    let missing = h.rt.rename(&id, &h.name("again")).await;
+    assert!(matches!(missing, Err(RuntimeError::NotFound(_))), "{missing:?}");
+}
+
 #[tokio::test]
 async fn unreachable_daemon_is_unavailable() {
     let dir = std::env::temp_dir().join(format!("{PREFIX}{}-nosock", std::process::id()));

@@ -659,3 +659,109 @@ async fn a_task_role_gets_credentials_served_to_its_own_address_only() {
 fn ag_key(rec: &Recorder) -> usize {
     rec.credentials_asked.lock().unwrap().len()
 }
+
+fn awsvpc(id: &str, desired: &str) -> Assignment {
+    let mut a = assignment(id, desired, web());
+    a.task_definition.network_mode = Some("awsvpc".into());
+    a
+}
+
+/// The node's pool-labelled containers: (name, id, running).
+fn pool_labelled(rt: &FakeRuntime) -> Vec<(String, String, bool)> {
+    let mut v: Vec<_> = rt
+        .containers()
+        .into_iter()
+        .filter(|c| c.labels.contains_key("gantry.holder-pool"))
+        .map(|c| (c.name.clone(), c.id.clone(), c.status == ContainerStatus::Running))
+        .collect();
+    v.sort();
+    v
+}
+
+fn free_members(rt: &FakeRuntime) -> Vec<String> {
+    pool_labelled(rt)
+        .into_iter()
+        .filter(|(n, _, _)| n.starts_with("ecs-internalecspause-pool-"))
+        .map(|x| x.1)
+        .collect()
+}
+
+/// A ready namespace holder goes to an awsvpc task (renamed to the task's holder name, nothing
+/// created or started for it on the task's path), and the pool refills. After a restart the
+/// new agent takes the free running member back, removes a dead one, adopts each task with the
+/// holder it was given (never into the pool), removes the holder of a task no longer assigned,
+/// and refills without leaking a holder.
+#[tokio::test(start_paused = true)]
+async fn awsvpc_tasks_take_ready_holders_and_a_restart_keeps_pool_and_tasks_apart() {
+    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Recorder::default()));
+    rt.add_image("img");
+    let first = agent(&rt, &rec);
+    first.set_holder_pool(2);
+    first.restore_holders().await;
+    first.fill_holders().await;
+    let ready = free_members(&rt);
+    assert_eq!(ready.len(), 2);
+    assert!(pool_labelled(&rt).iter().all(|(_, _, running)| *running), "made ready: started");
+    let mut free = first.free_holders();
+    free.sort();
+    assert_eq!(free, ready);
+
+    first.reconcile(vec![awsvpc("t1", "RUNNING"), awsvpc("t2", "RUNNING")]).await.unwrap();
+    for t in ["t1", "t2"] {
+        until("RUNNING", || rec.statuses(&arn(t)).contains(&"RUNNING".to_string())).await;
+    }
+    let holder =
+        |t: &str| rt.containers().into_iter().find(|c| c.name == format!("ecs-internalecspause-{t}"));
+    let (h1, h2) = (holder("t1").unwrap(), holder("t2").unwrap());
+    assert!(ready.contains(&h1.id) && ready.contains(&h2.id), "the ready holders were taken");
+    assert_eq!(
+        rt.spec("ecs-web-t1").unwrap().network,
+        gantry_agent::runtime::Network::Container(h1.id.clone())
+    );
+    let calls = rt.calls();
+    assert!(!calls.iter().any(|c| c.starts_with("create ecs-internalecspause-t")), "{calls:?}");
+    let started_h1 = calls.iter().filter(|c| *c == &format!("start {}", h1.id)).count();
+    assert_eq!(started_h1, 1, "started once, when made ready: {calls:?}");
+    let ip = rec
+        .health
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|h| h.task_arn == arn("t1"))
+        .and_then(|h| h.private_ipv4_address.clone());
+    assert_eq!(ip, h1.ip_address);
+    assert!(first.free_holders().is_empty());
+    first.fill_holders().await;
+    assert_eq!(free_members(&rt).len(), 2, "refilled");
+    assert!(free_members(&rt).iter().all(|id| !ready.contains(id)), "with new holders");
+
+    // The agent dies; one free member dies too.
+    first.abandon();
+    let members = free_members(&rt);
+    rt.exit(&members[0], 137);
+    let second = agent(&rt, &rec);
+    second.set_holder_pool(2);
+    second.restore_holders().await;
+    assert_eq!(second.free_holders(), vec![members[1].clone()], "the running member is reused");
+    assert!(rt.containers().iter().all(|c| c.id != members[0]), "the dead one is removed");
+    // t1 is still assigned, t2 no longer.
+    second.reconcile(vec![awsvpc("t1", "RUNNING")]).await.unwrap();
+    until("t1 re-reported RUNNING", || {
+        rec.statuses(&arn("t1")).iter().filter(|s| *s == "RUNNING").count() == 2
+    })
+    .await;
+    until("t2's holder and container removed", || holder("t2").is_none() && rt.spec("ecs-web-t2").is_none())
+        .await;
+    assert_eq!(holder("t1").map(|c| c.id), Some(h1.id.clone()), "t1 keeps its holder");
+    assert!(!second.free_holders().contains(&h1.id), "a task's holder never joins the pool");
+    second.fill_holders().await;
+    let pool = pool_labelled(&rt);
+    assert_eq!(pool.len(), 3, "two ready and t1's: {pool:?}");
+    assert_eq!(free_members(&rt).len(), 2);
+
+    // t1 stops: its holder goes with it; the ready ones stay.
+    second.reconcile(vec![awsvpc("t1", "STOPPED")]).await.unwrap();
+    until("t1 STOPPED", || rec.last(&arn("t1"), "STOPPED").is_some()).await;
+    until("t1's holder removed", || holder("t1").is_none()).await;
+    assert_eq!(free_members(&rt).len(), 2);
+}

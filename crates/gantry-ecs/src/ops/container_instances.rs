@@ -536,8 +536,10 @@ impl ControlPlane {
                 Ok((txn, i.value))
             })
             .await?;
+        // The announcement wakes the node's poll on whichever server it polls, through the
+        // watch on `/_ecs/agent-update/` (here too, without a watch).
         if let Some(arn) = &out.container_instance_arn {
-            self.agents.wake(arn);
+            self.agents.bump(arn);
         }
         Ok(UpdateContainerAgentResponse { container_instance: Some(self.render_instance(out)) })
     }

@@ -387,3 +387,65 @@ async fn a_failed_update_leaves_the_agent_as_it_was_and_may_be_asked_again() {
     .unwrap();
     assert_eq!(cp.agent_update_for(&old), None);
 }
+
+/// Two servers on one store, the agent polling B: UpdateContainerAgent asked through A wakes
+/// the agent's poll on B at once (B's watch on `/_ecs/agent-update/`), not at the poll's
+/// timeout, and B's answer carries the update.
+#[tokio::test]
+async fn an_agent_update_asked_through_one_server_wakes_the_poll_on_another() {
+    use std::time::Duration;
+    let (a, ctx, clock) = setup();
+    with_server_binary(&a);
+    let b = ControlPlane::new(
+        a.store().clone(),
+        clock.clone(),
+        std::sync::Arc::new(gantry_core::SeededIds::new(10)),
+    );
+    with_server_binary(&b);
+    a.create_cluster(&ctx, req(json!({"clusterName": "c"}))).await.unwrap();
+    // A hears the agent too, so that A counts it connected (as B's heartbeat would say).
+    let (old, _on_a) = connected_instance(&a, &ctx, &clock, registration(Some(OLD_HASH))).await;
+    let (_on_b, mut rx) = b.agents().begin_poll(&old, clock.clone());
+    let (stop, shutdown) = gantry_runtime::shutdown();
+    let waker = tokio::spawn({
+        let b = b.clone();
+        async move { b.wake_polls_from_watch(shutdown).await }
+    });
+    // The watches start in their own time (together): wait until an exec session queued
+    // through A for another node wakes that node's poll on B.
+    let (_warm, mut warm_rx) = b.agents().begin_poll("warm-up", clock.clone());
+    let mut n = 0;
+    loop {
+        let s = gantry_core::protocol::ExecRequest {
+            session_id: format!("s{n}"),
+            task_arn: "arn:aws:ecs:us-east-1:000000000000:task/c/t1".into(),
+            container_name: "app".into(),
+            command: vec!["true".into()],
+            tty: false,
+            server_url: None,
+        };
+        a.queue_exec("warm-up", s, "http://a", 60_000).await.unwrap();
+        n += 1;
+        if tokio::time::timeout(Duration::from_millis(200), warm_rx.changed()).await.is_ok() {
+            break;
+        }
+        assert!(n < 50, "the watch never woke the poll");
+    }
+    assert!(!rx.has_changed().unwrap(), "another node's session leaves this poll asleep");
+    let r =
+        a.update_container_agent(&ctx, req(json!({"cluster": "c", "containerInstance": old}))).await.unwrap();
+    assert_eq!(r.container_instance.unwrap().agent_update_status.as_deref(), Some("PENDING"));
+    tokio::time::timeout(Duration::from_secs(5), rx.changed())
+        .await
+        .expect("the poll on B was not woken by the update asked through A")
+        .unwrap();
+    let announced = gantry_core::protocol::AgentUpdate { sha256: SERVER_HASH.into(), size: 1234 };
+    assert_eq!(b.agent_update_for(&old), Some(announced), "B's answer carries the update");
+    // The agent takes it up through B: the announcement's deletion wakes nothing.
+    rx.borrow_and_update();
+    agent_reports(&b, &old, "STAGING").await.unwrap();
+    assert_eq!(b.agent_update_for(&old), None);
+    stop.trigger();
+    waker.await.unwrap();
+    assert!(!rx.has_changed().unwrap(), "a withdrawn announcement wakes nothing");
+}
