@@ -14,7 +14,9 @@ use crate::ops::tasks::{DaemonLaunch, TaskRecord};
 use crate::records::{decode, encode, load, load_prefix};
 use crate::table::{Before, TxnExt};
 use crate::{ControlPlane, Ctx, keys, status};
-use gantry_core::{DaemonDeploymentStatus, DaemonMonitorStatus, InstanceStatus, Result, TaskStatus};
+use gantry_core::{
+    DaemonDeploymentStatus, DaemonMonitorStatus, HealthStatus, InstanceStatus, Result, TaskStatus,
+};
 use gantry_model::*;
 use gantry_sched::daemon::{self as rules, Outcome, Phase};
 use gantry_store::Txn;
@@ -359,9 +361,8 @@ impl ControlPlane {
             let unhealthy: std::collections::HashSet<&str> = live
                 .iter()
                 .filter(|t| {
-                    t.task.health_status.as_deref() == Some("UNHEALTHY")
-                        && t.task.desired_status.as_deref().and_then(TaskStatus::parse)
-                            != Some(TaskStatus::Stopped)
+                    status::task_health(&t.task) == Some(HealthStatus::Unhealthy)
+                        && !status::stop_wanted(&t.task)
                 })
                 .filter_map(|t| t.task.container_instance_arn.as_deref())
                 .collect();

@@ -180,6 +180,11 @@ pub(crate) fn container_health(c: &gantry_model::Container) -> Option<gantry_cor
     c.health_status.as_deref().and_then(gantry_core::HealthStatus::parse)
 }
 
+/// A task's `healthStatus` (its essential containers' health, combined).
+pub(crate) fn task_health(t: &gantry_model::Task) -> Option<gantry_core::HealthStatus> {
+    t.health_status.as_deref().and_then(gantry_core::HealthStatus::parse)
+}
+
 /// A managed agent's `lastStatus`.
 pub(crate) fn agent_status(a: &gantry_model::ManagedAgent) -> Option<gantry_core::ManagedAgentStatus> {
     a.last_status.as_deref().and_then(gantry_core::ManagedAgentStatus::parse)
