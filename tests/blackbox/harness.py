@@ -45,6 +45,22 @@ def aws_cli() -> str:
     return found
 
 
+def remove_ready_holders(data_dir: Path):
+    """`gantry up` keeps awsvpc namespace holders ready (labelled `gantry.holder-pool` with its
+    Fargate node) and removes them when it stops; a killed one (its data directory `data_dir`)
+    leaves them behind: they go here."""
+    try:
+        node = (Path(data_dir) / "fargate" / "fargate-node-id").read_text().strip()
+    except OSError:
+        return
+    if node and not docker_unavailable():
+        ids = docker_ids({"gantry.holder-pool": f"fargate:{node}"})
+        free = [c["Id"] for c in docker_inspect(ids)
+                if c.get("Name", "").lstrip("/").startswith("ecs-internalecspause-pool-")]
+        if free:
+            docker("rm", "-f", *free, check=False, timeout=120)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -178,20 +194,9 @@ class GantryServer:
         self.remove_ready_holders()
 
     def remove_ready_holders(self):
-        """`gantry up` keeps awsvpc namespace holders ready (labelled `gantry.holder-pool` with
-        its Fargate node) and removes them when it stops; a killed one leaves them behind."""
         if self.command != "up" or (self.proc and self.proc.poll() is None):
             return
-        try:
-            node = (self.data_dir / "fargate" / "fargate-node-id").read_text().strip()
-        except OSError:
-            return
-        if node and not docker_unavailable():
-            ids = docker_ids({"gantry.holder-pool": f"fargate:{node}"})
-            free = [c["Id"] for c in docker_inspect(ids)
-                    if c.get("Name", "").lstrip("/").startswith("ecs-internalecspause-pool-")]
-            if free:
-                docker("rm", "-f", *free, check=False, timeout=120)
+        remove_ready_holders(self.data_dir)
 
     def stop(self, timeout: float = 15.0):
         """SIGTERM, then SIGKILL if it does not exit in time."""

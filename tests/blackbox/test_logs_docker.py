@@ -12,10 +12,12 @@ import boto3
 from harness import busybox_container, gantry_bin, wait_for
 
 # Prints {"n":0,"t":MS,"w":"seven"}, {"n":1,"t":MS}, ... every 50 ms: MS is the print time in
-# Unix milliseconds (busybox's date has no sub-second format; adjtimex reads the clock in us),
+# Unix milliseconds (busybox's date has no sub-second format; adjtimex reads the clock, its
+# `tv_usec` in nanoseconds when the kernel's status has STA_NANO, 8192, as NTP daemons set it),
 # and every seventh line carries the word "seven".
-AWK = r"""/tv_sec/{s=$2} /tv_usec/{u=$2} END{
-  printf "{\"n\":%d,\"t\":%d%03d%s}\n", n, s, int(u/1000), (n%7==0 ? ",\"w\":\"seven\"" : "")}"""
+AWK = r"""/status/{st=$2} /tv_sec/{s=$2} /tv_usec/{u=$2} END{
+  ms = and(st, 8192) ? int(u/1000000) : int(u/1000);
+  printf "{\"n\":%d,\"t\":%d%03d%s}\n", n, s, ms, (n%7==0 ? ",\"w\":\"seven\"" : "")}"""
 COUNTER = ["sh", "-c", f"i=0; while true; do adjtimex | awk -v n=$i '{AWK}'; i=$((i+1)); "
            "usleep 50000; done"]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import REPO, free_port, gantry_bin, wait_for
+from harness import REPO, free_port, gantry_bin, remove_ready_holders, wait_for
 
 UP_SH = REPO / "scripts" / "up.sh"
 
@@ -62,6 +62,7 @@ class Up:
     """`scripts/up.sh` or `gantry up`, started with stdout and stderr in files."""
 
     def __init__(self, args: list[str], env: dict[str, str], out: Path):
+        self.args = args
         self.out, self.err = out.with_suffix(".out"), out.with_suffix(".err")
         with open(self.out, "wb") as o, open(self.err, "wb") as e:
             self.proc = subprocess.Popen(args, env=env, stdout=o, stderr=e, stdin=subprocess.DEVNULL,
@@ -86,6 +87,9 @@ class Up:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=30)
+        # The ready namespace holders a killed `gantry up` leaves (its --data-dir's).
+        if "--data-dir" in self.args:
+            remove_ready_holders(Path(self.args[self.args.index("--data-dir") + 1]))
 
 
 @pytest.fixture

@@ -303,7 +303,7 @@ impl<R: Runtime, C: ControlClient> Agent<R, C> {
             }
             self.holder_spec(name, l, mac)
         };
-        self.holders.fill(&*self.runtime, spec).await;
+        self.holders.fill(&*self.runtime, &self.config.node, spec).await;
     }
 
     /// The task network and the holder's image, made when missing.

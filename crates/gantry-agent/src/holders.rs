@@ -3,7 +3,8 @@
 //! `docker run -d` of the same image (see BENCHMARKS.md, "Fargate start overhead").
 //!
 //! A pool member is a running holder ([`crate::pause`]) labelled [`labels::HOLDER_POOL`] with
-//! its node, under a name of the form `ecs-internalecspause-pool-N`. A task takes one and the
+//! its node, under a name of the form `ecs-internalecspause-pool-NODE-N` (NODE: the end of the
+//! node's name, so that agents sharing one engine never ask for the same name). A task takes one and the
 //! engine records the hand-over: the holder is renamed to the task's holder name
 //! (`ecs-internalecspause-TASK-ID`, [`crate::spec::engine_name`]), which is how the agent finds
 //! it after a restart (engine labels cannot change). So, on the engine, a pool-labelled
@@ -56,6 +57,15 @@ struct State {
 /// Whether `name` is a free pool member's.
 pub fn is_pool_name(name: &str) -> bool {
     name.starts_with(POOL_PREFIX)
+}
+
+/// Pool member `n`'s name on `node`'s engine: `ecs-internalecspause-pool-TAG-N`, TAG the last 12
+/// letters and digits of the node's name (a Fargate node's ID, a container instance's ID), so
+/// that two agents on one engine (two `gantry up`, say) never ask for one name.
+pub fn pool_name(node: &str, n: u64) -> String {
+    let tag: Vec<char> = node.chars().filter(char::is_ascii_alphanumeric).collect();
+    let tag: String = tag[tag.len().saturating_sub(12)..].iter().collect();
+    format!("{POOL_PREFIX}{tag}-{n}")
 }
 
 /// The task ID whose holder `name` is (`ecs-internalecspause-TASK-ID`), if it is one.
@@ -127,9 +137,10 @@ impl HolderPool {
         }
     }
 
-    /// Makes holders until the pool has its size: `spec(name)` is a member's specification.
-    /// Stops at the first failure (the next refill tries again).
-    pub async fn fill<R: Runtime>(&self, rt: &R, spec: impl Fn(&str) -> ContainerSpec) {
+    /// Makes holders until the pool has its size: `spec(name)` is a member's specification,
+    /// `node` the agent's node (part of each name, see [`pool_name`]). Stops at the first failure
+    /// (the next refill tries again).
+    pub async fn fill<R: Runtime>(&self, rt: &R, node: &str, spec: impl Fn(&str) -> ContainerSpec) {
         loop {
             let name = {
                 let mut s = self.lock();
@@ -139,11 +150,11 @@ impl HolderPool {
                     return;
                 }
                 let mut n = s.next;
-                while s.names.contains(&format!("{POOL_PREFIX}{n}")) {
+                while s.names.contains(&pool_name(node, n)) {
                     n += 1;
                 }
                 s.next = n + 1;
-                let name = format!("{POOL_PREFIX}{n}");
+                let name = pool_name(node, n);
                 s.names.insert(name.clone());
                 name
             };
@@ -208,6 +219,10 @@ mod tests {
     #[test]
     fn names_tell_pool_members_from_task_holders() {
         assert!(is_pool_name("ecs-internalecspause-pool-3"));
+        assert_eq!(pool_name("fargate:0193abcdef0123456789", 3), "ecs-internalecspause-pool-ef0123456789-3");
+        assert_ne!(pool_name("fargate:aaaa1", 0), pool_name("fargate:aaaa2", 0));
+        assert!(is_pool_name(&pool_name("fargate:x", 0)));
+        assert_eq!(task_of_holder_name(&pool_name("fargate:x", 0)), None);
         assert_eq!(task_of_holder_name("ecs-internalecspause-pool-3"), None);
         assert_eq!(task_of_holder_name("ecs-internalecspause-0193abc"), Some("0193abc"));
         assert_eq!(
