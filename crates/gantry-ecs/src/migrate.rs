@@ -171,10 +171,27 @@ pub fn counters(store: &dyn Store) -> BTreeMap<String, i64> {
 /// sets. Client tokens of releases without expiry are dropped (they only make a retried RunTask
 /// return its first answer). It runs before serving, so nothing else writes meanwhile. Returns
 /// how many keys it wrote or deleted, and the revision it committed at.
+///
+/// Several servers sharing one etcd may start at the same moment: when another one's upgrade
+/// commits first (the mark moved), this one finds the mark set and has nothing left to do, or
+/// (the mark moved for another reason) derives again.
 pub async fn upgrade(store: &dyn Store) -> Result<(usize, i64)> {
+    for _ in 0..UPGRADE_ATTEMPTS {
+        if let Some(done) = upgrade_once(store).await? {
+            return Ok(done);
+        }
+    }
+    Err(EcsError::server("The store changed while it was being upgraded; nothing was written."))
+}
+
+/// How often [`upgrade`] derives again when the layout's mark moved under it.
+const UPGRADE_ATTEMPTS: usize = 5;
+
+/// One attempt of [`upgrade`]: `None` when the mark moved before it could commit.
+async fn upgrade_once(store: &dyn Store) -> Result<Option<(usize, i64)>> {
     let mark = store.get(&layout_key());
     if mark.as_ref().is_some_and(|kv| gantry_store::counter(&kv.value) >= LAYOUT) {
-        return Ok((0, 0));
+        return Ok(Some((0, 0)));
     }
     let derived = derive(store)?;
     let mut txn = Txn::new().when(layout_key(), mark.as_ref().map_or(0, |kv| kv.mod_revision));
@@ -206,10 +223,12 @@ pub async fn upgrade(store: &dyn Store) -> Result<(usize, i64)> {
         .await
         .map_err(|e| EcsError::server(format!("The store could not be upgraded: {e}")))?;
     if !result.succeeded {
-        return Err(EcsError::server("The store changed while it was being upgraded; nothing was written."));
+        // The store answers once its reads hold the revision that beat this one.
+        tracing::info!("the layout's mark moved while deriving (another server upgrading?)");
+        return Ok(None);
     }
     tracing::info!(written, layout = LAYOUT, "derived the counters and index rows of the current layout");
-    Ok((written, result.revision))
+    Ok(Some((written, result.revision)))
 }
 
 /// A move in preparation.
@@ -353,6 +372,70 @@ async fn move_release_0_1_0(store: &dyn Store) -> Result<Migration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gantry_store::{BoxFuture, SqliteStore, StoreError, TxnResult, Watch};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A store on which another server's transaction, `first`, commits just before this
+    /// process's first one (two servers on one etcd upgrading at the same moment).
+    struct Racing {
+        inner: Arc<SqliteStore>,
+        first: Txn,
+        raced: AtomicBool,
+    }
+
+    impl Store for Racing {
+        fn get(&self, key: &str) -> Option<KeyValue> {
+            self.inner.get(key)
+        }
+        fn range(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<KeyValue> {
+            self.inner.range(prefix, after, limit)
+        }
+        fn range_rev(&self, prefix: &str, before: Option<&str>, limit: usize) -> Vec<KeyValue> {
+            self.inner.range_rev(prefix, before, limit)
+        }
+        fn count(&self, prefix: &str) -> usize {
+            self.inner.count(prefix)
+        }
+        fn revision(&self) -> i64 {
+            self.inner.revision()
+        }
+        fn txn(&self, txn: Txn) -> BoxFuture<std::result::Result<TxnResult, StoreError>> {
+            let inner = self.inner.clone();
+            let first = (!self.raced.swap(true, Ordering::SeqCst)).then(|| self.first.clone());
+            Box::pin(async move {
+                if let Some(first) = first {
+                    inner.txn(first).await?;
+                }
+                inner.txn(txn).await
+            })
+        }
+        fn watch(&self, prefix: &str, from_revision: i64) -> std::result::Result<Watch, StoreError> {
+            self.inner.watch(prefix, from_revision)
+        }
+        fn compact(&self, revision: i64) -> BoxFuture<std::result::Result<(), StoreError>> {
+            self.inner.compact(revision)
+        }
+    }
+
+    fn racing(first: Txn) -> Racing {
+        Racing { inner: Arc::new(SqliteStore::in_memory().unwrap()), first, raced: AtomicBool::new(false) }
+    }
+
+    #[tokio::test]
+    async fn an_upgrade_another_server_committed_first_is_done_not_an_error() {
+        let store = racing(Txn::new().put(layout_key(), LAYOUT.to_string().into_bytes()));
+        assert_eq!(upgrade(&store).await.unwrap(), (0, 0));
+        assert_eq!(store.get(&layout_key()).map(|kv| gantry_store::counter(&kv.value)), Some(LAYOUT));
+    }
+
+    #[tokio::test]
+    async fn a_mark_moved_below_the_layout_derives_again() {
+        let store = racing(Txn::new().put(layout_key(), b"1".to_vec()));
+        let (written, revision) = upgrade(&store).await.unwrap();
+        assert!(written >= 1 && revision > 0, "{written} {revision}");
+        assert_eq!(store.get(&layout_key()).map(|kv| gantry_store::counter(&kv.value)), Some(LAYOUT));
+    }
 
     #[test]
     fn old_keys_map_to_their_service_and_new_ones_are_left_alone() {
