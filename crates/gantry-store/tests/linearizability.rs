@@ -38,13 +38,7 @@ async fn client(
     epoch: Instant,
 ) -> (Vec<Operation>, Vec<Duration>) {
     let now = || epoch.elapsed().as_nanos() as u64;
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64 ^ ((id as u64 + 1) * 0x9e37_79b9);
-    let mut rand = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rand = checker::client_rand(id);
     let mut history = Vec::new();
     let mut reads = Vec::new();
     for seq in 0..ops {

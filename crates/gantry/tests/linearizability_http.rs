@@ -180,13 +180,7 @@ impl Drop for Servers {
 /// `prefix`, through the server at `addr`.
 fn client(addr: SocketAddr, prefix: &str, id: usize, ops: usize, epoch: Instant) -> Vec<Operation> {
     let now = || epoch.elapsed().as_nanos() as u64;
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64 ^ ((id as u64 + 1) * 0x9e37_79b9);
-    let mut rand = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut rand = checker::client_rand(id);
     let mut conn = Conn::new(addr);
     let mut history = Vec::with_capacity(ops);
     for seq in 0..ops {

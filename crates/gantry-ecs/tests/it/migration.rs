@@ -255,14 +255,51 @@ async fn service_deployments_stored_by_the_current_release_read_back_unchanged()
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// A store whose writes fail, to show the migration's all-or-nothing: it writes in one
-/// transaction, and when that fails nothing has moved.
-struct FailingWrites {
-    inner: SqliteStore,
+/// A SQLite store whose transactions go through `hook` (given the store and the call's number):
+/// to inject a failure, or to commit another server's write just before this process's.
+struct Hooked {
+    inner: Arc<SqliteStore>,
     txns: AtomicUsize,
+    hook: TxnHook,
 }
 
-impl Store for FailingWrites {
+type TxnHook =
+    Box<dyn Fn(&Arc<SqliteStore>, usize, Txn) -> BoxFuture<Result<TxnResult, StoreError>> + Send + Sync>;
+
+impl Hooked {
+    /// Every write fails, to show the migration's all-or-nothing: it writes in one
+    /// transaction, and when that fails nothing has moved.
+    fn failing(inner: SqliteStore) -> Self {
+        Hooked {
+            inner: Arc::new(inner),
+            txns: AtomicUsize::new(0),
+            hook: Box::new(|_, _, _| {
+                Box::pin(async { Err(StoreError::Storage("injected: the disk is full".into())) })
+            }),
+        }
+    }
+
+    /// Another server's transaction `first` commits just before this process's first one (two
+    /// servers on one etcd upgrading at the same moment).
+    fn racing(first: Txn) -> Self {
+        Hooked {
+            inner: Arc::new(SqliteStore::in_memory().unwrap()),
+            txns: AtomicUsize::new(0),
+            hook: Box::new(move |inner, n, txn| {
+                let inner = inner.clone();
+                let first = (n == 0).then(|| first.clone());
+                Box::pin(async move {
+                    if let Some(first) = first {
+                        inner.txn(first).await?;
+                    }
+                    inner.txn(txn).await
+                })
+            }),
+        }
+    }
+}
+
+impl Store for Hooked {
     fn get(&self, key: &str) -> Option<KeyValue> {
         self.inner.get(key)
     }
@@ -278,9 +315,9 @@ impl Store for FailingWrites {
     fn revision(&self) -> i64 {
         self.inner.revision()
     }
-    fn txn(&self, _txn: Txn) -> BoxFuture<Result<TxnResult, StoreError>> {
-        self.txns.fetch_add(1, Ordering::Relaxed);
-        Box::pin(async { Err(StoreError::Storage("injected: the disk is full".into())) })
+    fn txn(&self, txn: Txn) -> BoxFuture<Result<TxnResult, StoreError>> {
+        let n = self.txns.fetch_add(1, Ordering::Relaxed);
+        (self.hook)(&self.inner, n, txn)
     }
     fn watch(&self, prefix: &str, from_revision: i64) -> Result<Watch, StoreError> {
         self.inner.watch(prefix, from_revision)
@@ -303,7 +340,7 @@ fn snapshot(db: &Path) -> Vec<(String, Vec<u8>, i64)> {
 async fn a_failed_migration_leaves_the_old_layout_intact_and_a_retry_completes_it() {
     let db = fixture_copy("atomic");
     let original = snapshot(&db);
-    let failing = FailingWrites { inner: SqliteStore::open(&db).unwrap(), txns: AtomicUsize::new(0) };
+    let failing = Hooked::failing(SqliteStore::open(&db).unwrap());
     let err = migrate(&failing).await.unwrap_err();
     assert!(err.message.contains("injected"), "{}", err.message);
     assert_eq!(failing.txns.load(Ordering::Relaxed), 1, "the whole move is one transaction");
@@ -326,4 +363,26 @@ async fn new_writes_go_under_the_service_prefix() {
     cp.create_cluster(&ctx, req(json!({"clusterName": "c"}))).await.unwrap();
     let keys_now = all_keys(&**cp.store());
     assert_eq!(keys_now, ["/000000000000/us-east-1/ecs/cluster/c"]);
+}
+
+#[tokio::test]
+async fn an_upgrade_another_server_committed_first_is_done_not_an_error() {
+    let store =
+        Hooked::racing(Txn::new().put(migrate::layout_key(), migrate::LAYOUT.to_string().into_bytes()));
+    assert_eq!(migrate::upgrade(&store).await.unwrap(), (0, 0));
+    assert_eq!(
+        store.get(&migrate::layout_key()).map(|kv| gantry_store::counter(&kv.value)),
+        Some(migrate::LAYOUT)
+    );
+}
+
+#[tokio::test]
+async fn a_mark_moved_below_the_layout_derives_again() {
+    let store = Hooked::racing(Txn::new().put(migrate::layout_key(), b"1".to_vec()));
+    let (written, revision) = migrate::upgrade(&store).await.unwrap();
+    assert!(written >= 1 && revision > 0, "{written} {revision}");
+    assert_eq!(
+        store.get(&migrate::layout_key()).map(|kv| gantry_store::counter(&kv.value)),
+        Some(migrate::LAYOUT)
+    );
 }

@@ -179,6 +179,22 @@ fn check_key(key: &str, ops: &[&Operation]) -> Result<(), Violation> {
     Ok(())
 }
 
+/// A seeded xorshift generator for the histories' random choices: `rand(n)` is in `0..n`.
+pub fn xorshift(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut seed = seed;
+    move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    }
+}
+
+/// The generator of client `id` of a recorded history.
+pub fn client_rand(id: usize) -> impl FnMut(u64) -> u64 {
+    xorshift(0x2545_f491_4f6c_dd1d_u64 ^ ((id as u64 + 1) * 0x9e37_79b9))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,13 +339,7 @@ mod tests {
     /// rejected.
     #[test]
     fn histories_of_a_real_register_are_accepted_and_corrupted_ones_rejected() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move |n: u64| {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed % n
-        };
+        let mut rand = xorshift(0x9e37_79b9_7f4a_7c15);
         for round in 0..200 {
             let clients = 1 + rand(5) as usize;
             let mut ops = Vec::new();
