@@ -68,7 +68,7 @@ if "${rust[@]}" >"$log/rust-tests.out" 2>&1; then
     fi
     # The official protocol test cases' count (gantry-protocol's conformance test, run again
     # alone to show its summary: a tenth of a second).
-    cargo test -q -p gantry-protocol --test conformance -- --nocapture 2>&1 \
+    cargo test -q -p gantry-protocol --test it -- --nocapture conformance::botocore_protocol_test_cases 2>&1 \
         | grep '^protocol conformance:' || true
 else
     echo "scripts/test.sh: '${rust[*]}' failed:" >&2

@@ -469,7 +469,8 @@ impl Report {
     }
 }
 
-/// The crates' `Cargo.toml`s and entry points: rules 3 (dependencies), 4 and 6.
+/// The crates' `Cargo.toml`s, entry points and integration test binaries: rules 3
+/// (dependencies), 4 and 6, and one test binary per crate.
 fn check_crates(root: &Path, out: &mut Report) {
     let mut on_disk: Vec<String> = fs::read_dir(root.join("crates"))
         .unwrap()
@@ -555,6 +556,33 @@ fn check_crates(root: &Path, out: &mut Report) {
                 1,
                 "every crate inherits the workspace lints",
                 "add `[lints]\\nworkspace = true`".into(),
+            );
+        }
+        // Integration tests link into one binary per crate (each binary links the whole crate
+        // graph again): top-level `tests/*.rs` files and `tests/DIR/main.rs` are binaries.
+        let tests = root.join(format!("crates/{name}/tests"));
+        let mut binaries: Vec<String> = fs::read_dir(&tests)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| {
+                let p = e.path();
+                let file = e.file_name().to_string_lossy().into_owned();
+                let binary = (p.is_file() && file.ends_with(".rs")) || p.join("main.rs").is_file();
+                binary.then_some(file)
+            })
+            .collect();
+        binaries.sort();
+        if binaries.len() > 1 {
+            out.at(
+                &format!("crates/{name}/tests"),
+                1,
+                "one integration test binary per crate",
+                format!(
+                    "{} binaries ({}): make them modules of one `tests/it/main.rs`",
+                    binaries.len(),
+                    binaries.join(", ")
+                ),
             );
         }
         let src = ["src/lib.rs", "src/main.rs"]

@@ -4,9 +4,9 @@
 //! write: the register's blind writes, answered with the new Version) and GetParameter (its
 //! reads) of three parameters. Every call and return is timed on one monotonic clock, and the
 //! history is checked per parameter by the store tests' Wing & Gong checker
-//! (`gantry-store/tests/linearizability/checker.rs`, its register with blind writes).
+//! (`gantry-store/tests/it/checker.rs`, its register with blind writes).
 //!
-//! The store-level test (`gantry-store/tests/linearizability.rs`) checks the store's
+//! The store-level test (`gantry-store/tests/it/linearizability.rs`) checks the store's
 //! compare-and-swap; this one checks what a client sees: the front door's read index before
 //! every request, the service's read-modify-write, and the answer waiting for the writer's mirror.
 //!
@@ -19,7 +19,7 @@
 //! explains it.
 
 #[allow(dead_code)] // The compare-and-swap half of the model serves the store-level test.
-#[path = "../../gantry-store/tests/linearizability/checker.rs"]
+#[path = "../../gantry-store/tests/it/checker.rs"]
 mod checker;
 
 use checker::{Input, Operation, Output, State};

@@ -5,52 +5,13 @@
 //! reservation says 200 (no instances, some needed), the group grows to the 1,000 instances the
 //! tasks binpack to, the tasks are placed, and CapacityProviderReservation settles at 100.
 
+use crate::support::{RegisteringLauncher, req};
 use gantry_autoscaling::AutoScaling;
-use gantry_core::{Clock, FixedClock, Scope, SeededIds, Timestamp};
+use gantry_core::{FixedClock, Scope, SeededIds, Timestamp};
 use gantry_ecs::{ControlPlane, Ctx};
-use gantry_ports::autoscaling::{HostSpec, Launcher, PortFuture};
 use gantry_ports::{MetricDatum, MetricSink, MetricValue};
 use serde_json::json;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-
-/// Registers a container instance for each launched host, its agent connected.
-struct RegisteringLauncher {
-    control: ControlPlane,
-    clock: Arc<dyn Clock>,
-    guards: Mutex<HashMap<String, gantry_ecs::agents::PollGuard>>,
-}
-
-impl Launcher for RegisteringLauncher {
-    fn launch<'a>(&'a self, spec: &'a HostSpec) -> PortFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let (cpu, memory) = gantry_core::ec2::resources(&spec.instance_type).ok_or("unknown type")?;
-            let ctx = Ctx::root(Scope::new(spec.account.clone(), spec.region.clone()));
-            let req: gantry_model::RegisterContainerInstanceRequest = serde_json::from_value(json!({
-                "cluster": spec.cluster,
-                "instanceIdentityDocument": json!({"instanceId": spec.instance_id, "instanceType": spec.instance_type,
-                    "availabilityZone": spec.availability_zone}).to_string(),
-                "totalResources": [
-                    {"name": "CPU", "type": "INTEGER", "integerValue": cpu},
-                    {"name": "MEMORY", "type": "INTEGER", "integerValue": memory}],
-                "attributes": [{"name": "ecs.availability-zone", "value": spec.availability_zone},
-                    {"name": "ecs.instance-type", "value": spec.instance_type}],
-            }))
-            .unwrap();
-            let out = self.control.register_container_instance(&ctx, req).await.map_err(|e| e.to_string())?;
-            let arn = out.container_instance.and_then(|c| c.container_instance_arn).unwrap_or_default();
-            let (guard, _) = self.control.agents().begin_poll(&arn, self.clock.clone());
-            self.guards.lock().unwrap().insert(spec.instance_id.clone(), guard);
-            Ok(())
-        })
-    }
-    fn terminate<'a>(&'a self, spec: &'a HostSpec) -> PortFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            self.guards.lock().unwrap().remove(&spec.instance_id);
-            Ok(())
-        })
-    }
-}
 
 #[derive(Default)]
 struct Recorded(Mutex<Vec<MetricDatum>>);
@@ -61,20 +22,12 @@ impl MetricSink for Recorded {
     }
 }
 
-fn req<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
-    serde_json::from_value(v).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn managed_scaling_reaches_a_reservation_of_100_with_1000_instances_and_5000_tasks() {
     let store: Arc<dyn gantry_store::Store> = Arc::new(gantry_store::SqliteStore::in_memory().unwrap());
     let clock = Arc::new(FixedClock::new(Timestamp(1_800_000_000_000)));
     let control = ControlPlane::new(store.clone(), clock.clone(), Arc::new(SeededIds::new(3)));
-    let launcher = Arc::new(RegisteringLauncher {
-        control: control.clone(),
-        clock: clock.clone(),
-        guards: Mutex::default(),
-    });
+    let launcher = RegisteringLauncher::new(&control, clock.clone());
     let asg = Arc::new(AutoScaling::new(store, clock.clone(), Arc::new(SeededIds::new(4)), launcher.clone()));
     let metrics = Arc::new(Recorded::default());
     control.set_capacity(asg.clone(), metrics.clone(), std::time::Duration::from_secs(900));
@@ -204,11 +157,7 @@ async fn managed_instances_launch_for_waiting_tasks_and_retire_when_idle() {
     let store: Arc<dyn gantry_store::Store> = Arc::new(gantry_store::SqliteStore::in_memory().unwrap());
     let clock = Arc::new(FixedClock::new(Timestamp(1_800_000_000_000)));
     let control = ControlPlane::new(store.clone(), clock.clone(), Arc::new(SeededIds::new(3)));
-    let launcher = Arc::new(RegisteringLauncher {
-        control: control.clone(),
-        clock: clock.clone(),
-        guards: Mutex::default(),
-    });
+    let launcher = RegisteringLauncher::new(&control, clock.clone());
     let asg = Arc::new(AutoScaling::new(store, clock.clone(), Arc::new(SeededIds::new(4)), launcher.clone()));
     let metrics = Arc::new(Recorded::default());
     control.set_capacity(asg.clone(), metrics.clone(), std::time::Duration::from_secs(60));
@@ -385,11 +334,7 @@ async fn desired_over_a_burst(warmup: i64) -> Vec<i32> {
     let store: Arc<dyn gantry_store::Store> = Arc::new(gantry_store::SqliteStore::in_memory().unwrap());
     let clock = Arc::new(FixedClock::new(Timestamp(1_800_000_000_000)));
     let control = ControlPlane::new(store.clone(), clock.clone(), Arc::new(SeededIds::new(3)));
-    let launcher = Arc::new(RegisteringLauncher {
-        control: control.clone(),
-        clock: clock.clone(),
-        guards: Mutex::default(),
-    });
+    let launcher = RegisteringLauncher::new(&control, clock.clone());
     let asg = Arc::new(AutoScaling::new(store, clock.clone(), Arc::new(SeededIds::new(4)), launcher.clone()));
     control.set_capacity(asg.clone(), Arc::new(Recorded::default()), std::time::Duration::from_secs(900));
     let scope = Scope::new("123456789012", "us-east-1");
@@ -479,11 +424,7 @@ async fn managed_instances_launch_a_type_that_fits_each_waiting_task() {
     let store: Arc<dyn gantry_store::Store> = Arc::new(gantry_store::SqliteStore::in_memory().unwrap());
     let clock = Arc::new(FixedClock::new(Timestamp(1_800_000_000_000)));
     let control = ControlPlane::new(store.clone(), clock.clone(), Arc::new(SeededIds::new(3)));
-    let launcher = Arc::new(RegisteringLauncher {
-        control: control.clone(),
-        clock: clock.clone(),
-        guards: Mutex::default(),
-    });
+    let launcher = RegisteringLauncher::new(&control, clock.clone());
     let asg = Arc::new(AutoScaling::new(store, clock.clone(), Arc::new(SeededIds::new(4)), launcher.clone()));
     control.set_capacity(asg.clone(), Arc::new(Recorded::default()), std::time::Duration::from_secs(900));
     let scope = Scope::new("123456789012", "us-east-1");

@@ -9,71 +9,17 @@
 //! why; the new instance runs the daemon's task before anything else. A non-critical daemon's
 //! failure restarts its task, and an instance its user drains is not replaced.
 
+use crate::support::{RegisteringLauncher, req};
 use gantry_autoscaling::AutoScaling;
-use gantry_core::{Clock, FixedClock, Scope, SeededIds, Timestamp};
+use gantry_core::{FixedClock, Scope, SeededIds, Timestamp};
 use gantry_ecs::{ControlPlane, Ctx};
-use gantry_ports::autoscaling::{CapacityGroups, GroupView, HostSpec, Launcher, PortFuture};
+use gantry_ports::autoscaling::{CapacityGroups, GroupView};
 use serde_json::json;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 const ACCOUNT: &str = "123456789012";
 const CLUSTER: &str = "dr";
 const GROUP: &str = "ecs-managed-instances-mi-cp";
-
-/// Registers a container instance for each launched host, its agent connected; deregisters it
-/// when the host is terminated (as the binary's launchers do).
-struct RegisteringLauncher {
-    control: ControlPlane,
-    clock: Arc<dyn Clock>,
-    guards: Mutex<HashMap<String, gantry_ecs::agents::PollGuard>>,
-}
-
-impl Launcher for RegisteringLauncher {
-    fn launch<'a>(&'a self, spec: &'a HostSpec) -> PortFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let (cpu, memory) = gantry_core::ec2::resources(&spec.instance_type).ok_or("unknown type")?;
-            let ctx = Ctx::root(Scope::new(spec.account.clone(), spec.region.clone()));
-            let req: gantry_model::RegisterContainerInstanceRequest = serde_json::from_value(json!({
-                "cluster": spec.cluster,
-                "instanceIdentityDocument": json!({"instanceId": spec.instance_id, "instanceType": spec.instance_type,
-                    "availabilityZone": spec.availability_zone}).to_string(),
-                "totalResources": [
-                    {"name": "CPU", "type": "INTEGER", "integerValue": cpu},
-                    {"name": "MEMORY", "type": "INTEGER", "integerValue": memory}],
-                // As an agent with Docker says (container health checks need it).
-                "attributes": [{"name": "ecs.capability.container-health-check"}],
-            }))
-            .unwrap();
-            let out = self.control.register_container_instance(&ctx, req).await.map_err(|e| e.to_string())?;
-            let arn = out.container_instance.and_then(|c| c.container_instance_arn).unwrap_or_default();
-            let (guard, _) = self.control.agents().begin_poll(&arn, self.clock.clone());
-            self.guards.lock().unwrap().insert(spec.instance_id.clone(), guard);
-            Ok(())
-        })
-    }
-    fn terminate<'a>(&'a self, spec: &'a HostSpec) -> PortFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            self.guards.lock().unwrap().remove(&spec.instance_id);
-            let ctx = Ctx::root(Scope::new(spec.account.clone(), spec.region.clone()));
-            if let Some(arn) =
-                self.control.container_instance_by_ec2_id(&ctx, &spec.cluster, &spec.instance_id)
-            {
-                let req = gantry_model::DeregisterContainerInstanceRequest {
-                    cluster: Some(spec.cluster.clone()),
-                    container_instance: arn,
-                    force: Some(true),
-                };
-                self.control.deregister_container_instance(&ctx, req).await.map_err(|e| e.to_string())?;
-            }
-            Ok(())
-        })
-    }
-}
-
-fn req<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
-    serde_json::from_value(v).unwrap()
-}
 
 /// The daemon's container, with a health check when `checked`.
 fn daemon_container(checked: bool) -> serde_json::Value {
@@ -116,11 +62,7 @@ impl World {
         let store: Arc<dyn gantry_store::Store> = Arc::new(gantry_store::SqliteStore::in_memory().unwrap());
         let clock = Arc::new(FixedClock::new(Timestamp(1_800_000_000_000)));
         let control = ControlPlane::new(store.clone(), clock.clone(), Arc::new(SeededIds::new(3)));
-        let launcher = Arc::new(RegisteringLauncher {
-            control: control.clone(),
-            clock: clock.clone(),
-            guards: Mutex::default(),
-        });
+        let launcher = RegisteringLauncher::new(&control, clock.clone());
         let asg = Arc::new(AutoScaling::new(store, clock.clone(), Arc::new(SeededIds::new(4)), launcher));
         control.set_capacity(
             asg.clone(),

@@ -3,6 +3,7 @@
 //! bus at the warning, a rule with ECS's documented pattern delivers it to its CloudWatch Logs
 //! target, and the task stops only when the warning is over.
 
+use crate::support::req;
 use gantry_core::protocol::FargateRegistration;
 use gantry_core::{FixedClock, Scope, SeededIds, Timestamp};
 use gantry_ecs::ops::spot::InterruptSpotRequest;
@@ -51,10 +52,6 @@ impl gantry_ports::TaskLauncher for NoLaunch {
     ) -> gantry_ports::lb::PortFuture<'a, Result<gantry_ports::Launched, gantry_ports::LaunchError>> {
         Box::pin(async { panic!("no ECS target") })
     }
-}
-
-fn req<T: serde::de::DeserializeOwned>(v: Value) -> T {
-    serde_json::from_value(v).unwrap()
 }
 
 #[tokio::test]

@@ -8,8 +8,7 @@
 //! and writes through it), and it has the compare-and-swap of any key the check needs; a store
 //! per client is what a server per client would be, without HTTP in the way.
 
-#[path = "linearizability/checker.rs"]
-mod checker;
+use crate::checker;
 
 use checker::{Input, Operation, Output, State};
 use gantry_store::testing::EtcdCluster;
