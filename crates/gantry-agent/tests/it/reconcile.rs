@@ -1,95 +1,17 @@
 //! The agent's reconcile loop against the fake runtime and a recording control plane, on tokio's
 //! paused clock: adoption after a restart, containers that die or vanish, a stop during start.
 
+use crate::control::{Recorder, agent, config};
 use gantry_agent::agent::{Agent, AgentConfig, Decision, decide};
-use gantry_agent::client::{ClientResult, ControlClient};
 use gantry_agent::fake::FakeRuntime;
-use gantry_agent::runtime::{BoxFuture, ContainerStatus, Health};
-use gantry_core::protocol::{
-    Assignment, Assignments, PollRequest, TaskCredentials, TaskCredentialsRequest, TaskHealthReport,
-};
+use gantry_agent::runtime::{ContainerStatus, Health};
+use gantry_core::protocol::{Assignment, Assignments};
 use gantry_core::{FixedClock, Timestamp};
 use gantry_model::*;
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-#[derive(Default)]
-struct Recorder {
-    tasks: Mutex<Vec<SubmitTaskStateChangeRequest>>,
-    /// What polls answer, in turn (then they wait forever), and the requests they got.
-    answers: Mutex<std::collections::VecDeque<Assignments>>,
-    polls: Mutex<Vec<PollRequest>>,
-    health: Mutex<Vec<TaskHealthReport>>,
-    attachments: Mutex<Vec<SubmitAttachmentStateChangesRequest>>,
-    credentials_asked: Mutex<Vec<String>>,
-}
-
-impl Recorder {
-    fn statuses(&self, arn: &str) -> Vec<String> {
-        self.tasks
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.task.as_deref() == Some(arn))
-            .filter_map(|r| r.status.clone())
-            .collect()
-    }
-    fn last(&self, arn: &str, status: &str) -> Option<SubmitTaskStateChangeRequest> {
-        self.tasks
-            .lock()
-            .unwrap()
-            .iter()
-            .rev()
-            .find(|r| r.task.as_deref() == Some(arn) && r.status.as_deref() == Some(status))
-            .cloned()
-    }
-}
-
-impl ControlClient for Recorder {
-    fn poll<'a>(&'a self, req: &'a PollRequest) -> BoxFuture<'a, ClientResult<Assignments>> {
-        self.polls.lock().unwrap().push(req.clone());
-        match self.answers.lock().unwrap().pop_front() {
-            Some(a) => Box::pin(async move { Ok(a) }),
-            None => Box::pin(std::future::pending()),
-        }
-    }
-    fn submit_task<'a>(&'a self, req: &'a SubmitTaskStateChangeRequest) -> BoxFuture<'a, ClientResult<()>> {
-        self.tasks.lock().unwrap().push(req.clone());
-        Box::pin(async { Ok(()) })
-    }
-    fn report_health<'a>(&'a self, req: &'a TaskHealthReport) -> BoxFuture<'a, ClientResult<()>> {
-        self.health.lock().unwrap().push(req.clone());
-        Box::pin(async { Ok(()) })
-    }
-    fn submit_attachments<'a>(
-        &'a self,
-        req: &'a SubmitAttachmentStateChangesRequest,
-    ) -> BoxFuture<'a, ClientResult<()>> {
-        self.attachments.lock().unwrap().push(req.clone());
-        Box::pin(async { Ok(()) })
-    }
-    fn task_credentials<'a>(
-        &'a self,
-        req: &'a TaskCredentialsRequest,
-    ) -> BoxFuture<'a, ClientResult<TaskCredentials>> {
-        let n = {
-            let mut asked = self.credentials_asked.lock().unwrap();
-            asked.push(req.task_arn.clone());
-            asked.len()
-        };
-        Box::pin(async move {
-            Ok(TaskCredentials {
-                role_arn: "arn:aws:iam::000000000000:role/app".into(),
-                access_key_id: format!("ASIAEXAMPLE{n}"),
-                secret_access_key: gantry_core::Secret::new("s"),
-                session_token: gantry_core::Secret::new("t"),
-                expiration: 1_700_000_000 + 3600,
-            })
-        })
-    }
-}
 
 /// Records the agent's 169.254.170.2 redirects.
 #[derive(Default)]
@@ -104,8 +26,6 @@ impl gantry_agent::credentials::Redirect for Redirects {
         self.0.lock().unwrap().push(format!("remove {tag}"));
     }
 }
-
-const NODE: &str = "arn:aws:ecs:us-east-1:000000000000:container-instance/c/node1";
 
 fn assignment(id: &str, desired: &str, containers: serde_json::Value) -> Assignment {
     let arn = format!("arn:aws:ecs:us-east-1:000000000000:task/c/{id}");
@@ -122,22 +42,6 @@ fn assignment(id: &str, desired: &str, containers: serde_json::Value) -> Assignm
         network_configuration: None,
         revision: 1,
     }
-}
-
-fn agent(rt: &Arc<FakeRuntime>, rec: &Arc<Recorder>) -> Arc<Agent<FakeRuntime, Recorder>> {
-    Agent::new(
-        rt.clone(),
-        rec.clone(),
-        Arc::new(FixedClock::new(Timestamp(1_700_000_000_000))),
-        AgentConfig {
-            node: NODE.into(),
-            pull_always: false,
-            logs_dir: None,
-            health_interval: Duration::from_millis(500),
-            metadata_base: None,
-            credentials: None,
-        },
-    )
 }
 
 /// Waits (on the paused clock) until `cond` holds.
@@ -530,21 +434,9 @@ async fn polls_say_what_the_agent_holds() {
 
 #[tokio::test(start_paused = true)]
 async fn an_unacknowledged_final_report_is_sent_again() {
-    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Flaky::default()));
+    let (rt, rec) = (Arc::new(FakeRuntime::new()), Arc::new(Recorder::default()));
     rt.add_image("img");
-    let a = Agent::new(
-        rt.clone(),
-        rec.clone(),
-        Arc::new(FixedClock::new(Timestamp(1_700_000_000_000))),
-        AgentConfig {
-            node: NODE.into(),
-            pull_always: false,
-            logs_dir: None,
-            health_interval: Duration::from_millis(500),
-            metadata_base: None,
-            credentials: None,
-        },
-    );
+    let a = agent(&rt, &rec);
     a.apply(delta(vec![assignment("t1", "RUNNING", web())], &[])).await.unwrap();
     until("started", || rt.containers().iter().any(|c| c.status == ContainerStatus::Running)).await;
     *rec.fail_stopped.lock().unwrap() = true;
@@ -555,38 +447,6 @@ async fn an_unacknowledged_final_report_is_sent_again() {
     a.apply(delta(vec![], &[])).await.unwrap();
     a.apply(delta(vec![], &[])).await.unwrap();
     assert_eq!(*rec.stopped_attempts.lock().unwrap(), 2);
-}
-
-/// A control plane that refuses STOPPED reports while told to.
-#[derive(Default)]
-struct Flaky {
-    fail_stopped: Mutex<bool>,
-    stopped_attempts: Mutex<usize>,
-}
-
-impl ControlClient for Flaky {
-    fn poll<'a>(&'a self, _req: &'a PollRequest) -> BoxFuture<'a, ClientResult<Assignments>> {
-        Box::pin(std::future::pending())
-    }
-    fn submit_task<'a>(&'a self, req: &'a SubmitTaskStateChangeRequest) -> BoxFuture<'a, ClientResult<()>> {
-        let mut r = Ok(());
-        if req.status.as_deref() == Some("STOPPED") {
-            *self.stopped_attempts.lock().unwrap() += 1;
-            if *self.fail_stopped.lock().unwrap() {
-                r = Err(gantry_agent::client::ClientError::Transport("down".into()));
-            }
-        }
-        Box::pin(async move { r })
-    }
-    fn report_health<'a>(&'a self, _req: &'a TaskHealthReport) -> BoxFuture<'a, ClientResult<()>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn submit_attachments<'a>(
-        &'a self,
-        _req: &'a SubmitAttachmentStateChangesRequest,
-    ) -> BoxFuture<'a, ClientResult<()>> {
-        Box::pin(async { Ok(()) })
-    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -600,15 +460,11 @@ async fn a_task_role_gets_credentials_served_to_its_own_address_only() {
         rec.clone(),
         clock.clone(),
         AgentConfig {
-            node: NODE.into(),
-            pull_always: false,
-            logs_dir: None,
-            health_interval: Duration::from_millis(500),
-            metadata_base: None,
             credentials: Some(gantry_agent::agent::CredentialsConfig {
                 port: 4242,
                 redirect: redirects.clone(),
             }),
+            ..config()
         },
     );
     let mut a = assignment("t1", "RUNNING", json!([{"name": "web", "image": "img"}]));

@@ -2,64 +2,13 @@
 //! update is downloaded, checked against its digest, installed and re-executed, and each step
 //! reported; a download that does not match fails without installing anything.
 
-use gantry_agent::agent::{Agent, AgentConfig};
-use gantry_agent::client::{ClientResult, ControlClient};
+use crate::control::{NODE, Recorder, agent};
 use gantry_agent::fake::FakeRuntime;
-use gantry_agent::runtime::BoxFuture;
-use gantry_agent::update::{Reexec, Sink, Updater};
-use gantry_core::protocol::{AgentUpdate, AgentUpdateReport, Assignments, PollRequest, TaskHealthReport};
-use gantry_core::{FixedClock, Timestamp};
-use gantry_model::*;
+use gantry_agent::update::{Reexec, Updater};
+use gantry_core::protocol::{AgentUpdate, Assignments};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-const NODE: &str = "arn:aws:ecs:us-east-1:000000000000:container-instance/c/0123";
-
-/// Answers one poll with `update`, serves `binary` as the server's, records the reports.
-struct Server {
-    update: Mutex<Option<AgentUpdate>>,
-    binary: Vec<u8>,
-    reports: Mutex<Vec<AgentUpdateReport>>,
-    /// Told when the agent reports FAILED (its last report here).
-    failed: tokio::sync::Notify,
-}
-
-impl ControlClient for Server {
-    fn poll<'a>(&'a self, _req: &'a PollRequest) -> BoxFuture<'a, ClientResult<Assignments>> {
-        match self.update.lock().unwrap().take() {
-            Some(u) => Box::pin(async move { Ok(Assignments { update: Some(u), ..Default::default() }) }),
-            None => Box::pin(std::future::pending()),
-        }
-    }
-    fn submit_task<'a>(&'a self, _req: &'a SubmitTaskStateChangeRequest) -> BoxFuture<'a, ClientResult<()>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn report_health<'a>(&'a self, _req: &'a TaskHealthReport) -> BoxFuture<'a, ClientResult<()>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn submit_attachments<'a>(
-        &'a self,
-        _req: &'a SubmitAttachmentStateChangesRequest,
-    ) -> BoxFuture<'a, ClientResult<()>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn report_update<'a>(&'a self, req: &'a AgentUpdateReport) -> BoxFuture<'a, ClientResult<()>> {
-        self.reports.lock().unwrap().push(req.clone());
-        if req.status == "FAILED" {
-            self.failed.notify_one();
-        }
-        Box::pin(async { Ok(()) })
-    }
-    fn download_agent<'a>(&'a self, mut sink: Sink) -> BoxFuture<'a, ClientResult<(String, u64)>> {
-        Box::pin(async move {
-            for chunk in self.binary.chunks(3) {
-                sink.write(chunk).unwrap();
-            }
-            Ok(sink.finish().unwrap())
-        })
-    }
-}
 
 /// Records what it was asked to execute, and fails as `execve` would on a missing loader.
 #[derive(Default)]
@@ -85,34 +34,22 @@ async fn run_update(
     dir: &Path,
     updater: bool,
 ) -> (Vec<(String, Option<String>)>, Arc<Recorded>) {
-    let server = Arc::new(Server {
-        update: Mutex::new(Some(announced)),
+    let server = Arc::new(Recorder {
         binary: binary.to_vec(),
-        reports: Mutex::default(),
-        failed: Default::default(),
+        ..Recorder::answering([Assignments { update: Some(announced), ..Default::default() }])
     });
-    let agent = Agent::new(
-        Arc::new(FakeRuntime::new()),
-        server.clone(),
-        Arc::new(FixedClock::new(Timestamp(1_700_000_000_000))),
-        AgentConfig {
-            node: NODE.into(),
-            pull_always: false,
-            logs_dir: None,
-            health_interval: Duration::from_millis(500),
-            metadata_base: None,
-            credentials: None,
-        },
-    );
+    let agent = agent(&Arc::new(FakeRuntime::new()), &server);
     let reexec = Arc::new(Recorded::default());
     if updater {
         agent.set_updater(Updater { data_dir: dir.to_path_buf(), reexec: reexec.clone() });
     }
     let run = tokio::spawn(agent.clone().run());
     // Until the update ends (FAILED is its last report here).
-    tokio::time::timeout(Duration::from_secs(10), server.failed.notified()).await.expect("the update to end");
+    tokio::time::timeout(Duration::from_secs(10), server.update_failed.notified())
+        .await
+        .expect("the update to end");
     run.abort();
-    let reports = server.reports.lock().unwrap().clone();
+    let reports = server.updates.lock().unwrap().clone();
     assert!(reports.iter().all(|r| r.node == NODE), "{reports:?}");
     (reports.into_iter().map(|r| (r.status, r.reason)).collect(), reexec)
 }
