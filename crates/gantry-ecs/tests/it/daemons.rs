@@ -45,6 +45,40 @@ async fn managed_cluster(cp: &ControlPlane, ctx: &Ctx) {
     .unwrap();
 }
 
+/// A Managed Instances cluster `c` (provider `mi`) whose Auto Scaling group holds the instances
+/// i-1 ... i-`n` (none registered yet).
+async fn managed(cp: &ControlPlane, ctx: &Ctx, n: usize) -> Arc<Groups> {
+    let groups = Arc::new(Groups::of((1..=n).map(|i| format!("i-{i}")).collect()));
+    cp.set_capacity(groups.clone(), Arc::new(gantry_ports::NoMetrics), std::time::Duration::from_secs(600));
+    managed_cluster(cp, ctx).await;
+    groups
+}
+
+/// Registers the group's instances i-1 ... i-`n` in `c` (2 vCPU, 4 GiB, us-east-1a), their
+/// agents connected while the guards live.
+async fn connect(
+    cp: &ControlPlane,
+    ctx: &Ctx,
+    clock: &Arc<FixedClock>,
+    n: usize,
+) -> Vec<gantry_ecs::agents::PollGuard> {
+    let mut guards = Vec::new();
+    for i in 1..=n {
+        let doc = json!({"instanceId": format!("i-{i}"), "availabilityZone": "us-east-1a"}).to_string();
+        let (_, g) = crate::common::connected_instance(
+            cp,
+            ctx,
+            clock,
+            req(json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
+                {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+                {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]})),
+        )
+        .await;
+        guards.push(g);
+    }
+    guards
+}
+
 fn statuses(cp: &ControlPlane, ctx: &Ctx, status: &str) -> Vec<(String, String)> {
     cp.list_daemon_task_definitions(ctx, req(json!({"status": status})))
         .unwrap()
@@ -326,27 +360,8 @@ async fn deployment_status(cp: &ControlPlane, ctx: &Ctx, arn: &str) -> String {
 #[tokio::test]
 async fn the_scheduler_places_replaces_and_rolls_out_instance_by_instance() {
     let (cp, ctx, clock) = setup();
-    let ids: Vec<String> = (1..=4).map(|i| format!("i-{i}")).collect();
-    cp.set_capacity(
-        Arc::new(Groups::of(ids.clone())),
-        Arc::new(gantry_ports::NoMetrics),
-        std::time::Duration::from_secs(600),
-    );
-    managed_cluster(&cp, &ctx).await;
-    let mut guards = Vec::new();
-    for id in &ids {
-        let doc = json!({"instanceId": id, "availabilityZone": "us-east-1a"}).to_string();
-        let (_, g) = crate::common::connected_instance(
-            &cp,
-            &ctx,
-            &clock,
-            req(json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
-                {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
-                {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]})),
-        )
-        .await;
-        guards.push(g);
-    }
+    managed(&cp, &ctx, 4).await;
+    let guards = connect(&cp, &ctx, &clock, 4).await;
     let td1 = register(&cp, &ctx, "agent", "busybox").await;
     let td2 = register(&cp, &ctx, "agent", "busybox:2").await;
     let c = cp
@@ -433,27 +448,8 @@ async fn the_scheduler_places_replaces_and_rolls_out_instance_by_instance() {
 #[tokio::test]
 async fn failing_tasks_trip_the_circuit_breaker_and_roll_back_after_the_bake_time() {
     let (cp, ctx, clock) = setup();
-    let ids: Vec<String> = (1..=2).map(|i| format!("i-{i}")).collect();
-    cp.set_capacity(
-        Arc::new(Groups::of(ids.clone())),
-        Arc::new(gantry_ports::NoMetrics),
-        std::time::Duration::from_secs(600),
-    );
-    managed_cluster(&cp, &ctx).await;
-    let mut guards = Vec::new();
-    for id in &ids {
-        let doc = json!({"instanceId": id}).to_string();
-        let (_, g) = crate::common::connected_instance(
-            &cp,
-            &ctx,
-            &clock,
-            req(json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
-                {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
-                {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]})),
-        )
-        .await;
-        guards.push(g);
-    }
+    managed(&cp, &ctx, 2).await;
+    let guards = connect(&cp, &ctx, &clock, 2).await;
     let good = register(&cp, &ctx, "agent", "busybox").await;
     let bad = register(&cp, &ctx, "agent", "busybox:broken").await;
     let c = cp
@@ -541,24 +537,8 @@ async fn failing_tasks_trip_the_circuit_breaker_and_roll_back_after_the_bake_tim
 #[tokio::test]
 async fn a_critical_daemons_failed_task_drains_its_instance_instead_of_restarting() {
     let (cp, ctx, clock) = setup();
-    let ids: Vec<String> = (1..=2).map(|i| format!("i-{i}")).collect();
-    let groups = Arc::new(Groups::of(ids.clone()));
-    cp.set_capacity(groups.clone(), Arc::new(gantry_ports::NoMetrics), std::time::Duration::from_secs(600));
-    managed_cluster(&cp, &ctx).await;
-    let mut guards = Vec::new();
-    for id in &ids {
-        let doc = json!({"instanceId": id}).to_string();
-        let (_, g) = crate::common::connected_instance(
-            &cp,
-            &ctx,
-            &clock,
-            req(json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
-                {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
-                {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]})),
-        )
-        .await;
-        guards.push(g);
-    }
+    let groups = managed(&cp, &ctx, 2).await;
+    let guards = connect(&cp, &ctx, &clock, 2).await;
     let td = register(&cp, &ctx, "agent", "busybox").await;
     // critical is true unless said otherwise.
     let c = cp
@@ -647,23 +627,8 @@ async fn a_critical_daemons_failed_task_drains_its_instance_instead_of_restartin
 #[tokio::test]
 async fn daemon_tasks_carry_the_daemons_tags_and_ecs_managed_tags_when_asked() {
     let (cp, ctx, clock) = setup();
-    let ids = vec!["i-1".to_string()];
-    cp.set_capacity(
-        Arc::new(Groups::of(ids.clone())),
-        Arc::new(gantry_ports::NoMetrics),
-        std::time::Duration::from_secs(600),
-    );
-    managed_cluster(&cp, &ctx).await;
-    let doc = json!({"instanceId": "i-1"}).to_string();
-    let (_, _guard) = crate::common::connected_instance(
-        &cp,
-        &ctx,
-        &clock,
-        req(json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
-            {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
-            {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]})),
-    )
-    .await;
+    managed(&cp, &ctx, 1).await;
+    let _guards = connect(&cp, &ctx, &clock, 1).await;
     let td = register(&cp, &ctx, "agent", "busybox").await;
     let tags_of = |cp: &ControlPlane| {
         let arns = cp.list_tasks(&ctx, req(json!({"cluster": "c"}))).unwrap().task_arns.unwrap();
@@ -704,22 +669,8 @@ async fn daemon_tasks_carry_the_daemons_tags_and_ecs_managed_tags_when_asked() {
 #[tokio::test]
 async fn daemon_tasks_carry_no_tags_unless_asked() {
     let (cp, ctx, clock) = setup();
-    cp.set_capacity(
-        Arc::new(Groups::of(vec!["i-1".to_string()])),
-        Arc::new(gantry_ports::NoMetrics),
-        std::time::Duration::from_secs(600),
-    );
-    managed_cluster(&cp, &ctx).await;
-    let doc = json!({"instanceId": "i-1"}).to_string();
-    let (_, _guard) = crate::common::connected_instance(
-        &cp,
-        &ctx,
-        &clock,
-        req(json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
-            {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
-            {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]})),
-    )
-    .await;
+    managed(&cp, &ctx, 1).await;
+    let _guards = connect(&cp, &ctx, &clock, 1).await;
     let td = register(&cp, &ctx, "agent", "busybox").await;
     cp.create_daemon(
         &ctx,
@@ -744,12 +695,7 @@ async fn daemon_tasks_carry_no_tags_unless_asked() {
 #[tokio::test]
 async fn daemons_are_tagged_with_tag_resource_and_their_new_tasks_carry_the_tags() {
     let (cp, ctx, clock) = setup();
-    cp.set_capacity(
-        Arc::new(Groups::of(vec!["i-1".to_string()])),
-        Arc::new(gantry_ports::NoMetrics),
-        std::time::Duration::from_secs(600),
-    );
-    managed_cluster(&cp, &ctx).await;
+    managed(&cp, &ctx, 1).await;
     let td = register(&cp, &ctx, "agent", "busybox").await;
     let c = cp
         .create_daemon(
