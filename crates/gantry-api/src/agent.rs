@@ -5,9 +5,9 @@
 use crate::front::{Service, error};
 use crate::{AppState, wire};
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, Method, Uri};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use gantry_core::ServiceError;
 use gantry_core::protocol::{
     AgentUpdateReport, Assignment, FargateRegistration, PollRequest, RawAssignments, ResolvedSecret,
@@ -50,18 +50,29 @@ pub(crate) fn authenticate(
         .map_err(|e| crate::front::auth_error(&e, Protocol::AwsJson1_1))
 }
 
+/// An agent call's body, its signature checked ([`authenticate`]): every agent handler takes
+/// one, so none runs for a request that is not signed by a known key.
+pub(crate) struct Signed(pub(crate) Bytes);
+
+impl FromRequest<Arc<AppState>> for Signed {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, s: &Arc<AppState>) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let (method, uri, headers) =
+            (parts.method.clone(), parts.uri.clone(), std::mem::take(&mut parts.headers));
+        let body =
+            Bytes::from_request(Request::from_parts(parts, body), s).await.map_err(|e| e.into_response())?;
+        authenticate(s, &method, &uri, &headers, &body).map_err(|e| respond(s, Err(e)))?;
+        Ok(Signed(body))
+    }
+}
+
 /// Answers once the node's version differs from the one the agent has, or when the poll timeout
 /// passes: with the whole assignment set, or (when the agent says what it holds) only what
 /// changed. While the poll is open the node counts as connected.
-pub(crate) async fn poll(
-    State(s): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn poll(State(s): State<Arc<AppState>>, Signed(body): Signed) -> Response {
     let r = async {
-        authenticate(&s, &method, &uri, &headers, &body)?;
         let req: PollRequest = wire::parse("Poll", &body)?;
         let agents = s.control.agents().clone();
         let (guard, mut rx) = agents.begin_poll(&req.node, s.control.clock().clone());
@@ -83,15 +94,8 @@ pub(crate) async fn poll(
     respond(&s, r)
 }
 
-pub(crate) async fn register_fargate(
-    State(s): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn register_fargate(State(s): State<Arc<AppState>>, Signed(body): Signed) -> Response {
     let r = async {
-        authenticate(&s, &method, &uri, &headers, &body)?;
         let req: FargateRegistration = wire::parse("RegisterFargateNode", &body)?;
         Ok(wire::render(&s.control.register_fargate_node(req).await?)?)
     }
@@ -99,15 +103,8 @@ pub(crate) async fn register_fargate(
     respond(&s, r)
 }
 
-pub(crate) async fn health(
-    State(s): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn health(State(s): State<Arc<AppState>>, Signed(body): Signed) -> Response {
     let r = async {
-        authenticate(&s, &method, &uri, &headers, &body)?;
         let req: TaskHealthReport = wire::parse("ReportTaskHealth", &body)?;
         s.control.report_task_health(req).await?;
         Ok(b"{}".to_vec())
@@ -117,15 +114,8 @@ pub(crate) async fn health(
 }
 
 /// An agent's progress through an update UpdateContainerAgent asked for.
-pub(crate) async fn update_status(
-    State(s): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn update_status(State(s): State<Arc<AppState>>, Signed(body): Signed) -> Response {
     let r = async {
-        authenticate(&s, &method, &uri, &headers, &body)?;
         let req: AgentUpdateReport = wire::parse("ReportAgentUpdate", &body)?;
         s.control.report_agent_update(req).await?;
         Ok(b"{}".to_vec())
@@ -137,15 +127,8 @@ pub(crate) async fn update_status(
 /// The agent binary agents update to (the server's own executable), streamed, with its size
 /// and SHA-256 in `x-gantry-sha256` as the server read them when it started. Signed like the
 /// agent's other calls (a `GET` without a body).
-pub(crate) async fn binary(
-    State(s): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
-    use axum::response::IntoResponse;
+pub(crate) async fn binary(State(s): State<Arc<AppState>>, _: Signed) -> Response {
     let r = async {
-        authenticate(&s, &method, &uri, &headers, b"")?;
         let b = s.control.agent_binary().cloned().ok_or_else(|| {
             ServiceError::sender("NoUpdateAvailableException", "This server has no agent binary to offer.")
         })?;
@@ -186,30 +169,14 @@ pub(crate) async fn binary(
 
 /// `gantry status`: the servers sharing the store, the leader and the agents, signed like the
 /// agent's calls.
-pub(crate) async fn status(
-    State(s): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let r = (|| {
-        authenticate(&s, &method, &uri, &headers, &body)?;
-        Ok(wire::render(&s.control.status())?)
-    })();
+pub(crate) async fn status(State(s): State<Arc<AppState>>, _: Signed) -> Response {
+    let r = (|| Ok(wire::render(&s.control.status())?))();
     respond(&s, r)
 }
 
 /// An agent's container stats: kept for the AWS/ECS metrics.
-pub(crate) async fn stats(
-    State(s): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn stats(State(s): State<Arc<AppState>>, Signed(body): Signed) -> Response {
     let r = (|| {
-        authenticate(&s, &method, &uri, &headers, &body)?;
         let req: TaskStatsReport = wire::parse("ReportTaskStats", &body)?;
         s.control.record_task_stats(req);
         Ok(b"{}".to_vec())
@@ -426,26 +393,10 @@ fn execution_principal(s: &AppState, a: &Assignment) -> Result<Principal, String
 
 /// The secrets of a task assigned to the asking node, resolved from its definition's
 /// references. A task not assigned to that node is refused: an agent reads only its own tasks'.
-pub(crate) async fn secrets(
-    State(s): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn secrets(State(s): State<Arc<AppState>>, Signed(body): Signed) -> Response {
     let r = async {
-        authenticate(&s, &method, &uri, &headers, &body)?;
         let req: SecretsRequest = wire::parse("GetTaskSecrets", &body)?;
-        let assigned = s.control.assignments(&req.node)?;
-        let a = assigned
-            .iter()
-            .find(|a| a.task.task_arn.as_deref() == Some(req.task_arn.as_str()))
-            .ok_or_else(|| {
-                ServiceError::sender(
-                    "InvalidParameterException",
-                    format!("The task {} is not assigned to node {}.", req.task_arn, req.node),
-                )
-            })?;
+        let a = &assigned_task(&s, &req.node, &req.task_arn)?;
         // Under enforcement, secrets are read as the task execution role's session.
         let resolved = if s.auth.mode() == crate::AuthMode::SigV4 {
             match execution_principal(&s, a) {
@@ -464,6 +415,20 @@ pub(crate) async fn secrets(
     respond(&s, r)
 }
 
+/// A task assigned to node `node`: an agent reads only its own tasks' secrets and credentials.
+fn assigned_task(s: &AppState, node: &str, task_arn: &str) -> Result<Assignment, ServiceError> {
+    s.control
+        .assignments(node)?
+        .into_iter()
+        .find(|a| a.task.task_arn.as_deref() == Some(task_arn))
+        .ok_or_else(|| {
+            ServiceError::sender(
+                "InvalidParameterException",
+                format!("The task {task_arn} is not assigned to node {node}."),
+            )
+        })
+}
+
 /// The role a task runs as: its override, else its definition's.
 pub(crate) fn task_role(a: &Assignment) -> Option<&str> {
     a.task
@@ -477,26 +442,10 @@ pub(crate) fn task_role(a: &Assignment) -> Option<&str> {
 /// The credentials of a task's role, for a task assigned to the asking node: an STS session of
 /// the role for `ecs-tasks.amazonaws.com` (which the role's trust policy must allow), named
 /// after the task ID, as ECS hands the agent a task's credentials.
-pub(crate) async fn credentials(
-    State(s): State<Arc<AppState>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+pub(crate) async fn credentials(State(s): State<Arc<AppState>>, Signed(body): Signed) -> Response {
     let r = async {
-        authenticate(&s, &method, &uri, &headers, &body)?;
         let req: TaskCredentialsRequest = wire::parse("GetTaskCredentials", &body)?;
-        let assigned = s.control.assignments(&req.node)?;
-        let a = assigned
-            .iter()
-            .find(|a| a.task.task_arn.as_deref() == Some(req.task_arn.as_str()))
-            .ok_or_else(|| {
-                ServiceError::sender(
-                    "InvalidParameterException",
-                    format!("The task {} is not assigned to node {}.", req.task_arn, req.node),
-                )
-            })?;
+        let a = &assigned_task(&s, &req.node, &req.task_arn)?;
         let role = task_role(a).ok_or_else(|| {
             ServiceError::sender("InvalidParameterException", format!("The task {} has no task role.", req.task_arn))
         })?;
