@@ -1114,45 +1114,16 @@ fn aws_command() -> (String, bool) {
 }
 
 async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result<()> {
-    let data_dir = common.data_dir.unwrap_or_else(default_data_dir);
+    let data_dir = common.data_dir.clone().unwrap_or_else(default_data_dir);
     // One process per data directory: a second server would write the same store, and a second
     // `gantry up` would run the same Fargate node twice.
     let _lock = lock_data_dir(&data_dir, &format!("gantry {mode}"))?;
     let auth = common.auth.unwrap_or(if mode == "up" { AuthMode::Open } else { AuthMode::SigV4 });
-    let keys = Arc::new(gantry_sts::keys::KeyRing::new());
-    let mut root = None;
-    if auth == AuthMode::SigV4 {
-        let (credential, path, created) =
-            gantry_sts::keys::load_or_create_root(&data_dir, &common.account_id, &OsSecrets)
-                .context("cannot set up the root access key")?;
-        if created {
-            tracing::info!(path = %path.display(), "created the root access key");
-        }
-        root = Some((credential.clone(), path));
-        keys.insert(credential);
-    }
+    let (keys, root) = access_keys(&common, &data_dir, auth)?;
     let sealer = master_key(&data_dir)?;
     // The one registry: every part records into it, `GET /metrics` renders it.
     let metrics = Arc::new(Metrics::new());
-    let (store, store_name, etcd): (Arc<dyn Store>, String, Option<Arc<EtcdStore>>) = match &common.store {
-        StoreChoice::Sqlite => {
-            let db = data_dir.join("gantry.db");
-            let store = SqliteStore::open_with_metrics(&db, metrics.store.clone())
-                .with_context(|| format!("cannot open the store at {}", db.display()))?;
-            (Arc::new(store), db.display().to_string(), None)
-        }
-        StoreChoice::Etcd(target) => {
-            let store = EtcdStore::connect(target, metrics.store.clone())
-                .await
-                .with_context(|| format!("cannot open the store at {target}"))?;
-            let store = Arc::new(if common.unsafe_stale_reads { store.with_stale_reads() } else { store });
-            (store.clone(), target.to_string(), Some(store))
-        }
-    };
-    // A store of an earlier release is moved to the current key layout before serving.
-    gantry_ecs::migrate(store.as_ref())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot migrate the store at {store_name}: {}", e.message))?;
+    let (store, store_name, etcd) = open_store(&common, &data_dir, &metrics).await?;
     let control = ControlPlane::with_metrics(
         store,
         Arc::new(SystemClock),
@@ -1160,95 +1131,19 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         metrics,
     );
     control.set_lost_instance_timeout(common.lost_instance_timeout);
-    // The binary agents update to (UpdateContainerAgent): this server's own, as it is now.
-    // Read in the background: a debug build is large, and serving need not wait for it.
-    {
-        let control = control.clone();
-        tokio::task::spawn_blocking(move || {
-            let path = match std::env::current_exe() {
-                Ok(p) => p,
-                Err(e) => {
-                    return tracing::warn!(error = %e, "cannot find this server's binary: agents get no updates");
-                }
-            };
-            match gantry_agent::update::file_sha256(&path) {
-                Ok((sha256, size)) => {
-                    control.set_agent_binary(gantry_ecs::AgentBinary { path, sha256, size })
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read this server's binary: agents get no updates")
-                }
-            }
-        });
-    }
+    offer_own_binary(&control);
     // The controllers run behind the leadership gate: on SQLite this server leads alone; the
     // servers sharing an etcd root elect one, and fence its writes by its term.
     let (stop_controllers, controllers_stop) = gantry_runtime::shutdown();
-    let (leader, campaign): (Arc<dyn gantry_runtime::Leadership>, _) = match &etcd {
-        Some(etcd) => {
-            let campaign = etcd.campaign(&format!("{} pid {}", common.listen, std::process::id()));
-            let elected = ElectedLeadership::follow(
-                campaign.elected(),
-                control.metrics().leader.clone(),
-                control.metrics().elections.clone(),
-            );
-            (elected, Some(campaign))
-        }
-        None => {
-            control.metrics().leader.set(1);
-            (Arc::new(AlwaysLeader::default()), None)
-        }
-    };
-    let scheduler = tokio::spawn({
-        let (control, leader, stop) = (control.clone(), leader.clone(), controllers_stop.clone());
-        async move { control.run_scheduler(leader, stop).await }
-    });
+    let (leader, campaign) = leadership(&control, etcd.as_deref(), common.listen);
+    let mut controllers = Controllers { leader, stop: controllers_stop, tasks: Vec::new() };
+    let c = control.clone();
+    controllers.start(|leader, stop| async move { c.run_scheduler(leader, stop).await });
     // Stopped tasks, expired client tokens and old history go, behind the same gate.
-    let cleanup = tokio::spawn({
-        let (control, retention) = (control.clone(), common.stopped_task_retention);
-        let (leader, stop) = (leader.clone(), controllers_stop.clone());
-        async move { control.run_cleanup(retention, leader, stop).await }
-    });
-    // CloudWatch metrics and alarms: a time-series store of its own under DATA_DIR/metrics.
-    // Alarm actions that name scaling policies go to Application Auto Scaling's inbox; others
-    // are recorded.
-    let metrics_dir = data_dir.join("metrics");
-    let (inbox, invocations) = gantry_appautoscaling::AppAutoScaling::inbox(control.store().clone());
-    let cloudwatch = Arc::new(
-        gantry_cloudwatch::CloudWatch::open(
-            metrics_dir.clone(),
-            control.clock().clone(),
-            Arc::new(AlarmRouter { inbox, recorded: gantry_cloudwatch::RecordedActions::default() }),
-            (common.account_id.clone(), DEFAULT_REGION.to_string()),
-        )
-        .with_context(|| format!("cannot open the metric store at {}", metrics_dir.display()))?,
-    );
-    tokio::spawn(run_cloudwatch(cloudwatch.clone()));
-    // ECS deployment alarms read CloudWatch's alarm states.
-    control.set_alarm_states(cloudwatch.clone());
-    // The period of AWS/ECS metrics and Container Insights (10 s at most when target tracking
-    // uses high-resolution alarms).
-    let ecs_metrics_period = if common.appscaling_high_resolution {
-        common.ecs_metrics_period.min(10)
-    } else {
-        common.ecs_metrics_period
-    };
-    // Application Auto Scaling: desired counts through ECS, target tracking alarms in
-    // CloudWatch; alarm invocations carried out as they come, scheduled actions by a controller.
-    let appautoscaling = Arc::new(gantry_appautoscaling::AppAutoScaling::new(
-        control.store().clone(),
-        control.clock().clone(),
-        control.ids().clone(),
-        Arc::new(control.clone()),
-        cloudwatch.clone(),
-        gantry_appautoscaling::Settings { high_resolution: common.appscaling_high_resolution },
-    ));
-    tokio::spawn(appautoscaling.clone().run_invocations(invocations));
-    let scaling_schedule = tokio::spawn({
-        let (aas, metrics) = (appautoscaling.clone(), control.metrics().clone());
-        let (leader, stop) = (leader.clone(), controllers_stop.clone());
-        async move { aas.run_scheduler(metrics, leader, stop).await }
-    });
+    let (c, retention) = (control.clone(), common.stopped_task_retention);
+    controllers.start(|leader, stop| async move { c.run_cleanup(retention, leader, stop).await });
+    let (cloudwatch, appautoscaling) =
+        start_cloudwatch_and_scaling(&mut controllers, &common, &data_dir, &control)?;
     // The load balancers' data plane: listeners on --lb-bind-address, health checks that
     // DescribeTargetHealth reports and the drainer consults; its metrics go to CloudWatch.
     let data_plane = gantry_lb::LoadBalancer::new(
@@ -1270,75 +1165,22 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     services.appautoscaling = Some(appautoscaling);
     // Cluster auto scaling: capacity providers scale their groups, the metric goes to CloudWatch.
     control.set_capacity(services.autoscaling.clone(), cloudwatch.sink(), common.capacity_scale_in_delay);
-    let groups = tokio::spawn({
-        let (controller, metrics) = (services.autoscaling.controller(), control.metrics().clone());
-        let (leader, stop) = (leader.clone(), controllers_stop.clone());
-        async move { controller.run(metrics, leader, stop).await }
-    });
-    let capacity = tokio::spawn({
-        let (control, leader, stop) = (control.clone(), leader.clone(), controllers_stop.clone());
-        async move { control.run_capacity(leader, stop).await }
-    });
+    let (groups, metrics) = (services.autoscaling.controller(), control.metrics().clone());
+    controllers.start(|leader, stop| async move { groups.run(metrics, leader, stop).await });
+    let c = control.clone();
+    controllers.start(|leader, stop| async move { c.run_capacity(leader, stop).await });
     // ECS checks services' target groups against ELBv2 through its port.
     control.set_target_registry(services.elbv2.clone());
     // Express services' (and Gateways') load balancers, listeners, rules and target groups.
     control.set_ingress(services.elbv2.clone(), common.express_port);
     control.set_deployment_minute(common.deployment_minute);
-    // ELBv2's records become the data plane's configuration, applied as each one is published.
-    let (feed, configs) = gantry_elbv2::config::ConfigFeed::new(
-        control.store().clone(),
-        Arc::new(gantry_acm::AcmCertificates::new(control.store().clone())),
-        Arc::new(control.clone()),
-    );
-    let feed = tokio::spawn(feed.run(controllers_stop.clone()));
-    let applier = tokio::spawn(apply_configs(data_plane, configs, controllers_stop.clone()));
-    // Load balancers go from provisioning to active through their controller.
-    let activator = tokio::spawn({
-        let (store, metrics) = (control.store().clone(), control.metrics().clone());
-        let (leader, stop) = (leader.clone(), controllers_stop.clone());
-        async move { gantry_elbv2::activator::Activator::new(store).run(metrics, leader, stop).await }
-    });
-    // A deregistered target's draining ends through its controller.
-    let drainer = tokio::spawn({
-        let (drainer, metrics) = (services.elbv2.drainer(), control.metrics().clone());
-        let (leader, stop) = (leader.clone(), controllers_stop.clone());
-        async move { drainer.run(metrics, leader, stop).await }
-    });
-    // EventBridge rules' schedules fire through their controller: RunTask on ECS, metrics to
-    // CloudWatch.
-    let events_firing = tokio::spawn({
-        let firing = gantry_events::fire::Firing::new(
-            control.store().clone(),
-            control.clock().clone(),
-            Arc::new(control.clone()),
-            cloudwatch.sink(),
-        );
-        let (metrics, leader, stop) = (control.metrics().clone(), leader.clone(), controllers_stop.clone());
-        async move { firing.run(metrics, leader, stop).await }
-    });
-    // EventBridge Scheduler's schedules fire through theirs.
-    let scheduler_firing = tokio::spawn({
-        let firing = gantry_scheduler::fire::Firing::new(
-            control.store().clone(),
-            control.clock().clone(),
-            Arc::new(control.clone()),
-            cloudwatch.sink(),
-        );
-        let (metrics, leader, stop) = (control.metrics().clone(), leader.clone(), controllers_stop.clone());
-        async move { firing.run(metrics, leader, stop).await }
-    });
+    start_elbv2_and_schedules(&mut controllers, &control, &services, data_plane, &cloudwatch);
     let limits = Limits {
         max_connections: common.max_connections,
         header_read_timeout: std::time::Duration::from_secs(common.header_timeout.max(1)),
         body_read_timeout: std::time::Duration::from_secs(common.body_timeout.max(1)),
     };
-    let logs_dir = data_dir.join("logs");
-    let logs = Arc::new(
-        gantry_logs::Logs::open(logs_dir.clone(), Arc::new(SystemClock))
-            .with_context(|| format!("cannot open the log store at {}", logs_dir.display()))?
-            // Events in embedded metric format become CloudWatch metrics.
-            .with_metrics(cloudwatch.sink()),
-    );
+    let logs = open_logs(&data_dir, &cloudwatch)?;
     // ECS's events (the Spot warning) go on EventBridge's default bus: its rules' targets run.
     control.set_event_bus(Arc::new(gantry_events::bus::Delivery::new(
         control.store().clone(),
@@ -1349,20 +1191,14 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         cloudwatch.sink(),
     )));
     // AWS/ECS metrics from the agents' container stats, once a period, and Container Insights'
-    // performance events (whose ECS/ContainerInsights metrics CloudWatch Logs extracts).
+    // performance events (whose ECS/ContainerInsights metrics CloudWatch Logs extracts); 10 s
+    // at most when target tracking uses high-resolution alarms.
+    let ecs_metrics_period = if common.appscaling_high_resolution {
+        common.ecs_metrics_period.min(10)
+    } else {
+        common.ecs_metrics_period
+    };
     tokio::spawn(publish_ecs_metrics(control.clone(), cloudwatch.sink(), logs.clone(), ecs_metrics_period));
-    // Retention removes whole segments; once a minute is CloudWatch's own granularity and more.
-    tokio::spawn({
-        let logs = logs.clone();
-        async move {
-            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
-            loop {
-                every.tick().await;
-                let logs = logs.clone();
-                let _ = tokio::task::spawn_blocking(move || logs.enforce_retention()).await;
-            }
-        }
-    });
     let agent_control = control.clone();
     let app = app_with(
         control,
@@ -1374,7 +1210,7 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
             poll_timeout: std::time::Duration::from_secs(5),
             limits,
             sealer,
-            logs: logs.clone(),
+            logs,
             cloudwatch,
             task_session: common.task_credentials_duration,
         },
@@ -1386,14 +1222,13 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     let endpoint = client_endpoint(addr);
     println!("Gantry {} ({mode}): the AWS APIs are at {endpoint}", env!("CARGO_PKG_VERSION"));
     println!("  account {}, state in {store_name}, auth {}", common.account_id, auth.name());
-    let agent_credentials = match &root {
-        Some((c, _)) => ClientCredentials {
+    // The agents this server starts sign with the root key (any key does under open auth).
+    let agent_credentials =
+        root.as_ref().map_or_else(ClientCredentials::anonymous, |(c, _)| ClientCredentials {
             access_key_id: c.access_key_id.clone(),
             secret: c.secret.clone(),
             session_token: None,
-        },
-        None => ClientCredentials::anonymous(),
-    };
+        });
     launchers
         .set_target(launchers::Target { endpoint: endpoint.clone(), credentials: agent_credentials.clone() });
     // Agents' heartbeats in the store, their polls woken by the store's watch, and this
@@ -1403,30 +1238,263 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         store: store_name.clone(),
         started: gantry_core::Clock::now(&SystemClock),
     };
-    let agent_channel = tokio::spawn({
-        let (control, stop) = (agent_control, controllers_stop.clone());
-        async move { control.run_agent_channel(identity, stop).await }
-    });
+    controllers.start(|_, stop| async move { agent_control.run_agent_channel(identity, stop).await });
     // `gantry up`'s Fargate node, once it runs (its ready holders go when the server stops).
     let fargate: Arc<std::sync::OnceLock<FargateAgent>> = Arc::default();
     if mode == "up" {
-        let base = endpoint.clone();
-        let dir = data_dir.join("fargate");
-        let ids = SeededIds::from_entropy();
+        let (base, dir, node) = (endpoint.clone(), data_dir.join("fargate"), fargate.clone());
         let holder_pool = common.fargate_holder_pool;
-        let node = fargate.clone();
         // The node comes up once the API below is serving.
         tokio::spawn(async move {
-            match start_fargate(&base, &dir, &ids, agent_credentials, holder_pool, node).await {
-                Ok(()) => {}
-                Err(e) => tracing::warn!("no Fargate capacity on this host: {e:#}"),
+            let ids = SeededIds::from_entropy();
+            if let Err(e) = start_fargate(&base, &dir, &ids, agent_credentials, holder_pool, node).await {
+                tracing::warn!("no Fargate capacity on this host: {e:#}");
             }
         });
     }
-    // `gantry up` is for this machine's user: their AWS CLI gets a profile for it.
-    let profile = (mode == "up").then(|| {
-        write_aws_profile(&endpoint, root.as_ref().map(|(c, _)| (c.access_key_id.as_str(), &c.secret)))
+    greet(mode, &endpoint, root.as_ref());
+    tracing::info!(%addr, data_dir = %data_dir.display(), "listening");
+    gantry_api::serve(listener, app, limits, terminated()).await?;
+    // No new controller pass starts; the passes in flight finish.
+    stop_controllers.trigger();
+    for task in controllers.tasks {
+        let _ = task.await;
+    }
+    launchers.shutdown().await;
+    if let Some(agent) = fargate.get() {
+        agent.release_holders().await;
+    }
+    // Another server takes over at once, without waiting for the lease to expire.
+    if let Some(campaign) = campaign {
+        campaign.resign().await;
+    }
+    Ok(())
+}
+
+/// The controllers a server runs, each behind the leadership gate and until the shutdown, and
+/// their tasks (awaited, in the order they started, once the API has drained).
+struct Controllers {
+    leader: Arc<dyn gantry_runtime::Leadership>,
+    stop: gantry_runtime::Shutdown,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Controllers {
+    fn start<F>(
+        &mut self,
+        run: impl FnOnce(Arc<dyn gantry_runtime::Leadership>, gantry_runtime::Shutdown) -> F,
+    ) where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.push(tokio::spawn(run(self.leader.clone(), self.stop.clone())));
+    }
+}
+
+/// The root access key and the credentials file it is in.
+type RootKey = (gantry_ports::Credential, PathBuf);
+
+/// The access keys the front door accepts: under SigV4 the root key, created at first start in
+/// DATA_DIR/root-credentials (its path is returned with it); open auth needs none.
+fn access_keys(
+    common: &Common,
+    data_dir: &std::path::Path,
+    auth: AuthMode,
+) -> anyhow::Result<(Arc<gantry_sts::keys::KeyRing>, Option<RootKey>)> {
+    let keys = Arc::new(gantry_sts::keys::KeyRing::new());
+    if auth != AuthMode::SigV4 {
+        return Ok((keys, None));
+    }
+    let (credential, path, created) =
+        gantry_sts::keys::load_or_create_root(data_dir, &common.account_id, &OsSecrets)
+            .context("cannot set up the root access key")?;
+    if created {
+        tracing::info!(path = %path.display(), "created the root access key");
+    }
+    keys.insert(credential.clone());
+    Ok((keys, Some((credential, path))))
+}
+
+/// The store (SQLite in DATA_DIR/gantry.db, or an etcd cluster), moved to the current key
+/// layout if an earlier release wrote it; its name for messages, and the etcd store for the
+/// election.
+async fn open_store(
+    common: &Common,
+    data_dir: &std::path::Path,
+    metrics: &Metrics,
+) -> anyhow::Result<(Arc<dyn Store>, String, Option<Arc<EtcdStore>>)> {
+    let (store, name, etcd): (Arc<dyn Store>, String, Option<Arc<EtcdStore>>) = match &common.store {
+        StoreChoice::Sqlite => {
+            let db = data_dir.join("gantry.db");
+            let store = SqliteStore::open_with_metrics(&db, metrics.store.clone())
+                .with_context(|| format!("cannot open the store at {}", db.display()))?;
+            (Arc::new(store), db.display().to_string(), None)
+        }
+        StoreChoice::Etcd(target) => {
+            let store = EtcdStore::connect(target, metrics.store.clone())
+                .await
+                .with_context(|| format!("cannot open the store at {target}"))?;
+            let store = Arc::new(if common.unsafe_stale_reads { store.with_stale_reads() } else { store });
+            (store.clone(), target.to_string(), Some(store))
+        }
+    };
+    gantry_ecs::migrate(store.as_ref())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot migrate the store at {name}: {}", e.message))?;
+    Ok((store, name, etcd))
+}
+
+/// The binary agents update to (UpdateContainerAgent): this server's own, as it is now. Read
+/// in the background: a debug build is large, and serving need not wait for it.
+fn offer_own_binary(control: &ControlPlane) {
+    let control = control.clone();
+    tokio::task::spawn_blocking(move || {
+        let path = match std::env::current_exe() {
+            Ok(p) => p,
+            Err(e) => {
+                return tracing::warn!(error = %e, "cannot find this server's binary: agents get no updates");
+            }
+        };
+        match gantry_agent::update::file_sha256(&path) {
+            Ok((sha256, size)) => control.set_agent_binary(gantry_ecs::AgentBinary { path, sha256, size }),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read this server's binary: agents get no updates")
+            }
+        }
     });
+}
+
+/// Who leads: this server alone on SQLite; on etcd, whoever the election says (this server
+/// campaigns under its address and process ID).
+fn leadership(
+    control: &ControlPlane,
+    etcd: Option<&EtcdStore>,
+    listen: SocketAddr,
+) -> (Arc<dyn gantry_runtime::Leadership>, Option<gantry_store::election::Campaign>) {
+    match etcd {
+        Some(etcd) => {
+            let campaign = etcd.campaign(&format!("{listen} pid {}", std::process::id()));
+            let elected = ElectedLeadership::follow(
+                campaign.elected(),
+                control.metrics().leader.clone(),
+                control.metrics().elections.clone(),
+            );
+            (elected, Some(campaign))
+        }
+        None => {
+            control.metrics().leader.set(1);
+            (Arc::new(AlwaysLeader::default()), None)
+        }
+    }
+}
+
+/// CloudWatch metrics and alarms (a time-series store of its own under DATA_DIR/metrics; ECS's
+/// deployment alarms read its alarm states), and Application Auto Scaling (desired counts
+/// through ECS, target tracking alarms in CloudWatch, whose actions naming scaling policies go
+/// to its inbox and are carried out as they come; scheduled actions by a controller).
+fn start_cloudwatch_and_scaling(
+    controllers: &mut Controllers,
+    common: &Common,
+    data_dir: &std::path::Path,
+    control: &ControlPlane,
+) -> anyhow::Result<(Arc<gantry_cloudwatch::CloudWatch>, Arc<gantry_appautoscaling::AppAutoScaling>)> {
+    let metrics_dir = data_dir.join("metrics");
+    let (inbox, invocations) = gantry_appautoscaling::AppAutoScaling::inbox(control.store().clone());
+    let cloudwatch = Arc::new(
+        gantry_cloudwatch::CloudWatch::open(
+            metrics_dir.clone(),
+            control.clock().clone(),
+            Arc::new(AlarmRouter { inbox, recorded: gantry_cloudwatch::RecordedActions::default() }),
+            (common.account_id.clone(), DEFAULT_REGION.to_string()),
+        )
+        .with_context(|| format!("cannot open the metric store at {}", metrics_dir.display()))?,
+    );
+    tokio::spawn(run_cloudwatch(cloudwatch.clone()));
+    control.set_alarm_states(cloudwatch.clone());
+    let appautoscaling = Arc::new(gantry_appautoscaling::AppAutoScaling::new(
+        control.store().clone(),
+        control.clock().clone(),
+        control.ids().clone(),
+        Arc::new(control.clone()),
+        cloudwatch.clone(),
+        gantry_appautoscaling::Settings { high_resolution: common.appscaling_high_resolution },
+    ));
+    tokio::spawn(appautoscaling.clone().run_invocations(invocations));
+    let (aas, metrics) = (appautoscaling.clone(), control.metrics().clone());
+    controllers.start(|leader, stop| async move { aas.run_scheduler(metrics, leader, stop).await });
+    Ok((cloudwatch, appautoscaling))
+}
+
+/// ELBv2's controllers and EventBridge's schedules: the data plane configured from ELBv2's
+/// records as each one is published, load balancers activated, drained targets forgotten,
+/// rules' and schedules' firings (RunTask on ECS, metrics to CloudWatch).
+fn start_elbv2_and_schedules(
+    controllers: &mut Controllers,
+    control: &ControlPlane,
+    services: &Services,
+    data_plane: gantry_lb::LoadBalancer,
+    cloudwatch: &Arc<gantry_cloudwatch::CloudWatch>,
+) {
+    let (feed, configs) = gantry_elbv2::config::ConfigFeed::new(
+        control.store().clone(),
+        Arc::new(gantry_acm::AcmCertificates::new(control.store().clone())),
+        Arc::new(control.clone()),
+    );
+    controllers.start(|_, stop| feed.run(stop));
+    controllers.start(|_, stop| apply_configs(data_plane, configs, stop));
+    let (store, metrics) = (control.store().clone(), control.metrics().clone());
+    controllers.start(|leader, stop| async move {
+        gantry_elbv2::activator::Activator::new(store).run(metrics, leader, stop).await
+    });
+    let (drainer, metrics) = (services.elbv2.drainer(), control.metrics().clone());
+    controllers.start(|leader, stop| drainer.run(metrics, leader, stop));
+    let firing = gantry_events::fire::Firing::new(
+        control.store().clone(),
+        control.clock().clone(),
+        Arc::new(control.clone()),
+        cloudwatch.sink(),
+    );
+    let metrics = control.metrics().clone();
+    controllers.start(|leader, stop| firing.run(metrics, leader, stop));
+    let firing = gantry_scheduler::fire::Firing::new(
+        control.store().clone(),
+        control.clock().clone(),
+        Arc::new(control.clone()),
+        cloudwatch.sink(),
+    );
+    let metrics = control.metrics().clone();
+    controllers.start(|leader, stop| firing.run(metrics, leader, stop));
+}
+
+/// CloudWatch Logs' store under DATA_DIR/logs (events in embedded metric format become
+/// CloudWatch metrics), its retention enforced once a minute (it removes whole segments;
+/// CloudWatch's own granularity and more).
+fn open_logs(
+    data_dir: &std::path::Path,
+    cloudwatch: &Arc<gantry_cloudwatch::CloudWatch>,
+) -> anyhow::Result<Arc<gantry_logs::Logs>> {
+    let logs_dir = data_dir.join("logs");
+    let logs = Arc::new(
+        gantry_logs::Logs::open(logs_dir.clone(), Arc::new(SystemClock))
+            .with_context(|| format!("cannot open the log store at {}", logs_dir.display()))?
+            .with_metrics(cloudwatch.sink()),
+    );
+    let kept = logs.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+        loop {
+            every.tick().await;
+            let logs = kept.clone();
+            let _ = tokio::task::spawn_blocking(move || logs.enforce_retention()).await;
+        }
+    });
+    Ok(logs)
+}
+
+/// What the user sees once the server listens: `gantry up` writes their AWS CLI a profile;
+/// where the root key is; a first command to try.
+fn greet(mode: &str, endpoint: &str, root: Option<&RootKey>) {
+    let profile = (mode == "up")
+        .then(|| write_aws_profile(endpoint, root.map(|(c, _)| (c.access_key_id.as_str(), &c.secret))));
     let (aws, aws_found) = aws_command();
     match &profile {
         Some(Ok(w)) => println!(
@@ -1437,11 +1505,11 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
         Some(Err(e)) => tracing::warn!("cannot write the AWS CLI profile '{AWS_PROFILE}': {e}"),
         None => {}
     }
-    if let Some((_, path)) = &root {
+    if let Some((_, path)) = root {
         println!("  the root access key is in {}", path.display());
     }
     println!("Try it:");
-    match (&profile, &root) {
+    match (&profile, root) {
         (Some(Ok(_)), _) => {
             println!("  {aws} --profile {AWS_PROFILE} ecs create-cluster --cluster-name demo")
         }
@@ -1458,39 +1526,16 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
             "  (the AWS CLI is not installed here: ./scripts/up.sh installs it, or run: pip install awscli)"
         );
     }
-    tracing::info!(%addr, data_dir = %data_dir.display(), "listening");
-    gantry_api::serve(listener, app, limits, async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
-        tracing::info!("shutting down");
-    })
-    .await?;
-    // No new scheduler pass starts; the passes in flight finish.
-    stop_controllers.trigger();
-    let _ = scheduler.await;
-    let _ = activator.await;
-    let _ = groups.await;
-    let _ = capacity.await;
-    launchers.shutdown().await;
-    let _ = drainer.await;
-    let _ = events_firing.await;
-    let _ = scheduler_firing.await;
-    let _ = cleanup.await;
-    let _ = scaling_schedule.await;
-    let _ = feed.await;
-    let _ = applier.await;
-    let _ = agent_channel.await;
-    if let Some(agent) = fargate.get() {
-        agent.release_holders().await;
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn terminated() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
     }
-    // Another server takes over at once, without waiting for the lease to expire.
-    if let Some(campaign) = campaign {
-        campaign.resign().await;
-    }
-    Ok(())
+    tracing::info!("shutting down");
 }
 
 /// CloudWatch's alarm actions: scaling policies' to Application Auto Scaling, the rest recorded.
