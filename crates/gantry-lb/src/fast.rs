@@ -401,7 +401,7 @@ fn plan(
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"x-forwarded-proto: http\r\nx-forwarded-port: ");
-    out.extend_from_slice(table.port.to_string().as_bytes());
+    decimal(out, u64::from(table.port));
     out.extend_from_slice(b"\r\nx-amzn-trace-id: ");
     // An incoming trace ID with a Root keeps it and gains a Self field; else a new Root.
     match s.trace {
@@ -418,7 +418,7 @@ fn plan(
         Framing::Chunked
     } else if let Some(l) = s.length {
         out.extend_from_slice(b"content-length: ");
-        out.extend_from_slice(l.to_string().as_bytes());
+        decimal(out, l);
         out.extend_from_slice(b"\r\n");
         if l > 0 { Framing::Length(l) } else { Framing::None }
     } else {
@@ -438,6 +438,21 @@ fn plan(
         head_request: method == "HEAD",
         idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"),
     })))
+}
+
+/// Writes `n` in decimal, without allocating.
+fn decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 fn line(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -476,7 +491,7 @@ fn own(out: &mut Vec<u8>, r: &Response<Body>, head_len: usize, close: bool, shar
         _ => b"",
     };
     out.extend_from_slice(b"content-length: ");
-    out.extend_from_slice(body.len().to_string().as_bytes());
+    decimal(out, body.len() as u64);
     out.extend_from_slice(b"\r\n");
     if !r.headers().contains_key(header::DATE) {
         date(out, shared);
@@ -762,7 +777,11 @@ fn response_head(tbuf: &[u8], out: &mut Vec<u8>, f: &Forward, shared: &Shared) -
     match (body, s.length) {
         (Framing::Chunked, _) => line(out, b"transfer-encoding", s.coding.unwrap_or(b"chunked")),
         (Framing::Close, _) => {}
-        (_, Some(l)) => line(out, b"content-length", l.to_string().as_bytes()),
+        (_, Some(l)) => {
+            out.extend_from_slice(b"content-length: ");
+            decimal(out, l);
+            out.extend_from_slice(b"\r\n");
+        }
         (_, None) => {}
     }
     if body == Framing::Close || f.close {
@@ -999,6 +1018,15 @@ mod tests {
         assert_eq!(end_of(&[b"3\r\nabcX"]), Err(()));
         assert_eq!(end_of(&[b"\r\n"]), Err(()));
         assert_eq!(end_of(&[b"11111111111111111\r\n"]), Err(()));
+    }
+
+    #[test]
+    fn decimals() {
+        for n in [0, 7, 10, 443, 65535, u64::MAX] {
+            let mut out = b"x".to_vec();
+            decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}").into_bytes());
+        }
     }
 
     #[test]

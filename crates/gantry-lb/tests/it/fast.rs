@@ -335,6 +335,17 @@ async fn upgrades_malformed_and_oversized_heads_go_to_hyper() {
     let mut echoed = [0u8; 18];
     c.read_exact(&mut echoed).await.unwrap();
     assert_eq!(&echoed, b"through the tunnel");
+    // HTTP/1.0: hyper's path, which closes after the answer.
+    let mut c = connect(port).await;
+    c.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).await.unwrap();
+    assert!(
+        got.starts_with(b"HTTP/1.0 200") || got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+    assert!(got.ends_with(b"\r\n\r\na"), "{}", String::from_utf8_lossy(&got));
     // Malformed: hyper's 400.
     let mut c = connect(port).await;
     c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n").await.unwrap();
