@@ -14,7 +14,8 @@ Per proxy and round (rounds interleave the proxies, so a neighbour's compile hit
 - latency: wrk -t1 -c1 (one request at a time), p50 and p99, and p99 added over a direct
   request to a backend (the same run's `direct` row);
 and each proxy's resident memory when idle (after start, before any load). Prints each round,
-then the medians and the ratios to HAProxy.
+then the medians and the ratios to HAProxy. `--syscalls` then counts each proxy's syscalls per
+request (`strace -c -f` attached during one more keep-alive and one more new-connection run).
 """
 import argparse
 import os
@@ -125,6 +126,34 @@ def wrk(port, duration, connections, tmp, close=False, pid=None):
     return reqs / (dur_us / 1e6), p50 / 1000.0, p99 / 1000.0, bad, errors, cpu * 1e6 / max(reqs, 1)
 
 
+def syscalls(pid, port, duration, connections, tmp, close):
+    """(syscalls per request, [(name, per request)] by count) of `pid` under one wrk run, by `strace -c -f`."""
+    out_file = os.path.join(tmp, "strace.out")
+    tracer = subprocess.Popen(["strace", "-c", "-f", "-p", str(pid), "-o", out_file],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Until strace has attached (TracerPid), so no request goes uncounted.
+    deadline = time.time() + 10
+    while time.time() < deadline and not any(
+            line.startswith("TracerPid:") and line.split()[1] != "0" for line in open(f"/proc/{pid}/status")):
+        time.sleep(0.05)
+    time.sleep(0.2)
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{duration}s"]
+    if close:
+        cmd += ["-H", "Connection: close"]
+    out = subprocess.run(cmd + [f"http://127.0.0.1:{port}/"], capture_output=True, text=True, check=True).stdout
+    tracer.send_signal(2)
+    tracer.wait()
+    reqs = int(re.search(r"(\d+) requests in", out).group(1))
+    counts = []
+    for line in open(out_file):
+        parts = line.split()
+        # % time, seconds, usecs/call, calls, [errors,] syscall
+        if len(parts) >= 5 and parts[3].isdigit() and parts[-1] != "total":
+            counts.append((parts[-1], int(parts[3]) / max(reqs, 1)))
+    counts.sort(key=lambda c: -c[1])
+    return sum(n for _, n in counts), counts
+
+
 def wait_port(port, timeout=10):
     import socket
     deadline = time.time() + timeout
@@ -151,6 +180,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64)
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="after the rounds, count each proxy's syscalls per request (strace -c -f) over keep-alive "
+                         "and new connections")
     ap.add_argument("--baseline", metavar="BINARY",
                     help="another lb_serve binary (an earlier build) run as the row `baseline`, for a same-run before/after")
     args = ap.parse_args()
@@ -227,6 +259,14 @@ def main():
                       f"new conn {nc[0]:8.0f} req/s p50 {nc[1]:.3f} p99 {nc[2]:.3f} ms | "
                       f"c1 p50 {lat[1]:.3f} p99 {lat[2]:.3f} ms | CPU/req {ka[5]:.1f} / {nc[5]:.1f} µs | errors {ka[3] + ka[4] + nc[3] + nc[4] + lat[3] + lat[4]}",
                       flush=True)
+
+        if args.syscalls:
+            for name, (port, proc) in proxies.items():
+                for close in (False, True):
+                    per_req = syscalls(proc.pid, port, args.duration, args.connections, tmp, close)
+                    top = ", ".join(f"{c} {n:.2f}" for c, n in per_req[1][:8])
+                    print(f"syscalls {name:8} {'new conn' if close else 'keep-alive'}: {per_req[0]:.2f} per request "
+                          f"({top})", flush=True)
 
         med = {name: {
             "ka": [statistics.median(x[0][i] for x in rs) for i in range(6)],

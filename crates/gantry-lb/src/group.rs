@@ -31,6 +31,8 @@ pub struct Member {
     idle: Notify,
     /// Idle HTTP/1 connections to it (`pool.rs`).
     pub(crate) idle_connections: Mutex<Vec<crate::pool::Sender>>,
+    /// Idle HTTP/1 connections of the plain-HTTP fast path (`fast.rs`), bare sockets.
+    pub(crate) idle_sockets: Mutex<Vec<tokio::net::TcpStream>>,
     /// When the prober checks it next (`None`: never checked, so at once).
     pub(crate) next_check: Mutex<Option<tokio::time::Instant>>,
 }
@@ -59,6 +61,7 @@ impl Member {
             current: AtomicI64::new(0),
             idle: Notify::new(),
             idle_connections: Mutex::new(Vec::new()),
+            idle_sockets: Mutex::new(Vec::new()),
             next_check: Mutex::new(None),
         }
     }

@@ -55,7 +55,7 @@ impl Shared {
     }
 
     /// `Root=1-EPOCHHEX-96BITSHEX`, as ALB generates it (`prefix` is `Root` or `Self`).
-    fn trace_id(&self, prefix: &[u8; 4]) -> [u8; 40] {
+    pub(crate) fn trace_id(&self, prefix: &[u8; 4]) -> [u8; 40] {
         let secs = (self.clock.now().0 / 1000) as u32;
         let n = self.trace_turn.fetch_add(1, Relaxed);
         let a = splitmix(self.trace_seed ^ n);
@@ -115,7 +115,7 @@ const FIRST_READ: usize = 4096;
 /// A plain connection's mode, from its first bytes: read here (one read, where a peek would
 /// need a second one for hyper) and handed back to be replayed through [`Rewind`]. `Detect`
 /// while they are a strict prefix of HTTP/2's preface. `None` when the client closed first.
-pub(crate) async fn sniff(stream: &mut tokio::net::TcpStream) -> Option<(Mode, Bytes)> {
+pub(crate) async fn sniff(stream: &mut tokio::net::TcpStream) -> Option<(Mode, bytes::BytesMut)> {
     use tokio::io::AsyncReadExt;
     let mut buf = bytes::BytesMut::with_capacity(FIRST_READ);
     let n = stream.read_buf(&mut buf).await.ok()?;
@@ -130,7 +130,7 @@ pub(crate) async fn sniff(stream: &mut tokio::net::TcpStream) -> Option<(Mode, B
     } else {
         Mode::Detect
     };
-    Some((mode, buf.freeze()))
+    Some((mode, buf))
 }
 
 /// A stream whose first bytes were already read: they are read again first.
@@ -291,7 +291,7 @@ fn host_of<B>(req: &Request<B>) -> Option<&str> {
         .or_else(|| req.headers().get(header::HOST).and_then(|v| v.to_str().ok()))
 }
 
-fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split_once(']').map_or(host, |(h, _)| &host[..h.len() + 1]);
     }
@@ -378,7 +378,7 @@ async fn forward(
     {
         parts.headers.insert(header::HOST, h);
     }
-    let started = std::time::Instant::now();
+    let started = stopwatch();
     let answer = if settings.http2 {
         parts.version = Version::HTTP_2;
         parts.uri = target_uri(&member, parts.uri.path_and_query());
@@ -450,6 +450,11 @@ async fn forward(
     Response::from_parts(parts, Body::Proxied { inner: body, guard: Some(guard), connection })
 }
 
+/// Starts timing a target's answer (TargetResponseTime), for both HTTP paths.
+pub(crate) fn stopwatch() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
 fn target_uri(member: &Member, pq: Option<&PathAndQuery>) -> Uri {
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(Scheme::HTTP);
@@ -508,7 +513,7 @@ async fn tunnel(client: hyper::upgrade::OnUpgrade, target: hyper::upgrade::OnUpg
 }
 
 /// The client's cookies.
-struct Cookies<'a>(Vec<&'a str>);
+pub(crate) struct Cookies<'a>(pub(crate) Vec<&'a str>);
 
 impl<'a> Cookies<'a> {
     fn of(headers: &'a HeaderMap) -> Self {
@@ -523,12 +528,12 @@ impl<'a> Cookies<'a> {
     }
 
     /// A stickiness key (16 hex digits).
-    fn key(&self, name: &str) -> Option<u64> {
+    pub(crate) fn key(&self, name: &str) -> Option<u64> {
         self.get(name).and_then(|v| u64::from_str_radix(v, 16).ok())
     }
 }
 
-fn sticky_cookies(headers: &mut HeaderMap, stickiness: &Stickiness, member: &Member, now: i64) {
+pub(crate) fn sticky_cookies(headers: &mut HeaderMap, stickiness: &Stickiness, member: &Member, now: i64) {
     let v = format!("{:016x}", member.key);
     match stickiness {
         Stickiness::LbCookie { duration } => {
@@ -549,7 +554,14 @@ fn sticky_cookies(headers: &mut HeaderMap, stickiness: &Stickiness, member: &Mem
     }
 }
 
-fn set_cookie(headers: &mut HeaderMap, name: &str, value: &str, now_ms: i64, duration: Duration, cors: bool) {
+pub(crate) fn set_cookie(
+    headers: &mut HeaderMap,
+    name: &str,
+    value: &str,
+    now_ms: i64,
+    duration: Duration,
+    cors: bool,
+) {
     let expires = http_date(now_ms / 1000 + duration.as_secs() as i64);
     let extra = if cors { "; SameSite=None; Secure" } else { "" };
     if let Ok(v) = HeaderValue::from_str(&format!("{name}={value}; Expires={expires}; Path=/{extra}")) {
@@ -593,7 +605,7 @@ pub(crate) fn elb_error(table: &Table, status: StatusCode) -> Response<Body> {
     own_response(status, "text/html", Bytes::from(body))
 }
 
-fn fixed(table: &Table, f: &FixedResponse) -> Response<Body> {
+pub(crate) fn fixed(table: &Table, f: &FixedResponse) -> Response<Body> {
     table.counters.own.fixed_responses.fetch_add(1, Relaxed);
     let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::OK);
     table.counters.own.elb_response(f.status);
@@ -606,7 +618,7 @@ fn fixed(table: &Table, f: &FixedResponse) -> Response<Body> {
     r
 }
 
-fn redirect(table: &Table, r: &Redirect, location: String) -> Response<Body> {
+pub(crate) fn redirect(table: &Table, r: &Redirect, location: String) -> Response<Body> {
     table.counters.own.redirects.fetch_add(1, Relaxed);
     let status = if r.permanent { StatusCode::MOVED_PERMANENTLY } else { StatusCode::FOUND };
     table.counters.own.elb_response(status.as_u16());

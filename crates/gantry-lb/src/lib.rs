@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod rules;
 
 mod body;
+mod fast;
 mod group;
 mod http;
 mod listener;

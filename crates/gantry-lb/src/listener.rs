@@ -81,9 +81,14 @@ async fn plain_http(
     idle: Duration,
 ) {
     // A client that connects and says nothing is dropped after the idle timeout.
-    if let Ok(Some((mode, first))) = tokio::time::timeout(idle, crate::http::sniff(&mut stream)).await {
-        let stream = crate::http::Rewind::new(first, stream);
-        crate::http::serve(stream, peer, slot, shared, false, mode, idle).await;
+    match tokio::time::timeout(idle, crate::http::sniff(&mut stream)).await {
+        // HTTP/1.1: the fast path, which hands hyper's path what it does not handle.
+        Ok(Some((Mode::Http1, first))) => crate::fast::serve(stream, first, peer, slot, shared, idle).await,
+        Ok(Some((mode, first))) => {
+            let stream = crate::http::Rewind::new(first.freeze(), stream);
+            Box::pin(crate::http::serve(stream, peer, slot, shared, false, mode, idle)).await;
+        }
+        _ => {}
     }
 }
 

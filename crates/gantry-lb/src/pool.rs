@@ -1,7 +1,8 @@
 //! Connections to HTTP/1 targets: each target keeps its idle connections; a request takes one
 //! (or opens one), and the end of its response body puts it back. A request that a reused
 //! connection could not even start (the target had closed it) is sent again on another.
-//! HTTP/2 targets go through hyper's pooled client, which multiplexes.
+//! HTTP/2 targets go through hyper's pooled client, which multiplexes. The plain-HTTP fast
+//! path (`fast.rs`) keeps bare sockets instead, written and read by the client's own task.
 
 use crate::group::Member;
 use http::{Request, Response};
@@ -92,6 +93,41 @@ impl Member {
         let mut idle = self.idle_connections.lock().unwrap_or_else(|e| e.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(sender);
+        }
+    }
+}
+
+/// Opens a bare connection to the member (the fast path's).
+pub(crate) async fn connect_socket(member: &Member) -> Option<TcpStream> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(member.target.address)).await {
+        Ok(Ok(s)) => {
+            let _ = s.set_nodelay(true);
+            Some(s)
+        }
+        _ => None,
+    }
+}
+
+impl Member {
+    /// An idle bare connection. With `check`, one the target has closed (or sent something
+    /// unasked on) is dropped: a syscall only when the socket was last seen readable.
+    pub(crate) fn take_socket(&self, check: bool) -> Option<TcpStream> {
+        let mut idle = self.idle_sockets.lock().unwrap_or_else(|e| e.into_inner());
+        while let Some(s) = idle.pop() {
+            if !check
+                || matches!(s.try_read(&mut [0u8; 1]), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            {
+                return Some(s);
+            }
+        }
+        None
+    }
+
+    /// Keeps a bare connection whose response has been read in full.
+    pub(crate) fn put_socket(&self, socket: TcpStream) {
+        let mut idle = self.idle_sockets.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE {
+            idle.push(socket);
         }
     }
 }
