@@ -167,8 +167,8 @@ impl ControlPlane {
                 if let Some(was) = was {
                     warned.last_status = was;
                 }
-                self.task_state_change_event(ctx, &warned.to_wire()).await;
-                tasks.push(rec.task.to_wire());
+                self.task_state_change_event(ctx, &warned.into_wire()).await;
+                tasks.push(rec.task.into_wire());
             }
         }
         Ok(InterruptSpotResponse { tasks, failures })

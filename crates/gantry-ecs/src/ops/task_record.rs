@@ -163,49 +163,54 @@ pub struct StoredContainer {
 
 impl StoredTask {
     /// ECS's `Task`, as DescribeTasks, RunTask, StartTask and StopTask answer: the one place the
-    /// record becomes the wire shape.
-    pub fn to_wire(&self) -> Task {
+    /// record becomes the wire shape ([`Self::to_wire`] for a borrowed one).
+    pub fn into_wire(self) -> Task {
         let s = |t: Option<Timestamp>| t.map(Timestamp::as_epoch_seconds);
         Task {
-            attachments: Some(self.attachments.clone()),
-            attributes: Some(self.attributes.clone()),
-            availability_zone: self.availability_zone.clone(),
-            capacity_provider_name: self.capacity_provider_name.clone(),
-            cluster_arn: Some(self.cluster_arn.clone()),
+            attachments: Some(self.attachments),
+            attributes: Some(self.attributes),
+            availability_zone: self.availability_zone,
+            capacity_provider_name: self.capacity_provider_name,
+            cluster_arn: Some(self.cluster_arn),
             connectivity: self.connectivity.map(|c| c.as_str().into()),
             connectivity_at: s(self.connectivity_at),
-            container_instance_arn: self.container_instance_arn.clone(),
-            containers: Some(self.containers.iter().map(StoredContainer::to_wire).collect()),
-            cpu: Some(self.cpu.clone()),
+            container_instance_arn: self.container_instance_arn,
+            containers: Some(self.containers.into_iter().map(StoredContainer::into_wire).collect()),
+            cpu: Some(self.cpu),
             created_at: Some(self.created_at.as_epoch_seconds()),
             desired_status: Some(self.desired_status.as_str().into()),
             enable_execute_command: self.enable_execute_command,
             execution_stopped_at: s(self.execution_stopped_at),
-            group: Some(self.group.clone()),
+            group: Some(self.group),
             health_status: Some(self.health_status.as_str().into()),
-            inference_accelerators: self.inference_accelerators.clone(),
+            inference_accelerators: self.inference_accelerators,
             last_status: Some(self.last_status.as_str().into()),
-            launch_type: Some(self.launch_type.clone()),
-            memory: Some(self.memory.clone()),
-            overrides: Some(self.overrides.clone()),
-            platform_version: self.platform_version.clone(),
-            platform_family: self.platform_family.clone(),
+            launch_type: Some(self.launch_type),
+            memory: Some(self.memory),
+            overrides: Some(self.overrides),
+            platform_version: self.platform_version,
+            platform_family: self.platform_family,
             pull_started_at: s(self.pull_started_at),
             pull_stopped_at: s(self.pull_stopped_at),
             started_at: s(self.started_at),
-            started_by: self.started_by.clone(),
-            stop_code: self.stop_code.clone(),
+            started_by: self.started_by,
+            stop_code: self.stop_code,
             stopped_at: s(self.stopped_at),
-            stopped_reason: self.stopped_reason.clone(),
+            stopped_reason: self.stopped_reason,
             stopping_at: s(self.stopping_at),
-            tags: Some(self.tags.clone()),
-            task_arn: Some(self.task_arn.clone()),
-            task_definition_arn: Some(self.task_definition_arn.clone()),
+            tags: Some(self.tags),
+            task_arn: Some(self.task_arn),
+            task_definition_arn: Some(self.task_definition_arn),
             version: self.version,
-            ephemeral_storage: self.ephemeral_storage.clone(),
-            fargate_ephemeral_storage: self.fargate_ephemeral_storage.clone(),
-            trusted_execution_summary: self.trusted_execution_summary.clone(),
+            ephemeral_storage: self.ephemeral_storage,
+            fargate_ephemeral_storage: self.fargate_ephemeral_storage,
+            trusted_execution_summary: self.trusted_execution_summary,
         }
+    }
+
+    /// [`Self::into_wire`] of a copy.
+    pub fn to_wire(&self) -> Task {
+        self.clone().into_wire()
     }
 
     /// Whether the task is STOPPED.
@@ -236,27 +241,27 @@ impl StoredTask {
 
 impl StoredContainer {
     /// ECS's `Container`.
-    pub fn to_wire(&self) -> Container {
+    pub fn into_wire(self) -> Container {
         Container {
-            container_arn: Some(self.container_arn.clone()),
-            task_arn: Some(self.task_arn.clone()),
-            name: Some(self.name.clone()),
-            image: Some(self.image.clone()),
-            image_digest: self.image_digest.clone(),
-            runtime_id: self.runtime_id.clone(),
+            container_arn: Some(self.container_arn),
+            task_arn: Some(self.task_arn),
+            name: Some(self.name),
+            image: Some(self.image),
+            image_digest: self.image_digest,
+            runtime_id: self.runtime_id,
             last_status: Some(self.last_status.as_str().into()),
             exit_code: self.exit_code,
-            reason: self.reason.clone(),
-            network_bindings: self.network_bindings.clone(),
-            network_interfaces: Some(self.network_interfaces.clone()),
+            reason: self.reason,
+            network_bindings: self.network_bindings,
+            network_interfaces: Some(self.network_interfaces),
             health_status: self.health_status.map(|h| h.as_str().into()),
-            managed_agents: self.managed_agents.clone(),
-            cpu: Some(self.cpu.clone()),
-            memory: self.memory.clone(),
-            memory_reservation: self.memory_reservation.clone(),
-            gpu_ids: self.gpu_ids.clone(),
-            neuron_device_ids: self.neuron_device_ids.clone(),
-            gpu_sharing_strategy: self.gpu_sharing_strategy.clone(),
+            managed_agents: self.managed_agents,
+            cpu: Some(self.cpu),
+            memory: self.memory,
+            memory_reservation: self.memory_reservation,
+            gpu_ids: self.gpu_ids,
+            neuron_device_ids: self.neuron_device_ids,
+            gpu_sharing_strategy: self.gpu_sharing_strategy,
         }
     }
 }

@@ -2,7 +2,7 @@
 //! changes (SubmitTaskStateChange, SubmitContainerStateChange, SubmitAttachmentStateChanges).
 //!
 //! A task record holds the task ([`StoredTask`], which becomes ECS's `Task` only in its
-//! `to_wire`) plus the node it was assigned to and the resources it
+//! `into_wire`) plus the node it was assigned to and the resources it
 //! reserved there. Placement is first-fit over the cluster's container instances (or over the
 //! Fargate nodes for FARGATE), and commits with a compare-and-swap on the chosen node's record,
 //! so concurrent RunTask calls never overcommit a node; a conflict re-reads and tries again.
@@ -902,7 +902,7 @@ impl ControlPlane {
                 match self.place_fargate(&launch).await? {
                     Ok(rec) => {
                         self.agents.bump(&rec.node);
-                        tasks.push(rec.task.to_wire());
+                        tasks.push(rec.task.into_wire());
                     }
                     Err(f) => {
                         failures.extend(f);
@@ -927,13 +927,13 @@ impl ControlPlane {
                 };
                 if waits && placed.len() < count {
                     let parked = self.park(&launch, count - placed.len()).await?;
-                    tasks.extend(parked.into_iter().map(|r| r.task.to_wire()));
+                    tasks.extend(parked.into_iter().map(|r| r.task.into_wire()));
                     let mut nodes: Vec<&String> = placed.iter().map(|r| &r.node).collect();
                     nodes.dedup();
                     for n in nodes {
                         self.agents.bump(n);
                     }
-                    tasks.extend(placed.into_iter().map(|r| r.task.to_wire()));
+                    tasks.extend(placed.into_iter().map(|r| r.task.into_wire()));
                     continue;
                 }
                 let mut nodes: Vec<&String> = placed.iter().map(|r| &r.node).collect();
@@ -941,7 +941,7 @@ impl ControlPlane {
                 for n in nodes {
                     self.agents.bump(n);
                 }
-                tasks.extend(placed.into_iter().map(|r| r.task.to_wire()));
+                tasks.extend(placed.into_iter().map(|r| r.task.into_wire()));
                 // StartTask's rounds may name the same instance's failure twice; a full cluster
                 // fails on every instance, so this stays linear.
                 for x in f {
@@ -1077,7 +1077,7 @@ impl ControlPlane {
                     let mut tasks = Vec::new();
                     for arn in &prev.value.task_arns {
                         if let Some(rec) = self.load_task(ctx, cluster, arn)? {
-                            tasks.push(rec.value.task.to_wire());
+                            tasks.push(rec.value.task.into_wire());
                         }
                     }
                     return Ok(TokenClaim::Replay(RunTaskResponse {
@@ -1271,7 +1271,7 @@ impl ControlPlane {
             .request_stop(ctx, &cname, &req.task, "UserInitiated", &reason)
             .await?
             .ok_or_else(|| EcsError::invalid("The referenced task was not found."))?;
-        Ok(StopTaskResponse { task: Some(rec.task.to_wire()) })
+        Ok(StopTaskResponse { task: Some(rec.task.into_wire()) })
     }
 
     /// Sets a task's desired status to STOPPED (its agent stops it), with ECS's stop code and
@@ -1471,7 +1471,7 @@ impl ControlPlane {
         for r in &req.tasks {
             match self.load_task(ctx, &cname, r)? {
                 Some(rec) => {
-                    let mut t = rec.value.task.to_wire();
+                    let mut t = rec.value.task.into_wire();
                     if !super::includes(req.include.as_ref(), "TAGS") {
                         t.tags = None;
                     }
