@@ -1,8 +1,8 @@
 //! The statuses of ECS resources Gantry decides on, as enums: compare and index through them,
 //! never through string literals. The wire shapes (`gantry-model`), and the stored records that
 //! are still those shapes, keep ECS's strings; `gantry-ecs` converts at one place (its
-//! `status.rs`). A stored record with a type of its own (`ServiceDeploymentRecord`) holds the
-//! enums, serialized as ECS's strings.
+//! `status.rs`). A stored record with a type of its own (`ServiceDeploymentRecord`, a task
+//! record's `StoredTask`) holds the enums, serialized as ECS's strings.
 //!
 //! Gantry writes only these values (a status is set from an enum, and a status given in a request
 //! is parsed before it is used), so every stored status parses. [`parse`](ServiceStatus::parse)

@@ -1,5 +1,6 @@
 //! A task's lifecycle, in ECS's order: the one definition of which `lastStatus` comes after
-//! which. Stored records and the wire keep the strings; compare them through [`TaskStatus`].
+//! which. The wire keeps the strings (a stored task holds the enum, serialized as the string);
+//! compare them through [`TaskStatus`].
 
 /// A task's `lastStatus` (and, for RUNNING and STOPPED, its `desiredStatus`), ordered as the
 /// lifecycle goes: a task only moves forward, so a later status never gives way to an earlier.
@@ -50,6 +51,22 @@ impl TaskStatus {
     /// DEACTIVATING, STOPPING or DEPROVISIONING: on its way out, not yet STOPPED.
     pub fn is_stopping(self) -> bool {
         (TaskStatus::Deactivating..TaskStatus::Stopped).contains(&self)
+    }
+}
+
+/// Serialized as ECS's name (a stored record's `lastStatus`), and read back strictly: a name
+/// ECS does not have is an error (a record that reads leniently says so with its own
+/// `deserialize_with`).
+impl serde::Serialize for TaskStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TaskStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        TaskStatus::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown task status '{s}'")))
     }
 }
 

@@ -143,7 +143,7 @@ impl ControlPlane {
         // The row is the record's own (`delete_record` takes it), and deleted by name as well, so
         // a row that does not match its record cannot hold the sweep at one place.
         let mut txn = txn.delete_record(&Before::of(&scope, &rec)).delete(row_key);
-        if let Some(service) = rec.value.task.group.as_deref().and_then(|g| g.strip_prefix("service:")) {
+        if let Some(service) = rec.value.task.service() {
             let row = keys::service_task(&scope, rec.value.cluster(), service, rec.value.id());
             if self.store.get(&row).is_some() {
                 txn = txn.delete(row);

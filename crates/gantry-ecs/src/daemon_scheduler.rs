@@ -150,10 +150,10 @@ impl ControlPlane {
                     continue;
                 };
                 let t = t.value.task;
-                if t.last_status.as_deref().and_then(TaskStatus::parse) == Some(TaskStatus::Stopped) {
+                if t.last_status == TaskStatus::Stopped {
                     continue;
                 }
-                if !t.group.as_deref().is_some_and(|g| g.starts_with("daemon:")) {
+                if !t.group.starts_with("daemon:") {
                     return Ok(true);
                 }
             }
@@ -189,8 +189,7 @@ impl ControlPlane {
                 else {
                     continue;
                 };
-                let stopped = t.value.task.last_status.as_deref().and_then(TaskStatus::parse)
-                    == Some(TaskStatus::Stopped);
+                let stopped = t.value.task.last_status == TaskStatus::Stopped;
                 if !stopped {
                     live.push(t.value);
                     continue;
@@ -203,7 +202,7 @@ impl ControlPlane {
                     failures += 1;
                 }
                 if let Some(instance) = t.value.task.container_instance_arn.clone() {
-                    let at = t.value.task.stopped_at.unwrap_or_default();
+                    let at = t.value.task.stopped_at.map_or(0.0, gantry_core::Timestamp::as_epoch_seconds);
                     let e = last.entry(instance).or_insert((at, failed));
                     if at >= e.0 {
                         *e = (at, failed);
@@ -261,8 +260,8 @@ impl ControlPlane {
         if !rec.is_active() {
             // Being deleted: its tasks go, then the daemon.
             for t in &live {
-                if t.task.desired_status.as_deref().and_then(TaskStatus::parse) != Some(TaskStatus::Stopped) {
-                    let arn = t.task.task_arn.clone().unwrap_or_default();
+                if t.task.desired_status != TaskStatus::Stopped {
+                    let arn = t.task.task_arn.clone();
                     self.stop_daemon_task(ctx, &rec.cluster, &arn, "The daemon was deleted.").await;
                 }
             }
@@ -307,12 +306,10 @@ impl ControlPlane {
                     .iter()
                     .filter(|t| t.task.container_instance_arn.as_deref() == Some(arn.as_str()))
                     .map(|t| rules::DaemonTask {
-                        arn: t.task.task_arn.clone().unwrap_or_default(),
+                        arn: t.task.task_arn.clone(),
                         revision: t.task.started_by.clone().unwrap_or_default(),
-                        running: t.task.last_status.as_deref().and_then(TaskStatus::parse)
-                            == Some(TaskStatus::Running),
-                        stopping: t.task.desired_status.as_deref().and_then(TaskStatus::parse)
-                            == Some(TaskStatus::Stopped),
+                        running: t.task.last_status == TaskStatus::Running,
+                        stopping: t.task.desired_status == TaskStatus::Stopped,
                     })
                     .collect();
                 slots.push(rules::Slot { instance: arn, tasks });
@@ -360,10 +357,7 @@ impl ControlPlane {
         if rec.critical && phase == Phase::Done {
             let unhealthy: std::collections::HashSet<&str> = live
                 .iter()
-                .filter(|t| {
-                    status::task_health(&t.task) == Some(HealthStatus::Unhealthy)
-                        && !status::stop_wanted(&t.task)
-                })
+                .filter(|t| t.task.health_status == HealthStatus::Unhealthy && !t.task.stop_wanted())
                 .filter_map(|t| t.task.container_instance_arn.as_deref())
                 .collect();
             let mut kept = Vec::with_capacity(slots.len());

@@ -8,7 +8,8 @@
 //! Unlike `PORTS` (which lists the ports taken), the `GPU` set of the remaining resources lists
 //! the IDs still free.
 
-use gantry_model::{Resource, Task, TaskDefinition};
+use crate::ops::task_record::StoredContainer;
+use gantry_model::{Resource, TaskDefinition};
 
 /// The resource name, and the `resourceRequirements` type.
 pub(crate) const GPU: &str = "GPU";
@@ -44,9 +45,9 @@ pub(crate) fn free(remaining: &[Resource]) -> Vec<String> {
     ids
 }
 
-/// Gives each container of `task` its share of the task's GPU IDs (`gpuIds`), in the order of
+/// Gives each of a task's containers its share of the task's GPU IDs (`gpuIds`), in the order of
 /// the container definitions.
-pub(crate) fn hand_out(task: &mut Task, ids: &[String], def: &TaskDefinition) {
+pub(crate) fn hand_out(containers: &mut [StoredContainer], ids: &[String], def: &TaskDefinition) {
     let mut rest = ids;
     for (name, n) in per_container(def) {
         if n == 0 {
@@ -54,7 +55,7 @@ pub(crate) fn hand_out(task: &mut Task, ids: &[String], def: &TaskDefinition) {
         }
         let (mine, more) = rest.split_at(n.min(rest.len()));
         rest = more;
-        if let Some(c) = task.containers.iter_mut().flatten().find(|c| c.name == name) {
+        if let Some(c) = containers.iter_mut().find(|c| Some(&c.name) == name.as_ref()) {
             c.gpu_ids = Some(mine.to_vec());
         }
     }
@@ -107,11 +108,11 @@ mod tests {
         );
         let r = reserve(&gpus(&["GPU-d", "GPU-b", "GPU-a", "GPU-c"]), &Reservation::default(), &def);
         assert_eq!(r.gpus, vec!["GPU-a", "GPU-b", "GPU-c"]);
-        let mut task: Task = serde_json::from_value(json!({"containers": [
-            {"name": "a"}, {"name": "side"}, {"name": "b"}]}))
-        .unwrap();
-        hand_out(&mut task, &r.gpus, &def);
-        let ids: Vec<_> = task.containers.unwrap().into_iter().map(|c| c.gpu_ids).collect();
+        let c = |name: &str| json!({"containerArn": format!("c/{name}"), "taskArn": "t", "name": name});
+        let mut containers: Vec<StoredContainer> =
+            serde_json::from_value(json!([c("a"), c("side"), c("b")])).unwrap();
+        hand_out(&mut containers, &r.gpus, &def);
+        let ids: Vec<_> = containers.into_iter().map(|c| c.gpu_ids).collect();
         assert_eq!(ids, vec![Some(vec!["GPU-a".into(), "GPU-b".into()]), None, Some(vec!["GPU-c".into()])]);
     }
 

@@ -84,9 +84,9 @@ fn directive(metric_names: &[(&str, &str)], dimensions: Vec<Vec<&str>>) -> Value
     json!([{"Namespace": NAMESPACE, "Metrics": metrics(metric_names), "Dimensions": dimensions}])
 }
 
-/// Epoch seconds (ECS's timestamps) as milliseconds.
-fn ms(t: Option<f64>) -> Option<i64> {
-    t.map(|s| (s * 1000.0).round() as i64)
+/// A stored timestamp as epoch milliseconds.
+fn ms(t: Option<gantry_core::Timestamp>) -> Option<i64> {
+    t.map(|s| s.0)
 }
 
 /// What Task and Container events say of their task: its ARN's parts, its definition's family
@@ -102,17 +102,13 @@ struct TaskIdentity<'a> {
 
 impl<'a> TaskIdentity<'a> {
     fn of(rec: &'a TaskRecord) -> Option<Self> {
-        let arn_text = rec.task.task_arn.as_deref()?;
+        let arn_text = rec.task.task_arn.as_str();
         let arn = Arn::parse(arn_text)?;
         // The cluster and ID as slices of the stored ARN (its last two path segments).
         let (cluster, task_id) = arn_text.rsplit_once(':')?.1.strip_prefix("task/")?.split_once('/')?;
-        let (family, revision) = rec
-            .task
-            .task_definition_arn
-            .as_deref()
-            .and_then(|a| a.rsplit('/').next())
-            .and_then(|fr| fr.rsplit_once(':'))?;
-        let service = rec.task.group.as_deref().and_then(|g| g.strip_prefix("service:"));
+        let (family, revision) =
+            rec.task.task_definition_arn.rsplit('/').next().and_then(|fr| fr.rsplit_once(':'))?;
+        let service = rec.task.service();
         Some(TaskIdentity { arn, cluster, task_id, family, revision, service })
     }
 }
@@ -153,12 +149,12 @@ pub(crate) fn task_event(
     if let Some(az) = &rec.task.availability_zone {
         put("AvailabilityZone", json!(az));
     }
-    put("KnownStatus", json!(rec.task.last_status.as_deref().unwrap_or("RUNNING")));
-    put("LaunchType", json!(rec.task.launch_type.as_deref().unwrap_or("EC2")));
+    put("KnownStatus", json!(rec.task.last_status.as_str()));
+    put("LaunchType", json!(rec.task.launch_type));
     for (k, v) in [
         ("PullStartedAt", ms(rec.task.pull_started_at)),
         ("PullStoppedAt", ms(rec.task.pull_stopped_at)),
-        ("CreatedAt", ms(rec.task.created_at)),
+        ("CreatedAt", ms(Some(rec.task.created_at))),
         ("StartedAt", ms(rec.task.started_at)),
     ] {
         if let Some(v) = v {
@@ -216,9 +212,9 @@ pub(crate) fn container_event(
     let id = TaskIdentity::of(rec)?;
     let (cluster, task_id, family, revision, service) =
         (id.cluster, id.task_id, id.family, id.revision, id.service);
-    let def = rec.task.containers.iter().flatten().find(|x| x.name.as_deref() == Some(c.name.as_str()));
+    let def = rec.task.containers.iter().find(|x| x.name == c.name);
     let number = |v: Option<&String>| v.and_then(|v| v.parse::<f64>().ok()).filter(|v| *v > 0.0);
-    let cpu_reserved = def.and_then(|d| number(d.cpu.as_ref())).unwrap_or(rec.reserved.cpu as f64);
+    let cpu_reserved = def.and_then(|d| number(Some(&d.cpu))).unwrap_or(rec.reserved.cpu as f64);
     let mem_reserved = def
         .and_then(|d| number(d.memory.as_ref()).or_else(|| number(d.memory_reservation.as_ref())))
         .unwrap_or(rec.reserved.memory as f64);
@@ -398,7 +394,7 @@ impl ControlPlane {
                     continue;
                 };
                 let rec = rec.value;
-                if rec.task.last_status.as_deref().and_then(TaskStatus::parse) != Some(TaskStatus::Running) {
+                if rec.task.last_status != TaskStatus::Running {
                     continue;
                 }
                 let rates = self.usage.network_rates(t, now);

@@ -393,7 +393,7 @@ fn task_views(
             continue;
         };
         let t = &r.task;
-        let mut p = phase(t.last_status.as_deref());
+        let mut p = phase(Some(t.last_status.as_str()));
         let instance = t.container_instance_arn.clone();
         let gone = instance.as_ref().is_some_and(|a| !status_of.contains_key(a));
         if gone && p != sched::Phase::Stopped {
@@ -412,16 +412,16 @@ fn task_views(
             id: id.clone(),
             deployment: t.started_by.clone().unwrap_or_default(),
             phase: p,
-            stop_requested: crate::status::stop_wanted(t),
+            stop_requested: t.stop_wanted(),
             cause,
             reached_running: t.started_at.is_some(),
-            health: match t.health_status.as_deref() {
-                Some("HEALTHY") => sched::Health::Healthy,
-                Some("UNHEALTHY") => sched::Health::Unhealthy,
-                _ => sched::Health::Unknown,
+            health: match t.health_status {
+                gantry_core::HealthStatus::Healthy => sched::Health::Healthy,
+                gantry_core::HealthStatus::Unhealthy => sched::Health::Unhealthy,
+                gantry_core::HealthStatus::Unknown => sched::Health::Unknown,
             },
-            health_checked: t.containers.iter().flatten().any(|c| c.health_status.is_some()),
-            started_at: ms(t.started_at),
+            health_checked: t.containers.iter().any(|c| c.health_status.is_some()),
+            started_at: t.started_at.map(|s| s.0),
             instance_draining: instance
                 .as_ref()
                 .is_some_and(|a| status_of.get(a).is_none_or(|s| *s != Some(InstanceStatus::Active))),

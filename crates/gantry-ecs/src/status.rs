@@ -1,7 +1,8 @@
 //! Where the stored records' status strings (ECS's wire shapes keep strings) become
 //! `gantry-core`'s enums and back: the one boundary. Reads go through the `*_status` functions
 //! (clusters, capacity providers, task definitions, services, container instances), writes
-//! through the `set_*_status` ones, so only the enums' values are ever written. A stored value Gantry did not write reads as `None`.
+//! through the `set_*_status` ones, so only the enums' values are ever written. A task's record
+//! (`ops::task_record::StoredTask`) holds the enums themselves. A stored value Gantry did not write reads as `None`.
 
 use gantry_core::{
     CapacityProviderStatus, ClusterStatus, DaemonDeploymentStatus, DaemonStatus, DaemonTaskDefinitionStatus,
@@ -142,49 +143,6 @@ pub(crate) fn set_attachment_status(a: &mut gantry_model::Attachment, status: ga
     a.status = Some(status.as_str().into());
 }
 
-/// A task's `lastStatus`; `None` if it has none, or one Gantry does not know.
-pub(crate) fn last_status(t: &gantry_model::Task) -> Option<gantry_core::TaskStatus> {
-    t.last_status.as_deref().and_then(gantry_core::TaskStatus::parse)
-}
-
-/// A task's `desiredStatus`; `None` if it has none, or one Gantry does not know.
-pub(crate) fn desired_status(t: &gantry_model::Task) -> Option<gantry_core::TaskStatus> {
-    t.desired_status.as_deref().and_then(gantry_core::TaskStatus::parse)
-}
-
-/// Whether a task is STOPPED.
-pub(crate) fn is_stopped(t: &gantry_model::Task) -> bool {
-    last_status(t) == Some(gantry_core::TaskStatus::Stopped)
-}
-
-/// Whether a task was asked to stop (its `desiredStatus` is STOPPED).
-pub(crate) fn stop_wanted(t: &gantry_model::Task) -> bool {
-    desired_status(t) == Some(gantry_core::TaskStatus::Stopped)
-}
-
-pub(crate) fn set_last_status(t: &mut gantry_model::Task, status: gantry_core::TaskStatus) {
-    t.last_status = Some(status.as_str().into());
-}
-
-pub(crate) fn set_desired_status(t: &mut gantry_model::Task, status: gantry_core::TaskStatus) {
-    t.desired_status = Some(status.as_str().into());
-}
-
-/// A container's `lastStatus` (a task's lifecycle's names).
-pub(crate) fn set_container_status(c: &mut gantry_model::Container, status: gantry_core::TaskStatus) {
-    c.last_status = Some(status.as_str().into());
-}
-
-/// A container's `healthStatus`.
-pub(crate) fn container_health(c: &gantry_model::Container) -> Option<gantry_core::HealthStatus> {
-    c.health_status.as_deref().and_then(gantry_core::HealthStatus::parse)
-}
-
-/// A task's `healthStatus` (its essential containers' health, combined).
-pub(crate) fn task_health(t: &gantry_model::Task) -> Option<gantry_core::HealthStatus> {
-    t.health_status.as_deref().and_then(gantry_core::HealthStatus::parse)
-}
-
 /// A managed agent's `lastStatus`.
 pub(crate) fn agent_status(a: &gantry_model::ManagedAgent) -> Option<gantry_core::ManagedAgentStatus> {
     a.last_status.as_deref().and_then(gantry_core::ManagedAgentStatus::parse)
@@ -215,17 +173,6 @@ mod tests {
         assert!(InstanceRecord(&i).index_keys(&scope).is_empty());
         set_instance_status(&mut i, InstanceStatus::Draining);
         assert_eq!(i.status.as_deref(), Some("DRAINING"));
-
-        let mut t = gantry_model::Task { last_status: Some("BOGUS".into()), ..Default::default() };
-        assert_eq!((last_status(&t), desired_status(&t)), (None, None));
-        assert!(!is_stopped(&t) && !stop_wanted(&t));
-        set_last_status(&mut t, gantry_core::TaskStatus::Stopped);
-        set_desired_status(&mut t, gantry_core::TaskStatus::Stopped);
-        assert!(is_stopped(&t) && stop_wanted(&t));
-        assert_eq!(
-            (t.last_status.as_deref(), t.desired_status.as_deref()),
-            (Some("STOPPED"), Some("STOPPED"))
-        );
 
         let mut s = Service { status: Some("BOGUS".into()), ..Default::default() };
         assert_eq!(service_status(&s), None);

@@ -78,7 +78,7 @@ fn groups(targets: &[BoundTarget]) -> Vec<String> {
 }
 
 fn status_of(rec: &TaskRecord) -> Option<TaskStatus> {
-    rec.task.last_status.as_deref().and_then(TaskStatus::parse)
+    Some(rec.task.last_status)
 }
 
 fn port_error(message: String) -> EcsError {
@@ -112,7 +112,7 @@ impl ControlPlane {
         for (id, rec) in records {
             let Some(rec) = rec else { continue };
             let Some(tt) = &rec.targets else { continue };
-            let stop_wanted = crate::status::stop_wanted(&rec.task);
+            let stop_wanted = rec.task.stop_wanted();
             match status_of(rec) {
                 Some(TaskStatus::Activating) if !stop_wanted && !tt.registered => {
                     out.wake(LB_POLL_MS);
@@ -139,7 +139,7 @@ impl ControlPlane {
                             .await
                             .map_err(port_error)?;
                     }
-                    let now = self.now_s();
+                    let now = self.clock.now();
                     let written = self
                         .update_task(ctx, cluster, id, |r| {
                             let t = r.targets.as_mut()?;
@@ -147,10 +147,8 @@ impl ControlPlane {
                                 return None;
                             }
                             t.registered = true;
-                            if status_of(r) == Some(TaskStatus::Activating)
-                                && !crate::status::stop_wanted(&r.task)
-                            {
-                                r.task.last_status = Some(TaskStatus::Running.as_str().into());
+                            if status_of(r) == Some(TaskStatus::Activating) && !r.task.stop_wanted() {
+                                r.task.last_status = TaskStatus::Running;
                                 r.task.started_at = Some(now);
                             }
                             Some(false)
@@ -190,7 +188,7 @@ impl ControlPlane {
                             if status_of(r) != Some(TaskStatus::Deactivating) {
                                 return None;
                             }
-                            r.task.last_status = Some(TaskStatus::Stopping.as_str().into());
+                            r.task.last_status = TaskStatus::Stopping;
                             node = Some(r.node.clone());
                             Some(true)
                         })
@@ -295,7 +293,6 @@ impl ControlPlane {
                     let ip = t
                         .attachments
                         .iter()
-                        .flatten()
                         .flat_map(|a| a.details.iter().flatten())
                         .find(|d| d.name.as_deref() == Some("privateIPv4Address"))
                         .and_then(|d| d.value.clone())
@@ -307,8 +304,7 @@ impl ControlPlane {
                     let host_port = t
                         .containers
                         .iter()
-                        .flatten()
-                        .filter(|c| c.name.as_deref() == b.container_name.as_deref())
+                        .filter(|c| Some(c.name.as_str()) == b.container_name.as_deref())
                         .flat_map(|c| c.network_bindings.iter().flatten())
                         .find(|nb| nb.container_port == Some(port))
                         .and_then(|nb| nb.host_port);

@@ -167,7 +167,7 @@ impl ControlPlane {
                 continue;
             };
             let rec = rec.value;
-            if rec.task.last_status.as_deref().and_then(TaskStatus::parse) != Some(TaskStatus::Running) {
+            if rec.task.last_status != TaskStatus::Running {
                 continue;
             }
             let (cpu_reserved, mem_reserved) = (rec.reserved.cpu as f64, rec.reserved.memory as f64);
@@ -179,7 +179,7 @@ impl ControlPlane {
                 c.fargate_cpu += cpu_reserved;
                 c.fargate_memory += mem_reserved;
             }
-            if let Some(service) = rec.task.group.as_deref().and_then(|g| g.strip_prefix("service:")) {
+            if let Some(service) = rec.task.service() {
                 let s = c.services.entry(service.to_string()).or_default();
                 s.0.add(t.cpu_units, cpu_reserved);
                 s.1.add(mem_used, mem_reserved);

@@ -2,7 +2,7 @@
 //! Fargate node registration, assignments for a node's long poll, and health reports.
 
 use super::container_instances::InstanceRecord;
-use super::tasks::{FargateNode, TaskRecord};
+use super::tasks::{FargateNode, StoredContainer, TaskRecord};
 use crate::records::{decode, encode, load};
 use crate::status::{instance_status, set_instance_status};
 use crate::table::TxnExt;
@@ -312,32 +312,29 @@ impl ControlPlane {
                 return Ok((Txn::new(), ()));
             };
             let td = self
-                .find_task_definition(
-                    &ctx,
-                    rec.value.task.task_definition_arn.as_deref().unwrap_or_default(),
-                )?
+                .find_task_definition(&ctx, &rec.value.task.task_definition_arn)?
                 .map(|t| t.value.definition);
             let t = &mut rec.value.task;
             let before = serde_json::to_vec(t).unwrap_or_default();
             for (name, status) in &report.containers {
-                if let Some(c) =
-                    t.containers.iter_mut().flatten().find(|c| c.name.as_deref() == Some(name.as_str()))
+                // A health status that is none of ECS's is not recorded.
+                if let Some(c) = t.container_mut(name)
+                    && let Some(status) = HealthStatus::parse(status)
                 {
-                    c.health_status = Some(status.clone());
+                    c.health_status = Some(status);
                 }
             }
-            let essential_checked: Vec<&Container> = t
+            let essential_checked: Vec<&StoredContainer> = t
                 .containers
                 .iter()
-                .flatten()
                 .filter(|c| {
                     td.as_ref()
                         .and_then(|d| d.container_definitions.as_ref())
-                        .and_then(|defs| defs.iter().find(|d| d.name == c.name))
+                        .and_then(|defs| defs.iter().find(|d| d.name.as_deref() == Some(c.name.as_str())))
                         .is_some_and(|d| d.essential.unwrap_or(true) && d.health_check.is_some())
                 })
                 .collect();
-            let health = |c: &&Container| crate::status::container_health(c);
+            let health = |c: &&StoredContainer| c.health_status;
             let health = if essential_checked.iter().any(|c| health(c) == Some(HealthStatus::Unhealthy)) {
                 HealthStatus::Unhealthy
             } else if !essential_checked.is_empty()
@@ -347,16 +344,16 @@ impl ControlPlane {
             } else {
                 HealthStatus::Unknown
             };
-            t.health_status = Some(health.as_str().into());
+            t.health_status = health;
             if let Some(ip) = &report.private_ipv4_address {
-                for c in t.containers.iter_mut().flatten() {
-                    c.network_interfaces = Some(vec![NetworkInterface {
-                        attachment_id: t.attachments.iter().flatten().next().and_then(|a| a.id.clone()),
+                for c in &mut t.containers {
+                    c.network_interfaces = vec![NetworkInterface {
+                        attachment_id: t.attachments.first().and_then(|a| a.id.clone()),
                         private_ipv4_address: Some(ip.clone()),
                         ipv6_address: None,
-                    }]);
+                    }];
                 }
-                for a in t.attachments.iter_mut().flatten() {
+                for a in &mut t.attachments {
                     for d in a.details.iter_mut().flatten() {
                         if d.name.as_deref() == Some("privateIPv4Address") {
                             d.value = Some(ip.clone());

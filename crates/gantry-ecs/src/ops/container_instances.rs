@@ -169,7 +169,7 @@ impl ControlPlane {
         for kv in self.store.range(&keys::node_tasks_prefix(arn), None, usize::MAX) {
             let (key, _) = keys::node_task_value_parts(&kv.value);
             if let Some(t) = load::<super::tasks::TaskRecord>(&*self.store, key)?
-                && !crate::status::is_stopped(&t.value.task)
+                && !t.value.task.is_stopped()
             {
                 crate::reservation::apply(&mut remaining, &t.value.reserved, -1);
             }

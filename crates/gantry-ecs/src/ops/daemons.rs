@@ -559,10 +559,7 @@ impl ControlPlane {
         Ok(tasks
             .into_iter()
             .filter(|t| t.started_by.as_deref() == Some(rec.revision_id()))
-            .filter(|t| {
-                t.last_status.as_deref().and_then(gantry_core::TaskStatus::parse)
-                    == Some(gantry_core::TaskStatus::Running)
-            })
+            .filter(|t| t.last_status == gantry_core::TaskStatus::Running)
             .filter_map(|t| t.container_instance_arn)
             .collect())
     }

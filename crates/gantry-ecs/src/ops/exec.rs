@@ -83,9 +83,9 @@ impl ControlPlane {
             .load_task(ctx, &cname, &req.task)?
             .ok_or_else(|| EcsError::invalid(format!("The specified task {} was not found.", req.task)))?;
         let task = &rec.value.task;
-        let containers = task.containers.as_deref().unwrap_or_default();
+        let containers = task.containers.as_slice();
         let container = match req.container.as_deref() {
-            Some(name) => containers.iter().find(|c| c.name.as_deref() == Some(name)).ok_or_else(|| {
+            Some(name) => containers.iter().find(|c| c.name == name).ok_or_else(|| {
                 EcsError::invalid(format!("The container {name} does not exist in the task {}.", req.task))
             })?,
             None => match containers {
@@ -100,8 +100,7 @@ impl ControlPlane {
         let agent_running = container.managed_agents.iter().flatten().any(|a| {
             a.name.as_deref() == Some(EXEC_AGENT) && agent_status(a) == Some(ManagedAgentStatus::Running)
         });
-        let running = task.last_status.as_deref().and_then(TaskStatus::parse) == Some(TaskStatus::Running)
-            && crate::status::desired_status(task) == Some(TaskStatus::Running);
+        let running = task.last_status == TaskStatus::Running && task.desired_status == TaskStatus::Running;
         if !task.enable_execute_command || !agent_running || !running {
             return Err(EcsError::invalid(NOT_ENABLED));
         }
@@ -114,9 +113,9 @@ impl ControlPlane {
         Ok(ExecTarget {
             cluster_arn: cluster.value.cluster_arn.clone().unwrap_or_default(),
             cluster_name: cname,
-            task_arn: task.task_arn.clone().unwrap_or_default(),
-            container_arn: container.container_arn.clone().unwrap_or_default(),
-            container_name: container.name.clone().unwrap_or_default(),
+            task_arn: task.task_arn.clone(),
+            container_arn: container.container_arn.clone(),
+            container_name: container.name.clone(),
             node: rec.value.node.clone(),
             command,
         })

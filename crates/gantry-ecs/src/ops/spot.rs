@@ -60,9 +60,7 @@ fn is_spot(t: &TaskRecord) -> bool {
 }
 
 fn interruptible(t: &TaskRecord) -> bool {
-    is_spot(t)
-        && !crate::status::stop_wanted(&t.task)
-        && t.task.last_status.as_deref().and_then(TaskStatus::parse) != Some(TaskStatus::Stopped)
+    is_spot(t) && !t.task.stop_wanted() && t.task.last_status != TaskStatus::Stopped
 }
 
 impl ControlPlane {
@@ -116,11 +114,9 @@ impl ControlPlane {
                 let mut out = Vec::new();
                 for r in refs {
                     match self.load_task(ctx, &cname, r)? {
-                        Some(t) if interruptible(&t.value) => {
-                            out.push(t.value.task.task_arn.clone().unwrap_or_default())
-                        }
+                        Some(t) if interruptible(&t.value) => out.push(t.value.task.task_arn.clone()),
                         Some(t) => failures.push(gantry_model::Failure {
-                            arn: t.value.task.task_arn.clone(),
+                            arn: Some(t.value.task.task_arn.clone()),
                             reason: Some(if is_spot(&t.value) { "STOPPED" } else { "NOT_SPOT" }.into()),
                             detail: Some(if is_spot(&t.value) {
                                 "The task is already stopping or stopped.".into()
@@ -148,7 +144,7 @@ impl ControlPlane {
                     if let Some(t) = load::<TaskRecord>(&*self.store, &keys::task(&ctx.scope, &cname, id))?
                         && interruptible(&t.value)
                     {
-                        out.push(t.value.task.task_arn.clone().unwrap_or_default());
+                        out.push(t.value.task.task_arn.clone());
                     }
                     if req.count.is_some_and(|n| out.len() as i64 >= n) {
                         break;
@@ -160,7 +156,7 @@ impl ControlPlane {
         let reclaim_at = self.clock.now().0 + warning * 1000;
         let mut tasks = Vec::new();
         for arn in chosen {
-            let was = self.load_task(ctx, &cname, &arn)?.and_then(|t| t.value.task.last_status);
+            let was = self.load_task(ctx, &cname, &arn)?.map(|t| t.value.task.last_status);
             if let Some(rec) =
                 self.request_stop_by(ctx, &cname, &arn, STOP_CODE, STOPPED_REASON, Some(reclaim_at)).await?
             {
@@ -168,11 +164,11 @@ impl ControlPlane {
                 // ECS's two-minute warning, as an event while the task still runs: its
                 // lastStatus is what it was when the notice came (RUNNING), as ECS sends it.
                 let mut warned = rec.task.clone();
-                if was.is_some() {
+                if let Some(was) = was {
                     warned.last_status = was;
                 }
-                self.task_state_change_event(ctx, &warned).await;
-                tasks.push(rec.task);
+                self.task_state_change_event(ctx, &warned.into_wire()).await;
+                tasks.push(rec.task.into_wire());
             }
         }
         Ok(InterruptSpotResponse { tasks, failures })
@@ -196,25 +192,25 @@ impl ControlPlane {
                     let Some((scope, _, _)) = keys::parse_scoped(&task_key) else {
                         return Ok((Txn::new(), None));
                     };
-                    if crate::status::is_stopped(&rec.value.task) {
+                    if rec.value.task.is_stopped() {
                         return Ok((Txn::new(), None));
                     }
                     let ctx = Ctx::root(scope.clone());
                     let before = Before::of(&scope, &rec);
                     let cluster = rec.value.cluster().to_string();
                     let node = rec.value.node.clone();
-                    let secs = now as f64 / 1000.0;
+                    let secs = gantry_core::Timestamp(now);
                     let t = &mut rec.value.task;
-                    crate::status::set_last_status(t, TaskStatus::Stopped);
-                    crate::status::set_desired_status(t, TaskStatus::Stopped);
+                    t.last_status = TaskStatus::Stopped;
+                    t.desired_status = TaskStatus::Stopped;
                     t.stop_code = Some(STOP_CODE.into());
                     t.stopped_reason.get_or_insert_with(|| STOPPED_REASON.into());
                     t.stopping_at.get_or_insert(secs);
                     t.execution_stopped_at = Some(secs);
                     t.stopped_at = Some(secs);
-                    t.connectivity = Some("DISCONNECTED".into());
-                    for c in t.containers.iter_mut().flatten() {
-                        crate::status::set_container_status(c, TaskStatus::Stopped);
+                    t.connectivity = Some(crate::ops::tasks::Connectivity::Disconnected);
+                    for c in &mut t.containers {
+                        c.last_status = TaskStatus::Stopped;
                     }
                     crate::ops::tasks::attachments_deleted(t);
                     t.version += 1;

@@ -161,7 +161,7 @@ impl ControlPlane {
                 Target::Task => {
                     // Tags change no indexed field, so the record's bytes are put directly.
                     let mut rec = load::<TaskRecord>(&*self.store, &key)?.ok_or_else(|| not_found(arn))?;
-                    let tags = rec.value.task.tags.get_or_insert_with(Vec::new);
+                    let tags = &mut rec.value.task.tags;
                     f(tags)?;
                     let out = tags.clone();
                     (Txn::new().when(&key, rec.mod_revision).put(&key, encode(&rec.value)), out)
@@ -249,7 +249,7 @@ impl ControlPlane {
                 _ => return Err(not_found(arn)),
             },
             Target::Task => {
-                load::<TaskRecord>(&*self.store, &key)?.ok_or_else(|| not_found(arn))?.value.task.tags
+                Some(load::<TaskRecord>(&*self.store, &key)?.ok_or_else(|| not_found(arn))?.value.task.tags)
             }
             Target::Daemon => match load::<DaemonRecord>(&*self.store, &key)? {
                 Some(r) if r.value.is_active() => Some(r.value.tags),

@@ -25,14 +25,14 @@ fn not_valid(arn: &str) -> Failure {
 }
 
 fn in_service(rec: &TaskRecord) -> bool {
-    rec.task.group.as_deref().is_some_and(|g| g.starts_with("service:"))
+    rec.task.group.starts_with("service:")
 }
 
 /// The protection ECS shows for a task at `now_ms`: lapsed protection is off.
 fn shown(rec: &TaskRecord, now_ms: i64) -> ProtectedTask {
     let until = protected_until_ms(rec).filter(|u| *u > now_ms);
     ProtectedTask {
-        task_arn: rec.task.task_arn.clone(),
+        task_arn: Some(rec.task.task_arn.clone()),
         protection_enabled: until.is_some(),
         expiration_date: until.map(|u| u as f64 / 1000.0),
     }
@@ -65,7 +65,7 @@ impl ControlPlane {
                         let arn = |id: &str| ctx.scope.arn(&format!("task/{cname}/{id}"));
                         return Ok((Txn::new(), Err(super::missing(r, arn))));
                     };
-                    let arn = rec.value.task.task_arn.clone().unwrap_or_default();
+                    let arn = rec.value.task.task_arn.clone();
                     if !in_service(&rec.value) {
                         return Ok((Txn::new(), Err(not_valid(&arn))));
                     }
@@ -108,7 +108,7 @@ impl ControlPlane {
                         None => failures
                             .push(super::missing(r, |id| ctx.scope.arn(&format!("task/{cname}/{id}")))),
                         Some(rec) if !in_service(&rec.value) => {
-                            failures.push(not_valid(rec.value.task.task_arn.as_deref().unwrap_or_default()))
+                            failures.push(not_valid(&rec.value.task.task_arn))
                         }
                         Some(rec) => protected.push(shown(&rec.value, now_ms)),
                     }
@@ -118,7 +118,7 @@ impl ControlPlane {
             None => {
                 for kv in self.store.range(&keys::task_prefix(&ctx.scope, &cname), None, usize::MAX) {
                     let rec = decode::<TaskRecord>(&kv)?;
-                    if in_service(&rec.value) && !crate::status::is_stopped(&rec.value.task) {
+                    if in_service(&rec.value) && !rec.value.task.is_stopped() {
                         protected.push(shown(&rec.value, now_ms));
                     }
                 }

@@ -1,12 +1,14 @@
 //! Tasks: RunTask, StartTask, StopTask, DescribeTasks, ListTasks, and the agent-facing state
 //! changes (SubmitTaskStateChange, SubmitContainerStateChange, SubmitAttachmentStateChanges).
 //!
-//! A task record holds ECS's `Task` shape plus the node it was assigned to and the resources it
+//! A task record holds the task ([`StoredTask`], which becomes ECS's `Task` only in its
+//! `into_wire`) plus the node it was assigned to and the resources it
 //! reserved there. Placement is first-fit over the cluster's container instances (or over the
 //! Fargate nodes for FARGATE), and commits with a compare-and-swap on the chosen node's record,
 //! so concurrent RunTask calls never overcommit a node; a conflict re-reads and tries again.
 
 use super::check_batch;
+pub use super::task_record::{Connectivity, StoredContainer, StoredTask};
 use crate::fleets::Primed;
 use crate::records::{decode, encode, load};
 use crate::reservation::{Plan, Reservation, apply, plan};
@@ -17,14 +19,14 @@ use gantry_core::page::{PageRequest, paginate};
 use gantry_core::protocol::fargate_node_name;
 use gantry_core::taskdef;
 use gantry_core::validate::validate_tags;
-use gantry_core::{Arn, AttachmentStatus, EcsError, ErrorKind, Result, Scope, TaskStatus};
+use gantry_core::{Arn, AttachmentStatus, EcsError, ErrorKind, Result, Scope, TaskStatus, Timestamp};
 use gantry_model::*;
 use gantry_store::Txn;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TaskRecord {
-    pub task: Task,
+    pub task: StoredTask,
     /// The node (agent) the task is assigned to: a container instance ARN or `fargate:ID`.
     pub node: String,
     pub reserved: Reservation,
@@ -96,30 +98,29 @@ impl Record for TaskRecord {
         let (cluster, id) = (self.cluster(), self.id());
         let t = &self.task;
         let mut rows = Vec::with_capacity(5);
-        if crate::status::is_stopped(t) {
-            let ms = t.stopped_at.map_or(0, |s| (s * 1000.0).round() as i64);
+        if t.is_stopped() {
+            let ms = t.stopped_at.map_or(0, |s| s.0);
             rows.push((keys::stopped_task(scope, ms, cluster, id), self.key(scope).into_bytes()));
         } else if self.node.is_empty() {
             // No node yet: waiting for capacity (cluster auto scaling places it).
             rows.push((keys::awaiting(scope, cluster, id), self.key(scope).into_bytes()));
         } else {
-            let group = t.group.as_deref().unwrap_or_default();
-            rows.push((keys::node_task(&self.node, id), keys::node_task_value(&self.key(scope), group)));
+            rows.push((keys::node_task(&self.node, id), keys::node_task_value(&self.key(scope), &t.group)));
             if let Some(at) = self.reclaim_at_ms {
                 rows.push((keys::spot_reclaim(scope, at, cluster, id), self.key(scope).into_bytes()));
             }
         }
-        let desired = t.desired_status.as_deref().unwrap_or("RUNNING");
+        let desired = t.desired_status.as_str();
         let mut row = |by| {
             let mut k = keys::task_index_prefix(scope, cluster, by, desired);
             k.push_str(id);
             rows.push((k, Vec::new()));
         };
         row(keys::TaskIndex::Desired);
-        if let Some(f) = family_of(t) {
+        if let Some(f) = t.family() {
             row(keys::TaskIndex::Family(f));
         }
-        if let Some(g) = t.group.as_deref().filter(|g| !g.is_empty()) {
+        if let Some(g) = Some(t.group.as_str()).filter(|g| !g.is_empty()) {
             row(keys::TaskIndex::Group(g));
         }
         if let Some(i) = t.container_instance_arn.as_deref() {
@@ -129,15 +130,15 @@ impl Record for TaskRecord {
     }
     fn counters(&self, scope: &Scope) -> Vec<String> {
         let t = &self.task;
-        // A status Gantry did not write counts as PROVISIONING, as the agent's reports read it.
-        let status = t.last_status.as_deref().and_then(TaskStatus::parse).unwrap_or(TaskStatus::Provisioning);
+        // A status Gantry did not write reads as PROVISIONING (`StoredTask`).
+        let status = t.last_status;
         if status == TaskStatus::Stopped {
             return Vec::new();
         }
         let cluster = self.cluster();
-        let launch = match t.launch_type.as_deref() {
-            Some("FARGATE") => "Fargate",
-            Some("EXTERNAL") => "External",
+        let launch = match t.launch_type.as_str() {
+            "FARGATE" => "Fargate",
+            "EXTERNAL" => "External",
             _ => "EC2",
         };
         let state = match status {
@@ -174,18 +175,13 @@ pub(crate) const PROVIDER_TASKS: &str = "provider!";
 impl TaskRecord {
     /// The name of the task's cluster (the last part of its `clusterArn`).
     pub(crate) fn cluster(&self) -> &str {
-        let arn = self.task.cluster_arn.as_deref().unwrap_or_default();
+        let arn = self.task.cluster_arn.as_str();
         arn.rsplit('/').next().unwrap_or(arn)
     }
     /// The task's ID (the last part of its ARN).
     pub(crate) fn id(&self) -> &str {
-        task_id_of(self.task.task_arn.as_deref().unwrap_or_default())
+        task_id_of(&self.task.task_arn)
     }
-}
-
-/// The family of a task's definition (`...:task-definition/FAMILY:REVISION`).
-fn family_of(t: &Task) -> Option<&str> {
-    t.task_definition_arn.as_deref().and_then(|a| a.rsplit('/').next()).and_then(|x| x.split(':').next())
 }
 
 /// A task's scale-in protection: until when (epoch milliseconds).
@@ -429,7 +425,7 @@ impl ControlPlane {
         self.clock.now().as_epoch_seconds()
     }
 
-    fn new_task(&self, l: &Launch<'_>) -> Task {
+    fn new_task(&self, l: &Launch<'_>) -> StoredTask {
         let Launch { ctx, cluster, plan: p, launch_type, cp, req, .. } = *l;
         let cname = cluster.cluster_name.clone().unwrap_or_default();
         let id = self.ids.ordered_hex_id(self.clock.now());
@@ -440,19 +436,26 @@ impl ControlPlane {
             .container_definitions
             .iter()
             .flatten()
-            .map(|c| Container {
-                container_arn: Some(ctx.scope.arn(&format!("container/{cname}/{id}/{}", self.ids.uuid()))),
-                task_arn: Some(task_arn.clone()),
-                name: c.name.clone(),
-                image: c.image.clone(),
-                last_status: Some(TaskStatus::Pending.as_str().into()),
-                network_interfaces: Some(vec![]),
-                health_status: c.health_check.as_ref().map(|_| "UNKNOWN".into()),
-                cpu: Some(c.cpu.to_string()),
+            .map(|c| StoredContainer {
+                container_arn: ctx.scope.arn(&format!("container/{cname}/{id}/{}", self.ids.uuid())),
+                task_arn: task_arn.clone(),
+                name: c.name.clone().unwrap_or_default(),
+                image: c.image.clone().unwrap_or_default(),
+                image_digest: None,
+                runtime_id: None,
+                last_status: TaskStatus::Pending,
+                exit_code: None,
+                reason: None,
+                network_bindings: None,
+                network_interfaces: vec![],
+                health_status: c.health_check.as_ref().map(|_| gantry_core::HealthStatus::Unknown),
+                managed_agents: super::exec::initial_agents(req.exec),
+                cpu: c.cpu.to_string(),
                 memory: c.memory.map(|m| m.to_string()),
                 memory_reservation: c.memory_reservation.map(|m| m.to_string()),
-                managed_agents: super::exec::initial_agents(req.exec),
-                ..Default::default()
+                gpu_ids: None,
+                neuron_device_ids: None,
+                gpu_sharing_strategy: None,
             })
             .collect();
         let fargate = launch_type == "FARGATE";
@@ -480,38 +483,50 @@ impl ControlPlane {
                 ]),
             });
         }
-        Task {
-            attachments: Some(attachments),
-            attributes: Some(vec![Attribute {
+        StoredTask {
+            attachments,
+            attributes: vec![Attribute {
                 name: "ecs.cpu-architecture".into(),
                 value: Some("x86_64".into()),
                 ..Default::default()
-            }]),
+            }],
             availability_zone: None,
             capacity_provider_name: cp.cloned(),
-            cluster_arn: cluster.cluster_arn.clone(),
-            containers: Some(containers),
-            cpu: Some(p.cpu.clone()),
-            created_at: Some(self.now_s()),
-            desired_status: Some(TaskStatus::Running.as_str().into()),
+            cluster_arn: cluster.cluster_arn.clone().unwrap_or_default(),
+            connectivity: None,
+            connectivity_at: None,
+            container_instance_arn: None,
+            containers,
+            cpu: p.cpu.clone(),
+            created_at: self.clock.now(),
+            desired_status: TaskStatus::Running,
             enable_execute_command: req.exec,
-            group: Some(req.group.clone().unwrap_or_else(|| format!("family:{family}"))),
-            health_status: Some(gantry_core::HealthStatus::Unknown.as_str().into()),
-            last_status: Some(TaskStatus::Provisioning.as_str().into()),
-            launch_type: Some(launch_type.to_string()),
-            memory: Some(p.memory.clone()),
-            overrides: Some(p.overrides.clone()),
+            execution_stopped_at: None,
+            group: req.group.clone().unwrap_or_else(|| format!("family:{family}")),
+            health_status: gantry_core::HealthStatus::Unknown,
+            inference_accelerators: None,
+            last_status: TaskStatus::Provisioning,
+            launch_type: launch_type.to_string(),
+            memory: p.memory.clone(),
+            overrides: p.overrides.clone(),
             platform_version: fargate.then(|| "1.4.0".into()),
             platform_family: fargate.then(|| "Linux".into()),
+            pull_started_at: None,
+            pull_stopped_at: None,
+            started_at: None,
             started_by: req.started_by.clone(),
-            tags: Some(req.tags.iter().chain(&req.managed_tags).cloned().collect()),
-            task_arn: Some(task_arn),
-            task_definition_arn: p.def.task_definition_arn.clone(),
+            stop_code: None,
+            stopped_at: None,
+            stopped_reason: None,
+            stopping_at: None,
+            tags: req.tags.iter().chain(&req.managed_tags).cloned().collect(),
+            task_arn,
+            task_definition_arn: p.def.task_definition_arn.clone().unwrap_or_default(),
             version: 1,
             ephemeral_storage: fargate.then_some(EphemeralStorage { size_in_gi_b: 20 }),
             fargate_ephemeral_storage: fargate
                 .then(|| TaskEphemeralStorage { size_in_gi_b: 20, ..Default::default() }),
-            ..Default::default()
+            trusted_execution_summary: None,
         }
     }
 
@@ -601,11 +616,11 @@ impl ControlPlane {
                 }
                 let view = fleet.instances();
                 // The tasks exist before they are placed: the seed comes from the first one.
-                let mut tasks: Vec<Task> = match l.adopt {
+                let mut tasks: Vec<StoredTask> = match l.adopt {
                     Some(waiting) => waiting.iter().map(|r| r.value.task.clone()).collect(),
                     None => (0..count).map(|_| self.new_task(l)).collect(),
                 };
-                let first = tasks.first().and_then(|t| t.task_arn.clone()).unwrap_or_default();
+                let first = tasks.first().map(|t| t.task_arn.clone()).unwrap_or_default();
                 request.seed = placement::seed(&[&cname, &td_arn, &group, &first], cf.revision);
                 let now = self.clock.now();
                 let plan = fleet.place(&request, &|i| self.agents.connected(&view[i].arn, now));
@@ -622,8 +637,8 @@ impl ControlPlane {
                     );
                     apply(ci.remaining_resources.get_or_insert_with(Vec::new), &need, -1);
                     let mut task = tasks.remove(0);
-                    crate::gpus::hand_out(&mut task, &need.gpus, &p.def);
-                    task.group = Some(group.clone());
+                    crate::gpus::hand_out(&mut task.containers, &need.gpus, &p.def);
+                    task.group = group.clone();
                     task.container_instance_arn = Some(view[*idx].arn.clone());
                     task.availability_zone =
                         view[*idx].attributes.get("ecs.availability-zone").cloned().flatten();
@@ -685,13 +700,13 @@ impl ControlPlane {
             Default::default();
         for w in waiting {
             let t = &w.value.task;
-            if crate::status::stop_wanted(t) {
+            if t.stop_wanted() {
                 continue;
             }
             let key = (
-                t.task_definition_arn.clone().unwrap_or_default(),
+                t.task_definition_arn.clone(),
                 serde_json::to_string(&t.overrides).unwrap_or_default(),
-                t.group.clone().unwrap_or_default(),
+                t.group.clone(),
             );
             batches.entry(key).or_default().push(w);
         }
@@ -700,7 +715,7 @@ impl ControlPlane {
         let mut placed_total = 0;
         for ((td_arn, _, group), batch) in batches {
             let Some(td) = self.find_task_definition(ctx, &td_arn)? else { continue };
-            let overrides = batch[0].value.task.overrides.clone();
+            let overrides = Some(batch[0].value.task.overrides.clone());
             let p = plan(&td.value.definition, overrides.as_ref(), false)?;
             for chunk in batch.chunks(500) {
                 let req = RunLike {
@@ -756,9 +771,9 @@ impl ControlPlane {
             for _ in 0..count {
                 let mut task = self.new_task(l);
                 task.group =
-                    Some(l.req.group.clone().unwrap_or_else(|| {
+                    l.req.group.clone().unwrap_or_else(|| {
                         format!("family:{}", l.plan.def.family.clone().unwrap_or_default())
-                    }));
+                    });
                 let (t, rec) = self.assign(l, task, String::new(), l.plan.need.clone(), txn);
                 txn = t;
                 if let Ok(rec) = rec {
@@ -774,18 +789,17 @@ impl ControlPlane {
     fn assign(
         &self,
         l: &Launch<'_>,
-        task: Task,
+        task: StoredTask,
         node: String,
         reserved: Reservation,
         txn: Txn,
     ) -> (Txn, std::result::Result<TaskRecord, Vec<Failure>>) {
         let (ctx, req) = (l.ctx, l.req);
         let cluster = l.cluster.cluster_name.as_deref().unwrap_or_default();
-        let arn = task.task_arn.clone().unwrap_or_default();
+        let arn = task.task_arn.clone();
         let id = task_id_of(&arn).to_string();
         // An adopted task replaces its waiting record, under that record's compare-and-swap.
-        let waiting =
-            l.adopt.into_iter().flatten().find(|r| r.value.task.task_arn.as_deref() == Some(arn.as_str()));
+        let waiting = l.adopt.into_iter().flatten().find(|r| r.value.task.task_arn == arn);
         let before = waiting.map_or_else(Before::absent, |w| Before::of(&ctx.scope, w));
         let rec = TaskRecord {
             task,
@@ -888,7 +902,7 @@ impl ControlPlane {
                 match self.place_fargate(&launch).await? {
                     Ok(rec) => {
                         self.agents.bump(&rec.node);
-                        tasks.push(rec.task);
+                        tasks.push(rec.task.into_wire());
                     }
                     Err(f) => {
                         failures.extend(f);
@@ -913,13 +927,13 @@ impl ControlPlane {
                 };
                 if waits && placed.len() < count {
                     let parked = self.park(&launch, count - placed.len()).await?;
-                    tasks.extend(parked.into_iter().map(|r| r.task));
+                    tasks.extend(parked.into_iter().map(|r| r.task.into_wire()));
                     let mut nodes: Vec<&String> = placed.iter().map(|r| &r.node).collect();
                     nodes.dedup();
                     for n in nodes {
                         self.agents.bump(n);
                     }
-                    tasks.extend(placed.into_iter().map(|r| r.task));
+                    tasks.extend(placed.into_iter().map(|r| r.task.into_wire()));
                     continue;
                 }
                 let mut nodes: Vec<&String> = placed.iter().map(|r| &r.node).collect();
@@ -927,7 +941,7 @@ impl ControlPlane {
                 for n in nodes {
                     self.agents.bump(n);
                 }
-                tasks.extend(placed.into_iter().map(|r| r.task));
+                tasks.extend(placed.into_iter().map(|r| r.task.into_wire()));
                 // StartTask's rounds may name the same instance's failure twice; a full cluster
                 // fails on every instance, so this stays linear.
                 for x in f {
@@ -1063,7 +1077,7 @@ impl ControlPlane {
                     let mut tasks = Vec::new();
                     for arn in &prev.value.task_arns {
                         if let Some(rec) = self.load_task(ctx, cluster, arn)? {
-                            tasks.push(rec.value.task);
+                            tasks.push(rec.value.task.into_wire());
                         }
                     }
                     return Ok(TokenClaim::Replay(RunTaskResponse {
@@ -1257,7 +1271,7 @@ impl ControlPlane {
             .request_stop(ctx, &cname, &req.task, "UserInitiated", &reason)
             .await?
             .ok_or_else(|| EcsError::invalid("The referenced task was not found."))?;
-        Ok(StopTaskResponse { task: Some(rec.task) })
+        Ok(StopTaskResponse { task: Some(rec.task.into_wire()) })
     }
 
     /// Sets a task's desired status to STOPPED (its agent stops it), with ECS's stop code and
@@ -1284,7 +1298,8 @@ impl ControlPlane {
         reason: &str,
         reclaim_at_ms: Option<i64>,
     ) -> Result<Option<TaskRecord>> {
-        let now = self.now_s();
+        let now = self.clock.now();
+        let now_s = now.as_epoch_seconds();
         let rec = self
             .retry(|| {
                 let Some(mut rec) = self.load_task(ctx, cluster, task)? else {
@@ -1292,10 +1307,10 @@ impl ControlPlane {
                 };
                 let before = Before::of(&ctx.scope, &rec);
                 let t = &mut rec.value.task;
-                if crate::status::stop_wanted(t) {
+                if t.stop_wanted() {
                     return Ok((Txn::new(), Some((rec.value, false))));
                 }
-                crate::status::set_desired_status(t, TaskStatus::Stopped);
+                t.desired_status = TaskStatus::Stopped;
                 t.stopping_at = Some(now);
                 t.stop_code = Some(code.into());
                 t.stopped_reason = Some(reason.into());
@@ -1303,12 +1318,12 @@ impl ControlPlane {
                 let t = &mut rec.value.task;
                 if rec.value.node.is_empty() {
                     // Still waiting for capacity: nothing runs, nothing is reserved.
-                    crate::status::set_last_status(t, TaskStatus::Stopped);
+                    t.last_status = TaskStatus::Stopped;
                     t.stopped_at = Some(now);
-                    for c in t.containers.iter_mut().flatten() {
-                        crate::status::set_container_status(c, TaskStatus::Stopped);
-                        super::exec::follow_container(&mut c.managed_agents, "STOPPED", now);
-                        super::exec::follow_container(&mut c.managed_agents, "STOPPED", now);
+                    for c in &mut t.containers {
+                        c.last_status = TaskStatus::Stopped;
+                        super::exec::follow_container(&mut c.managed_agents, "STOPPED", now_s);
+                        super::exec::follow_container(&mut c.managed_agents, "STOPPED", now_s);
                     }
                     t.version += 1;
                     return Ok((
@@ -1316,7 +1331,7 @@ impl ControlPlane {
                         Some((rec.value, false)),
                     ));
                 }
-                let status = t.last_status.as_deref().and_then(TaskStatus::parse);
+                let status = Some(t.last_status);
                 // Behind a load balancer, a task that may be registered is DEACTIVATING: the
                 // scheduler deregisters it and, once it has drained, makes it STOPPING and
                 // tells its agent. Until then the agent is not woken, and keeps it running.
@@ -1324,9 +1339,9 @@ impl ControlPlane {
                     && matches!(status, Some(TaskStatus::Activating | TaskStatus::Running));
                 let t = &mut rec.value.task;
                 if deactivate {
-                    t.last_status = Some(TaskStatus::Deactivating.as_str().into());
+                    t.last_status = TaskStatus::Deactivating;
                 } else if status == Some(TaskStatus::Running) {
-                    crate::status::set_last_status(t, TaskStatus::Stopping);
+                    t.last_status = TaskStatus::Stopping;
                 }
                 t.version += 1;
                 // The desired status moves the task's ListTasks rows; STOPPING moves its counts.
@@ -1355,26 +1370,26 @@ impl ControlPlane {
         code: &str,
         reason: &str,
     ) -> Result<()> {
-        let now = self.now_s();
+        let now = self.clock.now();
         self.retry(|| {
             let Some(mut rec) = self.load_task(ctx, cluster, task)? else {
                 return Ok((Txn::new(), ()));
             };
             let before = Before::of(&ctx.scope, &rec);
             let t = &mut rec.value.task;
-            if crate::status::is_stopped(t) {
+            if t.is_stopped() {
                 return Ok((Txn::new(), ()));
             }
-            crate::status::set_last_status(t, TaskStatus::Stopped);
-            crate::status::set_desired_status(t, TaskStatus::Stopped);
+            t.last_status = TaskStatus::Stopped;
+            t.desired_status = TaskStatus::Stopped;
             t.stop_code = Some(code.into());
             t.stopped_reason = Some(reason.into());
             t.stopping_at.get_or_insert(now);
             t.stopped_at = Some(now);
-            t.connectivity = Some("DISCONNECTED".into());
-            for c in t.containers.iter_mut().flatten() {
-                crate::status::set_container_status(c, TaskStatus::Stopped);
-                super::exec::follow_container(&mut c.managed_agents, "STOPPED", now);
+            t.connectivity = Some(Connectivity::Disconnected);
+            for c in &mut t.containers {
+                c.last_status = TaskStatus::Stopped;
+                super::exec::follow_container(&mut c.managed_agents, "STOPPED", now.as_epoch_seconds());
             }
             t.version += 1;
             let txn = self.release(Txn::new(), &rec.value.node, &rec.value.reserved, ctx, cluster)?;
@@ -1456,7 +1471,7 @@ impl ControlPlane {
         for r in &req.tasks {
             match self.load_task(ctx, &cname, r)? {
                 Some(rec) => {
-                    let mut t = rec.value.task;
+                    let mut t = rec.value.task.into_wire();
                     if !super::includes(req.include.as_ref(), "TAGS") {
                         t.tags = None;
                     }
@@ -1537,12 +1552,11 @@ impl ControlPlane {
                 if decode_needed {
                     let Some(rec) = load::<TaskRecord>(&*self.store, &key)? else { continue };
                     let t = &rec.value.task;
-                    let keep = (desired != "PENDING"
-                        || crate::status::last_status(t) != Some(TaskStatus::Running))
-                        && req.family.as_deref().is_none_or(|f| family_of(t) == Some(f))
+                    let keep = (desired != "PENDING" || t.last_status != TaskStatus::Running)
+                        && req.family.as_deref().is_none_or(|f| t.family() == Some(f))
                         && req.started_by.as_ref().is_none_or(|s| t.started_by.as_ref() == Some(s))
-                        && req.launch_type.as_ref().is_none_or(|l| t.launch_type.as_ref() == Some(l))
-                        && group.as_ref().is_none_or(|g| t.group.as_ref() == Some(g));
+                        && req.launch_type.as_ref().is_none_or(|l| t.launch_type == *l)
+                        && group.as_ref().is_none_or(|g| t.group == *g);
                     if !keep {
                         continue;
                     }
@@ -1575,12 +1589,12 @@ impl ControlPlane {
         {
             return Err(EcsError::invalid(format!("Invalid task status '{s}'.")));
         }
-        let now = self.now_s();
+        let now = self.clock.now();
         self.retry(|| {
             let mut rec = self
                 .load_task(ctx, &cname, &task_ref)?
                 .ok_or_else(|| EcsError::invalid(format!("The referenced task was not found: {task_ref}")))?;
-            if crate::status::is_stopped(&rec.value.task) {
+            if rec.value.task.is_stopped() {
                 return Ok((Txn::new(), ()));
             }
             let before = Before::of(&ctx.scope, &rec);
@@ -1588,16 +1602,15 @@ impl ControlPlane {
             for c in req.containers.iter().flatten() {
                 update_container(t, c, now);
             }
-            if req.pull_started_at.is_some() {
-                t.pull_started_at = req.pull_started_at;
+            if let Some(at) = req.pull_started_at {
+                t.pull_started_at = Some(Timestamp::from_epoch_seconds(at));
             }
-            if req.pull_stopped_at.is_some() {
-                t.pull_stopped_at = req.pull_stopped_at;
+            if let Some(at) = req.pull_stopped_at {
+                t.pull_stopped_at = Some(Timestamp::from_epoch_seconds(at));
             }
             let mut txn = Txn::new();
-            // A task only moves forward (a status stored unknown counts as PROVISIONING).
-            let current =
-                t.last_status.as_deref().and_then(TaskStatus::parse).unwrap_or(TaskStatus::Provisioning);
+            // A task only moves forward (a status stored unknown reads as PROVISIONING).
+            let current = t.last_status;
             // Behind a load balancer, the containers running make the task ACTIVATING: the
             // scheduler registers its targets, then makes it RUNNING.
             let activating = rec.value.targets.as_ref().is_some_and(|x| !x.registered);
@@ -1609,15 +1622,15 @@ impl ControlPlane {
             if let Some(next) = next_status
                 && next > current
             {
-                t.last_status = Some(next.as_str().to_string());
+                t.last_status = next;
                 if next == TaskStatus::Activating {
-                    t.connectivity = Some("CONNECTED".into());
+                    t.connectivity = Some(Connectivity::Connected);
                     t.connectivity_at = Some(now);
                 }
                 match next {
                     TaskStatus::Running => {
                         t.started_at = Some(now);
-                        t.connectivity = Some("CONNECTED".into());
+                        t.connectivity = Some(Connectivity::Connected);
                         t.connectivity_at = Some(now);
                     }
                     x if x.is_stopping() => {
@@ -1625,11 +1638,12 @@ impl ControlPlane {
                     }
                     TaskStatus::Stopped => {
                         let was_running = t.started_at.is_some();
-                        t.execution_stopped_at = req.execution_stopped_at.or(Some(now));
+                        t.execution_stopped_at =
+                            Some(req.execution_stopped_at.map_or(now, Timestamp::from_epoch_seconds));
                         t.stopped_at = Some(now);
                         t.stopping_at.get_or_insert(now);
-                        crate::status::set_desired_status(t, TaskStatus::Stopped);
-                        t.connectivity = Some("DISCONNECTED".into());
+                        t.desired_status = TaskStatus::Stopped;
+                        t.connectivity = Some(Connectivity::Disconnected);
                         if t.stop_code.is_none() {
                             t.stop_code = Some(
                                 if was_running { "EssentialContainerExited" } else { "TaskFailedToStart" }
@@ -1701,7 +1715,7 @@ impl ControlPlane {
     ) -> Result<SubmitContainerStateChangeResponse> {
         let cname = cluster_name(&ctx.scope, req.cluster.as_deref())?;
         let task_ref = req.task.clone().ok_or_else(|| EcsError::invalid("task can not be blank."))?;
-        let now = self.now_s();
+        let now = self.clock.now();
         self.retry(|| {
             let mut rec = self
                 .load_task(ctx, &cname, &task_ref)?
@@ -1752,7 +1766,7 @@ impl ControlPlane {
                     EcsError::invalid(format!("Attachment not found: {}", change.attachment_arn))
                 })?;
                 let mut found = false;
-                for a in rec.value.task.attachments.iter_mut().flatten() {
+                for a in &mut rec.value.task.attachments {
                     if a.id.as_deref() == Some(*att_id) {
                         crate::status::set_attachment_status(a, status);
                         found = true;
@@ -1773,7 +1787,7 @@ impl ControlPlane {
 }
 
 /// Applies one container's reported state to the task.
-fn update_container(t: &mut Task, change: &ContainerStateChange, now: f64) {
+fn update_container(t: &mut StoredTask, change: &ContainerStateChange, now: Timestamp) {
     let ContainerStateChange {
         container_name,
         runtime_id,
@@ -1786,26 +1800,23 @@ fn update_container(t: &mut Task, change: &ContainerStateChange, now: f64) {
     let (name, runtime_id, status, reason, bindings) =
         (container_name.as_deref(), runtime_id.as_ref(), status.as_ref(), reason.as_ref(), bindings.as_ref());
     let exit_code = *exit_code;
-    let Some(c) = t.containers.iter_mut().flatten().find(|c| c.name.as_deref() == name) else {
+    let Some(c) = name.and_then(|n| t.container_mut(n)) else {
         return;
     };
     if runtime_id.is_some() {
         c.runtime_id = runtime_id.cloned();
     }
-    if let Some(s) = status {
-        let cur = match c.last_status.as_deref() {
-            Some("RUNNING") => 1,
-            Some("STOPPED") => 2,
+    // A container goes PENDING, RUNNING, STOPPED, never back; a status that is no task status
+    // is not recorded.
+    if let Some(s) = status.and_then(|s| TaskStatus::parse(s)) {
+        let rank = |s: TaskStatus| match s {
+            TaskStatus::Running => 1,
+            TaskStatus::Stopped => 2,
             _ => 0,
         };
-        let new = match s.as_str() {
-            "RUNNING" => 1,
-            "STOPPED" => 2,
-            _ => 0,
-        };
-        if new >= cur {
-            c.last_status = Some(s.clone());
-            super::exec::follow_container(&mut c.managed_agents, s, now);
+        if rank(s) >= rank(c.last_status) {
+            c.last_status = s;
+            super::exec::follow_container(&mut c.managed_agents, s.as_str(), now.as_epoch_seconds());
         }
     }
     if exit_code.is_some() {
@@ -1879,8 +1890,8 @@ pub(crate) struct DaemonLaunch<'a> {
 pub(crate) const MANAGED_INSTANCES: &str = "MANAGED_INSTANCES";
 
 /// A stopped task's attachments (its network interface) are deleted.
-pub(crate) fn attachments_deleted(t: &mut Task) {
-    for a in t.attachments.iter_mut().flatten() {
+pub(crate) fn attachments_deleted(t: &mut StoredTask) {
+    for a in &mut t.attachments {
         crate::status::set_attachment_status(a, AttachmentStatus::Deleted);
     }
 }
