@@ -28,11 +28,13 @@
 //!    on it (`daemon_scheduler.rs`).
 
 use crate::ops::capacity_providers::BUILT_IN;
+use crate::ops::clusters::ClusterRecord;
+use crate::ops::container_instances::InstanceRecord;
 use crate::ops::tasks::TaskRecord;
 use crate::records::{decode, load, load_prefix};
 use crate::{ControlPlane, Ctx, keys, status};
 use gantry_core::{InstanceStatus, Result, Scope};
-use gantry_model::{CapacityProvider, Cluster, ContainerInstance};
+use gantry_model::CapacityProvider;
 use gantry_ports::autoscaling::{CapacityGroups, GroupView};
 use gantry_ports::{MetricDatum, MetricScope, MetricSink, MetricValue};
 use std::collections::HashMap;
@@ -292,10 +294,10 @@ impl ControlPlane {
     /// One cluster auto scaling pass over a cluster (see the module's documentation).
     pub async fn capacity_pass(&self, scope: &Scope, cluster: &str) -> Result<Vec<ProviderReport>> {
         let ctx = Ctx::root(scope.clone());
-        let Some(c) = load::<Cluster>(&*self.store, &keys::cluster(scope, cluster))? else {
+        let Some(c) = load::<ClusterRecord>(&*self.store, &keys::cluster(scope, cluster))? else {
             return Ok(Vec::new());
         };
-        if !status::cluster_active(&c.value) {
+        if !c.value.is_active() {
             return Ok(Vec::new());
         }
         // 0. Daemons first: an instance gets its daemon tasks before other tasks.
@@ -307,38 +309,29 @@ impl ControlPlane {
         }
         let Some(ports) = self.capacity.get() else { return Ok(Vec::new()) };
         let waiting = self.waiting(scope, cluster)?;
-        let mut instances: Vec<crate::Stored<ContainerInstance>> =
+        let instances: Vec<crate::Stored<InstanceRecord>> =
             load_prefix(&*self.store, &keys::container_instance_prefix(scope, cluster))?;
         // Task counts are counters beside the records.
         let has_daemons = !self.store.range(&keys::daemon_prefix(scope, cluster), None, 1).is_empty();
-        for i in &mut instances {
-            let id = i
-                .value
-                .container_instance_arn
-                .as_deref()
-                .unwrap_or_default()
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .to_string();
+        let mut seen = Vec::with_capacity(instances.len());
+        for i in instances {
+            let id = i.value.id();
             let count = |what: &str| {
                 self.store
-                    .get(&keys::instance_count(scope, cluster, &id, what))
-                    .map_or(0, |kv| gantry_store::counter(&kv.value).clamp(0, i32::MAX as i64) as i32)
+                    .get(&keys::instance_count(scope, cluster, id, what))
+                    .map_or(0, |kv| gantry_store::counter(&kv.value))
             };
-            i.value.running_tasks_count = count("running");
-            i.value.pending_tasks_count = count("pending");
+            let mut busy = count("running") > 0 || count("pending") > 0;
             // Daemon tasks go with their instance: one that runs nothing else is idle (scaled
             // in, unprotected, let go by managed draining), as ECS Managed Instances are.
-            if has_daemons && has_tasks(&i.value) && !self.runs_other_than_daemons(&ctx, cluster, &id)? {
-                i.value.running_tasks_count = 0;
-                i.value.pending_tasks_count = 0;
+            if has_daemons && busy && !self.runs_other_than_daemons(&ctx, cluster, id)? {
+                busy = false;
             }
+            seen.push(Seen { ci: i.value, busy });
         }
-        let by_ec2: HashMap<&str, &ContainerInstance> =
-            instances.iter().filter_map(|i| Some((i.value.ec2_instance_id.as_deref()?, &i.value))).collect();
+        let by_ec2: HashMap<&str, &Seen> = seen.iter().map(|s| (s.ci.ec2_instance_id.as_str(), s)).collect();
         let mut reports = Vec::new();
-        for name in c.value.capacity_providers.iter().flatten() {
+        for name in &c.value.capacity_providers {
             let Some(p) = load::<CapacityProvider>(&*self.store, &keys::capacity_provider(scope, name))?
             else {
                 continue;
@@ -434,12 +427,12 @@ impl ControlPlane {
         };
         let ids: std::collections::HashSet<&str> =
             view.instances.iter().map(|i| i.instance_id.as_str()).collect();
-        let instances: Vec<crate::Stored<ContainerInstance>> =
+        let instances: Vec<crate::Stored<InstanceRecord>> =
             load_prefix(&*self.store, &keys::container_instance_prefix(scope, cluster))?;
         Ok(instances
             .into_iter()
-            .filter(|i| i.value.ec2_instance_id.as_deref().is_some_and(|e| ids.contains(e)))
-            .filter_map(|i| i.value.container_instance_arn)
+            .filter(|i| ids.contains(i.value.ec2_instance_id.as_str()))
+            .map(|i| i.value.container_instance_arn)
             .collect())
     }
 
@@ -488,7 +481,7 @@ impl ControlPlane {
         group: &GroupView,
         scaling: Scaling,
         waiting: &[crate::Stored<TaskRecord>],
-        by_ec2: &HashMap<&str, &ContainerInstance>,
+        by_ec2: &HashMap<&str, &Seen>,
         ports: &CapacityPorts,
         per_task: Option<&Option<gantry_model::InstanceRequirementsRequest>>,
     ) -> ProviderReport {
@@ -496,16 +489,16 @@ impl ControlPlane {
             group.instances.iter().filter(|i| !i.lifecycle_state.starts_with("Terminat")).collect();
         // A new instance's size: the launch configuration's type, else the largest registered.
         let capacity = gantry_core::ec2::resources(&group.instance_type)
-            .unwrap_or_else(|| by_ec2.values().map(|ci| registered(ci)).max().unwrap_or((1024, 1024)));
+            .unwrap_or_else(|| by_ec2.values().map(|s| registered(&s.ci)).max().unwrap_or((1024, 1024)));
         let members: Vec<Member> = live
             .iter()
             .map(|i| {
                 let ci = by_ec2.get(i.instance_id.as_str());
                 Member {
-                    busy: ci.is_some_and(|ci| has_tasks(ci)),
+                    busy: ci.is_some_and(|s| s.busy),
                     launched_at_ms: i.launched_at_ms,
                     free: match ci {
-                        Some(ci) => remaining(ci),
+                        Some(s) => remaining(&s.ci),
                         None => gantry_core::ec2::resources(&i.instance_type).unwrap_or(capacity),
                     },
                 }
@@ -625,12 +618,12 @@ impl ControlPlane {
         &self,
         scope: &Scope,
         group: &GroupView,
-        by_ec2: &HashMap<&str, &ContainerInstance>,
+        by_ec2: &HashMap<&str, &Seen>,
         ports: &CapacityPorts,
     ) {
         let (mut on, mut off) = (Vec::new(), Vec::new());
         for i in group.instances.iter().filter(|i| i.lifecycle_state == "InService") {
-            let busy = by_ec2.get(i.instance_id.as_str()).is_some_and(|ci| has_tasks(ci));
+            let busy = by_ec2.get(i.instance_id.as_str()).is_some_and(|s| s.busy);
             if busy && !i.protected_from_scale_in {
                 on.push(i.instance_id.clone());
             } else if !busy && i.protected_from_scale_in {
@@ -655,7 +648,7 @@ impl ControlPlane {
         ctx: &Ctx,
         cluster: &str,
         group: &GroupView,
-        by_ec2: &HashMap<&str, &ContainerInstance>,
+        by_ec2: &HashMap<&str, &Seen>,
         ports: &CapacityPorts,
     ) {
         let (account, region) = (ctx.scope.account.as_str(), ctx.scope.region.as_str());
@@ -668,14 +661,14 @@ impl ControlPlane {
         for i in group.instances.iter().filter(|i| i.lifecycle_state == "Terminating:Wait") {
             let ci = by_ec2.get(i.instance_id.as_str());
             // (An instance running only daemon tasks counts as idle: see the pass.)
-            if let Some(ci) = ci
-                && has_tasks(ci)
+            if let Some(s) = ci
+                && s.busy
             {
                 {
-                    if status::instance_status(ci) == Some(InstanceStatus::Active) {
+                    if s.ci.status == InstanceStatus::Active {
                         let req = gantry_model::UpdateContainerInstancesStateRequest {
                             cluster: Some(cluster.to_string()),
-                            container_instances: vec![ci.container_instance_arn.clone().unwrap_or_default()],
+                            container_instances: vec![s.ci.container_instance_arn.clone()],
                             status: InstanceStatus::Draining.as_str().to_string(),
                         };
                         if let Err(e) = self.update_container_instances_state(ctx, req).await {
@@ -731,14 +724,10 @@ impl ControlPlane {
                     }
                 }
                 for kv in self.store.range(&keys::cluster_prefix(&scope), None, usize::MAX) {
-                    if let Ok(c) = decode::<Cluster>(&kv)
-                        && c.value
-                            .capacity_providers
-                            .iter()
-                            .flatten()
-                            .any(|p| !BUILT_IN.contains(&p.as_str()))
-                        && let Some(name) = c.value.cluster_name.as_deref()
+                    if let Ok(c) = decode::<ClusterRecord>(&kv)
+                        && c.value.capacity_providers.iter().any(|p| !BUILT_IN.contains(&p.as_str()))
                     {
+                        let name = &c.value.cluster_name;
                         out.push(format!("{}/{}/{name}", scope.account, scope.region));
                     }
                 }
@@ -764,17 +753,18 @@ pub(crate) fn parse_capacity_key(key: &str) -> Option<(Scope, String)> {
     Some((Scope::new(account, region), name.to_string()))
 }
 
-/// Whether a container instance runs or is about to run tasks.
-fn has_tasks(ci: &ContainerInstance) -> bool {
-    ci.running_tasks_count > 0 || ci.pending_tasks_count > 0
+/// A container instance as a capacity pass sees it: its record, and whether it runs or is about
+/// to run tasks (its counters; daemon tasks alone do not count).
+struct Seen {
+    ci: InstanceRecord,
+    busy: bool,
 }
 
 /// What an instance registered (CPU units, MiB).
-fn registered(ci: &ContainerInstance) -> (i64, i64) {
+fn registered(ci: &InstanceRecord) -> (i64, i64) {
     let get = |n: &str| {
         ci.registered_resources
             .iter()
-            .flatten()
             .find(|r| r.name.as_deref() == Some(n))
             .map_or(0, |r| i64::from(r.integer_value))
     };
@@ -782,11 +772,10 @@ fn registered(ci: &ContainerInstance) -> (i64, i64) {
 }
 
 /// What an instance has left (CPU units, MiB).
-fn remaining(ci: &ContainerInstance) -> (i64, i64) {
+fn remaining(ci: &InstanceRecord) -> (i64, i64) {
     let get = |n: &str| {
         ci.remaining_resources
             .iter()
-            .flatten()
             .find(|r| r.name.as_deref() == Some(n))
             .map_or(0, |r| i64::from(r.integer_value))
     };
@@ -842,12 +831,9 @@ impl ControlPlane {
         self.store
             .range(&keys::container_instance_prefix(&ctx.scope, cluster), None, usize::MAX)
             .into_iter()
-            .filter_map(|kv| decode::<ContainerInstance>(&kv).ok())
-            .find(|ci| {
-                ci.value.ec2_instance_id.as_deref() == Some(ec2_id)
-                    && status::instance_status(&ci.value) != Some(InstanceStatus::Inactive)
-            })
-            .and_then(|ci| ci.value.container_instance_arn)
+            .filter_map(|kv| decode::<InstanceRecord>(&kv).ok())
+            .find(|ci| ci.value.ec2_instance_id == ec2_id && ci.value.is_live())
+            .map(|ci| ci.value.container_instance_arn)
     }
 }
 

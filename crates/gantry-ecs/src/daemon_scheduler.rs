@@ -9,6 +9,7 @@
 //! they run. A DELETE_IN_PROGRESS daemon's tasks are stopped and, once none is left, the daemon
 //! is removed (its deployments and revisions stay).
 
+use crate::ops::container_instances::InstanceRecord;
 use crate::ops::daemons::{DaemonRecord, daemon_group};
 use crate::ops::tasks::{DaemonLaunch, TaskRecord};
 use crate::records::{decode, encode, load, load_prefix};
@@ -90,13 +91,13 @@ impl ControlPlane {
                 continue;
             };
             let ci =
-                load::<ContainerInstance>(&*self.store, &keys::container_instance(&ctx.scope, cluster, id))?;
+                load::<InstanceRecord>(&*self.store, &keys::container_instance(&ctx.scope, cluster, id))?;
             let Some(ci) = ci.map(|c| c.value) else {
                 forget().await;
                 continue;
             };
-            match status::instance_status(&ci) {
-                Some(InstanceStatus::Draining) => {}
+            match ci.status {
+                InstanceStatus::Draining => {}
                 // Still ACTIVE (the drain did not go through: the daemon pass drains again) or
                 // made ACTIVE by its user, or deregistered: nothing to replace.
                 _ => {
@@ -111,10 +112,7 @@ impl ControlPlane {
                 forget().await;
                 continue;
             };
-            let Some(ec2) = ci.ec2_instance_id.as_deref() else {
-                forget().await;
-                continue;
-            };
+            let ec2 = ci.ec2_instance_id.as_str();
             let cause = format!(
                 "ECS daemon auto repair: a task of critical daemon {} on cluster {cluster} {} on container instance {id}",
                 repair.daemon,
@@ -292,14 +290,14 @@ impl ControlPlane {
                 }
                 provider_of.insert(arn.clone(), p.clone());
                 let id = arn.rsplit('/').next().unwrap_or_default();
-                let Some(ci) = load::<ContainerInstance>(
+                let Some(ci) = load::<InstanceRecord>(
                     &*self.store,
                     &keys::container_instance(&ctx.scope, &rec.cluster, id),
                 )?
                 else {
                     continue;
                 };
-                if status::instance_status(&ci.value) != Some(InstanceStatus::Active) {
+                if ci.value.status != InstanceStatus::Active {
                     continue;
                 }
                 let tasks = live

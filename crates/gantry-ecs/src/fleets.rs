@@ -18,11 +18,11 @@
 //! The fleet is only a starting point: the commit compare-and-swaps every instance record it
 //! read, so a placement on a stale fleet fails its commit and is planned again on a fresh one.
 
+use crate::ops::container_instances::InstanceRecord;
 use crate::records::decode;
-use crate::status::instance_status;
 use crate::{ControlPlane, Ctx, Stored, keys, reservation};
-use gantry_core::{EcsError, InstanceStatus, Result};
-use gantry_model::{ContainerInstance, Resource};
+use gantry_core::{EcsError, Result};
+use gantry_model::Resource;
 use gantry_placement::engine::Fleet;
 use gantry_placement::snapshot::{Instance, Usage};
 use gantry_runtime::{Change, WatchCursor};
@@ -35,7 +35,7 @@ pub(crate) struct ClusterFleet {
     /// Every instance of the cluster that is not INACTIVE.
     pub(crate) fleet: Fleet,
     /// The records the fleet's instances came from, by ARN (what the commit compares).
-    pub(crate) records: HashMap<String, Arc<Stored<ContainerInstance>>>,
+    pub(crate) records: HashMap<String, Arc<Stored<InstanceRecord>>>,
     /// Instance key → ARN.
     keys: HashMap<String, String>,
     /// The store revision the fleet reflects (at least).
@@ -175,7 +175,7 @@ impl ControlPlane {
         {
             let usage = usage_of(self.store.as_ref(), arn, &p.remaining);
             let record = Arc::make_mut(record);
-            record.value.remaining_resources = Some(p.remaining);
+            record.value.remaining_resources = p.remaining;
             record.mod_revision = kv.mod_revision;
             cf.fleet.update_usage(arn, usage);
             return Ok(());
@@ -185,7 +185,7 @@ impl ControlPlane {
             None => None,
         };
         match derived {
-            Some((record, inst)) if instance_status(&record.value) != Some(InstanceStatus::Inactive) => {
+            Some((record, inst)) if record.value.is_live() => {
                 nodes.insert(inst.arn.clone(), key.to_string());
                 cf.keys.insert(key.to_string(), inst.arn.clone());
                 cf.records.insert(inst.arn.clone(), Arc::new(record));
@@ -209,19 +209,19 @@ impl ControlPlane {
 fn engine_instance(
     store: &dyn gantry_store::Store,
     kv: &gantry_store::KeyValue,
-) -> Result<(Stored<ContainerInstance>, Instance)> {
-    let ci = decode::<ContainerInstance>(kv)?;
+) -> Result<(Stored<InstanceRecord>, Instance)> {
+    let ci = decode::<InstanceRecord>(kv)?;
     let c = &ci.value;
-    let arn = c.container_instance_arn.clone().unwrap_or_default();
-    let registered = c.registered_resources.as_deref().unwrap_or_default();
+    let arn = c.container_instance_arn.clone();
+    let registered = &c.registered_resources;
     let mut inst = Instance {
-        id: arn.rsplit('/').next().unwrap_or_default().to_string(),
-        status: c.status.clone().unwrap_or_default(),
+        id: c.id().to_string(),
+        status: c.status.as_str().to_string(),
         agent_connected: false,
-        ec2_instance_id: c.ec2_instance_id.clone().unwrap_or_default(),
+        ec2_instance_id: c.ec2_instance_id.clone(),
         agent_version: c.version_info.as_ref().and_then(|v| v.agent_version.clone()),
-        registered_at_ms: c.registered_at.map(|s| (s * 1000.0) as i64).unwrap_or(0),
-        attributes: c.attributes.iter().flatten().map(|a| (a.name.clone(), a.value.clone())).collect(),
+        registered_at_ms: c.registered_at.0,
+        attributes: c.attributes.iter().map(|a| (a.name.clone(), a.value.clone())).collect(),
         cpu: 0,
         memory: 0,
         gpus: 0,
@@ -233,7 +233,7 @@ fn engine_instance(
         task_groups: BTreeMap::new(),
         arn,
     };
-    inst.set_usage(usage_of(store, &inst.arn, c.remaining_resources.as_deref().unwrap_or_default()));
+    inst.set_usage(usage_of(store, &inst.arn, &c.remaining_resources));
     Ok((ci, inst))
 }
 

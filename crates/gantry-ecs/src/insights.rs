@@ -376,7 +376,9 @@ impl ControlPlane {
             let Some(c) = described.ok().and_then(|d| d.clusters).and_then(|c| c.into_iter().next()) else {
                 continue;
             };
-            if !status::cluster_active(&c) {
+            if c.status.as_deref().and_then(gantry_core::ClusterStatus::parse)
+                != Some(gantry_core::ClusterStatus::Active)
+            {
                 continue;
             }
             let Some(level) = level(&c) else { continue };

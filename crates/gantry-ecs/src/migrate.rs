@@ -19,7 +19,6 @@ use crate::ops::tasks::{TaskRecord, TokenRecord};
 use crate::records::parse;
 use crate::table::{Record, Row};
 use gantry_core::{EcsError, Result, Scope};
-use gantry_model::ContainerInstance;
 use gantry_store::{KeyValue, Store, Txn};
 use std::collections::BTreeMap;
 
@@ -132,7 +131,7 @@ pub fn derive(store: &dyn Store) -> Result<Derived> {
         let r = match kind {
             "task" => derive_one::<TaskRecord>(&mut out, &scope, kv),
             "service" => derive_one::<ServiceRecord>(&mut out, &scope, kv),
-            "container-instance" => derive_one::<InstanceRecord<ContainerInstance>>(&mut out, &scope, kv),
+            "container-instance" => derive_one::<InstanceRecord>(&mut out, &scope, kv),
             "task-definition" => {
                 derive_one::<crate::ops::task_definitions::TaskDefRecord>(&mut out, &scope, kv)
             }
@@ -293,7 +292,7 @@ impl Plan {
                 return Ok(true);
             }
             "task-definition" => self.derive::<crate::ops::task_definitions::TaskDefRecord>(&scope, kv)?,
-            "container-instance" => self.derive::<InstanceRecord<ContainerInstance>>(&scope, kv)?,
+            "container-instance" => self.derive::<InstanceRecord>(&scope, kv)?,
             "task" => self.derive::<TaskRecord>(&scope, kv)?,
             "service" => self.derive::<ServiceRecord>(&scope, kv)?,
             _ => {}

@@ -1,31 +1,15 @@
 //! Where the stored records' status strings (ECS's wire shapes keep strings) become
 //! `gantry-core`'s enums and back: the one boundary. Reads go through the `*_status` functions
-//! (clusters, capacity providers, task definitions, services, container instances), writes
-//! through the `set_*_status` ones, so only the enums' values are ever written. A task's record
-//! (`ops::task_record::StoredTask`) holds the enums themselves. A stored value Gantry did not write reads as `None`.
+//! (capacity providers, task definitions, services), writes through the `set_*_status` ones, so
+//! only the enums' values are ever written. A stored value Gantry did not write reads as `None`.
+//! Records that are domain types (tasks, `ops::task_record::StoredTask`; clusters,
+//! `ClusterRecord`; container instances, `InstanceRecord`) hold the enums themselves.
 
 use gantry_core::{
-    CapacityProviderStatus, ClusterStatus, DaemonDeploymentStatus, DaemonStatus, DaemonTaskDefinitionStatus,
-    InstanceStatus, ServiceStatus, TaskDefinitionStatus,
+    CapacityProviderStatus, DaemonDeploymentStatus, DaemonStatus, DaemonTaskDefinitionStatus, ServiceStatus,
+    TaskDefinitionStatus,
 };
-use gantry_model::{
-    CapacityProvider, Cluster, ContainerInstance, DaemonDeployment, DaemonTaskDefinition, Service,
-    TaskDefinition,
-};
-
-/// A cluster's status; `None` if it has none, or one Gantry does not know.
-pub(crate) fn cluster_status(c: &Cluster) -> Option<ClusterStatus> {
-    c.status.as_deref().and_then(ClusterStatus::parse)
-}
-
-/// Whether a cluster is ACTIVE (the only status in which it takes work or tags).
-pub(crate) fn cluster_active(c: &Cluster) -> bool {
-    cluster_status(c) == Some(ClusterStatus::Active)
-}
-
-pub(crate) fn set_cluster_status(c: &mut Cluster, status: ClusterStatus) {
-    c.status = Some(status.as_str().into());
-}
+use gantry_model::{CapacityProvider, DaemonDeployment, DaemonTaskDefinition, Service, TaskDefinition};
 
 /// A capacity provider's status; `None` if it has none, or one Gantry does not know.
 pub(crate) fn provider_status(p: &CapacityProvider) -> Option<CapacityProviderStatus> {
@@ -53,16 +37,6 @@ pub(crate) fn service_status(s: &Service) -> Option<ServiceStatus> {
 
 pub(crate) fn set_service_status(s: &mut Service, status: ServiceStatus) {
     s.status = Some(status.as_str().into());
-}
-
-/// An instance's status (an instance stored without one is ACTIVE); `None` for a status Gantry
-/// does not know.
-pub(crate) fn instance_status(i: &ContainerInstance) -> Option<InstanceStatus> {
-    i.status.as_deref().map_or(Some(InstanceStatus::Active), InstanceStatus::parse)
-}
-
-pub(crate) fn set_instance_status(i: &mut ContainerInstance, status: InstanceStatus) {
-    i.status = Some(status.as_str().into());
 }
 
 /// A daemon task definition's status; `None` for one Gantry does not know.
@@ -155,25 +129,9 @@ pub(crate) fn set_agent_status(a: &mut gantry_model::ManagedAgent, status: gantr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::container_instances::InstanceRecord;
-    use crate::table::Record;
-    use gantry_core::Scope;
 
     #[test]
-    fn unknown_stored_statuses_read_as_none_and_are_not_indexed() {
-        let scope = Scope::new("000000000000", "us-east-1");
-        let mut i = ContainerInstance {
-            container_instance_arn: Some("arn:aws:ecs:us-east-1:000000000000:container-instance/c/1".into()),
-            ..Default::default()
-        };
-        assert_eq!(instance_status(&i), Some(InstanceStatus::Active), "no status: ACTIVE");
-        assert_eq!(InstanceRecord(&i).index_keys(&scope).len(), 1);
-        i.status = Some("BOGUS".into());
-        assert_eq!(instance_status(&i), None);
-        assert!(InstanceRecord(&i).index_keys(&scope).is_empty());
-        set_instance_status(&mut i, InstanceStatus::Draining);
-        assert_eq!(i.status.as_deref(), Some("DRAINING"));
-
+    fn unknown_stored_statuses_read_as_none() {
         let mut s = Service { status: Some("BOGUS".into()), ..Default::default() };
         assert_eq!(service_status(&s), None);
         set_service_status(&mut s, ServiceStatus::Inactive);

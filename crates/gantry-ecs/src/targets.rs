@@ -22,12 +22,12 @@
 //! [`sched::LbHealth`]: health lives in the data plane's memory, not the store, so a service
 //! with targets asks to be looked at again soon ([`LB_POLL_MS`], [`LB_WATCH_MS`]).
 
+use crate::ops::container_instances::InstanceRecord;
 use crate::ops::tasks::{BoundTarget, TaskRecord, TaskTargets};
 use crate::records::load;
 use crate::table::{Before, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::{EcsError, ErrorKind, Result, TaskStatus};
-use gantry_model::ContainerInstance;
 use gantry_ports::lb::{TargetRef, TargetRegistry, TargetState, TargetType};
 use gantry_sched as sched;
 use gantry_store::Txn;
@@ -310,11 +310,11 @@ impl ControlPlane {
                         .and_then(|nb| nb.host_port);
                     let instance = t.container_instance_arn.as_deref().and_then(|a| a.rsplit('/').next());
                     let ec2 = match instance {
-                        Some(i) => load::<ContainerInstance>(
+                        Some(i) => load::<InstanceRecord>(
                             &*self.store,
                             &keys::container_instance(&ctx.scope, cluster, i),
                         )?
-                        .and_then(|ci| ci.value.ec2_instance_id),
+                        .map(|ci| ci.value.ec2_instance_id),
                         None => None,
                     };
                     let (Some(id), Some(hp)) = (ec2, host_port) else { return Ok(None) };
@@ -367,7 +367,7 @@ pub const HOST_ADDRESS_ATTRIBUTE: &str = "gantry.host-address";
 /// ELBv2's `instance` targets are reached at their container instance's host address.
 impl gantry_ports::lb::InstanceAddresses for ControlPlane {
     fn addresses(&self, scope: &gantry_core::Scope) -> std::collections::HashMap<String, std::net::IpAddr> {
-        let instances = match crate::records::load_prefix::<ContainerInstance>(
+        let instances = match crate::records::load_prefix::<InstanceRecord>(
             &*self.store,
             &keys::container_instances_of(scope),
         ) {
@@ -381,13 +381,8 @@ impl gantry_ports::lb::InstanceAddresses for ControlPlane {
             .into_iter()
             .filter_map(|ci| {
                 let ci = ci.value;
-                let address = ci
-                    .attributes
-                    .iter()
-                    .flatten()
-                    .find(|a| a.name == HOST_ADDRESS_ATTRIBUTE)
-                    .and_then(|a| a.value.as_deref()?.parse().ok())?;
-                Some((ci.ec2_instance_id?, address))
+                let address = ci.attribute(HOST_ADDRESS_ATTRIBUTE)?.parse().ok()?;
+                Some((ci.ec2_instance_id, address))
             })
             .collect()
     }

@@ -19,12 +19,12 @@
 
 use crate::ControlPlane;
 use crate::keys;
+use crate::ops::container_instances::InstanceRecord;
 use crate::ops::tasks::TaskRecord;
 use crate::records::{load, load_prefix};
 use crate::reservation::resource_int;
 use gantry_core::protocol::{ContainerStats, TaskStats, TaskStatsReport};
 use gantry_core::{Arn, Scope, TaskStatus, Timestamp};
-use gantry_model::ContainerInstance;
 use gantry_ports::{MetricDatum, MetricScope, MetricValue};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -190,19 +190,18 @@ impl ControlPlane {
         for ((account, region, cluster), c) in clusters {
             let scope = Scope::new(account.clone(), region.clone());
             // What the cluster's ACTIVE instances registered, and what tasks hold of it.
-            let instances: Vec<ContainerInstance> = load_prefix::<ContainerInstance>(
+            let instances: Vec<InstanceRecord> = load_prefix::<InstanceRecord>(
                 &*self.store,
                 &keys::container_instance_prefix(&scope, &cluster),
             )
             .unwrap_or_default()
             .into_iter()
             .map(|s| s.value)
-            .filter(|i| crate::status::instance_status(i) == Some(gantry_core::InstanceStatus::Active))
+            .filter(|i| i.status == gantry_core::InstanceStatus::Active)
             .collect();
             let (mut reg_cpu, mut reg_mem, mut rem_cpu, mut rem_mem) = (0.0, 0.0, 0.0, 0.0);
             for i in &instances {
-                let reg = i.registered_resources.as_deref().unwrap_or_default();
-                let rem = i.remaining_resources.as_deref().unwrap_or_default();
+                let (reg, rem) = (&i.registered_resources, &i.remaining_resources);
                 reg_cpu += resource_int(reg, "CPU") as f64;
                 reg_mem += resource_int(reg, "MEMORY") as f64;
                 rem_cpu += resource_int(rem, "CPU") as f64;

@@ -4,7 +4,6 @@
 use super::container_instances::InstanceRecord;
 use super::tasks::{FargateNode, StoredContainer, TaskRecord};
 use crate::records::{decode, encode, load};
-use crate::status::{instance_status, set_instance_status};
 use crate::table::TxnExt;
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::arn::cluster_name;
@@ -84,7 +83,7 @@ impl ControlPlane {
         }
         super::check_batch("containerInstances", req.container_instances.len(), 10)?;
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let cname = cluster.value.cluster_name;
         let mut out = Vec::new();
         let mut failures = Vec::new();
         for r in &req.container_instances {
@@ -93,18 +92,18 @@ impl ControlPlane {
                     let Some(mut i) = self.load_instance(ctx, &cname, r)? else {
                         return Ok((Txn::new(), None));
                     };
-                    if instance_status(&i.value) == Some(InstanceStatus::Inactive) {
+                    if !i.value.is_live() {
                         return Ok((Txn::new(), None));
                     }
                     let before = InstanceRecord::before(&ctx.scope, &i);
-                    set_instance_status(&mut i.value, status);
+                    i.value.status = status;
                     i.value.version += 1;
-                    let txn = Txn::new().put_record(&ctx.scope, &before, &InstanceRecord(&i.value));
+                    let txn = Txn::new().put_record(&ctx.scope, &before, &i.value);
                     Ok((txn, Some(i.value)))
                 })
                 .await?;
             match updated {
-                Some(i) => out.push(self.render_instance(i)),
+                Some(i) => out.push(self.render_instance(&i)),
                 None => failures.push(super::missing(r, |r| ctx.scope.container_instance_arn(&cname, r))),
             }
         }
@@ -113,12 +112,12 @@ impl ControlPlane {
 
     /// Fills what a container instance record does not store: whether its agent is connected
     /// and its task counts.
-    pub(crate) fn render_instance(&self, mut i: ContainerInstance) -> ContainerInstance {
-        let arn = i.container_instance_arn.clone().unwrap_or_default();
-        i.agent_connected = instance_status(&i) != Some(InstanceStatus::Inactive)
-            && self.agents.connected(&arn, self.clock.now());
+    pub(crate) fn render_instance(&self, r: &InstanceRecord) -> ContainerInstance {
+        let mut i = r.to_wire();
+        let arn = r.container_instance_arn.as_str();
+        i.agent_connected = r.is_live() && self.agents.connected(arn, self.clock.now());
         // The instance's counters, kept with its tasks' states (`TaskRecord::counters`).
-        let (scope, cluster, id) = match Arn::parse(&arn) {
+        let (scope, cluster, id) = match Arn::parse(arn) {
             Some(a) => {
                 let (c, id) = a.resource.split_once('/').unwrap_or(("", &a.resource));
                 (

@@ -1,12 +1,13 @@
 //! Attributes: PutAttributes, DeleteAttributes, ListAttributes. Attributes live on container
 //! instances (ECS's only target type).
 
-use super::container_instances::{check_attribute, check_custom_limit, instance_id, upsert_attributes};
+use super::container_instances::{
+    InstanceRecord, check_attribute, check_custom_limit, instance_id, upsert_attributes,
+};
 use crate::records::{decode, encode};
-use crate::status::instance_status;
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::page::{PageRequest, encode_token};
-use gantry_core::{EcsError, ErrorKind, InstanceStatus, Result};
+use gantry_core::{EcsError, ErrorKind, Result};
 use gantry_model::*;
 use gantry_store::Txn;
 use std::collections::BTreeMap;
@@ -54,14 +55,14 @@ impl ControlPlane {
             check_target_type(a.target_type.as_deref())?;
         }
         let cluster = self.active_cluster(ctx, cluster_ref)?;
-        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let cname = cluster.value.cluster_name;
         let by_target = self.group_by_target(ctx, &cname, attrs)?;
         self.retry(|| {
             let mut txn = Txn::new();
             for (id, list) in &by_target {
                 let key = keys::container_instance(&ctx.scope, &cname, id);
-                let mut inst = match crate::records::load::<ContainerInstance>(&*self.store, &key)? {
-                    Some(i) if instance_status(&i.value) != Some(InstanceStatus::Inactive) => i,
+                let mut inst = match crate::records::load::<InstanceRecord>(&*self.store, &key)? {
+                    Some(i) if i.value.is_live() => i,
                     _ => {
                         let shown = list[0].target_id.clone().unwrap_or_default();
                         return Err(EcsError::new(
@@ -70,7 +71,7 @@ impl ControlPlane {
                         ));
                     }
                 };
-                let current = inst.value.attributes.get_or_insert_with(Vec::new);
+                let current = &mut inst.value.attributes;
                 if put {
                     upsert_attributes(current, list);
                     check_custom_limit(current)?;
@@ -134,16 +135,16 @@ impl ControlPlane {
         }
         let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 100, 100)?;
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let cname = cluster.value.cluster_name;
         let mut rows: Vec<(String, Attribute)> = Vec::new();
         for kv in self.store.range(&keys::container_instance_prefix(&ctx.scope, &cname), None, usize::MAX) {
-            let inst = decode::<ContainerInstance>(&kv)?;
-            if instance_status(&inst.value) == Some(InstanceStatus::Inactive) {
+            let inst = decode::<InstanceRecord>(&kv)?;
+            if !inst.value.is_live() {
                 continue;
             }
-            let arn = inst.value.container_instance_arn.clone().unwrap_or_default();
+            let arn = inst.value.container_instance_arn.clone();
             let id = kv.key.rsplit('/').next().unwrap_or_default().to_string();
-            for a in inst.value.attributes.iter().flatten() {
+            for a in &inst.value.attributes {
                 if req.attribute_name.as_ref().is_some_and(|n| *n != a.name) {
                     continue;
                 }

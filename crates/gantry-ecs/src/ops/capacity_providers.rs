@@ -3,6 +3,7 @@
 //! account and region without being stored.
 
 use super::check_include;
+use super::clusters::ClusterRecord;
 use crate::records::{decode, encode, load, load_prefix};
 use crate::{ControlPlane, Ctx, keys, status};
 use gantry_core::page::{PageRequest, encode_token};
@@ -337,7 +338,7 @@ impl ControlPlane {
         let created = self
             .retry(|| {
                 let cluster = self.active_cluster(ctx, Some(cluster_ref))?;
-                let cname = cluster.value.cluster_name.clone().unwrap_or_default();
+                let cname = cluster.value.cluster_name.clone();
                 let existing = load::<CapacityProvider>(&*self.store, &key)?;
                 if existing.as_ref().is_some_and(|p| status::provider_status(&p.value) != Some(CapacityProviderStatus::Inactive)) {
                     return Err(EcsError::client(
@@ -356,9 +357,8 @@ impl ControlPlane {
                 };
                 // The cluster lists it among its providers, in the same write.
                 let mut c = cluster.value.clone();
-                let list = c.capacity_providers.get_or_insert_with(Vec::new);
-                if !list.contains(&name) {
-                    list.push(name.clone());
+                if !c.capacity_providers.contains(&name) {
+                    c.capacity_providers.push(name.clone());
                 }
                 let ckey = keys::cluster(&ctx.scope, &cname);
                 let rev = existing.map_or(0, |p| p.mod_revision);
@@ -386,7 +386,7 @@ impl ControlPlane {
         let name = p.value.name.clone().unwrap_or_default();
         let cname = p.value.cluster.clone().unwrap_or_default();
         let ckey = keys::cluster(&ctx.scope, &cname);
-        let cluster = load::<Cluster>(&*self.store, &ckey)?.filter(|c| status::cluster_active(&c.value));
+        let cluster = load::<ClusterRecord>(&*self.store, &ckey)?.filter(|c| c.value.is_active());
         let mut txn = Txn::new();
         if let Some(c) = &cluster {
             if self.provider_in_use(ctx, &cname, &name)? {
@@ -397,12 +397,8 @@ impl ControlPlane {
                 return Ok((Txn::new().when(&p.key, p.mod_revision).put(&p.key, encode(&p.value)), p.value));
             }
             let mut cv = c.value.clone();
-            if let Some(list) = cv.capacity_providers.as_mut() {
-                list.retain(|n| *n != name);
-            }
-            if let Some(strategy) = cv.default_capacity_provider_strategy.as_mut() {
-                strategy.retain(|i| i.capacity_provider != name);
-            }
+            cv.capacity_providers.retain(|n| *n != name);
+            cv.default_capacity_provider_strategy.retain(|i| i.capacity_provider != name);
             txn = txn.when(&ckey, c.mod_revision).put(&ckey, encode(&cv));
         }
         status::set_provider_status(&mut p.value, CapacityProviderStatus::Inactive);
@@ -617,17 +613,14 @@ impl ControlPlane {
                 if p.value.managed_instances_provider.is_some() {
                     return self.delete_managed_instances_provider(ctx, p);
                 }
-                let clusters = load_prefix::<Cluster>(&*self.store, &keys::cluster_prefix(&ctx.scope))?;
-                let user = clusters.iter().find(|c| {
-                    status::cluster_active(&c.value)
-                        && c.value.capacity_providers.iter().flatten().any(|n| *n == name)
-                });
+                let clusters = load_prefix::<ClusterRecord>(&*self.store, &keys::cluster_prefix(&ctx.scope))?;
+                let user = clusters.iter().find(|c| c.value.is_active() && c.value.capacity_providers.contains(&name));
                 if let Some(c) = user {
                     // ECS answers this with success and a failed update status, not an error.
                     p.value.update_status = Some(CapacityProviderUpdateStatus::DeleteFailed.as_str().into());
                     p.value.update_status_reason = Some(format!(
                         "The capacity provider cannot be deleted because it is associated with cluster: {}. Remove the capacity provider from the cluster and try again.",
-                        c.value.cluster_name.as_deref().unwrap_or_default()
+                        c.value.cluster_name
                     ));
                 } else {
                     status::set_provider_status(&mut p.value, CapacityProviderStatus::Inactive);

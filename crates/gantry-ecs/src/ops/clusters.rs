@@ -12,6 +12,7 @@ use gantry_core::validate::{is_valid_name, validate_tags};
 use gantry_core::{ClusterStatus, EcsError, ErrorKind, Result, ServiceStatus};
 use gantry_model::*;
 use gantry_store::Txn;
+use serde::{Deserialize, Serialize};
 
 const INCLUDE: &[&str] = &["ATTACHMENTS", "CONFIGURATIONS", "SETTINGS", "STATISTICS", "TAGS"];
 
@@ -49,6 +50,73 @@ fn merge_settings(current: &mut Vec<ClusterSetting>, new: &[ClusterSetting]) {
     }
 }
 
+/// A cluster as stored (`keys::cluster`): what Gantry always knows is required and the status
+/// is an enum. Its JSON is the JSON of ECS's `Cluster` shape that Gantry wrote before it had
+/// this type (same names, the status as ECS's string), so records of earlier releases read as
+/// they are. The counts and statistics DescribeClusters shows are not stored: they are the
+/// cluster's counters and its instances' status index, read when it renders. The API answers
+/// through [`Self::to_wire`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterRecord {
+    pub cluster_arn: String,
+    pub cluster_name: String,
+    pub status: ClusterStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub configuration: Option<ClusterConfiguration>,
+    #[serde(default)]
+    pub settings: Vec<ClusterSetting>,
+    #[serde(default)]
+    pub capacity_providers: Vec<String>,
+    #[serde(default)]
+    pub default_capacity_provider_strategy: Vec<CapacityProviderStrategyItem>,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_connect_defaults: Option<ClusterServiceConnectDefaults>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attachments_status: Option<String>,
+}
+
+impl ClusterRecord {
+    /// Whether it is ACTIVE (the only status in which it takes work or tags).
+    pub fn is_active(&self) -> bool {
+        self.status == ClusterStatus::Active
+    }
+
+    /// The value of one of its settings (`containerInsights`).
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        self.settings.iter().find(|s| s.name.as_deref() == Some(name)).and_then(|s| s.value.as_deref())
+    }
+
+    /// ECS's `Cluster`, as the API returns it with the optional parts `include` asks for (TAGS,
+    /// SETTINGS, CONFIGURATIONS, ATTACHMENTS): the one place the record becomes the wire shape.
+    /// The counts and statistics read zero and none (`ControlPlane::render_cluster` fills them).
+    pub fn to_wire(&self, include: Option<&Vec<String>>) -> Cluster {
+        let attachments = includes(include, "ATTACHMENTS");
+        Cluster {
+            cluster_arn: Some(self.cluster_arn.clone()),
+            cluster_name: Some(self.cluster_name.clone()),
+            configuration: self.configuration.clone().filter(|_| includes(include, "CONFIGURATIONS")),
+            status: Some(self.status.as_str().into()),
+            registered_container_instances_count: 0,
+            running_tasks_count: 0,
+            pending_tasks_count: 0,
+            active_services_count: 0,
+            statistics: Some(vec![]),
+            tags: Some(if includes(include, "TAGS") { self.tags.clone() } else { vec![] }),
+            settings: includes(include, "SETTINGS").then(|| self.settings.clone()),
+            capacity_providers: Some(self.capacity_providers.clone()),
+            default_capacity_provider_strategy: Some(self.default_capacity_provider_strategy.clone()),
+            attachments: attachments.then(|| self.attachments.clone()),
+            attachments_status: self.attachments_status.clone().filter(|_| attachments),
+            service_connect_defaults: self.service_connect_defaults.clone(),
+        }
+    }
+}
+
 /// ECS's cluster statistics, in the (alphabetical) order DescribeClusters lists them.
 const STATISTICS: [&str; 12] = [
     "activeEC2ServiceCount",
@@ -71,10 +139,10 @@ impl ControlPlane {
         &self,
         ctx: &Ctx,
         reference: Option<&str>,
-    ) -> Result<crate::Stored<Cluster>> {
+    ) -> Result<crate::Stored<ClusterRecord>> {
         let name = cluster_name(&ctx.scope, reference)?;
-        match load::<Cluster>(&*self.store, &keys::cluster(&ctx.scope, &name))? {
-            Some(c) if status::cluster_active(&c.value) => Ok(c),
+        match load::<ClusterRecord>(&*self.store, &keys::cluster(&ctx.scope, &name))? {
+            Some(c) if c.value.is_active() => Ok(c),
             _ => Err(EcsError::cluster_not_found()),
         }
     }
@@ -178,28 +246,28 @@ impl ControlPlane {
         let strategy = req.default_capacity_provider_strategy.clone().unwrap_or_default();
         self.check_strategy(&strategy, &providers)?;
         let key = keys::cluster(&ctx.scope, &name);
-        let cluster = Cluster {
-            cluster_arn: Some(ctx.scope.cluster_arn(&name)),
-            cluster_name: Some(name.clone()),
+        let cluster = ClusterRecord {
+            cluster_arn: ctx.scope.cluster_arn(&name),
+            cluster_name: name.clone(),
+            status: ClusterStatus::Active,
             configuration: req.configuration.clone(),
-            status: Some(ClusterStatus::Active.as_str().into()),
-            statistics: Some(vec![]),
-            tags: Some(tags),
-            settings: Some(settings),
-            capacity_providers: Some(providers),
-            default_capacity_provider_strategy: Some(strategy),
+            settings,
+            capacity_providers: providers,
+            default_capacity_provider_strategy: strategy,
+            tags,
             service_connect_defaults: req
                 .service_connect_defaults
                 .as_ref()
                 .map(|d| ClusterServiceConnectDefaults { namespace: Some(d.namespace.clone()) }),
-            ..Default::default()
+            attachments: vec![],
+            attachments_status: None,
         };
         let out = self
             .retry(|| {
-                let existing = load::<Cluster>(&*self.store, &key)?;
+                let existing = load::<ClusterRecord>(&*self.store, &key)?;
                 match existing {
                     // CreateCluster is idempotent: an ACTIVE cluster of that name is returned.
-                    Some(c) if status::cluster_active(&c.value) => Ok((Txn::new(), c.value)),
+                    Some(c) if c.value.is_active() => Ok((Txn::new(), c.value)),
                     other => {
                         let rev = other.map_or(0, |c| c.mod_revision);
                         Ok((Txn::new().when(&key, rev).put(&key, encode(&cluster)), cluster.clone()))
@@ -209,12 +277,13 @@ impl ControlPlane {
             .await?;
         let include: Vec<String> =
             ["SETTINGS", "CONFIGURATIONS", "TAGS"].iter().map(|s| s.to_string()).collect();
-        Ok(CreateClusterResponse { cluster: Some(self.render_cluster(ctx, out, Some(&include))?) })
+        Ok(CreateClusterResponse { cluster: Some(self.render_cluster(ctx, &out, Some(&include))?) })
     }
 
-    /// Fills the counts and trims the optional parts of a cluster for output.
-    fn render_cluster(&self, ctx: &Ctx, mut c: Cluster, include: Option<&Vec<String>>) -> Result<Cluster> {
-        let name = c.cluster_name.as_deref().unwrap_or_default();
+    /// A cluster for output: the parts `include` asks for, with its counts.
+    fn render_cluster(&self, ctx: &Ctx, r: &ClusterRecord, include: Option<&Vec<String>>) -> Result<Cluster> {
+        let mut c = r.to_wire(include);
+        let name = r.cluster_name.as_str();
         c.registered_container_instances_count = self.registered_instances(ctx, name) as i32;
         let counts = self.cluster_statistics(ctx, name)?;
         let sum = |state: &str| -> i32 {
@@ -233,21 +302,6 @@ impl ControlPlane {
         } else {
             vec![]
         });
-        if !includes(include, "TAGS") {
-            c.tags = Some(vec![]);
-        }
-        if !includes(include, "SETTINGS") {
-            c.settings = None;
-        }
-        if !includes(include, "CONFIGURATIONS") {
-            c.configuration = None;
-        }
-        if includes(include, "ATTACHMENTS") {
-            c.attachments = Some(c.attachments.unwrap_or_default());
-        } else {
-            c.attachments = None;
-            c.attachments_status = None;
-        }
         Ok(c)
     }
 
@@ -300,7 +354,7 @@ impl ControlPlane {
                 Err(_) => None,
             };
             match found {
-                Some(c) => clusters.push(self.render_cluster(ctx, (*c).clone(), req.include.as_ref())?),
+                Some(c) => clusters.push(self.render_cluster(ctx, &c, req.include.as_ref())?),
                 None => failures.push(super::missing(r, |r| ctx.scope.cluster_arn(r))),
             }
         }
@@ -320,8 +374,8 @@ impl ControlPlane {
             }
             after = chunk.last().map(|kv| kv.key.clone());
             for kv in &chunk {
-                let c = decode::<Cluster>(kv)?;
-                if status::cluster_active(&c.value) {
+                let c = decode::<ClusterRecord>(kv)?;
+                if c.value.is_active() {
                     out.push(c);
                 }
             }
@@ -331,7 +385,7 @@ impl ControlPlane {
         }
         let (items, next) = paginate(out, page.limit, |c| c.key.clone());
         Ok(ListClustersResponse {
-            cluster_arns: Some(items.into_iter().filter_map(|c| c.value.cluster_arn).collect()),
+            cluster_arns: Some(items.into_iter().map(|c| c.value.cluster_arn).collect()),
             next_token: next,
         })
     }
@@ -340,8 +394,8 @@ impl ControlPlane {
         &self,
         ctx: &Ctx,
         reference: &str,
-        f: impl Fn(&mut Cluster) -> Result<()>,
-    ) -> Result<Cluster> {
+        f: impl Fn(&mut ClusterRecord) -> Result<()>,
+    ) -> Result<ClusterRecord> {
         self.retry(|| {
             let mut c = self.active_cluster(ctx, Some(reference))?;
             f(&mut c.value)?;
@@ -361,7 +415,7 @@ impl ControlPlane {
         let c = self
             .modify_cluster(ctx, &req.cluster, |c| {
                 if let Some(s) = &req.settings {
-                    merge_settings(c.settings.get_or_insert_with(Vec::new), s);
+                    merge_settings(&mut c.settings, s);
                 }
                 if let Some(conf) = &req.configuration {
                     c.configuration = Some(conf.clone());
@@ -375,7 +429,7 @@ impl ControlPlane {
             .await?;
         let include: Vec<String> =
             ["SETTINGS", "CONFIGURATIONS", "TAGS"].iter().map(|s| s.to_string()).collect();
-        Ok(UpdateClusterResponse { cluster: Some(self.render_cluster(ctx, c, Some(&include))?) })
+        Ok(UpdateClusterResponse { cluster: Some(self.render_cluster(ctx, &c, Some(&include))?) })
     }
 
     pub async fn update_cluster_settings(
@@ -386,12 +440,12 @@ impl ControlPlane {
         check_settings(&req.settings)?;
         let c = self
             .modify_cluster(ctx, &req.cluster, |c| {
-                merge_settings(c.settings.get_or_insert_with(Vec::new), &req.settings);
+                merge_settings(&mut c.settings, &req.settings);
                 Ok(())
             })
             .await?;
         let include: Vec<String> = ["SETTINGS", "TAGS"].iter().map(|s| s.to_string()).collect();
-        Ok(UpdateClusterSettingsResponse { cluster: Some(self.render_cluster(ctx, c, Some(&include))?) })
+        Ok(UpdateClusterSettingsResponse { cluster: Some(self.render_cluster(ctx, &c, Some(&include))?) })
     }
 
     pub async fn put_cluster_capacity_providers(
@@ -403,24 +457,23 @@ impl ControlPlane {
         self.check_strategy(&req.default_capacity_provider_strategy, &providers)?;
         let c = self
             .modify_cluster(ctx, &req.cluster, |c| {
-                let name = c.cluster_name.clone().unwrap_or_default();
-                for removed in c.capacity_providers.iter().flatten().filter(|p| !providers.contains(p)) {
-                    if self.provider_in_use(ctx, &name, removed)? {
+                for removed in c.capacity_providers.iter().filter(|p| !providers.contains(p)) {
+                    if self.provider_in_use(ctx, &c.cluster_name, removed)? {
                         return Err(EcsError::new(
                             ErrorKind::ResourceInUseException,
                             format!("The specified capacity provider is in use and cannot be removed. ('{removed}')"),
                         ));
                     }
                 }
-                c.capacity_providers = Some(providers.clone());
-                c.default_capacity_provider_strategy = Some(req.default_capacity_provider_strategy.clone());
+                c.capacity_providers = providers.clone();
+                c.default_capacity_provider_strategy = req.default_capacity_provider_strategy.clone();
                 Ok(())
             })
             .await?;
         let include: Vec<String> =
             ["SETTINGS", "CONFIGURATIONS", "TAGS"].iter().map(|s| s.to_string()).collect();
         Ok(PutClusterCapacityProvidersResponse {
-            cluster: Some(self.render_cluster(ctx, c, Some(&include))?),
+            cluster: Some(self.render_cluster(ctx, &c, Some(&include))?),
         })
     }
 
@@ -447,7 +500,7 @@ impl ControlPlane {
         let c = self
             .retry(|| {
                 let mut c = self.active_cluster(ctx, Some(&req.cluster))?;
-                let name = c.value.cluster_name.clone().unwrap_or_default();
+                let name = c.value.cluster_name.clone();
                 let services =
                     load_prefix::<ServiceRecord>(&*self.store, &keys::service_prefix(&ctx.scope, &name))?;
                 if services.iter().any(|s| {
@@ -473,7 +526,7 @@ impl ControlPlane {
                         "The Cluster cannot be deleted while Tasks are active.",
                     ));
                 }
-                status::set_cluster_status(&mut c.value, ClusterStatus::Inactive);
+                c.value.status = ClusterStatus::Inactive;
                 // Registering an instance or creating a service rewrites the cluster record in
                 // its own transaction, so if one lands after the reads above, this compare fails
                 // and the checks run again.
@@ -482,7 +535,7 @@ impl ControlPlane {
             .await?;
         let include: Vec<String> =
             ["SETTINGS", "CONFIGURATIONS", "TAGS"].iter().map(|s| s.to_string()).collect();
-        Ok(DeleteClusterResponse { cluster: Some(self.render_cluster(ctx, c, Some(&include))?) })
+        Ok(DeleteClusterResponse { cluster: Some(self.render_cluster(ctx, &c, Some(&include))?) })
     }
 }
 
@@ -497,6 +550,90 @@ mod tests {
             for (launch, off) in [("EC2", 0), ("External", 1), ("Fargate", 2)] {
                 assert!(STATISTICS[at + off].starts_with(&format!("{state}{launch}")));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod record_tests {
+    use super::*;
+    use crate::records::parse;
+    use serde_json::Value;
+
+    /// A cluster as the release before this type (gantry-model's `Cluster`) stored it:
+    /// CreateCluster's record, with a configuration, providers and tags.
+    fn as_main_wrote_it(status: ClusterStatus) -> Cluster {
+        Cluster {
+            cluster_arn: Some("arn:aws:ecs:us-east-1:000000000000:cluster/prod".into()),
+            cluster_name: Some("prod".into()),
+            configuration: Some(ClusterConfiguration {
+                execute_command_configuration: Some(ExecuteCommandConfiguration {
+                    logging: Some("DEFAULT".into()),
+                    ..Default::default()
+                }),
+                managed_storage_configuration: None,
+            }),
+            status: Some(status.as_str().into()),
+            statistics: Some(vec![]),
+            tags: Some(vec![Tag { key: Some("team".into()), value: Some("web".into()) }]),
+            settings: Some(vec![ClusterSetting {
+                name: Some("containerInsights".into()),
+                value: Some("enhanced".into()),
+            }]),
+            capacity_providers: Some(vec!["FARGATE".into(), "FARGATE_SPOT".into()]),
+            default_capacity_provider_strategy: Some(vec![CapacityProviderStrategyItem {
+                capacity_provider: "FARGATE".into(),
+                weight: 1,
+                base: 2,
+            }]),
+            service_connect_defaults: Some(ClusterServiceConnectDefaults { namespace: Some("local".into()) }),
+            ..Default::default()
+        }
+    }
+
+    /// What the record does not store: computed when the API renders it.
+    const COMPUTED: [&str; 5] = [
+        "registeredContainerInstancesCount",
+        "runningTasksCount",
+        "pendingTasksCount",
+        "activeServicesCount",
+        "statistics",
+    ];
+
+    #[test]
+    fn a_cluster_main_wrote_reads_and_writes_back_the_same_json() {
+        for status in [ClusterStatus::Active, ClusterStatus::Inactive] {
+            let old = as_main_wrote_it(status);
+            let rec: ClusterRecord = parse(&encode(&old)).unwrap();
+            assert_eq!(rec.status, status);
+            assert_eq!(rec.is_active(), status == ClusterStatus::Active);
+            assert_eq!(
+                (rec.cluster_name.as_str(), rec.setting("containerInsights")),
+                ("prod", Some("enhanced"))
+            );
+            assert_eq!(rec.capacity_providers, ["FARGATE", "FARGATE_SPOT"]);
+
+            let written = encode(&rec);
+            let new: Value = parse(&written).unwrap();
+            let mut was: Value = serde_json::to_value(&old).unwrap();
+            for k in COMPUTED {
+                assert!(new.get(k).is_none(), "{k} is not stored");
+                was.as_object_mut().unwrap().remove(k);
+            }
+            assert_eq!(new, was);
+            let back: Cluster = parse(&written).unwrap();
+            assert_eq!(back, Cluster { statistics: None, ..old.clone() });
+
+            // The wire shape is what main's render made of its record, before the counts: every
+            // part asked for, ...
+            let all: Vec<String> = INCLUDE.iter().map(|s| s.to_string()).collect();
+            assert_eq!(rec.to_wire(Some(&all)), Cluster { attachments: Some(vec![]), ..old.clone() });
+            // ... and without: no settings, configuration or attachments, and an empty tag list.
+            let bare = rec.to_wire(None);
+            assert_eq!(
+                bare,
+                Cluster { tags: Some(vec![]), settings: None, configuration: None, ..old.clone() }
+            );
         }
     }
 }

@@ -3,14 +3,15 @@
 
 use super::{check_batch, check_include, includes};
 use crate::records::{encode, load};
-use crate::status::{instance_status, set_instance_status};
 use crate::table::{Before, Record, Row, TxnExt};
 use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::page::{PageRequest, paginate};
+use gantry_core::time::epoch_seconds;
 use gantry_core::validate::validate_tags;
-use gantry_core::{AgentUpdateStatus, Arn, EcsError, InstanceStatus, Result, Scope};
+use gantry_core::{AgentUpdateStatus, Arn, EcsError, InstanceStatus, Result, Scope, Timestamp};
 use gantry_model::*;
 use gantry_store::Txn;
+use serde::{Deserialize, Serialize};
 
 /// Ports the ECS agent reserves on every instance (SSH, Docker, the agent's introspection API).
 const RESERVED_PORTS: &[&str] = &["22", "2375", "2376", "51678", "51679"];
@@ -100,41 +101,123 @@ pub(crate) fn instance_id(ctx: &Ctx, cluster: &str, reference: &str) -> Option<S
 }
 
 /// An instance's cluster and ID, from its ARN (`...:container-instance/CLUSTER/ID`).
-fn cluster_and_id(i: &ContainerInstance) -> (&str, &str) {
-    let arn = i.container_instance_arn.as_deref().unwrap_or_default();
+fn cluster_and_id(arn: &str) -> (&str, &str) {
     let resource = arn.split_once(":container-instance/").map(|(_, r)| r).unwrap_or_default();
     resource.split_once('/').unwrap_or(("", resource))
 }
 
-/// A container instance as a record of the layer. Its stored shape is gantry-model's
-/// `ContainerInstance`, so the layer's trait is implemented on this wrapper, which stores exactly
-/// the instance: borrowed (`InstanceRecord(&instance)`) to write one, owned to read one as a
-/// record.
-#[derive(serde::Serialize, serde::Deserialize)]
-#[serde(transparent)]
-pub(crate) struct InstanceRecord<I>(pub(crate) I);
+fn active() -> InstanceStatus {
+    InstanceStatus::Active
+}
 
-impl<'a> InstanceRecord<&'a ContainerInstance> {
+/// A container instance as stored (`keys::container_instance`): what Gantry always knows is
+/// required, the statuses are enums and `registeredAt` a [`Timestamp`]. Its JSON is the JSON of
+/// ECS's `ContainerInstance` shape that Gantry wrote before it had this type (same names,
+/// statuses as ECS's strings, times as epoch seconds), so records of earlier releases read as
+/// they are. What DescribeContainerInstances computes is not stored: whether the agent is
+/// connected (liveness) and the task counts (the instance's counters). The API answers through
+/// [`Self::to_wire`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceRecord {
+    pub container_instance_arn: String,
+    pub ec2_instance_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_provider_name: Option<String>,
+    /// Moves with every change of the instance ECS reports (`version`).
+    #[serde(default)]
+    pub version: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_info: Option<VersionInfo>,
+    #[serde(default)]
+    pub remaining_resources: Vec<Resource>,
+    #[serde(default)]
+    pub registered_resources: Vec<Resource>,
+    /// An instance stored without a status is ACTIVE.
+    #[serde(default = "active")]
+    pub status: InstanceStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_update_status: Option<AgentUpdateStatus>,
+    #[serde(default)]
+    pub attributes: Vec<Attribute>,
+    #[serde(with = "epoch_seconds")]
+    pub registered_at: Timestamp,
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_status: Option<ContainerInstanceHealthStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_devices: Option<Vec<GpuDevice>>,
+}
+
+impl InstanceRecord {
     /// The instance as read, before an operation changes it.
-    pub(crate) fn before(scope: &Scope, stored: &'a Stored<ContainerInstance>) -> Before {
-        Before::read(scope, &stored.key, stored.mod_revision, &InstanceRecord(&stored.value))
+    pub(crate) fn before(scope: &Scope, stored: &Stored<InstanceRecord>) -> Before {
+        Before::of(scope, stored)
+    }
+
+    /// Its cluster and ID, from its ARN.
+    pub fn cluster_and_id(&self) -> (&str, &str) {
+        cluster_and_id(&self.container_instance_arn)
+    }
+
+    /// Its ID (the ARN's last part).
+    pub fn id(&self) -> &str {
+        self.cluster_and_id().1
+    }
+
+    /// Whether it is registered or draining (anything but INACTIVE).
+    pub fn is_live(&self) -> bool {
+        self.status != InstanceStatus::Inactive
+    }
+
+    /// An attribute's value (`None` when the attribute is absent or has no value).
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.attributes.iter().find(|a| a.name == name).and_then(|a| a.value.as_deref())
+    }
+
+    /// ECS's `ContainerInstance`, as the API returns it: the one place the record becomes the
+    /// wire shape. What is not stored reads as not connected and no tasks
+    /// (`ControlPlane::render_instance` fills them).
+    pub fn to_wire(&self) -> ContainerInstance {
+        ContainerInstance {
+            container_instance_arn: Some(self.container_instance_arn.clone()),
+            ec2_instance_id: Some(self.ec2_instance_id.clone()),
+            capacity_provider_name: self.capacity_provider_name.clone(),
+            version: self.version,
+            version_info: self.version_info.clone(),
+            remaining_resources: Some(self.remaining_resources.clone()),
+            registered_resources: Some(self.registered_resources.clone()),
+            status: Some(self.status.as_str().into()),
+            status_reason: self.status_reason.clone(),
+            agent_connected: false,
+            running_tasks_count: 0,
+            pending_tasks_count: 0,
+            agent_update_status: self.agent_update_status.map(|s| s.as_str().into()),
+            attributes: Some(self.attributes.clone()),
+            registered_at: Some(self.registered_at.as_epoch_seconds()),
+            attachments: Some(self.attachments.clone()),
+            tags: Some(self.tags.clone()),
+            health_status: self.health_status.clone(),
+            gpu_devices: self.gpu_devices.clone(),
+        }
     }
 }
 
 /// An instance's key, and its row in the status index (`ci-status/CLUSTER/STATUS/ID`, empty),
 /// which the registered-instance counts read.
-impl<I: std::borrow::Borrow<ContainerInstance> + serde::Serialize> Record for InstanceRecord<I> {
+impl Record for InstanceRecord {
     fn key(&self, scope: &Scope) -> String {
-        let (cluster, id) = cluster_and_id(self.0.borrow());
+        let (cluster, id) = self.cluster_and_id();
         keys::container_instance(scope, cluster, id)
     }
     fn index_keys(&self, scope: &Scope) -> Vec<Row> {
-        let (cluster, id) = cluster_and_id(self.0.borrow());
-        // A status Gantry did not write has no row (no count or listing by status shows it).
-        instance_status(self.0.borrow())
-            .map(|status| (keys::ci_status(scope, cluster, status.as_str(), id), Vec::new()))
-            .into_iter()
-            .collect()
+        let (cluster, id) = self.cluster_and_id();
+        vec![(keys::ci_status(scope, cluster, self.status.as_str(), id), Vec::new())]
     }
 }
 
@@ -190,7 +273,7 @@ impl ControlPlane {
         ctx: &Ctx,
         cluster: &str,
         reference: &str,
-    ) -> Result<Option<Stored<ContainerInstance>>> {
+    ) -> Result<Option<Stored<InstanceRecord>>> {
         match instance_id(ctx, cluster, reference) {
             Some(id) => load(&*self.store, &keys::container_instance(&ctx.scope, cluster, &id)),
             None => Ok(None),
@@ -244,11 +327,11 @@ impl ControlPlane {
             .map(str::to_string)
             .unwrap_or_else(|| format!("i-{}", &self.ids.hex_id()[..17]));
         let new_id = self.ids.hex_id();
-        let now = self.clock.now().as_epoch_seconds();
+        let now = self.clock.now();
         let out = self
             .retry(|| {
                 let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-                let cname = cluster.value.cluster_name.clone().unwrap_or_default();
+                let cname = cluster.value.cluster_name.clone();
                 let existing = match &req.container_instance_arn {
                     Some(r) => Some(self.load_instance(ctx, &cname, r)?.ok_or_else(|| {
                         EcsError::invalid(format!(
@@ -262,45 +345,54 @@ impl ControlPlane {
                         let before = InstanceRecord::before(&ctx.scope, &e);
                         let i = &mut e.value;
                         i.version += 1;
-                        i.registered_resources = Some(resources.clone());
-                        let arn = i.container_instance_arn.clone().unwrap_or_default();
-                        i.remaining_resources = Some(self.remaining_after_tasks(&arn, &resources)?);
+                        i.registered_resources = resources.clone();
+                        i.remaining_resources =
+                            self.remaining_after_tasks(&i.container_instance_arn, &resources)?;
                         i.version_info = req.version_info.clone().or(i.version_info.take());
                         // An agent that took an update up registers again once it re-executed:
                         // running the server's binary it is UPDATED, else the update FAILED.
-                        if matches!(i.agent_update_status.as_deref(), Some("STAGING" | "STAGED" | "UPDATING"))
-                        {
+                        if matches!(
+                            i.agent_update_status,
+                            Some(
+                                AgentUpdateStatus::Staging
+                                    | AgentUpdateStatus::Staged
+                                    | AgentUpdateStatus::Updating
+                            )
+                        ) {
                             let hash = i.version_info.as_ref().and_then(|v| v.agent_hash.as_deref());
                             let server = self.agent_binary.get().map(|b| b.sha256.as_str());
                             let done = hash.is_some() && hash == server;
-                            i.agent_update_status = Some(if done { "UPDATED" } else { "FAILED" }.into());
+                            i.agent_update_status = Some(if done {
+                                AgentUpdateStatus::Updated
+                            } else {
+                                AgentUpdateStatus::Failed
+                            });
                         }
-                        let mut a = i.attributes.take().unwrap_or_default();
-                        upsert_attributes(&mut a, &attrs);
-                        check_custom_limit(&a)?;
-                        i.attributes = Some(a);
-                        set_instance_status(i, InstanceStatus::Active);
+                        upsert_attributes(&mut i.attributes, &attrs);
+                        check_custom_limit(&i.attributes)?;
+                        i.status = InstanceStatus::Active;
                         (before, e.value)
                     }
                     None => {
                         let mut a = Vec::new();
                         upsert_attributes(&mut a, &attrs);
-                        let inst = ContainerInstance {
-                            container_instance_arn: Some(ctx.scope.container_instance_arn(&cname, &new_id)),
-                            ec2_instance_id: Some(ec2_id.clone()),
+                        let inst = InstanceRecord {
+                            container_instance_arn: ctx.scope.container_instance_arn(&cname, &new_id),
+                            ec2_instance_id: ec2_id.clone(),
+                            capacity_provider_name: None,
                             version: 1,
                             version_info: req.version_info.clone(),
-                            remaining_resources: Some(resources.clone()),
-                            registered_resources: Some(resources.clone()),
-                            status: Some(InstanceStatus::Active.as_str().into()),
-                            agent_connected: false,
-                            running_tasks_count: 0,
-                            pending_tasks_count: 0,
-                            attributes: Some(a),
-                            registered_at: Some(now),
-                            attachments: Some(vec![]),
-                            tags: Some(tags.clone()),
-                            ..Default::default()
+                            remaining_resources: resources.clone(),
+                            registered_resources: resources.clone(),
+                            status: InstanceStatus::Active,
+                            status_reason: None,
+                            agent_update_status: None,
+                            attributes: a,
+                            registered_at: now,
+                            attachments: vec![],
+                            tags: tags.clone(),
+                            health_status: None,
+                            gpu_devices: None,
                         };
                         (Before::absent(), inst)
                     }
@@ -309,11 +401,11 @@ impl ControlPlane {
                     .when(&cluster.key, cluster.mod_revision)
                     // Rewriting the cluster makes a concurrent DeleteCluster re-check.
                     .put(&cluster.key, encode(&cluster.value))
-                    .put_record(&ctx.scope, &before, &InstanceRecord(&inst));
+                    .put_record(&ctx.scope, &before, &inst);
                 Ok((txn, inst))
             })
             .await?;
-        Ok(RegisterContainerInstanceResponse { container_instance: Some(out) })
+        Ok(RegisterContainerInstanceResponse { container_instance: Some(out.to_wire()) })
     }
 
     pub fn describe_container_instances(
@@ -327,13 +419,13 @@ impl ControlPlane {
         }
         check_batch("containerInstances", req.container_instances.len(), 100)?;
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let cname = cluster.value.cluster_name;
         let mut found = Vec::new();
         let mut failures = Vec::new();
         for r in &req.container_instances {
             match self.load_instance(ctx, &cname, r)? {
                 Some(i) => {
-                    let mut i = self.render_instance(i.value);
+                    let mut i = self.render_instance(&i.value);
                     if !includes(req.include.as_ref(), "TAGS") {
                         i.tags = None;
                     }
@@ -367,7 +459,7 @@ impl ControlPlane {
             None => None,
         };
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let cname = cluster.value.cluster_name;
         let prefix = keys::container_instance_prefix(&ctx.scope, &cname);
         // The status index's rows of the statuses asked for (every one but INACTIVE by default:
         // deregistered instances are not read), merged in ID order, which is the listing's.
@@ -397,11 +489,11 @@ impl ControlPlane {
             }
             let Some((n, id)) = next else { break };
             cursors[n].buffered.pop_front();
-            let Some(i) = load::<ContainerInstance>(&*self.store, &format!("{prefix}{id}"))? else {
+            let Some(i) = load::<InstanceRecord>(&*self.store, &format!("{prefix}{id}"))? else {
                 continue;
             };
             let keep = filter.as_ref().is_none_or(|f| {
-                let attrs = i.value.attributes.as_deref().unwrap_or_default();
+                let attrs = &i.value.attributes;
                 f.matches(|n| attrs.iter().find(|a| a.name == n).map(|a| a.value.as_deref()))
             });
             if keep {
@@ -411,7 +503,7 @@ impl ControlPlane {
         let (items, next) = paginate(out, page.limit, |i| i.key.clone());
         Ok(ListContainerInstancesResponse {
             container_instance_arns: Some(
-                items.into_iter().filter_map(|i| i.value.container_instance_arn).collect(),
+                items.into_iter().map(|i| i.value.container_instance_arn).collect(),
             ),
             next_token: next,
         })
@@ -426,9 +518,9 @@ impl ControlPlane {
         let out = self
             .retry(|| {
                 let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-                let cname = cluster.value.cluster_name.unwrap_or_default();
+                let cname = cluster.value.cluster_name;
                 let mut i = match self.load_instance(ctx, &cname, &req.container_instance)? {
-                    Some(i) if instance_status(&i.value) != Some(InstanceStatus::Inactive) => i,
+                    Some(i) if i.value.is_live() => i,
                     _ => {
                         return Err(EcsError::invalid(format!(
                             "Container instance '{}' is not registered in cluster '{cname}'.",
@@ -441,7 +533,7 @@ impl ControlPlane {
                 // meanwhile makes it read again.
                 let mut txn = Txn::new();
                 if !force {
-                    let (_, id) = cluster_and_id(&i.value);
+                    let id = i.value.id();
                     let mut tasks = 0;
                     for what in ["running", "pending"] {
                         let key = keys::instance_count(&ctx.scope, &cname, id, what);
@@ -454,15 +546,13 @@ impl ControlPlane {
                     }
                 }
                 let before = InstanceRecord::before(&ctx.scope, &i);
-                set_instance_status(&mut i.value, InstanceStatus::Inactive);
-                i.value.agent_connected = false;
-                let txn = txn.put_record(&ctx.scope, &before, &InstanceRecord(&i.value));
-                let arn = i.value.container_instance_arn.as_deref().unwrap_or_default();
-                let txn = txn.delete(keys::agent_update(arn));
+                i.value.status = InstanceStatus::Inactive;
+                let txn = txn.put_record(&ctx.scope, &before, &i.value);
+                let txn = txn.delete(keys::agent_update(&i.value.container_instance_arn));
                 Ok((txn, i.value))
             })
             .await?;
-        Ok(DeregisterContainerInstanceResponse { container_instance: Some(out) })
+        Ok(DeregisterContainerInstanceResponse { container_instance: Some(out.to_wire()) })
     }
 }
 
@@ -470,7 +560,12 @@ impl ControlPlane {
 pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The `agentUpdateStatus` values of an update under way.
-const UPDATE_IN_PROGRESS: &[&str] = &["PENDING", "STAGING", "STAGED", "UPDATING"];
+const UPDATE_IN_PROGRESS: &[AgentUpdateStatus] = &[
+    AgentUpdateStatus::Pending,
+    AgentUpdateStatus::Staging,
+    AgentUpdateStatus::Staged,
+    AgentUpdateStatus::Updating,
+];
 
 impl ControlPlane {
     /// UpdateContainerAgent. An agent is up to date when it runs the server's binary: its
@@ -489,9 +584,9 @@ impl ControlPlane {
         let out = self
             .retry(|| {
                 let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-                let cname = cluster.value.cluster_name.unwrap_or_default();
+                let cname = cluster.value.cluster_name;
                 let mut i = match self.load_instance(ctx, &cname, &req.container_instance)? {
-                    Some(i) if instance_status(&i.value) != Some(InstanceStatus::Inactive) => i,
+                    Some(i) if i.value.is_live() => i,
                     _ => {
                         return Err(EcsError::invalid(format!(
                             "Container instance '{}' is not registered in cluster '{cname}'.",
@@ -499,13 +594,13 @@ impl ControlPlane {
                         )));
                     }
                 };
-                if i.value.agent_update_status.as_deref().is_some_and(|s| UPDATE_IN_PROGRESS.contains(&s)) {
+                if i.value.agent_update_status.is_some_and(|s| UPDATE_IN_PROGRESS.contains(&s)) {
                     return Err(EcsError::new(
                         gantry_core::ErrorKind::UpdateInProgressException,
                         "There is already a current agent update in progress.",
                     ));
                 }
-                let arn = i.value.container_instance_arn.clone().unwrap_or_default();
+                let arn = i.value.container_instance_arn.clone();
                 let hash = i
                     .value
                     .version_info
@@ -527,21 +622,19 @@ impl ControlPlane {
                     ));
                 };
                 let before = InstanceRecord::before(&ctx.scope, &i);
-                i.value.agent_update_status = Some(AgentUpdateStatus::Pending.as_str().into());
+                i.value.agent_update_status = Some(AgentUpdateStatus::Pending);
                 i.value.version += 1;
                 let update = gantry_core::protocol::AgentUpdate { sha256: binary.sha256.clone(), size: binary.size };
                 let txn = Txn::new()
-                    .put_record(&ctx.scope, &before, &InstanceRecord(&i.value))
+                    .put_record(&ctx.scope, &before, &i.value)
                     .put(keys::agent_update(&arn), encode(&update));
                 Ok((txn, i.value))
             })
             .await?;
         // The announcement wakes the node's poll on whichever server it polls, through the
         // watch on `/_ecs/agent-update/` (here too, without a watch).
-        if let Some(arn) = &out.container_instance_arn {
-            self.agents.bump(arn);
-        }
-        Ok(UpdateContainerAgentResponse { container_instance: Some(self.render_instance(out)) })
+        self.agents.bump(&out.container_instance_arn);
+        Ok(UpdateContainerAgentResponse { container_instance: Some(self.render_instance(&out)) })
     }
 
     /// The update announced to `node`'s agent and not taken up yet, if any (what its poll
@@ -560,31 +653,37 @@ impl ControlPlane {
         let (cname, id) = a.resource.split_once('/').ok_or_else(bad_node)?;
         let ctx = Ctx::root(Scope::new(a.account.clone(), a.region.clone()));
         let status = report.status.as_str();
-        if !matches!(status, "STAGING" | "STAGED" | "UPDATING" | "FAILED") {
-            return Err(EcsError::invalid(format!(
-                "Invalid agentUpdateStatus '{status}': an agent reports STAGING, STAGED, UPDATING or FAILED."
-            )));
-        }
+        let reported = match AgentUpdateStatus::parse(status) {
+            Some(
+                s @ (AgentUpdateStatus::Staging
+                | AgentUpdateStatus::Staged
+                | AgentUpdateStatus::Updating
+                | AgentUpdateStatus::Failed),
+            ) => s,
+            _ => {
+                return Err(EcsError::invalid(format!(
+                    "Invalid agentUpdateStatus '{status}': an agent reports STAGING, STAGED, UPDATING or FAILED."
+                )));
+            }
+        };
         self.retry(|| {
             let mut i = match self.load_instance(&ctx, cname, id)? {
-                Some(i) if instance_status(&i.value) != Some(InstanceStatus::Inactive) => i,
+                Some(i) if i.value.is_live() => i,
                 _ => {
                     return Err(EcsError::invalid(format!(
                         "Container instance '{node}' is not registered in cluster '{cname}'."
                     )));
                 }
             };
-            if !i.value.agent_update_status.as_deref().is_some_and(|s| UPDATE_IN_PROGRESS.contains(&s)) {
+            if !i.value.agent_update_status.is_some_and(|s| UPDATE_IN_PROGRESS.contains(&s)) {
                 return Err(EcsError::invalid(format!(
                     "Container instance '{node}' has no agent update in progress."
                 )));
             }
             let before = InstanceRecord::before(&ctx.scope, &i);
-            i.value.agent_update_status = Some(status.to_string());
+            i.value.agent_update_status = Some(reported);
             i.value.version += 1;
-            let txn = Txn::new()
-                .put_record(&ctx.scope, &before, &InstanceRecord(&i.value))
-                .delete(keys::agent_update(node));
+            let txn = Txn::new().put_record(&ctx.scope, &before, &i.value).delete(keys::agent_update(node));
             Ok((txn, ()))
         })
         .await?;
@@ -595,5 +694,118 @@ impl ControlPlane {
             _ => tracing::info!(instance = %node, status, "agent update"),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::parse;
+    use serde_json::{Value, json};
+
+    const ARN: &str =
+        "arn:aws:ecs:us-east-1:000000000000:container-instance/prod/19597061dad2821af67b997a88648c16";
+
+    fn resource(name: &str, n: i32) -> Resource {
+        Resource {
+            name: Some(name.into()),
+            r#type: Some("INTEGER".into()),
+            integer_value: n,
+            ..Default::default()
+        }
+    }
+
+    /// An instance as the release before this type (gantry-model's `ContainerInstance`) stored
+    /// it: registered, then taking an agent update up, draining, with attributes and tags.
+    fn as_main_wrote_it() -> ContainerInstance {
+        let ports = Resource {
+            name: Some("PORTS".into()),
+            r#type: Some("STRINGSET".into()),
+            string_set_value: Some(RESERVED_PORTS.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        ContainerInstance {
+            container_instance_arn: Some(ARN.into()),
+            ec2_instance_id: Some("i-0123456789abcdef0".into()),
+            version: 4,
+            version_info: Some(VersionInfo {
+                agent_version: Some("0.1.0".into()),
+                agent_hash: Some("abc".into()),
+                docker_version: Some("27.0".into()),
+            }),
+            remaining_resources: Some(vec![resource("CPU", 1024), resource("MEMORY", 3072), ports.clone()]),
+            registered_resources: Some(vec![resource("CPU", 2048), resource("MEMORY", 4096), ports]),
+            status: Some("DRAINING".into()),
+            agent_connected: false,
+            running_tasks_count: 0,
+            pending_tasks_count: 0,
+            agent_update_status: Some("STAGING".into()),
+            attributes: Some(vec![Attribute {
+                name: "ecs.availability-zone".into(),
+                value: Some("us-east-1a".into()),
+                target_type: None,
+                target_id: None,
+            }]),
+            registered_at: Some(1796334291.992),
+            attachments: Some(vec![]),
+            tags: Some(vec![Tag { key: Some("team".into()), value: Some("web".into()) }]),
+            ..Default::default()
+        }
+    }
+
+    /// What the record does not store: computed when the API renders it.
+    const COMPUTED: [&str; 3] = ["agentConnected", "runningTasksCount", "pendingTasksCount"];
+
+    #[test]
+    fn an_instance_main_wrote_reads_and_writes_back_the_same_json() {
+        let old = as_main_wrote_it();
+        let stored = encode(&old);
+        let rec: InstanceRecord = parse(&stored).unwrap();
+        assert_eq!(rec.container_instance_arn, ARN);
+        assert_eq!(rec.id(), "19597061dad2821af67b997a88648c16");
+        assert_eq!(rec.cluster_and_id().0, "prod");
+        assert_eq!(rec.ec2_instance_id, "i-0123456789abcdef0");
+        assert_eq!(rec.status, InstanceStatus::Draining);
+        assert_eq!(rec.agent_update_status, Some(AgentUpdateStatus::Staging));
+        assert_eq!(rec.registered_at, Timestamp(1_796_334_291_992));
+        assert_eq!(rec.attribute("ecs.availability-zone"), Some("us-east-1a"));
+        assert_eq!(crate::reservation::resource_int(&rec.remaining_resources, "MEMORY"), 3072);
+
+        // Written back, it is the JSON main wrote, less what is computed.
+        let written = encode(&rec);
+        let mut new: Value = parse(&written).unwrap();
+        let mut was: Value = serde_json::to_value(&old).unwrap();
+        for k in COMPUTED {
+            assert!(new.get(k).is_none(), "{k} is not stored");
+            was.as_object_mut().unwrap().remove(k);
+        }
+        assert_eq!(new, was);
+        // And main reads it back as it was.
+        let back: ContainerInstance = parse(&written).unwrap();
+        assert_eq!(back, old);
+        // The wire shape is what main answered from its record.
+        assert_eq!(rec.to_wire(), old);
+        new.as_object_mut().unwrap().insert("status".into(), json!("ACTIVE"));
+        let active: InstanceRecord = serde_json::from_value(new).unwrap();
+        assert_eq!(active.status, InstanceStatus::Active);
+    }
+
+    #[test]
+    fn an_instance_without_a_status_is_active_and_an_unknown_status_does_not_read() {
+        let mut v: Value = serde_json::to_value(as_main_wrote_it()).unwrap();
+        let o = v.as_object_mut().unwrap();
+        o.remove("status");
+        o.remove("agentUpdateStatus");
+        let rec: InstanceRecord = serde_json::from_value(v.clone()).unwrap();
+        assert_eq!((rec.status, rec.agent_update_status), (InstanceStatus::Active, None));
+        let scope = Scope::new("000000000000", "us-east-1");
+        let rows = rec.index_keys(&scope);
+        assert_eq!(rows.len(), 1);
+        assert!(rows[0].0.contains("/ACTIVE/19597061dad2821af67b997a88648c16"), "{}", rows[0].0);
+        assert_eq!(rec.key(&scope), keys::container_instance(&scope, "prod", rec.id()));
+
+        v.as_object_mut().unwrap().insert("status".into(), json!("BOGUS"));
+        let err = serde_json::from_value::<InstanceRecord>(v).unwrap_err().to_string();
+        assert!(err.contains("BOGUS"), "{err}");
     }
 }

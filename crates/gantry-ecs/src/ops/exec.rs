@@ -78,7 +78,7 @@ impl ControlPlane {
             EcsError::invalid(format!("The command {} has an unterminated quote.", req.command))
         })?;
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.clone().unwrap_or_default();
+        let cname = cluster.value.cluster_name.clone();
         let rec = self
             .load_task(ctx, &cname, &req.task)?
             .ok_or_else(|| EcsError::invalid(format!("The specified task {} was not found.", req.task)))?;
@@ -111,7 +111,7 @@ impl ControlPlane {
             ));
         }
         Ok(ExecTarget {
-            cluster_arn: cluster.value.cluster_arn.clone().unwrap_or_default(),
+            cluster_arn: cluster.value.cluster_arn.clone(),
             cluster_name: cname,
             task_arn: task.task_arn.clone(),
             container_arn: container.container_arn.clone(),

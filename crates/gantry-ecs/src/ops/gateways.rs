@@ -900,8 +900,7 @@ impl ControlPlane {
     ) -> Result<CreateServiceResponse> {
         let connectors = req.gateway_connectors.take().unwrap_or_default();
         check_connectors(&connectors)?;
-        let cluster =
-            self.active_cluster(ctx, req.cluster.as_deref())?.value.cluster_name.unwrap_or_default();
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?.value.cluster_name;
         let name = req.service_name.clone();
         let Some(td) = req.task_definition.clone() else {
             return Err(EcsError::invalid("gatewayConnectors need a taskDefinition."));
@@ -944,8 +943,7 @@ impl ControlPlane {
     ) -> Result<UpdateServiceResponse> {
         let connectors = req.gateway_connectors.take().unwrap_or_default();
         check_connectors(&connectors)?;
-        let cluster =
-            self.active_cluster(ctx, req.cluster.as_deref())?.value.cluster_name.unwrap_or_default();
+        let cluster = self.active_cluster(ctx, req.cluster.as_deref())?.value.cluster_name;
         let rec = self
             .load_service(ctx, &cluster, &req.service)?
             .ok_or_else(super::service_record::service_not_found)?;

@@ -152,7 +152,7 @@ impl ControlPlane {
     /// if not, which check rejects it. Nothing is placed.
     pub fn explain_placement(&self, ctx: &Ctx, req: RunTaskRequest) -> Result<Explanation> {
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.clone().unwrap_or_default();
+        let cname = cluster.value.cluster_name.clone();
         let td = self
             .find_task_definition(ctx, &req.task_definition)?
             .ok_or_else(|| EcsError::client("TaskDefinition not found."))?
@@ -187,7 +187,7 @@ impl ControlPlane {
             })
             .collect();
         Ok(Explanation {
-            cluster_arn: cluster.value.cluster_arn.unwrap_or_default(),
+            cluster_arn: cluster.value.cluster_arn,
             task_definition_arn: td.task_definition_arn.unwrap_or_default(),
             instances,
         })

@@ -20,7 +20,7 @@ impl ControlPlane {
     pub fn service_desired_count(&self, scope: &Scope, cluster: &str, service: &str) -> Result<i32> {
         let ctx = Ctx::root(scope.clone());
         let cluster = self.active_cluster(&ctx, Some(cluster))?;
-        let cname = cluster.value.cluster_name.clone().unwrap_or_default();
+        let cname = cluster.value.cluster_name.clone();
         let rec = self.load_service(&ctx, &cname, service)?.ok_or_else(service_not_found)?;
         if service_status(&rec.value.service) != Some(ServiceStatus::Active) {
             return Err(EcsError::new(ErrorKind::ServiceNotActiveException, "Service was not ACTIVE."));
@@ -43,7 +43,7 @@ impl ControlPlane {
         }
         let ctx = Ctx::root(scope.clone());
         let cluster = self.active_cluster(&ctx, Some(cluster))?;
-        let cname = cluster.value.cluster_name.clone().unwrap_or_default();
+        let cname = cluster.value.cluster_name.clone();
         let now = self.clock.now().0;
         self.retry(|| {
             let mut rec = self.load_service(&ctx, &cname, service)?.ok_or_else(service_not_found)?;

@@ -672,7 +672,7 @@ impl ControlPlane {
             }
         }
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let cname = cluster.value.cluster_name;
         let rec = self.load_service(ctx, &cname, &req.service)?.ok_or_else(service_not_found)?;
         let name = rec.value.service.service_name.clone().unwrap_or_default();
         let prefix = keys::service_deployments_prefix(&ctx.scope, &cname, &name);

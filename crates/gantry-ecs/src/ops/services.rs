@@ -9,6 +9,7 @@
 //! what runs); the scheduler (`crate::scheduler`) owns their progress: counts, rollout state,
 //! events, and the tasks themselves.
 
+use super::clusters::ClusterRecord;
 use super::service_record::service_not_found;
 pub use super::service_record::{HistoryLink, SchedNotes, ServiceRecord, new_deployment_id};
 use super::tasks::{check_compatible, check_launch_fields, check_network, check_task_definition_ref, launch};
@@ -273,7 +274,7 @@ fn create_desired_count(given: Option<i32>, daemon: bool) -> Result<i32> {
 /// CreateService's launch type or capacity provider strategy, as RunTask resolves them, checked
 /// against the task definition, the network configuration and the DAEMON strategy.
 fn create_launch(
-    cluster: &Cluster,
+    cluster: &ClusterRecord,
     req: &CreateServiceRequest,
     td: Option<&TaskDefinition>,
     daemon: bool,
@@ -282,7 +283,8 @@ fn create_launch(
     let (launch_type, strategy) = match (&req.launch_type, &req.capacity_provider_strategy) {
         (Some(lt), _) => (Some(lt.clone()), None),
         (None, Some(s)) if !s.is_empty() => (None, Some(s.clone())),
-        (None, _) => match cluster.default_capacity_provider_strategy.clone().filter(|s| !s.is_empty()) {
+        (None, _) => match Some(cluster.default_capacity_provider_strategy.clone()).filter(|s| !s.is_empty())
+        {
             Some(s) => (None, Some(s)),
             None => (Some("EC2".to_string()), None),
         },
@@ -408,7 +410,7 @@ struct Update<'a> {
 impl Update<'_> {
     /// The task definition, launch type or capacity provider strategy, network configuration
     /// and platform version, checked; true if what runs changed.
-    fn apply_launch(&self, s: &mut Service, cluster: &Cluster) -> Result<bool> {
+    fn apply_launch(&self, s: &mut Service, cluster: &ClusterRecord) -> Result<bool> {
         let (req, td, daemon) = (self.req, self.td, self.daemon);
         let mut redeploy = false;
         if let Some(t) = td
@@ -419,7 +421,7 @@ impl Update<'_> {
         }
         if let Some(strategy) = &req.capacity_provider_strategy {
             let (launch_type, strategy) = if strategy.is_empty() {
-                match cluster.default_capacity_provider_strategy.clone().filter(|s| !s.is_empty()) {
+                match Some(cluster.default_capacity_provider_strategy.clone()).filter(|s| !s.is_empty()) {
                     Some(d) => (None, Some(d)),
                     None => (Some("EC2".to_string()), None),
                 }
@@ -675,7 +677,7 @@ impl ControlPlane {
         check_create_extras(&req, None)?;
         deployment_configuration(req.deployment_configuration.as_ref(), None, daemon)?;
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.clone().unwrap_or_default();
+        let cname = cluster.value.cluster_name.clone();
         // The task definition (optional only for the EXTERNAL controller).
         let td = match &req.task_definition {
             Some(r) => Some(self.active_task_definition(ctx, r)?),
@@ -721,7 +723,7 @@ impl ControlPlane {
         &self,
         ctx: &Ctx,
         req: &CreateServiceRequest,
-        cluster: &Cluster,
+        cluster: &ClusterRecord,
         n: NewService,
     ) -> Service {
         let NewService {
@@ -737,7 +739,7 @@ impl ControlPlane {
             tags,
             daemon,
         } = n;
-        let cname = cluster.cluster_name.clone().unwrap_or_default();
+        let cname = cluster.cluster_name.clone();
         let role_arn = req.role.as_ref().map(|r| {
             if r.starts_with("arn:") {
                 r.clone()
@@ -763,7 +765,7 @@ impl ControlPlane {
         Service {
             service_arn: Some(service_arn(&ctx.scope, &cname, &name)),
             service_name: Some(name.clone()),
-            cluster_arn: cluster.cluster_arn.clone(),
+            cluster_arn: Some(cluster.cluster_arn.clone()),
             load_balancers: Some(load_balancers),
             service_registries: Some(registries),
             status: Some(ServiceStatus::Active.as_str().into()),
@@ -859,7 +861,7 @@ impl ControlPlane {
         // The request's own fields first, then the cluster, as ECS does.
         let controller = check_update_request(&req)?;
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.clone().unwrap_or_default();
+        let cname = cluster.value.cluster_name.clone();
         let td = match &req.task_definition {
             Some(r) => Some(self.active_task_definition(ctx, r)?),
             None => None,
@@ -953,7 +955,7 @@ impl ControlPlane {
         req: DeleteServiceRequest,
     ) -> Result<DeleteServiceResponse> {
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.clone().unwrap_or_default();
+        let cname = cluster.value.cluster_name.clone();
         let force = req.force.unwrap_or(false);
         let out = self
             .retry(|| {
@@ -1003,7 +1005,7 @@ impl ControlPlane {
         }
         check_batch("services", req.services.len(), 10)?;
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let cname = cluster.value.cluster_name;
         let mut services = Vec::new();
         let mut failures = Vec::new();
         for r in &req.services {
@@ -1030,7 +1032,7 @@ impl ControlPlane {
             one_of("schedulingStrategy", s, &["REPLICA", "DAEMON"])?;
         }
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let cname = cluster.value.cluster_name;
         // The scheduler's index holds exactly the services not INACTIVE, in name order: the
         // INACTIVE ones the cleanup keeps for a while are never read.
         let prefix = keys::service_prefix(&ctx.scope, &cname);
@@ -1074,8 +1076,10 @@ impl ControlPlane {
         let short = |x: &str| x.rsplit('/').next().unwrap_or(x).to_string();
         let matches = |x: Option<&str>| x.is_some_and(|x| x == ns || short(x) == short(ns));
         let mut known = false;
-        for c in crate::records::load_prefix::<Cluster>(&*self.store, &keys::cluster_prefix(&ctx.scope))? {
-            if crate::status::cluster_active(&c.value)
+        for c in
+            crate::records::load_prefix::<ClusterRecord>(&*self.store, &keys::cluster_prefix(&ctx.scope))?
+        {
+            if c.value.is_active()
                 && matches(c.value.service_connect_defaults.as_ref().and_then(|d| d.namespace.as_deref()))
             {
                 known = true;

@@ -107,7 +107,7 @@ impl ControlPlane {
             return Err(EcsError::invalid(format!("count must be at least 1, but was {n}.")));
         }
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.clone().unwrap_or_default();
+        let cname = cluster.value.cluster_name.clone();
         let mut failures = Vec::new();
         let chosen: Vec<String> = match &req.tasks {
             Some(refs) => {

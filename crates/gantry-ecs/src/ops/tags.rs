@@ -5,15 +5,17 @@
 //! A task set's tags live on it, in its service's record (`Service.taskSets`), so CreateTaskSet's
 //! `tags`, DescribeTaskSets' `include: [TAGS]` and these operations read and write the same list.
 
+use super::clusters::ClusterRecord;
+use super::container_instances::InstanceRecord;
 use super::daemons::DaemonRecord;
 use super::services::ServiceRecord;
 use super::tasks::TaskRecord;
 use crate::records::{encode, load};
-use crate::status::{cluster_active, instance_status, provider_status, service_status};
+use crate::status::{provider_status, service_status};
 use crate::table::{Before, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::validate::{check_tag_count, merge_tags, validate_tags};
-use gantry_core::{Arn, CapacityProviderStatus, EcsError, ErrorKind, InstanceStatus, Result, ServiceStatus};
+use gantry_core::{Arn, CapacityProviderStatus, EcsError, ErrorKind, Result, ServiceStatus};
 use gantry_model::*;
 use gantry_store::Txn;
 
@@ -112,7 +114,13 @@ impl ControlPlane {
             }
             Ok(match target {
                 Target::Cluster => {
-                    edit!(Cluster, |c: &Cluster| cluster_active(c), EcsError::cluster_not_found(), tags)
+                    let mut rec = match load::<ClusterRecord>(&*self.store, &key)? {
+                        Some(r) if r.value.is_active() => r,
+                        _ => return Err(EcsError::cluster_not_found()),
+                    };
+                    f(&mut rec.value.tags)?;
+                    let out = rec.value.tags.clone();
+                    (Txn::new().when(&key, rec.mod_revision).put(&key, encode(&rec.value)), out)
                 }
                 Target::CapacityProvider => {
                     edit!(
@@ -123,12 +131,13 @@ impl ControlPlane {
                     )
                 }
                 Target::ContainerInstance => {
-                    edit!(
-                        ContainerInstance,
-                        |i: &ContainerInstance| instance_status(i) != Some(InstanceStatus::Inactive),
-                        not_found(arn),
-                        tags
-                    )
+                    let mut rec = match load::<InstanceRecord>(&*self.store, &key)? {
+                        Some(r) if r.value.is_live() => r,
+                        _ => return Err(not_found(arn)),
+                    };
+                    f(&mut rec.value.tags)?;
+                    let out = rec.value.tags.clone();
+                    (Txn::new().when(&key, rec.mod_revision).put(&key, encode(&rec.value)), out)
                 }
                 Target::Service => {
                     let mut rec = match load::<ServiceRecord>(&*self.store, &key)? {
@@ -219,15 +228,15 @@ impl ControlPlane {
         let arn = &req.resource_arn;
         let (target, key) = self.target(ctx, arn)?;
         let tags = match target {
-            Target::Cluster => match load::<Cluster>(&*self.store, &key)? {
-                Some(c) if cluster_active(&c.value) => c.value.tags,
+            Target::Cluster => match load::<ClusterRecord>(&*self.store, &key)? {
+                Some(c) if c.value.is_active() => Some(c.value.tags),
                 _ => return Err(EcsError::cluster_not_found()),
             },
             Target::CapacityProvider => {
                 load::<CapacityProvider>(&*self.store, &key)?.ok_or_else(|| not_found(arn))?.value.tags
             }
             Target::ContainerInstance => {
-                load::<ContainerInstance>(&*self.store, &key)?.ok_or_else(|| not_found(arn))?.value.tags
+                Some(load::<InstanceRecord>(&*self.store, &key)?.ok_or_else(|| not_found(arn))?.value.tags)
             }
             Target::Service => match load::<ServiceRecord>(&*self.store, &key)? {
                 Some(r) if service_status(&r.value.service) != Some(ServiceStatus::Inactive) => {

@@ -55,7 +55,7 @@ impl ControlPlane {
             )));
         }
         let cluster = self.active_cluster(ctx, Some(&req.cluster))?;
-        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let cname = cluster.value.cluster_name;
         let mut protected = Vec::new();
         let mut failures = Vec::new();
         for r in &req.tasks {
@@ -97,7 +97,7 @@ impl ControlPlane {
             check_batch("tasks", t.len(), 100)?;
         }
         let cluster = self.active_cluster(ctx, Some(&req.cluster))?;
-        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let cname = cluster.value.cluster_name;
         let now_ms = self.clock.now().0;
         let mut protected = Vec::new();
         let mut failures = Vec::new();

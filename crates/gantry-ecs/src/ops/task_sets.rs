@@ -52,7 +52,7 @@ impl ControlPlane {
         service: &str,
     ) -> Result<(String, Stored<ServiceRecord>)> {
         let c = self.active_cluster(ctx, cluster)?;
-        let cname = c.value.cluster_name.unwrap_or_default();
+        let cname = c.value.cluster_name;
         let rec = self
             .load_service(ctx, &cname, service)?
             .ok_or_else(|| EcsError::new(ErrorKind::ServiceNotFoundException, "Service not found."))?;

@@ -8,6 +8,8 @@
 //! so concurrent RunTask calls never overcommit a node; a conflict re-reads and tries again.
 
 use super::check_batch;
+use super::clusters::ClusterRecord;
+use super::container_instances::InstanceRecord;
 pub use super::task_record::{Connectivity, StoredContainer, StoredTask};
 use crate::fleets::Primed;
 use crate::records::{decode, encode, load};
@@ -313,7 +315,7 @@ pub(crate) fn check_task_definition_ref(reference: &str) -> Result<()> {
 
 /// The launch type a request resolves to, and the capacity provider that chose it.
 pub(crate) fn launch(
-    cluster: &Cluster,
+    cluster: &ClusterRecord,
     launch_type: Option<&str>,
     strategy: Option<&Vec<CapacityProviderStrategyItem>>,
 ) -> Result<(String, Option<String>)> {
@@ -324,7 +326,7 @@ pub(crate) fn launch(
     let strategy = match strategy.filter(|s| !s.is_empty()) {
         Some(s) => {
             for item in s {
-                if !cluster.capacity_providers.iter().flatten().any(|p| *p == item.capacity_provider) {
+                if !cluster.capacity_providers.contains(&item.capacity_provider) {
                     return Err(EcsError::invalid(
                         "The specified capacity provider strategy cannot contain a capacity provider that is not associated with the cluster. Associate the capacity provider with the cluster or specify a valid capacity provider and try again.",
                     ));
@@ -332,7 +334,7 @@ pub(crate) fn launch(
             }
             s.clone()
         }
-        None => cluster.default_capacity_provider_strategy.clone().unwrap_or_default(),
+        None => cluster.default_capacity_provider_strategy.clone(),
     };
     // The provider with a base, else the heaviest weight, decides (placement generalizes this).
     let chosen = strategy.iter().find(|i| i.base > 0).or_else(|| strategy.iter().max_by_key(|i| i.weight));
@@ -427,7 +429,7 @@ impl ControlPlane {
 
     fn new_task(&self, l: &Launch<'_>) -> StoredTask {
         let Launch { ctx, cluster, plan: p, launch_type, cp, req, .. } = *l;
-        let cname = cluster.cluster_name.clone().unwrap_or_default();
+        let cname = cluster.cluster_name.clone();
         let id = self.ids.ordered_hex_id(self.clock.now());
         let task_arn = ctx.scope.arn(&format!("task/{cname}/{id}"));
         let family = p.def.family.clone().unwrap_or_default();
@@ -492,7 +494,7 @@ impl ControlPlane {
             }],
             availability_zone: None,
             capacity_provider_name: cp.cloned(),
-            cluster_arn: cluster.cluster_arn.clone().unwrap_or_default(),
+            cluster_arn: cluster.cluster_arn.clone(),
             connectivity: None,
             connectivity_at: None,
             container_instance_arn: None,
@@ -575,7 +577,7 @@ impl ControlPlane {
         let Launch { ctx, cluster, plan: p, req, .. } = *l;
         use super::placement;
         use gantry_placement::engine;
-        let cname = cluster.cluster_name.clone().unwrap_or_default();
+        let cname = cluster.cluster_name.clone();
         let family = p.def.family.clone().unwrap_or_default();
         let group = req.group.clone().unwrap_or_else(|| format!("family:{family}"));
         let strategies = match (only, req.strategies) {
@@ -625,17 +627,13 @@ impl ControlPlane {
                 let now = self.clock.now();
                 let plan = fleet.place(&request, &|i| self.agents.connected(&view[i].arn, now));
                 let mut txn = Txn::new();
-                let mut touched: std::collections::BTreeMap<usize, ContainerInstance> = Default::default();
+                let mut touched: std::collections::BTreeMap<usize, InstanceRecord> = Default::default();
                 let mut placed = Vec::with_capacity(plan.chosen.len());
                 for idx in &plan.chosen {
                     let ci = touched.entry(*idx).or_insert_with(|| cf.records[&view[*idx].arn].value.clone());
                     // GPU: this task's own device IDs, from what the instance has left (gpus.rs).
-                    let need = crate::reservation::reserve_gpus(
-                        ci.remaining_resources.as_deref().unwrap_or_default(),
-                        &p.need,
-                        &p.def,
-                    );
-                    apply(ci.remaining_resources.get_or_insert_with(Vec::new), &need, -1);
+                    let need = crate::reservation::reserve_gpus(&ci.remaining_resources, &p.need, &p.def);
+                    apply(&mut ci.remaining_resources, &need, -1);
                     let mut task = tasks.remove(0);
                     crate::gpus::hand_out(&mut task.containers, &need.gpus, &p.def);
                     task.group = group.clone();
@@ -657,7 +655,7 @@ impl ControlPlane {
                         key: r.key.clone(),
                         base: r.mod_revision,
                         value,
-                        remaining: ci.remaining_resources.unwrap_or_default(),
+                        remaining: ci.remaining_resources,
                     });
                 }
                 let failures = placement::failures(view, &plan.rejections);
@@ -795,7 +793,7 @@ impl ControlPlane {
         txn: Txn,
     ) -> (Txn, std::result::Result<TaskRecord, Vec<Failure>>) {
         let (ctx, req) = (l.ctx, l.req);
-        let cluster = l.cluster.cluster_name.as_deref().unwrap_or_default();
+        let cluster = l.cluster.cluster_name.as_str();
         let arn = task.task_arn.clone();
         let id = task_id_of(&arn).to_string();
         // An adopted task replaces its waiting record, under that record's compare-and-swap.
@@ -836,7 +834,7 @@ impl ControlPlane {
         if req.only.is_none() && req.launch_type.is_none() {
             let strategy = match req.strategy.filter(|s| !s.is_empty()) {
                 Some(s) => s.clone(),
-                None => cluster.value.default_capacity_provider_strategy.clone().unwrap_or_default(),
+                None => cluster.value.default_capacity_provider_strategy.clone(),
             };
             if strategy.len() > 1 {
                 // Checked as a whole first (every provider associated with the cluster).
@@ -1265,7 +1263,7 @@ impl ControlPlane {
             return Err(EcsError::invalid("reason can have at most 255 characters."));
         }
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let cname = cluster.value.cluster_name;
         let reason = req.reason.clone().unwrap_or_else(|| "Task stopped by user".into());
         let rec = self
             .request_stop(ctx, &cname, &req.task, "UserInitiated", &reason)
@@ -1465,7 +1463,7 @@ impl ControlPlane {
         }
         check_batch("taskIds", req.tasks.len(), 100)?;
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let cname = cluster.value.cluster_name;
         let mut tasks = Vec::new();
         let mut failures = Vec::new();
         for r in &req.tasks {
@@ -1502,7 +1500,7 @@ impl ControlPlane {
         check_launch_fields(req.launch_type.as_deref(), None)?;
         // The request's own fields first, then the cluster, as ECS does.
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
-        let cname = cluster.value.cluster_name.unwrap_or_default();
+        let cname = cluster.value.cluster_name;
         let instance = req.container_instance.as_ref().map(|r| {
             if r.starts_with("arn:") { r.clone() } else { ctx.scope.container_instance_arn(&cname, r) }
         });
@@ -1695,13 +1693,10 @@ impl ControlPlane {
         }
         let id = node.rsplit('/').next().unwrap_or_default();
         let key = keys::container_instance(&ctx.scope, cluster, id);
-        Ok(match load::<ContainerInstance>(&*self.store, &key)? {
+        Ok(match load::<InstanceRecord>(&*self.store, &key)? {
             Some(mut ci) => {
-                let r = &crate::reservation::registered_only(
-                    r,
-                    ci.value.registered_resources.as_deref().unwrap_or_default(),
-                );
-                apply(ci.value.remaining_resources.get_or_insert_with(Vec::new), r, 1);
+                let r = &crate::reservation::registered_only(r, &ci.value.registered_resources);
+                apply(&mut ci.value.remaining_resources, r, 1);
                 txn.when(&key, ci.mod_revision).put(&key, encode(&ci.value))
             }
             None => txn,
@@ -1834,7 +1829,7 @@ fn update_container(t: &mut StoredTask, change: &ContainerStateChange, now: Time
 #[derive(Clone, Copy)]
 struct Launch<'a> {
     ctx: &'a Ctx,
-    cluster: &'a Cluster,
+    cluster: &'a ClusterRecord,
     plan: &'a Plan,
     launch_type: &'a str,
     cp: Option<&'a String>,
