@@ -12,17 +12,17 @@
 //! cluster's instances), by the time a plan asks to be woken, and by a periodic resync of every
 //! service as a safety net; only while this process leads, until shutdown.
 
-use crate::ops::services::{SchedNotes, ServiceRecord};
+use crate::ops::services::{SchedNotes, ServiceRecord, StoredEvent, StoredService};
 use crate::ops::tasks::TaskRecord;
 use crate::records::{encode, load};
-use crate::status::{self, service_status, set_service_status};
+use crate::status;
 use crate::table::{Before, Record, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::{
     DeploymentStatus, InstanceStatus, Result, RolloutState, Scope, ServiceStatus, StabilityStatus,
-    TaskSetStatus, TaskStatus,
+    TaskSetStatus, TaskStatus, Timestamp,
 };
-use gantry_model::{Deployment, Service, ServiceEvent, Tag};
+use gantry_model::{Deployment, Tag};
 use gantry_placement::engine::Constraint;
 use gantry_runtime::{Action, Backoff, Controller, Leadership, Reconciler, Shutdown};
 use gantry_sched as sched;
@@ -91,9 +91,9 @@ fn to_notes(n: &SchedNotes) -> sched::Notes {
 }
 
 /// The service as the rules see it.
-fn to_sched_service(s: &Service) -> sched::Service {
-    let daemon = s.scheduling_strategy.as_deref() == Some("DAEMON");
-    let dc = s.deployment_configuration.clone().unwrap_or_default();
+fn to_sched_service(s: &StoredService) -> sched::Service {
+    let daemon = s.is_daemon();
+    let dc = &s.deployment_configuration;
     let desired = s.desired_count.max(0) as u32;
     let breaker = dc.deployment_circuit_breaker.as_ref().filter(|b| b.enable).map(|b| {
         let (kind, value) = b
@@ -104,19 +104,19 @@ fn to_sched_service(s: &Service) -> sched::Service {
         sched::Breaker { rollback: b.rollback, threshold: sched::breaker_threshold(&kind, value, desired) }
     });
     sched::Service {
-        name: s.service_name.clone().unwrap_or_default(),
+        name: s.service_name.clone(),
         desired,
         daemon,
         min_healthy_percent: dc.minimum_healthy_percent.unwrap_or(if daemon { 0 } else { 100 }).max(0) as u32,
         max_percent: dc.maximum_percent.unwrap_or(if daemon { 100 } else { 200 }).max(0) as u32,
         breaker,
         grace_ms: i64::from(s.health_check_grace_period_seconds.unwrap_or(0).max(0)) * 1000,
-        draining: service_status(s) == Some(ServiceStatus::Draining),
+        draining: s.status == ServiceStatus::Draining,
         rollback_requested: false,
         alarms: None,
         keep_old: false,
         hold: false,
-        deployments: s.deployments.iter().flatten().map(to_sched_deployment).collect(),
+        deployments: s.deployments.iter().map(to_sched_deployment).collect(),
     }
 }
 
@@ -133,10 +133,10 @@ fn closest_reason(reason: &str) -> &'static str {
 }
 
 /// Adjusts the running and pending counts of the service and of the deployment or task set `id`.
-fn count_change(s: &mut Service, id: &str, running: i32, pending: i32) {
+fn count_change(s: &mut StoredService, id: &str, running: i32, pending: i32) {
     s.running_count = (s.running_count + running).max(0);
     s.pending_count = (s.pending_count + pending).max(0);
-    for d in s.deployments.iter_mut().flatten().filter(|d| d.id.as_deref() == Some(id)) {
+    for d in s.deployments.iter_mut().filter(|d| d.id.as_deref() == Some(id)) {
         d.running_count = (d.running_count + running).max(0);
         d.pending_count = (d.pending_count + pending).max(0);
     }
@@ -177,7 +177,7 @@ fn plan_ecs(
     let notes = &rec.sched;
     let mut svc = to_sched_service(&rec.service);
     svc.alarms = alarms;
-    let primary_id = rec.service.deployments.iter().flatten().next().and_then(|d| d.id.as_deref());
+    let primary_id = rec.service.deployments.first().and_then(|d| d.id.as_deref());
     svc.rollback_requested =
         notes.rollback_requested.is_some() && notes.rollback_requested.as_deref() == primary_id;
     if let Some(t) = &traffic {
@@ -190,7 +190,7 @@ fn plan_ecs(
     // The new record, before launches (a rollback changes what they launch).
     let mut next = rec.clone();
     let s = &mut next.service;
-    let old_deployments: Vec<Deployment> = s.deployments.clone().unwrap_or_default();
+    let old_deployments: Vec<Deployment> = s.deployments.clone();
     let mut deployments = Vec::new();
     for d in &plan.deployments {
         let mut out = match old_deployments.iter().find(|o| o.id.as_deref() == Some(&d.id)) {
@@ -234,15 +234,14 @@ fn plan_ecs(
         }
         deployments.push(out);
     }
-    s.deployments = Some(deployments);
+    s.deployments = deployments;
     s.running_count = plan.running as i32;
     s.pending_count = plan.pending as i32;
-    if s.scheduling_strategy.as_deref() == Some("DAEMON") && service_status(s) == Some(ServiceStatus::Active)
-    {
+    if s.is_daemon() && s.status == ServiceStatus::Active {
         s.desired_count = plan.desired as i32;
     }
     if plan.inactive {
-        set_service_status(s, ServiceStatus::Inactive);
+        s.status = ServiceStatus::Inactive;
     }
     let mut sn = SchedNotes {
         start_failures: plan.notes.start_failures,
@@ -255,7 +254,7 @@ fn plan_ecs(
         rollback_requested: None,
     };
     if let Some(done) = &plan.completed {
-        sn.last_completed = s.deployments.iter().flatten().find(|d| d.id.as_deref() == Some(done)).cloned();
+        sn.last_completed = s.deployments.iter().find(|d| d.id.as_deref() == Some(done)).cloned();
     }
     next.sched = sn;
     let (mut events, mut wake_at) = (plan.events, plan.wake_at);
@@ -268,7 +267,7 @@ fn plan_ecs(
     }
     crate::traffic::after_plan(&mut next, plan.rollback.as_ref(), plan.completed.as_deref(), now);
 
-    let primary = next.service.deployments.iter().flatten().next().cloned();
+    let primary = next.service.deployments.first().cloned();
     let launches = match primary {
         Some(p) => plan.launch.iter().map(|l| (p.clone(), l.count, l.instance.clone(), None)).collect(),
         None => vec![],
@@ -305,8 +304,8 @@ fn plan_external(rec: &ServiceRecord, views: &[sched::TaskView], now: i64) -> Ou
             steady: status::stability_status(t) == Some(StabilityStatus::SteadyState),
         })
         .collect();
-    let draining = service_status(s) == Some(ServiceStatus::Draining);
-    let name = s.service_name.clone().unwrap_or_default();
+    let draining = s.status == ServiceStatus::Draining;
+    let name = s.service_name.clone();
     let plan = sched::reconcile_task_sets(&name, &sets, views, &to_notes(&rec.sched), now, draining);
     let mut next = rec.clone();
     let at = now as f64 / 1000.0;
@@ -335,7 +334,7 @@ fn plan_external(rec: &ServiceRecord, views: &[sched::TaskView], now: i64) -> Ou
         && plan.running + plan.pending == 0
         && views.iter().all(|v| v.phase == sched::Phase::Stopped);
     if inactive {
-        set_service_status(&mut next.service, ServiceStatus::Inactive);
+        next.service.status = ServiceStatus::Inactive;
     }
     next.sched.start_failures = plan.notes.start_failures;
     next.sched.last_start_failure_ms = plan.notes.last_start_failure;
@@ -442,7 +441,7 @@ impl ControlPlane {
         let Some(rec) = load::<ServiceRecord>(&*self.store, key)? else { return Ok(None) };
         let ctx = Ctx::root(scope.clone());
         let svc = &rec.value.service;
-        if service_status(svc) == Some(ServiceStatus::Inactive) {
+        if svc.status == ServiceStatus::Inactive {
             // Its scheduler entry went with the write that made it INACTIVE.
             return Ok(None);
         }
@@ -490,7 +489,7 @@ impl ControlPlane {
             }
         }
 
-        let external = svc.deployment_controller.as_ref().is_some_and(|d| d.r#type == "EXTERNAL");
+        let external = svc.is_external();
         let outcome = if external {
             plan_external(&rec.value, &views, now)
         } else {
@@ -563,13 +562,13 @@ impl ControlPlane {
         &self,
         ctx: &Ctx,
         cluster: &str,
-        svc: &Service,
+        svc: &StoredService,
         records: &[(String, Option<TaskRecord>)],
     ) -> Result<(Vec<sched::InstanceView>, StatusOf)> {
         let fleet = self.cluster_fleet(ctx, cluster)?;
         // DAEMON services place by instance; every service needs the status of its tasks'
         // instances only (not a copy of the whole fleet on every pass).
-        let daemon = svc.scheduling_strategy.as_deref() == Some("DAEMON");
+        let daemon = svc.is_daemon();
         let cf = fleet.read().unwrap_or_else(|e| e.into_inner());
         let instances: Vec<sched::InstanceView> = if daemon {
             let constraints = crate::ops::placement::constraints(
@@ -611,7 +610,7 @@ impl ControlPlane {
         cluster: &str,
         stops: &[sched::Stop],
         views: &[sched::TaskView],
-        service: &mut Service,
+        service: &mut StoredService,
     ) -> Result<()> {
         for s in stops {
             self.request_stop(ctx, cluster, &s.task, "ServiceSchedulerInitiated", &s.reason).await?;
@@ -630,7 +629,7 @@ impl ControlPlane {
         ctx: &Ctx,
         name: &str,
         launches: &[(Deployment, u32, Option<String>, Option<String>)],
-        service: &mut Service,
+        service: &mut StoredService,
         traffic: &crate::ops::service_record::TrafficNotes,
         events: &mut Vec<String>,
     ) -> bool {
@@ -706,26 +705,19 @@ impl ControlPlane {
 
     /// Adds the pass's events to the service's, newest first; a repeat of the newest is not
     /// recorded again.
-    fn record_events(&self, service: &mut Service, events: Vec<String>, now: i64) {
-        let list = service.events.get_or_insert_with(Vec::new);
+    fn record_events(&self, service: &mut StoredService, events: Vec<String>, now: i64) {
+        let list = &mut service.events;
         for message in events {
-            if list.first().and_then(|e| e.message.as_deref()) == Some(message.as_str()) {
+            if list.first().is_some_and(|e| e.message == message) {
                 continue;
             }
-            list.insert(
-                0,
-                ServiceEvent {
-                    id: Some(self.ids.uuid()),
-                    created_at: Some(now as f64 / 1000.0),
-                    message: Some(message),
-                },
-            );
+            list.insert(0, StoredEvent { id: self.ids.uuid(), created_at: Timestamp(now), message });
         }
         list.truncate(MAX_EVENTS);
     }
 
     /// The tags a service's tasks get: the service's or the task definition's (propagateTags).
-    fn service_task_tags(&self, ctx: &Ctx, s: &Service) -> Vec<Tag> {
+    fn service_task_tags(&self, ctx: &Ctx, s: &StoredService) -> Vec<Tag> {
         match s.propagate_tags.as_deref() {
             Some("SERVICE") => s.tags.clone().unwrap_or_default(),
             Some("TASK_DEFINITION") => s
@@ -830,13 +822,9 @@ impl Reconciler<String> for ServiceScheduler {
 impl ControlPlane {
     /// The service's deployment alarms in ALARM (deploymentConfiguration.alarms, enabled), read
     /// through CloudWatch's port; `None` when it has none or no CloudWatch is wired.
-    fn deployment_alarms(&self, scope: &Scope, svc: &Service) -> Option<sched::AlarmTrip> {
-        let a = svc
-            .deployment_configuration
-            .as_ref()?
-            .alarms
-            .as_ref()
-            .filter(|a| a.enable && !a.alarm_names.is_empty())?;
+    fn deployment_alarms(&self, scope: &Scope, svc: &StoredService) -> Option<sched::AlarmTrip> {
+        let a =
+            svc.deployment_configuration.alarms.as_ref().filter(|a| a.enable && !a.alarm_names.is_empty())?;
         let states = self.alarm_states.get()?.states(&scope.account, &scope.region, &a.alarm_names);
         let in_alarm = a
             .alarm_names

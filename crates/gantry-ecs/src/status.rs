@@ -45,13 +45,10 @@ pub(crate) fn set_taskdef_status(d: &mut TaskDefinition, status: TaskDefinitionS
     d.status = Some(status.as_str().into());
 }
 
-/// A service's status; `None` if it has none, or one Gantry does not know.
+/// A described service's status (the stored record holds [`ServiceStatus`] itself); `None` if
+/// it has none, or one Gantry does not know.
 pub(crate) fn service_status(s: &Service) -> Option<ServiceStatus> {
     s.status.as_deref().and_then(ServiceStatus::parse)
-}
-
-pub(crate) fn set_service_status(s: &mut Service, status: ServiceStatus) {
-    s.status = Some(status.as_str().into());
 }
 
 /// An instance's status (an instance stored without one is ACTIVE); `None` for a status Gantry
@@ -227,9 +224,7 @@ mod tests {
             (Some("STOPPED"), Some("STOPPED"))
         );
 
-        let mut s = Service { status: Some("BOGUS".into()), ..Default::default() };
+        let s = Service { status: Some("BOGUS".into()), ..Default::default() };
         assert_eq!(service_status(&s), None);
-        set_service_status(&mut s, ServiceStatus::Inactive);
-        assert_eq!(s.status.as_deref(), Some("INACTIVE"));
     }
 }

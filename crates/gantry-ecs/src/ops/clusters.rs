@@ -434,9 +434,10 @@ impl ControlPlane {
         }
         let services =
             load_prefix::<ServiceRecord>(&*self.store, &keys::service_prefix(&ctx.scope, cluster))?;
-        Ok(services.iter().map(|s| &s.value.service).any(|s| {
-            status::service_status(s) != Some(ServiceStatus::Inactive) && uses(&s.capacity_provider_strategy)
-        }))
+        Ok(services
+            .iter()
+            .map(|s| &s.value.service)
+            .any(|s| s.status != ServiceStatus::Inactive && uses(&s.capacity_provider_strategy)))
     }
 
     pub async fn delete_cluster(
@@ -451,10 +452,7 @@ impl ControlPlane {
                 let services =
                     load_prefix::<ServiceRecord>(&*self.store, &keys::service_prefix(&ctx.scope, &name))?;
                 if services.iter().any(|s| {
-                    matches!(
-                        status::service_status(&s.value.service),
-                        Some(ServiceStatus::Active | ServiceStatus::Draining)
-                    )
+                    matches!(s.value.service.status, ServiceStatus::Active | ServiceStatus::Draining)
                 }) {
                     return Err(EcsError::new(
                         ErrorKind::ClusterContainsServicesException,

@@ -20,7 +20,7 @@
 //!   rollback → STOPPED (ECS: a deployment "stops" when the failure detection has no rollback
 //!   option); a deleted service's unfinished deployment → STOPPED.
 
-use super::service_record::{HistoryLink, ServiceRecord, service_not_found};
+use super::service_record::{HistoryLink, ServiceRecord, StoredService, service_not_found};
 use crate::records::{decode, encode, load};
 use crate::status::rollout_state;
 use crate::{ControlPlane, Ctx, keys};
@@ -316,7 +316,7 @@ fn new_service_deployment(
     target: String,
     now: Timestamp,
 ) -> ServiceDeploymentRecord {
-    let dc = rec.service.deployment_configuration.clone().unwrap_or_default();
+    let dc = rec.service.deployment_configuration.clone();
     let cb = dc.deployment_circuit_breaker.clone().unwrap_or_default();
     let (kind, value) = cb
         .threshold_configuration
@@ -332,8 +332,8 @@ fn new_service_deployment(
     let created = d.created_at.map_or(now, Timestamp::from_epoch_seconds);
     ServiceDeploymentRecord {
         service_deployment_arn: arn.to_string(),
-        service_arn: rec.service.service_arn.clone().unwrap_or_default(),
-        cluster_arn: rec.service.cluster_arn.clone().unwrap_or_default(),
+        service_arn: rec.service.service_arn.clone(),
+        cluster_arn: rec.service.cluster_arn.clone(),
         created_at: created,
         started_at: created,
         finished_at: None,
@@ -421,13 +421,13 @@ impl ControlPlane {
         txn: Txn,
     ) -> Result<Txn> {
         let mut s = Sync {
-            at: HistoryAt { scope, cluster, name: rec.service.service_name.clone().unwrap_or_default() },
+            at: HistoryAt { scope, cluster, name: rec.service.service_name.clone() },
             now: self.clock.now(),
             ctx: Ctx::root(scope.clone()),
             loaded: Loaded { records: BTreeMap::new() },
             revisions: Vec::new(),
         };
-        let deployments = rec.service.deployments.clone().unwrap_or_default();
+        let deployments = rec.service.deployments.clone();
 
         // 1. Deployments without a place in the history yet, oldest first.
         for d in deployments.iter().rev() {
@@ -545,8 +545,8 @@ impl ControlPlane {
     ) -> Result<()> {
         let now = s.now;
         let deleted = matches!(
-            crate::status::service_status(&rec.service),
-            Some(gantry_core::ServiceStatus::Draining | gantry_core::ServiceStatus::Inactive)
+            rec.service.status,
+            gantry_core::ServiceStatus::Draining | gantry_core::ServiceStatus::Inactive
         );
         for (i, d) in deployments.iter().enumerate() {
             let Some(l) =
@@ -616,7 +616,7 @@ impl ControlPlane {
     }
 
     /// The service revision a new deployment `d` of service `s` runs.
-    fn revision_of(&self, ctx: &Ctx, s: &Service, d: &Deployment, arn: &str) -> ServiceRevision {
+    fn revision_of(&self, ctx: &Ctx, s: &StoredService, d: &Deployment, arn: &str) -> ServiceRevision {
         let images = d
             .task_definition
             .as_deref()
@@ -636,8 +636,8 @@ impl ControlPlane {
             });
         ServiceRevision {
             service_revision_arn: Some(arn.to_string()),
-            service_arn: s.service_arn.clone(),
-            cluster_arn: s.cluster_arn.clone(),
+            service_arn: Some(s.service_arn.clone()),
+            cluster_arn: Some(s.cluster_arn.clone()),
             task_definition: d.task_definition.clone(),
             capacity_provider_strategy: d.capacity_provider_strategy.clone(),
             launch_type: d.launch_type.clone(),
@@ -652,8 +652,8 @@ impl ControlPlane {
             created_at: d.created_at,
             gateway_connectors: self.service_gateway_connectors(
                 ctx,
-                s.cluster_arn.as_deref().and_then(|a| a.rsplit('/').next()).unwrap_or_default(),
-                s.service_name.as_deref().unwrap_or_default(),
+                s.cluster_arn.rsplit('/').next().unwrap_or_default(),
+                s.service_name.as_str(),
             ),
             ..Default::default()
         }
@@ -674,7 +674,7 @@ impl ControlPlane {
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
         let cname = cluster.value.cluster_name.unwrap_or_default();
         let rec = self.load_service(ctx, &cname, &req.service)?.ok_or_else(service_not_found)?;
-        let name = rec.value.service.service_name.clone().unwrap_or_default();
+        let name = rec.value.service.service_name.clone();
         let prefix = keys::service_deployments_prefix(&ctx.scope, &cname, &name);
         let mut all = Vec::new();
         for kv in self.store.range(&prefix, None, usize::MAX) {
@@ -822,7 +822,7 @@ impl ControlPlane {
                     ));
                 }
             }
-            let primary = rec.value.service.deployments.iter().flatten().next().and_then(|d| d.id.clone());
+            let primary = rec.value.service.deployments.first().and_then(|d| d.id.clone());
             let mine = rec
                 .value
                 .history
