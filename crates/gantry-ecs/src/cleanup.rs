@@ -84,8 +84,7 @@ fn row_ms(key: &str, prefix: &str) -> i64 {
 fn service_changed_ms(s: &ServiceRecord) -> i64 {
     let s = &s.service;
     let events = s.events.iter().map(|e| e.created_at.0);
-    let deployments =
-        s.deployments.iter().filter_map(|d| d.updated_at.or(d.created_at)).map(|t| (t * 1000.0) as i64);
+    let deployments = s.deployments.iter().map(|d| d.updated_at.0.max(d.created_at.0));
     events.chain(deployments).chain([s.created_at.0]).fold(0, i64::max)
 }
 

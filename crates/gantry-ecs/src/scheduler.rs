@@ -12,7 +12,7 @@
 //! cluster's instances), by the time a plan asks to be woken, and by a periodic resync of every
 //! service as a safety net; only while this process leads, until shutdown.
 
-use crate::ops::services::{SchedNotes, ServiceRecord, StoredEvent, StoredService};
+use crate::ops::services::{SchedNotes, ServiceRecord, StoredDeployment, StoredEvent, StoredService};
 use crate::ops::tasks::TaskRecord;
 use crate::records::{encode, load};
 use crate::status;
@@ -22,7 +22,7 @@ use gantry_core::{
     DeploymentStatus, InstanceStatus, Result, RolloutState, Scope, ServiceStatus, StabilityStatus,
     TaskSetStatus, TaskStatus, Timestamp,
 };
-use gantry_model::{Deployment, Tag};
+use gantry_model::Tag;
 use gantry_placement::engine::Constraint;
 use gantry_runtime::{Action, Backoff, Controller, Leadership, Reconciler, Shutdown};
 use gantry_sched as sched;
@@ -61,18 +61,18 @@ fn ms(seconds: Option<f64>) -> Option<i64> {
     seconds.map(|s| (s * 1000.0).round() as i64)
 }
 
-fn to_sched_deployment(d: &Deployment) -> sched::DeploymentState {
+fn to_sched_deployment(d: &StoredDeployment) -> sched::DeploymentState {
     sched::DeploymentState {
-        id: d.id.clone().unwrap_or_default(),
-        status: if status::is_primary(d) { sched::Status::Primary } else { sched::Status::Active },
-        rollout: match status::rollout_state(d) {
-            Some(RolloutState::Completed) => sched::Rollout::Completed,
-            Some(RolloutState::Failed) => sched::Rollout::Failed,
-            _ => sched::Rollout::InProgress,
+        id: d.id.clone(),
+        status: if d.is_primary() { sched::Status::Primary } else { sched::Status::Active },
+        rollout: match d.rollout_state {
+            RolloutState::Completed => sched::Rollout::Completed,
+            RolloutState::Failed => sched::Rollout::Failed,
+            RolloutState::InProgress => sched::Rollout::InProgress,
         },
         rollout_reason: d.rollout_state_reason.clone().unwrap_or_default(),
         failed_tasks: d.failed_tasks.max(0) as u32,
-        created_at: ms(d.created_at).unwrap_or(0),
+        created_at: d.created_at.0,
         desired: d.desired_count.max(0) as u32,
         running: d.running_count.max(0) as u32,
         pending: d.pending_count.max(0) as u32,
@@ -85,7 +85,7 @@ fn to_notes(n: &SchedNotes) -> sched::Notes {
         last_start_failure: n.last_start_failure_ms,
         launch_not_before: n.launch_not_before_ms,
         steady: n.steady,
-        last_completed: n.last_completed.as_ref().and_then(|d| d.id.clone()),
+        last_completed: n.last_completed.as_ref().map(|d| d.id.clone()),
         aliases: n.aliases.clone(),
     }
 }
@@ -136,7 +136,7 @@ fn closest_reason(reason: &str) -> &'static str {
 fn count_change(s: &mut StoredService, id: &str, running: i32, pending: i32) {
     s.running_count = (s.running_count + running).max(0);
     s.pending_count = (s.pending_count + pending).max(0);
-    for d in s.deployments.iter_mut().filter(|d| d.id.as_deref() == Some(id)) {
+    for d in s.deployments.iter_mut().filter(|d| d.id == id) {
         d.running_count = (d.running_count + running).max(0);
         d.pending_count = (d.pending_count + pending).max(0);
     }
@@ -156,7 +156,7 @@ struct Outcome {
     stops: Vec<sched::Stop>,
     /// What to launch (a deployment, or a task set as one), how many, where, and the task set
     /// it is for (events name it).
-    launches: Vec<(Deployment, u32, Option<String>, Option<String>)>,
+    launches: Vec<(StoredDeployment, u32, Option<String>, Option<String>)>,
     forget: Vec<String>,
     events: Vec<String>,
     wake_at: Option<i64>,
@@ -177,7 +177,7 @@ fn plan_ecs(
     let notes = &rec.sched;
     let mut svc = to_sched_service(&rec.service);
     svc.alarms = alarms;
-    let primary_id = rec.service.deployments.first().and_then(|d| d.id.as_deref());
+    let primary_id = rec.service.deployments.first().map(|d| d.id.as_str());
     svc.rollback_requested =
         notes.rollback_requested.is_some() && notes.rollback_requested.as_deref() == primary_id;
     if let Some(t) = &traffic {
@@ -190,16 +190,19 @@ fn plan_ecs(
     // The new record, before launches (a rollback changes what they launch).
     let mut next = rec.clone();
     let s = &mut next.service;
-    let old_deployments: Vec<Deployment> = s.deployments.clone();
+    let old_deployments: Vec<StoredDeployment> = s.deployments.clone();
     let mut deployments = Vec::new();
     for d in &plan.deployments {
-        let mut out = match old_deployments.iter().find(|o| o.id.as_deref() == Some(&d.id)) {
+        let mut out = match old_deployments.iter().find(|o| o.id == d.id) {
             Some(o) => o.clone(),
             None => {
                 // A rollback: what the last completed deployment ran, under a new ID.
-                let mut base = notes.last_completed.clone().unwrap_or_default();
-                base.id = Some(d.id.clone());
-                base.created_at = Some(now as f64 / 1000.0);
+                let mut base = notes
+                    .last_completed
+                    .clone()
+                    .unwrap_or_else(|| StoredDeployment::new(d.id.clone(), Timestamp(now)));
+                base.id = d.id.clone();
+                base.created_at = Timestamp(now);
                 base.updated_at = base.created_at;
                 base.failed_tasks = 0;
                 s.task_definition = base.task_definition.clone();
@@ -212,25 +215,19 @@ fn plan_ecs(
         };
         let before = out.clone();
         let primary = d.status == sched::Status::Primary;
-        status::set_deployment_status(
-            &mut out,
-            if primary { DeploymentStatus::Primary } else { DeploymentStatus::Active },
-        );
-        status::set_rollout_state(
-            &mut out,
-            match d.rollout {
-                sched::Rollout::InProgress => RolloutState::InProgress,
-                sched::Rollout::Completed => RolloutState::Completed,
-                sched::Rollout::Failed => RolloutState::Failed,
-            },
-        );
+        out.status = if primary { DeploymentStatus::Primary } else { DeploymentStatus::Active };
+        out.rollout_state = match d.rollout {
+            sched::Rollout::InProgress => RolloutState::InProgress,
+            sched::Rollout::Completed => RolloutState::Completed,
+            sched::Rollout::Failed => RolloutState::Failed,
+        };
         out.rollout_state_reason = Some(d.rollout_reason.clone());
         out.failed_tasks = d.failed_tasks as i32;
         out.desired_count = d.desired as i32;
         out.running_count = d.running as i32;
         out.pending_count = d.pending as i32;
         if out != before {
-            out.updated_at = Some(now as f64 / 1000.0);
+            out.updated_at = Timestamp(now);
         }
         deployments.push(out);
     }
@@ -254,7 +251,7 @@ fn plan_ecs(
         rollback_requested: None,
     };
     if let Some(done) = &plan.completed {
-        sn.last_completed = s.deployments.iter().find(|d| d.id.as_deref() == Some(done)).cloned();
+        sn.last_completed = s.deployments.iter().find(|d| &d.id == done).cloned();
     }
     next.sched = sn;
     let (mut events, mut wake_at) = (plan.events, plan.wake_at);
@@ -344,14 +341,13 @@ fn plan_external(rec: &ServiceRecord, views: &[sched::TaskView], now: i64) -> Ou
         .iter()
         .filter_map(|(id, n)| {
             let t = old.iter().find(|o| o.id.as_deref() == Some(id.as_str()))?;
-            let spec = Deployment {
-                id: t.id.clone(),
+            let spec = StoredDeployment {
                 task_definition: t.task_definition.clone(),
                 launch_type: t.launch_type.clone(),
                 capacity_provider_strategy: t.capacity_provider_strategy.clone(),
                 network_configuration: t.network_configuration.clone(),
                 platform_version: t.platform_version.clone(),
-                ..Default::default()
+                ..StoredDeployment::new(id.clone(), Timestamp(now))
             };
             Some((spec, *n, None, Some(id.clone())))
         })
@@ -628,7 +624,7 @@ impl ControlPlane {
         &self,
         ctx: &Ctx,
         name: &str,
-        launches: &[(Deployment, u32, Option<String>, Option<String>)],
+        launches: &[(StoredDeployment, u32, Option<String>, Option<String>)],
         service: &mut StoredService,
         traffic: &crate::ops::service_record::TrafficNotes,
         events: &mut Vec<String>,
@@ -649,9 +645,10 @@ impl ControlPlane {
                     .find(|t| t.id.as_deref() == Some(id.as_str()))
                     .and_then(|t| t.load_balancers.clone()),
                 // A traffic-shifting deployment's tasks register on its side.
-                None => service.load_balancers.as_deref().map(|lbs| {
-                    crate::traffic::on_side(lbs, traffic.alternate(spec.id.as_deref().unwrap_or_default()))
-                }),
+                None => service
+                    .load_balancers
+                    .as_deref()
+                    .map(|lbs| crate::traffic::on_side(lbs, traffic.alternate(spec.id.as_str()))),
             }
             .unwrap_or_default();
             let launched = self
@@ -673,7 +670,7 @@ impl ControlPlane {
                             .map(|a| format!("(task {})", a.rsplit('/').next().unwrap_or(a)))
                             .collect();
                         events.push(format!("{who} has started {} tasks: {}.", ids.len(), ids.join(" ")));
-                        let id = spec.id.clone().unwrap_or_default();
+                        let id = spec.id.clone();
                         count_change(service, &id, 0, tasks.len() as i32);
                     }
                     if let Some(f) = failures.first() {

@@ -93,30 +93,6 @@ pub(crate) fn association_status(s: &str) -> Option<gantry_core::GatewayAssociat
     gantry_core::GatewayAssociationStatus::parse(s)
 }
 
-/// A deployment's status (PRIMARY, ACTIVE, INACTIVE); `None` for one Gantry does not know.
-pub(crate) fn deployment_status(d: &gantry_model::Deployment) -> Option<gantry_core::DeploymentStatus> {
-    d.status.as_deref().and_then(gantry_core::DeploymentStatus::parse)
-}
-
-/// Whether a deployment is its service's PRIMARY one.
-pub(crate) fn is_primary(d: &gantry_model::Deployment) -> bool {
-    deployment_status(d) == Some(gantry_core::DeploymentStatus::Primary)
-}
-
-pub(crate) fn set_deployment_status(d: &mut gantry_model::Deployment, status: gantry_core::DeploymentStatus) {
-    d.status = Some(status.as_str().into());
-}
-
-/// A deployment's `rolloutState`; `None` if it has none (an EXTERNAL or traffic-shifted one may
-/// not), or one Gantry does not know.
-pub(crate) fn rollout_state(d: &gantry_model::Deployment) -> Option<gantry_core::RolloutState> {
-    d.rollout_state.as_deref().and_then(gantry_core::RolloutState::parse)
-}
-
-pub(crate) fn set_rollout_state(d: &mut gantry_model::Deployment, state: gantry_core::RolloutState) {
-    d.rollout_state = Some(state.as_str().into());
-}
-
 /// A task set's status; `None` for one Gantry does not know.
 pub(crate) fn task_set_status(t: &gantry_model::TaskSet) -> Option<gantry_core::TaskSetStatus> {
     t.status.as_deref().and_then(gantry_core::TaskSetStatus::parse)

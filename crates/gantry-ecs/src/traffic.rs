@@ -399,10 +399,10 @@ impl ControlPlane {
             return Ok(None);
         }
         let Some(primary) = s.deployments.first() else { return Ok(None) };
-        let pid = primary.id.clone().unwrap_or_default();
+        let pid = primary.id.clone();
         let mut notes = rec.traffic.clone();
         let fresh = notes.progress.as_ref().is_none_or(|p| p.deployment != pid);
-        if crate::status::rollout_state(primary) != Some(gantry_core::RolloutState::InProgress) {
+        if primary.rollout_state != gantry_core::RolloutState::InProgress {
             return Ok(None);
         }
         let mut events = Vec::new();
@@ -546,8 +546,8 @@ pub(crate) fn after_plan(
         .service
         .deployments
         .iter()
-        .filter_map(|d| d.id.clone())
-        .chain(rec.sched.last_completed.as_ref().and_then(|d| d.id.clone()))
+        .map(|d| d.id.clone())
+        .chain(rec.sched.last_completed.as_ref().map(|d| d.id.clone()))
         .collect();
     t.sides.retain(|(d, _)| keep.contains(d));
 }

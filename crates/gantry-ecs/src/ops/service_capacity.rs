@@ -51,7 +51,7 @@ impl ControlPlane {
                 return Err(EcsError::new(ErrorKind::ServiceNotActiveException, "Service was not ACTIVE."));
             }
             s.desired_count = count;
-            sync_primary_count(s, now as f64 / 1000.0);
+            sync_primary_count(s, Timestamp(now));
             let events = &mut s.events;
             events.insert(
                 0,

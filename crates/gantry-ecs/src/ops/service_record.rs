@@ -13,7 +13,9 @@ use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::IdGen;
 use gantry_core::time::epoch_seconds;
 use gantry_core::validate::is_valid_name;
-use gantry_core::{Arn, EcsError, ErrorKind, Result, Scope, ServiceStatus, Timestamp};
+use gantry_core::{
+    Arn, DeploymentStatus, EcsError, ErrorKind, Result, RolloutState, Scope, ServiceStatus, Timestamp,
+};
 use gantry_model::*;
 use serde::{Deserialize, Serialize};
 
@@ -73,7 +75,7 @@ pub struct StoredService {
     pub task_sets: Option<Vec<TaskSet>>,
     /// Newest (the PRIMARY) first; none for the EXTERNAL controller.
     #[serde(default)]
-    pub deployments: Vec<Deployment>,
+    pub deployments: Vec<StoredDeployment>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
     /// Newest first, at most 100.
@@ -110,6 +112,113 @@ pub struct StoredService {
     pub availability_zone_rebalancing: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_management_type: Option<String>,
+}
+
+/// One of a service's deployments, as stored (ECS's `Deployment`, the same JSON): its ID, status
+/// and rollout state are always there; what it runs stays in the wire sub-shapes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredDeployment {
+    pub id: String,
+    pub status: DeploymentStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_definition: Option<String>,
+    #[serde(default)]
+    pub desired_count: i32,
+    #[serde(default)]
+    pub pending_count: i32,
+    #[serde(default)]
+    pub running_count: i32,
+    #[serde(default)]
+    pub failed_tasks: i32,
+    #[serde(with = "epoch_seconds")]
+    pub created_at: Timestamp,
+    #[serde(with = "epoch_seconds")]
+    pub updated_at: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform_family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<NetworkConfiguration>,
+    pub rollout_state: RolloutState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout_state_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_connect_configuration: Option<ServiceConnectConfiguration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_connect_resources: Option<Vec<ServiceConnectServiceResource>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fargate_ephemeral_storage: Option<DeploymentEphemeralStorage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
+}
+
+impl StoredDeployment {
+    /// A deployment `id` made at `at`, PRIMARY and IN_PROGRESS, that runs nothing yet.
+    pub fn new(id: String, at: Timestamp) -> Self {
+        StoredDeployment {
+            id,
+            status: DeploymentStatus::Primary,
+            task_definition: None,
+            desired_count: 0,
+            pending_count: 0,
+            running_count: 0,
+            failed_tasks: 0,
+            created_at: at,
+            updated_at: at,
+            capacity_provider_strategy: None,
+            launch_type: None,
+            platform_version: None,
+            platform_family: None,
+            network_configuration: None,
+            rollout_state: RolloutState::InProgress,
+            rollout_state_reason: None,
+            service_connect_configuration: None,
+            service_connect_resources: None,
+            volume_configurations: None,
+            fargate_ephemeral_storage: None,
+            vpc_lattice_configurations: None,
+        }
+    }
+
+    /// Whether it is its service's PRIMARY deployment.
+    pub fn is_primary(&self) -> bool {
+        self.status == DeploymentStatus::Primary
+    }
+
+    /// ECS's `Deployment`, as DescribeServices shows it.
+    pub fn to_wire(&self) -> Deployment {
+        Deployment {
+            id: Some(self.id.clone()),
+            status: Some(self.status.as_str().into()),
+            task_definition: self.task_definition.clone(),
+            desired_count: self.desired_count,
+            pending_count: self.pending_count,
+            running_count: self.running_count,
+            failed_tasks: self.failed_tasks,
+            created_at: Some(self.created_at.as_epoch_seconds()),
+            updated_at: Some(self.updated_at.as_epoch_seconds()),
+            capacity_provider_strategy: self.capacity_provider_strategy.clone(),
+            launch_type: self.launch_type.clone(),
+            platform_version: self.platform_version.clone(),
+            platform_family: self.platform_family.clone(),
+            network_configuration: self.network_configuration.clone(),
+            rollout_state: Some(self.rollout_state.as_str().into()),
+            rollout_state_reason: self.rollout_state_reason.clone(),
+            service_connect_configuration: self.service_connect_configuration.clone(),
+            service_connect_resources: self.service_connect_resources.clone(),
+            volume_configurations: self.volume_configurations.clone(),
+            fargate_ephemeral_storage: self.fargate_ephemeral_storage.clone(),
+            vpc_lattice_configurations: self.vpc_lattice_configurations.clone(),
+        }
+    }
 }
 
 /// One of a service's events, as stored (ECS's `ServiceEvent`).
@@ -153,7 +262,7 @@ impl StoredService {
             task_definition: self.task_definition.clone(),
             deployment_configuration: Some(self.deployment_configuration.clone()),
             task_sets: self.task_sets.clone(),
-            deployments: Some(self.deployments.clone()),
+            deployments: Some(self.deployments.iter().map(StoredDeployment::to_wire).collect()),
             role_arn: self.role_arn.clone(),
             events: Some(self.events.iter().map(StoredEvent::to_wire).collect()),
             created_at: Some(self.created_at.as_epoch_seconds()),
@@ -323,7 +432,7 @@ pub struct SchedNotes {
     pub launch_not_before_ms: i64,
     /// The last deployment that reached COMPLETED: what a circuit-breaker rollback returns to.
     #[serde(default)]
-    pub last_completed: Option<Deployment>,
+    pub last_completed: Option<StoredDeployment>,
     /// Whether the "has reached a steady state" event was recorded for the current state.
     #[serde(default)]
     pub steady: bool,
@@ -483,6 +592,11 @@ mod tests {
         assert_eq!(rec.service.created_at, Timestamp(1_796_334_200_001));
         assert_eq!(rec.service.events[0].created_at, Timestamp(1_796_334_295_007));
         assert_eq!(rec.service.deployments.len(), 2);
+        let primary = &rec.service.deployments[0];
+        assert!(primary.is_primary() && !rec.service.deployments[1].is_primary());
+        assert_eq!(primary.rollout_state, RolloutState::InProgress);
+        assert_eq!(rec.service.deployments[1].status, DeploymentStatus::Active);
+        assert_eq!(primary.updated_at, Timestamp(1_796_334_294_758));
         assert_eq!(rec.sched.start_failures, 1);
         // Written back, it is the JSON it was read from, and the wire shape is the old one.
         assert_eq!(serde_json::to_value(&rec).unwrap(), stored);
@@ -517,8 +631,16 @@ mod tests {
             stored["service"].as_object_mut().unwrap().remove(field);
             assert!(serde_json::from_value::<ServiceRecord>(stored).is_err(), "{field}");
         }
+        for field in ["id", "status", "createdAt", "updatedAt", "rolloutState"] {
+            let mut stored = record_json(&written_by_main());
+            stored["service"]["deployments"][1].as_object_mut().unwrap().remove(field);
+            assert!(serde_json::from_value::<ServiceRecord>(stored).is_err(), "deployments[].{field}");
+        }
         let mut stored = record_json(&written_by_main());
         stored["service"]["status"] = "BOGUS".into();
+        assert!(serde_json::from_value::<ServiceRecord>(stored).is_err());
+        let mut stored = record_json(&written_by_main());
+        stored["service"]["deployments"][0]["rolloutState"] = "BOGUS".into();
         assert!(serde_json::from_value::<ServiceRecord>(stored).is_err());
     }
 }

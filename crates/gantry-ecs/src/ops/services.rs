@@ -11,19 +11,16 @@
 
 use super::service_record::service_not_found;
 pub use super::service_record::{
-    HistoryLink, SchedNotes, ServiceRecord, StoredEvent, StoredService, new_deployment_id,
+    HistoryLink, SchedNotes, ServiceRecord, StoredDeployment, StoredEvent, StoredService, new_deployment_id,
 };
 use super::tasks::{check_compatible, check_launch_fields, check_network, check_task_definition_ref, launch};
 use super::{check_batch, check_include, includes, one_of};
 use crate::records::{decode, encode, load};
-use crate::status::{is_primary, set_deployment_status};
 use crate::table::{Before, Record, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::page::{PageRequest, paginate};
 use gantry_core::validate::{is_valid_name, validate_tags};
-use gantry_core::{
-    DeploymentStatus, EcsError, ErrorKind, Result, RolloutState, Scope, ServiceStatus, Timestamp,
-};
+use gantry_core::{DeploymentStatus, EcsError, ErrorKind, Result, Scope, ServiceStatus, Timestamp};
 use gantry_model::*;
 use gantry_store::Txn;
 
@@ -589,13 +586,13 @@ impl Update<'_> {
 
 /// Brings the PRIMARY deployment's desired count in line with the service's (a change of
 /// desiredCount alone makes no new deployment).
-pub(crate) fn sync_primary_count(s: &mut StoredService, now: f64) {
+pub(crate) fn sync_primary_count(s: &mut StoredService, now: Timestamp) {
     let n = s.desired_count;
-    if let Some(primary) = s.deployments.iter_mut().find(|d| is_primary(d))
+    if let Some(primary) = s.deployments.iter_mut().find(|d| d.is_primary())
         && primary.desired_count != n
     {
         primary.desired_count = n;
-        primary.updated_at = Some(now);
+        primary.updated_at = now;
     }
 }
 
@@ -612,31 +609,22 @@ struct Launchable<'a> {
 }
 
 impl ControlPlane {
-    fn new_deployment(&self, l: &Launchable<'_>) -> Deployment {
+    fn new_deployment(&self, l: &Launchable<'_>) -> StoredDeployment {
         let id = new_deployment_id(&*self.ids);
-        let now = self.now_s();
         let fargate = l.launch_type == Some("FARGATE")
             || l.strategy.is_some_and(|s| s.iter().any(|i| i.capacity_provider.starts_with("FARGATE")));
-        Deployment {
+        StoredDeployment {
             rollout_state_reason: Some(format!("ECS deployment {id} in progress.")),
-            id: Some(id),
-            status: Some(DeploymentStatus::Primary.as_str().into()),
             task_definition: l.task_definition.map(str::to_string),
             desired_count: l.desired_count,
-            pending_count: 0,
-            running_count: 0,
-            failed_tasks: 0,
-            created_at: Some(now),
-            updated_at: Some(now),
             capacity_provider_strategy: l.strategy.cloned(),
             launch_type: l.launch_type.map(str::to_string),
             platform_version: if fargate { l.platform_version.map(str::to_string) } else { None },
             platform_family: fargate.then(|| "Linux".into()),
             network_configuration: l.network.cloned(),
-            rollout_state: Some(RolloutState::InProgress.as_str().into()),
             service_connect_configuration: l.service_connect.cloned(),
             volume_configurations: l.volumes.cloned(),
-            ..Default::default()
+            ..StoredDeployment::new(id, self.clock.now())
         }
     }
 
@@ -935,12 +923,12 @@ impl ControlPlane {
         volumes: Option<&Vec<ServiceVolumeConfiguration>>,
     ) {
         let external = s.is_external();
-        let now = self.now_s();
+        let now = self.clock.now();
         let deployments = &mut s.deployments;
         if redeploy && !external {
             for d in deployments.iter_mut() {
-                set_deployment_status(d, DeploymentStatus::Active);
-                d.updated_at = Some(now);
+                d.status = DeploymentStatus::Active;
+                d.updated_at = now;
             }
             let d = self.new_deployment(&Launchable {
                 task_definition: s.task_definition.as_deref(),
@@ -984,12 +972,12 @@ impl ControlPlane {
                         "The service cannot be stopped while it is scaled above 0.",
                     ));
                 }
-                let now = self.now_s();
+                let now = self.clock.now();
                 s.status = ServiceStatus::Draining;
                 s.desired_count = 0;
-                if let Some(primary) = s.deployments.iter_mut().find(|d| is_primary(d)) {
+                if let Some(primary) = s.deployments.iter_mut().find(|d| d.is_primary()) {
                     primary.desired_count = 0;
-                    primary.updated_at = Some(now);
+                    primary.updated_at = now;
                 }
                 let txn = self.sync_history(&ctx.scope, &cname, &mut rec.value, None, Txn::new())?;
                 let mut shown = rec.value.service.to_wire();
@@ -1099,7 +1087,7 @@ impl ControlPlane {
             let ns_of = s
                 .deployments
                 .iter()
-                .find(|d| is_primary(d))
+                .find(|d| d.is_primary())
                 .and_then(|d| d.service_connect_configuration.as_ref())
                 .filter(|sc| sc.enabled)
                 .and_then(|sc| sc.namespace.as_deref());
