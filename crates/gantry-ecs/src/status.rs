@@ -1,7 +1,9 @@
 //! Where the stored records' status strings (ECS's wire shapes keep strings) become
 //! `gantry-core`'s enums and back: the one boundary. Reads go through the `*_status` functions
-//! (clusters, capacity providers, task definitions, services, container instances), writes
-//! through the `set_*_status` ones, so only the enums' values are ever written. A stored value Gantry did not write reads as `None`.
+//! (clusters, capacity providers, task definitions, container instances; a described service),
+//! writes through the `set_*_status` ones, so only the enums' values are ever written. A stored
+//! value Gantry did not write reads as `None`. Records with types of their own (a service and
+//! its deployments, `ops/service_record.rs`; a service deployment) hold the enums themselves.
 
 use gantry_core::{
     CapacityProviderStatus, ClusterStatus, DaemonDeploymentStatus, DaemonStatus, DaemonTaskDefinitionStatus,

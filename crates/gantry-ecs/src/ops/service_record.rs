@@ -1,7 +1,7 @@
 //! The stored service record, shared by the service API (`services.rs`), its deployment
-//! history (`service_deployments.rs`) and the scheduler: ECS's `Service` shape exactly as
-//! DescribeServices returns it (its `deployments`, newest PRIMARY first, and its `events`, newest
-//! first, at most 100), plus what the scheduler keeps between passes ([`SchedNotes`]) and each
+//! history (`service_deployments.rs`) and the scheduler: the service as a domain type
+//! ([`StoredService`], whose JSON is ECS's `Service` shape exactly as DescribeServices returns
+//! it: its `deployments`, newest PRIMARY first, and its `events`, newest first, at most 100), plus what the scheduler keeps between passes ([`SchedNotes`]) and each
 //! deployment's place in the history ([`HistoryLink`]); and how a service is looked up.
 //!
 //! It uses neither of the modules that share it, so the service API can write the history

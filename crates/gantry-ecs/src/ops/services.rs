@@ -2,9 +2,10 @@
 //! ListServices, ListServicesByNamespace), over the stored record (`service_record.rs`) it
 //! shares with the deployment history and the scheduler.
 //!
-//! A service record is ECS's `Service` shape exactly as DescribeServices returns it (its
-//! `deployments`, newest PRIMARY first, and its `events`, newest first, at most 100) plus what
-//! the scheduler keeps between passes ([`SchedNotes`]). The API owns the service's
+//! A service record is the service as a domain type ([`StoredService`], which becomes ECS's
+//! `Service` shape, as DescribeServices returns it, through `to_wire`: its `deployments`, newest
+//! PRIMARY first, and its `events`, newest first, at most 100) plus what the scheduler keeps
+//! between passes ([`SchedNotes`]). The API owns the service's
 //! configuration and creates deployments (CreateService, and every UpdateService that changes
 //! what runs); the scheduler (`crate::scheduler`) owns their progress: counts, rollout state,
 //! events, and the tasks themselves.
@@ -736,7 +737,7 @@ impl ControlPlane {
                 format!("arn:aws:iam::{}:role/{r}", ctx.scope.account)
             }
         });
-        let now = self.now_s();
+        let now = self.clock.now();
         let deployments = if controller == "EXTERNAL" {
             vec![]
         } else {
@@ -771,7 +772,7 @@ impl ControlPlane {
             deployments,
             role_arn,
             events: vec![],
-            created_at: Timestamp::from_epoch_seconds(now),
+            created_at: now,
             current_service_deployment: None,
             current_service_revisions: None,
             placement_constraints: Some(req.placement_constraints.clone().unwrap_or_default()),
