@@ -194,29 +194,29 @@ impl StoredDeployment {
     }
 
     /// ECS's `Deployment`, as DescribeServices shows it.
-    pub fn to_wire(&self) -> Deployment {
+    pub fn into_wire(self) -> Deployment {
         Deployment {
-            id: Some(self.id.clone()),
+            id: Some(self.id),
             status: Some(self.status.as_str().into()),
-            task_definition: self.task_definition.clone(),
+            task_definition: self.task_definition,
             desired_count: self.desired_count,
             pending_count: self.pending_count,
             running_count: self.running_count,
             failed_tasks: self.failed_tasks,
             created_at: Some(self.created_at.as_epoch_seconds()),
             updated_at: Some(self.updated_at.as_epoch_seconds()),
-            capacity_provider_strategy: self.capacity_provider_strategy.clone(),
-            launch_type: self.launch_type.clone(),
-            platform_version: self.platform_version.clone(),
-            platform_family: self.platform_family.clone(),
-            network_configuration: self.network_configuration.clone(),
+            capacity_provider_strategy: self.capacity_provider_strategy,
+            launch_type: self.launch_type,
+            platform_version: self.platform_version,
+            platform_family: self.platform_family,
+            network_configuration: self.network_configuration,
             rollout_state: Some(self.rollout_state.as_str().into()),
-            rollout_state_reason: self.rollout_state_reason.clone(),
-            service_connect_configuration: self.service_connect_configuration.clone(),
-            service_connect_resources: self.service_connect_resources.clone(),
-            volume_configurations: self.volume_configurations.clone(),
-            fargate_ephemeral_storage: self.fargate_ephemeral_storage.clone(),
-            vpc_lattice_configurations: self.vpc_lattice_configurations.clone(),
+            rollout_state_reason: self.rollout_state_reason,
+            service_connect_configuration: self.service_connect_configuration,
+            service_connect_resources: self.service_connect_resources,
+            volume_configurations: self.volume_configurations,
+            fargate_ephemeral_storage: self.fargate_ephemeral_storage,
+            vpc_lattice_configurations: self.vpc_lattice_configurations,
         }
     }
 }
@@ -232,55 +232,60 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
-    pub fn to_wire(&self) -> ServiceEvent {
+    pub fn into_wire(self) -> ServiceEvent {
         ServiceEvent {
-            id: Some(self.id.clone()),
+            id: Some(self.id),
             created_at: Some(self.created_at.as_epoch_seconds()),
-            message: Some(self.message.clone()),
+            message: Some(self.message),
         }
     }
 }
 
 impl StoredService {
-    /// ECS's `Service`, as DescribeServices returns it (with its tags): the one place the record
-    /// becomes the wire shape.
+    /// [`Self::into_wire`] of a copy.
     pub fn to_wire(&self) -> Service {
+        self.clone().into_wire()
+    }
+
+    /// ECS's `Service`, as DescribeServices returns it (with its tags): the one place the record
+    /// becomes the wire shape (its fields moved, not copied).
+    pub fn into_wire(self) -> Service {
         Service {
-            service_arn: Some(self.service_arn.clone()),
-            service_name: Some(self.service_name.clone()),
-            cluster_arn: Some(self.cluster_arn.clone()),
-            load_balancers: self.load_balancers.clone(),
-            service_registries: self.service_registries.clone(),
+            service_arn: Some(self.service_arn),
+            service_name: Some(self.service_name),
+            cluster_arn: Some(self.cluster_arn),
+            load_balancers: self.load_balancers,
+            service_registries: self.service_registries,
             status: Some(self.status.as_str().into()),
             desired_count: self.desired_count,
             running_count: self.running_count,
             pending_count: self.pending_count,
-            launch_type: self.launch_type.clone(),
-            capacity_provider_strategy: self.capacity_provider_strategy.clone(),
-            platform_version: self.platform_version.clone(),
-            platform_family: self.platform_family.clone(),
-            task_definition: self.task_definition.clone(),
-            deployment_configuration: Some(self.deployment_configuration.clone()),
-            task_sets: self.task_sets.clone(),
-            deployments: Some(self.deployments.iter().map(StoredDeployment::to_wire).collect()),
-            role_arn: self.role_arn.clone(),
-            events: Some(self.events.iter().map(StoredEvent::to_wire).collect()),
+            launch_type: self.launch_type,
+            capacity_provider_strategy: self.capacity_provider_strategy,
+            platform_version: self.platform_version,
+            platform_family: self.platform_family,
+            task_definition: self.task_definition,
+            deployment_configuration: Some(self.deployment_configuration),
+            task_sets: self.task_sets,
+            deployments: Some(self.deployments.into_iter().map(StoredDeployment::into_wire).collect()),
+            role_arn: self.role_arn,
+            events: Some(self.events.into_iter().map(StoredEvent::into_wire).collect()),
             created_at: Some(self.created_at.as_epoch_seconds()),
-            current_service_deployment: self.current_service_deployment.clone(),
-            current_service_revisions: self.current_service_revisions.clone(),
-            placement_constraints: self.placement_constraints.clone(),
-            placement_strategy: self.placement_strategy.clone(),
-            network_configuration: self.network_configuration.clone(),
+            current_service_deployment: self.current_service_deployment,
+            current_service_revisions: self.current_service_revisions,
+            placement_constraints: self.placement_constraints,
+            placement_strategy: self.placement_strategy,
+            network_configuration: self.network_configuration,
             health_check_grace_period_seconds: self.health_check_grace_period_seconds,
-            scheduling_strategy: Some(self.scheduling_strategy.clone()),
-            deployment_controller: Some(self.deployment_controller.clone()),
-            tags: self.tags.clone(),
-            created_by: self.created_by.clone(),
+            scheduling_strategy: Some(self.scheduling_strategy),
+            deployment_controller: Some(self.deployment_controller),
+            tags: self.tags,
+            created_by: self.created_by,
             enable_ecs_managed_tags: self.enable_ecs_managed_tags,
-            propagate_tags: self.propagate_tags.clone(),
+            propagate_tags: self.propagate_tags,
             enable_execute_command: self.enable_execute_command,
-            availability_zone_rebalancing: self.availability_zone_rebalancing.clone(),
-            resource_management_type: self.resource_management_type.clone(),
+            availability_zone_rebalancing: self.availability_zone_rebalancing,
+            resource_management_type: self.resource_management_type,
         }
     }
 

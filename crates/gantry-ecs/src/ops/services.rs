@@ -1009,7 +1009,7 @@ impl ControlPlane {
         for r in &req.services {
             match self.load_service(ctx, &cname, r)? {
                 Some(rec) => {
-                    let mut s = rec.value.service.to_wire();
+                    let mut s = rec.value.service.into_wire();
                     if !includes(req.include.as_ref(), "TAGS") {
                         s.tags = None;
                     }
