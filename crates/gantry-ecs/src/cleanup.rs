@@ -83,9 +83,9 @@ fn row_ms(key: &str, prefix: &str) -> i64 {
 /// An INACTIVE service's last change (epoch milliseconds): its newest event or deployment update.
 fn service_changed_ms(s: &ServiceRecord) -> i64 {
     let s = &s.service;
-    let events = s.events.iter().flatten().filter_map(|e| e.created_at);
-    let deployments = s.deployments.iter().flatten().filter_map(|d| d.updated_at.or(d.created_at));
-    (events.chain(deployments).chain(s.created_at).fold(0.0, f64::max) * 1000.0) as i64
+    let events = s.events.iter().map(|e| e.created_at.0);
+    let deployments = s.deployments.iter().map(|d| d.updated_at.0.max(d.created_at.0));
+    events.chain(deployments).chain([s.created_at.0]).fold(0, i64::max)
 }
 
 impl ControlPlane {

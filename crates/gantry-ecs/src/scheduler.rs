@@ -12,17 +12,17 @@
 //! cluster's instances), by the time a plan asks to be woken, and by a periodic resync of every
 //! service as a safety net; only while this process leads, until shutdown.
 
-use crate::ops::services::{SchedNotes, ServiceRecord};
+use crate::ops::services::{SchedNotes, ServiceRecord, StoredDeployment, StoredEvent, StoredService};
 use crate::ops::tasks::TaskRecord;
 use crate::records::{encode, load};
-use crate::status::{self, service_status, set_service_status};
+use crate::status;
 use crate::table::{Before, Record, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::{
     DeploymentStatus, InstanceStatus, Result, RolloutState, Scope, ServiceStatus, StabilityStatus,
-    TaskSetStatus, TaskStatus,
+    TaskSetStatus, TaskStatus, Timestamp,
 };
-use gantry_model::{Deployment, Service, ServiceEvent, Tag};
+use gantry_model::Tag;
 use gantry_placement::engine::Constraint;
 use gantry_runtime::{Action, Backoff, Controller, Leadership, Reconciler, Shutdown};
 use gantry_sched as sched;
@@ -57,22 +57,18 @@ fn phase(status: Option<&str>) -> sched::Phase {
     }
 }
 
-fn ms(seconds: Option<f64>) -> Option<i64> {
-    seconds.map(|s| (s * 1000.0).round() as i64)
-}
-
-fn to_sched_deployment(d: &Deployment) -> sched::DeploymentState {
+fn to_sched_deployment(d: &StoredDeployment) -> sched::DeploymentState {
     sched::DeploymentState {
-        id: d.id.clone().unwrap_or_default(),
-        status: if status::is_primary(d) { sched::Status::Primary } else { sched::Status::Active },
-        rollout: match status::rollout_state(d) {
-            Some(RolloutState::Completed) => sched::Rollout::Completed,
-            Some(RolloutState::Failed) => sched::Rollout::Failed,
-            _ => sched::Rollout::InProgress,
+        id: d.id.clone(),
+        status: if d.is_primary() { sched::Status::Primary } else { sched::Status::Active },
+        rollout: match d.rollout_state {
+            RolloutState::Completed => sched::Rollout::Completed,
+            RolloutState::Failed => sched::Rollout::Failed,
+            RolloutState::InProgress => sched::Rollout::InProgress,
         },
         rollout_reason: d.rollout_state_reason.clone().unwrap_or_default(),
         failed_tasks: d.failed_tasks.max(0) as u32,
-        created_at: ms(d.created_at).unwrap_or(0),
+        created_at: d.created_at.0,
         desired: d.desired_count.max(0) as u32,
         running: d.running_count.max(0) as u32,
         pending: d.pending_count.max(0) as u32,
@@ -85,15 +81,15 @@ fn to_notes(n: &SchedNotes) -> sched::Notes {
         last_start_failure: n.last_start_failure_ms,
         launch_not_before: n.launch_not_before_ms,
         steady: n.steady,
-        last_completed: n.last_completed.as_ref().and_then(|d| d.id.clone()),
+        last_completed: n.last_completed.as_ref().map(|d| d.id.clone()),
         aliases: n.aliases.clone(),
     }
 }
 
 /// The service as the rules see it.
-fn to_sched_service(s: &Service) -> sched::Service {
-    let daemon = s.scheduling_strategy.as_deref() == Some("DAEMON");
-    let dc = s.deployment_configuration.clone().unwrap_or_default();
+fn to_sched_service(s: &StoredService) -> sched::Service {
+    let daemon = s.is_daemon();
+    let dc = &s.deployment_configuration;
     let desired = s.desired_count.max(0) as u32;
     let breaker = dc.deployment_circuit_breaker.as_ref().filter(|b| b.enable).map(|b| {
         let (kind, value) = b
@@ -104,19 +100,19 @@ fn to_sched_service(s: &Service) -> sched::Service {
         sched::Breaker { rollback: b.rollback, threshold: sched::breaker_threshold(&kind, value, desired) }
     });
     sched::Service {
-        name: s.service_name.clone().unwrap_or_default(),
+        name: s.service_name.clone(),
         desired,
         daemon,
         min_healthy_percent: dc.minimum_healthy_percent.unwrap_or(if daemon { 0 } else { 100 }).max(0) as u32,
         max_percent: dc.maximum_percent.unwrap_or(if daemon { 100 } else { 200 }).max(0) as u32,
         breaker,
         grace_ms: i64::from(s.health_check_grace_period_seconds.unwrap_or(0).max(0)) * 1000,
-        draining: service_status(s) == Some(ServiceStatus::Draining),
+        draining: s.status == ServiceStatus::Draining,
         rollback_requested: false,
         alarms: None,
         keep_old: false,
         hold: false,
-        deployments: s.deployments.iter().flatten().map(to_sched_deployment).collect(),
+        deployments: s.deployments.iter().map(to_sched_deployment).collect(),
     }
 }
 
@@ -133,10 +129,10 @@ fn closest_reason(reason: &str) -> &'static str {
 }
 
 /// Adjusts the running and pending counts of the service and of the deployment or task set `id`.
-fn count_change(s: &mut Service, id: &str, running: i32, pending: i32) {
+fn count_change(s: &mut StoredService, id: &str, running: i32, pending: i32) {
     s.running_count = (s.running_count + running).max(0);
     s.pending_count = (s.pending_count + pending).max(0);
-    for d in s.deployments.iter_mut().flatten().filter(|d| d.id.as_deref() == Some(id)) {
+    for d in s.deployments.iter_mut().filter(|d| d.id == id) {
         d.running_count = (d.running_count + running).max(0);
         d.pending_count = (d.pending_count + pending).max(0);
     }
@@ -156,7 +152,7 @@ struct Outcome {
     stops: Vec<sched::Stop>,
     /// What to launch (a deployment, or a task set as one), how many, where, and the task set
     /// it is for (events name it).
-    launches: Vec<(Deployment, u32, Option<String>, Option<String>)>,
+    launches: Vec<(StoredDeployment, u32, Option<String>, Option<String>)>,
     forget: Vec<String>,
     events: Vec<String>,
     wake_at: Option<i64>,
@@ -177,7 +173,7 @@ fn plan_ecs(
     let notes = &rec.sched;
     let mut svc = to_sched_service(&rec.service);
     svc.alarms = alarms;
-    let primary_id = rec.service.deployments.iter().flatten().next().and_then(|d| d.id.as_deref());
+    let primary_id = rec.service.deployments.first().map(|d| d.id.as_str());
     svc.rollback_requested =
         notes.rollback_requested.is_some() && notes.rollback_requested.as_deref() == primary_id;
     if let Some(t) = &traffic {
@@ -190,16 +186,19 @@ fn plan_ecs(
     // The new record, before launches (a rollback changes what they launch).
     let mut next = rec.clone();
     let s = &mut next.service;
-    let old_deployments: Vec<Deployment> = s.deployments.clone().unwrap_or_default();
+    let old_deployments: Vec<StoredDeployment> = s.deployments.clone();
     let mut deployments = Vec::new();
     for d in &plan.deployments {
-        let mut out = match old_deployments.iter().find(|o| o.id.as_deref() == Some(&d.id)) {
+        let mut out = match old_deployments.iter().find(|o| o.id == d.id) {
             Some(o) => o.clone(),
             None => {
                 // A rollback: what the last completed deployment ran, under a new ID.
-                let mut base = notes.last_completed.clone().unwrap_or_default();
-                base.id = Some(d.id.clone());
-                base.created_at = Some(now as f64 / 1000.0);
+                let mut base = notes
+                    .last_completed
+                    .clone()
+                    .unwrap_or_else(|| StoredDeployment::new(d.id.clone(), Timestamp(now)));
+                base.id = d.id.clone();
+                base.created_at = Timestamp(now);
                 base.updated_at = base.created_at;
                 base.failed_tasks = 0;
                 s.task_definition = base.task_definition.clone();
@@ -212,37 +211,30 @@ fn plan_ecs(
         };
         let before = out.clone();
         let primary = d.status == sched::Status::Primary;
-        status::set_deployment_status(
-            &mut out,
-            if primary { DeploymentStatus::Primary } else { DeploymentStatus::Active },
-        );
-        status::set_rollout_state(
-            &mut out,
-            match d.rollout {
-                sched::Rollout::InProgress => RolloutState::InProgress,
-                sched::Rollout::Completed => RolloutState::Completed,
-                sched::Rollout::Failed => RolloutState::Failed,
-            },
-        );
+        out.status = if primary { DeploymentStatus::Primary } else { DeploymentStatus::Active };
+        out.rollout_state = match d.rollout {
+            sched::Rollout::InProgress => RolloutState::InProgress,
+            sched::Rollout::Completed => RolloutState::Completed,
+            sched::Rollout::Failed => RolloutState::Failed,
+        };
         out.rollout_state_reason = Some(d.rollout_reason.clone());
         out.failed_tasks = d.failed_tasks as i32;
         out.desired_count = d.desired as i32;
         out.running_count = d.running as i32;
         out.pending_count = d.pending as i32;
         if out != before {
-            out.updated_at = Some(now as f64 / 1000.0);
+            out.updated_at = Timestamp(now);
         }
         deployments.push(out);
     }
-    s.deployments = Some(deployments);
+    s.deployments = deployments;
     s.running_count = plan.running as i32;
     s.pending_count = plan.pending as i32;
-    if s.scheduling_strategy.as_deref() == Some("DAEMON") && service_status(s) == Some(ServiceStatus::Active)
-    {
+    if s.is_daemon() && s.status == ServiceStatus::Active {
         s.desired_count = plan.desired as i32;
     }
     if plan.inactive {
-        set_service_status(s, ServiceStatus::Inactive);
+        s.status = ServiceStatus::Inactive;
     }
     let mut sn = SchedNotes {
         start_failures: plan.notes.start_failures,
@@ -255,7 +247,7 @@ fn plan_ecs(
         rollback_requested: None,
     };
     if let Some(done) = &plan.completed {
-        sn.last_completed = s.deployments.iter().flatten().find(|d| d.id.as_deref() == Some(done)).cloned();
+        sn.last_completed = s.deployments.iter().find(|d| &d.id == done).cloned();
     }
     next.sched = sn;
     let (mut events, mut wake_at) = (plan.events, plan.wake_at);
@@ -268,7 +260,7 @@ fn plan_ecs(
     }
     crate::traffic::after_plan(&mut next, plan.rollback.as_ref(), plan.completed.as_deref(), now);
 
-    let primary = next.service.deployments.iter().flatten().next().cloned();
+    let primary = next.service.deployments.first().cloned();
     let launches = match primary {
         Some(p) => plan.launch.iter().map(|l| (p.clone(), l.count, l.instance.clone(), None)).collect(),
         None => vec![],
@@ -305,8 +297,8 @@ fn plan_external(rec: &ServiceRecord, views: &[sched::TaskView], now: i64) -> Ou
             steady: status::stability_status(t) == Some(StabilityStatus::SteadyState),
         })
         .collect();
-    let draining = service_status(s) == Some(ServiceStatus::Draining);
-    let name = s.service_name.clone().unwrap_or_default();
+    let draining = s.status == ServiceStatus::Draining;
+    let name = s.service_name.clone();
     let plan = sched::reconcile_task_sets(&name, &sets, views, &to_notes(&rec.sched), now, draining);
     let mut next = rec.clone();
     let at = now as f64 / 1000.0;
@@ -335,7 +327,7 @@ fn plan_external(rec: &ServiceRecord, views: &[sched::TaskView], now: i64) -> Ou
         && plan.running + plan.pending == 0
         && views.iter().all(|v| v.phase == sched::Phase::Stopped);
     if inactive {
-        set_service_status(&mut next.service, ServiceStatus::Inactive);
+        next.service.status = ServiceStatus::Inactive;
     }
     next.sched.start_failures = plan.notes.start_failures;
     next.sched.last_start_failure_ms = plan.notes.last_start_failure;
@@ -345,14 +337,13 @@ fn plan_external(rec: &ServiceRecord, views: &[sched::TaskView], now: i64) -> Ou
         .iter()
         .filter_map(|(id, n)| {
             let t = old.iter().find(|o| o.id.as_deref() == Some(id.as_str()))?;
-            let spec = Deployment {
-                id: t.id.clone(),
+            let spec = StoredDeployment {
                 task_definition: t.task_definition.clone(),
                 launch_type: t.launch_type.clone(),
                 capacity_provider_strategy: t.capacity_provider_strategy.clone(),
                 network_configuration: t.network_configuration.clone(),
                 platform_version: t.platform_version.clone(),
-                ..Default::default()
+                ..StoredDeployment::new(id.clone(), Timestamp(now))
             };
             Some((spec, *n, None, Some(id.clone())))
         })
@@ -442,7 +433,7 @@ impl ControlPlane {
         let Some(rec) = load::<ServiceRecord>(&*self.store, key)? else { return Ok(None) };
         let ctx = Ctx::root(scope.clone());
         let svc = &rec.value.service;
-        if service_status(svc) == Some(ServiceStatus::Inactive) {
+        if svc.status == ServiceStatus::Inactive {
             // Its scheduler entry went with the write that made it INACTIVE.
             return Ok(None);
         }
@@ -490,7 +481,7 @@ impl ControlPlane {
             }
         }
 
-        let external = svc.deployment_controller.as_ref().is_some_and(|d| d.r#type == "EXTERNAL");
+        let external = svc.is_external();
         let outcome = if external {
             plan_external(&rec.value, &views, now)
         } else {
@@ -563,13 +554,13 @@ impl ControlPlane {
         &self,
         ctx: &Ctx,
         cluster: &str,
-        svc: &Service,
+        svc: &StoredService,
         records: &[(String, Option<TaskRecord>)],
     ) -> Result<(Vec<sched::InstanceView>, StatusOf)> {
         let fleet = self.cluster_fleet(ctx, cluster)?;
         // DAEMON services place by instance; every service needs the status of its tasks'
         // instances only (not a copy of the whole fleet on every pass).
-        let daemon = svc.scheduling_strategy.as_deref() == Some("DAEMON");
+        let daemon = svc.is_daemon();
         let cf = fleet.read().unwrap_or_else(|e| e.into_inner());
         let instances: Vec<sched::InstanceView> = if daemon {
             let constraints = crate::ops::placement::constraints(
@@ -611,7 +602,7 @@ impl ControlPlane {
         cluster: &str,
         stops: &[sched::Stop],
         views: &[sched::TaskView],
-        service: &mut Service,
+        service: &mut StoredService,
     ) -> Result<()> {
         for s in stops {
             self.request_stop(ctx, cluster, &s.task, "ServiceSchedulerInitiated", &s.reason).await?;
@@ -629,8 +620,8 @@ impl ControlPlane {
         &self,
         ctx: &Ctx,
         name: &str,
-        launches: &[(Deployment, u32, Option<String>, Option<String>)],
-        service: &mut Service,
+        launches: &[(StoredDeployment, u32, Option<String>, Option<String>)],
+        service: &mut StoredService,
         traffic: &crate::ops::service_record::TrafficNotes,
         events: &mut Vec<String>,
     ) -> bool {
@@ -650,9 +641,10 @@ impl ControlPlane {
                     .find(|t| t.id.as_deref() == Some(id.as_str()))
                     .and_then(|t| t.load_balancers.clone()),
                 // A traffic-shifting deployment's tasks register on its side.
-                None => service.load_balancers.as_deref().map(|lbs| {
-                    crate::traffic::on_side(lbs, traffic.alternate(spec.id.as_deref().unwrap_or_default()))
-                }),
+                None => service
+                    .load_balancers
+                    .as_deref()
+                    .map(|lbs| crate::traffic::on_side(lbs, traffic.alternate(spec.id.as_str()))),
             }
             .unwrap_or_default();
             let launched = self
@@ -674,7 +666,7 @@ impl ControlPlane {
                             .map(|a| format!("(task {})", a.rsplit('/').next().unwrap_or(a)))
                             .collect();
                         events.push(format!("{who} has started {} tasks: {}.", ids.len(), ids.join(" ")));
-                        let id = spec.id.clone().unwrap_or_default();
+                        let id = spec.id.clone();
                         count_change(service, &id, 0, tasks.len() as i32);
                     }
                     if let Some(f) = failures.first() {
@@ -706,26 +698,19 @@ impl ControlPlane {
 
     /// Adds the pass's events to the service's, newest first; a repeat of the newest is not
     /// recorded again.
-    fn record_events(&self, service: &mut Service, events: Vec<String>, now: i64) {
-        let list = service.events.get_or_insert_with(Vec::new);
+    fn record_events(&self, service: &mut StoredService, events: Vec<String>, now: i64) {
+        let list = &mut service.events;
         for message in events {
-            if list.first().and_then(|e| e.message.as_deref()) == Some(message.as_str()) {
+            if list.first().is_some_and(|e| e.message == message) {
                 continue;
             }
-            list.insert(
-                0,
-                ServiceEvent {
-                    id: Some(self.ids.uuid()),
-                    created_at: Some(now as f64 / 1000.0),
-                    message: Some(message),
-                },
-            );
+            list.insert(0, StoredEvent { id: self.ids.uuid(), created_at: Timestamp(now), message });
         }
         list.truncate(MAX_EVENTS);
     }
 
     /// The tags a service's tasks get: the service's or the task definition's (propagateTags).
-    fn service_task_tags(&self, ctx: &Ctx, s: &Service) -> Vec<Tag> {
+    fn service_task_tags(&self, ctx: &Ctx, s: &StoredService) -> Vec<Tag> {
         match s.propagate_tags.as_deref() {
             Some("SERVICE") => s.tags.clone().unwrap_or_default(),
             Some("TASK_DEFINITION") => s
@@ -830,13 +815,9 @@ impl Reconciler<String> for ServiceScheduler {
 impl ControlPlane {
     /// The service's deployment alarms in ALARM (deploymentConfiguration.alarms, enabled), read
     /// through CloudWatch's port; `None` when it has none or no CloudWatch is wired.
-    fn deployment_alarms(&self, scope: &Scope, svc: &Service) -> Option<sched::AlarmTrip> {
-        let a = svc
-            .deployment_configuration
-            .as_ref()?
-            .alarms
-            .as_ref()
-            .filter(|a| a.enable && !a.alarm_names.is_empty())?;
+    fn deployment_alarms(&self, scope: &Scope, svc: &StoredService) -> Option<sched::AlarmTrip> {
+        let a =
+            svc.deployment_configuration.alarms.as_ref().filter(|a| a.enable && !a.alarm_names.is_empty())?;
         let states = self.alarm_states.get()?.states(&scope.account, &scope.region, &a.alarm_names);
         let in_alarm = a
             .alarm_names

@@ -1,9 +1,10 @@
 //! Where the stored records' status strings (ECS's wire shapes keep strings) become
 //! `gantry-core`'s enums and back: the one boundary. Reads go through the `*_status` functions
-//! (capacity providers, task definitions, services), writes through the `set_*_status` ones, so
-//! only the enums' values are ever written. A stored value Gantry did not write reads as `None`.
-//! Records that are domain types (tasks, `ops::task_record::StoredTask`; clusters,
-//! `ClusterRecord`; container instances, `InstanceRecord`) hold the enums themselves.
+//! (capacity providers, task definitions; a described service), writes through the
+//! `set_*_status` ones, so only the enums' values are ever written. A stored value Gantry did not
+//! write reads as `None`. Records that are domain types (tasks, `ops::task_record::StoredTask`;
+//! clusters, `ClusterRecord`; container instances, `InstanceRecord`; a service and its
+//! deployments, `ops/service_record.rs`; a service deployment) hold the enums themselves.
 
 use gantry_core::{
     CapacityProviderStatus, DaemonDeploymentStatus, DaemonStatus, DaemonTaskDefinitionStatus, ServiceStatus,
@@ -30,13 +31,10 @@ pub(crate) fn set_taskdef_status(d: &mut TaskDefinition, status: TaskDefinitionS
     d.status = Some(status.as_str().into());
 }
 
-/// A service's status; `None` if it has none, or one Gantry does not know.
+/// A described service's status (the stored record holds [`ServiceStatus`] itself); `None` if
+/// it has none, or one Gantry does not know.
 pub(crate) fn service_status(s: &Service) -> Option<ServiceStatus> {
     s.status.as_deref().and_then(ServiceStatus::parse)
-}
-
-pub(crate) fn set_service_status(s: &mut Service, status: ServiceStatus) {
-    s.status = Some(status.as_str().into());
 }
 
 /// A daemon task definition's status; `None` for one Gantry does not know.
@@ -69,30 +67,6 @@ pub(crate) fn set_gateway_status(g: &mut gantry_model::Gateway, status: gantry_c
 /// A gateway association's status (stored as a plain string).
 pub(crate) fn association_status(s: &str) -> Option<gantry_core::GatewayAssociationStatus> {
     gantry_core::GatewayAssociationStatus::parse(s)
-}
-
-/// A deployment's status (PRIMARY, ACTIVE, INACTIVE); `None` for one Gantry does not know.
-pub(crate) fn deployment_status(d: &gantry_model::Deployment) -> Option<gantry_core::DeploymentStatus> {
-    d.status.as_deref().and_then(gantry_core::DeploymentStatus::parse)
-}
-
-/// Whether a deployment is its service's PRIMARY one.
-pub(crate) fn is_primary(d: &gantry_model::Deployment) -> bool {
-    deployment_status(d) == Some(gantry_core::DeploymentStatus::Primary)
-}
-
-pub(crate) fn set_deployment_status(d: &mut gantry_model::Deployment, status: gantry_core::DeploymentStatus) {
-    d.status = Some(status.as_str().into());
-}
-
-/// A deployment's `rolloutState`; `None` if it has none (an EXTERNAL or traffic-shifted one may
-/// not), or one Gantry does not know.
-pub(crate) fn rollout_state(d: &gantry_model::Deployment) -> Option<gantry_core::RolloutState> {
-    d.rollout_state.as_deref().and_then(gantry_core::RolloutState::parse)
-}
-
-pub(crate) fn set_rollout_state(d: &mut gantry_model::Deployment, state: gantry_core::RolloutState) {
-    d.rollout_state = Some(state.as_str().into());
 }
 
 /// A task set's status; `None` for one Gantry does not know.
@@ -132,9 +106,7 @@ mod tests {
 
     #[test]
     fn unknown_stored_statuses_read_as_none() {
-        let mut s = Service { status: Some("BOGUS".into()), ..Default::default() };
+        let s = Service { status: Some("BOGUS".into()), ..Default::default() };
         assert_eq!(service_status(&s), None);
-        set_service_status(&mut s, ServiceStatus::Inactive);
-        assert_eq!(s.status.as_deref(), Some("INACTIVE"));
     }
 }

@@ -16,10 +16,10 @@
 //! scheduler's compare-and-swap; a rule change that fails leaves the progress where it was, so
 //! the next pass makes it again (ModifyRule to the same weights changes nothing).
 
-use crate::ops::service_record::{ServiceRecord, StoredHook, StoredProgress, TrafficNotes};
+use crate::ops::service_record::{ServiceRecord, StoredHook, StoredProgress, StoredService, TrafficNotes};
 use crate::{ControlPlane, Ctx};
 use gantry_core::{EcsError, ErrorKind, Result, Scope};
-use gantry_model::{DeploymentConfiguration, LoadBalancer, Service};
+use gantry_model::{DeploymentConfiguration, LoadBalancer};
 use gantry_ports::lb::{TargetRegistry, WeightedTargetGroup};
 use gantry_sched as sched;
 use gantry_sched::traffic::{self as tr, HookStatus, Stage};
@@ -40,8 +40,8 @@ pub(crate) fn strategy_of(dc: Option<&DeploymentConfiguration>) -> &str {
 }
 
 /// Whether the service deploys by shifting traffic.
-pub(crate) fn shifts_traffic(s: &Service) -> bool {
-    strategy_of(s.deployment_configuration.as_ref()) != "ROLLING"
+pub(crate) fn shifts_traffic(s: &StoredService) -> bool {
+    strategy_of(Some(&s.deployment_configuration)) != "ROLLING"
 }
 
 fn invalid(m: impl Into<String>) -> EcsError {
@@ -256,10 +256,10 @@ fn weights(to: &str, from: &str, percent: f64) -> Vec<WeightedTargetGroup> {
 }
 
 /// The strategy's settings for the pure machine; a minute lasts `minute_ms`.
-fn strategy(s: &Service, minute_ms: i64) -> tr::Strategy {
-    let dc = s.deployment_configuration.clone().unwrap_or_default();
+fn strategy(s: &StoredService, minute_ms: i64) -> tr::Strategy {
+    let dc = &s.deployment_configuration;
     let min = |m: Option<i32>, default: i32| i64::from(m.unwrap_or(default).max(0)) * minute_ms;
-    let shift = match strategy_of(Some(&dc)) {
+    let shift = match strategy_of(Some(dc)) {
         // ECS's defaults: steps of 10 % baking 6 minutes; a canary of 5 % baking 10.
         "LINEAR" => {
             let l = dc.linear_configuration.clone().unwrap_or_default();
@@ -398,11 +398,11 @@ impl ControlPlane {
         if !shifts_traffic(s) {
             return Ok(None);
         }
-        let Some(primary) = s.deployments.iter().flatten().next() else { return Ok(None) };
-        let pid = primary.id.clone().unwrap_or_default();
+        let Some(primary) = s.deployments.first() else { return Ok(None) };
+        let pid = primary.id.clone();
         let mut notes = rec.traffic.clone();
         let fresh = notes.progress.as_ref().is_none_or(|p| p.deployment != pid);
-        if crate::status::rollout_state(primary) != Some(gantry_core::RolloutState::InProgress) {
+        if primary.rollout_state != gantry_core::RolloutState::InProgress {
             return Ok(None);
         }
         let mut events = Vec::new();
@@ -455,7 +455,7 @@ impl ControlPlane {
                     events,
                 }));
             }
-            let name = s.service_name.as_deref().unwrap_or_default();
+            let name = s.service_name.as_str();
             if let Some(p) = plan.production_percent {
                 events.push(format!(
                     "(service {name}) (deployment {pid}) shifted {p}% of production traffic to its target groups."
@@ -467,7 +467,7 @@ impl ControlPlane {
                 ));
             }
         }
-        let name = s.service_name.as_deref().unwrap_or_default();
+        let name = s.service_name.as_str();
         events.extend(plan.events.iter().map(|e| format!("(service {name}) (deployment {pid}) {e}")));
         progress = plan.progress;
         notes.progress = Some(stored(&pid, &progress));
@@ -487,13 +487,13 @@ impl ControlPlane {
     async fn shift_rules(
         &self,
         ctx: &Ctx,
-        s: &Service,
+        s: &StoredService,
         alternate: bool,
         test: Option<f64>,
         production: Option<f64>,
     ) -> std::result::Result<(), String> {
         let Some(registry) = self.target_groups.get().cloned() else { return Ok(()) };
-        let name = s.service_name.as_deref().unwrap_or_default();
+        let name = s.service_name.as_str();
         for lb in s.load_balancers.iter().flatten() {
             let (Some(tg), Some(a)) = (lb.target_group_arn.as_deref(), lb.advanced_configuration.as_ref())
             else {
@@ -546,9 +546,8 @@ pub(crate) fn after_plan(
         .service
         .deployments
         .iter()
-        .flatten()
-        .filter_map(|d| d.id.clone())
-        .chain(rec.sched.last_completed.as_ref().and_then(|d| d.id.clone()))
+        .map(|d| d.id.clone())
+        .chain(rec.sched.last_completed.as_ref().map(|d| d.id.clone()))
         .collect();
     t.sides.retain(|(d, _)| keep.contains(d));
 }
@@ -629,8 +628,18 @@ mod tests {
 
     #[test]
     fn absent_percents_and_bake_times_take_ecs_defaults() {
-        let service = |dc: serde_json::Value| -> Service {
-            serde_json::from_value(serde_json::json!({"deploymentConfiguration": dc})).unwrap()
+        let service = |dc: serde_json::Value| -> StoredService {
+            serde_json::from_value(serde_json::json!({
+                "serviceArn": "arn:aws:ecs:us-east-1:000000000000:service/c/s",
+                "serviceName": "s",
+                "clusterArn": "arn:aws:ecs:us-east-1:000000000000:cluster/c",
+                "status": "ACTIVE",
+                "createdAt": 0.0,
+                "schedulingStrategy": "REPLICA",
+                "deploymentController": {"type": "ECS"},
+                "deploymentConfiguration": dc,
+            }))
+            .unwrap()
         };
         // Given without its bake time, as the CLI's shorthand and CloudFormation often send it.
         let s = service(

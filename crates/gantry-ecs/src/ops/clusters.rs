@@ -5,7 +5,7 @@ use super::services::ServiceRecord;
 use super::tasks::{PROVIDER_TASKS, STOPPING_TASKS};
 use super::{check_batch, check_include, includes};
 use crate::records::{decode, encode, load, load_prefix};
-use crate::{ControlPlane, Ctx, keys, status};
+use crate::{ControlPlane, Ctx, keys};
 use gantry_core::arn::cluster_name;
 use gantry_core::page::{PageRequest, paginate};
 use gantry_core::validate::{is_valid_name, validate_tags};
@@ -487,9 +487,10 @@ impl ControlPlane {
         }
         let services =
             load_prefix::<ServiceRecord>(&*self.store, &keys::service_prefix(&ctx.scope, cluster))?;
-        Ok(services.iter().map(|s| &s.value.service).any(|s| {
-            status::service_status(s) != Some(ServiceStatus::Inactive) && uses(&s.capacity_provider_strategy)
-        }))
+        Ok(services
+            .iter()
+            .map(|s| &s.value.service)
+            .any(|s| s.status != ServiceStatus::Inactive && uses(&s.capacity_provider_strategy)))
     }
 
     pub async fn delete_cluster(
@@ -504,10 +505,7 @@ impl ControlPlane {
                 let services =
                     load_prefix::<ServiceRecord>(&*self.store, &keys::service_prefix(&ctx.scope, &name))?;
                 if services.iter().any(|s| {
-                    matches!(
-                        status::service_status(&s.value.service),
-                        Some(ServiceStatus::Active | ServiceStatus::Draining)
-                    )
+                    matches!(s.value.service.status, ServiceStatus::Active | ServiceStatus::Draining)
                 }) {
                     return Err(EcsError::new(
                         ErrorKind::ClusterContainsServicesException,

@@ -456,7 +456,7 @@ impl ControlPlane {
             |r| ExpressServiceStatus::parse(&r.value.status) != Some(ExpressServiceStatus::Inactive),
         ) || self
             .load_service(ctx, &cluster, &name)?
-            .is_some_and(|r| crate::status::service_status(&r.value.service) != Some(ServiceStatus::Inactive))
+            .is_some_and(|r| r.value.service.status != ServiceStatus::Inactive)
         {
             return Err(EcsError::invalid(format!(
                 "A service named '{name}' already exists in the cluster '{cluster}'."
@@ -548,10 +548,7 @@ impl ControlPlane {
 
     fn express_status_of(&self, ctx: &Ctx, rec: &ExpressRecord) -> ExpressServiceStatus {
         let svc = self.load_service(ctx, &rec.cluster, &rec.name).ok().flatten();
-        express_status(
-            svc.as_ref().and_then(|r| crate::status::service_status(&r.value.service)),
-            &rec.status,
-        )
+        express_status(svc.as_ref().map(|r| r.value.service.status), &rec.status)
     }
 
     /// What ECS manages for an Express service, as its service revisions report it
@@ -638,8 +635,8 @@ impl ControlPlane {
 
     /// DescribeExpressGatewayService's view of a record, its status from the ECS service's.
     fn express_view(&self, ctx: &Ctx, rec: &ExpressRecord, with_tags: bool) -> ECSExpressGatewayService {
-        let svc = self.load_service(ctx, &rec.cluster, &rec.name).ok().flatten().map(|r| r.value.service);
-        let status = express_status(svc.as_ref().and_then(crate::status::service_status), &rec.status);
+        let svc = self.load_service(ctx, &rec.cluster, &rec.name).ok().flatten();
+        let status = express_status(svc.map(|r| r.value.service.status), &rec.status);
         let (deployment, _) = self.latest_revision(ctx, &rec.cluster, &rec.name);
         let tags = with_tags.then(|| {
             self.list_tags_for_resource(

@@ -905,9 +905,9 @@ impl ControlPlane {
         let Some(td) = req.task_definition.clone() else {
             return Err(EcsError::invalid("gatewayConnectors need a taskDefinition."));
         };
-        let existed = self.load_service(ctx, &cluster, &name)?.is_some_and(|r| {
-            crate::status::service_status(&r.value.service) != Some(gantry_core::ServiceStatus::Inactive)
-        });
+        let existed = self
+            .load_service(ctx, &cluster, &name)?
+            .is_some_and(|r| r.value.service.status != gantry_core::ServiceStatus::Inactive);
         let lbs = match self.connect_gateways(ctx, &cluster, &name, &td, &connectors).await {
             Ok(l) => l,
             Err(e) => {
@@ -948,10 +948,10 @@ impl ControlPlane {
             .load_service(ctx, &cluster, &req.service)?
             .ok_or_else(super::service_record::service_not_found)?;
         let svc = rec.value.service;
-        if crate::status::service_status(&svc) != Some(gantry_core::ServiceStatus::Active) {
+        if svc.status != gantry_core::ServiceStatus::Active {
             return Err(EcsError::new(ErrorKind::ServiceNotActiveException, "Service was not ACTIVE."));
         }
-        let name = svc.service_name.clone().unwrap_or_default();
+        let name = svc.service_name.clone();
         let td = req.task_definition.clone().or(svc.task_definition.clone()).unwrap_or_default();
         let gateway_groups: Vec<String> = self
             .routes(ctx)?

@@ -3,12 +3,10 @@
 //! service event that says who changed it.
 
 use super::service_record::service_not_found;
-use super::services::sync_primary_count;
-use crate::status::service_status;
+use super::services::{StoredEvent, sync_primary_count};
 use crate::table::{Before, TxnExt};
 use crate::{ControlPlane, Ctx};
-use gantry_core::{EcsError, ErrorKind, Result, Scope, ServiceStatus};
-use gantry_model::ServiceEvent;
+use gantry_core::{EcsError, ErrorKind, Result, Scope, ServiceStatus, Timestamp};
 use gantry_ports::lb::PortFuture;
 use gantry_store::Txn;
 
@@ -22,7 +20,7 @@ impl ControlPlane {
         let cluster = self.active_cluster(&ctx, Some(cluster))?;
         let cname = cluster.value.cluster_name.clone();
         let rec = self.load_service(&ctx, &cname, service)?.ok_or_else(service_not_found)?;
-        if service_status(&rec.value.service) != Some(ServiceStatus::Active) {
+        if rec.value.service.status != ServiceStatus::Active {
             return Err(EcsError::new(ErrorKind::ServiceNotActiveException, "Service was not ACTIVE."));
         }
         Ok(rec.value.service.desired_count)
@@ -49,19 +47,15 @@ impl ControlPlane {
             let mut rec = self.load_service(&ctx, &cname, service)?.ok_or_else(service_not_found)?;
             let before = Before::of(&ctx.scope, &rec);
             let s = &mut rec.value.service;
-            if service_status(s) != Some(ServiceStatus::Active) {
+            if s.status != ServiceStatus::Active {
                 return Err(EcsError::new(ErrorKind::ServiceNotActiveException, "Service was not ACTIVE."));
             }
             s.desired_count = count;
-            sync_primary_count(s, now as f64 / 1000.0);
-            let events = s.events.get_or_insert_with(Vec::new);
+            sync_primary_count(s, Timestamp(now));
+            let events = &mut s.events;
             events.insert(
                 0,
-                ServiceEvent {
-                    id: Some(self.ids.uuid()),
-                    created_at: Some(now as f64 / 1000.0),
-                    message: Some(event.to_string()),
-                },
+                StoredEvent { id: self.ids.uuid(), created_at: Timestamp(now), message: event.to_string() },
             );
             events.truncate(MAX_EVENTS);
             let txn = self.sync_history(&ctx.scope, &cname, &mut rec.value, None, Txn::new())?;

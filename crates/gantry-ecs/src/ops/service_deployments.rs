@@ -20,9 +20,8 @@
 //!   rollback → STOPPED (ECS: a deployment "stops" when the failure detection has no rollback
 //!   option); a deleted service's unfinished deployment → STOPPED.
 
-use super::service_record::{HistoryLink, ServiceRecord, service_not_found};
+use super::service_record::{HistoryLink, ServiceRecord, StoredDeployment, StoredService, service_not_found};
 use crate::records::{decode, encode, load};
-use crate::status::rollout_state;
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::page::{PageRequest, encode_token};
 use gantry_core::time::epoch_seconds;
@@ -208,11 +207,14 @@ fn parse_history_arn(arn: &str, kind: &str) -> Result<(Scope, String, String, St
 }
 
 /// The counts of the deployments that run `revision`.
-fn revision_counts(deployments: &[Deployment], links: &[HistoryLink], revision: &str) -> (i32, i32, i32) {
+fn revision_counts(
+    deployments: &[StoredDeployment],
+    links: &[HistoryLink],
+    revision: &str,
+) -> (i32, i32, i32) {
     let mut out = (0, 0, 0);
     for d in deployments {
-        let runs =
-            links.iter().any(|l| Some(l.deployment.as_str()) == d.id.as_deref() && l.revision == revision);
+        let runs = links.iter().any(|l| l.deployment == d.id && l.revision == revision);
         if runs {
             out.0 += d.desired_count;
             out.1 += d.running_count;
@@ -223,7 +225,7 @@ fn revision_counts(deployments: &[Deployment], links: &[HistoryLink], revision: 
 }
 
 /// Puts the counts of the deployments running a summary's revision into it.
-fn refresh(summary: &mut ServiceRevisionSummary, deployments: &[Deployment], links: &[HistoryLink]) {
+fn refresh(summary: &mut ServiceRevisionSummary, deployments: &[StoredDeployment], links: &[HistoryLink]) {
     let id = summary.arn.as_deref().and_then(|a| a.rsplit('/').next()).unwrap_or_default().to_string();
     let (requested, running, pending) = revision_counts(deployments, links, &id);
     summary.requested_task_count = requested;
@@ -290,12 +292,12 @@ fn current_service_deployment(rec: &ServiceRecord) -> Option<String> {
 fn source_revisions(
     at: &HistoryAt<'_>,
     rec: &ServiceRecord,
-    deployments: &[Deployment],
+    deployments: &[StoredDeployment],
     did: &str,
 ) -> Vec<ServiceRevisionSummary> {
     let mut sources: Vec<ServiceRevisionSummary> = Vec::new();
-    for o in deployments.iter().filter(|o| o.id.as_deref() != Some(did)) {
-        let Some(l) = rec.history.iter().find(|l| Some(l.deployment.as_str()) == o.id.as_deref()) else {
+    for o in deployments.iter().filter(|o| o.id != did) {
+        let Some(l) = rec.history.iter().find(|l| l.deployment == o.id) else {
             continue;
         };
         let arn = at.rev_arn(&l.revision);
@@ -310,13 +312,13 @@ fn source_revisions(
 /// with the service's deployment configuration, circuit breaker and alarms.
 fn new_service_deployment(
     rec: &ServiceRecord,
-    d: &Deployment,
+    d: &StoredDeployment,
     arn: &str,
     sources: Vec<ServiceRevisionSummary>,
     target: String,
     now: Timestamp,
 ) -> ServiceDeploymentRecord {
-    let dc = rec.service.deployment_configuration.clone().unwrap_or_default();
+    let dc = rec.service.deployment_configuration.clone();
     let cb = dc.deployment_circuit_breaker.clone().unwrap_or_default();
     let (kind, value) = cb
         .threshold_configuration
@@ -329,11 +331,11 @@ fn new_service_deployment(
         alarm_names: a.alarm_names.clone(),
         triggered_alarm_names: vec![],
     });
-    let created = d.created_at.map_or(now, Timestamp::from_epoch_seconds);
+    let created = d.created_at;
     ServiceDeploymentRecord {
         service_deployment_arn: arn.to_string(),
-        service_arn: rec.service.service_arn.clone().unwrap_or_default(),
-        cluster_arn: rec.service.cluster_arn.clone().unwrap_or_default(),
+        service_arn: rec.service.service_arn.clone(),
+        cluster_arn: rec.service.cluster_arn.clone(),
         created_at: created,
         started_at: created,
         finished_at: None,
@@ -358,10 +360,10 @@ fn new_service_deployment(
 
 /// Step 3: the service's view of its history (`currentServiceRevisions`), and the history
 /// links it still needs.
-fn current_revisions(at: &HistoryAt<'_>, rec: &mut ServiceRecord, deployments: &[Deployment]) {
+fn current_revisions(at: &HistoryAt<'_>, rec: &mut ServiceRecord, deployments: &[StoredDeployment]) {
     let mut current: Vec<ServiceCurrentRevisionSummary> = Vec::new();
     for d in deployments {
-        let Some(l) = rec.history.iter().find(|l| Some(l.deployment.as_str()) == d.id.as_deref()) else {
+        let Some(l) = rec.history.iter().find(|l| l.deployment == d.id) else {
             continue;
         };
         let arn = at.rev_arn(&l.revision);
@@ -382,8 +384,8 @@ fn current_revisions(at: &HistoryAt<'_>, rec: &mut ServiceRecord, deployments: &
     // Links matter while their deployment is in the record, or may be rolled back to.
     let keep: Vec<String> = deployments
         .iter()
-        .filter_map(|d| d.id.clone())
-        .chain(rec.sched.last_completed.as_ref().and_then(|d| d.id.clone()))
+        .map(|d| d.id.clone())
+        .chain(rec.sched.last_completed.as_ref().map(|d| d.id.clone()))
         .collect();
     rec.history.retain(|l| keep.contains(&l.deployment));
 }
@@ -421,17 +423,17 @@ impl ControlPlane {
         txn: Txn,
     ) -> Result<Txn> {
         let mut s = Sync {
-            at: HistoryAt { scope, cluster, name: rec.service.service_name.clone().unwrap_or_default() },
+            at: HistoryAt { scope, cluster, name: rec.service.service_name.clone() },
             now: self.clock.now(),
             ctx: Ctx::root(scope.clone()),
             loaded: Loaded { records: BTreeMap::new() },
             revisions: Vec::new(),
         };
-        let deployments = rec.service.deployments.clone().unwrap_or_default();
+        let deployments = rec.service.deployments.clone();
 
         // 1. Deployments without a place in the history yet, oldest first.
         for d in deployments.iter().rev() {
-            let Some(did) = d.id.clone() else { continue };
+            let did = d.id.clone();
             if rec.history.iter().any(|l| l.deployment == did) {
                 continue;
             }
@@ -456,7 +458,7 @@ impl ControlPlane {
         &self,
         s: &mut Sync<'_>,
         rec: &mut ServiceRecord,
-        d: &Deployment,
+        d: &StoredDeployment,
         did: &str,
         r: &gantry_sched::Rollback,
     ) -> Result<bool> {
@@ -506,8 +508,8 @@ impl ControlPlane {
         &self,
         s: &mut Sync<'_>,
         rec: &mut ServiceRecord,
-        deployments: &[Deployment],
-        d: &Deployment,
+        deployments: &[StoredDeployment],
+        d: &StoredDeployment,
         did: String,
     ) -> Result<()> {
         let digits = history_id(&did);
@@ -541,17 +543,15 @@ impl ControlPlane {
         &self,
         s: &mut Sync<'_>,
         rec: &ServiceRecord,
-        deployments: &[Deployment],
+        deployments: &[StoredDeployment],
     ) -> Result<()> {
         let now = s.now;
         let deleted = matches!(
-            crate::status::service_status(&rec.service),
-            Some(gantry_core::ServiceStatus::Draining | gantry_core::ServiceStatus::Inactive)
+            rec.service.status,
+            gantry_core::ServiceStatus::Draining | gantry_core::ServiceStatus::Inactive
         );
         for (i, d) in deployments.iter().enumerate() {
-            let Some(l) =
-                rec.history.iter().find(|l| Some(l.deployment.as_str()) == d.id.as_deref()).cloned()
-            else {
+            let Some(l) = rec.history.iter().find(|l| l.deployment == d.id).cloned() else {
                 continue;
             };
             let links = rec.history.clone();
@@ -564,13 +564,11 @@ impl ControlPlane {
             for source in sd.source_service_revisions.iter_mut() {
                 refresh(source, deployments, &links);
             }
-            if let Some((stage, hooks)) =
-                crate::traffic::lifecycle_of(&rec.traffic, d.id.as_deref().unwrap_or_default())
-            {
+            if let Some((stage, hooks)) = crate::traffic::lifecycle_of(&rec.traffic, d.id.as_str()) {
                 sd.lifecycle_stage = Some(stage);
                 sd.lifecycle_hook_details = (!hooks.is_empty()).then_some(hooks);
             }
-            let rollout = rollout_state(d);
+            let rollout = Some(d.rollout_state);
             if l.rollback {
                 if rollout == Some(RolloutState::Completed) {
                     sd.status = ServiceDeploymentStatus::RollbackSuccessful;
@@ -616,7 +614,7 @@ impl ControlPlane {
     }
 
     /// The service revision a new deployment `d` of service `s` runs.
-    fn revision_of(&self, ctx: &Ctx, s: &Service, d: &Deployment, arn: &str) -> ServiceRevision {
+    fn revision_of(&self, ctx: &Ctx, s: &StoredService, d: &StoredDeployment, arn: &str) -> ServiceRevision {
         let images = d
             .task_definition
             .as_deref()
@@ -636,8 +634,8 @@ impl ControlPlane {
             });
         ServiceRevision {
             service_revision_arn: Some(arn.to_string()),
-            service_arn: s.service_arn.clone(),
-            cluster_arn: s.cluster_arn.clone(),
+            service_arn: Some(s.service_arn.clone()),
+            cluster_arn: Some(s.cluster_arn.clone()),
             task_definition: d.task_definition.clone(),
             capacity_provider_strategy: d.capacity_provider_strategy.clone(),
             launch_type: d.launch_type.clone(),
@@ -649,11 +647,11 @@ impl ControlPlane {
             container_images: images,
             service_connect_configuration: d.service_connect_configuration.clone(),
             volume_configurations: d.volume_configurations.clone(),
-            created_at: d.created_at,
+            created_at: Some(d.created_at.as_epoch_seconds()),
             gateway_connectors: self.service_gateway_connectors(
                 ctx,
-                s.cluster_arn.as_deref().and_then(|a| a.rsplit('/').next()).unwrap_or_default(),
-                s.service_name.as_deref().unwrap_or_default(),
+                s.cluster_arn.rsplit('/').next().unwrap_or_default(),
+                s.service_name.as_str(),
             ),
             ..Default::default()
         }
@@ -674,7 +672,7 @@ impl ControlPlane {
         let cluster = self.active_cluster(ctx, req.cluster.as_deref())?;
         let cname = cluster.value.cluster_name;
         let rec = self.load_service(ctx, &cname, &req.service)?.ok_or_else(service_not_found)?;
-        let name = rec.value.service.service_name.clone().unwrap_or_default();
+        let name = rec.value.service.service_name.clone();
         let prefix = keys::service_deployments_prefix(&ctx.scope, &cname, &name);
         let mut all = Vec::new();
         for kv in self.store.range(&prefix, None, usize::MAX) {
@@ -822,7 +820,7 @@ impl ControlPlane {
                     ));
                 }
             }
-            let primary = rec.value.service.deployments.iter().flatten().next().and_then(|d| d.id.clone());
+            let primary = rec.value.service.deployments.first().map(|d| d.id.clone());
             let mine = rec
                 .value
                 .history
@@ -837,7 +835,7 @@ impl ControlPlane {
                     format!("The service deployment {arn} is not the service's current deployment."),
                 ));
             };
-            let target = rec.value.sched.last_completed.as_ref().and_then(|d| d.id.clone());
+            let target = rec.value.sched.last_completed.as_ref().map(|d| d.id.clone());
             if target.is_none_or(|t| t == deployment) {
                 return Err(EcsError::new(
                     ErrorKind::ConflictException,

@@ -2,25 +2,27 @@
 //! ListServices, ListServicesByNamespace), over the stored record (`service_record.rs`) it
 //! shares with the deployment history and the scheduler.
 //!
-//! A service record is ECS's `Service` shape exactly as DescribeServices returns it (its
-//! `deployments`, newest PRIMARY first, and its `events`, newest first, at most 100) plus what
-//! the scheduler keeps between passes ([`SchedNotes`]). The API owns the service's
+//! A service record is the service as a domain type ([`StoredService`], which becomes ECS's
+//! `Service` shape, as DescribeServices returns it, through `to_wire`: its `deployments`, newest
+//! PRIMARY first, and its `events`, newest first, at most 100) plus what the scheduler keeps
+//! between passes ([`SchedNotes`]). The API owns the service's
 //! configuration and creates deployments (CreateService, and every UpdateService that changes
 //! what runs); the scheduler (`crate::scheduler`) owns their progress: counts, rollout state,
 //! events, and the tasks themselves.
 
 use super::clusters::ClusterRecord;
 use super::service_record::service_not_found;
-pub use super::service_record::{HistoryLink, SchedNotes, ServiceRecord, new_deployment_id};
+pub use super::service_record::{
+    HistoryLink, SchedNotes, ServiceRecord, StoredDeployment, StoredEvent, StoredService, new_deployment_id,
+};
 use super::tasks::{check_compatible, check_launch_fields, check_network, check_task_definition_ref, launch};
 use super::{check_batch, check_include, includes, one_of};
 use crate::records::{decode, encode, load};
-use crate::status::{is_primary, service_status, set_deployment_status, set_service_status};
 use crate::table::{Before, Record, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::page::{PageRequest, paginate};
 use gantry_core::validate::{is_valid_name, validate_tags};
-use gantry_core::{DeploymentStatus, EcsError, ErrorKind, Result, RolloutState, Scope, ServiceStatus};
+use gantry_core::{DeploymentStatus, EcsError, ErrorKind, Result, Scope, ServiceStatus, Timestamp};
 use gantry_model::*;
 use gantry_store::Txn;
 
@@ -33,8 +35,8 @@ pub fn service_arn(scope: &Scope, cluster: &str, name: &str) -> String {
 }
 
 /// Is this the REPLICA (or unset) scheduling strategy?
-fn is_daemon(s: &Service) -> bool {
-    s.scheduling_strategy.as_deref() == Some("DAEMON")
+fn is_daemon(s: &StoredService) -> bool {
+    s.is_daemon()
 }
 
 /// Validates a deployment configuration and fills ECS's defaults for the scheduling strategy.
@@ -410,7 +412,7 @@ struct Update<'a> {
 impl Update<'_> {
     /// The task definition, launch type or capacity provider strategy, network configuration
     /// and platform version, checked; true if what runs changed.
-    fn apply_launch(&self, s: &mut Service, cluster: &ClusterRecord) -> Result<bool> {
+    fn apply_launch(&self, s: &mut StoredService, cluster: &ClusterRecord) -> Result<bool> {
         let (req, td, daemon) = (self.req, self.td, self.daemon);
         let mut redeploy = false;
         if let Some(t) = td
@@ -479,7 +481,7 @@ impl Update<'_> {
 
     /// Placement constraints and strategy, load balancers and service registries, checked;
     /// true if what runs changed.
-    fn apply_placement(&self, s: &mut Service) -> Result<bool> {
+    fn apply_placement(&self, s: &mut StoredService) -> Result<bool> {
         let (req, current_td) = (self.req, self.current_td);
         let mut redeploy = false;
         if self.daemon && req.placement_strategy.as_ref().is_some_and(|p| !p.is_empty()) {
@@ -522,19 +524,18 @@ impl Update<'_> {
     /// else the current deployment's); true if they changed.
     fn deployment_settings(
         &self,
-        s: &Service,
+        s: &StoredService,
     ) -> (Option<ServiceConnectConfiguration>, Option<Vec<ServiceVolumeConfiguration>>, bool) {
         let req = self.req;
         let mut redeploy = false;
-        let mut service_connect =
-            s.deployments.iter().flatten().next().and_then(|d| d.service_connect_configuration.clone());
+        let mut service_connect = s.deployments.first().and_then(|d| d.service_connect_configuration.clone());
         if let Some(sc) = &req.service_connect_configuration
             && service_connect.as_ref() != Some(sc)
         {
             service_connect = Some(sc.clone());
             redeploy = true;
         }
-        let mut volumes = s.deployments.iter().flatten().next().and_then(|d| d.volume_configurations.clone());
+        let mut volumes = s.deployments.first().and_then(|d| d.volume_configurations.clone());
         if let Some(v) = &req.volume_configurations
             && volumes.as_ref() != Some(v)
         {
@@ -546,7 +547,7 @@ impl Update<'_> {
 
     /// The settings that do not change what runs: desired count, deployment configuration,
     /// grace period, execute command, managed tags, propagateTags, AZ rebalancing, controller.
-    fn apply_settings(&self, s: &mut Service, controller: Option<&str>) -> Result<()> {
+    fn apply_settings(&self, s: &mut StoredService, controller: Option<&str>) -> Result<()> {
         let req = self.req;
         if let Some(n) = req.desired_count {
             if self.daemon {
@@ -559,11 +560,11 @@ impl Update<'_> {
             }
             s.desired_count = n;
         }
-        s.deployment_configuration = Some(deployment_configuration(
+        s.deployment_configuration = deployment_configuration(
             req.deployment_configuration.as_ref(),
-            s.deployment_configuration.as_ref(),
+            Some(&s.deployment_configuration),
             self.daemon,
-        )?);
+        )?;
         if let Some(g) = req.health_check_grace_period_seconds {
             s.health_check_grace_period_seconds = Some(g);
         }
@@ -580,7 +581,7 @@ impl Update<'_> {
             s.availability_zone_rebalancing = Some(z.clone());
         }
         if let Some(c) = controller {
-            s.deployment_controller = Some(DeploymentController { r#type: c.to_string() });
+            s.deployment_controller = DeploymentController { r#type: c.to_string() };
         }
         Ok(())
     }
@@ -588,13 +589,13 @@ impl Update<'_> {
 
 /// Brings the PRIMARY deployment's desired count in line with the service's (a change of
 /// desiredCount alone makes no new deployment).
-pub(crate) fn sync_primary_count(s: &mut Service, now: f64) {
+pub(crate) fn sync_primary_count(s: &mut StoredService, now: Timestamp) {
     let n = s.desired_count;
-    if let Some(primary) = s.deployments.iter_mut().flatten().find(|d| is_primary(d))
+    if let Some(primary) = s.deployments.iter_mut().find(|d| d.is_primary())
         && primary.desired_count != n
     {
         primary.desired_count = n;
-        primary.updated_at = Some(now);
+        primary.updated_at = now;
     }
 }
 
@@ -611,31 +612,22 @@ struct Launchable<'a> {
 }
 
 impl ControlPlane {
-    fn new_deployment(&self, l: &Launchable<'_>) -> Deployment {
+    fn new_deployment(&self, l: &Launchable<'_>) -> StoredDeployment {
         let id = new_deployment_id(&*self.ids);
-        let now = self.now_s();
         let fargate = l.launch_type == Some("FARGATE")
             || l.strategy.is_some_and(|s| s.iter().any(|i| i.capacity_provider.starts_with("FARGATE")));
-        Deployment {
+        StoredDeployment {
             rollout_state_reason: Some(format!("ECS deployment {id} in progress.")),
-            id: Some(id),
-            status: Some(DeploymentStatus::Primary.as_str().into()),
             task_definition: l.task_definition.map(str::to_string),
             desired_count: l.desired_count,
-            pending_count: 0,
-            running_count: 0,
-            failed_tasks: 0,
-            created_at: Some(now),
-            updated_at: Some(now),
             capacity_provider_strategy: l.strategy.cloned(),
             launch_type: l.launch_type.map(str::to_string),
             platform_version: if fargate { l.platform_version.map(str::to_string) } else { None },
             platform_family: fargate.then(|| "Linux".into()),
             network_configuration: l.network.cloned(),
-            rollout_state: Some(RolloutState::InProgress.as_str().into()),
             service_connect_configuration: l.service_connect.cloned(),
             volume_configurations: l.volumes.cloned(),
-            ..Default::default()
+            ..StoredDeployment::new(id, self.clock.now())
         }
     }
 
@@ -725,7 +717,7 @@ impl ControlPlane {
         req: &CreateServiceRequest,
         cluster: &ClusterRecord,
         n: NewService,
-    ) -> Service {
+    ) -> StoredService {
         let NewService {
             name,
             desired,
@@ -747,7 +739,7 @@ impl ControlPlane {
                 format!("arn:aws:iam::{}:role/{r}", ctx.scope.account)
             }
         });
-        let now = self.now_s();
+        let now = self.clock.now();
         let deployments = if controller == "EXTERNAL" {
             vec![]
         } else {
@@ -762,13 +754,13 @@ impl ControlPlane {
                 volumes: req.volume_configurations.as_ref(),
             })]
         };
-        Service {
-            service_arn: Some(service_arn(&ctx.scope, &cname, &name)),
-            service_name: Some(name.clone()),
-            cluster_arn: Some(cluster.cluster_arn.clone()),
+        StoredService {
+            service_arn: service_arn(&ctx.scope, &cname, &name),
+            service_name: name.clone(),
+            cluster_arn: cluster.cluster_arn.clone(),
             load_balancers: Some(load_balancers),
             service_registries: Some(registries),
-            status: Some(ServiceStatus::Active.as_str().into()),
+            status: ServiceStatus::Active,
             desired_count: desired,
             running_count: 0,
             pending_count: 0,
@@ -777,17 +769,20 @@ impl ControlPlane {
             platform_version,
             platform_family: fargate.then(|| "Linux".into()),
             task_definition: td_arn,
-            deployment_configuration: Some(dc),
-            deployments: Some(deployments),
+            deployment_configuration: dc,
+            task_sets: None,
+            deployments,
             role_arn,
-            events: Some(vec![]),
-            created_at: Some(now),
+            events: vec![],
+            created_at: now,
+            current_service_deployment: None,
+            current_service_revisions: None,
             placement_constraints: Some(req.placement_constraints.clone().unwrap_or_default()),
             placement_strategy: Some(req.placement_strategy.clone().unwrap_or_default()),
             network_configuration: req.network_configuration.clone(),
             health_check_grace_period_seconds: req.health_check_grace_period_seconds.or(Some(0)),
-            scheduling_strategy: Some(strategy_name),
-            deployment_controller: Some(DeploymentController { r#type: controller }),
+            scheduling_strategy: strategy_name,
+            deployment_controller: DeploymentController { r#type: controller },
             tags: Some(tags),
             created_by: Some(ctx.principal.clone()),
             enable_ecs_managed_tags: req.enable_ecs_managed_tags,
@@ -798,7 +793,7 @@ impl ControlPlane {
                     .clone()
                     .unwrap_or_else(|| if daemon { "DISABLED" } else { "ENABLED" }.into()),
             ),
-            ..Default::default()
+            resource_management_type: None,
         }
     }
 
@@ -810,7 +805,7 @@ impl ControlPlane {
         ctx: &Ctx,
         cname: &str,
         name: &str,
-        service: Service,
+        service: StoredService,
         fingerprint: String,
     ) -> Result<Service> {
         let key = keys::service(&ctx.scope, cname, name);
@@ -820,30 +815,35 @@ impl ControlPlane {
             let cluster = self.active_cluster(ctx, Some(cname))?;
             let existing = load::<ServiceRecord>(&*self.store, &key)?;
             let before = match &existing {
-                Some(s) => match service_status(&s.value.service) {
-                    Some(ServiceStatus::Active) => {
+                Some(s) => match s.value.service.status {
+                    ServiceStatus::Active => {
                         let same = load::<String>(&*self.store, &request_key)?
                             .is_some_and(|r| r.value == fingerprint);
                         if same {
-                            return Ok((Txn::new(), s.value.service.clone()));
+                            return Ok((Txn::new(), s.value.service.to_wire()));
                         }
                         return Err(EcsError::invalid("Creation of service was not idempotent."));
                     }
-                    Some(ServiceStatus::Draining) => {
+                    ServiceStatus::Draining => {
                         return Err(EcsError::invalid("Unable to Start a service that is still Draining."));
                     }
-                    _ => Before::of(&ctx.scope, s),
+                    ServiceStatus::Inactive => Before::of(&ctx.scope, s),
                 },
                 None => Before::absent(),
             };
-            let mut rec = ServiceRecord { service: service.clone(), ..Default::default() };
+            let mut rec = ServiceRecord {
+                service: service.clone(),
+                sched: SchedNotes::default(),
+                history: Vec::new(),
+                traffic: Default::default(),
+            };
             debug_assert_eq!(rec.key(&ctx.scope), key);
             let txn = self.sync_history(&ctx.scope, cname, &mut rec, None, Txn::new())?;
             let txn = txn
                 .when(&cluster.key, cluster.mod_revision)
                 .put_record(&ctx.scope, &before, &rec)
                 .put(&request_key, encode(&fingerprint));
-            let mut shown = rec.service;
+            let mut shown = rec.service.to_wire();
             shown.tags = service.tags.clone();
             Ok((txn, shown))
         })
@@ -871,7 +871,7 @@ impl ControlPlane {
                 let mut rec = self.load_service(ctx, &cname, &req.service)?.ok_or_else(service_not_found)?;
                 let before = Before::of(&ctx.scope, &rec);
                 let s = &mut rec.value.service;
-                if service_status(s) != Some(ServiceStatus::Active) {
+                if s.status != ServiceStatus::Active {
                     return Err(EcsError::new(
                         ErrorKind::ServiceNotActiveException,
                         "Service was not ACTIVE.",
@@ -902,13 +902,13 @@ impl ControlPlane {
                     crate::traffic::check_load_balancers(
                         self.target_groups.get().map(|r| r.as_ref()),
                         &ctx.scope,
-                        crate::traffic::strategy_of(s.deployment_configuration.as_ref()),
+                        crate::traffic::strategy_of(Some(&s.deployment_configuration)),
                         s.load_balancers.as_deref().unwrap_or_default(),
                     )?;
                 }
                 self.roll_deployments(s, redeploy, service_connect.as_ref(), volumes.as_ref());
                 let txn = self.sync_history(&ctx.scope, &cname, &mut rec.value, None, Txn::new())?;
-                let mut shown = rec.value.service.clone();
+                let mut shown = rec.value.service.to_wire();
                 shown.tags = None;
                 Ok((txn.put_record(&ctx.scope, &before, &rec.value), shown))
             })
@@ -920,18 +920,18 @@ impl ControlPlane {
     /// EXTERNAL controller), else the PRIMARY's desired count brought in line.
     fn roll_deployments(
         &self,
-        s: &mut Service,
+        s: &mut StoredService,
         redeploy: bool,
         service_connect: Option<&ServiceConnectConfiguration>,
         volumes: Option<&Vec<ServiceVolumeConfiguration>>,
     ) {
-        let external = s.deployment_controller.as_ref().is_some_and(|c| c.r#type == "EXTERNAL");
-        let now = self.now_s();
-        let deployments = s.deployments.get_or_insert_with(Vec::new);
+        let external = s.is_external();
+        let now = self.clock.now();
+        let deployments = &mut s.deployments;
         if redeploy && !external {
             for d in deployments.iter_mut() {
-                set_deployment_status(d, DeploymentStatus::Active);
-                d.updated_at = Some(now);
+                d.status = DeploymentStatus::Active;
+                d.updated_at = now;
             }
             let d = self.new_deployment(&Launchable {
                 task_definition: s.task_definition.as_deref(),
@@ -960,13 +960,13 @@ impl ControlPlane {
         let out = self
             .retry(|| {
                 let mut rec = match self.load_service(ctx, &cname, &req.service)? {
-                    Some(r) if service_status(&r.value.service) != Some(ServiceStatus::Inactive) => r,
+                    Some(r) if r.value.service.status != ServiceStatus::Inactive => r,
                     _ => return Err(service_not_found()),
                 };
                 let before = Before::of(&ctx.scope, &rec);
                 let s = &mut rec.value.service;
-                if service_status(s) == Some(ServiceStatus::Draining) {
-                    let mut shown = s.clone();
+                if s.status == ServiceStatus::Draining {
+                    let mut shown = s.to_wire();
                     shown.tags = None;
                     return Ok((Txn::new(), shown));
                 }
@@ -975,15 +975,15 @@ impl ControlPlane {
                         "The service cannot be stopped while it is scaled above 0.",
                     ));
                 }
-                let now = self.now_s();
-                set_service_status(s, ServiceStatus::Draining);
+                let now = self.clock.now();
+                s.status = ServiceStatus::Draining;
                 s.desired_count = 0;
-                if let Some(primary) = s.deployments.iter_mut().flatten().find(|d| is_primary(d)) {
+                if let Some(primary) = s.deployments.iter_mut().find(|d| d.is_primary()) {
                     primary.desired_count = 0;
-                    primary.updated_at = Some(now);
+                    primary.updated_at = now;
                 }
                 let txn = self.sync_history(&ctx.scope, &cname, &mut rec.value, None, Txn::new())?;
-                let mut shown = rec.value.service.clone();
+                let mut shown = rec.value.service.to_wire();
                 shown.tags = None;
                 Ok((txn.put_record(&ctx.scope, &before, &rec.value), shown))
             })
@@ -1011,7 +1011,7 @@ impl ControlPlane {
         for r in &req.services {
             match self.load_service(ctx, &cname, r)? {
                 Some(rec) => {
-                    let mut s = rec.value.service;
+                    let mut s = rec.value.service.into_wire();
                     if !includes(req.include.as_ref(), "TAGS") {
                         s.tags = None;
                     }
@@ -1045,9 +1045,9 @@ impl ControlPlane {
                 continue;
             };
             let s = &rec.value.service;
-            let listed = matches!(service_status(s), Some(ServiceStatus::Active | ServiceStatus::Draining))
+            let listed = matches!(s.status, ServiceStatus::Active | ServiceStatus::Draining)
                 && req.launch_type.as_ref().is_none_or(|l| s.launch_type.as_ref() == Some(l))
-                && req.scheduling_strategy.as_ref().is_none_or(|x| s.scheduling_strategy.as_ref() == Some(x));
+                && req.scheduling_strategy.as_ref().is_none_or(|x| &s.scheduling_strategy == x);
             if listed {
                 out.push(rec);
                 if out.len() > page.limit {
@@ -1057,7 +1057,7 @@ impl ControlPlane {
         }
         let (items, next) = paginate(out, page.limit, |r| r.key.clone());
         Ok(ListServicesResponse {
-            service_arns: Some(items.into_iter().filter_map(|r| r.value.service.service_arn).collect()),
+            service_arns: Some(items.into_iter().map(|r| r.value.service.service_arn).collect()),
             next_token: next,
         })
     }
@@ -1092,8 +1092,7 @@ impl ControlPlane {
             let ns_of = s
                 .deployments
                 .iter()
-                .flatten()
-                .find(|d| is_primary(d))
+                .find(|d| d.is_primary())
                 .and_then(|d| d.service_connect_configuration.as_ref())
                 .filter(|sc| sc.enabled)
                 .and_then(|sc| sc.namespace.as_deref());
@@ -1103,7 +1102,7 @@ impl ControlPlane {
             known = true;
             let after = page.after.as_deref().is_none_or(|a| rec.key.as_str() > a);
             if after
-                && matches!(service_status(s), Some(ServiceStatus::Active | ServiceStatus::Draining))
+                && matches!(s.status, ServiceStatus::Active | ServiceStatus::Draining)
                 && out.len() <= page.limit
             {
                 out.push(rec);
@@ -1117,7 +1116,7 @@ impl ControlPlane {
         }
         let (items, next) = paginate(out, page.limit, |r| r.key.clone());
         Ok(ListServicesByNamespaceResponse {
-            service_arns: Some(items.into_iter().filter_map(|r| r.value.service.service_arn).collect()),
+            service_arns: Some(items.into_iter().map(|r| r.value.service.service_arn).collect()),
             next_token: next,
         })
     }

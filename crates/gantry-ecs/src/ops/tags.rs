@@ -11,7 +11,7 @@ use super::daemons::DaemonRecord;
 use super::services::ServiceRecord;
 use super::tasks::TaskRecord;
 use crate::records::{encode, load};
-use crate::status::{provider_status, service_status};
+use crate::status::provider_status;
 use crate::table::{Before, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::validate::{check_tag_count, merge_tags, validate_tags};
@@ -141,7 +141,7 @@ impl ControlPlane {
                 }
                 Target::Service => {
                     let mut rec = match load::<ServiceRecord>(&*self.store, &key)? {
-                        Some(r) if service_status(&r.value.service) != Some(ServiceStatus::Inactive) => r,
+                        Some(r) if r.value.service.status != ServiceStatus::Inactive => r,
                         _ => return Err(not_found(arn)),
                     };
                     let tags = rec.value.service.tags.get_or_insert_with(Vec::new);
@@ -151,7 +151,7 @@ impl ControlPlane {
                 }
                 Target::TaskSet(set_arn) => {
                     let mut rec = match load::<ServiceRecord>(&*self.store, &key)? {
-                        Some(r) if service_status(&r.value.service) != Some(ServiceStatus::Inactive) => r,
+                        Some(r) if r.value.service.status != ServiceStatus::Inactive => r,
                         _ => return Err(not_found(arn)),
                     };
                     let set = rec
@@ -239,13 +239,11 @@ impl ControlPlane {
                 Some(load::<InstanceRecord>(&*self.store, &key)?.ok_or_else(|| not_found(arn))?.value.tags)
             }
             Target::Service => match load::<ServiceRecord>(&*self.store, &key)? {
-                Some(r) if service_status(&r.value.service) != Some(ServiceStatus::Inactive) => {
-                    r.value.service.tags
-                }
+                Some(r) if r.value.service.status != ServiceStatus::Inactive => r.value.service.tags,
                 _ => return Err(not_found(arn)),
             },
             Target::TaskSet(set_arn) => match load::<ServiceRecord>(&*self.store, &key)? {
-                Some(r) if service_status(&r.value.service) != Some(ServiceStatus::Inactive) => {
+                Some(r) if r.value.service.status != ServiceStatus::Inactive => {
                     r.value
                         .service
                         .task_sets

@@ -56,11 +56,10 @@ impl ControlPlane {
         let rec = self
             .load_service(ctx, &cname, service)?
             .ok_or_else(|| EcsError::new(ErrorKind::ServiceNotFoundException, "Service not found."))?;
-        if crate::status::service_status(&rec.value.service) != Some(gantry_core::ServiceStatus::Active) {
+        if rec.value.service.status != gantry_core::ServiceStatus::Active {
             return Err(EcsError::new(ErrorKind::ServiceNotActiveException, "Service was not ACTIVE."));
         }
-        let external =
-            rec.value.service.deployment_controller.as_ref().is_some_and(|d| d.r#type == "EXTERNAL");
+        let external = rec.value.service.is_external();
         if !external {
             return Err(EcsError::invalid(
                 "Amazon ECS only supports task set management on services configured to use external deployment controllers.",
@@ -89,15 +88,15 @@ impl ControlPlane {
         let set = self
             .retry(|| {
                 let (cname, mut rec) = self.external_service(ctx, Some(&req.cluster), &req.service)?;
-                let svc_name = rec.value.service.service_name.clone().unwrap_or_default();
+                let svc_name = rec.value.service.service_name.clone();
                 let id = new_deployment_id(&*self.ids);
                 let fargate = launch_type == "FARGATE";
                 let desired = rec.value.service.desired_count.max(0) as u32;
                 let set = TaskSet {
                     id: Some(id.clone()),
                     task_set_arn: Some(ctx.scope.arn(&format!("task-set/{cname}/{svc_name}/{id}"))),
-                    service_arn: rec.value.service.service_arn.clone(),
-                    cluster_arn: rec.value.service.cluster_arn.clone(),
+                    service_arn: Some(rec.value.service.service_arn.clone()),
+                    cluster_arn: Some(rec.value.service.cluster_arn.clone()),
                     external_id: req.external_id.clone(),
                     status: Some(TaskSetStatus::Active.as_str().into()),
                     task_definition: td.task_definition_arn.clone(),

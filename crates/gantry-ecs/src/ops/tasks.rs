@@ -1403,13 +1403,13 @@ impl ControlPlane {
     pub(crate) async fn launch_service_tasks(
         &self,
         ctx: &Ctx,
-        service: &Service,
-        deployment: &Deployment,
+        service: &super::service_record::StoredService,
+        deployment: &super::service_record::StoredDeployment,
         (count, instance): (usize, Option<&str>),
         tags: Vec<Tag>,
         load_balancers: &[LoadBalancer],
     ) -> Result<(Vec<Task>, Vec<Failure>)> {
-        let name = service.service_name.clone().unwrap_or_default();
+        let name = service.service_name.clone();
         let default_strategy = vec![
             PlacementStrategy {
                 r#type: Some("spread".into()),
@@ -1419,28 +1419,28 @@ impl ControlPlane {
         ];
         let strategies = match &service.placement_strategy {
             Some(s) if !s.is_empty() => s.clone(),
-            _ if service.scheduling_strategy.as_deref() == Some("DAEMON") => vec![],
+            _ if service.is_daemon() => vec![],
             _ => default_strategy,
         };
         let only = instance.map(|i| vec![i.to_string()]);
-        let cluster = service.cluster_arn.as_deref().map(|a| a.rsplit('/').next().unwrap_or(a));
+        let cluster = service.cluster_arn.rsplit('/').next().unwrap_or_default();
         let tag = |k: &str, v: &str| Tag { key: Some(k.into()), value: Some(v.into()) };
         let managed_tags = if service.enable_ecs_managed_tags {
-            vec![tag("aws:ecs:clusterName", cluster.unwrap_or_default()), tag("aws:ecs:serviceName", &name)]
+            vec![tag("aws:ecs:clusterName", cluster), tag("aws:ecs:serviceName", &name)]
         } else {
             vec![]
         };
         self.run_like(
             ctx,
             RunLike {
-                cluster,
+                cluster: Some(cluster),
                 task_definition: deployment.task_definition.as_deref().unwrap_or_default(),
                 count,
                 launch_type: deployment.launch_type.as_deref(),
                 strategy: deployment.capacity_provider_strategy.as_ref().filter(|s| !s.is_empty()),
                 overrides: None,
                 group: Some(format!("service:{name}")),
-                started_by: deployment.id.clone(),
+                started_by: Some(deployment.id.clone()),
                 tags,
                 network: deployment.network_configuration.clone(),
                 only: only.as_deref(),
