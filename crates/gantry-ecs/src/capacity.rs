@@ -28,8 +28,8 @@
 //!    on it (`daemon_scheduler.rs`).
 
 use crate::ops::capacity_providers::BUILT_IN;
-use crate::ops::clusters::ClusterRecord;
-use crate::ops::container_instances::InstanceRecord;
+use crate::ops::cluster_record::ClusterRecord;
+use crate::ops::instance_record::InstanceRecord;
 use crate::ops::tasks::TaskRecord;
 use crate::records::{decode, load, load_prefix};
 use crate::{ControlPlane, Ctx, keys, status};

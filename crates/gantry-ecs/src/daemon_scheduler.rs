@@ -9,8 +9,8 @@
 //! they run. A DELETE_IN_PROGRESS daemon's tasks are stopped and, once none is left, the daemon
 //! is removed (its deployments and revisions stay).
 
-use crate::ops::container_instances::InstanceRecord;
 use crate::ops::daemons::{DaemonRecord, daemon_group};
+use crate::ops::instance_record::InstanceRecord;
 use crate::ops::tasks::{DaemonLaunch, TaskRecord};
 use crate::records::{decode, encode, load, load_prefix};
 use crate::table::{Before, TxnExt};

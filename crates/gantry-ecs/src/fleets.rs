@@ -18,7 +18,7 @@
 //! The fleet is only a starting point: the commit compare-and-swaps every instance record it
 //! read, so a placement on a stale fleet fails its commit and is planned again on a fresh one.
 
-use crate::ops::container_instances::InstanceRecord;
+use crate::ops::instance_record::InstanceRecord;
 use crate::records::decode;
 use crate::{ControlPlane, Ctx, Stored, keys, reservation};
 use gantry_core::{EcsError, Result};

@@ -71,7 +71,7 @@ pub struct ControlPlane {
     /// Where placements, agent connections and the scheduler's passes are counted.
     pub(crate) metrics: Arc<Metrics>,
     /// Cluster records decoded once per revision, for DescribeClusters.
-    pub(crate) clusters: Arc<records::DecodedCache<ops::clusters::ClusterRecord>>,
+    pub(crate) clusters: Arc<records::DecodedCache<ops::cluster_record::ClusterRecord>>,
     /// ELBv2's target groups, for services' `loadBalancers` (set once by the binary; unset,
     /// target groups are not looked up).
     pub(crate) target_groups: Arc<std::sync::OnceLock<Arc<dyn gantry_ports::lb::TargetRegistry>>>,

@@ -13,7 +13,7 @@
 //! (`service-task/`, empty) are moved.
 
 use crate::keys;
-use crate::ops::container_instances::InstanceRecord;
+use crate::ops::instance_record::InstanceRecord;
 use crate::ops::service_record::ServiceRecord;
 use crate::ops::tasks::{TaskRecord, TokenRecord};
 use crate::records::parse;

@@ -22,7 +22,7 @@
 //! [`sched::LbHealth`]: health lives in the data plane's memory, not the store, so a service
 //! with targets asks to be looked at again soon ([`LB_POLL_MS`], [`LB_WATCH_MS`]).
 
-use crate::ops::container_instances::InstanceRecord;
+use crate::ops::instance_record::InstanceRecord;
 use crate::ops::tasks::{BoundTarget, TaskRecord, TaskTargets};
 use crate::records::load;
 use crate::table::{Before, TxnExt};

@@ -19,7 +19,7 @@
 
 use crate::ControlPlane;
 use crate::keys;
-use crate::ops::container_instances::InstanceRecord;
+use crate::ops::instance_record::InstanceRecord;
 use crate::ops::tasks::TaskRecord;
 use crate::records::{load, load_prefix};
 use crate::reservation::resource_int;

@@ -1,7 +1,7 @@
 //! The agent side of the control plane: DiscoverPollEndpoint, UpdateContainerInstancesState,
 //! Fargate node registration, assignments for a node's long poll, and health reports.
 
-use super::container_instances::InstanceRecord;
+use super::instance_record::InstanceRecord;
 use super::tasks::{FargateNode, StoredContainer, TaskRecord};
 use crate::records::{decode, encode, load};
 use crate::table::TxnExt;

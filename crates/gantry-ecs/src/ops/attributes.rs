@@ -1,9 +1,8 @@
 //! Attributes: PutAttributes, DeleteAttributes, ListAttributes. Attributes live on container
 //! instances (ECS's only target type).
 
-use super::container_instances::{
-    InstanceRecord, check_attribute, check_custom_limit, instance_id, upsert_attributes,
-};
+use super::container_instances::{check_attribute, check_custom_limit, instance_id, upsert_attributes};
+use super::instance_record::InstanceRecord;
 use crate::records::{decode, encode};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::page::{PageRequest, encode_token};

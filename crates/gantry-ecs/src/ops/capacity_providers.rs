@@ -3,7 +3,7 @@
 //! account and region without being stored.
 
 use super::check_include;
-use super::clusters::ClusterRecord;
+use super::cluster_record::ClusterRecord;
 use crate::records::{decode, encode, load, load_prefix};
 use crate::{ControlPlane, Ctx, keys, status};
 use gantry_core::page::{PageRequest, encode_token};

@@ -10,7 +10,7 @@
 //! what runs); the scheduler (`crate::scheduler`) owns their progress: counts, rollout state,
 //! events, and the tasks themselves.
 
-use super::clusters::ClusterRecord;
+use super::cluster_record::ClusterRecord;
 use super::service_record::service_not_found;
 pub use super::service_record::{
     HistoryLink, SchedNotes, ServiceRecord, StoredDeployment, StoredEvent, StoredService, new_deployment_id,

@@ -5,9 +5,9 @@
 //! A task set's tags live on it, in its service's record (`Service.taskSets`), so CreateTaskSet's
 //! `tags`, DescribeTaskSets' `include: [TAGS]` and these operations read and write the same list.
 
-use super::clusters::ClusterRecord;
-use super::container_instances::InstanceRecord;
+use super::cluster_record::ClusterRecord;
 use super::daemons::DaemonRecord;
+use super::instance_record::InstanceRecord;
 use super::services::ServiceRecord;
 use super::tasks::TaskRecord;
 use crate::records::{encode, load};

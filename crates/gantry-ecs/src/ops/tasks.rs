@@ -8,8 +8,8 @@
 //! so concurrent RunTask calls never overcommit a node; a conflict re-reads and tries again.
 
 use super::check_batch;
-use super::clusters::ClusterRecord;
-use super::container_instances::InstanceRecord;
+use super::cluster_record::ClusterRecord;
+use super::instance_record::InstanceRecord;
 pub use super::task_record::{Connectivity, StoredContainer, StoredTask};
 use crate::fleets::Primed;
 use crate::records::{decode, encode, load};
