@@ -368,7 +368,37 @@ fn plan(
     };
     let guard = member.start();
 
-    // The head for the target: HTTP/1.1 in origin form, without this hop's headers.
+    let body = target_head(out, method, target, headers, &s, table, &member, peer_ip, shared);
+    Parsed::Plan(Plan::Forward(Box::new(Forward {
+        table: table.clone(),
+        plan: fplan.clone(),
+        gi,
+        stickiness: settings.stickiness.clone(),
+        member,
+        guard,
+        head_len,
+        body,
+        close: s.close,
+        head_request: method == "HEAD",
+        idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"),
+    })))
+}
+
+/// Writes the head for the target to `out`: HTTP/1.1 in origin form, without this hop's
+/// headers, with X-Forwarded-For (as the table's mode says), -Proto and -Port and
+/// X-Amzn-Trace-Id, and the body's framing, which it returns.
+#[allow(clippy::too_many_arguments)]
+fn target_head(
+    out: &mut Vec<u8>,
+    method: &str,
+    target: &str,
+    headers: &[httparse::Header<'_>],
+    s: &Scan<'_>,
+    table: &Table,
+    member: &Member,
+    peer_ip: &str,
+    shared: &Shared,
+) -> Framing {
     out.clear();
     out.extend_from_slice(method.as_bytes());
     out.push(b' ');
@@ -413,7 +443,7 @@ fn plan(
         _ => out.extend_from_slice(&shared.trace_id(b"Root")),
     }
     out.extend_from_slice(b"\r\n");
-    let body = if s.chunked {
+    let framing = if s.chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");
         Framing::Chunked
     } else if let Some(l) = s.length {
@@ -425,19 +455,7 @@ fn plan(
         Framing::None
     };
     out.extend_from_slice(b"\r\n");
-    Parsed::Plan(Plan::Forward(Box::new(Forward {
-        table: table.clone(),
-        plan: fplan.clone(),
-        gi,
-        stickiness: settings.stickiness.clone(),
-        member,
-        guard,
-        head_len,
-        body,
-        close: s.close,
-        head_request: method == "HEAD",
-        idempotent: matches!(method, "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"),
-    })))
+    framing
 }
 
 /// Writes `n` in decimal, without allocating.
