@@ -161,18 +161,8 @@ struct Scan<'a> {
 /// Headers of one hop, never forwarded (`Content-Length` and `Transfer-Encoding` are written
 /// again as the body is framed).
 fn hop_by_hop(name: &[u8]) -> bool {
-    const HOP: [&[u8]; 9] = [
-        b"connection",
-        b"transfer-encoding",
-        b"te",
-        b"trailer",
-        b"upgrade",
-        b"proxy-authorization",
-        b"keep-alive",
-        b"proxy-connection",
-        b"content-length",
-    ];
-    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+    name.eq_ignore_ascii_case(b"content-length")
+        || h::HOP_BY_HOP.iter().any(|h| h.as_bytes().eq_ignore_ascii_case(name))
 }
 
 fn is(name: &str, lower: &str) -> bool {
@@ -433,15 +423,7 @@ fn target_head(
     out.extend_from_slice(b"x-forwarded-proto: http\r\nx-forwarded-port: ");
     decimal(out, u64::from(table.port));
     out.extend_from_slice(b"\r\nx-amzn-trace-id: ");
-    // An incoming trace ID with a Root keeps it and gains a Self field; else a new Root.
-    match s.trace {
-        Some(t) if t.windows(5).any(|w| w == b"Root=") => {
-            out.extend_from_slice(&shared.trace_id(b"Self"));
-            out.push(b';');
-            out.extend_from_slice(t);
-        }
-        _ => out.extend_from_slice(&shared.trace_id(b"Root")),
-    }
+    shared.trace_value(s.trace, out);
     out.extend_from_slice(b"\r\n");
     let framing = if s.chunked {
         out.extend_from_slice(b"transfer-encoding: chunked\r\n");

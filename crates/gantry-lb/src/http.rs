@@ -69,7 +69,32 @@ impl Shared {
         hex(&mut out[24..40], b);
         out
     }
+
+    /// The `X-Amzn-Trace-Id` to forward, appended to `out`: an incoming trace ID with a Root
+    /// keeps it and gains a Self field; anything else gets a new Root.
+    pub(crate) fn trace_value(&self, incoming: Option<&[u8]>, out: &mut Vec<u8>) {
+        match incoming {
+            Some(t) if t.windows(5).any(|w| w == b"Root=") => {
+                out.extend_from_slice(&self.trace_id(b"Self"));
+                out.push(b';');
+                out.extend_from_slice(t);
+            }
+            _ => out.extend_from_slice(&self.trace_id(b"Root")),
+        }
+    }
 }
+
+/// Headers of one hop, never forwarded (RFC 9110 §7.6.1 and the proxies' own), lowercase.
+pub(crate) const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "transfer-encoding",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+    "keep-alive",
+    "proxy-connection",
+];
 
 /// Writes the low `4 * out.len()` bits of `v` as lowercase hex.
 fn hex(out: &mut [u8], v: u64) {
@@ -318,16 +343,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for name in named {
         headers.remove(name);
     }
-    for name in [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::TE,
-        header::TRAILER,
-        header::UPGRADE,
-        header::PROXY_AUTHORIZATION,
-        HeaderName::from_static("keep-alive"),
-        HeaderName::from_static("proxy-connection"),
-    ] {
+    for name in HOP_BY_HOP {
         headers.remove(name);
     }
 }
@@ -488,18 +504,10 @@ fn add_forwarded(headers: &mut HeaderMap, conn: &Conn, table: &Table, shared: &S
     }
     headers.insert(&XFPROTO, HeaderValue::from_static(if conn.https { "https" } else { "http" }));
     headers.insert(&XFPORT, HeaderValue::from(port));
-    // An incoming trace ID with a Root keeps it and gains a Self field; else a new Root.
-    let trace = match headers.get(&TRACE).map(HeaderValue::as_bytes) {
-        Some(t) if t.windows(5).any(|w| w == b"Root=") => {
-            let mut v = Vec::with_capacity(41 + t.len());
-            v.extend_from_slice(&shared.trace_id(b"Self"));
-            v.push(b';');
-            v.extend_from_slice(t);
-            Bytes::from(v)
-        }
-        _ => Bytes::copy_from_slice(&shared.trace_id(b"Root")),
-    };
-    if let Ok(v) = HeaderValue::from_maybe_shared(trace) {
+    let incoming = headers.get(&TRACE).map(HeaderValue::as_bytes);
+    let mut trace = Vec::with_capacity(41 + incoming.map_or(0, <[u8]>::len));
+    shared.trace_value(incoming, &mut trace);
+    if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(trace)) {
         headers.insert(&TRACE, v);
     }
 }
