@@ -119,7 +119,7 @@ fn case_model(suite: &Value, case: &Value, twin: bool) -> (Model, String) {
 
 /// The test's params or result in the in-memory form: blobs (raw strings there) as base64,
 /// timestamps as epoch seconds, no nulls.
-fn normalize(model: &Model, shape: &str, v: &Value) -> Option<Value> {
+pub(crate) fn normalize(model: &Model, shape: &str, v: &Value) -> Option<Value> {
     use gantry_protocol::model::Shape;
     if v.is_null() {
         return None;
@@ -155,7 +155,7 @@ fn drop_empty_maps(v: &mut Value) {
 }
 
 /// Equality with numbers compared as numbers (1 == 1.0, and within float rounding).
-fn same(a: &Value, b: &Value) -> bool {
+pub(crate) fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => {
             let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());

@@ -7,10 +7,9 @@
 //! headers and a few client-side cases (idempotency autofill, compression), none of which
 //! Scheduler uses.
 
-use base64::Engine;
-use gantry_protocol::model::Shape;
+use crate::conformance::{normalize, same};
+use gantry_protocol::Model;
 use gantry_protocol::rest::{RestRequest, operation, parse_request};
-use gantry_protocol::{Model, time};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 
@@ -24,52 +23,6 @@ fn cases() -> Option<Value> {
     };
     let text = std::fs::read_to_string(dir.join("input/rest-json.json")).ok()?;
     serde_json::from_str(&text).ok()
-}
-
-fn normalize(model: &Model, shape: &str, v: &Value) -> Option<Value> {
-    if v.is_null() {
-        return None;
-    }
-    Some(match (model.shape(shape), v) {
-        (Some(Shape::Structure(s)), Value::Object(o)) => Value::Object(
-            o.iter()
-                .filter_map(|(k, v)| {
-                    normalize(model, s.member(k).map(|m| m.shape.as_str()).unwrap_or(""), v)
-                        .map(|v| (k.clone(), v))
-                })
-                .collect(),
-        ),
-        (Some(Shape::List { member, .. }), Value::Array(items)) => Value::Array(
-            items.iter().map(|i| normalize(model, &member.shape, i).unwrap_or(Value::Null)).collect(),
-        ),
-        (Some(Shape::Map { value, .. }), Value::Object(o)) => Value::Object(
-            o.iter().filter_map(|(k, v)| normalize(model, &value.shape, v).map(|v| (k.clone(), v))).collect(),
-        ),
-        (Some(Shape::Blob), Value::String(s)) => {
-            Value::String(base64::engine::general_purpose::STANDARD.encode(s.as_bytes()))
-        }
-        (Some(Shape::Timestamp { .. }), Value::Number(n)) => {
-            time::epoch_value(n.as_f64().unwrap_or_default())
-        }
-        (Some(Shape::Timestamp { .. }), Value::String(s)) => {
-            time::epoch_value(time::parse_any(s).unwrap_or_default())
-        }
-        _ => v.clone(),
-    })
-}
-
-fn same(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            let (x, y) = (x.as_f64().unwrap_or_default(), y.as_f64().unwrap_or_default());
-            x == y || (x - y).abs() <= 1e-6 * x.abs().max(1.0)
-        }
-        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(a, b)| same(a, b)),
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len() && x.iter().all(|(k, v)| y.get(k).is_some_and(|w| same(v, w)))
-        }
-        _ => a == b,
-    }
 }
 
 fn run(suite: &Value, case: &Value) -> Result<(), String> {
