@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import socket
+import time
 
 ENV = {**os.environ, "GANTRY_LOG": "warn"}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -132,6 +133,17 @@ class Api:
 
     def __call__(self, op, body):
         return call(self.conn, op, body, self.credentials)
+
+
+def wait_for(pred, timeout=60):
+    """Polls `pred` every 50 ms until it returns something truthy (returned), or exits."""
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.05)
+    raise SystemExit("timed out")
 
 
 def pct(xs, p):

@@ -19,20 +19,10 @@ import subprocess
 import sys
 import time
 
-from common import ENV, Api, pct, teardown, release_binary, start_server, ROOT, rss_kib
+from common import ENV, Api, pct, wait_for, teardown, release_binary, start_server, ROOT, rss_kib
 
 IMAGE = "gantry-test/busybox:latest"
 LABEL = "gantry.test-run=bench-runtask"
-
-
-def wait_for(pred, timeout=60):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise SystemExit("timed out")
 
 
 def main():

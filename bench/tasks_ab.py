@@ -18,19 +18,9 @@ import subprocess
 import sys
 import time
 
-from common import ENV, Api, pct, start_server
+from common import ENV, Api, pct, wait_for, start_server
 
 INSTANCES = 20
-
-
-def wait_for(pred, timeout=60):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise SystemExit("timed out")
 
 
 def timed(fn, n):
