@@ -5,9 +5,11 @@
 //! record's `StoredTask`) holds the enums, serialized as ECS's strings.
 //!
 //! Gantry writes only these values (a status is set from an enum, and a status given in a request
-//! is parsed before it is used), so every stored status parses. [`parse`](ServiceStatus::parse)
-//! is fallible all the same: a value Gantry did not write reads as no known status (`None`),
-//! which is no ACTIVE, DRAINING or INACTIVE, and never a panic or a failed read.
+//! is parsed before it is used), so every stored status parses. One policy holds for a value
+//! Gantry did not write: a stored record with a type of its own reads its status strictly (the
+//! enum's `Deserialize`), so the value is a failed read that names it, reported with the
+//! record's key; a status absent from the JSON takes the record's documented default. Where a
+//! wire string is parsed ([`parse`](ServiceStatus::parse)) it is `None`, never a panic.
 
 use serde::{Deserialize, Serialize};
 

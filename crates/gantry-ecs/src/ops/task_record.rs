@@ -6,10 +6,10 @@
 //! Its JSON is the JSON of ECS's `Task` shape that Gantry wrote before it had this type (the same
 //! camelCase names, statuses as ECS's strings, times as epoch seconds): records of earlier
 //! releases read as they are, and the agent channel hands the stored JSON to agents unchanged
-//! (`agent_channel::RawTaskRecord`), which parse it as ECS's `Task`. A status Gantry did not write
-//! reads as a status, never as a failed read: a task's `lastStatus` as PROVISIONING (as the
-//! cluster's counts always read it), its `desiredStatus` as RUNNING, a container's as PENDING, a
-//! health status as UNKNOWN. The one place it becomes the wire shape is [`StoredTask::to_wire`].
+//! (`agent_channel::RawTaskRecord`), which parse it as ECS's `Task`. A status absent from the
+//! JSON reads as the lifecycle's start (`lastStatus` PROVISIONING, `desiredStatus` RUNNING, a
+//! container's PENDING, health UNKNOWN); one that is not ECS's is a failed read naming it, as in
+//! every stored record. The one place it becomes the wire shape is [`StoredTask::to_wire`].
 //!
 //! User-supplied pass-through data (overrides, tags, attachments and their details, managed
 //! agents, network bindings) keeps its wire sub-shapes.
@@ -21,7 +21,7 @@ use gantry_model::{
     NetworkInterface, SharingStrategy, Tag, Task, TaskEphemeralStorage, TaskOverride,
     TrustedExecutionSummary,
 };
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 
 /// A task's `connectivity`: whether its agent reaches the control plane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,7 +40,10 @@ impl Connectivity {
     }
 }
 
-/// A task as stored. Field order and names follow ECS's `Task`.
+/// A task as stored. Field order and names follow ECS's `Task`. A status absent from the JSON
+/// takes its first value (PROVISIONING, desired RUNNING, health UNKNOWN); a status that is not
+/// one of ECS's names is a failed read, which the record layer reports with the key, as for
+/// every stored record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredTask {
@@ -54,7 +57,7 @@ pub struct StoredTask {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity_provider_name: Option<String>,
     pub cluster_arn: String,
-    #[serde(default, deserialize_with = "connectivity_or_none", skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connectivity: Option<Connectivity>,
     #[serde(default, with = "epoch_seconds::option", skip_serializing_if = "Option::is_none")]
     pub connectivity_at: Option<Timestamp>,
@@ -65,7 +68,7 @@ pub struct StoredTask {
     pub cpu: String,
     #[serde(with = "epoch_seconds")]
     pub created_at: Timestamp,
-    #[serde(default = "running", deserialize_with = "desired_or_running")]
+    #[serde(default = "running")]
     pub desired_status: TaskStatus,
     #[serde(default)]
     pub enable_execute_command: bool,
@@ -74,11 +77,11 @@ pub struct StoredTask {
     /// `service:NAME`, `family:FAMILY`, `daemon:NAME` or the caller's.
     #[serde(default)]
     pub group: String,
-    #[serde(default = "unknown", deserialize_with = "health_or_unknown")]
+    #[serde(default = "unknown")]
     pub health_status: HealthStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inference_accelerators: Option<Vec<InferenceAccelerator>>,
-    #[serde(default = "provisioning", deserialize_with = "last_or_provisioning")]
+    #[serde(default = "provisioning")]
     pub last_status: TaskStatus,
     pub launch_type: String,
     pub memory: String,
@@ -132,7 +135,7 @@ pub struct StoredContainer {
     pub image_digest: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
-    #[serde(default = "pending", deserialize_with = "container_or_pending")]
+    #[serde(default = "pending")]
     pub last_status: TaskStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
@@ -143,7 +146,7 @@ pub struct StoredContainer {
     #[serde(default)]
     pub network_interfaces: Vec<NetworkInterface>,
     /// Only a container with a health check has one.
-    #[serde(default, deserialize_with = "health_or_none", skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_status: Option<HealthStatus>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed_agents: Option<Vec<ManagedAgent>>,
@@ -277,39 +280,6 @@ fn pending() -> TaskStatus {
 }
 fn unknown() -> HealthStatus {
     HealthStatus::Unknown
-}
-
-/// A stored status string, or `None` when absent, `null` or not a string Gantry knows.
-fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Option::<String>::deserialize(d)
-}
-
-fn last_or_provisioning<'de, D: Deserializer<'de>>(d: D) -> Result<TaskStatus, D::Error> {
-    Ok(text(d)?.as_deref().and_then(TaskStatus::parse).unwrap_or(TaskStatus::Provisioning))
-}
-
-fn desired_or_running<'de, D: Deserializer<'de>>(d: D) -> Result<TaskStatus, D::Error> {
-    Ok(text(d)?.as_deref().and_then(TaskStatus::parse).unwrap_or(TaskStatus::Running))
-}
-
-fn container_or_pending<'de, D: Deserializer<'de>>(d: D) -> Result<TaskStatus, D::Error> {
-    Ok(text(d)?.as_deref().and_then(TaskStatus::parse).unwrap_or(TaskStatus::Pending))
-}
-
-fn health_or_unknown<'de, D: Deserializer<'de>>(d: D) -> Result<HealthStatus, D::Error> {
-    Ok(text(d)?.as_deref().and_then(HealthStatus::parse).unwrap_or(HealthStatus::Unknown))
-}
-
-fn health_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<HealthStatus>, D::Error> {
-    Ok(text(d)?.as_deref().and_then(HealthStatus::parse))
-}
-
-fn connectivity_or_none<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Connectivity>, D::Error> {
-    Ok(match text(d)?.as_deref() {
-        Some("CONNECTED") => Some(Connectivity::Connected),
-        Some("DISCONNECTED") => Some(Connectivity::Disconnected),
-        _ => None,
-    })
 }
 
 #[cfg(test)]
@@ -484,15 +454,15 @@ mod tests {
     }
 
     #[test]
-    fn statuses_gantry_did_not_write_read_as_documented_and_required_fields_are_required() {
+    fn absent_statuses_default_unknown_ones_fail_and_required_fields_are_required() {
         let mut old = old_task();
-        old.last_status = Some("BOGUS".into());
         old.desired_status = None;
-        old.health_status = Some("SICK".into());
-        old.connectivity = Some("MAYBE".into());
+        old.last_status = None;
+        old.health_status = None;
+        old.connectivity = None;
         if let Some(c) = old.containers.as_mut().and_then(|c| c.first_mut()) {
-            c.last_status = Some("WEIRD".into());
-            c.health_status = Some("SICK".into());
+            c.last_status = None;
+            c.health_status = None;
         }
         let rec: TaskRecord = serde_json::from_value(old_record(&old)).unwrap();
         let t = &rec.task;
@@ -500,6 +470,20 @@ mod tests {
         assert_eq!((t.health_status, t.connectivity), (HealthStatus::Unknown, None));
         assert_eq!((t.containers[0].last_status, t.containers[0].health_status), (TaskStatus::Pending, None));
         assert!(!t.is_stopped() && !t.stop_wanted());
+
+        for (field, value) in [
+            ("/task/lastStatus", "BOGUS"),
+            ("/task/desiredStatus", "running"),
+            ("/task/healthStatus", "SICK"),
+            ("/task/connectivity", "MAYBE"),
+            ("/task/containers/0/lastStatus", "WEIRD"),
+            ("/task/containers/0/healthStatus", "SICK"),
+        ] {
+            let mut v = old_record(&old_task());
+            *v.pointer_mut(field).unwrap_or_else(|| panic!("{field}")) = json!(value);
+            let e = serde_json::from_value::<TaskRecord>(v).unwrap_err().to_string();
+            assert!(e.contains(value), "{field}: {e}");
+        }
 
         for missing in
             ["taskArn", "clusterArn", "taskDefinitionArn", "createdAt", "launchType", "cpu", "memory"]

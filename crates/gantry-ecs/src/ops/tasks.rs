@@ -132,7 +132,6 @@ impl Record for TaskRecord {
     }
     fn counters(&self, scope: &Scope) -> Vec<String> {
         let t = &self.task;
-        // A status Gantry did not write reads as PROVISIONING (`StoredTask`).
         let status = t.last_status;
         if status == TaskStatus::Stopped {
             return Vec::new();
