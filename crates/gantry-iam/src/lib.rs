@@ -21,6 +21,7 @@ pub use authz::IamAuthorizer;
 
 use gantry_core::{Clock, IdGen, Sealer, Secret, SecretGen, ServiceError};
 use gantry_ports::{Credential, KeyStore, Principal, PrincipalKind, RoleInfo, Roles};
+use gantry_runtime::records;
 use gantry_store::{Store, Txn};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -225,13 +226,8 @@ impl Iam {
         &self,
         key: &str,
     ) -> Result<Option<(T, i64)>, ServiceError> {
-        match self.store.get(key) {
-            None => Ok(None),
-            Some(kv) => {
-                let v = serde_json::from_slice(&kv.value).map_err(internal)?;
-                Ok(Some((v, kv.mod_revision)))
-            }
-        }
+        let found = records::load::<T>(&*self.store, key).map_err(internal)?;
+        Ok(found.map(|r| (r.value, r.mod_revision)))
     }
 
     pub(crate) fn entity(
@@ -243,24 +239,18 @@ impl Iam {
         self.read(&entity_key(account, kind, name))
     }
 
-    pub(crate) fn entities(&self, account: &str, kind: Kind) -> Vec<Entity> {
-        let mut out = Vec::new();
-        self.store.visit(&entity_prefix(account, kind), &mut |kv| {
-            if let Ok(e) = serde_json::from_slice::<Entity>(&kv.value) {
-                out.push(e);
-            }
-        });
-        out
+    /// Every entity of a kind in the account; a record that cannot be read is an error naming it.
+    pub(crate) fn entities(&self, account: &str, kind: Kind) -> Result<Vec<Entity>, ServiceError> {
+        let all =
+            records::load_prefix::<Entity>(&*self.store, &entity_prefix(account, kind)).map_err(internal)?;
+        Ok(all.into_iter().map(|r| r.value).collect())
     }
 
-    pub(crate) fn policies(&self, account: &str) -> Vec<ManagedPolicy> {
-        let mut out = Vec::new();
-        self.store.visit(&policy_prefix(account), &mut |kv| {
-            if let Ok(p) = serde_json::from_slice::<ManagedPolicy>(&kv.value) {
-                out.push(p);
-            }
-        });
-        out
+    /// Every customer-managed policy of the account.
+    pub(crate) fn policies(&self, account: &str) -> Result<Vec<ManagedPolicy>, ServiceError> {
+        let all =
+            records::load_prefix::<ManagedPolicy>(&*self.store, &policy_prefix(account)).map_err(internal)?;
+        Ok(all.into_iter().map(|r| r.value).collect())
     }
 
     /// The document of the managed policy `arn` (its default version), AWS's or the account's.

@@ -6,6 +6,7 @@ use crate::{
 };
 use gantry_core::ServiceError;
 use gantry_policy::{Context, Decision, Kind as DocKind, Policy, PolicySet, PrincipalId, Request};
+use gantry_runtime::records;
 use gantry_store::Txn;
 use serde_json::{Map, Value, json};
 
@@ -237,7 +238,7 @@ impl Iam {
                     self.entity(a, Kind::User, &name)?.ok_or_else(|| not_found(Kind::User, &name))?;
                 json!({"User": user_json(&e, true)})
             }
-            "ListUsers" => self.list_entities(a, Kind::User, &i, "Users", |e| user_json(e, false)),
+            "ListUsers" => self.list_entities(a, Kind::User, &i, "Users", |e| user_json(e, false))?,
             "UpdateUser" => self.update_user(a, &i).await?,
             "DeleteUser" => self.delete_entity(a, Kind::User, &i).await?,
             "CreateGroup" => self.create_entity(a, Kind::Group, &i).await?,
@@ -246,7 +247,7 @@ impl Iam {
                 let (g, _) =
                     self.entity(a, Kind::Group, name)?.ok_or_else(|| not_found(Kind::Group, name))?;
                 let members: Vec<Entity> = self
-                    .entities(a, Kind::User)
+                    .entities(a, Kind::User)?
                     .into_iter()
                     .filter(|u| u.groups.iter().any(|x| x.eq_ignore_ascii_case(&g.name)))
                     .collect();
@@ -254,7 +255,7 @@ impl Iam {
                 out["Group"] = group_json(&g);
                 out
             }
-            "ListGroups" => self.list_entities(a, Kind::Group, &i, "Groups", group_json),
+            "ListGroups" => self.list_entities(a, Kind::Group, &i, "Groups", group_json)?,
             "ListGroupsForUser" => {
                 let name = i.name("UserName")?;
                 let (u, _) = self.entity(a, Kind::User, name)?.ok_or_else(|| not_found(Kind::User, name))?;
@@ -312,7 +313,7 @@ impl Iam {
                 let (e, _) = self.entity(a, Kind::Role, name)?.ok_or_else(|| not_found(Kind::Role, name))?;
                 json!({"Role": role_json(&e, true)})
             }
-            "ListRoles" => self.list_entities(a, Kind::Role, &i, "Roles", |e| role_json(e, false)),
+            "ListRoles" => self.list_entities(a, Kind::Role, &i, "Roles", |e| role_json(e, false))?,
             "UpdateRole" | "UpdateAssumeRolePolicy" => self.update_role(a, &i, op).await?,
             "DeleteRole" => self.delete_entity(a, Kind::Role, &i).await?,
             "CreateServiceLinkedRole" => self.create_service_linked_role(a, &i).await?,
@@ -325,7 +326,7 @@ impl Iam {
                 json!({"InstanceProfile": self.profile_json(a, &e)})
             }
             "ListInstanceProfiles" => {
-                let all = self.entities(a, Kind::InstanceProfile);
+                let all = self.entities(a, Kind::InstanceProfile)?;
                 let prefix = i.opt("PathPrefix").unwrap_or("/").to_string();
                 let all: Vec<Entity> = all.into_iter().filter(|e| e.path.starts_with(&prefix)).collect();
                 page(&i, all, |e| e.name.clone(), |e| self.profile_json(a, e), "InstanceProfiles")
@@ -334,7 +335,7 @@ impl Iam {
                 let name = i.name("RoleName")?;
                 self.entity(a, Kind::Role, name)?.ok_or_else(|| not_found(Kind::Role, name))?;
                 let all: Vec<Entity> = self
-                    .entities(a, Kind::InstanceProfile)
+                    .entities(a, Kind::InstanceProfile)?
                     .into_iter()
                     .filter(|p| p.roles.iter().any(|r| r.eq_ignore_ascii_case(name)))
                     .collect();
@@ -348,13 +349,13 @@ impl Iam {
             "GetPolicy" => {
                 let arn = i.req("PolicyArn")?;
                 if let Some((name, path, desc, _)) = managed::find(arn) {
-                    json!({"Policy": self.aws_policy_json(a, name, path, desc)})
+                    json!({"Policy": self.aws_policy_json(a, name, path, desc)?})
                 } else {
                     let (p, _) = self.policy(a, arn)?;
-                    json!({"Policy": policy_json(&p, self.attachments(a, &p.arn))})
+                    json!({"Policy": policy_json(&p, self.attachments(a, &p.arn)?)})
                 }
             }
-            "ListPolicies" => self.list_policies(a, &i),
+            "ListPolicies" => self.list_policies(a, &i)?,
             "DeletePolicy" => self.delete_policy(a, &i).await?,
             "CreatePolicyVersion" => self.create_policy_version(a, &i).await?,
             "GetPolicyVersion" => {
@@ -443,11 +444,11 @@ impl Iam {
         i: &Input,
         member: &str,
         render: impl Fn(&Entity) -> Value,
-    ) -> Value {
+    ) -> Result<Value, ServiceError> {
         let prefix = i.opt("PathPrefix").unwrap_or("/").to_string();
         let all: Vec<Entity> =
-            self.entities(a, kind).into_iter().filter(|e| e.path.starts_with(&prefix)).collect();
-        page(i, all, |e| e.name.to_ascii_lowercase(), render, member)
+            self.entities(a, kind)?.into_iter().filter(|e| e.path.starts_with(&prefix)).collect();
+        Ok(page(i, all, |e| e.name.to_ascii_lowercase(), render, member))
     }
 
     async fn create_entity(&self, a: &str, kind: Kind, i: &Input) -> Result<Value, ServiceError> {
@@ -484,8 +485,7 @@ impl Iam {
             e.max_session = Some(max);
         }
         let key = entity_key(a, kind, name);
-        if !self.commit(Txn::new().when(&key, 0).put(&key, serde_json::to_vec(&e).map_err(internal)?)).await?
-        {
+        if !self.commit(Txn::new().when(&key, 0).put(&key, records::encode(&e))).await? {
             return Err(match kind {
                 Kind::InstanceProfile => exists(format!("Instance Profile {name} already exists.")),
                 Kind::User => exists(format!("User with name {name} already exists.")),
@@ -523,10 +523,7 @@ impl Iam {
             let (mut e, rev) = self.entity(a, kind, name)?.ok_or_else(|| not_found(kind, name))?;
             let out = change(&mut e)?;
             let key = entity_key(a, kind, name);
-            if self
-                .commit(Txn::new().when(&key, rev).put(&key, serde_json::to_vec(&e).map_err(internal)?))
-                .await?
-            {
+            if self.commit(Txn::new().when(&key, rev).put(&key, records::encode(&e))).await? {
                 return Ok((e, out));
             }
         }
@@ -559,20 +556,18 @@ impl Iam {
                 for id in &e.access_keys {
                     if let Some((mut k, krev)) = self.read::<AccessKeyRecord>(&access_key_key(id))? {
                         k.user = n.to_string();
-                        txn = txn
-                            .when(access_key_key(id), krev)
-                            .put(access_key_key(id), serde_json::to_vec(&k).map_err(internal)?);
+                        txn = txn.when(access_key_key(id), krev).put(access_key_key(id), records::encode(&k));
                     }
                 }
                 txn = txn.delete(&old_key).when(&new_key, 0);
                 e.arn = format!("arn:aws:iam::{a}:user{}{}", e.path, e.name);
-                txn = txn.put(new_key, serde_json::to_vec(&e).map_err(internal)?);
+                txn = txn.put(new_key, records::encode(&e));
             } else {
                 if let Some(n) = new_name {
                     e.name = n.to_string();
                 }
                 e.arn = format!("arn:aws:iam::{a}:user{}{}", e.path, e.name);
-                txn = txn.put(&old_key, serde_json::to_vec(&e).map_err(internal)?);
+                txn = txn.put(&old_key, records::encode(&e));
             }
             if self.commit(txn).await? {
                 return Ok(json!({}));
@@ -607,7 +602,7 @@ impl Iam {
             }
             if kind == Kind::Group
                 && self
-                    .entities(a, Kind::User)
+                    .entities(a, Kind::User)?
                     .iter()
                     .any(|u| u.groups.iter().any(|g| g.eq_ignore_ascii_case(name)))
             {
@@ -615,7 +610,7 @@ impl Iam {
             }
             if kind == Kind::Role
                 && self
-                    .entities(a, Kind::InstanceProfile)
+                    .entities(a, Kind::InstanceProfile)?
                     .iter()
                     .any(|p| p.roles.iter().any(|r| r.eq_ignore_ascii_case(name)))
             {
@@ -677,9 +672,9 @@ impl Iam {
             let key = entity_key(a, Kind::User, &name);
             let txn = Txn::new()
                 .when(&key, rev)
-                .put(&key, serde_json::to_vec(&u).map_err(internal)?)
+                .put(&key, records::encode(&u))
                 .when(access_key_key(&id), 0)
-                .put(access_key_key(&id), serde_json::to_vec(&rec).map_err(internal)?);
+                .put(access_key_key(&id), records::encode(&rec));
             if self.commit(txn).await? {
                 return Ok(json!({"AccessKey": {"UserName": u.name, "AccessKeyId": id, "Status": "Active",
                     "SecretAccessKey": secret.expose(), "CreateDate": now}}));
@@ -720,7 +715,7 @@ impl Iam {
             let txn = match status {
                 Some(s) => {
                     k.status = s.to_string();
-                    Txn::new().when(&kkey, krev).put(&kkey, serde_json::to_vec(&k).map_err(internal)?)
+                    Txn::new().when(&kkey, krev).put(&kkey, records::encode(&k))
                 }
                 None => {
                     u.access_keys.retain(|x| x != id);
@@ -729,7 +724,7 @@ impl Iam {
                         .when(&kkey, krev)
                         .delete(&kkey)
                         .when(&ukey, urev)
-                        .put(&ukey, serde_json::to_vec(&u).map_err(internal)?)
+                        .put(&ukey, records::encode(&u))
                 }
             };
             if self.commit(txn).await? {
@@ -801,8 +796,7 @@ impl Iam {
             ..Default::default()
         };
         let key = entity_key(a, Kind::Role, name);
-        if !self.commit(Txn::new().when(&key, 0).put(&key, serde_json::to_vec(&e).map_err(internal)?)).await?
-        {
+        if !self.commit(Txn::new().when(&key, 0).put(&key, records::encode(&e))).await? {
             return Err(invalid_input(format!(
                 "Service role name {name} has been taken in this account, please try a different suffix."
             )));
@@ -848,14 +842,15 @@ impl Iam {
         self.read::<ManagedPolicy>(&policy_key(a, name))?.filter(|(p, _)| p.arn == arn).ok_or_else(missing)
     }
 
-    fn attachments(&self, a: &str, arn: &str) -> usize {
-        [Kind::User, Kind::Group, Kind::Role]
-            .iter()
-            .map(|k| self.entities(a, *k).iter().filter(|e| e.attached.iter().any(|x| x == arn)).count())
-            .sum()
+    fn attachments(&self, a: &str, arn: &str) -> Result<usize, ServiceError> {
+        let mut n = 0;
+        for k in [Kind::User, Kind::Group, Kind::Role] {
+            n += self.entities(a, k)?.iter().filter(|e| e.attached.iter().any(|x| x == arn)).count();
+        }
+        Ok(n)
     }
 
-    fn aws_policy_json(&self, a: &str, name: &str, path: &str, desc: &str) -> Value {
+    fn aws_policy_json(&self, a: &str, name: &str, path: &str, desc: &str) -> Result<Value, ServiceError> {
         let arn = managed::arn(path, name);
         let id = {
             // A stable ID per AWS policy.
@@ -866,9 +861,9 @@ impl Iam {
                 (0..17).map(|i| ALPHABET[((h >> ((i * 3) % 60)) & 31) as usize] as char).collect();
             format!("ANPA{tail}")
         };
-        json!({"PolicyName": name, "PolicyId": id, "Arn": arn, "Path": path, "DefaultVersionId": "v1",
-            "AttachmentCount": self.attachments(a, &arn), "PermissionsBoundaryUsageCount": 0, "IsAttachable": true,
-            "Description": desc, "CreateDate": 0.0, "UpdateDate": 0.0})
+        Ok(json!({"PolicyName": name, "PolicyId": id, "Arn": arn, "Path": path, "DefaultVersionId": "v1",
+            "AttachmentCount": self.attachments(a, &arn)?, "PermissionsBoundaryUsageCount": 0, "IsAttachable": true,
+            "Description": desc, "CreateDate": 0.0, "UpdateDate": 0.0}))
     }
 
     async fn create_policy(&self, a: &str, i: &Input) -> Result<Value, ServiceError> {
@@ -893,8 +888,7 @@ impl Iam {
         };
         merge_tags(&mut p.tags, i.tags())?;
         let key = policy_key(a, name);
-        if !self.commit(Txn::new().when(&key, 0).put(&key, serde_json::to_vec(&p).map_err(internal)?)).await?
-        {
+        if !self.commit(Txn::new().when(&key, 0).put(&key, records::encode(&p))).await? {
             return Err(exists(format!(
                 "A policy called {name} already exists. Duplicate names are not allowed."
             )));
@@ -902,19 +896,19 @@ impl Iam {
         Ok(json!({"Policy": policy_json(&p, 0)}))
     }
 
-    fn list_policies(&self, a: &str, i: &Input) -> Value {
+    fn list_policies(&self, a: &str, i: &Input) -> Result<Value, ServiceError> {
         let scope = i.opt("Scope").unwrap_or("All");
         let only_attached = i.0.get("OnlyAttached").and_then(Value::as_bool).unwrap_or(false);
         let prefix = i.opt("PathPrefix").unwrap_or("/");
         let mut all: Vec<Value> = Vec::new();
         if scope != "Local" {
             for (name, path, desc, _) in managed::POLICIES {
-                all.push(self.aws_policy_json(a, name, path, desc));
+                all.push(self.aws_policy_json(a, name, path, desc)?);
             }
         }
         if scope != "AWS" {
-            for p in self.policies(a) {
-                all.push(policy_json(&p, self.attachments(a, &p.arn)));
+            for p in self.policies(a)? {
+                all.push(policy_json(&p, self.attachments(a, &p.arn)?));
             }
         }
         let all: Vec<Value> = all
@@ -929,7 +923,13 @@ impl Iam {
                 p
             })
             .collect();
-        page(i, all, |p| p["PolicyName"].as_str().unwrap_or_default().to_string(), Clone::clone, "Policies")
+        Ok(page(
+            i,
+            all,
+            |p| p["PolicyName"].as_str().unwrap_or_default().to_string(),
+            Clone::clone,
+            "Policies",
+        ))
     }
 
     async fn delete_policy(&self, a: &str, i: &Input) -> Result<Value, ServiceError> {
@@ -942,7 +942,7 @@ impl Iam {
             .with_status(403));
         }
         let (p, rev) = self.policy(a, arn)?;
-        if self.attachments(a, arn) > 0 {
+        if self.attachments(a, arn)? > 0 {
             return Err(conflict("Cannot delete a policy attached to entities."));
         }
         if p.versions.len() > 1 {
@@ -976,10 +976,7 @@ impl Iam {
                 p.default_version = vid.clone();
             }
             let key = policy_key(a, &p.name);
-            if self
-                .commit(Txn::new().when(&key, rev).put(&key, serde_json::to_vec(&p).map_err(internal)?))
-                .await?
-            {
+            if self.commit(Txn::new().when(&key, rev).put(&key, records::encode(&p))).await? {
                 return Ok(
                     json!({"PolicyVersion": {"VersionId": vid, "IsDefaultVersion": default, "CreateDate": now}}),
                 );
@@ -1007,10 +1004,7 @@ impl Iam {
             }
             p.updated = self.now();
             let key = policy_key(a, &p.name);
-            if self
-                .commit(Txn::new().when(&key, rev).put(&key, serde_json::to_vec(&p).map_err(internal)?))
-                .await?
-            {
+            if self.commit(Txn::new().when(&key, rev).put(&key, records::encode(&p))).await? {
                 return Ok(json!({}));
             }
         }
@@ -1155,10 +1149,7 @@ impl Iam {
                 }
             }
             let key = policy_key(a, &p.name);
-            if self
-                .commit(Txn::new().when(&key, rev).put(&key, serde_json::to_vec(&p).map_err(internal)?))
-                .await?
-            {
+            if self.commit(Txn::new().when(&key, rev).put(&key, records::encode(&p))).await? {
                 return Ok(json!({}));
             }
         }

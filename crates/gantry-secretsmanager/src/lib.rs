@@ -16,6 +16,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use gantry_core::{Clock, IdGen, Scope, Sealer, SecretGen, ServiceError};
 use gantry_model::secretsmanager as m;
+use gantry_runtime::records::{self, Stored};
 use gantry_store::{Store, Txn};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -106,6 +107,21 @@ fn render<T: Serialize>(v: &T) -> Result<Vec<u8>, ServiceError> {
 
 fn prefix(scope: &Scope) -> String {
     format!("/{}/{}/secretsmanager/secret/", scope.account, scope.region)
+}
+
+fn secret_key(scope: &Scope, name: &str) -> String {
+    format!("{}{name}", prefix(scope))
+}
+
+/// A secret is stored under its name.
+impl records::Record for SecretRecord {
+    fn key(&self, scope: &Scope) -> String {
+        secret_key(scope, &self.name)
+    }
+}
+
+fn unreadable(e: records::RecordError) -> ServiceError {
+    ServiceError::receiver("InternalServiceError", e.to_string())
 }
 
 /// A secret's name: 1-512 of ASCII letters, digits and `/_+=.@-`.
@@ -289,18 +305,11 @@ impl SecretsManager {
             if name.is_empty() {
                 return Ok(None);
             }
-            let key = format!("{}{name}", prefix(scope));
-            let Some(kv) = self.store.get(&key) else { return Ok(None) };
-            let rec: SecretRecord = serde_json::from_slice(&kv.value).map_err(|e| {
-                ServiceError::receiver(
-                    "InternalServiceError",
-                    format!("a stored secret could not be read: {e}"),
-                )
-            })?;
-            if rec.deletion_date.is_some_and(|d| d <= self.now()) {
+            let Some(found) = self.load(&secret_key(scope, name))? else { return Ok(None) };
+            if found.value.deletion_date.is_some_and(|d| d <= self.now()) {
                 return Ok(None);
             }
-            Ok(Some((key, kv.mod_revision, rec)))
+            Ok(Some((found.key, found.mod_revision, found.value)))
         };
         if let Some(rest) = id.strip_prefix("arn:") {
             let parts: Vec<&str> = rest.splitn(6, ':').collect();
@@ -321,12 +330,15 @@ impl SecretsManager {
         lookup(id)
     }
 
+    /// The secret record at `key`; one that cannot be read is an error naming the key.
+    fn load(&self, key: &str) -> Result<Option<Stored<SecretRecord>>, ServiceError> {
+        records::load(&*self.store, key).map_err(unreadable)
+    }
+
     async fn write(&self, key: &str, rev: i64, rec: &SecretRecord) -> Result<bool, ServiceError> {
-        let bytes = serde_json::to_vec(rec)
-            .map_err(|e| ServiceError::receiver("InternalServiceError", e.to_string()))?;
         let r = self
             .store
-            .txn(Txn::new().when(key, rev).put(key, bytes))
+            .txn(Txn::new().when(key, rev).put(key, records::encode(rec)))
             .await
             .map_err(|e| ServiceError::receiver("InternalServiceError", e.to_string()))?;
         Ok(r.succeeded)
@@ -392,15 +404,13 @@ impl SecretsManager {
         }
         check_tags(req.tags.as_deref().unwrap_or_default())?;
         let value = value_of(req.secret_string.clone(), req.secret_binary.clone())?;
-        let key = format!("{}{}", prefix(scope), req.name);
+        let key = secret_key(scope, &req.name);
         loop {
-            let existing = self.store.get(&key);
+            let existing = self.load(&key)?;
             let mut rev = 0;
-            if let Some(kv) = &existing {
-                let rec: SecretRecord = serde_json::from_slice(&kv.value)
-                    .map_err(|e| ServiceError::receiver("InternalServiceError", e.to_string()))?;
+            if let Some(Stored { value: rec, mod_revision, .. }) = &existing {
                 if rec.deletion_date.is_some_and(|d| d <= self.now()) {
-                    rev = kv.mod_revision;
+                    rev = *mod_revision;
                 } else if rec.deleted() {
                     return Err(invalid_request(
                         "You can't create this secret because a secret with this name is already scheduled for deletion.",
@@ -508,7 +518,7 @@ impl SecretsManager {
         value: &Value,
         stages: &[String],
     ) -> Result<String, ServiceError> {
-        let key = format!("{}{}", prefix(scope), rec.name);
+        let key = secret_key(scope, &rec.name);
         let id = token.unwrap_or_else(|| self.ids.uuid());
         if let Some(existing) = rec.versions.get(&id) {
             let same = match (self.open(&key, &id, existing)?, value) {
@@ -647,7 +657,7 @@ impl SecretsManager {
             return Err(marked_for_deletion());
         }
         let (id, v) = Self::pick(rec, version_id, stage)?;
-        let key = format!("{}{}", prefix(scope), rec.name);
+        let key = secret_key(scope, &rec.name);
         let (secret_string, secret_binary) = match self.open(&key, id, v)? {
             Value::String(s) => (Some(s), None),
             Value::Binary(b) => (None, Some(STANDARD.encode(b))),
@@ -767,14 +777,10 @@ impl SecretsManager {
         Ok(m::UpdateSecretVersionStageResponse { arn: Some(rec.arn), name: Some(rec.name) })
     }
 
-    fn all(&self, scope: &Scope) -> Vec<SecretRecord> {
+    fn all(&self, scope: &Scope) -> Result<Vec<SecretRecord>, ServiceError> {
         let now = self.now();
-        self.store
-            .range(&prefix(scope), None, usize::MAX)
-            .into_iter()
-            .filter_map(|kv| serde_json::from_slice::<SecretRecord>(&kv.value).ok())
-            .filter(|r| r.deletion_date.is_none_or(|d| d > now))
-            .collect()
+        let all = records::load_prefix::<SecretRecord>(&*self.store, &prefix(scope)).map_err(unreadable)?;
+        Ok(all.into_iter().map(|r| r.value).filter(|r| r.deletion_date.is_none_or(|d| d > now)).collect())
     }
 
     pub fn batch_get_secret_value(
@@ -884,7 +890,7 @@ impl SecretsManager {
             })?),
         };
         let items: Vec<SecretRecord> = self
-            .all(scope)
+            .all(scope)?
             .into_iter()
             .filter(|r| include_deleted || !r.deleted())
             .filter(|r| filters.iter().all(|f| matches(r, f, &scope.region)))

@@ -12,6 +12,7 @@ mod describe;
 
 use gantry_core::{Clock, Scope, Sealer, Secret, ServiceError};
 use gantry_model::ssm as m;
+use gantry_runtime::records;
 use gantry_store::{Store, Txn};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -91,6 +92,17 @@ fn render<T: Serialize>(v: &T) -> Result<Vec<u8>, ServiceError> {
 
 fn prefix(scope: &Scope) -> String {
     format!("/{}/{}/ssm/parameter/", scope.account, scope.region)
+}
+
+fn param_key(scope: &Scope, name: &str) -> String {
+    format!("{}{name}", prefix(scope))
+}
+
+/// A parameter is stored under its name.
+impl records::Record for ParamRecord {
+    fn key(&self, scope: &Scope) -> String {
+        param_key(scope, &self.name)
+    }
 }
 
 /// `arn:aws:ssm:REGION:ACCOUNT:parameter/NAME` (a leading `/` of the name is not doubled).
@@ -194,28 +206,21 @@ impl Ssm {
     }
 
     fn read(&self, scope: &Scope, name: &str) -> Result<Option<(String, i64, ParamRecord)>, ServiceError> {
-        let key = format!("{}{name}", prefix(scope));
-        match self.store.get(&key) {
-            None => Ok(None),
-            Some(kv) => {
-                let rec = serde_json::from_slice(&kv.value).map_err(internal)?;
-                Ok(Some((key, kv.mod_revision, rec)))
-            }
-        }
+        let key = param_key(scope, name);
+        Ok(records::load::<ParamRecord>(&*self.store, &key)
+            .map_err(internal)?
+            .map(|r| (r.key, r.mod_revision, r.value)))
     }
 
-    fn all(&self, scope: &Scope) -> Vec<ParamRecord> {
-        self.store
-            .range(&prefix(scope), None, usize::MAX)
-            .into_iter()
-            .filter_map(|kv| serde_json::from_slice(&kv.value).ok())
-            .collect()
+    fn all(&self, scope: &Scope) -> Result<Vec<ParamRecord>, ServiceError> {
+        let all = records::load_prefix::<ParamRecord>(&*self.store, &prefix(scope)).map_err(internal)?;
+        Ok(all.into_iter().map(|r| r.value).collect())
     }
 
     async fn write(&self, key: &str, rev: i64, rec: Option<&ParamRecord>) -> Result<bool, ServiceError> {
         let txn = Txn::new().when(key, rev);
         let txn = match rec {
-            Some(r) => txn.put(key, serde_json::to_vec(r).map_err(internal)?),
+            Some(r) => txn.put(key, records::encode(r)),
             None => txn.delete(key),
         };
         Ok(self.store.txn(txn).await.map_err(internal)?.succeeded)
@@ -517,7 +522,7 @@ impl Ssm {
             }
         }
         let items: Vec<ParamRecord> = self
-            .all(scope)
+            .all(scope)?
             .into_iter()
             .filter(|r| {
                 r.name.starts_with(&base)
@@ -527,7 +532,7 @@ impl Ssm {
             .filter(|r| after.as_deref().is_none_or(|a| r.name.as_str() > a))
             .collect();
         let (page, next_token) = gantry_core::page::paginate(items, limit, |r| r.name.clone());
-        let key_of = |r: &ParamRecord| format!("{}{}", prefix(scope), r.name);
+        let key_of = |r: &ParamRecord| param_key(scope, &r.name);
         let parameters = page
             .iter()
             .map(|r| {
@@ -542,7 +547,7 @@ impl Ssm {
         scope: &Scope,
         req: m::DescribeParametersRequest,
     ) -> Result<m::DescribeParametersResult, ServiceError> {
-        describe::describe(scope, self.all(scope), req)
+        describe::describe(scope, self.all(scope)?, req)
     }
 
     pub async fn delete_parameter(

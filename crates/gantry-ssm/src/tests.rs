@@ -38,8 +38,10 @@ async fn secure_strings_are_sealed_and_decrypted_on_request() {
     let f = fixture();
     let r = f.ok("PutParameter", json!({"Name": "/app/db/password", "Value": "pa55-word-zz", "Type": "SecureString", "KeyId": "alias/custom"})).await;
     assert_eq!(r, json!({"Version": 1, "Tier": "Standard"}));
+    // Sealed at rest (the record's JSON, as it is before compression).
     for kv in f.store.range("/", None, usize::MAX) {
-        assert!(!String::from_utf8_lossy(&kv.value).contains("pa55"));
+        let json = gantry_runtime::records::unpack(&kv.value).unwrap();
+        assert!(!String::from_utf8_lossy(&json).contains("pa55"));
     }
     let g = f.ok("GetParameter", json!({"Name": "/app/db/password"})).await;
     assert_ne!(g["Parameter"]["Value"], "pa55-word-zz");
@@ -193,4 +195,17 @@ async fn ecs_references_by_name_and_arn() {
     assert_eq!(get("arn:aws:ssm:us-east-1:123456789012:parameter/plain").unwrap(), "p");
     let e = get("/svc/missing").unwrap_err();
     assert!(e.ends_with("invalid parameters: /svc/missing"), "{e}");
+}
+
+#[tokio::test]
+async fn an_unreadable_record_fails_the_listing_naming_its_key() {
+    let f = fixture();
+    f.ok("PutParameter", json!({"Name": "/app/a", "Value": "1", "Type": "String"})).await;
+    let bad = &param_key(&f.scope, "/app/b");
+    f.store.txn(gantry_store::Txn::new().put(bad, b"[1, 2]".to_vec())).await.unwrap();
+    for op in ["DescribeParameters", "GetParametersByPath"] {
+        let e = f.err(op, json!({"Path": "/app"})).await;
+        assert_eq!(e.code, "InternalServerError", "{op}");
+        assert!(e.message.contains(bad), "{op}: {}", e.message);
+    }
 }

@@ -18,6 +18,7 @@ use gantry_core::{Clock, Sealer, SecretGen, ServiceError};
 use gantry_model::sts::GetCallerIdentityResponse;
 use gantry_policy::{Context, Decision, Kind, Policy, PolicySet, PrincipalId, Request};
 use gantry_ports::{AuthContext, Authorizer, Credential, KeyStore, Principal, PrincipalKind, Roles};
+use gantry_runtime::records;
 use gantry_store::{Store, Txn};
 use serde_json::{Value, json};
 use sessions::{PREFIX, SessionRecord};
@@ -398,14 +399,12 @@ impl Sts {
             d.sealer.seal(&key, token.as_bytes()),
             expires,
         );
-        let bytes =
-            serde_json::to_vec(&r).map_err(|e| ServiceError::receiver("InternalFailure", e.to_string()))?;
-        let mut txn = Txn::new().when(&key, 0).put(&key, bytes);
+        let mut txn = Txn::new().when(&key, 0).put(&key, records::encode(&r));
         // Up to 16 expired sessions go with each new one.
         let mut expired = Vec::new();
         d.store.visit(PREFIX, &mut |kv| {
             if expired.len() < 16
-                && let Ok(s) = serde_json::from_slice::<SessionRecord>(&kv.value)
+                && let Ok(s) = records::parse::<SessionRecord>(&kv.value)
                 && s.expires + 300 < now
             {
                 expired.push((kv.key.clone(), kv.mod_revision));
@@ -418,10 +417,8 @@ impl Sts {
             d.store.txn(txn).await.map_err(|e| ServiceError::receiver("InternalFailure", e.to_string()))?;
         if !ok.succeeded {
             // Only a concurrent sweep can conflict: store the session alone.
-            let bytes = serde_json::to_vec(&r)
-                .map_err(|e| ServiceError::receiver("InternalFailure", e.to_string()))?;
             d.store
-                .txn(Txn::new().when(&key, 0).put(&key, bytes))
+                .txn(Txn::new().when(&key, 0).put(&key, records::encode(&r)))
                 .await
                 .map_err(|e| ServiceError::receiver("InternalFailure", e.to_string()))?;
         }
@@ -433,11 +430,12 @@ impl Sts {
         if let Some(c) = self.cache.read().unwrap_or_else(|e| e.into_inner()).get(id) {
             return c.clone();
         }
-        let found = d
-            .store
-            .get(&format!("{PREFIX}{id}"))
-            .and_then(|kv| serde_json::from_slice::<SessionRecord>(&kv.value).ok())
-            .and_then(|r| r.credential(id, &d.sealer).ok())
+        let found = records::load::<SessionRecord>(&*d.store, &format!("{PREFIX}{id}"))
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "an STS session could not be read");
+                None
+            })
+            .and_then(|r| r.value.credential(id, &d.sealer).ok())
             .map(Arc::new);
         let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
         if cache.len() > 10_000 {
