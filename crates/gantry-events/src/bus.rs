@@ -130,7 +130,7 @@ impl Delivery {
                 .map(|r| r.value)
                 .collect();
         let mut out = Vec::new();
-        for rule in rules.iter().filter(|r| r.state == "ENABLED") {
+        for rule in rules.iter().filter(|r| r.state.is_enabled()) {
             let Some(pattern) = rule.event_pattern.as_deref() else { continue };
             let Ok(pattern) = serde_json::from_str::<Value>(pattern) else { continue };
             if !matches(&pattern, &event) {

@@ -34,6 +34,42 @@ pub const MAX_TARGETS: usize = 5;
 
 pub(crate) const ATTEMPTS: usize = 32;
 
+/// A rule's `State`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RuleState {
+    #[default]
+    Enabled,
+    Disabled,
+    EnabledWithAllCloudtrailManagementEvents,
+}
+
+impl RuleState {
+    pub const ALL: [RuleState; 3] =
+        [RuleState::Enabled, RuleState::Disabled, RuleState::EnabledWithAllCloudtrailManagementEvents];
+
+    /// EventBridge's name of the state.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RuleState::Enabled => "ENABLED",
+            RuleState::Disabled => "DISABLED",
+            RuleState::EnabledWithAllCloudtrailManagementEvents => {
+                "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
+            }
+        }
+    }
+
+    /// The state EventBridge names `s`, if any.
+    pub fn parse(s: &str) -> Option<RuleState> {
+        RuleState::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Whether the rule matches events (either enabled state).
+    pub fn is_enabled(self) -> bool {
+        self != RuleState::Disabled
+    }
+}
+
 /// A rule as stored: what DescribeRule shows, its targets, its tags, and where its schedule is.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct RuleRecord {
@@ -44,7 +80,8 @@ pub struct RuleRecord {
     pub schedule_expression: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_pattern: Option<String>,
-    pub state: String,
+    /// A state that is not EventBridge's is a failed read naming it.
+    pub state: RuleState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,7 +103,7 @@ pub struct RuleRecord {
 impl RuleRecord {
     /// Whether the controller fires it.
     pub fn scheduled(&self) -> bool {
-        self.schedule_expression.is_some() && self.state != "DISABLED"
+        self.schedule_expression.is_some() && self.state.is_enabled()
     }
 
     fn rule(&self) -> Rule {
@@ -74,7 +111,7 @@ impl RuleRecord {
             name: Some(self.name.clone()),
             arn: Some(self.arn.clone()),
             event_pattern: self.event_pattern.clone(),
-            state: Some(self.state.clone()),
+            state: Some(self.state.as_str().into()),
             description: self.description.clone(),
             schedule_expression: self.schedule_expression.clone(),
             role_arn: self.role_arn.clone(),
@@ -234,7 +271,7 @@ impl Events {
                     arn: Some(rule.arn.clone()),
                     event_pattern: rule.event_pattern.clone(),
                     schedule_expression: rule.schedule_expression.clone(),
-                    state: Some(rule.state.clone()),
+                    state: Some(rule.state.as_str().into()),
                     description: rule.description.clone(),
                     role_arn: rule.role_arn.clone(),
                     managed_by: None,
@@ -252,9 +289,9 @@ impl Events {
                 let enable = op == "EnableRule";
                 let now = self.clock.now().0;
                 self.update(scope, r.event_bus_name.as_deref(), &r.name, |rule| {
-                    let state = if enable { "ENABLED" } else { "DISABLED" };
-                    if rule.state != state && !(enable && rule.state.starts_with("ENABLED")) {
-                        rule.state = state.to_string();
+                    // Enabling a rule in either enabled state leaves it as it is.
+                    if enable != rule.state.is_enabled() {
+                        rule.state = if enable { RuleState::Enabled } else { RuleState::Disabled };
                         // A rate counts again from when the rule is enabled.
                         rule.scheduled_at_ms = now;
                         rule.next_fire_ms = None;
@@ -411,14 +448,14 @@ impl Events {
         if let Some(p) = &pattern {
             check_pattern(p)?;
         }
-        let state = r.state.clone().unwrap_or_else(|| "ENABLED".into());
-        if !["ENABLED", "DISABLED", "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"].contains(&state.as_str())
-        {
+        let given = r.state.as_deref().unwrap_or(RuleState::Enabled.as_str());
+        let Some(state) = RuleState::parse(given) else {
+            let state = given;
             return Err(validation(format!(
                 "1 validation error detected: Value '{state}' at 'state' failed to satisfy constraint: Member \
                  must satisfy enum value set: [ENABLED, DISABLED, ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS]"
             )));
-        }
+        };
         if r.description.as_ref().is_some_and(|d| d.chars().count() > 512) {
             return Err(validation("Description must be at most 512 characters"));
         }
@@ -445,7 +482,7 @@ impl Events {
             let same_schedule = old.as_ref().is_some_and(|o| o.value.schedule_expression == schedule);
             rule.schedule_expression = schedule.clone();
             rule.event_pattern = pattern.clone();
-            rule.state = state.clone();
+            rule.state = state;
             rule.description = r.description.clone();
             rule.role_arn = r.role_arn.clone();
             if !(was_scheduled && same_schedule && rule.scheduled()) {

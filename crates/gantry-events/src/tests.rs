@@ -457,3 +457,17 @@ async fn an_event_matching_a_rule_runs_its_ecs_target_once_per_event() {
     assert!(bus.put(&f.scope, &event("SpotInterruption")).await.unwrap().is_empty());
     assert_eq!(f.ecs.requests.lock().unwrap().len(), 2);
 }
+
+#[test]
+fn a_rule_state_is_stored_as_eventbridge_names_it_and_an_unknown_one_fails_the_read() {
+    for state in RuleState::ALL {
+        let rec = RuleRecord { name: "r".into(), state, ..Default::default() };
+        let v = serde_json::to_value(&rec).unwrap();
+        assert_eq!(v["state"], state.as_str());
+        assert_eq!(serde_json::from_value::<RuleRecord>(v).unwrap(), rec);
+    }
+    let mut v = serde_json::to_value(RuleRecord::default()).unwrap();
+    v["state"] = json!("SOMETIMES");
+    let e = serde_json::from_value::<RuleRecord>(v).unwrap_err().to_string();
+    assert!(e.contains("SOMETIMES"), "{e}");
+}
