@@ -47,7 +47,7 @@ impl CapacityGroups for AutoScaling {
                 .iter()
                 .map(|i| GroupInstance {
                     instance_id: i.instance.instance_id.clone(),
-                    lifecycle_state: i.instance.lifecycle_state.clone(),
+                    lifecycle_state: i.instance.lifecycle_state.as_str().into(),
                     protected_from_scale_in: i.instance.protected_from_scale_in,
                     instance_type: i.instance.instance_type.clone().unwrap_or_default(),
                     launched_at_ms: i.launched_ms,

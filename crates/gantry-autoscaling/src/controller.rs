@@ -15,9 +15,11 @@
 
 use crate::keys;
 use crate::ops::{begin_termination, iso};
-use crate::records::{GroupRecord, InstanceRecord, LcRecord, unreadable};
+use crate::records::{
+    GroupRecord, InstanceHealth, InstanceRecord, LcRecord, LifecycleState, StoredInstance, unreadable,
+};
 use gantry_core::{Clock, IdGen, Scope, ServiceError};
-use gantry_model::autoscaling::{Activity, Instance, LifecycleHook};
+use gantry_model::autoscaling::{Activity, LifecycleHook};
 use gantry_ports::autoscaling::{HostSpec, Launcher};
 use gantry_runtime::records::{Before, Stored, TxnExt, encode, load, parse};
 use gantry_runtime::{Action, Controller, Leadership, Metrics, Reconciler, Shutdown};
@@ -139,7 +141,7 @@ impl GroupController {
                         .and_then(|h| h.default_result.clone())
                         .unwrap_or_else(|| "ABANDON".into());
                     w.result = Some(default);
-                    i.instance.lifecycle_state = "Terminating:Proceed".into();
+                    i.instance.lifecycle_state = LifecycleState::TerminatingProceed;
                     changed = true;
                 }
             }
@@ -230,18 +232,16 @@ impl GroupController {
         let instance_type =
             if g.next_types.is_empty() { lc.lc.instance_type.clone() } else { g.next_types.remove(0) };
         g.instances.push(InstanceRecord {
-            instance: Instance {
+            instance: StoredInstance {
                 instance_id: id,
                 instance_type: Some(instance_type),
                 availability_zone: zone,
-                availability_zone_id: None,
-                lifecycle_state: "Pending".into(),
-                health_status: "Healthy".into(),
+                lifecycle_state: LifecycleState::Pending,
+                health_status: InstanceHealth::Healthy,
                 launch_configuration_name: Some(lc.lc.launch_configuration_name.clone()),
                 launch_template: None,
                 image_id: Some(lc.lc.image_id.clone()),
                 protected_from_scale_in: g.group.new_instances_protected_from_scale_in == Some(true),
-                weighted_capacity: None,
             },
             launched_ms: now,
             started: false,
@@ -258,13 +258,18 @@ impl GroupController {
         let to_launch: Vec<HostSpec> = g
             .instances
             .iter()
-            .filter(|i| i.instance.lifecycle_state == "Pending" && !i.started)
+            .filter(|i| i.instance.lifecycle_state == LifecycleState::Pending && !i.started)
             .map(|i| self.spec(scope, &g, i))
             .collect::<Result<_, _>>()?;
         let to_stop: Vec<HostSpec> = g
             .instances
             .iter()
-            .filter(|i| matches!(i.instance.lifecycle_state.as_str(), "Terminating" | "Terminating:Proceed"))
+            .filter(|i| {
+                matches!(
+                    i.instance.lifecycle_state,
+                    LifecycleState::Terminating | LifecycleState::TerminatingProceed
+                )
+            })
             .map(|i| self.spec(scope, &g, i))
             .collect::<Result<_, _>>()?;
         let mut launched = Vec::new();
@@ -344,8 +349,8 @@ impl GroupController {
                 match r {
                     Ok(()) => {
                         inst.started = true;
-                        if inst.instance.lifecycle_state == "Pending" {
-                            inst.instance.lifecycle_state = "InService".into();
+                        if inst.instance.lifecycle_state == LifecycleState::Pending {
+                            inst.instance.lifecycle_state = LifecycleState::InService;
                         }
                         let key = inst.activity.clone();
                         txn = finish(txn, &key, Ok(()))?;
@@ -402,7 +407,7 @@ fn choose_victims(g: &GroupRecord, n: usize) -> Vec<usize> {
                 .enumerate()
                 .filter(|(p, i)| {
                     !chosen.contains(p)
-                        && !i.instance.lifecycle_state.starts_with("Terminat")
+                        && !i.instance.lifecycle_state.is_leaving()
                         && i.instance.availability_zone == zone
                 })
                 .count()
@@ -413,7 +418,7 @@ fn choose_victims(g: &GroupRecord, n: usize) -> Vec<usize> {
             .enumerate()
             .filter(|(p, i)| {
                 !chosen.contains(p)
-                    && !i.instance.lifecycle_state.starts_with("Terminat")
+                    && !i.instance.lifecycle_state.is_leaving()
                     && !i.instance.protected_from_scale_in
             })
             .max_by_key(|(_, i)| {

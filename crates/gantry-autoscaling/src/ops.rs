@@ -2,7 +2,7 @@
 //! compare-and-swap. Capacity changes only write the desired state and the cause; the group
 //! controller launches and terminates.
 
-use crate::records::{GroupRecord, LcRecord, Wait, unreadable};
+use crate::records::{GroupRecord, LcRecord, LifecycleState, Wait, unreadable};
 use crate::{ATTEMPTS, AutoScaling, conflict, keys, validation};
 use gantry_core::page::{decode as decode_token, paginate};
 use gantry_core::{Scope, ServiceError};
@@ -609,7 +609,7 @@ impl AutoScaling {
                 continue;
             }
             if !force {
-                if g.value.instances.iter().any(|i| i.instance.lifecycle_state != "InService") {
+                if g.value.instances.iter().any(|i| i.instance.lifecycle_state != LifecycleState::InService) {
                     return Err(ServiceError::sender(
                         "ScalingActivityInProgressFault",
                         "You cannot delete an AutoScalingGroup while there are scaling activities in progress for that group.",
@@ -772,7 +772,7 @@ impl AutoScaling {
                 let Some(pos) = g.instances.iter().position(|i| i.instance.instance_id == id) else {
                     return Err(validation(format!("Instance Id not found - No managed instance found for instance ID: {id}")));
                 };
-                if g.instances[pos].instance.lifecycle_state.starts_with("Terminat") {
+                if g.instances[pos].instance.lifecycle_state.is_leaving() {
                     return Err(ServiceError::sender(
                         "ScalingActivityInProgressFault",
                         format!("Instance {id} is already terminating."),
@@ -828,11 +828,11 @@ pub(crate) fn begin_termination(
                 deadline_ms: now + i64::from(h.heartbeat_timeout.unwrap_or(3600)) * 1000,
                 result: None,
             });
-            ("Terminating:Wait", "MidTerminatingLifecycleAction")
+            (LifecycleState::TerminatingWait, "MidTerminatingLifecycleAction")
         }
-        None => ("Terminating", "InProgress"),
+        None => (LifecycleState::Terminating, "InProgress"),
     };
-    inst.instance.lifecycle_state = state.into();
+    inst.instance.lifecycle_state = state;
     inst.activity = keys::activity(scope, &name, now, &activity_id);
     let zone = inst.instance.availability_zone.clone();
     let key = inst.activity.clone();
@@ -873,8 +873,8 @@ impl AutoScaling {
                     auto_scaling_group_name: g.value.name().to_string(),
                     availability_zone: i.instance.availability_zone.clone(),
                     availability_zone_id: None,
-                    lifecycle_state: i.instance.lifecycle_state.to_uppercase().replace(':', "_"),
-                    health_status: i.instance.health_status.to_uppercase(),
+                    lifecycle_state: i.instance.lifecycle_state.upper(),
+                    health_status: i.instance.health_status.as_str().to_uppercase(),
                     launch_configuration_name: i.instance.launch_configuration_name.clone(),
                     launch_template: None,
                     image_id: i.instance.image_id.clone(),
@@ -1050,7 +1050,7 @@ impl AutoScaling {
             if let Some(w) = &mut i.wait {
                 w.result = Some(result.clone());
             }
-            i.instance.lifecycle_state = "Terminating:Proceed".into();
+            i.instance.lifecycle_state = LifecycleState::TerminatingProceed;
             Ok(())
         })
         .await?;

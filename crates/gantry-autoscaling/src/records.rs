@@ -5,7 +5,9 @@
 
 use crate::keys;
 use gantry_core::{Scope, ServiceError};
-use gantry_model::autoscaling::{Activity, AutoScalingGroup, Instance, LaunchConfiguration, LifecycleHook};
+use gantry_model::autoscaling::{
+    Activity, AutoScalingGroup, Instance, LaunchConfiguration, LaunchTemplateSpecification, LifecycleHook,
+};
 use gantry_runtime::records::{Record, RecordError, Row};
 use serde::{Deserialize, Serialize};
 
@@ -42,9 +44,118 @@ pub struct GroupRecord {
     pub new_activities: Vec<(String, Activity)>,
 }
 
+/// An instance's `LifecycleState`, the states Gantry's groups go through (Auto Scaling's names;
+/// a state Gantry does not use is a failed read naming it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LifecycleState {
+    Pending,
+    #[serde(rename = "Pending:Wait")]
+    PendingWait,
+    #[serde(rename = "Pending:Proceed")]
+    PendingProceed,
+    InService,
+    Terminating,
+    #[serde(rename = "Terminating:Wait")]
+    TerminatingWait,
+    #[serde(rename = "Terminating:Proceed")]
+    TerminatingProceed,
+    Terminated,
+}
+
+impl LifecycleState {
+    /// Auto Scaling's name of the state (DescribeAutoScalingGroups').
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LifecycleState::Pending => "Pending",
+            LifecycleState::PendingWait => "Pending:Wait",
+            LifecycleState::PendingProceed => "Pending:Proceed",
+            LifecycleState::InService => "InService",
+            LifecycleState::Terminating => "Terminating",
+            LifecycleState::TerminatingWait => "Terminating:Wait",
+            LifecycleState::TerminatingProceed => "Terminating:Proceed",
+            LifecycleState::Terminated => "Terminated",
+        }
+    }
+
+    /// DescribeAutoScalingInstances' spelling: `TERMINATING_WAIT`.
+    pub fn upper(self) -> String {
+        self.as_str().to_uppercase().replace(':', "_")
+    }
+
+    /// Terminating in any stage, or terminated: no longer part of the capacity.
+    pub fn is_leaving(self) -> bool {
+        matches!(
+            self,
+            LifecycleState::Terminating
+                | LifecycleState::TerminatingWait
+                | LifecycleState::TerminatingProceed
+                | LifecycleState::Terminated
+        )
+    }
+}
+
+/// An instance's `HealthStatus`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InstanceHealth {
+    Healthy,
+    Unhealthy,
+}
+
+impl InstanceHealth {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            InstanceHealth::Healthy => "Healthy",
+            InstanceHealth::Unhealthy => "Unhealthy",
+        }
+    }
+}
+
+/// An instance of a group as stored: Auto Scaling's `Instance` (the same JSON), with its
+/// lifecycle state and health as enums. [`StoredInstance::to_wire`] is the described shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredInstance {
+    #[serde(rename = "InstanceId")]
+    pub instance_id: String,
+    #[serde(rename = "InstanceType", default, skip_serializing_if = "Option::is_none")]
+    pub instance_type: Option<String>,
+    #[serde(rename = "AvailabilityZone")]
+    pub availability_zone: String,
+    #[serde(rename = "LifecycleState")]
+    pub lifecycle_state: LifecycleState,
+    #[serde(rename = "HealthStatus")]
+    pub health_status: InstanceHealth,
+    #[serde(rename = "LaunchConfigurationName", default, skip_serializing_if = "Option::is_none")]
+    pub launch_configuration_name: Option<String>,
+    #[serde(rename = "LaunchTemplate", default, skip_serializing_if = "Option::is_none")]
+    pub launch_template: Option<LaunchTemplateSpecification>,
+    #[serde(rename = "ImageId", default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    #[serde(rename = "ProtectedFromScaleIn")]
+    pub protected_from_scale_in: bool,
+}
+
+impl StoredInstance {
+    /// Auto Scaling's `Instance`.
+    pub fn to_wire(&self) -> Instance {
+        Instance {
+            instance_id: self.instance_id.clone(),
+            instance_type: self.instance_type.clone(),
+            availability_zone: self.availability_zone.clone(),
+            availability_zone_id: None,
+            lifecycle_state: self.lifecycle_state.as_str().into(),
+            health_status: self.health_status.as_str().into(),
+            launch_configuration_name: self.launch_configuration_name.clone(),
+            launch_template: self.launch_template.clone(),
+            image_id: self.image_id.clone(),
+            protected_from_scale_in: self.protected_from_scale_in,
+            weighted_capacity: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InstanceRecord {
-    pub instance: Instance,
+    pub instance: StoredInstance,
     pub launched_ms: i64,
     /// Whether the launcher has started it.
     #[serde(default)]
@@ -74,11 +185,11 @@ impl GroupRecord {
     }
     /// Instances that count toward the capacity (neither terminating nor gone).
     pub fn live(&self) -> impl Iterator<Item = &InstanceRecord> {
-        self.instances.iter().filter(|i| !i.instance.lifecycle_state.starts_with("Terminat"))
+        self.instances.iter().filter(|i| !i.instance.lifecycle_state.is_leaving())
     }
     /// Copies the instances into the described shape.
     pub fn sync(&mut self) {
-        self.group.instances = Some(self.instances.iter().map(|i| i.instance.clone()).collect());
+        self.group.instances = Some(self.instances.iter().map(|i| i.instance.to_wire()).collect());
         self.version += 1;
     }
     pub fn deleting(&self) -> bool {
@@ -105,4 +216,54 @@ impl Record for GroupRecord {
 /// A record that could not be read, as the service's own failure.
 pub fn unreadable(e: RecordError) -> ServiceError {
     ServiceError::receiver("InternalFailure", e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    fn old_instance(state: &str, health: &str) -> Value {
+        serde_json::to_value(Instance {
+            instance_id: "i-0123456789abcdef0".into(),
+            instance_type: Some("m5.large".into()),
+            availability_zone: "us-east-1a".into(),
+            availability_zone_id: None,
+            lifecycle_state: state.into(),
+            health_status: health.into(),
+            launch_configuration_name: Some("lc".into()),
+            launch_template: None,
+            image_id: Some("ami-1".into()),
+            protected_from_scale_in: true,
+            weighted_capacity: None,
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn an_instance_as_the_previous_release_stored_it_reads_and_writes_back_the_same_json() {
+        for state in ["Pending", "InService", "Terminating", "Terminating:Wait", "Terminating:Proceed"] {
+            let old = json!({"instance": old_instance(state, "Healthy"), "launched_ms": 5, "started": true,
+                "activity": "a"});
+            let rec: InstanceRecord = serde_json::from_value(old.clone()).unwrap();
+            assert_eq!(rec.instance.lifecycle_state.as_str(), state);
+            assert_eq!(serde_json::to_value(&rec).unwrap(), old);
+            assert_eq!(serde_json::to_value(rec.instance.to_wire()).unwrap(), old["instance"]);
+        }
+        assert_eq!(LifecycleState::TerminatingWait.upper(), "TERMINATING_WAIT");
+        let live: Vec<bool> = [LifecycleState::Pending, LifecycleState::InService, LifecycleState::Terminating]
+            .iter()
+            .map(|s| !s.is_leaving())
+            .collect();
+        assert_eq!(live, [true, true, false]);
+    }
+
+    #[test]
+    fn a_state_gantry_does_not_use_fails_the_read_naming_it() {
+        for (state, health) in [("Warmed:Hibernated", "Healthy"), ("InService", "Sickly")] {
+            let old = json!({"instance": old_instance(state, health), "launched_ms": 5});
+            let e = serde_json::from_value::<InstanceRecord>(old).unwrap_err().to_string();
+            assert!(e.contains(if health == "Sickly" { health } else { state }), "{e}");
+        }
+    }
 }
