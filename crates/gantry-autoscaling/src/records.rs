@@ -251,10 +251,11 @@ mod tests {
             assert_eq!(serde_json::to_value(rec.instance.to_wire()).unwrap(), old["instance"]);
         }
         assert_eq!(LifecycleState::TerminatingWait.upper(), "TERMINATING_WAIT");
-        let live: Vec<bool> = [LifecycleState::Pending, LifecycleState::InService, LifecycleState::Terminating]
-            .iter()
-            .map(|s| !s.is_leaving())
-            .collect();
+        let live: Vec<bool> =
+            [LifecycleState::Pending, LifecycleState::InService, LifecycleState::Terminating]
+                .iter()
+                .map(|s| !s.is_leaving())
+                .collect();
         assert_eq!(live, [true, true, false]);
     }
 

@@ -9,7 +9,7 @@
 use crate::keys;
 use crate::records::{LbRecord, unreadable};
 use gantry_core::ServiceError;
-use gantry_model::elbv2::LoadBalancerState;
+use gantry_ports::lb::LbState;
 use gantry_runtime::records::{Before, TxnExt, load};
 use gantry_runtime::{Action, Controller, Leadership, Metrics, Reconciler, Shutdown};
 use gantry_store::{EventKind, Store, Txn};
@@ -51,11 +51,11 @@ impl Activator {
                     .map_err(|e| ServiceError::receiver("InternalFailure", e.to_string()))?;
                 return Ok(false);
             };
-            if lb.value.state() != "provisioning" {
+            if lb.value.state() != Some(LbState::Provisioning) {
                 return Ok(false);
             }
             let before = Before::of(&scope, &lb);
-            lb.value.lb.state = Some(LoadBalancerState { code: Some("active".into()), reason: None });
+            lb.value.set_state(LbState::Active);
             let txn = Txn::new().put_record(&scope, &before, &lb.value);
             let r = self
                 .store

@@ -90,12 +90,7 @@ fn number(m: &BTreeMap<String, String>, k: &str, default: u32) -> u32 {
 
 fn load_balancer(lb: &LbRecord, certificates: &dyn CertificateSource) -> LoadBalancer {
     let a = &lb.attributes;
-    let state = match lb.state() {
-        "active" => LbState::Active,
-        "active_impaired" => LbState::ActiveImpaired,
-        "failed" => LbState::Failed,
-        _ => LbState::Provisioning,
-    };
+    let state = lb.state().unwrap_or(LbState::Provisioning);
     let mut listeners: Vec<Listener> = lb.listeners.iter().map(|l| listener(l, certificates)).collect();
     listeners.sort_by_key(|l| l.port);
     LoadBalancer {

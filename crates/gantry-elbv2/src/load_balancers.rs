@@ -6,6 +6,7 @@ use crate::validate::{self, validation};
 use crate::{ATTEMPTS, Elbv2, conflict, keys, lb_not_found, page};
 use gantry_core::{Scope, ServiceError};
 use gantry_model::elbv2::*;
+use gantry_ports::lb::LbState;
 use gantry_runtime::records::{Before, Stored, TxnExt};
 use gantry_store::Txn;
 
@@ -120,7 +121,10 @@ impl Elbv2 {
                 load_balancer_name: Some(req.name.clone()),
                 scheme: Some(scheme.clone()),
                 vpc_id: Some(VPC_ID.into()),
-                state: Some(LoadBalancerState { code: Some("provisioning".into()), reason: None }),
+                state: Some(LoadBalancerState {
+                    code: Some(LbState::Provisioning.as_str().into()),
+                    reason: None,
+                }),
                 r#type: Some(lb_type.clone()),
                 availability_zones: Some(zones(scope, &subnets)),
                 security_groups: security_groups.clone(),

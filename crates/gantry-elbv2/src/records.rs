@@ -5,7 +5,8 @@
 
 use crate::keys;
 use gantry_core::{Scope, ServiceError};
-use gantry_model::elbv2::{Listener, LoadBalancer, Rule, Tag, TargetGroup};
+use gantry_model::elbv2::{Listener, LoadBalancer, LoadBalancerState, Rule, Tag, TargetGroup};
+use gantry_ports::lb::LbState;
 use gantry_runtime::records::{Record, RecordError, Row};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -91,8 +92,12 @@ impl LbRecord {
     pub fn is_network(&self) -> bool {
         self.lb_type() == "network"
     }
-    pub fn state(&self) -> &str {
-        self.lb.state.as_ref().and_then(|s| s.code.as_deref()).unwrap_or_default()
+    /// Its `State.Code` (`None`: a code ELBv2 does not have, which Gantry never writes).
+    pub fn state(&self) -> Option<LbState> {
+        self.lb.state.as_ref().and_then(|s| s.code.as_deref()).and_then(LbState::parse)
+    }
+    pub fn set_state(&mut self, state: LbState) {
+        self.lb.state = Some(LoadBalancerState { code: Some(state.as_str().into()), reason: None });
     }
 }
 
@@ -130,7 +135,7 @@ impl Record for LbRecord {
     fn index_keys(&self, scope: &Scope) -> Vec<Row> {
         let key = keys::lb(scope, self.name()).into_bytes();
         let mut rows = vec![(keys::resource_index(scope, "lb", self.name()), key.clone())];
-        if self.state() == "provisioning" {
+        if self.state() == Some(LbState::Provisioning) {
             rows.push((keys::provisioning(scope, self.name()), key));
         }
         rows

@@ -43,6 +43,26 @@ pub enum LbState {
     Failed,
 }
 
+impl LbState {
+    pub const ALL: [LbState; 4] =
+        [LbState::Provisioning, LbState::Active, LbState::ActiveImpaired, LbState::Failed];
+
+    /// ELBv2's `State.Code`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LbState::Provisioning => "provisioning",
+            LbState::Active => "active",
+            LbState::ActiveImpaired => "active_impaired",
+            LbState::Failed => "failed",
+        }
+    }
+
+    /// The state ELBv2 names `s`, if any.
+    pub fn parse(s: &str) -> Option<LbState> {
+        LbState::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
 /// A load balancer and its listeners.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LoadBalancer {
