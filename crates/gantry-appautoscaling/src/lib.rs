@@ -271,7 +271,7 @@ pub struct Invocation {
     pub region: String,
     pub alarm_name: String,
     pub policy_arn: String,
-    pub state: String,
+    pub state: gantry_core::AlarmState,
 }
 
 /// The parts of a policy ARN: region, account, resource ID, policy name.
@@ -1077,7 +1077,7 @@ impl AppAutoScaling {
         let Some((region, account, resource, name)) = parse_policy_arn(&inv.policy_arn) else {
             return Err(validation(format!("Invalid policy ARN: {}", inv.policy_arn)));
         };
-        if inv.state != "ALARM" {
+        if inv.state != gantry_core::AlarmState::Alarm {
             return Ok(());
         }
         let scope = Scope::new(account.to_string(), region.to_string());

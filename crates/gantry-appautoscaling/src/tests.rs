@@ -68,7 +68,7 @@ impl MetricAlarms for FakeAlarms {
         }
         let a = self.alarms.lock().unwrap().get(name).cloned()?;
         Some(AlarmView {
-            state: "INSUFFICIENT_DATA".into(),
+            state: gantry_core::AlarmState::InsufficientData,
             threshold: a["Threshold"].as_f64().unwrap_or(0.0),
             comparison_operator: a["ComparisonOperator"].as_str().unwrap_or_default().into(),
             recent_datapoints: vec![],
@@ -133,7 +133,7 @@ impl Fixture {
         self.alarms.views.lock().unwrap().insert(
             alarm.to_string(),
             AlarmView {
-                state: "ALARM".into(),
+                state: gantry_core::AlarmState::Alarm,
                 threshold,
                 comparison_operator: "GreaterThanThreshold".into(),
                 recent_datapoints: datapoints,
@@ -144,7 +144,7 @@ impl Fixture {
             region: "us-east-1".into(),
             alarm_name: alarm.into(),
             policy_arn: policy_arn.into(),
-            state: "ALARM".into(),
+            state: gantry_core::AlarmState::Alarm,
         };
         self.aas.invoke(&inv).await.unwrap();
     }

@@ -20,7 +20,7 @@ use crate::query::{self, Plan};
 use crate::sketch::Stat;
 use crate::store::write_atomic;
 use crate::{CloudWatch, check_name, check_unit, combination, dimensions, internal, invalid, lock, missing};
-use gantry_core::ServiceError;
+use gantry_core::{AlarmState, ServiceError};
 use gantry_model::cloudwatch as m;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -30,7 +30,6 @@ use std::sync::Mutex;
 
 /// History is kept this long (30 days).
 pub const HISTORY_MS: i64 = 30 * 86_400_000;
-pub const STATES: [&str; 3] = ["OK", "ALARM", "INSUFFICIENT_DATA"];
 
 /// What an alarm action asks of the service its ARN names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,7 +41,7 @@ pub struct AlarmAction {
     /// The action's ARN: an Application Auto Scaling policy, an SNS topic, ...
     pub action: String,
     /// The state the alarm went to.
-    pub state: String,
+    pub state: AlarmState,
 }
 
 /// Where alarm actions go. Application Auto Scaling plugs in here when it exists; until then
@@ -77,7 +76,7 @@ pub struct Alarm {
     pub region: String,
     /// The configuration as PutMetricAlarm gave it (tags excepted).
     pub config: m::PutMetricAlarmInput,
-    pub state_value: String,
+    pub state_value: AlarmState,
     pub state_reason: String,
     #[serde(default)]
     pub state_reason_data: Option<String>,
@@ -111,7 +110,7 @@ impl Alarm {
             ok_actions: Some(c.ok_actions.clone().unwrap_or_default()),
             alarm_actions: Some(c.alarm_actions.clone().unwrap_or_default()),
             insufficient_data_actions: Some(c.insufficient_data_actions.clone().unwrap_or_default()),
-            state_value: Some(self.state_value.clone()),
+            state_value: Some(self.state_value.as_str().into()),
             state_reason: Some(self.state_reason.clone()),
             state_reason_data: self.state_reason_data.clone(),
             state_updated_timestamp: Some(self.state_updated_ms as f64 / 1000.0),
@@ -266,7 +265,7 @@ fn breaches(op: &str, v: f64, threshold: f64) -> bool {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
     /// `None`: keep the current state.
-    pub state: Option<&'static str>,
+    pub state: Option<AlarmState>,
     pub reason: String,
     pub reason_data: serde_json::Value,
 }
@@ -281,7 +280,7 @@ pub struct Rule<'a> {
     pub treat_missing: &'a str,
     pub period: i64,
     pub statistic: Option<&'a str>,
-    pub current: &'a str,
+    pub current: AlarmState,
 }
 
 /// A period's start (epoch seconds) and its value with its sample count, or `None` when missing.
@@ -330,11 +329,11 @@ pub fn decide(rule: &Rule<'_>, points: &[PeriodValue], now_ms: i64) -> Decision 
     let plural = |k: usize| if k == 1 { "datapoint" } else { "datapoints" };
     if present.is_empty() && matches!(rule.treat_missing, "breaching" | "notBreaching") {
         let (state, as_what) = if rule.treat_missing == "breaching" && breaching >= m {
-            ("ALARM", "Breaching")
+            (AlarmState::Alarm, "Breaching")
         } else {
-            ("OK", "NonBreaching")
+            (AlarmState::Ok, "NonBreaching")
         };
-        let state = if state == "ALARM" || not_breaching > n - m { state } else { rule.current_state() };
+        let state = if state == AlarmState::Alarm || not_breaching > n - m { state } else { rule.current };
         return Decision {
             state: Some(state),
             reason: format!(
@@ -348,9 +347,9 @@ pub fn decide(rule: &Rule<'_>, points: &[PeriodValue], now_ms: i64) -> Decision 
     if breaching >= m {
         let crossing: Vec<(i64, f64)> =
             present.iter().copied().filter(|(_, v)| breaches(rule.operator, *v, rule.threshold)).collect();
-        let from = if rule.current == "ALARM" { "ALARM" } else { rule.current };
+        let from = rule.current;
         return Decision {
-            state: Some("ALARM"),
+            state: Some(AlarmState::Alarm),
             reason: format!(
                 "Threshold Crossed: {breaching} out of the last {n} {} [{}] {} {phrase} the threshold ({thr}) (minimum {m} {} for {from} -> ALARM transition).",
                 plural(n),
@@ -363,7 +362,7 @@ pub fn decide(rule: &Rule<'_>, points: &[PeriodValue], now_ms: i64) -> Decision 
     }
     if present.is_empty() {
         // Every datapoint missing: `missing` knows nothing, `ignore` keeps the state.
-        let state = if rule.treat_missing == "ignore" { None } else { Some("INSUFFICIENT_DATA") };
+        let state = if rule.treat_missing == "ignore" { None } else { Some(AlarmState::InsufficientData) };
         return Decision {
             state,
             reason: format!(
@@ -383,7 +382,7 @@ pub fn decide(rule: &Rule<'_>, points: &[PeriodValue], now_ms: i64) -> Decision 
     let calm: Vec<(i64, f64)> =
         present.iter().copied().filter(|(_, v)| !breaches(rule.operator, *v, rule.threshold)).collect();
     Decision {
-        state: Some("OK"),
+        state: Some(AlarmState::Ok),
         reason: format!(
             "Threshold Crossed: {} {} [{}] {} not {phrase} the threshold ({thr}).",
             calm.len(),
@@ -392,12 +391,6 @@ pub fn decide(rule: &Rule<'_>, points: &[PeriodValue], now_ms: i64) -> Decision 
             if calm.len() == 1 { "was" } else { "were" }
         ),
         reason_data: data,
-    }
-}
-
-impl Rule<'_> {
-    fn current_state(&self) -> &'static str {
-        STATES.into_iter().find(|s| *s == self.current).unwrap_or("INSUFFICIENT_DATA")
     }
 }
 
@@ -621,7 +614,7 @@ pub fn put_metric_alarm(
                     account: account.to_string(),
                     region: region.to_string(),
                     config: input,
-                    state_value: "INSUFFICIENT_DATA".into(),
+                    state_value: AlarmState::InsufficientData,
                     state_reason: "Unchecked: Initial alarm creation".into(),
                     state_reason_data: None,
                     state_updated_ms: now,
@@ -665,11 +658,8 @@ fn page_token(token: &Option<String>, prefix: &str) -> Result<usize, ServiceErro
     }
 }
 
-fn check_state(s: &str, param: &str) -> Result<(), ServiceError> {
-    if !STATES.contains(&s) {
-        return Err(invalid(format!("The value {s} for parameter {param} is invalid.")));
-    }
-    Ok(())
+fn check_state(s: &str, param: &str) -> Result<AlarmState, ServiceError> {
+    AlarmState::parse(s).ok_or_else(|| invalid(format!("The value {s} for parameter {param} is invalid.")))
 }
 
 pub fn describe_alarms(
@@ -682,9 +672,7 @@ pub fn describe_alarms(
             "The parameters AlarmNames and AlarmNamePrefix are mutually exclusive and you have specified both.",
         ));
     }
-    if let Some(s) = &input.state_value {
-        check_state(s, "StateValue")?;
-    }
+    let wanted = input.state_value.as_deref().map(|s| check_state(s, "StateValue")).transpose()?;
     let max = input.max_records.unwrap_or(50);
     if !(1..=100).contains(&max) {
         return Err(invalid(format!("The value {max} for parameter MaxRecords is invalid.")));
@@ -709,7 +697,7 @@ pub fn describe_alarms(
             .filter(|a| {
                 input.alarm_name_prefix.as_ref().is_none_or(|p| a.config.alarm_name.starts_with(p.as_str()))
             })
-            .filter(|a| input.state_value.as_ref().is_none_or(|s| *s == a.state_value))
+            .filter(|a| wanted.is_none_or(|s| s == a.state_value))
             .filter(|a| {
                 input.action_prefix.as_ref().is_none_or(|p| {
                     let c = &a.config;
@@ -786,14 +774,14 @@ fn transition(
     cw: &CloudWatch,
     alarms: &mut Alarms,
     key: &(String, String, String),
-    state: &str,
+    state: AlarmState,
     reason: String,
     data: Option<String>,
     now: i64,
 ) {
     let Some(a) = alarms.alarms.get_mut(key) else { return };
-    let old = (a.state_value.clone(), a.state_reason.clone());
-    a.state_value = state.to_string();
+    let old = (a.state_value, a.state_reason.clone());
+    a.state_value = state;
     a.state_reason = reason;
     a.state_reason_data = data;
     a.state_updated_ms = now;
@@ -805,8 +793,8 @@ fn transition(
     let name = &a.config.alarm_name;
     let data = json!({
         "version": "1.0",
-        "oldState": {"stateValue": old.0, "stateReason": old.1},
-        "newState": {"stateValue": state, "stateReason": a.state_reason, "stateReasonData": a.state_reason_data.as_deref().and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())},
+        "oldState": {"stateValue": old.0.as_str(), "stateReason": old.1},
+        "newState": {"stateValue": state.as_str(), "stateReason": a.state_reason, "stateReasonData": a.state_reason_data.as_deref().and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())},
     });
     alarms.record(
         &a,
@@ -819,9 +807,9 @@ fn transition(
         return;
     }
     let list = match state {
-        "OK" => &a.config.ok_actions,
-        "ALARM" => &a.config.alarm_actions,
-        _ => &a.config.insufficient_data_actions,
+        AlarmState::Ok => &a.config.ok_actions,
+        AlarmState::Alarm => &a.config.alarm_actions,
+        AlarmState::InsufficientData => &a.config.insufficient_data_actions,
     };
     for action in list.iter().flatten() {
         let call = AlarmAction {
@@ -830,7 +818,7 @@ fn transition(
             alarm_name: name.clone(),
             alarm_arn: a.arn(),
             action: action.clone(),
-            state: state.to_string(),
+            state,
         };
         let (summary, ok) = match cw.actions.invoke(&call) {
             Ok(()) => (format!("Successfully executed action {action}"), true),
@@ -855,7 +843,7 @@ fn reinvoke_scaling(cw: &CloudWatch, a: &Alarm) {
             alarm_name: a.config.alarm_name.clone(),
             alarm_arn: a.arn(),
             action: action.clone(),
-            state: "ALARM".into(),
+            state: AlarmState::Alarm,
         };
         if let Err(e) = cw.actions.invoke(&call) {
             tracing::debug!(alarm = %a.config.alarm_name, error = %e, "scaling action not taken");
@@ -868,7 +856,7 @@ pub fn set_alarm_state(
     (account, region): (&str, &str),
     input: m::SetAlarmStateInput,
 ) -> Result<(), ServiceError> {
-    check_state(&input.state_value, "StateValue")?;
+    let state = check_state(&input.state_value, "StateValue")?;
     if input.state_reason.len() > 1023 {
         return Err(invalid("The parameter StateReason must be no longer than 1023 characters."));
     }
@@ -895,7 +883,7 @@ pub fn set_alarm_state(
     if let Some(a) = alarms.alarms.get_mut(&key) {
         a.last_datapoints.clear();
     }
-    transition(cw, &mut alarms, &key, &input.state_value, input.state_reason, input.state_reason_data, now);
+    transition(cw, &mut alarms, &key, state, input.state_reason, input.state_reason_data, now);
     alarms.save()
 }
 
@@ -1111,7 +1099,7 @@ pub fn evaluate_due(cw: &CloudWatch) {
                 treat_missing: c.treat_missing_data.as_deref().unwrap_or("missing"),
                 period,
                 statistic: c.statistic.as_deref().or(c.extended_statistic.as_deref()),
-                current: &a.state_value,
+                current: a.state_value,
             };
             let d = decide(&rule, &points, now);
             let next = now_s - now_s.rem_euclid(period.min(60)) + period.min(60);
@@ -1132,7 +1120,7 @@ pub fn evaluate_due(cw: &CloudWatch) {
         {
             transition(cw, &mut alarms, &key, state, d.reason, Some(d.reason_data.to_string()), now);
             changed = true;
-        } else if a.state_value == "ALARM" {
+        } else if a.state_value == AlarmState::Alarm {
             reinvoke_scaling(cw, a);
         }
     }

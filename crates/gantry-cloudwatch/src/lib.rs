@@ -16,7 +16,7 @@ pub mod query;
 pub mod sketch;
 pub mod store;
 
-use gantry_core::{Clock, ServiceError};
+use gantry_core::{AlarmState, Clock, ServiceError};
 use gantry_model::cloudwatch as m;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -295,9 +295,9 @@ impl CloudWatch {
 
     /// The states of the named alarms in an account and region (`None` for one that does not
     /// exist): what ECS deployment alarms read.
-    pub fn alarm_states(&self, account: &str, region: &str, names: &[String]) -> Vec<Option<String>> {
+    pub fn alarm_states(&self, account: &str, region: &str, names: &[String]) -> Vec<Option<AlarmState>> {
         let alarms = lock(&self.alarms);
-        names.iter().map(|n| alarms.get(account, region, n).map(|a| a.state_value.clone())).collect()
+        names.iter().map(|n| alarms.get(account, region, n).map(|a| a.state_value)).collect()
     }
 
     /// A sink that publishes into one account and region.
@@ -366,7 +366,7 @@ impl CloudWatch {
 }
 
 impl gantry_ports::AlarmStates for CloudWatch {
-    fn states(&self, account: &str, region: &str, names: &[String]) -> Vec<Option<String>> {
+    fn states(&self, account: &str, region: &str, names: &[String]) -> Vec<Option<AlarmState>> {
         self.alarm_states(account, region, names)
     }
 }
@@ -400,7 +400,7 @@ impl gantry_ports::MetricAlarms for CloudWatch {
             a.last_datapoints.clone()
         };
         Some(gantry_ports::AlarmView {
-            state: a.state_value.clone(),
+            state: a.state_value,
             threshold: a.config.threshold.unwrap_or(0.0),
             comparison_operator: a.config.comparison_operator.clone().unwrap_or_default(),
             recent_datapoints: recent,

@@ -448,11 +448,11 @@ fn treat_missing_data_and_datapoints_to_alarm() {
             treat_missing: treat,
             period: 60,
             statistic: Some("Sum"),
-            current,
+            current: gantry_core::AlarmState::parse(current).unwrap(),
         };
         let pts: Vec<alarms::PeriodValue> =
             points.iter().enumerate().map(|(i, v)| (i as i64 * 60, v.map(|v| (v, None)))).collect();
-        alarms::decide(&rule, &pts, 180_000).state
+        alarms::decide(&rule, &pts, 180_000).state.map(gantry_core::AlarmState::as_str)
     };
     let (x, o, m) = (Some(5.0), Some(0.0), None);
     assert_eq!(check("missing", &[m, m, m], "OK"), Some("INSUFFICIENT_DATA"));
@@ -507,7 +507,7 @@ fn alarm_operations_errors_tags_and_metric_math_alarms() {
     assert_eq!(a["MetricAlarms"][0]["ActionsEnabled"], json!(false));
     assert_eq!(
         e.cw.alarm_states("123456789012", "us-east-1", &["sum".into(), "none".into()]),
-        vec![Some("OK".into()), None]
+        vec![Some(gantry_core::AlarmState::Ok), None]
     );
     alarm(&e, json!({}));
     let for_metric = e.ok("DescribeAlarmsForMetric", json!({"Namespace": "App", "MetricName": "Cpu"}));

@@ -253,6 +253,16 @@ status_enum! {
 }
 
 status_enum! {
+    /// A CloudWatch alarm's `StateValue`: CloudWatch keeps it, ECS's deployment alarms and
+    /// Application Auto Scaling's policies read it through ports.
+    AlarmState {
+        Ok => "OK",
+        Alarm => "ALARM",
+        InsufficientData => "INSUFFICIENT_DATA",
+    }
+}
+
+status_enum! {
     /// A task's or container's `healthStatus`.
     HealthStatus {
         Healthy => "HEALTHY",

@@ -439,7 +439,12 @@ impl ControlPlane {
         let names = a.alarm_names.clone().unwrap_or_default();
         let Some(port) = self.alarm_states.get() else { return Vec::new() };
         let states = port.states(&ctx.scope.account, &ctx.scope.region, &names);
-        names.into_iter().zip(states).filter(|(_, s)| s.as_deref() == Some("ALARM")).map(|(n, _)| n).collect()
+        names
+            .into_iter()
+            .zip(states)
+            .filter(|(_, s)| *s == Some(gantry_core::AlarmState::Alarm))
+            .map(|(n, _)| n)
+            .collect()
     }
 
     /// Writes the deployment's new state (and, on a rollback, the daemon's revision) under

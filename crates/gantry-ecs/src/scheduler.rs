@@ -823,7 +823,7 @@ impl ControlPlane {
             .alarm_names
             .iter()
             .zip(states)
-            .filter(|(_, s)| s.as_deref() == Some("ALARM"))
+            .filter(|(_, s)| *s == Some(gantry_core::AlarmState::Alarm))
             .map(|(n, _)| n.clone())
             .collect();
         Some(sched::AlarmTrip { in_alarm, rollback: a.rollback })

@@ -272,9 +272,8 @@ pub trait LogSink: Send + Sync {
 /// CloudWatch's alarm states, as ECS deployment alarms read them (implemented by CloudWatch,
 /// wired by the binary).
 pub trait AlarmStates: Send + Sync {
-    /// Each named alarm's state (`OK`, `ALARM`, `INSUFFICIENT_DATA`), `None` for one that does
-    /// not exist.
-    fn states(&self, account: &str, region: &str, names: &[String]) -> Vec<Option<String>>;
+    /// Each named alarm's state, `None` for one that does not exist.
+    fn states(&self, account: &str, region: &str, names: &[String]) -> Vec<Option<gantry_core::AlarmState>>;
 }
 
 /// Where [`MetricSink::put_in`]'s datapoints go.
@@ -317,7 +316,7 @@ pub trait ServiceCapacity: Send + Sync {
 /// An alarm as a scaling policy reads it when the alarm invokes it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlarmView {
-    pub state: String,
+    pub state: gantry_core::AlarmState,
     pub threshold: f64,
     /// `GreaterThanThreshold`, ...
     pub comparison_operator: String,

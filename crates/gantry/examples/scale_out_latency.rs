@@ -50,7 +50,7 @@ impl AlarmActions for Router {
                 region: a.region.clone(),
                 alarm_name: a.alarm_name.clone(),
                 policy_arn: a.action.clone(),
-                state: a.state.clone(),
+                state: a.state,
             })
         } else {
             self.1.invoke(a)

@@ -1552,7 +1552,7 @@ impl gantry_cloudwatch::AlarmActions for AlarmRouter {
                 region: action.region.clone(),
                 alarm_name: action.alarm_name.clone(),
                 policy_arn: action.action.clone(),
-                state: action.state.clone(),
+                state: action.state,
             })
         } else {
             self.recorded.invoke(action)
