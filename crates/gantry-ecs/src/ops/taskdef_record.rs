@@ -202,8 +202,8 @@ pub struct StoredDaemonTaskDefinition {
 }
 
 impl StoredDaemonTaskDefinition {
-    /// The record of a definition `daemon::build` made (a missing required field is named),
-    /// registered at `registered_at`.
+    /// The record of a definition `daemon::build` made (a missing required field is named):
+    /// ACTIVE, registered at `registered_at`.
     pub fn from_built(d: DaemonTaskDefinition, registered_at: Timestamp) -> Result<Self, String> {
         Ok(StoredDaemonTaskDefinition {
             daemon_task_definition_arn: required(d.daemon_task_definition_arn, "daemonTaskDefinitionArn")?,
@@ -332,7 +332,10 @@ mod tests {
             registered_by: Some("arn:aws:iam::000000000000:root".into()),
             ephemeral_storage: Some(EphemeralStorage { size_in_gi_b: 30 }),
             enable_fault_injection: Some(false),
-            trusted_execution_configuration: None,
+            trusted_execution_configuration: Some(TrustedExecutionConfiguration {
+                isolation_mode: "NONE".into(),
+                attestation_policy: None,
+            }),
         }
     }
 
