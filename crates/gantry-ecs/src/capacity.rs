@@ -27,14 +27,14 @@
 //!    replaced through its group (`CapacityGroups::replace_instance`) once only daemon tasks run
 //!    on it (`daemon_scheduler.rs`).
 
+use crate::ops::capacity_provider_record::CapacityProviderRecord;
 use crate::ops::capacity_providers::BUILT_IN;
 use crate::ops::cluster_record::ClusterRecord;
 use crate::ops::instance_record::InstanceRecord;
 use crate::ops::tasks::TaskRecord;
 use crate::records::{decode, load, load_prefix};
-use crate::{ControlPlane, Ctx, keys, status};
+use crate::{ControlPlane, Ctx, keys};
 use gantry_core::{InstanceStatus, Result, Scope};
-use gantry_model::CapacityProvider;
 use gantry_ports::autoscaling::{CapacityGroups, GroupView};
 use gantry_ports::{MetricDatum, MetricScope, MetricSink, MetricValue};
 use std::collections::HashMap;
@@ -222,13 +222,13 @@ pub(crate) type CapacitySlot = Arc<OnceLock<CapacityPorts>>;
 pub const MANAGED_INSTANCES_MAX: i32 = 1000;
 
 /// The group Gantry keeps for an ECS Managed Instances provider, as it should be created.
-fn owned_group(p: &CapacityProvider) -> Option<gantry_ports::autoscaling::OwnedGroup> {
+fn owned_group(p: &CapacityProviderRecord) -> Option<gantry_ports::autoscaling::OwnedGroup> {
     use crate::ops::capacity_providers::{
         DEFAULT_LAUNCHER, LAUNCHER_TAG, instance_type_for, managed_group_name,
     };
     let mi = p.managed_instances_provider.as_ref()?;
-    let name = p.name.as_deref()?;
-    let tags = p.tags.iter().flatten();
+    let name = &p.name;
+    let tags = p.tags.iter();
     let launcher = tags
         .clone()
         .find(|t| t.key.as_deref() == Some(LAUNCHER_TAG))
@@ -251,11 +251,11 @@ fn owned_group(p: &CapacityProvider) -> Option<gantry_ports::autoscaling::OwnedG
     })
 }
 
-fn scaling_of(p: &CapacityProvider) -> Option<(String, Scaling, bool, bool)> {
+fn scaling_of(p: &CapacityProviderRecord) -> Option<(String, Scaling, bool, bool)> {
     if p.managed_instances_provider.is_some() {
         // ECS Managed Instances: ECS keeps the fleet at what the tasks need (a reservation of
         // 100), never terminates an instance that runs tasks, and drains one before it goes.
-        let name = crate::ops::capacity_providers::managed_group_name(p.name.as_deref()?);
+        let name = crate::ops::capacity_providers::managed_group_name(&p.name);
         let scaling = Scaling { target_capacity: 100, min_step: 1, max_step: 10_000, warmup_ms: 0 };
         return Some((name, scaling, true, true));
     }
@@ -332,12 +332,13 @@ impl ControlPlane {
         let by_ec2: HashMap<&str, &Seen> = seen.iter().map(|s| (s.ci.ec2_instance_id.as_str(), s)).collect();
         let mut reports = Vec::new();
         for name in &c.value.capacity_providers {
-            let Some(p) = load::<CapacityProvider>(&*self.store, &keys::capacity_provider(scope, name))?
+            let Some(p) =
+                load::<CapacityProviderRecord>(&*self.store, &keys::capacity_provider(scope, name))?
             else {
                 continue;
             };
             let Some((asg, scaling, protect, drain)) = scaling_of(&p.value) else { continue };
-            if status::provider_status(&p.value) != Some(gantry_core::CapacityProviderStatus::Active) {
+            if !p.value.is_active() {
                 continue;
             }
             let mut group = ports.groups.group(&scope.account, &scope.region, &asg);
@@ -386,7 +387,8 @@ impl ControlPlane {
     /// The Auto Scaling group (ARN or name) of a capacity provider: its own for ECS Managed
     /// Instances, the one it names otherwise.
     pub(crate) fn provider_group(&self, ctx: &Ctx, provider: &str) -> Result<Option<String>> {
-        let Some(p) = load::<CapacityProvider>(&*self.store, &keys::capacity_provider(&ctx.scope, provider))?
+        let Some(p) =
+            load::<CapacityProviderRecord>(&*self.store, &keys::capacity_provider(&ctx.scope, provider))?
         else {
             return Ok(None);
         };
@@ -406,7 +408,8 @@ impl ControlPlane {
     ) -> Result<Vec<String>> {
         let scope = &ctx.scope;
         let Some(ports) = self.capacity.get() else { return Ok(Vec::new()) };
-        let Some(p) = load::<CapacityProvider>(&*self.store, &keys::capacity_provider(scope, provider))?
+        let Some(p) =
+            load::<CapacityProviderRecord>(&*self.store, &keys::capacity_provider(scope, provider))?
         else {
             return Ok(Vec::new());
         };
@@ -444,16 +447,16 @@ impl ControlPlane {
         cluster: &str,
         ports: &CapacityPorts,
     ) -> Result<()> {
-        for p in load_prefix::<CapacityProvider>(&*self.store, &keys::capacity_provider_prefix(scope))? {
+        for p in load_prefix::<CapacityProviderRecord>(&*self.store, &keys::capacity_provider_prefix(scope))?
+        {
             let p = p.value;
             if p.managed_instances_provider.is_none()
                 || p.cluster.as_deref() != Some(cluster)
-                || status::provider_status(&p) != Some(gantry_core::CapacityProviderStatus::Inactive)
+                || p.status != gantry_core::CapacityProviderStatus::Inactive
             {
                 continue;
             }
-            let group =
-                crate::ops::capacity_providers::managed_group_name(p.name.as_deref().unwrap_or_default());
+            let group = crate::ops::capacity_providers::managed_group_name(&p.name);
             if let Err(e) = ports.groups.delete_owned(&scope.account, &scope.region, &group).await {
                 tracing::warn!(cluster, group = %group, "cannot retire the managed instances' group: {e}");
             }
@@ -707,10 +710,9 @@ impl ControlPlane {
                 let scope = Scope::new(account, region);
                 // Deleted ECS Managed Instances providers whose group still has to go.
                 for kv in self.store.range(&keys::capacity_provider_prefix(&scope), None, usize::MAX) {
-                    if let Ok(p) = decode::<CapacityProvider>(&kv)
+                    if let Ok(p) = decode::<CapacityProviderRecord>(&kv)
                         && p.value.managed_instances_provider.is_some()
-                        && let (Some(name), Some(cluster)) =
-                            (p.value.name.as_deref(), p.value.cluster.as_deref())
+                        && let (name, Some(cluster)) = (p.value.name.as_str(), p.value.cluster.as_deref())
                         && ports
                             .groups
                             .group(

@@ -382,7 +382,11 @@ impl ControlPlane {
             let td = self
                 .find_daemon_task_definition(ctx, &rec.task_definition_arn)?
                 .map(|d| {
-                    gantry_core::daemon::as_task_definition(&ctx.scope, &d.value.definition, &ctx.principal)
+                    gantry_core::daemon::as_task_definition(
+                        &ctx.scope,
+                        &d.value.definition.into_wire(),
+                        &ctx.principal,
+                    )
                 })
                 .transpose()?;
             // One launch per provider, so that each task names its instance's.

@@ -1,49 +1,20 @@
 //! Where the stored records' status strings (ECS's wire shapes keep strings) become
 //! `gantry-core`'s enums and back: the one boundary. Reads go through the `*_status` functions
-//! (capacity providers, task definitions; a described service), writes through the
-//! `set_*_status` ones, so only the enums' values are ever written. A stored value Gantry did not
-//! write reads as `None`. Records that are domain types (tasks, `ops::task_record::StoredTask`;
-//! clusters, `ClusterRecord`; container instances, `InstanceRecord`; a service and its
-//! deployments, `ops/service_record.rs`; a service deployment) hold the enums themselves.
+//! (a described service, daemons, task sets, gateways), writes through the `set_*_status` ones,
+//! so only the enums' values are ever written. A stored value Gantry did not write reads as
+//! `None`. Records that are domain types (tasks, `ops::task_record::StoredTask`; clusters,
+//! `ClusterRecord`; container instances, `InstanceRecord`; a service and its deployments,
+//! `ops/service_record.rs`; a service deployment; task definitions and daemon task definitions,
+//! `ops/taskdef_record.rs`; capacity providers, `CapacityProviderRecord`) hold the enums
+//! themselves.
 
-use gantry_core::{
-    CapacityProviderStatus, DaemonDeploymentStatus, DaemonStatus, DaemonTaskDefinitionStatus, ServiceStatus,
-    TaskDefinitionStatus,
-};
-use gantry_model::{CapacityProvider, DaemonDeployment, DaemonTaskDefinition, Service, TaskDefinition};
-
-/// A capacity provider's status; `None` if it has none, or one Gantry does not know.
-pub(crate) fn provider_status(p: &CapacityProvider) -> Option<CapacityProviderStatus> {
-    p.status.as_deref().and_then(CapacityProviderStatus::parse)
-}
-
-pub(crate) fn set_provider_status(p: &mut CapacityProvider, status: CapacityProviderStatus) {
-    p.status = Some(status.as_str().into());
-}
-
-/// A task definition's status (one stored without a status is ACTIVE); `None` for a status
-/// Gantry does not know.
-pub(crate) fn taskdef_status(d: &TaskDefinition) -> Option<TaskDefinitionStatus> {
-    d.status.as_deref().map_or(Some(TaskDefinitionStatus::Active), TaskDefinitionStatus::parse)
-}
-
-pub(crate) fn set_taskdef_status(d: &mut TaskDefinition, status: TaskDefinitionStatus) {
-    d.status = Some(status.as_str().into());
-}
+use gantry_core::{DaemonDeploymentStatus, DaemonStatus, ServiceStatus};
+use gantry_model::{DaemonDeployment, Service};
 
 /// A described service's status (the stored record holds [`ServiceStatus`] itself); `None` if
 /// it has none, or one Gantry does not know.
 pub(crate) fn service_status(s: &Service) -> Option<ServiceStatus> {
     s.status.as_deref().and_then(ServiceStatus::parse)
-}
-
-/// A daemon task definition's status; `None` for one Gantry does not know.
-pub(crate) fn daemon_taskdef_status(d: &DaemonTaskDefinition) -> Option<DaemonTaskDefinitionStatus> {
-    d.status.as_deref().and_then(DaemonTaskDefinitionStatus::parse)
-}
-
-pub(crate) fn set_daemon_taskdef_status(d: &mut DaemonTaskDefinition, status: DaemonTaskDefinitionStatus) {
-    d.status = Some(status.as_str().into());
 }
 
 /// A daemon's status as stored (its record keeps ECS's string).

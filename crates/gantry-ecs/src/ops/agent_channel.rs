@@ -246,8 +246,12 @@ impl ControlPlane {
                 Some(d) => d,
                 None => {
                     let Some(td) = self.find_task_definition(&ctx, &td_arn)? else { continue };
-                    let def =
-                        crate::reservation::plan(&td.value.definition, t.overrides.as_ref(), fargate)?.def;
+                    let def = crate::reservation::plan(
+                        &td.value.definition.into_wire(),
+                        t.overrides.as_ref(),
+                        fargate,
+                    )?
+                    .def;
                     let json = serde_json::value::to_raw_value(&def).map_err(|e| {
                         EcsError::server(format!("The task definition could not be rendered: {e}"))
                     })?;
@@ -312,7 +316,7 @@ impl ControlPlane {
             };
             let td = self
                 .find_task_definition(&ctx, &rec.value.task.task_definition_arn)?
-                .map(|t| t.value.definition);
+                .map(|t| t.value.definition.into_wire());
             let t = &mut rec.value.task;
             let before = serde_json::to_vec(t).unwrap_or_default();
             for (name, status) in &report.containers {

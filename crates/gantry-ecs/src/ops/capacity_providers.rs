@@ -2,10 +2,12 @@
 //! UpdateCapacityProvider, DeleteCapacityProvider. FARGATE and FARGATE_SPOT exist in every
 //! account and region without being stored.
 
+use super::capacity_provider_record::CapacityProviderRecord;
 use super::check_include;
 use super::cluster_record::ClusterRecord;
 use crate::records::{decode, encode, load, load_prefix};
-use crate::{ControlPlane, Ctx, keys, status};
+use crate::table::{Before, TxnExt};
+use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::page::{PageRequest, encode_token};
 use gantry_core::validate::{is_valid_name, validate_tags};
 use gantry_core::{Arn, CapacityProviderStatus, CapacityProviderUpdateStatus, EcsError, Result, Scope};
@@ -217,8 +219,8 @@ impl ControlPlane {
         if BUILT_IN.contains(&name) {
             return Ok(true);
         }
-        Ok(load::<CapacityProvider>(&*self.store, &keys::capacity_provider(&ctx.scope, name))?
-            .is_some_and(|p| status::provider_status(&p.value) == Some(CapacityProviderStatus::Active)))
+        Ok(load::<CapacityProviderRecord>(&*self.store, &keys::capacity_provider(&ctx.scope, name))?
+            .is_some_and(|p| p.value.is_active()))
     }
 
     /// Whether a provider is an Auto Scaling group provider with managed scaling on: its tasks
@@ -227,10 +229,10 @@ impl ControlPlane {
         if BUILT_IN.contains(&name) {
             return false;
         }
-        load::<CapacityProvider>(&*self.store, &keys::capacity_provider(&ctx.scope, name))
+        load::<CapacityProviderRecord>(&*self.store, &keys::capacity_provider(&ctx.scope, name))
             .ok()
             .flatten()
-            .filter(|p| status::provider_status(&p.value) == Some(CapacityProviderStatus::Active))
+            .filter(|p| p.value.is_active())
             .is_some_and(|p| {
                 // ECS Managed Instances always scale: Gantry launches their instances.
                 p.value.managed_instances_provider.is_some()
@@ -276,28 +278,30 @@ impl ControlPlane {
                 ));
             }
         };
-        let provider = CapacityProvider {
-            capacity_provider_arn: Some(ctx.scope.capacity_provider_arn(&name)),
-            name: Some(name.clone()),
-            status: Some(CapacityProviderStatus::Active.as_str().into()),
+        let provider = CapacityProviderRecord {
+            capacity_provider_arn: ctx.scope.capacity_provider_arn(&name),
+            name: name.clone(),
+            cluster: None,
+            status: CapacityProviderStatus::Active,
             auto_scaling_group_provider: Some(asg.clone()),
+            managed_instances_provider: None,
             update_status: None,
-            tags: Some(tags),
-            r#type: Some("EC2_AUTOSCALING".into()),
-            ..Default::default()
+            update_status_reason: None,
+            tags,
+            provider_type: Some("EC2_AUTOSCALING".into()),
         };
         let key = keys::capacity_provider(&ctx.scope, &name);
         let created = self
             .retry(|| {
-                let existing = load::<CapacityProvider>(&*self.store, &key)?;
-                if existing.as_ref().is_some_and(|p| status::provider_status(&p.value) != Some(CapacityProviderStatus::Inactive)) {
+                let existing = load::<CapacityProviderRecord>(&*self.store, &key)?;
+                if existing.as_ref().is_some_and(|p| p.value.status != CapacityProviderStatus::Inactive) {
                     return Err(EcsError::client(
                         "The specified capacity provider already exists. To change the configuration of an existing capacity provider, update the capacity provider.",
                     ));
                 }
-                let all = load_prefix::<CapacityProvider>(&*self.store, &keys::capacity_provider_prefix(&ctx.scope))?;
+                let all = load_prefix::<CapacityProviderRecord>(&*self.store, &keys::capacity_provider_prefix(&ctx.scope))?;
                 if all.iter().any(|p| {
-                    status::provider_status(&p.value) == Some(CapacityProviderStatus::Active)
+                    p.value.is_active()
                         && p.value.auto_scaling_group_provider.as_ref().map(|a| &a.auto_scaling_group_arn)
                             == Some(&asg.auto_scaling_group_arn)
                 }) {
@@ -305,11 +309,11 @@ impl ControlPlane {
                         "The specified Auto Scaling group ARN is already being used by another capacity provider. Specify a unique Auto Scaling group ARN and try again.",
                     ));
                 }
-                let rev = existing.map_or(0, |p| p.mod_revision);
-                Ok((Txn::new().when(&key, rev).put(&key, encode(&provider)), provider.clone()))
+                let before = existing.map_or_else(Before::absent, |p| Before::of(&ctx.scope, &p));
+                Ok((Txn::new().put_record(&ctx.scope, &before, &provider), provider.clone()))
             })
             .await?;
-        Ok(CreateCapacityProviderResponse { capacity_provider: Some(created) })
+        Ok(CreateCapacityProviderResponse { capacity_provider: Some(created.to_wire()) })
     }
 
     /// CreateCapacityProvider with `managedInstancesProvider` (ECS Managed Instances): a provider
@@ -339,21 +343,23 @@ impl ControlPlane {
             .retry(|| {
                 let cluster = self.active_cluster(ctx, Some(cluster_ref))?;
                 let cname = cluster.value.cluster_name.clone();
-                let existing = load::<CapacityProvider>(&*self.store, &key)?;
-                if existing.as_ref().is_some_and(|p| status::provider_status(&p.value) != Some(CapacityProviderStatus::Inactive)) {
+                let existing = load::<CapacityProviderRecord>(&*self.store, &key)?;
+                if existing.as_ref().is_some_and(|p| p.value.status != CapacityProviderStatus::Inactive) {
                     return Err(EcsError::client(
                         "The specified capacity provider already exists. To change the configuration of an existing capacity provider, update the capacity provider.",
                     ));
                 }
-                let provider = CapacityProvider {
-                    capacity_provider_arn: Some(ctx.scope.capacity_provider_arn(&name)),
-                    name: Some(name.clone()),
+                let provider = CapacityProviderRecord {
+                    capacity_provider_arn: ctx.scope.capacity_provider_arn(&name),
+                    name: name.clone(),
                     cluster: Some(cname.clone()),
-                    status: Some(CapacityProviderStatus::Active.as_str().into()),
+                    status: CapacityProviderStatus::Active,
+                    auto_scaling_group_provider: None,
                     managed_instances_provider: Some(config.clone()),
-                    tags: Some(tags.clone()),
-                    r#type: Some("MANAGED_INSTANCES".into()),
-                    ..Default::default()
+                    update_status: None,
+                    update_status_reason: None,
+                    tags: tags.clone(),
+                    provider_type: Some("MANAGED_INSTANCES".into()),
                 };
                 // The cluster lists it among its providers, in the same write.
                 let mut c = cluster.value.clone();
@@ -361,18 +367,17 @@ impl ControlPlane {
                     c.capacity_providers.push(name.clone());
                 }
                 let ckey = keys::cluster(&ctx.scope, &cname);
-                let rev = existing.map_or(0, |p| p.mod_revision);
+                let before = existing.map_or_else(Before::absent, |p| Before::of(&ctx.scope, &p));
                 Ok((
                     Txn::new()
-                        .when(&key, rev)
-                        .put(&key, encode(&provider))
+                        .put_record(&ctx.scope, &before, &provider)
                         .when(&ckey, cluster.mod_revision)
                         .put(&ckey, encode(&c)),
                     provider,
                 ))
             })
             .await?;
-        Ok(CreateCapacityProviderResponse { capacity_provider: Some(created) })
+        Ok(CreateCapacityProviderResponse { capacity_provider: Some(created.to_wire()) })
     }
 
     /// DeleteCapacityProvider of a managed instances provider: refused (DELETE_FAILED, as ECS
@@ -381,30 +386,29 @@ impl ControlPlane {
     fn delete_managed_instances_provider(
         &self,
         ctx: &Ctx,
-        mut p: crate::Stored<CapacityProvider>,
-    ) -> Result<(Txn, CapacityProvider)> {
-        let name = p.value.name.clone().unwrap_or_default();
+        mut p: Stored<CapacityProviderRecord>,
+    ) -> Result<(Txn, CapacityProviderRecord)> {
+        let before = Before::of(&ctx.scope, &p);
+        let name = p.value.name.clone();
         let cname = p.value.cluster.clone().unwrap_or_default();
         let ckey = keys::cluster(&ctx.scope, &cname);
         let cluster = load::<ClusterRecord>(&*self.store, &ckey)?.filter(|c| c.value.is_active());
         let mut txn = Txn::new();
         if let Some(c) = &cluster {
             if self.provider_in_use(ctx, &cname, &name)? {
-                p.value.update_status = Some(CapacityProviderUpdateStatus::DeleteFailed.as_str().into());
-                p.value.update_status_reason = Some(format!(
+                p.value.set_update(CapacityProviderUpdateStatus::DeleteFailed, Some(format!(
                     "The capacity provider cannot be deleted because it is in use by tasks or services of cluster: {cname}. Stop them or move them to another capacity provider and try again."
-                ));
-                return Ok((Txn::new().when(&p.key, p.mod_revision).put(&p.key, encode(&p.value)), p.value));
+                )));
+                return Ok((Txn::new().put_record(&ctx.scope, &before, &p.value), p.value));
             }
             let mut cv = c.value.clone();
             cv.capacity_providers.retain(|n| *n != name);
             cv.default_capacity_provider_strategy.retain(|i| i.capacity_provider != name);
             txn = txn.when(&ckey, c.mod_revision).put(&ckey, encode(&cv));
         }
-        status::set_provider_status(&mut p.value, CapacityProviderStatus::Inactive);
-        p.value.update_status = Some(CapacityProviderUpdateStatus::DeleteComplete.as_str().into());
-        p.value.update_status_reason = None;
-        Ok((txn.when(&p.key, p.mod_revision).put(&p.key, encode(&p.value)), p.value))
+        p.value.status = CapacityProviderStatus::Inactive;
+        p.value.set_update(CapacityProviderUpdateStatus::DeleteComplete, None);
+        Ok((txn.put_record(&ctx.scope, &before, &p.value), p.value))
     }
 
     pub fn describe_capacity_providers(
@@ -431,9 +435,11 @@ impl ControlPlane {
                         out.push(render(built_in(&ctx.scope, &name)));
                         continue;
                     }
-                    match load::<CapacityProvider>(&*self.store, &keys::capacity_provider(&ctx.scope, &name))?
-                    {
-                        Some(p) => out.push(render(p.value)),
+                    match load::<CapacityProviderRecord>(
+                        &*self.store,
+                        &keys::capacity_provider(&ctx.scope, &name),
+                    )? {
+                        Some(p) => out.push(render(p.value.to_wire())),
                         None => failures.push(super::missing(r, |r| ctx.scope.capacity_provider_arn(r))),
                     }
                 }
@@ -449,8 +455,8 @@ impl ControlPlane {
                 let mut all: Vec<(String, CapacityProvider)> =
                     BUILT_IN.iter().map(|n| (format!("0{n}"), built_in(&ctx.scope, n))).collect();
                 for kv in self.store.range(&keys::capacity_provider_prefix(&ctx.scope), None, usize::MAX) {
-                    let p = decode::<CapacityProvider>(&kv)?;
-                    all.push((format!("1{}", p.value.name.clone().unwrap_or_default()), p.value));
+                    let p = decode::<CapacityProviderRecord>(&kv)?.value;
+                    all.push((format!("1{}", p.name), p.to_wire()));
                 }
                 let rest: Vec<_> =
                     all.into_iter().filter(|(k, _)| page.after.as_ref().is_none_or(|a| k > a)).collect();
@@ -489,10 +495,11 @@ impl ControlPlane {
         let key = keys::capacity_provider(&ctx.scope, &name);
         let updated = self
             .retry(|| {
-                let mut p = match load::<CapacityProvider>(&*self.store, &key)? {
-                    Some(p) if status::provider_status(&p.value) == Some(CapacityProviderStatus::Active) => p,
+                let mut p = match load::<CapacityProviderRecord>(&*self.store, &key)? {
+                    Some(p) if p.value.is_active() => p,
                     _ => return Err(not_found()),
                 };
+                let before = Before::of(&ctx.scope, &p);
                 let asg = p.value.auto_scaling_group_provider.get_or_insert_with(Default::default);
                 if let Some(ms) = &update.managed_scaling {
                     let cur = asg.managed_scaling.get_or_insert_with(Default::default);
@@ -515,12 +522,11 @@ impl ControlPlane {
                 if update.managed_draining.is_some() {
                     asg.managed_draining = update.managed_draining.clone();
                 }
-                p.value.update_status = Some(CapacityProviderUpdateStatus::UpdateComplete.as_str().into());
-                p.value.update_status_reason = None;
-                Ok((Txn::new().when(&key, p.mod_revision).put(&key, encode(&p.value)), p.value))
+                p.value.set_update(CapacityProviderUpdateStatus::UpdateComplete, None);
+                Ok((Txn::new().put_record(&ctx.scope, &before, &p.value), p.value))
             })
             .await?;
-        Ok(UpdateCapacityProviderResponse { capacity_provider: Some(updated) })
+        Ok(UpdateCapacityProviderResponse { capacity_provider: Some(updated.to_wire()) })
     }
 
     /// UpdateCapacityProvider with `managedInstancesProvider`: the role, tag propagation and the
@@ -535,10 +541,11 @@ impl ControlPlane {
         let key = keys::capacity_provider(&ctx.scope, name);
         let updated = self
             .retry(|| {
-                let mut p = match load::<CapacityProvider>(&*self.store, &key)? {
-                    Some(p) if status::provider_status(&p.value) == Some(CapacityProviderStatus::Active) => p,
+                let mut p = match load::<CapacityProviderRecord>(&*self.store, &key)? {
+                    Some(p) if p.value.is_active() => p,
                     _ => return Err(not_found()),
                 };
+                let before = Before::of(&ctx.scope, &p);
                 let Some(cur) = p.value.managed_instances_provider.clone() else {
                     return Err(EcsError::invalid(format!(
                         "The capacity provider {name} is not a managed instances capacity provider."
@@ -584,12 +591,11 @@ impl ControlPlane {
                         .or(cur.auto_repair_configuration.clone()),
                 })?;
                 p.value.managed_instances_provider = Some(config);
-                p.value.update_status = Some(CapacityProviderUpdateStatus::UpdateComplete.as_str().into());
-                p.value.update_status_reason = None;
-                Ok((Txn::new().when(&key, p.mod_revision).put(&key, encode(&p.value)), p.value))
+                p.value.set_update(CapacityProviderUpdateStatus::UpdateComplete, None);
+                Ok((Txn::new().put_record(&ctx.scope, &before, &p.value), p.value))
             })
             .await?;
-        Ok(UpdateCapacityProviderResponse { capacity_provider: Some(updated) })
+        Ok(UpdateCapacityProviderResponse { capacity_provider: Some(updated.to_wire()) })
     }
 
     pub async fn delete_capacity_provider(
@@ -606,10 +612,11 @@ impl ControlPlane {
         let key = keys::capacity_provider(&ctx.scope, &name);
         let out = self
             .retry(|| {
-                let mut p = match load::<CapacityProvider>(&*self.store, &key)? {
-                    Some(p) if status::provider_status(&p.value) == Some(CapacityProviderStatus::Active) => p,
+                let mut p = match load::<CapacityProviderRecord>(&*self.store, &key)? {
+                    Some(p) if p.value.is_active() => p,
                     _ => return Err(not_found()),
                 };
+                let before = Before::of(&ctx.scope, &p);
                 if p.value.managed_instances_provider.is_some() {
                     return self.delete_managed_instances_provider(ctx, p);
                 }
@@ -617,20 +624,18 @@ impl ControlPlane {
                 let user = clusters.iter().find(|c| c.value.is_active() && c.value.capacity_providers.contains(&name));
                 if let Some(c) = user {
                     // ECS answers this with success and a failed update status, not an error.
-                    p.value.update_status = Some(CapacityProviderUpdateStatus::DeleteFailed.as_str().into());
-                    p.value.update_status_reason = Some(format!(
+                    p.value.set_update(CapacityProviderUpdateStatus::DeleteFailed, Some(format!(
                         "The capacity provider cannot be deleted because it is associated with cluster: {}. Remove the capacity provider from the cluster and try again.",
                         c.value.cluster_name
-                    ));
+                    )));
                 } else {
-                    status::set_provider_status(&mut p.value, CapacityProviderStatus::Inactive);
-                    p.value.update_status = Some(CapacityProviderUpdateStatus::DeleteComplete.as_str().into());
-                    p.value.update_status_reason = None;
+                    p.value.status = CapacityProviderStatus::Inactive;
+                    p.value.set_update(CapacityProviderUpdateStatus::DeleteComplete, None);
                 }
-                Ok((Txn::new().when(&key, p.mod_revision).put(&key, encode(&p.value)), p.value))
+                Ok((Txn::new().put_record(&ctx.scope, &before, &p.value), p.value))
             })
             .await?;
-        Ok(DeleteCapacityProviderResponse { capacity_provider: Some(out) })
+        Ok(DeleteCapacityProviderResponse { capacity_provider: Some(out.to_wire()) })
     }
 }
 

@@ -8,9 +8,10 @@
 //! once; one an ACTIVE daemon still uses stays DELETE_IN_PROGRESS until the daemon lets it go.
 
 use super::task_definitions::FamilyRecord;
+use super::taskdef_record::StoredDaemonTaskDefinition;
 use crate::records::{encode, load};
 use crate::table::{Before, Record, Row, TxnExt};
-use crate::{ControlPlane, Ctx, Stored, keys, status};
+use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::daemon;
 use gantry_core::page::{PageRequest, encode_token};
 use gantry_core::taskdef::{Registration, TaskDefRef};
@@ -19,30 +20,21 @@ use gantry_model::*;
 use gantry_store::Txn;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// A revision as stored: its definition and its tags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DaemonTaskDefRecord {
-    pub definition: DaemonTaskDefinition,
+    pub definition: StoredDaemonTaskDefinition,
     #[serde(default)]
     pub tags: Vec<Tag>,
 }
 
 impl Record for DaemonTaskDefRecord {
     fn key(&self, scope: &Scope) -> String {
-        keys::daemon_task_definition(
-            scope,
-            self.definition.family.as_deref().unwrap_or_default(),
-            self.definition.revision,
-        )
+        keys::daemon_task_definition(scope, &self.definition.family, self.definition.revision)
     }
     fn index_keys(&self, scope: &Scope) -> Vec<Row> {
         let d = &self.definition;
-        let Some(status) = status::daemon_taskdef_status(d) else {
-            return Vec::new();
-        };
-        vec![(
-            keys::dtd_status(scope, status.as_str(), d.family.as_deref().unwrap_or_default(), d.revision),
-            Vec::new(),
-        )]
+        vec![(keys::dtd_status(scope, d.status.as_str(), &d.family, d.revision), Vec::new())]
     }
 }
 
@@ -119,8 +111,9 @@ impl ControlPlane {
                     now: self.clock.now(),
                     registered_by: &ctx.principal,
                 };
-                let record =
-                    DaemonTaskDefRecord { definition: daemon::build(&req, &reg)?, tags: tags.clone() };
+                let definition = StoredDaemonTaskDefinition::from_built(daemon::build(&req, &reg)?, reg.now)
+                    .map_err(EcsError::server)?;
+                let record = DaemonTaskDefRecord { definition, tags: tags.clone() };
                 let txn = Txn::new()
                     .when(&family_key, guard)
                     .put(&family_key, encode(&FamilyRecord { last_revision: rev }))
@@ -129,7 +122,7 @@ impl ControlPlane {
             })
             .await?;
         Ok(RegisterDaemonTaskDefinitionResponse {
-            daemon_task_definition_arn: record.definition.daemon_task_definition_arn,
+            daemon_task_definition_arn: Some(record.definition.daemon_task_definition_arn),
         })
     }
 
@@ -141,7 +134,9 @@ impl ControlPlane {
         let found = self
             .find_daemon_task_definition(ctx, &req.daemon_task_definition)?
             .ok_or_else(unable_to_describe)?;
-        Ok(DescribeDaemonTaskDefinitionResponse { daemon_task_definition: Some(found.value.definition) })
+        Ok(DescribeDaemonTaskDefinitionResponse {
+            daemon_task_definition: Some(found.value.definition.into_wire()),
+        })
     }
 
     pub fn list_daemon_task_definitions(
@@ -208,17 +203,7 @@ impl ControlPlane {
                 else {
                     continue;
                 };
-                let d = rec.value.definition;
-                out.push((
-                    tail.to_string(),
-                    DaemonTaskDefinitionSummary {
-                        arn: d.daemon_task_definition_arn,
-                        registered_at: d.registered_at,
-                        registered_by: d.registered_by,
-                        delete_requested_at: d.delete_requested_at,
-                        status: d.status,
-                    },
-                ));
+                out.push((tail.to_string(), rec.value.definition.summary()));
             }
         }
         let next_token = if more { out.last().map(|(t, _)| encode_token(t)) } else { None };
@@ -247,10 +232,8 @@ impl ControlPlane {
             .retry(|| {
                 let mut rec = self.load_daemon_task_definition(ctx, &r)?.ok_or_else(unable_to_describe)?;
                 let before = Before::of(&ctx.scope, &rec);
-                let arn = rec.value.definition.daemon_task_definition_arn.clone().unwrap_or_default();
-                if status::daemon_taskdef_status(&rec.value.definition)
-                    != Some(DaemonTaskDefinitionStatus::Active)
-                {
+                let arn = rec.value.definition.daemon_task_definition_arn.clone();
+                if !rec.value.definition.is_active() {
                     return Err(EcsError::client(format!(
                         "The daemon task definition {arn} is not in ACTIVE status and can not be deleted."
                     )));
@@ -258,15 +241,12 @@ impl ControlPlane {
                 // In use by a daemon: DELETE_IN_PROGRESS until no daemon refers to it.
                 let in_use = self.daemons_using(ctx, &arn)?;
                 let d = &mut rec.value.definition;
-                status::set_daemon_taskdef_status(
-                    d,
-                    if in_use {
-                        DaemonTaskDefinitionStatus::DeleteInProgress
-                    } else {
-                        DaemonTaskDefinitionStatus::Deleted
-                    },
-                );
-                d.delete_requested_at = Some(self.clock.now().as_epoch_seconds());
+                d.status = if in_use {
+                    DaemonTaskDefinitionStatus::DeleteInProgress
+                } else {
+                    DaemonTaskDefinitionStatus::Deleted
+                };
+                d.delete_requested_at = Some(self.clock.now());
                 Ok((Txn::new().put_record(&ctx.scope, &before, &rec.value), arn))
             })
             .await?;

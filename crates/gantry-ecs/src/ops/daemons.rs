@@ -9,6 +9,7 @@
 //! STOPPED in the same write. A daemon task definition left DELETE_IN_PROGRESS goes DELETED in the
 //! write that makes the last daemon let go of it.
 
+use super::capacity_provider_record::CapacityProviderRecord;
 use super::daemon_task_definitions::DaemonTaskDefRecord;
 use crate::records::{encode, load, load_prefix};
 use crate::table::{Before, Record, Row, TxnExt};
@@ -18,8 +19,8 @@ use gantry_core::daemon;
 use gantry_core::page::{PageRequest, paginate};
 use gantry_core::validate::{is_valid_name, validate_tags};
 use gantry_core::{
-    CapacityProviderStatus, DaemonDeploymentStatus, DaemonMonitorStatus, DaemonStatus,
-    DaemonTaskDefinitionStatus, EcsError, ErrorKind, Result, Scope,
+    DaemonDeploymentStatus, DaemonMonitorStatus, DaemonStatus, DaemonTaskDefinitionStatus, EcsError,
+    ErrorKind, Result, Scope,
 };
 use gantry_model::*;
 use gantry_store::Txn;
@@ -129,8 +130,8 @@ impl ControlPlane {
             if super::capacity_providers::BUILT_IN.contains(&name.as_str()) {
                 return Err(only_managed());
             }
-            let p = load::<CapacityProvider>(&*self.store, &keys::capacity_provider(&ctx.scope, &name))?
-                .filter(|p| status::provider_status(&p.value) == Some(CapacityProviderStatus::Active))
+            let p = load::<CapacityProviderRecord>(&*self.store, &keys::capacity_provider(&ctx.scope, &name))?
+                .filter(|p| p.value.is_active())
                 .ok_or_else(|| {
                     EcsError::invalid(format!(
                         "The specified capacity provider was not found. Specify a valid capacity provider and try again. ('{r}')"
@@ -165,8 +166,7 @@ impl ControlPlane {
         let found = self.find_daemon_task_definition(ctx, reference)?.ok_or_else(|| {
             EcsError::client(format!("The daemon task definition '{reference}' was not found."))
         })?;
-        if status::daemon_taskdef_status(&found.value.definition) != Some(DaemonTaskDefinitionStatus::Active)
-        {
+        if !found.value.definition.is_active() {
             return Err(EcsError::client(format!("The daemon task definition '{reference}' is not ACTIVE.")));
         }
         Ok(found)
@@ -192,7 +192,6 @@ impl ControlPlane {
             .definition
             .container_definitions
             .iter()
-            .flatten()
             .map(|c| DaemonContainerImage {
                 container_name: c.name.clone(),
                 image_digest: None,
@@ -313,9 +312,7 @@ impl ControlPlane {
         txn: Txn,
     ) -> Result<Txn> {
         let Some(mut td) = self.find_daemon_task_definition(ctx, arn)? else { return Ok(txn) };
-        if status::daemon_taskdef_status(&td.value.definition)
-            != Some(DaemonTaskDefinitionStatus::DeleteInProgress)
-        {
+        if td.value.definition.status != DaemonTaskDefinitionStatus::DeleteInProgress {
             return Ok(txn);
         }
         let others = load_prefix::<DaemonRecord>(&*self.store, &keys::daemons_prefix(&ctx.scope))?;
@@ -326,7 +323,7 @@ impl ControlPlane {
             return Ok(txn);
         }
         let before = Before::of(&ctx.scope, &td);
-        status::set_daemon_taskdef_status(&mut td.value.definition, DaemonTaskDefinitionStatus::Deleted);
+        td.value.definition.status = DaemonTaskDefinitionStatus::Deleted;
         Ok(txn.put_record(&ctx.scope, &before, &td.value))
     }
 
@@ -339,7 +336,7 @@ impl ControlPlane {
         daemon::check_propagate_tags(c.propagate_tags)?;
         let td = self.daemon_task_definition_for(ctx, c.task_definition)?;
         rec.capacity_providers = self.daemon_providers(ctx, &rec.cluster, c.capacity_providers)?;
-        rec.task_definition_arn = td.value.definition.daemon_task_definition_arn.clone().unwrap_or_default();
+        rec.task_definition_arn = td.value.definition.daemon_task_definition_arn.clone();
         rec.deployment_configuration = daemon::deployment_configuration(c.deployment_configuration)?;
         rec.propagate_tags = c.propagate_tags.map(str::to_string);
         rec.enable_ecs_managed_tags = c.enable_ecs_managed_tags;

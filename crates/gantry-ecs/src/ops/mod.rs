@@ -3,6 +3,7 @@
 pub mod account_settings;
 pub mod agent_channel;
 pub mod attributes;
+pub mod capacity_provider_record;
 pub mod capacity_providers;
 pub mod cluster_record;
 pub mod clusters;
@@ -24,6 +25,7 @@ pub mod task_definitions;
 pub mod task_protection;
 pub mod task_record;
 pub mod task_sets;
+pub mod taskdef_record;
 pub mod tasks;
 
 use gantry_core::{EcsError, Result};

@@ -157,7 +157,8 @@ impl ControlPlane {
             .find_task_definition(ctx, &req.task_definition)?
             .ok_or_else(|| EcsError::client("TaskDefinition not found."))?
             .value
-            .definition;
+            .definition
+            .into_wire();
         let p = plan(&td, req.overrides.as_ref(), false)?;
         let family = p.def.family.clone().unwrap_or_default();
         let request = Request {

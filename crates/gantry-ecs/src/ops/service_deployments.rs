@@ -624,7 +624,6 @@ impl ControlPlane {
                     .definition
                     .container_definitions
                     .iter()
-                    .flatten()
                     .map(|c| ContainerImage {
                         container_name: c.name.clone(),
                         image: c.image.clone(),

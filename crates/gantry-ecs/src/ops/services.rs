@@ -882,7 +882,9 @@ impl ControlPlane {
                 // What the tasks run and where.
                 let current_td = match (&td, &s.task_definition) {
                     (Some(t), _) => Some(t.clone()),
-                    (None, Some(arn)) => self.find_task_definition(ctx, arn)?.map(|r| r.value.definition),
+                    (None, Some(arn)) => {
+                        self.find_task_definition(ctx, arn)?.map(|r| r.value.definition.into_wire())
+                    }
                     (None, None) => None,
                 };
                 let u = Update { req: &req, td: td.as_ref(), current_td: current_td.as_ref(), daemon };

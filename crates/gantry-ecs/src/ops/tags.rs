@@ -5,17 +5,17 @@
 //! A task set's tags live on it, in its service's record (`Service.taskSets`), so CreateTaskSet's
 //! `tags`, DescribeTaskSets' `include: [TAGS]` and these operations read and write the same list.
 
+use super::capacity_provider_record::CapacityProviderRecord;
 use super::cluster_record::ClusterRecord;
 use super::daemons::DaemonRecord;
 use super::instance_record::InstanceRecord;
 use super::services::ServiceRecord;
 use super::tasks::TaskRecord;
 use crate::records::{encode, load};
-use crate::status::provider_status;
 use crate::table::{Before, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::validate::{check_tag_count, merge_tags, validate_tags};
-use gantry_core::{Arn, CapacityProviderStatus, EcsError, ErrorKind, Result, ServiceStatus};
+use gantry_core::{Arn, EcsError, ErrorKind, Result, ServiceStatus};
 use gantry_model::*;
 use gantry_store::Txn;
 
@@ -100,18 +100,6 @@ impl ControlPlane {
     ) -> Result<Vec<Tag>> {
         self.retry(|| {
             let (target, key) = self.target(ctx, arn)?;
-            macro_rules! edit {
-                ($ty:ty, $live:expr, $missing:expr, $tags:ident) => {{
-                    let mut rec = match load::<$ty>(&*self.store, &key)? {
-                        Some(r) if $live(&r.value) => r,
-                        _ => return Err($missing),
-                    };
-                    let tags = rec.value.$tags.get_or_insert_with(Vec::new);
-                    f(tags)?;
-                    let out = tags.clone();
-                    (Txn::new().when(&key, rec.mod_revision).put(&key, encode(&rec.value)), out)
-                }};
-            }
             Ok(match target {
                 Target::Cluster => {
                     let mut rec = match load::<ClusterRecord>(&*self.store, &key)? {
@@ -123,12 +111,14 @@ impl ControlPlane {
                     (Txn::new().when(&key, rec.mod_revision).put(&key, encode(&rec.value)), out)
                 }
                 Target::CapacityProvider => {
-                    edit!(
-                        CapacityProvider,
-                        |p: &CapacityProvider| provider_status(p) == Some(CapacityProviderStatus::Active),
-                        not_found(arn),
-                        tags
-                    )
+                    let mut rec = match load::<CapacityProviderRecord>(&*self.store, &key)? {
+                        Some(r) if r.value.is_active() => r,
+                        _ => return Err(not_found(arn)),
+                    };
+                    let before = Before::of(&ctx.scope, &rec);
+                    f(&mut rec.value.tags)?;
+                    let out = rec.value.tags.clone();
+                    (Txn::new().put_record(&ctx.scope, &before, &rec.value), out)
                 }
                 Target::ContainerInstance => {
                     let mut rec = match load::<InstanceRecord>(&*self.store, &key)? {
@@ -232,9 +222,9 @@ impl ControlPlane {
                 Some(c) if c.value.is_active() => Some(c.value.tags),
                 _ => return Err(EcsError::cluster_not_found()),
             },
-            Target::CapacityProvider => {
-                load::<CapacityProvider>(&*self.store, &key)?.ok_or_else(|| not_found(arn))?.value.tags
-            }
+            Target::CapacityProvider => Some(
+                load::<CapacityProviderRecord>(&*self.store, &key)?.ok_or_else(|| not_found(arn))?.value.tags,
+            ),
             Target::ContainerInstance => {
                 Some(load::<InstanceRecord>(&*self.store, &key)?.ok_or_else(|| not_found(arn))?.value.tags)
             }

@@ -5,10 +5,11 @@
 //! record per revision holds the definition and its tags, and an index keyed by status, family
 //! and revision serves the listings in ECS's order without decoding definitions.
 
+use super::taskdef_record::StoredTaskDefinition;
 use super::{check_batch, check_include, includes};
 use crate::records::{encode, load};
 use crate::table::{Before, Record, Row, TxnExt};
-use crate::{ControlPlane, Ctx, Stored, keys, status};
+use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::page::{PageRequest, encode_token};
 use gantry_core::taskdef::{self, Registration, TaskDefRef};
 use gantry_core::{EcsError, Result, Scope, TaskDefinitionStatus};
@@ -21,9 +22,10 @@ pub(crate) struct FamilyRecord {
     pub last_revision: i32,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+/// A revision as stored: its definition and its tags.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskDefRecord {
-    pub definition: TaskDefinition,
+    pub definition: StoredTaskDefinition,
     #[serde(default)]
     pub tags: Vec<Tag>,
 }
@@ -32,22 +34,11 @@ pub struct TaskDefRecord {
 /// that the listings read.
 impl Record for TaskDefRecord {
     fn key(&self, scope: &Scope) -> String {
-        keys::task_definition(
-            scope,
-            self.definition.family.as_deref().unwrap_or_default(),
-            self.definition.revision,
-        )
+        keys::task_definition(scope, &self.definition.family, self.definition.revision)
     }
     fn index_keys(&self, scope: &Scope) -> Vec<Row> {
         let d = &self.definition;
-        // A status Gantry did not write is not indexed (it lists under no status).
-        let Some(status) = status::taskdef_status(d) else {
-            return Vec::new();
-        };
-        vec![(
-            keys::td_status(scope, status.as_str(), d.family.as_deref().unwrap_or_default(), d.revision),
-            Vec::new(),
-        )]
+        vec![(keys::td_status(scope, d.status.as_str(), &d.family, d.revision), Vec::new())]
     }
 }
 
@@ -63,8 +54,12 @@ impl ControlPlane {
             if reference.starts_with("arn:")
                 && let Some(d) = self.find_daemon_task_definition(ctx, reference)?
             {
+                let registered_at = d.value.definition.registered_at;
+                let daemon = d.value.definition.into_wire();
+                let built = gantry_core::daemon::as_task_definition(&ctx.scope, &daemon, &ctx.principal)?;
                 let definition =
-                    gantry_core::daemon::as_task_definition(&ctx.scope, &d.value.definition, &ctx.principal)?;
+                    StoredTaskDefinition::from_built(built, TaskDefinitionStatus::Active, registered_at)
+                        .map_err(EcsError::server)?;
                 return Ok(Some(Stored {
                     key: d.key,
                     value: TaskDefRecord { definition, tags: Vec::new() },
@@ -126,7 +121,12 @@ impl ControlPlane {
                     now: self.clock.now(),
                     registered_by: &ctx.principal,
                 };
-                let definition = taskdef::build(&req, &reg)?;
+                let definition = StoredTaskDefinition::from_built(
+                    taskdef::build(&req, &reg)?,
+                    TaskDefinitionStatus::Active,
+                    reg.now,
+                )
+                .map_err(EcsError::server)?;
                 let record = TaskDefRecord { definition, tags: tags.clone() };
                 let txn = Txn::new()
                     .when(&family_key, guard)
@@ -145,7 +145,7 @@ impl ControlPlane {
                 }
             })?;
         Ok(RegisterTaskDefinitionResponse {
-            task_definition: Some(record.definition),
+            task_definition: Some(record.definition.into_wire()),
             tags: Some(record.tags),
         })
     }
@@ -158,7 +158,7 @@ impl ControlPlane {
         check_include("include", req.include.as_ref(), &["TAGS"])?;
         let found = self.find_task_definition(ctx, &req.task_definition)?.ok_or_else(unable_to_describe)?;
         let tags = includes(req.include.as_ref(), "TAGS").then_some(found.value.tags);
-        Ok(DescribeTaskDefinitionResponse { task_definition: Some(found.value.definition), tags })
+        Ok(DescribeTaskDefinitionResponse { task_definition: Some(found.value.definition.into_wire()), tags })
     }
 
     pub fn list_task_definitions(
@@ -283,17 +283,17 @@ impl ControlPlane {
                 let mut rec = self.load_task_definition(ctx, &r)?.ok_or_else(unable_to_describe)?;
                 let before = Before::of(&ctx.scope, &rec);
                 let d = &mut rec.value.definition;
-                if status::taskdef_status(d) != Some(TaskDefinitionStatus::Active) {
+                if !d.is_active() {
                     // Deregistering again changes nothing.
                     return Ok((Txn::new(), rec.value.definition));
                 }
-                status::set_taskdef_status(d, TaskDefinitionStatus::Inactive);
-                d.deregistered_at = Some(self.clock.now().as_epoch_seconds());
+                d.status = TaskDefinitionStatus::Inactive;
+                d.deregistered_at = Some(self.clock.now());
                 let txn = Txn::new().put_record(&ctx.scope, &before, &rec.value);
                 Ok((txn, rec.value.definition))
             })
             .await?;
-        Ok(DeregisterTaskDefinitionResponse { task_definition: Some(def) })
+        Ok(DeregisterTaskDefinitionResponse { task_definition: Some(def.into_wire()) })
     }
 
     pub async fn delete_task_definitions(
@@ -331,25 +331,25 @@ impl ControlPlane {
                     };
                     let before = Before::of(&ctx.scope, &rec);
                     let d = &mut rec.value.definition;
-                    match status::taskdef_status(d) {
-                        Some(TaskDefinitionStatus::Active) => {
+                    match d.status {
+                        TaskDefinitionStatus::Active => {
                             return Ok((Txn::new(), Err(
                                 "The specified task definition is still in ACTIVE status. Please deregister the target and try again.",
                             )));
                         }
-                        Some(TaskDefinitionStatus::DeleteInProgress) => {
+                        TaskDefinitionStatus::DeleteInProgress => {
                             return Ok((Txn::new(), Ok(rec.value.definition)));
                         }
-                        _ => {}
+                        TaskDefinitionStatus::Inactive => {}
                     }
-                    status::set_taskdef_status(d, TaskDefinitionStatus::DeleteInProgress);
-                    d.delete_requested_at = Some(self.clock.now().as_epoch_seconds());
+                    d.status = TaskDefinitionStatus::DeleteInProgress;
+                    d.delete_requested_at = Some(self.clock.now());
                     let txn = Txn::new().put_record(&ctx.scope, &before, &rec.value);
                     Ok((txn, Ok(rec.value.definition)))
                 })
                 .await?;
             match outcome {
-                Ok(d) => deleted.push(d),
+                Ok(d) => deleted.push(d.into_wire()),
                 Err(reason) => failures.push(fail(reason)),
             }
         }

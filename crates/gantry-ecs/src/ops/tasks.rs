@@ -413,13 +413,10 @@ impl ControlPlane {
             .ok_or_else(|| EcsError::client("TaskDefinition not found."))?
             .value
             .definition;
-        if crate::status::taskdef_status(&td) != Some(gantry_core::TaskDefinitionStatus::Active) {
-            return Err(EcsError::client(format!(
-                "TaskDefinition is inactive: {}",
-                td.task_definition_arn.as_deref().unwrap_or_default()
-            )));
+        if !td.is_active() {
+            return Err(EcsError::client(format!("TaskDefinition is inactive: {}", td.task_definition_arn)));
         }
-        Ok(td)
+        Ok(td.into_wire())
     }
 
     pub(crate) fn now_s(&self) -> f64 {
@@ -713,7 +710,7 @@ impl ControlPlane {
         for ((td_arn, _, group), batch) in batches {
             let Some(td) = self.find_task_definition(ctx, &td_arn)? else { continue };
             let overrides = Some(batch[0].value.task.overrides.clone());
-            let p = plan(&td.value.definition, overrides.as_ref(), false)?;
+            let p = plan(&td.value.definition.into_wire(), overrides.as_ref(), false)?;
             for chunk in batch.chunks(500) {
                 let req = RunLike {
                     cluster: Some(cluster),
