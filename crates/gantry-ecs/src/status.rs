@@ -31,15 +31,6 @@ pub(crate) fn set_daemon_deployment_status(d: &mut DaemonDeployment, status: Dae
     d.status = Some(status.as_str().into());
 }
 
-pub(crate) fn set_gateway_status(g: &mut gantry_model::Gateway, status: gantry_core::GatewayStatus) {
-    g.status = Some(status.as_str().into());
-}
-
-/// A gateway association's status (stored as a plain string).
-pub(crate) fn association_status(s: &str) -> Option<gantry_core::GatewayAssociationStatus> {
-    gantry_core::GatewayAssociationStatus::parse(s)
-}
-
 /// A task set's status; `None` for one Gantry does not know.
 pub(crate) fn task_set_status(t: &gantry_model::TaskSet) -> Option<gantry_core::TaskSetStatus> {
     t.status.as_deref().and_then(gantry_core::TaskSetStatus::parse)

@@ -18,7 +18,8 @@ use crate::records::load;
 use crate::table::{Before, Record, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::arn::{Arn, cluster_name};
-use gantry_core::{EcsError, ErrorKind, ExpressServiceStatus, Result, Scope, ServiceStatus};
+use gantry_core::time::epoch_seconds;
+use gantry_core::{EcsError, ErrorKind, ExpressServiceStatus, Result, Scope, ServiceStatus, Timestamp};
 use gantry_model::*;
 use gantry_ports::ingress::{Route, RouteSpec, ScalingRefs, TargetTracking};
 use gantry_store::Txn;
@@ -38,17 +39,25 @@ pub const DEFAULT_TARGET_VALUE: i32 = 60;
 /// The container an Express task definition must have.
 pub const MAIN: &str = "Main";
 
-/// An Express service as stored.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// An Express service as stored (`keys::express`): its status an [`ExpressServiceStatus`] and
+/// its times [`Timestamp`]s. Its JSON is the JSON Gantry wrote before it had these types (the
+/// same snake_case names, the status as ECS's string, times as epoch seconds), so records of
+/// earlier releases read as they are; a status that is none of ECS's fails the read, naming the
+/// key. The configurations are the user's documents (with ECS's defaults filled in) and keep
+/// their wire shape. DescribeExpressGatewayService answers through [`Self::to_wire`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ExpressRecord {
     pub cluster: String,
     pub name: String,
     pub service_arn: String,
     pub infrastructure_role_arn: String,
-    pub created_at: f64,
-    pub updated_at: f64,
-    /// ACTIVE, or DRAINING once deleted (INACTIVE when the service is).
-    pub status: String,
+    #[serde(with = "epoch_seconds")]
+    pub created_at: Timestamp,
+    #[serde(with = "epoch_seconds")]
+    pub updated_at: Timestamp,
+    /// ACTIVE, or DRAINING once deleted (what the API shows follows the ECS service:
+    /// [`express_status`]).
+    pub status: ExpressServiceStatus,
     /// Every configuration, oldest first; the last is the active one.
     pub configurations: Vec<ExpressGatewayServiceConfiguration>,
     pub host: String,
@@ -57,10 +66,40 @@ pub struct ExpressRecord {
     pub listener_arn: String,
     pub target_group_arn: String,
     pub rule_arn: String,
+    /// Empty when the server runs no Application Auto Scaling.
     pub scalable_target_arn: String,
     pub policy_arn: String,
     /// When the managed resources were provisioned (or removed).
-    pub resources_at: f64,
+    #[serde(with = "epoch_seconds")]
+    pub resources_at: Timestamp,
+}
+
+impl ExpressRecord {
+    /// ECS's `ECSExpressGatewayService` for the record, shown with `status` (the one the ECS
+    /// service gives it, [`express_status`]): the one place the record becomes the wire shape.
+    /// An INACTIVE service has no active configuration. The current deployment and the tags are
+    /// not the record's: they read as none (`ControlPlane::express_view` fills them).
+    pub fn to_wire(&self, scope: &Scope, status: ExpressServiceStatus) -> ECSExpressGatewayService {
+        ECSExpressGatewayService {
+            cluster: Some(scope.cluster_arn(&self.cluster)),
+            service_name: Some(self.name.clone()),
+            service_arn: Some(self.service_arn.clone()),
+            infrastructure_role_arn: Some(self.infrastructure_role_arn.clone()),
+            status: Some(ExpressGatewayServiceStatus {
+                status_code: Some(status.as_str().into()),
+                status_reason: None,
+            }),
+            current_deployment: None,
+            active_configurations: Some(if status == ExpressServiceStatus::Inactive {
+                Vec::new()
+            } else {
+                self.configurations.last().cloned().into_iter().collect()
+            }),
+            tags: None,
+            created_at: Some(self.created_at.as_epoch_seconds()),
+            updated_at: Some(self.updated_at.as_epoch_seconds()),
+        }
+    }
 }
 
 impl Record for ExpressRecord {
@@ -193,13 +232,11 @@ pub fn endpoint(host: &str, port: u16) -> String {
 }
 
 /// An Express service's status: its ECS service's, DRAINING once deleted.
-pub fn express_status(service: Option<ServiceStatus>, stored: &str) -> ExpressServiceStatus {
+pub fn express_status(service: Option<ServiceStatus>, stored: ExpressServiceStatus) -> ExpressServiceStatus {
     match service {
         Some(ServiceStatus::Inactive) | None => ExpressServiceStatus::Inactive,
         Some(ServiceStatus::Draining) => ExpressServiceStatus::Draining,
-        _ if ExpressServiceStatus::parse(stored) == Some(ExpressServiceStatus::Draining) => {
-            ExpressServiceStatus::Draining
-        }
+        _ if stored == ExpressServiceStatus::Draining => ExpressServiceStatus::Draining,
         _ => ExpressServiceStatus::Active,
     }
 }
@@ -452,11 +489,11 @@ impl ControlPlane {
             .await?;
         }
         self.active_cluster(ctx, Some(&cluster))?;
-        if load::<ExpressRecord>(&*self.store, &keys::express(&ctx.scope, &cluster, &name))?.is_some_and(
-            |r| ExpressServiceStatus::parse(&r.value.status) != Some(ExpressServiceStatus::Inactive),
-        ) || self
-            .load_service(ctx, &cluster, &name)?
-            .is_some_and(|r| r.value.service.status != ServiceStatus::Inactive)
+        if load::<ExpressRecord>(&*self.store, &keys::express(&ctx.scope, &cluster, &name))?
+            .is_some_and(|r| r.value.status != ExpressServiceStatus::Inactive)
+            || self
+                .load_service(ctx, &cluster, &name)?
+                .is_some_and(|r| r.value.service.status != ServiceStatus::Inactive)
         {
             return Err(EcsError::invalid(format!(
                 "A service named '{name}' already exists in the cluster '{cluster}'."
@@ -514,11 +551,11 @@ impl ControlPlane {
                 return Err(e);
             }
         };
-        let now = self.now_s();
+        let now = self.clock.now();
         let endpoint = endpoint(&host, alb.port);
         let (_, revision) = self.latest_revision(ctx, &cluster, &name);
         config.service_revision_arn = revision;
-        config.created_at = Some(now);
+        config.created_at = Some(now.as_epoch_seconds());
         config.ingress_paths =
             Some(vec![IngressPathSummary { access_type: "PUBLIC".into(), endpoint: endpoint.clone() }]);
         let mut rec = ExpressRecord {
@@ -528,7 +565,7 @@ impl ControlPlane {
             infrastructure_role_arn: req.infrastructure_role_arn.clone(),
             created_at: now,
             updated_at: now,
-            status: ExpressServiceStatus::Active.as_str().into(),
+            status: ExpressServiceStatus::Active,
             configurations: vec![config.clone()],
             host,
             endpoint,
@@ -536,8 +573,9 @@ impl ControlPlane {
             listener_arn: alb.listener_arn,
             target_group_arn: route.target_group_arn,
             rule_arn: route.rule_arn,
+            scalable_target_arn: String::new(),
+            policy_arn: String::new(),
             resources_at: now,
-            ..Default::default()
         };
         let refs = self.put_scaling(ctx, &rec, &config).await?;
         rec.scalable_target_arn = refs.scalable_target_arn;
@@ -548,7 +586,7 @@ impl ControlPlane {
 
     fn express_status_of(&self, ctx: &Ctx, rec: &ExpressRecord) -> ExpressServiceStatus {
         let svc = self.load_service(ctx, &rec.cluster, &rec.name).ok().flatten();
-        express_status(svc.as_ref().map(|r| r.value.service.status), &rec.status)
+        express_status(svc.as_ref().map(|r| r.value.service.status), rec.status)
     }
 
     /// What ECS manages for an Express service, as its service revisions report it
@@ -560,12 +598,8 @@ impl ControlPlane {
         name: &str,
     ) -> Option<ECSManagedResources> {
         let rec = load::<ExpressRecord>(&*self.store, &keys::express(&ctx.scope, cluster, name)).ok()??.value;
-        let status = if ExpressServiceStatus::parse(&rec.status) == Some(ExpressServiceStatus::Active) {
-            "ACTIVE"
-        } else {
-            "DELETED"
-        };
-        let at = rec.resources_at;
+        let status = if rec.status == ExpressServiceStatus::Active { "ACTIVE" } else { "DELETED" };
+        let at = rec.resources_at.as_epoch_seconds();
         let config = rec.configurations.last().cloned().unwrap_or_default();
         let port = config
             .primary_container
@@ -636,7 +670,7 @@ impl ControlPlane {
     /// DescribeExpressGatewayService's view of a record, its status from the ECS service's.
     fn express_view(&self, ctx: &Ctx, rec: &ExpressRecord, with_tags: bool) -> ECSExpressGatewayService {
         let svc = self.load_service(ctx, &rec.cluster, &rec.name).ok().flatten();
-        let status = express_status(svc.map(|r| r.value.service.status), &rec.status);
+        let status = express_status(svc.map(|r| r.value.service.status), rec.status);
         let (deployment, _) = self.latest_revision(ctx, &rec.cluster, &rec.name);
         let tags = with_tags.then(|| {
             self.list_tags_for_resource(
@@ -647,25 +681,7 @@ impl ControlPlane {
             .and_then(|o| o.tags)
             .unwrap_or_default()
         });
-        ECSExpressGatewayService {
-            cluster: Some(ctx.scope.cluster_arn(&rec.cluster)),
-            service_name: Some(rec.name.clone()),
-            service_arn: Some(rec.service_arn.clone()),
-            infrastructure_role_arn: Some(rec.infrastructure_role_arn.clone()),
-            status: Some(ExpressGatewayServiceStatus {
-                status_code: Some(status.as_str().into()),
-                status_reason: None,
-            }),
-            current_deployment: deployment,
-            active_configurations: Some(if status == ExpressServiceStatus::Inactive {
-                Vec::new()
-            } else {
-                rec.configurations.last().cloned().into_iter().collect()
-            }),
-            tags,
-            created_at: Some(rec.created_at),
-            updated_at: Some(rec.updated_at),
-        }
+        ECSExpressGatewayService { current_deployment: deployment, tags, ..rec.to_wire(&ctx.scope, status) }
     }
 
     pub fn describe_express_gateway_service(
@@ -734,10 +750,10 @@ impl ControlPlane {
             rec.scalable_target_arn = refs.scalable_target_arn;
             rec.policy_arn = refs.policy_arn;
         }
-        let now = self.now_s();
+        let now = self.clock.now();
         let (_, revision) = self.latest_revision(ctx, &rec.cluster, &rec.name);
         config.service_revision_arn = revision;
-        config.created_at = Some(now);
+        config.created_at = Some(now.as_epoch_seconds());
         config.ingress_paths = base.ingress_paths.clone();
         rec.configurations.push(config.clone());
         rec.updated_at = now;
@@ -755,8 +771,8 @@ impl ControlPlane {
                 service_name: Some(rec.name.clone()),
                 status: view.status,
                 target_configuration: Some(config),
-                created_at: Some(rec.created_at),
-                updated_at: Some(rec.updated_at),
+                created_at: view.created_at,
+                updated_at: view.updated_at,
             }),
         })
     }
@@ -795,8 +811,8 @@ impl ControlPlane {
             .remove_route(&ctx.scope, &rec.load_balancer_arn, &route)
             .await
             .map_err(|e| port_error("The load balancer resources could not be removed", e))?;
-        let now = self.now_s();
-        rec.status = ExpressServiceStatus::Draining.as_str().into();
+        let now = self.clock.now();
+        rec.status = ExpressServiceStatus::Draining;
         rec.updated_at = now;
         rec.resources_at = now;
         let before = Before::of(&ctx.scope, &stored);
@@ -888,11 +904,12 @@ mod tests {
     #[test]
     fn the_status_follows_the_service() {
         use ExpressServiceStatus as E;
-        assert_eq!(express_status(Some(ServiceStatus::Active), "ACTIVE"), E::Active);
-        assert_eq!(express_status(Some(ServiceStatus::Active), "DRAINING"), E::Draining);
-        assert_eq!(express_status(Some(ServiceStatus::Draining), "DRAINING"), E::Draining);
-        assert_eq!(express_status(Some(ServiceStatus::Inactive), "DRAINING"), E::Inactive);
-        assert_eq!(express_status(None, "ACTIVE"), E::Inactive);
+        assert_eq!(express_status(Some(ServiceStatus::Active), E::Active), E::Active);
+        assert_eq!(express_status(Some(ServiceStatus::Active), E::Draining), E::Draining);
+        assert_eq!(express_status(Some(ServiceStatus::Draining), E::Draining), E::Draining);
+        assert_eq!(express_status(Some(ServiceStatus::Draining), E::Active), E::Draining);
+        assert_eq!(express_status(Some(ServiceStatus::Inactive), E::Draining), E::Inactive);
+        assert_eq!(express_status(None, E::Active), E::Inactive);
     }
 
     #[test]
@@ -908,5 +925,135 @@ mod tests {
             .as_deref(),
             Some("app/lb/abc/targetgroup/tg/def")
         );
+    }
+
+    /// The record as the release before [`ExpressRecord`] had its types declared it: the status a
+    /// string, the times epoch seconds.
+    #[derive(Serialize)]
+    struct WrittenByMain {
+        cluster: String,
+        name: String,
+        service_arn: String,
+        infrastructure_role_arn: String,
+        created_at: f64,
+        updated_at: f64,
+        status: String,
+        configurations: Vec<ExpressGatewayServiceConfiguration>,
+        host: String,
+        endpoint: String,
+        load_balancer_arn: String,
+        listener_arn: String,
+        target_group_arn: String,
+        rule_arn: String,
+        scalable_target_arn: String,
+        policy_arn: String,
+        resources_at: f64,
+    }
+
+    /// What main's CreateExpressGatewayService, an UpdateExpressGatewayService and (with
+    /// DRAINING) its DeleteExpressGatewayService stored, every field Gantry sets filled; the
+    /// times as main's clock made them (milliseconds in epoch seconds).
+    fn written_by_main(status: &str) -> WrittenByMain {
+        let s = |ms: i64| Timestamp(ms).as_epoch_seconds();
+        let first = ExpressGatewayServiceConfiguration {
+            service_revision_arn: Some(
+                "arn:aws:ecs:us-east-1:000000000000:service-revision/default/web/1234567890123456789".into(),
+            ),
+            task_definition_arn: Some("arn:aws:ecs:us-east-1:000000000000:task-definition/web:1".into()),
+            created_at: Some(s(1_796_334_293_524)),
+            ingress_paths: Some(vec![IngressPathSummary {
+                access_type: "PUBLIC".into(),
+                endpoint: "http://web-ab12cd34.ecs.us-east-1.localhost:8081".into(),
+            }]),
+            ..resolve(
+                None,
+                &ExpressGatewayServiceConfiguration {
+                    primary_container: Some(container("nginx")),
+                    ..Default::default()
+                },
+            )
+        };
+        let second = ExpressGatewayServiceConfiguration {
+            cpu: Some("1024".into()),
+            created_at: Some(s(1_796_334_400_007)),
+            ..first.clone()
+        };
+        let elb = "arn:aws:elasticloadbalancing:us-east-1:000000000000";
+        WrittenByMain {
+            cluster: "default".into(),
+            name: "web".into(),
+            service_arn: "arn:aws:ecs:us-east-1:000000000000:service/default/web".into(),
+            infrastructure_role_arn: "arn:aws:iam::000000000000:role/ecsInfrastructureRole".into(),
+            created_at: s(1_796_334_293_524),
+            updated_at: s(1_796_334_400_007),
+            status: status.into(),
+            configurations: vec![first, second],
+            host: "web-ab12cd34.ecs.us-east-1.localhost".into(),
+            endpoint: "http://web-ab12cd34.ecs.us-east-1.localhost:8081".into(),
+            load_balancer_arn: format!("{elb}:loadbalancer/app/ecs-express-gateway-alb/0123456789abcdef"),
+            listener_arn: format!("{elb}:listener/app/ecs-express-gateway-alb/0123456789abcdef/fedcba9876543210"),
+            target_group_arn: format!("{elb}:targetgroup/ecs-express-ab12cd34/00112233aabbccdd"),
+            rule_arn: format!("{elb}:listener-rule/app/ecs-express-gateway-alb/0123456789abcdef/fedcba9876543210/1"),
+            scalable_target_arn: "arn:aws:application-autoscaling:us-east-1:000000000000:scalable-target/0ec5abc".into(),
+            policy_arn: "arn:aws:autoscaling:us-east-1:000000000000:scalingPolicy:1:resource/ecs/service/default/web:policyName/web-express-target-tracking".into(),
+            resources_at: s(1_796_334_293_999),
+        }
+    }
+
+    #[test]
+    fn a_record_main_wrote_reads_and_writes_back_the_same_json() {
+        use crate::records::{encode, parse};
+        use serde_json::Value;
+        let scope = Scope::new("000000000000", "us-east-1");
+        for status in ExpressServiceStatus::ALL.iter().copied() {
+            let old = written_by_main(status.as_str());
+            let stored = encode(&old);
+            let rec: ExpressRecord = parse(&stored).unwrap();
+            assert_eq!(rec.status, status);
+            assert_eq!(
+                (rec.created_at, rec.updated_at, rec.resources_at),
+                (Timestamp(1_796_334_293_524), Timestamp(1_796_334_400_007), Timestamp(1_796_334_293_999))
+            );
+            assert_eq!(rec.configurations.len(), 2);
+            let was: Value = parse(&stored).unwrap();
+            let now: Value = parse(&encode(&rec)).unwrap();
+            assert_eq!(now, was);
+
+            // The wire shape is what main's view made of its record (before the deployment and
+            // tags, which are not the record's).
+            let wire = rec.to_wire(&scope, express_status(Some(ServiceStatus::Active), rec.status));
+            let shown = if status == ExpressServiceStatus::Draining { "DRAINING" } else { "ACTIVE" };
+            assert_eq!(
+                wire,
+                ECSExpressGatewayService {
+                    cluster: Some("arn:aws:ecs:us-east-1:000000000000:cluster/default".into()),
+                    service_name: Some(old.name.clone()),
+                    service_arn: Some(old.service_arn.clone()),
+                    infrastructure_role_arn: Some(old.infrastructure_role_arn.clone()),
+                    status: Some(ExpressGatewayServiceStatus {
+                        status_code: Some(shown.into()),
+                        status_reason: None,
+                    }),
+                    current_deployment: None,
+                    active_configurations: Some(vec![old.configurations[1].clone()]),
+                    tags: None,
+                    created_at: Some(old.created_at),
+                    updated_at: Some(old.updated_at),
+                }
+            );
+            let gone = rec.to_wire(&scope, ExpressServiceStatus::Inactive);
+            assert_eq!(gone.active_configurations, Some(vec![]));
+            assert_eq!(gone.status.and_then(|s| s.status_code).as_deref(), Some("INACTIVE"));
+        }
+    }
+
+    #[test]
+    fn a_status_gantry_never_wrote_fails_the_read_naming_it() {
+        let err = crate::records::parse::<ExpressRecord>(&crate::records::encode(&written_by_main("PAUSED")))
+            .unwrap_err();
+        assert!(err.contains("PAUSED"), "{err}");
+        let mut old = serde_json::to_value(written_by_main("ACTIVE")).unwrap();
+        old.as_object_mut().unwrap().remove("created_at");
+        assert!(crate::records::parse::<ExpressRecord>(&crate::records::encode(&old)).is_err());
     }
 }

@@ -14,9 +14,11 @@
 //! `SERVICE-ID.gw.REGION.localhost`, the service's URL. The route's target group is added to
 //! the service's `loadBalancers`, so its tasks register there as for any target group.
 
+use super::gateway_record::{
+    AssociationRecord, GatewayRecord, RouteAlb, RouteRecord, RouteResources, StoredGateway, StoredRoute,
+};
 use crate::records::{load, load_prefix};
-use crate::status::{association_status, set_gateway_status};
-use crate::table::{Before, Record, TxnExt};
+use crate::table::{Before, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::arn::cluster_name;
 use gantry_core::page::{PageRequest, paginate};
@@ -24,65 +26,11 @@ use gantry_core::{
     EcsError, ErrorKind, GatewayAssociationStatus, GatewayRouteStatus, GatewayStatus, Result, Scope,
 };
 use gantry_model::*;
-use gantry_ports::ingress::{HealthCheckSpec, Route, RouteSpec};
+use gantry_ports::ingress::{HealthCheckSpec, Ingress, Route, RouteSpec};
 use gantry_store::Txn;
-use serde::{Deserialize, Serialize};
 
 /// How many gateways one cluster may be associated with.
 pub const MAX_GATEWAYS_PER_CLUSTER: usize = 5;
-
-/// A gateway as stored.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct GatewayRecord {
-    pub gateway: Gateway,
-    pub client_token: Option<String>,
-    /// The port of its listener.
-    pub port: u16,
-}
-
-impl Record for GatewayRecord {
-    fn key(&self, scope: &Scope) -> String {
-        keys::gateway(scope, self.gateway.name.as_deref().unwrap_or_default())
-    }
-}
-
-/// A gateway's association with a cluster.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct AssociationRecord {
-    pub gateway: String,
-    pub cluster: String,
-    pub gateway_arn: String,
-    pub cluster_arn: String,
-    pub status: String,
-}
-
-impl Record for AssociationRecord {
-    fn key(&self, scope: &Scope) -> String {
-        keys::gateway_assoc(scope, &self.gateway, &self.cluster)
-    }
-}
-
-/// A gateway route as stored.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct RouteRecord {
-    pub id: String,
-    pub gateway: String,
-    pub gateway_arn: String,
-    pub cluster: String,
-    pub cluster_arn: String,
-    pub service: String,
-    pub route: GatewayRoute,
-    pub connector: GatewayConnector,
-    pub target_group_arn: String,
-    pub container_name: String,
-    pub container_port: i32,
-}
-
-impl Record for RouteRecord {
-    fn key(&self, scope: &Scope) -> String {
-        keys::gateway_route(scope, &self.gateway, &self.id)
-    }
-}
 
 fn gateway_not_found(name: &str) -> EcsError {
     EcsError::new(ErrorKind::GatewayNotFoundException, format!("The gateway '{name}' was not found."))
@@ -147,6 +95,76 @@ fn check_connectors(connectors: &[GatewayConnector]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What a service asks one route for: its connector, and the container and port the connector's
+/// port name names in its task definition.
+struct RouteAsk<'a> {
+    cluster: &'a str,
+    service: &'a str,
+    connector: &'a GatewayConnector,
+    container: &'a str,
+    port: i32,
+}
+
+/// The container and container port of the port mapping a connector names.
+fn connector_port(td: &TaskDefinition, c: &GatewayConnector, task_definition: &str) -> Result<(String, i32)> {
+    td.container_definitions
+        .iter()
+        .flatten()
+        .find_map(|d| {
+            let pm = d.port_mappings.iter().flatten().find(|p| p.name.as_deref() == Some(c.port_name.as_str()))?;
+            Some((d.name.clone().unwrap_or_default(), pm.container_port.unwrap_or_default()))
+        })
+        .ok_or_else(|| {
+            EcsError::invalid(format!(
+                "gatewayConnectors: the port name '{}' is not a port mapping of the task definition '{task_definition}'.",
+                c.port_name
+            ))
+        })
+}
+
+/// A route's host: `SERVICE-ID.gw.REGION.localhost` (the service's name as a DNS label, the
+/// route ID's first 8 digits).
+fn route_host(service: &str, id: &str, region: &str) -> String {
+    let label: String = service
+        .to_ascii_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .take(40)
+        .collect();
+    format!("{label}-{}.gw.{region}.localhost", &id[..8])
+}
+
+/// The target group and rule a route asks the load balancer for: the connector's health check
+/// and deregistration delay, and the gateway's tags if it propagates them.
+fn route_spec(id: &str, host: &str, g: &StoredGateway, ask: &RouteAsk<'_>) -> RouteSpec {
+    let c = ask.connector;
+    let hc = c.health_check.clone().unwrap_or_default();
+    RouteSpec {
+        target_group_name: format!("ecs-gw-{id}"),
+        port: ask.port as u16,
+        health_check_path: hc.health_check_path.clone().unwrap_or_else(|| "/".into()),
+        host: host.to_string(),
+        tags: if g.propagates_tags() {
+            g.tags
+                .iter()
+                .map(|t| (t.key.clone().unwrap_or_default(), t.value.clone().unwrap_or_default()))
+                .collect()
+        } else {
+            Vec::new()
+        },
+        health_check: HealthCheckSpec {
+            protocol: hc.health_check_protocol.clone(),
+            port: hc.health_check_port,
+            interval_seconds: hc.health_check_interval_seconds,
+            timeout_seconds: hc.health_check_timeout_seconds,
+            healthy_threshold: hc.healthy_threshold_count,
+            unhealthy_threshold: hc.unhealthy_threshold_count,
+            http_code: hc.matcher.as_ref().and_then(|m| m.http_code.clone()),
+        },
+        deregistration_delay_seconds: c.deregistration_delay.as_ref().and_then(|d| d.timeout_seconds),
+    }
 }
 
 impl ControlPlane {
@@ -230,16 +248,15 @@ impl ControlPlane {
                 "propagateTags '{propagate}' is not valid: it must be NONE or GATEWAY."
             )));
         }
-        let now = self.now_s();
-        let arn = self.gateway_arn(&ctx.scope, &req.name);
+        let now = self.clock.now();
         let rec = GatewayRecord {
-            gateway: Gateway {
-                gateway_arn: Some(arn.clone()),
-                name: Some(req.name.clone()),
-                status: Some(GatewayStatus::Active.as_str().into()),
-                infrastructure_role_arn: Some(req.infrastructure_role_arn.clone()),
-                deletion_protection: Some(req.deletion_protection.unwrap_or(true)),
-                configuration: Some(DescribeGatewayConfiguration {
+            gateway: StoredGateway {
+                gateway_arn: self.gateway_arn(&ctx.scope, &req.name),
+                name: req.name.clone(),
+                status: GatewayStatus::Active,
+                infrastructure_role_arn: req.infrastructure_role_arn.clone(),
+                deletion_protection: req.deletion_protection.unwrap_or(true),
+                configuration: DescribeGatewayConfiguration {
                     host_shared_alb: Some(DescribeGatewayAlbConfiguration {
                         network_configuration: alb.network_configuration.clone(),
                         scheme: Some(scheme),
@@ -252,13 +269,12 @@ impl ControlPlane {
                         http_desync: Some(alb.http_desync.clone().unwrap_or_else(|| "defensive".into())),
                         test_traffic_rules: alb.test_traffic_rules.clone(),
                     }),
-                }),
-                access_type: Some(access_type.into()),
-                propagate_tags: Some(propagate),
-                tags: Some(tags),
-                created_at: Some(now),
-                updated_at: Some(now),
-                ..Default::default()
+                },
+                access_type: access_type.into(),
+                propagate_tags: propagate,
+                tags,
+                created_at: now,
+                updated_at: now,
             },
             client_token: req.client_token.clone(),
             port: port as u16,
@@ -274,17 +290,16 @@ impl ControlPlane {
             })
             .await?;
         Ok(CreateGatewayResponse {
-            gateway_arn: out.gateway.gateway_arn,
-            name: out.gateway.name,
-            status: out.gateway.status,
+            gateway_arn: Some(out.gateway.gateway_arn),
+            name: Some(out.gateway.name),
+            status: Some(out.gateway.status.as_str().into()),
         })
     }
 
     /// A gateway as DescribeGateway shows it, with its current load balancer count.
     fn gateway_view(&self, ctx: &Ctx, rec: &GatewayRecord) -> Result<Gateway> {
-        let mut g = rec.gateway.clone();
-        let name = g.name.clone().unwrap_or_default();
-        let has_alb = self.routes(ctx)?.iter().any(|r| r.gateway == name);
+        let mut g = rec.gateway.to_wire();
+        let has_alb = self.routes(ctx)?.iter().any(|r| r.gateway == rec.gateway.name);
         if let Some(a) = g.configuration.as_mut().and_then(|c| c.host_shared_alb.as_mut()) {
             a.current_alb_count = Some(i32::from(has_alb));
         }
@@ -319,23 +334,23 @@ impl ControlPlane {
                 "propagateTags '{p}' is not valid: it must be NONE or GATEWAY."
             )));
         }
-        let now = self.now_s();
+        let now = self.clock.now();
         let out = self
             .retry(|| {
                 let cur = self.load_gateway(ctx, &req.gateway)?;
                 let mut rec = cur.value.clone();
                 let g = &mut rec.gateway;
                 if let Some(r) = &req.infrastructure_role_arn {
-                    g.infrastructure_role_arn = Some(r.clone());
+                    g.infrastructure_role_arn = r.clone();
                 }
                 if let Some(d) = req.deletion_protection {
-                    g.deletion_protection = Some(d);
+                    g.deletion_protection = d;
                 }
                 if let Some(p) = &req.propagate_tags {
-                    g.propagate_tags = Some(p.clone());
+                    g.propagate_tags = p.clone();
                 }
                 if let Some(u) = req.configuration.as_ref().and_then(|c| c.host_shared_alb.as_ref())
-                    && let Some(a) = g.configuration.as_mut().and_then(|c| c.host_shared_alb.as_mut())
+                    && let Some(a) = g.configuration.host_shared_alb.as_mut()
                 {
                     if let Some(n) = u.max_alb_count {
                         a.max_alb_count = Some(n);
@@ -360,13 +375,13 @@ impl ControlPlane {
                     }
                 }
                 // Applied at once: the update is complete by the time anyone looks.
-                set_gateway_status(g, GatewayStatus::UpdateComplete);
-                g.updated_at = Some(now);
+                g.status = GatewayStatus::UpdateComplete;
+                g.updated_at = now;
                 Ok((Txn::new().put_record(&ctx.scope, &Before::of(&ctx.scope, &cur), &rec), rec))
             })
             .await?;
         Ok(UpdateGatewayResponse {
-            gateway_arn: out.gateway.gateway_arn,
+            gateway_arn: Some(out.gateway.gateway_arn),
             name: Some(name),
             status: Some(GatewayStatus::UpdateInProgress.as_str().into()),
         })
@@ -380,24 +395,30 @@ impl ControlPlane {
         let out = self
             .retry(|| {
                 let cur = self.load_gateway(ctx, &req.gateway)?;
-                let name = cur.value.gateway.name.clone().unwrap_or_default();
-                if cur.value.gateway.deletion_protection == Some(true) {
+                let name = cur.value.gateway.name.clone();
+                if cur.value.gateway.deletion_protection {
                     return Err(EcsError::invalid(format!(
                         "The gateway '{name}' has deletion protection enabled: disable it with UpdateGateway first."
                     )));
                 }
-                if self.associations(ctx)?.iter().any(|a| a.gateway == name && association_status(&a.status) != Some(GatewayAssociationStatus::Inactive)) {
+                if self
+                    .associations(ctx)?
+                    .iter()
+                    .any(|a| a.gateway == name && a.status != GatewayAssociationStatus::Inactive)
+                {
                     return Err(EcsError::new(
                         ErrorKind::ClientException,
                         format!("The gateway '{name}' is associated with clusters: disassociate them first."),
                     ));
                 }
-                let mut shown = cur.value.gateway.clone();
-                set_gateway_status(&mut shown, GatewayStatus::Deleted);
-                Ok((Txn::new().delete_record(&Before::of(&ctx.scope, &cur)), shown))
+                Ok((Txn::new().delete_record(&Before::of(&ctx.scope, &cur)), cur.value.gateway.clone()))
             })
             .await?;
-        Ok(DeleteGatewayResponse { gateway_arn: out.gateway_arn, name: out.name, status: out.status })
+        Ok(DeleteGatewayResponse {
+            gateway_arn: Some(out.gateway_arn),
+            name: Some(out.name),
+            status: Some(GatewayStatus::Deleted.as_str().into()),
+        })
     }
 
     pub fn list_gateways(&self, ctx: &Ctx, req: ListGatewaysRequest) -> Result<ListGatewaysResponse> {
@@ -409,21 +430,9 @@ impl ControlPlane {
             load_prefix::<GatewayRecord>(&*self.store, &keys::gateways_prefix(&ctx.scope))?
                 .into_iter()
                 .map(|r| r.value.gateway)
-                .filter(|g| req.names.as_ref().is_none_or(|n| n.iter().any(|x| Some(x) == g.name.as_ref())))
-                .filter(|g| {
-                    req.status.as_ref().is_none_or(|s| s.iter().any(|x| Some(x) == g.status.as_ref()))
-                })
-                .map(|g| {
-                    (
-                        g.name.clone().unwrap_or_default(),
-                        GatewaySummary {
-                            gateway_arn: g.gateway_arn,
-                            name: g.name,
-                            status: g.status,
-                            created_at: g.created_at,
-                        },
-                    )
-                })
+                .filter(|g| req.names.as_ref().is_none_or(|n| n.contains(&g.name)))
+                .filter(|g| req.status.as_ref().is_none_or(|s| s.iter().any(|x| x == g.status.as_str())))
+                .map(|g| (g.name.clone(), g.summary()))
                 .filter(|(k, _)| page.after.as_ref().is_none_or(|a| k > a))
                 .collect();
         let (items, next_token) = paginate(rows, page.limit, |(k, _)| k.clone());
@@ -435,30 +444,34 @@ impl ControlPlane {
         ctx: &Ctx,
         req: AssociateGatewayWithClusterRequest,
     ) -> Result<AssociateGatewayWithClusterResponse> {
-        let g = self.load_gateway(ctx, &req.gateway)?.value;
-        let gname = g.gateway.name.clone().unwrap_or_default();
+        let g = self.load_gateway(ctx, &req.gateway)?.value.gateway;
+        let gname = g.name;
         let cluster = cluster_name(&ctx.scope, Some(&req.cluster))?;
         self.active_cluster(ctx, Some(&cluster))?;
         let rec = AssociationRecord {
             gateway: gname.clone(),
             cluster: cluster.clone(),
-            gateway_arn: g.gateway.gateway_arn.clone().unwrap_or_default(),
+            gateway_arn: g.gateway_arn,
             cluster_arn: ctx.scope.cluster_arn(&cluster),
-            status: GatewayAssociationStatus::Active.as_str().into(),
+            status: GatewayAssociationStatus::Active,
         };
         let key = keys::gateway_assoc(&ctx.scope, &gname, &cluster);
         let out = self
             .retry(|| {
                 let cur = load::<AssociationRecord>(&*self.store, &key)?;
                 if let Some(c) = &cur
-                    && association_status(&c.value.status) == Some(GatewayAssociationStatus::Active)
+                    && c.value.is_active()
                 {
                     return Ok((Txn::new(), c.value.clone()));
                 }
                 let others = self
                     .associations(ctx)?
                     .into_iter()
-                    .filter(|a| a.cluster == cluster && a.gateway != gname && association_status(&a.status) != Some(GatewayAssociationStatus::Inactive))
+                    .filter(|a| {
+                        a.cluster == cluster
+                            && a.gateway != gname
+                            && a.status != GatewayAssociationStatus::Inactive
+                    })
                     .count();
                 if others >= MAX_GATEWAYS_PER_CLUSTER {
                     return Err(EcsError::invalid(format!(
@@ -469,10 +482,11 @@ impl ControlPlane {
                 Ok((Txn::new().put_record(&ctx.scope, &before, &rec), rec.clone()))
             })
             .await?;
+        let out = out.to_wire();
         Ok(AssociateGatewayWithClusterResponse {
-            gateway_arn: Some(out.gateway_arn),
-            cluster_arn: Some(out.cluster_arn),
-            status: Some(out.status),
+            gateway_arn: out.gateway_arn,
+            cluster_arn: out.cluster_arn,
+            status: out.status,
         })
     }
 
@@ -481,8 +495,7 @@ impl ControlPlane {
         ctx: &Ctx,
         req: DisassociateGatewayFromClusterRequest,
     ) -> Result<DisassociateGatewayFromClusterResponse> {
-        let g = self.load_gateway(ctx, &req.gateway)?.value;
-        let gname = g.gateway.name.clone().unwrap_or_default();
+        let gname = self.load_gateway(ctx, &req.gateway)?.value.gateway.name;
         let cluster = cluster_name(&ctx.scope, Some(&req.cluster))?;
         let key = keys::gateway_assoc(&ctx.scope, &gname, &cluster);
         let out = self
@@ -499,19 +512,20 @@ impl ControlPlane {
                 if routes {
                     // Until the services' routes are removed (by updating the services).
                     let mut rec = cur.value.clone();
-                    rec.status = GatewayAssociationStatus::Disassociating.as_str().into();
+                    rec.status = GatewayAssociationStatus::Disassociating;
                     Ok((Txn::new().put_record(&ctx.scope, &before, &rec), rec))
                 } else {
                     let mut rec = cur.value.clone();
-                    rec.status = GatewayAssociationStatus::Disassociating.as_str().into();
+                    rec.status = GatewayAssociationStatus::Disassociating;
                     Ok((Txn::new().delete_record(&before), rec))
                 }
             })
             .await?;
+        let out = out.to_wire();
         Ok(DisassociateGatewayFromClusterResponse {
-            gateway_arn: Some(out.gateway_arn),
-            cluster_arn: Some(out.cluster_arn),
-            status: Some(out.status),
+            gateway_arn: out.gateway_arn,
+            cluster_arn: out.cluster_arn,
+            status: out.status,
         })
     }
 
@@ -531,17 +545,8 @@ impl ControlPlane {
             .into_iter()
             .filter(|a| gateway.as_ref().is_none_or(|g| &a.gateway == g))
             .filter(|a| cluster.as_ref().is_none_or(|c| &a.cluster == c))
-            .filter(|a| req.status.as_ref().is_none_or(|s| s.contains(&a.status)))
-            .map(|a| {
-                (
-                    format!("{}/{}", a.gateway, a.cluster),
-                    GatewayClusterAssociationSummary {
-                        gateway_arn: Some(a.gateway_arn),
-                        cluster_arn: Some(a.cluster_arn),
-                        status: Some(a.status),
-                    },
-                )
-            })
+            .filter(|a| req.status.as_ref().is_none_or(|s| s.iter().any(|x| x == a.status.as_str())))
+            .map(|a| (format!("{}/{}", a.gateway, a.cluster), a.to_wire()))
             .filter(|(k, _)| page.after.as_ref().is_none_or(|a| k > a))
             .collect();
         let (items, next_token) = paginate(rows, page.limit, |(k, _)| k.clone());
@@ -558,7 +563,7 @@ impl ControlPlane {
     ) -> Result<ListGatewayRoutesResponse> {
         let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 100, 100)?;
         let gateway = match &req.gateway {
-            Some(g) => Some(self.load_gateway(ctx, g)?.value.gateway.name.unwrap_or_default()),
+            Some(g) => Some(self.load_gateway(ctx, g)?.value.gateway.name),
             None => None,
         };
         let cluster = match &req.cluster {
@@ -573,22 +578,8 @@ impl ControlPlane {
             .filter(|r| cluster.as_ref().is_none_or(|c| &r.cluster == c))
             .filter(|r| service.as_ref().is_none_or(|s| &r.service == s))
             .filter(|r| req.service_container_port_name.as_ref().is_none_or(|p| &r.connector.port_name == p))
-            .filter(|r| {
-                req.status.as_ref().is_none_or(|s| r.route.status.as_ref().is_some_and(|x| s.contains(x)))
-            })
-            .map(|r| {
-                (
-                    format!("{}/{}", r.gateway, r.id),
-                    GatewayRouteSummary {
-                        gateway_route_arn: r.route.gateway_route_arn.clone(),
-                        gateway_arn: Some(r.gateway_arn.clone()),
-                        cluster_arn: Some(r.cluster_arn.clone()),
-                        service_arn: r.route.service_arn.clone(),
-                        service_container_port_name: Some(r.connector.port_name.clone()),
-                        status: r.route.status.clone(),
-                    },
-                )
-            })
+            .filter(|r| req.status.as_ref().is_none_or(|s| s.iter().any(|x| x == r.route.status.as_str())))
+            .map(|r| (format!("{}/{}", r.gateway, r.id), r.summary()))
             .filter(|(k, _)| page.after.as_ref().is_none_or(|a| k > a))
             .collect();
         let (items, next_token) = paginate(rows, page.limit, |(k, _)| k.clone());
@@ -603,12 +594,10 @@ impl ControlPlane {
         ctx: &Ctx,
         req: DescribeGatewayRouteRequest,
     ) -> Result<DescribeGatewayRouteResponse> {
-        let found = self
-            .routes(ctx)?
-            .into_iter()
-            .find(|r| r.route.gateway_route_arn.as_deref() == Some(req.gateway_route_arn.as_str()));
+        let found =
+            self.routes(ctx)?.into_iter().find(|r| r.route.gateway_route_arn == req.gateway_route_arn);
         match found {
-            Some(r) => Ok(DescribeGatewayRouteResponse { gateway_route: Some(r.route) }),
+            Some(r) => Ok(DescribeGatewayRouteResponse { gateway_route: Some(r.route.to_wire()) }),
             None => Err(EcsError::new(
                 ErrorKind::ResourceNotFoundException,
                 format!("The gateway route '{}' was not found.", req.gateway_route_arn),
@@ -622,20 +611,20 @@ impl ControlPlane {
         req: DescribeGatewayResourcesRequest,
     ) -> Result<DescribeGatewayResourcesResponse> {
         let page = PageRequest::new(req.max_results, req.next_token.as_deref(), 10, 20)?;
-        let g = self.load_gateway(ctx, &req.gateway)?.value;
-        let name = g.gateway.name.clone().unwrap_or_default();
-        let routes: Vec<RouteRecord> = self.routes(ctx)?.into_iter().filter(|r| r.gateway == name).collect();
+        let g = self.load_gateway(ctx, &req.gateway)?.value.gateway;
+        let routes: Vec<RouteRecord> =
+            self.routes(ctx)?.into_iter().filter(|r| r.gateway == g.name).collect();
         let mut by_lb: std::collections::BTreeMap<String, ElbGatewayResources> = Default::default();
         for r in &routes {
-            for res in r.route.resources.iter().flat_map(|x| x.host_shared_alb.iter().flatten()) {
-                let lb = res.load_balancer_arn.clone().unwrap_or_default();
+            for res in &r.route.resources.host_shared_alb {
+                let lb = res.load_balancer_arn.clone();
                 let e = by_lb.entry(lb.clone()).or_insert_with(|| ElbGatewayResources {
                     load_balancer_arn: Some(lb),
-                    listener_arn: res.listener_arn.clone(),
+                    listener_arn: Some(res.listener_arn.clone()),
                     security_group: None,
                     gateway_route_arns: Some(Vec::new()),
                 });
-                e.gateway_route_arns.get_or_insert_with(Vec::new).extend(r.route.gateway_route_arn.clone());
+                e.gateway_route_arns.get_or_insert_with(Vec::new).push(r.route.gateway_route_arn.clone());
             }
         }
         let rows: Vec<(String, ElbGatewayResources)> =
@@ -643,7 +632,7 @@ impl ControlPlane {
         let (items, next_token) = paginate(rows, page.limit, |(k, _)| k.clone());
         Ok(DescribeGatewayResourcesResponse {
             gateway_resources: Some(GatewayResources {
-                gateway_arn: g.gateway.gateway_arn,
+                gateway_arn: Some(g.gateway_arn),
                 resources: Some(GatewayInfrastructureResources {
                     host_shared_alb: Some(items.into_iter().map(|(_, e)| e).collect()),
                 }),
@@ -696,147 +685,96 @@ impl ControlPlane {
             )?
             .task_definition
             .unwrap_or_default();
-        let gateways: Vec<AssociationRecord> = self
-            .associations(ctx)?
-            .into_iter()
-            .filter(|a| {
-                a.cluster == cluster
-                    && association_status(&a.status) == Some(GatewayAssociationStatus::Active)
-            })
-            .collect();
+        let gateways = self.associated_gateways(ctx, cluster)?;
+        let existing = self.routes(ctx)?;
+        let mut out = Vec::new();
+        for connector in connectors {
+            let (container, port) = connector_port(&td, connector, task_definition)?;
+            let ask = RouteAsk { cluster, service, connector, container: &container, port };
+            for a in &gateways {
+                let g = self.load_gateway(ctx, &a.gateway)?.value;
+                if !connector_allows(connector, &g.gateway.access_type) {
+                    continue;
+                }
+                let made = existing.iter().find(|r| {
+                    r.gateway == a.gateway
+                        && r.cluster == cluster
+                        && r.service == service
+                        && r.connector.port_name == connector.port_name
+                });
+                out.push(match made {
+                    Some(r) => r.load_balancer(),
+                    None => self.make_gateway_route(ctx, &*ingress, a, &g, &ask).await?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The gateways associated (ACTIVE) with a cluster: at least one, or the error that says so.
+    fn associated_gateways(&self, ctx: &Ctx, cluster: &str) -> Result<Vec<AssociationRecord>> {
+        let gateways: Vec<AssociationRecord> =
+            self.associations(ctx)?.into_iter().filter(|a| a.cluster == cluster && a.is_active()).collect();
         if gateways.is_empty() {
             return Err(EcsError::invalid(format!(
                 "gatewayConnectors: the cluster '{cluster}' is not associated with any gateway."
             )));
         }
-        let existing = self.routes(ctx)?;
-        let mut out = Vec::new();
-        for c in connectors {
-            let (container, port) = td
-                .container_definitions
-                .iter()
-                .flatten()
-                .find_map(|d| {
-                    let pm = d.port_mappings.iter().flatten().find(|p| p.name.as_deref() == Some(c.port_name.as_str()))?;
-                    Some((d.name.clone().unwrap_or_default(), pm.container_port.unwrap_or_default()))
-                })
-                .ok_or_else(|| {
-                    EcsError::invalid(format!(
-                        "gatewayConnectors: the port name '{}' is not a port mapping of the task definition '{task_definition}'.",
-                        c.port_name
-                    ))
-                })?;
-            for a in &gateways {
-                let g = self.load_gateway(ctx, &a.gateway)?.value;
-                let access = g.gateway.access_type.clone().unwrap_or_else(|| "PUBLIC".into());
-                if !connector_allows(c, &access) {
-                    continue;
-                }
-                if let Some(r) = existing.iter().find(|r| {
-                    r.gateway == a.gateway
-                        && r.cluster == cluster
-                        && r.service == service
-                        && r.connector.port_name == c.port_name
-                }) {
-                    out.push(LoadBalancer {
-                        target_group_arn: Some(r.target_group_arn.clone()),
-                        container_name: Some(r.container_name.clone()),
-                        container_port: Some(r.container_port),
-                        ..Default::default()
-                    });
-                    continue;
-                }
-                let alb =
-                    ingress.shared_alb(&ctx.scope, &alb_name(&a.gateway), g.port).await.map_err(|e| {
-                        EcsError::server(format!("The gateway's load balancer could not be provisioned: {e}"))
-                    })?;
-                let id = self.ids.hex_id()[..12].to_string();
-                let host = format!(
-                    "{}-{}.gw.{}.localhost",
-                    service
-                        .to_ascii_lowercase()
-                        .chars()
-                        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-                        .take(40)
-                        .collect::<String>(),
-                    &id[..8],
-                    ctx.scope.region
-                );
-                let hc = c.health_check.clone().unwrap_or_default();
-                let spec = RouteSpec {
-                    target_group_name: format!("ecs-gw-{id}"),
-                    port: port as u16,
-                    health_check_path: hc.health_check_path.clone().unwrap_or_else(|| "/".into()),
-                    host: host.clone(),
-                    tags: if g.gateway.propagate_tags.as_deref() == Some("GATEWAY") {
-                        g.gateway
-                            .tags
-                            .iter()
-                            .flatten()
-                            .map(|t| (t.key.clone().unwrap_or_default(), t.value.clone().unwrap_or_default()))
-                            .collect()
-                    } else {
-                        Vec::new()
-                    },
-                    health_check: HealthCheckSpec {
-                        protocol: hc.health_check_protocol.clone(),
-                        port: hc.health_check_port,
-                        interval_seconds: hc.health_check_interval_seconds,
-                        timeout_seconds: hc.health_check_timeout_seconds,
-                        healthy_threshold: hc.healthy_threshold_count,
-                        unhealthy_threshold: hc.unhealthy_threshold_count,
-                        http_code: hc.matcher.as_ref().and_then(|m| m.http_code.clone()),
-                    },
-                    deregistration_delay_seconds: c
-                        .deregistration_delay
-                        .as_ref()
-                        .and_then(|d| d.timeout_seconds),
-                };
-                let route = ingress.add_route(&ctx.scope, &alb.listener_arn, &spec).await.map_err(|e| {
-                    EcsError::server(format!("The gateway route could not be provisioned: {e}"))
-                })?;
-                let url = if alb.port == 80 {
-                    format!("http://{host}")
-                } else {
-                    format!("http://{host}:{}", alb.port)
-                };
-                let rec = RouteRecord {
-                    id: id.clone(),
-                    gateway: a.gateway.clone(),
-                    gateway_arn: a.gateway_arn.clone(),
-                    cluster: cluster.to_string(),
-                    cluster_arn: a.cluster_arn.clone(),
-                    service: service.to_string(),
-                    route: GatewayRoute {
-                        gateway_route_arn: Some(ctx.scope.arn(&format!("gateway-route/{}/{id}", a.gateway))),
-                        service_arn: Some(ctx.scope.arn(&format!("service/{cluster}/{service}"))),
-                        service_container_port_name: Some(c.port_name.clone()),
-                        status: Some(GatewayRouteStatus::Active.as_str().into()),
-                        service_url: Some(url),
-                        resources: Some(GatewayRouteResources {
-                            host_shared_alb: Some(vec![GatewayRouteAlbResources {
-                                load_balancer_arn: Some(alb.load_balancer_arn.clone()),
-                                listener_arn: Some(alb.listener_arn.clone()),
-                                listener_rule_arn: Some(route.rule_arn.clone()),
-                                ..Default::default()
-                            }]),
-                        }),
-                    },
-                    connector: c.clone(),
-                    target_group_arn: route.target_group_arn.clone(),
-                    container_name: container.clone(),
-                    container_port: port,
-                };
-                self.commit(Txn::new().put_record(&ctx.scope, &Before::absent(), &rec)).await?;
-                out.push(LoadBalancer {
-                    target_group_arn: Some(route.target_group_arn),
-                    container_name: Some(container.clone()),
-                    container_port: Some(port),
-                    ..Default::default()
-                });
-            }
-        }
-        Ok(out)
+        Ok(gateways)
+    }
+
+    /// Makes one route on gateway `g` (associated with the cluster through `a`): the gateway's
+    /// load balancer if it has none yet, a target group and a host-header rule, and the route's
+    /// record. Returns the `loadBalancers` entry it adds to the service.
+    async fn make_gateway_route(
+        &self,
+        ctx: &Ctx,
+        ingress: &dyn Ingress,
+        a: &AssociationRecord,
+        g: &GatewayRecord,
+        ask: &RouteAsk<'_>,
+    ) -> Result<LoadBalancer> {
+        let alb = ingress.shared_alb(&ctx.scope, &alb_name(&a.gateway), g.port).await.map_err(|e| {
+            EcsError::server(format!("The gateway's load balancer could not be provisioned: {e}"))
+        })?;
+        let id = self.ids.hex_id()[..12].to_string();
+        let host = route_host(ask.service, &id, &ctx.scope.region);
+        let spec = route_spec(&id, &host, &g.gateway, ask);
+        let route = ingress
+            .add_route(&ctx.scope, &alb.listener_arn, &spec)
+            .await
+            .map_err(|e| EcsError::server(format!("The gateway route could not be provisioned: {e}")))?;
+        let service_url =
+            if alb.port == 80 { format!("http://{host}") } else { format!("http://{host}:{}", alb.port) };
+        let (cluster, service) = (ask.cluster, ask.service);
+        let rec = RouteRecord {
+            id: id.clone(),
+            gateway: a.gateway.clone(),
+            gateway_arn: a.gateway_arn.clone(),
+            cluster: cluster.to_string(),
+            cluster_arn: a.cluster_arn.clone(),
+            service: service.to_string(),
+            route: StoredRoute {
+                gateway_route_arn: ctx.scope.arn(&format!("gateway-route/{}/{id}", a.gateway)),
+                service_arn: ctx.scope.arn(&format!("service/{cluster}/{service}")),
+                service_container_port_name: ask.connector.port_name.clone(),
+                status: GatewayRouteStatus::Active,
+                service_url,
+                resources: RouteResources {
+                    host_shared_alb: vec![RouteAlb {
+                        load_balancer_arn: alb.load_balancer_arn,
+                        listener_arn: alb.listener_arn,
+                        listener_rule_arn: route.rule_arn,
+                    }],
+                },
+            },
+            connector: ask.connector.clone(),
+            target_group_arn: route.target_group_arn,
+            container_name: ask.container.to_string(),
+            container_port: ask.port,
+        };
+        self.commit(Txn::new().put_record(&ctx.scope, &Before::absent(), &rec)).await?;
+        Ok(rec.load_balancer())
     }
 
     /// Removes a service's routes, all of them or those whose connector is not in `keep`;
@@ -857,19 +795,14 @@ impl ControlPlane {
         let mut removed = Vec::new();
         for r in gone {
             if let Some((ingress, _)) = self.ingress.get() {
-                let res =
-                    r.value.route.resources.clone().unwrap_or_default().host_shared_alb.unwrap_or_default();
-                for a in res {
+                for a in &r.value.route.resources.host_shared_alb {
                     let route = Route {
                         target_group_arn: r.value.target_group_arn.clone(),
-                        rule_arn: a.listener_rule_arn.clone().unwrap_or_default(),
+                        rule_arn: a.listener_rule_arn.clone(),
                     };
-                    ingress
-                        .remove_route(&ctx.scope, a.load_balancer_arn.as_deref().unwrap_or_default(), &route)
-                        .await
-                        .map_err(|e| {
-                            EcsError::server(format!("The gateway route could not be removed: {e}"))
-                        })?;
+                    ingress.remove_route(&ctx.scope, &a.load_balancer_arn, &route).await.map_err(|e| {
+                        EcsError::server(format!("The gateway route could not be removed: {e}"))
+                    })?;
                 }
             }
             self.commit(Txn::new().delete_record(&Before::of(&ctx.scope, &r))).await?;
@@ -881,7 +814,7 @@ impl ControlPlane {
                     &*self.store,
                     &keys::gateway_assoc(&ctx.scope, &r.value.gateway, cluster),
                 )?
-                && association_status(&a.value.status) == Some(GatewayAssociationStatus::Disassociating)
+                && a.value.status == GatewayAssociationStatus::Disassociating
             {
                 self.commit(Txn::new().delete_record(&Before::of(&ctx.scope, &a))).await?;
             }
@@ -1025,5 +958,68 @@ mod tests {
         };
         assert!(check_connectors(&[slow]).unwrap_err().message.contains("4000"));
         assert!(check_connectors(&[c("web"), c("admin")]).is_ok());
+    }
+
+    #[test]
+    fn a_connector_names_a_port_mapping_of_the_task_definition() {
+        let td = TaskDefinition {
+            container_definitions: Some(vec![ContainerDefinition {
+                name: Some("app".into()),
+                port_mappings: Some(vec![PortMapping {
+                    name: Some("http".into()),
+                    container_port: Some(8080),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        let c = |name: &str| GatewayConnector { port_name: name.into(), ..Default::default() };
+        assert_eq!(connector_port(&td, &c("http"), "web:1").unwrap(), ("app".to_string(), 8080));
+        let e = connector_port(&td, &c("admin"), "web:1").unwrap_err().message;
+        assert!(e.contains("'admin'") && e.contains("'web:1'"), "{e}");
+    }
+
+    #[test]
+    fn a_route_asks_for_the_connectors_health_check_and_the_gateways_tags_if_it_propagates_them() {
+        assert_eq!(
+            route_host("My_Web", "ab12cd34ef56", "eu-west-1"),
+            "my-web-ab12cd34.gw.eu-west-1.localhost"
+        );
+        let connector = GatewayConnector {
+            port_name: "http".into(),
+            health_check: Some(GatewayConnectorHealthCheck {
+                health_check_path: Some("/ping".into()),
+                healthy_threshold_count: Some(3),
+                ..Default::default()
+            }),
+            deregistration_delay: Some(GatewayConnectorDeregistrationDelay { timeout_seconds: Some(5) }),
+            ..Default::default()
+        };
+        let ask =
+            RouteAsk { cluster: "prod", service: "web", connector: &connector, container: "app", port: 8080 };
+        let mut g = StoredGateway {
+            gateway_arn: "arn:aws:ecs:us-east-1:000000000000:gateway/edge".into(),
+            name: "edge".into(),
+            status: GatewayStatus::Active,
+            infrastructure_role_arn: "arn:aws:iam::000000000000:role/r".into(),
+            deletion_protection: true,
+            configuration: DescribeGatewayConfiguration::default(),
+            access_type: "PUBLIC".into(),
+            propagate_tags: "GATEWAY".into(),
+            tags: vec![Tag { key: Some("team".into()), value: Some("edge".into()) }],
+            created_at: gantry_core::Timestamp(0),
+            updated_at: gantry_core::Timestamp(0),
+        };
+        let spec = route_spec("ab12cd34ef56", "h.localhost", &g, &ask);
+        assert_eq!((spec.target_group_name.as_str(), spec.port), ("ecs-gw-ab12cd34ef56", 8080));
+        assert_eq!(
+            (spec.health_check_path.as_str(), spec.health_check.healthy_threshold),
+            ("/ping", Some(3))
+        );
+        assert_eq!(spec.deregistration_delay_seconds, Some(5));
+        assert_eq!(spec.tags, [("team".to_string(), "edge".to_string())]);
+        g.propagate_tags = "NONE".into();
+        assert!(route_spec("ab12cd34ef56", "h.localhost", &g, &ask).tags.is_empty());
     }
 }

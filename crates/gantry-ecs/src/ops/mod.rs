@@ -12,6 +12,7 @@ pub mod daemon_task_definitions;
 pub mod daemons;
 pub mod exec;
 pub mod express;
+pub mod gateway_record;
 pub mod gateways;
 pub mod instance_record;
 pub mod placement;
