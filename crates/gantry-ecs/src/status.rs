@@ -6,11 +6,8 @@
 //! clusters, `ClusterRecord`; container instances, `InstanceRecord`; a service and its
 //! deployments, `ops/service_record.rs`; a service deployment) hold the enums themselves.
 
-use gantry_core::{
-    CapacityProviderStatus, DaemonDeploymentStatus, DaemonStatus, DaemonTaskDefinitionStatus, ServiceStatus,
-    TaskDefinitionStatus,
-};
-use gantry_model::{CapacityProvider, DaemonDeployment, DaemonTaskDefinition, Service, TaskDefinition};
+use gantry_core::{CapacityProviderStatus, DaemonTaskDefinitionStatus, ServiceStatus, TaskDefinitionStatus};
+use gantry_model::{CapacityProvider, DaemonTaskDefinition, Service, TaskDefinition};
 
 /// A capacity provider's status; `None` if it has none, or one Gantry does not know.
 pub(crate) fn provider_status(p: &CapacityProvider) -> Option<CapacityProviderStatus> {
@@ -43,20 +40,6 @@ pub(crate) fn daemon_taskdef_status(d: &DaemonTaskDefinition) -> Option<DaemonTa
 }
 
 pub(crate) fn set_daemon_taskdef_status(d: &mut DaemonTaskDefinition, status: DaemonTaskDefinitionStatus) {
-    d.status = Some(status.as_str().into());
-}
-
-/// A daemon's status as stored (its record keeps ECS's string).
-pub(crate) fn daemon_status(s: Option<&str>) -> Option<DaemonStatus> {
-    s.and_then(DaemonStatus::parse)
-}
-
-/// A daemon deployment's status; `None` for one Gantry does not know.
-pub(crate) fn daemon_deployment_status(d: &DaemonDeployment) -> Option<DaemonDeploymentStatus> {
-    d.status.as_deref().and_then(DaemonDeploymentStatus::parse)
-}
-
-pub(crate) fn set_daemon_deployment_status(d: &mut DaemonDeployment, status: DaemonDeploymentStatus) {
     d.status = Some(status.as_str().into());
 }
 

@@ -7,6 +7,7 @@ pub mod capacity_providers;
 pub mod cluster_record;
 pub mod clusters;
 pub mod container_instances;
+pub mod daemon_record;
 pub mod daemon_task_definitions;
 pub mod daemons;
 pub mod exec;
