@@ -31,10 +31,11 @@ pub use secret::{OsSecrets, Secret, SecretGen};
 pub use service_error::ServiceError;
 pub use status::{
     AgentUpdateStatus, AttachmentStatus, CapacityProviderStatus, CapacityProviderUpdateStatus, ClusterStatus,
-    DaemonDeploymentStatus, DaemonMonitorStatus, DaemonStatus, DaemonTaskDefinitionStatus, DeploymentStatus,
-    ExpressServiceStatus, GatewayAssociationStatus, GatewayRouteStatus, GatewayStatus, HealthStatus,
-    InstanceStatus, ManagedAgentStatus, MonitorStatus, RolloutState, ServiceDeploymentStatus, ServiceStatus,
-    StabilityStatus, TaskDefinitionStatus, TaskSetStatus,
+    DaemonDeploymentStatus, DaemonMonitorStatus, DaemonStatus, DaemonTaskDefinitionStatus,
+    DeploymentLifecycleHookStage, DeploymentLifecycleHookStatus, DeploymentStatus, ExpressServiceStatus,
+    GatewayAssociationStatus, GatewayRouteStatus, GatewayStatus, HealthStatus, InstanceStatus,
+    ManagedAgentStatus, MonitorStatus, RolloutState, ServiceDeploymentStatus, ServiceStatus, StabilityStatus,
+    TaskDefinitionStatus, TaskSetStatus,
 };
 pub use task_status::TaskStatus;
 pub use time::{Clock, FixedClock, IdGen, SeededIds, SystemClock, Timestamp};

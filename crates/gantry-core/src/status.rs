@@ -220,6 +220,31 @@ status_enum! {
 }
 
 status_enum! {
+    /// The stage a deployment lifecycle hook runs at (`DeploymentLifecycleHookStage`).
+    DeploymentLifecycleHookStage {
+        ReconcileService => "RECONCILE_SERVICE",
+        PreScaleUp => "PRE_SCALE_UP",
+        PostScaleUp => "POST_SCALE_UP",
+        TestTrafficShift => "TEST_TRAFFIC_SHIFT",
+        PostTestTrafficShift => "POST_TEST_TRAFFIC_SHIFT",
+        PreProductionTrafficShift => "PRE_PRODUCTION_TRAFFIC_SHIFT",
+        ProductionTrafficShift => "PRODUCTION_TRAFFIC_SHIFT",
+        PostProductionTrafficShift => "POST_PRODUCTION_TRAFFIC_SHIFT",
+    }
+}
+
+status_enum! {
+    /// A deployment lifecycle hook's `status` (`DeploymentLifecycleHookStatus`).
+    DeploymentLifecycleHookStatus {
+        AwaitingAction => "AWAITING_ACTION",
+        InProgress => "IN_PROGRESS",
+        Succeeded => "SUCCEEDED",
+        Failed => "FAILED",
+        TimedOut => "TIMED_OUT",
+    }
+}
+
+status_enum! {
     /// A task set's `status`.
     TaskSetStatus {
         Primary => "PRIMARY",

@@ -4,7 +4,9 @@
 //! `set_*_status` ones, so only the enums' values are ever written. A stored value Gantry did not
 //! write reads as `None`. Records that are domain types (tasks, `ops::task_record::StoredTask`;
 //! clusters, `ClusterRecord`; container instances, `InstanceRecord`; a service and its
-//! deployments, `ops/service_record.rs`; a service deployment) hold the enums themselves.
+//! deployments, `ops/service_record.rs`; its task sets, `ops/task_set_record.rs`; a service
+//! deployment; daemons and their revisions and deployments, `ops/daemon_record.rs`) hold the
+//! enums themselves.
 
 use gantry_core::{CapacityProviderStatus, DaemonTaskDefinitionStatus, ServiceStatus, TaskDefinitionStatus};
 use gantry_model::{CapacityProvider, DaemonTaskDefinition, Service, TaskDefinition};
@@ -50,24 +52,6 @@ pub(crate) fn set_gateway_status(g: &mut gantry_model::Gateway, status: gantry_c
 /// A gateway association's status (stored as a plain string).
 pub(crate) fn association_status(s: &str) -> Option<gantry_core::GatewayAssociationStatus> {
     gantry_core::GatewayAssociationStatus::parse(s)
-}
-
-/// A task set's status; `None` for one Gantry does not know.
-pub(crate) fn task_set_status(t: &gantry_model::TaskSet) -> Option<gantry_core::TaskSetStatus> {
-    t.status.as_deref().and_then(gantry_core::TaskSetStatus::parse)
-}
-
-pub(crate) fn set_task_set_status(t: &mut gantry_model::TaskSet, status: gantry_core::TaskSetStatus) {
-    t.status = Some(status.as_str().into());
-}
-
-/// A task set's `stabilityStatus`.
-pub(crate) fn stability_status(t: &gantry_model::TaskSet) -> Option<gantry_core::StabilityStatus> {
-    t.stability_status.as_deref().and_then(gantry_core::StabilityStatus::parse)
-}
-
-pub(crate) fn set_stability_status(t: &mut gantry_model::TaskSet, status: gantry_core::StabilityStatus) {
-    t.stability_status = Some(status.as_str().into());
 }
 
 pub(crate) fn set_attachment_status(a: &mut gantry_model::Attachment, status: gantry_core::AttachmentStatus) {

@@ -24,6 +24,7 @@ pub mod tags;
 pub mod task_definitions;
 pub mod task_protection;
 pub mod task_record;
+pub mod task_set_record;
 pub mod task_sets;
 pub mod tasks;
 
