@@ -32,10 +32,10 @@ pub use service_error::ServiceError;
 pub use status::{
     AgentUpdateStatus, AttachmentStatus, CapacityProviderStatus, CapacityProviderUpdateStatus, ClusterStatus,
     DaemonDeploymentStatus, DaemonMonitorStatus, DaemonStatus, DaemonTaskDefinitionStatus,
-    DeploymentLifecycleHookStage, DeploymentLifecycleHookStatus, DeploymentStatus, ExpressServiceStatus,
-    GatewayAssociationStatus, GatewayRouteStatus, GatewayStatus, HealthStatus, InstanceStatus,
-    ManagedAgentStatus, MonitorStatus, RolloutState, ServiceDeploymentStatus, ServiceStatus, StabilityStatus,
-    TaskDefinitionStatus, TaskSetStatus,
+    DeploymentLifecycleHookStage, DeploymentLifecycleHookStatus, DeploymentStage, DeploymentStatus,
+    ExpressServiceStatus, GatewayAssociationStatus, GatewayRouteStatus, GatewayStatus, HealthStatus,
+    InstanceStatus, ManagedAgentStatus, MonitorStatus, RolloutState, ServiceDeploymentStatus, ServiceStatus,
+    StabilityStatus, TaskDefinitionStatus, TaskSetStatus,
 };
 pub use task_status::TaskStatus;
 pub use time::{Clock, FixedClock, IdGen, SeededIds, SystemClock, Timestamp};

@@ -18,7 +18,9 @@
 
 use crate::ops::service_record::{ServiceRecord, StoredHook, StoredProgress, StoredService, TrafficNotes};
 use crate::{ControlPlane, Ctx};
-use gantry_core::{DeploymentLifecycleHookStage as HookStage, DeploymentLifecycleHookStatus as HookState};
+use gantry_core::{
+    DeploymentLifecycleHookStage as HookStage, DeploymentLifecycleHookStatus as HookState, DeploymentStage,
+};
 use gantry_core::{EcsError, ErrorKind, Result, Scope};
 use gantry_model::{DeploymentConfiguration, LoadBalancer};
 use gantry_ports::lb::{TargetRegistry, WeightedTargetGroup};
@@ -310,33 +312,53 @@ fn strategy(s: &StoredService, minute_ms: i64) -> tr::Strategy {
     tr::Strategy { shift, bake_ms: min(dc.bake_time_in_minutes, 0), hooks, test_rule, settle_ms }
 }
 
-/// A hook run's stage as stored. A hook never runs at SCALE_UP, BAKE_TIME or CLEAN_UP
-/// ([`Stage::hookable`]); were one to, it would be stored as the hookable stage after it.
-fn hook_stage(s: Stage) -> HookStage {
+/// A stage as stored.
+fn stage_of(s: Stage) -> DeploymentStage {
     match s {
-        Stage::ReconcileService => HookStage::ReconcileService,
-        Stage::PreScaleUp => HookStage::PreScaleUp,
-        Stage::ScaleUp | Stage::PostScaleUp => HookStage::PostScaleUp,
-        Stage::TestTrafficShift => HookStage::TestTrafficShift,
-        Stage::PostTestTrafficShift => HookStage::PostTestTrafficShift,
-        Stage::PreProductionTrafficShift => HookStage::PreProductionTrafficShift,
-        Stage::ProductionTrafficShift => HookStage::ProductionTrafficShift,
-        Stage::PostProductionTrafficShift | Stage::BakeTime | Stage::CleanUp => {
-            HookStage::PostProductionTrafficShift
-        }
+        Stage::ReconcileService => DeploymentStage::ReconcileService,
+        Stage::PreScaleUp => DeploymentStage::PreScaleUp,
+        Stage::ScaleUp => DeploymentStage::ScaleUp,
+        Stage::PostScaleUp => DeploymentStage::PostScaleUp,
+        Stage::TestTrafficShift => DeploymentStage::TestTrafficShift,
+        Stage::PostTestTrafficShift => DeploymentStage::PostTestTrafficShift,
+        Stage::PreProductionTrafficShift => DeploymentStage::PreProductionTrafficShift,
+        Stage::ProductionTrafficShift => DeploymentStage::ProductionTrafficShift,
+        Stage::PostProductionTrafficShift => DeploymentStage::PostProductionTrafficShift,
+        Stage::BakeTime => DeploymentStage::BakeTime,
+        Stage::CleanUp => DeploymentStage::CleanUp,
     }
 }
 
-fn sched_stage(s: HookStage) -> Stage {
+fn sched_stage(s: DeploymentStage) -> Stage {
     match s {
-        HookStage::ReconcileService => Stage::ReconcileService,
-        HookStage::PreScaleUp => Stage::PreScaleUp,
-        HookStage::PostScaleUp => Stage::PostScaleUp,
-        HookStage::TestTrafficShift => Stage::TestTrafficShift,
-        HookStage::PostTestTrafficShift => Stage::PostTestTrafficShift,
-        HookStage::PreProductionTrafficShift => Stage::PreProductionTrafficShift,
-        HookStage::ProductionTrafficShift => Stage::ProductionTrafficShift,
-        HookStage::PostProductionTrafficShift => Stage::PostProductionTrafficShift,
+        DeploymentStage::ReconcileService => Stage::ReconcileService,
+        DeploymentStage::PreScaleUp => Stage::PreScaleUp,
+        DeploymentStage::ScaleUp => Stage::ScaleUp,
+        DeploymentStage::PostScaleUp => Stage::PostScaleUp,
+        DeploymentStage::TestTrafficShift => Stage::TestTrafficShift,
+        DeploymentStage::PostTestTrafficShift => Stage::PostTestTrafficShift,
+        DeploymentStage::PreProductionTrafficShift => Stage::PreProductionTrafficShift,
+        DeploymentStage::ProductionTrafficShift => Stage::ProductionTrafficShift,
+        DeploymentStage::PostProductionTrafficShift => Stage::PostProductionTrafficShift,
+        DeploymentStage::BakeTime => Stage::BakeTime,
+        DeploymentStage::CleanUp => Stage::CleanUp,
+    }
+}
+
+/// A hook run's stage as stored. A hook never runs at SCALE_UP, BAKE_TIME or CLEAN_UP
+/// ([`Stage::hookable`]); were one to, it would be stored as the hookable stage after it.
+fn hook_stage(s: Stage) -> HookStage {
+    match stage_of(s) {
+        DeploymentStage::ReconcileService => HookStage::ReconcileService,
+        DeploymentStage::PreScaleUp => HookStage::PreScaleUp,
+        DeploymentStage::ScaleUp | DeploymentStage::PostScaleUp => HookStage::PostScaleUp,
+        DeploymentStage::TestTrafficShift => HookStage::TestTrafficShift,
+        DeploymentStage::PostTestTrafficShift => HookStage::PostTestTrafficShift,
+        DeploymentStage::PreProductionTrafficShift => HookStage::PreProductionTrafficShift,
+        DeploymentStage::ProductionTrafficShift => HookStage::ProductionTrafficShift,
+        DeploymentStage::PostProductionTrafficShift
+        | DeploymentStage::BakeTime
+        | DeploymentStage::CleanUp => HookStage::PostProductionTrafficShift,
     }
 }
 
@@ -361,7 +383,7 @@ fn sched_hook_status(s: HookState) -> HookStatus {
 
 fn to_progress(p: &StoredProgress) -> tr::Progress {
     tr::Progress {
-        stage: Stage::parse(&p.stage).unwrap_or(Stage::PreScaleUp),
+        stage: sched_stage(p.stage),
         since: p.since_ms,
         percent: p.percent,
         shifted: p.shifted,
@@ -373,7 +395,7 @@ fn to_progress(p: &StoredProgress) -> tr::Progress {
             .map(|h| tr::HookRun {
                 id: h.id.clone(),
                 hook: h.hook,
-                stage: sched_stage(h.stage),
+                stage: sched_stage(DeploymentStage::from(h.stage)),
                 status: sched_hook_status(h.status),
                 expires_at: h.expires_at_ms,
                 timeout_rollback: h.timeout_rollback,
@@ -386,7 +408,7 @@ fn to_progress(p: &StoredProgress) -> tr::Progress {
 fn stored(deployment: &str, p: &tr::Progress) -> StoredProgress {
     StoredProgress {
         deployment: deployment.to_string(),
-        stage: p.stage.as_str().to_string(),
+        stage: stage_of(p.stage),
         since_ms: p.since,
         percent: p.percent,
         shifted: p.shifted,
@@ -642,10 +664,12 @@ pub(crate) fn lifecycle_of(
             target_arn: None,
         })
         .collect();
-    let stage = match Stage::parse(&p.stage) {
+    let stage = match p.stage {
         // Not a lifecycle stage of its own: the deployment shows the one it belongs to.
-        Some(Stage::PreProductionTrafficShift) => Stage::PostTestTrafficShift.as_str().to_string(),
-        _ => p.stage.clone(),
+        DeploymentStage::PreProductionTrafficShift => {
+            DeploymentStage::PostTestTrafficShift.as_str().to_string()
+        }
+        s => s.as_str().to_string(),
     };
     Some((stage, details))
 }
@@ -656,8 +680,12 @@ mod tests {
 
     #[test]
     fn hook_stages_and_statuses_are_stored_as_ecs_names_them() {
+        for st in DeploymentStage::ALL {
+            assert_eq!(sched_stage(*st).as_str(), st.as_str());
+            assert_eq!(stage_of(sched_stage(*st)), *st);
+        }
         for st in HookStage::ALL {
-            let stage = sched_stage(*st);
+            let stage = sched_stage(DeploymentStage::from(*st));
             assert!(stage.hookable(), "{st}");
             assert_eq!(stage.as_str(), st.as_str());
             assert_eq!(hook_stage(stage), *st);

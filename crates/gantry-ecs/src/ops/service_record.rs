@@ -15,8 +15,8 @@ use gantry_core::IdGen;
 use gantry_core::time::epoch_seconds;
 use gantry_core::validate::is_valid_name;
 use gantry_core::{
-    Arn, DeploymentLifecycleHookStage, DeploymentLifecycleHookStatus, DeploymentStatus, EcsError, ErrorKind,
-    Result, RolloutState, Scope, ServiceStatus, Timestamp,
+    Arn, DeploymentLifecycleHookStage, DeploymentLifecycleHookStatus, DeploymentStage, DeploymentStatus,
+    EcsError, ErrorKind, Result, RolloutState, Scope, ServiceStatus, Timestamp,
 };
 use gantry_model::*;
 use serde::{Deserialize, Serialize};
@@ -330,10 +330,10 @@ impl TrafficNotes {
 }
 
 /// `gantry_sched::traffic::Progress` as stored, for deployment `deployment`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredProgress {
     pub deployment: String,
-    pub stage: String,
+    pub stage: DeploymentStage,
     pub since_ms: i64,
     pub percent: f64,
     #[serde(default)]
@@ -658,7 +658,12 @@ mod tests {
         );
         assert_eq!(hooks[1].stage, DeploymentLifecycleHookStage::PreProductionTrafficShift);
         assert_eq!(hooks[1].status, DeploymentLifecycleHookStatus::AwaitingAction);
+        assert_eq!(rec.traffic.progress.as_ref().unwrap().stage, DeploymentStage::PostTestTrafficShift);
         assert_eq!(serde_json::to_value(&rec).unwrap(), stored);
+        let mut bent = stored.clone();
+        bent["traffic"]["progress"]["stage"] = "WARP_DRIVE".into();
+        let err = serde_json::from_value::<ServiceRecord>(bent).unwrap_err().to_string();
+        assert!(err.contains("WARP_DRIVE"), "{err}");
         for (field, bad) in [("stage", "SCALE_SIDEWAYS"), ("status", "SNOOZED")] {
             let mut bent = stored.clone();
             bent["traffic"]["progress"]["hooks"][1][field] = bad.into();
