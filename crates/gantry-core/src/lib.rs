@@ -30,11 +30,12 @@ pub use seal::Sealer;
 pub use secret::{OsSecrets, Secret, SecretGen};
 pub use service_error::ServiceError;
 pub use status::{
-    AgentUpdateStatus, AlarmState, AttachmentStatus, CapacityProviderStatus, CapacityProviderUpdateStatus,
-    ClusterStatus, DaemonDeploymentStatus, DaemonMonitorStatus, DaemonStatus, DaemonTaskDefinitionStatus,
-    DeploymentStatus, ExpressServiceStatus, GatewayAssociationStatus, GatewayRouteStatus, GatewayStatus,
-    HealthStatus, InstanceStatus, ManagedAgentStatus, MonitorStatus, RolloutState, ServiceDeploymentStatus,
-    ServiceStatus, StabilityStatus, TaskDefinitionStatus, TaskSetStatus,
+    AgentUpdateStatus, AlarmState, AttachmentStatus, CapacityProviderStatus, CapacityProviderUpdateStatus, ClusterStatus,
+    DaemonDeploymentStatus, DaemonMonitorStatus, DaemonStatus, DaemonTaskDefinitionStatus,
+    DeploymentLifecycleHookStage, DeploymentLifecycleHookStatus, DeploymentStage, DeploymentStatus,
+    ExpressServiceStatus, GatewayAssociationStatus, GatewayRouteStatus, GatewayStatus, HealthStatus,
+    InstanceStatus, ManagedAgentStatus, MonitorStatus, RolloutState, ServiceDeploymentStatus, ServiceStatus,
+    StabilityStatus, TaskDefinitionStatus, TaskSetStatus,
 };
 pub use task_status::TaskStatus;
 pub use time::{Clock, FixedClock, IdGen, SeededIds, SystemClock, Timestamp};

@@ -222,6 +222,65 @@ status_enum! {
 }
 
 status_enum! {
+    /// Where a traffic-shifting deployment is: a `ServiceDeploymentLifecycleStage`, or
+    /// PRE_PRODUCTION_TRAFFIC_SHIFT (a hook stage a deployment shows as POST_TEST_TRAFFIC_SHIFT).
+    DeploymentStage {
+        ReconcileService => "RECONCILE_SERVICE",
+        PreScaleUp => "PRE_SCALE_UP",
+        ScaleUp => "SCALE_UP",
+        PostScaleUp => "POST_SCALE_UP",
+        TestTrafficShift => "TEST_TRAFFIC_SHIFT",
+        PostTestTrafficShift => "POST_TEST_TRAFFIC_SHIFT",
+        PreProductionTrafficShift => "PRE_PRODUCTION_TRAFFIC_SHIFT",
+        ProductionTrafficShift => "PRODUCTION_TRAFFIC_SHIFT",
+        PostProductionTrafficShift => "POST_PRODUCTION_TRAFFIC_SHIFT",
+        BakeTime => "BAKE_TIME",
+        CleanUp => "CLEAN_UP",
+    }
+}
+
+status_enum! {
+    /// The stage a deployment lifecycle hook runs at (`DeploymentLifecycleHookStage`).
+    DeploymentLifecycleHookStage {
+        ReconcileService => "RECONCILE_SERVICE",
+        PreScaleUp => "PRE_SCALE_UP",
+        PostScaleUp => "POST_SCALE_UP",
+        TestTrafficShift => "TEST_TRAFFIC_SHIFT",
+        PostTestTrafficShift => "POST_TEST_TRAFFIC_SHIFT",
+        PreProductionTrafficShift => "PRE_PRODUCTION_TRAFFIC_SHIFT",
+        ProductionTrafficShift => "PRODUCTION_TRAFFIC_SHIFT",
+        PostProductionTrafficShift => "POST_PRODUCTION_TRAFFIC_SHIFT",
+    }
+}
+
+impl From<DeploymentLifecycleHookStage> for DeploymentStage {
+    fn from(s: DeploymentLifecycleHookStage) -> Self {
+        use DeploymentLifecycleHookStage as H;
+        match s {
+            H::ReconcileService => DeploymentStage::ReconcileService,
+            H::PreScaleUp => DeploymentStage::PreScaleUp,
+            H::PostScaleUp => DeploymentStage::PostScaleUp,
+            H::TestTrafficShift => DeploymentStage::TestTrafficShift,
+            H::PostTestTrafficShift => DeploymentStage::PostTestTrafficShift,
+            H::PreProductionTrafficShift => DeploymentStage::PreProductionTrafficShift,
+            H::ProductionTrafficShift => DeploymentStage::ProductionTrafficShift,
+            H::PostProductionTrafficShift => DeploymentStage::PostProductionTrafficShift,
+        }
+    }
+}
+
+status_enum! {
+    /// A deployment lifecycle hook's `status` (`DeploymentLifecycleHookStatus`).
+    DeploymentLifecycleHookStatus {
+        AwaitingAction => "AWAITING_ACTION",
+        InProgress => "IN_PROGRESS",
+        Succeeded => "SUCCEEDED",
+        Failed => "FAILED",
+        TimedOut => "TIMED_OUT",
+    }
+}
+
+status_enum! {
     /// A task set's `status`.
     TaskSetStatus {
         Primary => "PRIMARY",

@@ -9,14 +9,15 @@
 //! they run. A DELETE_IN_PROGRESS daemon's tasks are stopped and, once none is left, the daemon
 //! is removed (its deployments and revisions stay).
 
+use crate::ops::daemon_record::{DaemonDeploymentRecord, DaemonRevisionRecord, StoredRollback};
 use crate::ops::daemons::{DaemonRecord, daemon_group};
 use crate::ops::instance_record::InstanceRecord;
 use crate::ops::tasks::{DaemonLaunch, TaskRecord};
 use crate::records::{decode, encode, load, load_prefix};
 use crate::table::{Before, TxnExt};
-use crate::{ControlPlane, Ctx, keys, status};
+use crate::{ControlPlane, Ctx, keys};
 use gantry_core::{
-    DaemonDeploymentStatus, DaemonMonitorStatus, HealthStatus, InstanceStatus, Result, TaskStatus,
+    DaemonDeploymentStatus, DaemonMonitorStatus, HealthStatus, InstanceStatus, Result, TaskStatus, Timestamp,
 };
 use gantry_model::*;
 use gantry_sched::daemon::{self as rules, Outcome, Phase};
@@ -32,6 +33,9 @@ struct Seen<'a> {
 
 /// Per instance ARN: when the target revision's last task there stopped, and whether it failed.
 type LastStopped = std::collections::HashMap<String, (f64, bool)>;
+
+/// Per instance ARN: the capacity provider (of the daemon's) it belongs to.
+type ProviderOf = std::collections::HashMap<String, String>;
 
 /// Stop codes of a task that failed on its own (what the circuit breaker counts).
 const FAILED: &[&str] = &["EssentialContainerExited", "TaskFailedToStart"];
@@ -256,33 +260,96 @@ impl ControlPlane {
     async fn daemon_pass(&self, ctx: &Ctx, rec: DaemonRecord) -> Result<()> {
         let (live, failures, last_stopped) = self.daemon_tasks(ctx, &rec)?;
         if !rec.is_active() {
-            // Being deleted: its tasks go, then the daemon.
-            for t in &live {
-                if t.task.desired_status != TaskStatus::Stopped {
-                    let arn = t.task.task_arn.clone();
-                    self.stop_daemon_task(ctx, &rec.cluster, &arn, "The daemon was deleted.").await;
-                }
+            return self.retire_daemon(ctx, &rec, &live).await;
+        }
+        let (mut slots, provider_of) = self.daemon_slots(ctx, &rec, &live)?;
+
+        let dep_id = rec.deployment_arn.rsplit('/').next().unwrap_or_default().to_string();
+        let dep_key = keys::daemon_deployment(&ctx.scope, &rec.cluster, &rec.name, &dep_id);
+        let dep = load::<DaemonDeploymentRecord>(&*self.store, &dep_key)?;
+        let phase = match dep.as_ref().map(|d| d.value.status) {
+            Some(DaemonDeploymentStatus::Pending) => Phase::Pending,
+            Some(DaemonDeploymentStatus::InProgress) => Phase::InProgress,
+            Some(DaemonDeploymentStatus::RollbackInProgress) => Phase::RollingBack,
+            _ => Phase::Done,
+        };
+        let previous = dep
+            .as_ref()
+            .and_then(|d| d.value.source_daemon_revisions.first())
+            .map(|r| r.arn.clone())
+            .filter(|_| phase != Phase::RollingBack);
+        let previous_id = previous.as_deref().map(|a| a.rsplit('/').next().unwrap_or_default().to_string());
+        let bake_ms = i64::from(rec.deployment_configuration.bake_time_in_minutes.max(0)) * 60_000;
+        let target = rec.revision_id().to_string();
+        let in_alarm = self.daemon_alarms_in_alarm(ctx, &rec);
+        let input = rules::Daemon {
+            target: &target,
+            previous: previous_id.as_deref(),
+            phase,
+            drain_percent: rec
+                .deployment_configuration
+                .drain_percent
+                .unwrap_or(gantry_core::daemon::DEFAULT_DRAIN_PERCENT),
+            failures,
+            now_ms: self.clock.now().0,
+            converged_since_ms: rec.converged_since_ms,
+            bake_ms,
+            in_alarm: &in_alarm,
+        };
+        // A critical daemon outside a deployment: impaired instances are drained instead of
+        // getting another task. During a deployment failures go to the circuit breaker.
+        if rec.critical && phase == Phase::Done {
+            slots = self.drain_impaired(ctx, &rec, &live, &last_stopped, &provider_of, slots).await;
+        }
+        let plan = rules::plan(&input, &slots);
+
+        for arn in &plan.stop {
+            self.stop_daemon_task(ctx, &rec.cluster, arn, "Replaced by the daemon's deployment.").await;
+        }
+        if !plan.launch.is_empty() {
+            self.launch_daemon_tasks(ctx, &rec, &plan.launch, &provider_of).await?;
+        }
+        let seen = Seen { failures, previous: previous.as_deref(), in_alarm: &in_alarm };
+        self.record_daemon_plan(ctx, &rec, dep.map(|d| (dep_key, d)), &plan, &seen).await
+    }
+
+    /// A DELETE_IN_PROGRESS daemon: its tasks are stopped, then, once none is left, the daemon is
+    /// removed.
+    async fn retire_daemon(&self, ctx: &Ctx, rec: &DaemonRecord, live: &[TaskRecord]) -> Result<()> {
+        for t in live {
+            if t.task.desired_status != TaskStatus::Stopped {
+                let arn = t.task.task_arn.clone();
+                self.stop_daemon_task(ctx, &rec.cluster, &arn, "The daemon was deleted.").await;
             }
-            if live.is_empty() {
-                let key = keys::daemon(&ctx.scope, &rec.cluster, &rec.name);
-                self.retry(|| {
-                    let Some(cur) = load::<DaemonRecord>(&*self.store, &key)? else {
-                        return Ok((Txn::new(), ()));
-                    };
-                    if cur.value.is_active() {
-                        return Ok((Txn::new(), ()));
-                    }
-                    Ok((Txn::new().delete_record(&Before::of(&ctx.scope, &cur)), ()))
-                })
-                .await?;
-            }
+        }
+        if !live.is_empty() {
             return Ok(());
         }
+        let key = keys::daemon(&ctx.scope, &rec.cluster, &rec.name);
+        self.retry(|| {
+            let Some(cur) = load::<DaemonRecord>(&*self.store, &key)? else {
+                return Ok((Txn::new(), ()));
+            };
+            if cur.value.is_active() {
+                return Ok((Txn::new(), ()));
+            }
+            Ok((Txn::new().delete_record(&Before::of(&ctx.scope, &cur)), ()))
+        })
+        .await
+    }
 
-        // The ACTIVE instances of its providers, and its tasks on each.
+    /// The ACTIVE instances of the daemon's providers, each with the daemon's live tasks there,
+    /// and each instance's provider (the first of the daemon's that lists it). Tasks on
+    /// instances no longer among the providers' ACTIVE ones stay until the instance drains; they
+    /// are not the daemon's concern.
+    fn daemon_slots(
+        &self,
+        ctx: &Ctx,
+        rec: &DaemonRecord,
+        live: &[TaskRecord],
+    ) -> Result<(Vec<rules::Slot>, ProviderOf)> {
         let mut slots = Vec::new();
-        // Each instance's provider (the first of the daemon's that lists it).
-        let mut provider_of = std::collections::HashMap::new();
+        let mut provider_of = ProviderOf::new();
         for p in &rec.capacity_providers {
             for arn in self.capacity_provider_instances(ctx, &rec.cluster, p)? {
                 if provider_of.contains_key(&arn) {
@@ -313,126 +380,91 @@ impl ControlPlane {
                 slots.push(rules::Slot { instance: arn, tasks });
             }
         }
-        // Tasks on instances no longer among the providers' ACTIVE ones stay until the
-        // instance drains; they are not the daemon's concern.
+        Ok((slots, provider_of))
+    }
 
-        let dep_id = rec.deployment_arn.rsplit('/').next().unwrap_or_default().to_string();
-        let dep_key = keys::daemon_deployment(&ctx.scope, &rec.cluster, &rec.name, &dep_id);
-        let dep = load::<DaemonDeployment>(&*self.store, &dep_key)?;
-        let phase = match dep.as_ref().and_then(|d| status::daemon_deployment_status(&d.value)) {
-            Some(DaemonDeploymentStatus::Pending) => Phase::Pending,
-            Some(DaemonDeploymentStatus::InProgress) => Phase::InProgress,
-            Some(DaemonDeploymentStatus::RollbackInProgress) => Phase::RollingBack,
-            _ => Phase::Done,
-        };
-        let previous = dep
-            .as_ref()
-            .and_then(|d| d.value.source_daemon_revisions.as_ref()?.first()?.arn.clone())
-            .filter(|_| phase != Phase::RollingBack);
-        let previous_id = previous.as_deref().map(|a| a.rsplit('/').next().unwrap_or_default().to_string());
-        let bake_ms = i64::from(rec.deployment_configuration.bake_time_in_minutes.max(0)) * 60_000;
-        let target = rec.revision_id().to_string();
-        let in_alarm = self.daemon_alarms_in_alarm(ctx, &rec);
-        let input = rules::Daemon {
-            target: &target,
-            previous: previous_id.as_deref(),
-            phase,
-            drain_percent: rec
-                .deployment_configuration
-                .drain_percent
-                .unwrap_or(gantry_core::daemon::DEFAULT_DRAIN_PERCENT),
-            failures,
-            now_ms: self.clock.now().0,
-            converged_since_ms: rec.converged_since_ms,
-            bake_ms,
-            in_alarm: &in_alarm,
-        };
-        // A critical daemon outside a deployment: an instance whose daemon task failed (and
-        // has no other), or whose daemon task's health is UNHEALTHY (an essential container's
-        // health check failed), is drained instead of getting another task; the unhealthy task
-        // stays until its instance is replaced. During a deployment failures go to the circuit
-        // breaker.
-        if rec.critical && phase == Phase::Done {
-            let unhealthy: std::collections::HashSet<&str> = live
-                .iter()
-                .filter(|t| t.task.health_status == HealthStatus::Unhealthy && !t.task.stop_wanted())
-                .filter_map(|t| t.task.container_instance_arn.as_deref())
-                .collect();
-            let mut kept = Vec::with_capacity(slots.len());
-            for slot in slots {
-                let failed = slot.tasks.is_empty()
-                    && last_stopped.get(&slot.instance).is_some_and(|(_, failed)| *failed);
-                let sick = unhealthy.contains(slot.instance.as_str());
-                if failed || sick {
-                    let provider = provider_of.get(&slot.instance).cloned().unwrap_or_default();
-                    let why = if sick { RepairCause::Unhealthy } else { RepairCause::Failed };
-                    self.drain_for_daemon(ctx, &rec, &slot.instance, &provider, why).await;
-                } else {
-                    kept.push(slot);
-                }
+    /// A critical daemon outside a deployment: an instance whose daemon task failed (and has no
+    /// other), or whose daemon task's health is UNHEALTHY (an essential container's health check
+    /// failed), is drained instead of getting another task; the unhealthy task stays until its
+    /// instance is replaced. The slots left are returned.
+    async fn drain_impaired(
+        &self,
+        ctx: &Ctx,
+        rec: &DaemonRecord,
+        live: &[TaskRecord],
+        last_stopped: &LastStopped,
+        provider_of: &ProviderOf,
+        slots: Vec<rules::Slot>,
+    ) -> Vec<rules::Slot> {
+        let unhealthy: std::collections::HashSet<&str> = live
+            .iter()
+            .filter(|t| t.task.health_status == HealthStatus::Unhealthy && !t.task.stop_wanted())
+            .filter_map(|t| t.task.container_instance_arn.as_deref())
+            .collect();
+        let mut kept = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let failed =
+                slot.tasks.is_empty() && last_stopped.get(&slot.instance).is_some_and(|(_, failed)| *failed);
+            let sick = unhealthy.contains(slot.instance.as_str());
+            if failed || sick {
+                let provider = provider_of.get(&slot.instance).cloned().unwrap_or_default();
+                let why = if sick { RepairCause::Unhealthy } else { RepairCause::Failed };
+                self.drain_for_daemon(ctx, rec, &slot.instance, &provider, why).await;
+            } else {
+                kept.push(slot);
             }
-            slots = kept;
         }
-        let plan = rules::plan(&input, &slots);
+        kept
+    }
 
-        for arn in &plan.stop {
-            self.stop_daemon_task(ctx, &rec.cluster, arn, "Replaced by the daemon's deployment.").await;
+    /// Starts the daemon's current revision on `instances`: one launch per provider, so that
+    /// each task names its instance's.
+    async fn launch_daemon_tasks(
+        &self,
+        ctx: &Ctx,
+        rec: &DaemonRecord,
+        instances: &[String],
+        provider_of: &ProviderOf,
+    ) -> Result<()> {
+        let Some(td) = self
+            .find_daemon_task_definition(ctx, &rec.task_definition_arn)?
+            .map(|d| {
+                gantry_core::daemon::as_task_definition(&ctx.scope, &d.value.definition.into_wire(), &ctx.principal)
+            })
+            .transpose()?
+        else {
+            return Ok(());
+        };
+        let mut by_provider: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+        for i in instances {
+            let p = provider_of.get(i).map_or("", String::as_str);
+            by_provider.entry(p).or_default().push(i.clone());
         }
-        if !plan.launch.is_empty() {
-            let td = self
-                .find_daemon_task_definition(ctx, &rec.task_definition_arn)?
-                .map(|d| {
-                    gantry_core::daemon::as_task_definition(
-                        &ctx.scope,
-                        &d.value.definition.into_wire(),
-                        &ctx.principal,
-                    )
-                })
-                .transpose()?;
-            // One launch per provider, so that each task names its instance's.
-            let mut by_provider: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
-            for i in &plan.launch {
-                let p = provider_of.get(i).map_or("", String::as_str);
-                by_provider.entry(p).or_default().push(i.clone());
-            }
-            for (provider, instances) in by_provider {
-                let Some(td) = td.clone() else { break };
-                let (_, failed) = self
-                    .start_daemon_tasks(
-                        ctx,
-                        &rec.cluster,
-                        DaemonLaunch {
-                            definition: td,
-                            instances: &instances,
-                            capacity_provider: Some(provider.to_string()).filter(|p| !p.is_empty()),
-                            group: daemon_group(&rec.name),
-                            started_by: target.clone(),
-                            exec: rec.enable_execute_command,
-                            tags: if rec.propagate_tags.as_deref() == Some("DAEMON") {
-                                rec.tags.clone()
-                            } else {
-                                Vec::new()
-                            },
-                            managed_tags: if rec.enable_ecs_managed_tags {
-                                let tag =
-                                    |k: &str, v: &str| Tag { key: Some(k.into()), value: Some(v.into()) };
-                                vec![
-                                    tag("aws:ecs:clusterName", &rec.cluster),
-                                    tag("aws:ecs:daemonName", &rec.name),
-                                ]
-                            } else {
-                                Vec::new()
-                            },
-                        },
-                    )
-                    .await?;
-                for f in failed {
-                    tracing::debug!(cluster = %rec.cluster, daemon = %rec.name, "daemon task not placed: {:?}", f.reason);
-                }
+        let tags =
+            if rec.propagate_tags.as_deref() == Some("DAEMON") { rec.tags.clone() } else { Vec::new() };
+        let managed_tags = if rec.enable_ecs_managed_tags {
+            let tag = |k: &str, v: &str| Tag { key: Some(k.into()), value: Some(v.into()) };
+            vec![tag("aws:ecs:clusterName", &rec.cluster), tag("aws:ecs:daemonName", &rec.name)]
+        } else {
+            Vec::new()
+        };
+        for (provider, instances) in by_provider {
+            let launch = DaemonLaunch {
+                definition: td.clone(),
+                instances: &instances,
+                capacity_provider: Some(provider.to_string()).filter(|p| !p.is_empty()),
+                group: daemon_group(&rec.name),
+                started_by: rec.revision_id().to_string(),
+                exec: rec.enable_execute_command,
+                tags: tags.clone(),
+                managed_tags: managed_tags.clone(),
+            };
+            let (_, failed) = self.start_daemon_tasks(ctx, &rec.cluster, launch).await?;
+            for f in failed {
+                tracing::debug!(cluster = %rec.cluster, daemon = %rec.name, "daemon task not placed: {:?}", f.reason);
             }
         }
-        let seen = Seen { failures, previous: previous.as_deref(), in_alarm: &in_alarm };
-        self.record_daemon_plan(ctx, &rec, dep.map(|d| (dep_key, d)), &plan, &seen).await
+        Ok(())
     }
 
     /// The daemon's deployment alarms (enabled) in ALARM, read through CloudWatch's port.
@@ -457,13 +489,12 @@ impl ControlPlane {
         &self,
         ctx: &Ctx,
         rec: &DaemonRecord,
-        dep: Option<(String, crate::Stored<DaemonDeployment>)>,
+        dep: Option<(String, crate::Stored<DaemonDeploymentRecord>)>,
         plan: &rules::Plan,
         seen: &Seen<'_>,
     ) -> Result<()> {
-        let (failures, previous, in_alarm) = (seen.failures, seen.previous, seen.in_alarm);
         let key = keys::daemon(&ctx.scope, &rec.cluster, &rec.name);
-        let now = self.clock.now().as_epoch_seconds();
+        let now = self.clock.now();
         self.retry(|| {
             let Some(cur) = load::<DaemonRecord>(&*self.store, &key)? else { return Ok((Txn::new(), ())) };
             if cur.value.deployment_arn != rec.deployment_arn || cur.value.revision_arn != rec.revision_arn {
@@ -472,94 +503,19 @@ impl ControlPlane {
             let mut txn = Txn::new();
             let mut next = cur.value.clone();
             next.converged_since_ms = plan.converged_since_ms;
-            if let Some((dep_key, d)) = &dep {
+            if let Some((_, d)) = &dep {
                 let mut d2 = d.value.clone();
-                if let Some(t) = d2.target_daemon_revision.as_mut() {
-                    t.total_running_instance_count = Some(plan.running as i32);
-                    t.total_without_daemon_instance_count = Some(plan.without as i32);
-                    t.total_draining_instance_count = Some(plan.draining as i32);
-                }
-                if let Some(cb) = d2.circuit_breaker.as_mut() {
-                    cb.failure_count = failures as i32;
-                    cb.threshold = plan.threshold as i32;
-                }
-                // What tripped: the alarms, or else the circuit breaker.
-                let set_monitors = |d: &mut DaemonDeployment, s: DaemonMonitorStatus| {
-                    if s == DaemonMonitorStatus::Triggered && !in_alarm.is_empty() {
-                        if let Some(a) = d.alarms.as_mut() {
-                            a.status = Some(s.as_str().into());
-                            a.triggered_alarm_names = Some(in_alarm.to_vec());
-                        }
-                    } else if let Some(cb) = d.circuit_breaker.as_mut() {
-                        cb.status = Some(s.as_str().into());
-                    }
-                };
-                match &plan.outcome {
-                    Outcome::Unchanged => {}
-                    Outcome::InProgress => {
-                        if status::daemon_deployment_status(&d2) == Some(DaemonDeploymentStatus::Pending) {
-                            status::set_daemon_deployment_status(&mut d2, DaemonDeploymentStatus::InProgress);
-                            d2.started_at = Some(now);
-                        }
-                    }
-                    Outcome::Successful => {
-                        status::set_daemon_deployment_status(&mut d2, DaemonDeploymentStatus::Successful);
-                        d2.started_at.get_or_insert(now);
-                        d2.finished_at = Some(now);
-                        set_monitors(&mut d2, DaemonMonitorStatus::MonitoringComplete);
-                    }
-                    Outcome::RollbackSuccessful => {
-                        status::set_daemon_deployment_status(
-                            &mut d2,
-                            DaemonDeploymentStatus::RollbackSuccessful,
-                        );
-                        d2.finished_at = Some(now);
-                    }
-                    Outcome::Stopped { reason } => {
-                        status::set_daemon_deployment_status(&mut d2, DaemonDeploymentStatus::Stopped);
-                        d2.status_reason = Some(reason.clone());
-                        d2.stopped_at = Some(now);
-                        set_monitors(&mut d2, DaemonMonitorStatus::Triggered);
-                    }
-                    Outcome::RollBack { reason } => {
-                        let Some(prev_arn) = previous else { return Ok((Txn::new(), ())) };
-                        let Some((c, n, id)) =
-                            gantry_core::daemon::parse_child_arn(&ctx.scope, prev_arn, "daemon-revision")
-                        else {
-                            return Ok((Txn::new(), ()));
-                        };
-                        let Some(prev) = load::<DaemonRevision>(
-                            &*self.store,
-                            &keys::daemon_revision(&ctx.scope, &c, &n, &id),
-                        )?
-                        else {
-                            return Ok((Txn::new(), ()));
-                        };
-                        status::set_daemon_deployment_status(
-                            &mut d2,
-                            DaemonDeploymentStatus::RollbackInProgress,
-                        );
-                        d2.status_reason = Some(reason.clone());
-                        d2.rollback = Some(DaemonRollback {
-                            reason: Some(reason.clone()),
-                            started_at: Some(now),
-                            rollback_target_daemon_revision_arn: Some(prev_arn.to_string()),
-                            rollback_capacity_providers: Some(
-                                rec.capacity_providers
-                                    .iter()
-                                    .map(|p| ctx.scope.capacity_provider_arn(p))
-                                    .collect(),
-                            ),
-                        });
-                        set_monitors(&mut d2, DaemonMonitorStatus::Triggered);
-                        next.revision_arn = prev_arn.to_string();
-                        next.task_definition_arn =
-                            prev.value.daemon_task_definition_arn.clone().unwrap_or_default();
-                        next.converged_since_ms = None;
-                    }
+                let t = &mut d2.target_daemon_revision;
+                t.total_running_instance_count = plan.running as i32;
+                t.total_without_daemon_instance_count = plan.without as i32;
+                t.total_draining_instance_count = plan.draining as i32;
+                d2.circuit_breaker.failure_count = seen.failures as i32;
+                d2.circuit_breaker.threshold = plan.threshold as i32;
+                if !self.apply_daemon_outcome(ctx, rec, &mut d2, &mut next, &plan.outcome, seen, now)? {
+                    return Ok((Txn::new(), ()));
                 }
                 if d2 != d.value {
-                    txn = txn.when(dep_key.clone(), d.mod_revision).put(dep_key.clone(), encode(&d2));
+                    txn = txn.put_record(&ctx.scope, &Before::of(&ctx.scope, d), &d2);
                 }
             }
             if next == cur.value {
@@ -569,5 +525,86 @@ impl ControlPlane {
             Ok((txn.put_record(&ctx.scope, &Before::of(&ctx.scope, &cur), &next), ()))
         })
         .await
+    }
+
+    /// The plan's outcome on the deployment `d` (and, on a rollback, on the daemon `next`);
+    /// false when a rollback has no revision to return to (nothing is written).
+    #[allow(clippy::too_many_arguments)]
+    fn apply_daemon_outcome(
+        &self,
+        ctx: &Ctx,
+        rec: &DaemonRecord,
+        d: &mut DaemonDeploymentRecord,
+        next: &mut DaemonRecord,
+        outcome: &Outcome,
+        seen: &Seen<'_>,
+        now: Timestamp,
+    ) -> Result<bool> {
+        // What tripped: the alarms, or else the circuit breaker.
+        let set_monitors = |d: &mut DaemonDeploymentRecord, s: DaemonMonitorStatus| {
+            if s == DaemonMonitorStatus::Triggered && !seen.in_alarm.is_empty() {
+                d.alarms.status = s;
+                d.alarms.triggered_alarm_names = Some(seen.in_alarm.to_vec());
+            } else {
+                d.circuit_breaker.status = s;
+            }
+        };
+        match outcome {
+            Outcome::Unchanged => {}
+            Outcome::InProgress => {
+                if d.status == DaemonDeploymentStatus::Pending {
+                    d.status = DaemonDeploymentStatus::InProgress;
+                    d.started_at = Some(now);
+                }
+            }
+            Outcome::Successful => {
+                d.status = DaemonDeploymentStatus::Successful;
+                d.started_at.get_or_insert(now);
+                d.finished_at = Some(now);
+                set_monitors(d, DaemonMonitorStatus::MonitoringComplete);
+            }
+            Outcome::RollbackSuccessful => {
+                d.status = DaemonDeploymentStatus::RollbackSuccessful;
+                d.finished_at = Some(now);
+            }
+            Outcome::Stopped { reason } => {
+                d.status = DaemonDeploymentStatus::Stopped;
+                d.status_reason = Some(reason.clone());
+                d.stopped_at = Some(now);
+                set_monitors(d, DaemonMonitorStatus::Triggered);
+            }
+            Outcome::RollBack { reason } => {
+                let Some(prev_arn) = seen.previous else { return Ok(false) };
+                let Some((c, n, id)) =
+                    gantry_core::daemon::parse_child_arn(&ctx.scope, prev_arn, "daemon-revision")
+                else {
+                    return Ok(false);
+                };
+                let Some(prev) = load::<DaemonRevisionRecord>(
+                    &*self.store,
+                    &keys::daemon_revision(&ctx.scope, &c, &n, &id),
+                )?
+                else {
+                    return Ok(false);
+                };
+                d.status = DaemonDeploymentStatus::RollbackInProgress;
+                d.status_reason = Some(reason.clone());
+                d.rollback = Some(StoredRollback {
+                    reason: reason.clone(),
+                    started_at: now,
+                    rollback_target_daemon_revision_arn: prev_arn.to_string(),
+                    rollback_capacity_providers: rec
+                        .capacity_providers
+                        .iter()
+                        .map(|p| ctx.scope.capacity_provider_arn(p))
+                        .collect(),
+                });
+                set_monitors(d, DaemonMonitorStatus::Triggered);
+                next.revision_arn = prev_arn.to_string();
+                next.task_definition_arn = prev.value.daemon_task_definition_arn.clone();
+                next.converged_since_ms = None;
+            }
+        }
+        Ok(true)
     }
 }

@@ -15,7 +15,6 @@
 use crate::ops::services::{SchedNotes, ServiceRecord, StoredDeployment, StoredEvent, StoredService};
 use crate::ops::tasks::TaskRecord;
 use crate::records::{encode, load};
-use crate::status;
 use crate::table::{Before, Record, TxnExt};
 use crate::{ControlPlane, Ctx, keys};
 use gantry_core::{
@@ -136,7 +135,7 @@ fn count_change(s: &mut StoredService, id: &str, running: i32, pending: i32) {
         d.running_count = (d.running_count + running).max(0);
         d.pending_count = (d.pending_count + pending).max(0);
     }
-    for t in s.task_sets.iter_mut().flatten().filter(|t| t.id.as_deref() == Some(id)) {
+    for t in s.task_sets.iter_mut().flatten().filter(|t| t.id == id) {
         t.running_count = (t.running_count + running).max(0);
         t.pending_count = (t.pending_count + pending).max(0);
     }
@@ -285,38 +284,38 @@ fn plan_external(rec: &ServiceRecord, views: &[sched::TaskView], now: i64) -> Ou
         .iter()
         .flatten()
         .map(|t| sched::TaskSetState {
-            id: t.id.clone().unwrap_or_default(),
-            status: match status::task_set_status(t) {
-                Some(TaskSetStatus::Primary) => sched::SetStatus::Primary,
-                Some(TaskSetStatus::Draining) => sched::SetStatus::Draining,
-                _ => sched::SetStatus::Active,
+            id: t.id.clone(),
+            status: match t.status {
+                TaskSetStatus::Primary => sched::SetStatus::Primary,
+                TaskSetStatus::Draining => sched::SetStatus::Draining,
+                TaskSetStatus::Active => sched::SetStatus::Active,
             },
-            desired: sched::computed_desired(desired, t.scale.as_ref().map_or(100.0, |x| x.value)),
+            desired: sched::computed_desired(desired, t.scale.value),
             running: t.running_count.max(0) as u32,
             pending: t.pending_count.max(0) as u32,
-            steady: status::stability_status(t) == Some(StabilityStatus::SteadyState),
+            steady: t.stability_status == StabilityStatus::SteadyState,
         })
         .collect();
     let draining = s.status == ServiceStatus::Draining;
     let name = s.service_name.clone();
     let plan = sched::reconcile_task_sets(&name, &sets, views, &to_notes(&rec.sched), now, draining);
     let mut next = rec.clone();
-    let at = now as f64 / 1000.0;
+    let at = Timestamp(now);
     let old = s.task_sets.clone().unwrap_or_default();
     let mut out_sets = Vec::new();
     for st in &plan.sets {
-        let Some(mut t) = old.iter().find(|o| o.id.as_deref() == Some(&st.id)).cloned() else { continue };
+        let Some(mut t) = old.iter().find(|o| o.id == st.id).cloned() else { continue };
         let before = t.clone();
         t.computed_desired_count = st.desired as i32;
         t.running_count = st.running as i32;
         t.pending_count = st.pending as i32;
         let stability = if st.steady { StabilityStatus::SteadyState } else { StabilityStatus::Stabilizing };
-        if status::stability_status(&t) != Some(stability) {
-            status::set_stability_status(&mut t, stability);
-            t.stability_status_at = Some(at);
+        if t.stability_status != stability {
+            t.stability_status = stability;
+            t.stability_status_at = at;
         }
         if t != before {
-            t.updated_at = Some(at);
+            t.updated_at = at;
         }
         out_sets.push(t);
     }
@@ -336,7 +335,7 @@ fn plan_external(rec: &ServiceRecord, views: &[sched::TaskView], now: i64) -> Ou
         .launch
         .iter()
         .filter_map(|(id, n)| {
-            let t = old.iter().find(|o| o.id.as_deref() == Some(id.as_str()))?;
+            let t = old.iter().find(|o| o.id == *id)?;
             let spec = StoredDeployment {
                 task_definition: t.task_definition.clone(),
                 launch_type: t.launch_type.clone(),
@@ -638,7 +637,7 @@ impl ControlPlane {
                     .task_sets
                     .iter()
                     .flatten()
-                    .find(|t| t.id.as_deref() == Some(id.as_str()))
+                    .find(|t| t.id == *id)
                     .and_then(|t| t.load_balancers.clone()),
                 // A traffic-shifting deployment's tasks register on its side.
                 None => service

@@ -18,6 +18,9 @@
 
 use crate::ops::service_record::{ServiceRecord, StoredHook, StoredProgress, StoredService, TrafficNotes};
 use crate::{ControlPlane, Ctx};
+use gantry_core::{
+    DeploymentLifecycleHookStage as HookStage, DeploymentLifecycleHookStatus as HookState, DeploymentStage,
+};
 use gantry_core::{EcsError, ErrorKind, Result, Scope};
 use gantry_model::{DeploymentConfiguration, LoadBalancer};
 use gantry_ports::lb::{TargetRegistry, WeightedTargetGroup};
@@ -309,9 +312,78 @@ fn strategy(s: &StoredService, minute_ms: i64) -> tr::Strategy {
     tr::Strategy { shift, bake_ms: min(dc.bake_time_in_minutes, 0), hooks, test_rule, settle_ms }
 }
 
+/// A stage as stored.
+fn stage_of(s: Stage) -> DeploymentStage {
+    match s {
+        Stage::ReconcileService => DeploymentStage::ReconcileService,
+        Stage::PreScaleUp => DeploymentStage::PreScaleUp,
+        Stage::ScaleUp => DeploymentStage::ScaleUp,
+        Stage::PostScaleUp => DeploymentStage::PostScaleUp,
+        Stage::TestTrafficShift => DeploymentStage::TestTrafficShift,
+        Stage::PostTestTrafficShift => DeploymentStage::PostTestTrafficShift,
+        Stage::PreProductionTrafficShift => DeploymentStage::PreProductionTrafficShift,
+        Stage::ProductionTrafficShift => DeploymentStage::ProductionTrafficShift,
+        Stage::PostProductionTrafficShift => DeploymentStage::PostProductionTrafficShift,
+        Stage::BakeTime => DeploymentStage::BakeTime,
+        Stage::CleanUp => DeploymentStage::CleanUp,
+    }
+}
+
+fn sched_stage(s: DeploymentStage) -> Stage {
+    match s {
+        DeploymentStage::ReconcileService => Stage::ReconcileService,
+        DeploymentStage::PreScaleUp => Stage::PreScaleUp,
+        DeploymentStage::ScaleUp => Stage::ScaleUp,
+        DeploymentStage::PostScaleUp => Stage::PostScaleUp,
+        DeploymentStage::TestTrafficShift => Stage::TestTrafficShift,
+        DeploymentStage::PostTestTrafficShift => Stage::PostTestTrafficShift,
+        DeploymentStage::PreProductionTrafficShift => Stage::PreProductionTrafficShift,
+        DeploymentStage::ProductionTrafficShift => Stage::ProductionTrafficShift,
+        DeploymentStage::PostProductionTrafficShift => Stage::PostProductionTrafficShift,
+        DeploymentStage::BakeTime => Stage::BakeTime,
+        DeploymentStage::CleanUp => Stage::CleanUp,
+    }
+}
+
+/// A hook run's stage as stored. A hook never runs at SCALE_UP, BAKE_TIME or CLEAN_UP
+/// ([`Stage::hookable`]); were one to, it would be stored as the hookable stage after it.
+fn hook_stage(s: Stage) -> HookStage {
+    match stage_of(s) {
+        DeploymentStage::ReconcileService => HookStage::ReconcileService,
+        DeploymentStage::PreScaleUp => HookStage::PreScaleUp,
+        DeploymentStage::ScaleUp | DeploymentStage::PostScaleUp => HookStage::PostScaleUp,
+        DeploymentStage::TestTrafficShift => HookStage::TestTrafficShift,
+        DeploymentStage::PostTestTrafficShift => HookStage::PostTestTrafficShift,
+        DeploymentStage::PreProductionTrafficShift => HookStage::PreProductionTrafficShift,
+        DeploymentStage::ProductionTrafficShift => HookStage::ProductionTrafficShift,
+        DeploymentStage::PostProductionTrafficShift
+        | DeploymentStage::BakeTime
+        | DeploymentStage::CleanUp => HookStage::PostProductionTrafficShift,
+    }
+}
+
+fn hook_status(s: HookStatus) -> HookState {
+    match s {
+        HookStatus::AwaitingAction => HookState::AwaitingAction,
+        HookStatus::Succeeded => HookState::Succeeded,
+        HookStatus::Failed => HookState::Failed,
+        HookStatus::TimedOut => HookState::TimedOut,
+    }
+}
+
+/// IN_PROGRESS (an AWS Lambda hook's, which Gantry does not run) waits as AWAITING_ACTION does.
+fn sched_hook_status(s: HookState) -> HookStatus {
+    match s {
+        HookState::AwaitingAction | HookState::InProgress => HookStatus::AwaitingAction,
+        HookState::Succeeded => HookStatus::Succeeded,
+        HookState::Failed => HookStatus::Failed,
+        HookState::TimedOut => HookStatus::TimedOut,
+    }
+}
+
 fn to_progress(p: &StoredProgress) -> tr::Progress {
     tr::Progress {
-        stage: Stage::parse(&p.stage).unwrap_or(Stage::PreScaleUp),
+        stage: sched_stage(p.stage),
         since: p.since_ms,
         percent: p.percent,
         shifted: p.shifted,
@@ -323,8 +395,8 @@ fn to_progress(p: &StoredProgress) -> tr::Progress {
             .map(|h| tr::HookRun {
                 id: h.id.clone(),
                 hook: h.hook,
-                stage: Stage::parse(&h.stage).unwrap_or(Stage::PreScaleUp),
-                status: HookStatus::parse(&h.status).unwrap_or(HookStatus::AwaitingAction),
+                stage: sched_stage(DeploymentStage::from(h.stage)),
+                status: sched_hook_status(h.status),
                 expires_at: h.expires_at_ms,
                 timeout_rollback: h.timeout_rollback,
                 decision: h.decision,
@@ -336,7 +408,7 @@ fn to_progress(p: &StoredProgress) -> tr::Progress {
 fn stored(deployment: &str, p: &tr::Progress) -> StoredProgress {
     StoredProgress {
         deployment: deployment.to_string(),
-        stage: p.stage.as_str().to_string(),
+        stage: stage_of(p.stage),
         since_ms: p.since,
         percent: p.percent,
         shifted: p.shifted,
@@ -348,8 +420,8 @@ fn stored(deployment: &str, p: &tr::Progress) -> StoredProgress {
             .map(|h| StoredHook {
                 id: h.id.clone(),
                 hook: h.hook,
-                stage: h.stage.as_str().to_string(),
-                status: h.status.as_str().to_string(),
+                stage: hook_stage(h.stage),
+                status: hook_status(h.status),
                 expires_at_ms: h.expires_at,
                 timeout_rollback: h.timeout_rollback,
                 decision: h.decision,
@@ -563,7 +635,7 @@ pub(crate) fn answer_hook(rec: &mut ServiceRecord, hook_id: &str, rollback: bool
     };
     let p = rec.traffic.progress.as_mut().ok_or_else(not_found)?;
     let h = p.hooks.iter_mut().find(|h| h.id == hook_id).ok_or_else(not_found)?;
-    if h.status != HookStatus::AwaitingAction.as_str() {
+    if h.status != HookState::AwaitingAction {
         return Err(EcsError::new(
             ErrorKind::InvalidParameterException,
             format!("The lifecycle hook {hook_id} is {} and not awaiting action.", h.status),
@@ -586,16 +658,18 @@ pub(crate) fn lifecycle_of(
         .map(|h| gantry_model::DeploymentLifecycleHookDetail {
             hook_id: Some(h.id.clone()),
             target_type: Some("PAUSE".into()),
-            status: Some(h.status.clone()),
+            status: Some(h.status.as_str().into()),
             expires_at: Some(h.expires_at_ms as f64 / 1000.0),
             timeout_action: Some(if h.timeout_rollback { "ROLLBACK" } else { "CONTINUE" }.into()),
             target_arn: None,
         })
         .collect();
-    let stage = match Stage::parse(&p.stage) {
+    let stage = match p.stage {
         // Not a lifecycle stage of its own: the deployment shows the one it belongs to.
-        Some(Stage::PreProductionTrafficShift) => Stage::PostTestTrafficShift.as_str().to_string(),
-        _ => p.stage.clone(),
+        DeploymentStage::PreProductionTrafficShift => {
+            DeploymentStage::PostTestTrafficShift.as_str().to_string()
+        }
+        s => s.as_str().to_string(),
     };
     Some((stage, details))
 }
@@ -603,6 +677,27 @@ pub(crate) fn lifecycle_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hook_stages_and_statuses_are_stored_as_ecs_names_them() {
+        for st in DeploymentStage::ALL {
+            assert_eq!(sched_stage(*st).as_str(), st.as_str());
+            assert_eq!(stage_of(sched_stage(*st)), *st);
+        }
+        for st in HookStage::ALL {
+            let stage = sched_stage(DeploymentStage::from(*st));
+            assert!(stage.hookable(), "{st}");
+            assert_eq!(stage.as_str(), st.as_str());
+            assert_eq!(hook_stage(stage), *st);
+        }
+        for st in
+            [HookStatus::AwaitingAction, HookStatus::Succeeded, HookStatus::Failed, HookStatus::TimedOut]
+        {
+            assert_eq!(hook_status(st).as_str(), st.as_str());
+            assert_eq!(sched_hook_status(hook_status(st)), st);
+        }
+        assert_eq!(sched_hook_status(HookState::InProgress), HookStatus::AwaitingAction);
+    }
 
     #[test]
     fn weights_are_whole_percents_or_tenths() {

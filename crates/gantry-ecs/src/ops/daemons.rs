@@ -10,75 +10,25 @@
 //! write that makes the last daemon let go of it.
 
 use super::capacity_provider_record::CapacityProviderRecord;
+pub use super::daemon_record::DaemonRecord;
+use super::daemon_record::{
+    DaemonDeploymentRecord, DaemonRevisionRecord, StoredCircuitBreaker, StoredDeploymentAlarms,
+    StoredRevisionDetail,
+};
 use super::daemon_task_definitions::DaemonTaskDefRecord;
-use crate::records::{encode, load, load_prefix};
-use crate::table::{Before, Record, Row, TxnExt};
+use crate::records::{load, load_prefix};
+use crate::table::{Before, TxnExt};
 use crate::{ControlPlane, Ctx, Stored, keys, status};
 use gantry_core::arn::cluster_name;
 use gantry_core::daemon;
 use gantry_core::page::{PageRequest, paginate};
 use gantry_core::validate::{is_valid_name, validate_tags};
 use gantry_core::{
-    DaemonDeploymentStatus, DaemonMonitorStatus, DaemonStatus, DaemonTaskDefinitionStatus, EcsError,
-    ErrorKind, Result, Scope,
+    CapacityProviderStatus, DaemonDeploymentStatus, DaemonMonitorStatus, DaemonStatus,
+    DaemonTaskDefinitionStatus, EcsError, ErrorKind, Result, Scope,
 };
 use gantry_model::*;
 use gantry_store::Txn;
-use serde::{Deserialize, Serialize};
-
-/// A daemon as stored: DescribeDaemon's fields and the settings of its current revision.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct DaemonRecord {
-    pub name: String,
-    pub cluster: String,
-    pub arn: String,
-    pub status: String,
-    pub created_at: f64,
-    pub updated_at: f64,
-    /// The capacity providers' names.
-    pub capacity_providers: Vec<String>,
-    pub task_definition_arn: String,
-    /// The current (target) revision and the most recent deployment.
-    pub revision_arn: String,
-    pub deployment_arn: String,
-    pub deployment_configuration: DaemonDeploymentConfiguration,
-    #[serde(default)]
-    pub propagate_tags: Option<String>,
-    #[serde(default)]
-    pub enable_ecs_managed_tags: bool,
-    #[serde(default)]
-    pub enable_execute_command: bool,
-    #[serde(default = "yes")]
-    pub critical: bool,
-    #[serde(default)]
-    pub tags: Vec<Tag>,
-    #[serde(default)]
-    pub client_token: Option<String>,
-    /// When the daemon scheduler first found every instance running the current revision (the
-    /// bake time counts from there); reset by each deployment.
-    #[serde(default)]
-    pub converged_since_ms: Option<i64>,
-}
-
-fn yes() -> bool {
-    true
-}
-
-/// A daemon's key, and its row in `/_ecs/daemon/` (what the daemon scheduler visits).
-impl Record for DaemonRecord {
-    fn key(&self, scope: &Scope) -> String {
-        keys::daemon(scope, &self.cluster, &self.name)
-    }
-    fn index_keys(&self, scope: &Scope) -> Vec<Row> {
-        vec![(keys::daemon_index(scope, &self.cluster, &self.name), Vec::new())]
-    }
-}
-
-impl DaemonRecord {
-    pub fn is_active(&self) -> bool {
-        status::daemon_status(Some(&self.status)) == Some(DaemonStatus::Active)
-    }
-}
 
 fn not_found() -> EcsError {
     EcsError::new(ErrorKind::DaemonNotFoundException, "Daemon not found.")
@@ -183,7 +133,7 @@ impl ControlPlane {
         mut txn: Txn,
     ) -> Result<Txn> {
         let scope = &ctx.scope;
-        let now = self.clock.now().as_epoch_seconds();
+        let now = self.clock.now();
         let rev_id = self.ids.hex_id();
         let dep_id = self.ids.hex_id();
         let revision_arn = daemon::revision_arn(scope, &rec.cluster, &rec.name, &rev_id);
@@ -198,66 +148,51 @@ impl ControlPlane {
                 image: Some(c.image.clone()),
             })
             .collect();
-        let revision = DaemonRevision {
-            daemon_revision_arn: Some(revision_arn.clone()),
-            cluster_arn: Some(scope.cluster_arn(&rec.cluster)),
-            daemon_arn: Some(rec.arn.clone()),
-            daemon_task_definition_arn: Some(rec.task_definition_arn.clone()),
-            created_at: Some(now),
-            container_images: Some(images),
-            propagate_tags: Some(rec.propagate_tags.clone().unwrap_or_else(|| "NONE".into())),
-            enable_ecs_managed_tags: Some(rec.enable_ecs_managed_tags),
-            enable_execute_command: Some(rec.enable_execute_command),
-            critical: Some(rec.critical),
+        let revision = DaemonRevisionRecord {
+            daemon_revision_arn: revision_arn.clone(),
+            cluster_arn: scope.cluster_arn(&rec.cluster),
+            daemon_arn: rec.arn.clone(),
+            daemon_task_definition_arn: rec.task_definition_arn.clone(),
+            created_at: now,
+            container_images: images,
+            propagate_tags: rec.propagate_tags.clone().unwrap_or_else(|| "NONE".into()),
+            enable_ecs_managed_tags: rec.enable_ecs_managed_tags,
+            enable_execute_command: rec.enable_execute_command,
+            critical: rec.critical,
         };
-        let revision_detail = |arn: &str| DaemonDeploymentRevisionDetail {
-            arn: Some(arn.to_string()),
-            capacity_providers: Some(
-                rec.capacity_providers
-                    .iter()
-                    .map(|p| DaemonDeploymentCapacityProvider {
-                        arn: Some(scope.capacity_provider_arn(p)),
-                        running_instance_count: Some(0),
-                        without_daemon_instance_count: Some(0),
-                        draining_instance_count: Some(0),
-                    })
-                    .collect(),
-            ),
-            total_running_instance_count: Some(0),
-            total_without_daemon_instance_count: Some(0),
-            total_draining_instance_count: Some(0),
+        let revision_detail = |arn: &str| {
+            StoredRevisionDetail::new(
+                arn,
+                rec.capacity_providers.iter().map(|p| scope.capacity_provider_arn(p)),
+            )
         };
         let alarms = rec.deployment_configuration.alarms.as_ref().filter(|a| a.enable);
-        let deployment = DaemonDeployment {
-            daemon_deployment_arn: Some(deployment_arn.clone()),
-            cluster_arn: Some(scope.cluster_arn(&rec.cluster)),
-            status: Some(DaemonDeploymentStatus::Pending.as_str().into()),
+        let deployment = DaemonDeploymentRecord {
+            daemon_deployment_arn: deployment_arn.clone(),
+            cluster_arn: scope.cluster_arn(&rec.cluster),
+            status: DaemonDeploymentStatus::Pending,
             status_reason: None,
-            target_daemon_revision: Some(revision_detail(&revision_arn)),
-            source_daemon_revisions: Some(
-                previous.map(|p| vec![revision_detail(&p.revision_arn)]).unwrap_or_default(),
-            ),
-            circuit_breaker: Some(DaemonCircuitBreaker {
+            target_daemon_revision: revision_detail(&revision_arn),
+            source_daemon_revisions: previous
+                .map(|p| vec![revision_detail(&p.revision_arn)])
+                .unwrap_or_default(),
+            circuit_breaker: StoredCircuitBreaker {
                 failure_count: 0,
-                status: Some(DaemonMonitorStatus::Monitoring.as_str().into()),
+                status: DaemonMonitorStatus::Monitoring,
                 threshold: gantry_sched::daemon::threshold(0) as i32,
-            }),
-            alarms: Some(DaemonDeploymentAlarms {
-                status: Some(
-                    if alarms.is_some() {
-                        DaemonMonitorStatus::Monitoring
-                    } else {
-                        DaemonMonitorStatus::Disabled
-                    }
-                    .as_str()
-                    .into(),
-                ),
+            },
+            alarms: StoredDeploymentAlarms {
+                status: if alarms.is_some() {
+                    DaemonMonitorStatus::Monitoring
+                } else {
+                    DaemonMonitorStatus::Disabled
+                },
                 alarm_names: alarms.and_then(|a| a.alarm_names.clone()),
                 triggered_alarm_names: None,
-            }),
+            },
             rollback: None,
-            deployment_configuration: Some(rec.deployment_configuration.clone()),
-            created_at: Some(now),
+            deployment_configuration: rec.deployment_configuration.clone(),
+            created_at: now,
             started_at: None,
             stopped_at: None,
             finished_at: None,
@@ -269,13 +204,11 @@ impl ControlPlane {
         rec.deployment_arn = deployment_arn;
         rec.converged_since_ms = None;
         rec.updated_at = now;
-        let revision_key = keys::daemon_revision(scope, &rec.cluster, &rec.name, &rev_id);
-        let deployment_key = keys::daemon_deployment(scope, &rec.cluster, &rec.name, &dep_id);
-        Ok(txn
-            .when(revision_key.clone(), 0)
-            .put(revision_key, encode(&revision))
-            .when(deployment_key.clone(), 0)
-            .put(deployment_key, encode(&deployment)))
+        Ok(txn.put_record(scope, &Before::absent(), &revision).put_record(
+            scope,
+            &Before::absent(),
+            &deployment,
+        ))
     }
 
     /// Stops `d`'s latest deployment if it has not finished, in `txn`.
@@ -288,18 +221,15 @@ impl ControlPlane {
     ) -> Result<Txn> {
         let Some(id) = d.deployment_arn.rsplit('/').next() else { return Ok(txn) };
         let key = keys::daemon_deployment(&ctx.scope, &d.cluster, &d.name, id);
-        let Some(mut dep) = load::<DaemonDeployment>(&*self.store, &key)? else { return Ok(txn) };
-        if !matches!(
-            status::daemon_deployment_status(&dep.value),
-            Some(DaemonDeploymentStatus::Pending | DaemonDeploymentStatus::InProgress)
-        ) {
+        let Some(mut dep) = load::<DaemonDeploymentRecord>(&*self.store, &key)? else { return Ok(txn) };
+        if !dep.value.is_unfinished() {
             return Ok(txn);
         }
-        let now = self.clock.now().as_epoch_seconds();
-        status::set_daemon_deployment_status(&mut dep.value, DaemonDeploymentStatus::Stopped);
+        let before = Before::of(&ctx.scope, &dep);
+        dep.value.status = DaemonDeploymentStatus::Stopped;
         dep.value.status_reason = Some(reason.to_string());
-        dep.value.stopped_at = Some(now);
-        Ok(txn.when(&key, dep.mod_revision).put(&key, encode(&dep.value)))
+        dep.value.stopped_at = Some(self.clock.now());
+        Ok(txn.put_record(&ctx.scope, &before, &dep.value))
     }
 
     /// In `txn`: a DELETE_IN_PROGRESS daemon task definition that no ACTIVE daemon but
@@ -377,17 +307,10 @@ impl ControlPlane {
                         "A daemon named '{name}' already exists in the cluster '{cluster}'."
                     )));
                 }
-                let now = self.clock.now().as_epoch_seconds();
                 let mut rec = DaemonRecord {
-                    arn: daemon::daemon_arn(&ctx.scope, &cluster, &name),
-                    name: name.clone(),
-                    cluster: cluster.clone(),
-                    status: DaemonStatus::Active.as_str().into(),
-                    created_at: now,
-                    updated_at: now,
                     tags: req.tags.clone().unwrap_or_default(),
                     client_token: req.client_token.clone(),
-                    ..Default::default()
+                    ..DaemonRecord::new(&ctx.scope, &cluster, &name, self.clock.now())
                 };
                 let td = self.apply_daemon_change(
                     ctx,
@@ -410,8 +333,8 @@ impl ControlPlane {
             .await?;
         Ok(CreateDaemonResponse {
             daemon_arn: Some(rec.arn),
-            status: Some(rec.status),
-            created_at: Some(rec.created_at),
+            status: Some(rec.status.as_str().into()),
+            created_at: Some(rec.created_at.as_epoch_seconds()),
             deployment_arn: Some(rec.deployment_arn),
         })
     }
@@ -454,9 +377,9 @@ impl ControlPlane {
             .await?;
         Ok(UpdateDaemonResponse {
             daemon_arn: Some(rec.arn),
-            status: Some(rec.status),
-            created_at: Some(rec.created_at),
-            updated_at: Some(rec.updated_at),
+            status: Some(rec.status.as_str().into()),
+            created_at: Some(rec.created_at.as_epoch_seconds()),
+            updated_at: Some(rec.updated_at.as_epoch_seconds()),
             deployment_arn: Some(rec.deployment_arn),
         })
     }
@@ -469,8 +392,8 @@ impl ControlPlane {
                     return Err(not_active(&cur.value.arn));
                 }
                 let mut rec = cur.value.clone();
-                rec.status = DaemonStatus::DeleteInProgress.as_str().into();
-                rec.updated_at = self.clock.now().as_epoch_seconds();
+                rec.status = DaemonStatus::DeleteInProgress;
+                rec.updated_at = self.clock.now();
                 let mut txn = self.stop_unfinished_daemon_deployment(
                     ctx,
                     &cur.value,
@@ -488,9 +411,9 @@ impl ControlPlane {
             .await?;
         Ok(DeleteDaemonResponse {
             daemon_arn: Some(rec.arn),
-            status: Some(rec.status),
-            created_at: Some(rec.created_at),
-            updated_at: Some(rec.updated_at),
+            status: Some(rec.status.as_str().into()),
+            created_at: Some(rec.created_at.as_epoch_seconds()),
+            updated_at: Some(rec.updated_at.as_epoch_seconds()),
             deployment_arn: Some(rec.deployment_arn),
         })
     }
@@ -504,7 +427,7 @@ impl ControlPlane {
             daemon: Some(DaemonDetail {
                 daemon_arn: Some(rec.arn.clone()),
                 cluster_arn: Some(ctx.scope.cluster_arn(&rec.cluster)),
-                status: Some(rec.status.clone()),
+                status: Some(rec.status.as_str().into()),
                 current_revisions: Some(vec![DaemonRevisionDetail {
                     arn: Some(rec.revision_arn.clone()),
                     capacity_providers: Some(counts),
@@ -512,8 +435,8 @@ impl ControlPlane {
                     total_without_daemon_count: total_without,
                 }]),
                 deployment_arn: Some(rec.deployment_arn.clone()),
-                created_at: Some(rec.created_at),
-                updated_at: Some(rec.updated_at),
+                created_at: Some(rec.created_at.as_epoch_seconds()),
+                updated_at: Some(rec.updated_at.as_epoch_seconds()),
             }),
         })
     }
@@ -576,17 +499,7 @@ impl ControlPlane {
             .into_iter()
             .map(|d| d.value)
             .filter(|d| providers.is_empty() || d.capacity_providers.iter().any(|p| providers.contains(p)))
-            .map(|d| {
-                (
-                    d.name.clone(),
-                    DaemonSummary {
-                        daemon_arn: Some(d.arn),
-                        status: Some(d.status),
-                        created_at: Some(d.created_at),
-                        updated_at: Some(d.updated_at),
-                    },
-                )
-            })
+            .map(|d| (d.name.clone(), d.to_summary()))
             .collect();
         let rows = rows.into_iter().filter(|(k, _)| page.after.as_ref().is_none_or(|a| k > a)).collect();
         let (items, next_token) = paginate(rows, page.limit, |(k, _)| k.clone());
@@ -610,17 +523,15 @@ impl ControlPlane {
             })?);
         }
         let rec = self.load_daemon(ctx, &req.daemon_arn)?.ok_or_else(not_found)?.value;
-        let mut deps: Vec<DaemonDeployment> = load_prefix::<DaemonDeployment>(
+        let mut deps: Vec<DaemonDeploymentRecord> = load_prefix::<DaemonDeploymentRecord>(
             &*self.store,
             &keys::daemon_deployments_prefix(&ctx.scope, &rec.cluster, &rec.name),
         )?
         .into_iter()
         .map(|d| d.value)
+        .filter(|d| wanted.is_empty() || wanted.contains(&d.status))
         .filter(|d| {
-            wanted.is_empty() || status::daemon_deployment_status(d).is_some_and(|s| wanted.contains(&s))
-        })
-        .filter(|d| {
-            let at = d.created_at.unwrap_or_default();
+            let at = d.created_at.as_epoch_seconds();
             req.created_at
                 .as_ref()
                 .is_none_or(|c| c.before.is_none_or(|b| at < b) && c.after.is_none_or(|a| at > a))
@@ -629,35 +540,20 @@ impl ControlPlane {
         // Newest first; the ARN breaks ties so that pages are stable.
         deps.sort_by(|a, b| {
             b.created_at
-                .unwrap_or_default()
-                .total_cmp(&a.created_at.unwrap_or_default())
+                .cmp(&a.created_at)
                 .then_with(|| b.daemon_deployment_arn.cmp(&a.daemon_deployment_arn))
         });
         let rows: Vec<(String, DaemonDeploymentSummary)> = deps
             .into_iter()
             .map(|d| {
                 // Key order is the listing's: newest first (inverted milliseconds), then the ARN.
-                let ms = (d.created_at.unwrap_or_default() * 1000.0) as i64;
+                let ms = d.created_at.0;
                 let key = format!(
                     "{:015}!{}",
                     999_999_999_999_999 - ms.clamp(0, 999_999_999_999_999),
-                    d.daemon_deployment_arn.clone().unwrap_or_default()
+                    d.daemon_deployment_arn
                 );
-                (
-                    key,
-                    DaemonDeploymentSummary {
-                        daemon_deployment_arn: d.daemon_deployment_arn,
-                        daemon_arn: Some(rec.arn.clone()),
-                        cluster_arn: d.cluster_arn,
-                        status: d.status,
-                        status_reason: d.status_reason,
-                        target_daemon_revision_arn: d.target_daemon_revision.and_then(|t| t.arn),
-                        created_at: d.created_at,
-                        started_at: d.started_at,
-                        stopped_at: d.stopped_at,
-                        finished_at: d.finished_at,
-                    },
-                )
+                (key, d.to_summary(&rec.arn))
             })
             .collect();
         let rows = rows.into_iter().filter(|(k, _)| page.after.as_ref().is_none_or(|a| k > a)).collect();
@@ -679,12 +575,15 @@ impl ControlPlane {
         for arn in &req.daemon_deployment_arns {
             let rec = daemon::parse_child_arn(&ctx.scope, arn, "daemon-deployment")
                 .map(|(c, n, id)| {
-                    load::<DaemonDeployment>(&*self.store, &keys::daemon_deployment(&ctx.scope, &c, &n, &id))
+                    load::<DaemonDeploymentRecord>(
+                        &*self.store,
+                        &keys::daemon_deployment(&ctx.scope, &c, &n, &id),
+                    )
                 })
                 .transpose()?
                 .flatten();
             match rec {
-                Some(d) => found.push(d.value),
+                Some(d) => found.push(d.value.to_wire()),
                 None => failures.push(super::missing(arn, |a| a.to_string())),
             }
         }
@@ -702,23 +601,19 @@ impl ControlPlane {
         for arn in &req.daemon_revision_arns {
             let rec = daemon::parse_child_arn(&ctx.scope, arn, "daemon-revision")
                 .map(|(c, n, id)| {
-                    load::<DaemonRevision>(&*self.store, &keys::daemon_revision(&ctx.scope, &c, &n, &id))
+                    load::<DaemonRevisionRecord>(
+                        &*self.store,
+                        &keys::daemon_revision(&ctx.scope, &c, &n, &id),
+                    )
                 })
                 .transpose()?
                 .flatten();
             match rec {
-                Some(d) => found.push(d.value),
+                Some(d) => found.push(d.value.to_wire()),
                 None => failures.push(super::missing(arn, |a| a.to_string())),
             }
         }
         Ok(DescribeDaemonRevisionsResponse { daemon_revisions: Some(found), failures: Some(failures) })
-    }
-}
-
-impl DaemonRecord {
-    /// The current revision's ID (the last part of its ARN): the `startedBy` of its tasks.
-    pub fn revision_id(&self) -> &str {
-        self.revision_arn.rsplit('/').next().unwrap_or_default()
     }
 }
 

@@ -7,6 +7,7 @@
 //! It uses neither of the modules that share it, so the service API can write the history
 //! (`ControlPlane::sync_history`) while the history reads the record.
 
+use super::task_set_record::StoredTaskSet;
 use crate::records::load;
 use crate::table::{Record, Row};
 use crate::{ControlPlane, Ctx, Stored, keys};
@@ -14,7 +15,8 @@ use gantry_core::IdGen;
 use gantry_core::time::epoch_seconds;
 use gantry_core::validate::is_valid_name;
 use gantry_core::{
-    Arn, DeploymentStatus, EcsError, ErrorKind, Result, RolloutState, Scope, ServiceStatus, Timestamp,
+    Arn, DeploymentLifecycleHookStage, DeploymentLifecycleHookStatus, DeploymentStage, DeploymentStatus,
+    EcsError, ErrorKind, Result, RolloutState, Scope, ServiceStatus, Timestamp,
 };
 use gantry_model::*;
 use serde::{Deserialize, Serialize};
@@ -72,7 +74,7 @@ pub struct StoredService {
     pub deployment_configuration: DeploymentConfiguration,
     /// The EXTERNAL controller's task sets.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task_sets: Option<Vec<TaskSet>>,
+    pub task_sets: Option<Vec<StoredTaskSet>>,
     /// Newest (the PRIMARY) first; none for the EXTERNAL controller.
     #[serde(default)]
     pub deployments: Vec<StoredDeployment>,
@@ -266,7 +268,7 @@ impl StoredService {
             platform_family: self.platform_family,
             task_definition: self.task_definition,
             deployment_configuration: Some(self.deployment_configuration),
-            task_sets: self.task_sets,
+            task_sets: self.task_sets.map(|v| v.into_iter().map(StoredTaskSet::into_wire).collect()),
             deployments: Some(self.deployments.into_iter().map(StoredDeployment::into_wire).collect()),
             role_arn: self.role_arn,
             events: Some(self.events.into_iter().map(StoredEvent::into_wire).collect()),
@@ -328,10 +330,10 @@ impl TrafficNotes {
 }
 
 /// `gantry_sched::traffic::Progress` as stored, for deployment `deployment`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredProgress {
     pub deployment: String,
-    pub stage: String,
+    pub stage: DeploymentStage,
     pub since_ms: i64,
     pub percent: f64,
     #[serde(default)]
@@ -345,12 +347,12 @@ pub struct StoredProgress {
 }
 
 /// One run of a PAUSE hook.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoredHook {
     pub id: String,
     pub hook: usize,
-    pub stage: String,
-    pub status: String,
+    pub stage: DeploymentLifecycleHookStage,
+    pub status: DeploymentLifecycleHookStatus,
     pub expires_at_ms: i64,
     pub timeout_rollback: bool,
     /// ContinueServiceDeployment's answer not yet acted on (true: ROLLBACK).
@@ -627,6 +629,47 @@ mod tests {
         assert_eq!(rec.service.status, ServiceStatus::Draining);
         assert_eq!(serde_json::to_value(&rec).unwrap(), stored);
         assert_eq!(rec.service.to_wire(), old);
+    }
+
+    #[test]
+    fn a_hook_run_main_wrote_reads_and_writes_back_the_same_json() {
+        // As the release before the enums wrote a paused BLUE_GREEN deployment's progress.
+        let mut stored = record_json(&written_by_main());
+        stored["traffic"] = json!({
+            "sides": [["ecs-svc/0000000000000000002", true]],
+            "production_alternate": false,
+            "progress": {
+                "deployment": "ecs-svc/0000000000000000002", "stage": "POST_TEST_TRAFFIC_SHIFT",
+                "since_ms": 5, "percent": 0.0, "shifted": false, "hooks_passed": 1, "rollback": false,
+                "hooks": [
+                    {"id": "h-1", "hook": 0, "stage": "POST_SCALE_UP", "status": "SUCCEEDED",
+                     "expires_at_ms": 9, "timeout_rollback": true},
+                    {"id": "h-2", "hook": 1, "stage": "PRE_PRODUCTION_TRAFFIC_SHIFT",
+                     "status": "AWAITING_ACTION", "expires_at_ms": 10, "timeout_rollback": false,
+                     "decision": true},
+                ],
+            },
+        });
+        let rec: ServiceRecord = serde_json::from_value(stored.clone()).unwrap();
+        let hooks = &rec.traffic.progress.as_ref().unwrap().hooks;
+        assert_eq!(
+            (hooks[0].stage, hooks[0].status),
+            (DeploymentLifecycleHookStage::PostScaleUp, DeploymentLifecycleHookStatus::Succeeded)
+        );
+        assert_eq!(hooks[1].stage, DeploymentLifecycleHookStage::PreProductionTrafficShift);
+        assert_eq!(hooks[1].status, DeploymentLifecycleHookStatus::AwaitingAction);
+        assert_eq!(rec.traffic.progress.as_ref().unwrap().stage, DeploymentStage::PostTestTrafficShift);
+        assert_eq!(serde_json::to_value(&rec).unwrap(), stored);
+        let mut bent = stored.clone();
+        bent["traffic"]["progress"]["stage"] = "WARP_DRIVE".into();
+        let err = serde_json::from_value::<ServiceRecord>(bent).unwrap_err().to_string();
+        assert!(err.contains("WARP_DRIVE"), "{err}");
+        for (field, bad) in [("stage", "SCALE_SIDEWAYS"), ("status", "SNOOZED")] {
+            let mut bent = stored.clone();
+            bent["traffic"]["progress"]["hooks"][1][field] = bad.into();
+            let err = serde_json::from_value::<ServiceRecord>(bent).unwrap_err().to_string();
+            assert!(err.contains(bad), "{err}");
+        }
     }
 
     #[test]

@@ -150,7 +150,7 @@ impl ControlPlane {
                         .task_sets
                         .iter_mut()
                         .flatten()
-                        .find(|t| t.task_set_arn.as_deref() == Some(set_arn.as_str()))
+                        .find(|t| t.task_set_arn == *set_arn)
                         .ok_or_else(|| not_found(arn))?;
                     let tags = set.tags.get_or_insert_with(Vec::new);
                     f(tags)?;
@@ -239,7 +239,7 @@ impl ControlPlane {
                         .task_sets
                         .unwrap_or_default()
                         .into_iter()
-                        .find(|t| t.task_set_arn.as_deref() == Some(set_arn.as_str()))
+                        .find(|t| t.task_set_arn == *set_arn)
                         .ok_or_else(|| not_found(arn))?
                         .tags
                 }

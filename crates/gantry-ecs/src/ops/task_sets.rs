@@ -8,9 +8,9 @@
 //! tasks are gone, then it disappears.
 
 use super::services::{ServiceRecord, new_deployment_id};
+use super::task_set_record::StoredTaskSet;
 use super::tasks::{check_compatible, check_launch_fields, check_network, check_task_definition_ref, launch};
 use crate::records::encode;
-use crate::status::{set_task_set_status, task_set_status};
 use crate::{ControlPlane, Ctx, Stored};
 use gantry_core::validate::validate_tags;
 use gantry_core::{EcsError, ErrorKind, Result, StabilityStatus, TaskSetStatus};
@@ -36,11 +36,6 @@ fn check_scale(scale: Option<&Scale>) -> Result<Scale> {
         )));
     }
     Ok(Scale { value: s.value, unit: Some("PERCENT".into()) })
-}
-
-/// Whether `reference` (an ID or ARN) names the task set.
-fn names(t: &TaskSet, reference: &str) -> bool {
-    t.id.as_deref() == Some(reference) || t.task_set_arn.as_deref() == Some(reference)
 }
 
 impl ControlPlane {
@@ -84,7 +79,7 @@ impl ControlPlane {
             launch(&c.value, req.launch_type.as_deref(), req.capacity_provider_strategy.as_ref())?;
         check_compatible(&td, &launch_type)?;
         check_network(&td, req.network_configuration.as_ref())?;
-        let now = self.now_s();
+        let now = self.clock.now();
         let set = self
             .retry(|| {
                 let (cname, mut rec) = self.external_service(ctx, Some(&req.cluster), &req.service)?;
@@ -92,17 +87,20 @@ impl ControlPlane {
                 let id = new_deployment_id(&*self.ids);
                 let fargate = launch_type == "FARGATE";
                 let desired = rec.value.service.desired_count.max(0) as u32;
-                let set = TaskSet {
-                    id: Some(id.clone()),
-                    task_set_arn: Some(ctx.scope.arn(&format!("task-set/{cname}/{svc_name}/{id}"))),
-                    service_arn: Some(rec.value.service.service_arn.clone()),
-                    cluster_arn: Some(rec.value.service.cluster_arn.clone()),
+                let set = StoredTaskSet {
+                    task_set_arn: ctx.scope.arn(&format!("task-set/{cname}/{svc_name}/{id}")),
+                    id,
+                    service_arn: rec.value.service.service_arn.clone(),
+                    cluster_arn: rec.value.service.cluster_arn.clone(),
+                    started_by: None,
                     external_id: req.external_id.clone(),
-                    status: Some(TaskSetStatus::Active.as_str().into()),
+                    status: TaskSetStatus::Active,
                     task_definition: td.task_definition_arn.clone(),
                     computed_desired_count: gantry_sched::computed_desired(desired, scale.value) as i32,
-                    created_at: Some(now),
-                    updated_at: Some(now),
+                    pending_count: 0,
+                    running_count: 0,
+                    created_at: now,
+                    updated_at: now,
                     launch_type: req.capacity_provider_strategy.is_none().then(|| launch_type.clone()),
                     capacity_provider_strategy: req.capacity_provider_strategy.clone(),
                     platform_version: fargate
@@ -111,18 +109,18 @@ impl ControlPlane {
                     network_configuration: req.network_configuration.clone(),
                     load_balancers: req.load_balancers.clone(),
                     service_registries: req.service_registries.clone(),
-                    scale: Some(scale.clone()),
-                    stability_status: Some(StabilityStatus::Stabilizing.as_str().into()),
-                    stability_status_at: Some(now),
+                    scale: scale.clone(),
+                    stability_status: StabilityStatus::Stabilizing,
+                    stability_status_at: now,
                     tags: Some(tags.clone()),
-                    ..Default::default()
+                    fargate_ephemeral_storage: None,
                 };
                 let sets = rec.value.service.task_sets.get_or_insert_with(Vec::new);
                 sets.push(set.clone());
                 Ok((Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), set))
             })
             .await?;
-        Ok(CreateTaskSetResponse { task_set: Some(set) })
+        Ok(CreateTaskSetResponse { task_set: Some(set.into_wire()) })
     }
 
     pub async fn update_task_set(
@@ -131,7 +129,7 @@ impl ControlPlane {
         req: UpdateTaskSetRequest,
     ) -> Result<UpdateTaskSetResponse> {
         let scale = check_scale(Some(&req.scale))?;
-        let now = self.now_s();
+        let now = self.clock.now();
         let set = self
             .retry(|| {
                 let (_, mut rec) = self.external_service(ctx, Some(&req.cluster), &req.service)?;
@@ -139,16 +137,16 @@ impl ControlPlane {
                 let sets = rec.value.service.task_sets.get_or_insert_with(Vec::new);
                 let t = sets
                     .iter_mut()
-                    .find(|t| names(t, &req.task_set) && task_set_status(t) != Some(TaskSetStatus::Draining))
+                    .find(|t| t.is_named(&req.task_set) && !t.is_draining())
                     .ok_or_else(task_set_not_found)?;
-                t.scale = Some(scale.clone());
+                t.scale = scale.clone();
                 t.computed_desired_count = gantry_sched::computed_desired(desired, scale.value) as i32;
-                t.updated_at = Some(now);
+                t.updated_at = now;
                 let out = t.clone();
                 Ok((Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), out))
             })
             .await?;
-        Ok(UpdateTaskSetResponse { task_set: Some(set) })
+        Ok(UpdateTaskSetResponse { task_set: Some(set.into_wire()) })
     }
 
     pub async fn delete_task_set(
@@ -156,30 +154,30 @@ impl ControlPlane {
         ctx: &Ctx,
         req: DeleteTaskSetRequest,
     ) -> Result<DeleteTaskSetResponse> {
-        let now = self.now_s();
+        let now = self.clock.now();
         let force = req.force.unwrap_or(false);
         let set = self
             .retry(|| {
                 let (_, mut rec) = self.external_service(ctx, Some(&req.cluster), &req.service)?;
                 let sets = rec.value.service.task_sets.get_or_insert_with(Vec::new);
-                let t = sets.iter_mut().find(|t| names(t, &req.task_set)).ok_or_else(task_set_not_found)?;
-                if task_set_status(t) == Some(TaskSetStatus::Draining) {
+                let t = sets.iter_mut().find(|t| t.is_named(&req.task_set)).ok_or_else(task_set_not_found)?;
+                if t.is_draining() {
                     return Ok((Txn::new(), t.clone()));
                 }
-                let scaled = t.scale.as_ref().is_some_and(|s| s.value > 0.0) || t.running_count + t.pending_count > 0;
+                let scaled = t.scale.value > 0.0 || t.running_count + t.pending_count > 0;
                 if scaled && !force {
                     return Err(EcsError::invalid(
                         "The task set cannot be deleted while it is scaled above 0. Scale it to 0 first, or set force to delete it.",
                     ));
                 }
-                set_task_set_status(t, TaskSetStatus::Draining);
+                t.status = TaskSetStatus::Draining;
                 t.computed_desired_count = 0;
-                t.updated_at = Some(now);
+                t.updated_at = now;
                 let out = t.clone();
                 Ok((Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), out))
             })
             .await?;
-        Ok(DeleteTaskSetResponse { task_set: Some(set) })
+        Ok(DeleteTaskSetResponse { task_set: Some(set.into_wire()) })
     }
 
     pub fn describe_task_sets(
@@ -195,8 +193,8 @@ impl ControlPlane {
         match &req.task_sets {
             Some(wanted) => {
                 for r in wanted {
-                    match all.iter().find(|t| names(t, r)) {
-                        Some(t) => sets.push(t.clone()),
+                    match all.iter().find(|t| t.is_named(r)) {
+                        Some(t) => sets.push(t.to_wire()),
                         None => failures.push(Failure {
                             arn: Some(r.clone()),
                             reason: Some("MISSING".into()),
@@ -205,7 +203,7 @@ impl ControlPlane {
                     }
                 }
             }
-            None => sets = all,
+            None => sets = all.into_iter().map(StoredTaskSet::into_wire).collect(),
         }
         if !super::includes(req.include.as_ref(), "TAGS") {
             for t in &mut sets {
@@ -220,7 +218,7 @@ impl ControlPlane {
         ctx: &Ctx,
         req: UpdateServicePrimaryTaskSetRequest,
     ) -> Result<UpdateServicePrimaryTaskSetResponse> {
-        let now = self.now_s();
+        let now = self.clock.now();
         let set = self
             .retry(|| {
                 let (_, mut rec) = self.external_service(ctx, Some(&req.cluster), &req.service)?;
@@ -228,21 +226,19 @@ impl ControlPlane {
                 let sets = s.task_sets.get_or_insert_with(Vec::new);
                 let i = sets
                     .iter()
-                    .position(|t| {
-                        names(t, &req.primary_task_set) && task_set_status(t) != Some(TaskSetStatus::Draining)
-                    })
+                    .position(|t| t.is_named(&req.primary_task_set) && !t.is_draining())
                     .ok_or_else(task_set_not_found)?;
                 for (j, t) in sets.iter_mut().enumerate() {
                     let status = if j == i {
                         TaskSetStatus::Primary
-                    } else if task_set_status(t) == Some(TaskSetStatus::Draining) {
+                    } else if t.is_draining() {
                         TaskSetStatus::Draining
                     } else {
                         TaskSetStatus::Active
                     };
-                    if task_set_status(t) != Some(status) {
-                        set_task_set_status(t, status);
-                        t.updated_at = Some(now);
+                    if t.status != status {
+                        t.status = status;
+                        t.updated_at = now;
                     }
                 }
                 let primary = sets[i].clone();
@@ -255,6 +251,6 @@ impl ControlPlane {
                 Ok((Txn::new().when(&rec.key, rec.mod_revision).put(&rec.key, encode(&rec.value)), primary))
             })
             .await?;
-        Ok(UpdateServicePrimaryTaskSetResponse { task_set: Some(set) })
+        Ok(UpdateServicePrimaryTaskSetResponse { task_set: Some(set.into_wire()) })
     }
 }
