@@ -30,8 +30,8 @@ pub use seal::Sealer;
 pub use secret::{OsSecrets, Secret, SecretGen};
 pub use service_error::ServiceError;
 pub use status::{
-    AgentUpdateStatus, AlarmState, AttachmentStatus, CapacityProviderStatus, CapacityProviderUpdateStatus, ClusterStatus,
-    DaemonDeploymentStatus, DaemonMonitorStatus, DaemonStatus, DaemonTaskDefinitionStatus,
+    AgentUpdateStatus, AlarmState, AttachmentStatus, CapacityProviderStatus, CapacityProviderUpdateStatus,
+    ClusterStatus, DaemonDeploymentStatus, DaemonMonitorStatus, DaemonStatus, DaemonTaskDefinitionStatus,
     DeploymentLifecycleHookStage, DeploymentLifecycleHookStatus, DeploymentStage, DeploymentStatus,
     ExpressServiceStatus, GatewayAssociationStatus, GatewayRouteStatus, GatewayStatus, HealthStatus,
     InstanceStatus, ManagedAgentStatus, MonitorStatus, RolloutState, ServiceDeploymentStatus, ServiceStatus,

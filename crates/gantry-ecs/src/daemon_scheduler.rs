@@ -429,7 +429,11 @@ impl ControlPlane {
         let Some(td) = self
             .find_daemon_task_definition(ctx, &rec.task_definition_arn)?
             .map(|d| {
-                gantry_core::daemon::as_task_definition(&ctx.scope, &d.value.definition.into_wire(), &ctx.principal)
+                gantry_core::daemon::as_task_definition(
+                    &ctx.scope,
+                    &d.value.definition.into_wire(),
+                    &ctx.principal,
+                )
             })
             .transpose()?
         else {

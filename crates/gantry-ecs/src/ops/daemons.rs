@@ -18,14 +18,14 @@ use super::daemon_record::{
 use super::daemon_task_definitions::DaemonTaskDefRecord;
 use crate::records::{load, load_prefix};
 use crate::table::{Before, TxnExt};
-use crate::{ControlPlane, Ctx, Stored, keys, status};
+use crate::{ControlPlane, Ctx, Stored, keys};
 use gantry_core::arn::cluster_name;
 use gantry_core::daemon;
 use gantry_core::page::{PageRequest, paginate};
 use gantry_core::validate::{is_valid_name, validate_tags};
 use gantry_core::{
-    CapacityProviderStatus, DaemonDeploymentStatus, DaemonMonitorStatus, DaemonStatus,
-    DaemonTaskDefinitionStatus, EcsError, ErrorKind, Result, Scope,
+    DaemonDeploymentStatus, DaemonMonitorStatus, DaemonStatus, DaemonTaskDefinitionStatus, EcsError,
+    ErrorKind, Result,
 };
 use gantry_model::*;
 use gantry_store::Txn;

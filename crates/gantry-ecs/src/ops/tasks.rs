@@ -419,10 +419,6 @@ impl ControlPlane {
         Ok(td.into_wire())
     }
 
-    pub(crate) fn now_s(&self) -> f64 {
-        self.clock.now().as_epoch_seconds()
-    }
-
     fn new_task(&self, l: &Launch<'_>) -> StoredTask {
         let Launch { ctx, cluster, plan: p, launch_type, cp, req, .. } = *l;
         let cname = cluster.cluster_name.clone();
