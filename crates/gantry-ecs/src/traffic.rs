@@ -650,7 +650,7 @@ pub(crate) fn answer_hook(rec: &mut ServiceRecord, hook_id: &str, rollback: bool
 pub(crate) fn lifecycle_of(
     notes: &TrafficNotes,
     deployment: &str,
-) -> Option<(String, Vec<gantry_model::DeploymentLifecycleHookDetail>)> {
+) -> Option<(DeploymentStage, Vec<gantry_model::DeploymentLifecycleHookDetail>)> {
     let p = notes.progress.as_ref().filter(|p| p.deployment == deployment)?;
     let details = p
         .hooks
@@ -666,10 +666,8 @@ pub(crate) fn lifecycle_of(
         .collect();
     let stage = match p.stage {
         // Not a lifecycle stage of its own: the deployment shows the one it belongs to.
-        DeploymentStage::PreProductionTrafficShift => {
-            DeploymentStage::PostTestTrafficShift.as_str().to_string()
-        }
-        s => s.as_str().to_string(),
+        DeploymentStage::PreProductionTrafficShift => DeploymentStage::PostTestTrafficShift,
+        s => s,
     };
     Some((stage, details))
 }

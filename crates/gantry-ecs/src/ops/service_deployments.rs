@@ -61,9 +61,10 @@ pub struct ServiceDeploymentRecord {
     pub status: ServiceDeploymentStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_reason: Option<String>,
-    /// A traffic-shifting deployment's stage (`crate::traffic`).
+    /// A traffic-shifting deployment's stage (`crate::traffic`); one that is not ECS's is a
+    /// failed read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lifecycle_stage: Option<String>,
+    pub lifecycle_stage: Option<gantry_core::DeploymentStage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifecycle_hook_details: Option<Vec<DeploymentLifecycleHookDetail>>,
     pub deployment_configuration: DeploymentConfiguration,
@@ -122,7 +123,7 @@ impl ServiceDeploymentRecord {
             target_service_revision: Some(self.target_service_revision.clone()),
             status: Some(self.status.as_str().into()),
             status_reason: self.status_reason.clone(),
-            lifecycle_stage: self.lifecycle_stage.clone(),
+            lifecycle_stage: self.lifecycle_stage.map(|s| s.as_str().into()),
             lifecycle_hook_details: self.lifecycle_hook_details.clone(),
             deployment_configuration: Some(self.deployment_configuration.clone()),
             rollback: self.rollback.as_ref().map(|r| Rollback {
@@ -963,7 +964,7 @@ mod tests {
             target_service_revision: revision(2),
             status: ServiceDeploymentStatus::Stopped,
             status_reason: Some("stopped".into()),
-            lifecycle_stage: None,
+            lifecycle_stage: Some(gantry_core::DeploymentStage::PostTestTrafficShift),
             lifecycle_hook_details: None,
             deployment_configuration: DeploymentConfiguration::default(),
             rollback: Some(RollbackNote {
@@ -989,6 +990,7 @@ mod tests {
             assert_eq!(back, r);
             let wire: ServiceDeployment = serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
             assert_eq!(wire, r.to_wire());
+            assert_eq!(r.to_wire().lifecycle_stage.as_deref(), Some("POST_TEST_TRAFFIC_SHIFT"));
             // Without its optional parts.
             (r.rollback, r.alarms, r.stopped_at, r.status_reason) = (None, None, None, None);
         }
@@ -996,8 +998,11 @@ mod tests {
         assert_eq!(brief["status"], "STOPPED");
         assert_eq!(brief["createdAt"], 1_796_334_293.524);
         // A status Gantry never writes does not read.
-        let mut bad = serde_json::to_value(&r).unwrap();
-        bad["status"] = "BOGUS".into();
-        assert!(serde_json::from_value::<ServiceDeploymentRecord>(bad).is_err());
+        for field in ["status", "lifecycleStage"] {
+            let mut bad = serde_json::to_value(&r).unwrap();
+            bad[field] = "BOGUS".into();
+            let e = serde_json::from_value::<ServiceDeploymentRecord>(bad).unwrap_err().to_string();
+            assert!(e.contains("BOGUS"), "{field}: {e}");
+        }
     }
 }
