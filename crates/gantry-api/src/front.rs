@@ -420,15 +420,33 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
         }
     };
 
+    let (response, op) =
+        dispatch(s, service, protocol, model, &head, &body, form, &request_id, &caller, source_ip).await;
+    (response, Some(service), op)
+}
+
+/// The service's answer to an authenticated request, and the operation it named (ECS's is
+/// found by the caller of `answer`).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+async fn dispatch(
+    s: &AppState,
+    service: Service,
+    protocol: Protocol,
+    model: &Model,
+    head: &Head<'_>,
+    body: &[u8],
+    form: &[u8],
+    request_id: &str,
+    caller: &Caller,
+    source_ip: Option<std::net::IpAddr>,
+) -> (Response, Option<String>) {
     match service {
-        Service::Ecs => (
-            crate::ecs(s, &head_parts(&head, source_ip), &caller, &body, &request_id, model).await,
-            Some(service),
-            None,
-        ),
+        Service::Ecs => {
+            (crate::ecs(s, &head_parts(head, source_ip), caller, body, request_id, model).await, None)
+        }
         Service::Sts | Service::Iam => {
-            let caller = &caller;
-            let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
+            let (r, op) = call_async(protocol, model, head, form, request_id, |op, input| async move {
                 authorize(s, caller, service, false, &op, &input, source_ip)?;
                 match service {
                     Service::Sts => s.sts.call(&caller.principal, &op, &input).await,
@@ -436,12 +454,11 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
                 }
             })
             .await;
-            (r, Some(service), op)
+            (r, op)
         }
         Service::Elbv2 | Service::Acm | Service::Events | Service::AutoScaling => {
             let scope = gantry_core::Scope::new(s.config.account_id.clone(), caller.region.clone());
-            let caller = &caller;
-            let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
+            let (r, op) = call_async(protocol, model, head, form, request_id, |op, input| async move {
                 authorize(s, caller, service, protocol != Protocol::AwsQuery, &op, &input, source_ip)?;
                 match service {
                     Service::Elbv2 => s.elbv2.call(&scope, &op, &input).await,
@@ -451,13 +468,12 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
                 }
             })
             .await;
-            (r, Some(service), op)
+            (r, op)
         }
         Service::SecretsManager | Service::Ssm => {
             let scope = gantry_core::Scope::new(caller.principal.account.clone(), caller.region.clone());
             let user = &caller.principal.arn;
-            let caller = &caller;
-            let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
+            let (r, op) = call_async(protocol, model, head, form, request_id, |op, input| async move {
                 authorize(s, caller, service, true, &op, &input, source_ip)?;
                 match service {
                     Service::SecretsManager => s.secretsmanager.call(&scope, &op, &input).await,
@@ -465,32 +481,30 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
                 }
             })
             .await;
-            (r, Some(service), op)
+            (r, op)
         }
         Service::AppAutoScaling => {
             let scope = gantry_core::Scope::new(caller.principal.account.clone(), caller.region.clone());
-            let caller = &caller;
-            let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
+            let (r, op) = call_async(protocol, model, head, form, request_id, |op, input| async move {
                 authorize(s, caller, service, true, &op, &input, source_ip)?;
                 s.appautoscaling.call(&scope, &op, &input).await
             })
             .await;
-            (r, Some(service), op)
+            (r, op)
         }
         Service::Scheduler => {
             let scope = gantry_core::Scope::new(caller.principal.account.clone(), caller.region.clone());
-            let caller = &caller;
-            let (r, op) = call_rest(model, &head, &body, &request_id, |op, input| async move {
+            let (r, op) = call_rest(model, head, body, request_id, |op, input| async move {
                 authorize(s, caller, service, true, &op, &input, source_ip)?;
                 s.scheduler.call(&scope, &op, &input).await
             })
             .await;
-            (r, Some(service), op)
+            (r, op)
         }
         Service::CloudWatch => {
             let cw = s.config.cloudwatch.clone();
             let scope = (caller.principal.account.as_str(), caller.region.as_str());
-            let (r, op) = call_generic(protocol, model, &head, form, &request_id, |op, input| {
+            let (r, op) = call_generic(protocol, model, head, form, request_id, |op, input| {
                 // PutMetricData fsyncs its log: off the async workers.
                 let run = || cw.call(scope.0, scope.1, op, input);
                 match tokio::runtime::Handle::current().runtime_flavor() {
@@ -498,12 +512,12 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
                     _ => run(),
                 }
             });
-            (r, Some(service), op)
+            (r, op)
         }
         Service::Logs => {
             let logs = s.config.logs.clone();
-            let (r, op) = call_generic(protocol, model, &head, form, &request_id, |op, input| {
-                authorize(s, &caller, service, true, op, input, source_ip)?;
+            let (r, op) = call_generic(protocol, model, head, form, request_id, |op, input| {
+                authorize(s, caller, service, true, op, input, source_ip)?;
                 // PutLogEvents fsyncs: off the async workers.
                 let run = || logs.call(&caller.principal, &caller.region, op, input);
                 match tokio::runtime::Handle::current().runtime_flavor() {
@@ -511,7 +525,7 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
                     _ => run(),
                 }
             });
-            (r, Some(service), op)
+            (r, op)
         }
     }
 }
