@@ -420,33 +420,15 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
         }
     };
 
-    let (response, op) =
-        dispatch(s, service, protocol, model, &head, &body, form, &request_id, &caller, source_ip).await;
-    (response, Some(service), op)
-}
-
-/// The service's answer to an authenticated request, and the operation it named (ECS's is
-/// found by the caller of `answer`).
-#[allow(clippy::too_many_arguments)]
-#[inline]
-async fn dispatch(
-    s: &AppState,
-    service: Service,
-    protocol: Protocol,
-    model: &Model,
-    head: &Head<'_>,
-    body: &[u8],
-    form: &[u8],
-    request_id: &str,
-    caller: &Caller,
-    source_ip: Option<std::net::IpAddr>,
-) -> (Response, Option<String>) {
     match service {
-        Service::Ecs => {
-            (crate::ecs(s, &head_parts(head, source_ip), caller, body, request_id, model).await, None)
-        }
+        Service::Ecs => (
+            crate::ecs(s, &head_parts(&head, source_ip), &caller, &body, &request_id, model).await,
+            Some(service),
+            None,
+        ),
         Service::Sts | Service::Iam => {
-            let (r, op) = call_async(protocol, model, head, form, request_id, |op, input| async move {
+            let caller = &caller;
+            let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
                 authorize(s, caller, service, false, &op, &input, source_ip)?;
                 match service {
                     Service::Sts => s.sts.call(&caller.principal, &op, &input).await,
@@ -454,11 +436,12 @@ async fn dispatch(
                 }
             })
             .await;
-            (r, op)
+            (r, Some(service), op)
         }
         Service::Elbv2 | Service::Acm | Service::Events | Service::AutoScaling => {
             let scope = gantry_core::Scope::new(s.config.account_id.clone(), caller.region.clone());
-            let (r, op) = call_async(protocol, model, head, form, request_id, |op, input| async move {
+            let caller = &caller;
+            let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
                 authorize(s, caller, service, protocol != Protocol::AwsQuery, &op, &input, source_ip)?;
                 match service {
                     Service::Elbv2 => s.elbv2.call(&scope, &op, &input).await,
@@ -468,12 +451,13 @@ async fn dispatch(
                 }
             })
             .await;
-            (r, op)
+            (r, Some(service), op)
         }
         Service::SecretsManager | Service::Ssm => {
             let scope = gantry_core::Scope::new(caller.principal.account.clone(), caller.region.clone());
             let user = &caller.principal.arn;
-            let (r, op) = call_async(protocol, model, head, form, request_id, |op, input| async move {
+            let caller = &caller;
+            let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
                 authorize(s, caller, service, true, &op, &input, source_ip)?;
                 match service {
                     Service::SecretsManager => s.secretsmanager.call(&scope, &op, &input).await,
@@ -481,30 +465,32 @@ async fn dispatch(
                 }
             })
             .await;
-            (r, op)
+            (r, Some(service), op)
         }
         Service::AppAutoScaling => {
             let scope = gantry_core::Scope::new(caller.principal.account.clone(), caller.region.clone());
-            let (r, op) = call_async(protocol, model, head, form, request_id, |op, input| async move {
+            let caller = &caller;
+            let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
                 authorize(s, caller, service, true, &op, &input, source_ip)?;
                 s.appautoscaling.call(&scope, &op, &input).await
             })
             .await;
-            (r, op)
+            (r, Some(service), op)
         }
         Service::Scheduler => {
             let scope = gantry_core::Scope::new(caller.principal.account.clone(), caller.region.clone());
-            let (r, op) = call_rest(model, head, body, request_id, |op, input| async move {
+            let caller = &caller;
+            let (r, op) = call_rest(model, &head, &body, &request_id, |op, input| async move {
                 authorize(s, caller, service, true, &op, &input, source_ip)?;
                 s.scheduler.call(&scope, &op, &input).await
             })
             .await;
-            (r, op)
+            (r, Some(service), op)
         }
         Service::CloudWatch => {
             let cw = s.config.cloudwatch.clone();
             let scope = (caller.principal.account.as_str(), caller.region.as_str());
-            let (r, op) = call_generic(protocol, model, head, form, request_id, |op, input| {
+            let (r, op) = call_generic(protocol, model, &head, form, &request_id, |op, input| {
                 // PutMetricData fsyncs its log: off the async workers.
                 let run = || cw.call(scope.0, scope.1, op, input);
                 match tokio::runtime::Handle::current().runtime_flavor() {
@@ -512,12 +498,12 @@ async fn dispatch(
                     _ => run(),
                 }
             });
-            (r, op)
+            (r, Some(service), op)
         }
         Service::Logs => {
             let logs = s.config.logs.clone();
-            let (r, op) = call_generic(protocol, model, head, form, request_id, |op, input| {
-                authorize(s, caller, service, true, op, input, source_ip)?;
+            let (r, op) = call_generic(protocol, model, &head, form, &request_id, |op, input| {
+                authorize(s, &caller, service, true, op, input, source_ip)?;
                 // PutLogEvents fsyncs: off the async workers.
                 let run = || logs.call(&caller.principal, &caller.region, op, input);
                 match tokio::runtime::Handle::current().runtime_flavor() {
@@ -525,7 +511,7 @@ async fn dispatch(
                     _ => run(),
                 }
             });
-            (r, op)
+            (r, Some(service), op)
         }
     }
 }
