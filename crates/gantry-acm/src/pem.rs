@@ -4,8 +4,9 @@
 //! the key carries it).
 
 use der::{Decode, Encode};
-use x509_cert::Certificate;
 use x509_cert::ext::pkix::{ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectAltName, name::GeneralName};
+use x509_cert::spki::SubjectPublicKeyInfoOwned;
+use x509_cert::{Certificate, TbsCertificate};
 
 /// An imported certificate, as ACM describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,92 +204,17 @@ pub fn parse(
     chain: Option<&str>,
     now: i64,
 ) -> Result<Parsed, Invalid> {
-    let certs = Certificate::load_pem_chain(certificate.as_bytes())
-        .map_err(|e| invalid(format!("The certificate is not a valid PEM certificate: {e}")))?;
-    let cert = match certs.as_slice() {
-        [c] => c,
-        [] => return Err(invalid("The certificate field does not contain a certificate")),
-        _ => return Err(invalid("The certificate field contains more than one certificate")),
-    };
-    if let Some(chain) = chain.filter(|c| !c.trim().is_empty()) {
-        Certificate::load_pem_chain(chain.as_bytes())
-            .map_err(|e| invalid(format!("The certificate chain is not valid PEM: {e}")))?;
-    }
+    let cert = load_certificate(certificate, chain)?;
     let tbs = &cert.tbs_certificate;
-    let not_before = tbs.validity.not_before.to_unix_duration().as_secs() as i64;
-    let not_after = tbs.validity.not_after.to_unix_duration().as_secs() as i64;
-    if now < not_before || now > not_after {
-        return Err(invalid(format!(
-            "The certificate is not valid at this time: it is valid from {} to {}",
-            tbs.validity.not_before, tbs.validity.not_after
-        )));
-    }
-    // Names.
-    let attrs = |name: &x509_cert::name::Name, short: &str| -> Vec<String> {
-        name.0
-            .iter()
-            .flat_map(|rdn| rdn.0.iter())
-            .filter_map(|atv| atv.to_string().strip_prefix(&format!("{short}=")).map(str::to_string))
-            .collect()
-    };
-    let cn = attrs(&tbs.subject, "CN").into_iter().next();
-    let mut sans = Vec::new();
-    let mut key_usages = Vec::new();
-    let mut ekus = Vec::new();
-    for ext in tbs.extensions.iter().flatten() {
-        let oid = ext.extn_id.to_string();
-        let bytes = ext.extn_value.as_bytes();
-        match oid.as_str() {
-            "2.5.29.17" => {
-                if let Ok(san) = SubjectAltName::from_der(bytes) {
-                    sans.extend(san.0.iter().filter_map(|g| match g {
-                        GeneralName::DnsName(d) => Some(d.to_string()),
-                        _ => None,
-                    }));
-                }
-            }
-            "2.5.29.15" => {
-                if let Ok(ku) = KeyUsage::from_der(bytes) {
-                    for (flag, name) in [
-                        (KeyUsages::DigitalSignature, "DIGITAL_SIGNATURE"),
-                        (KeyUsages::NonRepudiation, "NON_REPUDIATION"),
-                        (KeyUsages::KeyEncipherment, "KEY_ENCIPHERMENT"),
-                        (KeyUsages::DataEncipherment, "DATA_ENCIPHERMENT"),
-                        (KeyUsages::KeyAgreement, "KEY_AGREEMENT"),
-                        (KeyUsages::KeyCertSign, "CERTIFICATE_SIGNING"),
-                        (KeyUsages::CRLSign, "CRL_SIGNING"),
-                        (KeyUsages::EncipherOnly, "ENCIPHER_ONLY"),
-                        (KeyUsages::DecipherOnly, "DECIPHER_ONLY"),
-                    ] {
-                        if ku.0.contains(flag) {
-                            key_usages.push(name.to_string());
-                        }
-                    }
-                }
-            }
-            "2.5.29.37" => {
-                if let Ok(eku) = ExtendedKeyUsage::from_der(bytes) {
-                    for o in eku.0 {
-                        let o = o.to_string();
-                        let name = match o.as_str() {
-                            "1.3.6.1.5.5.7.3.1" => "TLS_WEB_SERVER_AUTHENTICATION",
-                            "1.3.6.1.5.5.7.3.2" => "TLS_WEB_CLIENT_AUTHENTICATION",
-                            "1.3.6.1.5.5.7.3.3" => "CODE_SIGNING",
-                            "1.3.6.1.5.5.7.3.4" => "EMAIL_PROTECTION",
-                            "1.3.6.1.5.5.7.3.8" => "TIME_STAMPING",
-                            "1.3.6.1.5.5.7.3.9" => "OCSP_SIGNING",
-                            _ => "CUSTOM",
-                        };
-                        ekus.push((name.to_string(), o));
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    let domain_name = cn.clone().or_else(|| sans.first().cloned()).ok_or_else(|| {
-        invalid("The certificate has no domain name: it needs a subject CN or a DNS subject alternative name")
-    })?;
+    let (not_before, not_after) = check_validity(tbs, now)?;
+    let ext = Extensions::of(tbs);
+    let mut sans = ext.sans;
+    let domain_name =
+        attrs(&tbs.subject, "CN").into_iter().next().or_else(|| sans.first().cloned()).ok_or_else(|| {
+            invalid(
+                "The certificate has no domain name: it needs a subject CN or a DNS subject alternative name",
+            )
+        })?;
     if sans.is_empty() {
         sans.push(domain_name.clone());
     }
@@ -297,11 +223,151 @@ pub fn parse(
         .next()
         .or_else(|| attrs(&tbs.issuer, "CN").into_iter().next())
         .unwrap_or_default();
-    // The key.
-    let spki = &tbs.subject_public_key_info;
-    let key_oid = spki.algorithm.oid.to_string();
+    let key_algorithm = key_algorithm(&tbs.subject_public_key_info)?;
+    check_private_key(private_key_pem, &tbs.subject_public_key_info)?;
+    let sig_oid = cert.signature_algorithm.oid.to_string();
+    let serial =
+        tbs.serial_number.as_bytes().iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
+    let der = cert.to_der().map_err(|e| invalid(format!("The certificate could not be encoded: {e}")))?;
+    Ok(Parsed {
+        domain_name,
+        subject_alternative_names: sans,
+        subject: tbs.subject.to_string(),
+        issuer,
+        serial,
+        not_before,
+        not_after,
+        key_algorithm,
+        signature_algorithm: oid_name(&sig_oid).map(str::to_string).unwrap_or(sig_oid),
+        key_usages: ext.key_usages,
+        extended_key_usages: ext.ekus,
+        certificate_pem: to_pem("CERTIFICATE", &der),
+    })
+}
+
+/// The one certificate of the certificate field; the chain, if any, must be PEM certificates.
+fn load_certificate(certificate: &str, chain: Option<&str>) -> Result<Certificate, Invalid> {
+    let certs = Certificate::load_pem_chain(certificate.as_bytes())
+        .map_err(|e| invalid(format!("The certificate is not a valid PEM certificate: {e}")))?;
+    let mut certs = certs.into_iter();
+    let cert = match (certs.next(), certs.next()) {
+        (Some(c), None) => c,
+        (None, _) => return Err(invalid("The certificate field does not contain a certificate")),
+        (Some(_), Some(_)) => {
+            return Err(invalid("The certificate field contains more than one certificate"));
+        }
+    };
+    if let Some(chain) = chain.filter(|c| !c.trim().is_empty()) {
+        Certificate::load_pem_chain(chain.as_bytes())
+            .map_err(|e| invalid(format!("The certificate chain is not valid PEM: {e}")))?;
+    }
+    Ok(cert)
+}
+
+/// The validity period (epoch seconds), which must hold `now`.
+fn check_validity(tbs: &TbsCertificate, now: i64) -> Result<(i64, i64), Invalid> {
+    let not_before = tbs.validity.not_before.to_unix_duration().as_secs() as i64;
+    let not_after = tbs.validity.not_after.to_unix_duration().as_secs() as i64;
+    if now < not_before || now > not_after {
+        return Err(invalid(format!(
+            "The certificate is not valid at this time: it is valid from {} to {}",
+            tbs.validity.not_before, tbs.validity.not_after
+        )));
+    }
+    Ok((not_before, not_after))
+}
+
+/// The values of attribute `short` (`CN`, `O`) of a name.
+fn attrs(name: &x509_cert::name::Name, short: &str) -> Vec<String> {
+    name.0
+        .iter()
+        .flat_map(|rdn| rdn.0.iter())
+        .filter_map(|atv| atv.to_string().strip_prefix(&format!("{short}=")).map(str::to_string))
+        .collect()
+}
+
+/// What ACM shows of a certificate's extensions.
+struct Extensions {
+    /// The subjectAltName's DNS names.
+    sans: Vec<String>,
+    key_usages: Vec<String>,
+    /// (name, OID).
+    ekus: Vec<(String, String)>,
+}
+
+impl Extensions {
+    /// The extensions ACM reads; one that does not decode is skipped.
+    fn of(tbs: &TbsCertificate) -> Extensions {
+        let mut out = Extensions { sans: Vec::new(), key_usages: Vec::new(), ekus: Vec::new() };
+        for ext in tbs.extensions.iter().flatten() {
+            let oid = ext.extn_id.to_string();
+            let bytes = ext.extn_value.as_bytes();
+            match oid.as_str() {
+                "2.5.29.17" => {
+                    if let Ok(san) = SubjectAltName::from_der(bytes) {
+                        out.sans.extend(san.0.iter().filter_map(|g| match g {
+                            GeneralName::DnsName(d) => Some(d.to_string()),
+                            _ => None,
+                        }));
+                    }
+                }
+                "2.5.29.15" => {
+                    if let Ok(ku) = KeyUsage::from_der(bytes) {
+                        out.key_usages.extend(key_usage_names(&ku));
+                    }
+                }
+                "2.5.29.37" => {
+                    if let Ok(eku) = ExtendedKeyUsage::from_der(bytes) {
+                        out.ekus.extend(eku.0.iter().map(|o| {
+                            let o = o.to_string();
+                            (extended_key_usage_name(&o).to_string(), o)
+                        }));
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// ACM's names of the key usages set.
+fn key_usage_names(ku: &KeyUsage) -> Vec<String> {
+    [
+        (KeyUsages::DigitalSignature, "DIGITAL_SIGNATURE"),
+        (KeyUsages::NonRepudiation, "NON_REPUDIATION"),
+        (KeyUsages::KeyEncipherment, "KEY_ENCIPHERMENT"),
+        (KeyUsages::DataEncipherment, "DATA_ENCIPHERMENT"),
+        (KeyUsages::KeyAgreement, "KEY_AGREEMENT"),
+        (KeyUsages::KeyCertSign, "CERTIFICATE_SIGNING"),
+        (KeyUsages::CRLSign, "CRL_SIGNING"),
+        (KeyUsages::EncipherOnly, "ENCIPHER_ONLY"),
+        (KeyUsages::DecipherOnly, "DECIPHER_ONLY"),
+    ]
+    .into_iter()
+    .filter(|(flag, _)| ku.0.contains(*flag))
+    .map(|(_, name)| name.to_string())
+    .collect()
+}
+
+/// ACM's name of an extended key usage OID.
+fn extended_key_usage_name(oid: &str) -> &'static str {
+    match oid {
+        "1.3.6.1.5.5.7.3.1" => "TLS_WEB_SERVER_AUTHENTICATION",
+        "1.3.6.1.5.5.7.3.2" => "TLS_WEB_CLIENT_AUTHENTICATION",
+        "1.3.6.1.5.5.7.3.3" => "CODE_SIGNING",
+        "1.3.6.1.5.5.7.3.4" => "EMAIL_PROTECTION",
+        "1.3.6.1.5.5.7.3.8" => "TIME_STAMPING",
+        "1.3.6.1.5.5.7.3.9" => "OCSP_SIGNING",
+        _ => "CUSTOM",
+    }
+}
+
+/// The certificate's key algorithm as ACM names it (`RSA_2048`, `EC_prime256v1`), one ACM
+/// imports.
+fn key_algorithm(spki: &SubjectPublicKeyInfoOwned) -> Result<String, Invalid> {
     let public = spki.subject_public_key.raw_bytes();
-    let key_algorithm = match key_oid.as_str() {
+    let key_algorithm = match spki.algorithm.oid.to_string().as_str() {
         RSA => {
             let n = sequence(public).and_then(|e| e.first().map(|(_, v)| unsigned(v).len())).unwrap_or(0);
             format!("RSA_{}", n * 8)
@@ -326,6 +392,14 @@ pub fn parse(
     ) {
         return Err(invalid(format!("The certificate's key algorithm {key_algorithm} is not supported")));
     }
+    Ok(key_algorithm)
+}
+
+/// The private key is readable and is the certificate's: the same RSA modulus, or (when the EC
+/// key carries it) the same public point.
+fn check_private_key(private_key_pem: &str, spki: &SubjectPublicKeyInfoOwned) -> Result<(), Invalid> {
+    let key_oid = spki.algorithm.oid.to_string();
+    let public = spki.subject_public_key.raw_bytes();
     let (key_der, kind) = private_key(private_key_pem)?;
     let matches = match (kind, if kind == "rsa" { rsa_private(&key_der) } else { ec_private(&key_der) }) {
         ("rsa", Some(KeyPublic::Rsa(n))) => {
@@ -338,24 +412,7 @@ pub fn parse(
     if !matches {
         return Err(invalid("The private key does not match the public key in the certificate"));
     }
-    let sig_oid = cert.signature_algorithm.oid.to_string();
-    let serial =
-        tbs.serial_number.as_bytes().iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":");
-    let der = cert.to_der().map_err(|e| invalid(format!("The certificate could not be encoded: {e}")))?;
-    Ok(Parsed {
-        domain_name,
-        subject_alternative_names: sans,
-        subject: tbs.subject.to_string(),
-        issuer,
-        serial,
-        not_before,
-        not_after,
-        key_algorithm,
-        signature_algorithm: oid_name(&sig_oid).map(str::to_string).unwrap_or(sig_oid),
-        key_usages,
-        extended_key_usages: ekus,
-        certificate_pem: to_pem("CERTIFICATE", &der),
-    })
+    Ok(())
 }
 
 #[cfg(test)]

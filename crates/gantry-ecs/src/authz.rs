@@ -68,27 +68,14 @@ fn strs(v: &Value) -> Vec<&str> {
 /// parse gives the operation's target with no resources named (`*`): the operation will refuse
 /// it with ECS's own error after authorization.
 pub fn target(scope: &Scope, op: &str, body: &[u8]) -> Target {
-    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let s = |k: &str| v.get(k).and_then(Value::as_str);
-    let cluster = || cluster_arn(scope, s("cluster"));
-    let ck = |c: &str| vec![("ecs:cluster".to_string(), vec![c.to_string()])];
-    let mut t =
-        Target { resources: Vec::new(), context: Vec::new(), passed_roles: Vec::new(), launches: None };
-    // Request tags (ECS spells them `tags: [{key, value}]`).
-    if let Some(tags) = v.get("tags").and_then(Value::as_array) {
-        let mut keys = Vec::new();
-        for tag in tags {
-            if let (Some(k), Some(val)) =
-                (tag.get("key").and_then(Value::as_str), tag.get("value").and_then(Value::as_str))
-            {
-                t.context.push((format!("aws:RequestTag/{k}"), vec![val.to_string()]));
-                keys.push(k.to_string());
-            }
-        }
-        if !keys.is_empty() {
-            t.context.push(("aws:TagKeys".to_string(), keys));
-        }
-    }
+    let r = Req { scope, op, v: serde_json::from_slice(body).unwrap_or(Value::Null) };
+    let mut t = Target {
+        resources: Vec::new(),
+        context: request_tags(&r.v),
+        passed_roles: Vec::new(),
+        launches: None,
+    };
+    // The operations by the resource they act on.
     match op {
         "DeleteCluster"
         | "UpdateCluster"
@@ -100,177 +87,38 @@ pub fn target(scope: &Scope, op: &str, body: &[u8]) -> Target {
         | "SubmitTaskStateChange"
         | "SubmitContainerStateChange"
         | "SubmitAttachmentStateChanges"
-        | "DiscoverPollEndpoint" => {
-            let c = cluster();
-            t.resources.push((c.clone(), ck(&c)));
-        }
-        "DescribeClusters" => {
-            let names = strs(&v["clusters"]);
-            if names.is_empty() {
-                let c = cluster_arn(scope, None);
-                t.resources.push((c.clone(), ck(&c)));
-            }
-            for n in names {
-                let c = cluster_arn(scope, Some(n));
-                t.resources.push((c.clone(), ck(&c)));
-            }
-        }
-        "DescribeServices" | "DeleteService" | "UpdateService" => {
-            let c = cluster();
-            let name = cluster_name(scope, s("cluster"));
-            let services: Vec<&str> = if op == "DescribeServices" {
-                strs(&v["services"])
-            } else {
-                s("service").into_iter().collect()
-            };
-            for svc in services {
-                let a = in_cluster(scope, "service", &name, svc);
-                let mut keys = ck(&c);
-                keys.push(("ecs:service".into(), vec![a.clone()]));
-                t.resources.push((a, keys));
-            }
-            if op == "UpdateService" {
-                t.launches = s("taskDefinition").map(str::to_string);
-            }
-        }
-        "CreateService" => {
-            let c = cluster();
-            let name = cluster_name(scope, s("cluster"));
-            let a = in_cluster(scope, "service", &name, s("serviceName").unwrap_or_default());
-            let mut keys = ck(&c);
-            if let Some(td) = s("taskDefinition") {
-                keys.push(("ecs:task-definition".into(), vec![task_definition_arn(scope, td)]));
-            }
-            t.resources.push((a, keys));
-            t.launches = s("taskDefinition").map(str::to_string);
-        }
-        "RunTask" | "StartTask" => {
-            let c = cluster();
-            let td = s("taskDefinition").unwrap_or_default();
-            let mut keys = ck(&c);
-            for cp in v["capacityProviderStrategy"].as_array().into_iter().flatten() {
-                if let Some(n) = cp.get("capacityProvider").and_then(Value::as_str) {
-                    keys.push((
-                        "ecs:capacity-provider".into(),
-                        vec![arn(scope, &format!("capacity-provider/{n}"))],
-                    ));
-                }
-            }
-            t.resources.push((task_definition_arn(scope, td), keys));
-            let o = &v["overrides"];
-            t.passed_roles.extend(
-                ["taskRoleArn", "executionRoleArn"]
-                    .iter()
-                    .filter_map(|k| o.get(*k)?.as_str().map(str::to_string)),
-            );
-            t.launches = Some(td.to_string());
-        }
+        | "DiscoverPollEndpoint" => the_cluster(&r, &mut t),
+        "DescribeClusters" => clusters_described(&r, &mut t),
+        "ListTasks" | "ListServices" | "ListServicesByNamespace" => cluster_listing(&r, &mut t),
+        "DescribeServices" | "DeleteService" | "UpdateService" => services_named(&r, &mut t),
+        "CreateService" => service_created(&r, &mut t),
+        "RunTask" | "StartTask" => tasks_launched(&r, &mut t),
         "StopTask" | "DescribeTasks" | "GetTaskProtection" | "UpdateTaskProtection" | "ExecuteCommand" => {
-            let c = cluster();
-            let name = cluster_name(scope, s("cluster"));
-            let mut tasks = strs(&v["tasks"]);
-            tasks.extend(s("task"));
-            for id in tasks {
-                t.resources.push((in_cluster(scope, "task", &name, id), ck(&c)));
-            }
+            tasks_named(&r, &mut t)
         }
         "DescribeContainerInstances" | "UpdateContainerInstancesState" | "UpdateContainerAgent" => {
-            let c = cluster();
-            let name = cluster_name(scope, s("cluster"));
-            let mut list = strs(&v["containerInstances"]);
-            list.extend(s("containerInstance"));
-            for id in list {
-                t.resources.push((in_cluster(scope, "container-instance", &name, id), ck(&c)));
-            }
+            container_instances_named(&r, &mut t)
         }
-        "ListTasks" | "ListServices" | "ListServicesByNamespace" => {
-            let c = cluster();
-            t.resources.push(("*".into(), ck(&c)));
+        "DeleteTaskDefinitions" | "RegisterTaskDefinition" => task_definitions(&r, &mut t),
+        "DescribeCapacityProviders" | "UpdateCapacityProvider" | "DeleteCapacityProvider" => {
+            capacity_providers(&r, &mut t)
         }
-        "DeleteTaskDefinitions" => {
-            for td in strs(&v["taskDefinitions"]) {
-                t.resources.push((task_definition_arn(scope, td), Vec::new()));
-            }
+        "CreateDaemon" | "UpdateDaemon" | "DeleteDaemon" | "DescribeDaemon" | "ListDaemonDeployments" => {
+            daemons(&r, &mut t)
         }
-        "RegisterTaskDefinition" => {
-            t.passed_roles
-                .extend(["taskRoleArn", "executionRoleArn"].iter().filter_map(|k| s(k).map(str::to_string)));
-        }
-        "DescribeCapacityProviders" => {
-            for n in strs(&v["capacityProviders"]) {
-                let a = if n.starts_with("arn:") {
-                    n.to_string()
-                } else {
-                    arn(scope, &format!("capacity-provider/{n}"))
-                };
-                t.resources.push((a, Vec::new()));
-            }
-        }
-        "UpdateCapacityProvider" | "DeleteCapacityProvider" => {
-            let n = s("name").or(s("capacityProvider")).unwrap_or_default();
-            let a = if n.starts_with("arn:") {
-                n.to_string()
-            } else {
-                arn(scope, &format!("capacity-provider/{n}"))
-            };
-            t.resources.push((a, Vec::new()));
-        }
-        // ECS Managed Daemons: the daemon named.
-        "CreateDaemon" => {
-            let cluster = cluster_name(scope, s("clusterArn"));
-            let name = s("daemonName").unwrap_or_default();
-            t.resources.push((arn(scope, &format!("daemon/{cluster}/{name}")), Vec::new()));
-        }
-        "UpdateDaemon" | "DeleteDaemon" | "DescribeDaemon" | "ListDaemonDeployments" => {
-            if let Some(a) = s("daemonArn") {
-                t.resources.push((a.to_string(), Vec::new()));
-            }
-        }
-        // ECS Express Mode: the service.
-        "CreateExpressGatewayService" => {
-            let name = cluster_name(scope, s("cluster"));
-            let a = in_cluster(scope, "service", &name, s("serviceName").unwrap_or_default());
-            t.resources.push((a, Vec::new()));
-            t.passed_roles.extend(
-                ["infrastructureRoleArn", "taskRoleArn", "executionRoleArn"]
-                    .iter()
-                    .filter_map(|k| s(k).map(str::to_string)),
-            );
-            t.launches = s("taskDefinitionArn").map(str::to_string);
-        }
-        "UpdateExpressGatewayService" | "DeleteExpressGatewayService" | "DescribeExpressGatewayService" => {
-            if let Some(a) = s("serviceArn") {
-                t.resources.push((a.to_string(), Vec::new()));
-            }
-            t.passed_roles
-                .extend(["taskRoleArn", "executionRoleArn"].iter().filter_map(|k| s(k).map(str::to_string)));
-            t.launches = s("taskDefinitionArn").map(str::to_string);
-        }
-        // ECS Gateways: the gateway named.
-        "CreateGateway" => {
-            let name = s("name").unwrap_or_default();
-            t.resources.push((arn(scope, &format!("gateway/{name}")), Vec::new()));
-            t.passed_roles.extend(s("infrastructureRoleArn").map(str::to_string));
-        }
-        "DescribeGateway"
+        "CreateExpressGatewayService"
+        | "UpdateExpressGatewayService"
+        | "DeleteExpressGatewayService"
+        | "DescribeExpressGatewayService" => express_services(&r, &mut t),
+        "CreateGateway"
+        | "DescribeGateway"
         | "UpdateGateway"
         | "DeleteGateway"
         | "AssociateGatewayWithCluster"
         | "DisassociateGatewayFromCluster"
-        | "DescribeGatewayResources" => {
-            if let Some(g) = s("gateway") {
-                let a =
-                    if g.starts_with("arn:") { g.to_string() } else { arn(scope, &format!("gateway/{g}")) };
-                t.resources.push((a, Vec::new()));
-            }
-            if op == "UpdateGateway" {
-                t.passed_roles.extend(s("infrastructureRoleArn").map(str::to_string));
-            }
-        }
+        | "DescribeGatewayResources" => gateways(&r, &mut t),
         "TagResource" | "UntagResource" | "ListTagsForResource" => {
-            if let Some(a) = s("resourceArn") {
-                t.resources.push((a.to_string(), Vec::new()));
-            }
+            t.resources.extend(r.s("resourceArn").map(|a| (a.to_string(), Vec::new())));
         }
         _ => {}
     }
@@ -278,6 +126,227 @@ pub fn target(scope: &Scope, op: &str, body: &[u8]) -> Target {
         t.resources.push(("*".into(), Vec::new()));
     }
     t
+}
+
+/// A request as the targets read it.
+struct Req<'a> {
+    scope: &'a Scope,
+    op: &'a str,
+    v: Value,
+}
+
+impl Req<'_> {
+    /// A string member of the body.
+    fn s(&self, k: &str) -> Option<&str> {
+        self.v.get(k).and_then(Value::as_str)
+    }
+    /// The cluster the request names, as an ARN.
+    fn cluster(&self) -> String {
+        cluster_arn(self.scope, self.s("cluster"))
+    }
+    /// The cluster the request names, by name (for the ARNs of its services, tasks, ...).
+    fn cluster_name(&self) -> String {
+        cluster_name(self.scope, self.s("cluster"))
+    }
+    /// The roles named by `members` of the body.
+    fn roles<'s>(&'s self, members: &'s [&'s str]) -> impl Iterator<Item = String> + 's {
+        members.iter().filter_map(|k| self.s(k).map(str::to_string))
+    }
+}
+
+/// The `ecs:cluster` key of cluster ARN `c`.
+fn ck(c: &str) -> Keys {
+    vec![("ecs:cluster".to_string(), vec![c.to_string()])]
+}
+
+/// The request's tags as `aws:RequestTag/*` and `aws:TagKeys` (ECS spells them
+/// `tags: [{key, value}]`).
+fn request_tags(v: &Value) -> Keys {
+    let mut context = Vec::new();
+    if let Some(tags) = v.get("tags").and_then(Value::as_array) {
+        let mut keys = Vec::new();
+        for tag in tags {
+            if let (Some(k), Some(val)) =
+                (tag.get("key").and_then(Value::as_str), tag.get("value").and_then(Value::as_str))
+            {
+                context.push((format!("aws:RequestTag/{k}"), vec![val.to_string()]));
+                keys.push(k.to_string());
+            }
+        }
+        if !keys.is_empty() {
+            context.push(("aws:TagKeys".to_string(), keys));
+        }
+    }
+    context
+}
+
+/// Operations on the cluster the request names, and those of its agents.
+fn the_cluster(r: &Req, t: &mut Target) {
+    let c = r.cluster();
+    t.resources.push((c.clone(), ck(&c)));
+}
+
+/// `DescribeClusters`: each cluster listed, `default` when none is.
+fn clusters_described(r: &Req, t: &mut Target) {
+    let names = strs(&r.v["clusters"]);
+    if names.is_empty() {
+        let c = cluster_arn(r.scope, None);
+        t.resources.push((c.clone(), ck(&c)));
+    }
+    for n in names {
+        let c = cluster_arn(r.scope, Some(n));
+        t.resources.push((c.clone(), ck(&c)));
+    }
+}
+
+/// Listings within a cluster: `*` with the cluster's key.
+fn cluster_listing(r: &Req, t: &mut Target) {
+    let c = r.cluster();
+    t.resources.push(("*".into(), ck(&c)));
+}
+
+/// The services named (`services` or `service`); `UpdateService` launches its task definition.
+fn services_named(r: &Req, t: &mut Target) {
+    let c = r.cluster();
+    let name = r.cluster_name();
+    let services: Vec<&str> = if r.op == "DescribeServices" {
+        strs(&r.v["services"])
+    } else {
+        r.s("service").into_iter().collect()
+    };
+    for svc in services {
+        let a = in_cluster(r.scope, "service", &name, svc);
+        let mut keys = ck(&c);
+        keys.push(("ecs:service".into(), vec![a.clone()]));
+        t.resources.push((a, keys));
+    }
+    if r.op == "UpdateService" {
+        t.launches = r.s("taskDefinition").map(str::to_string);
+    }
+}
+
+/// `CreateService`: the new service, with its task definition's key; it launches that.
+fn service_created(r: &Req, t: &mut Target) {
+    let c = r.cluster();
+    let name = r.cluster_name();
+    let a = in_cluster(r.scope, "service", &name, r.s("serviceName").unwrap_or_default());
+    let mut keys = ck(&c);
+    if let Some(td) = r.s("taskDefinition") {
+        keys.push(("ecs:task-definition".into(), vec![task_definition_arn(r.scope, td)]));
+    }
+    t.resources.push((a, keys));
+    t.launches = r.s("taskDefinition").map(str::to_string);
+}
+
+/// `RunTask`, `StartTask`: the task definition, with the capacity providers' keys; the roles of
+/// the overrides are passed.
+fn tasks_launched(r: &Req, t: &mut Target) {
+    let c = r.cluster();
+    let td = r.s("taskDefinition").unwrap_or_default();
+    let mut keys = ck(&c);
+    for cp in r.v["capacityProviderStrategy"].as_array().into_iter().flatten() {
+        if let Some(n) = cp.get("capacityProvider").and_then(Value::as_str) {
+            keys.push((
+                "ecs:capacity-provider".into(),
+                vec![arn(r.scope, &format!("capacity-provider/{n}"))],
+            ));
+        }
+    }
+    t.resources.push((task_definition_arn(r.scope, td), keys));
+    let o = &r.v["overrides"];
+    t.passed_roles.extend(
+        ["taskRoleArn", "executionRoleArn"].iter().filter_map(|k| o.get(*k)?.as_str().map(str::to_string)),
+    );
+    t.launches = Some(td.to_string());
+}
+
+/// The tasks named (`tasks` and `task`).
+fn tasks_named(r: &Req, t: &mut Target) {
+    let c = r.cluster();
+    let name = r.cluster_name();
+    let mut tasks = strs(&r.v["tasks"]);
+    tasks.extend(r.s("task"));
+    for id in tasks {
+        t.resources.push((in_cluster(r.scope, "task", &name, id), ck(&c)));
+    }
+}
+
+/// The container instances named (`containerInstances` and `containerInstance`).
+fn container_instances_named(r: &Req, t: &mut Target) {
+    let c = r.cluster();
+    let name = r.cluster_name();
+    let mut list = strs(&r.v["containerInstances"]);
+    list.extend(r.s("containerInstance"));
+    for id in list {
+        t.resources.push((in_cluster(r.scope, "container-instance", &name, id), ck(&c)));
+    }
+}
+
+/// `DeleteTaskDefinitions`: each one listed; `RegisterTaskDefinition`: `*`, passing its roles.
+fn task_definitions(r: &Req, t: &mut Target) {
+    if r.op == "RegisterTaskDefinition" {
+        t.passed_roles.extend(r.roles(&["taskRoleArn", "executionRoleArn"]));
+        return;
+    }
+    for td in strs(&r.v["taskDefinitions"]) {
+        t.resources.push((task_definition_arn(r.scope, td), Vec::new()));
+    }
+}
+
+/// The capacity providers named (`capacityProviders`, or `name` / `capacityProvider`).
+fn capacity_providers(r: &Req, t: &mut Target) {
+    let provider = |n: &str| {
+        if n.starts_with("arn:") { n.to_string() } else { arn(r.scope, &format!("capacity-provider/{n}")) }
+    };
+    if r.op == "DescribeCapacityProviders" {
+        for n in strs(&r.v["capacityProviders"]) {
+            t.resources.push((provider(n), Vec::new()));
+        }
+    } else {
+        let n = r.s("name").or(r.s("capacityProvider")).unwrap_or_default();
+        t.resources.push((provider(n), Vec::new()));
+    }
+}
+
+/// ECS Managed Daemons: the daemon named.
+fn daemons(r: &Req, t: &mut Target) {
+    if r.op == "CreateDaemon" {
+        let cluster = cluster_name(r.scope, r.s("clusterArn"));
+        let name = r.s("daemonName").unwrap_or_default();
+        t.resources.push((arn(r.scope, &format!("daemon/{cluster}/{name}")), Vec::new()));
+    } else if let Some(a) = r.s("daemonArn") {
+        t.resources.push((a.to_string(), Vec::new()));
+    }
+}
+
+/// ECS Express Mode: the service, passing its roles and launching its task definition.
+fn express_services(r: &Req, t: &mut Target) {
+    if r.op == "CreateExpressGatewayService" {
+        let name = r.cluster_name();
+        let a = in_cluster(r.scope, "service", &name, r.s("serviceName").unwrap_or_default());
+        t.resources.push((a, Vec::new()));
+        t.passed_roles.extend(r.roles(&["infrastructureRoleArn", "taskRoleArn", "executionRoleArn"]));
+    } else {
+        if let Some(a) = r.s("serviceArn") {
+            t.resources.push((a.to_string(), Vec::new()));
+        }
+        t.passed_roles.extend(r.roles(&["taskRoleArn", "executionRoleArn"]));
+    }
+    t.launches = r.s("taskDefinitionArn").map(str::to_string);
+}
+
+/// ECS Gateways: the gateway named; creating and updating one passes its infrastructure role.
+fn gateways(r: &Req, t: &mut Target) {
+    if r.op == "CreateGateway" {
+        let name = r.s("name").unwrap_or_default();
+        t.resources.push((arn(r.scope, &format!("gateway/{name}")), Vec::new()));
+    } else if let Some(g) = r.s("gateway") {
+        let a = if g.starts_with("arn:") { g.to_string() } else { arn(r.scope, &format!("gateway/{g}")) };
+        t.resources.push((a, Vec::new()));
+    }
+    if r.op == "CreateGateway" || r.op == "UpdateGateway" {
+        t.passed_roles.extend(r.roles(&["infrastructureRoleArn"]));
+    }
 }
 
 #[cfg(test)]

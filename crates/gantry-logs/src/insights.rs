@@ -916,6 +916,50 @@ struct Acc {
     distinct: std::collections::BTreeSet<String>,
 }
 
+impl Acc {
+    /// Counts value `v` of aggregate `a`'s argument in the group.
+    fn add(&mut self, a: &Agg, v: Val) {
+        if matches!(v, Val::Null) {
+            return;
+        }
+        self.count += 1;
+        if a.func == AggFn::CountDistinct {
+            self.distinct.insert(v.text());
+        }
+        if let Some(n) = v.num() {
+            self.numbers += 1;
+            self.sum += n;
+            self.min = Some(self.min.map_or(n, |m| m.min(n)));
+            self.max = Some(self.max.map_or(n, |m| m.max(n)));
+            if let AggFn::Pct(_) = a.func {
+                self.values.push(n);
+            }
+        }
+    }
+
+    /// The group's value of `func`.
+    fn value(mut self, func: AggFn) -> Val {
+        match func {
+            AggFn::Count => Val::Num(self.count as f64),
+            AggFn::CountDistinct => Val::Num(self.distinct.len() as f64),
+            AggFn::Sum => self.min.map_or(Val::Null, |_| Val::Num(self.sum)),
+            AggFn::Avg => self.min.map_or(Val::Null, |_| Val::Num(self.sum / self.numbers.max(1) as f64)),
+            AggFn::Min => self.min.map_or(Val::Null, Val::Num),
+            AggFn::Max => self.max.map_or(Val::Null, Val::Num),
+            AggFn::Pct(p) => {
+                self.values.sort_by(f64::total_cmp);
+                if self.values.is_empty() {
+                    Val::Null
+                } else {
+                    // Nearest rank.
+                    let rank = ((p / 100.0) * self.values.len() as f64).ceil() as usize;
+                    Val::Num(self.values[rank.clamp(1, self.values.len()) - 1])
+                }
+            }
+        }
+    }
+}
+
 impl Query {
     /// Runs the query over `records` (of any order), keeping at most `limit` rows.
     /// `cancelled` is polled between events.
@@ -940,14 +984,7 @@ impl Query {
             }
             match stage {
                 Stage::Fields(list) | Stage::Display(list) => {
-                    for r in rows.iter_mut() {
-                        for (e, name) in list {
-                            if !matches!(e, Expr::Field(f) if f == name) {
-                                let v = r.eval(e, &cx);
-                                r.set(name, v);
-                            }
-                        }
-                    }
+                    set_fields(&mut rows, list, &cx);
                     let names: Vec<String> = list.iter().map(|(_, n)| n.clone()).collect();
                     shown = Some(match (stage, shown.take()) {
                         (Stage::Fields(_), Some(mut s)) => {
@@ -962,105 +999,15 @@ impl Query {
                     });
                 }
                 Stage::Filter(e) => rows.retain_mut(|r| r.eval(e, &cx).truthy()),
-                Stage::Parse { field, re, names } => {
-                    for r in rows.iter_mut() {
-                        let text = r.eval(field, &cx).text();
-                        if let Some(c) = re.captures(&text) {
-                            let got: Vec<(String, Val)> = names
-                                .iter()
-                                .enumerate()
-                                .map(|(i, n)| {
-                                    let m = c.name(n).or_else(|| c.get(i + 1));
-                                    (n.clone(), m.map_or(Val::Null, |m| Val::Str(m.as_str().to_string())))
-                                })
-                                .collect();
-                            for (n, v) in got {
-                                r.set(&n, v);
-                            }
-                        }
-                    }
-                }
-                Stage::Sort(keys) => {
-                    let mut keyed: Vec<(Vec<Val>, Row)> = rows
-                        .into_iter()
-                        .map(|mut r| (keys.iter().map(|(e, _)| r.eval(e, &cx)).collect(), r))
-                        .collect();
-                    keyed.sort_by(|a, b| {
-                        for (i, (_, desc)) in keys.iter().enumerate() {
-                            let o = order(&a.0[i], &b.0[i]);
-                            let o = if *desc { o.reverse() } else { o };
-                            if o != Ordering::Equal {
-                                return o;
-                            }
-                        }
-                        Ordering::Equal
-                    });
-                    rows = keyed.into_iter().map(|(_, r)| r).collect();
-                }
+                Stage::Parse { field, re, names } => parse_fields(&mut rows, field, re, names, &cx),
+                Stage::Sort(keys) => rows = sorted(rows, keys, &cx),
                 Stage::Limit(n) => {
                     matched.get_or_insert(rows.len() as u64);
                     rows.truncate(*n);
                 }
                 Stage::Stats { aggs, by } => {
                     matched.get_or_insert(rows.len() as u64);
-                    let mut groups: BTreeMap<Vec<OrdVal>, (Vec<Val>, Vec<Acc>)> = BTreeMap::new();
-                    for mut r in rows.drain(..) {
-                        let keys: Vec<Val> = by.iter().map(|(e, _)| r.eval(e, &cx)).collect();
-                        let slot = groups
-                            .entry(keys.iter().map(|k| OrdVal(k.clone())).collect())
-                            .or_insert_with(|| (keys.clone(), aggs.iter().map(|_| Acc::default()).collect()));
-                        for (a, acc) in aggs.iter().zip(slot.1.iter_mut()) {
-                            let Some(arg) = &a.arg else {
-                                acc.count += 1;
-                                continue;
-                            };
-                            let v = r.eval(arg, &cx);
-                            if matches!(v, Val::Null) {
-                                continue;
-                            }
-                            acc.count += 1;
-                            if a.func == AggFn::CountDistinct {
-                                acc.distinct.insert(v.text());
-                            }
-                            if let Some(n) = v.num() {
-                                acc.numbers += 1;
-                                acc.sum += n;
-                                acc.min = Some(acc.min.map_or(n, |m| m.min(n)));
-                                acc.max = Some(acc.max.map_or(n, |m| m.max(n)));
-                                if let AggFn::Pct(_) = a.func {
-                                    acc.values.push(n);
-                                }
-                            }
-                        }
-                    }
-                    for (_, (keys, accs)) in groups {
-                        let mut extra: Vec<(String, Val)> =
-                            by.iter().map(|(_, n)| n.clone()).zip(keys).collect();
-                        for (a, mut acc) in aggs.iter().zip(accs) {
-                            let v = match a.func {
-                                AggFn::Count => Val::Num(acc.count as f64),
-                                AggFn::CountDistinct => Val::Num(acc.distinct.len() as f64),
-                                AggFn::Sum => acc.min.map_or(Val::Null, |_| Val::Num(acc.sum)),
-                                AggFn::Avg => acc
-                                    .min
-                                    .map_or(Val::Null, |_| Val::Num(acc.sum / acc.numbers.max(1) as f64)),
-                                AggFn::Min => acc.min.map_or(Val::Null, Val::Num),
-                                AggFn::Max => acc.max.map_or(Val::Null, Val::Num),
-                                AggFn::Pct(p) => {
-                                    acc.values.sort_by(f64::total_cmp);
-                                    if acc.values.is_empty() {
-                                        Val::Null
-                                    } else {
-                                        // Nearest rank.
-                                        let rank = ((p / 100.0) * acc.values.len() as f64).ceil() as usize;
-                                        Val::Num(acc.values[rank.clamp(1, acc.values.len()) - 1])
-                                    }
-                                }
-                            };
-                            extra.push((a.name.clone(), v));
-                        }
-                        rows.push(Row { ev: None, json: None, extra });
-                    }
+                    rows = stats(rows, aggs, by, &cx);
                     shown = Some(
                         by.iter()
                             .map(|(_, n)| n.clone())
@@ -1073,20 +1020,98 @@ impl Query {
         let matched = matched.unwrap_or(rows.len() as u64);
         rows.truncate(limit);
         let shown = shown.unwrap_or_else(|| vec!["@timestamp".into(), "@message".into()]);
-        let out = rows
-            .into_iter()
-            .map(|mut r| {
-                let mut fields: Vec<(String, String)> =
-                    shown.iter().filter_map(|n| r.get(n, &cx).render().map(|v| (n.clone(), v))).collect();
-                if let Some(i) = r.ev {
-                    let e = &records[i];
-                    fields.push(("@ptr".into(), ptr(&cx.sources[e.source], e.event.seq)));
-                }
-                fields
-            })
-            .collect();
-        Some(Outcome { rows: out, matched })
+        Some(Outcome { rows: render_rows(rows, &shown, &cx), matched })
     }
+}
+
+/// `fields` and `display`: each row's computed fields (a field shown as itself is left as is).
+fn set_fields(rows: &mut [Row], list: &[(Expr, String)], cx: &Ctx) {
+    for r in rows.iter_mut() {
+        for (e, name) in list {
+            if !matches!(e, Expr::Field(f) if f == name) {
+                let v = r.eval(e, cx);
+                r.set(name, v);
+            }
+        }
+    }
+}
+
+/// `parse`: the fields `re` captures from `field`, on the rows it matches.
+fn parse_fields(rows: &mut [Row], field: &Expr, re: &Regex, names: &[String], cx: &Ctx) {
+    for r in rows.iter_mut() {
+        let text = r.eval(field, cx).text();
+        if let Some(c) = re.captures(&text) {
+            let got: Vec<(String, Val)> = names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let m = c.name(n).or_else(|| c.get(i + 1));
+                    (n.clone(), m.map_or(Val::Null, |m| Val::Str(m.as_str().to_string())))
+                })
+                .collect();
+            for (n, v) in got {
+                r.set(&n, v);
+            }
+        }
+    }
+}
+
+/// `sort`: the rows by each key in turn, ascending or descending.
+fn sorted(rows: Vec<Row>, keys: &[(Expr, bool)], cx: &Ctx) -> Vec<Row> {
+    let mut keyed: Vec<(Vec<Val>, Row)> =
+        rows.into_iter().map(|mut r| (keys.iter().map(|(e, _)| r.eval(e, cx)).collect(), r)).collect();
+    keyed.sort_by(|a, b| {
+        for (i, (_, desc)) in keys.iter().enumerate() {
+            let o = order(&a.0[i], &b.0[i]);
+            let o = if *desc { o.reverse() } else { o };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        Ordering::Equal
+    });
+    keyed.into_iter().map(|(_, r)| r).collect()
+}
+
+/// `stats`: one row per group of `by`'s values, with the group's keys and aggregates.
+fn stats(rows: Vec<Row>, aggs: &[Agg], by: &[(Expr, String)], cx: &Ctx) -> Vec<Row> {
+    let mut groups: BTreeMap<Vec<OrdVal>, (Vec<Val>, Vec<Acc>)> = BTreeMap::new();
+    for mut r in rows {
+        let keys: Vec<Val> = by.iter().map(|(e, _)| r.eval(e, cx)).collect();
+        let slot = groups
+            .entry(keys.iter().map(|k| OrdVal(k.clone())).collect())
+            .or_insert_with(|| (keys.clone(), aggs.iter().map(|_| Acc::default()).collect()));
+        for (a, acc) in aggs.iter().zip(slot.1.iter_mut()) {
+            match &a.arg {
+                None => acc.count += 1,
+                Some(arg) => acc.add(a, r.eval(arg, cx)),
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(groups.len());
+    for (_, (keys, accs)) in groups {
+        let mut extra: Vec<(String, Val)> = by.iter().map(|(_, n)| n.clone()).zip(keys).collect();
+        for (a, acc) in aggs.iter().zip(accs) {
+            extra.push((a.name.clone(), acc.value(a.func)));
+        }
+        out.push(Row { ev: None, json: None, extra });
+    }
+    out
+}
+
+/// The rows as the shown fields with values, and each event's `@ptr`.
+fn render_rows(rows: Vec<Row>, shown: &[String], cx: &Ctx) -> Vec<Vec<(String, String)>> {
+    rows.into_iter()
+        .map(|mut r| {
+            let mut fields: Vec<(String, String)> =
+                shown.iter().filter_map(|n| r.get(n, cx).render().map(|v| (n.clone(), v))).collect();
+            if let Some(i) = r.ev {
+                let e = &cx.records[i];
+                fields.push(("@ptr".into(), ptr(&cx.sources[e.source], e.event.seq)));
+            }
+            fields
+        })
+        .collect()
 }
 
 /// `@ptr`: an opaque reference to the event (its group, stream and position).

@@ -112,6 +112,145 @@ impl std::fmt::Debug for Logs {
     }
 }
 
+/// The log groups a `StartQuery` names: exactly one of its three members, 1 to 50 groups,
+/// ARNs read as names.
+fn queried_groups(req: &gantry_model::logs::StartQueryRequest) -> Result<Vec<String>, ServiceError> {
+    let mut names: Vec<String> = Vec::new();
+    let given =
+        [req.log_group_name.is_some(), req.log_group_names.is_some(), req.log_group_identifiers.is_some()];
+    if given.iter().filter(|g| **g).count() != 1 {
+        return Err(invalid(
+            "Exactly one of logGroupName, logGroupNames or logGroupIdentifiers must be specified",
+        ));
+    }
+    names.extend(req.log_group_name.clone());
+    names.extend(req.log_group_names.clone().unwrap_or_default());
+    for id in req.log_group_identifiers.clone().unwrap_or_default() {
+        // An ARN (`arn:aws:logs:REGION:ACCOUNT:log-group:NAME[:*]`) or a name.
+        let name = match id.strip_prefix("arn:") {
+            Some(_) => {
+                let rest = id.splitn(7, ':').nth(6).unwrap_or("");
+                rest.strip_suffix(":*").unwrap_or(rest).to_string()
+            }
+            None => id,
+        };
+        names.push(name);
+    }
+    if names.is_empty() || names.len() > 50 {
+        return Err(invalid(format!("Between 1 and 50 log groups may be queried; got {}", names.len())));
+    }
+    Ok(names)
+}
+
+/// The time range, the limit (0: none) and the query string's length.
+fn check_query_bounds(req: &gantry_model::logs::StartQueryRequest) -> Result<Option<usize>, ServiceError> {
+    if req.end_time < req.start_time {
+        return Err(invalid(format!(
+            "endTime ({}) must not be before startTime ({})",
+            req.end_time, req.start_time
+        )));
+    }
+    let limit = match req.limit {
+        0 => None,
+        l @ 1..=10_000 => Some(l as usize),
+        l => {
+            return Err(invalid(format!(
+                "1 validation error detected: Value '{l}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 10000"
+            )));
+        }
+    };
+    if req.query_string.is_empty() || req.query_string.len() > 10_000 {
+        return Err(invalid("queryString must be between 1 and 10000 characters"));
+    }
+    Ok(limit)
+}
+
+/// The query, or `MalformedQueryException` with where it fails to compile.
+fn parse_query(text: &str) -> Result<insights::Query, ServiceError> {
+    let query = insights::Query::parse(text).map_err(|e| {
+        let mut err = ServiceError::sender("MalformedQueryException", e.message.clone());
+        err.fields.insert(
+            "queryCompileError".into(),
+            json!({"location": {"startCharOffset": e.start, "endCharOffset": e.end}, "message": e.message}),
+        );
+        err
+    })?;
+    Ok(query)
+}
+
+/// A scheduled Logs Insights query: what its thread reads and where it reports.
+struct QueryJob {
+    queries: Arc<Mutex<BTreeMap<String, QueryRun>>>,
+    id: String,
+    account: String,
+    /// The time range in milliseconds, inclusive.
+    start: i64,
+    end: i64,
+    limit: usize,
+    query: insights::Query,
+    groups: Vec<(String, Streams)>,
+    cancel: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl QueryJob {
+    /// Reads the streams' events in the range and runs the query over them, reporting its
+    /// progress and result in the query's record; stops when cancelled.
+    fn run(self) {
+        let QueryJob { queries, id: qid, account, start, end, limit, query, groups, cancel } = self;
+        let set = |f: &mut dyn FnMut(&mut QueryRun)| {
+            if let Some(q) = lock(&queries).get_mut(&qid) {
+                f(q)
+            }
+        };
+        set(&mut |q| q.status = "Running");
+        let stop = || cancel.load(std::sync::atomic::Ordering::Relaxed);
+        let mut sources = Vec::new();
+        let mut records = Vec::new();
+        let (mut scanned, mut bytes) = (0u64, 0u64);
+        for (group, streams) in groups {
+            for (stream, log) in streams {
+                if stop() {
+                    return;
+                }
+                let events = match lock(&log).read(start, end) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::warn!(query = %qid, error = %e, "a Logs Insights query could not read a stream");
+                        set(&mut |q| q.status = "Failed");
+                        return;
+                    }
+                };
+                sources.push(insights::Source { log: format!("{account}:{group}"), stream });
+                for event in events {
+                    scanned += 1;
+                    bytes += event.message.len() as u64;
+                    records.push(insights::Record { source: sources.len() - 1, event });
+                }
+            }
+        }
+        set(&mut |q| {
+            q.scanned = scanned;
+            q.bytes = bytes;
+        });
+        match query.run(&records, &sources, limit, &stop) {
+            Some(out) => {
+                let mut out = Some(out);
+                set(&mut |q| {
+                    if q.status == "Running" {
+                        let o = out.take();
+                        if let Some(o) = o {
+                            q.matched = o.matched;
+                            q.rows = o.rows;
+                        }
+                        q.status = "Complete";
+                    }
+                });
+            }
+            None => set(&mut |q| q.status = "Cancelled"),
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -986,61 +1125,42 @@ impl Logs {
         {
             return Err(invalid(format!("Query language {l} is not supported; use CWLI")));
         }
-        let mut names: Vec<String> = Vec::new();
-        let given = [
-            req.log_group_name.is_some(),
-            req.log_group_names.is_some(),
-            req.log_group_identifiers.is_some(),
-        ];
-        if given.iter().filter(|g| **g).count() != 1 {
-            return Err(invalid(
-                "Exactly one of logGroupName, logGroupNames or logGroupIdentifiers must be specified",
-            ));
-        }
-        names.extend(req.log_group_name.clone());
-        names.extend(req.log_group_names.clone().unwrap_or_default());
-        for id in req.log_group_identifiers.clone().unwrap_or_default() {
-            // An ARN (`arn:aws:logs:REGION:ACCOUNT:log-group:NAME[:*]`) or a name.
-            let name = match id.strip_prefix("arn:") {
-                Some(_) => {
-                    let rest = id.splitn(7, ':').nth(6).unwrap_or("");
-                    rest.strip_suffix(":*").unwrap_or(rest).to_string()
-                }
-                None => id,
-            };
-            names.push(name);
-        }
-        if names.is_empty() || names.len() > 50 {
-            return Err(invalid(format!("Between 1 and 50 log groups may be queried; got {}", names.len())));
-        }
-        if req.end_time < req.start_time {
-            return Err(invalid(format!(
-                "endTime ({}) must not be before startTime ({})",
-                req.end_time, req.start_time
-            )));
-        }
-        let limit = match req.limit {
-            0 => None,
-            l @ 1..=10_000 => Some(l as usize),
-            l => {
-                return Err(invalid(format!(
-                    "1 validation error detected: Value '{l}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 10000"
-                )));
-            }
+        let names = queried_groups(&req)?;
+        let limit = check_query_bounds(&req)?;
+        let query = parse_query(&req.query_string)?;
+        let groups = self.query_sources(acct, region, &names)?;
+        let now = self.now();
+        let id = self.ids.uuid();
+        let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.schedule_query(acct, region, &id, now, groups.len(), cancel.clone())?;
+        let run = QueryJob {
+            queries: self.queries.clone(),
+            id: id.clone(),
+            account: acct.to_string(),
+            start: req.start_time.saturating_mul(1000),
+            end: req.end_time.saturating_mul(1000).saturating_add(999),
+            limit: limit.or(query.limit()).unwrap_or(10_000).min(query.limit().unwrap_or(10_000)),
+            query,
+            groups,
+            cancel,
         };
-        if req.query_string.is_empty() || req.query_string.len() > 10_000 {
-            return Err(invalid("queryString must be between 1 and 10000 characters"));
+        let spawned = std::thread::Builder::new().name("logs-query".into()).spawn(move || run.run());
+        if let Err(e) = spawned {
+            lock(&self.queries).remove(&id);
+            return Err(internal(e));
         }
-        let query = insights::Query::parse(&req.query_string).map_err(|e| {
-            let mut err = ServiceError::sender("MalformedQueryException", e.message.clone());
-            err.fields.insert(
-                "queryCompileError".into(),
-                json!({"location": {"startCharOffset": e.start, "endCharOffset": e.end}, "message": e.message}),
-            );
-            err
-        })?;
+        Ok(json!({ "queryId": id }))
+    }
+
+    /// The log groups' streams, each group named as queried.
+    fn query_sources(
+        &self,
+        acct: &str,
+        region: &str,
+        names: &[String],
+    ) -> Result<Vec<(String, Streams)>, ServiceError> {
         let mut groups = Vec::new();
-        for n in &names {
+        for n in names {
             let (_, streams) = self.streams_of(acct, region, n).map_err(|_| {
                 ServiceError::sender(
                     "ResourceNotFoundException",
@@ -1049,113 +1169,57 @@ impl Logs {
             })?;
             groups.push((n.clone(), streams));
         }
-        let now = self.now();
-        let id = self.ids.uuid();
-        let cancel = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        {
-            let mut qs = lock(&self.queries);
-            let running = qs
-                .values()
-                .filter(|q| q.account == acct && matches!(q.status, "Scheduled" | "Running"))
-                .count();
-            if running >= MAX_CONCURRENT_QUERIES {
-                return Err(ServiceError::sender(
-                    "LimitExceededException",
-                    format!("Account maximum query concurrency limit of [{MAX_CONCURRENT_QUERIES}] reached."),
-                ));
-            }
-            qs.retain(|_, q| now - q.created < QUERY_KEEP_MS);
-            while qs.len() >= MAX_KEPT_QUERIES {
-                let oldest = qs
-                    .iter()
-                    .filter(|(_, q)| !matches!(q.status, "Scheduled" | "Running"))
-                    .min_by_key(|(_, q)| q.created)
-                    .map(|(k, _)| k.clone());
-                match oldest {
-                    Some(k) => qs.remove(&k),
-                    None => break,
-                };
-            }
-            qs.insert(
-                id.clone(),
-                QueryRun {
-                    account: acct.to_string(),
-                    region: region.to_string(),
-                    created: now,
-                    status: "Scheduled",
-                    rows: Vec::new(),
-                    matched: 0,
-                    scanned: 0,
-                    bytes: 0,
-                    groups: groups.len(),
-                    cancel: cancel.clone(),
-                },
-            );
+        Ok(groups)
+    }
+
+    /// Records query `id` as scheduled, within the account's concurrency limit, dropping the
+    /// oldest finished queries beyond those kept.
+    fn schedule_query(
+        &self,
+        acct: &str,
+        region: &str,
+        id: &str,
+        now: i64,
+        groups: usize,
+        cancel: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<(), ServiceError> {
+        let mut qs = lock(&self.queries);
+        let running =
+            qs.values().filter(|q| q.account == acct && matches!(q.status, "Scheduled" | "Running")).count();
+        if running >= MAX_CONCURRENT_QUERIES {
+            return Err(ServiceError::sender(
+                "LimitExceededException",
+                format!("Account maximum query concurrency limit of [{MAX_CONCURRENT_QUERIES}] reached."),
+            ));
         }
-        let queries = self.queries.clone();
-        let (start, end) =
-            (req.start_time.saturating_mul(1000), req.end_time.saturating_mul(1000).saturating_add(999));
-        let limit = limit.or(query.limit()).unwrap_or(10_000).min(query.limit().unwrap_or(10_000));
-        let qid = id.clone();
-        let account = acct.to_string();
-        let spawned = std::thread::Builder::new().name("logs-query".into()).spawn(move || {
-            let set = |f: &mut dyn FnMut(&mut QueryRun)| {
-                if let Some(q) = lock(&queries).get_mut(&qid) {
-                    f(q)
-                }
+        qs.retain(|_, q| now - q.created < QUERY_KEEP_MS);
+        while qs.len() >= MAX_KEPT_QUERIES {
+            let oldest = qs
+                .iter()
+                .filter(|(_, q)| !matches!(q.status, "Scheduled" | "Running"))
+                .min_by_key(|(_, q)| q.created)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => qs.remove(&k),
+                None => break,
             };
-            set(&mut |q| q.status = "Running");
-            let stop = || cancel.load(std::sync::atomic::Ordering::Relaxed);
-            let mut sources = Vec::new();
-            let mut records = Vec::new();
-            let (mut scanned, mut bytes) = (0u64, 0u64);
-            for (group, streams) in groups {
-                for (stream, log) in streams {
-                    if stop() {
-                        return;
-                    }
-                    let events = match lock(&log).read(start, end) {
-                        Ok(e) => e,
-                        Err(e) => {
-                            tracing::warn!(query = %qid, error = %e, "a Logs Insights query could not read a stream");
-                            set(&mut |q| q.status = "Failed");
-                            return;
-                        }
-                    };
-                    sources.push(insights::Source { log: format!("{account}:{group}"), stream });
-                    for event in events {
-                        scanned += 1;
-                        bytes += event.message.len() as u64;
-                        records.push(insights::Record { source: sources.len() - 1, event });
-                    }
-                }
-            }
-            set(&mut |q| {
-                q.scanned = scanned;
-                q.bytes = bytes;
-            });
-            match query.run(&records, &sources, limit, &stop) {
-                Some(out) => {
-                    let mut out = Some(out);
-                    set(&mut |q| {
-                        if q.status == "Running" {
-                            let o = out.take();
-                            if let Some(o) = o {
-                                q.matched = o.matched;
-                                q.rows = o.rows;
-                            }
-                            q.status = "Complete";
-                        }
-                    });
-                }
-                None => set(&mut |q| q.status = "Cancelled"),
-            }
-        });
-        if let Err(e) = spawned {
-            lock(&self.queries).remove(&id);
-            return Err(internal(e));
         }
-        Ok(json!({ "queryId": id }))
+        qs.insert(
+            id.to_string(),
+            QueryRun {
+                account: acct.to_string(),
+                region: region.to_string(),
+                created: now,
+                status: "Scheduled",
+                rows: Vec::new(),
+                matched: 0,
+                scanned: 0,
+                bytes: 0,
+                groups,
+                cancel,
+            },
+        );
+        Ok(())
     }
 
     fn query_of<'a>(

@@ -251,6 +251,11 @@ fn validate(s: &Spec) -> Result<(), ServiceError> {
     Ok(())
 }
 
+/// An operation Gantry's Scheduler does not answer.
+fn unknown_op(op: &str) -> ServiceError {
+    err("UnknownOperationException", format!("Operation {op} is not supported by Gantry's Scheduler"))
+}
+
 /// The Scheduler service.
 pub struct Scheduler {
     store: Arc<dyn Store>,
@@ -276,189 +281,218 @@ impl Scheduler {
     /// its output as JSON.
     pub async fn call(&self, scope: &Scope, op: &str, input: &[u8]) -> Result<Vec<u8>, ServiceError> {
         match op {
-            "CreateSchedule" => {
-                let r: CreateScheduleInput = parse(input)?;
-                let spec = Spec {
-                    name: r.name,
-                    group: r.group_name,
-                    expression: r.schedule_expression,
-                    timezone: r.schedule_expression_timezone,
-                    start: r.start_date,
-                    end: r.end_date,
-                    description: r.description,
-                    state: r.state,
-                    kms: r.kms_key_arn,
-                    target: r.target,
-                    flexible: r.flexible_time_window,
-                    after: r.action_after_completion,
-                };
-                let arn = self.put(scope, spec, true).await?;
-                render(CreateScheduleOutput { schedule_arn: arn })
-            }
-            "UpdateSchedule" => {
-                let r: UpdateScheduleInput = parse(input)?;
-                let spec = Spec {
-                    name: r.name,
-                    group: r.group_name,
-                    expression: r.schedule_expression,
-                    timezone: r.schedule_expression_timezone,
-                    start: r.start_date,
-                    end: r.end_date,
-                    description: r.description,
-                    state: r.state,
-                    kms: r.kms_key_arn,
-                    target: r.target,
-                    flexible: r.flexible_time_window,
-                    after: r.action_after_completion,
-                };
-                let arn = self.put(scope, spec, false).await?;
-                render(UpdateScheduleOutput { schedule_arn: arn })
-            }
-            "GetSchedule" => {
-                let r: GetScheduleInput = parse(input)?;
-                let g = r.group_name.unwrap_or_else(|| DEFAULT_GROUP.into());
-                let s = self.load_schedule(scope, &g, &r.name)?.ok_or_else(|| schedule_missing(&r.name))?;
-                render(s.value.schedule)
-            }
-            "DeleteSchedule" => {
-                let r: DeleteScheduleInput = parse(input)?;
-                let g = r.group_name.unwrap_or_else(|| DEFAULT_GROUP.into());
-                for _ in 0..ATTEMPTS {
-                    let s =
-                        self.load_schedule(scope, &g, &r.name)?.ok_or_else(|| schedule_missing(&r.name))?;
-                    if commit(self.store.as_ref(), Txn::new().delete_record(&Before::of(scope, &s))).await? {
-                        return Ok(b"{}".to_vec());
-                    }
-                }
-                Err(conflict())
-            }
-            "ListSchedules" => {
-                let r: ListSchedulesInput = parse(input)?;
-                let all: Vec<Stored<ScheduleRecord>> =
-                    load_prefix(self.store.as_ref(), &keys::schedules(scope)).map_err(internal)?;
-                let items: Vec<(String, ScheduleSummary)> = all
-                    .into_iter()
-                    .map(|s| s.value.schedule)
-                    .filter(|s| r.group_name.as_ref().is_none_or(|g| s.group_name.as_ref() == Some(g)))
-                    .filter(|s| {
-                        r.name_prefix
-                            .as_ref()
-                            .is_none_or(|p| s.name.as_deref().unwrap_or_default().starts_with(p.as_str()))
-                    })
-                    .filter(|s| r.state.as_ref().is_none_or(|st| s.state.as_ref() == Some(st)))
-                    .map(|s| {
-                        let key = format!(
-                            "{}/{}",
-                            s.group_name.clone().unwrap_or_default(),
-                            s.name.clone().unwrap_or_default()
-                        );
-                        (
-                            key,
-                            ScheduleSummary {
-                                arn: s.arn,
-                                name: s.name,
-                                group_name: s.group_name,
-                                state: s.state,
-                                creation_date: s.creation_date,
-                                last_modification_date: s.last_modification_date,
-                                target: s.target.map(|t| TargetSummary { arn: t.arn }),
-                            },
-                        )
-                    })
-                    .collect();
-                let (page, next) = page(items, r.next_token.as_deref(), r.max_results)?;
-                render(ListSchedulesOutput { next_token: next, schedules: page })
-            }
-            "CreateScheduleGroup" => {
-                let r: CreateScheduleGroupInput = parse(input)?;
-                check_name("name", &r.name)?;
-                if r.name == DEFAULT_GROUP || self.load_group(scope, &r.name)?.is_some() {
-                    return Err(err(
-                        "ConflictException",
-                        format!("Schedule group {} already exists.", r.name),
-                    ));
-                }
-                let now = self.now_s();
-                let rec = GroupRecord {
-                    group: GetScheduleGroupOutput {
-                        arn: Some(group_arn(scope, &r.name)),
-                        name: Some(r.name.clone()),
-                        state: Some("ACTIVE".into()),
-                        creation_date: Some(now),
-                        last_modification_date: Some(now),
-                    },
-                    tags: r.tags.unwrap_or_default(),
-                };
-                if !commit(self.store.as_ref(), Txn::new().put_record(scope, &Before::absent(), &rec)).await?
-                {
-                    return Err(err(
-                        "ConflictException",
-                        format!("Schedule group {} already exists.", r.name),
-                    ));
-                }
-                render(CreateScheduleGroupOutput { schedule_group_arn: group_arn(scope, &r.name) })
-            }
+            "TagResource" | "UntagResource" | "ListTagsForResource" => self.tags(scope, op, input).await,
+            _ if op.contains("ScheduleGroup") => self.group_op(scope, op, input).await,
+            _ if op.contains("Schedule") => self.schedule_op(scope, op, input).await,
+            _ => Err(unknown_op(op)),
+        }
+    }
+
+    /// The schedules: `CreateSchedule` ... `ListSchedules`.
+    async fn schedule_op(&self, scope: &Scope, op: &str, input: &[u8]) -> Result<Vec<u8>, ServiceError> {
+        match op {
+            "CreateSchedule" => self.create_schedule(scope, input).await,
+            "UpdateSchedule" => self.update_schedule(scope, input).await,
+            "GetSchedule" => self.get_schedule(scope, input),
+            "DeleteSchedule" => self.delete_schedule(scope, input).await,
+            "ListSchedules" => self.list_schedules(scope, input),
+            _ => Err(unknown_op(op)),
+        }
+    }
+
+    /// The schedule groups: `CreateScheduleGroup` ... `ListScheduleGroups`.
+    async fn group_op(&self, scope: &Scope, op: &str, input: &[u8]) -> Result<Vec<u8>, ServiceError> {
+        match op {
+            "CreateScheduleGroup" => self.create_group(scope, input).await,
             "GetScheduleGroup" => {
                 let r: GetScheduleGroupInput = parse(input)?;
                 render(self.group_or_default(scope, &r.name)?.group)
             }
-            "DeleteScheduleGroup" => {
-                let r: DeleteScheduleGroupInput = parse(input)?;
-                if r.name == DEFAULT_GROUP {
-                    return Err(validation("The default schedule group cannot be deleted."));
-                }
-                for _ in 0..ATTEMPTS {
-                    let g = self.load_group(scope, &r.name)?.ok_or_else(|| group_missing(&r.name))?;
-                    // The group goes with its schedules.
-                    let schedules: Vec<Stored<ScheduleRecord>> =
-                        load_prefix(self.store.as_ref(), &format!("{}{}/", keys::schedules(scope), r.name))
-                            .map_err(internal)?;
-                    let mut txn = Txn::new().delete_record(&Before::of(scope, &g));
-                    for s in &schedules {
-                        txn = txn.delete_record(&Before::of(scope, s));
-                    }
-                    if commit(self.store.as_ref(), txn).await? {
-                        return Ok(b"{}".to_vec());
-                    }
-                }
-                Err(conflict())
-            }
-            "ListScheduleGroups" => {
-                let r: ListScheduleGroupsInput = parse(input)?;
-                let mut groups = vec![self.group_or_default(scope, DEFAULT_GROUP)?];
-                let stored: Vec<Stored<GroupRecord>> =
-                    load_prefix(self.store.as_ref(), &keys::groups(scope)).map_err(internal)?;
-                groups.extend(stored.into_iter().map(|g| g.value));
-                let items: Vec<(String, ScheduleGroupSummary)> = groups
-                    .into_iter()
-                    .map(|g| g.group)
-                    .filter(|g| {
-                        r.name_prefix
-                            .as_ref()
-                            .is_none_or(|p| g.name.as_deref().unwrap_or_default().starts_with(p.as_str()))
-                    })
-                    .map(|g| {
-                        (
-                            g.name.clone().unwrap_or_default(),
-                            ScheduleGroupSummary {
-                                arn: g.arn,
-                                name: g.name,
-                                state: g.state,
-                                creation_date: g.creation_date,
-                                last_modification_date: g.last_modification_date,
-                            },
-                        )
-                    })
-                    .collect();
-                let (page, next) = page(items, r.next_token.as_deref(), r.max_results)?;
-                render(ListScheduleGroupsOutput { next_token: next, schedule_groups: page })
-            }
-            "TagResource" | "UntagResource" | "ListTagsForResource" => self.tags(scope, op, input).await,
-            _ => Err(err(
-                "UnknownOperationException",
-                format!("Operation {op} is not supported by Gantry's Scheduler"),
-            )),
+            "DeleteScheduleGroup" => self.delete_group(scope, input).await,
+            "ListScheduleGroups" => self.list_groups(scope, input),
+            _ => Err(unknown_op(op)),
         }
+    }
+
+    /// `CreateSchedule`: the request as a `Spec`, put if absent.
+    async fn create_schedule(&self, scope: &Scope, input: &[u8]) -> Result<Vec<u8>, ServiceError> {
+        let r: CreateScheduleInput = parse(input)?;
+        let spec = Spec {
+            name: r.name,
+            group: r.group_name,
+            expression: r.schedule_expression,
+            timezone: r.schedule_expression_timezone,
+            start: r.start_date,
+            end: r.end_date,
+            description: r.description,
+            state: r.state,
+            kms: r.kms_key_arn,
+            target: r.target,
+            flexible: r.flexible_time_window,
+            after: r.action_after_completion,
+        };
+        let arn = self.put(scope, spec, true).await?;
+        render(CreateScheduleOutput { schedule_arn: arn })
+    }
+
+    /// `UpdateSchedule`: the request as a `Spec`, put over the existing schedule.
+    async fn update_schedule(&self, scope: &Scope, input: &[u8]) -> Result<Vec<u8>, ServiceError> {
+        let r: UpdateScheduleInput = parse(input)?;
+        let spec = Spec {
+            name: r.name,
+            group: r.group_name,
+            expression: r.schedule_expression,
+            timezone: r.schedule_expression_timezone,
+            start: r.start_date,
+            end: r.end_date,
+            description: r.description,
+            state: r.state,
+            kms: r.kms_key_arn,
+            target: r.target,
+            flexible: r.flexible_time_window,
+            after: r.action_after_completion,
+        };
+        let arn = self.put(scope, spec, false).await?;
+        render(UpdateScheduleOutput { schedule_arn: arn })
+    }
+
+    /// `GetSchedule`, in the default group unless named.
+    fn get_schedule(&self, scope: &Scope, input: &[u8]) -> Result<Vec<u8>, ServiceError> {
+        let r: GetScheduleInput = parse(input)?;
+        let g = r.group_name.unwrap_or_else(|| DEFAULT_GROUP.into());
+        let s = self.load_schedule(scope, &g, &r.name)?.ok_or_else(|| schedule_missing(&r.name))?;
+        render(s.value.schedule)
+    }
+
+    /// `DeleteSchedule`, retried on a conflicting write.
+    async fn delete_schedule(&self, scope: &Scope, input: &[u8]) -> Result<Vec<u8>, ServiceError> {
+        let r: DeleteScheduleInput = parse(input)?;
+        let g = r.group_name.unwrap_or_else(|| DEFAULT_GROUP.into());
+        for _ in 0..ATTEMPTS {
+            let s = self.load_schedule(scope, &g, &r.name)?.ok_or_else(|| schedule_missing(&r.name))?;
+            if commit(self.store.as_ref(), Txn::new().delete_record(&Before::of(scope, &s))).await? {
+                return Ok(b"{}".to_vec());
+            }
+        }
+        Err(conflict())
+    }
+
+    /// `ListSchedules`: filtered by group, name prefix and state, then paged.
+    fn list_schedules(&self, scope: &Scope, input: &[u8]) -> Result<Vec<u8>, ServiceError> {
+        let r: ListSchedulesInput = parse(input)?;
+        let all: Vec<Stored<ScheduleRecord>> =
+            load_prefix(self.store.as_ref(), &keys::schedules(scope)).map_err(internal)?;
+        let items: Vec<(String, ScheduleSummary)> = all
+            .into_iter()
+            .map(|s| s.value.schedule)
+            .filter(|s| r.group_name.as_ref().is_none_or(|g| s.group_name.as_ref() == Some(g)))
+            .filter(|s| {
+                r.name_prefix
+                    .as_ref()
+                    .is_none_or(|p| s.name.as_deref().unwrap_or_default().starts_with(p.as_str()))
+            })
+            .filter(|s| r.state.as_ref().is_none_or(|st| s.state.as_ref() == Some(st)))
+            .map(|s| {
+                let key = format!(
+                    "{}/{}",
+                    s.group_name.clone().unwrap_or_default(),
+                    s.name.clone().unwrap_or_default()
+                );
+                (
+                    key,
+                    ScheduleSummary {
+                        arn: s.arn,
+                        name: s.name,
+                        group_name: s.group_name,
+                        state: s.state,
+                        creation_date: s.creation_date,
+                        last_modification_date: s.last_modification_date,
+                        target: s.target.map(|t| TargetSummary { arn: t.arn }),
+                    },
+                )
+            })
+            .collect();
+        let (page, next) = page(items, r.next_token.as_deref(), r.max_results)?;
+        render(ListSchedulesOutput { next_token: next, schedules: page })
+    }
+
+    /// `CreateScheduleGroup`: a new, active group (`default` always exists).
+    async fn create_group(&self, scope: &Scope, input: &[u8]) -> Result<Vec<u8>, ServiceError> {
+        let r: CreateScheduleGroupInput = parse(input)?;
+        check_name("name", &r.name)?;
+        if r.name == DEFAULT_GROUP || self.load_group(scope, &r.name)?.is_some() {
+            return Err(err("ConflictException", format!("Schedule group {} already exists.", r.name)));
+        }
+        let now = self.now_s();
+        let rec = GroupRecord {
+            group: GetScheduleGroupOutput {
+                arn: Some(group_arn(scope, &r.name)),
+                name: Some(r.name.clone()),
+                state: Some("ACTIVE".into()),
+                creation_date: Some(now),
+                last_modification_date: Some(now),
+            },
+            tags: r.tags.unwrap_or_default(),
+        };
+        if !commit(self.store.as_ref(), Txn::new().put_record(scope, &Before::absent(), &rec)).await? {
+            return Err(err("ConflictException", format!("Schedule group {} already exists.", r.name)));
+        }
+        render(CreateScheduleGroupOutput { schedule_group_arn: group_arn(scope, &r.name) })
+    }
+
+    /// `DeleteScheduleGroup`: the group and its schedules in one transaction.
+    async fn delete_group(&self, scope: &Scope, input: &[u8]) -> Result<Vec<u8>, ServiceError> {
+        let r: DeleteScheduleGroupInput = parse(input)?;
+        if r.name == DEFAULT_GROUP {
+            return Err(validation("The default schedule group cannot be deleted."));
+        }
+        for _ in 0..ATTEMPTS {
+            let g = self.load_group(scope, &r.name)?.ok_or_else(|| group_missing(&r.name))?;
+            // The group goes with its schedules.
+            let schedules: Vec<Stored<ScheduleRecord>> =
+                load_prefix(self.store.as_ref(), &format!("{}{}/", keys::schedules(scope), r.name))
+                    .map_err(internal)?;
+            let mut txn = Txn::new().delete_record(&Before::of(scope, &g));
+            for s in &schedules {
+                txn = txn.delete_record(&Before::of(scope, s));
+            }
+            if commit(self.store.as_ref(), txn).await? {
+                return Ok(b"{}".to_vec());
+            }
+        }
+        Err(conflict())
+    }
+
+    /// `ListScheduleGroups`: `default` and the stored groups, by name prefix, paged.
+    fn list_groups(&self, scope: &Scope, input: &[u8]) -> Result<Vec<u8>, ServiceError> {
+        let r: ListScheduleGroupsInput = parse(input)?;
+        let mut groups = vec![self.group_or_default(scope, DEFAULT_GROUP)?];
+        let stored: Vec<Stored<GroupRecord>> =
+            load_prefix(self.store.as_ref(), &keys::groups(scope)).map_err(internal)?;
+        groups.extend(stored.into_iter().map(|g| g.value));
+        let items: Vec<(String, ScheduleGroupSummary)> = groups
+            .into_iter()
+            .map(|g| g.group)
+            .filter(|g| {
+                r.name_prefix
+                    .as_ref()
+                    .is_none_or(|p| g.name.as_deref().unwrap_or_default().starts_with(p.as_str()))
+            })
+            .map(|g| {
+                (
+                    g.name.clone().unwrap_or_default(),
+                    ScheduleGroupSummary {
+                        arn: g.arn,
+                        name: g.name,
+                        state: g.state,
+                        creation_date: g.creation_date,
+                        last_modification_date: g.last_modification_date,
+                    },
+                )
+            })
+            .collect();
+        let (page, next) = page(items, r.next_token.as_deref(), r.max_results)?;
+        render(ListScheduleGroupsOutput { next_token: next, schedule_groups: page })
     }
 
     async fn tags(&self, scope: &Scope, op: &str, input: &[u8]) -> Result<Vec<u8>, ServiceError> {

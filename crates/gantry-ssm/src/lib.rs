@@ -110,6 +110,102 @@ pub fn parameter_arn(scope: &Scope, name: &str) -> String {
     format!("arn:aws:ssm:{}:{}:parameter/{}", scope.region, scope.account, name.trim_start_matches('/'))
 }
 
+/// A `PutParameter`'s own checks (name, type, value, tags with overwrite, tier, data type,
+/// allowed pattern); its data type.
+fn check_put(req: &m::PutParameterRequest) -> Result<String, ServiceError> {
+    check_name(&req.name)?;
+    if let Some(t) = &req.r#type
+        && !["String", "StringList", "SecureString"].contains(&t.as_str())
+    {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{t}' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [SecureString, StringList, String]"
+        )));
+    }
+    if req.value.is_empty() {
+        return Err(validation(
+            "1 validation error detected: Value '' at 'value' failed to satisfy constraint: Member must have length greater than or equal to 1",
+        ));
+    }
+    if req.tags.is_some() && req.overwrite == Some(true) {
+        return Err(validation(
+            "Invalid request: tags and overwrite can't be used together. To create a parameter with tags, please remove overwrite flag. To update tags for an existing parameter, please use AddTagsToResource or RemoveTagsFromResource.",
+        ));
+    }
+    if let Some(tier) = &req.tier
+        && !["Standard", "Advanced", "Intelligent-Tiering"].contains(&tier.as_str())
+    {
+        return Err(validation(format!(
+            "1 validation error detected: Value '{tier}' at 'tier' failed to satisfy constraint: Member must satisfy enum value set: [Advanced, Intelligent-Tiering, Standard]"
+        )));
+    }
+    let data_type = req.data_type.clone().unwrap_or_else(|| "text".into());
+    if !["text", "aws:ec2:image", "aws:ssm:integration"].contains(&data_type.as_str()) {
+        return Err(validation(format!(
+            "The following data type is not supported: {data_type} (Data type names are all lowercase.)"
+        )));
+    }
+    if let Some(p) = &req.allowed_pattern {
+        let re = regex::Regex::new(&format!("^(?:{p})$")).map_err(|_| {
+            validation(format!("Parameter allowedPattern, {p} is not a valid regular expression."))
+        })?;
+        if !re.is_match(&req.value) {
+            return Err(ServiceError::sender(
+                "ParameterPatternMismatchException",
+                format!("Parameter value, cannot be validated against allowedPattern: {p}"),
+            ));
+        }
+    }
+    Ok(data_type)
+}
+
+/// The new version's tier: as asked, else (or with Intelligent-Tiering) Advanced when the value
+/// or policies need it, else the prior version's; never down from Advanced; the value fits it.
+fn put_tier(req: &m::PutParameterRequest, last: Option<&Version>) -> Result<String, ServiceError> {
+    let prior_tier = last.map(|v| v.tier.as_str()).unwrap_or("Standard");
+    let tier = match req.tier.as_deref() {
+        Some("Intelligent-Tiering") | None => {
+            if req.value.len() > 4096 || req.policies.is_some() {
+                "Advanced".to_string()
+            } else {
+                prior_tier.to_string()
+            }
+        }
+        Some(t) => t.to_string(),
+    };
+    if tier == "Standard" && prior_tier == "Advanced" {
+        return Err(validation(
+            "This parameter uses the advanced-parameter tier. You can't downgrade a parameter from the advanced-parameter tier to the standard-parameter tier. If necessary, you can delete the advanced parameter and recreate it as a standard parameter.",
+        ));
+    }
+    let max = if tier == "Advanced" { 8192 } else { 4096 };
+    if req.value.len() > max {
+        return Err(validation(if tier == "Advanced" {
+            "Advanced tier parameters support a maximum parameter value of 8192 characters.".to_string()
+        } else {
+            "Standard tier parameters support a maximum parameter value of 4096 characters. To create a larger parameter value, upgrade the parameter to use the advanced-parameter tier.".to_string()
+        }));
+    }
+    Ok(tier)
+}
+
+/// Past `MAX_VERSIONS`, the oldest version goes, unless it has a label.
+fn drop_oldest_version(rec: &mut ParamRecord, name: &str) -> Result<(), ServiceError> {
+    if rec.versions.len() > MAX_VERSIONS {
+        let oldest = &rec.versions[0];
+        if !oldest.labels.is_empty() {
+            return Err(ServiceError::sender(
+                "ParameterMaxVersionLimitExceeded",
+                format!(
+                    "You attempted to create a new version of {} by calling the PutParameter API with the overwrite flag. Version {}, the oldest version, can't be deleted because it has a label associated with it. Move the label to another version of the parameter, and try again.",
+                    name, oldest.version
+                ),
+            ));
+        }
+        rec.versions.remove(0);
+    }
+    Ok(())
+}
+
 /// A name as SSM allows it: 1-2048 of letters, digits and `_.-/`; a `/`-path of at most 15
 /// levels; not starting with `aws` or `ssm`.
 fn check_name(name: &str) -> Result<(), ServiceError> {
@@ -246,107 +342,16 @@ impl Ssm {
         user: &str,
         req: m::PutParameterRequest,
     ) -> Result<m::PutParameterResult, ServiceError> {
-        check_name(&req.name)?;
-        if let Some(t) = &req.r#type
-            && !["String", "StringList", "SecureString"].contains(&t.as_str())
-        {
-            return Err(validation(format!(
-                "1 validation error detected: Value '{t}' at 'type' failed to satisfy constraint: Member must satisfy enum value set: [SecureString, StringList, String]"
-            )));
-        }
-        if req.value.is_empty() {
-            return Err(validation(
-                "1 validation error detected: Value '' at 'value' failed to satisfy constraint: Member must have length greater than or equal to 1",
-            ));
-        }
-        if req.tags.is_some() && req.overwrite == Some(true) {
-            return Err(validation(
-                "Invalid request: tags and overwrite can't be used together. To create a parameter with tags, please remove overwrite flag. To update tags for an existing parameter, please use AddTagsToResource or RemoveTagsFromResource.",
-            ));
-        }
-        if let Some(tier) = &req.tier
-            && !["Standard", "Advanced", "Intelligent-Tiering"].contains(&tier.as_str())
-        {
-            return Err(validation(format!(
-                "1 validation error detected: Value '{tier}' at 'tier' failed to satisfy constraint: Member must satisfy enum value set: [Advanced, Intelligent-Tiering, Standard]"
-            )));
-        }
-        let data_type = req.data_type.clone().unwrap_or_else(|| "text".into());
-        if !["text", "aws:ec2:image", "aws:ssm:integration"].contains(&data_type.as_str()) {
-            return Err(validation(format!(
-                "The following data type is not supported: {data_type} (Data type names are all lowercase.)"
-            )));
-        }
-        if let Some(p) = &req.allowed_pattern {
-            let re = regex::Regex::new(&format!("^(?:{p})$")).map_err(|_| {
-                validation(format!("Parameter allowedPattern, {p} is not a valid regular expression."))
-            })?;
-            if !re.is_match(&req.value) {
-                return Err(ServiceError::sender(
-                    "ParameterPatternMismatchException",
-                    format!("Parameter value, cannot be validated against allowedPattern: {p}"),
-                ));
-            }
-        }
+        let data_type = check_put(&req)?;
         loop {
-            let existing = self.read(scope, &req.name)?;
-            let (key, rev, mut rec) = match existing {
-                Some((key, rev, rec)) => {
-                    if req.overwrite != Some(true) {
-                        return Err(ServiceError::sender(
-                            "ParameterAlreadyExists",
-                            "The parameter already exists. To overwrite this value, set the overwrite option in the request to true.",
-                        ));
-                    }
-                    (key, rev, rec)
-                }
-                None => {
-                    if req.r#type.is_none() {
-                        return Err(validation("A parameter type is required when you create a parameter."));
-                    }
-                    let key = format!("{}{}", prefix(scope), req.name);
-                    (
-                        key,
-                        0,
-                        ParamRecord {
-                            name: req.name.clone(),
-                            tags: req.tags.clone().unwrap_or_default(),
-                            versions: vec![],
-                        },
-                    )
-                }
-            };
+            let (key, rev, mut rec) = self.put_target(scope, &req)?;
             let last = rec.versions.last().cloned();
             let kind =
                 req.r#type.clone().or_else(|| last.as_ref().map(|v| v.kind.clone())).unwrap_or_default();
             if req.key_id.is_some() && kind != "SecureString" {
                 return Err(validation("KeyId is required for SecureString type parameter only."));
             }
-            let prior_tier = last.as_ref().map(|v| v.tier.as_str()).unwrap_or("Standard");
-            let tier = match req.tier.as_deref() {
-                Some("Intelligent-Tiering") | None => {
-                    if req.value.len() > 4096 || req.policies.is_some() {
-                        "Advanced".to_string()
-                    } else {
-                        prior_tier.to_string()
-                    }
-                }
-                Some(t) => t.to_string(),
-            };
-            if tier == "Standard" && prior_tier == "Advanced" {
-                return Err(validation(
-                    "This parameter uses the advanced-parameter tier. You can't downgrade a parameter from the advanced-parameter tier to the standard-parameter tier. If necessary, you can delete the advanced parameter and recreate it as a standard parameter.",
-                ));
-            }
-            let max = if tier == "Advanced" { 8192 } else { 4096 };
-            if req.value.len() > max {
-                return Err(validation(if tier == "Advanced" {
-                    "Advanced tier parameters support a maximum parameter value of 8192 characters."
-                        .to_string()
-                } else {
-                    "Standard tier parameters support a maximum parameter value of 4096 characters. To create a larger parameter value, upgrade the parameter to use the advanced-parameter tier.".to_string()
-                }));
-            }
+            let tier = put_tier(&req, last.as_ref())?;
             let version = last.as_ref().map_or(1, |v| v.version + 1);
             let value = if kind == "SecureString" {
                 self.sealer.seal(&format!("{key}#{version}"), req.value.as_bytes())
@@ -378,21 +383,41 @@ impl Ssm {
                 user: user.to_string(),
                 labels: vec![],
             });
-            if rec.versions.len() > MAX_VERSIONS {
-                let oldest = &rec.versions[0];
-                if !oldest.labels.is_empty() {
-                    return Err(ServiceError::sender(
-                        "ParameterMaxVersionLimitExceeded",
-                        format!(
-                            "You attempted to create a new version of {} by calling the PutParameter API with the overwrite flag. Version {}, the oldest version, can't be deleted because it has a label associated with it. Move the label to another version of the parameter, and try again.",
-                            req.name, oldest.version
-                        ),
-                    ));
-                }
-                rec.versions.remove(0);
-            }
+            drop_oldest_version(&mut rec, &req.name)?;
             if self.write(&key, rev, Some(&rec)).await? {
                 return Ok(m::PutParameterResult { version, tier: Some(tier) });
+            }
+        }
+    }
+
+    /// The parameter a `PutParameter` writes: the existing one (with overwrite) or a new one
+    /// (with a type), with its key and revision.
+    fn put_target(
+        &self,
+        scope: &Scope,
+        req: &m::PutParameterRequest,
+    ) -> Result<(String, i64, ParamRecord), ServiceError> {
+        match self.read(scope, &req.name)? {
+            Some((key, rev, rec)) => {
+                if req.overwrite != Some(true) {
+                    return Err(ServiceError::sender(
+                        "ParameterAlreadyExists",
+                        "The parameter already exists. To overwrite this value, set the overwrite option in the request to true.",
+                    ));
+                }
+                Ok((key, rev, rec))
+            }
+            None => {
+                if req.r#type.is_none() {
+                    return Err(validation("A parameter type is required when you create a parameter."));
+                }
+                let key = format!("{}{}", prefix(scope), req.name);
+                let rec = ParamRecord {
+                    name: req.name.clone(),
+                    tags: req.tags.clone().unwrap_or_default(),
+                    versions: vec![],
+                };
+                Ok((key, 0, rec))
             }
         }
     }

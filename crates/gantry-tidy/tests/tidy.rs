@@ -492,6 +492,18 @@ const SOURCE_RULES: &[SourceRule] = &[
     },
 ];
 
+/// The longest a function's body may be, in lines, in `crates/*/src` outside tests and
+/// gantry-model's generated code: a longer one is split along the steps it has.
+const MAX_FN_LINES: usize = 150;
+
+/// Functions that may be longer for now: (file, function, why). An entry that matches no long
+/// function fails, so the list does not rot.
+const LONG_FN_ALLOW: &[(&str, &str, &str)] = &[
+    // The front door's hot path: its dispatch as an awaited async fn cost ~7,500 instructions
+    // per DescribeClusters (callgrind, BENCHMARKS.md "Issue 13: splitting `answer`").
+    ("crates/gantry-api/src/front.rs", "answer", "hot path: the split measured slower"),
+];
+
 /// Not read by the source rules: this crate, whose tables spell out every pattern.
 const SKIP: &[&str] = &["crates/gantry-tidy/"];
 
@@ -510,6 +522,7 @@ fn tidy() {
     check_crates(&root, &mut out);
     check_sources(&root, &mut out);
     check_model(&root, &mut out);
+    check_function_lengths(&root, &mut out);
     if !out.0.is_empty() {
         let mut msg = format!("tidy: {} violation(s) of ARCHITECTURE.md's invariants\n", out.0.len());
         for v in &out.0 {
@@ -803,6 +816,101 @@ fn check_model(root: &Path, out: &mut Report) {
     }
 }
 
+/// Functions of at most `MAX_FN_LINES` lines in the crates' production sources.
+fn check_function_lengths(root: &Path, out: &mut Report) {
+    let mut files = Vec::new();
+    walk(root, &root.join("crates"), &mut files);
+    files.sort();
+    let mut used = vec![false; LONG_FN_ALLOW.len()];
+    for rel in &files {
+        let in_src = rel.split('/').nth(2) == Some("src");
+        if !rel.ends_with(".rs") || !in_src || within(rel, "crates/gantry-model/") || is_test_path(rel) {
+            continue;
+        }
+        let src = Source::read(&root.join(rel), "rs");
+        for (line, name, len) in long_functions(&src, MAX_FN_LINES) {
+            match LONG_FN_ALLOW.iter().position(|(f, n, _)| *f == rel && *n == name) {
+                Some(k) => used[k] = true,
+                None => out.at(
+                    rel,
+                    line,
+                    "functions are at most 150 lines",
+                    format!(
+                        "`fn {name}` is {len} lines long (its body; at most {MAX_FN_LINES}): split it along the steps it has"
+                    ),
+                ),
+            }
+        }
+    }
+    for (k, (file, name, why)) in LONG_FN_ALLOW.iter().enumerate() {
+        if !used[k] {
+            out.at(
+                "crates/gantry-tidy/tests/tidy.rs",
+                1,
+                "functions are at most 150 lines",
+                format!("the allowlist entry `{name}` in {file} ({why}) matches no long function: remove it"),
+            );
+        }
+    }
+}
+
+/// The functions outside `#[cfg(test)]` items whose bodies (the lines between their braces) are
+/// longer than `max` lines: (line of `fn`, 1-based; name; body lines).
+fn long_functions(src: &Source, max: usize) -> Vec<(usize, String, usize)> {
+    let mut found = Vec::new();
+    for (i, code) in src.lines.iter().enumerate() {
+        let Some(name) = fn_item(code) else { continue };
+        if src.test[i] {
+            continue;
+        }
+        let outer = if i == 0 { 0 } else { src.depth_end[i - 1] };
+        // The line the body opens on; none for a declaration (`fn f(&self);`).
+        let Some(open) = (i..src.lines.len()).find(|&j| {
+            src.depth_max[j] > outer || (src.depth_max[j] == outer && src.lines[j].trim_end().ends_with(';'))
+        }) else {
+            continue;
+        };
+        if src.depth_max[open] == outer {
+            continue;
+        }
+        let close =
+            (open..src.lines.len()).find(|&j| src.depth_end[j] <= outer).unwrap_or(src.lines.len() - 1);
+        let len = close.saturating_sub(open + 1);
+        if len > max {
+            found.push((i + 1, name.to_string(), len));
+        }
+    }
+    found
+}
+
+/// The name of the function item a line of code starts (`pub(crate) async fn name(`, ...).
+fn fn_item(code: &str) -> Option<&str> {
+    let mut rest = code.trim_start();
+    loop {
+        let word_end = rest.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(rest.len());
+        let (word, after) = rest.split_at(word_end);
+        match word {
+            "pub" | "const" | "async" | "unsafe" | "extern" | "default" => {
+                let after = after.trim_start();
+                // `pub(crate)`, `extern "C"`.
+                rest = if let Some(r) = after.strip_prefix('(') {
+                    r.split_once(')')?.1.trim_start()
+                } else if let Some(r) = after.strip_prefix('"') {
+                    r.split_once('"')?.1.trim_start()
+                } else {
+                    after
+                };
+            }
+            "fn" => {
+                let name = after.trim_start();
+                let end = name.find(|c: char| !(c.is_alphanumeric() || c == '_')).unwrap_or(name.len());
+                return (end > 0).then(|| &name[..end]);
+            }
+            _ => return None,
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Files
 // ---------------------------------------------------------------------------------------------
@@ -854,10 +962,13 @@ fn is_bench_or_example(rel: &str) -> bool {
 }
 
 /// A source file as the rules read it: each line without its comments (string literals kept, so
-/// a path in a string is seen), and which lines belong to `#[cfg(test)]` items.
+/// a path in a string is seen), which lines belong to `#[cfg(test)]` items, and the brace depth
+/// at the end of each line and the deepest within it (braces in literals not counted).
 struct Source {
     lines: Vec<String>,
     test: Vec<bool>,
+    depth_end: Vec<usize>,
+    depth_max: Vec<usize>,
 }
 
 impl Source {
@@ -871,175 +982,219 @@ impl Source {
             .lines()
             .map(|l| if l.trim_start().starts_with('#') { String::new() } else { l.to_string() })
             .collect();
-        let test = vec![false; lines.len()];
-        Source { lines, test }
+        let n = lines.len();
+        Source { lines, test: vec![false; n], depth_end: vec![0; n], depth_max: vec![0; n] }
     }
+}
+
+/// Where the lexer is.
+#[derive(PartialEq, Default)]
+enum St {
+    #[default]
+    Code,
+    LineComment,
+    Block(usize),
+    Str,
+    Raw(usize),
 }
 
 /// A small Rust lexer: enough to drop comments, not to count braces inside string and character
 /// literals, and to find where a `#[cfg(test)]` item ends.
 fn lex_rust(text: &str) -> Source {
-    #[derive(PartialEq)]
-    enum St {
-        Code,
-        LineComment,
-        Block(usize),
-        Str,
-        Raw(usize),
-    }
     let chars: Vec<char> = text.chars().collect();
-    let mut lines = Vec::new();
-    let mut cur = String::new();
-    let mut st = St::Code;
-    let mut depth = 0usize;
-    // A `#[cfg(test)]` seen at this depth, on this line, whose item has not opened yet; then the
-    // item being skipped.
-    let mut pending: Option<(usize, usize)> = None;
-    let mut open: Option<(usize, usize)> = None;
-    let mut test_ranges: Vec<(usize, usize)> = Vec::new();
-    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let mut lx = Lexer::default();
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
         let next = chars.get(i + 1).copied();
         if c == '\n' {
-            if st == St::LineComment {
-                st = St::Code;
-            }
-            let line = std::mem::take(&mut cur);
-            if st == St::Code && open.is_none() && pending.is_none() && line.trim() == "#[cfg(test)]" {
-                pending = Some((lines.len(), depth));
-            }
-            lines.push(line);
-            i += 1;
-            continue;
-        }
-        match st {
-            St::LineComment => {}
-            St::Block(n) => {
-                if c == '*' && next == Some('/') {
-                    st = if n == 1 { St::Code } else { St::Block(n - 1) };
-                    i += 1;
-                } else if c == '/' && next == Some('*') {
-                    st = St::Block(n + 1);
-                    i += 1;
-                }
-            }
-            St::Str => {
-                cur.push(c);
-                if c == '\\' {
-                    if let Some(n) = next
-                        && n != '\n'
-                    {
-                        cur.push(n);
+            lx.end_line();
+        } else {
+            match lx.st {
+                St::LineComment => {}
+                St::Block(n) => {
+                    if c == '*' && next == Some('/') {
+                        lx.st = if n == 1 { St::Code } else { St::Block(n - 1) };
+                        i += 1;
+                    } else if c == '/' && next == Some('*') {
+                        lx.st = St::Block(n + 1);
                         i += 1;
                     }
-                } else if c == '"' {
-                    st = St::Code;
                 }
-            }
-            St::Raw(hashes) => {
-                cur.push(c);
-                if c == '"' && (1..=hashes).all(|k| chars.get(i + k) == Some(&'#')) {
-                    for _ in 0..hashes {
-                        cur.push('#');
-                    }
-                    i += hashes;
-                    st = St::Code;
-                }
-            }
-            St::Code => {
-                if c == '/' && next == Some('/') {
-                    st = St::LineComment;
-                    i += 1;
-                } else if c == '/' && next == Some('*') {
-                    st = St::Block(1);
-                    i += 1;
-                } else if c == '"' {
-                    cur.push(c);
-                    st = St::Str;
-                } else if c == 'r'
-                    && (i == 0
-                        || !ident(chars[i - 1])
-                        || (chars[i - 1] == 'b' && (i < 2 || !ident(chars[i - 2]))))
-                    && {
-                        let mut k = i + 1;
-                        while chars.get(k) == Some(&'#') {
-                            k += 1;
+                St::Str => {
+                    lx.cur.push(c);
+                    if c == '\\' {
+                        if let Some(n) = next
+                            && n != '\n'
+                        {
+                            lx.cur.push(n);
+                            i += 1;
                         }
-                        chars.get(k) == Some(&'"')
-                    }
-                {
-                    let mut k = i + 1;
-                    while chars.get(k) == Some(&'#') {
-                        k += 1;
-                    }
-                    cur.extend(&chars[i..=k]);
-                    st = St::Raw(k - i - 1);
-                    i = k;
-                } else if c == '\'' {
-                    // A character literal ('x', '\n', '\'', '\u{..}') or a lifetime ('a).
-                    let end = if next == Some('\\') {
-                        (i + 3..chars.len().min(i + 12)).find(|&k| chars[k] == '\'')
-                    } else if chars.get(i + 2) == Some(&'\'') {
-                        Some(i + 2)
-                    } else {
-                        None
-                    };
-                    match end {
-                        Some(e) => {
-                            cur.extend(&chars[i..=e]);
-                            i = e;
-                        }
-                        None => cur.push(c),
-                    }
-                } else {
-                    cur.push(c);
-                    match c {
-                        '{' => {
-                            if let Some((start, d)) = pending
-                                && d == depth
-                            {
-                                open = Some((start, d));
-                                pending = None;
-                            }
-                            depth += 1;
-                        }
-                        '}' => {
-                            depth = depth.saturating_sub(1);
-                            if let Some((start, d)) = open
-                                && d == depth
-                            {
-                                test_ranges.push((start, lines.len()));
-                                open = None;
-                            }
-                        }
-                        ';' => {
-                            if let Some((start, d)) = pending
-                                && d == depth
-                            {
-                                test_ranges.push((start, lines.len()));
-                                pending = None;
-                            }
-                        }
-                        _ => {}
+                    } else if c == '"' {
+                        lx.st = St::Code;
                     }
                 }
+                St::Raw(hashes) => {
+                    lx.cur.push(c);
+                    if c == '"' && (1..=hashes).all(|k| chars.get(i + k) == Some(&'#')) {
+                        lx.cur.extend(std::iter::repeat_n('#', hashes));
+                        i += hashes;
+                        lx.st = St::Code;
+                    }
+                }
+                St::Code => i = lx.code(&chars, i),
             }
         }
         i += 1;
     }
-    lines.push(cur);
-    if let Some((start, _)) = open {
-        test_ranges.push((start, lines.len() - 1));
+    lx.finish()
+}
+
+/// The lexer's state between characters.
+#[derive(Default)]
+struct Lexer {
+    lines: Vec<String>,
+    cur: String,
+    st: St,
+    depth: usize,
+    /// The deepest the current line went.
+    line_max: usize,
+    depth_end: Vec<usize>,
+    depth_max: Vec<usize>,
+    /// A `#[cfg(test)]` seen at this depth, on this line, whose item has not opened yet; then the
+    /// item being skipped.
+    pending: Option<(usize, usize)>,
+    open: Option<(usize, usize)>,
+    test_ranges: Vec<(usize, usize)>,
+}
+
+impl Lexer {
+    fn end_line(&mut self) {
+        if self.st == St::LineComment {
+            self.st = St::Code;
+        }
+        let line = std::mem::take(&mut self.cur);
+        if self.st == St::Code
+            && self.open.is_none()
+            && self.pending.is_none()
+            && line.trim() == "#[cfg(test)]"
+        {
+            self.pending = Some((self.lines.len(), self.depth));
+        }
+        self.lines.push(line);
+        self.depth_end.push(self.depth);
+        self.depth_max.push(self.line_max);
+        self.line_max = self.depth;
     }
-    let mut test = vec![false; lines.len()];
-    for (a, b) in test_ranges {
-        for t in &mut test[a..=b.min(lines.len() - 1)] {
-            *t = true;
+
+    /// Code at `chars[i]`: a comment or literal starts, or a brace or `;` counts. Returns the
+    /// index of the last character consumed.
+    fn code(&mut self, chars: &[char], i: usize) -> usize {
+        let (c, next) = (chars[i], chars.get(i + 1).copied());
+        if c == '/' && next == Some('/') {
+            self.st = St::LineComment;
+            return i + 1;
+        }
+        if c == '/' && next == Some('*') {
+            self.st = St::Block(1);
+            return i + 1;
+        }
+        if c == '"' {
+            self.cur.push(c);
+            self.st = St::Str;
+            return i;
+        }
+        if let Some(k) = raw_string_quote(chars, i) {
+            self.cur.extend(&chars[i..=k]);
+            self.st = St::Raw(k - i - 1);
+            return k;
+        }
+        if c == '\''
+            && let Some(e) = char_literal_end(chars, i)
+        {
+            self.cur.extend(&chars[i..=e]);
+            return e;
+        }
+        self.cur.push(c);
+        match c {
+            '{' => self.open_brace(),
+            '}' => self.close_brace(),
+            ';' => {
+                if let Some((start, d)) = self.pending
+                    && d == self.depth
+                {
+                    self.test_ranges.push((start, self.lines.len()));
+                    self.pending = None;
+                }
+            }
+            _ => {}
+        }
+        i
+    }
+
+    fn open_brace(&mut self) {
+        if let Some((start, d)) = self.pending
+            && d == self.depth
+        {
+            self.open = Some((start, d));
+            self.pending = None;
+        }
+        self.depth += 1;
+        self.line_max = self.line_max.max(self.depth);
+    }
+
+    fn close_brace(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
+        if let Some((start, d)) = self.open
+            && d == self.depth
+        {
+            self.test_ranges.push((start, self.lines.len()));
+            self.open = None;
         }
     }
-    Source { lines, test }
+
+    fn finish(mut self) -> Source {
+        self.end_line();
+        if let Some((start, _)) = self.open {
+            self.test_ranges.push((start, self.lines.len() - 1));
+        }
+        let n = self.lines.len();
+        let mut test = vec![false; n];
+        for (a, b) in self.test_ranges {
+            for t in &mut test[a..=b.min(n - 1)] {
+                *t = true;
+            }
+        }
+        Source { lines: self.lines, test, depth_end: self.depth_end, depth_max: self.depth_max }
+    }
+}
+
+/// At `chars[i]`, a raw string's opening (`r"`, `r#"`, `br#"`, not the `r` ending an
+/// identifier): the index of its quote.
+fn raw_string_quote(chars: &[char], i: usize) -> Option<usize> {
+    let ident = |c: char| c.is_alphanumeric() || c == '_';
+    let starts = chars[i] == 'r'
+        && (i == 0 || !ident(chars[i - 1]) || (chars[i - 1] == 'b' && (i < 2 || !ident(chars[i - 2]))));
+    if !starts {
+        return None;
+    }
+    let mut k = i + 1;
+    while chars.get(k) == Some(&'#') {
+        k += 1;
+    }
+    (chars.get(k) == Some(&'"')).then_some(k)
+}
+
+/// At a `'`, the end of a character literal ('x', '\n', '\'', '\u{..}'); none for a lifetime
+/// ('a).
+fn char_literal_end(chars: &[char], i: usize) -> Option<usize> {
+    if chars.get(i + 1) == Some(&'\\') {
+        (i + 3..chars.len().min(i + 12)).find(|&k| chars[k] == '\'')
+    } else if chars.get(i + 2) == Some(&'\'') {
+        Some(i + 2)
+    } else {
+        None
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1080,4 +1235,25 @@ fn manifest_dependencies() {
     let names: Vec<&str> = m.deps.iter().map(|(d, _)| d.as_str()).collect();
     assert_eq!(names, ["serde", "tokio", "http"]);
     assert!(m.workspace_lints);
+}
+
+#[test]
+fn long_functions_are_found_by_their_bodies() {
+    let body = |n: usize| "    let x = \"{\";\n".repeat(n);
+    let text = format!(
+        "pub(crate) async fn long(\n    a: u8,\n) -> u8 {{\n{}}}\n\
+         fn short() {{\n{}}}\n\
+         trait T {{\n    fn declared(&self);\n    fn provided(&self) {{ }}\n}}\n\
+         fn one_line() -> u8 {{ 1 }}\n\
+         #[cfg(test)]\nmod tests {{\n    fn long_test() {{\n{}    }}\n}}\n",
+        body(4),
+        body(3),
+        body(9),
+    );
+    let src = lex_rust(&text);
+    assert_eq!(long_functions(&src, 3), [(1, "long".to_string(), 4)]);
+    assert_eq!(long_functions(&src, 2), [(1, "long".to_string(), 4), (9, "short".to_string(), 3)]);
+    assert_eq!(fn_item("    pub(crate) const unsafe fn f<T>("), Some("f"));
+    assert_eq!(fn_item("let f: fn(u8) = g;"), None);
+    assert_eq!(fn_item("extern \"C\" fn cb() {"), Some("cb"));
 }

@@ -1242,21 +1242,46 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     // `gantry up`'s Fargate node, once it runs (its ready holders go when the server stops).
     let fargate: Arc<std::sync::OnceLock<FargateAgent>> = Arc::default();
     if mode == "up" {
-        let (base, dir, node) = (endpoint.clone(), data_dir.join("fargate"), fargate.clone());
-        let holder_pool = common.fargate_holder_pool;
-        // The node comes up once the API below is serving.
-        tokio::spawn(async move {
-            let ids = SeededIds::from_entropy();
-            if let Err(e) = start_fargate(&base, &dir, &ids, agent_credentials, holder_pool, node).await {
-                tracing::warn!("no Fargate capacity on this host: {e:#}");
-            }
-        });
+        spawn_fargate_node(&endpoint, &data_dir, agent_credentials, common.fargate_holder_pool, &fargate);
     }
     greet(mode, &endpoint, root.as_ref());
     tracing::info!(%addr, data_dir = %data_dir.display(), "listening");
     gantry_api::serve(listener, app, limits, terminated()).await?;
     // No new controller pass starts; the passes in flight finish.
     stop_controllers.trigger();
+    wind_down(controllers, &launchers, &fargate).await;
+    // Another server takes over at once, without waiting for the lease to expire.
+    if let Some(campaign) = campaign {
+        campaign.resign().await;
+    }
+    Ok(())
+}
+
+/// Starts `gantry up`'s Fargate node in the background: it comes up once the API is serving,
+/// at `node`.
+fn spawn_fargate_node(
+    endpoint: &str,
+    data_dir: &std::path::Path,
+    credentials: ClientCredentials,
+    holder_pool: usize,
+    node: &Arc<std::sync::OnceLock<FargateAgent>>,
+) {
+    let (base, dir, node) = (endpoint.to_string(), data_dir.join("fargate"), node.clone());
+    tokio::spawn(async move {
+        let ids = SeededIds::from_entropy();
+        if let Err(e) = start_fargate(&base, &dir, &ids, credentials, holder_pool, node).await {
+            tracing::warn!("no Fargate capacity on this host: {e:#}");
+        }
+    });
+}
+
+/// After the API drained and the controllers were told to stop: their passes in flight finish,
+/// the launched instances stop, the Fargate node's ready holders go.
+async fn wind_down(
+    controllers: Controllers,
+    launchers: &launchers::Launchers,
+    fargate: &std::sync::OnceLock<FargateAgent>,
+) {
     for task in controllers.tasks {
         let _ = task.await;
     }
@@ -1264,11 +1289,6 @@ async fn serve(common: Common, enable_reset: bool, mode: &str) -> anyhow::Result
     if let Some(agent) = fargate.get() {
         agent.release_holders().await;
     }
-    // Another server takes over at once, without waiting for the lease to expire.
-    if let Some(campaign) = campaign {
-        campaign.resign().await;
-    }
-    Ok(())
 }
 
 /// The controllers a server runs, each behind the leadership gate and until the shutdown, and
