@@ -27,6 +27,29 @@ pub const SERVICE: &str = "scheduler";
 pub const DEFAULT_GROUP: &str = "default";
 pub(crate) const ATTEMPTS: usize = 32;
 
+/// A schedule's `State`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduleState {
+    Enabled,
+    Disabled,
+}
+
+impl ScheduleState {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ScheduleState::Enabled => "ENABLED",
+            ScheduleState::Disabled => "DISABLED",
+        }
+    }
+    /// The state EventBridge Scheduler names `s`, if any.
+    pub fn parse(s: &str) -> Option<ScheduleState> {
+        [ScheduleState::Enabled, ScheduleState::Disabled].into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// A schedule group's `State`: Gantry deletes a group at once, so a stored one is ACTIVE.
+pub const GROUP_ACTIVE: &str = "ACTIVE";
+
 /// A schedule as stored: what GetSchedule shows, and where its firing is.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ScheduleRecord {
@@ -52,8 +75,9 @@ impl ScheduleRecord {
     fn name(&self) -> &str {
         self.schedule.name.as_deref().unwrap_or_default()
     }
+    /// Whether it fires: a state other than DISABLED (Gantry writes ENABLED or DISABLED).
     pub fn enabled(&self) -> bool {
-        self.schedule.state.as_deref() != Some("DISABLED")
+        self.schedule.state.as_deref().and_then(ScheduleState::parse) != Some(ScheduleState::Disabled)
     }
 }
 
@@ -220,8 +244,7 @@ fn validate(s: &Spec) -> Result<(), ServiceError> {
         (m, _) => return Err(validation(format!("Invalid FlexibleTimeWindow Mode {m}."))),
     }
     if let Some(st) = &s.state
-        && st != "ENABLED"
-        && st != "DISABLED"
+        && ScheduleState::parse(st).is_none()
     {
         return Err(validation(format!("Invalid State {st}.")));
     }
@@ -428,7 +451,7 @@ impl Scheduler {
             group: GetScheduleGroupOutput {
                 arn: Some(group_arn(scope, &r.name)),
                 name: Some(r.name.clone()),
-                state: Some("ACTIVE".into()),
+                state: Some(GROUP_ACTIVE.into()),
                 creation_date: Some(now),
                 last_modification_date: Some(now),
             },
@@ -547,7 +570,7 @@ impl Scheduler {
                 group: GetScheduleGroupOutput {
                     arn: Some(group_arn(scope, DEFAULT_GROUP)),
                     name: Some(DEFAULT_GROUP.into()),
-                    state: Some("ACTIVE".into()),
+                    state: Some(GROUP_ACTIVE.into()),
                     creation_date: Some(0.0),
                     last_modification_date: Some(0.0),
                 },
@@ -599,7 +622,7 @@ impl Scheduler {
                     end_date: s.end,
                     description: s.description.clone(),
                     schedule_expression_timezone: Some(s.timezone.clone().unwrap_or_else(|| "UTC".into())),
-                    state: Some(s.state.clone().unwrap_or_else(|| "ENABLED".into())),
+                    state: Some(s.state.clone().unwrap_or_else(|| ScheduleState::Enabled.as_str().into())),
                     creation_date: Some(created),
                     last_modification_date: Some(now.as_epoch_seconds()),
                     kms_key_arn: s.kms.clone(),
