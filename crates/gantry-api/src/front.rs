@@ -358,31 +358,13 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
         Err(e) => return (early_error(e), None, None),
     };
 
-    let service = match route(&s.models, &head, guessed, &body) {
-        Route::To(svc) => svc,
-        Route::Unknown(name) => {
-            let code =
-                if guessed == Protocol::AwsQuery { "InvalidAction" } else { "UnknownOperationException" };
-            let served: Vec<&str> = Service::ALL.iter().map(|s| s.signing_name()).collect();
-            let err = ServiceError::sender(
-                code,
-                format!("Gantry does not serve '{name}'; it serves {}.", served.join(", ")),
-            );
-            return (early_error(err), None, None);
+    let (service, model, protocol) = match resolve(&s.models, &head, guessed, &body) {
+        Ok(found) => found,
+        Err(Unresolved::Service(e)) => return (early_error(e), None, None),
+        Err(Unresolved::Protocol(service, p, e)) => {
+            return (error(p, s.models.model(service), &e, &request_id), Some(service), None);
         }
     };
-    let model = s.models.model(service);
-    let protocol = match Protocol::accept(model, head.content_type, head.target, head.smithy, head.path) {
-        Ok(p) => p,
-        Err(e) => {
-            let p = Protocol::pick(model).unwrap_or(Protocol::AwsJson1_1);
-            return (error(p, model, &e.to_service_error(p), &request_id), Some(service), None);
-        }
-    };
-    if body.len() > protocol.max_body() {
-        let e = ProtocolError::BodyTooLarge { size: body.len(), limit: protocol.max_body() };
-        return (error(protocol, model, &e.to_service_error(protocol), &request_id), Some(service), None);
-    }
     // A presigned query request carries its parameters in the query string.
     let form: &[u8] =
         if protocol == Protocol::AwsQuery && body.is_empty() { head.query.as_bytes() } else { &body };
@@ -399,23 +381,9 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
         return (error(protocol, model, &e, &request_id), Some(service), None);
     }
 
-    // Who signed it.
-    let header_list: Vec<(&str, &[u8])> =
-        head.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
-    let signed = gantry_sigv4::Request {
-        method: head.method,
-        path: head.path,
-        query: head.query,
-        headers: &header_list,
-        body: &body,
-    };
-    let now = s.control.clock().now().0.div_euclid(1000);
-    let caller = match s.auth.authenticate(&signed, service.signing_name(), now) {
+    let caller = match signer(s, &head, &body, service, &request_id) {
         Ok(c) => c,
         Err(e) => {
-            if let AuthError::Signature(SigError::SignatureDoesNotMatch(m)) = &e {
-                tracing::debug!(request_id, canonical_request = %m.canonical_request, "signature mismatch");
-            }
             return (error(protocol, model, &auth_error(&e, protocol), &request_id), Some(service), None);
         }
     };
@@ -487,33 +455,121 @@ async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Optio
             .await;
             (r, Some(service), op)
         }
-        Service::CloudWatch => {
-            let cw = s.config.cloudwatch.clone();
-            let scope = (caller.principal.account.as_str(), caller.region.as_str());
-            let (r, op) = call_generic(protocol, model, &head, form, &request_id, |op, input| {
-                // PutMetricData fsyncs its log: off the async workers.
-                let run = || cw.call(scope.0, scope.1, op, input);
-                match tokio::runtime::Handle::current().runtime_flavor() {
-                    tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
-                    _ => run(),
-                }
-            });
-            (r, Some(service), op)
-        }
-        Service::Logs => {
-            let logs = s.config.logs.clone();
-            let (r, op) = call_generic(protocol, model, &head, form, &request_id, |op, input| {
-                authorize(s, &caller, service, true, op, input, source_ip)?;
-                // PutLogEvents fsyncs: off the async workers.
-                let run = || logs.call(&caller.principal, &caller.region, op, input);
-                match tokio::runtime::Handle::current().runtime_flavor() {
-                    tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
-                    _ => run(),
-                }
-            });
+        Service::CloudWatch | Service::Logs => {
+            let call = Call { protocol, model, head: &head, form, request_id: &request_id, source_ip };
+            let (r, op) = call_on_disk(s, &call, service, &caller);
             (r, Some(service), op)
         }
     }
+}
+
+/// What a synchronous operation call needs of the request.
+struct Call<'a> {
+    protocol: Protocol,
+    model: &'a Model,
+    head: &'a Head<'a>,
+    form: &'a [u8],
+    request_id: &'a str,
+    source_ip: Option<std::net::IpAddr>,
+}
+
+/// CloudWatch's and CloudWatch Logs' operations: they fsync their own files, so they run off the
+/// async workers (`block_in_place`).
+fn call_on_disk(s: &AppState, c: &Call<'_>, service: Service, caller: &Caller) -> (Response, Option<String>) {
+    let (protocol, model, head, form, request_id) = (c.protocol, c.model, c.head, c.form, c.request_id);
+    if service == Service::CloudWatch {
+        let cw = s.config.cloudwatch.clone();
+        let scope = (caller.principal.account.as_str(), caller.region.as_str());
+        return call_generic(protocol, model, head, form, request_id, |op, input| {
+            // PutMetricData fsyncs its log: off the async workers.
+            let run = || cw.call(scope.0, scope.1, op, input);
+            match tokio::runtime::Handle::current().runtime_flavor() {
+                tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
+                _ => run(),
+            }
+        });
+    }
+    let logs = s.config.logs.clone();
+    call_generic(protocol, model, head, form, request_id, |op, input| {
+        authorize(s, caller, service, true, op, input, c.source_ip)?;
+        // PutLogEvents fsyncs: off the async workers.
+        let run = || logs.call(&caller.principal, &caller.region, op, input);
+        match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(run),
+            _ => run(),
+        }
+    })
+}
+
+/// Why a request found no service to answer it, or no protocol of that service.
+enum Unresolved {
+    /// No service by that name: its error in the guessed protocol.
+    Service(ServiceError),
+    /// The service, the protocol to answer in, and the error.
+    Protocol(Service, Protocol, ServiceError),
+}
+
+/// The service a request is for (its signing name, then its target prefix, action or path), the
+/// protocol it speaks, and that its body is within that protocol's limit.
+#[inline]
+fn resolve<'m>(
+    models: &'m Models,
+    head: &Head<'_>,
+    guessed: Protocol,
+    body: &[u8],
+) -> Result<(Service, &'m Model, Protocol), Unresolved> {
+    let service = match route(models, head, guessed, body) {
+        Route::To(svc) => svc,
+        Route::Unknown(name) => {
+            let code =
+                if guessed == Protocol::AwsQuery { "InvalidAction" } else { "UnknownOperationException" };
+            let served: Vec<&str> = Service::ALL.iter().map(|s| s.signing_name()).collect();
+            let err = ServiceError::sender(
+                code,
+                format!("Gantry does not serve '{name}'; it serves {}.", served.join(", ")),
+            );
+            return Err(Unresolved::Service(err));
+        }
+    };
+    let model = models.model(service);
+    let protocol = match Protocol::accept(model, head.content_type, head.target, head.smithy, head.path) {
+        Ok(p) => p,
+        Err(e) => {
+            let p = Protocol::pick(model).unwrap_or(Protocol::AwsJson1_1);
+            return Err(Unresolved::Protocol(service, p, e.to_service_error(p)));
+        }
+    };
+    if body.len() > protocol.max_body() {
+        let e = ProtocolError::BodyTooLarge { size: body.len(), limit: protocol.max_body() };
+        return Err(Unresolved::Protocol(service, protocol, e.to_service_error(protocol)));
+    }
+    Ok((service, model, protocol))
+}
+
+/// Who signed the request (SigV4 against the key store, or anyone in open mode).
+#[inline]
+fn signer(
+    s: &AppState,
+    head: &Head<'_>,
+    body: &[u8],
+    service: Service,
+    request_id: &str,
+) -> Result<Caller, AuthError> {
+    let header_list: Vec<(&str, &[u8])> =
+        head.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+    let signed = gantry_sigv4::Request {
+        method: head.method,
+        path: head.path,
+        query: head.query,
+        headers: &header_list,
+        body,
+    };
+    let now = s.control.clock().now().0.div_euclid(1000);
+    s.auth.authenticate(&signed, service.signing_name(), now).inspect_err(|e| {
+        if let AuthError::Signature(SigError::SignatureDoesNotMatch(m)) = e {
+            tracing::debug!(request_id, canonical_request = %m.canonical_request, "signature mismatch");
+        }
+    })
 }
 
 /// IAM's decision on an operation of a service other than ECS: `service:Operation` on the
