@@ -211,6 +211,28 @@ struct Spec {
     after: Option<String>,
 }
 
+/// A `Spec` from CreateScheduleInput or UpdateScheduleInput (two generated shapes with the same
+/// members).
+macro_rules! spec_of {
+    ($r:expr) => {{
+        let r = $r;
+        Spec {
+            name: r.name,
+            group: r.group_name,
+            expression: r.schedule_expression,
+            timezone: r.schedule_expression_timezone,
+            start: r.start_date,
+            end: r.end_date,
+            description: r.description,
+            state: r.state,
+            kms: r.kms_key_arn,
+            target: r.target,
+            flexible: r.flexible_time_window,
+            after: r.action_after_completion,
+        }
+    }};
+}
+
 fn validate(s: &Spec) -> Result<(), ServiceError> {
     check_name("name", &s.name)?;
     if let Some(g) = &s.group {
@@ -340,20 +362,7 @@ impl Scheduler {
     /// `CreateSchedule`: the request as a `Spec`, put if absent.
     async fn create_schedule(&self, scope: &Scope, input: &[u8]) -> Result<Vec<u8>, ServiceError> {
         let r: CreateScheduleInput = parse(input)?;
-        let spec = Spec {
-            name: r.name,
-            group: r.group_name,
-            expression: r.schedule_expression,
-            timezone: r.schedule_expression_timezone,
-            start: r.start_date,
-            end: r.end_date,
-            description: r.description,
-            state: r.state,
-            kms: r.kms_key_arn,
-            target: r.target,
-            flexible: r.flexible_time_window,
-            after: r.action_after_completion,
-        };
+        let spec = spec_of!(r);
         let arn = self.put(scope, spec, true).await?;
         render(CreateScheduleOutput { schedule_arn: arn })
     }
@@ -361,20 +370,7 @@ impl Scheduler {
     /// `UpdateSchedule`: the request as a `Spec`, put over the existing schedule.
     async fn update_schedule(&self, scope: &Scope, input: &[u8]) -> Result<Vec<u8>, ServiceError> {
         let r: UpdateScheduleInput = parse(input)?;
-        let spec = Spec {
-            name: r.name,
-            group: r.group_name,
-            expression: r.schedule_expression,
-            timezone: r.schedule_expression_timezone,
-            start: r.start_date,
-            end: r.end_date,
-            description: r.description,
-            state: r.state,
-            kms: r.kms_key_arn,
-            target: r.target,
-            flexible: r.flexible_time_window,
-            after: r.action_after_completion,
-        };
+        let spec = spec_of!(r);
         let arn = self.put(scope, spec, false).await?;
         render(UpdateScheduleOutput { schedule_arn: arn })
     }
