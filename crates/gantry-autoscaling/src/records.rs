@@ -44,39 +44,22 @@ pub struct GroupRecord {
     pub new_activities: Vec<(String, Activity)>,
 }
 
-/// An instance's `LifecycleState`, the states Gantry's groups go through (Auto Scaling's names;
-/// a state Gantry does not use is a failed read naming it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum LifecycleState {
-    Pending,
-    #[serde(rename = "Pending:Wait")]
-    PendingWait,
-    #[serde(rename = "Pending:Proceed")]
-    PendingProceed,
-    InService,
-    Terminating,
-    #[serde(rename = "Terminating:Wait")]
-    TerminatingWait,
-    #[serde(rename = "Terminating:Proceed")]
-    TerminatingProceed,
-    Terminated,
+gantry_core::status_enum! {
+    /// An instance's `LifecycleState`, the states Gantry's groups go through (Auto Scaling's
+    /// names; a state Gantry does not use is a failed read naming it).
+    LifecycleState {
+        Pending => "Pending",
+        PendingWait => "Pending:Wait",
+        PendingProceed => "Pending:Proceed",
+        InService => "InService",
+        Terminating => "Terminating",
+        TerminatingWait => "Terminating:Wait",
+        TerminatingProceed => "Terminating:Proceed",
+        Terminated => "Terminated",
+    }
 }
 
 impl LifecycleState {
-    /// Auto Scaling's name of the state (DescribeAutoScalingGroups').
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            LifecycleState::Pending => "Pending",
-            LifecycleState::PendingWait => "Pending:Wait",
-            LifecycleState::PendingProceed => "Pending:Proceed",
-            LifecycleState::InService => "InService",
-            LifecycleState::Terminating => "Terminating",
-            LifecycleState::TerminatingWait => "Terminating:Wait",
-            LifecycleState::TerminatingProceed => "Terminating:Proceed",
-            LifecycleState::Terminated => "Terminated",
-        }
-    }
-
     /// DescribeAutoScalingInstances' spelling: `TERMINATING_WAIT`.
     pub fn upper(self) -> String {
         self.as_str().to_uppercase().replace(':', "_")
@@ -94,19 +77,11 @@ impl LifecycleState {
     }
 }
 
-/// An instance's `HealthStatus`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum InstanceHealth {
-    Healthy,
-    Unhealthy,
-}
-
-impl InstanceHealth {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            InstanceHealth::Healthy => "Healthy",
-            InstanceHealth::Unhealthy => "Unhealthy",
-        }
+gantry_core::status_enum! {
+    /// An instance's `HealthStatus`.
+    InstanceHealth {
+        Healthy => "Healthy",
+        Unhealthy => "Unhealthy",
     }
 }
 

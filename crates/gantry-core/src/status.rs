@@ -11,12 +11,13 @@
 //! record's key; a status absent from the JSON takes the record's documented default. Where a
 //! wire string is parsed ([`parse`](ServiceStatus::parse)) it is `None`, never a panic.
 
-use serde::{Deserialize, Serialize};
-
+/// A status enum with ECS's (or another AWS API's) names: `as_str`, `parse`, `ALL`, `Display`,
+/// serialized as the names. Service crates use it for their own statuses too.
+#[macro_export]
 macro_rules! status_enum {
     ($(#[$doc:meta])* $name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::serde::Serialize, ::serde::Deserialize)]
         pub enum $name {
             $(#[serde(rename = $text)] $variant),+
         }

@@ -34,36 +34,24 @@ pub const MAX_TARGETS: usize = 5;
 
 pub(crate) const ATTEMPTS: usize = 32;
 
-/// A rule's `State`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum RuleState {
-    #[default]
-    Enabled,
-    Disabled,
-    EnabledWithAllCloudtrailManagementEvents,
+gantry_core::status_enum! {
+    /// A rule's `State`.
+    RuleState {
+        Enabled => "ENABLED",
+        Disabled => "DISABLED",
+        EnabledWithAllCloudtrailManagementEvents => "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS",
+    }
+}
+
+// Declared by `status_enum!`, which derives no `Default`.
+#[allow(clippy::derivable_impls)]
+impl Default for RuleState {
+    fn default() -> Self {
+        RuleState::Enabled
+    }
 }
 
 impl RuleState {
-    pub const ALL: [RuleState; 3] =
-        [RuleState::Enabled, RuleState::Disabled, RuleState::EnabledWithAllCloudtrailManagementEvents];
-
-    /// EventBridge's name of the state.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RuleState::Enabled => "ENABLED",
-            RuleState::Disabled => "DISABLED",
-            RuleState::EnabledWithAllCloudtrailManagementEvents => {
-                "ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS"
-            }
-        }
-    }
-
-    /// The state EventBridge names `s`, if any.
-    pub fn parse(s: &str) -> Option<RuleState> {
-        RuleState::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-
     /// Whether the rule matches events (either enabled state).
     pub fn is_enabled(self) -> bool {
         self != RuleState::Disabled

@@ -460,7 +460,7 @@ async fn an_event_matching_a_rule_runs_its_ecs_target_once_per_event() {
 
 #[test]
 fn a_rule_state_is_stored_as_eventbridge_names_it_and_an_unknown_one_fails_the_read() {
-    for state in RuleState::ALL {
+    for &state in RuleState::ALL {
         let rec = RuleRecord { name: "r".into(), state, ..Default::default() };
         let v = serde_json::to_value(&rec).unwrap();
         assert_eq!(v["state"], state.as_str());

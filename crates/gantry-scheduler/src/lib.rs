@@ -27,23 +27,11 @@ pub const SERVICE: &str = "scheduler";
 pub const DEFAULT_GROUP: &str = "default";
 pub(crate) const ATTEMPTS: usize = 32;
 
-/// A schedule's `State`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ScheduleState {
-    Enabled,
-    Disabled,
-}
-
-impl ScheduleState {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            ScheduleState::Enabled => "ENABLED",
-            ScheduleState::Disabled => "DISABLED",
-        }
-    }
-    /// The state EventBridge Scheduler names `s`, if any.
-    pub fn parse(s: &str) -> Option<ScheduleState> {
-        [ScheduleState::Enabled, ScheduleState::Disabled].into_iter().find(|t| t.as_str() == s)
+gantry_core::status_enum! {
+    /// A schedule's `State`.
+    ScheduleState {
+        Enabled => "ENABLED",
+        Disabled => "DISABLED",
     }
 }
 

@@ -411,7 +411,7 @@ impl Ssm {
                 if req.r#type.is_none() {
                     return Err(validation("A parameter type is required when you create a parameter."));
                 }
-                let key = format!("{}{}", prefix(scope), req.name);
+                let key = param_key(scope, &req.name);
                 let rec = ParamRecord {
                     name: req.name.clone(),
                     tags: req.tags.clone().unwrap_or_default(),
