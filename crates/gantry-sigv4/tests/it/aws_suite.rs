@@ -71,7 +71,7 @@ fn every_case_verifies() {
             let auth = parse(req).unwrap_or_else(|e| panic!("{name} {form:?}: {e:?}"));
             assert_eq!(auth.form, *form, "{name}");
             assert_eq!(auth.access_key, "AKIDEXAMPLE");
-            assert_eq!((auth.region.as_str(), auth.service.as_str()), ("us-east-1", "service"));
+            assert_eq!((&*auth.region, &*auth.service), ("us-east-1", "service"));
             verify(&auth, req, SECRET, NOW).unwrap_or_else(|e| panic!("{name} {form:?}: {e:?}"));
             assert!(matches!(
                 verify(&auth, req, "not the secret", NOW),
