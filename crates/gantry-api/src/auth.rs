@@ -130,8 +130,8 @@ impl Authenticator {
         Ok(caller(auth, credential.principal.clone()))
     }
 
-    fn signing_key(&self, auth: &Auth, secret: &str) -> SigningKey {
-        let id = (auth.access_key.clone(), auth.scope());
+    fn signing_key(&self, auth: &Auth<'_>, secret: &str) -> SigningKey {
+        let id = (auth.access_key.to_string(), auth.scope());
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(k) = cache.get(&id) {
             return k.clone();
@@ -145,8 +145,13 @@ impl Authenticator {
     }
 }
 
-fn caller(auth: Auth, principal: Arc<Principal>) -> Caller {
-    Caller { principal, access_key: auth.access_key, region: auth.region, service: auth.service }
+fn caller(auth: Auth<'_>, principal: Arc<Principal>) -> Caller {
+    Caller {
+        principal,
+        access_key: auth.access_key.into_owned(),
+        region: auth.region.into_owned(),
+        service: auth.service.into_owned(),
+    }
 }
 
 /// The service named by a request's credential scope (header or presigned query), without

@@ -38,10 +38,6 @@ pub enum Service {
     AutoScaling,
 }
 
-/// The address a request came from (set by the server on each request).
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub std::net::IpAddr);
-
 impl Service {
     pub const ALL: [Service; 13] = [
         Service::Ecs,
@@ -176,19 +172,61 @@ struct Head<'a> {
     target: Option<&'a str>,
     content_type: Option<&'a str>,
     smithy: Option<&'a str>,
+    content_length: Option<&'a str>,
+    host: Option<&'a str>,
+    /// Kept as received: checking that it is text costs a pass over its ~200 bytes, and only
+    /// routing without a target needs it as text (the signature check reads the bytes).
+    authorization: Option<&'a HeaderValue>,
 }
 
-fn header<'a>(h: &'a HeaderMap, name: &HeaderName) -> Option<&'a str> {
-    h.get(name).and_then(|v| v.to_str().ok())
+impl<'a> Head<'a> {
+    /// The request line and the headers the front door reads, found in one pass over the
+    /// headers (the first value of each, as `HeaderMap::get` gives it; a value that is not
+    /// text counts as absent).
+    fn new(parts: &'a axum::http::request::Parts) -> Head<'a> {
+        let mut head = Head {
+            headers: &parts.headers,
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or(""),
+            target: None,
+            content_type: None,
+            smithy: None,
+            content_length: None,
+            host: None,
+            authorization: None,
+        };
+        // Which of the six were seen (a bit each), so that a later value never replaces a first
+        // one that was not text.
+        let mut seen = 0u8;
+        for (name, value) in &parts.headers {
+            // Names are lowercase; a `match` on the text tells most others apart by length.
+            let (bit, slot) = match name.as_str() {
+                "content-type" => (1, &mut head.content_type),
+                "content-length" => (2, &mut head.content_length),
+                "host" => (4, &mut head.host),
+                "authorization" => {
+                    if seen & 8 == 0 {
+                        seen |= 8;
+                        head.authorization = Some(value);
+                    }
+                    continue;
+                }
+                "x-amz-target" => (16, &mut head.target),
+                "smithy-protocol" => (32, &mut head.smithy),
+                _ => continue,
+            };
+            if seen & bit == 0 {
+                seen |= bit;
+                *slot = value.to_str().ok();
+            }
+        }
+        head
+    }
 }
 
-// The headers the front door reads, as names (a `&str` name is parsed on every lookup).
-const AUTHORIZATION: HeaderName = HeaderName::from_static("authorization");
+// The target header, as a name (a `&str` name is parsed on every lookup).
 const X_AMZ_TARGET: HeaderName = HeaderName::from_static("x-amz-target");
-const CONTENT_TYPE: HeaderName = HeaderName::from_static("content-type");
-const SMITHY_PROTOCOL: HeaderName = HeaderName::from_static("smithy-protocol");
-const CONTENT_LENGTH: HeaderName = HeaderName::from_static("content-length");
-const HOST: HeaderName = HeaderName::from_static("host");
 
 /// The protocol a request was most likely sent in, for answering one whose service is unknown.
 fn guess_protocol(head: &Head<'_>) -> Protocol {
@@ -205,12 +243,11 @@ enum Route {
 }
 
 fn route(models: &Models, head: &Head<'_>, guessed: Protocol, body: &[u8]) -> Route {
-    let authorization = header(head.headers, &AUTHORIZATION);
-    let by_scope = crate::auth::scope_service(authorization, head.query);
     if let Some(s) = models.by_target(head.target, head.path) {
         // The target names the endpoint's service; a scope for another is refused by auth.
         return Route::To(s);
     }
+    let by_scope = crate::auth::scope_service(head.authorization.and_then(|v| v.to_str().ok()), head.query);
     // A query request names its action in the form (or, presigned, in the query string).
     let action = || {
         if guessed != Protocol::AwsQuery {
@@ -253,10 +290,10 @@ fn encoded(e: Encoded, request_id: &str) -> Response {
             h.insert(k, v);
         }
     }
-    if !h.contains_key("x-amzn-requestid")
+    if !h.contains_key(crate::wire::X_AMZN_REQUESTID)
         && let Ok(v) = HeaderValue::from_str(request_id)
     {
-        h.insert("x-amzn-requestid", v);
+        h.insert(crate::wire::X_AMZN_REQUESTID, v);
     }
     r
 }
@@ -296,10 +333,15 @@ pub(crate) fn auth_error(e: &AuthError, p: Protocol) -> ServiceError {
 /// timed per service and operation (an operation the service does not have counts as
 /// `unknown`, so made-up names cannot grow the metrics).
 pub(crate) async fn handle(State(s): State<Arc<AppState>>, req: Request) -> Response {
+    respond(&s, req, None).await
+}
+
+/// [`handle`] for a request from `source_ip` (IAM's `aws:SourceIp`), as the listener calls it.
+pub(crate) async fn respond(s: &AppState, req: Request, source_ip: Option<std::net::IpAddr>) -> Response {
     let started = std::time::Instant::now();
     // A clone of the header's value shares the request's bytes.
     let target = req.headers().get(&X_AMZ_TARGET).cloned();
-    let (response, service, op) = answer(&s, req).await;
+    let (response, service, op) = answer(s, req, source_ip).await;
     let op = match (service, op.as_deref()) {
         (Some(svc), Some(op)) if s.models.model(svc).operation(op).is_some() => op,
         (Some(Service::Ecs), None) => {
@@ -307,7 +349,7 @@ pub(crate) async fn handle(State(s): State<Arc<AppState>>, req: Request) -> Resp
                 Some((_, op))
                     if op == "GantryExplainPlacement"
                         || op == "GantryInterruptSpot"
-                        || gantry_model::ecs::OPERATIONS.contains(&op) =>
+                        || gantry_model::ecs::OPERATIONS.binary_search(&op).is_ok() =>
                 {
                     op
                 }
@@ -321,23 +363,18 @@ pub(crate) async fn handle(State(s): State<Arc<AppState>>, req: Request) -> Resp
     response
 }
 
-async fn answer(s: &AppState, req: Request) -> (Response, Option<Service>, Option<String>) {
+async fn answer(
+    s: &AppState,
+    req: Request,
+    source_ip: Option<std::net::IpAddr>,
+) -> (Response, Option<Service>, Option<String>) {
     let request_id = s.control.ids().uuid();
     let (parts, body) = req.into_parts();
-    let source_ip = parts.extensions.get::<PeerAddr>().map(|p| p.0);
-    let head = Head {
-        headers: &parts.headers,
-        method: parts.method.as_str(),
-        path: parts.uri.path(),
-        query: parts.uri.query().unwrap_or(""),
-        target: header(&parts.headers, &X_AMZ_TARGET),
-        content_type: header(&parts.headers, &CONTENT_TYPE),
-        smithy: header(&parts.headers, &SMITHY_PROTOCOL),
-    };
+    let head = Head::new(&parts);
     // The body, within the limit of the protocol the headers say, and the body timeout.
     let guessed = guess_protocol(&head);
     let limit = guessed.max_body();
-    let declared = header(head.headers, &CONTENT_LENGTH).and_then(|v| v.parse::<u64>().ok());
+    let declared = head.content_length.and_then(|v| v.parse::<u64>().ok());
     let early_error = |e: ServiceError| {
         let model = match guessed {
             Protocol::AwsQuery => &s.models.unknown_query,
@@ -679,7 +716,7 @@ pub(crate) struct EcsHead<'a> {
 }
 
 fn head_parts<'a>(head: &Head<'a>, source_ip: Option<std::net::IpAddr>) -> EcsHead<'a> {
-    EcsHead { target: head.target, host: header(head.headers, &HOST), source_ip }
+    EcsHead { target: head.target, host: head.host, source_ip }
 }
 
 /// A service whose operations take and return the JSON form: the protocol crate turns the
@@ -742,6 +779,39 @@ fn finish(
     }
 }
 
+/// Why a body was not collected.
+enum BodyFault {
+    /// More than the limit arrived.
+    TooLarge,
+    /// The connection failed or broke the framing.
+    Broken(axum::Error),
+}
+
+/// The body's data frames, joined, within `limit` bytes. A body that arrived as one frame (a
+/// small request, read with its head) is that frame's bytes: nothing is copied or buffered.
+async fn collect_within(mut body: Body, limit: usize) -> Result<bytes::Bytes, BodyFault> {
+    let mut first: Option<bytes::Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        // Trailers are not part of the body.
+        let Ok(data) = frame.map_err(BodyFault::Broken)?.into_data() else { continue };
+        len += data.len();
+        if len > limit {
+            return Err(BodyFault::TooLarge);
+        }
+        if first.is_none() && joined.is_empty() {
+            first = Some(data);
+        } else {
+            if let Some(f) = first.take() {
+                joined.extend_from_slice(&f);
+            }
+            joined.extend_from_slice(&data);
+        }
+    }
+    Ok(first.unwrap_or_else(|| bytes::Bytes::from(joined)))
+}
+
 async fn read_body(
     body: Body,
     limit: usize,
@@ -749,8 +819,7 @@ async fn read_body(
 ) -> Result<bytes::Bytes, ServiceError> {
     use std::future::Future;
     use std::task::Poll;
-    let limited = http_body_util::Limited::new(body, limit);
-    let mut collect = std::pin::pin!(limited.collect());
+    let mut collect = std::pin::pin!(collect_within(body, limit));
     // A small body has usually arrived with the head: then it is collected in one poll, without
     // arming (and disarming) a timer for it.
     let first = std::future::poll_fn(|cx| Poll::Ready(collect.as_mut().poll(cx))).await;
@@ -759,15 +828,13 @@ async fn read_body(
         Poll::Pending => tokio::time::timeout(timeout, collect).await,
     };
     match collected {
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(e)) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
-            Err(ServiceError::sender(
-                "RequestEntityTooLarge",
-                format!("The request body is larger than the limit of {limit} bytes."),
-            )
-            .with_status(413))
-        }
-        Ok(Err(e)) => {
+        Ok(Ok(collected)) => Ok(collected),
+        Ok(Err(BodyFault::TooLarge)) => Err(ServiceError::sender(
+            "RequestEntityTooLarge",
+            format!("The request body is larger than the limit of {limit} bytes."),
+        )
+        .with_status(413)),
+        Ok(Err(BodyFault::Broken(e))) => {
             Err(ServiceError::sender("IncompleteBody", format!("The request body could not be read: {e}")))
         }
         Err(_) => Err(ServiceError::sender(
@@ -790,4 +857,61 @@ impl AuthMode {
 /// The caller of an ECS request, in ECS's terms.
 pub(crate) fn ecs_region(caller: &Caller) -> &str {
     &caller.region
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(parts: &[&'static [u8]]) -> Body {
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =
+            parts.iter().map(|p| Ok(bytes::Bytes::from_static(p))).collect();
+        Body::from_stream(futures_util::stream::iter(chunks))
+    }
+
+    /// A body is its frames joined, a one-frame body is that frame's bytes (not copied), and a
+    /// body past the limit or broken is refused as such.
+    #[tokio::test]
+    async fn bodies_are_collected_within_their_limit() {
+        let got = collect_within(frames(&[b"{\"a\"", b":1", b"}"]), 100).await;
+        assert_eq!(got.ok().as_deref(), Some(&b"{\"a\":1}"[..]));
+        static ONE: &[u8] = b"{}";
+        let got = collect_within(frames(&[ONE]), 2).await.ok().unwrap();
+        assert_eq!(got.as_ptr(), ONE.as_ptr(), "one frame is not copied");
+        assert_eq!(collect_within(frames(&[]), 0).await.ok().as_deref(), Some(&b""[..]));
+        assert!(matches!(collect_within(frames(&[b"12", b"345"]), 4).await, Err(BodyFault::TooLarge)));
+        assert!(matches!(collect_within(frames(&[b"1234"]), 4).await, Ok(b) if b.len() == 4));
+        let broken = Body::from_stream(futures_util::stream::iter(vec![
+            Ok(bytes::Bytes::from_static(b"{")),
+            Err(std::io::Error::other("reset")),
+        ]));
+        assert!(
+            matches!(collect_within(broken, 100).await, Err(BodyFault::Broken(e)) if e.to_string().contains("reset"))
+        );
+    }
+
+    /// The head reads the first value of each header it needs, whatever the case of its name,
+    /// and takes a value that is not text as absent.
+    #[test]
+    fn the_head_takes_each_headers_first_text_value() {
+        let req = axum::http::Request::post("/p?a=1")
+            .header("X-Amz-Target", "AmazonEC2ContainerServiceV20141113.ListClusters")
+            .header("x-amz-target", "Other.Op")
+            .header("Content-Type", "application/x-amz-json-1.1")
+            .header("host", "localhost:8080")
+            .header("authorization", HeaderValue::from_bytes(b"AWS4 \xff").unwrap())
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=x")
+            .header("content-length", "2")
+            .body(())
+            .unwrap();
+        let (parts, ()) = req.into_parts();
+        let head = Head::new(&parts);
+        assert_eq!((head.method, head.path, head.query), ("POST", "/p", "a=1"));
+        assert_eq!(head.target, Some("AmazonEC2ContainerServiceV20141113.ListClusters"));
+        assert_eq!(head.content_type, Some("application/x-amz-json-1.1"));
+        assert_eq!(head.host, Some("localhost:8080"));
+        assert_eq!(head.content_length, Some("2"));
+        assert_eq!(head.authorization.map(HeaderValue::as_bytes), Some(&b"AWS4 \xff"[..]), "the first value");
+        assert_eq!(head.smithy, None);
+    }
 }

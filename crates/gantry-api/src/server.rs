@@ -10,7 +10,6 @@
 
 use crate::App;
 use axum::body::Body;
-use axum::extract::State;
 use futures_util::future::Either;
 use hyper::server::conn::http1;
 use hyper::service::Service as _;
@@ -89,11 +88,12 @@ pub async fn serve(
                 Either::Left(router.call(req))
             } else {
                 let state = state.clone();
-                let mut req = req.map(Body::new);
+                let req = req.map(Body::new);
                 // The caller's address: IAM's aws:SourceIp.
-                req.extensions_mut().insert(crate::front::PeerAddr(peer.ip()));
                 Either::Right(async move {
-                    Ok::<_, std::convert::Infallible>(crate::front::handle(State(state), req).await)
+                    Ok::<_, std::convert::Infallible>(
+                        crate::front::respond(&state, req, Some(peer.ip())).await,
+                    )
                 })
             }
         });

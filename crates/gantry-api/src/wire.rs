@@ -1,7 +1,7 @@
 //! The JSON 1.1 wire: the target header, request bodies into generated shapes, and responses.
 
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use gantry_core::{EcsError, ErrorKind};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -91,12 +91,18 @@ fn missing(op: &str, field: &str) -> EcsError {
     }
 }
 
+/// The request-ID header every AWS answer carries (a name, not a `&str` parsed on each insert).
+pub(crate) const X_AMZN_REQUESTID: header::HeaderName = header::HeaderName::from_static("x-amzn-requestid");
+
 fn base(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response {
-    let mut r = (status, body).into_response();
+    // Built as it is sent: `(status, body).into_response()` would first set a content type of
+    // its own for this one to replace.
+    let mut r = Response::new(axum::body::Body::from(body));
+    *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     if let Ok(v) = HeaderValue::from_str(request_id) {
-        h.insert("x-amzn-requestid", v);
+        h.insert(X_AMZN_REQUESTID, v);
     }
     r
 }

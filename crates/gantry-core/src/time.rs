@@ -1,8 +1,7 @@
 //! Injected time and identifiers. Nothing in Gantry reads the system clock or draws random bits
 //! except through these traits, so tests run on a fixed clock and seeded IDs and replay exactly.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 /// Milliseconds since the Unix epoch. ECS reports timestamps as epoch seconds with a fraction;
 /// [`Timestamp::as_epoch_seconds`] gives that form.
@@ -98,15 +97,20 @@ pub trait IdGen: Send + Sync {
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
-        let mut s = String::with_capacity(36);
+        // Written into an array, then copied once (every request gets one of these).
+        let mut text = [b'-'; 36];
+        let mut at = 0;
         for (i, x) in b.iter().enumerate() {
             if matches!(i, 4 | 6 | 8 | 10) {
-                s.push('-');
+                at += 1;
             }
-            s.push(DIGITS[(x >> 4) as usize] as char);
-            s.push(DIGITS[(x & 15) as usize] as char);
+            text[at] = DIGITS[(x >> 4) as usize];
+            text[at + 1] = DIGITS[(x & 15) as usize];
+            at += 2;
         }
-        s
+        // Hex digits and dashes: always UTF-8 (`from_utf8` checks ASCII quickly; the lossy
+        // conversion's chunking cost ten times as much).
+        String::from_utf8(text.to_vec()).unwrap_or_default()
     }
 
     /// 32 lowercase hex digits, as ECS task and container-instance IDs are.
@@ -135,13 +139,15 @@ fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// A splitmix64 generator: deterministic from its seed. Production seeds it from the OS.
+/// A splitmix64 generator: deterministic from its seed. Production seeds it from the OS. Its
+/// state only ever advances by a constant, so callers on many threads take their steps with one
+/// atomic add each, and no two get the same one.
 #[derive(Debug)]
-pub struct SeededIds(Mutex<u64>);
+pub struct SeededIds(AtomicU64);
 
 impl SeededIds {
     pub fn new(seed: u64) -> Self {
-        SeededIds(Mutex::new(seed))
+        SeededIds(AtomicU64::new(seed))
     }
 
     /// Seeds from the operating system's entropy (falling back to the time and process ID).
@@ -159,9 +165,8 @@ impl SeededIds {
     }
 
     fn next_u64(&self) -> u64 {
-        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = *s;
+        const STEP: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut z = self.0.fetch_add(STEP, Ordering::Relaxed).wrapping_add(STEP);
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)

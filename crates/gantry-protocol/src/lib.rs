@@ -92,13 +92,20 @@ impl Protocol {
         if smithy_protocol.is_some_and(|p| p.trim().eq_ignore_ascii_case("rpc-v2-cbor")) {
             return Some(Protocol::RpcV2Cbor);
         }
-        let media = content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
-        match media.as_deref() {
-            Some("application/x-amz-json-1.0") => Some(Protocol::AwsJson1_0),
-            Some("application/x-amz-json-1.1") => Some(Protocol::AwsJson1_1),
-            Some("application/x-www-form-urlencoded") if target.is_none() => Some(Protocol::AwsQuery),
-            Some("application/cbor") if path.contains("/service/") => Some(Protocol::RpcV2Cbor),
-            _ => None,
+        // The media type, compared without case (and without allocating: this runs on every
+        // request, twice).
+        let media = content_type?.split(';').next().unwrap_or("").trim();
+        let is = |m: &str| media.eq_ignore_ascii_case(m);
+        if is("application/x-amz-json-1.1") {
+            Some(Protocol::AwsJson1_1)
+        } else if is("application/x-amz-json-1.0") {
+            Some(Protocol::AwsJson1_0)
+        } else if is("application/x-www-form-urlencoded") && target.is_none() {
+            Some(Protocol::AwsQuery)
+        } else if is("application/cbor") && path.contains("/service/") {
+            Some(Protocol::RpcV2Cbor)
+        } else {
+            None
         }
     }
 
@@ -398,6 +405,21 @@ mod tests {
                           "S": {{"type": "string"}}}}}}"#
         );
         Model::from_json(doc.as_bytes()).unwrap()
+    }
+
+    /// The media type is read without case, parameters and surrounding space, as HTTP says.
+    #[test]
+    fn content_types_are_compared_without_case() {
+        let d = |ct: &str, target: Option<&str>, path: &str| Protocol::detect(Some(ct), target, None, path);
+        assert_eq!(d("Application/X-Amz-JSON-1.1; charset=utf-8", None, "/"), Some(Protocol::AwsJson1_1));
+        assert_eq!(d(" application/x-amz-json-1.0 ", None, "/"), Some(Protocol::AwsJson1_0));
+        assert_eq!(d("APPLICATION/X-WWW-FORM-URLENCODED", None, "/"), Some(Protocol::AwsQuery));
+        assert_eq!(d("application/x-www-form-urlencoded", Some("T.Op"), "/"), None);
+        assert_eq!(d("Application/CBOR", None, "/service/S/operation/O"), Some(Protocol::RpcV2Cbor));
+        assert_eq!(d("application/cbor", None, "/"), None);
+        assert_eq!(d("application/json", None, "/"), None);
+        assert_eq!(Protocol::detect(None, Some("T.Op"), None, "/"), None);
+        assert_eq!(Protocol::detect(None, None, Some(" RPC-V2-CBOR"), "/"), Some(Protocol::RpcV2Cbor));
     }
 
     #[test]
