@@ -13,7 +13,9 @@ request-ID header) and any number of gantry binaries: `--gantry LABEL=PATH:MODE`
 real with the root key by botocore, signed again before every round so that the fixed
 X-Amz-Date stays within AWS's 15 minutes), `iam` (`--auth sigv4` with enforcement: requests signed
 by an IAM user whose one attached policy allows `ecs:Describe*`, so each is authorized by IAM) or
-`legacy` (a binary from before `--auth`). Each
+`legacy` (a binary from before `--auth`). `--floor` adds the `hyper_floor` example: Gantry's HTTP
+stack (hyper, Tokio, the same settings) answering the same bytes with no front door behind it,
+so that what Gantry costs above it is its own work. Each
 gantry runs with one worker thread. Per round it prints req/s, p50, p99, the ratio to nginx's
 req/s and the server's CPU time per request; then the median over rounds.
 """
@@ -132,6 +134,33 @@ def start_nginx(body: bytes, request_id: str, tmp):
     raise SystemExit("nginx did not come up")
 
 
+def start_floor(body: bytes, tmp, env, build):
+    """The `hyper_floor` example (Gantry's HTTP stack answering `body` to every request, the
+    front door doing nothing), with gantry's worker threads: (process, port)."""
+    from common import ROOT
+    if build:
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "gantry", "--example", "hyper_floor"],
+                       cwd=ROOT, check=True)
+    target = os.environ.get("CARGO_TARGET_DIR") or os.path.join(ROOT, "target")
+    path = os.path.join(target, "release", "examples", "hyper_floor")
+    with open(os.path.join(tmp, "floor.json"), "wb") as f:
+        f.write(body)
+    port = free_port()
+    proc = subprocess.Popen([path, str(port), os.path.join(tmp, "floor.json")], env={**os.environ, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    end = time.time() + 10
+    while time.time() < end:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("POST", "/", "{}")
+            if c.getresponse().read() == body:
+                return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("hyper_floor did not come up")
+
+
 def iam_user(port, root):
     """An IAM user with an access key and one attached policy allowing ecs:Describe* and
     ecs:List*, made with the root key; its key pair."""
@@ -186,6 +215,10 @@ def versus_nginx(args):
         ngx, ngx_port = start_nginx(response, request_id, tmp)
         procs.append((ngx, None))
         targets.insert(0, ("nginx", ngx, ngx_port, lambda: open_headers(op)))
+        if args.floor:
+            floor, floor_port = start_floor(response, tmp, env, not args.no_build)
+            procs.append((floor, None))
+            targets.insert(1, ("hyper floor", floor, floor_port, lambda: open_headers(op)))
         cpu = subprocess.run(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"],
                              capture_output=True, text=True).stdout.strip()
         print(f"# DescribeClusters versus nginx, {time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores "
@@ -235,6 +268,8 @@ def main():
                     help="with --versus-nginx: a server to compare (MODE: open, sigv4, iam or legacy); "
                          "default: this tree's release build, open, sigv4 and iam")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--floor", action="store_true",
+                    help="with --versus-nginx: also the hyper_floor example (Gantry's HTTP stack alone)")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
