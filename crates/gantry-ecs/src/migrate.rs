@@ -93,8 +93,9 @@ pub fn layout_key() -> String {
 
 /// The layout this build keeps: 2 added the counters (`cluster-count/`, `ci-count/`), ListTasks'
 /// index rows, the retention's (`/_ecs/stopped-task/`, `/_ecs/client-token-expiry/`,
-/// `/_ecs/inactive-service/`) and client tokens' expiry.
-pub const LAYOUT: i64 = 2;
+/// `/_ecs/inactive-service/`) and client tokens' expiry; 3 the clusters' counters of registered
+/// container instances.
+pub const LAYOUT: i64 = 3;
 
 /// Every record the record layer keeps, read from the store, with what it implies: its index
 /// rows and its counters, counted again from nothing.

@@ -253,7 +253,7 @@ impl ControlPlane {
     }
 
     /// One of the cluster's counters (0 when absent).
-    fn cluster_counter(&self, ctx: &Ctx, cluster: &str, name: &str) -> i64 {
+    pub(crate) fn cluster_counter(&self, ctx: &Ctx, cluster: &str, name: &str) -> i64 {
         self.store
             .get(&keys::cluster_count(&ctx.scope, cluster, name))
             .map_or(0, |kv| gantry_store::counter(&kv.value))

@@ -139,11 +139,10 @@ impl ControlPlane {
     }
 
     /// How many instances of a cluster are registered (ACTIVE or DRAINING).
+    /// The cluster's ACTIVE and DRAINING instances: its counter, which the record layer keeps in
+    /// the instances' own transactions (one read, whatever the fleet's size).
     pub(crate) fn registered_instances(&self, ctx: &Ctx, cluster: &str) -> usize {
-        InstanceStatus::REGISTERED
-            .iter()
-            .map(|st| self.store.count(&keys::ci_status_prefix(&ctx.scope, cluster, st.as_str())))
-            .sum()
+        self.cluster_counter(ctx, cluster, super::instance_record::REGISTERED_INSTANCES).max(0) as usize
     }
 
     pub(crate) fn load_instance(

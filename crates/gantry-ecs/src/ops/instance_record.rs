@@ -118,8 +118,13 @@ impl InstanceRecord {
     }
 }
 
-/// An instance's key, and its row in the status index (`ci-status/CLUSTER/STATUS/ID`, empty),
-/// which the registered-instance counts read.
+/// The cluster counter of its registered (ACTIVE or DRAINING) container instances (Gantry's
+/// own name: DescribeClusters' `registeredContainerInstancesCount`).
+pub(crate) const REGISTERED_INSTANCES: &str = "registeredContainerInstancesCount";
+
+/// An instance's key, its row in the status index (`ci-status/CLUSTER/STATUS/ID`, empty), which
+/// ListContainerInstances' status filter reads, and, while it is registered, one in its
+/// cluster's [`REGISTERED_INSTANCES`] counter.
 impl Record for InstanceRecord {
     fn key(&self, scope: &Scope) -> String {
         let (cluster, id) = self.cluster_and_id();
@@ -128,5 +133,11 @@ impl Record for InstanceRecord {
     fn index_keys(&self, scope: &Scope) -> Vec<Row> {
         let (cluster, id) = self.cluster_and_id();
         vec![(keys::ci_status(scope, cluster, self.status.as_str(), id), Vec::new())]
+    }
+    fn counters(&self, scope: &Scope) -> Vec<String> {
+        if !InstanceStatus::REGISTERED.contains(&self.status) {
+            return Vec::new();
+        }
+        vec![keys::cluster_count(scope, self.cluster_and_id().0, REGISTERED_INSTANCES)]
     }
 }

@@ -386,3 +386,51 @@ async fn a_mark_moved_below_the_layout_derives_again() {
         Some(migrate::LAYOUT)
     );
 }
+
+/// A store of layout 2 (before the clusters' registered-instance counters) gains them when it
+/// is upgraded: DescribeClusters counts its instances again, and DRAINING ones too.
+#[tokio::test]
+async fn a_layout_2_store_gains_the_registered_instance_counters() {
+    let store = Arc::new(SqliteStore::in_memory().unwrap());
+    let cp = control(store.clone());
+    let ctx = ctx("us-east-1");
+    cp.create_cluster(&ctx, req(json!({"clusterName": "c"}))).await.unwrap();
+    let mut arns = Vec::new();
+    for _ in 0..3 {
+        let r = cp
+            .register_container_instance(
+                &ctx,
+                req(json!({"cluster": "c", "totalResources": [
+                    {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
+                    {"name": "MEMORY", "type": "INTEGER", "integerValue": 2048}]})),
+            )
+            .await
+            .unwrap();
+        arns.push(r.container_instance.unwrap().container_instance_arn.unwrap());
+    }
+    cp.update_container_instances_state(
+        &ctx,
+        req(json!({"cluster": "c", "containerInstances": [arns[0]], "status": "DRAINING"})),
+    )
+    .await
+    .unwrap();
+    cp.deregister_container_instance(&ctx, req(json!({"cluster": "c", "containerInstance": arns[1]})))
+        .await
+        .unwrap();
+    let registered = |cp: &ControlPlane| {
+        cp.describe_clusters(&ctx, req(json!({"clusters": ["c"]}))).unwrap().clusters.unwrap()[0]
+            .registered_container_instances_count
+    };
+    assert_eq!(registered(&cp), 2, "kept by the record layer: one ACTIVE, one DRAINING");
+
+    // The store as layout 2 left it: no such counter.
+    let counter = keys::cluster_count(&ctx.scope, "c", "registeredContainerInstancesCount");
+    let txn = Txn::new().delete(counter.clone()).put(migrate::layout_key(), b"2".to_vec());
+    store.txn(txn).await.unwrap();
+    assert_eq!(registered(&cp), 0);
+
+    let (written, _) = migrate::upgrade(&*store).await.unwrap();
+    assert_eq!(written, 2, "the counter and the layout's mark");
+    assert_eq!(store.get(&counter).map(|kv| gantry_store::counter(&kv.value)), Some(2));
+    assert_eq!(registered(&control(store.clone())), 2);
+}
