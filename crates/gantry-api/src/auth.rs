@@ -32,13 +32,12 @@ impl std::str::FromStr for AuthMode {
     }
 }
 
-/// Who signed a request, and the scope they signed it for.
+/// Who signed a request, and the region they signed it for (the scope's service is the
+/// endpoint's, checked by [`Authenticator::authenticate`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub principal: Arc<Principal>,
-    pub access_key: String,
     pub region: String,
-    pub service: String,
 }
 
 /// Why a request was refused: the signature's error, or an expired session.
@@ -146,12 +145,7 @@ impl Authenticator {
 }
 
 fn caller(auth: Auth<'_>, principal: Arc<Principal>) -> Caller {
-    Caller {
-        principal,
-        access_key: auth.access_key.into_owned(),
-        region: auth.region.into_owned(),
-        service: auth.service.into_owned(),
-    }
+    Caller { principal, region: auth.region.into_owned() }
 }
 
 /// The service named by a request's credential scope (header or presigned query), without
