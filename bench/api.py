@@ -117,21 +117,26 @@ def start_nginx(body: bytes, request_id: str, tmp):
                                   body=text.replace("\\", "\\\\").replace("'", "\\'")))
     proc = subprocess.Popen(["nginx", "-c", conf, "-p", tmp], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+    return answering(proc, port, body, "nginx")
+
+
+def answering(proc, port, body: bytes, name):
+    """(proc, port) once the server on `port` answers a request with `body`; it is killed and
+    the bench stops if it answers anything else or does not come up within 10 s."""
     end = time.time() + 10
     while time.time() < end:
         try:
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
             c.request("POST", "/", "{}")
-            r = c.getresponse()
-            got = r.read()
+            got = c.getresponse().read()
             if got != body:
                 proc.kill()
-                raise SystemExit(f"nginx answers {got!r}, not the gantry response")
+                raise SystemExit(f"{name} answers {got!r}, not the gantry response")
             return proc, port
         except OSError:
             time.sleep(0.05)
     proc.kill()
-    raise SystemExit("nginx did not come up")
+    raise SystemExit(f"{name} did not come up")
 
 
 def start_floor(body: bytes, tmp, env, build):
@@ -148,17 +153,7 @@ def start_floor(body: bytes, tmp, env, build):
     port = free_port()
     proc = subprocess.Popen([path, str(port), os.path.join(tmp, "floor.json")], env={**os.environ, **env},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    end = time.time() + 10
-    while time.time() < end:
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("POST", "/", "{}")
-            if c.getresponse().read() == body:
-                return proc, port
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise SystemExit("hyper_floor did not come up")
+    return answering(proc, port, body, "hyper_floor")
 
 
 def iam_user(port, root):

@@ -182,7 +182,7 @@ struct Head<'a> {
 impl<'a> Head<'a> {
     /// The request line and the headers the front door reads, found in one pass over the
     /// headers (the first value of each, as `HeaderMap::get` gives it; a value that is not
-    /// text counts as absent).
+    /// text counts as absent, but for the Authorization header, kept as received).
     fn new(parts: &'a axum::http::request::Parts) -> Head<'a> {
         let mut head = Head {
             headers: &parts.headers,
@@ -196,8 +196,8 @@ impl<'a> Head<'a> {
             host: None,
             authorization: None,
         };
-        // Which of the six were seen (a bit each), so that a later value never replaces a first
-        // one that was not text.
+        // Which of the text ones were seen (a bit each), so that a later value never replaces a
+        // first one that was not text.
         let mut seen = 0u8;
         for (name, value) in &parts.headers {
             // Names are lowercase; a `match` on the text tells most others apart by length.
@@ -206,14 +206,11 @@ impl<'a> Head<'a> {
                 "content-length" => (2, &mut head.content_length),
                 "host" => (4, &mut head.host),
                 "authorization" => {
-                    if seen & 8 == 0 {
-                        seen |= 8;
-                        head.authorization = Some(value);
-                    }
+                    head.authorization = head.authorization.or(Some(value));
                     continue;
                 }
-                "x-amz-target" => (16, &mut head.target),
-                "smithy-protocol" => (32, &mut head.smithy),
+                "x-amz-target" => (8, &mut head.target),
+                "smithy-protocol" => (16, &mut head.smithy),
                 _ => continue,
             };
             if seen & bit == 0 {
@@ -890,8 +887,8 @@ mod tests {
         );
     }
 
-    /// The head reads the first value of each header it needs, whatever the case of its name,
-    /// and takes a value that is not text as absent.
+    /// The head reads the first value of each header it needs, whatever the case of its name:
+    /// the Authorization header as received, the others as text.
     #[test]
     fn the_head_takes_each_headers_first_text_value() {
         let req = axum::http::Request::post("/p?a=1")

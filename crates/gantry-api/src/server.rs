@@ -47,6 +47,14 @@ impl Default for Limits {
 const OVERLOADED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain\r\n\
 retry-after: 1\r\nconnection: close\r\ncontent-length: 40\r\n\r\nToo many open connections; retry later.\n";
 
+/// How each connection is served: HTTP/1.1 with keep-alive and the header read timeout (the
+/// bench's `hyper_floor` example serves with the same).
+pub fn connection_builder(limits: &Limits) -> http1::Builder {
+    let mut b = http1::Builder::new();
+    b.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout).keep_alive(true);
+    b
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then waits for the requests in flight.
 /// Gantry's own routes go through the app's router; every other request (the front door's)
 /// goes straight to the front door, as the router's fallback would send it.
@@ -99,10 +107,7 @@ pub async fn serve(
         });
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
-            let mut conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .keep_alive(true)
+            let mut conn = connection_builder(&limits)
                 .serve_connection(TokioIo::new(stream), service)
                 // ECS Exec's session streams are upgraded connections (exec.rs).
                 .with_upgrades();
