@@ -3,8 +3,10 @@
 use crate::wire::{parse, render, unknown_operation};
 use gantry_core::{EcsError, ErrorKind};
 use gantry_ecs::{ControlPlane, Ctx};
+use gantry_model::json::to_vec;
 
-/// Runs one ECS operation and returns the rendered response body.
+/// Runs one ECS operation and returns the rendered response body (written by the model's
+/// `WriteJson`, serde_json's bytes without serde's call per member).
 /// `host` is the `Host` the caller reached this server at (for DiscoverPollEndpoint).
 pub async fn dispatch(
     cp: &ControlPlane,
@@ -18,9 +20,16 @@ pub async fn dispatch(
         // function's future (moved into hyper's connection on every request) stays small
         // instead of as large as the largest operation's.
         ($method:ident) => {
-            render(&Box::pin(cp.$method(ctx, parse(op, body)?)).await?)
+            Ok(to_vec(&Box::pin(cp.$method(ctx, parse(op, body)?)).await?))
         };
         ($method:ident, sync) => {
+            Ok(to_vec(&cp.$method(ctx, parse(op, body)?)?))
+        };
+        // Gantry's own extensions answer shapes of their own, rendered by serde.
+        ($method:ident, extension) => {
+            render(&Box::pin(cp.$method(ctx, parse(op, body)?)).await?)
+        };
+        ($method:ident, sync, extension) => {
             render(&cp.$method(ctx, parse(op, body)?)?)
         };
     }
@@ -112,15 +121,15 @@ pub async fn dispatch(
         // Agent-facing
         "DiscoverPollEndpoint" => {
             let base_url = format!("http://{}", host.unwrap_or("127.0.0.1"));
-            render(&cp.discover_poll_endpoint(ctx, parse(op, body)?, &base_url)?)
+            Ok(to_vec(&cp.discover_poll_endpoint(ctx, parse(op, body)?, &base_url)?))
         }
         "SubmitTaskStateChange" => call!(submit_task_state_change),
         "SubmitContainerStateChange" => call!(submit_container_state_change),
         "SubmitAttachmentStateChanges" => call!(submit_attachment_state_changes),
         // Gantry's extension: why a task can or cannot be placed.
-        "GantryExplainPlacement" => call!(explain_placement, sync),
+        "GantryExplainPlacement" => call!(explain_placement, sync, extension),
         // Gantry's extension: reclaim FARGATE_SPOT capacity (`gantry spot interrupt`).
-        "GantryInterruptSpot" => call!(interrupt_spot),
+        "GantryInterruptSpot" => call!(interrupt_spot, extension),
         // Tags
         "TagResource" => call!(tag_resource),
         "UntagResource" => call!(untag_resource),

@@ -9,7 +9,11 @@
 //! HTTP, storage or validation: required members are plain fields so that deserialization rejects
 //! a request without them, enum-typed members are strings that each service validates with its
 //! own messages. ECS's shapes are also at the crate root, where its code has always found them.
+//!
+//! ECS's structures also write themselves as JSON ([`json::WriteJson`]), byte for byte as serde
+//! does but without its call per member: the front door answers ECS with it.
 
+pub mod json;
 #[rustfmt::skip]
 pub mod ecs;
 #[rustfmt::skip]
