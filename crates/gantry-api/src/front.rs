@@ -12,7 +12,7 @@ use crate::AppState;
 use crate::auth::{AuthError, AuthMode, Caller};
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use gantry_core::ServiceError;
 use gantry_protocol::{Encoded, Model, Protocol, ProtocolError};
@@ -200,18 +200,23 @@ impl<'a> Head<'a> {
         // first one that was not text.
         let mut seen = 0u8;
         for (name, value) in &parts.headers {
-            // Names are lowercase; a `match` on the text tells most others apart by length.
-            let (bit, slot) = match name.as_str() {
-                "content-type" => (1, &mut head.content_type),
-                "content-length" => (2, &mut head.content_length),
-                "host" => (4, &mut head.host),
-                "authorization" => {
-                    head.authorization = head.authorization.or(Some(value));
-                    continue;
+            // The standard names compare as the enum the http crate keeps them as (a byte);
+            // only the others are compared as text (lowercase, told apart by length first).
+            let (bit, slot) = if name == axum::http::header::CONTENT_TYPE {
+                (1, &mut head.content_type)
+            } else if name == axum::http::header::CONTENT_LENGTH {
+                (2, &mut head.content_length)
+            } else if name == axum::http::header::HOST {
+                (4, &mut head.host)
+            } else if name == axum::http::header::AUTHORIZATION {
+                head.authorization = head.authorization.or(Some(value));
+                continue;
+            } else {
+                match name.as_str() {
+                    "x-amz-target" => (8, &mut head.target),
+                    "smithy-protocol" => (16, &mut head.smithy),
+                    _ => continue,
                 }
-                "x-amz-target" => (8, &mut head.target),
-                "smithy-protocol" => (16, &mut head.smithy),
-                _ => continue,
             };
             if seen & bit == 0 {
                 seen |= bit;
@@ -221,9 +226,6 @@ impl<'a> Head<'a> {
         head
     }
 }
-
-// The target header, as a name (a `&str` name is parsed on every lookup).
-const X_AMZ_TARGET: HeaderName = HeaderName::from_static("x-amz-target");
 
 /// The protocol a request was most likely sent in, for answering one whose service is unknown.
 fn guess_protocol(head: &Head<'_>) -> Protocol {
@@ -336,23 +338,11 @@ pub(crate) async fn handle(State(s): State<Arc<AppState>>, req: Request) -> Resp
 /// [`handle`] for a request from `source_ip` (IAM's `aws:SourceIp`), as the listener calls it.
 pub(crate) async fn respond(s: &AppState, req: Request, source_ip: Option<std::net::IpAddr>) -> Response {
     let started = std::time::Instant::now();
-    // A clone of the header's value shares the request's bytes.
-    let target = req.headers().get(&X_AMZ_TARGET).cloned();
     let (response, service, op) = answer(s, req, source_ip).await;
     let op = match (service, op.as_deref()) {
+        // ECS names only an operation it knows (its model's, or Gantry's extensions).
+        (Some(Service::Ecs), Some(op)) => op,
         (Some(svc), Some(op)) if s.models.model(svc).operation(op).is_some() => op,
-        (Some(Service::Ecs), None) => {
-            match target.as_ref().and_then(|t| t.to_str().ok()).and_then(|t| t.rsplit_once('.')) {
-                Some((_, op))
-                    if op == "GantryExplainPlacement"
-                        || op == "GantryInterruptSpot"
-                        || gantry_model::ecs::OPERATIONS.binary_search(&op).is_ok() =>
-                {
-                    op
-                }
-                _ => "unknown",
-            }
-        }
         _ => "unknown",
     };
     let service = service.map_or("unknown", Service::signing_name);
@@ -423,11 +413,11 @@ async fn answer(
     };
 
     match service {
-        Service::Ecs => (
-            crate::ecs(s, &head_parts(&head, source_ip), &caller, &body, &request_id, model).await,
-            Some(service),
-            None,
-        ),
+        Service::Ecs => {
+            let (r, op) =
+                crate::ecs(s, &head_parts(&head, source_ip), &caller, &body, &request_id, model).await;
+            (r, Some(service), op)
+        }
         Service::Sts | Service::Iam => {
             let caller = &caller;
             let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
@@ -589,15 +579,21 @@ fn signer(
     service: Service,
     request_id: &str,
 ) -> Result<Caller, AuthError> {
-    let header_list: Vec<(&str, &[u8])> =
-        head.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
-    let signed = gantry_sigv4::Request {
-        method: head.method,
-        path: head.path,
-        query: head.query,
-        headers: &header_list,
-        body,
+    // The headers as SigV4 reads them: in an array on the stack when there are as few as
+    // requests have (one allocation less on every request), else in a Vec.
+    let mut on_stack: [(&str, &[u8]); 32] = [("", &[]); 32];
+    let in_vec: Vec<(&str, &[u8])>;
+    let headers: &[(&str, &[u8])] = if head.headers.len() <= on_stack.len() {
+        for (slot, (n, v)) in on_stack.iter_mut().zip(head.headers) {
+            *slot = (n.as_str(), v.as_bytes());
+        }
+        &on_stack[..head.headers.len()]
+    } else {
+        in_vec = head.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+        &in_vec
     };
+    let signed =
+        gantry_sigv4::Request { method: head.method, path: head.path, query: head.query, headers, body };
     let now = s.control.clock().now().0.div_euclid(1000);
     s.auth.authenticate(&signed, service.signing_name(), now).inspect_err(|e| {
         if let AuthError::Signature(SigError::SignatureDoesNotMatch(m)) = e {

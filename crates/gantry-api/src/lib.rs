@@ -334,17 +334,25 @@ pub(crate) async fn ecs(
     body: &[u8],
     request_id: &str,
     model: &gantry_protocol::Model,
-) -> Response {
+) -> (Response, Option<String>) {
     let protocol = gantry_protocol::Protocol::AwsJson1_1;
     let op = match wire::operation(head.target) {
         Ok(op) => op,
-        Err(e) => return front::error(protocol, model, &e.into(), request_id),
+        Err(e) => return (front::error(protocol, model, &e.into(), request_id), None),
+    };
+    // The operation's name for the metrics: one that dispatch answered is known; on the error
+    // paths, one of the model's or of Gantry's own extensions.
+    let known = || {
+        (op == "GantryExplainPlacement"
+            || op == "GantryInterruptSpot"
+            || gantry_model::ecs::OPERATIONS.binary_search(&op).is_ok())
+        .then(|| op.to_string())
     };
     let ctx = Ctx::root(Scope::new(s.config.account_id.clone(), front::ecs_region(caller).to_string()));
     if authz::enforced(s, caller)
         && let Err(e) = authorize_ecs(s, &ctx, caller, op, body, head.source_ip)
     {
-        return front::error(protocol, model, &e, request_id);
+        return (front::error(protocol, model, &e, request_id), known());
     }
     // ExecuteCommand opens a session of the front door's (exec.rs); every other operation is
     // the control plane's.
@@ -368,14 +376,14 @@ pub(crate) async fn ecs(
         Err(_) => Err(EcsError::server(format!("An internal error occurred while processing {op}."))),
     };
     match result {
-        Ok(out) => wire::ok_response(out, request_id),
+        Ok(out) => (wire::ok_response(out, request_id), Some(op.to_string())),
         Err(e) => {
             if e.kind.is_server_fault() {
                 tracing::error!(op, request_id, error = %e, "request failed");
             } else {
                 tracing::debug!(op, request_id, error = %e, "request rejected");
             }
-            front::error(protocol, model, &e.into(), request_id)
+            (front::error(protocol, model, &e.into(), request_id), known())
         }
     }
 }

@@ -97,16 +97,13 @@ pub trait IdGen: Send + Sync {
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        // Where each byte's two digits go: the dashes are at 8, 13, 18 and 23.
+        const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
         // Written into an array, then copied once (every request gets one of these).
         let mut text = [b'-'; 36];
-        let mut at = 0;
-        for (i, x) in b.iter().enumerate() {
-            if matches!(i, 4 | 6 | 8 | 10) {
-                at += 1;
-            }
+        for (x, at) in b.iter().zip(AT) {
             text[at] = DIGITS[(x >> 4) as usize];
             text[at + 1] = DIGITS[(x & 15) as usize];
-            at += 2;
         }
         // Hex digits and dashes: always UTF-8 (`from_utf8` checks ASCII quickly; the lossy
         // conversion's chunking cost ten times as much).

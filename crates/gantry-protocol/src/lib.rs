@@ -92,6 +92,13 @@ impl Protocol {
         if smithy_protocol.is_some_and(|p| p.trim().eq_ignore_ascii_case("rpc-v2-cbor")) {
             return Some(Protocol::RpcV2Cbor);
         }
+        // The JSON protocols' types exactly as every SDK sends them: one comparison (this runs
+        // on every request, twice), before the general reading below.
+        match content_type {
+            Some("application/x-amz-json-1.1") => return Some(Protocol::AwsJson1_1),
+            Some("application/x-amz-json-1.0") => return Some(Protocol::AwsJson1_0),
+            _ => {}
+        }
         // The media type, compared without case (and without allocating: this runs on every
         // request, twice).
         let media = content_type?.split(';').next().unwrap_or("").trim();
