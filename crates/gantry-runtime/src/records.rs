@@ -254,16 +254,21 @@ const DECODED_CACHE_ENTRIES: usize = 1024;
 impl<T: DeserializeOwned> DecodedCache<T> {
     /// The record at `key` as the store holds it now, decoded once per revision.
     pub fn load(&self, store: &dyn Store, key: &str) -> Result<Option<std::sync::Arc<T>>, RecordError> {
-        let Some(kv) = store.get(key) else {
+        // A hit is checked on the revision alone, without copying the stored record.
+        let Some(revision) = store.mod_revision(key) else {
             return Ok(None);
         };
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((rev, value)) = entries.get(key)
-            && *rev == kv.mod_revision
+            && *rev == revision
         {
             return Ok(Some(value.clone()));
         }
         drop(entries);
+        // A miss (or a write since): the record as it is now, decoded once.
+        let Some(kv) = store.get(key) else {
+            return Ok(None);
+        };
         let value = std::sync::Arc::new(decode::<T>(&kv)?.value);
         entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= DECODED_CACHE_ENTRIES && !entries.contains_key(key) {

@@ -696,6 +696,10 @@ impl Store for EtcdStore {
         self.mirror.get(key)
     }
 
+    fn mod_revision(&self, key: &str) -> Option<i64> {
+        self.mirror.mod_revision(key)
+    }
+
     fn range(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<KeyValue> {
         self.mirror.range(prefix, after, limit)
     }

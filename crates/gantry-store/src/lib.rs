@@ -164,6 +164,11 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 ///   revision order, with no gaps, or fails with [`StoreError::Compacted`]/[`StoreError::Lagged`].
 pub trait Store: Send + Sync + 'static {
     fn get(&self, key: &str) -> Option<KeyValue>;
+    /// The revision `key` was last written at, without copying it: what a cache of decoded
+    /// records checks on every read.
+    fn mod_revision(&self, key: &str) -> Option<i64> {
+        self.get(key).map(|kv| kv.mod_revision)
+    }
     /// Up to `limit` keys that start with `prefix` and sort strictly after `after`.
     fn range(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<KeyValue>;
     /// Up to `limit` keys that start with `prefix` and sort strictly before `before`, in

@@ -96,6 +96,10 @@ impl Mirror {
         self.read().get(key).cloned()
     }
 
+    pub(crate) fn mod_revision(&self, key: &str) -> Option<i64> {
+        self.read().get(key).map(|kv| kv.mod_revision)
+    }
+
     pub(crate) fn range(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<KeyValue> {
         let m = self.read();
         let start = match after {

@@ -170,6 +170,10 @@ impl Store for SqliteStore {
         self.shared.get(key)
     }
 
+    fn mod_revision(&self, key: &str) -> Option<i64> {
+        self.shared.mod_revision(key)
+    }
+
     fn range(&self, prefix: &str, after: Option<&str>, limit: usize) -> Vec<KeyValue> {
         self.shared.range(prefix, after, limit)
     }

@@ -217,8 +217,8 @@ impl ControlPlane {
     fn render_cluster(&self, ctx: &Ctx, r: &ClusterRecord, include: Option<&Vec<String>>) -> Result<Cluster> {
         let mut c = r.to_wire(include);
         let name = r.cluster_name.as_str();
-        c.registered_container_instances_count = self.registered_instances(ctx, name) as i32;
-        let counts = self.cluster_statistics(ctx, name)?;
+        let (counts, registered) = self.cluster_counts(ctx, name);
+        c.registered_container_instances_count = registered.clamp(0, i32::MAX as i64) as i32;
         let sum = |state: &str| -> i32 {
             STATISTICS.iter().zip(counts).filter(|(n, _)| n.starts_with(state)).map(|(_, v)| v).sum()
         };
@@ -242,14 +242,23 @@ impl ControlPlane {
     /// which the record layer keeps in the same transactions as the tasks' and services' states
     /// (`TaskRecord::counters`, `ServiceRecord::counters`), so nothing here reads a task.
     fn cluster_statistics(&self, ctx: &Ctx, cluster: &str) -> Result<[i32; STATISTICS.len()]> {
-        let mut counts = [0; STATISTICS.len()];
+        Ok(self.cluster_counts(ctx, cluster).0)
+    }
+
+    /// The statistics and the registered instances' counter (kept under the same prefix by
+    /// `InstanceRecord::counters`), in one walk of the cluster's counters.
+    fn cluster_counts(&self, ctx: &Ctx, cluster: &str) -> ([i32; STATISTICS.len()], i64) {
+        let (mut counts, mut registered) = ([0; STATISTICS.len()], 0);
         let prefix = keys::cluster_counts_prefix(&ctx.scope, cluster);
         self.store.visit(&prefix, &mut |kv| {
-            if let Ok(i) = STATISTICS.binary_search(&&kv.key[prefix.len()..]) {
+            let name = &kv.key[prefix.len()..];
+            if let Ok(i) = STATISTICS.binary_search(&name) {
                 counts[i] = gantry_store::counter(&kv.value).clamp(0, i32::MAX as i64) as i32;
+            } else if name == super::instance_record::REGISTERED_INSTANCES {
+                registered = gantry_store::counter(&kv.value);
             }
         });
-        Ok(counts)
+        (counts, registered)
     }
 
     /// One of the cluster's counters (0 when absent).
@@ -279,7 +288,7 @@ impl ControlPlane {
         check_include("include", req.include.as_ref(), INCLUDE)?;
         let refs = req.clusters.unwrap_or_else(|| vec!["default".to_string()]);
         check_batch("clusters", refs.len(), 100)?;
-        let mut clusters = Vec::new();
+        let mut clusters = Vec::with_capacity(refs.len());
         let mut failures = Vec::new();
         for r in &refs {
             let found = match cluster_name(&ctx.scope, Some(r)) {
