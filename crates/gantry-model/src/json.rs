@@ -98,24 +98,10 @@ fn write_escaped(out: &mut Vec<u8>, bytes: &[u8]) {
     out.extend_from_slice(&bytes[from..]);
 }
 
-/// An integer in decimal, as `itoa` (and so serde_json) writes it.
+/// An integer in decimal, by `itoa` (as serde_json writes it).
 #[inline]
-fn write_int(out: &mut Vec<u8>, value: i64) {
-    let mut buf = [0u8; 20];
-    let mut at = buf.len();
-    let mut n = value.unsigned_abs();
-    loop {
-        at -= 1;
-        buf[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    if value < 0 {
-        out.push(b'-');
-    }
-    out.extend_from_slice(&buf[at..]);
+fn write_int(out: &mut Vec<u8>, value: impl itoa::Integer) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
 impl WriteJson for str {
@@ -135,7 +121,7 @@ impl WriteJson for String {
 impl WriteJson for i32 {
     #[inline]
     fn write_json(&self, out: &mut Vec<u8>) {
-        write_int(out, i64::from(*self));
+        write_int(out, *self);
     }
 }
 
