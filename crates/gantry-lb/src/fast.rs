@@ -517,6 +517,9 @@ enum Failure {
     Target,
     /// The client went away mid-body.
     Client,
+    /// The client's chunked body is not chunked encoding: 400, as hyper's path (and the ALB)
+    /// answers a malformed request, and the connection closes.
+    BadBody,
 }
 
 /// What the target answered: its head for the client is in `out`.
@@ -544,6 +547,7 @@ async fn forward(
     let mut chunks = Chunks::default();
     let mut left = 0u64;
     let mut body_open = false;
+    let mut bad_body = false;
     match f.body {
         Framing::Length(n) => {
             let k = buf.len().min(usize::try_from(n).unwrap_or(usize::MAX));
@@ -562,17 +566,22 @@ async fn forward(
                 buf.clear();
                 body_open = true;
             }
-            Err(()) => return false,
+            Err(()) => bad_body = true,
         },
         Framing::None | Framing::Close => {}
     }
     let had_body = f.body != Framing::None;
     let started = h::stopwatch();
-    let sent = tokio::time::timeout(
-        table.idle_timeout,
-        exchange(&f, client, buf, tbuf, out, body_open, left, &mut chunks, shared),
-    )
-    .await;
+    let sent = if bad_body {
+        // Nothing of it goes to a target.
+        Ok(Err(Failure::BadBody))
+    } else {
+        tokio::time::timeout(
+            table.idle_timeout,
+            exchange(&f, client, buf, tbuf, out, body_open, left, &mut chunks, shared),
+        )
+        .await
+    };
     let status = match sent {
         Ok(Ok(answer)) => return relay(f, answer, client, tbuf, out, started).await,
         Ok(Err(Failure::Client)) => return false,
@@ -582,9 +591,10 @@ async fn forward(
             StatusCode::BAD_GATEWAY
         }
         Ok(Err(Failure::Target)) => StatusCode::BAD_GATEWAY,
+        Ok(Err(Failure::BadBody)) => StatusCode::BAD_REQUEST,
         Err(_) => StatusCode::GATEWAY_TIMEOUT,
     };
-    tracing::debug!(target = %f.member.target.address, %status, "target failed");
+    tracing::debug!(target = %f.member.target.address, %status, "no answer from the target");
     drop(f.guard);
     // A body not read to its end: the connection closes after the answer.
     let close = f.close || had_body;
@@ -665,7 +675,7 @@ async fn exchange(
                         k
                     }
                     Ok(None) => buf.len(),
-                    Err(()) => return Err(Failure::Client),
+                    Err(()) => return Err(Failure::BadBody),
                 }
             };
             if socket.write_all(&buf[..k]).await.is_err() {

@@ -279,6 +279,40 @@ async fn a_client_leaving_mid_body_closes_the_target_connection() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_chunked_body_is_400_and_closes() {
+    let (_lb, port, _t, mut seen) = setup(Duration::from_secs(10)).await;
+    let mut buf = Vec::new();
+    // Malformed in the first write, with the head: no target hears of it.
+    let mut c = connect(port).await;
+    c.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nwiki\r\n")
+        .await
+        .unwrap();
+    let a = answer(&mut c, &mut buf).await;
+    assert_eq!((a.status, a.header("connection")), (400, Some("close")), "{a:?}");
+    assert!(String::from_utf8_lossy(&a.body).contains("400 Bad Request"), "{a:?}");
+    assert_eq!(a.header("server"), Some("awselb/2.0"));
+    assert_eq!(c.read(&mut [0u8; 1]).await.unwrap(), 0, "closed after the answer");
+    // Malformed in a later write, once the head went to the target: 400 too, and the target's
+    // connection is dropped.
+    let mut c = connect(port).await;
+    buf.clear();
+    c.write_all(b"POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n")
+        .await
+        .unwrap();
+    assert!(seen.recv().await.unwrap().starts_with("POST /echo "));
+    c.write_all(b"not a chunk size\r\n").await.unwrap();
+    let a = answer(&mut c, &mut buf).await;
+    assert_eq!((a.status, a.header("connection")), (400, Some("close")), "{a:?}");
+    assert_eq!(c.read(&mut [0u8; 1]).await.unwrap(), 0, "closed after the answer");
+    assert_eq!(seen.recv().await.unwrap(), "EOF");
+    // The load balancer serves on.
+    let mut c = connect(port).await;
+    buf.clear();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await.unwrap();
+    assert_eq!(answer(&mut c, &mut buf).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reset_and_stalled_targets_are_502_and_504() {
     let (lb, port, _t, _seen) = setup(Duration::from_millis(300)).await;
     let mut c = connect(port).await;
