@@ -122,6 +122,10 @@ struct Known {
 impl Counters {
     fn lock_of(&self, key: &str) -> Arc<tokio::sync::Mutex<Option<Known>>> {
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        // The key is copied only the first time it is seen.
+        if let Some(lock) = locks.get(key) {
+            return lock.clone();
+        }
         locks.entry(key.to_string()).or_default().clone()
     }
 }
