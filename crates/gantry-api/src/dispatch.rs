@@ -16,21 +16,22 @@ pub async fn dispatch(
     host: Option<&str>,
 ) -> Result<Vec<u8>, EcsError> {
     macro_rules! call {
+        // Answers are ECS's shapes, written by their `WriteJson`; Gantry's own extensions answer
+        // shapes of their own, rendered by serde (`call!(m, render)`).
+        ($method:ident) => {
+            call!($method, written)
+        };
+        ($method:ident, sync) => {
+            call!($method, sync, written)
+        };
+        ($method:ident, sync, $render:ident) => {
+            $render(&cp.$method(ctx, parse(op, body)?)?)
+        };
         // Each asynchronous operation's future is boxed at its own size, so that this
         // function's future (moved into hyper's connection on every request) stays small
         // instead of as large as the largest operation's.
-        ($method:ident) => {
-            Ok(to_vec(&Box::pin(cp.$method(ctx, parse(op, body)?)).await?))
-        };
-        ($method:ident, sync) => {
-            Ok(to_vec(&cp.$method(ctx, parse(op, body)?)?))
-        };
-        // Gantry's own extensions answer shapes of their own, rendered by serde.
-        ($method:ident, extension) => {
-            render(&Box::pin(cp.$method(ctx, parse(op, body)?)).await?)
-        };
-        ($method:ident, sync, extension) => {
-            render(&cp.$method(ctx, parse(op, body)?)?)
+        ($method:ident, $render:ident) => {
+            $render(&Box::pin(cp.$method(ctx, parse(op, body)?)).await?)
         };
     }
     match op {
@@ -121,15 +122,15 @@ pub async fn dispatch(
         // Agent-facing
         "DiscoverPollEndpoint" => {
             let base_url = format!("http://{}", host.unwrap_or("127.0.0.1"));
-            Ok(to_vec(&cp.discover_poll_endpoint(ctx, parse(op, body)?, &base_url)?))
+            written(&cp.discover_poll_endpoint(ctx, parse(op, body)?, &base_url)?)
         }
         "SubmitTaskStateChange" => call!(submit_task_state_change),
         "SubmitContainerStateChange" => call!(submit_container_state_change),
         "SubmitAttachmentStateChanges" => call!(submit_attachment_state_changes),
         // Gantry's extension: why a task can or cannot be placed.
-        "GantryExplainPlacement" => call!(explain_placement, sync, extension),
+        "GantryExplainPlacement" => call!(explain_placement, sync, render),
         // Gantry's extension: reclaim FARGATE_SPOT capacity (`gantry spot interrupt`).
-        "GantryInterruptSpot" => call!(interrupt_spot, extension),
+        "GantryInterruptSpot" => call!(interrupt_spot, render),
         // Tags
         "TagResource" => call!(tag_resource),
         "UntagResource" => call!(untag_resource),
@@ -149,4 +150,9 @@ pub async fn dispatch(
         )),
         other => Err(unknown_operation(&format!("{}{other}", crate::wire::TARGET_PREFIX))),
     }
+}
+
+/// An ECS answer as its model's `WriteJson` writes it (serde_json's bytes).
+fn written<T: gantry_model::json::WriteJson>(value: &T) -> Result<Vec<u8>, EcsError> {
+    Ok(to_vec(value))
 }

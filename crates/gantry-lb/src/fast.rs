@@ -594,7 +594,7 @@ async fn forward(
         Ok(Err(Failure::BadBody)) => StatusCode::BAD_REQUEST,
         Err(_) => StatusCode::GATEWAY_TIMEOUT,
     };
-    tracing::debug!(target = %f.member.target.address, %status, "no answer from the target");
+    tracing::debug!(target = %f.member.target.address, %status, "answered by the load balancer");
     drop(f.guard);
     // A body not read to its end: the connection closes after the answer.
     let close = f.close || had_body;

@@ -195,13 +195,6 @@ impl<T: WriteJson> WriteJson for BTreeMap<String, T> {
     }
 }
 
-impl<T: WriteJson + ?Sized> WriteJson for &T {
-    #[inline]
-    fn write_json(&self, out: &mut Vec<u8>) {
-        (**self).write_json(out);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
