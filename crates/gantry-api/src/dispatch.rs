@@ -29,10 +29,13 @@ pub async fn dispatch(
         };
         // Each asynchronous operation's future is boxed at its own size, so that this
         // function's future (moved into hyper's connection on every request) stays small
-        // instead of as large as the largest operation's.
-        ($method:ident, $render:ident) => {
-            $render(&Box::pin(cp.$method(ctx, parse(op, body)?)).await?)
-        };
+        // instead of as large as the largest operation's. The box is made in a statement of
+        // its own: a temporary of the statement that awaits (the parsed input's `Result`)
+        // would be kept in this future across the await, as large as the largest input.
+        ($method:ident, $render:ident) => {{
+            let running = Box::pin(cp.$method(ctx, parse(op, body)?));
+            $render(&running.await?)
+        }};
     }
     match op {
         // Clusters

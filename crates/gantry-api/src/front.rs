@@ -10,7 +10,7 @@
 
 use crate::AppState;
 use crate::auth::{AuthError, AuthMode, Caller};
-use axum::body::Body;
+use crate::reply::{Answer, Reply};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -332,13 +332,37 @@ pub(crate) fn auth_error(e: &AuthError, p: Protocol) -> ServiceError {
 /// timed per service and operation (an operation the service does not have counts as
 /// `unknown`, so made-up names cannot grow the metrics).
 pub(crate) async fn handle(State(s): State<Arc<AppState>>, req: Request) -> Response {
-    respond(&s, req, None).await
+    respond(&s, req, None).await.map(Reply::into_body)
 }
 
 /// [`handle`] for a request from `source_ip` (IAM's `aws:SourceIp`), as the listener calls it.
-pub(crate) async fn respond(s: &AppState, req: Request, source_ip: Option<std::net::IpAddr>) -> Response {
+///
+/// Not an `async fn`: the request is taken apart before the answer's future is made, so that
+/// the future this returns (which hyper moves on every request) holds it once, not twice.
+pub(crate) fn respond<'a, B>(
+    s: &'a AppState,
+    req: axum::http::Request<B>,
+    source_ip: Option<std::net::IpAddr>,
+) -> impl std::future::Future<Output = Answer> + 'a
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + 'a,
+    B::Error: Into<axum::BoxError>,
+{
     let started = std::time::Instant::now();
-    let (response, service, op) = answer(s, req, source_ip).await;
+    let (parts, body) = req.into_parts();
+    let answering = answer(s, parts, body, source_ip);
+    // A map, not an `async` block: awaiting the future from inside a block would hold it twice
+    // (as the block's capture and as the awaited value).
+    futures_util::FutureExt::map(answering, move |answered| record(s, started, answered))
+}
+
+/// Counts and times an answer.
+fn record(
+    s: &AppState,
+    started: std::time::Instant,
+    answered: (Answer, Option<Service>, Option<String>),
+) -> Answer {
+    let (response, service, op) = answered;
     let op = match (service, op.as_deref()) {
         // ECS names only an operation it knows (its model's, or Gantry's extensions).
         (Some(Service::Ecs), Some(op)) => op,
@@ -350,13 +374,18 @@ pub(crate) async fn respond(s: &AppState, req: Request, source_ip: Option<std::n
     response
 }
 
-async fn answer(
+async fn answer<B>(
     s: &AppState,
-    req: Request,
+    parts: axum::http::request::Parts,
+    body: B,
     source_ip: Option<std::net::IpAddr>,
-) -> (Response, Option<Service>, Option<String>) {
-    let request_id = s.control.ids().uuid();
-    let (parts, body) = req.into_parts();
+) -> (Answer, Option<Service>, Option<String>)
+where
+    B: hyper::body::Body<Data = bytes::Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
+    let request_id = s.control.ids().uuid_text();
+    let request_id = request_id.as_str();
     let head = Head::new(&parts);
     // The body, within the limit of the protocol the headers say, and the body timeout.
     let guessed = guess_protocol(&head);
@@ -368,7 +397,7 @@ async fn answer(
             Protocol::RpcV2Cbor => &s.models.unknown_cbor,
             _ => &s.models.unknown_json,
         };
-        error(guessed, model, &e, &request_id)
+        error(guessed, model, &e, request_id).map(Reply::from)
     };
     if let Some(len) = declared.filter(|&len| len > limit as u64) {
         return (
@@ -386,7 +415,7 @@ async fn answer(
         Ok(found) => found,
         Err(Unresolved::Service(e)) => return (early_error(e), None, None),
         Err(Unresolved::Protocol(service, p, e)) => {
-            return (error(p, s.models.model(service), &e, &request_id), Some(service), None);
+            return (error(p, s.models.model(service), &e, request_id).map(Into::into), Some(service), None);
         }
     };
     // A presigned query request carries its parameters in the query string.
@@ -397,92 +426,101 @@ async fn answer(
     // mirror is first brought up to every write any of them had answered when the request came
     // (a write answered by another server is read here, signing keys included). Nothing to wait
     // for on SQLite.
-    if let Err(e) = s.control.store().read_index().await {
+    let store = s.control.store();
+    if let Err(e) = match store.read_index_waits() {
+        true => store.read_index().await,
+        false => Ok(0),
+    } {
         tracing::warn!(error = %e, "read index");
         let code =
             if protocol == Protocol::AwsQuery { "ServiceUnavailable" } else { "ServiceUnavailableException" };
         let e = ServiceError::receiver(code, format!("The store is unavailable: {e}")).with_status(503);
-        return (error(protocol, model, &e, &request_id), Some(service), None);
+        return (error(protocol, model, &e, request_id).map(Into::into), Some(service), None);
     }
 
-    let caller = match signer(s, &head, &body, service, &request_id) {
+    let caller = match signer(s, &head, &body, service, request_id) {
         Ok(c) => c,
         Err(e) => {
-            return (error(protocol, model, &auth_error(&e, protocol), &request_id), Some(service), None);
+            let r = error(protocol, model, &auth_error(&e, protocol), request_id);
+            return (r.map(Into::into), Some(service), None);
         }
     };
 
     match service {
         Service::Ecs => {
             let (r, op) =
-                crate::ecs(s, &head_parts(&head, source_ip), &caller, &body, &request_id, model).await;
+                crate::ecs(s, &head_parts(&head, source_ip), &caller, &body, request_id, model).await;
             (r, Some(service), op)
         }
         Service::Sts | Service::Iam => {
             let caller = &caller;
-            let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
-                authorize(s, caller, service, false, &op, &input, source_ip)?;
-                match service {
-                    Service::Sts => s.sts.call(&caller.principal, &op, &input).await,
-                    _ => s.iam.call(&caller.principal, &op, &input).await,
-                }
-            })
-            .await;
-            (r, Some(service), op)
+            let (r, op) =
+                Box::pin(call_async(protocol, model, &head, form, request_id, |op, input| async move {
+                    authorize(s, caller, service, false, &op, &input, source_ip)?;
+                    match service {
+                        Service::Sts => s.sts.call(&caller.principal, &op, &input).await,
+                        _ => s.iam.call(&caller.principal, &op, &input).await,
+                    }
+                }))
+                .await;
+            (r.map(Into::into), Some(service), op)
         }
         Service::Elbv2 | Service::Acm | Service::Events | Service::AutoScaling => {
             let scope = gantry_core::Scope::new(s.config.account_id.clone(), caller.region.clone());
             let caller = &caller;
-            let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
-                authorize(s, caller, service, protocol != Protocol::AwsQuery, &op, &input, source_ip)?;
-                match service {
-                    Service::Elbv2 => s.elbv2.call(&scope, &op, &input).await,
-                    Service::Events => s.events.call(&scope, &op, &input).await,
-                    Service::AutoScaling => s.autoscaling.call(&scope, &op, &input).await,
-                    _ => s.acm.call(&scope, &op, &input).await,
-                }
-            })
-            .await;
-            (r, Some(service), op)
+            let (r, op) =
+                Box::pin(call_async(protocol, model, &head, form, request_id, |op, input| async move {
+                    authorize(s, caller, service, protocol != Protocol::AwsQuery, &op, &input, source_ip)?;
+                    match service {
+                        Service::Elbv2 => s.elbv2.call(&scope, &op, &input).await,
+                        Service::Events => s.events.call(&scope, &op, &input).await,
+                        Service::AutoScaling => s.autoscaling.call(&scope, &op, &input).await,
+                        _ => s.acm.call(&scope, &op, &input).await,
+                    }
+                }))
+                .await;
+            (r.map(Into::into), Some(service), op)
         }
         Service::SecretsManager | Service::Ssm => {
             let scope = gantry_core::Scope::new(caller.principal.account.clone(), caller.region.clone());
             let user = &caller.principal.arn;
             let caller = &caller;
-            let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
-                authorize(s, caller, service, true, &op, &input, source_ip)?;
-                match service {
-                    Service::SecretsManager => s.secretsmanager.call(&scope, &op, &input).await,
-                    _ => s.ssm.call(&scope, user, &op, &input).await,
-                }
-            })
-            .await;
-            (r, Some(service), op)
+            let (r, op) =
+                Box::pin(call_async(protocol, model, &head, form, request_id, |op, input| async move {
+                    authorize(s, caller, service, true, &op, &input, source_ip)?;
+                    match service {
+                        Service::SecretsManager => s.secretsmanager.call(&scope, &op, &input).await,
+                        _ => s.ssm.call(&scope, user, &op, &input).await,
+                    }
+                }))
+                .await;
+            (r.map(Into::into), Some(service), op)
         }
         Service::AppAutoScaling => {
             let scope = gantry_core::Scope::new(caller.principal.account.clone(), caller.region.clone());
             let caller = &caller;
-            let (r, op) = call_async(protocol, model, &head, form, &request_id, |op, input| async move {
-                authorize(s, caller, service, true, &op, &input, source_ip)?;
-                s.appautoscaling.call(&scope, &op, &input).await
-            })
-            .await;
-            (r, Some(service), op)
+            let (r, op) =
+                Box::pin(call_async(protocol, model, &head, form, request_id, |op, input| async move {
+                    authorize(s, caller, service, true, &op, &input, source_ip)?;
+                    s.appautoscaling.call(&scope, &op, &input).await
+                }))
+                .await;
+            (r.map(Into::into), Some(service), op)
         }
         Service::Scheduler => {
             let scope = gantry_core::Scope::new(caller.principal.account.clone(), caller.region.clone());
             let caller = &caller;
-            let (r, op) = call_rest(model, &head, &body, &request_id, |op, input| async move {
+            let (r, op) = Box::pin(call_rest(model, &head, &body, request_id, |op, input| async move {
                 authorize(s, caller, service, true, &op, &input, source_ip)?;
                 s.scheduler.call(&scope, &op, &input).await
-            })
+            }))
             .await;
-            (r, Some(service), op)
+            (r.map(Into::into), Some(service), op)
         }
         Service::CloudWatch | Service::Logs => {
-            let call = Call { protocol, model, head: &head, form, request_id: &request_id, source_ip };
+            let call = Call { protocol, model, head: &head, form, request_id, source_ip };
             let (r, op) = call_on_disk(s, &call, service, &caller);
-            (r, Some(service), op)
+            (r.map(Into::into), Some(service), op)
         }
     }
 }
@@ -782,13 +820,20 @@ enum BodyFault {
 
 /// The body's data frames, joined, within `limit` bytes. A body that arrived as one frame (a
 /// small request, read with its head) is that frame's bytes: nothing is copied or buffered.
-async fn collect_within(mut body: Body, limit: usize) -> Result<bytes::Bytes, BodyFault> {
+async fn collect_within<B>(body: B, limit: usize) -> Result<bytes::Bytes, BodyFault>
+where
+    B: hyper::body::Body<Data = bytes::Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
+    let mut body = std::pin::pin!(body);
     let mut first: Option<bytes::Bytes> = None;
     let mut joined: Vec<u8> = Vec::new();
     let mut len = 0usize;
     while let Some(frame) = body.frame().await {
         // Trailers are not part of the body.
-        let Ok(data) = frame.map_err(BodyFault::Broken)?.into_data() else { continue };
+        let Ok(data) = frame.map_err(|e| BodyFault::Broken(axum::Error::new(e)))?.into_data() else {
+            continue;
+        };
         len += data.len();
         if len > limit {
             return Err(BodyFault::TooLarge);
@@ -805,11 +850,15 @@ async fn collect_within(mut body: Body, limit: usize) -> Result<bytes::Bytes, Bo
     Ok(first.unwrap_or_else(|| bytes::Bytes::from(joined)))
 }
 
-async fn read_body(
-    body: Body,
+async fn read_body<B>(
+    body: B,
     limit: usize,
     timeout: std::time::Duration,
-) -> Result<bytes::Bytes, ServiceError> {
+) -> Result<bytes::Bytes, ServiceError>
+where
+    B: hyper::body::Body<Data = bytes::Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
     use std::future::Future;
     use std::task::Poll;
     let mut collect = std::pin::pin!(collect_within(body, limit));
@@ -855,6 +904,7 @@ pub(crate) fn ecs_region(caller: &Caller) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::body::Body;
 
     fn frames(parts: &[&'static [u8]]) -> Body {
         let chunks: Vec<Result<bytes::Bytes, std::io::Error>> =

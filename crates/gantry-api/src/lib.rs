@@ -14,6 +14,7 @@ pub mod authz;
 pub mod dispatch;
 pub mod exec;
 pub mod front;
+pub mod reply;
 pub mod server;
 pub mod wire;
 
@@ -166,6 +167,9 @@ pub(crate) struct AppState {
     pub(crate) auth: Authenticator,
     pub(crate) models: front::Models,
     pub(crate) config: ApiConfig,
+    /// The last ECS request's context (the account's root, in one region), kept: building one
+    /// costs three allocations and a format, and nearly every request is in the same region.
+    pub(crate) ecs_ctx: std::sync::Mutex<Option<Arc<Ctx>>>,
 }
 
 /// The HTTP application: every AWS API at `/` (the front door) plus Gantry's own `/_gantry/*`
@@ -271,6 +275,7 @@ pub fn app_with(control: ControlPlane, services: Services, auth: Authenticator, 
         auth,
         models: front::Models::load(),
         config,
+        ecs_ctx: std::sync::Mutex::new(None),
     });
     let router = Router::new()
         .route("/_gantry/health", get(health))
@@ -334,11 +339,11 @@ pub(crate) async fn ecs(
     body: &[u8],
     request_id: &str,
     model: &gantry_protocol::Model,
-) -> (Response, Option<String>) {
+) -> (reply::Answer, Option<String>) {
     let protocol = gantry_protocol::Protocol::AwsJson1_1;
     let op = match wire::operation(head.target) {
         Ok(op) => op,
-        Err(e) => return (front::error(protocol, model, &e.into(), request_id), None),
+        Err(e) => return (front::error(protocol, model, &e.into(), request_id).map(Into::into), None),
     };
     // The operation's name for the metrics: one that dispatch answered is known; on the error
     // paths, one of the model's or of Gantry's own extensions.
@@ -348,11 +353,11 @@ pub(crate) async fn ecs(
             || gantry_model::ecs::OPERATIONS.binary_search(&op).is_ok())
         .then(|| op.to_string())
     };
-    let ctx = Ctx::root(Scope::new(s.config.account_id.clone(), front::ecs_region(caller).to_string()));
+    let ctx = ecs_ctx(s, front::ecs_region(caller));
     if authz::enforced(s, caller)
         && let Err(e) = authorize_ecs(s, &ctx, caller, op, body, head.source_ip)
     {
-        return (front::error(protocol, model, &e, request_id), known());
+        return (front::error(protocol, model, &e, request_id).map(Into::into), known());
     }
     // ExecuteCommand opens a session of the front door's (exec.rs); every other operation is
     // the control plane's.
@@ -376,14 +381,27 @@ pub(crate) async fn ecs(
         Err(_) => Err(EcsError::server(format!("An internal error occurred while processing {op}."))),
     };
     match result {
-        Ok(out) => (wire::ok_response(out, request_id), Some(op.to_string())),
+        Ok(out) => (wire::ok_answer(out, request_id), Some(op.to_string())),
         Err(e) => {
             if e.kind.is_server_fault() {
                 tracing::error!(op, request_id, error = %e, "request failed");
             } else {
                 tracing::debug!(op, request_id, error = %e, "request rejected");
             }
-            (front::error(protocol, model, &e.into(), request_id), known())
+            (front::error(protocol, model, &e.into(), request_id).map(Into::into), known())
+        }
+    }
+}
+
+/// The context of an ECS request in `region`: the last one's, if it was in the same region.
+fn ecs_ctx(s: &AppState, region: &str) -> Arc<Ctx> {
+    let mut last = s.ecs_ctx.lock().unwrap_or_else(|e| e.into_inner());
+    match last.as_ref() {
+        Some(ctx) if ctx.scope.region == region => ctx.clone(),
+        _ => {
+            let ctx = Arc::new(Ctx::root(Scope::new(s.config.account_id.clone(), region.to_string())));
+            *last = Some(ctx.clone());
+            ctx
         }
     }
 }

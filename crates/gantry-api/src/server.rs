@@ -9,7 +9,8 @@
 //!   [`Limits::body_read_timeout`] (see `front.rs`).
 
 use crate::App;
-use axum::body::Body;
+use crate::reply::Reply;
+use futures_util::FutureExt as _;
 use futures_util::future::Either;
 use hyper::server::conn::http1;
 use hyper::service::Service as _;
@@ -93,11 +94,11 @@ pub async fn serve(
         let state = app.state.clone();
         let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
             if App::routed(req.uri().path()) {
-                Either::Left(router.call(req))
+                Either::Left(router.call(req).map(|r| r.map(|r| r.map(Reply::Boxed))))
             } else {
                 let state = state.clone();
-                let req = req.map(Body::new);
-                // The caller's address: IAM's aws:SourceIp.
+                // The caller's address: IAM's aws:SourceIp. The body is read as hyper gives it
+                // (not boxed), and answered as a `Reply`.
                 Either::Right(async move {
                     Ok::<_, std::convert::Infallible>(
                         crate::front::respond(&state, req, Some(peer.ip())).await,

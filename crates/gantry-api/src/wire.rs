@@ -94,10 +94,10 @@ fn missing(op: &str, field: &str) -> EcsError {
 /// The request-ID header every AWS answer carries (a name, not a `&str` parsed on each insert).
 pub(crate) const X_AMZN_REQUESTID: header::HeaderName = header::HeaderName::from_static("x-amzn-requestid");
 
-fn base(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response {
+fn base<B>(status: StatusCode, body: B, request_id: &str) -> axum::http::Response<B> {
     // Built as it is sent: `(status, body).into_response()` would first set a content type of
     // its own for this one to replace.
-    let mut r = Response::new(axum::body::Body::from(body));
+    let mut r = axum::http::Response::new(body);
     *r.status_mut() = status;
     let h = r.headers_mut();
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
@@ -108,7 +108,12 @@ fn base(status: StatusCode, body: Vec<u8>, request_id: &str) -> Response {
 }
 
 pub fn ok_response(body: Vec<u8>, request_id: &str) -> Response {
-    base(StatusCode::OK, body, request_id)
+    base(StatusCode::OK, axum::body::Body::from(body), request_id)
+}
+
+/// [`ok_response`] as the front door sends it: the written bytes as they are.
+pub(crate) fn ok_answer(body: Vec<u8>, request_id: &str) -> crate::reply::Answer {
+    base(StatusCode::OK, crate::reply::Reply::Written(Some(body)), request_id)
 }
 
 /// Serializes a response shape.

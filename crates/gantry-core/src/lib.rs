@@ -38,4 +38,4 @@ pub use status::{
     StabilityStatus, TaskDefinitionStatus, TaskSetStatus,
 };
 pub use task_status::TaskStatus;
-pub use time::{Clock, FixedClock, IdGen, SeededIds, SystemClock, Timestamp};
+pub use time::{Clock, FixedClock, IdGen, SeededIds, SystemClock, Timestamp, UuidText};

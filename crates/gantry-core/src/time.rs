@@ -87,27 +87,41 @@ impl Clock for FixedClock {
 
 /// The source of identifiers: UUIDs (request IDs, container instance IDs) and the 32-hex-digit
 /// IDs ECS gives tasks.
+/// A UUID's 36 characters (hex digits and dashes), as [`IdGen::uuid_text`] writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UuidText([u8; 36]);
+
+impl UuidText {
+    pub fn as_str(&self) -> &str {
+        // Hex digits and dashes: always UTF-8 (`from_utf8` checks 36 ASCII bytes quickly).
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
 pub trait IdGen: Send + Sync {
     /// 128 fresh bits.
     fn next_u128(&self) -> u128;
 
     /// A version-4 UUID in its usual text form.
     fn uuid(&self) -> String {
+        self.uuid_text().as_str().to_string()
+    }
+
+    /// [`uuid`](Self::uuid)'s text on the stack: every request gets one as its ID, and needs no
+    /// allocation for it.
+    fn uuid_text(&self) -> UuidText {
         let mut b = self.next_u128().to_be_bytes();
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
         const DIGITS: &[u8; 16] = b"0123456789abcdef";
         // Where each byte's two digits go: the dashes are at 8, 13, 18 and 23.
         const AT: [usize; 16] = [0, 2, 4, 6, 9, 11, 14, 16, 19, 21, 24, 26, 28, 30, 32, 34];
-        // Written into an array, then copied once (every request gets one of these).
         let mut text = [b'-'; 36];
         for (x, at) in b.iter().zip(AT) {
             text[at] = DIGITS[(x >> 4) as usize];
             text[at + 1] = DIGITS[(x & 15) as usize];
         }
-        // Hex digits and dashes: always UTF-8 (`from_utf8` checks ASCII quickly; the lossy
-        // conversion's chunking cost ten times as much).
-        String::from_utf8(text.to_vec()).unwrap_or_default()
+        UuidText(text)
     }
 
     /// 32 lowercase hex digits, as ECS task and container-instance IDs are.
@@ -215,6 +229,7 @@ mod tests {
         assert_eq!(&u[14..15], "4");
         assert!(u.char_indices().all(|(i, c)| (c == '-') == matches!(i, 8 | 13 | 18 | 23)), "{u}");
         assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"));
+        assert_eq!(SeededIds::new(1).uuid_text().as_str(), u, "the text on the stack is the same UUID");
         assert_eq!(SeededIds::new(1).hex_id().len(), 32);
     }
 

@@ -47,6 +47,19 @@ impl<'a> Request<'a> {
         self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| *v)
     }
 
+    /// The first value of each of `names` (lowercase), in one pass over the headers.
+    fn headers_named<const N: usize>(&self, names: [&str; N]) -> [Option<&'a [u8]>; N] {
+        let mut found = [None; N];
+        for (n, v) in self.headers {
+            for (name, slot) in names.iter().zip(found.iter_mut()) {
+                if slot.is_none() && n.eq_ignore_ascii_case(name) {
+                    *slot = Some(*v);
+                }
+            }
+        }
+        found
+    }
+
     /// The first query parameter named `name` (exact case), percent-decoded.
     fn query_param(&self, name: &str) -> Option<String> {
         if self.query.is_empty() {
@@ -312,7 +325,8 @@ fn parse_header<'a>(req: &Request<'a>, raw: &'a [u8]) -> Result<Auth<'a>, SigErr
             }
         }
     }
-    let date_header = req.header("x-amz-date").map(|v| (v, true)).or(req.header("date").map(|v| (v, false)));
+    let found = req.headers_named(["x-amz-date", "date", "x-amz-security-token"]);
+    let date_header = found[0].map(|v| (v, true)).or(found[1].map(|v| (v, false)));
     let mut problems = String::new();
     if credential.is_none() {
         problems.push_str("Authorization header requires 'Credential' parameter. ");
@@ -348,7 +362,7 @@ fn parse_header<'a>(req: &Request<'a>, raw: &'a [u8]) -> Result<Auth<'a>, SigErr
         None => return Err(bad_date(&date_text)),
     };
     require_host(signed_headers)?;
-    let security_token = req.header("x-amz-security-token").map(String::from_utf8_lossy);
+    let security_token = found[2].map(String::from_utf8_lossy);
     Ok(Auth {
         form: Form::Header,
         access_key: Cow::Borrowed(cred.access_key),

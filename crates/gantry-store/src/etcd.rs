@@ -747,6 +747,10 @@ impl Store for EtcdStore {
         })
     }
 
+    fn read_index_waits(&self) -> bool {
+        !self.stale_reads
+    }
+
     /// A linearizable (quorum) read of the sync key, which every transaction of every process
     /// on this root puts: its `mod_revision` is the revision of the last transaction etcd had
     /// committed under the root, and the answer waits until the mirror has applied it.

@@ -195,6 +195,12 @@ pub trait Store: Send + Sync + 'static {
         let revision = self.revision();
         Box::pin(async move { Ok(revision) })
     }
+    /// Whether [`read_index`](Self::read_index) has anything to wait for. A store that is the
+    /// only writer of its data has not (the default), and a caller may skip the call (and the
+    /// boxed future it allocates) on every request.
+    fn read_index_waits(&self) -> bool {
+        false
+    }
     fn watch(&self, prefix: &str, from_revision: i64) -> Result<Watch, StoreError>;
     /// Discards the history before `revision`, as etcd's compaction does: a watch from an
     /// earlier revision fails with [`StoreError::Compacted`]. Compacting at or below an earlier
