@@ -222,6 +222,11 @@ const SOURCE_RULES: &[SourceRule] = &[
                 "the binary: `gantry sim` prints how long registration took",
             ),
             allow("crates/gantry-api/src/front.rs", 1, "metrics: gantry_api_request_duration_seconds"),
+            allow(
+                "crates/gantry-api/src/server.rs",
+                2,
+                "each connection's header-timeout watchdog: tokio's clock, paused in tests",
+            ),
             allow("crates/gantry-store/src/sqlite.rs", 1, "metrics: gantry_store_commit_duration_seconds"),
             allow("crates/gantry-store/src/etcd.rs", 1, "metrics: gantry_store_commit_duration_seconds"),
             allow(
@@ -468,6 +473,11 @@ const SOURCE_RULES: &[SourceRule] = &[
                 "crates/gantry-ecs/tests/it/metrics.rs",
                 1,
                 "start_paused: the sleep lets the scheduler's passes run",
+            ),
+            allow(
+                "crates/gantry-api/src/server.rs",
+                3,
+                "start_paused: the test service's work and the client's pauses advance the paused clock",
             ),
             allow(
                 "crates/gantry-agent/tests/it/docker.rs",

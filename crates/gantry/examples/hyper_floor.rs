@@ -1,7 +1,7 @@
 //! The floor under Gantry's front door: `hyper_floor PORT FILE` answers every request on
 //! 127.0.0.1:PORT with FILE's bytes, as Gantry's listener would if the front door did nothing.
-//! The same stack and settings as `gantry_api::server` (its `connection_builder`: hyper's HTTP/1.1
-//! connection with the header read timeout; and upgrades, TCP_NODELAY, Tokio's multi-thread runtime, which
+//! The same stack and settings as `gantry_api::server` (its `serve_connection`: hyper's HTTP/1.1
+//! connection with upgrades and the header read timeout; and TCP_NODELAY, Tokio's multi-thread runtime, which
 //! `TOKIO_WORKER_THREADS` sizes, mimalloc), the same response headers (the content type of
 //! JSON 1.1 and a request ID), and the request body read to its end. `bench/api.py
 //! --versus-nginx --floor` runs it beside nginx and Gantry: what Gantry costs above this row is
@@ -11,7 +11,6 @@
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use hyper_util::rt::TokioIo;
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -47,10 +46,9 @@ async fn serve(port: u16, body: Bytes) -> std::io::Result<()> {
                     Ok::<_, hyper::Error>(r)
                 }
             });
-            let _ = gantry_api::server::connection_builder(&gantry_api::server::Limits::default())
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
+            let limits = gantry_api::server::Limits::default();
+            let _ =
+                gantry_api::server::serve_connection(stream, service, &limits, std::future::pending()).await;
         });
     }
 }
