@@ -177,7 +177,13 @@ struct Head<'a> {
     /// Kept as received: checking that it is text costs a pass over its ~200 bytes, and only
     /// routing without a target needs it as text (the signature check reads the bytes).
     authorization: Option<&'a HeaderValue>,
+    /// The other headers that parsing a signature reads, as received: `X-Amz-Date`, `Date` and
+    /// `X-Amz-Security-Token` (open mode parses the signature from these alone).
+    signing: [Option<&'a HeaderValue>; 3],
 }
+
+/// The names of [`Head::signing`]'s headers, in its order.
+const SIGNING: [&str; 3] = ["x-amz-date", "date", "x-amz-security-token"];
 
 impl<'a> Head<'a> {
     /// The request line and the headers the front door reads, found in one pass over the
@@ -195,6 +201,7 @@ impl<'a> Head<'a> {
             content_length: None,
             host: None,
             authorization: None,
+            signing: [None; 3],
         };
         // Which of the text ones were seen (a bit each), so that a later value never replaces a
         // first one that was not text.
@@ -211,10 +218,21 @@ impl<'a> Head<'a> {
             } else if name == axum::http::header::AUTHORIZATION {
                 head.authorization = head.authorization.or(Some(value));
                 continue;
+            } else if name == axum::http::header::DATE {
+                head.signing[1] = head.signing[1].or(Some(value));
+                continue;
             } else {
                 match name.as_str() {
                     "x-amz-target" => (8, &mut head.target),
                     "smithy-protocol" => (16, &mut head.smithy),
+                    "x-amz-date" => {
+                        head.signing[0] = head.signing[0].or(Some(value));
+                        continue;
+                    }
+                    "x-amz-security-token" => {
+                        head.signing[2] = head.signing[2].or(Some(value));
+                        continue;
+                    }
                     _ => continue,
                 }
             };
@@ -617,27 +635,44 @@ fn signer(
     service: Service,
     request_id: &str,
 ) -> Result<Caller, AuthError> {
+    let now = s.control.clock().now().0.div_euclid(1000);
+    let authenticate = |headers: &[(&str, &[u8])]| {
+        let signed =
+            gantry_sigv4::Request { method: head.method, path: head.path, query: head.query, headers, body };
+        s.auth.authenticate(&signed, service.signing_name(), now).inspect_err(|e| {
+            if let AuthError::Signature(SigError::SignatureDoesNotMatch(m)) = e {
+                tracing::debug!(request_id, canonical_request = %m.canonical_request, "signature mismatch");
+            }
+        })
+    };
+    if s.auth.mode() == AuthMode::Open {
+        // Open mode parses the signature and checks nothing it signed: the headers parsing
+        // reads, found by `Head::new`, are all it needs (the first value of each, as parsing
+        // would find them among all the headers).
+        let mut few: [(&str, &[u8]); 4] = [("", &[]); 4];
+        let found = std::iter::once(("authorization", head.authorization))
+            .chain(SIGNING.into_iter().zip(head.signing))
+            .filter_map(|(name, value)| Some((name, value?.as_bytes())));
+        let mut n = 0;
+        for (slot, header) in few.iter_mut().zip(found) {
+            *slot = header;
+            n += 1;
+        }
+        return authenticate(&few[..n]);
+    }
     // The headers as SigV4 reads them: in an array on the stack when there are as few as
     // requests have (one allocation less on every request), else in a Vec.
-    let mut on_stack: [(&str, &[u8]); 32] = [("", &[]); 32];
-    let in_vec: Vec<(&str, &[u8])>;
-    let headers: &[(&str, &[u8])] = if head.headers.len() <= on_stack.len() {
+    if head.headers.len() <= 32 {
+        let mut on_stack: [(&str, &[u8]); 32] = [("", &[]); 32];
         for (slot, (n, v)) in on_stack.iter_mut().zip(head.headers) {
             *slot = (n.as_str(), v.as_bytes());
         }
-        &on_stack[..head.headers.len()]
+        authenticate(&on_stack[..head.headers.len()])
     } else {
-        in_vec = head.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
-        &in_vec
-    };
-    let signed =
-        gantry_sigv4::Request { method: head.method, path: head.path, query: head.query, headers, body };
-    let now = s.control.clock().now().0.div_euclid(1000);
-    s.auth.authenticate(&signed, service.signing_name(), now).inspect_err(|e| {
-        if let AuthError::Signature(SigError::SignatureDoesNotMatch(m)) = e {
-            tracing::debug!(request_id, canonical_request = %m.canonical_request, "signature mismatch");
-        }
-    })
+        let in_vec: Vec<(&str, &[u8])> =
+            head.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())).collect();
+        authenticate(&in_vec)
+    }
 }
 
 /// IAM's decision on an operation of a service other than ECS: `service:Operation` on the
@@ -945,6 +980,10 @@ mod tests {
             .header("authorization", HeaderValue::from_bytes(b"AWS4 \xff").unwrap())
             .header("authorization", "AWS4-HMAC-SHA256 Credential=x")
             .header("content-length", "2")
+            .header("X-Amz-Date", "20260101T000000Z")
+            .header("x-amz-date", "20270101T000000Z")
+            .header("Date", "Thu, 01 Jan 2026 00:00:00 GMT")
+            .header("X-Amz-Security-Token", "token-1")
             .body(())
             .unwrap();
         let (parts, ()) = req.into_parts();
@@ -956,5 +995,15 @@ mod tests {
         assert_eq!(head.content_length, Some("2"));
         assert_eq!(head.authorization.map(HeaderValue::as_bytes), Some(&b"AWS4 \xff"[..]), "the first value");
         assert_eq!(head.smithy, None);
+        let signing = head.signing.map(|v| v.map(HeaderValue::as_bytes));
+        assert_eq!(
+            signing,
+            [
+                Some(&b"20260101T000000Z"[..]),
+                Some(&b"Thu, 01 Jan 2026 00:00:00 GMT"[..]),
+                Some(&b"token-1"[..])
+            ],
+            "the signature's headers, first values, in SIGNING's order"
+        );
     }
 }

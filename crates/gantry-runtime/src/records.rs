@@ -231,9 +231,13 @@ fn reindex(mut txn: Txn, old: &[Row], new: Vec<Row>) -> Txn {
 /// would otherwise decompress and parse the same record on every request (DescribeClusters).
 /// An entry is used only when the store's current revision of its key is the one it was
 /// decoded at (every write gives a key a new mod revision, a deleted and re-created key
-/// included), so it never serves stale data. Bounded: full, it starts over.
+/// included), so it never serves stale data. Bounded: full, it starts over. Its keys are
+/// hashed by foldhash (seeded per process), not SipHash: a hit is checked on every read, and
+/// the keys are those of stored records, 1,024 at most.
 pub struct DecodedCache<T> {
-    entries: std::sync::Mutex<std::collections::HashMap<String, (i64, std::sync::Arc<T>)>>,
+    entries: std::sync::Mutex<
+        std::collections::HashMap<String, (i64, std::sync::Arc<T>), foldhash::fast::RandomState>,
+    >,
 }
 
 impl<T> Default for DecodedCache<T> {
