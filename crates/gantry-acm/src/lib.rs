@@ -24,6 +24,19 @@ use gantry_store::{Op, Store, Txn};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+gantry_core::status_enum! {
+    /// A certificate's `Status`, in ACM's documented order.
+    CertificateStatus {
+        PendingValidation => "PENDING_VALIDATION",
+        Issued => "ISSUED",
+        Inactive => "INACTIVE",
+        Expired => "EXPIRED",
+        ValidationTimedOut => "VALIDATION_TIMED_OUT",
+        Revoked => "REVOKED",
+        Failed => "FAILED",
+    }
+}
+
 /// The service's name in keys and ARNs.
 pub const SERVICE: &str = "acm";
 
@@ -219,7 +232,7 @@ impl Acm {
         let arn = d.certificate_arn.clone().unwrap_or_default();
         let now = self.clock.now().as_epoch_seconds();
         if d.not_after.is_some_and(|t| t < now) {
-            d.status = Some("EXPIRED".into());
+            d.status = Some(CertificateStatus::Expired.as_str().into());
         }
         d.in_use_by = Some(self.users.users(&arn));
         d
@@ -299,7 +312,7 @@ impl Acm {
                 issuer: Some(parsed.issuer.clone()),
                 created_at: created.or(Some(now.as_epoch_seconds())),
                 imported_at: Some(now.as_epoch_seconds()),
-                status: Some("ISSUED".into()),
+                status: Some(CertificateStatus::Issued.as_str().into()),
                 not_before: Some(parsed.not_before as f64),
                 not_after: Some(parsed.not_after as f64),
                 key_algorithm: Some(parsed.key_algorithm.clone()),
@@ -349,17 +362,8 @@ impl Acm {
                 return Err(err("ValidationException", format!("MaxItems '{n}' must be from 1 to 1000")));
             }
         };
-        const STATUSES: &[&str] = &[
-            "PENDING_VALIDATION",
-            "ISSUED",
-            "INACTIVE",
-            "EXPIRED",
-            "VALIDATION_TIMED_OUT",
-            "REVOKED",
-            "FAILED",
-        ];
         for s in r.certificate_statuses.iter().flatten() {
-            if !STATUSES.contains(&s.as_str()) {
+            if CertificateStatus::parse(s).is_none() {
                 return Err(err("ValidationException", format!("Certificate status '{s}' is not valid")));
             }
         }

@@ -139,4 +139,12 @@ async fn a_bad_import_is_a_validation_error_that_says_why() {
     assert!(e.message.contains("base64"), "{}", e.message);
     let e = f.call("ListCertificates", json!({"MaxItems": 0})).await.unwrap_err();
     assert!(e.message.contains("'0'"), "{}", e.message);
+    // A status filter names one of ACM's statuses, spelled as ACM spells it.
+    let e = f.call("ListCertificates", json!({"CertificateStatuses": ["issued"]})).await.unwrap_err();
+    assert_eq!(e.code, "ValidationException");
+    assert!(e.message.contains("'issued'"), "{}", e.message);
+    for status in CertificateStatus::ALL {
+        let listed = f.call("ListCertificates", json!({"CertificateStatuses": [status.as_str()]})).await;
+        assert!(listed.is_ok(), "{status}: {listed:?}");
+    }
 }
