@@ -177,13 +177,11 @@ struct Head<'a> {
     /// Kept as received: checking that it is text costs a pass over its ~200 bytes, and only
     /// routing without a target needs it as text (the signature check reads the bytes).
     authorization: Option<&'a HeaderValue>,
-    /// The other headers that parsing a signature reads, as received: `X-Amz-Date`, `Date` and
-    /// `X-Amz-Security-Token` (open mode parses the signature from these alone).
+    /// The other headers that parsing a signature reads, as received, in
+    /// `gantry_sigv4::SIGNATURE_HEADERS`' order: `X-Amz-Date`, `Date` and `X-Amz-Security-Token`
+    /// (open mode parses the signature from these alone).
     signing: [Option<&'a HeaderValue>; 3],
 }
-
-/// The names of [`Head::signing`]'s headers, in its order.
-const SIGNING: [&str; 3] = ["x-amz-date", "date", "x-amz-security-token"];
 
 impl<'a> Head<'a> {
     /// The request line and the headers the front door reads, found in one pass over the
@@ -218,22 +216,16 @@ impl<'a> Head<'a> {
             } else if name == axum::http::header::AUTHORIZATION {
                 head.authorization = head.authorization.or(Some(value));
                 continue;
-            } else if name == axum::http::header::DATE {
-                head.signing[1] = head.signing[1].or(Some(value));
-                continue;
             } else {
                 match name.as_str() {
                     "x-amz-target" => (8, &mut head.target),
                     "smithy-protocol" => (16, &mut head.smithy),
-                    "x-amz-date" => {
-                        head.signing[0] = head.signing[0].or(Some(value));
+                    other => {
+                        if let Some(i) = gantry_sigv4::SIGNATURE_HEADERS.iter().position(|h| *h == other) {
+                            head.signing[i] = head.signing[i].or(Some(value));
+                        }
                         continue;
                     }
-                    "x-amz-security-token" => {
-                        head.signing[2] = head.signing[2].or(Some(value));
-                        continue;
-                    }
-                    _ => continue,
                 }
             };
             if seen & bit == 0 {
@@ -445,10 +437,8 @@ where
     // (a write answered by another server is read here, signing keys included). Nothing to wait
     // for on SQLite.
     let store = s.control.store();
-    if let Err(e) = match store.read_index_waits() {
-        true => store.read_index().await,
-        false => Ok(0),
-    } {
+    let synced = if store.read_index_waits() { store.read_index().await.map(drop) } else { Ok(()) };
+    if let Err(e) = synced {
         tracing::warn!(error = %e, "read index");
         let code =
             if protocol == Protocol::AwsQuery { "ServiceUnavailable" } else { "ServiceUnavailableException" };
@@ -651,7 +641,7 @@ fn signer(
         // would find them among all the headers).
         let mut few: [(&str, &[u8]); 4] = [("", &[]); 4];
         let found = std::iter::once(("authorization", head.authorization))
-            .chain(SIGNING.into_iter().zip(head.signing))
+            .chain(gantry_sigv4::SIGNATURE_HEADERS.into_iter().zip(head.signing))
             .filter_map(|(name, value)| Some((name, value?.as_bytes())));
         let mut n = 0;
         for (slot, header) in few.iter_mut().zip(found) {
@@ -1003,7 +993,7 @@ mod tests {
                 Some(&b"Thu, 01 Jan 2026 00:00:00 GMT"[..]),
                 Some(&b"token-1"[..])
             ],
-            "the signature's headers, first values, in SIGNING's order"
+            "the signature's headers, first values, in SIGNATURE_HEADERS' order"
         );
     }
 }

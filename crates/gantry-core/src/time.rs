@@ -85,8 +85,6 @@ impl Clock for FixedClock {
     }
 }
 
-/// The source of identifiers: UUIDs (request IDs, container instance IDs) and the 32-hex-digit
-/// IDs ECS gives tasks.
 /// A UUID's 36 characters (hex digits and dashes), as [`IdGen::uuid_text`] writes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UuidText([u8; 36]);
@@ -98,6 +96,8 @@ impl UuidText {
     }
 }
 
+/// The source of identifiers: UUIDs (request IDs, container instance IDs) and the 32-hex-digit
+/// IDs ECS gives tasks.
 pub trait IdGen: Send + Sync {
     /// 128 fresh bits.
     fn next_u128(&self) -> u128;

@@ -23,6 +23,9 @@ pub use time::{format_amz_date, parse_amz_date};
 pub const MAX_SKEW_SECS: i64 = 15 * 60;
 /// The longest `X-Amz-Expires` a presigned URL may ask for: a week.
 pub const MAX_EXPIRES_SECS: u32 = 604_800;
+/// The headers besides `Authorization` that parsing a header signature reads (the first value
+/// of each): a caller that has already found them may pass only these to [`parse`].
+pub const SIGNATURE_HEADERS: [&str; 3] = ["x-amz-date", "date", "x-amz-security-token"];
 /// The payload hash of an empty body.
 pub const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 const ALGORITHM: &str = "AWS4-HMAC-SHA256";
@@ -325,7 +328,7 @@ fn parse_header<'a>(req: &Request<'a>, raw: &'a [u8]) -> Result<Auth<'a>, SigErr
             }
         }
     }
-    let found = req.headers_named(["x-amz-date", "date", "x-amz-security-token"]);
+    let found = req.headers_named(SIGNATURE_HEADERS);
     let date_header = found[0].map(|v| (v, true)).or(found[1].map(|v| (v, false)));
     let mut problems = String::new();
     if credential.is_none() {
